@@ -1,0 +1,43 @@
+//! # apscheduler-core
+//!
+//! The shared vocabulary of the apscheduler-rs workspace, written for implementors of
+//! triggers, job stores and executors:
+//!
+//! - [`Trigger`]: computes the next fire time from the previous fire time and now;
+//!   its `Display` mirrors APScheduler's repr (`cron[hour='9']`).
+//! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
+//! - [`time`]: timezone lookup, local-time resolution under the DST policy, date
+//!   parsing (`2009-11-06 16:30:05` read in a timezone) and RFC 3339 output.
+//!
+//! It has no async runtime and no database dependency.
+//!
+//! ## Usage
+//! ```
+//! use apscheduler_core::time::{parse_datetime, parse_timezone, to_rfc3339};
+//!
+//! let tz = parse_timezone("timezone", "America/New_York").unwrap();
+//! // 02:30 does not exist on the spring-forward day: it denotes 03:30 EDT.
+//! let t = parse_datetime("run_date", "2024-03-10 02:30:00", tz).unwrap();
+//! assert_eq!(to_rfc3339(&t), "2024-03-10T03:30:00-04:00");
+//!
+//! let err = parse_timezone("timezone", "Mars/Olympus_Mons").unwrap_err();
+//! assert_eq!(err.field(), "timezone");
+//! ```
+//!
+//! ## Feature flags
+//! None.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.80) and later.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod error;
+pub mod time;
+mod trigger;
+
+pub use chrono;
+pub use chrono_tz;
+pub use error::{Error, ErrorKind, Result, TriggerError};
+pub use trigger::Trigger;

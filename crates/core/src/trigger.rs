@@ -1,0 +1,32 @@
+use std::fmt;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+
+/// Decides when a job runs.
+///
+/// Triggers are stateless: the next fire time is a function of the previous fire time
+/// and the current time only, so a trigger can be persisted and shared between
+/// schedulers.
+///
+/// # Behavior
+/// - `next_fire_time(None, now)` is the first fire time at or after `now` (a date
+///   trigger returns its run date even when it is past; the scheduler's misfire
+///   rules then apply).
+/// - `next_fire_time(Some(prev), now)` is the fire time after `prev`. When `now` is
+///   later than `prev`, cron triggers return the earliest fire time after `prev`
+///   (possibly before `now`), so the scheduler can count overdue runs.
+/// - `None` means the trigger is exhausted; the job is then removed.
+/// - Every returned time is in the trigger's own timezone.
+/// - Must not panic and must return in bounded time for every input.
+///
+/// The `Display` form mirrors APScheduler's: `cron[month='6-8,11-12', day='3rd fri']`,
+/// `interval[2:00:00]`, `date[2024-01-15 00:00:00 CET]`.
+pub trait Trigger: fmt::Debug + fmt::Display + Send + Sync {
+    /// The next fire time (see the trait docs for the contract).
+    fn next_fire_time(&self, previous: Option<&DateTime<Tz>>, now: &DateTime<Tz>)
+        -> Option<DateTime<Tz>>;
+
+    /// The timezone fire times are expressed in.
+    fn timezone(&self) -> Tz;
+}

@@ -1,0 +1,322 @@
+//! Parsing of cron field expressions into bit masks and day rules.
+
+use apscheduler_core::TriggerError;
+
+/// The cron fields, most significant first.
+pub(crate) const FIELD_NAMES: [&str; 8] = [
+    "year",
+    "month",
+    "day",
+    "week",
+    "day_of_week",
+    "hour",
+    "minute",
+    "second",
+];
+
+pub(crate) const MIN_YEAR: u32 = 1970;
+pub(crate) const MAX_YEAR: u32 = 9999;
+
+/// Value bounds per field, as in APScheduler.
+pub(crate) fn bounds(field: &str, vixie: bool) -> (u32, u32) {
+    match field {
+        "year" => (MIN_YEAR, MAX_YEAR),
+        "month" => (1, 12),
+        "day" => (1, 31),
+        "week" => (1, 53),
+        "day_of_week" if vixie => (0, 7),
+        "day_of_week" => (0, 6),
+        "hour" => (0, 23),
+        _ => (0, 59),
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// An inclusive arithmetic range `first..=last` by `step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) first: u32,
+    pub(crate) last: u32,
+    pub(crate) step: u32,
+}
+
+impl Range {
+    /// The smallest value of the range that is `>= v`.
+    pub(crate) fn next_at_or_after(&self, v: u32) -> Option<u32> {
+        if v <= self.first {
+            return Some(self.first);
+        }
+        if v > self.last {
+            return None;
+        }
+        let k = (v - self.first).div_ceil(self.step);
+        let n = self.first + k * self.step;
+        (n <= self.last).then_some(n)
+    }
+
+    pub(crate) fn mask(&self) -> u64 {
+        let mut m = 0u64;
+        let mut v = self.first;
+        while v <= self.last && v < 64 {
+            m |= 1 << v;
+            v += self.step;
+        }
+        m
+    }
+}
+
+/// One expression of the `day` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DayExpr {
+    /// Plain days of month (clipped to the month's length).
+    Range(Range),
+    /// The n-th (1..=5) given weekday (0 = Monday) of the month.
+    Nth { n: u32, weekday: u32 },
+    /// The last given weekday of the month.
+    LastWeekday(u32),
+    /// The last day of the month.
+    LastDay,
+}
+
+/// A parsed field: its normalized text and expressions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    /// Normalized text (pieces trimmed and lowercased, joined by `,`).
+    pub(crate) text: String,
+    pub(crate) ranges: Vec<Range>,
+    pub(crate) days: Vec<DayExpr>,
+    /// Every piece is `*` or `*/n`.
+    pub(crate) all_star: bool,
+}
+
+impl Field {
+    pub(crate) fn mask(&self) -> u64 {
+        self.ranges.iter().fold(0, |m, r| m | r.mask())
+    }
+}
+
+fn err(field: &str, value: &str, reason: impl Into<String>) -> TriggerError {
+    TriggerError::invalid_field(field, value, reason)
+}
+
+fn unrecognized(field: &str, value: &str) -> TriggerError {
+    err(
+        field,
+        value,
+        format!("unrecognized expression '{value}' for field '{field}'"),
+    )
+}
+
+fn parse_uint(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn month_number(name: &str) -> Option<u32> {
+    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
+}
+
+fn weekday_number(name: &str) -> Option<u32> {
+    WEEKDAYS.iter().position(|m| *m == name).map(|i| i as u32)
+}
+
+/// Parses one field's text. `vixie` selects crontab numbering for `day_of_week`
+/// (0 and 7 = Sunday).
+pub(crate) fn parse_field(field: &str, text: &str, vixie: bool) -> Result<Field, TriggerError> {
+    let lowered = text.to_ascii_lowercase();
+    let mut pieces = Vec::new();
+    let mut ranges = Vec::new();
+    let mut days = Vec::new();
+    let mut all_star = true;
+    for raw in lowered.split(',') {
+        let piece = raw.trim();
+        if piece.is_empty() {
+            return Err(unrecognized(field, text.trim()));
+        }
+        if !piece.starts_with('*') {
+            all_star = false;
+        }
+        parse_piece(field, piece, vixie, &mut ranges, &mut days)?;
+        pieces.push(piece);
+    }
+    Ok(Field {
+        text: pieces.join(","),
+        ranges,
+        days,
+        all_star,
+    })
+}
+
+fn parse_piece(
+    field: &str,
+    piece: &str,
+    vixie: bool,
+    ranges: &mut Vec<Range>,
+    days: &mut Vec<DayExpr>,
+) -> Result<(), TriggerError> {
+    let (min, max) = bounds(field, vixie);
+
+    // Day-only forms: `last`, `xth y`, `last y`.
+    if field == "day" {
+        if piece == "last" {
+            days.push(DayExpr::LastDay);
+            return Ok(());
+        }
+        let mut words = piece.split_whitespace();
+        if let (Some(option), Some(weekday), None) = (words.next(), words.next(), words.next()) {
+            let n = match option {
+                "1st" => Some(1),
+                "2nd" => Some(2),
+                "3rd" => Some(3),
+                "4th" => Some(4),
+                "5th" => Some(5),
+                "last" => None,
+                _ => return Err(unrecognized(field, piece)),
+            };
+            let wd = weekday_number(weekday).ok_or_else(|| {
+                err(field, piece, format!("invalid weekday name '{weekday}'"))
+            })?;
+            days.push(match n {
+                Some(n) => DayExpr::Nth { n, weekday: wd },
+                None => DayExpr::LastWeekday(wd),
+            });
+            return Ok(());
+        }
+    }
+
+    let (body, step) = match piece.split_once('/') {
+        Some((body, step)) => {
+            let step = parse_uint(step).ok_or_else(|| unrecognized(field, piece))?;
+            if step == 0 {
+                return Err(err(field, piece, "increment must be higher than 0"));
+            }
+            (body, Some(step))
+        }
+        None => (piece, None),
+    };
+
+    let range = if body == "*" {
+        let range = max - min;
+        if let Some(step) = step {
+            if step > range {
+                return Err(err(
+                    field,
+                    piece,
+                    format!("the step value ({step}) is higher than the total range of the expression ({range})"),
+                ));
+            }
+        }
+        Range {
+            first: min,
+            last: max,
+            step: step.unwrap_or(1),
+        }
+    } else {
+        let (first_text, last_text) = match body.split_once('-') {
+            Some((a, b)) => (a, Some(b)),
+            None => (body, None),
+        };
+        let first = parse_value(field, piece, first_text, vixie, false)?;
+        let last = match last_text {
+            Some(t) => Some(parse_value(field, piece, t, vixie, true)?),
+            None => None,
+        };
+        if let Some(last) = last {
+            if last < first {
+                return Err(err(
+                    field,
+                    piece,
+                    "the minimum value in a range must not be higher than the maximum",
+                ));
+            }
+        }
+        if first < min {
+            return Err(err(
+                field,
+                piece,
+                format!("the first value ({first}) is lower than the minimum value ({min})"),
+            ));
+        }
+        if let Some(last) = last {
+            if last > max {
+                return Err(err(
+                    field,
+                    piece,
+                    format!("the last value ({last}) is higher than the maximum value ({max})"),
+                ));
+            }
+        } else if first > max {
+            return Err(err(
+                field,
+                piece,
+                format!("the last value ({first}) is higher than the maximum value ({max})"),
+            ));
+        }
+        // `a/c` runs to the field's maximum; a plain `a` is the single value.
+        let last = match (last, step) {
+            (Some(l), _) => l,
+            (None, Some(_)) => max,
+            (None, None) => first,
+        };
+        if let Some(step) = step {
+            let range = last - first;
+            if step > range {
+                return Err(err(
+                    field,
+                    piece,
+                    format!("the step value ({step}) is higher than the total range of the expression ({range})"),
+                ));
+            }
+        }
+        Range {
+            first,
+            last,
+            step: step.unwrap_or(1),
+        }
+    };
+    if field == "day" {
+        days.push(DayExpr::Range(range));
+    } else {
+        ranges.push(range);
+    }
+    Ok(())
+}
+
+/// Reads one value of a range: a number, or a month/weekday name where the field takes names.
+fn parse_value(
+    field: &str,
+    piece: &str,
+    text: &str,
+    vixie: bool,
+    closes_range: bool,
+) -> Result<u32, TriggerError> {
+    if let Some(n) = parse_uint(text) {
+        return Ok(n);
+    }
+    let is_name = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic());
+    match field {
+        "month" if is_name => month_number(text)
+            .ok_or_else(|| err(field, piece, format!("invalid month name '{text}'"))),
+        "day_of_week" if is_name => {
+            let wd = weekday_number(text)
+                .ok_or_else(|| err(field, piece, format!("invalid weekday name '{text}'")))?;
+            if vixie {
+                // Crontab numbering: sun = 0, or 7 when it closes a range (`mon-sun`).
+                Ok(match wd {
+                    6 if closes_range => 7,
+                    6 => 0,
+                    w => w + 1,
+                })
+            } else {
+                Ok(wd)
+            }
+        }
+        _ => Err(unrecognized(field, piece)),
+    }
+}

@@ -1,0 +1,577 @@
+//! The `cron` trigger (APScheduler's `CronTrigger`) and crontab text.
+
+mod expr;
+mod matcher;
+
+use std::fmt;
+
+use apscheduler_core::time::{
+    parse_rfc3339, parse_timezone, resolve_local, to_rfc3339, LocalInstant,
+};
+use apscheduler_core::{Trigger, TriggerError};
+use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use expr::FIELD_NAMES;
+use expr::{bounds, parse_field, Field};
+pub(crate) use matcher::Matcher;
+use matcher::{DayRule, SECOND};
+
+use crate::util::{apply_jitter, ceil_to_second, check_jitter};
+
+/// Fires when the wall-clock time matches every field (APScheduler's `CronTrigger`).
+///
+/// Fields: `year`, `month`, `day`, `week` (ISO), `day_of_week` (0 = Monday),
+/// `hour`, `minute`, `second`. Expressions: `*`, `*/a`, `a-b`, `a-b/c`, `a/c`,
+/// `xth y`, `last x`, `last` (day field), comma lists, month and weekday names.
+/// Fields left out that are more significant than the least significant given
+/// field are `*`; less significant ones take their minimum.
+///
+/// DST: a time inside a spring-forward gap fires once, at the instant it denotes with
+/// the offset before the jump; in a fall-back overlap a time fires once (at its first
+/// occurrence) unless the hour field is `*` or `*/n`, in which case both passes fire.
+///
+/// ```
+/// use apscheduler_core::Trigger;
+/// use apscheduler_triggers::CronTrigger;
+///
+/// let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+/// let trigger = CronTrigger::builder()
+///     .month("6-8,11-12")
+///     .day("3rd fri")
+///     .hour("0-3")
+///     .timezone(tz)
+///     .build()
+///     .unwrap();
+/// assert_eq!(trigger.to_string(), "cron[month='6-8,11-12', day='3rd fri', hour='0-3']");
+///
+/// let now = apscheduler_core::time::parse_datetime("now", "2024-01-01", tz).unwrap();
+/// let next = trigger.next_fire_time(None, &now).unwrap();
+/// assert_eq!(next.to_rfc3339(), "2024-06-21T00:00:00-04:00");
+///
+/// let weekdays = CronTrigger::from_crontab("0 9 * * mon-fri", tz).unwrap();
+/// assert!(weekdays.next_fire_time(None, &now).is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CronSpec", into = "CronSpec")]
+pub struct CronTrigger {
+    spec: CronSpec,
+    /// Which fields were given (and so are shown by `Display`).
+    given: [bool; 8],
+    matcher: Matcher,
+    timezone: Tz,
+    start_date: Option<DateTime<Tz>>,
+    end_date: Option<DateTime<Tz>>,
+    jitter: Option<f64>,
+}
+
+/// The persisted form of a cron trigger: its field texts, dates and options.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct CronSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    year: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    month: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    week: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day_of_week: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hour: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    minute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    second: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_date: Option<String>,
+    timezone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jitter: Option<f64>,
+    /// Standard crontab semantics (Vixie day-of-week numbering, day OR weekday).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    crontab: bool,
+}
+
+impl CronSpec {
+    fn field(&self, index: usize) -> Option<&String> {
+        [
+            &self.year,
+            &self.month,
+            &self.day,
+            &self.week,
+            &self.day_of_week,
+            &self.hour,
+            &self.minute,
+            &self.second,
+        ][index]
+            .as_ref()
+    }
+
+    fn field_mut(&mut self, index: usize) -> &mut Option<String> {
+        match index {
+            0 => &mut self.year,
+            1 => &mut self.month,
+            2 => &mut self.day,
+            3 => &mut self.week,
+            4 => &mut self.day_of_week,
+            5 => &mut self.hour,
+            6 => &mut self.minute,
+            _ => &mut self.second,
+        }
+    }
+}
+
+/// Builds a [`CronTrigger`]; every field is optional.
+#[derive(Debug, Clone)]
+pub struct CronTriggerBuilder {
+    fields: [Option<String>; 8],
+    start_date: Option<DateTime<Tz>>,
+    end_date: Option<DateTime<Tz>>,
+    timezone: Option<Tz>,
+    jitter: Option<f64>,
+}
+
+macro_rules! field_setters {
+    ($($name:ident => $index:expr),* $(,)?) => {
+        $(
+            #[doc = concat!("Sets the `", stringify!($name), "` field expression.")]
+            pub fn $name(mut self, expr: impl ToString) -> Self {
+                self.fields[$index] = Some(expr.to_string());
+                self
+            }
+        )*
+    };
+}
+
+impl CronTriggerBuilder {
+    field_setters! {
+        year => 0, month => 1, day => 2, week => 3, day_of_week => 4,
+        hour => 5, minute => 6, second => 7,
+    }
+
+    /// Sets a field by its name (`year` ... `second`).
+    ///
+    /// # Errors
+    /// An unknown field name.
+    pub fn field(mut self, name: &str, expr: impl ToString) -> Result<Self, TriggerError> {
+        let index = FIELD_NAMES.iter().position(|f| *f == name).ok_or_else(|| {
+            TriggerError::UnknownArgument {
+                field: name.to_owned(),
+                value: expr.to_string(),
+                reason: "not a cron field".into(),
+            }
+        })?;
+        self.fields[index] = Some(expr.to_string());
+        Ok(self)
+    }
+
+    /// Earliest possible fire time.
+    pub fn start_date(mut self, start: DateTime<Tz>) -> Self {
+        self.start_date = Some(start);
+        self
+    }
+
+    /// Latest possible fire time.
+    pub fn end_date(mut self, end: DateTime<Tz>) -> Self {
+        self.end_date = Some(end);
+        self
+    }
+
+    /// The timezone the fields are read in (default UTC).
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+
+    /// Adds a random delay of up to `seconds` to each fire time.
+    pub fn jitter(mut self, seconds: f64) -> Self {
+        self.jitter = Some(seconds);
+        self
+    }
+
+    /// Validates and builds the trigger.
+    ///
+    /// # Errors
+    /// Any invalid field expression, `end_date` before `start_date`, a bad jitter.
+    pub fn build(self) -> Result<CronTrigger, TriggerError> {
+        let tz = self.timezone.unwrap_or(Tz::UTC);
+        let mut spec = CronSpec {
+            timezone: tz.name().to_owned(),
+            start_date: self.start_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
+            end_date: self.end_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
+            jitter: self.jitter,
+            ..CronSpec::default()
+        };
+        for (i, value) in self.fields.into_iter().enumerate() {
+            *spec.field_mut(i) = value;
+        }
+        CronTrigger::from_spec(spec)
+    }
+}
+
+impl CronTrigger {
+    /// Starts building a trigger.
+    pub fn builder() -> CronTriggerBuilder {
+        CronTriggerBuilder {
+            fields: Default::default(),
+            start_date: None,
+            end_date: None,
+            timezone: None,
+            jitter: None,
+        }
+    }
+
+    /// Reads standard 5-field crontab text (`minute hour day month day_of_week`), with
+    /// Vixie cron semantics: day of week 0 and 7 are Sunday, and when both day of month
+    /// and day of week are restricted, a day matching either fires.
+    ///
+    /// # Errors
+    /// Not exactly five fields, or an invalid field.
+    pub fn from_crontab(expr: &str, tz: Tz) -> Result<CronTrigger, TriggerError> {
+        let parts: Vec<&str> = expr.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(TriggerError::CrontabFieldCount {
+                expr: expr.to_owned(),
+                got: parts.len(),
+            });
+        }
+        let spec = CronSpec {
+            minute: Some(parts[0].to_owned()),
+            hour: Some(parts[1].to_owned()),
+            day: Some(parts[2].to_owned()),
+            month: Some(parts[3].to_owned()),
+            day_of_week: Some(parts[4].to_owned()),
+            timezone: tz.name().to_owned(),
+            crontab: true,
+            ..CronSpec::default()
+        };
+        CronTrigger::from_spec(spec)
+    }
+
+    /// Like [`CronTrigger::from_crontab`], with start/end dates and jitter.
+    ///
+    /// # Errors
+    /// As [`CronTrigger::from_crontab`], plus `end_date` before `start_date`.
+    pub fn from_crontab_with(
+        expr: &str,
+        tz: Tz,
+        start_date: Option<DateTime<Tz>>,
+        end_date: Option<DateTime<Tz>>,
+        jitter: Option<f64>,
+    ) -> Result<CronTrigger, TriggerError> {
+        let base = CronTrigger::from_crontab(expr, tz)?;
+        let spec = CronSpec {
+            start_date: start_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
+            end_date: end_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
+            jitter,
+            ..base.spec
+        };
+        CronTrigger::from_spec(spec)
+    }
+
+    fn from_spec(spec: CronSpec) -> Result<CronTrigger, TriggerError> {
+        let tz = parse_timezone("timezone", &spec.timezone)?;
+        let jitter = check_jitter(spec.jitter)?;
+        let start_date = spec
+            .start_date
+            .as_deref()
+            .map(|s| parse_rfc3339("start_date", s, tz))
+            .transpose()?;
+        let end_date = spec
+            .end_date
+            .as_deref()
+            .map(|s| parse_rfc3339("end_date", s, tz))
+            .transpose()?;
+        if let (Some(start), Some(end)) = (start_date, end_date) {
+            if end < start {
+                return Err(TriggerError::EndBeforeStart {
+                    start: to_rfc3339(&start),
+                    end: to_rfc3339(&end),
+                });
+            }
+        }
+        let vixie = spec.crontab;
+
+        // Defaults: `*` above the least significant given field, the minimum below it;
+        // week and day_of_week are always `*` when not given.
+        let least_given = (0..8).rev().find(|&i| spec.field(i).is_some());
+        let mut given = [false; 8];
+        let mut fields: Vec<Field> = Vec::with_capacity(8);
+        for (i, name) in FIELD_NAMES.iter().enumerate() {
+            let text = match spec.field(i) {
+                Some(t) => {
+                    given[i] = true;
+                    t.clone()
+                }
+                None => {
+                    let below = least_given.is_some_and(|l| i > l);
+                    if below && !matches!(*name, "week" | "day_of_week") {
+                        bounds(name, vixie).0.to_string()
+                    } else {
+                        "*".to_owned()
+                    }
+                }
+            };
+            fields.push(parse_field(name, &text, vixie)?);
+        }
+
+        let weekdays = if vixie {
+            // Crontab numbering (0 and 7 = Sunday) to Monday-first bits.
+            let mask = fields[4].mask();
+            (0..=7u32)
+                .filter(|v| mask & (1 << v) != 0)
+                .fold(0u8, |m, v| m | 1 << ((v + 6) % 7))
+        } else {
+            fields[4].mask() as u8
+        };
+        let weeks = if fields[3].all_star && fields[3].text == "*" {
+            None
+        } else {
+            Some(fields[3].mask())
+        };
+        let day_rule = DayRule {
+            days: fields[2].days.clone(),
+            weekdays,
+            weeks,
+            either: vixie
+                && !spec.day.as_deref().unwrap_or("*").trim_start().starts_with('*')
+                && !spec
+                    .day_of_week
+                    .as_deref()
+                    .unwrap_or("*")
+                    .trim_start()
+                    .starts_with('*'),
+        };
+        let matcher = Matcher {
+            years: vec![fields[0].ranges.clone()],
+            months: fields[1].mask(),
+            day_rules: vec![day_rule],
+            hours: fields[5].mask(),
+            minutes: fields[6].mask(),
+            seconds: fields[7].mask(),
+            hour_wildcard: fields[5].all_star,
+        };
+        // Keep the normalized texts for display and persistence.
+        let mut spec = spec;
+        for (i, f) in fields.iter().enumerate() {
+            if given[i] {
+                *spec.field_mut(i) = Some(f.text.clone());
+            }
+        }
+        spec.jitter = jitter;
+        Ok(CronTrigger {
+            spec,
+            given,
+            matcher,
+            timezone: tz,
+            start_date,
+            end_date,
+            jitter,
+        })
+    }
+
+    /// The field expression as given (normalized), or `None` when it was left out.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        let i = FIELD_NAMES.iter().position(|f| *f == name)?;
+        self.spec.field(i).map(String::as_str)
+    }
+
+    /// Earliest possible fire time.
+    pub fn start_date(&self) -> Option<DateTime<Tz>> {
+        self.start_date
+    }
+
+    /// Latest possible fire time.
+    pub fn end_date(&self) -> Option<DateTime<Tz>> {
+        self.end_date
+    }
+
+    pub(crate) fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    pub(crate) fn jitter(&self) -> Option<f64> {
+        self.jitter
+    }
+
+    /// First unjittered fire time at or after `t`, within the start and end dates.
+    pub(crate) fn first_at_or_after(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let mut start = t.with_timezone(&self.timezone);
+        if let Some(s) = self.start_date {
+            start = start.max(s);
+        }
+        let next = next_instant(&self.matcher, self.timezone, ceil_to_second(start))?;
+        match self.end_date {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+}
+
+/// The first instant `>= start` (a whole second) whose wall-clock time in `tz` matches,
+/// under the DST policy (see [`CronTrigger`]).
+pub(crate) fn next_instant(m: &Matcher, tz: Tz, start: DateTime<Tz>) -> Option<DateTime<Tz>> {
+    let local = start.naive_local();
+    let mut best: Option<DateTime<Tz>> = None;
+    let mut consider = |t: DateTime<Tz>| {
+        if t >= start && best.is_none_or(|b| t < b) {
+            best = Some(t);
+        }
+    };
+
+    // (a) The first matching wall-clock time at or after the start's own.
+    let mut from = local;
+    while let Some(n) = m.next_naive(from) {
+        match resolve_local(tz, n) {
+            LocalInstant::Single(t) | LocalInstant::Gap(t) if t >= start => {
+                consider(t);
+                break;
+            }
+            LocalInstant::Ambiguous(early, late) => {
+                if early >= start {
+                    consider(early);
+                    break;
+                }
+                if m.hour_wildcard && late >= start {
+                    consider(late);
+                    break;
+                }
+                // This wall-clock time already fired in the first pass; skip every time
+                // whose first occurrence lies before the start.
+                let early_offset = Duration::seconds(i64::from(early.offset().fix().local_minus_utc()));
+                from = (n + SECOND).max(ceil_naive(start.naive_utc() + early_offset));
+            }
+            _ => from = n + SECOND,
+        }
+    }
+
+    // (b) The start is in the first pass of a fall-back overlap: with an `*` hour the
+    // second pass fires too, and all of it comes after the start.
+    if m.hour_wildcard {
+        if let LocalInstant::Ambiguous(early, late) = resolve_local(tz, local) {
+            if start < late {
+                let overlap = late - early;
+                let mut lo = local - overlap;
+                let mut hi = local;
+                while hi - lo > SECOND {
+                    let mid = lo + Duration::seconds((hi - lo).num_seconds() / 2);
+                    if matches!(resolve_local(tz, mid), LocalInstant::Ambiguous(..)) {
+                        hi = mid;
+                    } else {
+                        lo = mid;
+                    }
+                }
+                if let Some(n) = m.next_naive(hi) {
+                    if let LocalInstant::Ambiguous(_, late) = resolve_local(tz, n) {
+                        consider(late);
+                    }
+                }
+            }
+        }
+    }
+
+    // (c) The start lies just after a spring-forward gap: wall-clock times inside the gap
+    // denote instants after the jump, possibly at or after the start.
+    let offset_now = start.offset().fix().local_minus_utc();
+    let before = start.naive_utc() - Duration::hours(49);
+    let offset_before = tz.offset_from_utc_datetime(&before).fix().local_minus_utc();
+    if offset_now > offset_before {
+        let gap = Duration::seconds(i64::from(offset_now - offset_before));
+        let probe = local - gap;
+        if matches!(resolve_local(tz, probe), LocalInstant::Gap(_)) {
+            if let Some(n) = m.next_naive(probe) {
+                if n < local {
+                    if let LocalInstant::Gap(t) = resolve_local(tz, n) {
+                        consider(t);
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+fn ceil_naive(t: NaiveDateTime) -> NaiveDateTime {
+    use chrono::Timelike;
+    if t.nanosecond() == 0 {
+        t
+    } else {
+        t.with_nanosecond(0).unwrap_or(t) + SECOND
+    }
+}
+
+impl Trigger for CronTrigger {
+    fn next_fire_time(
+        &self,
+        previous: Option<&DateTime<Tz>>,
+        now: &DateTime<Tz>,
+    ) -> Option<DateTime<Tz>> {
+        let now = now.with_timezone(&self.timezone);
+        let start = match previous {
+            Some(prev) => {
+                let prev = prev.with_timezone(&self.timezone);
+                let step = Duration::microseconds(1);
+                let start = now.min(prev + step);
+                if start == prev {
+                    start + step
+                } else {
+                    start
+                }
+            }
+            None => match self.start_date {
+                Some(s) => now.max(s),
+                None => now,
+            },
+        };
+        let next = next_instant(&self.matcher, self.timezone, ceil_to_second(start))?;
+        if let Some(end) = self.end_date {
+            if next > end {
+                return None;
+            }
+        }
+        let next = apply_jitter(next, self.jitter);
+        Some(match self.end_date {
+            Some(end) => next.min(end),
+            None => next,
+        })
+    }
+
+    fn timezone(&self) -> Tz {
+        self.timezone
+    }
+}
+
+impl fmt::Display for CronTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cron[")?;
+        let mut first = true;
+        for (i, name) in FIELD_NAMES.iter().enumerate() {
+            if let (true, Some(text)) = (self.given[i], self.spec.field(i)) {
+                if !first {
+                    f.write_str(", ")?;
+                }
+                first = false;
+                write!(f, "{name}='{text}'")?;
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+impl From<CronTrigger> for CronSpec {
+    fn from(t: CronTrigger) -> Self {
+        t.spec
+    }
+}
+
+impl TryFrom<CronSpec> for CronTrigger {
+    type Error = TriggerError;
+    fn try_from(spec: CronSpec) -> Result<Self, Self::Error> {
+        CronTrigger::from_spec(spec)
+    }
+}

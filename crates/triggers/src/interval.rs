@@ -1,0 +1,277 @@
+//! The `interval` trigger: fires every fixed length of elapsed time.
+
+use std::fmt;
+
+use apscheduler_core::time::{parse_rfc3339, parse_timezone, to_rfc3339};
+use apscheduler_core::{Trigger, TriggerError};
+use chrono::{DateTime, Duration};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::util::{apply_jitter, check_jitter, TICK};
+
+/// Fires at `start_date + k·interval` (APScheduler's `IntervalTrigger`).
+///
+/// The interval measures elapsed time, so a 1-hour interval stays 1 hour apart across
+/// DST changes. `start_date` defaults to the construction time plus one interval.
+///
+/// ```
+/// use apscheduler_core::Trigger;
+/// use apscheduler_triggers::IntervalTrigger;
+/// use chrono::{Duration, TimeZone};
+///
+/// let tz = chrono_tz::UTC;
+/// let start = tz.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+/// let trigger = IntervalTrigger::builder(Duration::hours(2))
+///     .start_date(start)
+///     .build()
+///     .unwrap();
+/// assert_eq!(trigger.to_string(), "interval[2:00:00]");
+/// let now = tz.with_ymd_and_hms(2024, 1, 1, 3, 0, 0).unwrap();
+/// let next = trigger.next_fire_time(None, &now).unwrap();
+/// assert_eq!(next, tz.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "IntervalSpec", into = "IntervalSpec")]
+pub struct IntervalTrigger {
+    interval: Duration,
+    start_date: DateTime<Tz>,
+    end_date: Option<DateTime<Tz>>,
+    jitter: Option<f64>,
+}
+
+/// Builds an [`IntervalTrigger`].
+#[derive(Debug, Clone)]
+pub struct IntervalTriggerBuilder {
+    interval: Duration,
+    start_date: Option<DateTime<Tz>>,
+    end_date: Option<DateTime<Tz>>,
+    timezone: Option<Tz>,
+    jitter: Option<f64>,
+    now: Option<DateTime<Tz>>,
+}
+
+impl IntervalTrigger {
+    /// Starts building a trigger with the given interval.
+    pub fn builder(interval: Duration) -> IntervalTriggerBuilder {
+        IntervalTriggerBuilder {
+            interval,
+            start_date: None,
+            end_date: None,
+            timezone: None,
+            jitter: None,
+            now: None,
+        }
+    }
+
+    /// The interval between fires.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The first fire time of the grid.
+    pub fn start_date(&self) -> DateTime<Tz> {
+        self.start_date
+    }
+
+    /// No fire time is later than this.
+    pub fn end_date(&self) -> Option<DateTime<Tz>> {
+        self.end_date
+    }
+
+    pub(crate) fn first_at_or_after(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let next = if *t <= self.start_date {
+            self.start_date
+        } else {
+            let step = self.interval.num_nanoseconds().unwrap_or(i64::MAX) as i128;
+            let diff = (*t - self.start_date).num_nanoseconds().map_or(i128::MAX, i128::from);
+            let k = (diff + step - 1) / step;
+            let offset = i64::try_from(k.checked_mul(step)?).ok()?;
+            self.start_date.checked_add_signed(Duration::nanoseconds(offset))?
+        };
+        match self.end_date {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+
+    pub(crate) fn jitter(&self) -> Option<f64> {
+        self.jitter
+    }
+}
+
+impl IntervalTriggerBuilder {
+    /// First fire time (default: now + interval).
+    pub fn start_date(mut self, start: DateTime<Tz>) -> Self {
+        self.start_date = Some(start);
+        self
+    }
+
+    /// Last possible fire time.
+    pub fn end_date(mut self, end: DateTime<Tz>) -> Self {
+        self.end_date = Some(end);
+        self
+    }
+
+    /// Timezone for fire times (default: the start date's, else UTC).
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+
+    /// Adds a random delay of up to `seconds` to each fire time.
+    pub fn jitter(mut self, seconds: f64) -> Self {
+        self.jitter = Some(seconds);
+        self
+    }
+
+    /// The "now" used for the default start date (default: the system clock).
+    pub fn now(mut self, now: DateTime<Tz>) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Validates and builds the trigger.
+    ///
+    /// # Errors
+    /// A zero or negative interval, `end_date` before `start_date`, a bad jitter.
+    pub fn build(self) -> Result<IntervalTrigger, TriggerError> {
+        if self.interval <= Duration::zero() {
+            return Err(TriggerError::EmptyInterval {
+                field: "interval".into(),
+                value: format_timedelta(self.interval),
+            });
+        }
+        let tz = self
+            .timezone
+            .or(self.start_date.map(|s| s.timezone()))
+            .unwrap_or(Tz::UTC);
+        let jitter = check_jitter(self.jitter)?;
+        let start = match self.start_date {
+            Some(s) => s.with_timezone(&tz),
+            None => {
+                let now = self
+                    .now
+                    .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz));
+                now.with_timezone(&tz) + self.interval
+            }
+        };
+        let end = self.end_date.map(|e| e.with_timezone(&tz));
+        if let Some(end) = end {
+            if end < start {
+                return Err(TriggerError::EndBeforeStart {
+                    start: to_rfc3339(&start),
+                    end: to_rfc3339(&end),
+                });
+            }
+        }
+        Ok(IntervalTrigger {
+            interval: self.interval,
+            start_date: start,
+            end_date: end,
+            jitter,
+        })
+    }
+}
+
+impl Trigger for IntervalTrigger {
+    fn next_fire_time(
+        &self,
+        previous: Option<&DateTime<Tz>>,
+        now: &DateTime<Tz>,
+    ) -> Option<DateTime<Tz>> {
+        // With a previous fire time, the next grid point after it (previous + interval
+        // when it lies on the grid; jitter does not make the grid drift).
+        let next = match previous {
+            Some(prev) => self.first_at_or_after(&(*prev + TICK))?,
+            None => self.first_at_or_after(now)?,
+        };
+        let next = apply_jitter(next, self.jitter);
+        match self.end_date {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+
+    fn timezone(&self) -> Tz {
+        self.start_date.timezone()
+    }
+}
+
+/// Formats a duration as Python's `timedelta.__str__` does: `2:00:00`, `1 day, 0:00:30`.
+pub(crate) fn format_timedelta(d: Duration) -> String {
+    let total_micros = d.num_microseconds().unwrap_or(i64::MAX);
+    let days = total_micros.div_euclid(86_400_000_000);
+    let rem = total_micros.rem_euclid(86_400_000_000);
+    let secs = rem / 1_000_000;
+    let micros = rem % 1_000_000;
+    let mut out = String::new();
+    if days != 0 {
+        let plural = if days.abs() == 1 { "" } else { "s" };
+        out.push_str(&format!("{days} day{plural}, "));
+    }
+    out.push_str(&format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
+    if micros != 0 {
+        out.push_str(&format!(".{micros:06}"));
+    }
+    out
+}
+
+impl fmt::Display for IntervalTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interval[{}]", format_timedelta(self.interval))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct IntervalSpec {
+    interval_seconds: f64,
+    start_date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_date: Option<String>,
+    timezone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jitter: Option<f64>,
+}
+
+impl From<IntervalTrigger> for IntervalSpec {
+    fn from(t: IntervalTrigger) -> Self {
+        IntervalSpec {
+            interval_seconds: t.interval.num_nanoseconds().unwrap_or(i64::MAX) as f64 / 1e9,
+            start_date: to_rfc3339(&t.start_date),
+            end_date: t.end_date.as_ref().map(to_rfc3339),
+            timezone: t.start_date.timezone().name().to_owned(),
+            jitter: t.jitter,
+        }
+    }
+}
+
+impl TryFrom<IntervalSpec> for IntervalTrigger {
+    type Error = TriggerError;
+    fn try_from(s: IntervalSpec) -> Result<Self, Self::Error> {
+        let tz = parse_timezone("timezone", &s.timezone)?;
+        let interval = seconds_to_duration("interval", s.interval_seconds)?;
+        let mut b = IntervalTrigger::builder(interval)
+            .timezone(tz)
+            .start_date(parse_rfc3339("start_date", &s.start_date, tz)?);
+        if let Some(end) = s.end_date {
+            b = b.end_date(parse_rfc3339("end_date", &end, tz)?);
+        }
+        if let Some(j) = s.jitter {
+            b = b.jitter(j);
+        }
+        b.build()
+    }
+}
+
+/// Converts a number of seconds to a duration, refusing NaN, infinities and overflow.
+pub(crate) fn seconds_to_duration(field: &str, secs: f64) -> Result<Duration, TriggerError> {
+    if !secs.is_finite() || secs.abs() > 9.0e9 {
+        return Err(TriggerError::invalid_field(
+            field,
+            secs.to_string(),
+            "not a finite number of seconds in range",
+        ));
+    }
+    Ok(Duration::nanoseconds((secs * 1e9).round() as i64))
+}

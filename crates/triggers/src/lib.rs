@@ -1,0 +1,217 @@
+//! # apscheduler-triggers
+//!
+//! The trigger kinds of APScheduler, with its exact semantics and a stated DST policy:
+//!
+//! | kind | type | APScheduler |
+//! |---|---|---|
+//! | `date` | [`DateTrigger`] | `DateTrigger` |
+//! | `interval` | [`IntervalTrigger`] | `IntervalTrigger` |
+//! | `cron` | [`CronTrigger`] (+ [`CronTrigger::from_crontab`]) | `CronTrigger` |
+//! | `calendarinterval` | [`CalendarIntervalTrigger`] | APScheduler 4's `CalendarIntervalTrigger` |
+//! | `and` / `or` | [`AndTrigger`], [`OrTrigger`] | `AndTrigger`, `OrTrigger` |
+//!
+//! [`AnyTrigger`] holds any of them, serializes with serde (so job stores can persist
+//! it) and is built from APScheduler-style keyword arguments by [`AnyTrigger::from_args`].
+//!
+//! ## Usage
+//! ```
+//! use apscheduler_core::Trigger;
+//! use apscheduler_triggers::AnyTrigger;
+//! use serde_json::json;
+//!
+//! let tz: chrono_tz::Tz = "Europe/Helsinki".parse().unwrap();
+//! let now = apscheduler_core::time::parse_datetime("now", "2024-06-01 12:00:00", tz).unwrap();
+//! let trigger = AnyTrigger::from_args("cron", &json!({"day_of_week": "mon-fri", "hour": 9}), tz, now)
+//!     .unwrap();
+//! assert_eq!(trigger.to_string(), "cron[day_of_week='mon-fri', hour='9']");
+//! let next = trigger.next_fire_time(None, &now).unwrap();
+//! assert_eq!(next.to_rfc3339(), "2024-06-03T09:00:00+03:00");
+//!
+//! let err = AnyTrigger::from_args("cron", &json!({"minute": 60}), tz, now).unwrap_err();
+//! assert_eq!(err.field(), "minute");
+//! ```
+//!
+//! ## DST policy
+//! - A wall-clock time inside a spring-forward gap fires once, at the instant it denotes
+//!   with the offset in force before the jump (02:30 in New York on the spring-forward
+//!   day fires at 03:30 EDT). The same instant is never produced twice.
+//! - In a fall-back overlap, a cron trigger whose hour field is `*` or `*/n` follows real
+//!   time and fires in both passes; otherwise each wall-clock time fires once, at its
+//!   first occurrence.
+//! - Interval triggers measure elapsed time; calendar intervals use wall time with the
+//!   two rules above.
+//!
+//! ## Feature flags
+//! None.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.80) and later.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod args;
+mod calendar;
+mod combining;
+mod cron;
+mod date;
+mod interval;
+mod util;
+mod vector;
+
+use std::fmt;
+
+pub use apscheduler_core::{Trigger, TriggerError};
+pub use calendar::{CalendarIntervalTrigger, CalendarIntervalTriggerBuilder};
+pub use combining::{AndTrigger, OrTrigger};
+pub use cron::{CronTrigger, CronTriggerBuilder};
+pub use date::DateTrigger;
+pub use interval::{IntervalTrigger, IntervalTriggerBuilder};
+pub use vector::{evaluate_vector, MAX_COUNT};
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// Any trigger kind of this crate; what jobs hold and stores persist.
+///
+/// Serialized with a `type` tag: `{"type": "cron", "hour": "9", "timezone": "UTC"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AnyTrigger {
+    /// A [`CronTrigger`].
+    Cron(CronTrigger),
+    /// An [`IntervalTrigger`].
+    Interval(IntervalTrigger),
+    /// A [`DateTrigger`].
+    Date(DateTrigger),
+    /// A [`CalendarIntervalTrigger`].
+    #[serde(rename = "calendarinterval")]
+    CalendarInterval(CalendarIntervalTrigger),
+    /// An [`AndTrigger`].
+    And(AndTrigger),
+    /// An [`OrTrigger`].
+    Or(OrTrigger),
+}
+
+impl AnyTrigger {
+    /// Builds a trigger from its kind name and APScheduler's keyword arguments as JSON.
+    ///
+    /// Kinds: `cron`, `crontab` (`{"expr": "0 9 * * mon-fri"}`), `interval`, `date`,
+    /// `calendarinterval`, `and`, `or` (`{"triggers": [{"trigger": ..., "args": ...}]}`).
+    /// Every kind takes `timezone` (overriding `tz`) and, except `date`, `jitter`;
+    /// date strings without an offset are read in the trigger's timezone. `now` is used
+    /// for defaults (an interval's start date, a date trigger without `run_date`).
+    ///
+    /// # Errors
+    /// A [`TriggerError`] naming the field and the value for any invalid input,
+    /// including unknown kinds and arguments.
+    pub fn from_args(
+        kind: &str,
+        args: &serde_json::Value,
+        tz: Tz,
+        now: DateTime<Tz>,
+    ) -> Result<AnyTrigger, TriggerError> {
+        args::build(kind, args, tz, now)
+    }
+
+    fn as_trigger(&self) -> &dyn Trigger {
+        match self {
+            AnyTrigger::Cron(t) => t,
+            AnyTrigger::Interval(t) => t,
+            AnyTrigger::Date(t) => t,
+            AnyTrigger::CalendarInterval(t) => t,
+            AnyTrigger::And(t) => t,
+            AnyTrigger::Or(t) => t,
+        }
+    }
+
+    /// The kind name (`cron`, `interval`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyTrigger::Cron(_) => "cron",
+            AnyTrigger::Interval(_) => "interval",
+            AnyTrigger::Date(_) => "date",
+            AnyTrigger::CalendarInterval(_) => "calendarinterval",
+            AnyTrigger::And(_) => "and",
+            AnyTrigger::Or(_) => "or",
+        }
+    }
+
+    /// The configured jitter in seconds, if any.
+    pub fn jitter(&self) -> Option<f64> {
+        match self {
+            AnyTrigger::Cron(t) => t.jitter(),
+            AnyTrigger::Interval(t) => t.jitter(),
+            AnyTrigger::Date(_) => None,
+            AnyTrigger::CalendarInterval(t) => t.jitter(),
+            AnyTrigger::And(t) => t.jitter(),
+            AnyTrigger::Or(t) => t.jitter(),
+        }
+    }
+
+    /// The first instant of this trigger's own sequence at or after `t`, without jitter.
+    pub(crate) fn first_at_or_after(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        match self {
+            AnyTrigger::Cron(c) => c.first_at_or_after(t),
+            AnyTrigger::Interval(i) => i.first_at_or_after(t),
+            AnyTrigger::Date(d) => d.first_at_or_after(t),
+            AnyTrigger::CalendarInterval(c) => c.first_at_or_after(t),
+            AnyTrigger::And(a) => a.first_at_or_after(t),
+            AnyTrigger::Or(o) => o.first_at_or_after(t),
+        }
+    }
+
+    /// The first instant of this trigger's own sequence when started at `now`, without
+    /// jitter (a date or calendar interval may start in the past).
+    pub(crate) fn first_fire(&self, now: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        match self {
+            AnyTrigger::Cron(c) => c.first_at_or_after(now),
+            AnyTrigger::Interval(i) => i.first_at_or_after(now),
+            AnyTrigger::Date(d) => Some(d.run_date()),
+            AnyTrigger::CalendarInterval(c) => c.first_fire(),
+            AnyTrigger::And(a) => a.first_fire(now),
+            AnyTrigger::Or(o) => o.first_fire(now),
+        }
+    }
+}
+
+impl Trigger for AnyTrigger {
+    fn next_fire_time(
+        &self,
+        previous: Option<&DateTime<Tz>>,
+        now: &DateTime<Tz>,
+    ) -> Option<DateTime<Tz>> {
+        self.as_trigger().next_fire_time(previous, now)
+    }
+
+    fn timezone(&self) -> Tz {
+        self.as_trigger().timezone()
+    }
+}
+
+impl fmt::Display for AnyTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_trigger(), f)
+    }
+}
+
+macro_rules! into_any {
+    ($($ty:ident => $variant:ident),*) => {
+        $(impl From<$ty> for AnyTrigger {
+            fn from(t: $ty) -> Self {
+                AnyTrigger::$variant(t)
+            }
+        })*
+    };
+}
+
+into_any!(
+    CronTrigger => Cron,
+    IntervalTrigger => Interval,
+    DateTrigger => Date,
+    CalendarIntervalTrigger => CalendarInterval,
+    AndTrigger => And,
+    OrTrigger => Or
+);

@@ -1,0 +1,65 @@
+//! Every public conformance vector, through the library.
+
+use apscheduler_triggers::evaluate_vector;
+use chrono::DateTime;
+use serde_json::Value;
+
+fn vectors() -> Vec<Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/conformance/triggers.jsonl");
+    std::fs::read_to_string(path)
+        .expect("read triggers.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect()
+}
+
+#[test]
+fn all_public_vectors_pass() {
+    let vectors = vectors();
+    assert!(vectors.len() >= 679, "expected the full public set");
+    let mut failures = Vec::new();
+    for v in &vectors {
+        let id = v["id"].as_str().unwrap_or("?");
+        let result = evaluate_vector(v);
+        if v.get("error").and_then(Value::as_bool) == Some(true) {
+            if let Ok(fires) = result {
+                failures.push(format!("{id}: expected an error, got {} fires", fires.len()));
+            }
+            continue;
+        }
+        let expected: Vec<DateTime<chrono::FixedOffset>> = v["fires"]
+            .as_array()
+            .expect("fires")
+            .iter()
+            .map(|f| DateTime::parse_from_rfc3339(f.as_str().unwrap()).unwrap())
+            .collect();
+        match result {
+            Err(e) => failures.push(format!("{id}: unexpected error {e}")),
+            Ok(fires) => {
+                let got: Vec<_> = fires.iter().map(|t| t.fixed_offset()).collect();
+                // Same instants and the same UTC offsets.
+                let same = got.len() == expected.len()
+                    && got
+                        .iter()
+                        .zip(&expected)
+                        .all(|(a, b)| a == b && a.offset() == b.offset());
+                if !same {
+                    failures.push(format!(
+                        "{id}: {}\n   expected {:?}\n   got      {:?}",
+                        v["args"],
+                        expected.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
+                        got.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
+}
