@@ -1,0 +1,152 @@
+//! `aps next`: a human preview of fire times.
+
+use std::process::ExitCode;
+
+use apscheduler_core::time::{parse_rfc3339, parse_timezone};
+use apscheduler_core::{Trigger, TriggerError};
+use apscheduler_triggers::CronTrigger;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::Args;
+
+/// Arguments of `aps next`.
+#[derive(Debug, Args)]
+pub(crate) struct NextArgs {
+    /// A 5-field crontab line (`"0 9 * * mon-fri"`) or cron fields
+    /// (`"day='3rd fri' hour=0-3"`).
+    expression: String,
+    /// IANA timezone the expression is read in.
+    #[arg(long, default_value = "UTC")]
+    tz: String,
+    /// How many fire times to show.
+    #[arg(short = 'n', long = "count", default_value_t = 5)]
+    count: usize,
+    /// Show fire times at or after this RFC 3339 instant (default: now).
+    #[arg(long)]
+    after: Option<String>,
+}
+
+/// Splits `a=1 b='x y'` into `(name, value)` pairs, honouring quotes.
+fn keyword_pairs(expr: &str) -> Result<Vec<(String, String)>, TriggerError> {
+    let mut pairs = Vec::new();
+    let mut chars = expr.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ';') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let name = name.trim().to_owned();
+        let mut value = String::new();
+        match chars.peek() {
+            Some(&q @ ('\'' | '"')) => {
+                chars.next();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == q {
+                        closed = true;
+                        break;
+                    }
+                    value.push(c);
+                }
+                if !closed {
+                    return Err(TriggerError::invalid_field(
+                        name,
+                        value,
+                        "unterminated quoted value",
+                    ));
+                }
+            }
+            _ => {
+                while let Some(c) = chars.peek() {
+                    if c.is_whitespace() || *c == ';' {
+                        break;
+                    }
+                    value.push(*c);
+                    chars.next();
+                }
+            }
+        }
+        pairs.push((name, value));
+    }
+}
+
+/// Builds the trigger: crontab text unless the expression holds `field=value` pairs.
+pub(crate) fn parse_expression(expr: &str, tz: Tz) -> Result<CronTrigger, TriggerError> {
+    if !expr.contains('=') {
+        return CronTrigger::from_crontab(expr, tz);
+    }
+    let mut builder = CronTrigger::builder().timezone(tz);
+    for (name, value) in keyword_pairs(expr)? {
+        builder = builder.field(&name, value)?;
+    }
+    builder.build()
+}
+
+fn preview(args: &NextArgs) -> Result<String, TriggerError> {
+    let tz = parse_timezone("tz", &args.tz)?;
+    let trigger = parse_expression(&args.expression, tz)?;
+    let after: DateTime<Tz> = match &args.after {
+        Some(text) => parse_rfc3339("after", text, tz)?,
+        None => Utc::now().with_timezone(&tz),
+    };
+    let mut out = format!("{trigger} ({})\n", tz.name());
+    let mut previous: Option<DateTime<Tz>> = None;
+    for _ in 0..args.count {
+        let next = match &previous {
+            None => trigger.next_fire_time(None, &after),
+            Some(p) => trigger.next_fire_time(Some(p), p),
+        };
+        let Some(t) = next else {
+            out.push_str("(no further fire times)\n");
+            break;
+        };
+        out.push_str(&format!(
+            "{}  {}\n",
+            t.format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
+            t.format("%a")
+        ));
+        previous = Some(t);
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(args: &NextArgs) -> ExitCode {
+    match preview(args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_form_with_quotes() {
+        let t = parse_expression("month=6-8,11-12 day='3rd fri' hour=0-3", Tz::UTC).unwrap();
+        assert_eq!(
+            t.to_string(),
+            "cron[month='6-8,11-12', day='3rd fri', hour='0-3']"
+        );
+    }
+
+    #[test]
+    fn crontab_form_and_errors() {
+        assert!(parse_expression("0 9 * * mon-fri", Tz::UTC).is_ok());
+        let err = parse_expression("0 9 * *", Tz::UTC).unwrap_err();
+        assert_eq!(err.field(), "crontab");
+        let err = parse_expression("minute=60", Tz::UTC).unwrap_err();
+        assert_eq!(err.field(), "minute");
+        let err = parse_expression("bogus=1", Tz::UTC).unwrap_err();
+        assert_eq!(err.field(), "bogus");
+    }
+}

@@ -1,0 +1,124 @@
+//! End-to-end tests of the `aps` binary.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn aps() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_aps"))
+}
+
+fn run_eval(input: &str) -> Vec<Value> {
+    let mut child = aps()
+        .args(["trigger", "eval"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn aps");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("aps output");
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "aps trigger eval failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON output line"))
+        .collect()
+}
+
+#[test]
+fn eval_answers_every_public_vector() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/conformance/triggers.jsonl");
+    let input = std::fs::read_to_string(path).unwrap();
+    let vectors: Vec<Value> = input
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let answers = run_eval(&input);
+    assert_eq!(answers.len(), vectors.len());
+    for (v, a) in vectors.iter().zip(&answers) {
+        assert_eq!(a["id"], v["id"]);
+        if v.get("error") == Some(&Value::Bool(true)) {
+            assert!(a["error"].is_string(), "{}: expected an error", v["id"]);
+            continue;
+        }
+        let expected: Vec<_> = v["fires"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| chrono::DateTime::parse_from_rfc3339(f.as_str().unwrap()).unwrap())
+            .collect();
+        let got: Vec<_> = a["fires"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: {}", v["id"], a))
+            .iter()
+            .map(|f| chrono::DateTime::parse_from_rfc3339(f.as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(got, expected, "{}", v["id"]);
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g.offset(), e.offset(), "{}", v["id"]);
+        }
+    }
+}
+
+#[test]
+fn eval_survives_malformed_lines() {
+    let input = concat!(
+        "{not json\n",
+        "{\"id\": \"a\", \"trigger\": \"cron\", \"args\": {\"hour\": 9}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\", \"count\": 1}\n",
+        "[1, 2, 3]\n",
+        "{\"id\": \"b\", \"trigger\": \"nope\", \"args\": {}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\"}\n",
+        "{\"id\": \"c\", \"trigger\": \"cron\", \"args\": {\"minute\": 60}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\"}\n",
+        "{\"id\": \"d\", \"trigger\": \"cron\", \"args\": {\"hour\": 1}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\", \"count\": 1e99}\n",
+        "{\"id\": \"e\", \"trigger\": \"interval\", \"args\": {\"seconds\": 1e300}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\"}\n",
+        "{\"id\": \"f\", \"trigger\": \"cron\", \"args\": {\"hour\": 9}, \"timezone\": \"UTC\", \"now\": \"2024-01-01T00:00:00+00:00\", \"count\": 1}\n",
+    );
+    let answers = run_eval(input);
+    assert_eq!(answers.len(), 8);
+    assert!(answers[0]["error"].is_string());
+    assert_eq!(answers[1]["fires"][0], "2024-01-01T09:00:00+00:00");
+    assert!(answers[2]["error"].is_string());
+    for i in 3..7 {
+        assert!(answers[i]["error"].is_string(), "{}", answers[i]);
+    }
+    assert!(answers[4]["error"].as_str().unwrap().contains("minute"));
+    assert_eq!(answers[7]["fires"][0], "2024-01-01T09:00:00+00:00");
+}
+
+#[test]
+fn next_previews_and_refuses_bad_input() {
+    let out = aps()
+        .args([
+            "next",
+            "0 9 * * mon-fri",
+            "--tz",
+            "Europe/Helsinki",
+            "-n",
+            "3",
+            "--after",
+            "2024-06-01T00:00:00+03:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "cron[month='*', day='*', day_of_week='mon-fri', hour='9', minute='0'] (Europe/Helsinki)"
+    );
+    assert!(lines[1].starts_with("2024-06-03 09:00:00 EEST (+03:00)"), "{text}");
+    assert_eq!(lines.len(), 4);
+
+    let out = aps().args(["next", "61 * * * *"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("minute") && err.contains("61"), "{err}");
+
+    let out = aps().args(["next", "0 9 * * *", "--tz", "Mars/Base"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("Mars/Base"));
+}
