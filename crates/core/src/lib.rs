@@ -5,6 +5,13 @@
 //!
 //! - [`Trigger`]: computes the next fire time from the previous fire time and now;
 //!   its `Display` mirrors APScheduler's repr (`cron[hour='9']`).
+//! - [`Job`] and its persisted form [`JobState`]; [`Task`], [`TaskFn`] and the
+//!   [`TaskRegistry`] of named tasks.
+//! - [`JobStore`]: where jobs live, with an atomic claim-with-lease protocol so several
+//!   schedulers can share one store.
+//! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`].
+//! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
+//! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
 //! - [`time`]: timezone lookup, local-time resolution under the DST policy, date
 //!   parsing (`2009-11-06 16:30:05` read in a timezone) and RFC 3339 output.
@@ -33,11 +40,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+mod clock;
 mod error;
+pub mod event;
+mod executor;
+mod job;
+mod store;
+mod task;
 pub mod time;
 mod trigger;
 
+pub use async_trait::async_trait;
 pub use chrono;
 pub use chrono_tz;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
+pub use event::{Event, EventMask, JobFailure};
+pub use executor::{
+    panic_message, run_sync_task, Executor, InstanceTracker, JobRun, RunReporter, SubmitError,
+};
+pub use job::{no_args, no_kwargs, Job, JobState};
+pub use serde_json;
+pub use store::{Acquired, CorruptJob, JobRelease, JobStore};
+pub use task::{BoxFuture, Task, TaskContext, TaskError, TaskFn, TaskRegistry, TaskResult};
 pub use trigger::Trigger;

@@ -29,4 +29,10 @@ pub trait Trigger: fmt::Debug + fmt::Display + Send + Sync {
 
     /// The timezone fire times are expressed in.
     fn timezone(&self) -> Tz;
+
+    /// The trigger's persisted form (a JSON object tagged by `type`), or `None` when this
+    /// trigger cannot be persisted. Job stores that serialize jobs refuse such triggers.
+    fn to_state(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

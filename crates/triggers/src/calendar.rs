@@ -247,6 +247,10 @@ impl Trigger for CalendarIntervalTrigger {
     fn timezone(&self) -> Tz {
         self.timezone
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
+    }
 }
 
 impl fmt::Display for CalendarIntervalTrigger {

@@ -271,6 +271,10 @@ impl Trigger for AndTrigger {
     fn timezone(&self) -> Tz {
         timezone_of(&self.triggers)
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
+    }
 }
 
 impl Trigger for OrTrigger {
@@ -288,6 +292,10 @@ impl Trigger for OrTrigger {
 
     fn timezone(&self) -> Tz {
         timezone_of(&self.triggers)
+    }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
     }
 }
 

@@ -64,6 +64,10 @@ impl Trigger for DateTrigger {
     fn timezone(&self) -> Tz {
         self.run_date.timezone()
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
+    }
 }
 
 impl fmt::Display for DateTrigger {

@@ -196,6 +196,10 @@ impl Trigger for IntervalTrigger {
     fn timezone(&self) -> Tz {
         self.start_date.timezone()
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
+    }
 }
 
 /// Formats a duration as Python's `timedelta.__str__` does: `2:00:00`, `1 day, 0:00:30`.

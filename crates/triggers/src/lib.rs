@@ -189,6 +189,39 @@ impl Trigger for AnyTrigger {
     fn timezone(&self) -> Tz {
         self.as_trigger().timezone()
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+}
+
+impl AnyTrigger {
+    /// Shares this trigger as a trait object holding the concrete kind (the form jobs
+    /// hold: an interval job does not pay for the size of a cron trigger).
+    pub fn into_shared(self) -> std::sync::Arc<dyn Trigger> {
+        use std::sync::Arc;
+        match self {
+            AnyTrigger::Cron(t) => Arc::new(t),
+            AnyTrigger::Interval(t) => Arc::new(t),
+            AnyTrigger::Date(t) => Arc::new(t),
+            AnyTrigger::CalendarInterval(t) => Arc::new(t),
+            AnyTrigger::And(t) => Arc::new(t),
+            AnyTrigger::Or(t) => Arc::new(t),
+        }
+    }
+}
+
+/// Decodes a trigger's persisted form (`Trigger::to_state`) back into a shared trigger;
+/// what job stores use to read jobs.
+///
+/// # Errors
+/// A value that is not a valid persisted trigger.
+pub fn decode_trigger(
+    state: &serde_json::Value,
+) -> Result<std::sync::Arc<dyn Trigger>, TriggerError> {
+    AnyTrigger::deserialize(state)
+        .map(AnyTrigger::into_shared)
+        .map_err(|e| TriggerError::invalid_field("trigger", state.to_string(), e.to_string()))
 }
 
 impl fmt::Display for AnyTrigger {

@@ -544,6 +544,10 @@ impl Trigger for CronTrigger {
     fn timezone(&self) -> Tz {
         self.timezone
     }
+
+    fn to_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::AnyTrigger::from(self.clone())).ok()
+    }
 }
 
 impl fmt::Display for CronTrigger {

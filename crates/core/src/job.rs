@@ -1,0 +1,225 @@
+//! Jobs: what runs, when, and with which options.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::task::Task;
+use crate::time::{parse_rfc3339, to_rfc3339};
+use crate::{Error, ErrorKind, Trigger, TriggerError};
+
+/// A scheduled job (APScheduler's `Job`): an id, a task with its arguments, a trigger,
+/// options, and the next run time (`None` = paused).
+///
+/// Cloning is cheap: the strings, arguments and trigger are shared.
+#[derive(Clone)]
+pub struct Job {
+    /// Unique id within its job store.
+    pub id: Arc<str>,
+    /// Human-readable name (defaults to the task's name).
+    pub name: Arc<str>,
+    /// What runs.
+    pub task: Task,
+    /// Positional arguments.
+    pub args: Arc<Vec<Value>>,
+    /// Keyword arguments.
+    pub kwargs: Arc<Map<String, Value>>,
+    /// When it runs.
+    pub trigger: Arc<dyn Trigger>,
+    /// The alias of the executor that runs it.
+    pub executor: Arc<str>,
+    /// How late a run may start and still run; `None` = however late.
+    pub misfire_grace_time: Option<Duration>,
+    /// Collapse several overdue runs into one.
+    pub coalesce: bool,
+    /// How many runs of this job may be in flight at once.
+    pub max_instances: u32,
+    /// The next scheduled run time; `None` means the job is paused.
+    pub next_run_time: Option<DateTime<Tz>>,
+}
+
+/// A shared empty argument list, so jobs without arguments allocate nothing.
+pub fn no_args() -> Arc<Vec<Value>> {
+    static EMPTY: OnceLock<Arc<Vec<Value>>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Vec::new())).clone()
+}
+
+/// A shared empty keyword-argument map.
+pub fn no_kwargs() -> Arc<Map<String, Value>> {
+    static EMPTY: OnceLock<Arc<Map<String, Value>>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Map::new())).clone()
+}
+
+impl Job {
+    /// Whether the job is paused (has no next run time).
+    pub fn is_paused(&self) -> bool {
+        self.next_run_time.is_none()
+    }
+
+    /// The persisted form of this job.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] for a closure task or a trigger that cannot be
+    /// persisted; the message says why.
+    pub fn to_state(&self) -> Result<JobState, Error> {
+        let task = match self.task.name() {
+            Some(n) => n.to_owned(),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Serialization,
+                    format!(
+                        "job '{}' runs a closure, which cannot be serialized: register the task \
+                         by name (TaskRegistry::register) to store it or send it to a worker process",
+                        self.id
+                    ),
+                ))
+            }
+        };
+        let trigger = self.trigger.to_state().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Serialization,
+                format!(
+                    "job '{}' has a trigger that cannot be serialized ({})",
+                    self.id, self.trigger
+                ),
+            )
+        })?;
+        Ok(JobState {
+            version: JobState::VERSION,
+            id: self.id.to_string(),
+            name: self.name.to_string(),
+            task,
+            args: self.args.as_ref().clone(),
+            kwargs: self.kwargs.as_ref().clone(),
+            trigger,
+            executor: self.executor.to_string(),
+            misfire_grace_time: self.misfire_grace_time.map(|d| d.as_secs_f64()),
+            coalesce: self.coalesce,
+            max_instances: self.max_instances,
+            next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
+        })
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("task", &self.task)
+            .field("trigger", &self.trigger.to_string())
+            .field("executor", &self.executor)
+            .field("misfire_grace_time", &self.misfire_grace_time)
+            .field("coalesce", &self.coalesce)
+            .field("max_instances", &self.max_instances)
+            .field("next_run_time", &self.next_run_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// APScheduler's `str(job)`: `name (trigger: interval[0:00:10], next run at: 2024-01-15 10:00:00 UTC)`
+/// or `name (trigger: ..., paused)`.
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.next_run_time {
+            Some(t) => write!(
+                f,
+                "{} (trigger: {}, next run at: {})",
+                self.name,
+                self.trigger,
+                t.format("%Y-%m-%d %H:%M:%S %Z")
+            ),
+            None => write!(f, "{} (trigger: {}, paused)", self.name, self.trigger),
+        }
+    }
+}
+
+/// The persisted form of a [`Job`]: data only, readable with a database client.
+///
+/// The task is a registered name, never code; the trigger is its tagged JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Format version of this record ([`JobState::VERSION`]).
+    pub version: u32,
+    /// Job id.
+    pub id: String,
+    /// Job name.
+    pub name: String,
+    /// Registered task name.
+    pub task: String,
+    /// Positional arguments.
+    #[serde(default)]
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    /// The trigger (tagged by `type`).
+    pub trigger: Value,
+    /// Executor alias.
+    pub executor: String,
+    /// Grace time in seconds, `None` = always run.
+    pub misfire_grace_time: Option<f64>,
+    /// Coalesce overdue runs.
+    pub coalesce: bool,
+    /// Concurrent runs allowed.
+    pub max_instances: u32,
+    /// Next run time (RFC 3339), `None` = paused.
+    pub next_run_time: Option<String>,
+}
+
+impl JobState {
+    /// The current format version.
+    pub const VERSION: u32 = 1;
+
+    /// Rebuilds the job; `decode_trigger` turns the trigger's JSON back into a trigger
+    /// (job stores use `apscheduler-triggers` for that).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] for an unknown version, a trigger that cannot be
+    /// decoded or an unreadable time.
+    pub fn into_job(
+        self,
+        decode_trigger: impl FnOnce(&Value) -> Result<Arc<dyn Trigger>, TriggerError>,
+    ) -> Result<Job, Error> {
+        let corrupt = |what: String| {
+            Error::new(
+                ErrorKind::Serialization,
+                format!("stored job '{}' cannot be read: {what}", self.id),
+            )
+        };
+        if self.version != Self::VERSION {
+            return Err(corrupt(format!("unknown format version {}", self.version)));
+        }
+        let trigger = decode_trigger(&self.trigger).map_err(|e| corrupt(e.to_string()))?;
+        let next_run_time = match &self.next_run_time {
+            Some(t) => Some(
+                parse_rfc3339("next_run_time", t, trigger.timezone())
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let misfire_grace_time = match self.misfire_grace_time {
+            Some(s) if s.is_finite() && s >= 0.0 && s < 1e12 => Some(Duration::from_secs_f64(s)),
+            Some(s) => return Err(corrupt(format!("invalid misfire_grace_time {s}"))),
+            None => None,
+        };
+        Ok(Job {
+            id: self.id.as_str().into(),
+            name: self.name.as_str().into(),
+            task: Task::Named(self.task.as_str().into()),
+            args: Arc::new(self.args),
+            kwargs: Arc::new(self.kwargs),
+            trigger,
+            executor: self.executor.as_str().into(),
+            misfire_grace_time,
+            coalesce: self.coalesce,
+            max_instances: self.max_instances.max(1),
+            next_run_time,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! The job store interface: where jobs live between runs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{Error, Job};
+
+/// What to do with a claimed job once the scheduler has processed it.
+#[derive(Debug, Clone)]
+pub enum JobRelease {
+    /// Store this new state of the job (usually a new `next_run_time`) and drop the lease.
+    Update(Job),
+    /// The job is finished (its trigger is exhausted): remove it.
+    Remove(Arc<str>),
+}
+
+/// A stored job that could not be decoded (unknown task, unreadable state, unknown
+/// trigger). Stores report it once, mark it, leave it in place and never return it as
+/// due again; it is never silently deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptJob {
+    /// The job's id.
+    pub id: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// The result of [`JobStore::acquire_due_jobs`].
+#[derive(Debug, Default)]
+pub struct Acquired {
+    /// Due jobs, now leased to the caller, ordered by next run time then id.
+    pub jobs: Vec<Job>,
+    /// Due jobs that could not be decoded; reported once and set aside.
+    pub corrupt: Vec<CorruptJob>,
+}
+
+/// Where jobs live. One trait for the memory store and the persistent ones; several
+/// schedulers may share one persistent store.
+///
+/// # Behavior
+/// - Job ids are unique within a store.
+/// - A job with `next_run_time == None` is paused: never due, listed last.
+/// - [`acquire_due_jobs`](JobStore::acquire_due_jobs) is an atomic claim with a lease:
+///   it returns up to `limit` jobs whose next run time is at or before `now`, ordered by
+///   next run time then id, skipping jobs under an unexpired lease (whoever holds it),
+///   and leases them to `scheduler_id` until `now + lease`. Two concurrent claimers never
+///   receive the same (job, next run time). A lease that has expired (its holder died)
+///   can be claimed by anyone.
+/// - [`release_jobs`](JobStore::release_jobs) ends the caller's leases, storing the new
+///   state or removing the job.
+/// - Errors are [`Error`]s with a kind callers match on: `NotFound`, `Conflict`,
+///   `Serialization` (a job that cannot be stored), `Unavailable` (retry later).
+#[async_trait]
+pub trait JobStore: Send + Sync + fmt::Debug {
+    /// Called when the store is attached to a running scheduler under `alias`
+    /// (create tables, connect, ...).
+    ///
+    /// # Errors
+    /// `Unavailable` when the backend cannot be reached.
+    async fn start(&self, _alias: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Called when the scheduler shuts down or the store is removed.
+    ///
+    /// # Errors
+    /// Backend errors while closing.
+    async fn shutdown(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Whether this store serializes jobs (and so refuses closure tasks).
+    fn is_persistent(&self) -> bool;
+
+    /// Adds a job.
+    ///
+    /// # Errors
+    /// `Conflict` when the id exists and `replace_existing` is false; `Serialization`
+    /// when a persistent store cannot serialize the job.
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error>;
+
+    /// Adds several jobs in one round trip where the backend allows it; all or nothing
+    /// on a conflict.
+    ///
+    /// # Errors
+    /// As [`add_job`](JobStore::add_job).
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        for job in jobs {
+            self.add_job(job, replace_existing).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the stored state of an existing job.
+    ///
+    /// # Errors
+    /// `NotFound` when no job has that id.
+    async fn update_job(&self, job: Job) -> Result<(), Error>;
+
+    /// Removes a job.
+    ///
+    /// # Errors
+    /// `NotFound` when no job has that id.
+    async fn remove_job(&self, id: &str) -> Result<(), Error>;
+
+    /// Removes every job.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn remove_all_jobs(&self) -> Result<(), Error>;
+
+    /// The job with this id, if any.
+    ///
+    /// # Errors
+    /// Backend errors; `Serialization` for a job that cannot be decoded.
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error>;
+
+    /// Every (readable) job, ordered by next run time, then id, paused jobs last.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error>;
+
+    /// The earliest next run time among jobs that are not paused and not under an
+    /// unexpired lease.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error>;
+
+    /// Claims due jobs (see the trait's `# Behavior`).
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error>;
+
+    /// Extends the caller's leases on these jobs to `now + lease`.
+    ///
+    /// # Errors
+    /// `LeaseLost` when a lease is no longer held by `scheduler_id`.
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error>;
+
+    /// Ends the caller's leases, storing new states or removing finished jobs.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn release_jobs(&self, scheduler_id: &str, releases: Vec<JobRelease>)
+        -> Result<(), Error>;
+}

@@ -1,0 +1,196 @@
+//! What jobs run: named tasks (found again by name after a restart or in a worker
+//! process) and closures (in-process only), sync or async.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+/// The error a task returns. Its `source()` chain is reported in `EVENT_JOB_ERROR`.
+pub type TaskError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a task returns: a JSON value (carried by `EVENT_JOB_EXECUTED`) or an error.
+pub type TaskResult = Result<Value, TaskError>;
+
+/// A boxed future, as async tasks return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a task receives for one run.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The job's id.
+    pub job_id: Arc<str>,
+    /// The scheduled run time this run is for.
+    pub scheduled_run_time: DateTime<Tz>,
+    /// Positional arguments.
+    pub args: Arc<Vec<Value>>,
+    /// Keyword arguments.
+    pub kwargs: Arc<Map<String, Value>>,
+}
+
+impl TaskContext {
+    /// Positional argument `i`, if present.
+    pub fn arg(&self, i: usize) -> Option<&Value> {
+        self.args.get(i)
+    }
+
+    /// Keyword argument `name`, if present.
+    pub fn kwarg(&self, name: &str) -> Option<&Value> {
+        self.kwargs.get(name)
+    }
+}
+
+type SyncFn = dyn Fn(&TaskContext) -> TaskResult + Send + Sync;
+type AsyncFn = dyn Fn(TaskContext) -> BoxFuture<TaskResult> + Send + Sync;
+
+/// A callable task: a plain function (run on a worker thread) or an async one (run on
+/// a tokio runtime).
+#[derive(Clone)]
+pub enum TaskFn {
+    /// Runs to completion on the calling thread.
+    Sync(Arc<SyncFn>),
+    /// Returns a future to be awaited.
+    Async(Arc<AsyncFn>),
+}
+
+impl TaskFn {
+    /// Wraps a plain function.
+    pub fn from_fn<F>(f: F) -> Self
+    where
+        F: Fn(&TaskContext) -> TaskResult + Send + Sync + 'static,
+    {
+        TaskFn::Sync(Arc::new(f))
+    }
+
+    /// Wraps an async function.
+    pub fn from_async<F, Fut>(f: F) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        TaskFn::Async(Arc::new(move |ctx| Box::pin(f(ctx))))
+    }
+
+    /// Whether this is an async task.
+    pub fn is_async(&self) -> bool {
+        matches!(self, TaskFn::Async(_))
+    }
+}
+
+impl fmt::Debug for TaskFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskFn::Sync(_) => "TaskFn::Sync(..)",
+            TaskFn::Async(_) => "TaskFn::Async(..)",
+        })
+    }
+}
+
+/// What a job refers to.
+#[derive(Clone)]
+pub enum Task {
+    /// A task registered by name in the [`TaskRegistry`]: can be persisted and sent to
+    /// worker processes.
+    Named(Arc<str>),
+    /// A closure: allowed only where nothing is serialized (memory store, in-process
+    /// executors).
+    Closure(TaskFn),
+}
+
+impl Task {
+    /// The registered name, for a named task.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Task::Named(n) => Some(n),
+            Task::Closure(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Named(n) => write!(f, "Task::Named({n:?})"),
+            Task::Closure(t) => write!(f, "Task::Closure({t:?})"),
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Named(n) => f.write_str(n),
+            Task::Closure(_) => f.write_str("<closure>"),
+        }
+    }
+}
+
+/// Named tasks: the Rust form of APScheduler's "the callable must be globally
+/// reachable". Jobs in persistent stores and worker processes refer to tasks by name;
+/// no code is ever loaded from a store.
+#[derive(Clone, Default)]
+pub struct TaskRegistry {
+    tasks: HashMap<String, TaskFn>,
+}
+
+impl TaskRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a plain function under `name` (replacing any previous one).
+    pub fn register<F>(&mut self, name: impl Into<String>, f: F) -> &mut Self
+    where
+        F: Fn(&TaskContext) -> TaskResult + Send + Sync + 'static,
+    {
+        self.tasks.insert(name.into(), TaskFn::from_fn(f));
+        self
+    }
+
+    /// Registers an async function under `name`.
+    pub fn register_async<F, Fut>(&mut self, name: impl Into<String>, f: F) -> &mut Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        self.tasks.insert(name.into(), TaskFn::from_async(f));
+        self
+    }
+
+    /// Registers an already wrapped task.
+    pub fn insert(&mut self, name: impl Into<String>, task: TaskFn) -> &mut Self {
+        self.tasks.insert(name.into(), task);
+        self
+    }
+
+    /// The task registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&TaskFn> {
+        self.tasks.get(name)
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tasks.contains_key(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+impl fmt::Debug for TaskRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRegistry")
+            .field("tasks", &self.names())
+            .finish()
+    }
+}
