@@ -2,9 +2,11 @@
 //!
 //! - `aps next <expression>`: preview the fire times of a crontab line or cron fields.
 //! - `aps trigger eval`: evaluate conformance vectors (JSON lines) from standard input.
+//! - `aps engine replay`: replay a scheduler scenario from standard input.
 
 #![forbid(unsafe_code)]
 
+mod engine_replay;
 mod next;
 mod trigger_eval;
 
@@ -24,11 +26,23 @@ struct Cli {
 enum Command {
     /// Preview the next fire times of a cron expression.
     Next(next::NextArgs),
+    /// Engine tools.
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
     /// Trigger tools.
     Trigger {
         #[command(subcommand)]
         command: TriggerCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EngineCommand {
+    /// Read one scenario (JSON, the format of tests/conformance/engine) on stdin and print
+    /// the engine's record of every step as one JSON array.
+    Replay,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +56,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Next(args) => next::run(&args),
+        Command::Engine {
+            command: EngineCommand::Replay,
+        } => engine_replay::run(),
         Command::Trigger {
             command: TriggerCommand::Eval,
         } => trigger_eval::run(),

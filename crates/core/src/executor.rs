@@ -188,7 +188,7 @@ pub fn run_sync_task(
         TaskFn::Sync(f) => {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx))) {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(JobFailure::from_error("error", e.as_ref())),
+                Ok(Err(e)) => Err(failure_from_task_error(e.as_ref())),
                 Err(panic) => Err(JobFailure::new("panic", panic_message(&panic))),
             }
         }
@@ -196,6 +196,15 @@ pub fn run_sync_task(
             "refused",
             "async task submitted to a thread executor; use the async executor",
         )),
+    }
+}
+
+/// A task's error as a [`JobFailure`]: a [`crate::TaskFailure`] keeps its kind, any
+/// other error has kind `error`; the source chain is kept.
+pub fn failure_from_task_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> JobFailure {
+    match err.downcast_ref::<crate::task::TaskFailure>() {
+        Some(f) => JobFailure::new(f.kind.clone(), f.message.clone()),
+        None => JobFailure::from_error("error", err),
     }
 }
 

@@ -57,10 +57,12 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{
-    panic_message, run_sync_task, Executor, InstanceTracker, JobRun, RunReporter, SubmitError,
+    failure_from_task_error, panic_message, run_sync_task, Executor, InstanceTracker, JobRun, RunReporter, SubmitError,
 };
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use serde_json;
 pub use store::{Acquired, CorruptJob, JobRelease, JobStore};
-pub use task::{BoxFuture, Task, TaskContext, TaskError, TaskFn, TaskRegistry, TaskResult};
+pub use task::{
+    BoxFuture, Task, TaskContext, TaskError, TaskFailure, TaskFn, TaskRegistry, TaskResult,
+};
 pub use trigger::Trigger;

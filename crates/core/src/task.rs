@@ -14,6 +14,41 @@ use serde_json::{Map, Value};
 /// The error a task returns. Its `source()` chain is reported in `EVENT_JOB_ERROR`.
 pub type TaskError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A task error with an explicit kind, reported as the failure's kind in
+/// `EVENT_JOB_ERROR` (other errors are reported with kind `error`).
+///
+/// ```
+/// use apscheduler_core::{TaskFailure, TaskResult};
+/// fn task() -> TaskResult {
+///     Err(TaskFailure::new("ValueError", "boom").into())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    /// The failure kind (an error type name, such as `ValueError` or `Timeout`).
+    pub kind: String,
+    /// The message.
+    pub message: String,
+}
+
+impl TaskFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TaskFailure {}
+
 /// What a task returns: a JSON value (carried by `EVENT_JOB_EXECUTED`) or an error.
 pub type TaskResult = Result<Value, TaskError>;
 

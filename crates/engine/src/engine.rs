@@ -1,0 +1,1464 @@
+//! The one engine behind every front-end: job API, main loop pass, events.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use apscheduler_core::event::{self, Event, EventMask, JobFailure};
+use apscheduler_core::{
+    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunReporter,
+    SubmitError, SystemClock, Task, TaskFn, TaskRegistry, Trigger,
+};
+use apscheduler_executor_thread::ThreadPoolExecutor;
+use apscheduler_store_memory::MemoryJobStore;
+use apscheduler_triggers::{AnyTrigger, DateTrigger};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::config::JobDefaults;
+use crate::dispatch::{Dispatcher, ListenerFn, ListenerId};
+use crate::spec::{JobChanges, JobSpec, TriggerSpec};
+use crate::wake::WakeSignal;
+
+/// The alias of the store and executor created when none is configured.
+pub const DEFAULT_ALIAS: &str = "default";
+
+/// How many due jobs one claim asks a store for.
+const CLAIM_BATCH: usize = 1024;
+
+/// Upper bound on overdue run times collected for one job in one pass; beyond it the
+/// oldest are dropped (a 1-second job after a year of downtime must not allocate 31 M
+/// entries).
+const MAX_RUN_TIMES: usize = 10_000;
+
+/// The scheduler's state (APScheduler's `STATE_STOPPED`, `STATE_RUNNING`, `STATE_PAUSED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerState {
+    /// Not started, or shut down.
+    Stopped,
+    /// Processing jobs.
+    Running,
+    /// Started, but not processing jobs.
+    Paused,
+}
+
+impl SchedulerState {
+    /// `stopped`, `running` or `paused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerState::Stopped => "stopped",
+            SchedulerState::Running => "running",
+            SchedulerState::Paused => "paused",
+        }
+    }
+}
+
+struct Pending {
+    job: Job,
+    jobstore: Arc<str>,
+    replace_existing: bool,
+    /// The job had no trigger: it runs once, at start.
+    run_once: bool,
+    /// `next_run_time` was given explicitly.
+    explicit_next: bool,
+}
+
+struct State {
+    status: SchedulerState,
+    stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
+    executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
+    pending: Vec<Pending>,
+    defaults: JobDefaults,
+    timezone: Tz,
+    /// Consecutive failures per store, for retry backoff.
+    store_failures: HashMap<Arc<str>, u32>,
+}
+
+pub(crate) struct Inner {
+    scheduler_id: String,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Held while a pass processes a store and while the API changes jobs, so a claimed
+    /// job is never overwritten by a concurrent modification (APScheduler's jobstores lock).
+    jobs_lock: tokio::sync::Mutex<()>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) wake: WakeSignal,
+    registry: RwLock<TaskRegistry>,
+    lease: Duration,
+}
+
+/// The scheduler engine. Cheap to clone (shared).
+///
+/// Front-ends ([`crate::BlockingScheduler`], [`crate::BackgroundScheduler`],
+/// [`crate::AsyncScheduler`], [`crate::DrivenScheduler`]) drive its main loop; they all
+/// expose the same job API by delegating here.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("scheduler_id", &self.inner.scheduler_id)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("No job by the id of {id} was found"),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The machine's local timezone, or UTC when it cannot be determined.
+pub fn local_timezone() -> Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(Tz::UTC)
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    clock: Arc<dyn Clock>,
+    timezone: Option<Tz>,
+    defaults: JobDefaults,
+    stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
+    executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
+    scheduler_id: Option<String>,
+    lease: Duration,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            clock: Arc::new(SystemClock),
+            timezone: None,
+            defaults: JobDefaults::default(),
+            stores: Vec::new(),
+            executors: Vec::new(),
+            scheduler_id: None,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The time source (inject a `ManualClock` in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// The default timezone of triggers (default: the machine's local zone).
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+    /// Job defaults.
+    pub fn job_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+    /// Adds a job store under `alias`.
+    pub fn jobstore(mut self, alias: impl Into<String>, store: Arc<dyn JobStore>) -> Self {
+        let alias: Arc<str> = alias.into().into();
+        self.stores.retain(|(a, _)| *a != alias);
+        self.stores.push((alias, store));
+        self
+    }
+    /// Adds an executor under `alias`.
+    pub fn executor(mut self, alias: impl Into<String>, executor: Arc<dyn Executor>) -> Self {
+        let alias: Arc<str> = alias.into().into();
+        self.executors.retain(|(a, _)| *a != alias);
+        self.executors.push((alias, executor));
+        self
+    }
+    /// This scheduler's id in shared stores (default: a random UUID).
+    pub fn scheduler_id(mut self, id: impl Into<String>) -> Self {
+        self.scheduler_id = Some(id.into());
+        self
+    }
+    /// How long a claim on due jobs lasts before other schedulers may take them over.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+    /// Builds the engine (stopped).
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                scheduler_id: self
+                    .scheduler_id
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                clock: self.clock,
+                state: Mutex::new(State {
+                    status: SchedulerState::Stopped,
+                    stores: self.stores,
+                    executors: self.executors,
+                    pending: Vec::new(),
+                    defaults: self.defaults,
+                    timezone: self.timezone.unwrap_or_else(local_timezone),
+                    store_failures: HashMap::new(),
+                }),
+                jobs_lock: tokio::sync::Mutex::new(()),
+                dispatcher: Dispatcher::new(),
+                wake: WakeSignal::new(),
+                registry: RwLock::new(TaskRegistry::new()),
+                lease: self.lease,
+            }),
+        }
+    }
+}
+
+/// Turns executor callbacks into events.
+struct Reporter {
+    inner: Weak<Inner>,
+}
+
+impl RunReporter for Reporter {
+    fn submitted(&self, run: &JobRun) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        inner.dispatcher.emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
+            code: event::EVENT_JOB_SUBMITTED,
+            job_id: run.job_id.clone(),
+            jobstore: run.jobstore.clone(),
+            scheduled_run_times: run.run_times.clone(),
+        });
+    }
+
+    fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match result {
+            Ok(retval) => {
+                tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
+                inner.dispatcher.emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
+                    code: event::EVENT_JOB_EXECUTED,
+                    job_id: run.job_id.clone(),
+                    jobstore: run.jobstore.clone(),
+                    scheduled_run_time: run_time,
+                    retval: Some(retval),
+                    exception: None,
+                });
+            }
+            Err(failure) => {
+                tracing::error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
+                inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                    code: event::EVENT_JOB_ERROR,
+                    job_id: run.job_id.clone(),
+                    jobstore: run.jobstore.clone(),
+                    scheduled_run_time: run_time,
+                    retval: None,
+                    exception: Some(failure),
+                });
+            }
+        }
+    }
+
+    fn finished(&self, _run: &JobRun) {}
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SchedulerState {
+        lock(&self.inner.state).status
+    }
+
+    /// The default timezone of triggers.
+    pub fn timezone(&self) -> Tz {
+        lock(&self.inner.state).timezone
+    }
+
+    /// This scheduler's id in shared stores.
+    pub fn scheduler_id(&self) -> &str {
+        &self.inner.scheduler_id
+    }
+
+    /// The current job defaults.
+    pub fn job_defaults(&self) -> JobDefaults {
+        lock(&self.inner.state).defaults
+    }
+
+    /// "Now" from the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn now_tz(&self, tz: Tz) -> DateTime<Tz> {
+        self.inner.clock.now().with_timezone(&tz)
+    }
+
+    /// Registers a named task (see [`TaskRegistry::register`]).
+    pub fn register_task<F>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(&apscheduler_core::TaskContext) -> apscheduler_core::TaskResult
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, f);
+    }
+
+    /// Registers an async named task.
+    pub fn register_async_task<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(apscheduler_core::TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = apscheduler_core::TaskResult> + Send + 'static,
+    {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_async(name, f);
+    }
+
+    /// Registers every task of `registry`.
+    pub fn register_tasks(&self, registry: &TaskRegistry) {
+        let mut mine = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for name in registry.names() {
+            if let Some(task) = registry.get(name) {
+                mine.insert(name, task.clone());
+            }
+        }
+    }
+
+    fn resolve_task(&self, task: &Task) -> Option<TaskFn> {
+        match task {
+            Task::Closure(f) => Some(f.clone()),
+            Task::Named(name) => self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned(),
+        }
+    }
+
+    // ----------------------------------------------------------------- listeners
+
+    /// Calls `callback` for every event whose code is in `mask`
+    /// (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`). Listeners run on a dedicated thread in
+    /// the order events happen; a panicking listener is logged and skipped.
+    pub fn add_listener<F>(&self, callback: F, mask: EventMask) -> ListenerId
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        let callback: Arc<ListenerFn> = Arc::new(callback);
+        self.inner.dispatcher.add(callback, mask)
+    }
+
+    /// Removes a listener; returns whether it was registered.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.inner.dispatcher.remove(id)
+    }
+
+    /// Waits until every event so far has reached the listeners.
+    pub fn flush_events(&self) {
+        self.inner.dispatcher.flush();
+    }
+
+    fn emit_job(&self, code: EventMask, job_id: &Arc<str>, jobstore: &Arc<str>) {
+        self.inner.dispatcher.emit(code, || Event::Job {
+            code,
+            job_id: job_id.clone(),
+            jobstore: jobstore.clone(),
+        });
+    }
+
+    fn emit_scheduler(&self, code: EventMask, alias: Option<Arc<str>>) {
+        self.inner
+            .dispatcher
+            .emit(code, || Event::Scheduler { code, alias });
+    }
+
+    fn emit_component(&self, code: EventMask, alias: &Arc<str>) {
+        self.inner.dispatcher.emit(code, || Event::Component {
+            code,
+            alias: alias.clone(),
+        });
+    }
+
+    /// Wakes the main loop so it recomputes its next wake-up.
+    pub fn wakeup(&self) {
+        self.inner.wake.wake();
+    }
+
+    pub(crate) fn wake_signal(&self) -> &WakeSignal {
+        &self.inner.wake
+    }
+
+    // ----------------------------------------------------------------- configuration
+
+    /// Changes the default timezone and job defaults; only while stopped.
+    ///
+    /// # Errors
+    /// `InvalidState` once the scheduler is running.
+    pub fn configure(&self, timezone: Option<Tz>, defaults: Option<JobDefaults>) -> Result<(), Error> {
+        let mut st = lock(&self.inner.state);
+        if st.status != SchedulerState::Stopped {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "cannot configure the scheduler while it is running",
+            ));
+        }
+        if let Some(tz) = timezone {
+            st.timezone = tz;
+        }
+        if let Some(d) = defaults {
+            st.defaults = d;
+        }
+        Ok(())
+    }
+
+    fn store(&self, alias: &str) -> Option<Arc<dyn JobStore>> {
+        lock(&self.inner.state)
+            .stores
+            .iter()
+            .find(|(a, _)| &**a == alias)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn stores(&self) -> Vec<(Arc<str>, Arc<dyn JobStore>)> {
+        lock(&self.inner.state).stores.clone()
+    }
+
+    fn executor(&self, alias: &str) -> Option<Arc<dyn Executor>> {
+        lock(&self.inner.state)
+            .executors
+            .iter()
+            .find(|(a, _)| &**a == alias)
+            .map(|(_, e)| e.clone())
+    }
+
+    fn reporter(&self) -> Arc<dyn RunReporter> {
+        Arc::new(Reporter {
+            inner: Arc::downgrade(&self.inner),
+        })
+    }
+
+    /// Adds a job store. When the scheduler runs, the store is started at once.
+    ///
+    /// # Errors
+    /// `Conflict` when the alias is taken; the store's own start errors.
+    pub async fn add_jobstore(&self, store: Arc<dyn JobStore>, alias: &str) -> Result<(), Error> {
+        let alias: Arc<str> = alias.into();
+        let running = {
+            let st = lock(&self.inner.state);
+            if st.stores.iter().any(|(a, _)| *a == alias) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("This scheduler already has a job store by the alias of {alias}"),
+                ));
+            }
+            st.status != SchedulerState::Stopped
+        };
+        if running {
+            store.start(&alias).await?;
+        }
+        lock(&self.inner.state).stores.push((alias.clone(), store));
+        self.emit_component(event::EVENT_JOBSTORE_ADDED, &alias);
+        if running {
+            self.wakeup();
+        }
+        Ok(())
+    }
+
+    /// Removes a job store (shutting it down when `shutdown`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown alias.
+    pub async fn remove_jobstore(&self, alias: &str, shutdown: bool) -> Result<(), Error> {
+        let store = {
+            let mut st = lock(&self.inner.state);
+            let i = st.stores.iter().position(|(a, _)| &**a == alias).ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, format!("No such job store: {alias}"))
+            })?;
+            st.stores.remove(i)
+        };
+        if shutdown {
+            store.1.shutdown().await?;
+        }
+        self.emit_component(event::EVENT_JOBSTORE_REMOVED, &store.0);
+        Ok(())
+    }
+
+    /// Adds an executor. When the scheduler runs, the executor is started at once.
+    ///
+    /// # Errors
+    /// `Conflict` when the alias is taken; the executor's start errors.
+    pub fn add_executor(&self, executor: Arc<dyn Executor>, alias: &str) -> Result<(), Error> {
+        let alias: Arc<str> = alias.into();
+        let running = {
+            let st = lock(&self.inner.state);
+            if st.executors.iter().any(|(a, _)| *a == alias) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("This scheduler already has an executor by the alias of {alias}"),
+                ));
+            }
+            st.status != SchedulerState::Stopped
+        };
+        if running {
+            executor.start(self.reporter())?;
+        }
+        lock(&self.inner.state)
+            .executors
+            .push((alias.clone(), executor));
+        self.emit_component(event::EVENT_EXECUTOR_ADDED, &alias);
+        Ok(())
+    }
+
+    /// Removes an executor (shutting it down, waiting for its jobs, when `shutdown`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown alias.
+    pub fn remove_executor(&self, alias: &str, shutdown: bool) -> Result<(), Error> {
+        let executor = {
+            let mut st = lock(&self.inner.state);
+            let i = st
+                .executors
+                .iter()
+                .position(|(a, _)| &**a == alias)
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::NotFound, format!("No such executor: {alias}"))
+                })?;
+            st.executors.remove(i)
+        };
+        if shutdown {
+            executor.1.shutdown(true);
+        }
+        self.emit_component(event::EVENT_EXECUTOR_REMOVED, &executor.0);
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- life cycle
+
+    /// Starts the scheduler: starts executors and stores (creating the `default` memory
+    /// store and thread pool when missing), adds pending jobs, and begins processing
+    /// (or stays paused when `paused`).
+    ///
+    /// # Errors
+    /// `InvalidState` when already running; a store or executor that fails to start.
+    pub async fn start(&self, paused: bool) -> Result<(), Error> {
+        let (stores, executors) = {
+            let mut st = lock(&self.inner.state);
+            if st.status != SchedulerState::Stopped {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "Scheduler is already running",
+                ));
+            }
+            if !st.stores.iter().any(|(a, _)| &**a == DEFAULT_ALIAS) {
+                st.stores
+                    .push((DEFAULT_ALIAS.into(), Arc::new(MemoryJobStore::new())));
+            }
+            if !st.executors.iter().any(|(a, _)| &**a == DEFAULT_ALIAS) {
+                st.executors
+                    .push((DEFAULT_ALIAS.into(), Arc::new(ThreadPoolExecutor::new(10))));
+            }
+            (st.stores.clone(), st.executors.clone())
+        };
+        for (alias, executor) in &executors {
+            executor.start(self.reporter()).map_err(|e| {
+                Error::new(e.kind(), format!("executor '{alias}' failed to start: {e}"))
+                    .with_source(e)
+            })?;
+        }
+        for (alias, store) in &stores {
+            store.start(alias).await.map_err(|e| {
+                Error::new(e.kind(), format!("job store '{alias}' failed to start: {e}"))
+                    .with_source(e)
+            })?;
+        }
+        let pending = {
+            let mut st = lock(&self.inner.state);
+            st.status = if paused {
+                SchedulerState::Paused
+            } else {
+                SchedulerState::Running
+            };
+            std::mem::take(&mut st.pending)
+        };
+        {
+            let _guard = self.inner.jobs_lock.lock().await;
+            for p in pending {
+                let id = p.job.id.clone();
+                if let Err(e) = self.real_add(p).await {
+                    tracing::error!(target: "apscheduler", job_id = %id, "cannot add pending job: {e}");
+                }
+            }
+        }
+        tracing::info!(target: "apscheduler", "Scheduler started");
+        self.emit_scheduler(event::EVENT_SCHEDULER_STARTED, None);
+        self.wakeup();
+        Ok(())
+    }
+
+    /// Shuts the scheduler down: stops processing, shuts executors down (waiting for
+    /// running jobs when `wait`) and closes the stores.
+    ///
+    /// # Errors
+    /// `InvalidState` when not running.
+    pub async fn shutdown(&self, wait: bool) -> Result<(), Error> {
+        let (stores, executors) = {
+            let mut st = lock(&self.inner.state);
+            if st.status == SchedulerState::Stopped {
+                return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"));
+            }
+            st.status = SchedulerState::Stopped;
+            (st.stores.clone(), st.executors.clone())
+        };
+        self.wakeup();
+        for (_, executor) in &executors {
+            executor.shutdown(wait);
+        }
+        for (alias, store) in &stores {
+            if let Err(e) = store.shutdown().await {
+                tracing::warn!(target: "apscheduler", "job store '{alias}' did not shut down cleanly: {e}");
+            }
+        }
+        tracing::info!(target: "apscheduler", "Scheduler has been shut down");
+        self.emit_scheduler(event::EVENT_SCHEDULER_SHUTDOWN, None);
+        Ok(())
+    }
+
+    /// Pauses job processing (jobs keep their next run times).
+    ///
+    /// # Errors
+    /// `InvalidState` when not running.
+    pub fn pause(&self) -> Result<(), Error> {
+        {
+            let mut st = lock(&self.inner.state);
+            match st.status {
+                SchedulerState::Stopped => {
+                    return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"))
+                }
+                SchedulerState::Paused => return Ok(()),
+                SchedulerState::Running => st.status = SchedulerState::Paused,
+            }
+        }
+        tracing::info!(target: "apscheduler", "Paused scheduler job processing");
+        self.emit_scheduler(event::EVENT_SCHEDULER_PAUSED, None);
+        Ok(())
+    }
+
+    /// Resumes job processing.
+    ///
+    /// # Errors
+    /// `InvalidState` when not running.
+    pub fn resume(&self) -> Result<(), Error> {
+        {
+            let mut st = lock(&self.inner.state);
+            match st.status {
+                SchedulerState::Stopped => {
+                    return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"))
+                }
+                SchedulerState::Running => return Ok(()),
+                SchedulerState::Paused => st.status = SchedulerState::Running,
+            }
+        }
+        tracing::info!(target: "apscheduler", "Resumed scheduler job processing");
+        self.emit_scheduler(event::EVENT_SCHEDULER_RESUMED, None);
+        self.wakeup();
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- jobs
+
+    /// Adds a job. Before `start` it is pending and gets its first run time at start.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad trigger or option (naming it); `NotFound` for an unknown
+    /// job store, executor or task name; `Serialization` for a closure sent to a
+    /// persistent store or to an out-of-process executor; `Conflict` for a taken id
+    /// without `replace_existing`.
+    pub async fn add_job(&self, spec: JobSpec) -> Result<Job, Error> {
+        let (status, tz, defaults) = {
+            let st = lock(&self.inner.state);
+            (st.status, st.timezone, st.defaults)
+        };
+        let now = self.now_tz(tz);
+        let run_once = matches!(spec.trigger, TriggerSpec::RunOnce);
+        let trigger: Arc<dyn Trigger> = match &spec.trigger {
+            TriggerSpec::RunOnce => Arc::new(DateTrigger::new(now)),
+            TriggerSpec::Args { kind, args } => {
+                let mut args = args.clone();
+                if let Some(j) = spec.jitter {
+                    match &mut args {
+                        Value::Object(map) => {
+                            map.insert("jitter".into(), serde_json::json!(j));
+                        }
+                        Value::Null => args = serde_json::json!({ "jitter": j }),
+                        _ => {}
+                    }
+                }
+                AnyTrigger::from_args(kind, &args, tz, now)?.into_shared()
+            }
+            TriggerSpec::Built(t) => {
+                if spec.jitter.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "invalid value for 'jitter': give jitter to the trigger itself when passing a built trigger",
+                    ));
+                }
+                t.clone()
+            }
+        };
+        let id: Arc<str> = match &spec.id {
+            Some(id) if id.is_empty() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "invalid value for 'id': '': a job id must not be empty",
+                ))
+            }
+            Some(id) => id.as_str().into(),
+            None => uuid::Uuid::new_v4().simple().to_string().into(),
+        };
+        let name: Arc<str> = match (&spec.name, &spec.task) {
+            (Some(n), _) => n.as_str().into(),
+            (None, Task::Named(n)) => n.clone(),
+            (None, Task::Closure(_)) => id.clone(),
+        };
+        let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
+        if max_instances == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "invalid value for 'max_instances': 0: must be at least 1",
+            ));
+        }
+        let executor: Arc<str> = spec.executor.as_deref().unwrap_or(DEFAULT_ALIAS).into();
+        let jobstore: Arc<str> = spec.jobstore.as_deref().unwrap_or(DEFAULT_ALIAS).into();
+        let job = Job {
+            id,
+            name,
+            task: spec.task.clone(),
+            args: if spec.args.is_empty() {
+                apscheduler_core::no_args()
+            } else {
+                Arc::new(spec.args.clone())
+            },
+            kwargs: if spec.kwargs.is_empty() {
+                apscheduler_core::no_kwargs()
+            } else {
+                Arc::new(spec.kwargs.clone())
+            },
+            trigger,
+            executor,
+            misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
+            coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
+            max_instances,
+            next_run_time: spec.next_run_time.flatten(),
+        };
+        let pending = Pending {
+            job: job.clone(),
+            jobstore,
+            replace_existing: spec.replace_existing,
+            run_once,
+            explicit_next: spec.next_run_time.is_some(),
+        };
+        if status == SchedulerState::Stopped {
+            self.check_job(&pending.job, &pending.jobstore, false)?;
+            let mut st = lock(&self.inner.state);
+            if !pending.replace_existing && st.pending.iter().any(|p| p.job.id == job.id) {
+                return Err(conflict(&job.id));
+            }
+            st.pending.retain(|p| p.job.id != job.id);
+            st.pending.push(pending);
+            tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
+            return Ok(job);
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let added = self.real_add(pending).await?;
+        self.wakeup();
+        Ok(added)
+    }
+
+    /// Validates a job against the configured stores, executors and tasks.
+    fn check_job(&self, job: &Job, jobstore: &str, require_components: bool) -> Result<(), Error> {
+        let store = self.store(jobstore);
+        let executor = self.executor(&job.executor);
+        if require_components {
+            if store.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("No such job store: {jobstore}"),
+                ));
+            }
+            if executor.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("No such executor: {}", job.executor),
+                ));
+            }
+        }
+        if let Task::Closure(_) = job.task {
+            if let Some(store) = &store {
+                if store.is_persistent() {
+                    return Err(Error::new(
+                        ErrorKind::Serialization,
+                        format!(
+                            "job '{}' runs a closure, which job store '{jobstore}' would have to \
+                             serialize: register the task by name instead",
+                            job.id
+                        ),
+                    ));
+                }
+            }
+            if let Some(executor) = &executor {
+                if !executor.runs_in_process() {
+                    return Err(Error::new(
+                        ErrorKind::Serialization,
+                        format!(
+                            "job '{}' runs a closure, which executor '{}' would have to send to \
+                             another process: register the task by name instead",
+                            job.id, job.executor
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Task::Named(name) = &job.task {
+            if self.resolve_task(&job.task).is_none()
+                && executor.as_ref().is_none_or(|e| e.runs_in_process())
+            {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no task is registered under the name '{name}'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a job while the scheduler runs (caller holds `jobs_lock`).
+    async fn real_add(&self, p: Pending) -> Result<Job, Error> {
+        let Pending {
+            mut job,
+            jobstore,
+            replace_existing,
+            run_once,
+            explicit_next,
+        } = p;
+        self.check_job(&job, &jobstore, true)?;
+        let store = self.store(&jobstore).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("No such job store: {jobstore}"))
+        })?;
+        let now = self.now_tz(job.trigger.timezone());
+        if run_once {
+            // A job without a trigger runs once, now (at start for pending jobs).
+            job.trigger = Arc::new(DateTrigger::new(now));
+        }
+        if !explicit_next {
+            // Re-declaring a paused job (replace_existing) keeps it paused.
+            let keep_paused = replace_existing
+                && store
+                    .lookup_job(&job.id)
+                    .await?
+                    .is_some_and(|existing| existing.is_paused());
+            if keep_paused {
+                job.next_run_time = None;
+            } else {
+                job.next_run_time = job.trigger.next_fire_time(None, &now);
+                if job.next_run_time.is_none() {
+                    // The trigger has nothing left: announce and drop the job at once.
+                    if replace_existing && store.lookup_job(&job.id).await?.is_some() {
+                        store.remove_job(&job.id).await?;
+                    }
+                    self.emit_job(event::EVENT_JOB_ADDED, &job.id, &jobstore);
+                    self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &jobstore);
+                    return Ok(job);
+                }
+            }
+        }
+        store.add_job(job.clone(), replace_existing).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, jobstore = %jobstore, "Added job \"{}\" to job store \"{}\"", job.name, jobstore);
+        self.emit_job(event::EVENT_JOB_ADDED, &job.id, &jobstore);
+        Ok(job)
+    }
+
+    /// Finds a job and the alias of its store (`jobstore` = `None`: search every store).
+    async fn find(&self, id: &str, jobstore: Option<&str>) -> Result<(Job, Arc<str>, Arc<dyn JobStore>), Error> {
+        for (alias, store) in self.stores() {
+            if jobstore.is_some_and(|j| j != &*alias) {
+                continue;
+            }
+            if let Some(job) = store.lookup_job(id).await? {
+                return Ok((job, alias, store));
+            }
+        }
+        Err(not_found(id))
+    }
+
+    /// Applies `f` to a pending job (before start).
+    fn modify_pending(&self, id: &str, f: impl FnOnce(&mut Pending)) -> Option<Job> {
+        let mut st = lock(&self.inner.state);
+        let p = st.pending.iter_mut().find(|p| &*p.job.id == id)?;
+        f(p);
+        Some(p.job.clone())
+    }
+
+    /// Changes a job's options (`modify_job`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn modify_job(&self, id: &str, jobstore: Option<&str>, changes: JobChanges) -> Result<Job, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    apply_changes(&mut p.job, &changes);
+                    if changes.next_run_time.is_some() {
+                        p.explicit_next = true;
+                    }
+                })
+                .ok_or_else(|| not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        apply_changes(&mut job, &changes);
+        store.update_job(job.clone()).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Modified job");
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
+        self.wakeup();
+        Ok(job)
+    }
+
+    /// Gives a job a new trigger and recomputes its next run time from now
+    /// (`reschedule_job`). A paused job stays paused; the trigger applies on resume.
+    /// A trigger with no fire time left removes the job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job; `InvalidInput` for a bad trigger.
+    pub async fn reschedule_job(&self, id: &str, jobstore: Option<&str>, kind: &str, args: &Value) -> Result<Option<Job>, Error> {
+        let tz = self.timezone();
+        let trigger = AnyTrigger::from_args(kind, args, tz, self.now_tz(tz))?.into_shared();
+        self.reschedule_job_with(id, jobstore, trigger).await
+    }
+
+    /// [`reschedule_job`](Self::reschedule_job) with a built trigger.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn reschedule_job_with(&self, id: &str, jobstore: Option<&str>, trigger: Arc<dyn Trigger>) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    p.job.trigger = trigger.clone();
+                    p.run_once = false;
+                })
+                .map(Some)
+                .ok_or_else(|| not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        let paused = job.is_paused();
+        job.trigger = trigger;
+        if !paused {
+            let now = self.now_tz(job.trigger.timezone());
+            job.next_run_time = job.trigger.next_fire_time(None, &now);
+            if job.next_run_time.is_none() {
+                store.remove_job(&job.id).await?;
+                self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+                return Ok(None);
+            }
+        }
+        store.update_job(job.clone()).await?;
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
+        self.wakeup();
+        Ok(Some(job))
+    }
+
+    /// Pauses a job (clears its next run time).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn pause_job(&self, id: &str, jobstore: Option<&str>) -> Result<Job, Error> {
+        self.modify_job(id, jobstore, JobChanges::new().next_run_time(None))
+            .await
+    }
+
+    /// Resumes a paused job: its next run time is computed from now. A job that is not
+    /// paused is left as it is. A trigger with no fire time left removes the job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn resume_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    if p.job.next_run_time.is_none() {
+                        p.explicit_next = false;
+                    }
+                })
+                .map(Some)
+                .ok_or_else(|| not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        if !job.is_paused() {
+            return Ok(Some(job));
+        }
+        let now = self.now_tz(job.trigger.timezone());
+        job.next_run_time = job.trigger.next_fire_time(None, &now);
+        if job.next_run_time.is_none() {
+            store.remove_job(&job.id).await?;
+            self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+            return Ok(None);
+        }
+        store.update_job(job.clone()).await?;
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
+        self.wakeup();
+        Ok(Some(job))
+    }
+
+    /// Removes a job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn remove_job(&self, id: &str, jobstore: Option<&str>) -> Result<(), Error> {
+        if self.state() == SchedulerState::Stopped {
+            let mut st = lock(&self.inner.state);
+            let before = st.pending.len();
+            st.pending.retain(|p| &*p.job.id != id);
+            return if st.pending.len() < before {
+                Ok(())
+            } else {
+                Err(not_found(id))
+            };
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (job, alias, store) = self.find(id, jobstore).await?;
+        store.remove_job(&job.id).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Removed job");
+        self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+        Ok(())
+    }
+
+    /// Removes every job (of one store, or of all).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<(), Error> {
+        {
+            let mut st = lock(&self.inner.state);
+            st.pending.retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        if self.state() != SchedulerState::Stopped {
+            for (alias, store) in self.stores() {
+                if jobstore.is_some_and(|j| j != &*alias) {
+                    continue;
+                }
+                store.remove_all_jobs().await?;
+            }
+        }
+        self.emit_scheduler(event::EVENT_ALL_JOBS_REMOVED, jobstore.map(Into::into));
+        Ok(())
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            let st = lock(&self.inner.state);
+            return Ok(st
+                .pending
+                .iter()
+                .find(|p| &*p.job.id == id && jobstore.is_none_or(|j| j == &*p.jobstore))
+                .map(|p| p.job.clone()));
+        }
+        match self.find(id, jobstore).await {
+            Ok((job, _, _)) => Ok(Some(job)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every job with its store alias (pending jobs before start), ordered by next run
+    /// time then id, paused last.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_jobs_with_store(&self, jobstore: Option<&str>) -> Result<Vec<(Job, Arc<str>)>, Error> {
+        let mut jobs = Vec::new();
+        {
+            let st = lock(&self.inner.state);
+            for p in &st.pending {
+                if jobstore.is_none_or(|j| j == &*p.jobstore) {
+                    jobs.push((p.job.clone(), p.jobstore.clone()));
+                }
+            }
+        }
+        if self.state() != SchedulerState::Stopped {
+            for (alias, store) in self.stores() {
+                if jobstore.is_some_and(|j| j != &*alias) {
+                    continue;
+                }
+                for job in store.get_all_jobs().await? {
+                    jobs.push((job, alias.clone()));
+                }
+            }
+        }
+        jobs.sort_by(|(a, _), (b, _)| {
+            (a.next_run_time.is_none(), a.next_run_time, &a.id).cmp(&(
+                b.next_run_time.is_none(),
+                b.next_run_time,
+                &b.id,
+            ))
+        });
+        Ok(jobs)
+    }
+
+    /// Every job (of one store, or of all).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_jobs(&self, jobstore: Option<&str>) -> Result<Vec<Job>, Error> {
+        Ok(self
+            .get_jobs_with_store(jobstore)
+            .await?
+            .into_iter()
+            .map(|(j, _)| j)
+            .collect())
+    }
+
+    /// APScheduler's `print_jobs` output, per store: each job with its trigger and next
+    /// run time, or "paused"; pending jobs before start.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn format_jobs(&self, jobstore: Option<&str>) -> Result<String, Error> {
+        let mut out = String::new();
+        if self.state() == SchedulerState::Stopped {
+            let st = lock(&self.inner.state);
+            let _ = writeln!(out, "Pending jobs:");
+            let pending: Vec<_> = st
+                .pending
+                .iter()
+                .filter(|p| jobstore.is_none_or(|j| j == &*p.jobstore))
+                .collect();
+            if pending.is_empty() {
+                let _ = writeln!(out, "    No pending jobs");
+            }
+            for p in pending {
+                let _ = writeln!(out, "    {} (trigger: {}, pending)", p.job.name, p.job.trigger);
+            }
+            return Ok(out);
+        }
+        for (alias, store) in self.stores() {
+            if jobstore.is_some_and(|j| j != &*alias) {
+                continue;
+            }
+            let _ = writeln!(out, "Jobstore {alias}:");
+            let jobs = store.get_all_jobs().await?;
+            if jobs.is_empty() {
+                let _ = writeln!(out, "    No scheduled jobs");
+            }
+            for job in jobs {
+                let _ = writeln!(out, "    {job}");
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many submissions of a job are in flight in its executor.
+    pub fn instances(&self, job_id: &str) -> usize {
+        lock(&self.inner.state)
+            .executors
+            .iter()
+            .map(|(_, e)| e.instances(job_id))
+            .sum()
+    }
+
+    // ----------------------------------------------------------------- the main loop
+
+    /// One pass of the main loop (APScheduler's `_process_jobs`): claims due jobs from
+    /// every store, applies misfire grace and coalescing, submits runs, stores next run
+    /// times, removes finished jobs. Returns how long to wait before the next pass
+    /// (`None`: until woken).
+    pub async fn process_jobs(&self) -> Option<Duration> {
+        if self.state() != SchedulerState::Running {
+            return None;
+        }
+        let now = self.inner.clock.now();
+        let mut next_wakeup: Option<DateTime<Utc>> = None;
+        let mut earliest = |t: DateTime<Utc>| {
+            if next_wakeup.is_none_or(|n| t < n) {
+                next_wakeup = Some(t);
+            }
+        };
+        for (alias, store) in self.stores() {
+            match self.process_store(&alias, &store, now).await {
+                Ok(next) => {
+                    lock(&self.inner.state).store_failures.remove(&alias);
+                    if let Some(t) = next {
+                        earliest(t);
+                    }
+                }
+                Err(e) => {
+                    let failures = {
+                        let mut st = lock(&self.inner.state);
+                        let n = st.store_failures.entry(alias.clone()).or_insert(0);
+                        *n = n.saturating_add(1);
+                        *n
+                    };
+                    // Exponential backoff: 0.5 s, 1 s, 2 s ... up to 30 s.
+                    let delay = Duration::from_millis(500)
+                        .saturating_mul(1u32 << failures.min(6).saturating_sub(1))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(target: "apscheduler", jobstore = %alias, "error processing job store (retrying in {delay:?}): {e}");
+                    earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                }
+            }
+        }
+        let wait = next_wakeup.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO));
+        if let Some(w) = wait {
+            tracing::debug!(target: "apscheduler", "Next wakeup is due in {:.6} seconds", w.as_secs_f64());
+        } else {
+            tracing::debug!(target: "apscheduler", "No jobs; waiting until a job is added");
+        }
+        wait
+    }
+
+    async fn process_store(
+        &self,
+        alias: &Arc<str>,
+        store: &Arc<dyn JobStore>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let _guard = self.inner.jobs_lock.lock().await;
+        loop {
+            let acquired = store
+                .acquire_due_jobs(&self.inner.scheduler_id, now, CLAIM_BATCH, self.inner.lease)
+                .await?;
+            for corrupt in &acquired.corrupt {
+                tracing::error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
+                let id: Arc<str> = corrupt.id.as_str().into();
+                let failure = JobFailure::new("corrupt", corrupt.error.clone());
+                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                    code: event::EVENT_JOB_ERROR,
+                    job_id: id,
+                    jobstore: alias.clone(),
+                    scheduled_run_time: now.with_timezone(&Tz::UTC),
+                    retval: None,
+                    exception: Some(failure),
+                });
+            }
+            let claimed = acquired.jobs.len();
+            let mut releases = Vec::with_capacity(claimed);
+            let mut removed = Vec::new();
+            for job in acquired.jobs {
+                if let Some(release) = self.process_job(alias, job, now, &mut removed) {
+                    releases.push(release);
+                }
+            }
+            store
+                .release_jobs(&self.inner.scheduler_id, releases)
+                .await?;
+            for id in removed {
+                self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
+            }
+            if claimed < CLAIM_BATCH {
+                break;
+            }
+        }
+        store.get_next_run_time().await
+    }
+
+    /// Decides one claimed job's runs and its next state.
+    fn process_job(
+        &self,
+        alias: &Arc<str>,
+        mut job: Job,
+        now: DateTime<Utc>,
+        removed: &mut Vec<Arc<str>>,
+    ) -> Option<JobRelease> {
+        let tz = job.trigger.timezone();
+        let now_tz = now.with_timezone(&tz);
+        let run_times = run_times(&job, &now_tz);
+        let Some(last) = run_times.last().copied() else {
+            return Some(JobRelease::Update(job));
+        };
+        let candidates = if job.coalesce {
+            vec![last]
+        } else {
+            run_times
+        };
+        // Misfire decision before submission: late by strictly more than the grace.
+        let (missed, due): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|t| {
+            job.misfire_grace_time.is_some_and(|grace| {
+                (now - t.with_timezone(&Utc))
+                    .to_std()
+                    .is_ok_and(|late| late > grace)
+            })
+        });
+        for t in missed {
+            tracing::warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, now - t.with_timezone(&Utc));
+            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || Event::Execution {
+                code: event::EVENT_JOB_MISSED,
+                job_id: job.id.clone(),
+                jobstore: alias.clone(),
+                scheduled_run_time: t,
+                retval: None,
+                exception: None,
+            });
+        }
+        if !due.is_empty() {
+            self.submit(alias, &job, due);
+        }
+        job.next_run_time = job.trigger.next_fire_time(Some(&last), &now_tz);
+        if job.next_run_time.is_some() {
+            Some(JobRelease::Update(job))
+        } else {
+            removed.push(job.id.clone());
+            Some(JobRelease::Remove(job.id))
+        }
+    }
+
+    fn submit(&self, alias: &Arc<str>, job: &Job, due: Vec<DateTime<Tz>>) {
+        let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
+            for &t in due {
+                let failure = failure.clone();
+                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                    code: event::EVENT_JOB_ERROR,
+                    job_id: job.id.clone(),
+                    jobstore: alias.clone(),
+                    scheduled_run_time: t,
+                    retval: None,
+                    exception: Some(failure),
+                });
+            }
+        };
+        let Some(executor) = self.executor(&job.executor) else {
+            tracing::error!(target: "apscheduler", job_id = %job.id, "Executor lookup failed: no executor '{}'", job.executor);
+            fail_all(
+                JobFailure::new("executor", format!("no executor by the alias of '{}'", job.executor)),
+                &due,
+            );
+            return;
+        };
+        let Some(task) = self.resolve_task(&job.task) else {
+            tracing::error!(target: "apscheduler", job_id = %job.id, "no task registered under the name '{}'", job.task);
+            fail_all(
+                JobFailure::new("unknown-task", format!("no task is registered under the name '{}'", job.task)),
+                &due,
+            );
+            return;
+        };
+        let run = JobRun {
+            job_id: job.id.clone(),
+            jobstore: alias.clone(),
+            task_name: job.task.name().map(Into::into),
+            task,
+            args: job.args.clone(),
+            kwargs: job.kwargs.clone(),
+            run_times: due,
+            max_instances: job.max_instances,
+        };
+        let run_times = run.run_times.clone();
+        match executor.submit(run) {
+            Ok(()) => {
+                tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
+            }
+            Err(SubmitError::MaxInstances) => {
+                tracing::warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
+                self.inner.dispatcher.emit(event::EVENT_JOB_MAX_INSTANCES, || Event::Submission {
+                    code: event::EVENT_JOB_MAX_INSTANCES,
+                    job_id: job.id.clone(),
+                    jobstore: alias.clone(),
+                    scheduled_run_times: run_times,
+                });
+            }
+            Err(e) => {
+                tracing::error!(target: "apscheduler", job_id = %job.id, "Error submitting job \"{}\" to executor '{}': {e}", job.name, job.executor);
+                fail_all(JobFailure::new("submit", e.to_string()), &run_times);
+            }
+        }
+    }
+}
+
+fn conflict(id: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("Job identifier ({id}) conflicts with an existing job"),
+    )
+}
+
+/// Every scheduled run time of `job` up to `now`, oldest first (bounded).
+fn run_times(job: &Job, now: &DateTime<Tz>) -> Vec<DateTime<Tz>> {
+    let mut times = Vec::new();
+    let mut next = job.next_run_time;
+    while let Some(t) = next {
+        if t > *now {
+            break;
+        }
+        if times.len() == MAX_RUN_TIMES {
+            times.remove(0);
+        }
+        times.push(t);
+        next = job.trigger.next_fire_time(Some(&t), now);
+        if next.is_some_and(|n| n <= t) {
+            // A trigger must move forward; stop rather than loop.
+            break;
+        }
+    }
+    times
+}
+
+fn apply_changes(job: &mut Job, c: &JobChanges) {
+    if let Some(n) = &c.name {
+        job.name = n.as_str().into();
+    }
+    if let Some(a) = &c.args {
+        job.args = Arc::new(a.clone());
+    }
+    if let Some(k) = &c.kwargs {
+        job.kwargs = Arc::new(k.clone());
+    }
+    if let Some(e) = &c.executor {
+        job.executor = e.as_str().into();
+    }
+    if let Some(g) = c.misfire_grace_time {
+        job.misfire_grace_time = g;
+    }
+    if let Some(co) = c.coalesce {
+        job.coalesce = co;
+    }
+    if let Some(m) = c.max_instances {
+        job.max_instances = m.max(1);
+    }
+    if let Some(n) = c.next_run_time {
+        job.next_run_time = n;
+    }
+    if let Some(t) = &c.trigger {
+        job.trigger = t.clone();
+    }
+}

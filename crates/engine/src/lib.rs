@@ -1,0 +1,67 @@
+//! # apscheduler-engine
+//!
+//! The scheduler: one engine ([`Engine`]) with APScheduler 3.x's job API and main loop,
+//! and thin front-ends that drive it:
+//!
+//! | front-end | APScheduler | how the loop runs |
+//! |---|---|---|
+//! | [`BlockingScheduler`] | `BlockingScheduler` | in the thread calling `start`, until `shutdown` |
+//! | [`BackgroundScheduler`] | `BackgroundScheduler` | in its own thread |
+//! | [`AsyncScheduler`] | `AsyncIOScheduler` | as a tokio task; async jobs too |
+//! | [`DrivenScheduler`] | Tornado/Twisted/Qt/gevent schedulers | by a host event loop (`next_wakeup`, `run_due`) |
+//!
+//! The engine takes an injectable [`Clock`](apscheduler_core::Clock), so behaviour is
+//! tested without sleeping; [`replay`] replays APScheduler's recorded traces through it.
+//!
+//! ## Usage
+//! ```
+//! use apscheduler_engine::{BackgroundScheduler, JobSpec};
+//! use serde_json::json;
+//!
+//! let scheduler = BackgroundScheduler::new().unwrap();
+//! scheduler.register_task("job_func", |ctx| {
+//!     println!("job {} ran", ctx.arg(0).unwrap());
+//!     Ok(json!(null))
+//! });
+//! // add_job(job_func, 'interval', seconds=10, args=[1], id='1', name='a test job')
+//! let job = scheduler
+//!     .add_job(
+//!         JobSpec::task("job_func")
+//!             .trigger_args("interval", json!({"seconds": 10}))
+//!             .args([json!(1)])
+//!             .id("1")
+//!             .name("a test job"),
+//!     )
+//!     .unwrap();
+//! scheduler.start(false).unwrap();
+//! assert!(scheduler.get_job("1").unwrap().is_some());
+//! scheduler.shutdown(true).unwrap();
+//! ```
+//!
+//! ## Feature flags
+//! None.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.80) and later.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod config;
+mod dispatch;
+mod engine;
+mod frontends;
+mod inline;
+pub mod replay;
+mod spec;
+mod wake;
+
+pub use config::JobDefaults;
+pub use dispatch::{ListenerFn, ListenerId};
+pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};
+pub use frontends::{
+    AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, JobHandle,
+    ScheduledJob, SyncScheduler,
+};
+pub use inline::InlineExecutor;
+pub use spec::{JobChanges, JobSpec};
