@@ -183,6 +183,10 @@ impl EngineBuilder {
         self.executors.push((alias, executor));
         self
     }
+    /// Whether an executor is configured under `alias`.
+    pub fn has_executor(&self, alias: &str) -> bool {
+        self.executors.iter().any(|(a, _)| &**a == alias)
+    }
     /// This scheduler's id in shared stores (default: a random UUID).
     pub fn scheduler_id(mut self, id: impl Into<String>) -> Self {
         self.scheduler_id = Some(id.into());

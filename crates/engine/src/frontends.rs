@@ -444,12 +444,12 @@ impl SyncScheduler {
 }
 
 macro_rules! sync_frontend {
-    ($name:ident, $doc:literal) => {
+    ($name:ident, $doc:literal $(, $field:ident : $ty:ty = $init:expr)*) => {
         #[doc = $doc]
         #[derive(Debug)]
         pub struct $name {
             inner: SyncScheduler,
-            thread: Mutex<Option<JoinHandle<()>>>,
+            $($field: $ty,)*
         }
 
         impl Deref for $name {
@@ -484,7 +484,7 @@ macro_rules! sync_frontend {
             pub fn from_engine(engine: Engine) -> Result<Self, Error> {
                 Ok($name {
                     inner: SyncScheduler::with_engine(engine)?,
-                    thread: Mutex::new(None),
+                    $($field: $init,)*
                 })
             }
         }
@@ -499,7 +499,8 @@ sync_frontend!(
 sync_frontend!(
     BackgroundScheduler,
     "Runs the main loop in its own thread; `start` returns at once \
-     (APScheduler's `BackgroundScheduler`)."
+     (APScheduler's `BackgroundScheduler`).",
+    thread: Mutex<Option<JoinHandle<()>>> = Mutex::new(None)
 );
 
 impl BlockingScheduler {
@@ -650,15 +651,23 @@ pub struct AsyncScheduler {
 }
 
 impl AsyncScheduler {
-    /// A scheduler with the default configuration.
+    /// A scheduler with the default configuration: the `default` memory store and the
+    /// `default` async executor (APScheduler's `AsyncIOExecutor`).
     pub fn new() -> Self {
-        AsyncScheduler {
-            engine: Engine::builder().build(),
-        }
+        Self::from_builder(Engine::builder())
     }
 
-    /// A scheduler over an engine built with [`Engine::builder`].
+    /// A scheduler over an engine built with [`Engine::builder`]; without a `default`
+    /// executor, the async executor is used.
     pub fn from_builder(builder: EngineBuilder) -> Self {
+        let builder = if builder.has_executor(crate::engine::DEFAULT_ALIAS) {
+            builder
+        } else {
+            builder.executor(
+                crate::engine::DEFAULT_ALIAS,
+                Arc::new(apscheduler_executor_async::AsyncExecutor::new(None)),
+            )
+        };
         AsyncScheduler {
             engine: builder.build(),
         }
@@ -708,7 +717,13 @@ impl AsyncScheduler {
     /// # Errors
     /// `InvalidState` when not running.
     pub async fn shutdown(&self, wait: bool) -> Result<(), Error> {
-        self.engine.shutdown(wait).await
+        // Executors block while they wait for running jobs; do that off the async
+        // threads so jobs on this runtime can finish meanwhile.
+        let engine = self.engine.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(engine.shutdown(wait)))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, format!("shutdown failed: {e}")))?
     }
 
     /// Adds a job.

@@ -1,0 +1,176 @@
+//! The front-ends in real time: few tests, generous timeouts, no exact timing asserted.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::event;
+use apscheduler_core::ManualClock;
+use apscheduler_engine::{
+    AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, Engine, JobChanges,
+    JobSpec, SchedulerState,
+};
+use chrono::Utc;
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[test]
+fn background_runs_interval_jobs_and_shuts_down() {
+    let scheduler = BackgroundScheduler::new().unwrap();
+    let (tx, rx) = mpsc::channel();
+    scheduler
+        .add_job(
+            JobSpec::closure(move |_| {
+                let _ = tx.send(());
+                Ok(json!(null))
+            })
+            .trigger_args("interval", json!({"seconds": 0.05})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    for _ in 0..3 {
+        rx.recv_timeout(PATIENCE).expect("job ran");
+    }
+    scheduler.shutdown(true).unwrap();
+    assert_eq!(scheduler.state(), SchedulerState::Stopped);
+}
+
+fn slow_job(scheduler: &BackgroundScheduler) -> (mpsc::Receiver<()>, Arc<AtomicBool>) {
+    let (started_tx, started) = mpsc::channel();
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    scheduler
+        .add_job(JobSpec::closure(move |_| {
+            let _ = started_tx.send(());
+            std::thread::sleep(Duration::from_millis(400));
+            f.store(true, Ordering::SeqCst);
+            Ok(json!(null))
+        }))
+        .unwrap();
+    (started, finished)
+}
+
+#[test]
+fn shutdown_wait_true_waits_for_running_jobs() {
+    let scheduler = BackgroundScheduler::new().unwrap();
+    let (started, finished) = slow_job(&scheduler);
+    scheduler.start(false).unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
+    scheduler.shutdown(true).unwrap();
+    assert!(finished.load(Ordering::SeqCst), "shutdown(wait=true) returned before the job ended");
+}
+
+#[test]
+fn shutdown_wait_false_returns_at_once() {
+    let scheduler = BackgroundScheduler::new().unwrap();
+    let (started, finished) = slow_job(&scheduler);
+    scheduler.start(false).unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
+    scheduler.shutdown(false).unwrap();
+    assert!(!finished.load(Ordering::SeqCst), "shutdown(wait=false) waited for the job");
+}
+
+#[test]
+fn modify_to_an_earlier_time_is_honoured_at_once() {
+    let scheduler = BackgroundScheduler::new().unwrap();
+    let (tx, rx) = mpsc::channel();
+    scheduler
+        .add_job(
+            JobSpec::closure(move |_| {
+                let _ = tx.send(());
+                Ok(json!(null))
+            })
+            .id("later")
+            .trigger_args("interval", json!({"hours": 1})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // let the loop go to sleep for an hour
+    let soon = Utc::now().with_timezone(&scheduler.engine().timezone()) + chrono::Duration::milliseconds(100);
+    scheduler
+        .modify_job("later", JobChanges::new().next_run_time(Some(soon)))
+        .unwrap();
+    rx.recv_timeout(PATIENCE).expect("the earlier time was honoured");
+    scheduler.shutdown(false).unwrap();
+}
+
+#[test]
+fn blocking_start_returns_after_shutdown() {
+    let scheduler = Arc::new(BlockingScheduler::new().unwrap());
+    let (tx, rx) = mpsc::channel();
+    scheduler
+        .add_job(JobSpec::closure(move |_| {
+            let _ = tx.send(());
+            Ok(json!(null))
+        }))
+        .unwrap();
+    let s = scheduler.clone();
+    let stopper = std::thread::spawn(move || {
+        rx.recv_timeout(PATIENCE).expect("job ran");
+        s.shutdown(true).unwrap();
+    });
+    scheduler.start(false).unwrap(); // blocks until the stopper shuts it down
+    stopper.join().unwrap();
+    assert_eq!(scheduler.state(), SchedulerState::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_scheduler_runs_async_jobs() {
+    let scheduler = AsyncScheduler::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    scheduler.engine().add_listener(
+        move |e| {
+            let _ = tx.send(e.retval().cloned());
+        },
+        event::EVENT_JOB_EXECUTED,
+    );
+    scheduler
+        .add_job(
+            JobSpec::closure_async(move |_ctx| {
+                let r = r.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok(json!(r.fetch_add(1, Ordering::SeqCst)))
+                }
+            })
+            .trigger_args("interval", json!({"seconds": 0.05})),
+        )
+        .await
+        .unwrap();
+    scheduler.start(false).await.unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(PATIENCE, rx.recv()).await.unwrap().unwrap();
+    }
+    scheduler.shutdown(true).await.unwrap();
+    assert!(runs.load(Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
+    let start = Utc::now();
+    let clock = Arc::new(ManualClock::new(start));
+    let scheduler =
+        DrivenScheduler::from_builder(Engine::builder().clock(clock.clone()).timezone(chrono_tz::UTC))
+            .unwrap();
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let h = hooks.clone();
+    scheduler.set_wakeup_hook(move || {
+        h.fetch_add(1, Ordering::SeqCst);
+    });
+    scheduler.register_task("tick", |_| Ok(json!(null)));
+    scheduler.start(false).unwrap();
+    let before = hooks.load(Ordering::SeqCst);
+    scheduler
+        .add_job(JobSpec::task("tick").trigger_args("interval", json!({"seconds": 30})))
+        .unwrap();
+    assert!(hooks.load(Ordering::SeqCst) > before, "adding a job calls the wake-up hook");
+    assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
+    assert!(scheduler.next_wakeup().is_some());
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
+    scheduler.shutdown(true).unwrap();
+}
