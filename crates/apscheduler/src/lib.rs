@@ -7,9 +7,13 @@
 //! |---|---|---|
 //! | [`core`] | `apscheduler-core` | the `Trigger` trait, typed errors, time helpers |
 //! | [`triggers`] | `apscheduler-triggers` | date, interval, cron/crontab, calendarinterval, and/or |
+//! | [`scheduler`] | `apscheduler-engine` | the engine and the Blocking/Background/Async/Driven schedulers |
+//! | [`stores::memory`] | `apscheduler-store-memory` | the default, in-memory job store |
+//! | [`executors::thread`] | `apscheduler-executor-thread` | the default thread pool |
+//! | [`executors::r#async`] | `apscheduler-executor-async` | the tokio executor for async jobs |
 //!
-//! The scheduler engine, the job stores (memory, SQL, MongoDB, Redis) and the executors
-//! (threads, processes, async) join as their crates land; see the README's crate map.
+//! Persistent job stores (SQL, MongoDB, Redis) and the process pool join as their crates
+//! land; see the README's crate map.
 //!
 //! ## Usage
 //! ```
@@ -24,9 +28,11 @@
 //!
 //! ## Feature flags
 //! - `triggers` (default): the trigger kinds.
+//! - `scheduler` (default): the engine, its front-ends, the memory store, the thread
+//!   pool and the async executor.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.80) and later.
+//! The workspace's `rust-version` (1.85) and later.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -35,10 +41,47 @@ pub use apscheduler_core as core;
 #[cfg(feature = "triggers")]
 pub use apscheduler_triggers as triggers;
 
+/// The scheduler engine and front-ends.
+#[cfg(feature = "scheduler")]
+pub use apscheduler_engine as scheduler;
+
+/// Event codes and types (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
+pub use apscheduler_core::event as events;
+
+/// Job stores.
+pub mod stores {
+    /// The in-memory job store (the default).
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_store_memory as memory;
+}
+
+/// Executors.
+pub mod executors {
+    /// The thread pool executor (the default).
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_executor_thread as thread;
+    /// The tokio executor for async jobs.
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_executor_async as r#async;
+}
+
 /// The names most programs need.
 pub mod prelude {
     pub use apscheduler_core::chrono_tz::Tz;
-    pub use apscheduler_core::{Error, ErrorKind, Trigger, TriggerError};
+    pub use apscheduler_core::event::{
+        Event, EventMask, EVENT_ALL, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
+        EVENT_JOB_MISSED,
+    };
+    pub use apscheduler_core::{Error, ErrorKind, Job, TaskContext, TaskFailure, TaskResult, Trigger, TriggerError};
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_engine::{
+        AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, Engine,
+        JobChanges, JobDefaults, JobSpec,
+    };
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_executor_thread::ThreadPoolExecutor;
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_store_memory::MemoryJobStore;
     #[cfg(feature = "triggers")]
     pub use apscheduler_triggers::{
         AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger,

@@ -189,7 +189,7 @@ pub fn run_sync_task(
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx))) {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(failure_from_task_error(e.as_ref())),
-                Err(panic) => Err(JobFailure::new("panic", panic_message(&panic))),
+                Err(panic) => Err(JobFailure::new("panic", panic_message(panic.as_ref()))),
             }
         }
         TaskFn::Async(_) => Err(JobFailure::new(

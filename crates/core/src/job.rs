@@ -204,7 +204,7 @@ impl JobState {
             None => None,
         };
         let misfire_grace_time = match self.misfire_grace_time {
-            Some(s) if s.is_finite() && s >= 0.0 && s < 1e12 => Some(Duration::from_secs_f64(s)),
+            Some(s) if (0.0..1e12).contains(&s) => Some(Duration::from_secs_f64(s)),
             Some(s) => return Err(corrupt(format!("invalid misfire_grace_time {s}"))),
             None => None,
         };

@@ -46,7 +46,7 @@ pub struct Acquired {
 /// - A job with `next_run_time == None` is paused: never due, listed last.
 /// - [`acquire_due_jobs`](JobStore::acquire_due_jobs) is an atomic claim with a lease:
 ///   it returns up to `limit` jobs whose next run time is at or before `now`, ordered by
-///   next run time then id, skipping jobs under an unexpired lease (whoever holds it),
+///   next run time (to the microsecond) then id, skipping jobs under an unexpired lease (whoever holds it),
 ///   and leases them to `scheduler_id` until `now + lease`. Two concurrent claimers never
 ///   receive the same (job, next run time). A lease that has expired (its holder died)
 ///   can be claimed by anyone.
@@ -83,12 +83,26 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// when a persistent store cannot serialize the job.
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error>;
 
-    /// Adds several jobs in one round trip where the backend allows it; all or nothing
-    /// on a conflict.
+    /// Adds several jobs, in one round trip where the backend allows it; all or nothing
+    /// on a conflict (with another stored job or within the batch).
+    ///
+    /// The default checks every id first, then adds one by one; it is all-or-nothing
+    /// only without concurrent writers, so stores should override it with a transaction.
     ///
     /// # Errors
     /// As [`add_job`](JobStore::add_job).
     async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        if !replace_existing {
+            let mut seen = std::collections::HashSet::new();
+            for job in &jobs {
+                if !seen.insert(job.id.clone()) || self.lookup_job(&job.id).await?.is_some() {
+                    return Err(Error::new(
+                        crate::ErrorKind::Conflict,
+                        format!("Job identifier ({}) conflicts with an existing job", job.id),
+                    ));
+                }
+            }
+        }
         for job in jobs {
             self.add_job(job, replace_existing).await?;
         }
@@ -125,8 +139,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Backend errors.
     async fn get_all_jobs(&self) -> Result<Vec<Job>, Error>;
 
-    /// The earliest next run time among jobs that are not paused and not under an
-    /// unexpired lease.
+    /// When the next claim can return something: the earliest next run time among jobs
+    /// that are not paused, where a job under a lease counts at the later of its next run
+    /// time and its lease expiry.
     ///
     /// # Errors
     /// Backend errors.
@@ -144,10 +159,11 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<Acquired, Error>;
 
-    /// Extends the caller's leases on these jobs to `now + lease`.
+    /// Extends the caller's leases on these jobs to `now + lease`; leases still held are
+    /// extended even when some were lost.
     ///
     /// # Errors
-    /// `LeaseLost` when a lease is no longer held by `scheduler_id`.
+    /// `LeaseLost` naming the jobs whose lease is no longer held by `scheduler_id`.
     async fn extend_leases(
         &self,
         scheduler_id: &str,
@@ -156,7 +172,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<(), Error>;
 
-    /// Ends the caller's leases, storing new states or removing finished jobs.
+    /// Ends the caller's leases, storing new states or removing finished jobs. A release
+    /// for a job the caller no longer holds (its lease expired and another scheduler
+    /// claimed it) or that was removed meanwhile is ignored, without an error.
     ///
     /// # Errors
     /// Backend errors.

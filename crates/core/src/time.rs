@@ -101,7 +101,7 @@ pub fn parse_datetime(field: &str, value: &str, tz: Tz) -> Result<DateTime<Tz>, 
         Some(i) => (&text[..i], Some(&text[i + 1..])),
         None => (text, None),
     };
-    let date = parse_date_part(date_part).map_err(|r| err(r))?;
+    let date = parse_date_part(date_part).map_err(&err)?;
     let Some(rest) = rest else {
         return Ok(localize(tz, date.and_time(NaiveTime::MIN)));
     };
@@ -114,7 +114,7 @@ pub fn parse_datetime(field: &str, value: &str, tz: Tz) -> Result<DateTime<Tz>, 
     } else {
         (rest, None)
     };
-    let time = parse_time_part(time_part).map_err(|r| err(r))?;
+    let time = parse_time_part(time_part).map_err(&err)?;
     let naive = date.and_time(time);
     match offset {
         None => Ok(localize(tz, naive)),

@@ -4,7 +4,7 @@ use std::fmt;
 
 use apscheduler_core::time::{parse_rfc3339, parse_timezone, to_rfc3339};
 use apscheduler_core::{Trigger, TriggerError};
-use chrono::{DateTime, Duration};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -34,10 +34,13 @@ use crate::util::{apply_jitter, check_jitter, TICK};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "IntervalSpec", into = "IntervalSpec")]
 pub struct IntervalTrigger {
-    interval: Duration,
-    start_date: DateTime<Tz>,
-    end_date: Option<DateTime<Tz>>,
-    jitter: Option<f64>,
+    // Instants are kept in UTC plus one timezone: a `DateTime<Tz>` carries a full offset
+    // record (48 bytes), and schedulers hold millions of these triggers.
+    interval_nanos: i64,
+    start_date: DateTime<Utc>,
+    end_date: Option<DateTime<Utc>>,
+    timezone: Tz,
+    jitter: Option<f32>,
 }
 
 /// Builds an [`IntervalTrigger`].
@@ -66,37 +69,38 @@ impl IntervalTrigger {
 
     /// The interval between fires.
     pub fn interval(&self) -> Duration {
-        self.interval
+        Duration::nanoseconds(self.interval_nanos)
     }
 
     /// The first fire time of the grid.
     pub fn start_date(&self) -> DateTime<Tz> {
-        self.start_date
+        self.start_date.with_timezone(&self.timezone)
     }
 
     /// No fire time is later than this.
     pub fn end_date(&self) -> Option<DateTime<Tz>> {
-        self.end_date
+        self.end_date.map(|e| e.with_timezone(&self.timezone))
     }
 
     pub(crate) fn first_at_or_after(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let next = if *t <= self.start_date {
+        let t = t.with_timezone(&Utc);
+        let next = if t <= self.start_date {
             self.start_date
         } else {
-            let step = self.interval.num_nanoseconds().unwrap_or(i64::MAX) as i128;
-            let diff = (*t - self.start_date).num_nanoseconds().map_or(i128::MAX, i128::from);
+            let step = i128::from(self.interval_nanos);
+            let diff = (t - self.start_date).num_nanoseconds().map_or(i128::MAX, i128::from);
             let k = (diff + step - 1) / step;
             let offset = i64::try_from(k.checked_mul(step)?).ok()?;
             self.start_date.checked_add_signed(Duration::nanoseconds(offset))?
         };
         match self.end_date {
             Some(end) if next > end => None,
-            _ => Some(next),
+            _ => Some(next.with_timezone(&self.timezone)),
         }
     }
 
     pub(crate) fn jitter(&self) -> Option<f64> {
-        self.jitter
+        self.jitter.map(f64::from)
     }
 }
 
@@ -136,7 +140,7 @@ impl IntervalTriggerBuilder {
     /// # Errors
     /// A zero or negative interval, `end_date` before `start_date`, a bad jitter.
     pub fn build(self) -> Result<IntervalTrigger, TriggerError> {
-        if self.interval <= Duration::zero() {
+        if self.interval <= Duration::zero() || self.interval.num_nanoseconds().is_none() {
             return Err(TriggerError::EmptyInterval {
                 field: "interval".into(),
                 value: format_timedelta(self.interval),
@@ -166,10 +170,11 @@ impl IntervalTriggerBuilder {
             }
         }
         Ok(IntervalTrigger {
-            interval: self.interval,
-            start_date: start,
-            end_date: end,
-            jitter,
+            interval_nanos: self.interval.num_nanoseconds().unwrap_or(i64::MAX),
+            start_date: start.with_timezone(&Utc),
+            end_date: end.map(|e| e.with_timezone(&Utc)),
+            timezone: tz,
+            jitter: jitter.map(|j| j as f32),
         })
     }
 }
@@ -186,7 +191,7 @@ impl Trigger for IntervalTrigger {
             Some(prev) => self.first_at_or_after(&(*prev + TICK))?,
             None => self.first_at_or_after(now)?,
         };
-        let next = apply_jitter(next, self.jitter);
+        let next = apply_jitter(next, self.jitter());
         match self.end_date {
             Some(end) if next > end => None,
             _ => Some(next),
@@ -194,7 +199,7 @@ impl Trigger for IntervalTrigger {
     }
 
     fn timezone(&self) -> Tz {
-        self.start_date.timezone()
+        self.timezone
     }
 
     fn to_state(&self) -> Option<serde_json::Value> {
@@ -223,7 +228,7 @@ pub(crate) fn format_timedelta(d: Duration) -> String {
 
 impl fmt::Display for IntervalTrigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "interval[{}]", format_timedelta(self.interval))
+        write!(f, "interval[{}]", format_timedelta(self.interval()))
     }
 }
 
@@ -241,11 +246,11 @@ struct IntervalSpec {
 impl From<IntervalTrigger> for IntervalSpec {
     fn from(t: IntervalTrigger) -> Self {
         IntervalSpec {
-            interval_seconds: t.interval.num_nanoseconds().unwrap_or(i64::MAX) as f64 / 1e9,
-            start_date: to_rfc3339(&t.start_date),
-            end_date: t.end_date.as_ref().map(to_rfc3339),
-            timezone: t.start_date.timezone().name().to_owned(),
-            jitter: t.jitter,
+            interval_seconds: t.interval_nanos as f64 / 1e9,
+            start_date: to_rfc3339(&t.start_date()),
+            end_date: t.end_date().as_ref().map(to_rfc3339),
+            timezone: t.timezone.name().to_owned(),
+            jitter: t.jitter(),
         }
     }
 }

@@ -45,7 +45,7 @@
 //! None.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.80) and later.
+//! The workspace's `rust-version` (1.85) and later.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -80,8 +80,8 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum AnyTrigger {
-    /// A [`CronTrigger`].
-    Cron(CronTrigger),
+    /// A [`CronTrigger`] (boxed: it is by far the largest kind).
+    Cron(Box<CronTrigger>),
     /// An [`IntervalTrigger`].
     Interval(IntervalTrigger),
     /// A [`DateTrigger`].
@@ -118,7 +118,7 @@ impl AnyTrigger {
 
     fn as_trigger(&self) -> &dyn Trigger {
         match self {
-            AnyTrigger::Cron(t) => t,
+            AnyTrigger::Cron(t) => t.as_ref(),
             AnyTrigger::Interval(t) => t,
             AnyTrigger::Date(t) => t,
             AnyTrigger::CalendarInterval(t) => t,
@@ -201,7 +201,7 @@ impl AnyTrigger {
     pub fn into_shared(self) -> std::sync::Arc<dyn Trigger> {
         use std::sync::Arc;
         match self {
-            AnyTrigger::Cron(t) => Arc::new(t),
+            AnyTrigger::Cron(t) => Arc::new(*t),
             AnyTrigger::Interval(t) => Arc::new(t),
             AnyTrigger::Date(t) => Arc::new(t),
             AnyTrigger::CalendarInterval(t) => Arc::new(t),
@@ -240,8 +240,13 @@ macro_rules! into_any {
     };
 }
 
+impl From<CronTrigger> for AnyTrigger {
+    fn from(t: CronTrigger) -> Self {
+        AnyTrigger::Cron(Box::new(t))
+    }
+}
+
 into_any!(
-    CronTrigger => Cron,
     IntervalTrigger => Interval,
     DateTrigger => Date,
     CalendarIntervalTrigger => CalendarInterval,

@@ -1,0 +1,469 @@
+//! # apscheduler-executor-thread
+//!
+//! [`ThreadPoolExecutor`], APScheduler's default executor: a fixed pool of OS worker
+//! threads (`aps-worker-0`, `aps-worker-1`, ...) fed through a channel. It implements
+//! [`apscheduler_core::Executor`]:
+//!
+//! - `submit` enforces `max_instances` per job id, reports
+//!   [`RunReporter::submitted`], then queues the run; it never blocks on running jobs.
+//! - A worker runs each run time of a [`JobRun`] in order, as [`run_sync_task`] does:
+//!   a task error becomes an `Err` [`JobFailure`] (kind `error`, with the message and
+//!   `source()` chain), a panic an `Err` of kind `panic` with the panic message, and the
+//!   worker keeps going. An async task gets an `Err` outcome of kind `refused` (use an
+//!   async executor).
+//! - `shutdown(true)` stops accepting, lets queued and running jobs finish and joins
+//!   the workers. `shutdown(false)` stops accepting, reports every queued run that has
+//!   not started as cancelled (one `Err` outcome of kind `cancelled` per run time, then
+//!   `finished`), and returns at once; jobs already running finish in the background.
+//!
+//! Logging goes through [`tracing`] with target `apscheduler` at debug level (job start,
+//! success and failure). The library installs no subscriber, so it is silent unless the
+//! application installs one.
+//!
+//! ## Usage
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! use apscheduler_core::chrono::TimeZone;
+//! use apscheduler_core::chrono_tz::Tz;
+//! use apscheduler_core::serde_json::{json, Value};
+//! use apscheduler_core::{
+//!     no_kwargs, Executor, JobFailure, JobRun, RunReporter, TaskFn,
+//! };
+//! use apscheduler_executor_thread::ThreadPoolExecutor;
+//!
+//! /// Counts what the executor reports.
+//! #[derive(Default)]
+//! struct Counter {
+//!     ok: AtomicUsize,
+//!     failed: AtomicUsize,
+//!     finished: AtomicUsize,
+//! }
+//!
+//! impl RunReporter for Counter {
+//!     fn submitted(&self, _run: &JobRun) {}
+//!     fn outcome(
+//!         &self,
+//!         _run: &JobRun,
+//!         _run_time: apscheduler_core::chrono::DateTime<Tz>,
+//!         result: Result<Value, JobFailure>,
+//!     ) {
+//!         match result {
+//!             Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+//!             Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+//!         };
+//!     }
+//!     fn finished(&self, _run: &JobRun) {
+//!         self.finished.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! }
+//!
+//! let counter = Arc::new(Counter::default());
+//! let executor = ThreadPoolExecutor::new(4);
+//! executor.start(counter.clone()).unwrap();
+//!
+//! // Doubles its first argument; fails on anything that is not a number.
+//! let double = TaskFn::from_fn(|ctx| {
+//!     let n = ctx.arg(0).and_then(Value::as_i64).ok_or("not a number")?;
+//!     Ok(json!(n * 2))
+//! });
+//! let at = Tz::UTC.with_ymd_and_hms(2024, 1, 1, 9, 0, 0).unwrap();
+//! for (i, arg) in [json!(1), json!(2), json!("x")].into_iter().enumerate() {
+//!     executor
+//!         .submit(JobRun {
+//!             job_id: format!("job-{i}").into(),
+//!             jobstore: "default".into(),
+//!             task_name: None,
+//!             task: double.clone(),
+//!             args: Arc::new(vec![arg]),
+//!             kwargs: no_kwargs(),
+//!             run_times: vec![at],
+//!             max_instances: 1,
+//!         })
+//!         .unwrap();
+//! }
+//!
+//! executor.shutdown(true); // waits for the three runs
+//! assert_eq!(counter.ok.load(Ordering::Relaxed), 2);
+//! assert_eq!(counter.failed.load(Ordering::Relaxed), 1);
+//! assert_eq!(counter.finished.load(Ordering::Relaxed), 3);
+//! ```
+//!
+//! ## Feature flags
+//! None.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.85) and later.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+use std::fmt;
+use std::mem;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+use apscheduler_core::serde_json::Value;
+use apscheduler_core::{
+    panic_message, run_sync_task, Error, ErrorKind, Executor, InstanceTracker, JobFailure, JobRun,
+    RunReporter, SubmitError, TaskContext, TaskFn,
+};
+use crossbeam_channel::{Receiver, Sender};
+
+/// The number of worker threads of [`ThreadPoolExecutor::default`] (APScheduler's
+/// default `max_workers`).
+pub const DEFAULT_MAX_WORKERS: usize = 10;
+
+/// The `tracing` target of this crate's log records.
+const LOG_TARGET: &str = "apscheduler";
+
+/// The [`JobFailure::kind`] reported for queued runs dropped by `shutdown(false)`.
+pub const CANCELLED_KIND: &str = "cancelled";
+
+/// Runs jobs on a fixed pool of OS threads (APScheduler's `ThreadPoolExecutor`).
+///
+/// Created stopped; [`Executor::start`] spawns `max_workers` threads named
+/// `aps-worker-N`. After [`Executor::shutdown`] it can be started again with a fresh
+/// pool. Dropping a running executor without shutting it down stops accepting work;
+/// the workers finish the queued runs in the background and exit.
+///
+/// See the [crate documentation](crate) for the exact behavior and an example.
+pub struct ThreadPoolExecutor {
+    max_workers: usize,
+    tracker: Arc<InstanceTracker>,
+    state: Mutex<State>,
+}
+
+struct State {
+    phase: Phase,
+    /// Workers of pools shut down without waiting, joined by a later `shutdown(true)`.
+    detached: Vec<JoinHandle<()>>,
+}
+
+enum Phase {
+    /// Never started.
+    Idle,
+    /// Accepting submissions.
+    Running {
+        tx: Sender<JobRun>,
+        pool: Arc<Pool>,
+        workers: Vec<JoinHandle<()>>,
+    },
+    /// Shut down.
+    Stopped,
+}
+
+/// What the workers of one started pool share.
+struct Pool {
+    rx: Receiver<JobRun>,
+    reporter: Arc<dyn RunReporter>,
+    tracker: Arc<InstanceTracker>,
+    /// Set by `shutdown(false)`: queued runs are reported cancelled instead of run.
+    cancelled: AtomicBool,
+}
+
+impl ThreadPoolExecutor {
+    /// An executor with `max_workers` worker threads (`0` is treated as `1`).
+    pub fn new(max_workers: usize) -> Self {
+        ThreadPoolExecutor {
+            max_workers: max_workers.max(1),
+            tracker: Arc::new(InstanceTracker::new()),
+            state: Mutex::new(State {
+                phase: Phase::Idle,
+                detached: Vec::new(),
+            }),
+        }
+    }
+
+    /// The number of worker threads.
+    pub fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    /// Whether the executor is started and accepting submissions.
+    pub fn is_running(&self) -> bool {
+        matches!(self.lock().phase, Phase::Running { .. })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// An executor with [`DEFAULT_MAX_WORKERS`] (10) worker threads.
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_WORKERS)
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.lock().phase {
+            Phase::Idle => "idle",
+            Phase::Running { .. } => "running",
+            Phase::Stopped => "stopped",
+        };
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.max_workers)
+            .field("state", &state)
+            .field("instances", &self.tracker.total())
+            .finish()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn start(&self, reporter: Arc<dyn RunReporter>) -> Result<(), Error> {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Running { .. }) {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "thread pool executor is already running",
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = Arc::new(Pool {
+            rx,
+            reporter,
+            tracker: self.tracker.clone(),
+            cancelled: AtomicBool::new(false),
+        });
+        let mut workers = Vec::with_capacity(self.max_workers);
+        for i in 0..self.max_workers {
+            let worker_pool = pool.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("aps-worker-{i}"))
+                .spawn(move || worker_pool.work());
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    // Disconnect the channel so the threads already started exit.
+                    drop(tx);
+                    for handle in workers {
+                        let _ = handle.join();
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("could not start worker thread aps-worker-{i}"),
+                    )
+                    .with_source(e));
+                }
+            }
+        }
+        tracing::debug!(
+            target: LOG_TARGET,
+            max_workers = self.max_workers,
+            "thread pool executor started"
+        );
+        state.phase = Phase::Running { tx, pool, workers };
+        Ok(())
+    }
+
+    fn submit(&self, run: JobRun) -> Result<(), SubmitError> {
+        // Hold the state lock only to take a sender; no user code runs under it.
+        let (tx, pool) = match &self.lock().phase {
+            Phase::Running { tx, pool, .. } => (tx.clone(), pool.clone()),
+            Phase::Idle | Phase::Stopped => return Err(SubmitError::NotRunning),
+        };
+        if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
+            return Err(SubmitError::MaxInstances);
+        }
+        // Give the slot back if the reporter panics before the run is queued.
+        let slot = SlotGuard {
+            tracker: &pool.tracker,
+            job_id: &run.job_id,
+        };
+        pool.reporter.submitted(&run);
+        mem::forget(slot);
+        if let Err(crossbeam_channel::SendError(run)) = tx.send(run) {
+            // Unreachable while `pool` (which owns the receiver) is alive, but never
+            // lose an accepted submission silently.
+            pool.cancel(run);
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self, wait: bool) {
+        let mut to_join = Vec::new();
+        let mut to_drain = None;
+        {
+            let mut state = self.lock();
+            if let Phase::Running { tx, pool, workers } =
+                mem::replace(&mut state.phase, Phase::Stopped)
+            {
+                // Dropping the last long-lived sender lets the workers exit once the
+                // queue is empty.
+                drop(tx);
+                if wait {
+                    to_join = workers;
+                } else {
+                    pool.cancelled.store(true, Ordering::SeqCst);
+                    state.detached.retain(|h| !h.is_finished());
+                    state.detached.extend(workers);
+                    to_drain = Some(pool);
+                }
+            }
+            if wait {
+                to_join.append(&mut state.detached);
+            }
+        }
+        tracing::debug!(target: LOG_TARGET, wait, "thread pool executor shutting down");
+        if let Some(pool) = to_drain {
+            while let Ok(run) = pool.rx.try_recv() {
+                pool.cancel(run);
+            }
+        }
+        let me = thread::current().id();
+        for handle in to_join {
+            if handle.thread().id() == me {
+                // shutdown(true) from inside a job: this thread exits once the job
+                // returns; joining it here would deadlock.
+                continue;
+            }
+            let _ = handle.join();
+        }
+    }
+
+    fn instances(&self, job_id: &str) -> usize {
+        self.tracker.count(job_id)
+    }
+
+    fn kind(&self) -> &'static str {
+        "threadpool"
+    }
+}
+
+/// Releases an instance slot when dropped (only on unwind; forgotten otherwise).
+struct SlotGuard<'a> {
+    tracker: &'a InstanceTracker,
+    job_id: &'a str,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.tracker.release(self.job_id);
+    }
+}
+
+impl Pool {
+    /// A worker's loop: runs queued submissions until the channel is disconnected
+    /// and empty.
+    fn work(&self) {
+        for run in self.rx.iter() {
+            if self.cancelled.load(Ordering::SeqCst) {
+                self.cancel(run);
+            } else {
+                self.execute(run);
+            }
+        }
+    }
+
+    /// Runs every run time of `run`, reporting each outcome, then releases the slot
+    /// and reports `finished`.
+    fn execute(&self, run: JobRun) {
+        let reported = catch_unwind(AssertUnwindSafe(|| {
+            for &run_time in &run.run_times {
+                tracing::debug!(
+                    target: LOG_TARGET,
+                    job_id = %run.job_id,
+                    %run_time,
+                    "running job"
+                );
+                let ctx = TaskContext {
+                    job_id: run.job_id.clone(),
+                    scheduled_run_time: run_time,
+                    args: run.args.clone(),
+                    kwargs: run.kwargs.clone(),
+                };
+                let result = run_task(&run.task, &ctx);
+                match &result {
+                    Ok(_) => tracing::debug!(
+                        target: LOG_TARGET,
+                        job_id = %run.job_id,
+                        %run_time,
+                        "job executed successfully"
+                    ),
+                    Err(failure) => tracing::debug!(
+                        target: LOG_TARGET,
+                        job_id = %run.job_id,
+                        %run_time,
+                        %failure,
+                        "job raised an error"
+                    ),
+                }
+                self.reporter.outcome(&run, run_time, result);
+            }
+        }));
+        if let Err(payload) = reported {
+            log_reporter_panic(&run, &*payload);
+        }
+        self.finish(&run);
+    }
+
+    /// Reports a run that will not start: one `cancelled` outcome per run time, then
+    /// `finished`.
+    fn cancel(&self, run: JobRun) {
+        tracing::debug!(
+            target: LOG_TARGET,
+            job_id = %run.job_id,
+            "job cancelled by shutdown"
+        );
+        let reported = catch_unwind(AssertUnwindSafe(|| {
+            for &run_time in &run.run_times {
+                self.reporter.outcome(
+                    &run,
+                    run_time,
+                    Err(JobFailure::new(
+                        CANCELLED_KIND,
+                        "the executor was shut down before the job started",
+                    )),
+                );
+            }
+        }));
+        if let Err(payload) = reported {
+            log_reporter_panic(&run, &*payload);
+        }
+        self.finish(&run);
+    }
+
+    fn finish(&self, run: &JobRun) {
+        self.tracker.release(&run.job_id);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.reporter.finished(run))) {
+            log_reporter_panic(run, &*payload);
+        }
+    }
+}
+
+/// Runs one call of a task, turning errors and panics into [`JobFailure`]s.
+///
+/// Same as [`run_sync_task`] except for the panic message: `run_sync_task` passes
+/// `&Box<dyn Any + Send>` to `panic_message`, which then sees a `Box` rather than the
+/// payload and reports "panic with a non-string payload" for every panic. Until that
+/// is fixed in `apscheduler-core`, sync tasks are run here directly.
+fn run_task(task: &TaskFn, ctx: &TaskContext) -> Result<Value, JobFailure> {
+    match task {
+        TaskFn::Sync(f) => match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(JobFailure::from_error("error", e.as_ref())),
+            Err(payload) => Err(JobFailure::new("panic", panic_message(&*payload))),
+        },
+        TaskFn::Async(_) => run_sync_task(task, ctx),
+    }
+}
+
+fn log_reporter_panic(run: &JobRun, payload: &(dyn std::any::Any + Send)) {
+    tracing::error!(
+        target: LOG_TARGET,
+        job_id = %run.job_id,
+        panic = %panic_message(payload),
+        "run reporter panicked"
+    );
+}

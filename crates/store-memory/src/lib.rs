@@ -1,0 +1,687 @@
+//! # apscheduler-store-memory
+//!
+//! [`MemoryJobStore`]: the job store of APScheduler's `MemoryJobStore`, holding
+//! [`Job`] values in process memory. Nothing is serialized, so jobs may run closures
+//! ([`Task::Closure`](apscheduler_core::Task::Closure)) and use triggers that cannot be
+//! persisted; everything is lost when the process exits.
+//!
+//! It stays fast with millions of jobs: jobs are kept in a hash table by id, and the
+//! scheduled ones in an ordered index by next run time, so adding, updating, removing,
+//! looking up, claiming due jobs and reading the next run time cost `O(log n)` (per job
+//! claimed) — never a scan of the whole store. Only [`get_all_jobs`] walks (and sorts)
+//! every job. The store adds about 80 bytes per job to the [`Job`] itself.
+//!
+//! [`get_all_jobs`]: JobStore::get_all_jobs
+//!
+//! ## Usage
+//! ```
+//! use std::time::Duration;
+//!
+//! use apscheduler_core::chrono::{TimeZone, Utc};
+//! use apscheduler_core::{no_args, no_kwargs, Job, JobRelease, JobStore, Task};
+//! use apscheduler_store_memory::MemoryJobStore;
+//! use apscheduler_triggers::AnyTrigger;
+//!
+//! let tz = apscheduler_core::chrono_tz::UTC;
+//! let now = tz.with_ymd_and_hms(2024, 1, 15, 10, 0, 0).unwrap();
+//! let args = serde_json::json!({"seconds": 10});
+//! let trigger = AnyTrigger::from_args("interval", &args, tz, now).unwrap().into_shared();
+//! let job = Job {
+//!     id: "tick".into(),
+//!     name: "tick".into(),
+//!     task: Task::Named("tick".into()),
+//!     args: no_args(),
+//!     kwargs: no_kwargs(),
+//!     next_run_time: trigger.next_fire_time(None, &now),
+//!     trigger,
+//!     executor: "default".into(),
+//!     misfire_grace_time: Some(Duration::from_secs(1)),
+//!     coalesce: true,
+//!     max_instances: 1,
+//! };
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! runtime.block_on(async {
+//!     let store = MemoryJobStore::new();
+//!     store.add_job(job, false).await.unwrap();
+//!
+//!     let stored = store.lookup_job("tick").await.unwrap().unwrap();
+//!     assert_eq!(stored.trigger.to_string(), "interval[0:00:10]");
+//!     let first = Utc.with_ymd_and_hms(2024, 1, 15, 10, 0, 10).unwrap();
+//!     assert_eq!(store.get_next_run_time().await.unwrap(), Some(first));
+//!
+//!     // A scheduler claims the due jobs with a lease, runs them and releases them
+//!     // with their next run time.
+//!     let lease = Duration::from_secs(60);
+//!     let due = store.acquire_due_jobs("scheduler-1", first, 100, lease).await.unwrap();
+//!     assert_eq!(due.jobs.len(), 1);
+//!     let mut job = due.jobs.into_iter().next().unwrap();
+//!     job.next_run_time = job.trigger.next_fire_time(job.next_run_time.as_ref(), &now);
+//!     store.release_jobs("scheduler-1", vec![JobRelease::Update(job)]).await.unwrap();
+//!     let second = Utc.with_ymd_and_hms(2024, 1, 15, 10, 0, 20).unwrap();
+//!     assert_eq!(store.get_next_run_time().await.unwrap(), Some(second));
+//! });
+//! ```
+//!
+//! ## Behavior
+//! [`MemoryJobStore`] follows the [`JobStore`] contract (claim with lease included) and
+//! passes the `apscheduler-testkit` store conformance suite. Where the contract leaves
+//! room, it does this:
+//! - Ordering ("by next run time, then id") uses next run times truncated to the
+//!   microsecond; whether a job is due compares the exact instant.
+//! - [`get_next_run_time`](JobStore::get_next_run_time) takes no `now`, so it cannot
+//!   tell whether a lease has expired. For a leased job it reports the instant the job
+//!   becomes claimable again: the later of its next run time and the lease's expiry.
+//!   Right after a claim that is the expiry, so the claimed run time itself is never
+//!   reported while the lease is held, and a scheduler that dies holding a lease is
+//!   noticed by the others when its lease runs out.
+//! - [`add_job`](JobStore::add_job) with `replace_existing` and
+//!   [`update_job`](JobStore::update_job) keep an existing lease: the job is still in
+//!   the hands of the scheduler that claimed it.
+//! - [`release_jobs`](JobStore::release_jobs) ignores releases for jobs that no longer
+//!   exist (removed while claimed: they are not re-created) and for jobs now leased to
+//!   another scheduler (the caller's lease expired and the job was claimed again: the
+//!   new holder's claim wins).
+//! - [`extend_leases`](JobStore::extend_leases) extends every lease the caller still
+//!   holds and reports `LeaseLost`, naming the others, when some are not held (never
+//!   claimed, claimed by another scheduler, expired at `now`, or the job is gone).
+//! - [`add_jobs`](JobStore::add_jobs) is all or nothing: on a conflict (also between
+//!   two jobs of the batch) nothing is added.
+//!
+//! ## Feature flags
+//! None.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.85) and later.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::{async_trait, Acquired, Error, ErrorKind, Job, JobRelease, JobStore};
+use chrono::{DateTime, TimeZone, Utc};
+use parking_lot::Mutex;
+
+/// A job store that keeps jobs in memory (APScheduler's `MemoryJobStore`).
+///
+/// Not persistent: jobs may run closures, and are gone when the store is dropped.
+/// Share it behind an `Arc`; every operation takes a short lock and completes without
+/// awaiting anything.
+///
+/// See the [crate documentation](crate) for an example and the details of the lease
+/// bookkeeping.
+#[derive(Default)]
+pub struct MemoryJobStore {
+    state: Mutex<State>,
+}
+
+impl MemoryJobStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with room for `capacity` jobs before its id table grows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryJobStore {
+            state: Mutex::new(State {
+                jobs: HashSet::with_capacity(capacity),
+                ..State::default()
+            }),
+        }
+    }
+
+    /// How many jobs the store holds (paused and claimed ones included).
+    pub fn len(&self) -> usize {
+        self.state.lock().jobs.len()
+    }
+
+    /// Whether the store holds no job.
+    pub fn is_empty(&self) -> bool {
+        self.state.lock().jobs.is_empty()
+    }
+}
+
+impl fmt::Debug for MemoryJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("MemoryJobStore")
+            .field("jobs", &state.jobs.len())
+            .field("claimed", &state.leases.len())
+            .finish()
+    }
+}
+
+/// A next run time or lease expiry as UTC microseconds since the epoch: the sort key of
+/// both indexes.
+type Micros = i64;
+
+/// An index key: the instant, then the job id (ties broken by id).
+type Key = (Micros, Arc<str>);
+
+/// A stored job, hashed and compared by its id, so the id table holds one pointer per
+/// job (its spare capacity costs a few bytes per slot, never a whole job) and needs no
+/// separate copy of the id as key.
+struct Stored(Box<Job>);
+
+impl Borrow<str> for Stored {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Hash for Stored {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash like the `str` it borrows as.
+        str::hash(&self.0.id, state);
+    }
+}
+
+impl PartialEq for Stored {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Stored {}
+
+/// Who holds a claim on a job, and until when.
+struct Lease {
+    /// Shared by every job claimed in the same call.
+    holder: Arc<str>,
+    /// UTC microseconds; the lease has expired at any `now` at or after this.
+    expires: Micros,
+}
+
+impl Lease {
+    fn is_live(&self, now: Micros) -> bool {
+        now < self.expires
+    }
+}
+
+/// The store's state, under one lock.
+///
+/// Invariants:
+/// - every job is in `jobs`; `leases` holds the claims on jobs of `jobs` only;
+/// - a scheduled job (with a next run time) without a lease is in `index.due`, keyed by
+///   its next run time;
+/// - a scheduled job with a lease is in `index.leased`, keyed by the instant it becomes
+///   claimable again: the later of its next run time and the lease's expiry;
+/// - a paused job is in neither index.
+#[derive(Default)]
+struct State {
+    jobs: HashSet<Stored>,
+    leases: HashMap<Arc<str>, Lease>,
+    index: Indexes,
+}
+
+#[derive(Default)]
+struct Indexes {
+    due: BTreeSet<Key>,
+    leased: BTreeSet<Key>,
+}
+
+fn micros<T: TimeZone>(t: &DateTime<T>) -> Micros {
+    t.timestamp_micros()
+}
+
+/// `now + lease` in microseconds, saturating.
+fn expiry(now: &DateTime<Utc>, lease: Duration) -> Micros {
+    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+    micros(now).saturating_add(lease)
+}
+
+fn from_micros(us: Micros) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn conflict(id: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("Job identifier ({id}) conflicts with an existing job"),
+    )
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("No job by the id of {id} was found"),
+    )
+}
+
+impl Indexes {
+    /// The index a job belongs to and its key there; `None` for a paused job.
+    fn slot<'a>(
+        &'a mut self,
+        job: &Job,
+        lease: Option<&Lease>,
+    ) -> Option<(&'a mut BTreeSet<Key>, Key)> {
+        let run = micros(job.next_run_time.as_ref()?);
+        let id = job.id.clone();
+        Some(match lease {
+            Some(lease) => (&mut self.leased, (run.max(lease.expires), id)),
+            None => (&mut self.due, (run, id)),
+        })
+    }
+
+    /// Puts a job's key into its index.
+    fn link(&mut self, job: &Job, lease: Option<&Lease>) {
+        if let Some((index, key)) = self.slot(job, lease) {
+            index.insert(key);
+        }
+    }
+
+    /// Takes a job's key out of its index.
+    fn unlink(&mut self, job: &Job, lease: Option<&Lease>) {
+        if let Some((index, key)) = self.slot(job, lease) {
+            index.remove(&key);
+        }
+    }
+}
+
+impl State {
+    /// Replaces the state of a stored job, keeping its lease.
+    fn replace(&mut self, job: Job) -> Result<(), Error> {
+        let Some(mut stored) = self.jobs.take(&*job.id) else {
+            return Err(not_found(&job.id));
+        };
+        let lease = self.leases.get(&*job.id);
+        self.index.unlink(&stored.0, lease);
+        *stored.0 = job;
+        self.index.link(&stored.0, lease);
+        self.jobs.insert(stored);
+        Ok(())
+    }
+
+    /// Stores a new state of a job and ends its lease, if any.
+    fn release(&mut self, job: Job) {
+        let Some(mut stored) = self.jobs.take(&*job.id) else {
+            return;
+        };
+        let lease = self.leases.remove(&*job.id);
+        self.index.unlink(&stored.0, lease.as_ref());
+        *stored.0 = job;
+        self.index.link(&stored.0, None);
+        self.jobs.insert(stored);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Stored> {
+        let stored = self.jobs.take(id)?;
+        let lease = self.leases.remove(id);
+        self.index.unlink(&stored.0, lease.as_ref());
+        Some(stored)
+    }
+
+    fn add(&mut self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        if !self.jobs.contains(&*job.id) {
+            self.index.link(&job, None);
+            self.jobs.insert(Stored(Box::new(job)));
+            Ok(())
+        } else if replace_existing {
+            self.replace(job)
+        } else {
+            Err(conflict(&job.id))
+        }
+    }
+
+    /// Whether `scheduler_id` may release job `id`: it exists, and the caller holds its
+    /// lease or nobody does (its expired lease was dropped and nobody claimed it since).
+    fn releasable(&self, scheduler_id: &str, id: &str) -> bool {
+        self.jobs.contains(id)
+            && match self.leases.get(id) {
+                Some(lease) => &*lease.holder == scheduler_id,
+                None => true,
+            }
+    }
+
+    /// Drops the expired leases of the jobs that are due by `now`, moving those jobs
+    /// back to the `due` index.
+    fn reap_expired(&mut self, now: Micros) {
+        while self.index.leased.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, id)) = self.index.leased.pop_first() else {
+                break;
+            };
+            self.leases.remove(&id);
+            if let Some(stored) = self.jobs.get(&*id) {
+                self.index.link(&stored.0, None);
+            }
+        }
+    }
+
+    fn run_time(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.jobs
+            .get(id)
+            .and_then(|s| s.0.next_run_time.as_ref())
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    fn is_persistent(&self) -> bool {
+        false
+    }
+
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        self.state.lock().add(job, replace_existing)
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        if !replace_existing {
+            let mut batch = HashSet::with_capacity(jobs.len());
+            for job in &jobs {
+                if state.jobs.contains(&*job.id) || !batch.insert(&*job.id) {
+                    return Err(conflict(&job.id));
+                }
+            }
+        }
+        state.jobs.reserve(jobs.len());
+        for job in jobs {
+            state.add(job, replace_existing)?;
+        }
+        Ok(())
+    }
+
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        self.state.lock().replace(job)
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        let removed = self.state.lock().remove(id);
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(not_found(id)),
+        }
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        let old = std::mem::take(&mut *self.state.lock());
+        // Free the jobs outside the lock.
+        drop(old);
+        Ok(())
+    }
+
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        Ok(self.state.lock().jobs.get(id).map(|s| (*s.0).clone()))
+    }
+
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        let mut jobs: Vec<(Option<Micros>, Job)> = self
+            .state
+            .lock()
+            .jobs
+            .iter()
+            .map(|s| (s.0.next_run_time.as_ref().map(micros), (*s.0).clone()))
+            .collect();
+        // Paused jobs (`None`) sort after every run time.
+        jobs.sort_unstable_by(|(a, ja), (b, jb)| {
+            (a.is_none(), a, &ja.id).cmp(&(b.is_none(), b, &jb.id))
+        });
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        let state = self.state.lock();
+        let due = state
+            .index
+            .due
+            .first()
+            .and_then(|(_, id)| state.run_time(id));
+        // A leased job is claimable again at its key: the later of its run time and its
+        // lease's expiry. Report the exact run time when that is the later one.
+        let leased = state
+            .index
+            .leased
+            .first()
+            .map(|(at, id)| match state.run_time(id) {
+                Some(t) if micros(&t) >= *at => t,
+                _ => from_micros(*at),
+            });
+        Ok(match (due, leased) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        let now_us = micros(&now);
+        let expires = expiry(&now, lease);
+        let mut state = self.state.lock();
+        state.reap_expired(now_us);
+
+        let mut claimed: Vec<Key> = Vec::with_capacity(limit.min(1024));
+        for key in &state.index.due {
+            if claimed.len() >= limit || key.0 > now_us {
+                break;
+            }
+            // In the same microsecond as `now`: compare the exact instants.
+            if key.0 == now_us && !matches!(state.run_time(&key.1), Some(t) if t <= now) {
+                continue;
+            }
+            claimed.push(key.clone());
+        }
+
+        let holder: Arc<str> = Arc::from(scheduler_id);
+        let State {
+            jobs,
+            leases,
+            index,
+        } = &mut *state;
+        let mut acquired = Vec::with_capacity(claimed.len());
+        for (run, id) in claimed {
+            let Some(stored) = jobs.get(&*id) else {
+                continue;
+            };
+            index.due.remove(&(run, id.clone()));
+            index.leased.insert((run.max(expires), id.clone()));
+            leases.insert(
+                id,
+                Lease {
+                    holder: holder.clone(),
+                    expires,
+                },
+            );
+            acquired.push((*stored.0).clone());
+        }
+        Ok(Acquired {
+            jobs: acquired,
+            corrupt: Vec::new(),
+        })
+    }
+
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        let now_us = micros(&now);
+        let expires = expiry(&now, lease);
+        let mut state = self.state.lock();
+        let State {
+            jobs,
+            leases,
+            index,
+        } = &mut *state;
+        let mut lost: Vec<&str> = Vec::new();
+        for id in ids {
+            let held = leases
+                .get_mut(&**id)
+                .filter(|l| &*l.holder == scheduler_id && l.is_live(now_us));
+            let (Some(held), Some(stored)) = (held, jobs.get(&**id)) else {
+                lost.push(id);
+                continue;
+            };
+            index.unlink(&stored.0, Some(held));
+            held.expires = expires;
+            index.link(&stored.0, Some(held));
+        }
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::LeaseLost,
+                format!(
+                    "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
+                    lost.join(", ")
+                ),
+            ))
+        }
+    }
+
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        for release in releases {
+            match release {
+                JobRelease::Update(job) => {
+                    if state.releasable(scheduler_id, &job.id) {
+                        state.release(job);
+                    }
+                }
+                JobRelease::Remove(id) => {
+                    if state.releasable(scheduler_id, &id) {
+                        state.remove(&id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apscheduler_testkit::store::{at, interval_trigger, sample_job, utc, LEASE};
+
+    fn job(id: &str, t: i64) -> Job {
+        sample_job(id, Some(at(t)), interval_trigger(60))
+    }
+
+    async fn claim(store: &MemoryJobStore, who: &str, now: i64, lease: Duration) -> Vec<String> {
+        let acquired = store
+            .acquire_due_jobs(who, utc(now), 10, lease)
+            .await
+            .unwrap();
+        acquired.jobs.iter().map(|j| j.id.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn next_run_time_reports_when_a_dead_holders_lease_runs_out() {
+        let store = MemoryJobStore::new();
+        store.add_job(job("a", 0), false).await.unwrap();
+        assert_eq!(
+            claim(&store, "s1", 10, Duration::from_secs(30)).await,
+            ["a"]
+        );
+        // s1 dies: the job becomes claimable when the lease expires.
+        assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(40)));
+        assert!(claim(&store, "s2", 39, LEASE).await.is_empty());
+        assert_eq!(claim(&store, "s2", 40, LEASE).await, ["a"]);
+        assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(100)));
+    }
+
+    #[tokio::test]
+    async fn update_of_a_claimed_job_keeps_its_lease() {
+        let store = MemoryJobStore::new();
+        store.add_job(job("a", 0), false).await.unwrap();
+        assert_eq!(claim(&store, "s1", 0, LEASE).await, ["a"]);
+        // Rescheduled while claimed to a time before the lease ends: still not claimable.
+        store.update_job(job("a", 5)).await.unwrap();
+        assert!(claim(&store, "s2", 10, LEASE).await.is_empty());
+        assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(60)));
+        // Rescheduled past the lease's end: reported (and claimable) at its run time.
+        store.update_job(job("a", 90)).await.unwrap();
+        assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(90)));
+        assert_eq!(claim(&store, "s2", 90, LEASE).await, ["a"]);
+    }
+
+    #[tokio::test]
+    async fn due_check_is_exact_below_the_microsecond() {
+        let store = MemoryJobStore::new();
+        let t = at(1) + chrono::Duration::nanoseconds(500);
+        store
+            .add_job(sample_job("a", Some(t), interval_trigger(60)), false)
+            .await
+            .unwrap();
+        let now = utc(1);
+        let early = store.acquire_due_jobs("s1", now, 10, LEASE).await.unwrap();
+        assert!(early.jobs.is_empty(), "due 500 ns after now");
+        let now = now + chrono::Duration::nanoseconds(500);
+        let due = store.acquire_due_jobs("s1", now, 10, LEASE).await.unwrap();
+        assert_eq!(due.jobs.len(), 1);
+        assert_eq!(due.jobs[0].next_run_time, Some(t));
+    }
+
+    #[tokio::test]
+    async fn extend_keeps_the_leases_still_held() {
+        let store = MemoryJobStore::new();
+        store.add_job(job("a", 0), false).await.unwrap();
+        store.add_job(job("b", 0), false).await.unwrap();
+        assert_eq!(
+            claim(&store, "s1", 0, Duration::from_secs(5)).await,
+            ["a", "b"]
+        );
+        let ids: [Arc<str>; 3] = ["a".into(), "ghost".into(), "b".into()];
+        let err = store
+            .extend_leases("s1", &ids, utc(1), LEASE)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LeaseLost);
+        assert!(err.message().contains("ghost"), "{err}");
+        assert!(!err.message().contains("a,"), "{err}");
+        // a and b were extended to 61 s.
+        assert!(claim(&store, "s2", 30, LEASE).await.is_empty());
+        assert_eq!(claim(&store, "s2", 61, LEASE).await, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn messages_and_bookkeeping() {
+        let store = MemoryJobStore::with_capacity(4);
+        assert!(store.is_empty());
+        store.add_job(job("a", 0), false).await.unwrap();
+        let err = store.add_job(job("a", 0), false).await.unwrap_err();
+        assert_eq!(
+            err.message(),
+            "Job identifier (a) conflicts with an existing job"
+        );
+        let err = store.remove_job("x").await.unwrap_err();
+        assert_eq!(err.message(), "No job by the id of x was found");
+        assert_eq!(claim(&store, "s1", 0, LEASE).await, ["a"]);
+        assert_eq!(
+            format!("{store:?}"),
+            "MemoryJobStore { jobs: 1, claimed: 1 }"
+        );
+        store.remove_job("a").await.unwrap();
+        assert_eq!(store.len(), 0);
+        assert_eq!(
+            format!("{store:?}"),
+            "MemoryJobStore { jobs: 0, claimed: 0 }"
+        );
+        let state = store.state.lock();
+        assert!(state.index.due.is_empty() && state.index.leased.is_empty());
+    }
+}
