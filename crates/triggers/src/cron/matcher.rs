@@ -22,9 +22,11 @@ impl DayRule {
     /// Bits 1..=31 of the days of `year-month` (which has `last_day` days) this rule accepts.
     fn mask(&self, year: i32, month: u32, last_day: u32, first_weekday: u32) -> u64 {
         let month_days: u64 = ((1u64 << (last_day + 1)) - 1) & !1;
-        let dom = self.days.iter().fold(0u64, |m, e| {
-            m | day_expr_mask(e, last_day, first_weekday)
-        }) & month_days;
+        let dom = self
+            .days
+            .iter()
+            .fold(0u64, |m, e| m | day_expr_mask(e, last_day, first_weekday))
+            & month_days;
         let dow = weekday_mask(self.weekdays, first_weekday) & month_days;
         let mut mask = if self.either { dom | dow } else { dom & dow };
         if let Some(weeks) = self.weeks {
@@ -170,9 +172,9 @@ impl Matcher {
             None => return 0,
         };
         let full: u64 = ((1u64 << (last_day + 1)) - 1) & !1;
-        self.day_rules
-            .iter()
-            .fold(full, |m, rule| m & rule.mask(year, month, last_day, first_weekday))
+        self.day_rules.iter().fold(full, |m, rule| {
+            m & rule.mask(year, month, last_day, first_weekday)
+        })
     }
 
     /// The first wall-clock time `>= from` (whole seconds) matching every field, or
@@ -247,15 +249,12 @@ impl Matcher {
                 second = 0;
                 continue;
             };
-            return NaiveDate::from_ymd_opt(year as i32, month, day)?
-                .and_hms_opt(hour, minute, next_second);
+            return NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(
+                hour,
+                minute,
+                next_second,
+            );
         }
-    }
-
-    /// Whether a wall-clock time matches every field (used by tests).
-    #[cfg(test)]
-    pub(crate) fn matches(&self, t: NaiveDateTime) -> bool {
-        self.next_naive(t) == Some(t)
     }
 }
 

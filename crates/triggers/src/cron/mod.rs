@@ -339,7 +339,12 @@ impl CronTrigger {
             weekdays,
             weeks,
             either: vixie
-                && !spec.day.as_deref().unwrap_or("*").trim_start().starts_with('*')
+                && !spec
+                    .day
+                    .as_deref()
+                    .unwrap_or("*")
+                    .trim_start()
+                    .starts_with('*')
                 && !spec
                     .day_of_week
                     .as_deref()
@@ -443,7 +448,8 @@ pub(crate) fn next_instant(m: &Matcher, tz: Tz, start: DateTime<Tz>) -> Option<D
                 }
                 // This wall-clock time already fired in the first pass; skip every time
                 // whose first occurrence lies before the start.
-                let early_offset = Duration::seconds(i64::from(early.offset().fix().local_minus_utc()));
+                let early_offset =
+                    Duration::seconds(i64::from(early.offset().fix().local_minus_utc()));
                 from = (n + SECOND).max(ceil_naive(start.naive_utc() + early_offset));
             }
             _ => from = n + SECOND,
@@ -511,11 +517,17 @@ impl Trigger for CronTrigger {
         previous: Option<&DateTime<Tz>>,
         now: &DateTime<Tz>,
     ) -> Option<DateTime<Tz>> {
-        let now = now.with_timezone(&self.timezone);
+        // The start instant is worked out in UTC and put into the trigger's zone once, at
+        // the end: every `with_timezone` or `+` on a `DateTime<Tz>` is a chrono-tz offset
+        // search, and four of them took over a third of a chained call (see
+        // docs/PERFORMANCE.md). Instants compare and add the same in any zone.
+        let now = now.to_utc();
         let start = match previous {
             Some(prev) => {
-                let prev = prev.with_timezone(&self.timezone);
-                let step = Duration::microseconds(1);
+                let prev = prev.to_utc();
+                // The smallest step (1 ns): "strictly after `prev`" even when `prev` has
+                // a sub-microsecond part, as jittered fire times do.
+                let step = crate::util::TICK;
                 let start = now.min(prev + step);
                 if start == prev {
                     start + step
@@ -524,11 +536,16 @@ impl Trigger for CronTrigger {
                 }
             }
             None => match self.start_date {
-                Some(s) => now.max(s),
+                Some(s) => now.max(s.to_utc()),
                 None => now,
             },
         };
-        let next = next_instant(&self.matcher, self.timezone, ceil_to_second(start))?;
+        // Rounding up to a whole second in UTC is the same as in the zone: offsets are
+        // whole seconds.
+        let start = self
+            .timezone
+            .from_utc_datetime(&ceil_naive(start.naive_utc()));
+        let next = next_instant(&self.matcher, self.timezone, start)?;
         if let Some(end) = self.end_date {
             if next > end {
                 return None;
