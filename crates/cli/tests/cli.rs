@@ -31,7 +31,10 @@ fn run_eval(input: &str) -> Vec<Value> {
 
 #[test]
 fn eval_answers_every_public_vector() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/conformance/triggers.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/conformance/triggers.jsonl"
+    );
     let input = std::fs::read_to_string(path).unwrap();
     let vectors: Vec<Value> = input
         .lines()
@@ -110,7 +113,10 @@ fn next_previews_and_refuses_bad_input() {
         lines[0],
         "cron[month='*', day='*', day_of_week='mon-fri', hour='9', minute='0'] (Europe/Helsinki)"
     );
-    assert!(lines[1].starts_with("2024-06-03 09:00:00 EEST (+03:00)"), "{text}");
+    assert!(
+        lines[1].starts_with("2024-06-03 09:00:00 EEST (+03:00)"),
+        "{text}"
+    );
     assert_eq!(lines.len(), 4);
 
     let out = aps().args(["next", "61 * * * *"]).output().unwrap();
@@ -118,7 +124,10 @@ fn next_previews_and_refuses_bad_input() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("minute") && err.contains("61"), "{err}");
 
-    let out = aps().args(["next", "0 9 * * *", "--tz", "Mars/Base"]).output().unwrap();
+    let out = aps()
+        .args(["next", "0 9 * * *", "--tz", "Mars/Base"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr).unwrap().contains("Mars/Base"));
 }

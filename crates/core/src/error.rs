@@ -48,7 +48,9 @@ pub enum TriggerError {
         value: String,
     },
     /// `end_date` lies before `start_date`.
-    #[error("invalid value for field 'end_date': '{end}': end_date is before start_date ('{start}')")]
+    #[error(
+        "invalid value for field 'end_date': '{end}': end_date is before start_date ('{start}')"
+    )]
     EndBeforeStart {
         /// The start date as given.
         start: String,

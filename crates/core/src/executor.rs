@@ -201,7 +201,9 @@ pub fn run_sync_task(
 
 /// A task's error as a [`JobFailure`]: a [`crate::TaskFailure`] keeps its kind, any
 /// other error has kind `error`; the source chain is kept.
-pub fn failure_from_task_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> JobFailure {
+pub fn failure_from_task_error(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+) -> JobFailure {
     match err.downcast_ref::<crate::task::TaskFailure>() {
         Some(f) => JobFailure::new(f.kind.clone(), f.message.clone()),
         None => JobFailure::from_error("error", err),

@@ -38,7 +38,12 @@
 //! The workspace's `rust-version` (1.85) and later.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 mod clock;
 mod error;
@@ -57,7 +62,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{
-    failure_from_task_error, panic_message, run_sync_task, Executor, InstanceTracker, JobRun, RunReporter, SubmitError,
+    failure_from_task_error, panic_message, run_sync_task, Executor, InstanceTracker, JobRun,
+    RunReporter, SubmitError,
 };
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use serde_json;

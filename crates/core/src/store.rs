@@ -178,6 +178,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// Backend errors.
-    async fn release_jobs(&self, scheduler_id: &str, releases: Vec<JobRelease>)
-        -> Result<(), Error>;
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error>;
 }

@@ -96,7 +96,9 @@ pub fn parse_datetime(field: &str, value: &str, tz: Tz) -> Result<DateTime<Tz>, 
     };
     let text = value.trim();
     let bytes = text.as_bytes();
-    let (date_part, rest) = match bytes.iter().position(|&b| b == b' ' || b == b'T' || b == b't')
+    let (date_part, rest) = match bytes
+        .iter()
+        .position(|&b| b == b' ' || b == b'T' || b == b't')
     {
         Some(i) => (&text[..i], Some(&text[i + 1..])),
         None => (text, None),
@@ -135,7 +137,9 @@ pub fn parse_date(field: &str, value: &str) -> Result<NaiveDate, TriggerError> {
 }
 
 fn parse_number(text: &str, min_digits: usize, max_digits: usize) -> Option<u32> {
-    if text.len() < min_digits || text.len() > max_digits || !text.bytes().all(|b| b.is_ascii_digit())
+    if text.len() < min_digits
+        || text.len() > max_digits
+        || !text.bytes().all(|b| b.is_ascii_digit())
     {
         return None;
     }
@@ -144,7 +148,8 @@ fn parse_number(text: &str, min_digits: usize, max_digits: usize) -> Option<u32>
 
 fn parse_date_part(text: &str) -> Result<NaiveDate, &'static str> {
     let mut parts = text.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err("expected YYYY-MM-DD[ HH:MM:SS[.ffffff][±HH:MM]]");
     };
@@ -258,7 +263,10 @@ mod tests {
             .unwrap()
             .and_hms_opt(1, 30, 0)
             .unwrap();
-        assert_eq!(to_rfc3339(&localize(New_York, naive)), "2024-11-03T01:30:00-04:00");
+        assert_eq!(
+            to_rfc3339(&localize(New_York, naive)),
+            "2024-11-03T01:30:00-04:00"
+        );
     }
 
     #[test]
@@ -278,7 +286,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_dates_naming_field_and_value() {
-        for input in ["2024-02-30", "2024-13-01", "tomorrow", "2024/01/01", "2024-01-01 25:00:00"] {
+        for input in [
+            "2024-02-30",
+            "2024-13-01",
+            "tomorrow",
+            "2024/01/01",
+            "2024-01-01 25:00:00",
+        ] {
             let err = parse_datetime("start_date", input, chrono_tz::UTC).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("start_date") && msg.contains(input), "{msg}");

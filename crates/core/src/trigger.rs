@@ -24,8 +24,11 @@ use chrono_tz::Tz;
 /// `interval[2:00:00]`, `date[2024-01-15 00:00:00 CET]`.
 pub trait Trigger: fmt::Debug + fmt::Display + Send + Sync {
     /// The next fire time (see the trait docs for the contract).
-    fn next_fire_time(&self, previous: Option<&DateTime<Tz>>, now: &DateTime<Tz>)
-        -> Option<DateTime<Tz>>;
+    fn next_fire_time(
+        &self,
+        previous: Option<&DateTime<Tz>>,
+        now: &DateTime<Tz>,
+    ) -> Option<DateTime<Tz>>;
 
     /// The timezone fire times are expressed in.
     fn timezone(&self) -> Tz;

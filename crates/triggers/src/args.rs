@@ -41,7 +41,9 @@ fn expect_number(field: &str, v: &Value) -> Result<f64, TriggerError> {
 fn expect_uint(field: &str, v: &Value) -> Result<u32, TriggerError> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| TriggerError::invalid_field(field, show(v), "expected a non-negative integer"))
+        .ok_or_else(|| {
+            TriggerError::invalid_field(field, show(v), "expected a non-negative integer")
+        })
 }
 
 /// A cron field value: an integer or an expression string.

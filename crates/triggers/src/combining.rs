@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::cron::Matcher;
-use crate::util::{apply_jitter, check_jitter, ceil_to_second, TICK};
+use crate::util::{apply_jitter, ceil_to_second, check_jitter, TICK};
 use crate::AnyTrigger;
 
 /// How far an AND searches for a common fire time before giving up.
@@ -117,7 +117,10 @@ impl AndTrigger {
     ///
     /// # Errors
     /// An empty list or a bad jitter.
-    pub fn with_jitter(triggers: Vec<AnyTrigger>, jitter: Option<f64>) -> Result<Self, TriggerError> {
+    pub fn with_jitter(
+        triggers: Vec<AnyTrigger>,
+        jitter: Option<f64>,
+    ) -> Result<Self, TriggerError> {
         check_members(&triggers)?;
         let jitter = check_jitter(jitter)?;
         let mut merged: Option<MergedCron> = None;
@@ -222,7 +225,10 @@ impl OrTrigger {
     ///
     /// # Errors
     /// An empty list or a bad jitter.
-    pub fn with_jitter(triggers: Vec<AnyTrigger>, jitter: Option<f64>) -> Result<Self, TriggerError> {
+    pub fn with_jitter(
+        triggers: Vec<AnyTrigger>,
+        jitter: Option<f64>,
+    ) -> Result<Self, TriggerError> {
         check_members(&triggers)?;
         Ok(OrTrigger {
             triggers,

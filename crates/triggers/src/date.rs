@@ -95,6 +95,10 @@ impl TryFrom<DateSpec> for DateTrigger {
     type Error = TriggerError;
     fn try_from(s: DateSpec) -> Result<Self, Self::Error> {
         let tz = apscheduler_core::time::parse_timezone("timezone", &s.timezone)?;
-        Ok(DateTrigger::new(parse_rfc3339("run_date", &s.run_date, tz)?))
+        Ok(DateTrigger::new(parse_rfc3339(
+            "run_date",
+            &s.run_date,
+            tz,
+        )?))
     }
 }

@@ -88,10 +88,13 @@ impl IntervalTrigger {
             self.start_date
         } else {
             let step = i128::from(self.interval_nanos);
-            let diff = (t - self.start_date).num_nanoseconds().map_or(i128::MAX, i128::from);
+            let diff = (t - self.start_date)
+                .num_nanoseconds()
+                .map_or(i128::MAX, i128::from);
             let k = (diff + step - 1) / step;
             let offset = i64::try_from(k.checked_mul(step)?).ok()?;
-            self.start_date.checked_add_signed(Duration::nanoseconds(offset))?
+            self.start_date
+                .checked_add_signed(Duration::nanoseconds(offset))?
         };
         match self.end_date {
             Some(end) if next > end => None,
@@ -219,7 +222,12 @@ pub(crate) fn format_timedelta(d: Duration) -> String {
         let plural = if days.abs() == 1 { "" } else { "s" };
         out.push_str(&format!("{days} day{plural}, "));
     }
-    out.push_str(&format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
+    out.push_str(&format!(
+        "{}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ));
     if micros != 0 {
         out.push_str(&format!(".{micros:06}"));
     }

@@ -5,7 +5,10 @@ use chrono::DateTime;
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/conformance/triggers.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/conformance/triggers.jsonl"
+    );
     std::fs::read_to_string(path)
         .expect("read triggers.jsonl")
         .lines()
@@ -24,7 +27,10 @@ fn all_public_vectors_pass() {
         let result = evaluate_vector(v);
         if v.get("error").and_then(Value::as_bool) == Some(true) {
             if let Ok(fires) = result {
-                failures.push(format!("{id}: expected an error, got {} fires", fires.len()));
+                failures.push(format!(
+                    "{id}: expected an error, got {} fires",
+                    fires.len()
+                ));
             }
             continue;
         }

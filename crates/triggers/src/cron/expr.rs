@@ -179,9 +179,8 @@ fn parse_piece(
                 "last" => None,
                 _ => return Err(unrecognized(field, piece)),
             };
-            let wd = weekday_number(weekday).ok_or_else(|| {
-                err(field, piece, format!("invalid weekday name '{weekday}'"))
-            })?;
+            let wd = weekday_number(weekday)
+                .ok_or_else(|| err(field, piece, format!("invalid weekday name '{weekday}'")))?;
             days.push(match n {
                 Some(n) => DayExpr::Nth { n, weekday: wd },
                 None => DayExpr::LastWeekday(wd),
