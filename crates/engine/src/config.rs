@@ -1,9 +1,16 @@
-//! Scheduler-wide defaults and configuration.
+//! Scheduler-wide defaults and configuration (see [`SchedulerConfig`]).
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Error, ErrorKind};
-use serde_json::Value;
+use apscheduler_core::{Error, ErrorKind, Executor, JobStore};
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+use crate::components::{canonical_type_name, describe, ComponentKind, ComponentRegistry};
+use crate::engine::{Engine, EngineBuilder, SchedulerState};
 
 /// Options every job gets unless it sets its own (APScheduler's `job_defaults`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,10 +42,1055 @@ pub(crate) fn grace_from_json(key: &str, v: &Value) -> Result<Option<Duration>, 
         _ => None,
     };
     match secs {
-        Some(s) if s.is_finite() && s >= 0.0 && s < 1e12 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if s.is_finite() && (0.0..1e12).contains(&s) => {
+            Ok(Some(Duration::from_secs_f64(s)))
+        }
         _ => Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("invalid value for '{key}': {v}: expected seconds (a non-negative number) or null"),
+            format!(
+                "invalid value for '{key}': {v}: expected seconds (a non-negative number) or null"
+            ),
         )),
+    }
+}
+
+// ===================================================================== configuration
+
+/// The prefix of APScheduler's flat configuration keys (`apscheduler.timezone`).
+pub const FLAT_PREFIX: &str = "apscheduler.";
+
+/// The prefix of configuration environment variables (`APSCHEDULER_TIMEZONE`).
+pub const ENV_PREFIX: &str = "APSCHEDULER_";
+
+/// The separator between levels in environment variable names
+/// (`APSCHEDULER_JOB_DEFAULTS__COALESCE`).
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Job defaults as a configuration gives them: each one optional.
+///
+/// Options left out keep APScheduler's defaults (see [`JobDefaults`]) when a scheduler is
+/// built, and keep their current value with [`Engine::configure_with`](crate::Engine::configure_with).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct JobDefaultsConfig {
+    /// `coalesce`.
+    pub coalesce: Option<bool>,
+    /// `max_instances` (at least 1).
+    pub max_instances: Option<u32>,
+    /// `misfire_grace_time`: `Some(None)` = run however late (`"none"` or JSON null),
+    /// `Some(Some(d))` = at most `d` late, `None` = not given.
+    pub misfire_grace_time: Option<Option<Duration>>,
+}
+
+impl JobDefaultsConfig {
+    /// Nothing given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether no job default is given.
+    pub fn is_empty(&self) -> bool {
+        self.coalesce.is_none() && self.max_instances.is_none() && self.misfire_grace_time.is_none()
+    }
+
+    /// `base` with the options given here applied.
+    pub fn apply_to(&self, base: JobDefaults) -> JobDefaults {
+        JobDefaults {
+            misfire_grace_time: self.misfire_grace_time.unwrap_or(base.misfire_grace_time),
+            coalesce: self.coalesce.unwrap_or(base.coalesce),
+            max_instances: self.max_instances.unwrap_or(base.max_instances),
+        }
+    }
+
+    /// The options of `other` that are given replace those here.
+    pub fn merge(&mut self, other: JobDefaultsConfig) {
+        if other.coalesce.is_some() {
+            self.coalesce = other.coalesce;
+        }
+        if other.max_instances.is_some() {
+            self.max_instances = other.max_instances;
+        }
+        if other.misfire_grace_time.is_some() {
+            self.misfire_grace_time = other.misfire_grace_time;
+        }
+    }
+}
+
+impl From<JobDefaults> for JobDefaultsConfig {
+    /// Every option given.
+    fn from(d: JobDefaults) -> Self {
+        JobDefaultsConfig {
+            coalesce: Some(d.coalesce),
+            max_instances: Some(d.max_instances),
+            misfire_grace_time: Some(d.misfire_grace_time),
+        }
+    }
+}
+
+/// One job store or executor of a configuration: its type and its options.
+///
+/// The type is the `type` alias (`memory`, `threadpool`, `sqlalchemy`, ...) or
+/// APScheduler's `class` string; class strings of APScheduler's own components
+/// (`apscheduler.executors.pool:ThreadPoolExecutor`) are stored as their type alias
+/// (`threadpool`). Scalar option values are stored as text (`20` → `"20"`).
+///
+/// ```
+/// use apscheduler_engine::ComponentConfig;
+///
+/// let a = ComponentConfig::new("apscheduler.executors.pool:ThreadPoolExecutor").option("max_workers", 20);
+/// let b = ComponentConfig::new("threadpool").option("max_workers", "20");
+/// assert_eq!(a, b);
+/// assert_eq!(a.type_name(), "threadpool");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentConfig {
+    type_name: String,
+    options: BTreeMap<String, Value>,
+}
+
+impl ComponentConfig {
+    /// A component of this type (alias or class string) without options.
+    pub fn new(type_name: impl Into<String>) -> Self {
+        let type_name = type_name.into();
+        ComponentConfig {
+            type_name: canonical_type_name(type_name.trim()).to_owned(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an option (`max_workers`, `url`, ...).
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.options.insert(key.into(), normalize(value.into()));
+        self
+    }
+
+    /// The type alias (or class string) the registry resolves.
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// The options, scalars as text.
+    pub fn options(&self) -> &BTreeMap<String, Value> {
+        &self.options
+    }
+
+    /// The nested form: `{"type": ..., options...}`.
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::String(self.type_name.clone()));
+        for (k, v) in &self.options {
+            map.insert(k.clone(), v.clone());
+        }
+        Value::Object(map)
+    }
+}
+
+/// Scalars become text so that every source (TOML, JSON, flat strings, environment)
+/// gives the same configuration.
+fn normalize(v: Value) -> Value {
+    match v {
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
+        other => other,
+    }
+}
+
+/// A whole scheduler configuration: APScheduler's `timezone`, `job_defaults`,
+/// `jobstores` and `executors`.
+///
+/// APScheduler configures a scheduler in three equivalent ways; all three exist here:
+///
+/// 1. builder arguments: [`Engine::builder`]`().jobstore(..).executor(..).job_defaults(..).timezone(..)`;
+/// 2. one configuration map, a [`SchedulerConfig`] read from TOML
+///    ([`SchedulerConfig::from_toml_str`]), JSON ([`SchedulerConfig::from_json_str`]),
+///    APScheduler's flat dictionary with the hard-coded `apscheduler.` prefix
+///    ([`SchedulerConfig::from_flat`]) or environment variables
+///    ([`SchedulerConfig::from_env`]), then [`EngineBuilder::config`] or
+///    [`Engine::from_config`];
+/// 3. [`Engine::configure_with`] on a scheduler that is not started yet.
+///
+/// Job stores and executors are named by a `type` alias (`memory`, `threadpool`, ...) or
+/// by APScheduler's `class` string, and built by the [`ComponentRegistry`].
+///
+/// # The nested form (TOML, JSON)
+/// ```toml
+/// timezone = "UTC"              # an IANA name; omitted: the machine's zone
+///
+/// [job_defaults]
+/// coalesce = false              # booleans also as "true"/"false", "yes"/"no", "on"/"off", "1"/"0"
+/// max_instances = 3             # at least 1
+/// misfire_grace_time = 30       # seconds (fractions allowed); omitted: 1 s;
+///                               # "none" (or JSON null): run however late
+///
+/// [jobstores.default]
+/// type = "memory"
+///
+/// [executors.default]
+/// type = "threadpool"           # or class = "apscheduler.executors.pool:ThreadPoolExecutor"
+/// max_workers = 20              # every other key is an option of the component
+/// ```
+///
+/// # The flat form (APScheduler's configuration dictionary)
+/// Keys start with `apscheduler.` and name the nested path with dots:
+/// `apscheduler.timezone`, `apscheduler.job_defaults.coalesce`,
+/// `apscheduler.jobstores.sql` (a table) or `apscheduler.jobstores.sql.url` (one option).
+/// Values may be strings (`"false"`, `"20"`). As in APScheduler, keys without the prefix
+/// are ignored by [`SchedulerConfig::from_flat`] (they belong to the rest of an
+/// application's configuration).
+///
+/// # Environment variables
+/// `APSCHEDULER_` followed by the nested path, with **double underscores** between
+/// levels; names are case-insensitive (lower-cased), so single underscores stay part of
+/// a name:
+///
+/// | variable | key |
+/// |---|---|
+/// | `APSCHEDULER_TIMEZONE=UTC` | `timezone` |
+/// | `APSCHEDULER_JOB_DEFAULTS__COALESCE=false` | `job_defaults.coalesce` |
+/// | `APSCHEDULER_JOB_DEFAULTS__MISFIRE_GRACE_TIME=none` | `job_defaults.misfire_grace_time` |
+/// | `APSCHEDULER_JOBSTORES__SQL__TYPE=sqlalchemy` | `jobstores.sql.type` |
+/// | `APSCHEDULER_JOBSTORES__SQL__URL=sqlite:///jobs.sqlite` | `jobstores.sql.url` |
+/// | `APSCHEDULER_EXECUTORS__DEFAULT__MAX_WORKERS=20` | `executors.default.max_workers` |
+///
+/// Aliases therefore are lower case and contain no `__`. Every `APSCHEDULER_` variable
+/// must map to a known key.
+///
+/// # Values and errors
+/// Option values of components are kept as text when they are scalars, so `20` and
+/// `"20"` are the same configuration; factories read them with the typed getters of
+/// [`ConfigTable`]. Every error is an [`Error`] of kind `InvalidInput` (or `NotFound`
+/// for a component type that is not part of this build) whose message names the field
+/// and the value.
+///
+/// [`Engine::builder`]: crate::Engine::builder
+/// [`Engine::from_config`]: crate::Engine::from_config
+/// [`Engine::configure_with`]: crate::Engine::configure_with
+/// [`EngineBuilder::config`]: crate::EngineBuilder::config
+/// [`ComponentRegistry`]: crate::ComponentRegistry
+/// [`ConfigTable`]: crate::ConfigTable
+///
+/// # Example
+/// ```
+/// use apscheduler_engine::SchedulerConfig;
+///
+/// let from_toml = SchedulerConfig::from_toml_str(r#"
+///     timezone = "UTC"
+///     [job_defaults]
+///     coalesce = false
+///     max_instances = 3
+///     [executors.default]
+///     type = "threadpool"
+///     max_workers = 20
+/// "#).unwrap();
+/// let from_flat = SchedulerConfig::from_flat([
+///     ("apscheduler.executors.default", serde_json::json!({
+///         "class": "apscheduler.executors.pool:ThreadPoolExecutor", "max_workers": "20"})),
+///     ("apscheduler.job_defaults.coalesce", "false".into()),
+///     ("apscheduler.job_defaults.max_instances", "3".into()),
+///     ("apscheduler.timezone", "UTC".into()),
+/// ]).unwrap();
+/// assert_eq!(from_toml, from_flat);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SchedulerConfig {
+    /// The default timezone of triggers; `None` = not given (the machine's zone for a
+    /// new scheduler).
+    pub timezone: Option<Tz>,
+    /// Job defaults given.
+    pub job_defaults: JobDefaultsConfig,
+    /// Job stores by alias.
+    pub jobstores: BTreeMap<String, ComponentConfig>,
+    /// Executors by alias.
+    pub executors: BTreeMap<String, ComponentConfig>,
+}
+
+/// How the fields of a source are named in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    /// `job_defaults.coalesce`
+    Nested,
+    /// `apscheduler.job_defaults.coalesce`
+    Flat,
+    /// `APSCHEDULER_JOB_DEFAULTS__COALESCE`
+    Env,
+}
+
+impl Naming {
+    fn name(self, path: &[&str]) -> String {
+        match self {
+            Naming::Nested => path.join("."),
+            Naming::Flat => format!("{FLAT_PREFIX}{}", path.join(".")),
+            Naming::Env => format!("{ENV_PREFIX}{}", path.join(ENV_SEPARATOR).to_uppercase()),
+        }
+    }
+}
+
+/// A value as error messages show it: text in single quotes, anything else as JSON.
+pub(crate) fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+fn invalid(field: &str, value: &Value, expected: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("invalid value for '{field}': {}: {expected}", show(value)),
+    )
+}
+
+/// APScheduler's `asbool`.
+pub(crate) fn parse_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
+            "false" | "no" | "off" | "n" | "f" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A non-negative integer given as a number or as text.
+pub(crate) fn parse_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+}
+
+fn toml_to_json(field: &str, v: toml::Value) -> Result<Value, Error> {
+    Ok(match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => Value::Number(n),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("invalid value for '{field}': {f}: not a finite number"),
+                ))
+            }
+        },
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(
+            a.into_iter()
+                .map(|v| toml_to_json(field, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Table(t) => {
+            let mut map = Map::new();
+            for (k, v) in t {
+                let f = if field.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{field}.{k}")
+                };
+                let v = toml_to_json(&f, v)?;
+                map.insert(k, v);
+            }
+            Value::Object(map)
+        }
+    })
+}
+
+/// Sets `value` at `path` in `tree`, merging tables; `key` names the source key in
+/// errors.
+fn insert_path(
+    tree: &mut Map<String, Value>,
+    path: &[String],
+    value: Value,
+    key: &str,
+) -> Result<(), Error> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("invalid configuration key '{key}': empty"),
+        ));
+    };
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "invalid configuration key '{key}' (value {}): empty name between separators",
+                show(&value)
+            ),
+        ));
+    }
+    let mut node = tree;
+    for p in parents {
+        let entry = node
+            .entry(p.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        match entry {
+            Value::Object(m) => node = m,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                    "conflicting configuration key '{key}' (value {}): '{p}' is already set to {}",
+                    show(&value),
+                    show(other)
+                ),
+                ))
+            }
+        }
+    }
+    match (node.get_mut(last.as_str()), value) {
+        (Some(Value::Object(existing)), Value::Object(new)) => {
+            for (k, v) in new {
+                insert_path(existing, std::slice::from_ref(&k), v, &format!("{key}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Some(existing), value) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "conflicting configuration key '{key}': given both as {} and as {}",
+                show(existing),
+                show(&value)
+            ),
+        )),
+        (None, value) => {
+            node.insert(last.clone(), value);
+            Ok(())
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// An empty configuration (every setting left to its default).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the timezone.
+    pub fn with_timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+
+    /// Sets every job default.
+    pub fn with_job_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.job_defaults = defaults.into();
+        self
+    }
+
+    /// Adds (or replaces) a job store.
+    pub fn with_jobstore(mut self, alias: impl Into<String>, store: ComponentConfig) -> Self {
+        self.jobstores.insert(alias.into(), store);
+        self
+    }
+
+    /// Adds (or replaces) an executor.
+    pub fn with_executor(mut self, alias: impl Into<String>, executor: ComponentConfig) -> Self {
+        self.executors.insert(alias.into(), executor);
+        self
+    }
+
+    /// Whether nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.timezone.is_none()
+            && self.job_defaults.is_empty()
+            && self.jobstores.is_empty()
+            && self.executors.is_empty()
+    }
+
+    /// Layers `other` over this configuration: its timezone and job defaults replace
+    /// those given here; its components replace those with the same alias (whole: give
+    /// the `type` again when overriding an option). Use it to let the environment
+    /// override a file.
+    pub fn merge(&mut self, other: SchedulerConfig) {
+        if other.timezone.is_some() {
+            self.timezone = other.timezone;
+        }
+        self.job_defaults.merge(other.job_defaults);
+        self.jobstores.extend(other.jobstores);
+        self.executors.extend(other.executors);
+    }
+
+    /// [`merge`](Self::merge), by value.
+    pub fn merged(mut self, other: SchedulerConfig) -> Self {
+        self.merge(other);
+        self
+    }
+
+    /// Reads the nested form from TOML text.
+    ///
+    /// # Errors
+    /// `InvalidInput` for TOML syntax errors and for bad settings (naming the key and
+    /// the value).
+    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid TOML configuration: {}", e.to_string().trim()),
+            )
+            .with_source(e)
+        })?;
+        let value = toml_to_json("", toml::Value::Table(table))?;
+        Self::from_value(&value)
+    }
+
+    /// Reads JSON text: the nested form, or APScheduler's flat form whose keys start with
+    /// `apscheduler.` (both may be mixed; here every key must be known).
+    ///
+    /// # Errors
+    /// `InvalidInput` for JSON syntax errors and for bad settings.
+    pub fn from_json_str(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid JSON configuration: {e}"),
+            )
+            .with_source(e)
+        })?;
+        Self::from_value(&value)
+    }
+
+    /// Reads a file: TOML when its name ends in `.toml`, JSON when in `.json`.
+    ///
+    /// # Errors
+    /// `NotFound`/`Other` when the file cannot be read, `InvalidInput` for another
+    /// extension or bad content.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let parse: fn(&str) -> Result<Self, Error> = match ext.as_deref() {
+            Some("toml") => Self::from_toml_str,
+            Some("json") => Self::from_json_str,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "invalid configuration file '{}': expected a .toml or .json file",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Other
+            };
+            Error::new(
+                kind,
+                format!("cannot read configuration file '{}': {e}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        parse(&text).map_err(|e| {
+            let kind = e.kind();
+            Error::new(kind, format!("{}: {}", path.display(), e.message())).with_source(e)
+        })
+    }
+
+    /// Reads a JSON value: an object in the nested form, where keys starting with
+    /// `apscheduler.` are also accepted as flat keys.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the key and the value.
+    pub fn from_value(value: &Value) -> Result<Self, Error> {
+        let Value::Object(root) = value else {
+            return Err(invalid(
+                "configuration",
+                value,
+                "expected a table (an object) of settings",
+            ));
+        };
+        let all_flat = !root.is_empty() && root.keys().all(|k| k.starts_with(FLAT_PREFIX));
+        let mut tree = Map::new();
+        for (key, v) in root {
+            let path: Vec<String> = match key.strip_prefix(FLAT_PREFIX) {
+                Some(rest) => rest.split('.').map(str::to_owned).collect(),
+                None => vec![key.clone()],
+            };
+            insert_path(&mut tree, &path, v.clone(), key)?;
+        }
+        Self::from_tree(
+            tree,
+            if all_flat {
+                Naming::Flat
+            } else {
+                Naming::Nested
+            },
+        )
+    }
+
+    /// Reads APScheduler's flat configuration dictionary (`BackgroundScheduler({...})`):
+    /// keys starting with `apscheduler.` name the nested path with dots; other keys are
+    /// ignored, as in APScheduler.
+    ///
+    /// ```
+    /// use apscheduler_engine::SchedulerConfig;
+    /// use serde_json::json;
+    ///
+    /// let config = SchedulerConfig::from_flat([
+    ///     ("apscheduler.jobstores.default", json!({"type": "memory"})),
+    ///     ("apscheduler.job_defaults.coalesce", json!("false")),
+    ///     ("apscheduler.timezone", json!("UTC")),
+    ///     ("sqlalchemy.url", json!("ignored: not an apscheduler key")),
+    /// ]).unwrap();
+    /// assert_eq!(config.job_defaults.coalesce, Some(false));
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the key and the value.
+    pub fn from_flat<I, K>(entries: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, Value)>,
+        K: AsRef<str>,
+    {
+        let mut tree = Map::new();
+        for (key, value) in entries {
+            let key = key.as_ref();
+            let Some(rest) = key.strip_prefix(FLAT_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split('.').map(str::to_owned).collect();
+            insert_path(&mut tree, &path, value, key)?;
+        }
+        Self::from_tree(tree, Naming::Flat)
+    }
+
+    /// Reads configuration variables (the `APSCHEDULER_` prefix and `__` between levels,
+    /// see [`SchedulerConfig`]) from any list of name/value pairs; names without the
+    /// prefix are ignored.
+    ///
+    /// ```
+    /// use apscheduler_engine::SchedulerConfig;
+    ///
+    /// let config = SchedulerConfig::from_env_vars([
+    ///     ("APSCHEDULER_TIMEZONE", "UTC"),
+    ///     ("APSCHEDULER_JOB_DEFAULTS__MAX_INSTANCES", "3"),
+    ///     ("APSCHEDULER_EXECUTORS__DEFAULT__TYPE", "threadpool"),
+    ///     ("APSCHEDULER_EXECUTORS__DEFAULT__MAX_WORKERS", "20"),
+    ///     ("HOME", "/root"),
+    /// ]).unwrap();
+    /// assert_eq!(config.executors["default"].type_name(), "threadpool");
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the variable and the value.
+    pub fn from_env_vars<I, K, V>(vars: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut tree = Map::new();
+        for (name, value) in vars {
+            let name = name.as_ref();
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest
+                .split(ENV_SEPARATOR)
+                .map(str::to_ascii_lowercase)
+                .collect();
+            insert_path(
+                &mut tree,
+                &path,
+                Value::String(value.as_ref().to_owned()),
+                name,
+            )?;
+        }
+        Self::from_tree(tree, Naming::Env)
+    }
+
+    /// Reads the configuration variables of this process's environment
+    /// ([`from_env_vars`](Self::from_env_vars) over `std::env::vars_os`).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the variable and the value; also for an `APSCHEDULER_`
+    /// variable whose name or value is not Unicode.
+    pub fn from_env() -> Result<Self, Error> {
+        let mut vars = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name_str) = name.to_str() else {
+                continue;
+            };
+            if !name_str.starts_with(ENV_PREFIX) {
+                continue;
+            }
+            let value = value.into_string().map_err(|v| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("invalid value for '{name_str}': {v:?}: not valid Unicode"),
+                )
+            })?;
+            vars.push((name_str.to_owned(), value));
+        }
+        Self::from_env_vars(vars)
+    }
+
+    /// The nested form as JSON (what [`from_value`](Self::from_value) reads back).
+    pub fn to_value(&self) -> Value {
+        let mut root = Map::new();
+        if let Some(tz) = self.timezone {
+            root.insert("timezone".into(), Value::String(tz.name().to_owned()));
+        }
+        let mut jd = Map::new();
+        if let Some(c) = self.job_defaults.coalesce {
+            jd.insert("coalesce".into(), Value::Bool(c));
+        }
+        if let Some(m) = self.job_defaults.max_instances {
+            jd.insert("max_instances".into(), Value::from(m));
+        }
+        if let Some(g) = self.job_defaults.misfire_grace_time {
+            jd.insert(
+                "misfire_grace_time".into(),
+                g.map_or(Value::Null, |d| {
+                    serde_json::Number::from_f64(d.as_secs_f64()).map_or(Value::Null, Value::Number)
+                }),
+            );
+        }
+        if !jd.is_empty() {
+            root.insert("job_defaults".into(), Value::Object(jd));
+        }
+        for (key, components) in [
+            ("jobstores", &self.jobstores),
+            ("executors", &self.executors),
+        ] {
+            if !components.is_empty() {
+                let map = components
+                    .iter()
+                    .map(|(a, c)| (a.clone(), c.to_value()))
+                    .collect();
+                root.insert(key.into(), Value::Object(map));
+            }
+        }
+        Value::Object(root)
+    }
+
+    fn from_tree(tree: Map<String, Value>, naming: Naming) -> Result<Self, Error> {
+        let mut config = SchedulerConfig::default();
+        for (key, value) in tree {
+            match key.as_str() {
+                "timezone" => config.timezone = parse_timezone(&naming.name(&["timezone"]), &value)?,
+                "job_defaults" => config.job_defaults = parse_job_defaults(&value, naming)?,
+                "jobstores" => config.jobstores = parse_components(ComponentKind::JobStore, &key, &value, naming)?,
+                "executors" => config.executors = parse_components(ComponentKind::Executor, &key, &value, naming)?,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "unknown configuration key '{}' (value {}): expected timezone, job_defaults, jobstores or executors",
+                            naming.name(&[&key]),
+                            show(&value)
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn parse_timezone(field: &str, value: &Value) -> Result<Option<Tz>, Error> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => s.trim().parse::<Tz>().map(Some).map_err(|_| {
+            invalid(
+                field,
+                value,
+                "not a known IANA timezone name (such as 'UTC' or 'Europe/Helsinki')",
+            )
+        }),
+        _ => Err(invalid(field, value, "expected an IANA timezone name")),
+    }
+}
+
+fn parse_job_defaults(value: &Value, naming: Naming) -> Result<JobDefaultsConfig, Error> {
+    let Value::Object(map) = value else {
+        return Err(invalid(
+            &naming.name(&["job_defaults"]),
+            value,
+            "expected a table with coalesce, max_instances, misfire_grace_time",
+        ));
+    };
+    let mut out = JobDefaultsConfig::default();
+    for (key, v) in map {
+        let field = naming.name(&["job_defaults", key]);
+        match key.as_str() {
+            "coalesce" => {
+                out.coalesce = Some(parse_bool(v).ok_or_else(|| {
+                    invalid(&field, v, "expected a boolean (true/false, yes/no, on/off, 1/0)")
+                })?)
+            }
+            "max_instances" => {
+                let n = parse_u64(v)
+                    .filter(|n| *n >= 1)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| invalid(&field, v, "expected a whole number of at least 1"))?;
+                out.max_instances = Some(n);
+            }
+            "misfire_grace_time" => {
+                let always = matches!(v, Value::String(s) if matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "null"));
+                out.misfire_grace_time = Some(if always {
+                    None
+                } else {
+                    grace_from_json(&field, v)?
+                });
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "unknown configuration key '{field}' (value {}): expected coalesce, max_instances or misfire_grace_time",
+                        show(v)
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_components(
+    kind: ComponentKind,
+    key: &str,
+    value: &Value,
+    naming: Naming,
+) -> Result<BTreeMap<String, ComponentConfig>, Error> {
+    let Value::Object(map) = value else {
+        return Err(invalid(
+            &naming.name(&[key]),
+            value,
+            &format!("expected a table of {}s by alias", kind),
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (alias, v) in map {
+        let field = naming.name(&[key, alias]);
+        if alias.trim().is_empty() {
+            return Err(invalid(
+                &field,
+                v,
+                &format!("{kind} alias must not be empty"),
+            ));
+        }
+        let Value::Object(options) = v else {
+            return Err(invalid(
+                &field,
+                v,
+                "expected a table with 'type' (or 'class') and options",
+            ));
+        };
+        let mut type_name = None;
+        let mut component_options = BTreeMap::new();
+        for (k, ov) in options {
+            match k.as_str() {
+                "type" | "class" => {
+                    let Value::String(s) = ov else {
+                        return Err(invalid(
+                            &naming.name(&[key, alias, k]),
+                            ov,
+                            "expected a type name",
+                        ));
+                    };
+                    if s.trim().is_empty() {
+                        return Err(invalid(
+                            &naming.name(&[key, alias, k]),
+                            ov,
+                            "must not be empty",
+                        ));
+                    }
+                    if let Some((other, _)) = &type_name {
+                        return Err(Error::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "{} ({field}): give either 'type' or 'class', not both ('{other}' and '{k}' = {})",
+                                describe(kind, alias),
+                                show(ov)
+                            ),
+                        ));
+                    }
+                    type_name = Some((k.clone(), s.clone()));
+                }
+                _ => {
+                    component_options.insert(k.clone(), normalize(ov.clone()));
+                }
+            }
+        }
+        let Some((_, type_name)) = type_name else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} ({field}) = {}: either 'type' or 'class' must be given",
+                    describe(kind, alias),
+                    show(v)
+                ),
+            ));
+        };
+        let mut component = ComponentConfig::new(type_name);
+        component.options = component_options;
+        out.insert(alias.clone(), component);
+    }
+    Ok(out)
+}
+
+impl<'de> serde::Deserialize<'de> for SchedulerConfig {
+    /// Deserializes the nested form (or flat `apscheduler.` keys), so a
+    /// `SchedulerConfig` can be a field of an application's own configuration.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        SchedulerConfig::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for SchedulerConfig {
+    type Err = Error;
+    /// Parses TOML ([`SchedulerConfig::from_toml_str`]).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::from_toml_str(s)
+    }
+}
+
+// ===================================================================== engine side
+
+/// The job stores and executors a configuration describes, built.
+type Built = (
+    Vec<(Arc<str>, Arc<dyn JobStore>)>,
+    Vec<(Arc<str>, Arc<dyn Executor>)>,
+);
+
+fn build_components(
+    config: &SchedulerConfig,
+    registry: &ComponentRegistry,
+) -> Result<Built, Error> {
+    let mut stores = Vec::with_capacity(config.jobstores.len());
+    for (alias, c) in &config.jobstores {
+        stores.push((Arc::from(alias.as_str()), registry.create_store(alias, c)?));
+    }
+    let mut executors = Vec::with_capacity(config.executors.len());
+    for (alias, c) in &config.executors {
+        executors.push((
+            Arc::from(alias.as_str()),
+            registry.create_executor(alias, c)?,
+        ));
+    }
+    Ok((stores, executors))
+}
+
+/// Configuration from a [`SchedulerConfig`] (method 1 and 2 of APScheduler meet here).
+impl EngineBuilder {
+    /// Applies a configuration: its timezone, its job defaults (options left out keep
+    /// APScheduler's defaults, replacing any set earlier with
+    /// [`job_defaults`](Self::job_defaults)), and its job stores and executors, built by
+    /// the process-wide [`ComponentRegistry::global`].
+    ///
+    /// ```
+    /// use apscheduler_engine::{Engine, SchedulerConfig};
+    ///
+    /// let config = SchedulerConfig::from_toml_str(r#"
+    ///     timezone = "UTC"
+    ///     [executors.default]
+    ///     type = "threadpool"
+    ///     max_workers = 20
+    /// "#).unwrap();
+    /// let engine = Engine::builder().config(&config).unwrap().build();
+    /// assert_eq!(engine.timezone(), chrono_tz::UTC);
+    /// ```
+    ///
+    /// # Errors
+    /// A component that cannot be built: `InvalidInput` for a bad option or an unknown
+    /// type, `NotFound` for a type not part of this build.
+    pub fn config(self, config: &SchedulerConfig) -> Result<Self, Error> {
+        self.config_with_registry(config, &ComponentRegistry::global())
+    }
+
+    /// [`config`](Self::config) with a given registry.
+    ///
+    /// # Errors
+    /// As [`config`](Self::config).
+    pub fn config_with_registry(
+        mut self,
+        config: &SchedulerConfig,
+        registry: &ComponentRegistry,
+    ) -> Result<Self, Error> {
+        let (stores, executors) = build_components(config, registry)?;
+        if let Some(tz) = config.timezone {
+            self = self.timezone(tz);
+        }
+        if !config.job_defaults.is_empty() {
+            self = self.job_defaults(config.job_defaults.apply_to(JobDefaults::default()));
+        }
+        for (alias, store) in stores {
+            self = self.jobstore(&*alias, store);
+        }
+        for (alias, executor) in executors {
+            self = self.executor(&*alias, executor);
+        }
+        Ok(self)
+    }
+}
+
+/// Configuration from a [`SchedulerConfig`] (method 3 of APScheduler: `configure()`).
+impl Engine {
+    /// A stopped engine built from a configuration
+    /// (`Engine::builder().config(config)?.build()`).
+    ///
+    /// # Errors
+    /// As [`EngineBuilder::config`].
+    pub fn from_config(config: &SchedulerConfig) -> Result<Engine, Error> {
+        Ok(Engine::builder().config(config)?.build())
+    }
+
+    /// APScheduler's `configure()`: applies a configuration to a scheduler that has not
+    /// been started, all at once or not at all. The timezone and the job defaults that
+    /// are given replace the current ones (job defaults left out keep their current
+    /// value); job stores and executors replace those with the same alias, others stay.
+    /// (APScheduler resets everything not given; from a fresh scheduler both agree.)
+    /// Components come from [`ComponentRegistry::global`]. Jobs added before stay
+    /// pending.
+    ///
+    /// # Errors
+    /// `InvalidState` once the scheduler has started; a component that cannot be built
+    /// (as [`EngineBuilder::config`]); the scheduler is then unchanged.
+    pub fn configure_with(&self, config: &SchedulerConfig) -> Result<(), Error> {
+        self.configure_with_registry(config, &ComponentRegistry::global())
+    }
+
+    /// [`configure_with`](Self::configure_with) with a given registry.
+    ///
+    /// # Errors
+    /// As [`configure_with`](Self::configure_with).
+    pub fn configure_with_registry(
+        &self,
+        config: &SchedulerConfig,
+        registry: &ComponentRegistry,
+    ) -> Result<(), Error> {
+        if self.state() != SchedulerState::Stopped {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "cannot configure the scheduler while it is running",
+            ));
+        }
+        let (stores, executors) = build_components(config, registry)?;
+        let job_defaults = config.job_defaults;
+        self.apply_configuration(
+            config.timezone,
+            |d| job_defaults.apply_to(d),
+            stores,
+            executors,
+        )
     }
 }

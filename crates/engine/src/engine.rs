@@ -1,8 +1,11 @@
 //! The one engine behind every front-end: job API, main loop pass, events.
 
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::fmt::{self, Write as _};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use apscheduler_core::event::{self, Event, EventMask, JobFailure};
@@ -65,11 +68,63 @@ struct Pending {
     explicit_next: bool,
 }
 
+/// How many pending jobs have each 64-bit hash of their id: a new id whose hash is not
+/// there is free without scanning the pending jobs, and growing the table re-hashes no
+/// id string.
+#[derive(Default)]
+struct PendingIds {
+    hasher: RandomState,
+    counts: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+}
+
+impl PendingIds {
+    fn key(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+    fn may_contain(&self, key: u64) -> bool {
+        self.counts.contains_key(&key)
+    }
+    fn insert(&mut self, key: u64) {
+        *self.counts.entry(key).or_insert(0) += 1;
+    }
+    fn remove(&mut self, key: u64) {
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&key);
+            }
+        }
+    }
+    fn clear(&mut self) {
+        self.counts.clear();
+    }
+}
+
+/// Hashes a key that already is a hash (a `u64` from [`PendingIds::key`]) to itself.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 struct State {
     status: SchedulerState,
     stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
     executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
     pending: Vec<Pending>,
+    /// The ids in `pending`, so adding a pending job does not scan them all.
+    pending_ids: PendingIds,
     defaults: JobDefaults,
     timezone: Tz,
     /// Consecutive failures per store, for retry backoff.
@@ -210,6 +265,7 @@ impl EngineBuilder {
                     stores: self.stores,
                     executors: self.executors,
                     pending: Vec::new(),
+                    pending_ids: PendingIds::default(),
                     defaults: self.defaults,
                     timezone: self.timezone.unwrap_or_else(local_timezone),
                     store_failures: HashMap::new(),
@@ -441,6 +497,50 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a whole configuration atomically while stopped (for
+    /// `Engine::configure_with` in `config.rs`): components replace those with the same
+    /// alias in place, others are appended.
+    pub(crate) fn apply_configuration(
+        &self,
+        timezone: Option<Tz>,
+        defaults: impl FnOnce(JobDefaults) -> JobDefaults,
+        stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
+        executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
+    ) -> Result<(), Error> {
+        fn put<T: ?Sized>(list: &mut Vec<(Arc<str>, Arc<T>)>, alias: &Arc<str>, item: &Arc<T>) {
+            match list.iter_mut().find(|(a, _)| a == alias) {
+                Some(slot) => slot.1 = item.clone(),
+                None => list.push((alias.clone(), item.clone())),
+            }
+        }
+        {
+            let mut st = lock(&self.inner.state);
+            if st.status != SchedulerState::Stopped {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "cannot configure the scheduler while it is running",
+                ));
+            }
+            if let Some(tz) = timezone {
+                st.timezone = tz;
+            }
+            st.defaults = defaults(st.defaults);
+            for (alias, store) in &stores {
+                put(&mut st.stores, alias, store);
+            }
+            for (alias, executor) in &executors {
+                put(&mut st.executors, alias, executor);
+            }
+        }
+        for (alias, _) in &executors {
+            self.emit_component(event::EVENT_EXECUTOR_ADDED, alias);
+        }
+        for (alias, _) in &stores {
+            self.emit_component(event::EVENT_JOBSTORE_ADDED, alias);
+        }
+        Ok(())
+    }
+
     fn store(&self, alias: &str) -> Option<Arc<dyn JobStore>> {
         lock(&self.inner.state)
             .stores
@@ -608,6 +708,7 @@ impl Engine {
             } else {
                 SchedulerState::Running
             };
+            st.pending_ids.clear();
             std::mem::take(&mut st.pending)
         };
         {
@@ -704,17 +805,24 @@ impl Engine {
     /// persistent store or to an out-of-process executor; `Conflict` for a taken id
     /// without `replace_existing`.
     pub async fn add_job(&self, spec: JobSpec) -> Result<Job, Error> {
-        let (status, tz, defaults) = {
+        let (status, tz, defaults, executor, jobstore) = {
             let st = lock(&self.inner.state);
-            (st.status, st.timezone, st.defaults)
+            (
+                st.status,
+                st.timezone,
+                st.defaults,
+                shared_alias(&st.executors, spec.executor.as_deref()),
+                shared_alias(&st.stores, spec.jobstore.as_deref()),
+            )
         };
         let now = self.now_tz(tz);
         let run_once = matches!(spec.trigger, TriggerSpec::RunOnce);
         let trigger: Arc<dyn Trigger> = match &spec.trigger {
             TriggerSpec::RunOnce => Arc::new(DateTrigger::new(now)),
-            TriggerSpec::Args { kind, args } => {
-                let mut args = args.clone();
-                if let Some(j) = spec.jitter {
+            TriggerSpec::Args { kind, args } => match spec.jitter {
+                None => AnyTrigger::from_args(kind, args, tz, now)?.into_shared(),
+                Some(j) => {
+                    let mut args = args.clone();
                     match &mut args {
                         Value::Object(map) => {
                             map.insert("jitter".into(), serde_json::json!(j));
@@ -722,9 +830,9 @@ impl Engine {
                         Value::Null => args = serde_json::json!({ "jitter": j }),
                         _ => {}
                     }
+                    AnyTrigger::from_args(kind, &args, tz, now)?.into_shared()
                 }
-                AnyTrigger::from_args(kind, &args, tz, now)?.into_shared()
-            }
+            },
             TriggerSpec::Built(t) => {
                 if spec.jitter.is_some() {
                     return Err(Error::new(
@@ -743,7 +851,7 @@ impl Engine {
                 ))
             }
             Some(id) => id.as_str().into(),
-            None => uuid::Uuid::new_v4().simple().to_string().into(),
+            None => new_job_id(),
         };
         let name: Arc<str> = match (&spec.name, &spec.task) {
             (Some(n), _) => n.as_str().into(),
@@ -757,8 +865,6 @@ impl Engine {
                 "invalid value for 'max_instances': 0: must be at least 1",
             ));
         }
-        let executor: Arc<str> = spec.executor.as_deref().unwrap_or(DEFAULT_ALIAS).into();
-        let jobstore: Arc<str> = spec.jobstore.as_deref().unwrap_or(DEFAULT_ALIAS).into();
         let job = Job {
             id,
             name,
@@ -790,17 +896,26 @@ impl Engine {
         if status == SchedulerState::Stopped {
             self.check_job(&pending.job, &pending.jobstore, false)?;
             let mut st = lock(&self.inner.state);
-            if !pending.replace_existing && st.pending.iter().any(|p| p.job.id == job.id) {
-                return Err(conflict(&job.id));
+            let key = st.pending_ids.key(&job.id);
+            if st.pending_ids.may_contain(key) && st.pending.iter().any(|p| p.job.id == job.id) {
+                if !pending.replace_existing {
+                    return Err(conflict(&job.id));
+                }
+                // One pending job out, one in: the id's count stays.
+                st.pending.retain(|p| p.job.id != job.id);
+            } else {
+                st.pending_ids.insert(key);
             }
-            st.pending.retain(|p| p.job.id != job.id);
             st.pending.push(pending);
             tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
             return Ok(job);
         }
         let _guard = self.inner.jobs_lock.lock().await;
         let added = self.real_add(pending).await?;
-        self.wakeup();
+        // Wakes the main loop unless it already wakes by the new job's run time.
+        self.inner
+            .wake
+            .wake_for(added.next_run_time.map(|t| t.with_timezone(&Utc)));
         Ok(added)
     }
 
@@ -1050,6 +1165,10 @@ impl Engine {
             let mut st = lock(&self.inner.state);
             let before = st.pending.len();
             st.pending.retain(|p| &*p.job.id != id);
+            if st.pending.len() < before {
+                let key = st.pending_ids.key(id);
+                st.pending_ids.remove(key);
+            }
             return if st.pending.len() < before {
                 Ok(())
             } else {
@@ -1072,6 +1191,16 @@ impl Engine {
         {
             let mut st = lock(&self.inner.state);
             st.pending.retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
+            let State {
+                pending,
+                pending_ids,
+                ..
+            } = &mut *st;
+            pending_ids.clear();
+            for p in pending.iter() {
+                let key = pending_ids.key(&p.job.id);
+                pending_ids.insert(key);
+            }
         }
         let _guard = self.inner.jobs_lock.lock().await;
         if self.state() != SchedulerState::Stopped {
@@ -1209,6 +1338,12 @@ impl Engine {
     /// times, removes finished jobs. Returns how long to wait before the next pass
     /// (`None`: until woken).
     pub async fn process_jobs(&self) -> Option<Duration> {
+        self.run_pass().await.map(|(wait, _)| wait)
+    }
+
+    /// [`process_jobs`](Self::process_jobs), also returning the instant (engine clock)
+    /// the wait leads to.
+    pub(crate) async fn run_pass(&self) -> Option<(Duration, DateTime<Utc>)> {
         if self.state() != SchedulerState::Running {
             return None;
         }
@@ -1243,8 +1378,8 @@ impl Engine {
                 }
             }
         }
-        let wait = next_wakeup.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO));
-        if let Some(w) = wait {
+        let wait = next_wakeup.map(|t| ((t - now).to_std().unwrap_or(Duration::ZERO), t));
+        if let Some((w, _)) = wait {
             tracing::debug!(target: "apscheduler", "Next wakeup is due in {:.6} seconds", w.as_secs_f64());
         } else {
             tracing::debug!(target: "apscheduler", "No jobs; waiting until a job is added");
@@ -1407,6 +1542,52 @@ impl Engine {
             }
         }
     }
+}
+
+/// The alias `name` (default: [`DEFAULT_ALIAS`]) as an `Arc`, shared with the configured
+/// component of that alias when there is one, so jobs do not each allocate a copy.
+fn shared_alias<T: ?Sized>(components: &[(Arc<str>, Arc<T>)], name: Option<&str>) -> Arc<str> {
+    static DEFAULT: OnceLock<Arc<str>> = OnceLock::new();
+    let name = name.unwrap_or(DEFAULT_ALIAS);
+    match components.iter().find(|(alias, _)| &**alias == name) {
+        Some((alias, _)) => alias.clone(),
+        None if name == DEFAULT_ALIAS => DEFAULT.get_or_init(|| DEFAULT_ALIAS.into()).clone(),
+        None => name.into(),
+    }
+}
+
+/// A random job id in the form of APScheduler's `uuid4().hex` (a version 4 UUID, 32
+/// lowercase hex digits).
+///
+/// The bits come from a keyed bijection of a per-thread counter, the key drawn from the
+/// operating system once per thread: ids are unique within a thread by construction,
+/// and across threads as unlikely to collide as random UUIDs, while adding a job makes
+/// no system call.
+fn new_job_id() -> Arc<str> {
+    /// SplitMix64's finalizer: a bijection of `u64` that mixes every bit.
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    thread_local! {
+        static KEY: (u64, u64) = {
+            let k = uuid::Uuid::new_v4().as_u128();
+            ((k >> 64) as u64, k as u64)
+        };
+        static COUNTER: Cell<u64> = const { Cell::new(0) };
+    }
+    let c = COUNTER.with(|n| {
+        let c = n.get();
+        n.set(c.wrapping_add(1));
+        c
+    });
+    let (k0, k1) = KEY.with(|k| *k);
+    let hi = u128::from(mix(k0 ^ c));
+    let lo = u128::from(mix(k1 ^ c.rotate_left(32)));
+    let uuid = uuid::Builder::from_random_bytes(((hi << 64) | lo).to_be_bytes()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    Arc::from(&*uuid.simple().encode_lower(&mut buf))
 }
 
 fn conflict(id: &str) -> Error {

@@ -429,13 +429,16 @@ impl SyncScheduler {
             if self.engine.state() == SchedulerState::Stopped {
                 break;
             }
-            let seen = wake.generation();
-            let wait = self.runner.block_on(self.engine.process_jobs());
+            let seen = wake.begin_pass();
+            let next = self.runner.block_on(self.engine.run_pass());
             if self.engine.state() == SchedulerState::Stopped {
                 break;
             }
-            wake.wait(seen, wait);
+            // Changes that cannot make the next pass earlier need not wake this thread.
+            wake.arm(seen, next.map(|(_, at)| at));
+            wake.wait(seen, next.map(|(wait, _)| wait));
         }
+        wake.disarm();
     }
 
     fn shutdown_engine(&self, wait: bool) -> Result<(), Error> {

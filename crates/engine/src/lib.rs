@@ -42,11 +42,12 @@
 //! None.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.80) and later.
+//! The workspace's `rust-version` (1.85) and later.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+mod components;
 mod config;
 mod dispatch;
 mod engine;
@@ -56,7 +57,13 @@ pub mod replay;
 mod spec;
 mod wake;
 
-pub use config::JobDefaults;
+pub use components::{
+    ComponentKind, ComponentRegistry, ConfigTable, ExecutorFactory, StoreFactory,
+};
+pub use config::{
+    ComponentConfig, JobDefaults, JobDefaultsConfig, SchedulerConfig, ENV_PREFIX, ENV_SEPARATOR,
+    FLAT_PREFIX,
+};
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};
 pub use frontends::{

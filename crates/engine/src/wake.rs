@@ -1,16 +1,39 @@
 //! Waking the main loop: one signal that thread-based front-ends wait on with a
 //! condition variable, async ones with a tokio `Notify`, and host loops through a hook.
+//!
+//! The thread-based loop also says until when it sleeps ([`WakeSignal::arm`]), so a
+//! change that cannot make its next pass earlier (a job added with a later run time)
+//! is counted as a wake-up without waking the loop: adding many jobs to a running
+//! scheduler then costs no thread switch per job.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// What the thread-based main loop promised about its next pass.
+#[derive(Debug, Clone, Copy)]
+enum Armed {
+    /// Nothing (a pass is running, or no thread-based loop waits): every wake-up wakes.
+    Unknown,
+    /// The loop sleeps until this instant (engine clock) unless woken.
+    Until(DateTime<Utc>),
+    /// The loop sleeps until woken.
+    Forever,
+}
+
+struct Shared {
+    generation: u64,
+    armed: Armed,
+}
 
 /// The main loop's wake-up signal.
 pub(crate) struct WakeSignal {
-    generation: Mutex<u64>,
+    shared: Mutex<Shared>,
     cond: Condvar,
     notify: tokio::sync::Notify,
     calls: AtomicU64,
@@ -20,7 +43,10 @@ pub(crate) struct WakeSignal {
 impl WakeSignal {
     pub(crate) fn new() -> Self {
         WakeSignal {
-            generation: Mutex::new(0),
+            shared: Mutex::new(Shared {
+                generation: 0,
+                armed: Armed::Unknown,
+            }),
             cond: Condvar::new(),
             notify: tokio::sync::Notify::new(),
             calls: AtomicU64::new(0),
@@ -32,37 +58,78 @@ impl WakeSignal {
     pub(crate) fn wake(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         {
-            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-            *g = g.wrapping_add(1);
+            let mut g = self.lock();
+            g.generation = g.generation.wrapping_add(1);
         }
+        self.notify();
+    }
+
+    /// A wake-up for a change whose earliest run time is `at` (`None`: no run time):
+    /// counted like [`wake`](Self::wake), but a loop armed to wake by itself no later
+    /// than `at` is left asleep; it sees the change on that pass.
+    pub(crate) fn wake_for(&self, at: Option<DateTime<Utc>>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut g = self.lock();
+            let needed = match (g.armed, at) {
+                (Armed::Until(d), Some(t)) => t < d,
+                (Armed::Until(_) | Armed::Forever, None) => false,
+                (Armed::Forever | Armed::Unknown, Some(_)) | (Armed::Unknown, None) => true,
+            };
+            if !needed {
+                return;
+            }
+            g.generation = g.generation.wrapping_add(1);
+        }
+        self.notify();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify(&self) {
         self.cond.notify_all();
         self.notify.notify_one();
-        let hook = self
-            .hook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(hook) = hook {
             hook();
         }
     }
 
-    /// How many times `wake` was called (informative).
+    /// How many wake-ups were asked for, with `wake` or `wake_for` (informative).
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// The current generation, read before processing so a wake during processing is
-    /// not lost.
-    pub(crate) fn generation(&self) -> u64 {
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    /// Starts a pass of the thread-based loop: returns the current generation (read
+    /// before processing, so a wake-up during processing is not lost) and withdraws the
+    /// loop's promise, so every wake-up until [`arm`](Self::arm) wakes.
+    pub(crate) fn begin_pass(&self) -> u64 {
+        let mut g = self.lock();
+        g.armed = Armed::Unknown;
+        g.generation
+    }
+
+    /// After a pass begun at `seen`: the loop will sleep until `until` (`None`: until
+    /// woken). Ignored when woken since `seen` (the loop then passes again at once).
+    pub(crate) fn arm(&self, seen: u64, until: Option<DateTime<Utc>>) {
+        let mut g = self.lock();
+        if g.generation == seen {
+            g.armed = until.map_or(Armed::Forever, Armed::Until);
+        }
+    }
+
+    /// The thread-based loop stopped: every wake-up wakes again.
+    pub(crate) fn disarm(&self) {
+        self.lock().armed = Armed::Unknown;
     }
 
     /// Blocks until woken after `seen` or until `timeout` passes (`None` = no timeout).
     pub(crate) fn wait(&self, seen: u64, timeout: Option<Duration>) {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-        while *g == seen {
+        let mut g = self.lock();
+        while g.generation == seen {
             match deadline {
                 None => g = self.cond.wait(g).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
