@@ -102,6 +102,7 @@ impl Job {
             coalesce: self.coalesce,
             max_instances: self.max_instances,
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
+            next_run_time_zone: self.next_run_time.as_ref().map(|t| t.timezone().name().to_owned()),
         })
     }
 }
@@ -170,6 +171,9 @@ pub struct JobState {
     pub max_instances: u32,
     /// Next run time (RFC 3339), `None` = paused.
     pub next_run_time: Option<String>,
+    /// The IANA zone the next run time is shown in (the offset alone does not name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time_zone: Option<String>,
 }
 
 impl JobState {
@@ -196,11 +200,15 @@ impl JobState {
             return Err(corrupt(format!("unknown format version {}", self.version)));
         }
         let trigger = decode_trigger(&self.trigger).map_err(|e| corrupt(e.to_string()))?;
+        let zone = match &self.next_run_time_zone {
+            Some(name) => crate::time::parse_timezone("next_run_time_zone", name)
+                .map_err(|e| corrupt(e.to_string()))?,
+            None => trigger.timezone(),
+        };
         let next_run_time = match &self.next_run_time {
-            Some(t) => Some(
-                parse_rfc3339("next_run_time", t, trigger.timezone())
-                    .map_err(|e| corrupt(e.to_string()))?,
-            ),
+            Some(t) => {
+                Some(parse_rfc3339("next_run_time", t, zone).map_err(|e| corrupt(e.to_string()))?)
+            }
             None => None,
         };
         let misfire_grace_time = match self.misfire_grace_time {

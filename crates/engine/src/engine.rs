@@ -142,6 +142,9 @@ pub(crate) struct Inner {
     pub(crate) wake: WakeSignal,
     registry: RwLock<TaskRegistry>,
     lease: Duration,
+    /// Releases a store refused (it was down): retried before the next claim, so a run
+    /// that happened is never claimed and run again once the store is back.
+    unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,
 }
 
 /// The scheduler engine. Cheap to clone (shared).
@@ -275,6 +278,7 @@ impl EngineBuilder {
                 wake: WakeSignal::new(),
                 registry: RwLock::new(TaskRegistry::new()),
                 lease: self.lease,
+                unreleased: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -696,10 +700,21 @@ impl Engine {
             })?;
         }
         for (alias, store) in &stores {
-            store.start(alias).await.map_err(|e| {
-                Error::new(e.kind(), format!("job store '{alias}' failed to start: {e}"))
-                    .with_source(e)
-            })?;
+            match store.start(alias).await {
+                Ok(()) => {}
+                // A store that is down now is retried by the main loop with backoff, so
+                // a scheduler can start while its database is restarting.
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    tracing::warn!(target: "apscheduler", jobstore = %alias, "job store is unavailable at start; will retry: {e}");
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        e.kind(),
+                        format!("job store '{alias}' failed to start: {e}"),
+                    )
+                    .with_source(e))
+                }
+            }
         }
         let pending = {
             let mut st = lock(&self.inner.state);
@@ -1394,6 +1409,16 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, Error> {
         let _guard = self.inner.jobs_lock.lock().await;
+        let left_over = lock(&self.inner.unreleased).remove(alias);
+        if let Some(left_over) = left_over {
+            if let Err(e) = store
+                .release_jobs(&self.inner.scheduler_id, left_over.clone())
+                .await
+            {
+                lock(&self.inner.unreleased).insert(alias.clone(), left_over);
+                return Err(e);
+            }
+        }
         loop {
             let acquired = store
                 .acquire_due_jobs(&self.inner.scheduler_id, now, CLAIM_BATCH, self.inner.lease)
@@ -1419,9 +1444,18 @@ impl Engine {
                     releases.push(release);
                 }
             }
-            store
-                .release_jobs(&self.inner.scheduler_id, releases)
-                .await?;
+            // Keep a copy until the store has taken it (a clone is a few Arc increments
+            // per job).
+            if let Err(e) = store
+                .release_jobs(&self.inner.scheduler_id, releases.clone())
+                .await
+            {
+                lock(&self.inner.unreleased)
+                    .entry(alias.clone())
+                    .or_default()
+                    .extend(releases);
+                return Err(e);
+            }
             for id in removed {
                 self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
             }
