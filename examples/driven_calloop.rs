@@ -61,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     scheduler.add_job(
         JobSpec::closure(move |ctx| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            println!("tick {n} (scheduled for {})", ctx.scheduled_run_time.format("%H:%M:%S%.3f"));
+            println!(
+                "tick {n} (scheduled for {})",
+                ctx.scheduled_run_time.format("%H:%M:%S%.3f")
+            );
             Ok(json!(n))
         })
         .id("tick")
@@ -89,6 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     arm(&mut shared);
     event_loop.run(Duration::from_secs(5), &mut shared, |_| {})?;
     scheduler.shutdown(true)?;
-    println!("event loop stopped after {} ticks", shared.runs.load(Ordering::SeqCst));
+    println!(
+        "event loop stopped after {} ticks",
+        shared.runs.load(Ordering::SeqCst)
+    );
     Ok(())
 }

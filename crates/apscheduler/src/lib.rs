@@ -32,10 +32,15 @@
 //!   pool and the async executor.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.85) and later.
+//! The workspace's `rust-version` (1.89) and later.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 pub use apscheduler_core as core;
 #[cfg(feature = "triggers")]
@@ -57,12 +62,12 @@ pub mod stores {
 
 /// Executors.
 pub mod executors {
-    /// The thread pool executor (the default).
-    #[cfg(feature = "scheduler")]
-    pub use apscheduler_executor_thread as thread;
     /// The tokio executor for async jobs.
     #[cfg(feature = "scheduler")]
     pub use apscheduler_executor_async as r#async;
+    /// The thread pool executor (the default).
+    #[cfg(feature = "scheduler")]
+    pub use apscheduler_executor_thread as thread;
 }
 
 /// The names most programs need.
@@ -72,7 +77,9 @@ pub mod prelude {
         Event, EventMask, EVENT_ALL, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
         EVENT_JOB_MISSED,
     };
-    pub use apscheduler_core::{Error, ErrorKind, Job, TaskContext, TaskFailure, TaskResult, Trigger, TriggerError};
+    pub use apscheduler_core::{
+        Error, ErrorKind, Job, TaskContext, TaskFailure, TaskResult, Trigger, TriggerError,
+    };
     #[cfg(feature = "scheduler")]
     pub use apscheduler_engine::{
         AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, Engine,
@@ -84,7 +91,7 @@ pub mod prelude {
     pub use apscheduler_store_memory::MemoryJobStore;
     #[cfg(feature = "triggers")]
     pub use apscheduler_triggers::{
-        AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger,
-        IntervalTrigger, OrTrigger,
+        AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger, IntervalTrigger,
+        OrTrigger,
     };
 }

@@ -102,7 +102,10 @@ impl Job {
             coalesce: self.coalesce,
             max_instances: self.max_instances,
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
-            next_run_time_zone: self.next_run_time.as_ref().map(|t| t.timezone().name().to_owned()),
+            next_run_time_zone: self
+                .next_run_time
+                .as_ref()
+                .map(|t| t.timezone().name().to_owned()),
         })
     }
 }

@@ -51,8 +51,10 @@ impl Dispatcher {
         let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
         listeners.push(Listener { id, mask, callback });
-        self.mask
-            .store(listeners.iter().fold(0, |m, l| m | l.mask.0), Ordering::Release);
+        self.mask.store(
+            listeners.iter().fold(0, |m, l| m | l.mask.0),
+            Ordering::Release,
+        );
         id
     }
 
@@ -60,8 +62,10 @@ impl Dispatcher {
         let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
         let before = listeners.len();
         listeners.retain(|l| l.id != id);
-        self.mask
-            .store(listeners.iter().fold(0, |m, l| m | l.mask.0), Ordering::Release);
+        self.mask.store(
+            listeners.iter().fold(0, |m, l| m | l.mask.0),
+            Ordering::Release,
+        );
         listeners.len() != before
     }
 

@@ -3,15 +3,15 @@
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::fmt::{self, Write as _};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use apscheduler_core::event::{self, Event, EventMask, JobFailure};
 use apscheduler_core::{
-    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunReporter,
-    SubmitError, SystemClock, Task, TaskFn, TaskRegistry, Trigger,
+    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunReporter, SubmitError,
+    SystemClock, Task, TaskFn, TaskRegistry, Trigger,
 };
 use apscheduler_executor_thread::ThreadPoolExecutor;
 use apscheduler_store_memory::MemoryJobStore;
@@ -294,12 +294,14 @@ impl RunReporter for Reporter {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        inner.dispatcher.emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
-            code: event::EVENT_JOB_SUBMITTED,
-            job_id: run.job_id.clone(),
-            jobstore: run.jobstore.clone(),
-            scheduled_run_times: run.run_times.clone(),
-        });
+        inner
+            .dispatcher
+            .emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
+                code: event::EVENT_JOB_SUBMITTED,
+                job_id: run.job_id.clone(),
+                jobstore: run.jobstore.clone(),
+                scheduled_run_times: run.run_times.clone(),
+            });
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
@@ -309,25 +311,29 @@ impl RunReporter for Reporter {
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
-                inner.dispatcher.emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
-                    code: event::EVENT_JOB_EXECUTED,
-                    job_id: run.job_id.clone(),
-                    jobstore: run.jobstore.clone(),
-                    scheduled_run_time: run_time,
-                    retval: Some(retval),
-                    exception: None,
-                });
+                inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
+                        code: event::EVENT_JOB_EXECUTED,
+                        job_id: run.job_id.clone(),
+                        jobstore: run.jobstore.clone(),
+                        scheduled_run_time: run_time,
+                        retval: Some(retval),
+                        exception: None,
+                    });
             }
             Err(failure) => {
                 tracing::error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
-                inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                    code: event::EVENT_JOB_ERROR,
-                    job_id: run.job_id.clone(),
-                    jobstore: run.jobstore.clone(),
-                    scheduled_run_time: run_time,
-                    retval: None,
-                    exception: Some(failure),
-                });
+                inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                        code: event::EVENT_JOB_ERROR,
+                        job_id: run.job_id.clone(),
+                        jobstore: run.jobstore.clone(),
+                        scheduled_run_time: run_time,
+                        retval: None,
+                        exception: Some(failure),
+                    });
             }
         }
     }
@@ -484,7 +490,11 @@ impl Engine {
     ///
     /// # Errors
     /// `InvalidState` once the scheduler is running.
-    pub fn configure(&self, timezone: Option<Tz>, defaults: Option<JobDefaults>) -> Result<(), Error> {
+    pub fn configure(
+        &self,
+        timezone: Option<Tz>,
+        defaults: Option<JobDefaults>,
+    ) -> Result<(), Error> {
         let mut st = lock(&self.inner.state);
         if st.status != SchedulerState::Stopped {
             return Err(Error::new(
@@ -605,9 +615,13 @@ impl Engine {
     pub async fn remove_jobstore(&self, alias: &str, shutdown: bool) -> Result<(), Error> {
         let store = {
             let mut st = lock(&self.inner.state);
-            let i = st.stores.iter().position(|(a, _)| &**a == alias).ok_or_else(|| {
-                Error::new(ErrorKind::NotFound, format!("No such job store: {alias}"))
-            })?;
+            let i = st
+                .stores
+                .iter()
+                .position(|(a, _)| &**a == alias)
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::NotFound, format!("No such job store: {alias}"))
+                })?;
             st.stores.remove(i)
         };
         if shutdown {
@@ -750,7 +764,10 @@ impl Engine {
         let (stores, executors) = {
             let mut st = lock(&self.inner.state);
             if st.status == SchedulerState::Stopped {
-                return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"));
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "Scheduler is not running",
+                ));
             }
             st.status = SchedulerState::Stopped;
             (st.stores.clone(), st.executors.clone())
@@ -778,7 +795,10 @@ impl Engine {
             let mut st = lock(&self.inner.state);
             match st.status {
                 SchedulerState::Stopped => {
-                    return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"))
+                    return Err(Error::new(
+                        ErrorKind::InvalidState,
+                        "Scheduler is not running",
+                    ))
                 }
                 SchedulerState::Paused => return Ok(()),
                 SchedulerState::Running => st.status = SchedulerState::Paused,
@@ -798,7 +818,10 @@ impl Engine {
             let mut st = lock(&self.inner.state);
             match st.status {
                 SchedulerState::Stopped => {
-                    return Err(Error::new(ErrorKind::InvalidState, "Scheduler is not running"))
+                    return Err(Error::new(
+                        ErrorKind::InvalidState,
+                        "Scheduler is not running",
+                    ))
                 }
                 SchedulerState::Running => return Ok(()),
                 SchedulerState::Paused => st.status = SchedulerState::Running,
@@ -896,7 +919,9 @@ impl Engine {
             },
             trigger,
             executor,
-            misfire_grace_time: spec.misfire_grace_time.unwrap_or(defaults.misfire_grace_time),
+            misfire_grace_time: spec
+                .misfire_grace_time
+                .unwrap_or(defaults.misfire_grace_time),
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             next_run_time: spec.next_run_time.flatten(),
@@ -1002,7 +1027,10 @@ impl Engine {
         } = p;
         self.check_job(&job, &jobstore, true)?;
         let store = self.store(&jobstore).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("No such job store: {jobstore}"))
+            Error::new(
+                ErrorKind::NotFound,
+                format!("No such job store: {jobstore}"),
+            )
         })?;
         let now = self.now_tz(job.trigger.timezone());
         if run_once {
@@ -1038,7 +1066,11 @@ impl Engine {
     }
 
     /// Finds a job and the alias of its store (`jobstore` = `None`: search every store).
-    async fn find(&self, id: &str, jobstore: Option<&str>) -> Result<(Job, Arc<str>, Arc<dyn JobStore>), Error> {
+    async fn find(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+    ) -> Result<(Job, Arc<str>, Arc<dyn JobStore>), Error> {
         for (alias, store) in self.stores() {
             if jobstore.is_some_and(|j| j != &*alias) {
                 continue;
@@ -1062,7 +1094,12 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for an unknown job.
-    pub async fn modify_job(&self, id: &str, jobstore: Option<&str>, changes: JobChanges) -> Result<Job, Error> {
+    pub async fn modify_job(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        changes: JobChanges,
+    ) -> Result<Job, Error> {
         if self.state() == SchedulerState::Stopped {
             return self
                 .modify_pending(id, |p| {
@@ -1089,7 +1126,13 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for an unknown job; `InvalidInput` for a bad trigger.
-    pub async fn reschedule_job(&self, id: &str, jobstore: Option<&str>, kind: &str, args: &Value) -> Result<Option<Job>, Error> {
+    pub async fn reschedule_job(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        kind: &str,
+        args: &Value,
+    ) -> Result<Option<Job>, Error> {
         let tz = self.timezone();
         let trigger = AnyTrigger::from_args(kind, args, tz, self.now_tz(tz))?.into_shared();
         self.reschedule_job_with(id, jobstore, trigger).await
@@ -1099,7 +1142,12 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for an unknown job.
-    pub async fn reschedule_job_with(&self, id: &str, jobstore: Option<&str>, trigger: Arc<dyn Trigger>) -> Result<Option<Job>, Error> {
+    pub async fn reschedule_job_with(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        trigger: Arc<dyn Trigger>,
+    ) -> Result<Option<Job>, Error> {
         if self.state() == SchedulerState::Stopped {
             return self
                 .modify_pending(id, |p| {
@@ -1205,7 +1253,8 @@ impl Engine {
     pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<(), Error> {
         {
             let mut st = lock(&self.inner.state);
-            st.pending.retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
+            st.pending
+                .retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
             let State {
                 pending,
                 pending_ids,
@@ -1255,7 +1304,10 @@ impl Engine {
     ///
     /// # Errors
     /// Store errors.
-    pub async fn get_jobs_with_store(&self, jobstore: Option<&str>) -> Result<Vec<(Job, Arc<str>)>, Error> {
+    pub async fn get_jobs_with_store(
+        &self,
+        jobstore: Option<&str>,
+    ) -> Result<Vec<(Job, Arc<str>)>, Error> {
         let mut jobs = Vec::new();
         {
             let st = lock(&self.inner.state);
@@ -1317,7 +1369,11 @@ impl Engine {
                 let _ = writeln!(out, "    No pending jobs");
             }
             for p in pending {
-                let _ = writeln!(out, "    {} (trigger: {}, pending)", p.job.name, p.job.trigger);
+                let _ = writeln!(
+                    out,
+                    "    {} (trigger: {}, pending)",
+                    p.job.name, p.job.trigger
+                );
             }
             return Ok(out);
         }
@@ -1427,14 +1483,16 @@ impl Engine {
                 tracing::error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();
                 let failure = JobFailure::new("corrupt", corrupt.error.clone());
-                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                    code: event::EVENT_JOB_ERROR,
-                    job_id: id,
-                    jobstore: alias.clone(),
-                    scheduled_run_time: now.with_timezone(&Tz::UTC),
-                    retval: None,
-                    exception: Some(failure),
-                });
+                self.inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                        code: event::EVENT_JOB_ERROR,
+                        job_id: id,
+                        jobstore: alias.clone(),
+                        scheduled_run_time: now.with_timezone(&Tz::UTC),
+                        retval: None,
+                        exception: Some(failure),
+                    });
             }
             let claimed = acquired.jobs.len();
             let mut releases = Vec::with_capacity(claimed);
@@ -1476,38 +1534,43 @@ impl Engine {
     ) -> Option<JobRelease> {
         let tz = job.trigger.timezone();
         let now_tz = now.with_timezone(&tz);
-        let run_times = run_times(&job, &now_tz);
-        let Some(last) = run_times.last().copied() else {
+        // The run times due, and the trigger's next fire time after the last of them.
+        let (mut due, next) = run_times(&job, &now_tz);
+        let Some(last) = due.last().copied() else {
             return Some(JobRelease::Update(job));
         };
-        let candidates = if job.coalesce {
-            vec![last]
-        } else {
-            run_times
-        };
+        if job.coalesce && due.len() > 1 {
+            due.clear();
+            due.push(last);
+        }
         // Misfire decision before submission: late by strictly more than the grace.
-        let (missed, due): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|t| {
+        let missed = |t: &DateTime<Tz>| {
             job.misfire_grace_time.is_some_and(|grace| {
                 (now - t.with_timezone(&Utc))
                     .to_std()
                     .is_ok_and(|late| late > grace)
             })
-        });
-        for t in missed {
-            tracing::warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, now - t.with_timezone(&Utc));
-            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || Event::Execution {
-                code: event::EVENT_JOB_MISSED,
-                job_id: job.id.clone(),
-                jobstore: alias.clone(),
-                scheduled_run_time: t,
-                retval: None,
-                exception: None,
-            });
+        };
+        if due.iter().any(missed) {
+            for &t in due.iter().filter(|t| missed(t)) {
+                tracing::warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, now - t.with_timezone(&Utc));
+                self.inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_MISSED, || Event::Execution {
+                        code: event::EVENT_JOB_MISSED,
+                        job_id: job.id.clone(),
+                        jobstore: alias.clone(),
+                        scheduled_run_time: t,
+                        retval: None,
+                        exception: None,
+                    });
+            }
+            due.retain(|t| !missed(t));
         }
         if !due.is_empty() {
             self.submit(alias, &job, due);
         }
-        job.next_run_time = job.trigger.next_fire_time(Some(&last), &now_tz);
+        job.next_run_time = next;
         if job.next_run_time.is_some() {
             Some(JobRelease::Update(job))
         } else {
@@ -1520,20 +1583,25 @@ impl Engine {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
                 let failure = failure.clone();
-                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                    code: event::EVENT_JOB_ERROR,
-                    job_id: job.id.clone(),
-                    jobstore: alias.clone(),
-                    scheduled_run_time: t,
-                    retval: None,
-                    exception: Some(failure),
-                });
+                self.inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                        code: event::EVENT_JOB_ERROR,
+                        job_id: job.id.clone(),
+                        jobstore: alias.clone(),
+                        scheduled_run_time: t,
+                        retval: None,
+                        exception: Some(failure),
+                    });
             }
         };
         let Some(executor) = self.executor(&job.executor) else {
             tracing::error!(target: "apscheduler", job_id = %job.id, "Executor lookup failed: no executor '{}'", job.executor);
             fail_all(
-                JobFailure::new("executor", format!("no executor by the alias of '{}'", job.executor)),
+                JobFailure::new(
+                    "executor",
+                    format!("no executor by the alias of '{}'", job.executor),
+                ),
                 &due,
             );
             return;
@@ -1541,7 +1609,10 @@ impl Engine {
         let Some(task) = self.resolve_task(&job.task) else {
             tracing::error!(target: "apscheduler", job_id = %job.id, "no task registered under the name '{}'", job.task);
             fail_all(
-                JobFailure::new("unknown-task", format!("no task is registered under the name '{}'", job.task)),
+                JobFailure::new(
+                    "unknown-task",
+                    format!("no task is registered under the name '{}'", job.task),
+                ),
                 &due,
             );
             return;
@@ -1556,22 +1627,28 @@ impl Engine {
             run_times: due,
             max_instances: job.max_instances,
         };
-        let run_times = run.run_times.clone();
+        // The run times again for the events of a failed submission, without copying
+        // the usual single run time into a new vector on every submission.
+        let first = run.run_times[0];
+        let kept = (run.run_times.len() > 1).then(|| run.run_times.clone());
         match executor.submit(run) {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
             }
             Err(SubmitError::MaxInstances) => {
                 tracing::warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
-                self.inner.dispatcher.emit(event::EVENT_JOB_MAX_INSTANCES, || Event::Submission {
-                    code: event::EVENT_JOB_MAX_INSTANCES,
-                    job_id: job.id.clone(),
-                    jobstore: alias.clone(),
-                    scheduled_run_times: run_times,
-                });
+                self.inner
+                    .dispatcher
+                    .emit(event::EVENT_JOB_MAX_INSTANCES, || Event::Submission {
+                        code: event::EVENT_JOB_MAX_INSTANCES,
+                        job_id: job.id.clone(),
+                        jobstore: alias.clone(),
+                        scheduled_run_times: kept.unwrap_or_else(|| vec![first]),
+                    });
             }
             Err(e) => {
                 tracing::error!(target: "apscheduler", job_id = %job.id, "Error submitting job \"{}\" to executor '{}': {e}", job.name, job.executor);
+                let run_times = kept.unwrap_or_else(|| vec![first]);
                 fail_all(JobFailure::new("submit", e.to_string()), &run_times);
             }
         }
@@ -1631,8 +1708,10 @@ fn conflict(id: &str) -> Error {
     )
 }
 
-/// Every scheduled run time of `job` up to `now`, oldest first (bounded).
-fn run_times(job: &Job, now: &DateTime<Tz>) -> Vec<DateTime<Tz>> {
+/// Every scheduled run time of `job` up to `now`, oldest first (bounded), and the
+/// trigger's next fire time after the last of them (`job.next_run_time` when none is
+/// due).
+fn run_times(job: &Job, now: &DateTime<Tz>) -> (Vec<DateTime<Tz>>, Option<DateTime<Tz>>) {
     let mut times = Vec::new();
     let mut next = job.next_run_time;
     while let Some(t) = next {
@@ -1649,7 +1728,7 @@ fn run_times(job: &Job, now: &DateTime<Tz>) -> Vec<DateTime<Tz>> {
             break;
         }
     }
-    times
+    (times, next)
 }
 
 fn apply_changes(job: &mut Job, c: &JobChanges) {
@@ -1679,5 +1758,41 @@ fn apply_changes(job: &mut Job, c: &JobChanges) {
     }
     if let Some(t) = &c.trigger {
         job.trigger = t.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_job_ids_are_distinct_uuid4_hex() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = new_job_id();
+            let uuid = uuid::Uuid::parse_str(&id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(&*id, uuid.simple().to_string());
+            assert!(seen.insert(id));
+        }
+        let other = std::thread::spawn(new_job_id).join().unwrap();
+        assert!(!seen.contains(&other));
+    }
+
+    #[test]
+    fn pending_ids_count_each_id() {
+        let mut ids = PendingIds::default();
+        let (a, b) = (ids.key("a"), ids.key("b"));
+        assert!(!ids.may_contain(a));
+        ids.insert(a);
+        ids.insert(a);
+        ids.remove(a);
+        assert!(ids.may_contain(a));
+        ids.remove(a);
+        assert!(!ids.may_contain(a));
+        ids.insert(b);
+        ids.clear();
+        assert!(!ids.may_contain(b));
     }
 }

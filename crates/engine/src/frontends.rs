@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use apscheduler_core::{Error, ErrorKind, Event, EventMask, Executor, Job, JobStore, TaskContext, TaskResult, Trigger};
+use apscheduler_core::{
+    Error, ErrorKind, Event, EventMask, Executor, Job, JobStore, TaskContext, TaskResult, Trigger,
+};
 use serde_json::Value;
 
 use crate::config::JobDefaults;
@@ -29,7 +31,10 @@ impl Runner {
             .enable_all()
             .build()
             .map_err(|e| {
-                Error::new(ErrorKind::Other, format!("cannot start the scheduler's runtime: {e}"))
+                Error::new(
+                    ErrorKind::Other,
+                    format!("cannot start the scheduler's runtime: {e}"),
+                )
             })?;
         Ok(Runner { rt: Arc::new(rt) })
     }
@@ -238,7 +243,9 @@ impl SyncScheduler {
     /// # Errors
     /// As [`Engine::modify_job`].
     pub fn modify_job(&self, id: &str, changes: JobChanges) -> Result<JobHandle, Error> {
-        let job = self.runner.block_on(self.engine.modify_job(id, None, changes))?;
+        let job = self
+            .runner
+            .block_on(self.engine.modify_job(id, None, changes))?;
         Ok(self.handle(job))
     }
 
@@ -247,7 +254,12 @@ impl SyncScheduler {
     ///
     /// # Errors
     /// As [`Engine::reschedule_job`].
-    pub fn reschedule_job(&self, id: &str, kind: &str, args: Value) -> Result<Option<JobHandle>, Error> {
+    pub fn reschedule_job(
+        &self,
+        id: &str,
+        kind: &str,
+        args: Value,
+    ) -> Result<Option<JobHandle>, Error> {
         let job = self
             .runner
             .block_on(self.engine.reschedule_job(id, None, kind, &args))?;
@@ -258,7 +270,11 @@ impl SyncScheduler {
     ///
     /// # Errors
     /// As [`Engine::reschedule_job`].
-    pub fn reschedule_job_with(&self, id: &str, trigger: Arc<dyn Trigger>) -> Result<Option<JobHandle>, Error> {
+    pub fn reschedule_job_with(
+        &self,
+        id: &str,
+        trigger: Arc<dyn Trigger>,
+    ) -> Result<Option<JobHandle>, Error> {
         let job = self
             .runner
             .block_on(self.engine.reschedule_job_with(id, None, trigger))?;
@@ -378,7 +394,8 @@ impl SyncScheduler {
     /// # Errors
     /// As [`Engine::remove_jobstore`].
     pub fn remove_jobstore(&self, alias: &str) -> Result<(), Error> {
-        self.runner.block_on(self.engine.remove_jobstore(alias, true))
+        self.runner
+            .block_on(self.engine.remove_jobstore(alias, true))
     }
 
     /// Adds an executor.
@@ -414,7 +431,11 @@ impl SyncScheduler {
     ///
     /// # Errors
     /// `InvalidState` once started.
-    pub fn configure(&self, timezone: Option<chrono_tz::Tz>, defaults: Option<JobDefaults>) -> Result<(), Error> {
+    pub fn configure(
+        &self,
+        timezone: Option<chrono_tz::Tz>,
+        defaults: Option<JobDefaults>,
+    ) -> Result<(), Error> {
         self.engine.configure(timezone, defaults)
     }
 
@@ -538,7 +559,12 @@ impl BackgroundScheduler {
         let handle = std::thread::Builder::new()
             .name("aps-scheduler".into())
             .spawn(move || me.run_loop())
-            .map_err(|e| Error::new(ErrorKind::Other, format!("cannot spawn the scheduler thread: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("cannot spawn the scheduler thread: {e}"),
+                )
+            })?;
         *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(())
     }
@@ -633,7 +659,10 @@ impl DrivenScheduler {
     where
         F: Fn() + Send + Sync + 'static,
     {
-        self.inner.engine.wake_signal().set_hook(Some(Arc::new(hook)));
+        self.inner
+            .engine
+            .wake_signal()
+            .set_hook(Some(Arc::new(hook)));
     }
 
     /// Stops the scheduler.
@@ -687,7 +716,10 @@ impl AsyncScheduler {
     /// As [`Engine::start`]; `InvalidState` outside a tokio runtime.
     pub async fn start(&self, paused: bool) -> Result<(), Error> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::new(ErrorKind::InvalidState, "AsyncScheduler::start needs a tokio runtime")
+            Error::new(
+                ErrorKind::InvalidState,
+                "AsyncScheduler::start needs a tokio runtime",
+            )
         })?;
         self.engine.start(paused).await?;
         let engine = self.engine.clone();

@@ -42,10 +42,15 @@
 //! None.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.85) and later.
+//! The workspace's `rust-version` (1.89) and later.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 mod components;
 mod config;

@@ -50,7 +50,11 @@ impl ReplayExecutor {
     }
 
     fn complete(&self, run: JobRun) {
-        let Some(reporter) = self.reporter.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let Some(reporter) = self
+            .reporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
         else {
             return;
         };
@@ -88,7 +92,9 @@ impl ReplayExecutor {
         while count.is_none_or(|c| done < c) {
             let next = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let pos = q.iter().position(|r| job_id.is_none_or(|j| &*r.job_id == j));
+                let pos = q
+                    .iter()
+                    .position(|r| job_id.is_none_or(|j| &*r.job_id == j));
                 pos.and_then(|p| q.remove(p))
             };
             match next {
@@ -175,7 +181,9 @@ fn event_json(e: &Event) -> Value {
     out.insert("event".into(), json!(e.name()));
     match e {
         Event::Scheduler { .. } | Event::Component { .. } => {}
-        Event::Job { job_id, jobstore, .. } => {
+        Event::Job {
+            job_id, jobstore, ..
+        } => {
             out.insert("job_id".into(), json!(&**job_id));
             out.insert("jobstore".into(), json!(&**jobstore));
         }
@@ -189,7 +197,10 @@ fn event_json(e: &Event) -> Value {
             out.insert("jobstore".into(), json!(&**jobstore));
             out.insert(
                 "scheduled_run_times".into(),
-                json!(scheduled_run_times.iter().map(to_rfc3339).collect::<Vec<_>>()),
+                json!(scheduled_run_times
+                    .iter()
+                    .map(to_rfc3339)
+                    .collect::<Vec<_>>()),
             );
         }
         Event::Execution {
@@ -202,12 +213,18 @@ fn event_json(e: &Event) -> Value {
         } => {
             out.insert("job_id".into(), json!(&**job_id));
             out.insert("jobstore".into(), json!(&**jobstore));
-            out.insert("scheduled_run_time".into(), json!(to_rfc3339(scheduled_run_time)));
+            out.insert(
+                "scheduled_run_time".into(),
+                json!(to_rfc3339(scheduled_run_time)),
+            );
             if *code == apscheduler_core::event::EVENT_JOB_EXECUTED {
                 out.insert("retval".into(), retval.clone().unwrap_or(Value::Null));
             }
             if let Some(x) = exception {
-                out.insert("exception".into(), json!({"type": x.kind, "message": x.message}));
+                out.insert(
+                    "exception".into(),
+                    json!({"type": x.kind, "message": x.message}),
+                );
             }
         }
         _ => {}
@@ -217,25 +234,42 @@ fn event_json(e: &Event) -> Value {
 
 /// Builds the spec of a scenario job, registering its task (returns `retval` or fails
 /// with `ValueError(raise_message)`).
-fn job_spec(engine: &Engine, executor: &ReplayExecutor, job: &Value, tz: Tz) -> Result<JobSpec, Error> {
+fn job_spec(
+    engine: &Engine,
+    executor: &ReplayExecutor,
+    job: &Value,
+    tz: Tz,
+) -> Result<JobSpec, Error> {
     let id = text(job, "id")?.to_owned();
     let task_name = format!("replay:{id}");
     let retval = job.get("retval").cloned().unwrap_or(Value::Null);
-    let raise = job.get("raise_message").and_then(Value::as_str).map(str::to_owned);
+    let raise = job
+        .get("raise_message")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     engine.register_task(task_name.clone(), move |_ctx| match &raise {
         Some(msg) => Err(TaskFailure::new("ValueError", msg.clone()).into()),
         None => Ok(retval.clone()),
     });
-    executor.held.lock().unwrap_or_else(|e| e.into_inner()).insert(
-        id.clone(),
-        job.get("hold_runs").and_then(Value::as_bool).unwrap_or(false),
-    );
+    executor
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            id.clone(),
+            job.get("hold_runs")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        );
     let mut spec = JobSpec::task(task_name).id(id.clone());
     spec = spec.name(job.get("name").and_then(Value::as_str).unwrap_or(&id));
     match job.get("trigger") {
         None | Some(Value::Null) => {}
         Some(Value::String(kind)) => {
-            spec = spec.trigger_args(kind.clone(), job.get("trigger_args").cloned().unwrap_or(json!({})));
+            spec = spec.trigger_args(
+                kind.clone(),
+                job.get("trigger_args").cloned().unwrap_or(json!({})),
+            );
         }
         Some(other) => return Err(invalid(format!("scenario: bad trigger {other}"))),
     }
@@ -243,16 +277,25 @@ fn job_spec(engine: &Engine, executor: &ReplayExecutor, job: &Value, tz: Tz) -> 
         spec = spec.misfire_grace_time(grace_from_json("misfire_grace_time", v)?);
     }
     if let Some(v) = job.get("coalesce") {
-        spec = spec.coalesce(v.as_bool().ok_or_else(|| invalid("scenario: coalesce must be a boolean"))?);
+        spec = spec.coalesce(
+            v.as_bool()
+                .ok_or_else(|| invalid("scenario: coalesce must be a boolean"))?,
+        );
     }
     if let Some(v) = job.get("max_instances") {
         let n = v.as_u64().filter(|n| *n >= 1 && *n <= u64::from(u32::MAX));
-        spec = spec.max_instances(n.ok_or_else(|| invalid("scenario: max_instances must be a positive integer"))? as u32);
+        spec = spec.max_instances(
+            n.ok_or_else(|| invalid("scenario: max_instances must be a positive integer"))? as u32,
+        );
     }
     if let Some(v) = job.get("next_run_time") {
         spec = spec.next_run_time(match v {
             Value::Null => None,
-            Value::String(s) => Some(apscheduler_core::time::parse_datetime("next_run_time", s, tz)?),
+            Value::String(s) => Some(apscheduler_core::time::parse_datetime(
+                "next_run_time",
+                s,
+                tz,
+            )?),
             _ => return Err(invalid("scenario: next_run_time must be a string or null")),
         });
     }
@@ -269,7 +312,13 @@ fn job_spec(engine: &Engine, executor: &ReplayExecutor, job: &Value, tz: Tz) -> 
 /// A malformed scenario (`InvalidInput`). Errors of the scenario's own actions are part
 /// of the records, not errors of this function.
 pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
-    let tz = parse_timezone("timezone", scenario.get("timezone").and_then(Value::as_str).unwrap_or("UTC"))?;
+    let tz = parse_timezone(
+        "timezone",
+        scenario
+            .get("timezone")
+            .and_then(Value::as_str)
+            .unwrap_or("UTC"),
+    )?;
     let start_at = instant(scenario, "start_at")?;
     let mut defaults = JobDefaults::default();
     if let Some(d) = scenario.get("job_defaults").and_then(Value::as_object) {
@@ -296,7 +345,11 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = events.clone();
     engine.add_listener(
-        move |e| sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone()),
+        move |e| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.clone())
+        },
         apscheduler_core::event::EVENT_ALL,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -305,9 +358,16 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
         .map_err(|e| Error::new(ErrorKind::Other, format!("cannot start a runtime: {e}")))?;
 
     let mut records = Vec::new();
-    let record = |step: u64, at: &str, action: &str, error: Option<Error>, wait: Option<Option<Duration>>, wakeups: u64| -> Value {
+    let record = |step: u64,
+                  at: &str,
+                  action: &str,
+                  error: Option<Error>,
+                  wait: Option<Option<Duration>>,
+                  wakeups: u64|
+     -> Value {
         engine.flush_events();
-        let taken: Vec<Event> = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+        let taken: Vec<Event> =
+            std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
         let submitted: Vec<Value> = taken
             .iter()
             .filter_map(|e| match e {
@@ -319,7 +379,9 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
                 _ => None,
             })
             .collect();
-        let jobs = runtime.block_on(engine.get_jobs_with_store(None)).unwrap_or_default();
+        let jobs = runtime
+            .block_on(engine.get_jobs_with_store(None))
+            .unwrap_or_default();
         let jobs_after: Vec<Value> = jobs
             .iter()
             .map(|(j, _)| {
@@ -368,7 +430,11 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
     };
 
     // Step 0: add the jobs (each at its own `added_at`), then start.
-    let jobs = scenario.get("jobs").and_then(Value::as_array).cloned().unwrap_or_default();
+    let jobs = scenario
+        .get("jobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for job in &jobs {
         let added_at = match job.get("added_at") {
             Some(Value::String(_)) => instant(job, "added_at")?,
@@ -380,22 +446,47 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
     }
     clock.set(start_at);
     let wake_before = engine.wake_signal().calls();
-    let paused = scenario.get("start_paused").and_then(Value::as_bool).unwrap_or(false);
+    let paused = scenario
+        .get("start_paused")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let err = runtime.block_on(engine.start(paused)).err();
     let wakeups = engine.wake_signal().calls() - wake_before;
-    records.push(record(0, text(scenario, "start_at")?, "start", err, None, wakeups));
+    records.push(record(
+        0,
+        text(scenario, "start_at")?,
+        "start",
+        err,
+        None,
+        wakeups,
+    ));
 
-    for step in scenario.get("steps").and_then(Value::as_array).cloned().unwrap_or_default() {
-        let n = step.get("step").and_then(Value::as_u64).unwrap_or(records.len() as u64);
+    for step in scenario
+        .get("steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let n = step
+            .get("step")
+            .and_then(Value::as_u64)
+            .unwrap_or(records.len() as u64);
         let at = text(&step, "at")?.to_owned();
         clock.set(instant(&step, "at")?);
         let action = text(&step, "action")?.to_owned();
         let args = step.get("args").cloned().unwrap_or(json!({}));
-        let job_id = args.get("job_id").and_then(Value::as_str).map(str::to_owned);
+        let job_id = args
+            .get("job_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let wake_before = engine.wake_signal().calls();
         let mut wait = None;
         let result: Result<(), Error> = runtime.block_on(async {
-            let id = || job_id.clone().ok_or_else(|| invalid("scenario: job_id missing"));
+            let id = || {
+                job_id
+                    .clone()
+                    .ok_or_else(|| invalid("scenario: job_id missing"))
+            };
             match action.as_str() {
                 "process" => {
                     wait = Some(engine.process_jobs().await);
@@ -406,18 +497,28 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
                 "resume_job" => engine.resume_job(&id()?, None).await.map(drop),
                 "remove_job" => engine.remove_job(&id()?, None).await,
                 "modify_job" => {
-                    let changes = JobChanges::from_json(args.get("changes").unwrap_or(&json!({})), tz)?;
+                    let changes =
+                        JobChanges::from_json(args.get("changes").unwrap_or(&json!({})), tz)?;
                     engine.modify_job(&id()?, None, changes).await.map(drop)
                 }
                 "reschedule_job" => {
-                    let kind = args.get("trigger").and_then(Value::as_str).unwrap_or("date");
+                    let kind = args
+                        .get("trigger")
+                        .and_then(Value::as_str)
+                        .unwrap_or("date");
                     let targs = args.get("trigger_args").cloned().unwrap_or(json!({}));
-                    engine.reschedule_job(&id()?, None, kind, &targs).await.map(drop)
+                    engine
+                        .reschedule_job(&id()?, None, kind, &targs)
+                        .await
+                        .map(drop)
                 }
                 "pause_scheduler" => engine.pause(),
                 "resume_scheduler" => engine.resume(),
                 "complete_runs" => {
-                    let count = args.get("count").and_then(Value::as_u64).map(|c| c as usize);
+                    let count = args
+                        .get("count")
+                        .and_then(Value::as_u64)
+                        .map(|c| c as usize);
                     executor.complete_held(job_id.as_deref(), count);
                     Ok(())
                 }

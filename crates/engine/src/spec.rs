@@ -300,23 +300,58 @@ impl JobChanges {
         let mut out = JobChanges::new();
         for (key, v) in map {
             match key.as_str() {
-                "name" => out.name = Some(v.as_str().ok_or_else(|| bad(key, v, "expected a string"))?.to_owned()),
-                "args" => out.args = Some(v.as_array().ok_or_else(|| bad(key, v, "expected a list"))?.clone()),
-                "kwargs" => out.kwargs = Some(v.as_object().ok_or_else(|| bad(key, v, "expected an object"))?.clone()),
-                "executor" => out.executor = Some(v.as_str().ok_or_else(|| bad(key, v, "expected a string"))?.to_owned()),
-                "coalesce" => out.coalesce = Some(v.as_bool().ok_or_else(|| bad(key, v, "expected a boolean"))?),
+                "name" => {
+                    out.name = Some(
+                        v.as_str()
+                            .ok_or_else(|| bad(key, v, "expected a string"))?
+                            .to_owned(),
+                    )
+                }
+                "args" => {
+                    out.args = Some(
+                        v.as_array()
+                            .ok_or_else(|| bad(key, v, "expected a list"))?
+                            .clone(),
+                    )
+                }
+                "kwargs" => {
+                    out.kwargs = Some(
+                        v.as_object()
+                            .ok_or_else(|| bad(key, v, "expected an object"))?
+                            .clone(),
+                    )
+                }
+                "executor" => {
+                    out.executor = Some(
+                        v.as_str()
+                            .ok_or_else(|| bad(key, v, "expected a string"))?
+                            .to_owned(),
+                    )
+                }
+                "coalesce" => {
+                    out.coalesce = Some(
+                        v.as_bool()
+                            .ok_or_else(|| bad(key, v, "expected a boolean"))?,
+                    )
+                }
                 "max_instances" => {
-                    let n = v.as_u64().filter(|n| *n >= 1 && *n <= u64::from(u32::MAX))
+                    let n = v
+                        .as_u64()
+                        .filter(|n| *n >= 1 && *n <= u64::from(u32::MAX))
                         .ok_or_else(|| bad(key, v, "expected a positive integer"))?;
                     out.max_instances = Some(n as u32);
                 }
-                "misfire_grace_time" => out.misfire_grace_time = Some(crate::config::grace_from_json(key, v)?),
+                "misfire_grace_time" => {
+                    out.misfire_grace_time = Some(crate::config::grace_from_json(key, v)?)
+                }
                 "next_run_time" => {
                     out.next_run_time = Some(match v {
                         Value::Null => None,
-                        Value::String(s) => Some(
-                            apscheduler_core::time::parse_datetime("next_run_time", s, tz)?,
-                        ),
+                        Value::String(s) => Some(apscheduler_core::time::parse_datetime(
+                            "next_run_time",
+                            s,
+                            tz,
+                        )?),
                         _ => return Err(bad(key, v, "expected a datetime string or null")),
                     })
                 }

@@ -165,3 +165,67 @@ impl fmt::Debug for WakeSignal {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).unwrap()
+    }
+
+    #[test]
+    fn an_armed_loop_is_woken_only_by_earlier_run_times() {
+        let w = WakeSignal::new();
+        let seen = w.begin_pass();
+        w.arm(seen, Some(at(100)));
+        w.wake_for(Some(at(100)));
+        w.wake_for(Some(at(150)));
+        w.wake_for(None);
+        assert_eq!(
+            w.begin_pass(),
+            seen,
+            "no wake-up at or after the armed instant"
+        );
+        w.arm(seen, Some(at(100)));
+        w.wake_for(Some(at(99)));
+        assert_ne!(w.begin_pass(), seen, "an earlier run time wakes");
+        assert_eq!(w.calls(), 4, "every wake-up is counted");
+    }
+
+    #[test]
+    fn a_wake_during_a_pass_is_never_lost() {
+        let w = WakeSignal::new();
+        let seen = w.begin_pass();
+        // While the pass runs nothing is promised: any wake-up wakes ...
+        w.wake_for(Some(at(500)));
+        // ... and the loop's promise made afterwards is ignored.
+        w.arm(seen, Some(at(100)));
+        w.wait(seen, None); // returns at once
+        let seen = w.begin_pass();
+        w.arm(seen, None);
+        w.wake_for(None);
+        assert_eq!(
+            w.begin_pass(),
+            seen,
+            "a loop asleep until woken ignores paused jobs"
+        );
+        w.arm(seen, None);
+        w.wake_for(Some(at(1)));
+        assert_ne!(
+            w.begin_pass(),
+            seen,
+            "any run time wakes a loop asleep until woken"
+        );
+    }
+
+    #[test]
+    fn without_a_thread_loop_every_wake_up_wakes() {
+        let w = WakeSignal::new();
+        let seen = w.begin_pass();
+        w.disarm();
+        w.wake_for(Some(at(1_000_000)));
+        assert_ne!(w.begin_pass(), seen);
+    }
+}

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use apscheduler_core::event::{self, Event};
 use apscheduler_core::{ErrorKind, ManualClock};
-use apscheduler_engine::{Engine, InlineExecutor, JobChanges, JobDefaults, JobSpec, SchedulerState};
+use apscheduler_engine::{
+    Engine, InlineExecutor, JobChanges, JobDefaults, JobSpec, SchedulerState,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -33,9 +35,20 @@ impl Harness {
         engine.register_task("fail", |_| Err("boom".into()));
         let events: Arc<Mutex<Vec<Event>>> = Arc::default();
         let sink = events.clone();
-        engine.add_listener(move |e| sink.lock().unwrap().push(e.clone()), event::EVENT_ALL);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        Harness { engine, clock, events, rt }
+        engine.add_listener(
+            move |e| sink.lock().unwrap().push(e.clone()),
+            event::EVENT_ALL,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Harness {
+            engine,
+            clock,
+            events,
+            rt,
+        }
     }
 
     fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {
@@ -64,14 +77,22 @@ impl Harness {
 fn run_once_job_added_long_before_start_runs_at_start() {
     let h = Harness::new();
     h.clock.set(at(8, 0, 0));
-    h.run(h.engine.add_job(JobSpec::task("noop").id("once"))).unwrap();
+    h.run(h.engine.add_job(JobSpec::task("noop").id("once")))
+        .unwrap();
     h.clock.set(at(10, 0, 0));
     h.run(h.engine.start(false)).unwrap();
     assert_eq!(h.take(), ["JOB_ADDED once", "SCHEDULER_STARTED"]);
     h.process(at(10, 0, 0));
     // The inline executor runs the job inside the submission, so its outcome comes
     // before the removal; REMOVED always follows SUBMITTED.
-    assert_eq!(h.take(), ["JOB_SUBMITTED once", "JOB_EXECUTED once", "JOB_REMOVED once"]);
+    assert_eq!(
+        h.take(),
+        [
+            "JOB_SUBMITTED once",
+            "JOB_EXECUTED once",
+            "JOB_REMOVED once"
+        ]
+    );
 }
 
 #[test]
@@ -80,8 +101,14 @@ fn exhausted_trigger_at_add_is_added_then_removed() {
     h.run(h.engine.start(false)).unwrap();
     h.take();
     let args = json!({"seconds": 10, "start_date": "2024-01-01 00:00:00", "end_date": "2024-01-02 00:00:00"});
-    h.run(h.engine.add_job(JobSpec::task("noop").id("old").trigger_args("interval", args)))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("old")
+                .trigger_args("interval", args),
+        ),
+    )
+    .unwrap();
     assert_eq!(h.take(), ["JOB_ADDED old", "JOB_REMOVED old"]);
     assert!(h.run(h.engine.get_job("old", None)).unwrap().is_none());
 }
@@ -90,16 +117,25 @@ fn exhausted_trigger_at_add_is_added_then_removed() {
 fn paused_job_stays_paused_on_reschedule_and_replace() {
     let h = Harness::new();
     h.run(h.engine.start(false)).unwrap();
-    let spec = || JobSpec::task("noop").id("p").trigger_args("interval", json!({"minutes": 5}));
+    let spec = || {
+        JobSpec::task("noop")
+            .id("p")
+            .trigger_args("interval", json!({"minutes": 5}))
+    };
     h.run(h.engine.add_job(spec())).unwrap();
     h.run(h.engine.pause_job("p", None)).unwrap();
     let job = h
-        .run(h.engine.reschedule_job("p", None, "cron", &json!({"minute": "*/15"})))
+        .run(
+            h.engine
+                .reschedule_job("p", None, "cron", &json!({"minute": "*/15"})),
+        )
         .unwrap()
         .unwrap();
     assert!(job.is_paused());
     assert_eq!(job.trigger.to_string(), "cron[minute='*/15']");
-    let job = h.run(h.engine.add_job(spec().replace_existing(true))).unwrap();
+    let job = h
+        .run(h.engine.add_job(spec().replace_existing(true)))
+        .unwrap();
     assert!(job.is_paused(), "re-declaring a paused job keeps it paused");
     // On resume the current trigger (5-minute grid from 10:05) applies from now.
     h.clock.set(at(10, 6, 0));
@@ -111,12 +147,22 @@ fn paused_job_stays_paused_on_reschedule_and_replace() {
 fn resume_of_a_running_job_changes_nothing() {
     let h = Harness::new();
     h.run(h.engine.start(false)).unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("r").trigger_args("interval", json!({"minutes": 1}))))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("r")
+                .trigger_args("interval", json!({"minutes": 1})),
+        ),
+    )
+    .unwrap();
     h.take();
     h.clock.set(at(10, 5, 30));
     let job = h.run(h.engine.resume_job("r", None)).unwrap().unwrap();
-    assert_eq!(job.next_run_time.unwrap(), at(10, 1, 0), "overdue runs are kept");
+    assert_eq!(
+        job.next_run_time.unwrap(),
+        at(10, 1, 0),
+        "overdue runs are kept"
+    );
     assert!(h.take().is_empty(), "no event");
 }
 
@@ -124,15 +170,29 @@ fn resume_of_a_running_job_changes_nothing() {
 fn conflicting_id_is_an_error_and_replace_existing_replaces() {
     let h = Harness::new();
     h.run(h.engine.start(false)).unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("dup").trigger_args("interval", json!({"minutes": 1}))))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("dup")
+                .trigger_args("interval", json!({"minutes": 1})),
+        ),
+    )
+    .unwrap();
     let err = h
         .run(h.engine.add_job(JobSpec::task("noop").id("dup")))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains("dup"));
     let job = h
-        .run(h.engine.add_job(JobSpec::task("noop").id("dup").name("v2").replace_existing(true).trigger_args("interval", json!({"minutes": 2}))))
+        .run(
+            h.engine.add_job(
+                JobSpec::task("noop")
+                    .id("dup")
+                    .name("v2")
+                    .replace_existing(true)
+                    .trigger_args("interval", json!({"minutes": 2})),
+            ),
+        )
         .unwrap();
     assert_eq!(&*job.name, "v2");
     assert_eq!(h.run(h.engine.get_jobs(None)).unwrap().len(), 1);
@@ -142,7 +202,10 @@ fn conflicting_id_is_an_error_and_replace_existing_replaces() {
 fn bad_input_is_a_typed_error_naming_the_field() {
     let h = Harness::new();
     let err = h
-        .run(h.engine.add_job(JobSpec::task("noop").trigger_args("cron", json!({"minute": 60}))))
+        .run(
+            h.engine
+                .add_job(JobSpec::task("noop").trigger_args("cron", json!({"minute": 60}))),
+        )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("minute") && err.to_string().contains("60"));
@@ -161,7 +224,10 @@ fn bad_input_is_a_typed_error_naming_the_field() {
     assert!(err.to_string().contains("missing"));
     let err = h.run(h.engine.remove_job("ghost", None)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let err = h.engine.configure(None, Some(JobDefaults::default())).unwrap_err();
+    let err = h
+        .engine
+        .configure(None, Some(JobDefaults::default()))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
     let err = h.run(h.engine.start(false)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
@@ -172,14 +238,43 @@ fn misfire_coalesce_and_errors() {
     let h = Harness::new();
     h.run(h.engine.start(false)).unwrap();
     let start = json!({"minutes": 1, "start_date": "2024-01-15 10:01:00"});
-    h.run(h.engine.add_job(JobSpec::task("noop").id("merged").trigger_args("interval", start.clone()).misfire_grace_time(None)))
-        .unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("each").coalesce(false).trigger_args("interval", start.clone()).misfire_grace_time(None)))
-        .unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("strict").coalesce(false).trigger_args("interval", start.clone()).misfire_grace_time(Some(Duration::from_secs(90)))))
-        .unwrap();
-    h.run(h.engine.add_job(JobSpec::task("fail").id("bad").trigger_args("interval", start)))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("merged")
+                .trigger_args("interval", start.clone())
+                .misfire_grace_time(None),
+        ),
+    )
+    .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("each")
+                .coalesce(false)
+                .trigger_args("interval", start.clone())
+                .misfire_grace_time(None),
+        ),
+    )
+    .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("strict")
+                .coalesce(false)
+                .trigger_args("interval", start.clone())
+                .misfire_grace_time(Some(Duration::from_secs(90))),
+        ),
+    )
+    .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("fail")
+                .id("bad")
+                .trigger_args("interval", start),
+        ),
+    )
+    .unwrap();
     h.take();
     // Four runs overdue (10:01..10:04) at 10:04:30.
     let wait = h.process(at(10, 4, 30));
@@ -211,8 +306,14 @@ fn misfire_coalesce_and_errors() {
 #[test]
 fn scheduler_pause_keeps_times_and_start_paused() {
     let h = Harness::new();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("t").trigger_args("interval", json!({"minutes": 1}))))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("t")
+                .trigger_args("interval", json!({"minutes": 1})),
+        ),
+    )
+    .unwrap();
     h.run(h.engine.start(true)).unwrap();
     assert_eq!(h.engine.state(), SchedulerState::Paused);
     assert_eq!(h.process(at(10, 5, 0)), None);
@@ -235,31 +336,50 @@ fn listener_masks_combine_and_a_panicking_listener_breaks_nothing() {
         },
         event::EVENT_JOB_EXECUTED | event::EVENT_JOB_ERROR,
     );
-    h.engine.add_listener(|_| panic!("listener bug"), event::EVENT_ALL);
+    h.engine
+        .add_listener(|_| panic!("listener bug"), event::EVENT_ALL);
     h.run(h.engine.start(false)).unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("a"))).unwrap();
-    h.run(h.engine.add_job(JobSpec::task("fail").id("b"))).unwrap();
+    h.run(h.engine.add_job(JobSpec::task("noop").id("a")))
+        .unwrap();
+    h.run(h.engine.add_job(JobSpec::task("fail").id("b")))
+        .unwrap();
     h.process(at(10, 0, 0));
     h.engine.flush_events();
     assert_eq!(seen.load(Ordering::SeqCst), 2);
-    h.run(h.engine.add_job(JobSpec::task("noop").id("c"))).unwrap();
+    h.run(h.engine.add_job(JobSpec::task("noop").id("c")))
+        .unwrap();
     h.process(at(10, 0, 0));
     h.engine.flush_events();
-    assert_eq!(seen.load(Ordering::SeqCst), 3, "still delivering after a listener panicked");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "still delivering after a listener panicked"
+    );
 }
 
 #[test]
 fn modify_changes_options_and_print_jobs_lists_them() {
     let h = Harness::new();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("j").name("report").trigger_args("interval", json!({"seconds": 10}))))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("j")
+                .name("report")
+                .trigger_args("interval", json!({"seconds": 10})),
+        ),
+    )
+    .unwrap();
     assert_eq!(
         h.run(h.engine.format_jobs(None)).unwrap(),
         "Pending jobs:\n    report (trigger: interval[0:00:10], pending)\n"
     );
     h.run(h.engine.start(false)).unwrap();
     let job = h
-        .run(h.engine.modify_job("j", None, JobChanges::new().name("renamed").max_instances(3)))
+        .run(h.engine.modify_job(
+            "j",
+            None,
+            JobChanges::new().name("renamed").max_instances(3),
+        ))
         .unwrap();
     assert_eq!((&*job.name, job.max_instances), ("renamed", 3));
     h.run(h.engine.pause_job("j", None)).unwrap();
@@ -284,11 +404,22 @@ fn modify_changes_options_and_print_jobs_lists_them() {
 fn modify_to_an_earlier_time_wakes_the_loop() {
     let h = Harness::new();
     h.run(h.engine.start(false)).unwrap();
-    h.run(h.engine.add_job(JobSpec::task("noop").id("w").trigger_args("interval", json!({"hours": 1}))))
-        .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("w")
+                .trigger_args("interval", json!({"hours": 1})),
+        ),
+    )
+    .unwrap();
     assert_eq!(h.process(at(10, 0, 0)), Some(Duration::from_secs(3600)));
-    let soon = chrono_tz::UTC.with_ymd_and_hms(2024, 1, 15, 10, 0, 5).unwrap();
-    h.run(h.engine.modify_job("w", None, JobChanges::new().next_run_time(Some(soon))))
+    let soon = chrono_tz::UTC
+        .with_ymd_and_hms(2024, 1, 15, 10, 0, 5)
         .unwrap();
+    h.run(
+        h.engine
+            .modify_job("w", None, JobChanges::new().next_run_time(Some(soon))),
+    )
+    .unwrap();
     assert_eq!(h.process(at(10, 0, 0)), Some(Duration::from_secs(5)));
 }

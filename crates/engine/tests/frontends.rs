@@ -59,7 +59,10 @@ fn shutdown_wait_true_waits_for_running_jobs() {
     scheduler.start(false).unwrap();
     started.recv_timeout(PATIENCE).unwrap();
     scheduler.shutdown(true).unwrap();
-    assert!(finished.load(Ordering::SeqCst), "shutdown(wait=true) returned before the job ended");
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "shutdown(wait=true) returned before the job ended"
+    );
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn shutdown_wait_false_returns_at_once() {
     scheduler.start(false).unwrap();
     started.recv_timeout(PATIENCE).unwrap();
     scheduler.shutdown(false).unwrap();
-    assert!(!finished.load(Ordering::SeqCst), "shutdown(wait=false) waited for the job");
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "shutdown(wait=false) waited for the job"
+    );
 }
 
 #[test]
@@ -88,11 +94,13 @@ fn modify_to_an_earlier_time_is_honoured_at_once() {
         .unwrap();
     scheduler.start(false).unwrap();
     std::thread::sleep(Duration::from_millis(50)); // let the loop go to sleep for an hour
-    let soon = Utc::now().with_timezone(&scheduler.engine().timezone()) + chrono::Duration::milliseconds(100);
+    let soon = Utc::now().with_timezone(&scheduler.engine().timezone())
+        + chrono::Duration::milliseconds(100);
     scheduler
         .modify_job("later", JobChanges::new().next_run_time(Some(soon)))
         .unwrap();
-    rx.recv_timeout(PATIENCE).expect("the earlier time was honoured");
+    rx.recv_timeout(PATIENCE)
+        .expect("the earlier time was honoured");
     scheduler.shutdown(false).unwrap();
 }
 
@@ -143,7 +151,10 @@ async fn async_scheduler_runs_async_jobs() {
         .unwrap();
     scheduler.start(false).await.unwrap();
     for _ in 0..2 {
-        tokio::time::timeout(PATIENCE, rx.recv()).await.unwrap().unwrap();
+        tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
     }
     scheduler.shutdown(true).await.unwrap();
     assert!(runs.load(Ordering::SeqCst) >= 2);
@@ -153,9 +164,12 @@ async fn async_scheduler_runs_async_jobs() {
 fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
     let start = Utc::now();
     let clock = Arc::new(ManualClock::new(start));
-    let scheduler =
-        DrivenScheduler::from_builder(Engine::builder().clock(clock.clone()).timezone(chrono_tz::UTC))
-            .unwrap();
+    let scheduler = DrivenScheduler::from_builder(
+        Engine::builder()
+            .clock(clock.clone())
+            .timezone(chrono_tz::UTC),
+    )
+    .unwrap();
     let hooks = Arc::new(AtomicUsize::new(0));
     let h = hooks.clone();
     scheduler.set_wakeup_hook(move || {
@@ -167,7 +181,10 @@ fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
     scheduler
         .add_job(JobSpec::task("tick").trigger_args("interval", json!({"seconds": 30})))
         .unwrap();
-    assert!(hooks.load(Ordering::SeqCst) > before, "adding a job calls the wake-up hook");
+    assert!(
+        hooks.load(Ordering::SeqCst) > before,
+        "adding a job calls the wake-up hook"
+    );
     assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
     assert!(scheduler.next_wakeup().is_some());
     clock.advance(chrono::Duration::seconds(30));

@@ -9,7 +9,10 @@ use chrono::DateTime;
 use serde_json::{json, Value};
 
 fn scenarios() -> Vec<(String, Value)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/conformance/engine");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/conformance/engine"
+    );
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("scenario dir") {
         let path = entry.unwrap().path();
@@ -79,9 +82,10 @@ fn apply_deviations(step: &mut Value) {
     while i < rewritten.len() {
         if rewritten[i]["event"] == "EVENT_JOB_REMOVED" {
             let job = rewritten[i]["job_id"].clone();
-            if let Some(j) = rewritten[i + 1..].iter().position(|x| {
-                x["job_id"] == job && x["event"] == "EVENT_JOB_SUBMITTED"
-            }) {
+            if let Some(j) = rewritten[i + 1..]
+                .iter()
+                .position(|x| x["job_id"] == job && x["event"] == "EVENT_JOB_SUBMITTED")
+            {
                 let removed = rewritten.remove(i);
                 rewritten.insert(i + j + 1, removed);
                 continue;
@@ -124,11 +128,9 @@ fn normalize(v: &Value) -> Value {
     match v {
         Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => json!(instant(v)),
         Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
         Value::Number(n) => json!(n.as_f64()),
         other => other.clone(),
     }
@@ -152,7 +154,12 @@ fn compare(name: &str, expected: &Value, got: &Value) -> Vec<String> {
     apply_deviations(&mut exp);
     let ctx = |field: &str| format!("{name} step {step} ({}): {field}", exp["action"]);
     if exp["error"].is_null() != got["error"].is_null() {
-        problems.push(format!("{}: expected {} got {}", ctx("error"), exp["error"], got["error"]));
+        problems.push(format!(
+            "{}: expected {} got {}",
+            ctx("error"),
+            exp["error"],
+            got["error"]
+        ));
     }
     if per_job(&exp["events"]) != per_job(&got["events"]) {
         problems.push(format!(
@@ -168,11 +175,26 @@ fn compare(name: &str, expected: &Value, got: &Value) -> Vec<String> {
         r
     };
     if runs(&exp["submitted_runs"]) != runs(&got["submitted_runs"]) {
-        problems.push(format!("{}: expected {} got {}", ctx("submitted_runs"), exp["submitted_runs"], got["submitted_runs"]));
+        problems.push(format!(
+            "{}: expected {} got {}",
+            ctx("submitted_runs"),
+            exp["submitted_runs"],
+            got["submitted_runs"]
+        ));
     }
-    for field in ["jobs_after", "instances_in_flight", "held_runs", "scheduler_state"] {
+    for field in [
+        "jobs_after",
+        "instances_in_flight",
+        "held_runs",
+        "scheduler_state",
+    ] {
         if normalize(&exp[field]) != normalize(&got[field]) {
-            problems.push(format!("{}:\n    expected {}\n    got      {}", ctx(field), exp[field], got[field]));
+            problems.push(format!(
+                "{}:\n    expected {}\n    got      {}",
+                ctx(field),
+                exp[field],
+                got[field]
+            ));
         }
     }
     match (exp.get("wait_seconds"), got.get("wait_seconds")) {
@@ -207,7 +229,11 @@ fn every_recorded_scenario_replays_like_apscheduler() {
         };
         let expected = scenario["expected"].as_array().unwrap();
         if got.len() != expected.len() {
-            problems.push(format!("{name}: {} steps, expected {}", got.len(), expected.len()));
+            problems.push(format!(
+                "{name}: {} steps, expected {}",
+                got.len(),
+                expected.len()
+            ));
         }
         for (e, g) in expected.iter().zip(&got) {
             problems.extend(compare(name, e, g));

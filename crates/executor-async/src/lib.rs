@@ -42,10 +42,15 @@
 //! None.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.85) and later.
+//! The workspace's `rust-version` (1.89) and later.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -111,7 +116,10 @@ impl AsyncExecutor {
     }
 }
 
-async fn run_one(task: &TaskFn, ctx: TaskContext) -> Result<apscheduler_core::serde_json::Value, JobFailure> {
+async fn run_one(
+    task: &TaskFn,
+    ctx: TaskContext,
+) -> Result<apscheduler_core::serde_json::Value, JobFailure> {
     match task {
         TaskFn::Async(f) => {
             let fut = f(ctx);
@@ -119,9 +127,10 @@ async fn run_one(task: &TaskFn, ctx: TaskContext) -> Result<apscheduler_core::se
             match tokio::spawn(fut).await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(failure_from_task_error(e.as_ref())),
-                Err(join) if join.is_panic() => {
-                    Err(JobFailure::new("panic", panic_message(join.into_panic().as_ref())))
-                }
+                Err(join) if join.is_panic() => Err(JobFailure::new(
+                    "panic",
+                    panic_message(join.into_panic().as_ref()),
+                )),
                 Err(_) => Err(JobFailure::new("cancelled", "the run was cancelled")),
             }
         }
@@ -129,9 +138,10 @@ async fn run_one(task: &TaskFn, ctx: TaskContext) -> Result<apscheduler_core::se
             let task = task.clone();
             match tokio::task::spawn_blocking(move || run_sync_task(&task, &ctx)).await {
                 Ok(r) => r,
-                Err(join) if join.is_panic() => {
-                    Err(JobFailure::new("panic", panic_message(join.into_panic().as_ref())))
-                }
+                Err(join) if join.is_panic() => Err(JobFailure::new(
+                    "panic",
+                    panic_message(join.into_panic().as_ref()),
+                )),
                 Err(_) => Err(JobFailure::new("cancelled", "the run was cancelled")),
             }
         }
@@ -149,7 +159,10 @@ impl Executor for AsyncExecutor {
                     .enable_all()
                     .build()
                     .map_err(|e| {
-                        Error::new(ErrorKind::Other, format!("cannot start a tokio runtime: {e}"))
+                        Error::new(
+                            ErrorKind::Other,
+                            format!("cannot start a tokio runtime: {e}"),
+                        )
                     })?;
                 (rt.handle().clone(), Some(rt))
             }

@@ -94,7 +94,7 @@
 //! None.
 //!
 //! ## Supported Rust versions
-//! The workspace's `rust-version` (1.85) and later.
+//! The workspace's `rust-version` (1.89) and later.
 
 #![forbid(unsafe_code)]
 #![warn(

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Makes sure the backend servers the tests need are up on loopback, starting any that is
+# not, and exports their URLs. Sourced by .ci/run; fails loudly when a server stays down.
+set -euo pipefail
+
+wait_for() { # name, check command...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then echo "  $name: up"; return 0; fi
+    sleep 0.5
+  done
+  echo "ERROR: $name is not reachable after 30 s" >&2
+  return 1
+}
+
+echo "== backend services"
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  echo "  starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+
+if ! mysqladmin -h127.0.0.1 -uroot status >/dev/null 2>&1; then
+  echo "  starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+fi
+wait_for MariaDB mysqladmin -h127.0.0.1 -uroot status
+mysql -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test"
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "  starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+
+if [ -x scripts/start-mongo-wire.sh ]; then
+  bash scripts/start-mongo-wire.sh
+fi
+
+export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
+export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
+export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+export APS_TEST_MONGODB_URL="${APS_TEST_MONGODB_URL:-mongodb://127.0.0.1:27117/?directConnection=true}"

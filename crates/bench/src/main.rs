@@ -1,0 +1,218 @@
+//! `aps-bench`: the scheduler benchmarks of apscheduler-rs, with tokio-cron-scheduler
+//! measured in the same run (APScheduler 3.11 through `bench/scheduler-bench.sh`).
+//!
+//! Every scenario runs in a fresh child process (`aps-bench child IMPL SCENARIO`), so
+//! memory and CPU readings see nothing of the other scenarios. Lateness is the task's
+//! start (wall clock read in the task) minus its scheduled run time
+//! (`ctx.scheduled_run_time`).
+//!
+//! ```text
+//! aps-bench [--quick] [--json] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
+//!   --quick        shortened sizes (a smoke run of every scenario, under ~20 s)
+//!   --json         print every report as JSON instead of the table
+//!   --impl         which schedulers to run: rs (apscheduler-rs), tcs (tokio-cron-scheduler)
+//!   --scenario     add-before, add-running, burst, steady, every100, idle (default: all)
+//!   --apscheduler  a JSON file from bench/apscheduler_scheduler.py to show beside them
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod measure;
+mod rs;
+mod sizes;
+mod table;
+mod tcs;
+
+use std::process::{Command, ExitCode};
+
+use serde_json::Value;
+
+use crate::measure::Report;
+use crate::sizes::Sizes;
+
+/// Every scenario, in the order they run.
+const SCENARIOS: [&str; 6] = [
+    "add-before",
+    "add-running",
+    "burst",
+    "steady",
+    "every100",
+    "idle",
+];
+
+/// Every implementation measured by this binary.
+const IMPLS: [&str; 2] = ["rs", "tcs"];
+
+struct Options {
+    quick: bool,
+    json: bool,
+    impls: Vec<String>,
+    scenarios: Vec<String>,
+    apscheduler: Option<String>,
+}
+
+const USAGE: &str =
+    "usage: aps-bench [--quick] [--json] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
+scenarios: add-before, add-running, burst, steady, every100, idle";
+
+fn list(arg: Option<String>, allowed: &[&str], what: &str) -> Result<Vec<String>, String> {
+    let arg = arg.ok_or_else(|| format!("{what} needs a value"))?;
+    arg.split(',')
+        .map(|s| {
+            if allowed.contains(&s) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "unknown {what} '{s}' (one of {})",
+                    allowed.join(", ")
+                ))
+            }
+        })
+        .collect()
+}
+
+fn parse(args: Vec<String>) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        json: false,
+        impls: IMPLS.iter().map(|s| s.to_string()).collect(),
+        scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        apscheduler: None,
+    };
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = true,
+            "--impl" => o.impls = list(it.next(), &IMPLS, "--impl")?,
+            "--scenario" => o.scenarios = list(it.next(), &SCENARIOS, "--scenario")?,
+            "--apscheduler" => {
+                o.apscheduler = Some(it.next().ok_or("--apscheduler needs a file")?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs one scenario in this process (the child side) and prints its JSON report.
+fn child(implementation: &str, scenario: &str, quick: bool) -> ExitCode {
+    let s = Sizes::new(quick);
+    let result: Result<Report, Box<dyn std::error::Error>> = match (implementation, scenario) {
+        ("rs", "add-before") => rs::add_before_start(&s),
+        ("rs", "add-running") => rs::add_running(&s),
+        ("rs", "burst") => rs::burst(&s),
+        ("rs", "steady") => rs::steady(&s),
+        ("rs", "every100") => rs::every_100ms(&s),
+        ("rs", "idle") => rs::idle(&s),
+        ("tcs", "add-before") => tcs::add_before_start(&s),
+        ("tcs", "add-running") => tcs::add_running(&s),
+        ("tcs", "burst") => tcs::burst(&s),
+        ("tcs", "steady") => tcs::steady(&s),
+        ("tcs", "every100") => tcs::every_100ms(&s),
+        ("tcs", "idle") => tcs::idle(&s),
+        _ => Err(format!("unknown child {implementation} {scenario}").into()),
+    };
+    match result {
+        Ok(report) => {
+            println!("{}", report.into_json(implementation, scenario));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aps-bench: {implementation} {scenario}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one scenario in a fresh child process and returns its report.
+fn spawn(implementation: &str, scenario: &str, quick: bool) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find aps-bench itself: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["child", implementation, scenario]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {implementation} {scenario}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{implementation} {scenario} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .map_err(|e| format!("{implementation} {scenario}: bad report {line:?}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        let quick = args.iter().any(|a| a == "--quick");
+        return match (args.get(1), args.get(2)) {
+            (Some(i), Some(s)) => child(i, s, quick),
+            _ => {
+                eprintln!("usage: aps-bench child IMPL SCENARIO [--quick]");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("aps-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    let mut reports: Vec<Value> = Vec::new();
+    if let Some(path) = &opts.apscheduler {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(mut r) => reports.append(&mut r),
+            Err(e) => {
+                eprintln!("aps-bench: cannot read {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut failed = false;
+    for implementation in &opts.impls {
+        for scenario in &opts.scenarios {
+            eprintln!("== {implementation} {scenario}");
+            match spawn(implementation, scenario, opts.quick) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    eprintln!("aps-bench: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table::render(&reports, &Sizes::new(opts.quick)));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

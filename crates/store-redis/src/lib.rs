@@ -1,0 +1,755 @@
+//! # apscheduler-store-redis
+//!
+//! [`RedisJobStore`]: APScheduler's `RedisJobStore` for apscheduler-rs. Jobs are kept in
+//! Redis as JSON data (task *names*, arguments, the trigger's tagged JSON; never code),
+//! so several schedulers, in one process or on many machines, can share one store:
+//! due jobs are claimed with a lease by one atomic Lua script, and every
+//! (job, run time) is handed to exactly one scheduler.
+//!
+//! ## Usage
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec};
+//! use apscheduler_store_redis::RedisJobStore;
+//! use serde_json::json;
+//!
+//! # fn main() -> Result<(), apscheduler_core::Error> {
+//! // Nothing connects yet: the store connects when the scheduler starts it.
+//! let store = RedisJobStore::builder("redis://127.0.0.1:6379/")
+//!     .prefix("myapp.scheduler.")
+//!     .build()?;
+//! let scheduler = BackgroundScheduler::from_builder(
+//!     Engine::builder().jobstore("default", Arc::new(store)),
+//! )?;
+//! // Jobs in a persistent store run tasks registered by name.
+//! scheduler.register_task("report", |_ctx| Ok(json!(null)));
+//! scheduler.add_job(
+//!     JobSpec::task("report")
+//!         .id("nightly-report")
+//!         .trigger_args("cron", json!({"hour": 3}))
+//!         .replace_existing(true),
+//! )?;
+//! scheduler.start(false)?;
+//! # scheduler.shutdown(true)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Key layout
+//! With the default prefix `apscheduler.` (see [`RedisJobStoreBuilder::prefix`]):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `apscheduler.jobs` | hash | job id → the job's [`JobState`](apscheduler_core::JobState) as JSON, plus `next_run_time_zone` (the IANA zone of the next run time) |
+//! | `apscheduler.run_times` | sorted set | job id → next run time in UTC microseconds, for scheduled jobs nobody has claimed; paused jobs are not in it |
+//! | `apscheduler.claimed` | sorted set | job id → the instant (UTC microseconds) a claimed job can be claimed again: the later of its next run time and its lease's expiry |
+//! | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when, and the run time it was claimed for (empty when paused while claimed) |
+//! | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
+//!
+//! The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
+//! claimed job moves from `run_times` to `claimed` until it is released, so a claim
+//! never has to step over jobs other schedulers are running. Every change that
+//! touches more than one key is one Lua script (or a `MULTI`/`EXEC` transaction), so
+//! the keys are consistent at every instant and a crash at any point leaves no job
+//! half-written. Scores are whole microseconds (exact as Redis doubles until the year
+//! 2255); a run time with a fraction of a microsecond is rounded up, so a job is never
+//! due early.
+//!
+//! A claim ([`acquire_due_jobs`](JobStore::acquire_due_jobs)) is one script: it first
+//! drops the leases that have expired on due jobs (members of `claimed` scored at or
+//! before now) and puts those jobs back into `run_times`, then takes up to `limit`
+//! members of `run_times` scored at or before now, leases them, moves them to
+//! `claimed` and returns their states. Releasing, adding (a whole batch, with the
+//! conflict check), updating, extending leases and setting corrupt jobs aside are
+//! scripts too; removing one job is a `MULTI`/`EXEC` transaction.
+//!
+//! ## Behavior
+//! [`RedisJobStore`] follows the [`JobStore`] contract and passes the
+//! `apscheduler-testkit` conformance suite. Where the contract leaves room:
+//! - It connects in [`start`](JobStore::start) (or on first use), never in the
+//!   constructor, so a scheduler can be configured while Redis is down; `start`
+//!   itself fails with `Unavailable` when Redis cannot be reached then. The
+//!   connection is a [`redis::aio::ConnectionManager`]: a dropped connection is
+//!   re-established in the background, and a call that finds the connection refused
+//!   (so nothing was sent) is tried once more on the new one. Errors reaching Redis
+//!   (refused, dropped, timed out, `LOADING`, `READONLY`, ...) are
+//!   [`ErrorKind::Unavailable`](apscheduler_core::ErrorKind::Unavailable), which the
+//!   engine retries with backoff; the Redis error is the error's
+//!   [`source`](std::error::Error::source). Other kinds: `Conflict`, `NotFound`,
+//!   `Serialization`, `LeaseLost` as the contract says; `InvalidInput` for a bad URL
+//!   or prefix.
+//! - Claims are ordered by score (run time in microseconds), then by id as raw bytes
+//!   (Redis orders equal scores that way, which is also how Rust orders `str`).
+//! - Corrupt jobs (not JSON, not a job, an unknown format version or trigger, an
+//!   unknown time zone, a state larger than
+//!   [`max_state_bytes`](RedisJobStoreBuilder::max_state_bytes)) are reported once in
+//!   [`Acquired::corrupt`] when they first come due, then moved from `run_times` to the
+//!   `corrupt` hash with the error; they stay in `jobs` and are never deleted.
+//!   [`lookup_job`](JobStore::lookup_job) reports them as `Serialization` errors,
+//!   [`get_all_jobs`](JobStore::get_all_jobs) skips them (with a warning),
+//!   [`remove_job`](JobStore::remove_job) removes them, and storing a new state under
+//!   their id (replace, update) makes them ordinary jobs again.
+//!   [`RedisJobStore::corrupt_jobs`] lists them.
+//! - Leases behave as in the memory store: `add_job` with `replace_existing` and
+//!   `update_job` keep the lease of a claimed job; a release from a scheduler that lost
+//!   its lease, or for a job removed meanwhile, is ignored;
+//!   [`get_next_run_time`](JobStore::get_next_run_time) reports a claimed job at the
+//!   later of its run time and its lease's expiry.
+//! - [`add_jobs`](JobStore::add_jobs) is one script: all or nothing, also for two jobs
+//!   of the batch with the same id.
+//! - The scripts touch five keys, so the store needs one Redis server (or a primary);
+//!   with Redis Cluster, a hash-tag prefix such as `{aps}.` would keep them in one slot,
+//!   but this crate connects to a single node.
+//!
+//! ## Feature flags
+//! None. The `redis` crate is used with its tokio connection manager and scripts, and
+//! without TLS.
+//!
+//! ## Supported Rust versions
+//! The workspace's `rust-version` (1.89) and later.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod codec;
+mod error;
+mod scripts;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::{async_trait, Acquired, CorruptJob, Error, Job, JobRelease, JobStore};
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
+
+use crate::codec::{decode, encode, from_micros, now_micros, Encoded};
+use crate::error::{Context, StoreError};
+use crate::scripts::SCRIPTS;
+
+/// The key prefix used when none is given (APScheduler's `apscheduler.`).
+pub const DEFAULT_PREFIX: &str = "apscheduler.";
+
+/// The largest stored job state read or written by default: 1 MiB.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 1 << 20;
+
+/// The names of the keys a store uses (see the [crate documentation](crate#key-layout)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// Hash: job id → job state JSON.
+    pub jobs: String,
+    /// Sorted set: job id → next run time (UTC microseconds), unclaimed scheduled jobs.
+    pub run_times: String,
+    /// Sorted set: job id → when a claimed job can be claimed again (UTC microseconds).
+    pub claimed: String,
+    /// Hash: job id → `<expiry_us>|<run_us>|<scheduler id>`.
+    pub leases: String,
+    /// Hash: job id → why the job cannot be read.
+    pub corrupt: String,
+}
+
+impl KeyLayout {
+    fn new(prefix: &str) -> Self {
+        KeyLayout {
+            jobs: format!("{prefix}jobs"),
+            run_times: format!("{prefix}run_times"),
+            claimed: format!("{prefix}claimed"),
+            leases: format!("{prefix}leases"),
+            corrupt: format!("{prefix}corrupt"),
+        }
+    }
+
+    /// Every key, in the order the scripts take them.
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.jobs,
+            &self.run_times,
+            &self.claimed,
+            &self.leases,
+            &self.corrupt,
+        ]
+    }
+}
+
+/// Checks a key prefix: not empty, at most 256 bytes, no whitespace or control
+/// characters.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](apscheduler_core::ErrorKind::InvalidInput) naming the
+/// problem.
+pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
+    let problem = if prefix.is_empty() {
+        Some("it is empty".to_owned())
+    } else if prefix.len() > 256 {
+        Some(format!("it is {} bytes long, more than 256", prefix.len()))
+    } else {
+        prefix
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+            .map(|c| format!("it contains the character {c:?}"))
+    };
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(StoreError::InvalidInput(format!(
+            "invalid value for field 'prefix': {prefix:?}: {why} (use letters, digits and \
+             punctuation, such as 'apscheduler.')"
+        ))
+        .into()),
+    }
+}
+
+/// Configures a [`RedisJobStore`]; from [`RedisJobStore::builder`].
+#[derive(Debug, Clone)]
+pub struct RedisJobStoreBuilder {
+    url: String,
+    prefix: String,
+    max_state_bytes: usize,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+    reconnect_retries: usize,
+}
+
+impl RedisJobStoreBuilder {
+    /// The prefix of every key (default [`DEFAULT_PREFIX`], `apscheduler.`); see
+    /// [`validate_prefix`] for what is allowed.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The largest job state, in bytes of JSON, the store writes or reads (default
+    /// [`DEFAULT_MAX_STATE_BYTES`], 1 MiB). Larger jobs are refused with
+    /// `Serialization`; larger stored states are treated as corrupt.
+    pub fn max_state_bytes(mut self, bytes: usize) -> Self {
+        self.max_state_bytes = bytes;
+        self
+    }
+
+    /// How long one connection attempt may take (default 3 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the answer to one command or script (default 10 s); a
+    /// command that times out is `Unavailable`.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How many times one (re)connection retries, with exponential backoff from 100 ms,
+    /// before the calls waiting for it fail as `Unavailable` (default 1). The scheduler
+    /// engine retries a failing store itself, so this stays small.
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// Builds the store. Nothing connects yet.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL that cannot be parsed or an invalid prefix.
+    pub fn build(self) -> Result<RedisJobStore, Error> {
+        validate_prefix(&self.prefix)?;
+        let client =
+            Client::open(self.url.as_str()).map_err(|source| StoreError::InvalidUrl { source })?;
+        Ok(RedisJobStore {
+            client,
+            keys: KeyLayout::new(&self.prefix),
+            prefix: self.prefix,
+            max_state_bytes: self.max_state_bytes,
+            config: ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.connection_timeout))
+                .set_response_timeout(Some(self.response_timeout))
+                .set_number_of_retries(self.reconnect_retries),
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+/// A job store in Redis (APScheduler's `RedisJobStore`), shareable by several
+/// schedulers.
+///
+/// Persistent: it stores [`JobState`](apscheduler_core::JobState) JSON, so jobs must run
+/// tasks registered by name and have persistable triggers. See the
+/// [crate documentation](crate) for the key layout and the details of the contract.
+pub struct RedisJobStore {
+    client: Client,
+    prefix: String,
+    keys: KeyLayout,
+    max_state_bytes: usize,
+    config: ConnectionManagerConfig,
+    conn: Mutex<Option<ConnectionManager>>,
+    /// Serializes connection attempts.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for RedisJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisJobStore")
+            .field("server", &self.client.get_connection_info().addr())
+            .field("prefix", &self.prefix)
+            .field("connected", &self.current().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisJobStore {
+    /// A store at `url` (`redis://[:password@]host[:port][/db]`, or `redis+unix://`)
+    /// with the default prefix and settings. Nothing connects yet.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL that cannot be parsed.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Self::builder(url).build()
+    }
+
+    /// Configures a store at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisJobStoreBuilder {
+        RedisJobStoreBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            connection_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(10),
+            reconnect_retries: 1,
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The names of the keys this store uses.
+    pub fn keys(&self) -> &KeyLayout {
+        &self.keys
+    }
+
+    /// The jobs set aside because they cannot be read, with the reason, by id.
+    ///
+    /// # Errors
+    /// `Unavailable` when Redis cannot be reached.
+    pub async fn corrupt_jobs(&self) -> Result<Vec<CorruptJob>, Error> {
+        let flat: Vec<Vec<u8>> = self
+            .query(
+                "list corrupt jobs",
+                redis::cmd("HGETALL").arg(&self.keys.corrupt),
+            )
+            .await?;
+        let mut jobs: Vec<CorruptJob> = flat
+            .chunks_exact(2)
+            .map(|pair| CorruptJob {
+                id: String::from_utf8_lossy(&pair[0]).into_owned(),
+                error: String::from_utf8_lossy(&pair[1]).into_owned(),
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs)
+    }
+
+    fn current(&self) -> Option<ConnectionManager> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The connection, connecting first when there is none.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let conn = ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            .await
+            .context("connect")?;
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `op` on the connection. When it fails because the connection could not be
+    /// re-established (refused: nothing was sent, so nothing ran), it tries once more:
+    /// the failure has made the connection manager reconnect, and after an outage the
+    /// server may be back.
+    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match op(conn.clone()).await {
+            Err(e) if e.is_connection_refusal() => op(conn).await.context(what),
+            result => result.context(what),
+        }
+    }
+
+    async fn query<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(
+            what,
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    async fn pipeline<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        pipe: &Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(
+            what,
+            |mut conn| async move { pipe.query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.run(what, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// A script call with the store's keys.
+    fn invocation<'a>(&self, script: &'a redis::Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys.all() {
+            invocation.key(key);
+        }
+        invocation
+    }
+
+    fn encode(&self, job: &Job) -> Result<Encoded, Error> {
+        encode(job, self.max_state_bytes)
+    }
+
+    fn decode(&self, id: &[u8], raw: &[u8]) -> Result<Job, StoreError> {
+        decode(id, raw, self.max_state_bytes).map_err(|reason| StoreError::Corrupt {
+            id: String::from_utf8_lossy(id).into_owned(),
+            reason,
+        })
+    }
+
+    async fn add(&self, jobs: &[Job], replace_existing: bool) -> Result<(), Error> {
+        let encoded = jobs
+            .iter()
+            .map(|job| self.encode(job))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut invocation = self.invocation(&SCRIPTS.add);
+        invocation.arg(if replace_existing { "1" } else { "0" });
+        for (job, enc) in jobs.iter().zip(&encoded) {
+            invocation
+                .arg(&*job.id)
+                .arg(&enc.state[..])
+                .arg(enc.run_arg());
+        }
+        let conflict: Option<String> = self.invoke("add jobs", &invocation).await?;
+        match conflict {
+            Some(id) => Err(StoreError::Conflict(id).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets aside claimed jobs that cannot be decoded (best effort: on failure they are
+    /// reported again when their lease expires).
+    async fn quarantine(&self, scheduler_id: &str, bad: &[(Vec<u8>, Vec<u8>, String)]) {
+        let mut invocation = self.invocation(&SCRIPTS.quarantine);
+        invocation.arg(scheduler_id);
+        for (id, state, error) in bad {
+            invocation.arg(&id[..]).arg(&state[..]).arg(error.as_str());
+        }
+        let result: Result<i64, _> = self.invoke("set aside corrupt jobs", &invocation).await;
+        if let Err(e) = result {
+            tracing::warn!(target: "apscheduler", prefix = %self.prefix, "cannot set aside corrupt jobs (they will be reported again): {e}");
+        }
+    }
+}
+
+/// A lease's length in microseconds, saturating.
+fn lease_micros(lease: Duration) -> i64 {
+    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The score of the first member of a flat `WITHSCORES` reply, in whole microseconds.
+fn scored(flat: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
+    let Some(score) = flat.get(1) else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(score).unwrap_or_default();
+    let value: f64 = text.parse().map_err(|_| StoreError::Reply {
+        what: "get next run time",
+        detail: format!("score {text:?}"),
+    })?;
+    Ok(Some(value.round() as i64))
+}
+
+#[async_trait]
+impl JobStore for RedisJobStore {
+    async fn start(&self, _alias: &str) -> Result<(), Error> {
+        let _: String = self.query("ping", &redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> Result<(), Error> {
+        // Dropping the last handle closes the connection; a later call reconnects.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        self.add(std::slice::from_ref(&job), replace_existing).await
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.add(&jobs, replace_existing).await
+    }
+
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        let enc = self.encode(&job)?;
+        let mut invocation = self.invocation(&SCRIPTS.update);
+        invocation
+            .arg(&*job.id)
+            .arg(&enc.state[..])
+            .arg(enc.run_arg());
+        let updated: i64 = self.invoke("update job", &invocation).await?;
+        if updated == 0 {
+            return Err(StoreError::NotFound(job.id.to_string()).into());
+        }
+        Ok(())
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HDEL")
+            .arg(&k.jobs)
+            .arg(id)
+            .cmd("ZREM")
+            .arg(&k.run_times)
+            .arg(id)
+            .cmd("ZREM")
+            .arg(&k.claimed)
+            .arg(id)
+            .cmd("HDEL")
+            .arg(&k.leases)
+            .arg(id)
+            .cmd("HDEL")
+            .arg(&k.corrupt)
+            .arg(id);
+        let (removed, ..): (i64, i64, i64, i64, i64) = self.pipeline("remove job", &pipe).await?;
+        if removed == 0 {
+            return Err(StoreError::NotFound(id.to_owned()).into());
+        }
+        Ok(())
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        let _: i64 = self
+            .query(
+                "remove all jobs",
+                redis::cmd("DEL").arg(&self.keys.all()[..]),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                "look up job",
+                redis::cmd("HGET").arg(&self.keys.jobs).arg(id),
+            )
+            .await?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => Ok(Some(self.decode(id.as_bytes(), &raw)?)),
+        }
+    }
+
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        let flat: Vec<Vec<u8>> = self
+            .query("list jobs", redis::cmd("HGETALL").arg(&self.keys.jobs))
+            .await?;
+        let mut jobs: Vec<(Option<i64>, Job)> = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            match self.decode(&pair[0], &pair[1]) {
+                Ok(job) => jobs.push((job.next_run_time.as_ref().map(codec::score), job)),
+                Err(e) => {
+                    tracing::warn!(target: "apscheduler", prefix = %self.prefix, "skipping a stored job: {e}");
+                }
+            }
+        }
+        // Paused jobs (`None`) sort after every run time.
+        jobs.sort_unstable_by(|(a, ja), (b, jb)| {
+            (a.is_none(), a, &ja.id).cmp(&(b.is_none(), b, &jb.id))
+        });
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZRANGE")
+            .arg(&self.keys.run_times)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .cmd("ZRANGE")
+            .arg(&self.keys.claimed)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            self.pipeline("get next run time", &pipe).await?;
+        let next = match (scored(&due)?, scored(&claimed)?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(next.map(from_micros))
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        let now_us = now_micros(&now);
+        let expiry = now_us.saturating_add(lease_micros(lease));
+        let mut invocation = self.invocation(&SCRIPTS.claim);
+        invocation
+            .arg(now_us)
+            .arg(expiry)
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
+            .arg(scheduler_id)
+            .arg(self.max_state_bytes);
+        let (taken, too_large): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            self.invoke("acquire due jobs", &invocation).await?;
+
+        let mut acquired = Acquired {
+            jobs: Vec::with_capacity(taken.len() / 2),
+            corrupt: Vec::new(),
+        };
+        for pair in too_large.chunks_exact(2) {
+            acquired.corrupt.push(CorruptJob {
+                id: String::from_utf8_lossy(&pair[0]).into_owned(),
+                error: String::from_utf8_lossy(&pair[1]).into_owned(),
+            });
+        }
+        let mut bad = Vec::new();
+        let mut taken = taken.into_iter();
+        while let (Some(id), Some(state)) = (taken.next(), taken.next()) {
+            match decode(&id, &state, self.max_state_bytes) {
+                Ok(job) => acquired.jobs.push(job),
+                Err(error) => {
+                    acquired.corrupt.push(CorruptJob {
+                        id: String::from_utf8_lossy(&id).into_owned(),
+                        error: error.clone(),
+                    });
+                    bad.push((id, state, error));
+                }
+            }
+        }
+        if !bad.is_empty() {
+            self.quarantine(scheduler_id, &bad).await;
+        }
+        Ok(acquired)
+    }
+
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now_us = now_micros(&now);
+        let mut invocation = self.invocation(&SCRIPTS.extend);
+        invocation
+            .arg(scheduler_id)
+            .arg(now_us)
+            .arg(now_us.saturating_add(lease_micros(lease)));
+        for id in ids {
+            invocation.arg(&**id);
+        }
+        let lost: Vec<String> = self.invoke("extend leases", &invocation).await?;
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost {
+                holder: scheduler_id.to_owned(),
+                ids: lost.join(", "),
+            }
+            .into())
+        }
+    }
+
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error> {
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.invocation(&SCRIPTS.release);
+        invocation.arg(scheduler_id);
+        // A state that cannot be stored is not released (its lease runs out); the others
+        // are, and the first such error is returned afterwards.
+        let mut refused = None;
+        for release in &releases {
+            match release {
+                JobRelease::Update(job) => {
+                    let enc = match self.encode(job) {
+                        Ok(enc) => enc,
+                        Err(e) => {
+                            refused.get_or_insert(e);
+                            continue;
+                        }
+                    };
+                    invocation
+                        .arg("u")
+                        .arg(&*job.id)
+                        .arg(&enc.state[..])
+                        .arg(enc.run_arg());
+                }
+                JobRelease::Remove(id) => {
+                    invocation.arg("r").arg(&**id);
+                }
+            }
+        }
+        let _: i64 = self.invoke("release jobs", &invocation).await?;
+        refused.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,226 @@
+//! The Lua scripts: every change that touches more than one key runs as one script, so
+//! Redis applies it atomically (no other command runs in between).
+//!
+//! Every script takes the same five keys, in this order:
+//! `KEYS[1]` jobs (hash), `KEYS[2]` run_times (sorted set), `KEYS[3]` claimed (sorted
+//! set), `KEYS[4]` leases (hash), `KEYS[5]` corrupt (hash).
+//!
+//! Scores and run times travel as decimal strings of UTC microseconds; `''` stands for
+//! "paused" (no run time). A lease is the string `<expiry_us>|<run_us>|<holder>`, where
+//! `run_us` is the claimed job's run time (`''` when it was paused while claimed), kept
+//! so that an expired lease can put the job back into `run_times`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Helpers shared by the scripts.
+const PRELUDE: &str = r"
+local jobs, run_times, claimed, leases, corrupt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- The lease on a job: expiry, run time ('' = paused) and holder; nil when none.
+local function lease_of(id)
+  local lease = redis.call('HGET', leases, id)
+  if not lease then return nil end
+  local expiry, run, holder = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
+  if not expiry or not tonumber(expiry) then return nil end
+  return expiry, run, holder
+end
+
+-- The later of two scores (decimal strings).
+local function later(a, b)
+  if tonumber(a) >= tonumber(b) then return a end
+  return b
+end
+
+-- Stores a job's state and indexes it by its run time ('' = paused). A lease on an
+-- existing job is kept: the job stays with the scheduler that claimed it, and becomes
+-- claimable again at the later of its run time and the lease's expiry.
+local function put(id, state, run)
+  local existed = redis.call('HSET', jobs, id, state) == 0
+  redis.call('HDEL', corrupt, id)
+  redis.call('ZREM', run_times, id)
+  redis.call('ZREM', claimed, id)
+  local expiry, holder = nil, nil
+  if existed then
+    local e, _, h = lease_of(id)
+    expiry, holder = e, h
+  end
+  if expiry then
+    redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
+    if run ~= '' then redis.call('ZADD', claimed, later(run, expiry), id) end
+  else
+    redis.call('HDEL', leases, id)
+    if run ~= '' then redis.call('ZADD', run_times, run, id) end
+  end
+end
+";
+
+/// `add_jobs`: ARGV = replace ('1'/'0'), then (id, state, run) triples. Without
+/// replace, returns the first id that conflicts (with a stored job or an earlier job
+/// of the batch) and changes nothing; otherwise stores every job and returns nil.
+const ADD: &str = r"
+local replace = ARGV[1] == '1'
+local n = (#ARGV - 1) / 3
+if not replace then
+  local seen = {}
+  for i = 0, n - 1 do
+    local id = ARGV[2 + 3 * i]
+    if seen[id] or redis.call('HEXISTS', jobs, id) == 1 then return id end
+    seen[id] = true
+  end
+end
+for i = 0, n - 1 do
+  put(ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i])
+end
+return false
+";
+
+/// `update_job`: ARGV = id, state, run. Returns 0 when the job does not exist
+/// (nothing is created), 1 when it was replaced (its lease, if any, kept).
+const UPDATE: &str = r"
+if redis.call('HEXISTS', jobs, ARGV[1]) == 0 then return 0 end
+put(ARGV[1], ARGV[2], ARGV[3])
+return 1
+";
+
+/// `acquire_due_jobs`: ARGV = now_us, expiry_us, limit, holder, max_state_bytes.
+///
+/// 1. Leases that have expired on due jobs (score in `claimed` at or before now: both
+///    the lease's expiry and the run time have passed) are dropped and their jobs go
+///    back to `run_times` at their run time.
+/// 2. Up to `limit` jobs due by now are taken from `run_times` in (score, id) order;
+///    each gets the lease `expiry|run|holder` and moves to `claimed` at the later of
+///    its run time and the expiry. A state larger than max_state_bytes is not sent:
+///    the job is set aside in `corrupt` at once. An index entry without a job is
+///    dropped.
+///
+/// Returns `{ {id, state, id, state, ...}, {id, error, ...} }`.
+const CLAIM: &str = r"
+local now, expiry, limit, holder, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', now)) do
+  local _, run = lease_of(id)
+  redis.call('ZREM', claimed, id)
+  redis.call('HDEL', leases, id)
+  if run and run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
+    redis.call('ZADD', run_times, run, id)
+  end
+end
+local taken, bad = {}, {}
+if limit > 0 then
+  local due = redis.call('ZRANGEBYSCORE', run_times, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #due, 2 do
+    local id, run = due[i], due[i + 1]
+    redis.call('ZREM', run_times, id)
+    local state = redis.call('HGET', jobs, id)
+    if not state then
+      redis.call('HDEL', leases, id)
+    elseif #state > cap then
+      local err = 'the stored state is ' .. #state .. ' bytes, more than the limit of ' .. cap .. ' bytes'
+      redis.call('HSET', corrupt, id, err)
+      redis.call('HDEL', leases, id)
+      bad[#bad + 1] = id
+      bad[#bad + 1] = err
+    else
+      redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
+      redis.call('ZADD', claimed, later(run, expiry), id)
+      taken[#taken + 1] = id
+      taken[#taken + 1] = state
+    end
+  end
+end
+return { taken, bad }
+";
+
+/// `release_jobs`: ARGV = holder, then entries `'u', id, state, run` (store the new
+/// state and end the lease) or `'r', id` (remove the job). An entry is ignored when the
+/// job no longer exists or is leased to another holder.
+const RELEASE: &str = r"
+local holder = ARGV[1]
+local i = 2
+while i <= #ARGV do
+  local op, id = ARGV[i], ARGV[i + 1]
+  if redis.call('HEXISTS', jobs, id) == 1 then
+    local expiry, _, h = lease_of(id)
+    if not expiry or h == holder then
+      redis.call('ZREM', run_times, id)
+      redis.call('ZREM', claimed, id)
+      redis.call('HDEL', leases, id)
+      redis.call('HDEL', corrupt, id)
+      if op == 'r' then
+        redis.call('HDEL', jobs, id)
+      else
+        redis.call('HSET', jobs, id, ARGV[i + 2])
+        if ARGV[i + 3] ~= '' then redis.call('ZADD', run_times, ARGV[i + 3], id) end
+      end
+    end
+  end
+  if op == 'r' then i = i + 2 else i = i + 4 end
+end
+return 0
+";
+
+/// `extend_leases`: ARGV = holder, now_us, expiry_us, then ids. Extends every lease
+/// the holder still holds (live at now, on an existing job) to the new expiry and
+/// returns the ids of the others.
+const EXTEND: &str = r"
+local holder, now, expiry = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local e, run, h = lease_of(id)
+  if e and h == holder and tonumber(e) > now and redis.call('HEXISTS', jobs, id) == 1 then
+    redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
+    if run ~= '' then redis.call('ZADD', claimed, later(run, expiry), id) end
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+";
+
+/// Sets aside jobs that were claimed but could not be decoded: ARGV = holder, then
+/// (id, state as claimed, error) triples. While the holder still holds the lease, the
+/// lease ends and, when the state is still the one that was claimed, the job is marked
+/// in `corrupt` (and stays out of both indexes); a state replaced meanwhile is put
+/// back into `run_times` instead. Jobs stay in `jobs`.
+const QUARANTINE: &str = r"
+local holder = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local id, seen, err = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local expiry, run, h = lease_of(id)
+  if expiry and h == holder then
+    redis.call('HDEL', leases, id)
+    redis.call('ZREM', claimed, id)
+    if redis.call('HGET', jobs, id) == seen then
+      redis.call('HSET', corrupt, id, err)
+    elseif run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
+      redis.call('ZADD', run_times, run, id)
+    end
+  end
+end
+return 0
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// The compiled scripts (their SHA1 is computed once).
+pub(crate) struct Scripts {
+    pub(crate) add: Script,
+    pub(crate) update: Script,
+    pub(crate) claim: Script,
+    pub(crate) release: Script,
+    pub(crate) extend: Script,
+    pub(crate) quarantine: Script,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    add: script(ADD),
+    update: script(UPDATE),
+    claim: script(CLAIM),
+    release: script(RELEASE),
+    extend: script(EXTEND),
+    quarantine: script(QUARANTINE),
+});

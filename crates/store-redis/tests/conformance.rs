@@ -1,0 +1,21 @@
+//! The whole job store conformance suite against Redis (`APS_TEST_REDIS_URL`).
+
+mod common;
+
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let Some(url) = common::redis_url("conformance") else {
+        return;
+    };
+    let prefixes = Arc::new(common::Prefixes::new(&url));
+    let make = {
+        let prefixes = prefixes.clone();
+        move || {
+            let store = common::store(&url, &prefixes.fresh());
+            async move { store }
+        }
+    };
+    apscheduler_testkit::store::run_all(make).await;
+}

@@ -1,0 +1,323 @@
+//! A Redis outage under a running scheduler: a private `redis-server` (append-only file
+//! with `appendfsync always`, in a temporary directory, so every acknowledged write
+//! survives a crash) is killed with SIGKILL for about two seconds and restarted on the
+//! same port. The scheduler must not crash, must retry the failing store with backoff
+//! (not in a hot loop), must still have its job afterwards, and the job must run again.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apscheduler_core::chrono::{DateTime, Utc};
+use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
+use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec, SchedulerState};
+use apscheduler_store_redis::RedisJobStore;
+use chrono_tz::Tz;
+use serde_json::json;
+
+/// A private `redis-server`, killed (and its directory removed) on drop.
+struct PrivateRedis {
+    binary: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn new() -> Self {
+        // A spare port: bind to port 0, note the port, release it.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("local addr").port()
+        };
+        let dir = std::env::temp_dir().join(format!("aps-redis-fault-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let binary = std::env::var("APS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut server = PrivateRedis {
+            binary,
+            port,
+            dir,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "yes"])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run '{}' ({e}): the fault test needs redis-server on PATH \
+                     (apt-get install redis-server) or APS_REDIS_SERVER",
+                    self.binary
+                )
+            });
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the server answers PING with PONG (not LOADING).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut reply = [0u8; 16];
+                if stream.write_all(b"PING\r\n").is_ok() {
+                    if let Ok(n) = stream.read(&mut reply) {
+                        if reply[..n].starts_with(b"+PONG") {
+                            return;
+                        }
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private redis-server on port {} did not come up",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash, not a clean shutdown.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Wraps the store and records when each claim was tried and whether it worked.
+#[derive(Debug)]
+struct Probe {
+    inner: RedisJobStore,
+    claims: Mutex<Vec<(Instant, bool)>>,
+}
+
+#[async_trait]
+impl JobStore for Probe {
+    async fn start(&self, alias: &str) -> Result<(), Error> {
+        self.inner.start(alias).await
+    }
+    async fn shutdown(&self) -> Result<(), Error> {
+        self.inner.shutdown().await
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        self.inner.add_job(job, replace_existing).await
+    }
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        self.inner.add_jobs(jobs, replace_existing).await
+    }
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        self.inner.update_job(job).await
+    }
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        self.inner.remove_job(id).await
+    }
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        self.inner.remove_all_jobs().await
+    }
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        self.inner.lookup_job(id).await
+    }
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        self.inner.get_all_jobs().await
+    }
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        self.inner.get_next_run_time().await
+    }
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        let result = self
+            .inner
+            .acquire_due_jobs(scheduler_id, now, limit, lease)
+            .await;
+        if let Err(e) = &result {
+            assert!(e.is_retryable(), "an outage must be retryable: {e}");
+        }
+        self.claims
+            .lock()
+            .unwrap()
+            .push((Instant::now(), result.is_ok()));
+        result
+    }
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        self.inner
+            .extend_leases(scheduler_id, ids, now, lease)
+            .await
+    }
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error> {
+        self.inner.release_jobs(scheduler_id, releases).await
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn scheduler_survives_a_redis_outage() {
+    // Gated like the other Redis tests (they run, or fail under CI, together).
+    if common::redis_url("scheduler_survives_a_redis_outage").is_none() {
+        return;
+    }
+    let mut server = PrivateRedis::new();
+    let store = RedisJobStore::builder(server.url())
+        .prefix("aps-fault.")
+        .connection_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let probe = Arc::new(Probe {
+        inner: store,
+        claims: Mutex::new(Vec::new()),
+    });
+    let scheduler = BackgroundScheduler::from_builder(
+        Engine::builder()
+            .timezone(Tz::UTC)
+            // A claim lost with the server (claimed, then the release failed) comes
+            // back after this long.
+            .lease(Duration::from_secs(3))
+            .jobstore("default", probe.clone()),
+    )
+    .unwrap();
+    let runs: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    {
+        let runs = runs.clone();
+        scheduler.register_task("tick", move |_| {
+            runs.lock().unwrap().push(Instant::now());
+            Ok(json!(null))
+        });
+    }
+    scheduler
+        .add_job(
+            JobSpec::task("tick")
+                .id("tick")
+                .trigger_args("interval", json!({"seconds": 0.2})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    let count = |since: Instant| runs.lock().unwrap().iter().filter(|t| **t >= since).count();
+
+    let begin = Instant::now();
+    wait_for("3 runs before the outage", Duration::from_secs(10), || {
+        count(begin) >= 3
+    });
+
+    server.kill();
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        scheduler.state(),
+        SchedulerState::Running,
+        "the scheduler stopped during the outage"
+    );
+    let runs_during = count(killed + Duration::from_millis(300));
+    server.start();
+    let restarted = Instant::now();
+
+    wait_for(
+        "3 runs after Redis came back",
+        Duration::from_secs(20),
+        || count(restarted) >= 3,
+    );
+    assert_eq!(scheduler.state(), SchedulerState::Running);
+    let job = scheduler.get_job("tick").unwrap();
+    assert!(job.is_some(), "the job was lost with the server");
+    assert!(
+        runs_during <= 1,
+        "{runs_during} runs while Redis was down (the store cannot be read)"
+    );
+
+    // Claims failed during the outage and were retried with growing delays.
+    let claims = probe.claims.lock().unwrap().clone();
+    let failed: Vec<Instant> = claims
+        .iter()
+        .filter(|(t, ok)| !ok && *t >= killed)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        failed.len() >= 2,
+        "expected failed claims to be retried during the outage, got {} failures",
+        failed.len()
+    );
+    let gaps: Vec<Duration> = failed.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!(
+        "failed claims: {}; gaps between retries: {gaps:?}",
+        failed.len()
+    );
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(400)),
+        "retries without backoff: {gaps:?}"
+    );
+    if gaps.len() >= 2 {
+        assert!(
+            gaps[1] > gaps[0] + Duration::from_millis(200),
+            "the backoff does not grow: {gaps:?}"
+        );
+    }
+    let recovered = claims
+        .iter()
+        .find(|(t, ok)| *ok && *t >= restarted)
+        .map(|(t, _)| *t - restarted)
+        .expect("a successful claim after the restart");
+    eprintln!(
+        "runs: before {}, after the restart {}; first successful claim {recovered:?} after the restart",
+        count(begin) - count(killed),
+        count(restarted)
+    );
+
+    scheduler.shutdown(true).unwrap();
+    drop(server);
+}

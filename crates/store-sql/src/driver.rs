@@ -1,0 +1,173 @@
+//! The interface each backend implements with its own SQL and atomic primitives.
+
+use async_trait::async_trait;
+
+use crate::codec::{EncodedJob, FetchedRow};
+use crate::error::StoreError;
+
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
+
+/// What a claim is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimRequest<'a> {
+    /// The claiming scheduler.
+    pub(crate) holder: &'a str,
+    /// `now`, microseconds, rounded down.
+    pub(crate) now: i64,
+    /// The lease's end, microseconds.
+    pub(crate) expires: i64,
+    /// At most this many rows.
+    pub(crate) limit: i64,
+    /// States larger than this many bytes are not fetched.
+    pub(crate) max_bytes: i64,
+}
+
+/// One backend: the operations of the job store on rows.
+///
+/// Implementations must be atomic where the `JobStore` contract asks for it: a claim
+/// never hands a row to two claimers, and `insert` is all or nothing.
+#[async_trait]
+pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
+    /// Creates the schema or brings it up to date.
+    async fn migrate(&self) -> Result<()>;
+
+    /// The schema version stored in the schema table.
+    async fn schema_version(&self) -> Result<Option<i64>>;
+
+    /// Inserts rows (ids unique within `rows`), all or nothing. Without `replace`, an
+    /// existing id is a [`StoreError::Conflict`]; with it, the row's job columns are
+    /// overwritten (lease kept, corrupt mark cleared).
+    async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()>;
+
+    /// Overwrites an existing row's job columns (lease kept, corrupt mark cleared);
+    /// `false` when there is no such row.
+    async fn update(&self, row: &EncodedJob) -> Result<bool>;
+
+    /// Deletes a row; `false` when there is no such row.
+    async fn delete(&self, id: &str) -> Result<bool>;
+
+    /// Deletes every row.
+    async fn delete_all(&self) -> Result<()>;
+
+    /// The row with this id.
+    async fn fetch(&self, id: &str, max_bytes: i64) -> Result<Option<FetchedRow>>;
+
+    /// Every row, by next run time then id, paused (NULL) last.
+    async fn fetch_all(&self, max_bytes: i64) -> Result<Vec<FetchedRow>>;
+
+    /// Rows marked corrupt.
+    async fn fetch_corrupt(&self) -> Result<Vec<(String, String)>>;
+
+    /// `(earliest next run time of a row not under a lease that outlasts it, earliest
+    /// lease expiry that outlasts its row's next run time)`, corrupt and paused rows
+    /// excluded.
+    async fn next_run_time(&self) -> Result<(Option<i64>, Option<i64>)>;
+
+    /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
+    /// live lease) to `holder` and returns them (in any order).
+    async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>>;
+
+    /// Marks rows corrupt (`(id, reason)`) and drops their leases.
+    async fn mark_corrupt(&self, marks: &[(String, String)]) -> Result<()>;
+
+    /// Extends the live leases `holder` has on these ids (unique) to `expires`;
+    /// returns the ids that were extended.
+    async fn extend(
+        &self,
+        holder: &str,
+        ids: &[String],
+        now: i64,
+        expires: i64,
+    ) -> Result<Vec<String>>;
+
+    /// Stores new states and deletes rows, for rows whose lease is held by `holder`
+    /// (expired or not), dropping the lease; other rows are left alone. Ids are unique
+    /// across both lists. Running it again after a failure is harmless: rows already
+    /// released are no longer held.
+    async fn release(&self, holder: &str, updates: &[EncodedJob], removes: &[String])
+        -> Result<()>;
+
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// Reads a row of `id, next_run_time, state (or NULL when too large), size,
+/// format_version, corrupt`, as every backend selects it.
+pub(crate) fn read_row<'r, R>(r: &'r R) -> std::result::Result<FetchedRow, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(FetchedRow {
+        id: r.try_get(0)?,
+        next_run_time: r.try_get(1)?,
+        state: r.try_get(2)?,
+        size: r.try_get::<Option<i64>, _>(3)?.unwrap_or(0),
+        format_version: r.try_get(4)?,
+        corrupt: r.try_get(5)?,
+    })
+}
+
+/// Fails when the stored schema version is newer than this build knows.
+pub(crate) fn check_not_too_new(names: &crate::schema::Names, current: i64) -> Result<()> {
+    if current > i64::from(crate::SCHEMA_VERSION) {
+        Err(StoreError::SchemaTooNew {
+            table: names.table.clone(),
+            found: current,
+            known: crate::SCHEMA_VERSION,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The columns of the job table this crate uses.
+pub(crate) const JOB_COLUMNS: [&str; 8] = [
+    "id",
+    "next_run_time",
+    "paused",
+    "state",
+    "format_version",
+    "lease_holder",
+    "lease_expires",
+    "corrupt",
+];
+
+/// Before the first migration: a table that already exists under the job table's name
+/// must be ours (a schema table lost, say), not another program's. `existing` are its
+/// columns (empty: no such table).
+pub(crate) fn check_existing_table(
+    names: &crate::schema::Names,
+    existing: &[String],
+) -> Result<()> {
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let missing: Vec<&str> = JOB_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !existing.iter().any(|e| e.eq_ignore_ascii_case(c)))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::ForeignTable {
+            table: names.table.clone(),
+            missing: missing.join(", "),
+        })
+    }
+}
+
+/// The `Conflict` message for an insert of `rows`.
+pub(crate) fn conflict_message(rows: &[EncodedJob]) -> String {
+    match rows {
+        [row] => format!("Job identifier ({}) conflicts with an existing job", row.id),
+        _ => format!(
+            "Job identifier conflicts with an existing job (one of the {} jobs of this batch; none was added)",
+            rows.len()
+        ),
+    }
+}

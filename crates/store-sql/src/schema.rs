@@ -1,0 +1,295 @@
+//! Table names, the schema of each backend, and the numbered migrations that create
+//! and upgrade it.
+//!
+//! See [`SCHEMA_VERSION`](crate::SCHEMA_VERSION) for how migrations run and how to
+//! add one.
+
+use std::fmt;
+
+use crate::error::invalid_input;
+use apscheduler_core::Error;
+
+/// The SQL dialect of a backend ([`SqlJobStore::backend`](crate::SqlJobStore::backend)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// SQLite 3.35 or later (the bundled library is).
+    Sqlite,
+    /// PostgreSQL 9.5 or later (`SKIP LOCKED`).
+    Postgres,
+    /// MySQL 8.0 or later, MariaDB 10.6 or later (`SKIP LOCKED`).
+    MySql,
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL/MariaDB",
+        })
+    }
+}
+
+/// The default job table (APScheduler's `tablename` default).
+pub const DEFAULT_TABLE_NAME: &str = "apscheduler_jobs";
+
+/// The longest name the backends take for a table or index (PostgreSQL: 63 bytes).
+const MAX_IDENTIFIER: usize = 63;
+
+/// Checks a table name against `^[A-Za-z_][A-Za-z0-9_]{0,62}$`.
+///
+/// # Errors
+/// `InvalidInput` naming the field `table_name` and the value.
+pub(crate) fn validate_table_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let valid = match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            name.len() <= MAX_IDENTIFIER && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        let shown: String = name.chars().take(80).collect();
+        Err(invalid_input(
+            "table_name",
+            &shown,
+            "a table name is 1 to 63 ASCII letters, digits and underscores, not starting with a digit",
+        ))
+    }
+}
+
+/// 32-bit FNV-1a: a stable hash for derived names.
+fn fnv1a(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// `table` + `suffix`, shortened with a hash of the table name when it would be longer
+/// than an identifier may be (so two long table names never share an index name).
+fn derived(table: &str, suffix: &str) -> String {
+    if table.len() + suffix.len() <= MAX_IDENTIFIER {
+        format!("{table}{suffix}")
+    } else {
+        let keep = MAX_IDENTIFIER - suffix.len() - 9;
+        format!("{}_{:08x}{suffix}", &table[..keep], fnv1a(table))
+    }
+}
+
+/// The names of one store's tables and indexes, quoted for its dialect. Built from a
+/// validated table name only, so they are safe to splice into SQL.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// The job table, unquoted.
+    pub(crate) table: String,
+    /// The schema version table, unquoted.
+    pub(crate) schema_table: String,
+    /// The job table, quoted.
+    pub(crate) jobs: String,
+    /// The schema version table, quoted.
+    pub(crate) schema: String,
+    /// The index on `(next_run_time, id)`, quoted.
+    pub(crate) idx_next: String,
+    /// The index on `lease_expires`, quoted.
+    pub(crate) idx_lease: String,
+    /// The key of this table's migration lock on PostgreSQL (an advisory lock).
+    #[cfg(feature = "postgres")]
+    pub(crate) lock_key: i64,
+    /// The name of this table's migration lock on MySQL/MariaDB (`GET_LOCK`, at most
+    /// 64 characters).
+    #[cfg(feature = "mysql")]
+    pub(crate) lock_name: String,
+}
+
+impl Names {
+    pub(crate) fn new(table: &str, dialect: Dialect) -> Self {
+        let quote = |s: &str| match dialect {
+            Dialect::MySql => format!("`{s}`"),
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{s}\""),
+        };
+        let schema_table = derived(table, "_schema");
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        let hash = fnv1a(&format!("apscheduler-store-sql:{table}"));
+        Names {
+            table: table.to_owned(),
+            jobs: quote(table),
+            schema: quote(&schema_table),
+            schema_table,
+            idx_next: quote(&derived(table, "_next_run_time_idx")),
+            idx_lease: quote(&derived(table, "_lease_expires_idx")),
+            #[cfg(feature = "postgres")]
+            lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
+            #[cfg(feature = "mysql")]
+            lock_name: format!("apscheduler_migrate_{hash:08x}"),
+        }
+    }
+}
+
+/// One numbered step of the schema's history.
+pub(crate) struct Migration {
+    /// The schema version the table has after this migration.
+    pub(crate) version: u32,
+    /// What it does (logged when it runs).
+    pub(crate) description: &'static str,
+    /// Its statements for a dialect, in order.
+    pub(crate) statements: fn(Dialect, &Names) -> Vec<String>,
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("version", &self.version)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every migration, oldest first. See the module documentation to add one.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "job table: id, next_run_time, paused, state, format_version, lease, corrupt",
+    statements: v1_job_table,
+}];
+
+/// The schema version table: one row (`id = 1`) holding the version.
+pub(crate) fn schema_table_ddl(names: &Names) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (id SMALLINT NOT NULL PRIMARY KEY, version INTEGER NOT NULL)",
+        names.schema
+    )
+}
+
+/// The DDL of the job table, per dialect (see the crate documentation for what each
+/// column holds).
+pub(crate) fn v1_job_table(dialect: Dialect, n: &Names) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {jobs} (\n\
+                 \x20   id VARCHAR(191) COLLATE \"C\" NOT NULL PRIMARY KEY,\n\
+                 \x20   next_run_time BIGINT,\n\
+                 \x20   paused BOOLEAN NOT NULL DEFAULT FALSE,\n\
+                 \x20   state TEXT NOT NULL,\n\
+                 \x20   format_version INTEGER NOT NULL,\n\
+                 \x20   lease_holder VARCHAR(191),\n\
+                 \x20   lease_expires BIGINT,\n\
+                 \x20   corrupt TEXT\n\
+                 )",
+                jobs = n.jobs
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (next_run_time, id)",
+                n.idx_next, n.jobs
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (lease_expires) WHERE lease_expires IS NOT NULL",
+                n.idx_lease, n.jobs
+            ),
+        ],
+        Dialect::MySql => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {jobs} (\n\
+             \x20   id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   next_run_time BIGINT NULL,\n\
+             \x20   paused BOOLEAN NOT NULL DEFAULT FALSE,\n\
+             \x20   state MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   format_version INTEGER NOT NULL,\n\
+             \x20   lease_holder VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,\n\
+             \x20   lease_expires BIGINT NULL,\n\
+             \x20   corrupt TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,\n\
+             \x20   PRIMARY KEY (id),\n\
+             \x20   KEY {idx_next} (next_run_time, id),\n\
+             \x20   KEY {idx_lease} (lease_expires)\n\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            jobs = n.jobs,
+            idx_next = n.idx_next,
+            idx_lease = n.idx_lease,
+        )],
+        Dialect::Sqlite => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {jobs} (\n\
+                 \x20   id VARCHAR(191) NOT NULL PRIMARY KEY,\n\
+                 \x20   next_run_time BIGINT,\n\
+                 \x20   paused BOOLEAN NOT NULL DEFAULT 0,\n\
+                 \x20   state TEXT NOT NULL,\n\
+                 \x20   format_version INTEGER NOT NULL,\n\
+                 \x20   lease_holder VARCHAR(191),\n\
+                 \x20   lease_expires BIGINT,\n\
+                 \x20   corrupt TEXT\n\
+                 )",
+                jobs = n.jobs
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (next_run_time, id)",
+                n.idx_next, n.jobs
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (lease_expires) WHERE lease_expires IS NOT NULL",
+                n.idx_lease, n.jobs
+            ),
+        ],
+    }
+}
+
+/// The migrations a table at `current` still needs.
+pub(crate) fn pending(current: i64) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS
+        .iter()
+        .filter(move |m| i64::from(m.version) > current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names() {
+        for ok in ["apscheduler_jobs", "_x", "A", &"a".repeat(63), "Jobs_2024"] {
+            assert!(validate_table_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "jobs;drop table x",
+            "a-b",
+            "sch.jobs",
+            "\"q\"",
+            "jöbs",
+            &"a".repeat(64),
+        ] {
+            let err = validate_table_name(bad).unwrap_err();
+            assert_eq!(err.kind(), apscheduler_core::ErrorKind::InvalidInput);
+            assert!(err.message().contains("'table_name'"), "{err}");
+        }
+    }
+
+    #[test]
+    fn derived_names_fit() {
+        let long = "a".repeat(63);
+        let n = Names::new(&long, Dialect::Postgres);
+        assert!(n.schema_table.len() <= 63);
+        assert_ne!(n.schema_table, long);
+        let other = Names::new(&format!("{}b", "a".repeat(62)), Dialect::Postgres);
+        assert_ne!(n.schema_table, other.schema_table);
+        let short = Names::new("jobs", Dialect::MySql);
+        assert_eq!(short.schema, "`jobs_schema`");
+        #[cfg(feature = "mysql")]
+        assert!(short.lock_name.len() <= 64);
+    }
+
+    #[test]
+    fn versions_are_consecutive() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+        }
+        assert_eq!(
+            MIGRATIONS.last().map(|m| m.version),
+            Some(crate::SCHEMA_VERSION)
+        );
+    }
+}

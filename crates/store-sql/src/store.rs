@@ -1,0 +1,610 @@
+//! [`SqlJobStore`] and its builder.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use apscheduler_core::{
+    async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore,
+};
+use chrono::{DateTime, Utc};
+
+use crate::codec::{self, EncodedJob};
+use crate::connect::{self, PoolConfig, Target};
+use crate::driver::{ClaimRequest, Driver};
+use crate::error::{invalid_input, StoreError};
+use crate::schema::{self, Dialect, Names};
+
+/// The default bound on one job's stored state: 1 MiB.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 1 << 20;
+
+/// Runs a driver call again (up to three attempts in all) when the database rolled it
+/// back as a deadlock or serialization victim, which a second attempt resolves.
+macro_rules! retry {
+    ($call:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $call.await {
+                Err(e) if attempt < 3 && e.is_transient_conflict() => {
+                    attempt += 1;
+                    tokio::task::yield_now().await;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
+/// A job store in a SQL database (APScheduler's `SQLAlchemyJobStore`): SQLite,
+/// PostgreSQL, MySQL or MariaDB, through sqlx.
+///
+/// Jobs are stored as data (their [`JobState`](apscheduler_core::JobState) JSON), so
+/// they survive restarts and can be shared by several schedulers: claims are atomic
+/// with leases (see the [crate documentation](crate) for how each backend does it).
+///
+/// Creating a store does no I/O: it connects (and creates or migrates its tables) when
+/// it is [started](JobStore::start) or first used, inside the caller's tokio runtime.
+/// [`shutdown`](JobStore::shutdown) closes the connections; a later call connects
+/// again.
+pub struct SqlJobStore {
+    target: Target,
+    url: String,
+    names: Names,
+    pool: PoolConfig,
+    max_state_bytes: usize,
+    driver: RwLock<Option<Arc<dyn Driver>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for SqlJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlJobStore")
+            .field("backend", &self.target.dialect())
+            .field("url", &self.url)
+            .field("table_name", &self.names.table)
+            .field("connected", &self.current().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SqlJobStore`]: the URL, then options.
+///
+/// ```
+/// use std::time::Duration;
+/// use apscheduler_store_sql::SqlJobStore;
+///
+/// let store = SqlJobStore::builder("sqlite:///jobs.sqlite")
+///     .table_name("my_jobs")
+///     .max_connections(4)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .build()
+///     .unwrap();
+/// assert_eq!(store.table_name(), "my_jobs");
+///
+/// let err = SqlJobStore::builder("sqlite::memory:").table_name("jobs; DROP TABLE x").build().unwrap_err();
+/// assert!(err.message().contains("table_name"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlJobStoreBuilder {
+    url: String,
+    table_name: String,
+    pool: PoolConfig,
+    max_state_bytes: usize,
+}
+
+impl SqlJobStoreBuilder {
+    /// The job table's name (default [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME),
+    /// APScheduler's `tablename`): 1 to 63 ASCII letters, digits and underscores, not
+    /// starting with a digit. The schema version table is named after it
+    /// (`<table_name>_schema`).
+    pub fn table_name(mut self, name: impl Into<String>) -> Self {
+        self.table_name = name.into();
+        self
+    }
+
+    /// The most connections the pool opens (default 10; an in-memory SQLite database
+    /// always uses exactly one).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.pool.max_connections = n;
+        self
+    }
+
+    /// Connections the pool keeps open even when idle (default 0).
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.pool.min_connections = n;
+        self
+    }
+
+    /// How long an operation waits for a connection (connecting included, retrying a
+    /// refused connection) before failing with `Unavailable` (default 5 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle connections are closed after this long (default 10 minutes; `None` keeps
+    /// them).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool.idle_timeout = timeout;
+        self
+    }
+
+    /// Connections are replaced after this long (default 30 minutes; `None` keeps them).
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.pool.max_lifetime = lifetime;
+        self
+    }
+
+    /// Whether a pooled connection is checked with a ping before each use (default
+    /// true): after a database restart, stale connections are then replaced before an
+    /// operation fails on them, at the cost of one round trip per operation.
+    pub fn test_before_acquire(mut self, test: bool) -> Self {
+        self.pool.test_before_acquire = test;
+        self
+    }
+
+    /// SQLite only: how long a writer waits for another connection's write lock before
+    /// failing with `Unavailable` (default 5 s).
+    pub fn sqlite_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.sqlite_busy_timeout = timeout;
+        self
+    }
+
+    /// The largest state (JSON) one job may have, in bytes (default
+    /// [`DEFAULT_MAX_STATE_BYTES`], 1 MiB). Larger jobs are refused when stored; a
+    /// larger row found in the table is not even fetched: it is reported corrupt.
+    pub fn max_state_bytes(mut self, bytes: usize) -> Self {
+        self.max_state_bytes = bytes;
+        self
+    }
+
+    /// Checks the options and builds the store (without connecting).
+    ///
+    /// # Errors
+    /// `InvalidInput`, naming the field and the value, for a bad URL (unknown scheme,
+    /// a backend this build lacks, options the driver refuses), table name, or pool
+    /// size.
+    pub fn build(self) -> Result<SqlJobStore, Error> {
+        schema::validate_table_name(&self.table_name)?;
+        let target = connect::parse_url(&self.url)?;
+        if self.pool.max_connections == 0 {
+            return Err(invalid_input("max_connections", "0", "must be at least 1"));
+        }
+        if self.pool.min_connections > self.pool.max_connections {
+            return Err(invalid_input(
+                "min_connections",
+                &self.pool.min_connections.to_string(),
+                &format!(
+                    "must not exceed max_connections ({})",
+                    self.pool.max_connections
+                ),
+            ));
+        }
+        if self.max_state_bytes < 1024 || i32::try_from(self.max_state_bytes).is_err() {
+            return Err(invalid_input(
+                "max_state_bytes",
+                &self.max_state_bytes.to_string(),
+                "must be between 1024 and 2147483647",
+            ));
+        }
+        let names = Names::new(&self.table_name, target.dialect());
+        Ok(SqlJobStore {
+            url: connect::redact(&self.url),
+            target,
+            names,
+            pool: self.pool,
+            max_state_bytes: self.max_state_bytes,
+            driver: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("No job by the id of {id} was found"),
+    )
+}
+
+impl SqlJobStore {
+    /// A store for `url` with the default options (see
+    /// [`builder`](SqlJobStore::builder)). Does no I/O: the store connects when started.
+    ///
+    /// URLs: `sqlite:///jobs.sqlite` (SQLAlchemy's form, relative path),
+    /// `sqlite:////var/lib/aps/jobs.sqlite` (absolute), `sqlite:jobs.db`,
+    /// `sqlite::memory:`; `postgres://user:password@host:5432/db` (or `postgresql:`);
+    /// `mysql://user:password@host:3306/db` (or `mariadb:`). See the crate
+    /// documentation for each backend.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field `url` for a URL that cannot be used.
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a store on `url`, for the table name and pool options.
+    pub fn builder(url: impl Into<String>) -> SqlJobStoreBuilder {
+        SqlJobStoreBuilder {
+            url: url.into(),
+            table_name: schema::DEFAULT_TABLE_NAME.to_owned(),
+            pool: PoolConfig::default(),
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+        }
+    }
+
+    /// The job table's name.
+    pub fn table_name(&self) -> &str {
+        &self.names.table
+    }
+
+    /// The schema version table's name (`<table_name>_schema`, shortened with a hash
+    /// when that would exceed 63 characters).
+    pub fn schema_table_name(&self) -> &str {
+        &self.names.schema_table
+    }
+
+    /// The backend the URL names.
+    pub fn backend(&self) -> Dialect {
+        self.target.dialect()
+    }
+
+    /// The schema version recorded in the database (connecting, and creating or
+    /// migrating the tables, if needed): [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)
+    /// once the store has started.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn schema_version(&self) -> Result<Option<u32>, Error> {
+        let driver = self.driver().await?;
+        let v = driver.schema_version().await?;
+        Ok(v.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// The jobs set aside as corrupt (`id`, reason), by id. They stay in the table
+    /// until removed ([`remove_job`](JobStore::remove_job)) or replaced
+    /// ([`update_job`](JobStore::update_job), or [`add_job`](JobStore::add_job) with
+    /// `replace_existing`).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn corrupt_jobs(&self) -> Result<Vec<CorruptJob>, Error> {
+        let driver = self.driver().await?;
+        let rows = driver.fetch_corrupt().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, error)| CorruptJob { id, error })
+            .collect())
+    }
+
+    fn current(&self) -> Option<Arc<dyn Driver>> {
+        self.driver
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The connected backend: connects and migrates on first use.
+    async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
+        if let Some(d) = self.current() {
+            return Ok(d);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(d) = self.current() {
+            return Ok(d);
+        }
+        let driver = connect::open(&self.target, &self.pool, self.names.clone());
+        if let Err(e) = retry!(driver.migrate()) {
+            driver.close().await;
+            let kind = e.kind();
+            return Err(Error::new(
+                kind,
+                format!(
+                    "{} job store ({}, table {}): {e}",
+                    self.backend(),
+                    self.url,
+                    self.names.table
+                ),
+            )
+            .with_source(e));
+        }
+        tracing::debug!(target: "apscheduler", backend = %self.backend(), table = %self.names.table, "SQL job store connected");
+        *self.driver.write().unwrap_or_else(|e| e.into_inner()) = Some(driver.clone());
+        Ok(driver)
+    }
+
+    fn max_bytes(&self) -> i64 {
+        i64::try_from(self.max_state_bytes).unwrap_or(i64::MAX)
+    }
+
+    fn encode(&self, job: &Job) -> Result<EncodedJob, Error> {
+        codec::encode(job, self.max_state_bytes)
+    }
+}
+
+fn into_error(e: StoreError) -> Error {
+    e.into()
+}
+
+#[async_trait]
+impl JobStore for SqlJobStore {
+    /// Connects, and creates or migrates the tables.
+    async fn start(&self, _alias: &str) -> Result<(), Error> {
+        self.driver().await.map(|_| ())
+    }
+
+    /// Closes the pool's connections.
+    async fn shutdown(&self) -> Result<(), Error> {
+        let _guard = self.connecting.lock().await;
+        let driver = self
+            .driver
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(d) = driver {
+            d.close().await;
+        }
+        Ok(())
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        let row = self.encode(&job)?;
+        let driver = self.driver().await?;
+        retry!(driver.insert(std::slice::from_ref(&row), replace_existing)).map_err(into_error)
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        let mut rows = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            rows.push(self.encode(job)?);
+        }
+        if replace_existing {
+            // The same id twice: the later job wins, as if added one by one.
+            let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+            for (i, r) in rows.iter().enumerate() {
+                last.insert(r.id.as_str(), i);
+            }
+            if last.len() < rows.len() {
+                let keep: HashSet<usize> = last.into_values().collect();
+                rows = rows
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep.contains(i))
+                    .map(|(_, r)| r)
+                    .collect();
+            }
+        } else {
+            let mut seen = HashSet::with_capacity(rows.len());
+            for r in &rows {
+                if !seen.insert(r.id.as_str()) {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!("Job identifier ({}) conflicts with an existing job", r.id),
+                    ));
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let driver = self.driver().await?;
+        retry!(driver.insert(&rows, replace_existing)).map_err(into_error)
+    }
+
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        let row = self.encode(&job)?;
+        let driver = self.driver().await?;
+        if retry!(driver.update(&row))? {
+            Ok(())
+        } else {
+            Err(not_found(&job.id))
+        }
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        if codec::check_id("id", id).is_err() {
+            return Err(not_found(id));
+        }
+        let driver = self.driver().await?;
+        if retry!(driver.delete(id))? {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// Removes every job, corrupt ones included.
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        let driver = self.driver().await?;
+        retry!(driver.delete_all()).map_err(into_error)
+    }
+
+    /// The job, `None` when absent, or a `Serialization` error for a row that cannot
+    /// be read (it is not marked corrupt here: claims do that).
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        if codec::check_id("id", id).is_err() {
+            return Ok(None);
+        }
+        let driver = self.driver().await?;
+        let Some(row) = driver.fetch(id, self.max_bytes()).await? else {
+            return Ok(None);
+        };
+        codec::decode(&row, self.max_state_bytes)
+            .map(Some)
+            .map_err(|reason| Error::new(ErrorKind::Serialization, reason))
+    }
+
+    /// Every readable job; rows that cannot be read are skipped with a warning (see
+    /// [`corrupt_jobs`](SqlJobStore::corrupt_jobs)).
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        let driver = self.driver().await?;
+        let rows = driver.fetch_all(self.max_bytes()).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            match codec::decode(row, self.max_state_bytes) {
+                Ok(job) => jobs.push(job),
+                Err(_) => unreadable.push(row.id.as_str()),
+            }
+        }
+        if !unreadable.is_empty() {
+            let shown: Vec<&str> = unreadable.iter().take(10).copied().collect();
+            tracing::warn!(target: "apscheduler", table = %self.names.table, "{} stored job(s) cannot be read and were left out: {}{}", unreadable.len(), shown.join(", "), if unreadable.len() > shown.len() { ", ..." } else { "" });
+        }
+        Ok(jobs)
+    }
+
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        let driver = self.driver().await?;
+        let (due, leased) = driver.next_run_time().await?;
+        let earliest = match (due, leased) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(earliest.map(codec::from_micros))
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        codec::check_id("scheduler_id", scheduler_id)?;
+        if limit == 0 {
+            return Ok(Acquired::default());
+        }
+        let driver = self.driver().await?;
+        let req = ClaimRequest {
+            holder: scheduler_id,
+            now: codec::micros_floor(&now),
+            expires: codec::expiry(&now, lease),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            max_bytes: self.max_bytes(),
+        };
+        let mut rows = retry!(driver.claim(req))?;
+        rows.sort_unstable_by(|a, b| (a.next_run_time, &a.id).cmp(&(b.next_run_time, &b.id)));
+        let mut acquired = Acquired {
+            jobs: Vec::with_capacity(rows.len()),
+            corrupt: Vec::new(),
+        };
+        let mut marks = Vec::new();
+        for row in &rows {
+            match codec::decode(row, self.max_state_bytes) {
+                Ok(job) => acquired.jobs.push(job),
+                Err(reason) => {
+                    marks.push((row.id.clone(), reason.clone()));
+                    acquired.corrupt.push(CorruptJob {
+                        id: row.id.clone(),
+                        error: reason,
+                    });
+                }
+            }
+        }
+        if !marks.is_empty() {
+            // Set aside for good. Should this fail, the rows stay leased to us and are
+            // reported again when the lease expires.
+            if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
+                tracing::warn!(target: "apscheduler", table = %self.names.table, "cannot mark corrupt jobs: {e}");
+            }
+        }
+        Ok(acquired)
+    }
+
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        codec::check_id("scheduler_id", scheduler_id)?;
+        let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity(ids.len());
+        for id in ids {
+            if seen.insert(&**id) && codec::check_id("id", id).is_ok() {
+                unique.push(id.to_string());
+            }
+        }
+        let extended: HashSet<String> = if unique.is_empty() {
+            HashSet::new()
+        } else {
+            let driver = self.driver().await?;
+            let expires = codec::expiry(&now, lease);
+            let now = codec::micros_floor(&now);
+            retry!(driver.extend(scheduler_id, &unique, now, expires))?
+                .into_iter()
+                .collect()
+        };
+        let mut lost: Vec<&str> = Vec::new();
+        let mut reported = HashSet::new();
+        for id in ids {
+            if !extended.contains(&**id) && reported.insert(&**id) {
+                lost.push(id);
+            }
+        }
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::LeaseLost,
+                format!(
+                    "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
+                    lost.join(", ")
+                ),
+            ))
+        }
+    }
+
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error> {
+        if releases.is_empty() {
+            return Ok(());
+        }
+        codec::check_id("scheduler_id", scheduler_id)?;
+        // The last release of an id wins.
+        let mut last: HashMap<Arc<str>, JobRelease> = HashMap::with_capacity(releases.len());
+        for r in releases {
+            let id = match &r {
+                JobRelease::Update(job) => job.id.clone(),
+                JobRelease::Remove(id) => id.clone(),
+            };
+            last.insert(id, r);
+        }
+        let mut updates = Vec::with_capacity(last.len());
+        let mut removes = Vec::new();
+        let mut failed: Option<Error> = None;
+        for (id, r) in last {
+            match r {
+                JobRelease::Update(job) => match self.encode(&job) {
+                    Ok(row) => updates.push(row),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                },
+                JobRelease::Remove(_) => {
+                    if codec::check_id("id", &id).is_ok() {
+                        removes.push(id.to_string());
+                    }
+                }
+            }
+        }
+        if !updates.is_empty() || !removes.is_empty() {
+            let driver = self.driver().await?;
+            retry!(driver.release(scheduler_id, &updates, &removes))?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
