@@ -84,8 +84,8 @@ fn eval_survives_malformed_lines() {
     assert!(answers[0]["error"].is_string());
     assert_eq!(answers[1]["fires"][0], "2024-01-01T09:00:00+00:00");
     assert!(answers[2]["error"].is_string());
-    for i in 3..7 {
-        assert!(answers[i]["error"].is_string(), "{}", answers[i]);
+    for answer in &answers[3..7] {
+        assert!(answer["error"].is_string(), "{answer}");
     }
     assert!(answers[4]["error"].as_str().unwrap().contains("minute"));
     assert_eq!(answers[7]["fires"][0], "2024-01-01T09:00:00+00:00");

@@ -23,6 +23,8 @@ struct Listener {
     callback: Arc<ListenerFn>,
 }
 
+// Nearly every message is an event; boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Event(Event),
     Flush(Sender<()>),

@@ -36,7 +36,7 @@ impl Encoded {
 /// never due before its exact run time.
 pub(crate) fn score<T: TimeZone>(t: &DateTime<T>) -> i64 {
     let us = t.timestamp_micros();
-    if t.timestamp_subsec_nanos() % 1000 == 0 {
+    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
         us
     } else {
         us.saturating_add(1)

@@ -46,7 +46,7 @@ pub(crate) struct FetchedRow {
 /// column with a `now` rounded down never makes a job due before its exact run time.
 pub(crate) fn micros_ceil(t: &DateTime<Tz>) -> i64 {
     let us = t.timestamp_micros();
-    if t.timestamp_subsec_nanos() % 1000 == 0 {
+    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
         us
     } else {
         us.saturating_add(1)

@@ -122,11 +122,11 @@ impl Piece {
         debug_assert!((min..=max).contains(&v));
         match self {
             Piece::Star => true,
-            Piece::StarStep(c) => (v - min) % c == 0,
+            Piece::StarStep(c) => (v - min).is_multiple_of(c),
             Piece::Value(a) => v == a,
             Piece::Range(a, b) => a <= v && v <= b,
-            Piece::RangeStep(a, b, c) => a <= v && v <= b && (v - a) % c == 0,
-            Piece::ValueStep(a, c) => a <= v && v <= max && (v - a) % c == 0,
+            Piece::RangeStep(a, b, c) => a <= v && v <= b && (v - a).is_multiple_of(c),
+            Piece::ValueStep(a, c) => a <= v && v <= max && (v - a).is_multiple_of(c),
             Piece::LastDay | Piece::Nth(..) | Piece::LastWeekday(_) => false,
         }
     }
@@ -170,7 +170,7 @@ fn render_value(kind: Kind, v: u32, closes_range: bool, style: Style) -> String 
     let named = match style.names {
         0 => false,
         1 => true,
-        _ => v % 2 == 0,
+        _ => v.is_multiple_of(2),
     };
     if named {
         match kind {
