@@ -12,8 +12,8 @@
 //! | [`executors::thread`] | `apscheduler-executor-thread` | the default thread pool |
 //! | [`executors::r#async`] | `apscheduler-executor-async` | the tokio executor for async jobs |
 //!
-//! Persistent job stores (SQL, MongoDB, Redis) and the process pool join as their crates
-//! land; see the README's crate map.
+//! Persistent job stores (`stores::sql`, `stores::redis`, `stores::mongodb`) and the
+//! process pool (`executors::process`) are behind Cargo features.
 //!
 //! ## Usage
 //! ```
@@ -30,6 +30,14 @@
 //! - `triggers` (default): the trigger kinds.
 //! - `scheduler` (default): the engine, its front-ends, the memory store, the thread
 //!   pool and the async executor.
+//! - `store-sql` with `store-sql-sqlite`, `store-sql-postgres`, `store-sql-mysql`: the
+//!   SQL job store and its backends.
+//! - `store-redis`, `store-mongodb`: the Redis and MongoDB job stores.
+//! - `executor-process`: the process pool executor.
+//! - `all-stores`, `full`: everything (CI, docs).
+//!
+//! Call [`register_components`] once at start-up so configuration files can name the
+//! enabled store and executor types (`type = "sqlalchemy"`, `type = "processpool"`).
 //!
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
@@ -58,13 +66,30 @@ pub mod stores {
     /// The in-memory job store (the default).
     #[cfg(feature = "scheduler")]
     pub use apscheduler_store_memory as memory;
+    /// The MongoDB job store.
+    #[cfg(feature = "store-mongodb")]
+    pub use apscheduler_store_mongodb as mongodb;
+    /// The Redis job store.
+    #[cfg(feature = "store-redis")]
+    pub use apscheduler_store_redis as redis;
+    /// The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).
+    #[cfg(feature = "store-sql")]
+    pub use apscheduler_store_sql as sql;
 }
+
+#[cfg(feature = "scheduler")]
+mod components;
+#[cfg(feature = "scheduler")]
+pub use components::register_components;
 
 /// Executors.
 pub mod executors {
     /// The tokio executor for async jobs.
     #[cfg(feature = "scheduler")]
     pub use apscheduler_executor_async as r#async;
+    /// The process pool executor.
+    #[cfg(feature = "executor-process")]
+    pub use apscheduler_executor_process as process;
     /// The thread pool executor (the default).
     #[cfg(feature = "scheduler")]
     pub use apscheduler_executor_thread as thread;

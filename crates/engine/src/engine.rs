@@ -1606,7 +1606,19 @@ impl Engine {
             );
             return;
         };
-        let Some(task) = self.resolve_task(&job.task) else {
+        let resolved = match (self.resolve_task(&job.task), &job.task) {
+            (Some(task), _) => Some(task),
+            // A worker process finds the task by name in its own registry; the parent
+            // need not have it.
+            (None, Task::Named(name)) if !executor.runs_in_process() => {
+                let name = name.clone();
+                Some(TaskFn::from_fn(move |_| {
+                    Err(format!("task '{name}' runs only in a worker process").into())
+                }))
+            }
+            (None, _) => None,
+        };
+        let Some(task) = resolved else {
             tracing::error!(target: "apscheduler", job_id = %job.id, "no task registered under the name '{}'", job.task);
             fail_all(
                 JobFailure::new(
