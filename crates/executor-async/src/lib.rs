@@ -231,8 +231,24 @@ impl Executor for AsyncExecutor {
         }
         let running = self.state.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(Running { own: Some(rt), .. }) = running {
-            // Dropping a runtime inside an async context panics; hand it off instead.
-            rt.shutdown_background();
+            // Runs still in flight finish in the background and are reported; the runtime
+            // goes away after them. (Dropping a runtime inside an async context panics,
+            // hence `shutdown_background` on a thread of its own.)
+            let in_flight = self.in_flight.clone();
+            let spawned = std::thread::Builder::new()
+                .name("aps-async-shutdown".into())
+                .spawn(move || {
+                    let (count, cond) = &*in_flight;
+                    let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+                    while *n > 0 {
+                        n = cond.wait(n).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(n);
+                    rt.shutdown_background();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(target: "apscheduler", "cannot wait for async runs in the background: {e}");
+            }
         }
     }
 
