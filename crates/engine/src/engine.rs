@@ -791,22 +791,25 @@ impl Engine {
     /// # Errors
     /// `InvalidState` when not running.
     pub fn pause(&self) -> Result<(), Error> {
-        {
-            let mut st = lock(&self.inner.state);
-            match st.status {
-                SchedulerState::Stopped => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidState,
-                        "Scheduler is not running",
-                    ))
-                }
-                SchedulerState::Paused => return Ok(()),
-                SchedulerState::Running => st.status = SchedulerState::Paused,
-            }
+        if self.switch_processing(SchedulerState::Paused)? {
+            tracing::info!(target: "apscheduler", "Paused scheduler job processing");
+            self.emit_scheduler(event::EVENT_SCHEDULER_PAUSED, None);
         }
-        tracing::info!(target: "apscheduler", "Paused scheduler job processing");
-        self.emit_scheduler(event::EVENT_SCHEDULER_PAUSED, None);
         Ok(())
+    }
+
+    /// Moves a started scheduler to `to` (running or paused); returns whether it changed.
+    fn switch_processing(&self, to: SchedulerState) -> Result<bool, Error> {
+        let mut st = lock(&self.inner.state);
+        if st.status == SchedulerState::Stopped {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "Scheduler is not running",
+            ));
+        }
+        let changed = st.status != to;
+        st.status = to;
+        Ok(changed)
     }
 
     /// Resumes job processing.
@@ -814,22 +817,11 @@ impl Engine {
     /// # Errors
     /// `InvalidState` when not running.
     pub fn resume(&self) -> Result<(), Error> {
-        {
-            let mut st = lock(&self.inner.state);
-            match st.status {
-                SchedulerState::Stopped => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidState,
-                        "Scheduler is not running",
-                    ))
-                }
-                SchedulerState::Running => return Ok(()),
-                SchedulerState::Paused => st.status = SchedulerState::Running,
-            }
+        if self.switch_processing(SchedulerState::Running)? {
+            tracing::info!(target: "apscheduler", "Resumed scheduler job processing");
+            self.emit_scheduler(event::EVENT_SCHEDULER_RESUMED, None);
+            self.wakeup();
         }
-        tracing::info!(target: "apscheduler", "Resumed scheduler job processing");
-        self.emit_scheduler(event::EVENT_SCHEDULER_RESUMED, None);
-        self.wakeup();
         Ok(())
     }
 
@@ -1161,17 +1153,29 @@ impl Engine {
         let (mut job, alias, store) = self.find(id, jobstore).await?;
         let paused = job.is_paused();
         job.trigger = trigger;
-        if !paused {
+        self.store_rescheduled(job, &alias, &store, !paused).await
+    }
+
+    /// Stores a job whose schedule changed: with `recompute`, its next run time is
+    /// computed from now and a trigger with nothing left removes the job (`None`).
+    async fn store_rescheduled(
+        &self,
+        mut job: Job,
+        alias: &Arc<str>,
+        store: &Arc<dyn JobStore>,
+        recompute: bool,
+    ) -> Result<Option<Job>, Error> {
+        if recompute {
             let now = self.now_tz(job.trigger.timezone());
             job.next_run_time = job.trigger.next_fire_time(None, &now);
             if job.next_run_time.is_none() {
                 store.remove_job(&job.id).await?;
-                self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+                self.emit_job(event::EVENT_JOB_REMOVED, &job.id, alias);
                 return Ok(None);
             }
         }
         store.update_job(job.clone()).await?;
-        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, alias);
         self.wakeup();
         Ok(Some(job))
     }
@@ -1202,21 +1206,11 @@ impl Engine {
                 .ok_or_else(|| not_found(id));
         }
         let _guard = self.inner.jobs_lock.lock().await;
-        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        let (job, alias, store) = self.find(id, jobstore).await?;
         if !job.is_paused() {
             return Ok(Some(job));
         }
-        let now = self.now_tz(job.trigger.timezone());
-        job.next_run_time = job.trigger.next_fire_time(None, &now);
-        if job.next_run_time.is_none() {
-            store.remove_job(&job.id).await?;
-            self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
-            return Ok(None);
-        }
-        store.update_job(job.clone()).await?;
-        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
-        self.wakeup();
-        Ok(Some(job))
+        self.store_rescheduled(job, &alias, &store, true).await
     }
 
     /// Removes a job.
