@@ -1,7 +1,6 @@
 //! The one engine behind every front-end: job API, main loop pass, events.
 
 use std::cell::Cell;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -66,26 +65,99 @@ struct Pending {
     run_once: bool,
     /// `next_run_time` was given explicitly.
     explicit_next: bool,
+    /// The id was made by [`new_job_id`].
+    generated_id: bool,
+}
+
+/// The jobs added before `start`, in the order they were added, in fixed-size chunks:
+/// adding one never moves the others (a growing `Vec` copies every pending job, and
+/// touches twice their memory, each time it doubles).
+#[derive(Default)]
+struct PendingJobs {
+    chunks: Vec<Vec<Pending>>,
+}
+
+/// Pending jobs per chunk (about 200 KiB).
+const PENDING_CHUNK: usize = 1024;
+
+impl PendingJobs {
+    fn push(&mut self, p: Pending) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(p),
+            _ => {
+                let mut chunk = Vec::with_capacity(PENDING_CHUNK);
+                chunk.push(p);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.chunks.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Pending> {
+        self.chunks.iter_mut().flatten()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
+        for chunk in &mut self.chunks {
+            chunk.retain(&mut keep);
+        }
+        self.chunks.retain(|c| !c.is_empty());
+    }
+}
+
+impl IntoIterator for PendingJobs {
+    type Item = Pending;
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<Pending>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.into_iter().flatten()
+    }
 }
 
 /// How many pending jobs have each 64-bit hash of their id: a new id whose hash is not
 /// there is free without scanning the pending jobs, and growing the table re-hashes no
 /// id string.
+///
+/// Ids made by [`new_job_id`] are unique by construction, so they cannot conflict with
+/// each other, only with an explicit id equal to one of them. They are left out (one
+/// table probe less per added job, the common case) until an explicit id shaped like
+/// them is added; then they are counted from there on.
 #[derive(Default)]
 struct PendingIds {
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
     counts: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    /// Whether generated ids are counted too.
+    generated_counted: bool,
 }
 
 impl PendingIds {
+    /// Whether the id of a pending job (made by [`new_job_id`] or not) is counted.
+    fn counts_id(&self, generated: bool) -> bool {
+        !generated || self.generated_counted
+    }
     fn key(&self, id: &str) -> u64 {
         self.hasher.hash_one(id)
     }
+    #[cfg(test)]
     fn may_contain(&self, key: u64) -> bool {
         self.counts.contains_key(&key)
     }
     fn insert(&mut self, key: u64) {
         *self.counts.entry(key).or_insert(0) += 1;
+    }
+    /// Counts `key` if no pending id has it yet and says so; a key already there is
+    /// left as it is (one table probe for the common case of a fresh id).
+    fn insert_new(&mut self, key: u64) -> bool {
+        match self.counts.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(1);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(_) => false,
+        }
     }
     fn remove(&mut self, key: u64) {
         if let Some(n) = self.counts.get_mut(&key) {
@@ -97,6 +169,7 @@ impl PendingIds {
     }
     fn clear(&mut self) {
         self.counts.clear();
+        self.generated_counted = false;
     }
 }
 
@@ -122,7 +195,7 @@ struct State {
     status: SchedulerState,
     stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
     executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
-    pending: Vec<Pending>,
+    pending: PendingJobs,
     /// The ids in `pending`, so adding a pending job does not scan them all.
     pending_ids: PendingIds,
     defaults: JobDefaults,
@@ -267,7 +340,7 @@ impl EngineBuilder {
                     status: SchedulerState::Stopped,
                     stores: self.stores,
                     executors: self.executors,
-                    pending: Vec::new(),
+                    pending: PendingJobs::default(),
                     pending_ids: PendingIds::default(),
                     defaults: self.defaults,
                     timezone: self.timezone.unwrap_or_else(local_timezone),
@@ -924,19 +997,37 @@ impl Engine {
             replace_existing: spec.replace_existing,
             run_once,
             explicit_next: spec.next_run_time.is_some(),
+            generated_id: spec.id.is_none(),
         };
         if status == SchedulerState::Stopped {
             self.check_job(&pending.job, &pending.jobstore, false)?;
             let mut st = lock(&self.inner.state);
-            let key = st.pending_ids.key(&job.id);
-            if st.pending_ids.may_contain(key) && st.pending.iter().any(|p| p.job.id == job.id) {
-                if !pending.replace_existing {
-                    return Err(conflict(&job.id));
+            let st = &mut *st;
+            if !pending.generated_id
+                && !st.pending_ids.generated_counted
+                && could_be_generated(&job.id)
+            {
+                // This id might equal a generated one: count those from now on.
+                for p in st.pending.iter().filter(|p| p.generated_id) {
+                    let key = st.pending_ids.key(&p.job.id);
+                    st.pending_ids.insert(key);
                 }
-                // One pending job out, one in: the id's count stays.
-                st.pending.retain(|p| p.job.id != job.id);
-            } else {
-                st.pending_ids.insert(key);
+                st.pending_ids.generated_counted = true;
+            }
+            let key = st.pending_ids.key(&job.id);
+            if !st.pending_ids.counts_id(pending.generated_id) {
+                // A generated id, unique by construction.
+            } else if !st.pending_ids.insert_new(key) {
+                if st.pending.iter().any(|p| p.job.id == job.id) {
+                    if !pending.replace_existing {
+                        return Err(conflict(&job.id));
+                    }
+                    // One pending job out, one in: the id's count stays.
+                    st.pending.retain(|p| p.job.id != job.id);
+                } else {
+                    // Another id with the same hash: count this one too.
+                    st.pending_ids.insert(key);
+                }
             }
             st.pending.push(pending);
             tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
@@ -1016,6 +1107,7 @@ impl Engine {
             replace_existing,
             run_once,
             explicit_next,
+            generated_id: _,
         } = p;
         self.check_job(&job, &jobstore, true)?;
         let store = self.store(&jobstore).ok_or_else(|| {
@@ -1220,16 +1312,23 @@ impl Engine {
     pub async fn remove_job(&self, id: &str, jobstore: Option<&str>) -> Result<(), Error> {
         if self.state() == SchedulerState::Stopped {
             let mut st = lock(&self.inner.state);
-            let before = st.pending.len();
-            st.pending.retain(|p| &*p.job.id != id);
-            if st.pending.len() < before {
-                let key = st.pending_ids.key(id);
-                st.pending_ids.remove(key);
-            }
-            return if st.pending.len() < before {
-                Ok(())
-            } else {
-                Err(not_found(id))
+            let mut removed = None;
+            st.pending.retain(|p| {
+                let keep = &*p.job.id != id;
+                if !keep {
+                    removed = Some(p.generated_id);
+                }
+                keep
+            });
+            return match removed {
+                Some(generated) => {
+                    if st.pending_ids.counts_id(generated) {
+                        let key = st.pending_ids.key(id);
+                        st.pending_ids.remove(key);
+                    }
+                    Ok(())
+                }
+                None => Err(not_found(id)),
             };
         }
         let _guard = self.inner.jobs_lock.lock().await;
@@ -1254,10 +1353,13 @@ impl Engine {
                 pending_ids,
                 ..
             } = &mut *st;
-            pending_ids.clear();
+            // Rebuilt from what is left: generated ids are counted only if they were.
+            pending_ids.counts.clear();
             for p in pending.iter() {
-                let key = pending_ids.key(&p.job.id);
-                pending_ids.insert(key);
+                if pending_ids.counts_id(p.generated_id) {
+                    let key = pending_ids.key(&p.job.id);
+                    pending_ids.insert(key);
+                }
             }
         }
         let _guard = self.inner.jobs_lock.lock().await;
@@ -1305,7 +1407,7 @@ impl Engine {
         let mut jobs = Vec::new();
         {
             let st = lock(&self.inner.state);
-            for p in &st.pending {
+            for p in st.pending.iter() {
                 if jobstore.is_none_or(|j| j == &*p.jobstore) {
                     jobs.push((p.job.clone(), p.jobstore.clone()));
                 }
@@ -1707,6 +1809,16 @@ fn new_job_id() -> Arc<str> {
     Arc::from(&*uuid.simple().encode_lower(&mut buf))
 }
 
+/// Whether `id` has the shape of an id made by [`new_job_id`]: 32 lowercase hex digits
+/// of a version-4, RFC 4122 variant UUID.
+fn could_be_generated(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 32
+        && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        && b[12] == b'4'
+        && matches!(b[16], b'8' | b'9' | b'a' | b'b')
+}
+
 fn conflict(id: &str) -> Error {
     Error::new(
         ErrorKind::Conflict,
@@ -1780,8 +1892,13 @@ mod tests {
             assert_eq!(uuid.get_version_num(), 4);
             assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
             assert_eq!(&*id, uuid.simple().to_string());
+            assert!(could_be_generated(&id), "{id}");
             assert!(seen.insert(id));
         }
+        assert!(!could_be_generated("dup"));
+        assert!(!could_be_generated("0123456789AB4DEF8123456789ABCDEF"));
+        assert!(!could_be_generated("0123456789ab3def8123456789abcdef"));
+        assert!(!could_be_generated("0123456789ab4def7123456789abcdef"));
         let other = std::thread::spawn(new_job_id).join().unwrap();
         assert!(!seen.contains(&other));
     }
@@ -1797,6 +1914,10 @@ mod tests {
         assert!(ids.may_contain(a));
         ids.remove(a);
         assert!(!ids.may_contain(a));
+        assert!(ids.insert_new(b));
+        assert!(!ids.insert_new(b));
+        ids.remove(b);
+        assert!(!ids.may_contain(b));
         ids.insert(b);
         ids.clear();
         assert!(!ids.may_contain(b));

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,19 @@ impl Runner {
         F: Future + Send,
         F::Output: Send,
     {
+        // Pinned in place: a job API future is a few hundred bytes, and handing it to
+        // the runtime by value would copy it several times per call.
+        let mut fut = std::pin::pin!(fut);
+        // Most calls finish without waiting (a scheduler not started yet, the memory
+        // store): one poll inside the runtime's context answers them without the cost
+        // of a full `block_on` (or of a helper thread when called from async code).
+        {
+            let _context = self.rt.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
         if tokio::runtime::Handle::try_current().is_ok() {
             // Called from inside an async context: blocking this thread on another
             // runtime is not allowed, so drive the future from a helper thread.

@@ -199,6 +199,48 @@ fn conflicting_id_is_an_error_and_replace_existing_replaces() {
 }
 
 #[test]
+fn pending_jobs_conflict_by_id_generated_or_not() {
+    let h = Harness::new();
+    let add = |spec: JobSpec| h.run(h.engine.add_job(spec));
+    let generated = add(JobSpec::task("noop")).unwrap();
+    let named = add(JobSpec::task("noop").id("named")).unwrap();
+    for _ in 0..100 {
+        add(JobSpec::task("noop")).unwrap();
+    }
+    // An explicit id equal to a generated one is a conflict, and replaces it when asked.
+    let err = add(JobSpec::task("noop").id(&*generated.id)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    add(JobSpec::task("noop")
+        .id(&*generated.id)
+        .name("v2")
+        .replace_existing(true))
+    .unwrap();
+    let err = add(JobSpec::task("noop").id("named")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    // Generated ids added after that are checked too; removing frees an id.
+    let later = add(JobSpec::task("noop")).unwrap();
+    assert_eq!(
+        add(JobSpec::task("noop").id(&*later.id))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    h.run(h.engine.remove_job(&later.id, None)).unwrap();
+    add(JobSpec::task("noop").id(&*later.id)).unwrap();
+    h.run(h.engine.remove_job(&named.id, None)).unwrap();
+    add(JobSpec::task("noop").id("named")).unwrap();
+    let jobs = h.run(h.engine.get_jobs(None)).unwrap();
+    assert_eq!(jobs.len(), 103);
+    assert_eq!(jobs.iter().filter(|j| j.id == generated.id).count(), 1);
+    assert!(jobs
+        .iter()
+        .any(|j| j.id == generated.id && &*j.name == "v2"));
+    // Every pending job reaches the store at start: no two share an id.
+    h.run(h.engine.start(false)).unwrap();
+    assert_eq!(h.run(h.engine.get_jobs(None)).unwrap().len(), 103);
+}
+
+#[test]
 fn bad_input_is_a_typed_error_naming_the_field() {
     let h = Harness::new();
     let err = h
