@@ -124,7 +124,7 @@ pub trait Executor: Send + Sync + fmt::Debug {
 /// Counts in-flight submissions per job, for executors to enforce `max_instances`.
 #[derive(Debug, Default)]
 pub struct InstanceTracker {
-    counts: Mutex<HashMap<Arc<str>, usize>>,
+    counts: Mutex<HashMap<Arc<str>, usize, foldhash::fast::RandomState>>,
 }
 
 impl InstanceTracker {

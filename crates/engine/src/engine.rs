@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use apscheduler_core::event::{self, Event, EventMask, JobFailure};
@@ -211,7 +211,7 @@ pub(crate) struct Inner {
     /// Held while a pass processes a store and while the API changes jobs, so a claimed
     /// job is never overwritten by a concurrent modification (APScheduler's jobstores lock).
     jobs_lock: tokio::sync::Mutex<()>,
-    pub(crate) dispatcher: Dispatcher,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     pub(crate) wake: WakeSignal,
     registry: RwLock<TaskRegistry>,
     lease: Duration,
@@ -347,7 +347,7 @@ impl EngineBuilder {
                     store_failures: HashMap::new(),
                 }),
                 jobs_lock: tokio::sync::Mutex::new(()),
-                dispatcher: Dispatcher::new(),
+                dispatcher: Arc::new(Dispatcher::new()),
                 wake: WakeSignal::new(),
                 registry: RwLock::new(TaskRegistry::new()),
                 lease: self.lease,
@@ -359,16 +359,14 @@ impl EngineBuilder {
 
 /// Turns executor callbacks into events.
 struct Reporter {
-    inner: Weak<Inner>,
+    /// The dispatcher alone, not the engine: workers report every run, and touching
+    /// the engine's shared reference count from each of them costs more than the event.
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl RunReporter for Reporter {
     fn submitted(&self, run: &JobRun) {
-        let Some(inner) = self.inner.upgrade() else {
-            return;
-        };
-        inner
-            .dispatcher
+        self.dispatcher
             .emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
                 code: event::EVENT_JOB_SUBMITTED,
                 job_id: run.job_id.clone(),
@@ -378,14 +376,10 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
-        let Some(inner) = self.inner.upgrade() else {
-            return;
-        };
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
-                inner
-                    .dispatcher
+                self.dispatcher
                     .emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
                         code: event::EVENT_JOB_EXECUTED,
                         job_id: run.job_id.clone(),
@@ -397,8 +391,7 @@ impl RunReporter for Reporter {
             }
             Err(failure) => {
                 tracing::error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
-                inner
-                    .dispatcher
+                self.dispatcher
                     .emit(event::EVENT_JOB_ERROR, || Event::Execution {
                         code: event::EVENT_JOB_ERROR,
                         job_id: run.job_id.clone(),
@@ -650,7 +643,7 @@ impl Engine {
 
     fn reporter(&self) -> Arc<dyn RunReporter> {
         Arc::new(Reporter {
-            inner: Arc::downgrade(&self.inner),
+            dispatcher: self.inner.dispatcher.clone(),
         })
     }
 
@@ -1592,7 +1585,7 @@ impl Engine {
             }
             let claimed = acquired.jobs.len();
             let mut releases = Vec::with_capacity(claimed);
-            let mut removed = Vec::new();
+            let mut removed = Vec::with_capacity(claimed);
             for job in acquired.jobs {
                 if let Some(release) = self.process_job(alias, job, now, &mut removed) {
                     releases.push(release);
@@ -1830,7 +1823,8 @@ fn conflict(id: &str) -> Error {
 /// trigger's next fire time after the last of them (`job.next_run_time` when none is
 /// due).
 fn run_times(job: &Job, now: &DateTime<Tz>) -> (Vec<DateTime<Tz>>, Option<DateTime<Tz>>) {
-    let mut times = Vec::new();
+    // Usually one run time: a one-element allocation (it is freed by a worker thread).
+    let mut times = Vec::with_capacity(1);
     let mut next = job.next_run_time;
     while let Some(t) = next {
         if t > *now {

@@ -1,7 +1,7 @@
 //! # apscheduler-executor-thread
 //!
 //! [`ThreadPoolExecutor`], APScheduler's default executor: a fixed pool of OS worker
-//! threads (`aps-worker-0`, `aps-worker-1`, ...) fed through a channel. It implements
+//! threads (`aps-worker-0`, `aps-worker-1`, ...) fed through one queue. It implements
 //! [`apscheduler_core::Executor`]:
 //!
 //! - `submit` enforces `max_instances` per job id, reports
@@ -11,6 +11,10 @@
 //!   `source()` chain), a panic an `Err` of kind `panic` with the panic message, and the
 //!   worker keeps going. An async task gets an `Err` outcome of kind `refused` (use an
 //!   async executor).
+//! - A submission wakes a sleeping worker only when no other worker is already being
+//!   woken; a worker that takes a run and sees more queued wakes the next. A burst of
+//!   10,000 due jobs thus costs the scheduler thread a handful of wake-ups, not one per
+//!   run, and one job at a time still starts at once.
 //! - `shutdown(true)` stops accepting, lets queued and running jobs finish and joins
 //!   the workers. `shutdown(false)` stops accepting, reports every queued run that has
 //!   not started as cancelled (one `Err` outcome of kind `cancelled` per run time, then
@@ -104,11 +108,12 @@
     rust_2018_idioms
 )]
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use apscheduler_core::serde_json::Value;
@@ -116,7 +121,6 @@ use apscheduler_core::{
     panic_message, run_sync_task, Error, ErrorKind, Executor, InstanceTracker, JobFailure, JobRun,
     RunReporter, SubmitError, TaskContext, TaskFn,
 };
-use crossbeam_channel::{Receiver, Sender};
 
 /// The number of worker threads of [`ThreadPoolExecutor::default`] (APScheduler's
 /// default `max_workers`).
@@ -153,7 +157,7 @@ enum Phase {
     Idle,
     /// Accepting submissions.
     Running {
-        tx: Sender<JobRun>,
+        submitter: Submitter,
         pool: Arc<Pool>,
         workers: Vec<JoinHandle<()>>,
     },
@@ -163,7 +167,7 @@ enum Phase {
 
 /// What the workers of one started pool share.
 struct Pool {
-    rx: Receiver<JobRun>,
+    queue: Queue,
     reporter: Arc<dyn RunReporter>,
     tracker: Arc<InstanceTracker>,
     /// Set by `shutdown(false)`: queued runs are reported cancelled instead of run.
@@ -229,13 +233,13 @@ impl Executor for ThreadPoolExecutor {
                 "thread pool executor is already running",
             ));
         }
-        let (tx, rx) = crossbeam_channel::unbounded();
         let pool = Arc::new(Pool {
-            rx,
+            queue: Queue::default(),
             reporter,
             tracker: self.tracker.clone(),
             cancelled: AtomicBool::new(false),
         });
+        let submitter = Submitter(pool.clone());
         let mut workers = Vec::with_capacity(self.max_workers);
         for i in 0..self.max_workers {
             let worker_pool = pool.clone();
@@ -245,8 +249,8 @@ impl Executor for ThreadPoolExecutor {
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => {
-                    // Disconnect the channel so the threads already started exit.
-                    drop(tx);
+                    // Close the queue so the threads already started exit.
+                    drop(submitter);
                     for handle in workers {
                         let _ = handle.join();
                     }
@@ -263,14 +267,18 @@ impl Executor for ThreadPoolExecutor {
             max_workers = self.max_workers,
             "thread pool executor started"
         );
-        state.phase = Phase::Running { tx, pool, workers };
+        state.phase = Phase::Running {
+            submitter,
+            pool,
+            workers,
+        };
         Ok(())
     }
 
     fn submit(&self, run: JobRun) -> Result<(), SubmitError> {
-        // Hold the state lock only to take a sender; no user code runs under it.
-        let (tx, pool) = match &self.lock().phase {
-            Phase::Running { tx, pool, .. } => (tx.clone(), pool.clone()),
+        // Hold the state lock only to take the pool; no user code runs under it.
+        let pool = match &self.lock().phase {
+            Phase::Running { pool, .. } => pool.clone(),
             Phase::Idle | Phase::Stopped => return Err(SubmitError::NotRunning),
         };
         if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
@@ -283,9 +291,8 @@ impl Executor for ThreadPoolExecutor {
         };
         pool.reporter.submitted(&run);
         mem::forget(slot);
-        if let Err(crossbeam_channel::SendError(run)) = tx.send(run) {
-            // Unreachable while `pool` (which owns the receiver) is alive, but never
-            // lose an accepted submission silently.
+        if let Err(run) = pool.queue.push(run) {
+            // Closed by a concurrent shutdown: never lose an accepted submission silently.
             pool.cancel(run);
         }
         Ok(())
@@ -296,12 +303,14 @@ impl Executor for ThreadPoolExecutor {
         let mut to_drain = None;
         {
             let mut state = self.lock();
-            if let Phase::Running { tx, pool, workers } =
-                mem::replace(&mut state.phase, Phase::Stopped)
+            if let Phase::Running {
+                submitter,
+                pool,
+                workers,
+            } = mem::replace(&mut state.phase, Phase::Stopped)
             {
-                // Dropping the last long-lived sender lets the workers exit once the
-                // queue is empty.
-                drop(tx);
+                // Closing the queue lets the workers exit once it is empty.
+                drop(submitter);
                 if wait {
                     to_join = workers;
                 } else {
@@ -317,7 +326,7 @@ impl Executor for ThreadPoolExecutor {
         }
         tracing::debug!(target: LOG_TARGET, wait, "thread pool executor shutting down");
         if let Some(pool) = to_drain {
-            while let Ok(run) = pool.rx.try_recv() {
+            for run in pool.queue.drain() {
                 pool.cancel(run);
             }
         }
@@ -341,6 +350,95 @@ impl Executor for ThreadPoolExecutor {
     }
 }
 
+/// Closes the pool's queue when dropped (by `shutdown`, or with the executor): the
+/// workers then finish what is queued and exit.
+struct Submitter(Arc<Pool>);
+
+impl Drop for Submitter {
+    fn drop(&mut self) {
+        self.0.queue.close();
+    }
+}
+
+/// The runs waiting for a worker.
+///
+/// Waking a sleeping thread costs several microseconds on both sides, so wake-ups are
+/// rationed: a push wakes a sleeper only if none is already being woken (`waking`),
+/// and a worker that takes a run while more are queued wakes the next one. Every
+/// queued run still has a worker on its way as long as any sleeps.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    runs: VecDeque<JobRun>,
+    /// Workers blocked on `ready`.
+    sleeping: usize,
+    /// Of those, how many were notified and have not woken yet.
+    waking: usize,
+    /// No more pushes; workers exit once `runs` is empty.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a run; gives it back if the queue is closed.
+    fn push(&self, run: JobRun) -> Result<(), JobRun> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(run);
+        }
+        state.runs.push_back(run);
+        self.wake_if_needed(&mut state);
+        Ok(())
+    }
+
+    /// Notifies one sleeping worker if runs wait and no worker is on its way.
+    fn wake_if_needed(&self, state: &mut QueueState) {
+        if state.waking == 0 && state.sleeping > 0 && !state.runs.is_empty() {
+            state.waking += 1;
+            self.ready.notify_one();
+        }
+    }
+
+    /// The next run, waiting for one; `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<JobRun> {
+        let mut state = self.lock();
+        loop {
+            if let Some(run) = state.runs.pop_front() {
+                // More left: hand the wake-up on to the next sleeper.
+                self.wake_if_needed(&mut state);
+                return Some(run);
+            }
+            if state.closed {
+                return None;
+            }
+            state.sleeping += 1;
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.sleeping -= 1;
+            // A spurious wake-up may take the count of a notified worker still
+            // asleep: then at worst one extra notification follows, never a missed one.
+            state.waking = state.waking.saturating_sub(1);
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Takes every queued run.
+    fn drain(&self) -> VecDeque<JobRun> {
+        mem::take(&mut self.lock().runs)
+    }
+}
+
 /// Releases an instance slot when dropped (only on unwind; forgotten otherwise).
 struct SlotGuard<'a> {
     tracker: &'a InstanceTracker,
@@ -354,10 +452,9 @@ impl Drop for SlotGuard<'_> {
 }
 
 impl Pool {
-    /// A worker's loop: runs queued submissions until the channel is disconnected
-    /// and empty.
+    /// A worker's loop: runs queued submissions until the queue is closed and empty.
     fn work(&self) {
-        for run in self.rx.iter() {
+        while let Some(run) = self.queue.pop() {
             if self.cancelled.load(Ordering::SeqCst) {
                 self.cancel(run);
             } else {

@@ -264,6 +264,25 @@ fn not_found(id: &str) -> Error {
     )
 }
 
+/// The exact next run time of job `id`.
+fn run_time(jobs: &HashSet<Stored, IdHasher>, id: &str) -> Option<DateTime<Utc>> {
+    jobs.get(id)
+        .and_then(|s| s.0.next_run_time.as_ref())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Inserts `keys` (sorted, none already in `set`) into `set`: merged in one pass when
+/// they are at least as many as the keys there (a claim or release batch into a small
+/// index), one by one otherwise.
+fn insert_sorted(set: &mut BTreeSet<Key>, keys: Vec<Key>) {
+    if keys.len() >= set.len() {
+        let mut batch: BTreeSet<Key> = keys.into_iter().collect();
+        set.append(&mut batch);
+    } else {
+        set.extend(keys);
+    }
+}
+
 impl Indexes {
     /// The index a job belongs to and its key there; `None` for a paused job.
     fn slot<'a>(
@@ -320,6 +339,51 @@ impl State {
         self.jobs.insert(stored);
     }
 
+    /// Takes the lease of job `id` if `scheduler_id` may release the job (see
+    /// [`State::releasable`]); `Err` if it may not. `Ok(None)`: nobody holds a lease.
+    fn take_lease(&mut self, scheduler_id: &str, id: &str) -> Result<Option<Lease>, ()> {
+        match self.leases.remove(id) {
+            Some(lease) if &*lease.holder != scheduler_id => {
+                // Claimed again by another scheduler after this one's lease expired.
+                self.leases.insert(id.into(), lease);
+                Err(())
+            }
+            lease => Ok(lease),
+        }
+    }
+
+    /// [`State::release`] (if [`State::releasable`]) without touching the lease index:
+    /// the caller sweeps it (see `release_jobs`) and links the returned key into `due`.
+    fn release_unindexed(&mut self, scheduler_id: &str, job: Job) -> Option<Key> {
+        let lease = self.take_lease(scheduler_id, &job.id).ok()?;
+        let mut stored = self.jobs.take(&*job.id)?;
+        if lease.is_none() {
+            // Not leased (its expired lease was reaped): its key is in `due`.
+            self.index.unlink(&stored.0, None);
+        }
+        let key = job
+            .next_run_time
+            .as_ref()
+            .map(|t| (micros(t), job.id.clone()));
+        *stored.0 = job;
+        self.jobs.insert(stored);
+        key
+    }
+
+    /// [`State::remove`] (if [`State::releasable`]), leaving the lease index to the
+    /// caller.
+    fn remove_unindexed(&mut self, scheduler_id: &str, id: &str) {
+        let Ok(lease) = self.take_lease(scheduler_id, id) else {
+            return;
+        };
+        if let Some(stored) = self.jobs.take(id) {
+            if lease.is_none() {
+                // Not leased: its key is in `due`, which the caller does not sweep.
+                self.index.unlink(&stored.0, None);
+            }
+        }
+    }
+
     fn remove(&mut self, id: &str) -> Option<Stored> {
         let stored = self.jobs.take(id)?;
         let lease = self.leases.remove(id);
@@ -364,10 +428,7 @@ impl State {
     }
 
     fn run_time(&self, id: &str) -> Option<DateTime<Utc>> {
-        self.jobs
-            .get(id)
-            .and_then(|s| s.0.next_run_time.as_ref())
-            .map(|t| t.with_timezone(&Utc))
+        run_time(&self.jobs, id)
     }
 }
 
@@ -470,41 +531,66 @@ impl JobStore for MemoryJobStore {
         let expires = expiry(&now, lease);
         let mut state = self.state.lock();
         state.reap_expired(now_us);
-
-        let mut claimed: Vec<Key> = Vec::with_capacity(limit.min(1024));
-        for key in &state.index.due {
-            if claimed.len() >= limit || key.0 > now_us {
-                break;
-            }
-            // In the same microsecond as `now`: compare the exact instants.
-            if key.0 == now_us && !matches!(state.run_time(&key.1), Some(t) if t <= now) {
-                continue;
-            }
-            claimed.push(key.clone());
-        }
-
-        let holder: Arc<str> = Arc::from(scheduler_id);
         let State {
             jobs,
             leases,
             index,
         } = &mut *state;
+
+        // The keys of earlier microseconds than `now` are due: detach that prefix of the
+        // index (up to `limit`) in one split instead of removing key by key.
+        let mut split_at = None;
+        let mut taken = 0;
+        for key in &index.due {
+            if taken == limit || key.0 >= now_us {
+                split_at = Some(key.clone());
+                break;
+            }
+            taken += 1;
+        }
+        let mut claimed: BTreeSet<Key> = match split_at {
+            Some(key) => {
+                let rest = index.due.split_off(&key);
+                std::mem::replace(&mut index.due, rest)
+            }
+            None => std::mem::take(&mut index.due),
+        };
+        // In the same microsecond as `now`: compare the exact instants, key by key.
+        if claimed.len() < limit {
+            let same: Vec<Key> = index
+                .due
+                .iter()
+                .take_while(|key| key.0 == now_us)
+                .filter(|key| matches!(run_time(jobs, &key.1), Some(t) if t <= now))
+                .take(limit - claimed.len())
+                .cloned()
+                .collect();
+            for key in same {
+                index.due.remove(&key);
+                claimed.insert(key);
+            }
+        }
+
+        let holder: Arc<str> = Arc::from(scheduler_id);
         let mut acquired = Vec::with_capacity(claimed.len());
-        for (run, id) in claimed {
+        // A claimed job is due (`run <= now < expires`), so it becomes claimable again
+        // when its lease expires: every new key has the same instant, `expires`.
+        let mut leased_keys = Vec::with_capacity(claimed.len());
+        for (_, id) in claimed {
             let Some(stored) = jobs.get(&*id) else {
                 continue;
             };
-            index.due.remove(&(run, id.clone()));
-            index.leased.insert((run.max(expires), id.clone()));
+            acquired.push((*stored.0).clone());
             leases.insert(
-                id,
+                id.clone(),
                 Lease {
                     holder: holder.clone(),
                     expires,
                 },
             );
-            acquired.push((*stored.0).clone());
+            leased_keys.push((expires, id));
         }
+        insert_sorted(&mut index.leased, leased_keys);
         Ok(Acquired {
             jobs: acquired,
             corrupt: Vec::new(),
@@ -558,19 +644,49 @@ impl JobStore for MemoryJobStore {
         releases: Vec<JobRelease>,
     ) -> Result<(), Error> {
         let mut state = self.state.lock();
+        // A release that covers a good part of the claimed jobs (a whole claim batch,
+        // the usual case) drops their keys from the lease index in one pass at the end
+        // instead of one tree removal each.
+        let bulk = releases.len() >= 64 && releases.len() * 4 >= state.index.leased.len();
+        let mut relinked = Vec::new();
         for release in releases {
             match release {
+                JobRelease::Update(job) if bulk => {
+                    if let Some(key) = state.release_unindexed(scheduler_id, job) {
+                        relinked.push(key);
+                    }
+                }
                 JobRelease::Update(job) => {
                     if state.releasable(scheduler_id, &job.id) {
                         state.release(job);
                     }
                 }
+                JobRelease::Remove(id) if bulk => state.remove_unindexed(scheduler_id, &id),
                 JobRelease::Remove(id) => {
                     if state.releasable(scheduler_id, &id) {
                         state.remove(&id);
                     }
                 }
             }
+        }
+        if bulk {
+            let State {
+                jobs,
+                leases,
+                index,
+            } = &mut *state;
+            index.leased.retain(|(_, id)| leases.contains_key(id));
+            relinked.sort_unstable();
+            relinked.dedup();
+            // Keep only the keys of each job's final state (a batch may name a job twice).
+            relinked.retain(|(at, id)| {
+                !leases.contains_key(id)
+                    && jobs
+                        .get(&**id)
+                        .and_then(|s| s.0.next_run_time.as_ref())
+                        .is_some_and(|t| micros(t) == *at)
+            });
+            insert_sorted(&mut index.due, relinked);
         }
         Ok(())
     }
@@ -660,6 +776,133 @@ mod tests {
         // a and b were extended to 61 s.
         assert!(claim(&store, "s2", 30, LEASE).await.is_empty());
         assert_eq!(claim(&store, "s2", 61, LEASE).await, ["a", "b"]);
+    }
+
+    /// Checks the invariants of [`State`]: each scheduled job has exactly one key, in the
+    /// index its lease says, and no key names a missing job.
+    fn check_invariants(store: &MemoryJobStore) {
+        let state = store.state.lock();
+        let mut keys = 0;
+        for stored in &state.jobs {
+            let job = &stored.0;
+            let Some(t) = job.next_run_time.as_ref() else {
+                continue;
+            };
+            keys += 1;
+            let run = micros(t);
+            match state.leases.get(&*job.id) {
+                Some(lease) => assert!(
+                    state
+                        .index
+                        .leased
+                        .contains(&(run.max(lease.expires), job.id.clone())),
+                    "leased key of {}",
+                    job.id
+                ),
+                None => assert!(
+                    state.index.due.contains(&(run, job.id.clone())),
+                    "due key of {}",
+                    job.id
+                ),
+            }
+        }
+        assert_eq!(state.index.due.len() + state.index.leased.len(), keys);
+        for id in state.leases.keys() {
+            assert!(state.jobs.contains(&**id), "lease of missing job {id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn indexes_stay_consistent_under_random_batches() {
+        // A fixed linear congruential sequence: the same operations on every run.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n.max(1)
+        };
+        let store = MemoryJobStore::new();
+        let mut claimed: Vec<(String, Job)> = Vec::new();
+        let mut now = 0i64;
+        for step in 0..800 {
+            match next(10) {
+                0 | 1 => {
+                    let batch: Vec<Job> = (0..next(150))
+                        .map(|k| job(&format!("j{step}-{k}"), now + next(20) as i64))
+                        .collect();
+                    store.add_jobs(batch, false).await.unwrap();
+                }
+                2..=4 => {
+                    now += next(15) as i64;
+                    let who = if next(4) == 0 { "s2" } else { "s1" };
+                    let lease = Duration::from_secs(next(40));
+                    let got = store
+                        .acquire_due_jobs(who, utc(now), next(300) as usize + 1, lease)
+                        .await
+                        .unwrap();
+                    claimed.extend(got.jobs.into_iter().map(|j| (who.to_owned(), j)));
+                }
+                5..=7 if !claimed.is_empty() => {
+                    // Release a batch, sometimes naming a job twice.
+                    let take = (next(claimed.len() as u64) as usize + 1).min(claimed.len());
+                    let who = claimed[0].0.clone();
+                    let mut releases = Vec::new();
+                    for (holder, mut job) in claimed.drain(..take) {
+                        if holder != who {
+                            continue;
+                        }
+                        let twice = next(20) == 0;
+                        let release = match next(4) {
+                            0 => JobRelease::Remove(job.id.clone()),
+                            1 => {
+                                job.next_run_time = None;
+                                JobRelease::Update(job)
+                            }
+                            _ => {
+                                job.next_run_time = Some(at(now + next(30) as i64));
+                                JobRelease::Update(job)
+                            }
+                        };
+                        if twice {
+                            // An earlier release of the same job, with another state.
+                            let earlier = match &release {
+                                JobRelease::Update(j) if j.next_run_time.is_some() => {
+                                    let mut j = j.clone();
+                                    j.next_run_time = Some(at(now + 100));
+                                    JobRelease::Update(j)
+                                }
+                                other => other.clone(),
+                            };
+                            releases.push(earlier);
+                        }
+                        releases.push(release);
+                    }
+                    store.release_jobs(&who, releases).await.unwrap();
+                }
+                8 => {
+                    let all = store.get_all_jobs().await.unwrap();
+                    if !all.is_empty() {
+                        let pick = &all[next(all.len() as u64) as usize];
+                        if next(2) == 0 {
+                            store.remove_job(&pick.id).await.unwrap();
+                        } else {
+                            let mut changed = pick.clone();
+                            changed.next_run_time = Some(at(now + next(50) as i64));
+                            store.update_job(changed).await.unwrap();
+                        }
+                    }
+                }
+                _ => {
+                    let ids: Vec<Arc<str>> = claimed.iter().map(|(_, j)| j.id.clone()).collect();
+                    let _ = store
+                        .extend_leases("s1", &ids, utc(now), Duration::from_secs(next(40)))
+                        .await;
+                }
+            }
+            check_invariants(&store);
+        }
+        assert!(store.len() > 0);
     }
 
     #[tokio::test]
