@@ -539,15 +539,12 @@ impl JobStore for MemoryJobStore {
 
         // The keys of earlier microseconds than `now` are due: detach that prefix of the
         // index (up to `limit`) in one split instead of removing key by key.
-        let mut split_at = None;
-        let mut taken = 0;
-        for key in &index.due {
-            if taken == limit || key.0 >= now_us {
-                split_at = Some(key.clone());
-                break;
-            }
-            taken += 1;
-        }
+        let split_at = index
+            .due
+            .iter()
+            .enumerate()
+            .find(|(taken, key)| *taken == limit || key.0 >= now_us)
+            .map(|(_, key)| key.clone());
         let mut claimed: BTreeSet<Key> = match split_at {
             Some(key) => {
                 let rest = index.due.split_off(&key);
