@@ -899,7 +899,7 @@ mod tests {
             }
             check_invariants(&store);
         }
-        assert!(store.len() > 0);
+        assert!(!store.is_empty());
     }
 
     #[tokio::test]
