@@ -106,6 +106,20 @@ pub trait Executor: Send + Sync + fmt::Debug {
     /// [`SubmitError`].
     fn submit(&self, run: JobRun) -> Result<(), SubmitError>;
 
+    /// Submits a run like [`Executor::submit`], but its start may wait until the next
+    /// [`Executor::flush`]. The scheduler submits a pass's runs this way and flushes
+    /// once the pass has stored its results, so waking workers neither interrupts
+    /// the pass nor costs one wake-up per run. The default submits at once.
+    ///
+    /// # Errors
+    /// [`SubmitError`].
+    fn submit_deferred(&self, run: JobRun) -> Result<(), SubmitError> {
+        self.submit(run)
+    }
+
+    /// Starts the runs given to [`Executor::submit_deferred`] that have not started.
+    fn flush(&self) {}
+
     /// Stops the executor, waiting for running jobs when `wait` is true.
     fn shutdown(&self, wait: bool);
 

@@ -117,6 +117,24 @@ impl IntoIterator for PendingJobs {
     }
 }
 
+/// The executors a batch of runs was submitted to, to flush once the batch is stored.
+#[derive(Default)]
+struct UsedExecutors(Vec<Arc<dyn Executor>>);
+
+impl UsedExecutors {
+    fn add(&mut self, executor: Arc<dyn Executor>) {
+        if !self.0.iter().any(|e| Arc::ptr_eq(e, &executor)) {
+            self.0.push(executor);
+        }
+    }
+
+    fn flush(&mut self) {
+        for executor in self.0.drain(..) {
+            executor.flush();
+        }
+    }
+}
+
 /// How many pending jobs have each 64-bit hash of their id: a new id whose hash is not
 /// there is free without scanning the pending jobs, and growing the table re-hashes no
 /// id string.
@@ -1508,6 +1526,7 @@ impl Engine {
             return None;
         }
         let now = self.inner.clock.now();
+        let mut used = UsedExecutors::default();
         let mut next_wakeup: Option<DateTime<Utc>> = None;
         let mut earliest = |t: DateTime<Utc>| {
             if next_wakeup.is_none_or(|n| t < n) {
@@ -1515,7 +1534,7 @@ impl Engine {
             }
         };
         for (alias, store) in self.stores() {
-            match self.process_store(&alias, &store, now).await {
+            match self.process_store(&alias, &store, now, &mut used).await {
                 Ok(next) => {
                     lock(&self.inner.state).store_failures.remove(&alias);
                     if let Some(t) = next {
@@ -1538,6 +1557,9 @@ impl Engine {
                 }
             }
         }
+        // The pass's runs start now that it is done: a worker woken earlier would
+        // interrupt the pass (here the woken thread often takes this very core).
+        used.flush();
         let wait = next_wakeup.map(|t| ((t - now).to_std().unwrap_or(Duration::ZERO), t));
         if let Some((w, _)) = wait {
             tracing::debug!(target: "apscheduler", "Next wakeup is due in {:.6} seconds", w.as_secs_f64());
@@ -1552,6 +1574,7 @@ impl Engine {
         alias: &Arc<str>,
         store: &Arc<dyn JobStore>,
         now: DateTime<Utc>,
+        used: &mut UsedExecutors,
     ) -> Result<Option<DateTime<Utc>>, Error> {
         let _guard = self.inner.jobs_lock.lock().await;
         let left_over = lock(&self.inner.unreleased).remove(alias);
@@ -1587,16 +1610,20 @@ impl Engine {
             let mut releases = Vec::with_capacity(claimed);
             let mut removed = Vec::with_capacity(claimed);
             for job in acquired.jobs {
-                if let Some(release) = self.process_job(alias, job, now, &mut removed) {
+                if let Some(release) = self.process_job(alias, job, now, &mut removed, used) {
                     releases.push(release);
                 }
             }
             // Keep a copy until the store has taken it (a clone is a few Arc increments
             // per job).
-            if let Err(e) = store
+            let released = store
                 .release_jobs(&self.inner.scheduler_id, releases.clone())
-                .await
-            {
+                .await;
+            if claimed == CLAIM_BATCH {
+                // More batches follow: start this one's runs meanwhile.
+                used.flush();
+            }
+            if let Err(e) = released {
                 lock(&self.inner.unreleased)
                     .entry(alias.clone())
                     .or_default()
@@ -1620,6 +1647,7 @@ impl Engine {
         mut job: Job,
         now: DateTime<Utc>,
         removed: &mut Vec<Arc<str>>,
+        used: &mut UsedExecutors,
     ) -> Option<JobRelease> {
         let tz = job.trigger.timezone();
         let now_tz = now.with_timezone(&tz);
@@ -1657,7 +1685,7 @@ impl Engine {
             due.retain(|t| !missed(t));
         }
         if !due.is_empty() {
-            self.submit(alias, &job, due);
+            self.submit(alias, &job, due, used);
         }
         job.next_run_time = next;
         if job.next_run_time.is_some() {
@@ -1668,7 +1696,13 @@ impl Engine {
         }
     }
 
-    fn submit(&self, alias: &Arc<str>, job: &Job, due: Vec<DateTime<Tz>>) {
+    fn submit(
+        &self,
+        alias: &Arc<str>,
+        job: &Job,
+        due: Vec<DateTime<Tz>>,
+        used: &mut UsedExecutors,
+    ) {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
                 let failure = failure.clone();
@@ -1732,7 +1766,9 @@ impl Engine {
         // the usual single run time into a new vector on every submission.
         let first = run.run_times[0];
         let kept = (run.run_times.len() > 1).then(|| run.run_times.clone());
-        match executor.submit(run) {
+        let submitted = executor.submit_deferred(run);
+        used.add(executor);
+        match submitted {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
             }

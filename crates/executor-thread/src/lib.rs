@@ -224,6 +224,33 @@ impl fmt::Debug for ThreadPoolExecutor {
     }
 }
 
+impl ThreadPoolExecutor {
+    /// Queues a run after the `max_instances` check; wakes a worker now (`wake`) or
+    /// leaves that to [`Executor::flush`].
+    fn enqueue(&self, run: JobRun, wake: bool) -> Result<(), SubmitError> {
+        // Hold the state lock only to take the pool; no user code runs under it.
+        let pool = match &self.lock().phase {
+            Phase::Running { pool, .. } => pool.clone(),
+            Phase::Idle | Phase::Stopped => return Err(SubmitError::NotRunning),
+        };
+        if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
+            return Err(SubmitError::MaxInstances);
+        }
+        // Give the slot back if the reporter panics before the run is queued.
+        let slot = SlotGuard {
+            tracker: &pool.tracker,
+            job_id: &run.job_id,
+        };
+        pool.reporter.submitted(&run);
+        mem::forget(slot);
+        if let Err(run) = pool.queue.push(run, wake) {
+            // Closed by a concurrent shutdown: never lose an accepted submission silently.
+            pool.cancel(run);
+        }
+        Ok(())
+    }
+}
+
 impl Executor for ThreadPoolExecutor {
     fn start(&self, reporter: Arc<dyn RunReporter>) -> Result<(), Error> {
         let mut state = self.lock();
@@ -276,26 +303,19 @@ impl Executor for ThreadPoolExecutor {
     }
 
     fn submit(&self, run: JobRun) -> Result<(), SubmitError> {
-        // Hold the state lock only to take the pool; no user code runs under it.
+        self.enqueue(run, true)
+    }
+
+    fn submit_deferred(&self, run: JobRun) -> Result<(), SubmitError> {
+        self.enqueue(run, false)
+    }
+
+    fn flush(&self) {
         let pool = match &self.lock().phase {
             Phase::Running { pool, .. } => pool.clone(),
-            Phase::Idle | Phase::Stopped => return Err(SubmitError::NotRunning),
+            Phase::Idle | Phase::Stopped => return,
         };
-        if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
-            return Err(SubmitError::MaxInstances);
-        }
-        // Give the slot back if the reporter panics before the run is queued.
-        let slot = SlotGuard {
-            tracker: &pool.tracker,
-            job_id: &run.job_id,
-        };
-        pool.reporter.submitted(&run);
-        mem::forget(slot);
-        if let Err(run) = pool.queue.push(run) {
-            // Closed by a concurrent shutdown: never lose an accepted submission silently.
-            pool.cancel(run);
-        }
-        Ok(())
+        pool.queue.wake();
     }
 
     fn shutdown(&self, wait: bool) {
@@ -388,21 +408,38 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a run; gives it back if the queue is closed.
-    fn push(&self, run: JobRun) -> Result<(), JobRun> {
+    /// Queues a run (waking a worker if `wake`); gives it back if the queue is closed.
+    fn push(&self, run: JobRun, wake: bool) -> Result<(), JobRun> {
         let mut state = self.lock();
         if state.closed {
             return Err(run);
         }
         state.runs.push_back(run);
-        self.wake_if_needed(&mut state);
+        let wake = wake && Self::claim_wake(&mut state);
+        drop(state);
+        self.notify(wake);
         Ok(())
     }
 
-    /// Notifies one sleeping worker if runs wait and no worker is on its way.
-    fn wake_if_needed(&self, state: &mut QueueState) {
-        if state.waking == 0 && state.sleeping > 0 && !state.runs.is_empty() {
+    /// Wakes a worker for the queued runs, unless one is on its way.
+    fn wake(&self) {
+        let wake = Self::claim_wake(&mut self.lock());
+        self.notify(wake);
+    }
+
+    /// Whether to notify a sleeping worker (runs wait and no worker is on its way);
+    /// counts the notification. The caller notifies after unlocking, so the woken
+    /// worker does not block at once on the lock its waker still holds.
+    fn claim_wake(state: &mut QueueState) -> bool {
+        let wake = state.waking == 0 && state.sleeping > 0 && !state.runs.is_empty();
+        if wake {
             state.waking += 1;
+        }
+        wake
+    }
+
+    fn notify(&self, wake: bool) {
+        if wake {
             self.ready.notify_one();
         }
     }
@@ -413,7 +450,9 @@ impl Queue {
         loop {
             if let Some(run) = state.runs.pop_front() {
                 // More left: hand the wake-up on to the next sleeper.
-                self.wake_if_needed(&mut state);
+                let wake = Self::claim_wake(&mut state);
+                drop(state);
+                self.notify(wake);
                 return Some(run);
             }
             if state.closed {

@@ -169,3 +169,48 @@ fn async_task_gets_an_error_outcome() {
     assert_eq!(results[0].clone().unwrap_err().kind, "refused");
     executor.shutdown(true);
 }
+
+#[test]
+fn one_wake_up_reaches_every_worker_a_burst_needs() {
+    // Eight runs that block until all eight run at once: each woken worker must wake
+    // the next while runs are queued, or this never completes.
+    let counter = Arc::new(Counter::default());
+    let executor = ThreadPoolExecutor::new(8);
+    executor.start(counter.clone()).unwrap();
+    let tasks = TaskSet::new();
+    let gate = Gate::new();
+    for i in 0..8 {
+        let mut run = tasks.job_run(&format!("blocked-{i}"), BLOCK);
+        run.args = Arc::new(vec![gate.arg()]);
+        executor.submit_deferred(run).unwrap();
+    }
+    executor.flush();
+    gate.wait_started(8);
+    gate.release();
+    counter.wait_finished(8);
+    executor.shutdown(true);
+}
+
+#[test]
+fn deferred_runs_start_at_flush() {
+    let counter = Arc::new(Counter::default());
+    let executor = ThreadPoolExecutor::new(2);
+    executor.start(counter.clone()).unwrap();
+    // Let both workers go to sleep.
+    std::thread::sleep(Duration::from_millis(50));
+    let tasks = TaskSet::new();
+    let gate = Gate::new();
+    let mut run = tasks.job_run("deferred", BLOCK);
+    run.args = Arc::new(vec![gate.arg()]);
+    executor.submit_deferred(run).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(gate.started(), 0, "a deferred run waits for flush");
+    executor.flush();
+    gate.wait_started(1);
+    gate.release();
+    counter.wait_finished(1);
+    // A plain submission starts by itself.
+    executor.submit(tasks.job_run("plain", NOOP)).unwrap();
+    counter.wait_finished(2);
+    executor.shutdown(true);
+}
