@@ -828,7 +828,7 @@ impl Engine {
             let _guard = self.inner.jobs_lock.lock().await;
             for p in pending {
                 let id = p.job.id.clone();
-                if let Err(e) = self.real_add(p).await {
+                if let Err(e) = self.real_add(p, self.inner.clock.now()).await {
                     tracing::error!(target: "apscheduler", job_id = %id, "cannot add pending job: {e}");
                 }
             }
@@ -1045,7 +1045,8 @@ impl Engine {
             return Ok(job);
         }
         let _guard = self.inner.jobs_lock.lock().await;
-        let added = self.real_add(pending).await?;
+        // The time of adding is read under the lock, as APScheduler does.
+        let added = self.real_add(pending, self.inner.clock.now()).await?;
         // Wakes the main loop unless it already wakes by the new job's run time.
         self.inner
             .wake
@@ -1111,7 +1112,7 @@ impl Engine {
     }
 
     /// Stores a job while the scheduler runs (caller holds `jobs_lock`).
-    async fn real_add(&self, p: Pending) -> Result<Job, Error> {
+    async fn real_add(&self, p: Pending, now: DateTime<Utc>) -> Result<Job, Error> {
         let Pending {
             mut job,
             jobstore,
@@ -1127,7 +1128,7 @@ impl Engine {
                 format!("No such job store: {jobstore}"),
             )
         })?;
-        let now = self.now_tz(job.trigger.timezone());
+        let now = now.with_timezone(&job.trigger.timezone());
         if run_once {
             // A job without a trigger runs once, now (at start for pending jobs).
             job.trigger = Arc::new(DateTrigger::new(now));

@@ -102,15 +102,15 @@
     rust_2018_idioms
 )]
 
-use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{async_trait, Acquired, Error, ErrorKind, Job, JobRelease, JobStore};
 use chrono::{DateTime, TimeZone, Utc};
+use hashbrown::hash_table::{self, HashTable};
 use parking_lot::Mutex;
 
 /// A job store that keeps jobs in memory (APScheduler's `MemoryJobStore`).
@@ -136,7 +136,7 @@ impl MemoryJobStore {
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryJobStore {
             state: Mutex::new(State {
-                jobs: HashSet::with_capacity_and_hasher(capacity, IdHasher::default()),
+                jobs: JobTable::with_capacity(capacity),
                 ..State::default()
             }),
         }
@@ -174,31 +174,76 @@ type Micros = i64;
 /// An index key: the instant, then the job id (ties broken by id).
 type Key = (Micros, Arc<str>);
 
-/// A stored job, hashed and compared by its id, so the id table holds one pointer per
-/// job (its spare capacity costs a few bytes per slot, never a whole job) and needs no
-/// separate copy of the id as key.
+/// A stored job. The id table holds one pointer per job (its spare capacity costs a
+/// few bytes per slot, never a whole job) and no separate copy of the id as key.
 struct Stored(Box<Job>);
 
-impl Borrow<str> for Stored {
-    fn borrow(&self) -> &str {
-        &self.0.id
-    }
+/// The jobs by id: a hash table of [`Stored`] jobs hashed by their id, looked up with
+/// one probe where `HashSet` would need two (insert unless present, update in place).
+#[derive(Default)]
+struct JobTable {
+    table: HashTable<Stored>,
+    hasher: IdHasher,
 }
 
-impl Hash for Stored {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash like the `str` it borrows as.
-        str::hash(&self.0.id, state);
+impl JobTable {
+    fn with_capacity(capacity: usize) -> Self {
+        JobTable {
+            table: HashTable::with_capacity(capacity),
+            hasher: IdHasher::default(),
+        }
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Stored> {
+        self.table.iter()
+    }
+
+    fn get(&self, id: &str) -> Option<&Stored> {
+        self.table.find(self.hash(id), |s| &*s.0.id == id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Stored> {
+        let hash = self.hash(id);
+        self.table.find_mut(hash, |s| &*s.0.id == id)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn take(&mut self, id: &str) -> Option<Stored> {
+        let hash = self.hash(id);
+        let entry = self.table.find_entry(hash, |s| &*s.0.id == id).ok()?;
+        Some(entry.remove().0)
+    }
+
+    /// Stores a job whose id is not in the table yet; gives it back if it is.
+    fn insert_new(&mut self, job: Job) -> Result<&Job, Job> {
+        let JobTable { table, hasher } = self;
+        let hash = hasher.hash_one(&*job.id);
+        match table.entry(hash, |s| s.0.id == job.id, |s| hasher.hash_one(&*s.0.id)) {
+            hash_table::Entry::Occupied(_) => Err(job),
+            hash_table::Entry::Vacant(slot) => Ok(&slot.insert(Stored(Box::new(job))).into_mut().0),
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let JobTable { table, hasher } = self;
+        table.reserve(additional, |s| hasher.hash_one(&*s.0.id));
     }
 }
-
-impl PartialEq for Stored {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for Stored {}
 
 /// Who holds a claim on a job, and until when.
 struct Lease {
@@ -225,7 +270,7 @@ impl Lease {
 /// - a paused job is in neither index.
 #[derive(Default)]
 struct State {
-    jobs: HashSet<Stored, IdHasher>,
+    jobs: JobTable,
     leases: HashMap<Arc<str>, Lease, IdHasher>,
     index: Indexes,
 }
@@ -265,7 +310,7 @@ fn not_found(id: &str) -> Error {
 }
 
 /// The exact next run time of job `id`.
-fn run_time(jobs: &HashSet<Stored, IdHasher>, id: &str) -> Option<DateTime<Utc>> {
+fn run_time(jobs: &JobTable, id: &str) -> Option<DateTime<Utc>> {
     jobs.get(id)
         .and_then(|s| s.0.next_run_time.as_ref())
         .map(|t| t.with_timezone(&Utc))
@@ -316,27 +361,35 @@ impl Indexes {
 impl State {
     /// Replaces the state of a stored job, keeping its lease.
     fn replace(&mut self, job: Job) -> Result<(), Error> {
-        let Some(mut stored) = self.jobs.take(&*job.id) else {
+        let State {
+            jobs,
+            leases,
+            index,
+        } = self;
+        let Some(stored) = jobs.get_mut(&job.id) else {
             return Err(not_found(&job.id));
         };
-        let lease = self.leases.get(&*job.id);
-        self.index.unlink(&stored.0, lease);
+        let lease = leases.get(&*job.id);
+        index.unlink(&stored.0, lease);
         *stored.0 = job;
-        self.index.link(&stored.0, lease);
-        self.jobs.insert(stored);
+        index.link(&stored.0, lease);
         Ok(())
     }
 
     /// Stores a new state of a job and ends its lease, if any.
     fn release(&mut self, job: Job) {
-        let Some(mut stored) = self.jobs.take(&*job.id) else {
+        let State {
+            jobs,
+            leases,
+            index,
+        } = self;
+        let Some(stored) = jobs.get_mut(&job.id) else {
             return;
         };
-        let lease = self.leases.remove(&*job.id);
-        self.index.unlink(&stored.0, lease.as_ref());
+        let lease = leases.remove(&*job.id);
+        index.unlink(&stored.0, lease.as_ref());
         *stored.0 = job;
-        self.index.link(&stored.0, None);
-        self.jobs.insert(stored);
+        index.link(&stored.0, None);
     }
 
     /// Takes the lease of job `id` if `scheduler_id` may release the job (see
@@ -356,17 +409,17 @@ impl State {
     /// the caller sweeps it (see `release_jobs`) and links the returned key into `due`.
     fn release_unindexed(&mut self, scheduler_id: &str, job: Job) -> Option<Key> {
         let lease = self.take_lease(scheduler_id, &job.id).ok()?;
-        let mut stored = self.jobs.take(&*job.id)?;
+        let State { jobs, index, .. } = self;
+        let stored = jobs.get_mut(&job.id)?;
         if lease.is_none() {
             // Not leased (its expired lease was reaped): its key is in `due`.
-            self.index.unlink(&stored.0, None);
+            index.unlink(&stored.0, None);
         }
         let key = job
             .next_run_time
             .as_ref()
             .map(|t| (micros(t), job.id.clone()));
         *stored.0 = job;
-        self.jobs.insert(stored);
         key
     }
 
@@ -392,14 +445,15 @@ impl State {
     }
 
     fn add(&mut self, job: Job, replace_existing: bool) -> Result<(), Error> {
-        if !self.jobs.contains(&*job.id) {
-            self.index.link(&job, None);
-            self.jobs.insert(Stored(Box::new(job)));
-            Ok(())
-        } else if replace_existing {
-            self.replace(job)
-        } else {
-            Err(conflict(&job.id))
+        if replace_existing && self.jobs.contains(&job.id) {
+            return self.replace(job);
+        }
+        match self.jobs.insert_new(job) {
+            Ok(job) => {
+                self.index.link(job, None);
+                Ok(())
+            }
+            Err(job) => Err(conflict(&job.id)),
         }
     }
 
@@ -780,7 +834,7 @@ mod tests {
     fn check_invariants(store: &MemoryJobStore) {
         let state = store.state.lock();
         let mut keys = 0;
-        for stored in &state.jobs {
+        for stored in state.jobs.iter() {
             let job = &stored.0;
             let Some(t) = job.next_run_time.as_ref() else {
                 continue;

@@ -40,8 +40,13 @@ pub struct IntervalTrigger {
     start_date: DateTime<Utc>,
     end_date: Option<DateTime<Utc>>,
     timezone: Tz,
-    jitter: Option<f32>,
+    /// The jitter in seconds as `f32` bits, [`NO_JITTER`] for none: 4 bytes instead of an
+    /// `Option<f32>`'s 8 keep the trigger (and its shared allocation) 16 bytes smaller.
+    jitter_bits: u32,
 }
+
+/// `jitter_bits` of a trigger without jitter (a NaN pattern, never a valid jitter).
+const NO_JITTER: u32 = u32::MAX;
 
 /// Builds an [`IntervalTrigger`].
 #[derive(Debug, Clone)]
@@ -103,7 +108,7 @@ impl IntervalTrigger {
     }
 
     pub(crate) fn jitter(&self) -> Option<f64> {
-        self.jitter.map(f64::from)
+        (self.jitter_bits != NO_JITTER).then(|| f64::from(f32::from_bits(self.jitter_bits)))
     }
 }
 
@@ -177,7 +182,7 @@ impl IntervalTriggerBuilder {
             start_date: start.with_timezone(&Utc),
             end_date: end.map(|e| e.with_timezone(&Utc)),
             timezone: tz,
-            jitter: jitter.map(|j| j as f32),
+            jitter_bits: jitter.map_or(NO_JITTER, |j| (j as f32).to_bits()),
         })
     }
 }
@@ -291,4 +296,14 @@ pub(crate) fn seconds_to_duration(field: &str, secs: f64) -> Result<Duration, Tr
         ));
     }
     Ok(Duration::nanoseconds((secs * 1e9).round() as i64))
+}
+
+#[cfg(test)]
+mod size {
+    /// One allocation per job holds the trigger behind an `Arc` (16 bytes of counts):
+    /// at 40 bytes it fits a 64-byte allocator chunk, at 48 it would take 80.
+    #[test]
+    fn interval_trigger_stays_small() {
+        assert!(std::mem::size_of::<super::IntervalTrigger>() <= 40);
+    }
 }
