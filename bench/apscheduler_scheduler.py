@@ -301,6 +301,29 @@ RUNNERS = {
 }
 
 
+# Scenarios short enough to run several times; the median of each metric is reported,
+# as aps-bench does for apscheduler-rs and tokio-cron-scheduler.
+REPEATED = ("add-before", "add-running", "burst")
+
+
+def merge(runs):
+    """One report from several runs of a scenario: the median of each metric."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = dict(runs[0])
+    merged["metrics"] = {}
+    for key, value in runs[0]["metrics"].items():
+        values = sorted(r["metrics"][key] for r in runs
+                        if isinstance(r["metrics"].get(key), (int, float)))
+        if len(values) == len(runs):
+            merged["metrics"][key] = r3(float(values[(len(values) - 1) // 2]))
+            merged["notes"] = merged["notes"] + [
+                f"{key}: median of {len(runs)} runs, range {values[0]}-{values[-1]}"]
+        else:
+            merged["metrics"][key] = value
+    return merged
+
+
 def child(scenario, quick):
     metrics, notes = RUNNERS[scenario](sizes(quick))
     metrics = {k: (r3(v) if isinstance(v, float) else v) for k, v in metrics.items()}
@@ -314,6 +337,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="shortened sizes")
     parser.add_argument("--scenario", default=",".join(SCENARIOS),
                         help="comma-separated scenarios (default: all)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs of each short scenario (add, burst), median reported "
+                             "(default 5, 1 with --quick)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -325,8 +351,12 @@ def main():
             sys.exit(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
         print(f"== apscheduler {scenario}", file=sys.stderr)
         cmd = [sys.executable, __file__, "--child", scenario] + (["--quick"] if args.quick else [])
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
-        report = json.loads(out.strip().splitlines()[-1])
+        repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
+        runs = []
+        for _ in range(repeat if scenario in REPEATED else 1):
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+        report = merge(runs)
         if not reports:
             py = sys.version.split()[0]
             report["notes"].insert(0, f"APScheduler {version('APScheduler')}, Python {py}")

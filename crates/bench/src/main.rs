@@ -7,8 +7,11 @@
 //! (`ctx.scheduled_run_time`).
 //!
 //! ```text
-//! aps-bench [--quick] [--json] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
+//! aps-bench [--quick] [--json] [--repeat N] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
 //!   --quick        shortened sizes (a smoke run of every scenario, under ~20 s)
+//!   --repeat N     runs of each short scenario (add-before, add-running, burst), each in
+//!                  a fresh process; the median of each metric is reported (default 5,
+//!                  1 with --quick)
 //!   --json         print every report as JSON instead of the table
 //!   --impl         which schedulers to run: rs (apscheduler-rs), tcs (tokio-cron-scheduler)
 //!   --scenario     add-before, add-running, burst, steady, every100, idle (default: all)
@@ -45,14 +48,18 @@ const IMPLS: [&str; 2] = ["rs", "tcs"];
 
 struct Options {
     quick: bool,
+    repeat: Option<usize>,
     json: bool,
     impls: Vec<String>,
     scenarios: Vec<String>,
     apscheduler: Option<String>,
 }
 
+/// Scenarios short enough to run several times (see `--repeat`).
+const REPEATED: [&str; 3] = ["add-before", "add-running", "burst"];
+
 const USAGE: &str =
-    "usage: aps-bench [--quick] [--json] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
+    "usage: aps-bench [--quick] [--json] [--repeat N] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
 scenarios: add-before, add-running, burst, steady, every100, idle";
 
 fn list(arg: Option<String>, allowed: &[&str], what: &str) -> Result<Vec<String>, String> {
@@ -74,6 +81,7 @@ fn list(arg: Option<String>, allowed: &[&str], what: &str) -> Result<Vec<String>
 fn parse(args: Vec<String>) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
+        repeat: None,
         json: false,
         impls: IMPLS.iter().map(|s| s.to_string()).collect(),
         scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
@@ -84,6 +92,15 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--json" => o.json = true,
+            "--repeat" => {
+                let n = it.next().ok_or("--repeat needs a number")?;
+                o.repeat = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or_else(|| format!("--repeat: '{n}' is not a positive number"))?,
+                );
+            }
             "--impl" => o.impls = list(it.next(), &IMPLS, "--impl")?,
             "--scenario" => o.scenarios = list(it.next(), &SCENARIOS, "--scenario")?,
             "--apscheduler" => {
@@ -124,6 +141,40 @@ fn child(implementation: &str, scenario: &str, quick: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One report from several runs of a scenario: the median of each numeric metric (the
+/// lower middle value for an even count), with the range in the notes.
+fn merge(mut runs: Vec<Value>) -> Value {
+    if runs.len() < 2 {
+        return runs.pop().unwrap_or(Value::Null);
+    }
+    let mut merged = runs[0].clone();
+    let keys: Vec<String> = merged["metrics"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for key in keys {
+        let mut values: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["metrics"][&key].as_f64())
+            .collect();
+        if values.len() != runs.len() {
+            continue;
+        }
+        values.sort_by(f64::total_cmp);
+        let median = values[(values.len() - 1) / 2];
+        merged["metrics"][&key] = serde_json::json!(median);
+        if let Some(notes) = merged["notes"].as_array_mut() {
+            notes.push(Value::String(format!(
+                "{key}: median of {} runs, range {}-{}",
+                runs.len(),
+                values[0],
+                values[values.len() - 1]
+            )));
+        }
+    }
+    merged
 }
 
 /// Runs one scenario in a fresh child process and returns its report.
@@ -193,8 +244,16 @@ fn main() -> ExitCode {
     for implementation in &opts.impls {
         for scenario in &opts.scenarios {
             eprintln!("== {implementation} {scenario}");
-            match spawn(implementation, scenario, opts.quick) {
-                Ok(r) => reports.push(r),
+            let runs = if REPEATED.contains(&scenario.as_str()) {
+                opts.repeat.unwrap_or(if opts.quick { 1 } else { 5 })
+            } else {
+                1
+            };
+            let results: Result<Vec<Value>, String> = (0..runs)
+                .map(|_| spawn(implementation, scenario, opts.quick))
+                .collect();
+            match results {
+                Ok(r) => reports.push(merge(r)),
                 Err(e) => {
                     eprintln!("aps-bench: {e}");
                     failed = true;

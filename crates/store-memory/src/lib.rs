@@ -229,12 +229,13 @@ impl JobTable {
         Some(entry.remove().0)
     }
 
-    /// Stores a job whose id is not in the table yet; gives it back if it is.
-    fn insert_new(&mut self, job: Job) -> Result<&Job, Job> {
+    /// Stores a job whose id is not in the table yet; if it is, drops the job and gives
+    /// its id back.
+    fn insert_new(&mut self, job: Job) -> Result<&Job, Arc<str>> {
         let JobTable { table, hasher } = self;
         let hash = hasher.hash_one(&*job.id);
         match table.entry(hash, |s| s.0.id == job.id, |s| hasher.hash_one(&*s.0.id)) {
-            hash_table::Entry::Occupied(_) => Err(job),
+            hash_table::Entry::Occupied(_) => Err(job.id),
             hash_table::Entry::Vacant(slot) => Ok(&slot.insert(Stored(Box::new(job))).into_mut().0),
         }
     }
@@ -453,7 +454,7 @@ impl State {
                 self.index.link(job, None);
                 Ok(())
             }
-            Err(job) => Err(conflict(&job.id)),
+            Err(id) => Err(conflict(&id)),
         }
     }
 
@@ -475,7 +476,7 @@ impl State {
                 break;
             };
             self.leases.remove(&id);
-            if let Some(stored) = self.jobs.get(&*id) {
+            if let Some(stored) = self.jobs.get(&id) {
                 self.index.link(&stored.0, None);
             }
         }
@@ -501,7 +502,7 @@ impl JobStore for MemoryJobStore {
         if !replace_existing {
             let mut batch = HashSet::with_capacity(jobs.len());
             for job in &jobs {
-                if state.jobs.contains(&*job.id) || !batch.insert(&*job.id) {
+                if state.jobs.contains(&job.id) || !batch.insert(&*job.id) {
                     return Err(conflict(&job.id));
                 }
             }
@@ -628,7 +629,7 @@ impl JobStore for MemoryJobStore {
         // when its lease expires: every new key has the same instant, `expires`.
         let mut leased_keys = Vec::with_capacity(claimed.len());
         for (_, id) in claimed {
-            let Some(stored) = jobs.get(&*id) else {
+            let Some(stored) = jobs.get(&id) else {
                 continue;
             };
             acquired.push((*stored.0).clone());
@@ -668,7 +669,7 @@ impl JobStore for MemoryJobStore {
             let held = leases
                 .get_mut(&**id)
                 .filter(|l| &*l.holder == scheduler_id && l.is_live(now_us));
-            let (Some(held), Some(stored)) = (held, jobs.get(&**id)) else {
+            let (Some(held), Some(stored)) = (held, jobs.get(id)) else {
                 lost.push(id);
                 continue;
             };
@@ -733,7 +734,7 @@ impl JobStore for MemoryJobStore {
             relinked.retain(|(at, id)| {
                 !leases.contains_key(id)
                     && jobs
-                        .get(&**id)
+                        .get(id)
                         .and_then(|s| s.0.next_run_time.as_ref())
                         .is_some_and(|t| micros(t) == *at)
             });
@@ -859,7 +860,7 @@ mod tests {
         }
         assert_eq!(state.index.due.len() + state.index.leased.len(), keys);
         for id in state.leases.keys() {
-            assert!(state.jobs.contains(&**id), "lease of missing job {id}");
+            assert!(state.jobs.contains(id), "lease of missing job {id}");
         }
     }
 
