@@ -57,6 +57,10 @@ impl SchedulerState {
     }
 }
 
+/// A job built from a [`JobSpec`] and validated, not yet added (see
+/// [`Engine::add_pending`] and [`Engine::add_prepared`]).
+pub(crate) struct PreparedJob(Pending);
+
 struct Pending {
     job: Job,
     jobstore: Arc<str>,
@@ -919,10 +923,18 @@ impl Engine {
     /// persistent store or to an out-of-process executor; `Conflict` for a taken id
     /// without `replace_existing`.
     pub async fn add_job(&self, spec: JobSpec) -> Result<Job, Error> {
-        let (status, tz, defaults, executor, jobstore) = {
+        let pending = self.prepare_job(spec)?;
+        match self.add_pending(pending)? {
+            Ok(job) => Ok(job),
+            Err(pending) => self.add_prepared(pending).await,
+        }
+    }
+
+    /// Builds the job a spec describes (trigger, id, options), validated.
+    pub(crate) fn prepare_job(&self, spec: JobSpec) -> Result<PreparedJob, Error> {
+        let (tz, defaults, executor, jobstore) = {
             let st = lock(&self.inner.state);
             (
-                st.status,
                 st.timezone,
                 st.defaults,
                 shared_alias(&st.executors, spec.executor.as_deref()),
@@ -1002,17 +1014,35 @@ impl Engine {
             max_instances,
             next_run_time: spec.next_run_time.flatten(),
         };
-        let pending = Pending {
-            job: job.clone(),
+        Ok(PreparedJob(Pending {
+            job,
             jobstore,
             replace_existing: spec.replace_existing,
             run_once,
             explicit_next: spec.next_run_time.is_some(),
             generated_id: spec.id.is_none(),
-        };
-        if status == SchedulerState::Stopped {
+        }))
+    }
+
+    /// Adds a prepared job to the pending jobs if the scheduler is not started (`Ok`),
+    /// or gives it back for [`Engine::add_prepared`].
+    pub(crate) fn add_pending(
+        &self,
+        prepared: PreparedJob,
+    ) -> Result<Result<Job, PreparedJob>, Error> {
+        let pending = prepared.0;
+        let job = pending.job.clone();
+        {
+            // Checked again under the lock that guards the pending jobs: `start` may
+            // have taken them since.
+            if lock(&self.inner.state).status != SchedulerState::Stopped {
+                return Ok(Err(PreparedJob(pending)));
+            }
             self.check_job(&pending.job, &pending.jobstore, false)?;
             let mut st = lock(&self.inner.state);
+            if st.status != SchedulerState::Stopped {
+                return Ok(Err(PreparedJob(pending)));
+            }
             let st = &mut *st;
             if !pending.generated_id
                 && !st.pending_ids.generated_counted
@@ -1041,9 +1071,14 @@ impl Engine {
                 }
             }
             st.pending.push(pending);
-            tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
-            return Ok(job);
         }
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
+        Ok(Ok(job))
+    }
+
+    /// Adds a prepared job to its store in a started scheduler.
+    pub(crate) async fn add_prepared(&self, prepared: PreparedJob) -> Result<Job, Error> {
+        let pending = prepared.0;
         let _guard = self.inner.jobs_lock.lock().await;
         // The time of adding is read under the lock, as APScheduler does.
         let added = self.real_add(pending, self.inner.clock.now()).await?;

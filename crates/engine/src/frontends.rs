@@ -240,7 +240,12 @@ impl SyncScheduler {
     /// # Errors
     /// As [`Engine::add_job`].
     pub fn add_job(&self, spec: JobSpec) -> Result<JobHandle, Error> {
-        let job = self.runner.block_on(self.engine.add_job(spec))?;
+        // Building the job and adding it before `start` need no runtime.
+        let prepared = self.engine.prepare_job(spec)?;
+        let job = match self.engine.add_pending(prepared)? {
+            Ok(job) => job,
+            Err(prepared) => self.runner.block_on(self.engine.add_prepared(prepared))?,
+        };
         Ok(self.handle(job))
     }
 

@@ -105,7 +105,12 @@ pub(crate) fn build(
 ) -> Result<AnyTrigger, TriggerError> {
     let map = object(kind, args)?;
     let tz = timezone(map, default_tz)?;
-    let now = now.with_timezone(&tz);
+    // Converting to the zone it already is in still costs a zone lookup.
+    let now = if now.timezone() == tz {
+        now
+    } else {
+        now.with_timezone(&tz)
+    };
     match kind {
         "cron" => {
             let mut b = CronTrigger::builder().timezone(tz);

@@ -159,28 +159,30 @@ impl IntervalTriggerBuilder {
             .or(self.start_date.map(|s| s.timezone()))
             .unwrap_or(Tz::UTC);
         let jitter = check_jitter(self.jitter)?;
-        let start = match self.start_date {
-            Some(s) => s.with_timezone(&tz),
+        // Kept in UTC: converting to the zone costs a lookup, and is needed only for
+        // an error message.
+        let start: DateTime<Utc> = match self.start_date {
+            Some(s) => s.with_timezone(&Utc),
             None => {
                 let now = self
                     .now
-                    .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz));
-                now.with_timezone(&tz) + self.interval
+                    .map_or_else(chrono::Utc::now, |n| n.with_timezone(&Utc));
+                now + self.interval
             }
         };
-        let end = self.end_date.map(|e| e.with_timezone(&tz));
+        let end = self.end_date.map(|e| e.with_timezone(&Utc));
         if let Some(end) = end {
             if end < start {
                 return Err(TriggerError::EndBeforeStart {
-                    start: to_rfc3339(&start),
-                    end: to_rfc3339(&end),
+                    start: to_rfc3339(&start.with_timezone(&tz)),
+                    end: to_rfc3339(&end.with_timezone(&tz)),
                 });
             }
         }
         Ok(IntervalTrigger {
             interval_nanos: self.interval.num_nanoseconds().unwrap_or(i64::MAX),
-            start_date: start.with_timezone(&Utc),
-            end_date: end.map(|e| e.with_timezone(&Utc)),
+            start_date: start,
+            end_date: end,
             timezone: tz,
             jitter_bits: jitter.map_or(NO_JITTER, |j| (j as f32).to_bits()),
         })
