@@ -121,20 +121,55 @@ impl IntoIterator for PendingJobs {
     }
 }
 
-/// The executors a batch of runs was submitted to, to flush once the batch is stored.
+/// What one main-loop pass looks up once instead of once per job: the executors by
+/// alias (and which of them got runs to flush once the pass is stored), and `now` in
+/// the last job's timezone.
 #[derive(Default)]
-struct UsedExecutors(Vec<Arc<dyn Executor>>);
+struct PassLookups {
+    /// Alias, executor, and whether runs were submitted to it since the last flush.
+    executors: Vec<(Arc<str>, Arc<dyn Executor>, bool)>,
+    now_in_zone: Option<DateTime<Tz>>,
+}
 
-impl UsedExecutors {
-    fn add(&mut self, executor: Arc<dyn Executor>) {
-        if !self.0.iter().any(|e| Arc::ptr_eq(e, &executor)) {
-            self.0.push(executor);
+impl PassLookups {
+    /// The executor by `alias`, looked up in the engine on first use in this pass.
+    fn get(&mut self, engine: &Engine, alias: &str) -> Option<Arc<dyn Executor>> {
+        if let Some((_, e, _)) = self.executors.iter().find(|(a, _, _)| &**a == alias) {
+            return Some(e.clone());
+        }
+        let executor = engine.executor(alias)?;
+        self.executors.push((alias.into(), executor.clone(), false));
+        Some(executor)
+    }
+
+    /// Marks `executor` as having runs to start at the next flush.
+    fn add(&mut self, executor: &Arc<dyn Executor>) {
+        if let Some(entry) = self
+            .executors
+            .iter_mut()
+            .find(|(_, e, _)| Arc::ptr_eq(e, executor))
+        {
+            entry.2 = true;
+        }
+    }
+
+    /// `now` in `tz` (converting costs a zone lookup; a pass's jobs mostly share a zone).
+    fn now_in(&mut self, now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
+        match self.now_in_zone {
+            Some(t) if t.timezone() == tz => t,
+            _ => {
+                let t = now.with_timezone(&tz);
+                self.now_in_zone = Some(t);
+                t
+            }
         }
     }
 
     fn flush(&mut self) {
-        for executor in self.0.drain(..) {
-            executor.flush();
+        for (_, executor, used) in &mut self.executors {
+            if std::mem::take(used) {
+                executor.flush();
+            }
         }
     }
 }
@@ -1562,7 +1597,7 @@ impl Engine {
             return None;
         }
         let now = self.inner.clock.now();
-        let mut used = UsedExecutors::default();
+        let mut used = PassLookups::default();
         let mut next_wakeup: Option<DateTime<Utc>> = None;
         let mut earliest = |t: DateTime<Utc>| {
             if next_wakeup.is_none_or(|n| t < n) {
@@ -1610,7 +1645,7 @@ impl Engine {
         alias: &Arc<str>,
         store: &Arc<dyn JobStore>,
         now: DateTime<Utc>,
-        used: &mut UsedExecutors,
+        used: &mut PassLookups,
     ) -> Result<Option<DateTime<Utc>>, Error> {
         let _guard = self.inner.jobs_lock.lock().await;
         let left_over = lock(&self.inner.unreleased).remove(alias);
@@ -1683,10 +1718,9 @@ impl Engine {
         mut job: Job,
         now: DateTime<Utc>,
         removed: &mut Vec<Arc<str>>,
-        used: &mut UsedExecutors,
+        used: &mut PassLookups,
     ) -> Option<JobRelease> {
-        let tz = job.trigger.timezone();
-        let now_tz = now.with_timezone(&tz);
+        let now_tz = used.now_in(now, job.trigger.timezone());
         // The run times due, and the trigger's next fire time after the last of them.
         let (mut due, next) = run_times(&job, &now_tz);
         let Some(last) = due.last().copied() else {
@@ -1732,13 +1766,7 @@ impl Engine {
         }
     }
 
-    fn submit(
-        &self,
-        alias: &Arc<str>,
-        job: &Job,
-        due: Vec<DateTime<Tz>>,
-        used: &mut UsedExecutors,
-    ) {
+    fn submit(&self, alias: &Arc<str>, job: &Job, due: Vec<DateTime<Tz>>, used: &mut PassLookups) {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
                 let failure = failure.clone();
@@ -1754,7 +1782,7 @@ impl Engine {
                     });
             }
         };
-        let Some(executor) = self.executor(&job.executor) else {
+        let Some(executor) = used.get(self, &job.executor) else {
             tracing::error!(target: "apscheduler", job_id = %job.id, "Executor lookup failed: no executor '{}'", job.executor);
             fail_all(
                 JobFailure::new(
@@ -1803,7 +1831,7 @@ impl Engine {
         let first = run.run_times[0];
         let kept = (run.run_times.len() > 1).then(|| run.run_times.clone());
         let submitted = executor.submit_deferred(run);
-        used.add(executor);
+        used.add(&executor);
         match submitted {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
