@@ -301,9 +301,9 @@ RUNNERS = {
 }
 
 
-# Scenarios short enough to run several times; the median of each metric is reported,
-# as aps-bench does for apscheduler-rs and tokio-cron-scheduler.
-REPEATED = ("add-before", "add-running", "burst")
+# Runs per scenario by default; the median of each metric is reported, as aps-bench
+# does for apscheduler-rs and tokio-cron-scheduler (this machine's speed drifts).
+DEFAULT_RUNS = {"add-before": 5, "add-running": 5, "burst": 5, "steady": 3, "every100": 3}
 
 
 def merge(runs):
@@ -338,8 +338,9 @@ def main():
     parser.add_argument("--scenario", default=",".join(SCENARIOS),
                         help="comma-separated scenarios (default: all)")
     parser.add_argument("--repeat", type=int, default=None,
-                        help="runs of each short scenario (add, burst), median reported "
-                             "(default 5, 1 with --quick)")
+                        help="runs of each scenario but idle, median reported (default 5 "
+                             "for the adds and the burst, 3 for steady and every100, 1 "
+                             "with --quick)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -351,9 +352,11 @@ def main():
             sys.exit(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
         print(f"== apscheduler {scenario}", file=sys.stderr)
         cmd = [sys.executable, __file__, "--child", scenario] + (["--quick"] if args.quick else [])
-        repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
+        default = DEFAULT_RUNS.get(scenario, 1)
+        repeat = 1 if default == 1 else (
+            args.repeat if args.repeat is not None else (1 if args.quick else default))
         runs = []
-        for _ in range(repeat if scenario in REPEATED else 1):
+        for _ in range(repeat):
             out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
         report = merge(runs)

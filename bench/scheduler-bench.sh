@@ -16,8 +16,8 @@
 #    tokio-cron-scheduler, ratio vs APScheduler, target, met?
 #
 # --quick runs every scenario shortened (a smoke test, not a measurement).
-# The short scenarios (add, burst) run 5 times each, every run in a fresh process, and
-# the median is reported (the range is in the notes); the long ones run once.
+# Every scenario but idle runs several times (adds and burst 5, steady and every100 3),
+# every run in a fresh process, and the median is reported (the range is in the notes).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -9,9 +9,9 @@
 //! ```text
 //! aps-bench [--quick] [--json] [--repeat N] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
 //!   --quick        shortened sizes (a smoke run of every scenario, under ~20 s)
-//!   --repeat N     runs of each short scenario (add-before, add-running, burst), each in
-//!                  a fresh process; the median of each metric is reported (default 5,
-//!                  1 with --quick)
+//!   --repeat N     runs of each scenario but idle, each in a fresh process; the median
+//!                  of each metric is reported (default 5 for add-before, add-running
+//!                  and burst, 3 for steady and every100; 1 with --quick)
 //!   --json         print every report as JSON instead of the table
 //!   --impl         which schedulers to run: rs (apscheduler-rs), tcs (tokio-cron-scheduler)
 //!   --scenario     add-before, add-running, burst, steady, every100, idle (default: all)
@@ -55,8 +55,15 @@ struct Options {
     apscheduler: Option<String>,
 }
 
-/// Scenarios short enough to run several times (see `--repeat`).
-const REPEATED: [&str; 3] = ["add-before", "add-running", "burst"];
+/// How many runs of a scenario make its figures by default (see `--repeat`): the
+/// median of several fresh-process runs, since this machine's speed drifts.
+fn default_runs(scenario: &str) -> usize {
+    match scenario {
+        "add-before" | "add-running" | "burst" => 5,
+        "steady" | "every100" => 3,
+        _ => 1,
+    }
+}
 
 const USAGE: &str =
     "usage: aps-bench [--quick] [--json] [--repeat N] [--impl rs,tcs] [--scenario NAME,...] [--apscheduler FILE]
@@ -244,10 +251,10 @@ fn main() -> ExitCode {
     for implementation in &opts.impls {
         for scenario in &opts.scenarios {
             eprintln!("== {implementation} {scenario}");
-            let runs = if REPEATED.contains(&scenario.as_str()) {
-                opts.repeat.unwrap_or(if opts.quick { 1 } else { 5 })
-            } else {
-                1
+            let runs = match (opts.quick, default_runs(scenario)) {
+                (_, 1) => 1,
+                (true, _) => opts.repeat.unwrap_or(1),
+                (false, n) => opts.repeat.unwrap_or(n),
             };
             let results: Result<Vec<Value>, String> = (0..runs)
                 .map(|_| spawn(implementation, scenario, opts.quick))
