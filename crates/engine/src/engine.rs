@@ -678,14 +678,6 @@ impl Engine {
         Ok(())
     }
 
-    fn store(&self, alias: &str) -> Option<Arc<dyn JobStore>> {
-        lock(&self.inner.state)
-            .stores
-            .iter()
-            .find(|(a, _)| &**a == alias)
-            .map(|(_, s)| s.clone())
-    }
-
     fn stores(&self) -> Vec<(Arc<str>, Arc<dyn JobStore>)> {
         lock(&self.inner.state).stores.clone()
     }
@@ -1124,10 +1116,28 @@ impl Engine {
         Ok(added)
     }
 
-    /// Validates a job against the configured stores, executors and tasks.
-    fn check_job(&self, job: &Job, jobstore: &str, require_components: bool) -> Result<(), Error> {
-        let store = self.store(jobstore);
-        let executor = self.executor(&job.executor);
+    /// Validates a job against the configured stores, executors and tasks; returns its
+    /// store when there is one.
+    fn check_job(
+        &self,
+        job: &Job,
+        jobstore: &str,
+        require_components: bool,
+    ) -> Result<Option<Arc<dyn JobStore>>, Error> {
+        // Both looked up under one lock.
+        let (store, executor) = {
+            let st = lock(&self.inner.state);
+            (
+                st.stores
+                    .iter()
+                    .find(|(a, _)| &**a == jobstore)
+                    .map(|(_, s)| s.clone()),
+                st.executors
+                    .iter()
+                    .find(|(a, _)| **a == *job.executor)
+                    .map(|(_, e)| e.clone()),
+            )
+        };
         if require_components {
             if store.is_none() {
                 return Err(Error::new(
@@ -1178,7 +1188,7 @@ impl Engine {
                 ));
             }
         }
-        Ok(())
+        Ok(store)
     }
 
     /// Stores a job while the scheduler runs (caller holds `jobs_lock`).
@@ -1191,8 +1201,7 @@ impl Engine {
             explicit_next,
             generated_id: _,
         } = p;
-        self.check_job(&job, &jobstore, true)?;
-        let store = self.store(&jobstore).ok_or_else(|| {
+        let store = self.check_job(&job, &jobstore, true)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
                 format!("No such job store: {jobstore}"),
