@@ -181,6 +181,33 @@ impl Error {
         &self.message
     }
 
+    /// The store contract's duplicate-id error (APScheduler's `ConflictingIdError`).
+    pub fn conflict(id: &str) -> Self {
+        Error::new(
+            ErrorKind::Conflict,
+            format!("Job identifier ({id}) conflicts with an existing job"),
+        )
+    }
+
+    /// The store contract's unknown-id error (APScheduler's `JobLookupError`).
+    pub fn job_not_found(id: &str) -> Self {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("No job by the id of {id} was found"),
+        )
+    }
+
+    /// The store contract's error for leases `scheduler_id` no longer holds.
+    pub fn lease_lost(scheduler_id: &str, ids: &[&str]) -> Self {
+        Error::new(
+            ErrorKind::LeaseLost,
+            format!(
+                "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
+                ids.join(", ")
+            ),
+        )
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::Unavailable | ErrorKind::LeaseLost)

@@ -96,10 +96,7 @@ pub trait JobStore: Send + Sync + fmt::Debug {
             let mut seen = std::collections::HashSet::new();
             for job in &jobs {
                 if !seen.insert(job.id.clone()) || self.lookup_job(&job.id).await?.is_some() {
-                    return Err(Error::new(
-                        crate::ErrorKind::Conflict,
-                        format!("Job identifier ({}) conflicts with an existing job", job.id),
-                    ));
+                    return Err(Error::conflict(&job.id));
                 }
             }
         }

@@ -296,13 +296,6 @@ impl fmt::Debug for Engine {
     }
 }
 
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("No job by the id of {id} was found"),
-    )
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -1088,7 +1081,7 @@ impl Engine {
             } else if !st.pending_ids.insert_new(key) {
                 if st.pending.iter().any(|p| p.job.id == job.id) {
                     if !pending.replace_existing {
-                        return Err(conflict(&job.id));
+                        return Err(Error::conflict(&job.id));
                     }
                     // One pending job out, one in: the id's count stays.
                     st.pending.retain(|p| p.job.id != job.id);
@@ -1254,7 +1247,7 @@ impl Engine {
                 return Ok((job, alias, store));
             }
         }
-        Err(not_found(id))
+        Err(Error::job_not_found(id))
     }
 
     /// Applies `f` to a pending job (before start).
@@ -1283,7 +1276,7 @@ impl Engine {
                         p.explicit_next = true;
                     }
                 })
-                .ok_or_else(|| not_found(id));
+                .ok_or_else(|| Error::job_not_found(id));
         }
         let _guard = self.inner.jobs_lock.lock().await;
         let (mut job, alias, store) = self.find(id, jobstore).await?;
@@ -1330,7 +1323,7 @@ impl Engine {
                     p.run_once = false;
                 })
                 .map(Some)
-                .ok_or_else(|| not_found(id));
+                .ok_or_else(|| Error::job_not_found(id));
         }
         let _guard = self.inner.jobs_lock.lock().await;
         let (mut job, alias, store) = self.find(id, jobstore).await?;
@@ -1386,7 +1379,7 @@ impl Engine {
                     }
                 })
                 .map(Some)
-                .ok_or_else(|| not_found(id));
+                .ok_or_else(|| Error::job_not_found(id));
         }
         let _guard = self.inner.jobs_lock.lock().await;
         let (job, alias, store) = self.find(id, jobstore).await?;
@@ -1419,7 +1412,7 @@ impl Engine {
                     }
                     Ok(())
                 }
-                None => Err(not_found(id)),
+                None => Err(Error::job_not_found(id)),
             };
         }
         let _guard = self.inner.jobs_lock.lock().await;
@@ -1919,13 +1912,6 @@ fn could_be_generated(id: &str) -> bool {
         && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
         && b[12] == b'4'
         && matches!(b[16], b'8' | b'9' | b'a' | b'b')
-}
-
-fn conflict(id: &str) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!("Job identifier ({id}) conflicts with an existing job"),
-    )
 }
 
 /// Every scheduled run time of `job` up to `now`, oldest first (bounded), and the

@@ -112,7 +112,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{async_trait, Acquired, Error, ErrorKind, Job, JobRelease, JobStore};
+use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
 use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_table::{self, HashTable};
 use parking_lot::Mutex;
@@ -300,20 +300,6 @@ fn from_micros(us: Micros) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn conflict(id: &str) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!("Job identifier ({id}) conflicts with an existing job"),
-    )
-}
-
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("No job by the id of {id} was found"),
-    )
-}
-
 /// The exact next run time of job `id`.
 fn run_time(jobs: &JobTable, id: &str) -> Option<DateTime<Utc>> {
     jobs.get(id)
@@ -372,7 +358,7 @@ impl State {
             index,
         } = self;
         let Some(stored) = jobs.get_mut(&job.id) else {
-            return Err(not_found(&job.id));
+            return Err(Error::job_not_found(&job.id));
         };
         let lease = leases.get(&*job.id);
         index.unlink(&stored.0, lease);
@@ -458,7 +444,7 @@ impl State {
                 self.index.link(job, None);
                 Ok(())
             }
-            Err(id) => Err(conflict(&id)),
+            Err(id) => Err(Error::conflict(&id)),
         }
     }
 
@@ -507,7 +493,7 @@ impl JobStore for MemoryJobStore {
             let mut batch = HashSet::with_capacity(jobs.len());
             for job in &jobs {
                 if state.jobs.contains(&job.id) || !batch.insert(&*job.id) {
-                    return Err(conflict(&job.id));
+                    return Err(Error::conflict(&job.id));
                 }
             }
         }
@@ -526,7 +512,7 @@ impl JobStore for MemoryJobStore {
         let removed = self.state.lock().remove(id);
         match removed {
             Some(_) => Ok(()),
-            None => Err(not_found(id)),
+            None => Err(Error::job_not_found(id)),
         }
     }
 
@@ -684,13 +670,7 @@ impl JobStore for MemoryJobStore {
         if lost.is_empty() {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::LeaseLost,
-                format!(
-                    "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
-                    lost.join(", ")
-                ),
-            ))
+            Err(Error::lease_lost(scheduler_id, &lost))
         }
     }
 
@@ -826,7 +806,7 @@ mod tests {
             .extend_leases("s1", &ids, utc(1), LEASE)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::LeaseLost);
+        assert_eq!(err.kind(), apscheduler_core::ErrorKind::LeaseLost);
         assert!(err.message().contains("ghost"), "{err}");
         assert!(!err.message().contains("a,"), "{err}");
         // a and b were extended to 61 s.

@@ -556,10 +556,7 @@ impl MongoDbJobStore {
 
     /// The duplicate-id error of APScheduler (`ConflictingIdError`), with its cause.
     fn conflict(&self, id: &str, source: Option<DriverError>) -> Error {
-        let error = Error::new(
-            ErrorKind::Conflict,
-            format!("Job identifier ({id}) conflicts with an existing job"),
-        );
+        let error = Error::conflict(id);
         match source {
             Some(source) => error.with_source(StoreError::Driver {
                 namespace: self.namespace.clone(),
@@ -568,13 +565,6 @@ impl MongoDbJobStore {
             }),
             None => error,
         }
-    }
-
-    fn not_found(id: &str) -> Error {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("No job by the id of {id} was found"),
-        )
     }
 
     /// Inserts or replaces one job, keeping a lease it has.
@@ -980,7 +970,7 @@ impl JobStore for MongoDbJobStore {
             .await
             .map_err(|e| self.fail(format!("update of job '{}'", job.id), e))?;
         if result.matched_count == 0 {
-            return Err(Self::not_found(&job.id));
+            return Err(Error::job_not_found(&job.id));
         }
         Ok(())
     }
@@ -993,7 +983,7 @@ impl JobStore for MongoDbJobStore {
             .await
             .map_err(|e| self.fail(format!("removal of job '{id}'"), e))?;
         if result.deleted_count == 0 {
-            return Err(Self::not_found(id));
+            return Err(Error::job_not_found(id));
         }
         Ok(())
     }
@@ -1234,13 +1224,7 @@ impl JobStore for MongoDbJobStore {
         if lost.is_empty() {
             return Ok(());
         }
-        Err(Error::new(
-            ErrorKind::LeaseLost,
-            format!(
-                "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
-                lost.join(", ")
-            ),
-        ))
+        Err(Error::lease_lost(scheduler_id, &lost))
     }
 
     async fn release_jobs(

@@ -201,13 +201,6 @@ impl SqlJobStoreBuilder {
     }
 }
 
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("No job by the id of {id} was found"),
-    )
-}
-
 impl SqlJobStore {
     /// A store for `url` with the default options (see
     /// [`builder`](SqlJobStore::builder)). Does no I/O: the store connects when started.
@@ -382,10 +375,7 @@ impl JobStore for SqlJobStore {
             let mut seen = HashSet::with_capacity(rows.len());
             for r in &rows {
                 if !seen.insert(r.id.as_str()) {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!("Job identifier ({}) conflicts with an existing job", r.id),
-                    ));
+                    return Err(Error::conflict(&r.id));
                 }
             }
         }
@@ -402,19 +392,19 @@ impl JobStore for SqlJobStore {
         if retry!(driver.update(&row))? {
             Ok(())
         } else {
-            Err(not_found(&job.id))
+            Err(Error::job_not_found(&job.id))
         }
     }
 
     async fn remove_job(&self, id: &str) -> Result<(), Error> {
         if codec::check_id("id", id).is_err() {
-            return Err(not_found(id));
+            return Err(Error::job_not_found(id));
         }
         let driver = self.driver().await?;
         if retry!(driver.delete(id))? {
             Ok(())
         } else {
-            Err(not_found(id))
+            Err(Error::job_not_found(id))
         }
     }
 
@@ -552,13 +542,7 @@ impl JobStore for SqlJobStore {
         if lost.is_empty() {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::LeaseLost,
-                format!(
-                    "Scheduler {scheduler_id} no longer holds the lease on job(s) {}",
-                    lost.join(", ")
-                ),
-            ))
+            Err(Error::lease_lost(scheduler_id, &lost))
         }
     }
 
