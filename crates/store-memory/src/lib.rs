@@ -367,24 +367,8 @@ impl State {
         Ok(())
     }
 
-    /// Stores a new state of a job and ends its lease, if any.
-    fn release(&mut self, job: Job) {
-        let State {
-            jobs,
-            leases,
-            index,
-        } = self;
-        let Some(stored) = jobs.get_mut(&job.id) else {
-            return;
-        };
-        let lease = leases.remove(&*job.id);
-        index.unlink(&stored.0, lease.as_ref());
-        *stored.0 = job;
-        index.link(&stored.0, None);
-    }
-
-    /// Takes the lease of job `id` if `scheduler_id` may release the job (see
-    /// [`State::releasable`]); `Err` if it may not. `Ok(None)`: nobody holds a lease.
+    /// Takes the lease of job `id` unless another scheduler holds it (`Err`): the
+    /// caller's lease expired and the job was claimed again. `Ok(None)`: nobody holds one.
     fn take_lease(&mut self, scheduler_id: &str, id: &str) -> Result<Option<Lease>, ()> {
         match self.leases.remove(id) {
             Some(lease) if &*lease.holder != scheduler_id => {
@@ -396,34 +380,36 @@ impl State {
         }
     }
 
-    /// [`State::release`] (if [`State::releasable`]) without touching the lease index:
-    /// the caller sweeps it (see `release_jobs`) and links the returned key into `due`.
-    fn release_unindexed(&mut self, scheduler_id: &str, job: Job) -> Option<Key> {
-        let lease = self.take_lease(scheduler_id, &job.id).ok()?;
-        let State { jobs, index, .. } = self;
-        let stored = jobs.get_mut(&job.id)?;
-        if lease.is_none() {
-            // Not leased (its expired lease was reaped): its key is in `due`.
-            index.unlink(&stored.0, None);
-        }
-        let key = job
-            .next_run_time
-            .as_ref()
-            .map(|t| (micros(t), job.id.clone()));
-        *stored.0 = job;
-        key
-    }
-
-    /// [`State::remove`] (if [`State::releasable`]), leaving the lease index to the
-    /// caller.
-    fn remove_unindexed(&mut self, scheduler_id: &str, id: &str) {
-        let Ok(lease) = self.take_lease(scheduler_id, id) else {
-            return;
+    /// Applies one release by `scheduler_id` if it may release the job: it exists, and
+    /// the caller holds its lease or nobody does (its expired lease was dropped and nobody
+    /// claimed it since). Ends the lease and drops the job's key from the indexes, but
+    /// leaves a leased key to the caller's sweep when `sweep_leases`; returns the key to
+    /// link into `due` for an updated job (linked by the caller, in bulk).
+    fn release_one(
+        &mut self,
+        scheduler_id: &str,
+        release: JobRelease,
+        sweep_leases: bool,
+    ) -> Option<Key> {
+        let id = match &release {
+            JobRelease::Update(job) => job.id.clone(),
+            JobRelease::Remove(id) => id.clone(),
         };
-        if let Some(stored) = self.jobs.take(id) {
-            if lease.is_none() {
-                // Not leased: its key is in `due`, which the caller does not sweep.
-                self.index.unlink(&stored.0, None);
+        let lease = self.take_lease(scheduler_id, &id).ok()?;
+        let State { jobs, index, .. } = self;
+        let stored = jobs.get_mut(&id)?;
+        if lease.is_none() || !sweep_leases {
+            index.unlink(&stored.0, lease.as_ref());
+        }
+        match release {
+            JobRelease::Update(job) => {
+                let key = job.next_run_time.as_ref().map(|t| (micros(t), id));
+                *stored.0 = job;
+                key
+            }
+            JobRelease::Remove(_) => {
+                jobs.take(&id);
+                None
             }
         }
     }
@@ -446,16 +432,6 @@ impl State {
             }
             Err(id) => Err(Error::conflict(&id)),
         }
-    }
-
-    /// Whether `scheduler_id` may release job `id`: it exists, and the caller holds its
-    /// lease or nobody does (its expired lease was dropped and nobody claimed it since).
-    fn releasable(&self, scheduler_id: &str, id: &str) -> bool {
-        self.jobs.contains(id)
-            && match self.leases.get(id) {
-                Some(lease) => &*lease.holder == scheduler_id,
-                None => true,
-            }
     }
 
     /// Drops the expired leases of the jobs that are due by `now`, moving those jobs
@@ -683,47 +659,30 @@ impl JobStore for MemoryJobStore {
         // A release that covers a good part of the claimed jobs (a whole claim batch,
         // the usual case) drops their keys from the lease index in one pass at the end
         // instead of one tree removal each.
-        let bulk = releases.len() >= 64 && releases.len() * 4 >= state.index.leased.len();
-        let mut relinked = Vec::new();
-        for release in releases {
-            match release {
-                JobRelease::Update(job) if bulk => {
-                    if let Some(key) = state.release_unindexed(scheduler_id, job) {
-                        relinked.push(key);
-                    }
-                }
-                JobRelease::Update(job) => {
-                    if state.releasable(scheduler_id, &job.id) {
-                        state.release(job);
-                    }
-                }
-                JobRelease::Remove(id) if bulk => state.remove_unindexed(scheduler_id, &id),
-                JobRelease::Remove(id) => {
-                    if state.releasable(scheduler_id, &id) {
-                        state.remove(&id);
-                    }
-                }
-            }
-        }
-        if bulk {
-            let State {
-                jobs,
-                leases,
-                index,
-            } = &mut *state;
+        let sweep = releases.len() >= 64 && releases.len() * 4 >= state.index.leased.len();
+        let mut relinked: Vec<Key> = releases
+            .into_iter()
+            .filter_map(|release| state.release_one(scheduler_id, release, sweep))
+            .collect();
+        let State {
+            jobs,
+            leases,
+            index,
+        } = &mut *state;
+        if sweep {
             index.leased.retain(|(_, id)| leases.contains_key(id));
-            relinked.sort_unstable();
-            relinked.dedup();
-            // Keep only the keys of each job's final state (a batch may name a job twice).
-            relinked.retain(|(at, id)| {
-                !leases.contains_key(id)
-                    && jobs
-                        .get(id)
-                        .and_then(|s| s.0.next_run_time.as_ref())
-                        .is_some_and(|t| micros(t) == *at)
-            });
-            insert_sorted(&mut index.due, relinked);
         }
+        relinked.sort_unstable();
+        relinked.dedup();
+        // Keep only the keys of each job's final state (a batch may name a job twice).
+        relinked.retain(|(at, id)| {
+            !leases.contains_key(id)
+                && jobs
+                    .get(id)
+                    .and_then(|s| s.0.next_run_time.as_ref())
+                    .is_some_and(|t| micros(t) == *at)
+        });
+        insert_sorted(&mut index.due, relinked);
         Ok(())
     }
 }
