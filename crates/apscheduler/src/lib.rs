@@ -10,7 +10,7 @@
 //! | [`scheduler`] | `apscheduler-engine` | the engine and the Blocking/Background/Async/Driven schedulers |
 //! | [`stores::memory`] | `apscheduler-store-memory` | the default, in-memory job store |
 //! | [`executors::thread`] | `apscheduler-executor-thread` | the default thread pool |
-//! | [`executors::r#async`] | `apscheduler-executor-async` | the tokio executor for async jobs |
+//! | [`executors::r#async`](apscheduler_executor_async) | `apscheduler-executor-async` | the tokio executor for async jobs |
 //!
 //! Persistent job stores (`stores::sql`, `stores::redis`, `stores::mongodb`) and the
 //! process pool (`executors::process`) are behind Cargo features.

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Checks that the facade builds with no default features, with each backend feature
+# alone (no defaults), and with all of them, so a feature that silently leans on another
+# one (or on the defaults) is caught. `cargo check` only: type-checking is what differs.
+#
+# Usage: scripts/check-features.sh   (CARGO_TARGET_DIR is honoured)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+manifest=crates/apscheduler/Cargo.toml
+# Every feature of the facade but `default`, read from its [features] table.
+mapfile -t features < <(awk '
+    /^\[features\]/ { in_features = 1; next }
+    /^\[/ { in_features = 0 }
+    in_features && /^[a-z0-9_-]+[[:space:]]*=/ { sub(/[[:space:]]*=.*/, ""); if ($0 != "default") print }
+' "$manifest")
+
+check() { # label, cargo arguments...
+    local label=$1; shift
+    printf '  %-28s ' "$label"
+    if out=$(cargo check -q --locked -p apscheduler "$@" 2>&1); then
+        echo ok
+    else
+        echo FAILED; echo "$out" >&2; exit 1
+    fi
+}
+
+check "no default features" --no-default-features
+for f in "${features[@]}"; do
+    check "$f alone" --no-default-features --features "$f"
+done
+check "all features" --all-features
