@@ -13,6 +13,8 @@
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
+//! - [`diag`]: [`log_warn!`] and [`log_error!`], which reach stderr when the program
+//!   installed no `tracing` subscriber.
 //! - [`time`]: timezone lookup, local-time resolution under the DST policy, date
 //!   parsing (`2009-11-06 16:30:05` read in a timezone) and RFC 3339 output.
 //!
@@ -46,6 +48,7 @@
 )]
 
 mod clock;
+pub mod diag;
 mod error;
 pub mod event;
 mod executor;
