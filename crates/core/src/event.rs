@@ -9,8 +9,53 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 /// A set of event codes; combine with `|` (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// `Debug` and `Display` name the codes as APScheduler spells them:
+///
+/// ```
+/// use apscheduler_core::event::{EVENT_ALL, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED};
+///
+/// let mask = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR;
+/// assert_eq!(format!("{mask:?}"), "EventMask(EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)");
+/// assert_eq!(mask.to_string(), "EVENT_JOB_EXECUTED | EVENT_JOB_ERROR");
+/// assert_eq!(EVENT_ALL.to_string(), "EVENT_ALL");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventMask(pub u32);
+
+impl fmt::Display for EventMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == EVENT_ALL {
+            return f.write_str("EVENT_ALL");
+        }
+        if self.0 == 0 {
+            return f.write_str("0");
+        }
+        let mut first = true;
+        let mut rest = self.0;
+        while rest != 0 {
+            let bit = rest & rest.wrapping_neg();
+            rest &= !bit;
+            let name = event_name(EventMask(bit));
+            if !first {
+                f.write_str(" | ")?;
+            }
+            first = false;
+            if name == "EVENT_UNKNOWN" {
+                write!(f, "{bit:#x}")?;
+            } else {
+                f.write_str(name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EventMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventMask({self})")
+    }
+}
 
 impl EventMask {
     /// Whether `self` includes every code of `other`.
@@ -261,5 +306,28 @@ pub fn event_name(code: EventMask) -> &'static str {
             .unwrap_or("EVENT_UNKNOWN")
     } else {
         "EVENT_UNKNOWN"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mask_prints_its_code_names() {
+        assert_eq!(
+            format!("{EVENT_JOB_MISSED:?}"),
+            "EventMask(EVENT_JOB_MISSED)"
+        );
+        assert_eq!(
+            (EVENT_SCHEDULER_STARTED | EVENT_JOB_MAX_INSTANCES).to_string(),
+            "EVENT_SCHEDULER_STARTED | EVENT_JOB_MAX_INSTANCES"
+        );
+        assert_eq!(EventMask(0).to_string(), "0");
+        assert_eq!(
+            (EVENT_JOB_ADDED | EventMask(1 << 20)).to_string(),
+            "EVENT_JOB_ADDED | 0x100000"
+        );
+        assert_eq!(format!("{EVENT_ALL:?}"), "EventMask(EVENT_ALL)");
     }
 }
