@@ -9,7 +9,8 @@
 //!   [`TaskRegistry`] of named tasks.
 //! - [`JobStore`]: where jobs live, with an atomic claim-with-lease protocol so several
 //!   schedulers can share one store.
-//! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`].
+//! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`];
+//!   [`run`] holds the one task runner and outcome reporting every executor uses.
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
@@ -53,6 +54,7 @@ mod error;
 pub mod event;
 mod executor;
 mod job;
+pub mod run;
 mod store;
 mod task;
 pub mod time;
@@ -64,11 +66,12 @@ pub use chrono_tz;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
-pub use executor::{
-    failure_from_task_error, panic_message, run_sync_task, Executor, InstanceTracker, JobRun,
-    RunReporter, SubmitError,
-};
+pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use job::{no_args, no_kwargs, Job, JobState};
+pub use run::{
+    caught_outcome, failure_from_task_error, finish_run, panic_message, report_each_run_time,
+    report_failed, report_outcome, run_sync_task,
+};
 pub use serde_json;
 pub use store::{Acquired, CorruptJob, JobRelease, JobStore};
 pub use task::{

@@ -3,7 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use apscheduler_core::{
-    run_sync_task, Error, Executor, InstanceTracker, JobRun, RunReporter, SubmitError, TaskContext,
+    finish_run, report_each_run_time, run_sync_task, Error, Executor, InstanceTracker, JobRun,
+    RunReporter, SubmitError,
 };
 
 /// Runs jobs synchronously inside `submit`, in the scheduler's own thread
@@ -47,17 +48,10 @@ impl Executor for InlineExecutor {
             return Err(SubmitError::MaxInstances);
         }
         reporter.submitted(&run);
-        for &run_time in &run.run_times {
-            let ctx = TaskContext {
-                job_id: run.job_id.clone(),
-                scheduled_run_time: run_time,
-                args: run.args.clone(),
-                kwargs: run.kwargs.clone(),
-            };
-            reporter.outcome(&run, run_time, run_sync_task(&run.task, &ctx));
-        }
-        self.instances.release(&run.job_id);
-        reporter.finished(&run);
+        report_each_run_time(&*reporter, &run, |run_time| {
+            run_sync_task(&run.task, &run.context(run_time))
+        });
+        finish_run(&*reporter, &run, &self.instances);
         Ok(())
     }
 

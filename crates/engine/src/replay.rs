@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use apscheduler_core::time::{parse_rfc3339, parse_timezone, to_rfc3339};
 use apscheduler_core::{
-    run_sync_task, Error, ErrorKind, Event, Executor, InstanceTracker, JobRun, ManualClock,
-    RunReporter, SubmitError, TaskContext, TaskFailure,
+    finish_run, report_each_run_time, run_sync_task, Error, ErrorKind, Event, Executor,
+    InstanceTracker, JobRun, ManualClock, RunReporter, SubmitError, TaskFailure,
 };
 use apscheduler_store_memory::MemoryJobStore;
 use chrono::{DateTime, Utc};
@@ -58,17 +58,10 @@ impl ReplayExecutor {
         else {
             return;
         };
-        for &run_time in &run.run_times {
-            let ctx = TaskContext {
-                job_id: run.job_id.clone(),
-                scheduled_run_time: run_time,
-                args: run.args.clone(),
-                kwargs: run.kwargs.clone(),
-            };
-            reporter.outcome(&run, run_time, run_sync_task(&run.task, &ctx));
-        }
-        self.instances.release(&run.job_id);
-        reporter.finished(&run);
+        report_each_run_time(&*reporter, &run, |run_time| {
+            run_sync_task(&run.task, &run.context(run_time))
+        });
+        finish_run(&*reporter, &run, &self.instances);
     }
 
     /// Completes every queued run that is not held.

@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use apscheduler_core::{
-    failure_from_task_error, panic_message, run_sync_task, Error, ErrorKind, Executor,
+    caught_outcome, finish_run, report_outcome, run_sync_task, Error, ErrorKind, Executor,
     InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError, TaskContext, TaskFn,
 };
 use tokio::runtime::{Handle, Runtime};
@@ -125,23 +125,16 @@ async fn run_one(
             let fut = f(ctx);
             // Spawned so a panic is caught by the runtime and reported, not propagated.
             match tokio::spawn(fut).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(failure_from_task_error(e.as_ref())),
-                Err(join) if join.is_panic() => Err(JobFailure::new(
-                    "panic",
-                    panic_message(join.into_panic().as_ref()),
-                )),
+                Ok(result) => caught_outcome(Ok(result)),
+                Err(join) if join.is_panic() => caught_outcome(Err(join.into_panic())),
                 Err(_) => Err(JobFailure::new("cancelled", "the run was cancelled")),
             }
         }
         TaskFn::Sync(_) => {
             let task = task.clone();
             match tokio::task::spawn_blocking(move || run_sync_task(&task, &ctx)).await {
-                Ok(r) => r,
-                Err(join) if join.is_panic() => Err(JobFailure::new(
-                    "panic",
-                    panic_message(join.into_panic().as_ref()),
-                )),
+                Ok(result) => result,
+                Err(join) if join.is_panic() => caught_outcome(Err(join.into_panic())),
                 Err(_) => Err(JobFailure::new("cancelled", "the run was cancelled")),
             }
         }
@@ -202,17 +195,10 @@ impl Executor for AsyncExecutor {
                 None => None,
             };
             for &run_time in &run.run_times {
-                let ctx = TaskContext {
-                    job_id: run.job_id.clone(),
-                    scheduled_run_time: run_time,
-                    args: run.args.clone(),
-                    kwargs: run.kwargs.clone(),
-                };
-                let result = run_one(&run.task, ctx).await;
-                reporter.outcome(&run, run_time, result);
+                let result = run_one(&run.task, run.context(run_time)).await;
+                report_outcome(&*reporter, &run, run_time, result);
             }
-            instances.release(&run.job_id);
-            reporter.finished(&run);
+            finish_run(&*reporter, &run, &instances);
             let (count, cond) = &*in_flight;
             *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
             cond.notify_all();

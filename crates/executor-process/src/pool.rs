@@ -6,7 +6,6 @@ use std::env;
 use std::fmt;
 use std::mem;
 use std::os::unix::process::ExitStatusExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use apscheduler_core::serde_json::Value;
 use apscheduler_core::{
-    panic_message, Error, ErrorKind, Executor, InstanceTracker, JobFailure, JobRun, RunReporter,
-    SubmitError,
+    finish_run, report_each_run_time, report_failed, Error, ErrorKind, Executor, InstanceTracker,
+    JobFailure, JobRun, RunReporter, SubmitError,
 };
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -588,41 +587,17 @@ impl Pool {
     }
 
     /// Runs every run time of `run` in turn, reporting each outcome, then releases the
-    /// instance and reports `finished`.
+    /// instance and reports `finished`. Run times left when the pool is shut down
+    /// without waiting are reported cancelled.
     fn execute(&self, run: JobRun, slot: &Slot, worker: &mut Option<Worker>) {
-        let reported = catch_unwind(AssertUnwindSafe(|| {
-            for (i, &run_time) in run.run_times.iter().enumerate() {
-                if self.cancelled.load(Ordering::SeqCst) {
-                    for &run_time in &run.run_times[i..] {
-                        self.reporter
-                            .outcome(&run, run_time, Err(cancelled_failure()));
-                    }
-                    break;
-                }
-                tracing::debug!(target: LOG_TARGET, job_id = %run.job_id, %run_time, "running job");
-                let result = self.run_once(&run, run_time, slot, worker);
-                match &result {
-                    Ok(_) => tracing::debug!(
-                        target: LOG_TARGET,
-                        job_id = %run.job_id,
-                        %run_time,
-                        "job executed successfully"
-                    ),
-                    Err(failure) => tracing::debug!(
-                        target: LOG_TARGET,
-                        job_id = %run.job_id,
-                        %run_time,
-                        %failure,
-                        "job raised an error"
-                    ),
-                }
-                self.reporter.outcome(&run, run_time, result);
+        report_each_run_time(&*self.reporter, &run, |run_time| {
+            if self.cancelled.load(Ordering::SeqCst) {
+                Err(cancelled_failure())
+            } else {
+                self.run_once(&run, run_time, slot, worker)
             }
-        }));
-        if let Err(payload) = reported {
-            log_reporter_panic(&run, &*payload);
-        }
-        self.finish(&run);
+        });
+        finish_run(&*self.reporter, &run, &self.tracker);
     }
 
     /// Runs one run time on the worker (starting one if needed).
@@ -842,22 +817,8 @@ impl Pool {
     }
 
     fn fail_all(&self, run: JobRun, failure: &JobFailure) {
-        let reported = catch_unwind(AssertUnwindSafe(|| {
-            for &run_time in &run.run_times {
-                self.reporter.outcome(&run, run_time, Err(failure.clone()));
-            }
-        }));
-        if let Err(payload) = reported {
-            log_reporter_panic(&run, &*payload);
-        }
-        self.finish(&run);
-    }
-
-    fn finish(&self, run: &JobRun) {
-        self.tracker.release(&run.job_id);
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.reporter.finished(run))) {
-            log_reporter_panic(run, &*payload);
-        }
+        report_failed(&*self.reporter, &run, failure);
+        finish_run(&*self.reporter, &run, &self.tracker);
     }
 }
 
@@ -977,13 +938,4 @@ pub(crate) fn describe_signal(signal: i32) -> String {
         Some((_, name)) => format!("signal {signal} ({name})"),
         None => format!("signal {signal}"),
     }
-}
-
-fn log_reporter_panic(run: &JobRun, payload: &(dyn std::any::Any + Send)) {
-    tracing::error!(
-        target: LOG_TARGET,
-        job_id = %run.job_id,
-        panic = %panic_message(payload),
-        "run reporter panicked"
-    );
 }

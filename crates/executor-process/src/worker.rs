@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use apscheduler_core::serde_json::Value;
 use apscheduler_core::{
-    failure_from_task_error, panic_message, JobFailure, TaskContext, TaskFn, TaskRegistry,
+    caught_outcome, run_sync_task, JobFailure, TaskContext, TaskFn, TaskRegistry,
 };
 
 use crate::protocol::{self, FrameReader, Hello, ReadError, RunReply, RunRequest};
@@ -173,7 +173,7 @@ fn run(
         kwargs: Arc::new(request.kwargs),
     };
     let result = match task {
-        TaskFn::Sync(f) => catch_unwind(AssertUnwindSafe(|| f(&ctx))),
+        TaskFn::Sync(_) => run_sync_task(task, &ctx),
         TaskFn::Async(f) => {
             if runtime.is_none() {
                 let built = tokio::runtime::Builder::new_current_thread()
@@ -183,18 +183,14 @@ fn run(
                 *runtime = Some(built);
             }
             let rt = runtime.as_ref().expect("built above");
-            let result = catch_unwind(AssertUnwindSafe(|| rt.block_on(f(ctx))));
-            if result.is_err() {
+            let caught = catch_unwind(AssertUnwindSafe(|| rt.block_on(f(ctx))));
+            if caught.is_err() {
                 // Start the next async task on a fresh runtime.
                 *runtime = None;
             }
-            result
+            caught_outcome(caught)
         }
     };
     let _ = io::stdout().flush();
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(failure_from_task_error(e.as_ref())),
-        Err(payload) => Err(JobFailure::new("panic", panic_message(&*payload))),
-    }
+    result
 }

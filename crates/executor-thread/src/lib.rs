@@ -6,10 +6,13 @@
 //!
 //! - `submit` enforces `max_instances` per job id, reports
 //!   [`RunReporter::submitted`], then queues the run; it never blocks on running jobs.
-//! - A worker runs each run time of a [`JobRun`] in order, as [`run_sync_task`] does:
-//!   a task error becomes an `Err` [`JobFailure`] (kind `error`, with the message and
-//!   `source()` chain), a panic an `Err` of kind `panic` with the panic message, and the
-//!   worker keeps going. An async task gets an `Err` outcome of kind `refused` (use an
+//! - A worker runs each run time of a [`JobRun`] in order through core's one task
+//!   runner, [`run_sync_task`], and reports each through
+//!   [`report_each_run_time`](apscheduler_core::report_each_run_time): a task error
+//!   becomes an `Err` [`JobFailure`] (kind `error`, or the kind of a
+//!   [`TaskFailure`](apscheduler_core::TaskFailure), with the message and `source()`
+//!   chain), a panic an `Err` of kind `panic` with the panic message, and the worker
+//!   keeps going. An async task gets an `Err` outcome of kind `refused` (use an
 //!   async executor).
 //! - A submission wakes a sleeping worker only when no other worker is already being
 //!   woken; a worker that takes a run and sees more queued wakes the next. A burst of
@@ -21,8 +24,7 @@
 //!   `finished`), and returns at once; jobs already running finish in the background.
 //!
 //! Logging goes through [`tracing`] with target `apscheduler` at debug level (job start,
-//! success and failure). The library installs no subscriber, so it is silent unless the
-//! application installs one.
+//! success and failure).
 //!
 //! ## Usage
 //! ```
@@ -111,15 +113,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
-use apscheduler_core::serde_json::Value;
 use apscheduler_core::{
-    panic_message, run_sync_task, Error, ErrorKind, Executor, InstanceTracker, JobFailure, JobRun,
-    RunReporter, SubmitError, TaskContext, TaskFn,
+    finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind, Executor,
+    InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
 };
 
 /// The number of worker threads of [`ThreadPoolExecutor::default`] (APScheduler's
@@ -505,101 +505,21 @@ impl Pool {
     /// Runs every run time of `run`, reporting each outcome, then releases the slot
     /// and reports `finished`.
     fn execute(&self, run: JobRun) {
-        let reported = catch_unwind(AssertUnwindSafe(|| {
-            for &run_time in &run.run_times {
-                tracing::debug!(
-                    target: LOG_TARGET,
-                    job_id = %run.job_id,
-                    %run_time,
-                    "running job"
-                );
-                let ctx = TaskContext {
-                    job_id: run.job_id.clone(),
-                    scheduled_run_time: run_time,
-                    args: run.args.clone(),
-                    kwargs: run.kwargs.clone(),
-                };
-                let result = run_task(&run.task, &ctx);
-                match &result {
-                    Ok(_) => tracing::debug!(
-                        target: LOG_TARGET,
-                        job_id = %run.job_id,
-                        %run_time,
-                        "job executed successfully"
-                    ),
-                    Err(failure) => tracing::debug!(
-                        target: LOG_TARGET,
-                        job_id = %run.job_id,
-                        %run_time,
-                        %failure,
-                        "job raised an error"
-                    ),
-                }
-                self.reporter.outcome(&run, run_time, result);
-            }
-        }));
-        if let Err(payload) = reported {
-            log_reporter_panic(&run, &*payload);
-        }
-        self.finish(&run);
+        report_each_run_time(&*self.reporter, &run, |run_time| {
+            run_sync_task(&run.task, &run.context(run_time))
+        });
+        finish_run(&*self.reporter, &run, &self.tracker);
     }
 
     /// Reports a run that will not start: one `cancelled` outcome per run time, then
     /// `finished`.
     fn cancel(&self, run: JobRun) {
-        tracing::debug!(
-            target: LOG_TARGET,
-            job_id = %run.job_id,
-            "job cancelled by shutdown"
+        tracing::debug!(target: LOG_TARGET, job_id = %run.job_id, "job cancelled by shutdown");
+        let failure = JobFailure::new(
+            CANCELLED_KIND,
+            "the executor was shut down before the job started",
         );
-        let reported = catch_unwind(AssertUnwindSafe(|| {
-            for &run_time in &run.run_times {
-                self.reporter.outcome(
-                    &run,
-                    run_time,
-                    Err(JobFailure::new(
-                        CANCELLED_KIND,
-                        "the executor was shut down before the job started",
-                    )),
-                );
-            }
-        }));
-        if let Err(payload) = reported {
-            log_reporter_panic(&run, &*payload);
-        }
-        self.finish(&run);
+        report_failed(&*self.reporter, &run, &failure);
+        finish_run(&*self.reporter, &run, &self.tracker);
     }
-
-    fn finish(&self, run: &JobRun) {
-        self.tracker.release(&run.job_id);
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.reporter.finished(run))) {
-            log_reporter_panic(run, &*payload);
-        }
-    }
-}
-
-/// Runs one call of a task, turning errors and panics into [`JobFailure`]s.
-///
-/// Same as [`run_sync_task`] except for the panic message: `run_sync_task` passes
-/// `&Box<dyn Any + Send>` to `panic_message`, which then sees a `Box` rather than the
-/// payload and reports "panic with a non-string payload" for every panic. Until that
-/// is fixed in `apscheduler-core`, sync tasks are run here directly.
-fn run_task(task: &TaskFn, ctx: &TaskContext) -> Result<Value, JobFailure> {
-    match task {
-        TaskFn::Sync(f) => match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(JobFailure::from_error("error", e.as_ref())),
-            Err(payload) => Err(JobFailure::new("panic", panic_message(&*payload))),
-        },
-        TaskFn::Async(_) => run_sync_task(task, ctx),
-    }
-}
-
-fn log_reporter_panic(run: &JobRun, payload: &(dyn std::any::Any + Send)) {
-    tracing::error!(
-        target: LOG_TARGET,
-        job_id = %run.job_id,
-        panic = %panic_message(payload),
-        "run reporter panicked"
-    );
 }

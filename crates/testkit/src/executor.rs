@@ -29,13 +29,15 @@
 //! |---|---|
 //! | [`ECHO`] | returns `{"job_id", "run_time" (RFC 3339), "args", "kwargs"}` of its context |
 //! | [`FAIL`] | returns an error: message `args[0]`, its `source()` chain `args[1..]` |
+//! | [`FAIL_KIND`] | returns a `TaskFailure` of kind `args[0]` with message `args[1]` |
 //! | [`PANIC`] | panics with the message `args[0]` |
 //! | [`BLOCK`] | connects to the [`Gate`] at address `args[0]` and waits until it is released; returns `"released"` |
 //! | [`NOOP`] | returns `null` |
 //!
 //! ## What the suite requires beyond the trait's wording
 //! - A failed task's [`JobFailure`] carries the error's `Display` as `message` and its
-//!   `source()` chain in `chain`; a panic has kind `panic` and the panic message.
+//!   `source()` chain in `chain`; a plain error has kind `error`, a `TaskFailure` keeps
+//!   its own kind; a panic has kind `panic` and the panic message.
 //! - A task sees `scheduled_run_time` in the run time's own timezone.
 //! - `shutdown(true)` also runs the submissions still queued (it drops nothing).
 //! - After `shutdown(false)` every accepted submission is still accounted for: it either
@@ -53,8 +55,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use apscheduler_core::{
-    Executor, JobFailure, JobRun, RunReporter, SubmitError, TaskContext, TaskFn, TaskRegistry,
-    TaskResult,
+    Executor, JobFailure, JobRun, RunReporter, SubmitError, TaskContext, TaskFailure, TaskFn,
+    TaskRegistry, TaskResult,
 };
 use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
@@ -67,6 +69,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const ECHO: &str = "testkit.echo";
 /// Task name: returns an error with a `source()` chain built from its arguments.
 pub const FAIL: &str = "testkit.fail";
+/// Task name: returns a `TaskFailure` of kind `args[0]` with message `args[1]`.
+pub const FAIL_KIND: &str = "testkit.fail-kind";
 /// Task name: panics with the message `args[0]`.
 pub const PANIC: &str = "testkit.panic";
 /// Task name: blocks until the [`Gate`] whose address is `args[0]` is released.
@@ -78,12 +82,13 @@ pub const NOOP: &str = "testkit.noop";
 // Tasks
 // ---------------------------------------------------------------------------------
 
-/// Registers the suite's tasks ([`ECHO`], [`FAIL`], [`PANIC`], [`BLOCK`], [`NOOP`]) in
+/// Registers the suite's tasks ([`ECHO`], [`FAIL`], [`FAIL_KIND`], [`PANIC`], [`BLOCK`], [`NOOP`]) in
 /// `registry`; a process executor calls this in its worker processes.
 pub fn register_tasks(registry: &mut TaskRegistry) {
     registry
         .register(ECHO, echo_task)
         .register(FAIL, fail_task)
+        .register(FAIL_KIND, fail_kind_task)
         .register(PANIC, panic_task)
         .register(BLOCK, block_task)
         .register(NOOP, |_ctx| Ok(Value::Null));
@@ -115,6 +120,16 @@ fn fail_task(ctx: &TaskContext) -> TaskResult {
         message: "task failed".to_owned(),
         source: None,
     })))
+}
+
+fn fail_kind_task(ctx: &TaskContext) -> TaskResult {
+    let text = |i: usize| {
+        ctx.arg(i)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Err(Box::new(TaskFailure::new(text(0), text(1))))
 }
 
 fn panic_task(ctx: &TaskContext) -> TaskResult {
@@ -766,23 +781,34 @@ pub fn check_callback_order(executor: Arc<dyn Executor>) {
     }
 }
 
-/// A task error becomes `Err` carrying the error's message and its `source()` chain.
+/// A task error becomes `Err` carrying the error's message and its `source()` chain, with
+/// kind `error`; a `TaskFailure` keeps its own kind.
 pub fn check_task_error(executor: Arc<dyn Executor>) {
     let h = Harness::start(executor);
     let mut run = h.tasks.job_run("failing", FAIL);
     run.args = strings(&["could not sync", "connection refused", "host unreachable"]);
     h.submit(run);
-    let records = h.reporter.wait_finished(1);
+    let mut run = h.tasks.job_run("typed", FAIL_KIND);
+    run.args = strings(&["Timeout", "took longer than 30 s"]);
+    h.submit(run);
+    let records = h.reporter.wait_finished(2);
     let results = assert_single_submission(&records, "failing", &[run_time(0)]);
     let failure = results[0].clone().expect_err("the task failed");
-    assert!(
-        !failure.kind.is_empty() && failure.kind != "panic",
-        "an error is not a panic: {failure:?}"
+    assert_eq!(
+        failure.kind, "error",
+        "a plain error has kind `error`: {failure:?}"
     );
     assert_eq!(failure.message, "could not sync");
     assert_eq!(
         failure.chain,
         vec!["connection refused", "host unreachable"]
+    );
+    let results = assert_single_submission(&records, "typed", &[run_time(0)]);
+    let failure = results[0].clone().expect_err("the task failed");
+    assert_eq!(
+        (failure.kind.as_str(), failure.message.as_str()),
+        ("Timeout", "took longer than 30 s"),
+        "a TaskFailure keeps its kind: {failure:?}"
     );
 }
 
