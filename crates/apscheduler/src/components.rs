@@ -59,6 +59,14 @@ fn process_pool(table: &ConfigTable) -> Result<Arc<dyn Executor>, Error> {
     Ok(Arc::new(pool))
 }
 
+#[cfg(feature = "executor-rayon")]
+fn rayon_pool(table: &ConfigTable) -> Result<Arc<dyn Executor>, Error> {
+    Ok(Arc::new(match table.get_positive("num_threads")? {
+        Some(n) => apscheduler_executor_rayon::RayonExecutor::with_threads(n),
+        None => apscheduler_executor_rayon::RayonExecutor::new(),
+    }))
+}
+
 /// Registers, in the process-wide [`ComponentRegistry`], the job store and executor
 /// types this build's features enable, so configuration maps can name them:
 /// `sql`/`sqlalchemy` (option `url`, optional `tablename`), `redis` (`url`, `prefix`),
@@ -94,4 +102,6 @@ pub fn register_components() {
         ],
         process_pool,
     );
+    #[cfg(feature = "executor-rayon")]
+    ComponentRegistry::register_global_executor(&["rayon"], rayon_pool);
 }

@@ -34,6 +34,7 @@
 //!   SQL job store and its backends.
 //! - `store-redis`, `store-mongodb`: the Redis and MongoDB job stores.
 //! - `executor-process`: the process pool executor.
+//! - `executor-rayon`: the rayon executor for CPU-bound jobs.
 //! - `all-stores`, `full`: everything (CI, docs).
 //!
 //! Call [`register_components`] once at start-up so configuration files can name the
@@ -90,6 +91,9 @@ pub mod executors {
     /// The process pool executor.
     #[cfg(feature = "executor-process")]
     pub use apscheduler_executor_process as process;
+    /// The rayon executor for CPU-bound jobs.
+    #[cfg(feature = "executor-rayon")]
+    pub use apscheduler_executor_rayon as rayon;
     /// The thread pool executor (the default).
     #[cfg(feature = "scheduler")]
     pub use apscheduler_executor_thread as thread;

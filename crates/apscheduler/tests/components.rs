@@ -75,3 +75,35 @@ fn a_scheduler_runs_jobs_from_a_configured_sqlite_store() {
         .expect("the stored job ran");
     scheduler.shutdown(true).unwrap();
 }
+
+#[test]
+fn a_configured_rayon_executor_runs_jobs() {
+    apscheduler::register_components();
+    let config =
+        SchedulerConfig::from_toml_str("[executors.cpu]\ntype = \"rayon\"\nnum_threads = 2\n")
+            .unwrap();
+    let scheduler =
+        BackgroundScheduler::from_builder(Engine::builder().config(&config).unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    scheduler.register_task("where", move |_| {
+        let name = std::thread::current().name().unwrap_or_default().to_owned();
+        let _ = tx.lock().unwrap().send(name);
+        Ok(serde_json::json!(null))
+    });
+    scheduler.start(false).unwrap();
+    scheduler
+        .add_job(JobSpec::task("where").id("w").executor("cpu"))
+        .unwrap();
+    let thread = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the job ran");
+    assert!(thread.starts_with("aps-rayon-"), "ran on {thread:?}");
+    scheduler.shutdown(true).unwrap();
+
+    let bad =
+        SchedulerConfig::from_toml_str("[executors.cpu]\ntype = \"rayon\"\nnum_threads = 0\n")
+            .unwrap();
+    let err = Engine::builder().config(&bad).unwrap_err();
+    assert!(err.to_string().contains("num_threads"), "{err}");
+}

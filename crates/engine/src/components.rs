@@ -142,6 +142,11 @@ const UNAVAILABLE: &[Unavailable] = &[
     },
     Unavailable {
         kind: ComponentKind::Executor,
+        names: &["rayon"],
+        remedy: "is not available in this build (enable the facade feature `executor-rayon`)",
+    },
+    Unavailable {
+        kind: ComponentKind::Executor,
         names: &["gevent", "tornado", "twisted"],
         remedy: "is not available: it exists for a Python event loop (use 'threadpool', or 'asyncio' for async tasks)",
     },
