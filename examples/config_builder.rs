@@ -24,37 +24,59 @@
 //!     jobstores=jobstores, executors=executors, job_defaults=job_defaults, timezone=utc)
 //! ```
 //!
-//! NOTE: the MongoDB and SQL job stores and the process pool are not part of this build
-//! yet. Memory stores stand in under both aliases (`mongo`, `sql`) and the async executor
-//! (limited to 5 concurrent runs) stands in for the process pool; the example prints the
-//! typed error that asking for the `mongodb` type gives today. Methods 2 and 3 are the
-//! `config_map` and `config_configure` examples; all three build the same scheduler.
+//! Every component is the real one: the SQL store on a SQLite file in a temporary folder,
+//! the MongoDB store on `APS_TEST_MONGODB_URL` (default `mongodb://127.0.0.1:27017/`;
+//! when no server answers, the scheduler logs that the store is unavailable and keeps
+//! retrying it, and the example's job, which lives in the 'sql' store, still runs), and
+//! the process pool. Methods 2 and 3 are the `config_map` and `config_configure`
+//! examples; all three build the same scheduler.
 //!
 //! Run: `cargo run -p apscheduler --example config_builder`
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use apscheduler::executors::r#async::AsyncExecutor;
+use apscheduler::executors::process::{worker_main, ProcessPoolExecutor};
 use apscheduler::prelude::*;
-use apscheduler::scheduler::{ComponentConfig, ComponentRegistry};
+use apscheduler::stores::mongodb::MongoDbJobStore;
+use apscheduler::stores::sql::SqlJobStore;
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A process pool's workers are copies of this program: in one, this runs the task
+    // loop and exits; here it returns at once.
+    worker_main(&apscheduler::core::TaskRegistry::new());
+
     // The default configuration: BackgroundScheduler() has a 'default' MemoryJobStore and
     // a 'default' ThreadPoolExecutor of 10 workers, in the machine's timezone.
     let _default = BackgroundScheduler::new()?;
 
+    let dir = tempfile::tempdir()?;
+    let mongo_url = std::env::var("APS_TEST_MONGODB_URL")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned());
     let scheduler = BackgroundScheduler::from_builder(
         Engine::builder()
-            // 'mongo': MongoDBJobStore()  -- stand-in: a memory store
-            .jobstore("mongo", Arc::new(MemoryJobStore::new()))
-            // 'sql': SQLAlchemyJobStore(url='sqlite:///jobs.sqlite')  -- stand-in: a memory store
-            .jobstore("sql", Arc::new(MemoryJobStore::new()))
+            // 'mongo': MongoDBJobStore()
+            .jobstore(
+                "mongo",
+                Arc::new(
+                    MongoDbJobStore::builder(mongo_url)
+                        .server_selection_timeout(Duration::from_secs(1))
+                        .build()?,
+                ),
+            )
+            // 'sql': SQLAlchemyJobStore(url='sqlite:///jobs.sqlite')
+            .jobstore(
+                "sql",
+                Arc::new(SqlJobStore::connect(&format!(
+                    "sqlite:///{}/jobs.sqlite",
+                    dir.path().display()
+                ))?),
+            )
             // 'thread': ThreadPoolExecutor(20)
             .executor("thread", Arc::new(ThreadPoolExecutor::new(20)))
-            // 'process': ProcessPoolExecutor(5)  -- stand-in: the async executor, 5 at a time
-            .executor("process", Arc::new(AsyncExecutor::new(Some(5))))
+            // 'process': ProcessPoolExecutor(5)
+            .executor("process", Arc::new(ProcessPoolExecutor::new(5)))
             // job_defaults = {'coalesce': False, 'max_instances': 3}
             .job_defaults(JobDefaults {
                 coalesce: false,
@@ -66,13 +88,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("timezone: {}", scheduler.engine().timezone());
     println!("job defaults: {:?}", scheduler.engine().job_defaults());
-
-    // What MongoDBJobStore() gives today, by type name.
-    if let Err(e) =
-        ComponentRegistry::global().create_store("mongo", &ComponentConfig::new("mongodb"))
-    {
-        println!("type 'mongodb': {e} [{:?}]", e.kind());
-    }
 
     // One job in the 'sql' store on the 'thread' executor, run now.
     scheduler.register_task("job_func", |ctx| {

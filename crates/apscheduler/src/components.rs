@@ -1,107 +1,80 @@
-//! Registration of the feature-enabled job store and executor types for configuration
-//! files (`type = "sqlalchemy"`, `type = "redis"`, `type = "processpool"`, ...).
+//! What configuration files can name. Every enabled backend registers its own types when
+//! it is linked (see `apscheduler_core::component`), so nothing needs to be called;
+//! here the facade only says, for each backend feature that is off, which feature
+//! brings the type: `job store 'default': type 'sqlalchemy' is not available in this
+//! build (enable the facade feature `store-sql`)`.
 
 #[allow(unused_imports)]
-use std::sync::Arc;
+use apscheduler_core::component::{AbsentType, ComponentKind};
 
-#[allow(unused_imports)]
-use apscheduler_core::{Error, Executor, JobStore};
-#[allow(unused_imports)]
-use apscheduler_engine::{ComponentRegistry, ConfigTable};
-
-#[cfg(feature = "store-sql")]
-fn sql_store(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
-    let url = table.require_str("url")?.to_owned();
-    let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
-    if let Some(name) = table.get_str("tablename")?.or(table.get_str("table_name")?) {
-        builder = builder.table_name(name);
-    }
-    Ok(Arc::new(builder.build()?))
+/// For each backend feature: the type aliases it brings. A hint is submitted for each
+/// feature that is off.
+macro_rules! feature_types {
+    ($(($feature:literal, $kind:ident, [$($name:literal),+])),+ $(,)?) => {
+        $(
+            #[cfg(not(feature = $feature))]
+            apscheduler_core::inventory::submit! {
+                AbsentType {
+                    kind: ComponentKind::$kind,
+                    names: &[$($name),+],
+                    remedy: concat!(
+                        "is not available in this build (enable the facade feature `",
+                        $feature,
+                        "`)"
+                    ),
+                }
+            }
+        )+
+        /// The backend features and the types each brings (for the test below).
+        #[cfg(test)]
+        const FEATURE_TYPES: &[(&str, &[&str])] = &[$(($feature, &[$($name),+])),+];
+    };
 }
 
-#[cfg(feature = "store-redis")]
-fn redis_store(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
-    let url = table
-        .get_str("url")?
-        .unwrap_or("redis://127.0.0.1:6379/")
-        .to_owned();
-    let mut builder = apscheduler_store_redis::RedisJobStore::builder(url);
-    if let Some(prefix) = table.get_str("prefix")? {
-        builder = builder.prefix(prefix);
-    }
-    Ok(Arc::new(builder.build()?))
-}
+feature_types![
+    ("store-sql", JobStore, ["sqlalchemy", "sql"]),
+    ("store-redis", JobStore, ["redis"]),
+    ("store-mongodb", JobStore, ["mongodb"]),
+    ("executor-process", Executor, ["processpool", "process"]),
+    ("executor-rayon", Executor, ["rayon"]),
+];
 
-#[cfg(feature = "store-mongodb")]
-fn mongodb_store(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
-    let url = table
-        .get_str("url")?
-        .or(table.get_str("host")?)
-        .unwrap_or("mongodb://127.0.0.1:27017/")
-        .to_owned();
-    let mut builder = apscheduler_store_mongodb::MongoDbJobStore::builder(url);
-    if let Some(db) = table.get_str("database")? {
-        builder = builder.database(db);
-    }
-    if let Some(collection) = table.get_str("collection")? {
-        builder = builder.collection(collection);
-    }
-    Ok(Arc::new(builder.build()?))
-}
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::component::ComponentRegistry;
 
-#[cfg(feature = "executor-process")]
-fn process_pool(table: &ConfigTable) -> Result<Arc<dyn Executor>, Error> {
-    let workers = table.get_positive("max_workers")?.unwrap_or(10);
-    let mut pool = apscheduler_executor_process::ProcessPoolExecutor::new(workers);
-    if let Some(timeout) = table.get_seconds("timeout")? {
-        pool = pool.with_timeout(timeout);
+    use super::FEATURE_TYPES;
+
+    /// Every backend feature of Cargo.toml has its hint, and in this build (all features
+    /// on) each of its types is registered by the backend itself.
+    #[test]
+    fn every_backend_feature_has_a_hint_and_registers_its_types() {
+        let manifest = include_str!("../Cargo.toml");
+        let features = manifest
+            .lines()
+            .filter_map(|l| l.split_once(" = [\"scheduler\", \"dep:apscheduler-"))
+            .map(|(name, _)| name.trim())
+            .collect::<Vec<_>>();
+        assert!(features.len() >= 5, "{features:?}");
+        for feature in &features {
+            assert!(
+                FEATURE_TYPES.iter().any(|(f, _)| f == feature),
+                "feature `{feature}` brings a backend but has no hint in components.rs"
+            );
+        }
+        let registry = ComponentRegistry::global();
+        let known: Vec<&str> = registry
+            .store_types()
+            .into_iter()
+            .chain(registry.executor_types())
+            .collect();
+        for (feature, names) in FEATURE_TYPES {
+            for name in *names {
+                assert!(
+                    known.contains(name),
+                    "`{feature}` on, yet '{name}' is unknown: {known:?}"
+                );
+            }
+        }
     }
-    Ok(Arc::new(pool))
-}
-
-#[cfg(feature = "executor-rayon")]
-fn rayon_pool(table: &ConfigTable) -> Result<Arc<dyn Executor>, Error> {
-    Ok(Arc::new(match table.get_positive("num_threads")? {
-        Some(n) => apscheduler_executor_rayon::RayonExecutor::with_threads(n),
-        None => apscheduler_executor_rayon::RayonExecutor::new(),
-    }))
-}
-
-/// Registers, in the process-wide [`ComponentRegistry`], the job store and executor
-/// types this build's features enable, so configuration maps can name them:
-/// `sql`/`sqlalchemy` (option `url`, optional `tablename`), `redis` (`url`, `prefix`),
-/// `mongodb` (`url`, `database`, `collection`), `processpool` (`max_workers`,
-/// `timeout` in seconds). Call it once before building a scheduler from configuration;
-/// calling it again is harmless.
-pub fn register_components() {
-    #[cfg(feature = "store-sql")]
-    ComponentRegistry::register_global_store(
-        &[
-            "sql",
-            "sqlalchemy",
-            "apscheduler.jobstores.sqlalchemy:SQLAlchemyJobStore",
-        ],
-        sql_store,
-    );
-    #[cfg(feature = "store-redis")]
-    ComponentRegistry::register_global_store(
-        &["redis", "apscheduler.jobstores.redis:RedisJobStore"],
-        redis_store,
-    );
-    #[cfg(feature = "store-mongodb")]
-    ComponentRegistry::register_global_store(
-        &["mongodb", "apscheduler.jobstores.mongodb:MongoDBJobStore"],
-        mongodb_store,
-    );
-    #[cfg(feature = "executor-process")]
-    ComponentRegistry::register_global_executor(
-        &[
-            "processpool",
-            "process",
-            "apscheduler.executors.pool:ProcessPoolExecutor",
-        ],
-        process_pool,
-    );
-    #[cfg(feature = "executor-rayon")]
-    ComponentRegistry::register_global_executor(&["rayon"], rayon_pool);
 }

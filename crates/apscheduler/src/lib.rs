@@ -16,6 +16,28 @@
 //! process pool (`executors::process`) are behind Cargo features.
 //!
 //! ## Usage
+//! A background scheduler running a job every two seconds and one at a fixed time,
+//! APScheduler's `add_job(func, 'interval', seconds=2)` and `add_job(func, 'date', ...)`:
+//! ```
+//! use apscheduler::prelude::*;
+//! use std::sync::mpsc;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let scheduler = BackgroundScheduler::new()?;
+//! let (tx, rx) = mpsc::channel();
+//! let tx = std::sync::Mutex::new(tx);
+//! scheduler.register_task("tick", move |ctx| {
+//!     tx.lock().unwrap().send(ctx.job_id.to_string()).ok();
+//!     Ok(json!({"ok": true}))
+//! });
+//! scheduler.add_job(JobSpec::task("tick").id("every-2s").trigger_args("interval", json!({"seconds": 2})))?;
+//! scheduler.start(false)?;
+//! assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5))?, "every-2s");
+//! scheduler.shutdown(true)?;
+//! # Ok(()) }
+//! ```
+//!
+//! The triggers alone, to preview a schedule:
 //! ```
 //! use apscheduler::prelude::*;
 //!
@@ -37,8 +59,10 @@
 //! - `executor-rayon`: the rayon executor for CPU-bound jobs.
 //! - `all-stores`, `full`: everything (CI, docs).
 //!
-//! Call [`register_components`] once at start-up so configuration files can name the
-//! enabled store and executor types (`type = "sqlalchemy"`, `type = "processpool"`).
+//! Configuration files name every enabled store and executor type (`type =
+//! "sqlalchemy"`, `type = "processpool"`) without any set-up call: each backend crate
+//! registers its types when it is linked. A type whose feature is off gets an error that
+//! names the feature.
 //!
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
@@ -78,10 +102,7 @@ pub mod stores {
     pub use apscheduler_store_sql as sql;
 }
 
-#[cfg(feature = "scheduler")]
 mod components;
-#[cfg(feature = "scheduler")]
-pub use components::register_components;
 
 /// Executors.
 pub mod executors {
@@ -99,6 +120,10 @@ pub mod executors {
     pub use apscheduler_executor_thread as thread;
 }
 
+/// `serde_json`, for task arguments and return values (`json!`), so programs need not
+/// depend on it themselves.
+pub use apscheduler_core::serde_json;
+
 /// The names most programs need.
 pub mod prelude {
     pub use apscheduler_core::chrono_tz::Tz;
@@ -106,6 +131,7 @@ pub mod prelude {
         Event, EventMask, EVENT_ALL, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
         EVENT_JOB_MISSED,
     };
+    pub use apscheduler_core::serde_json::json;
     pub use apscheduler_core::{
         Error, ErrorKind, Job, TaskContext, TaskFailure, TaskResult, Trigger, TriggerError,
     };

@@ -12,6 +12,8 @@
 //! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`];
 //!   [`run`] holds the one task runner and outcome reporting every executor uses.
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
+//! - [`component`]: job stores and executors by type name, for configuration files;
+//!   each backend crate registers its own types.
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
 //! - [`diag`]: [`log_warn!`] and [`log_error!`], which reach stderr when the program
@@ -49,6 +51,7 @@
 )]
 
 mod clock;
+pub mod component;
 pub mod diag;
 mod error;
 pub mod event;
@@ -67,6 +70,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
+pub use inventory;
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use run::{
     caught_outcome, failure_from_task_error, finish_run, panic_message, report_each_run_time,

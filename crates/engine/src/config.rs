@@ -9,8 +9,10 @@ use apscheduler_core::{Error, ErrorKind, Executor, JobStore};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
-use crate::components::{canonical_type_name, describe, ComponentKind, ComponentRegistry};
 use crate::engine::{Engine, EngineBuilder, SchedulerState};
+use apscheduler_core::component::{
+    describe, parse_bool, parse_u64, show, ComponentConfig, ComponentKind, ComponentRegistry,
+};
 
 /// Options every job gets unless it sets its own (APScheduler's `job_defaults`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,76 +126,6 @@ impl From<JobDefaults> for JobDefaultsConfig {
             max_instances: Some(d.max_instances),
             misfire_grace_time: Some(d.misfire_grace_time),
         }
-    }
-}
-
-/// One job store or executor of a configuration: its type and its options.
-///
-/// The type is the `type` alias (`memory`, `threadpool`, `sqlalchemy`, ...) or
-/// APScheduler's `class` string; class strings of APScheduler's own components
-/// (`apscheduler.executors.pool:ThreadPoolExecutor`) are stored as their type alias
-/// (`threadpool`). Scalar option values are stored as text (`20` → `"20"`).
-///
-/// ```
-/// use apscheduler_engine::ComponentConfig;
-///
-/// let a = ComponentConfig::new("apscheduler.executors.pool:ThreadPoolExecutor").option("max_workers", 20);
-/// let b = ComponentConfig::new("threadpool").option("max_workers", "20");
-/// assert_eq!(a, b);
-/// assert_eq!(a.type_name(), "threadpool");
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct ComponentConfig {
-    type_name: String,
-    options: BTreeMap<String, Value>,
-}
-
-impl ComponentConfig {
-    /// A component of this type (alias or class string) without options.
-    pub fn new(type_name: impl Into<String>) -> Self {
-        let type_name = type_name.into();
-        ComponentConfig {
-            type_name: canonical_type_name(type_name.trim()).to_owned(),
-            options: BTreeMap::new(),
-        }
-    }
-
-    /// Adds an option (`max_workers`, `url`, ...).
-    pub fn option(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.options.insert(key.into(), normalize(value.into()));
-        self
-    }
-
-    /// The type alias (or class string) the registry resolves.
-    pub fn type_name(&self) -> &str {
-        &self.type_name
-    }
-
-    /// The options, scalars as text.
-    pub fn options(&self) -> &BTreeMap<String, Value> {
-        &self.options
-    }
-
-    /// The nested form: `{"type": ..., options...}`.
-    pub fn to_value(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("type".into(), Value::String(self.type_name.clone()));
-        for (k, v) in &self.options {
-            map.insert(k.clone(), v.clone());
-        }
-        Value::Object(map)
-    }
-}
-
-/// Scalars become text so that every source (TOML, JSON, flat strings, environment)
-/// gives the same configuration.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Bool(b) => Value::String(b.to_string()),
-        Value::Number(n) => Value::String(n.to_string()),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
-        other => other,
     }
 }
 
@@ -328,46 +260,11 @@ impl Naming {
     }
 }
 
-/// A value as error messages show it: text in single quotes, anything else as JSON.
-pub(crate) fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("'{s}'"),
-        other => other.to_string(),
-    }
-}
-
 fn invalid(field: &str, value: &Value, expected: &str) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         format!("invalid value for '{field}': {}: {expected}", show(value)),
     )
-}
-
-/// APScheduler's `asbool`.
-pub(crate) fn parse_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_u64() {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            _ => None,
-        },
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
-            "false" | "no" | "off" | "n" | "f" | "0" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A non-negative integer given as a number or as text.
-pub(crate) fn parse_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    }
 }
 
 fn toml_to_json(field: &str, v: toml::Value) -> Result<Value, Error> {
@@ -926,7 +823,7 @@ fn parse_components(
                     type_name = Some((k.clone(), s.clone()));
                 }
                 _ => {
-                    component_options.insert(k.clone(), normalize(ov.clone()));
+                    component_options.insert(k.clone(), ov.clone());
                 }
             }
         }
@@ -940,8 +837,9 @@ fn parse_components(
                 ),
             ));
         };
-        let mut component = ComponentConfig::new(type_name);
-        component.options = component_options;
+        let component = component_options
+            .into_iter()
+            .fold(ComponentConfig::new(type_name), |c, (k, v)| c.option(k, v));
         out.insert(alias.clone(), component);
     }
     Ok(out)

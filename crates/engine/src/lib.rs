@@ -62,12 +62,13 @@ pub mod replay;
 mod spec;
 mod wake;
 
-pub use components::{
-    ComponentKind, ComponentRegistry, ConfigTable, ExecutorFactory, StoreFactory,
+/// The component registry, re-exported from core where backend crates reach it.
+pub use apscheduler_core::component::{
+    ComponentConfig, ComponentKind, ComponentRegistry, ConfigTable, ExecutorFactory, StoreFactory,
 };
+pub use components::register as register_inline_executor;
 pub use config::{
-    ComponentConfig, JobDefaults, JobDefaultsConfig, SchedulerConfig, ENV_PREFIX, ENV_SEPARATOR,
-    FLAT_PREFIX,
+    JobDefaults, JobDefaultsConfig, SchedulerConfig, ENV_PREFIX, ENV_SEPARATOR, FLAT_PREFIX,
 };
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};

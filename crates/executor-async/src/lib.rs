@@ -52,6 +52,9 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, AsyncExecutorConfig};
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -153,6 +153,8 @@
 #[cfg(not(unix))]
 compile_error!("apscheduler-executor-process supports Unix platforms only");
 
+mod config;
+pub use config::{register, ProcessPoolConfig};
 mod pool;
 mod protocol;
 mod worker;

@@ -72,6 +72,9 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, RayonConfig};
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -110,6 +110,9 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, ThreadPoolConfig};
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem;

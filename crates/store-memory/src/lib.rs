@@ -106,6 +106,9 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, MemoryStoreConfig};
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;

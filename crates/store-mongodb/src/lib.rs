@@ -204,6 +204,8 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, MongoDbStoreConfig};
 mod codec;
 mod error;
 mod names;

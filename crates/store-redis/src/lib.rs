@@ -117,6 +117,8 @@
     rust_2018_idioms
 )]
 
+mod config;
+pub use config::{register, RedisStoreConfig};
 mod codec;
 mod error;
 mod scripts;

@@ -244,6 +244,8 @@ compile_error!(
     "apscheduler-store-sql needs at least one of the features `sqlite`, `postgres`, `mysql`"
 );
 
+mod config;
+pub use config::{register, SqlStoreConfig};
 mod codec;
 mod connect;
 mod driver;

@@ -1,0 +1,87 @@
+//! `type = "redis"`: the Redis store's configuration and registration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::{Error, JobStore};
+use serde::{Deserialize, Serialize};
+
+use crate::{RedisJobStore, RedisJobStoreBuilder};
+
+/// The Redis store's options, one per builder method
+/// (`type = "redis"  url = "redis://127.0.0.1:6379/"  prefix = "apscheduler."`).
+/// Durations are seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStoreConfig {
+    /// The server URL (default `redis://127.0.0.1:6379/`).
+    pub url: Option<String>,
+    /// [`RedisJobStoreBuilder::prefix`].
+    pub prefix: Option<String>,
+    /// [`RedisJobStoreBuilder::max_state_bytes`].
+    pub max_state_bytes: Option<usize>,
+    /// [`RedisJobStoreBuilder::connection_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connection_timeout: Option<Duration>,
+    /// [`RedisJobStoreBuilder::response_timeout`].
+    #[serde(default, with = "seconds")]
+    pub response_timeout: Option<Duration>,
+    /// [`RedisJobStoreBuilder::reconnect_retries`].
+    pub reconnect_retries: Option<usize>,
+}
+
+impl RedisStoreConfig {
+    /// Reads the options of a configured component.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the option and the value.
+    pub fn from_table(table: &ConfigTable) -> Result<Self, Error> {
+        Ok(RedisStoreConfig {
+            url: table.get_str("url")?.map(str::to_owned),
+            prefix: table.get_str("prefix")?.map(str::to_owned),
+            max_state_bytes: table.get_positive("max_state_bytes")?,
+            connection_timeout: table.get_seconds("connection_timeout")?,
+            response_timeout: table.get_seconds("response_timeout")?,
+            reconnect_retries: table.get_usize("reconnect_retries")?,
+        })
+    }
+
+    /// The builder these options describe.
+    pub fn builder(&self) -> RedisJobStoreBuilder {
+        let url = self.url.as_deref().unwrap_or("redis://127.0.0.1:6379/");
+        let mut b = RedisJobStore::builder(url);
+        if let Some(prefix) = &self.prefix {
+            b = b.prefix(prefix.clone());
+        }
+        if let Some(n) = self.max_state_bytes {
+            b = b.max_state_bytes(n);
+        }
+        if let Some(t) = self.connection_timeout {
+            b = b.connection_timeout(t);
+        }
+        if let Some(t) = self.response_timeout {
+            b = b.response_timeout(t);
+        }
+        if let Some(n) = self.reconnect_retries {
+            b = b.reconnect_retries(n);
+        }
+        b
+    }
+}
+
+fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
+    Ok(Arc::new(
+        RedisStoreConfig::from_table(table)?.builder().build()?,
+    ))
+}
+
+/// Registers `redis` (and APScheduler's class string).
+pub fn register(registry: &mut ComponentRegistry) {
+    registry.register_store(
+        &["redis", "apscheduler.jobstores.redis:RedisJobStore"],
+        factory,
+    );
+}
+
+apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }
