@@ -225,6 +225,38 @@ fn parse_offset(text: &str) -> Option<i32> {
 }
 
 /// Formats an instant as RFC 3339 with the offset in force in its zone
+
+/// A duration as Python prints a `timedelta` (`0:00:05`, `1:00:00.000178`,
+/// `2 days, 3:04:05`), as APScheduler's log messages show it ("was missed by 0:00:05").
+///
+/// ```
+/// use apscheduler_core::time::timedelta;
+/// use chrono::Duration;
+///
+/// assert_eq!(timedelta(Duration::seconds(5)), "0:00:05");
+/// assert_eq!(timedelta(Duration::microseconds(3_600_000_178)), "1:00:00.000178");
+/// assert_eq!(timedelta(Duration::hours(51) + Duration::seconds(65)), "2 days, 3:01:05");
+/// assert_eq!(timedelta(Duration::seconds(-1)), "-1 day, 23:59:59");
+/// ```
+pub fn timedelta(d: chrono::Duration) -> String {
+    // Python normalises to days (possibly negative) plus a non-negative remainder.
+    let micros = d.num_microseconds().unwrap_or(i64::MAX);
+    const DAY: i64 = 86_400_000_000;
+    let (days, rest) = (micros.div_euclid(DAY), micros.rem_euclid(DAY));
+    let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
+    let clock = format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let clock = if frac == 0 {
+        clock
+    } else {
+        format!("{clock}.{frac:06}")
+    };
+    match days {
+        0 => clock,
+        1 | -1 => format!("{days} day, {clock}"),
+        _ => format!("{days} days, {clock}"),
+    }
+}
+
 /// (`2024-06-21T00:00:00-04:00`; fractional seconds only when present).
 pub fn to_rfc3339(t: &DateTime<Tz>) -> String {
     t.fixed_offset()

@@ -111,7 +111,7 @@ impl Dispatcher {
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!(target: "apscheduler", "cannot start the event dispatcher thread: {e}");
+            apscheduler_core::log_error!(target: "apscheduler", "cannot start the event dispatcher thread: {e}");
         }
         tx
     }
@@ -145,7 +145,7 @@ fn deliver(listeners: &RwLock<Vec<Listener>>, event: &Event) {
         .collect();
     for callback in targets {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(event))) {
-            tracing::error!(
+            apscheduler_core::log_error!(
                 target: "apscheduler",
                 "error notifying listener of {}: {}",
                 event.name(),

@@ -440,7 +440,7 @@ impl RunReporter for Reporter {
                     });
             }
             Err(failure) => {
-                tracing::error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
                 self.dispatcher
                     .emit(event::EVENT_JOB_ERROR, || Event::Execution {
                         code: event::EVENT_JOB_ERROR,
@@ -827,7 +827,7 @@ impl Engine {
                 // A store that is down now is retried by the main loop with backoff, so
                 // a scheduler can start while its database is restarting.
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    tracing::warn!(target: "apscheduler", jobstore = %alias, "job store is unavailable at start; will retry: {e}");
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "job store is unavailable at start; will retry: {e}");
                 }
                 Err(e) => {
                     return Err(Error::new(
@@ -853,7 +853,7 @@ impl Engine {
             for p in pending {
                 let id = p.job.id.clone();
                 if let Err(e) = self.real_add(p, self.inner.clock.now()).await {
-                    tracing::error!(target: "apscheduler", job_id = %id, "cannot add pending job: {e}");
+                    apscheduler_core::log_error!(target: "apscheduler", job_id = %id, "cannot add pending job: {e}");
                 }
             }
         }
@@ -886,7 +886,7 @@ impl Engine {
         }
         for (alias, store) in &stores {
             if let Err(e) = store.shutdown().await {
-                tracing::warn!(target: "apscheduler", "job store '{alias}' did not shut down cleanly: {e}");
+                apscheduler_core::log_warn!(target: "apscheduler", "job store '{alias}' did not shut down cleanly: {e}");
             }
         }
         tracing::info!(target: "apscheduler", "Scheduler has been shut down");
@@ -1625,7 +1625,7 @@ impl Engine {
                     let delay = Duration::from_millis(500)
                         .saturating_mul(1u32 << failures.min(6).saturating_sub(1))
                         .min(Duration::from_secs(30));
-                    tracing::warn!(target: "apscheduler", jobstore = %alias, "error processing job store (retrying in {delay:?}): {e}");
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "error processing job store (retrying in {delay:?}): {e}");
                     earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 }
             }
@@ -1665,7 +1665,7 @@ impl Engine {
                 .acquire_due_jobs(&self.inner.scheduler_id, now, CLAIM_BATCH, self.inner.lease)
                 .await?;
             for corrupt in &acquired.corrupt {
-                tracing::error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
+                apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();
                 let failure = JobFailure::new("corrupt", corrupt.error.clone());
                 self.inner
@@ -1742,7 +1742,7 @@ impl Engine {
         };
         if due.iter().any(missed) {
             for &t in due.iter().filter(|t| missed(t)) {
-                tracing::warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, now - t.with_timezone(&Utc));
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, apscheduler_core::time::timedelta(now - t.with_timezone(&Utc)));
                 self.inner
                     .dispatcher
                     .emit(event::EVENT_JOB_MISSED, || Event::Execution {
@@ -1785,7 +1785,7 @@ impl Engine {
             }
         };
         let Some(executor) = used.get(self, &job.executor) else {
-            tracing::error!(target: "apscheduler", job_id = %job.id, "Executor lookup failed: no executor '{}'", job.executor);
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %job.id, "Executor lookup failed: no executor '{}'", job.executor);
             fail_all(
                 JobFailure::new(
                     "executor",
@@ -1808,7 +1808,7 @@ impl Engine {
             (None, _) => None,
         };
         let Some(task) = resolved else {
-            tracing::error!(target: "apscheduler", job_id = %job.id, "no task registered under the name '{}'", job.task);
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %job.id, "no task registered under the name '{}'", job.task);
             fail_all(
                 JobFailure::new(
                     "unknown-task",
@@ -1839,7 +1839,7 @@ impl Engine {
                 tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
             }
             Err(SubmitError::MaxInstances) => {
-                tracing::warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
                 self.inner
                     .dispatcher
                     .emit(event::EVENT_JOB_MAX_INSTANCES, || Event::Submission {
@@ -1850,7 +1850,7 @@ impl Engine {
                     });
             }
             Err(e) => {
-                tracing::error!(target: "apscheduler", job_id = %job.id, "Error submitting job \"{}\" to executor '{}': {e}", job.name, job.executor);
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %job.id, "Error submitting job \"{}\" to executor '{}': {e}", job.name, job.executor);
                 let run_times = kept.unwrap_or_else(|| vec![first]);
                 fail_all(JobFailure::new("submit", e.to_string()), &run_times);
             }

@@ -236,7 +236,7 @@ impl Executor for AsyncExecutor {
                     rt.shutdown_background();
                 });
             if let Err(e) = spawned {
-                tracing::warn!(target: "apscheduler", "cannot wait for async runs in the background: {e}");
+                apscheduler_core::log_warn!(target: "apscheduler", "cannot wait for async runs in the background: {e}");
             }
         }
     }

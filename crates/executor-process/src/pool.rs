@@ -455,7 +455,7 @@ impl Pool {
                 Err(e) => {
                     queue.drivers -= 1;
                     queue.idle -= 1;
-                    tracing::error!(target: LOG_TARGET, error = %e, "cannot start a process pool driver thread");
+                    apscheduler_core::log_error!(target: LOG_TARGET, error = %e, "cannot start a process pool driver thread");
                     if queue.drivers == 0 {
                         // Nobody would ever take the run.
                         let stranded: Vec<JobRun> = queue.jobs.drain(..).collect();
@@ -512,7 +512,7 @@ impl Pool {
         while queue.drivers > 0 {
             let now = Instant::now();
             if now >= deadline {
-                tracing::warn!(target: LOG_TARGET, drivers = queue.drivers, "process pool workers still exiting");
+                apscheduler_core::log_warn!(target: LOG_TARGET, drivers = queue.drivers, "process pool workers still exiting");
                 return;
             }
             queue = self
@@ -801,7 +801,7 @@ impl Pool {
                 tracing::debug!(target: LOG_TARGET, pid, status = %describe_status(status), "worker process killed by shutdown");
             }
             Some(status) => {
-                tracing::warn!(target: LOG_TARGET, pid, status = %describe_status(status), "worker process did not exit cleanly");
+                apscheduler_core::log_warn!(target: LOG_TARGET, pid, status = %describe_status(status), "worker process did not exit cleanly");
             }
             None => {}
         }

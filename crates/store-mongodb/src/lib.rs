@@ -521,7 +521,7 @@ impl MongoDbJobStore {
         if let Err(e) = jobs.create_indexes(indexes).await {
             match &*e.kind {
                 DriverKind::Command(c) if INDEX_CONFLICT_CODES.contains(&c.code) => {
-                    tracing::warn!(
+                    apscheduler_core::log_warn!(
                         target: "apscheduler",
                         namespace = %self.namespace,
                         error = %e,
@@ -734,7 +734,7 @@ impl MongoDbJobStore {
                     Ok(job) => acquired.jobs.push(job),
                     Err(corrupt) => {
                         self.mark_corrupt(conn, &corrupt, claim).await;
-                        tracing::error!(
+                        apscheduler_core::log_error!(
                             target: "apscheduler",
                             namespace = %self.namespace,
                             job_id = %corrupt.id,
@@ -761,7 +761,7 @@ impl MongoDbJobStore {
         let filter = doc! {field::ID: corrupt.key.clone(), field::LEASE_TOKEN: &claim.token};
         let update = doc! {"$set": {field::CORRUPT: &corrupt.error}, "$unset": unset_lease(false)};
         if let Err(e) = conn.jobs.update_one(filter, update).await {
-            tracing::warn!(
+            apscheduler_core::log_warn!(
                 target: "apscheduler",
                 namespace = %self.namespace,
                 job_id = %corrupt.id,
@@ -944,7 +944,7 @@ impl JobStore for MongoDbJobStore {
                 .delete_many(doc! {field::ID: {"$in": chunk}})
                 .await;
             if let Err(undo) = undo {
-                tracing::warn!(
+                apscheduler_core::log_warn!(
                     target: "apscheduler",
                     namespace = %self.namespace,
                     error = %undo,
@@ -1031,7 +1031,7 @@ impl JobStore for MongoDbJobStore {
         {
             match codec::decode(cursor.current(), self.max_state_bytes) {
                 Ok(job) => jobs.push(job),
-                Err(corrupt) => tracing::warn!(
+                Err(corrupt) => apscheduler_core::log_warn!(
                     target: "apscheduler",
                     namespace = %self.namespace,
                     job_id = %corrupt.id,
@@ -1149,7 +1149,7 @@ impl JobStore for MongoDbJobStore {
                 }
                 Err(error) => {
                     // Keep what was claimed: those jobs are leased to the caller now.
-                    tracing::warn!(
+                    apscheduler_core::log_warn!(
                         target: "apscheduler",
                         namespace = %self.namespace,
                         error = %error,

@@ -481,7 +481,7 @@ impl RedisJobStore {
         }
         let result: Result<i64, _> = self.invoke("set aside corrupt jobs", &invocation).await;
         if let Err(e) = result {
-            tracing::warn!(target: "apscheduler", prefix = %self.prefix, "cannot set aside corrupt jobs (they will be reported again): {e}");
+            apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, "cannot set aside corrupt jobs (they will be reported again): {e}");
         }
     }
 }
@@ -604,7 +604,7 @@ impl JobStore for RedisJobStore {
             match self.decode(&pair[0], &pair[1]) {
                 Ok(job) => jobs.push((job.next_run_time.as_ref().map(codec::score), job)),
                 Err(e) => {
-                    tracing::warn!(target: "apscheduler", prefix = %self.prefix, "skipping a stored job: {e}");
+                    apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, "skipping a stored job: {e}");
                 }
             }
         }

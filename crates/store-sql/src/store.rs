@@ -444,7 +444,7 @@ impl JobStore for SqlJobStore {
         }
         if !unreadable.is_empty() {
             let shown: Vec<&str> = unreadable.iter().take(10).copied().collect();
-            tracing::warn!(target: "apscheduler", table = %self.names.table, "{} stored job(s) cannot be read and were left out: {}{}", unreadable.len(), shown.join(", "), if unreadable.len() > shown.len() { ", ..." } else { "" });
+            apscheduler_core::log_warn!(target: "apscheduler", table = %self.names.table, "{} stored job(s) cannot be read and were left out: {}{}", unreadable.len(), shown.join(", "), if unreadable.len() > shown.len() { ", ..." } else { "" });
         }
         Ok(jobs)
     }
@@ -501,7 +501,7 @@ impl JobStore for SqlJobStore {
             // Set aside for good. Should this fail, the rows stay leased to us and are
             // reported again when the lease expires.
             if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
-                tracing::warn!(target: "apscheduler", table = %self.names.table, "cannot mark corrupt jobs: {e}");
+                apscheduler_core::log_warn!(target: "apscheduler", table = %self.names.table, "cannot mark corrupt jobs: {e}");
             }
         }
         Ok(acquired)
