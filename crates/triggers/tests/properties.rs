@@ -176,7 +176,7 @@ fn render_value(kind: Kind, v: u32, closes_range: bool, style: Style) -> String 
         match kind {
             Kind::Month => return MONTHS[v as usize - 1].to_owned(),
             Kind::Dow => return WEEKDAYS[v as usize].to_owned(),
-            // `sun` is 0, or 7 when it closes a range.
+            // `sun` is 0, or 7 when it closes a range that starts after `sun`.
             Kind::CronDow => match (v, closes_range) {
                 (0, false) | (7, true) => return "sun".to_owned(),
                 (1..=6, _) => return WEEKDAYS[v as usize - 1].to_owned(),
@@ -194,8 +194,9 @@ fn render_piece(kind: Kind, piece: Piece, style: Style) -> String {
         Piece::Star => "*".to_owned(),
         Piece::StarStep(c) => format!("*/{c}"),
         Piece::Value(a) => val(a, false),
-        Piece::Range(a, b) => format!("{}-{}", val(a, false), val(b, true)),
-        Piece::RangeStep(a, b, c) => format!("{}-{}/{c}", val(a, false), val(b, true)),
+        // `sun` closes a range as 7, except after `sun` (`sun-sun` is one day).
+        Piece::Range(a, b) => format!("{}-{}", val(a, false), val(b, a != 0)),
+        Piece::RangeStep(a, b, c) => format!("{}-{}/{c}", val(a, false), val(b, a != 0)),
         Piece::ValueStep(a, c) => format!("{}/{c}", val(a, false)),
         Piece::LastDay => "last".to_owned(),
         Piece::Nth(n, w) => {
@@ -1316,4 +1317,133 @@ fn model_agrees_with_known_examples() {
     assert_eq!(t.to_string(), "2024-06-28 02:00:00");
     let trigger = model.build(Tz::UTC, None).unwrap();
     assert_eq!(trigger.to_string(), "cron[day='last fri', hour='0-3/2']");
+}
+
+/// Every range of weekday names means the numeric range it stands for, in crontab text
+/// (`sun` = 0, or 7 closing a range that starts after `sun`) and in the cron trigger's
+/// `day_of_week` (`mon` = 0 ... `sun` = 6): the same days, or the same refusal. In
+/// particular `sun-sun` is Sunday alone, never the whole week.
+#[test]
+fn every_weekday_name_range_means_its_numeric_range() {
+    let tz: Tz = "UTC".parse().unwrap();
+    let from = tz.with_ymd_and_hms(2024, 6, 2, 12, 0, 0).unwrap(); // a Sunday
+    let days = |t: &CronTrigger| -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut prev = None;
+        let mut now = from;
+        while let Some(next) = t.next_fire_time(prev.as_ref(), &now) {
+            if next >= from + Duration::days(7) {
+                break;
+            }
+            out.push(next.weekday().num_days_from_monday());
+            now = next + Duration::seconds(1);
+            prev = Some(next);
+        }
+        out.sort_unstable();
+        out
+    };
+    for a in 0..7usize {
+        for b in 0..7usize {
+            let names = format!("{}-{}", WEEKDAYS[a], WEEKDAYS[b]);
+            // Crontab text.
+            let na = (a as u32 + 1) % 7;
+            let nb = if b == 6 {
+                if a == 6 {
+                    0
+                } else {
+                    7
+                }
+            } else {
+                b as u32 + 1
+            };
+            let by_name = CronTrigger::from_crontab(&format!("0 0 * * {names}"), tz);
+            let by_number = CronTrigger::from_crontab(&format!("0 0 * * {na}-{nb}"), tz);
+            match (&by_name, &by_number) {
+                (Ok(n), Ok(m)) => {
+                    let expected = days(m);
+                    assert_eq!(days(n), expected, "crontab '{names}' vs '{na}-{nb}'");
+                    assert_eq!(expected.len(), (nb - na + 1).min(7) as usize, "'{na}-{nb}'");
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("crontab '{names}': {by_name:?}, but '{na}-{nb}': {by_number:?}"),
+            }
+            // The cron trigger's day_of_week field.
+            let by_name = CronTrigger::builder()
+                .day_of_week(names.as_str())
+                .hour(0)
+                .build();
+            let by_number = CronTrigger::builder()
+                .day_of_week(format!("{a}-{b}").as_str())
+                .hour(0)
+                .build();
+            match (&by_name, &by_number) {
+                (Ok(n), Ok(m)) => {
+                    assert_eq!(days(n), days(m), "day_of_week '{names}' vs '{a}-{b}'");
+                    assert_eq!(
+                        days(n),
+                        (a as u32..=b as u32).collect::<Vec<_>>(),
+                        "'{names}'"
+                    );
+                }
+                (Err(_), Err(_)) => assert!(a > b, "'{names}' refused"),
+                _ => panic!("day_of_week '{names}': {by_name:?}, but '{a}-{b}': {by_number:?}"),
+            }
+        }
+    }
+}
+
+/// Around a spring-forward gap the chain of fire times is complete and ordered: every
+/// matching wall-clock time of the day fires once, a time inside the gap at its
+/// pre-jump reading (after the jump), a real time after the gap at its own instant,
+/// even when that comes before a moved gap time (Lord Howe's 30-minute gap with
+/// `5-55/25`: 02:05 denotes 02:35, after the real 02:30).
+#[test]
+fn the_chain_around_a_dst_gap_is_complete_and_ordered() {
+    let cases = [
+        ("Australia/Lord_Howe", 2024, 10, 6),
+        ("America/New_York", 2024, 3, 10),
+        ("Europe/Helsinki", 2024, 3, 31),
+    ];
+    for (zone, y, mo, d) in cases {
+        let tz: Tz = zone.parse().unwrap();
+        for minutes in ["5-55/25", "*/7", "0,30", "10-40/10", "*"] {
+            let expr = format!("{minutes} 0-5 * * *");
+            let trigger = CronTrigger::from_crontab(&expr, tz).unwrap();
+            let day = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+            // Expected: every matching wall time from 00:00 to 05:59, resolved by the
+            // policy, sorted.
+            let mut expected: Vec<DateTime<Tz>> = Vec::new();
+            for h in 0..6 {
+                for m in 0..60 {
+                    let hit = match minutes {
+                        "5-55/25" => [5, 30, 55].contains(&m),
+                        "*/7" => m % 7 == 0,
+                        "0,30" => m == 0 || m == 30,
+                        "10-40/10" => [10, 20, 30, 40].contains(&m),
+                        _ => true,
+                    };
+                    if hit {
+                        let wall = day.and_hms_opt(h, m, 0).unwrap();
+                        expected.push(apscheduler_core::time::localize(tz, wall));
+                    }
+                }
+            }
+            expected.sort();
+            expected.dedup();
+            let from = apscheduler_core::time::localize(tz, day.and_hms_opt(0, 0, 0).unwrap());
+            let end = apscheduler_core::time::localize(tz, day.and_hms_opt(6, 0, 0).unwrap());
+            let mut got = Vec::new();
+            let mut prev: Option<DateTime<Tz>> = None;
+            let mut now = from;
+            while let Some(next) = trigger.next_fire_time(prev.as_ref(), &now) {
+                if next >= end {
+                    break;
+                }
+                got.push(next);
+                now = next + Duration::seconds(1);
+                prev = Some(next);
+            }
+            assert_eq!(got, expected, "{zone} '{expr}'");
+        }
+    }
 }

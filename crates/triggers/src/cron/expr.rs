@@ -223,7 +223,9 @@ fn parse_piece(
         };
         let first = parse_value(field, piece, first_text, vixie, false)?;
         let last = match last_text {
-            Some(t) => Some(parse_value(field, piece, t, vixie, true)?),
+            // `sun` closing a range is 7 (`mon-sun`), except after `sun` itself:
+            // `sun-sun` is that one day, not 0-7, the whole week.
+            Some(t) => Some(parse_value(field, piece, t, vixie, first != 0)?),
             None => None,
         };
         if let Some(last) = last {

@@ -433,9 +433,17 @@ pub(crate) fn next_instant(m: &Matcher, tz: Tz, start: DateTime<Tz>) -> Option<D
     let mut from = local;
     while let Some(n) = m.next_naive(from) {
         match resolve_local(tz, n) {
-            LocalInstant::Single(t) | LocalInstant::Gap(t) if t >= start => {
+            LocalInstant::Single(t) if t >= start => {
                 consider(t);
                 break;
+            }
+            // A time inside a spring-forward gap denotes an instant after the jump (read
+            // with the pre-jump offset), so a real wall-clock time after the gap can
+            // still come first (Lord Howe's 30-minute gap: 02:05 denotes 02:35, after a
+            // real 02:30): keep looking until the first real match.
+            LocalInstant::Gap(t) if t >= start => {
+                consider(t);
+                from = n + SECOND;
             }
             LocalInstant::Ambiguous(early, late) => {
                 if early >= start {
