@@ -224,8 +224,6 @@ fn parse_offset(text: &str) -> Option<i32> {
     Some(sign * (h as i32 * 3600 + m as i32 * 60))
 }
 
-/// Formats an instant as RFC 3339 with the offset in force in its zone
-
 /// A duration as Python prints a `timedelta` (`0:00:05`, `1:00:00.000178`,
 /// `2 days, 3:04:05`), as APScheduler's log messages show it ("was missed by 0:00:05").
 ///
@@ -257,6 +255,7 @@ pub fn timedelta(d: chrono::Duration) -> String {
     }
 }
 
+/// Formats an instant as RFC 3339 with the offset in force in its zone
 /// (`2024-06-21T00:00:00-04:00`; fractional seconds only when present).
 pub fn to_rfc3339(t: &DateTime<Tz>) -> String {
     t.fixed_offset()

@@ -7,7 +7,7 @@
 //! directory), stopped and deleted at the end even when the test fails. As root,
 //! `initdb` refuses to run: the server then runs as the `postgres` user through
 //! `runuser`. The test runs when `APS_TEST_POSTGRES_URL` is set (PostgreSQL testing is
-//! on); it fails when `initdb` is then missing under `CI=true`.
+//! on); it fails when `initdb` is then missing under CI.
 
 mod support;
 
@@ -191,10 +191,13 @@ fn scheduler_survives_a_postgres_outage() {
         return;
     }
     let Some(server) = PrivatePostgres::init() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("initdb is not on PATH: the PostgreSQL fault test cannot run in CI");
-        }
-        eprintln!("NOTICE: scheduler_survives_a_postgres_outage skipped: initdb is not on PATH");
+        assert!(
+            !apscheduler_testkit::server::in_ci(),
+            "initdb is not on PATH: the PostgreSQL fault test cannot run in CI"
+        );
+        apscheduler_testkit::server::skip_notice(
+            "scheduler_survives_a_postgres_outage (apscheduler-store-sql): initdb is not on PATH",
+        );
         return;
     };
     server.start();

@@ -4,12 +4,17 @@
 //! `pub async fn` checks that every job store (and every executor) calls from its own
 //! tests, so one contract is proved the same way against every backend.
 //!
-//! A new store crate gets the whole suite with a few lines in `tests/conformance.rs`:
+//! A new store crate gets the whole suite with a few lines in `tests/conformance.rs`,
+//! finding its server with the one rule of [`server`] (skip with a visible notice outside
+//! CI, fail under CI):
 //!
 //! ```ignore
-//! #[tokio::test]
+//! use apscheduler_testkit::server::{random_namespace, server_url};
+//!
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn conformance() {
-//!     apscheduler_testkit::store::run_all(|| async { MyStore::new(/* fresh namespace */) }).await;
+//!     let Some(url) = server_url("APS_TEST_MYDB_URL", "mydb://127.0.0.1/", "conformance") else { return };
+//!     apscheduler_testkit::store::run_all(|| async { MyStore::new(&url, &random_namespace()) }).await;
 //! }
 //! ```
 //!
@@ -25,4 +30,5 @@
 )]
 
 pub mod executor;
+pub mod server;
 pub mod store;

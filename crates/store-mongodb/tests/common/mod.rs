@@ -3,7 +3,6 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -13,34 +12,17 @@ use apscheduler_store_mongodb::MongoDbJobStore;
 /// The environment variable naming the server.
 pub const URL_VAR: &str = "APS_TEST_MONGODB_URL";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// The server URL; `None` (after a notice) when it is not set outside CI.
+/// The server URL; `None` (after a visible notice) when it is not set outside CI: the
+/// testkit's one rule ([`apscheduler_testkit::server`]).
 ///
 /// # Panics
-/// When it is not set and `CI=true`.
+/// When it is not set under CI.
 pub fn url(test: &str) -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if in_ci() => panic!(
-            "{URL_VAR} is not set, but CI=true: the MongoDB store tests must run in CI. \
-             Start a server with scripts/start-mongo-wire.sh and set \
-             {URL_VAR}=mongodb://127.0.0.1:27117/?directConnection=true"
-        ),
-        _ => {
-            // Straight to stderr, past the test harness's output capture, so the skip
-            // is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "notice: {URL_VAR} is not set; skipping the MongoDB test '{test}' \
-                 (start a server with scripts/start-mongo-wire.sh and set \
-                 {URL_VAR}=mongodb://127.0.0.1:27117/?directConnection=true)"
-            );
-            None
-        }
-    }
+    apscheduler_testkit::server::server_url(
+        URL_VAR,
+        "mongodb://127.0.0.1:27117/?directConnection=true (scripts/start-mongo-wire.sh)",
+        test,
+    )
 }
 
 /// A database of this test run's own (`aps_test_<random>`), dropped when this is
@@ -55,10 +37,7 @@ impl TestDb {
     /// `None` when the tests are skipped (see [`url`]).
     pub fn new(test: &str) -> Option<Self> {
         let url = url(test)?;
-        let name = format!(
-            "aps_test_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
+        let name = apscheduler_testkit::server::random_namespace();
         Some(TestDb {
             url,
             name,

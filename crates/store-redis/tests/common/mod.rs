@@ -8,30 +8,18 @@ use apscheduler_store_redis::RedisJobStore;
 /// The variable naming the test server.
 pub const URL_VAR: &str = "APS_TEST_REDIS_URL";
 
-/// The Redis URL for tests, from `APS_TEST_REDIS_URL`. When it is unset: under CI
-/// (`CI=true`) the test fails; otherwise it prints a notice and the test is skipped
-/// (`None`).
+/// The Redis URL for tests, by the testkit's one rule ([`apscheduler_testkit::server`]):
+/// `None` (after a visible notice) when `APS_TEST_REDIS_URL` is unset outside CI.
+///
+/// # Panics
+/// When it is unset under CI.
 pub fn redis_url(test: &str) -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "{test}: {URL_VAR} is not set, and CI=true: set it to a Redis server \
-                 (e.g. redis://127.0.0.1:6379/) so the Redis job store is tested"
-            );
-            eprintln!(
-                "note: {test} skipped: set {URL_VAR} (e.g. redis://127.0.0.1:6379/) to run it"
-            );
-            None
-        }
-    }
+    apscheduler_testkit::server::server_url(URL_VAR, "redis://127.0.0.1:6379/", test)
 }
 
 /// A key prefix no other test uses.
 pub fn fresh_prefix() -> String {
-    format!("aps-test.{}.", uuid::Uuid::new_v4().simple())
+    format!("{}.", apscheduler_testkit::server::random_namespace())
 }
 
 /// A store on a fresh prefix.

@@ -15,28 +15,21 @@ pub const POSTGRES_ENV: &str = "APS_TEST_POSTGRES_URL";
 /// The MySQL/MariaDB server the tests use (`mysql://root@127.0.0.1:3306/test`).
 pub const MYSQL_ENV: &str = "APS_TEST_MYSQL_URL";
 
-/// The server URL in the environment variable `var`. When it is unset: under `CI=true`
-/// the test fails loudly (CI must test every backend); elsewhere it prints a notice
-/// and returns `None`, and the caller skips.
+/// The server URL in `var`, by the testkit's one rule
+/// ([`apscheduler_testkit::server`]): `None` (after a visible notice) when it is unset
+/// outside CI; a failure under CI.
 pub fn server_url(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: {var} is not set, and CI=true: CI must run this test against a real server");
-            }
-            eprintln!("NOTICE: {test} skipped: set {var} to run it against a real server");
-            None
-        }
-    }
+    let example = if var == MYSQL_ENV {
+        "mysql://root@127.0.0.1:3306/test"
+    } else {
+        "postgres://root@127.0.0.1:5432/test"
+    };
+    apscheduler_testkit::server::server_url(var, example, test)
 }
 
-/// `aps_test_<12 random hex digits>`.
+/// A table name of this test's own.
 pub fn random_table() -> String {
-    format!(
-        "aps_test_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    apscheduler_testkit::server::random_namespace()
 }
 
 /// A temporary directory, removed when dropped.

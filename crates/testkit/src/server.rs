@@ -1,0 +1,68 @@
+//! Where backend tests find their servers, and a namespace of their own on them.
+//!
+//! One rule for every backend: a test reads its server's URL from an environment
+//! variable (`APS_TEST_POSTGRES_URL`, `APS_TEST_REDIS_URL`, ...). When the variable is
+//! unset or empty:
+//! - under CI (`CI` set to `true` in any case, or `1`) the test **fails**: CI must test
+//!   every backend against a real server;
+//! - elsewhere the test is skipped and says so with a line on stderr, written to the
+//!   process's stderr directly rather than through `eprintln!`, so the test harness's
+//!   output capture does not swallow it and `cargo test` shows it even though the test
+//!   itself reports `ok`:
+//!
+//! ```text
+//! SKIPPED conformance (apscheduler-store-redis): APS_TEST_REDIS_URL is not set; start a Redis server and set it, e.g. APS_TEST_REDIS_URL=redis://127.0.0.1:6379/
+//! ```
+//!
+//! ```
+//! use apscheduler_testkit::server::{random_namespace, server_url};
+//!
+//! // In a test: `let Some(url) = server_url(...) else { return };`
+//! let url = server_url("APS_TEST_DOCS_EXAMPLE_URL", "redis://127.0.0.1:6379/", "doc example");
+//! # if !apscheduler_testkit::server::in_ci() { assert!(url.is_none()); }
+//! let ns = random_namespace();
+//! assert!(ns.starts_with("aps_test_") && ns.len() == 21);
+//! ```
+
+use std::io::Write;
+
+/// Whether this run is CI: `CI` is `true` (any case) or `1`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
+}
+
+/// The URL in the environment variable `var`, or `None` when the test must be skipped
+/// (after the notice described in the [module docs](self)). `example` is a URL to suggest
+/// in the notice; `test` names the test.
+///
+/// # Panics
+/// When `var` is unset or empty under CI.
+pub fn server_url(var: &str, example: &str, test: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(var) {
+        if !url.trim().is_empty() {
+            return Some(url);
+        }
+    }
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    assert!(
+        !in_ci(),
+        "{test} ({package}): {var} is not set, but CI is: CI must run this test against a \
+         real server (`source .ci/services.sh` starts them and sets the variables)"
+    );
+    skip_notice(&format!(
+        "{test} ({package}): {var} is not set; start a server and set it, e.g. {var}={example}"
+    ));
+    None
+}
+
+/// Writes `SKIPPED <what>` to the process's stderr, past the test harness's capture.
+pub fn skip_notice(what: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {what}");
+}
+
+/// A fresh name for this test's tables, key prefix, database or collection:
+/// `aps_test_` and 12 random hex digits (valid as an SQL table name, a Redis key prefix
+/// and a MongoDB database or collection name).
+pub fn random_namespace() -> String {
+    format!("aps_test_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
