@@ -1083,8 +1083,10 @@ impl Engine {
                     if !pending.replace_existing {
                         return Err(Error::conflict(&job.id));
                     }
-                    // One pending job out, one in: the id's count stays.
-                    st.pending.retain(|p| p.job.id != job.id);
+                    // Kept beside the earlier one, as APScheduler keeps its pending list:
+                    // at start both are added in order (two EVENT_JOB_ADDED) and this
+                    // one replaces the other.
+                    st.pending_ids.insert(key);
                 } else {
                     // Another id with the same hash: count this one too.
                     st.pending_ids.insert(key);
@@ -1396,13 +1398,17 @@ impl Engine {
     pub async fn remove_job(&self, id: &str, jobstore: Option<&str>) -> Result<(), Error> {
         if self.state() == SchedulerState::Stopped {
             let mut st = lock(&self.inner.state);
+            // The first pending job with this id (two may share it, the later one added
+            // with replace_existing), as APScheduler removes from its pending list.
             let mut removed = None;
             st.pending.retain(|p| {
-                let keep = &*p.job.id != id;
-                if !keep {
+                let hit = removed.is_none()
+                    && &*p.job.id == id
+                    && jobstore.is_none_or(|a| *p.jobstore == *a);
+                if hit {
                     removed = Some(p.generated_id);
                 }
-                keep
+                !hit
             });
             return match removed {
                 Some(generated) => {

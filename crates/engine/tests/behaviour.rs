@@ -229,15 +229,18 @@ fn pending_jobs_conflict_by_id_generated_or_not() {
     add(JobSpec::task("noop").id(&*later.id)).unwrap();
     h.run(h.engine.remove_job(&named.id, None)).unwrap();
     add(JobSpec::task("noop").id("named")).unwrap();
+    // Before start the replacement waits beside the job it replaces, as in APScheduler's
+    // pending list; at start it replaces it.
+    let jobs = h.run(h.engine.get_jobs(None)).unwrap();
+    assert_eq!(jobs.len(), 104);
+    assert_eq!(jobs.iter().filter(|j| j.id == generated.id).count(), 2);
+    h.run(h.engine.start(false)).unwrap();
     let jobs = h.run(h.engine.get_jobs(None)).unwrap();
     assert_eq!(jobs.len(), 103);
     assert_eq!(jobs.iter().filter(|j| j.id == generated.id).count(), 1);
     assert!(jobs
         .iter()
         .any(|j| j.id == generated.id && &*j.name == "v2"));
-    // Every pending job reaches the store at start: no two share an id.
-    h.run(h.engine.start(false)).unwrap();
-    assert_eq!(h.run(h.engine.get_jobs(None)).unwrap().len(), 103);
 }
 
 #[test]
@@ -464,4 +467,159 @@ fn modify_to_an_earlier_time_wakes_the_loop() {
     )
     .unwrap();
     assert_eq!(h.process(at(10, 0, 0)), Some(Duration::from_secs(5)));
+}
+
+/// An explicitly given next run time shifts an interval job's grid, as in APScheduler:
+/// the run after it is that time plus the interval. Pausing and resuming realigns to the
+/// trigger's own grid.
+#[test]
+fn an_explicit_next_run_time_shifts_the_interval_grid() {
+    let h = Harness::new();
+    h.run(h.engine.start(false)).unwrap();
+    let utc = chrono_tz::UTC;
+    // Grid from 10:00 every 10 minutes; first run given as 10:03.
+    let first = utc.with_ymd_and_hms(2024, 1, 15, 10, 3, 0).unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("i")
+                .trigger_args(
+                    "interval",
+                    json!({"minutes": 10, "start_date": "2024-01-15 10:00:00"}),
+                )
+                .next_run_time(Some(first)),
+        ),
+    )
+    .unwrap();
+    h.process(at(10, 3, 0));
+    let job = h.run(h.engine.get_job("i", None)).unwrap().unwrap();
+    assert_eq!(job.next_run_time.unwrap(), at(10, 13, 0), "after add_job");
+
+    // modify_job(next_run_time=...) shifts it again.
+    let moved = utc.with_ymd_and_hms(2024, 1, 15, 10, 17, 0).unwrap();
+    h.run(
+        h.engine
+            .modify_job("i", None, JobChanges::new().next_run_time(Some(moved))),
+    )
+    .unwrap();
+    h.process(at(10, 17, 0));
+    let job = h.run(h.engine.get_job("i", None)).unwrap().unwrap();
+    assert_eq!(
+        job.next_run_time.unwrap(),
+        at(10, 27, 0),
+        "after modify_job"
+    );
+
+    // Pause and resume: back on the start_date grid.
+    h.run(h.engine.pause_job("i", None)).unwrap();
+    h.clock.set(at(10, 31, 0));
+    let job = h.run(h.engine.resume_job("i", None)).unwrap().unwrap();
+    assert_eq!(job.next_run_time.unwrap(), at(10, 40, 0), "after resume");
+}
+
+/// `add_job(replace_existing=True)` on a job with a run in flight keeps that run counted
+/// against max_instances: the replacement's run is skipped with EVENT_JOB_MAX_INSTANCES
+/// until the old run completes.
+#[test]
+fn a_replaced_job_keeps_its_running_instance_counted() {
+    let h = Harness::new();
+    // A thread pool, so a run can stay in flight while the loop goes on.
+    let engine = Engine::builder()
+        .clock(h.clock.clone())
+        .timezone(chrono_tz::UTC)
+        .executor(
+            "default",
+            Arc::new(apscheduler_executor_thread::ThreadPoolExecutor::new(4)),
+        )
+        .build();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (g, s) = (gate.clone(), started.clone());
+    engine.register_task("slow", move |_| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let (open, cv) = &*g;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        Ok(json!(null))
+    });
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = events.clone();
+    engine.add_listener(
+        move |e| {
+            if let Some(id) = e.job_id() {
+                sink.lock().unwrap().push(format!("{} {id}", e.name()));
+            }
+        },
+        event::EVENT_ALL,
+    );
+    let spec = || {
+        JobSpec::task("slow")
+            .id("r")
+            .trigger_args("interval", json!({"minutes": 1}))
+            .replace_existing(true)
+    };
+    h.run(engine.start(false)).unwrap();
+    h.run(engine.add_job(spec())).unwrap();
+    h.clock.set(at(10, 1, 0));
+    h.run(engine.process_jobs());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Replace the job while its run is in flight; its next run is due.
+    h.run(engine.add_job(spec())).unwrap();
+    h.clock.set(at(10, 2, 0));
+    h.run(engine.process_jobs());
+    engine.flush_events();
+    let seen = events.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|e| e == "EVENT_JOB_MAX_INSTANCES r"),
+        "the replacement's run must be skipped while the old one runs: {seen:?}"
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 1, "no second run in flight");
+    let (open, cv) = &*gate;
+    *open.lock().unwrap() = true;
+    cv.notify_all();
+    h.run(engine.shutdown(true)).unwrap();
+}
+
+/// Two jobs with the same id added before start, the second with replace_existing: at
+/// start both are added in order (two EVENT_JOB_ADDED) and the second is kept.
+#[test]
+fn two_pending_jobs_with_one_id_are_both_added_in_order() {
+    let h = Harness::new();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("dup")
+                .name("first")
+                .trigger_args("interval", json!({"minutes": 5})),
+        ),
+    )
+    .unwrap();
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("dup")
+                .name("second")
+                .trigger_args("interval", json!({"minutes": 7}))
+                .replace_existing(true),
+        ),
+    )
+    .unwrap();
+    h.run(h.engine.start(false)).unwrap();
+    let added: Vec<String> = h
+        .take()
+        .into_iter()
+        .filter(|e| e.starts_with("JOB_ADDED"))
+        .collect();
+    assert_eq!(added, ["JOB_ADDED dup", "JOB_ADDED dup"]);
+    let job = h.run(h.engine.get_job("dup", None)).unwrap().unwrap();
+    assert_eq!(&*job.name, "second");
 }

@@ -195,9 +195,19 @@ impl Trigger for IntervalTrigger {
         previous: Option<&DateTime<Tz>>,
         now: &DateTime<Tz>,
     ) -> Option<DateTime<Tz>> {
-        // With a previous fire time, the next grid point after it (previous + interval
-        // when it lies on the grid; jitter does not make the grid drift).
+        // With a previous fire time, previous + interval, as APScheduler computes it: a
+        // next run time given explicitly (at add_job or modify_job) shifts the grid, and
+        // resuming (no previous) realigns to the start_date grid. With jitter the
+        // previous fire time was jittered, so the next is the grid point after it
+        // instead: jitter does not make the grid drift.
         let next = match previous {
+            Some(prev) if self.jitter_bits == NO_JITTER => {
+                let next = prev.checked_add_signed(Duration::nanoseconds(self.interval_nanos))?;
+                match self.end_date {
+                    Some(end) if next > end => return None,
+                    _ => next,
+                }
+            }
             Some(prev) => self.first_at_or_after(&(*prev + TICK))?,
             None => self.first_at_or_after(now)?,
         };

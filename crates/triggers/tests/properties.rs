@@ -752,7 +752,8 @@ proptest! {
     #![proptest_config(config(256))]
 
     /// Interval with jitter J: each fire lies in [grid point, grid point + J], where the
-    /// grid point is the first `start + k·interval` after the previous (jittered) fire.
+    /// grid point is the first `start + k·interval` after the previous (jittered) fire:
+    /// jitter does not make the grid drift.
     #[test]
     fn interval_jitter_stays_within_bounds(
         (tz, start) in zone_and_instant(),
@@ -790,9 +791,11 @@ proptest! {
                     plain.next_fire_time(None, &now),
                     grid(now, false),
                 ),
+                // Without jitter a previous fire time off the grid shifts it (prev +
+                // interval); the jittered trigger keeps to its grid.
                 Some(p) => (
                     trigger.next_fire_time(Some(&p), &p),
-                    plain.next_fire_time(Some(&p), &p),
+                    Some(grid(p, true)),
                     grid(p, true),
                 ),
             };
@@ -1446,4 +1449,27 @@ fn the_chain_around_a_dst_gap_is_complete_and_ordered() {
             assert_eq!(got, expected, "{zone} '{expr}'");
         }
     }
+}
+
+/// Without jitter the fire after a previous one is previous + interval, as in
+/// APScheduler: an explicitly given next run time shifts the grid; without a previous
+/// fire time (a resumed job) the trigger realigns to its start_date grid.
+#[test]
+fn an_off_grid_previous_fire_time_shifts_the_interval_grid() {
+    let tz: Tz = "UTC".parse().unwrap();
+    let start = tz.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    let trigger = IntervalTrigger::builder(Duration::minutes(10))
+        .start_date(start)
+        .build()
+        .unwrap();
+    let explicit = tz.with_ymd_and_hms(2024, 1, 1, 0, 3, 0).unwrap();
+    assert_eq!(
+        trigger.next_fire_time(Some(&explicit), &explicit),
+        Some(tz.with_ymd_and_hms(2024, 1, 1, 0, 13, 0).unwrap())
+    );
+    let now = tz.with_ymd_and_hms(2024, 1, 1, 0, 14, 0).unwrap();
+    assert_eq!(
+        trigger.next_fire_time(None, &now),
+        Some(tz.with_ymd_and_hms(2024, 1, 1, 0, 20, 0).unwrap())
+    );
 }
