@@ -151,7 +151,7 @@ impl IntervalTriggerBuilder {
         if self.interval <= Duration::zero() || self.interval.num_nanoseconds().is_none() {
             return Err(TriggerError::EmptyInterval {
                 field: "interval".into(),
-                value: format_timedelta(self.interval),
+                value: apscheduler_core::time::timedelta(self.interval),
             });
         }
         let tz = self
@@ -227,33 +227,9 @@ impl Trigger for IntervalTrigger {
     }
 }
 
-/// Formats a duration as Python's `timedelta.__str__` does: `2:00:00`, `1 day, 0:00:30`.
-pub(crate) fn format_timedelta(d: Duration) -> String {
-    let total_micros = d.num_microseconds().unwrap_or(i64::MAX);
-    let days = total_micros.div_euclid(86_400_000_000);
-    let rem = total_micros.rem_euclid(86_400_000_000);
-    let secs = rem / 1_000_000;
-    let micros = rem % 1_000_000;
-    let mut out = String::new();
-    if days != 0 {
-        let plural = if days.abs() == 1 { "" } else { "s" };
-        out.push_str(&format!("{days} day{plural}, "));
-    }
-    out.push_str(&format!(
-        "{}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    ));
-    if micros != 0 {
-        out.push_str(&format!(".{micros:06}"));
-    }
-    out
-}
-
 impl fmt::Display for IntervalTrigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "interval[{}]", format_timedelta(self.interval()))
+        write!(f, "interval[{}]", apscheduler_core::time::timedelta(self.interval()))
     }
 }
 
