@@ -330,3 +330,48 @@ mod tests {
         }
     }
 }
+
+/// How persistent stores turn instants into the integer microseconds they index and
+/// compare, in one place so that every store rounds alike: a run time rounds **up** and
+/// "now" rounds **down**, so a job is never due before its exact run time, and a job
+/// written by one store and read by another keeps its run time to the microsecond.
+pub mod micros {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    /// A run time as microseconds since the epoch, rounded up.
+    ///
+    /// ```
+    /// use apscheduler_core::time::micros;
+    /// let t = chrono::DateTime::from_timestamp(10, 1).unwrap(); // 1 ns past 10 s
+    /// assert_eq!(micros::run_time(&t), 10_000_001);
+    /// assert_eq!(micros::now(&t), 10_000_000);
+    /// ```
+    pub fn run_time<T: TimeZone>(t: &DateTime<T>) -> i64 {
+        let us = t.timestamp_micros();
+        if t.timestamp_subsec_nanos().is_multiple_of(1000) {
+            us
+        } else {
+            us.saturating_add(1)
+        }
+    }
+
+    /// "Now" as microseconds since the epoch, rounded down.
+    pub fn now(t: &DateTime<Utc>) -> i64 {
+        t.timestamp_micros()
+    }
+
+    /// `now + lease` in microseconds, saturating.
+    pub fn expiry(now: &DateTime<Utc>, lease: std::time::Duration) -> i64 {
+        let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        self::now(now).saturating_add(lease)
+    }
+
+    /// Microseconds since the epoch as an instant (saturating at chrono's range).
+    pub fn to_instant(us: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+    }
+}

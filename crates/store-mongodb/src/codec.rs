@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use apscheduler_core::{Error, ErrorKind, Job, JobState};
-use chrono::{DateTime, TimeZone};
+
 use mongodb::bson::{self, doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 
 /// Field names of a job document.
@@ -25,10 +25,8 @@ pub(crate) mod field {
     pub(crate) const CORRUPT: &str = "corrupt";
 }
 
-/// A time as UTC microseconds since the epoch (rounded down).
-pub(crate) fn micros<T: TimeZone>(t: &DateTime<T>) -> i64 {
-    t.timestamp_micros()
-}
+// Instants in microseconds: core's one rounding rule (run times up, now down).
+pub(crate) use apscheduler_core::time::micros::{now as micros, run_time as run_time_micros};
 
 /// A job ready to be written: its state and run time as BSON values.
 #[derive(Debug, Clone)]
@@ -106,7 +104,7 @@ pub(crate) fn encode(job: &Job, max_state_bytes: usize) -> Result<Encoded, Error
         next_run_time: job
             .next_run_time
             .as_ref()
-            .map_or(Bson::Null, |t| Bson::Int64(micros(t))),
+            .map_or(Bson::Null, |t| Bson::Int64(run_time_micros(t))),
         state,
         size,
     })
@@ -283,7 +281,7 @@ mod tests {
             state.get_document("trigger").unwrap().get_str("type").ok(),
             Some("interval")
         );
-        assert_eq!(encoded.next_run_time, Bson::Int64(micros(&at(5))));
+        assert_eq!(encoded.next_run_time, Bson::Int64(run_time_micros(&at(5))));
         let back = round_trip(&job);
         assert_eq!(back.to_state().unwrap(), job.to_state().unwrap());
     }
@@ -298,7 +296,7 @@ mod tests {
             panic!("expected a document, got {:?}", encoded.state);
         };
         assert_eq!(state.get_str("next_run_time_zone").ok(), Some("Asia/Tokyo"));
-        assert_eq!(encoded.next_run_time, Bson::Int64(micros(&t)));
+        assert_eq!(encoded.next_run_time, Bson::Int64(run_time_micros(&t)));
         let back = round_trip(&job);
         assert_eq!(
             back.next_run_time.map(|t| t.to_rfc3339()),

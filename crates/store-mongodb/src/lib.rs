@@ -227,7 +227,7 @@ use mongodb::options::{
 use mongodb::{Client, Collection, Database, IndexModel};
 use parking_lot::Mutex;
 
-use crate::codec::{field, micros, micros_field, Encoded};
+use crate::codec::{field, micros, micros_field, run_time_micros, Encoded};
 use crate::error::{is_duplicate_key, StoreError, DUPLICATE_KEY};
 pub use crate::names::{validate_collection_name, validate_database_name};
 
@@ -782,19 +782,7 @@ fn bson_int(value: &Bson) -> Option<i64> {
     }
 }
 
-/// `now + lease` in microseconds, saturating.
-fn expiry(now: &DateTime<Utc>, lease: Duration) -> i64 {
-    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
-    micros(now).saturating_add(lease)
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    })
-}
+use apscheduler_core::time::micros::{expiry, to_instant as from_micros};
 
 /// Filter on `lease_holder`: held by `scheduler_id`, or by nobody.
 fn held_by_caller_or_free(scheduler_id: &str) -> Document {
@@ -1044,7 +1032,7 @@ impl JobStore for MongoDbJobStore {
             let key = |j: &Job| {
                 (
                     j.next_run_time.is_none(),
-                    j.next_run_time.as_ref().map(micros),
+                    j.next_run_time.as_ref().map(run_time_micros),
                 )
             };
             key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
@@ -1161,7 +1149,7 @@ impl JobStore for MongoDbJobStore {
             }
         }
         acquired.jobs.sort_by(|a, b| {
-            let key = |j: &Job| j.next_run_time.as_ref().map(micros);
+            let key = |j: &Job| j.next_run_time.as_ref().map(run_time_micros);
             key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
         });
         Ok(acquired)

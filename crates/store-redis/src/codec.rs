@@ -2,7 +2,6 @@
 
 use apscheduler_core::chrono_tz::Tz;
 use apscheduler_core::{Error, ErrorKind, Job, JobState};
-use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -32,26 +31,10 @@ impl Encoded {
     }
 }
 
-/// A run time's score: UTC microseconds since the epoch, rounded up, so that a job is
-/// never due before its exact run time.
-pub(crate) fn score<T: TimeZone>(t: &DateTime<T>) -> i64 {
-    let us = t.timestamp_micros();
-    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
-        us
-    } else {
-        us.saturating_add(1)
-    }
-}
-
-/// `now` in microseconds, rounded down (so "due at or before now" never runs early).
-pub(crate) fn now_micros(now: &DateTime<Utc>) -> i64 {
-    now.timestamp_micros()
-}
-
-/// The instant of a score.
-pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
+// Scores are UTC microseconds: core's one rounding rule (run times up, now down).
+pub(crate) use apscheduler_core::time::micros::{
+    now as now_micros, run_time as score, to_instant as from_micros,
+};
 
 /// Serializes a job, refusing closures, unpersistable triggers (as `to_state` does)
 /// and states larger than `max_bytes`.
@@ -131,13 +114,13 @@ mod tests {
 
     #[test]
     fn scores_round_up_below_the_microsecond() {
-        let t = DateTime::from_timestamp(10, 0).unwrap();
+        let t = chrono::DateTime::from_timestamp(10, 0).unwrap();
         assert_eq!(score(&t), 10_000_000);
-        let t = DateTime::from_timestamp(10, 1_000).unwrap();
+        let t = chrono::DateTime::from_timestamp(10, 1_000).unwrap();
         assert_eq!(score(&t), 10_000_001);
-        let t = DateTime::from_timestamp(10, 500).unwrap();
+        let t = chrono::DateTime::from_timestamp(10, 500).unwrap();
         assert_eq!(score(&t), 10_000_001);
-        let t = DateTime::from_timestamp(-1, 999_999_500).unwrap();
+        let t = chrono::DateTime::from_timestamp(-1, 999_999_500).unwrap();
         assert_eq!(score(&t), 0);
         assert_eq!(now_micros(&t), -1);
     }

@@ -2,8 +2,6 @@
 //! keep a hostile or damaged row from doing harm when it is read.
 
 use apscheduler_core::{Error, ErrorKind, Job, JobState};
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 /// The longest job id (and scheduler id) the tables hold: `VARCHAR(191)`, the longest
 /// `utf8mb4` key MySQL indexes on every InnoDB row format.
@@ -42,32 +40,10 @@ pub(crate) struct FetchedRow {
     pub(crate) corrupt: Option<String>,
 }
 
-/// A run time as microseconds since the epoch, rounded **up**, so that comparing the
-/// column with a `now` rounded down never makes a job due before its exact run time.
-pub(crate) fn micros_ceil(t: &DateTime<Tz>) -> i64 {
-    let us = t.timestamp_micros();
-    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
-        us
-    } else {
-        us.saturating_add(1)
-    }
-}
-
-/// `now` as microseconds since the epoch, rounded down.
-pub(crate) fn micros_floor(t: &DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-/// `now + lease` in microseconds, saturating.
-pub(crate) fn expiry(now: &DateTime<Utc>, lease: std::time::Duration) -> i64 {
-    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
-    micros_floor(now).saturating_add(lease)
-}
-
-/// Microseconds since the epoch as an instant.
-pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
+// Instants in microseconds: core's one rounding rule (run times up, now down).
+pub(crate) use apscheduler_core::time::micros::{
+    expiry, now as micros_floor, run_time as micros_ceil, to_instant as from_micros,
+};
 
 /// Refuses ids the tables cannot hold: longer than [`MAX_ID_CHARS`] characters, or
 /// holding a NUL character (PostgreSQL's text types cannot store it).
@@ -252,11 +228,11 @@ mod tests {
 
     #[test]
     fn rounding() {
-        let t = Tz::UTC.timestamp_opt(10, 500).unwrap();
+        let t = chrono_tz::Tz::UTC.timestamp_opt(10, 500).unwrap();
         assert_eq!(micros_ceil(&t), 10_000_001);
-        let t = Tz::UTC.timestamp_opt(10, 1000).unwrap();
+        let t = chrono_tz::Tz::UTC.timestamp_opt(10, 1000).unwrap();
         assert_eq!(micros_ceil(&t), 10_000_001);
-        let t = Tz::UTC.timestamp_opt(-1, 999_999_500).unwrap();
+        let t = chrono_tz::Tz::UTC.timestamp_opt(-1, 999_999_500).unwrap();
         assert_eq!(micros_ceil(&t), 0);
     }
 

@@ -229,7 +229,11 @@ impl Trigger for IntervalTrigger {
 
 impl fmt::Display for IntervalTrigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "interval[{}]", apscheduler_core::time::timedelta(self.interval()))
+        write!(
+            f,
+            "interval[{}]",
+            apscheduler_core::time::timedelta(self.interval())
+        )
     }
 }
 
