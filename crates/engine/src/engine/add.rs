@@ -1,0 +1,323 @@
+//! Adding a job: building it from a [`JobSpec`], checking it, and placing it (pending
+//! before start, in its store after).
+
+use super::*;
+
+impl Engine {
+    // ----------------------------------------------------------------- jobs
+
+    /// Adds a job. Before `start` it is pending and gets its first run time at start.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad trigger or option (naming it); `NotFound` for an unknown
+    /// job store, executor or task name; `Serialization` for a closure sent to a
+    /// persistent store or to an out-of-process executor; `Conflict` for a taken id
+    /// without `replace_existing`.
+    pub async fn add_job(&self, spec: JobSpec) -> Result<Job, Error> {
+        let pending = self.prepare_job(spec)?;
+        match self.add_pending(pending)? {
+            Ok(job) => Ok(job),
+            Err(pending) => self.add_prepared(pending).await,
+        }
+    }
+
+    /// Builds the job a spec describes (trigger, id, options), validated.
+    pub(crate) fn prepare_job(&self, spec: JobSpec) -> Result<PreparedJob, Error> {
+        let (tz, defaults, executor, jobstore) = {
+            let st = lock(&self.inner.state);
+            (
+                st.timezone,
+                st.defaults,
+                shared_alias(&st.executors, spec.executor.as_deref()),
+                shared_alias(&st.stores, spec.jobstore.as_deref()),
+            )
+        };
+        let now = self.now_tz(tz);
+        let run_once = matches!(spec.trigger, TriggerSpec::RunOnce);
+        let trigger: Arc<dyn Trigger> = match &spec.trigger {
+            TriggerSpec::RunOnce => Arc::new(DateTrigger::new(now)),
+            TriggerSpec::Args { kind, args } => match spec.jitter {
+                None => AnyTrigger::from_args(kind, args, tz, now)?.into_shared(),
+                Some(j) => {
+                    let mut args = args.clone();
+                    match &mut args {
+                        Value::Object(map) => {
+                            map.insert("jitter".into(), serde_json::json!(j));
+                        }
+                        Value::Null => args = serde_json::json!({ "jitter": j }),
+                        _ => {}
+                    }
+                    AnyTrigger::from_args(kind, &args, tz, now)?.into_shared()
+                }
+            },
+            TriggerSpec::Built(t) => {
+                if spec.jitter.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "invalid value for 'jitter': give jitter to the trigger itself when passing a built trigger",
+                    ));
+                }
+                t.clone()
+            }
+        };
+        let id: Arc<str> = match &spec.id {
+            Some(id) if id.is_empty() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "invalid value for 'id': '': a job id must not be empty",
+                ))
+            }
+            Some(id) => id.as_str().into(),
+            None => new_job_id(),
+        };
+        let name: Arc<str> = match (&spec.name, &spec.task) {
+            (Some(n), _) => n.as_str().into(),
+            (None, Task::Named(n)) => n.clone(),
+            (None, Task::Closure(_)) => id.clone(),
+        };
+        let max_instances = spec.max_instances.unwrap_or(defaults.max_instances);
+        if max_instances == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "invalid value for 'max_instances': 0: must be at least 1",
+            ));
+        }
+        let job = Job {
+            id,
+            name,
+            task: spec.task.clone(),
+            args: if spec.args.is_empty() {
+                apscheduler_core::no_args()
+            } else {
+                Arc::new(spec.args.clone())
+            },
+            kwargs: if spec.kwargs.is_empty() {
+                apscheduler_core::no_kwargs()
+            } else {
+                Arc::new(spec.kwargs.clone())
+            },
+            trigger,
+            executor,
+            misfire_grace_time: spec
+                .misfire_grace_time
+                .unwrap_or(defaults.misfire_grace_time),
+            coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
+            max_instances,
+            next_run_time: spec.next_run_time.flatten(),
+        };
+        Ok(PreparedJob(Pending {
+            job,
+            jobstore,
+            replace_existing: spec.replace_existing,
+            run_once,
+            explicit_next: spec.next_run_time.is_some(),
+            generated_id: spec.id.is_none(),
+        }))
+    }
+
+    /// Adds a prepared job to the pending jobs if the scheduler is not started (`Ok`),
+    /// or gives it back for [`Engine::add_prepared`].
+    pub(crate) fn add_pending(
+        &self,
+        prepared: PreparedJob,
+    ) -> Result<Result<Job, PreparedJob>, Error> {
+        let pending = prepared.0;
+        let job = pending.job.clone();
+        {
+            // Checked again under the lock that guards the pending jobs: `start` may
+            // have taken them since.
+            if lock(&self.inner.state).status != SchedulerState::Stopped {
+                return Ok(Err(PreparedJob(pending)));
+            }
+            self.check_job(&pending.job, &pending.jobstore, false)?;
+            let mut st = lock(&self.inner.state);
+            if st.status != SchedulerState::Stopped {
+                return Ok(Err(PreparedJob(pending)));
+            }
+            let st = &mut *st;
+            if !pending.generated_id
+                && !st.pending_ids.generated_counted
+                && could_be_generated(&job.id)
+            {
+                // This id might equal a generated one: count those from now on.
+                for p in st.pending.iter().filter(|p| p.generated_id) {
+                    let key = st.pending_ids.key(&p.job.id);
+                    st.pending_ids.insert(key);
+                }
+                st.pending_ids.generated_counted = true;
+            }
+            let key = st.pending_ids.key(&job.id);
+            if !st.pending_ids.counts_id(pending.generated_id) {
+                // A generated id, unique by construction.
+            } else if !st.pending_ids.insert_new(key) {
+                if st.pending.iter().any(|p| p.job.id == job.id) {
+                    if !pending.replace_existing {
+                        return Err(Error::conflict(&job.id));
+                    }
+                    // Kept beside the earlier one, as APScheduler keeps its pending list:
+                    // at start both are added in order (two EVENT_JOB_ADDED) and this
+                    // one replaces the other.
+                    st.pending_ids.insert(key);
+                } else {
+                    // Another id with the same hash: count this one too.
+                    st.pending_ids.insert(key);
+                }
+            }
+            st.pending.push(pending);
+        }
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Adding job tentatively -- it will be properly scheduled when the scheduler starts");
+        Ok(Ok(job))
+    }
+
+    /// Adds a prepared job to its store in a started scheduler.
+    pub(crate) async fn add_prepared(&self, prepared: PreparedJob) -> Result<Job, Error> {
+        let pending = prepared.0;
+        let _guard = self.inner.jobs_lock.lock().await;
+        // The time of adding is read under the lock, as APScheduler does.
+        let added = self.real_add(pending, self.inner.clock.now()).await?;
+        // Wakes the main loop unless it already wakes by the new job's run time.
+        self.inner
+            .wake
+            .wake_for(added.next_run_time.map(|t| t.with_timezone(&Utc)));
+        Ok(added)
+    }
+
+    /// Validates a job against the configured stores, executors and tasks; returns its
+    /// store when there is one.
+    pub(super) fn check_job(
+        &self,
+        job: &Job,
+        jobstore: &str,
+        require_components: bool,
+    ) -> Result<Option<Arc<dyn JobStore>>, Error> {
+        // Both looked up under one lock.
+        let (store, executor) = {
+            let st = lock(&self.inner.state);
+            (
+                st.stores
+                    .iter()
+                    .find(|(a, _)| &**a == jobstore)
+                    .map(|(_, s)| s.clone()),
+                st.executors
+                    .iter()
+                    .find(|(a, _)| **a == *job.executor)
+                    .map(|(_, e)| e.clone()),
+            )
+        };
+        if require_components {
+            if store.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("No such job store: {jobstore}"),
+                ));
+            }
+            if executor.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("No such executor: {}", job.executor),
+                ));
+            }
+        }
+        if let Task::Closure(_) = job.task {
+            if let Some(store) = &store {
+                if store.is_persistent() {
+                    return Err(Error::new(
+                        ErrorKind::Serialization,
+                        format!(
+                            "job '{}' runs a closure, which job store '{jobstore}' would have to \
+                             serialize: register the task by name instead",
+                            job.id
+                        ),
+                    ));
+                }
+            }
+            if let Some(executor) = &executor {
+                if !executor.runs_in_process() {
+                    return Err(Error::new(
+                        ErrorKind::Serialization,
+                        format!(
+                            "job '{}' runs a closure, which executor '{}' would have to send to \
+                             another process: register the task by name instead",
+                            job.id, job.executor
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Task::Named(name) = &job.task {
+            if self.resolve_task(&job.task).is_none()
+                && executor.as_ref().is_none_or(|e| e.runs_in_process())
+            {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no task is registered under the name '{name}'"),
+                ));
+            }
+        }
+        Ok(store)
+    }
+
+    /// Stores a job while the scheduler runs (caller holds `jobs_lock`).
+    pub(super) async fn real_add(&self, p: Pending, now: DateTime<Utc>) -> Result<Job, Error> {
+        let Pending {
+            mut job,
+            jobstore,
+            replace_existing,
+            run_once,
+            explicit_next,
+            generated_id: _,
+        } = p;
+        let store = self.check_job(&job, &jobstore, true)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("No such job store: {jobstore}"),
+            )
+        })?;
+        let now = now.with_timezone(&job.trigger.timezone());
+        if run_once {
+            // A job without a trigger runs once, now (at start for pending jobs).
+            job.trigger = Arc::new(DateTrigger::new(now));
+        }
+        if !explicit_next {
+            // Re-declaring a paused job (replace_existing) keeps it paused.
+            let keep_paused = replace_existing
+                && store
+                    .lookup_job(&job.id)
+                    .await?
+                    .is_some_and(|existing| existing.is_paused());
+            if keep_paused {
+                job.next_run_time = None;
+            } else {
+                job.next_run_time = job.trigger.next_fire_time(None, &now);
+                if job.next_run_time.is_none() {
+                    // The trigger has nothing left: announce and drop the job at once.
+                    if replace_existing && store.lookup_job(&job.id).await?.is_some() {
+                        store.remove_job(&job.id).await?;
+                    }
+                    self.emit_job(event::EVENT_JOB_ADDED, &job.id, &jobstore);
+                    self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &jobstore);
+                    return Ok(job);
+                }
+            }
+        }
+        store.add_job(job.clone(), replace_existing).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, jobstore = %jobstore, "Added job \"{}\" to job store \"{}\"", job.name, jobstore);
+        self.emit_job(event::EVENT_JOB_ADDED, &job.id, &jobstore);
+        Ok(job)
+    }
+}
+
+/// The alias `name` (default: [`DEFAULT_ALIAS`]) as an `Arc`, shared with the configured
+/// component of that alias when there is one, so jobs do not each allocate a copy.
+pub(super) fn shared_alias<T: ?Sized>(
+    components: &[(Arc<str>, Arc<T>)],
+    name: Option<&str>,
+) -> Arc<str> {
+    static DEFAULT: OnceLock<Arc<str>> = OnceLock::new();
+    let name = name.unwrap_or(DEFAULT_ALIAS);
+    match components.iter().find(|(alias, _)| &**alias == name) {
+        Some((alias, _)) => alias.clone(),
+        None if name == DEFAULT_ALIAS => DEFAULT.get_or_init(|| DEFAULT_ALIAS.into()).clone(),
+        None => name.into(),
+    }
+}

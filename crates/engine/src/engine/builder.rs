@@ -1,0 +1,102 @@
+//! [`EngineBuilder`]: the engine's clock, timezone, defaults, stores and executors.
+
+use super::*;
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    clock: Arc<dyn Clock>,
+    timezone: Option<Tz>,
+    defaults: JobDefaults,
+    stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
+    executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
+    scheduler_id: Option<String>,
+    lease: Duration,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            clock: Arc::new(SystemClock),
+            timezone: None,
+            defaults: JobDefaults::default(),
+            stores: Vec::new(),
+            executors: Vec::new(),
+            scheduler_id: None,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The time source (inject a `ManualClock` in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// The default timezone of triggers (default: the machine's local zone).
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+    /// Job defaults.
+    pub fn job_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+    /// Adds a job store under `alias`.
+    pub fn jobstore(mut self, alias: impl Into<String>, store: Arc<dyn JobStore>) -> Self {
+        let alias: Arc<str> = alias.into().into();
+        self.stores.retain(|(a, _)| *a != alias);
+        self.stores.push((alias, store));
+        self
+    }
+    /// Adds an executor under `alias`.
+    pub fn executor(mut self, alias: impl Into<String>, executor: Arc<dyn Executor>) -> Self {
+        let alias: Arc<str> = alias.into().into();
+        self.executors.retain(|(a, _)| *a != alias);
+        self.executors.push((alias, executor));
+        self
+    }
+    /// Whether an executor is configured under `alias`.
+    pub fn has_executor(&self, alias: &str) -> bool {
+        self.executors.iter().any(|(a, _)| &**a == alias)
+    }
+    /// This scheduler's id in shared stores (default: a random UUID).
+    pub fn scheduler_id(mut self, id: impl Into<String>) -> Self {
+        self.scheduler_id = Some(id.into());
+        self
+    }
+    /// How long a claim on due jobs lasts before other schedulers may take them over.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+    /// Builds the engine (stopped).
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                scheduler_id: self
+                    .scheduler_id
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                clock: self.clock,
+                state: Mutex::new(State {
+                    status: SchedulerState::Stopped,
+                    stores: self.stores,
+                    executors: self.executors,
+                    pending: PendingJobs::default(),
+                    pending_ids: PendingIds::default(),
+                    defaults: self.defaults,
+                    timezone: self.timezone.unwrap_or_else(local_timezone),
+                    store_failures: HashMap::new(),
+                }),
+                jobs_lock: tokio::sync::Mutex::new(()),
+                dispatcher: Arc::new(Dispatcher::new()),
+                wake: WakeSignal::new(),
+                registry: RwLock::new(TaskRegistry::new()),
+                lease: self.lease,
+                unreleased: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Events: listeners, the executors' reporter, and the emitters the job API uses.
+
+use super::*;
+
+/// Turns executor callbacks into events.
+pub(super) struct Reporter {
+    /// The dispatcher alone, not the engine: workers report every run, and touching
+    /// the engine's shared reference count from each of them costs more than the event.
+    pub(super) dispatcher: Arc<Dispatcher>,
+}
+
+impl RunReporter for Reporter {
+    fn submitted(&self, run: &JobRun) {
+        self.dispatcher
+            .emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
+                code: event::EVENT_JOB_SUBMITTED,
+                job_id: run.job_id.clone(),
+                jobstore: run.jobstore.clone(),
+                scheduled_run_times: run.run_times.clone(),
+            });
+    }
+
+    fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        match result {
+            Ok(retval) => {
+                tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
+                self.dispatcher
+                    .emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
+                        code: event::EVENT_JOB_EXECUTED,
+                        job_id: run.job_id.clone(),
+                        jobstore: run.jobstore.clone(),
+                        scheduled_run_time: run_time,
+                        retval: Some(retval),
+                        exception: None,
+                    });
+            }
+            Err(failure) => {
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
+                self.dispatcher
+                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
+                        code: event::EVENT_JOB_ERROR,
+                        job_id: run.job_id.clone(),
+                        jobstore: run.jobstore.clone(),
+                        scheduled_run_time: run_time,
+                        retval: None,
+                        exception: Some(failure),
+                    });
+            }
+        }
+    }
+
+    fn finished(&self, _run: &JobRun) {}
+}
+
+impl Engine {
+    // ----------------------------------------------------------------- listeners
+
+    /// Calls `callback` for every event whose code is in `mask`
+    /// (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`). Listeners run on a dedicated thread in
+    /// the order events happen; a panicking listener is logged and skipped.
+    pub fn add_listener<F>(&self, callback: F, mask: EventMask) -> ListenerId
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        let callback: Arc<ListenerFn> = Arc::new(callback);
+        self.inner.dispatcher.add(callback, mask)
+    }
+
+    /// Removes a listener; returns whether it was registered.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.inner.dispatcher.remove(id)
+    }
+
+    /// Waits until every event so far has reached the listeners.
+    pub fn flush_events(&self) {
+        self.inner.dispatcher.flush();
+    }
+
+    pub(super) fn emit_job(&self, code: EventMask, job_id: &Arc<str>, jobstore: &Arc<str>) {
+        self.inner.dispatcher.emit(code, || Event::Job {
+            code,
+            job_id: job_id.clone(),
+            jobstore: jobstore.clone(),
+        });
+    }
+
+    pub(super) fn emit_scheduler(&self, code: EventMask, alias: Option<Arc<str>>) {
+        self.inner
+            .dispatcher
+            .emit(code, || Event::Scheduler { code, alias });
+    }
+
+    pub(super) fn emit_component(&self, code: EventMask, alias: &Arc<str>) {
+        self.inner.dispatcher.emit(code, || Event::Component {
+            code,
+            alias: alias.clone(),
+        });
+    }
+
+    /// Wakes the main loop so it recomputes its next wake-up.
+    pub fn wakeup(&self) {
+        self.inner.wake.wake();
+    }
+
+    pub(crate) fn wake_signal(&self) -> &WakeSignal {
+        &self.inner.wake
+    }
+}

@@ -1,0 +1,388 @@
+//! The job API after adding: find, modify, reschedule, pause, resume, remove, list.
+
+use super::*;
+
+impl Engine {
+    /// Finds a job and the alias of its store (`jobstore` = `None`: search every store).
+    pub(super) async fn find(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+    ) -> Result<(Job, Arc<str>, Arc<dyn JobStore>), Error> {
+        for (alias, store) in self.stores() {
+            if jobstore.is_some_and(|j| j != &*alias) {
+                continue;
+            }
+            if let Some(job) = store.lookup_job(id).await? {
+                return Ok((job, alias, store));
+            }
+        }
+        Err(Error::job_not_found(id))
+    }
+
+    /// Applies `f` to a pending job (before start).
+    pub(super) fn modify_pending(&self, id: &str, f: impl FnOnce(&mut Pending)) -> Option<Job> {
+        let mut st = lock(&self.inner.state);
+        let p = st.pending.iter_mut().find(|p| &*p.job.id == id)?;
+        f(p);
+        Some(p.job.clone())
+    }
+
+    /// Changes a job's options (`modify_job`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn modify_job(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        changes: JobChanges,
+    ) -> Result<Job, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    apply_changes(&mut p.job, &changes);
+                    if changes.next_run_time.is_some() {
+                        p.explicit_next = true;
+                    }
+                })
+                .ok_or_else(|| Error::job_not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        apply_changes(&mut job, &changes);
+        store.update_job(job.clone()).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Modified job");
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
+        self.wakeup();
+        Ok(job)
+    }
+
+    /// Gives a job a new trigger and recomputes its next run time from now
+    /// (`reschedule_job`). A paused job stays paused; the trigger applies on resume.
+    /// A trigger with no fire time left removes the job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job; `InvalidInput` for a bad trigger.
+    pub async fn reschedule_job(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        kind: &str,
+        args: &Value,
+    ) -> Result<Option<Job>, Error> {
+        let tz = self.timezone();
+        let trigger = AnyTrigger::from_args(kind, args, tz, self.now_tz(tz))?.into_shared();
+        self.reschedule_job_with(id, jobstore, trigger).await
+    }
+
+    /// [`reschedule_job`](Self::reschedule_job) with a built trigger.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn reschedule_job_with(
+        &self,
+        id: &str,
+        jobstore: Option<&str>,
+        trigger: Arc<dyn Trigger>,
+    ) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    p.job.trigger = trigger.clone();
+                    p.run_once = false;
+                })
+                .map(Some)
+                .ok_or_else(|| Error::job_not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (mut job, alias, store) = self.find(id, jobstore).await?;
+        let paused = job.is_paused();
+        job.trigger = trigger;
+        self.store_rescheduled(job, &alias, &store, !paused).await
+    }
+
+    /// Stores a job whose schedule changed: with `recompute`, its next run time is
+    /// computed from now and a trigger with nothing left removes the job (`None`).
+    pub(super) async fn store_rescheduled(
+        &self,
+        mut job: Job,
+        alias: &Arc<str>,
+        store: &Arc<dyn JobStore>,
+        recompute: bool,
+    ) -> Result<Option<Job>, Error> {
+        if recompute {
+            let now = self.now_tz(job.trigger.timezone());
+            job.next_run_time = job.trigger.next_fire_time(None, &now);
+            if job.next_run_time.is_none() {
+                store.remove_job(&job.id).await?;
+                self.emit_job(event::EVENT_JOB_REMOVED, &job.id, alias);
+                return Ok(None);
+            }
+        }
+        store.update_job(job.clone()).await?;
+        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, alias);
+        self.wakeup();
+        Ok(Some(job))
+    }
+
+    /// Pauses a job (clears its next run time).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn pause_job(&self, id: &str, jobstore: Option<&str>) -> Result<Job, Error> {
+        self.modify_job(id, jobstore, JobChanges::new().next_run_time(None))
+            .await
+    }
+
+    /// Resumes a paused job: its next run time is computed from now. A job that is not
+    /// paused is left as it is. A trigger with no fire time left removes the job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn resume_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            return self
+                .modify_pending(id, |p| {
+                    if p.job.next_run_time.is_none() {
+                        p.explicit_next = false;
+                    }
+                })
+                .map(Some)
+                .ok_or_else(|| Error::job_not_found(id));
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (job, alias, store) = self.find(id, jobstore).await?;
+        if !job.is_paused() {
+            return Ok(Some(job));
+        }
+        self.store_rescheduled(job, &alias, &store, true).await
+    }
+
+    /// Removes a job.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub async fn remove_job(&self, id: &str, jobstore: Option<&str>) -> Result<(), Error> {
+        if self.state() == SchedulerState::Stopped {
+            let mut st = lock(&self.inner.state);
+            // The first pending job with this id (two may share it, the later one added
+            // with replace_existing), as APScheduler removes from its pending list.
+            let mut removed = None;
+            st.pending.retain(|p| {
+                let hit = removed.is_none()
+                    && &*p.job.id == id
+                    && jobstore.is_none_or(|a| *p.jobstore == *a);
+                if hit {
+                    removed = Some(p.generated_id);
+                }
+                !hit
+            });
+            return match removed {
+                Some(generated) => {
+                    if st.pending_ids.counts_id(generated) {
+                        let key = st.pending_ids.key(id);
+                        st.pending_ids.remove(key);
+                    }
+                    Ok(())
+                }
+                None => Err(Error::job_not_found(id)),
+            };
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        let (job, alias, store) = self.find(id, jobstore).await?;
+        store.remove_job(&job.id).await?;
+        tracing::info!(target: "apscheduler", job_id = %job.id, "Removed job");
+        self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+        Ok(())
+    }
+
+    /// Removes every job (of one store, or of all).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<(), Error> {
+        {
+            let mut st = lock(&self.inner.state);
+            st.pending
+                .retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
+            let State {
+                pending,
+                pending_ids,
+                ..
+            } = &mut *st;
+            // Rebuilt from what is left: generated ids are counted only if they were.
+            pending_ids.counts.clear();
+            for p in pending.iter() {
+                if pending_ids.counts_id(p.generated_id) {
+                    let key = pending_ids.key(&p.job.id);
+                    pending_ids.insert(key);
+                }
+            }
+        }
+        let _guard = self.inner.jobs_lock.lock().await;
+        if self.state() != SchedulerState::Stopped {
+            for (alias, store) in self.stores() {
+                if jobstore.is_some_and(|j| j != &*alias) {
+                    continue;
+                }
+                store.remove_all_jobs().await?;
+            }
+        }
+        self.emit_scheduler(event::EVENT_ALL_JOBS_REMOVED, jobstore.map(Into::into));
+        Ok(())
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
+        if self.state() == SchedulerState::Stopped {
+            let st = lock(&self.inner.state);
+            return Ok(st
+                .pending
+                .iter()
+                .find(|p| &*p.job.id == id && jobstore.is_none_or(|j| j == &*p.jobstore))
+                .map(|p| p.job.clone()));
+        }
+        match self.find(id, jobstore).await {
+            Ok((job, _, _)) => Ok(Some(job)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every job with its store alias (pending jobs before start), ordered by next run
+    /// time then id, paused last.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_jobs_with_store(
+        &self,
+        jobstore: Option<&str>,
+    ) -> Result<Vec<(Job, Arc<str>)>, Error> {
+        let mut jobs = Vec::new();
+        {
+            let st = lock(&self.inner.state);
+            for p in st.pending.iter() {
+                if jobstore.is_none_or(|j| j == &*p.jobstore) {
+                    jobs.push((p.job.clone(), p.jobstore.clone()));
+                }
+            }
+        }
+        if self.state() != SchedulerState::Stopped {
+            for (alias, store) in self.stores() {
+                if jobstore.is_some_and(|j| j != &*alias) {
+                    continue;
+                }
+                for job in store.get_all_jobs().await? {
+                    jobs.push((job, alias.clone()));
+                }
+            }
+        }
+        jobs.sort_by(|(a, _), (b, _)| {
+            (a.next_run_time.is_none(), a.next_run_time, &a.id).cmp(&(
+                b.next_run_time.is_none(),
+                b.next_run_time,
+                &b.id,
+            ))
+        });
+        Ok(jobs)
+    }
+
+    /// Every job (of one store, or of all).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get_jobs(&self, jobstore: Option<&str>) -> Result<Vec<Job>, Error> {
+        Ok(self
+            .get_jobs_with_store(jobstore)
+            .await?
+            .into_iter()
+            .map(|(j, _)| j)
+            .collect())
+    }
+
+    /// APScheduler's `print_jobs` output, per store: each job with its trigger and next
+    /// run time, or "paused"; pending jobs before start.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn format_jobs(&self, jobstore: Option<&str>) -> Result<String, Error> {
+        let mut out = String::new();
+        if self.state() == SchedulerState::Stopped {
+            let st = lock(&self.inner.state);
+            let _ = writeln!(out, "Pending jobs:");
+            let pending: Vec<_> = st
+                .pending
+                .iter()
+                .filter(|p| jobstore.is_none_or(|j| j == &*p.jobstore))
+                .collect();
+            if pending.is_empty() {
+                let _ = writeln!(out, "    No pending jobs");
+            }
+            for p in pending {
+                let _ = writeln!(
+                    out,
+                    "    {} (trigger: {}, pending)",
+                    p.job.name, p.job.trigger
+                );
+            }
+            return Ok(out);
+        }
+        for (alias, store) in self.stores() {
+            if jobstore.is_some_and(|j| j != &*alias) {
+                continue;
+            }
+            let _ = writeln!(out, "Jobstore {alias}:");
+            let jobs = store.get_all_jobs().await?;
+            if jobs.is_empty() {
+                let _ = writeln!(out, "    No scheduled jobs");
+            }
+            for job in jobs {
+                let _ = writeln!(out, "    {job}");
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many submissions of a job are in flight in its executor.
+    pub fn instances(&self, job_id: &str) -> usize {
+        lock(&self.inner.state)
+            .executors
+            .iter()
+            .map(|(_, e)| e.instances(job_id))
+            .sum()
+    }
+}
+
+pub(super) fn apply_changes(job: &mut Job, c: &JobChanges) {
+    if let Some(n) = &c.name {
+        job.name = n.as_str().into();
+    }
+    if let Some(a) = &c.args {
+        job.args = Arc::new(a.clone());
+    }
+    if let Some(k) = &c.kwargs {
+        job.kwargs = Arc::new(k.clone());
+    }
+    if let Some(e) = &c.executor {
+        job.executor = e.as_str().into();
+    }
+    if let Some(g) = c.misfire_grace_time {
+        job.misfire_grace_time = g;
+    }
+    if let Some(co) = c.coalesce {
+        job.coalesce = co;
+    }
+    if let Some(m) = c.max_instances {
+        job.max_instances = m.max(1);
+    }
+    if let Some(n) = c.next_run_time {
+        job.next_run_time = n;
+    }
+    if let Some(t) = &c.trigger {
+        job.trigger = t.clone();
+    }
+}

@@ -1,0 +1,242 @@
+//! The one engine behind every front-end. The engine's state lives here; what it does
+//! is split by responsibility:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`builder`] | [`EngineBuilder`] |
+//! | [`lifecycle`] | start, shutdown, pause, resume |
+//! | [`components`] | configuration; adding and removing stores and executors |
+//! | [`add`] | adding a job (pending before start, stored after) |
+//! | [`pending`] | the jobs added before start, their ids, generated ids |
+//! | [`jobs`] | the rest of the job API: find, modify, pause, remove, list |
+//! | [`pass`] | one pass of the main loop |
+//! | [`events`] | listeners, the executors' reporter, event emitters |
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use apscheduler_core::event::{self, Event, EventMask, JobFailure};
+use apscheduler_core::{
+    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunReporter, SubmitError,
+    SystemClock, Task, TaskFn, TaskRegistry, Trigger,
+};
+use apscheduler_executor_thread::ThreadPoolExecutor;
+use apscheduler_store_memory::MemoryJobStore;
+use apscheduler_triggers::{AnyTrigger, DateTrigger};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::config::JobDefaults;
+use crate::dispatch::{Dispatcher, ListenerFn, ListenerId};
+use crate::spec::{JobChanges, JobSpec, TriggerSpec};
+use crate::wake::WakeSignal;
+
+mod add;
+mod builder;
+mod components;
+mod events;
+mod jobs;
+mod lifecycle;
+mod pass;
+mod pending;
+
+pub use builder::EngineBuilder;
+use events::Reporter;
+pub(crate) use pending::PreparedJob;
+use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
+
+/// The alias of the store and executor created when none is configured.
+pub const DEFAULT_ALIAS: &str = "default";
+
+/// How many due jobs one claim asks a store for.
+const CLAIM_BATCH: usize = 1024;
+
+/// Upper bound on overdue run times collected for one job in one pass; beyond it the
+/// oldest are dropped (a 1-second job after a year of downtime must not allocate 31 M
+/// entries).
+const MAX_RUN_TIMES: usize = 10_000;
+
+/// The scheduler's state (APScheduler's `STATE_STOPPED`, `STATE_RUNNING`, `STATE_PAUSED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerState {
+    /// Not started, or shut down.
+    Stopped,
+    /// Processing jobs.
+    Running,
+    /// Started, but not processing jobs.
+    Paused,
+}
+
+impl SchedulerState {
+    /// `stopped`, `running` or `paused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerState::Stopped => "stopped",
+            SchedulerState::Running => "running",
+            SchedulerState::Paused => "paused",
+        }
+    }
+}
+
+struct State {
+    status: SchedulerState,
+    stores: Vec<(Arc<str>, Arc<dyn JobStore>)>,
+    executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
+    pending: PendingJobs,
+    /// The ids in `pending`, so adding a pending job does not scan them all.
+    pending_ids: PendingIds,
+    defaults: JobDefaults,
+    timezone: Tz,
+    /// Consecutive failures per store, for retry backoff.
+    store_failures: HashMap<Arc<str>, u32>,
+}
+
+/// The engine's shared state.
+///
+/// Lock order: `jobs_lock` (async, held across store calls) is taken first; under it, or
+/// alone, at most one of the std locks `state`, `registry` and `unreleased` at a time,
+/// each held for a few statements and never across an `.await`. Events are emitted and
+/// tasks resolved after `state` is released (the dispatcher's and the executors' own
+/// locks come last).
+pub(crate) struct Inner {
+    scheduler_id: String,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Held while a pass processes a store and while the API changes jobs, so a claimed
+    /// job is never overwritten by a concurrent modification (APScheduler's jobstores lock).
+    jobs_lock: tokio::sync::Mutex<()>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) wake: WakeSignal,
+    registry: RwLock<TaskRegistry>,
+    lease: Duration,
+    /// Releases a store refused (it was down): retried before the next claim, so a run
+    /// that happened is never claimed and run again once the store is back.
+    unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,
+}
+
+/// The scheduler engine. Cheap to clone (shared).
+///
+/// Front-ends ([`crate::BlockingScheduler`], [`crate::BackgroundScheduler`],
+/// [`crate::AsyncScheduler`], [`crate::DrivenScheduler`]) drive its main loop; they all
+/// expose the same job API by delegating here.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("scheduler_id", &self.inner.scheduler_id)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The machine's local timezone, or UTC when it cannot be determined.
+pub fn local_timezone() -> Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(Tz::UTC)
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SchedulerState {
+        lock(&self.inner.state).status
+    }
+
+    /// The default timezone of triggers.
+    pub fn timezone(&self) -> Tz {
+        lock(&self.inner.state).timezone
+    }
+
+    /// This scheduler's id in shared stores.
+    pub fn scheduler_id(&self) -> &str {
+        &self.inner.scheduler_id
+    }
+
+    /// The current job defaults.
+    pub fn job_defaults(&self) -> JobDefaults {
+        lock(&self.inner.state).defaults
+    }
+
+    /// "Now" from the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn now_tz(&self, tz: Tz) -> DateTime<Tz> {
+        self.inner.clock.now().with_timezone(&tz)
+    }
+
+    /// Registers a named task (see [`TaskRegistry::register`]).
+    pub fn register_task<F>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(&apscheduler_core::TaskContext) -> apscheduler_core::TaskResult
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, f);
+    }
+
+    /// Registers an async named task.
+    pub fn register_async_task<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(apscheduler_core::TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = apscheduler_core::TaskResult> + Send + 'static,
+    {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_async(name, f);
+    }
+
+    /// Registers every task of `registry`.
+    pub fn register_tasks(&self, registry: &TaskRegistry) {
+        let mut mine = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for name in registry.names() {
+            if let Some(task) = registry.get(name) {
+                mine.insert(name, task.clone());
+            }
+        }
+    }
+
+    fn resolve_task(&self, task: &Task) -> Option<TaskFn> {
+        match task {
+            Task::Closure(f) => Some(f.clone()),
+            Task::Named(name) => self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned(),
+        }
+    }
+}
