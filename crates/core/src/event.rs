@@ -225,6 +225,80 @@ pub enum Event {
 }
 
 impl Event {
+    /// `EVENT_JOB_EXECUTED`: a run time finished with `retval`.
+    pub fn executed(
+        job_id: Arc<str>,
+        jobstore: Arc<str>,
+        scheduled_run_time: DateTime<Tz>,
+        retval: Value,
+    ) -> Event {
+        Event::Execution {
+            code: EVENT_JOB_EXECUTED,
+            job_id,
+            jobstore,
+            scheduled_run_time,
+            retval: Some(retval),
+            exception: None,
+        }
+    }
+
+    /// `EVENT_JOB_ERROR`: a run time failed (or could not run) with `failure`.
+    pub fn error(
+        job_id: Arc<str>,
+        jobstore: Arc<str>,
+        scheduled_run_time: DateTime<Tz>,
+        failure: JobFailure,
+    ) -> Event {
+        Event::Execution {
+            code: EVENT_JOB_ERROR,
+            job_id,
+            jobstore,
+            scheduled_run_time,
+            retval: None,
+            exception: Some(failure),
+        }
+    }
+
+    /// `EVENT_JOB_MISSED`: a run time passed beyond the misfire grace time.
+    pub fn missed(job_id: Arc<str>, jobstore: Arc<str>, scheduled_run_time: DateTime<Tz>) -> Event {
+        Event::Execution {
+            code: EVENT_JOB_MISSED,
+            job_id,
+            jobstore,
+            scheduled_run_time,
+            retval: None,
+            exception: None,
+        }
+    }
+
+    /// `EVENT_JOB_SUBMITTED`: run times handed to an executor.
+    pub fn submitted(
+        job_id: Arc<str>,
+        jobstore: Arc<str>,
+        scheduled_run_times: Vec<DateTime<Tz>>,
+    ) -> Event {
+        Event::Submission {
+            code: EVENT_JOB_SUBMITTED,
+            job_id,
+            jobstore,
+            scheduled_run_times,
+        }
+    }
+
+    /// `EVENT_JOB_MAX_INSTANCES`: run times skipped, `max_instances` runs in flight.
+    pub fn max_instances(
+        job_id: Arc<str>,
+        jobstore: Arc<str>,
+        scheduled_run_times: Vec<DateTime<Tz>>,
+    ) -> Event {
+        Event::Submission {
+            code: EVENT_JOB_MAX_INSTANCES,
+            job_id,
+            jobstore,
+            scheduled_run_times,
+        }
+    }
+
     /// The event's code.
     pub fn code(&self) -> EventMask {
         match self {

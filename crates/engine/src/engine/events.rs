@@ -11,40 +11,28 @@ pub(super) struct Reporter {
 
 impl RunReporter for Reporter {
     fn submitted(&self, run: &JobRun) {
-        self.dispatcher
-            .emit(event::EVENT_JOB_SUBMITTED, || Event::Submission {
-                code: event::EVENT_JOB_SUBMITTED,
-                job_id: run.job_id.clone(),
-                jobstore: run.jobstore.clone(),
-                scheduled_run_times: run.run_times.clone(),
-            });
+        self.dispatcher.emit(event::EVENT_JOB_SUBMITTED, || {
+            Event::submitted(
+                run.job_id.clone(),
+                run.jobstore.clone(),
+                run.run_times.clone(),
+            )
+        });
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
-                self.dispatcher
-                    .emit(event::EVENT_JOB_EXECUTED, || Event::Execution {
-                        code: event::EVENT_JOB_EXECUTED,
-                        job_id: run.job_id.clone(),
-                        jobstore: run.jobstore.clone(),
-                        scheduled_run_time: run_time,
-                        retval: Some(retval),
-                        exception: None,
-                    });
+                self.dispatcher.emit(event::EVENT_JOB_EXECUTED, || {
+                    Event::executed(run.job_id.clone(), run.jobstore.clone(), run_time, retval)
+                });
             }
             Err(failure) => {
                 apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
-                self.dispatcher
-                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                        code: event::EVENT_JOB_ERROR,
-                        job_id: run.job_id.clone(),
-                        jobstore: run.jobstore.clone(),
-                        scheduled_run_time: run_time,
-                        retval: None,
-                        exception: Some(failure),
-                    });
+                self.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+                    Event::error(run.job_id.clone(), run.jobstore.clone(), run_time, failure)
+                });
             }
         }
     }

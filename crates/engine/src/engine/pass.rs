@@ -143,16 +143,9 @@ impl Engine {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();
                 let failure = JobFailure::new("corrupt", corrupt.error.clone());
-                self.inner
-                    .dispatcher
-                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                        code: event::EVENT_JOB_ERROR,
-                        job_id: id,
-                        jobstore: alias.clone(),
-                        scheduled_run_time: now.with_timezone(&Tz::UTC),
-                        retval: None,
-                        exception: Some(failure),
-                    });
+                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+                    Event::error(id, alias.clone(), now.with_timezone(&Tz::UTC), failure)
+                });
             }
             let claimed = acquired.jobs.len();
             let mut releases = Vec::with_capacity(claimed);
@@ -218,16 +211,9 @@ impl Engine {
         if due.iter().any(missed) {
             for &t in due.iter().filter(|t| missed(t)) {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, apscheduler_core::time::timedelta(now - t.with_timezone(&Utc)));
-                self.inner
-                    .dispatcher
-                    .emit(event::EVENT_JOB_MISSED, || Event::Execution {
-                        code: event::EVENT_JOB_MISSED,
-                        job_id: job.id.clone(),
-                        jobstore: alias.clone(),
-                        scheduled_run_time: t,
-                        retval: None,
-                        exception: None,
-                    });
+                self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                    Event::missed(job.id.clone(), alias.clone(), t)
+                });
             }
             due.retain(|t| !missed(t));
         }
@@ -253,16 +239,9 @@ impl Engine {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
                 let failure = failure.clone();
-                self.inner
-                    .dispatcher
-                    .emit(event::EVENT_JOB_ERROR, || Event::Execution {
-                        code: event::EVENT_JOB_ERROR,
-                        job_id: job.id.clone(),
-                        jobstore: alias.clone(),
-                        scheduled_run_time: t,
-                        retval: None,
-                        exception: Some(failure),
-                    });
+                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+                    Event::error(job.id.clone(), alias.clone(), t, failure)
+                });
             }
         };
         let Some(executor) = used.get(self, &job.executor) else {
@@ -323,11 +302,12 @@ impl Engine {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
                 self.inner
                     .dispatcher
-                    .emit(event::EVENT_JOB_MAX_INSTANCES, || Event::Submission {
-                        code: event::EVENT_JOB_MAX_INSTANCES,
-                        job_id: job.id.clone(),
-                        jobstore: alias.clone(),
-                        scheduled_run_times: kept.unwrap_or_else(|| vec![first]),
+                    .emit(event::EVENT_JOB_MAX_INSTANCES, || {
+                        Event::max_instances(
+                            job.id.clone(),
+                            alias.clone(),
+                            kept.unwrap_or_else(|| vec![first]),
+                        )
                     });
             }
             Err(e) => {
