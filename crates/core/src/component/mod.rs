@@ -25,7 +25,7 @@
 //! fn register(registry: &mut ComponentRegistry) {
 //!     registry.register_store(&["mine", "my-store"], my_store);
 //! }
-//! apscheduler_core::inventory::submit! { Registration::new(register) }
+//! apscheduler_core::inventory::submit! { Registration::new("my-store-crate", register) }
 //!
 //! let registry = ComponentRegistry::global();
 //! assert!(registry.store_types().contains(&"my-store"));
