@@ -21,7 +21,30 @@ use crate::spec::{JobChanges, JobSpec};
 /// Runs futures to completion for the synchronous API.
 #[derive(Clone)]
 struct Runner {
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<OwnedRuntime>,
+}
+
+/// The front-end's own runtime, which may be dropped anywhere: tokio forbids dropping a
+/// runtime (which waits for its tasks) inside another runtime's context, the usual
+/// place of a background scheduler in a web application, so there it winds down in
+/// the background instead.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for OwnedRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 impl Runner {
@@ -37,7 +60,9 @@ impl Runner {
                     format!("cannot start the scheduler's runtime: {e}"),
                 )
             })?;
-        Ok(Runner { rt: Arc::new(rt) })
+        Ok(Runner {
+            rt: Arc::new(OwnedRuntime(Some(rt))),
+        })
     }
 
     fn block_on<F>(&self, fut: F) -> F::Output

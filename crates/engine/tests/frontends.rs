@@ -191,3 +191,39 @@ fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
     assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
     scheduler.shutdown(true).unwrap();
 }
+
+/// Dropping a front-end inside a tokio runtime (a background scheduler in a web
+/// application) must not panic, whether it was shut down or not, on a multi-thread and
+/// on a current-thread runtime.
+#[test]
+fn front_ends_can_be_dropped_inside_a_tokio_runtime() {
+    for multi_thread in [true, false] {
+        let rt = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .unwrap();
+        rt.block_on(async {
+            let scheduler = apscheduler_engine::BackgroundScheduler::new().unwrap();
+            scheduler.start(false).unwrap();
+            scheduler.shutdown(true).unwrap();
+            drop(scheduler);
+
+            let running = apscheduler_engine::BackgroundScheduler::new().unwrap();
+            running.start(false).unwrap();
+            drop(running);
+
+            let never_started = apscheduler_engine::BlockingScheduler::new().unwrap();
+            drop(never_started);
+
+            let driven = apscheduler_engine::DrivenScheduler::new().unwrap();
+            driven.start(false).unwrap();
+            drop(driven);
+        });
+    }
+}

@@ -94,6 +94,23 @@ impl fmt::Debug for AsyncExecutor {
     }
 }
 
+impl Drop for AsyncExecutor {
+    fn drop(&mut self) {
+        // Dropping an owned runtime waits for its tasks, which tokio forbids inside
+        // another runtime's context: there it winds down in the background.
+        let running = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(Running { own: Some(rt), .. }) = running {
+            if Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
 impl Default for AsyncExecutor {
     fn default() -> Self {
         Self::new(None)
