@@ -623,3 +623,57 @@ fn two_pending_jobs_with_one_id_are_both_added_in_order() {
     let job = h.run(h.engine.get_job("dup", None)).unwrap().unwrap();
     assert_eq!(&*job.name, "second");
 }
+
+/// A pending job whose id is taken in its store stops `start` with `Conflict` naming
+/// the ids (APScheduler's ConflictingIdError); the scheduler stays stopped with its
+/// pending jobs, and starts once the clash is resolved.
+#[test]
+fn start_refuses_pending_jobs_that_clash_with_stored_ones() {
+    let store = Arc::new(apscheduler_store_memory::MemoryJobStore::new());
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store.clone())
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .build();
+    engine.register_task("noop", |_| Ok(json!(null)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let spec = |id: &str| {
+        JobSpec::task("noop")
+            .id(id)
+            .trigger_args("interval", json!({"minutes": 5}))
+    };
+    // A first life stores 'a' and 'b'.
+    rt.block_on(engine.add_job(spec("a"))).unwrap();
+    rt.block_on(engine.add_job(spec("b"))).unwrap();
+    rt.block_on(engine.start(false)).unwrap();
+    rt.block_on(engine.shutdown(true)).unwrap();
+    // A second declares them again without replace_existing, and a new one.
+    rt.block_on(engine.add_job(spec("a"))).unwrap();
+    rt.block_on(engine.add_job(spec("b"))).unwrap();
+    rt.block_on(engine.add_job(spec("c"))).unwrap();
+    let err = rt.block_on(engine.start(false)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("'a', 'b'"), "{err}");
+    assert_eq!(engine.state(), SchedulerState::Stopped);
+    assert!(
+        rt.block_on(apscheduler_core::JobStore::lookup_job(&*store, "c"))
+            .unwrap()
+            .is_none(),
+        "nothing was added: all or nothing"
+    );
+    // Resolved: 'a' and 'b' replace the stored ones.
+    rt.block_on(engine.remove_job("a", None)).unwrap();
+    rt.block_on(engine.remove_job("b", None)).unwrap();
+    rt.block_on(engine.add_job(spec("a").replace_existing(true)))
+        .unwrap();
+    rt.block_on(engine.add_job(spec("b").replace_existing(true)))
+        .unwrap();
+    rt.block_on(engine.start(false)).unwrap();
+    assert_eq!(rt.block_on(engine.get_jobs(None)).unwrap().len(), 3);
+    rt.block_on(engine.shutdown(true)).unwrap();
+}

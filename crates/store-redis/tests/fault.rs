@@ -321,3 +321,55 @@ fn scheduler_survives_a_redis_outage() {
     scheduler.shutdown(true).unwrap();
     drop(server);
 }
+
+/// Jobs added before `start` while their store is down are not lost: `start` succeeds,
+/// `get_jobs` lists them meanwhile, and they are stored (and run) once the server is up.
+#[test]
+fn pending_jobs_wait_for_a_store_that_is_down_at_start() {
+    if common::redis_url("pending_jobs_wait_for_a_store_that_is_down_at_start").is_none() {
+        return;
+    }
+    let mut server = PrivateRedis::new();
+    server.kill(); // down before the scheduler starts
+    let store = RedisJobStore::builder(server.url())
+        .prefix("aps-down-at-start.")
+        .connection_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let scheduler = BackgroundScheduler::from_builder(
+        Engine::builder()
+            .timezone(Tz::UTC)
+            .jobstore("default", Arc::new(store)),
+    )
+    .unwrap();
+    let runs = Arc::new(Mutex::new(0usize));
+    {
+        let runs = runs.clone();
+        scheduler.register_task("tick", move |_| {
+            *runs.lock().unwrap() += 1;
+            Ok(json!(null))
+        });
+    }
+    scheduler
+        .add_job(
+            JobSpec::task("tick")
+                .id("waiting")
+                .trigger_args("interval", json!({"seconds": 0.5})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    let listed = scheduler.get_jobs(None);
+    // The store is down: listing it fails, or lists the waiting job; never an Ok without it.
+    if let Ok(jobs) = listed {
+        assert!(jobs.iter().any(|j| &*j.id == "waiting"), "{jobs:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    server.start();
+    wait_for("the waiting job to run", Duration::from_secs(40), || {
+        *runs.lock().unwrap() >= 1
+    });
+    let job = scheduler.get_job("waiting").unwrap();
+    assert!(job.is_some(), "the job is in the store");
+    scheduler.shutdown(true).unwrap();
+}

@@ -257,6 +257,54 @@ impl Engine {
         Ok(store)
     }
 
+    /// Adds the jobs that waited for `alias` since `start` found it down (caller holds
+    /// `jobs_lock`). While it is still down they keep waiting and the error goes to the
+    /// pass's retry; a job that cannot be added for another reason is reported.
+    pub(super) async fn add_waiting_jobs(&self, alias: &Arc<str>) -> Result<(), Error> {
+        let waiting: Vec<Pending> = {
+            let mut st = lock(&self.inner.state);
+            if st.status == SchedulerState::Stopped || st.pending.iter().next().is_none() {
+                return Ok(());
+            }
+            let mut taken = Vec::new();
+            st.pending.retain(|p| {
+                if p.jobstore == *alias {
+                    taken.push(p.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            taken
+        };
+        let mut waiting = waiting.into_iter();
+        while let Some(p) = waiting.next() {
+            match self.real_add(p.clone(), self.inner.clock.now()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    let mut st = lock(&self.inner.state);
+                    st.pending.push(p);
+                    waiting.for_each(|p| st.pending.push(p));
+                    return Err(e);
+                }
+                Err(e) => self.report_failed_add(&p, &e),
+            }
+        }
+        Ok(())
+    }
+
+    /// A job that could not be added at or after start: logged and reported as
+    /// `EVENT_JOB_ERROR` (kind `add`), never dropped silently.
+    pub(super) fn report_failed_add(&self, p: &Pending, e: &Error) {
+        apscheduler_core::log_error!(target: "apscheduler", job_id = %p.job.id, jobstore = %p.jobstore, "cannot add pending job: {e}");
+        let now = self.inner.clock.now().with_timezone(&Tz::UTC);
+        let failure = JobFailure::new("add", e.to_string());
+        let (id, alias) = (p.job.id.clone(), p.jobstore.clone());
+        self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+            Event::error(id, alias, now, failure)
+        });
+    }
+
     /// Stores a job while the scheduler runs (caller holds `jobs_lock`).
     pub(super) async fn real_add(&self, p: Pending, now: DateTime<Utc>) -> Result<Job, Error> {
         let Pending {

@@ -36,21 +36,47 @@ impl Engine {
                     .with_source(e)
             })?;
         }
+        // Stores that are down now: the main loop retries them with backoff, so a
+        // scheduler can start while its database is restarting.
+        let mut down: Vec<Arc<str>> = Vec::new();
         for (alias, store) in &stores {
             match store.start(alias).await {
                 Ok(()) => {}
-                // A store that is down now is retried by the main loop with backoff, so
-                // a scheduler can start while its database is restarting.
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
                     apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "job store is unavailable at start; will retry: {e}");
+                    down.push(alias.clone());
                 }
                 Err(e) => {
+                    self.undo_start(&stores, &executors).await;
                     return Err(Error::new(
                         e.kind(),
                         format!("job store '{alias}' failed to start: {e}"),
                     )
-                    .with_source(e))
+                    .with_source(e));
                 }
+            }
+        }
+        // All or nothing, as APScheduler's start() raises ConflictingIdError: a pending
+        // job (without replace_existing) whose id is taken in its store stops the start.
+        match self.pending_conflicts(&stores, &mut down).await {
+            Ok(conflicts) if conflicts.is_empty() => {}
+            Ok(conflicts) => {
+                self.undo_start(&stores, &executors).await;
+                let ids: Vec<String> = conflicts.iter().map(|id| format!("'{id}'")).collect();
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "cannot start: job identifier{} {} conflict{} with stored jobs \
+                         (add them with replace_existing to replace the stored ones)",
+                        if ids.len() > 1 { "s" } else { "" },
+                        ids.join(", "),
+                        if ids.len() > 1 { "" } else { "s" },
+                    ),
+                ));
+            }
+            Err(e) => {
+                self.undo_start(&stores, &executors).await;
+                return Err(e);
             }
         }
         let pending = {
@@ -65,11 +91,26 @@ impl Engine {
         };
         {
             let _guard = self.inner.jobs_lock.lock().await;
+            let mut waiting = PendingJobs::default();
             for p in pending {
-                let id = p.job.id.clone();
-                if let Err(e) = self.real_add(p, self.inner.clock.now()).await {
-                    apscheduler_core::log_error!(target: "apscheduler", job_id = %id, "cannot add pending job: {e}");
+                if down.contains(&p.jobstore) {
+                    waiting.push(p);
+                    continue;
                 }
+                match self.real_add(p.clone(), self.inner.clock.now()).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        down.push(p.jobstore.clone());
+                        waiting.push(p);
+                    }
+                    Err(e) => self.report_failed_add(&p, &e),
+                }
+            }
+            // Jobs whose store is down wait (listed by get_jobs) until a pass finds the
+            // store back; none is dropped.
+            if waiting.iter().next().is_some() {
+                apscheduler_core::log_warn!(target: "apscheduler", "{} job(s) wait for their job store to come back: {}", waiting.iter().count(), down.join(", "));
+                lock(&self.inner.state).pending = waiting;
             }
         }
         tracing::info!(target: "apscheduler", "Scheduler started");
@@ -93,6 +134,15 @@ impl Engine {
                 ));
             }
             st.status = SchedulerState::Stopped;
+            // Jobs still waiting for a store that was down are pending again: count
+            // their ids, as add_job before start does.
+            let st = &mut *st;
+            for p in st.pending.iter() {
+                if st.pending_ids.counts_id(p.generated_id) {
+                    let key = st.pending_ids.key(&p.job.id);
+                    st.pending_ids.insert(key);
+                }
+            }
             (st.stores.clone(), st.executors.clone())
         };
         self.wakeup();
@@ -146,5 +196,53 @@ impl Engine {
             self.wakeup();
         }
         Ok(())
+    }
+
+    /// The ids of pending jobs (without replace_existing) already taken in their store.
+    /// A store found down is added to `down`; its jobs are checked when they are added.
+    async fn pending_conflicts(
+        &self,
+        stores: &[(Arc<str>, Arc<dyn JobStore>)],
+        down: &mut Vec<Arc<str>>,
+    ) -> Result<Vec<Arc<str>>, Error> {
+        // Generated ids are unique by construction: only explicit ids can clash.
+        let candidates: Vec<(Arc<str>, Arc<str>)> = lock(&self.inner.state)
+            .pending
+            .iter()
+            .filter(|p| !p.replace_existing && !p.generated_id)
+            .map(|p| (p.job.id.clone(), p.jobstore.clone()))
+            .collect();
+        let mut conflicts = Vec::new();
+        for (id, alias) in candidates {
+            if down.contains(&alias) {
+                continue;
+            }
+            let Some((_, store)) = stores.iter().find(|(a, _)| *a == alias) else {
+                continue; // reported when it is added
+            };
+            match store.lookup_job(&id).await {
+                Ok(Some(_)) => conflicts.push(id),
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Unavailable => down.push(alias),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(conflicts)
+    }
+
+    /// Stops what a failed `start` started; the pending jobs stay pending.
+    async fn undo_start(
+        &self,
+        stores: &[(Arc<str>, Arc<dyn JobStore>)],
+        executors: &[(Arc<str>, Arc<dyn Executor>)],
+    ) {
+        for (_, executor) in executors {
+            executor.shutdown(false);
+        }
+        for (alias, store) in stores {
+            if let Err(e) = store.shutdown().await {
+                apscheduler_core::log_warn!(target: "apscheduler", "job store '{alias}' did not shut down cleanly: {e}");
+            }
+        }
     }
 }

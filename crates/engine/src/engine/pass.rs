@@ -125,6 +125,7 @@ impl Engine {
         used: &mut PassLookups,
     ) -> Result<Option<DateTime<Utc>>, Error> {
         let _guard = self.inner.jobs_lock.lock().await;
+        self.add_waiting_jobs(alias).await?;
         let left_over = lock(&self.inner.unreleased).remove(alias);
         if let Some(left_over) = left_over {
             if let Err(e) = store

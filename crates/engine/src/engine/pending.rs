@@ -7,6 +7,7 @@ use super::*;
 /// [`Engine::add_pending`] and [`Engine::add_prepared`]).
 pub(crate) struct PreparedJob(pub(super) Pending);
 
+#[derive(Clone)]
 pub(super) struct Pending {
     pub(super) job: Job,
     pub(super) jobstore: Arc<str>,
