@@ -53,6 +53,9 @@ use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
 /// The alias of the store and executor created when none is configured.
 pub const DEFAULT_ALIAS: &str = "default";
 
+/// The longest wait between retries of a failing job store.
+const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
+
 /// How many due jobs one claim asks a store for.
 const CLAIM_BATCH: usize = 1024;
 

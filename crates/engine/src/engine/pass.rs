@@ -96,10 +96,12 @@ impl Engine {
                         *n = n.saturating_add(1);
                         *n
                     };
-                    // Exponential backoff: 0.5 s, 1 s, 2 s ... up to 30 s.
+                    // Backoff 0.5 s, then one probe a second: cheap for a store that
+                    // stays down, and the first run after it returns comes within about
+                    // a second (a longer cap would let the 1 s default grace expire).
                     let delay = Duration::from_millis(500)
-                        .saturating_mul(1u32 << failures.min(6).saturating_sub(1))
-                        .min(Duration::from_secs(30));
+                        .saturating_mul(1u32 << failures.min(2).saturating_sub(1))
+                        .min(STORE_RETRY_CAP);
                     apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "error processing job store (retrying in {delay:?}): {e}");
                     earliest(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 }
