@@ -86,39 +86,8 @@ pub use apscheduler_engine as scheduler;
 /// Event codes and types (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
 pub use apscheduler_core::event as events;
 
-/// Job stores.
-pub mod stores {
-    /// The in-memory job store (the default).
-    #[cfg(feature = "scheduler")]
-    pub use apscheduler_store_memory as memory;
-    /// The MongoDB job store.
-    #[cfg(feature = "store-mongodb")]
-    pub use apscheduler_store_mongodb as mongodb;
-    /// The Redis job store.
-    #[cfg(feature = "store-redis")]
-    pub use apscheduler_store_redis as redis;
-    /// The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).
-    #[cfg(feature = "store-sql")]
-    pub use apscheduler_store_sql as sql;
-}
-
-mod components;
-
-/// Executors.
-pub mod executors {
-    /// The tokio executor for async jobs.
-    #[cfg(feature = "scheduler")]
-    pub use apscheduler_executor_async as r#async;
-    /// The process pool executor.
-    #[cfg(feature = "executor-process")]
-    pub use apscheduler_executor_process as process;
-    /// The rayon executor for CPU-bound jobs.
-    #[cfg(feature = "executor-rayon")]
-    pub use apscheduler_executor_rayon as rayon;
-    /// The thread pool executor (the default).
-    #[cfg(feature = "scheduler")]
-    pub use apscheduler_executor_thread as thread;
-}
+mod backends;
+pub use backends::{executors, stores};
 
 /// `serde_json`, for task arguments and return values (`json!`), so programs need not
 /// depend on it themselves.
