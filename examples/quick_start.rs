@@ -27,7 +27,6 @@ use std::thread;
 use std::time::Duration;
 
 use apscheduler::prelude::*;
-use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scheduler = Arc::new(BlockingScheduler::new()?);
