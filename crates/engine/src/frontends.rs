@@ -119,6 +119,21 @@ impl fmt::Debug for SyncScheduler {
 pub struct JobHandle {
     scheduler: SyncScheduler,
     job: Job,
+    status: JobStatus,
+}
+
+/// Where a job stood when its [`JobHandle`] was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Added before `start`: it gets its first run time at start.
+    Pending,
+    /// Scheduled: it has a next run time.
+    Scheduled,
+    /// Paused: in its store without a next run time.
+    Paused,
+    /// Gone: its trigger had no fire time left when it was added, so it was removed at
+    /// once (`EVENT_JOB_ADDED` then `EVENT_JOB_REMOVED`).
+    Removed,
 }
 
 impl fmt::Debug for JobHandle {
@@ -128,8 +143,15 @@ impl fmt::Debug for JobHandle {
 }
 
 impl fmt::Display for JobHandle {
+    /// As APScheduler prints a job: `name (trigger: ..., next run at: ...)`, or
+    /// `pending`, `paused`, `removed` in place of the next run time.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.job.fmt(f)
+        let job = &self.job;
+        match self.status {
+            JobStatus::Scheduled | JobStatus::Paused => job.fmt(f),
+            JobStatus::Pending => write!(f, "{} (trigger: {}, pending)", job.name, job.trigger),
+            JobStatus::Removed => write!(f, "{} (trigger: {}, removed)", job.name, job.trigger),
+        }
     }
 }
 
@@ -144,6 +166,10 @@ impl JobHandle {
     /// The job as it was when this handle was made.
     pub fn job(&self) -> &Job {
         &self.job
+    }
+    /// Where the job stood when this handle was made.
+    pub fn status(&self) -> JobStatus {
+        self.status
     }
     /// Changes the job's options.
     ///
@@ -246,9 +272,18 @@ impl SyncScheduler {
     }
 
     fn handle(&self, job: Job) -> JobHandle {
+        // Before start (or after shutdown) the API returns the pending jobs.
+        let status = if self.engine.state() == SchedulerState::Stopped {
+            JobStatus::Pending
+        } else if job.next_run_time.is_some() {
+            JobStatus::Scheduled
+        } else {
+            JobStatus::Paused
+        };
         JobHandle {
             scheduler: self.clone(),
             job,
+            status,
         }
     }
 
@@ -268,10 +303,19 @@ impl SyncScheduler {
         // Building the job and adding it before `start` need no runtime.
         let prepared = self.engine.prepare_job(spec)?;
         let job = match self.engine.add_pending(prepared)? {
-            Ok(job) => job,
+            Ok(job) => return Ok(self.handle(job)),
             Err(prepared) => self.runner.block_on(self.engine.add_prepared(prepared))?,
         };
-        Ok(self.handle(job))
+        let mut handle = self.handle(job);
+        if handle.status == JobStatus::Paused
+            && self
+                .runner
+                .block_on(self.engine.get_job(&handle.job.id, None))?
+                .is_none()
+        {
+            handle.status = JobStatus::Removed;
+        }
+        Ok(handle)
     }
 
     /// Starts a `scheduled_job` registration (the decorator form).

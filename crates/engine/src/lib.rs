@@ -73,7 +73,7 @@ pub use config::{
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};
 pub use frontends::{
-    AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, JobHandle,
+    AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, JobHandle, JobStatus,
     ScheduledJob, SyncScheduler,
 };
 pub use inline::InlineExecutor;

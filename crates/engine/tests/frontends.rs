@@ -227,3 +227,33 @@ fn front_ends_can_be_dropped_inside_a_tokio_runtime() {
         });
     }
 }
+
+/// The handle `add_job` returns says where the job stands: pending before start,
+/// scheduled, paused, or removed when its trigger had nothing left.
+#[test]
+fn add_job_handles_show_the_job_status() {
+    use apscheduler_engine::{BackgroundScheduler, JobSpec, JobStatus};
+    let scheduler = BackgroundScheduler::new().unwrap();
+    scheduler.register_task("noop", |_| Ok(serde_json::json!(null)));
+    let every = || JobSpec::task("noop").trigger_args("interval", serde_json::json!({"hours": 1}));
+    let pending = scheduler.add_job(every().id("p")).unwrap();
+    assert_eq!(pending.status(), JobStatus::Pending);
+    assert!(pending.to_string().ends_with(", pending)"), "{pending}");
+    scheduler.start(false).unwrap();
+    let scheduled = scheduler.add_job(every().id("s")).unwrap();
+    assert_eq!(scheduled.status(), JobStatus::Scheduled);
+    let paused = scheduler
+        .add_job(every().id("z").next_run_time(None))
+        .unwrap();
+    assert_eq!(paused.status(), JobStatus::Paused);
+    assert!(paused.to_string().ends_with(", paused)"), "{paused}");
+    let gone = scheduler
+        .add_job(JobSpec::task("noop").id("gone").trigger_args(
+            "interval",
+            serde_json::json!({"seconds": 10, "start_date": "2024-01-01 00:00:00", "end_date": "2024-01-02 00:00:00"}),
+        ))
+        .unwrap();
+    assert_eq!(gone.status(), JobStatus::Removed);
+    assert!(gone.to_string().ends_with(", removed)"), "{gone}");
+    scheduler.shutdown(true).unwrap();
+}

@@ -1345,9 +1345,9 @@ fn every_weekday_name_range_means_its_numeric_range() {
         out.sort_unstable();
         out
     };
-    for a in 0..7usize {
-        for b in 0..7usize {
-            let names = format!("{}-{}", WEEKDAYS[a], WEEKDAYS[b]);
+    for (a, first) in WEEKDAYS.iter().enumerate() {
+        for (b, last) in WEEKDAYS.iter().enumerate() {
+            let names = format!("{first}-{last}");
             // Crontab text.
             let na = (a as u32 + 1) % 7;
             let nb = if b == 6 {
