@@ -8,7 +8,7 @@
 //!   [`RunReporter::submitted`], then queues the run; it never blocks on running jobs.
 //! - A worker runs each run time of a [`JobRun`] in order through core's one task
 //!   runner, [`run_sync_task`], and reports each through
-//!   [`report_each_run_time`](apscheduler_core::report_each_run_time): a task error
+//!   [`report_each_run_time`]: a task error
 //!   becomes an `Err` [`JobFailure`] (kind `error`, or the kind of a
 //!   [`TaskFailure`](apscheduler_core::TaskFailure), with the message and `source()`
 //!   chain), a panic an `Err` of kind `panic` with the panic message, and the worker
