@@ -77,7 +77,7 @@ pub use run::{
     report_failed, report_outcome, run_sync_task,
 };
 pub use serde_json;
-pub use store::{Acquired, CorruptJob, JobRelease, JobStore};
+pub use store::{Acquired, Capabilities, CorruptJob, JobRelease, JobStore};
 pub use task::{
     BoxFuture, Task, TaskContext, TaskError, TaskFailure, TaskFn, TaskRegistry, TaskResult,
 };

@@ -76,6 +76,15 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Whether this store serializes jobs (and so refuses closure tasks).
     fn is_persistent(&self) -> bool;
 
+    /// What this store offers beyond the contract: the engine's docs and the testkit's
+    /// shared checks go by it. The default says only whether it is persistent.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            persistent: self.is_persistent(),
+            ..Capabilities::default()
+        }
+    }
+
     /// Adds a job.
     ///
     /// # Errors
@@ -180,4 +189,33 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<(), Error>;
+}
+
+/// What a job store offers beyond the [`JobStore`] contract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Jobs outlive the scheduler process (a restart finds them, run times and leases
+    /// included).
+    pub persistent: bool,
+    /// Several schedulers, in other processes or on other machines, can share the store
+    /// (claims with leases are atomic in the backend).
+    pub shared: bool,
+    /// The store can tell schedulers about changes as they happen (so they need not
+    /// poll); none does yet.
+    pub notifications: bool,
+    /// Multi-job writes (`add_jobs`, claims, releases) are atomic transactions.
+    pub transactions: bool,
+}
+
+impl Capabilities {
+    /// A store whose jobs outlive the process and that several schedulers can share.
+    pub const fn persistent_shared(transactions: bool) -> Capabilities {
+        Capabilities {
+            persistent: true,
+            shared: true,
+            notifications: false,
+            transactions,
+        }
+    }
 }

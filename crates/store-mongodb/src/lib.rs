@@ -846,6 +846,10 @@ impl JobStore for MongoDbJobStore {
         true
     }
 
+    fn capabilities(&self) -> apscheduler_core::Capabilities {
+        apscheduler_core::Capabilities::persistent_shared(false)
+    }
+
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         let encoded = self.encode(&job)?;
         let conn = self.conn().await?;

@@ -83,3 +83,14 @@ async fn two_stores_share_one_collection() {
         store.shutdown().await.unwrap();
     }
 }
+
+/// The testkit's shared restart check: two stores on one collection, the first shut
+/// down before the second opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_restart() {
+    let Some(db) = common::TestDb::new("survives_restart") else {
+        return;
+    };
+    let (first, second) = (db.store_on("restart"), db.store_on("restart"));
+    apscheduler_testkit::store::check_survives_restart(&first, &second).await;
+}

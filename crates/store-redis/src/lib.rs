@@ -521,6 +521,10 @@ impl JobStore for RedisJobStore {
         true
     }
 
+    fn capabilities(&self) -> apscheduler_core::Capabilities {
+        apscheduler_core::Capabilities::persistent_shared(true)
+    }
+
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         self.add(std::slice::from_ref(&job), replace_existing).await
     }

@@ -345,6 +345,10 @@ impl JobStore for SqlJobStore {
         true
     }
 
+    fn capabilities(&self) -> apscheduler_core::Capabilities {
+        apscheduler_core::Capabilities::persistent_shared(true)
+    }
+
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         let row = self.encode(&job)?;
         let driver = self.driver().await?;

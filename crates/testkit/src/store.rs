@@ -51,6 +51,13 @@
 //! | [`check_persistent_refuses_unserializable`] | persistent stores refuse closures and unpersistable triggers with `Serialization` |
 //! | [`check_memory_accepts_closures`] | non-persistent stores keep closures and any trigger |
 //!
+//! Shared by every persistent store, called with two stores on one namespace (see
+//! [`JobStore::capabilities`]):
+//!
+//! | check | what |
+//! |---|---|
+//! | [`check_survives_restart`] | jobs, run times to the microsecond, paused jobs and leases outlive a store shut down and opened again |
+//!
 //! ## Where the suite pins down what the trait leaves open
 //! - `now` is inclusive: a job whose run time equals `now` is due.
 //! - A lease taken at `now` for `lease` has expired at `now + lease` exactly (a claim
@@ -1599,4 +1606,84 @@ pub async fn check_memory_accepts_closures(store: &dyn JobStore) {
         matches!(claimed[0].task, Task::Closure(_)),
         "{CHECK}: claimed task"
     );
+}
+
+/// A persistent store shut down and opened again (a scheduler restart, with downtime)
+/// finds its jobs as they were: run times to the microsecond, paused jobs paused, and a
+/// lease taken before the restart still held (another scheduler cannot claim the job
+/// until it expires). `first` and `second` must be two unstarted stores on the same
+/// namespace (table, key prefix, collection); `first` must be empty.
+///
+/// # Panics
+/// When the store does not declare itself persistent, or on a broken expectation.
+pub async fn check_survives_restart(first: &dyn JobStore, second: &dyn JobStore) {
+    const CHECK: &str = "check_survives_restart";
+    assert!(
+        first.capabilities().persistent,
+        "{CHECK}: only for persistent stores"
+    );
+    first.start("default").await.expect("start the first store");
+    assert_empty(first, CHECK).await;
+    let odd = at(5) + chrono::Duration::nanoseconds(250_001);
+    add(first, sample_job("due", Some(at(1)), interval_trigger(60))).await;
+    add(
+        first,
+        sample_job("leased", Some(at(2)), interval_trigger(60)),
+    )
+    .await;
+    add(first, sample_job("later", Some(odd), interval_trigger(60))).await;
+    add(first, sample_job("paused", None, interval_trigger(60))).await;
+    // s1 claims the two due jobs, then "crashes": only `due` is released.
+    let lease = Duration::from_secs(3600);
+    let claimed = claim_for(first, "s1", utc(3), 10, lease).await;
+    assert_eq!(
+        ids(&claimed),
+        ["due", "leased"],
+        "{CHECK}: claim before the restart"
+    );
+    let due = claimed
+        .into_iter()
+        .find(|j| &*j.id == "due")
+        .expect("claimed");
+    first
+        .release_jobs("s1", vec![JobRelease::Update(due)])
+        .await
+        .expect("release before the restart");
+    first.shutdown().await.expect("shut the first store down");
+
+    second
+        .start("default")
+        .await
+        .expect("start the second store");
+    let jobs = second
+        .get_all_jobs()
+        .await
+        .expect("get_all_jobs after the restart");
+    assert_eq!(
+        ids(&jobs),
+        ["due", "leased", "later", "paused"],
+        "{CHECK}: the jobs after the restart"
+    );
+    let later = lookup(second, "later").await;
+    assert_eq!(
+        later.next_run_time.map(|t| crate::store::micros_ceil(&t)),
+        Some(crate::store::micros_ceil(&odd)),
+        "{CHECK}: a run time keeps its microsecond"
+    );
+    assert!(
+        lookup(second, "paused").await.next_run_time.is_none(),
+        "{CHECK}: paused"
+    );
+    let claimed = claim_for(second, "s2", utc(4), 10, lease).await;
+    assert_eq!(
+        ids(&claimed),
+        ["due"],
+        "{CHECK}: s1's lease on 'leased' must survive the restart"
+    );
+    second.remove_all_jobs().await.expect("clean up");
+    second.shutdown().await.expect("shut the second store down");
+}
+
+fn micros_ceil(t: &DateTime<Tz>) -> i64 {
+    apscheduler_core::time::micros::run_time(t)
 }

@@ -236,6 +236,14 @@ impl Tables {
         name
     }
 
+    /// A store on `table` (two of them share its jobs).
+    pub fn store_on(&self, table: &str) -> SqlJobStore {
+        SqlJobStore::builder(self.url.clone())
+            .table_name(table)
+            .build()
+            .expect("build the store")
+    }
+
     /// A store on a new random table.
     pub fn store(&self) -> SqlJobStore {
         SqlJobStore::builder(self.url.clone())
