@@ -46,10 +46,16 @@ pub struct Acquired {
 /// - A job with `next_run_time == None` is paused: never due, listed last.
 /// - [`acquire_due_jobs`](JobStore::acquire_due_jobs) is an atomic claim with a lease:
 ///   it returns up to `limit` jobs whose next run time is at or before `now`, ordered by
-///   next run time (to the microsecond) then id, skipping jobs under an unexpired lease (whoever holds it),
-///   and leases them to `scheduler_id` until `now + lease`. Two concurrent claimers never
-///   receive the same (job, next run time). A lease that has expired (its holder died)
-///   can be claimed by anyone.
+///   next run time (to the microsecond) then id, skipping jobs under another
+///   scheduler's unexpired lease, and leases them to `scheduler_id` until
+///   `now + lease`. Two concurrent claimers never receive the same (job, next run
+///   time). A lease that has expired (its holder died) can be claimed by anyone.
+/// - A shared store ([`Capabilities::shared`]) also returns due jobs leased to the
+///   caller itself: a scheduler releases every claim within the pass that made it, so a
+///   lease it still holds at its next claim was stranded (the claim's reply was lost to
+///   a time-out while the store went ahead, or a commit's answer never came back), and
+///   those jobs must not wait for the lease to expire. An in-process store cannot lose
+///   a reply and may skip them.
 /// - [`release_jobs`](JobStore::release_jobs) ends the caller's leases, storing the new
 ///   state or removing the job.
 /// - Errors are [`Error`]s with a kind callers match on: `NotFound`, `Conflict`,

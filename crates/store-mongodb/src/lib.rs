@@ -1110,11 +1110,15 @@ impl JobStore for MongoDbJobStore {
             token: uuid::Uuid::new_v4().simple().to_string(),
             expires: expiry(&now, lease),
         };
-        // Due, readable, and not under a live lease (none, or expired at `now`).
+        // Due, readable, and not under another scheduler's live lease (none, expired at
+        // `now`, or the caller's own: see the JobStore contract on stranded leases).
         let claimable = doc! {
             field::NEXT_RUN_TIME: {"$lte": now_us},
             field::CORRUPT: Bson::Null,
-            field::LEASE_EXPIRES: {"$not": {"$gt": now_us}},
+            "$or": [
+                {field::LEASE_EXPIRES: {"$not": {"$gt": now_us}}},
+                {field::LEASE_HOLDER: scheduler_id},
+            ],
         };
         let mut rounds = 0;
         while acquired.jobs.len() < limit && rounds < CLAIM_ROUNDS {

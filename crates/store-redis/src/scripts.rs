@@ -89,6 +89,7 @@ return 1
 /// 1. Leases that have expired on due jobs (score in `claimed` at or before now: both
 ///    the lease's expiry and the run time have passed) are dropped and their jobs go
 ///    back to `run_times` at their run time.
+///    Leases the caller holds on due jobs end the same way (stranded claims).
 /// 2. Up to `limit` jobs due by now are taken from `run_times` in (score, id) order;
 ///    each gets the lease `expiry|run|holder` and moves to `claimed` at the later of
 ///    its run time and the expiry. A state larger than max_state_bytes is not sent:
@@ -104,6 +105,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', now)) do
   redis.call('HDEL', leases, id)
   if run and run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
     redis.call('ZADD', run_times, run, id)
+  end
+end
+-- Leases the caller itself holds on due jobs were stranded (a claim whose reply was
+-- lost): a scheduler holds no claim between its passes, so they end too, and the jobs
+-- are claimed again below.
+for _, id in ipairs(redis.call('HKEYS', leases)) do
+  local _, run, h = lease_of(id)
+  if h == holder and run and run ~= '' and tonumber(run) <= tonumber(now) then
+    redis.call('ZREM', claimed, id)
+    redis.call('HDEL', leases, id)
+    if redis.call('HEXISTS', jobs, id) == 1 then
+      redis.call('ZADD', run_times, run, id)
+    end
   end
 end
 local taken, bad = {}, {}

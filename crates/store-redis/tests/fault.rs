@@ -442,3 +442,71 @@ fn the_first_run_comes_within_a_second_or_so_of_the_store_returning() {
     );
     scheduler.shutdown(true).unwrap();
 }
+
+/// A claim whose reply is lost (the server paused with SIGSTOP past the client's
+/// response time-out, then resumed: it runs the claim after the client gave up) leaves
+/// the due jobs leased to this very scheduler. Its next claim takes them back instead of
+/// waiting for the lease to expire, so runs resume within seconds, not after the lease.
+#[test]
+fn a_claim_whose_reply_was_lost_does_not_strand_the_jobs() {
+    if common::redis_url("a_claim_whose_reply_was_lost_does_not_strand_the_jobs").is_none() {
+        return;
+    }
+    let mut server = PrivateRedis::new();
+    let store = RedisJobStore::builder(server.url())
+        .prefix("aps-lost-reply.")
+        .connection_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let scheduler = BackgroundScheduler::from_builder(
+        Engine::builder()
+            .timezone(Tz::UTC)
+            // Long enough that waiting for it would fail the test.
+            .lease(Duration::from_secs(60))
+            .jobstore("default", Arc::new(store)),
+    )
+    .unwrap();
+    let runs: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    {
+        let runs = runs.clone();
+        scheduler.register_task("tick", move |_| {
+            runs.lock().unwrap().push(Instant::now());
+            Ok(json!(null))
+        });
+    }
+    scheduler
+        .add_job(
+            JobSpec::task("tick")
+                .id("tick")
+                .trigger_args("interval", json!({"seconds": 0.1})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    wait_for("runs before the pause", Duration::from_secs(10), || {
+        runs.lock().unwrap().len() >= 3
+    });
+    let pid = server.child.as_ref().expect("running").id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // Claims sent now time out on the client and wait in the server's socket.
+    std::thread::sleep(Duration::from_millis(1500));
+    signal("-CONT");
+    let resumed = Instant::now();
+    wait_for(
+        "a run after the server resumed (the stranded lease is taken back)",
+        Duration::from_secs(10),
+        || runs.lock().unwrap().iter().any(|t| *t >= resumed),
+    );
+    let first = *runs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|t| **t >= resumed)
+        .unwrap();
+    eprintln!("first run {:?} after the server resumed", first - resumed);
+    scheduler.shutdown(true).unwrap();
+}

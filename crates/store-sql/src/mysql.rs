@@ -64,7 +64,7 @@ impl Statements {
             claim_select: format!(
                 "SELECT {COLUMNS} FROM {jobs} \
                  WHERE next_run_time <= ? AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= ?) \
+                 AND (lease_expires IS NULL OR lease_expires <= ? OR lease_holder = ?) \
                  ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED"
             ),
             mark_corrupt: format!(
@@ -328,6 +328,7 @@ impl Driver for MySqlDriver {
             .bind(req.max_bytes)
             .bind(req.now)
             .bind(req.now)
+            .bind(req.holder)
             .bind(req.limit)
             .fetch_all(&mut *tx)
             .await

@@ -69,7 +69,7 @@ impl Statements {
                 "WITH due AS (\
                  SELECT id FROM {jobs} \
                  WHERE next_run_time <= $2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= $2) \
+                 AND (lease_expires IS NULL OR lease_expires <= $2 OR lease_holder = $4) \
                  ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = $5 FROM due \
                  WHERE j.id = due.id \

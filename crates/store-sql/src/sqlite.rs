@@ -62,7 +62,7 @@ impl Statements {
             claim: format!(
                 "UPDATE {jobs} SET lease_holder = ?4, lease_expires = ?5 WHERE id IN (\
                  SELECT id FROM {jobs} WHERE next_run_time <= ?2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= ?2) \
+                 AND (lease_expires IS NULL OR lease_expires <= ?2 OR lease_holder = ?4) \
                  ORDER BY next_run_time, id LIMIT ?3) \
                  RETURNING {COLUMNS}"
             ),
