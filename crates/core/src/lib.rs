@@ -73,8 +73,8 @@ pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use inventory;
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use run::{
-    caught_outcome, failure_from_task_error, finish_run, panic_message, report_each_run_time,
-    report_failed, report_outcome, run_sync_task,
+    admit, caught_outcome, failure_from_task_error, finish_run, panic_message,
+    report_each_run_time, report_failed, report_outcome, run_sync_task,
 };
 pub use serde_json;
 pub use store::{Acquired, Capabilities, CorruptJob, JobRelease, JobStore};

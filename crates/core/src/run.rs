@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::event::JobFailure;
-use crate::executor::{InstanceTracker, JobRun, RunReporter};
+use crate::executor::{InstanceTracker, JobRun, RunReporter, SubmitError};
 use crate::task::{TaskContext, TaskFn, TaskResult};
 
 /// The [`JobFailure::kind`] of a plain task error (one that is not a `TaskFailure`).
@@ -85,6 +85,33 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     } else {
         "panic with a non-string payload".to_owned()
     }
+}
+
+/// Admits a submission: takes an instance slot for `run` in `tracker` (refusing with
+/// [`SubmitError::MaxInstances`] when `max_instances` are taken) and reports
+/// `submitted`. If the reporter panics, the slot is given back before the panic goes on.
+///
+/// # Errors
+/// [`SubmitError::MaxInstances`].
+pub fn admit(
+    tracker: &InstanceTracker,
+    reporter: &dyn RunReporter,
+    run: &JobRun,
+) -> Result<(), SubmitError> {
+    /// Gives the slot back when dropped: only on unwind, forgotten otherwise.
+    struct SlotGuard<'a>(&'a InstanceTracker, &'a str);
+    impl Drop for SlotGuard<'_> {
+        fn drop(&mut self) {
+            self.0.release(self.1);
+        }
+    }
+    if !tracker.try_acquire(&run.job_id, run.max_instances) {
+        return Err(SubmitError::MaxInstances);
+    }
+    let slot = SlotGuard(tracker, &run.job_id);
+    reporter.submitted(run);
+    std::mem::forget(slot);
+    Ok(())
 }
 
 /// Reports one run time's result to `reporter` (with a debug log line).

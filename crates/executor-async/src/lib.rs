@@ -60,7 +60,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use apscheduler_core::{
-    caught_outcome, finish_run, report_outcome, run_sync_task, Error, ErrorKind, Executor,
+    admit, caught_outcome, finish_run, report_outcome, run_sync_task, Error, ErrorKind, Executor,
     InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError, TaskContext, TaskFn,
 };
 use tokio::runtime::{Handle, Runtime};
@@ -201,10 +201,7 @@ impl Executor for AsyncExecutor {
             };
             (r.handle.clone(), r.reporter.clone(), r.permits.clone())
         };
-        if !self.instances.try_acquire(&run.job_id, run.max_instances) {
-            return Err(SubmitError::MaxInstances);
-        }
-        reporter.submitted(&run);
+        admit(&self.instances, &*reporter, &run)?;
         self.submitted.fetch_add(1, Ordering::Relaxed);
         *self.in_flight.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let instances = self.instances.clone();

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use apscheduler_core::serde_json::Value;
 use apscheduler_core::{
-    finish_run, report_each_run_time, report_failed, Error, ErrorKind, Executor, InstanceTracker,
-    JobFailure, JobRun, RunReporter, SubmitError,
+    admit, finish_run, report_each_run_time, report_failed, Error, ErrorKind, Executor,
+    InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
 };
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -277,16 +277,7 @@ impl Executor for ProcessPoolExecutor {
                 ),
             )));
         }
-        if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
-            return Err(SubmitError::MaxInstances);
-        }
-        // Give the slot back if the reporter panics before the run is queued.
-        let slot = SlotGuard {
-            tracker: &pool.tracker,
-            job_id: &run.job_id,
-        };
-        pool.reporter.submitted(&run);
-        mem::forget(slot);
+        admit(&pool.tracker, &*pool.reporter, &run)?;
         if let Err(run) = Pool::enqueue(&pool, run) {
             // Shut down meanwhile: never lose an accepted submission silently.
             pool.cancel(run);
@@ -343,18 +334,6 @@ impl Executor for ProcessPoolExecutor {
 
     fn kind(&self) -> &'static str {
         "processpool"
-    }
-}
-
-/// Releases an instance slot when dropped (only on unwind; forgotten otherwise).
-struct SlotGuard<'a> {
-    tracker: &'a InstanceTracker,
-    job_id: &'a str,
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.tracker.release(self.job_id);
     }
 }
 

@@ -80,8 +80,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use apscheduler_core::{
-    finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind, Executor,
-    InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
+    admit, finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind,
+    Executor, InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
 };
 
 /// The [`JobFailure::kind`] reported for runs dropped by `shutdown(false)` before they
@@ -220,10 +220,7 @@ impl Executor for RayonExecutor {
         let Some(Running { pool, shared }) = running.as_ref() else {
             return Err(SubmitError::NotRunning);
         };
-        if !self.tracker.try_acquire(&run.job_id, run.max_instances) {
-            return Err(SubmitError::MaxInstances);
-        }
-        shared.reporter.submitted(&run);
+        admit(&self.tracker, &*shared.reporter, &run)?;
         *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let shared = shared.clone();
         pool.spawn(move || shared.run(run));

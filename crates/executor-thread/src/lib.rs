@@ -121,8 +121,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use apscheduler_core::{
-    finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind, Executor,
-    InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
+    admit, finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind,
+    Executor, InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
 };
 
 /// The number of worker threads of [`ThreadPoolExecutor::default`] (APScheduler's
@@ -236,16 +236,7 @@ impl ThreadPoolExecutor {
             Phase::Running { pool, .. } => pool.clone(),
             Phase::Idle | Phase::Stopped => return Err(SubmitError::NotRunning),
         };
-        if !pool.tracker.try_acquire(&run.job_id, run.max_instances) {
-            return Err(SubmitError::MaxInstances);
-        }
-        // Give the slot back if the reporter panics before the run is queued.
-        let slot = SlotGuard {
-            tracker: &pool.tracker,
-            job_id: &run.job_id,
-        };
-        pool.reporter.submitted(&run);
-        mem::forget(slot);
+        admit(&pool.tracker, &*pool.reporter, &run)?;
         if let Err(run) = pool.queue.push(run, wake) {
             // Closed by a concurrent shutdown: never lose an accepted submission silently.
             pool.cancel(run);
@@ -478,18 +469,6 @@ impl Queue {
     /// Takes every queued run.
     fn drain(&self) -> VecDeque<JobRun> {
         mem::take(&mut self.lock().runs)
-    }
-}
-
-/// Releases an instance slot when dropped (only on unwind; forgotten otherwise).
-struct SlotGuard<'a> {
-    tracker: &'a InstanceTracker,
-    job_id: &'a str,
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.tracker.release(self.job_id);
     }
 }
 

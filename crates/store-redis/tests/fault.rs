@@ -392,35 +392,8 @@ fn the_first_run_comes_within_a_second_or_so_of_the_store_returning() {
             .unwrap_or(10),
     );
     let mut server = PrivateRedis::new();
-    let store = RedisJobStore::builder(server.url())
-        .prefix("aps-recovery.")
-        .connection_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let scheduler = BackgroundScheduler::from_builder(
-        Engine::builder()
-            .timezone(Tz::UTC)
-            .lease(Duration::from_secs(3))
-            .jobstore("default", Arc::new(store)),
-    )
-    .unwrap();
-    let runs: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    {
-        let runs = runs.clone();
-        scheduler.register_task("tick", move |_| {
-            runs.lock().unwrap().push(Instant::now());
-            Ok(json!(null))
-        });
-    }
-    scheduler
-        .add_job(
-            JobSpec::task("tick")
-                .id("tick")
-                .trigger_args("interval", json!({"seconds": 0.2})),
-        )
-        .unwrap();
-    scheduler.start(false).unwrap();
+    let (scheduler, runs) =
+        ticking_scheduler(&server, Duration::from_secs(2), Duration::from_secs(3));
     wait_for("a run before the outage", Duration::from_secs(10), || {
         !runs.lock().unwrap().is_empty()
     });
@@ -452,37 +425,10 @@ fn a_claim_whose_reply_was_lost_does_not_strand_the_jobs() {
     if common::redis_url("a_claim_whose_reply_was_lost_does_not_strand_the_jobs").is_none() {
         return;
     }
-    let mut server = PrivateRedis::new();
-    let store = RedisJobStore::builder(server.url())
-        .prefix("aps-lost-reply.")
-        .connection_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let scheduler = BackgroundScheduler::from_builder(
-        Engine::builder()
-            .timezone(Tz::UTC)
-            // Long enough that waiting for it would fail the test.
-            .lease(Duration::from_secs(60))
-            .jobstore("default", Arc::new(store)),
-    )
-    .unwrap();
-    let runs: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    {
-        let runs = runs.clone();
-        scheduler.register_task("tick", move |_| {
-            runs.lock().unwrap().push(Instant::now());
-            Ok(json!(null))
-        });
-    }
-    scheduler
-        .add_job(
-            JobSpec::task("tick")
-                .id("tick")
-                .trigger_args("interval", json!({"seconds": 0.1})),
-        )
-        .unwrap();
-    scheduler.start(false).unwrap();
+    let server = PrivateRedis::new();
+    // A lease long enough that waiting for it would fail the test.
+    let (scheduler, runs) =
+        ticking_scheduler(&server, Duration::from_millis(500), Duration::from_secs(60));
     wait_for("runs before the pause", Duration::from_secs(10), || {
         runs.lock().unwrap().len() >= 3
     });
@@ -509,4 +455,43 @@ fn a_claim_whose_reply_was_lost_does_not_strand_the_jobs() {
         .unwrap();
     eprintln!("first run {:?} after the server resumed", first - resumed);
     scheduler.shutdown(true).unwrap();
+}
+
+/// A started scheduler over a Redis store on `server` with one job that runs every
+/// 0.1 s, and the instants of its runs.
+fn ticking_scheduler(
+    server: &PrivateRedis,
+    response_timeout: Duration,
+    lease: Duration,
+) -> (BackgroundScheduler, Arc<Mutex<Vec<Instant>>>) {
+    let store = RedisJobStore::builder(server.url())
+        .prefix("aps-ticking.")
+        .connection_timeout(Duration::from_millis(300))
+        .response_timeout(response_timeout)
+        .build()
+        .unwrap();
+    let scheduler = BackgroundScheduler::from_builder(
+        Engine::builder()
+            .timezone(Tz::UTC)
+            .lease(lease)
+            .jobstore("default", Arc::new(store)),
+    )
+    .unwrap();
+    let runs: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    {
+        let runs = runs.clone();
+        scheduler.register_task("tick", move |_| {
+            runs.lock().unwrap().push(Instant::now());
+            Ok(json!(null))
+        });
+    }
+    scheduler
+        .add_job(
+            JobSpec::task("tick")
+                .id("tick")
+                .trigger_args("interval", json!({"seconds": 0.1})),
+        )
+        .unwrap();
+    scheduler.start(false).unwrap();
+    (scheduler, runs)
 }
