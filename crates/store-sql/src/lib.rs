@@ -231,6 +231,7 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

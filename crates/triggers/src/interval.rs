@@ -59,11 +59,33 @@ pub struct IntervalTriggerBuilder {
     now: Option<DateTime<Tz>>,
 }
 
+/// An interval given as a `chrono::Duration` or a `std::time::Duration` (the type
+/// `misfire_grace_time` and the rest of the standard library use), so either works
+/// wherever a trigger takes an interval.
+pub trait IntoInterval {
+    /// The interval as a `chrono::Duration` (saturating for a `std` duration too long
+    /// for it; the builder then refuses it as out of range).
+    fn into_interval(self) -> Duration;
+}
+
+impl IntoInterval for Duration {
+    fn into_interval(self) -> Duration {
+        self
+    }
+}
+
+impl IntoInterval for std::time::Duration {
+    fn into_interval(self) -> Duration {
+        Duration::from_std(self).unwrap_or(Duration::MAX)
+    }
+}
+
 impl IntervalTrigger {
-    /// Starts building a trigger with the given interval.
-    pub fn builder(interval: Duration) -> IntervalTriggerBuilder {
+    /// Starts building a trigger with the given interval (`chrono::Duration::hours(2)`
+    /// or `std::time::Duration::from_secs(7200)`).
+    pub fn builder(interval: impl IntoInterval) -> IntervalTriggerBuilder {
         IntervalTriggerBuilder {
-            interval,
+            interval: interval.into_interval(),
             start_date: None,
             end_date: None,
             timezone: None,

@@ -71,7 +71,7 @@ pub use calendar::{CalendarIntervalTrigger, CalendarIntervalTriggerBuilder};
 pub use combining::{AndTrigger, OrTrigger};
 pub use cron::{CronTrigger, CronTriggerBuilder};
 pub use date::DateTrigger;
-pub use interval::{IntervalTrigger, IntervalTriggerBuilder};
+pub use interval::{IntervalTrigger, IntervalTriggerBuilder, IntoInterval};
 pub use vector::{evaluate_vector, MAX_COUNT};
 
 use chrono::DateTime;

@@ -1473,3 +1473,16 @@ fn an_off_grid_previous_fire_time_shifts_the_interval_grid() {
         Some(tz.with_ymd_and_hms(2024, 1, 1, 0, 20, 0).unwrap())
     );
 }
+
+/// An interval can be given as a `std::time::Duration` as well as a `chrono` one.
+#[test]
+fn an_interval_takes_a_std_duration_too() {
+    let std_built = IntervalTrigger::builder(StdDuration::from_secs(7200))
+        .build()
+        .unwrap();
+    let chrono_built = IntervalTrigger::builder(Duration::hours(2))
+        .build()
+        .unwrap();
+    assert_eq!(std_built.interval(), chrono_built.interval());
+    assert_eq!(std_built.to_string(), "interval[2:00:00]");
+}
