@@ -232,6 +232,33 @@ fn parse_sqlite(url: &str, _rest: &str) -> Result<Target, Error> {
 
 /// Builds the pool (lazily: no connection is made here) and the backend over it.
 /// Must run inside a tokio runtime: the pool's maintenance task is spawned on it.
+/// Refuses, before connecting, what no retry can fix: an SQLite file whose folder does
+/// not exist (`InvalidInput` naming `url`).
+///
+/// # Errors
+/// `InvalidInput`.
+pub(crate) fn check_reachable_config(target: &Target, url: &str) -> Result<(), Error> {
+    #[cfg(feature = "sqlite")]
+    if let Target::Sqlite {
+        options,
+        in_memory: false,
+    } = target
+    {
+        let file = options.get_filename();
+        if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
+            if !folder.is_dir() {
+                return Err(crate::error::invalid_input(
+                    "url",
+                    &redact(url),
+                    &format!("the folder {} does not exist", folder.display()),
+                ));
+            }
+        }
+    }
+    let _ = (target, url);
+    Ok(())
+}
+
 pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dyn Driver> {
     match target {
         #[cfg(feature = "sqlite")]

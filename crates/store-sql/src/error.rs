@@ -150,7 +150,8 @@ fn is_transaction_rollback(err: &sqlx::Error) -> bool {
 /// - unique violations: [`ErrorKind::Conflict`];
 /// - a row that was expected and is missing: [`ErrorKind::NotFound`];
 /// - values that cannot be decoded or encoded: [`ErrorKind::Serialization`];
-/// - a bad connection URL or option: [`ErrorKind::InvalidInput`];
+/// - a bad connection URL or option, a database that does not exist, a user or password
+///   the server refuses: [`ErrorKind::InvalidInput`] (a retry cannot fix them);
 /// - anything else (a syntax error, a missing privilege, a full disk): [`ErrorKind::Other`].
 pub(crate) fn classify(err: &sqlx::Error) -> ErrorKind {
     match err {
@@ -202,7 +203,20 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
             return ErrorKind::Unavailable;
         }
     }
+    #[cfg(feature = "mysql")]
+    if let Some(e) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // Access denied (for the user, or to the database), unknown database: no retry
+        // can fix the configuration.
+        if matches!(e.number(), 1044 | 1045 | 1049) {
+            return ErrorKind::InvalidInput;
+        }
+    }
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    // A database that does not exist, a role or password the server refuses
+    // (SQLSTATE 3D000, 28000, 28P01): a configuration error, not an outage.
+    if matches!(code.as_str(), "3D000" | "28000" | "28P01") {
+        return ErrorKind::InvalidInput;
+    }
     // SQLSTATE classes: 08 connection exception, 40 transaction rollback (deadlock,
     // serialization failure), 53 insufficient resources, 57P0x operator intervention
     // (admin/crash shutdown, cannot connect now), 55P03 lock not available, 25006

@@ -287,6 +287,8 @@ impl SqlJobStore {
         if let Some(d) = self.current() {
             return Ok(d);
         }
+        // A configuration that can never work is not retried for ever.
+        connect::check_reachable_config(&self.target, &self.url)?;
         let driver = connect::open(&self.target, &self.pool, self.names.clone());
         if let Err(e) = retry!(driver.migrate()) {
             driver.close().await;
