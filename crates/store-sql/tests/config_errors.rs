@@ -62,3 +62,56 @@ async fn mysql_database_that_does_not_exist() {
     )
     .await;
 }
+
+/// Once the scheduler knows its store is down, job API calls fail at once with
+/// `Unavailable` instead of each waiting out the pool's time-out (PostgreSQL on a closed
+/// port, 2 s acquire time-out).
+#[test]
+fn calls_fail_fast_while_the_store_is_known_down() {
+    use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec};
+
+    if server_url(
+        POSTGRES_ENV,
+        "calls_fail_fast_while_the_store_is_known_down",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = SqlJobStore::builder(format!("postgres://root@127.0.0.1:{port}/test"))
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let scheduler = BackgroundScheduler::from_builder(
+        Engine::builder().jobstore("default", std::sync::Arc::new(store)),
+    )
+    .unwrap();
+    scheduler.register_task("noop", |_| Ok(serde_json::json!(null)));
+    scheduler.start(false).unwrap(); // the store is down: started, retrying
+    for _ in 0..3 {
+        let began = Instant::now();
+        let err = scheduler
+            .add_job(
+                JobSpec::task("noop").trigger_args("interval", serde_json::json!({"hours": 1})),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(
+            began.elapsed() < Duration::from_millis(500),
+            "add_job took {:?} to fail",
+            began.elapsed()
+        );
+        let began = Instant::now();
+        assert_eq!(
+            scheduler.get_jobs(None).unwrap_err().kind(),
+            ErrorKind::Unavailable
+        );
+        assert!(began.elapsed() < Duration::from_millis(500));
+    }
+    scheduler.shutdown(false).unwrap();
+}

@@ -172,6 +172,7 @@ impl Engine {
     /// Adds a prepared job to its store in a started scheduler.
     pub(crate) async fn add_prepared(&self, prepared: PreparedJob) -> Result<Job, Error> {
         let pending = prepared.0;
+        self.fail_fast(&pending.jobstore)?;
         let _guard = self.inner.jobs_lock.lock().await;
         // The time of adding is read under the lock, as APScheduler does.
         let added = self.real_add(pending, self.inner.clock.now()).await?;

@@ -13,6 +13,7 @@ impl Engine {
             if jobstore.is_some_and(|j| j != &*alias) {
                 continue;
             }
+            self.fail_fast(&alias)?;
             if let Some(job) = store.lookup_job(id).await? {
                 return Ok((job, alias, store));
             }
@@ -226,6 +227,7 @@ impl Engine {
                 if jobstore.is_some_and(|j| j != &*alias) {
                     continue;
                 }
+                self.fail_fast(&alias)?;
                 store.remove_all_jobs().await?;
             }
         }
@@ -276,6 +278,7 @@ impl Engine {
                 if jobstore.is_some_and(|j| j != &*alias) {
                     continue;
                 }
+                self.fail_fast(&alias)?;
                 for job in store.get_all_jobs().await? {
                     jobs.push((job, alias.clone()));
                 }

@@ -41,10 +41,15 @@ impl Engine {
         let mut down: Vec<Arc<str>> = Vec::new();
         for (alias, store) in &stores {
             match store.start(alias).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    lock(&self.inner.state).store_failures.remove(alias);
+                }
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
                     apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "job store is unavailable at start; will retry: {e}");
                     down.push(alias.clone());
+                    lock(&self.inner.state)
+                        .store_failures
+                        .insert(alias.clone(), 1);
                 }
                 Err(e) => {
                     self.undo_start(&stores, &executors).await;

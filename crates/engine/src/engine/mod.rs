@@ -242,4 +242,26 @@ impl Engine {
                 .cloned(),
         }
     }
+
+    /// Fails fast with `Unavailable` while the main loop finds `alias` down: a job API
+    /// call then does not wait out the store's own time-out (seconds per call) for an
+    /// answer already known. The loop's passes keep probing the store; the first one
+    /// that reaches it ends this.
+    fn fail_fast(&self, alias: &str) -> Result<(), Error> {
+        let failures = lock(&self.inner.state)
+            .store_failures
+            .get(alias)
+            .copied()
+            .unwrap_or(0);
+        if failures == 0 {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "job store '{alias}' is unavailable: the last {failures} attempt(s) to reach it \
+                 failed; calls fail at once until the main loop reaches it again"
+            ),
+        ))
+    }
 }
