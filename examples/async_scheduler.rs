@@ -26,7 +26,7 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let scheduler = AsyncScheduler::new();
+    let scheduler = AsyncScheduler::new()?;
     let (tick_tx, mut tick_rx) = tokio::sync::mpsc::unbounded_channel();
     scheduler.register_async_task("tick", move |_ctx| {
         let tick_tx = tick_tx.clone();

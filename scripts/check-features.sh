@@ -30,3 +30,11 @@ for f in "${features[@]}"; do
     check "$f alone" --no-default-features --features "$f"
 done
 check "all features" --all-features
+
+# The SQL store without SQLite: a PostgreSQL-only build links no SQLite.
+printf '  %-28s ' "store-sql-postgres: no SQLite"
+if cargo tree -q --locked -p apscheduler --no-default-features --features store-sql-postgres \
+    -e normal --prefix none | grep -q '^sqlx-sqlite '; then
+    echo FAILED; echo "store-sql-postgres pulls in sqlx-sqlite" >&2; exit 1
+fi
+echo ok

@@ -4,14 +4,16 @@
 //! files which feature brings its types: `job store 'default': type 'sqlalchemy' is
 //! not available in this build (enable the facade feature `store-sql`)`.
 
-/// `backend!(doc, "feature", module = crate_name, Kind ["type", ...])`.
+/// `backend!(doc, "feature" | "other feature"..., module = crate_name, Kind ["type", ...])`:
+/// the crate is there when any of the features is on; a configuration file that names
+/// one of its types without it is told to enable the first.
 macro_rules! backend {
-    ($doc:literal, $feature:literal, $module:ident = $krate:ident, $kind:ident [$($name:literal),+]) => {
+    ($doc:literal, $feature:literal $(| $also:literal)*, $module:ident = $krate:ident, $kind:ident [$($name:literal),+]) => {
         #[doc = $doc]
-        #[cfg(feature = $feature)]
+        #[cfg(any(feature = $feature $(, feature = $also)*))]
         pub use $krate as $module;
 
-        #[cfg(not(feature = $feature))]
+        #[cfg(not(any(feature = $feature $(, feature = $also)*)))]
         apscheduler_core::inventory::submit! {
             apscheduler_core::component::AbsentType {
                 kind: apscheduler_core::component::ComponentKind::$kind,
@@ -44,7 +46,7 @@ pub mod stores {
         redis = apscheduler_store_redis,
         JobStore["redis"]
     );
-    backend!("The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).", "store-sql", sql = apscheduler_store_sql, JobStore ["sqlalchemy", "sql"]);
+    backend!("The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).", "store-sql" | "store-sql-sqlite" | "store-sql-postgres" | "store-sql-mysql", sql = apscheduler_store_sql, JobStore ["sqlalchemy", "sql"]);
 }
 
 /// Executors.
@@ -69,8 +71,8 @@ pub mod executors {
 mod tests {
     use apscheduler_core::component::ComponentRegistry;
 
-    /// `(feature, type names)` of every `backend!` call of this file.
-    fn backend_lines() -> Vec<(String, Vec<String>)> {
+    /// `(features, type names)` of every `backend!` call of this file.
+    fn backend_lines() -> Vec<(Vec<String>, Vec<String>)> {
         let source = include_str!("backends.rs")
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -83,11 +85,17 @@ mod tests {
             // Calls only (this test's own text mentions the macro too).
             .filter(|args| args.contains(", JobStore") || args.contains(", Executor"))
             .map(|args| {
-                // The doc's rest, then "feature", then the quoted type names.
-                let quoted: Vec<&str> = args.split('"').skip(2).step_by(2).collect();
-                let feature = quoted[0].to_owned();
-                let names = quoted[1..].iter().map(|s| (*s).to_owned()).collect();
-                (feature, names)
+                // The doc's rest, the quoted features, `module = crate, Kind`, the
+                // quoted type names.
+                let quoted = |s: &str| -> Vec<String> {
+                    s.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+                };
+                let (features, names) = args.split_once(" = ").expect("module = crate");
+                let (_, names) = names.split_once('[').expect("[type names]");
+                (
+                    quoted(&features[features.find('"').expect("doc") + 1..]),
+                    quoted(names),
+                )
             })
             .collect::<Vec<_>>()
     }
@@ -106,7 +114,7 @@ mod tests {
         assert!(features.len() >= 5, "{features:?}");
         for feature in &features {
             assert!(
-                lines.iter().any(|(f, _)| f == feature),
+                lines.iter().any(|(f, _)| f.iter().any(|f| f == feature)),
                 "feature `{feature}` brings a backend but has no backend! line"
             );
         }
@@ -116,11 +124,11 @@ mod tests {
             .into_iter()
             .chain(registry.executor_types())
             .collect();
-        for (feature, names) in &lines {
+        for (features, names) in &lines {
             for name in names {
                 assert!(
                     known.contains(&name.as_str()),
-                    "`{feature}` on, yet '{name}' is unknown: {known:?}"
+                    "`{features:?}` on, yet '{name}' is unknown: {known:?}"
                 );
             }
         }

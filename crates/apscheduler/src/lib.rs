@@ -52,8 +52,9 @@
 //! - `triggers` (default): the trigger kinds.
 //! - `scheduler` (default): the engine, its front-ends, the memory store, the thread
 //!   pool and the async executor.
-//! - `store-sql` with `store-sql-sqlite`, `store-sql-postgres`, `store-sql-mysql`: the
-//!   SQL job store and its backends.
+//! - `store-sql-sqlite`, `store-sql-postgres`, `store-sql-mysql`: the SQL job store with
+//!   that backend (any mix; `store-sql-postgres` alone builds no SQLite). `store-sql` is
+//!   `store-sql-sqlite`.
 //! - `store-redis`, `store-mongodb`: the Redis and MongoDB job stores.
 //! - `executor-process`: the process pool executor.
 //! - `executor-rayon`: the rayon executor for CPU-bound jobs.
@@ -68,13 +69,6 @@
 //! The workspace's `rust-version` (1.89) and later.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
 
 pub use apscheduler_core as core;
 #[cfg(feature = "triggers")]

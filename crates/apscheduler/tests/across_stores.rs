@@ -1,13 +1,14 @@
 //! A job written by one store and read by another keeps its next run time to the
 //! microsecond: every persistent store indexes a run time rounded up to the microsecond
 //! (core's `time::micros`, one rule for all), so handing a job from store to store never
-//! moves it, and none makes it due early.
+//! moves it, and none makes it due early; in either state format (JSON, bincode).
 //!
 //! Needs the Redis and MongoDB-wire test servers (`APS_TEST_REDIS_URL`,
 //! `APS_TEST_MONGODB_URL`; skipped with a notice outside CI without them).
 
 use std::sync::Arc;
 
+use apscheduler::core::codec::StateFormat;
 use apscheduler::core::time::micros;
 use apscheduler::core::{Job, JobStore};
 use apscheduler::stores::memory::MemoryJobStore;
@@ -47,7 +48,7 @@ async fn a_job_keeps_its_run_time_to_the_microsecond_from_store_to_store() {
         (
             "redis",
             Arc::new(
-                RedisJobStore::builder(redis)
+                RedisJobStore::builder(redis.clone())
                     .prefix(format!("{ns}."))
                     .build()
                     .unwrap(),
@@ -56,15 +57,45 @@ async fn a_job_keeps_its_run_time_to_the_microsecond_from_store_to_store() {
         (
             "mongodb",
             Arc::new(
-                MongoDbJobStore::builder(mongo)
+                MongoDbJobStore::builder(mongo.clone())
                     .database(ns.clone())
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        // The same stores writing the bincode format.
+        (
+            "sqlite, bincode",
+            Arc::new(
+                SqlJobStore::builder(format!("sqlite:///{}/again.sqlite", dir.path().display()))
+                    .state_format(StateFormat::Bincode)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "redis, bincode",
+            Arc::new(
+                RedisJobStore::builder(redis)
+                    .prefix(format!("{ns}.bin."))
+                    .state_format(StateFormat::Bincode)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "mongodb, bincode",
+            Arc::new(
+                MongoDbJobStore::builder(mongo)
+                    .database(format!("{ns}_bin"))
+                    .state_format(StateFormat::Bincode)
                     .build()
                     .unwrap(),
             ),
         ),
         ("sqlite again", {
             let store =
-                SqlJobStore::builder(format!("sqlite:///{}/again.sqlite", dir.path().display()))
+                SqlJobStore::builder(format!("sqlite:///{}/last.sqlite", dir.path().display()))
                     .build()
                     .unwrap();
             Arc::new(store)

@@ -193,8 +193,9 @@ pub enum Event {
         code: EventMask,
         /// The job id.
         job_id: Arc<str>,
-        /// The job store alias.
-        jobstore: Arc<str>,
+        /// The job store alias; `None` for a job that is in no store yet (a job added
+        /// before start and modified then, as APScheduler reports it).
+        jobstore: Option<Arc<str>>,
     },
     /// `EVENT_JOB_SUBMITTED`, `EVENT_JOB_MAX_INSTANCES`.
     Submission {
@@ -323,9 +324,10 @@ impl Event {
     /// The job store alias, for job events.
     pub fn jobstore(&self) -> Option<&str> {
         match self {
-            Event::Job { jobstore, .. }
-            | Event::Submission { jobstore, .. }
-            | Event::Execution { jobstore, .. } => Some(jobstore),
+            Event::Job { jobstore, .. } => jobstore.as_deref(),
+            Event::Submission { jobstore, .. } | Event::Execution { jobstore, .. } => {
+                Some(jobstore)
+            }
             _ => None,
         }
     }

@@ -42,15 +42,8 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod clock;
+pub mod codec;
 pub mod component;
 pub mod diag;
 mod error;

@@ -44,14 +44,6 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod components;
 mod config;
 mod dispatch;
@@ -73,8 +65,8 @@ pub use config::{
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};
 pub use frontends::{
-    AsyncScheduler, BackgroundScheduler, BlockingScheduler, DrivenScheduler, JobHandle, JobStatus,
-    ScheduledJob, SyncScheduler,
+    AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,
+    DrivenScheduler, JobHandle, JobStatus, ScheduledJob, SyncScheduler,
 };
 pub use inline::InlineExecutor;
 pub use spec::{JobChanges, JobSpec};

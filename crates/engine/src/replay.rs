@@ -178,7 +178,7 @@ fn event_json(e: &Event) -> Value {
             job_id, jobstore, ..
         } => {
             out.insert("job_id".into(), json!(&**job_id));
-            out.insert("jobstore".into(), json!(&**jobstore));
+            out.insert("jobstore".into(), json!(jobstore.as_deref()));
         }
         Event::Submission {
             job_id,

@@ -26,9 +26,22 @@ enum Armed {
     Forever,
 }
 
+/// The wake-ups asked for while a pass runs (when nothing is promised).
+#[derive(Debug, Clone, Copy)]
+enum Asked {
+    /// None yet.
+    Nothing,
+    /// Only for changes whose earliest run time is this instant or later.
+    From(DateTime<Utc>),
+    /// A change that may need a pass at once.
+    Now,
+}
+
 struct Shared {
     generation: u64,
     armed: Armed,
+    /// What the wake-ups since [`WakeSignal::begin_pass`] asked for.
+    asked: Asked,
 }
 
 /// The main loop's wake-up signal.
@@ -46,6 +59,7 @@ impl WakeSignal {
             shared: Mutex::new(Shared {
                 generation: 0,
                 armed: Armed::Unknown,
+                asked: Asked::Nothing,
             }),
             cond: Condvar::new(),
             notify: tokio::sync::Notify::new(),
@@ -60,6 +74,7 @@ impl WakeSignal {
         {
             let mut g = self.lock();
             g.generation = g.generation.wrapping_add(1);
+            g.asked = Asked::Now;
         }
         self.notify();
     }
@@ -80,6 +95,11 @@ impl WakeSignal {
                 return;
             }
             g.generation = g.generation.wrapping_add(1);
+            g.asked = match (g.asked, at) {
+                (Asked::Nothing, Some(t)) => Asked::From(t),
+                (Asked::From(s), Some(t)) => Asked::From(s.min(t)),
+                _ => Asked::Now,
+            };
         }
         self.notify();
     }
@@ -108,16 +128,32 @@ impl WakeSignal {
     pub(crate) fn begin_pass(&self) -> u64 {
         let mut g = self.lock();
         g.armed = Armed::Unknown;
+        g.asked = Asked::Nothing;
         g.generation
     }
 
     /// After a pass begun at `seen`: the loop will sleep until `until` (`None`: until
-    /// woken). Ignored when woken since `seen` (the loop then passes again at once).
-    pub(crate) fn arm(&self, seen: u64, until: Option<DateTime<Utc>>) {
+    /// woken). Returns the generation to wait after ([`wait`](Self::wait)): `seen` when
+    /// a wake-up since then needs another pass at once; the current one when none did,
+    /// or when every wake-up during the pass was for a run time at or after `until`
+    /// (the pass at `until` sees those changes), so jobs added while a pass runs do
+    /// not make the loop pass again for each of them.
+    pub(crate) fn arm(&self, seen: u64, until: Option<DateTime<Utc>>) -> u64 {
         let mut g = self.lock();
-        if g.generation == seen {
+        let absorbed =
+            g.generation != seen && matches!((g.asked, until), (Asked::From(t), Some(u)) if t >= u);
+        if g.generation == seen || absorbed {
             g.armed = until.map_or(Armed::Forever, Armed::Until);
         }
+        if absorbed {
+            // The async loop waits on the `Notify`: take the permit those wake-ups
+            // left, under the lock, so no later wake-up's permit can be taken.
+            let notified = std::pin::pin!(self.notify.notified());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = std::future::Future::poll(notified, &mut cx);
+            return g.generation;
+        }
+        seen
     }
 
     /// The thread-based loop stopped: every wake-up wakes again.
@@ -198,11 +234,16 @@ mod tests {
     fn a_wake_during_a_pass_is_never_lost() {
         let w = WakeSignal::new();
         let seen = w.begin_pass();
-        // While the pass runs nothing is promised: any wake-up wakes ...
+        // While the pass runs nothing is promised: a run time earlier than the one the
+        // pass then arms for makes the loop pass again at once ...
         w.wake_for(Some(at(500)));
-        // ... and the loop's promise made afterwards is ignored.
-        w.arm(seen, Some(at(100)));
+        w.wake_for(Some(at(50)));
+        assert_eq!(w.arm(seen, Some(at(100))), seen);
         w.wait(seen, None); // returns at once
+                            // ... as does a plain wake-up.
+        let seen = w.begin_pass();
+        w.wake();
+        assert_eq!(w.arm(seen, Some(at(100))), seen);
         let seen = w.begin_pass();
         w.arm(seen, None);
         w.wake_for(None);
@@ -218,6 +259,25 @@ mod tests {
             seen,
             "any run time wakes a loop asleep until woken"
         );
+    }
+
+    #[test]
+    fn jobs_added_during_a_pass_for_later_do_not_repeat_it() {
+        let w = WakeSignal::new();
+        let seen = w.begin_pass();
+        w.wake_for(Some(at(100)));
+        w.wake_for(Some(at(300)));
+        let next = w.arm(seen, Some(at(100)));
+        assert_ne!(next, seen, "absorbed: wait on the current generation");
+        assert_eq!(w.begin_pass(), next);
+        // The async loop's permit was taken too: its next wait really waits.
+        let notified = std::pin::pin!(w.notified());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(notified, &mut cx).is_pending());
+        // Nothing armed (`None`: until woken) absorbs nothing.
+        let seen = w.begin_pass();
+        w.wake_for(Some(at(300)));
+        assert_eq!(w.arm(seen, None), seen);
     }
 
     #[test]

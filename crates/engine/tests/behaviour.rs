@@ -198,6 +198,116 @@ fn conflicting_id_is_an_error_and_replace_existing_replaces() {
     assert_eq!(h.run(h.engine.get_jobs(None)).unwrap().len(), 1);
 }
 
+/// `add_jobs`: pending before start; after start one batch per store, the events of
+/// `add_job` in the order of the specs, a spec that is refused adds nothing, and an id
+/// taken in the store refuses the whole batch.
+#[test]
+fn add_jobs_adds_in_order_in_one_batch() {
+    let h = Harness::new();
+    let every = |id: &str| {
+        JobSpec::task("noop")
+            .id(id)
+            .trigger_args("interval", json!({"hours": 1}))
+    };
+    let pending = h
+        .run(h.engine.add_jobs(vec![every("a"), every("b")]))
+        .unwrap();
+    assert_eq!(pending.len(), 2);
+    h.run(h.engine.start(false)).unwrap();
+    h.take();
+    let spent = JobSpec::task("noop")
+        .id("spent")
+        .trigger_args(
+            "interval",
+            json!({"seconds": 10, "start_date": "2000-01-01 00:00:00", "end_date": "2000-01-02 00:00:00"}),
+        );
+    let added = h
+        .run(h.engine.add_jobs(vec![every("c"), spent, every("d")]))
+        .unwrap();
+    assert_eq!(
+        added.iter().map(|j| &*j.id).collect::<Vec<_>>(),
+        ["c", "spent", "d"]
+    );
+    assert_eq!(
+        h.take(),
+        [
+            "JOB_ADDED c",
+            "JOB_ADDED spent",
+            "JOB_REMOVED spent",
+            "JOB_ADDED d"
+        ]
+    );
+    let err = h
+        .run(
+            h.engine
+                .add_jobs(vec![every("e"), JobSpec::task("no such task")]),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = h
+        .run(h.engine.add_jobs(vec![every("f"), every("c")]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(h.take().is_empty(), "nothing announced");
+    let ids: Vec<String> = h
+        .run(h.engine.get_jobs(None))
+        .unwrap()
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "neither e nor f was added");
+}
+
+/// Changing a job before start is reported as APScheduler reports it: one
+/// EVENT_JOB_MODIFIED per change, without a store alias (the job is in no store yet).
+#[test]
+fn changing_a_pending_job_is_reported_without_a_store() {
+    let h = Harness::new();
+    let stores = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = stores.clone();
+    h.engine.add_listener(
+        move |e| seen.lock().unwrap().push(e.jobstore().map(str::to_owned)),
+        event::EVENT_JOB_MODIFIED,
+    );
+    h.run(
+        h.engine.add_job(
+            JobSpec::task("noop")
+                .id("p")
+                .trigger_args("interval", json!({"hours": 1})),
+        ),
+    )
+    .unwrap();
+    h.take();
+    h.run(
+        h.engine
+            .modify_job("p", None, JobChanges::new().name("renamed")),
+    )
+    .unwrap();
+    h.run(h.engine.pause_job("p", None)).unwrap();
+    h.run(h.engine.resume_job("p", None)).unwrap();
+    assert_eq!(
+        h.take(),
+        ["JOB_MODIFIED p", "JOB_MODIFIED p", "JOB_MODIFIED p"]
+    );
+    h.run(h.engine.start(false)).unwrap();
+    assert_eq!(*stores.lock().unwrap(), [None, None, None]);
+}
+
+/// Removing a job before start is reported as APScheduler reports it: one
+/// EVENT_JOB_REMOVED with the store the job was meant for; an unknown id is NotFound.
+#[test]
+fn removing_a_pending_job_is_reported() {
+    let h = Harness::new();
+    h.run(h.engine.add_job(JobSpec::task("noop").id("p")))
+        .unwrap();
+    h.take();
+    h.run(h.engine.remove_job("p", None)).unwrap();
+    assert_eq!(h.take(), ["JOB_REMOVED p"]);
+    let err = h.run(h.engine.remove_job("p", None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(h.take().is_empty());
+}
+
 #[test]
 fn pending_jobs_conflict_by_id_generated_or_not() {
     let h = Harness::new();

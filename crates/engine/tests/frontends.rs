@@ -126,11 +126,11 @@ fn blocking_start_returns_after_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_scheduler_runs_async_jobs() {
-    let scheduler = AsyncScheduler::new();
+    let scheduler = AsyncScheduler::new().unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    scheduler.engine().add_listener(
+    scheduler.add_listener(
         move |e| {
             let _ = tx.send(e.retval().cloned());
         },
@@ -187,8 +187,23 @@ fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
     );
     assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
     assert!(scheduler.next_wakeup().is_some());
-    clock.advance(chrono::Duration::seconds(30));
-    assert_eq!(scheduler.run_due(), Some(Duration::from_secs(30)));
+    // A job for later than the next call does not call the hook; an earlier one does.
+    let armed = hooks.load(Ordering::SeqCst);
+    scheduler
+        .add_job(JobSpec::task("tick").trigger_args("interval", json!({"seconds": 60})))
+        .unwrap();
+    assert_eq!(
+        hooks.load(Ordering::SeqCst),
+        armed,
+        "a later job needs no call"
+    );
+    scheduler
+        .add_job(JobSpec::task("tick").trigger_args("interval", json!({"seconds": 10})))
+        .unwrap();
+    assert!(hooks.load(Ordering::SeqCst) > armed, "an earlier job does");
+    assert_eq!(scheduler.run_due(), Some(Duration::from_secs(10)));
+    clock.advance(chrono::Duration::seconds(10));
+    assert_eq!(scheduler.run_due(), Some(Duration::from_secs(10)));
     scheduler.shutdown(true).unwrap();
 }
 
@@ -256,4 +271,80 @@ fn add_job_handles_show_the_job_status() {
     assert_eq!(gone.status(), JobStatus::Removed);
     assert!(gone.to_string().ends_with(", removed)"), "{gone}");
     scheduler.shutdown(true).unwrap();
+}
+
+/// The async front-end has the thread-based front-ends' job API: the same names, the
+/// same arguments (no store aliases), handles with the same statuses, `print_jobs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_front_end_has_the_same_job_api() {
+    use apscheduler_engine::JobStatus;
+    let scheduler = AsyncScheduler::new().unwrap();
+    scheduler.register_task("noop", |_| Ok(json!(null)));
+    let every = || JobSpec::task("noop").trigger_args("interval", json!({"hours": 1}));
+    let pending = scheduler.add_job(every().id("p")).await.unwrap();
+    assert_eq!(pending.status(), JobStatus::Pending);
+    assert!(pending.to_string().ends_with(", pending)"), "{pending}");
+    assert!(scheduler
+        .format_jobs(None)
+        .await
+        .unwrap()
+        .contains("Pending jobs:"));
+    scheduler.start(false).await.unwrap();
+    assert!(scheduler.running());
+    let scheduled = scheduler.add_job(every().id("s")).await.unwrap();
+    assert_eq!(scheduled.status(), JobStatus::Scheduled);
+    let renamed = scheduler
+        .modify_job("s", JobChanges::new().name("renamed"))
+        .await
+        .unwrap();
+    assert_eq!(&*renamed.name, "renamed");
+    let paused = renamed.pause().await.unwrap();
+    assert_eq!(paused.status(), JobStatus::Paused);
+    let resumed = scheduler.resume_job("s").await.unwrap().unwrap();
+    assert_eq!(resumed.status(), JobStatus::Scheduled);
+    let cron = scheduler
+        .reschedule_job("s", "cron", json!({"minute": "*/5"}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        cron.trigger.to_string().starts_with("cron["),
+        "{}",
+        cron.trigger
+    );
+    let gone = scheduler
+        .add_job(JobSpec::task("noop").id("gone").trigger_args(
+            "interval",
+            json!({"seconds": 10, "start_date": "2024-01-01 00:00:00", "end_date": "2024-01-02 00:00:00"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), JobStatus::Removed);
+    let listed: Vec<String> = scheduler
+        .get_jobs(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    // By next run time: `s` fires every 5 minutes, `p` hourly.
+    assert_eq!(listed, ["s", "p"]);
+    assert!(scheduler.get_job("p").await.unwrap().is_some());
+    scheduler.print_jobs(None).await.unwrap();
+    assert!(scheduler
+        .format_jobs(None)
+        .await
+        .unwrap()
+        .contains("Jobstore default:"));
+    scheduler.remove_job("p").await.unwrap();
+    scheduler
+        .scheduled_job("interval", json!({"hours": 2}))
+        .id("decorated")
+        .register("decorated_task", |_ctx| async { Ok(json!(null)) })
+        .await
+        .unwrap();
+    assert!(scheduler.get_job("decorated").await.unwrap().is_some());
+    scheduler.remove_all_jobs(None).await.unwrap();
+    assert!(scheduler.get_jobs(None).await.unwrap().is_empty());
+    scheduler.shutdown(true).await.unwrap();
 }

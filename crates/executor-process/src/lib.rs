@@ -142,14 +142,6 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 #[cfg(not(unix))]
 compile_error!("apscheduler-executor-process supports Unix platforms only");
 

@@ -91,6 +91,17 @@ enum Phase {
     Stopped,
 }
 
+impl Phase {
+    /// As `Debug` shows it.
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Running(_) => "running",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
 impl ProcessPoolExecutor {
     /// A pool of at most `max_workers` worker processes (`0` is treated as `1`), no
     /// timeout, and a `shutdown(false)` that lets running jobs finish.
@@ -188,11 +199,7 @@ impl Default for ProcessPoolExecutor {
 
 impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.lock().phase {
-            Phase::Idle => "idle",
-            Phase::Running(_) => "running",
-            Phase::Stopped => "stopped",
-        };
+        let state = self.lock().phase.name();
         f.debug_struct("ProcessPoolExecutor")
             .field("max_workers", &self.config.max_workers)
             .field("timeout", &self.config.timeout)

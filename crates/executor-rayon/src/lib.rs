@@ -64,14 +64,6 @@
 //! `type = "rayon"` with the optional option `num_threads` (default: the number of
 //! cores), through the facade's `executor-rayon` feature.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod config;
 pub use config::{register, RayonConfig};
 

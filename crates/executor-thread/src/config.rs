@@ -34,10 +34,6 @@ impl ThreadPoolConfig {
     }
 }
 
-fn factory(table: &ConfigTable) -> Result<Arc<dyn Executor>, Error> {
-    Ok(Arc::new(ThreadPoolConfig::from_table(table)?.build()))
-}
-
 /// Registers `threadpool` (also `thread`, `pool` and APScheduler's class string).
 pub fn register(registry: &mut ComponentRegistry) {
     registry.register_executor(
@@ -47,7 +43,9 @@ pub fn register(registry: &mut ComponentRegistry) {
             "pool",
             "apscheduler.executors.pool:ThreadPoolExecutor",
         ],
-        factory,
+        |table| -> Result<Arc<dyn Executor>, Error> {
+            Ok(Arc::new(ThreadPoolConfig::from_table(table)?.build()))
+        },
     );
 }
 

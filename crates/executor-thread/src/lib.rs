@@ -102,14 +102,6 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod config;
 pub use config::{register, ThreadPoolConfig};
 
@@ -205,18 +197,11 @@ impl ThreadPoolExecutor {
     }
 }
 
-impl Default for ThreadPoolExecutor {
-    /// An executor with [`DEFAULT_MAX_WORKERS`] (10) worker threads.
-    fn default() -> Self {
-        Self::new(DEFAULT_MAX_WORKERS)
-    }
-}
-
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.lock().phase {
-            Phase::Idle => "idle",
             Phase::Running { .. } => "running",
+            Phase::Idle => "idle",
             Phase::Stopped => "stopped",
         };
         f.debug_struct("ThreadPoolExecutor")
@@ -224,6 +209,13 @@ impl fmt::Debug for ThreadPoolExecutor {
             .field("state", &state)
             .field("instances", &self.tracker.total())
             .finish()
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// An executor with [`DEFAULT_MAX_WORKERS`] (10) worker threads.
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_WORKERS)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use apscheduler_core::codec::{StateCodec, StateFormat};
 use apscheduler_core::{Error, ErrorKind, Job, JobState};
 
 use mongodb::bson::{self, doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
@@ -62,33 +63,44 @@ pub(crate) fn projection() -> Document {
     doc! {field::STATE: 1}
 }
 
-/// Encodes a job.
+/// Encodes a job with the store's codec ([`apscheduler_core::codec`]).
 ///
-/// The state is stored as a BSON document when that is lossless: every number fits
-/// BSON (no integer above `i64::MAX`), every key is one MongoDB stores and queries
-/// without surprises (not empty, no `.`, no leading `$`, no NUL) and no string holds a
-/// NUL, and the document reads back to the same JSON, byte for byte. Otherwise (rare:
-/// unusual argument keys or huge integers) it is stored as the JSON text of the state.
+/// In the JSON format the state is stored as a BSON document when that is lossless:
+/// every number fits BSON (no integer above `i64::MAX`), every key is one MongoDB
+/// stores and queries without surprises (not empty, no `.`, no leading `$`, no NUL) and
+/// no string holds a NUL, and the document reads back to the same JSON, byte for byte.
+/// Otherwise (rare: unusual argument keys or huge integers) it is stored as the JSON
+/// text of the state. In the bincode format it is stored as BSON binary data.
 ///
 /// # Errors
 /// `Serialization` for a job that cannot be persisted (closure task, trigger without a
-/// persisted form) or whose state is larger than `max_state_bytes`.
-pub(crate) fn encode(job: &Job, max_state_bytes: usize) -> Result<Encoded, Error> {
+/// persisted form) or whose state is over the codec's caps.
+pub(crate) fn encode(job: &Job, codec: &StateCodec) -> Result<Encoded, Error> {
     let state = job.to_state()?;
-    let json = serde_json::to_string(&state).map_err(|e| {
-        Error::new(
-            ErrorKind::Serialization,
-            format!("job '{}' cannot be serialized: {e}", job.id),
-        )
-        .with_source(e)
-    })?;
-    let (state, size) = match as_document(&state, &json) {
-        Some((document, size)) => (Bson::Document(document), size),
-        None => {
-            let size = json.len();
-            (Bson::String(json), size)
+    let bytes = codec.encode_state(&state)?;
+    let (state, size) = match codec.format {
+        StateFormat::Json => {
+            let json = String::from_utf8(bytes).map_err(|e| {
+                Error::new(ErrorKind::Serialization, format!("job '{}': {e}", job.id))
+            })?;
+            match as_document(&state, &json) {
+                Some((document, size)) => (Bson::Document(document), size),
+                None => {
+                    let size = json.len();
+                    (Bson::String(json), size)
+                }
+            }
+        }
+        _ => {
+            let size = bytes.len();
+            let binary = bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes,
+            };
+            (Bson::Binary(binary), size)
         }
     };
+    let max_state_bytes = codec.max_bytes;
     if size > max_state_bytes {
         return Err(Error::new(
             ErrorKind::Serialization,
@@ -183,9 +195,10 @@ fn document_id(document: &RawDocument) -> (Bson, String) {
 ///
 /// # Errors
 /// A [`Corrupt`] report for a document whose state is missing, not a document or JSON
-/// string, larger than `max_state_bytes`, unreadable, of an unknown format version,
-/// with an unknown trigger, or whose id differs from its `_id`.
-pub(crate) fn decode(document: &RawDocument, max_state_bytes: usize) -> Result<Job, Box<Corrupt>> {
+/// string or binary record, over the codec's caps, unreadable, of an unknown format
+/// version, with an unknown trigger, or whose id differs from its `_id`.
+pub(crate) fn decode(document: &RawDocument, codec: &StateCodec) -> Result<Job, Box<Corrupt>> {
+    let max_state_bytes = codec.max_bytes;
     let (key, id) = document_id(document);
     let corrupt = |what: String| Box::new(Corrupt::new(key.clone(), id.clone(), what));
     if !matches!(key, Bson::String(_)) {
@@ -209,15 +222,12 @@ pub(crate) fn decode(document: &RawDocument, max_state_bytes: usize) -> Result<J
             }
             bson::from_slice(d.as_bytes()).map_err(|e| corrupt(format!("invalid state: {e}")))?
         }
-        RawBsonRef::String(s) => {
-            if s.len() > max_state_bytes {
-                return Err(too_large(s.len()));
-            }
-            serde_json::from_str(s).map_err(|e| corrupt(format!("invalid state JSON: {e}")))?
-        }
+        // Either of the codec's formats: JSON text, or a bincode record.
+        RawBsonRef::String(s) => codec.decode(s.as_bytes()).map_err(corrupt)?,
+        RawBsonRef::Binary(b) => codec.decode(b.bytes).map_err(corrupt)?,
         other => {
             return Err(corrupt(format!(
-                "its state is a BSON {:?}, not a document or a JSON string",
+                "its state is a BSON {:?}, not a document, a JSON string or binary data",
                 other.element_type()
             )))
         }
@@ -262,17 +272,21 @@ mod tests {
 
     const CAP: usize = 1 << 20;
 
+    fn codec(max_bytes: usize) -> StateCodec {
+        StateCodec::new(StateFormat::Json, max_bytes)
+    }
+
     fn round_trip(job: &Job) -> Job {
-        let encoded = encode(job, CAP).unwrap();
+        let encoded = encode(job, &codec(CAP)).unwrap();
         let document = encoded.document();
         let raw = RawDocumentBuf::from_document(&document).unwrap();
-        decode(&raw, CAP).unwrap()
+        decode(&raw, &codec(CAP)).unwrap()
     }
 
     #[test]
     fn plain_jobs_are_stored_as_documents() {
         let job = sample_job("a", Some(at(5)), interval_trigger(10));
-        let encoded = encode(&job, CAP).unwrap();
+        let encoded = encode(&job, &codec(CAP)).unwrap();
         let Bson::Document(state) = &encoded.state else {
             panic!("expected a document, got {:?}", encoded.state);
         };
@@ -291,7 +305,7 @@ mod tests {
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
         let t = (at(5) + chrono::Duration::microseconds(7)).with_timezone(&tokyo);
         let job = sample_job("a", Some(t), interval_trigger(10));
-        let encoded = encode(&job, CAP).unwrap();
+        let encoded = encode(&job, &codec(CAP)).unwrap();
         let Bson::Document(state) = &encoded.state else {
             panic!("expected a document, got {:?}", encoded.state);
         };
@@ -323,7 +337,7 @@ mod tests {
                 kwargs: Arc::new(kwargs.clone()),
                 ..sample_job("a", None, interval_trigger(10))
             };
-            let encoded = encode(&job, CAP).unwrap();
+            let encoded = encode(&job, &codec(CAP)).unwrap();
             assert!(
                 matches!(encoded.state, Bson::String(_)),
                 "{args:?} {kwargs:?}"
@@ -351,7 +365,7 @@ mod tests {
             args: Arc::new(args.clone()),
             ..sample_job("a", Some(at(1)), interval_trigger(10))
         };
-        let encoded = encode(&job, CAP).unwrap();
+        let encoded = encode(&job, &codec(CAP)).unwrap();
         assert!(matches!(encoded.state, Bson::Document(_)));
         let back = round_trip(&job);
         assert_eq!(
@@ -366,12 +380,12 @@ mod tests {
             args: Arc::new(vec![json!("x".repeat(2000))]),
             ..sample_job("big", Some(at(1)), interval_trigger(10))
         };
-        let err = encode(&job, 1000).unwrap_err();
+        let err = encode(&job, &codec(1000)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Serialization);
         assert!(err.message().contains("1000 bytes"), "{err}");
-        let document = encode(&job, CAP).unwrap().document();
+        let document = encode(&job, &codec(CAP)).unwrap().document();
         let raw = RawDocumentBuf::from_document(&document).unwrap();
-        let corrupt = decode(&raw, 1000).unwrap_err();
+        let corrupt = decode(&raw, &codec(1000)).unwrap_err();
         assert_eq!(corrupt.id, "big");
         assert!(
             corrupt.error.contains("above the store's limit"),
@@ -381,10 +395,33 @@ mod tests {
     }
 
     #[test]
+    fn bincode_states_are_binary_and_read_by_either_codec() {
+        let job = sample_job("a", Some(at(1)), interval_trigger(10));
+        let bin = StateCodec::new(StateFormat::Bincode, CAP);
+        let encoded = encode(&job, &bin).unwrap();
+        assert!(
+            matches!(encoded.state, Bson::Binary(_)),
+            "{:?}",
+            encoded.state
+        );
+        let raw = RawDocumentBuf::from_document(&encoded.document()).unwrap();
+        for reader in [bin, codec(CAP)] {
+            let back = decode(&raw, &reader).unwrap();
+            assert_eq!(back.next_run_time, job.next_run_time);
+            assert_eq!(back.args, job.args);
+        }
+        let json = encode(&job, &codec(CAP)).unwrap();
+        assert!(encoded.size < json.size, "{} {}", encoded.size, json.size);
+    }
+
+    #[test]
     fn unreadable_documents_are_reported() {
-        let good = encode(&sample_job("a", Some(at(1)), interval_trigger(10)), CAP)
-            .unwrap()
-            .state;
+        let good = encode(
+            &sample_job("a", Some(at(1)), interval_trigger(10)),
+            &codec(CAP),
+        )
+        .unwrap()
+        .state;
         let mut unknown_trigger = good.as_document().unwrap().clone();
         unknown_trigger.insert("trigger", doc! {"type": "lunar", "phase": "full"});
         let mut future_version = good.as_document().unwrap().clone();
@@ -393,7 +430,14 @@ mod tests {
             (doc! {"_id": "a"}, "no state"),
             (
                 doc! {"_id": "a", "state": 5},
-                "not a document or a JSON string",
+                "not a document, a JSON string or binary data",
+            ),
+            (
+                doc! {"_id": "a", "state": bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: b"\0APSb1\x01".to_vec(),
+                }},
+                "invalid bincode state",
             ),
             (
                 doc! {"_id": "a", "state": "{not json"},
@@ -413,7 +457,7 @@ mod tests {
         ];
         for (document, expected) in cases {
             let raw = RawDocumentBuf::from_document(&document).unwrap();
-            let corrupt = decode(&raw, CAP).unwrap_err();
+            let corrupt = decode(&raw, &codec(CAP)).unwrap_err();
             assert!(
                 corrupt.error.contains(expected),
                 "{document}: {}",

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apscheduler_core::codec::StateFormat;
 use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ pub struct MongoDbStoreConfig {
     pub collection: Option<String>,
     /// [`MongoDbJobStoreBuilder::max_state_bytes`].
     pub max_state_bytes: Option<usize>,
+    /// [`MongoDbJobStoreBuilder::state_format`] (`json` or `bincode`).
+    pub state_format: Option<StateFormat>,
     /// [`MongoDbJobStoreBuilder::server_selection_timeout`].
     #[serde(default, with = "seconds")]
     pub server_selection_timeout: Option<Duration>,
@@ -43,6 +46,7 @@ impl MongoDbStoreConfig {
             database: table.get_str("database")?.map(str::to_owned),
             collection: table.get_str("collection")?.map(str::to_owned),
             max_state_bytes: table.get_positive("max_state_bytes")?,
+            state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
             server_selection_timeout: table.get_seconds("server_selection_timeout")?,
         })
     }
@@ -59,6 +63,9 @@ impl MongoDbStoreConfig {
         }
         if let Some(n) = self.max_state_bytes {
             b = b.max_state_bytes(n);
+        }
+        if let Some(f) = self.state_format {
+            b = b.state_format(f);
         }
         if let Some(t) = self.server_selection_timeout {
             b = b.server_selection_timeout(t);

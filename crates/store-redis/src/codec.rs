@@ -1,22 +1,8 @@
-//! The stored form of a job: its [`JobState`] JSON, plus the zone of its run time.
+//! The stored form of a job: its state as core's codec writes it (JSON or bincode,
+//! [`apscheduler_core::codec`]), scored by its next run time.
 
-use apscheduler_core::chrono_tz::Tz;
-use apscheduler_core::{Error, ErrorKind, Job, JobState};
-use serde::Serialize;
-use serde_json::Value;
-
-/// The field added to the [`JobState`] JSON that names the time zone of the job's next
-/// run time (`JobState::next_run_time` keeps only the UTC offset, and `into_job` reads
-/// it in the trigger's zone).
-pub(crate) const ZONE_FIELD: &str = "next_run_time_zone";
-
-#[derive(Serialize)]
-struct Stored<'a> {
-    #[serde(flatten)]
-    state: &'a JobState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_run_time_zone: Option<&'a str>,
-}
+use apscheduler_core::codec::StateCodec;
+use apscheduler_core::{Error, Job};
 
 /// A job ready to be written: its JSON and its run time score (`None` = paused).
 pub(crate) struct Encoded {
@@ -37,54 +23,18 @@ pub(crate) use apscheduler_core::time::micros::{
 };
 
 /// Serializes a job, refusing closures, unpersistable triggers (as `to_state` does)
-/// and states larger than `max_bytes`.
-pub(crate) fn encode(job: &Job, max_bytes: usize) -> Result<Encoded, Error> {
-    let state = job.to_state()?;
-    let zone = job.next_run_time.as_ref().map(|t| t.timezone().name());
-    let json = serde_json::to_vec(&Stored {
-        state: &state,
-        next_run_time_zone: zone,
-    })
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Serialization,
-            format!("job '{}' cannot be serialized: {e}", job.id),
-        )
-        .with_source(e)
-    })?;
-    if json.len() > max_bytes {
-        return Err(Error::new(
-            ErrorKind::Serialization,
-            format!(
-                "job '{}' is {} bytes once serialized, more than the store's limit of {max_bytes} bytes",
-                job.id,
-                json.len()
-            ),
-        ));
-    }
+/// and states over the codec's caps.
+pub(crate) fn encode(job: &Job, codec: &StateCodec) -> Result<Encoded, Error> {
     Ok(Encoded {
-        state: json,
+        state: codec.encode(job)?,
         run: job.next_run_time.as_ref().map(score),
     })
 }
 
-/// Reads a stored job back; the error says why it cannot be read (for the `corrupt`
-/// hash and [`CorruptJob`](apscheduler_core::CorruptJob)).
-pub(crate) fn decode(id: &[u8], raw: &[u8], max_bytes: usize) -> Result<Job, String> {
-    if raw.len() > max_bytes {
-        return Err(format!(
-            "the stored state is {} bytes, more than the limit of {max_bytes} bytes",
-            raw.len()
-        ));
-    }
-    let mut value: Value =
-        serde_json::from_slice(raw).map_err(|e| format!("the stored state is not JSON: {e}"))?;
-    let zone = match value.as_object_mut() {
-        Some(map) => map.remove(ZONE_FIELD),
-        None => return Err("the stored state is not a JSON object".into()),
-    };
-    let state: JobState =
-        serde_json::from_value(value).map_err(|e| format!("the stored state is not a job: {e}"))?;
+/// Reads a stored job back (either format); the error says why it cannot be read (for
+/// the `corrupt` hash and [`CorruptJob`](apscheduler_core::CorruptJob)).
+pub(crate) fn decode(id: &[u8], raw: &[u8], codec: &StateCodec) -> Result<Job, String> {
+    let state = codec.decode(raw)?;
     if state.id.as_bytes() != id {
         return Err(format!(
             "the stored state belongs to job '{}', not to '{}'",
@@ -92,20 +42,9 @@ pub(crate) fn decode(id: &[u8], raw: &[u8], max_bytes: usize) -> Result<Job, Str
             String::from_utf8_lossy(id)
         ));
     }
-    let mut job = state
+    state
         .into_job(apscheduler_triggers::decode_trigger)
-        .map_err(|e| e.message().to_owned())?;
-    match zone {
-        None | Some(Value::Null) => {}
-        Some(Value::String(name)) => {
-            let tz: Tz = name
-                .parse()
-                .map_err(|_| format!("unknown time zone '{name}' in {ZONE_FIELD}"))?;
-            job.next_run_time = job.next_run_time.map(|t| t.with_timezone(&tz));
-        }
-        Some(other) => return Err(format!("invalid {ZONE_FIELD}: {other}")),
-    }
-    Ok(job)
+        .map_err(|e| e.message().to_owned())
 }
 
 #[cfg(test)]
@@ -127,13 +66,15 @@ mod tests {
 
     #[test]
     fn decode_explains_what_is_wrong() {
-        let err = decode(b"a", b"{not json", 1024).unwrap_err();
-        assert!(err.contains("not JSON"), "{err}");
-        let err = decode(b"a", b"[1]", 1024).unwrap_err();
-        assert!(err.contains("not a JSON object"), "{err}");
-        let err = decode(b"a", b"{}", 1024).unwrap_err();
-        assert!(err.contains("not a job"), "{err}");
-        let err = decode(b"a", &[b' '; 2000], 1024).unwrap_err();
+        use apscheduler_core::codec::StateFormat;
+        let codec = StateCodec::new(StateFormat::Json, 1024);
+        let err = decode(b"a", b"{not json", &codec).unwrap_err();
+        assert!(err.contains("invalid state JSON"), "{err}");
+        let err = decode(b"a", b"[1]", &codec).unwrap_err();
+        assert!(err.contains("invalid state JSON"), "{err}");
+        let err = decode(b"a", &[b' '; 2000], &codec).unwrap_err();
         assert!(err.contains("2000 bytes"), "{err}");
+        let err = decode(b"a", b"\0APSb1\x01", &codec).unwrap_err();
+        assert!(err.contains("invalid bincode state"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apscheduler_core::codec::StateFormat;
 use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ pub struct RedisStoreConfig {
     pub prefix: Option<String>,
     /// [`RedisJobStoreBuilder::max_state_bytes`].
     pub max_state_bytes: Option<usize>,
+    /// [`RedisJobStoreBuilder::state_format`] (`json` or `bincode`).
+    pub state_format: Option<StateFormat>,
     /// [`RedisJobStoreBuilder::connection_timeout`].
     #[serde(default, with = "seconds")]
     pub connection_timeout: Option<Duration>,
@@ -41,6 +44,7 @@ impl RedisStoreConfig {
             url: table.get_str("url")?.map(str::to_owned),
             prefix: table.get_str("prefix")?.map(str::to_owned),
             max_state_bytes: table.get_positive("max_state_bytes")?,
+            state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
             connection_timeout: table.get_seconds("connection_timeout")?,
             response_timeout: table.get_seconds("response_timeout")?,
             reconnect_retries: table.get_usize("reconnect_retries")?,
@@ -56,6 +60,9 @@ impl RedisStoreConfig {
         }
         if let Some(n) = self.max_state_bytes {
             b = b.max_state_bytes(n);
+        }
+        if let Some(f) = self.state_format {
+            b = b.state_format(f);
         }
         if let Some(t) = self.connection_timeout {
             b = b.connection_timeout(t);

@@ -109,14 +109,6 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
-
 mod config;
 pub use config::{register, RedisStoreConfig};
 mod codec;
@@ -136,6 +128,7 @@ use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation
 use crate::codec::{decode, encode, from_micros, now_micros, Encoded};
 use crate::error::{Context, StoreError};
 use crate::scripts::SCRIPTS;
+use apscheduler_core::codec::{StateCodec, StateFormat};
 
 /// The key prefix used when none is given (APScheduler's `apscheduler.`).
 pub const DEFAULT_PREFIX: &str = "apscheduler.";
@@ -214,6 +207,7 @@ pub struct RedisJobStoreBuilder {
     url: String,
     prefix: String,
     max_state_bytes: usize,
+    state_format: StateFormat,
     connection_timeout: Duration,
     response_timeout: Duration,
     reconnect_retries: usize,
@@ -227,11 +221,19 @@ impl RedisJobStoreBuilder {
         self
     }
 
-    /// The largest job state, in bytes of JSON, the store writes or reads (default
+    /// The largest encoded job state, in bytes, the store writes or reads (default
     /// [`DEFAULT_MAX_STATE_BYTES`], 1 MiB). Larger jobs are refused with
     /// `Serialization`; larger stored states are treated as corrupt.
     pub fn max_state_bytes(mut self, bytes: usize) -> Self {
         self.max_state_bytes = bytes;
+        self
+    }
+
+    /// The format new job states are written in (default JSON; see
+    /// [`apscheduler_core::codec`]). States in either format are read, so switching is
+    /// not a migration.
+    pub fn state_format(mut self, format: StateFormat) -> Self {
+        self.state_format = format;
         self
     }
 
@@ -269,6 +271,7 @@ impl RedisJobStoreBuilder {
             keys: KeyLayout::new(&self.prefix),
             prefix: self.prefix,
             max_state_bytes: self.max_state_bytes,
+            state_format: self.state_format,
             config: ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.connection_timeout))
                 .set_response_timeout(Some(self.response_timeout))
@@ -290,6 +293,7 @@ pub struct RedisJobStore {
     prefix: String,
     keys: KeyLayout,
     max_state_bytes: usize,
+    state_format: StateFormat,
     config: ConnectionManagerConfig,
     conn: Mutex<Option<ConnectionManager>>,
     /// Serializes connection attempts.
@@ -322,6 +326,7 @@ impl RedisJobStore {
             url: url.into(),
             prefix: DEFAULT_PREFIX.to_owned(),
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            state_format: StateFormat::Json,
             connection_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(10),
             reconnect_retries: 1,
@@ -440,12 +445,16 @@ impl RedisJobStore {
         invocation
     }
 
+    fn codec(&self) -> StateCodec {
+        StateCodec::new(self.state_format, self.max_state_bytes)
+    }
+
     fn encode(&self, job: &Job) -> Result<Encoded, Error> {
-        encode(job, self.max_state_bytes)
+        encode(job, &self.codec())
     }
 
     fn decode(&self, id: &[u8], raw: &[u8]) -> Result<Job, StoreError> {
-        decode(id, raw, self.max_state_bytes).map_err(|reason| StoreError::Corrupt {
+        decode(id, raw, &self.codec()).map_err(|reason| StoreError::Corrupt {
             id: String::from_utf8_lossy(id).into_owned(),
             reason,
         })
@@ -673,7 +682,7 @@ impl JobStore for RedisJobStore {
         let mut bad = Vec::new();
         let mut taken = taken.into_iter();
         while let (Some(id), Some(state)) = (taken.next(), taken.next()) {
-            match decode(&id, &state, self.max_state_bytes) {
+            match decode(&id, &state, &self.codec()) {
                 Ok(job) => acquired.jobs.push(job),
                 Err(error) => {
                     acquired.corrupt.push(CorruptJob {

@@ -24,6 +24,40 @@ fn micros(t: i64) -> i64 {
     at(t).timestamp_micros()
 }
 
+/// The testkit's shared scheduler check, each store opened anew on one prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_over_store_shared_check() {
+    let Some(url) = common::redis_url("scheduler_over_store_shared_check") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let prefix = prefixes.fresh();
+    apscheduler_testkit::scheduler::check_scheduler_over_store(|| {
+        std::sync::Arc::new(common::store(&url, &prefix)) as std::sync::Arc<dyn JobStore>
+    })
+    .await;
+}
+
+/// The testkit's shared corrupt-job check, with entries planted directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_job_set_aside_shared_check() {
+    let Some(url) = common::redis_url("corrupt_job_set_aside_shared_check") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let store = common::store(&url, &prefixes.fresh());
+    let keys = store.keys().clone();
+    apscheduler_testkit::store::check_corrupt_job_set_aside(&store, |id, bytes, t| {
+        let (url, keys) = (&url, &keys);
+        async move {
+            let mut conn = common::raw(url).await;
+            let _: i64 = conn.hset(&keys.jobs, &id, bytes).await.unwrap();
+            let _: i64 = conn.zadd(&keys.run_times, &id, t).await.unwrap();
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_rows_are_reported_once_and_kept() {
     let Some(url) = common::redis_url("corrupt_rows_are_reported_once_and_kept") else {
@@ -117,7 +151,7 @@ async fn corrupt_rows_are_reported_once_and_kept() {
             .unwrap()
     };
     assert!(
-        reason("bad-json").contains("not JSON"),
+        reason("bad-json").contains("invalid state JSON"),
         "{}",
         reason("bad-json")
     );

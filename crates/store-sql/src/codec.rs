@@ -1,15 +1,12 @@
 //! Jobs to rows and back: the `state` JSON, the indexed columns, and the guards that
 //! keep a hostile or damaged row from doing harm when it is read.
 
+use apscheduler_core::codec::{StateCodec, StateFormat};
 use apscheduler_core::{Error, ErrorKind, Job, JobState};
 
 /// The longest job id (and scheduler id) the tables hold: `VARCHAR(191)`, the longest
 /// `utf8mb4` key MySQL indexes on every InnoDB row format.
 pub const MAX_ID_CHARS: usize = 191;
-
-/// How deeply arrays and objects may nest in a stored state (the trigger, arguments
-/// and keyword arguments included) before the row is refused.
-pub(crate) const MAX_NESTING: usize = 64;
 
 /// How much of an error message is kept in the `corrupt` column.
 const MAX_CORRUPT_MESSAGE: usize = 2000;
@@ -21,8 +18,10 @@ pub(crate) struct EncodedJob {
     /// Microseconds since the Unix epoch (UTC), rounded up; `None` = paused.
     pub(crate) next_run_time: Option<i64>,
     pub(crate) paused: bool,
-    /// The `JobState` JSON.
+    /// The state in the JSON format (the `state` column); empty in the bincode format.
     pub(crate) state: String,
+    /// The state in the bincode format (the `state_bin` column); `None` in JSON.
+    pub(crate) state_bin: Option<Vec<u8>>,
     pub(crate) format_version: i32,
 }
 
@@ -31,8 +30,9 @@ pub(crate) struct EncodedJob {
 pub(crate) struct FetchedRow {
     pub(crate) id: String,
     pub(crate) next_run_time: Option<i64>,
-    /// `None` when the state is larger than the configured bound (it was not fetched).
-    pub(crate) state: Option<String>,
+    /// The state in either format (`state_bin`, else `state`); `None` when it is larger
+    /// than the configured bound (it was not fetched).
+    pub(crate) state: Option<Vec<u8>>,
     /// The state's size in bytes.
     pub(crate) size: i64,
     pub(crate) format_version: i32,
@@ -63,80 +63,32 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<(), Error> {
     ))
 }
 
-/// Serializes a job into its row.
+/// Serializes a job into its row with the store's codec.
 ///
 /// # Errors
 /// `Serialization` for a closure task, a trigger without a persisted form, or a state
-/// over `max_bytes` or nested deeper than [`MAX_NESTING`] (it could not be read back);
-/// `InvalidInput` for an id the table cannot hold.
-pub(crate) fn encode(job: &Job, max_bytes: usize) -> Result<EncodedJob, Error> {
+/// over the codec's caps (size, nesting: it could not be read back); `InvalidInput` for
+/// an id the table cannot hold.
+pub(crate) fn encode(job: &Job, codec: &StateCodec) -> Result<EncodedJob, Error> {
     check_id("id", &job.id)?;
-    let state = job.to_state()?;
-    let json = serde_json::to_string(&state).map_err(|e| {
-        Error::new(
-            ErrorKind::Serialization,
-            format!("job '{}' cannot be serialized: {e}", job.id),
-        )
-        .with_source(e)
-    })?;
-    if json.len() > max_bytes {
-        return Err(Error::new(
-            ErrorKind::Serialization,
-            format!(
-                "job '{}' cannot be stored: its state is {} bytes, over this store's limit of {max_bytes} bytes",
-                job.id,
-                json.len()
-            ),
-        ));
-    }
-    if let Err(reason) = check_nesting(&json) {
-        return Err(Error::new(
-            ErrorKind::Serialization,
-            format!("job '{}' cannot be stored: {reason}", job.id),
-        ));
-    }
+    let bytes = codec.encode(job)?;
+    let (state, state_bin) = match codec.format {
+        StateFormat::Json => (
+            String::from_utf8(bytes).map_err(|e| {
+                Error::new(ErrorKind::Serialization, format!("job '{}': {e}", job.id))
+            })?,
+            None,
+        ),
+        _ => (String::new(), Some(bytes)),
+    };
     Ok(EncodedJob {
         id: job.id.to_string(),
         next_run_time: job.next_run_time.as_ref().map(micros_ceil),
         paused: job.next_run_time.is_none(),
-        state: json,
+        state,
+        state_bin,
         format_version: i32::try_from(JobState::VERSION).unwrap_or(i32::MAX),
     })
-}
-
-/// Rejects JSON whose arrays and objects nest deeper than [`MAX_NESTING`], in one pass
-/// over the bytes and before any parsing, so a hostile row cannot exhaust the stack or
-/// the heap.
-fn check_nesting(json: &str) -> Result<(), String> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(format!(
-                        "its state nests arrays and objects deeper than {MAX_NESTING} levels"
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Why a row cannot be read, as stored in the `corrupt` column and reported in
@@ -162,7 +114,8 @@ pub(crate) fn corrupt_message(id: &str, reason: &str) -> String {
 ///
 /// # Errors
 /// The reason, as a complete message (see [`corrupt_message`]).
-pub(crate) fn decode(row: &FetchedRow, max_bytes: usize) -> Result<Job, String> {
+pub(crate) fn decode(row: &FetchedRow, codec: &StateCodec) -> Result<Job, String> {
+    let max_bytes = codec.max_bytes;
     if let Some(reason) = &row.corrupt {
         return Err(reason.clone());
     }
@@ -173,12 +126,6 @@ pub(crate) fn decode(row: &FetchedRow, max_bytes: usize) -> Result<Job, String> 
             row.size
         )));
     };
-    if raw.len() > max_bytes {
-        return Err(corrupt(format!(
-            "its state is {} bytes, over this store's limit of {max_bytes} bytes",
-            raw.len()
-        )));
-    }
     if u32::try_from(row.format_version).ok() != Some(JobState::VERSION) {
         return Err(corrupt(format!(
             "unknown format version {} (this build reads version {})",
@@ -186,9 +133,7 @@ pub(crate) fn decode(row: &FetchedRow, max_bytes: usize) -> Result<Job, String> 
             JobState::VERSION
         )));
     }
-    check_nesting(raw).map_err(corrupt)?;
-    let state: JobState =
-        serde_json::from_str(raw).map_err(|e| corrupt(format!("invalid state JSON: {e}")))?;
+    let state = codec.decode(raw).map_err(corrupt)?;
     if state.id != row.id {
         return Err(corrupt(format!(
             "its state belongs to job '{}'",
@@ -213,18 +158,6 @@ pub(crate) fn decode(row: &FetchedRow, max_bytes: usize) -> Result<Job, String> 
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn nesting() {
-        assert!(check_nesting(r#"{"a":[[["x"]]]}"#).is_ok());
-        let deep = "[".repeat(MAX_NESTING + 1) + &"]".repeat(MAX_NESTING + 1);
-        assert!(check_nesting(&deep).is_err());
-        let ok = "[".repeat(MAX_NESTING) + &"]".repeat(MAX_NESTING);
-        assert!(check_nesting(&ok).is_ok());
-        // Brackets inside strings do not count, escaped quotes do not end strings.
-        let quoted = format!("{{\"k\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
-        assert!(check_nesting(&quoted).is_ok());
-    }
 
     #[test]
     fn rounding() {

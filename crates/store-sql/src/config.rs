@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apscheduler_core::codec::StateFormat;
 use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,12 @@ pub struct SqlStoreConfig {
     /// [`SqlJobStoreBuilder::sqlite_busy_timeout`].
     #[serde(default, with = "seconds")]
     pub sqlite_busy_timeout: Option<Duration>,
+    /// [`SqlJobStoreBuilder::sqlite_sync_full`].
+    pub sqlite_sync_full: Option<bool>,
     /// [`SqlJobStoreBuilder::max_state_bytes`].
     pub max_state_bytes: Option<usize>,
+    /// [`SqlJobStoreBuilder::state_format`] (`json` or `bincode`).
+    pub state_format: Option<StateFormat>,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -72,7 +77,9 @@ impl SqlStoreConfig {
             max_lifetime: table.get_optional_seconds("max_lifetime")?.map(secs),
             test_before_acquire: table.get_bool("test_before_acquire")?,
             sqlite_busy_timeout: table.get_seconds("sqlite_busy_timeout")?,
+            sqlite_sync_full: table.get_bool("sqlite_sync_full")?,
             max_state_bytes: table.get_positive("max_state_bytes")?,
+            state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
         })
     }
 
@@ -103,8 +110,14 @@ impl SqlStoreConfig {
         if let Some(t) = self.sqlite_busy_timeout {
             b = b.sqlite_busy_timeout(t);
         }
+        if let Some(full) = self.sqlite_sync_full {
+            b = b.sqlite_sync_full(full);
+        }
         if let Some(n) = self.max_state_bytes {
             b = b.max_state_bytes(n);
+        }
+        if let Some(f) = self.state_format {
+            b = b.state_format(f);
         }
         b
     }

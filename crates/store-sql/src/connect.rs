@@ -20,6 +20,9 @@ pub(crate) struct PoolConfig {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) test_before_acquire: bool,
     pub(crate) sqlite_busy_timeout: Duration,
+    /// SQLite's `synchronous` pragma: `true` = FULL (every commit synced to disk),
+    /// `false` = NORMAL (WAL synced at checkpoints).
+    pub(crate) sqlite_sync_full: bool,
 }
 
 impl Default for PoolConfig {
@@ -32,6 +35,7 @@ impl Default for PoolConfig {
             max_lifetime: Some(Duration::from_secs(1800)),
             test_before_acquire: true,
             sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_sync_full: false,
         }
     }
 }
@@ -263,7 +267,15 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
     match target {
         #[cfg(feature = "sqlite")]
         Target::Sqlite { options, in_memory } => {
-            let options = options.clone().busy_timeout(config.sqlite_busy_timeout);
+            let synchronous = if config.sqlite_sync_full {
+                sqlx::sqlite::SqliteSynchronous::Full
+            } else {
+                sqlx::sqlite::SqliteSynchronous::Normal
+            };
+            let options = options
+                .clone()
+                .busy_timeout(config.sqlite_busy_timeout)
+                .synchronous(synchronous);
             let pool = if *in_memory {
                 // Every connection would open its own empty database: keep exactly one.
                 sqlx::pool::PoolOptions::new()

@@ -22,6 +22,30 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) max_bytes: i64,
 }
 
+/// What a lease extension is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extension<'a> {
+    /// The scheduler whose leases are extended.
+    pub(crate) holder: &'a str,
+    /// The rows (unique ids).
+    pub(crate) ids: &'a [String],
+    /// `now`, microseconds: leases that ended before it are not extended.
+    pub(crate) now: i64,
+    /// The leases' new end, microseconds.
+    pub(crate) expires: i64,
+}
+
+/// What a release is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Release<'a> {
+    /// The scheduler whose leases are dropped.
+    pub(crate) holder: &'a str,
+    /// New states of rows it holds.
+    pub(crate) updates: &'a [EncodedJob],
+    /// Rows it holds to delete.
+    pub(crate) removes: &'a [String],
+}
+
 /// One backend: the operations of the job store on rows.
 ///
 /// Implementations must be atomic where the `JobStore` contract asks for it: a claim
@@ -31,37 +55,13 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// Creates the schema or brings it up to date.
     async fn migrate(&self) -> Result<()>;
 
-    /// The schema version stored in the schema table.
-    async fn schema_version(&self) -> Result<Option<i64>>;
-
     /// Inserts rows (ids unique within `rows`), all or nothing. Without `replace`, an
     /// existing id is a [`StoreError::Conflict`]; with it, the row's job columns are
     /// overwritten (lease kept, corrupt mark cleared).
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()>;
 
-    /// Overwrites an existing row's job columns (lease kept, corrupt mark cleared);
-    /// `false` when there is no such row.
-    async fn update(&self, row: &EncodedJob) -> Result<bool>;
-
-    /// Deletes a row; `false` when there is no such row.
-    async fn delete(&self, id: &str) -> Result<bool>;
-
-    /// Deletes every row.
-    async fn delete_all(&self) -> Result<()>;
-
-    /// The row with this id.
-    async fn fetch(&self, id: &str, max_bytes: i64) -> Result<Option<FetchedRow>>;
-
-    /// Every row, by next run time then id, paused (NULL) last.
-    async fn fetch_all(&self, max_bytes: i64) -> Result<Vec<FetchedRow>>;
-
-    /// Rows marked corrupt.
-    async fn fetch_corrupt(&self) -> Result<Vec<(String, String)>>;
-
-    /// `(earliest next run time of a row not under a lease that outlasts it, earliest
-    /// lease expiry that outlasts its row's next run time)`, corrupt and paused rows
-    /// excluded.
-    async fn next_run_time(&self) -> Result<(Option<i64>, Option<i64>)>;
+    /// The operations every dialect runs alike (see [`crate::shared`]).
+    fn rows(&self) -> &dyn crate::shared::SharedRows;
 
     /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
     /// live lease) to `holder` and returns them (in any order).
@@ -72,32 +72,26 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Extends the live leases `holder` has on these ids (unique) to `expires`;
     /// returns the ids that were extended.
-    async fn extend(
-        &self,
-        holder: &str,
-        ids: &[String],
-        now: i64,
-        expires: i64,
-    ) -> Result<Vec<String>>;
+    async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>>;
 
     /// Stores new states and deletes rows, for rows whose lease is held by `holder`
     /// (expired or not), dropping the lease; other rows are left alone. Ids are unique
     /// across both lists. Running it again after a failure is harmless: rows already
     /// released are no longer held.
-    async fn release(&self, holder: &str, updates: &[EncodedJob], removes: &[String])
-        -> Result<()>;
+    async fn release(&self, req: Release<'_>) -> Result<()>;
 
     /// Closes the pool.
     async fn close(&self);
 }
 
-/// Reads a row of `id, next_run_time, state (or NULL when too large), size,
+/// Reads a row of `id, next_run_time, state bytes (or NULL when too large), size,
 /// format_version, corrupt`, as every backend selects it.
 pub(crate) fn read_row<'r, R>(r: &'r R) -> std::result::Result<FetchedRow, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {

@@ -39,6 +39,7 @@ pub(crate) enum StoreError {
     },
     /// Another scheduler held the migration lock for too long.
     #[error("table {table}: timed out waiting for another scheduler's schema migration")]
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     MigrationLockTimeout {
         /// The job table.
         table: String,

@@ -2,25 +2,20 @@
 //! statement; batches as arrays (`UNNEST`), so every operation is one round trip.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
+use sqlx::Postgres;
 
 use crate::codec::{EncodedJob, FetchedRow};
-use crate::driver::{ClaimRequest, Driver, Result};
+use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
-use crate::schema::{self, Dialect, Names};
+use crate::schema::{Dialect, Names};
+use crate::shared::{migrate_in, migration_error, row_columns, Rows, SharedRows, WRITTEN_COLUMNS};
 
 /// The statements of one job table, built once.
 #[derive(Debug)]
 struct Statements {
     insert: String,
     upsert: String,
-    update: String,
-    delete: String,
-    delete_all: String,
-    fetch: String,
-    fetch_all: String,
-    fetch_corrupt: String,
-    next_run_time: String,
     claim: String,
     mark_corrupt: String,
     extend: String,
@@ -30,41 +25,18 @@ struct Statements {
 impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
-        let columns = "id, next_run_time, CASE WHEN octet_length(state) <= $1 THEN state END, \
-                       octet_length(state)::BIGINT, format_version, corrupt";
         let insert = format!(
-            "INSERT INTO {jobs} (id, next_run_time, paused, state, format_version) \
-             SELECT * FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], $5::INTEGER[])"
+            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}) \
+             SELECT * FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+             $5::BYTEA[], $6::INTEGER[])"
         );
         Statements {
             upsert: format!(
                 "{insert} ON CONFLICT (id) DO UPDATE SET next_run_time = EXCLUDED.next_run_time, \
-                 paused = EXCLUDED.paused, state = EXCLUDED.state, \
+                 paused = EXCLUDED.paused, state = EXCLUDED.state, state_bin = EXCLUDED.state_bin, \
                  format_version = EXCLUDED.format_version, corrupt = NULL"
             ),
             insert,
-            update: format!(
-                "UPDATE {jobs} SET next_run_time = $2, paused = $3, state = $4, format_version = $5, \
-                 corrupt = NULL WHERE id = $1"
-            ),
-            delete: format!("DELETE FROM {jobs} WHERE id = $1"),
-            delete_all: format!("DELETE FROM {jobs}"),
-            fetch: format!("SELECT {columns} FROM {jobs} WHERE id = $2"),
-            fetch_all: format!(
-                "SELECT {columns} FROM {jobs} ORDER BY (next_run_time IS NULL), next_run_time, id"
-            ),
-            fetch_corrupt: format!(
-                "SELECT id, corrupt FROM {jobs} WHERE corrupt IS NOT NULL ORDER BY id"
-            ),
-            next_run_time: format!(
-                "SELECT \
-                 (SELECT next_run_time FROM {jobs} WHERE next_run_time IS NOT NULL AND corrupt IS NULL \
-                  AND (lease_expires IS NULL OR lease_expires <= next_run_time) \
-                  ORDER BY next_run_time LIMIT 1), \
-                 (SELECT lease_expires FROM {jobs} WHERE lease_expires IS NOT NULL \
-                  AND next_run_time IS NOT NULL AND corrupt IS NULL AND lease_expires > next_run_time \
-                  ORDER BY lease_expires LIMIT 1)"
-            ),
             claim: format!(
                 "WITH due AS (\
                  SELECT id FROM {jobs} \
@@ -73,9 +45,8 @@ impl Statements {
                  ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = $5 FROM due \
                  WHERE j.id = due.id \
-                 RETURNING j.id, j.next_run_time, \
-                 CASE WHEN octet_length(j.state) <= $1 THEN j.state END, \
-                 octet_length(j.state)::BIGINT, j.format_version, j.corrupt"
+                 RETURNING {}",
+                row_columns(Dialect::Postgres, "j.", "$1")
             ),
             mark_corrupt: format!(
                 "UPDATE {jobs} AS j SET corrupt = v.reason, lease_holder = NULL, lease_expires = NULL \
@@ -89,14 +60,15 @@ impl Statements {
             release: format!(
                 "WITH updated AS (\
                  UPDATE {jobs} AS j SET next_run_time = v.next_run_time, paused = v.paused, \
-                 state = v.state, format_version = v.format_version, \
+                 state = v.state, state_bin = v.state_bin, format_version = v.format_version, \
                  lease_holder = NULL, lease_expires = NULL, corrupt = NULL \
-                 FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], $5::INTEGER[]) \
-                 AS v(id, next_run_time, paused, state, format_version) \
-                 WHERE j.id = v.id AND j.lease_holder = $6 RETURNING 1), \
+                 FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+                 $5::BYTEA[], $6::INTEGER[]) \
+                 AS v(id, next_run_time, paused, state, state_bin, format_version) \
+                 WHERE j.id = v.id AND j.lease_holder = $7 RETURNING 1), \
                  removed AS (\
-                 DELETE FROM {jobs} WHERE id = ANY($7::VARCHAR[]) \
-                 AND lease_holder = $6 RETURNING 1) \
+                 DELETE FROM {jobs} WHERE id = ANY($8::VARCHAR[]) \
+                 AND lease_holder = $7 RETURNING 1) \
                  SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM removed)"
             ),
         }
@@ -108,18 +80,21 @@ impl Statements {
 pub(crate) struct PgDriver {
     pool: PgPool,
     names: Names,
+    rows: Rows<Postgres>,
     sql: Statements,
 }
 
 impl PgDriver {
     pub(crate) fn new(pool: PgPool, names: Names) -> Self {
         let sql = Statements::new(&names);
-        PgDriver { pool, names, sql }
+        let rows = Rows::new(pool.clone(), Dialect::Postgres, &names);
+        PgDriver {
+            pool,
+            names,
+            rows,
+            sql,
+        }
     }
-}
-
-fn read_row(r: &PgRow) -> std::result::Result<FetchedRow, sqlx::Error> {
-    crate::driver::read_row(r)
 }
 
 /// The columns of a batch, as arrays.
@@ -128,6 +103,7 @@ struct Columns {
     next_run_times: Vec<Option<i64>>,
     paused: Vec<bool>,
     states: Vec<String>,
+    state_bins: Vec<Option<Vec<u8>>>,
     versions: Vec<i32>,
 }
 
@@ -138,6 +114,7 @@ impl Columns {
             next_run_times: rows.iter().map(|r| r.next_run_time).collect(),
             paused: rows.iter().map(|r| r.paused).collect(),
             states: rows.iter().map(|r| r.state.clone()).collect(),
+            state_bins: rows.iter().map(|r| r.state_bin.clone()).collect(),
             versions: rows.iter().map(|r| r.format_version).collect(),
         }
     }
@@ -147,79 +124,19 @@ impl Columns {
 impl Driver for PgDriver {
     async fn migrate(&self) -> Result<()> {
         let n = &self.names;
-        let ctx = |what: &str| format!("PostgreSQL: migrating table {}: {what}", n.table);
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| StoreError::sql(ctx("begin"), e))?;
+        let error = |what| move |e| migration_error(Dialect::Postgres, n, what, e);
+        let mut tx = self.pool.begin().await.map_err(error("begin"))?;
         // Serializes schedulers starting together; released at commit or rollback.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(n.lock_key)
             .execute(&mut *tx)
             .await
-            .map_err(|e| StoreError::sql(ctx("lock"), e))?;
-        sqlx::query(&schema::schema_table_ddl(n))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::sql(ctx("create the schema table"), e))?;
-        sqlx::query(&format!(
-            "INSERT INTO {} (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-            n.schema
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::sql(ctx("initialize the schema table"), e))?;
-        let current: i32 = sqlx::query_scalar(&format!(
-            "SELECT version FROM {} WHERE id = 1 FOR UPDATE",
-            n.schema
-        ))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| StoreError::sql(ctx("read the schema version"), e))?;
-        crate::driver::check_not_too_new(n, i64::from(current))?;
-        if current == 0 {
-            let existing: Vec<String> = sqlx::query_scalar(
-                "SELECT column_name::TEXT FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = $1",
-            )
-            .bind(&n.table)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| StoreError::sql(ctx("inspect an existing table"), e))?;
-            crate::driver::check_existing_table(n, &existing)?;
-        }
-        for m in schema::pending(i64::from(current)) {
-            tracing::info!(target: "apscheduler", table = %n.table, "PostgreSQL: applying schema migration {}: {}", m.version, m.description);
-            for stmt in (m.statements)(Dialect::Postgres, n) {
-                sqlx::query(&stmt)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::sql(ctx(&format!("migration {}", m.version)), e))?;
-            }
-            sqlx::query(&format!(
-                "UPDATE {} SET version = $1 WHERE id = 1",
-                n.schema
-            ))
-            .bind(i32::try_from(m.version).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::sql(ctx("record the schema version"), e))?;
-        }
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::sql(ctx("commit"), e))
+            .map_err(error("lock"))?;
+        migrate_in(tx, Dialect::Postgres, n).await
     }
 
-    async fn schema_version(&self) -> Result<Option<i64>> {
-        let v: Option<i32> = sqlx::query_scalar(&format!(
-            "SELECT version FROM {} WHERE id = 1",
-            self.names.schema
-        ))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| StoreError::sql("PostgreSQL: reading the schema version", e))?;
-        Ok(v.map(i64::from))
+    fn rows(&self) -> &dyn SharedRows {
+        &self.rows
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -234,6 +151,7 @@ impl Driver for PgDriver {
             .bind(&c.next_run_times)
             .bind(&c.paused)
             .bind(&c.states)
+            .bind(&c.state_bins)
             .bind(&c.versions)
             .execute(&self.pool)
             .await
@@ -247,75 +165,6 @@ impl Driver for PgDriver {
         Ok(())
     }
 
-    async fn update(&self, row: &EncodedJob) -> Result<bool> {
-        let done = sqlx::query(&self.sql.update)
-            .bind(&row.id)
-            .bind(row.next_run_time)
-            .bind(row.paused)
-            .bind(&row.state)
-            .bind(row.format_version)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: update_job", e))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query(&self.sql.delete)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: remove_job", e))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete_all(&self) -> Result<()> {
-        sqlx::query(&self.sql.delete_all)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: remove_all_jobs", e))?;
-        Ok(())
-    }
-
-    async fn fetch(&self, id: &str, max_bytes: i64) -> Result<Option<FetchedRow>> {
-        let row = sqlx::query(&self.sql.fetch)
-            .bind(max_bytes)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: lookup_job", e))?;
-        row.as_ref()
-            .map(read_row)
-            .transpose()
-            .map_err(|e| StoreError::sql("PostgreSQL: lookup_job", e))
-    }
-
-    async fn fetch_all(&self, max_bytes: i64) -> Result<Vec<FetchedRow>> {
-        let rows = sqlx::query(&self.sql.fetch_all)
-            .bind(max_bytes)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: get_all_jobs", e))?;
-        rows.iter()
-            .map(read_row)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| StoreError::sql("PostgreSQL: get_all_jobs", e))
-    }
-
-    async fn fetch_corrupt(&self) -> Result<Vec<(String, String)>> {
-        sqlx::query_as(&self.sql.fetch_corrupt)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: corrupt_jobs", e))
-    }
-
-    async fn next_run_time(&self) -> Result<(Option<i64>, Option<i64>)> {
-        sqlx::query_as(&self.sql.next_run_time)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: get_next_run_time", e))
-    }
-
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let rows = sqlx::query(&self.sql.claim)
             .bind(req.max_bytes)
@@ -327,7 +176,7 @@ impl Driver for PgDriver {
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
         rows.iter()
-            .map(read_row)
+            .map(crate::driver::read_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))
     }
@@ -344,13 +193,8 @@ impl Driver for PgDriver {
         Ok(())
     }
 
-    async fn extend(
-        &self,
-        holder: &str,
-        ids: &[String],
-        now: i64,
-        expires: i64,
-    ) -> Result<Vec<String>> {
+    async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
+        let (holder, ids, now, expires) = (req.holder, req.ids, req.now, req.expires);
         sqlx::query_scalar(&self.sql.extend)
             .bind(ids)
             .bind(holder)
@@ -361,18 +205,15 @@ impl Driver for PgDriver {
             .map_err(|e| StoreError::sql("PostgreSQL: extend_leases", e))
     }
 
-    async fn release(
-        &self,
-        holder: &str,
-        updates: &[EncodedJob],
-        removes: &[String],
-    ) -> Result<()> {
+    async fn release(&self, req: Release<'_>) -> Result<()> {
+        let (holder, updates, removes) = (req.holder, req.updates, req.removes);
         let c = Columns::of(updates);
         sqlx::query(&self.sql.release)
             .bind(&c.ids)
             .bind(&c.next_run_times)
             .bind(&c.paused)
             .bind(&c.states)
+            .bind(&c.state_bins)
             .bind(&c.versions)
             .bind(holder)
             .bind(removes)

@@ -151,11 +151,18 @@ impl fmt::Debug for Migration {
 }
 
 /// Every migration, oldest first. See the module documentation to add one.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "job table: id, next_run_time, paused, state, format_version, lease, corrupt",
-    statements: v1_job_table,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "job table: id, next_run_time, paused, state, format_version, lease, corrupt",
+        statements: v1_job_table,
+    },
+    Migration {
+        version: 2,
+        description: "state_bin: job states in the bincode format",
+        statements: v2_binary_state,
+    },
+];
 
 /// The schema version table: one row (`id = 1`) holding the version.
 pub(crate) fn schema_table_ddl(names: &Names) -> String {
@@ -169,29 +176,6 @@ pub(crate) fn schema_table_ddl(names: &Names) -> String {
 /// column holds).
 pub(crate) fn v1_job_table(dialect: Dialect, n: &Names) -> Vec<String> {
     match dialect {
-        Dialect::Postgres => vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS {jobs} (\n\
-                 \x20   id VARCHAR(191) COLLATE \"C\" NOT NULL PRIMARY KEY,\n\
-                 \x20   next_run_time BIGINT,\n\
-                 \x20   paused BOOLEAN NOT NULL DEFAULT FALSE,\n\
-                 \x20   state TEXT NOT NULL,\n\
-                 \x20   format_version INTEGER NOT NULL,\n\
-                 \x20   lease_holder VARCHAR(191),\n\
-                 \x20   lease_expires BIGINT,\n\
-                 \x20   corrupt TEXT\n\
-                 )",
-                jobs = n.jobs
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} (next_run_time, id)",
-                n.idx_next, n.jobs
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} (lease_expires) WHERE lease_expires IS NOT NULL",
-                n.idx_lease, n.jobs
-            ),
-        ],
         Dialect::MySql => vec![format!(
             "CREATE TABLE IF NOT EXISTS {jobs} (\n\
              \x20   id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
@@ -210,30 +194,52 @@ pub(crate) fn v1_job_table(dialect: Dialect, n: &Names) -> Vec<String> {
             idx_next = n.idx_next,
             idx_lease = n.idx_lease,
         )],
-        Dialect::Sqlite => vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS {jobs} (\n\
-                 \x20   id VARCHAR(191) NOT NULL PRIMARY KEY,\n\
-                 \x20   next_run_time BIGINT,\n\
-                 \x20   paused BOOLEAN NOT NULL DEFAULT 0,\n\
-                 \x20   state TEXT NOT NULL,\n\
-                 \x20   format_version INTEGER NOT NULL,\n\
-                 \x20   lease_holder VARCHAR(191),\n\
-                 \x20   lease_expires BIGINT,\n\
-                 \x20   corrupt TEXT\n\
-                 )",
-                jobs = n.jobs
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} (next_run_time, id)",
-                n.idx_next, n.jobs
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} (lease_expires) WHERE lease_expires IS NOT NULL",
-                n.idx_lease, n.jobs
-            ),
-        ],
+        Dialect::Sqlite | Dialect::Postgres => {
+            // Ids compare byte for byte, as on MySQL (`utf8mb4_bin`).
+            let collate = if dialect == Dialect::Postgres {
+                " COLLATE \"C\""
+            } else {
+                ""
+            };
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {jobs} (\n\
+                     \x20   id VARCHAR(191){collate} NOT NULL PRIMARY KEY,\n\
+                     \x20   next_run_time BIGINT,\n\
+                     \x20   paused BOOLEAN NOT NULL DEFAULT FALSE,\n\
+                     \x20   state TEXT NOT NULL,\n\
+                     \x20   format_version INTEGER NOT NULL,\n\
+                     \x20   lease_holder VARCHAR(191),\n\
+                     \x20   lease_expires BIGINT,\n\
+                     \x20   corrupt TEXT\n\
+                     )",
+                    jobs = n.jobs
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (next_run_time, id)",
+                    n.idx_next, n.jobs
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (lease_expires) WHERE lease_expires IS NOT NULL",
+                    n.idx_lease, n.jobs
+                ),
+            ]
+        }
     }
+}
+
+/// A nullable binary column for states in the bincode format (JSON states stay in the
+/// `state` text column, readable in the database; a bincode row's `state` is empty).
+pub(crate) fn v2_binary_state(dialect: Dialect, n: &Names) -> Vec<String> {
+    let kind = match dialect {
+        Dialect::Sqlite => "BLOB",
+        Dialect::Postgres => "BYTEA",
+        Dialect::MySql => "MEDIUMBLOB NULL",
+    };
+    vec![format!(
+        "ALTER TABLE {} ADD COLUMN state_bin {kind}",
+        n.jobs
+    )]
 }
 
 /// The migrations a table at `current` still needs.

@@ -72,7 +72,186 @@ on_every_backend!(
     reconnects_after_shutdown,
     two_schedulers_share_a_table,
     releases_round_trip_every_value,
+    both_state_formats_share_a_table,
+    upgrades_a_version_1_table,
+    corrupt_job_set_aside_shared_check,
+    scheduler_over_store_shared_check,
 );
+
+/// The testkit's shared scheduler check, each store opened anew on one table.
+async fn scheduler_over_store_shared_check(tables: &Tables) {
+    let table = tables.table();
+    apscheduler_testkit::scheduler::check_scheduler_over_store(|| {
+        Arc::new(tables.store_on(&table)) as Arc<dyn JobStore>
+    })
+    .await;
+}
+
+/// The testkit's shared corrupt-job check, with rows planted in the table directly.
+async fn corrupt_job_set_aside_shared_check(tables: &Tables) {
+    let table = tables.table();
+    let store = tables.store_on(&table);
+    let raw = Raw::connect(tables.url()).await;
+    apscheduler_testkit::store::check_corrupt_job_set_aside(&store, |id, bytes, t| {
+        let (raw, table) = (&raw, &table);
+        async move {
+            let state = String::from_utf8_lossy(&bytes);
+            raw.insert_row(table, &id, Some(t), &state, 1).await;
+        }
+    })
+    .await;
+    raw.close().await;
+}
+
+/// A store writing bincode and one writing JSON on the same table read each other's
+/// rows through every write path (insert, upsert, update, release); a bincode row
+/// keeps `state` empty and its bytes in `state_bin`, and is smaller than its JSON.
+async fn both_state_formats_share_a_table(tables: &Tables) {
+    use apscheduler_core::codec::StateFormat;
+    use apscheduler_testkit::store::{sample_args, sample_kwargs};
+    let table = tables.table();
+    let make = |format| {
+        SqlJobStore::builder(tables.url())
+            .table_name(table.clone())
+            .state_format(format)
+            .build()
+            .unwrap()
+    };
+    let (bin, text) = (make(StateFormat::Bincode), make(StateFormat::Json));
+    bin.start("default").await.unwrap();
+    text.start("default").await.unwrap();
+    let rich = |id: &str, t: i64| Job {
+        args: Arc::new(sample_args()),
+        kwargs: Arc::new(sample_kwargs()),
+        ..job(id, t)
+    };
+    bin.add_job(rich("b", 1), false).await.unwrap();
+    text.add_job(rich("t", 1), false).await.unwrap();
+    bin.add_jobs(vec![rich("t", 2), rich("b2", 2)], true)
+        .await
+        .unwrap();
+    text.update_job(rich("b2", 3)).await.unwrap();
+    let raw = Raw::connect(tables.url()).await;
+    let jobs = raw.quote(&table);
+    let sizes = |id: &str| {
+        format!(
+            "SELECT {} FROM {jobs} WHERE id = '{id}'",
+            match bin.backend() {
+                apscheduler_store_sql::Dialect::Postgres =>
+                    "octet_length(state) * 1000000 + COALESCE(octet_length(state_bin), 0)",
+                _ => "LENGTH(state) * 1000000 + COALESCE(LENGTH(state_bin), 0)",
+            }
+        )
+    };
+    let (b, b2) = (
+        raw.int(&sizes("b")).await.unwrap(),
+        raw.int(&sizes("b2")).await.unwrap(),
+    );
+    assert!(
+        b > 0 && b < 1_000_000,
+        "bincode row 'b': state empty, bytes in state_bin: {b}"
+    );
+    assert!(
+        b2 >= 1_000_000 && b2 % 1_000_000 == 0,
+        "JSON row 'b2': {b2}"
+    );
+    assert!(
+        b < b2 / 1_000_000,
+        "bincode {b} bytes vs JSON {} bytes",
+        b2 / 1_000_000
+    );
+    for store in [&bin, &text] {
+        for (id, t) in [("b", 1), ("t", 2), ("b2", 3)] {
+            let got = store.lookup_job(id).await.unwrap().unwrap();
+            assert_eq!(got.next_run_time, Some(at(t)), "{id}");
+            assert_eq!(*got.args, sample_args(), "{id}");
+            assert_eq!(*got.kwargs, sample_kwargs(), "{id}");
+        }
+        assert_eq!(store.get_all_jobs().await.unwrap().len(), 3);
+    }
+    // Release through the bincode store rewrites JSON rows as bincode, and back.
+    let claimed = bin.acquire_due_jobs("s1", utc(5), 10, LEASE).await.unwrap();
+    assert_eq!(claimed.jobs.len(), 3);
+    let moved = claimed
+        .jobs
+        .into_iter()
+        .map(|j| {
+            JobRelease::Update(Job {
+                next_run_time: Some(at(9)),
+                ..j
+            })
+        })
+        .collect();
+    bin.release_jobs("s1", moved).await.unwrap();
+    assert!(raw.int(&sizes("b2")).await.unwrap() < 1_000_000);
+    let claimed = text
+        .acquire_due_jobs("s2", utc(9), 10, LEASE)
+        .await
+        .unwrap();
+    let moved = claimed
+        .jobs
+        .into_iter()
+        .map(|j| {
+            JobRelease::Update(Job {
+                next_run_time: Some(at(11)),
+                ..j
+            })
+        })
+        .collect();
+    text.release_jobs("s2", moved).await.unwrap();
+    assert!(raw.int(&sizes("b")).await.unwrap() >= 1_000_000);
+    for id in ["b", "t", "b2"] {
+        let got = bin.lookup_job(id).await.unwrap().unwrap();
+        assert_eq!(got.next_run_time, Some(at(11)), "{id}");
+        assert_eq!(*got.args, sample_args(), "{id}");
+    }
+    raw.close().await;
+    bin.shutdown().await.unwrap();
+    text.shutdown().await.unwrap();
+}
+
+/// A table left at schema version 1 (no `state_bin` column) by an earlier release is
+/// upgraded at start, its jobs kept, and then takes bincode rows.
+async fn upgrades_a_version_1_table(tables: &Tables) {
+    use apscheduler_core::codec::StateFormat;
+    let table = tables.table();
+    let first = tables.store_on(&table);
+    first.start("default").await.unwrap();
+    first.add_job(job("old", 4), false).await.unwrap();
+    first.shutdown().await.unwrap();
+    let raw = Raw::connect(tables.url()).await;
+    raw.exec(&format!(
+        "ALTER TABLE {} DROP COLUMN state_bin",
+        raw.quote(&table)
+    ))
+    .await;
+    let schema = raw.quote(first.schema_table_name());
+    raw.exec(&format!("UPDATE {schema} SET version = 1")).await;
+    let upgraded = SqlJobStore::builder(tables.url())
+        .table_name(table.clone())
+        .state_format(StateFormat::Bincode)
+        .build()
+        .unwrap();
+    upgraded.start("default").await.unwrap();
+    assert_eq!(
+        raw.int(&format!("SELECT version FROM {schema} WHERE id = 1"))
+            .await,
+        Some(i64::from(SCHEMA_VERSION))
+    );
+    assert_eq!(
+        upgraded
+            .lookup_job("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_time,
+        Some(at(4))
+    );
+    upgraded.add_job(job("new", 5), false).await.unwrap();
+    assert_eq!(ids(&upgraded.get_all_jobs().await.unwrap()), ["old", "new"]);
+    raw.close().await;
+    upgraded.shutdown().await.unwrap();
+}
 
 /// Rows that cannot be read are reported once (in `Acquired::corrupt`, with their id),
 /// marked, kept, never due again; other jobs keep being claimed; listing skips them,

@@ -19,16 +19,11 @@
 //! ```
 //!
 //! ## Feature flags
-//! None.
-
-#![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
+//! - `scheduler`: `scheduler::check_scheduler_over_store`, the engine over a store
+//!   (every persistent store's tests enable it).
 
 pub mod executor;
+#[cfg(feature = "scheduler")]
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -57,6 +57,7 @@
 //! | check | what |
 //! |---|---|
 //! | [`check_survives_restart`] | jobs, run times to the microsecond, paused jobs and leases outlive a store shut down and opened again |
+//! | [`check_corrupt_job_set_aside`] | a damaged stored job is reported once, set aside, kept, repairable; other jobs run |
 //!
 //! ## Where the suite pins down what the trait leaves open
 //! - `now` is inclusive: a job whose run time equals `now` is due.
@@ -1696,6 +1697,119 @@ pub async fn check_survives_restart(first: &dyn JobStore, second: &dyn JobStore)
     );
     second.remove_all_jobs().await.expect("clean up");
     second.shutdown().await.expect("shut the second store down");
+}
+
+/// A corrupt stored job is reported once and set aside, never deleted, and other jobs
+/// keep running: `plant(id, bytes, run_time_micros)` writes a damaged record for job
+/// `id`, due at `run_time_micros` (UTC microseconds), behind the store's back, the way
+/// the backend stores jobs (a row, a hash field, a document). Every persistent store's
+/// tests run it.
+///
+/// Checks: the claim that finds it returns the good jobs and reports the corrupt one
+/// (by id, with a reason); no later claim reports it again, by this scheduler or
+/// another; listing skips it, `lookup_job` fails with `Serialization` (it is still
+/// there: not `None`); adding a valid job with `replace_existing` over it repairs it.
+///
+/// # Panics
+/// When the store does not declare itself persistent, or on a broken expectation.
+pub async fn check_corrupt_job_set_aside<F, Fut>(store: &dyn JobStore, plant: F)
+where
+    F: Fn(String, Vec<u8>, i64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    const CHECK: &str = "check_corrupt_job_set_aside";
+    assert!(
+        store.capabilities().persistent,
+        "{CHECK}: only for persistent stores"
+    );
+    store.start("default").await.expect("start the store");
+    assert_empty(store, CHECK).await;
+    add(store, sample_job("good", Some(at(1)), interval_trigger(60))).await;
+    plant(
+        "bad".to_owned(),
+        b"{not a job".to_vec(),
+        micros_ceil(&at(1)),
+    )
+    .await;
+
+    let first = store
+        .acquire_due_jobs("s1", utc(10), 100, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(
+        ids(&first.jobs),
+        ["good"],
+        "{CHECK}: good jobs keep running"
+    );
+    assert_eq!(
+        first
+            .corrupt
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["bad"],
+        "{CHECK}: the corrupt job is reported with its id"
+    );
+    assert!(!first.corrupt[0].error.is_empty(), "{CHECK}: with a reason");
+    let moved = first
+        .jobs
+        .into_iter()
+        .map(|j| {
+            JobRelease::Update(Job {
+                next_run_time: Some(at(20)),
+                ..j
+            })
+        })
+        .collect();
+    store.release_jobs("s1", moved).await.expect("release");
+    let second = store
+        .acquire_due_jobs("s2", utc(100), 100, LEASE)
+        .await
+        .expect("claim again");
+    assert_eq!(ids(&second.jobs), ["good"], "{CHECK}");
+    assert!(
+        second.corrupt.is_empty(),
+        "{CHECK}: reported once, not again: {:?}",
+        second.corrupt
+    );
+    store
+        .release_jobs(
+            "s2",
+            vec![JobRelease::Update(Job {
+                next_run_time: Some(at(200)),
+                ..second.jobs[0].clone()
+            })],
+        )
+        .await
+        .expect("release");
+    assert_eq!(
+        ids(&store.get_all_jobs().await.expect("get_all_jobs")),
+        ["good"],
+        "{CHECK}: listing skips the corrupt job"
+    );
+    let err = store.lookup_job("bad").await.expect_err(
+        "check_corrupt_job_set_aside: a corrupt job is an error to look up, not absent",
+    );
+    assert_eq!(err.kind(), ErrorKind::Serialization, "{CHECK}: {err}");
+
+    // Kept, not deleted: a valid job written over it repairs it.
+    store
+        .add_job(sample_job("bad", Some(at(150)), interval_trigger(60)), true)
+        .await
+        .expect("repair with replace_existing");
+    let repaired = store
+        .lookup_job("bad")
+        .await
+        .expect("lookup")
+        .expect("kept");
+    assert_eq!(repaired.next_run_time, Some(at(150)), "{CHECK}");
+    let third = store
+        .acquire_due_jobs("s3", utc(160), 100, LEASE)
+        .await
+        .expect("claim the repaired job");
+    assert_eq!(ids(&third.jobs), ["bad"], "{CHECK}: the repaired job runs");
+    store.remove_all_jobs().await.expect("remove_all_jobs");
+    store.shutdown().await.expect("shutdown");
 }
 
 fn micros_ceil(t: &DateTime<Tz>) -> i64 {

@@ -173,8 +173,16 @@ impl Engine {
     pub(crate) async fn add_prepared(&self, prepared: PreparedJob) -> Result<Job, Error> {
         let pending = prepared.0;
         self.fail_fast(&pending.jobstore)?;
-        let _guard = self.inner.jobs_lock.lock().await;
-        // The time of adding is read under the lock, as APScheduler does.
+        // A new job cannot be claimed or changed by anyone before it is stored, so only
+        // a job replacing another takes the job lock (then the time of adding is read
+        // under it, as APScheduler does). Concurrent adds then reach the store
+        // together, which commits them together where it can (PostgreSQL's group
+        // commit), instead of one commit after another.
+        let _guard = if pending.replace_existing {
+            Some(self.inner.jobs_lock.lock().await)
+        } else {
+            None
+        };
         let added = self.real_add(pending, self.inner.clock.now()).await?;
         // Wakes the main loop unless it already wakes by the new job's run time.
         self.inner

@@ -68,7 +68,18 @@ impl Engine {
         self.inner.dispatcher.emit(code, || Event::Job {
             code,
             job_id: job_id.clone(),
-            jobstore: jobstore.clone(),
+            jobstore: Some(jobstore.clone()),
+        });
+    }
+
+    /// `EVENT_JOB_MODIFIED` for a job added before start: in no store yet, so no alias
+    /// (as APScheduler reports it).
+    pub(super) fn emit_pending_modified(&self, job_id: &Arc<str>) {
+        let code = event::EVENT_JOB_MODIFIED;
+        self.inner.dispatcher.emit(code, || Event::Job {
+            code,
+            job_id: job_id.clone(),
+            jobstore: None,
         });
     }
 

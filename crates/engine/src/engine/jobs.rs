@@ -21,14 +21,6 @@ impl Engine {
         Err(Error::job_not_found(id))
     }
 
-    /// Applies `f` to a pending job (before start).
-    pub(super) fn modify_pending(&self, id: &str, f: impl FnOnce(&mut Pending)) -> Option<Job> {
-        let mut st = lock(&self.inner.state);
-        let p = st.pending.iter_mut().find(|p| &*p.job.id == id)?;
-        f(p);
-        Some(p.job.clone())
-    }
-
     /// Changes a job's options (`modify_job`).
     ///
     /// # Errors
@@ -39,24 +31,7 @@ impl Engine {
         jobstore: Option<&str>,
         changes: JobChanges,
     ) -> Result<Job, Error> {
-        if self.state() == SchedulerState::Stopped {
-            return self
-                .modify_pending(id, |p| {
-                    apply_changes(&mut p.job, &changes);
-                    if changes.next_run_time.is_some() {
-                        p.explicit_next = true;
-                    }
-                })
-                .ok_or_else(|| Error::job_not_found(id));
-        }
-        let _guard = self.inner.jobs_lock.lock().await;
-        let (mut job, alias, store) = self.find(id, jobstore).await?;
-        apply_changes(&mut job, &changes);
-        store.update_job(job.clone()).await?;
-        tracing::info!(target: "apscheduler", job_id = %job.id, "Modified job");
-        self.emit_job(event::EVENT_JOB_MODIFIED, &job.id, &alias);
-        self.wakeup();
-        Ok(job)
+        self.job_table().modify(id, jobstore, &changes).await
     }
 
     /// Gives a job a new trigger and recomputes its next run time from now
@@ -87,20 +62,7 @@ impl Engine {
         jobstore: Option<&str>,
         trigger: Arc<dyn Trigger>,
     ) -> Result<Option<Job>, Error> {
-        if self.state() == SchedulerState::Stopped {
-            return self
-                .modify_pending(id, |p| {
-                    p.job.trigger = trigger.clone();
-                    p.run_once = false;
-                })
-                .map(Some)
-                .ok_or_else(|| Error::job_not_found(id));
-        }
-        let _guard = self.inner.jobs_lock.lock().await;
-        let (mut job, alias, store) = self.find(id, jobstore).await?;
-        let paused = job.is_paused();
-        job.trigger = trigger;
-        self.store_rescheduled(job, &alias, &store, !paused).await
+        self.job_table().reschedule(id, jobstore, trigger).await
     }
 
     /// Stores a job whose schedule changed: with `recompute`, its next run time is
@@ -142,22 +104,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown job.
     pub async fn resume_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
-        if self.state() == SchedulerState::Stopped {
-            return self
-                .modify_pending(id, |p| {
-                    if p.job.next_run_time.is_none() {
-                        p.explicit_next = false;
-                    }
-                })
-                .map(Some)
-                .ok_or_else(|| Error::job_not_found(id));
-        }
-        let _guard = self.inner.jobs_lock.lock().await;
-        let (job, alias, store) = self.find(id, jobstore).await?;
-        if !job.is_paused() {
-            return Ok(Some(job));
-        }
-        self.store_rescheduled(job, &alias, &store, true).await
+        self.job_table().resume(id, jobstore).await
     }
 
     /// Removes a job.
@@ -165,36 +112,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown job.
     pub async fn remove_job(&self, id: &str, jobstore: Option<&str>) -> Result<(), Error> {
-        if self.state() == SchedulerState::Stopped {
-            let mut st = lock(&self.inner.state);
-            // The first pending job with this id (two may share it, the later one added
-            // with replace_existing), as APScheduler removes from its pending list.
-            let mut removed = None;
-            st.pending.retain(|p| {
-                let hit = removed.is_none()
-                    && &*p.job.id == id
-                    && jobstore.is_none_or(|a| *p.jobstore == *a);
-                if hit {
-                    removed = Some(p.generated_id);
-                }
-                !hit
-            });
-            return match removed {
-                Some(generated) => {
-                    if st.pending_ids.counts_id(generated) {
-                        let key = st.pending_ids.key(id);
-                        st.pending_ids.remove(key);
-                    }
-                    Ok(())
-                }
-                None => Err(Error::job_not_found(id)),
-            };
-        }
-        let _guard = self.inner.jobs_lock.lock().await;
-        let (job, alias, store) = self.find(id, jobstore).await?;
-        store.remove_job(&job.id).await?;
-        tracing::info!(target: "apscheduler", job_id = %job.id, "Removed job");
-        self.emit_job(event::EVENT_JOB_REMOVED, &job.id, &alias);
+        let alias = self.job_table().remove(id, jobstore).await?;
+        self.emit_job(event::EVENT_JOB_REMOVED, &Arc::from(id), &alias);
         Ok(())
     }
 
@@ -203,34 +122,7 @@ impl Engine {
     /// # Errors
     /// Store errors.
     pub async fn remove_all_jobs(&self, jobstore: Option<&str>) -> Result<(), Error> {
-        {
-            let mut st = lock(&self.inner.state);
-            st.pending
-                .retain(|p| jobstore.is_some_and(|j| j != &*p.jobstore));
-            let State {
-                pending,
-                pending_ids,
-                ..
-            } = &mut *st;
-            // Rebuilt from what is left: generated ids are counted only if they were.
-            pending_ids.counts.clear();
-            for p in pending.iter() {
-                if pending_ids.counts_id(p.generated_id) {
-                    let key = pending_ids.key(&p.job.id);
-                    pending_ids.insert(key);
-                }
-            }
-        }
-        let _guard = self.inner.jobs_lock.lock().await;
-        if self.state() != SchedulerState::Stopped {
-            for (alias, store) in self.stores() {
-                if jobstore.is_some_and(|j| j != &*alias) {
-                    continue;
-                }
-                self.fail_fast(&alias)?;
-                store.remove_all_jobs().await?;
-            }
-        }
+        self.job_table().remove_all(jobstore).await?;
         self.emit_scheduler(event::EVENT_ALL_JOBS_REMOVED, jobstore.map(Into::into));
         Ok(())
     }
@@ -240,19 +132,7 @@ impl Engine {
     /// # Errors
     /// Store errors.
     pub async fn get_job(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
-        if self.state() == SchedulerState::Stopped {
-            let st = lock(&self.inner.state);
-            return Ok(st
-                .pending
-                .iter()
-                .find(|p| &*p.job.id == id && jobstore.is_none_or(|j| j == &*p.jobstore))
-                .map(|p| p.job.clone()));
-        }
-        match self.find(id, jobstore).await {
-            Ok((job, _, _)) => Ok(Some(job)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.job_table().get(id, jobstore).await
     }
 
     /// Every job with its store alias (pending jobs before start), ordered by next run
@@ -264,26 +144,7 @@ impl Engine {
         &self,
         jobstore: Option<&str>,
     ) -> Result<Vec<(Job, Arc<str>)>, Error> {
-        let mut jobs = Vec::new();
-        {
-            let st = lock(&self.inner.state);
-            for p in st.pending.iter() {
-                if jobstore.is_none_or(|j| j == &*p.jobstore) {
-                    jobs.push((p.job.clone(), p.jobstore.clone()));
-                }
-            }
-        }
-        if self.state() != SchedulerState::Stopped {
-            for (alias, store) in self.stores() {
-                if jobstore.is_some_and(|j| j != &*alias) {
-                    continue;
-                }
-                self.fail_fast(&alias)?;
-                for job in store.get_all_jobs().await? {
-                    jobs.push((job, alias.clone()));
-                }
-            }
-        }
+        let mut jobs = self.job_table().list(jobstore).await?;
         jobs.sort_by(|(a, _), (b, _)| {
             (a.next_run_time.is_none(), a.next_run_time, &a.id).cmp(&(
                 b.next_run_time.is_none(),
@@ -313,41 +174,7 @@ impl Engine {
     /// # Errors
     /// Store errors.
     pub async fn format_jobs(&self, jobstore: Option<&str>) -> Result<String, Error> {
-        let mut out = String::new();
-        if self.state() == SchedulerState::Stopped {
-            let st = lock(&self.inner.state);
-            let _ = writeln!(out, "Pending jobs:");
-            let pending: Vec<_> = st
-                .pending
-                .iter()
-                .filter(|p| jobstore.is_none_or(|j| j == &*p.jobstore))
-                .collect();
-            if pending.is_empty() {
-                let _ = writeln!(out, "    No pending jobs");
-            }
-            for p in pending {
-                let _ = writeln!(
-                    out,
-                    "    {} (trigger: {}, pending)",
-                    p.job.name, p.job.trigger
-                );
-            }
-            return Ok(out);
-        }
-        for (alias, store) in self.stores() {
-            if jobstore.is_some_and(|j| j != &*alias) {
-                continue;
-            }
-            let _ = writeln!(out, "Jobstore {alias}:");
-            let jobs = store.get_all_jobs().await?;
-            if jobs.is_empty() {
-                let _ = writeln!(out, "    No scheduled jobs");
-            }
-            for job in jobs {
-                let _ = writeln!(out, "    {job}");
-            }
-        }
-        Ok(out)
+        self.job_table().format(jobstore).await
     }
 
     /// How many submissions of a job are in flight in its executor.

@@ -7,8 +7,10 @@
 //! | [`lifecycle`] | start, shutdown, pause, resume |
 //! | [`components`] | configuration; adding and removing stores and executors |
 //! | [`add`] | adding a job (pending before start, stored after) |
+//! | [`add_many`] | adding many jobs, one batch per store |
 //! | [`pending`] | the jobs added before start, their ids, generated ids |
 //! | [`jobs`] | the rest of the job API: find, modify, pause, remove, list |
+//! | [`job_tables`] | what that API works on: the pending jobs before start, the stores after |
 //! | [`pass`] | one pass of the main loop |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
@@ -37,9 +39,11 @@ use crate::spec::{JobChanges, JobSpec, TriggerSpec};
 use crate::wake::WakeSignal;
 
 mod add;
+mod add_many;
 mod builder;
 mod components;
 mod events;
+mod job_tables;
 mod jobs;
 mod lifecycle;
 mod pass;
@@ -111,7 +115,9 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     /// Held while a pass processes a store and while the API changes jobs, so a claimed
-    /// job is never overwritten by a concurrent modification (APScheduler's jobstores lock).
+    /// job is never overwritten by a concurrent modification (APScheduler's jobstores
+    /// lock). Adding a job that replaces none skips it: nobody can claim or change a job
+    /// before it is stored.
     jobs_lock: tokio::sync::Mutex<()>,
     pub(crate) dispatcher: Arc<Dispatcher>,
     pub(crate) wake: WakeSignal,

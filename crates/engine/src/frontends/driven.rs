@@ -57,9 +57,15 @@ impl DrivenScheduler {
     }
 
     /// Runs every due job now and returns how long until the next call is needed
-    /// (`None`: not before the wake-up hook fires).
+    /// (`None`: not before the wake-up hook fires). One turn of the main loop every
+    /// front-end shares: a change that cannot make the next call earlier (a job added
+    /// for later than that) does not call the hook.
     pub fn run_due(&self) -> Option<Duration> {
-        let wait = self.inner.runner.block_on(self.inner.engine.process_jobs());
+        let turn = main_loop::turn(&self.inner.engine);
+        let wait = match self.inner.runner.block_on(turn) {
+            main_loop::Turn::Stop => None,
+            main_loop::Turn::Sleep { next, .. } => next,
+        };
         *self.next.lock().unwrap_or_else(|e| e.into_inner()) = wait.map(|w| Instant::now() + w);
         wait
     }

@@ -34,12 +34,28 @@ impl fmt::Display for JobHandle {
     /// As APScheduler prints a job: `name (trigger: ..., next run at: ...)`, or
     /// `pending`, `paused`, `removed` in place of the next run time.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let job = &self.job;
-        match self.status {
-            JobStatus::Scheduled | JobStatus::Paused => job.fmt(f),
-            JobStatus::Pending => write!(f, "{} (trigger: {}, pending)", job.name, job.trigger),
-            JobStatus::Removed => write!(f, "{} (trigger: {}, removed)", job.name, job.trigger),
-        }
+        display_job(&self.job, self.status, f)
+    }
+}
+
+/// How a job handle prints (every front-end's).
+pub(super) fn display_job(job: &Job, status: JobStatus, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match status {
+        JobStatus::Scheduled | JobStatus::Paused => fmt::Display::fmt(job, f),
+        JobStatus::Pending => write!(f, "{} (trigger: {}, pending)", job.name, job.trigger),
+        JobStatus::Removed => write!(f, "{} (trigger: {}, removed)", job.name, job.trigger),
+    }
+}
+
+/// Where a job the API just returned stands: before start (or after shutdown) the API
+/// returns pending jobs.
+pub(super) fn status_of(engine: &Engine, job: &Job) -> JobStatus {
+    if engine.state() == SchedulerState::Stopped {
+        JobStatus::Pending
+    } else if job.next_run_time.is_some() {
+        JobStatus::Scheduled
+    } else {
+        JobStatus::Paused
     }
 }
 

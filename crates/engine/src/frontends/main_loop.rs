@@ -1,7 +1,7 @@
-//! The main loop's turn, the same for every front-end that loops: the stop checks around
-//! one pass, and what the pass says to wait for. The front-ends differ only in how they
-//! wait: a condition variable on a thread ([`Turn::block`]), a tokio sleep in a task
-//! ([`Turn::wait_async`]).
+//! The main loop's turn, the same for every front-end: the stop checks around one pass,
+//! and what the pass says to wait for. The front-ends differ only in how they wait: a
+//! condition variable on a thread ([`run_on_thread`]), a tokio sleep in a task
+//! ([`run_as_task`]), or the host's own event loop calling `DrivenScheduler::run_due`.
 
 use super::*;
 
@@ -26,7 +26,7 @@ pub(super) async fn turn(engine: &Engine) -> Turn {
     if engine.state() == SchedulerState::Stopped {
         return Turn::Stop;
     }
-    wake.arm(seen, next.map(|(_, at)| at));
+    let seen = wake.arm(seen, next.map(|(_, at)| at));
     Turn::Sleep {
         seen,
         next: next.map(|(wait, _)| wait),

@@ -26,7 +26,7 @@ mod runner;
 mod sync_api;
 mod threaded;
 
-pub use async_api::AsyncScheduler;
+pub use async_api::{AsyncJobHandle, AsyncScheduledJob, AsyncScheduler};
 pub use driven::DrivenScheduler;
 pub use handle::{JobHandle, JobStatus, ScheduledJob};
 use runner::Runner;

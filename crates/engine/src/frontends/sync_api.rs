@@ -1,5 +1,6 @@
 //! [`SyncScheduler`]: the synchronous job API of the thread-based front-ends.
 
+use super::handle::status_of;
 use super::*;
 
 /// The synchronous job API shared by the thread-based front-ends
@@ -33,18 +34,10 @@ impl SyncScheduler {
     }
 
     pub(super) fn handle(&self, job: Job) -> JobHandle {
-        // Before start (or after shutdown) the API returns the pending jobs.
-        let status = if self.engine.state() == SchedulerState::Stopped {
-            JobStatus::Pending
-        } else if job.next_run_time.is_some() {
-            JobStatus::Scheduled
-        } else {
-            JobStatus::Paused
-        };
         JobHandle {
+            status: status_of(&self.engine, &job),
             scheduler: self.clone(),
             job,
-            status,
         }
     }
 
@@ -54,6 +47,15 @@ impl SyncScheduler {
         F: Fn(&TaskContext) -> TaskResult + Send + Sync + 'static,
     {
         self.engine.register_task(name, f);
+    }
+
+    /// Registers a named async task (run by an async executor).
+    pub fn register_async_task<F, Fut>(&self, name: &str, f: F)
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        self.engine.register_async_task(name, f);
     }
 
     /// Adds a job (see [`Engine::add_job`]).
@@ -77,6 +79,15 @@ impl SyncScheduler {
             handle.status = JobStatus::Removed;
         }
         Ok(handle)
+    }
+
+    /// Adds several jobs, one write per store (see [`Engine::add_jobs`]).
+    ///
+    /// # Errors
+    /// As [`Engine::add_jobs`].
+    pub fn add_jobs(&self, specs: Vec<JobSpec>) -> Result<Vec<JobHandle>, Error> {
+        let jobs = self.runner.block_on(self.engine.add_jobs(specs))?;
+        Ok(jobs.into_iter().map(|j| self.handle(j)).collect())
     }
 
     /// Starts a `scheduled_job` registration (the decorator form).

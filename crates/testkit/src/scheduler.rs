@@ -1,0 +1,145 @@
+//! The scheduler over a store, the same check for every persistent store (feature
+//! `scheduler`): engines on a manual clock, jobs run inline, so it is deterministic.
+//!
+//! [`check_scheduler_over_store`]: a job added through the scheduler runs at its fire
+//! times, its next run time is kept in the store across a scheduler restart, fire times
+//! missed while no scheduler ran follow the misfire rules, and two schedulers sharing
+//! the store run each fire time once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::event::{self, Event};
+use apscheduler_core::{JobStore, ManualClock};
+use apscheduler_engine::{Engine, InlineExecutor, JobSpec};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+
+/// An engine over `store` on `clock`, running the task `count` inline, recording events.
+fn engine(
+    store: Arc<dyn JobStore>,
+    clock: &Arc<ManualClock>,
+    id: &str,
+    runs: &Arc<AtomicUsize>,
+    events: &Arc<Mutex<Vec<String>>>,
+) -> Engine {
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .scheduler_id(id)
+        .jobstore("default", store)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .build();
+    let r = runs.clone();
+    engine.register_task("count", move |_| {
+        r.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    let e = events.clone();
+    engine.add_listener(
+        move |ev: &Event| {
+            let name = ev.name().trim_start_matches("EVENT_").to_owned();
+            e.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+        },
+        event::EVENT_JOB_EXECUTED | event::EVENT_JOB_MISSED | event::EVENT_JOB_ERROR,
+    );
+    engine
+}
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seconds, 0)
+        .single()
+        .expect("a valid instant")
+}
+
+fn take(events: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Runs the scheduler over the stores `make` returns (each call: a new store on the
+/// same, empty namespace, as a restarted process would open it).
+///
+/// 1. A scheduler adds an interval job (every 10 s, misfire grace 1 s, coalesce off)
+///    and runs it at 10 s and 20 s.
+/// 2. It shuts down; nothing runs until 50.5 s; a second scheduler on a new store over
+///    the same namespace finds the job with its next run time (30 s) and reports the
+///    fire times missed past the grace time (30, 40) and runs the one within it (50).
+/// 3. Two schedulers share the store: at 60 s both process; the fire time runs once.
+///
+/// # Panics
+/// On a broken expectation.
+pub async fn check_scheduler_over_store<F>(make: F)
+where
+    F: Fn() -> Arc<dyn JobStore>,
+{
+    const CHECK: &str = "check_scheduler_over_store";
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let events = Arc::new(Mutex::new(Vec::new()));
+
+    let first = engine(make(), &clock, "first", &runs, &events);
+    first.start(false).await.expect("start the first scheduler");
+    first
+        .add_job(
+            JobSpec::task("count")
+                .id("every10")
+                .trigger_args("interval", json!({"seconds": 10}))
+                .misfire_grace_time(Some(Duration::from_secs(1)))
+                .coalesce(false),
+        )
+        .await
+        .expect("add_job");
+    for at in [10, 20] {
+        clock.set(t(at));
+        first.process_jobs().await;
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "{CHECK}: runs at 10 s and 20 s"
+    );
+    assert_eq!(take(&events), ["JOB_EXECUTED", "JOB_EXECUTED"], "{CHECK}");
+    first.shutdown(true).await.expect("shutdown");
+
+    // Downtime: nothing runs from 20 s to 50.5 s.
+    clock.set(t(50) + chrono::Duration::milliseconds(500));
+    let second = engine(make(), &clock, "second", &runs, &events);
+    second
+        .start(false)
+        .await
+        .expect("start the second scheduler");
+    let stored = second
+        .get_job("every10", None)
+        .await
+        .expect("get_job")
+        .expect("the job outlived its scheduler");
+    assert_eq!(
+        stored.next_run_time.map(|t| t.with_timezone(&Utc)),
+        Some(t(30)),
+        "{CHECK}: the next run time is kept"
+    );
+    second.process_jobs().await;
+    assert_eq!(
+        take(&events),
+        ["JOB_MISSED", "JOB_MISSED", "JOB_EXECUTED"],
+        "{CHECK}: 30 s and 40 s missed past the 1 s grace, 50 s run 0.5 s late"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "{CHECK}");
+
+    // Two schedulers share the store: each fire time runs once.
+    let third = engine(make(), &clock, "third", &runs, &events);
+    third.start(false).await.expect("start the third scheduler");
+    clock.set(t(60));
+    let (a, b) = tokio::join!(second.process_jobs(), third.process_jobs());
+    let _ = (a, b);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "{CHECK}: the 60 s fire time ran once between two schedulers: {:?}",
+        take(&events)
+    );
+    second.remove_all_jobs(None).await.expect("remove_all_jobs");
+    second.shutdown(true).await.expect("shutdown");
+    third.shutdown(true).await.expect("shutdown");
+}
