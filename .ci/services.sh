@@ -35,6 +35,34 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
 
+# ZooKeeper: Debian's package, run as ZooKeeperServerMain with a zoo.cfg of our own
+# (loopback only, data under $HOME/.cache), so no service wrapper is needed.
+zk_ok() {
+  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && cat <&3' 2>/dev/null | grep -q imok
+}
+if ! zk_ok; then
+  if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null; then
+    echo "  installing Debian's zookeeper package"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zookeeper) >/dev/null
+  fi
+  echo "  starting ZooKeeper"
+  zk_dir="$HOME/.cache/aps-zookeeper"
+  mkdir -p "$zk_dir/data"
+  cat > "$zk_dir/zoo.cfg" <<CFG
+tickTime=500
+dataDir=$zk_dir/data
+clientPort=2181
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr
+minSessionTimeout=1000
+maxSessionTimeout=20000
+CFG
+  nohup java -Xmx512m -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$zk_dir/zoo.cfg" >"$zk_dir/server.log" 2>&1 &
+fi
+wait_for ZooKeeper zk_ok
+
 if [ -x scripts/start-mongo-wire.sh ]; then
   bash scripts/start-mongo-wire.sh
 fi
@@ -43,3 +71,4 @@ export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1
 export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
 export APS_TEST_MONGODB_URL="${APS_TEST_MONGODB_URL:-mongodb://127.0.0.1:27117/?directConnection=true}"
+export APS_TEST_ZOOKEEPER_URL="${APS_TEST_ZOOKEEPER_URL:-127.0.0.1:2181}"

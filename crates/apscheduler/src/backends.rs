@@ -46,6 +46,12 @@ pub mod stores {
         redis = apscheduler_store_redis,
         JobStore["redis"]
     );
+    backend!(
+        "The ZooKeeper job store.",
+        "store-zookeeper",
+        zookeeper = apscheduler_store_zookeeper,
+        JobStore["zookeeper"]
+    );
     backend!("The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).", "store-sql" | "store-sql-sqlite" | "store-sql-postgres" | "store-sql-mysql", sql = apscheduler_store_sql, JobStore ["sqlalchemy", "sql"]);
 }
 

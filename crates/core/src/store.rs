@@ -18,6 +18,11 @@ pub enum JobRelease {
     Remove(Arc<str>),
 }
 
+/// What a store calls when its jobs change from elsewhere (another process added, changed
+/// or removed one), so that a sleeping scheduler plans again. Cheap and non-blocking: it
+/// only wakes the scheduler's main loop.
+pub type ChangeListener = Arc<dyn Fn() + Send + Sync>;
+
 /// A stored job that could not be decoded (unknown task, unreadable state, unknown
 /// trigger). Stores report it once, mark it, leave it in place and never return it as
 /// due again; it is never silently deleted.
@@ -78,6 +83,12 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     async fn shutdown(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Called by the scheduler before [`start`](JobStore::start) with a listener to call
+    /// whenever the store learns that its jobs changed from elsewhere. Stores that
+    /// declare [`Capabilities::notifications`] call it; the default ignores it (the
+    /// scheduler then learns of other processes' changes at its next pass).
+    fn set_change_listener(&self, _listener: ChangeListener) {}
 
     /// Whether this store serializes jobs (and so refuses closure tasks).
     fn is_persistent(&self) -> bool;
@@ -207,8 +218,9 @@ pub struct Capabilities {
     /// Several schedulers, in other processes or on other machines, can share the store
     /// (claims with leases are atomic in the backend).
     pub shared: bool,
-    /// The store can tell schedulers about changes as they happen (so they need not
-    /// poll); none does yet.
+    /// The store tells schedulers about changes made elsewhere as they happen, through
+    /// [`JobStore::set_change_listener`] (the ZooKeeper store's watches), so a sleeping
+    /// scheduler need not poll.
     pub notifications: bool,
     /// Multi-job writes (`add_jobs`, claims, releases) are atomic transactions.
     pub transactions: bool,

@@ -112,6 +112,7 @@ impl Engine {
             }
             st.status != SchedulerState::Stopped
         };
+        store.set_change_listener(self.change_listener());
         if running {
             store.start(&alias).await?;
         }

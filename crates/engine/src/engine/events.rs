@@ -101,6 +101,17 @@ impl Engine {
         self.inner.wake.wake();
     }
 
+    /// What a store calls when another process changed its jobs: wakes the main loop
+    /// (and does nothing once the engine is gone).
+    pub(super) fn change_listener(&self) -> apscheduler_core::ChangeListener {
+        let inner = Arc::downgrade(&self.inner);
+        Arc::new(move || {
+            if let Some(inner) = inner.upgrade() {
+                inner.wake.wake();
+            }
+        })
+    }
+
     pub(crate) fn wake_signal(&self) -> &WakeSignal {
         &self.inner.wake
     }

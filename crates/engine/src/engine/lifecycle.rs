@@ -40,6 +40,7 @@ impl Engine {
         // scheduler can start while its database is restarting.
         let mut down: Vec<Arc<str>> = Vec::new();
         for (alias, store) in &stores {
+            store.set_change_listener(self.change_listener());
             match store.start(alias).await {
                 Ok(()) => {
                     lock(&self.inner.state).store_failures.remove(alias);

@@ -1,0 +1,145 @@
+//! `type = "zookeeper"`: the ZooKeeper store's configuration and registration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::codec::StateFormat;
+use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::{Error, JobStore};
+use serde::{Deserialize, Serialize};
+
+use crate::{ZooKeeperJobStore, ZooKeeperJobStoreBuilder};
+
+/// The ZooKeeper store's options, one per builder method
+/// (`type = "zookeeper"  hosts = "127.0.0.1:2181"  path = "/apscheduler"`).
+/// Durations are seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeperStoreConfig {
+    /// The ensemble, `host:port[,host:port...]` (default `127.0.0.1:2181`).
+    pub hosts: Option<String>,
+    /// [`ZooKeeperJobStoreBuilder::path`].
+    pub path: Option<String>,
+    /// [`ZooKeeperJobStoreBuilder::session_timeout`].
+    #[serde(default, with = "seconds")]
+    pub session_timeout: Option<Duration>,
+    /// [`ZooKeeperJobStoreBuilder::connection_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connection_timeout: Option<Duration>,
+    /// [`ZooKeeperJobStoreBuilder::max_state_bytes`].
+    pub max_state_bytes: Option<usize>,
+    /// [`ZooKeeperJobStoreBuilder::state_format`] (`json` or `bincode`).
+    pub state_format: Option<StateFormat>,
+}
+
+impl ZooKeeperStoreConfig {
+    /// Reads the options of a configured component.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the option and the value.
+    pub fn from_table(table: &ConfigTable) -> Result<Self, Error> {
+        Ok(ZooKeeperStoreConfig {
+            hosts: table.get_str("hosts")?.map(str::to_owned),
+            path: table.get_str("path")?.map(str::to_owned),
+            session_timeout: table.get_seconds("session_timeout")?,
+            connection_timeout: table.get_seconds("connection_timeout")?,
+            max_state_bytes: table.get_positive("max_state_bytes")?,
+            state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
+        })
+    }
+
+    /// The builder these options describe.
+    pub fn builder(&self) -> ZooKeeperJobStoreBuilder {
+        let hosts = self.hosts.as_deref().unwrap_or("127.0.0.1:2181");
+        let mut b = ZooKeeperJobStore::builder(hosts);
+        if let Some(path) = &self.path {
+            b = b.path(path.clone());
+        }
+        if let Some(t) = self.session_timeout {
+            b = b.session_timeout(t);
+        }
+        if let Some(t) = self.connection_timeout {
+            b = b.connection_timeout(t);
+        }
+        if let Some(n) = self.max_state_bytes {
+            b = b.max_state_bytes(n);
+        }
+        if let Some(f) = self.state_format {
+            b = b.state_format(f);
+        }
+        b
+    }
+}
+
+fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
+    Ok(Arc::new(
+        ZooKeeperStoreConfig::from_table(table)?.builder().build()?,
+    ))
+}
+
+/// Registers `zookeeper` (and APScheduler's class string).
+pub fn register(registry: &mut ComponentRegistry) {
+    registry.register_store(
+        &[
+            "zookeeper",
+            "apscheduler.jobstores.zookeeper:ZooKeeperJobStore",
+        ],
+        factory,
+    );
+}
+
+apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }
+
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::component::{ComponentConfig, ComponentKind};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn table(options: &[(&str, Value)]) -> ConfigTable {
+        let mut config = ComponentConfig::new("zookeeper");
+        for (key, value) in options {
+            config = config.option(*key, value.clone());
+        }
+        ConfigTable::new(ComponentKind::JobStore, "default", &config)
+    }
+
+    #[test]
+    fn every_option_reaches_the_builder() {
+        let table = table(&[
+            ("hosts", json!("127.0.0.1:2182")),
+            ("path", json!("/x/y")),
+            ("session_timeout", json!(4)),
+            ("connection_timeout", json!(1.5)),
+            ("max_state_bytes", json!(4096)),
+            ("state_format", json!("bincode")),
+        ]);
+        let config = ZooKeeperStoreConfig::from_table(&table).expect("valid options");
+        assert_eq!(config.session_timeout, Some(Duration::from_secs(4)));
+        assert_eq!(config.connection_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(config.state_format, Some(StateFormat::Bincode));
+        let store = config.builder().build().expect("builds");
+        assert_eq!(store.path(), "/x/y");
+        assert_eq!(store.hosts, "127.0.0.1:2182");
+        assert_eq!(store.session_timeout, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (key, value) in [
+            ("path", json!("relative")),
+            ("path", json!("/zookeeper/x")),
+            ("path", json!("/a//b")),
+            ("path", json!("/a/")),
+            ("hosts", json!("")),
+            ("max_state_bytes", json!(2_000_000)),
+            ("session_timeout", json!(-1)),
+        ] {
+            let err = ZooKeeperStoreConfig::from_table(&table(&[(key, value)]))
+                .and_then(|c| c.builder().build())
+                .expect_err(key);
+            assert!(err.message().contains(key), "{err}");
+        }
+    }
+}

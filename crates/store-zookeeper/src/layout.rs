@@ -1,0 +1,232 @@
+//! Where a store's znodes live under its root path, and how job ids and run times
+//! become znode names.
+//!
+//! ```text
+//! <root>/jobs/<id>                                  the job: header line + state
+//! <root>/runs/<day>/<minute>-<shard>/<key>-<id>     index entry: when the job can be claimed
+//! <root>/changes                                    bumped by every add/modify/remove
+//! ```
+//!
+//! `<key>` is the instant (UTC microseconds) the job can next be claimed, shifted so that
+//! the decimal text sorts like the number (negative instants included); `<day>` and
+//! `<minute>` are that key divided down, so a due-job lookup lists a few small folders
+//! instead of every job. `<shard>` (one hex digit from the id) spreads one minute's
+//! entries over 16 folders, each listed in one reply of at most ZooKeeper's 1 MB.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Characters kept as they are in a znode name; everything else is percent-encoded
+/// (`/` separates path segments, and ZooKeeper refuses control and some Unicode
+/// characters).
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
+
+/// `.` and `..` are not valid znode names: there every character is encoded.
+const ALL: &AsciiSet = NON_ALPHANUMERIC;
+
+const OFFSET: u64 = 1 << 63;
+const MICROS_PER_MINUTE: u64 = 60_000_000;
+const MICROS_PER_DAY: u64 = 86_400_000_000;
+const SHARDS: u32 = 16;
+
+/// The paths of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) root: String,
+    pub(crate) jobs: String,
+    pub(crate) runs: String,
+    pub(crate) changes: String,
+}
+
+/// One index entry: a job that can be claimed from `key` on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Entry {
+    /// When the job can be claimed (UTC microseconds).
+    pub(crate) key: i64,
+    /// The job's id.
+    pub(crate) id: String,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &str) -> Self {
+        Layout {
+            root: root.to_owned(),
+            jobs: format!("{root}/jobs"),
+            runs: format!("{root}/runs"),
+            changes: format!("{root}/changes"),
+        }
+    }
+
+    /// The job's znode.
+    pub(crate) fn job(&self, id: &str) -> String {
+        format!("{}/{}", self.jobs, encode_id(id))
+    }
+
+    /// The day folder of an index key.
+    pub(crate) fn day(&self, key: i64) -> String {
+        format!("{}/{:010}", self.runs, shifted(key) / MICROS_PER_DAY)
+    }
+
+    /// The minute folder of an index entry (under its day folder).
+    pub(crate) fn bucket(&self, key: i64, id: &str) -> String {
+        format!(
+            "{}/{:012}-{:x}",
+            self.day(key),
+            shifted(key) / MICROS_PER_MINUTE,
+            shard(id)
+        )
+    }
+
+    /// The index entry's znode.
+    pub(crate) fn entry(&self, key: i64, id: &str) -> String {
+        format!(
+            "{}/{:020}-{}",
+            self.bucket(key, id),
+            shifted(key),
+            encode_id(id)
+        )
+    }
+}
+
+/// A day folder's name → the first key it can hold.
+pub(crate) fn day_start(name: &str) -> Option<i64> {
+    let day: u64 = name.parse().ok()?;
+    Some(unshifted(day.checked_mul(MICROS_PER_DAY)?))
+}
+
+/// A minute folder's name → (the first key it can hold, its name).
+pub(crate) fn bucket_start(name: &str) -> Option<i64> {
+    let (minute, _shard) = name.split_once('-')?;
+    let minute: u64 = minute.parse().ok()?;
+    Some(unshifted(minute.checked_mul(MICROS_PER_MINUTE)?))
+}
+
+/// An index entry's name → the entry.
+pub(crate) fn parse_entry(name: &str) -> Option<Entry> {
+    let (key, id) = name.split_once('-')?;
+    let key: u64 = key.parse().ok()?;
+    Some(Entry {
+        key: unshifted(key),
+        id: decode_id(id)?,
+    })
+}
+
+/// A job znode's name → the job id.
+pub(crate) fn decode_id(name: &str) -> Option<String> {
+    percent_decode_str(name)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// A job id → a znode name (never empty, `.` or `..`, never containing `/`).
+pub(crate) fn encode_id(id: &str) -> String {
+    if id.is_empty() {
+        // Not a valid job id (the scheduler refuses it); a name that decodes back to "".
+        return "%".to_owned() + "00";
+    }
+    let set = if id == "." || id == ".." { ALL } else { KEEP };
+    utf8_percent_encode(id, set).to_string()
+}
+
+fn shifted(key: i64) -> u64 {
+    (key as u64) ^ OFFSET
+}
+
+fn unshifted(v: u64) -> i64 {
+    (v ^ OFFSET) as i64
+}
+
+/// A stable shard for an id (FNV-1a): the same id lands in the same folder in every
+/// version and process.
+fn shard(id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % SHARDS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_sort_like_their_keys() {
+        let l = Layout::new("/aps");
+        let keys = [
+            i64::MIN + 1,
+            -86_400_000_001,
+            -1,
+            0,
+            1,
+            59_999_999,
+            60_000_000,
+            i64::MAX,
+        ];
+        let names: Vec<String> = keys.iter().map(|&k| l.entry(k, "a")).collect();
+        for pair in names.windows(2) {
+            let name = |p: &str| p.rsplit('/').next().unwrap().to_owned();
+            assert!(name(&pair[0]) < name(&pair[1]), "{pair:?}");
+        }
+        for &k in &keys {
+            let path = l.entry(k, "a/b");
+            let name = path.rsplit('/').next().unwrap();
+            assert_eq!(
+                parse_entry(name),
+                Some(Entry {
+                    key: k,
+                    id: "a/b".into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn folders_hold_their_entries() {
+        let l = Layout::new("/aps");
+        for key in [-1_i64, 0, 1_700_000_000_123_456, -62_000_000_000_000_000] {
+            let bucket = l.bucket(key, "x");
+            let day = l.day(key);
+            assert!(bucket.starts_with(&day));
+            let day_name = day.rsplit('/').next().unwrap();
+            let bucket_name = bucket.rsplit('/').next().unwrap();
+            let (ds, bs) = (
+                day_start(day_name).unwrap(),
+                bucket_start(bucket_name).unwrap(),
+            );
+            assert!(
+                ds <= bs && bs <= key && key - bs < 60_000_000,
+                "{key} {ds} {bs}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_become_valid_znode_names_and_back() {
+        for id in [
+            "plain-id_1",
+            "a/b",
+            "100%",
+            ".",
+            "..",
+            "...",
+            "ünï cödé",
+            "tab\there",
+            "x.y",
+        ] {
+            let name = encode_id(id);
+            assert!(!name.contains('/') && name != "." && name != ".." && !name.is_empty());
+            assert!(name.chars().all(|c| c.is_ascii_graphic()), "{name}");
+            assert_eq!(decode_id(&name).as_deref(), Some(id), "{name}");
+        }
+        assert_eq!(encode_id("job.1"), "job.1");
+        assert_eq!(decode_id(&encode_id("")).as_deref(), Some("\0"));
+    }
+}

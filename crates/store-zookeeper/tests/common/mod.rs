@@ -1,0 +1,125 @@
+//! Shared by the ZooKeeper store's tests: the server from the environment, a fresh root
+//! path per test, and a private server a test can kill and restart.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apscheduler_store_zookeeper::ZooKeeperJobStore;
+
+/// The ensemble in `APS_TEST_ZOOKEEPER_URL` (`host:port`), or `None` (skip) outside CI.
+pub fn zk_hosts(test: &str) -> Option<String> {
+    apscheduler_testkit::server::server_url("APS_TEST_ZOOKEEPER_URL", "127.0.0.1:2181", test)
+}
+
+/// A root path of this test's own.
+pub fn fresh_path() -> String {
+    format!("/{}", apscheduler_testkit::server::random_namespace())
+}
+
+/// A store on `hosts` under `path`.
+pub fn store(hosts: &str, path: &str) -> ZooKeeperJobStore {
+    ZooKeeperJobStore::builder(hosts)
+        .path(path)
+        .session_timeout(Duration::from_secs(6))
+        .connection_timeout(Duration::from_secs(2))
+        .build()
+        .expect("a valid store")
+}
+
+/// A private ZooKeeper server (Debian's `zookeeper` package, `ZooKeeperServerMain`) on a
+/// spare loopback port with its own data directory; killed, and its directory removed,
+/// on drop. `APS_ZOOKEEPER_CLASSPATH` overrides where its jars are.
+pub struct PrivateZooKeeper {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateZooKeeper {
+    pub fn new() -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("local addr").port()
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "aps-zk-{}",
+            apscheduler_testkit::server::random_namespace()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("create the server's directory");
+        std::fs::write(
+            dir.join("zoo.cfg"),
+            format!(
+                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=ruok\n\
+                 minSessionTimeout=1000\nmaxSessionTimeout=20000\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("write zoo.cfg");
+        let mut server = PrivateZooKeeper {
+            port,
+            dir,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    pub fn hosts(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and data) and waits until it answers.
+    pub fn start(&mut self) {
+        let classpath = std::env::var("APS_ZOOKEEPER_CLASSPATH")
+            .unwrap_or_else(|_| "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar".into());
+        let child = Command::new("java")
+            .args(["-Xmx256m", "-cp", &classpath])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start java (Debian's zookeeper package provides the server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "the private ZooKeeper on port {} did not answer in 30 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the server answers `ruok` with `imok`.
+    pub fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = String::new();
+        s.write_all(b"ruok").is_ok() && s.read_to_string(&mut reply).is_ok() && reply == "imok"
+    }
+
+    /// Kills the server with SIGKILL (its data stays for a restart).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateZooKeeper {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
