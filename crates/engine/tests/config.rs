@@ -761,7 +761,6 @@ fn missing_backends_say_what_is_missing() {
     // facade's to say: see crates/apscheduler/src/components.rs.)
     let cases = [
         ("jobstores", "r", "rethinkdb", "no such job store"),
-        ("jobstores", "z", "zookeeper", "no such job store"),
         ("executors", "g", "gevent", "Python"),
     ];
     for (section, alias, type_name, remedy) in cases {

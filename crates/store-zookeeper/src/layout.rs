@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! <root>/jobs/<id>                                  the job: header line + state
-//! <root>/runs/<day>/<minute>-<shard>/<key>-<id>     index entry: when the job can be claimed
+//! <root>/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>   index entry: when the job can be claimed
 //! <root>/changes                                    bumped by every add/modify/remove
 //! ```
 //!
 //! `<key>` is the instant (UTC microseconds) the job can next be claimed, shifted so that
-//! the decimal text sorts like the number (negative instants included); `<day>` and
-//! `<minute>` are that key divided down, so a due-job lookup lists a few small folders
-//! instead of every job. `<shard>` (one hex digit from the id) spreads one minute's
+//! the decimal text sorts like the number (negative instants included); `<day>`,
+//! `<hour>` and `<minute>` are that key divided down, so a due-job lookup lists a few
+//! small folders (at most 24 hours a day, 960 minute folders an hour) instead of every
+//! job. `<shard>` (one hex digit from the id) spreads one minute's
 //! entries over 16 folders, each listed in one reply of at most ZooKeeper's 1 MB.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -31,6 +32,7 @@ const ALL: &AsciiSet = NON_ALPHANUMERIC;
 
 const OFFSET: u64 = 1 << 63;
 const MICROS_PER_MINUTE: u64 = 60_000_000;
+const MICROS_PER_HOUR: u64 = 3_600_000_000;
 const MICROS_PER_DAY: u64 = 86_400_000_000;
 const SHARDS: u32 = 16;
 
@@ -72,11 +74,16 @@ impl Layout {
         format!("{}/{:010}", self.runs, shifted(key) / MICROS_PER_DAY)
     }
 
-    /// The minute folder of an index entry (under its day folder).
+    /// The hour folder of an index key (under its day folder).
+    pub(crate) fn hour(&self, key: i64) -> String {
+        format!("{}/{:011}", self.day(key), shifted(key) / MICROS_PER_HOUR)
+    }
+
+    /// The minute folder of an index entry (under its hour folder).
     pub(crate) fn bucket(&self, key: i64, id: &str) -> String {
         format!(
             "{}/{:012}-{:x}",
-            self.day(key),
+            self.hour(key),
             shifted(key) / MICROS_PER_MINUTE,
             shard(id)
         )
@@ -99,7 +106,13 @@ pub(crate) fn day_start(name: &str) -> Option<i64> {
     Some(unshifted(day.checked_mul(MICROS_PER_DAY)?))
 }
 
-/// A minute folder's name → (the first key it can hold, its name).
+/// An hour folder's name → the first key it can hold.
+pub(crate) fn hour_start(name: &str) -> Option<i64> {
+    let hour: u64 = name.parse().ok()?;
+    Some(unshifted(hour.checked_mul(MICROS_PER_HOUR)?))
+}
+
+/// A minute folder's name → the first key it can hold.
 pub(crate) fn bucket_start(name: &str) -> Option<i64> {
     let (minute, _shard) = name.split_once('-')?;
     let minute: u64 = minute.parse().ok()?;

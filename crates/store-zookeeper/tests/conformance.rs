@@ -58,7 +58,8 @@ async fn corrupt_job_set_aside() {
                 (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
             }) % 16;
             let day = format!("{path}/runs/{:010}", shifted / 86_400_000_000);
-            let bucket = format!("{day}/{:012}-{shard:x}", shifted / 60_000_000);
+            let hour = format!("{day}/{:011}", shifted / 3_600_000_000);
+            let bucket = format!("{hour}/{:012}-{shard:x}", shifted / 60_000_000);
             client.mkdir(&bucket, &opts).await.expect("index folders");
             client
                 .create(&format!("{bucket}/{shifted:020}-{id}"), b"", &opts)

@@ -48,8 +48,8 @@ impl Registration {
 const PYTHON_ONLY: &[AbsentType] = &[
     AbsentType {
         kind: ComponentKind::JobStore,
-        names: &["rethinkdb", "zookeeper"],
-        remedy: "is not available: apscheduler-rs has no such job store (use 'memory', 'sqlalchemy', 'mongodb' or 'redis')",
+        names: &["rethinkdb"],
+        remedy: "is not available: apscheduler-rs has no such job store (use 'memory', 'sqlalchemy', 'mongodb', 'redis' or 'zookeeper')",
     },
     AbsentType {
         kind: ComponentKind::Executor,

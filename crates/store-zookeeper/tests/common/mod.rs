@@ -38,7 +38,39 @@ pub struct PrivateZooKeeper {
     child: Option<Child>,
 }
 
+/// The classpath of the ZooKeeper server.
+fn classpath() -> String {
+    std::env::var("APS_ZOOKEEPER_CLASSPATH")
+        .unwrap_or_else(|_| "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar".into())
+}
+
 impl PrivateZooKeeper {
+    /// Whether a private server can be started here (Java and the server's jar). When
+    /// not: under CI the test fails (CI installs Debian's `zookeeper`), elsewhere it is
+    /// skipped with a `SKIPPED` line.
+    pub fn available(test: &str) -> bool {
+        let jar_found = classpath()
+            .split(':')
+            .any(|p| p.ends_with(".jar") && std::path::Path::new(p).exists());
+        let java_found = Command::new("java")
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if jar_found && java_found {
+            return true;
+        }
+        let why = format!(
+            "{test} (apscheduler-store-zookeeper): no ZooKeeper server to start (java: {java_found}, \
+             jar on {}: {jar_found}); install Debian's zookeeper package",
+            classpath()
+        );
+        assert!(!apscheduler_testkit::server::in_ci(), "{why}");
+        apscheduler_testkit::server::skip_notice(&why);
+        false
+    }
+
     pub fn new() -> Self {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -74,8 +106,7 @@ impl PrivateZooKeeper {
 
     /// Starts the server (again, on the same port and data) and waits until it answers.
     pub fn start(&mut self) {
-        let classpath = std::env::var("APS_ZOOKEEPER_CLASSPATH")
-            .unwrap_or_else(|_| "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar".into());
+        let classpath = classpath();
         let child = Command::new("java")
             .args(["-Xmx256m", "-cp", &classpath])
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")

@@ -1,0 +1,417 @@
+//! Claims: leasing due jobs with versioned writes, setting unreadable ones aside,
+//! extending and releasing leases.
+
+use super::*;
+
+impl ZooKeeperJobStore {
+    pub(crate) fn held_ids(&self, scheduler: &str) -> Vec<String> {
+        let held = self.held.lock().expect("held lock");
+        held.get(scheduler)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn mark_held(&self, scheduler: &str, ids: impl IntoIterator<Item = String>) {
+        let mut held = self.held.lock().expect("held lock");
+        held.entry(scheduler.to_owned()).or_default().extend(ids);
+    }
+
+    pub(crate) fn unmark_held(&self, scheduler: &str, ids: &[&str]) {
+        let mut held = self.held.lock().expect("held lock");
+        if let Some(set) = held.get_mut(scheduler) {
+            for id in ids {
+                set.remove(*id);
+            }
+            if set.is_empty() {
+                held.remove(scheduler);
+            }
+        }
+    }
+
+    /// Tries to claim (or set aside, when its state cannot be read) one due job.
+    pub(crate) async fn claim_one(
+        &self,
+        c: &Client,
+        scheduler: &str,
+        now: i64,
+        expires: i64,
+        (id, version, record): (String, i32, Record),
+    ) -> Result<Option<Result<Job, CorruptJob>>, Error> {
+        let path = self.layout.job(&id);
+        let h = &record.header;
+        let Some(next) = h.next else { return Ok(None) };
+        let mine = h.owner.as_deref() == Some(scheduler);
+        let claimable = h.corrupt.is_none()
+            && next <= now
+            && (mine || h.expires.is_none_or(|e| e <= now) || h.owner.is_none());
+        if !claimable {
+            return Ok(None);
+        }
+        match self.decode_job(&id, &record.state) {
+            Ok(job) => {
+                let new = Header {
+                    owner: Some(scheduler.to_owned()),
+                    expires: Some(expires),
+                    ..h.clone()
+                };
+                let mut ops = vec![Op::Set {
+                    path,
+                    data: Record {
+                        header: new.clone(),
+                        state: record.state.clone(),
+                    }
+                    .encode(),
+                    version,
+                }];
+                Self::reindex(&mut ops, &self.layout, &id, h, &new);
+                match self.commit(c, &ops).await {
+                    Ok(()) => Ok(Some(Ok(job))),
+                    Err(Failed::Op { .. }) => Ok(None), // another claimer or writer won
+                    Err(Failed::Call(e)) => Err(e),
+                }
+            }
+            Err(why) => {
+                let new = Header {
+                    corrupt: Some(why.clone()),
+                    ..h.clone()
+                };
+                let mut ops = vec![Op::Set {
+                    path,
+                    data: Record {
+                        header: new.clone(),
+                        state: record.state,
+                    }
+                    .encode(),
+                    version,
+                }];
+                Self::reindex(&mut ops, &self.layout, &id, h, &new);
+                match self.commit(c, &ops).await {
+                    Ok(()) => {
+                        log_warn!(
+                            "ZooKeeper job store: job '{}' cannot be read and is set aside \
+                             (kept under {}): {why}",
+                            id,
+                            self.layout.job(&id)
+                        );
+                        Ok(Some(Err(CorruptJob { id, error: why })))
+                    }
+                    Err(Failed::Op { .. }) => Ok(None),
+                    Err(Failed::Call(e)) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Sets aside a job whose header cannot be read: its bytes are kept after a header
+    /// that marks it; the index entry that led here is dropped.
+    pub(crate) async fn set_aside_unreadable(
+        &self,
+        c: &Client,
+        id: &str,
+        version: i32,
+        key: i64,
+        why: &str,
+    ) -> Result<bool, Error> {
+        let raw = match c.get_data(&self.layout.job(id)).await {
+            Ok((raw, stat)) if stat.version == version => raw,
+            Ok(_) | Err(ZkError::NoNode) => return Ok(false),
+            Err(e) => return Err(zk("read a job", e)),
+        };
+        let record = Record {
+            header: Header {
+                corrupt: Some(why.to_owned()),
+                ..Header::default()
+            },
+            state: raw,
+        };
+        let ops = [
+            Op::Set {
+                path: self.layout.job(id),
+                data: record.encode(),
+                version,
+            },
+            Op::Delete {
+                path: self.layout.entry(key, id),
+                version: None,
+            },
+        ];
+        match self.commit(c, &ops).await {
+            Ok(()) => Ok(true),
+            Err(Failed::Op { .. }) => Ok(false),
+            Err(Failed::Call(e)) => Err(e),
+        }
+    }
+
+    /// Drops an index entry whose job is gone.
+    pub(crate) async fn drop_entry(&self, c: &Client, e: &Entry) -> Result<(), Error> {
+        match c.delete(&self.layout.entry(e.key, &e.id), None).await {
+            Ok(()) | Err(ZkError::NoNode) => Ok(()),
+            Err(err) => Err(zk("drop a stale index entry", err)),
+        }
+    }
+
+    pub(crate) async fn acquire(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        let c = self.client().await?;
+        let now_us = micros::now(&now);
+        let expires = micros::expiry(&now, lease);
+        let mut acquired = Acquired::default();
+        let mut tried: HashSet<String> = HashSet::new();
+        // The caller's own stranded leases first (see the JobStore contract).
+        let mut candidates: Vec<(String, Option<i64>)> = self
+            .held_ids(scheduler_id)
+            .into_iter()
+            .map(|id| (id, None))
+            .collect();
+        // A few rounds: candidates lost to another claimer make room for later ones.
+        for _round in 0..4 {
+            let want = limit.saturating_sub(acquired.jobs.len());
+            if want == 0 {
+                break;
+            }
+            for e in self.scan(&c, Some(now_us), want + tried.len()).await? {
+                if !tried.contains(&e.id) && candidates.len() < want + 64 {
+                    candidates.push((e.id, Some(e.key)));
+                }
+            }
+            candidates.retain(|(id, _)| tried.insert(id.clone()));
+            if candidates.is_empty() {
+                break;
+            }
+            let keys: HashMap<String, Option<i64>> = candidates.drain(..).collect();
+            let ids: Vec<String> = keys.keys().cloned().collect();
+            let reads = self.read_many(&c, &ids).await?;
+            let mut stale: Vec<Entry> = Vec::new();
+            let mut unreadable = Vec::new();
+            let mut due = Vec::new();
+            let found: HashSet<&str> = reads.iter().map(|r| r.id.as_str()).collect();
+            for (id, key) in &keys {
+                if let (false, Some(key)) = (found.contains(id.as_str()), key) {
+                    stale.push(Entry {
+                        key: *key,
+                        id: id.clone(),
+                    }); // the job is gone
+                }
+            }
+            for read in reads {
+                let key = keys.get(&read.id).copied().flatten();
+                match read.record {
+                    Err(why) => {
+                        if let Some(key) = key {
+                            unreadable.push((read.id, read.version, key, why));
+                        }
+                    }
+                    // An entry that does not match its job's header was left behind.
+                    Ok(record) if key.is_some() && record.header.due_key() != key => {
+                        stale.push(Entry {
+                            key: key.expect("checked"),
+                            id: read.id,
+                        });
+                    }
+                    Ok(record) => due.push((read.id, read.version, record)),
+                }
+            }
+            for dropped in join_all(stale.iter().map(|e| self.drop_entry(&c, e))).await {
+                dropped?;
+            }
+            // Past the limit, the earliest run times win.
+            due.sort_by(|a, b| (a.2.header.next, &a.0).cmp(&(b.2.header.next, &b.0)));
+            due.truncate(want);
+            let attempted = due.len();
+            self.mark_held(scheduler_id, due.iter().map(|d| d.0.clone()));
+            let outcomes = join_all(
+                due.into_iter()
+                    .map(|d| self.claim_one(&c, scheduler_id, now_us, expires, d)),
+            )
+            .await;
+            let mut won = 0;
+            for outcome in outcomes {
+                match outcome? {
+                    Some(Ok(job)) => {
+                        won += 1;
+                        acquired.jobs.push(job);
+                    }
+                    Some(Err(corrupt)) => {
+                        won += 1;
+                        acquired.corrupt.push(corrupt);
+                    }
+                    None => {}
+                }
+            }
+            for (id, version, key, why) in unreadable {
+                if self
+                    .set_aside_unreadable(&c, &id, version, key, &why)
+                    .await?
+                {
+                    log_warn!(
+                        "ZooKeeper job store: job '{id}' cannot be read and is set aside: {why}"
+                    );
+                    acquired.corrupt.push(CorruptJob { id, error: why });
+                }
+            }
+            if won == attempted {
+                break;
+            }
+        }
+        // Keep held marks only for the jobs this claim holds now.
+        {
+            let claimed: HashSet<&str> = acquired.jobs.iter().map(|j| &*j.id).collect();
+            let mut held = self.held.lock().expect("held lock");
+            if let Some(set) = held.get_mut(scheduler_id) {
+                set.retain(|id| claimed.contains(id.as_str()) || !tried.contains(id));
+                if set.is_empty() {
+                    held.remove(scheduler_id);
+                }
+            }
+        }
+        acquired.jobs.sort_by(|a, b| {
+            let key = |j: &Job| j.next_run_time.as_ref().map(micros::run_time);
+            key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(acquired)
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        let c = self.client().await?;
+        let now_us = micros::now(&now);
+        let expires = micros::expiry(&now, lease);
+        let extend = |id: Arc<str>| {
+            let c = &c;
+            async move {
+                for _ in 0..WRITE_TRIES {
+                    let Some(read) = self.read(c, &id).await? else {
+                        return Ok(false);
+                    };
+                    let Ok(record) = read.record else {
+                        return Ok(false);
+                    };
+                    if !record.header.held_by(scheduler_id, now_us) {
+                        return Ok(false);
+                    }
+                    let new = Header {
+                        expires: Some(expires),
+                        ..record.header.clone()
+                    };
+                    let mut ops = vec![Op::Set {
+                        path: self.layout.job(&id),
+                        data: Record {
+                            header: new.clone(),
+                            state: record.state,
+                        }
+                        .encode(),
+                        version: read.version,
+                    }];
+                    Self::reindex(&mut ops, &self.layout, &id, &record.header, &new);
+                    match self.commit(c, &ops).await {
+                        Ok(()) => return Ok(true),
+                        Err(Failed::Op {
+                            error: ZkError::BadVersion | ZkError::NoNode,
+                            ..
+                        }) => continue,
+                        Err(f) => return Err(f.into_error("extend a lease")),
+                    }
+                }
+                Err(contended(&id))
+            }
+        };
+        let mut lost = Vec::new();
+        for chunk in ids.chunks(BURST) {
+            let done = join_all(chunk.iter().cloned().map(extend)).await;
+            for (id, held) in chunk.iter().zip(done) {
+                if !held? {
+                    lost.push(&**id);
+                }
+            }
+        }
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::lease_lost(scheduler_id, &lost))
+        }
+    }
+
+    pub(crate) async fn release(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<(), Error> {
+        let c = self.client().await?;
+        let release = |r: &JobRelease| {
+            let c = &c;
+            let (id, new) = match r {
+                JobRelease::Update(job) => (job.id.clone(), Some(self.encode(job))),
+                JobRelease::Remove(id) => (id.clone(), None),
+            };
+            async move {
+                let new = new.transpose()?;
+                for _ in 0..WRITE_TRIES {
+                    let Some(read) = self.read(c, &id).await? else {
+                        return Ok(());
+                    };
+                    let Ok(old) = read.record else { return Ok(()) };
+                    if old.header.owner.as_deref() != Some(scheduler_id) {
+                        return Ok(()); // lost the lease: the new holder's claim stands
+                    }
+                    let path = self.layout.job(&id);
+                    let mut ops = Vec::new();
+                    match &new {
+                        Some(record) => {
+                            ops.push(Op::Set {
+                                path,
+                                data: record.encode(),
+                                version: read.version,
+                            });
+                            Self::reindex(&mut ops, &self.layout, &id, &old.header, &record.header);
+                        }
+                        None => {
+                            ops.push(Op::Delete {
+                                path,
+                                version: Some(read.version),
+                            });
+                            if let Some(key) = old.header.due_key() {
+                                ops.push(Op::Delete {
+                                    path: self.layout.entry(key, &id),
+                                    version: None,
+                                });
+                            }
+                        }
+                    }
+                    match self.commit(c, &ops).await {
+                        Ok(()) => return Ok(()),
+                        Err(Failed::Op {
+                            error: ZkError::BadVersion | ZkError::NoNode,
+                            ..
+                        }) => continue,
+                        Err(f) => return Err(f.into_error("release a job")),
+                    }
+                }
+                Err(contended(&id))
+            }
+        };
+        let ids: Vec<&str> = releases
+            .iter()
+            .map(|r| match r {
+                JobRelease::Update(job) => &*job.id,
+                JobRelease::Remove(id) => &**id,
+            })
+            .collect();
+        for chunk in releases.chunks(BURST) {
+            for done in join_all(chunk.iter().map(release)).await {
+                done?;
+            }
+        }
+        self.unmark_held(scheduler_id, &ids);
+        Ok(())
+    }
+}

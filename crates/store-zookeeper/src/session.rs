@@ -1,0 +1,111 @@
+//! The ZooKeeper session: connecting (and laying out the root path) on first use and
+//! after an expired session, and the watch that wakes the scheduler.
+
+use super::*;
+
+/// A live session and the task that relays its watch.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(task) = self.watch.take() {
+            task.abort();
+        }
+    }
+}
+
+impl ZooKeeperJobStore {
+    /// The live client, connecting (and laying out the root path) when there is none
+    /// or its session has ended.
+    pub(crate) async fn client(&self) -> Result<Client, Error> {
+        let mut slot = self.session.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if !session.client.state().is_terminated() {
+                return Ok(session.client.clone());
+            }
+            log_warn!(
+                "ZooKeeper session to {} ended ({:?}); opening a new one",
+                self.hosts,
+                session.client.state()
+            );
+        }
+        *slot = None;
+        let client = Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.connection_timeout)
+            .with_fail_eagerly()
+            .connect(&self.hosts)
+            .await
+            .map_err(|e| zk("connect", e))?;
+        for path in [&self.layout.jobs, &self.layout.runs] {
+            client
+                .mkdir(path, &PERSISTENT)
+                .await
+                .map_err(|e| zk("create the root path", e))?;
+        }
+        match client.create(&self.layout.changes, b"", &PERSISTENT).await {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => return Err(zk("create the root path", e)),
+        }
+        let watch = self.start_watch(&client).await?;
+        *slot = Some(Session {
+            client: client.clone(),
+            watch,
+        });
+        drop(slot);
+        // Whatever changed while there was no session raised no event.
+        self.notify();
+        Ok(client)
+    }
+
+    /// Watches `P/changes` for the listener, if one is set and a runtime can run it.
+    pub(crate) async fn start_watch(
+        &self,
+        client: &Client,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+        let Some(listener) = self.listener.lock().expect("listener lock").clone() else {
+            return Ok(None);
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(None);
+        };
+        let mut watcher = client
+            .watch(&self.layout.changes, AddWatchMode::Persistent)
+            .await
+            .map_err(|e| zk("watch for changes", e))?;
+        let state = client.state_watcher();
+        Ok(Some(runtime.spawn(async move {
+            loop {
+                // `changed` panics once the session has ended: check first.
+                if state.peek_state().is_terminated() {
+                    listener();
+                    return;
+                }
+                let event = watcher.changed().await;
+                match event.event_type {
+                    EventType::Session => {
+                        if event.session_state.is_terminated() {
+                            listener();
+                            return;
+                        }
+                        if event.session_state == SessionState::SyncConnected {
+                            // Events while disconnected may be lost: re-plan.
+                            listener();
+                        }
+                    }
+                    _ => listener(),
+                }
+            }
+        })))
+    }
+
+    pub(crate) fn notify(&self) {
+        let listener = self.listener.lock().expect("listener lock").clone();
+        if let Some(listener) = listener {
+            listener();
+        }
+    }
+}
