@@ -51,6 +51,17 @@ impl ZooKeeperJobStore {
         self.read_many(c, &ids).await
     }
 
+    /// Deletes index folders found empty, so later lookups need not list them again
+    /// (the server would remove them too, but only about a minute later). A folder that
+    /// gained an entry meanwhile is not deleted (`NotEmpty`); a writer whose folder
+    /// went away creates it again.
+    pub(crate) async fn prune(&self, c: &Client, paths: &[&str]) {
+        if paths.is_empty() {
+            return;
+        }
+        let _ = join_all(paths.iter().map(|p| c.delete(p, None))).await;
+    }
+
     pub(crate) async fn list(&self, c: &Client, path: &str) -> Result<Vec<String>, Error> {
         match c.list_children(path).await {
             Ok(mut names) => {
@@ -108,9 +119,16 @@ impl ZooKeeperJobStore {
                     let paths: Vec<String> =
                         shards.iter().map(|s| format!("{hour_path}/{s}")).collect();
                     let mut entries = Vec::new();
-                    for listed in join_all(paths.iter().map(|p| self.list(c, p))).await {
-                        entries.extend(listed?.iter().filter_map(|n| parse_entry(n)));
+                    let mut empty = Vec::new();
+                    let listed = join_all(paths.iter().map(|p| self.list(c, p))).await;
+                    for (path, listed) in paths.iter().zip(listed) {
+                        let names = listed?;
+                        if names.is_empty() {
+                            empty.push(path.as_str());
+                        }
+                        entries.extend(names.iter().filter_map(|n| parse_entry(n)));
                     }
+                    self.prune(c, &empty).await;
                     entries.sort_unstable();
                     for e in entries {
                         if upto.is_some_and(|u| e.key > u) {
