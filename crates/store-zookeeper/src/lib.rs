@@ -75,7 +75,7 @@
 //! - It connects in [`start`](JobStore::start) (or on first use), never in the
 //!   constructor. A lost connection is re-established by the client within the
 //!   session; calls made meanwhile fail with
-//!   [`ErrorKind::Unavailable`](apscheduler_core::ErrorKind::Unavailable), which the
+//!   [`ErrorKind::Unavailable`], which the
 //!   engine retries. An expired session is replaced by a new one at the next call.
 //!   Jobs are persistent znodes: nothing depends on a session staying alive.
 //! - Claims: due index entries are read in key order, each job is leased by a `multi`
