@@ -37,7 +37,6 @@ impl ZooKeeperJobStore {
         expires: i64,
         (id, version, record): (String, i32, Record),
     ) -> Result<Option<Result<Job, CorruptJob>>, Error> {
-        let path = self.layout.job(&id);
         let h = &record.header;
         let Some(next) = h.next else { return Ok(None) };
         let mine = h.owner.as_deref() == Some(scheduler);
@@ -47,58 +46,47 @@ impl ZooKeeperJobStore {
         if !claimable {
             return Ok(None);
         }
-        match self.decode_job(&id, &record.state) {
-            Ok(job) => {
-                let new = Header {
+        // Lease it, or mark it corrupt (which takes it out of the index).
+        let (header, outcome) = match self.decode_job(&id, &record.state) {
+            Ok(job) => (
+                Header {
                     owner: Some(scheduler.to_owned()),
                     expires: Some(expires),
                     ..h.clone()
-                };
-                let mut ops = vec![Op::Set {
-                    path,
-                    data: Record {
-                        header: new.clone(),
-                        state: record.state.clone(),
-                    }
-                    .encode(),
-                    version,
-                }];
-                Self::reindex(&mut ops, &self.layout, &id, h, &new);
-                match self.commit(c, &ops).await {
-                    Ok(()) => Ok(Some(Ok(job))),
-                    Err(Failed::Op { .. }) => Ok(None), // another claimer or writer won
-                    Err(Failed::Call(e)) => Err(e),
-                }
-            }
-            Err(why) => {
-                let new = Header {
+                },
+                Ok(job),
+            ),
+            Err(why) => (
+                Header {
                     corrupt: Some(why.clone()),
                     ..h.clone()
-                };
-                let mut ops = vec![Op::Set {
-                    path,
-                    data: Record {
-                        header: new.clone(),
-                        state: record.state,
-                    }
-                    .encode(),
-                    version,
-                }];
-                Self::reindex(&mut ops, &self.layout, &id, h, &new);
-                match self.commit(c, &ops).await {
-                    Ok(()) => {
-                        log_warn!(
-                            "ZooKeeper job store: job '{}' cannot be read and is set aside \
-                             (kept under {}): {why}",
-                            id,
-                            self.layout.job(&id)
-                        );
-                        Ok(Some(Err(CorruptJob { id, error: why })))
-                    }
-                    Err(Failed::Op { .. }) => Ok(None),
-                    Err(Failed::Call(e)) => Err(e),
+                },
+                Err(why),
+            ),
+        };
+        let ops = self.rewrite(
+            &id,
+            version,
+            h,
+            &Record {
+                header,
+                state: record.state.clone(),
+            },
+        );
+        match self.commit(c, &ops).await {
+            Ok(()) => Ok(Some(outcome.map_err(|why| {
+                log_warn!(
+                    "ZooKeeper job store: job '{id}' cannot be read and is set aside \
+                     (kept under {}): {why}",
+                    self.layout.job(&id)
+                );
+                CorruptJob {
+                    id: id.clone(),
+                    error: why,
                 }
-            }
+            }))),
+            Err(Failed::Op { .. }) => Ok(None), // another claimer or writer won
+            Err(Failed::Call(e)) => Err(e),
         }
     }
 
@@ -110,19 +98,14 @@ impl ZooKeeperJobStore {
         id: &str,
         version: i32,
         key: i64,
-        why: &str,
+        unreadable: Unreadable,
     ) -> Result<bool, Error> {
-        let raw = match c.get_data(&self.layout.job(id)).await {
-            Ok((raw, stat)) if stat.version == version => raw,
-            Ok(_) | Err(ZkError::NoNode) => return Ok(false),
-            Err(e) => return Err(zk("read a job", e)),
-        };
         let record = Record {
             header: Header {
-                corrupt: Some(why.to_owned()),
+                corrupt: Some(unreadable.why),
                 ..Header::default()
             },
-            state: raw,
+            state: unreadable.raw,
         };
         let ops = [
             Op::Set {
@@ -201,9 +184,9 @@ impl ZooKeeperJobStore {
             for read in reads {
                 let key = keys.get(&read.id).copied().flatten();
                 match read.record {
-                    Err(why) => {
+                    Err(damaged) => {
                         if let Some(key) = key {
-                            unreadable.push((read.id, read.version, key, why));
+                            unreadable.push((read.id, read.version, key, damaged));
                         }
                     }
                     // An entry that does not match its job's header was left behind.
@@ -243,9 +226,10 @@ impl ZooKeeperJobStore {
                     None => {}
                 }
             }
-            for (id, version, key, why) in unreadable {
+            for (id, version, key, damaged) in unreadable {
+                let why = damaged.why.clone();
                 if self
-                    .set_aside_unreadable(&c, &id, version, key, &why)
+                    .set_aside_unreadable(&c, &id, version, key, damaged)
                     .await?
                 {
                     log_warn!(
@@ -289,40 +273,29 @@ impl ZooKeeperJobStore {
         let extend = |id: Arc<str>| {
             let c = &c;
             async move {
-                for _ in 0..WRITE_TRIES {
-                    let Some(read) = self.read(c, &id).await? else {
-                        return Ok(false);
-                    };
-                    let Ok(record) = read.record else {
-                        return Ok(false);
+                self.read_modify_write(c, &id, "extend a lease", |read| {
+                    let Some(Read {
+                        record: Ok(record),
+                        version,
+                        ..
+                    }) = read
+                    else {
+                        return Ok(Step::Done(false));
                     };
                     if !record.header.held_by(scheduler_id, now_us) {
-                        return Ok(false);
+                        return Ok(Step::Done(false));
                     }
-                    let new = Header {
-                        expires: Some(expires),
-                        ..record.header.clone()
+                    let extended = Record {
+                        header: Header {
+                            expires: Some(expires),
+                            ..record.header.clone()
+                        },
+                        state: record.state,
                     };
-                    let mut ops = vec![Op::Set {
-                        path: self.layout.job(&id),
-                        data: Record {
-                            header: new.clone(),
-                            state: record.state,
-                        }
-                        .encode(),
-                        version: read.version,
-                    }];
-                    Self::reindex(&mut ops, &self.layout, &id, &record.header, &new);
-                    match self.commit(c, &ops).await {
-                        Ok(()) => return Ok(true),
-                        Err(Failed::Op {
-                            error: ZkError::BadVersion | ZkError::NoNode,
-                            ..
-                        }) => continue,
-                        Err(f) => return Err(f.into_error("extend a lease")),
-                    }
-                }
-                Err(contended(&id))
+                    let ops = self.rewrite(&id, version, &record.header, &extended);
+                    Ok(Step::Write(ops, true))
+                })
+                .await
             }
         };
         let mut lost = Vec::new();
@@ -355,48 +328,25 @@ impl ZooKeeperJobStore {
             };
             async move {
                 let new = new.transpose()?;
-                for _ in 0..WRITE_TRIES {
-                    let Some(read) = self.read(c, &id).await? else {
-                        return Ok(());
+                self.read_modify_write(c, &id, "release a job", |read| {
+                    let Some(Read {
+                        record: Ok(old),
+                        version,
+                        ..
+                    }) = read
+                    else {
+                        return Ok(Step::Done(()));
                     };
-                    let Ok(old) = read.record else { return Ok(()) };
                     if old.header.owner.as_deref() != Some(scheduler_id) {
-                        return Ok(()); // lost the lease: the new holder's claim stands
+                        return Ok(Step::Done(())); // lost the lease: the new holder's claim stands
                     }
-                    let path = self.layout.job(&id);
-                    let mut ops = Vec::new();
-                    match &new {
-                        Some(record) => {
-                            ops.push(Op::Set {
-                                path,
-                                data: record.encode(),
-                                version: read.version,
-                            });
-                            Self::reindex(&mut ops, &self.layout, &id, &old.header, &record.header);
-                        }
-                        None => {
-                            ops.push(Op::Delete {
-                                path,
-                                version: Some(read.version),
-                            });
-                            if let Some(key) = old.header.due_key() {
-                                ops.push(Op::Delete {
-                                    path: self.layout.entry(key, &id),
-                                    version: None,
-                                });
-                            }
-                        }
-                    }
-                    match self.commit(c, &ops).await {
-                        Ok(()) => return Ok(()),
-                        Err(Failed::Op {
-                            error: ZkError::BadVersion | ZkError::NoNode,
-                            ..
-                        }) => continue,
-                        Err(f) => return Err(f.into_error("release a job")),
-                    }
-                }
-                Err(contended(&id))
+                    let ops = match &new {
+                        Some(record) => self.rewrite(&id, version, &old.header, record),
+                        None => self.deletion(&id, version, Some(&old.header)),
+                    };
+                    Ok(Step::Write(ops, ()))
+                })
+                .await
             }
         };
         let ids: Vec<&str> = releases

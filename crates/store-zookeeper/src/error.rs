@@ -3,30 +3,15 @@
 use apscheduler_core::{Error, ErrorKind};
 use zookeeper_client::Error as ZkError;
 
-/// A ZooKeeper call failed.
-#[derive(Debug, thiserror::Error)]
-#[error("ZooKeeper {state} ({what}): {source}")]
-pub(crate) struct ZooKeeperError {
-    what: &'static str,
-    state: &'static str,
-    #[source]
-    source: ZkError,
-}
-
-/// Wraps a ZooKeeper error: `Unavailable` when the ensemble cannot be reached (the
-/// engine retries), `Other` when retrying will not help.
+/// Wraps a ZooKeeper error (kept as the source): `Unavailable` when the ensemble cannot
+/// be reached (the engine retries), `Other` when retrying will not help.
 pub(crate) fn zk(what: &'static str, source: ZkError) -> Error {
     let (kind, state) = if is_unavailable(&source) {
         (ErrorKind::Unavailable, "is unavailable")
     } else {
         (ErrorKind::Other, "call failed")
     };
-    let message = format!("ZooKeeper {state} ({what}): {source}");
-    Error::new(kind, message).with_source(ZooKeeperError {
-        what,
-        state,
-        source,
-    })
+    Error::new(kind, format!("ZooKeeper {state} ({what}): {source}")).with_source(source)
 }
 
 /// Whether a ZooKeeper error is about reaching the ensemble (worth retrying later).

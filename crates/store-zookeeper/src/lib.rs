@@ -134,9 +134,10 @@ use zookeeper_client::{
 
 use crate::error::{invalid, zk};
 use crate::layout::{bucket_start, day_start, hour_start, parse_entry, Entry, Layout};
+use crate::read::{Read, Unreadable};
 use crate::record::{Header, Record};
 use crate::session::Session;
-use crate::write::{contended, Failed, Op};
+use crate::write::{Failed, Op, Step};
 
 /// The root path used when none is given (APScheduler's `/apscheduler`).
 pub const DEFAULT_PATH: &str = "/apscheduler";
@@ -340,7 +341,7 @@ impl ZooKeeperJobStore {
         let mut out = Vec::new();
         for read in self.read_all(&c).await? {
             let error = match read.record {
-                Err(why) => Some(why),
+                Err(damaged) => Some(damaged.why),
                 Ok(r) => r.header.corrupt,
             };
             if let Some(error) = error {
@@ -381,27 +382,20 @@ impl JobStore for ZooKeeperJobStore {
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         let record = self.encode(&job)?;
         let c = self.client().await?;
-        for _ in 0..WRITE_TRIES {
-            if replace_existing && self.overwrite(&c, &job.id, record.clone()).await? {
-                return Ok(());
-            }
-            let mut ops = Vec::new();
-            self.creation(&job.id, &record, &mut ops);
-            ops.push(Op::Bump);
-            match self.commit(&c, &ops).await {
-                Ok(()) => return Ok(()),
-                Err(Failed::Op {
-                    index: 0,
-                    error: ZkError::NodeExists,
-                }) => {
-                    if !replace_existing {
-                        return Err(Error::conflict(&job.id));
-                    }
-                }
-                Err(f) => return Err(f.into_error("add a job")),
-            }
+        if replace_existing {
+            return self.replace_one(&c, &job.id, &record).await;
         }
-        Err(contended(&job.id))
+        let mut ops = Vec::new();
+        self.creation(&job.id, &record, &mut ops);
+        ops.push(Op::Bump);
+        match self.commit(&c, &ops).await {
+            Ok(()) => Ok(()),
+            Err(Failed::Op {
+                index: 0,
+                error: ZkError::NodeExists,
+            }) => Err(Error::conflict(&job.id)),
+            Err(f) => Err(f.into_error("add a job")),
+        }
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
@@ -484,7 +478,7 @@ impl JobStore for ZooKeeperJobStore {
     async fn update_job(&self, job: Job) -> Result<(), Error> {
         let record = self.encode(&job)?;
         let c = self.client().await?;
-        if self.overwrite(&c, &job.id, record).await? {
+        if self.overwrite(&c, &job.id, &record).await? {
             Ok(())
         } else {
             Err(Error::job_not_found(&job.id))
@@ -493,35 +487,16 @@ impl JobStore for ZooKeeperJobStore {
 
     async fn remove_job(&self, id: &str) -> Result<(), Error> {
         let c = self.client().await?;
-        for _ in 0..WRITE_TRIES {
-            let Some(read) = self.read(&c, id).await? else {
+        self.read_modify_write(&c, id, "remove a job", |read| {
+            let Some(read) = read else {
                 return Err(Error::job_not_found(id));
             };
-            let mut ops = vec![Op::Delete {
-                path: self.layout.job(id),
-                version: Some(read.version),
-            }];
-            if let Some(key) = read.record.ok().and_then(|r| r.header.due_key()) {
-                ops.push(Op::Delete {
-                    path: self.layout.entry(key, id),
-                    version: None,
-                });
-            }
+            let old = read.record.as_ref().ok().map(|r| &r.header);
+            let mut ops = self.deletion(id, read.version, old);
             ops.push(Op::Bump);
-            match self.commit(&c, &ops).await {
-                Ok(()) => return Ok(()),
-                Err(Failed::Op {
-                    index: 0,
-                    error: ZkError::NoNode,
-                }) => return Err(Error::job_not_found(id)),
-                Err(Failed::Op {
-                    error: ZkError::BadVersion | ZkError::NoNode,
-                    ..
-                }) => continue,
-                Err(f) => return Err(f.into_error("remove a job")),
-            }
-        }
-        Err(contended(id))
+            Ok(Step::Write(ops, ()))
+        })
+        .await
     }
 
     async fn remove_all_jobs(&self) -> Result<(), Error> {
@@ -554,7 +529,7 @@ impl JobStore for ZooKeeperJobStore {
                 format!("stored job '{id}' cannot be read: {why}"),
             )
         };
-        let record = read.record.map_err(unreadable)?;
+        let record = read.record.map_err(|damaged| unreadable(damaged.why))?;
         if let Some(why) = record.header.corrupt {
             return Err(unreadable(why));
         }
@@ -567,10 +542,13 @@ impl JobStore for ZooKeeperJobStore {
         let c = self.client().await?;
         let mut jobs = Vec::new();
         for read in self.read_all(&c).await? {
-            let job = read.record.and_then(|r| match r.header.corrupt {
-                Some(why) => Err(why),
-                None => self.decode_job(&read.id, &r.state),
-            });
+            let job =
+                read.record
+                    .map_err(|damaged| damaged.why)
+                    .and_then(|r| match r.header.corrupt {
+                        Some(why) => Err(why),
+                        None => self.decode_job(&read.id, &r.state),
+                    });
             match job {
                 Ok(job) => jobs.push(job),
                 Err(why) => log_warn!(

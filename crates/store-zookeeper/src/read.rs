@@ -5,8 +5,15 @@ use super::*;
 /// A job znode as read: its record (or why its header cannot be read) and version.
 pub(crate) struct Read {
     pub(crate) id: String,
-    pub(crate) record: Result<Record, String>,
+    pub(crate) record: Result<Record, Unreadable>,
     pub(crate) version: i32,
+}
+
+/// A job znode whose header cannot be read: why, and its bytes (kept when it is set
+/// aside).
+pub(crate) struct Unreadable {
+    pub(crate) why: String,
+    pub(crate) raw: Vec<u8>,
 }
 
 impl ZooKeeperJobStore {
@@ -14,7 +21,10 @@ impl ZooKeeperJobStore {
         match c.get_data(&self.layout.job(id)).await {
             Ok((data, stat)) => Ok(Some(Read {
                 id: id.to_owned(),
-                record: Record::decode(&data),
+                record: match Record::decode(&data) {
+                    Ok(record) => Ok(record),
+                    Err(why) => Err(Unreadable { why, raw: data }),
+                },
                 version: stat.version,
             })),
             Err(ZkError::NoNode) => Ok(None),

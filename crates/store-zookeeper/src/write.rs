@@ -21,6 +21,14 @@ pub(crate) enum Op {
     Bump,
 }
 
+/// What a read-modify-write does once it has read the job.
+pub(crate) enum Step<T> {
+    /// Nothing to write: this is the answer.
+    Done(T),
+    /// Write these (checked against the version read), then answer.
+    Write(Vec<Op>, T),
+}
+
 /// Why a `multi` failed.
 pub(crate) enum Failed {
     /// Operation `index` was refused (`NodeExists`, `BadVersion`, `NoNode`, ...).
@@ -112,30 +120,73 @@ impl ZooKeeperJobStore {
         Ok(())
     }
 
-    /// The index changes that move a job from `old` to `new` header.
-    pub(crate) fn reindex(
-        ops: &mut Vec<Op>,
-        layout: &Layout,
-        id: &str,
-        old: &Header,
-        new: &Header,
-    ) {
-        let (before, after) = (old.due_key(), new.due_key());
-        if before == after {
-            return;
+    /// The writes that store `record` over a job read at `version` with header `old`,
+    /// moving its index entry when its due key changes.
+    pub(crate) fn rewrite(&self, id: &str, version: i32, old: &Header, record: &Record) -> Vec<Op> {
+        let mut ops = vec![Op::Set {
+            path: self.layout.job(id),
+            data: record.encode(),
+            version,
+        }];
+        let (before, after) = (old.due_key(), record.header.due_key());
+        if before != after {
+            if let Some(key) = before {
+                ops.push(Op::Delete {
+                    path: self.layout.entry(key, id),
+                    version: None,
+                });
+            }
+            if let Some(key) = after {
+                ops.push(Op::CreateEntry(Entry {
+                    key,
+                    id: id.to_owned(),
+                }));
+            }
         }
-        if let Some(key) = before {
+        ops
+    }
+
+    /// The writes that delete a job read at `version` (with header `old`, when it could
+    /// be read) and its index entry.
+    pub(crate) fn deletion(&self, id: &str, version: i32, old: Option<&Header>) -> Vec<Op> {
+        let mut ops = vec![Op::Delete {
+            path: self.layout.job(id),
+            version: Some(version),
+        }];
+        if let Some(key) = old.and_then(Header::due_key) {
             ops.push(Op::Delete {
-                path: layout.entry(key, id),
+                path: self.layout.entry(key, id),
                 version: None,
             });
         }
-        if let Some(key) = after {
-            ops.push(Op::CreateEntry(Entry {
-                key,
-                id: id.to_owned(),
-            }));
+        ops
+    }
+
+    /// Reads job `id`, lets `plan` decide what to write, and writes it; when another
+    /// writer changed or removed the job in between (`BadVersion`, `NoNode`), reads it
+    /// again and asks `plan` anew.
+    pub(crate) async fn read_modify_write<T>(
+        &self,
+        c: &Client,
+        id: &str,
+        what: &'static str,
+        mut plan: impl FnMut(Option<Read>) -> Result<Step<T>, Error>,
+    ) -> Result<T, Error> {
+        for _ in 0..WRITE_TRIES {
+            let (ops, answer) = match plan(self.read(c, id).await?)? {
+                Step::Done(answer) => return Ok(answer),
+                Step::Write(ops, answer) => (ops, answer),
+            };
+            match self.commit(c, &ops).await {
+                Ok(()) => return Ok(answer),
+                Err(Failed::Op {
+                    error: ZkError::BadVersion | ZkError::NoNode,
+                    ..
+                }) => continue,
+                Err(f) => return Err(f.into_error(what)),
+            }
         }
+        Err(contended(id))
     }
 
     pub(crate) fn encode(&self, job: &Job) -> Result<Record, Error> {
@@ -171,34 +222,25 @@ impl ZooKeeperJobStore {
         &self,
         c: &Client,
         id: &str,
-        mut record: Record,
+        record: &Record,
     ) -> Result<bool, Error> {
-        for _ in 0..WRITE_TRIES {
-            let Some(read) = self.read(c, id).await? else {
-                return Ok(false);
+        self.read_modify_write(c, id, "update a job", |read| {
+            let Some(read) = read else {
+                return Ok(Step::Done(false));
             };
             let old = read.record.map(|r| r.header).unwrap_or_default();
+            let mut record = record.clone();
             record.header.owner.clone_from(&old.owner);
             record.header.expires = old.expires;
-            let mut ops = vec![Op::Set {
-                path: self.layout.job(id),
-                data: record.encode(),
-                version: read.version,
-            }];
-            Self::reindex(&mut ops, &self.layout, id, &old, &record.header);
+            let mut ops = self.rewrite(id, read.version, &old, &record);
             ops.push(Op::Bump);
-            match self.commit(c, &ops).await {
-                Ok(()) => return Ok(true),
-                Err(Failed::Op {
-                    error: ZkError::BadVersion | ZkError::NoNode,
-                    ..
-                }) => continue,
-                Err(f) => return Err(f.into_error("update a job")),
-            }
-        }
-        Err(contended(id))
+            Ok(Step::Write(ops, true))
+        })
+        .await
     }
 
+    /// Stores `record` as job `id`, replacing the job there (keeping its lease) or
+    /// creating it.
     pub(crate) async fn replace_one(
         &self,
         c: &Client,
@@ -206,7 +248,7 @@ impl ZooKeeperJobStore {
         record: &Record,
     ) -> Result<(), Error> {
         for _ in 0..WRITE_TRIES {
-            if self.overwrite(c, id, record.clone()).await? {
+            if self.overwrite(c, id, record).await? {
                 return Ok(());
             }
             let mut ops = Vec::new();
