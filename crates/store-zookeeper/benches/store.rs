@@ -11,37 +11,12 @@
 //! - with 100,000 stored jobs (run times spread over a day): `get_next_run_time`, and a
 //!   claim when nothing is due.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use apscheduler_core::{Job, JobRelease, JobStore};
+use apscheduler_core::{Job, JobStore};
 use apscheduler_store_zookeeper::ZooKeeperJobStore;
+use apscheduler_testkit::bench::{report, store_throughput, Rounds};
 use apscheduler_testkit::store::{at, interval_trigger, sample_job, utc, LEASE};
-
-fn jobs(n: usize) -> Vec<Job> {
-    let trigger = interval_trigger(60);
-    (0..n)
-        .map(|i| {
-            sample_job(
-                &format!("job-{i:05}"),
-                Some(at(i as i64 % 100)),
-                trigger.clone(),
-            )
-        })
-        .collect()
-}
-
-fn report(what: &str, jobs: usize, mut samples: Vec<Duration>) {
-    samples.sort_unstable();
-    let per_job = |d: Duration| d.as_secs_f64() * 1e6 / jobs as f64;
-    let median = samples[samples.len() / 2];
-    println!(
-        "{what:<44} per job: median {:>7.2} µs, best {:>7.2} µs  (whole run: median {:>8.2} ms, {} samples)",
-        per_job(median),
-        per_job(samples[0]),
-        median.as_secs_f64() * 1e3,
-        samples.len()
-    );
-}
 
 async fn bench(url: &str) {
     let path = format!("/{}", apscheduler_testkit::server::random_namespace());
@@ -50,78 +25,14 @@ async fn bench(url: &str) {
         .build()
         .expect("store");
     store.start("default").await.expect("connect");
-
-    // add_jobs: 1,000 in one batch.
-    let batch = jobs(1000);
-    let mut samples = Vec::new();
-    for _ in 0..10 {
-        store.remove_all_jobs().await.unwrap();
-        let start = Instant::now();
-        store.add_jobs(batch.clone(), false).await.unwrap();
-        samples.push(start.elapsed());
-    }
-    report("add_jobs (batch of 1,000)", 1000, samples);
-
-    // add_job: 1,000 calls.
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        store.remove_all_jobs().await.unwrap();
-        let start = Instant::now();
-        for job in batch.clone() {
-            store.add_job(job, false).await.unwrap();
-        }
-        samples.push(start.elapsed());
-    }
-    report("add_job (1,000 single calls)", 1000, samples);
-
-    // claim + release of 2,000 due jobs.
-    let due = jobs(2000);
-    let mut samples = Vec::new();
-    let mut claim_only = Vec::new();
-    for _ in 0..5 {
-        store.remove_all_jobs().await.unwrap();
-        store.add_jobs(due.clone(), false).await.unwrap();
-        let start = Instant::now();
-        let mut claiming = Duration::ZERO;
-        let mut total = 0;
-        loop {
-            let t = Instant::now();
-            let acquired = store
-                .acquire_due_jobs("bench", utc(1000), 1024, LEASE)
-                .await
-                .unwrap();
-            claiming += t.elapsed();
-            if acquired.jobs.is_empty() {
-                break;
-            }
-            total += acquired.jobs.len();
-            let releases = acquired
-                .jobs
-                .into_iter()
-                .map(|mut job| {
-                    job.next_run_time = Some(at(1_000_000));
-                    JobRelease::Update(job)
-                })
-                .collect();
-            store.release_jobs("bench", releases).await.unwrap();
-        }
-        assert_eq!(total, 2000, "every due job is claimed once");
-        samples.push(start.elapsed());
-        claim_only.push(claiming);
-    }
-    report("claim+release (2,000 due, batches of 1,024)", 2000, samples);
-    report("  of which claim (acquire_due_jobs)", 2000, claim_only);
-
-    let mut samples = Vec::new();
-    for _ in 0..200 {
-        let start = Instant::now();
-        store.get_next_run_time().await.unwrap();
-        samples.push(start.elapsed());
-    }
-    report("get_next_run_time (one call)", 1, samples);
+    let rounds = Rounds {
+        add_jobs: 10,
+        add_job: 5,
+        claim_release: 5,
+    };
+    store_throughput(&store, rounds).await;
 
     // 100,000 stored jobs, run times spread over a day from 1,000 s on (nothing due).
-    store.remove_all_jobs().await.unwrap();
     let trigger = interval_trigger(60);
     let many: Vec<Job> = (0..100_000)
         .map(|i| {

@@ -22,6 +22,7 @@
 //! - `scheduler`: `scheduler::check_scheduler_over_store`, the engine over a store
 //!   (every persistent store's tests enable it).
 
+pub mod bench;
 pub mod executor;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
