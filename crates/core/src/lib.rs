@@ -14,6 +14,8 @@
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
 //! - [`component`]: job stores and executors by type name, for configuration files;
 //!   each backend crate registers its own types.
+//! - [`RunHistory`]: run records (start, end, outcome, output) kept by stores that
+//!   offer history, queried by job, outcome and time, pruned by count and age.
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
 //! - [`diag`]: [`log_warn!`] and [`log_error!`], which reach stderr when the program
@@ -49,6 +51,7 @@ pub mod diag;
 mod error;
 pub mod event;
 mod executor;
+pub mod history;
 mod job;
 pub mod run;
 mod store;
@@ -64,6 +67,7 @@ pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use inventory;
+pub use history::{Retention, RunHistory, RunOutcome, RunQuery, RunRecord};
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,

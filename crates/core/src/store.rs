@@ -90,6 +90,12 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// scheduler then learns of other processes' changes at its next pass).
     fn set_change_listener(&self, _listener: ChangeListener) {}
 
+    /// The run history kept beside this store's jobs (sharing its connection), for
+    /// stores that offer one; the default offers none.
+    fn run_history(&self) -> Option<Arc<dyn crate::RunHistory>> {
+        None
+    }
+
     /// Whether this store serializes jobs (and so refuses closure tasks).
     fn is_persistent(&self) -> bool;
 

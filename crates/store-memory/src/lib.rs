@@ -99,6 +99,7 @@
 //! The workspace's `rust-version` (1.89) and later.
 
 mod config;
+mod history;
 pub use config::{register, MemoryStoreConfig};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -108,6 +109,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
+pub use history::MemoryRunHistory;
 use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_table::{self, HashTable};
 use parking_lot::Mutex;
@@ -123,6 +125,7 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct MemoryJobStore {
     state: Mutex<State>,
+    history: Arc<MemoryRunHistory>,
 }
 
 impl MemoryJobStore {
@@ -138,6 +141,7 @@ impl MemoryJobStore {
                 jobs: JobTable::with_capacity(capacity),
                 ..State::default()
             }),
+            history: Arc::default(),
         }
     }
 
@@ -450,6 +454,10 @@ impl State {
 
 #[async_trait]
 impl JobStore for MemoryJobStore {
+    fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
+        Some(self.history.clone())
+    }
+
     fn is_persistent(&self) -> bool {
         false
     }

@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod executor;
+pub mod history;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod server;

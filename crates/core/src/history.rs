@@ -1,0 +1,320 @@
+//! Run history: what ran, when, and how it ended (APScheduler keeps none).
+//!
+//! A [`RunHistory`] stores one [`RunRecord`] per run, keyed by its run id. The scheduler
+//! writes a record when a run starts (outcome [`RunOutcome::Running`]) and writes it
+//! again, whole, when it ends; a missed or skipped fire time gets a record of its own.
+//! Writing a whole record (an upsert) is all a backend does to record: the same call
+//! serves the start, the end and a miss, and a repeated write is harmless.
+//!
+//! Job stores that keep history hand one out through
+//! [`JobStore::run_history`](crate::JobStore::run_history), sharing their connection.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ErrorKind};
+
+/// How a run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Started, not yet ended.
+    Running,
+    /// Ended well (exit code 0, the expected HTTP status, a task that returned `Ok`).
+    Success,
+    /// Ended badly (a non-zero exit, an unexpected HTTP status, a task error or panic).
+    Failure,
+    /// Killed for running past its time-out.
+    Timeout,
+    /// Never ran: later than its misfire grace time, or skipped because
+    /// `max_instances` runs were in flight (the record's message says which).
+    Missed,
+    /// Was running when the scheduler stopped or died.
+    Interrupted,
+    /// Could not be run at all (a command that cannot be spawned, an unknown task, an
+    /// executor that refused it).
+    Error,
+}
+
+impl RunOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [RunOutcome; 7] = [
+        RunOutcome::Running,
+        RunOutcome::Success,
+        RunOutcome::Failure,
+        RunOutcome::Timeout,
+        RunOutcome::Missed,
+        RunOutcome::Interrupted,
+        RunOutcome::Error,
+    ];
+
+    /// The lowercase name stored and printed (`success`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Success => "success",
+            RunOutcome::Failure => "failure",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::Missed => "missed",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Error => "error",
+        }
+    }
+
+    /// Whether the run has ended (anything but `running`).
+    pub fn is_final(self) -> bool {
+        self != RunOutcome::Running
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunOutcome {
+    type Err = Error;
+
+    /// Parses a stored or typed name; the error names the value and the accepted ones.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        RunOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "outcome: unknown value '{s}' (expected one of running, success, \
+                         failure, timeout, missed, interrupted, error)"
+                    ),
+                )
+            })
+    }
+}
+
+/// One run of a job. Times are UTC, kept to the microsecond by every backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unique id of this run (a UUID).
+    pub run_id: String,
+    /// The job's id.
+    pub job_id: String,
+    /// The fire time this run is for.
+    pub scheduled_at: DateTime<Utc>,
+    /// When it started; `None` for a run that never started (`missed`, `error`).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended (or was found missed); `None` while running.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The process's exit code, for a command; `None` when killed by a signal or not a
+    /// command.
+    pub exit_code: Option<i32>,
+    /// The response status, for an HTTP job.
+    pub http_status: Option<u16>,
+    /// The last bytes of the run's output (stdout and stderr interleaved, or the
+    /// response body), decoded lossily, capped by the recorder (default 4 KiB).
+    pub output: String,
+    /// Why it failed, was missed or could not run; `None` on success.
+    pub message: Option<String>,
+    /// The scheduler (node) that ran it.
+    pub node: String,
+}
+
+impl RunRecord {
+    /// Truncates `bytes` to its last `cap` bytes (at a character boundary after lossy
+    /// decoding), as records keep them.
+    pub fn output_tail(bytes: &[u8], cap: usize) -> String {
+        let tail = &bytes[bytes.len().saturating_sub(cap)..];
+        let text = String::from_utf8_lossy(tail);
+        if text.len() <= cap {
+            return text.into_owned();
+        }
+        // Replacement characters can make the text longer than the bytes it came from.
+        let mut start = text.len() - cap;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_owned()
+    }
+}
+
+/// What [`RunHistory::query_runs`] returns: filters (all optional, combined with AND)
+/// and a limit. Results are newest first: by `scheduled_at` descending, then `run_id`
+/// descending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only this job's runs.
+    pub job_id: Option<String>,
+    /// Only runs with this outcome.
+    pub outcome: Option<RunOutcome>,
+    /// Only runs scheduled at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs scheduled before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only runs by this node.
+    pub node: Option<String>,
+    /// At most this many records.
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery {
+            job_id: None,
+            outcome: None,
+            since: None,
+            until: None,
+            node: None,
+            limit: 100,
+        }
+    }
+}
+
+impl RunQuery {
+    /// Whether `record` passes the filters (the limit aside): the reference semantics
+    /// every backend's query reproduces.
+    pub fn matches(&self, record: &RunRecord) -> bool {
+        self.job_id.as_deref().is_none_or(|j| j == record.job_id)
+            && self.outcome.is_none_or(|o| o == record.outcome)
+            && self.since.is_none_or(|t| record.scheduled_at >= t)
+            && self.until.is_none_or(|t| record.scheduled_at < t)
+            && self.node.as_deref().is_none_or(|n| n == record.node)
+    }
+}
+
+/// How much history to keep. Running records are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many ended runs per job (the newest by `scheduled_at`).
+    pub max_runs_per_job: Option<usize>,
+    /// Drop ended runs scheduled longer ago than this.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Default for Retention {
+    /// 100 runs per job, no age limit.
+    fn default() -> Self {
+        Retention {
+            max_runs_per_job: Some(100),
+            max_age: None,
+        }
+    }
+}
+
+/// Where run records live. Implemented by the SQL, Redis, MongoDB and memory stores
+/// (checked by `apscheduler_testkit::history`).
+///
+/// # Behavior
+/// - [`record_runs`](RunHistory::record_runs) writes whole records, replacing any with
+///   the same `run_id`.
+/// - [`query_runs`](RunHistory::query_runs) returns records matching
+///   [`RunQuery::matches`], newest first, at most `limit`.
+/// - Pruning never removes a `running` record.
+/// - Errors are [`Error`]s; `Unavailable` when the backend cannot be reached (the
+///   recorder retries).
+#[async_trait]
+pub trait RunHistory: Send + Sync + fmt::Debug {
+    /// Creates what the history needs (tables, indexes); called before any other method
+    /// and safe to call again.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn prepare(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Writes these records, each replacing the one with its run id.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error>;
+
+    /// Records matching `query`, newest first.
+    ///
+    /// # Errors
+    /// Backend errors; `Serialization` for a stored record that cannot be read.
+    async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error>;
+
+    /// Removes ended runs of `job_id` beyond the newest `keep`; returns how many.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn prune_job_runs(&self, job_id: &str, keep: usize) -> Result<u64, Error>;
+
+    /// Removes ended runs (of every job) scheduled before `before`; returns how many.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error>;
+
+    /// Marks every `running` record of `node` as `interrupted`, ended at `now` with
+    /// `message`: what a scheduler does at start for runs its previous life left behind.
+    /// Returns the records it changed.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn interrupt_running(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        message: &str,
+    ) -> Result<Vec<RunRecord>, Error> {
+        let mut changed = Vec::new();
+        loop {
+            let batch = self
+                .query_runs(&RunQuery {
+                    outcome: Some(RunOutcome::Running),
+                    node: Some(node.to_owned()),
+                    limit: 1000,
+                    ..RunQuery::default()
+                })
+                .await?;
+            if batch.is_empty() {
+                return Ok(changed);
+            }
+            let ended: Vec<RunRecord> = batch
+                .into_iter()
+                .map(|mut r| {
+                    r.outcome = RunOutcome::Interrupted;
+                    r.finished_at = Some(now);
+                    r.message = Some(message.to_owned());
+                    r
+                })
+                .collect();
+            self.record_runs(&ended).await?;
+            changed.extend(ended);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_tail_keeps_the_last_bytes_and_survives_bad_utf8() {
+        assert_eq!(RunRecord::output_tail(b"hello world", 5), "world");
+        assert_eq!(RunRecord::output_tail(b"abc", 10), "abc");
+        let out = RunRecord::output_tail(&[0xff, 0xfe, b'o', b'k'], 4);
+        assert!(out.len() <= 4 && out.ends_with("ok"), "{out:?}");
+        // A cut through a multi-byte character does not panic.
+        let out = RunRecord::output_tail("héllo".as_bytes(), 5);
+        assert!(out.ends_with("llo"));
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_unknown_ones_are_named() {
+        for o in RunOutcome::ALL {
+            assert_eq!(o.as_str().parse::<RunOutcome>().unwrap(), o);
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        let err = "succes".parse::<RunOutcome>().unwrap_err();
+        assert!(err.message().contains("'succes'"), "{err}");
+    }
+}

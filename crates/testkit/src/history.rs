@@ -1,0 +1,247 @@
+//! The run history conformance suite: every [`RunHistory`] proves its contract with
+//!
+//! ```ignore
+//! apscheduler_testkit::history::run_all(store.run_history().unwrap()).await;
+//! ```
+//!
+//! on a fresh, empty namespace. Times are fixed instants; nothing sleeps.
+//!
+//! | check | contract |
+//! |---|---|
+//! | [`check_record_and_read_back`] | every field comes back identical, times to the microsecond; a second write of a run id replaces the first |
+//! | [`check_query_filters_and_order`] | job, outcome, since/until, node filters combine; newest first; the limit holds |
+//! | [`check_prune_by_count`] | the newest `keep` ended runs of a job stay; running ones always stay; other jobs untouched |
+//! | [`check_prune_by_age`] | ended runs scheduled before the cut go, running ones stay |
+//! | [`check_interrupt_running`] | a node's running records become `interrupted`; other nodes' stay running |
+//! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
+
+use std::sync::Arc;
+
+use apscheduler_core::{RunHistory, RunOutcome, RunQuery, RunRecord};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+/// A fixed instant the checks count from (2100-01-01 00:00:00.000001 UTC).
+pub fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap() + Duration::microseconds(1)
+}
+
+/// A finished, successful record of `job` scheduled `secs` after [`base`].
+pub fn record(run_id: &str, job: &str, secs: i64) -> RunRecord {
+    let at = base() + Duration::seconds(secs);
+    RunRecord {
+        run_id: run_id.to_owned(),
+        job_id: job.to_owned(),
+        scheduled_at: at,
+        started_at: Some(at + Duration::microseconds(1500)),
+        finished_at: Some(at + Duration::milliseconds(250)),
+        outcome: RunOutcome::Success,
+        exit_code: Some(0),
+        http_status: None,
+        output: format!("output of {run_id}\n"),
+        message: None,
+        node: "node-a".to_owned(),
+    }
+}
+
+fn ids(records: &[RunRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.run_id.as_str()).collect()
+}
+
+fn query(job: &str) -> RunQuery {
+    RunQuery {
+        job_id: Some(job.to_owned()),
+        limit: 1000,
+        ..RunQuery::default()
+    }
+}
+
+/// Runs every check against `history` (prepared first), each on its own job ids.
+pub async fn run_all(history: Arc<dyn RunHistory>) {
+    history.prepare().await.expect("prepare");
+    history.prepare().await.expect("prepare is idempotent");
+    check_record_and_read_back(&*history).await;
+    check_query_filters_and_order(&*history).await;
+    check_prune_by_count(&*history).await;
+    check_prune_by_age(&*history).await;
+    check_interrupt_running(&*history).await;
+    check_large_and_odd_output(&*history).await;
+}
+
+/// Every field round-trips; a second write replaces the first.
+pub async fn check_record_and_read_back(history: &dyn RunHistory) {
+    let mut running = record("rb-1", "rb-job", 0);
+    running.outcome = RunOutcome::Running;
+    running.finished_at = None;
+    running.exit_code = None;
+    running.output = String::new();
+    history.record_runs(&[running.clone()]).await.unwrap();
+    assert_eq!(history.query_runs(&query("rb-job")).await.unwrap(), vec![running.clone()]);
+
+    let mut ended = running.clone();
+    ended.outcome = RunOutcome::Failure;
+    ended.finished_at = Some(running.scheduled_at + Duration::seconds(3));
+    ended.exit_code = Some(-2);
+    ended.output = "boom\n".into();
+    ended.message = Some("exit status 254".into());
+    let mut http = record("rb-2", "rb-job", -10);
+    http.exit_code = None;
+    http.http_status = Some(503);
+    http.started_at = None;
+    history.record_runs(&[ended.clone(), http.clone()]).await.unwrap();
+    assert_eq!(
+        history.query_runs(&query("rb-job")).await.unwrap(),
+        vec![ended, http],
+        "the second write of a run id replaces the first; fields and microseconds kept"
+    );
+}
+
+/// Filters combine; newest first by scheduled time then run id; the limit holds.
+pub async fn check_query_filters_and_order(history: &dyn RunHistory) {
+    let mut records = Vec::new();
+    for i in 0..6 {
+        let job = if i % 2 == 0 { "q-even" } else { "q-odd" };
+        // From base() + 1000 s on: clear of the other checks' records.
+        let mut r = record(&format!("q-{i}"), job, 1000 + i);
+        if i == 3 {
+            r.outcome = RunOutcome::Missed;
+            r.node = "node-b".into();
+        }
+        records.push(r);
+    }
+    // Same scheduled time as q-5: the run id breaks the tie.
+    records.push(record("q-9", "q-odd", 1005));
+    history.record_runs(&records).await.unwrap();
+
+    let all = RunQuery {
+        limit: 1000,
+        since: Some(base() + Duration::seconds(1000)),
+        until: Some(base() + Duration::seconds(1100)),
+        ..RunQuery::default()
+    };
+    let found = history.query_runs(&all).await.unwrap();
+    assert_eq!(ids(&found), ["q-9", "q-5", "q-4", "q-3", "q-2", "q-1", "q-0"]);
+
+    let odd = history.query_runs(&query("q-odd")).await.unwrap();
+    assert_eq!(ids(&odd), ["q-9", "q-5", "q-3", "q-1"]);
+
+    let missed = RunQuery {
+        outcome: Some(RunOutcome::Missed),
+        ..all.clone()
+    };
+    assert_eq!(ids(&history.query_runs(&missed).await.unwrap()), ["q-3"]);
+
+    let on_b = RunQuery {
+        node: Some("node-b".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(&history.query_runs(&on_b).await.unwrap()), ["q-3"]);
+
+    let window = RunQuery {
+        since: Some(base() + Duration::seconds(1002)),
+        until: Some(base() + Duration::seconds(1004)),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(&history.query_runs(&window).await.unwrap()),
+        ["q-3", "q-2"],
+        "since is inclusive, until exclusive"
+    );
+
+    let limited = RunQuery { limit: 2, ..all.clone() };
+    assert_eq!(ids(&history.query_runs(&limited).await.unwrap()), ["q-9", "q-5"]);
+
+    let nobody = RunQuery {
+        job_id: Some("q-nobody".into()),
+        ..all
+    };
+    assert!(history.query_runs(&nobody).await.unwrap().is_empty());
+}
+
+/// Keeps the newest `keep` ended runs of one job; running records and other jobs stay.
+pub async fn check_prune_by_count(history: &dyn RunHistory) {
+    let mut records: Vec<RunRecord> = (0..10).map(|i| record(&format!("pc-{i}"), "pc-job", i)).collect();
+    let mut running = record("pc-run", "pc-job", -100);
+    running.outcome = RunOutcome::Running;
+    running.finished_at = None;
+    records.push(running);
+    records.push(record("pc-other", "pc-other-job", -50));
+    history.record_runs(&records).await.unwrap();
+
+    let removed = history.prune_job_runs("pc-job", 3).await.unwrap();
+    assert_eq!(removed, 7);
+    let left = history.query_runs(&query("pc-job")).await.unwrap();
+    assert_eq!(ids(&left), ["pc-9", "pc-8", "pc-7", "pc-run"]);
+    assert_eq!(history.query_runs(&query("pc-other-job")).await.unwrap().len(), 1);
+    assert_eq!(history.prune_job_runs("pc-job", 3).await.unwrap(), 0);
+    assert_eq!(history.prune_job_runs("pc-job", 0).await.unwrap(), 3);
+    assert_eq!(ids(&history.query_runs(&query("pc-job")).await.unwrap()), ["pc-run"]);
+}
+
+/// Ended runs scheduled before the cut go; running records stay.
+pub async fn check_prune_by_age(history: &dyn RunHistory) {
+    // Far before base(): the other checks' records (at or after base() - 100 s) stay.
+    let old = |id: &str, secs: i64| record(id, "pa-job", -1_000_000 + secs);
+    let mut running = old("pa-running", 0);
+    running.outcome = RunOutcome::Running;
+    running.finished_at = None;
+    history
+        .record_runs(&[old("pa-0", 0), old("pa-1", 10), old("pa-2", 20), running])
+        .await
+        .unwrap();
+    let cut = base() + Duration::seconds(-1_000_000 + 10);
+    assert_eq!(history.prune_runs_before(cut).await.unwrap(), 1);
+    assert_eq!(
+        ids(&history.query_runs(&query("pa-job")).await.unwrap()),
+        ["pa-2", "pa-1", "pa-running"],
+        "the cut is exclusive: a run scheduled at it stays"
+    );
+}
+
+/// A node's running records become interrupted; another node's stay running.
+pub async fn check_interrupt_running(history: &dyn RunHistory) {
+    let running = |id: &str, node: &str| {
+        let mut r = record(id, "ir-job", 0);
+        r.run_id = id.to_owned();
+        r.outcome = RunOutcome::Running;
+        r.finished_at = None;
+        r.node = node.to_owned();
+        r
+    };
+    history
+        .record_runs(&[running("ir-1", "dead"), running("ir-2", "dead"), running("ir-3", "alive")])
+        .await
+        .unwrap();
+    let now = base() + Duration::seconds(60);
+    let changed = history
+        .interrupt_running("dead", now, "the scheduler stopped during the run")
+        .await
+        .unwrap();
+    let mut changed_ids = ids(&changed);
+    changed_ids.sort_unstable();
+    assert_eq!(changed_ids, ["ir-1", "ir-2"]);
+    let mut found = history.query_runs(&query("ir-job")).await.unwrap();
+    found.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    let states: Vec<_> = found
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.outcome, r.finished_at, r.message.as_deref()))
+        .collect();
+    let why = Some("the scheduler stopped during the run");
+    assert_eq!(
+        states,
+        [
+            ("ir-1", RunOutcome::Interrupted, Some(now), why),
+            ("ir-2", RunOutcome::Interrupted, Some(now), why),
+            ("ir-3", RunOutcome::Running, None, None),
+        ]
+    );
+}
+
+/// Large and awkward output survives.
+pub async fn check_large_and_odd_output(history: &dyn RunHistory) {
+    let mut r = record("odd-1", "odd 'job' \"quoted\" ünïcode", 0);
+    r.output = "x".repeat(4000) + "'\"\\\n\t\0ü€😀";
+    r.message = Some("it's \"odd\"; DROP TABLE runs; --".into());
+    history.record_runs(&[r.clone()]).await.unwrap();
+    let found = history.query_runs(&query(&r.job_id)).await.unwrap();
+    assert_eq!(found, vec![r]);
+}
