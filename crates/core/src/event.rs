@@ -130,6 +130,9 @@ pub struct JobFailure {
     pub message: String,
     /// The messages of the error's `source()` chain, outermost first (excluding `message`).
     pub chain: Vec<String>,
+    /// Structured detail from a [`TaskFailure`](crate::TaskFailure) (exit code, output),
+    /// which the run history records.
+    pub detail: Option<Value>,
 }
 
 impl JobFailure {
@@ -145,6 +148,7 @@ impl JobFailure {
             kind: kind.into(),
             message: err.to_string(),
             chain,
+            detail: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl JobFailure {
             kind: kind.into(),
             message: message.into(),
             chain: Vec::new(),
+            detail: None,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct JobRun {
     pub run_times: Vec<DateTime<Tz>>,
     /// How many submissions of this job may be in flight at once.
     pub max_instances: u32,
+    /// The run history's id of each run time (same order), when the scheduler records
+    /// history; empty otherwise.
+    pub run_ids: Vec<Arc<str>>,
 }
 
 impl fmt::Debug for JobRun {

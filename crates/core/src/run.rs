@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -29,11 +30,18 @@ pub const PANIC_KIND: &str = "panic";
 pub const REFUSED_KIND: &str = "refused";
 
 impl JobRun {
+    /// The run history's id of `run_time`'s run, when the scheduler records history.
+    pub fn run_id(&self, run_time: DateTime<Tz>) -> Option<&Arc<str>> {
+        let i = self.run_times.iter().position(|t| *t == run_time)?;
+        self.run_ids.get(i)
+    }
+
     /// What the task receives for `run_time`: this run's job id and arguments.
     pub fn context(&self, run_time: DateTime<Tz>) -> TaskContext {
         TaskContext {
             job_id: self.job_id.clone(),
             scheduled_run_time: run_time,
+            run_id: self.run_id(run_time).cloned(),
             args: self.args.clone(),
             kwargs: self.kwargs.clone(),
         }
@@ -71,7 +79,10 @@ pub fn failure_from_task_error(
     err: &(dyn std::error::Error + Send + Sync + 'static),
 ) -> JobFailure {
     match err.downcast_ref::<crate::task::TaskFailure>() {
-        Some(f) => JobFailure::from_error(f.kind.clone(), err),
+        Some(f) => JobFailure {
+            detail: f.detail.clone(),
+            ..JobFailure::from_error(f.kind.clone(), err)
+        },
         None => JobFailure::from_error(ERROR_KIND, err),
     }
 }
@@ -175,8 +186,6 @@ fn guard_reporter(run: &JobRun, call: impl FnOnce()) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::task::TaskFailure;
 
@@ -184,6 +193,7 @@ mod tests {
         TaskContext {
             job_id: "job".into(),
             scheduled_run_time: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
+            run_id: None,
             args: Arc::new(Vec::new()),
             kwargs: Arc::new(serde_json::Map::new()),
         }

@@ -29,6 +29,9 @@ pub struct TaskFailure {
     pub kind: String,
     /// The message.
     pub message: String,
+    /// Structured detail the run history records: an object with any of `exit_code`,
+    /// `http_status` and `output` (see [`crate::history`]).
+    pub detail: Option<Value>,
 }
 
 impl TaskFailure {
@@ -37,7 +40,14 @@ impl TaskFailure {
         TaskFailure {
             kind: kind.into(),
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// The same failure carrying `detail` (`{"exit_code": 3, "output": "..."}`).
+    pub fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = Some(detail);
+        self
     }
 }
 
@@ -62,6 +72,8 @@ pub struct TaskContext {
     pub job_id: Arc<str>,
     /// The scheduled run time this run is for.
     pub scheduled_run_time: DateTime<Tz>,
+    /// This run's id in the run history, when the scheduler records history.
+    pub run_id: Option<Arc<str>>,
     /// Positional arguments.
     pub args: Arc<Vec<Value>>,
     /// Keyword arguments.

@@ -49,6 +49,7 @@ mod config;
 mod dispatch;
 mod engine;
 mod frontends;
+mod history;
 mod inline;
 pub mod replay;
 mod spec;
@@ -68,5 +69,6 @@ pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,
     DrivenScheduler, JobHandle, JobStatus, ScheduledJob, SyncScheduler,
 };
+pub use history::HistoryOptions;
 pub use inline::InlineExecutor;
 pub use spec::{JobChanges, JobSpec};

@@ -33,6 +33,7 @@
 //!     kwargs: apscheduler_core::no_kwargs(),
 //!     run_times: vec![chrono::Utc::now().with_timezone(&chrono_tz::UTC)],
 //!     max_instances: 1,
+//!     run_ids: Vec::new(),
 //! }).unwrap();
 //! executor.shutdown(true);
 //! assert_eq!(reporter.0.lock().unwrap().as_slice(), ["Ok(Number(42))"]);

@@ -77,6 +77,7 @@ pub(crate) struct RunRequestRef<'a> {
     pub(crate) time: WireTime,
     pub(crate) args: &'a [Value],
     pub(crate) kwargs: &'a Map<String, Value>,
+    pub(crate) run_id: Option<&'a str>,
 }
 
 /// One run of a task, as the worker decodes it.
@@ -87,6 +88,8 @@ pub(crate) struct RunRequest {
     pub(crate) time: WireTime,
     pub(crate) args: Vec<Value>,
     pub(crate) kwargs: Map<String, Value>,
+    #[serde(default)]
+    pub(crate) run_id: Option<String>,
 }
 
 /// A failure on the wire.
@@ -96,6 +99,8 @@ pub(crate) struct WireFailure {
     pub(crate) message: String,
     #[serde(default)]
     pub(crate) chain: Vec<String>,
+    #[serde(default)]
+    pub(crate) detail: Option<Value>,
 }
 
 /// The outcome of one run.
@@ -114,6 +119,7 @@ impl RunReply {
                 kind: f.kind,
                 message: f.message,
                 chain: f.chain,
+                detail: f.detail,
             }),
         }
     }
@@ -125,6 +131,7 @@ impl RunReply {
                 kind: f.kind,
                 message: f.message,
                 chain: f.chain,
+                detail: f.detail,
             }),
         }
     }

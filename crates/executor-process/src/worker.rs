@@ -169,6 +169,7 @@ fn run(
     let ctx = TaskContext {
         job_id: request.job_id.into(),
         scheduled_run_time,
+        run_id: request.run_id.map(Into::into),
         args: Arc::new(request.args),
         kwargs: Arc::new(request.kwargs),
     };

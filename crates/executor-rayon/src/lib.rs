@@ -55,6 +55,7 @@
 //!         kwargs: Arc::new(Default::default()),
 //!         run_times: vec![now],
 //!         max_instances: 1,
+//!         run_ids: Vec::new(),
 //!     })
 //!     .unwrap();
 //! executor.shutdown(true); // prints "sum: Ok(Number(500500))"

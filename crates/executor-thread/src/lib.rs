@@ -86,6 +86,7 @@
 //!             kwargs: no_kwargs(),
 //!             run_times: vec![at],
 //!             max_instances: 1,
+//!             run_ids: Vec::new(),
 //!         })
 //!         .unwrap();
 //! }

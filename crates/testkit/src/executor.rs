@@ -228,6 +228,7 @@ impl TaskSet {
             kwargs: Arc::new(Map::new()),
             run_times: vec![run_time(0)],
             max_instances: 1,
+            run_ids: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub struct EngineBuilder {
     executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
     scheduler_id: Option<String>,
     lease: Duration,
+    history: Option<(Arc<dyn apscheduler_core::RunHistory>, crate::HistoryOptions)>,
 }
 
 impl Default for EngineBuilder {
@@ -24,6 +25,7 @@ impl Default for EngineBuilder {
             executors: Vec::new(),
             scheduler_id: None,
             lease: Duration::from_secs(60),
+            history: None,
         }
     }
 }
@@ -72,13 +74,33 @@ impl EngineBuilder {
         self.lease = lease;
         self
     }
+    /// Records every run (start, end, outcome, output), every missed or skipped fire
+    /// time and every run that could not start into `history`, for example the one a
+    /// store keeps beside its jobs (`store.run_history()`).
+    pub fn run_history(
+        mut self,
+        history: Arc<dyn apscheduler_core::RunHistory>,
+        options: crate::HistoryOptions,
+    ) -> Self {
+        self.history = Some((history, options));
+        self
+    }
     /// Builds the engine (stopped).
     pub fn build(self) -> Engine {
+        let scheduler_id = self
+            .scheduler_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let history = self.history.map(|(history, options)| {
+            Arc::new(Recorder::new(
+                history,
+                options,
+                &scheduler_id,
+                self.clock.clone(),
+            ))
+        });
         Engine {
             inner: Arc::new(Inner {
-                scheduler_id: self
-                    .scheduler_id
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                scheduler_id,
                 clock: self.clock,
                 state: Mutex::new(State {
                     status: SchedulerState::Stopped,
@@ -96,6 +118,7 @@ impl EngineBuilder {
                 registry: RwLock::new(TaskRegistry::new()),
                 lease: self.lease,
                 unreleased: Mutex::new(HashMap::new()),
+                history,
             }),
         }
     }

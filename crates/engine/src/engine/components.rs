@@ -93,6 +93,7 @@ impl Engine {
     pub(super) fn reporter(&self) -> Arc<dyn RunReporter> {
         Arc::new(Reporter {
             dispatcher: self.inner.dispatcher.clone(),
+            recorder: self.inner.history.clone(),
         })
     }
 

@@ -7,10 +7,15 @@ pub(super) struct Reporter {
     /// The dispatcher alone, not the engine: workers report every run, and touching
     /// the engine's shared reference count from each of them costs more than the event.
     pub(super) dispatcher: Arc<Dispatcher>,
+    /// Records each run's start and end, when the scheduler records history.
+    pub(super) recorder: Option<Arc<Recorder>>,
 }
 
 impl RunReporter for Reporter {
     fn submitted(&self, run: &JobRun) {
+        if let Some(recorder) = &self.recorder {
+            recorder.started(run, 0);
+        }
         self.dispatcher.emit(event::EVENT_JOB_SUBMITTED, || {
             Event::submitted(
                 run.job_id.clone(),
@@ -21,6 +26,13 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        if let Some(recorder) = &self.recorder {
+            recorder.ended(run, run_time, &result);
+            // Run times of one submission run in turn: the next starts now.
+            if let Some(i) = run.run_times.iter().position(|t| *t == run_time) {
+                recorder.started(run, i + 1);
+            }
+        }
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");

@@ -85,6 +85,9 @@ impl Engine {
                 return Err(e);
             }
         }
+        if let Some(recorder) = &self.inner.history {
+            recorder.start().await;
+        }
         let pending = {
             let mut st = lock(&self.inner.state);
             st.status = if paused {
@@ -154,6 +157,10 @@ impl Engine {
         self.wakeup();
         for (_, executor) in &executors {
             executor.shutdown(wait);
+        }
+        // Before the stores close: a history may share their connection.
+        if let Some(recorder) = &self.inner.history {
+            recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;
         }
         for (alias, store) in &stores {
             if let Err(e) = store.shutdown().await {

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use apscheduler_core::event::{self, Event, EventMask, JobFailure};
 use apscheduler_core::{
-    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunReporter, SubmitError,
+    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunOutcome, RunReporter,
+    SubmitError,
     SystemClock, Task, TaskFn, TaskRegistry, Trigger,
 };
 use apscheduler_executor_thread::ThreadPoolExecutor;
@@ -35,6 +36,7 @@ use serde_json::Value;
 
 use crate::config::JobDefaults;
 use crate::dispatch::{Dispatcher, ListenerFn, ListenerId};
+use crate::history::{new_run_id, Recorder};
 use crate::spec::{JobChanges, JobSpec, TriggerSpec};
 use crate::wake::WakeSignal;
 
@@ -59,6 +61,9 @@ pub const DEFAULT_ALIAS: &str = "default";
 
 /// The longest wait between retries of a failing job store.
 const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for run records to reach the history.
+const HISTORY_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How many due jobs one claim asks a store for.
 const CLAIM_BATCH: usize = 1024;
@@ -126,6 +131,8 @@ pub(crate) struct Inner {
     /// Releases a store refused (it was down): retried before the next claim, so a run
     /// that happened is never claimed and run again once the store is back.
     unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,
+    /// Records run history, when configured.
+    history: Option<Arc<Recorder>>,
 }
 
 /// The scheduler engine. Cheap to clone (shared).
@@ -183,6 +190,20 @@ impl Engine {
     /// The current job defaults.
     pub fn job_defaults(&self) -> JobDefaults {
         lock(&self.inner.state).defaults
+    }
+
+    /// The run history this scheduler records into, when configured
+    /// ([`EngineBuilder::run_history`]).
+    pub fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
+        self.inner.history.as_ref().map(|r| r.history().clone())
+    }
+
+    /// Waits (up to `deadline`) until every run record so far is written to the run
+    /// history; returns at once without one.
+    pub async fn flush_history(&self, deadline: Duration) {
+        if let Some(recorder) = &self.inner.history {
+            recorder.flush(deadline, false).await;
+        }
     }
 
     /// "Now" from the engine's clock.

@@ -217,6 +217,10 @@ impl Engine {
                 self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
                     Event::missed(job.id.clone(), alias.clone(), t)
                 });
+                if let Some(recorder) = &self.inner.history {
+                    let late = apscheduler_core::time::timedelta(now - t.with_timezone(&Utc));
+                    recorder.not_run(&job.id, t, RunOutcome::Missed, format!("run time missed by {late} (later than the misfire grace time)"));
+                }
             }
             due.retain(|t| !missed(t));
         }
@@ -241,6 +245,9 @@ impl Engine {
     ) {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
+                if let Some(recorder) = &self.inner.history {
+                    recorder.not_run(&job.id, t, RunOutcome::Error, failure.to_string());
+                }
                 let failure = failure.clone();
                 self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
                     Event::error(job.id.clone(), alias.clone(), t, failure)
@@ -288,6 +295,10 @@ impl Engine {
             task,
             args: job.args.clone(),
             kwargs: job.kwargs.clone(),
+            run_ids: match self.inner.history {
+                Some(_) => due.iter().map(|_| new_run_id()).collect(),
+                None => Vec::new(),
+            },
             run_times: due,
             max_instances: job.max_instances,
         };
@@ -303,6 +314,11 @@ impl Engine {
             }
             Err(SubmitError::MaxInstances) => {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
+                if let Some(recorder) = &self.inner.history {
+                    for &t in kept.as_deref().unwrap_or(&[first]) {
+                        recorder.not_run(&job.id, t, RunOutcome::Missed, format!("skipped: maximum number of running instances reached ({})", job.max_instances));
+                    }
+                }
                 self.inner
                     .dispatcher
                     .emit(event::EVENT_JOB_MAX_INSTANCES, || {

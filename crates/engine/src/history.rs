@@ -1,0 +1,371 @@
+//! Recording run history: the scheduler's side of [`RunHistory`].
+//!
+//! The engine tells the [`Recorder`] what happens to each run (started, ended, missed,
+//! skipped, could not run); the recorder turns it into whole [`RunRecord`]s and hands
+//! them to a writer task, so no scheduler or executor thread ever waits for the
+//! database. The writer batches what has queued up, retries a history that is down
+//! (records wait in memory, an error is logged once per outage) and prunes by the
+//! [`Retention`] at an interval.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::event::JobFailure;
+use apscheduler_core::{Clock, JobRun, Retention, RunHistory, RunOutcome, RunRecord};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
+#[derive(Debug, Clone)]
+pub struct HistoryOptions {
+    /// The node name written into each record (default: the scheduler id).
+    pub node: Option<String>,
+    /// How many bytes of output a record keeps: the last ones (default 4 KiB).
+    pub output_cap: usize,
+    /// What pruning keeps (default: 100 runs per job, no age limit).
+    pub retention: Retention,
+    /// How often the writer prunes (default: every minute).
+    pub prune_interval: Duration,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            node: None,
+            output_cap: 4096,
+            retention: Retention::default(),
+            prune_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The longest wait between attempts to reach a history that is down.
+const RETRY_CAP: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Record(RunRecord),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Turns what happens to runs into records and queues them for the writer.
+pub(crate) struct Recorder {
+    history: Arc<dyn RunHistory>,
+    options: HistoryOptions,
+    node: Arc<str>,
+    clock: Arc<dyn Clock>,
+    /// Runs started and not yet ended, by run id: their end rewrites the whole record.
+    in_flight: Mutex<HashMap<Arc<str>, RunRecord>>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("history", &self.history)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A new run id: a UUID v7, so ids sort by creation time.
+pub(crate) fn new_run_id() -> Arc<str> {
+    uuid::Uuid::now_v7().to_string().into()
+}
+
+impl Recorder {
+    pub(crate) fn new(
+        history: Arc<dyn RunHistory>,
+        options: HistoryOptions,
+        scheduler_id: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let node = options.node.as_deref().unwrap_or(scheduler_id).into();
+        Recorder {
+            history,
+            options,
+            node,
+            clock,
+            in_flight: Mutex::new(HashMap::new()),
+            tx: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn history(&self) -> &Arc<dyn RunHistory> {
+        &self.history
+    }
+
+    /// Prepares the history and starts the writer on the current runtime. With a node
+    /// named in the options, runs that node left `running` (it died during them) are
+    /// marked `interrupted` first.
+    pub(crate) async fn start(&self) {
+        if let Err(e) = self.history.prepare().await {
+            apscheduler_core::log_error!(target: "apscheduler", "run history could not be prepared (records will be retried): {e}");
+        }
+        if self.options.node.is_some() {
+            match self
+                .history
+                .interrupt_running(
+                    &self.node,
+                    self.clock.now(),
+                    "the scheduler stopped during the run (found at its next start)",
+                )
+                .await
+            {
+                Ok(found) if !found.is_empty() => {
+                    apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) left running by this node's previous life recorded as interrupted", found.len());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    apscheduler_core::log_error!(target: "apscheduler", "runs left running could not be marked interrupted: {e}")
+                }
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.tx) = Some(tx);
+        tokio::spawn(write_loop(
+            self.history.clone(),
+            rx,
+            self.options.retention,
+            self.options.prune_interval,
+        ));
+    }
+
+    /// Waits until every record queued so far is written (or `deadline` passes; what
+    /// is left is logged as an error). Stops the writer when `stop`.
+    pub(crate) async fn flush(&self, deadline: Duration, stop: bool) {
+        let tx = if stop {
+            lock(&self.tx).take()
+        } else {
+            lock(&self.tx).clone()
+        };
+        let Some(tx) = tx else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Msg::Flush(done)).is_err() {
+            return;
+        }
+        drop(tx);
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            apscheduler_core::log_error!(target: "apscheduler", "run history: records not yet written after {deadline:?} (the history is unreachable); they are lost if the process exits now");
+        }
+    }
+
+    fn send(&self, record: RunRecord) {
+        let sent = match &*lock(&self.tx) {
+            Some(tx) => tx.send(Msg::Record(record)).map_err(|e| match e.0 {
+                Msg::Record(r) => r,
+                Msg::Flush(_) => unreachable!("only records are sent here"),
+            }),
+            None => Err(record),
+        };
+        if let Err(record) = sent {
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %record.job_id, run_id = %record.run_id, outcome = %record.outcome, "run history is not running: record not written");
+        }
+    }
+
+    fn blank(&self, run_id: &str, job_id: &str, scheduled_at: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_owned(),
+            job_id: job_id.to_owned(),
+            scheduled_at,
+            started_at: None,
+            finished_at: None,
+            outcome: RunOutcome::Running,
+            exit_code: None,
+            http_status: None,
+            output: String::new(),
+            message: None,
+            node: self.node.to_string(),
+        }
+    }
+
+    /// Run `index` of `run` starts now.
+    pub(crate) fn started(&self, run: &JobRun, index: usize) {
+        let (Some(id), Some(t)) = (run.run_ids.get(index), run.run_times.get(index)) else {
+            return;
+        };
+        let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
+        record.started_at = Some(self.clock.now());
+        lock(&self.in_flight).insert(id.clone(), record.clone());
+        self.send(record);
+    }
+
+    /// The run of `run_time` ended with `result`.
+    pub(crate) fn ended(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        result: &Result<Value, JobFailure>,
+    ) {
+        let Some(id) = run.run_id(run_time) else {
+            return;
+        };
+        let now = self.clock.now();
+        let mut record = lock(&self.in_flight).remove(id).unwrap_or_else(|| {
+            let mut r = self.blank(id, &run.job_id, run_time.with_timezone(&Utc));
+            r.started_at = Some(now);
+            r
+        });
+        record.finished_at = Some(now);
+        let detail = match result {
+            Ok(value) => {
+                record.outcome = RunOutcome::Success;
+                Some(value)
+            }
+            Err(failure) => {
+                record.outcome = outcome_of(&failure.kind);
+                record.message = Some(failure.to_string());
+                failure.detail.as_ref()
+            }
+        };
+        if let Some(detail) = detail {
+            self.apply_detail(&mut record, detail);
+        }
+        self.send(record);
+    }
+
+    /// Records from a task's value or failure detail: `exit_code`, `http_status`,
+    /// `output`.
+    fn apply_detail(&self, record: &mut RunRecord, detail: &Value) {
+        record.exit_code = detail
+            .get("exit_code")
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok());
+        record.http_status = detail
+            .get("http_status")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok());
+        if let Some(out) = detail.get("output").and_then(Value::as_str) {
+            record.output = RunRecord::output_tail(out.as_bytes(), self.options.output_cap);
+        }
+    }
+
+    /// A fire time that did not run: missed (`outcome` `missed`) or could not be run
+    /// (`error`), with the reason.
+    pub(crate) fn not_run(
+        &self,
+        job_id: &str,
+        scheduled_at: DateTime<Tz>,
+        outcome: RunOutcome,
+        message: String,
+    ) {
+        let mut record = self.blank(&new_run_id(), job_id, scheduled_at.with_timezone(&Utc));
+        record.outcome = outcome;
+        record.finished_at = Some(self.clock.now());
+        record.message = Some(message);
+        self.send(record);
+    }
+}
+
+/// The outcome a failure kind stands for: `timeout` and `interrupted` as named, kinds
+/// meaning "could not run" as `error`, anything else (a task error, a panic, a
+/// non-zero exit) as `failure`.
+pub(crate) fn outcome_of(kind: &str) -> RunOutcome {
+    match kind {
+        "timeout" | "Timeout" => RunOutcome::Timeout,
+        "interrupted" => RunOutcome::Interrupted,
+        "spawn" | "unknown-task" | "executor" | "submit" | "refused" | "worker" => {
+            RunOutcome::Error
+        }
+        _ => RunOutcome::Failure,
+    }
+}
+
+/// The writer: batches queued records, writes them (retrying a history that is down,
+/// never dropping a record), answers flushes once everything before them is written,
+/// and prunes at an interval.
+async fn write_loop(
+    history: Arc<dyn RunHistory>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    retention: Retention,
+    prune_interval: Duration,
+) {
+    let mut pending: Vec<RunRecord> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut ended_jobs: HashSet<String> = HashSet::new();
+    let mut failures: u32 = 0;
+    let mut prune = tokio::time::interval(prune_interval);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.tick().await;
+    let mut open = true;
+    loop {
+        if pending.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if !open {
+                return;
+            }
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => take(m, &mut pending, &mut flushes),
+                    None => open = false,
+                },
+                _ = prune.tick() => {
+                    prune_now(&*history, retention, &mut ended_jobs).await;
+                    continue;
+                }
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut pending, &mut flushes);
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        match history.record_runs(&pending).await {
+            Ok(()) => {
+                if failures > 0 {
+                    apscheduler_core::log_warn!(target: "apscheduler", "run history reachable again after {failures} failed attempt(s); waiting records written");
+                }
+                failures = 0;
+                ended_jobs.extend(
+                    pending
+                        .drain(..)
+                        .filter(|r| r.outcome.is_final())
+                        .map(|r| r.job_id),
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    apscheduler_core::log_error!(target: "apscheduler", "run history unavailable; {} record(s) wait in memory and are retried: {e}", pending.len());
+                }
+                let wait = Duration::from_millis(100 * 2u64.saturating_pow(failures.min(6)));
+                tokio::time::sleep(wait.min(RETRY_CAP)).await;
+            }
+        }
+    }
+}
+
+fn take(msg: Msg, pending: &mut Vec<RunRecord>, flushes: &mut Vec<oneshot::Sender<()>>) {
+    match msg {
+        Msg::Record(r) => pending.push(r),
+        Msg::Flush(done) => flushes.push(done),
+    }
+}
+
+async fn prune_now(history: &dyn RunHistory, retention: Retention, jobs: &mut HashSet<String>) {
+    if let Some(keep) = retention.max_runs_per_job {
+        let todo: Vec<String> = jobs.drain().collect();
+        for (i, job) in todo.iter().enumerate() {
+            if let Err(e) = history.prune_job_runs(job, keep).await {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job, "run history pruning failed (retried at the next interval): {e}");
+                jobs.extend(todo[i..].iter().cloned());
+                break;
+            }
+        }
+    }
+    if let Some(age) = retention.max_age {
+        let cut = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
+        if let Err(e) = history.prune_runs_before(cut).await {
+            apscheduler_core::log_warn!(target: "apscheduler", "run history pruning by age failed: {e}");
+        }
+    }
+}
