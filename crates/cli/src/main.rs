@@ -1,31 +1,88 @@
 //! `aps`: the apscheduler-rs command line.
 //!
+//! - `aps run --config FILE`: the daemon (a crontab replacement with run history).
+//! - `aps jobs list|show|add|pause|resume|remove|run`, `aps history`: manage the jobs
+//!   and read the history in the daemon's store, while it runs or not.
+//! - `aps config check FILE`, `aps import crontab FILE`: check a config; turn a
+//!   crontab into `[[jobs]]` tables.
 //! - `aps next <expression>`: preview the fire times of a crontab line or cron fields.
-//! - `aps trigger eval`: evaluate conformance vectors (JSON lines) from standard input.
-//! - `aps engine replay`: replay a scheduler scenario from standard input.
+//! - `aps completions bash|zsh|fish`: shell completions.
+//! - `aps trigger eval`, `aps engine replay`: the conformance tools.
+//!
+//! The config format, every command and the history schema: `docs/cli.md`.
 
 #![forbid(unsafe_code)]
 
+mod daemon;
 mod engine_replay;
+mod import_crontab;
+mod manage;
 mod next;
 mod trigger_eval;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// apscheduler-rs: advanced job scheduling for Rust.
 #[derive(Debug, Parser)]
 #[command(name = "aps", version, about)]
 struct Cli {
+    /// Log level: error, warn, info, debug, trace (or a tracing filter such as
+    /// `info,apscheduler=debug`). Default: `info` for `aps run`, `warn` otherwise.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon on a config file until SIGINT/SIGTERM (SIGHUP reloads the config).
+    Run(daemon::RunArgs),
+    /// Manage the jobs in the daemon's store.
+    Jobs {
+        #[command(flatten)]
+        store: manage::StoreArgs,
+        #[command(subcommand)]
+        command: manage::JobsCommand,
+    },
+    /// Show the run history, newest first.
+    History {
+        #[command(flatten)]
+        store: manage::StoreArgs,
+        #[command(flatten)]
+        args: manage::HistoryArgs,
+    },
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Import jobs from other schedulers.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Preview the next fire times of a cron expression.
     Next(next::NextArgs),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Engine tools.
     Engine {
         #[command(subcommand)]
@@ -35,6 +92,24 @@ enum Command {
     Trigger {
         #[command(subcommand)]
         command: TriggerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config: print the normalised jobs and each job's next 3 fire times.
+    Check {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Print `[[jobs]]` tables for a crontab file (unsupported lines go to stderr).
+    Crontab {
+        /// The crontab file.
+        file: PathBuf,
     },
 }
 
@@ -52,10 +127,45 @@ enum TriggerCommand {
     Eval,
 }
 
+fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("--log-level: invalid filter '{level}': {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let level = cli.log_level.as_deref().unwrap_or(default_level);
+    if let Err(e) = init_logging(level, cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
+        Command::Run(args) => daemon::run(&args),
+        Command::Jobs { store, command } => manage::jobs_command(&store, command),
+        Command::History { store, args } => manage::history_command(&store, args),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => manage::config_check(&file),
+        Command::Import {
+            command: ImportCommand::Crontab { file },
+        } => import_crontab::run(&file),
         Command::Next(args) => next::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aps", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Engine {
             command: EngineCommand::Replay,
         } => engine_replay::run(),

@@ -213,37 +213,8 @@ impl Recorder {
             r
         });
         record.finished_at = Some(now);
-        let detail = match result {
-            Ok(value) => {
-                record.outcome = RunOutcome::Success;
-                Some(value)
-            }
-            Err(failure) => {
-                record.outcome = outcome_of(&failure.kind);
-                record.message = Some(failure.to_string());
-                failure.detail.as_ref()
-            }
-        };
-        if let Some(detail) = detail {
-            self.apply_detail(&mut record, detail);
-        }
+        finish_record(&mut record, result, self.options.output_cap);
         self.send(record);
-    }
-
-    /// Records from a task's value or failure detail: `exit_code`, `http_status`,
-    /// `output`.
-    fn apply_detail(&self, record: &mut RunRecord, detail: &Value) {
-        record.exit_code = detail
-            .get("exit_code")
-            .and_then(Value::as_i64)
-            .and_then(|c| i32::try_from(c).ok());
-        record.http_status = detail
-            .get("http_status")
-            .and_then(Value::as_u64)
-            .and_then(|c| u16::try_from(c).ok());
-        if let Some(out) = detail.get("output").and_then(Value::as_str) {
-            record.output = RunRecord::output_tail(out.as_bytes(), self.options.output_cap);
-        }
     }
 
     /// A fire time that did not run: missed (`outcome` `missed`) or could not be run
@@ -263,10 +234,45 @@ impl Recorder {
     }
 }
 
+/// Completes `record` from a run's result: the outcome (`success`, or what the
+/// failure's kind stands for, see [`outcome_of`]), the failure's message, and from the
+/// task's value or failure detail the `exit_code`, `http_status` and the last
+/// `output_cap` bytes of `output`.
+pub fn finish_record(
+    record: &mut RunRecord,
+    result: &Result<Value, JobFailure>,
+    output_cap: usize,
+) {
+    let detail = match result {
+        Ok(value) => {
+            record.outcome = RunOutcome::Success;
+            Some(value)
+        }
+        Err(failure) => {
+            record.outcome = outcome_of(&failure.kind);
+            record.message = Some(failure.to_string());
+            failure.detail.as_ref()
+        }
+    };
+    let Some(detail) = detail else { return };
+    record.exit_code = detail
+        .get("exit_code")
+        .and_then(Value::as_i64)
+        .and_then(|c| i32::try_from(c).ok());
+    record.http_status = detail
+        .get("http_status")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok());
+    if let Some(out) = detail.get("output").and_then(Value::as_str) {
+        record.output = RunRecord::output_tail(out.as_bytes(), output_cap);
+    }
+}
+
 /// The outcome a failure kind stands for: `timeout` and `interrupted` as named, kinds
-/// meaning "could not run" as `error`, anything else (a task error, a panic, a
-/// non-zero exit) as `failure`.
-pub(crate) fn outcome_of(kind: &str) -> RunOutcome {
+/// meaning "could not run" (`spawn`, `unknown-task`, `executor`, `submit`, `refused`,
+/// `worker`) as `error`, anything else (a task error, a panic, a non-zero exit) as
+/// `failure`.
+pub fn outcome_of(kind: &str) -> RunOutcome {
     match kind {
         "timeout" | "Timeout" => RunOutcome::Timeout,
         "interrupted" => RunOutcome::Interrupted,

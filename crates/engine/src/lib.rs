@@ -69,6 +69,6 @@ pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,
     DrivenScheduler, JobHandle, JobStatus, ScheduledJob, SyncScheduler,
 };
-pub use history::HistoryOptions;
+pub use history::{finish_record, outcome_of, HistoryOptions};
 pub use inline::InlineExecutor;
 pub use spec::{JobChanges, JobSpec};

@@ -1,0 +1,269 @@
+//! Running a job's action: a shell command in its own process group, or an HTTP
+//! request. Each returns what the run history records: the exit code or HTTP status
+//! and the tail of the output, as the task's value (success) or failure detail.
+
+use std::io::Read as _;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::{RunRecord, TaskFailure, TaskResult};
+use chrono::DateTime;
+use chrono_tz::Tz;
+use rustix::process::{kill_process_group, Pid, Signal};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+
+use super::config::Action;
+
+/// Who and when a run is, for the process's environment.
+#[derive(Debug, Clone)]
+pub(crate) struct RunEnv {
+    pub(crate) job_id: String,
+    pub(crate) run_id: String,
+    pub(crate) scheduled_at: DateTime<Tz>,
+}
+
+/// Settings every run shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Between SIGTERM and SIGKILL of a process group.
+    pub(crate) kill_grace: Duration,
+    /// How many bytes of output are kept (the last ones).
+    pub(crate) output_cap: usize,
+}
+
+/// Runs `action`; `stop` turning true interrupts it (the daemon is stopping).
+pub(crate) async fn run(
+    action: &Action,
+    env: &RunEnv,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> TaskResult {
+    match action {
+        Action::Command {
+            command,
+            cwd,
+            env: vars,
+            timeout,
+        } => {
+            let timeout = timeout.map(Duration::from_secs_f64);
+            run_command(command, cwd.as_deref(), vars, timeout, env, limits, stop).await
+        }
+        Action::Http { .. } => {
+            let action = action.clone();
+            let cap = limits.output_cap;
+            let mut stop = stop;
+            tokio::select! {
+                joined = tokio::task::spawn_blocking(move || run_http(&action, cap)) => {
+                    joined.map_err(|e| TaskFailure::new("error", format!("HTTP job panicked: {e}")))?
+                }
+                _ = stop.wait_for(|s| *s) => Err(TaskFailure::new(
+                    "interrupted",
+                    "the daemon stopped during the request",
+                ).into()),
+            }
+        }
+    }
+}
+
+/// The last `cap` bytes written to a run's stdout and stderr, interleaved.
+#[derive(Debug)]
+struct Tail {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > self.cap.saturating_mul(2).max(8192) {
+            let cut = self.bytes.len() - self.cap;
+            self.bytes.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        RunRecord::output_tail(&self.bytes, self.cap)
+    }
+}
+
+async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => tail.lock().unwrap_or_else(|e| e.into_inner()).push(&buf[..n]),
+        }
+    }
+}
+
+/// How a command's wait ended.
+enum End {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    Interrupted,
+}
+
+async fn run_command(
+    command: &str,
+    cwd: Option<&str>,
+    vars: &std::collections::BTreeMap<String, String>,
+    timeout: Option<Duration>,
+    env: &RunEnv,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> TaskResult {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .envs(vars)
+        .env("APS_JOB_ID", &env.job_id)
+        .env("APS_RUN_ID", &env.run_id)
+        .env(
+            "APS_SCHEDULED_AT",
+            apscheduler_core::time::to_rfc3339(&env.scheduled_at),
+        );
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        let dir = cwd.map(|d| format!(" in '{d}'")).unwrap_or_default();
+        TaskFailure::new("spawn", format!("cannot start /bin/sh -c {command:?}{dir}: {e}"))
+    })?;
+    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let tail = Arc::new(Mutex::new(Tail {
+        bytes: Vec::new(),
+        cap: limits.output_cap,
+    }));
+    let readers = [
+        child.stdout.take().map(|o| tokio::spawn(pump(o, tail.clone()))),
+        child.stderr.take().map(|e| tokio::spawn(pump(e, tail.clone()))),
+    ];
+    let timer = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => End::Exited(s),
+            Err(e) => return Err(TaskFailure::new("error", format!("waiting for the command failed: {e}")).into()),
+        },
+        _ = timer => End::TimedOut,
+        _ = stop.wait_for(|s| *s) => End::Interrupted,
+    };
+    if !matches!(end, End::Exited(_)) {
+        // The whole group: the shell's children and grandchildren too.
+        if let Some(pg) = group {
+            let _ = kill_process_group(pg, Signal::TERM);
+        }
+        let _ = tokio::time::timeout(limits.kill_grace, child.wait()).await;
+        if let Some(pg) = group {
+            let _ = kill_process_group(pg, Signal::KILL);
+        }
+        let _ = child.wait().await;
+    }
+    // Output still held open by a background grandchild is not waited for long.
+    for reader in readers.into_iter().flatten() {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(Duration::from_millis(200), reader)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    let output = tail.lock().unwrap_or_else(|e| e.into_inner()).text();
+    match end {
+        End::Exited(status) => match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(json!({ "exit_code": 0, "output": output })),
+            (Some(code), _) => Err(TaskFailure::new("exit", format!("exit status {code}"))
+                .with_detail(json!({ "exit_code": code, "output": output }))
+                .into()),
+            (None, signal) => Err(TaskFailure::new(
+                "signal",
+                format!("killed by signal {}", signal.unwrap_or(0)),
+            )
+            .with_detail(json!({ "output": output }))
+            .into()),
+        },
+        End::TimedOut => Err(TaskFailure::new(
+            "timeout",
+            format!(
+                "still running after the {} time-out: the process group got SIGTERM, then SIGKILL",
+                humantime::format_duration(timeout.unwrap_or_default())
+            ),
+        )
+        .with_detail(json!({ "output": output }))
+        .into()),
+        End::Interrupted => Err(TaskFailure::new(
+            "interrupted",
+            "the daemon stopped and its grace period ended: the process group got SIGTERM, then SIGKILL",
+        )
+        .with_detail(json!({ "output": output }))
+        .into()),
+    }
+}
+
+fn run_http(action: &Action, cap: usize) -> TaskResult {
+    let Action::Http {
+        method,
+        url,
+        headers,
+        body,
+        expect_status,
+        timeout,
+    } = action
+    else {
+        unreachable!("run_http gets HTTP actions")
+    };
+    let mut agent = ureq::AgentBuilder::new();
+    if let Some(t) = timeout {
+        agent = agent.timeout(Duration::from_secs_f64(*t));
+    }
+    let mut request = agent.build().request(method, url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    let sent = match body {
+        Some(b) => request.send_string(b),
+        None => request.call(),
+    };
+    let response = match sent {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => {
+            let timed_out = t.kind() == ureq::ErrorKind::Io
+                && t.to_string().to_ascii_lowercase().contains("timed out");
+            let kind = if timed_out { "timeout" } else { "http" };
+            return Err(TaskFailure::new(kind, format!("{method} {url}: {t}")).into());
+        }
+    };
+    let status = response.status();
+    let mut bytes = Vec::new();
+    let _ = response
+        .into_reader()
+        .take(64 * 1024 * 1024)
+        .read_to_end(&mut bytes);
+    let output = RunRecord::output_tail(&bytes, cap);
+    let ok = if expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        expect_status.contains(&status)
+    };
+    let detail = json!({ "http_status": status, "output": output });
+    if ok {
+        Ok(detail)
+    } else {
+        Err(TaskFailure::new("http", format!("{method} {url}: unexpected status {status}"))
+            .with_detail(detail)
+            .into())
+    }
+}

@@ -1,0 +1,92 @@
+//! Config jobs as scheduler jobs, and the sync that makes the store match the config.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apscheduler_core::Job;
+use apscheduler_engine::{AsyncScheduler, JobSpec};
+
+use super::config::{JobDef, Origin};
+
+/// The scheduler job for `def`.
+pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
+    JobSpec::task(def.action.task_name())
+        .id(def.id.clone())
+        .name(def.name.clone())
+        .trigger_args(def.trigger_kind.clone(), def.trigger_args.clone())
+        .kwargs(def.to_kwargs())
+        .misfire_grace_time(def.misfire_grace_time.map(Duration::from_secs_f64))
+        .coalesce(def.coalesce)
+        .max_instances(def.max_instances)
+}
+
+/// Makes the store hold the config's jobs: new ones added, changed ones replaced (a
+/// paused job stays paused), unchanged ones left alone (their next run time kept), and
+/// jobs from an earlier config that are gone from this one removed. Jobs added with
+/// `aps jobs add`, and jobs the daemon did not make, are left alone.
+pub(crate) async fn sync(scheduler: &AsyncScheduler, defs: &[JobDef]) -> Result<(), String> {
+    let stored: HashMap<String, Job> = scheduler
+        .get_jobs(None)
+        .await
+        .map_err(|e| format!("cannot list the stored jobs: {e}"))?
+        .into_iter()
+        .map(|h| (h.job().id.to_string(), h.job().clone()))
+        .collect();
+    let (mut added, mut changed) = (0, 0);
+    for def in defs {
+        match stored.get(&def.id) {
+            Some(job) if JobDef::from_kwargs(&job.kwargs).as_ref() == Some(def) => {}
+            Some(job) => {
+                let mut spec = spec_of(def).replace_existing(true);
+                if job.is_paused() {
+                    spec = spec.next_run_time(None);
+                }
+                scheduler
+                    .add_job(spec)
+                    .await
+                    .map_err(|e| format!("job '{}': cannot be replaced: {e}", def.id))?;
+                changed += 1;
+            }
+            None => {
+                scheduler
+                    .add_job(spec_of(def))
+                    .await
+                    .map_err(|e| format!("job '{}': cannot be added: {e}", def.id))?;
+                added += 1;
+            }
+        }
+    }
+    let mut removed = 0;
+    for (id, job) in &stored {
+        let from_config =
+            JobDef::from_kwargs(&job.kwargs).is_some_and(|d| d.origin == Origin::Config);
+        if from_config && !defs.iter().any(|d| &d.id == id) {
+            match scheduler.remove_job(id).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == apscheduler_core::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("job '{id}': cannot be removed: {e}")),
+            }
+        }
+    }
+    tracing::info!(added, changed, removed, unchanged = defs.len() - added - changed, "config jobs applied to the store");
+    Ok(())
+}
+
+/// Logs each job with its next fire time.
+pub(crate) async fn log_jobs(scheduler: &AsyncScheduler) {
+    match scheduler.get_jobs(None).await {
+        Ok(jobs) => {
+            for h in jobs {
+                let job = h.job();
+                let what = JobDef::from_kwargs(&job.kwargs)
+                    .map(|d| format!("{} [{}]", d.trigger_text, d.action.summary()))
+                    .unwrap_or_else(|| job.trigger.to_string());
+                match &job.next_run_time {
+                    Some(t) => tracing::info!(job_id = %job.id, "job {}: {what}; next run at {}", job.id, apscheduler_core::time::to_rfc3339(t)),
+                    None => tracing::info!(job_id = %job.id, "job {}: {what}; paused", job.id),
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot list the jobs: {e}"),
+    }
+}

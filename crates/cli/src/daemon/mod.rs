@@ -1,0 +1,310 @@
+//! `aps run`: the daemon. It loads the config, opens the store, records history,
+//! upserts the config's jobs, and runs until SIGINT/SIGTERM (SIGHUP reloads).
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | the TOML format, checks, the job definitions stored with each job |
+//! | [`action`] | running a command (process group, time-out, output tail) or an HTTP request |
+//! | [`store`] | the store a URL names; node names |
+//! | [`jobs`] | config jobs to engine jobs, and the sync that upserts them |
+
+pub(crate) mod action;
+pub(crate) mod config;
+pub(crate) mod jobs;
+pub(crate) mod store;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::{RunHistory, RunOutcome, RunQuery, TaskContext, TaskFailure, TaskResult};
+use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Notify};
+
+use self::action::{Limits, RunEnv};
+use self::config::{Config, JobDef, COMMAND_TASK, HTTP_TASK};
+
+/// Options of `aps run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    pub(crate) config: PathBuf,
+}
+
+/// What the job tasks share: the stop signal and the count of runs in flight.
+#[derive(Debug)]
+pub(crate) struct Runs {
+    limits: Limits,
+    stop: watch::Sender<bool>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl Runs {
+    pub(crate) fn new(limits: Limits) -> Arc<Runs> {
+        Arc::new(Runs {
+            limits,
+            stop: watch::channel(false).0,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    /// Runs the action of the job `ctx` belongs to.
+    async fn run_job(&self, ctx: TaskContext) -> TaskResult {
+        let def = JobDef::from_kwargs(&ctx.kwargs).ok_or_else(|| {
+            TaskFailure::new(
+                "refused",
+                format!("job '{}' carries no aps job definition", ctx.job_id),
+            )
+        })?;
+        let env = RunEnv {
+            job_id: ctx.job_id.to_string(),
+            run_id: ctx
+                .run_id
+                .as_deref()
+                .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
+            scheduled_at: ctx.scheduled_run_time,
+        };
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let result = action::run(&def.action, &env, self.limits, self.stop.subscribe()).await;
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+        result
+    }
+
+    /// Registers the command and HTTP tasks on `scheduler`.
+    pub(crate) fn register(self: &Arc<Self>, scheduler: &AsyncScheduler) {
+        for name in [COMMAND_TASK, HTTP_TASK] {
+            let runs = self.clone();
+            scheduler.register_async_task(name, move |ctx| {
+                let runs = runs.clone();
+                async move { runs.run_job(ctx).await }
+            });
+        }
+    }
+
+    /// Waits up to `grace` for the runs in flight; then interrupts the rest.
+    async fn drain(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            let n = self.in_flight.load(Ordering::SeqCst);
+            if n == 0 {
+                return;
+            }
+            tracing::info!("waiting up to {} for {n} running job(s)", humantime::format_duration(deadline.saturating_duration_since(tokio::time::Instant::now())));
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                let n = self.in_flight.load(Ordering::SeqCst);
+                if n > 0 {
+                    tracing::warn!("grace period over: interrupting {n} running job(s) (SIGTERM, then SIGKILL after {})", humantime::format_duration(self.limits.kill_grace));
+                    let _ = self.stop.send(true);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// `aps run --config FILE`.
+pub(crate) fn run(args: &RunArgs) -> ExitCode {
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match serve(cfg).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// A started scheduler on the config's store, paused, with the store checked.
+pub(crate) struct Opened {
+    pub(crate) scheduler: AsyncScheduler,
+    pub(crate) history: Option<Arc<dyn RunHistory>>,
+}
+
+/// Opens the store `url` under a scheduler started paused (nothing runs); `history`
+/// options make it record. Fails when the store cannot be reached.
+pub(crate) async fn open_scheduler(
+    url: &str,
+    tz: chrono_tz::Tz,
+    record: Option<HistoryOptions>,
+) -> Result<Opened, String> {
+    let store = store::open(url).map_err(|e| format!("store.url: {e}"))?;
+    let history = store.run_history();
+    let mut builder = Engine::builder().timezone(tz).jobstore("default", store);
+    if let (Some(options), Some(h)) = (record, &history) {
+        builder = builder.run_history(h.clone(), options);
+    }
+    let scheduler = AsyncScheduler::from_builder(builder).map_err(|e| e.to_string())?;
+    scheduler
+        .start(true)
+        .await
+        .map_err(|e| format!("cannot start on the store '{}': {e}", redact(url)))?;
+    // A store that is down at start is retried by the engine; here that is an error.
+    if let Err(e) = scheduler.get_jobs(None).await {
+        let _ = scheduler.shutdown(false).await;
+        return Err(format!("the store '{}' cannot be reached: {e}", redact(url)));
+    }
+    if let Some(h) = &history {
+        h.prepare()
+            .await
+            .map_err(|e| format!("the run history in '{}' cannot be prepared: {e}", redact(url)))?;
+    }
+    Ok(Opened { scheduler, history })
+}
+
+/// A URL with its password hidden.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), String> {
+    let node = store::daemon_node(cfg.node.as_deref());
+    let options = cfg.history.enabled.then(|| HistoryOptions {
+        node: Some(node.clone()),
+        output_cap: cfg.history.output_cap,
+        retention: cfg.history.retention,
+        ..HistoryOptions::default()
+    });
+    let Opened { scheduler, history } = open_scheduler(&cfg.store_url, cfg.timezone, options).await?;
+    if cfg.history.enabled && history.is_none() {
+        tracing::warn!("the store '{}' keeps no run history: runs are not recorded", redact(&cfg.store_url));
+    }
+    let runs = Runs::new(Limits {
+        kill_grace: cfg.kill_grace,
+        output_cap: cfg.history.output_cap,
+    });
+    runs.register(&scheduler);
+    if let Some(h) = &history {
+        recover_interrupted(&**h).await;
+    }
+    if let Err(e) = jobs::sync(&scheduler, &cfg.jobs).await {
+        let _ = scheduler.shutdown(false).await;
+        return Err(e);
+    }
+    tracing::info!(node = %node, store = %redact(&cfg.store_url), config = %cfg.path.display(), "aps daemon started");
+    jobs::log_jobs(&scheduler).await;
+    scheduler.resume().map_err(|e| e.to_string())?;
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    // Other processes change jobs in the store (`aps jobs ...`): look at least this often.
+    let mut poll = tokio::time::interval(cfg.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let path = cfg.path.clone();
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => reload(&scheduler, &path, &cfg).await,
+            _ = poll.tick() => scheduler.wakeup(),
+        }
+    }
+    // Stop claiming, let running jobs finish within the grace, interrupt the rest.
+    let _ = scheduler.pause();
+    runs.drain(cfg.shutdown_grace).await;
+    scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
+    tracing::info!("aps daemon stopped");
+    Ok(())
+}
+
+/// SIGHUP: applies the config's changed jobs, or keeps the old ones when the new file
+/// is bad.
+async fn reload(scheduler: &AsyncScheduler, path: &Path, running: &Config) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config reload refused, the running config stays: {e}");
+            return;
+        }
+    };
+    if cfg.store_url != running.store_url || cfg.timezone != running.timezone {
+        tracing::warn!("store and timezone changes take effect at the next start, not on reload");
+    }
+    match jobs::sync(scheduler, &cfg.jobs).await {
+        Ok(()) => {
+            tracing::info!("config reloaded");
+            jobs::log_jobs(scheduler).await;
+        }
+        Err(e) => tracing::error!("config reload failed part-way: {e}"),
+    }
+}
+
+/// Runs left `running` by a daemon on this host that is gone (killed, crashed) are
+/// recorded `interrupted`.
+async fn recover_interrupted(history: &dyn RunHistory) {
+    let host = store::host_name();
+    let now = chrono::Utc::now();
+    let mut found = Vec::new();
+    match history
+        .query_runs(&RunQuery {
+            outcome: Some(RunOutcome::Running),
+            limit: 100_000,
+            ..RunQuery::default()
+        })
+        .await
+    {
+        Ok(running) => {
+            for mut r in running {
+                if store::is_dead_local_node(&r.node, &host) {
+                    r.outcome = RunOutcome::Interrupted;
+                    r.finished_at = Some(now);
+                    r.message = Some(format!(
+                        "the daemon ({}) stopped during the run; found at the next start",
+                        r.node
+                    ));
+                    found.push(r);
+                }
+            }
+        }
+        Err(e) => tracing::error!("runs left running by a previous daemon cannot be read: {e}"),
+    }
+    if found.is_empty() {
+        return;
+    }
+    for r in &found {
+        tracing::warn!(job_id = %r.job_id, run_id = %r.run_id, scheduled_at = %r.scheduled_at, "run interrupted by the previous daemon's end");
+    }
+    if let Err(e) = history.record_runs(&found).await {
+        tracing::error!("{} interrupted run(s) could not be recorded: {e}", found.len());
+    }
+}

@@ -1,0 +1,134 @@
+//! The store a URL names, and this daemon's node name.
+
+use std::sync::Arc;
+
+use apscheduler_core::JobStore;
+use rustix::process::Pid;
+
+/// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
+/// `mysql://` (`mariadb://`), `redis://`, `mongodb://`, `zookeeper://host:port/path`.
+/// A SQLite file that does not exist yet is created readable by its owner only.
+pub(crate) fn open(url: &str) -> Result<Arc<dyn JobStore>, String> {
+    super::config::check_store_url(url)?;
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    let store: Arc<dyn JobStore> = match scheme {
+        "sqlite" => {
+            create_owner_only(url)?;
+            Arc::new(apscheduler_store_sql::SqlJobStore::connect(url).map_err(|e| e.to_string())?)
+        }
+        "postgres" | "postgresql" | "mysql" | "mariadb" => {
+            Arc::new(apscheduler_store_sql::SqlJobStore::connect(url).map_err(|e| e.to_string())?)
+        }
+        "redis" | "rediss" => {
+            Arc::new(apscheduler_store_redis::RedisJobStore::new(url).map_err(|e| e.to_string())?)
+        }
+        "mongodb" | "mongodb+srv" => Arc::new(
+            apscheduler_store_mongodb::MongoDbJobStore::new(url).map_err(|e| e.to_string())?,
+        ),
+        _ => {
+            // zookeeper://host:port[,host:port]/path
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            let (hosts, path) = match rest.find('/') {
+                Some(i) if i + 1 < rest.len() => (&rest[..i], &rest[i..]),
+                Some(i) => (&rest[..i], apscheduler_store_zookeeper::DEFAULT_PATH),
+                None => (rest, apscheduler_store_zookeeper::DEFAULT_PATH),
+            };
+            Arc::new(
+                apscheduler_store_zookeeper::ZooKeeperJobStore::new(hosts, path)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    Ok(store)
+}
+
+/// The file path of a SQLite URL (`sqlite:/abs.db`, `sqlite:///rel.db`,
+/// `sqlite:////abs.db`, `sqlite:rel.db`), or `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.split('?').next().unwrap_or("");
+    if rest.is_empty() || rest.contains(":memory:") {
+        return None;
+    }
+    Some(match rest.strip_prefix("//") {
+        // sqlite:///rel.db is relative, sqlite:////abs.db absolute (SQLAlchemy's form).
+        Some(after) => after.strip_prefix('/').unwrap_or(after).to_owned(),
+        None => rest.to_owned(),
+    })
+}
+
+fn create_owner_only(url: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = sqlite_path(url) else {
+        return Ok(());
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create the SQLite database '{path}': {e}")),
+    }
+}
+
+/// This machine's host name.
+pub(crate) fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The node name a daemon writes into run records: `host/pid`, so that a restarted
+/// daemon can tell which `running` records were left by a process that is gone.
+pub(crate) fn daemon_node(configured: Option<&str>) -> String {
+    let host = configured.map_or_else(host_name, str::to_owned);
+    format!("{host}/{}", std::process::id())
+}
+
+/// Whether the node `node` (`host/pid`) is a process on this host that is gone.
+pub(crate) fn is_dead_local_node(node: &str, host: &str) -> bool {
+    let Some((h, pid)) = node.rsplit_once('/') else {
+        return false;
+    };
+    if h != host {
+        return false;
+    }
+    match pid.parse::<i32>().ok().and_then(Pid::from_raw) {
+        Some(pid) if pid.as_raw_nonzero().get() as u32 == std::process::id() => false,
+        // EPERM: alive, someone else's.
+        Some(pid) => matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_files() {
+        assert_eq!(sqlite_path("sqlite:/var/aps.db").as_deref(), Some("/var/aps.db"));
+        assert_eq!(sqlite_path("sqlite:///rel.db").as_deref(), Some("rel.db"));
+        assert_eq!(sqlite_path("sqlite:////abs.db").as_deref(), Some("/abs.db"));
+        assert_eq!(sqlite_path("sqlite:aps.db?mode=rwc").as_deref(), Some("aps.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn only_gone_local_processes_are_dead_nodes() {
+        let host = host_name();
+        let me = format!("{host}/{}", std::process::id());
+        assert!(!is_dead_local_node(&me, &host));
+        assert!(!is_dead_local_node("elsewhere/1", &host));
+        // pid 1 exists; a pid beyond pid_max does not.
+        assert!(!is_dead_local_node(&format!("{host}/1"), &host));
+        assert!(is_dead_local_node(&format!("{host}/999999999"), &host));
+    }
+}

@@ -1,0 +1,662 @@
+//! The management commands: `aps jobs ...`, `aps history`, `aps config check`. Each
+//! works on the store directly (a running daemon sees the change at its next poll,
+//! within `poll_interval`, one second by default).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use apscheduler_core::{Job, RunHistory, RunOutcome, RunQuery, RunRecord};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::daemon::action::{self, Limits, RunEnv};
+use crate::daemon::config::{self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob};
+use crate::daemon::{jobs, open_scheduler, store, Opened};
+
+/// Where the store is: a config file's `[store]` or a URL.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The daemon's config file (its store, timezone and job defaults are used).
+    #[arg(long, short, global = true, conflicts_with = "store")]
+    config: Option<PathBuf>,
+    /// A store URL (`sqlite:/path/aps.db`, `postgres://...`, `redis://...`, ...).
+    #[arg(long, global = true)]
+    store: Option<String>,
+}
+
+/// `aps jobs ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum JobsCommand {
+    /// List the jobs: id, name, trigger, next run, last outcome.
+    List {
+        /// An array of JSON objects instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job with its recent history.
+    Show {
+        /// The job id.
+        id: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a job (the options of a `[[jobs]]` table); it persists in the store.
+    Add(Box<AddArgs>),
+    /// Pause a job (it keeps its definition; no runs until resumed).
+    Pause {
+        /// The job id.
+        id: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// The job id.
+        id: String,
+    },
+    /// Remove a job.
+    Remove {
+        /// The job id.
+        id: String,
+    },
+    /// Run a job once, now, in this process, recorded in the history like any run.
+    Run {
+        /// The job id.
+        id: String,
+    },
+}
+
+/// The options of `aps jobs add`: a `[[jobs]]` table's keys.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddArgs {
+    /// Job id.
+    #[arg(long)]
+    id: String,
+    /// Job name (default: the id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Shell command (run by /bin/sh -c).
+    #[arg(long)]
+    command: Option<String>,
+    /// Working directory of the command.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Environment variable for the command, NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// Time-out (seconds or "90s", "1h30m").
+    #[arg(long)]
+    timeout: Option<String>,
+    /// HTTP job: the URL.
+    #[arg(long)]
+    http_url: Option<String>,
+    /// HTTP job: the method (default GET).
+    #[arg(long)]
+    http_method: Option<String>,
+    /// HTTP job: a header, "Name: value" (repeatable).
+    #[arg(long = "http-header", value_name = "NAME: VALUE")]
+    http_header: Vec<String>,
+    /// HTTP job: the request body.
+    #[arg(long)]
+    http_body: Option<String>,
+    /// HTTP job: an accepted status (repeatable; default any 2xx).
+    #[arg(long)]
+    expect_status: Vec<u16>,
+    /// Crontab text ("*/5 * * * *", "@daily").
+    #[arg(long)]
+    cron: Option<String>,
+    /// Interval ("90s", "2h", or seconds).
+    #[arg(long)]
+    interval: Option<String>,
+    /// One run at this date ("2026-12-01 09:00:00").
+    #[arg(long)]
+    date: Option<String>,
+    /// A trigger with APScheduler's arguments as an inline TOML table:
+    /// '{ type = "cron", day = "last sun", hour = 3 }'.
+    #[arg(long)]
+    trigger: Option<String>,
+    /// The trigger's timezone.
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Random delay added to each fire time (seconds or "10s").
+    #[arg(long)]
+    jitter: Option<String>,
+    /// First possible fire time.
+    #[arg(long)]
+    start_date: Option<String>,
+    /// Last possible fire time.
+    #[arg(long)]
+    end_date: Option<String>,
+    /// How late a run may start (seconds or "30s").
+    #[arg(long)]
+    misfire_grace_time: Option<String>,
+    /// Collapse overdue runs into one (true/false).
+    #[arg(long)]
+    coalesce: Option<bool>,
+    /// Runs of this job allowed at once.
+    #[arg(long)]
+    max_instances: Option<u32>,
+}
+
+/// `aps history` filters.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HistoryArgs {
+    /// Only this job's runs.
+    #[arg(long)]
+    job: Option<String>,
+    /// Only runs with this outcome (success, failure, timeout, missed, interrupted, error, running).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only runs scheduled at or after this time (RFC 3339, "2026-11-23 10:00:00" in
+    /// the config's timezone, or an age such as "2h").
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many runs (newest first).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// An array of JSON objects instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The store, timezone and defaults a command works with.
+struct Target {
+    url: String,
+    tz: Tz,
+    defaults: Defaults,
+    kill_grace: std::time::Duration,
+    output_cap: usize,
+}
+
+fn target(args: &StoreArgs) -> Result<Target, String> {
+    match (&args.config, &args.store) {
+        (Some(path), _) => {
+            let cfg = config::load(path).map_err(|e| e.to_string())?;
+            Ok(Target {
+                url: cfg.store_url,
+                tz: cfg.timezone,
+                defaults: cfg.defaults,
+                kill_grace: cfg.kill_grace,
+                output_cap: cfg.history.output_cap,
+            })
+        }
+        (None, Some(url)) => Ok(Target {
+            url: url.clone(),
+            tz: apscheduler_engine::local_timezone(),
+            defaults: Defaults::default(),
+            kill_grace: std::time::Duration::from_secs(5),
+            output_cap: 4096,
+        }),
+        (None, None) => Err("say where the store is: --config FILE or --store URL".into()),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Runs `f` on the store, printing its error; exit 1 on failure.
+fn on_store<F, Fut>(args: &StoreArgs, f: F) -> ExitCode
+where
+    F: FnOnce(Target, Opened) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode, String>>,
+{
+    let target = match target(args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime().block_on(async move {
+        let opened = match open_scheduler(&target.url, target.tz, None).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let scheduler = opened.scheduler.clone();
+        let code = match f(target, opened).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+        let _ = scheduler.shutdown(false).await;
+        code
+    })
+}
+
+/// `aps jobs ...`.
+pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> ExitCode {
+    on_store(store_args, move |target, opened| async move {
+        let Opened { scheduler, history } = opened;
+        match command {
+            JobsCommand::List { json } => {
+                let jobs: Vec<Job> = scheduler
+                    .get_jobs(None)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|h| h.job().clone())
+                    .collect();
+                let last = last_outcomes(history.as_deref(), &jobs).await;
+                if json {
+                    let rows: Vec<Value> = jobs.iter().map(|j| job_json(j, last.get(&*j.id))).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                } else {
+                    print_jobs_table(&jobs, &last);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Show { id, json } => {
+                let Some(h) = scheduler.get_job(&id).await.map_err(|e| e.to_string())? else {
+                    return Err(format!("no job '{id}'"));
+                };
+                let runs = match &history {
+                    Some(history) => history
+                        .query_runs(&RunQuery { job_id: Some(id.clone()), limit: 10, ..RunQuery::default() })
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    None => Vec::new(),
+                };
+                let mut out = job_json(h.job(), runs.first());
+                out["definition"] = JobDef::from_kwargs(&h.job().kwargs).map_or(Value::Null, |d| json!(d));
+                out["recent_runs"] = json!(runs.iter().map(run_json).collect::<Vec<_>>());
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                } else {
+                    print_job(h.job(), &runs);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Add(add) => {
+                let raw = add.to_raw()?;
+                let def = check_job(&raw, target.tz, &target.defaults, Origin::Cli)
+                    .map_err(|e| format!("job{e}"))?;
+                let h = scheduler.add_job(jobs::spec_of(&def)).await.map_err(|e| match e.kind() {
+                    apscheduler_core::ErrorKind::Conflict => format!("a job with the id '{}' already exists", def.id),
+                    _ => e.to_string(),
+                })?;
+                println!("added job '{}': {}; next run at {}", def.id, def.trigger_text, next_text(h.job()));
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Pause { id } => {
+                scheduler.pause_job(&id).await.map_err(|e| not_found(&id, e))?;
+                println!("paused job '{id}'");
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Resume { id } => {
+                let h = scheduler.resume_job(&id).await.map_err(|e| not_found(&id, e))?;
+                match h {
+                    Some(h) => println!("resumed job '{id}'; next run at {}", next_text(h.job())),
+                    None => println!("job '{id}' has no fire time left: removed"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Remove { id } => {
+                scheduler.remove_job(&id).await.map_err(|e| not_found(&id, e))?;
+                println!("removed job '{id}'");
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Run { id } => {
+                let Some(h) = scheduler.get_job(&id).await.map_err(|e| e.to_string())? else {
+                    return Err(format!("no job '{id}'"));
+                };
+                let def = JobDef::from_kwargs(&h.job().kwargs)
+                    .ok_or_else(|| format!("job '{id}' was not made by aps (no command or http action)"))?;
+                run_now(&def, history, &target).await
+            }
+        }
+    })
+}
+
+fn not_found(id: &str, e: apscheduler_core::Error) -> String {
+    match e.kind() {
+        apscheduler_core::ErrorKind::NotFound => format!("no job '{id}'"),
+        _ => e.to_string(),
+    }
+}
+
+/// `aps jobs run ID`: the action now, in this process, with a history record.
+async fn run_now(def: &JobDef, history: Option<Arc<dyn RunHistory>>, target: &Target) -> Result<ExitCode, String> {
+    let now = Utc::now();
+    let mut record = RunRecord {
+        run_id: uuid::Uuid::now_v7().to_string(),
+        job_id: def.id.clone(),
+        scheduled_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        exit_code: None,
+        http_status: None,
+        output: String::new(),
+        message: Some("run by `aps jobs run`".into()),
+        node: store::daemon_node(None),
+    };
+    if let Some(h) = &history {
+        h.record_runs(std::slice::from_ref(&record)).await.map_err(|e| format!("cannot record the run: {e}"))?;
+    }
+    let env = RunEnv {
+        job_id: def.id.clone(),
+        run_id: record.run_id.clone(),
+        scheduled_at: now.with_timezone(&target.tz),
+    };
+    let limits = Limits { kill_grace: target.kill_grace, output_cap: target.output_cap };
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let result = action::run(&def.action, &env, limits, stop_rx).await;
+    record.finished_at = Some(Utc::now());
+    record.message = None;
+    let result = result.map_err(|e| apscheduler_core::failure_from_task_error(e.as_ref()));
+    apscheduler_engine::finish_record(&mut record, &result, target.output_cap);
+    if let Some(h) = &history {
+        h.record_runs(std::slice::from_ref(&record)).await.map_err(|e| format!("cannot record the run's end: {e}"))?;
+    }
+    print!("{}", record.output);
+    eprintln!("run {} of job '{}': {}{}", record.run_id, def.id, record.outcome, record.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
+    Ok(if record.outcome == RunOutcome::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+impl AddArgs {
+    fn to_raw(&self) -> Result<RawJob, String> {
+        let dur = |v: &Option<String>| v.clone().map(DurationText::Text);
+        let env = if self.env.is_empty() {
+            None
+        } else {
+            let mut m = BTreeMap::new();
+            for kv in &self.env {
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env: '{kv}' is not NAME=VALUE"))?;
+                m.insert(k.to_owned(), v.to_owned());
+            }
+            Some(m)
+        };
+        let http = match &self.http_url {
+            None if self.http_method.is_some() || !self.http_header.is_empty() || self.http_body.is_some() || !self.expect_status.is_empty() => {
+                return Err("--http-method, --http-header, --http-body and --expect-status need --http-url".into())
+            }
+            None => None,
+            Some(url) => {
+                let mut headers = BTreeMap::new();
+                for h in &self.http_header {
+                    let (k, v) = h.split_once(':').ok_or_else(|| format!("--http-header: '{h}' is not 'Name: value'"))?;
+                    headers.insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+                Some(RawHttp {
+                    method: self.http_method.clone(),
+                    url: Some(url.clone()),
+                    headers: Some(headers),
+                    body: self.http_body.clone(),
+                    expect_status: (!self.expect_status.is_empty()).then(|| config::ExpectStatus::Many(self.expect_status.clone())),
+                })
+            }
+        };
+        let trigger = match &self.trigger {
+            Some(t) => Some(
+                toml::from_str::<toml::Table>(&format!("t = {t}"))
+                    .map_err(|e| format!("--trigger: not an inline TOML table: {e}"))?
+                    .remove("t")
+                    .and_then(|v| v.as_table().cloned())
+                    .ok_or_else(|| "--trigger: not an inline TOML table".to_owned())?,
+            ),
+            None => None,
+        };
+        Ok(RawJob {
+            id: Some(self.id.clone()),
+            name: self.name.clone(),
+            command: self.command.clone(),
+            cwd: self.cwd.clone(),
+            env,
+            timeout: dur(&self.timeout),
+            http,
+            cron: self.cron.clone(),
+            interval: dur(&self.interval),
+            date: self.date.clone(),
+            trigger,
+            timezone: self.timezone.clone(),
+            jitter: dur(&self.jitter),
+            start_date: self.start_date.clone(),
+            end_date: self.end_date.clone(),
+            misfire_grace_time: dur(&self.misfire_grace_time),
+            coalesce: self.coalesce,
+            max_instances: self.max_instances,
+        })
+    }
+}
+
+/// The newest run of each job. One query per job (each an indexed lookup).
+async fn last_outcomes(history: Option<&dyn RunHistory>, jobs: &[Job]) -> std::collections::HashMap<String, RunRecord> {
+    let mut last = std::collections::HashMap::new();
+    let Some(history) = history else { return last };
+    for job in jobs {
+        let q = RunQuery { job_id: Some(job.id.to_string()), limit: 1, ..RunQuery::default() };
+        if let Ok(mut runs) = history.query_runs(&q).await {
+            if let Some(r) = runs.pop() {
+                last.insert(job.id.to_string(), r);
+            }
+        }
+    }
+    last
+}
+
+fn next_text(job: &Job) -> String {
+    job.next_run_time
+        .as_ref()
+        .map_or_else(|| "- (paused)".to_owned(), apscheduler_core::time::to_rfc3339)
+}
+
+fn trigger_text(job: &Job) -> String {
+    JobDef::from_kwargs(&job.kwargs).map_or_else(|| job.trigger.to_string(), |d| d.trigger_text)
+}
+
+fn job_json(job: &Job, last: Option<&RunRecord>) -> Value {
+    let def = JobDef::from_kwargs(&job.kwargs);
+    json!({
+        "id": &*job.id,
+        "name": &*job.name,
+        "trigger": trigger_text(job),
+        "next_run_time": job.next_run_time.as_ref().map(apscheduler_core::time::to_rfc3339),
+        "paused": job.is_paused(),
+        "action": def.as_ref().map(|d| d.action.summary()),
+        "origin": def.as_ref().map(|d| d.origin),
+        "last_outcome": last.map(|r| r.outcome),
+        "last_run_at": last.map(|r| r.scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    })
+}
+
+fn time_json(t: &Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+}
+
+/// A run as `aps history --json` prints it.
+pub(crate) fn run_json(r: &RunRecord) -> Value {
+    json!({
+        "run_id": r.run_id,
+        "job_id": r.job_id,
+        "scheduled_at": time_json(&Some(r.scheduled_at)),
+        "started_at": time_json(&r.started_at),
+        "finished_at": time_json(&r.finished_at),
+        "outcome": r.outcome,
+        "exit_code": r.exit_code,
+        "http_status": r.http_status,
+        "output": r.output,
+        "message": r.message,
+        "node": r.node,
+    })
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRecord>) {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                clip(&j.name, 30),
+                clip(&trigger_text(j), 40),
+                next_text(j),
+                last.get(&*j.id).map_or("-".into(), |r| r.outcome.to_string()),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "TRIGGER", "NEXT RUN", "LAST"], &rows);
+}
+
+fn print_job(job: &Job, runs: &[RunRecord]) {
+    let def = JobDef::from_kwargs(&job.kwargs);
+    println!("id:        {}", job.id);
+    println!("name:      {}", job.name);
+    println!("trigger:   {}", trigger_text(job));
+    println!("next run:  {}", next_text(job));
+    if let Some(d) = &def {
+        println!("action:    {}", d.action.summary());
+        println!("origin:    {}", match d.origin { Origin::Config => "config file", Origin::Cli => "aps jobs add" });
+    }
+    println!("misfire grace: {}, coalesce: {}, max instances: {}",
+        job.misfire_grace_time.map_or("none".into(), |d| humantime::format_duration(d).to_string()), job.coalesce, job.max_instances);
+    println!();
+    print_runs(runs);
+}
+
+fn print_runs(runs: &[RunRecord]) {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let took = match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => format!("{:.3}s", (f - s).num_microseconds().unwrap_or(0) as f64 / 1e6),
+                _ => "-".into(),
+            };
+            let code = r.exit_code.map(|c| c.to_string()).or(r.http_status.map(|s| s.to_string())).unwrap_or("-".into());
+            let note = r.message.clone().unwrap_or_else(|| r.output.lines().last().unwrap_or("").to_owned());
+            vec![
+                r.scheduled_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                r.job_id.clone(),
+                r.outcome.to_string(),
+                code,
+                took,
+                clip(&note, 60),
+            ]
+        })
+        .collect();
+    print_table(&["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"], &rows);
+}
+
+/// `aps history`.
+pub(crate) fn history_command(store_args: &StoreArgs, args: HistoryArgs) -> ExitCode {
+    on_store(store_args, move |target, opened| async move {
+        let history = opened.history.ok_or("this store keeps no run history")?;
+        let outcome = args.outcome.as_deref().map(str::parse::<RunOutcome>).transpose().map_err(|e| format!("--{e}"))?;
+        let since = args.since.as_deref().map(|s| parse_since(s, target.tz)).transpose()?;
+        let runs = history
+            .query_runs(&RunQuery { job_id: args.job.clone(), outcome, since, until: None, node: None, limit: args.limit })
+            .await
+            .map_err(|e| e.to_string())?;
+        if args.json {
+            let rows: Vec<Value> = runs.iter().map(run_json).collect();
+            println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        } else {
+            print_runs(&runs);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn parse_since(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(age) = humantime::parse_duration(s) {
+        return Ok(Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?);
+    }
+    apscheduler_core::time::parse_datetime("since", s, tz)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("--{e}"))
+}
+
+/// `aps config check FILE`.
+pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}: ok", path.display());
+    println!("store:    {}", crate::daemon::redact(&cfg.store_url));
+    println!("timezone: {}", cfg.timezone.name());
+    println!("jobs:     {}", cfg.jobs.len());
+    let now = Utc::now().with_timezone(&cfg.timezone);
+    for def in &cfg.jobs {
+        println!();
+        println!("[[jobs]] {}", def.id);
+        if def.name != def.id {
+            println!("  name:    {}", def.name);
+        }
+        println!("  action:  {}", def.action.summary());
+        println!("  trigger: {} ({} {})", def.trigger_text, def.trigger_kind, def.trigger_args);
+        println!(
+            "  options: misfire_grace_time={}, coalesce={}, max_instances={}",
+            def.misfire_grace_time.map_or("none".into(), |s| format!("{s}s")),
+            def.coalesce,
+            def.max_instances
+        );
+        let trigger = match def.build_trigger(cfg.timezone) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: job '{}': {e}", def.id);
+                return ExitCode::from(2);
+            }
+        };
+        use apscheduler_core::Trigger as _;
+        let mut prev = None;
+        let mut shown = 0;
+        while shown < 3 {
+            let Some(t) = trigger.next_fire_time(prev.as_ref(), &now) else { break };
+            println!("  next:    {}", apscheduler_core::time::to_rfc3339(&t));
+            prev = Some(t);
+            shown += 1;
+        }
+        if shown == 0 {
+            println!("  next:    never (no fire time left)");
+        }
+    }
+    ExitCode::SUCCESS
+}
