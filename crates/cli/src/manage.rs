@@ -173,7 +173,7 @@ struct Target {
 fn target(args: &StoreArgs) -> Result<Target, String> {
     match (&args.config, &args.store) {
         (Some(path), _) => {
-            let cfg = config::load(path).map_err(|e| e.to_string())?;
+            let cfg = config::load_settings(path).map_err(|e| e.to_string())?;
             Ok(Target {
                 url: cfg.store_url,
                 tz: cfg.timezone,
@@ -215,7 +215,11 @@ where
         }
     };
     runtime().block_on(async move {
-        let opened = match open_scheduler(&target.url, target.tz, None).await {
+        let runs = crate::daemon::Runs::new(Limits {
+            kill_grace: target.kill_grace,
+            output_cap: target.output_cap,
+        });
+        let opened = match open_scheduler(&target.url, target.tz, None, &runs).await {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("error: {e}");

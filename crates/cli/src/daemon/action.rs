@@ -128,7 +128,9 @@ async fn run_command(
         .env("APS_RUN_ID", &env.run_id)
         .env(
             "APS_SCHEDULED_AT",
-            apscheduler_core::time::to_rfc3339(&env.scheduled_at),
+            // Microseconds: the precision the run history keeps.
+            env.scheduled_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
     if let Some(dir) = cwd {
         cmd.current_dir(dir);

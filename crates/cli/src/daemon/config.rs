@@ -311,11 +311,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{}: cannot read the config: {e}", path.display())))?;
-    parse(path, &text)
+    parse(path, &text, true)
 }
 
-/// Checks config `text` read from `path` (relative store paths resolve beside it).
-pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+/// Reads the config's settings (store, timezone, defaults, history) without checking
+/// its jobs: what the management commands need, so that they work while the jobs in
+/// the file are being fixed.
+pub(crate) fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read the config: {e}", path.display())))?;
+    parse(path, &text, false)
+}
+
+/// Checks config `text` read from `path` (relative store paths resolve beside it);
+/// its jobs too when `with_jobs`.
+pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let at = e
@@ -375,7 +385,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let mut jobs = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    for (i, job) in raw.jobs.iter().enumerate() {
+    for (i, job) in raw.jobs.iter().enumerate().filter(|_| with_jobs) {
         let where_ = at(job.span());
         let def = check_job(job.get_ref(), timezone, &defaults, Origin::Config)
             .map_err(|e| ConfigError(format!("{where_}: jobs[{i}]{e}")))?;
@@ -577,7 +587,7 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<Config, String> {
-        parse(Path::new("/etc/aps/aps.toml"), text).map_err(|e| e.0)
+        parse(Path::new("/etc/aps/aps.toml"), text, true).map_err(|e| e.0)
     }
 
     #[test]

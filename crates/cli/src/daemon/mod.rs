@@ -156,6 +156,7 @@ pub(crate) async fn open_scheduler(
     url: &str,
     tz: chrono_tz::Tz,
     record: Option<HistoryOptions>,
+    runs: &Arc<Runs>,
 ) -> Result<Opened, String> {
     let store = store::open(url).map_err(|e| format!("store.url: {e}"))?;
     let history = store.run_history();
@@ -164,6 +165,7 @@ pub(crate) async fn open_scheduler(
         builder = builder.run_history(h.clone(), options);
     }
     let scheduler = AsyncScheduler::from_builder(builder).map_err(|e| e.to_string())?;
+    runs.register(&scheduler);
     scheduler
         .start(true)
         .await
@@ -203,15 +205,15 @@ async fn serve(cfg: Config) -> Result<(), String> {
         retention: cfg.history.retention,
         ..HistoryOptions::default()
     });
-    let Opened { scheduler, history } = open_scheduler(&cfg.store_url, cfg.timezone, options).await?;
-    if cfg.history.enabled && history.is_none() {
-        tracing::warn!("the store '{}' keeps no run history: runs are not recorded", redact(&cfg.store_url));
-    }
     let runs = Runs::new(Limits {
         kill_grace: cfg.kill_grace,
         output_cap: cfg.history.output_cap,
     });
-    runs.register(&scheduler);
+    let Opened { scheduler, history } =
+        open_scheduler(&cfg.store_url, cfg.timezone, options, &runs).await?;
+    if cfg.history.enabled && history.is_none() {
+        tracing::warn!("the store '{}' keeps no run history: runs are not recorded", redact(&cfg.store_url));
+    }
     if let Some(h) = &history {
         recover_interrupted(&**h).await;
     }
