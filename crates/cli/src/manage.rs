@@ -13,7 +13,9 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::daemon::action::{self, Limits, RunEnv};
-use crate::daemon::config::{self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob};
+use crate::daemon::config::{
+    self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob,
+};
 use crate::daemon::{jobs, open_scheduler, store, Opened};
 
 /// Where the store is: a config file's `[store]` or a URL.
@@ -254,8 +256,12 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                     .collect();
                 let last = last_outcomes(history.as_deref(), &jobs).await;
                 if json {
-                    let rows: Vec<Value> = jobs.iter().map(|j| job_json(j, last.get(&*j.id))).collect();
-                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                    let rows: Vec<Value> =
+                        jobs.iter().map(|j| job_json(j, last.get(&*j.id))).collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).unwrap_or_default()
+                    );
                 } else {
                     print_jobs_table(&jobs, &last);
                 }
@@ -267,13 +273,18 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 };
                 let runs = match &history {
                     Some(history) => history
-                        .query_runs(&RunQuery { job_id: Some(id.clone()), limit: 10, ..RunQuery::default() })
+                        .query_runs(&RunQuery {
+                            job_id: Some(id.clone()),
+                            limit: 10,
+                            ..RunQuery::default()
+                        })
                         .await
                         .map_err(|e| e.to_string())?,
                     None => Vec::new(),
                 };
                 let mut out = job_json(h.job(), runs.first());
-                out["definition"] = JobDef::from_kwargs(&h.job().kwargs).map_or(Value::Null, |d| json!(d));
+                out["definition"] =
+                    JobDef::from_kwargs(&h.job().kwargs).map_or(Value::Null, |d| json!(d));
                 out["recent_runs"] = json!(runs.iter().map(run_json).collect::<Vec<_>>());
                 if json {
                     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -286,20 +297,37 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 let raw = add.to_raw()?;
                 let def = check_job(&raw, target.tz, &target.defaults, Origin::Cli)
                     .map_err(|e| format!("job{e}"))?;
-                let h = scheduler.add_job(jobs::spec_of(&def)).await.map_err(|e| match e.kind() {
-                    apscheduler_core::ErrorKind::Conflict => format!("a job with the id '{}' already exists", def.id),
-                    _ => e.to_string(),
-                })?;
-                println!("added job '{}': {}; next run at {}", def.id, def.trigger_text, next_text(h.job()));
+                let h =
+                    scheduler
+                        .add_job(jobs::spec_of(&def))
+                        .await
+                        .map_err(|e| match e.kind() {
+                            apscheduler_core::ErrorKind::Conflict => {
+                                format!("a job with the id '{}' already exists", def.id)
+                            }
+                            _ => e.to_string(),
+                        })?;
+                println!(
+                    "added job '{}': {}; next run at {}",
+                    def.id,
+                    def.trigger_text,
+                    next_text(h.job())
+                );
                 Ok(ExitCode::SUCCESS)
             }
             JobsCommand::Pause { id } => {
-                scheduler.pause_job(&id).await.map_err(|e| not_found(&id, e))?;
+                scheduler
+                    .pause_job(&id)
+                    .await
+                    .map_err(|e| not_found(&id, e))?;
                 println!("paused job '{id}'");
                 Ok(ExitCode::SUCCESS)
             }
             JobsCommand::Resume { id } => {
-                let h = scheduler.resume_job(&id).await.map_err(|e| not_found(&id, e))?;
+                let h = scheduler
+                    .resume_job(&id)
+                    .await
+                    .map_err(|e| not_found(&id, e))?;
                 match h {
                     Some(h) => println!("resumed job '{id}'; next run at {}", next_text(h.job())),
                     None => println!("job '{id}' has no fire time left: removed"),
@@ -307,7 +335,10 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 Ok(ExitCode::SUCCESS)
             }
             JobsCommand::Remove { id } => {
-                scheduler.remove_job(&id).await.map_err(|e| not_found(&id, e))?;
+                scheduler
+                    .remove_job(&id)
+                    .await
+                    .map_err(|e| not_found(&id, e))?;
                 println!("removed job '{id}'");
                 Ok(ExitCode::SUCCESS)
             }
@@ -315,8 +346,9 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 let Some(h) = scheduler.get_job(&id).await.map_err(|e| e.to_string())? else {
                     return Err(format!("no job '{id}'"));
                 };
-                let def = JobDef::from_kwargs(&h.job().kwargs)
-                    .ok_or_else(|| format!("job '{id}' was not made by aps (no command or http action)"))?;
+                let def = JobDef::from_kwargs(&h.job().kwargs).ok_or_else(|| {
+                    format!("job '{id}' was not made by aps (no command or http action)")
+                })?;
                 run_now(&def, history, &target).await
             }
         }
@@ -331,7 +363,11 @@ fn not_found(id: &str, e: apscheduler_core::Error) -> String {
 }
 
 /// `aps jobs run ID`: the action now, in this process, with a history record.
-async fn run_now(def: &JobDef, history: Option<Arc<dyn RunHistory>>, target: &Target) -> Result<ExitCode, String> {
+async fn run_now(
+    def: &JobDef,
+    history: Option<Arc<dyn RunHistory>>,
+    target: &Target,
+) -> Result<ExitCode, String> {
     let now = Utc::now();
     let mut record = RunRecord {
         run_id: uuid::Uuid::now_v7().to_string(),
@@ -347,14 +383,19 @@ async fn run_now(def: &JobDef, history: Option<Arc<dyn RunHistory>>, target: &Ta
         node: store::daemon_node(None),
     };
     if let Some(h) = &history {
-        h.record_runs(std::slice::from_ref(&record)).await.map_err(|e| format!("cannot record the run: {e}"))?;
+        h.record_runs(std::slice::from_ref(&record))
+            .await
+            .map_err(|e| format!("cannot record the run: {e}"))?;
     }
     let env = RunEnv {
         job_id: def.id.clone(),
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
     };
-    let limits = Limits { kill_grace: target.kill_grace, output_cap: target.output_cap };
+    let limits = Limits {
+        kill_grace: target.kill_grace,
+        output_cap: target.output_cap,
+    };
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let result = action::run(&def.action, &env, limits, stop_rx).await;
     record.finished_at = Some(Utc::now());
@@ -362,11 +403,27 @@ async fn run_now(def: &JobDef, history: Option<Arc<dyn RunHistory>>, target: &Ta
     let result = result.map_err(|e| apscheduler_core::failure_from_task_error(e.as_ref()));
     apscheduler_engine::finish_record(&mut record, &result, target.output_cap);
     if let Some(h) = &history {
-        h.record_runs(std::slice::from_ref(&record)).await.map_err(|e| format!("cannot record the run's end: {e}"))?;
+        h.record_runs(std::slice::from_ref(&record))
+            .await
+            .map_err(|e| format!("cannot record the run's end: {e}"))?;
     }
     print!("{}", record.output);
-    eprintln!("run {} of job '{}': {}{}", record.run_id, def.id, record.outcome, record.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
-    Ok(if record.outcome == RunOutcome::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    eprintln!(
+        "run {} of job '{}': {}{}",
+        record.run_id,
+        def.id,
+        record.outcome,
+        record
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    );
+    Ok(if record.outcome == RunOutcome::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 impl AddArgs {
@@ -377,20 +434,31 @@ impl AddArgs {
         } else {
             let mut m = BTreeMap::new();
             for kv in &self.env {
-                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env: '{kv}' is not NAME=VALUE"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env: '{kv}' is not NAME=VALUE"))?;
                 m.insert(k.to_owned(), v.to_owned());
             }
             Some(m)
         };
         let http = match &self.http_url {
-            None if self.http_method.is_some() || !self.http_header.is_empty() || self.http_body.is_some() || !self.expect_status.is_empty() => {
-                return Err("--http-method, --http-header, --http-body and --expect-status need --http-url".into())
+            None if self.http_method.is_some()
+                || !self.http_header.is_empty()
+                || self.http_body.is_some()
+                || !self.expect_status.is_empty() =>
+            {
+                return Err(
+                    "--http-method, --http-header, --http-body and --expect-status need --http-url"
+                        .into(),
+                )
             }
             None => None,
             Some(url) => {
                 let mut headers = BTreeMap::new();
                 for h in &self.http_header {
-                    let (k, v) = h.split_once(':').ok_or_else(|| format!("--http-header: '{h}' is not 'Name: value'"))?;
+                    let (k, v) = h
+                        .split_once(':')
+                        .ok_or_else(|| format!("--http-header: '{h}' is not 'Name: value'"))?;
                     headers.insert(k.trim().to_owned(), v.trim().to_owned());
                 }
                 Some(RawHttp {
@@ -398,7 +466,8 @@ impl AddArgs {
                     url: Some(url.clone()),
                     headers: Some(headers),
                     body: self.http_body.clone(),
-                    expect_status: (!self.expect_status.is_empty()).then(|| config::ExpectStatus::Many(self.expect_status.clone())),
+                    expect_status: (!self.expect_status.is_empty())
+                        .then(|| config::ExpectStatus::Many(self.expect_status.clone())),
                 })
             }
         };
@@ -436,11 +505,18 @@ impl AddArgs {
 }
 
 /// The newest run of each job. One query per job (each an indexed lookup).
-async fn last_outcomes(history: Option<&dyn RunHistory>, jobs: &[Job]) -> std::collections::HashMap<String, RunRecord> {
+async fn last_outcomes(
+    history: Option<&dyn RunHistory>,
+    jobs: &[Job],
+) -> std::collections::HashMap<String, RunRecord> {
     let mut last = std::collections::HashMap::new();
     let Some(history) = history else { return last };
     for job in jobs {
-        let q = RunQuery { job_id: Some(job.id.to_string()), limit: 1, ..RunQuery::default() };
+        let q = RunQuery {
+            job_id: Some(job.id.to_string()),
+            limit: 1,
+            ..RunQuery::default()
+        };
         if let Ok(mut runs) = history.query_runs(&q).await {
             if let Some(r) = runs.pop() {
                 last.insert(job.id.to_string(), r);
@@ -451,9 +527,10 @@ async fn last_outcomes(history: Option<&dyn RunHistory>, jobs: &[Job]) -> std::c
 }
 
 fn next_text(job: &Job) -> String {
-    job.next_run_time
-        .as_ref()
-        .map_or_else(|| "- (paused)".to_owned(), apscheduler_core::time::to_rfc3339)
+    job.next_run_time.as_ref().map_or_else(
+        || "- (paused)".to_owned(),
+        apscheduler_core::time::to_rfc3339,
+    )
 }
 
 fn trigger_text(job: &Job) -> String {
@@ -476,7 +553,9 @@ fn job_json(job: &Job, last: Option<&RunRecord>) -> Value {
 }
 
 fn time_json(t: &Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+    t.map_or(Value::Null, |t| {
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    })
 }
 
 /// A run as `aps history --json` prints it.
@@ -539,7 +618,8 @@ fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRe
                 clip(&j.name, 30),
                 clip(&trigger_text(j), 40),
                 next_text(j),
-                last.get(&*j.id).map_or("-".into(), |r| r.outcome.to_string()),
+                last.get(&*j.id)
+                    .map_or("-".into(), |r| r.outcome.to_string()),
             ]
         })
         .collect();
@@ -554,10 +634,21 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
     println!("next run:  {}", next_text(job));
     if let Some(d) = &def {
         println!("action:    {}", d.action.summary());
-        println!("origin:    {}", match d.origin { Origin::Config => "config file", Origin::Cli => "aps jobs add" });
+        println!(
+            "origin:    {}",
+            match d.origin {
+                Origin::Config => "config file",
+                Origin::Cli => "aps jobs add",
+            }
+        );
     }
-    println!("misfire grace: {}, coalesce: {}, max instances: {}",
-        job.misfire_grace_time.map_or("none".into(), |d| humantime::format_duration(d).to_string()), job.coalesce, job.max_instances);
+    println!(
+        "misfire grace: {}, coalesce: {}, max instances: {}",
+        job.misfire_grace_time
+            .map_or("none".into(), |d| humantime::format_duration(d).to_string()),
+        job.coalesce,
+        job.max_instances
+    );
     println!();
     print_runs(runs);
 }
@@ -567,11 +658,21 @@ fn print_runs(runs: &[RunRecord]) {
         .iter()
         .map(|r| {
             let took = match (r.started_at, r.finished_at) {
-                (Some(s), Some(f)) => format!("{:.3}s", (f - s).num_microseconds().unwrap_or(0) as f64 / 1e6),
+                (Some(s), Some(f)) => format!(
+                    "{:.3}s",
+                    (f - s).num_microseconds().unwrap_or(0) as f64 / 1e6
+                ),
                 _ => "-".into(),
             };
-            let code = r.exit_code.map(|c| c.to_string()).or(r.http_status.map(|s| s.to_string())).unwrap_or("-".into());
-            let note = r.message.clone().unwrap_or_else(|| r.output.lines().last().unwrap_or("").to_owned());
+            let code = r
+                .exit_code
+                .map(|c| c.to_string())
+                .or(r.http_status.map(|s| s.to_string()))
+                .unwrap_or("-".into());
+            let note = r
+                .message
+                .clone()
+                .unwrap_or_else(|| r.output.lines().last().unwrap_or("").to_owned());
             vec![
                 r.scheduled_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
                 r.job_id.clone(),
@@ -582,22 +683,44 @@ fn print_runs(runs: &[RunRecord]) {
             ]
         })
         .collect();
-    print_table(&["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"], &rows);
+    print_table(
+        &["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"],
+        &rows,
+    );
 }
 
 /// `aps history`.
 pub(crate) fn history_command(store_args: &StoreArgs, args: HistoryArgs) -> ExitCode {
     on_store(store_args, move |target, opened| async move {
         let history = opened.history.ok_or("this store keeps no run history")?;
-        let outcome = args.outcome.as_deref().map(str::parse::<RunOutcome>).transpose().map_err(|e| format!("--{e}"))?;
-        let since = args.since.as_deref().map(|s| parse_since(s, target.tz)).transpose()?;
+        let outcome = args
+            .outcome
+            .as_deref()
+            .map(str::parse::<RunOutcome>)
+            .transpose()
+            .map_err(|e| format!("--{e}"))?;
+        let since = args
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, target.tz))
+            .transpose()?;
         let runs = history
-            .query_runs(&RunQuery { job_id: args.job.clone(), outcome, since, until: None, node: None, limit: args.limit })
+            .query_runs(&RunQuery {
+                job_id: args.job.clone(),
+                outcome,
+                since,
+                until: None,
+                node: None,
+                limit: args.limit,
+            })
             .await
             .map_err(|e| e.to_string())?;
         if args.json {
             let rows: Vec<Value> = runs.iter().map(run_json).collect();
-            println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
         } else {
             print_runs(&runs);
         }
@@ -635,10 +758,14 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             println!("  name:    {}", def.name);
         }
         println!("  action:  {}", def.action.summary());
-        println!("  trigger: {} ({} {})", def.trigger_text, def.trigger_kind, def.trigger_args);
+        println!(
+            "  trigger: {} ({} {})",
+            def.trigger_text, def.trigger_kind, def.trigger_args
+        );
         println!(
             "  options: misfire_grace_time={}, coalesce={}, max_instances={}",
-            def.misfire_grace_time.map_or("none".into(), |s| format!("{s}s")),
+            def.misfire_grace_time
+                .map_or("none".into(), |s| format!("{s}s")),
             def.coalesce,
             def.max_instances
         );
@@ -653,7 +780,9 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
         let mut prev = None;
         let mut shown = 0;
         while shown < 3 {
-            let Some(t) = trigger.next_fire_time(prev.as_ref(), &now) else { break };
+            let Some(t) = trigger.next_fire_time(prev.as_ref(), &now) else {
+                break;
+            };
             println!("  next:    {}", apscheduler_core::time::to_rfc3339(&t));
             prev = Some(t);
             shown += 1;

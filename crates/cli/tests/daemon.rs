@@ -6,8 +6,8 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -46,7 +46,11 @@ impl Dir {
 
     fn history(&self, job: &str) -> Vec<Value> {
         let out = self.aps(&["history", "--job", job, "--limit", "1000", "--json"]);
-        assert!(out.status.success(), "aps history: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "aps history: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
     }
 
@@ -59,7 +63,11 @@ impl Dir {
 
     fn jobs(&self) -> Vec<Value> {
         let out = self.aps(&["jobs", "list", "--json"]);
-        assert!(out.status.success(), "aps jobs list: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "aps jobs list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -75,7 +83,9 @@ impl Dir {
             .spawn()
             .unwrap();
         let daemon = Daemon { child, log };
-        wait_for("the daemon to start", Duration::from_secs(20), || daemon.log().contains("Resumed scheduler job processing"));
+        wait_for("the daemon to start", Duration::from_secs(20), || {
+            daemon.log().contains("Resumed scheduler job processing")
+        });
         daemon
     }
 }
@@ -95,7 +105,10 @@ impl Daemon {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -106,7 +119,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "the daemon did not exit within {limit:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit within {limit:?}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -131,7 +148,12 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 fn count_processes(marker: &str) -> usize {
     let mut n = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -156,7 +178,9 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
     ));
     let mut daemon = dir.start();
     wait_for("two runs of each job", Duration::from_secs(20), || {
-        ["tick", "fails", "bad-cwd", "binary"].iter().all(|j| dir.history(j).len() >= 2)
+        ["tick", "fails", "bad-cwd", "binary"]
+            .iter()
+            .all(|j| dir.history(j).len() >= 2)
     });
     let tick = dir.history("tick");
     let r = &tick[0];
@@ -164,25 +188,48 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
     assert_eq!(r["exit_code"], 0);
     let out = r["output"].as_str().unwrap();
     assert!(out.contains("job=tick"), "{out}");
-    assert!(out.contains(&format!("run={}", r["run_id"].as_str().unwrap())), "{out}");
+    assert!(
+        out.contains(&format!("run={}", r["run_id"].as_str().unwrap())),
+        "{out}"
+    );
     // APS_SCHEDULED_AT is the fire time the run is for (RFC 3339, same instant).
     let at = out.split("at=").nth(1).unwrap().trim();
     let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
-    let scheduled = chrono::DateTime::parse_from_rfc3339(r["scheduled_at"].as_str().unwrap()).unwrap();
+    let scheduled =
+        chrono::DateTime::parse_from_rfc3339(r["scheduled_at"].as_str().unwrap()).unwrap();
     assert_eq!(at, scheduled);
-    for field in ["run_id", "job_id", "scheduled_at", "started_at", "finished_at", "outcome", "exit_code", "output", "node"] {
+    for field in [
+        "run_id",
+        "job_id",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "exit_code",
+        "output",
+        "node",
+    ] {
         assert!(r.get(field).is_some(), "history JSON lacks {field}: {r}");
     }
 
     let f = &dir.history("fails")[0];
-    assert_eq!((f["outcome"].as_str(), f["exit_code"].as_i64()), (Some("failure"), Some(7)));
+    assert_eq!(
+        (f["outcome"].as_str(), f["exit_code"].as_i64()),
+        (Some("failure"), Some(7))
+    );
     assert_eq!(f["output"], "oops\n");
     let e = &dir.history("bad-cwd")[0];
     assert_eq!(e["outcome"], "error", "{e}");
-    assert!(e["message"].as_str().unwrap().contains("/nonexistent/dir"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("/nonexistent/dir"),
+        "{e}"
+    );
     let b = &dir.history("binary")[0];
     assert_eq!(b["outcome"], "success");
-    assert_eq!(b["output"], "ok\u{fffd}\u{fffd}end", "non-UTF-8 output is kept lossily");
+    assert_eq!(
+        b["output"], "ok\u{fffd}\u{fffd}end",
+        "non-UTF-8 output is kept lossily"
+    );
 
     let list = dir.jobs();
     let tick = list.iter().find(|j| j["id"] == "tick").unwrap();
@@ -196,11 +243,19 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
 
 #[test]
 fn pause_from_a_second_process_stops_the_next_run_and_resume_restarts_it() {
-    let dir = Dir::new(&format!("{HEAD}[[jobs]]\nid = \"p\"\ncommand = \"true\"\ninterval = 1\n"));
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"p\"\ncommand = \"true\"\ninterval = 1\n"
+    ));
     let _daemon = dir.start();
-    wait_for("a first run", Duration::from_secs(10), || !dir.history("p").is_empty());
+    wait_for("a first run", Duration::from_secs(10), || {
+        !dir.history("p").is_empty()
+    });
     let out = dir.aps(&["jobs", "pause", "p"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(dir.jobs()[0]["paused"], true);
     // A run already claimed when the pause landed may still finish; then nothing.
     std::thread::sleep(Duration::from_millis(1500));
@@ -209,32 +264,50 @@ fn pause_from_a_second_process_stops_the_next_run_and_resume_restarts_it() {
     assert_eq!(dir.history("p").len(), after_pause, "a paused job ran");
 
     assert!(dir.aps(&["jobs", "resume", "p"]).status.success());
-    wait_for("a run after resume", Duration::from_secs(10), || dir.history("p").len() > after_pause);
+    wait_for("a run after resume", Duration::from_secs(10), || {
+        dir.history("p").len() > after_pause
+    });
 }
 
 #[test]
 fn sigterm_waits_for_a_running_job_then_interrupts_it_past_the_grace() {
     // Finishes within the grace: waited for.
-    let dir = Dir::new(&format!("{HEAD}[[jobs]]\nid = \"short\"\ncommand = \"sleep 1; echo done\"\ninterval = 1\n"));
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"short\"\ncommand = \"sleep 1; echo done\"\ninterval = 1\n"
+    ));
     let mut daemon = dir.start();
-    wait_for("a run in flight", Duration::from_secs(10), || dir.outcomes("short").contains(&"running".to_owned()));
+    wait_for("a run in flight", Duration::from_secs(10), || {
+        dir.outcomes("short").contains(&"running".to_owned())
+    });
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(15)), Some(0));
     let outcomes = dir.outcomes("short");
-    assert!(!outcomes.contains(&"running".to_owned()) && outcomes.contains(&"success".to_owned()), "{outcomes:?}");
+    assert!(
+        !outcomes.contains(&"running".to_owned()) && outcomes.contains(&"success".to_owned()),
+        "{outcomes:?}"
+    );
 
     // Outlives the grace: its process group is signalled, the run recorded interrupted.
-    let dir = Dir::new(&format!(
+    let dir = Dir::new(
         "[scheduler]\ntimezone = \"UTC\"\npoll_interval = \"200ms\"\nshutdown_grace = \"1s\"\nkill_grace = \"1s\"\n\
-         [[jobs]]\nid = \"long\"\ncommand = \"trap '' TERM; sleep 4711 & sleep 4711; wait\"\ninterval = 1\n"
-    ));
+         [[jobs]]\nid = \"long\"\ncommand = \"trap '' TERM; sleep 4711 & sleep 4711; wait\"\ninterval = 1\n",
+    );
     let mut daemon = dir.start();
-    wait_for("the long job to start", Duration::from_secs(10), || count_processes("sleep 4711") >= 2);
+    wait_for("the long job to start", Duration::from_secs(10), || {
+        count_processes("sleep 4711") >= 2
+    });
     let t0 = Instant::now();
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(20)), Some(0));
-    assert!(t0.elapsed() >= Duration::from_millis(900), "it waited for the grace");
-    wait_for("the job's processes to be gone", Duration::from_secs(5), || count_processes("sleep 4711") == 0);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "it waited for the grace"
+    );
+    wait_for(
+        "the job's processes to be gone",
+        Duration::from_secs(5),
+        || count_processes("sleep 4711") == 0,
+    );
     let runs = dir.history("long");
     assert_eq!(runs[0]["outcome"], "interrupted", "{runs:?}");
 }
@@ -248,18 +321,36 @@ fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
     // `aps jobs run` runs it now in the CLI's own process, under the same rules.
     let runner = std::thread::spawn({
         let config = dir.config();
-        move || Command::new(APS).args(["jobs", "run", "slow", "--config"]).arg(config).output().unwrap()
+        move || {
+            Command::new(APS)
+                .args(["jobs", "run", "slow", "--config"])
+                .arg(config)
+                .output()
+                .unwrap()
+        }
     });
-    wait_for("three sleeps (child, grandchildren)", Duration::from_secs(10), || count_processes("sleep 5813") >= 3);
+    wait_for(
+        "three sleeps (child, grandchildren)",
+        Duration::from_secs(10),
+        || count_processes("sleep 5813") >= 3,
+    );
     let out = runner.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for("every sleep to be gone", Duration::from_secs(5), || count_processes("sleep 5813") == 0);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("every sleep to be gone", Duration::from_secs(5), || {
+        count_processes("sleep 5813") == 0
+    });
     let runs = dir.history("slow");
     assert!(runs.iter().any(|r| r["outcome"] == "timeout"), "{runs:?}");
 }
 
 #[test]
-fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_run_in_flight_is_interrupted() {
+fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_run_in_flight_is_interrupted(
+) {
     let config = format!(
         "{HEAD}[[jobs]]\nid = \"busy\"\ncommand = \"sleep 6607\"\ninterval = 1\nmax_instances = 1\n\
          [[jobs]]\nid = \"strict\"\ncommand = \"true\"\ninterval = 1\nmisfire_grace_time = 0.5\ncoalesce = false\n\
@@ -267,8 +358,12 @@ fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_ru
     );
     let dir = Dir::new(&config);
     let mut daemon = dir.start();
-    wait_for("busy to be running", Duration::from_secs(10), || dir.outcomes("busy").contains(&"running".to_owned()));
-    wait_for("strict and lenient to run", Duration::from_secs(10), || !dir.history("strict").is_empty() && !dir.history("lenient").is_empty());
+    wait_for("busy to be running", Duration::from_secs(10), || {
+        dir.outcomes("busy").contains(&"running".to_owned())
+    });
+    wait_for("strict and lenient to run", Duration::from_secs(10), || {
+        !dir.history("strict").is_empty() && !dir.history("lenient").is_empty()
+    });
     daemon.signal("KILL");
     assert_eq!(daemon.wait(Duration::from_secs(5)), None);
     // The orphaned job process is the operator's; end it so the test leaves nothing.
@@ -278,16 +373,31 @@ fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_ru
     std::thread::sleep(Duration::from_secs(3));
 
     let _daemon = dir.start();
-    wait_for("the run in flight to be recorded interrupted", Duration::from_secs(10), || {
-        dir.history("busy").iter().any(|r| r["outcome"] == "interrupted")
-    });
-    let ids: Vec<_> = dir.jobs().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect();
+    wait_for(
+        "the run in flight to be recorded interrupted",
+        Duration::from_secs(10),
+        || {
+            dir.history("busy")
+                .iter()
+                .any(|r| r["outcome"] == "interrupted")
+        },
+    );
+    let ids: Vec<_> = dir
+        .jobs()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     wait_for("runs after the restart", Duration::from_secs(10), || {
-        dir.history("strict").len() > strict_before + 2 && dir.history("lenient").len() > lenient_before
+        dir.history("strict").len() > strict_before + 2
+            && dir.history("lenient").len() > lenient_before
     });
     // Fire times passed while down: beyond the grace they are recorded missed ...
-    assert!(dir.outcomes("strict").contains(&"missed".to_owned()), "{:?}", dir.outcomes("strict"));
+    assert!(
+        dir.outcomes("strict").contains(&"missed".to_owned()),
+        "{:?}",
+        dir.outcomes("strict")
+    );
     // ... within it, coalesced into one late run.
     assert!(!dir.outcomes("lenient").contains(&"missed".to_owned()));
     let busy = dir.history("busy");
@@ -303,34 +413,69 @@ fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
     ));
     let daemon = dir.start();
     assert!(dir.aps(&["jobs", "pause", "b"]).status.success());
-    assert!(dir.aps(&["jobs", "add", "--id", "manual", "--command", "true", "--cron", "0 3 * * *"]).status.success());
+    assert!(dir
+        .aps(&[
+            "jobs",
+            "add",
+            "--id",
+            "manual",
+            "--command",
+            "true",
+            "--cron",
+            "0 3 * * *"
+        ])
+        .status
+        .success());
     // a removed, b changed (stays paused), c added; the CLI's job is kept.
     dir.write(&format!(
         "{HEAD}[[jobs]]\nid = \"b\"\ncommand = \"echo changed\"\ninterval = 30\n[[jobs]]\nid = \"c\"\ncommand = \"true\"\ncron = \"*/5 * * * *\"\n"
     ));
     daemon.signal("HUP");
-    wait_for("the reload", Duration::from_secs(10), || daemon.log().contains("config reloaded"));
+    wait_for("the reload", Duration::from_secs(10), || {
+        daemon.log().contains("config reloaded")
+    });
     let jobs = dir.jobs();
     let mut ids: Vec<_> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["b", "c", "manual"]);
     let b = jobs.iter().find(|j| j["id"] == "b").unwrap();
-    assert_eq!((b["paused"].as_bool(), b["trigger"].as_str()), (Some(true), Some("every 30s")));
+    assert_eq!(
+        (b["paused"].as_bool(), b["trigger"].as_str()),
+        (Some(true), Some("every 30s"))
+    );
 
-    dir.write(&format!("{HEAD}[[jobs]]\nid = \"d\"\ncommand = \"true\"\ncron = \"99 * * * *\"\n"));
+    dir.write(&format!(
+        "{HEAD}[[jobs]]\nid = \"d\"\ncommand = \"true\"\ncron = \"99 * * * *\"\n"
+    ));
     daemon.signal("HUP");
-    wait_for("the refusal", Duration::from_secs(10), || daemon.log().contains("config reload refused"));
+    wait_for("the refusal", Duration::from_secs(10), || {
+        daemon.log().contains("config reload refused")
+    });
     let log = daemon.log();
-    assert!(log.contains("aps.toml:"), "the refusal names the file: {log}");
-    let mut ids: Vec<_> = dir.jobs().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        log.contains("aps.toml:"),
+        "the refusal names the file: {log}"
+    );
+    let mut ids: Vec<_> = dir
+        .jobs()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort_unstable();
     assert_eq!(ids, ["b", "c", "manual"], "the running config stays");
 }
 
 fn run_bad(config: &str) -> (Option<i32>, String) {
     let dir = Dir::new(config);
-    let out = Command::new(APS).args(["run", "--config"]).arg(dir.config()).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(APS)
+        .args(["run", "--config"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -351,7 +496,10 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
         let (code, stderr) = run_bad(config);
         assert!(code.is_some_and(|c| c != 0), "{config}: exit {code:?}");
         for w in *wanted {
-            assert!(stderr.contains(w), "{config}: {stderr:?} should contain {w:?}");
+            assert!(
+                stderr.contains(w),
+                "{config}: {stderr:?} should contain {w:?}"
+            );
         }
         assert!(!stderr.contains("aps daemon started"), "{stderr}");
     }
@@ -359,25 +507,50 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
 
 #[test]
 fn config_check_import_crontab_and_completions() {
-    let dir = Dir::new(&format!("{HEAD}[[jobs]]\nid = \"x\"\ncommand = \"true\"\ncron = \"0 9 * * mon-fri\"\n"));
-    let out = Command::new(APS).args(["config", "check"]).arg(dir.config()).output().unwrap();
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"x\"\ncommand = \"true\"\ncron = \"0 9 * * mon-fri\"\n"
+    ));
+    let out = Command::new(APS)
+        .args(["config", "check"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("  next:    ").count(), 3, "{text}");
 
     let crontab = dir.dir.path().join("crontab");
-    std::fs::write(&crontab, "MAILTO=\"\"\n*/10 * * * * /usr/bin/backup\n@reboot /bin/true\n").unwrap();
-    let out = Command::new(APS).args(["import", "crontab"]).arg(&crontab).output().unwrap();
+    std::fs::write(
+        &crontab,
+        "MAILTO=\"\"\n*/10 * * * * /usr/bin/backup\n@reboot /bin/true\n",
+    )
+    .unwrap();
+    let out = Command::new(APS)
+        .args(["import", "crontab"])
+        .arg(&crontab)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "@reboot is reported");
     let imported = String::from_utf8_lossy(&out.stdout);
     assert!(String::from_utf8_lossy(&out.stderr).contains("@reboot"));
     // What it prints is a config the daemon accepts.
     std::fs::write(dir.config(), format!("{HEAD}{imported}")).unwrap();
-    let out = Command::new(APS).args(["config", "check"]).arg(dir.config()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(APS)
+        .args(["config", "check"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(APS).args(["completions", shell]).output().unwrap();
+        let out = Command::new(APS)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert!(out.status.success() && !out.stdout.is_empty());
     }
     let out = Command::new(APS).arg("--version").output().unwrap();

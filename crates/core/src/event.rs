@@ -132,7 +132,7 @@ pub struct JobFailure {
     pub chain: Vec<String>,
     /// Structured detail from a [`TaskFailure`](crate::TaskFailure) (exit code, output),
     /// which the run history records.
-    pub detail: Option<Value>,
+    pub detail: Option<Box<Value>>,
 }
 
 impl JobFailure {

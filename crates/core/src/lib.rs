@@ -66,8 +66,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
-pub use inventory;
 pub use history::{Retention, RunHistory, RunOutcome, RunQuery, RunRecord};
+pub use inventory;
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,

@@ -80,7 +80,7 @@ pub fn failure_from_task_error(
 ) -> JobFailure {
     match err.downcast_ref::<crate::task::TaskFailure>() {
         Some(f) => JobFailure {
-            detail: f.detail.clone(),
+            detail: f.detail.clone().map(Box::new),
             ..JobFailure::from_error(f.kind.clone(), err)
         },
         None => JobFailure::from_error(ERROR_KIND, err),

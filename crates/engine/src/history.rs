@@ -251,7 +251,7 @@ pub fn finish_record(
         Err(failure) => {
             record.outcome = outcome_of(&failure.kind);
             record.message = Some(failure.to_string());
-            failure.detail.as_ref()
+            failure.detail.as_deref()
         }
     };
     let Some(detail) = detail else { return };

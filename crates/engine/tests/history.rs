@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{
-    ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord, TaskFailure,
-};
+use apscheduler_core::{ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord, TaskFailure};
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use apscheduler_store_memory::MemoryRunHistory;
 use chrono::{DateTime, TimeZone, Utc};
@@ -49,7 +47,12 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        Harness { engine, clock, history, rt }
+        Harness {
+            engine,
+            clock,
+            history,
+            rt,
+        }
     }
 
     fn process(&self, t: DateTime<Utc>) {
@@ -61,7 +64,10 @@ impl Harness {
         self.rt.block_on(async {
             self.engine.flush_history(Duration::from_secs(5)).await;
             self.history
-                .query_runs(&RunQuery { job_id: Some(job.into()), ..RunQuery::default() })
+                .query_runs(&RunQuery {
+                    job_id: Some(job.into()),
+                    ..RunQuery::default()
+                })
                 .await
                 .unwrap()
         })
@@ -70,9 +76,14 @@ impl Harness {
 
 #[test]
 fn each_run_is_recorded_with_its_outcome_and_the_task_sees_its_run_id() {
-    let h = Harness::new(HistoryOptions { output_cap: 10, ..HistoryOptions::default() });
+    let h = Harness::new(HistoryOptions {
+        output_cap: 10,
+        ..HistoryOptions::default()
+    });
     h.rt.block_on(h.engine.start(false)).unwrap();
-    h.engine.add_executor(Arc::new(InlineExecutor::new()), "gone").unwrap();
+    h.engine
+        .add_executor(Arc::new(InlineExecutor::new()), "gone")
+        .unwrap();
     let every_minute = json!({"minutes": 1});
     for (id, task, executor) in [
         ("a", "ok", "default"),
@@ -80,12 +91,14 @@ fn each_run_is_recorded_with_its_outcome_and_the_task_sees_its_run_id() {
         ("c", "slow", "default"),
         ("d", "ok", "gone"),
     ] {
-        h.rt.block_on(h.engine.add_job(
-            JobSpec::task(task)
-                .id(id)
-                .executor(executor)
-                .trigger_args("interval", every_minute.clone()),
-        ))
+        h.rt.block_on(
+            h.engine.add_job(
+                JobSpec::task(task)
+                    .id(id)
+                    .executor(executor)
+                    .trigger_args("interval", every_minute.clone()),
+            ),
+        )
         .unwrap();
     }
     // The job's executor goes away before its fire time: it cannot run.
@@ -96,14 +109,34 @@ fn each_run_is_recorded_with_its_outcome_and_the_task_sees_its_run_id() {
     assert_eq!(a.len(), 1, "{a:?}");
     let r = &a[0];
     assert_eq!(
-        (r.outcome, r.exit_code, r.scheduled_at, r.started_at, r.finished_at, r.node.as_str()),
-        (RunOutcome::Success, Some(0), at(10, 1, 0), Some(at(10, 1, 0)), Some(at(10, 1, 0)), "node-1")
+        (
+            r.outcome,
+            r.exit_code,
+            r.scheduled_at,
+            r.started_at,
+            r.finished_at,
+            r.node.as_str()
+        ),
+        (
+            RunOutcome::Success,
+            Some(0),
+            at(10, 1, 0),
+            Some(at(10, 1, 0)),
+            Some(at(10, 1, 0)),
+            "node-1"
+        )
     );
     // The task saw the id its record carries (the output is capped to its last 10 bytes).
-    assert_eq!(r.output, format!("run {}", r.run_id)[r.run_id.len() + 4 - 10..]);
+    assert_eq!(
+        r.output,
+        format!("run {}", r.run_id)[r.run_id.len() + 4 - 10..]
+    );
 
     let b = &h.runs("b")[0];
-    assert_eq!((b.outcome, b.exit_code, b.output.len()), (RunOutcome::Failure, Some(3), 10));
+    assert_eq!(
+        (b.outcome, b.exit_code, b.output.len()),
+        (RunOutcome::Failure, Some(3), 10)
+    );
     assert_eq!(b.message.as_deref(), Some("exit: exit status 3"));
     assert_eq!(h.runs("c")[0].outcome, RunOutcome::Timeout);
     let d = &h.runs("d")[0];
@@ -115,13 +148,15 @@ fn each_run_is_recorded_with_its_outcome_and_the_task_sees_its_run_id() {
 fn missed_fire_times_are_recorded_as_missed() {
     let h = Harness::new(HistoryOptions::default());
     h.rt.block_on(h.engine.start(false)).unwrap();
-    h.rt.block_on(h.engine.add_job(
-        JobSpec::task("ok")
-            .id("late")
-            .trigger_args("interval", json!({"minutes": 1}))
-            .misfire_grace_time(Some(Duration::from_secs(5)))
-            .coalesce(false),
-    ))
+    h.rt.block_on(
+        h.engine.add_job(
+            JobSpec::task("ok")
+                .id("late")
+                .trigger_args("interval", json!({"minutes": 1}))
+                .misfire_grace_time(Some(Duration::from_secs(5)))
+                .coalesce(false),
+        ),
+    )
     .unwrap();
     // Three fire times pass; the scheduler wakes 30 s after the third.
     h.process(at(10, 3, 30));
@@ -135,12 +170,23 @@ fn missed_fire_times_are_recorded_as_missed() {
             (at(10, 1, 0), RunOutcome::Missed),
         ]
     );
-    assert!(runs[0].message.as_deref().unwrap().contains("missed by 0:00:30"), "{:?}", runs[0]);
+    assert!(
+        runs[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("missed by 0:00:30"),
+        "{:?}",
+        runs[0]
+    );
 }
 
 #[test]
 fn a_named_node_marks_its_runs_left_running_as_interrupted_at_start() {
-    let options = HistoryOptions { node: Some("host-a".into()), ..HistoryOptions::default() };
+    let options = HistoryOptions {
+        node: Some("host-a".into()),
+        ..HistoryOptions::default()
+    };
     let h = Harness::new(options);
     let mut left = RunRecord {
         run_id: "r-dead".into(),
@@ -155,12 +201,26 @@ fn a_named_node_marks_its_runs_left_running_as_interrupted_at_start() {
         message: None,
         node: "host-a".into(),
     };
-    let other = RunRecord { run_id: "r-other".into(), node: "host-b".into(), ..left.clone() };
-    h.rt.block_on(h.history.record_runs(&[left.clone(), other])).unwrap();
+    let other = RunRecord {
+        run_id: "r-other".into(),
+        node: "host-b".into(),
+        ..left.clone()
+    };
+    h.rt.block_on(h.history.record_runs(&[left.clone(), other]))
+        .unwrap();
     h.rt.block_on(h.engine.start(false)).unwrap();
     let runs = h.runs("j");
-    let states: Vec<_> = runs.iter().map(|r| (r.run_id.as_str(), r.outcome)).collect();
-    assert_eq!(states, [("r-other", RunOutcome::Running), ("r-dead", RunOutcome::Interrupted)]);
+    let states: Vec<_> = runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("r-other", RunOutcome::Running),
+            ("r-dead", RunOutcome::Interrupted)
+        ]
+    );
     left.outcome = RunOutcome::Interrupted;
     assert_eq!(runs[1].finished_at, Some(at(10, 0, 0)));
 }
@@ -168,15 +228,22 @@ fn a_named_node_marks_its_runs_left_running_as_interrupted_at_start() {
 #[test]
 fn pruning_keeps_the_newest_runs_per_job() {
     let options = HistoryOptions {
-        retention: apscheduler_core::Retention { max_runs_per_job: Some(2), max_age: None },
+        retention: apscheduler_core::Retention {
+            max_runs_per_job: Some(2),
+            max_age: None,
+        },
         prune_interval: Duration::from_millis(20),
         ..HistoryOptions::default()
     };
     let h = Harness::new(options);
     h.rt.block_on(h.engine.start(false)).unwrap();
-    h.rt.block_on(h.engine.add_job(
-        JobSpec::task("ok").id("p").trigger_args("interval", json!({"minutes": 1})),
-    ))
+    h.rt.block_on(
+        h.engine.add_job(
+            JobSpec::task("ok")
+                .id("p")
+                .trigger_args("interval", json!({"minutes": 1})),
+        ),
+    )
     .unwrap();
     for m in 1..=5 {
         h.process(at(10, m, 0));

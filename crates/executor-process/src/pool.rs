@@ -412,6 +412,9 @@ impl Pool {
 
     /// Queues `run`, starting a driver thread if no idle one will take it; gives the
     /// run back when the pool is closed.
+    // The run comes back by value only when the pool is closed; boxing it would cost an
+    // allocation on every submission.
+    #[allow(clippy::result_large_err)]
     fn enqueue(this: &Arc<Pool>, run: JobRun) -> Result<(), JobRun> {
         let mut queue = this.lock_queue();
         if queue.closed {

@@ -100,7 +100,7 @@ pub(crate) struct WireFailure {
     #[serde(default)]
     pub(crate) chain: Vec<String>,
     #[serde(default)]
-    pub(crate) detail: Option<Value>,
+    pub(crate) detail: Option<Box<Value>>,
 }
 
 /// The outcome of one run.

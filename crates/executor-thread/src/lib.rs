@@ -396,6 +396,9 @@ impl Queue {
     }
 
     /// Queues a run (waking a worker if `wake`); gives it back if the queue is closed.
+    // The run comes back by value only when the queue is closed; boxing it would cost an
+    // allocation on every submission.
+    #[allow(clippy::result_large_err)]
     fn push(&self, run: JobRun, wake: bool) -> Result<(), JobRun> {
         let mut state = self.lock();
         if state.closed {

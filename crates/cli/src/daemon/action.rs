@@ -95,7 +95,10 @@ async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => tail.lock().unwrap_or_else(|e| e.into_inner()).push(&buf[..n]),
+            Ok(n) => tail
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(&buf[..n]),
         }
     }
 }
@@ -137,7 +140,10 @@ async fn run_command(
     }
     let mut child = cmd.spawn().map_err(|e| {
         let dir = cwd.map(|d| format!(" in '{d}'")).unwrap_or_default();
-        TaskFailure::new("spawn", format!("cannot start /bin/sh -c {command:?}{dir}: {e}"))
+        TaskFailure::new(
+            "spawn",
+            format!("cannot start /bin/sh -c {command:?}{dir}: {e}"),
+        )
     })?;
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let tail = Arc::new(Mutex::new(Tail {
@@ -145,8 +151,14 @@ async fn run_command(
         cap: limits.output_cap,
     }));
     let readers = [
-        child.stdout.take().map(|o| tokio::spawn(pump(o, tail.clone()))),
-        child.stderr.take().map(|e| tokio::spawn(pump(e, tail.clone()))),
+        child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(pump(o, tail.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(pump(e, tail.clone()))),
     ];
     let timer = async {
         match timeout {
@@ -264,8 +276,11 @@ fn run_http(action: &Action, cap: usize) -> TaskResult {
     if ok {
         Ok(detail)
     } else {
-        Err(TaskFailure::new("http", format!("{method} {url}: unexpected status {status}"))
-            .with_detail(detail)
-            .into())
+        Err(TaskFailure::new(
+            "http",
+            format!("{method} {url}: unexpected status {status}"),
+        )
+        .with_detail(detail)
+        .into())
     }
 }

@@ -303,7 +303,10 @@ pub(crate) struct Config {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -341,15 +344,16 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
         let (l, c) = line_col(text, span.start);
         format!("{file}:{l}:{c}")
     };
-    let duration = |v: &Option<Spanned<DurationText>>, field: &str| -> Result<Option<Duration>, ConfigError> {
-        v.as_ref()
-            .map(|d| {
-                d.get_ref()
-                    .parse()
-                    .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(d.span()))))
-            })
-            .transpose()
-    };
+    let duration =
+        |v: &Option<Spanned<DurationText>>, field: &str| -> Result<Option<Duration>, ConfigError> {
+            v.as_ref()
+                .map(|d| {
+                    d.get_ref()
+                        .parse()
+                        .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(d.span()))))
+                })
+                .transpose()
+        };
 
     let timezone = match &raw.scheduler.timezone {
         Some(tz) => apscheduler_core::time::parse_timezone("timezone", tz.get_ref())
@@ -358,7 +362,8 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
     };
     let store_url = match &raw.store.url {
         Some(u) => {
-            check_store_url(u.get_ref()).map_err(|e| ConfigError(format!("{}: store.url: {e}", at(u.span()))))?;
+            check_store_url(u.get_ref())
+                .map_err(|e| ConfigError(format!("{}: store.url: {e}", at(u.span()))))?;
             u.get_ref().clone()
         }
         None => default_store_url(path),
@@ -367,11 +372,18 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
         let d = Defaults::default();
         Defaults {
             misfire_grace_time: match &raw.job_defaults.misfire_grace_time {
-                Some(_) => duration(&raw.job_defaults.misfire_grace_time, "job_defaults.misfire_grace_time")?,
+                Some(_) => duration(
+                    &raw.job_defaults.misfire_grace_time,
+                    "job_defaults.misfire_grace_time",
+                )?,
                 None => d.misfire_grace_time,
             },
             coalesce: raw.job_defaults.coalesce.unwrap_or(d.coalesce),
-            max_instances: raw.job_defaults.max_instances.unwrap_or(d.max_instances).max(1),
+            max_instances: raw
+                .job_defaults
+                .max_instances
+                .unwrap_or(d.max_instances)
+                .max(1),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
         }
     };
@@ -417,15 +429,27 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
 
 /// The default store: the SQLite file `aps.db` beside the config.
 pub(crate) fn default_store_url(config: &Path) -> String {
-    let dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     format!("sqlite:{}", dir.join("aps.db").display())
 }
 
 /// The URL schemes the daemon's stores take.
 const SCHEMES: &[&str] = &[
-    "sqlite", "postgres", "postgresql", "mysql", "mariadb", "redis", "rediss", "mongodb",
-    "mongodb+srv", "zookeeper", "zk",
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "redis",
+    "rediss",
+    "mongodb",
+    "mongodb+srv",
+    "zookeeper",
+    "zk",
 ];
 
 /// Checks that the URL's scheme names a store the daemon has.
@@ -443,7 +467,12 @@ pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
 
 /// Checks one job table; errors start with ` (id 'x'): field: ...` (or `: ...` before
 /// the id is known), for the caller to prefix with where the table is.
-pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origin) -> Result<JobDef, String> {
+pub(crate) fn check_job(
+    raw: &RawJob,
+    tz: Tz,
+    defaults: &Defaults,
+    origin: Origin,
+) -> Result<JobDef, String> {
     let id = match raw.id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => id.to_owned(),
         Some(_) => return Err(": id: must not be empty".into()),
@@ -453,7 +482,11 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
     let fail = |field: &str, msg: String| format!("{ctx}: {field}: {msg}");
     let secs = |v: &Option<DurationText>, field: &str| -> Result<Option<f64>, String> {
         v.as_ref()
-            .map(|d| d.parse().map(|d| d.as_secs_f64()).map_err(|e| fail(field, e)))
+            .map(|d| {
+                d.parse()
+                    .map(|d| d.as_secs_f64())
+                    .map_err(|e| fail(field, e))
+            })
             .transpose()
     };
     let timeout = secs(&raw.timeout, "timeout")?.or(defaults.timeout.map(|d| d.as_secs_f64()));
@@ -462,9 +495,15 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
     }
     let action = match (&raw.command, &raw.http) {
         (Some(_), Some(_)) => {
-            return Err(format!("{ctx}: two actions: give either `command` or `http`, not both"))
+            return Err(format!(
+                "{ctx}: two actions: give either `command` or `http`, not both"
+            ))
         }
-        (None, None) => return Err(format!("{ctx}: no action: give `command = \"...\"` or `http = {{ url = \"...\" }}`")),
+        (None, None) => {
+            return Err(format!(
+                "{ctx}: no action: give `command = \"...\"` or `http = {{ url = \"...\" }}`"
+            ))
+        }
         (Some(command), None) => {
             if command.trim().is_empty() {
                 return Err(fail("command", "must not be empty".into()));
@@ -480,11 +519,21 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
             if raw.cwd.is_some() || raw.env.is_some() {
                 return Err(fail("cwd/env", "apply to `command` jobs only".into()));
             }
-            let url = http.url.clone().ok_or_else(|| fail("http.url", "missing".into()))?;
+            let url = http
+                .url
+                .clone()
+                .ok_or_else(|| fail("http.url", "missing".into()))?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(fail("http.url", format!("'{url}' is not an http:// or https:// URL")));
+                return Err(fail(
+                    "http.url",
+                    format!("'{url}' is not an http:// or https:// URL"),
+                ));
             }
-            let method = http.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+            let method = http
+                .method
+                .clone()
+                .unwrap_or_else(|| "GET".into())
+                .to_ascii_uppercase();
             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
                 return Err(fail("http.method", format!("invalid method '{method}'")));
             }
@@ -494,7 +543,10 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
                 Some(ExpectStatus::Many(v)) => v.clone(),
             };
             if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
-                return Err(fail("http.expect_status", format!("{bad} is not an HTTP status (100-599)")));
+                return Err(fail(
+                    "http.expect_status",
+                    format!("{bad} is not an HTTP status (100-599)"),
+                ));
             }
             Action::Http {
                 method,
@@ -514,7 +566,11 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
         raw.trigger.is_some(),
     ];
     let (kind, mut args, text) = match forms.iter().filter(|f| **f).count() {
-        0 => return Err(format!("{ctx}: no trigger: give one of `cron`, `interval`, `date` or `trigger`")),
+        0 => {
+            return Err(format!(
+                "{ctx}: no trigger: give one of `cron`, `interval`, `date` or `trigger`"
+            ))
+        }
         1 => {
             if let Some(cron) = &raw.cron {
                 let expr = match cron.trim() {
@@ -523,29 +579,54 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
                         .to_owned(),
                     e => e.to_owned(),
                 };
-                ("crontab".to_owned(), json!({ "expr": expr }), format!("cron \"{}\"", cron.trim()))
+                (
+                    "crontab".to_owned(),
+                    json!({ "expr": expr }),
+                    format!("cron \"{}\"", cron.trim()),
+                )
             } else if let Some(every) = &raw.interval {
                 let d = every.parse().map_err(|e| fail("interval", e))?;
                 if d.is_zero() {
                     return Err(fail("interval", "must be more than 0".into()));
                 }
                 let s = d.as_secs_f64();
-                ("interval".to_owned(), json!({ "seconds": s }), format!("every {}", humantime::format_duration(d)))
+                (
+                    "interval".to_owned(),
+                    json!({ "seconds": s }),
+                    format!("every {}", humantime::format_duration(d)),
+                )
             } else if let Some(date) = &raw.date {
-                ("date".to_owned(), json!({ "run_date": date }), format!("once at {date}"))
+                (
+                    "date".to_owned(),
+                    json!({ "run_date": date }),
+                    format!("once at {date}"),
+                )
             } else {
                 let table = raw.trigger.clone().unwrap_or_default();
-                let mut args = serde_json::to_value(&table).map_err(|e| fail("trigger", e.to_string()))?;
+                let mut args =
+                    serde_json::to_value(&table).map_err(|e| fail("trigger", e.to_string()))?;
                 let kind = args
                     .as_object_mut()
                     .and_then(|m| m.remove("type"))
                     .and_then(|t| t.as_str().map(str::to_owned))
-                    .ok_or_else(|| fail("trigger.type", "missing (cron, interval, date, calendarinterval, crontab)".into()))?;
-                let text = format!("{kind} {}", serde_json::to_string(&args).unwrap_or_default());
+                    .ok_or_else(|| {
+                        fail(
+                            "trigger.type",
+                            "missing (cron, interval, date, calendarinterval, crontab)".into(),
+                        )
+                    })?;
+                let text = format!(
+                    "{kind} {}",
+                    serde_json::to_string(&args).unwrap_or_default()
+                );
                 (kind, args, text)
             }
         }
-        _ => return Err(format!("{ctx}: several triggers: give only one of `cron`, `interval`, `date` or `trigger`")),
+        _ => {
+            return Err(format!(
+                "{ctx}: several triggers: give only one of `cron`, `interval`, `date` or `trigger`"
+            ))
+        }
     };
     let common = args.as_object_mut().expect("trigger args are an object");
     if let Some(zone) = &raw.timezone {
@@ -578,7 +659,8 @@ pub(crate) fn check_job(raw: &RawJob, tz: Tz, defaults: &Defaults, origin: Origi
     if def.max_instances == 0 {
         return Err(fail("max_instances", "must be 1 or more".into()));
     }
-    def.build_trigger(tz).map_err(|e| format!("{ctx}: trigger: {e}"))?;
+    def.build_trigger(tz)
+        .map_err(|e| format!("{ctx}: trigger: {e}"))?;
     Ok(def)
 }
 
@@ -624,12 +706,24 @@ cron = "@daily"
         .unwrap();
         let kinds: Vec<_> = cfg.jobs.iter().map(|j| j.trigger_kind.as_str()).collect();
         assert_eq!(kinds, ["crontab", "interval", "date", "cron", "crontab"]);
-        assert_eq!(cfg.jobs[0].action, Action::Command { command: "echo a".into(), cwd: None, env: BTreeMap::new(), timeout: Some(5400.0) });
+        assert_eq!(
+            cfg.jobs[0].action,
+            Action::Command {
+                command: "echo a".into(),
+                cwd: None,
+                env: BTreeMap::new(),
+                timeout: Some(5400.0)
+            }
+        );
         assert_eq!(cfg.jobs[1].trigger_args, json!({"seconds": 90.0}));
         assert_eq!(cfg.jobs[3].misfire_grace_time, Some(120.0));
         assert_eq!(cfg.jobs[3].trigger_args["jitter"], json!(10.0));
         assert_eq!(cfg.jobs[4].trigger_args["expr"], json!("0 0 * * *"));
-        assert!(cfg.store_url.ends_with("/etc/aps/aps.db"), "{}", cfg.store_url);
+        assert!(
+            cfg.store_url.ends_with("/etc/aps/aps.db"),
+            "{}",
+            cfg.store_url
+        );
         assert_eq!(cfg.timezone, chrono_tz::Europe::Helsinki);
     }
 
@@ -664,7 +758,10 @@ cron = "@daily"
 
     #[test]
     fn a_definition_round_trips_through_kwargs() {
-        let cfg = check("[[jobs]]\nid = \"x\"\ncommand = \"a\"\ncron = \"* * * * *\"\nenv = { A = \"1\" }\n").unwrap();
+        let cfg = check(
+            "[[jobs]]\nid = \"x\"\ncommand = \"a\"\ncron = \"* * * * *\"\nenv = { A = \"1\" }\n",
+        )
+        .unwrap();
         let kw = cfg.jobs[0].to_kwargs();
         assert_eq!(JobDef::from_kwargs(&kw).unwrap(), cfg.jobs[0]);
     }

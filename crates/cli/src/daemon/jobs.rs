@@ -68,7 +68,13 @@ pub(crate) async fn sync(scheduler: &AsyncScheduler, defs: &[JobDef]) -> Result<
             }
         }
     }
-    tracing::info!(added, changed, removed, unchanged = defs.len() - added - changed, "config jobs applied to the store");
+    tracing::info!(
+        added,
+        changed,
+        removed,
+        unchanged = defs.len() - added - changed,
+        "config jobs applied to the store"
+    );
     Ok(())
 }
 
@@ -82,7 +88,9 @@ pub(crate) async fn log_jobs(scheduler: &AsyncScheduler) {
                     .map(|d| format!("{} [{}]", d.trigger_text, d.action.summary()))
                     .unwrap_or_else(|| job.trigger.to_string());
                 match &job.next_run_time {
-                    Some(t) => tracing::info!(job_id = %job.id, "job {}: {what}; next run at {}", job.id, apscheduler_core::time::to_rfc3339(t)),
+                    Some(t) => {
+                        tracing::info!(job_id = %job.id, "job {}: {what}; next run at {}", job.id, apscheduler_core::time::to_rfc3339(t))
+                    }
                     None => tracing::info!(job_id = %job.id, "job {}: {what}; paused", job.id),
                 }
             }

@@ -98,7 +98,12 @@ impl Runs {
             if n == 0 {
                 return;
             }
-            tracing::info!("waiting up to {} for {n} running job(s)", humantime::format_duration(deadline.saturating_duration_since(tokio::time::Instant::now())));
+            tracing::info!(
+                "waiting up to {} for {n} running job(s)",
+                humantime::format_duration(
+                    deadline.saturating_duration_since(tokio::time::Instant::now())
+                )
+            );
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 let n = self.in_flight.load(Ordering::SeqCst);
                 if n > 0 {
@@ -173,12 +178,18 @@ pub(crate) async fn open_scheduler(
     // A store that is down at start is retried by the engine; here that is an error.
     if let Err(e) = scheduler.get_jobs(None).await {
         let _ = scheduler.shutdown(false).await;
-        return Err(format!("the store '{}' cannot be reached: {e}", redact(url)));
+        return Err(format!(
+            "the store '{}' cannot be reached: {e}",
+            redact(url)
+        ));
     }
     if let Some(h) = &history {
-        h.prepare()
-            .await
-            .map_err(|e| format!("the run history in '{}' cannot be prepared: {e}", redact(url)))?;
+        h.prepare().await.map_err(|e| {
+            format!(
+                "the run history in '{}' cannot be prepared: {e}",
+                redact(url)
+            )
+        })?;
     }
     Ok(Opened { scheduler, history })
 }
@@ -212,7 +223,10 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let Opened { scheduler, history } =
         open_scheduler(&cfg.store_url, cfg.timezone, options, &runs).await?;
     if cfg.history.enabled && history.is_none() {
-        tracing::warn!("the store '{}' keeps no run history: runs are not recorded", redact(&cfg.store_url));
+        tracing::warn!(
+            "the store '{}' keeps no run history: runs are not recorded",
+            redact(&cfg.store_url)
+        );
     }
     if let Some(h) = &history {
         recover_interrupted(&**h).await;
@@ -307,6 +321,9 @@ async fn recover_interrupted(history: &dyn RunHistory) {
         tracing::warn!(job_id = %r.job_id, run_id = %r.run_id, scheduled_at = %r.scheduled_at, "run interrupted by the previous daemon's end");
     }
     if let Err(e) = history.record_runs(&found).await {
-        tracing::error!("{} interrupted run(s) could not be recorded: {e}", found.len());
+        tracing::error!(
+            "{} interrupted run(s) could not be recorded: {e}",
+            found.len()
+        );
     }
 }

@@ -114,10 +114,16 @@ mod tests {
 
     #[test]
     fn sqlite_urls_name_their_files() {
-        assert_eq!(sqlite_path("sqlite:/var/aps.db").as_deref(), Some("/var/aps.db"));
+        assert_eq!(
+            sqlite_path("sqlite:/var/aps.db").as_deref(),
+            Some("/var/aps.db")
+        );
         assert_eq!(sqlite_path("sqlite:///rel.db").as_deref(), Some("rel.db"));
         assert_eq!(sqlite_path("sqlite:////abs.db").as_deref(), Some("/abs.db"));
-        assert_eq!(sqlite_path("sqlite:aps.db?mode=rwc").as_deref(), Some("aps.db"));
+        assert_eq!(
+            sqlite_path("sqlite:aps.db?mode=rwc").as_deref(),
+            Some("aps.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 

@@ -219,7 +219,12 @@ impl Engine {
                 });
                 if let Some(recorder) = &self.inner.history {
                     let late = apscheduler_core::time::timedelta(now - t.with_timezone(&Utc));
-                    recorder.not_run(&job.id, t, RunOutcome::Missed, format!("run time missed by {late} (later than the misfire grace time)"));
+                    recorder.not_run(
+                        &job.id,
+                        t,
+                        RunOutcome::Missed,
+                        format!("run time missed by {late} (later than the misfire grace time)"),
+                    );
                 }
             }
             due.retain(|t| !missed(t));
@@ -316,7 +321,15 @@ impl Engine {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
                 if let Some(recorder) = &self.inner.history {
                     for &t in kept.as_deref().unwrap_or(&[first]) {
-                        recorder.not_run(&job.id, t, RunOutcome::Missed, format!("skipped: maximum number of running instances reached ({})", job.max_instances));
+                        recorder.not_run(
+                            &job.id,
+                            t,
+                            RunOutcome::Missed,
+                            format!(
+                                "skipped: maximum number of running instances reached ({})",
+                                job.max_instances
+                            ),
+                        );
                     }
                 }
                 self.inner
