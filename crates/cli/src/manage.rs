@@ -620,10 +620,18 @@ fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRe
                 next_text(j),
                 last.get(&*j.id)
                     .map_or("-".into(), |r| r.outcome.to_string()),
+                match JobDef::from_kwargs(&j.kwargs).map(|d| d.origin) {
+                    Some(Origin::Config) => "config".into(),
+                    Some(Origin::Cli) => "cli".into(),
+                    None => "library".into(),
+                },
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "TRIGGER", "NEXT RUN", "LAST"], &rows);
+    print_table(
+        &["ID", "NAME", "TRIGGER", "NEXT RUN", "LAST", "FROM"],
+        &rows,
+    );
 }
 
 fn print_job(job: &Job, runs: &[RunRecord]) {

@@ -465,6 +465,93 @@ fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
     assert_eq!(ids, ["b", "c", "manual"], "the running config stays");
 }
 
+/// A one-connection-at-a-time HTTP server answering each request with the next status.
+fn http_server(statuses: Vec<u16>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for status in statuses {
+            let (mut conn, _) = listener.accept().unwrap();
+            // Headers, then the body their Content-Length announces (maybe in later reads).
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            requests.push(String::from_utf8_lossy(&got).into_owned());
+            let body = format!("status {status}");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        requests
+    });
+    (port, handle)
+}
+
+#[test]
+fn http_jobs_record_their_status_and_body() {
+    let (port, server) = http_server(vec![200, 503]);
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"web\"\nhttp = {{ method = \"POST\", url = \"http://127.0.0.1:{port}/hook\", headers = {{ X-Token = \"t1\" }}, body = \"ping\" }}\ninterval = 1\n"
+    ));
+    let _daemon = dir.start();
+    wait_for("two ended requests", Duration::from_secs(15), || {
+        dir.history("web")
+            .iter()
+            .filter(|r| r["outcome"] != "running")
+            .count()
+            >= 2
+    });
+    let requests = server.join().unwrap();
+    assert!(requests[0].starts_with("POST /hook"), "{}", requests[0]);
+    assert!(
+        requests[0].to_ascii_lowercase().contains("x-token: t1"),
+        "{}",
+        requests[0]
+    );
+    assert!(requests[0].ends_with("ping"), "{}", requests[0]);
+    let runs = dir.history("web");
+    let ended: Vec<_> = runs
+        .iter()
+        .filter(|r| r["outcome"] != "running")
+        .rev()
+        .collect();
+    assert_eq!(
+        (
+            ended[0]["outcome"].as_str(),
+            ended[0]["http_status"].as_u64()
+        ),
+        (Some("success"), Some(200))
+    );
+    assert_eq!(ended[0]["output"], "status 200");
+    assert_eq!(
+        (
+            ended[1]["outcome"].as_str(),
+            ended[1]["http_status"].as_u64()
+        ),
+        (Some("failure"), Some(503))
+    );
+}
+
 fn run_bad(config: &str) -> (Option<i32>, String) {
     let dir = Dir::new(config);
     let out = Command::new(APS)
