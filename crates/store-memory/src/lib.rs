@@ -109,9 +109,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
-pub use history::MemoryRunHistory;
 use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_table::{self, HashTable};
+pub use history::MemoryRunHistory;
 use parking_lot::Mutex;
 
 /// A job store that keeps jobs in memory (APScheduler's `MemoryJobStore`).

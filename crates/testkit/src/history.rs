@@ -75,7 +75,10 @@ pub async fn check_record_and_read_back(history: &dyn RunHistory) {
     running.exit_code = None;
     running.output = String::new();
     history.record_runs(&[running.clone()]).await.unwrap();
-    assert_eq!(history.query_runs(&query("rb-job")).await.unwrap(), vec![running.clone()]);
+    assert_eq!(
+        history.query_runs(&query("rb-job")).await.unwrap(),
+        vec![running.clone()]
+    );
 
     let mut ended = running.clone();
     ended.outcome = RunOutcome::Failure;
@@ -87,7 +90,10 @@ pub async fn check_record_and_read_back(history: &dyn RunHistory) {
     http.exit_code = None;
     http.http_status = Some(503);
     http.started_at = None;
-    history.record_runs(&[ended.clone(), http.clone()]).await.unwrap();
+    history
+        .record_runs(&[ended.clone(), http.clone()])
+        .await
+        .unwrap();
     assert_eq!(
         history.query_runs(&query("rb-job")).await.unwrap(),
         vec![ended, http],
@@ -119,7 +125,10 @@ pub async fn check_query_filters_and_order(history: &dyn RunHistory) {
         ..RunQuery::default()
     };
     let found = history.query_runs(&all).await.unwrap();
-    assert_eq!(ids(&found), ["q-9", "q-5", "q-4", "q-3", "q-2", "q-1", "q-0"]);
+    assert_eq!(
+        ids(&found),
+        ["q-9", "q-5", "q-4", "q-3", "q-2", "q-1", "q-0"]
+    );
 
     let odd = history.query_runs(&query("q-odd")).await.unwrap();
     assert_eq!(ids(&odd), ["q-9", "q-5", "q-3", "q-1"]);
@@ -147,8 +156,14 @@ pub async fn check_query_filters_and_order(history: &dyn RunHistory) {
         "since is inclusive, until exclusive"
     );
 
-    let limited = RunQuery { limit: 2, ..all.clone() };
-    assert_eq!(ids(&history.query_runs(&limited).await.unwrap()), ["q-9", "q-5"]);
+    let limited = RunQuery {
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(&history.query_runs(&limited).await.unwrap()),
+        ["q-9", "q-5"]
+    );
 
     let nobody = RunQuery {
         job_id: Some("q-nobody".into()),
@@ -159,7 +174,9 @@ pub async fn check_query_filters_and_order(history: &dyn RunHistory) {
 
 /// Keeps the newest `keep` ended runs of one job; running records and other jobs stay.
 pub async fn check_prune_by_count(history: &dyn RunHistory) {
-    let mut records: Vec<RunRecord> = (0..10).map(|i| record(&format!("pc-{i}"), "pc-job", i)).collect();
+    let mut records: Vec<RunRecord> = (0..10)
+        .map(|i| record(&format!("pc-{i}"), "pc-job", i))
+        .collect();
     let mut running = record("pc-run", "pc-job", -100);
     running.outcome = RunOutcome::Running;
     running.finished_at = None;
@@ -171,10 +188,20 @@ pub async fn check_prune_by_count(history: &dyn RunHistory) {
     assert_eq!(removed, 7);
     let left = history.query_runs(&query("pc-job")).await.unwrap();
     assert_eq!(ids(&left), ["pc-9", "pc-8", "pc-7", "pc-run"]);
-    assert_eq!(history.query_runs(&query("pc-other-job")).await.unwrap().len(), 1);
+    assert_eq!(
+        history
+            .query_runs(&query("pc-other-job"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(history.prune_job_runs("pc-job", 3).await.unwrap(), 0);
     assert_eq!(history.prune_job_runs("pc-job", 0).await.unwrap(), 3);
-    assert_eq!(ids(&history.query_runs(&query("pc-job")).await.unwrap()), ["pc-run"]);
+    assert_eq!(
+        ids(&history.query_runs(&query("pc-job")).await.unwrap()),
+        ["pc-run"]
+    );
 }
 
 /// Ended runs scheduled before the cut go; running records stay.
@@ -208,7 +235,11 @@ pub async fn check_interrupt_running(history: &dyn RunHistory) {
         r
     };
     history
-        .record_runs(&[running("ir-1", "dead"), running("ir-2", "dead"), running("ir-3", "alive")])
+        .record_runs(&[
+            running("ir-1", "dead"),
+            running("ir-2", "dead"),
+            running("ir-3", "alive"),
+        ])
         .await
         .unwrap();
     let now = base() + Duration::seconds(60);
@@ -223,7 +254,14 @@ pub async fn check_interrupt_running(history: &dyn RunHistory) {
     found.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     let states: Vec<_> = found
         .iter()
-        .map(|r| (r.run_id.as_str(), r.outcome, r.finished_at, r.message.as_deref()))
+        .map(|r| {
+            (
+                r.run_id.as_str(),
+                r.outcome,
+                r.finished_at,
+                r.message.as_deref(),
+            )
+        })
         .collect();
     let why = Some("the scheduler stopped during the run");
     assert_eq!(
