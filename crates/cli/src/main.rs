@@ -130,8 +130,10 @@ enum TriggerCommand {
 fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| format!("--log-level: invalid filter '{level}': {e}"))?;
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),
@@ -140,7 +142,26 @@ fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// `aps jobs list | head -1`: a closed stdout ends the command quietly (exit 141, as
+/// SIGPIPE would), not with a panic message. Rust ignores SIGPIPE, so `println!` panics.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Run(_) => "info",

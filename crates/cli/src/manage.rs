@@ -170,6 +170,7 @@ struct Target {
     defaults: Defaults,
     kill_grace: std::time::Duration,
     output_cap: usize,
+    history_enabled: bool,
 }
 
 fn target(args: &StoreArgs) -> Result<Target, String> {
@@ -182,6 +183,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
                 defaults: cfg.defaults,
                 kill_grace: cfg.kill_grace,
                 output_cap: cfg.history.output_cap,
+                history_enabled: cfg.history.enabled,
             })
         }
         (None, Some(url)) => Ok(Target {
@@ -190,6 +192,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             defaults: Defaults::default(),
             kill_grace: std::time::Duration::from_secs(5),
             output_cap: 4096,
+            history_enabled: true,
         }),
         (None, None) => Err("say where the store is: --config FILE or --store URL".into()),
     }
@@ -349,6 +352,7 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 let def = JobDef::from_kwargs(&h.job().kwargs).ok_or_else(|| {
                     format!("job '{id}' was not made by aps (no command or http action)")
                 })?;
+                let history = history.filter(|_| target.history_enabled);
                 run_now(&def, history, &target).await
             }
         }
@@ -706,7 +710,7 @@ pub(crate) fn history_command(store_args: &StoreArgs, args: HistoryArgs) -> Exit
             .as_deref()
             .map(str::parse::<RunOutcome>)
             .transpose()
-            .map_err(|e| format!("--{e}"))?;
+            .map_err(|e| format!("--outcome: {e}"))?;
         let since = args
             .since
             .as_deref()
@@ -742,7 +746,7 @@ fn parse_since(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     }
     apscheduler_core::time::parse_datetime("since", s, tz)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("--{e}"))
+        .map_err(|e| format!("--since: {e}"))
 }
 
 /// `aps config check FILE`.
@@ -788,7 +792,9 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
         let mut prev = None;
         let mut shown = 0;
         while shown < 3 {
-            let Some(t) = trigger.next_fire_time(prev.as_ref(), &now) else {
+            // After the first, each fire time is strictly after the previous one.
+            let after = prev.unwrap_or(now);
+            let Some(t) = trigger.next_fire_time(prev.as_ref(), &after) else {
                 break;
             };
             println!("  next:    {}", apscheduler_core::time::to_rfc3339(&t));

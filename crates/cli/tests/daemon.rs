@@ -174,11 +174,12 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
         "{HEAD}[[jobs]]\nid = \"tick\"\ncommand = \"echo \\\"job=$APS_JOB_ID run=$APS_RUN_ID at=$APS_SCHEDULED_AT\\\"\"\ninterval = 1\n\
          [[jobs]]\nid = \"fails\"\ncommand = \"echo oops >&2; exit 7\"\ninterval = 1\n\
          [[jobs]]\nid = \"bad-cwd\"\ncommand = \"true\"\ncwd = \"/nonexistent/dir\"\ninterval = 1\n\
-         [[jobs]]\nid = \"binary\"\ncommand = \"printf 'ok\\\\377\\\\376end'\"\ninterval = 1\n"
+         [[jobs]]\nid = \"binary\"\ncommand = \"printf 'ok\\\\377\\\\376end'\"\ninterval = 1\n\
+         [[jobs]]\nid = \"mixed\"\ncommand = \"echo out1; echo err1 >&2; echo out2; echo err2 >&2\"\ninterval = 1\n"
     ));
     let mut daemon = dir.start();
     wait_for("two runs of each job", Duration::from_secs(20), || {
-        ["tick", "fails", "bad-cwd", "binary"]
+        ["tick", "fails", "bad-cwd", "binary", "mixed"]
             .iter()
             .all(|j| dir.history(j).len() >= 2)
     });
@@ -229,6 +230,11 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
     assert_eq!(
         b["output"], "ok\u{fffd}\u{fffd}end",
         "non-UTF-8 output is kept lossily"
+    );
+    let m = &dir.history("mixed")[0];
+    assert_eq!(
+        m["output"], "out1\nerr1\nout2\nerr2\n",
+        "stdout and stderr in write order"
     );
 
     let list = dir.jobs();
@@ -351,8 +357,9 @@ fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
 #[test]
 fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_run_in_flight_is_interrupted(
 ) {
+    // A configured node name: the restart still finds the dead process's runs.
     let config = format!(
-        "{HEAD}[[jobs]]\nid = \"busy\"\ncommand = \"sleep 6607\"\ninterval = 1\nmax_instances = 1\n\
+        "{HEAD}node = \"worker-a\"\n[[jobs]]\nid = \"busy\"\ncommand = \"sleep 6607\"\ninterval = 1\nmax_instances = 1\n\
          [[jobs]]\nid = \"strict\"\ncommand = \"true\"\ninterval = 1\nmisfire_grace_time = 0.5\ncoalesce = false\n\
          [[jobs]]\nid = \"lenient\"\ncommand = \"true\"\ninterval = 1\nmisfire_grace_time = \"1h\"\ncoalesce = true\n"
     );
@@ -404,6 +411,28 @@ fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_ru
     let interrupted = busy.iter().find(|r| r["outcome"] == "interrupted").unwrap();
     assert!(interrupted["finished_at"].is_string(), "{interrupted}");
     let _ = Command::new("pkill").args(["-f", "sleep 6607"]).status();
+}
+
+#[test]
+fn a_date_job_runs_once_across_restarts() {
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(30)).format("%Y-%m-%d %H:%M:%S");
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"once\"\ncommand = \"true\"\ndate = \"{at}\"\nmisfire_grace_time = \"1h\"\n"
+    ));
+    for _ in 0..2 {
+        let mut daemon = dir.start();
+        wait_for("the one run", Duration::from_secs(10), || {
+            dir.outcomes("once").contains(&"success".to_owned())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait(Duration::from_secs(15)), Some(0));
+    }
+    assert_eq!(
+        dir.outcomes("once"),
+        ["success"],
+        "ran once, not again at the restart"
+    );
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl FromStr for RunOutcome {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "outcome: unknown value '{s}' (expected one of running, success, \
+                        "unknown outcome '{s}' (expected one of running, success, \
                          failure, timeout, missed, interrupted, error)"
                     ),
                 )

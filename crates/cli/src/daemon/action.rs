@@ -13,7 +13,6 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
 use super::config::Action;
@@ -90,11 +89,14 @@ impl Tail {
     }
 }
 
-async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
+/// Reads the run's output pipe into `tail` until every writer has closed it.
+fn pump(mut from: std::io::PipeReader, tail: &Mutex<Tail>) {
     let mut buf = [0u8; 8192];
     loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
             Ok(n) => tail
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -119,13 +121,19 @@ async fn run_command(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> TaskResult {
+    // One pipe for stdout and stderr: the output keeps the order it was written in.
+    let (reader, writer) = std::io::pipe()
+        .map_err(|e| TaskFailure::new("spawn", format!("cannot create the output pipe: {e}")))?;
+    let writer2 = writer
+        .try_clone()
+        .map_err(|e| TaskFailure::new("spawn", format!("cannot create the output pipe: {e}")))?;
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer)
+        .stderr(writer2)
         .envs(vars)
         .env("APS_JOB_ID", &env.job_id)
         .env("APS_RUN_ID", &env.run_id)
@@ -138,7 +146,10 @@ async fn run_command(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().map_err(|e| {
+    let spawned = cmd.spawn();
+    // The parent's copies of the pipe's write end go now, or the reader never sees EOF.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| {
         let dir = cwd.map(|d| format!(" in '{d}'")).unwrap_or_default();
         TaskFailure::new(
             "spawn",
@@ -150,16 +161,10 @@ async fn run_command(
         bytes: Vec::new(),
         cap: limits.output_cap,
     }));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| tokio::spawn(pump(o, tail.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(pump(e, tail.clone()))),
-    ];
+    let reader = {
+        let tail = tail.clone();
+        tokio::task::spawn_blocking(move || pump(reader, &tail))
+    };
     let timer = async {
         match timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -185,16 +190,9 @@ async fn run_command(
         }
         let _ = child.wait().await;
     }
-    // Output still held open by a background grandchild is not waited for long.
-    for reader in readers.into_iter().flatten() {
-        let abort = reader.abort_handle();
-        if tokio::time::timeout(Duration::from_millis(200), reader)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-    }
+    // Output still held open by a background grandchild is not waited for long (the
+    // reading thread ends when the last writer closes the pipe).
+    let _ = tokio::time::timeout(Duration::from_millis(200), reader).await;
     let output = tail.lock().unwrap_or_else(|e| e.into_inner()).text();
     match end {
         End::Exited(status) => match (status.code(), status.signal()) {

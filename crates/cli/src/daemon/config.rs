@@ -26,12 +26,37 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// A duration as the config writes it: seconds (`90`, `1.5`) or text (`"90s"`, `"1h30m"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// A duration as the config writes it: seconds (`90`, `1.5`) or text (`"90s"`,
+/// `"1h30m"`); for `misfire_grace_time` also `"none"` (run however late).
+#[derive(Debug, Clone)]
 pub(crate) enum DurationText {
     Seconds(f64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration: seconds (90) or text (\"90s\", \"2h\", \"1h30m\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationText, E> {
+                Ok(DurationText::Seconds(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationText, E> {
+                Ok(DurationText::Seconds(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DurationText, E> {
+                Ok(DurationText::Seconds(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl DurationText {
@@ -48,6 +73,11 @@ impl DurationText {
                 }),
             },
         }
+    }
+
+    /// Whether this is `"none"`: no limit.
+    fn is_none(&self) -> bool {
+        matches!(self, DurationText::Text(t) if t.trim().eq_ignore_ascii_case("none"))
     }
 }
 
@@ -357,14 +387,14 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
 
     let timezone = match &raw.scheduler.timezone {
         Some(tz) => apscheduler_core::time::parse_timezone("timezone", tz.get_ref())
-            .map_err(|e| ConfigError(format!("{}: scheduler.{e}", at(tz.span()))))?,
+            .map_err(|e| ConfigError(format!("{}: scheduler.timezone: {e}", at(tz.span()))))?,
         None => apscheduler_engine::local_timezone(),
     };
     let store_url = match &raw.store.url {
         Some(u) => {
             check_store_url(u.get_ref())
                 .map_err(|e| ConfigError(format!("{}: store.url: {e}", at(u.span()))))?;
-            u.get_ref().clone()
+            beside(path, u.get_ref())
         }
         None => default_store_url(path),
     };
@@ -372,6 +402,7 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
         let d = Defaults::default();
         Defaults {
             misfire_grace_time: match &raw.job_defaults.misfire_grace_time {
+                Some(d) if d.get_ref().is_none() => None,
                 Some(_) => duration(
                     &raw.job_defaults.misfire_grace_time,
                     "job_defaults.misfire_grace_time",
@@ -427,14 +458,32 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
     })
 }
 
-/// The default store: the SQLite file `aps.db` beside the config.
-pub(crate) fn default_store_url(config: &Path) -> String {
+/// A SQLite URL with a relative path made absolute beside the config; other URLs as
+/// they are.
+fn beside(config: &Path, url: &str) -> String {
+    match super::store::sqlite_path(url) {
+        Some(file) if Path::new(&file).is_relative() => {
+            let query = url
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
+            format!("sqlite:{}{query}", config_dir(config).join(file).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn config_dir(config: &Path) -> PathBuf {
     let dir = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    format!("sqlite:{}", dir.join("aps.db").display())
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
+}
+
+/// The default store: the SQLite file `aps.db` beside the config.
+pub(crate) fn default_store_url(config: &Path) -> String {
+    format!("sqlite:{}", config_dir(config).join("aps.db").display())
 }
 
 /// The URL schemes the daemon's stores take.
@@ -629,9 +678,10 @@ pub(crate) fn check_job(
         }
     };
     let common = args.as_object_mut().expect("trigger args are an object");
-    if let Some(zone) = &raw.timezone {
-        common.insert("timezone".into(), json!(zone));
-    }
+    // Always explicit: a job follows a change of the scheduler's timezone as a change
+    // of its definition.
+    let zone = raw.timezone.as_deref().unwrap_or(tz.name());
+    common.insert("timezone".into(), json!(zone));
     if let Some(j) = secs(&raw.jitter, "jitter")? {
         common.insert("jitter".into(), json!(j));
     }
@@ -649,6 +699,7 @@ pub(crate) fn check_job(
         trigger_args: args,
         trigger_text: text,
         misfire_grace_time: match &raw.misfire_grace_time {
+            Some(d) if d.is_none() => None,
             Some(_) => secs(&raw.misfire_grace_time, "misfire_grace_time")?,
             None => defaults.misfire_grace_time.map(|d| d.as_secs_f64()),
         },
@@ -715,7 +766,10 @@ cron = "@daily"
                 timeout: Some(5400.0)
             }
         );
-        assert_eq!(cfg.jobs[1].trigger_args, json!({"seconds": 90.0}));
+        assert_eq!(
+            cfg.jobs[1].trigger_args,
+            json!({"seconds": 90.0, "timezone": "Europe/Helsinki"})
+        );
         assert_eq!(cfg.jobs[3].misfire_grace_time, Some(120.0));
         assert_eq!(cfg.jobs[3].trigger_args["jitter"], json!(10.0));
         assert_eq!(cfg.jobs[4].trigger_args["expr"], json!("0 0 * * *"));
@@ -754,6 +808,17 @@ cron = "@daily"
                 assert!(err.contains(w), "{err:?} should contain {w:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_relative_sqlite_store_lies_beside_the_config_and_none_means_no_grace() {
+        let cfg = check("[store]\nurl = \"sqlite:data/jobs.db?mode=rwc\"\n[[jobs]]\nid = \"x\"\ncommand = \"a\"\ncron = \"* * * * *\"\nmisfire_grace_time = \"none\"\n").unwrap();
+        assert_eq!(cfg.store_url, "sqlite:/etc/aps/data/jobs.db?mode=rwc");
+        assert_eq!(cfg.jobs[0].misfire_grace_time, None);
+        let cfg = check("[store]\nurl = \"sqlite:/var/aps.db\"\n").unwrap();
+        assert_eq!(cfg.store_url, "sqlite:/var/aps.db");
+        let err = check("[[jobs]]\nid = \"x\"\ncommand = \"a\"\ninterval = true\n").unwrap_err();
+        assert!(err.contains("a duration: seconds"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use apscheduler_core::Job;
+use apscheduler_core::{Job, RunHistory, RunQuery, Trigger as _};
 use apscheduler_engine::{AsyncScheduler, JobSpec};
 
 use super::config::{JobDef, Origin};
@@ -24,7 +24,11 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
 /// paused job stays paused), unchanged ones left alone (their next run time kept), and
 /// jobs from an earlier config that are gone from this one removed. Jobs added with
 /// `aps jobs add`, and jobs the daemon did not make, are left alone.
-pub(crate) async fn sync(scheduler: &AsyncScheduler, defs: &[JobDef]) -> Result<(), String> {
+pub(crate) async fn sync(
+    scheduler: &AsyncScheduler,
+    defs: &[JobDef],
+    history: Option<&dyn RunHistory>,
+) -> Result<(), String> {
     let stored: HashMap<String, Job> = scheduler
         .get_jobs(None)
         .await
@@ -47,6 +51,7 @@ pub(crate) async fn sync(scheduler: &AsyncScheduler, defs: &[JobDef]) -> Result<
                     .map_err(|e| format!("job '{}': cannot be replaced: {e}", def.id))?;
                 changed += 1;
             }
+            None if already_done(def, scheduler, history).await => {}
             None => {
                 scheduler
                     .add_job(spec_of(def))
@@ -76,6 +81,42 @@ pub(crate) async fn sync(scheduler: &AsyncScheduler, defs: &[JobDef]) -> Result<
         "config jobs applied to the store"
     );
     Ok(())
+}
+
+/// Whether `def` is a job that is gone from the store because it has run its last
+/// fire time: a one-off (`date`) job whose fire time the history already holds. Adding
+/// it again would run that fire time twice.
+async fn already_done(
+    def: &JobDef,
+    scheduler: &AsyncScheduler,
+    history: Option<&dyn RunHistory>,
+) -> bool {
+    let (Some(history), "date") = (history, def.trigger_kind.as_str()) else {
+        return false;
+    };
+    let tz = scheduler.engine().timezone();
+    let Ok(trigger) = def.build_trigger(tz) else {
+        return false;
+    };
+    let now = chrono::Utc::now().with_timezone(&tz);
+    let Some(at) = trigger.next_fire_time(None, &now) else {
+        return false;
+    };
+    let at = at.with_timezone(&chrono::Utc);
+    let query = RunQuery {
+        job_id: Some(def.id.clone()),
+        since: Some(at),
+        until: Some(at + chrono::Duration::microseconds(1)),
+        limit: 1,
+        ..RunQuery::default()
+    };
+    match history.query_runs(&query).await {
+        Ok(runs) if !runs.is_empty() => {
+            tracing::info!(job_id = %def.id, "job {} ran its one fire time ({at}) already: not added again", def.id);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Logs each job with its next fire time.

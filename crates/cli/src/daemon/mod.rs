@@ -99,15 +99,15 @@ impl Runs {
                 return;
             }
             tracing::info!(
-                "waiting up to {} for {n} running job(s)",
-                humantime::format_duration(
-                    deadline.saturating_duration_since(tokio::time::Instant::now())
-                )
+                "waiting up to {:.1}s for {n} running job(s)",
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_secs_f64()
             );
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 let n = self.in_flight.load(Ordering::SeqCst);
                 if n > 0 {
-                    tracing::warn!("grace period over: interrupting {n} running job(s) (SIGTERM, then SIGKILL after {})", humantime::format_duration(self.limits.kill_grace));
+                    tracing::warn!("grace period over: interrupting {n} running job(s) (SIGTERM, then SIGKILL after {:.1}s)", self.limits.kill_grace.as_secs_f64());
                     let _ = self.stop.send(true);
                 }
                 return;
@@ -121,7 +121,6 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
     let cfg = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -228,10 +227,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
             redact(&cfg.store_url)
         );
     }
+    let host = cfg.node.clone().unwrap_or_else(store::host_name);
     if let Some(h) = &history {
-        recover_interrupted(&**h).await;
+        recover_interrupted(&**h, &host).await;
     }
-    if let Err(e) = jobs::sync(&scheduler, &cfg.jobs).await {
+    if let Err(e) = jobs::sync(&scheduler, &cfg.jobs, history.as_deref()).await {
         let _ = scheduler.shutdown(false).await;
         return Err(e);
     }
@@ -250,13 +250,20 @@ async fn serve(cfg: Config) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => reload(&scheduler, &path, &cfg).await,
+            _ = hup.recv() => reload(&scheduler, &path, &cfg, history.as_deref()).await,
             _ = poll.tick() => scheduler.wakeup(),
         }
     }
-    // Stop claiming, let running jobs finish within the grace, interrupt the rest.
+    // Stop claiming, let running jobs finish within the grace, interrupt the rest (at
+    // once on a second SIGINT/SIGTERM).
     let _ = scheduler.pause();
-    runs.drain(cfg.shutdown_grace).await;
+    tokio::select! {
+        _ = runs.drain(cfg.shutdown_grace) => {}
+        _ = async { tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} } } => {
+            tracing::warn!("second signal: interrupting the running jobs now");
+            let _ = runs.stop.send(true);
+        }
+    }
     scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
     tracing::info!("aps daemon stopped");
     Ok(())
@@ -264,7 +271,12 @@ async fn serve(cfg: Config) -> Result<(), String> {
 
 /// SIGHUP: applies the config's changed jobs, or keeps the old ones when the new file
 /// is bad.
-async fn reload(scheduler: &AsyncScheduler, path: &Path, running: &Config) {
+async fn reload(
+    scheduler: &AsyncScheduler,
+    path: &Path,
+    running: &Config,
+    history: Option<&dyn RunHistory>,
+) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let cfg = match config::load(path) {
         Ok(c) => c,
@@ -273,10 +285,33 @@ async fn reload(scheduler: &AsyncScheduler, path: &Path, running: &Config) {
             return;
         }
     };
-    if cfg.store_url != running.store_url || cfg.timezone != running.timezone {
-        tracing::warn!("store and timezone changes take effect at the next start, not on reload");
+    let restart_needed: Vec<&str> = [
+        ("store.url", cfg.store_url != running.store_url),
+        ("scheduler.node", cfg.node != running.node),
+        (
+            "scheduler.shutdown_grace",
+            cfg.shutdown_grace != running.shutdown_grace,
+        ),
+        ("scheduler.kill_grace", cfg.kill_grace != running.kill_grace),
+        (
+            "scheduler.poll_interval",
+            cfg.poll_interval != running.poll_interval,
+        ),
+        (
+            "history",
+            format!("{:?}", cfg.history) != format!("{:?}", running.history),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    if !restart_needed.is_empty() {
+        tracing::warn!(
+            "changed settings take effect at the next start, not on reload: {}",
+            restart_needed.join(", ")
+        );
     }
-    match jobs::sync(scheduler, &cfg.jobs).await {
+    match jobs::sync(scheduler, &cfg.jobs, history).await {
         Ok(()) => {
             tracing::info!("config reloaded");
             jobs::log_jobs(scheduler).await;
@@ -287,8 +322,7 @@ async fn reload(scheduler: &AsyncScheduler, path: &Path, running: &Config) {
 
 /// Runs left `running` by a daemon on this host that is gone (killed, crashed) are
 /// recorded `interrupted`.
-async fn recover_interrupted(history: &dyn RunHistory) {
-    let host = store::host_name();
+async fn recover_interrupted(history: &dyn RunHistory, host: &str) {
     let now = chrono::Utc::now();
     let mut found = Vec::new();
     match history
@@ -301,7 +335,7 @@ async fn recover_interrupted(history: &dyn RunHistory) {
     {
         Ok(running) => {
             for mut r in running {
-                if store::is_dead_local_node(&r.node, &host) {
+                if store::is_dead_local_node(&r.node, host) {
                     r.outcome = RunOutcome::Interrupted;
                     r.finished_at = Some(now);
                     r.message = Some(format!(

@@ -44,7 +44,7 @@ pub(crate) fn open(url: &str) -> Result<Arc<dyn JobStore>, String> {
 
 /// The file path of a SQLite URL (`sqlite:/abs.db`, `sqlite:///rel.db`,
 /// `sqlite:////abs.db`, `sqlite:rel.db`), or `None` for an in-memory database.
-fn sqlite_path(url: &str) -> Option<String> {
+pub(crate) fn sqlite_path(url: &str) -> Option<String> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.split('?').next().unwrap_or("");
     if rest.is_empty() || rest.contains(":memory:") {
