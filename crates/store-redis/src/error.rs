@@ -32,6 +32,9 @@ pub(crate) enum StoreError {
     /// A stored job cannot be read.
     #[error("stored job '{id}' cannot be read: {reason}")]
     Corrupt { id: String, reason: String },
+    /// A stored run record cannot be read.
+    #[error("stored run '{id}' cannot be read: {reason}")]
+    CorruptRun { id: String, reason: String },
     /// A lease is not held.
     #[error("Scheduler {holder} no longer holds the lease on job(s) {ids}")]
     LeaseLost { holder: String, ids: String },
@@ -62,7 +65,7 @@ impl StoreError {
             StoreError::Backend { .. } | StoreError::Reply { .. } => ErrorKind::Other,
             StoreError::Conflict(_) => ErrorKind::Conflict,
             StoreError::NotFound(_) => ErrorKind::NotFound,
-            StoreError::Corrupt { .. } => ErrorKind::Serialization,
+            StoreError::Corrupt { .. } | StoreError::CorruptRun { .. } => ErrorKind::Serialization,
             StoreError::LeaseLost { .. } => ErrorKind::LeaseLost,
             StoreError::InvalidInput(_) | StoreError::InvalidUrl { .. } => ErrorKind::InvalidInput,
         }

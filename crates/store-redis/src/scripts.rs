@@ -1,7 +1,7 @@
 //! The Lua scripts: every change that touches more than one key runs as one script, so
 //! Redis applies it atomically (no other command runs in between).
 //!
-//! Every script takes the same five keys, in this order:
+//! Every job script takes the same five keys, in this order:
 //! `KEYS[1]` jobs (hash), `KEYS[2]` run_times (sorted set), `KEYS[3]` claimed (sorted
 //! set), `KEYS[4]` leases (hash), `KEYS[5]` corrupt (hash).
 //!
@@ -9,6 +9,11 @@
 //! "paused" (no run time). A lease is the string `<expiry_us>|<run_us>|<holder>`, where
 //! `run_us` is the claimed job's run time (`''` when it was paused while claimed), kept
 //! so that an expired lease can put the job back into `run_times`.
+//!
+//! The run history scripts ([`HistoryScripts`]) take the key prefix as `ARGV[1]` and
+//! name their keys from it (a record's keys depend on its job, outcome and node, some
+//! of them only known once the stored record is read): see the crate documentation's
+//! run history layout.
 
 use std::sync::LazyLock;
 
@@ -237,4 +242,119 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: script(RELEASE),
     extend: script(EXTEND),
     quarantine: script(QUARANTINE),
+});
+
+/// Helpers shared by the run history scripts: key names from the prefix (`ARGV[1]`),
+/// and `drop`, which deletes a record with its index entries.
+const HISTORY_PRELUDE: &str = r"
+local prefix = ARGV[1]
+local all = prefix .. 'runs'
+local function run_key(id) return prefix .. 'run:' .. id end
+local function job_set(job) return prefix .. 'runs:job:' .. job end
+local function outcome_set(outcome) return prefix .. 'runs:outcome:' .. outcome end
+local function node_set(node) return prefix .. 'runs:node:' .. node end
+
+-- Deletes a run record and its entries in every index; returns 1 when it existed.
+local function drop(id)
+  local key = run_key(id)
+  local old = redis.call('HMGET', key, 'job_id', 'outcome', 'node')
+  redis.call('ZREM', all, id)
+  if old[1] then redis.call('ZREM', job_set(old[1]), id) end
+  if old[2] then redis.call('ZREM', outcome_set(old[2]), id) end
+  if old[3] then redis.call('ZREM', node_set(old[3]), id) end
+  return redis.call('DEL', key)
+end
+";
+
+/// `record_runs`: ARGV = prefix, then per record `id, score, job, outcome, node, n` and
+/// `n` field/value pairs (the whole hash). A stored record with the same id is
+/// replaced whole: it leaves the job, outcome and node sets it no longer belongs to,
+/// and fields it had but the new one lacks are gone. Returns how many were written.
+const RECORD_RUNS: &str = r"
+local i, count = 2, 0
+while i <= #ARGV do
+  local id, score, job, outcome, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
+  local key = run_key(id)
+  local old = redis.call('HMGET', key, 'job_id', 'outcome', 'node')
+  if old[1] and old[1] ~= job then redis.call('ZREM', job_set(old[1]), id) end
+  if old[2] and old[2] ~= outcome then redis.call('ZREM', outcome_set(old[2]), id) end
+  if old[3] and old[3] ~= node then redis.call('ZREM', node_set(old[3]), id) end
+  redis.call('DEL', key)
+  local fields = {}
+  for j = 1, 2 * n do fields[j] = ARGV[i + 5 + j] end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('ZADD', all, score, id)
+  redis.call('ZADD', job_set(job), score, id)
+  redis.call('ZADD', outcome_set(outcome), score, id)
+  redis.call('ZADD', node_set(node), score, id)
+  count = count + 1
+  i = i + 6 + 2 * n
+end
+return count
+";
+
+/// `prune_job_runs`, one batch: ARGV = prefix, job, offset, batch, keep. Walks the
+/// job's runs newest first from rank `offset`; running runs stay, the first `keep`
+/// ended ones stay, the other ended ones are deleted (an index entry without a record
+/// is dropped). Returns `{ removed, examined, stayed, keep left }`: the next batch
+/// starts at `offset + stayed`.
+const PRUNE_JOB: &str = r"
+local job, offset, batch, keep = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local set = job_set(job)
+local ids = redis.call('ZREVRANGE', set, offset, offset + batch - 1)
+local removed, stayed = 0, 0
+for _, id in ipairs(ids) do
+  local outcome = redis.call('HGET', run_key(id), 'outcome')
+  if not outcome then
+    redis.call('ZREM', set, id)
+    redis.call('ZREM', all, id)
+  elseif outcome == 'running' then
+    stayed = stayed + 1
+  elseif keep > 0 then
+    keep = keep - 1
+    stayed = stayed + 1
+  else
+    removed = removed + drop(id)
+    redis.call('ZREM', set, id)
+  end
+end
+return { removed, #ids, stayed, keep }
+";
+
+/// `prune_runs_before`, one batch: ARGV = prefix, cut (microseconds, exclusive),
+/// offset, batch. Takes the runs scheduled before the cut, oldest first from rank
+/// `offset`, and deletes the ended ones (an index entry without a record is dropped).
+/// Returns `{ removed, examined, stayed }`: the next batch starts at `offset + stayed`.
+const PRUNE_BEFORE: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', all, '-inf', '(' .. ARGV[2], 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
+local removed, stayed = 0, 0
+for _, id in ipairs(ids) do
+  local outcome = redis.call('HGET', run_key(id), 'outcome')
+  if not outcome then
+    redis.call('ZREM', all, id)
+  elseif outcome == 'running' then
+    stayed = stayed + 1
+  else
+    removed = removed + drop(id)
+  end
+end
+return { removed, #ids, stayed }
+";
+
+fn history_script(body: &str) -> Script {
+    Script::new(&format!("{HISTORY_PRELUDE}{body}"))
+}
+
+/// The run history's compiled scripts.
+pub(crate) struct HistoryScripts {
+    pub(crate) record: Script,
+    pub(crate) prune_job: Script,
+    pub(crate) prune_before: Script,
+}
+
+pub(crate) static HISTORY_SCRIPTS: LazyLock<HistoryScripts> = LazyLock::new(|| HistoryScripts {
+    record: history_script(RECORD_RUNS),
+    prune_job: history_script(PRUNE_JOB),
+    prune_before: history_script(PRUNE_BEFORE),
 });

@@ -39,7 +39,9 @@ pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
         .expect("connect to the test Redis")
 }
 
-/// Deletes every key under the prefixes (SCAN, so keys added later are covered too).
+/// Deletes every key under the prefixes (SCAN, so keys added later are covered too;
+/// UNLINK, so large sets are freed in the background instead of blocking past the
+/// connection's response time-out).
 pub async fn delete_keys(url: &str, prefixes: &[String]) {
     let mut conn = raw(url).await;
     for prefix in prefixes {
@@ -55,11 +57,11 @@ pub async fn delete_keys(url: &str, prefixes: &[String]) {
                 .await
                 .expect("SCAN");
             if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL")
+                let _: i64 = redis::cmd("UNLINK")
                     .arg(&keys)
                     .query_async(&mut conn)
                     .await
-                    .expect("DEL");
+                    .expect("UNLINK");
             }
             if next == 0 {
                 break;

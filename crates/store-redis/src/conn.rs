@@ -1,0 +1,120 @@
+//! The one connection a store and its run history share: connected lazily, re-used by
+//! every call, re-established by the connection manager after a drop.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
+
+use crate::error::{Context, StoreError};
+
+/// A Redis server and the (lazily opened) connection to it.
+pub(crate) struct Connection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    conn: Mutex<Option<ConnectionManager>>,
+    /// Serializes connection attempts.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Connection {
+    /// Nothing connects yet.
+    pub(crate) fn new(client: Client, config: ConnectionManagerConfig) -> Self {
+        Connection {
+            client,
+            config,
+            conn: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The server's address (for `Debug`).
+    pub(crate) fn addr(&self) -> &ConnectionAddr {
+        self.client.get_connection_info().addr()
+    }
+
+    /// Whether a connection is open.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Drops the connection; the next call reconnects.
+    pub(crate) fn disconnect(&self) {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn current(&self) -> Option<ConnectionManager> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The connection, connecting first when there is none.
+    async fn get(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let conn = ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            .await
+            .context("connect")?;
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `op` on the connection. When it fails because the connection could not be
+    /// re-established (refused: nothing was sent, so nothing ran), it tries once more:
+    /// the failure has made the connection manager reconnect, and after an outage the
+    /// server may be back.
+    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.get().await?;
+        match op(conn.clone()).await {
+            Err(e) if e.is_connection_refusal() => op(conn).await.context(what),
+            result => result.context(what),
+        }
+    }
+
+    /// One command.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(
+            what,
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    /// A pipeline (one round trip).
+    pub(crate) async fn pipeline<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        pipe: &Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(
+            what,
+            |mut conn| async move { pipe.query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    /// A script call (loaded on first use).
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.run(what, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+}
