@@ -63,6 +63,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// The operations every dialect runs alike (see [`crate::shared`]).
     fn rows(&self) -> &dyn crate::shared::SharedRows;
 
+    /// The run history table's operations, on the same pool (see [`crate::runs`]).
+    fn history(&self) -> &dyn crate::runs::HistoryOps;
+
     /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
     /// live lease) to `holder` and returns them (in any order).
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>>;

@@ -37,6 +37,17 @@ pub(crate) enum StoreError {
         /// The columns it lacks.
         missing: String,
     },
+    /// The run history table's name is taken by a table without its columns.
+    #[error(
+        "table {table} exists but is not an apscheduler-store-sql run history table (it \
+         lacks the column(s) {missing}): choose another table_name for the store"
+    )]
+    ForeignRunsTable {
+        /// The run history table.
+        table: String,
+        /// The columns it lacks.
+        missing: String,
+    },
     /// Another scheduler held the migration lock for too long.
     #[error("table {table}: timed out waiting for another scheduler's schema migration")]
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
@@ -87,9 +98,9 @@ impl StoreError {
             StoreError::Sql { source, .. } => classify(source),
             StoreError::Conflict { .. } => ErrorKind::Conflict,
             StoreError::MigrationLockTimeout { .. } => ErrorKind::Unavailable,
-            StoreError::ForeignTable { .. } | StoreError::SchemaTooNew { .. } => {
-                ErrorKind::InvalidState
-            }
+            StoreError::ForeignTable { .. }
+            | StoreError::ForeignRunsTable { .. }
+            | StoreError::SchemaTooNew { .. } => ErrorKind::InvalidState,
         }
     }
 

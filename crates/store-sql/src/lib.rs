@@ -4,6 +4,8 @@
 //! [sqlx](https://docs.rs/sqlx): SQLite, PostgreSQL, MySQL and MariaDB. Jobs survive
 //! restarts, and several schedulers can share one PostgreSQL or MySQL/MariaDB database:
 //! due jobs are claimed atomically with a lease, so every (job, run time) runs once.
+//! Beside the jobs, the store keeps a run history ([`SqlRunHistory`], see
+//! [Run history](#run-history)).
 //!
 //! ## Usage
 //! ```
@@ -150,6 +152,55 @@
 //! columns (Python APScheduler's `SQLAlchemyJobStore` table, say) is refused with a
 //! message saying so, and left untouched.
 //!
+//! ## Run history
+//! [`JobStore::run_history`](apscheduler_core::JobStore::run_history) returns a
+//! [`SqlRunHistory`] ([`SqlJobStore::history`] with its type): one row per run in the
+//! table `<table>_runs` ([`SqlJobStore::runs_table_name`]) on the store's own pool.
+//! It is not one of the numbered migrations: [`prepare`](apscheduler_core::RunHistory::prepare)
+//! (or the first use on a pool) creates it, with `IF NOT EXISTS` throughout, so a
+//! store that keeps no history has no such table and the job table's schema version
+//! does not change. PostgreSQL DDL, the others are equivalent:
+//!
+//! ```sql
+//! CREATE TABLE apscheduler_jobs_runs (
+//!     run_id VARCHAR(191) COLLATE "C" NOT NULL PRIMARY KEY, -- utf8mb4_bin on MySQL
+//!     job_id VARCHAR(191) COLLATE "C" NOT NULL,
+//!     scheduled_at BIGINT NOT NULL,  -- µs since 1970-01-01 UTC, like every time here
+//!     started_at BIGINT,
+//!     finished_at BIGINT,
+//!     outcome VARCHAR(16) NOT NULL,  -- running, success, failure, timeout, missed, ...
+//!     exit_code INTEGER,
+//!     http_status INTEGER,
+//!     output BYTEA NOT NULL,         -- UTF-8 as bytes (BLOB on SQLite, LONGBLOB on
+//!     message BYTEA,                 -- MySQL): PostgreSQL text cannot hold a NUL
+//!     node VARCHAR(191) COLLATE "C" NOT NULL
+//! );
+//! CREATE INDEX apscheduler_jobs_runs_time_idx ON apscheduler_jobs_runs (scheduled_at, run_id);
+//! CREATE INDEX apscheduler_jobs_runs_job_idx ON apscheduler_jobs_runs (job_id, scheduled_at, run_id);
+//! CREATE INDEX apscheduler_jobs_runs_outcome_idx ON apscheduler_jobs_runs (outcome, scheduled_at, run_id);
+//! ```
+//!
+//! (MySQL/MariaDB: the indexes are declared inside the `CREATE TABLE IF NOT EXISTS`.)
+//! Read `output` as text with `convert_from(output, 'UTF8')` (PostgreSQL),
+//! `CAST(output AS TEXT)` (SQLite) or `CONVERT(output USING utf8mb4)` (MySQL).
+//!
+//! - `record_runs` is an upsert on `run_id` (`ON CONFLICT ... DO UPDATE`, `ON
+//!   DUPLICATE KEY UPDATE` on MySQL) of up to 1,000 records (and 4 MiB of output) per
+//!   statement, several statements in one transaction: all or nothing. SQLite and
+//!   MySQL send multi-row `VALUES`, PostgreSQL arrays through `UNNEST`.
+//! - `query_runs` is one `SELECT ... ORDER BY scheduled_at DESC, run_id DESC LIMIT n`
+//!   walked backwards on one of the indexes (filters on job, outcome and
+//!   `since`/`until` use them; the node filter has none).
+//! - `prune_job_runs` finds the newest ended run past the ones kept (`LIMIT 1 OFFSET
+//!   keep` on the job's index) and deletes the job's ended runs from it on, older
+//!   ones included (no `LIMIT` in a subquery, which MySQL refuses);
+//!   `prune_runs_before` is one `DELETE`. Neither touches a `running` row.
+//! - `interrupt_running` is one `UPDATE ... RETURNING` (SQLite, PostgreSQL), or
+//!   `SELECT ... FOR UPDATE` then `UPDATE` in a transaction (MySQL/MariaDB).
+//!
+//! A stored row that cannot be read (an unknown outcome, output that is not UTF-8) fails
+//! the query with `Serialization`, naming the run and the value.
+//!
 //! ## Claims and leases
 //! [`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs) selects due rows
 //! (`next_run_time <= now`, not corrupt, no live lease) in `(next_run_time, id)` order
@@ -216,9 +267,11 @@
 //!   removing an id that does not exist.
 //! - `Serialization`: a job that cannot be stored (a closure task, a trigger without a
 //!   persisted form, a state over the size bound) or a row that cannot be read.
-//! - `InvalidInput`: a bad URL, table name or option; a job or scheduler id longer than
-//!   191 characters or holding a NUL character.
-//! - `InvalidState`: a table from a newer release, or not a job table of this crate.
+//! - `InvalidInput`: a bad URL, table name or option; a job or scheduler id (or a run
+//!   record's run id, job id or node) longer than 191 characters or holding a NUL
+//!   character.
+//! - `InvalidState`: a table from a newer release, or a table under the job table's
+//!   (or the run history table's) name that is not this crate's.
 //! - `Other`: anything else (a missing privilege, a full disk).
 //!
 //! ## Feature flags
@@ -238,16 +291,35 @@ compile_error!(
     "apscheduler-store-sql needs at least one of the features `sqlite`, `postgres`, `mysql`"
 );
 
+/// Runs a driver call again (up to three attempts in all) when the database rolled it
+/// back as a deadlock or serialization victim, which a second attempt resolves.
+macro_rules! retry {
+    ($call:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $call.await {
+                Err(e) if attempt < 3 && e.is_transient_conflict() => {
+                    attempt += 1;
+                    tokio::task::yield_now().await;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
 mod config;
 pub use config::{register, SqlStoreConfig};
 mod codec;
 mod connect;
 mod driver;
 mod error;
+mod history;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod runs;
 mod schema;
 mod shared;
 #[cfg(feature = "sqlite")]
@@ -255,6 +327,7 @@ mod sqlite;
 mod store;
 
 pub use codec::MAX_ID_CHARS;
+pub use history::SqlRunHistory;
 pub use schema::{Dialect, DEFAULT_TABLE_NAME};
 pub use store::{SqlJobStore, SqlJobStoreBuilder, DEFAULT_MAX_STATE_BYTES};
 

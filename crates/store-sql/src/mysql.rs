@@ -2,6 +2,7 @@
 //! one transaction (sessions run at `READ COMMITTED`, so claims take no gap locks that
 //! would hold up inserts); batches as multi-row statements.
 
+use apscheduler_core::RunOutcome;
 use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
 use sqlx::MySql;
@@ -9,6 +10,7 @@ use sqlx::MySql;
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
+use crate::runs::{read_run, HistoryOps, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{
     bind_rows, held_ids_on, mark_corrupt_in, migrate_on, placeholders, release_on, row_columns,
@@ -24,6 +26,7 @@ pub(crate) struct MySqlDriver {
     pool: MySqlPool,
     names: Names,
     rows: Rows<MySql>,
+    history: Runs<MySql>,
     /// Selects and locks the due rows a claim may lease.
     claim_select: String,
 }
@@ -39,10 +42,12 @@ impl MySqlDriver {
             row_columns(Dialect::MySql, "", "?")
         );
         let rows = Rows::new(pool.clone(), Dialect::MySql, &names);
+        let history = Runs::new(pool.clone(), Dialect::MySql, &names);
         MySqlDriver {
             pool,
             names,
             rows,
+            history,
             claim_select,
         }
     }
@@ -95,6 +100,10 @@ impl Driver for MySqlDriver {
 
     fn rows(&self) -> &dyn SharedRows {
         &self.rows
+    }
+
+    fn history(&self) -> &dyn HistoryOps {
+        &self.history
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -221,5 +230,84 @@ impl Driver for MySqlDriver {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`;
+/// interruptions (no `UPDATE ... RETURNING` here) as `SELECT ... FOR UPDATE` then
+/// `UPDATE` in one transaction.
+#[async_trait]
+impl HistoryOps for Runs<MySql> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    async fn create(&self) -> Result<()> {
+        // One `CREATE TABLE IF NOT EXISTS` with its indexes: atomic, so no lock.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.error("create the table"))?;
+        self.create_on(&mut conn).await?;
+        self.set_ready();
+        Ok(())
+    }
+
+    async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
+        self.upsert_values(rows, None).await
+    }
+
+    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+        self.select(filter).await
+    }
+
+    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
+        self.delete_beyond(job_id, keep).await
+    }
+
+    async fn prune_before(&self, before: i64) -> Result<u64> {
+        self.delete_before(before).await
+    }
+
+    async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
+        let map = self.error("interrupt_running");
+        let runs = &self.names.runs;
+        let mut tx = self.pool.begin().await.map_err(&map)?;
+        let select = format!(
+            "SELECT {} FROM {runs} WHERE outcome = '{}' AND node = ? FOR UPDATE",
+            self.sql.columns,
+            RunOutcome::Running.as_str()
+        );
+        let rows = sqlx::query(&select)
+            .bind(node)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&map)?
+            .iter()
+            .map(read_run)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(&map)?;
+        for chunk in rows.chunks(CHUNK) {
+            let update = format!(
+                "UPDATE {runs} SET outcome = '{}', finished_at = ?, message = ? \
+                 WHERE run_id IN ({})",
+                RunOutcome::Interrupted.as_str(),
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&update)
+                .persistent(false)
+                .bind(now)
+                .bind(message.as_bytes());
+            for r in chunk {
+                q = q.bind(r.run_id.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(&map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.interrupted(now, message))
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ use sqlx::Postgres;
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
+use crate::runs::{chunks, HistoryOps, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{migrate_in, migration_error, row_columns, Rows, SharedRows, WRITTEN_COLUMNS};
 
@@ -81,6 +82,7 @@ pub(crate) struct PgDriver {
     pool: PgPool,
     names: Names,
     rows: Rows<Postgres>,
+    history: Runs<Postgres>,
     sql: Statements,
 }
 
@@ -88,10 +90,12 @@ impl PgDriver {
     pub(crate) fn new(pool: PgPool, names: Names) -> Self {
         let sql = Statements::new(&names);
         let rows = Rows::new(pool.clone(), Dialect::Postgres, &names);
+        let history = Runs::new(pool.clone(), Dialect::Postgres, &names);
         PgDriver {
             pool,
             names,
             rows,
+            history,
             sql,
         }
     }
@@ -137,6 +141,10 @@ impl Driver for PgDriver {
 
     fn rows(&self) -> &dyn SharedRows {
         &self.rows
+    }
+
+    fn history(&self) -> &dyn HistoryOps {
+        &self.history
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -225,5 +233,143 @@ impl Driver for PgDriver {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The columns of a batch of run records, as arrays.
+struct RunColumns<'a> {
+    run_ids: Vec<&'a str>,
+    job_ids: Vec<&'a str>,
+    scheduled: Vec<i64>,
+    started: Vec<Option<i64>>,
+    finished: Vec<Option<i64>>,
+    outcomes: Vec<&'a str>,
+    exit_codes: Vec<Option<i32>>,
+    http_statuses: Vec<Option<i32>>,
+    outputs: Vec<&'a [u8]>,
+    messages: Vec<Option<&'a [u8]>>,
+    nodes: Vec<&'a str>,
+}
+
+impl<'a> RunColumns<'a> {
+    fn of(rows: &[RunWrite<'a>]) -> Self {
+        RunColumns {
+            run_ids: rows.iter().map(|r| r.run_id).collect(),
+            job_ids: rows.iter().map(|r| r.job_id).collect(),
+            scheduled: rows.iter().map(|r| r.scheduled_at).collect(),
+            started: rows.iter().map(|r| r.started_at).collect(),
+            finished: rows.iter().map(|r| r.finished_at).collect(),
+            outcomes: rows.iter().map(|r| r.outcome).collect(),
+            exit_codes: rows.iter().map(|r| r.exit_code).collect(),
+            http_statuses: rows.iter().map(|r| r.http_status).collect(),
+            outputs: rows.iter().map(|r| r.output).collect(),
+            messages: rows.iter().map(|r| r.message).collect(),
+            nodes: rows.iter().map(|r| r.node).collect(),
+        }
+    }
+}
+
+/// The run history: batches as arrays through `UNNEST` (one statement each),
+/// interruptions in one `UPDATE ... RETURNING`.
+#[async_trait]
+impl HistoryOps for Runs<Postgres> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    async fn create(&self) -> Result<()> {
+        let map = self.error("create the table");
+        // Already there (the usual case): no lock taken, and no `CREATE INDEX IF NOT
+        // EXISTS`, which locks the table against writers even when the index exists.
+        let n = &self.names;
+        let relations: Vec<&str> = [
+            &n.runs,
+            &n.idx_runs_time,
+            &n.idx_runs_job,
+            &n.idx_runs_outcome,
+        ]
+        .iter()
+        .map(|quoted| quoted.trim_matches('"'))
+        .collect();
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
+             WHERE s.nspname = current_schema() AND c.relname::TEXT = ANY($1::TEXT[])",
+        )
+        .bind(&relations)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(&map)?;
+        if found == relations.len() as i64 {
+            self.set_ready();
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(&map)?;
+        // The job table's migration lock: schedulers preparing together would
+        // otherwise race on the catalog (`CREATE ... IF NOT EXISTS` is not atomic).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.names.lock_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(&map)?;
+        self.create_on(&mut tx).await?;
+        tx.commit().await.map_err(map)?;
+        self.set_ready();
+        Ok(())
+    }
+
+    async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
+        let map = self.error("record_runs");
+        let sql = format!(
+            "{} SELECT * FROM UNNEST($1::VARCHAR[], $2::VARCHAR[], $3::BIGINT[], $4::BIGINT[], \
+             $5::BIGINT[], $6::VARCHAR[], $7::INTEGER[], $8::INTEGER[], $9::BYTEA[], $10::BYTEA[], \
+             $11::VARCHAR[]){}",
+            self.sql.insert_head, self.sql.upsert_tail
+        );
+        let parts = chunks(rows);
+        let mut tx = if parts.len() > 1 {
+            Some(self.pool.begin().await.map_err(&map)?)
+        } else {
+            None
+        };
+        for part in parts {
+            let c = RunColumns::of(part);
+            let q = sqlx::query(&sql)
+                .bind(&c.run_ids)
+                .bind(&c.job_ids)
+                .bind(&c.scheduled)
+                .bind(&c.started)
+                .bind(&c.finished)
+                .bind(&c.outcomes)
+                .bind(&c.exit_codes)
+                .bind(&c.http_statuses)
+                .bind(&c.outputs)
+                .bind(&c.messages)
+                .bind(&c.nodes);
+            match tx.as_mut() {
+                Some(tx) => q.execute(&mut **tx).await,
+                None => q.execute(&self.pool).await,
+            }
+            .map_err(&map)?;
+        }
+        if let Some(tx) = tx {
+            tx.commit().await.map_err(map)?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+        self.select(filter).await
+    }
+
+    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
+        self.delete_beyond(job_id, keep).await
+    }
+
+    async fn prune_before(&self, before: i64) -> Result<u64> {
+        self.delete_before(before).await
+    }
+
+    async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
+        self.interrupt_returning(node, now, message).await
     }
 }

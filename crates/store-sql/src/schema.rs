@@ -98,6 +98,16 @@ pub(crate) struct Names {
     pub(crate) idx_next: String,
     /// The index on `lease_expires`, quoted.
     pub(crate) idx_lease: String,
+    /// The run history table (`<table>_runs`), unquoted.
+    pub(crate) runs_table: String,
+    /// The run history table, quoted.
+    pub(crate) runs: String,
+    /// The run history index on `(scheduled_at, run_id)`, quoted.
+    pub(crate) idx_runs_time: String,
+    /// The run history index on `(job_id, scheduled_at, run_id)`, quoted.
+    pub(crate) idx_runs_job: String,
+    /// The run history index on `(outcome, scheduled_at, run_id)`, quoted.
+    pub(crate) idx_runs_outcome: String,
     /// The key of this table's migration lock on PostgreSQL (an advisory lock).
     #[cfg(feature = "postgres")]
     pub(crate) lock_key: i64,
@@ -114,6 +124,7 @@ impl Names {
             Dialect::Sqlite | Dialect::Postgres => format!("\"{s}\""),
         };
         let schema_table = derived(table, "_schema");
+        let runs_table = derived(table, "_runs");
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         let hash = fnv1a(&format!("apscheduler-store-sql:{table}"));
         Names {
@@ -123,6 +134,11 @@ impl Names {
             schema_table,
             idx_next: quote(&derived(table, "_next_run_time_idx")),
             idx_lease: quote(&derived(table, "_lease_expires_idx")),
+            runs: quote(&runs_table),
+            runs_table,
+            idx_runs_time: quote(&derived(table, "_runs_time_idx")),
+            idx_runs_job: quote(&derived(table, "_runs_job_idx")),
+            idx_runs_outcome: quote(&derived(table, "_runs_outcome_idx")),
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
             #[cfg(feature = "mysql")]
@@ -242,6 +258,98 @@ pub(crate) fn v2_binary_state(dialect: Dialect, n: &Names) -> Vec<String> {
     )]
 }
 
+/// The columns of the run history table, in the order every statement writes and reads
+/// them.
+pub(crate) const RUN_COLUMNS: [&str; 11] = [
+    "run_id",
+    "job_id",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "exit_code",
+    "http_status",
+    "output",
+    "message",
+    "node",
+];
+
+/// The DDL of the run history table (first) and its indexes, per dialect; every
+/// statement tolerates what already exists. Not a numbered migration: the table is created by
+/// [`RunHistory::prepare`](apscheduler_core::RunHistory::prepare) (and on first use),
+/// so stores that never keep history never have it, and the job table's schema version
+/// is not raised by it.
+///
+/// Times are microseconds since the Unix epoch (UTC); `output` and `message` are
+/// binary columns holding UTF-8 (PostgreSQL's text types cannot hold a NUL character).
+pub(crate) fn runs_table_ddl(dialect: Dialect, n: &Names) -> Vec<String> {
+    match dialect {
+        // MySQL has no `CREATE INDEX IF NOT EXISTS` (MariaDB has): the indexes are part
+        // of the one `CREATE TABLE IF NOT EXISTS`, as for the job table.
+        Dialect::MySql => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {runs} (\n\
+             \x20   run_id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   job_id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   scheduled_at BIGINT NOT NULL,\n\
+             \x20   started_at BIGINT NULL,\n\
+             \x20   finished_at BIGINT NULL,\n\
+             \x20   outcome VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   exit_code INTEGER NULL,\n\
+             \x20   http_status INTEGER NULL,\n\
+             \x20   output LONGBLOB NOT NULL,\n\
+             \x20   message LONGBLOB NULL,\n\
+             \x20   node VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   PRIMARY KEY (run_id),\n\
+             \x20   KEY {time} (scheduled_at, run_id),\n\
+             \x20   KEY {job} (job_id, scheduled_at, run_id),\n\
+             \x20   KEY {outcome} (outcome, scheduled_at, run_id)\n\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            runs = n.runs,
+            time = n.idx_runs_time,
+            job = n.idx_runs_job,
+            outcome = n.idx_runs_outcome,
+        )],
+        Dialect::Sqlite | Dialect::Postgres => {
+            // Ids compare byte for byte, as on MySQL (`utf8mb4_bin`).
+            let (collate, bytes) = if dialect == Dialect::Postgres {
+                (" COLLATE \"C\"", "BYTEA")
+            } else {
+                ("", "BLOB")
+            };
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {runs} (\n\
+                     \x20   run_id VARCHAR(191){collate} NOT NULL PRIMARY KEY,\n\
+                     \x20   job_id VARCHAR(191){collate} NOT NULL,\n\
+                     \x20   scheduled_at BIGINT NOT NULL,\n\
+                     \x20   started_at BIGINT,\n\
+                     \x20   finished_at BIGINT,\n\
+                     \x20   outcome VARCHAR(16) NOT NULL,\n\
+                     \x20   exit_code INTEGER,\n\
+                     \x20   http_status INTEGER,\n\
+                     \x20   output {bytes} NOT NULL,\n\
+                     \x20   message {bytes},\n\
+                     \x20   node VARCHAR(191){collate} NOT NULL\n\
+                     )",
+                    runs = n.runs
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (scheduled_at, run_id)",
+                    n.idx_runs_time, n.runs
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (job_id, scheduled_at, run_id)",
+                    n.idx_runs_job, n.runs
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (outcome, scheduled_at, run_id)",
+                    n.idx_runs_outcome, n.runs
+                ),
+            ]
+        }
+    }
+}
+
 /// The migrations a table at `current` still needs.
 pub(crate) fn pending(current: i64) -> impl Iterator<Item = &'static Migration> {
     MIGRATIONS
@@ -284,6 +392,9 @@ mod tests {
         assert_ne!(n.schema_table, other.schema_table);
         let short = Names::new("jobs", Dialect::MySql);
         assert_eq!(short.schema, "`jobs_schema`");
+        assert_eq!(short.runs, "`jobs_runs`");
+        assert!(n.runs_table.len() <= 63 && n.idx_runs_outcome.len() <= 65);
+        assert_ne!(n.idx_runs_outcome, other.idx_runs_outcome);
         #[cfg(feature = "mysql")]
         assert!(short.lock_name.len() <= 64);
     }

@@ -32,7 +32,7 @@ impl Dialect {
 
     /// A text column as the driver can read it: MySQL flags `utf8mb4_bin` columns as
     /// binary on the wire, which the driver refuses to read as text.
-    fn text(self, column: &str) -> String {
+    pub(crate) fn text(self, column: &str) -> String {
         match self {
             Dialect::MySql => format!("CONVERT({column} USING utf8mb4)"),
             Dialect::Sqlite | Dialect::Postgres => column.to_owned(),
@@ -78,7 +78,7 @@ impl Dialect {
     }
 
     /// The column names of a table (no rows when there is no such table).
-    fn columns_of_table(self) -> String {
+    pub(crate) fn columns_of_table(self) -> String {
         match self {
             Dialect::Sqlite => "SELECT name FROM pragma_table_info(?1)".to_owned(),
             Dialect::Postgres => "SELECT column_name::TEXT FROM information_schema.columns \

@@ -9,6 +9,7 @@ use sqlx::Sqlite;
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
+use crate::runs::{HistoryOps, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{
     bind_rows, held_ids_on, mark_corrupt_in, migrate_in, migration_error, release_on, row_columns,
@@ -27,6 +28,7 @@ pub(crate) struct SqliteDriver {
     pool: SqlitePool,
     names: Names,
     rows: Rows<Sqlite>,
+    history: Runs<Sqlite>,
     /// Leases due rows to a holder and returns them, in one statement.
     claim: String,
 }
@@ -45,6 +47,7 @@ impl SqliteDriver {
         );
         SqliteDriver {
             rows: Rows::new(pool.clone(), Dialect::Sqlite, &names),
+            history: Runs::new(pool.clone(), Dialect::Sqlite, &names),
             claim,
             pool,
             names,
@@ -65,6 +68,10 @@ impl Driver for SqliteDriver {
 
     fn rows(&self) -> &dyn SharedRows {
         &self.rows
+    }
+
+    fn history(&self) -> &dyn HistoryOps {
+        &self.history
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -170,5 +177,46 @@ impl Driver for SqliteDriver {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The run history: writes in `BEGIN IMMEDIATE` transactions (one writer at a time),
+/// interruptions in one `UPDATE ... RETURNING`.
+#[async_trait]
+impl HistoryOps for Runs<Sqlite> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    async fn create(&self) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN)
+            .await
+            .map_err(self.error("create the table"))?;
+        self.create_on(&mut tx).await?;
+        tx.commit().await.map_err(self.error("create the table"))?;
+        self.set_ready();
+        Ok(())
+    }
+
+    async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
+        self.upsert_values(rows, Some(BEGIN)).await
+    }
+
+    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+        self.select(filter).await
+    }
+
+    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
+        self.delete_beyond(job_id, keep).await
+    }
+
+    async fn prune_before(&self, before: i64) -> Result<u64> {
+        self.delete_before(before).await
+    }
+
+    async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
+        self.interrupt_returning(node, now, message).await
     }
 }

@@ -15,27 +15,11 @@ use crate::codec::{self, EncodedJob};
 use crate::connect::{self, PoolConfig, Target};
 use crate::driver::{ClaimRequest, Driver, Extension, Release};
 use crate::error::{invalid_input, StoreError};
+use crate::history::SqlRunHistory;
 use crate::schema::{self, Dialect, Names};
 
 /// The default bound on one job's stored state: 1 MiB.
 pub const DEFAULT_MAX_STATE_BYTES: usize = 1 << 20;
-
-/// Runs a driver call again (up to three attempts in all) when the database rolled it
-/// back as a deadlock or serialization victim, which a second attempt resolves.
-macro_rules! retry {
-    ($call:expr) => {{
-        let mut attempt = 1;
-        loop {
-            match $call.await {
-                Err(e) if attempt < 3 && e.is_transient_conflict() => {
-                    attempt += 1;
-                    tokio::task::yield_now().await;
-                }
-                result => break result,
-            }
-        }
-    }};
-}
 
 /// A job store in a SQL database (APScheduler's `SQLAlchemyJobStore`): SQLite,
 /// PostgreSQL, MySQL or MariaDB, through sqlx.
@@ -49,23 +33,88 @@ macro_rules! retry {
 /// [`shutdown`](JobStore::shutdown) closes the connections; a later call connects
 /// again.
 pub struct SqlJobStore {
-    target: Target,
-    url: String,
-    names: Names,
-    pool: PoolConfig,
+    link: Arc<Link>,
     codec: StateCodec,
-    driver: RwLock<Option<Arc<dyn Driver>>>,
-    connecting: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for SqlJobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlJobStore")
-            .field("backend", &self.target.dialect())
-            .field("url", &self.url)
-            .field("table_name", &self.names.table)
-            .field("connected", &self.current().is_some())
+            .field("backend", &self.link.target.dialect())
+            .field("url", &self.link.url)
+            .field("table_name", &self.link.names.table)
+            .field("connected", &self.link.current().is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// What a store and its run history share: the URL, the pool settings, the table
+/// names, and the connected backend (its pool), made on first use.
+pub(crate) struct Link {
+    target: Target,
+    /// The URL with its password masked.
+    pub(crate) url: String,
+    pub(crate) names: Names,
+    pool: PoolConfig,
+    driver: RwLock<Option<Arc<dyn Driver>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Link {
+    /// The backend the URL names.
+    pub(crate) fn backend(&self) -> Dialect {
+        self.target.dialect()
+    }
+
+    fn current(&self) -> Option<Arc<dyn Driver>> {
+        self.driver
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The connected backend: connects and migrates on first use.
+    pub(crate) async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
+        if let Some(d) = self.current() {
+            return Ok(d);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(d) = self.current() {
+            return Ok(d);
+        }
+        // A configuration that can never work is not retried for ever.
+        connect::check_reachable_config(&self.target, &self.url)?;
+        let driver = connect::open(&self.target, &self.pool, self.names.clone());
+        if let Err(e) = retry!(driver.migrate()) {
+            driver.close().await;
+            let kind = e.kind();
+            return Err(Error::new(
+                kind,
+                format!(
+                    "{} job store ({}, table {}): {e}",
+                    self.backend(),
+                    self.url,
+                    self.names.table
+                ),
+            )
+            .with_source(e));
+        }
+        tracing::debug!(target: "apscheduler", backend = %self.backend(), table = %self.names.table, "SQL job store connected");
+        *self.driver.write().unwrap_or_else(|e| e.into_inner()) = Some(driver.clone());
+        Ok(driver)
+    }
+
+    /// Closes the pool, if open; a later call to [`driver`](Link::driver) opens another.
+    async fn close(&self) {
+        let _guard = self.connecting.lock().await;
+        let driver = self
+            .driver
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(d) = driver {
+            d.close().await;
+        }
     }
 }
 
@@ -213,13 +262,15 @@ impl SqlJobStoreBuilder {
         }
         let names = Names::new(&self.table_name, target.dialect());
         Ok(SqlJobStore {
-            url: connect::redact(&self.url),
-            target,
-            names,
-            pool: self.pool,
+            link: Arc::new(Link {
+                url: connect::redact(&self.url),
+                target,
+                names,
+                pool: self.pool,
+                driver: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
-            driver: RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -253,18 +304,31 @@ impl SqlJobStore {
 
     /// The job table's name.
     pub fn table_name(&self) -> &str {
-        &self.names.table
+        &self.link.names.table
     }
 
     /// The schema version table's name (`<table_name>_schema`, shortened with a hash
     /// when that would exceed 63 characters).
     pub fn schema_table_name(&self) -> &str {
-        &self.names.schema_table
+        &self.link.names.schema_table
+    }
+
+    /// The run history table's name (`<table_name>_runs`, shortened with a hash when
+    /// that would exceed 63 characters). It exists once the history was
+    /// [prepared](apscheduler_core::RunHistory::prepare) or first used.
+    pub fn runs_table_name(&self) -> &str {
+        &self.link.names.runs_table
+    }
+
+    /// The run history kept beside this store's jobs, on its connection pool: what
+    /// [`JobStore::run_history`] returns, as its concrete type.
+    pub fn history(&self) -> SqlRunHistory {
+        SqlRunHistory::new(self.link.clone())
     }
 
     /// The backend the URL names.
     pub fn backend(&self) -> Dialect {
-        self.target.dialect()
+        self.link.backend()
     }
 
     /// The schema version recorded in the database (connecting, and creating or
@@ -295,42 +359,9 @@ impl SqlJobStore {
             .collect())
     }
 
-    fn current(&self) -> Option<Arc<dyn Driver>> {
-        self.driver
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// The connected backend: connects and migrates on first use.
     async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
-        if let Some(d) = self.current() {
-            return Ok(d);
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(d) = self.current() {
-            return Ok(d);
-        }
-        // A configuration that can never work is not retried for ever.
-        connect::check_reachable_config(&self.target, &self.url)?;
-        let driver = connect::open(&self.target, &self.pool, self.names.clone());
-        if let Err(e) = retry!(driver.migrate()) {
-            driver.close().await;
-            let kind = e.kind();
-            return Err(Error::new(
-                kind,
-                format!(
-                    "{} job store ({}, table {}): {e}",
-                    self.backend(),
-                    self.url,
-                    self.names.table
-                ),
-            )
-            .with_source(e));
-        }
-        tracing::debug!(target: "apscheduler", backend = %self.backend(), table = %self.names.table, "SQL job store connected");
-        *self.driver.write().unwrap_or_else(|e| e.into_inner()) = Some(driver.clone());
-        Ok(driver)
+        self.link.driver().await
     }
 
     fn max_bytes(&self) -> i64 {
@@ -353,18 +384,16 @@ impl JobStore for SqlJobStore {
         self.driver().await.map(|_| ())
     }
 
-    /// Closes the pool's connections.
+    /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
-        let _guard = self.connecting.lock().await;
-        let driver = self
-            .driver
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(d) = driver {
-            d.close().await;
-        }
+        self.link.close().await;
         Ok(())
+    }
+
+    /// A [`SqlRunHistory`] on this store's pool, in the table `<table_name>_runs`
+    /// beside the job table (see [`SqlJobStore::runs_table_name`]).
+    fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
+        Some(Arc::new(self.history()))
     }
 
     fn is_persistent(&self) -> bool {
@@ -474,7 +503,7 @@ impl JobStore for SqlJobStore {
         }
         if !unreadable.is_empty() {
             let shown: Vec<&str> = unreadable.iter().take(10).copied().collect();
-            apscheduler_core::log_warn!(target: "apscheduler", table = %self.names.table, "{} stored job(s) cannot be read and were left out: {}{}", unreadable.len(), shown.join(", "), if unreadable.len() > shown.len() { ", ..." } else { "" });
+            apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "{} stored job(s) cannot be read and were left out: {}{}", unreadable.len(), shown.join(", "), if unreadable.len() > shown.len() { ", ..." } else { "" });
         }
         Ok(jobs)
     }
@@ -531,7 +560,7 @@ impl JobStore for SqlJobStore {
             // Set aside for good. Should this fail, the rows stay leased to us and are
             // reported again when the lease expires.
             if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
-                apscheduler_core::log_warn!(target: "apscheduler", table = %self.names.table, "cannot mark corrupt jobs: {e}");
+                apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "cannot mark corrupt jobs: {e}");
             }
         }
         Ok(acquired)

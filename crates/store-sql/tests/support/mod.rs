@@ -214,7 +214,7 @@ impl Raw {
 }
 
 /// Hands out random table names on one database and drops those tables (and their
-/// schema tables) when dropped, also when a test fails.
+/// schema and run history tables) when dropped, also when a test fails.
 #[derive(Debug)]
 pub struct Tables {
     url: String,
@@ -273,13 +273,13 @@ impl Drop for Tables {
             rt.block_on(async {
                 let raw = Raw::connect(&url).await;
                 for table in names {
-                    let schema = SqlJobStore::builder(url.clone())
+                    let store = SqlJobStore::builder(url.clone())
                         .table_name(table.clone())
                         .build()
-                        .expect("store")
-                        .schema_table_name()
-                        .to_owned();
-                    for t in [table, schema] {
+                        .expect("store");
+                    let schema = store.schema_table_name().to_owned();
+                    let runs = store.runs_table_name().to_owned();
+                    for t in [table, schema, runs] {
                         let sql = format!("DROP TABLE IF EXISTS {}", raw.quote(&t));
                         if let Err(e) = raw.try_exec(&sql).await {
                             eprintln!("cleanup: {sql}: {e}");

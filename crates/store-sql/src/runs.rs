@@ -1,0 +1,592 @@
+//! The run history table (`<table>_runs`): its rows as written and read, and the
+//! statements every dialect runs alike. A dialect file implements [`HistoryOps`] for
+//! its `Runs<DB>`, adding only what differs: how the table is created (under which
+//! lock), how a batch is written (PostgreSQL: arrays through `UNNEST`), and how running
+//! records are interrupted (`UPDATE ... RETURNING`, or select then update on MySQL).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use apscheduler_core::RunOutcome;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use crate::driver::Result;
+use crate::error::StoreError;
+use crate::schema::{self, Dialect, Names};
+use crate::shared::RowsAffected;
+
+/// Most records per multi-row statement (11 parameters each: SQLite takes 32,766
+/// parameters, MySQL 65,535).
+pub(crate) const CHUNK_ROWS: usize = 1000;
+
+/// Most bytes of output and message per statement (MySQL/MariaDB refuse a packet over
+/// `max_allowed_packet`, 16 MiB by default on MariaDB). A larger record goes alone.
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+
+/// A run record as written: its text borrowed, its times in microseconds since the
+/// Unix epoch (UTC).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunWrite<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) job_id: &'a str,
+    pub(crate) scheduled_at: i64,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) outcome: &'static str,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) http_status: Option<i32>,
+    pub(crate) output: &'a [u8],
+    pub(crate) message: Option<&'a [u8]>,
+    pub(crate) node: &'a str,
+}
+
+impl RunWrite<'_> {
+    fn bytes(&self) -> usize {
+        self.output.len() + self.message.map_or(0, <[u8]>::len)
+    }
+}
+
+/// A run record as read: the columns as stored, checked by
+/// [`crate::history`] when turned back into a record.
+#[derive(Debug, Clone)]
+pub(crate) struct RunRow {
+    pub(crate) run_id: String,
+    pub(crate) job_id: String,
+    pub(crate) scheduled_at: i64,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) outcome: String,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) http_status: Option<i32>,
+    pub(crate) output: Vec<u8>,
+    pub(crate) message: Option<Vec<u8>>,
+    pub(crate) node: String,
+}
+
+impl RunRow {
+    /// The row after [`HistoryOps::interrupt`] changed it.
+    #[cfg(feature = "mysql")]
+    pub(crate) fn interrupted(mut self, now: i64, message: &str) -> Self {
+        self.outcome = RunOutcome::Interrupted.as_str().to_owned();
+        self.finished_at = Some(now);
+        self.message = Some(message.as_bytes().to_vec());
+        self
+    }
+}
+
+/// The filters of a query, as bound (each `None` leaves its condition out).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunFilter<'a> {
+    pub(crate) job_id: Option<&'a str>,
+    pub(crate) outcome: Option<&'static str>,
+    /// `scheduled_at >= since`, microseconds.
+    pub(crate) since: Option<i64>,
+    /// `scheduled_at < until`, microseconds.
+    pub(crate) until: Option<i64>,
+    pub(crate) node: Option<&'a str>,
+    pub(crate) limit: i64,
+}
+
+/// One backend's operations on the run history table.
+#[async_trait]
+pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
+    /// Whether [`create`](HistoryOps::create) succeeded on this pool.
+    fn is_ready(&self) -> bool;
+
+    /// Creates the table and its indexes unless they exist, and checks that a table
+    /// found under the name has the columns; idempotent.
+    async fn create(&self) -> Result<()>;
+
+    /// Writes the rows (run ids unique within them), each replacing the row with its
+    /// run id; all or nothing.
+    async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()>;
+
+    /// The rows matching `filter`, by `scheduled_at` then `run_id`, both descending.
+    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>>;
+
+    /// Deletes the ended rows of `job_id` beyond the newest `keep`; how many.
+    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64>;
+
+    /// Deletes the ended rows scheduled before `before` (microseconds); how many.
+    async fn prune_before(&self, before: i64) -> Result<u64>;
+
+    /// Marks the running rows of `node` interrupted, finished at `now` with `message`;
+    /// returns them as changed.
+    async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>>;
+}
+
+/// Splits a batch into statements of at most [`CHUNK_ROWS`] rows and (but for a
+/// single larger row) [`CHUNK_BYTES`] bytes of output and message.
+pub(crate) fn chunks<'a, 'b>(rows: &'a [RunWrite<'b>]) -> Vec<&'a [RunWrite<'b>]> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, r) in rows.iter().enumerate() {
+        let size = r.bytes();
+        if i > start && (i - start == CHUNK_ROWS || bytes + size > CHUNK_BYTES) {
+            parts.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        parts.push(&rows[start..]);
+    }
+    parts
+}
+
+/// The statements of one run history table that do not depend on the query, built once.
+#[derive(Debug)]
+pub(crate) struct RunStatements {
+    /// The select list, in [`schema::RUN_COLUMNS`] order (text columns readable as text).
+    pub(crate) columns: String,
+    /// `INSERT INTO runs (columns)`: the head of every write.
+    pub(crate) insert_head: String,
+    /// What replaces an existing row on a conflict of run ids (after the values).
+    pub(crate) upsert_tail: String,
+    /// The newest ended row of a job past the ones kept (`OFFSET keep`).
+    boundary: String,
+    /// Deletes a job's ended rows at or past the boundary row.
+    prune_job: String,
+    /// Deletes the ended rows scheduled before a time.
+    prune_before: String,
+    /// SQLite and PostgreSQL: `UPDATE ... RETURNING` of a node's running rows.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    interrupt_returning: String,
+}
+
+impl RunStatements {
+    fn new(d: Dialect, n: &Names) -> Self {
+        let runs = &n.runs;
+        let p = |i| d.param(i);
+        let running = RunOutcome::Running.as_str();
+        let columns = schema::RUN_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "run_id" | "job_id" | "outcome" | "node" => d.text(c),
+                other => other.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let updated = schema::RUN_COLUMNS[1..].iter().map(|c| match d {
+            Dialect::MySql => format!("{c} = VALUES({c})"),
+            Dialect::Sqlite | Dialect::Postgres => format!("{c} = EXCLUDED.{c}"),
+        });
+        let updated = updated.collect::<Vec<_>>().join(", ");
+        RunStatements {
+            insert_head: format!("INSERT INTO {runs} ({})", schema::RUN_COLUMNS.join(", ")),
+            upsert_tail: match d {
+                Dialect::MySql => format!(" ON DUPLICATE KEY UPDATE {updated}"),
+                Dialect::Sqlite | Dialect::Postgres => {
+                    format!(" ON CONFLICT (run_id) DO UPDATE SET {updated}")
+                }
+            },
+            boundary: format!(
+                "SELECT scheduled_at, {} FROM {runs} WHERE job_id = {} AND outcome <> '{running}' \
+                 ORDER BY scheduled_at DESC, run_id DESC LIMIT 1 OFFSET {}",
+                d.text("run_id"),
+                p(1),
+                p(2)
+            ),
+            prune_job: format!(
+                "DELETE FROM {runs} WHERE job_id = {} AND outcome <> '{running}' \
+                 AND (scheduled_at < {} OR (scheduled_at = {} AND run_id <= {}))",
+                p(1),
+                p(2),
+                p(3),
+                p(4)
+            ),
+            prune_before: format!(
+                "DELETE FROM {runs} WHERE scheduled_at < {} AND outcome <> '{running}'",
+                p(1)
+            ),
+            interrupt_returning: format!(
+                "UPDATE {runs} SET outcome = '{}', finished_at = {}, message = {} \
+                 WHERE outcome = '{running}' AND node = {} RETURNING {columns}",
+                RunOutcome::Interrupted.as_str(),
+                p(1),
+                p(2),
+                p(3)
+            ),
+            columns,
+        }
+    }
+}
+
+/// A pool and the statements of one run history table.
+#[derive(Debug)]
+pub(crate) struct Runs<DB: Database> {
+    pub(crate) pool: Pool<DB>,
+    pub(crate) dialect: Dialect,
+    pub(crate) names: Names,
+    pub(crate) sql: RunStatements,
+    ready: AtomicBool,
+}
+
+impl<DB: Database> Runs<DB> {
+    pub(crate) fn new(pool: Pool<DB>, dialect: Dialect, names: &Names) -> Self {
+        Runs {
+            pool,
+            dialect,
+            sql: RunStatements::new(dialect, names),
+            names: names.clone(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the table was created (or found) on this pool.
+    pub(crate) fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Records that the table exists.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// What a failed `operation` says it was doing.
+    pub(crate) fn error(&self, operation: &str) -> impl Fn(sqlx::Error) -> StoreError {
+        let context = format!(
+            "{}: run history table {}: {operation}",
+            self.dialect.label(),
+            self.names.runs_table
+        );
+        move |e| StoreError::sql(context.clone(), e)
+    }
+
+    /// `(?, ?, ...), ...`: the values of `rows` rows (anonymous placeholders, for
+    /// SQLite and MySQL).
+    #[cfg(any(feature = "sqlite", feature = "mysql"))]
+    fn values(rows: usize) -> String {
+        let row = format!("({})", vec!["?"; schema::RUN_COLUMNS.len()].join(", "));
+        vec![row.as_str(); rows].join(", ")
+    }
+
+    /// The query for `f`, its parameters numbered in [`bind_filter`]'s order.
+    fn query_sql(&self, f: &RunFilter<'_>) -> String {
+        let d = self.dialect;
+        let mut i = 0;
+        let mut next = || {
+            i += 1;
+            d.param(i)
+        };
+        let mut conditions = Vec::new();
+        if f.job_id.is_some() {
+            conditions.push(format!("job_id = {}", next()));
+        }
+        if f.outcome.is_some() {
+            conditions.push(format!("outcome = {}", next()));
+        }
+        if f.since.is_some() {
+            conditions.push(format!("scheduled_at >= {}", next()));
+        }
+        if f.until.is_some() {
+            conditions.push(format!("scheduled_at < {}", next()));
+        }
+        if f.node.is_some() {
+            conditions.push(format!("node = {}", next()));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        format!(
+            "SELECT {} FROM {}{filter} ORDER BY scheduled_at DESC, run_id DESC LIMIT {}",
+            self.sql.columns,
+            self.names.runs,
+            next()
+        )
+    }
+}
+
+/// Binds each row's columns, in [`schema::RUN_COLUMNS`] order.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn bind_runs<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    rows: &'q [RunWrite<'q>],
+) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB>,
+    Option<i32>: Encode<'q, DB>,
+    i32: Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+    Option<&'q [u8]>: Encode<'q, DB>,
+{
+    for r in rows {
+        query = query
+            .bind(r.run_id)
+            .bind(r.job_id)
+            .bind(r.scheduled_at)
+            .bind(r.started_at)
+            .bind(r.finished_at)
+            .bind(r.outcome)
+            .bind(r.exit_code)
+            .bind(r.http_status)
+            .bind(r.output)
+            .bind(r.message)
+            .bind(r.node);
+    }
+    query
+}
+
+/// Reads a row selected with [`RunStatements::columns`].
+pub(crate) fn read_run<'r, R>(r: &'r R) -> std::result::Result<RunRow, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(RunRow {
+        run_id: r.try_get(0)?,
+        job_id: r.try_get(1)?,
+        scheduled_at: r.try_get(2)?,
+        started_at: r.try_get(3)?,
+        finished_at: r.try_get(4)?,
+        outcome: r.try_get(5)?,
+        exit_code: r.try_get(6)?,
+        http_status: r.try_get(7)?,
+        output: r.try_get(8)?,
+        message: r.try_get(9)?,
+        node: r.try_get(10)?,
+    })
+}
+
+impl<DB> Runs<DB>
+where
+    DB: Database + sqlx::database::HasStatementCache,
+    DB::QueryResult: RowsAffected,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> i32: Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// Creates the table on `conn` unless it exists, checks that the table under the
+    /// name has every column (another program's table is refused, not written to),
+    /// then creates the indexes that are missing.
+    pub(crate) async fn create_on(&self, conn: &mut DB::Connection) -> Result<()> {
+        let ddl = schema::runs_table_ddl(self.dialect, &self.names);
+        let (table, indexes) = ddl.split_first().expect("the DDL creates a table");
+        let map = self.error("create the table");
+        sqlx::query(table)
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(&map)?;
+        let rows = sqlx::query(&self.dialect.columns_of_table())
+            .bind(self.names.runs_table.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(&map)?;
+        let existing = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(&map)?;
+        let missing: Vec<&str> = schema::RUN_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| !existing.iter().any(|e| e.eq_ignore_ascii_case(c)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::ForeignRunsTable {
+                table: self.names.runs_table.clone(),
+                missing: missing.join(", "),
+            });
+        }
+        for stmt in indexes {
+            sqlx::query(stmt)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(&map)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows with multi-row `INSERT ... VALUES` statements and the dialect's
+    /// upsert clause (SQLite and MySQL): one statement, or a transaction begun with
+    /// `begin` (the driver's default when `None`) for several.
+    #[cfg(any(feature = "sqlite", feature = "mysql"))]
+    pub(crate) async fn upsert_values(
+        &self,
+        rows: &[RunWrite<'_>],
+        begin: Option<&'static str>,
+    ) -> Result<()> {
+        let map = self.error("record_runs");
+        let statement = |n: usize| {
+            format!(
+                "{} VALUES {}{}",
+                self.sql.insert_head,
+                Self::values(n),
+                self.sql.upsert_tail
+            )
+        };
+        // A record at a time (each start and end of a run) and full chunks are the
+        // statements worth preparing once per connection.
+        let cached = |n: usize| n == 1 || n == CHUNK_ROWS;
+        let parts = chunks(rows);
+        if let [part] = parts.as_slice() {
+            let sql = statement(part.len());
+            let q = sqlx::query(&sql).persistent(cached(part.len()));
+            bind_runs(q, part).execute(&self.pool).await.map_err(map)?;
+            return Ok(());
+        }
+        let mut tx = match begin {
+            Some(statement) => self.pool.begin_with(statement).await,
+            None => self.pool.begin().await,
+        }
+        .map_err(&map)?;
+        for part in parts {
+            let sql = statement(part.len());
+            let q = sqlx::query(&sql).persistent(cached(part.len()));
+            bind_runs(q, part).execute(&mut *tx).await.map_err(&map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+
+    /// The rows matching `f`, newest first.
+    pub(crate) async fn select(&self, f: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+        let sql = self.query_sql(f);
+        let mut q = sqlx::query(&sql);
+        if let Some(job_id) = f.job_id {
+            q = q.bind(job_id);
+        }
+        if let Some(outcome) = f.outcome {
+            q = q.bind(outcome);
+        }
+        if let Some(since) = f.since {
+            q = q.bind(since);
+        }
+        if let Some(until) = f.until {
+            q = q.bind(until);
+        }
+        if let Some(node) = f.node {
+            q = q.bind(node);
+        }
+        let map = self.error("query_runs");
+        let rows = q.bind(f.limit).fetch_all(&self.pool).await.map_err(&map)?;
+        rows.iter()
+            .map(read_run)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map)
+    }
+
+    /// Finds the newest ended row of the job past the `keep` newest, then deletes it
+    /// and every older ended row of the job: two statements on the job's index, with
+    /// no `LIMIT` in a subquery (which MySQL refuses). A row recorded in between is
+    /// kept if newer than that boundary.
+    pub(crate) async fn delete_beyond(&self, job_id: &str, keep: i64) -> Result<u64> {
+        let map = self.error("prune_job_runs");
+        let boundary = sqlx::query(&self.sql.boundary)
+            .bind(job_id)
+            .bind(keep)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(&map)?;
+        let Some(boundary) = boundary else {
+            return Ok(0);
+        };
+        let at: i64 = boundary.try_get(0).map_err(&map)?;
+        let run_id: String = boundary.try_get(1).map_err(&map)?;
+        let done = sqlx::query(&self.sql.prune_job)
+            .bind(job_id)
+            .bind(at)
+            .bind(at)
+            .bind(run_id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(done.rows())
+    }
+
+    /// Deletes the ended rows scheduled before `before`.
+    pub(crate) async fn delete_before(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query(&self.sql.prune_before)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(self.error("prune_runs_before"))?;
+        Ok(done.rows())
+    }
+
+    /// One `UPDATE ... RETURNING` (SQLite 3.35+, PostgreSQL).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) async fn interrupt_returning(
+        &self,
+        node: &str,
+        now: i64,
+        message: &str,
+    ) -> Result<Vec<RunRow>> {
+        let map = self.error("interrupt_running");
+        let rows = sqlx::query(&self.sql.interrupt_returning)
+            .bind(now)
+            .bind(message.as_bytes())
+            .bind(node)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(&map)?;
+        rows.iter()
+            .map(read_run)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(output: &[u8]) -> RunWrite<'_> {
+        RunWrite {
+            run_id: "r",
+            job_id: "j",
+            scheduled_at: 0,
+            started_at: None,
+            finished_at: None,
+            outcome: "success",
+            exit_code: None,
+            http_status: None,
+            output,
+            message: None,
+            node: "n",
+        }
+    }
+
+    #[test]
+    fn chunks_by_rows_and_bytes() {
+        let small = vec![write(b"x"); 2500];
+        let parts = chunks(&small);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1000, 1000, 500]
+        );
+        let big = vec![0u8; CHUNK_BYTES / 2 + 1];
+        let rows = vec![write(&big); 3];
+        assert_eq!(
+            chunks(&rows).iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
+        let huge = vec![0u8; CHUNK_BYTES * 2];
+        let rows = [write(&huge), write(b"a"), write(b"b")];
+        assert_eq!(
+            chunks(&rows).iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(chunks(&[]).is_empty());
+    }
+}
