@@ -508,26 +508,22 @@ impl AddArgs {
     }
 }
 
-/// The newest run of each job. One query per job (each an indexed lookup).
+/// The newest run of each job (one batched lookup per 200 jobs in the SQL stores).
 async fn last_outcomes(
     history: Option<&dyn RunHistory>,
     jobs: &[Job],
 ) -> std::collections::HashMap<String, RunRecord> {
-    let mut last = std::collections::HashMap::new();
-    let Some(history) = history else { return last };
-    for job in jobs {
-        let q = RunQuery {
-            job_id: Some(job.id.to_string()),
-            limit: 1,
-            ..RunQuery::default()
-        };
-        if let Ok(mut runs) = history.query_runs(&q).await {
-            if let Some(r) = runs.pop() {
-                last.insert(job.id.to_string(), r);
-            }
+    let Some(history) = history else {
+        return std::collections::HashMap::new();
+    };
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+    match history.latest_runs(&ids).await {
+        Ok(runs) => runs.into_iter().map(|r| (r.job_id.clone(), r)).collect(),
+        Err(e) => {
+            tracing::warn!("the last runs cannot be read: {e}");
+            std::collections::HashMap::new()
         }
     }
-    last
 }
 
 fn next_text(job: &Job) -> String {

@@ -241,6 +241,26 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
     /// Backend errors; `Serialization` for a stored record that cannot be read.
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error>;
 
+    /// The newest record of each of these jobs (jobs without any record are left
+    /// out), in no particular order: what a listing of jobs shows as their last run.
+    /// The default asks [`query_runs`](RunHistory::query_runs) once per job; stores
+    /// override it with fewer round trips.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn latest_runs(&self, job_ids: &[String]) -> Result<Vec<RunRecord>, Error> {
+        let mut latest = Vec::new();
+        for id in job_ids {
+            let query = RunQuery {
+                job_id: Some(id.clone()),
+                limit: 1,
+                ..RunQuery::default()
+            };
+            latest.extend(self.query_runs(&query).await?);
+        }
+        Ok(latest)
+    }
+
     /// Removes ended runs of `job_id` beyond the newest `keep`; returns how many.
     ///
     /// # Errors

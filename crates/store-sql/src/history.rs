@@ -238,6 +238,20 @@ impl RunHistory for SqlRunHistory {
         self.records(rows)
     }
 
+    async fn latest_runs(&self, job_ids: &[String]) -> Result<Vec<RunRecord>, Error> {
+        let ids: Vec<&str> = job_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| storable(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let driver = self.driver().await?;
+        let rows = driver.history().latest(&ids).await?;
+        self.records(rows)
+    }
+
     async fn prune_job_runs(&self, job_id: &str, keep: usize) -> Result<u64, Error> {
         if !storable(job_id) {
             return Ok(0);

@@ -361,6 +361,10 @@ impl HistoryOps for Runs<Postgres> {
         self.select(filter).await
     }
 
+    async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
+        self.select_latest(job_ids).await
+    }
+
     async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
         self.delete_beyond(job_id, keep).await
     }

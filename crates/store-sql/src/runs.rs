@@ -104,6 +104,9 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
     /// The rows matching `filter`, by `scheduled_at` then `run_id`, both descending.
     async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>>;
 
+    /// The newest row of each job of `job_ids` (that has one).
+    async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>>;
+
     /// Deletes the ended rows of `job_id` beyond the newest `keep`; how many.
     async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64>;
 
@@ -114,6 +117,9 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
     /// returns them as changed.
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>>;
 }
+
+/// Jobs per statement of [`Runs::select_latest`] (SQLite allows 500 `UNION ALL` terms).
+pub(crate) const LATEST_CHUNK: usize = 200;
 
 /// Splits a batch into statements of at most [`CHUNK_ROWS`] rows and (but for a
 /// single larger row) [`CHUNK_BYTES`] bytes of output and message.
@@ -457,6 +463,38 @@ where
             bind_runs(q, part).execute(&mut *tx).await.map_err(&map)?;
         }
         tx.commit().await.map_err(map)
+    }
+
+    /// The newest row of each job: one statement per [`LATEST_CHUNK`] jobs, a
+    /// `UNION ALL` of one-row lookups on the job index (instead of one round trip,
+    /// and its thread hand-offs, per job).
+    pub(crate) async fn select_latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
+        let map = self.error("latest_runs");
+        let mut latest = Vec::with_capacity(job_ids.len());
+        for chunk in job_ids.chunks(LATEST_CHUNK) {
+            let d = self.dialect;
+            let sql = (1..=chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {} FROM {} WHERE job_id = {} \
+                         ORDER BY scheduled_at DESC, run_id DESC LIMIT 1) AS latest{i}",
+                        self.sql.columns,
+                        self.names.runs,
+                        d.param(i)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(&map)?;
+            for r in &rows {
+                latest.push(read_run(r).map_err(&map)?);
+            }
+        }
+        Ok(latest)
     }
 
     /// The rows matching `f`, newest first.

@@ -13,6 +13,7 @@
 //! | [`check_prune_by_count`] | the newest `keep` ended runs of a job stay; running ones always stay; other jobs untouched |
 //! | [`check_prune_by_age`] | ended runs scheduled before the cut go, running ones stay |
 //! | [`check_interrupt_running`] | a node's running records become `interrupted`; other nodes' stay running |
+//! | [`check_latest_runs`] | the newest record of each job asked for, across more jobs than one batch |
 //! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
 
 use std::sync::Arc;
@@ -65,6 +66,36 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_prune_by_age(&*history).await;
     check_interrupt_running(&*history).await;
     check_large_and_odd_output(&*history).await;
+    check_latest_runs(&*history).await;
+}
+
+/// The newest record of each job asked for; jobs without records are left out.
+pub async fn check_latest_runs(history: &dyn RunHistory) {
+    let mut records = Vec::new();
+    for job in 0..250 {
+        for i in 0..3 {
+            records.push(record(
+                &format!("lr-{job}-{i}"),
+                &format!("lr-job-{job}"),
+                2000 + i,
+            ));
+        }
+    }
+    history.record_runs(&records).await.unwrap();
+    let mut ids: Vec<String> = (0..250).map(|j| format!("lr-job-{j}")).collect();
+    ids.push("lr-nobody".into());
+    let mut latest: Vec<String> = history
+        .latest_runs(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    latest.sort();
+    let mut want: Vec<String> = (0..250).map(|j| format!("lr-{j}-2")).collect();
+    want.sort();
+    assert_eq!(latest, want);
+    assert!(history.latest_runs(&[]).await.unwrap().is_empty());
 }
 
 /// Every field round-trips; a second write replaces the first.
