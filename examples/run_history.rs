@@ -50,7 +50,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let runs = runtime.block_on(async {
         loop {
-            scheduler.engine().flush_history(Duration::from_secs(5)).await;
+            scheduler
+                .engine()
+                .flush_history(Duration::from_secs(5))
+                .await;
             let runs = history.query_runs(&RunQuery::default()).await?;
             let ended = |job: &str| {
                 runs.iter()
