@@ -55,14 +55,33 @@ impl SqliteDriver {
     }
 }
 
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), primary codes.
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 #[async_trait]
 impl Driver for SqliteDriver {
     async fn migrate(&self) -> Result<()> {
-        let tx = self
-            .pool
-            .begin_with(BEGIN)
-            .await
-            .map_err(|e| migration_error(Dialect::Sqlite, &self.names, "begin", e))?;
+        // Several processes opening a new database at once: SQLite answers BUSY at once,
+        // without waiting out the busy timeout, while another connection switches the file
+        // to WAL or recovers it; those moments are short, so try again.
+        let mut attempt = 0;
+        let tx = loop {
+            match self.pool.begin_with(BEGIN).await {
+                Err(e) if attempt < 50 && is_busy(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => {
+                    break other
+                        .map_err(|e| migration_error(Dialect::Sqlite, &self.names, "begin", e))?
+                }
+            }
+        };
         migrate_in(tx, Dialect::Sqlite, &self.names).await
     }
 
