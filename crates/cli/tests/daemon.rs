@@ -276,6 +276,34 @@ fn pause_from_a_second_process_stops_the_next_run_and_resume_restarts_it() {
 }
 
 #[test]
+fn a_watched_sqlite_store_wakes_the_daemon_for_a_job_added_from_a_second_process() {
+    // No poll_interval: the daemon watches its SQLite file and otherwise polls once a minute.
+    let dir = Dir::new("[scheduler]\ntimezone = \"UTC\"\n[[jobs]]\nid = \"later\"\ncommand = \"true\"\ncron = \"0 3 1 1 *\"\n");
+    let daemon = dir.start();
+    let out = dir.aps(&[
+        "jobs",
+        "add",
+        "--id",
+        "new",
+        "--command",
+        "echo added",
+        "--interval",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the added job to run (well before the minute poll)",
+        Duration::from_secs(15),
+        || dir.outcomes("new").contains(&"success".to_owned()),
+    );
+    drop(daemon);
+}
+
+#[test]
 fn sigterm_waits_for_a_running_job_then_interrupts_it_past_the_grace() {
     // Finishes within the grace: waited for.
     let dir = Dir::new(&format!(

@@ -323,7 +323,9 @@ pub(crate) struct Config {
     pub(crate) store_url: String,
     pub(crate) shutdown_grace: Duration,
     pub(crate) kill_grace: Duration,
-    pub(crate) poll_interval: Duration,
+    /// `None`: not set (a watched SQLite file needs no polling; other stores poll
+    /// every second).
+    pub(crate) poll_interval: Option<Duration>,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
@@ -450,8 +452,7 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
         kill_grace: duration(&raw.scheduler.kill_grace, "scheduler.kill_grace")?
             .unwrap_or(Duration::from_secs(5)),
         poll_interval: duration(&raw.scheduler.poll_interval, "scheduler.poll_interval")?
-            .unwrap_or(Duration::from_secs(1))
-            .max(Duration::from_millis(10)),
+            .map(|d| d.max(Duration::from_millis(10))),
         history,
         defaults,
         jobs,

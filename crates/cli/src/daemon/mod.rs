@@ -243,8 +243,20 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    // Other processes change jobs in the store (`aps jobs ...`): look at least this often.
-    let mut poll = tokio::time::interval(cfg.poll_interval);
+    // Other processes change jobs in the store (`aps jobs ...`). A SQLite file is
+    // watched (its changes wake the daemon at once, and nothing runs while it is idle);
+    // other stores are polled, every second unless `poll_interval` says otherwise.
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _watcher = match cfg.poll_interval {
+        None => watch_sqlite_file(&cfg.store_url, changed_tx),
+        Some(_) => None,
+    };
+    let every = cfg.poll_interval.unwrap_or(if _watcher.is_some() {
+        WATCHED_POLL
+    } else {
+        Duration::from_secs(1)
+    });
+    let mut poll = tokio::time::interval(every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let path = cfg.path.clone();
     loop {
@@ -253,6 +265,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => reload(&scheduler, &path, &cfg, history.as_deref()).await,
             _ = poll.tick() => scheduler.wakeup(),
+            Some(()) = changed.recv() => {
+                // One wake-up for a burst of file events.
+                while changed.try_recv().is_ok() {}
+                scheduler.wakeup();
+            }
         }
     }
     // Stop claiming, let running jobs finish within the grace, interrupt the rest (at
@@ -268,6 +285,54 @@ async fn serve(cfg: Config) -> Result<(), String> {
     scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
     tracing::info!("aps daemon stopped");
     Ok(())
+}
+
+/// How often a daemon on a watched SQLite file looks anyway: a safety net, in case the
+/// watch misses an event.
+const WATCHED_POLL: Duration = Duration::from_secs(60);
+
+/// Watches the directory of the SQLite file `url` names, sending on `changed` whenever
+/// the database or its WAL changes (another process wrote jobs). `None` when the URL is
+/// not a SQLite file or the watch cannot be set up (then the daemon polls; logged).
+fn watch_sqlite_file(
+    url: &str,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let file = PathBuf::from(store::sqlite_path(url)?);
+    let name = file.file_name()?.to_string_lossy().into_owned();
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if !event.kind.is_modify() && !event.kind.is_create() {
+            return;
+        }
+        let ours = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(name.as_str()))
+        });
+        if ours {
+            let _ = changed.send(());
+        }
+    };
+    let watched = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(w)
+    });
+    match watched {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); polling every second",
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// SIGHUP: applies the config's changed jobs, or keeps the old ones when the new file
