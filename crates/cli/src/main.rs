@@ -11,8 +11,6 @@
 //!
 //! The config format, every command and the history schema: `docs/cli.md`.
 
-#![forbid(unsafe_code)]
-
 mod daemon;
 mod engine_replay;
 mod import_crontab;

@@ -251,12 +251,10 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
         match command {
             JobsCommand::List { json } => {
                 let jobs: Vec<Job> = scheduler
+                    .engine()
                     .get_jobs(None)
                     .await
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|h| h.job().clone())
-                    .collect();
+                    .map_err(|e| e.to_string())?;
                 let last = last_outcomes(history.as_deref(), &jobs).await;
                 if json {
                     let rows: Vec<Value> =
@@ -613,14 +611,19 @@ fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRe
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
+            let def = JobDef::from_kwargs(&j.kwargs);
             vec![
                 j.id.to_string(),
                 clip(&j.name, 30),
-                clip(&trigger_text(j), 40),
+                clip(
+                    &def.as_ref()
+                        .map_or_else(|| j.trigger.to_string(), |d| d.trigger_text.clone()),
+                    40,
+                ),
                 next_text(j),
                 last.get(&*j.id)
                     .map_or("-".into(), |r| r.outcome.to_string()),
-                match JobDef::from_kwargs(&j.kwargs).map(|d| d.origin) {
+                match def.map(|d| d.origin) {
                     Some(Origin::Config) => "config".into(),
                     Some(Origin::Cli) => "cli".into(),
                     None => "library".into(),

@@ -120,6 +120,9 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
 
 /// Jobs per statement of [`Runs::select_latest`] (SQLite allows 500 `UNION ALL` terms).
 pub(crate) const LATEST_CHUNK: usize = 200;
+/// Statements of [`Runs::select_latest`] in flight at once (each on its own pooled
+/// connection: SQLite reads them on that many threads).
+const LATEST_PARALLEL: usize = 4;
 
 /// Splits a batch into statements of at most [`CHUNK_ROWS`] rows and (but for a
 /// single larger row) [`CHUNK_BYTES`] bytes of output and message.
@@ -467,34 +470,42 @@ where
 
     /// The newest row of each job: one statement per [`LATEST_CHUNK`] jobs, a
     /// `UNION ALL` of one-row lookups on the job index (instead of one round trip,
-    /// and its thread hand-offs, per job).
+    /// and its thread hand-offs, per job), [`LATEST_PARALLEL`] statements at a time on
+    /// their own connections.
     pub(crate) async fn select_latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
+        use futures_util::stream::{StreamExt as _, TryStreamExt as _};
         let map = self.error("latest_runs");
-        let mut latest = Vec::with_capacity(job_ids.len());
-        for chunk in job_ids.chunks(LATEST_CHUNK) {
-            let d = self.dialect;
-            let sql = (1..=chunk.len())
-                .map(|i| {
-                    format!(
-                        "SELECT * FROM (SELECT {} FROM {} WHERE job_id = {} \
-                         ORDER BY scheduled_at DESC, run_id DESC LIMIT 1) AS latest{i}",
-                        self.sql.columns,
-                        self.names.runs,
-                        d.param(i)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            let rows = q.fetch_all(&self.pool).await.map_err(&map)?;
-            for r in &rows {
-                latest.push(read_run(r).map_err(&map)?);
-            }
+        let statements: Vec<_> = job_ids
+            .chunks(LATEST_CHUNK)
+            .map(|chunk| self.select_latest_chunk(chunk))
+            .collect();
+        let chunks = futures_util::stream::iter(statements).buffered(LATEST_PARALLEL);
+        let rows: Vec<Vec<_>> = chunks.try_collect().await.map_err(&map)?;
+        rows.iter()
+            .flatten()
+            .map(|r| read_run(r).map_err(&map))
+            .collect()
+    }
+
+    async fn select_latest_chunk(&self, chunk: &[&str]) -> sqlx::Result<Vec<DB::Row>> {
+        let d = self.dialect;
+        let sql = (1..=chunk.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT {} FROM {} WHERE job_id = {} \
+                     ORDER BY scheduled_at DESC, run_id DESC LIMIT 1) AS latest{i}",
+                    self.sql.columns,
+                    self.names.runs,
+                    d.param(i)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
         }
-        Ok(latest)
+        q.fetch_all(&self.pool).await
     }
 
     /// The rows matching `f`, newest first.

@@ -10,6 +10,7 @@
 
 pub(crate) mod action;
 pub(crate) mod config;
+mod heap;
 pub(crate) mod jobs;
 pub(crate) mod store;
 
@@ -238,6 +239,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     tracing::info!(node = %node, store = %redact(&cfg.store_url), config = %cfg.path.display(), "aps daemon started");
     jobs::log_jobs(&scheduler).await;
+    heap::release_freed();
     scheduler.resume().map_err(|e| e.to_string())?;
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -384,6 +386,7 @@ async fn reload(
         }
         Err(e) => tracing::error!("config reload failed part-way: {e}"),
     }
+    heap::release_freed();
 }
 
 /// Runs left `running` by a daemon on this host that is gone (killed, crashed) are
