@@ -16,7 +16,8 @@
 #            (10,000) jobs and MANAGE_ROWS (1,000,000) history rows, with hyperfine
 #   cron     start lateness of a `* * * * *` job: cron and `aps run` at once, over
 #            CRON_MINUTES (4) minute boundaries
-# Environment: WAIT_LOAD=1.0 waits (up to WAIT_LOAD_MAX s, default 1800) before each part
+# Environment: APS_BIN and TOOL_BIN name release builds of `aps` and `aps-daemon-bench`
+# to use instead of building them; WAIT_LOAD=1.0 waits (up to WAIT_LOAD_MAX s, default 1800) before each part
 # until the 1-minute load average is below it; KEEP=1 keeps the work directory.
 # Needs: cargo, hyperfine, jq, cron (Debian's, run as root: it reads /etc/cron.d).
 # Exit status: 3 when a tool is missing, 1 when a part fails.
@@ -63,11 +64,15 @@ if pgrep -x cron >/dev/null; then
   exit 3
 fi
 
-echo "== building the release aps and the bench helper" >&2
-cargo build --release -q -p apscheduler-cli --bin aps >&2
-cargo build --release -q -p apscheduler-bench --bin aps-daemon-bench >&2
-aps="$CARGO_TARGET_DIR/release/aps"
-tool="$CARGO_TARGET_DIR/release/aps-daemon-bench"
+if [ -n "${APS_BIN:-}" ] && [ -n "${TOOL_BIN:-}" ]; then
+  aps="$APS_BIN"; tool="$TOOL_BIN"   # already built (release) binaries
+else
+  echo "== building the release aps and the bench helper" >&2
+  # One build for both: separate builds unify features differently and relink twice.
+  cargo build --release -q -p apscheduler-cli --bin aps -p apscheduler-bench --bin aps-daemon-bench >&2
+  aps="$CARGO_TARGET_DIR/release/aps"
+  tool="$CARGO_TARGET_DIR/release/aps-daemon-bench"
+fi
 tck="$(getconf CLK_TCK)"
 
 work="$(mktemp -d /tmp/aps-daemon-bench.XXXXXX)"

@@ -126,8 +126,15 @@ enum TriggerCommand {
 }
 
 fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| format!("--log-level: invalid filter '{level}': {e}"))?;
+    // PostgreSQL's notices ("relation ... already exists, skipping" from every
+    // `CREATE ... IF NOT EXISTS` at start) are noise unless asked for by name.
+    if !level.contains("sqlx") {
+        if let Ok(quiet) = "sqlx::postgres::notice=warn".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

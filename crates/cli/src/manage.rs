@@ -224,13 +224,14 @@ where
             kill_grace: target.kill_grace,
             output_cap: target.output_cap,
         });
-        let opened = match open_scheduler(&target.url, target.tz, None, &runs).await {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let opened =
+            match open_scheduler(&target.url, target.tz, None, &runs, store::Role::Manager).await {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         let scheduler = opened.scheduler.clone();
         let code = match f(target, opened).await {
             Ok(code) => code,

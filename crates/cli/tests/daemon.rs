@@ -609,6 +609,29 @@ fn http_jobs_record_their_status_and_body() {
     );
 }
 
+#[test]
+fn a_second_daemon_on_the_same_sqlite_file_is_refused_until_the_first_stops() {
+    let dir = Dir::new("[scheduler]\ntimezone = \"UTC\"\n[[jobs]]\nid = \"later\"\ncommand = \"true\"\ncron = \"0 3 1 1 *\"\n");
+    let mut first = dir.start();
+    let second = Command::new(APS)
+        .args(["run", "--config"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("single-node") && stderr.contains(&format!("process {}", first.child.id())),
+        "{stderr}"
+    );
+    // Managing the jobs is not running them: `aps jobs` works beside the daemon.
+    assert_eq!(dir.jobs().len(), 1);
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(20)), Some(0));
+    let again = dir.start();
+    drop(again);
+}
+
 fn run_bad(config: &str) -> (Option<i32>, String) {
     let dir = Dir::new(config);
     let out = Command::new(APS)

@@ -74,7 +74,9 @@ pub use run::{
     report_each_run_time, report_failed, report_outcome, run_sync_task,
 };
 pub use serde_json;
-pub use store::{Acquired, Capabilities, ChangeListener, CorruptJob, JobRelease, JobStore};
+pub use store::{
+    Acquired, Capabilities, ChangeListener, CorruptJob, JobRelease, JobStore, Released,
+};
 pub use task::{
     BoxFuture, Task, TaskContext, TaskError, TaskFailure, TaskFn, TaskRegistry, TaskResult,
 };

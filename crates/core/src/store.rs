@@ -23,6 +23,37 @@ pub enum JobRelease {
 /// only wakes the scheduler's main loop.
 pub type ChangeListener = Arc<dyn Fn() + Send + Sync>;
 
+/// What [`JobStore::release_jobs`] did not apply. A scheduler starts a claimed fire time
+/// only once the release that moves the job past it is applied: a release the store
+/// did not apply means the fire time is not this scheduler's to start.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Released {
+    /// Jobs whose lease the caller no longer held (it expired and another scheduler
+    /// claimed the job), or that were removed meanwhile: nothing was written for them.
+    pub lost: Vec<Arc<str>>,
+    /// Jobs whose new state the store refused (it cannot be serialized or is over the
+    /// store's size limit): nothing was written, and the lease runs out.
+    pub refused: Vec<(Arc<str>, Error)>,
+}
+
+impl Released {
+    /// Every release was applied.
+    pub fn all() -> Released {
+        Released::default()
+    }
+
+    /// A result with these lost and refused jobs.
+    pub fn new(lost: Vec<Arc<str>>, refused: Vec<(Arc<str>, Error)>) -> Released {
+        Released { lost, refused }
+    }
+
+    /// Whether every release was applied.
+    pub fn is_complete(&self) -> bool {
+        self.lost.is_empty() && self.refused.is_empty()
+    }
+}
+
 /// A stored job that could not be decoded (unknown task, unreadable state, unknown
 /// trigger). Stores report it once, mark it, leave it in place and never return it as
 /// due again; it is never silently deleted.
@@ -100,10 +131,12 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     fn is_persistent(&self) -> bool;
 
     /// What this store offers beyond the contract: the engine's docs and the testkit's
-    /// shared checks go by it. The default says only whether it is persistent.
+    /// shared checks go by it. The default says whether it is persistent, and that it
+    /// is single-node (not shared).
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             persistent: self.is_persistent(),
+            single_node: true,
             ..Capabilities::default()
         }
     }
@@ -201,17 +234,21 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<(), Error>;
 
-    /// Ends the caller's leases, storing new states or removing finished jobs. A release
-    /// for a job the caller no longer holds (its lease expired and another scheduler
-    /// claimed it) or that was removed meanwhile is ignored, without an error.
+    /// Ends the caller's leases, storing new states or removing finished jobs, in one
+    /// step per job that is applied only while the caller still holds the job's lease
+    /// (expired or not: an expired lease nobody else claimed is still the caller's).
+    /// The jobs it did not apply are returned: [`Released::lost`], held by another
+    /// scheduler now (its lease expired and it was claimed) or removed meanwhile, and
+    /// [`Released::refused`], whose new state cannot be stored. When a job is named
+    /// twice, its last release counts.
     ///
     /// # Errors
-    /// Backend errors.
+    /// Backend errors: then the store may or may not have applied any of them.
     async fn release_jobs(
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error>;
+    ) -> Result<Released, Error>;
 }
 
 /// What a job store offers beyond the [`JobStore`] contract.
@@ -230,6 +267,10 @@ pub struct Capabilities {
     pub notifications: bool,
     /// Multi-job writes (`add_jobs`, claims, releases) are atomic transactions.
     pub transactions: bool,
+    /// One process at a time claims from it: a scheduler in a second process is refused
+    /// (a SQLite file's lock). Such a store is not for a cluster, though its claims
+    /// follow the shared contract.
+    pub single_node: bool,
 }
 
 impl Capabilities {
@@ -240,6 +281,7 @@ impl Capabilities {
             shared: true,
             notifications: false,
             transactions,
+            single_node: false,
         }
     }
 }

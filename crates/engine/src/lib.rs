@@ -64,7 +64,9 @@ pub use config::{
     JobDefaults, JobDefaultsConfig, SchedulerConfig, ENV_PREFIX, ENV_SEPARATOR, FLAT_PREFIX,
 };
 pub use dispatch::{ListenerFn, ListenerId};
-pub use engine::{local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS};
+pub use engine::{
+    local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS, DEFAULT_LEASE,
+};
 pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,
     DrivenScheduler, JobHandle, JobStatus, ScheduledJob, SyncScheduler,

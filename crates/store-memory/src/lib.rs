@@ -108,7 +108,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
+use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore, Released};
 use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_table::{self, HashTable};
 pub use history::MemoryRunHistory;
@@ -380,35 +380,42 @@ impl State {
     }
 
     /// Applies one release by `scheduler_id` if it may release the job: it exists, and
-    /// the caller holds its lease or nobody does (its expired lease was dropped and nobody
-    /// claimed it since). Ends the lease and drops the job's key from the indexes, but
+    /// the caller holds its lease (expired or not). Ends the lease and drops the job's key from the indexes, but
     /// leaves a leased key to the caller's sweep when `sweep_leases`; returns the key to
-    /// link into `due` for an updated job (linked by the caller, in bulk).
+    /// link into `due` for an updated job (linked by the caller, in bulk). `Err` with
+    /// the id when the release is not applied (another scheduler holds the job, or it
+    /// is gone).
     fn release_one(
         &mut self,
         scheduler_id: &str,
         release: JobRelease,
         sweep_leases: bool,
-    ) -> Option<Key> {
+    ) -> Result<Option<Key>, Arc<str>> {
         let id = match &release {
             JobRelease::Update(job) => job.id.clone(),
             JobRelease::Remove(id) => id.clone(),
         };
-        let lease = self.take_lease(scheduler_id, &id).ok()?;
+        // Only the holder releases: without a lease, another scheduler may have claimed
+        // and released the job since, and this release would undo its work.
+        let Ok(Some(lease)) = self.take_lease(scheduler_id, &id) else {
+            return Err(id);
+        };
         let State { jobs, index, .. } = self;
-        let stored = jobs.get_mut(&id)?;
-        if lease.is_none() || !sweep_leases {
-            index.unlink(&stored.0, lease.as_ref());
+        let Some(stored) = jobs.get_mut(&id) else {
+            return Err(id);
+        };
+        if !sweep_leases {
+            index.unlink(&stored.0, Some(&lease));
         }
         match release {
             JobRelease::Update(job) => {
                 let key = job.next_run_time.as_ref().map(|t| (micros(t), id));
                 *stored.0 = job;
-                key
+                Ok(key)
             }
             JobRelease::Remove(_) => {
                 jobs.take(&id);
-                None
+                Ok(None)
             }
         }
     }
@@ -657,16 +664,21 @@ impl JobStore for MemoryJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<Released, Error> {
         let mut state = self.state.lock();
         // A release that covers a good part of the claimed jobs (a whole claim batch,
         // the usual case) drops their keys from the lease index in one pass at the end
         // instead of one tree removal each.
         let sweep = releases.len() >= 64 && releases.len() * 4 >= state.index.leased.len();
-        let mut relinked: Vec<Key> = releases
-            .into_iter()
-            .filter_map(|release| state.release_one(scheduler_id, release, sweep))
-            .collect();
+        let mut lost = Vec::new();
+        let mut relinked: Vec<Key> = Vec::with_capacity(releases.len());
+        for release in releases {
+            match state.release_one(scheduler_id, release, sweep) {
+                Ok(Some(key)) => relinked.push(key),
+                Ok(None) => {}
+                Err(id) => lost.push(id),
+            }
+        }
         let State {
             jobs,
             leases,
@@ -686,7 +698,7 @@ impl JobStore for MemoryJobStore {
                     .is_some_and(|t| micros(t) == *at)
         });
         insert_sorted(&mut index.due, relinked);
-        Ok(())
+        Ok(Released::new(lost, Vec::new()))
     }
 }
 

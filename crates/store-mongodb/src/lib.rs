@@ -271,7 +271,7 @@ use std::time::Duration;
 
 use apscheduler_core::codec::{StateCodec, StateFormat};
 use apscheduler_core::{
-    async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore,
+    async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore, Released,
 };
 use chrono::{DateTime, Utc};
 use mongodb::bson::{self, doc, Bson, Document, RawDocumentBuf};
@@ -486,8 +486,18 @@ impl MongoDbJobStore {
     /// [`start`](JobStore::start)).
     ///
     /// [connection string]: https://www.mongodb.com/docs/manual/reference/connection-string/
+    ///
+    /// The database is the connection string's default database when it names one
+    /// (`mongodb://host:27017/billing`), else [`DEFAULT_DATABASE`](Self::DEFAULT_DATABASE);
+    /// [`database`](MongoDbJobStoreBuilder::database) overrides both.
     pub fn builder(url: impl Into<String>) -> MongoDbJobStoreBuilder {
-        Self::builder_from(Source::Url(url.into()))
+        let url = url.into();
+        let named = url_database(&url);
+        let mut builder = Self::builder_from(Source::Url(url));
+        if let Some(database) = named {
+            builder.database = database;
+        }
+        builder
     }
 
     /// A builder for a store using a client the application already has (built with
@@ -910,10 +920,16 @@ fn bson_int(value: &Bson) -> Option<i64> {
 
 use apscheduler_core::time::micros::{expiry, to_instant as from_micros};
 
-/// Filter on `lease_holder`: held by `scheduler_id`, or by nobody.
-fn held_by_caller_or_free(scheduler_id: &str) -> Document {
-    doc! {"$in": [scheduler_id, Bson::Null]}
+/// The default database a connection string names (`mongodb://host/db?...`), if any.
+fn url_database(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split('?').next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.to_owned())
 }
+
+/// Release writes in flight at once.
+const RELEASE_BURST: usize = 64;
 
 /// `$unset` of the lease fields (and of the corrupt mark).
 fn unset_lease(corrupt_too: bool) -> Document {
@@ -1243,10 +1259,13 @@ impl JobStore for MongoDbJobStore {
             expires: expiry(&now, lease),
         };
         // Due, readable, and not under another scheduler's live lease (none, expired at
-        // `now`, or the caller's own: see the JobStore contract on stranded leases).
+        // `now`, or the caller's own: see the JobStore contract on stranded leases), and
+        // not taken by an earlier round of this very claim (its jobs are the caller's own
+        // now: a later round would return them twice).
         let claimable = doc! {
             field::NEXT_RUN_TIME: {"$lte": now_us},
             field::CORRUPT: Bson::Null,
+            field::LEASE_TOKEN: {"$ne": &claim.token},
             "$or": [
                 {field::LEASE_EXPIRES: {"$not": {"$gt": now_us}}},
                 {field::LEASE_HOLDER: scheduler_id},
@@ -1361,20 +1380,18 @@ impl JobStore for MongoDbJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<Released, Error> {
         if releases.is_empty() {
-            return Ok(());
+            return Ok(Released::all());
         }
         let mut updates: Vec<Encoded> = Vec::new();
         let mut removes: Vec<Arc<str>> = Vec::new();
-        let mut unstorable: Option<Error> = None;
+        let mut refused = Vec::new();
         for release in releases {
             match release {
                 JobRelease::Update(job) => match self.encode(&job) {
                     Ok(encoded) => updates.push(encoded),
-                    Err(e) => {
-                        unstorable.get_or_insert(e);
-                    }
+                    Err(e) => refused.push((job.id.clone(), e)),
                 },
                 JobRelease::Remove(id) => removes.push(id),
             }
@@ -1389,36 +1406,79 @@ impl JobStore for MongoDbJobStore {
         unique.reverse();
 
         let conn = self.conn().await?;
-        let statements: Vec<(Document, usize)> = unique
+        // One conditional write per job (atomic per document, filtered on the caller's
+        // lease), so that each answer says whether it was applied; a burst of them in
+        // flight at once over the pool.
+        let context = "release of jobs";
+        let writes = unique
             .iter()
-            .map(|e| {
-                let statement = doc! {
-                    "q": {field::ID: &*e.id, field::LEASE_HOLDER: held_by_caller_or_free(scheduler_id)},
-                    "u": {"$set": e.set_state(), "$unset": unset_lease(true)},
-                };
-                (statement, e.size)
-            })
-            .collect();
-        let failures = self
-            .write_command(&conn, "update", "updates", statements, "release of jobs")
-            .await?;
-        let ids: Vec<&str> = removes.iter().map(|id| &**id).collect();
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            conn.jobs
-                .delete_many(doc! {
-                    field::ID: {"$in": chunk},
-                    field::LEASE_HOLDER: held_by_caller_or_free(scheduler_id),
-                })
-                .await
-                .map_err(|e| self.fail("release (removal) of jobs", e))?;
+            .map(|e| (&*e.id, Some(*e)))
+            .chain(removes.iter().map(|id| (&**id, None)));
+        let mut lost = Vec::new();
+        let writes: Vec<_> = writes.collect();
+        for burst in writes.chunks(RELEASE_BURST) {
+            let answers = futures_util::future::join_all(burst.iter().map(|(id, update)| {
+                let conn = &conn;
+                async move {
+                    let filter = doc! {field::ID: *id, field::LEASE_HOLDER: scheduler_id};
+                    let applied = match update {
+                        Some(e) => conn
+                            .jobs
+                            .update_one(
+                                filter,
+                                doc! {"$set": e.set_state(), "$unset": unset_lease(true)},
+                            )
+                            .await
+                            .map(|r| r.matched_count > 0),
+                        None => conn
+                            .jobs
+                            .delete_one(filter)
+                            .await
+                            .map(|r| r.deleted_count > 0),
+                    };
+                    (*id, applied)
+                }
+            }))
+            .await;
+            for (id, applied) in answers {
+                match applied {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(Arc::from(id)),
+                    Err(e) => return Err(self.fail(context, e)),
+                }
+            }
         }
-        if let Some((index, code, message)) = failures.into_iter().next() {
-            let id = unique.get(index).map_or("?", |e| &*e.id);
-            return Err(self.write_error(&format!("release of job '{id}'"), code, message));
-        }
-        match unstorable {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(Released::new(lost, refused))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_string_names_the_default_database() {
+        assert_eq!(
+            url_database("mongodb://h:27017/billing?w=1").as_deref(),
+            Some("billing")
+        );
+        assert_eq!(
+            url_database("mongodb://u:p@h1,h2/ops").as_deref(),
+            Some("ops")
+        );
+        assert_eq!(
+            url_database("mongodb://h:27017/?directConnection=true"),
+            None
+        );
+        assert_eq!(url_database("mongodb://h:27017"), None);
+        let store = MongoDbJobStore::builder("mongodb://h/billing")
+            .build()
+            .unwrap();
+        assert_eq!(store.link.namespace, "billing.jobs");
+        let store = MongoDbJobStore::builder("mongodb://h/billing")
+            .database("other")
+            .build()
+            .unwrap();
+        assert_eq!(store.link.namespace, "other.jobs");
     }
 }

@@ -165,7 +165,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{async_trait, Acquired, CorruptJob, Error, Job, JobRelease, JobStore};
+use apscheduler_core::{
+    async_trait, Acquired, CorruptJob, Error, Job, JobRelease, JobStore, Released,
+};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, FromRedisValue, Pipeline, ScriptInvocation};
@@ -736,22 +738,22 @@ impl JobStore for RedisJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<Released, Error> {
         if releases.is_empty() {
-            return Ok(());
+            return Ok(Released::all());
         }
         let mut invocation = self.invocation(&SCRIPTS.release);
         invocation.arg(scheduler_id);
         // A state that cannot be stored is not released (its lease runs out); the others
-        // are, and the first such error is returned afterwards.
-        let mut refused = None;
+        // are.
+        let mut refused = Vec::new();
         for release in &releases {
             match release {
                 JobRelease::Update(job) => {
                     let enc = match self.encode(job) {
                         Ok(enc) => enc,
                         Err(e) => {
-                            refused.get_or_insert(e);
+                            refused.push((job.id.clone(), e));
                             continue;
                         }
                     };
@@ -766,7 +768,8 @@ impl JobStore for RedisJobStore {
                 }
             }
         }
-        let _: i64 = self.invoke("release jobs", &invocation).await?;
-        refused.map_or(Ok(()), Err)
+        let lost: Vec<String> = self.invoke("release jobs", &invocation).await?;
+        let lost = lost.into_iter().map(Arc::from).collect();
+        Ok(Released::new(lost, refused))
     }
 }

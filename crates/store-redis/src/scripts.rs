@@ -152,31 +152,33 @@ return { taken, bad }
 ";
 
 /// `release_jobs`: ARGV = holder, then entries `'u', id, state, run` (store the new
-/// state and end the lease) or `'r', id` (remove the job). An entry is ignored when the
-/// job no longer exists or is leased to another holder.
+/// state and end the lease) or `'r', id` (remove the job). An entry is applied only
+/// while the holder holds the job's lease (expired or not); the ids of the others (gone,
+/// or leased to another holder, or to nobody) are returned.
 const RELEASE: &str = r"
 local holder = ARGV[1]
+local lost = {}
 local i = 2
 while i <= #ARGV do
   local op, id = ARGV[i], ARGV[i + 1]
-  if redis.call('HEXISTS', jobs, id) == 1 then
-    local expiry, _, h = lease_of(id)
-    if not expiry or h == holder then
-      redis.call('ZREM', run_times, id)
-      redis.call('ZREM', claimed, id)
-      redis.call('HDEL', leases, id)
-      redis.call('HDEL', corrupt, id)
-      if op == 'r' then
-        redis.call('HDEL', jobs, id)
-      else
-        redis.call('HSET', jobs, id, ARGV[i + 2])
-        if ARGV[i + 3] ~= '' then redis.call('ZADD', run_times, ARGV[i + 3], id) end
-      end
+  local expiry, _, h = lease_of(id)
+  if redis.call('HEXISTS', jobs, id) == 0 or not expiry or h ~= holder then
+    lost[#lost + 1] = id
+  else
+    redis.call('ZREM', run_times, id)
+    redis.call('ZREM', claimed, id)
+    redis.call('HDEL', leases, id)
+    redis.call('HDEL', corrupt, id)
+    if op == 'r' then
+      redis.call('HDEL', jobs, id)
+    else
+      redis.call('HSET', jobs, id, ARGV[i + 2])
+      if ARGV[i + 3] ~= '' then redis.call('ZADD', run_times, ARGV[i + 3], id) end
     end
   end
   if op == 'r' then i = i + 2 else i = i + 4 end
 end
-return 0
+return lost
 ";
 
 /// `extend_leases`: ARGV = holder, now_us, expiry_us, then ids. Extends every lease

@@ -193,7 +193,7 @@ impl JobStore for Probe {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<apscheduler_core::Released, Error> {
         self.inner.release_jobs(scheduler_id, releases).await
     }
 }

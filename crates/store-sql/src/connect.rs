@@ -23,6 +23,9 @@ pub(crate) struct PoolConfig {
     /// SQLite's `synchronous` pragma: `true` = FULL (every commit synced to disk),
     /// `false` = NORMAL (WAL synced at checkpoints).
     pub(crate) sqlite_sync_full: bool,
+    /// SQLite's page cache per connection, in KiB (`cache_size = -N`); `None` keeps
+    /// SQLite's default (2,000 KiB).
+    pub(crate) sqlite_cache_kib: Option<u32>,
 }
 
 impl Default for PoolConfig {
@@ -36,6 +39,7 @@ impl Default for PoolConfig {
             test_before_acquire: true,
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_sync_full: false,
+            sqlite_cache_kib: None,
         }
     }
 }
@@ -56,6 +60,19 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// The database file of a file-backed SQLite target.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sqlite_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Target::Sqlite {
+                options,
+                in_memory: false,
+            } => Some(options.get_filename()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             #[cfg(feature = "sqlite")]
@@ -276,8 +293,11 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             } else {
                 sqlx::sqlite::SqliteSynchronous::Normal
             };
+            let mut options = options.clone();
+            if let Some(kib) = config.sqlite_cache_kib {
+                options = options.pragma("cache_size", format!("-{kib}"));
+            }
             let options = options
-                .clone()
                 .busy_timeout(config.sqlite_busy_timeout)
                 .synchronous(synchronous)
                 // Rows cross from the connection's thread in this many at a time (sqlx's

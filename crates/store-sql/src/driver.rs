@@ -81,7 +81,10 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// (expired or not), dropping the lease; other rows are left alone. Ids are unique
     /// across both lists. Running it again after a failure is harmless: rows already
     /// released are no longer held.
-    async fn release(&self, req: Release<'_>) -> Result<()>;
+    ///
+    /// Returns the ids it released: the others were not held by `holder` (another
+    /// scheduler claimed them after the lease expired) or are gone.
+    async fn release(&self, req: Release<'_>) -> Result<Vec<String>>;
 
     /// Closes the pool.
     async fn close(&self);

@@ -323,6 +323,8 @@ mod runs;
 mod schema;
 mod shared;
 #[cfg(feature = "sqlite")]
+mod single_node;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
 

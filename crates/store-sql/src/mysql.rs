@@ -172,7 +172,7 @@ impl Driver for MySqlDriver {
             .map_err(|e| StoreError::sql("MySQL: marking corrupt jobs", e))
     }
 
-    async fn release(&self, req: Release<'_>) -> Result<()> {
+    async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
         let map = |e| StoreError::sql("MySQL: release_jobs", e);
         let jobs = &self.names.jobs;
         // One multi-row UPDATE per chunk: a join with the new values as a derived table
@@ -191,11 +191,20 @@ impl Driver for MySqlDriver {
                 vec![row; rows].join(" UNION ALL ")
             )
         };
-        let mut conn = self.pool.acquire().await.map_err(map)?;
+        // The held rows are locked until commit: a claimer skips them (SKIP LOCKED).
+        let held = |ids: &str| {
+            format!(
+                "SELECT CONVERT(id USING utf8mb4) FROM {jobs} WHERE id IN ({ids}) \
+                 AND lease_holder = ? FOR UPDATE"
+            )
+        };
+        let mut tx = self.pool.begin().await.map_err(map)?;
         let lists = (req.holder, req.updates, req.removes);
-        release_on::<MySql>(&mut conn, jobs, update, lists, CHUNK)
+        let released = release_on::<MySql>(&mut tx, (jobs, held, update), lists, CHUNK)
             .await
-            .map_err(map)
+            .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(released)
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {

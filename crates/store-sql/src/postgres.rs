@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use sqlx::Postgres;
+use sqlx::{Postgres, Row as _};
 
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
@@ -66,11 +66,11 @@ impl Statements {
                  FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
                  $5::BYTEA[], $6::INTEGER[]) \
                  AS v(id, next_run_time, paused, state, state_bin, format_version) \
-                 WHERE j.id = v.id AND j.lease_holder = $7 RETURNING 1), \
+                 WHERE j.id = v.id AND j.lease_holder = $7 RETURNING j.id), \
                  removed AS (\
                  DELETE FROM {jobs} WHERE id = ANY($8::VARCHAR[]) \
-                 AND lease_holder = $7 RETURNING 1) \
-                 SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM removed)"
+                 AND lease_holder = $7 RETURNING id) \
+                 SELECT id FROM updated UNION ALL SELECT id FROM removed"
             ),
         }
     }
@@ -213,7 +213,7 @@ impl Driver for PgDriver {
             .map_err(|e| StoreError::sql("PostgreSQL: extend_leases", e))
     }
 
-    async fn release(&self, req: Release<'_>) -> Result<()> {
+    async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
         let (holder, updates, removes) = (req.holder, req.updates, req.removes);
         let c = Columns::of(updates);
         sqlx::query(&self.sql.release)
@@ -225,10 +225,10 @@ impl Driver for PgDriver {
             .bind(&c.versions)
             .bind(holder)
             .bind(removes)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(|e| StoreError::sql("PostgreSQL: release_jobs", e))?;
-        Ok(())
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(|e| StoreError::sql("PostgreSQL: release_jobs", e))
     }
 
     async fn close(&self) {

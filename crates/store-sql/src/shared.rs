@@ -624,17 +624,23 @@ where
     Ok(held)
 }
 
-/// Stores new states and deletes rows whose lease `holder` has, on `conn`, in chunks of
-/// `chunk` rows (SQLite and MySQL: anonymous `?` placeholders). `update` turns a chunk's
+/// Stores new states and deletes rows whose lease `holder` has, on `conn` (inside a
+/// transaction), in chunks of `chunk` rows (SQLite and MySQL: anonymous `?`
+/// placeholders); returns the ids it released. `held` turns a chunk's id placeholders
+/// into a statement taking the ids, then `holder`, that selects the ids whose lease
+/// `holder` has (and locks them, where the backend needs it). `update` turns a chunk's
 /// size into a statement taking [`bind_rows`]'s values for each row, then `holder`,
 /// that writes them and drops the leases.
 pub(crate) async fn release_on<DB>(
     conn: &mut DB::Connection,
-    jobs: &str,
-    update: impl Fn(usize) -> String + Send,
+    (jobs, held, update): (
+        &str,
+        impl Fn(&str) -> String + Send,
+        impl Fn(usize) -> String + Send,
+    ),
     (holder, updates, removes): (&str, &[EncodedJob], &[String]),
     chunk: usize,
-) -> std::result::Result<(), sqlx::Error>
+) -> std::result::Result<Vec<String>, sqlx::Error>
 where
     DB: Database + sqlx::database::HasStatementCache,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -646,11 +652,30 @@ where
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
     for<'q> &'q [u8]: Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
 {
+    let ids: Vec<&str> = updates
+        .iter()
+        .map(|u| u.id.as_str())
+        .chain(removes.iter().map(String::as_str))
+        .collect();
+    let mut released = Vec::with_capacity(ids.len());
+    for part in ids.chunks(chunk) {
+        let sql = held(&placeholders(part.len()));
+        let mut q = sqlx::query(&sql).persistent(part.len() == chunk);
+        for id in part {
+            q = q.bind(*id);
+        }
+        for row in q.bind(holder).fetch_all(&mut *conn).await? {
+            released.push(row.try_get(0)?);
+        }
+    }
     for part in updates.chunks(chunk) {
         let sql = update(part.len());
         let q = sqlx::query(&sql).persistent(part.len() == chunk);
         bind_rows(q, part).bind(holder).execute(&mut *conn).await?;
     }
-    delete_held_on::<DB>(conn, jobs, holder, removes, chunk).await
+    delete_held_on::<DB>(conn, jobs, holder, removes, chunk).await?;
+    Ok(released)
 }

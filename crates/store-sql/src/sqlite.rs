@@ -172,7 +172,7 @@ impl Driver for SqliteDriver {
         Ok(held)
     }
 
-    async fn release(&self, req: Release<'_>) -> Result<()> {
+    async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
         let map = |e| StoreError::sql("SQLite: release_jobs", e);
         let jobs = &self.names.jobs;
         // One multi-row UPDATE ... FROM (VALUES ...) per chunk.
@@ -186,12 +186,16 @@ impl Driver for SqliteDriver {
                 row_values(rows)
             )
         };
+        // `BEGIN IMMEDIATE` holds the write lock: the held rows stay held until commit.
+        let held =
+            |ids: &str| format!("SELECT id FROM {jobs} WHERE id IN ({ids}) AND lease_holder = ?");
         let mut tx = self.pool.begin_with(BEGIN).await.map_err(map)?;
         let lists = (req.holder, req.updates, req.removes);
-        release_on::<Sqlite>(&mut tx, jobs, update, lists, CHUNK)
+        let released = release_on::<Sqlite>(&mut tx, (jobs, held, update), lists, CHUNK)
             .await
             .map_err(map)?;
-        tx.commit().await.map_err(map)
+        tx.commit().await.map_err(map)?;
+        Ok(released)
     }
 
     async fn close(&self) {

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use apscheduler_core::{
-    async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore,
+    async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore, Released,
 };
 use chrono::{DateTime, Utc};
 
@@ -63,6 +63,9 @@ pub(crate) struct Link {
     pool: PoolConfig,
     driver: RwLock<Option<Arc<dyn Driver>>>,
     connecting: tokio::sync::Mutex<()>,
+    /// A SQLite file's scheduler lock, taken at the first claim.
+    #[cfg(feature = "sqlite")]
+    node_lock: Option<crate::single_node::NodeLock>,
 }
 
 impl Link {
@@ -207,6 +210,15 @@ impl SqlJobStoreBuilder {
         self
     }
 
+    /// SQLite only: the page cache each pooled connection keeps, in bytes (rounded up
+    /// to KiB; SQLite's default is 2,000 KiB). The file's pages stay in the operating
+    /// system's cache either way: a small cache costs a system call per page read, and
+    /// keeps a long-running process small (the `aps` daemon uses 512 KiB).
+    pub fn sqlite_page_cache(mut self, bytes: usize) -> Self {
+        self.pool.sqlite_cache_kib = Some(u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX));
+        self
+    }
+
     /// SQLite only: sync every commit to disk (`synchronous = FULL`) rather than at WAL
     /// checkpoints (`NORMAL`, the default). With the default, a job is durable when
     /// `add_job` returns against the crash of any process, the scheduler's included
@@ -266,8 +278,14 @@ impl SqlJobStoreBuilder {
             ));
         }
         let names = Names::new(&self.table_name, target.dialect());
+        #[cfg(feature = "sqlite")]
+        let node_lock = target
+            .sqlite_file()
+            .map(crate::single_node::NodeLock::beside);
         Ok(SqlJobStore {
             link: Arc::new(Link {
+                #[cfg(feature = "sqlite")]
+                node_lock,
                 url: connect::redact(&self.url),
                 target,
                 names,
@@ -281,6 +299,23 @@ impl SqlJobStoreBuilder {
 }
 
 impl SqlJobStore {
+    /// On a SQLite file, takes the file's scheduler lock now (the first claim takes it
+    /// otherwise): SQLite is single-node, so a second scheduler on the same file is
+    /// refused until the first stops. The lock is an exclusive `flock` on
+    /// `<database>-scheduler.lock`, released at [`shutdown`](JobStore::shutdown) or
+    /// when the process ends. Other backends have nothing to lock.
+    ///
+    /// # Errors
+    /// `Conflict` naming the holder's pid when another scheduler holds the lock;
+    /// `Unavailable` when the lock file cannot be opened.
+    pub fn lock_single_node(&self) -> Result<(), Error> {
+        #[cfg(feature = "sqlite")]
+        if let Some(lock) = &self.link.node_lock {
+            return lock.acquire();
+        }
+        Ok(())
+    }
+
     /// A store for `url` with the default options (see
     /// [`builder`](SqlJobStore::builder)). Does no I/O: the store connects when started.
     ///
@@ -392,6 +427,10 @@ impl JobStore for SqlJobStore {
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
         self.link.close().await;
+        #[cfg(feature = "sqlite")]
+        if let Some(lock) = &self.link.node_lock {
+            lock.release();
+        }
         Ok(())
     }
 
@@ -405,8 +444,12 @@ impl JobStore for SqlJobStore {
         true
     }
 
+    /// SQLite is single-node (one scheduler process per file: see
+    /// [`SqlJobStore::lock_single_node`]).
     fn capabilities(&self) -> apscheduler_core::Capabilities {
-        apscheduler_core::Capabilities::persistent_shared(true)
+        let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
+        capabilities.single_node = self.link.backend() == Dialect::Sqlite;
+        capabilities
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
@@ -544,6 +587,7 @@ impl JobStore for SqlJobStore {
         if limit == 0 {
             return Ok(Acquired::default());
         }
+        self.lock_single_node()?;
         let driver = self.driver().await?;
         let req = ClaimRequest {
             holder: scheduler_id,
@@ -629,9 +673,9 @@ impl JobStore for SqlJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<Released, Error> {
         if releases.is_empty() {
-            return Ok(());
+            return Ok(Released::all());
         }
         codec::check_id("scheduler_id", scheduler_id)?;
         // The last release of an id wins.
@@ -645,33 +689,43 @@ impl JobStore for SqlJobStore {
         }
         let mut updates = Vec::with_capacity(last.len());
         let mut removes = Vec::new();
-        let mut failed: Option<Error> = None;
+        let mut asked: Vec<Arc<str>> = Vec::with_capacity(last.len());
+        let mut refused = Vec::new();
         for (id, r) in last {
             match r {
                 JobRelease::Update(job) => match self.encode(&job) {
-                    Ok(row) => updates.push(row),
-                    Err(e) => {
-                        failed.get_or_insert(e);
+                    Ok(row) => {
+                        updates.push(row);
+                        asked.push(id);
                     }
+                    Err(e) => refused.push((id, e)),
                 },
-                JobRelease::Remove(_) => {
-                    if codec::check_id("id", &id).is_ok() {
+                JobRelease::Remove(_) => match codec::check_id("id", &id) {
+                    Ok(()) => {
                         removes.push(id.to_string());
+                        asked.push(id);
                     }
-                }
+                    Err(e) => refused.push((id, e)),
+                },
             }
         }
-        if !updates.is_empty() || !removes.is_empty() {
+        let mut lost = Vec::new();
+        if !asked.is_empty() {
             let driver = self.driver().await?;
-            retry!(driver.release(Release {
+            let released: HashSet<String> = retry!(driver.release(Release {
                 holder: scheduler_id,
                 updates: &updates,
                 removes: &removes,
-            }))?;
+            }))?
+            .into_iter()
+            .collect();
+            if released.len() < asked.len() {
+                lost = asked
+                    .into_iter()
+                    .filter(|id| !released.contains(&**id))
+                    .collect();
+            }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(Released::new(lost, refused))
     }
 }

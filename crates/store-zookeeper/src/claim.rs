@@ -318,8 +318,9 @@ impl ZooKeeperJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<apscheduler_core::Released, Error> {
         let c = self.client().await?;
+        // Whether it was applied; `Err` for a state that cannot be stored.
         let release = |r: &JobRelease| {
             let c = &c;
             let (id, new) = match r {
@@ -327,26 +328,31 @@ impl ZooKeeperJobStore {
                 JobRelease::Remove(id) => (id.clone(), None),
             };
             async move {
-                let new = new.transpose()?;
-                self.read_modify_write(c, &id, "release a job", |read| {
-                    let Some(Read {
-                        record: Ok(old),
-                        version,
-                        ..
-                    }) = read
-                    else {
-                        return Ok(Step::Done(()));
-                    };
-                    if old.header.owner.as_deref() != Some(scheduler_id) {
-                        return Ok(Step::Done(())); // lost the lease: the new holder's claim stands
-                    }
-                    let ops = match &new {
-                        Some(record) => self.rewrite(&id, version, &old.header, record),
-                        None => self.deletion(&id, version, Some(&old.header)),
-                    };
-                    Ok(Step::Write(ops, ()))
-                })
-                .await
+                let new = match new.transpose() {
+                    Ok(new) => new,
+                    Err(e) => return (id, Err(e)),
+                };
+                let applied = self
+                    .read_modify_write(c, &id, "release a job", |read| {
+                        let Some(Read {
+                            record: Ok(old),
+                            version,
+                            ..
+                        }) = read
+                        else {
+                            return Ok(Step::Done(false)); // gone (or unreadable)
+                        };
+                        if old.header.owner.as_deref() != Some(scheduler_id) {
+                            return Ok(Step::Done(false)); // lost the lease: the new holder's claim stands
+                        }
+                        let ops = match &new {
+                            Some(record) => self.rewrite(&id, version, &old.header, record),
+                            None => self.deletion(&id, version, Some(&old.header)),
+                        };
+                        Ok(Step::Write(ops, true))
+                    })
+                    .await;
+                (id, Ok(applied))
             }
         };
         let ids: Vec<&str> = releases
@@ -356,12 +362,20 @@ impl ZooKeeperJobStore {
                 JobRelease::Remove(id) => &**id,
             })
             .collect();
+        let (mut lost, mut refused) = (Vec::new(), Vec::new());
         for chunk in releases.chunks(BURST) {
-            for done in join_all(chunk.iter().map(release)).await {
-                done?;
+            for (id, done) in join_all(chunk.iter().map(release)).await {
+                match done {
+                    Ok(applied) => {
+                        if !applied? {
+                            lost.push(id);
+                        }
+                    }
+                    Err(e) => refused.push((id, e)),
+                }
             }
         }
         self.unmark_held(scheduler_id, &ids);
-        Ok(())
+        Ok(apscheduler_core::Released::new(lost, refused))
     }
 }

@@ -599,7 +599,7 @@ impl JobStore for ZooKeeperJobStore {
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
-    ) -> Result<(), Error> {
+    ) -> Result<apscheduler_core::Released, Error> {
         self.release(scheduler_id, releases).await
     }
 }

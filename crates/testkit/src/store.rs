@@ -67,8 +67,9 @@
 //!   batch sharing an id (the trait's default implementation is not atomic: stores
 //!   must override it).
 //! - [`release_jobs`](JobStore::release_jobs) from a scheduler whose lease was taken
-//!   over is ignored (the new holder's claim stands), and a job removed while claimed
-//!   is not re-created by its release. Neither is an error.
+//!   over is not applied (the new holder's claim stands), and a job removed while
+//!   claimed is not re-created by its release. Neither is an error: both are reported
+//!   in [`Released::lost`](apscheduler_core::Released::lost).
 //! - [`get_next_run_time`](JobStore::get_next_run_time) has no `now`: the checks only
 //!   require that a claimed job's own run time is not reported while its lease is
 //!   live, with leases far longer than the gap to the next unclaimed job, so a store
@@ -297,11 +298,21 @@ async fn all_ids(store: &dyn JobStore) -> Vec<String> {
     jobs.iter().map(|j| j.id.to_string()).collect()
 }
 
-async fn release(store: &dyn JobStore, scheduler: &str, releases: Vec<JobRelease>) {
-    store
+/// `release_jobs`, panicking on an error; the ids it reported lost, sorted. A refused
+/// release (an unstorable state) is a failure here: the suite's jobs are all storable.
+async fn release(store: &dyn JobStore, scheduler: &str, releases: Vec<JobRelease>) -> Vec<String> {
+    let released = store
         .release_jobs(scheduler, releases)
         .await
         .unwrap_or_else(|e| panic!("release_jobs({scheduler}): {e}"));
+    assert!(
+        released.refused.is_empty(),
+        "release_jobs({scheduler}) refused {:?}",
+        released.refused
+    );
+    let mut lost: Vec<String> = released.lost.iter().map(|id| id.to_string()).collect();
+    lost.sort();
+    lost
 }
 
 /// `job` with another next run time.
@@ -1201,13 +1212,18 @@ pub async fn check_expired_lease(store: &dyn JobStore) {
         "extend_leases by the holder of an expired, reclaimed lease",
     );
 
-    // The old holder's late release must not overwrite the new claim.
-    release(
+    // The old holder's late release must not overwrite the new claim, and says so.
+    let lost = release(
         store,
         "s1",
         vec![JobRelease::Update(rescheduled(&first[0], Some(at(50))))],
     )
     .await;
+    assert_eq!(
+        lost,
+        ["a"],
+        "{CHECK}: a release by a scheduler that lost the lease was not reported lost"
+    );
     assert_eq!(
         lookup(store, "a").await.next_run_time,
         Some(at(0)),
@@ -1218,12 +1234,16 @@ pub async fn check_expired_lease(store: &dyn JobStore) {
         "{CHECK}: a release by a scheduler that lost the lease ended the new holder's lease"
     );
 
-    release(
+    let lost = release(
         store,
         "s2",
         vec![JobRelease::Update(rescheduled(&second[0], Some(at(50))))],
     )
     .await;
+    assert!(
+        lost.is_empty(),
+        "{CHECK}: the new holder's release reported lost: {lost:?}"
+    );
     assert_eq!(
         lookup(store, "a").await.next_run_time,
         Some(at(50)),
@@ -1261,7 +1281,7 @@ pub async fn check_release(store: &dyn JobStore) {
         args: Arc::new(vec![json!("run 2")]),
         ..rescheduled(&claimed[0], Some(at(60)))
     };
-    release(
+    let lost = release(
         store,
         "s1",
         vec![
@@ -1272,6 +1292,11 @@ pub async fn check_release(store: &dyn JobStore) {
         ],
     )
     .await;
+    assert_eq!(
+        lost,
+        ["x"],
+        "{CHECK}: the release of a job removed while claimed was not reported lost"
+    );
 
     let u = lookup(store, "u").await;
     assert_eq!(u.next_run_time, Some(at(60)), "{CHECK}: released run time");

@@ -52,13 +52,28 @@ pub(crate) async fn sync(
                 changed += 1;
             }
             None if already_done(def, scheduler, history).await => {}
-            None => {
-                scheduler
-                    .add_job(spec_of(def))
-                    .await
-                    .map_err(|e| format!("job '{}': cannot be added: {e}", def.id))?;
-                added += 1;
-            }
+            None => match scheduler.add_job(spec_of(def)).await {
+                Ok(_) => added += 1,
+                // Another daemon on the store added it since the listing (daemons
+                // started together): theirs stands if it is this config's job.
+                Err(e) if e.kind() == apscheduler_core::ErrorKind::Conflict => {
+                    let theirs = scheduler
+                        .get_job(&def.id)
+                        .await
+                        .map_err(|e| format!("job '{}': cannot be read: {e}", def.id))?;
+                    let same = theirs.as_ref().is_some_and(|h| {
+                        JobDef::from_kwargs(&h.job().kwargs).as_ref() == Some(def)
+                    });
+                    if !same {
+                        scheduler
+                            .add_job(spec_of(def).replace_existing(true))
+                            .await
+                            .map_err(|e| format!("job '{}': cannot be replaced: {e}", def.id))?;
+                        changed += 1;
+                    }
+                }
+                Err(e) => return Err(format!("job '{}': cannot be added: {e}", def.id)),
+            },
         }
     }
     let mut removed = 0;

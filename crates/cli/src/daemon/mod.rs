@@ -162,8 +162,12 @@ pub(crate) async fn open_scheduler(
     tz: chrono_tz::Tz,
     record: Option<HistoryOptions>,
     runs: &Arc<Runs>,
+    role: store::Role,
 ) -> Result<Opened, String> {
-    let store = store::open(url).map_err(|e| format!("store.url: {e}"))?;
+    let store = store::open(url, role).map_err(|e| match role {
+        store::Role::Scheduler if e.contains("single-node") => e,
+        _ => format!("store.url: {e}"),
+    })?;
     let history = store.run_history();
     let mut builder = Engine::builder().timezone(tz).jobstore("default", store);
     if let (Some(options), Some(h)) = (record, &history) {
@@ -221,8 +225,14 @@ async fn serve(cfg: Config) -> Result<(), String> {
         kill_grace: cfg.kill_grace,
         output_cap: cfg.history.output_cap,
     });
-    let Opened { scheduler, history } =
-        open_scheduler(&cfg.store_url, cfg.timezone, options, &runs).await?;
+    let Opened { scheduler, history } = open_scheduler(
+        &cfg.store_url,
+        cfg.timezone,
+        options,
+        &runs,
+        store::Role::Scheduler,
+    )
+    .await?;
     if cfg.history.enabled && history.is_none() {
         tracing::warn!(
             "the store '{}' keeps no run history: runs are not recorded",

@@ -5,16 +5,38 @@ use std::sync::Arc;
 use apscheduler_core::JobStore;
 use rustix::process::Pid;
 
+/// What the process opening a store does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Runs jobs (`aps run`): a SQLite file's single-node lock is taken at once, so a
+    /// second daemon on the file is refused at start.
+    Scheduler,
+    /// Only reads and changes jobs (`aps jobs ...`, `aps history`): never claims.
+    Manager,
+}
+
+/// The daemon's SQLite page cache per connection.
+const SQLITE_PAGE_CACHE: usize = 512 * 1024;
+
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
 /// `mysql://` (`mariadb://`), `redis://`, `mongodb://`, `zookeeper://host:port/path`.
 /// A SQLite file that does not exist yet is created readable by its owner only.
-pub(crate) fn open(url: &str) -> Result<Arc<dyn JobStore>, String> {
+pub(crate) fn open(url: &str, role: Role) -> Result<Arc<dyn JobStore>, String> {
     super::config::check_store_url(url)?;
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
     let store: Arc<dyn JobStore> = match scheme {
         "sqlite" => {
             create_owner_only(url)?;
-            Arc::new(apscheduler_store_sql::SqlJobStore::connect(url).map_err(|e| e.to_string())?)
+            // A small page cache per connection: the daemon reads few rows at a time,
+            // and stays small (docs/PERFORMANCE.md, "The aps daemon").
+            let store = apscheduler_store_sql::SqlJobStore::builder(url)
+                .sqlite_page_cache(SQLITE_PAGE_CACHE)
+                .build()
+                .map_err(|e| e.to_string())?;
+            if role == Role::Scheduler {
+                store.lock_single_node().map_err(|e| e.to_string())?;
+            }
+            Arc::new(store)
         }
         "postgres" | "postgresql" | "mysql" | "mariadb" => {
             Arc::new(apscheduler_store_sql::SqlJobStore::connect(url).map_err(|e| e.to_string())?)

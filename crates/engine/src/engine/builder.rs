@@ -24,7 +24,7 @@ impl Default for EngineBuilder {
             stores: Vec::new(),
             executors: Vec::new(),
             scheduler_id: None,
-            lease: Duration::from_secs(60),
+            lease: DEFAULT_LEASE,
             history: None,
         }
     }
@@ -69,7 +69,11 @@ impl EngineBuilder {
         self.scheduler_id = Some(id.into());
         self
     }
-    /// How long a claim on due jobs lasts before other schedulers may take them over.
+    /// How long a claim on due jobs lasts before other schedulers may take them over
+    /// (default [`DEFAULT_LEASE`], 5 s). A claim lasts one pass (milliseconds): the
+    /// lease bounds how long the fire times a scheduler claimed wait when it dies
+    /// mid-pass. A pass that outlasts it is safe (its release is not applied and its
+    /// runs are not started: the scheduler that claimed the jobs since starts them).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self

@@ -58,6 +58,10 @@ use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
 /// The alias of the store and executor created when none is configured.
 pub const DEFAULT_ALIAS: &str = "default";
 
+/// How long a claim on due jobs lasts by default ([`EngineBuilder::lease`]): the longest
+/// a dead scheduler's claimed fire times wait before another scheduler takes them over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
 /// The longest wait between retries of a failing job store.
 const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 
@@ -66,6 +70,11 @@ const HISTORY_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How many due jobs one claim asks a store for.
 const CLAIM_BATCH: usize = 1024;
+
+/// How many due jobs one claim asks a shared store for: small batches let the other
+/// schedulers on the store claim the rest meanwhile, instead of the first one awake
+/// taking every due job (a batch costs a claim and a release round trip).
+const SHARED_CLAIM_BATCH: usize = 64;
 
 /// Upper bound on overdue run times collected for one job in one pass; beyond it the
 /// oldest are dropped (a 1-second job after a year of downtime must not allocate 31 M

@@ -2,6 +2,7 @@
 //! submit runs, store next run times.
 
 use super::*;
+use apscheduler_core::Released;
 
 /// What one main-loop pass looks up once instead of once per job: the executors by
 /// alias (and which of them got runs to flush once the pass is stored), and `now` in
@@ -138,9 +139,15 @@ impl Engine {
                 return Err(e);
             }
         }
+        let capabilities = store.capabilities();
+        let batch = if capabilities.shared && !capabilities.single_node {
+            SHARED_CLAIM_BATCH
+        } else {
+            CLAIM_BATCH
+        };
         loop {
             let acquired = store
-                .acquire_due_jobs(&self.inner.scheduler_id, now, CLAIM_BATCH, self.inner.lease)
+                .acquire_due_jobs(&self.inner.scheduler_id, now, batch, self.inner.lease)
                 .await?;
             for corrupt in &acquired.corrupt {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
@@ -153,8 +160,11 @@ impl Engine {
             let claimed = acquired.jobs.len();
             let mut releases = Vec::with_capacity(claimed);
             let mut removed = Vec::with_capacity(claimed);
+            let mut planned = Vec::with_capacity(claimed);
             for job in acquired.jobs {
-                if let Some(release) = self.process_job(alias, job, now, &mut removed, used) {
+                if let Some(release) =
+                    self.process_job(alias, job, now, &mut removed, &mut planned, used)
+                {
                     releases.push(release);
                 }
             }
@@ -163,21 +173,39 @@ impl Engine {
             let released = store
                 .release_jobs(&self.inner.scheduler_id, releases.clone())
                 .await;
-            if claimed == CLAIM_BATCH {
+            // A fire time is started only once the release that moves its job past it
+            // is applied: a release the store did not apply (or did not confirm) may
+            // leave it to another scheduler, which must be the only one to start it.
+            let released = match released {
+                Ok(released) => released,
+                Err(e) => {
+                    for run in planned {
+                        self.not_started(alias, run, &Unconfirmed(&e));
+                    }
+                    lock(&self.inner.unreleased)
+                        .entry(alias.clone())
+                        .or_default()
+                        .extend(releases);
+                    return Err(e);
+                }
+            };
+            let skipped = self.report_unreleased(alias, &released, now);
+            for run in planned {
+                match skipped.get(&*run.run.job_id) {
+                    None => self.start_run(alias, run, used),
+                    Some(why) => self.not_started(alias, run, why),
+                }
+            }
+            if claimed == batch {
                 // More batches follow: start this one's runs meanwhile.
                 used.flush();
             }
-            if let Err(e) = released {
-                lock(&self.inner.unreleased)
-                    .entry(alias.clone())
-                    .or_default()
-                    .extend(releases);
-                return Err(e);
-            }
             for id in removed {
-                self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
+                if !skipped.contains_key(&*id) {
+                    self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
+                }
             }
-            if claimed < CLAIM_BATCH {
+            if claimed < batch {
                 break;
             }
         }
@@ -191,6 +219,7 @@ impl Engine {
         mut job: Job,
         now: DateTime<Utc>,
         removed: &mut Vec<Arc<str>>,
+        planned: &mut Vec<PlannedRun>,
         used: &mut PassLookups,
     ) -> Option<JobRelease> {
         let now_tz = used.now_in(now, job.trigger.timezone());
@@ -230,7 +259,7 @@ impl Engine {
             due.retain(|t| !missed(t));
         }
         if !due.is_empty() {
-            self.submit(alias, &job, due, used);
+            planned.extend(self.plan_run(alias, &job, due, used));
         }
         job.next_run_time = next;
         if job.next_run_time.is_some() {
@@ -241,22 +270,18 @@ impl Engine {
         }
     }
 
-    pub(super) fn submit(
+    /// The run of `job` at its `due` times, to start once its release is applied; `None`
+    /// (each fire time recorded as an error) when it has no executor or task.
+    pub(super) fn plan_run(
         &self,
         alias: &Arc<str>,
         job: &Job,
         due: Vec<DateTime<Tz>>,
         used: &mut PassLookups,
-    ) {
+    ) -> Option<PlannedRun> {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
-                if let Some(recorder) = &self.inner.history {
-                    recorder.not_run(&job.id, t, RunOutcome::Error, failure.to_string());
-                }
-                let failure = failure.clone();
-                self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
-                    Event::error(job.id.clone(), alias.clone(), t, failure)
-                });
+                self.record_error(alias, &job.id, t, &failure);
             }
         };
         let Some(executor) = used.get(self, &job.executor) else {
@@ -268,7 +293,7 @@ impl Engine {
                 ),
                 &due,
             );
-            return;
+            return None;
         };
         let resolved = match (self.resolve_task(&job.task), &job.task) {
             (Some(task), _) => Some(task),
@@ -291,7 +316,7 @@ impl Engine {
                 ),
                 &due,
             );
-            return;
+            return None;
         };
         let run = JobRun {
             job_id: job.id.clone(),
@@ -307,6 +332,23 @@ impl Engine {
             run_times: due,
             max_instances: job.max_instances,
         };
+        Some(PlannedRun {
+            executor,
+            run,
+            name: job.name.clone(),
+            executor_alias: job.executor.clone(),
+        })
+    }
+
+    /// Hands a planned run to its executor (started at the pass's flush).
+    pub(super) fn start_run(&self, alias: &Arc<str>, planned: PlannedRun, used: &mut PassLookups) {
+        let PlannedRun {
+            executor,
+            run,
+            name,
+            executor_alias,
+        } = planned;
+        let (job_id, max_instances) = (run.job_id.clone(), run.max_instances);
         // The run times again for the events of a failed submission, without copying
         // the usual single run time into a new vector on every submission.
         let first = run.run_times[0];
@@ -315,19 +357,18 @@ impl Engine {
         used.add(&executor);
         match submitted {
             Ok(()) => {
-                tracing::debug!(target: "apscheduler", job_id = %job.id, "Running job \"{}\"", job.name);
+                tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
             }
             Err(SubmitError::MaxInstances) => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Execution of job \"{}\" skipped: maximum number of running instances reached ({})", job.name, job.max_instances);
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({max_instances})");
                 if let Some(recorder) = &self.inner.history {
                     for &t in kept.as_deref().unwrap_or(&[first]) {
                         recorder.not_run(
-                            &job.id,
+                            &job_id,
                             t,
                             RunOutcome::Missed,
                             format!(
-                                "skipped: maximum number of running instances reached ({})",
-                                job.max_instances
+                                "skipped: maximum number of running instances reached ({max_instances})"
                             ),
                         );
                     }
@@ -336,18 +377,137 @@ impl Engine {
                     .dispatcher
                     .emit(event::EVENT_JOB_MAX_INSTANCES, || {
                         Event::max_instances(
-                            job.id.clone(),
+                            job_id.clone(),
                             alias.clone(),
                             kept.unwrap_or_else(|| vec![first]),
                         )
                     });
             }
             Err(e) => {
-                apscheduler_core::log_error!(target: "apscheduler", job_id = %job.id, "Error submitting job \"{}\" to executor '{}': {e}", job.name, job.executor);
-                let run_times = kept.unwrap_or_else(|| vec![first]);
-                fail_all(JobFailure::new("submit", e.to_string()), &run_times);
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %job_id, "Error submitting job \"{name}\" to executor '{executor_alias}': {e}");
+                let failure = JobFailure::new("submit", e.to_string());
+                for t in kept.unwrap_or_else(|| vec![first]) {
+                    self.record_error(alias, &job_id, t, &failure);
+                }
             }
         }
+    }
+
+    /// A fire time that did not start: history record `error`, `EVENT_JOB_ERROR`.
+    fn record_error(
+        &self,
+        alias: &Arc<str>,
+        job_id: &Arc<str>,
+        t: DateTime<Tz>,
+        failure: &JobFailure,
+    ) {
+        if let Some(recorder) = &self.inner.history {
+            recorder.not_run(job_id, t, RunOutcome::Error, failure.to_string());
+        }
+        let failure = failure.clone();
+        self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+            Event::error(job_id.clone(), alias.clone(), t, failure)
+        });
+    }
+
+    /// Reports the releases the store did not apply, and returns why each such job's
+    /// runs are not started here.
+    fn report_unreleased(
+        &self,
+        alias: &Arc<str>,
+        released: &Released,
+        now: DateTime<Utc>,
+    ) -> HashMap<Arc<str>, NotStarted> {
+        let mut skipped = HashMap::new();
+        for id in &released.lost {
+            skipped.insert(id.clone(), NotStarted::Lost);
+        }
+        for (id, e) in &released.refused {
+            apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %id, "the new state of job {id} cannot be stored (its lease runs out, and it is claimed again): {e}");
+            let failure = JobFailure::new("store", format!("its new state cannot be stored: {e}"));
+            self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
+                Event::error(
+                    id.clone(),
+                    alias.clone(),
+                    now.with_timezone(&Tz::UTC),
+                    failure,
+                )
+            });
+            skipped.insert(id.clone(), NotStarted::Refused(e.to_string()));
+        }
+        skipped
+    }
+
+    /// A planned run that is not started: its fire times go to the log, and, unless
+    /// another scheduler holds them now (it records them), to the history and events.
+    fn not_started(&self, alias: &Arc<str>, planned: PlannedRun, why: &dyn NotStartedReason) {
+        let run = planned.run;
+        for &t in &run.run_times {
+            let at = apscheduler_core::time::to_rfc3339(&t);
+            match why.message() {
+                None => {
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started here: another scheduler claimed the job after this one's lease expired, or it was removed", planned.name);
+                }
+                Some(message) => {
+                    apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started: {message}", planned.name);
+                    if let Some(recorder) = &self.inner.history {
+                        recorder.not_run(
+                            &run.job_id,
+                            t,
+                            RunOutcome::Missed,
+                            format!("not started: {message}"),
+                        );
+                    }
+                    self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                        Event::missed(run.job_id.clone(), alias.clone(), t)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A claimed job's run, planned in a pass and started once the store applied the
+/// release that moves the job past its fire times.
+pub(super) struct PlannedRun {
+    executor: Arc<dyn Executor>,
+    run: JobRun,
+    name: Arc<str>,
+    executor_alias: Arc<str>,
+}
+
+/// Why a planned run is not started.
+pub(super) trait NotStartedReason {
+    /// What to record; `None` when the fire time is another scheduler's to record.
+    fn message(&self) -> Option<String>;
+}
+
+/// A release the store applied only in part.
+pub(super) enum NotStarted {
+    /// Another scheduler holds the job now, or it was removed.
+    Lost,
+    /// The job's new state cannot be stored.
+    Refused(String),
+}
+
+impl NotStartedReason for NotStarted {
+    fn message(&self) -> Option<String> {
+        match self {
+            NotStarted::Lost => None,
+            NotStarted::Refused(e) => Some(format!("the job's new state cannot be stored: {e}")),
+        }
+    }
+}
+
+/// A release that failed: the store may or may not have applied it.
+pub(super) struct Unconfirmed<'a>(&'a Error);
+
+impl NotStartedReason for Unconfirmed<'_> {
+    fn message(&self) -> Option<String> {
+        Some(format!(
+            "the store did not confirm its claim ({}); started anyway, it could run twice",
+            self.0
+        ))
     }
 }
 

@@ -1,0 +1,429 @@
+//! Several `aps run` daemons on one shared store: each fire time starts at most once,
+//! every node runs some, and the fire times a SIGKILLed node had claimed are taken over
+//! once its lease (5 s by default) expires.
+//!
+//! Real processes, real servers (`APS_TEST_POSTGRES_URL`, `APS_TEST_MYSQL_URL`,
+//! `APS_TEST_REDIS_URL`, `APS_TEST_MONGODB_URL`; each test makes its own database, or
+//! Redis database number 13, flushed), real time: on PostgreSQL 200 jobs fire every
+//! second for about 20 s, on the others 100 jobs for about 12 s.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apscheduler_testkit::server::{random_namespace, server_url};
+use serde_json::Value;
+
+const APS: &str = env!("CARGO_BIN_EXE_aps");
+
+/// A database of its own on the test server, dropped at the end.
+struct Database {
+    url: String,
+    drop: Option<Vec<String>>,
+}
+
+impl Database {
+    fn postgres(admin: &str) -> Database {
+        let name = random_namespace();
+        run("psql", &[admin, "-qc", &format!("CREATE DATABASE {name}")]);
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        Database {
+            url: format!("{base}/{name}"),
+            drop: Some(vec![
+                "psql".into(),
+                admin.into(),
+                "-qc".into(),
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ]),
+        }
+    }
+
+    fn mysql(admin: &str) -> Database {
+        let name = random_namespace();
+        let (host, port) = host_port(admin, 3306);
+        let client = |sql: String| {
+            vec![
+                "mysql".to_owned(),
+                format!("-h{host}"),
+                format!("-P{port}"),
+                "-uroot".into(),
+                "-e".into(),
+                sql,
+            ]
+        };
+        let create = client(format!("CREATE DATABASE {name}"));
+        let args: Vec<&str> = create[1..].iter().map(String::as_str).collect();
+        run("mysql", &args);
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        Database {
+            url: format!("{base}/{name}"),
+            drop: Some(client(format!("DROP DATABASE IF EXISTS {name}"))),
+        }
+    }
+
+    fn redis(admin: &str) -> Database {
+        let (host, port) = host_port(admin, 6379);
+        let flush = vec![
+            "redis-cli".to_owned(),
+            "-h".into(),
+            host.clone(),
+            "-p".into(),
+            port.to_string(),
+            "-n".into(),
+            "13".into(),
+            "FLUSHDB".into(),
+        ];
+        let args: Vec<&str> = flush[1..].iter().map(String::as_str).collect();
+        run("redis-cli", &args);
+        Database {
+            url: format!("redis://{host}:{port}/13"),
+            drop: Some(flush),
+        }
+    }
+
+    fn mongodb(admin: &str) -> Database {
+        let (host, port) = host_port(admin, 27017);
+        Database {
+            url: format!(
+                "mongodb://{host}:{port}/{}?directConnection=true",
+                random_namespace()
+            ),
+            drop: None,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(command) = &self.drop {
+            let _ = Command::new(&command[0]).args(&command[1..]).output();
+        }
+    }
+}
+
+/// `host` and `port` of a URL like `scheme://user@host:port/...`.
+fn host_port(url: &str, default_port: u16) -> (String, u16) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(default_port)),
+        None => (hostport.to_owned(), default_port),
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (the server's client) on PATH: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Node {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(config: &Path, log: PathBuf) -> Node {
+        let child = Command::new(APS)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Node { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn name(&self) -> String {
+        // The daemon's node name: the configured host name, then its pid.
+        format!("cluster/{}", self.child.id())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every run record in the store's history.
+fn history(url: &str) -> Vec<Value> {
+    let out = Command::new(APS)
+        .args(["history", "--limit", "1000000", "--json", "--store", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aps history: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn micros(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_micros()
+}
+
+#[test]
+fn three_daemons_on_postgres_start_each_fire_time_once_and_take_over_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "three aps daemons on one PostgreSQL",
+    ) else {
+        return;
+    };
+    cluster(&Database::postgres(&admin), 200, 8, 12);
+}
+
+#[test]
+fn three_daemons_on_mariadb_start_each_fire_time_once_and_take_over_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_MYSQL_URL",
+        "mysql://root@127.0.0.1:3306/test",
+        "three aps daemons on one MariaDB",
+    ) else {
+        return;
+    };
+    cluster(&Database::mysql(&admin), 100, 6, 8);
+}
+
+#[test]
+fn three_daemons_on_redis_start_each_fire_time_once_and_take_over_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_REDIS_URL",
+        "redis://127.0.0.1:6379/",
+        "three aps daemons on one Redis",
+    ) else {
+        return;
+    };
+    cluster(&Database::redis(&admin), 100, 6, 8);
+}
+
+#[test]
+fn three_daemons_on_mongodb_start_each_fire_time_once_and_take_over_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_MONGODB_URL",
+        "mongodb://127.0.0.1:27017/",
+        "three aps daemons on one MongoDB",
+    ) else {
+        return;
+    };
+    cluster(&Database::mongodb(&admin), 40, 6, 10);
+}
+
+/// Three daemons on `db` with `jobs` jobs every second; the busiest is SIGKILLed after
+/// `before_kill` seconds, the others stopped `after_kill` seconds later; then the
+/// history is checked.
+fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
+    // One cluster at a time: two would share the machine's two cores.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aps.toml");
+    let mut text = format!(
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n[store]\nurl = \"{}\"\n\
+         [job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n",
+        db.url
+    );
+    for i in 0..jobs {
+        text.push_str(&format!(
+            "[[jobs]]\nid = \"job-{i:03}\"\ncommand = \"true\"\ninterval = 1\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&config, dir.path().join(format!("node-{i}.log"))))
+        .collect();
+    for node in &mut nodes {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !node.log().contains("Resumed scheduler job processing") {
+            let exited = node.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "a daemon did not start ({exited:?}); its log:\n{}",
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let started = chrono::Utc::now().timestamp_micros();
+    std::thread::sleep(Duration::from_secs(before_kill));
+
+    // SIGKILL the node that ran the most so far.
+    let before = history(&db.url);
+    let mut by_node: HashMap<String, usize> = HashMap::new();
+    for r in &before {
+        *by_node
+            .entry(r["node"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let names: Vec<String> = nodes.iter().map(Node::name).collect();
+    for name in &names {
+        assert!(
+            by_node.get(name).copied().unwrap_or(0) > 0,
+            "node {name} ran nothing in {before_kill} s; runs by node: {by_node:?}"
+        );
+    }
+    let busiest = (0..3)
+        .max_by_key(|&i| by_node.get(&names[i]).copied().unwrap_or(0))
+        .unwrap();
+    let killed_at = chrono::Utc::now().timestamp_micros();
+    let mut victim = nodes.remove(busiest);
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let victim_name = names[busiest].clone();
+    std::thread::sleep(Duration::from_secs(after_kill));
+    let ended = chrono::Utc::now().timestamp_micros();
+    for node in &nodes {
+        let ok = Command::new("kill")
+            .args(["-TERM", &node.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    for node in &mut nodes {
+        node.child.wait().unwrap();
+    }
+
+    let runs = history(&db.url);
+    // What the run measured (shown with --nocapture).
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_node.entry(r["node"].as_str().unwrap()).or_default() += 1;
+    }
+    let worst = runs
+        .iter()
+        .filter(|r| micros(r["scheduled_at"].as_str().unwrap()) > killed_at)
+        .filter_map(|r| {
+            Some(micros(r["started_at"].as_str()?) - micros(r["scheduled_at"].as_str()?))
+        })
+        .max()
+        .unwrap_or(0);
+    let left_running = runs.iter().filter(|r| r["outcome"] == "running").count();
+    eprintln!(
+        "cluster on {}: {} runs; by node {per_node:?} (killed: {victim_name}); latest start after \
+         the kill {} ms; records left running (by the killed node) {left_running}",
+        db.url.split(':').next().unwrap_or_default(),
+        runs.len(),
+        worst / 1000
+    );
+    // At most once: no (job, fire time) has two records.
+    let mut seen: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+    for r in &runs {
+        let key = (
+            r["job_id"].as_str().unwrap().to_owned(),
+            micros(r["scheduled_at"].as_str().unwrap()),
+        );
+        seen.entry(key).or_default().push(r);
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "fire times recorded more than once: {twice:?}"
+    );
+    // At least once: each job's fire times (a second apart, at the phase its interval
+    // got when it was added) follow each other without a gap, from the start to 5 s
+    // before the end (a store slow to take over is still catching up then), including those the killed node had claimed (taken over after
+    // its lease).
+    let second = 1_000_000;
+    let mut gaps = Vec::new();
+    let mut unrecorded = Vec::new();
+    for i in 0..jobs {
+        let job = format!("job-{i:03}");
+        let times: Vec<i64> = seen
+            .range((job.clone(), i64::MIN)..=(job.clone(), i64::MAX))
+            .map(|((_, t), _)| *t)
+            .collect();
+        let (Some(first), Some(last)) = (times.first(), times.last()) else {
+            gaps.push(format!("{job}: no run"));
+            continue;
+        };
+        if *first > started + 2 * second || *last < ended - 5 * second {
+            gaps.push(format!("{job}: runs only from {first} to {last}"));
+        }
+        for pair in times.windows(2) {
+            if (pair[1] - pair[0]) % second != 0 {
+                gaps.push(format!(
+                    "{job}: {} µs between {} and {}",
+                    pair[1] - pair[0],
+                    pair[0],
+                    pair[1]
+                ));
+                continue;
+            }
+            let mut t = pair[0] + second;
+            while t < pair[1] {
+                // The killed daemon's last pass: a fire time it claimed and released
+                // just before its death may have started without its record reaching
+                // the history (records are written behind the runs; docs/cluster.md).
+                if (killed_at - 2 * second..=killed_at).contains(&t) {
+                    unrecorded.push((job.clone(), t));
+                } else {
+                    gaps.push(format!(
+                        "{job}: no run at {t} (between {} and {})",
+                        pair[0], pair[1]
+                    ));
+                }
+                t += second;
+            }
+        }
+    }
+    eprintln!(
+        "cluster: fire times of the killed node's last 2 s without a record: {}",
+        unrecorded.len()
+    );
+    assert!(
+        gaps.is_empty(),
+        "{} gaps (first: {:?}); killed {victim_name} at {killed_at}",
+        gaps.len(),
+        gaps.first()
+    );
+    // Taken over within the lease (5 s) and a poll (1 s), with slack for a loaded
+    // machine: no fire time after the kill started more than 10 s late.
+    let late: Vec<_> = runs
+        .iter()
+        .filter(|r| micros(r["scheduled_at"].as_str().unwrap()) > killed_at)
+        .filter_map(|r| {
+            let started = micros(r["started_at"].as_str()?);
+            let late = started - micros(r["scheduled_at"].as_str().unwrap());
+            (late > 10 * second).then_some((r["job_id"].clone(), late))
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "fire times started over 10 s late after the kill: {late:?}"
+    );
+    // After the kill, only the survivors ran.
+    let after_kill = runs
+        .iter()
+        .filter(|r| micros(r["scheduled_at"].as_str().unwrap()) > killed_at + second)
+        .filter(|r| r["node"] == victim_name.as_str())
+        .count();
+    assert_eq!(
+        after_kill, 0,
+        "the killed node recorded runs after its death"
+    );
+    let failed: Vec<_> = runs
+        .iter()
+        .filter(|r| !matches!(r["outcome"].as_str(), Some("success" | "running")))
+        .take(5)
+        .collect();
+    assert!(failed.is_empty(), "runs that did not succeed: {failed:?}");
+}

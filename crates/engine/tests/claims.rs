@@ -1,0 +1,275 @@
+//! A claimed fire time is started only once the store applied the release that moves
+//! its job past it (the cluster's "at most once"), under an injected clock: a release
+//! the store reports lost (another scheduler claimed the job after this one's lease
+//! expired) starts nothing here, and a release the store did not confirm starts
+//! nothing and is recorded `missed`, then retried.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::{
+    async_trait, Acquired, Error, ErrorKind, Job, JobRelease, JobStore, ManualClock, Released,
+    RunHistory as _, RunOutcome, RunQuery,
+};
+use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec, DEFAULT_LEASE};
+use apscheduler_store_memory::{MemoryJobStore, MemoryRunHistory};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
+}
+
+/// What the store does to the next release.
+#[derive(Debug)]
+enum Fault {
+    /// Another scheduler claims and releases the job first (this one's lease expired).
+    TakenOver,
+    /// The release fails: the store may or may not have applied it.
+    Unconfirmed,
+}
+
+/// A memory store whose next release meets a fault.
+#[derive(Debug)]
+struct Faulty {
+    inner: MemoryJobStore,
+    fault: Mutex<Option<Fault>>,
+    releases: AtomicUsize,
+}
+
+#[async_trait]
+impl JobStore for Faulty {
+    fn is_persistent(&self) -> bool {
+        false
+    }
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        self.inner.add_job(job, replace_existing).await
+    }
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        self.inner.update_job(job).await
+    }
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        self.inner.remove_job(id).await
+    }
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        self.inner.remove_all_jobs().await
+    }
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        self.inner.lookup_job(id).await
+    }
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        self.inner.get_all_jobs().await
+    }
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        self.inner.get_next_run_time().await
+    }
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        self.inner
+            .acquire_due_jobs(scheduler_id, now, limit, lease)
+            .await
+    }
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        self.inner
+            .extend_leases(scheduler_id, ids, now, lease)
+            .await
+    }
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<Released, Error> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        let fault = self.fault.lock().unwrap().take();
+        match fault {
+            None => self.inner.release_jobs(scheduler_id, releases).await,
+            Some(Fault::TakenOver) => {
+                // The lease ran out mid-pass; another scheduler claimed the job, ran
+                // its fire time and moved it on, all before this release arrives.
+                let later = at(10, 0, 0) + chrono::Duration::from_std(DEFAULT_LEASE).unwrap();
+                let taken = self
+                    .inner
+                    .acquire_due_jobs("node-2", later, 10, DEFAULT_LEASE)
+                    .await?;
+                assert_eq!(taken.jobs.len(), 1, "node-2 claims the expired lease");
+                let mut job = taken.jobs[0].clone();
+                job.next_run_time = Some(at(10, 1, 0).with_timezone(&chrono_tz::UTC));
+                let theirs = self
+                    .inner
+                    .release_jobs("node-2", vec![JobRelease::Update(job)])
+                    .await?;
+                assert!(theirs.is_complete());
+                self.inner.release_jobs(scheduler_id, releases).await
+            }
+            Some(Fault::Unconfirmed) => Err(Error::new(
+                ErrorKind::Unavailable,
+                "connection reset while committing",
+            )),
+        }
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    store: Arc<Faulty>,
+    history: Arc<MemoryRunHistory>,
+    runs: Arc<AtomicUsize>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let clock = Arc::new(ManualClock::new(at(9, 59, 0)));
+        let store = Arc::new(Faulty {
+            inner: MemoryJobStore::new(),
+            fault: Mutex::new(None),
+            releases: AtomicUsize::new(0),
+        });
+        let history = Arc::new(MemoryRunHistory::new());
+        let engine = Engine::builder()
+            .clock(clock.clone())
+            .timezone(chrono_tz::UTC)
+            .jobstore("default", store.clone())
+            .executor("default", Arc::new(InlineExecutor::new()))
+            .scheduler_id("node-1")
+            .run_history(history.clone(), HistoryOptions::default())
+            .build();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        engine.register_task("count", move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(json!(null))
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(engine.start(false)).unwrap();
+        rt.block_on(
+            engine.add_job(JobSpec::task("count").id("job").trigger_args(
+                "interval",
+                json!({"minutes": 1, "start_date": "2024-01-15 09:59:00"}),
+            )),
+        )
+        .unwrap();
+        let h = Harness {
+            engine,
+            clock,
+            store,
+            history,
+            runs,
+            rt,
+        };
+        // 9:59:00 runs normally.
+        h.process(at(9, 59, 0));
+        assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+        h
+    }
+
+    fn process(&self, t: DateTime<Utc>) {
+        self.clock.set(t);
+        self.rt.block_on(self.engine.process_jobs());
+    }
+
+    fn outcomes(&self) -> Vec<(DateTime<Utc>, RunOutcome)> {
+        self.rt.block_on(async {
+            self.engine.flush_history(Duration::from_secs(5)).await;
+            let mut runs: Vec<_> = self
+                .history
+                .query_runs(&RunQuery {
+                    job_id: Some("job".into()),
+                    ..RunQuery::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.outcome != RunOutcome::Running)
+                .map(|r| (r.scheduled_at, r.outcome))
+                .collect();
+            runs.sort_by_key(|(t, _)| *t);
+            runs
+        })
+    }
+}
+
+#[test]
+fn the_default_lease_is_five_seconds() {
+    assert_eq!(DEFAULT_LEASE, Duration::from_secs(5));
+}
+
+#[test]
+fn a_release_lost_to_another_scheduler_starts_nothing_here() {
+    let h = Harness::new();
+    h.store.fault.lock().unwrap().replace(Fault::TakenOver);
+    h.process(at(10, 0, 0));
+    assert_eq!(
+        h.runs.load(Ordering::SeqCst),
+        1,
+        "10:00:00 was node-2's to start once it claimed the job; node-1 started it too"
+    );
+    // node-2's state stands: the job's next fire time is the one it stored.
+    let job =
+        h.rt.block_on(h.engine.get_job("job", None))
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        job.next_run_time.map(|t| t.with_timezone(&Utc)),
+        Some(at(10, 1, 0))
+    );
+    // node-2 records its own run; node-1 records nothing for 10:00:00.
+    assert_eq!(h.outcomes(), [(at(9, 59, 0), RunOutcome::Success)]);
+    // And node-1 goes on with the next fire time.
+    h.process(at(10, 1, 0));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_unconfirmed_release_starts_nothing_records_missed_and_is_retried() {
+    let h = Harness::new();
+    h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
+    h.process(at(10, 0, 0));
+    assert_eq!(
+        h.runs.load(Ordering::SeqCst),
+        1,
+        "10:00:00 was started although the store did not confirm its claim"
+    );
+    let outcomes = h.outcomes();
+    assert_eq!(
+        outcomes,
+        [
+            (at(9, 59, 0), RunOutcome::Success),
+            (at(10, 0, 0), RunOutcome::Missed),
+        ]
+    );
+    let missed =
+        h.rt.block_on(h.history.query_runs(&RunQuery {
+            job_id: Some("job".into()),
+            outcome: Some(RunOutcome::Missed),
+            ..RunQuery::default()
+        }))
+        .unwrap();
+    let message = missed[0].message.as_deref().unwrap_or_default();
+    assert!(message.contains("did not confirm"), "{message}");
+    // The next pass retries the release before claiming, then runs 10:01:00 once.
+    let before = h.store.releases.load(Ordering::SeqCst);
+    h.process(at(10, 1, 0));
+    assert!(h.store.releases.load(Ordering::SeqCst) >= before + 2);
+    assert_eq!(h.runs.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        h.outcomes().last().copied(),
+        Some((at(10, 1, 0), RunOutcome::Success))
+    );
+}
