@@ -64,6 +64,14 @@ enum Command {
         #[command(flatten)]
         args: manage::HistoryArgs,
     },
+    /// List the nodes (schedulers) sharing the store, with their last heartbeat.
+    Nodes {
+        #[command(flatten)]
+        store: manage::StoreArgs,
+        /// An array of JSON objects instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Config file tools.
     Config {
         #[command(subcommand)]
@@ -181,6 +189,7 @@ fn main() -> ExitCode {
         Command::Run(args) => daemon::run(&args),
         Command::Jobs { store, command } => manage::jobs_command(&store, command),
         Command::History { store, args } => manage::history_command(&store, args),
+        Command::Nodes { store, json } => manage::nodes_command(&store, json),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => manage::config_check(&file),

@@ -171,6 +171,7 @@ struct Target {
     kill_grace: std::time::Duration,
     output_cap: usize,
     history_enabled: bool,
+    node_timeout: std::time::Duration,
 }
 
 fn target(args: &StoreArgs) -> Result<Target, String> {
@@ -184,6 +185,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
                 kill_grace: cfg.kill_grace,
                 output_cap: cfg.history.output_cap,
                 history_enabled: cfg.history.enabled,
+                node_timeout: cfg.node_timeout,
             })
         }
         (None, Some(url)) => Ok(Target {
@@ -193,6 +195,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             kill_grace: std::time::Duration::from_secs(5),
             output_cap: 4096,
             history_enabled: true,
+            node_timeout: apscheduler_engine::HistoryOptions::default().node_timeout,
         }),
         (None, None) => Err("say where the store is: --config FILE or --store URL".into()),
     }
@@ -735,6 +738,76 @@ pub(crate) fn history_command(store_args: &StoreArgs, args: HistoryArgs) -> Exit
             );
         } else {
             print_runs(&runs);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `aps nodes`.
+pub(crate) fn nodes_command(store_args: &StoreArgs, json: bool) -> ExitCode {
+    on_store(store_args, move |target, opened| async move {
+        let history = opened
+            .history
+            .ok_or("this store keeps no run history, and so no node registry")?;
+        let registry = history
+            .nodes()
+            .ok_or("this store's run history keeps no node registry")?;
+        let nodes = registry.list_nodes().await.map_err(|e| e.to_string())?;
+        let now = Utc::now();
+        let state = |n: &apscheduler_core::NodeInfo| {
+            if n.is_stale(now, target.node_timeout) {
+                "silent"
+            } else {
+                "live"
+            }
+        };
+        if json {
+            let rows: Vec<Value> = nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "node": n.node,
+                        "host": n.host,
+                        "pid": n.pid,
+                        "started_at": n.started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "heartbeat_at": n.heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "running": n.running,
+                        "state": state(n),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        } else {
+            let rows: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|n| {
+                    let age = (now - n.heartbeat_at).num_milliseconds() as f64 / 1e3;
+                    vec![
+                        n.node.clone(),
+                        n.host.clone(),
+                        n.pid.to_string(),
+                        n.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        format!("{age:.1}s ago"),
+                        n.running.to_string(),
+                        state(n).to_owned(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "NODE",
+                    "HOST",
+                    "PID",
+                    "STARTED (UTC)",
+                    "HEARTBEAT",
+                    "RUNNING",
+                    "STATE",
+                ],
+                &rows,
+            );
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -1,11 +1,13 @@
 //! Several `aps run` daemons on one shared store: each fire time starts at most once,
-//! every node runs some, and the fire times a SIGKILLed node had claimed are taken over
-//! once its lease (5 s by default) expires.
+//! every node runs some, the fire times a SIGKILLed node had claimed are taken over
+//! once its lease (5 s by default) expires, and its runs in flight are recorded
+//! `interrupted` by a survivor once it stops heartbeating (`aps nodes` shows it gone).
 //!
 //! Real processes, real servers (`APS_TEST_POSTGRES_URL`, `APS_TEST_MYSQL_URL`,
 //! `APS_TEST_REDIS_URL`, `APS_TEST_MONGODB_URL`; each test makes its own database, or
-//! Redis database number 13, flushed), real time: on PostgreSQL 200 jobs fire every
-//! second for about 20 s, on the others 100 jobs for about 12 s.
+//! Redis database number 13, flushed), real time: on PostgreSQL 200 jobs (each run a
+//! 0.5 s command) fire every second for about 20 s, on MariaDB and Redis 100 jobs for
+//! about 14 s, on MongoDB 40 jobs (0.2 s runs) for about 18 s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -161,8 +163,14 @@ impl Drop for Node {
 
 /// Every run record in the store's history.
 fn history(url: &str) -> Vec<Value> {
+    history_with(url, &[])
+}
+
+/// The run records `aps history` lists with these filters.
+fn history_with(url: &str, filters: &[&str]) -> Vec<Value> {
     let out = Command::new(APS)
         .args(["history", "--limit", "1000000", "--json", "--store", url])
+        .args(filters)
         .output()
         .unwrap();
     assert!(
@@ -171,6 +179,27 @@ fn history(url: &str) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The nodes `aps nodes` lists as live, by name.
+fn node_names(url: &str) -> Vec<String> {
+    let out = Command::new(APS)
+        .args(["nodes", "--json", "--store", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aps nodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for n in &nodes {
+        assert_eq!(n["state"], "live", "{n}");
+    }
+    nodes
+        .iter()
+        .map(|n| n["node"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn micros(rfc3339: &str) -> i64 {
@@ -188,7 +217,7 @@ fn three_daemons_on_postgres_start_each_fire_time_once_and_take_over_a_killed_on
     ) else {
         return;
     };
-    cluster(&Database::postgres(&admin), 200, 8, 12);
+    cluster(&Database::postgres(&admin), 200, 8, 12, "0.5", "2s");
 }
 
 #[test]
@@ -200,7 +229,7 @@ fn three_daemons_on_mariadb_start_each_fire_time_once_and_take_over_a_killed_one
     ) else {
         return;
     };
-    cluster(&Database::mysql(&admin), 100, 6, 8);
+    cluster(&Database::mysql(&admin), 100, 6, 8, "0.5", "2s");
 }
 
 #[test]
@@ -212,7 +241,7 @@ fn three_daemons_on_redis_start_each_fire_time_once_and_take_over_a_killed_one()
     ) else {
         return;
     };
-    cluster(&Database::redis(&admin), 100, 6, 8);
+    cluster(&Database::redis(&admin), 100, 6, 8, "0.5", "2s");
 }
 
 #[test]
@@ -224,26 +253,36 @@ fn three_daemons_on_mongodb_start_each_fire_time_once_and_take_over_a_killed_one
     ) else {
         return;
     };
-    cluster(&Database::mongodb(&admin), 40, 6, 10);
+    // The MongoDB-wire test server falls seconds behind under this load: a node's
+    // heartbeat can wait that long too.
+    cluster(&Database::mongodb(&admin), 40, 6, 12, "0.2", "6s");
 }
 
-/// Three daemons on `db` with `jobs` jobs every second; the busiest is SIGKILLed after
-/// `before_kill` seconds, the others stopped `after_kill` seconds later; then the
-/// history is checked.
-fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
+/// Three daemons on `db` with `jobs` jobs every second, each run a `sleep run_secs`;
+/// the busiest is SIGKILLed after `before_kill` seconds (while it has runs in flight),
+/// the others stopped `after_kill` seconds later; then the history is checked.
+fn cluster(
+    db: &Database,
+    jobs: usize,
+    before_kill: u64,
+    after_kill: u64,
+    run_secs: &str,
+    node_timeout: &str,
+) {
     // One cluster at a time: two would share the machine's two cores.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("aps.toml");
     let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n[store]\nurl = \"{}\"\n\
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\n\
+         node_timeout = \"{node_timeout}\"\n[store]\nurl = \"{}\"\n\
          [job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n",
         db.url
     );
     for i in 0..jobs {
         text.push_str(&format!(
-            "[[jobs]]\nid = \"job-{i:03}\"\ncommand = \"true\"\ninterval = 1\n"
+            "[[jobs]]\nid = \"job-{i:03}\"\ncommand = \"sleep {run_secs}\"\ninterval = 1\n"
         ));
     }
     std::fs::write(&config, text).unwrap();
@@ -284,6 +323,21 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
     let busiest = (0..3)
         .max_by_key(|&i| by_node.get(&names[i]).copied().unwrap_or(0))
         .unwrap();
+    // Every daemon is registered and heartbeating.
+    let registered = node_names(&db.url);
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(registered, expected, "aps nodes before the kill");
+    // Kill it while it has runs in flight (its `running` records are written before
+    // they start).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !history_with(&db.url, &["--outcome", "running"])
+            .iter()
+            .any(|r| r["node"] == names[busiest].as_str())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let killed_at = chrono::Utc::now().timestamp_micros();
     let mut victim = nodes.remove(busiest);
     victim.child.kill().unwrap();
@@ -291,6 +345,15 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
     let victim_name = names[busiest].clone();
     std::thread::sleep(Duration::from_secs(after_kill));
     let ended = chrono::Utc::now().timestamp_micros();
+    // The survivors took the killed node for dead (`node_timeout` without a
+    // heartbeat) and removed it from the registry.
+    let mut survivors: Vec<String> = names
+        .iter()
+        .filter(|n| **n != victim_name)
+        .cloned()
+        .collect();
+    survivors.sort();
+    assert_eq!(node_names(&db.url), survivors, "aps nodes after the kill");
     for node in &nodes {
         let ok = Command::new("kill")
             .args(["-TERM", &node.child.id().to_string()])
@@ -301,6 +364,12 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
     for node in &mut nodes {
         node.child.wait().unwrap();
     }
+    // Stopped daemons leave the registry.
+    assert_eq!(
+        node_names(&db.url),
+        Vec::<String>::new(),
+        "aps nodes at the end"
+    );
 
     let runs = history(&db.url);
     // What the run measured (shown with --nocapture).
@@ -316,14 +385,46 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
         })
         .max()
         .unwrap_or(0);
-    let left_running = runs.iter().filter(|r| r["outcome"] == "running").count();
+    let left_running: Vec<_> = runs.iter().filter(|r| r["outcome"] == "running").collect();
+    let interrupted = runs
+        .iter()
+        .filter(|r| r["outcome"] == "interrupted")
+        .count();
     eprintln!(
         "cluster on {}: {} runs; by node {per_node:?} (killed: {victim_name}); latest start after \
-         the kill {} ms; records left running (by the killed node) {left_running}",
+         the kill {} ms; the killed node's runs recorded interrupted {interrupted}",
         db.url.split(':').next().unwrap_or_default(),
         runs.len(),
         worst / 1000
     );
+    // Runs take 0.5 s and the node was killed with runs in flight (with 100 jobs or
+    // more, a dozen or so).
+    if jobs >= 100 {
+        assert!(
+            interrupted > 0,
+            "none of the killed node's runs was recorded interrupted"
+        );
+    }
+    if !left_running.is_empty() {
+        let warnings: Vec<String> = nodes
+            .iter()
+            .chain(std::iter::once(&victim))
+            .flat_map(|n| {
+                n.log()
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .map(|l| format!("{}: {l}", n.name()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        panic!(
+            "{} records left running (the killed node's should be interrupted), first {:?}; \
+             the daemons' warnings:\n{}",
+            left_running.len(),
+            left_running[0],
+            warnings.join("\n")
+        );
+    }
     // At most once: no (job, fire time) has two records.
     let mut seen: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
     for r in &runs {
@@ -333,7 +434,20 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
         );
         seen.entry(key).or_default().push(r);
     }
-    let twice: Vec<_> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    // A fire time the killed node had recorded `running` but not yet released when it
+    // died went back to the store with its lease: a survivor ran it, so it has the
+    // killed node's `interrupted` record too (it never started there).
+    let (twice, relayed): (Vec<_>, Vec<_>) =
+        seen.iter()
+            .filter(|(_, v)| v.len() > 1)
+            .partition(|(_, v)| {
+                let victims = v.iter().filter(|r| r["node"] == victim_name.as_str());
+                v.len() != 2 || victims.filter(|r| r["outcome"] == "interrupted").count() != 1
+            });
+    eprintln!(
+        "cluster: fire times recorded interrupted by the killed node and run by a survivor: {}",
+        relayed.len()
+    );
     assert!(
         twice.is_empty(),
         "fire times recorded more than once: {twice:?}"
@@ -344,7 +458,6 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
     // its lease).
     let second = 1_000_000;
     let mut gaps = Vec::new();
-    let mut unrecorded = Vec::new();
     for i in 0..jobs {
         let job = format!("job-{i:03}");
         let times: Vec<i64> = seen
@@ -370,25 +483,14 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
             }
             let mut t = pair[0] + second;
             while t < pair[1] {
-                // The killed daemon's last pass: a fire time it claimed and released
-                // just before its death may have started without its record reaching
-                // the history (records are written behind the runs; docs/cluster.md).
-                if (killed_at - 2 * second..=killed_at).contains(&t) {
-                    unrecorded.push((job.clone(), t));
-                } else {
-                    gaps.push(format!(
-                        "{job}: no run at {t} (between {} and {})",
-                        pair[0], pair[1]
-                    ));
-                }
+                gaps.push(format!(
+                    "{job}: no record of {t} (between {} and {})",
+                    pair[0], pair[1]
+                ));
                 t += second;
             }
         }
     }
-    eprintln!(
-        "cluster: fire times of the killed node's last 2 s without a record: {}",
-        unrecorded.len()
-    );
     assert!(
         gaps.is_empty(),
         "{} gaps (first: {:?}); killed {victim_name} at {killed_at}",
@@ -420,9 +522,39 @@ fn cluster(db: &Database, jobs: usize, before_kill: u64, after_kill: u64) {
         after_kill, 0,
         "the killed node recorded runs after its death"
     );
+    // A run started late on a loaded machine can still be running at the job's next
+    // fire time: that one is skipped by `max_instances` and recorded `missed` (the
+    // rule working, not a loss); it stays rare.
+    let skipped = runs
+        .iter()
+        .filter(|r| r["outcome"] == "missed")
+        .filter(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("maximum number of running instances"))
+        })
+        .count();
+    eprintln!("cluster: fire times skipped by max_instances: {skipped}");
+    assert!(
+        skipped * 100 <= runs.len(),
+        "{skipped} of {} fire times skipped by max_instances",
+        runs.len()
+    );
     let failed: Vec<_> = runs
         .iter()
-        .filter(|r| !matches!(r["outcome"].as_str(), Some("success" | "running")))
+        .filter(|r| match r["outcome"].as_str() {
+            Some("success") => false,
+            Some("missed") => !r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("maximum number of running instances")),
+            // The killed node's runs in flight; a survivor's cut short by its
+            // SIGTERM at the end (recorded then).
+            Some("interrupted") => {
+                r["node"] != victim_name.as_str()
+                    && r["finished_at"].as_str().is_none_or(|t| micros(t) < ended)
+            }
+            _ => true,
+        })
         .take(5)
         .collect();
     assert!(failed.is_empty(), "runs that did not succeed: {failed:?}");

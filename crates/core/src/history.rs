@@ -235,6 +235,12 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
     /// Backend errors.
     async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error>;
 
+    /// The registry of the nodes (schedulers) recording into this history, for
+    /// histories that keep one beside their records; the default keeps none.
+    fn nodes(&self) -> Option<&dyn crate::NodeRegistry> {
+        None
+    }
+
     /// Records matching `query`, newest first.
     ///
     /// # Errors

@@ -15,7 +15,8 @@
 //! - [`component`]: job stores and executors by type name, for configuration files;
 //!   each backend crate registers its own types.
 //! - [`RunHistory`]: run records (start, end, outcome, output) kept by stores that
-//!   offer history, queried by job, outcome and time, pruned by count and age.
+//!   offer history, queried by job, outcome and time, pruned by count and age;
+//!   [`NodeRegistry`]: the schedulers sharing a store, with their heartbeats.
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
 //! - [`diag`]: [`log_warn!`] and [`log_error!`], which reach stderr when the program
@@ -53,6 +54,7 @@ pub mod event;
 mod executor;
 pub mod history;
 mod job;
+pub mod node;
 pub mod run;
 mod store;
 mod task;
@@ -69,6 +71,7 @@ pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use history::{Retention, RunHistory, RunOutcome, RunQuery, RunRecord};
 pub use inventory;
 pub use job::{no_args, no_kwargs, Job, JobState};
+pub use node::{NodeInfo, NodeRegistry};
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,
     report_each_run_time, report_failed, report_outcome, run_sync_task,

@@ -18,6 +18,8 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::membership::{Member, Membership};
+
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
@@ -29,6 +31,13 @@ pub struct HistoryOptions {
     pub retention: Retention,
     /// How often the writer prunes (default: every minute).
     pub prune_interval: Duration,
+    /// How often this scheduler writes its entry in the node registry kept beside the
+    /// history, where the store keeps one (default: every second).
+    pub heartbeat: Duration,
+    /// How long a node may go without a heartbeat before other nodes take it for
+    /// dead and record its running runs `interrupted` (default: 10 s). Keep it a few
+    /// heartbeats long, and longer than the clock skew between nodes.
+    pub node_timeout: Duration,
 }
 
 impl Default for HistoryOptions {
@@ -38,9 +47,14 @@ impl Default for HistoryOptions {
             output_cap: 4096,
             retention: Retention::default(),
             prune_interval: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(10),
         }
     }
 }
+
+/// How long a pass waits for the `running` records of the runs it starts.
+const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The longest wait between attempts to reach a history that is down.
 const RETRY_CAP: Duration = Duration::from_secs(5);
@@ -57,8 +71,10 @@ pub(crate) struct Recorder {
     node: Arc<str>,
     clock: Arc<dyn Clock>,
     /// Runs started and not yet ended, by run id: their end rewrites the whole record.
-    in_flight: Mutex<HashMap<Arc<str>, RunRecord>>,
+    in_flight: Arc<Mutex<HashMap<Arc<str>, RunRecord>>>,
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+    /// The heartbeat task, while started.
+    membership: Mutex<Option<Membership>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -92,8 +108,9 @@ impl Recorder {
             options,
             node,
             clock,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
             tx: Mutex::new(None),
+            membership: Mutex::new(None),
         }
     }
 
@@ -127,6 +144,15 @@ impl Recorder {
                 }
             }
         }
+        let in_flight = self.in_flight.clone();
+        *lock(&self.membership) = Membership::join(Member {
+            history: self.history.clone(),
+            clock: self.clock.clone(),
+            node: self.node.clone(),
+            heartbeat: self.options.heartbeat,
+            node_timeout: self.options.node_timeout,
+            running: Arc::new(move || lock(&in_flight).len()),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);
         tokio::spawn(write_loop(
@@ -140,19 +166,54 @@ impl Recorder {
     /// Waits until every record queued so far is written (or `deadline` passes; what
     /// is left is logged as an error). Stops the writer when `stop`.
     pub(crate) async fn flush(&self, deadline: Duration, stop: bool) {
+        if stop {
+            // Runs whose `running` record is written and that never ended here (a pass
+            // cut short by the shutdown, runs not waited for): nobody would end them
+            // after this node left the registry.
+            let now = self.clock.now();
+            let left: Vec<RunRecord> = lock(&self.in_flight)
+                .drain()
+                .map(|(_, mut r)| {
+                    r.outcome = RunOutcome::Interrupted;
+                    r.finished_at = Some(now);
+                    r.message =
+                        Some("the scheduler shut down before the run ended here".to_owned());
+                    r
+                })
+                .collect();
+            if !left.is_empty() {
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) not ended at shutdown recorded as interrupted", left.len());
+            }
+            for r in left {
+                self.send(r);
+            }
+        }
         let tx = if stop {
             lock(&self.tx).take()
         } else {
             lock(&self.tx).clone()
         };
-        let Some(tx) = tx else { return };
-        let (done, wait) = oneshot::channel();
-        if tx.send(Msg::Flush(done)).is_err() {
-            return;
-        }
-        drop(tx);
-        if tokio::time::timeout(deadline, wait).await.is_err() {
+        let written = match tx {
+            None => true,
+            Some(tx) => {
+                let (done, wait) = oneshot::channel();
+                let sent = tx.send(Msg::Flush(done)).is_ok();
+                drop(tx);
+                sent && tokio::time::timeout(deadline, wait).await.is_ok()
+            }
+        };
+        if !written {
             apscheduler_core::log_error!(target: "apscheduler", "run history: records not yet written after {deadline:?} (the history is unreachable); they are lost if the process exits now");
+        }
+        let membership = if stop {
+            lock(&self.membership).take()
+        } else {
+            None
+        };
+        if let Some(membership) = membership {
+            // With records unwritten, the entry stays: the other nodes take this one
+            // for dead and record its runs left `running` as interrupted.
+            let _ = tokio::time::timeout(deadline, membership.leave(written)).await;
         }
     }
 
@@ -185,13 +246,57 @@ impl Recorder {
         }
     }
 
-    /// Run `index` of `run` starts now.
+    /// Writes a `running` record for each fire time of `runs` before the release that
+    /// makes them this node's: one write per claimed batch, awaited, so that a node
+    /// killed from here on leaves a record that its death turns into `interrupted`,
+    /// never a fire time with no trace. A history that does not answer within
+    /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
+    /// goes on.
+    pub(crate) async fn begin<'a>(&self, runs: impl Iterator<Item = &'a JobRun>) {
+        let now = self.clock.now();
+        let mut records = Vec::new();
+        for run in runs {
+            for (id, t) in run.run_ids.iter().zip(&run.run_times) {
+                let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
+                record.started_at = Some(now);
+                records.push(record);
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        {
+            let mut in_flight = lock(&self.in_flight);
+            for r in &records {
+                in_flight.insert(r.run_id.as_str().into(), r.clone());
+            }
+        }
+        let written =
+            tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
+        let error = match written {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
+        };
+        apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
+        for r in records {
+            self.send(r);
+        }
+    }
+
+    /// Run `index` of `run` starts now. A run whose record [`begin`](Self::begin) wrote
+    /// only has its start time set (its end writes the whole record).
     pub(crate) fn started(&self, run: &JobRun, index: usize) {
         let (Some(id), Some(t)) = (run.run_ids.get(index), run.run_times.get(index)) else {
             return;
         };
+        let now = self.clock.now();
+        if let Some(record) = lock(&self.in_flight).get_mut(id) {
+            record.started_at = Some(now);
+            return;
+        }
         let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-        record.started_at = Some(self.clock.now());
+        record.started_at = Some(now);
         lock(&self.in_flight).insert(id.clone(), record.clone());
         self.send(record);
     }
@@ -226,7 +331,27 @@ impl Recorder {
         outcome: RunOutcome,
         message: String,
     ) {
-        let mut record = self.blank(&new_run_id(), job_id, scheduled_at.with_timezone(&Utc));
+        self.not_run_as(None, job_id, scheduled_at, outcome, message);
+    }
+
+    /// [`not_run`](Self::not_run) for a fire time that has a run id (its `running`
+    /// record, written by [`begin`](Self::begin), is replaced).
+    pub(crate) fn not_run_as(
+        &self,
+        run_id: Option<&Arc<str>>,
+        job_id: &str,
+        scheduled_at: DateTime<Tz>,
+        outcome: RunOutcome,
+        message: String,
+    ) {
+        let id = match run_id {
+            Some(id) => {
+                lock(&self.in_flight).remove(id);
+                id.clone()
+            }
+            None => new_run_id(),
+        };
+        let mut record = self.blank(&id, job_id, scheduled_at.with_timezone(&Utc));
         record.outcome = outcome;
         record.finished_at = Some(self.clock.now());
         record.message = Some(message);

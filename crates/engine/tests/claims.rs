@@ -229,8 +229,28 @@ fn a_release_lost_to_another_scheduler_starts_nothing_here() {
         job.next_run_time.map(|t| t.with_timezone(&Utc)),
         Some(at(10, 1, 0))
     );
-    // node-2 records its own run; node-1 records nothing for 10:00:00.
-    assert_eq!(h.outcomes(), [(at(9, 59, 0), RunOutcome::Success)]);
+    // node-2 records its own run; node-1's record of 10:00:00 (written before its
+    // release) says it did not start it here, and why.
+    assert_eq!(
+        h.outcomes(),
+        [
+            (at(9, 59, 0), RunOutcome::Success),
+            (at(10, 0, 0), RunOutcome::Missed)
+        ]
+    );
+    let message =
+        h.rt.block_on(h.history.query_runs(&RunQuery {
+            outcome: Some(RunOutcome::Missed),
+            ..RunQuery::default()
+        }))
+        .unwrap()[0]
+            .message
+            .clone()
+            .unwrap();
+    assert!(
+        message.starts_with("not started here: another scheduler claimed the job"),
+        "{message}"
+    );
     // And node-1 goes on with the next fire time.
     h.process(at(10, 1, 0));
     assert_eq!(h.runs.load(Ordering::SeqCst), 2);

@@ -1,8 +1,10 @@
 //! [`MemoryRunHistory`]: run records in process memory (lost at exit).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use apscheduler_core::{async_trait, Error, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{
+    async_trait, Error, NodeInfo, NodeRegistry, RunHistory, RunOutcome, RunQuery, RunRecord,
+};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
@@ -31,6 +33,7 @@ use parking_lot::Mutex;
 #[derive(Debug, Default)]
 pub struct MemoryRunHistory {
     runs: Mutex<HashMap<String, RunRecord>>,
+    nodes: Mutex<BTreeMap<String, NodeInfo>>,
 }
 
 impl MemoryRunHistory {
@@ -46,7 +49,27 @@ fn newest_first(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
 }
 
 #[async_trait]
+impl NodeRegistry for MemoryRunHistory {
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
+        self.nodes.lock().insert(node.node.clone(), node.clone());
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
+        Ok(self.nodes.lock().values().cloned().collect())
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
+        Ok(self.nodes.lock().remove(node).is_some())
+    }
+}
+
+#[async_trait]
 impl RunHistory for MemoryRunHistory {
+    fn nodes(&self) -> Option<&dyn NodeRegistry> {
+        Some(self)
+    }
+
     async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error> {
         let mut runs = self.runs.lock();
         for r in records {

@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use apscheduler_core::time::micros;
-use apscheduler_core::{async_trait, Error, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{
+    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunOutcome, RunQuery,
+    RunRecord,
+};
 use chrono::{DateTime, Utc};
 use redis::ScriptInvocation;
 
@@ -104,6 +107,11 @@ impl RedisRunHistory {
 
     fn node_key(&self, node: &str) -> String {
         format!("{}runs:node:{node}", self.prefix)
+    }
+
+    /// The node registry: a hash of node name to the node's entry (JSON).
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.prefix)
     }
 
     /// Reads the records of `ids` (one round trip); ids without a record are skipped.
@@ -426,8 +434,54 @@ fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>,
     }))
 }
 
+/// The node registry: the hash `<prefix>nodes`, node name to the entry as JSON.
+#[async_trait]
+impl NodeRegistry for RedisRunHistory {
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
+        let entry = serde_json::to_string(node)
+            .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()))?;
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.nodes_key()).arg(&node.node).arg(entry);
+        let _: i64 = self.conn.query("heartbeat", &cmd).await?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.nodes_key());
+        let entries: Vec<(String, Vec<u8>)> = self.conn.query("list nodes", &cmd).await?;
+        let mut nodes = entries
+            .into_iter()
+            .map(|(name, entry)| {
+                serde_json::from_slice::<NodeInfo>(&entry).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Serialization,
+                        format!(
+                            "Redis: node entry '{name}' in {} cannot be read: {e}",
+                            self.nodes_key()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.nodes_key()).arg(node);
+        let removed: i64 = self.conn.query("remove node", &cmd).await?;
+        Ok(removed > 0)
+    }
+}
+
 #[async_trait]
 impl RunHistory for RedisRunHistory {
+    fn nodes(&self) -> Option<&dyn NodeRegistry> {
+        Some(self)
+    }
+
     /// Nothing to create (keys appear with the first record); checks that Redis answers.
     async fn prepare(&self) -> Result<(), Error> {
         let _: String = self.conn.query("ping", &redis::cmd("PING")).await?;

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use apscheduler_core::{async_trait, Error, ErrorKind, RunHistory, RunQuery, RunRecord};
+use apscheduler_core::{
+    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunQuery, RunRecord,
+};
 use chrono::{DateTime, Utc};
 
 use crate::codec::{check_id, from_micros, micros_ceil, micros_floor};
 use crate::driver::Driver;
-use crate::runs::{RunFilter, RunRow, RunWrite};
+use crate::runs::{NodeRow, RunFilter, RunRow, RunWrite};
 use crate::store::Link;
 
 /// The run history of a [`SqlJobStore`](crate::SqlJobStore): one row per run in the
@@ -83,6 +85,12 @@ impl SqlRunHistory {
     /// that would exceed 63 characters).
     pub fn table_name(&self) -> &str {
         &self.link.names.runs_table
+    }
+
+    /// The node registry table's name (`<job table>_nodes`, shortened like the run
+    /// history table's), created with the run history table.
+    pub fn nodes_table_name(&self) -> &str {
+        &self.link.names.nodes_table
     }
 
     /// The connected backend, its run history table created on its pool.
@@ -181,8 +189,56 @@ fn storable(id: &str) -> bool {
     check_id("id", id).is_ok()
 }
 
+/// The node registry: the table `<table>_nodes` (created with the run history table),
+/// one row per node, rewritten by each heartbeat.
+#[async_trait]
+impl NodeRegistry for SqlRunHistory {
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
+        check_id("node", &node.node)?;
+        let host: String = node.host.chars().take(255).collect();
+        let row = NodeRow {
+            node: node.node.clone(),
+            host,
+            pid: i64::from(node.pid),
+            started_at: micros_floor(&node.started_at),
+            heartbeat_at: micros_floor(&node.heartbeat_at),
+            running: i64::from(node.running),
+        };
+        let driver = self.driver().await?;
+        Ok(retry!(driver.history().heartbeat(&row))?)
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
+        let driver = self.driver().await?;
+        let rows = retry!(driver.history().nodes())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NodeInfo {
+                node: r.node,
+                host: r.host,
+                pid: u32::try_from(r.pid).unwrap_or(0),
+                started_at: from_micros(r.started_at),
+                heartbeat_at: from_micros(r.heartbeat_at),
+                running: u32::try_from(r.running).unwrap_or(u32::MAX),
+            })
+            .collect())
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
+        if !storable(node) {
+            return Ok(false);
+        }
+        let driver = self.driver().await?;
+        Ok(retry!(driver.history().remove_node(node))?)
+    }
+}
+
 #[async_trait]
 impl RunHistory for SqlRunHistory {
+    fn nodes(&self) -> Option<&dyn NodeRegistry> {
+        Some(self)
+    }
+
     /// Connects if needed, and creates the table and its indexes unless they exist
     /// (under the migration lock on PostgreSQL, in a write transaction on SQLite; one
     /// `CREATE TABLE IF NOT EXISTS` with its indexes on MySQL/MariaDB). A table of

@@ -10,7 +10,7 @@ use sqlx::MySql;
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
-use crate::runs::{read_run, HistoryOps, RunFilter, RunRow, RunWrite, Runs};
+use crate::runs::{read_run, HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{
     bind_rows, held_ids_on, mark_corrupt_in, migrate_on, placeholders, release_on, row_columns,
@@ -322,5 +322,16 @@ impl HistoryOps for Runs<MySql> {
             .into_iter()
             .map(|r| r.interrupted(now, message))
             .collect())
+    }
+    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
+        self.upsert_node(row).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        self.select_nodes().await
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool> {
+        self.delete_node(node).await
     }
 }

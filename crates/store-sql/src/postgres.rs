@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row as _};
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
-use crate::runs::{chunks, HistoryOps, RunFilter, RunRow, RunWrite, Runs};
+use crate::runs::{chunks, HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{migrate_in, migration_error, row_columns, Rows, SharedRows, WRITTEN_COLUMNS};
 
@@ -287,6 +287,7 @@ impl HistoryOps for Runs<Postgres> {
             &n.idx_runs_time,
             &n.idx_runs_job,
             &n.idx_runs_outcome,
+            &n.nodes,
         ]
         .iter()
         .map(|quoted| quoted.trim_matches('"'))
@@ -375,5 +376,16 @@ impl HistoryOps for Runs<Postgres> {
 
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
         self.interrupt_returning(node, now, message).await
+    }
+    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
+        self.upsert_node(row).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        self.select_nodes().await
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool> {
+        self.delete_node(node).await
     }
 }

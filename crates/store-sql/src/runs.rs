@@ -116,6 +116,15 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
     /// Marks the running rows of `node` interrupted, finished at `now` with `message`;
     /// returns them as changed.
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>>;
+
+    /// Writes a node's registry row (creating or replacing it).
+    async fn heartbeat(&self, row: &NodeRow) -> Result<()>;
+
+    /// Every registry row, by node name.
+    async fn nodes(&self) -> Result<Vec<NodeRow>>;
+
+    /// Deletes a node's registry row; whether there was one.
+    async fn remove_node(&self, node: &str) -> Result<bool>;
 }
 
 /// Jobs per statement of [`Runs::select_latest`] (SQLite allows 500 `UNION ALL` terms).
@@ -161,6 +170,12 @@ pub(crate) struct RunStatements {
     /// SQLite and PostgreSQL: `UPDATE ... RETURNING` of a node's running rows.
     #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     interrupt_returning: String,
+    /// Writes a node's registry row, replacing the one it had.
+    node_upsert: String,
+    /// Every registry row, by node name.
+    node_list: String,
+    /// Deletes a node's registry row.
+    node_remove: String,
 }
 
 impl RunStatements {
@@ -216,9 +231,48 @@ impl RunStatements {
                 p(2),
                 p(3)
             ),
+            node_upsert: format!(
+                "INSERT INTO {} (node, host, pid, started_at, heartbeat_at, running) \
+                 VALUES ({}, {}, {}, {}, {}, {}){}",
+                n.nodes,
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                match d {
+                    Dialect::MySql => " ON DUPLICATE KEY UPDATE host = VALUES(host), \
+                                       pid = VALUES(pid), started_at = VALUES(started_at), \
+                                       heartbeat_at = VALUES(heartbeat_at), running = VALUES(running)",
+                    Dialect::Sqlite | Dialect::Postgres => {
+                        " ON CONFLICT (node) DO UPDATE SET host = EXCLUDED.host, \
+                         pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, \
+                         heartbeat_at = EXCLUDED.heartbeat_at, running = EXCLUDED.running"
+                    }
+                }
+            ),
+            node_list: format!(
+                "SELECT {}, {}, pid, started_at, heartbeat_at, running FROM {} ORDER BY node",
+                d.text("node"),
+                d.text("host"),
+                n.nodes
+            ),
+            node_remove: format!("DELETE FROM {} WHERE node = {}", n.nodes, p(1)),
             columns,
         }
     }
+}
+
+/// A node registry row as stored: times in microseconds.
+#[derive(Debug)]
+pub(crate) struct NodeRow {
+    pub(crate) node: String,
+    pub(crate) host: String,
+    pub(crate) pid: i64,
+    pub(crate) started_at: i64,
+    pub(crate) heartbeat_at: i64,
+    pub(crate) running: i64,
 }
 
 /// A pool and the statements of one run history table.
@@ -424,7 +478,59 @@ where
                 .await
                 .map_err(&map)?;
         }
+        sqlx::query(&schema::nodes_table_ddl(self.dialect, &self.names))
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(&map)?;
         Ok(())
+    }
+
+    /// Writes a node's registry row.
+    pub(crate) async fn upsert_node(&self, row: &NodeRow) -> Result<()> {
+        sqlx::query(&self.sql.node_upsert)
+            .bind(row.node.as_str())
+            .bind(row.host.as_str())
+            .bind(row.pid)
+            .bind(row.started_at)
+            .bind(row.heartbeat_at)
+            .bind(row.running)
+            .execute(&self.pool)
+            .await
+            .map_err(self.error("heartbeat"))?;
+        Ok(())
+    }
+
+    /// Every registry row, by node name.
+    pub(crate) async fn select_nodes(&self) -> Result<Vec<NodeRow>> {
+        let map = self.error("list_nodes");
+        let rows = sqlx::query(&self.sql.node_list)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(&map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRow {
+                    node: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    pid: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    heartbeat_at: r.try_get(4)?,
+                    running: r.try_get(5)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(map)
+    }
+
+    /// Deletes a node's registry row; whether there was one.
+    pub(crate) async fn delete_node(&self, node: &str) -> Result<bool> {
+        let done = sqlx::query(&self.sql.node_remove)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(self.error("remove_node"))?;
+        Ok(done.rows() > 0)
     }
 
     /// Writes the rows with multi-row `INSERT ... VALUES` statements and the dialect's

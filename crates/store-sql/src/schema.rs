@@ -108,6 +108,10 @@ pub(crate) struct Names {
     pub(crate) idx_runs_job: String,
     /// The run history index on `(outcome, scheduled_at, run_id)`, quoted.
     pub(crate) idx_runs_outcome: String,
+    /// The node registry table (`<table>_nodes`), unquoted.
+    pub(crate) nodes_table: String,
+    /// The node registry table, quoted.
+    pub(crate) nodes: String,
     /// The key of this table's migration lock on PostgreSQL (an advisory lock).
     #[cfg(feature = "postgres")]
     pub(crate) lock_key: i64,
@@ -125,6 +129,7 @@ impl Names {
         };
         let schema_table = derived(table, "_schema");
         let runs_table = derived(table, "_runs");
+        let nodes_table = derived(table, "_nodes");
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         let hash = fnv1a(&format!("apscheduler-store-sql:{table}"));
         Names {
@@ -139,6 +144,8 @@ impl Names {
             idx_runs_time: quote(&derived(table, "_runs_time_idx")),
             idx_runs_job: quote(&derived(table, "_runs_job_idx")),
             idx_runs_outcome: quote(&derived(table, "_runs_outcome_idx")),
+            nodes: quote(&nodes_table),
+            nodes_table,
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
             #[cfg(feature = "mysql")]
@@ -348,6 +355,30 @@ pub(crate) fn runs_table_ddl(dialect: Dialect, n: &Names) -> Vec<String> {
             ]
         }
     }
+}
+
+/// The node registry table: one row per scheduler (node) recording into the run
+/// history, rewritten at each heartbeat. Times are microseconds since the Unix epoch.
+pub(crate) fn nodes_table_ddl(dialect: Dialect, n: &Names) -> String {
+    let (text, tail) = match dialect {
+        Dialect::MySql => (
+            " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        ),
+        Dialect::Postgres => (" COLLATE \"C\"", ""),
+        Dialect::Sqlite => ("", ""),
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {nodes} (\n\
+         \x20   node VARCHAR(191){text} NOT NULL PRIMARY KEY,\n\
+         \x20   host VARCHAR(255){text} NOT NULL,\n\
+         \x20   pid BIGINT NOT NULL,\n\
+         \x20   started_at BIGINT NOT NULL,\n\
+         \x20   heartbeat_at BIGINT NOT NULL,\n\
+         \x20   running BIGINT NOT NULL\n\
+         ){tail}",
+        nodes = n.nodes
+    )
 }
 
 /// The migrations a table at `current` still needs.

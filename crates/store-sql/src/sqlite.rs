@@ -9,7 +9,7 @@ use sqlx::Sqlite;
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
 use crate::error::StoreError;
-use crate::runs::{HistoryOps, RunFilter, RunRow, RunWrite, Runs};
+use crate::runs::{HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
 use crate::schema::{Dialect, Names};
 use crate::shared::{
     bind_rows, held_ids_on, mark_corrupt_in, migrate_in, migration_error, release_on, row_columns,
@@ -245,5 +245,16 @@ impl HistoryOps for Runs<Sqlite> {
 
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
         self.interrupt_returning(node, now, message).await
+    }
+    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
+        self.upsert_node(row).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        self.select_nodes().await
+    }
+
+    async fn remove_node(&self, node: &str) -> Result<bool> {
+        self.delete_node(node).await
     }
 }

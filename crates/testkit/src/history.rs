@@ -15,10 +15,11 @@
 //! | [`check_interrupt_running`] | a node's running records become `interrupted`; other nodes' stay running |
 //! | [`check_latest_runs`] | the newest record of each job asked for, across more jobs than one batch |
 //! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
+//! | [`check_node_registry`] | heartbeats create and replace a node's entry, listed by name, times to the microsecond; removal says whether there was one |
 
 use std::sync::Arc;
 
-use apscheduler_core::{RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{NodeInfo, RunHistory, RunOutcome, RunQuery, RunRecord};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 /// A fixed instant the checks count from (2100-01-01 00:00:00.000001 UTC).
@@ -67,6 +68,52 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_interrupt_running(&*history).await;
     check_large_and_odd_output(&*history).await;
     check_latest_runs(&*history).await;
+    check_node_registry(&*history).await;
+}
+
+/// A node entry named `node`, heartbeating `secs` after [`base`].
+pub fn node(node: &str, secs: i64, running: u32) -> NodeInfo {
+    NodeInfo {
+        node: node.to_owned(),
+        host: node.split('/').next().unwrap_or(node).to_owned(),
+        pid: 4242,
+        started_at: base(),
+        heartbeat_at: base() + Duration::seconds(secs) + Duration::microseconds(7),
+        running,
+    }
+}
+
+/// The node registry kept beside the history (every history with records keeps one).
+pub async fn check_node_registry(history: &dyn RunHistory) {
+    let nodes = history
+        .nodes()
+        .expect("a store with run history keeps a node registry");
+    let b = node("host-b/17", 1, 0);
+    let a = node("host-a/9 ünïcode", 2, 3);
+    nodes.heartbeat(&b).await.expect("heartbeat b");
+    nodes.heartbeat(&a).await.expect("heartbeat a");
+    let listed = nodes.list_nodes().await.expect("list");
+    let ours: Vec<&NodeInfo> = listed
+        .iter()
+        .filter(|n| n.node.starts_with("host-"))
+        .collect();
+    assert_eq!(ours, vec![&a, &b], "listed by name, every field back");
+    let later = node("host-b/17", 5, 12);
+    nodes.heartbeat(&later).await.expect("heartbeat again");
+    let listed = nodes.list_nodes().await.expect("list");
+    let b_now: Vec<&NodeInfo> = listed.iter().filter(|n| n.node == "host-b/17").collect();
+    assert_eq!(b_now, vec![&later], "a heartbeat replaces the entry");
+    assert!(nodes.remove_node("host-b/17").await.expect("remove"));
+    assert!(!nodes.remove_node("host-b/17").await.expect("remove again"));
+    assert!(nodes
+        .remove_node("host-a/9 ünïcode")
+        .await
+        .expect("remove a"));
+    let listed = nodes.list_nodes().await.expect("list");
+    assert!(
+        listed.iter().all(|n| !n.node.starts_with("host-")),
+        "{listed:?}"
+    );
 }
 
 /// The newest record of each job asked for; jobs without records are left out.

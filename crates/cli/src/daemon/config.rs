@@ -90,6 +90,8 @@ struct RawScheduler {
     shutdown_grace: Option<Spanned<DurationText>>,
     kill_grace: Option<Spanned<DurationText>>,
     poll_interval: Option<Spanned<DurationText>>,
+    heartbeat: Option<Spanned<DurationText>>,
+    node_timeout: Option<Spanned<DurationText>>,
 }
 
 /// `[store]`.
@@ -326,6 +328,10 @@ pub(crate) struct Config {
     /// `None`: not set (a watched SQLite file needs no polling; other stores poll
     /// every second).
     pub(crate) poll_interval: Option<Duration>,
+    /// How often the daemon heartbeats in the node registry.
+    pub(crate) heartbeat: Duration,
+    /// How long a silent node lives on in the registry before it is taken for dead.
+    pub(crate) node_timeout: Duration,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
@@ -442,6 +448,24 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
         }
         jobs.push(def);
     }
+    let heartbeat = duration(&raw.scheduler.heartbeat, "scheduler.heartbeat")?
+        .unwrap_or(Duration::from_secs(1));
+    let node_timeout = duration(&raw.scheduler.node_timeout, "scheduler.node_timeout")?
+        .unwrap_or(Duration::from_secs(10));
+    if heartbeat.is_zero() || node_timeout <= heartbeat {
+        let (field, span) = match (&raw.scheduler.heartbeat, &raw.scheduler.node_timeout) {
+            (Some(h), _) if heartbeat.is_zero() => ("scheduler.heartbeat", h.span()),
+            (_, Some(t)) => ("scheduler.node_timeout", t.span()),
+            (Some(h), None) => ("scheduler.heartbeat", h.span()),
+            (None, None) => unreachable!("the defaults are consistent"),
+        };
+        return Err(ConfigError(format!(
+            "{}: {field}: the node time-out ({}) must be longer than the heartbeat ({}), which must not be 0",
+            at(span),
+            humantime::format_duration(node_timeout),
+            humantime::format_duration(heartbeat)
+        )));
+    }
     Ok(Config {
         path: path.to_owned(),
         timezone,
@@ -453,6 +477,8 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
             .unwrap_or(Duration::from_secs(5)),
         poll_interval: duration(&raw.scheduler.poll_interval, "scheduler.poll_interval")?
             .map(|d| d.max(Duration::from_millis(10))),
+        heartbeat,
+        node_timeout,
         history,
         defaults,
         jobs,

@@ -219,6 +219,8 @@ async fn serve(cfg: Config) -> Result<(), String> {
         node: Some(node.clone()),
         output_cap: cfg.history.output_cap,
         retention: cfg.history.retention,
+        heartbeat: cfg.heartbeat,
+        node_timeout: cfg.node_timeout,
         ..HistoryOptions::default()
     });
     let runs = Runs::new(Limits {
@@ -374,6 +376,11 @@ async fn reload(
         (
             "scheduler.poll_interval",
             cfg.poll_interval != running.poll_interval,
+        ),
+        ("scheduler.heartbeat", cfg.heartbeat != running.heartbeat),
+        (
+            "scheduler.node_timeout",
+            cfg.node_timeout != running.node_timeout,
         ),
         (
             "history",

@@ -168,6 +168,12 @@ impl Engine {
                     releases.push(release);
                 }
             }
+            // Each fire time gets its `running` record before the release makes it this
+            // node's: a node killed at any point from here on leaves a record (made
+            // `interrupted` when its heartbeat stops), never a fire time without a trace.
+            if let Some(recorder) = &self.inner.history {
+                recorder.begin(planned.iter().map(|p| &p.run)).await;
+            }
             // Keep a copy until the store has taken it (a clone is a few Arc increments
             // per job).
             let released = store
@@ -281,7 +287,7 @@ impl Engine {
     ) -> Option<PlannedRun> {
         let fail_all = |failure: JobFailure, due: &[DateTime<Tz>]| {
             for &t in due {
-                self.record_error(alias, &job.id, t, &failure);
+                self.record_error(alias, &job.id, t, None, &failure);
             }
         };
         let Some(executor) = used.get(self, &job.executor) else {
@@ -353,6 +359,9 @@ impl Engine {
         // the usual single run time into a new vector on every submission.
         let first = run.run_times[0];
         let kept = (run.run_times.len() > 1).then(|| run.run_times.clone());
+        // The run ids of the `running` records written for it, replaced if it does not
+        // start.
+        let run_ids = run.run_ids.clone();
         let submitted = executor.submit_deferred(run);
         used.add(&executor);
         match submitted {
@@ -362,8 +371,9 @@ impl Engine {
             Err(SubmitError::MaxInstances) => {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({max_instances})");
                 if let Some(recorder) = &self.inner.history {
-                    for &t in kept.as_deref().unwrap_or(&[first]) {
-                        recorder.not_run(
+                    for (i, &t) in kept.as_deref().unwrap_or(&[first]).iter().enumerate() {
+                        recorder.not_run_as(
+                            run_ids.get(i),
                             &job_id,
                             t,
                             RunOutcome::Missed,
@@ -386,8 +396,8 @@ impl Engine {
             Err(e) => {
                 apscheduler_core::log_error!(target: "apscheduler", job_id = %job_id, "Error submitting job \"{name}\" to executor '{executor_alias}': {e}");
                 let failure = JobFailure::new("submit", e.to_string());
-                for t in kept.unwrap_or_else(|| vec![first]) {
-                    self.record_error(alias, &job_id, t, &failure);
+                for (i, t) in kept.unwrap_or_else(|| vec![first]).into_iter().enumerate() {
+                    self.record_error(alias, &job_id, t, run_ids.get(i), &failure);
                 }
             }
         }
@@ -399,10 +409,11 @@ impl Engine {
         alias: &Arc<str>,
         job_id: &Arc<str>,
         t: DateTime<Tz>,
+        run_id: Option<&Arc<str>>,
         failure: &JobFailure,
     ) {
         if let Some(recorder) = &self.inner.history {
-            recorder.not_run(job_id, t, RunOutcome::Error, failure.to_string());
+            recorder.not_run_as(run_id, job_id, t, RunOutcome::Error, failure.to_string());
         }
         let failure = failure.clone();
         self.inner.dispatcher.emit(event::EVENT_JOB_ERROR, || {
@@ -438,20 +449,31 @@ impl Engine {
         skipped
     }
 
-    /// A planned run that is not started: its fire times go to the log, and, unless
-    /// another scheduler holds them now (it records them), to the history and events.
+    /// A planned run that is not started: its fire times go to the log and the history
+    /// (its `running` records become `missed`, saying why), and, unless another
+    /// scheduler holds them now (it runs and records them too), to the events.
     fn not_started(&self, alias: &Arc<str>, planned: PlannedRun, why: &dyn NotStartedReason) {
         let run = planned.run;
-        for &t in &run.run_times {
+        for (i, &t) in run.run_times.iter().enumerate() {
             let at = apscheduler_core::time::to_rfc3339(&t);
             match why.message() {
                 None => {
-                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started here: another scheduler claimed the job after this one's lease expired, or it was removed", planned.name);
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started here: {LOST}", planned.name);
+                    if let Some(recorder) = &self.inner.history {
+                        recorder.not_run_as(
+                            run.run_ids.get(i),
+                            &run.job_id,
+                            t,
+                            RunOutcome::Missed,
+                            format!("not started here: {LOST}"),
+                        );
+                    }
                 }
                 Some(message) => {
                     apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started: {message}", planned.name);
                     if let Some(recorder) = &self.inner.history {
-                        recorder.not_run(
+                        recorder.not_run_as(
+                            run.run_ids.get(i),
                             &run.job_id,
                             t,
                             RunOutcome::Missed,
@@ -466,6 +488,9 @@ impl Engine {
         }
     }
 }
+
+/// Why a fire time whose release was lost is not started here.
+const LOST: &str = "another scheduler claimed the job after this one's lease expired (it runs and records this fire time), or the job was removed";
 
 /// A claimed job's run, planned in a pass and started once the store applied the
 /// release that moves the job past its fire times.
@@ -505,7 +530,7 @@ pub(super) struct Unconfirmed<'a>(&'a Error);
 impl NotStartedReason for Unconfirmed<'_> {
     fn message(&self) -> Option<String> {
         Some(format!(
-            "the store did not confirm its claim ({}); started anyway, it could run twice",
+            "the store did not confirm its claim ({}); not started, so that it cannot run twice",
             self.0
         ))
     }

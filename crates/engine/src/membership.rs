@@ -1,0 +1,165 @@
+//! Cluster membership: this scheduler's heartbeat in the store's node registry, and the
+//! reaper that records a dead node's runs `interrupted`.
+//!
+//! Every [`HistoryOptions::heartbeat`](crate::HistoryOptions::heartbeat) the node
+//! writes its entry (with how many runs it has in flight), then reads the registry:
+//! a node whose heartbeat is older than the node time-out is taken for dead, its
+//! `running` records become `interrupted` and its entry is removed. Any live node may
+//! do this; doing it twice writes the same outcome twice. Leases need no reaper: a dead
+//! node's claims expire after the lease (5 s by default, shorter than the node
+//! time-out), and another node claims the jobs then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::{Clock, NodeInfo, RunHistory};
+use tokio::sync::oneshot;
+
+/// What the heartbeat task needs.
+pub(crate) struct Member {
+    pub(crate) history: Arc<dyn RunHistory>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) node: Arc<str>,
+    pub(crate) heartbeat: Duration,
+    pub(crate) node_timeout: Duration,
+    /// How many runs are in flight now.
+    pub(crate) running: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// The running heartbeat task; [`Membership::leave`] stops it and removes the entry.
+pub(crate) struct Membership {
+    stop: Option<oneshot::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// Registers at once, then heartbeats and reaps on the current runtime; `None`
+    /// when the history keeps no node registry.
+    pub(crate) fn join(member: Member) -> Option<Membership> {
+        member.history.nodes()?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(member.run(stopped));
+        Some(Membership {
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stops heartbeating and, when `remove`, removes this node's entry (a clean leave
+    /// is not a death: nothing of it is reaped). A node leaving with records it could
+    /// not write keeps its entry, so that other nodes reap it.
+    pub(crate) async fn leave(mut self, remove: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(remove);
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Member {
+    fn entry(&self, started_at: chrono::DateTime<chrono::Utc>) -> NodeInfo {
+        NodeInfo {
+            node: self.node.to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            started_at,
+            heartbeat_at: started_at,
+            running: 0,
+        }
+    }
+
+    async fn run(self, mut stopped: oneshot::Receiver<bool>) {
+        let Some(nodes) = self.history.nodes() else {
+            return;
+        };
+        let mut entry = self.entry(self.clock.now());
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        let remove = loop {
+            tokio::select! {
+                remove = &mut stopped => break remove.unwrap_or(false),
+                _ = tick.tick() => {}
+            }
+            entry.heartbeat_at = self.clock.now();
+            entry.running = u32::try_from((self.running)()).unwrap_or(u32::MAX);
+            let beat = match nodes.heartbeat(&entry).await {
+                Ok(()) => self.reap(nodes).await,
+                Err(e) => Err(e),
+            };
+            match beat {
+                Ok(()) if failing => {
+                    failing = false;
+                    apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "node registry reachable again: heartbeats resumed");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "heartbeat failed (retried every {:?}; other nodes take this one for dead after {:?} without one): {e}", self.heartbeat, self.node_timeout);
+                }
+                Err(_) => {}
+            }
+        };
+        if !remove {
+            return;
+        }
+        match nodes.remove_node(&self.node).await {
+            Ok(_) => {}
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "this node's registry entry could not be removed at shutdown (others will take it for dead): {e}")
+            }
+        }
+    }
+
+    /// Takes every other node silent for longer than the node time-out for dead.
+    async fn reap(
+        &self,
+        nodes: &dyn apscheduler_core::NodeRegistry,
+    ) -> Result<(), apscheduler_core::Error> {
+        let now = self.clock.now();
+        for dead in nodes.list_nodes().await? {
+            if *dead.node == *self.node || !dead.is_stale(now, self.node_timeout) {
+                continue;
+            }
+            let message = format!(
+                "node {} stopped heartbeating during the run, or as it was starting it (last heartbeat {}); recorded by {}",
+                dead.node,
+                dead.heartbeat_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                self.node
+            );
+            let interrupted = self
+                .history
+                .interrupt_running(&dead.node, now, &message)
+                .await?;
+            let silent = (now - dead.heartbeat_at).to_std().unwrap_or_default();
+            apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, dead_node = %dead.node, "node {} taken for dead: no heartbeat for {:.1} s; {} of its run(s) recorded interrupted", dead.node, silent.as_secs_f64(), interrupted.len());
+            if !interrupted.is_empty() {
+                let shown: Vec<String> = interrupted
+                    .iter()
+                    .take(20)
+                    .map(|r| format!("{} ({})", r.job_id, r.run_id))
+                    .collect();
+                let more = interrupted.len().saturating_sub(shown.len());
+                apscheduler_core::log_warn!(target: "apscheduler", dead_node = %dead.node, "runs interrupted by the death of node {}: {}{}", dead.node, shown.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() });
+            }
+            nodes.remove_node(&dead.node).await?;
+        }
+        Ok(())
+    }
+}
+
+/// This machine's host name (what `uname -n` prints).
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown".to_owned())
+    }
+}
