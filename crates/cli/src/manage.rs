@@ -251,7 +251,9 @@ where
 /// `aps jobs ...`.
 pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> ExitCode {
     on_store(store_args, move |target, opened| async move {
-        let Opened { scheduler, history } = opened;
+        let Opened {
+            scheduler, history, ..
+        } = opened;
         match command {
             JobsCommand::List { json } => {
                 let jobs: Vec<Job> = scheduler

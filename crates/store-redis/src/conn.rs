@@ -29,6 +29,11 @@ impl Connection {
         }
     }
 
+    /// The client, for connections of their own (the change subscription).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The server's address (for `Debug`).
     pub(crate) fn addr(&self) -> &ConnectionAddr {
         self.client.get_connection_info().addr()

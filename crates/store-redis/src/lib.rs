@@ -326,6 +326,9 @@ impl RedisJobStoreBuilder {
             prefix: self.prefix,
             max_state_bytes: self.max_state_bytes,
             state_format: self.state_format,
+            token: uuid::Uuid::new_v4().to_string().into(),
+            listener: std::sync::Mutex::new(None),
+            listening: std::sync::Mutex::new(None),
         })
     }
 }
@@ -344,6 +347,11 @@ pub struct RedisJobStore {
     max_state_bytes: usize,
     state_format: StateFormat,
     history: Arc<RedisRunHistory>,
+    /// Change notifications: this store's token (its own messages carry it and are
+    /// ignored), the scheduler's listener, and the subscription task while started.
+    token: Arc<str>,
+    listener: std::sync::Mutex<Option<apscheduler_core::ChangeListener>>,
+    listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -479,6 +487,34 @@ impl RedisJobStore {
         }
     }
 
+    /// The channel of this prefix's change notifications.
+    fn changes_channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    /// Tells the other schedulers that jobs changed (`PUBLISH`), after a write that
+    /// succeeded. A failed notification is not the write's failure: the others still
+    /// see the change at their next pass or poll.
+    async fn changed(&self) {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.changes_channel()).arg(&*self.token);
+        let sent: Result<i64, _> = self.query("notify a change", &cmd).await;
+        if let Err(e) = sent {
+            tracing::debug!(target: "apscheduler", "change notification not sent: {e}");
+        }
+    }
+
+    fn stop_listening(&self) {
+        let task = self
+            .listening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
     /// Sets aside claimed jobs that cannot be decoded (best effort: on failure they are
     /// reported again when their lease expires).
     async fn quarantine(&self, scheduler_id: &str, bad: &[(Vec<u8>, Vec<u8>, String)]) {
@@ -491,6 +527,45 @@ impl RedisJobStore {
         if let Err(e) = result {
             apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, "cannot set aside corrupt jobs (they will be reported again): {e}");
         }
+    }
+}
+
+/// Subscribes to `channel` until aborted. Every (re)subscription calls `listener`
+/// once: changes published while the connection was down were not heard.
+async fn listen_loop(
+    client: redis::Client,
+    channel: String,
+    token: Arc<str>,
+    listener: apscheduler_core::ChangeListener,
+) {
+    use futures_util::StreamExt as _;
+    let mut warned = false;
+    loop {
+        let subscribed = match client.get_async_pubsub().await {
+            Ok(mut pubsub) => pubsub.subscribe(&channel).await.map(|()| pubsub),
+            Err(e) => Err(e),
+        };
+        match subscribed {
+            Ok(mut pubsub) => {
+                tracing::debug!(target: "apscheduler", channel = %channel, "Redis: subscribed to changes");
+                warned = false;
+                listener();
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    if message.get_payload_bytes() != token.as_bytes() {
+                        listener();
+                    }
+                }
+                // The connection dropped: plan again, then subscribe again.
+                listener();
+            }
+            Err(e) if !warned => {
+                warned = true;
+                apscheduler_core::log_warn!(target: "apscheduler", channel = %channel, "Redis: change notifications lost ({e}); retrying every second, and planning again once back");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -514,12 +589,38 @@ fn scored(flat: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
 
 #[async_trait]
 impl JobStore for RedisJobStore {
+    /// Connects (`PING`). With a change listener set, also subscribes to the prefix's
+    /// change channel on a connection of its own.
     async fn start(&self, _alias: &str) -> Result<(), Error> {
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            self.stop_listening();
+            let task = tokio::spawn(listen_loop(
+                self.conn.client().clone(),
+                self.changes_channel(),
+                self.token.clone(),
+                listener,
+            ));
+            *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
         Ok(())
     }
 
+    /// Heard through the subscription to `<prefix>changes` from
+    /// [`start`](JobStore::start) on: every job added, changed, removed or released by
+    /// another store on the prefix (another process's scheduler or `aps jobs`) calls it,
+    /// and so does every re-subscription after the connection dropped.
+    fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
     async fn shutdown(&self) -> Result<(), Error> {
+        self.stop_listening();
         // Dropping the last handle closes the connection; a later call (of the store or
         // its run history) reconnects.
         self.conn.disconnect();
@@ -535,18 +636,25 @@ impl JobStore for RedisJobStore {
     }
 
     fn capabilities(&self) -> apscheduler_core::Capabilities {
-        apscheduler_core::Capabilities::persistent_shared(true)
+        let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
+        capabilities.notifications = true;
+        capabilities
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
-        self.add(std::slice::from_ref(&job), replace_existing).await
+        self.add(std::slice::from_ref(&job), replace_existing)
+            .await?;
+        self.changed().await;
+        Ok(())
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.add(&jobs, replace_existing).await
+        self.add(&jobs, replace_existing).await?;
+        self.changed().await;
+        Ok(())
     }
 
     async fn update_job(&self, job: Job) -> Result<(), Error> {
@@ -560,6 +668,7 @@ impl JobStore for RedisJobStore {
         if updated == 0 {
             return Err(StoreError::NotFound(job.id.to_string()).into());
         }
+        self.changed().await;
         Ok(())
     }
 
@@ -586,6 +695,7 @@ impl JobStore for RedisJobStore {
         if removed == 0 {
             return Err(StoreError::NotFound(id.to_owned()).into());
         }
+        self.changed().await;
         Ok(())
     }
 
@@ -596,6 +706,7 @@ impl JobStore for RedisJobStore {
                 redis::cmd("DEL").arg(&self.keys.all()[..]),
             )
             .await?;
+        self.changed().await;
         Ok(())
     }
 
@@ -769,6 +880,11 @@ impl JobStore for RedisJobStore {
             }
         }
         let lost: Vec<String> = self.invoke("release jobs", &invocation).await?;
+        // A node that saw these jobs under this one's lease sleeps until it expires:
+        // wake it now.
+        if lost.len() + refused.len() < releases.len() {
+            self.changed().await;
+        }
         let lost = lost.into_iter().map(Arc::from).collect();
         Ok(Released::new(lost, refused))
     }

@@ -491,3 +491,27 @@ async fn connects_lazily_and_reports_unavailable() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }
+
+/// Redis tells the other schedulers on a prefix about each change (`PUBLISH` on
+/// `<prefix>changes`), and a subscriber whose connection was killed subscribes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifies_changes() {
+    let Some(url) = common::redis_url("notifies_changes") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let prefix = prefixes.fresh();
+    let listening = common::store(&url, &prefix);
+    let writer = common::store(&url, &prefix);
+    apscheduler_testkit::store::check_change_notifications(&listening, &writer, || async {
+        let mut raw = common::raw(&url).await;
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -88,6 +88,25 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Closes the pool.
     async fn close(&self);
+
+    /// Tells the other schedulers on this table that its jobs changed (PostgreSQL:
+    /// `NOTIFY`, with `token`, the notifying store's, as payload); the other backends
+    /// have no channel and do nothing.
+    async fn notify_change(&self, _token: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Calls `listener` whenever another store notifies a change of this table
+    /// (PostgreSQL: `LISTEN` on a connection of its own, ignoring notifications with
+    /// `token`); `None` on backends without a channel. The task ends when the pool
+    /// closes; abort it before closing the pool (it holds one of its connections).
+    fn listen(
+        &self,
+        _token: std::sync::Arc<str>,
+        _listener: apscheduler_core::ChangeListener,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// Reads a row of `id, next_run_time, state bytes (or NULL when too large), size,

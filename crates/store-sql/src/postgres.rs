@@ -234,6 +234,87 @@ impl Driver for PgDriver {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn notify_change(&self, token: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(self.names.channel.as_str())
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: notify a change", e))?;
+        Ok(())
+    }
+
+    fn listen(
+        &self,
+        token: std::sync::Arc<str>,
+        listener: apscheduler_core::ChangeListener,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(listen_loop(
+            self.pool.clone(),
+            self.names.channel.clone(),
+            token,
+            listener,
+        )))
+    }
+}
+
+/// Listens on `channel` until the pool closes. Every (re)connection calls `listener`
+/// once: changes notified while the connection was down were not heard.
+async fn listen_loop(
+    pool: PgPool,
+    channel: String,
+    token: std::sync::Arc<str>,
+    listener: apscheduler_core::ChangeListener,
+) {
+    use sqlx::postgres::PgListener;
+    let mut warned = false;
+    let mut heard = |e: sqlx::Error| -> bool {
+        if matches!(e, sqlx::Error::PoolClosed) {
+            return false;
+        }
+        if !warned {
+            warned = true;
+            apscheduler_core::log_warn!(target: "apscheduler", channel = %channel, "PostgreSQL: change notifications lost ({e}); retrying every second, and planning again once back");
+        }
+        true
+    };
+    loop {
+        let connected = match PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(&channel).await {
+                Ok(()) => Ok(l),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let mut l = match connected {
+            Ok(l) => l,
+            Err(e) => {
+                if !heard(e) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::debug!(target: "apscheduler", channel = %channel, "PostgreSQL: listening for changes");
+        listener();
+        loop {
+            match l.try_recv().await {
+                Ok(Some(n)) if n.payload() != &*token => listener(),
+                Ok(Some(_)) => {}
+                // The connection dropped; the next call reconnects and listens again.
+                Ok(None) => listener(),
+                Err(e) => {
+                    if !heard(e) {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The columns of a batch of run records, as arrays.

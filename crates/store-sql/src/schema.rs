@@ -115,6 +115,9 @@ pub(crate) struct Names {
     /// The key of this table's migration lock on PostgreSQL (an advisory lock).
     #[cfg(feature = "postgres")]
     pub(crate) lock_key: i64,
+    /// The PostgreSQL notification channel of this table's changes (`LISTEN`/`NOTIFY`).
+    #[cfg(feature = "postgres")]
+    pub(crate) channel: String,
     /// The name of this table's migration lock on MySQL/MariaDB (`GET_LOCK`, at most
     /// 64 characters).
     #[cfg(feature = "mysql")]
@@ -148,6 +151,8 @@ impl Names {
             nodes_table,
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
+            #[cfg(feature = "postgres")]
+            channel: format!("apscheduler_jobs_{hash:08x}"),
             #[cfg(feature = "mysql")]
             lock_name: format!("apscheduler_migrate_{hash:08x}"),
         }

@@ -40,6 +40,12 @@ const PARALLEL_DECODE_ROWS: usize = 2_000;
 pub struct SqlJobStore {
     link: Arc<Link>,
     codec: StateCodec,
+    /// Change notifications (PostgreSQL): this store's token, which its own
+    /// notifications carry so that it ignores them, the scheduler's listener, and the
+    /// listening task while started.
+    token: Arc<str>,
+    listener: std::sync::Mutex<Option<apscheduler_core::ChangeListener>>,
+    listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -294,6 +300,9 @@ impl SqlJobStoreBuilder {
                 connecting: tokio::sync::Mutex::new(()),
             }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
+            token: uuid::Uuid::new_v4().to_string().into(),
+            listener: std::sync::Mutex::new(None),
+            listening: std::sync::Mutex::new(None),
         })
     }
 }
@@ -411,6 +420,29 @@ impl SqlJobStore {
     fn encode(&self, job: &Job) -> Result<EncodedJob, Error> {
         codec::encode(job, &self.codec)
     }
+
+    /// Tells the other schedulers that jobs changed (PostgreSQL), after a write that
+    /// succeeded. A failed notification is not the write's failure: the others still
+    /// see the change at their next pass or poll.
+    async fn changed(&self, driver: &Arc<dyn Driver>) {
+        if let Err(e) = driver.notify_change(&self.token).await {
+            tracing::debug!(target: "apscheduler", "change notification not sent: {e}");
+        }
+    }
+
+    /// Stops listening for changes (before the pool closes: the task holds a
+    /// connection of it).
+    async fn stop_listening(&self) {
+        let task = self
+            .listening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 fn into_error(e: StoreError) -> Error {
@@ -419,13 +451,26 @@ fn into_error(e: StoreError) -> Error {
 
 #[async_trait]
 impl JobStore for SqlJobStore {
-    /// Connects, and creates or migrates the tables.
+    /// Connects, and creates or migrates the tables. On PostgreSQL, with a change
+    /// listener set, also listens for other schedulers' changes.
     async fn start(&self, _alias: &str) -> Result<(), Error> {
-        self.driver().await.map(|_| ())
+        let driver = self.driver().await?;
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            self.stop_listening().await;
+            *self.listening.lock().unwrap_or_else(|e| e.into_inner()) =
+                driver.listen(self.token.clone(), listener);
+        }
+        Ok(())
     }
 
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
+        self.stop_listening().await;
         self.link.close().await;
         #[cfg(feature = "sqlite")]
         if let Some(lock) = &self.link.node_lock {
@@ -449,13 +494,24 @@ impl JobStore for SqlJobStore {
     fn capabilities(&self) -> apscheduler_core::Capabilities {
         let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
         capabilities.single_node = self.link.backend() == Dialect::Sqlite;
+        capabilities.notifications = self.link.backend() == Dialect::Postgres;
         capabilities
+    }
+
+    /// PostgreSQL: heard through `LISTEN` from [`start`](JobStore::start) on: every
+    /// job added, changed, removed or released by another store on the table (another
+    /// process's scheduler or `aps jobs`) calls it, and so does every reconnection of
+    /// the listening connection. The other backends have no channel.
+    fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         let row = self.encode(&job)?;
         let driver = self.driver().await?;
-        retry!(driver.insert(std::slice::from_ref(&row), replace_existing)).map_err(into_error)
+        retry!(driver.insert(std::slice::from_ref(&row), replace_existing)).map_err(into_error)?;
+        self.changed(&driver).await;
+        Ok(())
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
@@ -490,13 +546,16 @@ impl JobStore for SqlJobStore {
             return Ok(());
         }
         let driver = self.driver().await?;
-        retry!(driver.insert(&rows, replace_existing)).map_err(into_error)
+        retry!(driver.insert(&rows, replace_existing)).map_err(into_error)?;
+        self.changed(&driver).await;
+        Ok(())
     }
 
     async fn update_job(&self, job: Job) -> Result<(), Error> {
         let row = self.encode(&job)?;
         let driver = self.driver().await?;
         if retry!(driver.rows().update(&row))? {
+            self.changed(&driver).await;
             Ok(())
         } else {
             Err(Error::job_not_found(&job.id))
@@ -509,6 +568,7 @@ impl JobStore for SqlJobStore {
         }
         let driver = self.driver().await?;
         if retry!(driver.rows().delete(id))? {
+            self.changed(&driver).await;
             Ok(())
         } else {
             Err(Error::job_not_found(id))
@@ -518,7 +578,9 @@ impl JobStore for SqlJobStore {
     /// Removes every job, corrupt ones included.
     async fn remove_all_jobs(&self) -> Result<(), Error> {
         let driver = self.driver().await?;
-        retry!(driver.rows().delete_all()).map_err(into_error)
+        retry!(driver.rows().delete_all()).map_err(into_error)?;
+        self.changed(&driver).await;
+        Ok(())
     }
 
     /// The job, `None` when absent, or a `Serialization` error for a row that cannot
@@ -719,6 +781,11 @@ impl JobStore for SqlJobStore {
             }))?
             .into_iter()
             .collect();
+            // A node that saw these jobs under this one's lease sleeps until it
+            // expires: wake it now.
+            if !released.is_empty() {
+                self.changed(&driver).await;
+            }
             if released.len() < asked.len() {
                 lost = asked
                     .into_iter()

@@ -917,3 +917,39 @@ async fn engine_reports_corrupt_rows_and_unknown_tasks() {
         ]
     );
 }
+
+/// PostgreSQL tells the other schedulers on a table about each change (`LISTEN` /
+/// `NOTIFY`), and a listener whose connection was terminated listens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifies_changes() {
+    let Some(url) = server_url(POSTGRES_ENV, "postgres_notifies_changes") else {
+        return;
+    };
+    let tables = Tables::new(&url);
+    let table = tables.table();
+    let listening = tables.store_on(&table);
+    let writer = tables.store_on(&table);
+    apscheduler_testkit::store::check_change_notifications(&listening, &writer, || async {
+        let raw = Raw::connect(&url).await;
+        raw.exec(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN \"apscheduler_jobs_%' AND pid <> pg_backend_pid()",
+        )
+        .await;
+        raw.close().await;
+    })
+    .await;
+}
+
+/// SQLite and MySQL/MariaDB have no change channel: schedulers poll.
+#[test]
+fn only_postgres_declares_notifications() {
+    for (url, notifies) in [
+        ("sqlite::memory:", false),
+        ("mysql://root@127.0.0.1/test", false),
+        ("postgres://root@127.0.0.1/test", true),
+    ] {
+        let store = SqlJobStore::connect(url).unwrap();
+        assert_eq!(store.capabilities().notifications, notifies, "{url}");
+    }
+}

@@ -58,6 +58,7 @@
 //! |---|---|
 //! | [`check_survives_restart`] | jobs, run times to the microsecond, paused jobs and leases outlive a store shut down and opened again |
 //! | [`check_corrupt_job_set_aside`] | a damaged stored job is reported once, set aside, kept, repairable; other jobs run |
+//! | [`check_change_notifications`] | a store declaring [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications) calls its listener for another store's adds, updates, removes and releases, not for its own writes, and again after its channel's connection dropped |
 //!
 //! ## Where the suite pins down what the trait leaves open
 //! - `now` is inclusive: a job whose run time equals `now` is due.
@@ -1839,4 +1840,100 @@ where
 
 fn micros_ceil(t: &DateTime<Tz>) -> i64 {
     apscheduler_core::time::micros::run_time(t)
+}
+
+/// The change channel of a store that declares
+/// [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications):
+/// `listening` (started here, with a listener) hears each write of `writer` (another
+/// store on the same namespace) within a few seconds, never its own writes, and is
+/// called again once `drop_channel` has cut its channel's connection (changes made
+/// while it was down were not heard). Real time, a few seconds.
+pub async fn check_change_notifications<F, Fut>(
+    listening: &dyn JobStore,
+    writer: &dyn JobStore,
+    drop_channel: F,
+) where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    assert!(listening.capabilities().notifications);
+    let heard = Arc::new(AtomicUsize::new(0));
+    let counter = heard.clone();
+    listening.set_change_listener(Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    listening.start("default").await.expect("start the listening store");
+    writer.start("default").await.expect("start the writing store");
+    let settle = || async {
+        // Until nothing more arrives for half a second.
+        let mut last = heard.load(Ordering::SeqCst);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = heard.load(Ordering::SeqCst);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let after = |before: usize, what: &'static str| {
+        let heard = heard.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while heard.load(Ordering::SeqCst) <= before {
+                assert!(Instant::now() < deadline, "no notification of {what} within 5 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // Subscribed (the first call says so).
+    after(0, "the subscription").await;
+    let mut count = settle().await;
+
+    // Its own writes are not heard.
+    listening
+        .add_job(sample_job("own", Some(at(60)), interval_trigger(60)), false)
+        .await
+        .unwrap();
+    listening.remove_job("own").await.unwrap();
+    assert_eq!(settle().await, count, "a store heard its own writes");
+
+    writer
+        .add_job(sample_job("n", Some(at(0)), interval_trigger(60)), false)
+        .await
+        .unwrap();
+    after(count, "another store's add").await;
+    count = settle().await;
+    let mut job = sample_job("n", Some(at(30)), interval_trigger(60));
+    job.name = "renamed".into();
+    writer.update_job(job).await.unwrap();
+    after(count, "another store's update").await;
+    count = settle().await;
+    let claimed = writer
+        .acquire_due_jobs("other", utc(30), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(claimed.jobs.len(), 1);
+    let mut next = claimed.jobs[0].clone();
+    next.next_run_time = Some(at(60));
+    writer
+        .release_jobs("other", vec![JobRelease::Update(next)])
+        .await
+        .unwrap();
+    after(count, "another store's release").await;
+    count = settle().await;
+    writer.remove_job("n").await.unwrap();
+    after(count, "another store's remove").await;
+    count = settle().await;
+
+    // The channel's connection drops: once back, the listener is called (a change
+    // made meanwhile would otherwise go unheard until the next poll).
+    drop_channel().await;
+    after(count, "the re-subscription after a dropped connection").await;
+
+    listening.shutdown().await.unwrap();
+    writer.shutdown().await.unwrap();
 }

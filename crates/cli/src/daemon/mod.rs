@@ -153,6 +153,9 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
 pub(crate) struct Opened {
     pub(crate) scheduler: AsyncScheduler,
     pub(crate) history: Option<Arc<dyn RunHistory>>,
+    /// Whether the store tells the scheduler about other processes' changes as they
+    /// happen (PostgreSQL, Redis, ZooKeeper), so that polling is only a safety net.
+    pub(crate) notifications: bool,
 }
 
 /// Opens the store `url` under a scheduler started paused (nothing runs); `history`
@@ -169,6 +172,7 @@ pub(crate) async fn open_scheduler(
         _ => format!("store.url: {e}"),
     })?;
     let history = store.run_history();
+    let notifications = store.capabilities().notifications;
     let mut builder = Engine::builder().timezone(tz).jobstore("default", store);
     if let (Some(options), Some(h)) = (record, &history) {
         builder = builder.run_history(h.clone(), options);
@@ -196,7 +200,11 @@ pub(crate) async fn open_scheduler(
             )
         })?;
     }
-    Ok(Opened { scheduler, history })
+    Ok(Opened {
+        scheduler,
+        history,
+        notifications,
+    })
 }
 
 /// A URL with its password hidden.
@@ -227,7 +235,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
         kill_grace: cfg.kill_grace,
         output_cap: cfg.history.output_cap,
     });
-    let Opened { scheduler, history } = open_scheduler(
+    let Opened {
+        scheduler,
+        history,
+        notifications,
+    } = open_scheduler(
         &cfg.store_url,
         cfg.timezone,
         options,
@@ -257,19 +269,23 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    // Other processes change jobs in the store (`aps jobs ...`). A SQLite file is
-    // watched (its changes wake the daemon at once, and nothing runs while it is idle);
-    // other stores are polled, every second unless `poll_interval` says otherwise.
+    // Other processes change jobs in the store (`aps jobs ...`, other daemons). A
+    // SQLite file is watched (its changes wake the daemon at once, and nothing runs
+    // while it is idle); PostgreSQL, Redis and ZooKeeper notify the scheduler
+    // themselves; either way a poll a minute is the safety net. Other stores are
+    // polled, every second unless `poll_interval` says otherwise.
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _watcher = match cfg.poll_interval {
         None => watch_sqlite_file(&cfg.store_url, changed_tx),
         Some(_) => None,
     };
-    let every = cfg.poll_interval.unwrap_or(if _watcher.is_some() {
-        WATCHED_POLL
-    } else {
-        Duration::from_secs(1)
-    });
+    let every = cfg
+        .poll_interval
+        .unwrap_or(if _watcher.is_some() || notifications {
+            WATCHED_POLL
+        } else {
+            Duration::from_secs(1)
+        });
     let mut poll = tokio::time::interval(every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let path = cfg.path.clone();
@@ -301,8 +317,8 @@ async fn serve(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// How often a daemon on a watched SQLite file looks anyway: a safety net, in case the
-/// watch misses an event.
+/// How often a daemon on a watched SQLite file, or on a store that notifies changes,
+/// looks anyway: a safety net, in case a notification is missed.
 const WATCHED_POLL: Duration = Duration::from_secs(60);
 
 /// Watches the directory of the SQLite file `url` names, sending on `changed` whenever

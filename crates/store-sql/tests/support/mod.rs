@@ -214,7 +214,7 @@ impl Raw {
 }
 
 /// Hands out random table names on one database and drops those tables (and their
-/// schema and run history tables) when dropped, also when a test fails.
+/// schema, run history and node tables) when dropped, also when a test fails.
 #[derive(Debug)]
 pub struct Tables {
     url: String,
@@ -279,7 +279,8 @@ impl Drop for Tables {
                         .expect("store");
                     let schema = store.schema_table_name().to_owned();
                     let runs = store.runs_table_name().to_owned();
-                    for t in [table, schema, runs] {
+                    let nodes = store.history().nodes_table_name().to_owned();
+                    for t in [table, schema, runs, nodes] {
                         let sql = format!("DROP TABLE IF EXISTS {}", raw.quote(&t));
                         if let Err(e) = raw.try_exec(&sql).await {
                             eprintln!("cleanup: {sql}: {e}");
