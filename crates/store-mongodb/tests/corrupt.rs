@@ -44,6 +44,19 @@ async fn scheduler_over_store_shared_check() {
     .await;
 }
 
+/// Two schedulers 5 s apart on one collection (`apscheduler_testkit::scheduler::check_clock_skew`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_never_starts_a_fire_time_twice() {
+    let Some(db) = common::TestDb::new("clock_skew_never_starts_a_fire_time_twice") else {
+        return;
+    };
+    let (ahead, on_time) = apscheduler_testkit::scheduler::check_clock_skew(|| {
+        Arc::new(db.store_on("skew")) as Arc<dyn JobStore>
+    })
+    .await;
+    eprintln!("clock skew: runs by the node ahead {ahead}, on time {on_time}");
+}
+
 /// The testkit's shared corrupt-job check, with documents planted directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_job_set_aside_shared_check() {

@@ -515,3 +515,18 @@ async fn notifies_changes() {
     })
     .await;
 }
+
+/// Two schedulers 5 s apart on one prefix (`apscheduler_testkit::scheduler::check_clock_skew`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_never_starts_a_fire_time_twice() {
+    let Some(url) = common::redis_url("clock_skew_never_starts_a_fire_time_twice") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let prefix = prefixes.fresh();
+    let (ahead, on_time) = apscheduler_testkit::scheduler::check_clock_skew(|| {
+        std::sync::Arc::new(common::store(&url, &prefix)) as std::sync::Arc<dyn JobStore>
+    })
+    .await;
+    eprintln!("clock skew: runs by the node ahead {ahead}, on time {on_time}");
+}

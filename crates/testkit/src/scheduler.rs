@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apscheduler_core::event::{self, Event};
-use apscheduler_core::{JobStore, ManualClock};
+use apscheduler_core::{Clock as _, JobStore, ManualClock};
 use apscheduler_engine::{Engine, InlineExecutor, JobSpec};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
@@ -142,4 +142,82 @@ where
     second.remove_all_jobs(None).await.expect("remove_all_jobs");
     second.shutdown(true).await.expect("shutdown");
     third.shutdown(true).await.expect("shutdown");
+}
+
+/// A fire time started: the job, the fire time, the node.
+type Started = (String, DateTime<Utc>, &'static str);
+
+/// Two schedulers on one store whose clocks disagree by 5 s (one runs ahead: it sees
+/// the other's 5 s leases expire the moment they are taken, and claims those jobs
+/// while the other is still in its pass) never start one fire time twice. Both
+/// process at once, step after step, on manual clocks; `make` as for
+/// [`check_scheduler_over_store`]. Returns how many runs each made (ahead, on time).
+///
+/// # Panics
+/// When a (job, fire time) starts twice, or nothing runs.
+pub async fn check_clock_skew<F>(make: F) -> (usize, usize)
+where
+    F: Fn() -> Arc<dyn JobStore>,
+{
+    const JOBS: usize = 20;
+    let skew = chrono::Duration::seconds(5);
+    let on_time = Arc::new(ManualClock::new(t(0)));
+    let ahead = Arc::new(ManualClock::new(t(0) + skew));
+    let started: Arc<Mutex<Vec<Started>>> = Arc::default();
+    let node = |clock: &Arc<ManualClock>, name: &'static str| {
+        let engine = Engine::builder()
+            .clock(clock.clone())
+            .timezone(chrono_tz::UTC)
+            .scheduler_id(name)
+            .lease(apscheduler_engine::DEFAULT_LEASE)
+            .jobstore("default", make())
+            .executor("default", Arc::new(InlineExecutor::new()))
+            .build();
+        let s = started.clone();
+        engine.register_task("note", move |ctx| {
+            let at = ctx.scheduled_run_time.with_timezone(&Utc);
+            s.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((ctx.job_id.to_string(), at, name));
+            Ok(json!(null))
+        });
+        engine
+    };
+    let a = node(&on_time, "on-time");
+    let b = node(&ahead, "ahead");
+    a.start(false).await.expect("start the on-time scheduler");
+    b.start(false).await.expect("start the scheduler ahead");
+    for i in 0..JOBS {
+        a.add_job(
+            JobSpec::task("note")
+                .id(format!("skew-{i:02}"))
+                .trigger_args(
+                    "interval",
+                    json!({"seconds": 1, "start_date": "2023-11-14T22:13:20Z"}),
+                )
+                .misfire_grace_time(None)
+                .coalesce(false),
+        )
+        .await
+        .expect("add a job");
+    }
+    // 15 s of steps of 250 ms; both schedulers process at once at each step.
+    for _ in 0..60 {
+        for clock in [&on_time, &ahead] {
+            clock.set(clock.now() + chrono::Duration::milliseconds(250));
+        }
+        let (_, _) = tokio::join!(a.process_jobs(), b.process_jobs());
+    }
+    a.shutdown(true).await.expect("shut down");
+    b.shutdown(true).await.expect("shut down");
+    let started = std::mem::take(&mut *started.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut seen = std::collections::HashMap::new();
+    for (job, at, by) in &started {
+        if let Some(first) = seen.insert((job.clone(), *at), *by) {
+            panic!("check_clock_skew: {job} at {at} started by {first} and by {by}");
+        }
+    }
+    let by = |n: &str| started.iter().filter(|(_, _, by)| *by == n).count();
+    assert!(!started.is_empty(), "check_clock_skew: nothing ran");
+    (by("ahead"), by("on-time"))
 }

@@ -1865,8 +1865,14 @@ pub async fn check_change_notifications<F, Fut>(
     listening.set_change_listener(Arc::new(move || {
         counter.fetch_add(1, Ordering::SeqCst);
     }));
-    listening.start("default").await.expect("start the listening store");
-    writer.start("default").await.expect("start the writing store");
+    listening
+        .start("default")
+        .await
+        .expect("start the listening store");
+    writer
+        .start("default")
+        .await
+        .expect("start the writing store");
     let settle = || async {
         // Until nothing more arrives for half a second.
         let mut last = heard.load(Ordering::SeqCst);
@@ -1884,7 +1890,10 @@ pub async fn check_change_notifications<F, Fut>(
         async move {
             let deadline = Instant::now() + Duration::from_secs(5);
             while heard.load(Ordering::SeqCst) <= before {
-                assert!(Instant::now() < deadline, "no notification of {what} within 5 s");
+                assert!(
+                    Instant::now() < deadline,
+                    "no notification of {what} within 5 s"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
