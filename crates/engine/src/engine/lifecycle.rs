@@ -155,6 +155,10 @@ impl Engine {
             (st.stores.clone(), st.executors.clone())
         };
         self.wakeup();
+        // A pass under way finishes first (it claims no further batch now): the fire
+        // times it released are started, not lost to executors already shut down.
+        // Bounded, in case the shutdown was called from inside the pass (a listener).
+        let _ = tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock()).await;
         for (_, executor) in &executors {
             executor.shutdown(wait);
         }

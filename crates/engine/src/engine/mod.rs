@@ -68,6 +68,9 @@ const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// How long shutdown waits for run records to reach the history.
 const HISTORY_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long shutdown waits for a pass under way to finish.
+const PASS_FINISH_WAIT: Duration = Duration::from_secs(5);
+
 /// How many due jobs one claim asks a store for.
 const CLAIM_BATCH: usize = 1024;
 

@@ -146,6 +146,10 @@ impl Engine {
             CLAIM_BATCH
         };
         loop {
+            // Paused or shutting down meanwhile: claim no further batch.
+            if self.state() != SchedulerState::Running {
+                break;
+            }
             let acquired = store
                 .acquire_due_jobs(&self.inner.scheduler_id, now, batch, self.inner.lease)
                 .await?;
