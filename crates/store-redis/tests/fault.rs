@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,104 +14,9 @@ use apscheduler_core::chrono::{DateTime, Utc};
 use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore};
 use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec, SchedulerState};
 use apscheduler_store_redis::RedisJobStore;
+use apscheduler_testkit::server::PrivateRedis;
 use chrono_tz::Tz;
 use serde_json::json;
-
-/// A private `redis-server`, killed (and its directory removed) on drop.
-struct PrivateRedis {
-    binary: String,
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn new() -> Self {
-        // A spare port: bind to port 0, note the port, release it.
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
-        let dir = std::env::temp_dir().join(format!("aps-redis-fault-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create the server's directory");
-        let binary = std::env::var("APS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let mut server = PrivateRedis {
-            binary,
-            port,
-            dir,
-            child: None,
-        };
-        server.start();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "yes"])
-            .args(["--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(["--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run '{}' ({e}): the fault test needs redis-server on PATH \
-                     (apt-get install redis-server) or APS_REDIS_SERVER",
-                    self.binary
-                )
-            });
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    /// Waits until the server answers PING with PONG (not LOADING).
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut reply = [0u8; 16];
-                if stream.write_all(b"PING\r\n").is_ok() {
-                    if let Ok(n) = stream.read(&mut reply) {
-                        if reply[..n].starts_with(b"+PONG") {
-                            return;
-                        }
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the private redis-server on port {} did not come up",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: a crash, not a clean shutdown.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Wraps the store and records when each claim was tried and whether it worked.
 #[derive(Debug)]
@@ -432,7 +334,7 @@ fn a_claim_whose_reply_was_lost_does_not_strand_the_jobs() {
     wait_for("runs before the pause", Duration::from_secs(10), || {
         runs.lock().unwrap().len() >= 3
     });
-    let pid = server.child.as_ref().expect("running").id().to_string();
+    let pid = server.pid().expect("running").to_string();
     let signal = |sig: &str| {
         let status = Command::new("kill").args([sig, &pid]).status().unwrap();
         assert!(status.success(), "kill {sig} {pid}");

@@ -33,6 +33,9 @@ use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// A run as a node notes it: job, fire time (µs), lateness (µs).
+type Noted = (Arc<str>, i64, i64);
+
 /// A store on `url` under the namespace `name` (SQL table or Redis key prefix).
 fn store(url: &str, name: &str) -> Result<Arc<dyn JobStore>, BoxError> {
     if url.starts_with("redis") {
@@ -192,7 +195,7 @@ fn node(args: &[String]) -> Result<(), BoxError> {
     let seconds: u64 = seconds.parse()?;
     let rt = tokio::runtime::Runtime::new()?;
     let store = rt.block_on(async { store(url, name) })?;
-    let noted: Arc<Mutex<Vec<(Arc<str>, i64, i64)>>> = Arc::default();
+    let noted: Arc<Mutex<Vec<Noted>>> = Arc::default();
     let scheduler =
         BackgroundScheduler::from_builder(Engine::builder().jobstore("default", store))?;
     let n = noted.clone();

@@ -751,6 +751,30 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_and_node_timeout_are_read_and_checked() {
+        let cfg = check("[scheduler]\nheartbeat = \"250ms\"\nnode_timeout = 3\n").unwrap();
+        assert_eq!(
+            (cfg.heartbeat, cfg.node_timeout),
+            (Duration::from_millis(250), Duration::from_secs(3))
+        );
+        let cfg = check("").unwrap();
+        assert_eq!(
+            (cfg.heartbeat, cfg.node_timeout),
+            (Duration::from_secs(1), Duration::from_secs(10))
+        );
+        let e = check("[scheduler]\nnode_timeout = \"1s\"\n").unwrap_err();
+        assert!(
+            e.contains("scheduler.node_timeout") && e.contains("(1s)") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = check("[scheduler]\nheartbeat = 0\n").unwrap_err();
+        assert!(
+            e.contains("scheduler.heartbeat") && e.contains("must not be 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn each_trigger_form_and_duration_form_is_read() {
         let cfg = check(
             r#"
