@@ -764,7 +764,7 @@ mod tests {
         );
         let e = check("[scheduler]\nnode_timeout = \"1s\"\n").unwrap_err();
         assert!(
-            e.contains("scheduler.node_timeout") && e.contains("(1s)") && e.contains("line 2"),
+            e.contains("scheduler.node_timeout") && e.contains("(1s)") && e.contains("aps.toml:2:"),
             "{e}"
         );
         let e = check("[scheduler]\nheartbeat = 0\n").unwrap_err();
