@@ -99,6 +99,8 @@ where
         2,
         "{CHECK}: runs at 10 s and 20 s"
     );
+    // Listeners run on the dispatcher's thread: wait for it before reading.
+    first.flush_events();
     assert_eq!(take(&events), ["JOB_EXECUTED", "JOB_EXECUTED"], "{CHECK}");
     first.shutdown(true).await.expect("shutdown");
 
@@ -120,6 +122,7 @@ where
         "{CHECK}: the next run time is kept"
     );
     second.process_jobs().await;
+    second.flush_events();
     assert_eq!(
         take(&events),
         ["JOB_MISSED", "JOB_MISSED", "JOB_EXECUTED"],
