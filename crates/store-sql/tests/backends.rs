@@ -964,3 +964,44 @@ fn only_postgres_declares_notifications() {
         assert_eq!(store.capabilities().notifications, notifies, "{url}");
     }
 }
+
+/// A scheduler on MySQL/MariaDB (no change channel) looks at the store every second
+/// (`EngineBuilder::change_poll`), however far its next fire time, so that another
+/// process's changes take effect within a second; on PostgreSQL (notifications) it
+/// sleeps until the fire time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_polls_only_stores_that_cannot_notify() {
+    use apscheduler_engine::{Engine, JobSpec, DEFAULT_CHANGE_POLL};
+    for (var, polled) in [(MYSQL_ENV, true), (POSTGRES_ENV, false)] {
+        let Some(url) = server_url(var, "a_scheduler_polls_only_stores_that_cannot_notify") else {
+            continue;
+        };
+        let tables = Tables::new(&url);
+        for poll in [Some(DEFAULT_CHANGE_POLL), None] {
+            let engine = Engine::builder()
+                .jobstore("default", Arc::new(tables.store()))
+                .change_poll(poll)
+                .build();
+            engine.register_task("noop", |_| Ok(json!(null)));
+            engine.start(false).await.unwrap();
+            engine
+                .add_job(
+                    JobSpec::task("noop")
+                        .id("hourly")
+                        .trigger_args("interval", json!({"hours": 1})),
+                )
+                .await
+                .unwrap();
+            let wait = engine.process_jobs().await.expect("a next wake-up");
+            if polled && poll.is_some() {
+                assert!(wait <= DEFAULT_CHANGE_POLL, "{var}: waits {wait:?}");
+            } else {
+                assert!(
+                    wait > Duration::from_secs(3500),
+                    "{var} ({poll:?}): waits {wait:?}"
+                );
+            }
+            engine.shutdown(true).await.unwrap();
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub struct EngineBuilder {
     executors: Vec<(Arc<str>, Arc<dyn Executor>)>,
     scheduler_id: Option<String>,
     lease: Duration,
+    change_poll: Option<Duration>,
     history: Option<(Arc<dyn apscheduler_core::RunHistory>, crate::HistoryOptions)>,
 }
 
@@ -25,6 +26,7 @@ impl Default for EngineBuilder {
             executors: Vec::new(),
             scheduler_id: None,
             lease: DEFAULT_LEASE,
+            change_poll: Some(DEFAULT_CHANGE_POLL),
             history: None,
         }
     }
@@ -78,6 +80,17 @@ impl EngineBuilder {
         self.lease = lease;
         self
     }
+    /// How often a scheduler on a shared store that cannot notify changes (MySQL/MariaDB,
+    /// MongoDB: [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications)
+    /// false) looks for jobs other processes added or changed, however far its next
+    /// fire time is (default [`DEFAULT_CHANGE_POLL`], 1 s: a pause, resume or change
+    /// made elsewhere takes effect within a second). `None`: only at its own passes
+    /// (call `wakeup` yourself). Stores that notify (PostgreSQL, Redis, ZooKeeper) and
+    /// single-node stores are not polled.
+    pub fn change_poll(mut self, every: Option<Duration>) -> Self {
+        self.change_poll = every;
+        self
+    }
     /// Records every run (start, end, outcome, output), every missed or skipped fire
     /// time and every run that could not start into `history`, for example the one a
     /// store keeps beside its jobs (`store.run_history()`).
@@ -121,6 +134,7 @@ impl EngineBuilder {
                 wake: WakeSignal::new(),
                 registry: RwLock::new(TaskRegistry::new()),
                 lease: self.lease,
+                change_poll: self.change_poll,
                 unreleased: Mutex::new(HashMap::new()),
                 history,
             }),

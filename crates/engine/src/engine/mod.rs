@@ -68,6 +68,10 @@ const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// How long shutdown waits for run records to reach the history.
 const HISTORY_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How often, by default, a scheduler looks at a shared store that cannot notify
+/// changes made by other processes ([`EngineBuilder::change_poll`]).
+pub const DEFAULT_CHANGE_POLL: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for a pass under way to finish.
 const PASS_FINISH_WAIT: Duration = Duration::from_secs(5);
 
@@ -139,6 +143,8 @@ pub(crate) struct Inner {
     pub(crate) wake: WakeSignal,
     registry: RwLock<TaskRegistry>,
     lease: Duration,
+    /// How often shared stores without change notifications are looked at.
+    change_poll: Option<Duration>,
     /// Releases a store refused (it was down): retried before the next claim, so a run
     /// that happened is never claimed and run again once the store is back.
     unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,

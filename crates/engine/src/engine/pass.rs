@@ -89,6 +89,15 @@ impl Engine {
                     if let Some(t) = next {
                         earliest(t);
                     }
+                    // Other processes' changes reach a store without notifications
+                    // only when it is looked at.
+                    let caps = store.capabilities();
+                    if let (Some(every), true) = (
+                        self.inner.change_poll,
+                        caps.shared && !caps.single_node && !caps.notifications,
+                    ) {
+                        earliest(now + chrono::Duration::from_std(every).unwrap_or_default());
+                    }
                 }
                 Err(e) => {
                     let failures = {
