@@ -78,7 +78,8 @@ pub use run::{
 };
 pub use serde_json;
 pub use store::{
-    Acquired, Capabilities, ChangeListener, CorruptJob, JobRelease, JobStore, Released,
+    Acquired, Capabilities, ChangeChannel, ChangeListener, CorruptJob, JobRelease, JobStore,
+    Released, StopListening,
 };
 pub use task::{
     BoxFuture, Task, TaskContext, TaskError, TaskFailure, TaskFn, TaskRegistry, TaskResult,

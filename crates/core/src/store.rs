@@ -23,6 +23,70 @@ pub enum JobRelease {
 /// only wakes the scheduler's main loop.
 pub type ChangeListener = Arc<dyn Fn() + Send + Sync>;
 
+/// The change-notification state of a store with a channel (PostgreSQL `LISTEN`, Redis
+/// pub/sub): the token its own notifications carry (so that it ignores them), the
+/// scheduler's listener, and how to stop the listening task while it runs.
+pub struct ChangeChannel {
+    token: Arc<str>,
+    listener: std::sync::Mutex<Option<ChangeListener>>,
+    stop: std::sync::Mutex<Option<StopListening>>,
+}
+
+/// Stops a listening task (and waits for it, where the store needs that).
+pub type StopListening = Box<dyn FnOnce() -> crate::BoxFuture<()> + Send>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ChangeChannel {
+    /// A channel state whose notifications carry `token` (unique per store instance).
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        ChangeChannel {
+            token: token.into(),
+            listener: std::sync::Mutex::new(None),
+            stop: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The token this store's notifications carry.
+    pub fn token(&self) -> &Arc<str> {
+        &self.token
+    }
+
+    /// Keeps the scheduler's listener ([`JobStore::set_change_listener`]).
+    pub fn set_listener(&self, listener: ChangeListener) {
+        *lock(&self.listener) = Some(listener);
+    }
+
+    /// The scheduler's listener, if one was set.
+    pub fn listener(&self) -> Option<ChangeListener> {
+        lock(&self.listener).clone()
+    }
+
+    /// Records how to stop the listening task just started.
+    pub fn listening(&self, stop: StopListening) {
+        *lock(&self.stop) = Some(stop);
+    }
+
+    /// Stops the listening task, if one runs.
+    pub async fn stop(&self) {
+        let stop = lock(&self.stop).take();
+        if let Some(stop) = stop {
+            stop().await;
+        }
+    }
+}
+
+impl fmt::Debug for ChangeChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeChannel")
+            .field("token", &self.token)
+            .field("listening", &lock(&self.stop).is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What [`JobStore::release_jobs`] did not apply. A scheduler starts a claimed fire time
 /// only once the release that moves the job past it is applied: a release the store
 /// did not apply means the fire time is not this scheduler's to start.

@@ -326,9 +326,7 @@ impl RedisJobStoreBuilder {
             prefix: self.prefix,
             max_state_bytes: self.max_state_bytes,
             state_format: self.state_format,
-            token: uuid::Uuid::new_v4().to_string().into(),
-            listener: std::sync::Mutex::new(None),
-            listening: std::sync::Mutex::new(None),
+            changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
         })
     }
 }
@@ -347,11 +345,8 @@ pub struct RedisJobStore {
     max_state_bytes: usize,
     state_format: StateFormat,
     history: Arc<RedisRunHistory>,
-    /// Change notifications: this store's token (its own messages carry it and are
-    /// ignored), the scheduler's listener, and the subscription task while started.
-    token: Arc<str>,
-    listener: std::sync::Mutex<Option<apscheduler_core::ChangeListener>>,
-    listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Change notifications (pub/sub).
+    changes: apscheduler_core::ChangeChannel,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -497,21 +492,10 @@ impl RedisJobStore {
     /// see the change at their next pass or poll.
     async fn changed(&self) {
         let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(self.changes_channel()).arg(&*self.token);
+        cmd.arg(self.changes_channel()).arg(&**self.changes.token());
         let sent: Result<i64, _> = self.query("notify a change", &cmd).await;
         if let Err(e) = sent {
             tracing::debug!(target: "apscheduler", "change notification not sent: {e}");
-        }
-    }
-
-    fn stop_listening(&self) {
-        let task = self
-            .listening
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(task) = task {
-            task.abort();
         }
     }
 
@@ -593,20 +577,18 @@ impl JobStore for RedisJobStore {
     /// change channel on a connection of its own.
     async fn start(&self, _alias: &str) -> Result<(), Error> {
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(listener) = listener {
-            self.stop_listening();
+        if let Some(listener) = self.changes.listener() {
+            self.changes.stop().await;
             let task = tokio::spawn(listen_loop(
                 self.conn.client().clone(),
                 self.changes_channel(),
-                self.token.clone(),
+                self.changes.token().clone(),
                 listener,
             ));
-            *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+            self.changes.listening(Box::new(move || {
+                task.abort();
+                Box::pin(async {})
+            }));
         }
         Ok(())
     }
@@ -616,11 +598,11 @@ impl JobStore for RedisJobStore {
     /// another store on the prefix (another process's scheduler or `aps jobs`) calls it,
     /// and so does every re-subscription after the connection dropped.
     fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
-        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        self.changes.set_listener(listener);
     }
 
     async fn shutdown(&self) -> Result<(), Error> {
-        self.stop_listening();
+        self.changes.stop().await;
         // Dropping the last handle closes the connection; a later call (of the store or
         // its run history) reconnects.
         self.conn.disconnect();

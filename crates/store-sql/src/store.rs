@@ -40,12 +40,8 @@ const PARALLEL_DECODE_ROWS: usize = 2_000;
 pub struct SqlJobStore {
     link: Arc<Link>,
     codec: StateCodec,
-    /// Change notifications (PostgreSQL): this store's token, which its own
-    /// notifications carry so that it ignores them, the scheduler's listener, and the
-    /// listening task while started.
-    token: Arc<str>,
-    listener: std::sync::Mutex<Option<apscheduler_core::ChangeListener>>,
-    listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Change notifications (PostgreSQL).
+    changes: apscheduler_core::ChangeChannel,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -300,9 +296,7 @@ impl SqlJobStoreBuilder {
                 connecting: tokio::sync::Mutex::new(()),
             }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
-            token: uuid::Uuid::new_v4().to_string().into(),
-            listener: std::sync::Mutex::new(None),
-            listening: std::sync::Mutex::new(None),
+            changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
         })
     }
 }
@@ -425,22 +419,8 @@ impl SqlJobStore {
     /// succeeded. A failed notification is not the write's failure: the others still
     /// see the change at their next pass or poll.
     async fn changed(&self, driver: &Arc<dyn Driver>) {
-        if let Err(e) = driver.notify_change(&self.token).await {
+        if let Err(e) = driver.notify_change(self.changes.token()).await {
             tracing::debug!(target: "apscheduler", "change notification not sent: {e}");
-        }
-    }
-
-    /// Stops listening for changes (before the pool closes: the task holds a
-    /// connection of it).
-    async fn stop_listening(&self) {
-        let task = self
-            .listening
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
         }
     }
 }
@@ -455,22 +435,25 @@ impl JobStore for SqlJobStore {
     /// listener set, also listens for other schedulers' changes.
     async fn start(&self, _alias: &str) -> Result<(), Error> {
         let driver = self.driver().await?;
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(listener) = listener {
-            self.stop_listening().await;
-            *self.listening.lock().unwrap_or_else(|e| e.into_inner()) =
-                driver.listen(self.token.clone(), listener);
+        if let Some(listener) = self.changes.listener() {
+            self.changes.stop().await;
+            if let Some(task) = driver.listen(self.changes.token().clone(), listener) {
+                // Awaited: the task holds a connection of the pool, which must be back
+                // before the pool closes.
+                self.changes.listening(Box::new(move || {
+                    task.abort();
+                    Box::pin(async move {
+                        let _ = task.await;
+                    })
+                }));
+            }
         }
         Ok(())
     }
 
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
-        self.stop_listening().await;
+        self.changes.stop().await;
         self.link.close().await;
         #[cfg(feature = "sqlite")]
         if let Some(lock) = &self.link.node_lock {
@@ -503,7 +486,7 @@ impl JobStore for SqlJobStore {
     /// process's scheduler or `aps jobs`) calls it, and so does every reconnection of
     /// the listening connection. The other backends have no channel.
     fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
-        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        self.changes.set_listener(listener);
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
