@@ -275,6 +275,38 @@ fn gaps<'a>(
     (gaps, excused_count)
 }
 
+/// Writes `aps.toml` in `dir`: `scheduler` lines added to `[scheduler]` (UTC, node
+/// name `cluster`), the store `url`, `sections`, job defaults (coalesce off, 30 s grace)
+/// and `jobs` jobs `job-000`... every second running `command`; starts three daemons on
+/// it and waits until each runs its jobs.
+fn start_three(
+    dir: &Path,
+    scheduler: &str,
+    url: &str,
+    sections: &str,
+    jobs: usize,
+    command: &str,
+) -> Vec<Node> {
+    let config = dir.join("aps.toml");
+    let mut text = format!(
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n{scheduler}[store]\nurl = \"{url}\"\n\
+         {sections}[job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n"
+    );
+    for i in 0..jobs {
+        text.push_str(&format!(
+            "[[jobs]]\nid = \"job-{i:03}\"\ninterval = 1\ncommand = \"{command}\"\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&config, dir.join(format!("node-{i}.log"))))
+        .collect();
+    for node in &mut nodes {
+        node.wait_started();
+    }
+    nodes
+}
+
 /// SIGTERM to each daemon, then waits for all of them.
 fn stop_all(nodes: &mut [Node]) {
     for node in nodes.iter() {
@@ -359,26 +391,14 @@ fn cluster(
     // One cluster at a time: two would share the machine's two cores.
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("aps.toml");
-    let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\n\
-         node_timeout = \"{node_timeout}\"\n[store]\nurl = \"{}\"\n\
-         [job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n",
-        db.url
+    let mut nodes = start_three(
+        dir.path(),
+        &format!("heartbeat = \"200ms\"\nnode_timeout = \"{node_timeout}\"\n"),
+        &db.url,
+        "",
+        jobs,
+        &format!("sleep {run_secs}"),
     );
-    for i in 0..jobs {
-        text.push_str(&format!(
-            "[[jobs]]\nid = \"job-{i:03}\"\ncommand = \"sleep {run_secs}\"\ninterval = 1\n"
-        ));
-    }
-    std::fs::write(&config, text).unwrap();
-
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| Node::start(&config, dir.path().join(format!("node-{i}.log"))))
-        .collect();
-    for node in &mut nodes {
-        node.wait_started();
-    }
     let started = chrono::Utc::now().timestamp_micros();
     std::thread::sleep(Duration::from_secs(before_kill));
 
@@ -616,24 +636,8 @@ fn three_daemons_ride_out_a_redis_restart() {
         let mut server = PrivateRedis::new();
         let url = server.url();
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("aps.toml");
         let jobs = 50;
-        let mut text = format!(
-            "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n[store]\nurl = \"{url}\"\n\
-             [job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n"
-        );
-        for i in 0..jobs {
-            text.push_str(&format!(
-                "[[jobs]]\nid = \"job-{i:03}\"\ncommand = \"sleep 0.1\"\ninterval = 1\n"
-            ));
-        }
-        std::fs::write(&config, text).unwrap();
-        let mut nodes: Vec<Node> = (0..3)
-            .map(|i| Node::start(&config, dir.path().join(format!("node-{i}.log"))))
-            .collect();
-        for node in &mut nodes {
-            node.wait_started();
-        }
+        let mut nodes = start_three(dir.path(), "", &url, "", jobs, "sleep 0.1");
         let started = chrono::Utc::now().timestamp_micros();
         std::thread::sleep(Duration::from_secs(5));
         server.kill();
@@ -727,28 +731,18 @@ fn three_daemons_on_zookeeper_start_each_fire_time_once_and_take_over_a_killed_o
     static_turn(|| {
         let dir = tempfile::tempdir().unwrap();
         let results = dir.path().join("runs.txt");
-        let config = dir.path().join("aps.toml");
         let jobs = 40;
-        let mut text = format!(
-            "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n[store]\n\
-             url = \"zookeeper://{hosts}/{}\"\n[history]\nenabled = false\n\
-             [job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n",
-            random_namespace()
-        );
-        for i in 0..jobs {
-            text.push_str(&format!(
-                "[[jobs]]\nid = \"job-{i:03}\"\ninterval = 1\ncommand = \
-                 \"echo $APS_JOB_ID $APS_SCHEDULED_AT $PPID $(date +%s%N) >> {}\"\n",
+        let mut nodes = start_three(
+            dir.path(),
+            "",
+            &format!("zookeeper://{hosts}/{}", random_namespace()),
+            "[history]\nenabled = false\n",
+            jobs,
+            &format!(
+                "echo $APS_JOB_ID $APS_SCHEDULED_AT $PPID $(date +%s%N) >> {}",
                 results.display()
-            ));
-        }
-        std::fs::write(&config, text).unwrap();
-        let mut nodes: Vec<Node> = (0..3)
-            .map(|i| Node::start(&config, dir.path().join(format!("node-{i}.log"))))
-            .collect();
-        for node in &mut nodes {
-            node.wait_started();
-        }
+            ),
+        );
         let started = chrono::Utc::now().timestamp_micros();
         // (job, fire time µs) -> (pid, start µs) of each start.
         let read = || {
