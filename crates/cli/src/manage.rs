@@ -580,13 +580,14 @@ pub(crate) fn run_json(r: &RunRecord) -> Value {
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    use std::io::Write as _;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String]| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
@@ -595,12 +596,20 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
     };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
+    // One buffered writer: standard output writes each line on its own otherwise (one
+    // system call per job).
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut result = stdout.write_all(line(&head).as_bytes());
     for row in rows {
-        line(row.clone());
+        result = result.and_then(|()| stdout.write_all(line(row).as_bytes()));
     }
+    // A closed pipe (`aps jobs list | head`) ends the listing quietly.
+    let _ = result.and_then(|()| stdout.flush());
 }
 
 fn clip(s: &str, n: usize) -> String {

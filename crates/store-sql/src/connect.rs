@@ -26,6 +26,8 @@ pub(crate) struct PoolConfig {
     /// SQLite's page cache per connection, in KiB (`cache_size = -N`); `None` keeps
     /// SQLite's default (2,000 KiB).
     pub(crate) sqlite_cache_kib: Option<u32>,
+    /// SQLite's `mmap_size` pragma, in bytes (`None`: SQLite's default, no mapping).
+    pub(crate) sqlite_mmap_bytes: Option<u64>,
 }
 
 impl Default for PoolConfig {
@@ -40,6 +42,7 @@ impl Default for PoolConfig {
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_sync_full: false,
             sqlite_cache_kib: None,
+            sqlite_mmap_bytes: None,
         }
     }
 }
@@ -296,6 +299,9 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             let mut options = options.clone();
             if let Some(kib) = config.sqlite_cache_kib {
                 options = options.pragma("cache_size", format!("-{kib}"));
+            }
+            if let Some(bytes) = config.sqlite_mmap_bytes {
+                options = options.pragma("mmap_size", bytes.to_string());
             }
             let options = options
                 .busy_timeout(config.sqlite_busy_timeout)

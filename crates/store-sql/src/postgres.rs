@@ -444,7 +444,8 @@ impl HistoryOps for Runs<Postgres> {
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
-        self.select_latest(job_ids).await
+        self.select_latest_of_list(sqlx::query(&self.sql.latest_of_list).bind(job_ids))
+            .await
     }
 
     async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {

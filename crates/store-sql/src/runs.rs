@@ -127,10 +127,12 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
     async fn remove_node(&self, node: &str) -> Result<bool>;
 }
 
-/// Jobs per statement of [`Runs::select_latest`] (SQLite allows 500 `UNION ALL` terms).
+/// Jobs per statement of [`Runs::select_latest`] (MySQL/MariaDB).
+#[cfg(feature = "mysql")]
 pub(crate) const LATEST_CHUNK: usize = 200;
 /// Statements of [`Runs::select_latest`] in flight at once (each on its own pooled
-/// connection: SQLite reads them on that many threads).
+/// connection).
+#[cfg(feature = "mysql")]
 const LATEST_PARALLEL: usize = 4;
 
 /// Splits a batch into statements of at most [`CHUNK_ROWS`] rows and (but for a
@@ -170,6 +172,10 @@ pub(crate) struct RunStatements {
     /// SQLite and PostgreSQL: `UPDATE ... RETURNING` of a node's running rows.
     #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     interrupt_returning: String,
+    /// SQLite and PostgreSQL: the newest row of each job of a list bound as one
+    /// parameter (a JSON array on SQLite, a `text[]` on PostgreSQL), in one statement.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) latest_of_list: String,
     /// Writes a node's registry row, replacing the one it had.
     node_upsert: String,
     /// Every registry row, by node name.
@@ -231,6 +237,24 @@ impl RunStatements {
                 p(2),
                 p(3)
             ),
+            latest_of_list: match d {
+                // One seek on the job index per id (the sub-select reads the index only),
+                // then one by rowid: no statement of hundreds of `UNION ALL` terms to
+                // compile per 200 jobs.
+                Dialect::Sqlite => format!(
+                    "SELECT {columns} FROM {runs} WHERE rowid IN (SELECT (SELECT x.rowid \
+                     FROM {runs} x WHERE x.job_id = j.value \
+                     ORDER BY x.scheduled_at DESC, x.run_id DESC LIMIT 1) FROM json_each({}) j)",
+                    p(1)
+                ),
+                Dialect::Postgres => format!(
+                    "SELECT {columns} FROM unnest({}::text[]) AS j(id) CROSS JOIN LATERAL \
+                     (SELECT * FROM {runs} x WHERE x.job_id = j.id \
+                     ORDER BY x.scheduled_at DESC, x.run_id DESC LIMIT 1) r",
+                    p(1)
+                ),
+                Dialect::MySql => String::new(),
+            },
             node_upsert: format!(
                 "INSERT INTO {} (node, host, pid, started_at, heartbeat_at, running) \
                  VALUES ({}, {}, {}, {}, {}, {}){}",
@@ -574,10 +598,12 @@ where
         tx.commit().await.map_err(map)
     }
 
-    /// The newest row of each job: one statement per [`LATEST_CHUNK`] jobs, a
+    /// MySQL/MariaDB (no `LATERAL` on MariaDB): the newest row of each job: one
+    /// statement per [`LATEST_CHUNK`] jobs, a
     /// `UNION ALL` of one-row lookups on the job index (instead of one round trip,
     /// and its thread hand-offs, per job), [`LATEST_PARALLEL`] statements at a time on
     /// their own connections.
+    #[cfg(feature = "mysql")]
     pub(crate) async fn select_latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         use futures_util::stream::{StreamExt as _, TryStreamExt as _};
         let map = self.error("latest_runs");
@@ -593,6 +619,19 @@ where
             .collect()
     }
 
+    /// The newest row of each job through [`RunStatements::latest_of_list`], with the
+    /// list already bound.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) async fn select_latest_of_list<'q>(
+        &self,
+        query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    ) -> Result<Vec<RunRow>> {
+        let map = self.error("latest_runs");
+        let rows = query.fetch_all(&self.pool).await.map_err(&map)?;
+        rows.iter().map(|r| read_run(r).map_err(&map)).collect()
+    }
+
+    #[cfg(feature = "mysql")]
     async fn select_latest_chunk(&self, chunk: &[&str]) -> sqlx::Result<Vec<DB::Row>> {
         let d = self.dialect;
         let sql = (1..=chunk.len())

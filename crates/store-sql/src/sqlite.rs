@@ -232,7 +232,10 @@ impl HistoryOps for Runs<Sqlite> {
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
-        self.select_latest(job_ids).await
+        // A JSON array of the ids: one statement, however many jobs.
+        let list = serde_json::to_string(job_ids).unwrap_or_default();
+        self.select_latest_of_list(sqlx::query(&self.sql.latest_of_list).bind(list))
+            .await
     }
 
     async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
