@@ -86,7 +86,7 @@ impl Engine {
             }
         }
         if let Some(recorder) = &self.inner.history {
-            recorder.start().await;
+            recorder.start(self.interrupted_hook()).await;
         }
         let pending = {
             let mut st = lock(&self.inner.state);
