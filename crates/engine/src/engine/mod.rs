@@ -129,10 +129,9 @@ struct State {
 ///
 /// Lock order: `jobs_lock` (async, held across store calls) is taken first; under it, or
 /// alone, at most one of the std locks `state`, `registry`, `unreleased` and
-/// `interrupted` at a time,
-/// each held for a few statements and never across an `.await`. Events are emitted and
-/// tasks resolved after `state` is released (the dispatcher's and the executors' own
-/// locks come last).
+/// `interrupted` at a time, each held for a few statements and never across an
+/// `.await`. Events are emitted and tasks resolved after `state` is released (the
+/// dispatcher's and the executors' own locks come last).
 pub(crate) struct Inner {
     scheduler_id: String,
     clock: Arc<dyn Clock>,
