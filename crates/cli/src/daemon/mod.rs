@@ -255,7 +255,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     let host = cfg.node.clone().unwrap_or_else(store::host_name);
     if let Some(h) = &history {
-        recover_interrupted(&scheduler, &**h, &host).await;
+        recover_interrupted(&scheduler, &**h, &host, &node).await;
     }
     if let Err(e) = jobs::sync(&scheduler, &cfg.jobs, history.as_deref()).await {
         let _ = scheduler.shutdown(false).await;
@@ -424,10 +424,16 @@ async fn reload(
 
 /// Runs left `running` by a daemon on this host that is gone (killed, crashed) are
 /// recorded `interrupted` and handed to the scheduler, which runs again (once it
-/// resumes) those of jobs with `recover` set. `interrupt_running` changes each record
-/// for one caller only, so a daemon starting beside this one, or a node reaping the
-/// dead daemon, never gets the same record: each run is recovered once.
-async fn recover_interrupted(scheduler: &AsyncScheduler, history: &dyn RunHistory, host: &str) {
+/// resumes) those of jobs with `recover` set. `interrupt_running` hands each record to
+/// one caller only (each names itself, `me`, in its message), so a daemon starting
+/// beside this one, or a node reaping the dead daemon, never gets the same record: each
+/// run is recovered once.
+async fn recover_interrupted(
+    scheduler: &AsyncScheduler,
+    history: &dyn RunHistory,
+    host: &str,
+    me: &str,
+) {
     let running = match history
         .query_runs(&RunQuery {
             outcome: Some(RunOutcome::Running),
@@ -449,8 +455,11 @@ async fn recover_interrupted(scheduler: &AsyncScheduler, history: &dyn RunHistor
         .collect();
     let now = chrono::Utc::now();
     for node in dead {
-        let message =
-            format!("the daemon ({node}) stopped during the run; found at the next start");
+        // Naming this daemon keeps the message its own: a store hands back the records
+        // changed under this message (see `RunHistory::interrupt_running`).
+        let message = format!(
+            "the daemon ({node}) stopped during the run; found at the next start (by {me})"
+        );
         match history.interrupt_running(&node, now, &message).await {
             Ok(found) => {
                 for r in &found {
