@@ -162,6 +162,7 @@ impl Engine {
         for (_, executor) in &executors {
             executor.shutdown(wait);
         }
+        self.drop_recoveries();
         // Before the stores close: a history may share their connection.
         if let Some(recorder) = &self.inner.history {
             recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;

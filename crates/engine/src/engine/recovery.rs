@@ -60,6 +60,14 @@ impl Engine {
         })
     }
 
+    /// At shutdown: the interrupted runs no pass looked at are not recovered (said for
+    /// each, in case its job asked for it).
+    pub(super) fn drop_recoveries(&self) {
+        for r in std::mem::take(&mut *lock(&self.inner.interrupted)) {
+            apscheduler_core::log_warn!(target: "apscheduler", job_id = %r.job_id, run_id = %r.run_id, "run {} of job {} (scheduled at {}), interrupted on node {}, not recovered: the scheduler shut down first", r.run_id, r.job_id, r.scheduled_at.to_rfc3339(), r.node);
+        }
+    }
+
     /// Starts the recovery runs of `interrupted` (at the start of a pass; they are
     /// flushed with the pass's runs).
     pub(super) async fn recover(&self, interrupted: Vec<RunRecord>, used: &mut PassLookups) {
