@@ -250,3 +250,56 @@ async fn two_nodes_reaping_one_dead_node_recover_its_run_once() {
         engine.shutdown(true).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_node_recovers_at_start_the_runs_its_previous_life_left_running() {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let history = Arc::new(MemoryRunHistory::new());
+    let ran = Ran::default();
+    // The previous life of node "worker" was killed during this run.
+    history
+        .record_runs(&[running("r-recover", "recover", "worker")])
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                node: Some("worker".into()),
+                ..HistoryOptions::default()
+            },
+        )
+        .build();
+    let seen = ran.clone();
+    engine.register_task("count", move |ctx| {
+        let t = ctx.scheduled_run_time.with_timezone(&Utc);
+        seen.lock()
+            .unwrap()
+            .push(("worker".into(), ctx.job_id.to_string(), t));
+        Ok(json!(null))
+    });
+    engine.add_job(job("recover", true)).await.unwrap();
+    engine.start(false).await.unwrap();
+    engine.process_jobs().await;
+    engine.flush_history(Duration::from_secs(5)).await;
+    assert_eq!(
+        ran.lock().unwrap().clone(),
+        [("worker".to_owned(), "recover".to_owned(), at(9, 59, 0))]
+    );
+    let records = history.query_runs(&RunQuery::default()).await.unwrap();
+    let outcomes: Vec<(&str, RunOutcome)> = records
+        .iter()
+        .map(|r| (r.message.as_deref().unwrap_or_default(), r.outcome))
+        .collect();
+    assert!(
+        outcomes.contains(&(
+            "recovery of run r-recover interrupted on node worker",
+            RunOutcome::Success
+        )),
+        "{outcomes:?}"
+    );
+    engine.shutdown(true).await.unwrap();
+}
