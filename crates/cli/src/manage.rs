@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::daemon::action::{self, Limits, RunEnv};
 use crate::daemon::config::{
-    self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob,
+    self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob, RecoverFlag,
 };
 use crate::daemon::{jobs, open_scheduler, store, Opened};
 
@@ -140,6 +140,10 @@ pub(crate) struct AddArgs {
     /// Runs of this job allowed at once.
     #[arg(long)]
     max_instances: Option<u32>,
+    /// Run again, for the same fire time, a run that its daemon's death interrupted
+    /// (SIGKILL, crash, a node taken for dead).
+    #[arg(long)]
+    recover: bool,
 }
 
 /// `aps history` filters.
@@ -508,6 +512,8 @@ impl AddArgs {
             misfire_grace_time: dur(&self.misfire_grace_time),
             coalesce: self.coalesce,
             max_instances: self.max_instances,
+            // Only when given: otherwise `[job_defaults] recover` decides.
+            recover: self.recover.then_some(RecoverFlag(true)),
         })
     }
 }
@@ -549,6 +555,7 @@ fn job_json(job: &Job, last: Option<&RunRecord>) -> Value {
         "trigger": trigger_text(job),
         "next_run_time": job.next_run_time.as_ref().map(apscheduler_core::time::to_rfc3339),
         "paused": job.is_paused(),
+        "recover": job.recover,
         "action": def.as_ref().map(|d| d.action.summary()),
         "origin": def.as_ref().map(|d| d.origin),
         "last_outcome": last.map(|r| r.outcome),
@@ -669,11 +676,12 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
         );
     }
     println!(
-        "misfire grace: {}, coalesce: {}, max instances: {}",
+        "misfire grace: {}, coalesce: {}, max instances: {}, recover: {}",
         job.misfire_grace_time
             .map_or("none".into(), |d| humantime::format_duration(d).to_string()),
         job.coalesce,
-        job.max_instances
+        job.max_instances,
+        job.recover
     );
     println!();
     print_runs(runs);
@@ -859,11 +867,12 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             def.trigger_text, def.trigger_kind, def.trigger_args
         );
         println!(
-            "  options: misfire_grace_time={}, coalesce={}, max_instances={}",
+            "  options: misfire_grace_time={}, coalesce={}, max_instances={}, recover={}",
             def.misfire_grace_time
                 .map_or("none".into(), |s| format!("{s}s")),
             def.coalesce,
-            def.max_instances
+            def.max_instances,
+            def.recover
         );
         let trigger = match def.build_trigger(cfg.timezone) {
             Ok(t) => t,

@@ -1,7 +1,8 @@
 //! Several `aps run` daemons on one shared store: each fire time starts at most once,
 //! every node runs some, the fire times a SIGKILLed node had claimed are taken over
 //! once its lease (5 s by default) expires, and its runs in flight are recorded
-//! `interrupted` by a survivor once it stops heartbeating (`aps nodes` shows it gone).
+//! `interrupted` by a survivor once it stops heartbeating (`aps nodes` shows it gone),
+//! which runs again those of `recover` jobs.
 //!
 //! Real processes, real servers (`APS_TEST_POSTGRES_URL`, `APS_TEST_MYSQL_URL`,
 //! `APS_TEST_REDIS_URL`, `APS_TEST_MONGODB_URL`; each test makes its own database, or
@@ -337,6 +338,149 @@ fn three_daemons_on_postgres_start_each_fire_time_once_and_take_over_a_killed_on
         return;
     };
     cluster(&Database::postgres(&admin), 200, 8, 12, "0.5", "2s");
+}
+
+/// `recover = true` jobs on three daemons on PostgreSQL: the runs in flight on a
+/// SIGKILLed daemon are recorded `interrupted` by a survivor, which runs each again,
+/// once, for the same fire time (`APS_SCHEDULED_AT`); a fire time the killed daemon had
+/// not released is run by its next claimer instead, never both.
+#[test]
+fn three_daemons_on_postgres_recover_the_runs_in_flight_of_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "three aps daemons recovering runs on one PostgreSQL",
+    ) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let db = Database::postgres(&admin);
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts.txt");
+    // Runs of 3 s every 4 s: a kill finds some in flight. Two instances, so that a
+    // recovery does not wait for the job's next run on the survivor.
+    let mut text = format!(
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\n\
+         node_timeout = \"2s\"\n[store]\nurl = \"{}\"\n[job_defaults]\nrecover = true\n\
+         max_instances = 2\nmisfire_grace_time = 30\n",
+        db.url
+    );
+    for i in 0..12 {
+        text.push_str(&format!(
+            "[[jobs]]\nid = \"job-{i:03}\"\ninterval = 4\n\
+             command = 'echo \"$APS_JOB_ID $APS_SCHEDULED_AT\" >> {}; sleep 3'\n",
+            starts.display()
+        ));
+    }
+    let config = dir.path().join("aps.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&config, dir.path().join(format!("node-{i}.log"))))
+        .collect();
+    for node in &mut nodes {
+        node.wait_started();
+    }
+    let names: Vec<String> = nodes.iter().map(Node::name).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let victim = loop {
+        let running = history_with(&db.url, &["--outcome", "running"]);
+        if let Some(i) = (0..3).find(|&i| running.iter().any(|r| r["node"] == names[i].as_str())) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no run in flight within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Half a second into its 3 s runs: their commands have started (their records are
+    // written before, with the release).
+    std::thread::sleep(Duration::from_millis(500));
+    let mut victim = nodes.remove(victim);
+    let victim_name = victim.name();
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+
+    // Each interrupted run of the victim gets its recovery, or was taken over.
+    let fire_time = |r: &Value| {
+        (
+            r["job_id"].as_str().unwrap().to_owned(),
+            micros(r["scheduled_at"].as_str().unwrap()),
+        )
+    };
+    let settled = |runs: &[Value]| {
+        let interrupted: Vec<&Value> = runs
+            .iter()
+            .filter(|r| r["node"] == victim_name.as_str() && r["outcome"] == "interrupted")
+            .collect();
+        !interrupted.is_empty()
+            && runs
+                .iter()
+                .all(|r| r["node"] != victim_name.as_str() || r["outcome"] != "running")
+            && interrupted.iter().all(|i| {
+                runs.iter().any(|r| {
+                    fire_time(r) == fire_time(i)
+                        && r["node"] != victim_name.as_str()
+                        && ["success", "failure", "error", "timeout"]
+                            .contains(&r["outcome"].as_str().unwrap())
+                })
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut runs = history(&db.url);
+    while !settled(&runs) {
+        assert!(
+            Instant::now() < deadline,
+            "the killed daemon's runs not recovered within 30 s: {:#?}\nsurvivors' logs:\n{}",
+            runs.iter()
+                .filter(|r| r["node"] == victim_name.as_str())
+                .collect::<Vec<_>>(),
+            nodes.iter().map(Node::log).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        runs = history(&db.url);
+    }
+    stop_all(&mut nodes);
+    let runs = history(&db.url);
+
+    let mut recovered = Vec::new();
+    for i in runs
+        .iter()
+        .filter(|r| r["node"] == victim_name.as_str() && r["outcome"] == "interrupted")
+    {
+        let note = format!(
+            "recovery of run {} interrupted on node {victim_name}",
+            i["run_id"].as_str().unwrap()
+        );
+        let recoveries: Vec<&Value> = runs
+            .iter()
+            .filter(|r| r["message"].as_str().is_some_and(|m| m.starts_with(&note)))
+            .collect();
+        assert!(recoveries.len() <= 1, "recovered twice: {recoveries:#?}");
+        if let Some(r) = recoveries.first() {
+            assert_eq!(fire_time(r), fire_time(i), "{r}");
+            assert_eq!(r["outcome"], "success", "{r}");
+            recovered.push(fire_time(i));
+        }
+    }
+    assert!(!recovered.is_empty(), "no run recovered: {runs:#?}");
+    // The commands started each fire time once, and the recovered ones twice (the
+    // killed daemon's start and the recovery): never more.
+    let mut started: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for line in std::fs::read_to_string(&starts).unwrap().lines() {
+        let (job, at) = line.split_once(' ').unwrap();
+        *started.entry((job.to_owned(), micros(at))).or_default() += 1;
+    }
+    let twice: Vec<&(String, i64)> = started
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    recovered.sort();
+    assert_eq!(twice, recovered.iter().collect::<Vec<_>>(), "{started:?}");
+    assert!(started.values().all(|n| *n <= 2), "{started:?}");
+    eprintln!(
+        "cluster recovery on PostgreSQL: {} runs, {} of the killed daemon's runs recovered",
+        runs.len(),
+        recovered.len()
+    );
 }
 
 #[test]

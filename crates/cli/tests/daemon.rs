@@ -442,6 +442,126 @@ fn after_sigkill_and_restart_jobs_remain_missed_runs_follow_the_rules_and_the_ru
 }
 
 #[test]
+fn a_recover_job_interrupted_by_sigkill_runs_again_for_its_fire_time_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ran, flag, pid) = (
+        dir.path().join("ran.txt"),
+        dir.path().join("first.flag"),
+        dir.path().join("first.pid"),
+    );
+    // Each run notes its fire time; the first one then sleeps until it is killed, the
+    // others (the recovery among them) end at once.
+    let command = format!(
+        "echo \"$APS_SCHEDULED_AT\" >> {ran}; [ -e {flag} ] && exit 0; touch {flag}; echo $$ > {pid}; exec sleep 6608",
+        ran = ran.display(),
+        flag = flag.display(),
+        pid = pid.display()
+    );
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"report\"\ncommand = '{command}'\ninterval = 3\nrecover = true\n\
+         [[jobs]]\nid = \"plain\"\ncommand = \"true\"\ninterval = 3\n"
+    ));
+    let mut daemon = dir.start();
+    let listed = dir.jobs();
+    let recover_of = |id: &str| {
+        listed
+            .iter()
+            .find(|j| j["id"] == id)
+            .map(|j| j["recover"].clone())
+    };
+    assert_eq!(
+        (recover_of("report"), recover_of("plain")),
+        (Some(Value::Bool(true)), Some(Value::Bool(false)))
+    );
+    wait_for(
+        "the first run to be in flight",
+        Duration::from_secs(15),
+        || pid.exists() && dir.outcomes("report").contains(&"running".to_owned()),
+    );
+    daemon.signal("KILL");
+    assert_eq!(daemon.wait(Duration::from_secs(5)), None);
+    // The orphaned first run is ended by its pid, so the test leaves nothing behind.
+    let first_pid = std::fs::read_to_string(&pid).unwrap();
+    let _ = Command::new("kill").arg(first_pid.trim()).status();
+
+    let restarted = dir.start();
+    wait_for(
+        "the recovery run to succeed",
+        Duration::from_secs(15),
+        || {
+            dir.history("report").iter().any(|r| {
+                r["outcome"] == "success"
+                    && r["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("recovery of run"))
+            })
+        },
+    );
+    let history = dir.history("report");
+    let interrupted = history
+        .iter()
+        .find(|r| r["outcome"] == "interrupted")
+        .unwrap();
+    let recovery = history
+        .iter()
+        .find(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("recovery of run"))
+        })
+        .unwrap();
+    assert_eq!(
+        recovery["scheduled_at"], interrupted["scheduled_at"],
+        "{history:#?}"
+    );
+    assert_ne!(recovery["run_id"], interrupted["run_id"]);
+    let message = recovery["message"].as_str().unwrap();
+    assert!(
+        message.contains(interrupted["run_id"].as_str().unwrap())
+            && message.contains(interrupted["node"].as_str().unwrap()),
+        "{message}"
+    );
+    // The command saw the same fire time twice: the first run and its recovery, once.
+    let times = std::fs::read_to_string(&ran).unwrap();
+    let first = times.lines().next().unwrap().to_owned();
+    assert_eq!(
+        times.lines().filter(|t| **t == *first).count(),
+        2,
+        "{times}"
+    );
+    assert!(
+        restarted.log().contains("recovering run"),
+        "{}",
+        restarted.log()
+    );
+    // A job without `recover` is not run again (it had nothing in flight; nothing of it
+    // says recovery).
+    assert!(dir.history("plain").iter().all(|r| r["message"]
+        .as_str()
+        .is_none_or(|m| !m.starts_with("recovery"))));
+    // `aps jobs add --recover`, shown by `aps jobs show`.
+    let added = dir.aps(&[
+        "jobs",
+        "add",
+        "--id",
+        "added",
+        "--command",
+        "true",
+        "--interval",
+        "60",
+        "--recover",
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let shown = dir.aps(&["jobs", "show", "added"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("recover: true"), "{shown}");
+}
+
+#[test]
 fn a_date_job_runs_once_across_restarts() {
     let at = (chrono::Utc::now() - chrono::Duration::seconds(30)).format("%Y-%m-%d %H:%M:%S");
     let dir = Dir::new(&format!(

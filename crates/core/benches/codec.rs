@@ -31,6 +31,7 @@ fn typical() -> JobState {
         misfire_grace_time: Some(1.0),
         coalesce: true,
         max_instances: 1,
+        recover: false,
         next_run_time: Some("2026-11-23T03:15:00+01:00".into()),
         next_run_time_zone: Some("Europe/Paris".into()),
     }

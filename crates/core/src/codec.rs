@@ -7,6 +7,9 @@
 //! - [`StateFormat::Bincode`]: a compact binary record (bincode 1.x, variable-length
 //!   integers) that starts with [`BINCODE_MAGIC`]. Arguments, keyword arguments and the
 //!   trigger stay JSON text inside it, since bincode cannot carry arbitrary JSON values.
+//!   Options added since (`recover`) follow the record, and only when one of them
+//!   differs from its default: an ordinary job's record is unchanged, and records
+//!   written before them read as defaults.
 //!
 //! [`StateCodec::decode`] reads either format whatever the store writes, so switching a
 //! store's format is not a migration: old records are read, new ones written in the new
@@ -19,7 +22,7 @@
 //! #     version: JobState::VERSION, id: "a".into(), name: "a".into(), task: "t".into(),
 //! #     args: vec![1.into()], kwargs: Default::default(),
 //! #     trigger: apscheduler_core::serde_json::json!({"type": "date"}), executor: "default".into(),
-//! #     misfire_grace_time: Some(1.0), coalesce: true, max_instances: 1,
+//! #     misfire_grace_time: Some(1.0), coalesce: true, max_instances: 1, recover: false,
 //! #     next_run_time: None, next_run_time_zone: None,
 //! # };
 //! let codec = StateCodec::new(StateFormat::Bincode, 1 << 20);
@@ -110,6 +113,19 @@ struct BinaryState {
     next_run_time_zone: Option<String>,
 }
 
+/// The options added after [`BinaryState`] was fixed, written after it only when one
+/// differs from its default (see the module documentation).
+#[derive(Serialize, Deserialize, Default, PartialEq)]
+struct BinaryExtras {
+    recover: bool,
+}
+
+impl BinaryExtras {
+    fn of(s: &JobState) -> Self {
+        BinaryExtras { recover: s.recover }
+    }
+}
+
 impl From<&JobState> for BinaryState {
     fn from(s: &JobState) -> Self {
         // JSON values (string keys only) always serialize: `Display` is their JSON text.
@@ -173,6 +189,12 @@ impl StateCodec {
                 bincode_options()
                     .serialize_into(&mut bytes, &record)
                     .map_err(|e| refuse(e.to_string()))?;
+                let extras = BinaryExtras::of(state);
+                if extras != BinaryExtras::default() {
+                    bincode_options()
+                        .serialize_into(&mut bytes, &extras)
+                        .map_err(|e| refuse(e.to_string()))?;
+                }
                 bytes
             }
         };
@@ -199,10 +221,18 @@ impl StateCodec {
                 self.max_bytes
             ));
         }
-        if let Some(record) = raw.strip_prefix(BINCODE_MAGIC) {
+        if let Some(mut record) = raw.strip_prefix(BINCODE_MAGIC) {
+            let invalid = |e: bincode::Error| format!("invalid bincode state: {e}");
+            // Reading from the slice moves it past the record: what is left are the extras.
             let b: BinaryState = bincode_options()
-                .deserialize(record)
-                .map_err(|e| format!("invalid bincode state: {e}"))?;
+                .allow_trailing_bytes()
+                .deserialize_from(&mut record)
+                .map_err(invalid)?;
+            let extras: BinaryExtras = if record.is_empty() {
+                BinaryExtras::default()
+            } else {
+                bincode_options().deserialize(record).map_err(invalid)?
+            };
             let json = |what: &str, text: &str| -> Result<Value, String> {
                 check_nesting(text.as_bytes())?;
                 serde_json::from_str(text).map_err(|e| format!("invalid {what} JSON: {e}"))
@@ -227,6 +257,7 @@ impl StateCodec {
                 misfire_grace_time: b.misfire_grace_time,
                 coalesce: b.coalesce,
                 max_instances: b.max_instances,
+                recover: extras.recover,
                 next_run_time: b.next_run_time,
                 next_run_time_zone: b.next_run_time_zone,
             })
@@ -298,6 +329,7 @@ mod tests {
             misfire_grace_time: Some(1.5),
             coalesce: true,
             max_instances: 3,
+            recover: false,
             next_run_time: Some("2026-11-22T10:00:00.000001+01:00".into()),
             next_run_time_zone: Some("Europe/Paris".into()),
         }
@@ -329,6 +361,39 @@ mod tests {
             same(&codec.decode(&as_json).unwrap(), &s);
             same(&codec.decode(&as_bin).unwrap(), &s);
         }
+    }
+
+    #[test]
+    fn recover_is_kept_by_both_formats_and_costs_ordinary_jobs_nothing() {
+        let plain = state();
+        let recovering = JobState {
+            recover: true,
+            ..state()
+        };
+        let json = StateCodec::new(StateFormat::Json, 1 << 20);
+        let bin = StateCodec::new(StateFormat::Bincode, 1 << 20);
+        for codec in [json, bin] {
+            let plain_bytes = codec.encode_state(&plain).unwrap();
+            let recovering_bytes = codec.encode_state(&recovering).unwrap();
+            assert!(!codec.decode(&plain_bytes).unwrap().recover);
+            assert!(codec.decode(&recovering_bytes).unwrap().recover);
+            assert!(recovering_bytes.len() > plain_bytes.len());
+        }
+        // The records of ordinary jobs are those written before the option existed.
+        let json_text = String::from_utf8(json.encode_state(&plain).unwrap()).unwrap();
+        assert!(!json_text.contains("recover"), "{json_text}");
+        let mut old = BINCODE_MAGIC.to_vec();
+        bincode_options()
+            .serialize_into(&mut old, &BinaryState::from(&plain))
+            .unwrap();
+        assert_eq!(bin.encode_state(&plain).unwrap(), old);
+        // Anything after the extras is damage, not an option.
+        let mut damaged = bin.encode_state(&recovering).unwrap();
+        damaged.push(7);
+        assert!(bin
+            .decode(&damaged)
+            .unwrap_err()
+            .contains("invalid bincode state"));
     }
 
     #[test]

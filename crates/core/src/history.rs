@@ -280,8 +280,13 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error>;
 
     /// Marks every `running` record of `node` as `interrupted`, ended at `now` with
-    /// `message`: what a scheduler does at start for runs its previous life left behind.
-    /// Returns the records it changed.
+    /// `message`: what a scheduler does at start for runs its previous life left behind,
+    /// and what a live node does for a dead one's. Returns the records it changed.
+    ///
+    /// Callers interrupting the same node at once, each with its own message (the
+    /// reaper names itself in it), each get only the records their own call changed,
+    /// so each record goes to one of them: the one that recovers its run (`Job::recover`).
+    /// The default (read, then write) does not promise that; the stores' own do.
     ///
     /// # Errors
     /// Backend errors.

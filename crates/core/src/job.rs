@@ -39,6 +39,10 @@ pub struct Job {
     pub coalesce: bool,
     /// How many runs of this job may be in flight at once.
     pub max_instances: u32,
+    /// Run again a run of this job that its node's death interrupted (Quartz's
+    /// `requestsRecovery`): the node that records the run `interrupted` starts one new
+    /// run for the same fire time. Default `false`.
+    pub recover: bool,
     /// The next scheduled run time; `None` means the job is paused.
     pub next_run_time: Option<DateTime<Tz>>,
 }
@@ -101,6 +105,7 @@ impl Job {
             misfire_grace_time: self.misfire_grace_time.map(|d| d.as_secs_f64()),
             coalesce: self.coalesce,
             max_instances: self.max_instances,
+            recover: self.recover,
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
             next_run_time_zone: self
                 .next_run_time
@@ -121,6 +126,7 @@ impl fmt::Debug for Job {
             .field("misfire_grace_time", &self.misfire_grace_time)
             .field("coalesce", &self.coalesce)
             .field("max_instances", &self.max_instances)
+            .field("recover", &self.recover)
             .field("next_run_time", &self.next_run_time)
             .finish_non_exhaustive()
     }
@@ -172,11 +178,20 @@ pub struct JobState {
     pub coalesce: bool,
     /// Concurrent runs allowed.
     pub max_instances: u32,
+    /// Run again a run its node's death interrupted. Left out when `false`, so the
+    /// records of ordinary jobs (and those written before the option existed) are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recover: bool,
     /// Next run time (RFC 3339), `None` = paused.
     pub next_run_time: Option<String>,
     /// The IANA zone the next run time is shown in (the offset alone does not name it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_time_zone: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl JobState {
@@ -230,6 +245,7 @@ impl JobState {
             misfire_grace_time,
             coalesce: self.coalesce,
             max_instances: self.max_instances.max(1),
+            recover: self.recover,
             next_run_time,
         })
     }

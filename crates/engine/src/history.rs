@@ -18,7 +18,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::membership::{Member, Membership};
+use crate::membership::{InterruptedHook, Member, Membership};
 
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
 #[derive(Debug, Clone)]
@@ -120,8 +120,9 @@ impl Recorder {
 
     /// Prepares the history and starts the writer on the current runtime. With a node
     /// named in the options, runs that node left `running` (it died during them) are
-    /// marked `interrupted` first.
-    pub(crate) async fn start(&self) {
+    /// marked `interrupted` first. Records this node turns `interrupted` (those, and a
+    /// dead node's) go to `interrupted`, for recovery.
+    pub(crate) async fn start(&self, interrupted: InterruptedHook) {
         if let Err(e) = self.history.prepare().await {
             apscheduler_core::log_error!(target: "apscheduler", "run history could not be prepared (records will be retried): {e}");
         }
@@ -137,6 +138,7 @@ impl Recorder {
             {
                 Ok(found) if !found.is_empty() => {
                     apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) left running by this node's previous life recorded as interrupted", found.len());
+                    interrupted(found);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -152,6 +154,7 @@ impl Recorder {
             heartbeat: self.options.heartbeat,
             node_timeout: self.options.node_timeout,
             running: Arc::new(move || lock(&in_flight).len()),
+            interrupted,
         });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);
@@ -251,14 +254,20 @@ impl Recorder {
     /// killed from here on leaves a record that its death turns into `interrupted`,
     /// never a fire time with no trace. A history that does not answer within
     /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
-    /// goes on.
-    pub(crate) async fn begin<'a>(&self, runs: impl Iterator<Item = &'a JobRun>) {
+    /// goes on. `note` is each record's message (a recovery names the run it
+    /// recovers); its end keeps it.
+    pub(crate) async fn begin<'a>(
+        &self,
+        runs: impl Iterator<Item = &'a JobRun>,
+        note: Option<&str>,
+    ) {
         let now = self.clock.now();
         let mut records = Vec::new();
         for run in runs {
             for (id, t) in run.run_ids.iter().zip(&run.run_times) {
                 let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
                 record.started_at = Some(now);
+                record.message = note.map(str::to_owned);
                 records.push(record);
             }
         }
@@ -318,7 +327,9 @@ impl Recorder {
             r
         });
         record.finished_at = Some(now);
+        let note = record.message.take();
         finish_record(&mut record, result, self.options.output_cap);
+        record.message = with_note(note, record.message.take());
         self.send(record);
     }
 
@@ -344,18 +355,27 @@ impl Recorder {
         outcome: RunOutcome,
         message: String,
     ) {
-        let id = match run_id {
+        let (id, note) = match run_id {
             Some(id) => {
-                lock(&self.in_flight).remove(id);
-                id.clone()
+                let begun = lock(&self.in_flight).remove(id);
+                (id.clone(), begun.and_then(|r| r.message))
             }
-            None => new_run_id(),
+            None => (new_run_id(), None),
         };
         let mut record = self.blank(&id, job_id, scheduled_at.with_timezone(&Utc));
         record.outcome = outcome;
         record.finished_at = Some(self.clock.now());
-        record.message = Some(message);
+        record.message = with_note(note, Some(message));
         self.send(record);
+    }
+}
+
+/// A record's message from the note its `running` record carried (a recovery's) and
+/// what its end says: both, the note first.
+fn with_note(note: Option<String>, message: Option<String>) -> Option<String> {
+    match (note, message) {
+        (Some(note), Some(message)) => Some(format!("{note}: {message}")),
+        (note, message) => message.or(note),
     }
 }
 

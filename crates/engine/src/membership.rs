@@ -5,14 +5,15 @@
 //! writes its entry (with how many runs it has in flight), then reads the registry:
 //! a node whose heartbeat is older than the node time-out is taken for dead, its
 //! `running` records become `interrupted` and its entry is removed. Any live node may
-//! do this; doing it twice writes the same outcome twice. Leases need no reaper: a dead
+//! do this; the store hands each record it changed to one of them, which passes them
+//! on for recovery (jobs with `recover` set run again there). Leases need no reaper: a dead
 //! node's claims expire after the lease (5 s by default, shorter than the node
 //! time-out), and another node claims the jobs then.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Clock, NodeInfo, RunHistory};
+use apscheduler_core::{Clock, NodeInfo, RunHistory, RunRecord};
 use tokio::sync::oneshot;
 
 /// What the heartbeat task needs.
@@ -24,7 +25,12 @@ pub(crate) struct Member {
     pub(crate) node_timeout: Duration,
     /// How many runs are in flight now.
     pub(crate) running: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Takes the records this node turned `interrupted` (to recover their runs).
+    pub(crate) interrupted: InterruptedHook,
 }
+
+/// Where the records a node turned `interrupted` go: the engine's recovery queue.
+pub(crate) type InterruptedHook = Arc<dyn Fn(Vec<RunRecord>) + Send + Sync>;
 
 /// The running heartbeat task; [`Membership::leave`] stops it and removes the entry.
 pub(crate) struct Membership {
@@ -142,6 +148,7 @@ impl Member {
                     .collect();
                 let more = interrupted.len().saturating_sub(shown.len());
                 apscheduler_core::log_warn!(target: "apscheduler", dead_node = %dead.node, "runs interrupted by the death of node {}: {}{}", dead.node, shown.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() });
+                (self.interrupted)(interrupted);
             }
             nodes.remove_node(&dead.node).await?;
         }

@@ -54,6 +54,7 @@ pub struct JobSpec {
     pub(crate) misfire_grace_time: Option<Option<Duration>>,
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
+    pub(crate) recover: bool,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
     pub(crate) jitter: Option<f64>,
@@ -73,6 +74,7 @@ impl JobSpec {
             misfire_grace_time: None,
             coalesce: None,
             max_instances: None,
+            recover: false,
             next_run_time: None,
             replace_existing: false,
             jitter: None,
@@ -186,6 +188,16 @@ impl JobSpec {
         self
     }
 
+    /// Run again a run that its node's death interrupted (Quartz's `requestsRecovery`;
+    /// default `false`): the node that records the run `interrupted` starts one new run
+    /// for the same fire time, however late. Needs a run history
+    /// ([`EngineBuilder::run_history`](crate::EngineBuilder::run_history)); see
+    /// docs/cluster.md.
+    pub fn recover(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
+    }
+
     /// The first run time; `None` adds the job paused.
     pub fn next_run_time(mut self, t: Option<DateTime<Tz>>) -> Self {
         self.next_run_time = Some(t);
@@ -227,6 +239,7 @@ pub struct JobChanges {
     pub(crate) misfire_grace_time: Option<Option<Duration>>,
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
+    pub(crate) recover: Option<bool>,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) trigger: Option<Arc<dyn Trigger>>,
 }
@@ -269,6 +282,11 @@ impl JobChanges {
     /// New instance limit.
     pub fn max_instances(mut self, n: u32) -> Self {
         self.max_instances = Some(n);
+        self
+    }
+    /// New recovery flag (see [`JobSpec::recover`]).
+    pub fn recover(mut self, recover: bool) -> Self {
+        self.recover = Some(recover);
         self
     }
     /// New next run time (`None` pauses the job).
@@ -334,6 +352,12 @@ impl JobChanges {
                             .ok_or_else(|| bad(key, v, "expected a boolean"))?,
                     )
                 }
+                "recover" => {
+                    out.recover = Some(
+                        v.as_bool()
+                            .ok_or_else(|| bad(key, v, "expected a boolean"))?,
+                    )
+                }
                 "max_instances" => {
                     let n = v
                         .as_u64()
@@ -368,6 +392,7 @@ impl fmt::Debug for JobChanges {
             .field("name", &self.name)
             .field("max_instances", &self.max_instances)
             .field("coalesce", &self.coalesce)
+            .field("recover", &self.recover)
             .finish_non_exhaustive()
     }
 }

@@ -105,6 +105,27 @@ impl RunHistory for MemoryRunHistory {
         Ok(doomed.len() as u64)
     }
 
+    /// Under one lock: of nodes reaping the same dead node at once, each record goes to
+    /// one of them (the one that recovers its run).
+    async fn interrupt_running(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        message: &str,
+    ) -> Result<Vec<RunRecord>, Error> {
+        let mut runs = self.runs.lock();
+        let mut changed = Vec::new();
+        for r in runs.values_mut() {
+            if r.node == node && r.outcome == RunOutcome::Running {
+                r.outcome = RunOutcome::Interrupted;
+                r.finished_at = Some(now);
+                r.message = Some(message.to_owned());
+                changed.push(r.clone());
+            }
+        }
+        Ok(changed)
+    }
+
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         let mut runs = self.runs.lock();
         let len = runs.len();

@@ -42,6 +42,7 @@
 //!     misfire_grace_time: Some(Duration::from_secs(1)),
 //!     coalesce: true,
 //!     max_instances: 1,
+//!     recover: false,
 //! };
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -48,6 +48,7 @@
 //!     misfire_grace_time: Some(Duration::from_secs(30)),
 //!     coalesce: true,
 //!     max_instances: 1,
+//!     recover: false,
 //! };
 //! store.add_job(job, true).await?;
 //!

@@ -286,6 +286,54 @@ impl RedisRunHistory {
         Ok(())
     }
 
+    /// `interrupt_running`: the node's running records, read a batch at a time, are
+    /// rewritten `interrupted` by a script that writes each only while it is still
+    /// `running`; the records it wrote are this caller's.
+    async fn interrupt(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        message: &str,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let running = RunQuery {
+            outcome: Some(RunOutcome::Running),
+            node: Some(node.to_owned()),
+            limit: WRITE_BATCH,
+            ..RunQuery::default()
+        };
+        let mut changed = Vec::new();
+        // Each record is tried once: one that ends meanwhile is not running any more.
+        let mut tried = std::collections::HashSet::new();
+        loop {
+            let batch: Vec<RunRecord> = self
+                .query(&running)
+                .await?
+                .into_iter()
+                .filter(|r| tried.insert(r.run_id.clone()))
+                .map(|mut r| {
+                    r.outcome = RunOutcome::Interrupted;
+                    r.finished_at = Some(now);
+                    r.message = Some(message.to_owned());
+                    r
+                })
+                .collect();
+            if batch.is_empty() {
+                return Ok(changed);
+            }
+            let mut invocation = HISTORY_SCRIPTS.interrupt.prepare_invoke();
+            invocation.arg(&self.prefix);
+            for record in &batch {
+                push_record(&mut invocation, record);
+            }
+            let written: Vec<String> = self
+                .conn
+                .invoke("interrupt running runs", &invocation)
+                .await?;
+            let written: std::collections::HashSet<String> = written.into_iter().collect();
+            changed.extend(batch.into_iter().filter(|r| written.contains(&r.run_id)));
+        }
+    }
+
     async fn prune_job(&self, job_id: &str, keep: usize) -> Result<u64, StoreError> {
         let (mut removed, mut offset, mut keep) = (0, 0usize, keep.min(KEEP_CAP));
         loop {
@@ -498,6 +546,15 @@ impl RunHistory for RedisRunHistory {
 
     async fn prune_job_runs(&self, job_id: &str, keep: usize) -> Result<u64, Error> {
         Ok(self.prune_job(job_id, keep).await?)
+    }
+
+    async fn interrupt_running(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        message: &str,
+    ) -> Result<Vec<RunRecord>, Error> {
+        Ok(self.interrupt(node, now, message).await?)
     }
 
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {

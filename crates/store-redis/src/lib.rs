@@ -135,7 +135,9 @@
 //!   query; 26 to 80 ms, by machine load, for a combination that matches none of the
 //!   10,000 runs of the smaller set). It never runs a long script, so other clients
 //!   are not held up. `interrupt_running` walks the smaller of `runs:outcome:running`
-//!   (the runs in flight) and the node's set. Needs Redis 6.2 or later (`ZMSCORE`).
+//!   (the runs in flight) and the node's set, and rewrites those records in a script
+//!   that writes each only while it is still `running` (so of nodes reaping the same
+//!   dead node at once, each record goes to one). Needs Redis 6.2 or later (`ZMSCORE`).
 //! - Pruning walks `runs:job:<job>` (newest first) or `runs` (scores before the cut)
 //!   in script calls of 1,000 runs, deleting ended runs from the hash and every set in
 //!   the same script, so the sets always hold exactly the stored runs (an empty set

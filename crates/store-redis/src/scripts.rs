@@ -296,6 +296,36 @@ end
 return count
 ";
 
+/// `interrupt_running`: ARGV as [`RECORD_RUNS`], the records rewritten `interrupted`;
+/// each is written only while the stored one is still `running`, all in one atomic
+/// step, so of callers interrupting the same runs at once each run goes to one.
+/// Returns the ids written.
+const INTERRUPT_RUNS: &str = r"
+local i, written = 2, {}
+while i <= #ARGV do
+  local id, score, job, outcome, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
+  local key = run_key(id)
+  if redis.call('HGET', key, 'outcome') == 'running' then
+    local old = redis.call('HMGET', key, 'job_id', 'node')
+    if old[1] ~= job then redis.call('ZREM', job_set(old[1]), id) end
+    if old[2] ~= node then redis.call('ZREM', node_set(old[2]), id) end
+    redis.call('ZREM', outcome_set('running'), id)
+    redis.call('DEL', key)
+    local fields = {}
+    for j = 1, 2 * n do fields[j] = ARGV[i + 5 + j] end
+    redis.call('HSET', key, unpack(fields))
+    redis.call('ZADD', all, score, id)
+    redis.call('ZADD', job_set(job), score, id)
+    redis.call('ZADD', outcome_set(outcome), score, id)
+    redis.call('ZADD', node_set(node), score, id)
+    written[#written + 1] = id
+  end
+  i = i + 6 + 2 * n
+end
+return written
+";
+
 /// `prune_job_runs`, one batch: ARGV = prefix, job, offset, batch, keep. Walks the
 /// job's runs newest first from rank `offset`; running runs stay, the first `keep`
 /// ended ones stay, the other ended ones are deleted (an index entry without a record
@@ -351,12 +381,14 @@ fn history_script(body: &str) -> Script {
 /// The run history's compiled scripts.
 pub(crate) struct HistoryScripts {
     pub(crate) record: Script,
+    pub(crate) interrupt: Script,
     pub(crate) prune_job: Script,
     pub(crate) prune_before: Script,
 }
 
 pub(crate) static HISTORY_SCRIPTS: LazyLock<HistoryScripts> = LazyLock::new(|| HistoryScripts {
     record: history_script(RECORD_RUNS),
+    interrupt: history_script(INTERRUPT_RUNS),
     prune_job: history_script(PRUNE_JOB),
     prune_before: history_script(PRUNE_BEFORE),
 });

@@ -33,6 +33,7 @@
 //!     misfire_grace_time: Some(Duration::from_secs(1)),
 //!     coalesce: true,
 //!     max_instances: 1,
+//!     recover: false,
 //! };
 //!
 //! // No I/O yet: the store connects (and creates its tables) when started.

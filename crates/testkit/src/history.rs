@@ -13,6 +13,7 @@
 //! | [`check_prune_by_count`] | the newest `keep` ended runs of a job stay; running ones always stay; other jobs untouched |
 //! | [`check_prune_by_age`] | ended runs scheduled before the cut go, running ones stay |
 //! | [`check_interrupt_running`] | a node's running records become `interrupted`; other nodes' stay running |
+//! | [`check_interrupt_running_hands_each_record_once`] | callers interrupting the same node at once (each with its own message) each get different records, together all of them (each run is recovered once) |
 //! | [`check_latest_runs`] | the newest record of each job asked for, across more jobs than one batch |
 //! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
 //! | [`check_node_registry`] | heartbeats create and replace a node's entry, listed by name, times to the microsecond; removal says whether there was one |
@@ -66,6 +67,7 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_prune_by_count(&*history).await;
     check_prune_by_age(&*history).await;
     check_interrupt_running(&*history).await;
+    check_interrupt_running_hands_each_record_once(&*history).await;
     check_large_and_odd_output(&*history).await;
     check_latest_runs(&*history).await;
     check_node_registry(&*history).await;
@@ -299,6 +301,40 @@ pub async fn check_prune_by_age(history: &dyn RunHistory) {
         ids(&history.query_runs(&query("pa-job")).await.unwrap()),
         ["pa-2", "pa-1", "pa-running"],
         "the cut is exclusive: a run scheduled at it stays"
+    );
+}
+
+/// Four callers interrupting the same node at once (live nodes reaping the same dead
+/// one, each naming itself in its message as the reaper does) get disjoint records,
+/// together every one: the caller that gets a record is the one that recovers its run,
+/// so no run may go to two.
+pub async fn check_interrupt_running_hands_each_record_once(history: &dyn RunHistory) {
+    let running: Vec<RunRecord> = (0..40)
+        .map(|i| {
+            let mut r = record(&format!("iro-{i:02}"), "iro-job", i);
+            r.outcome = RunOutcome::Running;
+            r.finished_at = None;
+            r.node = "dead-twice".to_owned();
+            r
+        })
+        .collect();
+    history.record_runs(&running).await.unwrap();
+    let now = base() + Duration::seconds(60);
+    let messages: Vec<String> = (0..4)
+        .map(|i| format!("taken for dead; recorded by node-{i}"))
+        .collect();
+    let reap = |i: usize| history.interrupt_running("dead-twice", now, &messages[i]);
+    let (a, b, c, d) = tokio::join!(reap(0), reap(1), reap(2), reap(3));
+    let mut handed: Vec<String> = [a, b, c, d]
+        .into_iter()
+        .flat_map(|got| got.unwrap())
+        .map(|r| r.run_id)
+        .collect();
+    handed.sort_unstable();
+    let all: Vec<String> = running.iter().map(|r| r.run_id.clone()).collect();
+    assert_eq!(
+        handed, all,
+        "each running record is handed to exactly one of the callers"
     );
 }
 

@@ -41,7 +41,7 @@
 //! | [`check_remove_all_jobs`] | everything (leases included) is gone |
 //! | [`check_trigger_round_trip`] | every trigger kind comes back identical |
 //! | [`check_argument_round_trip`] | args/kwargs of every JSON type come back identical |
-//! | [`check_job_options_round_trip`] | name, executor, grace time, coalesce, max instances, run time zone |
+//! | [`check_job_options_round_trip`] | name, executor, grace time, coalesce, max instances, recover, run time zone |
 //! | [`check_claimed_job_not_returned`] | a claimed job is not claimed by another scheduler until released (a shared store gives the holder its stranded claims back) |
 //! | [`check_expired_lease`] | an expired lease can be claimed by another scheduler; the old holder has lost it |
 //! | [`check_release`] | release stores the new state (claimable again when due) or removes the job |
@@ -140,6 +140,7 @@ pub fn sample_job(id: &str, next_run_time: Option<DateTime<Tz>>, trigger: Arc<dy
         misfire_grace_time: Some(Duration::from_secs(1)),
         coalesce: false,
         max_instances: 1,
+        recover: false,
         next_run_time,
     }
 }
@@ -1040,7 +1041,7 @@ pub async fn check_argument_round_trip(store: &dyn JobStore) {
 }
 
 /// Name (unicode), executor, misfire grace time (fractional and `None`), coalesce,
-/// max instances and the run time's zone and microseconds come back unchanged; a
+/// max instances, recover and the run time's zone and microseconds come back unchanged; a
 /// paused job stays paused.
 pub async fn check_job_options_round_trip(store: &dyn JobStore) {
     const CHECK: &str = "check_job_options_round_trip";
@@ -1053,6 +1054,7 @@ pub async fn check_job_options_round_trip(store: &dyn JobStore) {
         misfire_grace_time: Some(Duration::from_millis(2500)),
         coalesce: true,
         max_instances: 7,
+        recover: true,
         ..sample_job("options-1", Some(precise), interval_trigger(30))
     };
     let second = Job {
@@ -1076,6 +1078,7 @@ pub async fn check_job_options_round_trip(store: &dyn JobStore) {
             "{what}: misfire_grace_time"
         );
         assert_eq!(got.coalesce, job.coalesce, "{what}: coalesce");
+        assert_eq!(got.recover, job.recover, "{what}: recover");
         assert_eq!(
             got.max_instances, job.max_instances,
             "{what}: max_instances"

@@ -59,6 +59,22 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
+/// A `recover` value: a boolean, refused with a message naming the option and the
+/// value (TOML's own says only "expected a boolean").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecoverFlag(pub(crate) bool);
+
+impl<'de> Deserialize<'de> for RecoverFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(b) => Ok(RecoverFlag(b)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid value for 'recover': {other}: expected true or false"
+            ))),
+        }
+    }
+}
+
 impl DurationText {
     fn parse(&self) -> Result<Duration, String> {
         match self {
@@ -118,6 +134,7 @@ struct RawDefaults {
     misfire_grace_time: Option<Spanned<DurationText>>,
     coalesce: Option<bool>,
     max_instances: Option<u32>,
+    recover: Option<RecoverFlag>,
     timeout: Option<Spanned<DurationText>>,
 }
 
@@ -159,6 +176,7 @@ pub(crate) struct RawJob {
     pub(crate) misfire_grace_time: Option<DurationText>,
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
+    pub(crate) recover: Option<RecoverFlag>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
@@ -258,6 +276,10 @@ pub(crate) struct JobDef {
     pub(crate) misfire_grace_time: Option<f64>,
     pub(crate) coalesce: bool,
     pub(crate) max_instances: u32,
+    /// Run again a run its daemon's death interrupted. Left out when `false`, so the
+    /// definitions stored before the option existed compare equal to today's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) recover: bool,
     pub(crate) origin: Origin,
 }
 
@@ -293,16 +315,18 @@ pub(crate) struct Defaults {
     pub(crate) misfire_grace_time: Option<Duration>,
     pub(crate) coalesce: bool,
     pub(crate) max_instances: u32,
+    pub(crate) recover: bool,
     pub(crate) timeout: Option<Duration>,
 }
 
 impl Default for Defaults {
-    /// APScheduler's: 1 s grace, coalesce, one instance; no time-out.
+    /// APScheduler's: 1 s grace, coalesce, one instance; no recovery, no time-out.
     fn default() -> Self {
         Defaults {
             misfire_grace_time: Some(Duration::from_secs(1)),
             coalesce: true,
             max_instances: 1,
+            recover: false,
             timeout: None,
         }
     }
@@ -423,6 +447,7 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
                 .max_instances
                 .unwrap_or(d.max_instances)
                 .max(1),
+            recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
         }
     };
@@ -732,6 +757,7 @@ pub(crate) fn check_job(
         },
         coalesce: raw.coalesce.unwrap_or(defaults.coalesce),
         max_instances: raw.max_instances.unwrap_or(defaults.max_instances),
+        recover: raw.recover.map_or(defaults.recover, |r| r.0),
         origin,
     };
     if def.max_instances == 0 {
@@ -748,6 +774,34 @@ mod tests {
 
     fn check(text: &str) -> Result<Config, String> {
         parse(Path::new("/etc/aps/aps.toml"), text, true).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn recover_is_a_job_option_with_a_default() {
+        let job = |extra: &str| {
+            format!("[[jobs]]\nid = \"j\"\ncommand = \"true\"\ninterval = 5\n{extra}")
+        };
+        let recover = |text: &str| check(text).unwrap().jobs[0].recover;
+        assert!(!recover(&job("")));
+        assert!(recover(&job("recover = true\n")));
+        assert!(recover(&format!(
+            "[job_defaults]\nrecover = true\n{}",
+            job("")
+        )));
+        assert!(!recover(&format!(
+            "[job_defaults]\nrecover = true\n{}",
+            job("recover = false\n")
+        )));
+        let err = check(&job("recover = \"yes\"\n")).unwrap_err();
+        assert!(err.contains("'recover': \"yes\""), "{err}");
+        let err = check("[job_defaults]\nrecover = 1\n").unwrap_err();
+        assert!(err.contains("'recover': 1"), "{err}");
+        // Stored definitions of ordinary jobs are unchanged (no reload sees a change).
+        let def = &check(&job("")).unwrap().jobs[0];
+        assert!(!def.to_kwargs()["aps"]
+            .as_object()
+            .unwrap()
+            .contains_key("recover"));
     }
 
     #[test]

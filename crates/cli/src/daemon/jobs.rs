@@ -18,6 +18,7 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
         .misfire_grace_time(def.misfire_grace_time.map(Duration::from_secs_f64))
         .coalesce(def.coalesce)
         .max_instances(def.max_instances)
+        .recover(def.recover)
 }
 
 /// Makes the store hold the config's jobs: new ones added, changed ones replaced (a

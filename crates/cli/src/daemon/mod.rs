@@ -255,7 +255,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     let host = cfg.node.clone().unwrap_or_else(store::host_name);
     if let Some(h) = &history {
-        recover_interrupted(&**h, &host).await;
+        recover_interrupted(&scheduler, &**h, &host, &node).await;
     }
     if let Err(e) = jobs::sync(&scheduler, &cfg.jobs, history.as_deref()).await {
         let _ = scheduler.shutdown(false).await;
@@ -423,11 +423,18 @@ async fn reload(
 }
 
 /// Runs left `running` by a daemon on this host that is gone (killed, crashed) are
-/// recorded `interrupted`.
-async fn recover_interrupted(history: &dyn RunHistory, host: &str) {
-    let now = chrono::Utc::now();
-    let mut found = Vec::new();
-    match history
+/// recorded `interrupted` and handed to the scheduler, which runs again (once it
+/// resumes) those of jobs with `recover` set. `interrupt_running` hands each record to
+/// one caller only (each names itself, `me`, in its message), so a daemon starting
+/// beside this one, or a node reaping the dead daemon, never gets the same record: each
+/// run is recovered once.
+async fn recover_interrupted(
+    scheduler: &AsyncScheduler,
+    history: &dyn RunHistory,
+    host: &str,
+    me: &str,
+) {
+    let running = match history
         .query_runs(&RunQuery {
             outcome: Some(RunOutcome::Running),
             limit: 100_000,
@@ -435,31 +442,34 @@ async fn recover_interrupted(history: &dyn RunHistory, host: &str) {
         })
         .await
     {
-        Ok(running) => {
-            for mut r in running {
-                if store::is_dead_local_node(&r.node, host) {
-                    r.outcome = RunOutcome::Interrupted;
-                    r.finished_at = Some(now);
-                    r.message = Some(format!(
-                        "the daemon ({}) stopped during the run; found at the next start",
-                        r.node
-                    ));
-                    found.push(r);
-                }
-            }
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!("runs left running by a previous daemon cannot be read: {e}");
+            return;
         }
-        Err(e) => tracing::error!("runs left running by a previous daemon cannot be read: {e}"),
-    }
-    if found.is_empty() {
-        return;
-    }
-    for r in &found {
-        tracing::warn!(job_id = %r.job_id, run_id = %r.run_id, scheduled_at = %r.scheduled_at, "run interrupted by the previous daemon's end");
-    }
-    if let Err(e) = history.record_runs(&found).await {
-        tracing::error!(
-            "{} interrupted run(s) could not be recorded: {e}",
-            found.len()
+    };
+    let dead: std::collections::BTreeSet<String> = running
+        .into_iter()
+        .map(|r| r.node)
+        .filter(|node| store::is_dead_local_node(node, host))
+        .collect();
+    let now = chrono::Utc::now();
+    for node in dead {
+        // Naming this daemon keeps the message its own: a store hands back the records
+        // changed under this message (see `RunHistory::interrupt_running`).
+        let message = format!(
+            "the daemon ({node}) stopped during the run; found at the next start (by {me})"
         );
+        match history.interrupt_running(&node, now, &message).await {
+            Ok(found) => {
+                for r in &found {
+                    tracing::warn!(job_id = %r.job_id, run_id = %r.run_id, scheduled_at = %r.scheduled_at, "run interrupted by the previous daemon's end");
+                }
+                scheduler.engine().recover_runs(found);
+            }
+            Err(e) => tracing::error!(
+                "runs left running by the daemon {node} could not be recorded interrupted: {e}"
+            ),
+        }
     }
 }

@@ -103,6 +103,7 @@ impl Engine {
                 .unwrap_or(defaults.misfire_grace_time),
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
+            recover: spec.recover,
             next_run_time: spec.next_run_time.flatten(),
         };
         Ok(PreparedJob(Pending {

@@ -137,6 +137,7 @@ impl EngineBuilder {
                 change_poll: self.change_poll,
                 unreleased: Mutex::new(HashMap::new()),
                 history,
+                interrupted: Mutex::new(Vec::new()),
             }),
         }
     }

@@ -209,6 +209,9 @@ pub(super) fn apply_changes(job: &mut Job, c: &JobChanges) {
     if let Some(m) = c.max_instances {
         job.max_instances = m.max(1);
     }
+    if let Some(r) = c.recover {
+        job.recover = r;
+    }
     if let Some(n) = c.next_run_time {
         job.next_run_time = n;
     }

@@ -86,7 +86,7 @@ impl Engine {
             }
         }
         if let Some(recorder) = &self.inner.history {
-            recorder.start().await;
+            recorder.start(self.interrupted_hook()).await;
         }
         let pending = {
             let mut st = lock(&self.inner.state);
@@ -162,6 +162,7 @@ impl Engine {
         for (_, executor) in &executors {
             executor.shutdown(wait);
         }
+        self.drop_recoveries();
         // Before the stores close: a history may share their connection.
         if let Some(recorder) = &self.inner.history {
             recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;

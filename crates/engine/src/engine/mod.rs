@@ -12,6 +12,7 @@
 //! | [`jobs`] | the rest of the job API: find, modify, pause, remove, list |
 //! | [`job_tables`] | what that API works on: the pending jobs before start, the stores after |
 //! | [`pass`] | one pass of the main loop |
+//! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
 use std::cell::Cell;
@@ -49,6 +50,7 @@ mod jobs;
 mod lifecycle;
 mod pass;
 mod pending;
+mod recovery;
 
 pub use builder::EngineBuilder;
 use events::Reporter;
@@ -126,10 +128,10 @@ struct State {
 /// The engine's shared state.
 ///
 /// Lock order: `jobs_lock` (async, held across store calls) is taken first; under it, or
-/// alone, at most one of the std locks `state`, `registry` and `unreleased` at a time,
-/// each held for a few statements and never across an `.await`. Events are emitted and
-/// tasks resolved after `state` is released (the dispatcher's and the executors' own
-/// locks come last).
+/// alone, at most one of the std locks `state`, `registry`, `unreleased` and
+/// `interrupted` at a time, each held for a few statements and never across an
+/// `.await`. Events are emitted and tasks resolved after `state` is released (the
+/// dispatcher's and the executors' own locks come last).
 pub(crate) struct Inner {
     scheduler_id: String,
     clock: Arc<dyn Clock>,
@@ -150,6 +152,9 @@ pub(crate) struct Inner {
     unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,
     /// Records run history, when configured.
     history: Option<Arc<Recorder>>,
+    /// Runs this node recorded `interrupted` (a dead node's, or its own previous
+    /// life's), waiting for a pass to recover those of jobs that ask for it.
+    interrupted: Mutex<Vec<apscheduler_core::RunRecord>>,
 }
 
 /// The scheduler engine. Cheap to clone (shared).

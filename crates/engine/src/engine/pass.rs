@@ -77,6 +77,10 @@ impl Engine {
         let now = self.inner.clock.now();
         let mut used = PassLookups::default();
         let mut next_wakeup: Option<DateTime<Utc>> = None;
+        let interrupted = std::mem::take(&mut *lock(&self.inner.interrupted));
+        if !interrupted.is_empty() {
+            self.recover(interrupted, &mut used).await;
+        }
         let mut earliest = |t: DateTime<Utc>| {
             if next_wakeup.is_none_or(|n| t < n) {
                 next_wakeup = Some(t);
@@ -185,7 +189,7 @@ impl Engine {
             // node's: a node killed at any point from here on leaves a record (made
             // `interrupted` when its heartbeat stops), never a fire time without a trace.
             if let Some(recorder) = &self.inner.history {
-                recorder.begin(planned.iter().map(|p| &p.run)).await;
+                recorder.begin(planned.iter().map(|p| &p.run), None).await;
             }
             // Keep a copy until the store has taken it (a clone is a few Arc increments
             // per job).
@@ -512,6 +516,13 @@ pub(super) struct PlannedRun {
     run: JobRun,
     name: Arc<str>,
     executor_alias: Arc<str>,
+}
+
+impl PlannedRun {
+    /// The run to submit.
+    pub(super) fn run(&self) -> &JobRun {
+        &self.run
+    }
 }
 
 /// Why a planned run is not started.
