@@ -837,9 +837,24 @@ fn three_daemons_ride_out_a_redis_restart() {
             latest / 1000
         );
         assert!(!in_outage.is_empty(), "no fire time fell in the outage");
+        // A fire time started late after the outage can still run at the job's next
+        // fire time, which `max_instances` then skips (recorded `missed`): the rule
+        // working, as in the takeover tests; it stays a small share.
+        let max_instances = |r: &&Value| {
+            r["outcome"] == "missed"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("maximum number of running instances"))
+        };
+        let skipped = runs.iter().filter(max_instances).count();
+        assert!(
+            skipped * 20 <= runs.len(),
+            "{skipped} of {} fire times skipped by max_instances",
+            runs.len()
+        );
         let bad: Vec<_> = runs
             .iter()
-            .filter(|r| r["outcome"] != "success")
+            .filter(|r| r["outcome"] != "success" && !max_instances(r))
             .filter(|r| r["finished_at"].as_str().is_none_or(|t| micros(t) < ended))
             .take(5)
             .collect();
