@@ -67,6 +67,38 @@ if [ -x scripts/start-mongo-wire.sh ]; then
   bash scripts/start-mongo-wire.sh
 fi
 
+# The dashboard's browser test (crates/cli/tests/dashboard.rs): Debian's Chromium driven
+# by playwright-core, pinned in tests/browser/package-lock.json (it downloads no browser).
+echo "== browser test tools"
+aps_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+apt_missing=()
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "  installing Debian's ${apt_missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}") >/dev/null \
+    || { echo "ERROR: cannot install ${apt_missing[*]} (the dashboard's browser test needs them)" >&2; false; }
+fi
+if [ ! -f "$aps_root/tests/browser/node_modules/playwright-core/package.json" ]; then
+  echo "  npm ci --prefix tests/browser"
+  npm ci --prefix "$aps_root/tests/browser" --no-audit --no-fund >/dev/null \
+    || { echo "ERROR: npm ci in tests/browser failed (the dashboard's browser test needs playwright-core)" >&2; false; }
+fi
+/usr/bin/chromium --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 \
+  || { echo "ERROR: /usr/bin/chromium does not run" >&2; false; }
+echo "  chromium: $(/usr/bin/chromium --version 2>/dev/null); playwright-core $(node -p "require('$aps_root/tests/browser/node_modules/playwright-core/package.json').version")"
+
+# The API's property tests (crates/http/tests/schemathesis.rs, crates/cli/tests/http.rs):
+# schemathesis from PyPI, pinned.
+echo "== API property test tool"
+if ! command -v schemathesis >/dev/null || [ "$(schemathesis --version 2>/dev/null | awk '{print $NF}')" != "4.32.5" ]; then
+  echo "  pip install schemathesis==4.32.5"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore schemathesis==4.32.5 \
+    || { echo "ERROR: cannot install schemathesis (the API property tests need it)" >&2; false; }
+fi
+echo "  $(schemathesis --version)"
+
 export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's first command (`cargo run -p apscheduler-cli -- run --config
 # examples/aps.toml`) on a copy of the sample config in a temporary directory, waits for
-# the `heartbeat` job's runs to appear in the history (`aps history`), stops the daemon
+# the `heartbeat` job's runs to appear in the history (`aps history`), checks that the
+# dashboard and the API answer on 127.0.0.1:8642 (its `[http]` table), stops the daemon
 # with SIGTERM and checks that it exits 0. Fails after 60 s without runs.
 set -euo pipefail
 
@@ -21,13 +22,20 @@ for _ in $(seq 1 60); do
         | grep -c '"run_id"' || true)
     [ "$runs" -ge 2 ] && break
 done
+# The sample's [http] table: the dashboard and the API answer on loopback.
+http_ok=0
+if curl -fsS http://127.0.0.1:8642/health >/dev/null \
+    && curl -fsS http://127.0.0.1:8642/ | grep -q '<title>' \
+    && curl -fsS http://127.0.0.1:8642/api/jobs | grep -q '"heartbeat"'; then
+    http_ok=1
+fi
 kill -TERM "$daemon"
 status=0
 wait "$daemon" || status=$?
-if [ "$runs" -lt 2 ] || [ "$status" -ne 0 ]; then
-    echo "--- FAILED: $runs heartbeat run(s) recorded, daemon exit status $status; its log:" >&2
+if [ "$runs" -lt 2 ] || [ "$status" -ne 0 ] || [ "$http_ok" -ne 1 ]; then
+    echo "--- FAILED: $runs heartbeat run(s) recorded, dashboard/API answered: $http_ok, daemon exit status $status; its log:" >&2
     cat "$work/daemon.log" >&2
     exit 1
 fi
 "$aps" jobs list --config "$work/aps.toml"
-echo "--- ok: the sample daemon ran heartbeat $runs times and exited 0 on SIGTERM"
+echo "--- ok: the sample daemon ran heartbeat $runs times, served its dashboard and API, and exited 0 on SIGTERM"

@@ -81,6 +81,12 @@ pub use apscheduler_engine as scheduler;
 /// Event codes and types (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
 pub use apscheduler_core::event as events;
 
+/// The management plane: an axum router with the HTTP API, the dashboard, `/metrics`
+/// and `/health`; run metrics and failure webhooks as run observers.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use apscheduler_http as http;
+
 mod backends;
 pub use backends::{executors, stores};
 

@@ -5,6 +5,7 @@
 //!   and read the history in the daemon's store, while it runs or not.
 //! - `aps config check FILE`, `aps import crontab FILE`: check a config; turn a
 //!   crontab into `[[jobs]]` tables.
+//! - `aps token new --role ROLE --name NAME`: a token for the HTTP API (`[http]`).
 //! - `aps next <expression>`: preview the fire times of a crontab line or cron fields.
 //! - `aps completions bash|zsh|fish`: shell completions.
 //! - `aps trigger eval`, `aps engine replay`: the conformance tools.
@@ -82,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Tokens of the management plane's HTTP API (`[http]`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Preview the next fire times of a cron expression.
     Next(next::NextArgs),
     /// Print shell completions.
@@ -107,6 +113,21 @@ enum ConfigCommand {
     Check {
         /// The TOML config file.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token: prints the token (shown once) on the first line, then the
+    /// `[[http.tokens]]` table to add to the config (it holds only the token's hash).
+    New {
+        /// What the token may do: read, operate (also pause, resume, run now) or admin
+        /// (also add, modify, remove).
+        #[arg(long)]
+        role: apscheduler_http::Role,
+        /// Who holds it: logged with every change it makes.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -196,6 +217,23 @@ fn main() -> ExitCode {
         Command::Import {
             command: ImportCommand::Crontab { file },
         } => import_crontab::run(&file),
+        Command::Token {
+            command: TokenCommand::New { role, name },
+        } => {
+            if name.trim().is_empty() || name.contains('"') || name.contains('\\') {
+                eprintln!("error: --name: invalid value '{name}': give a non-empty name without quotes or backslashes");
+                return ExitCode::from(2);
+            }
+            let (token, entry) = apscheduler_http::new_token(&name, role);
+            println!("{token}");
+            println!();
+            println!("# Add to the config; the token above is shown only now.");
+            println!("[[http.tokens]]");
+            println!("name = \"{name}\"");
+            println!("role = \"{role}\"");
+            println!("hash = \"{}\"", entry.hash_text());
+            ExitCode::SUCCESS
+        }
         Command::Next(args) => next::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aps", &mut std::io::stdout());

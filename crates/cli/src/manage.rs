@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use apscheduler_core::{Job, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_http::views::{JobView, NodeView, RunView};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use crate::daemon::action::{self, Limits, RunEnv};
 use crate::daemon::config::{
     self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob, RecoverFlag,
 };
+use crate::daemon::http::describe;
 use crate::daemon::{jobs, open_scheduler, store, Opened};
 
 /// Where the store is: a config file's `[store]` or a URL.
@@ -219,6 +221,8 @@ where
     F: FnOnce(Target, Opened) -> Fut,
     Fut: std::future::Future<Output = Result<ExitCode, String>>,
 {
+    // Before the config is read: the memory its parse frees stays for the command.
+    crate::daemon::heap::grow_in_large_steps();
     let target = match target(args) {
         Ok(t) => t,
         Err(e) => {
@@ -267,15 +271,11 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                     .map_err(|e| e.to_string())?;
                 let last = last_outcomes(history.as_deref(), &jobs).await;
                 if json {
-                    let rows: Vec<Value> =
-                        jobs.iter().map(|j| job_json(j, last.get(&*j.id))).collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&rows).unwrap_or_default()
-                    );
+                    print_jobs_json(&jobs, &last);
                 } else {
                     print_jobs_table(&jobs, &last);
                 }
+                left_to_exit((jobs, last));
                 Ok(ExitCode::SUCCESS)
             }
             JobsCommand::Show { id, json } => {
@@ -293,9 +293,9 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                         .map_err(|e| e.to_string())?,
                     None => Vec::new(),
                 };
-                let mut out = job_json(h.job(), runs.first());
-                out["definition"] =
-                    JobDef::from_kwargs(&h.job().kwargs).map_or(Value::Null, |d| json!(d));
+                let def = JobDef::from_kwargs(&h.job().kwargs);
+                let mut out = json!(JobView::new(h.job(), describe(h.job()), runs.first()));
+                out["definition"] = def.as_ref().map_or(Value::Null, |d| json!(d));
                 out["recent_runs"] = json!(runs.iter().map(run_json).collect::<Vec<_>>());
                 if json {
                     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -365,6 +365,14 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
             }
         }
     })
+}
+
+/// Leaves `value` for the process's exit to free: a management command ends right
+/// after its listing, and the kernel takes its memory back at once, whereas freeing
+/// 10,000 decoded jobs one allocation at a time (most of them made on other threads)
+/// is a measurable part of `aps jobs list`.
+fn left_to_exit<T>(value: T) {
+    std::mem::forget(value);
 }
 
 fn not_found(id: &str, e: apscheduler_core::Error) -> String {
@@ -518,7 +526,8 @@ impl AddArgs {
     }
 }
 
-/// The newest run of each job (one batched lookup per 200 jobs in the SQL stores).
+/// The newest run of each job (one statement on SQLite and PostgreSQL, one per 200 jobs
+/// on MySQL/MariaDB).
 async fn last_outcomes(
     history: Option<&dyn RunHistory>,
     jobs: &[Job],
@@ -543,47 +552,39 @@ fn next_text(job: &Job) -> String {
     )
 }
 
-fn trigger_text(job: &Job) -> String {
-    JobDef::from_kwargs(&job.kwargs).map_or_else(|| job.trigger.to_string(), |d| d.trigger_text)
+/// The trigger as the job's definition wrote it, or the trigger's own text.
+fn trigger_text(job: &Job, def: Option<&JobDef>) -> String {
+    def.map_or_else(|| job.trigger.to_string(), |d| d.trigger_text.clone())
 }
 
-fn job_json(job: &Job, last: Option<&RunRecord>) -> Value {
-    let def = JobDef::from_kwargs(&job.kwargs);
-    json!({
-        "id": &*job.id,
-        "name": &*job.name,
-        "trigger": trigger_text(job),
-        "next_run_time": job.next_run_time.as_ref().map(apscheduler_core::time::to_rfc3339),
-        "paused": job.is_paused(),
-        "recover": job.recover,
-        "action": def.as_ref().map(|d| d.action.summary()),
-        "origin": def.as_ref().map(|d| d.origin),
-        "last_outcome": last.map(|r| r.outcome),
-        "last_run_at": last.map(|r| r.scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-    })
+/// `aps jobs list --json`: written as it is serialized, through one buffered writer,
+/// without a JSON value per job first.
+fn print_jobs_json(jobs: &[Job], last: &std::collections::HashMap<String, RunRecord>) {
+    use std::io::Write as _;
+    struct All<'a>(&'a [Job], &'a std::collections::HashMap<String, RunRecord>);
+    impl serde::Serialize for All<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(
+                self.0
+                    .iter()
+                    .map(|j| JobView::new(j, describe(j), self.1.get(&*j.id))),
+            )
+        }
+    }
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, &All(jobs, last))
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    if written.is_err() {
+        // As `println!` ends on a closed standard output (see `quiet_on_closed_stdout`).
+        std::process::exit(141);
+    }
 }
 
-fn time_json(t: &Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| {
-        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-    })
-}
-
-/// A run as `aps history --json` prints it.
+/// A run as `aps history --json` prints it: the API's shape.
 pub(crate) fn run_json(r: &RunRecord) -> Value {
-    json!({
-        "run_id": r.run_id,
-        "job_id": r.job_id,
-        "scheduled_at": time_json(&Some(r.scheduled_at)),
-        "started_at": time_json(&r.started_at),
-        "finished_at": time_json(&r.finished_at),
-        "outcome": r.outcome,
-        "exit_code": r.exit_code,
-        "http_status": r.http_status,
-        "output": r.output,
-        "message": r.message,
-        "node": r.node,
-    })
+    json!(RunView::from(r))
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
@@ -594,26 +595,33 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String]| {
-        let mut out = String::new();
+    // Writes a row's line into `out` (one buffer, reused for every row).
+    let line = |out: &mut String, cells: &[String]| {
+        use std::fmt::Write as _;
+        out.clear();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
                 out.push_str(cell);
             } else {
-                out.push_str(&format!("{cell:<w$}  "));
+                let _ = write!(out, "{cell:<w$}  ");
             }
         }
         out.truncate(out.trim_end().len());
         out.push('\n');
-        out
     };
+    let mut out = String::new();
     // One buffered writer: standard output writes each line on its own otherwise (one
     // system call per job).
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let mut result = stdout.write_all(line(&head).as_bytes());
+    line(&mut out, &head);
+    let mut result = stdout.write_all(out.as_bytes());
     for row in rows {
-        result = result.and_then(|()| stdout.write_all(line(row).as_bytes()));
+        if result.is_err() {
+            break;
+        }
+        line(&mut out, row);
+        result = stdout.write_all(out.as_bytes());
     }
     // A closed pipe (`aps jobs list | head`) ends the listing quietly.
     let _ = result.and_then(|()| stdout.flush());
@@ -637,17 +645,14 @@ fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRe
             vec![
                 j.id.to_string(),
                 clip(&j.name, 30),
-                clip(
-                    &def.as_ref()
-                        .map_or_else(|| j.trigger.to_string(), |d| d.trigger_text.clone()),
-                    40,
-                ),
+                clip(&trigger_text(j, def.as_ref()), 40),
                 next_text(j),
                 last.get(&*j.id)
                     .map_or("-".into(), |r| r.outcome.to_string()),
                 match def.map(|d| d.origin) {
                     Some(Origin::Config) => "config".into(),
                     Some(Origin::Cli) => "cli".into(),
+                    Some(Origin::Api) => "api".into(),
                     None => "library".into(),
                 },
             ]
@@ -657,13 +662,14 @@ fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRe
         &["ID", "NAME", "TRIGGER", "NEXT RUN", "LAST", "FROM"],
         &rows,
     );
+    left_to_exit(rows);
 }
 
 fn print_job(job: &Job, runs: &[RunRecord]) {
     let def = JobDef::from_kwargs(&job.kwargs);
     println!("id:        {}", job.id);
     println!("name:      {}", job.name);
-    println!("trigger:   {}", trigger_text(job));
+    println!("trigger:   {}", trigger_text(job, def.as_ref()));
     println!("next run:  {}", next_text(job));
     if let Some(d) = &def {
         println!("action:    {}", d.action.summary());
@@ -672,6 +678,7 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
             match d.origin {
                 Origin::Config => "config file",
                 Origin::Cli => "aps jobs add",
+                Origin::Api => "the HTTP API",
             }
         );
     }
@@ -773,27 +780,10 @@ pub(crate) fn nodes_command(store_args: &StoreArgs, json: bool) -> ExitCode {
             .ok_or("this store's run history keeps no node registry")?;
         let nodes = registry.list_nodes().await.map_err(|e| e.to_string())?;
         let now = Utc::now();
-        let state = |n: &apscheduler_core::NodeInfo| {
-            if n.is_stale(now, target.node_timeout) {
-                "silent"
-            } else {
-                "live"
-            }
-        };
         if json {
-            let rows: Vec<Value> = nodes
+            let rows: Vec<NodeView> = nodes
                 .iter()
-                .map(|n| {
-                    json!({
-                        "node": n.node,
-                        "host": n.host,
-                        "pid": n.pid,
-                        "started_at": n.started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        "heartbeat_at": n.heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        "running": n.running,
-                        "state": state(n),
-                    })
-                })
+                .map(|n| NodeView::new(n, now, target.node_timeout))
                 .collect();
             println!(
                 "{}",
@@ -811,7 +801,7 @@ pub(crate) fn nodes_command(store_args: &StoreArgs, json: bool) -> ExitCode {
                         n.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         format!("{age:.1}s ago"),
                         n.running.to_string(),
-                        state(n).to_owned(),
+                        NodeView::new(n, now, target.node_timeout).state,
                     ]
                 })
                 .collect();
@@ -853,6 +843,32 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
     println!("{}: ok", path.display());
     println!("store:    {}", crate::daemon::redact(&cfg.store_url));
     println!("timezone: {}", cfg.timezone.name());
+    match &cfg.http {
+        Some(h) if h.tokens.is_empty() => println!(
+            "http:     http://{}/ (no tokens: loopback clients only; metrics {})",
+            h.listen,
+            if h.metrics { "on" } else { "off" }
+        ),
+        Some(h) => println!(
+            "http:     http://{}/ (tokens: {}; metrics {})",
+            h.listen,
+            h.tokens
+                .iter()
+                .map(|t| format!("{} ({})", t.name, t.role))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if h.metrics { "on" } else { "off" }
+        ),
+        None => println!("http:     off (no [http] table)"),
+    }
+    if !cfg.notifications.webhooks.is_empty() {
+        println!(
+            "webhooks: {} (at most {} per webhook per job an hour, {} attempts each)",
+            cfg.notifications.webhooks.len(),
+            cfg.notifications.flood_cap_per_hour,
+            cfg.notifications.max_attempts
+        );
+    }
     println!("jobs:     {}", cfg.jobs.len());
     let now = Utc::now().with_timezone(&cfg.timezone);
     for def in &cfg.jobs {

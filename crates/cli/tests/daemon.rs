@@ -843,3 +843,98 @@ fn config_check_import_crontab_and_completions() {
     let out = Command::new(APS).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("aps "));
 }
+
+/// `aps jobs list --json` and its table, without a daemon: every field, in its order and
+/// of its type, for a job with a run in the history, a paused one and one without runs;
+/// the order of the rows (by next run time, then id, paused last).
+#[test]
+fn jobs_list_prints_every_field_in_order() {
+    let dir = Dir::new("[scheduler]\ntimezone = \"UTC\"\n");
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    for (id, trigger) in [
+        ("b-ran", ["--cron", "0 3 * * *"]),
+        ("a-ran-too", ["--cron", "0 3 * * *"]),
+        ("c-paused", ["--interval", "60"]),
+    ] {
+        ok(dir.aps(&[
+            "jobs",
+            "add",
+            "--id",
+            id,
+            "--command",
+            "true",
+            trigger[0],
+            trigger[1],
+        ]));
+    }
+    ok(dir.aps(&["jobs", "run", "b-ran"]));
+    ok(dir.aps(&["jobs", "pause", "c-paused"]));
+    let out = ok(dir.aps(&["jobs", "list", "--json"]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("}\n]\n"), "{text}");
+    let list: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&str> = list[0].keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "name",
+            "trigger",
+            "next_run_time",
+            "paused",
+            "recover",
+            "action",
+            "origin",
+            "last_outcome",
+            "last_run_at"
+        ]
+    );
+    let ids: Vec<&str> = list.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a-ran-too", "b-ran", "c-paused"]);
+    let ran = &list[1];
+    assert_eq!(ran["trigger"], "cron \"0 3 * * *\"");
+    assert_eq!(ran["action"], "sh: true");
+    assert_eq!(ran["origin"], "cli");
+    assert_eq!(ran["paused"], false);
+    assert_eq!(ran["recover"], false);
+    assert_eq!(ran["last_outcome"], "success");
+    assert!(
+        ran["last_run_at"].as_str().unwrap().ends_with('Z'),
+        "{ran:?}"
+    );
+    assert!(ran["next_run_time"]
+        .as_str()
+        .unwrap()
+        .ends_with("T03:00:00+00:00"));
+    let never = &list[0];
+    assert_eq!(
+        (&never["last_outcome"], &never["last_run_at"]),
+        (&Value::Null, &Value::Null)
+    );
+    let paused = &list[2];
+    assert_eq!(
+        (&paused["paused"], &paused["next_run_time"]),
+        (&Value::Bool(true), &Value::Null)
+    );
+
+    let table = String::from_utf8(ok(dir.aps(&["jobs", "list"])).stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("ID  "), "{table}");
+    assert!(lines[0].ends_with("LAST     FROM"), "{table}");
+    assert!(
+        lines[2].starts_with("b-ran ") && lines[2].ends_with(" success  cli"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("- (paused)") && lines[3].ends_with(" -        cli"),
+        "{table}"
+    );
+}

@@ -207,6 +207,22 @@ impl Default for Retention {
     }
 }
 
+/// Sees each run record a scheduler makes, as it makes it: the `running` record of a
+/// run that starts, then its end (`success`, `failure`, `timeout`, `interrupted`,
+/// `error`), and the records of fire times that did not run (`missed`, `error`). Metrics
+/// and notifications hang here, so that what they count is what the history holds.
+///
+/// # Behavior
+/// - Called on the scheduler's or an executor's thread, before the record is written:
+///   keep it short and never block (hand slow work, such as a webhook, to a task).
+/// - A record whose `run_id` was seen `running` ends with a second call for that id.
+///
+/// Registered with `HistoryOptions::observe` in `apscheduler-engine`.
+pub trait RunObserver: Send + Sync + fmt::Debug {
+    /// One record, as made.
+    fn observe(&self, record: &RunRecord);
+}
+
 /// Where run records live. Implemented by the SQL, Redis, MongoDB and memory stores
 /// (checked by `apscheduler_testkit::history`).
 ///

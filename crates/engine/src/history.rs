@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apscheduler_core::event::JobFailure;
-use apscheduler_core::{Clock, JobRun, Retention, RunHistory, RunOutcome, RunRecord};
+use apscheduler_core::{Clock, JobRun, Retention, RunHistory, RunObserver, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -38,6 +38,18 @@ pub struct HistoryOptions {
     /// dead and record its running runs `interrupted` (default: 10 s). Keep it a few
     /// heartbeats long, and longer than the clock skew between nodes.
     pub node_timeout: Duration,
+    /// What sees each record as it is made (metrics, notifications): see
+    /// [`HistoryOptions::observe`].
+    pub observers: Vec<Arc<dyn RunObserver>>,
+}
+
+impl HistoryOptions {
+    /// Adds `observer`: it sees every record this scheduler makes, before it is
+    /// written (see [`RunObserver`]).
+    pub fn observe(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
 }
 
 impl Default for HistoryOptions {
@@ -49,6 +61,7 @@ impl Default for HistoryOptions {
             prune_interval: Duration::from_secs(60),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
+            observers: Vec::new(),
         }
     }
 }
@@ -220,7 +233,14 @@ impl Recorder {
         }
     }
 
+    fn observe(&self, record: &RunRecord) {
+        for observer in &self.options.observers {
+            observer.observe(record);
+        }
+    }
+
     fn send(&self, record: RunRecord) {
+        self.observe(&record);
         let sent = match &*lock(&self.tx) {
             Some(tx) => tx.send(Msg::Record(record)).map_err(|e| match e.0 {
                 Msg::Record(r) => r,
@@ -279,6 +299,9 @@ impl Recorder {
             for r in &records {
                 in_flight.insert(r.run_id.as_str().into(), r.clone());
             }
+        }
+        for r in &records {
+            self.observe(r);
         }
         let written =
             tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;

@@ -66,8 +66,8 @@ pub use config::{
 };
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{
-    local_timezone, Engine, EngineBuilder, SchedulerState, DEFAULT_ALIAS, DEFAULT_CHANGE_POLL,
-    DEFAULT_LEASE,
+    local_timezone, Engine, EngineBuilder, PassMarks, SchedulerState, DEFAULT_ALIAS,
+    DEFAULT_CHANGE_POLL, DEFAULT_LEASE,
 };
 pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,

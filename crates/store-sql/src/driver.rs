@@ -63,6 +63,13 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// The operations every dialect runs alike (see [`crate::shared`]).
     fn rows(&self) -> &dyn crate::shared::SharedRows;
 
+    /// Every row, by next run time then id, paused (NULL) last: what
+    /// [`SharedRows::fetch_all`](crate::shared::SharedRows::fetch_all) returns, which is
+    /// how the backends read them unless they know a faster way (SQLite does).
+    async fn fetch_all(&self, max_bytes: i64) -> Result<Vec<FetchedRow>> {
+        self.rows().fetch_all(max_bytes).await
+    }
+
     /// The run history table's operations, on the same pool (see [`crate::runs`]).
     fn history(&self) -> &dyn crate::runs::HistoryOps;
 

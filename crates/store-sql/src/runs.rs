@@ -173,7 +173,8 @@ pub(crate) struct RunStatements {
     #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     interrupt_returning: String,
     /// SQLite and PostgreSQL: the newest row of each job of a list bound as one
-    /// parameter (a JSON array on SQLite, a `text[]` on PostgreSQL), in one statement.
+    /// parameter (a JSON array on SQLite, a `text[]` on PostgreSQL), in one statement;
+    /// on SQLite the rows come back as one JSON array (`crate::sqlite::one_value`).
     #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) latest_of_list: String,
     /// Writes a node's registry row, replacing the one it had.
@@ -241,8 +242,13 @@ impl RunStatements {
                 // One seek on the job index per id (the sub-select reads the index only),
                 // then one by rowid: no statement of hundreds of `UNION ALL` terms to
                 // compile per 200 jobs.
+                // All the rows in one value (see `crate::sqlite::one_value`): output and
+                // message as text, bytes as they are, read back as bytes.
                 Dialect::Sqlite => format!(
-                    "SELECT {columns} FROM {runs} WHERE rowid IN (SELECT (SELECT x.rowid \
+                    "SELECT CAST(json_group_array(json_array(run_id, job_id, scheduled_at, \
+                     started_at, finished_at, outcome, exit_code, http_status, \
+                     CAST(output AS TEXT), CAST(message AS TEXT), node)) AS BLOB) \
+                     FROM {runs} WHERE rowid IN (SELECT (SELECT x.rowid \
                      FROM {runs} x WHERE x.job_id = j.value \
                      ORDER BY x.scheduled_at DESC, x.run_id DESC LIMIT 1) FROM json_each({}) j)",
                     p(1)
@@ -621,7 +627,7 @@ where
 
     /// The newest row of each job through [`RunStatements::latest_of_list`], with the
     /// list already bound.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) async fn select_latest_of_list<'q>(
         &self,
         query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,

@@ -41,7 +41,7 @@ impl Dialect {
 
     /// The stored state's size in bytes (`state` text plus `state_bin` binary; one of
     /// them is empty), as a 64-bit integer.
-    fn state_size(self, prefix: &str) -> String {
+    pub(crate) fn state_size(self, prefix: &str) -> String {
         let (text, bin) = (format!("{prefix}state"), format!("{prefix}state_bin"));
         match self {
             Dialect::Sqlite => {

@@ -58,6 +58,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     history_conformance,
+    latest_runs_come_back_byte_for_byte,
     a_batch_of_1000_records_and_pruning_it,
     unreadable_rows_are_serialization_errors,
     refuses_a_foreign_table_under_the_history_name,
@@ -538,5 +539,43 @@ async fn million_rows_mysql() {
     let tables = Tables::new(&url);
     let store = tables.store();
     time_queries(&store).await;
+    store.shutdown().await.unwrap();
+}
+
+/// `latest_runs` (SQLite reads the rows as one value) gives back each record as
+/// `query_runs` does: output and message with quotes, backslashes, control characters,
+/// NUL and non-ASCII text, empty and absent values, every column.
+async fn latest_runs_come_back_byte_for_byte(tables: &Tables) {
+    let store = tables.store();
+    let history = history_of(&store);
+    history.prepare().await.unwrap();
+    let mut odd = record("odd-1", "odd\"job", 3);
+    odd.output = "a \"quoted\" \\ line\n\t\u{0}\u{1}\u{7f} é ✓ \u{1F600}\r\n".to_owned();
+    odd.message = Some("\\u0000 is not a NUL here; \"this\" is".to_owned());
+    odd.exit_code = Some(-3);
+    odd.http_status = Some(503);
+    let mut plain = record("plain-1", "plain", 2);
+    plain.output = String::new();
+    plain.message = None;
+    plain.started_at = None;
+    plain.finished_at = None;
+    let older = record("odd-0", "odd\"job", 1);
+    history
+        .record_runs(&[odd.clone(), plain.clone(), older])
+        .await
+        .unwrap();
+    let ids = vec!["odd\"job".to_owned(), "plain".to_owned(), "none".to_owned()];
+    let mut latest = history.latest_runs(&ids).await.unwrap();
+    latest.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    let mut expected = Vec::new();
+    for job in ["odd\"job", "plain"] {
+        let mut q = all_of(job);
+        q.limit = 1;
+        expected.extend(history.query_runs(&q).await.unwrap());
+    }
+    assert_eq!(latest, expected);
+    assert_eq!(latest[0].output, odd.output);
+    assert_eq!(latest[0].message, odd.message);
+    assert_eq!(latest[1].message, None);
     store.shutdown().await.unwrap();
 }

@@ -76,7 +76,7 @@ impl<'de> Deserialize<'de> for RecoverFlag {
 }
 
 impl DurationText {
-    fn parse(&self) -> Result<Duration, String> {
+    pub(crate) fn parse(&self) -> Result<Duration, String> {
         match self {
             DurationText::Seconds(s) if s.is_finite() && *s >= 0.0 && *s < 1e12 => {
                 Ok(Duration::from_secs_f64(*s))
@@ -152,41 +152,77 @@ struct RawConfig {
     job_defaults: RawDefaults,
     #[serde(default)]
     jobs: Vec<Spanned<RawJob>>,
+    http: Option<Spanned<super::http::RawHttpServer>>,
+    #[serde(default)]
+    notifications: super::http::RawNotifications,
 }
 
-/// One `[[jobs]]` table (also what `aps jobs add` builds from its options).
-#[derive(Debug, Default, Clone, Deserialize)]
+/// One `[[jobs]]` table (also what `aps jobs add` builds from its options, and the
+/// body of `POST /api/jobs`; its schema is in the API's OpenAPI document).
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawJob {
+    /// The job's id.
     pub(crate) id: Option<String>,
+    /// Its name (default: the id).
     pub(crate) name: Option<String>,
+    /// Shell command, run by `/bin/sh -c` in its own process group.
     pub(crate) command: Option<String>,
+    /// Working directory of the command.
     pub(crate) cwd: Option<String>,
+    /// Environment variables of the command.
     pub(crate) env: Option<BTreeMap<String, String>>,
+    /// Time-out: seconds, or text such as "90s", "1h30m".
+    #[schema(value_type = Option<serde_json::Value>)]
     pub(crate) timeout: Option<DurationText>,
+    /// An HTTP request instead of a command.
+    #[schema(inline)]
     pub(crate) http: Option<RawHttp>,
+    /// Crontab text ("*/5 * * * *", "@daily").
     pub(crate) cron: Option<String>,
+    /// Interval: seconds, or text such as "90s", "2h".
+    #[schema(value_type = Option<serde_json::Value>)]
     pub(crate) interval: Option<DurationText>,
+    /// One run at this date ("2026-12-01 09:00:00").
     pub(crate) date: Option<String>,
+    /// A trigger with APScheduler's arguments: { "type": "cron", "day": "last sun", "hour": 3 }.
+    #[schema(value_type = Option<Object>)]
     pub(crate) trigger: Option<toml::Table>,
+    /// The trigger's timezone (IANA name).
     pub(crate) timezone: Option<String>,
+    /// Random delay added to each fire time: seconds or text.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub(crate) jitter: Option<DurationText>,
+    /// First possible fire time.
     pub(crate) start_date: Option<String>,
+    /// Last possible fire time.
     pub(crate) end_date: Option<String>,
+    /// How late a run may start: seconds, text, or "none" (however late).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub(crate) misfire_grace_time: Option<DurationText>,
+    /// Collapse overdue runs into one.
     pub(crate) coalesce: Option<bool>,
+    /// Runs of this job allowed at once.
     pub(crate) max_instances: Option<u32>,
+    /// Run again a run its daemon's death interrupted.
+    #[schema(value_type = Option<bool>)]
     pub(crate) recover: Option<RecoverFlag>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttp {
+    /// The method (default GET).
     pub(crate) method: Option<String>,
+    /// The URL (http:// or https://).
     pub(crate) url: Option<String>,
+    /// Request headers.
     pub(crate) headers: Option<BTreeMap<String, String>>,
+    /// The request body.
     pub(crate) body: Option<String>,
+    /// Accepted statuses: one or a list (default: any 2xx).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub(crate) expect_status: Option<ExpectStatus>,
 }
 
@@ -259,6 +295,8 @@ pub(crate) const HTTP_TASK: &str = "aps.http";
 pub(crate) enum Origin {
     Config,
     Cli,
+    /// Added through the HTTP API (`POST /api/jobs`): kept until removed, like `Cli`.
+    Api,
 }
 
 /// A checked job: what the daemon stores (in the job's kwargs) and compares on reload.
@@ -305,7 +343,8 @@ impl JobDef {
 
     /// The definition a stored job carries, if it is a daemon job.
     pub(crate) fn from_kwargs(kwargs: &Map<String, Value>) -> Option<JobDef> {
-        serde_json::from_value(kwargs.get("aps")?.clone()).ok()
+        // Read in place (`&Value` is a deserializer): no copy of the definition first.
+        JobDef::deserialize(kwargs.get("aps")?).ok()
     }
 }
 
@@ -359,6 +398,10 @@ pub(crate) struct Config {
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
+    /// `[http]`: the management plane, when configured.
+    pub(crate) http: Option<super::http::HttpSettings>,
+    /// `[notifications]`: webhooks on failed, timed-out and missed runs.
+    pub(crate) notifications: super::http::NotificationSettings,
 }
 
 /// 1-based line and column of a byte offset.
@@ -491,7 +534,16 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
             humantime::format_duration(heartbeat)
         )));
     }
+    let http = raw
+        .http
+        .as_ref()
+        .map(|h| super::http::check_http(h.get_ref(), &at(h.span())).map_err(ConfigError))
+        .transpose()?;
+    let notifications =
+        super::http::check_notifications(&raw.notifications, &file).map_err(ConfigError)?;
     Ok(Config {
+        http,
+        notifications,
         path: path.to_owned(),
         timezone,
         node: raw.scheduler.node.clone(),

@@ -7,10 +7,12 @@
 //! | [`action`] | running a command (process group, time-out, output tail) or an HTTP request |
 //! | [`store`] | the store a URL names; node names |
 //! | [`jobs`] | config jobs to engine jobs, and the sync that upserts them |
+//! | [`http`] | `[http]` and `[notifications]`: the management plane and its webhooks |
 
 pub(crate) mod action;
 pub(crate) mod config;
-mod heap;
+pub(crate) mod heap;
+pub(crate) mod http;
 pub(crate) mod jobs;
 pub(crate) mod store;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use apscheduler_core::{RunHistory, RunOutcome, RunQuery, TaskContext, TaskFailure, TaskResult};
 use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions};
+use apscheduler_http::metrics::{MeteredStore, MetricsOptions, RunMetrics};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 
@@ -167,10 +170,27 @@ pub(crate) async fn open_scheduler(
     runs: &Arc<Runs>,
     role: store::Role,
 ) -> Result<Opened, String> {
-    let store = store::open(url, role).map_err(|e| match role {
+    open_metered(url, tz, record, runs, role, None).await
+}
+
+/// [`open_scheduler`], with the store's round trips and the runs (when recorded)
+/// counted in `metrics`.
+async fn open_metered(
+    url: &str,
+    tz: chrono_tz::Tz,
+    mut record: Option<HistoryOptions>,
+    runs: &Arc<Runs>,
+    role: store::Role,
+    metrics: Option<&RunMetrics>,
+) -> Result<Opened, String> {
+    let mut store = store::open(url, role).map_err(|e| match role {
         store::Role::Scheduler if e.contains("single-node") => e,
         _ => format!("store.url: {e}"),
     })?;
+    if let Some(m) = metrics {
+        store = Arc::new(MeteredStore::from_arc(store, m.clone()));
+        record = record.map(|o| o.observe(Arc::new(m.clone())));
+    }
     let history = store.run_history();
     let notifications = store.capabilities().notifications;
     let mut builder = Engine::builder().timezone(tz).jobstore("default", store);
@@ -235,16 +255,32 @@ async fn serve(cfg: Config) -> Result<(), String> {
         kill_grace: cfg.kill_grace,
         output_cap: cfg.history.output_cap,
     });
+    let metrics = cfg
+        .http
+        .as_ref()
+        .filter(|h| h.metrics)
+        .map(|_| RunMetrics::prometheus(MetricsOptions::default()));
+    let notifier = http::notifier(&cfg.notifications)?;
+    if notifier.is_some() && !cfg.history.enabled {
+        tracing::warn!(
+            "[notifications] needs run records: with [history] enabled = false no webhook is sent"
+        );
+    }
+    let options = match (options, &notifier) {
+        (Some(o), Some(n)) => Some(o.observe(Arc::new(n.clone()))),
+        (o, _) => o,
+    };
     let Opened {
         scheduler,
         history,
         notifications,
-    } = open_scheduler(
+    } = open_metered(
         &cfg.store_url,
         cfg.timezone,
         options,
         &runs,
         store::Role::Scheduler,
+        metrics.as_ref(),
     )
     .await?;
     if cfg.history.enabled && history.is_none() {
@@ -261,6 +297,28 @@ async fn serve(cfg: Config) -> Result<(), String> {
         let _ = scheduler.shutdown(false).await;
         return Err(e);
     }
+    let server = match &cfg.http {
+        Some(settings) => {
+            match http::start(
+                settings,
+                &scheduler,
+                history.clone(),
+                cfg.defaults,
+                cfg.node_timeout,
+                metrics.clone(),
+                &node,
+            )
+            .await
+            {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    let _ = scheduler.shutdown(false).await;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     tracing::info!(node = %node, store = %redact(&cfg.store_url), config = %cfg.path.display(), "aps daemon started");
     jobs::log_jobs(&scheduler).await;
     heap::release_freed();
@@ -305,6 +363,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
     // Stop claiming, let running jobs finish within the grace, interrupt the rest (at
     // once on a second SIGINT/SIGTERM).
     let _ = scheduler.pause();
+    if let Some(server) = server {
+        server.stop().await;
+    }
     tokio::select! {
         _ = runs.drain(cfg.shutdown_grace) => {}
         _ = async { tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} } } => {
@@ -313,6 +374,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
+    if let Some(n) = notifier {
+        if !n.flush(Duration::from_secs(10)).await {
+            tracing::error!("webhook notifications still queued after 10 s are not sent");
+        }
+    }
     tracing::info!("aps daemon stopped");
     Ok(())
 }
@@ -402,6 +468,11 @@ async fn reload(
             "history",
             format!("{:?}", cfg.history) != format!("{:?}", running.history),
         ),
+        (
+            "http",
+            format!("{:?}", cfg.http) != format!("{:?}", running.http),
+        ),
+        ("notifications", cfg.notifications != running.notifications),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -138,6 +138,7 @@ impl EngineBuilder {
                 unreleased: Mutex::new(HashMap::new()),
                 history,
                 interrupted: Mutex::new(Vec::new()),
+                passes: Mutex::new(PassMarks::default()),
             }),
         }
     }

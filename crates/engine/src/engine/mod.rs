@@ -13,6 +13,7 @@
 //! | [`job_tables`] | what that API works on: the pending jobs before start, the stores after |
 //! | [`pass`] | one pass of the main loop |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
+//! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
 use std::cell::Cell;
@@ -51,6 +52,7 @@ mod lifecycle;
 mod pass;
 mod pending;
 mod recovery;
+mod run_now;
 
 pub use builder::EngineBuilder;
 use events::Reporter;
@@ -155,6 +157,18 @@ pub(crate) struct Inner {
     /// Runs this node recorded `interrupted` (a dead node's, or its own previous
     /// life's), waiting for a pass to recover those of jobs that ask for it.
     interrupted: Mutex<Vec<apscheduler_core::RunRecord>>,
+    /// When the main loop last finished a pass, and when it means to pass next.
+    passes: Mutex<PassMarks>,
+}
+
+/// The main loop's last pass and its next, for [`Engine::loop_health`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassMarks {
+    /// When the last pass finished (engine clock); `None` before the first.
+    pub last_pass_at: Option<DateTime<Utc>>,
+    /// When the loop means to pass next (engine clock); `None`: only when woken (a
+    /// change, a paused scheduler, nothing scheduled).
+    pub next_pass_at: Option<DateTime<Utc>>,
 }
 
 /// The scheduler engine. Cheap to clone (shared).
@@ -226,6 +240,20 @@ impl Engine {
         if let Some(recorder) = &self.inner.history {
             recorder.flush(deadline, false).await;
         }
+    }
+
+    /// When the main loop last finished a pass and when it means to pass next: a loop
+    /// whose next pass is long overdue is stuck (a health check reads this).
+    pub fn loop_health(&self) -> PassMarks {
+        *lock(&self.inner.passes)
+    }
+
+    /// Notes a finished pass and the instant of the next (the main loop's turn).
+    pub(crate) fn mark_pass(&self, next: Option<DateTime<Utc>>) {
+        *lock(&self.inner.passes) = PassMarks {
+            last_pass_at: Some(self.inner.clock.now()),
+            next_pass_at: next,
+        };
     }
 
     /// "Now" from the engine's clock.

@@ -203,6 +203,15 @@ impl AsyncScheduler {
         self.engine.remove_job(id, None).await
     }
 
+    /// Runs a job once, now, outside its schedule (its next run time stays); the run's
+    /// id in the history, when one is recorded.
+    ///
+    /// # Errors
+    /// As [`Engine::run_job_now`].
+    pub async fn run_job_now(&self, id: &str) -> Result<Option<String>, Error> {
+        self.engine.run_job_now(id, None, None).await
+    }
+
     /// Removes every job (of one store, or all).
     ///
     /// # Errors

@@ -23,6 +23,7 @@ pub(super) async fn turn(engine: &Engine) -> Turn {
     let wake = engine.wake_signal();
     let seen = wake.begin_pass();
     let next = engine.run_pass().await;
+    engine.mark_pass(next.map(|(_, at)| at));
     if engine.state() == SchedulerState::Stopped {
         return Turn::Stop;
     }

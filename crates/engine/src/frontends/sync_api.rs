@@ -167,6 +167,16 @@ impl SyncScheduler {
         self.runner.block_on(self.engine.remove_job(id, None))
     }
 
+    /// Runs a job once, now, outside its schedule (its next run time stays); the run's
+    /// id in the history, when one is recorded.
+    ///
+    /// # Errors
+    /// As [`Engine::run_job_now`].
+    pub fn run_job_now(&self, id: &str) -> Result<Option<String>, Error> {
+        self.runner
+            .block_on(self.engine.run_job_now(id, None, None))
+    }
+
     /// Removes every job (of one store, or all).
     ///
     /// # Errors

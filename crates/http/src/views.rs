@@ -1,0 +1,228 @@
+//! The JSON shapes the API answers with. Field names are those of `aps jobs list
+//! --json`, `aps history --json` and `aps nodes --json`, so a script reads either.
+
+use apscheduler_core::{Job, NodeInfo, RunRecord};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::catalog::JobDescription;
+
+/// RFC 3339 in UTC with microseconds, as the CLI prints history times.
+pub(crate) fn utc_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A job in a listing (`GET /api/jobs`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The trigger in words (`cron[minute='*/5']`, or as the daemon's config wrote it).
+    pub trigger: String,
+    /// The next fire time (RFC 3339, in the trigger's timezone); null when paused.
+    pub next_run_time: Option<String>,
+    /// Whether the job is paused.
+    pub paused: bool,
+    /// Whether a run its node's death interrupted is run again.
+    pub recover: bool,
+    /// What it runs, in one line (`sh: echo hi`, `GET https://...`, a task name).
+    pub action: Option<String>,
+    /// Where it came from (`config`, `cli`, `api`), when known.
+    pub origin: Option<String>,
+    /// The outcome of its newest run in the history.
+    pub last_outcome: Option<String>,
+    /// The fire time of its newest run (RFC 3339, UTC).
+    pub last_run_at: Option<String>,
+}
+
+impl JobView {
+    /// The view of `job`, described by `description`, with its newest run `last`.
+    pub fn new(job: &Job, description: JobDescription, last: Option<&RunRecord>) -> Self {
+        JobView {
+            id: job.id.to_string(),
+            name: job.name.to_string(),
+            trigger: description.trigger,
+            next_run_time: job
+                .next_run_time
+                .as_ref()
+                .map(apscheduler_core::time::to_rfc3339),
+            paused: job.is_paused(),
+            recover: job.recover,
+            action: description.action,
+            origin: description.origin,
+            last_outcome: last.map(|r| r.outcome.to_string()),
+            last_run_at: last.map(|r| utc_text(&r.scheduled_at)),
+        }
+    }
+}
+
+/// One job with its options, definition and recent runs (`GET /api/jobs/{id}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobDetail {
+    /// The listing's fields.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// The executor alias.
+    pub executor: String,
+    /// Seconds a run may start late; null: however late.
+    pub misfire_grace_time: Option<f64>,
+    /// Whether overdue runs collapse into one.
+    pub coalesce: bool,
+    /// Runs allowed at once.
+    pub max_instances: u32,
+    /// The job's definition as its maker stored it (the daemon's `[[jobs]]` table,
+    /// normalised), when there is one.
+    #[schema(value_type = Option<Object>)]
+    pub definition: Option<Value>,
+    /// The newest runs, newest first.
+    pub recent_runs: Vec<RunView>,
+}
+
+/// A run record (`GET /api/history`), as `aps history --json` prints it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunView {
+    /// The run's id.
+    pub run_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// The fire time it ran for (RFC 3339, UTC).
+    pub scheduled_at: String,
+    /// When it started; null when it never did (missed).
+    pub started_at: Option<String>,
+    /// When it ended; null while running.
+    pub finished_at: Option<String>,
+    /// `running`, `success`, `failure`, `timeout`, `missed`, `interrupted` or `error`.
+    pub outcome: String,
+    /// The command's exit code, when there is one.
+    pub exit_code: Option<i32>,
+    /// The HTTP job's response status, when there is one.
+    pub http_status: Option<u16>,
+    /// The last bytes of its output.
+    pub output: String,
+    /// Why it failed, was missed or skipped; who ran it by hand.
+    pub message: Option<String>,
+    /// The node (scheduler) that ran it.
+    pub node: String,
+}
+
+impl From<&RunRecord> for RunView {
+    fn from(r: &RunRecord) -> Self {
+        RunView {
+            run_id: r.run_id.clone(),
+            job_id: r.job_id.clone(),
+            scheduled_at: utc_text(&r.scheduled_at),
+            started_at: r.started_at.as_ref().map(utc_text),
+            finished_at: r.finished_at.as_ref().map(utc_text),
+            outcome: r.outcome.to_string(),
+            exit_code: r.exit_code,
+            http_status: r.http_status,
+            output: r.output.clone(),
+            message: r.message.clone(),
+            node: r.node.clone(),
+        }
+    }
+}
+
+/// A node sharing the store (`GET /api/nodes`), as `aps nodes --json` prints it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeView {
+    /// The node's name.
+    pub node: String,
+    /// Its host.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339, UTC).
+    pub heartbeat_at: String,
+    /// Runs it had going at that heartbeat.
+    pub running: u64,
+    /// `live`, or `silent` once its heartbeat is older than the node time-out.
+    pub state: String,
+}
+
+impl NodeView {
+    /// The view of `n` at `now`, silent past `node_timeout`.
+    pub fn new(n: &NodeInfo, now: DateTime<Utc>, node_timeout: std::time::Duration) -> Self {
+        NodeView {
+            node: n.node.clone(),
+            host: n.host.clone(),
+            pid: n.pid,
+            started_at: utc_text(&n.started_at),
+            heartbeat_at: utc_text(&n.heartbeat_at),
+            running: u64::from(n.running),
+            state: if n.is_stale(now, node_timeout) {
+                "silent"
+            } else {
+                "live"
+            }
+            .to_owned(),
+        }
+    }
+}
+
+/// A job's next fire times (`GET /api/jobs/{id}/next`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FireTimes {
+    /// The job.
+    pub job_id: String,
+    /// The next fire times from now (RFC 3339, in the trigger's timezone); fewer when
+    /// the trigger ends sooner, none when paused.
+    pub fire_times: Vec<String>,
+}
+
+/// What `POST /api/jobs/{id}/run` started.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunStarted {
+    /// The job.
+    pub job_id: String,
+    /// The run's id in the history (null when the scheduler records none).
+    pub run_id: Option<String>,
+}
+
+/// The scheduler and the caller (`GET /api/status`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Status {
+    /// `running`, `paused` or `stopped`.
+    pub state: String,
+    /// This scheduler's id in shared stores.
+    pub scheduler_id: String,
+    /// The node name its run records carry (`host/pid` for `aps run`), when known.
+    pub node: Option<String>,
+    /// The default timezone of triggers.
+    pub timezone: String,
+    /// The version of apscheduler-http.
+    pub version: String,
+    /// `tokens` (bearer tokens required) or `loopback` (no tokens: loopback only).
+    pub auth: String,
+    /// The caller's token name (`loopback` without tokens).
+    pub caller: String,
+    /// The caller's role: `read`, `operate` or `admin`.
+    pub role: String,
+    /// Whether the store keeps run history.
+    pub history: bool,
+    /// Whether the store keeps a node registry (a cluster can be shown).
+    pub nodes: bool,
+}
+
+/// Liveness (`GET /health`) and readiness (`GET /health/ready`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or what is wrong: `stopped`, `stuck` (the main loop's pass is overdue),
+    /// `store unavailable`.
+    pub status: String,
+    /// The scheduler's state.
+    pub state: String,
+    /// When the main loop last finished a pass (RFC 3339, UTC).
+    pub last_pass_at: Option<String>,
+    /// When it means to pass next (RFC 3339, UTC); null: when woken.
+    pub next_pass_at: Option<String>,
+    /// Readiness only: the store's error, when it does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
