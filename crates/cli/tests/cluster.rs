@@ -535,13 +535,17 @@ fn cluster(
     // One cluster at a time: two would share the machine's two cores.
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
+    // Each run appends its daemon's pid before it sleeps: the kill below waits for a
+    // start it sees at once, rather than for a `running` record that an `aps history`
+    // call reports a few hundred ms late, when the run may be over.
+    let starts = dir.path().join("starts.txt");
     let mut nodes = start_three(
         dir.path(),
         &format!("heartbeat = \"200ms\"\nnode_timeout = \"{node_timeout}\"\n"),
         &db.url,
         "",
         jobs,
-        &format!("sleep {run_secs}"),
+        &format!("echo $PPID >> {}; sleep {run_secs}", starts.display()),
     );
     let started = chrono::Utc::now().timestamp_micros();
     std::thread::sleep(Duration::from_secs(before_kill));
@@ -569,15 +573,17 @@ fn cluster(
     let mut expected = names.clone();
     expected.sort();
     assert_eq!(registered, expected, "aps nodes before the kill");
-    // Kill it while it has runs in flight (its `running` records are written before
-    // they start).
+    // Kill it just after it started a run (its `running` records are written before
+    // the command starts), so that it has runs in flight.
+    let victim_pid = nodes[busiest].child.id().to_string();
+    let seen = std::fs::read_to_string(&starts).unwrap_or_default().len();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline
-        && !history_with(&db.url, &["--outcome", "running"])
-            .iter()
-            .any(|r| r["node"] == names[busiest].as_str())
+        && !std::fs::read_to_string(&starts).unwrap_or_default()[seen..]
+            .lines()
+            .any(|pid| pid == victim_pid)
     {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let killed_at = chrono::Utc::now().timestamp_micros();
     let mut victim = nodes.remove(busiest);
@@ -634,7 +640,8 @@ fn cluster(
     if jobs >= 100 {
         assert!(
             interrupted > 0,
-            "none of the killed node's runs was recorded interrupted"
+            "none of the killed node's runs was recorded interrupted ({} left running)",
+            left_running.len()
         );
     }
     if !left_running.is_empty() {
