@@ -148,8 +148,10 @@ pub struct Acquired {
 ///   it returns up to `limit` jobs whose next run time is at or before `now`, ordered by
 ///   next run time (to the microsecond) then id, skipping jobs under another
 ///   scheduler's unexpired lease, and leases them to `scheduler_id` until
-///   `now + lease`. Two concurrent claimers never receive the same (job, next run
-///   time). A lease that has expired (its holder died) can be claimed by anyone.
+///   `now + lease` (on a store with [`Capabilities::store_clock`], the store's time
+///   plus `lease`, and expiry is judged by the store's clock too). Two concurrent
+///   claimers never receive the same (job, next run time). A lease that has expired
+///   (its holder died) can be claimed by anyone.
 /// - A shared store ([`Capabilities::shared`]) also returns due jobs leased to the
 ///   caller itself: a scheduler releases every claim within the pass that made it, so a
 ///   lease it still holds at its next claim was stranded (the claim's reply was lost to
@@ -285,7 +287,8 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<Acquired, Error>;
 
-    /// Extends the caller's leases on these jobs to `now + lease`; leases still held are
+    /// Extends the caller's leases on these jobs to `now + lease` (the store's time plus
+    /// `lease` on a store with [`Capabilities::store_clock`]); leases still held are
     /// extended even when some were lost.
     ///
     /// # Errors
@@ -335,6 +338,13 @@ pub struct Capabilities {
     /// (a SQLite file's lock). Such a store is not for a cluster, though its claims
     /// follow the shared contract.
     pub single_node: bool,
+    /// Leases are timed by the store's own clock (PostgreSQL and MySQL `now()`, Redis
+    /// `TIME`): a claim or an extension leases until the store's time plus `lease`, and
+    /// a lease has expired once the store's clock passes its end. The `now` a caller
+    /// passes then only says which jobs are due, so node clock skew cannot let two nodes
+    /// hold one lease. [`JobStore::get_next_run_time`] reports a leased job at the later
+    /// of its run time and its lease's end on the store's clock.
+    pub store_clock: bool,
 }
 
 impl Capabilities {
@@ -346,6 +356,7 @@ impl Capabilities {
             notifications: false,
             transactions,
             single_node: false,
+            store_clock: false,
         }
     }
 }

@@ -45,7 +45,7 @@
 //! | `apscheduler.jobs` | hash | job id → the job's [`JobState`](apscheduler_core::JobState) as JSON, plus `next_run_time_zone` (the IANA zone of the next run time) |
 //! | `apscheduler.run_times` | sorted set | job id → next run time in UTC microseconds, for scheduled jobs nobody has claimed; paused jobs are not in it |
 //! | `apscheduler.claimed` | sorted set | job id → the instant (UTC microseconds) a claimed job can be claimed again: the later of its next run time and its lease's expiry |
-//! | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when, and the run time it was claimed for (empty when paused while claimed) |
+//! | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when (on the server's clock, `TIME`), and the run time it was claimed for (empty when paused while claimed) |
 //! | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
 //!
 //! The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
@@ -97,6 +97,11 @@
 //!   its lease, or for a job removed meanwhile, is ignored;
 //!   [`get_next_run_time`](JobStore::get_next_run_time) reports a claimed job at the
 //!   later of its run time and its lease's expiry.
+//! - Leases are timed by the server's clock (`TIME`, read inside the scripts): a claim
+//!   leases until the server's time plus the lease, and a lease expires by the
+//!   server's time, so node clock skew cannot let two schedulers hold one lease
+//!   ([`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)). The
+//!   `now` a scheduler passes says which jobs are due.
 //! - [`add_jobs`](JobStore::add_jobs) is one script: all or nothing, also for two jobs
 //!   of the batch with the same id.
 //! - The scripts touch five keys (and the run history's scripts name keys from the
@@ -556,8 +561,11 @@ async fn listen_loop(
 }
 
 /// A lease's length in microseconds, saturating.
+/// A lease's length in microseconds, at most a century: the scripts add it to the
+/// server's time in Lua numbers (doubles, exact below 2^53).
 fn lease_micros(lease: Duration) -> i64 {
-    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
+    const CENTURY: i64 = 100 * 366 * 86_400 * 1_000_000;
+    i64::try_from(lease.as_micros()).map_or(CENTURY, |us| us.min(CENTURY))
 }
 
 /// The score of the first member of a flat `WITHSCORES` reply, in whole microseconds.
@@ -622,6 +630,7 @@ impl JobStore for RedisJobStore {
     fn capabilities(&self) -> apscheduler_core::Capabilities {
         let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
         capabilities.notifications = true;
+        capabilities.store_clock = true;
         capabilities
     }
 
@@ -756,12 +765,10 @@ impl JobStore for RedisJobStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
-        let now_us = now_micros(&now);
-        let expiry = now_us.saturating_add(lease_micros(lease));
         let mut invocation = self.invocation(&SCRIPTS.claim);
         invocation
-            .arg(now_us)
-            .arg(expiry)
+            .arg(now_micros(&now))
+            .arg(lease_micros(lease))
             .arg(i64::try_from(limit).unwrap_or(i64::MAX))
             .arg(scheduler_id)
             .arg(self.max_state_bytes);
@@ -802,18 +809,14 @@ impl JobStore for RedisJobStore {
         &self,
         scheduler_id: &str,
         ids: &[Arc<str>],
-        now: DateTime<Utc>,
+        _now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
-        let now_us = now_micros(&now);
         let mut invocation = self.invocation(&SCRIPTS.extend);
-        invocation
-            .arg(scheduler_id)
-            .arg(now_us)
-            .arg(now_us.saturating_add(lease_micros(lease)));
+        invocation.arg(scheduler_id).arg(lease_micros(lease));
         for id in ids {
             invocation.arg(&**id);
         }

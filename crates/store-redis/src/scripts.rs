@@ -32,6 +32,15 @@ local function lease_of(id)
   return expiry, run, holder
 end
 
+-- The server's time in microseconds (a decimal string): leases are timed by it, so
+-- that node clock skew cannot let two nodes hold one. Redis 7 replicates a script's
+-- effects, so TIME may precede writes; Redis 5 and 6 must be told to.
+local function server_us()
+  if redis.replicate_commands then pcall(redis.replicate_commands) end
+  local t = redis.call('TIME')
+  return string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
+
 -- The later of two scores (decimal strings).
 local function later(a, b)
   if tonumber(a) >= tonumber(b) then return a end
@@ -89,11 +98,13 @@ put(ARGV[1], ARGV[2], ARGV[3])
 return 1
 ";
 
-/// `acquire_due_jobs`: ARGV = now_us, expiry_us, limit, holder, max_state_bytes.
+/// `acquire_due_jobs`: ARGV = now_us, lease_us, limit, holder, max_state_bytes. `now`
+/// (the caller's clock) says which jobs are due; leases run from the server's `TIME`
+/// (`expiry` = server time + lease) and expire by it.
 ///
-/// 1. Leases that have expired on due jobs (score in `claimed` at or before now: both
-///    the lease's expiry and the run time have passed) are dropped and their jobs go
-///    back to `run_times` at their run time.
+/// 1. Leases that have expired (by the server's time) on jobs whose score in `claimed`
+///    has passed (by the later of both clocks) are dropped and their jobs go back to
+///    `run_times` at their run time.
 ///    Leases the caller holds on due jobs end the same way (stranded claims).
 /// 2. Up to `limit` jobs due by now are taken from `run_times` in (score, id) order;
 ///    each gets the lease `expiry|run|holder` and moves to `claimed` at the later of
@@ -103,13 +114,17 @@ return 1
 ///
 /// Returns `{ {id, state, id, state, ...}, {id, error, ...} }`.
 const CLAIM: &str = r"
-local now, expiry, limit, holder, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', now)) do
-  local _, run = lease_of(id)
-  redis.call('ZREM', claimed, id)
-  redis.call('HDEL', leases, id)
-  if run and run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
-    redis.call('ZADD', run_times, run, id)
+local now, lease, limit, holder, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local server = server_us()
+local expiry = string.format('%.0f', tonumber(server) + lease)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, server))) do
+  local e, run = lease_of(id)
+  if not e or tonumber(e) <= tonumber(server) then
+    redis.call('ZREM', claimed, id)
+    redis.call('HDEL', leases, id)
+    if run and run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
+      redis.call('ZADD', run_times, run, id)
+    end
   end
 end
 -- Leases the caller itself holds on due jobs were stranded (a claim whose reply was
@@ -181,13 +196,15 @@ end
 return lost
 ";
 
-/// `extend_leases`: ARGV = holder, now_us, expiry_us, then ids. Extends every lease
-/// the holder still holds (live at now, on an existing job) to the new expiry and
-/// returns the ids of the others.
+/// `extend_leases`: ARGV = holder, lease_us, then ids. Extends every lease the holder
+/// still holds (live at the server's `TIME`, on an existing job) to the server's time
+/// plus the lease and returns the ids of the others.
 const EXTEND: &str = r"
-local holder, now, expiry = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local holder, lease = ARGV[1], tonumber(ARGV[2])
+local server = server_us()
+local now, expiry = tonumber(server), string.format('%.0f', tonumber(server) + lease)
 local lost = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local id = ARGV[i]
   local e, run, h = lease_of(id)
   if e and h == holder and tonumber(e) > now and redis.call('HEXISTS', jobs, id) == 1 then

@@ -322,10 +322,12 @@ async fn key_layout() {
     let paused: Option<i64> = conn.zscore(&keys.run_times, "p").await.unwrap();
     assert_eq!(paused, None, "a paused job is not in run_times");
 
+    let before = chrono::Utc::now().timestamp_micros();
     let claimed = store
         .acquire_due_jobs("node-1", utc(15), 10, Duration::from_secs(30))
         .await
         .unwrap();
+    let after = chrono::Utc::now().timestamp_micros();
     assert_eq!(ids(&claimed.jobs), ["a"]);
     assert_eq!(
         claimed.jobs[0].next_run_time.map(|t| t.timezone()),
@@ -334,15 +336,25 @@ async fn key_layout() {
     );
     let score: Option<i64> = conn.zscore(&keys.run_times, "a").await.unwrap();
     assert_eq!(score, None, "a claimed job leaves run_times");
+    // The lease runs 30 s from the server's `TIME` (the same machine's clock here),
+    // not from the caller's `now`; the job is claimable again at the later of its run
+    // time (in 2100) and the lease's end.
+    let lease: String = conn.hget(&keys.leases, "a").await.unwrap();
+    let (expiry, rest) = lease.split_once('|').unwrap();
+    assert_eq!(rest, format!("{}|node-1", micros(10)));
+    let expiry: i64 = expiry.parse().unwrap();
+    let lease_us = 30_000_000;
+    assert!(
+        (before + lease_us - 1_000_000..=after + lease_us + 1_000_000).contains(&expiry),
+        "the lease ends 30 s after the server's time: {expiry} not within [{before}, {after}] + 30 s"
+    );
     let until: Option<i64> = conn.zscore(&keys.claimed, "a").await.unwrap();
     assert_eq!(
         until,
-        Some(micros(45)),
-        "claimable again when the lease expires"
+        Some(micros(10)),
+        "claimable again at the later of its run time and the lease's end"
     );
-    let lease: String = conn.hget(&keys.leases, "a").await.unwrap();
-    assert_eq!(lease, format!("{}|{}|node-1", micros(45), micros(10)));
-    assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(45)));
+    assert_eq!(store.get_next_run_time().await.unwrap(), Some(utc(10)));
 
     let mut next = claimed.jobs[0].clone();
     next.next_run_time = Some(at(70).with_timezone(&tokyo));

@@ -14,8 +14,11 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) holder: &'a str,
     /// `now`, microseconds, rounded down.
     pub(crate) now: i64,
-    /// The lease's end, microseconds.
+    /// The lease's end on the caller's clock, microseconds (SQLite).
     pub(crate) expires: i64,
+    /// The lease's length, microseconds: backends with a clock (PostgreSQL, MySQL)
+    /// lease until their own time plus this, and judge expiry by their own time.
+    pub(crate) lease: i64,
     /// At most this many rows.
     pub(crate) limit: i64,
     /// States larger than this many bytes are not fetched.
@@ -29,10 +32,14 @@ pub(crate) struct Extension<'a> {
     pub(crate) holder: &'a str,
     /// The rows (unique ids).
     pub(crate) ids: &'a [String],
-    /// `now`, microseconds: leases that ended before it are not extended.
+    /// `now`, microseconds: leases that ended before it are not extended (SQLite;
+    /// backends with a clock use their own time).
     pub(crate) now: i64,
-    /// The leases' new end, microseconds.
+    /// The leases' new end on the caller's clock, microseconds (SQLite).
     pub(crate) expires: i64,
+    /// The leases' new length from the backend's own time, microseconds (PostgreSQL,
+    /// MySQL).
+    pub(crate) lease: i64,
 }
 
 /// What a release is asked for.

@@ -205,13 +205,18 @@
 //! ## Claims and leases
 //! [`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs) selects due rows
 //! (`next_run_time <= now`, not corrupt, no live lease) in `(next_run_time, id)` order
-//! on the index, and leases them to the caller until `now + lease`, atomically:
+//! on the index, and leases them to the caller, atomically. On PostgreSQL and
+//! MySQL/MariaDB the lease runs on the server's clock (until the server's time plus
+//! the lease, and a lease has expired once the server's time passes its end:
+//! [`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)), so node
+//! clock skew cannot let two schedulers hold one lease; `now` only says which jobs are
+//! due. SQLite, single-node, leases until `now + lease`.
 //! - **PostgreSQL**: one statement, `WITH due AS (SELECT id ... ORDER BY next_run_time,
 //!   id LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... FROM due ... RETURNING ...`:
 //!   concurrent claimers skip each other's rows instead of waiting.
 //! - **MySQL/MariaDB**: a transaction: `SELECT ... ORDER BY next_run_time, id LIMIT n
-//!   FOR UPDATE SKIP LOCKED`, then `UPDATE ... SET lease_holder = ?, lease_expires = ?
-//!   WHERE id IN (...)`, commit.
+//!   FOR UPDATE SKIP LOCKED`, then `UPDATE ... SET lease_holder = ?, lease_expires =
+//!   <server time> + ? WHERE id IN (...)`, commit.
 //! - **SQLite**: `BEGIN IMMEDIATE` (the write lock: one writer at a time), then `UPDATE
 //!   ... WHERE id IN (SELECT id ... ORDER BY next_run_time, id LIMIT n) RETURNING ...`,
 //!   commit.

@@ -20,6 +20,11 @@ use crate::shared::{
 /// Rows per multi-row statement (5 to 9 placeholders each; MySQL allows 65,535).
 const CHUNK: usize = 500;
 
+/// The server's time in microseconds since the epoch, in UTC whatever the session's
+/// time zone: leases are timed by it, so that node clock skew cannot let two nodes
+/// hold one.
+const NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
+
 /// The MySQL/MariaDB backend.
 #[derive(Debug)]
 pub(crate) struct MySqlDriver {
@@ -37,7 +42,7 @@ impl MySqlDriver {
         let claim_select = format!(
             "SELECT {} FROM {jobs} \
              WHERE next_run_time <= ? AND corrupt IS NULL \
-             AND (lease_expires IS NULL OR lease_expires <= ? OR lease_holder = ?) \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = ?) \
              ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
             row_columns(Dialect::MySql, "", "?")
         );
@@ -132,7 +137,6 @@ impl Driver for MySqlDriver {
         let rows = sqlx::query(&self.claim_select)
             .bind(req.max_bytes)
             .bind(req.now)
-            .bind(req.now)
             .bind(req.holder)
             .bind(req.limit)
             .fetch_all(&mut *tx)
@@ -149,14 +153,14 @@ impl Driver for MySqlDriver {
         }
         for chunk in rows.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE {} SET lease_holder = ?, lease_expires = ? WHERE id IN ({})",
+                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
                 self.names.jobs,
                 placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql)
                 .persistent(false)
                 .bind(req.holder)
-                .bind(req.expires);
+                .bind(req.lease);
             for r in chunk {
                 q = q.bind(&r.id);
             }
@@ -208,26 +212,26 @@ impl Driver for MySqlDriver {
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
-        let (holder, ids, now, expires) = (req.holder, req.ids, req.now, req.expires);
+        let (holder, ids, lease) = (req.holder, req.ids, req.lease);
         let map = |e| StoreError::sql("MySQL: extend_leases", e);
         let mut tx = self.pool.begin().await.map_err(map)?;
         let jobs = &self.names.jobs;
         let statement = |ids: &str| {
             format!(
                 "SELECT CONVERT(id USING utf8mb4) FROM {jobs} WHERE id IN ({ids}) \
-                 AND lease_holder = ? AND lease_expires > ? FOR UPDATE"
+                 AND lease_holder = ? AND lease_expires > {NOW} FOR UPDATE"
             )
         };
-        let held = held_ids_on::<MySql>(&mut tx, statement, None, (holder, ids, now), CHUNK)
+        let held = held_ids_on::<MySql>(&mut tx, statement, None, (holder, ids, None), CHUNK)
             .await
             .map_err(map)?;
         for chunk in held.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE {} SET lease_expires = ? WHERE id IN ({})",
+                "UPDATE {} SET lease_expires = {NOW} + ? WHERE id IN ({})",
                 self.names.jobs,
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(&sql).persistent(false).bind(expires);
+            let mut q = sqlx::query(&sql).persistent(false).bind(lease);
             for id in chunk {
                 q = q.bind(id);
             }

@@ -23,6 +23,10 @@ struct Statements {
     release: String,
 }
 
+/// The server's time in microseconds since the epoch, constant within a statement:
+/// leases are timed by it, so that node clock skew cannot let two nodes hold one.
+const NOW: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT";
+
 impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
@@ -42,9 +46,9 @@ impl Statements {
                 "WITH due AS (\
                  SELECT id FROM {jobs} \
                  WHERE next_run_time <= $2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= $2 OR lease_holder = $4) \
+                 AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4) \
                  ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = $5 FROM due \
+                 UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM due \
                  WHERE j.id = due.id \
                  RETURNING {}",
                 row_columns(Dialect::Postgres, "j.", "$1")
@@ -54,8 +58,8 @@ impl Statements {
                  FROM UNNEST($1::VARCHAR[], $2::TEXT[]) AS v(id, reason) WHERE j.id = v.id"
             ),
             extend: format!(
-                "UPDATE {jobs} SET lease_expires = $4 \
-                 WHERE id = ANY($1::VARCHAR[]) AND lease_holder = $2 AND lease_expires > $3 \
+                "UPDATE {jobs} SET lease_expires = {NOW} + $3 \
+                 WHERE id = ANY($1::VARCHAR[]) AND lease_holder = $2 AND lease_expires > {NOW} \
                  RETURNING id"
             ),
             release: format!(
@@ -179,7 +183,7 @@ impl Driver for PgDriver {
             .bind(req.now)
             .bind(req.limit)
             .bind(req.holder)
-            .bind(req.expires)
+            .bind(req.lease)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
@@ -202,12 +206,10 @@ impl Driver for PgDriver {
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
-        let (holder, ids, now, expires) = (req.holder, req.ids, req.now, req.expires);
         sqlx::query_scalar(&self.sql.extend)
-            .bind(ids)
-            .bind(holder)
-            .bind(now)
-            .bind(expires)
+            .bind(req.ids)
+            .bind(req.holder)
+            .bind(req.lease)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: extend_leases", e))

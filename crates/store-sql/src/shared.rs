@@ -590,12 +590,13 @@ where
 /// The ids among `ids` whose live lease `holder` has (`lease_expires > now`), on
 /// `conn`, in chunks of `chunk` ids. `statement` turns the chunk's placeholders into
 /// a statement that returns those ids, with its parameters in this order: `lead` (when
-/// given), the ids, `holder`, `now` (SQLite and MySQL: anonymous `?` placeholders).
+/// given), the ids, `holder`, `now` (when given: a backend with a clock uses its own;
+/// SQLite and MySQL: anonymous `?` placeholders).
 pub(crate) async fn held_ids_on<DB>(
     conn: &mut DB::Connection,
     statement: impl Fn(&str) -> String + Send,
     lead: Option<i64>,
-    (holder, ids, now): (&str, &[String], i64),
+    (holder, ids, now): (&str, &[String], Option<i64>),
     chunk: usize,
 ) -> std::result::Result<Vec<String>, sqlx::Error>
 where
@@ -617,7 +618,11 @@ where
         for id in part {
             q = q.bind(id.as_str());
         }
-        for row in q.bind(holder).bind(now).fetch_all(&mut *conn).await? {
+        q = q.bind(holder);
+        if let Some(now) = now {
+            q = q.bind(now);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
             held.push(row.try_get(0)?);
         }
     }

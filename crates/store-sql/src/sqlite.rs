@@ -227,10 +227,15 @@ impl Driver for SqliteDriver {
                  AND lease_expires > ? RETURNING id"
             )
         };
-        let held =
-            held_ids_on::<Sqlite>(&mut tx, statement, Some(expires), (holder, ids, now), CHUNK)
-                .await
-                .map_err(map)?;
+        let held = held_ids_on::<Sqlite>(
+            &mut tx,
+            statement,
+            Some(expires),
+            (holder, ids, Some(now)),
+            CHUNK,
+        )
+        .await
+        .map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ok(held)
     }

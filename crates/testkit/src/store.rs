@@ -1094,9 +1094,15 @@ pub async fn check_job_options_round_trip(store: &dyn JobStore) {
 /// A claimed job is not returned again, to the same or another scheduler, until it is
 /// released, and `get_next_run_time` does not report its run time while the lease is
 /// held; jobs added after the claim are claimable; claimed jobs can still be looked up.
+///
+/// On a store with [`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)
+/// a leased job counts at the later of its run time and its lease's end on the store's
+/// clock: the run times here (in 2100) are later than any lease taken today, so
+/// `get_next_run_time` shows the claimed jobs' run times there.
 pub async fn check_claimed_job_not_returned(store: &dyn JobStore) {
     const CHECK: &str = "check_claimed_job_not_returned";
     assert_empty(store, CHECK).await;
+    let leased_shown = store.capabilities().store_clock;
     add(store, sample_job("a", Some(at(0)), interval_trigger(60))).await;
     add(store, sample_job("b", Some(at(1)), interval_trigger(60))).await;
     add(store, sample_job("d", Some(at(20)), interval_trigger(60))).await;
@@ -1125,7 +1131,7 @@ pub async fn check_claimed_job_not_returned(store: &dyn JobStore) {
     );
     assert_eq!(
         next_run_time(store).await,
-        Some(utc(20)),
+        Some(utc(if leased_shown { 0 } else { 20 })),
         "{CHECK}: get_next_run_time reported a claimed job's run time"
     );
     assert_eq!(
@@ -1148,9 +1154,10 @@ pub async fn check_claimed_job_not_returned(store: &dyn JobStore) {
         vec![JobRelease::Update(rescheduled(&claimed[0], Some(at(15))))],
     )
     .await;
+    // b (run time 1) and c (5) are still leased.
     assert_eq!(
         next_run_time(store).await,
-        Some(utc(15)),
+        Some(utc(if leased_shown { 1 } else { 15 })),
         "{CHECK}: released run time"
     );
     // s3: s2 still holds c, which a shared store would give back to s2.
@@ -1172,22 +1179,38 @@ pub async fn check_claimed_job_not_returned(store: &dyn JobStore) {
 
     release(store, "s1", vec![JobRelease::Remove(claimed[1].id.clone())]).await;
     assert!(is_absent(store, "b").await, "{CHECK}: released with Remove");
+    // c (5) and a (15) are still leased.
     assert_eq!(
         next_run_time(store).await,
-        Some(utc(20)),
+        Some(utc(if leased_shown { 5 } else { 20 })),
         "{CHECK}: only d is unclaimed"
     );
+}
+
+/// Lets `length` of lease time pass from `since`: on a store whose leases run on its own
+/// clock ([`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)),
+/// real time, as the `now` a caller passes does not age them; elsewhere nothing (the
+/// check passes a later `now`).
+async fn let_lease_time_pass(store: &dyn JobStore, since: std::time::Instant, length: Duration) {
+    if store.capabilities().store_clock {
+        let until = since + length;
+        tokio::time::sleep(until.saturating_duration_since(std::time::Instant::now())).await;
+    }
 }
 
 /// A lease that has expired can be claimed by another scheduler (the holder died); the
 /// old holder has then lost it: extending it is `LeaseLost`, and its late release does
 /// not overwrite the new holder's claim. The new holder's release is stored.
+///
+/// On a store with [`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)
+/// the lease (1 s) ages in real time, whatever `now` the claimers pass.
 pub async fn check_expired_lease(store: &dyn JobStore) {
     const CHECK: &str = "check_expired_lease";
     assert_empty(store, CHECK).await;
     add(store, sample_job("a", Some(at(0)), interval_trigger(60))).await;
     let short = Duration::from_secs(1);
 
+    let claimed_at = std::time::Instant::now();
     let first = claim_for(store, "s1", utc(0), 10, short).await;
     assert_eq!(ids(&first), ["a"], "{CHECK}: first claim");
     assert!(
@@ -1196,6 +1219,14 @@ pub async fn check_expired_lease(store: &dyn JobStore) {
             .is_empty(),
         "{CHECK}: a live lease was claimed by another scheduler"
     );
+    if store.capabilities().store_clock {
+        // A caller whose clock is far ahead does not end a lease on the store's clock.
+        assert!(
+            claim(store, "s2", utc(3600), 10).await.is_empty(),
+            "{CHECK}: a lease on the store's clock was taken by a caller whose clock is ahead"
+        );
+    }
+    let_lease_time_pass(store, claimed_at, Duration::from_millis(1300)).await;
     let second = claim(store, "s2", utc(2), 10).await;
     assert_eq!(
         ids(&second),
@@ -1341,19 +1372,30 @@ pub async fn check_release(store: &dyn JobStore) {
 /// not claimable where the original lease would have expired; a scheduler that does
 /// not hold the lease (never claimed, another holder, expired, or the job is gone) gets
 /// `LeaseLost`.
+///
+/// On a store with [`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)
+/// the leases (1 s, extended to 3 s) age in real time, whatever `now` the callers pass.
 pub async fn check_extend_leases(store: &dyn JobStore) {
     const CHECK: &str = "check_extend_leases";
     assert_empty(store, CHECK).await;
     add(store, sample_job("a", Some(at(0)), interval_trigger(60))).await;
     add(store, sample_job("b", Some(at(100)), interval_trigger(60))).await;
     let a: [Arc<str>; 1] = ["a".into()];
+    let (first, extended) = if store.capabilities().store_clock {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    } else {
+        (Duration::from_secs(5), Duration::from_secs(10))
+    };
 
-    let claimed = claim_for(store, "s1", utc(0), 10, Duration::from_secs(5)).await;
+    let claimed = claim_for(store, "s1", utc(0), 10, first).await;
     assert_eq!(ids(&claimed), ["a"], "{CHECK}: claim");
+    let extended_at = std::time::Instant::now();
     store
-        .extend_leases("s1", &a, utc(4), Duration::from_secs(10))
+        .extend_leases("s1", &a, utc(4), extended)
         .await
         .expect("extend_leases by the holder");
+    // Past the first lease's end, within the extension.
+    let_lease_time_pass(store, extended_at, Duration::from_millis(1500)).await;
     assert!(
         claim(store, "s2", utc(6), 10).await.is_empty(),
         "{CHECK}: the extended lease was ignored"
@@ -1377,6 +1419,7 @@ pub async fn check_extend_leases(store: &dyn JobStore) {
         ErrorKind::LeaseLost,
         "extend_leases of a missing job",
     );
+    let_lease_time_pass(store, extended_at, extended + Duration::from_millis(500)).await;
     expect_kind(
         store.extend_leases("s1", &a, utc(14), LEASE).await,
         ErrorKind::LeaseLost,

@@ -69,6 +69,11 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 /// The longest wait between retries of a failing job store.
 const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 
+/// How soon a scheduler looks again at a store whose leases run on its own clock when
+/// the store reports a leased job due by ours but not yet by its own (its clock is
+/// behind ours).
+const LEASE_CLOCK_RETRY: Duration = Duration::from_millis(100);
+
 /// How long shutdown waits for run records to reach the history.
 const HISTORY_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 

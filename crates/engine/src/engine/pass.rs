@@ -90,12 +90,20 @@ impl Engine {
             match self.process_store(&alias, &store, now, &mut used).await {
                 Ok(next) => {
                     lock(&self.inner.state).store_failures.remove(&alias);
+                    let caps = store.capabilities();
                     if let Some(t) = next {
-                        earliest(t);
+                        // A store whose leases run on its own clock reports a leased job
+                        // at its lease's end on that clock: when that is not after ours
+                        // (the store's clock is behind), the lease is still live there,
+                        // so look again shortly rather than at once, in a loop.
+                        earliest(if caps.store_clock && t <= now {
+                            now + chrono::Duration::from_std(LEASE_CLOCK_RETRY).unwrap_or_default()
+                        } else {
+                            t
+                        });
                     }
                     // Other processes' changes reach a store without notifications
                     // only when it is looked at.
-                    let caps = store.capabilities();
                     if let (Some(every), true) = (
                         self.inner.change_poll,
                         caps.shared && !caps.single_node && !caps.notifications,
