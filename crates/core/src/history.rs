@@ -188,6 +188,10 @@ impl RunQuery {
     }
 }
 
+/// The most `running` records [`RunHistory::running_elsewhere`]'s default reads: far
+/// more than a cluster has in flight at once.
+pub const RUNNING_SCAN_LIMIT: usize = 100_000;
+
 /// How much history to keep. Running records are never pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -281,6 +285,32 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
             latest.extend(self.query_runs(&query).await?);
         }
         Ok(latest)
+    }
+
+    /// How many `running` records each job has on nodes other than `node` (jobs
+    /// without any left out): what a scheduler adds to its own instances of a job to
+    /// hold `max_instances` across the nodes sharing this history. The default asks
+    /// [`query_runs`](RunHistory::query_runs) once for every running record (up to
+    /// [`RUNNING_SCAN_LIMIT`]).
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn running_elsewhere(
+        &self,
+        node: &str,
+    ) -> Result<std::collections::HashMap<String, usize>, Error> {
+        let query = RunQuery {
+            outcome: Some(RunOutcome::Running),
+            limit: RUNNING_SCAN_LIMIT,
+            ..RunQuery::default()
+        };
+        let mut counts = std::collections::HashMap::new();
+        for record in self.query_runs(&query).await? {
+            if record.node != node {
+                *counts.entry(record.job_id).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// Removes ended runs of `job_id` beyond the newest `keep`; returns how many.

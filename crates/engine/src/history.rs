@@ -69,6 +69,10 @@ impl Default for HistoryOptions {
 /// How long a pass waits for the `running` records of the runs it starts.
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a pass waits for the runs other nodes have in flight before it holds
+/// `max_instances` on its own node only.
+const RUNNING_ELSEWHERE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The longest wait between attempts to reach a history that is down.
 const RETRY_CAP: Duration = Duration::from_secs(5);
 
@@ -129,6 +133,24 @@ impl Recorder {
 
     pub(crate) fn history(&self) -> &Arc<dyn RunHistory> {
         &self.history
+    }
+
+    /// How many runs of each job other nodes have in flight, by their `running`
+    /// records; `None`, with a warning, when the history cannot say in time (the
+    /// pass then holds `max_instances` on this node only).
+    pub(crate) async fn running_elsewhere(&self) -> Option<HashMap<String, usize>> {
+        let read = tokio::time::timeout(
+            RUNNING_ELSEWHERE_DEADLINE,
+            self.history.running_elsewhere(&self.node),
+        )
+        .await;
+        let error = match read {
+            Ok(Ok(counts)) => return Some(counts),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}"),
+        };
+        apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "cannot read the runs other nodes have in flight; max_instances holds on this node only for this pass: {error}");
+        None
     }
 
     /// Prepares the history and starts the writer on the current runtime. With a node

@@ -71,6 +71,53 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_large_and_odd_output(&*history).await;
     check_latest_runs(&*history).await;
     check_node_registry(&*history).await;
+    check_running_elsewhere(&*history).await;
+}
+
+/// `running_elsewhere` counts each job's `running` records of the other nodes: not
+/// the asking node's, not ended ones; a run that ends stops counting.
+pub async fn check_running_elsewhere(history: &dyn RunHistory) {
+    let run = |id: &str, job: &str, node: &str, running: bool| {
+        let mut r = record(id, job, 0);
+        r.node = node.to_owned();
+        if running {
+            r.outcome = RunOutcome::Running;
+            r.finished_at = None;
+        }
+        r
+    };
+    let records = vec![
+        run("re-1", "re-a", "re-n1", true),
+        run("re-2", "re-a", "re-n1", true),
+        run("re-3", "re-a", "re-n2", true),
+        run("re-4", "re-a", "re-n1", false),
+        run("re-5", "re-b", "re-n2", true),
+        run("re-6", "re-c", "re-self", true),
+    ];
+    history.record_runs(&records).await.unwrap();
+    // Other checks leave running records of their own jobs: only these count here.
+    let ours = |node: &'static str| async move {
+        let mut counts: Vec<(String, usize)> = history
+            .running_elsewhere(node)
+            .await
+            .expect("running_elsewhere")
+            .into_iter()
+            .filter(|(job, _)| job.starts_with("re-"))
+            .collect();
+        counts.sort();
+        counts
+    };
+    let pairs = |p: &[(&str, usize)]| -> Vec<(String, usize)> {
+        p.iter().map(|(j, n)| ((*j).to_owned(), *n)).collect()
+    };
+    assert_eq!(ours("re-self").await, pairs(&[("re-a", 3), ("re-b", 1)]));
+    assert_eq!(ours("re-n2").await, pairs(&[("re-a", 2), ("re-c", 1)]));
+    // re-1 ends.
+    history
+        .record_runs(&[run("re-1", "re-a", "re-n1", false)])
+        .await
+        .unwrap();
+    assert_eq!(ours("re-self").await, pairs(&[("re-a", 2), ("re-b", 1)]));
 }
 
 /// A node entry named `node`, heartbeating `secs` after [`base`].

@@ -193,6 +193,19 @@ impl Engine {
                     releases.push(release);
                 }
             }
+            // `max_instances` across the nodes sharing the history: the runs other
+            // nodes have in flight, read after the claim. A node records a run
+            // `running` before its release, and the release comes before this claim,
+            // so every instance started elsewhere is counted (an ended one whose end
+            // is not written yet is counted too: a fire time is skipped, never doubled).
+            let elsewhere = match &self.inner.history {
+                Some(recorder)
+                    if !planned.is_empty() && capabilities.shared && !capabilities.single_node =>
+                {
+                    recorder.running_elsewhere().await
+                }
+                _ => None,
+            };
             // Each fire time gets its `running` record before the release makes it this
             // node's: a node killed at any point from here on leaves a record (made
             // `interrupted` when its heartbeat stops), never a fire time without a trace.
@@ -223,7 +236,14 @@ impl Engine {
             let skipped = self.report_unreleased(alias, &released, now);
             for run in planned {
                 match skipped.get(&*run.run.job_id) {
-                    None => self.start_run(alias, run, used),
+                    None => {
+                        let others = elsewhere
+                            .as_ref()
+                            .and_then(|e| e.get(&*run.run.job_id))
+                            .copied()
+                            .unwrap_or(0);
+                        self.start_run(alias, run, used, others);
+                    }
                     Some(why) => self.not_started(alias, run, why),
                 }
             }
@@ -372,7 +392,16 @@ impl Engine {
     }
 
     /// Hands a planned run to its executor (started at the pass's flush).
-    pub(super) fn start_run(&self, alias: &Arc<str>, planned: PlannedRun, used: &mut PassLookups) {
+    /// Submits a planned run. `elsewhere` is how many runs of the job other nodes have
+    /// in flight: with the executor's own instances, they count against the job's
+    /// `max_instances`.
+    pub(super) fn start_run(
+        &self,
+        alias: &Arc<str>,
+        planned: PlannedRun,
+        used: &mut PassLookups,
+        elsewhere: usize,
+    ) {
         let PlannedRun {
             executor,
             run,
@@ -387,14 +416,26 @@ impl Engine {
         // The run ids of the `running` records written for it, replaced if it does not
         // start.
         let run_ids = run.run_ids.clone();
-        let submitted = executor.submit_deferred(run);
-        used.add(&executor);
+        let cluster_full = elsewhere > 0
+            && elsewhere.saturating_add(executor.instances(&job_id)) >= max_instances as usize;
+        let submitted = if cluster_full {
+            Err(SubmitError::MaxInstances)
+        } else {
+            let submitted = executor.submit_deferred(run);
+            used.add(&executor);
+            submitted
+        };
+        let reached = if cluster_full {
+            format!("{max_instances}, {elsewhere} of them on other nodes")
+        } else {
+            max_instances.to_string()
+        };
         match submitted {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
             }
             Err(SubmitError::MaxInstances) => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({max_instances})");
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({reached})");
                 if let Some(recorder) = &self.inner.history {
                     for (i, &t) in kept.as_deref().unwrap_or(&[first]).iter().enumerate() {
                         recorder.not_run_as(
@@ -403,7 +444,7 @@ impl Engine {
                             t,
                             RunOutcome::Missed,
                             format!(
-                                "skipped: maximum number of running instances reached ({max_instances})"
+                                "skipped: maximum number of running instances reached ({reached})"
                             ),
                         );
                     }
