@@ -483,7 +483,8 @@ fn three_daemons_on_postgres_recover_the_runs_in_flight_of_a_killed_one() {
     );
 }
 
-/// `max_instances = 1` across three daemons on PostgreSQL: jobs fire every second and
+/// `max_instances = 1` across three daemons on PostgreSQL (`cluster_max_instances =
+/// true`): jobs fire every second and
 /// each run takes 2.5 s, so most fire times find the job running, on this node or on
 /// another. No two runs of one job overlap (each starts after the previous one's end
 /// was recorded), and the fire times that found the job running on another node are
@@ -502,7 +503,7 @@ fn three_daemons_on_postgres_hold_max_instances_across_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start_three(
         dir.path(),
-        "heartbeat = \"200ms\"\nnode_timeout = \"2s\"\n",
+        "heartbeat = \"200ms\"\nnode_timeout = \"2s\"\ncluster_max_instances = true\n",
         &db.url,
         "",
         12,
@@ -823,17 +824,6 @@ fn cluster(
     // is off), and a run started late on a loaded machine ends late. That next fire
     // time is skipped by `max_instances` and recorded `missed` (the rule working, not a
     // loss); it stays a small share.
-    // `max_instances` holds across the cluster: the killed node's runs in flight count
-    // until a survivor records them `interrupted` (the node time-out), so their jobs'
-    // fire times until then are skipped too; those are left out of the share.
-    let timeout_secs: i64 = node_timeout.trim_end_matches('s').parse().unwrap();
-    let while_dead = |r: &&Value| {
-        let at = micros(r["scheduled_at"].as_str().unwrap());
-        r["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("on other nodes"))
-            && (killed_at..killed_at + (timeout_secs + 3) * SECOND).contains(&at)
-    };
     let skipped = runs
         .iter()
         .filter(|r| r["outcome"] == "missed")
@@ -842,13 +832,8 @@ fn cluster(
                 .as_str()
                 .is_some_and(|m| m.contains("maximum number of running instances"))
         })
-        .filter(|r| !while_dead(r))
         .count();
-    eprintln!(
-        "cluster: fire times skipped by max_instances: {skipped}, and {} for the killed \
-         node's runs in flight",
-        runs.iter().filter(while_dead).count()
-    );
+    eprintln!("cluster: fire times skipped by max_instances: {skipped}");
     assert!(
         skipped * 20 <= runs.len(),
         "{skipped} of {} fire times skipped by max_instances",

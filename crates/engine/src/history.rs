@@ -38,6 +38,13 @@ pub struct HistoryOptions {
     /// dead and record its running runs `interrupted` (default: 10 s). Keep it a few
     /// heartbeats long, and longer than the clock skew between nodes.
     pub node_timeout: Duration,
+    /// Hold `max_instances` across the nodes sharing the history (default: off, per
+    /// node). On, a pass on a shared store reads the `running` records of the other
+    /// nodes after its claim and counts them with its own instances: a job never runs
+    /// more than `max_instances` at once anywhere. It errs towards skipping: a run that
+    /// ended but whose end is not written yet still counts, and under load (or while
+    /// the history is down) that skips fire times the per-node rule would have run.
+    pub cluster_max_instances: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
     pub observers: Vec<Arc<dyn RunObserver>>,
@@ -61,6 +68,7 @@ impl Default for HistoryOptions {
             prune_interval: Duration::from_secs(60),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
+            cluster_max_instances: false,
             observers: Vec::new(),
         }
     }
@@ -139,6 +147,9 @@ impl Recorder {
     /// records; `None`, with a warning, when the history cannot say in time (the
     /// pass then holds `max_instances` on this node only).
     pub(crate) async fn running_elsewhere(&self) -> Option<HashMap<String, usize>> {
+        if !self.options.cluster_max_instances {
+            return None;
+        }
         let read = tokio::time::timeout(
             RUNNING_ELSEWHERE_DEADLINE,
             self.history.running_elsewhere(&self.node),

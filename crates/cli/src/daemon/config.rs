@@ -108,6 +108,7 @@ struct RawScheduler {
     poll_interval: Option<Spanned<DurationText>>,
     heartbeat: Option<Spanned<DurationText>>,
     node_timeout: Option<Spanned<DurationText>>,
+    cluster_max_instances: Option<bool>,
 }
 
 /// `[store]`.
@@ -395,6 +396,9 @@ pub(crate) struct Config {
     pub(crate) heartbeat: Duration,
     /// How long a silent node lives on in the registry before it is taken for dead.
     pub(crate) node_timeout: Duration,
+    /// `max_instances` held across the daemons sharing the store (`[scheduler]
+    /// cluster_max_instances`, default false).
+    pub(crate) cluster_max_instances: bool,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
@@ -556,6 +560,7 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
             .map(|d| d.max(Duration::from_millis(10))),
         heartbeat,
         node_timeout,
+        cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(false),
         history,
         defaults,
         jobs,

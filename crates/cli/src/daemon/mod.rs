@@ -249,6 +249,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         retention: cfg.history.retention,
         heartbeat: cfg.heartbeat,
         node_timeout: cfg.node_timeout,
+        cluster_max_instances: cfg.cluster_max_instances,
         ..HistoryOptions::default()
     });
     let runs = Runs::new(Limits {
@@ -463,6 +464,10 @@ async fn reload(
         (
             "scheduler.node_timeout",
             cfg.node_timeout != running.node_timeout,
+        ),
+        (
+            "scheduler.cluster_max_instances",
+            cfg.cluster_max_instances != running.cluster_max_instances,
         ),
         (
             "history",
