@@ -360,6 +360,14 @@ pub mod micros {
         t.timestamp_micros()
     }
 
+    /// A lease's length in microseconds, at most a century: for stores that add it to
+    /// their own clock's time (in SQL, or in Lua numbers, exact below 2^53), which
+    /// must not overflow.
+    pub fn lease_length(lease: std::time::Duration) -> i64 {
+        const CENTURY: i64 = 100 * 366 * 86_400 * 1_000_000;
+        i64::try_from(lease.as_micros()).map_or(CENTURY, |us| us.min(CENTURY))
+    }
+
     /// `now + lease` in microseconds, saturating.
     pub fn expiry(now: &DateTime<Utc>, lease: std::time::Duration) -> i64 {
         let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);

@@ -19,7 +19,7 @@ impl Encoded {
 
 // Scores are UTC microseconds: core's one rounding rule (run times up, now down).
 pub(crate) use apscheduler_core::time::micros::{
-    now as now_micros, run_time as score, to_instant as from_micros,
+    lease_length, now as now_micros, run_time as score, to_instant as from_micros,
 };
 
 /// Serializes a job, refusing closures, unpersistable triggers (as `to_state` does)

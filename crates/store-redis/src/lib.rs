@@ -179,7 +179,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, FromRedisValue, Pipeline, ScriptInvocation};
 
-use crate::codec::{decode, encode, from_micros, now_micros, Encoded};
+use crate::codec::{decode, encode, from_micros, lease_length, now_micros, Encoded};
 use crate::conn::Connection;
 use crate::error::StoreError;
 use crate::scripts::SCRIPTS;
@@ -560,14 +560,6 @@ async fn listen_loop(
     }
 }
 
-/// A lease's length in microseconds, saturating.
-/// A lease's length in microseconds, at most a century: the scripts add it to the
-/// server's time in Lua numbers (doubles, exact below 2^53).
-fn lease_micros(lease: Duration) -> i64 {
-    const CENTURY: i64 = 100 * 366 * 86_400 * 1_000_000;
-    i64::try_from(lease.as_micros()).map_or(CENTURY, |us| us.min(CENTURY))
-}
-
 /// The score of the first member of a flat `WITHSCORES` reply, in whole microseconds.
 fn scored(flat: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
     let Some(score) = flat.get(1) else {
@@ -768,7 +760,7 @@ impl JobStore for RedisJobStore {
         let mut invocation = self.invocation(&SCRIPTS.claim);
         invocation
             .arg(now_micros(&now))
-            .arg(lease_micros(lease))
+            .arg(lease_length(lease))
             .arg(i64::try_from(limit).unwrap_or(i64::MAX))
             .arg(scheduler_id)
             .arg(self.max_state_bytes);
@@ -816,7 +808,7 @@ impl JobStore for RedisJobStore {
             return Ok(());
         }
         let mut invocation = self.invocation(&SCRIPTS.extend);
-        invocation.arg(scheduler_id).arg(lease_micros(lease));
+        invocation.arg(scheduler_id).arg(lease_length(lease));
         for id in ids {
             invocation.arg(&**id);
         }

@@ -42,7 +42,7 @@ pub(crate) struct FetchedRow {
 
 // Instants in microseconds: core's one rounding rule (run times up, now down).
 pub(crate) use apscheduler_core::time::micros::{
-    expiry, now as micros_floor, run_time as micros_ceil, to_instant as from_micros,
+    expiry, lease_length, now as micros_floor, run_time as micros_ceil, to_instant as from_micros,
 };
 
 /// Refuses ids the tables cannot hold: longer than [`MAX_ID_CHARS`] characters, or

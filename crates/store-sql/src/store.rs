@@ -652,7 +652,7 @@ impl JobStore for SqlJobStore {
             holder: scheduler_id,
             now: codec::micros_floor(&now),
             expires: codec::expiry(&now, lease),
-            lease: lease_micros(lease),
+            lease: codec::lease_length(lease),
             limit: i64::try_from(limit).unwrap_or(i64::MAX),
             max_bytes: self.max_bytes(),
         };
@@ -711,7 +711,7 @@ impl JobStore for SqlJobStore {
                 ids: &unique,
                 now,
                 expires,
-                lease: lease_micros(lease),
+                lease: codec::lease_length(lease),
             }))?
             .into_iter()
             .collect()
@@ -794,11 +794,4 @@ impl JobStore for SqlJobStore {
         }
         Ok(Released::new(lost, refused))
     }
-}
-
-/// A lease's length in microseconds, at most a century: the backends add it to their
-/// own time, which must not overflow.
-fn lease_micros(lease: Duration) -> i64 {
-    const CENTURY: i64 = 100 * 366 * 86_400 * 1_000_000;
-    i64::try_from(lease.as_micros()).map_or(CENTURY, |us| us.min(CENTURY))
 }

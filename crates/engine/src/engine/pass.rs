@@ -391,10 +391,9 @@ impl Engine {
         })
     }
 
-    /// Hands a planned run to its executor (started at the pass's flush).
-    /// Submits a planned run. `elsewhere` is how many runs of the job other nodes have
-    /// in flight: with the executor's own instances, they count against the job's
-    /// `max_instances`.
+    /// Hands a planned run to its executor (started at the pass's flush). `elsewhere` is
+    /// how many runs of the job other nodes have in flight: with the executor's own
+    /// instances, they count against the job's `max_instances`.
     pub(super) fn start_run(
         &self,
         alias: &Arc<str>,
