@@ -583,7 +583,10 @@ fn three_daemons_on_mariadb_start_each_fire_time_once_and_take_over_a_killed_one
     ) else {
         return;
     };
-    cluster(&Database::mysql(&admin), 100, 6, 8, "0.5", "2s");
+    // Runs of 0.3 s: under CI load MariaDB's daemons start runs up to most of a second
+    // late (one run: 131 of 1,438 fire times found the 0.5 s run before them still
+    // going and were skipped by `max_instances`).
+    cluster(&Database::mysql(&admin), 100, 6, 8, "0.3", "2s");
 }
 
 #[test]
