@@ -197,6 +197,10 @@ fn quiet_on_closed_stdout() {
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Jobs { .. } | Command::History { .. }) {
+        // Before any thread starts: these read every job or many runs.
+        daemon::heap::reexec_with_huge_pages();
+    }
     let default_level = match cli.command {
         Command::Run(_) => "info",
         _ => "warn",

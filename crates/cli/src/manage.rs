@@ -560,19 +560,16 @@ fn trigger_text(job: &Job, def: Option<&JobDef>) -> String {
 /// `aps jobs list --json`: written as it is serialized, through one buffered writer,
 /// without a JSON value per job first.
 fn print_jobs_json(jobs: &[Job], last: &std::collections::HashMap<String, RunRecord>) {
+    use rayon::prelude::*;
     use std::io::Write as _;
-    struct All<'a>(&'a [Job], &'a std::collections::HashMap<String, RunRecord>);
-    impl serde::Serialize for All<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_seq(
-                self.0
-                    .iter()
-                    .map(|j| JobView::new(j, describe(j), self.1.get(&*j.id))),
-            )
-        }
-    }
+    // Each view on every core (reading each job's definition is most of the work);
+    // written in order after.
+    let views: Vec<JobView> = jobs
+        .par_iter()
+        .map(|j| JobView::new(j, describe(j), last.get(&*j.id)))
+        .collect();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut stdout, &All(jobs, last))
+    let written = serde_json::to_writer_pretty(&mut stdout, &views)
         .map_err(std::io::Error::from)
         .and_then(|()| stdout.write_all(b"\n"))
         .and_then(|()| stdout.flush());
@@ -580,6 +577,7 @@ fn print_jobs_json(jobs: &[Job], last: &std::collections::HashMap<String, RunRec
         // As `println!` ends on a closed standard output (see `quiet_on_closed_stdout`).
         std::process::exit(141);
     }
+    left_to_exit(views);
 }
 
 /// A run as `aps history --json` prints it: the API's shape.
@@ -638,8 +636,10 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 fn print_jobs_table(jobs: &[Job], last: &std::collections::HashMap<String, RunRecord>) {
+    use rayon::prelude::*;
+    // Built on every core: reading each job's definition is most of the work.
     let rows: Vec<Vec<String>> = jobs
-        .iter()
+        .par_iter()
         .map(|j| {
             let def = JobDef::from_kwargs(&j.kwargs);
             vec![

@@ -208,16 +208,38 @@ impl JobState {
         self,
         decode_trigger: impl FnOnce(&Value) -> Result<Arc<dyn Trigger>, TriggerError>,
     ) -> Result<Job, Error> {
-        let corrupt = |what: String| {
-            Error::new(
-                ErrorKind::Serialization,
-                format!("stored job '{}' cannot be read: {what}", self.id),
-            )
-        };
-        if self.version != Self::VERSION {
-            return Err(corrupt(format!("unknown format version {}", self.version)));
+        self.check_version()?;
+        let trigger = decode_trigger(&self.trigger).map_err(|e| self.unreadable(&e.to_string()))?;
+        self.into_job_with_trigger(trigger)
+    }
+
+    /// The error for a stored state that cannot be read, and why.
+    fn unreadable(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::Serialization,
+            format!("stored job '{}' cannot be read: {what}", self.id),
+        )
+    }
+
+    fn check_version(&self) -> Result<(), Error> {
+        if self.version == Self::VERSION {
+            Ok(())
+        } else {
+            Err(self.unreadable(&format!("unknown format version {}", self.version)))
         }
-        let trigger = decode_trigger(&self.trigger).map_err(|e| corrupt(e.to_string()))?;
+    }
+
+    /// As [`into_job`](JobState::into_job), with the trigger already decoded (from the
+    /// state's trigger text, see [`StateCodec::decode_lazy_trigger`]); the state's own
+    /// `trigger` value is not read.
+    ///
+    /// [`StateCodec::decode_lazy_trigger`]: crate::StateCodec::decode_lazy_trigger
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] for an unknown version or an unreadable time.
+    pub fn into_job_with_trigger(self, trigger: Arc<dyn Trigger>) -> Result<Job, Error> {
+        self.check_version()?;
+        let corrupt = |what: String| self.unreadable(&what);
         let zone = match &self.next_run_time_zone {
             Some(name) => crate::time::parse_timezone("next_run_time_zone", name)
                 .map_err(|e| corrupt(e.to_string()))?,

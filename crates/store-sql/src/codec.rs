@@ -133,16 +133,22 @@ pub(crate) fn decode(row: &FetchedRow, codec: &StateCodec) -> Result<Job, String
             JobState::VERSION
         )));
     }
-    let state = codec.decode(raw).map_err(corrupt)?;
-    if state.id != row.id {
-        return Err(corrupt(format!(
-            "its state belongs to job '{}'",
-            state.id.chars().take(200).collect::<String>()
-        )));
-    }
-    let mut job = state
-        .into_job(apscheduler_triggers::decode_trigger)
-        .map_err(|e| e.message().to_owned())?;
+    let mut job = match decode_readable(&row.id, raw, codec) {
+        Some(job) => job,
+        // The same steps, each with its reason.
+        None => {
+            let state = codec.decode(raw).map_err(corrupt)?;
+            if state.id != row.id {
+                return Err(corrupt(format!(
+                    "its state belongs to job '{}'",
+                    state.id.chars().take(200).collect::<String>()
+                )));
+            }
+            state
+                .into_job(apscheduler_triggers::decode_trigger)
+                .map_err(|e| e.message().to_owned())?
+        }
+    };
     job.next_run_time = match (row.next_run_time, job.next_run_time) {
         (None, _) => None,
         (Some(us), Some(t)) if micros_ceil(&t) == us => Some(t),
@@ -152,6 +158,18 @@ pub(crate) fn decode(row: &FetchedRow, codec: &StateCodec) -> Result<Job, String
         }
     };
     Ok(job)
+}
+
+/// The job in a readable JSON state, its trigger read from its text (see
+/// [`StateCodec::decode_lazy_trigger`]); `None` for anything else, which [`decode`]
+/// then reads step by step for the reason.
+fn decode_readable(id: &str, raw: &[u8], codec: &StateCodec) -> Option<Job> {
+    let (state, trigger) = codec.decode_lazy_trigger(raw)?;
+    if state.id != id {
+        return None;
+    }
+    let trigger = apscheduler_triggers::decode_trigger_text(trigger).ok()?;
+    state.into_job_with_trigger(trigger).ok()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) expires: i64,
     /// The lease's length, microseconds: backends with a clock (PostgreSQL, MySQL)
     /// lease until their own time plus this, and judge expiry by their own time.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) lease: i64,
     /// At most this many rows.
     pub(crate) limit: i64,
@@ -39,6 +40,7 @@ pub(crate) struct Extension<'a> {
     pub(crate) expires: i64,
     /// The leases' new length from the backend's own time, microseconds (PostgreSQL,
     /// MySQL).
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) lease: i64,
 }
 

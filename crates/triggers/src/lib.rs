@@ -216,9 +216,68 @@ impl AnyTrigger {
 pub fn decode_trigger(
     state: &serde_json::Value,
 ) -> Result<std::sync::Arc<dyn Trigger>, TriggerError> {
+    use std::sync::Arc;
+    // Straight to the kind the tag names: the tagged enum first copies every field into
+    // a buffer of its own, a tenth of `aps jobs list`'s time on 10,000 cron jobs. No
+    // kind denies unknown fields, so `type` is ignored as the enum ignores it. On an
+    // error the enum's own path runs, for its message.
+    fn shared<T: Trigger + 'static>(t: T) -> Arc<dyn Trigger> {
+        Arc::new(t)
+    }
+    let direct = match state.get("type").and_then(serde_json::Value::as_str) {
+        Some("cron") => CronTrigger::deserialize(state).map(shared).ok(),
+        Some("interval") => IntervalTrigger::deserialize(state).map(shared).ok(),
+        Some("date") => DateTrigger::deserialize(state).map(shared).ok(),
+        Some("calendarinterval") => CalendarIntervalTrigger::deserialize(state).map(shared).ok(),
+        _ => None,
+    };
+    if let Some(trigger) = direct {
+        return Ok(trigger);
+    }
     AnyTrigger::deserialize(state)
         .map(AnyTrigger::into_shared)
         .map_err(|e| TriggerError::invalid_field("trigger", state.to_string(), e.to_string()))
+}
+
+/// [`decode_trigger`] from the persisted form's JSON text, without building its JSON
+/// value first where the kind is one of the single kinds (what a job store reading a
+/// state with [`StateCodec::decode_lazy_trigger`] has).
+///
+/// [`StateCodec::decode_lazy_trigger`]: apscheduler_core::StateCodec::decode_lazy_trigger
+///
+/// # Errors
+/// Text that is not a valid persisted trigger; the error is [`decode_trigger`]'s.
+pub fn decode_trigger_text(text: &str) -> Result<std::sync::Arc<dyn Trigger>, TriggerError> {
+    use std::sync::Arc;
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type")]
+        kind: Option<&'a str>,
+    }
+    fn shared<T: Trigger + 'static>(t: T) -> Arc<dyn Trigger> {
+        Arc::new(t)
+    }
+    let kind = serde_json::from_str::<Kind<'_>>(text)
+        .ok()
+        .and_then(|k| k.kind);
+    let direct = match kind {
+        Some("cron") => serde_json::from_str::<CronTrigger>(text).map(shared).ok(),
+        Some("interval") => serde_json::from_str::<IntervalTrigger>(text)
+            .map(shared)
+            .ok(),
+        Some("date") => serde_json::from_str::<DateTrigger>(text).map(shared).ok(),
+        Some("calendarinterval") => serde_json::from_str::<CalendarIntervalTrigger>(text)
+            .map(shared)
+            .ok(),
+        _ => None,
+    };
+    if let Some(trigger) = direct {
+        return Ok(trigger);
+    }
+    // Any other kind, and every error, as the JSON value reads.
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| TriggerError::invalid_field("trigger", text, e.to_string()))?;
+    decode_trigger(&value)
 }
 
 impl fmt::Display for AnyTrigger {

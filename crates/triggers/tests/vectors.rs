@@ -72,7 +72,7 @@ fn all_public_vectors_pass() {
 
 #[test]
 fn every_vector_trigger_round_trips_through_its_persisted_form() {
-    use apscheduler_triggers::{decode_trigger, AnyTrigger, Trigger};
+    use apscheduler_triggers::{decode_trigger, decode_trigger_text, AnyTrigger, Trigger};
     for v in vectors() {
         if v.get("error").and_then(Value::as_bool) == Some(true) {
             continue;
@@ -86,6 +86,9 @@ fn every_vector_trigger_round_trips_through_its_persisted_form() {
         let state = trigger.to_state().expect("persistable");
         let decoded = decode_trigger(&state).expect("decodes");
         assert_eq!(decoded.to_string(), trigger.to_string(), "{}", v["id"]);
+        assert_eq!(decoded.to_state(), Some(state.clone()), "{}", v["id"]);
+        let from_text = decode_trigger_text(&state.to_string()).expect("decodes from text");
+        assert_eq!(from_text.to_state(), Some(state.clone()), "{}", v["id"]);
         let mut a = trigger.next_fire_time(None, &now);
         let mut b = decoded.next_fire_time(None, &now);
         for _ in 0..5 {
@@ -94,5 +97,41 @@ fn every_vector_trigger_round_trips_through_its_persisted_form() {
             a = trigger.next_fire_time(Some(&x), &x);
             b = decoded.next_fire_time(Some(&y), &y);
         }
+    }
+}
+
+/// A persisted trigger that cannot be read is refused with the field at fault, whichever
+/// way `decode_trigger` reads its kind.
+#[test]
+fn an_unreadable_persisted_trigger_names_what_is_wrong() {
+    use apscheduler_triggers::{decode_trigger, decode_trigger_text};
+    for (state, says) in [
+        (
+            serde_json::json!({"type": "cron", "hour": "25", "timezone": "UTC"}),
+            "hour",
+        ),
+        (
+            serde_json::json!({"type": "interval", "timezone": "UTC"}),
+            "interval",
+        ),
+        (
+            serde_json::json!({"type": "date", "timezone": "UTC"}),
+            "run_date",
+        ),
+        (
+            serde_json::json!({"type": "cron", "hour": "3", "timezone": "Mars/Base"}),
+            "Mars/Base",
+        ),
+        (serde_json::json!({"type": "sundial"}), "sundial"),
+        (serde_json::json!({"hour": "3"}), "type"),
+    ] {
+        let Err(e) = decode_trigger(&state) else {
+            panic!("{state} decoded")
+        };
+        assert!(e.to_string().contains(says), "{state}: {e}");
+        let Err(e) = decode_trigger_text(&state.to_string()) else {
+            panic!("{state} decoded from text")
+        };
+        assert!(e.to_string().contains(says), "{state} as text: {e}");
     }
 }

@@ -12,6 +12,7 @@ use apscheduler_core::Retention;
 use apscheduler_triggers::AnyTrigger;
 use chrono::Utc;
 use chrono_tz::Tz;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use toml::Spanned;
@@ -139,10 +140,11 @@ struct RawDefaults {
     timeout: Option<Spanned<DurationText>>,
 }
 
-/// The whole file.
+/// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`] where only the
+/// settings are read (parsing 10,000 job tables was most of `aps history --config`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+struct RawConfig<J = Vec<Spanned<RawJob>>> {
     #[serde(default)]
     scheduler: RawScheduler,
     #[serde(default)]
@@ -152,7 +154,7 @@ struct RawConfig {
     #[serde(default)]
     job_defaults: RawDefaults,
     #[serde(default)]
-    jobs: Vec<Spanned<RawJob>>,
+    jobs: J,
     http: Option<Spanned<super::http::RawHttpServer>>,
     #[serde(default)]
     notifications: super::http::RawNotifications,
@@ -438,8 +440,36 @@ pub(crate) fn load_settings(path: &Path) -> Result<Config, ConfigError> {
 /// Checks config `text` read from `path` (relative store paths resolve beside it);
 /// its jobs too when `with_jobs`.
 pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, ConfigError> {
+    if with_jobs {
+        parse_as::<Vec<Spanned<RawJob>>>(path, text)
+    } else {
+        parse_as::<IgnoredAny>(path, text)
+    }
+}
+
+/// The `[[jobs]]` tables a [`RawConfig`] holds.
+trait JobTables {
+    fn tables(&self) -> &[Spanned<RawJob>];
+}
+
+impl JobTables for Vec<Spanned<RawJob>> {
+    fn tables(&self) -> &[Spanned<RawJob>] {
+        self
+    }
+}
+
+impl JobTables for IgnoredAny {
+    fn tables(&self) -> &[Spanned<RawJob>] {
+        &[]
+    }
+}
+
+fn parse_as<J>(path: &Path, text: &str) -> Result<Config, ConfigError>
+where
+    J: JobTables + Default + serde::de::DeserializeOwned,
+{
     let file = path.display().to_string();
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let raw: RawConfig<J> = toml::from_str(text).map_err(|e| {
         let at = e
             .span()
             .map(|s| {
@@ -508,7 +538,7 @@ pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, 
     };
     let mut jobs = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    for (i, job) in raw.jobs.iter().enumerate().filter(|_| with_jobs) {
+    for (i, job) in raw.jobs.tables().iter().enumerate() {
         let where_ = at(job.span());
         let def = check_job(job.get_ref(), timezone, &defaults, Origin::Config)
             .map_err(|e| ConfigError(format!("{where_}: jobs[{i}]{e}")))?;
