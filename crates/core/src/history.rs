@@ -127,6 +127,29 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A record of a run that has not started yet: `running`, with no start or end, no
+    /// exit code, HTTP status, output or message.
+    pub fn pending(
+        run_id: impl Into<String>,
+        job_id: impl Into<String>,
+        scheduled_at: DateTime<Utc>,
+        node: impl Into<String>,
+    ) -> Self {
+        Self {
+            run_id: run_id.into(),
+            job_id: job_id.into(),
+            scheduled_at,
+            started_at: None,
+            finished_at: None,
+            outcome: RunOutcome::Running,
+            exit_code: None,
+            http_status: None,
+            output: String::new(),
+            message: None,
+            node: node.into(),
+        }
+    }
+
     /// Truncates `bytes` to its last `cap` bytes (at a character boundary after lossy
     /// decoding), as records keep them.
     pub fn output_tail(bytes: &[u8], cap: usize) -> String {

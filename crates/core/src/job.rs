@@ -233,7 +233,7 @@ impl JobState {
     /// state's trigger text, see [`StateCodec::decode_lazy_trigger`]); the state's own
     /// `trigger` value is not read.
     ///
-    /// [`StateCodec::decode_lazy_trigger`]: crate::StateCodec::decode_lazy_trigger
+    /// [`StateCodec::decode_lazy_trigger`]: crate::codec::StateCodec::decode_lazy_trigger
     ///
     /// # Errors
     /// [`ErrorKind::Serialization`] for an unknown version or an unreadable time.

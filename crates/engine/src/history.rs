@@ -287,19 +287,7 @@ impl Recorder {
     }
 
     fn blank(&self, run_id: &str, job_id: &str, scheduled_at: DateTime<Utc>) -> RunRecord {
-        RunRecord {
-            run_id: run_id.to_owned(),
-            job_id: job_id.to_owned(),
-            scheduled_at,
-            started_at: None,
-            finished_at: None,
-            outcome: RunOutcome::Running,
-            exit_code: None,
-            http_status: None,
-            output: String::new(),
-            message: None,
-            node: self.node.to_string(),
-        }
+        RunRecord::pending(run_id, job_id, scheduled_at, self.node.to_string())
     }
 
     /// Writes a `running` record for each fire time of `runs` before the release that

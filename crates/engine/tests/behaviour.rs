@@ -12,15 +12,14 @@ use apscheduler_engine::{
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
+mod common;
+use common::at;
+
 struct Harness {
     engine: Engine,
     clock: Arc<ManualClock>,
     events: Arc<Mutex<Vec<Event>>>,
     rt: tokio::runtime::Runtime,
-}
-
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
 }
 
 impl Harness {

@@ -14,12 +14,11 @@ use apscheduler_core::{
 };
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec, DEFAULT_LEASE};
 use apscheduler_store_memory::{MemoryJobStore, MemoryRunHistory};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
-}
+mod common;
+use common::at;
 
 /// What the store does to the next release.
 #[derive(Debug)]

@@ -7,12 +7,11 @@ use std::time::Duration;
 use apscheduler_core::{ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord, TaskFailure};
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use apscheduler_store_memory::MemoryRunHistory;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
-}
+mod common;
+use common::{at, running};
 
 struct Harness {
     engine: Engine,
@@ -189,17 +188,9 @@ fn a_named_node_marks_its_runs_left_running_as_interrupted_at_start() {
     };
     let h = Harness::new(options);
     let mut left = RunRecord {
-        run_id: "r-dead".into(),
-        job_id: "j".into(),
         scheduled_at: at(9, 0, 0),
         started_at: Some(at(9, 0, 0)),
-        finished_at: None,
-        outcome: RunOutcome::Running,
-        exit_code: None,
-        http_status: None,
-        output: String::new(),
-        message: None,
-        node: "host-a".into(),
+        ..running("r-dead", "j", "host-a")
     };
     let other = RunRecord {
         run_id: "r-other".into(),

@@ -7,52 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{ManualClock, NodeInfo, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{ManualClock, RunHistory, RunOutcome, RunQuery};
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use apscheduler_store_memory::MemoryRunHistory;
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
-}
-
-fn running(run_id: &str, node: &str) -> RunRecord {
-    RunRecord {
-        run_id: run_id.into(),
-        job_id: "job".into(),
-        scheduled_at: at(9, 59, 0),
-        started_at: Some(at(9, 59, 0)),
-        finished_at: None,
-        outcome: RunOutcome::Running,
-        exit_code: None,
-        http_status: None,
-        output: String::new(),
-        message: None,
-        node: node.into(),
-    }
-}
-
-fn entry(node: &str, heartbeat_at: DateTime<Utc>) -> NodeInfo {
-    NodeInfo {
-        node: node.into(),
-        host: "elsewhere".into(),
-        pid: 7,
-        started_at: at(9, 0, 0),
-        heartbeat_at,
-        running: 1,
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+mod common;
+use common::{at, entry, running, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_is_taken_for_dead_and_its_running_runs_interrupted() {
@@ -69,7 +30,10 @@ async fn a_silent_node_is_taken_for_dead_and_its_running_runs_interrupted() {
         .await
         .unwrap();
     history
-        .record_runs(&[running("r-dead", "dead/1"), running("r-alive", "alive/2")])
+        .record_runs(&[
+            running("r-dead", "job", "dead/1"),
+            running("r-alive", "job", "alive/2"),
+        ])
         .await
         .unwrap();
     let engine = Engine::builder()

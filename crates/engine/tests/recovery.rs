@@ -6,54 +6,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apscheduler_core::{ManualClock, NodeInfo, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord};
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use apscheduler_store_memory::MemoryRunHistory;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
-}
-
-/// A record `running` on `node` of `job`'s fire time 09:59:00.
-fn running(run_id: &str, job: &str, node: &str) -> RunRecord {
-    RunRecord {
-        run_id: run_id.into(),
-        job_id: job.into(),
-        scheduled_at: at(9, 59, 0),
-        started_at: Some(at(9, 59, 0)),
-        finished_at: None,
-        outcome: RunOutcome::Running,
-        exit_code: None,
-        http_status: None,
-        output: String::new(),
-        message: None,
-        node: node.into(),
-    }
-}
-
-/// A registry entry last heard from at `heartbeat_at`.
-fn entry(node: &str, heartbeat_at: DateTime<Utc>) -> NodeInfo {
-    NodeInfo {
-        node: node.into(),
-        host: "elsewhere".into(),
-        pid: 7,
-        started_at: at(9, 0, 0),
-        heartbeat_at,
-        running: 1,
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+mod common;
+use common::{at, entry, running, wait_for};
 
 /// The runs of the task `count`: (node, job id, fire time).
 type Ran = Arc<Mutex<Vec<(String, String, DateTime<Utc>)>>>;

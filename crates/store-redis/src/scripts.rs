@@ -283,6 +283,31 @@ local function drop(id)
   if old[3] then redis.call('ZREM', node_set(old[3]), id) end
   return redis.call('DEL', key)
 end
+
+-- Records come in ARGV from index 2 on, each as `id, score, job, outcome, node, n` and
+-- `n` field/value pairs (the whole hash). The index of the record after the one at `i`.
+local function after(i) return i + 6 + 2 * tonumber(ARGV[i + 5]) end
+
+-- Writes the record at `i` whole, in place of any stored one: it leaves the job, outcome
+-- and node sets it no longer belongs to, and fields the stored one had but it lacks are
+-- gone. Returns the index of the next record.
+local function write_run(i)
+  local id, score, job, outcome, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local key = run_key(id)
+  local old = redis.call('HMGET', key, 'job_id', 'outcome', 'node')
+  if old[1] and old[1] ~= job then redis.call('ZREM', job_set(old[1]), id) end
+  if old[2] and old[2] ~= outcome then redis.call('ZREM', outcome_set(old[2]), id) end
+  if old[3] and old[3] ~= node then redis.call('ZREM', node_set(old[3]), id) end
+  redis.call('DEL', key)
+  local fields = {}
+  for j = 1, 2 * tonumber(ARGV[i + 5]) do fields[j] = ARGV[i + 5 + j] end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('ZADD', all, score, id)
+  redis.call('ZADD', job_set(job), score, id)
+  redis.call('ZADD', outcome_set(outcome), score, id)
+  redis.call('ZADD', node_set(node), score, id)
+  return after(i)
+end
 ";
 
 /// `record_runs`: ARGV = prefix, then per record `id, score, job, outcome, node, n` and
@@ -292,23 +317,8 @@ end
 const RECORD_RUNS: &str = r"
 local i, count = 2, 0
 while i <= #ARGV do
-  local id, score, job, outcome, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local n = tonumber(ARGV[i + 5])
-  local key = run_key(id)
-  local old = redis.call('HMGET', key, 'job_id', 'outcome', 'node')
-  if old[1] and old[1] ~= job then redis.call('ZREM', job_set(old[1]), id) end
-  if old[2] and old[2] ~= outcome then redis.call('ZREM', outcome_set(old[2]), id) end
-  if old[3] and old[3] ~= node then redis.call('ZREM', node_set(old[3]), id) end
-  redis.call('DEL', key)
-  local fields = {}
-  for j = 1, 2 * n do fields[j] = ARGV[i + 5 + j] end
-  redis.call('HSET', key, unpack(fields))
-  redis.call('ZADD', all, score, id)
-  redis.call('ZADD', job_set(job), score, id)
-  redis.call('ZADD', outcome_set(outcome), score, id)
-  redis.call('ZADD', node_set(node), score, id)
+  i = write_run(i)
   count = count + 1
-  i = i + 6 + 2 * n
 end
 return count
 ";
@@ -320,25 +330,12 @@ return count
 const INTERRUPT_RUNS: &str = r"
 local i, written = 2, {}
 while i <= #ARGV do
-  local id, score, job, outcome, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local n = tonumber(ARGV[i + 5])
-  local key = run_key(id)
-  if redis.call('HGET', key, 'outcome') == 'running' then
-    local old = redis.call('HMGET', key, 'job_id', 'node')
-    if old[1] ~= job then redis.call('ZREM', job_set(old[1]), id) end
-    if old[2] ~= node then redis.call('ZREM', node_set(old[2]), id) end
-    redis.call('ZREM', outcome_set('running'), id)
-    redis.call('DEL', key)
-    local fields = {}
-    for j = 1, 2 * n do fields[j] = ARGV[i + 5 + j] end
-    redis.call('HSET', key, unpack(fields))
-    redis.call('ZADD', all, score, id)
-    redis.call('ZADD', job_set(job), score, id)
-    redis.call('ZADD', outcome_set(outcome), score, id)
-    redis.call('ZADD', node_set(node), score, id)
-    written[#written + 1] = id
+  if redis.call('HGET', run_key(ARGV[i]), 'outcome') == 'running' then
+    written[#written + 1] = ARGV[i]
+    i = write_run(i)
+  else
+    i = after(i)
   end
-  i = i + 6 + 2 * n
 end
 return written
 ";

@@ -243,7 +243,7 @@ pub fn decode_trigger(
 /// value first where the kind is one of the single kinds (what a job store reading a
 /// state with [`StateCodec::decode_lazy_trigger`] has).
 ///
-/// [`StateCodec::decode_lazy_trigger`]: apscheduler_core::StateCodec::decode_lazy_trigger
+/// [`StateCodec::decode_lazy_trigger`]: apscheduler_core::codec::StateCodec::decode_lazy_trigger
 ///
 /// # Errors
 /// Text that is not a valid persisted trigger; the error is [`decode_trigger`]'s.

@@ -1,0 +1,44 @@
+//! Helpers shared by the engine's test files (each file is its own crate and uses a
+//! part of them, hence the `dead_code` allowance).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use apscheduler_core::{NodeInfo, RunRecord};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// 2024-01-15 at `h:m:s` UTC, the tests' day.
+pub(crate) fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 15, h, m, s).unwrap()
+}
+
+/// A record `running` on `node` of `job`'s fire time 09:59:00.
+pub(crate) fn running(run_id: &str, job: &str, node: &str) -> RunRecord {
+    RunRecord {
+        started_at: Some(at(9, 59, 0)),
+        ..RunRecord::pending(run_id, job, at(9, 59, 0), node)
+    }
+}
+
+/// A registry entry of another host, last heard from at `heartbeat_at`.
+pub(crate) fn entry(node: &str, heartbeat_at: DateTime<Utc>) -> NodeInfo {
+    NodeInfo {
+        node: node.into(),
+        host: "elsewhere".into(),
+        pid: 7,
+        started_at: at(9, 0, 0),
+        heartbeat_at,
+        running: 1,
+    }
+}
+
+/// Polls `done` every 20 ms for up to 4 s; panics naming `what` after that.
+pub(crate) async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
