@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apscheduler_testkit::server::{random_namespace, server_url, PrivateRedis};
+use apscheduler_testkit::server::{
+    in_ci, random_namespace, server_url, skip_notice, PrivatePostgres, PrivateRedis,
+};
 use serde_json::Value;
 
 const APS: &str = env!("CARGO_BIN_EXE_aps");
@@ -892,9 +894,8 @@ fn cluster(
 }
 
 /// Three daemons on a private Redis that is SIGKILLed for 3 s in the middle of the run
-/// and restarted (its append-only file keeps every acknowledged write): the daemons
-/// reconnect and go on; the fire times due during the outage run late (the grace is
-/// 30 s), none twice, none without a record, and every daemon is registered again.
+/// and restarted (its append-only file keeps every acknowledged write): see
+/// [`ride_out_a_restart`].
 #[test]
 fn three_daemons_ride_out_a_redis_restart() {
     if server_url(
@@ -909,87 +910,136 @@ fn three_daemons_ride_out_a_redis_restart() {
     static_turn(|| {
         let mut server = PrivateRedis::new();
         let url = server.url();
-        let dir = tempfile::tempdir().unwrap();
-        let jobs = 50;
-        let mut nodes = start_three(dir.path(), "", &url, "", jobs, "sleep 0.1");
-        let started = chrono::Utc::now().timestamp_micros();
-        std::thread::sleep(Duration::from_secs(5));
-        server.kill();
-        let down = chrono::Utc::now().timestamp_micros();
-        std::thread::sleep(Duration::from_secs(3));
-        server.start();
-        let up = chrono::Utc::now().timestamp_micros();
-        std::thread::sleep(Duration::from_secs(8));
-        let mut names: Vec<String> = nodes.iter().map(Node::name).collect();
-        names.sort();
-        assert_eq!(node_names(&url), names, "aps nodes after the restart");
-        let ended = chrono::Utc::now().timestamp_micros();
-        stop_all(&mut nodes);
-        let runs = history(&url);
-        let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
-        for r in &runs {
-            let key = (
-                r["job_id"].as_str().unwrap().to_owned(),
-                micros(r["scheduled_at"].as_str().unwrap()),
-            );
-            *seen.entry(key).or_default() += 1;
-        }
-        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "fire times recorded twice: {twice:?}");
-        let (gaps, _) = gaps(seen.keys(), jobs, (started, ended, 3), |_| false);
-        assert!(
-            gaps.is_empty(),
-            "{} gaps (first: {:?})",
-            gaps.len(),
-            gaps.first()
-        );
-        let in_outage: Vec<&Value> = runs
-            .iter()
-            .filter(|r| (down..up).contains(&micros(r["scheduled_at"].as_str().unwrap())))
-            .collect();
-        let latest = in_outage
-            .iter()
-            .filter_map(|r| {
-                Some(micros(r["started_at"].as_str()?) - micros(r["scheduled_at"].as_str()?))
-            })
-            .max()
-            .unwrap_or(0);
-        let outcomes: BTreeMap<&str, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(r["outcome"].as_str().unwrap()).or_default() += 1;
-            m
+        ride_out_a_restart("redis", &url, &mut |up| {
+            if up {
+                server.start();
+            } else {
+                server.kill();
+            }
         });
-        eprintln!(
-            "redis restart: {} runs, outcomes {outcomes:?}; {} fire times fell in the {:.1} s \
-             outage, started up to {} ms late",
-            runs.len(),
-            in_outage.len(),
-            (up - down) as f64 / 1e6,
-            latest / 1000
-        );
-        assert!(!in_outage.is_empty(), "no fire time fell in the outage");
-        // A fire time started late after the outage can still run at the job's next
-        // fire time, which `max_instances` then skips (recorded `missed`): the rule
-        // working, as in the takeover tests; it stays a small share.
-        let max_instances = |r: &&Value| {
-            r["outcome"] == "missed"
-                && r["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("maximum number of running instances"))
-        };
-        let skipped = runs.iter().filter(max_instances).count();
-        assert!(
-            skipped * 20 <= runs.len(),
-            "{skipped} of {} fire times skipped by max_instances",
-            runs.len()
-        );
-        let bad: Vec<_> = runs
-            .iter()
-            .filter(|r| r["outcome"] != "success" && !max_instances(r))
-            .filter(|r| r["finished_at"].as_str().is_none_or(|t| micros(t) < ended))
-            .take(5)
-            .collect();
-        assert!(bad.is_empty(), "runs that did not succeed: {bad:?}");
     });
+}
+
+/// Three daemons on a private PostgreSQL stopped for 3 s in the middle of the run with
+/// `pg_ctl stop -m immediate` (every server process quits at once, as in a crash) and
+/// started again: see [`ride_out_a_restart`].
+#[test]
+fn three_daemons_ride_out_a_postgres_restart() {
+    if server_url(
+        "APS_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "three aps daemons through a PostgreSQL restart (a private server)",
+    )
+    .is_none()
+    {
+        return;
+    }
+    static_turn(|| {
+        let Some(server) = PrivatePostgres::init() else {
+            assert!(
+                !in_ci(),
+                "initdb is not on PATH: the PostgreSQL restart test cannot run in CI"
+            );
+            skip_notice("three_daemons_ride_out_a_postgres_restart (apscheduler-cli): initdb is not on PATH");
+            return;
+        };
+        server.start();
+        ride_out_a_restart("postgres", &server.url(), &mut |up| {
+            if up {
+                server.start();
+            } else {
+                server.stop();
+            }
+        });
+    });
+}
+
+/// Three daemons on the private server at `url`, 50 jobs every second; after 5 s
+/// `switch(false)` takes the server down, 3 s later `switch(true)` brings it back. The
+/// daemons reconnect and go on; the fire times due during the outage run late (the
+/// grace is 30 s), none twice, none without a record, and every daemon is registered
+/// again. Prints what happened to the outage's fire times.
+fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = 50;
+    let mut nodes = start_three(dir.path(), "", url, "", jobs, "sleep 0.1");
+    let started = chrono::Utc::now().timestamp_micros();
+    std::thread::sleep(Duration::from_secs(5));
+    switch(false);
+    let down = chrono::Utc::now().timestamp_micros();
+    std::thread::sleep(Duration::from_secs(3));
+    switch(true);
+    let up = chrono::Utc::now().timestamp_micros();
+    std::thread::sleep(Duration::from_secs(8));
+    let mut names: Vec<String> = nodes.iter().map(Node::name).collect();
+    names.sort();
+    assert_eq!(node_names(url), names, "aps nodes after the restart");
+    let ended = chrono::Utc::now().timestamp_micros();
+    stop_all(&mut nodes);
+    let runs = history(url);
+    let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for r in &runs {
+        let key = (
+            r["job_id"].as_str().unwrap().to_owned(),
+            micros(r["scheduled_at"].as_str().unwrap()),
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "fire times recorded twice: {twice:?}");
+    let (gaps, _) = gaps(seen.keys(), jobs, (started, ended, 3), |_| false);
+    assert!(
+        gaps.is_empty(),
+        "{} gaps (first: {:?})",
+        gaps.len(),
+        gaps.first()
+    );
+    let in_outage: Vec<&Value> = runs
+        .iter()
+        .filter(|r| (down..up).contains(&micros(r["scheduled_at"].as_str().unwrap())))
+        .collect();
+    let latest = in_outage
+        .iter()
+        .filter_map(|r| {
+            Some(micros(r["started_at"].as_str()?) - micros(r["scheduled_at"].as_str()?))
+        })
+        .max()
+        .unwrap_or(0);
+    let outcomes: BTreeMap<&str, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r["outcome"].as_str().unwrap()).or_default() += 1;
+        m
+    });
+    eprintln!(
+        "{label} restart: {} runs, outcomes {outcomes:?}; {} fire times fell in the {:.1} s \
+         outage, started up to {} ms late",
+        runs.len(),
+        in_outage.len(),
+        (up - down) as f64 / 1e6,
+        latest / 1000
+    );
+    assert!(!in_outage.is_empty(), "no fire time fell in the outage");
+    // A fire time started late after the outage can still run at the job's next
+    // fire time, which `max_instances` then skips (recorded `missed`): the rule
+    // working, as in the takeover tests; it stays a small share.
+    let max_instances = |r: &&Value| {
+        r["outcome"] == "missed"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("maximum number of running instances"))
+    };
+    let skipped = runs.iter().filter(max_instances).count();
+    assert!(
+        skipped * 20 <= runs.len(),
+        "{skipped} of {} fire times skipped by max_instances",
+        runs.len()
+    );
+    let bad: Vec<_> = runs
+        .iter()
+        .filter(|r| r["outcome"] != "success" && !max_instances(r))
+        .filter(|r| r["finished_at"].as_str().is_none_or(|t| micros(t) < ended))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "runs that did not succeed: {bad:?}");
 }
 
 /// Runs `f` while no other cluster test runs (two would share the machine's two cores).

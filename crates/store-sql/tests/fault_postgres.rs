@@ -12,8 +12,6 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,141 +19,9 @@ use std::time::{Duration, Instant};
 use apscheduler_core::JobStore;
 use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec, SchedulerState};
 use apscheduler_store_sql::SqlJobStore;
+use apscheduler_testkit::server::PrivatePostgres;
 use serde_json::json;
 use support::{server_url, POSTGRES_ENV};
-
-/// A PostgreSQL server of our own, stopped and deleted when dropped.
-struct PrivatePostgres {
-    dir: PathBuf,
-    port: u16,
-    /// Run `initdb`/`pg_ctl` as `postgres` (we are root).
-    as_postgres: bool,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn spare_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
-    listener.local_addr().unwrap().port()
-}
-
-impl PrivatePostgres {
-    /// `None` when `initdb` cannot be found.
-    fn init() -> Option<Self> {
-        if Command::new("initdb")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-        {
-            return None;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("aps-fault-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create the server directory");
-        let as_postgres = is_root();
-        let server = PrivatePostgres {
-            dir,
-            port: spare_port(),
-            as_postgres,
-        };
-        if as_postgres {
-            let status = Command::new("chown")
-                .args(["postgres:"])
-                .arg(&server.dir)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown postgres {}", server.dir.display());
-        }
-        let data = server.data();
-        server.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "root", "--no-sync"],
-        );
-        Some(server)
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
-            c
-        } else {
-            Command::new(program)
-        };
-        // The server inherits nothing: with our pipes it would keep them open.
-        let out = cmd
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start(&self) {
-        let data = self.data();
-        let log = self.dir.join("server.log").display().to_string();
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        self.run(
-            "pg_ctl",
-            &[
-                "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start",
-            ],
-        );
-    }
-
-    fn stop(&self) {
-        let data = self.data();
-        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://root@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        if Path::new(&self.data()).join("postmaster.pid").exists() {
-            let data = self.data();
-            let mut cmd = if self.as_postgres {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--", "pg_ctl"]);
-                c
-            } else {
-                Command::new("pg_ctl")
-            };
-            let _ = cmd
-                .args(["-D", &data, "-m", "immediate", "-w", "stop"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Collects the `tracing` output of every thread (the scheduler logs from its own).
 #[derive(Clone, Default)]

@@ -104,26 +104,46 @@ impl PrivateZooKeeper {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again, on the same port and data) and waits until it answers.
+    /// Starts the server (again, on the same port and data) and waits until it answers:
+    /// up to 60 s (a JVM starting while a test run loads both cores once took over 30 s
+    /// in CI). Its output goes to `server.log` in its directory, shown when it fails.
     pub fn start(&mut self) {
         let classpath = classpath();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("open the server's log");
         let child = Command::new("java")
             .args(["-Xmx256m", "-cp", &classpath])
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(self.dir.join("zoo.cfg"))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log's descriptor"))
+            .stderr(log)
             .spawn()
             .expect("start java (Debian's zookeeper package provides the server)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
         while !self.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "the private ZooKeeper on port {} did not answer in 30 s",
-                self.port
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > Duration::from_secs(60) {
+                let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                let tail: String = {
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                };
+                panic!(
+                    "the private ZooKeeper on port {} did not answer after {:.1} s ({}); the \
+                     end of its log:\n{tail}",
+                    self.port,
+                    started.elapsed().as_secs_f64(),
+                    exited.map_or("still running".to_owned(), |s| format!("exited: {s}")),
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
