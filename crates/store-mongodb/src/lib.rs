@@ -85,7 +85,7 @@
 //! | `next_run_time` | `Int64` or `null` | UTC microseconds since the Unix epoch; `null` = paused |
 //! | `state` | document (or string) | the job's [`JobState`](apscheduler_core::JobState): `version`, `id`, `name`, `task`, `args`, `kwargs`, `trigger` (tagged by `type`), `executor`, `misfire_grace_time` (seconds), `coalesce`, `max_instances`, `next_run_time` (RFC 3339) and `next_run_time_zone` (its IANA zone) |
 //! | `lease_holder` | string, absent when free | the scheduler id that claimed the job |
-//! | `lease_expires` | `Int64`, absent when free | UTC microseconds; the lease has expired at and after this instant |
+//! | `lease_expires` | `Int64`, absent when free | UTC microseconds on the server's clock; the lease has expired at and after this instant |
 //! | `lease_token` | string, absent when free | identifies the claim call that took the lease |
 //! | `corrupt` | string, absent when readable | why the job could not be read (see below) |
 //!
@@ -101,14 +101,20 @@
 //! [`get_next_run_time`](JobStore::get_next_run_time)).
 //!
 //! ## Claims
-//! [`acquire_due_jobs`](JobStore::acquire_due_jobs) takes three round trips, the last
-//! two once per 100 jobs:
+//! [`acquire_due_jobs`](JobStore::acquire_due_jobs) takes four round trips, the last
+//! two once per 100 jobs. First, `hello` reads the server's time (`localTime`, from
+//! the primary), `server_now` below: leases run on the server's clock
+//! ([`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)), and
+//! the caller's `now` only says which jobs are due. Read before the claim's writes,
+//! `server_now` is never later than the server's time at them, so no live lease is
+//! taken whatever the schedulers' clocks say. (A server whose `hello` has no
+//! `localTime` leaves the caller's clock, with a warning.) Then:
 //! 1. `find` the first `limit` claimable jobs, sorted by `{next_run_time: 1, _id: 1}`
 //!    (the index), returning their ids only. Claimable is
-//!    `{next_run_time: {$lte: now}, corrupt: null, lease_expires: {$not: {$gt: now}}}`:
-//!    due, readable, and with no lease or an expired one.
+//!    `{next_run_time: {$lte: now}, corrupt: null, lease_expires: {$not: {$gt: server_now}}}`
+//!    (or leased to the caller): due, readable, and with no lease or an expired one.
 //! 2. `updateMany` `{_id: {$in: ids}, <claimable>}` setting
-//!    `{lease_holder: scheduler_id, lease_expires: now + lease, lease_token: <random>}`.
+//!    `{lease_holder: scheduler_id, lease_expires: server_now + lease, lease_token: <random>}`.
 //!    A multi-document update is atomic per document and checks the filter on each
 //!    document as it writes it, so a job that another scheduler claimed in the
 //!    meantime no longer matches and is left alone: two claimers never both take one.
@@ -125,8 +131,22 @@
 //! [`release_jobs`](JobStore::release_jobs) sends the new states in one `update`
 //! command (several for very large batches) and the removals in one `delete` per 100
 //! ids, each filtered on `lease_holder: {$in: [scheduler_id, null]}` (held by the
-//! caller, or by nobody); [`extend_leases`](JobStore::extend_leases) is one
-//! `updateMany` per 100 ids, filtered on the caller's live leases.
+//! caller, or by nobody); [`extend_leases`](JobStore::extend_leases) reads the server's
+//! time, then sends one `updateMany` per 100 ids, filtered on the caller's live leases.
+//!
+//! ## Change streams
+//! Where the server offers change streams (a replica set, a sharded cluster,
+//! SecantusDB; a standalone `mongod` has none), [`start`](JobStore::start) opens one on
+//! the jobs collection when the scheduler set a change listener, so a scheduler asleep
+//! is woken as soon as another process adds, replaces, removes or releases a job, or
+//! changes its run time or state. The stream is filtered on the server: claims and
+//! lease extensions (which only touch the lease fields) wake nobody. The store's own
+//! writes are heard too (one spare pass each). The store declares
+//! [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications)
+//! only while the stream is open, so the scheduler polls every `change_poll`
+//! otherwise: before it opens, when the server has none (said once at `info`), and
+//! after it ends (a lost connection, the collection dropped: a warning, a pass, and a
+//! new stream a second later).
 //!
 //! ## Corrupt jobs
 //! A document whose state cannot be read — not a document or JSON string, invalid
@@ -260,6 +280,7 @@
 
 mod config;
 pub use config::{register, MongoDbStoreConfig};
+mod changes;
 mod codec;
 mod error;
 mod history;
@@ -267,6 +288,7 @@ mod names;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -324,6 +346,10 @@ const INDEX_CONFLICT_CODES: [i32; 2] = [85, 86];
 pub struct MongoDbJobStore {
     link: Arc<Link>,
     codec: StateCodec,
+    /// The scheduler's change listener and the change stream task.
+    changes: apscheduler_core::ChangeChannel,
+    /// Whether a change stream is open now (then the store declares notifications).
+    streaming: Arc<AtomicBool>,
 }
 
 /// Where the store's data lives and the client it reaches it with, shared with the
@@ -337,6 +363,8 @@ pub(crate) struct Link {
     server_selection_timeout: Option<Duration>,
     conn: Mutex<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
+    /// Set once a server was seen that does not tell its time (warned about once).
+    no_server_time: AtomicBool,
 }
 
 /// Where the client comes from.
@@ -363,7 +391,7 @@ impl fmt::Debug for Source {
 pub(crate) struct Conn {
     client: Client,
     pub(crate) database: Database,
-    jobs: Collection<Document>,
+    pub(crate) jobs: Collection<Document>,
     raw: Collection<RawDocumentBuf>,
 }
 
@@ -457,8 +485,11 @@ impl MongoDbJobStoreBuilder {
                 server_selection_timeout: self.server_selection_timeout,
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
+                no_server_time: AtomicBool::new(false),
             }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
+            changes: apscheduler_core::ChangeChannel::new(""),
+            streaming: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -565,6 +596,35 @@ impl MongoDbJobStore {
 
     fn fail(&self, context: impl Into<String>, source: DriverError) -> Error {
         fail(&self.link.namespace, context, source)
+    }
+
+    /// The server's time, UTC microseconds: `hello`'s `localTime`, from the primary.
+    /// Leases are timed by it, so that node clocks do not matter; read before a claim's
+    /// writes, it is never later than the server's time at them, so a lease judged
+    /// expired by it has expired on the server too. A server that does not tell its
+    /// time (some servers of the wire protocol) leaves `fallback`, the caller's clock,
+    /// with a warning the first time.
+    async fn server_time(&self, conn: &Conn, fallback: &DateTime<Utc>) -> Result<i64, Error> {
+        let reply = conn
+            .database
+            .run_command(doc! {"hello": 1})
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+            .await
+            .map_err(|e| self.fail("read the server's time", e))?;
+        match reply.get_datetime("localTime") {
+            Ok(t) => Ok(t.timestamp_millis().saturating_mul(1000)),
+            Err(_) => {
+                if !self.link.no_server_time.swap(true, Ordering::Relaxed) {
+                    apscheduler_core::log_warn!(
+                        target: "apscheduler",
+                        namespace = %self.link.namespace,
+                        "the server's hello reply has no localTime: leases are timed by \
+                         each scheduler's own clock (keep them synchronised)"
+                    );
+                }
+                Ok(micros(fallback))
+            }
+        }
     }
 
     fn encode(&self, job: &Job) -> Result<Encoded, Error> {
@@ -919,7 +979,7 @@ fn bson_int(value: &Bson) -> Option<i64> {
     }
 }
 
-use apscheduler_core::time::micros::{expiry, to_instant as from_micros};
+use apscheduler_core::time::micros::{lease_length, to_instant as from_micros};
 
 /// The default database a connection string names (`mongodb://host/db?...`), if any.
 fn url_database(url: &str) -> Option<String> {
@@ -962,6 +1022,7 @@ impl fmt::Debug for MongoDbJobStore {
             .field("namespace", &self.link.namespace)
             .field("codec", &self.codec)
             .field("connected", &self.is_connected())
+            .field("change_stream_open", &self.streaming.load(Ordering::SeqCst))
             .finish()
     }
 }
@@ -970,13 +1031,46 @@ impl fmt::Debug for MongoDbJobStore {
 impl JobStore for MongoDbJobStore {
     /// Connects (creating the client from the connection string), checks that the
     /// server answers and creates the indexes (idempotent). Calling it again is a
-    /// no-op while connected.
+    /// no-op while connected. With a change listener set (and a tokio runtime), also
+    /// opens a change stream on the jobs collection, on a task of its own that opens
+    /// it again whenever it ends (see [`set_change_listener`](JobStore::set_change_listener)).
     async fn start(&self, _alias: &str) -> Result<(), Error> {
-        self.conn().await.map(drop)
+        self.conn().await?;
+        if let (Some(listener), Ok(runtime)) = (
+            self.changes.listener(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            self.changes.stop().await;
+            let task = runtime.spawn(changes::watch_loop(
+                self.link.clone(),
+                listener,
+                self.streaming.clone(),
+            ));
+            let streaming = self.streaming.clone();
+            self.changes.listening(Box::new(move || {
+                task.abort();
+                streaming.store(false, Ordering::SeqCst);
+                Box::pin(async {})
+            }));
+        }
+        Ok(())
     }
 
-    /// Forgets the client, shutting it down when the store created it.
+    /// Heard through a change stream on the jobs collection, from
+    /// [`start`](JobStore::start) on, where the server offers change streams (a replica
+    /// set): every job added, replaced, changed (run time or state), released or
+    /// removed, by any process, this store included, calls it; claims and lease
+    /// extensions do not. It is called too each time the stream opens or ends. While
+    /// no stream is open, [`capabilities`](JobStore::capabilities) says so and the
+    /// scheduler looks every `change_poll` instead.
+    fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
+        self.changes.set_listener(listener);
+    }
+
+    /// Stops the change stream and forgets the client, shutting it down when the store
+    /// created it.
     async fn shutdown(&self) -> Result<(), Error> {
+        self.changes.stop().await;
         let _connecting = self.link.connecting.lock().await;
         let conn = self.link.conn.lock().take();
         if let (Some(conn), Source::Url(_)) = (conn, &self.link.source) {
@@ -996,7 +1090,10 @@ impl JobStore for MongoDbJobStore {
     }
 
     fn capabilities(&self) -> apscheduler_core::Capabilities {
-        apscheduler_core::Capabilities::persistent_shared(false)
+        let mut caps = apscheduler_core::Capabilities::persistent_shared(false);
+        caps.store_clock = true;
+        caps.notifications = self.streaming.load(Ordering::SeqCst);
+        caps
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
@@ -1254,13 +1351,15 @@ impl JobStore for MongoDbJobStore {
         }
         let conn = self.conn().await?;
         let now_us = micros(&now);
+        let clock = self.server_time(&conn, &now).await?;
         let claim = Claim {
             holder: scheduler_id,
             token: uuid::Uuid::new_v4().simple().to_string(),
-            expires: expiry(&now, lease),
+            expires: clock.saturating_add(lease_length(lease)),
         };
-        // Due, readable, and not under another scheduler's live lease (none, expired at
-        // `now`, or the caller's own: see the JobStore contract on stranded leases), and
+        // Due by the caller's `now`, readable, and not under another scheduler's live
+        // lease (none, expired by the server's clock, or the caller's own: see the
+        // JobStore contract on stranded leases), and
         // not taken by an earlier round of this very claim (its jobs are the caller's own
         // now: a later round would return them twice).
         let claimable = doc! {
@@ -1268,7 +1367,7 @@ impl JobStore for MongoDbJobStore {
             field::CORRUPT: Bson::Null,
             field::LEASE_TOKEN: {"$ne": &claim.token},
             "$or": [
-                {field::LEASE_EXPIRES: {"$not": {"$gt": now_us}}},
+                {field::LEASE_EXPIRES: {"$not": {"$gt": clock}}},
                 {field::LEASE_HOLDER: scheduler_id},
             ],
         };
@@ -1333,8 +1432,9 @@ impl JobStore for MongoDbJobStore {
         }
         let conn = self.conn().await?;
         let context = "lease extension";
-        let now_us = micros(&now);
-        let expires = expiry(&now, lease);
+        // The lease runs on the server's clock; `now` counts only where it cannot be read.
+        let clock = self.server_time(&conn, &now).await?;
+        let expires = clock.saturating_add(lease_length(lease));
         let mut lost: Vec<&str> = Vec::new();
         for chunk in unique.chunks(IDS_PER_QUERY) {
             let result = conn
@@ -1343,7 +1443,7 @@ impl JobStore for MongoDbJobStore {
                     doc! {
                         field::ID: {"$in": chunk},
                         field::LEASE_HOLDER: scheduler_id,
-                        field::LEASE_EXPIRES: {"$gt": now_us},
+                        field::LEASE_EXPIRES: {"$gt": clock},
                     },
                     doc! {"$set": {field::LEASE_EXPIRES: expires}},
                 )

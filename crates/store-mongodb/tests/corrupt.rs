@@ -210,7 +210,9 @@ async fn corrupt_jobs_are_reported_once_marked_and_kept() {
         assert!(!document.contains_key("lease_holder") && !document.contains_key("lease_expires"));
     }
 
-    // Never due again, for anyone, however late; not part of the next run time.
+    // Never due again, for anyone, however late; not part of the next run time. (The
+    // 1 s lease on good runs on the server's clock: let it end.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = store
         .acquire_due_jobs("s2", utc(1000), 100, LEASE)
         .await
@@ -325,19 +327,32 @@ async fn document_layout_and_indexes() {
     let document = raw.find_one(doc! {"_id": "paused"}).await.unwrap().unwrap();
     assert_eq!(document.get("next_run_time"), Some(&Bson::Null));
 
-    // Claimed: the lease fields; released: gone.
+    // Claimed: the lease fields; released: gone. The lease runs from the server's
+    // time (`hello`'s localTime; the same machine's clock here), not from the
+    // caller's `now` (2100).
+    let admin = db.client().await.database("admin");
+    let server_time = || async {
+        let reply = admin.run_command(doc! {"hello": 1}).await.unwrap();
+        reply.get_datetime("localTime").unwrap().timestamp_millis() * 1000
+    };
+    let before = server_time().await;
     let claimed = store
         .acquire_due_jobs("node-a", utc(5), 1, LEASE)
         .await
         .unwrap();
+    let after = server_time().await;
     assert_eq!(claimed.jobs.len(), 1);
     let document = raw.find_one(doc! {"_id": "plain"}).await.unwrap().unwrap();
     assert_eq!(document.get_str("lease_holder").unwrap(), "node-a");
     assert_eq!(document.get_str("lease_token").unwrap().len(), 32);
-    assert_eq!(
-        document.get_i64("lease_expires").unwrap(),
-        micros(5) + LEASE.as_micros() as i64
+    let expires = document.get_i64("lease_expires").unwrap();
+    let lease = LEASE.as_micros() as i64;
+    assert!(
+        (before + lease..=after + lease).contains(&expires),
+        "the lease ends {LEASE:?} after the server's time: {expires} not within \
+         [{before}, {after}] + {lease}"
     );
+    assert_ne!(expires, micros(5) + lease, "not from the caller's clock");
     let job = Job {
         next_run_time: Some(at(65)),
         ..claimed.jobs[0].clone()

@@ -28,12 +28,14 @@ impl ZooKeeperJobStore {
         }
     }
 
-    /// Tries to claim (or set aside, when its state cannot be read) one due job.
+    /// Tries to claim (or set aside, when its state cannot be read) one due job: due by
+    /// the caller's `now`, with no live lease by the server's `clock` (both UTC
+    /// microseconds).
     pub(crate) async fn claim_one(
         &self,
         c: &Client,
         scheduler: &str,
-        now: i64,
+        (now, clock): (i64, i64),
         expires: i64,
         (id, version, record): (String, i32, Record),
     ) -> Result<Option<Result<Job, CorruptJob>>, Error> {
@@ -42,7 +44,7 @@ impl ZooKeeperJobStore {
         let mine = h.owner.as_deref() == Some(scheduler);
         let claimable = h.corrupt.is_none()
             && next <= now
-            && (mine || h.expires.is_none_or(|e| e <= now) || h.owner.is_none());
+            && (mine || h.expires.is_none_or(|e| e <= clock) || h.owner.is_none());
         if !claimable {
             return Ok(None);
         }
@@ -142,7 +144,8 @@ impl ZooKeeperJobStore {
     ) -> Result<Acquired, Error> {
         let c = self.client().await?;
         let now_us = micros::now(&now);
-        let expires = micros::expiry(&now, lease);
+        // The server's time, read once, when there is something to claim.
+        let mut clock: Option<i64> = None;
         let mut acquired = Acquired::default();
         let mut tried: HashSet<String> = HashSet::new();
         // The caller's own stranded leases first (see the JobStore contract).
@@ -206,10 +209,16 @@ impl ZooKeeperJobStore {
             due.sort_by(|a, b| (a.2.header.next, &a.0).cmp(&(b.2.header.next, &b.0)));
             due.truncate(want);
             let attempted = due.len();
+            let clock = match (clock, attempted) {
+                (_, 0) => now_us, // nothing to claim: no lease is judged
+                (Some(t), _) => t,
+                (None, _) => *clock.insert(self.server_time(&c).await?),
+            };
+            let expires = clock.saturating_add(micros::lease_length(lease));
             self.mark_held(scheduler_id, due.iter().map(|d| d.0.clone()));
             let outcomes = join_all(
                 due.into_iter()
-                    .map(|d| self.claim_one(&c, scheduler_id, now_us, expires, d)),
+                    .map(|d| self.claim_one(&c, scheduler_id, (now_us, clock), expires, d)),
             )
             .await;
             let mut won = 0;
@@ -264,12 +273,13 @@ impl ZooKeeperJobStore {
         &self,
         scheduler_id: &str,
         ids: &[Arc<str>],
-        now: DateTime<Utc>,
+        _now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<(), Error> {
         let c = self.client().await?;
-        let now_us = micros::now(&now);
-        let expires = micros::expiry(&now, lease);
+        // The lease runs on the server's clock; the caller's `now` plays no part.
+        let clock = self.server_time(&c).await?;
+        let expires = clock.saturating_add(micros::lease_length(lease));
         let extend = |id: Arc<str>| {
             let c = &c;
             async move {
@@ -282,7 +292,7 @@ impl ZooKeeperJobStore {
                     else {
                         return Ok(Step::Done(false));
                     };
-                    if !record.header.held_by(scheduler_id, now_us) {
+                    if !record.header.held_by(scheduler_id, clock) {
                         return Ok(Step::Done(false));
                     }
                     let extended = Record {

@@ -5,6 +5,7 @@
 //! <root>/jobs/<id>                                  the job: header line + state
 //! <root>/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>   index entry: when the job can be claimed
 //! <root>/changes                                    bumped by every add/modify/remove
+//! <root>/clock                                      written to read the server's time
 //! ```
 //!
 //! `<key>` is the instant (UTC microseconds) the job can next be claimed, shifted so that
@@ -43,6 +44,7 @@ pub(crate) struct Layout {
     pub(crate) jobs: String,
     pub(crate) runs: String,
     pub(crate) changes: String,
+    pub(crate) clock: String,
 }
 
 /// One index entry: a job that can be claimed from `key` on.
@@ -61,6 +63,7 @@ impl Layout {
             jobs: format!("{root}/jobs"),
             runs: format!("{root}/runs"),
             changes: format!("{root}/changes"),
+            clock: format!("{root}/clock"),
         }
     }
 

@@ -46,6 +46,7 @@
 //! | `P/jobs/<id>` | one JSON header line (`next` run time and lease `owner`/`expires` in UTC microseconds, `corrupt` reason), a newline, then the job's [`JobState`](apscheduler_core::JobState) as core's codec writes it (JSON by default, readable with `zkCli.sh get`) |
 //! | `P/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>` | an empty index entry: the job can be claimed from instant `key` on (its next run time, or the end of a lease on it if later); paused and corrupt jobs have none. The folders are container znodes, which the server deletes once empty |
 //! | `P/changes` | written by every add, modify and remove; its watchers are woken |
+//! | `P/clock` | empty; written by claims and lease extensions to read the server's time (its modification time) |
 //!
 //! Ids are percent-encoded into znode names (`/` and characters ZooKeeper refuses), so
 //! any job id is stored as it is. Every change to a job and its index entry is one
@@ -61,7 +62,8 @@
 //!   at most 24 hours, 960 minute folders, the entries of one minute shard).
 //! - [`acquire_due_jobs`](JobStore::acquire_due_jobs) with `k` due jobs: the same
 //!   listings (more folders when the due jobs span several minutes), then one pipelined
-//!   burst of `k` reads and one of `k` versioned `multi` writes.
+//!   burst of `k` reads, one write to `P/clock` (when `k > 0`) and one burst of `k`
+//!   versioned `multi` writes.
 //! - [`release_jobs`](JobStore::release_jobs): one pipelined burst of reads and one of
 //!   writes for the whole batch.
 //!
@@ -83,6 +85,15 @@
 //!   index entry to the lease's end. Two claimers racing for one job: one write wins,
 //!   the other sees `BadVersion` and skips the job. Leases a scheduler still holds at
 //!   its next claim (the reply to a claim was lost) are given back to it.
+//! - Leases run on the ZooKeeper leader's clock
+//!   ([`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)): a
+//!   claim or an extension first writes `P/clock` and takes the modification time the
+//!   server gives that write as "now"; a lease ends that long after it, and a lease has
+//!   expired when that time is past it. Read before the claim's own writes, it is never
+//!   later than the server's time at them, so no live lease is taken. The caller's
+//!   `now` only says which jobs are due. The time is in milliseconds, and it is the
+//!   leader's: after a leader change, the new leader's clock (keep the ensemble's
+//!   clocks synchronised).
 //! - Corrupt jobs (a header or a state that cannot be read, an unknown trigger or
 //!   time zone, a state over [`max_state_bytes`](ZooKeeperJobStoreBuilder::max_state_bytes))
 //!   are reported once in [`Acquired::corrupt`] when they first come due, then marked
@@ -372,6 +383,7 @@ impl JobStore for ZooKeeperJobStore {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::persistent_shared(false);
         caps.notifications = true;
+        caps.store_clock = true;
         caps
     }
 

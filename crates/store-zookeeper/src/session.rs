@@ -46,9 +46,11 @@ impl ZooKeeperJobStore {
                 .await
                 .map_err(|e| zk("create the root path", e))?;
         }
-        match client.create(&self.layout.changes, b"", &PERSISTENT).await {
-            Ok(_) | Err(ZkError::NodeExists) => {}
-            Err(e) => return Err(zk("create the root path", e)),
+        for path in [&self.layout.changes, &self.layout.clock] {
+            match client.create(path, b"", &PERSISTENT).await {
+                Ok(_) | Err(ZkError::NodeExists) => {}
+                Err(e) => return Err(zk("create the root path", e)),
+            }
         }
         let watch = self.start_watch(&client).await?;
         *slot = Some(Session {
@@ -100,6 +102,26 @@ impl ZooKeeperJobStore {
                 }
             }
         })))
+    }
+
+    /// The ZooKeeper leader's time, UTC microseconds: the modification time it gives a
+    /// write to `P/clock`. Leases are timed by it, so that node clocks do not matter;
+    /// read before a claim's writes, it is never later than the time those writes are
+    /// made, so a lease judged expired by it has expired on the server too.
+    pub(crate) async fn server_time(&self, client: &Client) -> Result<i64, Error> {
+        let stat = match client.set_data(&self.layout.clock, b"", None).await {
+            Err(ZkError::NoNode) => {
+                // Removed by hand since the session began: lay it out again.
+                match client.create(&self.layout.clock, b"", &PERSISTENT).await {
+                    Ok(_) | Err(ZkError::NodeExists) => {}
+                    Err(e) => return Err(zk("read the server's time", e)),
+                }
+                client.set_data(&self.layout.clock, b"", None).await
+            }
+            other => other,
+        }
+        .map_err(|e| zk("read the server's time", e))?;
+        Ok(stat.mtime.saturating_mul(1000))
     }
 
     pub(crate) fn notify(&self) {

@@ -202,3 +202,86 @@ fn a_job_added_elsewhere_wakes_a_sleeping_scheduler() {
     other.shutdown(false).expect("shutdown");
     scheduler.shutdown(true).expect("shutdown");
 }
+
+/// Leases run on the ZooKeeper server's clock: a claim (with a caller's `now` in 2100)
+/// and an extension lease until the modification time of `P/clock`, which they write,
+/// plus the lease; another claimer an hour ahead of the server does not take the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_run_on_the_servers_clock() {
+    use apscheduler_testkit::store::{at, interval_trigger, sample_job, utc, LEASE};
+
+    let Some(hosts) = common::zk_hosts("leases_run_on_the_servers_clock") else {
+        return;
+    };
+    let path = common::fresh_path();
+    let store = common::store(&hosts, &path);
+    store.start("default").await.expect("start");
+    assert!(store.capabilities().store_clock);
+    store
+        .add_job(sample_job("a", Some(at(1)), interval_trigger(60)), false)
+        .await
+        .expect("add");
+    let client = Client::connect(&hosts).await.expect("connect");
+    let lease_us = LEASE.as_micros() as i64;
+    // The lease's end in the job's header, and the server's time last read by the store.
+    let lease_and_clock = || async {
+        let (data, _) = client
+            .get_data(&format!("{path}/jobs/a"))
+            .await
+            .expect("the job");
+        let line = data.split(|&b| b == b'\n').next().expect("a header line");
+        let header: serde_json::Value = serde_json::from_slice(line).expect("JSON header");
+        let (_, clock) = client
+            .get_data(&format!("{path}/clock"))
+            .await
+            .expect("the clock znode");
+        (
+            header["expires"].as_i64().expect("leased"),
+            clock.mtime * 1000,
+        )
+    };
+
+    let claimed = store
+        .acquire_due_jobs("s1", utc(10), 10, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.jobs.len(), 1);
+    let (expires, clock) = lease_and_clock().await;
+    assert_eq!(
+        expires,
+        clock + lease_us,
+        "the lease ends LEASE after the server's time"
+    );
+    let wall = chrono::Utc::now().timestamp_micros();
+    assert!(
+        (clock - wall).abs() < 10_000_000,
+        "the server's time ({clock}) is this machine's ({wall}), not the caller's 2100"
+    );
+
+    // A claimer whose clock is an hour past the lease's end: the lease is live on the
+    // server's clock, so it is not taken.
+    let ahead = chrono::DateTime::from_timestamp_micros(expires + 3_600_000_000).unwrap();
+    let other = store
+        .acquire_due_jobs("s2", ahead, 10, LEASE)
+        .await
+        .expect("claim");
+    assert!(
+        other.jobs.is_empty(),
+        "a live lease was taken: {:?}",
+        other.jobs
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store
+        .extend_leases("s1", &[claimed.jobs[0].id.clone()], utc(10), LEASE)
+        .await
+        .expect("extend");
+    let (extended, clock2) = lease_and_clock().await;
+    assert!(clock2 > clock, "the extension read the server's time again");
+    assert_eq!(
+        extended,
+        clock2 + lease_us,
+        "extended from the server's time"
+    );
+    store.remove_all_jobs().await.expect("clean up");
+}

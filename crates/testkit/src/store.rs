@@ -1902,15 +1902,9 @@ pub async fn check_change_notifications<F, Fut>(
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
-
     assert!(listening.capabilities().notifications);
-    let heard = Arc::new(AtomicUsize::new(0));
-    let counter = heard.clone();
-    listening.set_change_listener(Arc::new(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    }));
+    let probe = ListenerProbe::default();
+    listening.set_change_listener(probe.listener());
     listening
         .start("default")
         .await
@@ -1919,31 +1913,8 @@ pub async fn check_change_notifications<F, Fut>(
         .start("default")
         .await
         .expect("start the writing store");
-    let settle = || async {
-        // Until nothing more arrives for half a second.
-        let mut last = heard.load(Ordering::SeqCst);
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = heard.load(Ordering::SeqCst);
-            if now == last {
-                return now;
-            }
-            last = now;
-        }
-    };
-    let after = |before: usize, what: &'static str| {
-        let heard = heard.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while heard.load(Ordering::SeqCst) <= before {
-                assert!(
-                    Instant::now() < deadline,
-                    "no notification of {what} within 5 s"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let after = |before, what| probe.after(before, what);
+    let settle = || probe.settle();
     // Subscribed (the first call says so).
     after(0, "the subscription").await;
     let mut count = settle().await;
@@ -1991,4 +1962,52 @@ pub async fn check_change_notifications<F, Fut>(
 
     listening.shutdown().await.unwrap();
     writer.shutdown().await.unwrap();
+}
+
+/// Counts the calls of a store's change listener, for tests of change channels.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerProbe {
+    heard: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ListenerProbe {
+    /// A listener to hand to [`JobStore::set_change_listener`] that counts its calls.
+    pub fn listener(&self) -> apscheduler_core::ChangeListener {
+        let heard = self.heard.clone();
+        Arc::new(move || {
+            heard.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    }
+
+    /// How many times the listener was called.
+    pub fn count(&self) -> usize {
+        self.heard.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until the listener was called more than `before` times (panics naming
+    /// `what` after 5 s); how long that took.
+    pub async fn after(&self, before: usize, what: &str) -> Duration {
+        let start = std::time::Instant::now();
+        while self.count() <= before {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no notification of {what} within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        start.elapsed()
+    }
+
+    /// Waits until no call arrives for half a second; the count then.
+    pub async fn settle(&self) -> usize {
+        let mut last = self.count();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
 }

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{RunHistory, RunOutcome, RunQuery, TaskContext, TaskFailure, TaskResult};
+use apscheduler_core::{
+    JobStore, RunHistory, RunOutcome, RunQuery, TaskContext, TaskFailure, TaskResult,
+};
 use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions};
 use apscheduler_http::metrics::{MeteredStore, MetricsOptions, RunMetrics};
 use tokio::signal::unix::{signal, SignalKind};
@@ -156,9 +158,10 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
 pub(crate) struct Opened {
     pub(crate) scheduler: AsyncScheduler,
     pub(crate) history: Option<Arc<dyn RunHistory>>,
-    /// Whether the store tells the scheduler about other processes' changes as they
-    /// happen (PostgreSQL, Redis, ZooKeeper), so that polling is only a safety net.
-    pub(crate) notifications: bool,
+    /// The store, asked before each poll whether it tells the scheduler about other
+    /// processes' changes as they happen (PostgreSQL, Redis, ZooKeeper; MongoDB while
+    /// a change stream is open), so that polling is only a safety net.
+    pub(crate) store: Arc<dyn JobStore>,
 }
 
 /// Opens the store `url` under a scheduler started paused (nothing runs); `history`
@@ -192,8 +195,9 @@ async fn open_metered(
         record = record.map(|o| o.observe(Arc::new(m.clone())));
     }
     let history = store.run_history();
-    let notifications = store.capabilities().notifications;
-    let mut builder = Engine::builder().timezone(tz).jobstore("default", store);
+    let mut builder = Engine::builder()
+        .timezone(tz)
+        .jobstore("default", store.clone());
     if let (Some(options), Some(h)) = (record, &history) {
         builder = builder.run_history(h.clone(), options);
     }
@@ -223,7 +227,7 @@ async fn open_metered(
     Ok(Opened {
         scheduler,
         history,
-        notifications,
+        store,
     })
 }
 
@@ -274,7 +278,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let Opened {
         scheduler,
         history,
-        notifications,
+        store,
     } = open_metered(
         &cfg.store_url,
         cfg.timezone,
@@ -331,20 +335,23 @@ async fn serve(cfg: Config) -> Result<(), String> {
     // Other processes change jobs in the store (`aps jobs ...`, other daemons). A
     // SQLite file is watched (its changes wake the daemon at once, and nothing runs
     // while it is idle); PostgreSQL, Redis and ZooKeeper notify the scheduler
-    // themselves; either way a poll a minute is the safety net. Other stores are
-    // polled, every second unless `poll_interval` says otherwise.
+    // themselves, and MongoDB while its change stream is open (asked at each tick:
+    // the stream opens after start, and may end); either way a poll a minute is the
+    // safety net. Other stores are polled, every second unless `poll_interval` says
+    // otherwise.
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _watcher = match cfg.poll_interval {
         None => watch_sqlite_file(&cfg.store_url, changed_tx),
         Some(_) => None,
     };
-    let every = cfg
-        .poll_interval
-        .unwrap_or(if _watcher.is_some() || notifications {
-            WATCHED_POLL
-        } else {
-            Duration::from_secs(1)
-        });
+    let every = cfg.poll_interval.unwrap_or(if _watcher.is_some() {
+        WATCHED_POLL
+    } else {
+        Duration::from_secs(1)
+    });
+    let notified =
+        |store: &dyn JobStore| cfg.poll_interval.is_none() && store.capabilities().notifications;
+    let mut last_poll = tokio::time::Instant::now();
     let mut poll = tokio::time::interval(every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let path = cfg.path.clone();
@@ -353,7 +360,12 @@ async fn serve(cfg: Config) -> Result<(), String> {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => reload(&scheduler, &path, &cfg, history.as_deref()).await,
-            _ = poll.tick() => scheduler.wakeup(),
+            _ = poll.tick() => {
+                if !notified(&*store) || last_poll.elapsed() >= WATCHED_POLL {
+                    last_poll = tokio::time::Instant::now();
+                    scheduler.wakeup();
+                }
+            }
             Some(()) = changed.recv() => {
                 // One wake-up for a burst of file events.
                 while changed.try_recv().is_ok() {}

@@ -81,12 +81,14 @@ impl EngineBuilder {
         self
     }
     /// How often a scheduler on a shared store that cannot notify changes (MySQL/MariaDB,
-    /// MongoDB: [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications)
-    /// false) looks for jobs other processes added or changed, however far its next
-    /// fire time is (default [`DEFAULT_CHANGE_POLL`], 1 s: a pause, resume or change
-    /// made elsewhere takes effect within a second). `None`: only at its own passes
-    /// (call `wakeup` yourself). Stores that notify (PostgreSQL, Redis, ZooKeeper) and
-    /// single-node stores are not polled.
+    /// MongoDB without a change stream open:
+    /// [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications)
+    /// false, asked at each pass) looks for jobs other processes added or changed,
+    /// however far its next fire time is (default [`DEFAULT_CHANGE_POLL`], 1 s: a
+    /// pause, resume or change made elsewhere takes effect within a second). `None`:
+    /// only at its own passes (call `wakeup` yourself). Stores that notify (PostgreSQL,
+    /// Redis, ZooKeeper, MongoDB with a change stream) and single-node stores are not
+    /// polled.
     pub fn change_poll(mut self, every: Option<Duration>) -> Self {
         self.change_poll = every;
         self
