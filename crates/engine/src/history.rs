@@ -38,12 +38,14 @@ pub struct HistoryOptions {
     /// dead and record its running runs `interrupted` (default: 10 s). Keep it a few
     /// heartbeats long, and longer than the clock skew between nodes.
     pub node_timeout: Duration,
-    /// Hold `max_instances` across the nodes sharing the history (default: off, per
-    /// node). On, a pass on a shared store reads the `running` records of the other
-    /// nodes after its claim and counts them with its own instances: a job never runs
-    /// more than `max_instances` at once anywhere. It errs towards skipping: a run that
-    /// ended but whose end is not written yet still counts, and under load (or while
-    /// the history is down) that skips fire times the per-node rule would have run.
+    /// Hold `max_instances` across the nodes sharing the history (default: on). A pass
+    /// on a shared store reads the `running` records of the other nodes after its
+    /// claim and counts them with its own instances: a job never runs more than
+    /// `max_instances` at once anywhere. A run elsewhere counts until its end is
+    /// written, so a fire time blocked only by runs on other nodes waits for their
+    /// ends (read again every 100 ms, for up to 1 s and within its misfire grace time)
+    /// before it is skipped; it starts late by that wait. Off: `max_instances` holds
+    /// per node (one query less per pass that starts runs).
     pub cluster_max_instances: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
@@ -68,7 +70,7 @@ impl Default for HistoryOptions {
             prune_interval: Duration::from_secs(60),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
-            cluster_max_instances: false,
+            cluster_max_instances: true,
             observers: Vec::new(),
         }
     }
@@ -81,8 +83,10 @@ const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
 /// `max_instances` on its own node only.
 const RUNNING_ELSEWHERE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The longest wait between attempts to reach a history that is down.
-const RETRY_CAP: Duration = Duration::from_secs(5);
+/// The longest wait between attempts to reach a history that is down: a second, so
+/// that the ends of runs held meanwhile are written soon after it returns (until then
+/// other nodes count those runs as in flight, and skip their jobs' fire times).
+const RETRY_CAP: Duration = Duration::from_secs(1);
 
 enum Msg {
     Record(RunRecord),
@@ -387,6 +391,12 @@ impl Recorder {
         message: String,
     ) {
         self.not_run_as(None, job_id, scheduled_at, outcome, message);
+    }
+
+    /// Whether `run_id`'s `running` record is still this node's to end (a shutdown's
+    /// flush takes the ones left).
+    pub(crate) fn holds(&self, run_id: &str) -> bool {
+        lock(&self.in_flight).contains_key(run_id)
     }
 
     /// [`not_run`](Self::not_run) for a fire time that has a run id (its `running`

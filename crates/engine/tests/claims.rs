@@ -2,15 +2,18 @@
 //! its job past it (the cluster's "at most once"), under an injected clock: a release
 //! the store reports lost (another scheduler claimed the job after this one's lease
 //! expired) starts nothing here, and a release the store did not confirm starts
-//! nothing and is recorded `missed`, then retried.
+//! nothing and is recorded `missed`, then retried. And `max_instances` across the
+//! nodes sharing a history: a fire time blocked only by another node's run waits for
+//! that run's end to be written, and is skipped only if it does not come.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apscheduler_core::event::{self, Event};
 use apscheduler_core::{
-    async_trait, Acquired, Error, ErrorKind, Job, JobRelease, JobStore, ManualClock, Released,
-    RunHistory as _, RunOutcome, RunQuery,
+    async_trait, Acquired, Capabilities, Error, ErrorKind, Job, JobRelease, JobStore, ManualClock,
+    Released, RunHistory as _, RunOutcome, RunQuery, RunRecord,
 };
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec, DEFAULT_LEASE};
 use apscheduler_store_memory::{MemoryJobStore, MemoryRunHistory};
@@ -18,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 mod common;
-use common::at;
+use common::{at, running, wait_for};
 
 /// What the store does to the next release.
 #[derive(Debug)]
@@ -29,18 +32,26 @@ enum Fault {
     Unconfirmed,
 }
 
-/// A memory store whose next release meets a fault.
+/// A memory store whose next release meets a fault; `shared`, it says it is a store
+/// several schedulers share (as the SQL, Redis and MongoDB stores do).
 #[derive(Debug)]
 struct Faulty {
     inner: MemoryJobStore,
     fault: Mutex<Option<Fault>>,
     releases: AtomicUsize,
+    shared: bool,
 }
 
 #[async_trait]
 impl JobStore for Faulty {
     fn is_persistent(&self) -> bool {
         false
+    }
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::default();
+        caps.shared = self.shared;
+        caps.single_node = !self.shared;
+        caps
     }
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         self.inner.add_job(job, replace_existing).await
@@ -136,6 +147,7 @@ impl Harness {
             inner: MemoryJobStore::new(),
             fault: Mutex::new(None),
             releases: AtomicUsize::new(0),
+            shared: false,
         });
         let history = Arc::new(MemoryRunHistory::new());
         let engine = Engine::builder()
@@ -290,5 +302,183 @@ fn an_unconfirmed_release_starts_nothing_records_missed_and_is_retried() {
     assert_eq!(
         h.outcomes().last().copied(),
         Some((at(10, 1, 0), RunOutcome::Success))
+    );
+}
+
+/// A node `me/1` of a cluster (a shared store, a history another node `other/2` writes
+/// too) whose job `job` (every minute from 10:00:00, `max_instances` 1, misfire grace
+/// `grace` seconds) is due at the clock's 10:00:00 while `other/2` has a run of it in
+/// flight. Returns the engine, the clock, the history, the count of runs started here
+/// and the events' names.
+async fn blocked_elsewhere(
+    grace: f64,
+) -> (
+    Engine,
+    Arc<ManualClock>,
+    Arc<MemoryRunHistory>,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = Arc::new(Faulty {
+        inner: MemoryJobStore::new(),
+        fault: Mutex::new(None),
+        releases: AtomicUsize::new(0),
+        shared: true,
+    });
+    let history = Arc::new(MemoryRunHistory::new());
+    history
+        .record_runs(&[running("r-other", "job", "other/2")])
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        // `cluster_max_instances` is on by default.
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("count", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = events.clone();
+    engine.add_listener(
+        move |e: &Event| sink.lock().unwrap().push(e.name().to_string()),
+        event::EVENT_JOB_MAX_INSTANCES | event::EVENT_JOB_MISSED,
+    );
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(
+            JobSpec::task("count")
+                .id("job")
+                .trigger_args(
+                    "interval",
+                    json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+                )
+                .max_instances(1)
+                .misfire_grace_time(Some(Duration::from_secs_f64(grace))),
+        )
+        .await
+        .unwrap();
+    (engine, clock, history, runs, events)
+}
+
+/// The records of `job`'s fire time 10:00:00 on this node, once written.
+async fn records_here(engine: &Engine, history: &MemoryRunHistory) -> Vec<RunRecord> {
+    engine.flush_history(Duration::from_secs(5)).await;
+    history
+        .query_runs(&RunQuery {
+            job_id: Some("job".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.node == "me/1" && r.scheduled_at == at(10, 0, 0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_time_blocked_only_by_another_nodes_run_starts_once_that_runs_end_is_written() {
+    let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
+    engine.process_jobs().await;
+    // The wait is at least a poll long, whatever the machine's load.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "started beside other/2's run"
+    );
+    // other/2's run ends, and its end reaches the history.
+    let mut ended = running("r-other", "job", "other/2");
+    ended.outcome = RunOutcome::Success;
+    ended.finished_at = Some(at(10, 0, 0));
+    history.record_runs(&[ended]).await.unwrap();
+    wait_for("the waiting fire time's start", async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let records = records_here(&engine, &history).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    engine.flush_events();
+    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
+    engine.shutdown(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_time_still_blocked_by_another_nodes_run_after_a_second_is_skipped() {
+    let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
+    let began = std::time::Instant::now();
+    engine.process_jobs().await;
+    let skipped = async || {
+        records_here(&engine, &history)
+            .await
+            .iter()
+            .any(|r| r.outcome == RunOutcome::Missed)
+    };
+    wait_for("the skip", skipped).await;
+    // Sleeps never end early: ten polls of 100 ms come first.
+    assert!(
+        began.elapsed() >= Duration::from_secs(1),
+        "skipped after {:?}",
+        began.elapsed()
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let records = records_here(&engine, &history).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message
+            .contains("maximum number of running instances reached (1, 1 of them on other nodes)"),
+        "{message}"
+    );
+    engine.flush_events();
+    assert_eq!(*events.lock().unwrap(), ["EVENT_JOB_MAX_INSTANCES"]);
+    engine.shutdown(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fire_time_is_skipped_once_past_its_misfire_grace() {
+    let (engine, clock, history, runs, _events) = blocked_elsewhere(0.5).await;
+    engine.process_jobs().await;
+    // The clock passes the grace while it waits (other/2's run goes on).
+    clock.set(at(10, 0, 0) + chrono::Duration::seconds(1));
+    let began = std::time::Instant::now();
+    let skipped = async || {
+        records_here(&engine, &history)
+            .await
+            .iter()
+            .any(|r| r.outcome == RunOutcome::Missed)
+    };
+    wait_for("the skip", skipped).await;
+    assert!(
+        began.elapsed() < Duration::from_millis(900),
+        "waited {:?}: the grace did not end the wait",
+        began.elapsed()
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    engine.shutdown(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_records_the_fire_times_still_waiting() {
+    let (engine, _clock, history, runs, _events) = blocked_elsewhere(30.0).await;
+    engine.process_jobs().await;
+    engine.shutdown(true).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let records = records_here(&engine, &history).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("shut down while the fire time waited"),
+        "{message}"
     );
 }

@@ -140,6 +140,7 @@ impl EngineBuilder {
                 unreleased: Mutex::new(HashMap::new()),
                 history,
                 interrupted: Mutex::new(Vec::new()),
+                waiting_elsewhere: Mutex::default(),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

@@ -163,6 +163,7 @@ impl Engine {
             executor.shutdown(wait);
         }
         self.drop_recoveries();
+        self.drop_waiting_elsewhere();
         // Before the stores close: a history may share their connection.
         if let Some(recorder) = &self.inner.history {
             recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;

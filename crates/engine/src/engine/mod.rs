@@ -45,6 +45,7 @@ mod add;
 mod add_many;
 mod builder;
 mod components;
+mod elsewhere;
 mod events;
 mod job_tables;
 mod jobs;
@@ -162,6 +163,9 @@ pub(crate) struct Inner {
     /// Runs this node recorded `interrupted` (a dead node's, or its own previous
     /// life's), waiting for a pass to recover those of jobs that ask for it.
     interrupted: Mutex<Vec<apscheduler_core::RunRecord>>,
+    /// Fire times waiting for other nodes' runs of their job to end (`max_instances`
+    /// across the cluster), and whether a task is polling for them.
+    waiting_elsewhere: Mutex<elsewhere::Waiting>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }

@@ -234,6 +234,7 @@ impl Engine {
                 }
             };
             let skipped = self.report_unreleased(alias, &released, now);
+            let mut waiting = Vec::new();
             for run in planned {
                 match skipped.get(&*run.run.job_id) {
                     None => {
@@ -242,10 +243,17 @@ impl Engine {
                             .and_then(|e| e.get(&*run.run.job_id))
                             .copied()
                             .unwrap_or(0);
-                        self.start_run(alias, run, used, others);
+                        if run.blocked_only_elsewhere(others) {
+                            waiting.push((run, others));
+                        } else {
+                            self.start_run(alias, run, used, others);
+                        }
                     }
                     Some(why) => self.not_started(alias, run, why),
                 }
+            }
+            if !waiting.is_empty() {
+                self.wait_for_ends_elsewhere(alias, waiting);
             }
             if claimed == batch {
                 // More batches follow: start this one's runs meanwhile.
@@ -388,6 +396,7 @@ impl Engine {
             run,
             name: job.name.clone(),
             executor_alias: job.executor.clone(),
+            grace: job.misfire_grace_time,
         })
     }
 
@@ -406,6 +415,7 @@ impl Engine {
             run,
             name,
             executor_alias,
+            ..
         } = planned;
         let (job_id, max_instances) = (run.job_id.clone(), run.max_instances);
         // The run times again for the events of a failed submission, without copying
@@ -517,7 +527,12 @@ impl Engine {
     /// A planned run that is not started: its fire times go to the log and the history
     /// (its `running` records become `missed`, saying why), and, unless another
     /// scheduler holds them now (it runs and records them too), to the events.
-    fn not_started(&self, alias: &Arc<str>, planned: PlannedRun, why: &dyn NotStartedReason) {
+    pub(super) fn not_started(
+        &self,
+        alias: &Arc<str>,
+        planned: PlannedRun,
+        why: &dyn NotStartedReason,
+    ) {
         let run = planned.run;
         for (i, &t) in run.run_times.iter().enumerate() {
             let at = apscheduler_core::time::to_rfc3339(&t);
@@ -560,16 +575,26 @@ const LOST: &str = "another scheduler claimed the job after this one's lease exp
 /// A claimed job's run, planned in a pass and started once the store applied the
 /// release that moves the job past its fire times.
 pub(super) struct PlannedRun {
-    executor: Arc<dyn Executor>,
-    run: JobRun,
+    pub(super) executor: Arc<dyn Executor>,
+    pub(super) run: JobRun,
     name: Arc<str>,
     executor_alias: Arc<str>,
+    /// The job's misfire grace time: the latest a run waiting for other nodes may start.
+    pub(super) grace: Option<Duration>,
 }
 
 impl PlannedRun {
     /// The run to submit.
     pub(super) fn run(&self) -> &JobRun {
         &self.run
+    }
+
+    /// Whether only the `elsewhere` runs other nodes have in flight keep this run from
+    /// starting (this node's own instances leave room under `max_instances`).
+    pub(super) fn blocked_only_elsewhere(&self, elsewhere: usize) -> bool {
+        let max = self.run.max_instances as usize;
+        let here = self.executor.instances(&self.run.job_id);
+        elsewhere > 0 && here < max && here.saturating_add(elsewhere) >= max
     }
 }
 

@@ -1,0 +1,144 @@
+//! Fire times that wait for other nodes' runs of their job to end (`max_instances`
+//! across the cluster).
+//!
+//! A node learns that another node's run ended only once that node has written the
+//! run's end to the history, a write or so after the run ended (longer under load, or
+//! while the history is down). A fire time that finds its job at `max_instances` only
+//! because of runs on other nodes is therefore not skipped at once: it waits, the node
+//! reading the other nodes' runs again every [`ELSEWHERE_POLL`] (one query for every
+//! waiting fire time), and starts as soon as there is room. One still blocked after
+//! [`ELSEWHERE_WAIT`], or once its misfire grace time has passed, is skipped as any
+//! `max_instances` skip is. Its release is already applied, so no other node can
+//! start it meanwhile: the wait delays a fire time, never doubles it.
+
+use std::time::Instant;
+
+use super::pass::{NotStartedReason, PassLookups, PlannedRun};
+use super::*;
+
+/// How often waiting fire times read the other nodes' runs again.
+const ELSEWHERE_POLL: Duration = Duration::from_millis(100);
+
+/// How long a fire time blocked only by other nodes' runs waits for one of them to end
+/// before it is skipped.
+const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
+
+/// The fire times waiting on this node, and whether a task polls for them.
+#[derive(Default)]
+pub(super) struct Waiting {
+    runs: Vec<WaitingRun>,
+    polling: bool,
+}
+
+/// A planned run held back by the runs other nodes have in flight.
+struct WaitingRun {
+    alias: Arc<str>,
+    planned: PlannedRun,
+    /// How many runs of the job other nodes had in flight when last read.
+    elsewhere: usize,
+    /// When it stops waiting (real time: the wait is for a write, not for the clock).
+    until: Instant,
+}
+
+/// A waiting fire time the scheduler's shutdown came before.
+struct ShutDown;
+
+impl NotStartedReason for ShutDown {
+    fn message(&self) -> Option<String> {
+        Some(
+            "the scheduler shut down while the fire time waited for a run of the job on \
+             another node to end (max_instances)"
+                .to_owned(),
+        )
+    }
+}
+
+impl Engine {
+    /// Holds `runs` (each with the count of its job's runs on other nodes) until those
+    /// runs leave room under `max_instances`; starts the poller if none runs.
+    pub(super) fn wait_for_ends_elsewhere(&self, alias: &Arc<str>, runs: Vec<(PlannedRun, usize)>) {
+        let until = Instant::now() + ELSEWHERE_WAIT;
+        let start = {
+            let mut waiting = lock(&self.inner.waiting_elsewhere);
+            waiting
+                .runs
+                .extend(runs.into_iter().map(|(planned, elsewhere)| WaitingRun {
+                    alias: alias.clone(),
+                    planned,
+                    elsewhere,
+                    until,
+                }));
+            !std::mem::replace(&mut waiting.polling, true)
+        };
+        if start {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.poll_elsewhere().await });
+        }
+    }
+
+    /// Every [`ELSEWHERE_POLL`] while fire times wait: reads the other nodes' runs once
+    /// and starts, skips or keeps each.
+    async fn poll_elsewhere(&self) {
+        let Some(recorder) = self.inner.history.clone() else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(ELSEWHERE_POLL).await;
+            let counts = recorder.running_elsewhere().await;
+            // Under the jobs lock, as a pass starts its runs: a shutdown sets the state
+            // before it takes this lock, and takes the runs still waiting after it.
+            let _guard = self.inner.jobs_lock.lock().await;
+            let runs = std::mem::take(&mut lock(&self.inner.waiting_elsewhere).runs);
+            if self.state() == SchedulerState::Stopped {
+                for w in runs {
+                    // Unless the shutdown's history flush already recorded it.
+                    if w.planned
+                        .run
+                        .run_ids
+                        .first()
+                        .is_none_or(|id| recorder.holds(id))
+                    {
+                        self.not_started(&w.alias, w.planned, &ShutDown);
+                    }
+                }
+                lock(&self.inner.waiting_elsewhere).polling = false;
+                return;
+            }
+            let (now, at) = (self.inner.clock.now(), Instant::now());
+            let mut used = PassLookups::default();
+            let mut still = Vec::new();
+            for mut w in runs {
+                if let Some(counts) = &counts {
+                    w.elsewhere = counts.get(&*w.planned.run.job_id).copied().unwrap_or(0);
+                }
+                let first = w.planned.run.run_times[0].with_timezone(&Utc);
+                let out_of_grace = w
+                    .planned
+                    .grace
+                    .is_some_and(|g| (now - first).to_std().is_ok_and(|late| late > g));
+                if w.planned.blocked_only_elsewhere(w.elsewhere) && at < w.until && !out_of_grace {
+                    still.push(w);
+                } else {
+                    // Starts, or (still blocked) is skipped by `max_instances`, saying
+                    // how many runs of the job are on other nodes.
+                    self.start_run(&w.alias, w.planned, &mut used, w.elsewhere);
+                }
+            }
+            used.flush();
+            let mut waiting = lock(&self.inner.waiting_elsewhere);
+            waiting.runs.extend(still);
+            if waiting.runs.is_empty() {
+                waiting.polling = false;
+                return;
+            }
+        }
+    }
+
+    /// At shutdown: the fire times still waiting are not started, and recorded so.
+    pub(super) fn drop_waiting_elsewhere(&self) {
+        let runs = std::mem::take(&mut lock(&self.inner.waiting_elsewhere).runs);
+        for w in runs {
+            self.not_started(&w.alias, w.planned, &ShutDown);
+        }
+    }
+}
