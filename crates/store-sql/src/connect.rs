@@ -28,6 +28,9 @@ pub(crate) struct PoolConfig {
     pub(crate) sqlite_cache_kib: Option<u32>,
     /// SQLite's `mmap_size` pragma, in bytes (`None`: SQLite's default, no mapping).
     pub(crate) sqlite_mmap_bytes: Option<u64>,
+    /// Checkpoint the WAL from a task of its own at this interval instead of in the
+    /// commit that fills it (`None`: SQLite's automatic checkpoints).
+    pub(crate) sqlite_checkpoint_every: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -43,6 +46,7 @@ impl Default for PoolConfig {
             sqlite_sync_full: false,
             sqlite_cache_kib: None,
             sqlite_mmap_bytes: None,
+            sqlite_checkpoint_every: None,
         }
     }
 }
@@ -283,6 +287,11 @@ pub(crate) fn check_reachable_config(target: &Target, url: &str) -> Result<(), E
     Ok(())
 }
 
+/// With background checkpoints, the WAL size (in pages) at which a commit checkpoints
+/// all the same (SQLite's default is 1,000).
+#[cfg(feature = "sqlite")]
+pub(crate) const WAL_SAFETY_PAGES: u32 = 20_000;
+
 /// Rows buffered between a SQLite connection's thread and its reader.
 #[cfg(feature = "sqlite")]
 const SQLITE_ROW_CHANNEL: usize = 1024;
@@ -303,6 +312,12 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             if let Some(bytes) = config.sqlite_mmap_bytes {
                 options = options.pragma("mmap_size", bytes.to_string());
             }
+            if config.sqlite_checkpoint_every.is_some() && !*in_memory {
+                // The commits no longer checkpoint (and sync the file) at 1,000 pages of
+                // WAL; a background task does. The bound left is a safety net, should
+                // the task fall behind.
+                options = options.pragma("wal_autocheckpoint", WAL_SAFETY_PAGES.to_string());
+            }
             let options = options
                 .busy_timeout(config.sqlite_busy_timeout)
                 .synchronous(synchronous)
@@ -310,6 +325,10 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
                 // default, 50, puts a thread hand-off on every 50 rows: listing 10,000
                 // jobs spent more time switching threads than reading).
                 .row_buffer_size(SQLITE_ROW_CHANNEL);
+            let checkpoints = config
+                .sqlite_checkpoint_every
+                .filter(|_| !*in_memory)
+                .map(|every| crate::sqlite::Checkpoints::start(options.clone(), every));
             let pool = if *in_memory {
                 // Every connection would open its own empty database: keep exactly one.
                 sqlx::pool::PoolOptions::new()
@@ -323,7 +342,7 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             } else {
                 pool_options(config).connect_lazy_with(options)
             };
-            Arc::new(crate::sqlite::SqliteDriver::new(pool, names))
+            Arc::new(crate::sqlite::SqliteDriver::new(pool, names).with_checkpoints(checkpoints))
         }
         #[cfg(feature = "postgres")]
         Target::Postgres(options) => {

@@ -2,9 +2,11 @@
 //! transactions, which take the database's write lock up front (waiting up to the busy
 //! timeout), so two claimers never see the same due row; readers are not blocked (WAL).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
-use sqlx::Sqlite;
+use sqlx::{ConnectOptions as _, Sqlite};
 
 use crate::codec::{EncodedJob, FetchedRow};
 use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
@@ -33,6 +35,65 @@ pub(crate) struct SqliteDriver {
     claim: String,
     /// Every row, as one value (see [`one_value`]).
     fetch_all: String,
+    /// The background WAL checkpoints, when asked for.
+    checkpoints: Option<Checkpoints>,
+}
+
+/// A task that checkpoints the WAL every so often on a connection of its own
+/// ([`SqlJobStoreBuilder::sqlite_background_checkpoints`](crate::SqlJobStoreBuilder::sqlite_background_checkpoints)),
+/// so that no claim or release pays for one. Stops with the store, or when dropped.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Checkpoints {
+    /// Starts the task on the current tokio runtime (none without one: the commits'
+    /// own checkpoints at the safety bound remain).
+    pub(crate) fn start(options: sqlx::sqlite::SqliteConnectOptions, every: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Checkpoints { stop };
+        };
+        runtime.spawn(async move {
+            let mut conn: Option<sqlx::sqlite::SqliteConnection> = None;
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => return,
+                }
+                let done = match conn.as_mut() {
+                    Some(c) => sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ()),
+                    None => options.connect().await.map(|c| conn = Some(c)),
+                };
+                match done {
+                    Ok(()) => failing = false,
+                    Err(e) => {
+                        if !failing {
+                            apscheduler_core::log_warn!(target: "apscheduler", "SQLite: background WAL checkpoint failed (retried every {every:?}; commits checkpoint past {} pages meanwhile): {e}", crate::connect::WAL_SAFETY_PAGES);
+                        }
+                        failing = true;
+                        conn = None;
+                    }
+                }
+            }
+        });
+        Checkpoints { stop }
+    }
+
+    fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl SqliteDriver {
@@ -68,7 +129,14 @@ impl SqliteDriver {
             claim,
             pool,
             names,
+            checkpoints: None,
         }
+    }
+
+    /// The driver with its background checkpoints (`None`: SQLite's own).
+    pub(crate) fn with_checkpoints(mut self, checkpoints: Option<Checkpoints>) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 }
 
@@ -263,6 +331,9 @@ impl Driver for SqliteDriver {
     }
 
     async fn close(&self) {
+        if let Some(c) = &self.checkpoints {
+            c.stop();
+        }
         self.pool.close().await;
     }
 }

@@ -212,6 +212,17 @@ impl SqlJobStoreBuilder {
         self
     }
 
+    /// SQLite file only: checkpoint the write-ahead log from a background task every
+    /// `every`, on a connection of its own, instead of in whichever commit brings the
+    /// log to 1,000 pages (SQLite's automatic checkpoint, which also syncs the database
+    /// file: a pause of several milliseconds in that commit, at a random one of a busy
+    /// scheduler's claims and releases). Commits still checkpoint past 20,000 pages,
+    /// should the task fall behind. The `aps` daemon checkpoints every 250 ms.
+    pub fn sqlite_background_checkpoints(mut self, every: Duration) -> Self {
+        self.pool.sqlite_checkpoint_every = Some(every);
+        self
+    }
+
     /// SQLite only: the page cache each pooled connection keeps, in bytes (rounded up
     /// to KiB; SQLite's default is 2,000 KiB). The file's pages stay in the operating
     /// system's cache either way: a small cache costs a system call per page read, and

@@ -352,6 +352,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let notified =
         |store: &dyn JobStore| cfg.poll_interval.is_none() && store.capabilities().notifications;
     let mut last_poll = tokio::time::Instant::now();
+    let (mut file_woken, mut file_pending) = (tokio::time::Instant::now(), false);
     let mut poll = tokio::time::interval(every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let path = cfg.path.clone();
@@ -369,6 +370,19 @@ async fn serve(cfg: Config) -> Result<(), String> {
             Some(()) = changed.recv() => {
                 // One wake-up for a burst of file events.
                 while changed.try_recv().is_ok() {}
+                // The daemon's own writes (releases, run records) change the file too,
+                // many times a second under load: at most one wake-up per
+                // FILE_WAKE_EVERY, and one at the window's end for the events in it.
+                if file_woken.elapsed() >= FILE_WAKE_EVERY {
+                    file_woken = tokio::time::Instant::now();
+                    scheduler.wakeup();
+                } else {
+                    file_pending = true;
+                }
+            }
+            _ = tokio::time::sleep_until(file_woken + FILE_WAKE_EVERY), if file_pending => {
+                file_pending = false;
+                file_woken = tokio::time::Instant::now();
                 scheduler.wakeup();
             }
         }
@@ -399,6 +413,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
 /// How often a daemon on a watched SQLite file, or on a store that notifies changes,
 /// looks anyway: a safety net, in case a notification is missed.
 const WATCHED_POLL: Duration = Duration::from_secs(60);
+
+/// The shortest time between two wake-ups for changes of a watched SQLite file: the
+/// watch cannot tell another process's writes from the daemon's own, which come many
+/// times a second under load, and each wake-up costs a pass over the store.
+const FILE_WAKE_EVERY: Duration = Duration::from_millis(250);
 
 /// Watches the directory of the SQLite file `url` names, sending on `changed` whenever
 /// the database or its WAL changes (another process wrote jobs). `None` when the URL is

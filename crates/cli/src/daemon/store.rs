@@ -18,6 +18,11 @@ pub(crate) enum Role {
 /// The daemon's SQLite page cache per connection.
 const SQLITE_PAGE_CACHE: usize = 512 * 1024;
 
+/// How often the daemon checkpoints its SQLite file's WAL, in the background: a commit
+/// that checkpoints syncs the file, a pause of several ms in a claim or release, and a
+/// long WAL slows every read (docs/PERFORMANCE.md, "Burst, after the cluster work").
+const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
 /// `mysql://` (`mariadb://`), `redis://`, `mongodb://`, `zookeeper://host:port/path`.
 /// A SQLite file that does not exist yet is created readable by its owner only.
@@ -35,8 +40,15 @@ pub(crate) fn open(url: &str, role: Role) -> Result<Arc<dyn JobStore>, String> {
             // index, and each fault of a map brings in (and the exit unmaps) 16 pages
             // around the one read: 450 MB resident and 100-200 ms more on a 1,000,000-run
             // history.
+            // The daemon's scheduler writes through one connection: SQLite has one
+            // writer at a time, and in-process writers waiting their turn in the pool
+            // (in order) do better than in SQLite's busy handler, which sleeps 1, 2,
+            // 5, 10 ms and more between tries.
             let builder = match role {
-                Role::Scheduler => builder.sqlite_page_cache(SQLITE_PAGE_CACHE),
+                Role::Scheduler => builder
+                    .sqlite_page_cache(SQLITE_PAGE_CACHE)
+                    .sqlite_background_checkpoints(SQLITE_CHECKPOINT_EVERY)
+                    .max_connections(1),
                 Role::Manager => builder,
             };
             let store = builder.build().map_err(|e| e.to_string())?;
