@@ -42,6 +42,17 @@ struct Faulty {
     shared: bool,
 }
 
+impl Faulty {
+    fn new(shared: bool) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner: MemoryJobStore::new(),
+            fault: Mutex::new(None),
+            releases: AtomicUsize::new(0),
+            shared,
+        })
+    }
+}
+
 #[async_trait]
 impl JobStore for Faulty {
     fn is_persistent(&self) -> bool {
@@ -131,6 +142,31 @@ impl JobStore for Faulty {
     }
 }
 
+/// A scheduler `id` on `store` and `history` (defaults otherwise), running jobs inline,
+/// and the count of runs of its task `count`.
+fn counting_node(
+    id: &str,
+    clock: &Arc<ManualClock>,
+    store: Arc<Faulty>,
+    history: &Arc<MemoryRunHistory>,
+) -> (Engine, Arc<AtomicUsize>) {
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id(id)
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("count", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    (engine, runs)
+}
+
 struct Harness {
     engine: Engine,
     clock: Arc<ManualClock>,
@@ -143,27 +179,9 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         let clock = Arc::new(ManualClock::new(at(9, 59, 0)));
-        let store = Arc::new(Faulty {
-            inner: MemoryJobStore::new(),
-            fault: Mutex::new(None),
-            releases: AtomicUsize::new(0),
-            shared: false,
-        });
+        let store = Faulty::new(false);
         let history = Arc::new(MemoryRunHistory::new());
-        let engine = Engine::builder()
-            .clock(clock.clone())
-            .timezone(chrono_tz::UTC)
-            .jobstore("default", store.clone())
-            .executor("default", Arc::new(InlineExecutor::new()))
-            .scheduler_id("node-1")
-            .run_history(history.clone(), HistoryOptions::default())
-            .build();
-        let runs = Arc::new(AtomicUsize::new(0));
-        let counter = runs.clone();
-        engine.register_task("count", move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Ok(json!(null))
-        });
+        let (engine, runs) = counting_node("node-1", &clock, store.clone(), &history);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -197,15 +215,8 @@ impl Harness {
 
     fn outcomes(&self) -> Vec<(DateTime<Utc>, RunOutcome)> {
         self.rt.block_on(async {
-            self.engine.flush_history(Duration::from_secs(5)).await;
-            let mut runs: Vec<_> = self
-                .history
-                .query_runs(&RunQuery {
-                    job_id: Some("job".into()),
-                    ..RunQuery::default()
-                })
+            let mut runs: Vec<_> = job_records(&self.engine, &self.history)
                 .await
-                .unwrap()
                 .into_iter()
                 .filter(|r| r.outcome != RunOutcome::Running)
                 .map(|r| (r.scheduled_at, r.outcome))
@@ -320,32 +331,14 @@ async fn blocked_elsewhere(
     Arc<Mutex<Vec<String>>>,
 ) {
     let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
-    let store = Arc::new(Faulty {
-        inner: MemoryJobStore::new(),
-        fault: Mutex::new(None),
-        releases: AtomicUsize::new(0),
-        shared: true,
-    });
+    let store = Faulty::new(true);
     let history = Arc::new(MemoryRunHistory::new());
     history
         .record_runs(&[running("r-other", "job", "other/2")])
         .await
         .unwrap();
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", store)
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        // `cluster_max_instances` is on by default.
-        .run_history(history.clone(), HistoryOptions::default())
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("count", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
+    // `cluster_max_instances` is on by default.
+    let (engine, runs) = counting_node("me/1", &clock, store, &history);
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = events.clone();
     engine.add_listener(
@@ -369,8 +362,8 @@ async fn blocked_elsewhere(
     (engine, clock, history, runs, events)
 }
 
-/// The records of `job`'s fire time 10:00:00 on this node, once written.
-async fn records_here(engine: &Engine, history: &MemoryRunHistory) -> Vec<RunRecord> {
+/// The records of the job `job`, once what `engine` queued is written.
+async fn job_records(engine: &Engine, history: &MemoryRunHistory) -> Vec<RunRecord> {
     engine.flush_history(Duration::from_secs(5)).await;
     history
         .query_runs(&RunQuery {
@@ -379,9 +372,26 @@ async fn records_here(engine: &Engine, history: &MemoryRunHistory) -> Vec<RunRec
         })
         .await
         .unwrap()
+}
+
+/// The records of `job`'s fire time 10:00:00 on this node, once written.
+async fn records_here(engine: &Engine, history: &MemoryRunHistory) -> Vec<RunRecord> {
+    job_records(engine, history)
+        .await
         .into_iter()
         .filter(|r| r.node == "me/1" && r.scheduled_at == at(10, 0, 0))
         .collect()
+}
+
+/// Waits until this node recorded the fire time `missed`.
+async fn wait_skipped(engine: &Engine, history: &MemoryRunHistory) {
+    let skipped = async || {
+        records_here(engine, history)
+            .await
+            .iter()
+            .any(|r| r.outcome == RunOutcome::Missed)
+    };
+    wait_for("the skip", skipped).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,13 +427,7 @@ async fn a_fire_time_still_blocked_by_another_nodes_run_after_a_second_is_skippe
     let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
     let began = std::time::Instant::now();
     engine.process_jobs().await;
-    let skipped = async || {
-        records_here(&engine, &history)
-            .await
-            .iter()
-            .any(|r| r.outcome == RunOutcome::Missed)
-    };
-    wait_for("the skip", skipped).await;
+    wait_skipped(&engine, &history).await;
     // Sleeps never end early: ten polls of 100 ms come first.
     assert!(
         began.elapsed() >= Duration::from_secs(1),
@@ -451,13 +455,7 @@ async fn a_waiting_fire_time_is_skipped_once_past_its_misfire_grace() {
     // The clock passes the grace while it waits (other/2's run goes on).
     clock.set(at(10, 0, 0) + chrono::Duration::seconds(1));
     let began = std::time::Instant::now();
-    let skipped = async || {
-        records_here(&engine, &history)
-            .await
-            .iter()
-            .any(|r| r.outcome == RunOutcome::Missed)
-    };
-    wait_for("the skip", skipped).await;
+    wait_skipped(&engine, &history).await;
     assert!(
         began.elapsed() < Duration::from_millis(900),
         "waited {:?}: the grace did not end the wait",
