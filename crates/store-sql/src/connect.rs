@@ -312,7 +312,9 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             if let Some(bytes) = config.sqlite_mmap_bytes {
                 options = options.pragma("mmap_size", bytes.to_string());
             }
-            if config.sqlite_checkpoint_every.is_some() && !*in_memory {
+            // An in-memory database has no WAL to checkpoint.
+            let checkpoint_every = config.sqlite_checkpoint_every.filter(|_| !*in_memory);
+            if checkpoint_every.is_some() {
                 // The commits no longer checkpoint (and sync the file) at 1,000 pages of
                 // WAL; a background task does. The bound left is a safety net, should
                 // the task fall behind.
@@ -325,9 +327,7 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
                 // default, 50, puts a thread hand-off on every 50 rows: listing 10,000
                 // jobs spent more time switching threads than reading).
                 .row_buffer_size(SQLITE_ROW_CHANNEL);
-            let checkpoints = config
-                .sqlite_checkpoint_every
-                .filter(|_| !*in_memory)
+            let checkpoints = checkpoint_every
                 .map(|every| crate::sqlite::Checkpoints::start(options.clone(), every));
             let pool = if *in_memory {
                 // Every connection would open its own empty database: keep exactly one.

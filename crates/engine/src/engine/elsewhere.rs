@@ -90,17 +90,7 @@ impl Engine {
             let _guard = self.inner.jobs_lock.lock().await;
             let runs = std::mem::take(&mut lock(&self.inner.waiting_elsewhere).runs);
             if self.state() == SchedulerState::Stopped {
-                for w in runs {
-                    // Unless the shutdown's history flush already recorded it.
-                    if w.planned
-                        .run
-                        .run_ids
-                        .first()
-                        .is_none_or(|id| recorder.holds(id))
-                    {
-                        self.not_started(&w.alias, w.planned, &ShutDown);
-                    }
-                }
+                self.record_shut_down(runs);
                 lock(&self.inner.waiting_elsewhere).polling = false;
                 return;
             }
@@ -137,8 +127,24 @@ impl Engine {
     /// At shutdown: the fire times still waiting are not started, and recorded so.
     pub(super) fn drop_waiting_elsewhere(&self) {
         let runs = std::mem::take(&mut lock(&self.inner.waiting_elsewhere).runs);
+        self.record_shut_down(runs);
+    }
+
+    /// Records `runs` as not started because of the shutdown, unless the shutdown's
+    /// history flush already recorded them (the poller can take them after it).
+    fn record_shut_down(&self, runs: Vec<WaitingRun>) {
+        let Some(recorder) = &self.inner.history else {
+            return;
+        };
         for w in runs {
-            self.not_started(&w.alias, w.planned, &ShutDown);
+            if w.planned
+                .run
+                .run_ids
+                .first()
+                .is_none_or(|id| recorder.holds(id))
+            {
+                self.not_started(&w.alias, w.planned, &ShutDown);
+            }
         }
     }
 }

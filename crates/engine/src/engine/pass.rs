@@ -592,9 +592,14 @@ impl PlannedRun {
     /// Whether only the `elsewhere` runs other nodes have in flight keep this run from
     /// starting (this node's own instances leave room under `max_instances`).
     pub(super) fn blocked_only_elsewhere(&self, elsewhere: usize) -> bool {
+        // Checked first: the executor's count is a lookup under a lock, on every run of
+        // every pass, and needed only when other nodes have runs of the job.
+        if elsewhere == 0 {
+            return false;
+        }
         let max = self.run.max_instances as usize;
         let here = self.executor.instances(&self.run.job_id);
-        elsewhere > 0 && here < max && here.saturating_add(elsewhere) >= max
+        here < max && here.saturating_add(elsewhere) >= max
     }
 }
 
