@@ -142,13 +142,14 @@ impl JobStore for Faulty {
     }
 }
 
-/// A scheduler `id` on `store` and `history` (defaults otherwise), running jobs inline,
-/// and the count of runs of its task `count`.
+/// A scheduler `id` on `store` and `history` (with `options`), running jobs inline, and
+/// the count of runs of its task `count`.
 fn counting_node(
     id: &str,
     clock: &Arc<ManualClock>,
     store: Arc<Faulty>,
     history: &Arc<MemoryRunHistory>,
+    options: HistoryOptions,
 ) -> (Engine, Arc<AtomicUsize>) {
     let engine = Engine::builder()
         .clock(clock.clone())
@@ -156,7 +157,7 @@ fn counting_node(
         .jobstore("default", store)
         .executor("default", Arc::new(InlineExecutor::new()))
         .scheduler_id(id)
-        .run_history(history.clone(), HistoryOptions::default())
+        .run_history(history.clone(), options)
         .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
@@ -181,7 +182,8 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(at(9, 59, 0)));
         let store = Faulty::new(false);
         let history = Arc::new(MemoryRunHistory::new());
-        let (engine, runs) = counting_node("node-1", &clock, store.clone(), &history);
+        let options = HistoryOptions::default();
+        let (engine, runs) = counting_node("node-1", &clock, store.clone(), &history, options);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -337,8 +339,11 @@ async fn blocked_elsewhere(
         .record_runs(&[running("r-other", "job", "other/2")])
         .await
         .unwrap();
-    // `cluster_max_instances` is on by default.
-    let (engine, runs) = counting_node("me/1", &clock, store, &history);
+    let options = HistoryOptions {
+        cluster_max_instances: true,
+        ..HistoryOptions::default()
+    };
+    let (engine, runs) = counting_node("me/1", &clock, store, &history, options);
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = events.clone();
     engine.add_listener(
