@@ -215,6 +215,20 @@ impl RunQuery {
 /// more than a cluster has in flight at once.
 pub const RUNNING_SCAN_LIMIT: usize = 100_000;
 
+/// A run another node has in flight: its `running` record, as
+/// [`RunHistory::running_elsewhere`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunElsewhere {
+    /// The job it runs.
+    pub job_id: String,
+    /// The run's id (its record's).
+    pub run_id: String,
+    /// The fire time it runs.
+    pub scheduled_at: DateTime<Utc>,
+    /// The node running it.
+    pub node: String,
+}
+
 /// How much history to keep. Running records are never pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -310,30 +324,32 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
         Ok(latest)
     }
 
-    /// How many `running` records each job has on nodes other than `node` (jobs
-    /// without any left out): what a scheduler adds to its own instances of a job to
-    /// hold `max_instances` across the nodes sharing this history. The default asks
+    /// The `running` records of nodes other than `node`, as [`RunElsewhere`]s: what a
+    /// scheduler adds to its own instances of a job to hold `max_instances` across the
+    /// nodes sharing this history. The default asks
     /// [`query_runs`](RunHistory::query_runs) once for every running record (up to
     /// [`RUNNING_SCAN_LIMIT`]).
     ///
     /// # Errors
     /// Backend errors.
-    async fn running_elsewhere(
-        &self,
-        node: &str,
-    ) -> Result<std::collections::HashMap<String, usize>, Error> {
+    async fn running_elsewhere(&self, node: &str) -> Result<Vec<RunElsewhere>, Error> {
         let query = RunQuery {
             outcome: Some(RunOutcome::Running),
             limit: RUNNING_SCAN_LIMIT,
             ..RunQuery::default()
         };
-        let mut counts = std::collections::HashMap::new();
-        for record in self.query_runs(&query).await? {
-            if record.node != node {
-                *counts.entry(record.job_id).or_insert(0) += 1;
-            }
-        }
-        Ok(counts)
+        Ok(self
+            .query_runs(&query)
+            .await?
+            .into_iter()
+            .filter(|r| r.node != node)
+            .map(|r| RunElsewhere {
+                job_id: r.job_id,
+                run_id: r.run_id,
+                scheduled_at: r.scheduled_at,
+                node: r.node,
+            })
+            .collect())
     }
 
     /// Removes ended runs of `job_id` beyond the newest `keep`; returns how many.

@@ -68,7 +68,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
-pub use history::{Retention, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord};
+pub use history::{
+    Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord,
+};
 pub use inventory;
 pub use job::{no_args, no_kwargs, Job, JobState};
 pub use node::{NodeInfo, NodeRegistry};

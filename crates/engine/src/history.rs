@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apscheduler_core::event::JobFailure;
-use apscheduler_core::{Clock, JobRun, Retention, RunHistory, RunObserver, RunOutcome, RunRecord};
+use apscheduler_core::{
+    Clock, JobRun, Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunRecord,
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -38,15 +40,15 @@ pub struct HistoryOptions {
     /// dead and record its running runs `interrupted` (default: 10 s). Keep it a few
     /// heartbeats long, and longer than the clock skew between nodes.
     pub node_timeout: Duration,
-    /// Hold `max_instances` across the nodes sharing the history (default: off, per
-    /// node). On, a pass on a shared store reads the `running` records of the other nodes after its
+    /// Hold `max_instances` across the nodes sharing the history (default: on). A pass
+    /// on a shared store reads the `running` records of the other nodes after its
     /// claim and counts them with its own instances: a job never runs more than
     /// `max_instances` at once anywhere. A run elsewhere counts until its end is
-    /// written, so a fire time blocked only by runs on other nodes waits for their
-    /// ends (read again every 100 ms, for up to 1 s and within its misfire grace time)
-    /// before it is skipped; it starts late by that wait. Off by default: one CI run of
-    /// the takeover tests with it on still skipped 258 of 1,433 fire times on MariaDB
-    /// under load (docs/cluster.md).
+    /// written, so a fire time blocked only by runs on other nodes waits for the ends
+    /// of those runs (read again every 100 ms, for up to 1 s and within its misfire
+    /// grace time) before it is skipped; it starts late by that wait. Off, it holds per
+    /// node, as in APScheduler (a job may run on two nodes at once), and a pass costs
+    /// one query less.
     pub cluster_max_instances: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
@@ -71,7 +73,7 @@ impl Default for HistoryOptions {
             prune_interval: Duration::from_secs(60),
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
-            cluster_max_instances: false,
+            cluster_max_instances: true,
             observers: Vec::new(),
         }
     }
@@ -148,10 +150,10 @@ impl Recorder {
         &self.history
     }
 
-    /// How many runs of each job other nodes have in flight, by their `running`
-    /// records; `None`, with a warning, when the history cannot say in time (the
-    /// pass then holds `max_instances` on this node only).
-    pub(crate) async fn running_elsewhere(&self) -> Option<HashMap<String, usize>> {
+    /// The runs other nodes have in flight, by their `running` records; `None`, with a
+    /// warning, when the history cannot say in time (the pass then holds
+    /// `max_instances` on this node only).
+    pub(crate) async fn running_elsewhere(&self) -> Option<Vec<RunElsewhere>> {
         if !self.options.cluster_max_instances {
             return None;
         }
@@ -161,7 +163,7 @@ impl Recorder {
         )
         .await;
         let error = match read {
-            Ok(Ok(counts)) => return Some(counts),
+            Ok(Ok(runs)) => return Some(runs),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}"),
         };

@@ -427,6 +427,65 @@ async fn a_fire_time_blocked_only_by_another_nodes_run_starts_once_that_runs_end
     engine.shutdown(true).await.unwrap();
 }
 
+/// Two nodes' fire times once held each other back until both were skipped: a later
+/// fire time, claimed by another node while this one waits, counts this one's
+/// `running` record, and this one counted the later one's. A waiting fire time waits
+/// only for the runs it found after its claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fire_time_does_not_wait_for_a_run_claimed_after_it() {
+    let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
+    engine.process_jobs().await;
+    // third/3 claims the next fire time after this node's release: it found this
+    // node's `running` record and waits in turn, its own `running` record written.
+    let mut later = running("r-later", "job", "third/3");
+    later.scheduled_at = at(10, 1, 0);
+    history.record_runs(&[later]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "started beside other/2's run"
+    );
+    let mut ended = running("r-other", "job", "other/2");
+    ended.outcome = RunOutcome::Success;
+    ended.finished_at = Some(at(10, 0, 0));
+    history.record_runs(&[ended]).await.unwrap();
+    wait_for("the waiting fire time's start", async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let records = records_here(&engine, &history).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    engine.flush_events();
+    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A node that wrote its `running` record of a fire time and died before its release
+/// never started it: the node that claims the fire time after the lease does not wait
+/// for that record (it would otherwise skip the fire time it takes over until the dead
+/// node's time-out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_record_of_the_same_fire_time_does_not_hold_it_back() {
+    let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
+    // other/2's run of 09:59:00 ends; its record of 10:00:00 stays `running`.
+    let mut ended = running("r-other", "job", "other/2");
+    ended.outcome = RunOutcome::Success;
+    ended.finished_at = Some(at(9, 59, 30));
+    let mut taken = running("r-dead", "job", "other/2");
+    taken.scheduled_at = at(10, 0, 0);
+    history.record_runs(&[ended, taken]).await.unwrap();
+    engine.process_jobs().await;
+    wait_for("the fire time's start", async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    engine.flush_events();
+    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
+    engine.shutdown(true).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_time_still_blocked_by_another_nodes_run_after_a_second_is_skipped() {
     let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
@@ -444,8 +503,9 @@ async fn a_fire_time_still_blocked_by_another_nodes_run_after_a_second_is_skippe
     assert_eq!(records.len(), 1, "{records:#?}");
     let message = records[0].message.as_deref().unwrap_or_default();
     assert!(
-        message
-            .contains("maximum number of running instances reached (1, 1 of them on other nodes)"),
+        message.contains(
+            "maximum number of running instances reached (1, 1 of them on other nodes: other/2)"
+        ),
         "{message}"
     );
     engine.flush_events();

@@ -74,8 +74,8 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_running_elsewhere(&*history).await;
 }
 
-/// `running_elsewhere` counts each job's `running` records of the other nodes: not
-/// the asking node's, not ended ones; a run that ends stops counting.
+/// `running_elsewhere` lists the `running` records of the other nodes: not the asking
+/// node's, not ended ones; a run that ends leaves the list.
 pub async fn check_running_elsewhere(history: &dyn RunHistory) {
     let run = |id: &str, job: &str, node: &str, running: bool| {
         let mut r = record(id, job, 0);
@@ -97,27 +97,52 @@ pub async fn check_running_elsewhere(history: &dyn RunHistory) {
     history.record_runs(&records).await.unwrap();
     // Other checks leave running records of their own jobs: only these count here.
     let ours = |node: &'static str| async move {
-        let mut counts: Vec<(String, usize)> = history
+        let mut runs: Vec<(String, String, String)> = history
             .running_elsewhere(node)
             .await
             .expect("running_elsewhere")
             .into_iter()
-            .filter(|(job, _)| job.starts_with("re-"))
+            .filter(|r| r.job_id.starts_with("re-"))
+            .map(|r| (r.job_id, r.run_id, r.node))
             .collect();
-        counts.sort();
-        counts
+        runs.sort();
+        runs
     };
-    let pairs = |p: &[(&str, usize)]| -> Vec<(String, usize)> {
-        p.iter().map(|(j, n)| ((*j).to_owned(), *n)).collect()
+    let runs = |p: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        p.iter()
+            .map(|(j, r, n)| ((*j).to_owned(), (*r).to_owned(), (*n).to_owned()))
+            .collect()
     };
-    assert_eq!(ours("re-self").await, pairs(&[("re-a", 3), ("re-b", 1)]));
-    assert_eq!(ours("re-n2").await, pairs(&[("re-a", 2), ("re-c", 1)]));
+    assert_eq!(
+        ours("re-self").await,
+        runs(&[
+            ("re-a", "re-1", "re-n1"),
+            ("re-a", "re-2", "re-n1"),
+            ("re-a", "re-3", "re-n2"),
+            ("re-b", "re-5", "re-n2"),
+        ])
+    );
+    assert_eq!(
+        ours("re-n2").await,
+        runs(&[
+            ("re-a", "re-1", "re-n1"),
+            ("re-a", "re-2", "re-n1"),
+            ("re-c", "re-6", "re-self"),
+        ])
+    );
     // re-1 ends.
     history
         .record_runs(&[run("re-1", "re-a", "re-n1", false)])
         .await
         .unwrap();
-    assert_eq!(ours("re-self").await, pairs(&[("re-a", 2), ("re-b", 1)]));
+    assert_eq!(
+        ours("re-self").await,
+        runs(&[
+            ("re-a", "re-2", "re-n1"),
+            ("re-a", "re-3", "re-n2"),
+            ("re-b", "re-5", "re-n2"),
+        ])
+    );
 }
 
 /// A node entry named `node`, heartbeating `secs` after [`base`].

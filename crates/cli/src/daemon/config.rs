@@ -399,7 +399,7 @@ pub(crate) struct Config {
     /// How long a silent node lives on in the registry before it is taken for dead.
     pub(crate) node_timeout: Duration,
     /// `max_instances` held across the daemons sharing the store (`[scheduler]
-    /// cluster_max_instances`, default false).
+    /// cluster_max_instances`, default true).
     pub(crate) cluster_max_instances: bool,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
@@ -590,7 +590,7 @@ where
             .map(|d| d.max(Duration::from_millis(10))),
         heartbeat,
         node_timeout,
-        cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(false),
+        cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(true),
         history,
         defaults,
         jobs,

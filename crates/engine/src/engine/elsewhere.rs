@@ -10,8 +10,19 @@
 //! [`ELSEWHERE_WAIT`], or once its misfire grace time has passed, is skipped as any
 //! `max_instances` skip is. Its release is already applied, so no other node can
 //! start it meanwhile: the wait delays a fire time, never doubles it.
+//!
+//! A waiting fire time waits only for the runs it found after its claim. Those are
+//! all the runs of its job claimed before it (each wrote its `running` record before
+//! the release that let this claim happen). A run claimed later found this fire
+//! time's own `running` record and counted it as an instance, so it started only if
+//! there was room beside it. Two waiting fire times therefore never wait for each
+//! other (an earlier read counted every `running` record, and two nodes could each
+//! hold back the other's next fire time until both were skipped).
 
+use std::collections::HashSet;
 use std::time::Instant;
+
+use apscheduler_core::RunElsewhere;
 
 use super::pass::{NotStartedReason, PassLookups, PlannedRun};
 use super::*;
@@ -34,8 +45,9 @@ pub(super) struct Waiting {
 struct WaitingRun {
     alias: Arc<str>,
     planned: PlannedRun,
-    /// How many runs of the job other nodes had in flight when last read.
-    elsewhere: usize,
+    /// The runs of the job found on other nodes after its claim, less those that have
+    /// ended since.
+    elsewhere: Vec<RunElsewhere>,
     /// When it stops waiting (real time: the wait is for a write, not for the clock).
     until: Instant,
 }
@@ -54,9 +66,13 @@ impl NotStartedReason for ShutDown {
 }
 
 impl Engine {
-    /// Holds `runs` (each with the count of its job's runs on other nodes) until those
-    /// runs leave room under `max_instances`; starts the poller if none runs.
-    pub(super) fn wait_for_ends_elsewhere(&self, alias: &Arc<str>, runs: Vec<(PlannedRun, usize)>) {
+    /// Holds `runs` (each with its job's runs on other nodes) until those runs leave
+    /// room under `max_instances`; starts the poller if none runs.
+    pub(super) fn wait_for_ends_elsewhere(
+        &self,
+        alias: &Arc<str>,
+        runs: Vec<(PlannedRun, Vec<RunElsewhere>)>,
+    ) {
         let until = Instant::now() + ELSEWHERE_WAIT;
         let start = {
             let mut waiting = lock(&self.inner.waiting_elsewhere);
@@ -84,7 +100,10 @@ impl Engine {
         };
         loop {
             tokio::time::sleep(ELSEWHERE_POLL).await;
-            let counts = recorder.running_elsewhere().await;
+            let running: Option<HashSet<String>> = recorder
+                .running_elsewhere()
+                .await
+                .map(|runs| runs.into_iter().map(|r| r.run_id).collect());
             // Under the jobs lock, as a pass starts its runs: a shutdown sets the state
             // before it takes this lock, and takes the runs still waiting after it.
             let _guard = self.inner.jobs_lock.lock().await;
@@ -98,20 +117,23 @@ impl Engine {
             let mut used = PassLookups::default();
             let mut still = Vec::new();
             for mut w in runs {
-                if let Some(counts) = &counts {
-                    w.elsewhere = counts.get(&*w.planned.run.job_id).copied().unwrap_or(0);
+                if let Some(running) = &running {
+                    w.elsewhere.retain(|r| running.contains(&r.run_id));
                 }
                 let first = w.planned.run.run_times[0].with_timezone(&Utc);
                 let out_of_grace = w
                     .planned
                     .grace
                     .is_some_and(|g| (now - first).to_std().is_ok_and(|late| late > g));
-                if w.planned.blocked_only_elsewhere(w.elsewhere) && at < w.until && !out_of_grace {
+                if w.planned.blocked_only_elsewhere(w.elsewhere.len())
+                    && at < w.until
+                    && !out_of_grace
+                {
                     still.push(w);
                 } else {
                     // Starts, or (still blocked) is skipped by `max_instances`, saying
                     // how many runs of the job are on other nodes.
-                    self.start_run(&w.alias, w.planned, &mut used, w.elsewhere);
+                    self.start_run(&w.alias, w.planned, &mut used, &w.elsewhere);
                 }
             }
             used.flush();

@@ -2,7 +2,7 @@
 //! submit runs, store next run times.
 
 use super::*;
-use apscheduler_core::Released;
+use apscheduler_core::{Released, RunElsewhere};
 
 /// What one main-loop pass looks up once instead of once per job: the executors by
 /// alias (and which of them got runs to flush once the pass is stored), and `now` in
@@ -198,11 +198,11 @@ impl Engine {
             // `running` before its release, and the release comes before this claim,
             // so every instance started elsewhere is counted (an ended one whose end
             // is not written yet is counted too: a fire time is skipped, never doubled).
-            let elsewhere = match &self.inner.history {
+            let mut elsewhere = match &self.inner.history {
                 Some(recorder)
                     if !planned.is_empty() && capabilities.shared && !capabilities.single_node =>
                 {
-                    recorder.running_elsewhere().await
+                    recorder.running_elsewhere().await.map(by_job)
                 }
                 _ => None,
             };
@@ -238,15 +238,18 @@ impl Engine {
             for run in planned {
                 match skipped.get(&*run.run.job_id) {
                     None => {
-                        let others = elsewhere
-                            .as_ref()
-                            .and_then(|e| e.get(&*run.run.job_id))
-                            .copied()
-                            .unwrap_or(0);
-                        if run.blocked_only_elsewhere(others) {
+                        let mut others = elsewhere
+                            .as_mut()
+                            .and_then(|e| e.remove(&*run.run.job_id))
+                            .unwrap_or_default();
+                        // A `running` record of one of these fire times is a dead
+                        // node's: it wrote it and died before its release, which this
+                        // claim shows was never applied, so it never started there.
+                        others.retain(|r| !run.run.run_times.iter().any(|t| *t == r.scheduled_at));
+                        if run.blocked_only_elsewhere(others.len()) {
                             waiting.push((run, others));
                         } else {
-                            self.start_run(alias, run, used, others);
+                            self.start_run(alias, run, used, &others);
                         }
                     }
                     Some(why) => self.not_started(alias, run, why),
@@ -400,15 +403,15 @@ impl Engine {
         })
     }
 
-    /// Hands a planned run to its executor (started at the pass's flush). `elsewhere` is
-    /// how many runs of the job other nodes have in flight: with the executor's own
+    /// Hands a planned run to its executor (started at the pass's flush). `elsewhere` are
+    /// the runs of the job other nodes have in flight: with the executor's own
     /// instances, they count against the job's `max_instances`.
     pub(super) fn start_run(
         &self,
         alias: &Arc<str>,
         planned: PlannedRun,
         used: &mut PassLookups,
-        elsewhere: usize,
+        elsewhere: &[RunElsewhere],
     ) {
         let PlannedRun {
             executor,
@@ -425,8 +428,9 @@ impl Engine {
         // The run ids of the `running` records written for it, replaced if it does not
         // start.
         let run_ids = run.run_ids.clone();
-        let cluster_full = elsewhere > 0
-            && elsewhere.saturating_add(executor.instances(&job_id)) >= max_instances as usize;
+        let cluster_full = !elsewhere.is_empty()
+            && elsewhere.len().saturating_add(executor.instances(&job_id))
+                >= max_instances as usize;
         let submitted = if cluster_full {
             Err(SubmitError::MaxInstances)
         } else {
@@ -435,7 +439,11 @@ impl Engine {
             submitted
         };
         let reached = if cluster_full {
-            format!("{max_instances}, {elsewhere} of them on other nodes")
+            format!(
+                "{max_instances}, {} of them on other nodes: {}",
+                elsewhere.len(),
+                nodes_of(elsewhere)
+            )
         } else {
             max_instances.to_string()
         };
@@ -567,6 +575,23 @@ impl Engine {
             }
         }
     }
+}
+
+/// The runs other nodes have in flight, by job.
+fn by_job(runs: Vec<RunElsewhere>) -> HashMap<String, Vec<RunElsewhere>> {
+    let mut jobs: HashMap<String, Vec<RunElsewhere>> = HashMap::new();
+    for run in runs {
+        jobs.entry(run.job_id.clone()).or_default().push(run);
+    }
+    jobs
+}
+
+/// The nodes running `runs`, each named once, for a message.
+pub(super) fn nodes_of(runs: &[RunElsewhere]) -> String {
+    let mut nodes: Vec<&str> = runs.iter().map(|r| r.node.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes.join(", ")
 }
 
 /// Why a fire time whose release was lost is not started here.

@@ -106,7 +106,7 @@ impl Engine {
                         .begin(std::iter::once(planned.run()), Some(&note))
                         .await;
                     tracing::info!(target: "apscheduler", job_id = %record.job_id, run_id = %new_id, "recovering {what}: new run {new_id}");
-                    self.start_run(&alias, planned, used, 0);
+                    self.start_run(&alias, planned, used, &[]);
                 }
                 Decision::Skip { reason, warn: true } => {
                     apscheduler_core::log_warn!(target: "apscheduler", job_id = %record.job_id, run_id = %record.run_id, "{what}, not recovered: {reason}");

@@ -61,7 +61,7 @@ impl Engine {
             recorder.begin(std::iter::once(planned.run()), note).await;
         }
         tracing::info!(target: "apscheduler", job_id = %job.id, run_id = run_id.as_deref().unwrap_or("-"), "running job \"{}\" now, outside its schedule", job.name);
-        self.start_run(&alias, planned, &mut used, 0);
+        self.start_run(&alias, planned, &mut used, &[]);
         used.flush();
         Ok(run_id)
     }
