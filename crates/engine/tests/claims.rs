@@ -399,6 +399,34 @@ async fn wait_skipped(engine: &Engine, history: &MemoryRunHistory) {
     wait_for("the skip", skipped).await;
 }
 
+/// other/2's run of 09:59:00, ended.
+fn other_run_ended() -> RunRecord {
+    let mut ended = running("r-other", "job", "other/2");
+    ended.outcome = RunOutcome::Success;
+    ended.finished_at = Some(at(9, 59, 30));
+    ended
+}
+
+/// Waits until this node started the fire time 10:00:00; checks it recorded it
+/// `success`, with no event of a skip or a miss, and shuts `engine` down.
+async fn starts_and_succeeds(
+    engine: Engine,
+    history: &MemoryRunHistory,
+    runs: &AtomicUsize,
+    events: &Mutex<Vec<String>>,
+) {
+    wait_for("the fire time's start", async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let records = records_here(&engine, history).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    engine.flush_events();
+    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
+    engine.shutdown(true).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_time_blocked_only_by_another_nodes_run_starts_once_that_runs_end_is_written() {
     let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
@@ -411,20 +439,8 @@ async fn a_fire_time_blocked_only_by_another_nodes_run_starts_once_that_runs_end
         "started beside other/2's run"
     );
     // other/2's run ends, and its end reaches the history.
-    let mut ended = running("r-other", "job", "other/2");
-    ended.outcome = RunOutcome::Success;
-    ended.finished_at = Some(at(10, 0, 0));
-    history.record_runs(&[ended]).await.unwrap();
-    wait_for("the waiting fire time's start", async || {
-        runs.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    let records = records_here(&engine, &history).await;
-    assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
-    engine.flush_events();
-    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
-    engine.shutdown(true).await.unwrap();
+    history.record_runs(&[other_run_ended()]).await.unwrap();
+    starts_and_succeeds(engine, &history, &runs, &events).await;
 }
 
 /// Two nodes' fire times once held each other back until both were skipped: a later
@@ -446,20 +462,8 @@ async fn a_waiting_fire_time_does_not_wait_for_a_run_claimed_after_it() {
         0,
         "started beside other/2's run"
     );
-    let mut ended = running("r-other", "job", "other/2");
-    ended.outcome = RunOutcome::Success;
-    ended.finished_at = Some(at(10, 0, 0));
-    history.record_runs(&[ended]).await.unwrap();
-    wait_for("the waiting fire time's start", async || {
-        runs.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    let records = records_here(&engine, &history).await;
-    assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
-    engine.flush_events();
-    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
-    engine.shutdown(true).await.unwrap();
+    history.record_runs(&[other_run_ended()]).await.unwrap();
+    starts_and_succeeds(engine, &history, &runs, &events).await;
 }
 
 /// A node that wrote its `running` record of a fire time and died before its release
@@ -470,20 +474,14 @@ async fn a_waiting_fire_time_does_not_wait_for_a_run_claimed_after_it() {
 async fn a_dead_nodes_record_of_the_same_fire_time_does_not_hold_it_back() {
     let (engine, _clock, history, runs, events) = blocked_elsewhere(30.0).await;
     // other/2's run of 09:59:00 ends; its record of 10:00:00 stays `running`.
-    let mut ended = running("r-other", "job", "other/2");
-    ended.outcome = RunOutcome::Success;
-    ended.finished_at = Some(at(9, 59, 30));
     let mut taken = running("r-dead", "job", "other/2");
     taken.scheduled_at = at(10, 0, 0);
-    history.record_runs(&[ended, taken]).await.unwrap();
+    history
+        .record_runs(&[other_run_ended(), taken])
+        .await
+        .unwrap();
     engine.process_jobs().await;
-    wait_for("the fire time's start", async || {
-        runs.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    engine.flush_events();
-    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock());
-    engine.shutdown(true).await.unwrap();
+    starts_and_succeeds(engine, &history, &runs, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
