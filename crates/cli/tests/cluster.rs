@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apscheduler_testkit::server::{
-    in_ci, random_namespace, server_url, skip_notice, PrivatePostgres, PrivateRedis,
+    in_ci, random_namespace, server_url, skip_notice, PrivateMariaDb, PrivatePostgres,
+    PrivateRedis, PrivateZooKeeper,
 };
 use serde_json::Value;
 
@@ -94,6 +95,13 @@ impl Database {
                 "mongodb://{host}:{port}/{}?directConnection=true",
                 random_namespace()
             ),
+            drop: None,
+        }
+    }
+
+    fn zookeeper(hosts: &str) -> Database {
+        Database {
+            url: format!("zookeeper://{hosts}/{}", random_namespace()),
             drop: None,
         }
     }
@@ -947,6 +955,68 @@ fn three_daemons_ride_out_a_redis_restart() {
     });
 }
 
+/// Three daemons on a private MariaDB that is SIGKILLed for 3 s in the middle of the run
+/// and started again (InnoDB recovers every committed write from its redo log): see
+/// [`ride_out_a_restart`].
+#[test]
+fn three_daemons_ride_out_a_mariadb_restart() {
+    if server_url(
+        "APS_TEST_MYSQL_URL",
+        "mysql://root@127.0.0.1:3306/test",
+        "three aps daemons through a MariaDB restart (a private server)",
+    )
+    .is_none()
+    {
+        return;
+    }
+    static_turn(|| {
+        let Some(mut server) = PrivateMariaDb::new() else {
+            assert!(
+                !in_ci(),
+                "mariadb-install-db is not on PATH: the MariaDB restart test cannot run in CI"
+            );
+            skip_notice("three_daemons_ride_out_a_mariadb_restart (apscheduler-cli): mariadb-install-db is not on PATH");
+            return;
+        };
+        let url = server.url();
+        ride_out_a_restart("mariadb", &url, &mut |up| {
+            if up {
+                server.start();
+            } else {
+                server.kill();
+            }
+        });
+    });
+}
+
+/// Three daemons on a private ZooKeeper server (Debian's `zookeeper`) SIGKILLed for 3 s
+/// in the middle of the run and started again on the same data: see
+/// [`ride_out_a_restart`].
+#[test]
+fn three_daemons_ride_out_a_zookeeper_restart() {
+    if server_url(
+        "APS_TEST_ZOOKEEPER_URL",
+        "127.0.0.1:2181",
+        "three aps daemons through a ZooKeeper restart (a private server)",
+    )
+    .is_none()
+        || !PrivateZooKeeper::available("three_daemons_ride_out_a_zookeeper_restart")
+    {
+        return;
+    }
+    static_turn(|| {
+        let mut server = PrivateZooKeeper::new();
+        let url = format!("zookeeper://{}/{}", server.hosts(), random_namespace());
+        ride_out_a_restart("zookeeper", &url, &mut |up| {
+            if up {
+                server.start();
+            } else {
+                server.kill();
+            }
+        });
+    });
+}
+
 /// Three daemons on a private PostgreSQL stopped for 3 s in the middle of the run with
 /// `pg_ctl stop -m immediate` (every server process quits at once, as in a crash) and
 /// started again: see [`ride_out_a_restart`].
@@ -1160,8 +1230,20 @@ fn static_turn(f: impl FnOnce()) {
 /// One cluster test at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+#[test]
+fn three_daemons_on_zookeeper_with_history_take_over_a_killed_one() {
+    let Some(hosts) = server_url(
+        "APS_TEST_ZOOKEEPER_URL",
+        "127.0.0.1:2181",
+        "three aps daemons on one ZooKeeper, with its run history",
+    ) else {
+        return;
+    };
+    cluster(&Database::zookeeper(&hosts), 100, 6, 8, "0.5", "2s");
+}
+
 /// Three daemons on one ZooKeeper (`APS_TEST_ZOOKEEPER_URL`, under a path of the
-/// test's own). The ZooKeeper store keeps no run history, so each run appends its job,
+/// test's own). With `[history] enabled = false`: each run appends its job,
 /// fire time, daemon pid and start time to a file. Checked: no fire time started
 /// twice; every daemon ran some; the busiest SIGKILLed after 6 s, and every job's fire
 /// times go on without a gap but in the killed daemon's last second (a fire time it

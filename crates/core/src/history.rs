@@ -264,7 +264,7 @@ pub trait RunObserver: Send + Sync + fmt::Debug {
     fn observe(&self, record: &RunRecord);
 }
 
-/// Where run records live. Implemented by the SQL, Redis, MongoDB and memory stores
+/// Where run records live. Implemented by the SQL, Redis, MongoDB, ZooKeeper and memory stores
 /// (checked by `apscheduler_testkit::history`).
 ///
 /// # Behavior

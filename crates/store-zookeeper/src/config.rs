@@ -121,8 +121,8 @@ mod tests {
         assert_eq!(config.state_format, Some(StateFormat::Bincode));
         let store = config.builder().build().expect("builds");
         assert_eq!(store.path(), "/x/y");
-        assert_eq!(store.hosts, "127.0.0.1:2182");
-        assert_eq!(store.session_timeout, Duration::from_secs(4));
+        assert_eq!(store.conn.hosts, "127.0.0.1:2182");
+        assert_eq!(store.conn.session_timeout, Duration::from_secs(4));
     }
 
     #[test]

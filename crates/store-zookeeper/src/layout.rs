@@ -6,7 +6,16 @@
 //! <root>/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>   index entry: when the job can be claimed
 //! <root>/changes                                    bumped by every add/modify/remove
 //! <root>/clock                                      written to read the server's time
+//! <root>/history/jobs/<job>/<key>-<run>             one run record (JSON), per job
+//! <root>/history/ids/<run>                          where run <run>'s record is (JSON pointer)
+//! <root>/history/running/<node>+<job>+<key>+<run>   empty: run <run> is `running`
+//! <root>/nodes/<node>                               a node's heartbeat (JSON NodeInfo)
 //! ```
+//!
+//! In the history, `<key>` is the run's `scheduled_at` (UTC microseconds) shifted and
+//! zero-padded like an index key, so a job's records list in time order; `<job>`,
+//! `<run>` and `<node>` are percent-encoded like job ids (`+` is always encoded, so it
+//! separates the fields of a running entry). The job folders are container znodes.
 //!
 //! `<key>` is the instant (UTC microseconds) the job can next be claimed, shifted so that
 //! the decimal text sorts like the number (negative instants included); `<day>`,
@@ -45,6 +54,32 @@ pub(crate) struct Layout {
     pub(crate) runs: String,
     pub(crate) changes: String,
     pub(crate) clock: String,
+    /// `<root>/history/jobs`: one folder of run records per job.
+    pub(crate) history_jobs: String,
+    /// `<root>/history/ids`: one pointer per run id to its record.
+    pub(crate) history_ids: String,
+    /// `<root>/history/running`: one entry per `running` record.
+    pub(crate) history_running: String,
+    /// `<root>/nodes`: one heartbeat per scheduler node.
+    pub(crate) nodes: String,
+}
+
+/// A run record's place, as its znode names say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunName {
+    /// `scheduled_at`, UTC microseconds.
+    pub(crate) key: i64,
+    /// The run id.
+    pub(crate) run: String,
+}
+
+/// An entry of the running index, decoded from its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunningName {
+    pub(crate) node: String,
+    pub(crate) job: String,
+    pub(crate) key: i64,
+    pub(crate) run: String,
 }
 
 /// One index entry: a job that can be claimed from `key` on.
@@ -64,7 +99,45 @@ impl Layout {
             runs: format!("{root}/runs"),
             changes: format!("{root}/changes"),
             clock: format!("{root}/clock"),
+            history_jobs: format!("{root}/history/jobs"),
+            history_ids: format!("{root}/history/ids"),
+            history_running: format!("{root}/history/running"),
+            nodes: format!("{root}/nodes"),
         }
+    }
+
+    /// A job's folder of run records.
+    pub(crate) fn run_folder(&self, job: &str) -> String {
+        format!("{}/{}", self.history_jobs, encode_id(job))
+    }
+
+    /// A run record's znode, relative to `<root>/history/jobs` (as pointers hold it).
+    pub(crate) fn run_relative(job: &str, key: i64, run: &str) -> String {
+        format!("{}/{}", encode_id(job), run_name(key, run))
+    }
+
+    /// A run record's znode.
+    pub(crate) fn run(&self, job: &str, key: i64, run: &str) -> String {
+        format!(
+            "{}/{}",
+            self.history_jobs,
+            Layout::run_relative(job, key, run)
+        )
+    }
+
+    /// A run id's pointer znode.
+    pub(crate) fn run_pointer(&self, run: &str) -> String {
+        format!("{}/{}", self.history_ids, encode_id(run))
+    }
+
+    /// A running index entry's znode, from its name.
+    pub(crate) fn running(&self, name: &str) -> String {
+        format!("{}/{name}", self.history_running)
+    }
+
+    /// A node's heartbeat znode.
+    pub(crate) fn node(&self, node: &str) -> String {
+        format!("{}/{}", self.nodes, encode_id(node))
     }
 
     /// The job's znode.
@@ -150,6 +223,49 @@ pub(crate) fn encode_id(id: &str) -> String {
     utf8_percent_encode(id, set).to_string()
 }
 
+/// A run record's name in its job's folder: sorts by `scheduled_at`.
+pub(crate) fn run_name(key: i64, run: &str) -> String {
+    format!("{:020}-{}", shifted(key), encode_id(run))
+}
+
+/// A run record's name → its `scheduled_at` key and run id.
+pub(crate) fn parse_run_name(name: &str) -> Option<RunName> {
+    let (key, run) = name.split_once('-')?;
+    let key: u64 = key.parse().ok()?;
+    Some(RunName {
+        key: unshifted(key),
+        run: decode_id(run)?,
+    })
+}
+
+/// The name of a running index entry: everything `running_elsewhere` returns, so that
+/// one listing answers it.
+pub(crate) fn running_name(node: &str, job: &str, key: i64, run: &str) -> String {
+    format!(
+        "{}+{}+{:020}+{}",
+        encode_id(node),
+        encode_id(job),
+        shifted(key),
+        encode_id(run)
+    )
+}
+
+/// A running index entry's name → its fields.
+pub(crate) fn parse_running_name(name: &str) -> Option<RunningName> {
+    let mut parts = name.split('+');
+    let (node, job, key, run) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let key: u64 = key.parse().ok()?;
+    Some(RunningName {
+        node: decode_id(node)?,
+        job: decode_id(job)?,
+        key: unshifted(key),
+        run: decode_id(run)?,
+    })
+}
+
 fn shifted(key: i64) -> u64 {
     (key as u64) ^ OFFSET
 }
@@ -222,6 +338,38 @@ mod tests {
                 "{key} {ds} {bs}"
             );
         }
+    }
+
+    #[test]
+    fn history_names_round_trip_and_sort_by_time() {
+        let keys = [i64::MIN + 1, -1, 0, 1, 4_102_444_800_000_001];
+        let names: Vec<String> = keys.iter().map(|&k| run_name(k, "r-1")).collect();
+        for pair in names.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        for &key in &keys {
+            for run in ["r-1", "a+b", "ünï/cödé", "."] {
+                assert_eq!(
+                    parse_run_name(&run_name(key, run)),
+                    Some(RunName {
+                        key,
+                        run: run.into()
+                    })
+                );
+                let name = running_name("host/1 + x", "job+1", key, run);
+                assert_eq!(name.matches('+').count(), 3, "{name}");
+                assert_eq!(
+                    parse_running_name(&name),
+                    Some(RunningName {
+                        node: "host/1 + x".into(),
+                        job: "job+1".into(),
+                        key,
+                        run: run.into()
+                    })
+                );
+            }
+        }
+        assert_eq!(parse_running_name("a+b+c"), None);
     }
 
     #[test]

@@ -47,6 +47,7 @@
 //! | `P/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>` | an empty index entry: the job can be claimed from instant `key` on (its next run time, or the end of a lease on it if later); paused and corrupt jobs have none. The folders are container znodes, which the server deletes once empty |
 //! | `P/changes` | written by every add, modify and remove; its watchers are woken |
 //! | `P/clock` | empty; written by claims and lease extensions to read the server's time (its modification time) |
+//! | `P/history/...`, `P/nodes/<node>` | the run history and the node registry (see [Run history](#run-history)) |
 //!
 //! Ids are percent-encoded into znode names (`/` and characters ZooKeeper refuses), so
 //! any job id is stored as it is. Every change to a job and its index entry is one
@@ -109,6 +110,31 @@
 //!   `P/changes`, and also when the connection comes back (changes made while it was
 //!   down raise no event).
 //!
+//! ## Run history
+//! [`run_history`](JobStore::run_history) hands out a [`ZooKeeperRunHistory`] on the
+//! store's session and root path `P` (passing `apscheduler_testkit::history`):
+//!
+//! | znode | holds |
+//! |---|---|
+//! | `P/history/jobs/<job>/<key>-<run>` | one run record, the [`RunRecord`](apscheduler_core::RunRecord) as JSON; `<key>` is `scheduled_at` (UTC microseconds) shifted like an index key, so a job's records list in time order. The job folders are container znodes |
+//! | `P/history/ids/<run>` | the run's pointer (JSON): where its record is and the name of its running entry, if any; how a rewrite finds the record it replaces |
+//! | `P/history/running/<node>+<job>+<key>+<run>` | empty: the run is `running`. The name holds all that [`running_elsewhere`](apscheduler_core::RunHistory::running_elsewhere) returns |
+//! | `P/nodes/<node>` | a node's heartbeat, a [`NodeInfo`](apscheduler_core::NodeInfo) as JSON |
+//!
+//! - A record, its pointer and its running entry are written by one `multi`, checked
+//!   against the version of the pointer read before it; a batch is one burst of pointer
+//!   reads and one `multi` per 512 KiB of records. A record over [`MAX_RECORD_BYTES`]
+//!   keeps the tail of its output that fits.
+//! - Costs: a query for one job lists that job's folder and reads only the newest
+//!   candidates (`limit` of them without an outcome or node filter); a query without a
+//!   job lists **every** job's folder. `running_elsewhere`, called by every pass of a
+//!   scheduler on a shared store, is one listing of `P/history/running`, without reads.
+//!   `interrupt_running` lists that folder too and writes each of the node's records
+//!   at the version it read, so callers reaping one node at once get disjoint records.
+//! - Pruning reads what it would delete and deletes it at that version; running records
+//!   and records that cannot be decoded are never deleted. A record that cannot be
+//!   decoded is a `Serialization` error naming its znode.
+//!
 //! ## Feature flags
 //! None. The client is [`zookeeper_client`], without TLS or SASL.
 //!
@@ -119,6 +145,8 @@ mod claim;
 mod config;
 pub use config::{register, ZooKeeperStoreConfig};
 mod error;
+mod history;
+pub use history::{ZooKeeperRunHistory, MAX_RECORD_BYTES};
 mod layout;
 mod read;
 mod record;
@@ -147,7 +175,7 @@ use crate::error::{invalid, zk};
 use crate::layout::{bucket_start, day_start, hour_start, parse_entry, Entry, Layout};
 use crate::read::{Read, Unreadable};
 use crate::record::{Header, Record};
-use crate::session::Session;
+use crate::session::Connection;
 use crate::write::{Failed, Op, Step};
 
 /// The root path used when none is given (APScheduler's `/apscheduler`).
@@ -250,15 +278,21 @@ impl ZooKeeperJobStoreBuilder {
                 "it must be between 1 and 1048576 (a znode holds at most about 1 MB)",
             ));
         }
-        Ok(ZooKeeperJobStore {
-            layout: Layout::new(&self.path),
-            codec: StateCodec::new(self.state_format, self.max_state_bytes),
+        let layout = Layout::new(&self.path);
+        let conn = Arc::new(Connection {
             hosts: self.hosts,
+            layout: layout.clone(),
             session_timeout: self.session_timeout,
             connection_timeout: self.connection_timeout,
             session: tokio::sync::Mutex::new(None),
-            held: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+        });
+        Ok(ZooKeeperJobStore {
+            history: Arc::new(ZooKeeperRunHistory::new(conn.clone(), &layout)),
+            layout,
+            codec: StateCodec::new(self.state_format, self.max_state_bytes),
+            conn,
+            held: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -295,23 +329,20 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
 
 /// APScheduler's ZooKeeper job store (see the [crate documentation](crate)).
 pub struct ZooKeeperJobStore {
-    hosts: String,
+    conn: Arc<Connection>,
     layout: Layout,
-    session_timeout: Duration,
-    connection_timeout: Duration,
     codec: StateCodec,
-    session: tokio::sync::Mutex<Option<Session>>,
+    history: Arc<ZooKeeperRunHistory>,
     /// Per scheduler id, the jobs this store claimed for it and that were not released
     /// yet: a claim whose reply was lost can still have leased them, and the contract
     /// gives such leases back at the scheduler's next claim.
     held: Mutex<HashMap<String, HashSet<String>>>,
-    listener: Mutex<Option<ChangeListener>>,
 }
 
 impl fmt::Debug for ZooKeeperJobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZooKeeperJobStore")
-            .field("hosts", &self.hosts)
+            .field("hosts", &self.conn.hosts)
             .field("path", &self.layout.root)
             .finish_non_exhaustive()
     }
@@ -372,12 +403,16 @@ impl JobStore for ZooKeeperJobStore {
 
     async fn shutdown(&self) -> Result<(), Error> {
         // Dropping the last client closes the session.
-        self.session.lock().await.take();
+        self.conn.session.lock().await.take();
         Ok(())
     }
 
     fn is_persistent(&self) -> bool {
         true
+    }
+
+    fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
+        Some(self.history.clone())
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -388,7 +423,7 @@ impl JobStore for ZooKeeperJobStore {
     }
 
     fn set_change_listener(&self, listener: ChangeListener) {
-        *self.listener.lock().expect("listener lock") = Some(listener);
+        *self.conn.listener.lock().expect("listener lock") = Some(listener);
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {

@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// What the store and its run history share: the ensemble, the session (opened on first
+/// use, replaced when it ends) and the change listener.
+pub(crate) struct Connection {
+    pub(crate) hosts: String,
+    pub(crate) layout: Layout,
+    pub(crate) session_timeout: Duration,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) session: tokio::sync::Mutex<Option<Session>>,
+    pub(crate) listener: Mutex<Option<ChangeListener>>,
+}
+
 /// A live session and the task that relays its watch.
 pub(crate) struct Session {
     pub(crate) client: Client,
@@ -18,6 +29,13 @@ impl Drop for Session {
 }
 
 impl ZooKeeperJobStore {
+    /// The live client of the shared session (see [`Connection::client`]).
+    pub(crate) async fn client(&self) -> Result<Client, Error> {
+        self.conn.client().await
+    }
+}
+
+impl Connection {
     /// The live client, connecting (and laying out the root path) when there is none
     /// or its session has ended.
     pub(crate) async fn client(&self) -> Result<Client, Error> {
@@ -104,6 +122,15 @@ impl ZooKeeperJobStore {
         })))
     }
 
+    pub(crate) fn notify(&self) {
+        let listener = self.listener.lock().expect("listener lock").clone();
+        if let Some(listener) = listener {
+            listener();
+        }
+    }
+}
+
+impl ZooKeeperJobStore {
     /// The ZooKeeper leader's time, UTC microseconds: the modification time it gives a
     /// write to `P/clock`. Leases are timed by it, so that node clocks do not matter;
     /// read before a claim's writes, it is never later than the time those writes are
@@ -122,12 +149,5 @@ impl ZooKeeperJobStore {
         }
         .map_err(|e| zk("read the server's time", e))?;
         Ok(stat.mtime.saturating_mul(1000))
-    }
-
-    pub(crate) fn notify(&self) {
-        let listener = self.listener.lock().expect("listener lock").clone();
-        if let Some(listener) = listener {
-            listener();
-        }
     }
 }

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use apscheduler_core::event::{Event, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED};
 use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec};
+use apscheduler_testkit::server::PrivateZooKeeper;
 use serde_json::json;
 
 #[test]
 fn a_restarted_server_loses_no_job_and_no_fire_time() {
-    if !common::PrivateZooKeeper::available("a_restarted_server_loses_no_job_and_no_fire_time") {
+    if !PrivateZooKeeper::available("a_restarted_server_loses_no_job_and_no_fire_time") {
         return;
     }
-    let mut server = common::PrivateZooKeeper::new();
+    let mut server = PrivateZooKeeper::new();
     let store = common::store(&server.hosts(), "/aps_fault");
     let scheduler =
         BackgroundScheduler::from_builder(Engine::builder().jobstore("default", Arc::new(store)))
