@@ -22,6 +22,9 @@ pub(crate) mod field {
     pub(crate) const LEASE_EXPIRES: &str = "lease_expires";
     /// The claim call holding the lease (a random token); absent when not leased.
     pub(crate) const LEASE_TOKEN: &str = "lease_token";
+    /// The release call that last stored the job's state (a random token): how a
+    /// release whose write the driver retried tells that its first attempt applied.
+    pub(crate) const RELEASE_TOKEN: &str = "release_token";
     /// Why the job could not be read; absent for a readable job.
     pub(crate) const CORRUPT: &str = "corrupt";
 }
