@@ -347,7 +347,7 @@ fn three_daemons_on_postgres_start_each_fire_time_once_and_take_over_a_killed_on
     ) else {
         return;
     };
-    cluster(&Database::postgres(&admin), 200, 8, 12, "0.5", "2s");
+    static_turn(|| cluster(&Database::postgres(&admin), 200, 8, 12, "0.5", "2s"));
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn three_daemons_on_postgres_recover_the_runs_in_flight_of_a_killed_one() {
     ) else {
         return;
     };
-    recover(&Database::postgres(&admin), "2s");
+    static_turn(|| recover(&Database::postgres(&admin), "2s"));
 }
 
 #[test]
@@ -371,7 +371,7 @@ fn three_daemons_on_mariadb_recover_the_runs_in_flight_of_a_killed_one() {
     ) else {
         return;
     };
-    recover(&Database::mysql(&admin), "2s");
+    static_turn(|| recover(&Database::mysql(&admin), "2s"));
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn three_daemons_on_redis_recover_the_runs_in_flight_of_a_killed_one() {
     ) else {
         return;
     };
-    recover(&Database::redis(&admin), "2s");
+    static_turn(|| recover(&Database::redis(&admin), "2s"));
 }
 
 #[test]
@@ -396,7 +396,7 @@ fn three_daemons_on_mongodb_recover_the_runs_in_flight_of_a_killed_one() {
         return;
     };
     // The MongoDB-wire test server can fall seconds behind (see the takeover test).
-    recover(&Database::mongodb(&admin), "6s");
+    static_turn(|| recover(&Database::mongodb(&admin), "6s"));
 }
 
 /// `recover = true` jobs on three daemons on `db`: the runs in flight on a SIGKILLed
@@ -404,7 +404,6 @@ fn three_daemons_on_mongodb_recover_the_runs_in_flight_of_a_killed_one() {
 /// each again, once, for the same fire time (`APS_SCHEDULED_AT`); a fire time the
 /// killed daemon had not released is run by its next claimer instead, never both.
 fn recover(db: &Database, node_timeout: &str) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts.txt");
     // Runs of 3 s every 4 s: a kill finds some in flight. Two instances, so that a
@@ -637,7 +636,7 @@ fn three_daemons_on_mariadb_start_each_fire_time_once_and_take_over_a_killed_one
     // Runs of 0.3 s: under CI load MariaDB's daemons start runs up to most of a second
     // late (one run: 131 of 1,438 fire times found the 0.5 s run before them still
     // going and were skipped by `max_instances`).
-    cluster(&Database::mysql(&admin), 100, 6, 8, "0.3", "2s");
+    static_turn(|| cluster(&Database::mysql(&admin), 100, 6, 8, "0.3", "2s"));
 }
 
 #[test]
@@ -649,7 +648,7 @@ fn three_daemons_on_redis_start_each_fire_time_once_and_take_over_a_killed_one()
     ) else {
         return;
     };
-    cluster(&Database::redis(&admin), 100, 6, 8, "0.5", "2s");
+    static_turn(|| cluster(&Database::redis(&admin), 100, 6, 8, "0.5", "2s"));
 }
 
 #[test]
@@ -663,7 +662,7 @@ fn three_daemons_on_mongodb_start_each_fire_time_once_and_take_over_a_killed_one
     };
     // The MongoDB-wire test server falls seconds behind under this load: a node's
     // heartbeat can wait that long too.
-    cluster(&Database::mongodb(&admin), 40, 6, 12, "0.2", "6s");
+    static_turn(|| cluster(&Database::mongodb(&admin), 40, 6, 12, "0.2", "6s"));
 }
 
 /// Three daemons on `db` with `jobs` jobs every second, each run a `sleep run_secs`;
@@ -677,8 +676,6 @@ fn cluster(
     run_secs: &str,
     node_timeout: &str,
 ) {
-    // One cluster at a time: two would share the machine's two cores.
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // Each run appends its daemon's pid before it sleeps: the kill below waits for a
     // start it sees at once, rather than for a `running` record that an `aps history`
@@ -1172,14 +1169,16 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
                     || m.contains("shut down while the fire time waited")
             })
     };
-    // A release sent as the server died may have been applied with its reply lost: its
-    // fire times are recorded `missed`, saying so, and never started (at most once
-    // comes first). Only during the outage.
+    // A release sent as the server died is retried once it is back: its fire times start
+    // if the retry applies; if the retry finds the lease gone (the first attempt had
+    // applied, its reply lost) they are recorded `missed`, saying so, and never started
+    // (at most once comes first). Only around the outage.
     let unconfirmed = |r: &&Value| {
         r["outcome"] == "missed"
-            && r["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("the store did not confirm"))
+            && r["message"].as_str().is_some_and(|m| {
+                m.contains("the store did not confirm")
+                    || m.contains("the store confirmed its claim only after")
+            })
             && r["finished_at"]
                 .as_str()
                 .is_some_and(|t| (down..up + 5 * SECOND).contains(&micros(t)))
@@ -1278,7 +1277,9 @@ fn max_instances_skips<'a>(
     skips
 }
 
-/// Runs `f` while no other cluster test runs (two would share the machine's two cores).
+/// Runs `f` while no other cluster test runs: two would share the machine's two cores,
+/// and the Redis tests share one database, which each flushes as it starts and ends (so
+/// `f` creates its `Database` and drops it within its turn).
 fn static_turn(f: impl FnOnce()) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     f();
@@ -1296,7 +1297,7 @@ fn three_daemons_on_zookeeper_with_history_take_over_a_killed_one() {
     ) else {
         return;
     };
-    cluster(&Database::zookeeper(&hosts), 100, 6, 8, "0.5", "2s");
+    static_turn(|| cluster(&Database::zookeeper(&hosts), 100, 6, 8, "0.5", "2s"));
 }
 
 /// Three daemons on one ZooKeeper (`APS_TEST_ZOOKEEPER_URL`, under a path of the

@@ -2,7 +2,8 @@
 //! its job past it (the cluster's "at most once"), under an injected clock: a release
 //! the store reports lost (another scheduler claimed the job after this one's lease
 //! expired) starts nothing here, and a release the store did not confirm starts
-//! nothing and is recorded `missed`, then retried. And `max_instances` across the
+//! nothing until its retry: applied then, within the grace, its fire time starts;
+//! otherwise it is recorded `missed`, saying why. And `max_instances` across the
 //! nodes sharing a history: a fire time blocked only by another node's run waits for
 //! that run's end to be written, and is skipped only if it does not come.
 
@@ -28,8 +29,10 @@ use common::{at, running, wait_for};
 enum Fault {
     /// Another scheduler claims and releases the job first (this one's lease expired).
     TakenOver,
-    /// The release fails: the store may or may not have applied it.
+    /// The release fails before the store applied it (its reply is an error).
     Unconfirmed,
+    /// The store applies the release, and its reply is lost.
+    AppliedUnconfirmed,
 }
 
 /// A memory store whose next release meets a fault; `shared`, it says it is a store
@@ -138,6 +141,14 @@ impl JobStore for Faulty {
                 ErrorKind::Unavailable,
                 "connection reset while committing",
             )),
+            Some(Fault::AppliedUnconfirmed) => {
+                let released = self.inner.release_jobs(scheduler_id, releases).await?;
+                assert!(released.is_complete());
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "connection reset after the commit",
+                ))
+            }
         }
     }
 }
@@ -280,8 +291,30 @@ fn a_release_lost_to_another_scheduler_starts_nothing_here() {
     assert_eq!(h.runs.load(Ordering::SeqCst), 2);
 }
 
+/// The message of the `missed` record of the job's fire time `t`.
+fn missed_message(h: &Harness, t: DateTime<Utc>) -> String {
+    h.rt.block_on(job_records(&h.engine, &h.history))
+        .into_iter()
+        .find(|r| r.scheduled_at == t && r.outcome == RunOutcome::Missed)
+        .and_then(|r| r.message)
+        .unwrap_or_else(|| panic!("no missed record of {t}"))
+}
+
+/// The job's run records (`running` ones too), by fire time.
+fn all_outcomes(h: &Harness) -> Vec<(DateTime<Utc>, RunOutcome)> {
+    h.rt.block_on(async {
+        let mut runs: Vec<_> = job_records(&h.engine, &h.history)
+            .await
+            .into_iter()
+            .map(|r| (r.scheduled_at, r.outcome))
+            .collect();
+        runs.sort_by_key(|(t, _)| *t);
+        runs
+    })
+}
+
 #[test]
-fn an_unconfirmed_release_starts_nothing_records_missed_and_is_retried() {
+fn an_unconfirmed_release_holds_its_fire_time_and_starts_it_once_the_retry_applies() {
     let h = Harness::new();
     h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
     h.process(at(10, 0, 0));
@@ -290,31 +323,82 @@ fn an_unconfirmed_release_starts_nothing_records_missed_and_is_retried() {
         1,
         "10:00:00 was started although the store did not confirm its claim"
     );
-    let outcomes = h.outcomes();
+    // It waits, still `running` in the history, neither started nor given up.
     assert_eq!(
-        outcomes,
+        all_outcomes(&h),
         [
             (at(9, 59, 0), RunOutcome::Success),
-            (at(10, 0, 0), RunOutcome::Missed),
+            (at(10, 0, 0), RunOutcome::Running),
         ]
     );
-    let missed =
-        h.rt.block_on(h.history.query_runs(&RunQuery {
-            job_id: Some("job".into()),
-            outcome: Some(RunOutcome::Missed),
-            ..RunQuery::default()
-        }))
-        .unwrap();
-    let message = missed[0].message.as_deref().unwrap_or_default();
-    assert!(message.contains("did not confirm"), "{message}");
-    // The next pass retries the release before claiming, then runs 10:01:00 once.
+    // The next pass, within the grace (1 s), retries the release; it applies, so the
+    // first attempt had not: 10:00:00 is this node's, and starts.
     let before = h.store.releases.load(Ordering::SeqCst);
-    h.process(at(10, 1, 0));
-    assert!(h.store.releases.load(Ordering::SeqCst) >= before + 2);
+    h.process(at(10, 0, 0) + chrono::Duration::milliseconds(500));
+    assert!(h.store.releases.load(Ordering::SeqCst) > before);
     assert_eq!(h.runs.load(Ordering::SeqCst), 2);
     assert_eq!(
-        h.outcomes().last().copied(),
-        Some((at(10, 1, 0), RunOutcome::Success))
+        h.outcomes(),
+        [
+            (at(9, 59, 0), RunOutcome::Success),
+            (at(10, 0, 0), RunOutcome::Success),
+        ]
+    );
+    // And 10:01:00 runs once.
+    h.process(at(10, 1, 0));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_unconfirmed_release_confirmed_after_the_grace_records_the_fire_time_missed() {
+    let h = Harness::new();
+    h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
+    h.process(at(10, 0, 0));
+    // The store answers again only 5 s later, past the 1 s grace.
+    h.process(at(10, 0, 5));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+    let message = missed_message(&h, at(10, 0, 0));
+    assert!(
+        message.contains("confirmed its claim only after the misfire grace time"),
+        "{message}"
+    );
+    h.process(at(10, 1, 0));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_unconfirmed_release_that_had_applied_records_the_fire_time_missed() {
+    let h = Harness::new();
+    h.store
+        .fault
+        .lock()
+        .unwrap()
+        .replace(Fault::AppliedUnconfirmed);
+    h.process(at(10, 0, 0));
+    h.process(at(10, 0, 0) + chrono::Duration::milliseconds(500));
+    // The retry finds the lease gone (the first attempt ended it): nobody may start
+    // 10:00:00 now, and it is recorded so.
+    assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+    let message = missed_message(&h, at(10, 0, 0));
+    assert!(
+        message.contains("the retried release found the lease gone"),
+        "{message}"
+    );
+    h.process(at(10, 1, 0));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_shutdown_records_the_fire_times_of_an_unconfirmed_release() {
+    let h = Harness::new();
+    h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
+    h.process(at(10, 0, 0));
+    h.rt.block_on(h.engine.shutdown(true)).unwrap();
+    assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+    let message = missed_message(&h, at(10, 0, 0));
+    assert!(
+        message.contains("did not confirm its claim before the scheduler shut down"),
+        "{message}"
     );
 }
 

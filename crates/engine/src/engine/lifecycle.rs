@@ -164,6 +164,7 @@ impl Engine {
         }
         self.drop_recoveries();
         self.drop_waiting_elsewhere();
+        self.drop_unreleased();
         // Before the stores close: a history may share their connection.
         if let Some(recorder) = &self.inner.history {
             recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;

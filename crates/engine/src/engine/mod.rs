@@ -155,9 +155,10 @@ pub(crate) struct Inner {
     lease: Duration,
     /// How often shared stores without change notifications are looked at.
     change_poll: Option<Duration>,
-    /// Releases a store refused (it was down): retried before the next claim, so a run
-    /// that happened is never claimed and run again once the store is back.
-    unreleased: Mutex<HashMap<Arc<str>, Vec<JobRelease>>>,
+    /// Releases a store did not confirm (it was down, or the reply was lost), by store,
+    /// with the runs they would start: retried before the next claim, so a run that
+    /// happened is never claimed and run again once the store is back.
+    unreleased: Mutex<HashMap<Arc<str>, pass::Unreleased>>,
     /// Records run history, when configured.
     history: Option<Arc<Recorder>>,
     /// Runs this node recorded `interrupted` (a dead node's, or its own previous

@@ -152,12 +152,15 @@ impl Engine {
         self.add_waiting_jobs(alias).await?;
         let left_over = lock(&self.inner.unreleased).remove(alias);
         if let Some(left_over) = left_over {
-            if let Err(e) = store
-                .release_jobs(&self.inner.scheduler_id, left_over.clone())
+            match store
+                .release_jobs(&self.inner.scheduler_id, left_over.releases.clone())
                 .await
             {
-                lock(&self.inner.unreleased).insert(alias.clone(), left_over);
-                return Err(e);
+                Ok(released) => self.start_held(alias, left_over, &released, now, used),
+                Err(e) => {
+                    lock(&self.inner.unreleased).insert(alias.clone(), left_over);
+                    return Err(e);
+                }
             }
         }
         let capabilities = store.capabilities();
@@ -220,16 +223,15 @@ impl Engine {
             // A fire time is started only once the release that moves its job past it
             // is applied: a release the store did not apply (or did not confirm) may
             // leave it to another scheduler, which must be the only one to start it.
+            // Its runs wait for the release's retry (see `start_held`).
             let released = match released {
                 Ok(released) => released,
                 Err(e) => {
-                    for run in planned {
-                        self.not_started(alias, run, &Unconfirmed(&e));
-                    }
-                    lock(&self.inner.unreleased)
-                        .entry(alias.clone())
-                        .or_default()
-                        .extend(releases);
+                    apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, "the store did not confirm the release of {} job(s) ({e}); their {} fire time(s) wait until the release is retried, and start if it applies", releases.len(), planned.len());
+                    let mut unreleased = lock(&self.inner.unreleased);
+                    let held = unreleased.entry(alias.clone()).or_default();
+                    held.releases.extend(releases);
+                    held.runs.extend(planned);
                     return Err(e);
                 }
             };
@@ -532,6 +534,58 @@ impl Engine {
         skipped
     }
 
+    /// The runs of releases the store did not confirm, once their retry is answered:
+    /// a release applied now proves the first attempt had not (it would have ended the
+    /// lease), so its fire times are this node's alone and start, unless past their
+    /// misfire grace time. A release the retry finds lost may have applied at the first
+    /// attempt (then no scheduler starts its fire times) or the job was taken over: its
+    /// fire times are recorded `missed`, saying so.
+    fn start_held(
+        &self,
+        alias: &Arc<str>,
+        held: Unreleased,
+        released: &Released,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) {
+        let skipped = self.report_unreleased(alias, released, now);
+        for run in held.runs {
+            let id = run.run.job_id.clone();
+            match skipped.get(&*id) {
+                Some(NotStarted::Lost) => self.not_started(alias, run, &RetriedLost),
+                Some(why) => self.not_started(alias, run, why),
+                None => {
+                    let late = run.grace.is_some_and(|grace| {
+                        run.run.run_times.iter().any(|t| {
+                            (now - t.with_timezone(&Utc))
+                                .to_std()
+                                .is_ok_and(|late| late > grace)
+                        })
+                    });
+                    if late {
+                        self.not_started(alias, run, &ConfirmedLate);
+                    } else {
+                        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %id, "the release of job {id} applied when retried: its run starts late");
+                        self.start_run(alias, run, used, &[]);
+                    }
+                }
+            }
+        }
+        used.flush();
+    }
+
+    /// At shutdown: the runs still waiting for their release to be confirmed are not
+    /// started, and recorded so (their leases run out, and another scheduler takes the
+    /// fire times over).
+    pub(super) fn drop_unreleased(&self) {
+        let held: Vec<(Arc<str>, Unreleased)> = lock(&self.inner.unreleased).drain().collect();
+        for (alias, held) in held {
+            for run in held.runs {
+                self.not_started(&alias, run, &HeldAtShutdown);
+            }
+        }
+    }
+
     /// A planned run that is not started: its fire times go to the log and the history
     /// (its `running` records become `missed`, saying why), and, unless another
     /// scheduler holds them now (it runs and records them too), to the events.
@@ -652,14 +706,50 @@ impl NotStartedReason for NotStarted {
 }
 
 /// A release that failed: the store may or may not have applied it.
-pub(super) struct Unconfirmed<'a>(&'a Error);
+/// Releases a store did not confirm, and the runs they would start.
+#[derive(Default)]
+pub(super) struct Unreleased {
+    releases: Vec<JobRelease>,
+    runs: Vec<PlannedRun>,
+}
 
-impl NotStartedReason for Unconfirmed<'_> {
+/// A release the store did not confirm, found lost when retried.
+struct RetriedLost;
+
+impl NotStartedReason for RetriedLost {
     fn message(&self) -> Option<String> {
-        Some(format!(
-            "the store did not confirm its claim ({}); not started, so that it cannot run twice",
-            self.0
-        ))
+        Some(
+            "the store did not confirm its claim, and the retried release found the lease \
+             gone: the first attempt applied (then no scheduler starts this fire time) or \
+             another scheduler took the job; not started, so that it cannot run twice"
+                .to_owned(),
+        )
+    }
+}
+
+/// A release confirmed by its retry only after the fire time's misfire grace time.
+struct ConfirmedLate;
+
+impl NotStartedReason for ConfirmedLate {
+    fn message(&self) -> Option<String> {
+        Some(
+            "the store confirmed its claim only after the misfire grace time (the release \
+             was retried once the store answered)"
+                .to_owned(),
+        )
+    }
+}
+
+/// A release still unconfirmed when the scheduler shut down.
+struct HeldAtShutdown;
+
+impl NotStartedReason for HeldAtShutdown {
+    fn message(&self) -> Option<String> {
+        Some(
+            "the store did not confirm its claim before the scheduler shut down; not \
+             started, so that it cannot run twice"
+                .to_owned(),
+        )
     }
 }
 
