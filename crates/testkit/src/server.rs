@@ -73,6 +73,38 @@ pub fn random_namespace() -> String {
     format!("aps_test_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// A spare loopback port for a private server: bound to port 0, noted, released.
+fn spare_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// SIGKILLs and reaps a private server's process, if it runs.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// `server.log` in a private server's directory, opened for appending (a restart adds
+/// to it).
+fn server_log(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("open the server's log")
+}
+
+/// Whether this process runs as root (servers that refuse root are told which user).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// A private `redis-server` for fault tests (append-only file with `appendfsync
 /// always`, in a temporary directory, so every acknowledged write survives a crash) on
 /// a spare loopback port; killed, and its directory removed, on drop. The binary is
@@ -91,11 +123,7 @@ impl PrivateRedis {
     /// # Panics
     /// When `redis-server` cannot be run or does not come up within 10 s.
     pub fn new() -> Self {
-        // A spare port: bind to port 0, note the port, release it.
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
+        let port = spare_port();
         let dir = std::env::temp_dir().join(format!("aps-redis-{}", random_namespace()));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let binary = std::env::var("APS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
@@ -174,10 +202,7 @@ impl PrivateRedis {
 
     /// SIGKILL: a crash, not a clean shutdown.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -225,14 +250,8 @@ impl PrivatePostgres {
         }
         let dir = std::env::temp_dir().join(format!("aps-pg-{}", random_namespace()));
         std::fs::create_dir_all(&dir).expect("create the server directory");
-        let as_postgres = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
+        let as_postgres = running_as_root();
+        let port = spare_port();
         let server = PrivatePostgres {
             dir,
             port,
@@ -378,10 +397,7 @@ impl PrivateMariaDb {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
+        let port = spare_port();
         let mut server = PrivateMariaDb {
             dir,
             port,
@@ -394,10 +410,7 @@ impl PrivateMariaDb {
 
     /// `--user=root` when we are root (the server refuses to run as root otherwise).
     fn as_root() -> Vec<&'static str> {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let root = running_as_root();
         if root {
             vec!["--user=root"]
         } else {
@@ -431,11 +444,7 @@ impl PrivateMariaDb {
     /// # Panics
     /// When it does not answer within 30 s.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .expect("open the server log");
+        let log = server_log(&self.dir);
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
@@ -473,10 +482,7 @@ impl PrivateMariaDb {
 
     /// SIGKILL: a crash, not a clean shutdown.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Its URL (`mysql://root@127.0.0.1:PORT/test`).
@@ -541,10 +547,7 @@ impl PrivateZooKeeper {
     /// # Panics
     /// When it does not answer (see [`start`](Self::start)).
     pub fn new() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
+        let port = spare_port();
         let dir = std::env::temp_dir().join(format!("aps-zk-{}", random_namespace()));
         std::fs::create_dir_all(dir.join("data")).expect("create the server's directory");
         std::fs::write(
@@ -579,11 +582,7 @@ impl PrivateZooKeeper {
     /// When it exits or does not answer in time.
     pub fn start(&mut self) {
         let classpath = zookeeper_classpath();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .expect("open the server's log");
+        let log = server_log(&self.dir);
         let child = Command::new("java")
             .args(["-Xmx256m", "-cp", &classpath])
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
@@ -633,10 +632,7 @@ impl PrivateZooKeeper {
 
     /// Kills the server with SIGKILL (its data stays for a restart).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -683,10 +679,7 @@ impl PrivateMongo {
         }
         let dir = std::env::temp_dir().join(format!("aps-mongo-{}", random_namespace()));
         std::fs::create_dir_all(&dir).expect("create the server directory");
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("local addr").port()
-        };
+        let port = spare_port();
         let mut server = PrivateMongo {
             venv,
             dir,
@@ -703,11 +696,7 @@ impl PrivateMongo {
     /// # Panics
     /// When it exits or does not answer in time.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .expect("open the server log");
+        let log = server_log(&self.dir);
         // Its own directory as the working directory: the server reads a
         // `./secantusd.toml` when there is one.
         let child = Command::new(self.venv.join("bin/secantusd-py"))
@@ -755,10 +744,7 @@ impl PrivateMongo {
 
     /// SIGKILL: a crash, not a clean shutdown.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// The URL of `database` on it.
