@@ -120,11 +120,7 @@ impl Engine {
                 if let Some(running) = &running {
                     w.elsewhere.retain(|r| running.contains(&r.run_id));
                 }
-                let first = w.planned.run.run_times[0].with_timezone(&Utc);
-                let out_of_grace = w
-                    .planned
-                    .grace
-                    .is_some_and(|g| (now - first).to_std().is_ok_and(|late| late > g));
+                let out_of_grace = w.planned.past_grace(now);
                 if w.planned.blocked_only_elsewhere(w.elsewhere.len())
                     && at < w.until
                     && !out_of_grace

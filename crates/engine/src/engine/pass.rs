@@ -555,14 +555,7 @@ impl Engine {
                 Some(NotStarted::Lost) => self.not_started(alias, run, &RetriedLost),
                 Some(why) => self.not_started(alias, run, why),
                 None => {
-                    let late = run.grace.is_some_and(|grace| {
-                        run.run.run_times.iter().any(|t| {
-                            (now - t.with_timezone(&Utc))
-                                .to_std()
-                                .is_ok_and(|late| late > grace)
-                        })
-                    });
-                    if late {
+                    if run.past_grace(now) {
                         self.not_started(alias, run, &ConfirmedLate);
                     } else {
                         apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %id, "the release of job {id} applied when retried: its run starts late");
@@ -641,7 +634,7 @@ fn by_job(runs: Vec<RunElsewhere>) -> HashMap<String, Vec<RunElsewhere>> {
 }
 
 /// The nodes running `runs`, each named once, for a message.
-pub(super) fn nodes_of(runs: &[RunElsewhere]) -> String {
+fn nodes_of(runs: &[RunElsewhere]) -> String {
     let mut nodes: Vec<&str> = runs.iter().map(|r| r.node.as_str()).collect();
     nodes.sort_unstable();
     nodes.dedup();
@@ -659,13 +652,21 @@ pub(super) struct PlannedRun {
     name: Arc<str>,
     executor_alias: Arc<str>,
     /// The job's misfire grace time: the latest a run waiting for other nodes may start.
-    pub(super) grace: Option<Duration>,
+    grace: Option<Duration>,
 }
 
 impl PlannedRun {
     /// The run to submit.
     pub(super) fn run(&self) -> &JobRun {
         &self.run
+    }
+
+    /// Whether its oldest fire time is past the job's misfire grace time at `now`: too
+    /// late to start a run held back (by runs elsewhere, or an unconfirmed release).
+    pub(super) fn past_grace(&self, now: DateTime<Utc>) -> bool {
+        let first = self.run.run_times[0].with_timezone(&Utc);
+        self.grace
+            .is_some_and(|g| (now - first).to_std().is_ok_and(|late| late > g))
     }
 
     /// Whether only the `elsewhere` runs other nodes have in flight keep this run from
