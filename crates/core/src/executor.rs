@@ -88,6 +88,41 @@ impl fmt::Display for SubmitError {
 
 impl std::error::Error for SubmitError {}
 
+/// A run handed out by [`Executor::take_deferred`]: [`run`](Self::run) runs it on the
+/// calling thread exactly as a worker would (outcomes, `finished`, the `max_instances`
+/// slot); dropped without running, it goes back to the executor's workers, so it is
+/// never lost.
+pub struct DeferredRun(Option<Box<dyn FnOnce(bool) + Send>>);
+
+impl DeferredRun {
+    /// Wraps `handle`, which is called once: with `true` to run the run on the calling
+    /// thread, with `false` to give it back to the executor.
+    pub fn new(handle: impl FnOnce(bool) + Send + 'static) -> Self {
+        DeferredRun(Some(Box::new(handle)))
+    }
+
+    /// Runs it on this thread, returning once it has finished.
+    pub fn run(mut self) {
+        if let Some(handle) = self.0.take() {
+            handle(true);
+        }
+    }
+}
+
+impl Drop for DeferredRun {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle(false);
+        }
+    }
+}
+
+impl fmt::Debug for DeferredRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeferredRun").finish_non_exhaustive()
+    }
+}
+
 /// Runs jobs.
 ///
 /// # Behavior
@@ -122,6 +157,15 @@ pub trait Executor: Send + Sync + fmt::Debug {
 
     /// Starts the runs given to [`Executor::submit_deferred`] that have not started.
     fn flush(&self) {}
+
+    /// Takes one run given to [`Executor::submit_deferred`] that has not started, for
+    /// the caller to run on its own thread ([`DeferredRun::run`]) instead of waking a
+    /// worker: the scheduler's loop thread, already awake for the due time, runs it
+    /// while a second loop thread keeps the schedule. `None` (the default) when the
+    /// executor has no such run or cannot hand one out.
+    fn take_deferred(&self) -> Option<DeferredRun> {
+        None
+    }
 
     /// Stops the executor, waiting for running jobs when `wait` is true.
     fn shutdown(&self, wait: bool);

@@ -67,7 +67,7 @@ pub use chrono_tz;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
-pub use executor::{Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
+pub use executor::{DeferredRun, Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use history::{
     Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord,
 };

@@ -156,6 +156,12 @@ impl WakeSignal {
         seen
     }
 
+    /// Whether a wake-up came after `seen` (what [`arm`](Self::arm) returned): the loop
+    /// must pass again at once.
+    pub(crate) fn changed_since(&self, seen: u64) -> bool {
+        self.lock().generation != seen
+    }
+
     /// The thread-based loop stopped: every wake-up wakes again.
     pub(crate) fn disarm(&self) {
         self.lock().armed = Armed::Unknown;

@@ -15,6 +15,9 @@ use crate::{ThreadPoolExecutor, DEFAULT_MAX_WORKERS};
 pub struct ThreadPoolConfig {
     /// Worker threads (default [`DEFAULT_MAX_WORKERS`], 10; at least 1).
     pub max_workers: Option<usize>,
+    /// Whether the scheduler's loop thread may run jobs itself
+    /// ([`ThreadPoolExecutor::lend_runs`]; default `true`).
+    pub lend_runs: Option<bool>,
 }
 
 impl ThreadPoolConfig {
@@ -25,12 +28,14 @@ impl ThreadPoolConfig {
     pub fn from_table(table: &ConfigTable) -> Result<Self, Error> {
         Ok(ThreadPoolConfig {
             max_workers: table.get_positive("max_workers")?,
+            lend_runs: table.get_bool("lend_runs")?,
         })
     }
 
     /// The executor these options describe.
     pub fn build(&self) -> ThreadPoolExecutor {
         ThreadPoolExecutor::new(self.max_workers.unwrap_or(DEFAULT_MAX_WORKERS))
+            .lend_runs(self.lend_runs.unwrap_or(true))
     }
 }
 

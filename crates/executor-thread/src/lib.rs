@@ -106,6 +106,7 @@
 mod config;
 pub use config::{register, ThreadPoolConfig};
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
@@ -114,8 +115,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use apscheduler_core::{
-    admit, finish_run, report_each_run_time, report_failed, run_sync_task, Error, ErrorKind,
-    Executor, InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
+    admit, finish_run, report_each_run_time, report_failed, run_sync_task, DeferredRun, Error,
+    ErrorKind, Executor, InstanceTracker, JobFailure, JobRun, RunReporter, SubmitError,
 };
 
 /// The number of worker threads of [`ThreadPoolExecutor::default`] (APScheduler's
@@ -138,6 +139,8 @@ pub const CANCELLED_KIND: &str = "cancelled";
 /// See the [crate documentation](crate) for the exact behavior and an example.
 pub struct ThreadPoolExecutor {
     max_workers: usize,
+    /// Whether `take_deferred` hands runs out (see [`ThreadPoolExecutor::lend_runs`]).
+    lends: bool,
     tracker: Arc<InstanceTracker>,
     state: Mutex<State>,
 }
@@ -168,6 +171,16 @@ struct Pool {
     tracker: Arc<InstanceTracker>,
     /// Set by `shutdown(false)`: queued runs are reported cancelled instead of run.
     cancelled: AtomicBool,
+    /// Runs handed out by `take_deferred` that have not finished: `shutdown(true)`
+    /// waits for them as for the workers.
+    taken: Mutex<usize>,
+    taken_done: Condvar,
+}
+
+thread_local! {
+    /// Whether this thread is running a run handed out by `take_deferred` (so a
+    /// `shutdown(true)` from inside that job does not wait for itself).
+    static RUNNING_TAKEN: Cell<bool> = const { Cell::new(false) };
 }
 
 impl ThreadPoolExecutor {
@@ -175,12 +188,24 @@ impl ThreadPoolExecutor {
     pub fn new(max_workers: usize) -> Self {
         ThreadPoolExecutor {
             max_workers: max_workers.max(1),
+            lends: true,
             tracker: Arc::new(InstanceTracker::new()),
             state: Mutex::new(State {
                 phase: Phase::Idle,
                 detached: Vec::new(),
             }),
         }
+    }
+
+    /// Whether the scheduler's loop thread may run this pool's jobs itself (default
+    /// `true`): on Linux, the thread that wakes for a due run runs it instead of waking
+    /// a worker (one wake-up a run instead of two), while a second loop thread keeps
+    /// the schedule. `false` runs every job on the `aps-worker-N` threads, for jobs
+    /// that rely on the thread they run on.
+    #[must_use]
+    pub fn lend_runs(mut self, lend: bool) -> Self {
+        self.lends = lend;
+        self
     }
 
     /// The number of worker threads.
@@ -252,6 +277,8 @@ impl Executor for ThreadPoolExecutor {
             reporter,
             tracker: self.tracker.clone(),
             cancelled: AtomicBool::new(false),
+            taken: Mutex::new(0),
+            taken_done: Condvar::new(),
         });
         let submitter = Submitter(pool.clone());
         let mut workers = Vec::with_capacity(self.max_workers);
@@ -305,9 +332,34 @@ impl Executor for ThreadPoolExecutor {
         pool.queue.wake();
     }
 
+    /// Hands out the run queued last, if any (the newest pass's): the caller runs it
+    /// on its own thread, and `shutdown(true)` waits for it as for a worker's.
+    fn take_deferred(&self) -> Option<DeferredRun> {
+        if !self.lends {
+            return None;
+        }
+        let pool = match &self.lock().phase {
+            Phase::Running { pool, .. } => pool.clone(),
+            Phase::Idle | Phase::Stopped => return None,
+        };
+        let run = pool.queue.take_last()?;
+        *pool.lock_taken() += 1;
+        Some(DeferredRun::new(move |here| {
+            if here {
+                pool.run_taken(run);
+            } else {
+                pool.end_taken();
+                if let Err(run) = pool.queue.push(run, true) {
+                    pool.cancel(run);
+                }
+            }
+        }))
+    }
+
     fn shutdown(&self, wait: bool) {
         let mut to_join = Vec::new();
         let mut to_drain = None;
+        let mut to_await = None;
         {
             let mut state = self.lock();
             if let Phase::Running {
@@ -320,6 +372,7 @@ impl Executor for ThreadPoolExecutor {
                 drop(submitter);
                 if wait {
                     to_join = workers;
+                    to_await = Some(pool);
                 } else {
                     pool.cancelled.store(true, Ordering::SeqCst);
                     state.detached.retain(|h| !h.is_finished());
@@ -345,6 +398,9 @@ impl Executor for ThreadPoolExecutor {
                 continue;
             }
             let _ = handle.join();
+        }
+        if let Some(pool) = to_await {
+            pool.await_taken();
         }
     }
 
@@ -462,6 +518,11 @@ impl Queue {
         self.ready.notify_all();
     }
 
+    /// Takes the run queued last.
+    fn take_last(&self) -> Option<JobRun> {
+        self.lock().runs.pop_back()
+    }
+
     /// Takes every queued run.
     fn drain(&self) -> VecDeque<JobRun> {
         mem::take(&mut self.lock().runs)
@@ -487,6 +548,48 @@ impl Pool {
             run_sync_task(&run.task, &run.context(run_time))
         });
         finish_run(&*self.reporter, &run, &self.tracker);
+    }
+
+    fn lock_taken(&self) -> MutexGuard<'_, usize> {
+        self.taken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a run handed out by `take_deferred` on this thread, as a worker would.
+    fn run_taken(&self, run: JobRun) {
+        /// Ends the run's count even if a reporter panics through it.
+        struct Taken<'a>(&'a Pool);
+        impl Drop for Taken<'_> {
+            fn drop(&mut self) {
+                RUNNING_TAKEN.with(|t| t.set(false));
+                self.0.end_taken();
+            }
+        }
+        let _taken = Taken(self);
+        RUNNING_TAKEN.with(|t| t.set(true));
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.cancel(run);
+        } else {
+            self.execute(run);
+        }
+    }
+
+    fn end_taken(&self) {
+        let mut taken = self.lock_taken();
+        *taken = taken.saturating_sub(1);
+        drop(taken);
+        self.taken_done.notify_all();
+    }
+
+    /// Waits until every handed-out run has finished, except one this thread runs.
+    fn await_taken(&self) {
+        let mine = usize::from(RUNNING_TAKEN.with(Cell::get));
+        let mut taken = self.lock_taken();
+        while *taken > mine {
+            taken = self
+                .taken_done
+                .wait(taken)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Reports a run that will not start: one `cancelled` outcome per run time, then

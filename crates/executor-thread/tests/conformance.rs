@@ -142,14 +142,7 @@ fn worker_threads_are_named() {
     let executor = ThreadPoolExecutor::new(3);
     executor.start(reporter.clone()).unwrap();
     let name = Arc::new(Mutex::new(None));
-    let seen = name.clone();
-    let mut run = TaskSet::new().job_run("whoami", NOOP);
-    run.task = apscheduler_core::TaskFn::from_fn(move |_| {
-        *seen.lock().unwrap() = std::thread::current().name().map(str::to_owned);
-        Ok(Value::Null)
-    });
-    run.task_name = None;
-    executor.submit(run).unwrap();
+    executor.submit(whoami(&name, "whoami")).unwrap();
     reporter.wait_finished(1);
     executor.shutdown(true);
     let name = name.lock().unwrap().clone().unwrap();
@@ -213,4 +206,117 @@ fn deferred_runs_start_at_flush() {
     executor.submit(tasks.job_run("plain", NOOP)).unwrap();
     counter.wait_finished(2);
     executor.shutdown(true);
+}
+
+/// The name of the thread a run ran on.
+fn whoami(name: &Arc<Mutex<Option<String>>>, job_id: &str) -> JobRun {
+    let seen = name.clone();
+    let mut run = TaskSet::new().job_run(job_id, NOOP);
+    run.task = apscheduler_core::TaskFn::from_fn(move |_| {
+        *seen.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+        Ok(Value::Null)
+    });
+    run.task_name = None;
+    run
+}
+
+#[test]
+fn a_taken_run_runs_on_the_taking_thread_and_counts_as_an_instance() {
+    let reporter = RecordingReporter::new();
+    let executor = ThreadPoolExecutor::new(2);
+    executor.start(reporter.clone()).unwrap();
+    let name = Arc::new(Mutex::new(None));
+    executor.submit_deferred(whoami(&name, "taken")).unwrap();
+    let taken = executor
+        .take_deferred()
+        .expect("the queued run is handed out");
+    assert!(executor.take_deferred().is_none(), "only one was queued");
+    executor.flush(); // nothing left to wake a worker for
+    assert_eq!(executor.instances("taken"), 1, "counted until it finishes");
+    std::thread::Builder::new()
+        .name("taker".into())
+        .spawn(move || taken.run())
+        .unwrap()
+        .join()
+        .unwrap();
+    let records = reporter.wait_finished(1);
+    let results = suite::assert_single_submission(&records, "taken", &[suite::run_time(0)]);
+    assert!(results[0].is_ok());
+    assert_eq!(executor.instances("taken"), 0);
+    assert_eq!(name.lock().unwrap().as_deref(), Some("taker"));
+    executor.shutdown(true);
+}
+
+#[test]
+fn a_pool_that_does_not_lend_hands_out_nothing() {
+    let reporter = RecordingReporter::new();
+    let executor = ThreadPoolExecutor::new(1).lend_runs(false);
+    executor.start(reporter.clone()).unwrap();
+    executor
+        .submit_deferred(TaskSet::new().job_run("kept", NOOP))
+        .unwrap();
+    assert!(executor.take_deferred().is_none());
+    executor.flush();
+    reporter.wait_finished(1);
+    executor.shutdown(true);
+}
+
+#[test]
+fn a_taken_run_dropped_unrun_goes_back_to_the_workers() {
+    let reporter = RecordingReporter::new();
+    let executor = ThreadPoolExecutor::new(1);
+    executor.start(reporter.clone()).unwrap();
+    let name = Arc::new(Mutex::new(None));
+    executor
+        .submit_deferred(whoami(&name, "given-back"))
+        .unwrap();
+    drop(executor.take_deferred().expect("handed out"));
+    reporter.wait_finished(1);
+    let ran_on = name.lock().unwrap().clone().unwrap();
+    assert!(ran_on.starts_with("aps-worker-"), "{ran_on}");
+    executor.shutdown(true);
+}
+
+#[test]
+fn shutdown_waits_for_a_taken_run_and_cancels_one_not_started() {
+    let reporter = RecordingReporter::new();
+    let executor = Arc::new(ThreadPoolExecutor::new(1));
+    executor.start(reporter.clone()).unwrap();
+    let tasks = TaskSet::new();
+    let gate = Gate::new();
+    let mut blocked = tasks.job_run("blocked", BLOCK);
+    blocked.args = Arc::new(vec![gate.arg()]);
+    executor.submit_deferred(blocked).unwrap();
+    let taken = executor.take_deferred().expect("handed out");
+    let taker = std::thread::spawn(move || taken.run());
+    gate.wait_started(1);
+    let stopper = {
+        let executor = executor.clone();
+        std::thread::spawn(move || executor.shutdown(true))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !stopper.is_finished(),
+        "shutdown(true) returned while a taken run was running"
+    );
+    gate.release();
+    stopper.join().unwrap();
+    taker.join().unwrap();
+    let records = reporter.wait_finished(1);
+    let results = suite::assert_single_submission(&records, "blocked", &[suite::run_time(0)]);
+    assert!(results[0].is_ok());
+
+    // Taken before a shutdown(false), run after it: reported cancelled, never run.
+    let reporter = RecordingReporter::new();
+    let executor = ThreadPoolExecutor::new(1);
+    executor.start(reporter.clone()).unwrap();
+    executor
+        .submit_deferred(tasks.job_run("late", NOOP))
+        .unwrap();
+    let taken = executor.take_deferred().expect("handed out");
+    executor.shutdown(false);
+    taken.run();
+    let records = reporter.wait_finished(1);
+    let results = suite::assert_single_submission(&records, "late", &[suite::run_time(0)]);
+    assert_eq!(results[0].clone().unwrap_err().kind, CANCELLED_KIND);
 }

@@ -252,7 +252,7 @@ impl JobTable {
 
 /// Who holds a claim on a job, and until when.
 struct Lease {
-    /// Shared by every job claimed in the same call.
+    /// Shared by every lease of the same claimant.
     holder: Arc<str>,
     /// UTC microseconds; the lease has expired at any `now` at or after this.
     expires: Micros,
@@ -263,6 +263,10 @@ impl Lease {
         now < self.expires
     }
 }
+
+/// Up to this many due jobs are taken from the index one by one (no tree split, which
+/// allocates); more are split off in one go.
+const FEW_DUE: usize = 16;
 
 /// The store's state, under one lock.
 ///
@@ -278,6 +282,9 @@ struct State {
     jobs: JobTable,
     leases: HashMap<Arc<str>, Lease, IdHasher>,
     index: Indexes,
+    /// The last claimant's id, shared by its leases (one allocation per claimant, not
+    /// per claim).
+    holder: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -356,6 +363,7 @@ impl State {
             jobs,
             leases,
             index,
+            ..
         } = self;
         let Some(stored) = jobs.get_mut(&job.id) else {
             return Err(Error::job_not_found(&job.id));
@@ -567,22 +575,27 @@ impl JobStore for MemoryJobStore {
             jobs,
             leases,
             index,
+            holder: last_holder,
         } = &mut *state;
 
-        // The keys of earlier microseconds than `now` are due: detach that prefix of the
-        // index (up to `limit`) in one split instead of removing key by key.
-        let split_at = index
+        // The keys of earlier microseconds than `now` are due. A few are taken key by
+        // key; a long prefix of the index (a burst) is detached in one split instead.
+        let due = index
             .due
             .iter()
-            .enumerate()
-            .find(|(taken, key)| *taken == limit || key.0 >= now_us)
-            .map(|(_, key)| key.clone());
-        let mut claimed: BTreeSet<Key> = match split_at {
-            Some(key) => {
-                let rest = index.due.split_off(&key);
-                std::mem::replace(&mut index.due, rest)
-            }
-            None => std::mem::take(&mut index.due),
+            .take(limit)
+            .take_while(|key| key.0 < now_us)
+            .count();
+        let mut claimed: Vec<Key> = if due <= FEW_DUE {
+            (0..due).filter_map(|_| index.due.pop_first()).collect()
+        } else {
+            let rest = match index.due.iter().nth(due).cloned() {
+                Some(key) => index.due.split_off(&key),
+                None => BTreeSet::new(),
+            };
+            std::mem::replace(&mut index.due, rest)
+                .into_iter()
+                .collect()
         };
         // In the same microsecond as `now`: compare the exact instants, key by key.
         if claimed.len() < limit {
@@ -596,11 +609,17 @@ impl JobStore for MemoryJobStore {
                 .collect();
             for key in same {
                 index.due.remove(&key);
-                claimed.insert(key);
+                claimed.push(key);
             }
         }
 
-        let holder: Arc<str> = Arc::from(scheduler_id);
+        if claimed.is_empty() {
+            return Ok(Acquired::default());
+        }
+        let holder = match last_holder {
+            Some(h) if &**h == scheduler_id => h.clone(),
+            _ => last_holder.insert(Arc::from(scheduler_id)).clone(),
+        };
         let mut acquired = Vec::with_capacity(claimed.len());
         // A claimed job is due (`run <= now < expires`), so it becomes claimable again
         // when its lease expires: every new key has the same instant, `expires`.
@@ -640,6 +659,7 @@ impl JobStore for MemoryJobStore {
             jobs,
             leases,
             index,
+            ..
         } = &mut *state;
         let mut lost: Vec<&str> = Vec::new();
         for id in ids {
@@ -684,6 +704,7 @@ impl JobStore for MemoryJobStore {
             jobs,
             leases,
             index,
+            ..
         } = &mut *state;
         if sweep {
             index.leased.retain(|(_, id)| leases.contains_key(id));

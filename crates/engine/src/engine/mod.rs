@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use apscheduler_core::event::{self, Event, EventMask, JobFailure};
 use apscheduler_core::{
-    Clock, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunOutcome, RunReporter,
-    SubmitError, SystemClock, Task, TaskFn, TaskRegistry, Trigger,
+    Clock, DeferredRun, Error, ErrorKind, Executor, Job, JobRelease, JobRun, JobStore, RunOutcome,
+    RunReporter, SubmitError, SystemClock, Task, TaskFn, TaskRegistry, Trigger,
 };
 use apscheduler_executor_thread::ThreadPoolExecutor;
 use apscheduler_store_memory::MemoryJobStore;

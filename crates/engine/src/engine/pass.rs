@@ -16,12 +16,13 @@ pub(super) struct PassLookups {
 
 impl PassLookups {
     /// The executor by `alias`, looked up in the engine on first use in this pass.
-    pub(super) fn get(&mut self, engine: &Engine, alias: &str) -> Option<Arc<dyn Executor>> {
-        if let Some((_, e, _)) = self.executors.iter().find(|(a, _, _)| &**a == alias) {
+    pub(super) fn get(&mut self, engine: &Engine, alias: &Arc<str>) -> Option<Arc<dyn Executor>> {
+        if let Some((_, e, _)) = self.executors.iter().find(|(a, _, _)| a == alias) {
             return Some(e.clone());
         }
         let executor = engine.executor(alias)?;
-        self.executors.push((alias.into(), executor.clone(), false));
+        self.executors
+            .push((alias.clone(), executor.clone(), false));
         Some(executor)
     }
 
@@ -48,6 +49,15 @@ impl PassLookups {
         }
     }
 
+    /// One of the pass's runs not started yet, for the loop's own thread to run
+    /// ([`Executor::take_deferred`]).
+    pub(super) fn take_one(&mut self) -> Option<DeferredRun> {
+        self.executors
+            .iter()
+            .filter(|(_, _, used)| *used)
+            .find_map(|(_, executor, _)| executor.take_deferred())
+    }
+
     pub(super) fn flush(&mut self) {
         for (_, executor, used) in &mut self.executors {
             if std::mem::take(used) {
@@ -65,14 +75,18 @@ impl Engine {
     /// times, removes finished jobs. Returns how long to wait before the next pass
     /// (`None`: until woken).
     pub async fn process_jobs(&self) -> Option<Duration> {
-        self.run_pass().await.map(|(wait, _)| wait)
+        self.run_pass(false).await.0.map(|(wait, _)| wait)
     }
 
     /// [`process_jobs`](Self::process_jobs), also returning the instant (engine clock)
-    /// the wait leads to.
-    pub(crate) async fn run_pass(&self) -> Option<(Duration, DateTime<Utc>)> {
+    /// the wait leads to and, with `take`, one of the pass's runs for the caller's
+    /// thread to run instead of a worker ([`Executor::take_deferred`]).
+    pub(crate) async fn run_pass(
+        &self,
+        take: bool,
+    ) -> (Option<(Duration, DateTime<Utc>)>, Option<DeferredRun>) {
         if self.state() != SchedulerState::Running {
-            return None;
+            return (None, None);
         }
         let now = self.inner.clock.now();
         let mut used = PassLookups::default();
@@ -89,7 +103,12 @@ impl Engine {
         for (alias, store) in self.stores() {
             match self.process_store(&alias, &store, now, &mut used).await {
                 Ok(next) => {
-                    lock(&self.inner.state).store_failures.remove(&alias);
+                    let mut st = lock(&self.inner.state);
+                    // Guarded: hashing the alias costs more than the check, every pass.
+                    if !st.store_failures.is_empty() {
+                        st.store_failures.remove(&alias);
+                    }
+                    drop(st);
                     let caps = store.capabilities();
                     if let Some(t) = next {
                         // A store whose leases run on its own clock reports a leased job
@@ -131,6 +150,7 @@ impl Engine {
         }
         // The pass's runs start now that it is done: a worker woken earlier would
         // interrupt the pass (here the woken thread often takes this very core).
+        let taken = if take { used.take_one() } else { None };
         used.flush();
         let wait = next_wakeup.map(|t| ((t - now).to_std().unwrap_or(Duration::ZERO), t));
         if let Some((w, _)) = wait {
@@ -138,7 +158,7 @@ impl Engine {
         } else {
             tracing::debug!(target: "apscheduler", "No jobs; waiting until a job is added");
         }
-        wait
+        (wait, taken)
     }
 
     pub(super) async fn process_store(
@@ -148,9 +168,20 @@ impl Engine {
         now: DateTime<Utc>,
         used: &mut PassLookups,
     ) -> Result<Option<DateTime<Utc>>, Error> {
-        let _guard = self.inner.jobs_lock.lock().await;
+        // Uncontended nearly always: taking it at once skips the async acquire.
+        let _guard = match self.inner.jobs_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => self.inner.jobs_lock.lock().await,
+        };
         self.add_waiting_jobs(alias).await?;
-        let left_over = lock(&self.inner.unreleased).remove(alias);
+        let left_over = {
+            let mut unreleased = lock(&self.inner.unreleased);
+            if unreleased.is_empty() {
+                None
+            } else {
+                unreleased.remove(alias)
+            }
+        };
         if let Some(left_over) = left_over {
             match store
                 .release_jobs(&self.inner.scheduler_id, left_over.releases.clone())

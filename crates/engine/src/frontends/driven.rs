@@ -61,7 +61,7 @@ impl DrivenScheduler {
     /// front-end shares: a change that cannot make the next call earlier (a job added
     /// for later than that) does not call the hook.
     pub fn run_due(&self) -> Option<Duration> {
-        let turn = main_loop::turn(&self.inner.engine);
+        let turn = main_loop::turn(&self.inner.engine, false);
         let wait = match self.inner.runner.block_on(turn) {
             main_loop::Turn::Stop => None,
             main_loop::Turn::Sleep { next, .. } => next,

@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use apscheduler_core::{
-    Error, ErrorKind, Event, EventMask, Executor, Job, JobStore, TaskContext, TaskResult, Trigger,
+    DeferredRun, Error, ErrorKind, Event, EventMask, Executor, Job, JobStore, TaskContext,
+    TaskResult, Trigger,
 };
 use serde_json::Value;
 
@@ -22,6 +23,7 @@ mod async_api;
 mod driven;
 mod handle;
 mod main_loop;
+mod relay;
 mod runner;
 mod sync_api;
 mod threaded;

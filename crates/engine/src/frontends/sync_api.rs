@@ -1,6 +1,7 @@
 //! [`SyncScheduler`]: the synchronous job API of the thread-based front-ends.
 
 use super::handle::status_of;
+use super::relay::Relay;
 use super::*;
 
 /// The synchronous job API shared by the thread-based front-ends
@@ -10,6 +11,8 @@ use super::*;
 pub struct SyncScheduler {
     pub(super) engine: Engine,
     pub(super) runner: Runner,
+    /// The loop threads' relay while the loop runs on threads.
+    pub(super) relay: Arc<Mutex<Option<Arc<Relay>>>>,
 }
 
 impl fmt::Debug for SyncScheduler {
@@ -25,6 +28,7 @@ impl SyncScheduler {
         Ok(SyncScheduler {
             engine,
             runner: Runner::new()?,
+            relay: Arc::default(),
         })
     }
 
@@ -315,7 +319,18 @@ impl SyncScheduler {
 
     /// Runs the main loop on this thread until shutdown.
     pub(super) fn run_loop(&self) {
-        main_loop::run_on_thread(&self.engine, &self.runner);
+        let relay = Relay::new();
+        *self.relay.lock().unwrap_or_else(|e| e.into_inner()) = relay.clone();
+        main_loop::run_on_thread(&self.engine, &self.runner, relay);
+    }
+
+    /// Whether `thread` (a loop thread) is running a job.
+    pub(super) fn runs_job_on(&self, thread: std::thread::ThreadId) -> bool {
+        self.relay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|relay| relay.runs_job_on(thread))
     }
 
     pub(super) fn shutdown_engine(&self, wait: bool) -> Result<(), Error> {

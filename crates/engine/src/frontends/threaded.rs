@@ -113,7 +113,10 @@ impl BackgroundScheduler {
         self.inner.shutdown_engine(wait)?;
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
+            let id = handle.thread().id();
+            // Without `wait`, a job running on the loop's thread is not waited for: the
+            // thread leaves once it ends.
+            if id != std::thread::current().id() && (wait || !self.inner.runs_job_on(id)) {
                 let _ = handle.join();
             }
         }
