@@ -111,6 +111,8 @@ pub(super) struct Relay {
     turn: Mutex<()>,
     /// Threads waiting on the timer (a run may be taken while one does).
     waiting: AtomicUsize,
+    /// A thread was woken while the other ran a turn: one more turn is due.
+    again: AtomicBool,
     /// The scheduler was shut down: both threads leave.
     stopped: AtomicBool,
     /// The thread running a job, if any (`BackgroundScheduler::shutdown(false)` does
@@ -125,6 +127,7 @@ impl Relay {
             timer: Timer::new()?,
             turn: Mutex::new(()),
             waiting: AtomicUsize::new(0),
+            again: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             busy_thread: Mutex::new(None),
         }))
@@ -154,11 +157,25 @@ impl Relay {
                 self.timer.arm(Some(Duration::ZERO));
                 return;
             }
-            let Ok(guard) = self.turn.try_lock() else {
-                // The other thread is running a turn: it arms the timer after it.
-                self.wait();
-                continue;
+            let guard = match self.turn.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    // The other thread runs a turn, which may have begun before what
+                    // woke this thread, and its arming may have replaced that expiry:
+                    // leave it a note to run one more. Then try again, in case it had
+                    // already looked for notes.
+                    self.again.store(true, Ordering::SeqCst);
+                    match self.turn.try_lock() {
+                        Ok(guard) => guard,
+                        Err(_) => {
+                            self.wait();
+                            continue;
+                        }
+                    }
+                }
             };
+            // This turn covers whatever an earlier note was for.
+            self.again.store(false, Ordering::SeqCst);
             let take = self.waiting.load(Ordering::Acquire) > 0;
             // Boxed: the pass's future is large, and moving it costs more than a box.
             let (seen, next, run) = match runner.block_on(Box::pin(turn(engine, take))) {
@@ -168,17 +185,25 @@ impl Relay {
                 }
                 Turn::Sleep { seen, next, run } => (seen, next, run),
             };
-            // Armed before looking for wake-ups: one that comes after the look fires
-            // the timer itself (the wake hook), so none is lost between the two.
             self.timer.arm(next);
-            if engine.wake_signal().changed_since(seen) {
-                self.timer.arm(Some(Duration::ZERO));
-            }
+            // A wake-up that came during the pass needs another one at once.
+            let again = engine.wake_signal().changed_since(seen);
             drop(guard);
-            if let Some(run) = run {
-                self.set_busy(true);
-                run.run();
-                self.set_busy(false);
+            match run {
+                Some(run) => {
+                    if again {
+                        // The other thread waits on the timer: it runs that pass.
+                        self.timer.arm(Some(Duration::ZERO));
+                    }
+                    self.set_busy(true);
+                    run.run();
+                    self.set_busy(false);
+                }
+                None if again => continue,
+                None => {}
+            }
+            if self.again.swap(false, Ordering::SeqCst) {
+                continue;
             }
             self.wait();
         }
