@@ -1085,8 +1085,8 @@ fn three_daemons_ride_out_a_postgres_restart() {
 /// Three daemons on the private server at `url`, 50 jobs every second; after 5 s
 /// `switch(false)` takes the server down, 3 s later `switch(true)` brings it back. The
 /// daemons reconnect and go on; the fire times due during the outage run late (the
-/// grace is 30 s), none twice, none without a record, and every daemon is registered
-/// again. Prints what happened to the outage's fire times.
+/// grace is 30 s), none started twice, none without a record, and every daemon is
+/// registered again. Prints what happened to the outage's fire times.
 fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     let dir = tempfile::tempdir().unwrap();
     let jobs = 50;
@@ -1105,16 +1105,20 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     let ended = chrono::Utc::now().timestamp_micros();
     stop_all(&mut nodes);
     let runs = history(url);
+    // Every fire time has a record; at most one of them started. A `missed` record is
+    // of a fire time not started on that node: one whose release was not confirmed
+    // across the outage and found lost on retry, while the lease ran out and another
+    // node ran it (at most once comes first).
     let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
     for r in &runs {
         let key = (
             r["job_id"].as_str().unwrap().to_owned(),
             micros(r["scheduled_at"].as_str().unwrap()),
         );
-        *seen.entry(key).or_default() += 1;
+        *seen.entry(key).or_default() += usize::from(r["outcome"] != "missed");
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "fire times recorded twice: {twice:?}");
+    assert!(twice.is_empty(), "fire times started twice: {twice:?}");
     let (gaps, _) = gaps(seen.keys(), jobs, (started, ended, 3), |_| false);
     assert!(
         gaps.is_empty(),
