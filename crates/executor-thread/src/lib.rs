@@ -533,11 +533,16 @@ impl Pool {
     /// A worker's loop: runs queued submissions until the queue is closed and empty.
     fn work(&self) {
         while let Some(run) = self.queue.pop() {
-            if self.cancelled.load(Ordering::SeqCst) {
-                self.cancel(run);
-            } else {
-                self.execute(run);
-            }
+            self.start(run);
+        }
+    }
+
+    /// Runs a run that has not started, or reports it cancelled after `shutdown(false)`.
+    fn start(&self, run: JobRun) {
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.cancel(run);
+        } else {
+            self.execute(run);
         }
     }
 
@@ -566,11 +571,7 @@ impl Pool {
         }
         let _taken = Taken(self);
         RUNNING_TAKEN.with(|t| t.set(true));
-        if self.cancelled.load(Ordering::SeqCst) {
-            self.cancel(run);
-        } else {
-            self.execute(run);
-        }
+        self.start(run);
     }
 
     fn end_taken(&self) {
