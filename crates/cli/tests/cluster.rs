@@ -1119,7 +1119,10 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "fire times started twice: {twice:?}");
-    let (gaps, _) = gaps(seen.keys(), jobs, (started, ended, 3), |_| false);
+    // To 5 s before the end, as in the takeover tests: a store slow after its restart
+    // leaves the daemons catching up until then (what they have not claimed when they
+    // stop waits in the store, unrecorded).
+    let (gaps, _) = gaps(seen.keys(), jobs, (started, ended, 5), |_| false);
     assert!(
         gaps.is_empty(),
         "{} gaps (first: {:?})",
@@ -1152,7 +1155,7 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     assert!(!in_outage.is_empty(), "no fire time fell in the outage");
     // A fire time started late after the outage can still run at the job's next
     // fire time, which `max_instances` then skips (recorded `missed`): the rule
-    // working, as in the takeover tests; it stays a small share. Ends made during the
+    // working, as in the takeover tests. Ends made during the
     // outage are written after it: until then they hold their jobs' fire times on the
     // other nodes.
     let skips = max_instances_skips(&runs, &|skip, _| {
@@ -1160,10 +1163,14 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
         (down..up + 5 * SECOND).contains(&at)
     });
     eprintln!("{label} restart: fire times skipped by max_instances: {skips}");
+    // Each fire time of the outage runs late, one after another with the others of its
+    // job, and holds at most about one next fire time of its job: the share of skips
+    // behind them grows with the machine's load, their number is bounded by theirs.
     assert!(
-        skips.stale.len() * 100 <= runs.len() && skips.in_flight * 20 <= runs.len(),
-        "{skips} of {} fire times (first false skip {:#?})",
+        skips.stale.len() * 100 <= runs.len() && skips.in_flight <= in_outage.len(),
+        "{skips} of {} fire times, {} in the outage (first false skip {:#?})",
         runs.len(),
+        in_outage.len(),
         skips.stale.first()
     );
     let max_instances = |r: &&Value| {
@@ -1207,12 +1214,36 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     assert!(bad.is_empty(), "runs that did not succeed: {bad:?}");
 }
 
+/// What the message of a fire time skipped by `max_instances` says.
+const MAX_INSTANCES_SKIP: &str = "maximum number of running instances";
+
+/// Whether `run` is a fire time skipped by `max_instances`. Until it was skipped it
+/// counted as an instance of its job on every node: it had its `running` record from
+/// its claim on, as it waited for room (a fire time claimed after it waits behind it,
+/// as behind a run).
+fn skipped_by_max_instances(run: &Value) -> bool {
+    run["outcome"] == "missed"
+        && run["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(MAX_INSTANCES_SKIP))
+}
+
+/// When the node that wrote `run` claimed its fire time: the time in its run id, a
+/// UUID v7 made as the claim planned the run. A run started only once a worker was free
+/// (its record's `started_at`), yet it counted as an instance from its claim on.
+fn claimed_at(run: &Value) -> i64 {
+    let id = uuid::Uuid::parse_str(run["run_id"].as_str().unwrap()).unwrap();
+    let (seconds, nanos) = id.get_timestamp().expect("a run id is a UUID v7").to_unix();
+    i64::try_from(seconds).unwrap() * SECOND + i64::from(nanos / 1000)
+}
+
 /// What held back the fire times `runs` records as skipped by `max_instances`.
 #[derive(Debug, Default)]
 struct Skips<'a> {
-    /// A run of the job was in flight at the skip (on the skipping node, or on a node
-    /// the skip names), or ended at most 1.5 s before it (a fire time waits up to 1 s
-    /// for the end of a run elsewhere to be written).
+    /// A run of the job was in flight at the skip (claimed before it, on the skipping
+    /// node or on a node the skip names, and queued, running, or itself waiting for
+    /// room), or ended at most 1.5 s before it (a fire time waits up to 1 s for the end
+    /// of a run elsewhere to be written).
     in_flight: usize,
     /// Held by a run the test excuses (a dead node's, an outage's).
     excused: usize,
@@ -1250,7 +1281,7 @@ fn max_instances_skips<'a>(
         let Some(message) = skip["message"].as_str() else {
             continue;
         };
-        let Some((_, reached)) = message.split_once("maximum number of running instances") else {
+        let Some((_, reached)) = message.split_once(MAX_INSTANCES_SKIP) else {
             continue;
         };
         // "... reached (1, 1 of them on other nodes: a, b)"
@@ -1265,9 +1296,10 @@ fn max_instances_skips<'a>(
         nodes.push(skip["node"].as_str().unwrap());
         let at = micros(skip["finished_at"].as_str().unwrap());
         let held = by_job[skip["job_id"].as_str().unwrap()].iter().any(|r| {
-            r["outcome"] != "missed"
+            !std::ptr::eq(*r, skip)
+                && (r["outcome"] != "missed" || skipped_by_max_instances(r))
                 && nodes.contains(&r["node"].as_str().unwrap())
-                && r["started_at"].as_str().is_some_and(|t| micros(t) <= at)
+                && claimed_at(r) <= at
                 && r["finished_at"]
                     .as_str()
                     .is_none_or(|t| micros(t) >= at - 3 * SECOND / 2)

@@ -45,8 +45,9 @@ pub struct HistoryOptions {
     /// claim and counts them with its own instances: a job never runs more than
     /// `max_instances` at once anywhere. A run elsewhere counts until its end is
     /// written, so a fire time blocked only by runs on other nodes waits for the ends
-    /// of those runs (read again every 100 ms, for up to 1 s and within its misfire
-    /// grace time) before it is skipped; it starts late by that wait. Off, it holds per
+    /// of those runs (read again every 100 ms, for 1 s and within its misfire grace
+    /// time: a read asked after that second must still find them) before it is
+    /// skipped; it starts late by that wait. Off, it holds per
     /// node, as in APScheduler (a job may run on two nodes at once), and a pass costs
     /// one query less.
     pub cluster_max_instances: bool,

@@ -6,9 +6,9 @@
 //! while the history is down). A fire time that finds its job at `max_instances` only
 //! because of runs on other nodes is therefore not skipped at once: it waits, the node
 //! reading the other nodes' runs again every [`ELSEWHERE_POLL`] (one query for every
-//! waiting fire time), and starts as soon as there is room. One still blocked after
-//! [`ELSEWHERE_WAIT`], or once its misfire grace time has passed, is skipped as any
-//! `max_instances` skip is. Its release is already applied, so no other node can
+//! waiting fire time), and starts as soon as there is room. One still blocked by a read
+//! asked after [`ELSEWHERE_WAIT`], or once its misfire grace time has passed, is skipped
+//! as any `max_instances` skip is. Its release is already applied, so no other node can
 //! start it meanwhile: the wait delays a fire time, never doubles it.
 //!
 //! A waiting fire time waits only for the runs it found after its claim. Those are
@@ -100,6 +100,9 @@ impl Engine {
         };
         loop {
             tokio::time::sleep(ELSEWHERE_POLL).await;
+            // A fire time is skipped only on a read asked after its wait ended: a slow
+            // answer tells what ran when it was asked, not when it came.
+            let asked = Instant::now();
             let running: Option<HashSet<String>> = recorder
                 .running_elsewhere()
                 .await
@@ -113,7 +116,7 @@ impl Engine {
                 lock(&self.inner.waiting_elsewhere).polling = false;
                 return;
             }
-            let (now, at) = (self.inner.clock.now(), Instant::now());
+            let now = self.inner.clock.now();
             let mut used = PassLookups::default();
             let mut still = Vec::new();
             for mut w in runs {
@@ -122,7 +125,7 @@ impl Engine {
                 }
                 let out_of_grace = w.planned.past_grace(now);
                 if w.planned.blocked_only_elsewhere(w.elsewhere.len())
-                    && at < w.until
+                    && asked < w.until
                     && !out_of_grace
                 {
                     still.push(w);
