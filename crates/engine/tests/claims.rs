@@ -7,7 +7,7 @@
 //! nodes sharing a history: a fire time blocked only by another node's run waits for
 //! that run's end to be written, and is skipped only if it does not come.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ struct Faulty {
     fault: Mutex<Option<Fault>>,
     releases: AtomicUsize,
     shared: bool,
+    /// The next claim panics (a bug in the store).
+    claim_panics: AtomicBool,
 }
 
 impl Faulty {
@@ -52,6 +54,7 @@ impl Faulty {
             fault: Mutex::new(None),
             releases: AtomicUsize::new(0),
             shared,
+            claim_panics: AtomicBool::new(false),
         })
     }
 }
@@ -95,6 +98,10 @@ impl JobStore for Faulty {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
+        assert!(
+            !self.claim_panics.swap(false, Ordering::SeqCst),
+            "a bug in the store's claim"
+        );
         self.inner
             .acquire_due_jobs(scheduler_id, now, limit, lease)
             .await
@@ -311,6 +318,31 @@ fn all_outcomes(h: &Harness) -> Vec<(DateTime<Utc>, RunOutcome)> {
         runs.sort_by_key(|(t, _)| *t);
         runs
     })
+}
+
+/// A store whose claim panics (a bug in it, or in a third-party store crate) fails the
+/// pass as a store that errs does: the loop goes on, retries after the backoff, and the
+/// fire time then runs.
+#[test]
+fn a_store_that_panics_in_a_pass_is_retried_like_a_failing_one() {
+    let h = Harness::new();
+    h.store.claim_panics.store(true, Ordering::SeqCst);
+    h.clock.set(at(10, 0, 0));
+    let wait = h.rt.block_on(h.engine.process_jobs());
+    assert_eq!(
+        wait,
+        Some(Duration::from_millis(500)),
+        "the store's backoff"
+    );
+    assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+    h.process(at(10, 0, 0) + chrono::Duration::milliseconds(500));
+    assert_eq!(
+        h.runs.load(Ordering::SeqCst),
+        2,
+        "10:00:00 ran after the retry"
+    );
+    h.process(at(10, 1, 0));
+    assert_eq!(h.runs.load(Ordering::SeqCst), 3);
 }
 
 #[test]

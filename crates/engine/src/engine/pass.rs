@@ -3,6 +3,8 @@
 
 use super::*;
 use apscheduler_core::{Released, RunElsewhere};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 
 /// What one main-loop pass looks up once instead of once per job: the executors by
 /// alias (and which of them got runs to flush once the pass is stored), and `now` in
@@ -101,7 +103,23 @@ impl Engine {
             }
         };
         for (alias, store) in self.stores() {
-            match self.process_store(&alias, &store, now, &mut used).await {
+            // A store that panics (a bug in it, a third-party crate's) fails this pass
+            // like a store that errs: retried with the backoff below, said each time,
+            // the other stores served meanwhile. Its claimed jobs stay leased to this
+            // scheduler, whose next claim takes them back.
+            let processed = AssertUnwindSafe(self.process_store(&alias, &store, now, &mut used))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(Error::new(
+                        ErrorKind::Other,
+                        format!(
+                            "the pass over this store panicked: {}",
+                            apscheduler_core::panic_message(&*panic)
+                        ),
+                    ))
+                });
+            match processed {
                 Ok(next) => {
                     let mut st = lock(&self.inner.state);
                     // Guarded: hashing the alias costs more than the check, every pass.

@@ -157,17 +157,17 @@ impl Relay {
                 self.timer.arm(Some(Duration::ZERO));
                 return;
             }
-            let guard = match self.turn.try_lock() {
-                Ok(guard) => guard,
-                Err(_) => {
+            let guard = match take_turn(&self.turn) {
+                Some(guard) => guard,
+                None => {
                     // The other thread runs a turn, which may have begun before what
                     // woke this thread, and its arming may have replaced that expiry:
                     // leave it a note to run one more. Then try again, in case it had
                     // already looked for notes.
                     self.again.store(true, Ordering::SeqCst);
-                    match self.turn.try_lock() {
-                        Ok(guard) => guard,
-                        Err(_) => {
+                    match take_turn(&self.turn) {
+                        Some(guard) => guard,
+                        None => {
                             self.wait();
                             continue;
                         }
@@ -207,6 +207,17 @@ impl Relay {
             }
             self.wait();
         }
+    }
+}
+
+/// The turn, unless the other thread has it. A turn whose thread panicked (a bug in the
+/// engine's own code: a store's panic is caught in its pass) left the lock poisoned, not
+/// held: this thread takes the turns from its next wake-up on.
+fn take_turn(turn: &Mutex<()>) -> Option<std::sync::MutexGuard<'_, ()>> {
+    match turn.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
