@@ -92,6 +92,15 @@ const RUNNING_ELSEWHERE_DEADLINE: Duration = Duration::from_secs(2);
 /// other nodes count those runs as in flight, and skip their jobs' fire times).
 const RETRY_CAP: Duration = Duration::from_secs(1);
 
+/// A run whose `running` record is written and whose end is not.
+struct InFlight {
+    record: RunRecord,
+    /// Started ([`Recorder::started`]: the first fire time of a submission once handed
+    /// to its executor, the next ones as they begin). A claimed fire time that waits
+    /// (for its release, or for room under `max_instances`) has not.
+    started: bool,
+}
+
 enum Msg {
     Record(RunRecord),
     Flush(oneshot::Sender<()>),
@@ -104,7 +113,7 @@ pub(crate) struct Recorder {
     node: Arc<str>,
     clock: Arc<dyn Clock>,
     /// Runs started and not yet ended, by run id: their end rewrites the whole record.
-    in_flight: Arc<Mutex<HashMap<Arc<str>, RunRecord>>>,
+    in_flight: Arc<Mutex<HashMap<Arc<str>, InFlight>>>,
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
     /// The heartbeat task, while started.
     membership: Mutex<Option<Membership>>,
@@ -226,17 +235,36 @@ impl Recorder {
         if stop {
             // Runs whose `running` record is written and that never ended here (a pass
             // cut short by the shutdown, runs not waited for): nobody would end them
-            // after this node left the registry.
+            // after this node left the registry. Those that never started are missed,
+            // not interrupted.
             let now = self.clock.now();
             let left: Vec<RunRecord> = lock(&self.in_flight)
                 .drain()
-                .map(|(_, mut r)| {
-                    r.outcome = RunOutcome::Interrupted;
-                    r.finished_at = Some(now);
-                    r.message =
-                        Some("the scheduler shut down before the run ended here".to_owned());
-                    r
-                })
+                .map(
+                    |(
+                        _,
+                        InFlight {
+                            record: mut r,
+                            started,
+                        },
+                    )| {
+                        r.finished_at = Some(now);
+                        if started {
+                            r.outcome = RunOutcome::Interrupted;
+                            r.message = Some(
+                                "the scheduler shut down before the run ended here".to_owned(),
+                            );
+                        } else {
+                            r.outcome = RunOutcome::Missed;
+                            r.started_at = None;
+                            r.message = Some(
+                                "not started: the scheduler shut down before the run started here"
+                                    .to_owned(),
+                            );
+                        }
+                        r
+                    },
+                )
                 .collect();
             if !left.is_empty() {
                 apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) not ended at shutdown recorded as interrupted", left.len());
@@ -326,7 +354,13 @@ impl Recorder {
         {
             let mut in_flight = lock(&self.in_flight);
             for r in &records {
-                in_flight.insert(r.run_id.as_str().into(), r.clone());
+                in_flight.insert(
+                    r.run_id.as_str().into(),
+                    InFlight {
+                        record: r.clone(),
+                        started: false,
+                    },
+                );
             }
         }
         for r in &records {
@@ -352,13 +386,20 @@ impl Recorder {
             return;
         };
         let now = self.clock.now();
-        if let Some(record) = lock(&self.in_flight).get_mut(id) {
-            record.started_at = Some(now);
+        if let Some(entry) = lock(&self.in_flight).get_mut(id) {
+            entry.record.started_at = Some(now);
+            entry.started = true;
             return;
         }
         let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
         record.started_at = Some(now);
-        lock(&self.in_flight).insert(id.clone(), record.clone());
+        lock(&self.in_flight).insert(
+            id.clone(),
+            InFlight {
+                record: record.clone(),
+                started: true,
+            },
+        );
         self.send(record);
     }
 
@@ -373,11 +414,14 @@ impl Recorder {
             return;
         };
         let now = self.clock.now();
-        let mut record = lock(&self.in_flight).remove(id).unwrap_or_else(|| {
-            let mut r = self.blank(id, &run.job_id, run_time.with_timezone(&Utc));
-            r.started_at = Some(now);
-            r
-        });
+        let mut record = lock(&self.in_flight)
+            .remove(id)
+            .map(|entry| entry.record)
+            .unwrap_or_else(|| {
+                let mut r = self.blank(id, &run.job_id, run_time.with_timezone(&Utc));
+                r.started_at = Some(now);
+                r
+            });
         record.finished_at = Some(now);
         let note = record.message.take();
         finish_record(&mut record, result, self.options.output_cap);
@@ -416,7 +460,7 @@ impl Recorder {
         let (id, note) = match run_id {
             Some(id) => {
                 let begun = lock(&self.in_flight).remove(id);
-                (id.clone(), begun.and_then(|r| r.message))
+                (id.clone(), begun.and_then(|r| r.record.message))
             }
             None => (new_run_id(), None),
         };

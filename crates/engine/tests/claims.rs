@@ -33,6 +33,8 @@ enum Fault {
     Unconfirmed,
     /// The store applies the release, and its reply is lost.
     AppliedUnconfirmed,
+    /// The release answers only after this long (a store stalled mid-pass).
+    Slow(Duration),
 }
 
 /// A memory store whose next release meets a fault; `shared`, it says it is a store
@@ -148,6 +150,10 @@ impl JobStore for Faulty {
                 ErrorKind::Unavailable,
                 "connection reset while committing",
             )),
+            Some(Fault::Slow(stall)) => {
+                tokio::time::sleep(stall).await;
+                self.inner.release_jobs(scheduler_id, releases).await
+            }
             Some(Fault::AppliedUnconfirmed) => {
                 let released = self.inner.release_jobs(scheduler_id, releases).await?;
                 assert!(released.is_complete());
@@ -343,6 +349,44 @@ fn a_store_that_panics_in_a_pass_is_retried_like_a_failing_one() {
     );
     h.process(at(10, 1, 0));
     assert_eq!(h.runs.load(Ordering::SeqCst), 3);
+}
+
+/// A shutdown that cannot wait for a pass stalled in its release (over 5 s) records the
+/// pass's claimed fire time as not started (`missed`, saying why), not as a run it
+/// interrupted: it never ran. Real time: about 6 s.
+#[test]
+fn a_fire_time_claimed_by_a_pass_the_shutdown_cuts_short_is_recorded_not_started() {
+    let h = Harness::new();
+    h.store
+        .fault
+        .lock()
+        .unwrap()
+        .replace(Fault::Slow(Duration::from_secs(6)));
+    h.clock.set(at(10, 0, 0));
+    h.rt.block_on(async {
+        let engine = h.engine.clone();
+        let pass = tokio::spawn(async move { engine.process_jobs().await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.engine.shutdown(true).await.unwrap();
+        pass.await.unwrap();
+    });
+    assert_eq!(
+        h.runs.load(Ordering::SeqCst),
+        1,
+        "10:00:00 ran after the shutdown"
+    );
+    let message = missed_message(&h, at(10, 0, 0));
+    assert!(
+        message.contains("the scheduler shut down before the run started here"),
+        "{message}"
+    );
+    assert_eq!(
+        all_outcomes(&h),
+        [
+            (at(9, 59, 0), RunOutcome::Success),
+            (at(10, 0, 0), RunOutcome::Missed),
+        ]
+    );
 }
 
 #[test]

@@ -158,13 +158,30 @@ impl Engine {
         // A pass under way finishes first (it claims no further batch now): the fire
         // times it released are started, not lost to executors already shut down.
         // Bounded, in case the shutdown was called from inside the pass (a listener).
-        let _ = tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock()).await;
+        let pass_finished = tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock())
+            .await
+            .is_ok();
         for (_, executor) in &executors {
             executor.shutdown(wait);
         }
         self.drop_recoveries();
-        self.drop_waiting_elsewhere();
-        self.drop_unreleased();
+        {
+            // The poller of fire times waiting for runs elsewhere takes them out of
+            // their list and puts back those still waiting under this lock: taken
+            // outside it, the list could be empty for that moment, and those fire
+            // times go unrecorded (the poller records them only while this node still
+            // holds their `running` records, which the flush below ends). Not held
+            // across the executors' shutdown: a job may call the scheduler. Not waited
+            // for again when the pass did not finish in time.
+            let _guard = match pass_finished {
+                true => tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock())
+                    .await
+                    .ok(),
+                false => None,
+            };
+            self.drop_waiting_elsewhere();
+            self.drop_unreleased();
+        }
         // Before the stores close: a history may share their connection.
         if let Some(recorder) = &self.inner.history {
             recorder.flush(HISTORY_FLUSH_DEADLINE, true).await;
