@@ -607,9 +607,9 @@ fn three_daemons_on_postgres_hold_max_instances_across_the_cluster() {
         .iter()
         .filter(|r| r["outcome"] == "missed")
         .filter(|r| {
-            r["message"].as_str().is_some_and(|m| {
-                m.contains("maximum number of running instances") && m.contains("on other nodes")
-            })
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(MAX_INSTANCES_SKIP) && m.contains("on other nodes"))
         })
         .count();
     let succeeded: usize = by_job.values().map(Vec::len).sum();
@@ -906,7 +906,7 @@ fn cluster(
             // Skipped by `max_instances` (above), or waiting for a run elsewhere to end
             // when the daemon stopped.
             Some("missed") => !r["message"].as_str().is_some_and(|m| {
-                m.contains("maximum number of running instances")
+                m.contains(MAX_INSTANCES_SKIP)
                     || (m.contains("shut down while the fire time waited")
                         && r["finished_at"]
                             .as_str()
@@ -1176,8 +1176,7 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     let max_instances = |r: &&Value| {
         r["outcome"] == "missed"
             && r["message"].as_str().is_some_and(|m| {
-                m.contains("maximum number of running instances")
-                    || m.contains("shut down while the fire time waited")
+                m.contains(MAX_INSTANCES_SKIP) || m.contains("shut down while the fire time waited")
             })
     };
     // A release sent as the server died is retried once it is back: its fire times start

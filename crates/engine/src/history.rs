@@ -101,6 +101,25 @@ struct InFlight {
     started: bool,
 }
 
+impl InFlight {
+    /// Its record once the scheduler shut down before its end: `interrupted` if it
+    /// started, else `missed` (it never ran).
+    fn ended_by_shutdown(self, now: DateTime<Utc>) -> RunRecord {
+        let mut r = self.record;
+        r.finished_at = Some(now);
+        if self.started {
+            r.outcome = RunOutcome::Interrupted;
+            r.message = Some("the scheduler shut down before the run ended here".to_owned());
+        } else {
+            r.outcome = RunOutcome::Missed;
+            r.started_at = None;
+            r.message =
+                Some("not started: the scheduler shut down before the run started here".to_owned());
+        }
+        r
+    }
+}
+
 enum Msg {
     Record(RunRecord),
     Flush(oneshot::Sender<()>),
@@ -240,34 +259,14 @@ impl Recorder {
             let now = self.clock.now();
             let left: Vec<RunRecord> = lock(&self.in_flight)
                 .drain()
-                .map(
-                    |(
-                        _,
-                        InFlight {
-                            record: mut r,
-                            started,
-                        },
-                    )| {
-                        r.finished_at = Some(now);
-                        if started {
-                            r.outcome = RunOutcome::Interrupted;
-                            r.message = Some(
-                                "the scheduler shut down before the run ended here".to_owned(),
-                            );
-                        } else {
-                            r.outcome = RunOutcome::Missed;
-                            r.started_at = None;
-                            r.message = Some(
-                                "not started: the scheduler shut down before the run started here"
-                                    .to_owned(),
-                            );
-                        }
-                        r
-                    },
-                )
+                .map(|(_, entry)| entry.ended_by_shutdown(now))
                 .collect();
             if !left.is_empty() {
-                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) not ended at shutdown recorded as interrupted", left.len());
+                let interrupted = left
+                    .iter()
+                    .filter(|r| r.outcome == RunOutcome::Interrupted)
+                    .count();
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "{} run(s) not ended at shutdown: {interrupted} recorded as interrupted, {} never started recorded as missed", left.len(), left.len() - interrupted);
             }
             for r in left {
                 self.send(r);

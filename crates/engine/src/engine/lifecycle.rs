@@ -173,11 +173,12 @@ impl Engine {
             // holds their `running` records, which the flush below ends). Not held
             // across the executors' shutdown: a job may call the scheduler. Not waited
             // for again when the pass did not finish in time.
-            let _guard = match pass_finished {
-                true => tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock())
+            let _guard = if pass_finished {
+                tokio::time::timeout(PASS_FINISH_WAIT, self.inner.jobs_lock.lock())
                     .await
-                    .ok(),
-                false => None,
+                    .ok()
+            } else {
+                None
             };
             self.drop_waiting_elsewhere();
             self.drop_unreleased();
