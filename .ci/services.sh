@@ -98,6 +98,13 @@ if ! command -v schemathesis >/dev/null || [ "$(schemathesis --version 2>/dev/nu
     || { echo "ERROR: cannot install schemathesis (the API property tests need it)" >&2; false; }
 fi
 echo "  $(schemathesis --version)"
+# The OpenAPI document's validation (crates/http/tests/schemathesis.rs), pinned.
+if [ "$(python3 -m pip show openapi-spec-validator 2>/dev/null | awk '/^Version:/ {print $2}')" != "0.9.0" ]; then
+  echo "  pip install openapi-spec-validator==0.9.0"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore openapi-spec-validator==0.9.0 \
+    || { echo "ERROR: cannot install openapi-spec-validator (the OpenAPI validation test needs it)" >&2; false; }
+fi
+echo "  openapi-spec-validator $(python3 -m pip show openapi-spec-validator | awk '/^Version:/ {print $2}')"
 
 export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"

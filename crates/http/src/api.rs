@@ -195,6 +195,7 @@ pub(crate) async fn show_job(
 
 /// `count` for the next fire times.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NextParams {
     /// How many fire times (1 to 100, default 5).
@@ -399,6 +400,7 @@ pub(crate) async fn run_job(
 
 /// History filters and paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryParams {
     /// Only this job's runs.

@@ -335,6 +335,22 @@ async fn the_openapi_document_describes_every_route_and_the_catalog_bodies() {
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+    // Filters and counts are query parameters, the job id the one path parameter.
+    for (path, name) in [
+        ("/api/history", "job"),
+        ("/api/history", "limit"),
+        ("/api/jobs/{id}/next", "count"),
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let param = params.iter().find(|p| p["name"] == name);
+        let param = param.unwrap_or_else(|| panic!("{path}: no parameter {name}"));
+        assert_eq!(param["in"], "query", "{path} {name}: {param}");
+        assert_ne!(param["required"], true, "{path} {name}: {param}");
+    }
+    let next = doc["paths"]["/api/jobs/{id}/next"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(next.iter().any(|p| p["name"] == "id" && p["in"] == "path"));
     let input = &doc["components"]["schemas"]["JobInput"];
     assert!(input["properties"]["func"].is_object(), "{input}");
     // Every $ref points at a schema the document has.

@@ -8,12 +8,14 @@
 //! | [`store`] | the store a URL names; node names |
 //! | [`jobs`] | config jobs to engine jobs, and the sync that upserts them |
 //! | [`http`] | `[http]` and `[notifications]`: the management plane and its webhooks |
+//! | [`mail`] | `[mail]`: a run's output mailed as cron mails it (SMTP or sendmail) |
 
 pub(crate) mod action;
 pub(crate) mod config;
 pub(crate) mod heap;
 pub(crate) mod http;
 pub(crate) mod jobs;
+pub(crate) mod mail;
 pub(crate) mod store;
 
 use std::path::{Path, PathBuf};

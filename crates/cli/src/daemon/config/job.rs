@@ -1,0 +1,329 @@
+//! Jobs as the daemon stores them: what a job runs ([`Action`]), its checked
+//! definition ([`JobDef`]), and [`check_job`], which turns a `[[jobs]]` table into one.
+
+use std::collections::BTreeMap;
+
+use apscheduler_triggers::AnyTrigger;
+use chrono::Utc;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::raw::{DurationText, ExpectStatus, RawJob};
+use super::Defaults;
+
+/// What a job runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Action {
+    /// `/bin/sh -c command`, in its own process group.
+    Command {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
+        /// Seconds; on expiry the process group gets SIGTERM, then SIGKILL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<f64>,
+    },
+    /// An HTTP request.
+    Http {
+        method: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        /// Accepted statuses; empty = any 2xx.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expect_status: Vec<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<f64>,
+    },
+}
+
+impl Action {
+    /// The task name the job is stored under.
+    pub(crate) fn task_name(&self) -> &'static str {
+        match self {
+            Action::Command { .. } => COMMAND_TASK,
+            Action::Http { .. } => HTTP_TASK,
+        }
+    }
+
+    /// A one-line summary (`sh: echo hi`, `GET https://...`).
+    pub(crate) fn summary(&self) -> String {
+        match self {
+            Action::Command { command, .. } => format!("sh: {command}"),
+            Action::Http { method, url, .. } => format!("{method} {url}"),
+        }
+    }
+}
+
+/// The registered task that runs command jobs.
+pub(crate) const COMMAND_TASK: &str = "aps.command";
+/// The registered task that runs HTTP jobs.
+pub(crate) const HTTP_TASK: &str = "aps.http";
+
+/// Where a stored job came from: the config file (replaced or removed when the file
+/// changes) or the CLI (kept until removed by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Origin {
+    Config,
+    Cli,
+    /// Added through the HTTP API (`POST /api/jobs`): kept until removed, like `Cli`.
+    Api,
+}
+
+/// A checked job: what the daemon stores (in the job's kwargs) and compares on reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JobDef {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) action: Action,
+    /// The trigger kind for `AnyTrigger::from_args` and its arguments.
+    pub(crate) trigger_kind: String,
+    pub(crate) trigger_args: Value,
+    /// How the config wrote the trigger (`cron = "*/5 * * * *"`), for listings.
+    pub(crate) trigger_text: String,
+    /// Seconds; `None` = run however late.
+    pub(crate) misfire_grace_time: Option<f64>,
+    pub(crate) coalesce: bool,
+    pub(crate) max_instances: u32,
+    /// Run again a run its daemon's death interrupted. Left out when `false`, so the
+    /// definitions stored before the option existed compare equal to today's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) recover: bool,
+    pub(crate) origin: Origin,
+}
+
+impl JobDef {
+    /// The trigger, built now (checks every trigger field).
+    pub(crate) fn build_trigger(&self, tz: Tz) -> Result<AnyTrigger, String> {
+        let now = Utc::now().with_timezone(&tz);
+        AnyTrigger::from_args(&self.trigger_kind, &self.trigger_args, tz, now)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The kwargs a stored job carries: this definition.
+    pub(crate) fn to_kwargs(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut m)) => {
+                let mut kw = Map::new();
+                kw.insert("aps".into(), Value::Object(std::mem::take(&mut m)));
+                kw
+            }
+            _ => unreachable!("a JobDef serializes to an object"),
+        }
+    }
+
+    /// The definition a stored job carries, if it is a daemon job.
+    pub(crate) fn from_kwargs(kwargs: &Map<String, Value>) -> Option<JobDef> {
+        // Read in place (`&Value` is a deserializer): no copy of the definition first.
+        JobDef::deserialize(kwargs.get("aps")?).ok()
+    }
+}
+
+/// Checks one job table; errors start with ` (id 'x'): field: ...` (or `: ...` before
+/// the id is known), for the caller to prefix with where the table is.
+pub(crate) fn check_job(
+    raw: &RawJob,
+    tz: Tz,
+    defaults: &Defaults,
+    origin: Origin,
+) -> Result<JobDef, String> {
+    let id = match raw.id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        Some(_) => return Err(": id: must not be empty".into()),
+        None => return Err(": id: missing (every job needs an id)".into()),
+    };
+    let ctx = format!(" (id '{id}')");
+    let fail = |field: &str, msg: String| format!("{ctx}: {field}: {msg}");
+    let secs = |v: &Option<DurationText>, field: &str| -> Result<Option<f64>, String> {
+        v.as_ref()
+            .map(|d| {
+                d.parse()
+                    .map(|d| d.as_secs_f64())
+                    .map_err(|e| fail(field, e))
+            })
+            .transpose()
+    };
+    let timeout = secs(&raw.timeout, "timeout")?.or(defaults.timeout.map(|d| d.as_secs_f64()));
+    if timeout == Some(0.0) {
+        return Err(fail("timeout", "must be more than 0".into()));
+    }
+    let action = match (&raw.command, &raw.http) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{ctx}: two actions: give either `command` or `http`, not both"
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "{ctx}: no action: give `command = \"...\"` or `http = {{ url = \"...\" }}`"
+            ))
+        }
+        (Some(command), None) => {
+            if command.trim().is_empty() {
+                return Err(fail("command", "must not be empty".into()));
+            }
+            Action::Command {
+                command: command.clone(),
+                cwd: raw.cwd.clone(),
+                env: raw.env.clone().unwrap_or_default(),
+                timeout,
+            }
+        }
+        (None, Some(http)) => {
+            if raw.cwd.is_some() || raw.env.is_some() {
+                return Err(fail("cwd/env", "apply to `command` jobs only".into()));
+            }
+            let url = http
+                .url
+                .clone()
+                .ok_or_else(|| fail("http.url", "missing".into()))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(fail(
+                    "http.url",
+                    format!("'{url}' is not an http:// or https:// URL"),
+                ));
+            }
+            let method = http
+                .method
+                .clone()
+                .unwrap_or_else(|| "GET".into())
+                .to_ascii_uppercase();
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(fail("http.method", format!("invalid method '{method}'")));
+            }
+            let expect_status = match &http.expect_status {
+                None => Vec::new(),
+                Some(ExpectStatus::One(s)) => vec![*s],
+                Some(ExpectStatus::Many(v)) => v.clone(),
+            };
+            if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+                return Err(fail(
+                    "http.expect_status",
+                    format!("{bad} is not an HTTP status (100-599)"),
+                ));
+            }
+            Action::Http {
+                method,
+                url,
+                headers: http.headers.clone().unwrap_or_default(),
+                body: http.body.clone(),
+                expect_status,
+                timeout,
+            }
+        }
+    };
+
+    let forms = [
+        raw.cron.is_some(),
+        raw.interval.is_some(),
+        raw.date.is_some(),
+        raw.trigger.is_some(),
+    ];
+    let (kind, mut args, text) = match forms.iter().filter(|f| **f).count() {
+        0 => {
+            return Err(format!(
+                "{ctx}: no trigger: give one of `cron`, `interval`, `date` or `trigger`"
+            ))
+        }
+        1 => {
+            if let Some(cron) = &raw.cron {
+                let expr = match cron.trim() {
+                    m if m.starts_with('@') => crate::import_crontab::expand_macro(m)
+                        .ok_or_else(|| fail("cron", format!("unknown macro '{m}' (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)")))?
+                        .to_owned(),
+                    e => e.to_owned(),
+                };
+                (
+                    "crontab".to_owned(),
+                    json!({ "expr": expr }),
+                    format!("cron \"{}\"", cron.trim()),
+                )
+            } else if let Some(every) = &raw.interval {
+                let d = every.parse().map_err(|e| fail("interval", e))?;
+                if d.is_zero() {
+                    return Err(fail("interval", "must be more than 0".into()));
+                }
+                let s = d.as_secs_f64();
+                (
+                    "interval".to_owned(),
+                    json!({ "seconds": s }),
+                    format!("every {}", humantime::format_duration(d)),
+                )
+            } else if let Some(date) = &raw.date {
+                (
+                    "date".to_owned(),
+                    json!({ "run_date": date }),
+                    format!("once at {date}"),
+                )
+            } else {
+                let table = raw.trigger.clone().unwrap_or_default();
+                let mut args =
+                    serde_json::to_value(&table).map_err(|e| fail("trigger", e.to_string()))?;
+                let kind = args
+                    .as_object_mut()
+                    .and_then(|m| m.remove("type"))
+                    .and_then(|t| t.as_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        fail(
+                            "trigger.type",
+                            "missing (cron, interval, date, calendarinterval, crontab)".into(),
+                        )
+                    })?;
+                let text = format!(
+                    "{kind} {}",
+                    serde_json::to_string(&args).unwrap_or_default()
+                );
+                (kind, args, text)
+            }
+        }
+        _ => {
+            return Err(format!(
+                "{ctx}: several triggers: give only one of `cron`, `interval`, `date` or `trigger`"
+            ))
+        }
+    };
+    let common = args.as_object_mut().expect("trigger args are an object");
+    // Always explicit: a job follows a change of the scheduler's timezone as a change
+    // of its definition.
+    let zone = raw.timezone.as_deref().unwrap_or(tz.name());
+    common.insert("timezone".into(), json!(zone));
+    if let Some(j) = secs(&raw.jitter, "jitter")? {
+        common.insert("jitter".into(), json!(j));
+    }
+    if let Some(s) = &raw.start_date {
+        common.insert("start_date".into(), json!(s));
+    }
+    if let Some(e) = &raw.end_date {
+        common.insert("end_date".into(), json!(e));
+    }
+    let def = JobDef {
+        name: raw.name.clone().unwrap_or_else(|| id.clone()),
+        id,
+        action,
+        trigger_kind: kind,
+        trigger_args: args,
+        trigger_text: text,
+        misfire_grace_time: match &raw.misfire_grace_time {
+            Some(d) if d.is_none() => None,
+            Some(_) => secs(&raw.misfire_grace_time, "misfire_grace_time")?,
+            None => defaults.misfire_grace_time.map(|d| d.as_secs_f64()),
+        },
+        coalesce: raw.coalesce.unwrap_or(defaults.coalesce),
+        max_instances: raw.max_instances.unwrap_or(defaults.max_instances),
+        recover: raw.recover.map_or(defaults.recover, |r| r.0),
+        origin,
+    };
+    if def.max_instances == 0 {
+        return Err(fail("max_instances", "must be 1 or more".into()));
+    }
+    def.build_trigger(tz)
+        .map_err(|e| format!("{ctx}: trigger: {e}"))?;
+    Ok(def)
+}

@@ -1,0 +1,341 @@
+//! The daemon's TOML configuration: reading it, checking every field, and the
+//! normalised job definitions the daemon stores.
+//!
+//! Every error names the file, the line and column where the TOML parser gives them,
+//! the job id and the field, and the value.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`raw`] | the tables as written, before any check |
+//! | [`job`] | what a job runs, its checked definition, and the check of one job table |
+//! | this one | the whole file: settings, defaults, loading and the store URL |
+
+mod job;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apscheduler_core::Retention;
+use chrono_tz::Tz;
+use serde::de::IgnoredAny;
+use toml::Spanned;
+
+pub(crate) use self::job::{check_job, Action, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
+use self::raw::RawConfig;
+pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
+
+/// A config that cannot be used, with where and why.
+#[derive(Debug)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Job defaults from `[job_defaults]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) misfire_grace_time: Option<Duration>,
+    pub(crate) coalesce: bool,
+    pub(crate) max_instances: u32,
+    pub(crate) recover: bool,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Default for Defaults {
+    /// APScheduler's: 1 s grace, coalesce, one instance; no recovery, no time-out.
+    fn default() -> Self {
+        Defaults {
+            misfire_grace_time: Some(Duration::from_secs(1)),
+            coalesce: true,
+            max_instances: 1,
+            recover: false,
+            timeout: None,
+        }
+    }
+}
+
+/// History settings from `[history]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistorySettings {
+    pub(crate) enabled: bool,
+    pub(crate) retention: Retention,
+    pub(crate) output_cap: usize,
+}
+
+/// A checked configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) timezone: Tz,
+    pub(crate) node: Option<String>,
+    pub(crate) store_url: String,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) kill_grace: Duration,
+    /// `None`: not set (a watched SQLite file needs no polling; other stores poll
+    /// every second).
+    pub(crate) poll_interval: Option<Duration>,
+    /// How often the daemon heartbeats in the node registry.
+    pub(crate) heartbeat: Duration,
+    /// How long a silent node lives on in the registry before it is taken for dead.
+    pub(crate) node_timeout: Duration,
+    /// `max_instances` held across the daemons sharing the store (`[scheduler]
+    /// cluster_max_instances`, default true).
+    pub(crate) cluster_max_instances: bool,
+    pub(crate) history: HistorySettings,
+    pub(crate) defaults: Defaults,
+    pub(crate) jobs: Vec<JobDef>,
+    /// `[http]`: the management plane, when configured.
+    pub(crate) http: Option<crate::daemon::http::HttpSettings>,
+    /// `[notifications]`: webhooks on failed, timed-out and missed runs.
+    pub(crate) notifications: crate::daemon::http::NotificationSettings,
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+/// Reads and checks the config file at `path`.
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read the config: {e}", path.display())))?;
+    parse(path, &text, true)
+}
+
+/// Reads the config's settings (store, timezone, defaults, history) without checking
+/// its jobs: what the management commands need, so that they work while the jobs in
+/// the file are being fixed.
+pub(crate) fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read the config: {e}", path.display())))?;
+    parse(path, &text, false)
+}
+
+/// Checks config `text` read from `path` (relative store paths resolve beside it);
+/// its jobs too when `with_jobs`.
+pub(crate) fn parse(path: &Path, text: &str, with_jobs: bool) -> Result<Config, ConfigError> {
+    if with_jobs {
+        parse_as::<Vec<Spanned<RawJob>>>(path, text)
+    } else {
+        parse_as::<IgnoredAny>(path, text)
+    }
+}
+
+/// The `[[jobs]]` tables a [`RawConfig`] holds.
+trait JobTables {
+    fn tables(&self) -> &[Spanned<RawJob>];
+}
+
+impl JobTables for Vec<Spanned<RawJob>> {
+    fn tables(&self) -> &[Spanned<RawJob>] {
+        self
+    }
+}
+
+impl JobTables for IgnoredAny {
+    fn tables(&self) -> &[Spanned<RawJob>] {
+        &[]
+    }
+}
+
+fn parse_as<J>(path: &Path, text: &str) -> Result<Config, ConfigError>
+where
+    J: JobTables + Default + serde::de::DeserializeOwned,
+{
+    let file = path.display().to_string();
+    let raw: RawConfig<J> = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (l, c) = line_col(text, s.start);
+                format!(":{l}:{c}")
+            })
+            .unwrap_or_default();
+        ConfigError(format!("{file}{at}: {}", e.message()))
+    })?;
+    let at = |span: std::ops::Range<usize>| {
+        let (l, c) = line_col(text, span.start);
+        format!("{file}:{l}:{c}")
+    };
+    let duration =
+        |v: &Option<Spanned<DurationText>>, field: &str| -> Result<Option<Duration>, ConfigError> {
+            v.as_ref()
+                .map(|d| {
+                    d.get_ref()
+                        .parse()
+                        .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(d.span()))))
+                })
+                .transpose()
+        };
+
+    let timezone = match &raw.scheduler.timezone {
+        Some(tz) => apscheduler_core::time::parse_timezone("timezone", tz.get_ref())
+            .map_err(|e| ConfigError(format!("{}: scheduler.timezone: {e}", at(tz.span()))))?,
+        None => apscheduler_engine::local_timezone(),
+    };
+    let store_url = match &raw.store.url {
+        Some(u) => {
+            check_store_url(u.get_ref())
+                .map_err(|e| ConfigError(format!("{}: store.url: {e}", at(u.span()))))?;
+            beside(path, u.get_ref())
+        }
+        None => default_store_url(path),
+    };
+    let defaults = {
+        let d = Defaults::default();
+        Defaults {
+            misfire_grace_time: match &raw.job_defaults.misfire_grace_time {
+                Some(d) if d.get_ref().is_none() => None,
+                Some(_) => duration(
+                    &raw.job_defaults.misfire_grace_time,
+                    "job_defaults.misfire_grace_time",
+                )?,
+                None => d.misfire_grace_time,
+            },
+            coalesce: raw.job_defaults.coalesce.unwrap_or(d.coalesce),
+            max_instances: raw
+                .job_defaults
+                .max_instances
+                .unwrap_or(d.max_instances)
+                .max(1),
+            recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
+            timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
+        }
+    };
+    let history = HistorySettings {
+        enabled: raw.history.enabled.unwrap_or(true),
+        retention: Retention {
+            max_runs_per_job: Some(raw.history.max_runs_per_job.unwrap_or(100)),
+            max_age: duration(&raw.history.max_age, "history.max_age")?,
+        },
+        output_cap: raw.history.output_cap.unwrap_or(4096),
+    };
+    let mut jobs = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for (i, job) in raw.jobs.tables().iter().enumerate() {
+        let where_ = at(job.span());
+        let def = check_job(job.get_ref(), timezone, &defaults, Origin::Config)
+            .map_err(|e| ConfigError(format!("{where_}: jobs[{i}]{e}")))?;
+        if !seen.insert(def.id.clone()) {
+            return Err(ConfigError(format!(
+                "{where_}: jobs[{i}] (id '{}'): duplicate job id '{}' (ids must be unique)",
+                def.id, def.id
+            )));
+        }
+        jobs.push(def);
+    }
+    let heartbeat = duration(&raw.scheduler.heartbeat, "scheduler.heartbeat")?
+        .unwrap_or(Duration::from_secs(1));
+    let node_timeout = duration(&raw.scheduler.node_timeout, "scheduler.node_timeout")?
+        .unwrap_or(Duration::from_secs(10));
+    if heartbeat.is_zero() || node_timeout <= heartbeat {
+        let (field, span) = match (&raw.scheduler.heartbeat, &raw.scheduler.node_timeout) {
+            (Some(h), _) if heartbeat.is_zero() => ("scheduler.heartbeat", h.span()),
+            (_, Some(t)) => ("scheduler.node_timeout", t.span()),
+            (Some(h), None) => ("scheduler.heartbeat", h.span()),
+            (None, None) => unreachable!("the defaults are consistent"),
+        };
+        return Err(ConfigError(format!(
+            "{}: {field}: the node time-out ({}) must be longer than the heartbeat ({}), which must not be 0",
+            at(span),
+            humantime::format_duration(node_timeout),
+            humantime::format_duration(heartbeat)
+        )));
+    }
+    let http = raw
+        .http
+        .as_ref()
+        .map(|h| crate::daemon::http::check_http(h.get_ref(), &at(h.span())).map_err(ConfigError))
+        .transpose()?;
+    let notifications =
+        crate::daemon::http::check_notifications(&raw.notifications, &file).map_err(ConfigError)?;
+    Ok(Config {
+        http,
+        notifications,
+        path: path.to_owned(),
+        timezone,
+        node: raw.scheduler.node.clone(),
+        store_url,
+        shutdown_grace: duration(&raw.scheduler.shutdown_grace, "scheduler.shutdown_grace")?
+            .unwrap_or(Duration::from_secs(30)),
+        kill_grace: duration(&raw.scheduler.kill_grace, "scheduler.kill_grace")?
+            .unwrap_or(Duration::from_secs(5)),
+        poll_interval: duration(&raw.scheduler.poll_interval, "scheduler.poll_interval")?
+            .map(|d| d.max(Duration::from_millis(10))),
+        heartbeat,
+        node_timeout,
+        cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(true),
+        history,
+        defaults,
+        jobs,
+    })
+}
+
+/// A SQLite URL with a relative path made absolute beside the config; other URLs as
+/// they are.
+fn beside(config: &Path, url: &str) -> String {
+    match super::store::sqlite_path(url) {
+        Some(file) if Path::new(&file).is_relative() => {
+            let query = url
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
+            format!("sqlite:{}{query}", config_dir(config).join(file).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn config_dir(config: &Path) -> PathBuf {
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
+}
+
+/// The default store: the SQLite file `aps.db` beside the config.
+pub(crate) fn default_store_url(config: &Path) -> String {
+    format!("sqlite:{}", config_dir(config).join("aps.db").display())
+}
+
+/// The URL schemes the daemon's stores take.
+const SCHEMES: &[&str] = &[
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "redis",
+    "rediss",
+    "mongodb",
+    "mongodb+srv",
+    "zookeeper",
+    "zk",
+];
+
+/// Checks that the URL's scheme names a store the daemon has.
+pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    if SCHEMES.contains(&scheme) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown store URL scheme '{scheme}' in '{url}' (expected one of: {})",
+            SCHEMES.join(", ")
+        ))
+    }
+}

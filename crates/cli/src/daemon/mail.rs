@@ -1,0 +1,259 @@
+//! `[mail]`: mailing a run's output, as cron does.
+//!
+//! ```toml
+//! [mail]
+//! smtp = "smtp://mail.example.com:587"   # or smtps://host:465; without it: sendmail
+//! from = "aps@example.com"
+//! starttls = true                        # smtp:// only: upgrade before AUTH
+//! username = "aps"                       # AUTH, optional
+//! password = "secret"
+//! sendmail = "/usr/sbin/sendmail"        # when there is no smtp
+//! max_output = "1MiB"                    # output carried by one mail (bytes or text)
+//! ```
+
+use serde::Deserialize;
+
+/// The bytes of output one mail carries when `[mail] max_output` does not say.
+pub(crate) const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+
+/// The sendmail binary used when `[mail]` names neither `smtp` nor `sendmail`.
+pub(crate) const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// `[mail]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMail {
+    smtp: Option<String>,
+    from: Option<String>,
+    starttls: Option<bool>,
+    username: Option<String>,
+    password: Option<String>,
+    sendmail: Option<String>,
+    max_output: Option<toml::Value>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tls {
+    /// Plain text (`smtp://`, `starttls = false`).
+    None,
+    /// Plain, then STARTTLS before anything else (`smtp://`, `starttls = true`).
+    StartTls,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+}
+
+/// A checked `[mail] smtp` server.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SmtpServer {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: Tls,
+    /// `(username, password)` for AUTH.
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SmtpServer {
+    // The password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpServer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
+    }
+}
+
+/// A checked `[mail]` (Default: no `[mail]` table: sendmail at its usual place).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MailSettings {
+    /// The SMTP server; `None`: mail goes through sendmail.
+    pub(crate) smtp: Option<SmtpServer>,
+    /// The `From:` address; `None`: `aps@HOST` with the daemon's name, as cron's
+    /// `root (Cron Daemon)`.
+    pub(crate) from: Option<String>,
+    /// The sendmail binary named in the config; `None`: [`DEFAULT_SENDMAIL`].
+    pub(crate) sendmail: Option<String>,
+    /// How many bytes of output one mail carries; `None`: [`DEFAULT_MAX_OUTPUT`].
+    pub(crate) max_output: Option<usize>,
+}
+
+impl MailSettings {
+    /// The output limit of one mail.
+    pub(crate) fn max_output(&self) -> usize {
+        self.max_output.unwrap_or(DEFAULT_MAX_OUTPUT)
+    }
+}
+
+/// Checks `[mail]`; `at` is "file:line:col" of the table, for errors.
+pub(crate) fn check_mail(raw: &RawMail, at: &str) -> Result<MailSettings, String> {
+    let smtp = match &raw.smtp {
+        None => None,
+        Some(url) => Some(
+            parse_smtp_url(url)
+                .map_err(|e| format!("{at}: mail.smtp: invalid URL '{url}': {e}"))?,
+        ),
+    };
+    let mut smtp = smtp;
+    if let Some(server) = &mut smtp {
+        match raw.starttls {
+            Some(true) if server.tls == Tls::Implicit => {
+                return Err(format!(
+                    "{at}: mail.starttls: true with an smtps:// URL: smtps is TLS from the first byte; use smtp:// with starttls = true, or smtps:// alone"
+                ))
+            }
+            Some(true) => server.tls = Tls::StartTls,
+            _ => {}
+        }
+        server.credentials = match (&raw.username, &raw.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(format!("{at}: mail.username: set without mail.password"))
+            }
+            (None, Some(_)) => {
+                return Err(format!("{at}: mail.password: set without mail.username"))
+            }
+        };
+    } else {
+        for (name, set) in [
+            ("starttls", raw.starttls.is_some()),
+            ("username", raw.username.is_some()),
+            ("password", raw.password.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{at}: mail.{name}: applies to an SMTP server, but mail.smtp is not set"
+                ));
+            }
+        }
+    }
+    if let Some(from) = &raw.from {
+        check_address(from)
+            .map_err(|e| format!("{at}: mail.from: invalid address '{from}': {e}"))?;
+    }
+    if let Some(path) = &raw.sendmail {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "{at}: mail.sendmail: '{path}' is not an absolute path"
+            ));
+        }
+    }
+    let max_output = match &raw.max_output {
+        None => None,
+        Some(v) => Some(parse_size(v).map_err(|e| format!("{at}: mail.max_output: {e}"))?),
+    };
+    Ok(MailSettings {
+        smtp,
+        from: raw.from.clone(),
+        sendmail: raw.sendmail.clone(),
+        max_output,
+    })
+}
+
+/// `smtp://host[:port]` (port 25) or `smtps://host[:port]` (port 465).
+fn parse_smtp_url(text: &str) -> Result<SmtpServer, String> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or("expected smtp://host:port or smtps://host:port")?;
+    let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        "smtp" => (Tls::None, 25),
+        "smtps" => (Tls::Implicit, 465),
+        other => return Err(format!("unknown scheme '{other}': expected smtp or smtps")),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err("credentials go in mail.username and mail.password, not in the URL".into());
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err("expected only a host and a port after the scheme".into());
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or("expected ':' after ']'")?),
+            ),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(format!("invalid host '{host}'"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("invalid port '{p}'")),
+        },
+    };
+    Ok(SmtpServer {
+        host: host.to_owned(),
+        port,
+        tls,
+        credentials: None,
+    })
+}
+
+/// An address as `From:` or MAILTO gives it: `user@domain` or a bare local name.
+pub(crate) fn check_address(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '"'))
+    {
+        return Err("an address has no spaces, quotes, commas or angle brackets".into());
+    }
+    match text.split_once('@') {
+        Some((local, domain)) if local.is_empty() || domain.is_empty() || domain.contains('@') => {
+            Err("expected user@domain or a local user name".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A byte count: an integer, or text such as "512KiB", "1MiB", "2MB".
+fn parse_size(value: &toml::Value) -> Result<usize, String> {
+    match value {
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as usize),
+        toml::Value::String(s) => {
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (digits, unit) = t.split_at(split);
+            let n: usize = digits.parse().map_err(|_| {
+                format!("invalid size '{s}': expected e.g. 65536, \"512KiB\", \"1MiB\"")
+            })?;
+            let mult = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1024,
+                "m" | "mb" => 1_000_000,
+                "mib" => 1024 * 1024,
+                other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
+            };
+            match n.checked_mul(mult) {
+                Some(v) if v > 0 => Ok(v),
+                _ => Err(format!("invalid size '{s}': must be more than 0")),
+            }
+        }
+        other => Err(format!(
+            "invalid size {other}: expected a byte count (65536) or text (\"512KiB\", \"1MiB\")"
+        )),
+    }
+}
