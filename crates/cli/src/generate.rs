@@ -59,7 +59,11 @@ fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     let mut pending = vec![("aps".to_owned(), cmd)];
     while let Some((name, cmd)) = pending.pop() {
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // `help` is clap's own subcommand: `--help` covers it.
+        let visible = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help");
+        for sub in visible {
             pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
         }
         // The page's title and NAME, and its references to the subcommands' pages.
