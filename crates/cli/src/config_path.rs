@@ -142,7 +142,10 @@ mod tests {
             }
         );
         let text = err.to_string();
-        assert!(text.contains(&format!("APS_CONFIG={}", env.display())), "{text}");
+        assert!(
+            text.contains(&format!("APS_CONFIG={}", env.display())),
+            "{text}"
+        );
         assert!(text.contains(&default.display().to_string()), "{text}");
 
         std::fs::remove_file(&default).unwrap();

@@ -184,7 +184,8 @@ struct Target {
 fn target(args: &StoreArgs) -> Result<Target, String> {
     match (&args.config, &args.store) {
         (explicit, None) | (explicit @ Some(_), _) => {
-            let path = crate::config_path::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
+            let path =
+                crate::config_path::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
             let cfg = config::load_settings(&path).map_err(|e| e.to_string())?;
             Ok(Target {
                 url: cfg.store_url,

@@ -106,7 +106,9 @@ fn ready_after_start_watchdog_pings_reloading_then_ready_on_sighup_and_stopping(
         daemon.log()
     );
     assert!(
-        daemon.log().contains("systemd watchdog: 1.0s; pinging every 0.5s"),
+        daemon
+            .log()
+            .contains("systemd watchdog: 1.0s; pinging every 0.5s"),
         "{}",
         daemon.log()
     );
@@ -240,7 +242,10 @@ fn aps_config_names_the_config_of_every_command_that_takes_one() {
         Some(&dir.config()),
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&other.config().display().to_string()), "{text}");
+    assert!(
+        text.contains(&other.config().display().to_string()),
+        "{text}"
+    );
     assert!(!text.contains("tick"), "{text}");
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(60)), Some(0));
