@@ -69,7 +69,9 @@ fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, String> {
         // The page's title and NAME, and its references to the subcommands' pages.
         let page = cmd.display_name(name.clone());
         let mut out = Vec::new();
+        // Subcommands carry no version of their own: the footer names the program's.
         clap_mangen::Man::new(page)
+            .source(format!("aps {}", env!("CARGO_PKG_VERSION")))
             .render(&mut out)
             .map_err(|e| format!("man page {name}: {e}"))?;
         written.push(write(dir.join(format!("{name}.1")), &out)?);
