@@ -192,7 +192,32 @@ fn a_watchdog_for_another_pid_is_not_pinged() {
     assert_eq!(daemon.wait(Duration::from_secs(60)), Some(0));
 }
 
-/// `aps <args>` with `APS_CONFIG` set to `env` (or unset), in `cwd`.
+#[test]
+fn a_daemon_that_cannot_start_never_says_ready() {
+    // Nothing listens on port 1: the store cannot be reached, start-up fails (exit 1).
+    let dir = Dir::new(
+        "[store]\nurl = \"postgres://root@127.0.0.1:1/none?connect_timeout=2\"\n\n[[jobs]]\nid = \"tick\"\ncommand = \"true\"\ninterval = \"1h\"\n",
+    );
+    let socket_path = dir.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    let log = dir.dir.path().join("daemon.log");
+    let child = Command::new(APS)
+        .args(["run", "--config"])
+        .arg(dir.config())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child, log };
+    let code = daemon.wait(Duration::from_secs(120));
+    assert_eq!(code, Some(1), "log:\n{}", daemon.log());
+    let mut got = Vec::new();
+    receive_until(&sock, Duration::from_millis(500), &mut got, |_| false);
+    assert!(!got.iter().any(|l| l == "READY=1"), "{got:?}");
+}
+
+/// `aps <args>` with `APS_CONFIG` set to `env` (or unset).
 fn aps_with_env(args: &[&str], env: Option<&std::path::Path>) -> std::process::Output {
     let mut cmd = Command::new(APS);
     cmd.args(args);
