@@ -122,8 +122,10 @@ EOF
 listener=$!
 for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || die "the notify socket listener did not start"
-# shellcheck disable=SC2086 # ExecStart's words, as systemd splits them
-env -u APS_CONFIG NOTIFY_SOCKET="$sock" $exec_start 2>"$work/daemon.log" &
+# With a 2 s watchdog, as WatchdogSec=2s would set it: `exec` keeps the shell's pid, so
+# WATCHDOG_PID=$$ names the daemon. ExecStart's words are split as systemd splits them.
+env -u APS_CONFIG NOTIFY_SOCKET="$sock" WATCHDOG_USEC=2000000 \
+    sh -c 'WATCHDOG_PID=$$ exec "$@"' sh $exec_start 2>"$work/daemon.log" &
 daemon=$!
 ready=0
 for _ in $(seq 1 120); do
@@ -145,6 +147,9 @@ done
 [ "$runs" -ge 2 ] || { cat "$work/daemon.log" >&2; die "the deb-check job did not run twice in 60 s"; }
 env -u APS_CONFIG aps jobs list | tee "$work/jobs.txt"
 grep -q 'deb-check' "$work/jobs.txt" || die "aps jobs list does not show the job"
+pings=$(grep -cx 'WATCHDOG=1' "$work/notify.log" || true)
+[ "$pings" -ge 1 ] || die "no WATCHDOG=1 ping while the daemon ran"
+echo "  $pings WATCHDOG=1 pings"
 
 echo "== stop (SIGTERM)"
 kill -TERM "$daemon"
