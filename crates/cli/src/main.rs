@@ -1,19 +1,24 @@
 //! `aps`: the apscheduler-rs command line.
 //!
-//! - `aps run --config FILE`: the daemon (a crontab replacement with run history).
+//! - `aps run [--config FILE]`: the daemon (a crontab replacement with run history).
 //! - `aps jobs list|show|add|pause|resume|remove|run`, `aps history`: manage the jobs
 //!   and read the history in the daemon's store, while it runs or not.
-//! - `aps config check FILE`, `aps import crontab FILE`: check a config; turn a
+//! - `aps config check [FILE]`, `aps import crontab FILE`: check a config; turn a
 //!   crontab into `[[jobs]]` tables.
+//! - Without `--config`, the config is `$APS_CONFIG`, else `/etc/aps/aps.toml`
+//!   ([`config_path`]).
 //! - `aps token new --role ROLE --name NAME`: a token for the HTTP API (`[http]`).
 //! - `aps next <expression>`: preview the fire times of a crontab line or cron fields.
-//! - `aps completions bash|zsh|fish`: shell completions.
+//! - `aps completions bash|zsh|fish`: shell completions; `aps generate man|completions
+//!   DIR` (hidden) writes the man pages and completion files a package ships.
 //! - `aps trigger eval`, `aps engine replay`: the conformance tools.
 //!
 //! The config format, every command and the history schema: `docs/cli.md`.
 
+mod config_path;
 mod daemon;
 mod engine_replay;
+mod generate;
 mod import_crontab;
 mod manage;
 mod next;
@@ -105,14 +110,20 @@ enum Command {
         #[command(subcommand)]
         command: TriggerCommand,
     },
+    /// Write the man pages or the completion files of a package.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: generate::GenerateCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Check a config: print the normalised jobs and each job's next 3 fire times.
     Check {
-        /// The TOML config file.
-        file: PathBuf,
+        /// The TOML config file (default: $APS_CONFIG, else /etc/aps/aps.toml).
+        file: Option<PathBuf>,
     },
 }
 
@@ -217,7 +228,13 @@ fn main() -> ExitCode {
         Command::Nodes { store, json } => manage::nodes_command(&store, json),
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => manage::config_check(&file),
+        } => match config_path::resolve(file.as_deref()) {
+            Ok(file) => manage::config_check(&file),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Import {
             command: ImportCommand::Crontab { file },
         } => import_crontab::run(&file),
@@ -249,5 +266,6 @@ fn main() -> ExitCode {
         Command::Trigger {
             command: TriggerCommand::Eval,
         } => trigger_eval::run(),
+        Command::Generate { command } => generate::run(Cli::command(), &command),
     }
 }

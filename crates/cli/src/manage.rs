@@ -24,6 +24,7 @@ use crate::daemon::{jobs, open_scheduler, store, Opened};
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
     /// The daemon's config file (its store, timezone and job defaults are used).
+    /// Default, without --store: $APS_CONFIG, else /etc/aps/aps.toml.
     #[arg(long, short, global = true, conflicts_with = "store")]
     config: Option<PathBuf>,
     /// A store URL (`sqlite:/path/aps.db`, `postgres://...`, `redis://...`, ...).
@@ -182,8 +183,10 @@ struct Target {
 
 fn target(args: &StoreArgs) -> Result<Target, String> {
     match (&args.config, &args.store) {
-        (Some(path), _) => {
-            let cfg = config::load_settings(path).map_err(|e| e.to_string())?;
+        (explicit, None) | (explicit @ Some(_), _) => {
+            let path =
+                crate::config_path::resolve(explicit.as_deref()).map_err(|e| e.to_string())?;
+            let cfg = config::load_settings(&path).map_err(|e| e.to_string())?;
             Ok(Target {
                 url: cfg.store_url,
                 tz: cfg.timezone,
@@ -203,7 +206,6 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             history_enabled: true,
             node_timeout: apscheduler_engine::HistoryOptions::default().node_timeout,
         }),
-        (None, None) => Err("say where the store is: --config FILE or --store URL".into()),
     }
 }
 

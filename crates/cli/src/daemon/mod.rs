@@ -9,6 +9,7 @@
 //! | [`jobs`] | config jobs to engine jobs, and the sync that upserts them |
 //! | [`http`] | `[http]` and `[notifications]`: the management plane and its webhooks |
 //! | [`mail`] | `[mail]`: a run's output mailed as cron mails it (SMTP or sendmail) |
+//! | [`systemd`] | the `Type=notify` protocol: readiness, reload, stop, watchdog pings |
 
 pub(crate) mod action;
 pub(crate) mod config;
@@ -17,6 +18,7 @@ pub(crate) mod http;
 pub(crate) mod jobs;
 pub(crate) mod mail;
 pub(crate) mod store;
+pub(crate) mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,9 +40,9 @@ use self::config::{Config, JobDef, COMMAND_TASK, HTTP_TASK};
 /// Options of `aps run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// The TOML config file.
+    /// The TOML config file (default: $APS_CONFIG, else /etc/aps/aps.toml).
     #[arg(long, short)]
-    pub(crate) config: PathBuf,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// What the job tasks share: the stop signal and the count of runs in flight.
@@ -124,9 +126,12 @@ impl Runs {
     }
 }
 
-/// `aps run --config FILE`.
+/// `aps run [--config FILE]`.
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
-    let cfg = match config::load(&args.config) {
+    let cfg = match crate::config_path::resolve(args.config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|path| config::load(&path).map_err(|e| e.to_string()))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -358,11 +363,18 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let mut poll = tokio::time::interval(every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let path = cfg.path.clone();
+    let mut watchdog = systemd::Watchdog::from_env();
+    systemd::ready();
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => reload(&scheduler, &path, &cfg, history.as_deref()).await,
+            _ = hup.recv() => {
+                systemd::reloading();
+                reload(&scheduler, &path, &cfg, history.as_deref()).await;
+                systemd::ready();
+            }
+            () = watchdog.ping() => {}
             _ = poll.tick() => {
                 if !notified(&*store) || last_poll.elapsed() >= WATCHED_POLL {
                     last_poll = tokio::time::Instant::now();
@@ -391,6 +403,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     // Stop claiming, let running jobs finish within the grace, interrupt the rest (at
     // once on a second SIGINT/SIGTERM).
+    systemd::stopping();
     let _ = scheduler.pause();
     if let Some(server) = server {
         server.stop().await;
