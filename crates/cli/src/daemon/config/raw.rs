@@ -120,7 +120,7 @@ pub(super) struct RawDefaults {
     pub(super) timeout: Option<Spanned<DurationText>>,
 }
 
-/// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`] where only the
+/// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
 /// settings are read (parsing 10,000 job tables was most of `aps history --config`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
