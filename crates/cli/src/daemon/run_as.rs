@@ -120,6 +120,8 @@ impl RunAs {
     /// database, `LOGNAME` and `USER` — and, when this process is root, the switch to
     /// the user's ids in the child after fork. The job's own `env`, set after this,
     /// overrides these variables as a crontab's environment lines do.
+    // The one way to run code in the child between fork and exec (see SAFETY).
+    #[allow(unsafe_code)]
     pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
         cmd.env("HOME", &self.home)
             .env("LOGNAME", &self.name)

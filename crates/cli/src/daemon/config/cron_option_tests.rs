@@ -139,7 +139,7 @@ fn an_at_start_job_needs_no_trigger() {
         .unwrap_err();
     assert!(e.contains("(id 'x'): jitter: needs a trigger"), "{e}");
     let e = check("[[jobs]]\nid = \"x\"\ncommand = \"true\"\nat_start = \"yes\"\n").unwrap_err();
-    assert!(e.contains("aps.toml:") && e.contains("at_start"), "{e}");
+    assert!(e.contains("aps.toml:4:") && e.contains("'at_start': \"yes\""), "{e}");
 }
 
 fn args(v: Value) -> Map<String, Value> {
