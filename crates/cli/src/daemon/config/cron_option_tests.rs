@@ -194,3 +194,13 @@ fn dst_is_read_from_the_job_the_defaults_and_the_scheduler() {
     let cfg = check("[scheduler]\ndst = \"cron\"\n[[jobs]]\nid = \"i\"\ncommand = \"true\"\ninterval = 5\n").unwrap();
     assert!(!cfg.jobs[0].trigger_args.as_object().unwrap().contains_key("dst"));
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    let e = check(&job("stdin = 5\n")).unwrap_err();
+    assert!(e.contains("aps.toml:5:9: stdin: invalid type: integer `5`"), "{e}");
+    let e = check(&job("user = [\"a\"]\n")).unwrap_err();
+    assert!(e.contains("aps.toml:5:8: user: invalid type"), "{e}");
+    let e = check("[[jobs]]\nid = \"h\"\nhttp = { url = 5 }\n").unwrap_err();
+    assert!(e.contains(":3:16: url: invalid type"), "{e}");
+}

@@ -127,6 +127,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The key whose value starts at byte `offset` (`stdin` in `stdin = 5`, `url` in
+/// `http = { url = 5 }`), when the text just before it is `KEY =`.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|k| !k.is_empty())
+}
+
 /// Reads and checks the config file at `path`.
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
@@ -183,7 +193,15 @@ where
                 format!(":{l}:{c}")
             })
             .unwrap_or_default();
-        ConfigError(format!("{file}{at}: {}", e.message()))
+        // A value of the wrong type ("invalid type: integer `5`, expected a string")
+        // is named by its key, which the parser's message leaves out.
+        let key = e
+            .span()
+            .and_then(|s| key_before(text, s.start))
+            .filter(|k| !e.message().contains(k))
+            .map(|k| format!("{k}: "))
+            .unwrap_or_default();
+        ConfigError(format!("{file}{at}: {key}{}", e.message()))
     })?;
     let at = |span: std::ops::Range<usize>| {
         let (l, c) = line_col(text, span.start);
