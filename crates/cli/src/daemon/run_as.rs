@@ -155,9 +155,7 @@ pub(crate) fn check_shell(shell: &str) -> Result<(), String> {
     }
     match std::fs::metadata(shell) {
         Ok(m) if !m.is_file() => Err(format!("'{shell}' is not a file")),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
-            Err(format!("'{shell}' is not executable"))
-        }
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!("'{shell}' is not executable")),
         Ok(_) => Ok(()),
         Err(e) => Err(format!("'{shell}' cannot be used: {e}")),
     }
@@ -188,7 +186,9 @@ mod tests {
     #[test]
     fn shells_must_be_executable_files() {
         assert!(check_shell("/bin/sh").is_ok());
-        assert!(check_shell("sh").unwrap_err().contains("not an absolute path"));
+        assert!(check_shell("sh")
+            .unwrap_err()
+            .contains("not an absolute path"));
         assert!(check_shell("/").unwrap_err().contains("not a file"));
         assert!(check_shell("/etc/passwd")
             .unwrap_err()

@@ -11,11 +11,11 @@
 //! | [`process`] | a command job's `user`, `group`, `shell` and `stdin`, and their checks |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
+#[cfg(test)]
+mod cron_option_tests;
 mod job;
 mod process;
 mod raw;
-#[cfg(test)]
-mod cron_option_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,9 +28,7 @@ use chrono_tz::Tz;
 use serde::de::IgnoredAny;
 use toml::Spanned;
 
-pub(crate) use self::job::{
-    check_job, Action, Dst, JobDef, Origin, AT_START_ONLY, COMMAND_TASK, HTTP_TASK,
-};
+pub(crate) use self::job::{check_job, Action, Dst, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
 
@@ -254,9 +252,13 @@ where
             group: raw.job_defaults.group.as_ref().map(|g| g.get_ref().clone()),
             shell: raw.job_defaults.shell.as_ref().map(|s| s.get_ref().clone()),
             // `[job_defaults]` before `[scheduler]`; "default" sets nothing.
-            dst: (raw.job_defaults.dst.as_ref().map(|v| (v, "job_defaults.dst")))
-                .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
-                .map(|(v, field)| {
+            dst: (raw
+                .job_defaults
+                .dst
+                .as_ref()
+                .map(|v| (v, "job_defaults.dst")))
+            .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
+            .map(|(v, field)| {
                 Dst::parse(v.get_ref())
                     .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))
             })
