@@ -71,9 +71,7 @@ fn stored_definitions_without_the_new_options_are_unchanged() {
     let cfg = check(&job("")).unwrap();
     let kw = cfg.jobs[0].to_kwargs();
     let stored = kw["aps"].as_object().unwrap();
-    for key in ["at_start"] {
-        assert!(!stored.contains_key(key), "{key} in {stored:?}");
-    }
+    assert!(!stored.contains_key("at_start"), "{stored:?}");
     let action = stored["action"]["command"].as_object().unwrap();
     for key in ["user", "group", "shell", "stdin"] {
         assert!(!action.contains_key(key), "{key} in {action:?}");
