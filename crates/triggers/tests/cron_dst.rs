@@ -19,7 +19,9 @@ use serde_json::json;
 /// The first `n` fires of the crontab trigger `expr` with `"dst": "cron"` after `now`.
 fn fires(expr: &str, zone: &str, now: &str, n: usize) -> Vec<String> {
     let tz: Tz = zone.parse().unwrap();
-    let now = DateTime::parse_from_rfc3339(now).unwrap().with_timezone(&tz);
+    let now = DateTime::parse_from_rfc3339(now)
+        .unwrap()
+        .with_timezone(&tz);
     let trigger =
         AnyTrigger::from_args("crontab", &json!({"expr": expr, "dst": "cron"}), tz, now).unwrap();
     let mut out = Vec::new();
@@ -41,12 +43,22 @@ fn new_york_spring_forward() {
     // 2024-03-10: 02:00 EST becomes 03:00 EDT (07:00 UTC); 02:00-02:59 do not exist.
     // Fixed-time 02:30: cron catches up the skipped minutes at the jump, 03:00 EDT.
     assert_eq!(
-        fires("30 2 * * *", "America/New_York", "2024-03-10T00:00:00-05:00", 2),
+        fires(
+            "30 2 * * *",
+            "America/New_York",
+            "2024-03-10T00:00:00-05:00",
+            2
+        ),
         ["2024-03-10T03:00:00-04:00", "2024-03-11T02:30:00-04:00"]
     );
     // Wildcard (hour `*`) :30: 02:30 is skipped; 01:30 EST and 03:30 EDT run.
     assert_eq!(
-        fires("30 * * * *", "America/New_York", "2024-03-10T01:00:00-05:00", 2),
+        fires(
+            "30 * * * *",
+            "America/New_York",
+            "2024-03-10T01:00:00-05:00",
+            2
+        ),
         ["2024-03-10T01:30:00-05:00", "2024-03-10T03:30:00-04:00"]
     );
 }
@@ -56,13 +68,23 @@ fn new_york_fall_back() {
     // 2024-11-03: 02:00 EDT becomes 01:00 EST (06:00 UTC); 01:00-01:59 happen twice.
     // Fixed-time 01:30: first pass only (EDT).
     assert_eq!(
-        fires("30 1 * * *", "America/New_York", "2024-11-03T00:00:00-04:00", 2),
+        fires(
+            "30 1 * * *",
+            "America/New_York",
+            "2024-11-03T00:00:00-04:00",
+            2
+        ),
         ["2024-11-03T01:30:00-04:00", "2024-11-04T01:30:00-05:00"]
     );
     // Wildcard (minute `*`, hour fixed): both passes. The default policy would fire the
     // first pass only, since its hour field is not `*`.
     assert_eq!(
-        fires("*/30 1 * * *", "America/New_York", "2024-11-03T00:00:00-04:00", 5),
+        fires(
+            "*/30 1 * * *",
+            "America/New_York",
+            "2024-11-03T00:00:00-04:00",
+            5
+        ),
         [
             "2024-11-03T01:00:00-04:00",
             "2024-11-03T01:30:00-04:00",
@@ -78,7 +100,12 @@ fn berlin_spring_forward_and_fall_back() {
     // 2024-03-31: 02:00 CET becomes 03:00 CEST (01:00 UTC).
     // Fixed-time 02:15 and 02:45: both caught up at the jump, run once, at 03:00 CEST.
     assert_eq!(
-        fires("15,45 2 * * *", "Europe/Berlin", "2024-03-31T00:00:00+01:00", 3),
+        fires(
+            "15,45 2 * * *",
+            "Europe/Berlin",
+            "2024-03-31T00:00:00+01:00",
+            3
+        ),
         [
             "2024-03-31T03:00:00+02:00",
             "2024-04-01T02:15:00+02:00",
@@ -88,7 +115,12 @@ fn berlin_spring_forward_and_fall_back() {
     // Wildcard every 20 minutes: 02:00-02:40 are skipped; 03:00 CEST is the first minute
     // after the jump and runs.
     assert_eq!(
-        fires("*/20 * * * *", "Europe/Berlin", "2024-03-31T01:30:00+01:00", 3),
+        fires(
+            "*/20 * * * *",
+            "Europe/Berlin",
+            "2024-03-31T01:30:00+01:00",
+            3
+        ),
         [
             "2024-03-31T01:40:00+01:00",
             "2024-03-31T03:00:00+02:00",
@@ -98,12 +130,22 @@ fn berlin_spring_forward_and_fall_back() {
     // 2024-10-27: 03:00 CEST becomes 02:00 CET (01:00 UTC); 02:00-02:59 happen twice.
     // Fixed-time 02:30: once, CEST.
     assert_eq!(
-        fires("30 2 * * *", "Europe/Berlin", "2024-10-27T00:00:00+02:00", 2),
+        fires(
+            "30 2 * * *",
+            "Europe/Berlin",
+            "2024-10-27T00:00:00+02:00",
+            2
+        ),
         ["2024-10-27T02:30:00+02:00", "2024-10-28T02:30:00+01:00"]
     );
     // Wildcard (hour `*`) :30: both passes.
     assert_eq!(
-        fires("30 * * * *", "Europe/Berlin", "2024-10-27T02:00:00+02:00", 3),
+        fires(
+            "30 * * * *",
+            "Europe/Berlin",
+            "2024-10-27T02:00:00+02:00",
+            3
+        ),
         [
             "2024-10-27T02:30:00+02:00",
             "2024-10-27T02:30:00+01:00",
@@ -117,12 +159,22 @@ fn lord_howe_half_hour_shifts() {
     // 2024-10-06: 02:00 +10:30 becomes 02:30 +11:00 (15:30 UTC the day before); 02:00-02:29
     // do not exist. Fixed-time 02:10: at the jump, 02:30 +11:00.
     assert_eq!(
-        fires("10 2 * * *", "Australia/Lord_Howe", "2024-10-06T00:00:00+10:30", 2),
+        fires(
+            "10 2 * * *",
+            "Australia/Lord_Howe",
+            "2024-10-06T00:00:00+10:30",
+            2
+        ),
         ["2024-10-06T02:30:00+11:00", "2024-10-07T02:10:00+11:00"]
     );
     // Wildcard every 15 minutes: 02:00 and 02:15 skipped, 02:30 runs (the new minute).
     assert_eq!(
-        fires("*/15 * * * *", "Australia/Lord_Howe", "2024-10-06T01:40:00+10:30", 3),
+        fires(
+            "*/15 * * * *",
+            "Australia/Lord_Howe",
+            "2024-10-06T01:40:00+10:30",
+            3
+        ),
         [
             "2024-10-06T01:45:00+10:30",
             "2024-10-06T02:30:00+11:00",
@@ -132,12 +184,22 @@ fn lord_howe_half_hour_shifts() {
     // 2024-04-07: 02:00 +11:00 becomes 01:30 +10:30; 01:30-01:59 happen twice.
     // Fixed-time 01:40: once, +11:00.
     assert_eq!(
-        fires("40 1 * * *", "Australia/Lord_Howe", "2024-04-07T00:00:00+11:00", 2),
+        fires(
+            "40 1 * * *",
+            "Australia/Lord_Howe",
+            "2024-04-07T00:00:00+11:00",
+            2
+        ),
         ["2024-04-07T01:40:00+11:00", "2024-04-08T01:40:00+10:30"]
     );
     // Wildcard (hour `*`) :40: both passes, then 02:40 +10:30.
     assert_eq!(
-        fires("40 * * * *", "Australia/Lord_Howe", "2024-04-07T01:00:00+11:00", 3),
+        fires(
+            "40 * * * *",
+            "Australia/Lord_Howe",
+            "2024-04-07T01:00:00+11:00",
+            3
+        ),
         [
             "2024-04-07T01:40:00+11:00",
             "2024-04-07T01:40:00+10:30",
@@ -172,14 +234,21 @@ fn the_policy_round_trips_and_every_constructor_sets_it() {
     let now = DateTime::parse_from_rfc3339("2024-03-10T00:00:00-05:00")
         .unwrap()
         .with_timezone(&tz);
-    let from_args =
-        AnyTrigger::from_args("crontab", &json!({"expr": "30 2 * * *", "dst": "cron"}), tz, now)
-            .unwrap();
+    let from_args = AnyTrigger::from_args(
+        "crontab",
+        &json!({"expr": "30 2 * * *", "dst": "cron"}),
+        tz,
+        now,
+    )
+    .unwrap();
     let state = from_args.to_state().unwrap();
     assert_eq!(state["dst"], "cron", "{state}");
     let decoded = decode_trigger(&state).unwrap();
     let jump = "2024-03-10T03:00:00-04:00";
-    assert_eq!(decoded.next_fire_time(None, &now).unwrap().to_rfc3339(), jump);
+    assert_eq!(
+        decoded.next_fire_time(None, &now).unwrap().to_rfc3339(),
+        jump
+    );
     assert!(decoded.to_string().contains("dst='cron'"), "{decoded}");
 
     let with = CronTrigger::from_crontab("30 2 * * *", tz)
@@ -197,8 +266,13 @@ fn the_policy_round_trips_and_every_constructor_sets_it() {
         .build()
         .unwrap();
     assert_eq!(built.next_fire_time(None, &now).unwrap().to_rfc3339(), jump);
-    let kw = AnyTrigger::from_args("cron", &json!({"hour": 2, "minute": 30, "dst": "cron"}), tz, now)
-        .unwrap();
+    let kw = AnyTrigger::from_args(
+        "cron",
+        &json!({"hour": 2, "minute": 30, "dst": "cron"}),
+        tz,
+        now,
+    )
+    .unwrap();
     assert_eq!(kw.next_fire_time(None, &now).unwrap().to_rfc3339(), jump);
 
     // Without the policy the stored form has no `dst` key (triggers stored before it
