@@ -407,3 +407,38 @@ fn the_api_adds_and_changes_jobs_with_these_options_and_keeps_them() {
     assert_eq!(run["outcome"], "success", "{run}");
     assert_eq!(lines(&run), ["/bin/bash", "in"]);
 }
+
+#[test]
+fn dst_cron_reaches_the_trigger() {
+    // 2027-03-14 02:30 does not exist in New York (the clocks go from 2:00 to 3:00).
+    let dir = Dir::new(
+        "[scheduler]\ntimezone = \"America/New_York\"\ndst = \"cron\"\n\
+         [[jobs]]\nid = \"cronie\"\ncommand = \"true\"\ncron = \"30 2 * * *\"\nstart_date = \"2027-03-14\"\n\
+         [[jobs]]\nid = \"own\"\ncommand = \"true\"\ncron = \"30 2 * * *\"\nstart_date = \"2027-03-14\"\ndst = \"default\"\n\
+         [[jobs]]\nid = \"every\"\ncommand = \"true\"\ninterval = 60\n",
+    );
+    let out = Command::new(APS)
+        .args(["config", "check"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let section = |id: &str| {
+        let start = text.find(&format!("[[jobs]] {id}\n")).unwrap();
+        let rest = &text[start + 1..];
+        rest[..rest.find("\n[[jobs]]").unwrap_or(rest.len())].to_owned()
+    };
+    let cronie = section("cronie");
+    assert!(cronie.contains(r#""dst":"cron""#), "{cronie}");
+    assert!(
+        cronie.contains("next:    2027-03-14T03:00:00-04:00"),
+        "cronie runs the skipped 2:30 at 3:00: {cronie}"
+    );
+    assert!(!section("own").contains("dst"), "{}", section("own"));
+    assert!(!section("every").contains("dst"), "{}", section("every"));
+}
