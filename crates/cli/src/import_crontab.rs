@@ -18,16 +18,6 @@ use std::process::ExitCode;
 const NAME_CHARS: usize = 60;
 
 /// The crontab macros and their five-field equivalents (`@reboot` is not a schedule).
-const MACROS: &[(&str, &str)] = &[
-    ("@yearly", "0 0 1 1 *"),
-    ("@annually", "0 0 1 1 *"),
-    ("@monthly", "0 0 1 * *"),
-    ("@weekly", "0 0 * * 0"),
-    ("@daily", "0 0 * * *"),
-    ("@midnight", "0 0 * * *"),
-    ("@hourly", "0 * * * *"),
-];
-
 /// Names of the five crontab fields, for diagnostics.
 const FIELD_NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
 
@@ -73,10 +63,7 @@ struct Job {
 /// anything else, `@reboot` included. The word must include the `@`; it is case-sensitive, as
 /// in cron.
 pub(crate) fn expand_macro(word: &str) -> Option<&'static str> {
-    MACROS
-        .iter()
-        .find(|(name, _)| *name == word)
-        .map(|(_, fields)| *fields)
+    apscheduler_triggers::expand_macro(word)
 }
 
 /// Translates crontab `text` (read from `file`, named in the header comment) into daemon

@@ -8,9 +8,13 @@
 //! |---|---|
 //! | [`raw`] | the tables as written, before any check |
 //! | [`job`] | what a job runs, its checked definition, and the check of one job table |
+//! | [`process`] | a command job's `user`, `group`, `shell` and `stdin`, and their checks |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
+#[cfg(test)]
+mod cron_option_tests;
 mod job;
+mod process;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -24,7 +28,7 @@ use chrono_tz::Tz;
 use serde::de::IgnoredAny;
 use toml::Spanned;
 
-pub(crate) use self::job::{check_job, Action, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
+pub(crate) use self::job::{check_job, Action, Dst, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
 
@@ -39,13 +43,22 @@ impl std::fmt::Display for ConfigError {
 }
 
 /// Job defaults from `[job_defaults]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Defaults {
     pub(crate) misfire_grace_time: Option<Duration>,
     pub(crate) coalesce: bool,
     pub(crate) max_instances: u32,
     pub(crate) recover: bool,
     pub(crate) timeout: Option<Duration>,
+    /// The user command jobs run as (checked per job, which names the job).
+    pub(crate) user: Option<String>,
+    /// Their group.
+    pub(crate) group: Option<String>,
+    /// Their shell (`None`: `/bin/sh`).
+    pub(crate) shell: Option<String>,
+    /// The DST rule of cron triggers: `[job_defaults] dst`, else `[scheduler] dst`;
+    /// `None` for the trigger's default.
+    pub(crate) dst: Option<Dst>,
 }
 
 impl Default for Defaults {
@@ -57,6 +70,10 @@ impl Default for Defaults {
             max_instances: 1,
             recover: false,
             timeout: None,
+            user: None,
+            group: None,
+            shell: None,
+            dst: None,
         }
     }
 }
@@ -106,6 +123,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |i| before.len() - i - 1)
         + 1;
     (line, col)
+}
+
+/// The key whose value starts at byte `offset` (`stdin` in `stdin = 5`, `url` in
+/// `http = { url = 5 }`), when the text just before it is `KEY =`.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|k| !k.is_empty())
 }
 
 /// Reads and checks the config file at `path`.
@@ -164,7 +191,15 @@ where
                 format!(":{l}:{c}")
             })
             .unwrap_or_default();
-        ConfigError(format!("{file}{at}: {}", e.message()))
+        // A value of the wrong type ("invalid type: integer `5`, expected a string")
+        // is named by its key, which the parser's message leaves out.
+        let key = e
+            .span()
+            .and_then(|s| key_before(text, s.start))
+            .filter(|k| !e.message().contains(k))
+            .map(|k| format!("{k}: "))
+            .unwrap_or_default();
+        ConfigError(format!("{file}{at}: {key}{}", e.message()))
     })?;
     let at = |span: std::ops::Range<usize>| {
         let (l, c) = line_col(text, span.start);
@@ -213,8 +248,40 @@ where
                 .max(1),
             recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
+            user: raw.job_defaults.user.as_ref().map(|u| u.get_ref().clone()),
+            group: raw.job_defaults.group.as_ref().map(|g| g.get_ref().clone()),
+            shell: raw.job_defaults.shell.as_ref().map(|s| s.get_ref().clone()),
+            // `[job_defaults]` before `[scheduler]`; "default" sets nothing.
+            dst: (raw
+                .job_defaults
+                .dst
+                .as_ref()
+                .map(|v| (v, "job_defaults.dst")))
+            .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
+            .map(|(v, field)| {
+                Dst::parse(v.get_ref())
+                    .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))
+            })
+            .transpose()?
+            .filter(|d| *d != Dst::Default),
         }
     };
+    // Checked here too (each job's check names the job): a bad default is reported
+    // where it is written, even in a file without jobs.
+    for (value, field) in [
+        (&raw.job_defaults.user, "job_defaults.user"),
+        (&raw.job_defaults.group, "job_defaults.group"),
+        (&raw.job_defaults.shell, "job_defaults.shell"),
+    ] {
+        if let Some(v) = value {
+            let checked = match field {
+                "job_defaults.user" => crate::daemon::run_as::find_user(v.get_ref()).map(drop),
+                "job_defaults.group" => crate::daemon::run_as::find_group(v.get_ref()).map(drop),
+                _ => crate::daemon::run_as::check_shell(v.get_ref()),
+            };
+            checked.map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))?;
+        }
+    }
     let history = HistorySettings {
         enabled: raw.history.enabled.unwrap_or(true),
         retention: Retention {

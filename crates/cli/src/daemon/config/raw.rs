@@ -56,6 +56,22 @@ impl<'de> Deserialize<'de> for RecoverFlag {
     }
 }
 
+/// An `at_start` value: a boolean, refused with a message naming the option and the
+/// value, as [`RecoverFlag`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtStartFlag(pub(crate) bool);
+
+impl<'de> Deserialize<'de> for AtStartFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(b) => Ok(AtStartFlag(b)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid value for 'at_start': {other}: expected true or false"
+            ))),
+        }
+    }
+}
+
 impl DurationText {
     pub(crate) fn parse(&self) -> Result<Duration, String> {
         match self {
@@ -90,6 +106,8 @@ pub(super) struct RawScheduler {
     pub(super) heartbeat: Option<Spanned<DurationText>>,
     pub(super) node_timeout: Option<Spanned<DurationText>>,
     pub(super) cluster_max_instances: Option<bool>,
+    /// The DST rule of every job's cron trigger: `"cron"` or `"default"`.
+    pub(super) dst: Option<Spanned<String>>,
 }
 
 /// `[store]`.
@@ -118,6 +136,10 @@ pub(super) struct RawDefaults {
     pub(super) max_instances: Option<u32>,
     pub(super) recover: Option<RecoverFlag>,
     pub(super) timeout: Option<Spanned<DurationText>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
+    pub(super) shell: Option<Spanned<String>>,
+    pub(super) dst: Option<Spanned<String>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
@@ -190,6 +212,20 @@ pub(crate) struct RawJob {
     /// Run again a run its daemon's death interrupted.
     #[schema(value_type = Option<bool>)]
     pub(crate) recover: Option<RecoverFlag>,
+    /// Run the command as this user (the daemon must run as root), with the user's
+    /// supplementary groups and `HOME`, `LOGNAME`, `USER`, `SHELL` set as cron sets them.
+    pub(crate) user: Option<String>,
+    /// The command's group (default: the user's primary group); needs `user`.
+    pub(crate) group: Option<String>,
+    /// The shell that runs the command as `SHELL -c command` (default `/bin/sh`).
+    pub(crate) shell: Option<String>,
+    /// Text written to the command's standard input, which is then closed.
+    pub(crate) stdin: Option<String>,
+    /// Run once when the daemon starts (not on reload); such a job may have no trigger.
+    #[schema(value_type = Option<bool>)]
+    pub(crate) at_start: Option<AtStartFlag>,
+    /// The DST rule of a cron trigger: "cron" (cronie's) or "default".
+    pub(crate) dst: Option<String>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
