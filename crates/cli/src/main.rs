@@ -3,8 +3,8 @@
 //! - `aps run --config FILE`: the daemon (a crontab replacement with run history).
 //! - `aps jobs list|show|add|pause|resume|remove|run`, `aps history`: manage the jobs
 //!   and read the history in the daemon's store, while it runs or not.
-//! - `aps config check FILE`, `aps import crontab FILE`: check a config; turn a
-//!   crontab into `[[jobs]]` tables.
+//! - `aps config check FILE`, `aps import crontab FILE... [--dir DIR]`: check a config;
+//!   turn crontabs (user, `/etc/crontab`, `/etc/cron.d`) into `[[jobs]]` tables.
 //! - `aps token new --role ROLE --name NAME`: a token for the HTTP API (`[http]`).
 //! - `aps next <expression>`: preview the fire times of a crontab line or cron fields.
 //! - `aps completions bash|zsh|fish`: shell completions.
@@ -133,11 +133,9 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
-    /// Print `[[jobs]]` tables for a crontab file (unsupported lines go to stderr).
-    Crontab {
-        /// The crontab file.
-        file: PathBuf,
-    },
+    /// Print `[[jobs]]` tables for crontabs: user crontabs, `/etc/crontab`, cron.d files or
+    /// folders (lines left out, and why, go to stderr; exit status 1 if any).
+    Crontab(import_crontab::CrontabArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,8 +217,8 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => manage::config_check(&file),
         Command::Import {
-            command: ImportCommand::Crontab { file },
-        } => import_crontab::run(&file),
+            command: ImportCommand::Crontab(args),
+        } => import_crontab::run(&args),
         Command::Token {
             command: TokenCommand::New { role, name },
         } => {
