@@ -48,6 +48,8 @@ pub(crate) struct JobLine {
     /// What cron writes to the command's standard input (the text after the first unescaped
     /// `%`), or `None` when cron writes nothing.
     pub(crate) stdin: Option<String>,
+    /// Cronie's `-n` before the command: mail only when the run fails.
+    pub(crate) mail_on_failure: bool,
 }
 
 /// Field separators, as C's `isspace` without the line ends.
@@ -156,6 +158,8 @@ fn split_word(text: &str) -> (&str, &str) {
 /// or its standard input) into its schedule, user column (when `system`), command and
 /// standard input, or says why cron would refuse it.
 pub(crate) fn parse_job(line: &str, system: bool) -> Result<JobLine, String> {
+    // Cronie's `-` before the schedule only keeps the run out of syslog: nothing to carry.
+    let line = line.strip_prefix('-').unwrap_or(line);
     let (schedule, rest) = if line.starts_with('@') {
         let (word, rest) = split_word(line);
         if word == "@reboot" {
@@ -204,6 +208,23 @@ pub(crate) fn parse_job(line: &str, system: bool) -> Result<JobLine, String> {
     } else {
         (None, rest)
     };
+    // Cronie's options before the command: `-n` (mail only on failure) is the only one.
+    let mut rest = rest;
+    let mut mail_on_failure = false;
+    while let Some(option) = rest.strip_prefix('-') {
+        match option.strip_prefix('n') {
+            Some(tail) if tail.starts_with(is_blank) && !mail_on_failure => {
+                mail_on_failure = true;
+                rest = tail.trim_start_matches(is_blank);
+            }
+            _ => {
+                let (word, _) = split_word(rest);
+                return Err(format!(
+                    "unknown option `{word}` before the command (cronie knows `-n` once)"
+                ));
+            }
+        }
+    }
     if rest.trim_matches(is_blank).is_empty() {
         return Err("missing command".into());
     }
@@ -213,6 +234,7 @@ pub(crate) fn parse_job(line: &str, system: bool) -> Result<JobLine, String> {
         user,
         command,
         stdin,
+        mail_on_failure,
     })
 }
 
@@ -364,6 +386,28 @@ mod tests {
         assert_eq!(
             job.schedule,
             Schedule::Fields("0-59/15 9-17 1,15 JAN-mar,Dec Mon-FRI".into())
+        );
+    }
+
+    #[test]
+    fn cronie_prefixes() {
+        let job = parse_job("-0 0 * * * root -n  /bin/job -n", true).unwrap();
+        assert_eq!(job.schedule, Schedule::Fields("0 0 * * *".into()));
+        assert!(job.mail_on_failure);
+        assert_eq!(job.command, "/bin/job -n");
+        assert!(
+            !parse_job("0 0 * * * /bin/job -n", false)
+                .unwrap()
+                .mail_on_failure
+        );
+        assert_eq!(
+            parse_job("0 0 * * * -x job", false).unwrap_err(),
+            "unknown option `-x` before the command (cronie knows `-n` once)"
+        );
+        assert!(parse_job("0 0 * * * -n -n job", false).is_err());
+        assert_eq!(
+            parse_job("@daily -n   ", false).unwrap_err(),
+            "missing command"
         );
     }
 

@@ -59,6 +59,9 @@ pub(crate) fn render(files: &[String], jobs: &[(String, Job)]) -> String {
         if let Some(mailto) = &job.mailto {
             key("mailto", toml_string(mailto));
         }
+        if job.mail_on_failure {
+            key("mail_when", toml_string("failure"));
+        }
         if !job.env.is_empty() {
             let table: toml::Table = job
                 .env

@@ -34,6 +34,8 @@ pub(crate) struct Job {
     pub(crate) shell: Option<String>,
     pub(crate) timezone: Option<String>,
     pub(crate) mailto: Option<String>,
+    /// Cronie's `-n`: mail only when the run fails (`mail_when = "failure"`).
+    pub(crate) mail_on_failure: bool,
     /// The other environment lines in force, in the order first set.
     pub(crate) env: Vec<(String, String)>,
 }
@@ -218,6 +220,7 @@ fn make_job(parsed: JobLine, env: &Env, source: &Source, line: usize) -> Result<
         user,
         shell: env.shell.clone(),
         mailto,
+        mail_on_failure: parsed.mail_on_failure,
         env: env.vars.clone(),
     })
 }
