@@ -134,12 +134,10 @@ fn debian_crontab_and_cron_d_import_and_check() {
     // A file without SHELL or PATH lines: no shell, no env.
     assert_eq!(get(by_id("e2scrub_all-1"), "shell"), None);
     assert!(by_id("e2scrub_all-1").get("env").is_none());
+    let anacron = format!("\n# {}:6\n[[jobs]]\n", crond.join("anacron").display());
+    assert!(stdout.contains(&anacron), "{stdout}");
     assert!(
-        stdout.contains("\n# /etc/cron.d/")
-            || stdout.contains(&format!("\n# {}", crond.join("anacron").display()))
-    );
-    assert!(
-        stdout.contains("dst = \"cron\" keeps cron's rule"),
+        stdout.contains("`dst = \"cron\"` keeps cron's rule"),
         "{stdout}"
     );
 

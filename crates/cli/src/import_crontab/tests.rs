@@ -262,7 +262,7 @@ fn long_names_are_cut_on_char_boundaries() {
 }
 
 #[test]
-fn unit_report_type_is_complete() {
+fn a_report_keeps_the_line_and_its_text() {
     // Each report names its line and keeps the line's text.
     let t = translate("  bad line here  \n", &user_source());
     assert_eq!(
@@ -361,7 +361,7 @@ fn run_files_stdin_folders_and_exit_status() {
     let (code, out, err) = run_capture(&a, "");
     assert_eq!(code, ExitCode::SUCCESS, "{err}");
     assert!(out.contains("id = \"job-1\"\nname = \"true\""), "{out}");
-    assert!(!out.contains("old"), "{out}");
+    assert!(!out.contains("command = \"old\""), "{out}");
     let reported: Vec<&str> = err.lines().collect();
     assert_eq!(reported.len(), 3, "{err}");
     assert!(err.contains(&format!(
