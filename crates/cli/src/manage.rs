@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::daemon::action::{self, Limits, RunEnv};
 use crate::daemon::config::{
-    self, check_job, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob, RecoverFlag,
+    self, check_job, Action, Defaults, DurationText, JobDef, Origin, RawHttp, RawJob, RecoverFlag,
 };
 use crate::daemon::http::describe;
 use crate::daemon::{jobs, open_scheduler, store, Opened};
@@ -522,6 +522,7 @@ impl AddArgs {
             max_instances: self.max_instances,
             // Only when given: otherwise `[job_defaults] recover` decides.
             recover: self.recover.then_some(RecoverFlag(true)),
+            ..RawJob::default()
         })
     }
 }
@@ -546,10 +547,14 @@ async fn last_outcomes(
 }
 
 fn next_text(job: &Job) -> String {
-    job.next_run_time.as_ref().map_or_else(
-        || "- (paused)".to_owned(),
-        apscheduler_core::time::to_rfc3339,
-    )
+    match &job.next_run_time {
+        Some(t) => apscheduler_core::time::to_rfc3339(t),
+        // Stored paused, but not paused by hand: it runs when a daemon starts.
+        None if JobDef::from_kwargs(&job.kwargs).is_some_and(|d| d.runs_only_at_start()) => {
+            "at start".to_owned()
+        }
+        None => "- (paused)".to_owned(),
+    }
 }
 
 /// The trigger as the job's definition wrote it, or the trigger's own text.
@@ -890,6 +895,25 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             def.max_instances,
             def.recover
         );
+        if let Action::Command {
+            user: Some(user),
+            group,
+            ..
+        } = &def.action
+        {
+            let group = group.as_deref().map_or_else(
+                || "the user's primary group".to_owned(),
+                |g| format!("group {g}"),
+            );
+            println!("  runs as: {user} ({group})");
+        }
+        if def.runs_only_at_start() {
+            println!("  next:    at each daemon start only");
+            continue;
+        }
+        if def.at_start {
+            println!("  next:    at each daemon start, and:");
+        }
         let trigger = match def.build_trigger(cfg.timezone) {
             Ok(t) => t,
             Err(e) => {

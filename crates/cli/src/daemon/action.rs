@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::config::Action;
+use super::run_as::{RunAs, DEFAULT_SHELL};
 
 /// Who and when a run is, for the process's environment.
 #[derive(Debug, Clone)]
@@ -42,15 +43,7 @@ pub(crate) async fn run(
     stop: watch::Receiver<bool>,
 ) -> TaskResult {
     match action {
-        Action::Command {
-            command,
-            cwd,
-            env: vars,
-            timeout,
-        } => {
-            let timeout = timeout.map(Duration::from_secs_f64);
-            run_command(command, cwd.as_deref(), vars, timeout, env, limits, stop).await
-        }
+        Action::Command { .. } => run_command(action, env, limits, stop).await,
         Action::Http { .. } => {
             let action = action.clone();
             let cap = limits.output_cap;
@@ -113,28 +106,62 @@ enum End {
 }
 
 async fn run_command(
-    command: &str,
-    cwd: Option<&str>,
-    vars: &std::collections::BTreeMap<String, String>,
-    timeout: Option<Duration>,
+    action: &Action,
     env: &RunEnv,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> TaskResult {
+    let Action::Command {
+        command,
+        cwd,
+        env: vars,
+        timeout,
+        user,
+        group,
+        shell,
+        stdin,
+    } = action
+    else {
+        unreachable!("run_command gets command actions")
+    };
+    let timeout = timeout.map(Duration::from_secs_f64);
+    let shell = shell.as_deref().unwrap_or(DEFAULT_SHELL);
+    // Looked up at each run: a user removed since the config was loaded fails the run
+    // (it never runs as the daemon's user instead).
+    let run_as = user
+        .as_deref()
+        .map(|u| RunAs::resolve(u, group.as_deref()))
+        .transpose()
+        .map_err(|e| TaskFailure::new("spawn", format!("{}: {}", e.field, e.message)))?;
     // One pipe for stdout and stderr: the output keeps the order it was written in.
     let (reader, writer) = std::io::pipe()
         .map_err(|e| TaskFailure::new("spawn", format!("cannot create the output pipe: {e}")))?;
     let writer2 = writer
         .try_clone()
         .map_err(|e| TaskFailure::new("spawn", format!("cannot create the output pipe: {e}")))?;
-    let mut cmd = tokio::process::Command::new("/bin/sh");
+    let mut cmd = tokio::process::Command::new(shell);
     cmd.arg("-c")
         .arg(command)
         .process_group(0)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(writer)
-        .stderr(writer2)
-        .envs(vars)
+        .stderr(writer2);
+    if let Some(run_as) = &run_as {
+        run_as.apply(&mut cmd);
+        // cron runs a user's job in the user's home; `cwd` says otherwise.
+        if cwd.is_none() && run_as.home.is_dir() {
+            cmd.current_dir(&run_as.home);
+        }
+    }
+    if run_as.is_some() || shell != DEFAULT_SHELL {
+        cmd.env("SHELL", shell);
+    }
+    // The job's own variables last: they override cron's, as a crontab's lines do.
+    cmd.envs(vars)
         .env("APS_JOB_ID", &env.job_id)
         .env("APS_RUN_ID", &env.run_id)
         .env(
@@ -150,12 +177,29 @@ async fn run_command(
     // The parent's copies of the pipe's write end go now, or the reader never sees EOF.
     drop(cmd);
     let mut child = spawned.map_err(|e| {
-        let dir = cwd.map(|d| format!(" in '{d}'")).unwrap_or_default();
+        let dir = cwd
+            .as_deref()
+            .map(|d| format!(" in '{d}'"))
+            .unwrap_or_default();
+        let who = user.as_deref().map(|u| format!(" as '{u}'")).unwrap_or_default();
         TaskFailure::new(
             "spawn",
-            format!("cannot start /bin/sh -c {command:?}{dir}: {e}"),
+            format!("cannot start {shell} -c {command:?}{who}{dir}: {e}"),
         )
     })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let text = text.clone().into_bytes();
+        let job_id = env.job_id.clone();
+        // Written beside the wait (a large text fills the pipe until the command reads
+        // it); dropping the pipe closes it, so the command sees the end of its input.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            if let Err(e) = pipe.write_all(&text).await {
+                // A command that exits without reading all of it: as under cron.
+                tracing::debug!(job_id = %job_id, "standard input not fully written: {e}");
+            }
+        });
+    }
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let tail = Arc::new(Mutex::new(Tail {
         bytes: Vec::new(),

@@ -227,8 +227,22 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
             cwd,
             env,
             timeout,
+            user,
+            group,
+            shell,
+            stdin,
         } => {
             raw.insert("command".into(), json!(command));
+            for (key, value) in [
+                ("user", user),
+                ("group", group),
+                ("shell", shell),
+                ("stdin", stdin),
+            ] {
+                if let Some(v) = value {
+                    raw.insert(key.into(), json!(v));
+                }
+            }
             if let Some(cwd) = cwd {
                 raw.insert("cwd".into(), json!(cwd));
             }
@@ -261,8 +275,14 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
     if let Some(tz) = trigger.remove("timezone") {
         raw.insert("timezone".into(), tz);
     }
-    trigger.insert("type".into(), json!(def.trigger_kind));
-    raw.insert("trigger".into(), Value::Object(trigger));
+    if def.at_start {
+        raw.insert("at_start".into(), json!(true));
+    }
+    // A job that runs only at start has no trigger to write back.
+    if !def.runs_only_at_start() {
+        trigger.insert("type".into(), json!(def.trigger_kind));
+        raw.insert("trigger".into(), Value::Object(trigger));
+    }
     raw.insert(
         "misfire_grace_time".into(),
         def.misfire_grace_time.map_or(json!("none"), |s| json!(s)),
@@ -357,7 +377,9 @@ impl JobCatalog for DaemonCatalog {
             }
         }
         if changes.contains_key("command") || changes.contains_key("http") {
-            for k in ["command", "cwd", "env", "http"] {
+            for k in [
+                "command", "cwd", "env", "http", "user", "group", "shell", "stdin",
+            ] {
                 raw.remove(k);
             }
         }

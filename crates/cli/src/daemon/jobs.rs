@@ -8,9 +8,10 @@ use apscheduler_engine::{AsyncScheduler, JobSpec};
 
 use super::config::{JobDef, Origin};
 
-/// The scheduler job for `def`.
+/// The scheduler job for `def`; one that runs only at start is stored paused (its
+/// trigger has no fire time: it runs by [`run_at_start`]).
 pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
-    JobSpec::task(def.action.task_name())
+    let spec = JobSpec::task(def.action.task_name())
         .id(def.id.clone())
         .name(def.name.clone())
         .trigger_args(def.trigger_kind.clone(), def.trigger_args.clone())
@@ -18,7 +19,12 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
         .misfire_grace_time(def.misfire_grace_time.map(Duration::from_secs_f64))
         .coalesce(def.coalesce)
         .max_instances(def.max_instances)
-        .recover(def.recover)
+        .recover(def.recover);
+    if def.runs_only_at_start() {
+        spec.next_run_time(None)
+    } else {
+        spec
+    }
 }
 
 /// Makes the store hold the config's jobs: new ones added, changed ones replaced (a
@@ -43,7 +49,10 @@ pub(crate) async fn sync(
             Some(job) if JobDef::from_kwargs(&job.kwargs).as_ref() == Some(def) => {}
             Some(job) => {
                 let mut spec = spec_of(def).replace_existing(true);
-                if job.is_paused() {
+                // A job that ran only at start was stored paused; not paused by hand.
+                let start_only = JobDef::from_kwargs(&job.kwargs)
+                    .is_some_and(|old| old.runs_only_at_start());
+                if job.is_paused() && !start_only {
                     spec = spec.next_run_time(None);
                 }
                 scheduler
@@ -110,6 +119,9 @@ async fn already_done(
     let (Some(history), "date") = (history, def.trigger_kind.as_str()) else {
         return false;
     };
+    if def.runs_only_at_start() {
+        return false;
+    }
     let tz = scheduler.engine().timezone();
     let Ok(trigger) = def.build_trigger(tz) else {
         return false;
@@ -135,6 +147,46 @@ async fn already_done(
     }
 }
 
+/// The message of the history record of a run at the daemon's start.
+pub(crate) const AT_START_NOTE: &str = "run at the daemon's start (at_start)";
+
+/// Starts one run of each stored job with `at_start` set, as a daemon's start does
+/// (each daemon on a store runs them at its own start, as each machine runs its
+/// `@reboot` lines). A job paused by hand is left alone; one that runs only at start
+/// is paused by nature and runs. Each run goes through the scheduler like `aps jobs
+/// run` through the API: `max_instances`, events and a history record.
+pub(crate) async fn run_at_start(scheduler: &AsyncScheduler) {
+    let jobs = match scheduler.get_jobs(None).await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!("the jobs to run at start cannot be listed, none runs: {e}");
+            return;
+        }
+    };
+    for h in jobs {
+        let job = h.job();
+        let Some(def) = JobDef::from_kwargs(&job.kwargs).filter(|d| d.at_start) else {
+            continue;
+        };
+        if job.is_paused() && !def.runs_only_at_start() {
+            tracing::info!(job_id = %job.id, "job {} is paused: its run at start is skipped", job.id);
+            continue;
+        }
+        match scheduler
+            .engine()
+            .run_job_now(&job.id, None, Some(AT_START_NOTE))
+            .await
+        {
+            Ok(run_id) => {
+                tracing::info!(job_id = %job.id, run_id = run_id.as_deref().unwrap_or("-"), "job {} started at the daemon's start", job.id)
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.id, "job {}: its run at start cannot start: {e}", job.id)
+            }
+        }
+    }
+}
+
 /// Logs each job with its next fire time.
 pub(crate) async fn log_jobs(scheduler: &AsyncScheduler) {
     match scheduler.get_jobs(None).await {
@@ -147,6 +199,11 @@ pub(crate) async fn log_jobs(scheduler: &AsyncScheduler) {
                 match &job.next_run_time {
                     Some(t) => {
                         tracing::info!(job_id = %job.id, "job {}: {what}; next run at {}", job.id, apscheduler_core::time::to_rfc3339(t))
+                    }
+                    None if JobDef::from_kwargs(&job.kwargs)
+                        .is_some_and(|d| d.runs_only_at_start()) =>
+                    {
+                        tracing::info!(job_id = %job.id, "job {}: {what}; runs only at start", job.id)
                     }
                     None => tracing::info!(job_id = %job.id, "job {}: {what}; paused", job.id),
                 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`config`] | the TOML format, checks, the job definitions stored with each job |
 //! | [`action`] | running a command (process group, time-out, output tail) or an HTTP request |
+//! | [`run_as`] | the user and group a command runs as, and cron's environment for it |
 //! | [`store`] | the store a URL names; node names |
 //! | [`jobs`] | config jobs to engine jobs, and the sync that upserts them |
 //! | [`http`] | `[http]` and `[notifications]`: the management plane and its webhooks |
@@ -16,6 +17,7 @@ pub(crate) mod heap;
 pub(crate) mod http;
 pub(crate) mod jobs;
 pub(crate) mod mail;
+pub(crate) mod run_as;
 pub(crate) mod store;
 
 use std::path::{Path, PathBuf};
@@ -310,7 +312,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
                 settings,
                 &scheduler,
                 history.clone(),
-                cfg.defaults,
+                cfg.defaults.clone(),
                 cfg.node_timeout,
                 metrics.clone(),
                 &node,
@@ -330,6 +332,8 @@ async fn serve(cfg: Config) -> Result<(), String> {
     jobs::log_jobs(&scheduler).await;
     heap::release_freed();
     scheduler.resume().map_err(|e| e.to_string())?;
+    // Once per start, never on reload: cron's `@reboot`.
+    jobs::run_at_start(&scheduler).await;
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;

@@ -11,12 +11,13 @@ use serde_json::{json, Map, Value};
 
 use super::raw::{DurationText, ExpectStatus, RawJob};
 use super::Defaults;
+use crate::daemon::run_as::DEFAULT_SHELL;
 
 /// What a job runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Action {
-    /// `/bin/sh -c command`, in its own process group.
+    /// `SHELL -c command` (`/bin/sh` by default), in its own process group.
     Command {
         command: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +27,18 @@ pub(crate) enum Action {
         /// Seconds; on expiry the process group gets SIGTERM, then SIGKILL.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout: Option<f64>,
+        /// The user it runs as (`None`: the daemon's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Its group (`None`: the user's primary group).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// The shell (`None`: `/bin/sh`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shell: Option<String>,
+        /// Written to its standard input (`None`: standard input is `/dev/null`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<String>,
     },
     /// An HTTP request.
     Http {
@@ -55,10 +68,71 @@ impl Action {
     /// A one-line summary (`sh: echo hi`, `GET https://...`).
     pub(crate) fn summary(&self) -> String {
         match self {
-            Action::Command { command, .. } => format!("sh: {command}"),
+            Action::Command { command, shell, .. } => {
+                let shell = shell.as_deref().unwrap_or(DEFAULT_SHELL);
+                let name = shell.rsplit('/').next().unwrap_or(shell);
+                format!("{name}: {command}")
+            }
             Action::Http { method, url, .. } => format!("{method} {url}"),
         }
     }
+}
+
+/// The trigger text of a job that runs only when the daemon starts (`at_start = true`
+/// and no trigger). Such a job is stored paused, with a one-off trigger in the past
+/// that never fires.
+pub(crate) const AT_START_ONLY: &str = "at start";
+
+/// The stored trigger of a job that runs only at start: a date long past.
+const NEVER: &str = "1970-01-01T00:00:00+00:00";
+
+/// The DST rule of a cron trigger (`dst`), passed to the trigger as its `dst`
+/// argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dst {
+    /// The trigger's own rule (the argument is left out).
+    Default,
+    /// cronie's rule (`"dst": "cron"`).
+    Cron,
+}
+
+impl Dst {
+    /// Reads `"cron"` or `"default"`.
+    pub(crate) fn parse(text: &str) -> Result<Dst, String> {
+        match text {
+            "cron" => Ok(Dst::Cron),
+            "default" => Ok(Dst::Default),
+            other => Err(format!(
+                "invalid value '{other}': expected \"cron\" (cronie's DST rule) or \"default\""
+            )),
+        }
+    }
+}
+
+/// The trigger kinds that take a `dst` argument.
+const DST_KINDS: &[&str] = &["cron", "crontab"];
+
+/// Adds `"dst": "cron"` to the arguments of a cron trigger when the job's `dst` (else
+/// the default) asks for cronie's rule; nothing otherwise, so that definitions stored
+/// before the option existed compare equal. A job's own `dst = "cron"` on another kind
+/// of trigger is an error; a default one applies to cron triggers only.
+pub(crate) fn apply_dst(
+    kind: &str,
+    args: &mut Map<String, Value>,
+    own: Option<&str>,
+    default: Option<Dst>,
+) -> Result<(), String> {
+    let own = own.map(Dst::parse).transpose()?;
+    let cron_kind = DST_KINDS.contains(&kind);
+    if own == Some(Dst::Cron) && !cron_kind {
+        return Err(format!(
+            "applies to cron triggers only, not to a '{kind}' trigger"
+        ));
+    }
+    if cron_kind && own.or(default) == Some(Dst::Cron) && !args.contains_key("dst") {
+        args.insert("dst".into(), json!("cron"));
+    }
+    Ok(())
 }
 
 /// The registered task that runs command jobs.
@@ -97,9 +171,18 @@ pub(crate) struct JobDef {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) recover: bool,
     pub(crate) origin: Origin,
+    /// Run once when a daemon starts. Left out when `false`, as `recover`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) at_start: bool,
 }
 
 impl JobDef {
+    /// Whether the job runs only when a daemon starts (`at_start` without a trigger):
+    /// it is stored paused, and its listings say "at start".
+    pub(crate) fn runs_only_at_start(&self) -> bool {
+        self.at_start && self.trigger_text == AT_START_ONLY
+    }
+
     /// The trigger, built now (checks every trigger field).
     pub(crate) fn build_trigger(&self, tz: Tz) -> Result<AnyTrigger, String> {
         let now = Utc::now().with_timezone(&tz);
@@ -169,17 +252,23 @@ pub(crate) fn check_job(
             if command.trim().is_empty() {
                 return Err(fail("command", "must not be empty".into()));
             }
+            let process = super::process::check(raw, defaults).map_err(|(f, m)| fail(f, m))?;
             Action::Command {
                 command: command.clone(),
                 cwd: raw.cwd.clone(),
                 env: raw.env.clone().unwrap_or_default(),
                 timeout,
+                user: process.user,
+                group: process.group,
+                shell: process.shell,
+                stdin: process.stdin,
             }
         }
         (None, Some(http)) => {
             if raw.cwd.is_some() || raw.env.is_some() {
                 return Err(fail("cwd/env", "apply to `command` jobs only".into()));
             }
+            super::process::refuse_for_http(raw).map_err(|(f, m)| fail(f, m))?;
             let url = http
                 .url
                 .clone()
@@ -226,10 +315,31 @@ pub(crate) fn check_job(
         raw.date.is_some(),
         raw.trigger.is_some(),
     ];
+    let at_start = raw.at_start.unwrap_or(false);
     let (kind, mut args, text) = match forms.iter().filter(|f| **f).count() {
+        0 if at_start => {
+            let cron_only = [
+                ("jitter", raw.jitter.is_some()),
+                ("start_date", raw.start_date.is_some()),
+                ("end_date", raw.end_date.is_some()),
+                ("dst", raw.dst.is_some()),
+            ];
+            if let Some((field, _)) = cron_only.iter().find(|(_, set)| *set) {
+                return Err(fail(
+                    field,
+                    "needs a trigger (this job has none: it runs only at the daemon's start)"
+                        .into(),
+                ));
+            }
+            (
+            "date".to_owned(),
+            json!({ "run_date": NEVER }),
+            AT_START_ONLY.to_owned(),
+            )
+        }
         0 => {
             return Err(format!(
-                "{ctx}: no trigger: give one of `cron`, `interval`, `date` or `trigger`"
+                "{ctx}: no trigger: give one of `cron`, `interval`, `date` or `trigger` (or `at_start = true` alone: run only when the daemon starts)"
             ))
         }
         1 => {
@@ -303,6 +413,7 @@ pub(crate) fn check_job(
     if let Some(e) = &raw.end_date {
         common.insert("end_date".into(), json!(e));
     }
+    apply_dst(&kind, common, raw.dst.as_deref(), defaults.dst).map_err(|e| fail("dst", e))?;
     let def = JobDef {
         name: raw.name.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -319,6 +430,7 @@ pub(crate) fn check_job(
         max_instances: raw.max_instances.unwrap_or(defaults.max_instances),
         recover: raw.recover.map_or(defaults.recover, |r| r.0),
         origin,
+        at_start,
     };
     if def.max_instances == 0 {
         return Err(fail("max_instances", "must be 1 or more".into()));

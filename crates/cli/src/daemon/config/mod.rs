@@ -8,10 +8,14 @@
 //! |---|---|
 //! | [`raw`] | the tables as written, before any check |
 //! | [`job`] | what a job runs, its checked definition, and the check of one job table |
+//! | [`process`] | a command job's `user`, `group`, `shell` and `stdin`, and their checks |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
 mod job;
+mod process;
 mod raw;
+#[cfg(test)]
+mod cron_option_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +28,9 @@ use chrono_tz::Tz;
 use serde::de::IgnoredAny;
 use toml::Spanned;
 
-pub(crate) use self::job::{check_job, Action, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
+pub(crate) use self::job::{
+    check_job, Action, Dst, JobDef, Origin, AT_START_ONLY, COMMAND_TASK, HTTP_TASK,
+};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
 
@@ -39,13 +45,22 @@ impl std::fmt::Display for ConfigError {
 }
 
 /// Job defaults from `[job_defaults]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Defaults {
     pub(crate) misfire_grace_time: Option<Duration>,
     pub(crate) coalesce: bool,
     pub(crate) max_instances: u32,
     pub(crate) recover: bool,
     pub(crate) timeout: Option<Duration>,
+    /// The user command jobs run as (checked per job, which names the job).
+    pub(crate) user: Option<String>,
+    /// Their group.
+    pub(crate) group: Option<String>,
+    /// Their shell (`None`: `/bin/sh`).
+    pub(crate) shell: Option<String>,
+    /// The DST rule of cron triggers: `[job_defaults] dst`, else `[scheduler] dst`;
+    /// `None` for the trigger's default.
+    pub(crate) dst: Option<Dst>,
 }
 
 impl Default for Defaults {
@@ -57,6 +72,10 @@ impl Default for Defaults {
             max_instances: 1,
             recover: false,
             timeout: None,
+            user: None,
+            group: None,
+            shell: None,
+            dst: None,
         }
     }
 }
@@ -213,8 +232,36 @@ where
                 .max(1),
             recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
+            user: raw.job_defaults.user.as_ref().map(|u| u.get_ref().clone()),
+            group: raw.job_defaults.group.as_ref().map(|g| g.get_ref().clone()),
+            shell: raw.job_defaults.shell.as_ref().map(|s| s.get_ref().clone()),
+            // `[job_defaults]` before `[scheduler]`; "default" sets nothing.
+            dst: (raw.job_defaults.dst.as_ref().map(|v| (v, "job_defaults.dst")))
+                .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
+                .map(|(v, field)| {
+                Dst::parse(v.get_ref())
+                    .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))
+            })
+            .transpose()?
+            .filter(|d| *d != Dst::Default),
         }
     };
+    // Checked here too (each job's check names the job): a bad default is reported
+    // where it is written, even in a file without jobs.
+    for (value, field) in [
+        (&raw.job_defaults.user, "job_defaults.user"),
+        (&raw.job_defaults.group, "job_defaults.group"),
+        (&raw.job_defaults.shell, "job_defaults.shell"),
+    ] {
+        if let Some(v) = value {
+            let checked = match field {
+                "job_defaults.user" => crate::daemon::run_as::find_user(v.get_ref()).map(drop),
+                "job_defaults.group" => crate::daemon::run_as::find_group(v.get_ref()).map(drop),
+                _ => crate::daemon::run_as::check_shell(v.get_ref()),
+            };
+            checked.map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))?;
+        }
+    }
     let history = HistorySettings {
         enabled: raw.history.enabled.unwrap_or(true),
         retention: Retention {

@@ -90,6 +90,8 @@ pub(super) struct RawScheduler {
     pub(super) heartbeat: Option<Spanned<DurationText>>,
     pub(super) node_timeout: Option<Spanned<DurationText>>,
     pub(super) cluster_max_instances: Option<bool>,
+    /// The DST rule of every job's cron trigger: `"cron"` or `"default"`.
+    pub(super) dst: Option<Spanned<String>>,
 }
 
 /// `[store]`.
@@ -118,6 +120,10 @@ pub(super) struct RawDefaults {
     pub(super) max_instances: Option<u32>,
     pub(super) recover: Option<RecoverFlag>,
     pub(super) timeout: Option<Spanned<DurationText>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
+    pub(super) shell: Option<Spanned<String>>,
+    pub(super) dst: Option<Spanned<String>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`] where only the
@@ -190,6 +196,19 @@ pub(crate) struct RawJob {
     /// Run again a run its daemon's death interrupted.
     #[schema(value_type = Option<bool>)]
     pub(crate) recover: Option<RecoverFlag>,
+    /// Run the command as this user (the daemon must run as root), with the user's
+    /// supplementary groups and `HOME`, `LOGNAME`, `USER`, `SHELL` set as cron sets them.
+    pub(crate) user: Option<String>,
+    /// The command's group (default: the user's primary group); needs `user`.
+    pub(crate) group: Option<String>,
+    /// The shell that runs the command as `SHELL -c command` (default `/bin/sh`).
+    pub(crate) shell: Option<String>,
+    /// Text written to the command's standard input, which is then closed.
+    pub(crate) stdin: Option<String>,
+    /// Run once when the daemon starts (not on reload); such a job may have no trigger.
+    pub(crate) at_start: Option<bool>,
+    /// The DST rule of a cron trigger: "cron" (cronie's) or "default".
+    pub(crate) dst: Option<String>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.

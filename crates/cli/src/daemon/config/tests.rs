@@ -101,7 +101,11 @@ cron = "@daily"
             command: "echo a".into(),
             cwd: None,
             env: BTreeMap::new(),
-            timeout: Some(5400.0)
+            timeout: Some(5400.0),
+            user: None,
+            group: None,
+            shell: None,
+            stdin: None,
         }
     );
     assert_eq!(
