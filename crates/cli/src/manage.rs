@@ -187,7 +187,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             Ok(Target {
                 url: cfg.store_url,
                 tz: cfg.timezone,
-                defaults: cfg.defaults,
+                defaults: cfg.defaults.clone(),
                 kill_grace: cfg.kill_grace,
                 output_cap: cfg.history.output_cap,
                 history_enabled: cfg.history.enabled,
@@ -522,6 +522,8 @@ impl AddArgs {
             max_instances: self.max_instances,
             // Only when given: otherwise `[job_defaults] recover` decides.
             recover: self.recover.then_some(RecoverFlag(true)),
+            // The rest (mail) from `[job_defaults]`.
+            ..RawJob::default()
         })
     }
 }

@@ -10,14 +10,73 @@
 //! sendmail = "/usr/sbin/sendmail"        # when there is no smtp
 //! max_output = "1MiB"                    # output carried by one mail (bytes or text)
 //! ```
+//!
+//! A job's `mailto` and `mail_when` (or `[job_defaults]`'s) say who gets its runs.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | this one | `[mail]`, `mailto` and `mail_when`: as written and checked |
+//! | [`message`] | which runs are mailed, and the message cron would send for one |
+//! | [`deliver`] | the transport (SMTP or sendmail), sending off the run's path, counts |
 
-use serde::Deserialize;
+mod deliver;
+mod message;
+
+pub(crate) use self::deliver::Mailer;
+
+use serde::{Deserialize, Serialize};
 
 /// The bytes of output one mail carries when `[mail] max_output` does not say.
 pub(crate) const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 
 /// The sendmail binary used when `[mail]` names neither `smtp` nor `sendmail`.
 pub(crate) const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// Which runs of a job are mailed (`mail_when`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MailWhen {
+    /// Cron's rule: every run that wrote output.
+    #[default]
+    Output,
+    /// Only the runs that did not succeed (failed, timed out, interrupted), with or
+    /// without output.
+    Failure,
+}
+
+impl MailWhen {
+    /// Whether this is the default (left out of stored definitions).
+    pub(crate) fn is_output(&self) -> bool {
+        *self == MailWhen::Output
+    }
+
+    /// `"output"` or `"failure"`.
+    pub(crate) fn parse(text: &str) -> Result<MailWhen, String> {
+        match text.trim() {
+            "output" => Ok(MailWhen::Output),
+            "failure" => Ok(MailWhen::Failure),
+            other => Err(format!(
+                "invalid value '{other}': expected \"output\" (mail runs that wrote output, as cron) or \"failure\" (only runs that did not succeed)"
+            )),
+        }
+    }
+}
+
+/// `mailto` text: comma-separated addresses (`user@domain`, or a local user name that
+/// is sent to `user@HOST`). `""` gives no addresses: mail is off.
+pub(crate) fn parse_mailto(text: &str) -> Result<Vec<String>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            let address = part.trim();
+            check_address(address)
+                .map(|()| address.to_owned())
+                .map_err(|e| format!("invalid address '{address}' in '{text}': {e}"))
+        })
+        .collect()
+}
 
 /// `[mail]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -73,7 +132,8 @@ pub(crate) struct MailSettings {
     /// The `From:` address; `None`: `aps@HOST` with the daemon's name, as cron's
     /// `root (Cron Daemon)`.
     pub(crate) from: Option<String>,
-    /// The sendmail binary named in the config; `None`: [`DEFAULT_SENDMAIL`].
+    /// The sendmail binary named in the config; `None`: [`DEFAULT_SENDMAIL`] when it
+    /// exists.
     pub(crate) sendmail: Option<String>,
     /// How many bytes of output one mail carries; `None`: [`DEFAULT_MAX_OUTPUT`].
     pub(crate) max_output: Option<usize>,
@@ -224,7 +284,15 @@ pub(crate) fn check_address(text: &str) -> Result<(), String> {
         Some((local, domain)) if local.is_empty() || domain.is_empty() || domain.contains('@') => {
             Err("expected user@domain or a local user name".into())
         }
-        _ => Ok(()),
+        Some(_) => text
+            .parse::<lettre::Address>()
+            .map(|_| ())
+            .map_err(|e| format!("not a mail address ({e})")),
+        // A local user: what is before the '@' of an address.
+        None => format!("{text}@localhost")
+            .parse::<lettre::Address>()
+            .map(|_| ())
+            .map_err(|e| format!("not a user name or mail address ({e})")),
     }
 }
 

@@ -27,6 +27,7 @@ use toml::Spanned;
 pub(crate) use self::job::{check_job, Action, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
+use crate::daemon::mail::{MailSettings, MailWhen};
 
 /// A config that cannot be used, with where and why.
 #[derive(Debug)]
@@ -39,13 +40,16 @@ impl std::fmt::Display for ConfigError {
 }
 
 /// Job defaults from `[job_defaults]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Defaults {
     pub(crate) misfire_grace_time: Option<Duration>,
     pub(crate) coalesce: bool,
     pub(crate) max_instances: u32,
     pub(crate) recover: bool,
     pub(crate) timeout: Option<Duration>,
+    /// `mailto`'s addresses; `None`: not set (no mail), `Some([])`: `mailto = ""`.
+    pub(crate) mailto: Option<Vec<String>>,
+    pub(crate) mail_when: MailWhen,
 }
 
 impl Default for Defaults {
@@ -57,6 +61,8 @@ impl Default for Defaults {
             max_instances: 1,
             recover: false,
             timeout: None,
+            mailto: None,
+            mail_when: MailWhen::Output,
         }
     }
 }
@@ -95,6 +101,8 @@ pub(crate) struct Config {
     pub(crate) http: Option<crate::daemon::http::HttpSettings>,
     /// `[notifications]`: webhooks on failed, timed-out and missed runs.
     pub(crate) notifications: crate::daemon::http::NotificationSettings,
+    /// `[mail]`: how runs' output is mailed to their `mailto`.
+    pub(crate) mail: MailSettings,
 }
 
 /// 1-based line and column of a byte offset.
@@ -213,6 +221,22 @@ where
                 .max(1),
             recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
+            mailto: raw
+                .job_defaults
+                .mailto
+                .as_ref()
+                .map(|m| {
+                    crate::daemon::mail::parse_mailto(m.get_ref()).map_err(|e| {
+                        ConfigError(format!("{}: job_defaults.mailto: {e}", at(m.span())))
+                    })
+                })
+                .transpose()?,
+            mail_when: match &raw.job_defaults.mail_when {
+                Some(w) => MailWhen::parse(w.get_ref()).map_err(|e| {
+                    ConfigError(format!("{}: job_defaults.mail_when: {e}", at(w.span())))
+                })?,
+                None => d.mail_when,
+            },
         }
     };
     let history = HistorySettings {
@@ -262,7 +286,14 @@ where
         .transpose()?;
     let notifications =
         crate::daemon::http::check_notifications(&raw.notifications, &file).map_err(ConfigError)?;
+    let mail = match &raw.mail {
+        Some(m) => {
+            crate::daemon::mail::check_mail(m.get_ref(), &at(m.span())).map_err(ConfigError)?
+        }
+        None => MailSettings::default(),
+    };
     Ok(Config {
+        mail,
         http,
         notifications,
         path: path.to_owned(),
