@@ -683,6 +683,13 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
                 Origin::Api => "the HTTP API",
             }
         );
+        if !d.mailto.is_empty() {
+            println!(
+                "mail:      to {}, mail_when = {}",
+                d.mailto.join(", "),
+                d.mail_when.as_str()
+            );
+        }
     }
     println!(
         "misfire grace: {}, coalesce: {}, max instances: {}, recover: {}",
@@ -892,6 +899,13 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             def.max_instances,
             def.recover
         );
+        if !def.mailto.is_empty() {
+            println!(
+                "  mail:    to {}, mail_when = {}",
+                def.mailto.join(", "),
+                def.mail_when.as_str()
+            );
+        }
         let trigger = match def.build_trigger(cfg.timezone) {
             Ok(t) => t,
             Err(e) => {
