@@ -154,7 +154,8 @@ fn debian_crontab_and_cron_d_import_and_check() {
 
 #[test]
 fn user_crontab_with_every_line_kind() {
-    let out = import(&["--user", "alice", fixture("user-crontab").to_str().unwrap()]);
+    let me = whoami();
+    let out = import(&["--user", &me, fixture("user-crontab").to_str().unwrap()]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!((out.status.code(), stderr.as_str()), (Some(0), ""));
     let jobs = jobs_of(&stdout);
@@ -173,7 +174,7 @@ fn user_crontab_with_every_line_kind() {
         unreachable!()
     };
     for job in &jobs {
-        assert_eq!(get(job, "user"), Some("alice"));
+        assert_eq!(get(job, "user"), Some(me.as_str()));
         assert_eq!(get(job, "shell"), Some("/bin/bash"));
         assert_eq!(
             job["env"]["PATH"].as_str(),
@@ -244,6 +245,12 @@ fn bad_lines_are_left_out_reported_and_the_rest_still_checks() {
         .collect();
     assert_eq!(ids, ["mixed-1", "mixed-8"]);
     assert_config_ok(&stdout);
+}
+
+/// The name of the user running the tests (`aps config check` accepts it as `user`).
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    text(&out.stdout).trim().to_owned()
 }
 
 /// Whether this process runs as root (uid 0), from /proc.

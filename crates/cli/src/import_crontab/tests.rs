@@ -20,6 +20,14 @@ fn system_source() -> Source {
     }
 }
 
+/// The name of the user running the tests: a user the checks accept as root or not.
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .unwrap()
+        .expect("the tests' user has a name")
+        .name
+}
+
 fn left_out(t: &Translated) -> Vec<(usize, String)> {
     t.reports
         .iter()
@@ -40,23 +48,34 @@ fn system_crontab_user_column_becomes_user() {
     let text = "\
 SHELL=/bin/sh
 PATH=/usr/local/sbin:/usr/bin
-17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly
-25 6 * * * nobody echo hi
-";
-    let t = translate(text, &system_source());
-    assert_eq!(t.reports, []);
-    assert_eq!(t.jobs.len(), 2);
+17 *\t* * *\tME\tcd / && run-parts --report /etc/cron.hourly
+25 6 * * * aps-no-such-user echo hi
+SHELL=/no/such/shell
+0 0 * * * ME echo lost
+MAILTO=two words
+0 0 * * * ME echo lost too
+"
+    .replace("ME", &me());
+    let t = translate(&text, &system_source());
+    assert_eq!(t.jobs.len(), 1);
+    // What `aps config check` would refuse is left out, saying why.
+    let reasons = left_out(&t);
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0].0, 4);
+    assert!(reasons[0].1.starts_with("user 'aps-no-such-user': "), "{reasons:?}");
+    assert_eq!(reasons[1].0, 6);
+    assert!(reasons[1].1.starts_with("SHELL=/no/such/shell (line 5): "), "{reasons:?}");
+    assert_eq!(reasons[2].0, 8);
+    assert!(reasons[2].1.starts_with("MAILTO=two words (line 7): "), "{reasons:?}");
     let job = &t.jobs[0];
     assert_eq!(job.id, "f-3");
-    assert_eq!(job.user.as_deref(), Some("root"));
+    assert_eq!(job.user, Some(me()));
     assert_eq!(job.command, "cd / && run-parts --report /etc/cron.hourly");
     assert_eq!(job.cron.as_deref(), Some("17 * * * *"));
     assert_eq!(job.shell.as_deref(), Some("/bin/sh"));
     // No MAILTO: cron mails the job's user.
-    assert_eq!(job.mailto.as_deref(), Some("root"));
+    assert_eq!(job.mailto, Some(me()));
     assert_eq!(job.env, pairs(&[("PATH", "/usr/local/sbin:/usr/bin")]));
-    assert_eq!(t.jobs[1].user.as_deref(), Some("nobody"));
-    assert_eq!(t.jobs[1].mailto.as_deref(), Some("nobody"));
 }
 
 #[test]
@@ -189,12 +208,12 @@ FOO=\"unterminated
 #[test]
 fn owner_of_a_user_crontab() {
     let source = Source {
-        owner: Some("alice".into()),
+        owner: Some(me()),
         ..user_source()
     };
     let t = translate("0 0 * * * a\nMAILTO=bob\n0 0 * * * b\n", &source);
-    assert_eq!(t.jobs[0].user.as_deref(), Some("alice"));
-    assert_eq!(t.jobs[0].mailto.as_deref(), Some("alice"));
+    assert_eq!(t.jobs[0].user, Some(me()));
+    assert_eq!(t.jobs[0].mailto, Some(me()));
     assert_eq!(t.jobs[1].mailto.as_deref(), Some("bob"));
     // Without an owner, no user and no mail: the daemon's own user runs the job.
     let t = translate("0 0 * * * a\n", &user_source());
@@ -203,8 +222,8 @@ fn owner_of_a_user_crontab() {
 
 #[test]
 fn exact_output_shape() {
-    let text = "SHELL=/bin/bash\nX=1\n*/5 * * * * root cat%a\n@reboot nobody /bin/start\n";
-    let t = translate(text, &system_source());
+    let text = "SHELL=/bin/bash\nX=1\n*/5 * * * * ME cat%a\n@reboot ME /bin/start\n";
+    let t = translate(&text.replace("ME", &me()), &system_source());
     let jobs: Vec<(String, Job)> = t.jobs.into_iter().map(|j| ("f".into(), j)).collect();
     let toml = render::render(&["f".into()], &jobs);
     let body = toml.split_once("\n\n").expect("a header, a blank line").1;
@@ -216,11 +235,11 @@ fn exact_output_shape() {
          name = \"cat\"\n\
          cron = \"*/5 * * * *\"\n\
          dst = \"cron\"\n\
-         user = \"root\"\n\
+         user = \"ME\"\n\
          shell = \"/bin/bash\"\n\
          command = \"cat\"\n\
          stdin = \"\"\"\na\n\"\"\"\n\
-         mailto = \"root\"\n\
+         mailto = \"ME\"\n\
          env = { X = \"1\" }\n\
          \n\
          # f:4\n\
@@ -228,11 +247,12 @@ fn exact_output_shape() {
          id = \"f-4\"\n\
          name = \"/bin/start\"\n\
          at_start = true\n\
-         user = \"nobody\"\n\
+         user = \"ME\"\n\
          shell = \"/bin/bash\"\n\
          command = \"/bin/start\"\n\
-         mailto = \"nobody\"\n\
+         mailto = \"ME\"\n\
          env = { X = \"1\" }\n"
+            .replace("ME", &me())
     );
     assert!(toml.starts_with("# Imported by `aps import crontab` from:\n#   f\n"));
 }
@@ -333,24 +353,24 @@ fn run_files_stdin_folders_and_exit_status() {
 
     // --system on a file outside /etc; --user on a user crontab.
     let sys = dir.path().join("sys");
-    std::fs::write(&sys, "0 0 * * * nobody true\n").unwrap();
+    std::fs::write(&sys, format!("0 0 * * * {} true\n", me())).unwrap();
     let mut a = args(&[&sys]);
     a.system = true;
     let (code, out, _) = run_capture(&a, "");
     assert_eq!(code, ExitCode::SUCCESS);
     assert!(
-        out.contains("user = \"nobody\"\ncommand = \"true\""),
+        out.contains(&format!("user = \"{}\"\ncommand = \"true\"", me())),
         "{out}"
     );
     let mut a = args(&[&good]);
-    a.user = Some("alice".into());
+    a.user = Some(me());
     let (_, out, _) = run_capture(&a, "");
-    assert!(out.contains("user = \"alice\""), "{out}");
+    assert!(out.contains(&format!("user = \"{}\"", me())), "{out}");
 
     // A cron.d folder: skipped names are reported, exit 0 (cron skips them too).
     let crond = dir.path().join("cron.d");
     std::fs::create_dir(&crond).unwrap();
-    std::fs::write(crond.join("job"), "0 0 * * * root true\n").unwrap();
+    std::fs::write(crond.join("job"), format!("0 0 * * * {} true\n", me())).unwrap();
     std::fs::write(crond.join("job.dpkg-old"), "0 0 * * * root old\n").unwrap();
     std::fs::write(crond.join(".placeholder"), "# keep\n").unwrap();
     std::fs::create_dir(crond.join("sub")).unwrap();

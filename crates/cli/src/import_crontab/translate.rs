@@ -4,6 +4,9 @@
 
 use chrono_tz::Tz;
 
+use crate::daemon::mail::parse_mailto;
+use crate::daemon::run_as::{check_shell, RunAs};
+
 use super::parse::{is_blank, parse_env, parse_job, JobLine, Schedule};
 
 /// Where a crontab comes from and how cron reads it.
@@ -75,10 +78,11 @@ const NAME_CHARS: usize = 60;
 struct Env {
     /// Variables for the command, in the order first set (later lines replace values).
     vars: Vec<(String, String)>,
-    shell: Option<String>,
-    /// `CRON_TZ`: the zone and its line; an empty value means the daemon's zone again.
+    /// `SHELL`, `CRON_TZ` and `MAILTO`: each value with its line (for reports).
+    shell: Option<(String, usize)>,
+    /// An empty `CRON_TZ` means the daemon's zone again: `None`.
     cron_tz: Option<(String, usize)>,
-    mailto: Option<String>,
+    mailto: Option<(String, usize)>,
 }
 
 impl Env {
@@ -140,8 +144,8 @@ fn apply_env(
     line: usize,
 ) -> Option<(String, Severity)> {
     match name.as_str() {
-        "SHELL" => env.shell = Some(value),
-        "MAILTO" => env.mailto = Some(value),
+        "SHELL" => env.shell = Some((value, line)),
+        "MAILTO" => env.mailto = Some((value, line)),
         "CRON_TZ" => {
             env.cron_tz = (!value.is_empty()).then_some((value.clone(), line));
             if !value.is_empty() && value.parse::<Tz>().is_err() {
@@ -194,9 +198,22 @@ fn make_job(parsed: JobLine, env: &Env, source: &Source, line: usize) -> Result<
         None => None,
     };
     let user = parsed.user.or_else(|| source.owner.clone());
+    // What `aps config check` checks, checked here: the output always passes it.
+    if let Some(user) = &user {
+        RunAs::resolve(user, None).map_err(|e| format!("user '{user}': {}", e.message))?;
+    }
+    if let Some((shell, at)) = &env.shell {
+        check_shell(shell).map_err(|e| format!("SHELL={shell} (line {at}): {e}"))?;
+    }
+    if let Some((mailto, at)) = &env.mailto {
+        parse_mailto(mailto).map_err(|e| format!("MAILTO={mailto} (line {at}): {e}"))?;
+    }
     // Without MAILTO cron mails the output to the crontab's owner (for a system crontab, the
     // user column): the same address keeps that once the daemon's mail is set up.
-    let mailto = env.mailto.clone().or_else(|| user.clone());
+    let mailto = match &env.mailto {
+        Some((mailto, _)) => Some(mailto.clone()),
+        None => user.clone(),
+    };
     let name: String = parsed
         .command
         .trim_matches(is_blank)
@@ -218,7 +235,7 @@ fn make_job(parsed: JobLine, env: &Env, source: &Source, line: usize) -> Result<
         command: parsed.command,
         stdin: parsed.stdin,
         user,
-        shell: env.shell.clone(),
+        shell: env.shell.as_ref().map(|(shell, _)| shell.clone()),
         mailto,
         mail_on_failure: parsed.mail_on_failure,
         env: env.vars.clone(),
