@@ -39,11 +39,11 @@ fn root_or_skip(test: &str) -> bool {
 
 /// The one finished run of `job`, waited for.
 fn one_run(dir: &Dir, job: &str) -> Value {
-    wait_for(&format!("a finished run of {job}"), Duration::from_secs(30), || {
-        dir.history(job)
-            .iter()
-            .any(|r| r["outcome"] != "running")
-    });
+    wait_for(
+        &format!("a finished run of {job}"),
+        Duration::from_secs(30),
+        || dir.history(job).iter().any(|r| r["outcome"] != "running"),
+    );
     let runs = dir.history(job);
     assert_eq!(runs.len(), 1, "{job}: {runs:?}");
     runs.into_iter().next().unwrap()
@@ -60,7 +60,10 @@ fn lines(run: &Value) -> Vec<String> {
 
 /// `id OPTION nobody`'s answer, as root sees it.
 fn id_of_nobody(option: &str) -> String {
-    let out = Command::new("id").args([option, "nobody"]).output().unwrap();
+    let out = Command::new("id")
+        .args([option, "nobody"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -111,7 +114,11 @@ fn a_root_daemon_runs_a_job_as_its_user_with_cron_s_environment() {
     assert_eq!(run["exit_code"], 0);
     let got = lines(&run);
     assert_eq!(got[0], "nobody", "{got:?}");
-    assert_eq!(got[1], id_of_nobody("-gn"), "the user's primary group: {got:?}");
+    assert_eq!(
+        got[1],
+        id_of_nobody("-gn"),
+        "the user's primary group: {got:?}"
+    );
     // Exactly the user's groups: root's own are dropped, the member group is there.
     let mut want: Vec<&str> = Vec::new();
     let nobody_groups = id_of_nobody("-G");
@@ -266,7 +273,10 @@ fn config_check(dir: &Dir, as_nobody: bool) -> (Option<i32>, String) {
         cmd.uid(65534).gid(65534);
     }
     let out = cmd.output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -275,12 +285,18 @@ fn config_check_refuses_a_missing_user_group_or_shell() {
         format!("{HEAD}[[jobs]]\nid = \"x\"\ncommand = \"true\"\ncron = \"* * * * *\"\n{extra}")
     };
     let cases = [
-        ("user = \"aps-no-such-user\"\n", "user: no user 'aps-no-such-user'"),
+        (
+            "user = \"aps-no-such-user\"\n",
+            "user: no user 'aps-no-such-user'",
+        ),
         (
             "user = \"root\"\ngroup = \"aps-no-such-group\"\n",
             "group: no group 'aps-no-such-group'",
         ),
-        ("shell = \"/bin/aps-no-such-shell\"\n", "shell: '/bin/aps-no-such-shell'"),
+        (
+            "shell = \"/bin/aps-no-such-shell\"\n",
+            "shell: '/bin/aps-no-such-shell'",
+        ),
         ("stdin = 5\n", "stdin"),
     ];
     for (extra, wanted) in cases {

@@ -235,7 +235,10 @@ async fn command_into(
             .as_deref()
             .map(|d| format!(" in '{d}'"))
             .unwrap_or_default();
-        let who = user.as_deref().map(|u| format!(" as '{u}'")).unwrap_or_default();
+        let who = user
+            .as_deref()
+            .map(|u| format!(" as '{u}'"))
+            .unwrap_or_default();
         TaskFailure::new(
             "spawn",
             format!("cannot start {shell} -c {command:?}{who}{dir}: {e}"),

@@ -50,8 +50,8 @@ pub(crate) async fn sync(
             Some(job) => {
                 let mut spec = spec_of(def).replace_existing(true);
                 // A job that ran only at start was stored paused; not paused by hand.
-                let start_only = JobDef::from_kwargs(&job.kwargs)
-                    .is_some_and(|old| old.runs_only_at_start());
+                let start_only =
+                    JobDef::from_kwargs(&job.kwargs).is_some_and(|old| old.runs_only_at_start());
                 if job.is_paused() && !start_only {
                     spec = spec.next_run_time(None);
                 }

@@ -120,6 +120,8 @@ impl RunAs {
     /// database, `LOGNAME` and `USER` — and, when this process is root, the switch to
     /// the user's ids in the child after fork. The job's own `env`, set after this,
     /// overrides these variables as a crontab's environment lines do.
+    // The one way to run code in the child between fork and exec (see SAFETY).
+    #[allow(unsafe_code)]
     pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
         cmd.env("HOME", &self.home)
             .env("LOGNAME", &self.name)
@@ -153,9 +155,7 @@ pub(crate) fn check_shell(shell: &str) -> Result<(), String> {
     }
     match std::fs::metadata(shell) {
         Ok(m) if !m.is_file() => Err(format!("'{shell}' is not a file")),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
-            Err(format!("'{shell}' is not executable"))
-        }
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!("'{shell}' is not executable")),
         Ok(_) => Ok(()),
         Err(e) => Err(format!("'{shell}' cannot be used: {e}")),
     }
@@ -186,7 +186,9 @@ mod tests {
     #[test]
     fn shells_must_be_executable_files() {
         assert!(check_shell("/bin/sh").is_ok());
-        assert!(check_shell("sh").unwrap_err().contains("not an absolute path"));
+        assert!(check_shell("sh")
+            .unwrap_err()
+            .contains("not an absolute path"));
         assert!(check_shell("/").unwrap_err().contains("not a file"));
         assert!(check_shell("/etc/passwd")
             .unwrap_err()

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::job::apply_dst;
+use super::job::{apply_dst, AT_START_ONLY};
 use super::*;
 
 fn check(text: &str) -> Result<Config, String> {
@@ -47,7 +47,10 @@ fn process_options_are_read_with_their_defaults() {
     let Action::Command { user, shell, .. } = command_of(&cfg) else {
         panic!("a command job")
     };
-    assert_eq!((user.as_deref(), shell.as_deref()), (Some("root"), Some("/bin/sh")));
+    assert_eq!(
+        (user.as_deref(), shell.as_deref()),
+        (Some("root"), Some("/bin/sh"))
+    );
     // A job's own value wins over the default.
     let cfg = check(&format!(
         "[job_defaults]\nshell = \"/no/such/shell\"\n{}",
@@ -56,7 +59,9 @@ fn process_options_are_read_with_their_defaults() {
     // The bad default is reported where it is written, before any job.
     let e = cfg.unwrap_err();
     assert!(
-        e.contains("aps.toml:2:") && e.contains("job_defaults.shell") && e.contains("/no/such/shell"),
+        e.contains("aps.toml:2:")
+            && e.contains("job_defaults.shell")
+            && e.contains("/no/such/shell"),
         "{e}"
     );
 }
@@ -66,14 +71,16 @@ fn stored_definitions_without_the_new_options_are_unchanged() {
     let cfg = check(&job("")).unwrap();
     let kw = cfg.jobs[0].to_kwargs();
     let stored = kw["aps"].as_object().unwrap();
-    for key in ["at_start"] {
-        assert!(!stored.contains_key(key), "{key} in {stored:?}");
-    }
+    assert!(!stored.contains_key("at_start"), "{stored:?}");
     let action = stored["action"]["command"].as_object().unwrap();
     for key in ["user", "group", "shell", "stdin"] {
         assert!(!action.contains_key(key), "{key} in {action:?}");
     }
-    assert!(!cfg.jobs[0].trigger_args.as_object().unwrap().contains_key("dst"));
+    assert!(!cfg.jobs[0]
+        .trigger_args
+        .as_object()
+        .unwrap()
+        .contains_key("dst"));
     // A definition written before these options existed reads as today's.
     let old = json!({"aps": {"id": "j", "name": "j",
         "action": {"command": {"command": "true"}},
@@ -139,7 +146,10 @@ fn an_at_start_job_needs_no_trigger() {
         .unwrap_err();
     assert!(e.contains("(id 'x'): jitter: needs a trigger"), "{e}");
     let e = check("[[jobs]]\nid = \"x\"\ncommand = \"true\"\nat_start = \"yes\"\n").unwrap_err();
-    assert!(e.contains("aps.toml:") && e.contains("at_start"), "{e}");
+    assert!(
+        e.contains("aps.toml:4:") && e.contains("'at_start': \"yes\""),
+        "{e}"
+    );
 }
 
 fn args(v: Value) -> Map<String, Value> {
@@ -174,23 +184,56 @@ fn dst_goes_to_cron_triggers_only_when_set() {
 #[test]
 fn dst_is_read_from_the_job_the_defaults_and_the_scheduler() {
     let dst = |text: &str| check(text).map(|c| c.defaults.dst);
-    assert_eq!(dst("[scheduler]\ndst = \"cron\"\n").unwrap(), Some(Dst::Cron));
-    assert_eq!(dst("[job_defaults]\ndst = \"cron\"\n").unwrap(), Some(Dst::Cron));
+    assert_eq!(
+        dst("[scheduler]\ndst = \"cron\"\n").unwrap(),
+        Some(Dst::Cron)
+    );
+    assert_eq!(
+        dst("[job_defaults]\ndst = \"cron\"\n").unwrap(),
+        Some(Dst::Cron)
+    );
     assert_eq!(
         dst("[scheduler]\ndst = \"cron\"\n[job_defaults]\ndst = \"default\"\n").unwrap(),
         None
     );
     assert_eq!(dst("").unwrap(), None);
     let e = dst("[scheduler]\ndst = \"local\"\n").unwrap_err();
-    assert!(e.contains("aps.toml:2:7") && e.contains("scheduler.dst") && e.contains("'local'"), "{e}");
+    assert!(
+        e.contains("aps.toml:2:7") && e.contains("scheduler.dst") && e.contains("'local'"),
+        "{e}"
+    );
     let e = dst("[job_defaults]\ndst = 1\n").unwrap_err();
     assert!(e.contains("aps.toml:2:7"), "{e}");
     // A job's own bad value names the job.
     let e = check(&job("dst = \"summer\"\n")).unwrap_err();
     assert!(e.contains("(id 'j'): dst: invalid value 'summer'"), "{e}");
-    let e = check("[[jobs]]\nid = \"i\"\ncommand = \"true\"\ninterval = 5\ndst = \"cron\"\n").unwrap_err();
-    assert!(e.contains("(id 'i'): dst: applies to cron triggers only"), "{e}");
+    let e = check("[[jobs]]\nid = \"i\"\ncommand = \"true\"\ninterval = 5\ndst = \"cron\"\n")
+        .unwrap_err();
+    assert!(
+        e.contains("(id 'i'): dst: applies to cron triggers only"),
+        "{e}"
+    );
     // An interval job under a scheduler-wide dst is unchanged.
-    let cfg = check("[scheduler]\ndst = \"cron\"\n[[jobs]]\nid = \"i\"\ncommand = \"true\"\ninterval = 5\n").unwrap();
-    assert!(!cfg.jobs[0].trigger_args.as_object().unwrap().contains_key("dst"));
+    let cfg = check(
+        "[scheduler]\ndst = \"cron\"\n[[jobs]]\nid = \"i\"\ncommand = \"true\"\ninterval = 5\n",
+    )
+    .unwrap();
+    assert!(!cfg.jobs[0]
+        .trigger_args
+        .as_object()
+        .unwrap()
+        .contains_key("dst"));
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    let e = check(&job("stdin = 5\n")).unwrap_err();
+    assert!(
+        e.contains("aps.toml:5:9: stdin: invalid type: integer `5`"),
+        "{e}"
+    );
+    let e = check(&job("user = [\"a\"]\n")).unwrap_err();
+    assert!(e.contains("aps.toml:5:8: user: invalid type"), "{e}");
+    let e = check("[[jobs]]\nid = \"h\"\nhttp = { url = 5 }\n").unwrap_err();
+    assert!(e.contains(":3:16: url: invalid type"), "{e}");
 }

@@ -339,7 +339,7 @@ pub(crate) fn check_job(
         raw.date.is_some(),
         raw.trigger.is_some(),
     ];
-    let at_start = raw.at_start.unwrap_or(false);
+    let at_start = raw.at_start.is_some_and(|f| f.0);
     let (kind, mut args, text) = match forms.iter().filter(|f| **f).count() {
         0 if at_start => {
             let cron_only = [

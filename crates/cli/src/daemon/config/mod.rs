@@ -11,11 +11,11 @@
 //! | [`process`] | a command job's `user`, `group`, `shell` and `stdin`, and their checks |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
+#[cfg(test)]
+mod cron_option_tests;
 mod job;
 mod process;
 mod raw;
-#[cfg(test)]
-mod cron_option_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,9 +28,7 @@ use chrono_tz::Tz;
 use serde::de::IgnoredAny;
 use toml::Spanned;
 
-pub(crate) use self::job::{
-    check_job, Action, Dst, JobDef, Origin, AT_START_ONLY, COMMAND_TASK, HTTP_TASK,
-};
+pub(crate) use self::job::{check_job, Action, Dst, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
 use crate::daemon::mail::{MailSettings, MailWhen};
@@ -135,6 +133,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The key whose value starts at byte `offset` (`stdin` in `stdin = 5`, `url` in
+/// `http = { url = 5 }`), when the text just before it is `KEY =`.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|k| !k.is_empty())
+}
+
 /// Reads and checks the config file at `path`.
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
@@ -191,7 +199,15 @@ where
                 format!(":{l}:{c}")
             })
             .unwrap_or_default();
-        ConfigError(format!("{file}{at}: {}", e.message()))
+        // A value of the wrong type ("invalid type: integer `5`, expected a string")
+        // is named by its key, which the parser's message leaves out.
+        let key = e
+            .span()
+            .and_then(|s| key_before(text, s.start))
+            .filter(|k| !e.message().contains(k))
+            .map(|k| format!("{k}: "))
+            .unwrap_or_default();
+        ConfigError(format!("{file}{at}: {key}{}", e.message()))
     })?;
     let at = |span: std::ops::Range<usize>| {
         let (l, c) = line_col(text, span.start);
@@ -244,9 +260,13 @@ where
             group: raw.job_defaults.group.as_ref().map(|g| g.get_ref().clone()),
             shell: raw.job_defaults.shell.as_ref().map(|s| s.get_ref().clone()),
             // `[job_defaults]` before `[scheduler]`; "default" sets nothing.
-            dst: (raw.job_defaults.dst.as_ref().map(|v| (v, "job_defaults.dst")))
-                .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
-                .map(|(v, field)| {
+            dst: (raw
+                .job_defaults
+                .dst
+                .as_ref()
+                .map(|v| (v, "job_defaults.dst")))
+            .or(raw.scheduler.dst.as_ref().map(|v| (v, "scheduler.dst")))
+            .map(|(v, field)| {
                 Dst::parse(v.get_ref())
                     .map_err(|e| ConfigError(format!("{}: {field}: {e}", at(v.span()))))
             })

@@ -56,6 +56,22 @@ impl<'de> Deserialize<'de> for RecoverFlag {
     }
 }
 
+/// An `at_start` value: a boolean, refused with a message naming the option and the
+/// value, as [`RecoverFlag`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtStartFlag(pub(crate) bool);
+
+impl<'de> Deserialize<'de> for AtStartFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(b) => Ok(AtStartFlag(b)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid value for 'at_start': {other}: expected true or false"
+            ))),
+        }
+    }
+}
+
 impl DurationText {
     pub(crate) fn parse(&self) -> Result<Duration, String> {
         match self {
@@ -209,7 +225,8 @@ pub(crate) struct RawJob {
     /// Text written to the command's standard input, which is then closed.
     pub(crate) stdin: Option<String>,
     /// Run once when the daemon starts (not on reload); such a job may have no trigger.
-    pub(crate) at_start: Option<bool>,
+    #[schema(value_type = Option<bool>)]
+    pub(crate) at_start: Option<AtStartFlag>,
     /// The DST rule of a cron trigger: "cron" (cronie's) or "default".
     pub(crate) dst: Option<String>,
     /// Who gets the runs' output by mail: comma-separated addresses; "" turns mail
