@@ -500,6 +500,24 @@ mod tests {
             err.contains("mail.sendmail: 'sendmail' is not an absolute path"),
             "{err}"
         );
+        let err = check("[mail]\nsmtp = \"smtp://h\"\ntls_ca = \"/etc/ssl/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: '/etc/ssl/ca.pem' applies to TLS"),
+            "{err}"
+        );
+        let err = check("[mail]\nsmtps = 1\n").unwrap_err();
+        assert!(err.contains("smtps"), "{err}");
+        let err =
+            check("[mail]\nsmtp = \"smtps://h\"\ntls_ca = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: '/nonexistent/ca.pem': cannot read it"),
+            "{err}"
+        );
+        let err = check("[mail]\ntls_ca = \"/x.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: applies to an SMTP server"),
+            "{err}"
+        );
         let err = check("[mail]\nsmtp_server = \"x\"\n").unwrap_err();
         assert!(err.contains("smtp_server"), "{err}");
     }
