@@ -113,6 +113,12 @@ if [ "$(python3 -m pip show aiosmtpd 2>/dev/null | awk '/^Version:/ {print $2}')
     || { echo "ERROR: cannot install aiosmtpd (the mail tests need an SMTP server)" >&2; false; }
 fi
 python3 -c 'import aiosmtpd' || { echo "ERROR: aiosmtpd does not import" >&2; false; }
+# Its STARTTLS test makes a CA and a server certificate with openssl.
+if ! command -v openssl >/dev/null; then
+  echo "  installing Debian's openssl"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl) >/dev/null \
+    || { echo "ERROR: cannot install openssl (the mail STARTTLS test needs it)" >&2; false; }
+fi
 echo "  aiosmtpd $(python3 -m pip show aiosmtpd | awk '/^Version:/ {print $2}')"
 
 export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"

@@ -122,7 +122,7 @@ fn header<'a>(mail: &'a Value, name: &str) -> &'a str {
 }
 
 /// Waits until every job in `ids` has a finished run in the history.
-fn wait_for_runs(dir: &Dir, daemon: &Daemon, ids: &[&str]) {
+fn wait_for_runs(dir: &Dir, ids: &[&str]) {
     wait_for(
         &format!("one finished run of each of {ids:?}"),
         Duration::from_secs(30),
@@ -134,7 +134,6 @@ fn wait_for_runs(dir: &Dir, daemon: &Daemon, ids: &[&str]) {
             })
         },
     );
-    let _ = daemon;
 }
 
 #[test]
@@ -151,7 +150,7 @@ fn output_is_mailed_once_as_cron_mails_it_and_quiet_or_unmailed_runs_are_not() {
         sink.url()
     ));
     let mut daemon = dir.start();
-    wait_for_runs(&dir, &daemon, &["talks", "quiet", "off", "inherits"]);
+    wait_for_runs(&dir, &["talks", "quiet", "off", "inherits"]);
     wait_for("the two mails", Duration::from_secs(30), || {
         sink.mails().len() >= 2
     });
@@ -227,7 +226,7 @@ fn mail_when_failure_mails_failed_and_timed_out_runs_only_even_without_output() 
         sink.url()
     ));
     let daemon = dir.start();
-    wait_for_runs(&dir, &daemon, &["fine", "broken", "stuck", "cron-rule"]);
+    wait_for_runs(&dir, &["fine", "broken", "stuck", "cron-rule"]);
     wait_for("the two mails", Duration::from_secs(30), || {
         sink.mails().len() >= 2
     });
@@ -260,7 +259,7 @@ fn a_long_output_is_cut_at_max_output_and_says_so() {
         sink.url()
     ));
     let daemon = dir.start();
-    wait_for_runs(&dir, &daemon, &["chatty"]);
+    wait_for_runs(&dir, &["chatty"]);
     wait_for("the mail", Duration::from_secs(30), || {
         !sink.mails().is_empty()
     });
@@ -272,6 +271,130 @@ fn a_long_output_is_cut_at_max_output_and_says_so() {
         "{body}"
     );
     assert!(!body.contains("\n1000\n"), "{body}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed (openssl): `ca.pem`,
+/// `cert.pem`, `key.pem` in `dir`.
+fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl cannot run ({e}): .ci/services.sh installs it"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=aps mail test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+#[test]
+fn starttls_and_auth_with_a_trusted_ca_and_a_refused_password_is_logged() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let cert = certs.path().join("cert.pem").display().to_string();
+    let key = certs.path().join("key.pem").display().to_string();
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let Some(sink) = Sink::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--auth",
+        "aps:s3cret",
+    ]) else {
+        return;
+    };
+    let config = |password: &str| {
+        format!(
+            "{HEAD}[mail]\nsmtp = \"{}\"\nstarttls = true\ntls_ca = \"{ca}\"\nusername = \"aps\"\npassword = \"{password}\"\n\
+             [[jobs]]\nid = \"secure\"\ncommand = \"echo over tls\"\ndate = \"{}\"\nmisfire_grace_time = \"1h\"\nmailto = \"ops@example.com\"\n",
+            sink.url(),
+            past()
+        )
+    };
+    let dir = Dir::new(&config("s3cret"));
+    let daemon = dir.start();
+    wait_for("the mail", Duration::from_secs(30), || {
+        !sink.mails().is_empty()
+    });
+    let mail = &sink.mails()[0];
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert_eq!(mail["authenticated"], true, "{mail}");
+    assert!(mail["body"].as_str().unwrap().starts_with("over tls\n"));
+    drop(daemon);
+
+    let dir = Dir::new(&config("wrong"));
+    let daemon = dir.start();
+    wait_for("the failure's log line", Duration::from_secs(30), || {
+        daemon.log().contains("run output not mailed")
+    });
+    let log = daemon.log();
+    assert!(!log.contains("wrong"), "the password is not logged:\n{log}");
+    assert!(
+        log.contains("535") || log.to_lowercase().contains("auth"),
+        "{log}"
+    );
+    assert_eq!(sink.mails().len(), 1);
 }
 
 /// A Prometheus sample's value.
@@ -382,7 +505,7 @@ fn without_smtp_mail_goes_through_sendmail_and_its_failure_is_logged() {
          [[jobs]]\nid = \"local\"\ncommand = \"echo via sendmail\"\ndate = \"{at}\"\nmisfire_grace_time = \"1h\"\nmailto = \"root, ops@example.com\"\n"
     ));
     let daemon = dir.start();
-    wait_for_runs(&dir, &daemon, &["local"]);
+    wait_for_runs(&dir, &["local"]);
     wait_for("sendmail's run", Duration::from_secs(30), || {
         daemon.log().contains("run output mailed")
     });

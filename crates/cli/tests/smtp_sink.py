@@ -35,7 +35,8 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "headers": {name: str(value) for name, value in message.items()},
-            "body": message.get_content(),
+            # The text as the sender wrote it: SMTP's CRLF line ends made LF.
+            "body": message.get_content().replace("\r\n", "\n"),
             "raw": raw.decode("utf-8", "replace"),
             "tls": session.ssl is not None,
             "authenticated": session.authenticated,
@@ -71,7 +72,8 @@ def main():
 
         def check(server, session, envelope, mechanism, auth_data):
             ok = auth_data.login == user.encode() and auth_data.password == password.encode()
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers 535 itself.
+            return AuthResult(success=ok, handled=False)
 
         options["authenticator"] = check
         options["auth_required"] = True

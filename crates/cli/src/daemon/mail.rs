@@ -5,6 +5,7 @@
 //! smtp = "smtp://mail.example.com:587"   # or smtps://host:465; without it: sendmail
 //! from = "aps@example.com"
 //! starttls = true                        # smtp:// only: upgrade before AUTH
+//! tls_ca = "/etc/aps/mail-ca.pem"        # also trust this CA (PEM), for TLS
 //! username = "aps"                       # AUTH, optional
 //! password = "secret"
 //! sendmail = "/usr/sbin/sendmail"        # when there is no smtp
@@ -97,6 +98,7 @@ pub(crate) struct RawMail {
     password: Option<String>,
     sendmail: Option<String>,
     max_output: Option<toml::Value>,
+    tls_ca: Option<String>,
 }
 
 /// How the SMTP connection is secured.
@@ -118,6 +120,8 @@ pub(crate) struct SmtpServer {
     pub(crate) tls: Tls,
     /// `(username, password)` for AUTH.
     pub(crate) credentials: Option<(String, String)>,
+    /// A PEM file of CA certificates trusted besides the usual roots.
+    pub(crate) tls_ca: Option<String>,
 }
 
 impl std::fmt::Debug for SmtpServer {
@@ -128,6 +132,7 @@ impl std::fmt::Debug for SmtpServer {
             .field("port", &self.port)
             .field("tls", &self.tls)
             .field("username", &self.credentials.as_ref().map(|c| &c.0))
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
@@ -184,8 +189,18 @@ pub(crate) fn check_mail(raw: &RawMail, at: &str) -> Result<MailSettings, String
                 return Err(format!("{at}: mail.password: set without mail.username"))
             }
         };
+        if let Some(path) = &raw.tls_ca {
+            if server.tls == Tls::None {
+                return Err(format!(
+                    "{at}: mail.tls_ca: '{path}' applies to TLS: use an smtps:// URL or starttls = true"
+                ));
+            }
+            read_ca(path).map_err(|e| format!("{at}: mail.tls_ca: '{path}': {e}"))?;
+            server.tls_ca = Some(path.clone());
+        }
     } else {
         for (name, set) in [
+            ("tls_ca", raw.tls_ca.is_some()),
             ("starttls", raw.starttls.is_some()),
             ("username", raw.username.is_some()),
             ("password", raw.password.is_some()),
@@ -273,7 +288,15 @@ fn parse_smtp_url(text: &str) -> Result<SmtpServer, String> {
         port,
         tls,
         credentials: None,
+        tls_ca: None,
     })
+}
+
+/// The certificate of the PEM file `path` (a CA to trust for the SMTP server).
+pub(crate) fn read_ca(path: &str) -> Result<lettre::transport::smtp::client::Certificate, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    lettre::transport::smtp::client::Certificate::from_pem(&pem)
+        .map_err(|e| format!("not a PEM certificate: {e}"))
 }
 
 /// An address as `From:` or MAILTO gives it: `user@domain` or a bare local name.
@@ -475,6 +498,24 @@ mod tests {
         let err = check("[mail]\nsendmail = \"sendmail\"\n").unwrap_err();
         assert!(
             err.contains("mail.sendmail: 'sendmail' is not an absolute path"),
+            "{err}"
+        );
+        let err = check("[mail]\nsmtp = \"smtp://h\"\ntls_ca = \"/etc/ssl/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: '/etc/ssl/ca.pem' applies to TLS"),
+            "{err}"
+        );
+        let err = check("[mail]\nsmtps = 1\n").unwrap_err();
+        assert!(err.contains("smtps"), "{err}");
+        let err =
+            check("[mail]\nsmtp = \"smtps://h\"\ntls_ca = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: '/nonexistent/ca.pem': cannot read it"),
+            "{err}"
+        );
+        let err = check("[mail]\ntls_ca = \"/x.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("mail.tls_ca: applies to an SMTP server"),
             "{err}"
         );
         let err = check("[mail]\nsmtp_server = \"x\"\n").unwrap_err();

@@ -106,16 +106,22 @@ impl Mailer {
         };
         let transport = match &settings.smtp {
             Some(server) => {
+                let parameters = || {
+                    let mut builder = TlsParameters::builder(server.host.clone());
+                    if let Some(path) = &server.tls_ca {
+                        builder = builder.add_root_certificate(
+                            super::read_ca(path)
+                                .map_err(|e| format!("mail.tls_ca: '{path}': {e}"))?,
+                        );
+                    }
+                    builder
+                        .build()
+                        .map_err(|e| format!("mail.smtp: TLS for '{}': {e}", server.host))
+                };
                 let tls = match server.tls {
                     Tls::None => SmtpTls::None,
-                    Tls::StartTls => SmtpTls::Required(
-                        TlsParameters::new(server.host.clone())
-                            .map_err(|e| format!("mail.smtp: TLS for '{}': {e}", server.host))?,
-                    ),
-                    Tls::Implicit => SmtpTls::Wrapper(
-                        TlsParameters::new(server.host.clone())
-                            .map_err(|e| format!("mail.smtp: TLS for '{}': {e}", server.host))?,
-                    ),
+                    Tls::StartTls => SmtpTls::Required(parameters()?),
+                    Tls::Implicit => SmtpTls::Wrapper(parameters()?),
                 };
                 let mut builder =
                     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
