@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use crate::cron::FIELD_NAMES;
 use crate::interval::seconds_to_duration;
 use crate::{
-    AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger, IntervalTrigger,
-    OrTrigger,
+    AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger, Dst,
+    IntervalTrigger, OrTrigger,
 };
 
 fn show(v: &Value) -> String {
@@ -97,6 +97,14 @@ fn jitter_arg(map: &Map<String, Value>) -> Result<Option<f64>, TriggerError> {
     }
 }
 
+/// The `dst` argument of cron and crontab triggers: `"default"` or `"cron"`.
+fn dst_arg(map: &Map<String, Value>) -> Result<Dst, TriggerError> {
+    match map.get("dst") {
+        None | Some(Value::Null) => Ok(Dst::Default),
+        Some(v) => Dst::parse("dst", expect_string("dst", v)?),
+    }
+}
+
 pub(crate) fn build(
     kind: &str,
     args: &Value,
@@ -116,7 +124,7 @@ pub(crate) fn build(
             let mut b = CronTrigger::builder().timezone(tz);
             for (key, value) in map {
                 match key.as_str() {
-                    "timezone" | "start_date" | "end_date" | "jitter" => {}
+                    "timezone" | "start_date" | "end_date" | "jitter" | "dst" => {}
                     k if FIELD_NAMES.contains(&k) => {
                         if !value.is_null() {
                             b = b.field(k, cron_field_text(k, value)?)?;
@@ -134,13 +142,13 @@ pub(crate) fn build(
             if let Some(j) = jitter_arg(map)? {
                 b = b.jitter(j);
             }
-            Ok(b.build()?.into())
+            Ok(b.dst(dst_arg(map)?).build()?.into())
         }
         "crontab" => {
             for (key, value) in map {
                 if !matches!(
                     key.as_str(),
-                    "expr" | "timezone" | "start_date" | "end_date" | "jitter"
+                    "expr" | "timezone" | "start_date" | "end_date" | "jitter" | "dst"
                 ) {
                     return Err(unknown(key, value, kind));
                 }
@@ -162,6 +170,7 @@ pub(crate) fn build(
                 date_arg(map, "end_date", tz)?,
                 jitter_arg(map)?,
             )?
+            .with_dst(dst_arg(map)?)
             .into())
         }
         "interval" => {

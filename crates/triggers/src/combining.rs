@@ -135,7 +135,9 @@ impl AndTrigger {
                         end_date: c.end_date(),
                     });
                 }
-                (AnyTrigger::Cron(c), Some(m)) if c.timezone() == m.timezone => {
+                (AnyTrigger::Cron(c), Some(m))
+                    if c.timezone() == m.timezone && c.matcher().dst == m.matcher.dst =>
+                {
                     m.matcher = m.matcher.and(c.matcher());
                     m.start_date = match (m.start_date, c.start_date()) {
                         (Some(a), Some(b)) => Some(a.max(b)),

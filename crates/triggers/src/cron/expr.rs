@@ -200,10 +200,23 @@ fn parse_piece(
         None => (piece, None),
     };
 
+    if vixie && body.contains('~') {
+        // cronie draws a random value each time it loads the crontab: every reload (and
+        // every node of a cluster) would run the job at another time.
+        return Err(err(
+            field,
+            piece,
+            "'~' (a random value cron draws each time it loads the crontab) is not supported: \
+             write the value to use, or give the job a jitter",
+        ));
+    }
+
     let range = if body == "*" {
         let range = max - min;
         if let Some(step) = step {
-            if step > range {
+            // Crontab text: a step wider than the range is accepted, as cron does, and
+            // keeps the range's first value only.
+            if step > range && !vixie {
                 return Err(err(
                     field,
                     piece,
@@ -222,12 +235,32 @@ fn parse_piece(
             None => (body, None),
         };
         let first = parse_value(field, piece, first_text, vixie, false)?;
-        let last = match last_text {
+        let mut last = match last_text {
             // `sun` closing a range is 7 (`mon-sun`), except after `sun` itself:
             // `sun-sun` is that one day, not 0-7, the whole week.
             Some(t) => Some(parse_value(field, piece, t, vixie, first != 0)?),
             None => None,
         };
+        // `sun` reads as 0 in cron too (`mon-sun` is cron's `1-0`).
+        let ends_on_zero =
+            last_text.is_some_and(|t| t == "sun" || parse_uint(t) == Some(0)) && first > 0;
+        if vixie && field == "day_of_week" && ends_on_zero {
+            if step.is_some() {
+                // cronie applies its `N-0` rule only without a step: it reads `5-0/2`
+                // as an empty range, a line that never runs.
+                return Err(err(
+                    field,
+                    piece,
+                    format!(
+                        "cron reads a weekday range ending in 0 followed by a step as empty \
+                         (the job would never run): write '{first}-7/{}' instead",
+                        step.unwrap_or(1)
+                    ),
+                ));
+            }
+            // cron reads a weekday range ending in 0 as ending on Sunday: `sat-0` = 6-7.
+            last = Some(7);
+        }
         if let Some(last) = last {
             if last < first {
                 return Err(err(
@@ -267,7 +300,7 @@ fn parse_piece(
         };
         if let Some(step) = step {
             let range = last - first;
-            if step > range {
+            if step > range && !vixie {
                 return Err(err(
                     field,
                     piece,

@@ -2,6 +2,7 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Weekday};
 
+use super::dst::Dst;
 use super::expr::{DayExpr, Range, MAX_YEAR};
 
 /// Day-level rule of one cron trigger: which days of a month it accepts.
@@ -128,6 +129,10 @@ pub(crate) struct Matcher {
     pub(crate) seconds: u64,
     /// Hour field is `*` or `*/n` in every combined trigger: fall-back overlaps fire twice.
     pub(crate) hour_wildcard: bool,
+    /// The DST policy the fire times follow.
+    pub(crate) dst: Dst,
+    /// cronie's "wildcard job": the minute or the hour field starts with `*`.
+    pub(crate) cron_wild: bool,
 }
 
 impl Matcher {
@@ -145,6 +150,8 @@ impl Matcher {
             minutes: self.minutes & other.minutes,
             seconds: self.seconds & other.seconds,
             hour_wildcard: self.hour_wildcard && other.hour_wildcard,
+            dst: self.dst,
+            cron_wild: self.cron_wild && other.cron_wild,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The `cron` trigger (APScheduler's `CronTrigger`) and crontab text.
 
+mod crontab;
+mod dst;
 mod expr;
 mod matcher;
 
@@ -13,6 +15,8 @@ use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+pub use crontab::expand_macro;
+pub use dst::Dst;
 pub(crate) use expr::FIELD_NAMES;
 use expr::{bounds, parse_field, Field};
 pub(crate) use matcher::Matcher;
@@ -31,6 +35,7 @@ use crate::util::{apply_jitter, ceil_to_second, check_jitter};
 /// DST: a time inside a spring-forward gap fires once, at the instant it denotes with
 /// the offset before the jump; in a fall-back overlap a time fires once (at its first
 /// occurrence) unless the hour field is `*` or `*/n`, in which case both passes fire.
+/// [`Dst::Cron`] selects cronie's rule instead.
 ///
 /// ```
 /// use apscheduler_core::Trigger;
@@ -95,6 +100,9 @@ struct CronSpec {
     /// Standard crontab semantics (Vixie day-of-week numbering, day OR weekday).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     crontab: bool,
+    /// The DST policy (absent = the default one).
+    #[serde(default, skip_serializing_if = "Dst::is_default")]
+    dst: Dst,
 }
 
 impl CronSpec {
@@ -134,6 +142,7 @@ pub struct CronTriggerBuilder {
     end_date: Option<DateTime<Tz>>,
     timezone: Option<Tz>,
     jitter: Option<f64>,
+    dst: Dst,
 }
 
 macro_rules! field_setters {
@@ -194,6 +203,12 @@ impl CronTriggerBuilder {
         self
     }
 
+    /// The DST policy (default [`Dst::Default`]).
+    pub fn dst(mut self, dst: Dst) -> Self {
+        self.dst = dst;
+        self
+    }
+
     /// Validates and builds the trigger.
     ///
     /// # Errors
@@ -205,6 +220,7 @@ impl CronTriggerBuilder {
             start_date: self.start_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
             end_date: self.end_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
             jitter: self.jitter,
+            dst: self.dst,
             ..CronSpec::default()
         };
         for (i, value) in self.fields.into_iter().enumerate() {
@@ -223,23 +239,21 @@ impl CronTrigger {
             end_date: None,
             timezone: None,
             jitter: None,
+            dst: Dst::Default,
         }
     }
 
-    /// Reads standard 5-field crontab text (`minute hour day month day_of_week`), with
+    /// Reads crontab time fields as cron reads them: five fields
+    /// (`minute hour day month day_of_week`) or a macro (`@daily`, `@hourly`, ...), with
     /// Vixie cron semantics: day of week 0 and 7 are Sunday, and when both day of month
-    /// and day of week are restricted, a day matching either fires.
+    /// and day of week are restricted, a day matching either fires. See docs/triggers.md,
+    /// "Crontab text as cron reads it", for every form accepted or refused.
     ///
     /// # Errors
-    /// Not exactly five fields, or an invalid field.
+    /// Not exactly five fields, an unknown macro or `@reboot` (not a time), or an invalid
+    /// field.
     pub fn from_crontab(expr: &str, tz: Tz) -> Result<CronTrigger, TriggerError> {
-        let parts: Vec<&str> = expr.split_whitespace().collect();
-        if parts.len() != 5 {
-            return Err(TriggerError::CrontabFieldCount {
-                expr: expr.to_owned(),
-                got: parts.len(),
-            });
-        }
+        let parts = crontab::time_fields(expr)?;
         let spec = CronSpec {
             minute: Some(parts[0].to_owned()),
             hour: Some(parts[1].to_owned()),
@@ -251,6 +265,18 @@ impl CronTrigger {
             ..CronSpec::default()
         };
         CronTrigger::from_spec(spec)
+    }
+
+    /// This trigger with the DST policy `dst`.
+    pub fn with_dst(mut self, dst: Dst) -> CronTrigger {
+        self.spec.dst = dst;
+        self.matcher.dst = dst;
+        self
+    }
+
+    /// The DST policy.
+    pub fn dst(&self) -> Dst {
+        self.spec.dst
     }
 
     /// Like [`CronTrigger::from_crontab`], with start/end dates and jitter.
@@ -360,6 +386,9 @@ impl CronTrigger {
             minutes: fields[6].mask(),
             seconds: fields[7].mask(),
             hour_wildcard: fields[5].all_star,
+            dst: spec.dst,
+            // cronie's MIN_STAR/HR_STAR: the field's text starts with `*`.
+            cron_wild: fields[6].text.starts_with('*') || fields[5].text.starts_with('*'),
         };
         // Keep the normalized texts for display and persistence.
         let mut spec = spec;
@@ -421,6 +450,9 @@ impl CronTrigger {
 /// The first instant `>= start` (a whole second) whose wall-clock time in `tz` matches,
 /// under the DST policy (see [`CronTrigger`]).
 pub(crate) fn next_instant(m: &Matcher, tz: Tz, start: DateTime<Tz>) -> Option<DateTime<Tz>> {
+    if m.dst == Dst::Cron {
+        return dst::next_instant_cron(m, tz, start);
+    }
     let local = start.naive_local();
     let mut best: Option<DateTime<Tz>> = None;
     let mut consider = |t: DateTime<Tz>| {
@@ -587,6 +619,9 @@ impl fmt::Display for CronTrigger {
                 first = false;
                 write!(f, "{name}='{text}'")?;
             }
+        }
+        if !self.spec.dst.is_default() {
+            write!(f, ", dst='{}'", self.spec.dst)?;
         }
         f.write_str("]")
     }
