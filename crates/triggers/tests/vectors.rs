@@ -23,7 +23,10 @@ fn vectors() -> Vec<Value> {
 const ACCEPTED_ON_PURPOSE: &[(&str, &str)] = &[
     // `@daily` in the crontab trigger: APScheduler 3 refuses it (one field, not five);
     // cron reads it as `0 0 * * *`, and crontab text is read as cron reads it.
-    ("p-err-032", "crontab macros are accepted as cron reads them"),
+    (
+        "p-err-032",
+        "crontab macros are accepted as cron reads them",
+    ),
 ];
 
 #[test]

@@ -139,7 +139,6 @@ fn run_with(
             ));
         }
         let source = Source {
-            file: file.clone(),
             id_prefix: prefixes.prefix_for(&path),
             system,
             owner: if system { None } else { args.user.clone() },

@@ -6,7 +6,6 @@ use crate::import_crontab::translate::{Job, Report, Translated};
 
 fn user_source() -> Source {
     Source {
-        file: "f".into(),
         id_prefix: "f".into(),
         system: false,
         owner: None,
@@ -52,6 +51,7 @@ PATH=/usr/local/sbin:/usr/bin
 25 6 * * * aps-no-such-user echo hi
 SHELL=/no/such/shell
 0 0 * * * ME echo lost
+SHELL=/bin/sh
 MAILTO=two words
 0 0 * * * ME echo lost too
 "
@@ -62,11 +62,20 @@ MAILTO=two words
     let reasons = left_out(&t);
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert_eq!(reasons[0].0, 4);
-    assert!(reasons[0].1.starts_with("user 'aps-no-such-user': "), "{reasons:?}");
+    assert!(
+        reasons[0].1.starts_with("user 'aps-no-such-user': "),
+        "{reasons:?}"
+    );
     assert_eq!(reasons[1].0, 6);
-    assert!(reasons[1].1.starts_with("SHELL=/no/such/shell (line 5): "), "{reasons:?}");
-    assert_eq!(reasons[2].0, 8);
-    assert!(reasons[2].1.starts_with("MAILTO=two words (line 7): "), "{reasons:?}");
+    assert!(
+        reasons[1].1.starts_with("SHELL=/no/such/shell (line 5): "),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2].0, 9);
+    assert!(
+        reasons[2].1.starts_with("MAILTO=two words (line 8): "),
+        "{reasons:?}"
+    );
     let job = &t.jobs[0];
     assert_eq!(job.id, "f-3");
     assert_eq!(job.user, Some(me()));

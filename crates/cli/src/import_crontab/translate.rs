@@ -12,8 +12,6 @@ use super::parse::{is_blank, parse_env, parse_job, JobLine, Schedule};
 /// Where a crontab comes from and how cron reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
-    /// The file as named in reports and comments.
-    pub(crate) file: String,
     /// What job ids start with (`<prefix>-<line>`).
     pub(crate) id_prefix: String,
     /// Six-column system format (a user column after the time fields).

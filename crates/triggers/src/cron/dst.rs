@@ -149,7 +149,11 @@ pub(crate) fn next_instant_cron(m: &Matcher, tz: Tz, start: DateTime<Tz>) -> Opt
                 let early_offset =
                     Duration::seconds(i64::from(early.offset().fix().local_minus_utc()));
                 let skip = start.naive_utc() + early_offset;
-                from = if wild { n + SECOND } else { (n + SECOND).max(skip) };
+                from = if wild {
+                    n + SECOND
+                } else {
+                    (n + SECOND).max(skip)
+                };
             }
             _ => from = n + SECOND,
         }

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::raw::{DurationText, ExpectStatus, RawJob};
 use super::Defaults;
-use crate::daemon::run_as::DEFAULT_SHELL;
 use crate::daemon::mail::{parse_mailto, MailWhen};
+use crate::daemon::run_as::DEFAULT_SHELL;
 
 /// What a job runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
