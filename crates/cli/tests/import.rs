@@ -92,18 +92,18 @@ fn debian_crontab_and_cron_d_import_and_check() {
     assert_eq!(
         ids,
         [
-            "crontab-17",
             "crontab-18",
             "crontab-19",
             "crontab-20",
+            "crontab-21",
             "anacron-6",
-            "certbot-16",
+            "certbot-17",
             "e2scrub_all-1",
             "e2scrub_all-2",
             "mdadm-12",
             "php-14",
-            "sysstat-5",
-            "sysstat-8",
+            "sysstat-6",
+            "sysstat-9",
         ]
     );
     for job in &jobs {
@@ -114,7 +114,7 @@ fn debian_crontab_and_cron_d_import_and_check() {
         assert!(!get(job, "command").unwrap().starts_with("root"), "{job:?}");
     }
     let by_id = |id: &str| jobs.iter().find(|j| get(j, "id") == Some(id)).unwrap();
-    let hourly = by_id("crontab-17");
+    let hourly = by_id("crontab-18");
     assert_eq!(get(hourly, "cron"), Some("17 * * * *"));
     assert_eq!(
         get(hourly, "command"),
@@ -130,7 +130,7 @@ fn debian_crontab_and_cron_d_import_and_check() {
     assert!(get(mdadm, "command").unwrap().contains("$(date +%d) -le 7"));
     assert_eq!(get(mdadm, "stdin"), None);
     assert_eq!(get(by_id("php-14"), "cron"), Some("09,39 * * * *"));
-    assert_eq!(get(by_id("sysstat-5"), "cron"), Some("5-55/10 * * * *"));
+    assert_eq!(get(by_id("sysstat-6"), "cron"), Some("5-55/10 * * * *"));
     // A file without SHELL or PATH lines: no shell, no env.
     assert_eq!(get(by_id("e2scrub_all-1"), "shell"), None);
     assert!(by_id("e2scrub_all-1").get("env").is_none());
@@ -272,7 +272,7 @@ fn is_root() -> bool {
 fn imported_crontab_runs_under_the_daemon_as_nobody() {
     if !is_root() {
         assert!(
-            !apscheduler_testkit::in_ci(),
+            !apscheduler_testkit::server::in_ci(),
             "this test runs jobs as `nobody`: CI must run it as root"
         );
         eprintln!("skipped: not root (running jobs as another user needs root)");
