@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use apscheduler_core::time::{parse_rfc3339, parse_timezone};
 use apscheduler_core::{Trigger, TriggerError};
-use apscheduler_triggers::CronTrigger;
+use apscheduler_triggers::{CronTrigger, Dst};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::Args;
@@ -12,8 +12,8 @@ use clap::Args;
 /// Arguments of `aps next`.
 #[derive(Debug, Args)]
 pub(crate) struct NextArgs {
-    /// A 5-field crontab line (`"0 9 * * mon-fri"`) or cron fields
-    /// (`"day='3rd fri' hour=0-3"`).
+    /// A 5-field crontab line (`"0 9 * * mon-fri"`), a crontab macro (`"@daily"`) or cron
+    /// fields (`"day='3rd fri' hour=0-3"`).
     expression: String,
     /// IANA timezone the expression is read in.
     #[arg(long, default_value = "UTC")]
@@ -24,6 +24,9 @@ pub(crate) struct NextArgs {
     /// Show fire times at or after this RFC 3339 instant (default: now).
     #[arg(long)]
     after: Option<String>,
+    /// DST policy: `default`, or `cron` (cronie's rule, as a job with `dst = "cron"`).
+    #[arg(long, default_value = "default")]
+    dst: String,
 }
 
 /// Splits `a=1 b='x y'` into `(name, value)` pairs, honouring quotes.
@@ -87,7 +90,7 @@ pub(crate) fn parse_expression(expr: &str, tz: Tz) -> Result<CronTrigger, Trigge
 
 fn preview(args: &NextArgs) -> Result<String, TriggerError> {
     let tz = parse_timezone("tz", &args.tz)?;
-    let trigger = parse_expression(&args.expression, tz)?;
+    let trigger = parse_expression(&args.expression, tz)?.with_dst(Dst::parse("dst", &args.dst)?);
     let after: DateTime<Tz> = match &args.after {
         Some(text) => parse_rfc3339("after", text, tz)?,
         None => Utc::now().with_timezone(&tz),
@@ -148,5 +151,18 @@ mod tests {
         assert_eq!(err.field(), "minute");
         let err = parse_expression("bogus=1", Tz::UTC).unwrap_err();
         assert_eq!(err.field(), "bogus");
+        let err = parse_expression("@reboot", Tz::UTC).unwrap_err();
+        assert!(err.to_string().contains("at_start"), "{err}");
+    }
+
+    #[test]
+    fn cron_forms_and_macros() {
+        let daily = parse_expression("@daily", Tz::UTC).unwrap();
+        assert_eq!(
+            daily.to_string(),
+            parse_expression("0 0 * * *", Tz::UTC).unwrap().to_string()
+        );
+        assert!(parse_expression("*/60 * * * *", Tz::UTC).is_ok());
+        assert!(parse_expression("0 9 * * sat-0", Tz::UTC).is_ok());
     }
 }

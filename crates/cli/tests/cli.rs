@@ -131,3 +131,69 @@ fn next_previews_and_refuses_bad_input() {
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr).unwrap().contains("Mars/Base"));
 }
+
+/// Runs `aps next` with `args` and returns its standard output (it must succeed).
+fn next_output(args: &[&str]) -> String {
+    let out = aps().arg("next").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn next_reads_crontab_text_as_cron_does() {
+    let after = ["--after", "2024-03-01T10:17:00Z", "-n", "2"];
+    // A macro.
+    let text = next_output(&[&["@daily"][..], &after].concat());
+    assert!(text.contains("2024-03-02 00:00:00 UTC"), "{text}");
+    // A step wider than the field: the first value, once an hour.
+    let text = next_output(&[&["*/60 * * * *"][..], &after].concat());
+    let lines: Vec<_> = text.lines().collect();
+    assert!(lines[1].starts_with("2024-03-01 11:00:00"), "{text}");
+    assert!(lines[2].starts_with("2024-03-01 12:00:00"), "{text}");
+    // A weekday range ending in 0: Saturday and Sunday.
+    let text = next_output(&[&["0 9 * * sat-0"][..], &after].concat());
+    assert!(
+        text.contains("2024-03-02 09:00:00 UTC (+00:00)  Sat"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2024-03-03 09:00:00 UTC (+00:00)  Sun"),
+        "{text}"
+    );
+
+    // `@reboot` is refused, saying what to use.
+    let out = aps().args(["next", "@reboot"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("at_start"));
+}
+
+#[test]
+fn next_with_dst_cron_follows_cronie() {
+    let base = [
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "-n",
+        "1",
+        "--after",
+        "2024-03-10T00:00:00-05:00",
+    ];
+    // Default policy: 02:30 does not exist and fires at 03:30 EDT.
+    let text = next_output(&base);
+    assert!(text.contains("2024-03-10 03:30:00 EDT"), "{text}");
+    // cron: at the jump, 03:00 EDT.
+    let text = next_output(&[&base[..], &["--dst", "cron"]].concat());
+    assert!(text.contains("2024-03-10 03:00:00 EDT"), "{text}");
+    assert!(text.contains("dst='cron'"), "{text}");
+
+    let out = aps()
+        .args(["next", "0 0 * * *", "--dst", "vixie"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("vixie"));
+}

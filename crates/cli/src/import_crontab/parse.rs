@@ -5,25 +5,22 @@
 use apscheduler_triggers::CronTrigger;
 use chrono_tz::Tz;
 
-/// The crontab macros and their five-field equivalents (`@reboot` is not a schedule).
-const MACROS: &[(&str, &str)] = &[
-    ("@yearly", "0 0 1 1 *"),
-    ("@annually", "0 0 1 1 *"),
-    ("@monthly", "0 0 1 * *"),
-    ("@weekly", "0 0 * * 0"),
-    ("@daily", "0 0 * * *"),
-    ("@midnight", "0 0 * * *"),
-    ("@hourly", "0 * * * *"),
+/// The crontab macros that are schedules (`@reboot` is not one).
+const MACROS: [&str; 7] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
 ];
 
 /// The five-field equivalent of a crontab macro (`"@daily"` → `"0 0 * * *"`), or `None` for
-/// anything else, `@reboot` included. The word must include the `@`; it is case-sensitive, as
-/// in cron.
+/// anything else, `@reboot` included: the triggers crate's table, which the daemon's
+/// crontab trigger reads too.
 pub(crate) fn expand_macro(word: &str) -> Option<&'static str> {
-    MACROS
-        .iter()
-        .find(|(name, _)| *name == word)
-        .map(|(_, fields)| *fields)
+    apscheduler_triggers::expand_macro(word)
 }
 
 /// When a job line runs.
@@ -165,8 +162,8 @@ pub(crate) fn parse_job(line: &str, system: bool) -> Result<JobLine, String> {
         if word == "@reboot" {
             (Schedule::Reboot, rest)
         } else {
-            match MACROS.iter().find(|(name, _)| *name == word) {
-                Some((name, _)) => (Schedule::Macro(name), rest),
+            match MACROS.iter().find(|name| **name == word) {
+                Some(name) => (Schedule::Macro(name), rest),
                 None => {
                     return Err(format!(
                         "unknown macro `{word}` (cron knows @reboot, @yearly, @annually, \
@@ -327,8 +324,8 @@ mod tests {
 
     #[test]
     fn macros() {
-        for (word, fields) in MACROS {
-            assert_eq!(expand_macro(word), Some(*fields));
+        for word in MACROS {
+            assert!(expand_macro(word).is_some(), "{word}");
             let job = parse_job(&format!("{word}\t run it"), false).unwrap();
             assert_eq!(job.schedule, Schedule::Macro(word));
             assert_eq!(job.command, "run it");
