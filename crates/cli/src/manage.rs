@@ -891,10 +891,14 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             println!("  name:    {}", def.name);
         }
         println!("  action:  {}", def.action.summary());
-        println!(
-            "  trigger: {} ({} {})",
-            def.trigger_text, def.trigger_kind, def.trigger_args
-        );
+        if def.runs_only_at_start() {
+            println!("  trigger: {}", def.trigger_text);
+        } else {
+            println!(
+                "  trigger: {} ({} {})",
+                def.trigger_text, def.trigger_kind, def.trigger_args
+            );
+        }
         println!(
             "  options: misfire_grace_time={}, coalesce={}, max_instances={}, recover={}",
             def.misfire_grace_time

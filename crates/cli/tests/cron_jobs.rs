@@ -338,3 +338,107 @@ fn a_daemon_not_running_as_root_refuses_another_user() {
     let (code, err) = config_check(&dir, true);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `METHOD path` on the daemon's API (loopback, no tokens): the status and body.
+fn api(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let request = ureq::request(method, &format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(10));
+    let result = match body {
+        Some(b) => request
+            .set("Content-Type", "application/json")
+            .send_string(b),
+        None => request.call(),
+    };
+    match result {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[test]
+fn the_api_adds_and_changes_jobs_with_these_options_and_keeps_them() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Dir::new(&format!("{HEAD}[http]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let _daemon = dir.start();
+    let (status, body) = api(
+        port,
+        "POST",
+        "/api/jobs",
+        Some(
+            r#"{"id": "boot", "at_start": true, "shell": "/bin/bash", "stdin": "in\n", "command": "[[ -n $SHELL ]] && echo $SHELL; cat"}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        port,
+        "POST",
+        "/api/jobs",
+        Some(r#"{"id": "bad", "shell": "/no/shell", "command": "true", "at_start": true}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(r#""field":"shell""#) && body.contains("'/no/shell'"),
+        "{body}"
+    );
+    // A change of name keeps the shell, the input and the start-only trigger.
+    let (status, body) = api(
+        port,
+        "PATCH",
+        "/api/jobs/boot",
+        Some(r#"{"name": "renamed"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let jobs = dir.jobs();
+    let boot = jobs.iter().find(|j| j["id"] == "boot").unwrap();
+    assert_eq!(
+        (boot["name"].as_str(), boot["trigger"].as_str()),
+        (Some("renamed"), Some("at start")),
+        "{boot}"
+    );
+    assert!(boot["next_run_time"].is_null(), "{boot}");
+    let (status, body) = api(port, "POST", "/api/jobs/boot/run", None);
+    assert_eq!(status, 202, "{body}");
+    let run = one_run(&dir, "boot");
+    assert_eq!(run["outcome"], "success", "{run}");
+    assert_eq!(lines(&run), ["/bin/bash", "in"]);
+}
+
+#[test]
+fn dst_cron_reaches_the_trigger() {
+    // 2027-03-14 02:30 does not exist in New York (the clocks go from 2:00 to 3:00).
+    let dir = Dir::new(
+        "[scheduler]\ntimezone = \"America/New_York\"\ndst = \"cron\"\n\
+         [[jobs]]\nid = \"cronie\"\ncommand = \"true\"\ncron = \"30 2 * * *\"\nstart_date = \"2027-03-14\"\n\
+         [[jobs]]\nid = \"own\"\ncommand = \"true\"\ncron = \"30 2 * * *\"\nstart_date = \"2027-03-14\"\ndst = \"default\"\n\
+         [[jobs]]\nid = \"every\"\ncommand = \"true\"\ninterval = 60\n",
+    );
+    let out = Command::new(APS)
+        .args(["config", "check"])
+        .arg(dir.config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let section = |id: &str| {
+        let start = text.find(&format!("[[jobs]] {id}\n")).unwrap();
+        let rest = &text[start + 1..];
+        rest[..rest.find("\n[[jobs]]").unwrap_or(rest.len())].to_owned()
+    };
+    let cronie = section("cronie");
+    assert!(cronie.contains(r#""dst":"cron""#), "{cronie}");
+    assert!(
+        cronie.contains("next:    2027-03-14T03:00:00-04:00"),
+        "cronie runs the skipped 2:30 at 3:00: {cronie}"
+    );
+    assert!(!section("own").contains("dst"), "{}", section("own"));
+    assert!(!section("every").contains("dst"), "{}", section("every"));
+}

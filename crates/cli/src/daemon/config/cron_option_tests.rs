@@ -237,3 +237,15 @@ fn a_value_of_the_wrong_type_is_named_by_its_key() {
     let e = check("[[jobs]]\nid = \"h\"\nhttp = { url = 5 }\n").unwrap_err();
     assert!(e.contains(":3:16: url: invalid type"), "{e}");
 }
+
+#[test]
+fn a_job_with_dst_cron_builds_its_trigger() {
+    let cfg = check(&job("dst = \"cron\"\n")).unwrap();
+    assert_eq!(cfg.jobs[0].trigger_args["dst"], json!("cron"));
+    let cfg = check(&format!(
+        "[scheduler]\ndst = \"cron\"\n{}",
+        "[[jobs]]\nid = \"t\"\ncommand = \"true\"\ntrigger = { type = \"cron\", hour = 2 }\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.jobs[0].trigger_args["dst"], json!("cron"));
+}
