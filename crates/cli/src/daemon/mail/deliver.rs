@@ -17,7 +17,7 @@ use lettre::{
 use tokio::sync::Semaphore;
 
 use super::message::{compose, recipient, should_mail, Outcome, Report, Sender};
-use super::{MailSettings, Tls, DEFAULT_SENDMAIL};
+use super::{Encryption, MailSettings, DEFAULT_SENDMAIL};
 use crate::daemon::action::{Captured, RunEnv};
 use crate::daemon::config::{Action, JobDef};
 
@@ -119,9 +119,9 @@ impl Mailer {
                         .map_err(|e| format!("mail.smtp: TLS for '{}': {e}", server.host))
                 };
                 let tls = match server.tls {
-                    Tls::None => SmtpTls::None,
-                    Tls::StartTls => SmtpTls::Required(parameters()?),
-                    Tls::Implicit => SmtpTls::Wrapper(parameters()?),
+                    Encryption::None => SmtpTls::None,
+                    Encryption::StartTls => SmtpTls::Required(parameters()?),
+                    Encryption::Implicit => SmtpTls::Wrapper(parameters()?),
                 };
                 let mut builder =
                     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
