@@ -258,7 +258,7 @@ fn a_long_output_is_cut_at_max_output_and_says_so() {
          [[jobs]]\nid = \"chatty\"\ncommand = \"seq 1 1000\"\ndate = \"{at}\"\nmisfire_grace_time = \"1h\"\nmailto = \"ops@example.com\"\n",
         sink.url()
     ));
-    let daemon = dir.start();
+    let _daemon = dir.start();
     wait_for_runs(&dir, &["chatty"]);
     wait_for("the mail", Duration::from_secs(30), || {
         !sink.mails().is_empty()

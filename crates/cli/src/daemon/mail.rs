@@ -103,7 +103,7 @@ pub(crate) struct RawMail {
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tls {
+pub(crate) enum Encryption {
     /// Plain text (`smtp://`, `starttls = false`).
     None,
     /// Plain, then STARTTLS before anything else (`smtp://`, `starttls = true`).
@@ -117,7 +117,7 @@ pub(crate) enum Tls {
 pub(crate) struct SmtpServer {
     pub(crate) host: String,
     pub(crate) port: u16,
-    pub(crate) tls: Tls,
+    pub(crate) tls: Encryption,
     /// `(username, password)` for AUTH.
     pub(crate) credentials: Option<(String, String)>,
     /// A PEM file of CA certificates trusted besides the usual roots.
@@ -171,12 +171,12 @@ pub(crate) fn check_mail(raw: &RawMail, at: &str) -> Result<MailSettings, String
     let mut smtp = smtp;
     if let Some(server) = &mut smtp {
         match raw.starttls {
-            Some(true) if server.tls == Tls::Implicit => {
+            Some(true) if server.tls == Encryption::Implicit => {
                 return Err(format!(
                     "{at}: mail.starttls: true with an smtps:// URL: smtps is TLS from the first byte; use smtp:// with starttls = true, or smtps:// alone"
                 ))
             }
-            Some(true) => server.tls = Tls::StartTls,
+            Some(true) => server.tls = Encryption::StartTls,
             _ => {}
         }
         server.credentials = match (&raw.username, &raw.password) {
@@ -190,7 +190,7 @@ pub(crate) fn check_mail(raw: &RawMail, at: &str) -> Result<MailSettings, String
             }
         };
         if let Some(path) = &raw.tls_ca {
-            if server.tls == Tls::None {
+            if server.tls == Encryption::None {
                 return Err(format!(
                     "{at}: mail.tls_ca: '{path}' applies to TLS: use an smtps:// URL or starttls = true"
                 ));
@@ -241,8 +241,8 @@ fn parse_smtp_url(text: &str) -> Result<SmtpServer, String> {
         .split_once("://")
         .ok_or("expected smtp://host:port or smtps://host:port")?;
     let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
-        "smtp" => (Tls::None, 25),
-        "smtps" => (Tls::Implicit, 465),
+        "smtp" => (Encryption::None, 25),
+        "smtps" => (Encryption::Implicit, 465),
         other => return Err(format!("unknown scheme '{other}': expected smtp or smtps")),
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -531,7 +531,7 @@ mod tests {
         let smtp = cfg.mail.smtp.clone().unwrap();
         assert_eq!(
             (smtp.host.as_str(), smtp.port, smtp.tls),
-            ("mail.example.com", 587, Tls::StartTls)
+            ("mail.example.com", 587, Encryption::StartTls)
         );
         assert_eq!(smtp.credentials, Some(("u".into(), "p".into())));
         assert!(
@@ -546,7 +546,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (smtps.host.as_str(), smtps.port, smtps.tls),
-            ("::1", 465, Tls::Implicit)
+            ("::1", 465, Encryption::Implicit)
         );
         let none = check("").unwrap().mail;
         assert_eq!(none, MailSettings::default());

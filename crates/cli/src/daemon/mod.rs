@@ -438,8 +438,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
-    if !mailer.flush(Duration::from_secs(10)).await {
-        tracing::error!("mails of run output still being sent after 10 s are not sent");
+    let unsent = mailer.flush(Duration::from_secs(10)).await;
+    if unsent > 0 {
+        tracing::error!("{unsent} mail(s) of run output still being sent after 10 s are not sent");
     }
     if let Some(n) = notifier {
         if !n.flush(Duration::from_secs(10)).await {

@@ -17,7 +17,7 @@ use lettre::{
 use tokio::sync::Semaphore;
 
 use super::message::{compose, recipient, should_mail, Outcome, Report, Sender};
-use super::{MailSettings, Tls, DEFAULT_SENDMAIL};
+use super::{Encryption, MailSettings, DEFAULT_SENDMAIL};
 use crate::daemon::action::{Captured, RunEnv};
 use crate::daemon::config::{Action, JobDef};
 
@@ -119,9 +119,9 @@ impl Mailer {
                         .map_err(|e| format!("mail.smtp: TLS for '{}': {e}", server.host))
                 };
                 let tls = match server.tls {
-                    Tls::None => SmtpTls::None,
-                    Tls::StartTls => SmtpTls::Required(parameters()?),
-                    Tls::Implicit => SmtpTls::Wrapper(parameters()?),
+                    Encryption::None => SmtpTls::None,
+                    Encryption::StartTls => SmtpTls::Required(parameters()?),
+                    Encryption::Implicit => SmtpTls::Wrapper(parameters()?),
                 };
                 let mut builder =
                     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
@@ -279,11 +279,98 @@ impl Mailer {
         }
     }
 
-    /// Waits up to `limit` for the mails being sent (the daemon is stopping); false
-    /// when some were still pending.
-    pub(crate) async fn flush(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.pending.acquire_many(MAX_PENDING as u32))
-            .await
-            .is_ok()
+    /// Waits up to `limit` for the mails being sent (the daemon is stopping); how
+    /// many were still being sent then (0: all done).
+    pub(crate) async fn flush(&self, limit: Duration) -> usize {
+        match tokio::time::timeout(limit, self.pending.acquire_many(MAX_PENDING as u32)).await {
+            Ok(_) => 0,
+            Err(_) => MAX_PENDING - self.pending.available_permits(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::mail::SmtpServer;
+    use apscheduler_http::metrics::MetricsOptions;
+    use serde_json::json;
+
+    /// A mailer to a server that accepts connections and never answers.
+    fn to_a_black_hole() -> (Mailer, RunMetrics, std::net::TcpListener) {
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let settings = MailSettings {
+            smtp: Some(SmtpServer {
+                host: "127.0.0.1".into(),
+                port: hole.local_addr().unwrap().port(),
+                tls: Encryption::None,
+                credentials: None,
+                tls_ca: None,
+            }),
+            ..MailSettings::default()
+        };
+        let metrics = RunMetrics::prometheus(MetricsOptions::default());
+        let mailer = Mailer::new(&settings, Some(metrics.clone())).unwrap();
+        (mailer, metrics, hole)
+    }
+
+    fn job() -> JobDef {
+        let text = "[[jobs]]\nid = \"j\"\ncommand = \"echo hi\"\ninterval = 5\nmailto = \"ops@example.com\"\n";
+        crate::daemon::config::parse(std::path::Path::new("/aps.toml"), text, true)
+            .unwrap()
+            .jobs
+            .remove(0)
+    }
+
+    fn env() -> RunEnv {
+        RunEnv {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            scheduled_at: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
+        }
+    }
+
+    fn failures(metrics: &RunMetrics) -> String {
+        let text = metrics.render().unwrap();
+        text.lines()
+            .find(|l| l.starts_with("aps_mail_failures_total "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_a_mail_is_dropped_and_counted_not_queued() {
+        let (mailer, metrics, _hole) = to_a_black_hole();
+        let (def, env) = (job(), env());
+        let output = || Captured {
+            head: b"hi\n".to_vec(),
+            total: 3,
+        };
+        for _ in 0..MAX_PENDING {
+            mailer.after_run(&def, &env, &Ok(json!({ "exit_code": 0 })), output());
+        }
+        assert_eq!(mailer.pending.available_permits(), 0);
+        assert_eq!(failures(&metrics), "aps_mail_failures_total 0");
+        // One more: refused at once, not waiting for a place.
+        mailer.after_run(&def, &env, &Ok(json!({ "exit_code": 0 })), output());
+        assert_eq!(failures(&metrics), "aps_mail_failures_total 1");
+        // The stop does not wait longer than it is told to, and says how many are left.
+        assert_eq!(mailer.flush(Duration::from_millis(50)).await, MAX_PENDING);
+    }
+
+    #[tokio::test]
+    async fn runs_the_rule_does_not_mail_take_no_place() {
+        let (mailer, metrics, _hole) = to_a_black_hole();
+        let (def, env) = (job(), env());
+        // No output under the default rule (`output`): nothing sent.
+        mailer.after_run(
+            &def,
+            &env,
+            &Ok(json!({ "exit_code": 0 })),
+            Captured::default(),
+        );
+        assert_eq!(mailer.pending.available_permits(), MAX_PENDING);
+        assert_eq!(mailer.flush(Duration::from_millis(50)).await, 0);
+        assert_eq!(failures(&metrics), "aps_mail_failures_total 0");
     }
 }
