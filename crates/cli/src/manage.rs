@@ -190,7 +190,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             Ok(Target {
                 url: cfg.store_url,
                 tz: cfg.timezone,
-                defaults: cfg.defaults,
+                defaults: cfg.defaults.clone(),
                 kill_grace: cfg.kill_grace,
                 output_cap: cfg.history.output_cap,
                 history_enabled: cfg.history.enabled,
@@ -524,6 +524,7 @@ impl AddArgs {
             max_instances: self.max_instances,
             // Only when given: otherwise `[job_defaults] recover` decides.
             recover: self.recover.then_some(RecoverFlag(true)),
+            // The rest (mail) from `[job_defaults]`.
             ..RawJob::default()
         })
     }
@@ -688,6 +689,13 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
                 Origin::Api => "the HTTP API",
             }
         );
+        if !d.mailto.is_empty() {
+            println!(
+                "mail:      to {}, mail_when = {}",
+                d.mailto.join(", "),
+                d.mail_when.as_str()
+            );
+        }
     }
     println!(
         "misfire grace: {}, coalesce: {}, max instances: {}, recover: {}",
@@ -901,6 +909,13 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             def.max_instances,
             def.recover
         );
+        if !def.mailto.is_empty() {
+            println!(
+                "  mail:    to {}, mail_when = {}",
+                def.mailto.join(", "),
+                def.mail_when.as_str()
+            );
+        }
         if let Action::Command {
             user: Some(user),
             group,

@@ -640,7 +640,7 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
 }
 
 #[test]
-fn config_check_import_crontab_and_completions() {
+fn config_check_and_completions() {
     let dir = Dir::new(&format!(
         "{HEAD}[[jobs]]\nid = \"x\"\ncommand = \"true\"\ncron = \"0 9 * * mon-fri\"\n"
     ));
@@ -652,33 +652,6 @@ fn config_check_import_crontab_and_completions() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("  next:    ").count(), 3, "{text}");
-
-    let crontab = dir.dir.path().join("crontab");
-    std::fs::write(
-        &crontab,
-        "MAILTO=\"\"\n*/10 * * * * /usr/bin/backup\n@reboot /bin/true\n",
-    )
-    .unwrap();
-    let out = Command::new(APS)
-        .args(["import", "crontab"])
-        .arg(&crontab)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "@reboot is reported");
-    let imported = String::from_utf8_lossy(&out.stdout);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("@reboot"));
-    // What it prints is a config the daemon accepts.
-    std::fs::write(dir.config(), format!("{HEAD}{imported}")).unwrap();
-    let out = Command::new(APS)
-        .args(["config", "check"])
-        .arg(dir.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(APS)

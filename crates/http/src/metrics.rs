@@ -24,6 +24,8 @@
 //! | `aps_runs_in_flight` | gauge | |
 //! | `aps_last_success_timestamp_seconds` | gauge | `job` |
 //! | `aps_store_round_trip_seconds` | histogram | `op` |
+//! | `aps_mail_sent_total` | counter | |
+//! | `aps_mail_failures_total` | counter | |
 //!
 //! The `job` label is bounded by [`MetricsOptions::max_job_labels`]: past it, jobs are
 //! counted under `job="_other"` ([`OTHER_JOBS`]), so that a scheduler with many
@@ -67,6 +69,12 @@ pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "aps_last_success_timestamp_sec
 /// How long job store calls took, by method (`op`), in seconds.
 pub const STORE_ROUND_TRIP_SECONDS: &str = "aps_store_round_trip_seconds";
 
+/// Mails of runs' output handed to the mail server (or sendmail), by
+/// [`RunMetrics::record_mail`].
+pub const MAIL_SENT_TOTAL: &str = "aps_mail_sent_total";
+/// Mails of runs' output that could not be delivered (refused, server down, sendmail
+/// missing or failing, time-out, too many pending), by [`RunMetrics::record_mail`].
+pub const MAIL_FAILURES_TOTAL: &str = "aps_mail_failures_total";
 /// The `job` label value of the jobs past [`MetricsOptions::max_job_labels`].
 pub const OTHER_JOBS: &str = "_other";
 
@@ -265,8 +273,20 @@ impl RunMetrics {
                 Unit::Seconds,
                 "How long job store calls took, by method."
             );
-            // Gauges that exist from the start, so that a scrape before the first run
-            // shows zeros rather than nothing.
+            describe_counter!(
+                MAIL_SENT_TOTAL,
+                Unit::Count,
+                "Mails of runs' output handed to the mail server or sendmail."
+            );
+            describe_counter!(
+                MAIL_FAILURES_TOTAL,
+                Unit::Count,
+                "Mails of runs' output that could not be delivered."
+            );
+            // Gauges (and counters) that exist from the start, so that a scrape before
+            // the first run shows zeros rather than nothing.
+            counter!(MAIL_SENT_TOTAL).absolute(0);
+            counter!(MAIL_FAILURES_TOTAL).absolute(0);
             gauge!(RUNS_IN_FLIGHT).set(0.0);
             gauge!(JOBS, "state" => "scheduled").set(0.0);
             gauge!(JOBS, "state" => "paused").set(0.0);
@@ -300,6 +320,17 @@ impl RunMetrics {
             Target::Local { handle, .. } => Some(handle.render()),
             Target::Global => None,
         }
+    }
+
+    /// Counts one mail of a run's output: delivered (`aps_mail_sent_total`) or not
+    /// (`aps_mail_failures_total`).
+    pub fn record_mail(&self, delivered: bool) {
+        let name = if delivered {
+            MAIL_SENT_TOTAL
+        } else {
+            MAIL_FAILURES_TOTAL
+        };
+        self.emit(|| counter!(name).increment(1));
     }
 
     /// Sets `aps_jobs{state="scheduled"}` and `aps_jobs{state="paused"}`. The store

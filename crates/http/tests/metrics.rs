@@ -236,6 +236,22 @@ fn counters_gauges_and_histograms_match_the_records_fed() {
 }
 
 #[test]
+fn mails_are_counted_sent_or_failed_from_zero() {
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    let s = scrape(&m);
+    assert_eq!(counter(&s, "aps_mail_sent_total", &[]), 0.0);
+    assert_eq!(counter(&s, "aps_mail_failures_total", &[]), 0.0);
+    assert!(s.docs.contains_key("aps_mail_sent_total"));
+    assert!(s.docs.contains_key("aps_mail_failures_total"));
+    m.record_mail(true);
+    m.record_mail(false);
+    m.record_mail(false);
+    let s = scrape(&m);
+    assert_eq!(counter(&s, "aps_mail_sent_total", &[]), 1.0);
+    assert_eq!(counter(&s, "aps_mail_failures_total", &[]), 2.0);
+}
+
+#[test]
 fn an_older_success_does_not_move_the_last_success_back() {
     let m = RunMetrics::prometheus(MetricsOptions::default());
     run(&m, "new", "j", 100.0, 0.0, 1.0, RunOutcome::Success);

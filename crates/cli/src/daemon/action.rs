@@ -42,34 +42,63 @@ pub(crate) async fn run(
     limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> TaskResult {
+    run_capturing(action, env, limits, 0, stop).await.0
+}
+
+/// The start of a command's output, kept for its mail (`[mail] max_output`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Captured {
+    /// The first bytes written (stdout and stderr, interleaved), at most the cap.
+    pub(crate) head: Vec<u8>,
+    /// How many bytes the command wrote in all.
+    pub(crate) total: u64,
+}
+
+/// [`run`], keeping also the first `capture` bytes of a command's output (nothing
+/// when 0, and nothing for HTTP requests): what a mail carries.
+pub(crate) async fn run_capturing(
+    action: &Action,
+    env: &RunEnv,
+    limits: Limits,
+    capture: usize,
+    stop: watch::Receiver<bool>,
+) -> (TaskResult, Captured) {
     match action {
-        Action::Command { .. } => run_command(action, env, limits, stop).await,
+        Action::Command { .. } => run_command(action, env, limits, capture, stop).await,
         Action::Http { .. } => {
             let action = action.clone();
             let cap = limits.output_cap;
             let mut stop = stop;
-            tokio::select! {
+            let result = tokio::select! {
                 joined = tokio::task::spawn_blocking(move || run_http(&action, cap)) => {
-                    joined.map_err(|e| TaskFailure::new("error", format!("HTTP job panicked: {e}")))?
+                    joined.unwrap_or_else(|e| Err(TaskFailure::new("error", format!("HTTP job panicked: {e}")).into()))
                 }
                 _ = stop.wait_for(|s| *s) => Err(TaskFailure::new(
                     "interrupted",
                     "the daemon stopped during the request",
                 ).into()),
-            }
+            };
+            (result, Captured::default())
         }
     }
 }
 
-/// The last `cap` bytes written to a run's stdout and stderr, interleaved.
+/// The last `cap` bytes written to a run's stdout and stderr, interleaved (and the
+/// first `head_cap` ones, for a mail).
 #[derive(Debug)]
 struct Tail {
     bytes: Vec<u8>,
     cap: usize,
+    head: Vec<u8>,
+    head_cap: usize,
+    total: u64,
 }
 
 impl Tail {
     fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let room = self.head_cap.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
         self.bytes.extend_from_slice(chunk);
         if self.bytes.len() > self.cap.saturating_mul(2).max(8192) {
             let cut = self.bytes.len() - self.cap;
@@ -109,6 +138,31 @@ async fn run_command(
     action: &Action,
     env: &RunEnv,
     limits: Limits,
+    capture: usize,
+    stop: watch::Receiver<bool>,
+) -> (TaskResult, Captured) {
+    let tail = Arc::new(Mutex::new(Tail {
+        bytes: Vec::new(),
+        cap: limits.output_cap,
+        head: Vec::new(),
+        head_cap: capture,
+        total: 0,
+    }));
+    let result = command_into(action, env, limits, &tail, stop).await;
+    let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+    let captured = Captured {
+        head: std::mem::take(&mut tail.head),
+        total: tail.total,
+    };
+    (result, captured)
+}
+
+/// Runs the command, its output going to `tail`.
+async fn command_into(
+    action: &Action,
+    env: &RunEnv,
+    limits: Limits,
+    tail: &Arc<Mutex<Tail>>,
     mut stop: watch::Receiver<bool>,
 ) -> TaskResult {
     let Action::Command {
@@ -204,10 +258,6 @@ async fn run_command(
         });
     }
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
-    let tail = Arc::new(Mutex::new(Tail {
-        bytes: Vec::new(),
-        cap: limits.output_cap,
-    }));
     let reader = {
         let tail = tail.clone();
         tokio::task::spawn_blocking(move || pump(reader, &tail))

@@ -290,6 +290,9 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
     raw.insert("coalesce".into(), json!(def.coalesce));
     raw.insert("max_instances".into(), json!(def.max_instances));
     raw.insert("recover".into(), json!(def.recover));
+    // Always, "" too: a job whose mail was turned off stays so when changed.
+    raw.insert("mailto".into(), json!(def.mailto.join(", ")));
+    raw.insert("mail_when".into(), json!(def.mail_when.as_str()));
     raw
 }
 

@@ -47,22 +47,30 @@ pub(crate) struct RunArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
-/// What the job tasks share: the stop signal and the count of runs in flight.
+/// What the job tasks share: the stop signal, the count of runs in flight, and the
+/// mailer of their output.
 #[derive(Debug)]
 pub(crate) struct Runs {
     limits: Limits,
     stop: watch::Sender<bool>,
     in_flight: AtomicUsize,
     idle: Notify,
+    mailer: Option<Arc<mail::Mailer>>,
 }
 
 impl Runs {
     pub(crate) fn new(limits: Limits) -> Arc<Runs> {
+        Runs::with_mailer(limits, None)
+    }
+
+    /// Runs whose output `mailer` mails to their jobs' `mailto`.
+    pub(crate) fn with_mailer(limits: Limits, mailer: Option<Arc<mail::Mailer>>) -> Arc<Runs> {
         Arc::new(Runs {
             limits,
             stop: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            mailer,
         })
     }
 
@@ -83,7 +91,19 @@ impl Runs {
             scheduled_at: ctx.scheduled_run_time,
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = action::run(&def.action, &env, self.limits, self.stop.subscribe()).await;
+        let capture = self.mailer.as_ref().map_or(0, |m| m.capture_for(&def));
+        let (result, captured) = action::run_capturing(
+            &def.action,
+            &env,
+            self.limits,
+            capture,
+            self.stop.subscribe(),
+        )
+        .await;
+        if let Some(mailer) = &self.mailer {
+            // Sent by a task of its own: the run ends now.
+            mailer.after_run(&def, &env, &result, captured);
+        }
         if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
@@ -265,15 +285,26 @@ async fn serve(cfg: Config) -> Result<(), String> {
         cluster_max_instances: cfg.cluster_max_instances,
         ..HistoryOptions::default()
     });
-    let runs = Runs::new(Limits {
-        kill_grace: cfg.kill_grace,
-        output_cap: cfg.history.output_cap,
-    });
     let metrics = cfg
         .http
         .as_ref()
         .filter(|h| h.metrics)
         .map(|_| RunMetrics::prometheus(MetricsOptions::default()));
+    let mailer = Arc::new(mail::Mailer::new(&cfg.mail, metrics.clone())?);
+    let mailing = cfg.jobs.iter().filter(|j| !j.mailto.is_empty()).count();
+    if mailing > 0 && !mailer.has_transport() {
+        tracing::warn!(
+            "{mailing} job(s) have a mailto, but their mail cannot be sent: {}",
+            mailer.describe()
+        );
+    }
+    let runs = Runs::with_mailer(
+        Limits {
+            kill_grace: cfg.kill_grace,
+            output_cap: cfg.history.output_cap,
+        },
+        Some(mailer.clone()),
+    );
     let notifier = http::notifier(&cfg.notifications)?;
     if notifier.is_some() && !cfg.history.enabled {
         tracing::warn!(
@@ -420,6 +451,10 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     scheduler.shutdown(true).await.map_err(|e| e.to_string())?;
+    let unsent = mailer.flush(Duration::from_secs(10)).await;
+    if unsent > 0 {
+        tracing::error!("{unsent} mail(s) of run output still being sent after 10 s are not sent");
+    }
     if let Some(n) = notifier {
         if !n.flush(Duration::from_secs(10)).await {
             tracing::error!("webhook notifications still queued after 10 s are not sent");
@@ -528,6 +563,7 @@ async fn reload(
             format!("{:?}", cfg.http) != format!("{:?}", running.http),
         ),
         ("notifications", cfg.notifications != running.notifications),
+        ("mail", cfg.mail != running.mail),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::raw::{DurationText, ExpectStatus, RawJob};
 use super::Defaults;
+use crate::daemon::mail::{parse_mailto, MailWhen};
 use crate::daemon::run_as::DEFAULT_SHELL;
 
 /// What a job runs.
@@ -174,6 +175,14 @@ pub(crate) struct JobDef {
     /// Run once when a daemon starts. Left out when `false`, as `recover`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) at_start: bool,
+    /// Who gets the runs' output by mail (empty: nobody). Left out when empty, and
+    /// `mail_when` when it is the default, so that definitions stored before these
+    /// options existed compare equal to today's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mailto: Vec<String>,
+    /// Which runs are mailed.
+    #[serde(default, skip_serializing_if = "MailWhen::is_output")]
+    pub(crate) mail_when: MailWhen,
 }
 
 impl JobDef {
@@ -309,6 +318,21 @@ pub(crate) fn check_job(
         }
     };
 
+    let mailto = match &raw.mailto {
+        Some(text) => parse_mailto(text).map_err(|e| fail("mailto", e))?,
+        None => defaults.mailto.clone().unwrap_or_default(),
+    };
+    let mail_when = match &raw.mail_when {
+        Some(text) => MailWhen::parse(text).map_err(|e| fail("mail_when", e))?,
+        None => defaults.mail_when,
+    };
+    // Without recipients the rule means nothing: kept out of the stored definition.
+    let mail_when = if mailto.is_empty() {
+        MailWhen::Output
+    } else {
+        mail_when
+    };
+
     let forms = [
         raw.cron.is_some(),
         raw.interval.is_some(),
@@ -431,6 +455,8 @@ pub(crate) fn check_job(
         recover: raw.recover.map_or(defaults.recover, |r| r.0),
         origin,
         at_start,
+        mailto,
+        mail_when,
     };
     if def.max_instances == 0 {
         return Err(fail("max_instances", "must be 1 or more".into()));

@@ -31,6 +31,7 @@ use toml::Spanned;
 pub(crate) use self::job::{check_job, Action, Dst, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
+use crate::daemon::mail::{MailSettings, MailWhen};
 
 /// A config that cannot be used, with where and why.
 #[derive(Debug)]
@@ -59,6 +60,9 @@ pub(crate) struct Defaults {
     /// The DST rule of cron triggers: `[job_defaults] dst`, else `[scheduler] dst`;
     /// `None` for the trigger's default.
     pub(crate) dst: Option<Dst>,
+    /// `mailto`'s addresses; `None`: not set (no mail), `Some([])`: `mailto = ""`.
+    pub(crate) mailto: Option<Vec<String>>,
+    pub(crate) mail_when: MailWhen,
 }
 
 impl Default for Defaults {
@@ -74,6 +78,8 @@ impl Default for Defaults {
             group: None,
             shell: None,
             dst: None,
+            mailto: None,
+            mail_when: MailWhen::Output,
         }
     }
 }
@@ -112,6 +118,8 @@ pub(crate) struct Config {
     pub(crate) http: Option<crate::daemon::http::HttpSettings>,
     /// `[notifications]`: webhooks on failed, timed-out and missed runs.
     pub(crate) notifications: crate::daemon::http::NotificationSettings,
+    /// `[mail]`: how runs' output is mailed to their `mailto`.
+    pub(crate) mail: MailSettings,
 }
 
 /// 1-based line and column of a byte offset.
@@ -264,6 +272,22 @@ where
             })
             .transpose()?
             .filter(|d| *d != Dst::Default),
+            mailto: raw
+                .job_defaults
+                .mailto
+                .as_ref()
+                .map(|m| {
+                    crate::daemon::mail::parse_mailto(m.get_ref()).map_err(|e| {
+                        ConfigError(format!("{}: job_defaults.mailto: {e}", at(m.span())))
+                    })
+                })
+                .transpose()?,
+            mail_when: match &raw.job_defaults.mail_when {
+                Some(w) => MailWhen::parse(w.get_ref()).map_err(|e| {
+                    ConfigError(format!("{}: job_defaults.mail_when: {e}", at(w.span())))
+                })?,
+                None => d.mail_when,
+            },
         }
     };
     // Checked here too (each job's check names the job): a bad default is reported
@@ -329,7 +353,14 @@ where
         .transpose()?;
     let notifications =
         crate::daemon::http::check_notifications(&raw.notifications, &file).map_err(ConfigError)?;
+    let mail = match &raw.mail {
+        Some(m) => {
+            crate::daemon::mail::check_mail(m.get_ref(), &at(m.span())).map_err(ConfigError)?
+        }
+        None => MailSettings::default(),
+    };
     Ok(Config {
+        mail,
         http,
         notifications,
         path: path.to_owned(),

@@ -140,6 +140,8 @@ pub(super) struct RawDefaults {
     pub(super) group: Option<Spanned<String>>,
     pub(super) shell: Option<Spanned<String>>,
     pub(super) dst: Option<Spanned<String>>,
+    pub(super) mailto: Option<Spanned<String>>,
+    pub(super) mail_when: Option<Spanned<String>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
@@ -160,6 +162,7 @@ pub(super) struct RawConfig<J = Vec<Spanned<RawJob>>> {
     pub(super) http: Option<Spanned<crate::daemon::http::RawHttpServer>>,
     #[serde(default)]
     pub(super) notifications: crate::daemon::http::RawNotifications,
+    pub(super) mail: Option<Spanned<crate::daemon::mail::RawMail>>,
 }
 
 /// One `[[jobs]]` table (also what `aps jobs add` builds from its options, and the
@@ -226,6 +229,12 @@ pub(crate) struct RawJob {
     pub(crate) at_start: Option<AtStartFlag>,
     /// The DST rule of a cron trigger: "cron" (cronie's) or "default".
     pub(crate) dst: Option<String>,
+    /// Who gets the runs' output by mail: comma-separated addresses; "" turns mail
+    /// off (default: `[job_defaults] mailto`, else no mail).
+    pub(crate) mailto: Option<String>,
+    /// Which runs are mailed: "output" (those that wrote output, as cron; default) or
+    /// "failure" (only those that did not succeed).
+    pub(crate) mail_when: Option<String>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
