@@ -164,6 +164,11 @@ pub use apscheduler_core::event as events;
 #[doc(inline)]
 pub use apscheduler_http as http;
 
+/// The README's Rust blocks, compiled by `cargo test --doc` so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod backends;
 pub use backends::{executors, stores};
 
