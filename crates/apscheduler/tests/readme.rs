@@ -33,7 +33,10 @@ fn readme_quick_start_is_the_example_without_its_demonstration() {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    assert!(block.len() > 5, "README.md: the quick start block is too short: {block:?}");
+    assert!(
+        block.len() > 5,
+        "README.md: the quick start block is too short: {block:?}"
+    );
     let mut example_lines = example.lines().map(str::trim);
     for (n, line) in block.iter().enumerate() {
         // Line by line, in order. The example's demonstration needs two changes: the
