@@ -83,15 +83,15 @@
 //! | [`scheduler`] | `apscheduler-engine` | the engine and the Blocking/Background/Async/Driven schedulers |
 //! | [`events`] | `apscheduler-core` | event codes and types |
 //! | [`stores::memory`] | `apscheduler-store-memory` | the default, in-memory job store |
-//! | [`stores::sql`] | `apscheduler-store-sql` | SQLite, PostgreSQL and MySQL/MariaDB job store and run history |
-//! | [`stores::redis`] | `apscheduler-store-redis` | Redis job store and run history |
-//! | [`stores::mongodb`] | `apscheduler-store-mongodb` | MongoDB job store and run history |
-//! | [`stores::zookeeper`] | `apscheduler-store-zookeeper` | ZooKeeper job store and run history |
+//! | [`stores::sql`](stores/sql/index.html) | `apscheduler-store-sql` | SQLite, PostgreSQL and MySQL/MariaDB job store and run history |
+//! | [`stores::redis`](stores/redis/index.html) | `apscheduler-store-redis` | Redis job store and run history |
+//! | [`stores::mongodb`](stores/mongodb/index.html) | `apscheduler-store-mongodb` | MongoDB job store and run history |
+//! | [`stores::zookeeper`](stores/zookeeper/index.html) | `apscheduler-store-zookeeper` | ZooKeeper job store and run history |
 //! | [`executors::thread`] | `apscheduler-executor-thread` | the default thread pool |
 //! | [`executors::async`](executors/async/index.html) | `apscheduler-executor-async` | the tokio executor for async jobs |
-//! | [`executors::process`] | `apscheduler-executor-process` | the worker-process pool |
-//! | [`executors::rayon`] | `apscheduler-executor-rayon` | the rayon pool for CPU-bound jobs |
-//! | [`http`] | `apscheduler-http` | the management plane: HTTP API, dashboard, `/metrics`, webhooks |
+//! | [`executors::process`](executors/process/index.html) | `apscheduler-executor-process` | the worker-process pool |
+//! | [`executors::rayon`](executors/rayon/index.html) | `apscheduler-executor-rayon` | the rayon pool for CPU-bound jobs |
+//! | [`http`](http/index.html) | `apscheduler-http` | the management plane: HTTP API, dashboard, `/metrics`, webhooks |
 //! | [`prelude`] | | the names most programs need |
 //!
 //! ## Feature flags
@@ -101,16 +101,16 @@
 //! |---|---|
 //! | `triggers` (default) | [`triggers`]: the trigger kinds |
 //! | `scheduler` (default) | [`scheduler`]: the engine and its front-ends, with the memory store, the thread pool and the async executor; implies `triggers` |
-//! | `store-sql-sqlite` | [`stores::sql`] with SQLite (bundled: nothing to install) |
-//! | `store-sql-postgres` | [`stores::sql`] with PostgreSQL (alone, it builds no SQLite) |
-//! | `store-sql-mysql` | [`stores::sql`] with MySQL/MariaDB |
+//! | `store-sql-sqlite` | [`stores::sql`](stores/sql/index.html) with SQLite (bundled: nothing to install) |
+//! | `store-sql-postgres` | [`stores::sql`](stores/sql/index.html) with PostgreSQL (alone, it builds no SQLite) |
+//! | `store-sql-mysql` | [`stores::sql`](stores/sql/index.html) with MySQL/MariaDB |
 //! | `store-sql` | the same as `store-sql-sqlite` |
-//! | `store-redis` | [`stores::redis`] |
-//! | `store-mongodb` | [`stores::mongodb`] |
-//! | `store-zookeeper` | [`stores::zookeeper`] |
-//! | `executor-process` | [`executors::process`] |
-//! | `executor-rayon` | [`executors::rayon`] |
-//! | `http` | [`http`]: the management plane (axum) |
+//! | `store-redis` | [`stores::redis`](stores/redis/index.html) |
+//! | `store-mongodb` | [`stores::mongodb`](stores/mongodb/index.html) |
+//! | `store-zookeeper` | [`stores::zookeeper`](stores/zookeeper/index.html) |
+//! | `executor-process` | [`executors::process`](executors/process/index.html) |
+//! | `executor-rayon` | [`executors::rayon`](executors/rayon/index.html) |
+//! | `http` | [`http`](http/index.html): the management plane (axum) |
 //! | `all-stores` | every `store-*` feature above |
 //! | `full` | `all-stores`, `executor-process`, `executor-rayon` and `http` |
 //!
