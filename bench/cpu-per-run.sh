@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU per run at 1,000 jobs a second, against the bare cost of one timed wake-up, in
-# the same run ("nothing lost" issue, item 15).
+# the same run (docs/PERFORMANCE.md, "CPU at 1,000 jobs/s, where it goes").
 #
 # Usage: bash bench/cpu-per-run.sh [ROUNDS]   (default 5; about 25 s a round)
 #

@@ -6,7 +6,8 @@
 #
 # Usage: bash bench/daemon-bench.sh [PART...]     (default: all parts, in this order)
 #   idle     CPU of an idle daemon (one job every hour) over IDLE_SECONDS (60), with the
-#            default 1 s store poll and with poll_interval = "1h"; cron beside it
+#            default settings (a SQLite store is watched, polled once a minute) and with
+#            poll_interval = "1h"; cron beside it
 #   memory   VmRSS / VmHWM of `aps run` with 1,000 jobs after start settles; cron with
 #            1,000 crontab lines beside it
 #   burst    BURST_JOBS (100) jobs, each every 1 s, fire times spread over the second:
@@ -183,7 +184,7 @@ if wants idle; then
   sleep "$IDLE_SECONDS"
   t1=$(now_ns)
   for p in "$p1" "$p2" "$cron_pid"; do
-    label=$([ "$p" = "$p1" ] && echo "aps run, poll_interval 1 s (default)" ||
+    label=$([ "$p" = "$p1" ] && echo "aps run, default (file watch)" ||
       { [ "$p" = "$p2" ] && echo 'aps run, poll_interval = "1h"' || echo "cron -f"; })
     per_min=$(awk -v a="${c0[$p]}" -v b="$(cpu_ms "$p")" -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (b - a) * 60e9 / t }')
     sched=$(awk -v a="${s0[$p]}" -v b="$(sched_ns "$p")" -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", (b - a) / 1e6 * 60e9 / t }')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares the scheduler of apscheduler-rs with APScheduler 3.11 and
-# tokio-cron-scheduler on the scenarios, on this machine, in one run.
+# tokio-cron-scheduler on the scenarios of docs/PERFORMANCE.md, on this machine, in one run.
 #
 # Usage: bash bench/scheduler-bench.sh [--quick]
 #

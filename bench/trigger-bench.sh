@@ -10,7 +10,7 @@
 # 3. Runs `cargo bench -p apscheduler-triggers --bench next_fire` (criterion).
 # 4. Prints one Markdown table: expression, zone, apscheduler-rs ns/call (criterion's
 #    median estimate), APScheduler µs/call, ratio (APScheduler time / apscheduler-rs
-#    time), and whether the issue's target is met (a-c and chained a: <= 500 ns,
+#    time), and whether the target is met (a-c and chained a: <= 500 ns,
 #    d: <= 1000 ns).
 #
 # The two benchmarks run one after the other, never at the same time: on a 2-core
@@ -68,7 +68,7 @@ from importlib.metadata import version
 tsv, criterion_dir, stamp, machine = sys.argv[1:]
 since = os.path.getmtime(stamp)
 
-# Targets from the issue, in ns per call. The chained call is (a) as the scheduler
+# Targets, in ns per call. The chained call is (a) as the scheduler
 # makes it after each run, so it is held to (a)'s target.
 TARGETS = {
     "a_minute_every_5": 500,

@@ -11,6 +11,7 @@ macro_rules! backend {
     ($doc:literal, $feature:literal $(| $also:literal)*, $module:ident = $krate:ident, $kind:ident [$($name:literal),+]) => {
         #[doc = $doc]
         #[cfg(any(feature = $feature $(, feature = $also)*))]
+        #[doc(inline)]
         pub use $krate as $module;
 
         #[cfg(not(any(feature = $feature $(, feature = $also)*)))]
@@ -32,6 +33,7 @@ macro_rules! backend {
 pub mod stores {
     /// The in-memory job store (the default).
     #[cfg(feature = "scheduler")]
+    #[doc(inline)]
     pub use apscheduler_store_memory as memory;
 
     backend!(
@@ -59,9 +61,11 @@ pub mod stores {
 pub mod executors {
     /// The tokio executor for async jobs.
     #[cfg(feature = "scheduler")]
+    #[doc(inline)]
     pub use apscheduler_executor_async as r#async;
     /// The thread pool executor (the default).
     #[cfg(feature = "scheduler")]
+    #[doc(inline)]
     pub use apscheduler_executor_thread as thread;
 
     backend!("The process pool executor.", "executor-process", process = apscheduler_executor_process, Executor ["processpool", "process"]);

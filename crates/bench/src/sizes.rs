@@ -1,4 +1,4 @@
-//! How big each scenario is: the numbers, or a shortened smoke run.
+//! How big each scenario is: the full sizes of docs/PERFORMANCE.md, or a shortened smoke run.
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
-    /// The sizes (`quick`: a short smoke run of every scenario).
+    /// The full sizes (`quick`: a short smoke run of every scenario).
     pub(crate) fn new(quick: bool) -> Self {
         if quick {
             Sizes {

@@ -1,5 +1,5 @@
 //! The comparison table: one row per measured quantity, one column per scheduler, the
-//! ratio APScheduler / apscheduler-rs, the target and whether apscheduler-rs
+//! ratio APScheduler / apscheduler-rs, the target and whether apscheduler-rs
 //! meets it.
 
 use std::fmt::Write as _;

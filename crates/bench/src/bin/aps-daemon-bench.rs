@@ -22,8 +22,8 @@
 //!     Not a user path: where the time of `aps jobs list` and `aps history --limit 100`
 //!     goes, timed on the store's own API: `SqlJobStore::get_all_jobs`;
 //!     `RunHistory::latest_runs` of every job (what `aps jobs list` reads for its LAST
-//!     column since f5ede2d); one `query_runs` with `job_id` and `limit 1` per job
-//!     (what it read before); one `query_runs` with `limit 100`. Median of 3 rounds, ms.
+//!     column); one `query_runs` with `job_id` and `limit 1` per job (the slower way to
+//!     read the same); one `query_runs` with `limit 100`. Median of 3 rounds, ms.
 //!
 //! aps-daemon-bench minute-lateness FILE
 //!     FILE holds one Unix time in ns per line (`date +%s%N`); prints the count and the
