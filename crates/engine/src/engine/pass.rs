@@ -355,12 +355,12 @@ impl Engine {
         };
         if due.iter().any(missed) {
             for &t in due.iter().filter(|t| missed(t)) {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, apscheduler_core::time::timedelta(now - t.with_timezone(&Utc)));
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, apscheduler_core::time::human_duration(now - t.with_timezone(&Utc)));
                 self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
                     Event::missed(job.id.clone(), alias.clone(), t)
                 });
                 if let Some(recorder) = &self.inner.history {
-                    let late = apscheduler_core::time::timedelta(now - t.with_timezone(&Utc));
+                    let late = apscheduler_core::time::human_duration(now - t.with_timezone(&Utc));
                     recorder.not_run(
                         &job.id,
                         t,
