@@ -316,8 +316,8 @@ mod tests {
         use chrono::Duration;
         // Years and months as humantime counts them (365.25 and 30.44 days).
         let long = Duration::days(9459) + Duration::hours(3);
-        assert_eq!(human_duration(long), "25years 10months 23days 14h 24m");
-        assert_eq!(human_duration(-long), "-25years 10months 23days 14h 24m");
+        assert_eq!(human_duration(long), "25years 10months 23days 11h 24m");
+        assert_eq!(human_duration(-long), "-25years 10months 23days 11h 24m");
         assert_eq!(human_duration(Duration::milliseconds(1_499)), "1s");
         assert_eq!(human_duration(Duration::milliseconds(1_500)), "2s");
         assert_eq!(human_duration(Duration::microseconds(999_600)), "1000ms");
