@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(human_duration(-long), "-25years 10months 23days 11h 24m");
         assert_eq!(human_duration(Duration::milliseconds(1_499)), "1s");
         assert_eq!(human_duration(Duration::milliseconds(1_500)), "2s");
-        assert_eq!(human_duration(Duration::microseconds(999_600)), "1000ms");
+        assert_eq!(human_duration(Duration::microseconds(999_600)), "1s");
         assert_eq!(human_duration(Duration::microseconds(17)), "17us");
         assert_eq!(human_duration(Duration::microseconds(-1_500)), "-2ms");
         // Too long for microseconds: whole seconds.
