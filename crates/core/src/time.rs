@@ -275,7 +275,11 @@ pub fn timedelta(d: chrono::Duration) -> String {
 /// assert_eq!(human_duration(Duration::zero()), "0s");
 /// ```
 pub fn human_duration(d: chrono::Duration) -> String {
-    let sign = if d < chrono::Duration::zero() { "-" } else { "" };
+    let sign = if d < chrono::Duration::zero() {
+        "-"
+    } else {
+        ""
+    };
     let length = d.abs();
     let rounded = match length.num_microseconds() {
         Some(us) if us >= 1_000_000 => {

@@ -254,11 +254,7 @@ fn hold_runs(job: &Value) -> bool {
 
 /// Builds the spec of a scenario job, registering its task (returns `retval` or fails
 /// with `ValueError(raise_message)`).
-fn job_spec(
-    engine: &Engine,
-    job: &Value,
-    tz: Tz,
-) -> Result<JobSpec, Error> {
+fn job_spec(engine: &Engine, job: &Value, tz: Tz) -> Result<JobSpec, Error> {
     let id = text(job, "id")?.to_owned();
     let task_name = format!("replay:{id}");
     let retval = job.get("retval").cloned().unwrap_or(Value::Null);

@@ -286,14 +286,14 @@
 
 mod config;
 pub use config::{register, MongoDbStoreConfig};
+mod builder;
 mod changes;
 mod codec;
 mod error;
 mod history;
-mod names;
-mod builder;
 mod job_store;
 mod link;
+mod names;
 mod ops;
 
 use std::collections::HashSet;
@@ -319,10 +319,10 @@ use crate::codec::{field, micros, micros_field, run_time_micros, Encoded};
 use crate::error::{is_duplicate_key, StoreError, DUPLICATE_KEY};
 pub use crate::history::MongoDbRunHistory;
 pub use crate::names::{validate_collection_name, validate_database_name};
+use apscheduler_core::time::micros::{lease_length, to_instant as from_micros};
 pub use builder::MongoDbJobStoreBuilder;
 use link::{fail, url_database, write_command, write_error, Conn, Link, Source};
 use ops::{unset_lease, Claim, Round, RELEASE_BURST};
-use apscheduler_core::time::micros::{lease_length, to_instant as from_micros};
 
 /// The MongoDB driver this crate is built with, to build a [`mongodb::Client`] for
 /// [`MongoDbJobStore::builder_with_client`] with the same version.

@@ -26,7 +26,11 @@ impl MongoDbJobStore {
     /// expired by it has expired on the server too. A server that does not tell its
     /// time (some servers of the wire protocol) leaves `fallback`, the caller's clock,
     /// with a warning the first time.
-    pub(crate) async fn server_time(&self, conn: &Conn, fallback: &DateTime<Utc>) -> Result<i64, Error> {
+    pub(crate) async fn server_time(
+        &self,
+        conn: &Conn,
+        fallback: &DateTime<Utc>,
+    ) -> Result<i64, Error> {
         let reply = conn
             .database
             .run_command(doc! {"hello": 1})
@@ -196,7 +200,12 @@ impl MongoDbJobStore {
     }
 
     /// Marks a document the caller just claimed as corrupt and drops the lease.
-    pub(crate) async fn mark_corrupt(&self, conn: &Conn, corrupt: &codec::Corrupt, claim: &Claim<'_>) {
+    pub(crate) async fn mark_corrupt(
+        &self,
+        conn: &Conn,
+        corrupt: &codec::Corrupt,
+        claim: &Claim<'_>,
+    ) {
         let filter = doc! {field::ID: corrupt.key.clone(), field::LEASE_TOKEN: &claim.token};
         let update = doc! {"$set": {field::CORRUPT: &corrupt.error}, "$unset": unset_lease(false)};
         if let Err(e) = conn.jobs.update_one(filter, update).await {

@@ -3,8 +3,8 @@
 //! [`start`](super::start); releases the store did not apply, in
 //! [`unreleased`](super::unreleased).
 
-use super::*;
 use super::start::PlannedRun;
+use super::*;
 use apscheduler_core::RunElsewhere;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;

@@ -1,8 +1,8 @@
 //! Starting the runs a pass planned: each goes to its executor once the store applied
 //! the release that moves its job past the fire times, or is recorded as not started.
 
-use super::*;
 use super::pass::PassLookups;
+use super::*;
 use apscheduler_core::RunElsewhere;
 
 impl Engine {

@@ -1,9 +1,9 @@
 //! Releases a store did not apply, or did not confirm: why their runs are not started
 //! here, the retry that may start them late, and what is recorded at shutdown.
 
-use super::*;
 use super::pass::PassLookups;
 use super::start::PlannedRun;
+use super::*;
 use apscheduler_core::Released;
 
 impl Engine {
