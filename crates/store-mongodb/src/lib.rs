@@ -284,6 +284,17 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
+// Where the store's parts live:
+// | module      | holds                                                              |
+// |-------------|--------------------------------------------------------------------|
+// | `builder`   | `MongoDbJobStoreBuilder`, the constructors and settings            |
+// | `link`      | the connection shared with the run history; write commands        |
+// | `ops`       | claim rounds, inserts, corrupt marks, the server's time            |
+// | `job_store` | `JobStore` for `MongoDbJobStore`                                    |
+// | `codec`     | jobs as documents                                                  |
+// | `changes`   | the change stream                                                  |
+// | `history`   | `MongoDbRunHistory`                                                |
+// | `config`    | `type = "mongodb"`: the configuration and registration           |
 mod config;
 pub use config::{register, MongoDbStoreConfig};
 mod builder;
