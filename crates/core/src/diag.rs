@@ -9,7 +9,7 @@
 //! what is shown; with none, the event goes to a minimal stderr writer instead:
 //!
 //! ```text
-//!  WARN apscheduler: Run time of job "report" was missed by 0:00:05 job_id=report
+//!  WARN apscheduler: Run time of job "report" was missed by 5s job_id=report
 //! ```
 //!
 //! Informational and debug events are never written by the fallback.

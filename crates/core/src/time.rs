@@ -225,7 +225,8 @@ fn parse_offset(text: &str) -> Option<i32> {
 }
 
 /// A duration as Python prints a `timedelta` (`0:00:05`, `1:00:00.000178`,
-/// `2 days, 3:04:05`), as APScheduler's log messages show it ("was missed by 0:00:05").
+/// `2 days, 3:04:05`): APScheduler's `str(trigger)` shows an interval so
+/// (`interval[0:00:10]`). Messages for people use [`human_duration`] instead.
 ///
 /// ```
 /// use apscheduler_core::time::timedelta;
@@ -255,6 +256,45 @@ pub fn timedelta(d: chrono::Duration) -> String {
     }
 }
 
+/// A duration for log and history messages, as `humantime` writes it, rounded so that
+/// it reads at a glance: to the second from one second up (`5s`, `1h 30m`,
+/// `25years 10months 2days 3h`), to the millisecond below (`250ms`), and a shorter
+/// duration exactly (`17us`). A negative duration reads as its length with a minus
+/// sign (`-5s`).
+///
+/// ```
+/// use apscheduler_core::time::human_duration;
+/// use chrono::Duration;
+///
+/// assert_eq!(human_duration(Duration::seconds(5)), "5s");
+/// assert_eq!(human_duration(Duration::microseconds(3_600_000_178)), "1h");
+/// assert_eq!(human_duration(Duration::hours(51) + Duration::seconds(65)), "2days 3h 1m 5s");
+/// assert_eq!(human_duration(Duration::milliseconds(10_161)), "10s");
+/// assert_eq!(human_duration(Duration::microseconds(250_400)), "250ms");
+/// assert_eq!(human_duration(Duration::seconds(-5)), "-5s");
+/// assert_eq!(human_duration(Duration::zero()), "0s");
+/// ```
+pub fn human_duration(d: chrono::Duration) -> String {
+    let sign = if d < chrono::Duration::zero() {
+        "-"
+    } else {
+        ""
+    };
+    let length = d.abs();
+    let rounded = match length.num_microseconds() {
+        Some(us) if us >= 1_000_000 => {
+            std::time::Duration::from_secs(((us + 500_000) / 1_000_000).unsigned_abs())
+        }
+        Some(us) if us >= 1_000 => {
+            std::time::Duration::from_millis(((us + 500) / 1_000).unsigned_abs())
+        }
+        Some(us) => std::time::Duration::from_micros(us.unsigned_abs()),
+        // Beyond ±292,000 years in microseconds: whole seconds are plenty.
+        None => std::time::Duration::from_secs(length.num_seconds().unsigned_abs()),
+    };
+    format!("{sign}{}", humantime::format_duration(rounded))
+}
+
 /// Formats an instant as RFC 3339 with the offset in force in its zone
 /// (`2024-06-21T00:00:00-04:00`; fractional seconds only when present).
 pub fn to_rfc3339(t: &DateTime<Tz>) -> String {
@@ -275,6 +315,23 @@ pub fn parse_rfc3339(field: &str, value: &str, tz: Tz) -> Result<DateTime<Tz>, T
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn human_durations_are_rounded_and_signed() {
+        use chrono::Duration;
+        // Years and months as humantime counts them (365.25 and 30.44 days).
+        let long = Duration::days(9459) + Duration::hours(3);
+        assert_eq!(human_duration(long), "25years 10months 23days 11h 24m");
+        assert_eq!(human_duration(-long), "-25years 10months 23days 11h 24m");
+        assert_eq!(human_duration(Duration::milliseconds(1_499)), "1s");
+        assert_eq!(human_duration(Duration::milliseconds(1_500)), "2s");
+        assert_eq!(human_duration(Duration::microseconds(999_600)), "1s");
+        assert_eq!(human_duration(Duration::microseconds(17)), "17us");
+        assert_eq!(human_duration(Duration::microseconds(-1_500)), "-2ms");
+        // Too long for microseconds: whole seconds.
+        assert!(human_duration(Duration::MAX).ends_with('s'));
+        assert!(human_duration(Duration::MIN).starts_with('-'));
+    }
+
     use super::*;
     use chrono_tz::America::New_York;
 

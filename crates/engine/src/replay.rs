@@ -4,7 +4,9 @@
 //!
 //! The scenario's executor runs a job at the instant of its step, completing at the end
 //! of the step, or, for jobs with `hold_runs`, at a later `complete_runs` step (first in,
-//! first out), which is how the traces exercise `max_instances`.
+//! first out), which is how the traces exercise `max_instances`. Whether a run is held is
+//! decided when it is submitted: a job replaced by one without `hold_runs` leaves its
+//! held runs held until they are completed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,12 +26,21 @@ use crate::config::{grace_from_json, JobDefaults};
 use crate::engine::Engine;
 use crate::spec::{JobChanges, JobSpec};
 
+/// A submitted run waiting for its completion.
+struct Queued {
+    run: JobRun,
+    /// Whether it waits for a `complete_runs` step: its job's `hold_runs` when it was
+    /// submitted (the job may be replaced meanwhile).
+    held: bool,
+}
+
 /// Queues runs and completes them when the replay says so.
 #[derive(Default)]
 struct ReplayExecutor {
     reporter: Mutex<Option<Arc<dyn RunReporter>>>,
     instances: InstanceTracker,
-    queue: Mutex<VecDeque<JobRun>>,
+    queue: Mutex<VecDeque<Queued>>,
+    /// The `hold_runs` of each job as last added: what its next runs get.
     held: Mutex<HashMap<String, bool>>,
 }
 
@@ -47,6 +58,14 @@ impl ReplayExecutor {
             .get(job_id)
             .copied()
             .unwrap_or(false)
+    }
+
+    /// Records the `hold_runs` of a job just added (or replaced).
+    fn set_held(&self, job_id: String, held: bool) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id, held);
     }
 
     fn complete(&self, run: JobRun) {
@@ -69,11 +88,11 @@ impl ReplayExecutor {
         loop {
             let next = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let pos = q.iter().position(|r| !self.is_held(&r.job_id));
+                let pos = q.iter().position(|r| !r.held);
                 pos.and_then(|p| q.remove(p))
             };
             match next {
-                Some(run) => self.complete(run),
+                Some(queued) => self.complete(queued.run),
                 None => break,
             }
         }
@@ -87,11 +106,11 @@ impl ReplayExecutor {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 let pos = q
                     .iter()
-                    .position(|r| job_id.is_none_or(|j| &*r.job_id == j));
+                    .position(|r| job_id.is_none_or(|j| &*r.run.job_id == j));
                 pos.and_then(|p| q.remove(p))
             };
             match next {
-                Some(run) => self.complete(run),
+                Some(queued) => self.complete(queued.run),
                 None => break,
             }
             done += 1;
@@ -103,7 +122,7 @@ impl ReplayExecutor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|r| r.job_id.to_string())
+            .map(|r| r.run.job_id.to_string())
             .collect()
     }
 }
@@ -125,10 +144,11 @@ impl Executor for ReplayExecutor {
             return Err(SubmitError::MaxInstances);
         }
         reporter.submitted(&run);
+        let held = self.is_held(&run.job_id);
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back(run);
+            .push_back(Queued { run, held });
         Ok(())
     }
 
@@ -225,14 +245,16 @@ fn event_json(e: &Event) -> Value {
     Value::Object(out)
 }
 
+/// Whether a scenario job's runs wait for a `complete_runs` step.
+fn hold_runs(job: &Value) -> bool {
+    job.get("hold_runs")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// Builds the spec of a scenario job, registering its task (returns `retval` or fails
 /// with `ValueError(raise_message)`).
-fn job_spec(
-    engine: &Engine,
-    executor: &ReplayExecutor,
-    job: &Value,
-    tz: Tz,
-) -> Result<JobSpec, Error> {
+fn job_spec(engine: &Engine, job: &Value, tz: Tz) -> Result<JobSpec, Error> {
     let id = text(job, "id")?.to_owned();
     let task_name = format!("replay:{id}");
     let retval = job.get("retval").cloned().unwrap_or(Value::Null);
@@ -244,16 +266,6 @@ fn job_spec(
         Some(msg) => Err(TaskFailure::new("ValueError", msg.clone()).into()),
         None => Ok(retval.clone()),
     });
-    executor
-        .held
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            id.clone(),
-            job.get("hold_runs")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        );
     let mut spec = JobSpec::task(task_name).id(id.clone());
     spec = spec.name(job.get("name").and_then(Value::as_str).unwrap_or(&id));
     match job.get("trigger") {
@@ -434,8 +446,9 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
             _ => start_at,
         };
         clock.set(added_at);
-        let spec = job_spec(&engine, &executor, job, tz)?;
+        let spec = job_spec(&engine, job, tz)?;
         runtime.block_on(engine.add_job(spec))?;
+        executor.set_held(text(job, "id")?.to_owned(), hold_runs(job));
     }
     clock.set(start_at);
     let wake_before = engine.wake_signal().calls();
@@ -516,8 +529,12 @@ pub fn replay(scenario: &Value) -> Result<Vec<Value>, Error> {
                     Ok(())
                 }
                 "add_job" => {
-                    let spec = job_spec(&engine, &executor, &args, tz)?;
-                    engine.add_job(spec).await.map(drop)
+                    let spec = job_spec(&engine, &args, tz)?;
+                    engine.add_job(spec).await?;
+                    // Only a job that was added (or replaced) changes what its next
+                    // runs get; runs already queued keep theirs.
+                    executor.set_held(text(&args, "id")?.to_owned(), hold_runs(&args));
+                    Ok(())
                 }
                 other => Err(invalid(format!("scenario: unknown action '{other}'"))),
             }

@@ -174,7 +174,7 @@ fn missed_fire_times_are_recorded_as_missed() {
             .message
             .as_deref()
             .unwrap()
-            .contains("missed by 0:00:30"),
+            .contains("missed by 30s ("),
         "{:?}",
         runs[0]
     );

@@ -241,3 +241,55 @@ fn every_recorded_scenario_replays_like_apscheduler() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A held run belongs to the job that was running: replacing the job by one without
+/// `hold_runs` keeps it held until a `complete_runs` step; the new job's runs are not
+/// held. A failed `add_job` (id taken, no `replace_existing`) changes nothing.
+#[test]
+fn a_replaced_jobs_held_run_stays_held_until_completed() {
+    let job = |hold: bool, retval: &str| {
+        json!({
+            "id": "slow", "name": "slow", "trigger": "interval",
+            "trigger_args": {"seconds": 10, "start_date": "2024-01-15T10:00:00Z"},
+            "misfire_grace_time": null, "max_instances": 2,
+            "hold_runs": hold, "retval": retval,
+        })
+    };
+    let mut replacement = job(false, "new");
+    replacement["replace_existing"] = json!(true);
+    let mut conflicting = job(false, "conflict");
+    conflicting["id"] = json!("slow");
+    let scenario = json!({
+        "timezone": "UTC", "job_defaults": {}, "start_at": "2024-01-15T10:00:00Z",
+        "start_paused": false, "jobs": [job(true, "old")],
+        "steps": [
+            {"step": 1, "at": "2024-01-15T10:00:00Z", "action": "process", "args": {}},
+            {"step": 2, "at": "2024-01-15T10:00:01Z", "action": "add_job", "args": conflicting},
+            {"step": 3, "at": "2024-01-15T10:00:02Z", "action": "process", "args": {}},
+            {"step": 4, "at": "2024-01-15T10:00:03Z", "action": "add_job", "args": replacement},
+            {"step": 5, "at": "2024-01-15T10:00:10Z", "action": "process", "args": {}},
+            {"step": 6, "at": "2024-01-15T10:00:11Z", "action": "complete_runs", "args": {}},
+        ],
+    });
+    let records = apscheduler_engine::replay::replay(&scenario).expect("replay");
+    let held = |k: usize| records[k]["held_runs"].clone();
+    let executed = |k: usize| -> Vec<Value> {
+        records[k]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "EVENT_JOB_EXECUTED")
+            .map(|e| e["retval"].clone())
+            .collect()
+    };
+    assert_eq!(held(1), json!(["slow"]), "{}", records[1]);
+    assert!(records[2]["error"].is_object(), "{}", records[2]);
+    assert_eq!(held(3), json!(["slow"]), "{}", records[3]);
+    assert_eq!(held(4), json!(["slow"]), "{}", records[4]);
+    // The new job's run completes in its step; the old job's run is still held.
+    assert_eq!(executed(5), [json!("new")], "{}", records[5]);
+    assert_eq!(held(5), json!(["slow"]), "{}", records[5]);
+    // Completed by the step that asks for it, with the retval of the task it ran.
+    assert_eq!(executed(6).len(), 1, "{}", records[6]);
+    assert_eq!(held(6), json!([]), "{}", records[6]);
+}

@@ -58,7 +58,7 @@ fn job_errors_and_misses_reach_stderr_without_a_subscriber() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("WARN apscheduler: Run time of job \"fails\" was missed by 1:00:00."),
+        stderr.contains("WARN apscheduler: Run time of job \"fails\" was missed by 1h"),
         "{stderr}"
     );
 }

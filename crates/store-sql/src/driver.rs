@@ -26,6 +26,31 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) max_bytes: i64,
 }
 
+impl<'a> ClaimRequest<'a> {
+    /// Binds `max_bytes`, `now`, `limit`, `holder` and `lease_end` as parameters 1 to 5:
+    /// the numbered claim statements of SQLite (`lease_end`: [`expires`](Self::expires))
+    /// and PostgreSQL ([`lease`](Self::lease), added to the server's time).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn bind_numbered<'q, DB>(
+        &self,
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        lease_end: i64,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+    where
+        'a: 'q,
+        DB: sqlx::Database,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        &'a str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        query
+            .bind(self.max_bytes)
+            .bind(self.now)
+            .bind(self.limit)
+            .bind(self.holder)
+            .bind(lease_end)
+    }
+}
+
 /// What a lease extension is asked for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Extension<'a> {
@@ -69,8 +94,14 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// overwritten (lease kept, corrupt mark cleared).
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()>;
 
-    /// The operations every dialect runs alike (see [`crate::shared`]).
-    fn rows(&self) -> &dyn crate::shared::SharedRows;
+    /// The row and run history operations every dialect runs alike (see
+    /// [`crate::backend`]).
+    fn parts(&self) -> &dyn crate::backend::SharedParts;
+
+    /// The operations every dialect runs alike on job rows (see [`crate::shared`]).
+    fn rows(&self) -> &dyn crate::shared::SharedRows {
+        self.parts().rows()
+    }
 
     /// Every row, by next run time then id, paused (NULL) last: what
     /// [`SharedRows::fetch_all`](crate::shared::SharedRows::fetch_all) returns, which is
@@ -80,7 +111,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// The run history table's operations, on the same pool (see [`crate::runs`]).
-    fn history(&self) -> &dyn crate::runs::HistoryOps;
+    fn history(&self) -> &dyn crate::history_ops::HistoryOps {
+        self.parts().history()
+    }
 
     /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
     /// live lease) to `holder` and returns them (in any order).
@@ -103,7 +136,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>>;
 
     /// Closes the pool.
-    async fn close(&self);
+    async fn close(&self) {
+        self.parts().close().await;
+    }
 
     /// Tells the other schedulers on this table that its jobs changed (PostgreSQL:
     /// `NOTIFY`, with `token`, the notifying store's, as payload); the other backends

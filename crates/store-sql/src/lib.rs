@@ -316,11 +316,13 @@ macro_rules! retry {
 
 mod config;
 pub use config::{register, SqlStoreConfig};
+mod backend;
 mod codec;
 mod connect;
 mod driver;
 mod error;
 mod history;
+mod history_ops;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]

@@ -7,18 +7,9 @@ use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
 use sqlx::MySql;
 
-use crate::codec::{EncodedJob, FetchedRow};
-use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
-use crate::error::StoreError;
-use crate::runs::{read_run, HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
-use crate::schema::{Dialect, Names};
-use crate::shared::{
-    bind_rows, held_ids_on, mark_corrupt_in, migrate_on, placeholders, release_on, row_columns,
-    row_values, Rows, SharedRows, WRITTEN_COLUMNS,
-};
-
-/// Rows per multi-row statement (5 to 9 placeholders each; MySQL allows 65,535).
-const CHUNK: usize = 500;
+use crate::backend::prelude::*;
+use crate::runs::read_run;
+use crate::shared::migrate_on;
 
 /// The server's time in microseconds since the epoch, in UTC whatever the session's
 /// time zone: leases are timed by it, so that node clock skew cannot let two nodes
@@ -30,8 +21,7 @@ const NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTA
 pub(crate) struct MySqlDriver {
     pool: MySqlPool,
     names: Names,
-    rows: Rows<MySql>,
-    history: Runs<MySql>,
+    parts: Parts<MySql>,
     /// Selects and locks the due rows a claim may lease.
     claim_select: String,
 }
@@ -46,13 +36,11 @@ impl MySqlDriver {
              ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
             row_columns(Dialect::MySql, "", "?")
         );
-        let rows = Rows::new(pool.clone(), Dialect::MySql, &names);
-        let history = Runs::new(pool.clone(), Dialect::MySql, &names);
+        let parts = Parts::new(&pool, Dialect::MySql, &names);
         MySqlDriver {
             pool,
             names,
-            rows,
-            history,
+            parts,
             claim_select,
         }
     }
@@ -103,12 +91,8 @@ impl Driver for MySqlDriver {
         result
     }
 
-    fn rows(&self) -> &dyn SharedRows {
-        &self.rows
-    }
-
-    fn history(&self) -> &dyn HistoryOps {
-        &self.history
+    fn parts(&self) -> &dyn SharedParts {
+        &self.parts
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -202,13 +186,10 @@ impl Driver for MySqlDriver {
                  AND lease_holder = ? FOR UPDATE"
             )
         };
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        let lists = (req.holder, req.updates, req.removes);
-        let released = release_on::<MySql>(&mut tx, (jobs, held, update), lists, CHUNK)
+        let tx = self.pool.begin().await.map_err(map)?;
+        release_in::<MySql>(tx, (jobs, held, update), req, CHUNK)
             .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)?;
-        Ok(released)
+            .map_err(map)
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
@@ -240,51 +221,26 @@ impl Driver for MySqlDriver {
         tx.commit().await.map_err(map)?;
         Ok(held)
     }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`;
 /// interruptions (no `UPDATE ... RETURNING` here) as `SELECT ... FOR UPDATE` then
 /// `UPDATE` in one transaction.
 #[async_trait]
-impl HistoryOps for Runs<MySql> {
-    fn is_ready(&self) -> bool {
-        self.ready()
-    }
-
+impl RunsDialect for Runs<MySql> {
     async fn create(&self) -> Result<()> {
         // One `CREATE TABLE IF NOT EXISTS` with its indexes: atomic, so no lock.
-        let mut conn = self
-            .pool
-            .acquire()
+        let map = self.error("create the table");
+        self.create_on(&mut *self.pool.acquire().await.map_err(map)?)
             .await
-            .map_err(self.error("create the table"))?;
-        self.create_on(&mut conn).await?;
-        self.set_ready();
-        Ok(())
     }
 
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
         self.upsert_values(rows, None).await
     }
 
-    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
-        self.select(filter).await
-    }
-
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         self.select_latest(job_ids).await
-    }
-
-    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
-        self.delete_beyond(job_id, keep).await
-    }
-
-    async fn prune_before(&self, before: i64) -> Result<u64> {
-        self.delete_before(before).await
     }
 
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
@@ -326,16 +282,5 @@ impl HistoryOps for Runs<MySql> {
             .into_iter()
             .map(|r| r.interrupted(now, message))
             .collect())
-    }
-    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
-        self.upsert_node(row).await
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeRow>> {
-        self.select_nodes().await
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool> {
-        self.delete_node(node).await
     }
 }

@@ -5,12 +5,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row as _};
 
-use crate::codec::{EncodedJob, FetchedRow};
-use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
-use crate::error::StoreError;
-use crate::runs::{chunks, HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
-use crate::schema::{Dialect, Names};
-use crate::shared::{migrate_in, migration_error, row_columns, Rows, SharedRows, WRITTEN_COLUMNS};
+use crate::backend::prelude::*;
+use crate::runs::chunks;
 
 /// The statements of one job table, built once.
 #[derive(Debug)]
@@ -85,21 +81,18 @@ impl Statements {
 pub(crate) struct PgDriver {
     pool: PgPool,
     names: Names,
-    rows: Rows<Postgres>,
-    history: Runs<Postgres>,
+    parts: Parts<Postgres>,
     sql: Statements,
 }
 
 impl PgDriver {
     pub(crate) fn new(pool: PgPool, names: Names) -> Self {
         let sql = Statements::new(&names);
-        let rows = Rows::new(pool.clone(), Dialect::Postgres, &names);
-        let history = Runs::new(pool.clone(), Dialect::Postgres, &names);
+        let parts = Parts::new(&pool, Dialect::Postgres, &names);
         PgDriver {
             pool,
             names,
-            rows,
-            history,
+            parts,
             sql,
         }
     }
@@ -143,12 +136,8 @@ impl Driver for PgDriver {
         migrate_in(tx, Dialect::Postgres, n).await
     }
 
-    fn rows(&self) -> &dyn SharedRows {
-        &self.rows
-    }
-
-    fn history(&self) -> &dyn HistoryOps {
-        &self.history
+    fn parts(&self) -> &dyn SharedParts {
+        &self.parts
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
@@ -178,12 +167,8 @@ impl Driver for PgDriver {
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
-        let rows = sqlx::query(&self.sql.claim)
-            .bind(req.max_bytes)
-            .bind(req.now)
-            .bind(req.limit)
-            .bind(req.holder)
-            .bind(req.lease)
+        let rows = req
+            .bind_numbered(sqlx::query(&self.sql.claim), req.lease)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
@@ -231,10 +216,6 @@ impl Driver for PgDriver {
             .await
             .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
             .map_err(|e| StoreError::sql("PostgreSQL: release_jobs", e))
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 
     async fn notify_change(&self, token: &str) -> Result<()> {
@@ -355,11 +336,7 @@ impl<'a> RunColumns<'a> {
 /// The run history: batches as arrays through `UNNEST` (one statement each),
 /// interruptions in one `UPDATE ... RETURNING`.
 #[async_trait]
-impl HistoryOps for Runs<Postgres> {
-    fn is_ready(&self) -> bool {
-        self.ready()
-    }
-
+impl RunsDialect for Runs<Postgres> {
     async fn create(&self) -> Result<()> {
         let map = self.error("create the table");
         // Already there (the usual case): no lock taken, and no `CREATE INDEX IF NOT
@@ -384,7 +361,6 @@ impl HistoryOps for Runs<Postgres> {
         .await
         .map_err(&map)?;
         if found == relations.len() as i64 {
-            self.set_ready();
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(&map)?;
@@ -397,7 +373,6 @@ impl HistoryOps for Runs<Postgres> {
             .map_err(&map)?;
         self.create_on(&mut tx).await?;
         tx.commit().await.map_err(map)?;
-        self.set_ready();
         Ok(())
     }
 
@@ -441,35 +416,12 @@ impl HistoryOps for Runs<Postgres> {
         Ok(())
     }
 
-    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
-        self.select(filter).await
-    }
-
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         self.select_latest_of_list(sqlx::query(&self.sql.latest_of_list).bind(job_ids))
             .await
     }
 
-    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
-        self.delete_beyond(job_id, keep).await
-    }
-
-    async fn prune_before(&self, before: i64) -> Result<u64> {
-        self.delete_before(before).await
-    }
-
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
         self.interrupt_returning(node, now, message).await
-    }
-    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
-        self.upsert_node(row).await
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeRow>> {
-        self.select_nodes().await
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool> {
-        self.delete_node(node).await
     }
 }

@@ -1,13 +1,14 @@
 //! The run history table (`<table>_runs`): its rows as written and read, and the
-//! statements every dialect runs alike. A dialect file implements [`HistoryOps`] for
-//! its `Runs<DB>`, adding only what differs: how the table is created (under which
-//! lock), how a batch is written (PostgreSQL: arrays through `UNNEST`), and how running
-//! records are interrupted (`UPDATE ... RETURNING`, or select then update on MySQL).
+//! statements every dialect runs alike. A dialect file implements
+//! [`RunsDialect`](crate::history_ops::RunsDialect) for its `Runs<DB>`, adding only what
+//! differs: how the table is created (under which lock), how a batch is written
+//! (PostgreSQL: arrays through `UNNEST`), how the newest runs are read, and how running
+//! records are interrupted (`UPDATE ... RETURNING`, or select then update on MySQL);
+//! [`HistoryOps`](crate::history_ops::HistoryOps) follows for every dialect.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use apscheduler_core::RunOutcome;
-use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::driver::Result;
@@ -64,7 +65,7 @@ pub(crate) struct RunRow {
 }
 
 impl RunRow {
-    /// The row after [`HistoryOps::interrupt`] changed it.
+    /// The row after [`HistoryOps::interrupt`](crate::history_ops::HistoryOps::interrupt) changed it.
     #[cfg(feature = "mysql")]
     pub(crate) fn interrupted(mut self, now: i64, message: &str) -> Self {
         self.outcome = RunOutcome::Interrupted.as_str().to_owned();
@@ -85,46 +86,6 @@ pub(crate) struct RunFilter<'a> {
     pub(crate) until: Option<i64>,
     pub(crate) node: Option<&'a str>,
     pub(crate) limit: i64,
-}
-
-/// One backend's operations on the run history table.
-#[async_trait]
-pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
-    /// Whether [`create`](HistoryOps::create) succeeded on this pool.
-    fn is_ready(&self) -> bool;
-
-    /// Creates the table and its indexes unless they exist, and checks that a table
-    /// found under the name has the columns; idempotent.
-    async fn create(&self) -> Result<()>;
-
-    /// Writes the rows (run ids unique within them), each replacing the row with its
-    /// run id; all or nothing.
-    async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()>;
-
-    /// The rows matching `filter`, by `scheduled_at` then `run_id`, both descending.
-    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>>;
-
-    /// The newest row of each job of `job_ids` (that has one).
-    async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>>;
-
-    /// Deletes the ended rows of `job_id` beyond the newest `keep`; how many.
-    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64>;
-
-    /// Deletes the ended rows scheduled before `before` (microseconds); how many.
-    async fn prune_before(&self, before: i64) -> Result<u64>;
-
-    /// Marks the running rows of `node` interrupted, finished at `now` with `message`;
-    /// returns them as changed.
-    async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>>;
-
-    /// Writes a node's registry row (creating or replacing it).
-    async fn heartbeat(&self, row: &NodeRow) -> Result<()>;
-
-    /// Every registry row, by node name.
-    async fn nodes(&self) -> Result<Vec<NodeRow>>;
-
-    /// Deletes a node's registry row; whether there was one.
-    async fn remove_node(&self, node: &str) -> Result<bool>;
 }
 
 /// Jobs per statement of [`Runs::select_latest`] (MySQL/MariaDB).

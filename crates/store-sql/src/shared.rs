@@ -629,21 +629,21 @@ where
     Ok(held)
 }
 
-/// Stores new states and deletes rows whose lease `holder` has, on `conn` (inside a
-/// transaction), in chunks of `chunk` rows (SQLite and MySQL: anonymous `?`
+/// Stores new states and deletes rows whose lease `holder` has, in the transaction
+/// `tx`, which it commits, in chunks of `chunk` rows (SQLite and MySQL: anonymous `?`
 /// placeholders); returns the ids it released. `held` turns a chunk's id placeholders
 /// into a statement taking the ids, then `holder`, that selects the ids whose lease
 /// `holder` has (and locks them, where the backend needs it). `update` turns a chunk's
 /// size into a statement taking [`bind_rows`]'s values for each row, then `holder`,
 /// that writes them and drops the leases.
-pub(crate) async fn release_on<DB>(
-    conn: &mut DB::Connection,
+pub(crate) async fn release_in<DB>(
+    mut tx: sqlx::Transaction<'_, DB>,
     (jobs, held, update): (
         &str,
         impl Fn(&str) -> String + Send,
         impl Fn(usize) -> String + Send,
     ),
-    (holder, updates, removes): (&str, &[EncodedJob], &[String]),
+    req: crate::driver::Release<'_>,
     chunk: usize,
 ) -> std::result::Result<Vec<String>, sqlx::Error>
 where
@@ -660,6 +660,8 @@ where
     for<'r> String: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    let (holder, updates, removes) = (req.holder, req.updates, req.removes);
+    let conn: &mut DB::Connection = &mut tx;
     let ids: Vec<&str> = updates
         .iter()
         .map(|u| u.id.as_str())
@@ -682,5 +684,6 @@ where
         bind_rows(q, part).bind(holder).execute(&mut *conn).await?;
     }
     delete_held_on::<DB>(conn, jobs, holder, removes, chunk).await?;
+    tx.commit().await?;
     Ok(released)
 }

@@ -8,18 +8,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{ConnectOptions as _, Sqlite};
 
-use crate::codec::{EncodedJob, FetchedRow};
-use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
-use crate::error::StoreError;
-use crate::runs::{HistoryOps, NodeRow, RunFilter, RunRow, RunWrite, Runs};
-use crate::schema::{Dialect, Names};
-use crate::shared::{
-    bind_rows, held_ids_on, mark_corrupt_in, migrate_in, migration_error, release_on, row_columns,
-    row_values, Rows, SharedRows, WRITTEN_COLUMNS,
-};
-
-/// Rows per multi-row statement (SQLite allows 32,766 placeholders).
-const CHUNK: usize = 500;
+use crate::backend::prelude::*;
 
 /// How a write transaction starts: with the write lock.
 const BEGIN: &str = "BEGIN IMMEDIATE";
@@ -29,8 +18,7 @@ const BEGIN: &str = "BEGIN IMMEDIATE";
 pub(crate) struct SqliteDriver {
     pool: SqlitePool,
     names: Names,
-    rows: Rows<Sqlite>,
-    history: Runs<Sqlite>,
+    parts: Parts<Sqlite>,
     /// Leases due rows to a holder and returns them, in one statement.
     claim: String,
     /// Every row, as one value (see [`one_value`]).
@@ -124,8 +112,7 @@ impl SqliteDriver {
         );
         SqliteDriver {
             fetch_all,
-            rows: Rows::new(pool.clone(), Dialect::Sqlite, &names),
-            history: Runs::new(pool.clone(), Dialect::Sqlite, &names),
+            parts: Parts::new(&pool, Dialect::Sqlite, &names),
             claim,
             pool,
             names,
@@ -170,12 +157,8 @@ impl Driver for SqliteDriver {
         migrate_in(tx, Dialect::Sqlite, &self.names).await
     }
 
-    fn rows(&self) -> &dyn SharedRows {
-        &self.rows
-    }
-
-    fn history(&self) -> &dyn HistoryOps {
-        &self.history
+    fn parts(&self) -> &dyn SharedParts {
+        &self.parts
     }
 
     /// In one value: each row sent on its own from the connection's thread costs a
@@ -258,12 +241,8 @@ impl Driver for SqliteDriver {
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let map = |e| StoreError::sql("SQLite: acquire_due_jobs", e);
         let mut tx = self.pool.begin_with(BEGIN).await.map_err(map)?;
-        let rows = sqlx::query(&self.claim)
-            .bind(req.max_bytes)
-            .bind(req.now)
-            .bind(req.limit)
-            .bind(req.holder)
-            .bind(req.expires)
+        let rows = req
+            .bind_numbered(sqlx::query(&self.claim), req.expires)
             .fetch_all(&mut *tx)
             .await
             .map_err(map)?;
@@ -321,31 +300,24 @@ impl Driver for SqliteDriver {
         // `BEGIN IMMEDIATE` holds the write lock: the held rows stay held until commit.
         let held =
             |ids: &str| format!("SELECT id FROM {jobs} WHERE id IN ({ids}) AND lease_holder = ?");
-        let mut tx = self.pool.begin_with(BEGIN).await.map_err(map)?;
-        let lists = (req.holder, req.updates, req.removes);
-        let released = release_on::<Sqlite>(&mut tx, (jobs, held, update), lists, CHUNK)
+        let tx = self.pool.begin_with(BEGIN).await.map_err(map)?;
+        release_in::<Sqlite>(tx, (jobs, held, update), req, CHUNK)
             .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)?;
-        Ok(released)
+            .map_err(map)
     }
 
     async fn close(&self) {
         if let Some(c) = &self.checkpoints {
             c.stop();
         }
-        self.pool.close().await;
+        self.parts.close().await;
     }
 }
 
 /// The run history: writes in `BEGIN IMMEDIATE` transactions (one writer at a time),
 /// interruptions in one `UPDATE ... RETURNING`.
 #[async_trait]
-impl HistoryOps for Runs<Sqlite> {
-    fn is_ready(&self) -> bool {
-        self.ready()
-    }
-
+impl RunsDialect for Runs<Sqlite> {
     async fn create(&self) -> Result<()> {
         let mut tx = self
             .pool
@@ -354,16 +326,11 @@ impl HistoryOps for Runs<Sqlite> {
             .map_err(self.error("create the table"))?;
         self.create_on(&mut tx).await?;
         tx.commit().await.map_err(self.error("create the table"))?;
-        self.set_ready();
         Ok(())
     }
 
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
         self.upsert_values(rows, Some(BEGIN)).await
-    }
-
-    async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
-        self.select(filter).await
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
@@ -418,27 +385,8 @@ impl HistoryOps for Runs<Sqlite> {
             .collect())
     }
 
-    async fn prune_job(&self, job_id: &str, keep: i64) -> Result<u64> {
-        self.delete_beyond(job_id, keep).await
-    }
-
-    async fn prune_before(&self, before: i64) -> Result<u64> {
-        self.delete_before(before).await
-    }
-
     async fn interrupt(&self, node: &str, now: i64, message: &str) -> Result<Vec<RunRow>> {
         self.interrupt_returning(node, now, message).await
-    }
-    async fn heartbeat(&self, row: &NodeRow) -> Result<()> {
-        self.upsert_node(row).await
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeRow>> {
-        self.select_nodes().await
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool> {
-        self.delete_node(node).await
     }
 }
 

@@ -173,7 +173,7 @@ impl IntervalTriggerBuilder {
         if self.interval <= Duration::zero() || self.interval.num_nanoseconds().is_none() {
             return Err(TriggerError::EmptyInterval {
                 field: "interval".into(),
-                value: apscheduler_core::time::timedelta(self.interval),
+                value: apscheduler_core::time::human_duration(self.interval),
             });
         }
         let tz = self
@@ -319,5 +319,25 @@ mod size {
     #[test]
     fn interval_trigger_stays_small() {
         assert!(std::mem::size_of::<super::IntervalTrigger>() <= 40);
+    }
+}
+
+#[cfg(test)]
+mod errors {
+    use super::*;
+
+    /// The refused interval reads as a person writes one, negative ones included.
+    #[test]
+    fn an_empty_interval_names_its_value_in_human_units() {
+        let message = |d: Duration| IntervalTrigger::builder(d).build().unwrap_err().to_string();
+        assert_eq!(
+            message(Duration::zero()),
+            "invalid value for field 'interval': '0s': interval must be longer than zero"
+        );
+        assert!(
+            message(Duration::seconds(-5)).contains("'-5s'"),
+            "{}",
+            message(Duration::seconds(-5))
+        );
     }
 }

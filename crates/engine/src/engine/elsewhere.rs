@@ -24,7 +24,9 @@ use std::time::Instant;
 
 use apscheduler_core::RunElsewhere;
 
-use super::pass::{NotStartedReason, PassLookups, PlannedRun};
+use super::pass::PassLookups;
+use super::start::PlannedRun;
+use super::unreleased::NotStartedReason;
 use super::*;
 
 /// How often waiting fire times read the other nodes' runs again.

@@ -12,6 +12,8 @@
 //! | [`jobs`] | the rest of the job API: find, modify, pause, remove, list |
 //! | [`job_tables`] | what that API works on: the pending jobs before start, the stores after |
 //! | [`pass`] | one pass of the main loop |
+//! | [`start`] | starting the runs a pass planned, or recording why not |
+//! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
@@ -54,6 +56,8 @@ mod pass;
 mod pending;
 mod recovery;
 mod run_now;
+mod start;
+mod unreleased;
 
 pub use builder::EngineBuilder;
 use events::Reporter;
@@ -158,7 +162,7 @@ pub(crate) struct Inner {
     /// Releases a store did not confirm (it was down, or the reply was lost), by store,
     /// with the runs they would start: retried before the next claim, so a run that
     /// happened is never claimed and run again once the store is back.
-    unreleased: Mutex<HashMap<Arc<str>, pass::Unreleased>>,
+    unreleased: Mutex<HashMap<Arc<str>, unreleased::Unreleased>>,
     /// Records run history, when configured.
     history: Option<Arc<Recorder>>,
     /// Runs this node recorded `interrupted` (a dead node's, or its own previous

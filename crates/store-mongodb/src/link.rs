@@ -1,0 +1,276 @@
+//! The connection shared by the job store and its run history: where the data lives,
+//! connecting (and creating the indexes), and the write commands both send.
+
+use super::*;
+
+/// Where the store's data lives and the client it reaches it with, shared with the
+/// store's [`MongoDbRunHistory`] (so both use one client and connect once).
+pub(crate) struct Link {
+    pub(crate) source: Source,
+    pub(crate) database: String,
+    pub(crate) collection: String,
+    /// `database.collection`, for messages.
+    pub(crate) namespace: String,
+    pub(crate) server_selection_timeout: Option<Duration>,
+    pub(crate) conn: Mutex<Option<Conn>>,
+    pub(crate) connecting: tokio::sync::Mutex<()>,
+    /// Set once a server was seen that does not tell its time (warned about once).
+    pub(crate) no_server_time: AtomicBool,
+}
+
+/// Where the client comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A connection string; the store creates (and shuts down) its client.
+    Url(String),
+    /// A client the application owns.
+    Client(Client),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the connection string: it may hold a password.
+        match self {
+            Source::Url(_) => f.write_str("Url(<redacted>)"),
+            Source::Client(_) => f.write_str("Client"),
+        }
+    }
+}
+
+/// A connected client and the collection handles.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) database: Database,
+    pub(crate) jobs: Collection<Document>,
+    pub(crate) raw: Collection<RawDocumentBuf>,
+}
+
+impl Link {
+    /// The connected client and collection handles, connecting first when needed
+    /// (which also creates the jobs collection's indexes).
+    pub(crate) async fn conn(&self) -> Result<Conn, Error> {
+        if let Some(conn) = self.conn.lock().clone() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.conn.lock().clone() {
+            return Ok(conn);
+        }
+        let conn = self.connect().await?;
+        *self.conn.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> Result<Conn, Error> {
+        let client = match &self.source {
+            Source::Url(url) => {
+                let mut options = ClientOptions::parse(url)
+                    .await
+                    .map_err(|e| fail(&self.namespace, "cannot use the connection string", e))?;
+                if options.app_name.is_none() {
+                    options.app_name = Some("apscheduler-rs".to_owned());
+                }
+                if let Some(timeout) = self.server_selection_timeout {
+                    options.server_selection_timeout = Some(timeout);
+                }
+                Client::with_options(options)
+                    .map_err(|e| fail(&self.namespace, "cannot create the client", e))?
+            }
+            Source::Client(client) => client.clone(),
+        };
+        let database = client.database(&self.database);
+        database
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(|e| fail(&self.namespace, "cannot reach the server", e))?;
+        // Claims read back what they just wrote: always on the primary.
+        let jobs = database.collection_with_options::<Document>(
+            &self.collection,
+            CollectionOptions::builder()
+                .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+                .build(),
+        );
+        let indexes = [
+            IndexModel::builder()
+                .keys(doc! {field::NEXT_RUN_TIME: 1, field::ID: 1})
+                .options(
+                    IndexOptions::builder()
+                        .name(NEXT_RUN_TIME_INDEX.to_owned())
+                        .build(),
+                )
+                .build(),
+            IndexModel::builder()
+                .keys(doc! {field::LEASE_EXPIRES: 1})
+                .options(
+                    IndexOptions::builder()
+                        .name(LEASE_INDEX.to_owned())
+                        .sparse(true)
+                        .build(),
+                )
+                .build(),
+        ];
+        if let Err(e) = jobs.create_indexes(indexes).await {
+            match &*e.kind {
+                DriverKind::Command(c) if INDEX_CONFLICT_CODES.contains(&c.code) => {
+                    apscheduler_core::log_warn!(
+                        target: "apscheduler",
+                        namespace = %self.namespace,
+                        error = %e,
+                        "an index of the same name exists with other options; keeping it"
+                    );
+                }
+                _ => return Err(fail(&self.namespace, "cannot create the indexes", e)),
+            }
+        }
+        Ok(Conn {
+            raw: jobs.clone_with_type(),
+            client,
+            database,
+            jobs,
+        })
+    }
+}
+
+/// A driver error as a core error, naming `namespace` and what was being done.
+pub(crate) fn fail(namespace: &str, context: impl Into<String>, source: DriverError) -> Error {
+    StoreError::Driver {
+        namespace: namespace.to_owned(),
+        context: context.into(),
+        source,
+    }
+    .into_error()
+}
+
+/// Runs a write command (`update` or `delete`) on `target` over `statements` (each with its
+/// size in bytes), in as many commands as the limits need, unordered. Returns the
+/// statements' write errors: (index into `statements`, code, message).
+pub(crate) async fn write_command(
+    database: &Database,
+    target: &Collection<Document>,
+    namespace: &str,
+    command: &str,
+    list: &str,
+    statements: Vec<(Document, usize)>,
+    context: &str,
+) -> Result<Vec<(usize, i32, String)>, Error> {
+    let mut failures = Vec::new();
+    let mut start = 0;
+    let mut statements = statements.into_iter().peekable();
+    while statements.peek().is_some() {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some((_, size)) = statements.peek() {
+            if !batch.is_empty()
+                && (batch.len() >= STATEMENTS_PER_COMMAND || bytes + size > BYTES_PER_COMMAND)
+            {
+                break;
+            }
+            let Some((statement, size)) = statements.next() else {
+                break;
+            };
+            bytes += size;
+            batch.push(Bson::Document(statement));
+        }
+        let count = batch.len();
+        let mut body = doc! {command: target.name(), list: batch, "ordered": false};
+        if let Some(concern) = target.write_concern() {
+            if let Ok(concern) = bson::to_bson(concern) {
+                body.insert("writeConcern", concern);
+            }
+        }
+        let reply = database
+            .run_command(body)
+            .await
+            .map_err(|e| fail(namespace, context, e))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for error in errors.iter().filter_map(Bson::as_document) {
+                let index = error
+                    .get("index")
+                    .and_then(bson_int)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .unwrap_or(0);
+                let code = error
+                    .get("code")
+                    .and_then(bson_int)
+                    .and_then(|c| i32::try_from(c).ok())
+                    .unwrap_or(0);
+                let message = error.get_str("errmsg").unwrap_or_default().to_owned();
+                failures.push((start + index, code, message));
+            }
+        }
+        if let Ok(concern) = reply.get_document("writeConcernError") {
+            return Err(write_error(
+                namespace,
+                context,
+                concern
+                    .get("code")
+                    .and_then(bson_int)
+                    .and_then(|c| i32::try_from(c).ok())
+                    .unwrap_or(0),
+                concern.get_str("errmsg").unwrap_or_default().to_owned(),
+            ));
+        }
+        start += count;
+    }
+    Ok(failures)
+}
+
+pub(crate) fn write_error(namespace: &str, context: &str, code: i32, message: String) -> Error {
+    StoreError::Write {
+        namespace: namespace.to_owned(),
+        context: context.to_owned(),
+        code,
+        message,
+    }
+    .into_error()
+}
+
+/// An integer of any BSON integer type (or an integral double).
+pub(crate) fn bson_int(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int32(v) => Some((*v).into()),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) if v.fract() == 0.0 && v.is_finite() => Some(*v as i64),
+        _ => None,
+    }
+}
+
+/// The default database a connection string names (`mongodb://host/db?...`), if any.
+pub(crate) fn url_database(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split('?').next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_string_names_the_default_database() {
+        assert_eq!(
+            url_database("mongodb://h:27017/billing?w=1").as_deref(),
+            Some("billing")
+        );
+        assert_eq!(
+            url_database("mongodb://u:p@h1,h2/ops").as_deref(),
+            Some("ops")
+        );
+        assert_eq!(
+            url_database("mongodb://h:27017/?directConnection=true"),
+            None
+        );
+        assert_eq!(url_database("mongodb://h:27017"), None);
+        let store = MongoDbJobStore::builder("mongodb://h/billing")
+            .build()
+            .unwrap();
+        assert_eq!(store.link.namespace, "billing.jobs");
+        let store = MongoDbJobStore::builder("mongodb://h/billing")
+            .database("other")
+            .build()
+            .unwrap();
+        assert_eq!(store.link.namespace, "other.jobs");
+    }
+}
