@@ -315,8 +315,8 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             // An in-memory database has no WAL to checkpoint.
             let checkpoint_every = config.sqlite_checkpoint_every.filter(|_| !*in_memory);
             if checkpoint_every.is_some() {
-                // The commits no longer checkpoint (and sync the file) at 1,000 pages of
-                // WAL; a background task does. The bound left is a safety net, should
+                // Commits do not checkpoint (and sync the file) at SQLite's default of
+                // 1,000 pages of WAL; a background task does. The bound left is a safety net, should
                 // the task fall behind.
                 options = options.pragma("wal_autocheckpoint", WAL_SAFETY_PAGES.to_string());
             }

@@ -476,7 +476,7 @@ where
 const PARALLEL_ROWS: usize = 1_000;
 
 /// A JSON string read as its bytes, unchecked: a text column may hold bytes that are
-/// not UTF-8 (SQLite does not check), which the row-by-row reads took as they were.
+/// not UTF-8 (SQLite does not check), which a row-by-row read also returns as stored.
 #[derive(Debug, Default)]
 struct Bytes(Vec<u8>);
 

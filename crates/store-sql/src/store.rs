@@ -250,8 +250,8 @@ impl SqlJobStoreBuilder {
     /// `add_job` returns against the crash of any process, the scheduler's included
     /// (SIGKILL); an operating-system crash or a power loss may lose the last commits
     /// (the database stays consistent). `true` survives those too, at the cost of one
-    /// disk sync per commit (about 0.5 ms per `add_job` on the benchmark machine; see
-    /// docs/PERFORMANCE.md).
+    /// disk sync per commit (about 0.35 ms per `add_job` on the benchmark machine; see
+    /// docs/PERFORMANCE.md, "Adding jobs to a running scheduler with a SQL store").
     pub fn sqlite_sync_full(mut self, full: bool) -> Self {
         self.pool.sqlite_sync_full = full;
         self

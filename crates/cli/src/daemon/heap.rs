@@ -55,8 +55,8 @@ const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb";
 /// arguments, descriptors and environment; about a millisecond).
 ///
 /// Why: `aps jobs list` on 10,000 jobs spent a fifth of its time in page faults of the
-/// 100 MB it builds; with huge pages it ran in 160 ms instead of 210 ms
-/// (docs/PERFORMANCE.md). The daemon does not do this: it stays small instead.
+/// 100 MB it builds; with huge pages a listing of 10,000 jobs took about 126 ms instead
+/// of 141 ms (docs/PERFORMANCE.md, "Listing 10,000 jobs"). The daemon does not do this: it stays small instead.
 ///
 /// Does nothing when `GLIBC_TUNABLES` already names the tunable (either value: the
 /// user's choice stands, and it ends the `exec`), when transparent huge pages are off

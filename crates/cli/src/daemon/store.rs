@@ -20,7 +20,7 @@ const SQLITE_PAGE_CACHE: usize = 512 * 1024;
 
 /// How often the daemon checkpoints its SQLite file's WAL, in the background: a commit
 /// that checkpoints syncs the file, a pause of several ms in a claim or release, and a
-/// long WAL slows every read (docs/PERFORMANCE.md, "Burst, after the cluster work").
+/// long WAL slows every read (docs/PERFORMANCE.md, "100 commands a second").
 const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,

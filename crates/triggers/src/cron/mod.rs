@@ -559,8 +559,8 @@ impl Trigger for CronTrigger {
     ) -> Option<DateTime<Tz>> {
         // The start instant is worked out in UTC and put into the trigger's zone once, at
         // the end: every `with_timezone` or `+` on a `DateTime<Tz>` is a chrono-tz offset
-        // search, and four of them took over a third of a chained call (see
-        // docs/PERFORMANCE.md). Instants compare and add the same in any zone.
+        // search, and four of them took over a third of a chained call (a profile of the
+        // chained call, docs/PERFORMANCE.md, "Trigger engine"). Instants compare and add the same in any zone.
         let now = now.to_utc();
         let start = match previous {
             Some(prev) => {
