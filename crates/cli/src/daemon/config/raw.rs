@@ -122,8 +122,9 @@ pub(super) struct RawDefaults {
     pub(super) mail_when: Option<Spanned<String>>,
 }
 
-/// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`] where only the
-/// settings are read (parsing 10,000 job tables was most of `aps history --config`).
+/// The whole file; its `[[jobs]]` as `J`: the tables, or
+/// [`IgnoredAny`](serde::de::IgnoredAny) where only the settings are read (parsing
+/// 10,000 job tables was most of `aps history --config`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig<J = Vec<Spanned<RawJob>>> {
