@@ -215,9 +215,14 @@ impl Mailer {
             Action::Command { command, .. } => command.clone(),
             Action::Http { method, url, .. } => format!("{method} {url}"),
         };
+        let user = match &def.action {
+            Action::Command { user, .. } => user.as_deref(),
+            Action::Http { .. } => None,
+        };
         let report = Report {
             job_id: &env.job_id,
             run_id: &env.run_id,
+            user,
             scheduled_at: env.scheduled_at.to_rfc3339(),
             what: &what,
             outcome: &outcome,

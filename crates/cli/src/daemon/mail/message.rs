@@ -93,6 +93,9 @@ pub(crate) fn should_mail(when: MailWhen, is_command: bool, failed: bool, output
 pub(crate) struct Report<'a> {
     pub(crate) job_id: &'a str,
     pub(crate) run_id: &'a str,
+    /// The user the job's command runs as (its `user`), named in the subject as cron
+    /// names the crontab's owner; `None`: the daemon's own user.
+    pub(crate) user: Option<&'a str>,
     /// The fire time the run was for (RFC 3339).
     pub(crate) scheduled_at: String,
     /// The command (or `GET https://...` for an HTTP job): the subject's end.
@@ -170,7 +173,11 @@ pub(crate) fn compose(
 ) -> Result<Message, String> {
     let mut builder = Message::builder()
         .from(sender.from.clone())
-        .subject(subject(&sender.user, &sender.host, report.what))
+        .subject(subject(
+            report.user.unwrap_or(&sender.user),
+            &sender.host,
+            report.what,
+        ))
         .header(ContentType::TEXT_PLAIN)
         .message_id(None);
     for to in recipients {
@@ -266,6 +273,7 @@ mod tests {
         let report = Report {
             job_id: "backup",
             run_id: "r1",
+            user: None,
             scheduled_at: "2026-11-25T03:00:00+00:00".into(),
             what: "backup",
             outcome: &o,
@@ -284,6 +292,7 @@ mod tests {
         let mut report = Report {
             job_id: "j",
             run_id: "r",
+            user: None,
             scheduled_at: "t".into(),
             what: "c",
             outcome: &o,
@@ -319,6 +328,7 @@ mod tests {
         let report = Report {
             job_id: "nightly",
             run_id: "run-7",
+            user: None,
             scheduled_at: "t".into(),
             what: "echo hi",
             outcome: &o,
@@ -348,5 +358,31 @@ mod tests {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         assert!(text.contains("\r\n\r\nhi\r\n\r\n-- \r\naps: job nightly, run run-7"));
+    }
+
+    #[test]
+    fn the_subject_names_the_user_the_job_runs_as() {
+        let o = outcome(false);
+        let report = Report {
+            job_id: "logrotate",
+            run_id: "run-1",
+            user: Some("www-data"),
+            scheduled_at: "t".into(),
+            what: "rotate",
+            outcome: &o,
+            output: b"x\n",
+            output_total: 2,
+        };
+        let sender = Sender {
+            from: "aps@web1".parse().unwrap(),
+            user: "root".into(),
+            host: "web1".into(),
+        };
+        let to = ["ops@example.com".parse().unwrap()];
+        let text = String::from_utf8(compose(&sender, &to, &report).unwrap().formatted()).unwrap();
+        assert!(
+            text.contains("Subject: aps <www-data@web1> rotate\r\n"),
+            "{text}"
+        );
     }
 }
