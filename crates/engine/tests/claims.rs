@@ -47,6 +47,10 @@ struct Faulty {
     shared: bool,
     /// The next claim panics (a bug in the store).
     claim_panics: AtomicBool,
+    /// The lease each claim asked for.
+    leases: Mutex<Vec<Duration>>,
+    /// How many of the next claims fail (the store is down).
+    claims_failing: AtomicUsize,
 }
 
 impl Faulty {
@@ -57,6 +61,8 @@ impl Faulty {
             releases: AtomicUsize::new(0),
             shared,
             claim_panics: AtomicBool::new(false),
+            leases: Mutex::new(Vec::new()),
+            claims_failing: AtomicUsize::new(0),
         })
     }
 }
@@ -104,6 +110,14 @@ impl JobStore for Faulty {
             !self.claim_panics.swap(false, Ordering::SeqCst),
             "a bug in the store's claim"
         );
+        self.leases.lock().unwrap().push(lease);
+        let down = self
+            .claims_failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
+            return Err(Error::new(ErrorKind::Unavailable, "connection refused"));
+        }
         self.inner
             .acquire_due_jobs(scheduler_id, now, limit, lease)
             .await
@@ -253,9 +267,35 @@ impl Harness {
     }
 }
 
+/// An engine built without `.lease(...)` claims for 5 s: what the store is asked for,
+/// and what it then holds (a second scheduler finds the job leased until then).
 #[test]
 fn the_default_lease_is_five_seconds() {
-    assert_eq!(DEFAULT_LEASE, Duration::from_secs(5));
+    let h = Harness::new();
+    // Keep the lease: the release of 10:00:00 fails, so the claim's lease stands.
+    h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
+    h.process(at(10, 0, 0));
+    let leases = h.store.leases.lock().unwrap().clone();
+    assert!(leases.len() >= 2, "the engine claimed: {leases:?}");
+    assert!(
+        leases.iter().all(|l| *l == Duration::from_secs(5)),
+        "the leases the engine asked for: {leases:?}"
+    );
+    // Another scheduler finds the job leased to node-1 just before 10:00:05, and free
+    // from then on.
+    let claim = |t: DateTime<Utc>| {
+        h.rt.block_on(
+            h.store
+                .inner
+                .acquire_due_jobs("node-2", t, 10, Duration::from_millis(1)),
+        )
+        .unwrap()
+        .jobs
+        .len()
+    };
+    let just_before = at(10, 0, 5) - chrono::Duration::milliseconds(1);
+    assert_eq!(claim(just_before), 0, "the lease ended before 10:00:05");
+    assert_eq!(claim(at(10, 0, 5)), 1, "the lease lasted past 10:00:05");
 }
 
 #[test]
@@ -349,6 +389,35 @@ fn a_store_that_panics_in_a_pass_is_retried_like_a_failing_one() {
     );
     h.process(at(10, 1, 0));
     assert_eq!(h.runs.load(Ordering::SeqCst), 3);
+}
+
+/// The store backoff: a store whose pass fails is looked at again 0.5 s later, then
+/// every second while it stays down (so the first run after it returns comes within
+/// about a second, inside the default 1 s grace); a pass that succeeds starts the
+/// backoff over.
+#[test]
+fn a_failing_store_is_retried_after_half_a_second_then_every_second() {
+    let h = Harness::new();
+    let pass = |t: DateTime<Utc>| {
+        h.clock.set(t);
+        h.rt.block_on(h.engine.process_jobs())
+            .expect("a wait after the pass")
+    };
+    h.store.claims_failing.store(4, Ordering::SeqCst);
+    let mut t = at(9, 59, 30);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let wait = pass(t);
+        waits.push(wait);
+        t += chrono::Duration::from_std(wait).unwrap();
+    }
+    let ms = Duration::from_millis;
+    assert_eq!(waits, [ms(500), ms(1000), ms(1000), ms(1000)]);
+    // Back: the next wait leads to the job's next fire time.
+    assert_eq!(pass(t), (at(10, 0, 0) - t).to_std().unwrap());
+    // Down again: the backoff starts over.
+    h.store.claims_failing.store(1, Ordering::SeqCst);
+    assert_eq!(pass(t + chrono::Duration::seconds(1)), ms(500));
 }
 
 /// A shutdown that cannot wait for a pass stalled in its release (over 5 s) records the
