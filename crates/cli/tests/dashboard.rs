@@ -130,7 +130,7 @@ impl Setup {
             .env("CHROMIUM", chromium())
             .envs(env.iter().copied());
         let (code, stdout, stderr) =
-            run_with_limit(node, self.dir.dir.path(), Duration::from_secs(240));
+            run_with_limit(node, self.dir.path(), Duration::from_secs(240));
         println!("{stdout}");
         if !stderr.trim().is_empty() {
             println!("node stderr:\n{stderr}");

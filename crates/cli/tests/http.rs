@@ -19,7 +19,7 @@ use support::{free_port, token, Daemon, Dir, APS};
 struct Http {
     daemon: Daemon,
     base: String,
-    _dir: Dir,
+    dir: Dir,
 }
 
 impl Http {
@@ -32,7 +32,7 @@ impl Http {
         Http {
             daemon,
             base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -444,7 +444,7 @@ cron = "0 3 * * *"
             &format!("Authorization: Bearer {operate}"),
         ])
         .env("NO_COLOR", "1")
-        .current_dir(daemon._dir.path())
+        .current_dir(daemon.dir.path())
         .output()
         .unwrap();
     let text = format!(

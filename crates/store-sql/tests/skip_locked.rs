@@ -52,10 +52,11 @@ async fn a_claim_skips_a_row_another_transaction_holds(tables: &Tables, lock_a: 
         started.elapsed()
     );
 
-    // Once the other transaction ends, `a` is claimable again.
+    // Once the other transaction ends, `a` is claimable again (by another scheduler:
+    // `b` and `c` stay leased to the first).
     holder.release().await;
     let claimed = store
-        .acquire_due_jobs("s1", utc(10), 10, LEASE)
+        .acquire_due_jobs("s2", utc(10), 10, LEASE)
         .await
         .unwrap();
     let ids: Vec<&str> = claimed.jobs.iter().map(|j| &*j.id).collect();

@@ -31,6 +31,11 @@ impl Dir {
         Dir { dir }
     }
 
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("aps.toml")
     }
