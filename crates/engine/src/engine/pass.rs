@@ -341,7 +341,7 @@ impl Engine {
         let Some(last) = due.last().copied() else {
             return Some(JobRelease::Update(job));
         };
-        if due.len() > 1 {
+        if job.coalesce && due.len() > 1 {
             due.clear();
             due.push(last);
         }
