@@ -9,15 +9,14 @@
 //! (`.ci/services.sh` installs them). Without them the test fails under CI and is
 //! skipped elsewhere, with a `SKIPPED dashboard e2e:` line on stderr.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apscheduler_testkit::server::{in_ci, skip_notice};
-
-const APS: &str = env!("CARGO_BIN_EXE_aps");
+use support::{free_port, http_status, token, Daemon, Dir, APS};
 
 const INSTALL_HINT: &str =
     "apt-get install -y chromium nodejs npm && npm ci --prefix tests/browser \
@@ -61,67 +60,6 @@ fn missing_tools(root: &Path) -> Option<String> {
     None
 }
 
-fn spare_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a spare port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
-/// The status code of `GET path` on `127.0.0.1:port`, if it answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = String::new();
-    s.read_to_string(&mut head).ok()?;
-    head.split_whitespace().nth(1)?.parse().ok()
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit code (`None`: killed by a signal).
-    fn stop(&mut self) -> Option<i32> {
-        let sent = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -s TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the daemon") {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit within 20 s of SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `cmd` with its output in files under `dir`, killing it past `limit`; its exit
 /// code (`None` when killed) and its stdout and stderr.
 fn run_with_limit(mut cmd: Command, dir: &Path, limit: Duration) -> (Option<i32>, String, String) {
@@ -155,59 +93,26 @@ fn run_with_limit(mut cmd: Command, dir: &Path, limit: Duration) -> (Option<i32>
 /// `aps run` on a temp config with the test's jobs and `[http]` on a spare port (plus
 /// `http_extra`, e.g. tokens), up once `GET /health` answers 200.
 struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    dir: Dir,
     port: u16,
     daemon: Daemon,
 }
 
 impl Setup {
     fn start(http_extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let port = spare_port();
-        let config = dir.path().join("aps.toml");
+        let port = free_port();
         // `nightly` never fires during the test, so the run with the marker is the one
         // the browser starts; its name checks that the page shows text as text.
-        std::fs::write(
-            &config,
-            format!(
-                "[scheduler]\ntimezone = \"UTC\"\npoll_interval = \"200ms\"\nshutdown_grace = \"5s\"\nkill_grace = \"1s\"\n\
-                 [http]\nlisten = \"127.0.0.1:{port}\"\n{http_extra}\n\
-                 [[jobs]]\nid = \"tick\"\ncommand = \"echo tick $APS_RUN_ID\"\ninterval = 1\n\
-                 [[jobs]]\nid = \"fails\"\ncommand = \"echo oops >&2; exit 3\"\ninterval = 1\n\
-                 [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\n"
-            ),
-        )
-        .expect("write the config");
-
-        let log = dir.path().join("daemon.log");
-        let child = Command::new(APS)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create the log"))
-            .spawn()
-            .expect("start aps run");
-        let mut daemon = Daemon { child, log };
-
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_status(port, "/health") != Some(200) {
-            if let Some(status) = daemon.child.try_wait().expect("wait") {
-                panic!("aps run exited ({status}); log:\n{}", daemon.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "GET /health did not answer 200 within 30 s; log:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Setup {
-            dir,
-            config,
-            port,
-            daemon,
-        }
+        let dir = Dir::new(&format!(
+            "[scheduler]\ntimezone = \"UTC\"\npoll_interval = \"200ms\"\nshutdown_grace = \"5s\"\nkill_grace = \"1s\"\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n{http_extra}\n\
+             [[jobs]]\nid = \"tick\"\ncommand = \"echo tick $APS_RUN_ID\"\ninterval = 1\n\
+             [[jobs]]\nid = \"fails\"\ncommand = \"echo oops >&2; exit 3\"\ninterval = 1\n\
+             [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\n"
+        ));
+        let mut daemon = dir.spawn();
+        daemon.wait_healthy(port, Duration::from_secs(30));
+        Setup { dir, port, daemon }
     }
 
     /// Runs `tests/browser/dashboard.mjs` against the daemon with `env`, screenshots to
@@ -220,7 +125,7 @@ impl Setup {
             .current_dir(root.join("tests/browser"))
             .env("APS_URL", format!("http://127.0.0.1:{}", self.port))
             .env("APS_BIN", APS)
-            .env("APS_CONFIG", &self.config)
+            .env("APS_CONFIG", self.dir.config())
             .env("OUT_DIR", &out_dir)
             .env("CHROMIUM", chromium())
             .envs(env.iter().copied());
@@ -299,26 +204,8 @@ fn the_dashboard_in_a_browser_lists_pauses_resumes_and_runs_jobs() {
 #[test]
 fn the_dashboard_asks_for_a_token_and_shows_a_read_token_no_buttons() {
     let Some(root) = tools_or_skip() else { return };
-    // `aps token new` prints the token, then the `[[http.tokens]]` table.
-    let made = Command::new(APS)
-        .args(["token", "new", "--role", "read", "--name", "viewer"])
-        .output()
-        .expect("run aps token new");
-    assert!(
-        made.status.success(),
-        "aps token new: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let text = String::from_utf8(made.stdout).expect("UTF-8");
-    let token = text
-        .lines()
-        .next()
-        .expect("the token line")
-        .trim()
-        .to_owned();
-    assert!(token.starts_with("aps_"), "no token in: {text}");
-    let table = &text[text.find("[[http.tokens]]").expect("the tokens table")..];
-    let setup = Setup::start(table);
+    let (token, table) = token("read", "viewer");
+    let setup = Setup::start(&table);
     assert_eq!(
         http_status(setup.port, "/api/status"),
         Some(401),

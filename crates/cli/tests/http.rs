@@ -4,82 +4,40 @@
 //! webhooks to a local receiver, schemathesis against the daemon's own document, and
 //! the config errors of `[http]`.
 
+mod support;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{free_port, token, Daemon, Dir, APS};
 
-const APS: &str = env!("CARGO_BIN_EXE_aps");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `aps token new`: the token and its `[[http.tokens]]` table.
-fn token(role: &str, name: &str) -> (String, String) {
-    let out = Command::new(APS)
-        .args(["token", "new", "--role", role, "--name", name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().next().unwrap().to_owned();
-    let table = text[text.find("[[http.tokens]]").unwrap()..].to_owned();
-    (token, table)
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
+/// A daemon with `[http]` on a port, called over loopback.
+struct Http {
+    daemon: Daemon,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: Dir,
 }
 
-impl Daemon {
-    fn start(config: &str, port: u16) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("aps.toml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.path().join("daemon.log");
-        let child = Command::new(APS)
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon {
-            child,
-            log,
+impl Http {
+    /// `aps run` on `config`, whose `[http]` listens on `port`; up once `GET /health`
+    /// answers 200.
+    fn start(config: &str, port: u16) -> Http {
+        let dir = Dir::new(config);
+        let mut daemon = dir.spawn();
+        daemon.wait_healthy(port, Duration::from_secs(30));
+        Http {
+            daemon,
             base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.get("/health", None).0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon's /health did not answer 200; log:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            dir,
         }
-        daemon
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log()
     }
 
     fn call(
@@ -117,26 +75,10 @@ impl Daemon {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// SIGTERM; asserts the daemon exits 0.
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0), "log:\n{}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let code = self.daemon.stop();
+        assert_eq!(code, Some(0), "log:\n{}", self.log());
     }
 }
 
@@ -228,7 +170,7 @@ command = "echo daily"
 cron = "0 3 * * *"
 "#
     );
-    let daemon = Daemon::start(&config, port);
+    let daemon = Http::start(&config, port);
 
     // Every endpoint: 401 without a token or with a wrong one; 403 below its role.
     let endpoints: [(&str, &str, &str, Option<&str>); 12] = [
@@ -481,7 +423,7 @@ command = "echo daily"
 cron = "0 3 * * *"
 "#
     );
-    let daemon = Daemon::start(&config, port);
+    let daemon = Http::start(&config, port);
     let out = Command::new(bin)
         .args([
             "run",
@@ -502,7 +444,7 @@ cron = "0 3 * * *"
             &format!("Authorization: Bearer {operate}"),
         ])
         .env("NO_COLOR", "1")
-        .current_dir(daemon._dir.path())
+        .current_dir(daemon.dir.path())
         .output()
         .unwrap();
     let text = format!(

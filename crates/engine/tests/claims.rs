@@ -7,164 +7,23 @@
 //! nodes sharing a history: a fire time blocked only by another node's run waits for
 //! that run's end to be written, and is skipped only if it does not come.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apscheduler_core::event::{self, Event};
 use apscheduler_core::{
-    async_trait, Acquired, Capabilities, Error, ErrorKind, Job, JobRelease, JobStore, ManualClock,
-    Released, RunHistory as _, RunOutcome, RunQuery, RunRecord,
+    JobStore as _, ManualClock, RunHistory as _, RunOutcome, RunQuery, RunRecord,
 };
-use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec, DEFAULT_LEASE};
-use apscheduler_store_memory::{MemoryJobStore, MemoryRunHistory};
+use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
+use apscheduler_store_memory::MemoryRunHistory;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 mod common;
+mod faulty_store;
 use common::{at, running, wait_for};
-
-/// What the store does to the next release.
-#[derive(Debug)]
-enum Fault {
-    /// Another scheduler claims and releases the job first (this one's lease expired).
-    TakenOver,
-    /// The release fails before the store applied it (its reply is an error).
-    Unconfirmed,
-    /// The store applies the release, and its reply is lost.
-    AppliedUnconfirmed,
-    /// The release answers only after this long (a store stalled mid-pass).
-    Slow(Duration),
-}
-
-/// A memory store whose next release meets a fault; `shared`, it says it is a store
-/// several schedulers share (as the SQL, Redis and MongoDB stores do).
-#[derive(Debug)]
-struct Faulty {
-    inner: MemoryJobStore,
-    fault: Mutex<Option<Fault>>,
-    releases: AtomicUsize,
-    shared: bool,
-    /// The next claim panics (a bug in the store).
-    claim_panics: AtomicBool,
-}
-
-impl Faulty {
-    fn new(shared: bool) -> Arc<Self> {
-        Arc::new(Faulty {
-            inner: MemoryJobStore::new(),
-            fault: Mutex::new(None),
-            releases: AtomicUsize::new(0),
-            shared,
-            claim_panics: AtomicBool::new(false),
-        })
-    }
-}
-
-#[async_trait]
-impl JobStore for Faulty {
-    fn is_persistent(&self) -> bool {
-        false
-    }
-    fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::default();
-        caps.shared = self.shared;
-        caps.single_node = !self.shared;
-        caps
-    }
-    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
-        self.inner.add_job(job, replace_existing).await
-    }
-    async fn update_job(&self, job: Job) -> Result<(), Error> {
-        self.inner.update_job(job).await
-    }
-    async fn remove_job(&self, id: &str) -> Result<(), Error> {
-        self.inner.remove_job(id).await
-    }
-    async fn remove_all_jobs(&self) -> Result<(), Error> {
-        self.inner.remove_all_jobs().await
-    }
-    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
-        self.inner.lookup_job(id).await
-    }
-    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
-        self.inner.get_all_jobs().await
-    }
-    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
-        self.inner.get_next_run_time().await
-    }
-    async fn acquire_due_jobs(
-        &self,
-        scheduler_id: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Acquired, Error> {
-        assert!(
-            !self.claim_panics.swap(false, Ordering::SeqCst),
-            "a bug in the store's claim"
-        );
-        self.inner
-            .acquire_due_jobs(scheduler_id, now, limit, lease)
-            .await
-    }
-    async fn extend_leases(
-        &self,
-        scheduler_id: &str,
-        ids: &[Arc<str>],
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<(), Error> {
-        self.inner
-            .extend_leases(scheduler_id, ids, now, lease)
-            .await
-    }
-    async fn release_jobs(
-        &self,
-        scheduler_id: &str,
-        releases: Vec<JobRelease>,
-    ) -> Result<Released, Error> {
-        self.releases.fetch_add(1, Ordering::SeqCst);
-        let fault = self.fault.lock().unwrap().take();
-        match fault {
-            None => self.inner.release_jobs(scheduler_id, releases).await,
-            Some(Fault::TakenOver) => {
-                // The lease ran out mid-pass; another scheduler claimed the job, ran
-                // its fire time and moved it on, all before this release arrives.
-                let later = at(10, 0, 0) + chrono::Duration::from_std(DEFAULT_LEASE).unwrap();
-                let taken = self
-                    .inner
-                    .acquire_due_jobs("node-2", later, 10, DEFAULT_LEASE)
-                    .await?;
-                assert_eq!(taken.jobs.len(), 1, "node-2 claims the expired lease");
-                let mut job = taken.jobs[0].clone();
-                job.next_run_time = Some(at(10, 1, 0).with_timezone(&chrono_tz::UTC));
-                let theirs = self
-                    .inner
-                    .release_jobs("node-2", vec![JobRelease::Update(job)])
-                    .await?;
-                assert!(theirs.is_complete());
-                self.inner.release_jobs(scheduler_id, releases).await
-            }
-            Some(Fault::Unconfirmed) => Err(Error::new(
-                ErrorKind::Unavailable,
-                "connection reset while committing",
-            )),
-            Some(Fault::Slow(stall)) => {
-                tokio::time::sleep(stall).await;
-                self.inner.release_jobs(scheduler_id, releases).await
-            }
-            Some(Fault::AppliedUnconfirmed) => {
-                let released = self.inner.release_jobs(scheduler_id, releases).await?;
-                assert!(released.is_complete());
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    "connection reset after the commit",
-                ))
-            }
-        }
-    }
-}
+use faulty_store::{Fault, Faulty};
 
 /// A scheduler `id` on `store` and `history` (with `options`), running jobs inline, and
 /// the count of runs of its task `count`.
@@ -253,9 +112,35 @@ impl Harness {
     }
 }
 
+/// An engine built without `.lease(...)` claims for 5 s: what the store is asked for,
+/// and what it then holds (a second scheduler finds the job leased until then).
 #[test]
 fn the_default_lease_is_five_seconds() {
-    assert_eq!(DEFAULT_LEASE, Duration::from_secs(5));
+    let h = Harness::new();
+    // Keep the lease: the release of 10:00:00 fails, so the claim's lease stands.
+    h.store.fault.lock().unwrap().replace(Fault::Unconfirmed);
+    h.process(at(10, 0, 0));
+    let leases = h.store.leases.lock().unwrap().clone();
+    assert!(leases.len() >= 2, "the engine claimed: {leases:?}");
+    assert!(
+        leases.iter().all(|l| *l == Duration::from_secs(5)),
+        "the leases the engine asked for: {leases:?}"
+    );
+    // Another scheduler finds the job leased to node-1 just before 10:00:05, and free
+    // from then on.
+    let claim = |t: DateTime<Utc>| {
+        h.rt.block_on(
+            h.store
+                .inner
+                .acquire_due_jobs("node-2", t, 10, Duration::from_millis(1)),
+        )
+        .unwrap()
+        .jobs
+        .len()
+    };
+    let just_before = at(10, 0, 5) - chrono::Duration::milliseconds(1);
+    assert_eq!(claim(just_before), 0, "the lease ended before 10:00:05");
+    assert_eq!(claim(at(10, 0, 5)), 1, "the lease lasted past 10:00:05");
 }
 
 #[test]
@@ -349,6 +234,35 @@ fn a_store_that_panics_in_a_pass_is_retried_like_a_failing_one() {
     );
     h.process(at(10, 1, 0));
     assert_eq!(h.runs.load(Ordering::SeqCst), 3);
+}
+
+/// The store backoff: a store whose pass fails is looked at again 0.5 s later, then
+/// every second while it stays down (so the first run after it returns comes within
+/// about a second, inside the default 1 s grace); a pass that succeeds starts the
+/// backoff over.
+#[test]
+fn a_failing_store_is_retried_after_half_a_second_then_every_second() {
+    let h = Harness::new();
+    let pass = |t: DateTime<Utc>| {
+        h.clock.set(t);
+        h.rt.block_on(h.engine.process_jobs())
+            .expect("a wait after the pass")
+    };
+    h.store.claims_failing.store(4, Ordering::SeqCst);
+    let mut t = at(9, 59, 30);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let wait = pass(t);
+        waits.push(wait);
+        t += chrono::Duration::from_std(wait).unwrap();
+    }
+    let ms = Duration::from_millis;
+    assert_eq!(waits, [ms(500), ms(1000), ms(1000), ms(1000)]);
+    // Back: the next wait leads to the job's next fire time.
+    assert_eq!(pass(t), (at(10, 0, 0) - t).to_std().unwrap());
+    // Down again: the backoff starts over.
+    h.store.claims_failing.store(1, Ordering::SeqCst);
+    assert_eq!(pass(t + chrono::Duration::seconds(1)), ms(500));
 }
 
 /// A shutdown that cannot wait for a pass stalled in its release (over 5 s) records the

@@ -152,17 +152,26 @@ type Started = (String, DateTime<Utc>, &'static str);
 
 /// Two schedulers on one store whose clocks disagree by 5 s (one runs ahead: it sees
 /// the other's 5 s leases expire the moment they are taken, and claims those jobs
-/// while the other is still in its pass) never start one fire time twice. Both
-/// process at once, step after step, on manual clocks; `make` as for
-/// [`check_scheduler_over_store`]. Returns how many runs each made (ahead, on time).
+/// while the other is still in its pass) start each fire time exactly once. Both
+/// process at once, step after step, on manual clocks; the one ahead joins after 6 s
+/// (until then the on-time one runs every fire time; as the one ahead joins, both
+/// claim the same fire times). `make` as for [`check_scheduler_over_store`].
+/// Returns how many runs each made (ahead, on time).
 ///
 /// # Panics
-/// When a (job, fire time) starts twice, or nothing runs.
+/// When a (job, fire time) starts twice; when one due on the on-time clock at the end
+/// never started (so the total falls short); when either scheduler ran nothing.
 pub async fn check_clock_skew<F>(make: F) -> (usize, usize)
 where
     F: Fn() -> Arc<dyn JobStore>,
 {
     const JOBS: usize = 20;
+    /// Steps of 250 ms: 15 s.
+    const STEPS: usize = 60;
+    /// The steps before the scheduler ahead joins: it joins in the step where the
+    /// on-time clock reaches 6 s, so both claim the jobs' 6 s fire times at once, the
+    /// on-time one's 5 s leases ending at the time of the one ahead.
+    const ALONE: usize = 23;
     let skew = chrono::Duration::seconds(5);
     let on_time = Arc::new(ManualClock::new(t(0)));
     let ahead = Arc::new(ManualClock::new(t(0) + skew));
@@ -204,12 +213,15 @@ where
         .await
         .expect("add a job");
     }
-    // 15 s of steps of 250 ms; both schedulers process at once at each step.
-    for _ in 0..60 {
+    for step in 0..STEPS {
         for clock in [&on_time, &ahead] {
             clock.set(clock.now() + chrono::Duration::milliseconds(250));
         }
-        let (_, _) = tokio::join!(a.process_jobs(), b.process_jobs());
+        if step < ALONE {
+            a.process_jobs().await;
+        } else {
+            let (_, _) = tokio::join!(a.process_jobs(), b.process_jobs());
+        }
     }
     a.shutdown(true).await.expect("shut down");
     b.shutdown(true).await.expect("shut down");
@@ -220,7 +232,32 @@ where
             panic!("check_clock_skew: {job} at {at} started by {first} and by {by}");
         }
     }
+    // Every fire time due on the on-time clock at the end (0 s to 15 s, 16 a job) has
+    // started: the one ahead started some of those after, which it may also have.
+    let end = on_time.now();
+    let mut missing = Vec::new();
+    for i in 0..JOBS {
+        let job = format!("skew-{i:02}");
+        let mut at = t(0);
+        while at <= end {
+            if !seen.contains_key(&(job.clone(), at)) {
+                missing.push(format!("{job} at {at}"));
+            }
+            at += chrono::Duration::seconds(1);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "check_clock_skew: {} fire times never started (first: {:?}); {} started",
+        missing.len(),
+        missing.first(),
+        started.len()
+    );
     let by = |n: &str| started.iter().filter(|(_, _, by)| *by == n).count();
-    assert!(!started.is_empty(), "check_clock_skew: nothing ran");
-    (by("ahead"), by("on-time"))
+    let (ahead_runs, on_time_runs) = (by("ahead"), by("on-time"));
+    assert!(
+        ahead_runs > 0 && on_time_runs > 0,
+        "check_clock_skew: runs ahead {ahead_runs}, on time {on_time_runs}: both should run"
+    );
+    (ahead_runs, on_time_runs)
 }

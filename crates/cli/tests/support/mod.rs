@@ -1,12 +1,14 @@
 //! What the CLI's end-to-end tests share: a temporary directory holding `aps.toml`, the
-//! `aps` binary run on it, a daemon started on it (killed when dropped), and polling waits.
+//! `aps` binary run on it, a daemon started on it (killed when dropped), polling waits,
+//! commands that must succeed and a spare loopback port.
 //!
 //! Each test binary that uses it says `mod support;` and uses what it needs; the rest is
 //! unused there.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Read as _;
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +31,11 @@ impl Dir {
         Dir { dir }
     }
 
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("aps.toml")
     }
@@ -49,12 +56,7 @@ impl Dir {
 
     pub fn history(&self, job: &str) -> Vec<Value> {
         let out = self.aps(&["history", "--job", job, "--limit", "1000", "--json"]);
-        assert!(
-            out.status.success(),
-            "aps history: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+        serde_json::from_slice::<Vec<Value>>(&succeeded("aps history", out)).unwrap()
     }
 
     pub fn outcomes(&self, job: &str) -> Vec<String> {
@@ -66,30 +68,24 @@ impl Dir {
 
     pub fn jobs(&self) -> Vec<Value> {
         let out = self.aps(&["jobs", "list", "--json"]);
-        assert!(
-            out.status.success(),
-            "aps jobs list: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&succeeded("aps jobs list", out)).unwrap()
     }
 
+    /// `aps run` on `aps.toml`, waited for until it runs its jobs.
     pub fn start(&self) -> Daemon {
+        let mut daemon = self.spawn();
+        daemon.wait_started(Duration::from_secs(20));
+        daemon
+    }
+
+    /// `aps run` on `aps.toml`, not waited for; its log is `daemon-<n>.log` here.
+    pub fn spawn(&self) -> Daemon {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, Ordering::Relaxed);
-        let log = self.dir.path().join(format!("daemon-{n}.log"));
-        let child = Command::new(APS)
-            .args(["run", "--config"])
-            .arg(self.config())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon { child, log };
-        wait_for("the daemon to start", Duration::from_secs(20), || {
-            daemon.log().contains("Resumed scheduler job processing")
-        });
-        daemon
+        Daemon::spawn(
+            &self.config(),
+            self.dir.path().join(format!("daemon-{n}.log")),
+        )
     }
 }
 
@@ -101,6 +97,54 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `aps run --config <config>`, its standard error written to `log`; not waited for.
+    pub fn spawn(config: &Path, log: PathBuf) -> Daemon {
+        let child = Command::new(APS)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    /// Waits until the daemon runs its jobs (its log says so); fails the test, with the
+    /// log, when it exits first or takes over `limit`.
+    pub fn wait_started(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains("Resumed scheduler job processing") {
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the daemon did not start within {limit:?} ({exited:?}); its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `GET /health` on `127.0.0.1:port` answers 200 (the daemon's
+    /// `[http]` is up); fails the test, with the log, when it exits first or takes over
+    /// `limit`.
+    pub fn wait_healthy(&mut self, port: u16, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while http_status(port, "/health") != Some(200) {
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "GET /health did not answer 200 within {limit:?} ({exited:?}); log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -115,6 +159,12 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// SIGTERM, then the exit code within 30 s (`None`: killed by a signal).
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(30))
     }
 
     /// Waits for the exit; its status code (`None`: killed by a signal).
@@ -148,6 +198,73 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `out`'s standard output; fails the test, saying `what` and showing the standard
+/// error, unless the command succeeded.
+pub fn succeeded(what: &str, out: Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `aps <args>` as given (no config added): its standard output; fails the test unless
+/// it succeeds.
+pub fn aps_ok(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(APS).args(args).output().unwrap();
+    succeeded(&format!("aps {args:?}"), out)
+}
+
+/// Runs `program` (a server's client) with `args`; fails the test unless it is on PATH
+/// and succeeds.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (the server's client) on PATH: {e}"));
+    succeeded(&format!("{program} {args:?}"), out);
+}
+
+/// `aps token new --role <role> --name <name>`: the token and its `[[http.tokens]]`
+/// table.
+pub fn token(role: &str, name: &str) -> (String, String) {
+    let out = aps_ok(&["token", "new", "--role", role, "--name", name]);
+    let text = String::from_utf8(out).unwrap();
+    let token = text
+        .lines()
+        .next()
+        .expect("the token line")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("aps_"), "no token in: {text}");
+    let table = text[text.find("[[http.tokens]]").expect("the tokens table")..].to_owned();
+    (token, table)
+}
+
+/// The status code of `GET path` on `127.0.0.1:port`, if it answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = String::new();
+    s.read_to_string(&mut head).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A loopback port free when asked (for a daemon's `[http]` to bind).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a spare port")
+        .local_addr()
+        .expect("its address")
+        .port()
 }
 
 /// Processes whose command line contains `marker`.
