@@ -149,14 +149,14 @@ fn bad_cron_tz_leaves_out_the_jobs_it_governs() {
 }
 
 #[test]
-fn tz_goes_to_env_with_a_note_and_logname_is_left_out() {
+fn tz_sets_the_zone_and_the_env_and_logname_is_left_out() {
     let text = "TZ=Asia/Tokyo\nLOGNAME=someone\n0 0 * * * a\n";
     let t = translate(text, &user_source());
-    assert_eq!(t.jobs[0].timezone, None);
+    assert_eq!(t.jobs[0].timezone.as_deref(), Some("Asia/Tokyo"));
     assert_eq!(t.jobs[0].env, pairs(&[("TZ", "Asia/Tokyo")]));
     assert_eq!(t.reports.len(), 2);
     assert_eq!(t.reports[0].severity, Severity::Note);
-    assert!(t.reports[0].reason.contains("CRON_TZ does"));
+    assert!(t.reports[0].reason.contains("CRON_TZ only"));
     assert_eq!(
         left_out(&t),
         [(
@@ -410,4 +410,17 @@ fn run_files_stdin_folders_and_exit_status() {
         ..args(&[])
     };
     assert_eq!(run_capture(&a, "").0, ExitCode::from(2));
+}
+
+#[test]
+fn cron_tz_wins_over_tz_and_a_bad_tz_leaves_its_jobs_out() {
+    let text = "TZ=Asia/Tokyo\nCRON_TZ=Europe/Paris\n0 0 * * * a\nCRON_TZ=\n0 0 * * * b\nTZ=Nowhere/Land\n0 0 * * * c\n";
+    let t = translate(text, &user_source());
+    assert_eq!(t.jobs.len(), 2);
+    assert_eq!(t.jobs[0].timezone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(t.jobs[1].timezone.as_deref(), Some("Asia/Tokyo"));
+    assert!(left_out(&t)
+        .iter()
+        .any(|(line, reason)| *line == 6
+            && reason.contains("TZ=Nowhere/Land is not a known time zone")));
 }

@@ -80,6 +80,9 @@ struct Env {
     shell: Option<(String, usize)>,
     /// An empty `CRON_TZ` means the daemon's zone again: `None`.
     cron_tz: Option<(String, usize)>,
+    /// `TZ`: the jobs' zone where no `CRON_TZ` is in force (and, as in cron, a variable
+    /// of the commands too).
+    tz: Option<(String, usize)>,
     mailto: Option<(String, usize)>,
 }
 
@@ -156,6 +159,26 @@ fn apply_env(
                 ));
             }
         }
+        "TZ" => {
+            env.tz = (!value.is_empty()).then_some((value.clone(), line));
+            env.set_var(name, value.clone());
+            if !value.is_empty() && value.parse::<Tz>().is_err() {
+                return Some((
+                    format!(
+                        "TZ={value} is not a known time zone: the job lines after it are left out"
+                    ),
+                    Severity::LeftOut,
+                ));
+            }
+            if env.cron_tz.is_none() && !value.is_empty() {
+                return Some((
+                    "TZ sets the time zone of the jobs after it (cronie schedules by CRON_TZ \
+                     only, which wins where both are set) and stays in their environment"
+                        .to_owned(),
+                    Severity::Note,
+                ));
+            }
+        }
         // Cron sets these to the job's user after reading the crontab's lines.
         "LOGNAME" | "USER" => {
             return Some((
@@ -165,10 +188,6 @@ fn apply_env(
         }
         _ => {
             let note = match name.as_str() {
-                "TZ" => Some(
-                    "TZ is passed to the commands, but cron does not schedule by it (CRON_TZ \
-                     does): kept in env only",
-                ),
                 "MAILFROM" => Some(
                     "MAILFROM is kept in env; the sender of the daemon's mail is `[mail] from`",
                 ),
@@ -186,10 +205,15 @@ fn apply_env(
 
 /// Builds the job for a parsed line under the environment in force.
 fn make_job(parsed: JobLine, env: &Env, source: &Source, line: usize) -> Result<Job, String> {
-    let timezone = match &env.cron_tz {
+    let (zone_var, zone) = match (&env.cron_tz, &env.tz) {
+        (Some(z), _) => ("CRON_TZ", Some(z)),
+        (None, Some(z)) => ("TZ", Some(z)),
+        (None, None) => ("CRON_TZ", None),
+    };
+    let timezone = match zone {
         Some((zone, at)) if zone.parse::<Tz>().is_err() => {
             return Err(format!(
-                "CRON_TZ={zone} (line {at}) is not a known time zone"
+                "{zone_var}={zone} (line {at}) is not a known time zone"
             ))
         }
         Some((zone, _)) => Some(zone.clone()),
