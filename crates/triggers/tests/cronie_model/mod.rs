@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 /// One crontab entry as cron holds it: bit sets per field and the `*` flags.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     minute: u64,
     hour: u64,
     dom: u64,
@@ -79,7 +79,7 @@ fn field_bits(text: &str, low: u32, high: u32, names: &[&str], is_dow: bool) -> 
 }
 
 /// Reads crontab time text as cronie does (`None`: cron refuses it).
-pub fn parse_entry(expr: &str) -> Option<Entry> {
+pub(crate) fn parse_entry(expr: &str) -> Option<Entry> {
     let expanded = match expr.trim() {
         "@yearly" | "@annually" => "0 0 1 1 *",
         "@monthly" => "0 0 1 * *",
@@ -145,7 +145,12 @@ fn wall_time(minutes: i64) -> NaiveDateTime {
 
 /// The instants at which cron, started in the minute before `now` with the zone `tz`,
 /// runs `entry`: at most `count`, within 800 days.
-pub fn simulate(entry: &Entry, tz: Tz, now: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+pub(crate) fn simulate(
+    entry: &Entry,
+    tz: Tz,
+    now: DateTime<Utc>,
+    count: usize,
+) -> Vec<DateTime<Utc>> {
     let first_tick = {
         let s = now.timestamp();
         DateTime::from_timestamp(s + (60 - s.rem_euclid(60)) % 60, 0).expect("in range")
