@@ -341,19 +341,12 @@ fn a_daemon_not_running_as_root_refuses_another_user() {
 
 /// `METHOD path` on the daemon's API (loopback, no tokens): the status and body.
 fn api(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let request = ureq::request(method, &format!("http://127.0.0.1:{port}{path}"))
-        .timeout(Duration::from_secs(10));
-    let result = match body {
-        Some(b) => request
-            .set("Content-Type", "application/json")
-            .send_string(b),
-        None => request.call(),
-    };
-    match result {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
+    http_call(
+        method,
+        &format!("http://127.0.0.1:{port}{path}"),
+        None,
+        body,
+    )
 }
 
 #[test]
@@ -417,11 +410,7 @@ fn dst_cron_reaches_the_trigger() {
          [[jobs]]\nid = \"own\"\ncommand = \"true\"\ncron = \"30 2 * * *\"\nstart_date = \"2027-03-14\"\ndst = \"default\"\n\
          [[jobs]]\nid = \"every\"\ncommand = \"true\"\ninterval = 60\n",
     );
-    let out = Command::new(APS)
-        .args(["config", "check"])
-        .arg(dir.config())
-        .output()
-        .unwrap();
+    let out = dir.config_check();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

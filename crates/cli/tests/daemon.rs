@@ -580,11 +580,7 @@ fn http_jobs_record_their_status_and_body() {
 fn a_second_daemon_on_the_same_sqlite_file_is_refused_until_the_first_stops() {
     let dir = Dir::new("[scheduler]\ntimezone = \"UTC\"\n[[jobs]]\nid = \"later\"\ncommand = \"true\"\ncron = \"0 3 1 1 *\"\n");
     let mut first = dir.start();
-    let second = Command::new(APS)
-        .args(["run", "--config"])
-        .arg(dir.config())
-        .output()
-        .unwrap();
+    let second = dir.aps(&["run"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
@@ -601,11 +597,7 @@ fn a_second_daemon_on_the_same_sqlite_file_is_refused_until_the_first_stops() {
 
 fn run_bad(config: &str) -> (Option<i32>, String) {
     let dir = Dir::new(config);
-    let out = Command::new(APS)
-        .args(["run", "--config"])
-        .arg(dir.config())
-        .output()
-        .unwrap();
+    let out = dir.aps(&["run"]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{free_port, token, Daemon, Dir, APS};
+use support::{free_port, http_call, token, Daemon, Dir, APS};
 
 /// A daemon with `[http]` on a port, called over loopback.
 struct Http {
@@ -47,22 +47,7 @@ impl Http {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String) {
-        let mut request =
-            ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(10));
-        if let Some(t) = token {
-            request = request.set("Authorization", &format!("Bearer {t}"));
-        }
-        let result = match body {
-            Some(b) => request
-                .set("Content-Type", "application/json")
-                .send_string(b),
-            None => request.call(),
-        };
-        match result {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        }
+        http_call(method, &format!("{}{path}", self.base), token, body)
     }
 
     fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {

@@ -577,11 +577,7 @@ fn bad_mail_settings_are_refused_at_load_naming_the_field_and_value() {
         ),
     ] {
         let dir = Dir::new(&config);
-        let out = Command::new(APS)
-            .args(["config", "check"])
-            .arg(dir.config())
-            .output()
-            .unwrap();
+        let out = dir.config_check();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{config} was accepted");
         for part in expected {

@@ -54,6 +54,15 @@ impl Dir {
             .unwrap()
     }
 
+    /// `aps config check aps.toml`.
+    pub fn config_check(&self) -> Output {
+        Command::new(APS)
+            .args(["config", "check"])
+            .arg(self.config())
+            .output()
+            .unwrap()
+    }
+
     pub fn history(&self, job: &str) -> Vec<Value> {
         let out = self.aps(&["history", "--job", job, "--limit", "1000", "--json"]);
         serde_json::from_slice::<Vec<Value>>(&succeeded("aps history", out)).unwrap()
@@ -256,6 +265,31 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = String::new();
     s.read_to_string(&mut head).ok()?;
     head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `METHOD url` with a bearer `token` and a JSON `body` when given: the status and the
+/// body (status 0 and the error when nothing answered).
+pub fn http_call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut request = ureq::request(method, url).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        request = request.set("Authorization", &format!("Bearer {t}"));
+    }
+    let result = match body {
+        Some(b) => request
+            .set("Content-Type", "application/json")
+            .send_string(b),
+        None => request.call(),
+    };
+    match result {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
 }
 
 /// A loopback port free when asked (for a daemon's `[http]` to bind).
