@@ -2,7 +2,7 @@
 //! that each job runs as it ran under cron.
 //!
 //! - [`parse`]: one line as cron reads it (environment setting, job line, `%` rules);
-//! - [`translate`]: a whole crontab, environment lines applying to the job lines after them;
+//! - [`translate`](mod@translate): a whole crontab, environment lines applying to the job lines after them;
 //! - [`inputs`]: which files are read, in which format, and the job id of each line;
 //! - [`render`]: the TOML text.
 //!
