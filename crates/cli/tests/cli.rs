@@ -29,6 +29,11 @@ fn run_eval(input: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Error vectors deliberately accepted, as in crates/triggers/tests/vectors.rs (docs/triggers.md,
+/// "Where we differ from APScheduler 3.x"): `@daily` in the crontab trigger, read as cron
+/// reads it.
+const ACCEPTED_ON_PURPOSE: &[&str] = &["p-err-032"];
+
 #[test]
 fn eval_answers_every_public_vector() {
     let path = concat!(
@@ -44,6 +49,14 @@ fn eval_answers_every_public_vector() {
     assert_eq!(answers.len(), vectors.len());
     for (v, a) in vectors.iter().zip(&answers) {
         assert_eq!(a["id"], v["id"]);
+        if ACCEPTED_ON_PURPOSE.contains(&v["id"].as_str().unwrap_or("")) {
+            assert!(
+                a["fires"].is_array(),
+                "{}: should be accepted: {a}",
+                v["id"]
+            );
+            continue;
+        }
         if v.get("error") == Some(&Value::Bool(true)) {
             assert!(a["error"].is_string(), "{}: expected an error", v["id"]);
             continue;
