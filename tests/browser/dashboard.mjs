@@ -9,6 +9,8 @@
 //   APS_PAUSE_JOB  the job to pause and resume (default: the first job listed)
 //   APS_RUN_JOB    the job to run now, APS_RUN_MARKER a text its output contains
 //   APS_FAIL_JOB   optional: a job whose runs fail (its outcome badge must say so)
+//   APS_RUN_CALENDAR optional: the exclusion calendar of APS_RUN_JOB (its page must
+//                  show it with its action)
 //   APS_TOKEN      optional: a bearer token to sign in with through the form
 //   APS_MODE       `operate` (default: the checks above, as a caller that may operate)
 //                  or `read-token` (APS_TOKEN is a read-only token: sign in, a wrong
@@ -114,6 +116,7 @@ const pauseJob = process.env.APS_PAUSE_JOB || expected[0].id;
 const runJob = process.env.APS_RUN_JOB || '';
 const marker = process.env.APS_RUN_MARKER || '';
 const failJob = process.env.APS_FAIL_JOB || '';
+const runCalendar = process.env.APS_RUN_CALENDAR || '';
 
 const profile = mkdtempSync(join(tmpdir(), 'aps-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -260,6 +263,11 @@ async function operateSteps() {
     await waitUntil('5 next fire times', async () => (await page.locator(`${tid('job-next')} li`).count()) === 5);
     const options = await page.locator(tid('job-options')).textContent();
     check(options.includes('Max instances'), `the options miss 'Max instances': ${options}`);
+    if (runCalendar) {
+      const calendar = await page.locator(tid('opt-calendar')).textContent();
+      check(calendar.startsWith(`${runCalendar} (skip): `) && calendar.length > `${runCalendar} (skip): `.length,
+        `the job page does not show calendar '${runCalendar}' with its action and rules: ${calendar}`);
+    }
     await (await visible(page, `detail-run-${runJob}`)).click();
     const toast = await visible(page, 'toast');
     const runId = await waitUntil('the run id in the notice', () => toast.getAttribute('data-run-id'));

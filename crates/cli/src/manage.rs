@@ -551,7 +551,11 @@ async fn last_outcomes(
 
 fn next_text(job: &Job) -> String {
     match &job.next_run_time {
-        Some(t) => apscheduler_core::time::to_rfc3339(t),
+        // With the job's calendar applied: the fire time that will really run.
+        Some(_) => apscheduler_engine::next_allowed_run_time(job).map_or_else(
+            || "never (its calendar excludes every fire time left)".to_owned(),
+            |t| apscheduler_core::time::to_rfc3339(&t),
+        ),
         // Stored paused, but not paused by hand: it runs when a daemon starts.
         None if JobDef::from_kwargs(&job.kwargs).is_some_and(|d| d.runs_only_at_start()) => {
             "at start".to_owned()
@@ -696,6 +700,15 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
                 d.mail_when.as_str()
             );
         }
+    }
+    if let Some(excluding) = apscheduler_engine::trigger_calendar(&*job.trigger) {
+        let calendar = excluding.calendar();
+        println!(
+            "calendar:  {} (calendar_action = {}): {}",
+            calendar.name,
+            excluding.action(),
+            calendar.calendar
+        );
     }
     println!(
         "misfire grace: {}, coalesce: {}, max instances: {}, recover: {}",
@@ -884,6 +897,9 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             cfg.notifications.max_attempts
         );
     }
+    for calendar in cfg.defaults.calendars.values() {
+        println!("calendar: {}: {}", calendar.name, calendar.calendar);
+    }
     println!("jobs:     {}", cfg.jobs.len());
     let now = Utc::now().with_timezone(&cfg.timezone);
     for def in &cfg.jobs {
@@ -928,6 +944,12 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
             );
             println!("  runs as: {user} ({group})");
         }
+        if let Some(calendar) = &def.calendar {
+            println!(
+                "  calendar: {} (calendar_action = {})",
+                calendar.name, def.calendar_action
+            );
+        }
         if def.runs_only_at_start() {
             println!("  next:    at each daemon start only");
             continue;
@@ -945,14 +967,21 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
         use apscheduler_core::Trigger as _;
         let mut prev = None;
         let mut shown = 0;
-        while shown < 3 {
+        // With the calendar applied: fire times it excludes are not shown (bounded,
+        // for a calendar that excludes nearly all of them).
+        let mut looked = 0;
+        while shown < 3 && looked < 10_000 {
+            looked += 1;
             // After the first, each fire time is strictly after the previous one.
             let after = prev.unwrap_or(now);
             let Some(t) = trigger.next_fire_time(prev.as_ref(), &after) else {
                 break;
             };
-            println!("  next:    {}", apscheduler_core::time::to_rfc3339(&t));
             prev = Some(t);
+            if trigger.excluded_by(&t).is_some() {
+                continue;
+            }
+            println!("  next:    {}", apscheduler_core::time::to_rfc3339(&t));
             shown += 1;
         }
         if shown == 0 {

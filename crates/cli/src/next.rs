@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use apscheduler_core::time::{parse_rfc3339, parse_timezone};
 use apscheduler_core::{Trigger, TriggerError};
-use apscheduler_triggers::{CronTrigger, Dst};
+use apscheduler_triggers::{
+    AnyTrigger, CalendarAction, CronTrigger, Dst, ExcludingTrigger, NamedCalendar,
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::Args;
@@ -27,6 +29,17 @@ pub(crate) struct NextArgs {
     /// DST policy: `default`, or `cron` (cronie's rule, as a job with `dst = "cron"`).
     #[arg(long, default_value = "default")]
     dst: String,
+    /// Apply the exclusion calendar `[calendars.NAME]` of the config: excluded fire
+    /// times are marked `excluded`, and with `--calendar-action next_allowed` moved.
+    #[arg(long, value_name = "NAME")]
+    calendar: Option<String>,
+    /// What an excluded fire time becomes: `skip` (default) or `next_allowed`.
+    #[arg(long, value_name = "ACTION", requires = "calendar")]
+    calendar_action: Option<String>,
+    /// The config whose calendars `--calendar` names (default: $APS_CONFIG, else
+    /// /etc/aps/aps.toml).
+    #[arg(long, value_name = "FILE", requires = "calendar")]
+    config: Option<std::path::PathBuf>,
 }
 
 /// Splits `a=1 b='x y'` into `(name, value)` pairs, honouring quotes.
@@ -88,16 +101,50 @@ pub(crate) fn parse_expression(expr: &str, tz: Tz) -> Result<CronTrigger, Trigge
     builder.build()
 }
 
-fn preview(args: &NextArgs) -> Result<String, TriggerError> {
-    let tz = parse_timezone("tz", &args.tz)?;
-    let trigger = parse_expression(&args.expression, tz)?.with_dst(Dst::parse("dst", &args.dst)?);
+/// The calendar `--calendar` names, from the config's `[calendars]`.
+fn calendar_of(args: &NextArgs, name: &str) -> Result<NamedCalendar, String> {
+    let path = crate::config_path::resolve(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let cfg = crate::daemon::config::load_settings(&path).map_err(|e| e.to_string())?;
+    cfg.defaults.calendars.get(name).cloned().ok_or_else(|| {
+        format!(
+            "--calendar: unknown calendar '{name}' in {} (defined: {})",
+            path.display(),
+            crate::daemon::config::known_calendars(&cfg.defaults.calendars)
+        )
+    })
+}
+
+fn preview(args: &NextArgs) -> Result<String, String> {
+    let tz = parse_timezone("tz", &args.tz).map_err(|e| e.to_string())?;
+    let cron = parse_expression(&args.expression, tz)
+        .and_then(|t| Ok(t.with_dst(Dst::parse("dst", &args.dst)?)))
+        .map_err(|e| e.to_string())?;
     let after: DateTime<Tz> = match &args.after {
-        Some(text) => parse_rfc3339("after", text, tz)?,
+        Some(text) => parse_rfc3339("after", text, tz).map_err(|e| e.to_string())?,
         None => Utc::now().with_timezone(&tz),
     };
-    let mut out = format!("{trigger} ({})\n", tz.name());
+    let mut out = format!("{cron} ({})\n", tz.name());
+    let trigger: Box<dyn Trigger> = match &args.calendar {
+        Some(name) => {
+            let calendar = calendar_of(args, name)?;
+            let action = match &args.calendar_action {
+                Some(a) => a
+                    .parse::<CalendarAction>()
+                    .map_err(|e| format!("--calendar-action: {e}"))?,
+                None => CalendarAction::Skip,
+            };
+            out.push_str(&format!("calendar {name} ({action})\n"));
+            Box::new(ExcludingTrigger::new(AnyTrigger::from(cron), calendar, action))
+        }
+        None => Box::new(cron),
+    };
     let mut previous: Option<DateTime<Tz>> = None;
-    for _ in 0..args.count {
+    let mut shown = 0;
+    // Excluded fire times are listed too, marked, but only allowed ones are counted;
+    // bounded so that a calendar excluding nearly everything still ends.
+    let mut looked = 0;
+    while shown < args.count && looked < args.count.saturating_mul(100).max(1000) {
+        looked += 1;
         let next = match &previous {
             None => trigger.next_fire_time(None, &after),
             Some(p) => trigger.next_fire_time(Some(p), p),
@@ -106,11 +153,16 @@ fn preview(args: &NextArgs) -> Result<String, TriggerError> {
             out.push_str("(no further fire times)\n");
             break;
         };
+        let excluded = trigger.excluded_by(&t);
         out.push_str(&format!(
-            "{}  {}\n",
+            "{}  {}{}\n",
             t.format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
-            t.format("%a")
+            t.format("%a"),
+            excluded.map_or(String::new(), |name| format!("  excluded by calendar {name}"))
         ));
+        if excluded.is_none() {
+            shown += 1;
+        }
         previous = Some(t);
     }
     Ok(out)

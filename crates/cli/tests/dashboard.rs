@@ -2,7 +2,7 @@
 //! port (no tokens: loopback clients only), and `tests/browser/dashboard.mjs` driving
 //! Debian's Chromium through playwright-core against it: the jobs table, pause and
 //! resume seen in the page and in `aps jobs list --json`, run now with its output on the
-//! job page, the error banner, a phone-sized screen. Screenshots go to
+//! job page (which shows its exclusion calendar), the error banner, a phone-sized screen. Screenshots go to
 //! `$CARGO_TARGET_TMPDIR/dashboard`.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci --prefix tests/browser`
@@ -108,7 +108,8 @@ impl Setup {
              [http]\nlisten = \"127.0.0.1:{port}\"\n{http_extra}\n\
              [[jobs]]\nid = \"tick\"\ncommand = \"echo tick $APS_RUN_ID\"\ninterval = 1\n\
              [[jobs]]\nid = \"fails\"\ncommand = \"echo oops >&2; exit 3\"\ninterval = 1\n\
-             [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\n"
+             [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\ncalendar = \"holidays\"\n\
+             [calendars.holidays]\ndates = [\"2030-12-25\"]\nweekdays = [\"sun\"]\n"
         ));
         let mut daemon = dir.spawn();
         daemon.wait_healthy(port, Duration::from_secs(30));
@@ -191,6 +192,7 @@ fn the_dashboard_in_a_browser_lists_pauses_resumes_and_runs_jobs() {
             ("APS_FAIL_JOB", "fails"),
             ("APS_RUN_JOB", "nightly"),
             ("APS_RUN_MARKER", MARKER),
+            ("APS_RUN_CALENDAR", "holidays"),
         ],
     );
     for shot in ["jobs-desktop.png", "job-desktop.png", "jobs-phone.png"] {

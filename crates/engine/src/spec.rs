@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{Task, TaskContext, TaskFn, TaskResult, Trigger};
-use apscheduler_triggers::AnyTrigger;
+use apscheduler_triggers::{AnyTrigger, CalendarAction, NamedCalendar};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
@@ -58,6 +58,8 @@ pub struct JobSpec {
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
     pub(crate) jitter: Option<f64>,
+    pub(crate) calendar: Option<NamedCalendar>,
+    pub(crate) calendar_action: Option<CalendarAction>,
 }
 
 impl JobSpec {
@@ -78,6 +80,8 @@ impl JobSpec {
             next_run_time: None,
             replace_existing: false,
             jitter: None,
+            calendar: None,
+            calendar_action: None,
         }
     }
 
@@ -213,6 +217,26 @@ impl JobSpec {
     /// Random delay of up to `seconds` added to each fire time (passed to the trigger).
     pub fn jitter(mut self, seconds: f64) -> Self {
         self.jitter = Some(seconds);
+        self
+    }
+
+    /// An exclusion calendar: fire times it excludes do not run. The job's trigger is
+    /// wrapped in an [`ExcludingTrigger`](apscheduler_triggers::ExcludingTrigger) when
+    /// the job is built, so the calendar is stored with the job and every scheduler
+    /// sharing the store applies the same one. What happens to an excluded fire time is
+    /// [`calendar_action`](Self::calendar_action)'s (default: skip it, recording it
+    /// `missed` with "excluded by calendar NAME"). Adding the job fails when the
+    /// calendar excludes every remaining fire time of its trigger.
+    pub fn calendar(mut self, calendar: NamedCalendar) -> Self {
+        self.calendar = Some(calendar);
+        self
+    }
+
+    /// What an excluded fire time becomes: [`CalendarAction::Skip`] (the default) or
+    /// [`CalendarAction::NextAllowed`] (it runs at the first instant the calendar
+    /// allows). Needs [`calendar`](Self::calendar).
+    pub fn calendar_action(mut self, action: CalendarAction) -> Self {
+        self.calendar_action = Some(action);
         self
     }
 }

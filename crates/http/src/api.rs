@@ -20,7 +20,7 @@ use crate::auth::{Caller, Role};
 use crate::catalog::JobUpdate;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{
-    utc_text, FireTimes, Health, JobDetail, JobView, NodeView, RunStarted, RunView, Status,
+    utc_text, CalendarView, FireTimes, Health, JobDetail, JobView, NodeView, RunStarted, RunView, Status,
 };
 use crate::AppState;
 
@@ -188,6 +188,8 @@ pub(crate) async fn show_job(
         misfire_grace_time: job.misfire_grace_time.map(|d| d.as_secs_f64()),
         coalesce: job.coalesce,
         max_instances: job.max_instances,
+        calendar_rules: apscheduler_engine::trigger_calendar(&*job.trigger)
+            .map(|c| c.calendar().calendar.to_string()),
         definition,
         recent_runs: recent.iter().map(RunView::from).collect(),
     }))
@@ -202,7 +204,10 @@ pub(crate) struct NextParams {
     count: Option<usize>,
 }
 
-/// A job's next fire times from now.
+/// The most fire times `next_fire_times` looks at to find those not excluded.
+const MAX_FIRE_TIMES_LOOKED: usize = 10_000;
+
+/// A job's next fire times from now, with its exclusion calendar applied.
 #[utoipa::path(get, path = "/api/jobs/{id}/next", tag = "jobs",
     params(("id" = String, Path, description = "The job id"), NextParams),
     responses((status = 200, body = FireTimes),
@@ -221,18 +226,22 @@ pub(crate) async fn next_fire_times(
     }
     let job = s.job(&id).await?;
     let mut fire_times = Vec::new();
-    if let Some(first) = job.next_run_time {
-        let mut prev = first;
-        fire_times.push(apscheduler_core::time::to_rfc3339(&first));
-        while fire_times.len() < count {
-            match job.trigger.next_fire_time(Some(&prev), &prev) {
-                Some(t) if t > prev => {
-                    fire_times.push(apscheduler_core::time::to_rfc3339(&t));
-                    prev = t;
-                }
-                _ => break,
-            }
+    // Exclusions applied: the fire times a calendar skips are left out (bounded, for
+    // a calendar that excludes nearly all of them).
+    let mut next = apscheduler_engine::next_allowed_run_time(&job);
+    let mut looked = 0;
+    while let Some(t) = next {
+        if fire_times.len() >= count || looked == MAX_FIRE_TIMES_LOOKED {
+            break;
         }
+        looked += 1;
+        if job.trigger.excluded_by(&t).is_none() {
+            fire_times.push(apscheduler_core::time::to_rfc3339(&t));
+        }
+        next = job
+            .trigger
+            .next_fire_time(Some(&t), &t)
+            .filter(|n| *n > t);
     }
     Ok(Json(FireTimes {
         job_id: id,
@@ -479,6 +488,14 @@ pub(crate) async fn history(
         })
         .await?;
     Ok(Json(runs.iter().skip(offset).map(RunView::from).collect()))
+}
+
+/// The exclusion calendars jobs may name in their `calendar` field (the daemon's
+/// `[calendars.NAME]` tables), by name.
+#[utoipa::path(get, path = "/api/calendars", tag = "jobs",
+    responses((status = 200, body = Vec<CalendarView>), CommonErrors))]
+pub(crate) async fn calendars(State(s): State<AppState>) -> Json<Vec<CalendarView>> {
+    Json(s.catalog.calendars().iter().map(CalendarView::from).collect())
 }
 
 /// The nodes (schedulers) sharing the store, with their last heartbeat.

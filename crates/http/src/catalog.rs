@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use apscheduler_core::Job;
 use apscheduler_engine::{JobChanges, JobSpec};
+use apscheduler_triggers::NamedCalendar;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -61,6 +62,12 @@ pub trait JobCatalog: Send + Sync + fmt::Debug + 'static {
 
     /// The OpenAPI schemas of those bodies: `(new job, job change)`.
     fn schemas(&self) -> (RefOr<Schema>, RefOr<Schema>);
+
+    /// The exclusion calendars that new jobs and changes may name in their
+    /// `calendar` field, listed by `GET /api/calendars` (default: none).
+    fn calendars(&self) -> Vec<NamedCalendar> {
+        Vec::new()
+    }
 }
 
 /// A body read as `T`, with serde's error naming the field it is about.

@@ -195,6 +195,7 @@ impl ManagementPlane {
             .route("/api/jobs/{id}/run", post(api::run_job))
             .route("/api/history", get(api::history))
             .route("/api/nodes", get(api::nodes))
+            .route("/api/calendars", get(api::calendars))
             .route("/metrics", get(api::metrics))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.auth,

@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | `aps_runs_total` | counter | `job`, `outcome` |
 //! | `aps_missed_total` | counter | `job` |
+//! | `aps_calendar_excluded_total` | counter | `job`, `calendar` |
 //! | `aps_run_duration_seconds` | histogram | |
 //! | `aps_fire_lateness_seconds` | histogram | |
 //! | `aps_jobs` | gauge | `state` (`scheduled`, `paused`) |
@@ -56,6 +57,9 @@ use metrics_exporter_prometheus::{
 pub const RUNS_TOTAL: &str = "aps_runs_total";
 /// Fire times missed, by job.
 pub const MISSED_TOTAL: &str = "aps_missed_total";
+/// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
+/// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
+pub const CALENDAR_EXCLUDED_TOTAL: &str = "aps_calendar_excluded_total";
 /// How long ended runs ran (`finished_at - started_at`), in seconds.
 pub const RUN_DURATION_SECONDS: &str = "aps_run_duration_seconds";
 /// How late runs started (`started_at - scheduled_at`), in seconds.
@@ -243,6 +247,11 @@ impl RunMetrics {
                 "Runs by job and outcome: every ended run, and every fire time that did not run."
             );
             describe_counter!(MISSED_TOTAL, Unit::Count, "Fire times missed, by job.");
+            describe_counter!(
+                CALENDAR_EXCLUDED_TOTAL,
+                Unit::Count,
+                "Fire times an exclusion calendar excluded, by job and calendar."
+            );
             describe_histogram!(
                 RUN_DURATION_SECONDS,
                 Unit::Seconds,
@@ -418,6 +427,14 @@ impl RunObserver for RunMetrics {
                 .increment(1);
             if record.outcome == RunOutcome::Missed {
                 counter!(MISSED_TOTAL, "job" => job.clone()).increment(1);
+                if let Some(calendar) = record
+                    .message
+                    .as_deref()
+                    .and_then(apscheduler_engine::excluded_calendar)
+                {
+                    counter!(CALENDAR_EXCLUDED_TOTAL, "job" => job.clone(), "calendar" => calendar.to_owned())
+                        .increment(1);
+                }
             }
             if let Some(d) = duration {
                 histogram!(RUN_DURATION_SECONDS).record(d);

@@ -31,6 +31,7 @@ use crate::AppState;
         api::run_job,
         api::history,
         api::nodes,
+        api::calendars,
         api::live,
         api::ready,
         api::metrics

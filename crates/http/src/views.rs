@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use apscheduler_triggers::NamedCalendar;
+
 use crate::catalog::JobDescription;
 
 /// RFC 3339 in UTC with microseconds, as the CLI prints history times.
@@ -23,7 +25,8 @@ pub struct JobView {
     pub name: String,
     /// The trigger in words (`cron[minute='*/5']`, or as the daemon's config wrote it).
     pub trigger: String,
-    /// The next fire time (RFC 3339, in the trigger's timezone); null when paused.
+    /// The next fire time that will run (RFC 3339, in the trigger's timezone), with
+    /// the job's exclusion calendar applied; null when paused or when none will.
     pub next_run_time: Option<String>,
     /// Whether the job is paused.
     pub paused: bool,
@@ -37,17 +40,22 @@ pub struct JobView {
     pub last_outcome: Option<String>,
     /// The fire time of its newest run (RFC 3339, UTC).
     pub last_run_at: Option<String>,
+    /// The name of its exclusion calendar; null when it has none.
+    pub calendar: Option<String>,
+    /// What an excluded fire time becomes: `skip` or `next_allowed`; null without a
+    /// calendar.
+    pub calendar_action: Option<String>,
 }
 
 impl JobView {
     /// The view of `job`, described by `description`, with its newest run `last`.
     pub fn new(job: &Job, description: JobDescription, last: Option<&RunRecord>) -> Self {
+        let calendar = apscheduler_engine::trigger_calendar(&*job.trigger);
         JobView {
             id: job.id.to_string(),
             name: job.name.to_string(),
             trigger: description.trigger,
-            next_run_time: job
-                .next_run_time
+            next_run_time: apscheduler_engine::next_allowed_run_time(job)
                 .as_ref()
                 .map(apscheduler_core::time::to_rfc3339),
             paused: job.is_paused(),
@@ -56,6 +64,27 @@ impl JobView {
             origin: description.origin,
             last_outcome: last.map(|r| r.outcome.to_string()),
             last_run_at: last.map(|r| utc_text(&r.scheduled_at)),
+            calendar: calendar.map(|c| c.calendar().name.clone()),
+            calendar_action: calendar.map(|c| c.action().to_string()),
+        }
+    }
+}
+
+/// An exclusion calendar the host defines (`GET /api/calendars`), which jobs name in
+/// their `calendar` field.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CalendarView {
+    /// The calendar's name.
+    pub name: String,
+    /// Its rules in words (dates, weekdays, windows, zone, union and except members).
+    pub rules: String,
+}
+
+impl From<&NamedCalendar> for CalendarView {
+    fn from(calendar: &NamedCalendar) -> Self {
+        CalendarView {
+            name: calendar.name.clone(),
+            rules: calendar.calendar.to_string(),
         }
     }
 }
@@ -74,6 +103,8 @@ pub struct JobDetail {
     pub coalesce: bool,
     /// Runs allowed at once.
     pub max_instances: u32,
+    /// Its exclusion calendar's rules in words; null when it has none.
+    pub calendar_rules: Option<String>,
     /// The job's definition as its maker stored it (the daemon's `[[jobs]]` table,
     /// normalised), when there is one.
     #[schema(value_type = Option<Object>)]

@@ -252,6 +252,41 @@ fn mails_are_counted_sent_or_failed_from_zero() {
 }
 
 #[test]
+fn fire_times_a_calendar_excluded_are_counted_by_job_and_calendar() {
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    for (run_id, job, calendar) in [
+        ("a", "daily", "holidays"),
+        ("b", "daily", "holidays"),
+        ("c", "daily", "weekend"),
+        ("d", "hourly", "holidays"),
+    ] {
+        let mut r = record(run_id, job, RunOutcome::Missed);
+        r.message = Some(apscheduler_engine::excluded_message(calendar));
+        m.observe(&r);
+    }
+    // A fire time missed for lateness is not counted as excluded.
+    missed(&m, "e", "daily", 10.0);
+    let s = scrape(&m);
+    for (job, calendar, n) in [
+        ("daily", "holidays", 2.0),
+        ("daily", "weekend", 1.0),
+        ("hourly", "holidays", 1.0),
+    ] {
+        assert_eq!(
+            counter(
+                &s,
+                "aps_calendar_excluded_total",
+                &[("job", job), ("calendar", calendar)]
+            ),
+            n,
+            "{job} {calendar}"
+        );
+    }
+    assert_eq!(counter(&s, "aps_missed_total", &[("job", "daily")]), 4.0);
+    assert!(s.docs.contains_key("aps_calendar_excluded_total"));
+}
+
+#[test]
 fn an_older_success_does_not_move_the_last_success_back() {
     let m = RunMetrics::prometheus(MetricsOptions::default());
     run(&m, "new", "j", 100.0, 0.0, 1.0, RunOutcome::Success);

@@ -196,7 +196,20 @@ pub(crate) fn check_notifications(
 /// as `aps jobs list` shows it.
 #[derive(Debug)]
 pub(crate) struct DaemonCatalog {
-    pub(crate) defaults: Defaults,
+    /// The config's job defaults and calendars, replaced by each reload.
+    pub(crate) defaults: SharedDefaults,
+}
+
+/// The job defaults and calendars of the config the daemon runs, shared with the API,
+/// which checks new jobs with them; a reload replaces them.
+pub(crate) type SharedDefaults = Arc<std::sync::RwLock<Defaults>>;
+
+impl DaemonCatalog {
+    fn defaults(&self) -> std::sync::RwLockReadGuard<'_, Defaults> {
+        self.defaults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The field a `check_job` message is about: ` (id 'x'): cron: ...` gives `cron`.
@@ -278,6 +291,14 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
     if def.at_start {
         raw.insert("at_start".into(), json!(true));
     }
+    // Explicit, "" for none: a change keeps the job's calendar, not the default's.
+    raw.insert(
+        "calendar".into(),
+        json!(def.calendar.as_ref().map_or("", |c| c.name.as_str())),
+    );
+    if def.calendar.is_some() {
+        raw.insert("calendar_action".into(), json!(def.calendar_action.to_string()));
+    }
     // A job that runs only at start has no trigger to write back.
     if !def.runs_only_at_start() {
         trigger.insert("type".into(), json!(def.trigger_kind));
@@ -344,7 +365,7 @@ impl JobCatalog for DaemonCatalog {
 
     fn new_job(&self, body: &Value, tz: Tz) -> Result<JobSpec, ApiError> {
         let raw: RawJob = read_body(&without_nulls(body))?;
-        let def = check_job(&raw, tz, &self.defaults, Origin::Api).map_err(job_error)?;
+        let def = check_job(&raw, tz, &self.defaults(), Origin::Api).map_err(job_error)?;
         Ok(spec_of(&def))
     }
 
@@ -390,7 +411,7 @@ impl JobCatalog for DaemonCatalog {
             raw.insert(k.clone(), v.clone());
         }
         let raw: RawJob = read_body(&Value::Object(raw))?;
-        let mut def = check_job(&raw, tz, &self.defaults, old.origin).map_err(job_error)?;
+        let mut def = check_job(&raw, tz, &self.defaults(), old.origin).map_err(job_error)?;
         if !new_trigger {
             // The trigger as first written (`cron "*/5 * * * *"`), not its table form.
             def.trigger_text = old.trigger_text.clone();
@@ -405,6 +426,10 @@ impl JobCatalog for DaemonCatalog {
         utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
     ) {
         (RawJob::schema(), RawJob::schema())
+    }
+
+    fn calendars(&self) -> Vec<apscheduler_triggers::NamedCalendar> {
+        self.defaults().calendars.values().cloned().collect()
     }
 }
 
@@ -458,7 +483,7 @@ pub(crate) async fn start(
     settings: &HttpSettings,
     scheduler: &AsyncScheduler,
     history: Option<Arc<dyn RunHistory>>,
-    defaults: Defaults,
+    defaults: SharedDefaults,
     node_timeout: Duration,
     metrics: Option<RunMetrics>,
     node: &str,

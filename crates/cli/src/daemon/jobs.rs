@@ -20,6 +20,13 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
         .coalesce(def.coalesce)
         .max_instances(def.max_instances)
         .recover(def.recover);
+    // The engine wraps the trigger in the calendar: the stored job carries it whole.
+    let spec = match &def.calendar {
+        Some(calendar) => spec
+            .calendar(calendar.clone())
+            .calendar_action(def.calendar_action),
+        None => spec,
+    };
     if def.runs_only_at_start() {
         spec.next_run_time(None)
     } else {

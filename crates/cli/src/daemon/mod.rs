@@ -342,13 +342,14 @@ async fn serve(cfg: Config) -> Result<(), String> {
         let _ = scheduler.shutdown(false).await;
         return Err(e);
     }
+    let defaults: http::SharedDefaults = Arc::new(std::sync::RwLock::new(cfg.defaults.clone()));
     let server = match &cfg.http {
         Some(settings) => {
             match http::start(
                 settings,
                 &scheduler,
                 history.clone(),
-                cfg.defaults.clone(),
+                defaults.clone(),
                 cfg.node_timeout,
                 metrics.clone(),
                 &node,
@@ -406,7 +407,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 systemd::reloading();
-                reload(&scheduler, &path, &cfg, history.as_deref()).await;
+                reload(&scheduler, &path, &cfg, history.as_deref(), &defaults).await;
                 systemd::ready();
             }
             () = watchdog.ping() => {}
@@ -524,6 +525,7 @@ async fn reload(
     path: &Path,
     running: &Config,
     history: Option<&dyn RunHistory>,
+    defaults: &http::SharedDefaults,
 ) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let cfg = match config::load(path) {
@@ -574,6 +576,10 @@ async fn reload(
             restart_needed.join(", ")
         );
     }
+    // The API checks the jobs it is given with the new defaults and calendars.
+    *defaults
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg.defaults.clone();
     match jobs::sync(scheduler, &cfg.jobs, history).await {
         Ok(()) => {
             tracing::info!("config reloaded");

@@ -46,6 +46,7 @@ use crate::wake::WakeSignal;
 mod add;
 mod add_many;
 mod builder;
+mod calendar;
 mod components;
 mod elsewhere;
 mod events;
@@ -60,6 +61,7 @@ mod start;
 mod unreleased;
 
 pub use builder::EngineBuilder;
+pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, trigger_calendar};
 use events::Reporter;
 pub(crate) use pending::PreparedJob;
 use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};

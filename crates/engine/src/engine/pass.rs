@@ -341,8 +341,20 @@ impl Engine {
         let now_tz = used.now_in(now, job.trigger.timezone());
         // The run times due, and the trigger's next fire time after the last of them.
         let (mut due, next) = run_times(&job, &now_tz);
-        let Some(last) = due.last().copied() else {
+        if due.is_empty() {
             return Some(JobRelease::Update(job));
+        }
+        // Fire times its calendar excludes are recorded and dropped first: coalescing
+        // and the misfire grace apply to the ones left.
+        self.drop_excluded(alias, &job, &mut due);
+        let Some(last) = due.last().copied() else {
+            job.next_run_time = next;
+            return Some(if job.next_run_time.is_some() {
+                JobRelease::Update(job)
+            } else {
+                removed.push(job.id.clone());
+                JobRelease::Remove(job.id)
+            });
         };
         if job.coalesce && due.len() > 1 {
             due.clear();

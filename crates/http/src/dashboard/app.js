@@ -570,6 +570,7 @@
       ['Max instances', String(job.max_instances)],
       ['Recover', job.recover ? 'yes' : 'no'],
       ['Origin', job.origin || '—'],
+      ['Calendar', job.calendar ? `${job.calendar} (${job.calendar_action}): ${job.calendar_rules || ''}` : 'none'],
     ];
     const dl = $('#job-options');
     dl.replaceChildren(...opts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { 'data-testid': `opt-${k.toLowerCase().replace(/ /g, '-')}` }, v)]));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use apscheduler_triggers::AnyTrigger;
+use apscheduler_triggers::{AnyTrigger, CalendarAction, ExcludingTrigger, NamedCalendar};
 use chrono::Utc;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -183,6 +183,18 @@ pub(crate) struct JobDef {
     /// Which runs are mailed.
     #[serde(default, skip_serializing_if = "MailWhen::is_output")]
     pub(crate) mail_when: MailWhen,
+    /// The exclusion calendar, whole (its rules, not only its name): a changed
+    /// calendar changes the definition, so a reload replaces the stored job. Left out
+    /// when none, as `recover`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) calendar: Option<NamedCalendar>,
+    /// What an excluded fire time becomes. Left out when it is the default (skip).
+    #[serde(default, skip_serializing_if = "is_skip")]
+    pub(crate) calendar_action: CalendarAction,
+}
+
+fn is_skip(action: &CalendarAction) -> bool {
+    *action == CalendarAction::Skip
 }
 
 impl JobDef {
@@ -192,11 +204,20 @@ impl JobDef {
         self.at_start && self.trigger_text == AT_START_ONLY
     }
 
-    /// The trigger, built now (checks every trigger field).
+    /// The trigger, built now (checks every trigger field), wrapped in the job's
+    /// calendar when it has one.
     pub(crate) fn build_trigger(&self, tz: Tz) -> Result<AnyTrigger, String> {
         let now = Utc::now().with_timezone(&tz);
-        AnyTrigger::from_args(&self.trigger_kind, &self.trigger_args, tz, now)
-            .map_err(|e| e.to_string())
+        let trigger = AnyTrigger::from_args(&self.trigger_kind, &self.trigger_args, tz, now)
+            .map_err(|e| e.to_string())?;
+        Ok(match &self.calendar {
+            Some(calendar) => AnyTrigger::from(ExcludingTrigger::new(
+                trigger,
+                calendar.clone(),
+                self.calendar_action,
+            )),
+            None => trigger,
+        })
     }
 
     /// The kwargs a stored job carries: this definition.
@@ -333,6 +354,8 @@ pub(crate) fn check_job(
         mail_when
     };
 
+    let (calendar, calendar_action) = job_calendar(raw, defaults).map_err(|(f, m)| fail(f, m))?;
+
     let forms = [
         raw.cron.is_some(),
         raw.interval.is_some(),
@@ -438,7 +461,7 @@ pub(crate) fn check_job(
         common.insert("end_date".into(), json!(e));
     }
     apply_dst(&kind, common, raw.dst.as_deref(), defaults.dst).map_err(|e| fail("dst", e))?;
-    let def = JobDef {
+    let mut def = JobDef {
         name: raw.name.clone().unwrap_or_else(|| id.clone()),
         id,
         action,
@@ -457,11 +480,70 @@ pub(crate) fn check_job(
         at_start,
         mailto,
         mail_when,
+        calendar,
+        calendar_action,
     };
     if def.max_instances == 0 {
         return Err(fail("max_instances", "must be 1 or more".into()));
     }
-    def.build_trigger(tz)
+    if def.calendar.is_some() && def.runs_only_at_start() {
+        if raw.calendar.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err(fail(
+                "calendar",
+                "needs a trigger (this job has none: it runs only at the daemon's start)".into(),
+            ));
+        }
+        // `[job_defaults] calendar` applies to jobs with a trigger only.
+        def.calendar = None;
+        def.calendar_action = CalendarAction::Skip;
+    }
+    let trigger = def
+        .build_trigger(tz)
         .map_err(|e| format!("{ctx}: trigger: {e}"))?;
+    if let AnyTrigger::Excluding(excluding) = &trigger {
+        let now = Utc::now().with_timezone(&tz);
+        excluding
+            .check_runs(&now)
+            .map_err(|e| format!("{ctx}: calendar: job {} would never run: {e}", def.id))?;
+    }
     Ok(def)
+}
+
+/// The job's calendar (`calendar`, else `[job_defaults] calendar`; "" for none) and
+/// its action, looked up in the config's calendars; errors as `(field, message)`.
+fn job_calendar(
+    raw: &RawJob,
+    defaults: &Defaults,
+) -> Result<(Option<NamedCalendar>, CalendarAction), (&'static str, String)> {
+    let name = raw
+        .calendar
+        .as_deref()
+        .or(defaults.calendar.as_deref())
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let action = match &raw.calendar_action {
+        Some(text) => text
+            .parse::<CalendarAction>()
+            .map_err(|e| ("calendar_action", e.to_string()))?,
+        None => defaults.calendar_action,
+    };
+    let Some(name) = name else {
+        if raw.calendar_action.is_some() {
+            return Err((
+                "calendar_action",
+                "needs a calendar (`calendar = \"NAME\"`)".into(),
+            ));
+        }
+        return Ok((None, CalendarAction::Skip));
+    };
+    let calendar = defaults.calendars.get(name).ok_or_else(|| {
+        (
+            "calendar",
+            format!(
+                "unknown calendar '{name}' (defined: {})",
+                super::calendars::known(&defaults.calendars)
+            ),
+        )
+    })?;
+    Ok((Some(calendar.clone()), action))
 }

@@ -9,8 +9,12 @@
 //! | [`raw`] | the tables as written, before any check |
 //! | [`job`] | what a job runs, its checked definition, and the check of one job table |
 //! | [`process`] | a command job's `user`, `group`, `shell` and `stdin`, and their checks |
+//! | [`calendars`] | `[calendars.NAME]`: exclusion calendars that jobs name |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
+mod calendars;
+#[cfg(test)]
+mod calendar_tests;
 #[cfg(test)]
 mod cron_option_tests;
 mod job;
@@ -28,6 +32,7 @@ use chrono_tz::Tz;
 use serde::de::IgnoredAny;
 use toml::Spanned;
 
+pub(crate) use self::calendars::{known as known_calendars, Calendars};
 pub(crate) use self::job::{check_job, Action, Dst, JobDef, Origin, COMMAND_TASK, HTTP_TASK};
 use self::raw::RawConfig;
 pub(crate) use self::raw::{DurationText, ExpectStatus, RawHttp, RawJob, RecoverFlag};
@@ -63,6 +68,12 @@ pub(crate) struct Defaults {
     /// `mailto`'s addresses; `None`: not set (no mail), `Some([])`: `mailto = ""`.
     pub(crate) mailto: Option<Vec<String>>,
     pub(crate) mail_when: MailWhen,
+    /// The config's `[calendars.NAME]`, which jobs name with `calendar = "NAME"`.
+    pub(crate) calendars: Calendars,
+    /// `[job_defaults] calendar`: the calendar of jobs that name none.
+    pub(crate) calendar: Option<String>,
+    /// `[job_defaults] calendar_action`.
+    pub(crate) calendar_action: apscheduler_triggers::CalendarAction,
 }
 
 impl Default for Defaults {
@@ -80,6 +91,9 @@ impl Default for Defaults {
             dst: None,
             mailto: None,
             mail_when: MailWhen::Output,
+            calendars: Calendars::new(),
+            calendar: None,
+            calendar_action: apscheduler_triggers::CalendarAction::Skip,
         }
     }
 }
@@ -237,6 +251,30 @@ where
         }
         None => default_store_url(path),
     };
+    let calendars = calendars::build(&raw.calendars, &config_dir(path), timezone, &at)
+        .map_err(ConfigError)?;
+    if let Some(name) = &raw.job_defaults.calendar {
+        let n = name.get_ref().trim();
+        if !n.is_empty() && !calendars.contains_key(n) {
+            return Err(ConfigError(format!(
+                "{}: job_defaults.calendar: unknown calendar '{n}' (defined: {})",
+                at(name.span()),
+                calendars::known(&calendars)
+            )));
+        }
+    }
+    let calendar_action = match &raw.job_defaults.calendar_action {
+        Some(a) => a
+            .get_ref()
+            .parse::<apscheduler_triggers::CalendarAction>()
+            .map_err(|e| {
+                ConfigError(format!(
+                    "{}: job_defaults.calendar_action: {e}",
+                    at(a.span())
+                ))
+            })?,
+        None => apscheduler_triggers::CalendarAction::Skip,
+    };
     let defaults = {
         let d = Defaults::default();
         Defaults {
@@ -288,6 +326,14 @@ where
                 })?,
                 None => d.mail_when,
             },
+            calendars,
+            calendar: raw
+                .job_defaults
+                .calendar
+                .as_ref()
+                .map(|c| c.get_ref().trim().to_owned())
+                .filter(|c| !c.is_empty()),
+            calendar_action,
         }
     };
     // Checked here too (each job's check names the job): a bad default is reported

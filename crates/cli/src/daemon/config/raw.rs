@@ -142,6 +142,8 @@ pub(super) struct RawDefaults {
     pub(super) dst: Option<Spanned<String>>,
     pub(super) mailto: Option<Spanned<String>>,
     pub(super) mail_when: Option<Spanned<String>>,
+    pub(super) calendar: Option<Spanned<String>>,
+    pub(super) calendar_action: Option<Spanned<String>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
@@ -163,6 +165,8 @@ pub(super) struct RawConfig<J = Vec<Spanned<RawJob>>> {
     #[serde(default)]
     pub(super) notifications: crate::daemon::http::RawNotifications,
     pub(super) mail: Option<Spanned<crate::daemon::mail::RawMail>>,
+    #[serde(default)]
+    pub(super) calendars: BTreeMap<String, Spanned<super::calendars::RawCalendar>>,
 }
 
 /// One `[[jobs]]` table (also what `aps jobs add` builds from its options, and the
@@ -235,6 +239,12 @@ pub(crate) struct RawJob {
     /// Which runs are mailed: "output" (those that wrote output, as cron; default) or
     /// "failure" (only those that did not succeed).
     pub(crate) mail_when: Option<String>,
+    /// The exclusion calendar (a `[calendars.NAME]` of the daemon's config) whose
+    /// excluded fire times do not run; "" for none (default: `[job_defaults] calendar`).
+    pub(crate) calendar: Option<String>,
+    /// What an excluded fire time becomes: "skip" (recorded missed; default) or
+    /// "next_allowed" (runs at the first instant the calendar allows).
+    pub(crate) calendar_action: Option<String>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
