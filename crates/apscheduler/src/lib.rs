@@ -79,7 +79,7 @@
 //! | module | crate | what |
 //! |---|---|---|
 //! | [`core`] | `apscheduler-core` | the `Trigger`, `JobStore` and `Executor` traits, events, typed errors, time helpers, the job-state codec |
-//! | [`triggers`] | `apscheduler-triggers` | date, interval, cron/crontab, calendarinterval, and/or |
+//! | [`triggers`] | `apscheduler-triggers` | date, interval, cron/crontab, calendarinterval, and/or, exclusion calendars |
 //! | [`scheduler`] | `apscheduler-engine` | the engine and the Blocking/Background/Async/Driven schedulers |
 //! | [`events`] | `apscheduler-core` | event codes and types |
 //! | [`stores::memory`] | `apscheduler-store-memory` | the default, in-memory job store |
@@ -198,7 +198,8 @@ pub mod prelude {
     pub use apscheduler_store_memory::MemoryJobStore;
     #[cfg(feature = "triggers")]
     pub use apscheduler_triggers::{
-        AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger, IntervalTrigger,
-        OrTrigger,
+        AndTrigger, AnyTrigger, CalendarAction, CalendarError, CalendarIntervalTrigger,
+        CronTrigger, DateTrigger, ExcludingTrigger, ExclusionCalendar, IntervalTrigger,
+        NamedCalendar, OrTrigger,
     };
 }

@@ -38,4 +38,14 @@ pub trait Trigger: fmt::Debug + fmt::Display + Send + Sync {
     fn to_state(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// The name of the exclusion calendar that excludes `fire_time`, when this trigger's
+    /// action for excluded fire times is to skip them; `None` otherwise (the default).
+    ///
+    /// A fire time this returns a name for is not run: the scheduler records it as
+    /// missed ("excluded by calendar NAME") and moves on to the next fire time.
+    fn excluded_by(&self, fire_time: &DateTime<Tz>) -> Option<&str> {
+        let _ = fire_time;
+        None
+    }
 }

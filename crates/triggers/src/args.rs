@@ -4,13 +4,14 @@ use apscheduler_core::time::{parse_datetime, parse_timezone};
 use apscheduler_core::TriggerError;
 use chrono::{DateTime, Duration};
 use chrono_tz::Tz;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cron::FIELD_NAMES;
 use crate::interval::seconds_to_duration;
 use crate::{
-    AndTrigger, AnyTrigger, CalendarIntervalTrigger, CronTrigger, DateTrigger, Dst,
-    IntervalTrigger, OrTrigger,
+    AndTrigger, AnyTrigger, CalendarAction, CalendarIntervalTrigger, CronTrigger, DateTrigger,
+    Dst, ExcludingTrigger, IntervalTrigger, NamedCalendar, OrTrigger,
 };
 
 fn show(v: &Value) -> String {
@@ -281,10 +282,52 @@ pub(crate) fn build(
                 OrTrigger::with_jitter(members, jitter)?.into()
             })
         }
+        "excluding" => excluding(map, tz, now),
         other => Err(TriggerError::UnknownArgument {
             field: "trigger".into(),
             value: other.into(),
-            reason: "unknown trigger kind (expected cron, crontab, interval, date, calendarinterval, and, or)".into(),
+            reason: "unknown trigger kind (expected cron, crontab, interval, date, calendarinterval, and, or, excluding)".into(),
         }),
     }
+}
+
+/// `excluding`: `{"trigger": KIND, "args": {...}, "calendar": NAMED_CALENDAR, "action": "skip"}`.
+fn excluding(
+    map: &Map<String, Value>,
+    tz: Tz,
+    now: DateTime<Tz>,
+) -> Result<AnyTrigger, TriggerError> {
+    for (key, value) in map {
+        if !matches!(
+            key.as_str(),
+            "trigger" | "args" | "calendar" | "action" | "timezone"
+        ) {
+            return Err(unknown(key, value, "excluding"));
+        }
+    }
+    let inner_kind = match map.get("trigger") {
+        Some(v) => expect_string("trigger", v)?,
+        None => {
+            return Err(TriggerError::invalid_field(
+                "trigger",
+                "",
+                "an 'excluding' trigger needs 'trigger' (the kind of the trigger it applies to)",
+            ))
+        }
+    };
+    let inner = build(inner_kind, map.get("args").unwrap_or(&Value::Null), tz, now)?;
+    let calendar_value = map.get("calendar").ok_or_else(|| {
+        TriggerError::invalid_field(
+            "calendar",
+            "",
+            "an 'excluding' trigger needs 'calendar' ({\"name\": ..., \"calendar\": {...}})",
+        )
+    })?;
+    let calendar = NamedCalendar::deserialize(calendar_value)
+        .map_err(|e| TriggerError::invalid_field("calendar", show(calendar_value), e.to_string()))?;
+    let action = match map.get("action") {
+        None | Some(Value::Null) => CalendarAction::Skip,
+        Some(v) => expect_string("action", v)?.parse()?,
+    };
+    Ok(ExcludingTrigger::new(inner, calendar, action).into())
 }

@@ -9,6 +9,7 @@
 //! | `cron` | [`CronTrigger`] (+ [`CronTrigger::from_crontab`]) | `CronTrigger` |
 //! | `calendarinterval` | [`CalendarIntervalTrigger`] | APScheduler 4's `CalendarIntervalTrigger` |
 //! | `and` / `or` | [`AndTrigger`], [`OrTrigger`] | `AndTrigger`, `OrTrigger` |
+//! | `excluding` | [`ExcludingTrigger`]: any trigger with an [`ExclusionCalendar`] applied | — |
 //!
 //! [`AnyTrigger`] holds any of them, serializes with serde (so job stores can persist
 //! it) and is built from APScheduler-style keyword arguments by [`AnyTrigger::from_args`].
@@ -52,6 +53,7 @@ mod calendar;
 mod combining;
 mod cron;
 mod date;
+mod exclusion;
 mod interval;
 mod util;
 mod vector;
@@ -63,6 +65,9 @@ pub use calendar::{CalendarIntervalTrigger, CalendarIntervalTriggerBuilder};
 pub use combining::{AndTrigger, OrTrigger};
 pub use cron::{expand_macro, CronTrigger, CronTriggerBuilder, Dst};
 pub use date::DateTrigger;
+pub use exclusion::{
+    CalendarAction, CalendarError, ExcludingTrigger, ExclusionCalendar, NamedCalendar,
+};
 pub use interval::{IntervalTrigger, IntervalTriggerBuilder, IntoInterval};
 pub use vector::{evaluate_vector, MAX_COUNT};
 
@@ -90,13 +95,17 @@ pub enum AnyTrigger {
     And(AndTrigger),
     /// An [`OrTrigger`].
     Or(OrTrigger),
+    /// An [`ExcludingTrigger`] (boxed: it holds a trigger and a calendar).
+    Excluding(Box<ExcludingTrigger>),
 }
 
 impl AnyTrigger {
     /// Builds a trigger from its kind name and APScheduler's keyword arguments as JSON.
     ///
     /// Kinds: `cron`, `crontab` (`{"expr": "0 9 * * mon-fri"}`), `interval`, `date`,
-    /// `calendarinterval`, `and`, `or` (`{"triggers": [{"trigger": ..., "args": ...}]}`).
+    /// `calendarinterval`, `and`, `or` (`{"triggers": [{"trigger": ..., "args": ...}]}`),
+    /// `excluding` (`{"trigger": ..., "args": ..., "calendar": {"name": ..., "calendar":
+    /// ...}, "action": "skip"}`, the calendar in its stored form).
     /// Every kind takes `timezone` (overriding `tz`) and, except `date`, `jitter`;
     /// date strings without an offset are read in the trigger's timezone. `now` is used
     /// for defaults (an interval's start date, a date trigger without `run_date`).
@@ -121,6 +130,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(t) => t,
             AnyTrigger::And(t) => t,
             AnyTrigger::Or(t) => t,
+            AnyTrigger::Excluding(t) => t.as_ref(),
         }
     }
 
@@ -133,6 +143,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(_) => "calendarinterval",
             AnyTrigger::And(_) => "and",
             AnyTrigger::Or(_) => "or",
+            AnyTrigger::Excluding(_) => "excluding",
         }
     }
 
@@ -145,6 +156,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(t) => t.jitter(),
             AnyTrigger::And(t) => t.jitter(),
             AnyTrigger::Or(t) => t.jitter(),
+            AnyTrigger::Excluding(t) => t.jitter(),
         }
     }
 
@@ -157,6 +169,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(c) => c.first_at_or_after(t),
             AnyTrigger::And(a) => a.first_at_or_after(t),
             AnyTrigger::Or(o) => o.first_at_or_after(t),
+            AnyTrigger::Excluding(e) => e.first_at_or_after(t),
         }
     }
 
@@ -170,6 +183,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(c) => c.first_fire(),
             AnyTrigger::And(a) => a.first_fire(now),
             AnyTrigger::Or(o) => o.first_fire(now),
+            AnyTrigger::Excluding(e) => e.first_fire(now),
         }
     }
 }
@@ -190,6 +204,10 @@ impl Trigger for AnyTrigger {
     fn to_state(&self) -> Option<serde_json::Value> {
         serde_json::to_value(self).ok()
     }
+
+    fn excluded_by(&self, fire_time: &DateTime<Tz>) -> Option<&str> {
+        self.as_trigger().excluded_by(fire_time)
+    }
 }
 
 impl AnyTrigger {
@@ -204,6 +222,7 @@ impl AnyTrigger {
             AnyTrigger::CalendarInterval(t) => Arc::new(t),
             AnyTrigger::And(t) => Arc::new(t),
             AnyTrigger::Or(t) => Arc::new(t),
+            AnyTrigger::Excluding(t) => Arc::new(*t),
         }
     }
 }
@@ -299,6 +318,12 @@ macro_rules! into_any {
 impl From<CronTrigger> for AnyTrigger {
     fn from(t: CronTrigger) -> Self {
         AnyTrigger::Cron(Box::new(t))
+    }
+}
+
+impl From<ExcludingTrigger> for AnyTrigger {
+    fn from(t: ExcludingTrigger) -> Self {
+        AnyTrigger::Excluding(Box::new(t))
     }
 }
 
