@@ -407,6 +407,10 @@ impl JobCatalog for DaemonCatalog {
                 raw.remove(k);
             }
         }
+        if changes.contains_key("calendar") {
+            // A new calendar takes the action given with it, else the default.
+            raw.remove("calendar_action");
+        }
         for (k, v) in changes {
             raw.insert(k.clone(), v.clone());
         }

@@ -97,7 +97,7 @@ fn each_bad_calendar_value_is_named_with_its_line() {
     let cases: &[(&str, &str)] = &[
         (
             "[calendars.c]\nweekdays = [\"sat\", \"caturday\"]\n",
-            "/etc/aps/aps.toml:2:22: calendars.c.weekdays: unknown weekday 'caturday'",
+            "/etc/aps/aps.toml:2:20: calendars.c.weekdays: unknown weekday 'caturday'",
         ),
         (
             "[calendars.c]\ndates = [\"2026-02-30\"]\n",
