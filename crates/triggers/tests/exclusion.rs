@@ -98,7 +98,9 @@ fn weekends_are_excluded_until_monday_midnight() {
 #[test]
 fn a_night_window_is_wall_clock_time_across_berlin_dst_changes() {
     let berlin = tz("Europe/Berlin");
-    let cal = ExclusionCalendar::new(berlin).window("22:00-06:00").unwrap();
+    let cal = ExclusionCalendar::new(berlin)
+        .window("22:00-06:00")
+        .unwrap();
 
     // Spring forward, 2026-03-29 02:00 -> 03:00: the night lasts 7 real hours.
     let start = at(berlin, "2026-03-28T22:00:00+01:00");
@@ -124,7 +126,9 @@ fn a_night_window_is_wall_clock_time_across_berlin_dst_changes() {
     assert_eq!(end - start, Duration::hours(9));
 
     // A window inside the skipped hour excludes nothing that night.
-    let gap = ExclusionCalendar::new(berlin).window("02:00-03:00").unwrap();
+    let gap = ExclusionCalendar::new(berlin)
+        .window("02:00-03:00")
+        .unwrap();
     assert!(!gap.excludes(&at(berlin, "2026-03-29T01:59:59+01:00")));
     assert!(!gap.excludes(&at(berlin, "2026-03-29T03:00:00+02:00")));
     assert!(gap.excludes(&at(berlin, "2026-03-30T02:00:00+02:00")));
@@ -181,7 +185,11 @@ END:VCALENDAR\r
 fn an_ics_yearly_event_on_feb_29_excludes_leap_years_only() {
     let utc = chrono_tz::UTC;
     let cal = ExclusionCalendar::new(utc).ics(HOLIDAYS_ICS).unwrap();
-    let noon = CronTrigger::builder().hour(12).timezone(utc).build().unwrap();
+    let noon = CronTrigger::builder()
+        .hour(12)
+        .timezone(utc)
+        .build()
+        .unwrap();
     let trigger = ExcludingTrigger::new(noon, named("holidays", cal), CalendarAction::Skip);
     // Every noon from 2027-02-20 to 2028-03-10: only 2028-02-29 is excluded.
     let excluded: Vec<String> = sequence(&trigger, &at(utc, "2027-02-20T00:00:00Z"), 385)
@@ -272,20 +280,30 @@ fn ics_errors_name_the_line_of_the_text_as_given() {
     let err = ics_error(timed);
     assert_eq!(err.line(), 6, "{err}");
     let msg = err.to_string();
-    assert!(msg.starts_with("line 6: DTSTART '20261225T100000Z'"), "{msg}");
+    assert!(
+        msg.starts_with("line 6: DTSTART '20261225T100000Z'"),
+        "{msg}"
+    );
     assert!(msg.contains("timed events are not supported"), "{msg}");
 
     let monthly = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20260101\r\nRRULE:FREQ=MONTHLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let err = ics_error(monthly);
     assert_eq!(err.line(), 4, "{err}");
-    assert!(err.to_string().contains("FREQ=MONTHLY is not supported"), "{err}");
+    assert!(
+        err.to_string().contains("FREQ=MONTHLY is not supported"),
+        "{err}"
+    );
 
     let byday = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261126\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH\nEND:VEVENT\nEND:VCALENDAR\n";
     let err = ics_error(byday);
     assert_eq!(err.line(), 4, "{err}");
-    assert!(err.to_string().contains("BYDAY=4TH is not supported"), "{err}");
+    assert!(
+        err.to_string().contains("BYDAY=4TH is not supported"),
+        "{err}"
+    );
 
-    let no_start = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
+    let no_start =
+        "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
     let err = ics_error(no_start);
     assert_eq!(err.line(), 3, "{err}");
     assert!(err.to_string().contains("without DTSTART"), "{err}");
@@ -296,7 +314,8 @@ fn ics_errors_name_the_line_of_the_text_as_given() {
     let rdate = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nRDATE;VALUE=DATE:20260201\nEND:VEVENT\nEND:VCALENDAR\n";
     assert_eq!(ics_error(rdate).line(), 4);
 
-    let bad_date = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261332\nEND:VEVENT\nEND:VCALENDAR\n";
+    let bad_date =
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261332\nEND:VEVENT\nEND:VCALENDAR\n";
     let err = ics_error(bad_date);
     assert_eq!(err.line(), 3, "{err}");
     assert!(err.to_string().contains("'20261332'"), "{err}");
@@ -307,20 +326,33 @@ fn ics_syntax_errors_name_a_line() {
     let err = ics_error("this is not a calendar\n");
     assert!(matches!(err, CalendarError::Syntax { .. }), "{err:?}");
     assert_eq!(err.line(), 1, "{err}");
+    // A line that is not NAME:VALUE inside an event, after a folded line.
+    let bad_line = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:folded\r\n  here\r\nDTSTART;VALUE=DATE:20260105\r\nX Y Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let err = ics_error(bad_line);
+    assert_eq!(err.line(), 6, "{err}");
+    assert!(err.to_string().contains("'X Y Z'"), "{err}");
+    assert_eq!(ics_error("").line(), 1);
+    // An event that is never closed: the parser stops at the END that does not match.
     let unclosed = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nEND:VCALENDAR\n";
     let err = ics_error(unclosed);
     assert!(matches!(err, CalendarError::Syntax { .. }), "{err:?}");
-    assert!(err.line() >= 2, "{err}");
+    assert_eq!(err.line(), 4, "{err}");
     // It converts to the crate's trigger error, naming the line.
     let trigger_err: apscheduler_core::TriggerError = err.clone().into();
     assert_eq!(trigger_err.field(), "ics");
-    assert!(trigger_err.to_string().contains(&format!("line {}", err.line())));
+    assert!(trigger_err
+        .to_string()
+        .contains(&format!("line {}", err.line())));
 }
 
 #[test]
 fn union_adds_and_except_takes_away() {
     let utc = chrono_tz::UTC;
-    let holidays = ExclusionCalendar::new(utc).dates([day(2026, 12, 24), day(2026, 12, 25), day(2026, 12, 31)]);
+    let holidays = ExclusionCalendar::new(utc).dates([
+        day(2026, 12, 24),
+        day(2026, 12, 25),
+        day(2026, 12, 31),
+    ]);
     let company_days = ExclusionCalendar::new(utc).dates([day(2026, 12, 31)]);
     let weekends = ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]);
     let cal = ExclusionCalendar::new(utc)
@@ -365,7 +397,14 @@ fn next_allowed_jumps_whole_days_and_gives_up_after_ten_years() {
     let utc = chrono_tz::UTC;
     // Everything but Wednesday: from Thursday 2026-03-05 to Wednesday 2026-03-11.
     let cal = ExclusionCalendar::new(utc)
-        .weekdays([Weekday::Mon, Weekday::Tue, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun])
+        .weekdays([
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ])
         .window("12:00-13:00")
         .unwrap();
     assert_eq!(
@@ -389,17 +428,28 @@ fn next_allowed_jumps_whole_days_and_gives_up_after_ten_years() {
     assert_eq!(never.next_allowed(&at(utc, "2026-03-05T10:00:00Z")), None);
     // Ten years of days, a step each: well under a second even unoptimized on a busy
     // machine (a second-by-second search would take hours).
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn hourly(zone: Tz) -> CronTrigger {
-    CronTrigger::builder().minute(0).timezone(zone).build().unwrap()
+    CronTrigger::builder()
+        .minute(0)
+        .timezone(zone)
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn skip_keeps_the_fire_times_and_names_the_calendar_next_allowed_moves_them() {
     let utc = chrono_tz::UTC;
-    let night = named("night", ExclusionCalendar::new(utc).window("22:00-02:00").unwrap());
+    let night = named(
+        "night",
+        ExclusionCalendar::new(utc).window("22:00-02:00").unwrap(),
+    );
     let now = at(utc, "2026-06-01T20:30:00Z");
 
     let skip = ExcludingTrigger::new(hourly(utc), night.clone(), CalendarAction::Skip);
@@ -432,8 +482,15 @@ fn skip_keeps_the_fire_times_and_names_the_calendar_next_allowed_moves_them() {
 #[test]
 fn next_allowed_collapses_fire_times_of_one_window_into_one_run() {
     let utc = chrono_tz::UTC;
-    let every_15 = CronTrigger::builder().minute("*/15").timezone(utc).build().unwrap();
-    let lunch = named("lunch", ExclusionCalendar::new(utc).window("12:00-12:50").unwrap());
+    let every_15 = CronTrigger::builder()
+        .minute("*/15")
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let lunch = named(
+        "lunch",
+        ExclusionCalendar::new(utc).window("12:00-12:50").unwrap(),
+    );
     let trigger = ExcludingTrigger::new(every_15, lunch, CalendarAction::NextAllowed);
     // 12:00, 12:15, 12:30 and 12:45 run once, at 12:50; then the cron goes on.
     assert_eq!(
@@ -456,7 +513,10 @@ fn an_interval_trigger_skips_by_whole_intervals() {
         .timezone(utc)
         .build()
         .unwrap();
-    let cal = named("night", ExclusionCalendar::new(utc).window("00:10-01:00").unwrap());
+    let cal = named(
+        "night",
+        ExclusionCalendar::new(utc).window("00:10-01:00").unwrap(),
+    );
     let trigger = ExcludingTrigger::new(every_7_min, cal, CalendarAction::Skip);
     // 00:14 is excluded; the grid point at or after 01:00 is 01:03 (9 × 7 min).
     assert_eq!(
@@ -483,11 +543,17 @@ fn check_runs_reports_a_calendar_that_excludes_every_fire_time() {
         let err = t.check_runs(&now).unwrap_err();
         assert_eq!(err.field(), "calendar");
         let msg = err.to_string();
-        assert!(msg.contains("'always'") && msg.contains("excludes every fire time"), "{msg}");
+        assert!(
+            msg.contains("'always'") && msg.contains("excludes every fire time"),
+            "{msg}"
+        );
     }
 
     // A date trigger on a holiday: skipped, it never runs; moved, it runs the day after.
-    let holiday = named("holidays", ExclusionCalendar::new(utc).dates([day(2026, 12, 25)]));
+    let holiday = named(
+        "holidays",
+        ExclusionCalendar::new(utc).dates([day(2026, 12, 25)]),
+    );
     let xmas = DateTrigger::new(at(utc, "2026-12-25T09:00:00Z"));
     let skip = ExcludingTrigger::new(xmas.clone(), holiday.clone(), CalendarAction::Skip);
     let err = skip.check_runs(&now).unwrap_err();
@@ -504,11 +570,21 @@ fn check_runs_reports_a_calendar_that_excludes_every_fire_time() {
         "weekends",
         ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
     );
-    let weekdays = CronTrigger::builder().day_of_week("mon-fri").hour(9).timezone(utc).build().unwrap();
+    let weekdays = CronTrigger::builder()
+        .day_of_week("mon-fri")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
     ExcludingTrigger::new(weekdays, weekends.clone(), CalendarAction::Skip)
         .check_runs(&now)
         .unwrap();
-    let saturdays = CronTrigger::builder().day_of_week("sat,sun").hour(9).timezone(utc).build().unwrap();
+    let saturdays = CronTrigger::builder()
+        .day_of_week("sat,sun")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
     let err = ExcludingTrigger::new(saturdays, weekends, CalendarAction::Skip)
         .check_runs(&now)
         .unwrap_err();
@@ -524,12 +600,19 @@ fn full_trigger() -> ExcludingTrigger {
         .unwrap()
         .ics(HOLIDAYS_ICS)
         .unwrap()
-        .union(named("bridge-days", ExclusionCalendar::new(berlin).dates([day(2026, 5, 15)])))
+        .union(named(
+            "bridge-days",
+            ExclusionCalendar::new(berlin).dates([day(2026, 5, 15)]),
+        ))
         .except(named(
             "open-sundays",
             ExclusionCalendar::new(tz("UTC")).dates([day(2026, 12, 6)]),
         ));
-    let cron = CronTrigger::builder().hour("*/3").timezone(berlin).build().unwrap();
+    let cron = CronTrigger::builder()
+        .hour("*/3")
+        .timezone(berlin)
+        .build()
+        .unwrap();
     ExcludingTrigger::new(cron, named("holidays", cal), CalendarAction::NextAllowed)
 }
 
@@ -541,8 +624,14 @@ fn the_excluding_trigger_round_trips_through_its_stored_form() {
     assert_eq!(state["action"], "next_allowed");
     assert_eq!(state["calendar"]["name"], "holidays");
     // The ICS text is not stored: its events are.
-    assert_eq!(state["calendar"]["calendar"]["events"][0]["start"], "2024-02-29");
-    assert_eq!(state["calendar"]["calendar"]["windows"][0], "22:00-06:00:30");
+    assert_eq!(
+        state["calendar"]["calendar"]["events"][0]["start"],
+        "2024-02-29"
+    );
+    assert_eq!(
+        state["calendar"]["calendar"]["windows"][0],
+        "22:00-06:00:30"
+    );
     assert_eq!(state["calendar"]["calendar"]["weekdays"][0], "sun");
 
     let any: AnyTrigger = serde_json::from_value(state.clone()).unwrap();
@@ -582,7 +671,8 @@ fn a_stored_calendar_with_bad_values_is_refused_naming_the_field() {
 fn from_args_builds_an_excluding_trigger_and_names_bad_values() {
     let utc = chrono_tz::UTC;
     let now = at(utc, "2026-06-01T00:00:00Z");
-    let calendar = json!({"name": "weekends", "calendar": {"timezone": "UTC", "weekdays": ["sat", "sun"]}});
+    let calendar =
+        json!({"name": "weekends", "calendar": {"timezone": "UTC", "weekdays": ["sat", "sun"]}});
     let args = json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "next_allowed"});
     let t = AnyTrigger::from_args("excluding", &args, utc, now).unwrap();
     assert_eq!(
@@ -591,19 +681,27 @@ fn from_args_builds_an_excluding_trigger_and_names_bad_values() {
     );
     // Saturday 2026-06-06 09:00 moves to Monday midnight.
     let friday = at(utc, "2026-06-05T09:00:00Z");
-    assert_eq!(rfc(t.next_fire_time(Some(&friday), &friday)), "2026-06-08T00:00:00+00:00");
+    assert_eq!(
+        rfc(t.next_fire_time(Some(&friday), &friday)),
+        "2026-06-08T00:00:00+00:00"
+    );
 
-    let bad = json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "later"});
+    let bad =
+        json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "later"});
     let err = AnyTrigger::from_args("excluding", &bad, utc, now).unwrap_err();
     assert_eq!(err.field(), "action");
     assert!(err.to_string().contains("'later'"), "{err}");
-    let err = AnyTrigger::from_args("excluding", &json!({"trigger": "cron"}), utc, now).unwrap_err();
+    let err =
+        AnyTrigger::from_args("excluding", &json!({"trigger": "cron"}), utc, now).unwrap_err();
     assert_eq!(err.field(), "calendar");
 }
 
 #[test]
 fn calendar_action_names() {
-    assert_eq!("skip".parse::<CalendarAction>().unwrap(), CalendarAction::Skip);
+    assert_eq!(
+        "skip".parse::<CalendarAction>().unwrap(),
+        CalendarAction::Skip
+    );
     assert_eq!(
         "next_allowed".parse::<CalendarAction>().unwrap(),
         CalendarAction::NextAllowed
@@ -611,6 +709,9 @@ fn calendar_action_names() {
     let err = "Skip".parse::<CalendarAction>().unwrap_err();
     assert!(err.to_string().contains("'Skip'"), "{err}");
     assert_eq!(CalendarAction::default(), CalendarAction::Skip);
-    assert_eq!(serde_json::to_value(CalendarAction::NextAllowed).unwrap(), "next_allowed");
+    assert_eq!(
+        serde_json::to_value(CalendarAction::NextAllowed).unwrap(),
+        "next_allowed"
+    );
     assert_eq!(CalendarAction::NextAllowed.to_string(), "next_allowed");
 }

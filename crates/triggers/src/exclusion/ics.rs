@@ -203,7 +203,11 @@ impl<'a> Lines<'a> {
         let end = self.unfolded[at..]
             .find('\n')
             .map_or(self.unfolded.len(), |i| at + i);
-        self.unfolded[start..end].trim_end().chars().take(80).collect()
+        self.unfolded[start..end]
+            .trim_end()
+            .chars()
+            .take(80)
+            .collect()
     }
 }
 
@@ -211,18 +215,50 @@ impl<'a> Lines<'a> {
 pub(crate) fn parse(text: &str) -> Result<Vec<IcsEvent>, CalendarError> {
     let unfolded = unfold(text);
     let lines = Lines::new(text, &unfolded);
-    let roots = read_calendar_simple(&unfolded).map_err(|e| CalendarError::Syntax {
-        line: lines.line_of(e.input),
-        reason: format!(
-            "not iCalendar (expected BEGIN:/END: blocks of NAME:VALUE lines), at '{}'",
-            lines.text_at(e.input)
-        ),
+    if unfolded.trim().is_empty() {
+        return Err(CalendarError::Syntax {
+            line: 1,
+            reason: "the text is empty (expected BEGIN:VCALENDAR)".into(),
+        });
+    }
+    let roots = read_calendar_simple(&unfolded).map_err(|e| {
+        // The parser backtracks to the block a bad line is in; a line that cannot be a
+        // content line at all is the better place to point at.
+        match not_a_content_line(&unfolded) {
+            Some(bad) => CalendarError::Syntax {
+                line: lines.line_of(bad),
+                reason: format!("not an iCalendar line (NAME:VALUE or NAME;PARAM=...:VALUE): '{}'", lines.text_at(bad)),
+            },
+            None => CalendarError::Syntax {
+                line: lines.line_of(e.input),
+                reason: format!(
+                    "not iCalendar (expected BEGIN:/END: blocks of NAME:VALUE lines, each BEGIN closed by its END), at '{}'",
+                    lines.text_at(e.input)
+                ),
+            },
+        }
     })?;
     let mut events = Vec::new();
     for root in &roots {
         collect(root, &lines, &mut events)?;
     }
     Ok(events)
+}
+
+/// The first line that cannot be a content line: its name (up to `:` or `;`) is empty
+/// or holds characters names cannot, or it has no `:` at all.
+fn not_a_content_line(unfolded: &str) -> Option<&str> {
+    unfolded.split('\n').find(|line| {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            return false;
+        }
+        let name_end = line.find([':', ';']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !line.contains(':')
+    })
 }
 
 fn collect(
@@ -251,7 +287,11 @@ fn prop_error(lines: &Lines<'_>, p: &Property<'_>, reason: impl Into<String>) ->
 }
 
 /// An all-day date property (`DTSTART`, `DTEND`, one `EXDATE` value).
-fn date_value(lines: &Lines<'_>, p: &Property<'_>, value: &str) -> Result<NaiveDate, CalendarError> {
+fn date_value(
+    lines: &Lines<'_>,
+    p: &Property<'_>,
+    value: &str,
+) -> Result<NaiveDate, CalendarError> {
     let value_type = p
         .params
         .iter()
@@ -354,7 +394,11 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
         (Some((end, p)), _) => {
             let days = (end - start).num_days();
             if days < 1 {
-                return Err(prop_error(lines, p, format!("DTEND is not after DTSTART ({start})")));
+                return Err(prop_error(
+                    lines,
+                    p,
+                    format!("DTEND is not after DTSTART ({start})"),
+                ));
             }
             (days, p)
         }
@@ -400,7 +444,13 @@ fn yearly_rule(
                 .parse::<u32>()
                 .ok()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| prop_error(lines, p, format!("{what} must be a whole number of at least 1")))
+                .ok_or_else(|| {
+                    prop_error(
+                        lines,
+                        p,
+                        format!("{what} must be a whole number of at least 1"),
+                    )
+                })
         };
         match key.to_ascii_uppercase().as_str() {
             "FREQ" => freq = Some(value.to_ascii_uppercase()),

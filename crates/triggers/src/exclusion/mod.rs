@@ -254,7 +254,8 @@ impl ExclusionCalendar {
         // changes before it, the change itself comes first (wall time jumps there).
         let guess = Utc.from_utc_datetime(&(best? - offset));
         let offset_at = |s: i64| {
-            DateTime::from_timestamp(s, 0).map(|u| self.timezone.offset_from_utc_datetime(&u.naive_utc()).fix())
+            DateTime::from_timestamp(s, 0)
+                .map(|u| self.timezone.offset_from_utc_datetime(&u.naive_utc()).fix())
         };
         if offset_at(guess.timestamp()) == Some(offset) {
             return Some(guess);
@@ -351,8 +352,7 @@ impl From<ExclusionCalendar> for CalendarSpec {
 impl TryFrom<CalendarSpec> for ExclusionCalendar {
     type Error = TriggerError;
     fn try_from(s: CalendarSpec) -> Result<Self, Self::Error> {
-        let mut c = ExclusionCalendar::new(parse_timezone("timezone", &s.timezone)?)
-            .dates(s.dates);
+        let mut c = ExclusionCalendar::new(parse_timezone("timezone", &s.timezone)?).dates(s.dates);
         for day in &s.weekdays {
             let d: Weekday = day.parse().map_err(|_| {
                 TriggerError::invalid_field(
@@ -367,8 +367,9 @@ impl TryFrom<CalendarSpec> for ExclusionCalendar {
             c = c.window(w)?;
         }
         for e in &s.events {
-            e.validate()
-                .map_err(|reason| TriggerError::invalid_field("events", e.start.to_string(), reason))?;
+            e.validate().map_err(|reason| {
+                TriggerError::invalid_field("events", e.start.to_string(), reason)
+            })?;
         }
         c.events = s.events;
         c.union = s.union;
