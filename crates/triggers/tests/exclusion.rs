@@ -715,3 +715,30 @@ fn calendar_action_names() {
     );
     assert_eq!(CalendarAction::NextAllowed.to_string(), "next_allowed");
 }
+
+#[test]
+fn the_calendar_reports_its_rules() {
+    let berlin = tz("Europe/Berlin");
+    let cal = ExclusionCalendar::new(berlin)
+        .weekdays([Weekday::Sun, Weekday::Sat])
+        .dates([day(2026, 12, 25), day(2026, 12, 24)])
+        .window("22:00-06:00")
+        .unwrap()
+        .ics(HOLIDAYS_ICS)
+        .unwrap()
+        .union(named("bridge", ExclusionCalendar::new(berlin)));
+    assert_eq!(cal.timezone(), berlin);
+    assert_eq!(cal.excluded_weekdays(), [Weekday::Sat, Weekday::Sun]);
+    assert_eq!(
+        cal.excluded_dates().collect::<Vec<_>>(),
+        [day(2026, 12, 24), day(2026, 12, 25)]
+    );
+    assert_eq!(cal.window_texts(), ["22:00-06:00"]);
+    assert_eq!(cal.event_count(), 2);
+    assert_eq!(cal.union_members()[0].name, "bridge");
+    assert!(cal.except_members().is_empty());
+    assert_eq!(
+        cal.to_string(),
+        "calendar[timezone='Europe/Berlin', weekdays='sat,sun', windows='22:00-06:00', dates=2, events=2, union='bridge']"
+    );
+}

@@ -165,6 +165,39 @@ impl ExclusionCalendar {
         self.timezone
     }
 
+    /// The whole days given with [`dates`](Self::dates), in order.
+    pub fn excluded_dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.dates.iter().copied()
+    }
+
+    /// The days of the week given with [`weekdays`](Self::weekdays), Monday first.
+    pub fn excluded_weekdays(&self) -> Vec<Weekday> {
+        (0..7u8)
+            .filter(|i| self.weekdays & (1 << i) != 0)
+            .filter_map(|i| Weekday::try_from(i).ok())
+            .collect()
+    }
+
+    /// The daily windows, as text (`22:00-06:00`).
+    pub fn window_texts(&self) -> Vec<String> {
+        self.windows.iter().map(ToString::to_string).collect()
+    }
+
+    /// How many all-day events were read from ICS text.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The calendars given with [`union`](Self::union).
+    pub fn union_members(&self) -> &[NamedCalendar] {
+        &self.union
+    }
+
+    /// The calendars given with [`except`](Self::except).
+    pub fn except_members(&self) -> &[NamedCalendar] {
+        &self.except
+    }
+
     /// Whether `t` (in any zone) is excluded.
     pub fn excludes(&self, t: &DateTime<Tz>) -> bool {
         let own = {
