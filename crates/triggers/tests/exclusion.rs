@@ -371,6 +371,8 @@ fn full_trigger() -> ExcludingTrigger {
         .unwrap()
         .ics(HOLIDAYS_ICS)
         .unwrap()
+        .ics("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261126\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;COUNT=5\nEXDATE;VALUE=DATE:20271125\nEND:VEVENT\nEND:VCALENDAR\n")
+        .unwrap()
         .union(named(
             "bridge-days",
             ExclusionCalendar::new(berlin).dates([day(2026, 5, 15)]),
@@ -511,5 +513,42 @@ fn the_calendar_reports_its_rules() {
     assert_eq!(
         cal.to_string(),
         "calendar[timezone='Europe/Berlin', weekdays='sat,sun', windows='22:00-06:00', dates=2, events=2, union='bridge']"
+    );
+}
+
+#[test]
+fn a_calendar_inside_a_calendar_both_apply() {
+    let utc = chrono_tz::UTC;
+    let weekends = named(
+        "weekends",
+        ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
+    );
+    let holidays = named(
+        "holidays",
+        ExclusionCalendar::new(utc).dates([day(2026, 3, 9)]),
+    );
+    let inner = ExcludingTrigger::new(
+        CronTrigger::builder()
+            .hour(9)
+            .timezone(utc)
+            .build()
+            .unwrap(),
+        weekends,
+        CalendarAction::Skip,
+    );
+    let outer = ExcludingTrigger::new(inner, holidays, CalendarAction::Skip);
+    // Saturday 7, Sunday 8 (weekends), Monday 9 (holiday): the first run is Tuesday.
+    assert_eq!(
+        sequence(&outer, &at(utc, "2026-03-07T00:00:00Z"), 4),
+        [
+            "03-07 09:00 excluded by weekends",
+            "03-08 09:00 excluded by weekends",
+            "03-09 09:00 excluded by holidays",
+            "03-10 09:00",
+        ]
+    );
+    assert_eq!(
+        rfc(outer.first_allowed(&at(utc, "2026-03-07T09:00:00Z"))),
+        "2026-03-10T09:00:00+00:00"
     );
 }

@@ -121,13 +121,19 @@ fn ics_errors_name_the_line_of_the_text_as_given() {
         "{err}"
     );
 
-    let byday = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261126\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH\nEND:VEVENT\nEND:VCALENDAR\n";
+    // Weekday lists (every Monday and Tuesday of a month) are not all-day holidays.
+    let byday = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261102\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=MO,TU\nEND:VEVENT\nEND:VCALENDAR\n";
     let err = ics_error(byday);
     assert_eq!(err.line(), 4, "{err}");
     assert!(
-        err.to_string().contains("BYDAY=4TH is not supported"),
+        err.to_string()
+            .contains("BYDAY=MO,TU: expected one weekday"),
         "{err}"
     );
+    let weekno = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261102\nRRULE:FREQ=YEARLY;BYWEEKNO=45\nEND:VEVENT\nEND:VCALENDAR\n";
+    assert!(ics_error(weekno)
+        .to_string()
+        .contains("BYWEEKNO=45 is not supported"));
 
     let no_start =
         "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
@@ -170,4 +176,41 @@ fn ics_syntax_errors_name_a_line() {
     assert!(trigger_err
         .to_string()
         .contains(&format!("line {}", err.line())));
+}
+
+#[test]
+fn ics_yearly_nth_weekday_rules_follow_the_weekday() {
+    let utc = chrono_tz::UTC;
+    // US Thanksgiving (4th Thursday of November) and Memorial Day (last Monday of May).
+    let text = "BEGIN:VCALENDAR\r
+BEGIN:VEVENT\r
+DTSTART;VALUE=DATE:20261126\r
+RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH\r
+SUMMARY:Thanksgiving\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+DTSTART;VALUE=DATE:20260525\r
+RRULE:FREQ=YEARLY;BYMONTH=5;BYDAY=-1MO;COUNT=2\r
+SUMMARY:Memorial Day\r
+END:VEVENT\r
+END:VCALENDAR\r
+";
+    let cal = ExclusionCalendar::new(utc).ics(text).unwrap();
+    for (t, excluded) in [
+        ("2026-11-26T12:00:00Z", true),
+        ("2027-11-25T12:00:00Z", true),
+        ("2027-11-26T12:00:00Z", false),
+        ("2030-11-28T12:00:00Z", true),
+        ("2025-11-27T12:00:00Z", false), // before the start
+        ("2026-05-25T12:00:00Z", true),
+        ("2027-05-31T12:00:00Z", true),
+        ("2028-05-29T12:00:00Z", false), // COUNT=2 ended in 2027
+    ] {
+        assert_eq!(cal.excludes(&at(utc, t)), excluded, "{t}");
+    }
+    // A start that is not the rule's own day is refused, naming the line.
+    let off = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261127\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH\nEND:VEVENT\nEND:VCALENDAR\n";
+    let err = ics_error(off);
+    assert_eq!(err.line(), 4, "{err}");
+    assert!(err.to_string().contains("not an occurrence"), "{err}");
 }

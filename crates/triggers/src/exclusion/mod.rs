@@ -8,6 +8,7 @@
 mod ics;
 mod trigger;
 mod window;
+mod yearly;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -134,7 +135,8 @@ impl ExclusionCalendar {
     ///
     /// Supported: `VEVENT`s with `DTSTART;VALUE=DATE`, an optional `DTEND` (exclusive)
     /// or `DURATION` in days or weeks, an optional yearly `RRULE` (`INTERVAL`, `COUNT`,
-    /// `UNTIL`; an event on February 29 recurs in leap years only, as RFC 5545 says)
+    /// `UNTIL`, `BYMONTH` with `BYMONTHDAY` or one positioned `BYDAY` such as `4TH`; an
+    /// event on February 29 recurs in leap years only, as RFC 5545 says)
     /// and `EXDATE`. Anything else that would change an event's days (a timed event,
     /// another frequency, `RDATE`) is refused.
     ///
