@@ -214,3 +214,13 @@ END:VCALENDAR\r
     assert_eq!(err.line(), 4, "{err}");
     assert!(err.to_string().contains("not an occurrence"), "{err}");
 }
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_cancelled_events_exclude_nothing() {
+    let utc = chrono_tz::UTC;
+    let text = "\u{feff}BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nTRANSP:TRANSPARENT\nEND:VEVENT\nBEGIN:VEVENT\nSTATUS:CANCELLED\nDTSTART;VALUE=DATE:20261231\nEND:VEVENT\nEND:VCALENDAR\n";
+    let cal = ExclusionCalendar::new(utc).ics(text).unwrap();
+    assert_eq!(cal.event_count(), 1);
+    assert!(cal.excludes(&at(utc, "2026-12-24T12:00:00Z")));
+    assert!(!cal.excludes(&at(utc, "2026-12-31T12:00:00Z")));
+}

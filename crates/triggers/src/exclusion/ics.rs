@@ -8,7 +8,8 @@
 //! and day or `BYMONTH` with one positioned `BYDAY`, such as `4TH`) and all-day `EXDATE`s. Everything else that would change which days
 //! an event covers (a timed event, another frequency, `RDATE`, `RECURRENCE-ID`, ...) is
 //! an error naming its line, never silently dropped. Properties that do not (`SUMMARY`,
-//! `UID`, ...) and components other than `VEVENT` (`VTIMEZONE`, `VTODO`, ...) are ignored.
+//! `UID`, `TRANSP`, ...) and components other than `VEVENT` (`VTIMEZONE`, `VTODO`, ...)
+//! are ignored; a `STATUS:CANCELLED` event excludes nothing.
 
 use std::collections::BTreeSet;
 
@@ -197,6 +198,8 @@ impl<'a> Lines<'a> {
 
 /// Reads the all-day events of an iCalendar text.
 pub(crate) fn parse(text: &str) -> Result<Vec<IcsEvent>, CalendarError> {
+    // Files saved by some editors start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let unfolded = unfold(text);
     let lines = Lines::new(text, &unfolded);
     if unfolded.trim().is_empty() {
@@ -251,7 +254,7 @@ fn collect(
     out: &mut Vec<IcsEvent>,
 ) -> Result<(), CalendarError> {
     if component.name.as_str().eq_ignore_ascii_case("VEVENT") {
-        out.push(event(component, lines)?);
+        out.extend(event(component, lines)?);
         // Sub-components of an event (alarms) do not change its days.
         return Ok(());
     }
@@ -332,7 +335,9 @@ fn read_days(value: &str) -> Option<i64> {
     number.is_empty().then_some(total)
 }
 
-fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, CalendarError> {
+/// The event's days; `None` for a cancelled event (`STATUS:CANCELLED`), which excludes
+/// nothing.
+fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<Option<IcsEvent>, CalendarError> {
     let mut start: Option<NaiveDate> = None;
     let mut end: Option<(NaiveDate, &Property<'_>)> = None;
     let mut duration: Option<(i64, &Property<'_>)> = None;
@@ -357,6 +362,9 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
                 for v in p.val.as_str().split(',') {
                     exdates.insert(date_value(lines, p, v)?);
                 }
+            }
+            "STATUS" if p.val.as_str().trim().eq_ignore_ascii_case("CANCELLED") => {
+                return Ok(None);
             }
             "RDATE" | "EXRULE" | "RECURRENCE-ID" => {
                 return Err(prop_error(
@@ -406,10 +414,10 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
             YearlyRule::parse(p.val.as_str(), start).map_err(|reason| prop_error(lines, p, reason))
         })
         .transpose()?;
-    Ok(IcsEvent {
+    Ok(Some(IcsEvent {
         start,
         days: u32::try_from(days.0).unwrap_or(1),
         yearly,
         exdates,
-    })
+    }))
 }
