@@ -552,3 +552,53 @@ fn a_calendar_inside_a_calendar_both_apply() {
         "2026-03-10T09:00:00+00:00"
     );
 }
+
+#[test]
+fn a_shared_trigger_answers_first_allowed_and_check_runs() {
+    let utc = chrono_tz::UTC;
+    let now = at(utc, "2026-03-01T00:00:00Z");
+    let saturday = at(utc, "2026-03-07T09:00:00Z");
+    let weekends = named(
+        "weekends",
+        ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
+    );
+    let daily = CronTrigger::builder()
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let shared = through_store(ExcludingTrigger::new(
+        daily.clone(),
+        weekends.clone(),
+        CalendarAction::Skip,
+    ));
+    assert_eq!(
+        rfc(shared.first_allowed(&saturday)),
+        "2026-03-09T09:00:00+00:00"
+    );
+    shared.check_runs(&now).unwrap();
+    let weekend_only = CronTrigger::builder()
+        .day_of_week("sat")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let never = AnyTrigger::from(ExcludingTrigger::new(
+        weekend_only,
+        weekends,
+        CalendarAction::Skip,
+    ))
+    .into_shared();
+    assert_eq!(never.first_allowed(&saturday), None);
+    assert_eq!(never.check_runs(&now).unwrap_err().field(), "calendar");
+    // A trigger without a calendar: every fire time runs.
+    let plain = AnyTrigger::from(daily).into_shared();
+    assert_eq!(plain.first_allowed(&saturday), Some(saturday));
+    plain.check_runs(&now).unwrap();
+    assert_eq!(plain.excluded_by(&saturday), None);
+}
+
+/// `trigger` as a job store reads it back: a shared trait object from its stored form.
+fn through_store(trigger: ExcludingTrigger) -> std::sync::Arc<dyn Trigger> {
+    decode_trigger(&trigger.to_state().unwrap()).unwrap()
+}

@@ -252,6 +252,14 @@ impl Trigger for ExcludingTrigger {
         }
         self.trigger.excluded_by(fire_time)
     }
+
+    fn first_allowed(&self, fire_time: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        ExcludingTrigger::first_allowed(self, fire_time)
+    }
+
+    fn check_runs(&self, now: &DateTime<Tz>) -> Result<(), TriggerError> {
+        ExcludingTrigger::check_runs(self, now)
+    }
 }
 
 impl fmt::Display for ExcludingTrigger {
