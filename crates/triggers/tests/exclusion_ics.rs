@@ -224,3 +224,48 @@ fn a_byte_order_mark_is_skipped_and_cancelled_events_exclude_nothing() {
     assert!(cal.excludes(&at(utc, "2026-12-24T12:00:00Z")));
     assert!(!cal.excludes(&at(utc, "2026-12-31T12:00:00Z")));
 }
+
+/// The shape of a public-holiday calendar exported by a calendar service: calendar
+/// properties, a VTIMEZONE (whose own RRULE is not an event), an escaped and folded
+/// description, status and transparency.
+const EXPORTED: &str = "BEGIN:VCALENDAR\r
+PRODID:-//Example Calendar//EN\r
+VERSION:2.0\r
+CALSCALE:GREGORIAN\r
+METHOD:PUBLISH\r
+X-WR-CALNAME:Holidays in Germany\r
+X-WR-TIMEZONE:UTC\r
+BEGIN:VTIMEZONE\r
+TZID:Europe/Berlin\r
+BEGIN:DAYLIGHT\r
+TZOFFSETFROM:+0100\r
+TZOFFSETTO:+0200\r
+TZNAME:CEST\r
+DTSTART:19700329T020000\r
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r
+END:DAYLIGHT\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+DTSTART;VALUE=DATE:20261003\r
+DTEND;VALUE=DATE:20261004\r
+DTSTAMP:20261101T120000Z\r
+UID:20261003_de@example.com\r
+CLASS:PUBLIC\r
+DESCRIPTION:Public holiday\\, nationwide. To hide observances\\, go to the\r
+  calendar settings\r
+STATUS:CONFIRMED\r
+SUMMARY:Day of German Unity\r
+TRANSP:TRANSPARENT\r
+END:VEVENT\r
+END:VCALENDAR\r
+";
+
+#[test]
+fn an_exported_holiday_calendar_reads() {
+    let berlin = tz("Europe/Berlin");
+    let cal = ExclusionCalendar::new(berlin).ics(EXPORTED).unwrap();
+    assert_eq!(cal.event_count(), 1);
+    assert!(cal.excludes(&at(berlin, "2026-10-03T00:00:00+02:00")));
+    assert!(!cal.excludes(&at(berlin, "2026-10-02T23:59:59+02:00")));
+    assert!(!cal.excludes(&at(berlin, "2026-10-04T00:00:00+02:00")));
+}
