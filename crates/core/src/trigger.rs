@@ -48,4 +48,23 @@ pub trait Trigger: fmt::Debug + fmt::Display + Send + Sync {
         let _ = fire_time;
         None
     }
+
+    /// The first fire time at or after `fire_time` (one of this trigger's) that really
+    /// runs, with exclusion calendars applied: what a listing shows as the next run time.
+    /// `fire_time` itself for a trigger without an exclusion calendar (the default);
+    /// `None` when no later fire time runs.
+    fn first_allowed(&self, fire_time: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        Some(*fire_time)
+    }
+
+    /// An error when an exclusion calendar excludes every fire time of this trigger from
+    /// `now` on, so that a job that would never run is reported instead of kept. Always
+    /// `Ok` for a trigger without an exclusion calendar (the default).
+    ///
+    /// # Errors
+    /// A [`TriggerError`](crate::TriggerError) naming the calendar and why.
+    fn check_runs(&self, now: &DateTime<Tz>) -> Result<(), crate::TriggerError> {
+        let _ = now;
+        Ok(())
+    }
 }

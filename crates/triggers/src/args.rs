@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use crate::cron::FIELD_NAMES;
 use crate::interval::seconds_to_duration;
 use crate::{
-    AndTrigger, AnyTrigger, CalendarAction, CalendarIntervalTrigger, CronTrigger, DateTrigger,
-    Dst, ExcludingTrigger, IntervalTrigger, NamedCalendar, OrTrigger,
+    AndTrigger, AnyTrigger, CalendarAction, CalendarIntervalTrigger, CronTrigger, DateTrigger, Dst,
+    ExcludingTrigger, IntervalTrigger, NamedCalendar, OrTrigger,
 };
 
 fn show(v: &Value) -> String {
@@ -305,16 +305,15 @@ fn excluding(
             return Err(unknown(key, value, "excluding"));
         }
     }
-    let inner_kind = match map.get("trigger") {
-        Some(v) => expect_string("trigger", v)?,
-        None => {
-            return Err(TriggerError::invalid_field(
+    let inner_kind =
+        match map.get("trigger") {
+            Some(v) => expect_string("trigger", v)?,
+            None => return Err(TriggerError::invalid_field(
                 "trigger",
                 "",
                 "an 'excluding' trigger needs 'trigger' (the kind of the trigger it applies to)",
-            ))
-        }
-    };
+            )),
+        };
     let inner = build(inner_kind, map.get("args").unwrap_or(&Value::Null), tz, now)?;
     let calendar_value = map.get("calendar").ok_or_else(|| {
         TriggerError::invalid_field(
@@ -323,8 +322,9 @@ fn excluding(
             "an 'excluding' trigger needs 'calendar' ({\"name\": ..., \"calendar\": {...}})",
         )
     })?;
-    let calendar = NamedCalendar::deserialize(calendar_value)
-        .map_err(|e| TriggerError::invalid_field("calendar", show(calendar_value), e.to_string()))?;
+    let calendar = NamedCalendar::deserialize(calendar_value).map_err(|e| {
+        TriggerError::invalid_field("calendar", show(calendar_value), e.to_string())
+    })?;
     let action = match map.get("action") {
         None | Some(Value::Null) => CalendarAction::Skip,
         Some(v) => expect_string("action", v)?.parse()?,

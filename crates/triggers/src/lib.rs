@@ -208,6 +208,14 @@ impl Trigger for AnyTrigger {
     fn excluded_by(&self, fire_time: &DateTime<Tz>) -> Option<&str> {
         self.as_trigger().excluded_by(fire_time)
     }
+
+    fn first_allowed(&self, fire_time: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.as_trigger().first_allowed(fire_time)
+    }
+
+    fn check_runs(&self, now: &DateTime<Tz>) -> Result<(), TriggerError> {
+        self.as_trigger().check_runs(now)
+    }
 }
 
 impl AnyTrigger {

@@ -1,57 +1,17 @@
-//! Exclusion calendars and the `excluding` trigger: rules, DST, ICS, Skip vs NextAllowed,
-//! check_runs and persistence. Every time is given explicitly (no clock).
+//! Exclusion calendars and the `excluding` trigger: rules, DST, union/except, Skip vs
+//! NextAllowed, check_runs and persistence. Every time is given explicitly (no clock).
+
+mod exclusion_support;
 
 use apscheduler_core::Trigger;
 use apscheduler_triggers::{
-    decode_trigger, decode_trigger_text, AnyTrigger, CalendarAction, CalendarError, CronTrigger,
-    DateTrigger, ExcludingTrigger, ExclusionCalendar, IntervalTrigger, NamedCalendar,
+    decode_trigger, decode_trigger_text, AnyTrigger, CalendarAction, CronTrigger, DateTrigger,
+    ExcludingTrigger, ExclusionCalendar, IntervalTrigger,
 };
-use chrono::{DateTime, Duration, NaiveDate, Weekday};
+use chrono::{Duration, Weekday};
 use chrono_tz::Tz;
+use exclusion_support::*;
 use serde_json::json;
-
-fn tz(name: &str) -> Tz {
-    name.parse().unwrap()
-}
-
-/// An RFC 3339 instant, put in `zone`.
-fn at(zone: Tz, rfc3339: &str) -> DateTime<Tz> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
-        .with_timezone(&zone)
-}
-
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
-
-fn rfc(t: Option<DateTime<Tz>>) -> String {
-    t.map_or("none".into(), |t| t.to_rfc3339())
-}
-
-fn named(name: &str, calendar: ExclusionCalendar) -> NamedCalendar {
-    NamedCalendar::new(name, calendar)
-}
-
-/// The first `n` fire times of `trigger` from `now`, each asked with the previous one
-/// (as the scheduler asks), with the calendar that excludes each, if any.
-fn sequence(trigger: &dyn Trigger, now: &DateTime<Tz>, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut prev: Option<DateTime<Tz>> = None;
-    for _ in 0..n {
-        let asked_at = prev.unwrap_or(*now);
-        let Some(next) = trigger.next_fire_time(prev.as_ref(), &asked_at) else {
-            break;
-        };
-        let time = next.format("%m-%d %H:%M").to_string();
-        out.push(match trigger.excluded_by(&next) {
-            Some(name) => format!("{time} excluded by {name}"),
-            None => time,
-        });
-        prev = Some(next);
-    }
-    out
-}
 
 #[test]
 fn a_holiday_on_a_weekday_excludes_that_whole_local_day_only() {
@@ -98,7 +58,9 @@ fn weekends_are_excluded_until_monday_midnight() {
 #[test]
 fn a_night_window_is_wall_clock_time_across_berlin_dst_changes() {
     let berlin = tz("Europe/Berlin");
-    let cal = ExclusionCalendar::new(berlin).window("22:00-06:00").unwrap();
+    let cal = ExclusionCalendar::new(berlin)
+        .window("22:00-06:00")
+        .unwrap();
 
     // Spring forward, 2026-03-29 02:00 -> 03:00: the night lasts 7 real hours.
     let start = at(berlin, "2026-03-28T22:00:00+01:00");
@@ -124,7 +86,9 @@ fn a_night_window_is_wall_clock_time_across_berlin_dst_changes() {
     assert_eq!(end - start, Duration::hours(9));
 
     // A window inside the skipped hour excludes nothing that night.
-    let gap = ExclusionCalendar::new(berlin).window("02:00-03:00").unwrap();
+    let gap = ExclusionCalendar::new(berlin)
+        .window("02:00-03:00")
+        .unwrap();
     assert!(!gap.excludes(&at(berlin, "2026-03-29T01:59:59+01:00")));
     assert!(!gap.excludes(&at(berlin, "2026-03-29T03:00:00+02:00")));
     assert!(gap.excludes(&at(berlin, "2026-03-30T02:00:00+02:00")));
@@ -152,175 +116,14 @@ fn a_window_across_new_york_dst_changes_ends_at_the_wall_clock_end() {
     );
 }
 
-const HOLIDAYS_ICS: &str = "BEGIN:VCALENDAR\r
-VERSION:2.0\r
-PRODID:-//apscheduler-rs tests//EN\r
-BEGIN:VEVENT\r
-UID:leap@example.com\r
-DTSTAMP:20240101T000000Z\r
-DTSTART;VALUE=DATE:20240229\r
-DTEND;VALUE=DATE:20240301\r
-RRULE:FREQ=YEARLY\r
-SUMMARY:Leap day\r
-END:VEVENT\r
-BEGIN:VEVENT\r
-UID:break@example.com\r
-DTSTART;VALUE=DATE:20261223\r
-DTEND;VALUE=DATE:20270102\r
-SUMMARY:Winter break, a long\r
-  summary folded onto a second line\r
-BEGIN:VALARM\r
-ACTION:DISPLAY\r
-TRIGGER:-PT15M\r
-END:VALARM\r
-END:VEVENT\r
-END:VCALENDAR\r
-";
-
-#[test]
-fn an_ics_yearly_event_on_feb_29_excludes_leap_years_only() {
-    let utc = chrono_tz::UTC;
-    let cal = ExclusionCalendar::new(utc).ics(HOLIDAYS_ICS).unwrap();
-    let noon = CronTrigger::builder().hour(12).timezone(utc).build().unwrap();
-    let trigger = ExcludingTrigger::new(noon, named("holidays", cal), CalendarAction::Skip);
-    // Every noon from 2027-02-20 to 2028-03-10: only 2028-02-29 is excluded.
-    let excluded: Vec<String> = sequence(&trigger, &at(utc, "2027-02-20T00:00:00Z"), 385)
-        .into_iter()
-        .filter(|s| s.contains("excluded"))
-        .collect();
-    assert_eq!(excluded, ["02-29 12:00 excluded by holidays"]);
-    let cal = &trigger.calendar().calendar;
-    for (t, excluded) in [
-        ("2024-02-29T12:00:00Z", true),
-        ("2028-02-28T12:00:00Z", false),
-        ("2028-02-29T00:00:00Z", true),
-        ("2028-03-01T00:00:00Z", false),
-        ("2032-02-29T12:00:00Z", true),
-        // 2100 is not a leap year: no Feb 29, and neither neighbour is excluded.
-        ("2100-02-28T12:00:00Z", false),
-        ("2100-03-01T12:00:00Z", false),
-        // Before the first occurrence.
-        ("2020-02-29T12:00:00Z", false),
-    ] {
-        assert_eq!(cal.excludes(&at(utc, t)), excluded, "{t}");
-    }
-}
-
-#[test]
-fn an_ics_multi_day_event_covers_every_day_up_to_its_exclusive_end() {
-    let utc = chrono_tz::UTC;
-    let cal = ExclusionCalendar::new(utc).ics(HOLIDAYS_ICS).unwrap();
-    assert!(!cal.excludes(&at(utc, "2026-12-22T23:59:59Z")));
-    assert!(cal.excludes(&at(utc, "2026-12-23T00:00:00Z")));
-    assert!(cal.excludes(&at(utc, "2027-01-01T23:59:59Z")));
-    assert!(!cal.excludes(&at(utc, "2027-01-02T00:00:00Z")));
-    // It does not recur.
-    assert!(!cal.excludes(&at(utc, "2027-12-24T12:00:00Z")));
-    assert_eq!(
-        rfc(cal.next_allowed(&at(utc, "2026-12-24T09:00:00Z"))),
-        "2027-01-02T00:00:00+00:00"
-    );
-}
-
-#[test]
-fn ics_count_until_interval_and_exdate_shape_a_yearly_rule() {
-    let utc = chrono_tz::UTC;
-    let ics = |rule: &str, extra: &str| {
-        format!(
-            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20240229\n{rule}\n{extra}END:VEVENT\nEND:VCALENDAR\n"
-        )
-    };
-    let leap = |text: &str, year: i32| {
-        ExclusionCalendar::new(utc)
-            .ics(text)
-            .unwrap()
-            .excludes(&at(utc, &format!("{year}-02-29T12:00:00Z")))
-    };
-    // COUNT counts only years that have the day: 2024 and 2028, not 2032.
-    let count = ics("RRULE:FREQ=YEARLY;COUNT=2", "");
-    assert!(leap(&count, 2024) && leap(&count, 2028) && !leap(&count, 2032));
-    // UNTIL (a date-time: its day counts) includes an occurrence on that day.
-    let until = ics("RRULE:FREQ=YEARLY;UNTIL=20320229T235959Z", "");
-    assert!(leap(&until, 2032) && !leap(&until, 2036));
-    // INTERVAL=4 from 2024: 2028 is the fourth year, so it recurs every leap year here;
-    // INTERVAL=8 skips 2028.
-    let every8 = ics("RRULE:FREQ=YEARLY;INTERVAL=8", "");
-    assert!(leap(&every8, 2024) && !leap(&every8, 2028) && leap(&every8, 2032));
-    // EXDATE takes one occurrence out.
-    let ex = ics("RRULE:FREQ=YEARLY", "EXDATE;VALUE=DATE:20280229\n");
-    assert!(leap(&ex, 2024) && !leap(&ex, 2028) && leap(&ex, 2032));
-    // BYMONTH/BYMONTHDAY naming the start's own day are accepted.
-    let by = ics("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", "");
-    assert!(leap(&by, 2028));
-    // DURATION instead of DTEND.
-    let two_days = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nDURATION:P2D\nEND:VEVENT\nEND:VCALENDAR\n";
-    let cal = ExclusionCalendar::new(utc).ics(two_days).unwrap();
-    assert!(cal.excludes(&at(utc, "2026-12-25T12:00:00Z")));
-    assert!(!cal.excludes(&at(utc, "2026-12-26T00:00:00Z")));
-}
-
-fn ics_error(text: &str) -> CalendarError {
-    ExclusionCalendar::new(chrono_tz::UTC)
-        .ics(text)
-        .expect_err("the ICS text should be refused")
-}
-
-#[test]
-fn ics_errors_name_the_line_of_the_text_as_given() {
-    // Line 6 (after a summary folded over lines 4 and 5): a timed event.
-    let timed = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:1\nSUMMARY:a summary that is\n  folded\nDTSTART:20261225T100000Z\nEND:VEVENT\nEND:VCALENDAR\n";
-    let err = ics_error(timed);
-    assert_eq!(err.line(), 6, "{err}");
-    let msg = err.to_string();
-    assert!(msg.starts_with("line 6: DTSTART '20261225T100000Z'"), "{msg}");
-    assert!(msg.contains("timed events are not supported"), "{msg}");
-
-    let monthly = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20260101\r\nRRULE:FREQ=MONTHLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-    let err = ics_error(monthly);
-    assert_eq!(err.line(), 4, "{err}");
-    assert!(err.to_string().contains("FREQ=MONTHLY is not supported"), "{err}");
-
-    let byday = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261126\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH\nEND:VEVENT\nEND:VCALENDAR\n";
-    let err = ics_error(byday);
-    assert_eq!(err.line(), 4, "{err}");
-    assert!(err.to_string().contains("BYDAY=4TH is not supported"), "{err}");
-
-    let no_start = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
-    let err = ics_error(no_start);
-    assert_eq!(err.line(), 3, "{err}");
-    assert!(err.to_string().contains("without DTSTART"), "{err}");
-
-    let backwards = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nDTEND;VALUE=DATE:20260101\nEND:VEVENT\nEND:VCALENDAR\n";
-    assert_eq!(ics_error(backwards).line(), 4);
-
-    let rdate = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nRDATE;VALUE=DATE:20260201\nEND:VEVENT\nEND:VCALENDAR\n";
-    assert_eq!(ics_error(rdate).line(), 4);
-
-    let bad_date = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261332\nEND:VEVENT\nEND:VCALENDAR\n";
-    let err = ics_error(bad_date);
-    assert_eq!(err.line(), 3, "{err}");
-    assert!(err.to_string().contains("'20261332'"), "{err}");
-}
-
-#[test]
-fn ics_syntax_errors_name_a_line() {
-    let err = ics_error("this is not a calendar\n");
-    assert!(matches!(err, CalendarError::Syntax { .. }), "{err:?}");
-    assert_eq!(err.line(), 1, "{err}");
-    let unclosed = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nEND:VCALENDAR\n";
-    let err = ics_error(unclosed);
-    assert!(matches!(err, CalendarError::Syntax { .. }), "{err:?}");
-    assert!(err.line() >= 2, "{err}");
-    // It converts to the crate's trigger error, naming the line.
-    let trigger_err: apscheduler_core::TriggerError = err.clone().into();
-    assert_eq!(trigger_err.field(), "ics");
-    assert!(trigger_err.to_string().contains(&format!("line {}", err.line())));
-}
-
 #[test]
 fn union_adds_and_except_takes_away() {
     let utc = chrono_tz::UTC;
-    let holidays = ExclusionCalendar::new(utc).dates([day(2026, 12, 24), day(2026, 12, 25), day(2026, 12, 31)]);
+    let holidays = ExclusionCalendar::new(utc).dates([
+        day(2026, 12, 24),
+        day(2026, 12, 25),
+        day(2026, 12, 31),
+    ]);
     let company_days = ExclusionCalendar::new(utc).dates([day(2026, 12, 31)]);
     let weekends = ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]);
     let cal = ExclusionCalendar::new(utc)
@@ -365,7 +168,14 @@ fn next_allowed_jumps_whole_days_and_gives_up_after_ten_years() {
     let utc = chrono_tz::UTC;
     // Everything but Wednesday: from Thursday 2026-03-05 to Wednesday 2026-03-11.
     let cal = ExclusionCalendar::new(utc)
-        .weekdays([Weekday::Mon, Weekday::Tue, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun])
+        .weekdays([
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ])
         .window("12:00-13:00")
         .unwrap();
     assert_eq!(
@@ -389,17 +199,28 @@ fn next_allowed_jumps_whole_days_and_gives_up_after_ten_years() {
     assert_eq!(never.next_allowed(&at(utc, "2026-03-05T10:00:00Z")), None);
     // Ten years of days, a step each: well under a second even unoptimized on a busy
     // machine (a second-by-second search would take hours).
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn hourly(zone: Tz) -> CronTrigger {
-    CronTrigger::builder().minute(0).timezone(zone).build().unwrap()
+    CronTrigger::builder()
+        .minute(0)
+        .timezone(zone)
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn skip_keeps_the_fire_times_and_names_the_calendar_next_allowed_moves_them() {
     let utc = chrono_tz::UTC;
-    let night = named("night", ExclusionCalendar::new(utc).window("22:00-02:00").unwrap());
+    let night = named(
+        "night",
+        ExclusionCalendar::new(utc).window("22:00-02:00").unwrap(),
+    );
     let now = at(utc, "2026-06-01T20:30:00Z");
 
     let skip = ExcludingTrigger::new(hourly(utc), night.clone(), CalendarAction::Skip);
@@ -432,8 +253,15 @@ fn skip_keeps_the_fire_times_and_names_the_calendar_next_allowed_moves_them() {
 #[test]
 fn next_allowed_collapses_fire_times_of_one_window_into_one_run() {
     let utc = chrono_tz::UTC;
-    let every_15 = CronTrigger::builder().minute("*/15").timezone(utc).build().unwrap();
-    let lunch = named("lunch", ExclusionCalendar::new(utc).window("12:00-12:50").unwrap());
+    let every_15 = CronTrigger::builder()
+        .minute("*/15")
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let lunch = named(
+        "lunch",
+        ExclusionCalendar::new(utc).window("12:00-12:50").unwrap(),
+    );
     let trigger = ExcludingTrigger::new(every_15, lunch, CalendarAction::NextAllowed);
     // 12:00, 12:15, 12:30 and 12:45 run once, at 12:50; then the cron goes on.
     assert_eq!(
@@ -456,7 +284,10 @@ fn an_interval_trigger_skips_by_whole_intervals() {
         .timezone(utc)
         .build()
         .unwrap();
-    let cal = named("night", ExclusionCalendar::new(utc).window("00:10-01:00").unwrap());
+    let cal = named(
+        "night",
+        ExclusionCalendar::new(utc).window("00:10-01:00").unwrap(),
+    );
     let trigger = ExcludingTrigger::new(every_7_min, cal, CalendarAction::Skip);
     // 00:14 is excluded; the grid point at or after 01:00 is 01:03 (9 × 7 min).
     assert_eq!(
@@ -483,11 +314,17 @@ fn check_runs_reports_a_calendar_that_excludes_every_fire_time() {
         let err = t.check_runs(&now).unwrap_err();
         assert_eq!(err.field(), "calendar");
         let msg = err.to_string();
-        assert!(msg.contains("'always'") && msg.contains("excludes every fire time"), "{msg}");
+        assert!(
+            msg.contains("'always'") && msg.contains("excludes every fire time"),
+            "{msg}"
+        );
     }
 
     // A date trigger on a holiday: skipped, it never runs; moved, it runs the day after.
-    let holiday = named("holidays", ExclusionCalendar::new(utc).dates([day(2026, 12, 25)]));
+    let holiday = named(
+        "holidays",
+        ExclusionCalendar::new(utc).dates([day(2026, 12, 25)]),
+    );
     let xmas = DateTrigger::new(at(utc, "2026-12-25T09:00:00Z"));
     let skip = ExcludingTrigger::new(xmas.clone(), holiday.clone(), CalendarAction::Skip);
     let err = skip.check_runs(&now).unwrap_err();
@@ -504,11 +341,21 @@ fn check_runs_reports_a_calendar_that_excludes_every_fire_time() {
         "weekends",
         ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
     );
-    let weekdays = CronTrigger::builder().day_of_week("mon-fri").hour(9).timezone(utc).build().unwrap();
+    let weekdays = CronTrigger::builder()
+        .day_of_week("mon-fri")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
     ExcludingTrigger::new(weekdays, weekends.clone(), CalendarAction::Skip)
         .check_runs(&now)
         .unwrap();
-    let saturdays = CronTrigger::builder().day_of_week("sat,sun").hour(9).timezone(utc).build().unwrap();
+    let saturdays = CronTrigger::builder()
+        .day_of_week("sat,sun")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
     let err = ExcludingTrigger::new(saturdays, weekends, CalendarAction::Skip)
         .check_runs(&now)
         .unwrap_err();
@@ -524,12 +371,21 @@ fn full_trigger() -> ExcludingTrigger {
         .unwrap()
         .ics(HOLIDAYS_ICS)
         .unwrap()
-        .union(named("bridge-days", ExclusionCalendar::new(berlin).dates([day(2026, 5, 15)])))
+        .ics("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261126\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;COUNT=5\nEXDATE;VALUE=DATE:20271125\nEND:VEVENT\nEND:VCALENDAR\n")
+        .unwrap()
+        .union(named(
+            "bridge-days",
+            ExclusionCalendar::new(berlin).dates([day(2026, 5, 15)]),
+        ))
         .except(named(
             "open-sundays",
             ExclusionCalendar::new(tz("UTC")).dates([day(2026, 12, 6)]),
         ));
-    let cron = CronTrigger::builder().hour("*/3").timezone(berlin).build().unwrap();
+    let cron = CronTrigger::builder()
+        .hour("*/3")
+        .timezone(berlin)
+        .build()
+        .unwrap();
     ExcludingTrigger::new(cron, named("holidays", cal), CalendarAction::NextAllowed)
 }
 
@@ -541,8 +397,14 @@ fn the_excluding_trigger_round_trips_through_its_stored_form() {
     assert_eq!(state["action"], "next_allowed");
     assert_eq!(state["calendar"]["name"], "holidays");
     // The ICS text is not stored: its events are.
-    assert_eq!(state["calendar"]["calendar"]["events"][0]["start"], "2024-02-29");
-    assert_eq!(state["calendar"]["calendar"]["windows"][0], "22:00-06:00:30");
+    assert_eq!(
+        state["calendar"]["calendar"]["events"][0]["start"],
+        "2024-02-29"
+    );
+    assert_eq!(
+        state["calendar"]["calendar"]["windows"][0],
+        "22:00-06:00:30"
+    );
     assert_eq!(state["calendar"]["calendar"]["weekdays"][0], "sun");
 
     let any: AnyTrigger = serde_json::from_value(state.clone()).unwrap();
@@ -582,7 +444,8 @@ fn a_stored_calendar_with_bad_values_is_refused_naming_the_field() {
 fn from_args_builds_an_excluding_trigger_and_names_bad_values() {
     let utc = chrono_tz::UTC;
     let now = at(utc, "2026-06-01T00:00:00Z");
-    let calendar = json!({"name": "weekends", "calendar": {"timezone": "UTC", "weekdays": ["sat", "sun"]}});
+    let calendar =
+        json!({"name": "weekends", "calendar": {"timezone": "UTC", "weekdays": ["sat", "sun"]}});
     let args = json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "next_allowed"});
     let t = AnyTrigger::from_args("excluding", &args, utc, now).unwrap();
     assert_eq!(
@@ -591,19 +454,27 @@ fn from_args_builds_an_excluding_trigger_and_names_bad_values() {
     );
     // Saturday 2026-06-06 09:00 moves to Monday midnight.
     let friday = at(utc, "2026-06-05T09:00:00Z");
-    assert_eq!(rfc(t.next_fire_time(Some(&friday), &friday)), "2026-06-08T00:00:00+00:00");
+    assert_eq!(
+        rfc(t.next_fire_time(Some(&friday), &friday)),
+        "2026-06-08T00:00:00+00:00"
+    );
 
-    let bad = json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "later"});
+    let bad =
+        json!({"trigger": "cron", "args": {"hour": 9}, "calendar": calendar, "action": "later"});
     let err = AnyTrigger::from_args("excluding", &bad, utc, now).unwrap_err();
     assert_eq!(err.field(), "action");
     assert!(err.to_string().contains("'later'"), "{err}");
-    let err = AnyTrigger::from_args("excluding", &json!({"trigger": "cron"}), utc, now).unwrap_err();
+    let err =
+        AnyTrigger::from_args("excluding", &json!({"trigger": "cron"}), utc, now).unwrap_err();
     assert_eq!(err.field(), "calendar");
 }
 
 #[test]
 fn calendar_action_names() {
-    assert_eq!("skip".parse::<CalendarAction>().unwrap(), CalendarAction::Skip);
+    assert_eq!(
+        "skip".parse::<CalendarAction>().unwrap(),
+        CalendarAction::Skip
+    );
     assert_eq!(
         "next_allowed".parse::<CalendarAction>().unwrap(),
         CalendarAction::NextAllowed
@@ -611,6 +482,123 @@ fn calendar_action_names() {
     let err = "Skip".parse::<CalendarAction>().unwrap_err();
     assert!(err.to_string().contains("'Skip'"), "{err}");
     assert_eq!(CalendarAction::default(), CalendarAction::Skip);
-    assert_eq!(serde_json::to_value(CalendarAction::NextAllowed).unwrap(), "next_allowed");
+    assert_eq!(
+        serde_json::to_value(CalendarAction::NextAllowed).unwrap(),
+        "next_allowed"
+    );
     assert_eq!(CalendarAction::NextAllowed.to_string(), "next_allowed");
+}
+
+#[test]
+fn the_calendar_reports_its_rules() {
+    let berlin = tz("Europe/Berlin");
+    let cal = ExclusionCalendar::new(berlin)
+        .weekdays([Weekday::Sun, Weekday::Sat])
+        .dates([day(2026, 12, 25), day(2026, 12, 24)])
+        .window("22:00-06:00")
+        .unwrap()
+        .ics(HOLIDAYS_ICS)
+        .unwrap()
+        .union(named("bridge", ExclusionCalendar::new(berlin)));
+    assert_eq!(cal.timezone(), berlin);
+    assert_eq!(cal.excluded_weekdays(), [Weekday::Sat, Weekday::Sun]);
+    assert_eq!(
+        cal.excluded_dates().collect::<Vec<_>>(),
+        [day(2026, 12, 24), day(2026, 12, 25)]
+    );
+    assert_eq!(cal.window_texts(), ["22:00-06:00"]);
+    assert_eq!(cal.event_count(), 2);
+    assert_eq!(cal.union_members()[0].name, "bridge");
+    assert!(cal.except_members().is_empty());
+    assert_eq!(
+        cal.to_string(),
+        "calendar[timezone='Europe/Berlin', weekdays='sat,sun', windows='22:00-06:00', dates=2, events=2, union='bridge']"
+    );
+}
+
+#[test]
+fn a_calendar_inside_a_calendar_both_apply() {
+    let utc = chrono_tz::UTC;
+    let weekends = named(
+        "weekends",
+        ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
+    );
+    let holidays = named(
+        "holidays",
+        ExclusionCalendar::new(utc).dates([day(2026, 3, 9)]),
+    );
+    let inner = ExcludingTrigger::new(
+        CronTrigger::builder()
+            .hour(9)
+            .timezone(utc)
+            .build()
+            .unwrap(),
+        weekends,
+        CalendarAction::Skip,
+    );
+    let outer = ExcludingTrigger::new(inner, holidays, CalendarAction::Skip);
+    // Saturday 7, Sunday 8 (weekends), Monday 9 (holiday): the first run is Tuesday.
+    assert_eq!(
+        sequence(&outer, &at(utc, "2026-03-07T00:00:00Z"), 4),
+        [
+            "03-07 09:00 excluded by weekends",
+            "03-08 09:00 excluded by weekends",
+            "03-09 09:00 excluded by holidays",
+            "03-10 09:00",
+        ]
+    );
+    assert_eq!(
+        rfc(outer.first_allowed(&at(utc, "2026-03-07T09:00:00Z"))),
+        "2026-03-10T09:00:00+00:00"
+    );
+}
+
+#[test]
+fn a_shared_trigger_answers_first_allowed_and_check_runs() {
+    let utc = chrono_tz::UTC;
+    let now = at(utc, "2026-03-01T00:00:00Z");
+    let saturday = at(utc, "2026-03-07T09:00:00Z");
+    let weekends = named(
+        "weekends",
+        ExclusionCalendar::new(utc).weekdays([Weekday::Sat, Weekday::Sun]),
+    );
+    let daily = CronTrigger::builder()
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let shared = through_store(ExcludingTrigger::new(
+        daily.clone(),
+        weekends.clone(),
+        CalendarAction::Skip,
+    ));
+    assert_eq!(
+        rfc(shared.first_allowed(&saturday)),
+        "2026-03-09T09:00:00+00:00"
+    );
+    shared.check_runs(&now).unwrap();
+    let weekend_only = CronTrigger::builder()
+        .day_of_week("sat")
+        .hour(9)
+        .timezone(utc)
+        .build()
+        .unwrap();
+    let never = AnyTrigger::from(ExcludingTrigger::new(
+        weekend_only,
+        weekends,
+        CalendarAction::Skip,
+    ))
+    .into_shared();
+    assert_eq!(never.first_allowed(&saturday), None);
+    assert_eq!(never.check_runs(&now).unwrap_err().field(), "calendar");
+    // A trigger without a calendar: every fire time runs.
+    let plain = AnyTrigger::from(daily).into_shared();
+    assert_eq!(plain.first_allowed(&saturday), Some(saturday));
+    plain.check_runs(&now).unwrap();
+    assert_eq!(plain.excluded_by(&saturday), None);
+}
+
+/// `trigger` as a job store reads it back: a shared trait object from its stored form.
+fn through_store(trigger: ExcludingTrigger) -> std::sync::Arc<dyn Trigger> {
+    decode_trigger(&trigger.to_state().unwrap()).unwrap()
 }

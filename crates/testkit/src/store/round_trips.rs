@@ -69,6 +69,22 @@ pub fn trigger_cases() -> Vec<(&'static str, Value)> {
         "timezone": "Asia/Tokyo",
         "jitter": 1,
     });
+    // An exclusion calendar with every kind of rule, stored inside the trigger.
+    let excluding = json!({
+        "trigger": "cron",
+        "args": {"hour": "*/5", "minute": 10},
+        "calendar": {"name": "maintenance", "calendar": {
+            "timezone": "Europe/Berlin",
+            "dates": ["2100-01-05"],
+            "weekdays": ["sun"],
+            "windows": ["22:00-06:00"],
+            "events": [{"start": "2096-02-29", "days": 1, "yearly": {"interval": 1}}],
+            "union": [{"name": "bridge", "calendar": {"timezone": "UTC", "dates": ["2100-01-07"]}}],
+            "except": [{"name": "open-sunday", "calendar": {"timezone": "Europe/Berlin", "dates": ["2100-01-10"]}}],
+        }},
+        "action": "next_allowed",
+        "timezone": "Europe/Berlin",
+    });
     vec![
         ("cron", cron_weekdays),
         ("cron", cron_bounded),
@@ -80,11 +96,12 @@ pub fn trigger_cases() -> Vec<(&'static str, Value)> {
         ("calendarinterval", calendar_mixed),
         ("and", and),
         ("or", or),
+        ("excluding", excluding),
     ]
 }
 
 /// Jobs with every trigger kind (cron, crontab, interval, date, calendarinterval, and,
-/// or; with time zones, start/end dates and jitter) come back with the same trigger:
+/// or, excluding; with time zones, start/end dates and jitter) come back with the same trigger:
 /// same `to_string()`, `to_state()`, time zone, and (without jitter) the same next
 /// fire times; the run time comes back as the same instant in the same zone.
 pub async fn check_trigger_round_trip(store: &dyn JobStore) {

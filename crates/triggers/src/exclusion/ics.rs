@@ -4,17 +4,20 @@
 //! The supported subset: `VEVENT`s with an all-day `DTSTART` (`DTSTART;VALUE=DATE:20261225`,
 //! or an eight-digit date without `VALUE`), an optional all-day `DTEND` (exclusive) or a
 //! `DURATION` of whole days or weeks, an optional yearly `RRULE` (`FREQ=YEARLY` with
-//! `INTERVAL`, `COUNT`, `UNTIL`, and `BYMONTH`/`BYMONTHDAY` when they name the start's
-//! own month and day) and all-day `EXDATE`s. Everything else that would change which days
+//! `INTERVAL`, `COUNT`, `UNTIL`, and `BYMONTH`/`BYMONTHDAY` naming the start's own month
+//! and day or `BYMONTH` with one positioned `BYDAY`, such as `4TH`) and all-day `EXDATE`s. Everything else that would change which days
 //! an event covers (a timed event, another frequency, `RDATE`, `RECURRENCE-ID`, ...) is
 //! an error naming its line, never silently dropped. Properties that do not (`SUMMARY`,
-//! `UID`, ...) and components other than `VEVENT` (`VTIMEZONE`, `VTODO`, ...) are ignored.
+//! `UID`, `TRANSP`, ...) and components other than `VEVENT` (`VTIMEZONE`, `VTODO`, ...)
+//! are ignored; a `STATUS:CANCELLED` event excludes nothing.
 
 use std::collections::BTreeSet;
 
 use chrono::{Datelike, NaiveDate};
 use icalendar::parser::{read_calendar_simple, unfold, Component, Property};
 use serde::{Deserialize, Serialize};
+
+use super::yearly::YearlyRule;
 
 /// A holiday file (iCalendar text) could not be read into an exclusion calendar.
 ///
@@ -77,8 +80,6 @@ impl From<CalendarError> for apscheduler_core::TriggerError {
 /// An event longer than this is refused: no holiday lasts ten years, and it bounds the
 /// work of checking a day against a yearly event.
 const MAX_EVENT_DAYS: i64 = 3_660;
-/// Occurrences of a yearly rule are not followed past this year.
-const LAST_YEAR: i32 = 9_999;
 
 /// An all-day event, possibly recurring yearly: what a calendar stores of an ICS file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,17 +96,6 @@ pub(crate) struct IcsEvent {
     pub(crate) exdates: BTreeSet<NaiveDate>,
 }
 
-/// `FREQ=YEARLY`: every `interval` years on the start's month and day, an occurrence
-/// whose day does not exist that year (Feb 29) being skipped and not counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct YearlyRule {
-    /// Years between occurrences (at least 1).
-    pub(crate) interval: u32,
-    /// The last day an occurrence may start on (`UNTIL`, and the last of `COUNT`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) until: Option<NaiveDate>,
-}
-
 impl IcsEvent {
     /// Checks a stored event (as read back from a job store).
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -115,13 +105,12 @@ impl IcsEvent {
                 self.start, self.days
             ));
         }
-        if self.yearly.as_ref().is_some_and(|r| r.interval == 0) {
-            return Err(format!(
-                "event on {}: a yearly interval must be at least 1",
-                self.start
-            ));
+        match &self.yearly {
+            Some(rule) => rule
+                .check()
+                .map_err(|reason| format!("event on {}: {reason}", self.start)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Whether the event covers the day `d`.
@@ -143,11 +132,7 @@ impl IcsEvent {
 
     /// The start of the occurrence in year `y`, if there is one.
     fn occurrence(&self, rule: &YearlyRule, y: i32) -> Option<NaiveDate> {
-        let since = y.checked_sub(self.start.year())?;
-        if since < 0 || since % i32::try_from(rule.interval).ok()? != 0 {
-            return None;
-        }
-        let s = NaiveDate::from_ymd_opt(y, self.start.month(), self.start.day())?;
+        let s = rule.day_in(self.start, y)?;
         if rule.until.is_some_and(|u| s > u) || self.exdates.contains(&s) {
             return None;
         }
@@ -203,20 +188,42 @@ impl<'a> Lines<'a> {
         let end = self.unfolded[at..]
             .find('\n')
             .map_or(self.unfolded.len(), |i| at + i);
-        self.unfolded[start..end].trim_end().chars().take(80).collect()
+        self.unfolded[start..end]
+            .trim_end()
+            .chars()
+            .take(80)
+            .collect()
     }
 }
 
 /// Reads the all-day events of an iCalendar text.
 pub(crate) fn parse(text: &str) -> Result<Vec<IcsEvent>, CalendarError> {
+    // Files saved by some editors start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let unfolded = unfold(text);
     let lines = Lines::new(text, &unfolded);
-    let roots = read_calendar_simple(&unfolded).map_err(|e| CalendarError::Syntax {
-        line: lines.line_of(e.input),
-        reason: format!(
-            "not iCalendar (expected BEGIN:/END: blocks of NAME:VALUE lines), at '{}'",
-            lines.text_at(e.input)
-        ),
+    if unfolded.trim().is_empty() {
+        return Err(CalendarError::Syntax {
+            line: 1,
+            reason: "the text is empty (expected BEGIN:VCALENDAR)".into(),
+        });
+    }
+    let roots = read_calendar_simple(&unfolded).map_err(|e| {
+        // The parser backtracks to the block a bad line is in; a line that cannot be a
+        // content line at all is the better place to point at.
+        match not_a_content_line(&unfolded) {
+            Some(bad) => CalendarError::Syntax {
+                line: lines.line_of(bad),
+                reason: format!("not an iCalendar line (NAME:VALUE or NAME;PARAM=...:VALUE): '{}'", lines.text_at(bad)),
+            },
+            None => CalendarError::Syntax {
+                line: lines.line_of(e.input),
+                reason: format!(
+                    "not iCalendar (expected BEGIN:/END: blocks of NAME:VALUE lines, each BEGIN closed by its END), at '{}'",
+                    lines.text_at(e.input)
+                ),
+            },
+        }
     })?;
     let mut events = Vec::new();
     for root in &roots {
@@ -225,13 +232,29 @@ pub(crate) fn parse(text: &str) -> Result<Vec<IcsEvent>, CalendarError> {
     Ok(events)
 }
 
+/// The first line that cannot be a content line: its name (up to `:` or `;`) is empty
+/// or holds characters names cannot, or it has no `:` at all.
+fn not_a_content_line(unfolded: &str) -> Option<&str> {
+    unfolded.split('\n').find(|line| {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            return false;
+        }
+        let name_end = line.find([':', ';']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !line.contains(':')
+    })
+}
+
 fn collect(
     component: &Component<'_>,
     lines: &Lines<'_>,
     out: &mut Vec<IcsEvent>,
 ) -> Result<(), CalendarError> {
     if component.name.as_str().eq_ignore_ascii_case("VEVENT") {
-        out.push(event(component, lines)?);
+        out.extend(event(component, lines)?);
         // Sub-components of an event (alarms) do not change its days.
         return Ok(());
     }
@@ -251,7 +274,11 @@ fn prop_error(lines: &Lines<'_>, p: &Property<'_>, reason: impl Into<String>) ->
 }
 
 /// An all-day date property (`DTSTART`, `DTEND`, one `EXDATE` value).
-fn date_value(lines: &Lines<'_>, p: &Property<'_>, value: &str) -> Result<NaiveDate, CalendarError> {
+fn date_value(
+    lines: &Lines<'_>,
+    p: &Property<'_>,
+    value: &str,
+) -> Result<NaiveDate, CalendarError> {
     let value_type = p
         .params
         .iter()
@@ -281,7 +308,7 @@ fn date_value(lines: &Lines<'_>, p: &Property<'_>, value: &str) -> Result<NaiveD
     read_date(value).ok_or_else(|| prop_error(lines, p, "not a date (expected YYYYMMDD)"))
 }
 
-fn read_date(value: &str) -> Option<NaiveDate> {
+pub(super) fn read_date(value: &str) -> Option<NaiveDate> {
     let v = value.trim();
     if v.len() != 8 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -308,7 +335,9 @@ fn read_days(value: &str) -> Option<i64> {
     number.is_empty().then_some(total)
 }
 
-fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, CalendarError> {
+/// The event's days; `None` for a cancelled event (`STATUS:CANCELLED`), which excludes
+/// nothing.
+fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<Option<IcsEvent>, CalendarError> {
     let mut start: Option<NaiveDate> = None;
     let mut end: Option<(NaiveDate, &Property<'_>)> = None;
     let mut duration: Option<(i64, &Property<'_>)> = None;
@@ -334,6 +363,9 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
                     exdates.insert(date_value(lines, p, v)?);
                 }
             }
+            "STATUS" if p.val.as_str().trim().eq_ignore_ascii_case("CANCELLED") => {
+                return Ok(None);
+            }
             "RDATE" | "EXRULE" | "RECURRENCE-ID" => {
                 return Err(prop_error(
                     lines,
@@ -354,7 +386,11 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
         (Some((end, p)), _) => {
             let days = (end - start).num_days();
             if days < 1 {
-                return Err(prop_error(lines, p, format!("DTEND is not after DTSTART ({start})")));
+                return Err(prop_error(
+                    lines,
+                    p,
+                    format!("DTEND is not after DTSTART ({start})"),
+                ));
             }
             (days, p)
         }
@@ -373,99 +409,15 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<IcsEvent, Calen
             format!("an event may last at most {MAX_EVENT_DAYS} days"),
         ));
     }
-    let yearly = rrule.map(|p| yearly_rule(lines, p, start)).transpose()?;
-    Ok(IcsEvent {
+    let yearly = rrule
+        .map(|p| {
+            YearlyRule::parse(p.val.as_str(), start).map_err(|reason| prop_error(lines, p, reason))
+        })
+        .transpose()?;
+    Ok(Some(IcsEvent {
         start,
         days: u32::try_from(days.0).unwrap_or(1),
         yearly,
         exdates,
-    })
-}
-
-fn yearly_rule(
-    lines: &Lines<'_>,
-    p: &Property<'_>,
-    start: NaiveDate,
-) -> Result<YearlyRule, CalendarError> {
-    let mut freq = None;
-    let mut interval = 1u32;
-    let mut count: Option<u32> = None;
-    let mut until: Option<NaiveDate> = None;
-    for part in p.val.as_str().split(';').filter(|s| !s.is_empty()) {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| prop_error(lines, p, format!("'{part}' is not NAME=VALUE")))?;
-        let number = |what: &str| {
-            value
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| prop_error(lines, p, format!("{what} must be a whole number of at least 1")))
-        };
-        match key.to_ascii_uppercase().as_str() {
-            "FREQ" => freq = Some(value.to_ascii_uppercase()),
-            "INTERVAL" => interval = number("INTERVAL")?,
-            "COUNT" => count = Some(number("COUNT")?),
-            "UNTIL" => {
-                // A date, or a date-time whose day is what matters for all-day events.
-                until = Some(read_date(value.get(..8).unwrap_or(value)).ok_or_else(|| {
-                    prop_error(lines, p, "UNTIL is not a date (expected YYYYMMDD)")
-                })?)
-            }
-            "BYMONTH" if value.parse::<u32>().ok() == Some(start.month()) => {}
-            "BYMONTHDAY" if value.parse::<u32>().ok() == Some(start.day()) => {}
-            "WKST" => {}
-            other => {
-                return Err(prop_error(
-                    lines,
-                    p,
-                    format!(
-                        "{other}={value} is not supported (supported: FREQ=YEARLY with INTERVAL, COUNT, UNTIL, and BYMONTH/BYMONTHDAY naming DTSTART's month and day)"
-                    ),
-                ))
-            }
-        }
-    }
-    match freq.as_deref() {
-        Some("YEARLY") => {}
-        Some(other) => {
-            return Err(prop_error(
-                lines,
-                p,
-                format!("FREQ={other} is not supported (only FREQ=YEARLY)"),
-            ))
-        }
-        None => return Err(prop_error(lines, p, "RRULE without FREQ")),
-    }
-    if count.is_some() && until.is_some() {
-        return Err(prop_error(
-            lines,
-            p,
-            "COUNT and UNTIL together (RFC 5545 allows one of them)",
-        ));
-    }
-    if let Some(count) = count {
-        until = Some(nth_occurrence(start, interval, count));
-    }
-    Ok(YearlyRule { interval, until })
-}
-
-/// The start of the `count`-th occurrence (counting only years in which the day exists),
-/// or the last day searched when the rule runs past year 9999.
-fn nth_occurrence(start: NaiveDate, interval: u32, count: u32) -> NaiveDate {
-    let step = i32::try_from(interval).unwrap_or(i32::MAX);
-    let (mut found, mut y) = (0u32, start.year());
-    while y <= LAST_YEAR {
-        if let Some(d) = NaiveDate::from_ymd_opt(y, start.month(), start.day()) {
-            found += 1;
-            if found == count {
-                return d;
-            }
-        }
-        y = match y.checked_add(step) {
-            Some(next) => next,
-            None => break,
-        };
-    }
-    NaiveDate::from_ymd_opt(LAST_YEAR, 12, 31).unwrap_or(start)
+    }))
 }

@@ -8,6 +8,7 @@
 mod ics;
 mod trigger;
 mod window;
+mod yearly;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -134,7 +135,8 @@ impl ExclusionCalendar {
     ///
     /// Supported: `VEVENT`s with `DTSTART;VALUE=DATE`, an optional `DTEND` (exclusive)
     /// or `DURATION` in days or weeks, an optional yearly `RRULE` (`INTERVAL`, `COUNT`,
-    /// `UNTIL`; an event on February 29 recurs in leap years only, as RFC 5545 says)
+    /// `UNTIL`, `BYMONTH` with `BYMONTHDAY` or one positioned `BYDAY` such as `4TH`; an
+    /// event on February 29 recurs in leap years only, as RFC 5545 says)
     /// and `EXDATE`. Anything else that would change an event's days (a timed event,
     /// another frequency, `RDATE`) is refused.
     ///
@@ -163,6 +165,39 @@ impl ExclusionCalendar {
     /// The zone dates, weekdays and windows are read in.
     pub fn timezone(&self) -> Tz {
         self.timezone
+    }
+
+    /// The whole days given with [`dates`](Self::dates), in order.
+    pub fn excluded_dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.dates.iter().copied()
+    }
+
+    /// The days of the week given with [`weekdays`](Self::weekdays), Monday first.
+    pub fn excluded_weekdays(&self) -> Vec<Weekday> {
+        (0..7u8)
+            .filter(|i| self.weekdays & (1 << i) != 0)
+            .filter_map(|i| Weekday::try_from(i).ok())
+            .collect()
+    }
+
+    /// The daily windows, as text (`22:00-06:00`).
+    pub fn window_texts(&self) -> Vec<String> {
+        self.windows.iter().map(ToString::to_string).collect()
+    }
+
+    /// How many all-day events were read from ICS text.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The calendars given with [`union`](Self::union).
+    pub fn union_members(&self) -> &[NamedCalendar] {
+        &self.union
+    }
+
+    /// The calendars given with [`except`](Self::except).
+    pub fn except_members(&self) -> &[NamedCalendar] {
+        &self.except
     }
 
     /// Whether `t` (in any zone) is excluded.
@@ -254,7 +289,8 @@ impl ExclusionCalendar {
         // changes before it, the change itself comes first (wall time jumps there).
         let guess = Utc.from_utc_datetime(&(best? - offset));
         let offset_at = |s: i64| {
-            DateTime::from_timestamp(s, 0).map(|u| self.timezone.offset_from_utc_datetime(&u.naive_utc()).fix())
+            DateTime::from_timestamp(s, 0)
+                .map(|u| self.timezone.offset_from_utc_datetime(&u.naive_utc()).fix())
         };
         if offset_at(guess.timestamp()) == Some(offset) {
             return Some(guess);
@@ -351,8 +387,7 @@ impl From<ExclusionCalendar> for CalendarSpec {
 impl TryFrom<CalendarSpec> for ExclusionCalendar {
     type Error = TriggerError;
     fn try_from(s: CalendarSpec) -> Result<Self, Self::Error> {
-        let mut c = ExclusionCalendar::new(parse_timezone("timezone", &s.timezone)?)
-            .dates(s.dates);
+        let mut c = ExclusionCalendar::new(parse_timezone("timezone", &s.timezone)?).dates(s.dates);
         for day in &s.weekdays {
             let d: Weekday = day.parse().map_err(|_| {
                 TriggerError::invalid_field(
@@ -367,8 +402,9 @@ impl TryFrom<CalendarSpec> for ExclusionCalendar {
             c = c.window(w)?;
         }
         for e in &s.events {
-            e.validate()
-                .map_err(|reason| TriggerError::invalid_field("events", e.start.to_string(), reason))?;
+            e.validate().map_err(|reason| {
+                TriggerError::invalid_field("events", e.start.to_string(), reason)
+            })?;
         }
         c.events = s.events;
         c.union = s.union;

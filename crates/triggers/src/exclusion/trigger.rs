@@ -162,10 +162,15 @@ impl ExcludingTrigger {
         let limit = *from + Duration::days(SEARCH_DAYS);
         let mut f = *from;
         for _ in 0..MAX_SKIPS {
-            if !calendar.excludes(&f) {
+            // Past this calendar's excluded period, or (excluded by a calendar of the
+            // inner trigger) to the inner trigger's next fire time.
+            let allowed = if calendar.excludes(&f) {
+                calendar.next_allowed(&f).ok_or(NOTHING_ALLOWED)?
+            } else if self.trigger.excluded_by(&f).is_some() {
+                f + TICK
+            } else {
                 return Ok(f);
-            }
-            let allowed = calendar.next_allowed(&f).ok_or(NOTHING_ALLOWED)?;
+            };
             f = self
                 .inner_at_or_after(&f, &allowed)
                 .ok_or("the trigger has no fire time left after the excluded ones")?;
@@ -246,6 +251,14 @@ impl Trigger for ExcludingTrigger {
             return Some(&self.calendar.name);
         }
         self.trigger.excluded_by(fire_time)
+    }
+
+    fn first_allowed(&self, fire_time: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        ExcludingTrigger::first_allowed(self, fire_time)
+    }
+
+    fn check_runs(&self, now: &DateTime<Tz>) -> Result<(), TriggerError> {
+        ExcludingTrigger::check_runs(self, now)
     }
 }
 

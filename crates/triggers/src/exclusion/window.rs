@@ -98,7 +98,12 @@ mod tests {
     #[test]
     fn refuses_bad_text_naming_it() {
         for bad in [
-            "22:00", "24:00-01:00", "7:00-8:00", "10:00-10:00", "aa:bb-cc:dd", "",
+            "22:00",
+            "24:00-01:00",
+            "7:00-8:00",
+            "10:00-10:00",
+            "aa:bb-cc:dd",
+            "",
         ] {
             let err = TimeWindow::parse(bad).unwrap_err();
             assert_eq!(err.field(), "window", "{bad}");
