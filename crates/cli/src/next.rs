@@ -134,7 +134,11 @@ fn preview(args: &NextArgs) -> Result<String, String> {
                 None => CalendarAction::Skip,
             };
             out.push_str(&format!("calendar {name} ({action})\n"));
-            Box::new(ExcludingTrigger::new(AnyTrigger::from(cron), calendar, action))
+            Box::new(ExcludingTrigger::new(
+                AnyTrigger::from(cron),
+                calendar,
+                action,
+            ))
         }
         None => Box::new(cron),
     };
@@ -158,7 +162,9 @@ fn preview(args: &NextArgs) -> Result<String, String> {
             "{}  {}{}\n",
             t.format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
             t.format("%a"),
-            excluded.map_or(String::new(), |name| format!("  excluded by calendar {name}"))
+            excluded.map_or(String::new(), |name| format!(
+                "  excluded by calendar {name}"
+            ))
         ));
         if excluded.is_none() {
             shown += 1;

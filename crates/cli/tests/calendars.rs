@@ -34,7 +34,9 @@ fn window_around_now() -> (String, DateTime<Utc>) {
 }
 
 fn calendars(window: &str) -> String {
-    format!("[calendars.now]\nwindows = [\"{window}\"]\n[calendars.far]\ndates = [\"2099-01-01\"]\n")
+    format!(
+        "[calendars.now]\nwindows = [\"{window}\"]\n[calendars.far]\ndates = [\"2099-01-01\"]\n"
+    )
 }
 
 #[test]
@@ -57,7 +59,11 @@ fn fire_times_a_calendar_excludes_are_recorded_missed_and_never_run() {
     }
     // `next_allowed`: its fire times inside the window collapse into the window's end,
     // so nothing is recorded meanwhile.
-    assert!(dir.history("moved").is_empty(), "{:?}", dir.history("moved"));
+    assert!(
+        dir.history("moved").is_empty(),
+        "{:?}",
+        dir.history("moved")
+    );
 
     let jobs = dir.jobs();
     for id in ["quiet", "moved"] {
@@ -69,7 +75,10 @@ fn fire_times_a_calendar_excludes_are_recorded_missed_and_never_run() {
         if id == "moved" {
             assert_eq!(next, end, "{job}");
         } else {
-            assert!(next >= end && next < end + chrono::Duration::seconds(1), "{job}");
+            assert!(
+                next >= end && next < end + chrono::Duration::seconds(1),
+                "{job}"
+            );
         }
     }
     let quiet = jobs.iter().find(|j| j["id"] == "quiet").unwrap();
@@ -77,7 +86,11 @@ fn fire_times_a_calendar_excludes_are_recorded_missed_and_never_run() {
     let moved = jobs.iter().find(|j| j["id"] == "moved").unwrap();
     assert_eq!(moved["calendar_action"], "next_allowed");
 
-    let show = String::from_utf8(succeeded("aps jobs show", dir.aps(&["jobs", "show", "moved"]))).unwrap();
+    let show = String::from_utf8(succeeded(
+        "aps jobs show",
+        dir.aps(&["jobs", "show", "moved"]),
+    ))
+    .unwrap();
     assert!(
         show.contains("calendar:  now (calendar_action = next_allowed): "),
         "{show}"
@@ -147,7 +160,10 @@ fn config_check_and_next_apply_calendars_and_name_bad_ones() {
         "{check}"
     );
     // Its fire times shown skip Saturdays and Sundays.
-    for line in check.lines().filter(|l| l.trim_start().starts_with("next:")) {
+    for line in check
+        .lines()
+        .filter(|l| l.trim_start().starts_with("next:"))
+    {
         let t = DateTime::parse_from_rfc3339(line.trim_start()["next:".len()..].trim()).unwrap();
         let day = t.format("%a").to_string();
         assert!(day != "Sat" && day != "Sun", "{check}");
@@ -173,11 +189,25 @@ fn config_check_and_next_apply_calendars_and_name_bad_ones() {
     .unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[1].contains("calendar weekend (skip)"), "{out}");
-    assert!(lines[2].starts_with("2026-12-25 09:00:00") && !lines[2].contains("excluded"), "{out}");
-    assert!(lines[3].starts_with("2026-12-26 09:00:00") && lines[3].ends_with("excluded by calendar weekend"), "{out}");
-    assert!(lines[4].starts_with("2026-12-27 09:00:00") && lines[4].ends_with("excluded by calendar weekend"), "{out}");
+    assert!(
+        lines[2].starts_with("2026-12-25 09:00:00") && !lines[2].contains("excluded"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("2026-12-26 09:00:00")
+            && lines[3].ends_with("excluded by calendar weekend"),
+        "{out}"
+    );
+    assert!(
+        lines[4].starts_with("2026-12-27 09:00:00")
+            && lines[4].ends_with("excluded by calendar weekend"),
+        "{out}"
+    );
     assert_eq!(
-        lines.iter().filter(|l| l.contains(" 09:00:00") && !l.contains("excluded")).count(),
+        lines
+            .iter()
+            .filter(|l| l.contains(" 09:00:00") && !l.contains("excluded"))
+            .count(),
         5,
         "{out}"
     );
@@ -188,7 +218,10 @@ fn config_check_and_next_apply_calendars_and_name_bad_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown calendar 'nope'") && err.contains("weekend"), "{err}");
+    assert!(
+        err.contains("unknown calendar 'nope'") && err.contains("weekend"),
+        "{err}"
+    );
 
     for (text, want) in [
         (
@@ -232,7 +265,10 @@ fn the_api_lists_calendars_and_takes_a_calendar_for_a_new_job() {
     let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
     let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["far", "now"]);
-    assert!(listed[1]["rules"].as_str().unwrap().contains(&window[..5]), "{body}");
+    assert!(
+        listed[1]["rules"].as_str().unwrap().contains(&window[..5]),
+        "{body}"
+    );
 
     let (status, body) = http_call(
         "POST",
@@ -241,12 +277,17 @@ fn the_api_lists_calendars_and_takes_a_calendar_for_a_new_job() {
         Some(r#"{"id": "api-job", "command": "true", "interval": 1, "calendar": "nope"}"#),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("unknown calendar 'nope'") && body.contains("\"field\":\"calendar\""), "{body}");
+    assert!(
+        body.contains("unknown calendar 'nope'") && body.contains("\"field\":\"calendar\""),
+        "{body}"
+    );
     let (status, body) = http_call(
         "POST",
         &format!("{base}/api/jobs"),
         None,
-        Some(r#"{"id": "api-job", "command": "true", "interval": 1, "calendar": "now", "calendar_action": "next_allowed"}"#),
+        Some(
+            r#"{"id": "api-job", "command": "true", "interval": 1, "calendar": "now", "calendar_action": "next_allowed"}"#,
+        ),
     );
     assert_eq!(status, 201, "{body}");
     let (status, body) = http_call("GET", &format!("{base}/api/jobs/api-job"), None, None);
@@ -257,8 +298,19 @@ fn the_api_lists_calendars_and_takes_a_calendar_for_a_new_job() {
         (Some("now"), Some("next_allowed")),
         "{job}"
     );
-    assert!(job["calendar_rules"].as_str().unwrap().contains(&window[..5]), "{job}");
-    let (status, body) = http_call("GET", &format!("{base}/api/jobs/api-job/next?count=3"), None, None);
+    assert!(
+        job["calendar_rules"]
+            .as_str()
+            .unwrap()
+            .contains(&window[..5]),
+        "{job}"
+    );
+    let (status, body) = http_call(
+        "GET",
+        &format!("{base}/api/jobs/api-job/next?count=3"),
+        None,
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     let next: Value = serde_json::from_str(&body).unwrap();
     let first = DateTime::parse_from_rfc3339(next["fire_times"][0].as_str().unwrap()).unwrap();
@@ -273,7 +325,11 @@ fn the_api_lists_calendars_and_takes_a_calendar_for_a_new_job() {
     assert_eq!(status, 200, "{body}");
     let (_, body) = http_call("GET", &format!("{base}/api/jobs/api-job"), None, None);
     let job: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((job["name"].as_str(), job["calendar"].as_str()), (Some("renamed"), Some("now")), "{job}");
+    assert_eq!(
+        (job["name"].as_str(), job["calendar"].as_str()),
+        (Some("renamed"), Some("now")),
+        "{job}"
+    );
     let (status, body) = http_call(
         "PATCH",
         &format!("{base}/api/jobs/api-job"),

@@ -705,7 +705,9 @@ fn jobs_list_prints_every_field_in_order() {
             "action",
             "origin",
             "last_outcome",
-            "last_run_at"
+            "last_run_at",
+            "calendar",
+            "calendar_action"
         ]
     );
     let ids: Vec<&str> = list.iter().map(|j| j["id"].as_str().unwrap()).collect();
@@ -716,6 +718,7 @@ fn jobs_list_prints_every_field_in_order() {
     assert_eq!(ran["origin"], "cli");
     assert_eq!(ran["paused"], false);
     assert_eq!(ran["recover"], false);
+    assert!(ran["calendar"].is_null() && ran["calendar_action"].is_null());
     assert_eq!(ran["last_outcome"], "success");
     assert!(
         ran["last_run_at"].as_str().unwrap().ends_with('Z'),

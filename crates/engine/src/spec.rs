@@ -58,7 +58,8 @@ pub struct JobSpec {
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
     pub(crate) jitter: Option<f64>,
-    pub(crate) calendar: Option<NamedCalendar>,
+    /// Boxed: a calendar is large, and most jobs have none.
+    pub(crate) calendar: Option<Box<NamedCalendar>>,
     pub(crate) calendar_action: Option<CalendarAction>,
 }
 
@@ -228,7 +229,7 @@ impl JobSpec {
     /// `missed` with "excluded by calendar NAME"). Adding the job fails when the
     /// calendar excludes every remaining fire time of its trigger.
     pub fn calendar(mut self, calendar: NamedCalendar) -> Self {
-        self.calendar = Some(calendar);
+        self.calendar = Some(Box::new(calendar));
         self
     }
 

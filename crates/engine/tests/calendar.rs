@@ -149,7 +149,10 @@ fn a_fire_time_on_a_holiday_is_recorded_missed_and_the_job_runs_the_next_day() {
         apscheduler_engine::excluded_calendar(runs[0].message.as_deref().unwrap()),
         Some("holidays")
     );
-    assert!(h.ran.lock().unwrap().is_empty(), "an excluded fire time ran");
+    assert!(
+        h.ran.lock().unwrap().is_empty(),
+        "an excluded fire time ran"
+    );
     assert_eq!(h.missed.load(Ordering::SeqCst), 1);
     assert_eq!(
         h.next_run_time("daily"),
@@ -227,7 +230,10 @@ fn next_allowed_moves_an_excluded_fire_time_to_the_end_of_the_window() {
         (Some(dec(21, 12, 0)), Some(dec(21, 12, 0)))
     );
     h.process(dec(21, 10, 0));
-    assert!(h.runs("report").is_empty(), "ran inside the excluded window");
+    assert!(
+        h.runs("report").is_empty(),
+        "ran inside the excluded window"
+    );
     h.process(dec(21, 12, 0));
     let runs = h.runs("report");
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -257,9 +263,8 @@ fn a_job_its_calendar_never_lets_run_is_refused() {
             Weekday::Sun,
         ]),
     };
-    let e = h
-        .rt
-        .block_on(
+    let e =
+        h.rt.block_on(
             h.engine.add_job(
                 JobSpec::task("work")
                     .id("never")
@@ -270,9 +275,8 @@ fn a_job_its_calendar_never_lets_run_is_refused() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("job never would never run"), "{e}");
-    let e = h
-        .rt
-        .block_on(
+    let e =
+        h.rt.block_on(
             h.engine.add_job(
                 JobSpec::task("work")
                     .trigger_args("interval", json!({"hours": 1}))

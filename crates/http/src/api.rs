@@ -20,7 +20,8 @@ use crate::auth::{Caller, Role};
 use crate::catalog::JobUpdate;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{
-    utc_text, CalendarView, FireTimes, Health, JobDetail, JobView, NodeView, RunStarted, RunView, Status,
+    utc_text, CalendarView, FireTimes, Health, JobDetail, JobView, NodeView, RunStarted, RunView,
+    Status,
 };
 use crate::AppState;
 
@@ -238,10 +239,7 @@ pub(crate) async fn next_fire_times(
         if job.trigger.excluded_by(&t).is_none() {
             fire_times.push(apscheduler_core::time::to_rfc3339(&t));
         }
-        next = job
-            .trigger
-            .next_fire_time(Some(&t), &t)
-            .filter(|n| *n > t);
+        next = job.trigger.next_fire_time(Some(&t), &t).filter(|n| *n > t);
     }
     Ok(Json(FireTimes {
         job_id: id,
@@ -495,7 +493,13 @@ pub(crate) async fn history(
 #[utoipa::path(get, path = "/api/calendars", tag = "jobs",
     responses((status = 200, body = Vec<CalendarView>), CommonErrors))]
 pub(crate) async fn calendars(State(s): State<AppState>) -> Json<Vec<CalendarView>> {
-    Json(s.catalog.calendars().iter().map(CalendarView::from).collect())
+    Json(
+        s.catalog
+            .calendars()
+            .iter()
+            .map(CalendarView::from)
+            .collect(),
+    )
 }
 
 /// The nodes (schedulers) sharing the store, with their last heartbeat.

@@ -26,6 +26,23 @@ pub struct JobDescription {
     pub action: Option<String>,
     /// Where it came from (`config`, `cli`, `api`, ...).
     pub origin: Option<String>,
+    /// The name of its exclusion calendar, when it has one.
+    pub calendar: Option<String>,
+    /// What its calendar does to an excluded fire time (`skip`, `next_allowed`).
+    pub calendar_action: Option<String>,
+}
+
+impl JobDescription {
+    /// `calendar` and `calendar_action` read from the job's trigger
+    /// ([`trigger_calendar`](apscheduler_engine::trigger_calendar)), for a catalog that
+    /// keeps no calendar of its own.
+    pub fn with_trigger_calendar(mut self, job: &Job) -> Self {
+        if let Some(excluding) = apscheduler_engine::trigger_calendar(&*job.trigger) {
+            self.calendar = Some(excluding.calendar().name.clone());
+            self.calendar_action = Some(excluding.action().to_string());
+        }
+        self
+    }
 }
 
 /// What a `PATCH /api/jobs/{id}` does to the job.
@@ -192,7 +209,9 @@ impl JobCatalog for TaskCatalog {
             trigger: job.trigger.to_string(),
             action: Some(job.task.to_string()),
             origin: None,
+            ..JobDescription::default()
         }
+        .with_trigger_calendar(job)
     }
 
     fn new_job(&self, body: &Value, _tz: Tz) -> Result<JobSpec, ApiError> {

@@ -50,7 +50,6 @@ pub struct JobView {
 impl JobView {
     /// The view of `job`, described by `description`, with its newest run `last`.
     pub fn new(job: &Job, description: JobDescription, last: Option<&RunRecord>) -> Self {
-        let calendar = apscheduler_engine::trigger_calendar(&*job.trigger);
         JobView {
             id: job.id.to_string(),
             name: job.name.to_string(),
@@ -64,8 +63,8 @@ impl JobView {
             origin: description.origin,
             last_outcome: last.map(|r| r.outcome.to_string()),
             last_run_at: last.map(|r| utc_text(&r.scheduled_at)),
-            calendar: calendar.map(|c| c.calendar().name.clone()),
-            calendar_action: calendar.map(|c| c.action().to_string()),
+            calendar: description.calendar,
+            calendar_action: description.calendar_action,
         }
     }
 }

@@ -71,7 +71,10 @@ async fn get(router: &Router, path: &str) -> (StatusCode, Value) {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn weekday(text: &Value) -> Weekday {
@@ -82,7 +85,8 @@ fn weekday(text: &Value) -> Weekday {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_shows_its_calendar_and_its_fire_times_with_exclusions_applied() {
-    let scheduler = AsyncScheduler::from_builder(Engine::builder().timezone(chrono_tz::UTC)).unwrap();
+    let scheduler =
+        AsyncScheduler::from_builder(Engine::builder().timezone(chrono_tz::UTC)).unwrap();
     scheduler.register_task("hello", |_ctx| Ok(json!(null)));
     scheduler.start(false).await.unwrap();
     scheduler
@@ -143,7 +147,8 @@ async fn a_job_shows_its_calendar_and_its_fire_times_with_exclusions_applied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn next_allowed_shows_as_its_action() {
-    let scheduler = AsyncScheduler::from_builder(Engine::builder().timezone(chrono_tz::UTC)).unwrap();
+    let scheduler =
+        AsyncScheduler::from_builder(Engine::builder().timezone(chrono_tz::UTC)).unwrap();
     scheduler.register_task("hello", |_ctx| Ok(json!(null)));
     scheduler.start(false).await.unwrap();
     scheduler

@@ -297,7 +297,10 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
         json!(def.calendar.as_ref().map_or("", |c| c.name.as_str())),
     );
     if def.calendar.is_some() {
-        raw.insert("calendar_action".into(), json!(def.calendar_action.to_string()));
+        raw.insert(
+            "calendar_action".into(),
+            json!(def.calendar_action.to_string()),
+        );
     }
     // A job that runs only at start has no trigger to write back.
     if !def.runs_only_at_start() {
@@ -345,12 +348,17 @@ pub(crate) fn describe(job: &Job) -> JobDescription {
                 }
                 .to_owned(),
             ),
+            calendar: def.calendar.as_ref().map(|c| c.name.clone()),
+            calendar_action: def
+                .calendar
+                .is_some()
+                .then(|| def.calendar_action.to_string()),
         },
         None => JobDescription {
             trigger: job.trigger.to_string(),
-            action: None,
-            origin: None,
-        },
+            ..JobDescription::default()
+        }
+        .with_trigger_calendar(job),
     }
 }
 

@@ -60,22 +60,21 @@ impl Engine {
                 t.clone()
             }
         };
-        let trigger = match &spec.calendar {
-            Some(calendar) => super::calendar::with_calendar(
-                trigger,
-                calendar.clone(),
-                spec.calendar_action.unwrap_or_default(),
-                &now,
-                spec.id.as_deref(),
-            )?,
-            None if spec.calendar_action.is_some() => {
-                return Err(Error::new(
+        let trigger =
+            match &spec.calendar {
+                Some(calendar) => super::calendar::with_calendar(
+                    trigger,
+                    (**calendar).clone(),
+                    spec.calendar_action.unwrap_or_default(),
+                    &now,
+                    spec.id.as_deref(),
+                )?,
+                None if spec.calendar_action.is_some() => return Err(Error::new(
                     ErrorKind::InvalidInput,
                     "invalid value for 'calendar_action': it needs a calendar (JobSpec::calendar)",
-                ))
-            }
-            None => trigger,
-        };
+                )),
+                None => trigger,
+            };
         let id: Arc<str> = match &spec.id {
             Some(id) if id.is_empty() => {
                 return Err(Error::new(

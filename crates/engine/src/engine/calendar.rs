@@ -72,20 +72,27 @@ impl Engine {
     }
 }
 
-/// The exclusion calendar a trigger applies: `trigger` itself as an
-/// [`ExcludingTrigger`], or `None` for a trigger without a calendar.
-pub fn trigger_calendar(trigger: &dyn Trigger) -> Option<&ExcludingTrigger> {
-    trigger.as_any()?.downcast_ref::<ExcludingTrigger>()
+/// The exclusion calendar a trigger applies, as the [`ExcludingTrigger`] it is (its
+/// calendar, action and inner trigger); `None` for a trigger without a calendar.
+///
+/// Read from the trigger's persisted form (jobs hold their trigger as a trait object),
+/// so it costs a serialization: listings of many jobs take the calendar from where
+/// their maker keeps it when they can.
+pub fn trigger_calendar(trigger: &dyn Trigger) -> Option<ExcludingTrigger> {
+    let state = trigger.to_state()?;
+    if state.get("type").and_then(serde_json::Value::as_str) != Some("excluding") {
+        return None;
+    }
+    match AnyTrigger::deserialize(&state).ok()? {
+        AnyTrigger::Excluding(excluding) => Some(*excluding),
+        _ => None,
+    }
 }
 
 /// The job's next run time with its calendar's exclusions applied: the first of its
 /// fire times from `next_run_time` on that will really run
-/// ([`ExcludingTrigger::first_allowed`]); what listings show. `None` when paused, and
+/// ([`Trigger::first_allowed`]); what listings show. `None` when paused, and
 /// when no fire time left will run.
 pub fn next_allowed_run_time(job: &Job) -> Option<DateTime<Tz>> {
-    let next = job.next_run_time?;
-    match trigger_calendar(&*job.trigger) {
-        Some(excluding) => excluding.first_allowed(&next),
-        None => Some(next),
-    }
+    job.trigger.first_allowed(&job.next_run_time?)
 }

@@ -27,7 +27,10 @@ fn a_job_names_a_calendar_and_stores_it_whole_with_its_action() {
     let calendar = def.calendar.as_ref().unwrap();
     assert_eq!(calendar.name, "quiet");
     assert_eq!(calendar, &cfg.defaults.calendars["quiet"]);
-    assert_eq!(def.calendar_action, apscheduler_triggers::CalendarAction::NextAllowed);
+    assert_eq!(
+        def.calendar_action,
+        apscheduler_triggers::CalendarAction::NextAllowed
+    );
     // The stored definition carries the rules, and reads back equal (a reload of the
     // same file changes nothing).
     let kwargs = def.to_kwargs();
@@ -181,11 +184,19 @@ fn an_ics_file_is_read_beside_the_config_and_its_errors_name_file_and_line() {
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:1\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20261225\r\nSUMMARY:Christmas\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
     )
     .unwrap();
-    let cfg = check_in(&dir, "[calendars.h]\nics = \"holidays.ics\"\ntimezone = \"UTC\"\n").unwrap();
+    let cfg = check_in(
+        &dir,
+        "[calendars.h]\nics = \"holidays.ics\"\ntimezone = \"UTC\"\n",
+    )
+    .unwrap();
     use chrono::TimeZone as _;
-    let christmas = chrono_tz::UTC.with_ymd_and_hms(2026, 12, 25, 9, 0, 0).unwrap();
+    let christmas = chrono_tz::UTC
+        .with_ymd_and_hms(2026, 12, 25, 9, 0, 0)
+        .unwrap();
     assert!(cfg.defaults.calendars["h"].calendar.excludes(&christmas));
-    let boxing_day = chrono_tz::UTC.with_ymd_and_hms(2026, 12, 26, 9, 0, 0).unwrap();
+    let boxing_day = chrono_tz::UTC
+        .with_ymd_and_hms(2026, 12, 26, 9, 0, 0)
+        .unwrap();
     assert!(!cfg.defaults.calendars["h"].calendar.excludes(&boxing_day));
 
     let e = check_in(&dir, "[calendars.h]\nics = \"missing.ics\"\n").unwrap_err();

@@ -500,12 +500,9 @@ pub(crate) fn check_job(
     let trigger = def
         .build_trigger(tz)
         .map_err(|e| format!("{ctx}: trigger: {e}"))?;
-    if let AnyTrigger::Excluding(excluding) = &trigger {
-        let now = Utc::now().with_timezone(&tz);
-        excluding
-            .check_runs(&now)
-            .map_err(|e| format!("{ctx}: calendar: job {} would never run: {e}", def.id))?;
-    }
+    let now = Utc::now().with_timezone(&tz);
+    apscheduler_core::Trigger::check_runs(&trigger, &now)
+        .map_err(|e| format!("{ctx}: calendar: job {} would never run: {e}", def.id))?;
     Ok(def)
 }
 

@@ -12,9 +12,9 @@
 //! | [`calendars`] | `[calendars.NAME]`: exclusion calendars that jobs name |
 //! | this one | the whole file: settings, defaults, loading and the store URL |
 
-mod calendars;
 #[cfg(test)]
 mod calendar_tests;
+mod calendars;
 #[cfg(test)]
 mod cron_option_tests;
 mod job;
@@ -251,8 +251,8 @@ where
         }
         None => default_store_url(path),
     };
-    let calendars = calendars::build(&raw.calendars, &config_dir(path), timezone, &at)
-        .map_err(ConfigError)?;
+    let calendars =
+        calendars::build(&raw.calendars, &config_dir(path), timezone, &at).map_err(ConfigError)?;
     if let Some(name) = &raw.job_defaults.calendar {
         let n = name.get_ref().trim();
         if !n.is_empty() && !calendars.contains_key(n) {
