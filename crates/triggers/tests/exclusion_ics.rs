@@ -144,6 +144,9 @@ fn ics_errors_name_the_line_of_the_text_as_given() {
     let backwards = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nDTEND;VALUE=DATE:20260101\nEND:VEVENT\nEND:VCALENDAR\n";
     assert_eq!(ics_error(backwards).line(), 4);
 
+    let both = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nDTEND;VALUE=DATE:20260106\nDURATION:P1D\nEND:VEVENT\nEND:VCALENDAR\n";
+    assert_eq!(ics_error(both).line(), 5);
+
     let rdate = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260105\nRDATE;VALUE=DATE:20260201\nEND:VEVENT\nEND:VCALENDAR\n";
     assert_eq!(ics_error(rdate).line(), 4);
 

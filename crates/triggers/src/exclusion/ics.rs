@@ -383,7 +383,14 @@ fn event(component: &Component<'_>, lines: &Lines<'_>) -> Result<Option<IcsEvent
         });
     };
     let days = match (end, duration) {
-        (Some((end, p)), _) => {
+        (Some(_), Some((_, p))) => {
+            return Err(prop_error(
+                lines,
+                p,
+                "DTEND and DURATION together (RFC 5545 allows one of them)",
+            ));
+        }
+        (Some((end, p)), None) => {
             let days = (end - start).num_days();
             if days < 1 {
                 return Err(prop_error(
