@@ -61,7 +61,7 @@ use std::fmt;
 pub use apscheduler_core::{Trigger, TriggerError};
 pub use calendar::{CalendarIntervalTrigger, CalendarIntervalTriggerBuilder};
 pub use combining::{AndTrigger, OrTrigger};
-pub use cron::{expand_macro, CronTrigger, CronTriggerBuilder, Dst};
+pub use cron::{crontab_uses_hash, expand_macro, CronTrigger, CronTriggerBuilder, Dst};
 pub use date::DateTrigger;
 pub use interval::{IntervalTrigger, IntervalTriggerBuilder, IntoInterval};
 pub use vector::{evaluate_vector, MAX_COUNT};
