@@ -80,9 +80,10 @@ pub(crate) fn jenkins_random(key: &str) -> JavaRandom {
     JavaRandom::new(seed)
 }
 
-/// Whether a (lowercased, trimmed) piece is an `H` form.
+/// Whether a (trimmed) piece is an `H` form, in either case (no month or weekday name
+/// starts with `h`).
 pub(crate) fn is_hash_piece(piece: &str) -> bool {
-    piece.starts_with('h')
+    piece.starts_with(['h', 'H'])
 }
 
 /// Whether crontab text uses `H` anywhere (and so needs a hash key).
@@ -90,7 +91,7 @@ pub(crate) fn uses_hash(fields: &[&str]) -> bool {
     fields
         .iter()
         .flat_map(|f| f.split(','))
-        .any(|p| is_hash_piece(&p.trim().to_ascii_lowercase()))
+        .any(|p| is_hash_piece(p.trim()))
 }
 
 /// The values of every `H` piece of crontab fields (indexed as the trigger's fields), per
@@ -104,10 +105,7 @@ pub(crate) fn resolve(
     // `H` has no meaning in the fields Jenkins does not have.
     for (index, name) in [(0, "year"), (7, "second")] {
         if let Some(text) = texts[index] {
-            if let Some(piece) = text
-                .split(',')
-                .find(|p| is_hash_piece(&p.trim().to_ascii_lowercase()))
-            {
+            if let Some(piece) = text.split(',').find(|p| is_hash_piece(p.trim())) {
                 return Err(err(
                     name,
                     piece.trim(),
@@ -121,10 +119,10 @@ pub(crate) fn resolve(
     for (name, index, low, high, bare_high) in JENKINS_FIELDS {
         let Some(text) = texts[index] else { continue };
         for raw in text.split(',') {
-            let piece = raw.trim().to_ascii_lowercase();
-            if !is_hash_piece(&piece) {
+            if !is_hash_piece(raw.trim()) {
                 continue;
             }
+            let piece = raw.trim().to_ascii_lowercase();
             let form = parse_form(name, raw.trim(), &piece[1..])?;
             let (s, e) = match form.range {
                 Some((s, e)) => {
