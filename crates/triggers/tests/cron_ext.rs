@@ -134,3 +134,94 @@ fn cronie_reader_refuses_every_extension() {
         );
     }
 }
+
+/// Every day form, every month of 2000-2039, against a brute-force model written from the
+/// definitions (not from the library's arithmetic): `nW` is the Monday-to-Friday day of the
+/// month nearest the `n`th, `LW` the last such day, `L-n` the day `n` before the last,
+/// `dL` the weekday whose next week is in another month, `d#n` the weekday whose
+/// occurrence count is `n`.
+#[test]
+fn every_month_of_forty_years_matches_a_brute_force_model() {
+    use apscheduler_core::Trigger;
+    use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
+
+    fn days_of(year: i32, month: u32) -> Vec<NaiveDate> {
+        (1..=31)
+            .filter_map(|d| NaiveDate::from_ymd_opt(year, month, d))
+            .collect()
+    }
+    let workday = |d: &NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
+    // Cron numbering: 0 = Sunday.
+    let cron_wd = |d: &NaiveDate| d.weekday().num_days_from_sunday();
+
+    let mut exprs: Vec<String> = Vec::new();
+    exprs.extend((1..=31).map(|n| format!("{n}W")));
+    exprs.extend((0..=30).map(|n| format!("L-{n}")));
+    exprs.push("LW".into());
+    let model = |expr: &str, year: i32, month: u32| -> Vec<NaiveDate> {
+        let days = days_of(year, month);
+        let last = days.len() as i64;
+        if let Some(n) = expr.strip_suffix('W') {
+            let target = if n == "L" {
+                last
+            } else {
+                n.parse::<i64>().unwrap()
+            };
+            if target > last {
+                return vec![];
+            }
+            let best = days
+                .iter()
+                .filter(|d| workday(d))
+                .min_by_key(|d| (i64::from(d.day()) - target).abs())
+                .copied();
+            return best.into_iter().collect();
+        }
+        if let Some(n) = expr.strip_prefix("L-") {
+            let day = last - n.parse::<i64>().unwrap();
+            return days
+                .into_iter()
+                .filter(|d| i64::from(d.day()) == day)
+                .collect();
+        }
+        if let Some(w) = expr.strip_suffix('L') {
+            let w: u32 = w.parse().unwrap();
+            return days
+                .into_iter()
+                .filter(|d| cron_wd(d) == w % 7 && i64::from(d.day()) + 7 > last)
+                .collect();
+        }
+        let (w, n) = expr.split_once('#').unwrap();
+        let (w, n): (u32, u32) = (w.parse().unwrap(), n.parse().unwrap());
+        days.into_iter()
+            .filter(|d| cron_wd(d) == w % 7 && (d.day() - 1) / 7 + 1 == n)
+            .collect()
+    };
+    let mut weekday_exprs: Vec<String> = (0..=7).map(|w| format!("{w}L")).collect();
+    weekday_exprs.extend((0..=7).flat_map(|w| (1..=5).map(move |n| format!("{w}#{n}"))));
+
+    let start = Tz::UTC.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    let end = Tz::UTC.with_ymd_and_hms(2040, 1, 1, 0, 0, 0).unwrap();
+    let all = exprs
+        .iter()
+        .map(|e| (e.clone(), format!("0 0 {e} * *")))
+        .chain(
+            weekday_exprs
+                .iter()
+                .map(|e| (e.clone(), format!("0 0 * * {e}"))),
+        );
+    for (expr, text) in all {
+        let trigger = CronTrigger::from_crontab(&text, Tz::UTC).unwrap();
+        let mut got = Vec::new();
+        let mut next = trigger.next_fire_time(None, &start);
+        while let Some(t) = next.filter(|t| *t < end) {
+            got.push(t.date_naive());
+            next = trigger.next_fire_time(Some(&t), &t);
+        }
+        let want: Vec<NaiveDate> = (2000..2040)
+            .flat_map(|y| (1..=12).map(move |m| (y, m)))
+            .flat_map(|(y, m)| model(&expr, y, m))
+            .collect();
+        assert_eq!(got, want, "{text}");
+    }
+}

@@ -1,5 +1,7 @@
 //! Parsing of cron field expressions into bit masks and day rules.
 
+use std::borrow::Cow;
+
 use apscheduler_core::TriggerError;
 
 /// The cron fields, most significant first.
@@ -162,7 +164,8 @@ pub(crate) fn parse_field(
 ) -> Result<Field, TriggerError> {
     let vixie = dialect.vixie();
     let lowered = text.to_ascii_lowercase();
-    let mut pieces: Vec<String> = Vec::new();
+    // Borrowed unless an extension rewrites the piece: triggers are rebuilt on every load.
+    let mut pieces: Vec<Cow<'_, str>> = Vec::new();
     let mut ranges = Vec::new();
     let mut days = Vec::new();
     let mut all_star = true;
@@ -183,13 +186,13 @@ pub(crate) fn parse_field(
                 })?;
                 all_star = false;
                 ranges_or_days(field, range, &mut ranges, &mut days);
-                pieces.push(piece.replacen('h', "H", 1));
+                pieces.push(Cow::Owned(piece.replacen('h', "H", 1)));
                 continue;
             } else if let Some(normalized) =
                 super::extend::parse_piece(field, piece, original.trim(), &mut days)?
             {
                 all_star = false;
-                pieces.push(normalized);
+                pieces.push(Cow::Owned(normalized));
                 continue;
             }
         }
@@ -197,7 +200,7 @@ pub(crate) fn parse_field(
             all_star = false;
         }
         parse_piece(field, piece, vixie, &mut ranges, &mut days)?;
-        pieces.push(piece.to_owned());
+        pieces.push(Cow::Borrowed(piece));
     }
     Ok(Field {
         text: pieces.join(","),
