@@ -14,8 +14,8 @@ use clap::Args;
 /// Arguments of `aps next`.
 #[derive(Debug, Args)]
 pub(crate) struct NextArgs {
-    /// A 5-field crontab line (`"0 9 * * mon-fri"`), a crontab macro (`"@daily"`) or cron
-    /// fields (`"day='3rd fri' hour=0-3"`).
+    /// Crontab text (`"0 9 * * mon-fri"`, `"@daily"`, 6 fields with seconds first, 7 with
+    /// the year last, `L`, `W`, `#`, `H`) or cron fields (`"day='3rd fri' hour=0-3"`).
     expression: String,
     /// IANA timezone the expression is read in.
     #[arg(long, default_value = "UTC")]
@@ -40,6 +40,10 @@ pub(crate) struct NextArgs {
     /// /etc/aps/aps.toml).
     #[arg(long, value_name = "FILE", requires = "calendar")]
     config: Option<std::path::PathBuf>,
+    /// The key Jenkins' `H` picks its values from: the job id (a daemon job with this id
+    /// gets the same values).
+    #[arg(long, value_name = "JOB_ID")]
+    hash_key: Option<String>,
 }
 
 /// Splits `a=1 b='x y'` into `(name, value)` pairs, honouring quotes.
@@ -89,10 +93,32 @@ fn keyword_pairs(expr: &str) -> Result<Vec<(String, String)>, TriggerError> {
     }
 }
 
-/// Builds the trigger: crontab text unless the expression holds `field=value` pairs.
-pub(crate) fn parse_expression(expr: &str, tz: Tz) -> Result<CronTrigger, TriggerError> {
+/// Builds the trigger: crontab text (its `H` hashed from `hash_key`) unless the
+/// expression holds `field=value` pairs.
+pub(crate) fn parse_expression(
+    expr: &str,
+    tz: Tz,
+    hash_key: Option<&str>,
+) -> Result<CronTrigger, TriggerError> {
     if !expr.contains('=') {
-        return CronTrigger::from_crontab(expr, tz);
+        return match hash_key {
+            Some(key) => CronTrigger::from_crontab_hashed(expr, tz, key),
+            None => CronTrigger::from_crontab(expr, tz).map_err(|e| match e {
+                // Say how to give the key on this command line.
+                TriggerError::InvalidField {
+                    field,
+                    value,
+                    reason,
+                } if reason.starts_with("H needs a hash key") => TriggerError::InvalidField {
+                    field,
+                    value,
+                    reason: "H needs a hash key to pick its value: give --hash-key JOB_ID \
+                             (the id of the job it stands for)"
+                        .into(),
+                },
+                e => e,
+            }),
+        };
     }
     let mut builder = CronTrigger::builder().timezone(tz);
     for (name, value) in keyword_pairs(expr)? {
@@ -116,7 +142,7 @@ fn calendar_of(args: &NextArgs, name: &str) -> Result<NamedCalendar, String> {
 
 fn preview(args: &NextArgs) -> Result<String, String> {
     let tz = parse_timezone("tz", &args.tz).map_err(|e| e.to_string())?;
-    let cron = parse_expression(&args.expression, tz)
+    let cron = parse_expression(&args.expression, tz, args.hash_key.as_deref())
         .and_then(|t| Ok(t.with_dst(Dst::parse("dst", &args.dst)?)))
         .map_err(|e| e.to_string())?;
     let after: DateTime<Tz> = match &args.after {
@@ -193,7 +219,7 @@ mod tests {
 
     #[test]
     fn keyword_form_with_quotes() {
-        let t = parse_expression("month=6-8,11-12 day='3rd fri' hour=0-3", Tz::UTC).unwrap();
+        let t = parse_expression("month=6-8,11-12 day='3rd fri' hour=0-3", Tz::UTC, None).unwrap();
         assert_eq!(
             t.to_string(),
             "cron[month='6-8,11-12', day='3rd fri', hour='0-3']"
@@ -202,25 +228,41 @@ mod tests {
 
     #[test]
     fn crontab_form_and_errors() {
-        assert!(parse_expression("0 9 * * mon-fri", Tz::UTC).is_ok());
-        let err = parse_expression("0 9 * *", Tz::UTC).unwrap_err();
+        assert!(parse_expression("0 9 * * mon-fri", Tz::UTC, None).is_ok());
+        let err = parse_expression("0 9 * *", Tz::UTC, None).unwrap_err();
         assert_eq!(err.field(), "crontab");
-        let err = parse_expression("minute=60", Tz::UTC).unwrap_err();
+        let err = parse_expression("minute=60", Tz::UTC, None).unwrap_err();
         assert_eq!(err.field(), "minute");
-        let err = parse_expression("bogus=1", Tz::UTC).unwrap_err();
+        let err = parse_expression("bogus=1", Tz::UTC, None).unwrap_err();
         assert_eq!(err.field(), "bogus");
-        let err = parse_expression("@reboot", Tz::UTC).unwrap_err();
+        let err = parse_expression("@reboot", Tz::UTC, None).unwrap_err();
         assert!(err.to_string().contains("at_start"), "{err}");
     }
 
     #[test]
     fn cron_forms_and_macros() {
-        let daily = parse_expression("@daily", Tz::UTC).unwrap();
+        let daily = parse_expression("@daily", Tz::UTC, None).unwrap();
         assert_eq!(
             daily.to_string(),
-            parse_expression("0 0 * * *", Tz::UTC).unwrap().to_string()
+            parse_expression("0 0 * * *", Tz::UTC, None)
+                .unwrap()
+                .to_string()
         );
-        assert!(parse_expression("*/60 * * * *", Tz::UTC).is_ok());
-        assert!(parse_expression("0 9 * * sat-0", Tz::UTC).is_ok());
+        assert!(parse_expression("*/60 * * * *", Tz::UTC, None).is_ok());
+        assert!(parse_expression("0 9 * * sat-0", Tz::UTC, None).is_ok());
+    }
+
+    #[test]
+    fn extensions_and_h() {
+        let t = parse_expression("0 0 12 L-3 * ? 2030", Tz::UTC, None).unwrap();
+        assert_eq!(
+            t.to_string(),
+            "cron[year='2030', month='*', day='L-3', day_of_week='*', hour='12', minute='0', second='0']"
+        );
+        let err = parse_expression("H * * * *", Tz::UTC, None).unwrap_err();
+        assert!(err.to_string().contains("--hash-key"), "{err}");
+        let a = parse_expression("H * * * *", Tz::UTC, Some("backup")).unwrap();
+        let b = CronTrigger::from_crontab_hashed("H * * * *", Tz::UTC, "backup").unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -149,7 +149,7 @@ pub(crate) fn build(
             for (key, value) in map {
                 if !matches!(
                     key.as_str(),
-                    "expr" | "timezone" | "start_date" | "end_date" | "jitter" | "dst"
+                    "expr" | "timezone" | "start_date" | "end_date" | "jitter" | "dst" | "hash_key"
                 ) {
                     return Err(unknown(key, value, kind));
                 }
@@ -164,9 +164,14 @@ pub(crate) fn build(
                     ))
                 }
             };
-            Ok(CronTrigger::from_crontab_with(
+            let hash_key = map
+                .get("hash_key")
+                .map(|v| expect_string("hash_key", v))
+                .transpose()?;
+            Ok(CronTrigger::from_crontab_keyed(
                 expr,
                 tz,
+                hash_key,
                 date_arg(map, "start_date", tz)?,
                 date_arg(map, "end_date", tz)?,
                 jitter_arg(map)?,

@@ -63,7 +63,7 @@ use std::fmt;
 pub use apscheduler_core::{Trigger, TriggerError};
 pub use calendar::{CalendarIntervalTrigger, CalendarIntervalTriggerBuilder};
 pub use combining::{AndTrigger, OrTrigger};
-pub use cron::{expand_macro, CronTrigger, CronTriggerBuilder, Dst};
+pub use cron::{crontab_uses_hash, expand_macro, CronTrigger, CronTriggerBuilder, Dst};
 pub use date::DateTrigger;
 pub use exclusion::{
     CalendarAction, CalendarError, ExcludingTrigger, ExclusionCalendar, NamedCalendar,

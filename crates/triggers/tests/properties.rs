@@ -910,13 +910,17 @@ fn invalid_crontab_names_the_field() {
         "",
         "   ",
         "* * * *",
-        "* * * * * *",
-        "0 9 * * mon-fri extra",
-        "1st mon * * * *",
+        "0 0 9 * * mon-fri 2030 extra",
+        "* * * * * * * *",
     ] {
         assert_err_field(CronTrigger::from_crontab(expr, tz), "crontab", expr);
     }
     let cases: &[(&str, &str)] = &[
+        // Six fields are seconds first, seven add the year: a misplaced word names
+        // the field it landed in.
+        ("0 9 * * mon-fri extra", "month"),
+        ("1st mon * * * *", "minute"),
+        ("0 0 0 * * * 1969", "year"),
         ("60 * * * *", "minute"),
         ("*/0 * * * *", "minute"),
         ("* 24 * * *", "hour"),
@@ -1214,7 +1218,8 @@ proptest! {
     ) {
         match CronTrigger::from_crontab(&text, tz) {
             Err(e) => prop_assert!(
-                ["crontab", "minute", "hour", "day", "month", "day_of_week"].contains(&e.field()),
+                ["crontab", "second", "minute", "hour", "day", "month", "day_of_week", "year"]
+                    .contains(&e.field()),
                 "error {} names no crontab field", e
             ),
             Ok(t) => exercise(&t, now)?,

@@ -190,8 +190,10 @@ pub(crate) fn parse_job(line: &str, system: bool) -> Result<JobLine, String> {
             ));
         }
         let fields = fields.join(" ");
-        // The daemon's own crontab parser: what passes here passes `aps config check`.
-        if let Err(e) = CronTrigger::from_crontab(&fields, Tz::UTC) {
+        // cronie's reading, through the daemon's own crontab parser: what passes here passes
+        // `aps config check`, and the daemon's extensions (`L`, `W`, `#`, `?`, `H`), which
+        // cronie does not run, do not pass.
+        if let Err(e) = CronTrigger::from_cronie(&fields, Tz::UTC) {
             return Err(format!("invalid time fields `{fields}`: {e}"));
         }
         (Schedule::Fields(fields), rest)
@@ -375,6 +377,21 @@ mod tests {
         );
         let err = parse_job("61 0 * * * x", false).unwrap_err();
         assert!(err.starts_with("invalid time fields `61 0 * * *`"), "{err}");
+        // Forms the daemon reads but cronie refuses (or runs otherwise) are left out, as
+        // cronie would not run them.
+        for line in [
+            "0 0 L * * cmd",
+            "0 0 L-3 * * cmd",
+            "0 0 LW * * cmd",
+            "0 0 15W * * cmd",
+            "0 0 * * 5L cmd",
+            "0 0 * * 1#2 cmd",
+            "0 0 ? * 1 cmd",
+            "H H * * * cmd",
+        ] {
+            let err = parse_job(line, false).unwrap_err();
+            assert!(err.starts_with("invalid time fields"), "{line}: {err}");
+        }
         assert_eq!(
             parse_job("* * * *", false).unwrap_err(),
             "expected five time fields and a command, found 4 field(s)"

@@ -33,13 +33,26 @@ impl Engine {
             )
         };
         let now = self.now_tz(tz);
+        let id: Arc<str> = match &spec.id {
+            Some(id) if id.is_empty() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "invalid value for 'id': '': a job id must not be empty",
+                ))
+            }
+            Some(id) => id.as_str().into(),
+            None => new_job_id(),
+        };
         let run_once = matches!(spec.trigger, TriggerSpec::RunOnce);
         let trigger: Arc<dyn Trigger> = match &spec.trigger {
             TriggerSpec::RunOnce => Arc::new(DateTrigger::new(now)),
             TriggerSpec::Args { kind, args } => match spec.jitter {
-                None => AnyTrigger::from_args(kind, args, tz, now)?.into_shared(),
+                None => match with_hash_key(kind, args, &id) {
+                    Some(args) => AnyTrigger::from_args(kind, &args, tz, now)?.into_shared(),
+                    None => AnyTrigger::from_args(kind, args, tz, now)?.into_shared(),
+                },
                 Some(j) => {
-                    let mut args = args.clone();
+                    let mut args = with_hash_key(kind, args, &id).unwrap_or_else(|| args.clone());
                     match &mut args {
                         Value::Object(map) => {
                             map.insert("jitter".into(), serde_json::json!(j));
@@ -75,16 +88,6 @@ impl Engine {
                 )),
                 None => trigger,
             };
-        let id: Arc<str> = match &spec.id {
-            Some(id) if id.is_empty() => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "invalid value for 'id': '': a job id must not be empty",
-                ))
-            }
-            Some(id) => id.as_str().into(),
-            None => new_job_id(),
-        };
         let name: Arc<str> = match (&spec.name, &spec.task) {
             (Some(n), _) => n.as_str().into(),
             (None, Task::Named(n)) => n.clone(),
@@ -393,4 +396,18 @@ pub(super) fn shared_alias<T: ?Sized>(
         None if name == DEFAULT_ALIAS => DEFAULT.get_or_init(|| DEFAULT_ALIAS.into()).clone(),
         None => name.into(),
     }
+}
+
+/// Crontab arguments whose text uses Jenkins' `H` and give no `hash_key`, with the job id
+/// as the key (so the job's values are the same wherever and whenever it is loaded);
+/// `None` when they need no change.
+pub(super) fn with_hash_key(kind: &str, args: &Value, id: &str) -> Option<Value> {
+    let map = args.as_object()?;
+    let expr = map.get("expr")?.as_str()?;
+    if kind != "crontab" || map.contains_key("hash_key") || !crontab_uses_hash(expr) {
+        return None;
+    }
+    let mut map = map.clone();
+    map.insert("hash_key".into(), Value::String(id.to_owned()));
+    Some(Value::Object(map))
 }

@@ -48,6 +48,8 @@ impl Engine {
         args: &Value,
     ) -> Result<Option<Job>, Error> {
         let tz = self.timezone();
+        let keyed = super::add::with_hash_key(kind, args, id);
+        let args = keyed.as_ref().unwrap_or(args);
         let trigger = AnyTrigger::from_args(kind, args, tz, self.now_tz(tz))?.into_shared();
         self.reschedule_job_with(id, jobstore, trigger).await
     }

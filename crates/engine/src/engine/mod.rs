@@ -32,7 +32,7 @@ use apscheduler_core::{
 };
 use apscheduler_executor_thread::ThreadPoolExecutor;
 use apscheduler_store_memory::MemoryJobStore;
-use apscheduler_triggers::{AnyTrigger, DateTrigger};
+use apscheduler_triggers::{crontab_uses_hash, AnyTrigger, DateTrigger};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! Parsing of cron field expressions into bit masks and day rules.
 
+use std::borrow::Cow;
+
 use apscheduler_core::TriggerError;
 
 /// The cron fields, most significant first.
@@ -16,6 +18,24 @@ pub(crate) const FIELD_NAMES: [&str; 8] = [
 
 pub(crate) const MIN_YEAR: u32 = 1970;
 pub(crate) const MAX_YEAR: u32 = 9999;
+
+/// Which language a field's text is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// APScheduler's keyword fields (`day_of_week` 0 = Monday, `xth y`, `last x`).
+    Aps,
+    /// Crontab text exactly as cronie reads it.
+    Cronie,
+    /// Crontab text with the extensions of [`super::extend`] and `H`.
+    Extended,
+}
+
+impl Dialect {
+    /// Crontab numbering and rules (0 and 7 = Sunday, wide steps accepted).
+    pub(crate) fn vixie(self) -> bool {
+        self != Dialect::Aps
+    }
+}
 
 /// Value bounds per field, as in APScheduler.
 pub(crate) fn bounds(field: &str, vixie: bool) -> (u32, u32) {
@@ -80,6 +100,12 @@ pub(crate) enum DayExpr {
     LastWeekday(u32),
     /// The last day of the month.
     LastDay,
+    /// `n` days before the last day of the month (crontab `L-n`).
+    LastDayMinus(u32),
+    /// The Monday-to-Friday day nearest to the given day, within its month (crontab `15W`).
+    NearestBusinessDay(u32),
+    /// The last Monday-to-Friday day of the month (crontab `LW`).
+    LastBusinessDay,
 }
 
 /// A parsed field: its normalized text and expressions.
@@ -88,6 +114,7 @@ pub(crate) struct Field {
     /// Normalized text (pieces trimmed and lowercased, joined by `,`).
     pub(crate) text: String,
     pub(crate) ranges: Vec<Range>,
+    /// Day expressions: of the `day` field, or (crontab `5L`, `1#2`) of `day_of_week`.
     pub(crate) days: Vec<DayExpr>,
     /// Every piece is `*` or `*/n`.
     pub(crate) all_star: bool,
@@ -99,11 +126,11 @@ impl Field {
     }
 }
 
-fn err(field: &str, value: &str, reason: impl Into<String>) -> TriggerError {
+pub(crate) fn err(field: &str, value: &str, reason: impl Into<String>) -> TriggerError {
     TriggerError::invalid_field(field, value, reason)
 }
 
-fn unrecognized(field: &str, value: &str) -> TriggerError {
+pub(crate) fn unrecognized(field: &str, value: &str) -> TriggerError {
     err(
         field,
         value,
@@ -111,7 +138,7 @@ fn unrecognized(field: &str, value: &str) -> TriggerError {
     )
 }
 
-fn parse_uint(text: &str) -> Option<u32> {
+pub(crate) fn parse_uint(text: &str) -> Option<u32> {
     if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -126,24 +153,54 @@ fn weekday_number(name: &str) -> Option<u32> {
     WEEKDAYS.iter().position(|m| *m == name).map(|i| i as u32)
 }
 
-/// Parses one field's text. `vixie` selects crontab numbering for `day_of_week`
-/// (0 and 7 = Sunday).
-pub(crate) fn parse_field(field: &str, text: &str, vixie: bool) -> Result<Field, TriggerError> {
+/// Parses one field's text. The dialect selects crontab numbering for `day_of_week`
+/// (0 and 7 = Sunday) and the crontab extensions; `hashed` holds the values of the
+/// field's `H` pieces, in order (see [`super::hashed`]).
+pub(crate) fn parse_field(
+    field: &str,
+    text: &str,
+    dialect: Dialect,
+    hashed: &[Range],
+) -> Result<Field, TriggerError> {
+    let vixie = dialect.vixie();
     let lowered = text.to_ascii_lowercase();
-    let mut pieces = Vec::new();
+    // Borrowed unless an extension rewrites the piece: triggers are rebuilt on every load.
+    let mut pieces: Vec<Cow<'_, str>> = Vec::new();
     let mut ranges = Vec::new();
     let mut days = Vec::new();
     let mut all_star = true;
-    for raw in lowered.split(',') {
-        let piece = raw.trim();
+    let mut hashed = hashed.iter();
+    // Lowercasing keeps byte positions (ASCII only), so the raw pieces line up.
+    for (raw, original) in lowered.split(',').zip(text.split(',')) {
+        let mut piece = raw.trim();
         if piece.is_empty() {
             return Err(unrecognized(field, text.trim()));
+        }
+        if dialect == Dialect::Extended {
+            // `?` (Quartz: "no specific value") is `*` in the day fields.
+            if piece == "?" && matches!(field, "day" | "day_of_week") {
+                piece = "*";
+            } else if super::hashed::is_hash_piece(piece) {
+                let range = hashed.next().copied().ok_or_else(|| {
+                    err(field, original.trim(), "no value was computed for this `H`")
+                })?;
+                all_star = false;
+                ranges_or_days(field, range, &mut ranges, &mut days);
+                pieces.push(Cow::Owned(piece.replacen('h', "H", 1)));
+                continue;
+            } else if let Some(normalized) =
+                super::extend::parse_piece(field, piece, original.trim(), &mut days)?
+            {
+                all_star = false;
+                pieces.push(Cow::Owned(normalized));
+                continue;
+            }
         }
         if !piece.starts_with('*') {
             all_star = false;
         }
         parse_piece(field, piece, vixie, &mut ranges, &mut days)?;
-        pieces.push(piece);
+        pieces.push(Cow::Borrowed(piece));
     }
     Ok(Field {
         text: pieces.join(","),
@@ -314,16 +371,21 @@ fn parse_piece(
             step: step.unwrap_or(1),
         }
     };
+    ranges_or_days(field, range, ranges, days);
+    Ok(())
+}
+
+/// Day-of-month values are day expressions (clipped to each month); others are ranges.
+fn ranges_or_days(field: &str, range: Range, ranges: &mut Vec<Range>, days: &mut Vec<DayExpr>) {
     if field == "day" {
         days.push(DayExpr::Range(range));
     } else {
         ranges.push(range);
     }
-    Ok(())
 }
 
 /// Reads one value of a range: a number, or a month/weekday name where the field takes names.
-fn parse_value(
+pub(crate) fn parse_value(
     field: &str,
     piece: &str,
     text: &str,

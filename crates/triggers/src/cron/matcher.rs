@@ -11,6 +11,8 @@ pub(crate) struct DayRule {
     pub(crate) days: Vec<DayExpr>,
     /// Accepted weekdays, bit 0 = Monday.
     pub(crate) weekdays: u8,
+    /// Day expressions of the day-of-week side (crontab `5L`, `1#2`).
+    pub(crate) weekday_days: Vec<DayExpr>,
     /// Accepted ISO weeks (bits 1..=53), `None` = every week.
     pub(crate) weeks: Option<u64>,
     /// Crontab rule: a day matching either day of month or day of week fires.
@@ -28,7 +30,13 @@ impl DayRule {
             .iter()
             .fold(0u64, |m, e| m | day_expr_mask(e, last_day, first_weekday))
             & month_days;
-        let dow = weekday_mask(self.weekdays, first_weekday) & month_days;
+        let dow = self
+            .weekday_days
+            .iter()
+            .fold(weekday_mask(self.weekdays, first_weekday), |m, e| {
+                m | day_expr_mask(e, last_day, first_weekday)
+            })
+            & month_days;
         let mut mask = if self.either { dom | dow } else { dom & dow };
         if let Some(weeks) = self.weeks {
             mask &= week_mask(weeks, year, month, last_day);
@@ -65,6 +73,35 @@ fn day_expr_mask(e: &DayExpr, last_day: u32, first_weekday: u32) -> u64 {
             1 << day
         }
         DayExpr::LastDay => 1 << last_day,
+        DayExpr::LastDayMinus(n) => {
+            if n < last_day {
+                1 << (last_day - n)
+            } else {
+                0
+            }
+        }
+        DayExpr::NearestBusinessDay(day) => {
+            if day > last_day {
+                // Like a plain `31`: a month without the day has no such weekday.
+                0
+            } else {
+                1 << nearest_business_day(day, last_day, first_weekday)
+            }
+        }
+        DayExpr::LastBusinessDay => 1 << nearest_business_day(last_day, last_day, first_weekday),
+    }
+}
+
+/// Quartz's `W`: the day itself on Monday to Friday; a Saturday moves to the Friday
+/// before (or the Monday after, when it is the 1st); a Sunday to the Monday after (or the
+/// Friday before, when it is the last day): never into another month.
+fn nearest_business_day(day: u32, last_day: u32, first_weekday: u32) -> u32 {
+    match (first_weekday + day - 1) % 7 {
+        5 if day == 1 => 3,
+        5 => day - 1,
+        6 if day == last_day => day - 2,
+        6 => day + 1,
+        _ => day,
     }
 }
 

@@ -3,6 +3,8 @@
 mod crontab;
 mod dst;
 mod expr;
+mod extend;
+mod hashed;
 mod matcher;
 
 use std::fmt;
@@ -15,10 +17,10 @@ use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-pub use crontab::expand_macro;
+pub use crontab::{crontab_uses_hash, expand_macro};
 pub use dst::Dst;
 pub(crate) use expr::FIELD_NAMES;
-use expr::{bounds, parse_field, Field};
+use expr::{bounds, parse_field, Dialect, Field};
 pub(crate) use matcher::Matcher;
 use matcher::{DayRule, SECOND};
 
@@ -103,6 +105,10 @@ struct CronSpec {
     /// The DST policy (absent = the default one).
     #[serde(default, skip_serializing_if = "Dst::is_default")]
     dst: Dst,
+    /// The key crontab `H` values are hashed from (the job id); kept so a reload picks
+    /// the same values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash_key: Option<String>,
 }
 
 impl CronSpec {
@@ -243,30 +249,6 @@ impl CronTrigger {
         }
     }
 
-    /// Reads crontab time fields as cron reads them: five fields
-    /// (`minute hour day month day_of_week`) or a macro (`@daily`, `@hourly`, ...), with
-    /// Vixie cron semantics: day of week 0 and 7 are Sunday, and when both day of month
-    /// and day of week are restricted, a day matching either fires. See docs/triggers.md,
-    /// "Crontab text as cron reads it", for every form accepted or refused.
-    ///
-    /// # Errors
-    /// Not exactly five fields, an unknown macro or `@reboot` (not a time), or an invalid
-    /// field.
-    pub fn from_crontab(expr: &str, tz: Tz) -> Result<CronTrigger, TriggerError> {
-        let parts = crontab::time_fields(expr)?;
-        let spec = CronSpec {
-            minute: Some(parts[0].to_owned()),
-            hour: Some(parts[1].to_owned()),
-            day: Some(parts[2].to_owned()),
-            month: Some(parts[3].to_owned()),
-            day_of_week: Some(parts[4].to_owned()),
-            timezone: tz.name().to_owned(),
-            crontab: true,
-            ..CronSpec::default()
-        };
-        CronTrigger::from_spec(spec)
-    }
-
     /// This trigger with the DST policy `dst`.
     pub fn with_dst(mut self, dst: Dst) -> CronTrigger {
         self.spec.dst = dst;
@@ -279,28 +261,16 @@ impl CronTrigger {
         self.spec.dst
     }
 
-    /// Like [`CronTrigger::from_crontab`], with start/end dates and jitter.
-    ///
-    /// # Errors
-    /// As [`CronTrigger::from_crontab`], plus `end_date` before `start_date`.
-    pub fn from_crontab_with(
-        expr: &str,
-        tz: Tz,
-        start_date: Option<DateTime<Tz>>,
-        end_date: Option<DateTime<Tz>>,
-        jitter: Option<f64>,
-    ) -> Result<CronTrigger, TriggerError> {
-        let base = CronTrigger::from_crontab(expr, tz)?;
-        let spec = CronSpec {
-            start_date: start_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
-            end_date: end_date.map(|t| to_rfc3339(&t.with_timezone(&tz))),
-            jitter,
-            ..base.spec
+    fn from_spec(spec: CronSpec) -> Result<CronTrigger, TriggerError> {
+        let dialect = if spec.crontab {
+            Dialect::Extended
+        } else {
+            Dialect::Aps
         };
-        CronTrigger::from_spec(spec)
+        CronTrigger::from_spec_in(spec, dialect)
     }
 
-    fn from_spec(spec: CronSpec) -> Result<CronTrigger, TriggerError> {
+    fn from_spec_in(spec: CronSpec, dialect: Dialect) -> Result<CronTrigger, TriggerError> {
         let tz = parse_timezone("timezone", &spec.timezone)?;
         let jitter = check_jitter(spec.jitter)?;
         let start_date = spec
@@ -321,7 +291,14 @@ impl CronTrigger {
                 });
             }
         }
-        let vixie = spec.crontab;
+        let vixie = dialect.vixie();
+        let hashed = if dialect == Dialect::Extended {
+            let texts: [Option<&str>; 8] =
+                std::array::from_fn(|i| spec.field(i).map(String::as_str));
+            hashed::resolve(&texts, spec.hash_key.as_deref())?
+        } else {
+            Default::default()
+        };
 
         // Defaults: `*` above the least significant given field, the minimum below it;
         // week and day_of_week are always `*` when not given.
@@ -343,7 +320,7 @@ impl CronTrigger {
                     }
                 }
             };
-            fields.push(parse_field(name, &text, vixie)?);
+            fields.push(parse_field(name, &text, dialect, &hashed[i])?);
         }
 
         let weekdays = if vixie {
@@ -363,20 +340,10 @@ impl CronTrigger {
         let day_rule = DayRule {
             days: fields[2].days.clone(),
             weekdays,
+            weekday_days: fields[4].days.clone(),
             weeks,
-            either: vixie
-                && !spec
-                    .day
-                    .as_deref()
-                    .unwrap_or("*")
-                    .trim_start()
-                    .starts_with('*')
-                && !spec
-                    .day_of_week
-                    .as_deref()
-                    .unwrap_or("*")
-                    .trim_start()
-                    .starts_with('*'),
+            // Normalized texts: `?` already reads as `*` there.
+            either: vixie && !fields[2].text.starts_with('*') && !fields[4].text.starts_with('*'),
         };
         let matcher = Matcher {
             years: vec![fields[0].ranges.clone()],

@@ -249,3 +249,41 @@ fn a_job_with_dst_cron_builds_its_trigger() {
     .unwrap();
     assert_eq!(cfg.jobs[0].trigger_args["dst"], json!("cron"));
 }
+
+#[test]
+fn h_in_cron_hashes_from_the_job_id() {
+    use apscheduler_triggers::{AnyTrigger, CronTrigger};
+    let text = "[[jobs]]\nid = \"backup\"\ncommand = \"true\"\ncron = \"H H(0-5) * * *\"\n\
+                [[jobs]]\nid = \"t\"\ncommand = \"true\"\ntrigger = { type = \"crontab\", expr = \"H/15 * * * *\" }\n\
+                [[jobs]]\nid = \"k\"\ncommand = \"true\"\ntrigger = { type = \"crontab\", expr = \"H * * * *\", hash_key = \"other\" }\n";
+    let cfg = check(text).unwrap();
+    assert_eq!(cfg.jobs[0].trigger_args["hash_key"], json!("backup"));
+    // The same values as the library gives that key (the config's zone is UTC here).
+    use apscheduler_core::Trigger as _;
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::UTC);
+    let built: AnyTrigger = cfg.jobs[0].build_trigger(chrono_tz::UTC).unwrap();
+    let direct =
+        CronTrigger::from_crontab_hashed("H H(0-5) * * *", chrono_tz::UTC, "backup").unwrap();
+    assert_eq!(
+        built.next_fire_time(None, &now).map(|t| t.to_utc()),
+        direct.next_fire_time(None, &now).map(|t| t.to_utc())
+    );
+    assert_eq!(cfg.jobs[1].trigger_args["hash_key"], json!("t"));
+    assert_eq!(cfg.jobs[2].trigger_args["hash_key"], json!("other"));
+    // Text without `H` stores no key: definitions read as before.
+    let cfg = check(&job("")).unwrap();
+    assert!(cfg.jobs[0].trigger_args.get("hash_key").is_none());
+}
+
+#[test]
+fn extensions_in_cron_are_read() {
+    let cfg =
+        check("[[jobs]]\nid = \"eom\"\ncommand = \"true\"\ncron = \"0 30 17 LW * ?\"\n").unwrap();
+    assert_eq!(cfg.jobs[0].trigger_args["expr"], json!("0 30 17 LW * ?"));
+    let e =
+        check("[[jobs]]\nid = \"bad\"\ncommand = \"true\"\ncron = \"0 0 * * 1#6\"\n").unwrap_err();
+    assert!(
+        e.contains("(id 'bad')") && e.contains("day_of_week") && e.contains("1#6"),
+        "{e}"
+    );
+}

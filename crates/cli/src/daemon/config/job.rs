@@ -461,6 +461,14 @@ pub(crate) fn check_job(
         common.insert("end_date".into(), json!(e));
     }
     apply_dst(&kind, common, raw.dst.as_deref(), defaults.dst).map_err(|e| fail("dst", e))?;
+    // Jenkins' `H` picks its values from the job id, so every reload and node agrees.
+    let uses_hash = common
+        .get("expr")
+        .and_then(Value::as_str)
+        .is_some_and(apscheduler_triggers::crontab_uses_hash);
+    if kind == "crontab" && uses_hash && !common.contains_key("hash_key") {
+        common.insert("hash_key".into(), json!(id));
+    }
     let mut def = JobDef {
         name: raw.name.clone().unwrap_or_else(|| id.clone()),
         id,
