@@ -63,6 +63,18 @@ fn a_refused_store_stops_the_daemon_at_once_with_the_cause() {
             format!("cannot reach the {store} store at 127.0.0.1:{port}: connection refused");
         assert_fails(&["run"], &url, None, &[&wanted]);
     }
+    // The daemon's log has it too, as an error.
+    let (_, stderr, _) = run(
+        &["run"],
+        &format!("postgres://root@127.0.0.1:{port}/test"),
+        None,
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("cannot reach the PostgreSQL store")),
+        "{stderr}"
+    );
 }
 
 #[test]

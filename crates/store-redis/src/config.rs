@@ -109,3 +109,35 @@ pub fn register(registry: &mut ComponentRegistry) {
 }
 
 apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }
+
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::component::{ComponentConfig, ComponentKind};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn table(options: &[(&str, Value)]) -> ConfigTable {
+        let mut config = ComponentConfig::new("redis");
+        for (key, value) in options {
+            config = config.option(*key, value.clone());
+        }
+        ConfigTable::new(ComponentKind::JobStore, "default", &config)
+    }
+
+    #[test]
+    fn connect_timeout_and_its_earlier_name() {
+        let config =
+            RedisStoreConfig::from_table(&table(&[("connect_timeout", json!(2))])).unwrap();
+        assert_eq!(config.connect_timeout, Some(Duration::from_secs(2)));
+        let config =
+            RedisStoreConfig::from_table(&table(&[("connection_timeout", json!(1.5))])).unwrap();
+        assert_eq!(config.connection_timeout, Some(Duration::from_millis(1500)));
+        let err = RedisStoreConfig::from_table(&table(&[
+            ("connect_timeout", json!(2)),
+            ("connection_timeout", json!(3)),
+        ]))
+        .expect_err("both");
+        assert!(err.message().contains("set only one"), "{err}");
+    }
+}

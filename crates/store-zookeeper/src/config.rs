@@ -143,6 +143,27 @@ mod tests {
     }
 
     #[test]
+    fn connect_timeout_and_its_earlier_name() {
+        for key in ["connect_timeout", "connection_timeout"] {
+            let config =
+                ZooKeeperStoreConfig::from_table(&table(&[(key, json!(2))])).expect("valid");
+            let store = config.builder().build().expect("builds");
+            assert_eq!(
+                store.conn.connection_timeout,
+                Duration::from_secs(2),
+                "{key}"
+            );
+        }
+        let err = ZooKeeperStoreConfig::from_table(&table(&[
+            ("connect_timeout", json!(2)),
+            ("connection_timeout", json!(3)),
+        ]))
+        .expect_err("both");
+        assert!(err.message().contains("connection_timeout"), "{err}");
+        assert!(err.message().contains("set only one"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_option() {
         for (key, value) in [
             ("path", json!("relative")),
