@@ -173,6 +173,8 @@ pub(crate) struct HistoryArgs {
 /// The store, timezone and defaults a command works with.
 struct Target {
     url: String,
+    /// `[store] connect_timeout` (`None`: the store's default).
+    connect_timeout: Option<std::time::Duration>,
     tz: Tz,
     defaults: Defaults,
     kill_grace: std::time::Duration,
@@ -189,6 +191,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             let cfg = config::load_settings(&path).map_err(|e| e.to_string())?;
             Ok(Target {
                 url: cfg.store_url,
+                connect_timeout: cfg.store_connect_timeout,
                 tz: cfg.timezone,
                 defaults: cfg.defaults.clone(),
                 kill_grace: cfg.kill_grace,
@@ -199,6 +202,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
         }
         (None, Some(url)) => Ok(Target {
             url: url.clone(),
+            connect_timeout: None,
             tz: apscheduler_engine::local_timezone(),
             defaults: Defaults::default(),
             kill_grace: std::time::Duration::from_secs(5),
@@ -237,14 +241,22 @@ where
             kill_grace: target.kill_grace,
             output_cap: target.output_cap,
         });
-        let opened =
-            match open_scheduler(&target.url, target.tz, None, &runs, store::Role::Manager).await {
-                Ok(o) => o,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        let opened = match open_scheduler(
+            &target.url,
+            target.connect_timeout,
+            target.tz,
+            None,
+            &runs,
+            store::Role::Manager,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let scheduler = opened.scheduler.clone();
         let code = match f(target, opened).await {
             Ok(code) => code,

@@ -616,7 +616,10 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
         ("[[jobs]]\nid = \"x\"\ncommand = \"a\"\nhttp = { url = \"http://127.0.0.1/\" }\ncron = \"* * * * *\"\n", &["id 'x'", "two actions"]),
         ("[[jobs]]\nid = \"x\"\ncron = \"* * * * *\"\n", &["id 'x'", "no action"]),
         ("[store]\nurl = \"oracle://db/x\"\n", &["aps.toml:2:7", "store.url", "'oracle'"]),
-        ("[store]\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n", &["cannot be reached"]),
+        (
+            "[store]\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n",
+            &["cannot reach the PostgreSQL store at 127.0.0.1:1", "connection refused"],
+        ),
     ];
     for (config, wanted) in cases {
         let (code, stderr) = run_bad(config);

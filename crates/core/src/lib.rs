@@ -55,6 +55,7 @@ mod executor;
 pub mod history;
 mod job;
 pub mod node;
+pub mod reach;
 pub mod run;
 mod store;
 mod task;

@@ -11,6 +11,7 @@ pub struct MongoDbJobStoreBuilder {
     max_state_bytes: usize,
     state_format: StateFormat,
     server_selection_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
 }
 
 impl MongoDbJobStoreBuilder {
@@ -52,6 +53,22 @@ impl MongoDbJobStoreBuilder {
         self
     }
 
+    /// How long the first connection may take (default: the server selection
+    /// time-out when one is set, here or as the connection string's
+    /// `serverSelectionTimeoutMS`; else 5 s). The store first opens a plain TCP
+    /// connection to each host (a refused connection or an unknown host fails at
+    /// once, with that cause), then asks the server for a ping within this time; it
+    /// fails with `Unavailable` naming the address and the cause ("cannot reach the
+    /// MongoDB store at 127.0.0.1:27017: connection refused ..."). Also the driver's
+    /// `connectTimeoutMS` and server selection time-out, unless the connection
+    /// string or [`server_selection_timeout`](Self::server_selection_timeout) set
+    /// them. With [`builder_with_client`](MongoDbJobStore::builder_with_client), only
+    /// the ping is bounded.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
     /// Checks the configuration and builds the store; nothing connects yet.
     ///
     /// # Errors
@@ -90,6 +107,7 @@ impl MongoDbJobStoreBuilder {
                 database: self.database,
                 collection: self.collection,
                 server_selection_timeout: self.server_selection_timeout,
+                connect_timeout: self.connect_timeout,
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 no_server_time: AtomicBool::new(false),
@@ -153,6 +171,7 @@ impl MongoDbJobStore {
             max_state_bytes: Self::DEFAULT_MAX_STATE_BYTES,
             state_format: StateFormat::Json,
             server_selection_timeout: None,
+            connect_timeout: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct MongoDbStoreConfig {
     /// [`MongoDbJobStoreBuilder::server_selection_timeout`].
     #[serde(default, with = "seconds")]
     pub server_selection_timeout: Option<Duration>,
+    /// [`MongoDbJobStoreBuilder::connect_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connect_timeout: Option<Duration>,
 }
 
 impl MongoDbStoreConfig {
@@ -48,6 +51,7 @@ impl MongoDbStoreConfig {
             max_state_bytes: table.get_positive("max_state_bytes")?,
             state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
             server_selection_timeout: table.get_seconds("server_selection_timeout")?,
+            connect_timeout: table.get_seconds("connect_timeout")?,
         })
     }
 
@@ -69,6 +73,9 @@ impl MongoDbStoreConfig {
         }
         if let Some(t) = self.server_selection_timeout {
             b = b.server_selection_timeout(t);
+        }
+        if let Some(t) = self.connect_timeout {
+            b = b.connect_timeout(t);
         }
         b
     }

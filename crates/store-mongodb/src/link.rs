@@ -3,6 +3,9 @@
 
 use super::*;
 
+use apscheduler_core::reach::{self, Cause, DEFAULT_CONNECT_TIMEOUT};
+use mongodb::options::ServerAddress;
+
 /// Where the store's data lives and the client it reaches it with, shared with the
 /// store's [`MongoDbRunHistory`] (so both use one client and connect once).
 pub(crate) struct Link {
@@ -12,6 +15,8 @@ pub(crate) struct Link {
     /// `database.collection`, for messages.
     pub(crate) namespace: String,
     pub(crate) server_selection_timeout: Option<Duration>,
+    /// Bounds the first connection (see [`MongoDbJobStoreBuilder::connect_timeout`]).
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) conn: Mutex<Option<Conn>>,
     pub(crate) connecting: tokio::sync::Mutex<()>,
     /// Set once a server was seen that does not tell its time (warned about once).
@@ -63,6 +68,9 @@ impl Link {
     }
 
     async fn connect(&self) -> Result<Conn, Error> {
+        let started = std::time::Instant::now();
+        let mut timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut hosts = Vec::new();
         let client = match &self.source {
             Source::Url(url) => {
                 let mut options = ClientOptions::parse(url)
@@ -74,16 +82,69 @@ impl Link {
                 if let Some(timeout) = self.server_selection_timeout {
                     options.server_selection_timeout = Some(timeout);
                 }
+                timeout = self
+                    .connect_timeout
+                    .or(options.server_selection_timeout)
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                options.server_selection_timeout.get_or_insert(timeout);
+                options.connect_timeout.get_or_insert(timeout);
+                hosts = options
+                    .hosts
+                    .iter()
+                    .filter_map(|a| match a {
+                        ServerAddress::Tcp { host, port } => {
+                            Some((host.clone(), port.unwrap_or(DEFAULT_PORT)))
+                        }
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    })
+                    .collect();
+                probe(&hosts, started, timeout).await?;
                 Client::with_options(options)
                     .map_err(|e| fail(&self.namespace, "cannot create the client", e))?
             }
             Source::Client(client) => client.clone(),
         };
         let database = client.database(&self.database);
-        database
-            .run_command(doc! {"ping": 1})
-            .await
-            .map_err(|e| fail(&self.namespace, "cannot reach the server", e))?;
+        let address = match hosts.as_slice() {
+            [] => "its server".to_owned(),
+            hosts => hosts
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let host = hosts.first().map(|(h, _)| h.clone()).unwrap_or_default();
+        let ping = database.run_command(doc! {"ping": 1});
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(_)) => {}
+            // Server selection failed: the cause is in the description of the
+            // servers the driver tried.
+            Ok(Err(e)) if matches!(*e.kind, DriverKind::ServerSelection { .. }) => {
+                let cause = match Cause::of_error(&e, &host) {
+                    Cause::Other(_) => Cause::TimedOut(timeout),
+                    cause => cause,
+                };
+                return Err(reach::unreachable(
+                    "MongoDB",
+                    &address,
+                    &cause,
+                    started.elapsed(),
+                    timeout,
+                )
+                .with_source(e));
+            }
+            Ok(Err(e)) => return Err(fail(&self.namespace, "cannot reach the server", e)),
+            Err(_) => {
+                return Err(reach::unreachable(
+                    "MongoDB",
+                    &address,
+                    &Cause::TimedOut(timeout),
+                    started.elapsed(),
+                    timeout,
+                ))
+            }
+        }
         // Claims read back what they just wrote: always on the primary.
         let jobs = database.collection_with_options::<Document>(
             &self.collection,
@@ -130,6 +191,40 @@ impl Link {
             jobs,
         })
     }
+}
+
+/// MongoDB's port when the connection string names none.
+const DEFAULT_PORT: u16 = 27017;
+
+/// Opens (and closes) a TCP connection to one of `hosts`, on a blocking thread (name
+/// resolution is the system's): a refused connection or an unknown host is known at
+/// once, where the driver would wait out its server selection time-out.
+async fn probe(
+    hosts: &[(String, u16)],
+    started: std::time::Instant,
+    timeout: Duration,
+) -> Result<(), Error> {
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    let owned = hosts.to_vec();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut first = None;
+        for (host, port) in &owned {
+            match reach::probe_tcp(host, *port, started, timeout) {
+                Ok(()) => return Ok(()),
+                Err(cause) => {
+                    first.get_or_insert((format!("{host}:{port}"), cause));
+                }
+            }
+        }
+        Err(first.expect("one host at least"))
+    })
+    .await
+    .unwrap_or(Ok(()));
+    result.map_err(|(address, cause)| {
+        reach::unreachable("MongoDB", &address, &cause, started.elapsed(), timeout)
+    })
 }
 
 /// A driver error as a core error, naming `namespace` and what was being done.

@@ -24,7 +24,11 @@ pub struct RedisStoreConfig {
     pub max_state_bytes: Option<usize>,
     /// [`RedisJobStoreBuilder::state_format`] (`json` or `bincode`).
     pub state_format: Option<StateFormat>,
-    /// [`RedisJobStoreBuilder::connection_timeout`].
+    /// [`RedisJobStoreBuilder::connect_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connect_timeout: Option<Duration>,
+    /// [`RedisJobStoreBuilder::connection_timeout`], the same setting under its
+    /// earlier name (set one or the other).
     #[serde(default, with = "seconds")]
     pub connection_timeout: Option<Duration>,
     /// [`RedisJobStoreBuilder::response_timeout`].
@@ -45,7 +49,20 @@ impl RedisStoreConfig {
             prefix: table.get_str("prefix")?.map(str::to_owned),
             max_state_bytes: table.get_positive("max_state_bytes")?,
             state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
-            connection_timeout: table.get_seconds("connection_timeout")?,
+            connect_timeout: table.get_seconds("connect_timeout")?,
+            connection_timeout: match (
+                table.get("connect_timeout"),
+                table.get_seconds("connection_timeout")?,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(table.invalid(
+                        "connection_timeout",
+                        table.get("connection_timeout").expect("just read"),
+                        "the same setting as connect_timeout: set only one",
+                    ))
+                }
+                (_, t) => t,
+            },
             response_timeout: table.get_seconds("response_timeout")?,
             reconnect_retries: table.get_usize("reconnect_retries")?,
         })
@@ -64,8 +81,8 @@ impl RedisStoreConfig {
         if let Some(f) = self.state_format {
             b = b.state_format(f);
         }
-        if let Some(t) = self.connection_timeout {
-            b = b.connection_timeout(t);
+        if let Some(t) = self.connect_timeout.or(self.connection_timeout) {
+            b = b.connect_timeout(t);
         }
         if let Some(t) = self.response_timeout {
             b = b.response_timeout(t);
@@ -92,3 +109,35 @@ pub fn register(registry: &mut ComponentRegistry) {
 }
 
 apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }
+
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::component::{ComponentConfig, ComponentKind};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn table(options: &[(&str, Value)]) -> ConfigTable {
+        let mut config = ComponentConfig::new("redis");
+        for (key, value) in options {
+            config = config.option(*key, value.clone());
+        }
+        ConfigTable::new(ComponentKind::JobStore, "default", &config)
+    }
+
+    #[test]
+    fn connect_timeout_and_its_earlier_name() {
+        let config =
+            RedisStoreConfig::from_table(&table(&[("connect_timeout", json!(2))])).unwrap();
+        assert_eq!(config.connect_timeout, Some(Duration::from_secs(2)));
+        let config =
+            RedisStoreConfig::from_table(&table(&[("connection_timeout", json!(1.5))])).unwrap();
+        assert_eq!(config.connection_timeout, Some(Duration::from_millis(1500)));
+        let err = RedisStoreConfig::from_table(&table(&[
+            ("connect_timeout", json!(2)),
+            ("connection_timeout", json!(3)),
+        ]))
+        .expect_err("both");
+        assert!(err.message().contains("set only one"), "{err}");
+    }
+}

@@ -3,6 +3,9 @@
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use apscheduler_core::reach::{self, Cause};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
@@ -13,6 +16,8 @@ use crate::error::{Context, StoreError};
 pub(crate) struct Connection {
     client: Client,
     config: ConnectionManagerConfig,
+    /// Bounds the first connection (the connection manager's retries included).
+    connect_timeout: Duration,
     conn: Mutex<Option<ConnectionManager>>,
     /// Serializes connection attempts.
     connecting: tokio::sync::Mutex<()>,
@@ -20,10 +25,15 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Nothing connects yet.
-    pub(crate) fn new(client: Client, config: ConnectionManagerConfig) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        config: ConnectionManagerConfig,
+        connect_timeout: Duration,
+    ) -> Self {
         Connection {
             client,
             config,
+            connect_timeout,
             conn: std::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -37,6 +47,26 @@ impl Connection {
     /// The server's address (for `Debug`).
     pub(crate) fn addr(&self) -> &ConnectionAddr {
         self.client.get_connection_info().addr()
+    }
+
+    /// The server's host name (or socket path), for messages.
+    fn host(&self) -> String {
+        match self.addr() {
+            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+            ConnectionAddr::Unix(path) => path.display().to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The server's address (`host:port`, or the socket path), for messages.
+    fn address(&self) -> String {
+        match self.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("{host}:{port}")
+            }
+            ConnectionAddr::Unix(path) => path.display().to_string(),
+            other => other.to_string(),
+        }
     }
 
     /// Whether a connection is open.
@@ -62,9 +92,39 @@ impl Connection {
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
-        let conn = ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            .await
-            .context("connect")?;
+        let started = Instant::now();
+        let connecting =
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
+        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
+                let cause = if e.is_timeout() {
+                    Cause::TimedOut(self.connect_timeout)
+                } else {
+                    Cause::of_error(&e, &self.host())
+                };
+                return Err(StoreError::Unreachable(
+                    reach::unreachable(
+                        "Redis",
+                        &self.address(),
+                        &cause,
+                        started.elapsed(),
+                        self.connect_timeout,
+                    )
+                    .with_source(e),
+                ));
+            }
+            Ok(Err(e)) => return Err(StoreError::redis("connect", e)),
+            Err(_) => {
+                return Err(StoreError::Unreachable(reach::unreachable(
+                    "Redis",
+                    &self.address(),
+                    &Cause::TimedOut(self.connect_timeout),
+                    started.elapsed(),
+                    self.connect_timeout,
+                )))
+            }
+        };
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok(conn)
     }

@@ -13,6 +13,10 @@ pub(crate) enum StoreError {
         #[source]
         source: RedisError,
     },
+    /// The server could not be reached at the first connection (the message names
+    /// the address and the cause).
+    #[error("{0}")]
+    Unreachable(Error),
     /// Redis answered with an error that retrying will not fix.
     #[error("Redis command failed ({what}): {source}")]
     Backend {
@@ -61,7 +65,7 @@ impl StoreError {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::Unavailable { .. } | StoreError::Unreachable(_) => ErrorKind::Unavailable,
             StoreError::Backend { .. } | StoreError::Reply { .. } => ErrorKind::Other,
             StoreError::Conflict(_) => ErrorKind::Conflict,
             StoreError::NotFound(_) => ErrorKind::NotFound,
@@ -94,6 +98,7 @@ impl From<StoreError> for Error {
         let kind = err.kind();
         let message = err.to_string();
         match err {
+            StoreError::Unreachable(e) => e,
             StoreError::Unavailable { source, .. }
             | StoreError::Backend { source, .. }
             | StoreError::InvalidUrl { source } => Error::new(kind, message).with_source(source),

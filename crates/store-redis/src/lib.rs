@@ -292,7 +292,18 @@ impl RedisJobStoreBuilder {
         self
     }
 
-    /// How long one connection attempt may take (default 3 s).
+    /// How long connecting may take (default 3 s): the first connection, retries
+    /// included, fails after this long with `Unavailable` naming the address and the
+    /// cause ("cannot reach the Redis store at 127.0.0.1:6379: connection refused
+    /// ..."); each later reconnection attempt is bounded by it too. The same setting
+    /// as [`connection_timeout`](Self::connection_timeout), under the name every
+    /// store uses.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// [`connect_timeout`](Self::connect_timeout), under its earlier name.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
@@ -325,7 +336,7 @@ impl RedisJobStoreBuilder {
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(Some(self.response_timeout))
             .set_number_of_retries(self.reconnect_retries);
-        let conn = Arc::new(Connection::new(client, config));
+        let conn = Arc::new(Connection::new(client, config, self.connection_timeout));
         Ok(RedisJobStore {
             history: Arc::new(RedisRunHistory::new(conn.clone(), &self.prefix)),
             conn,

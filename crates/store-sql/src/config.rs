@@ -29,6 +29,9 @@ pub struct SqlStoreConfig {
     /// [`SqlJobStoreBuilder::acquire_timeout`].
     #[serde(default, with = "seconds")]
     pub acquire_timeout: Option<Duration>,
+    /// [`SqlJobStoreBuilder::connect_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connect_timeout: Option<Duration>,
     /// [`SqlJobStoreBuilder::idle_timeout`]; `Some(None)` keeps idle connections.
     pub idle_timeout: Option<Option<f64>>,
     /// [`SqlJobStoreBuilder::max_lifetime`]; `Some(None)` keeps connections.
@@ -73,6 +76,7 @@ impl SqlStoreConfig {
             max_connections: count("max_connections")?,
             min_connections: count("min_connections")?,
             acquire_timeout: table.get_seconds("acquire_timeout")?,
+            connect_timeout: table.get_seconds("connect_timeout")?,
             idle_timeout: table.get_optional_seconds("idle_timeout")?.map(secs),
             max_lifetime: table.get_optional_seconds("max_lifetime")?.map(secs),
             test_before_acquire: table.get_bool("test_before_acquire")?,
@@ -97,6 +101,9 @@ impl SqlStoreConfig {
         }
         if let Some(t) = self.acquire_timeout {
             b = b.acquire_timeout(t);
+        }
+        if let Some(t) = self.connect_timeout {
+            b = b.connect_timeout(t);
         }
         if let Some(t) = self.idle_timeout {
             b = b.idle_timeout(t.map(Duration::from_secs_f64));

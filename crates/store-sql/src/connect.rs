@@ -16,6 +16,9 @@ pub(crate) struct PoolConfig {
     pub(crate) max_connections: u32,
     pub(crate) min_connections: u32,
     pub(crate) acquire_timeout: Duration,
+    /// How long the first connection to a server may take (`None`: the URL's
+    /// `connect_timeout` parameter for PostgreSQL, else 5 s).
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) test_before_acquire: bool,
@@ -39,6 +42,7 @@ impl Default for PoolConfig {
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
+            connect_timeout: None,
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             test_before_acquire: true,
@@ -61,7 +65,12 @@ pub(crate) enum Target {
         in_memory: bool,
     },
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::postgres::PgConnectOptions),
+    Postgres {
+        options: sqlx::postgres::PgConnectOptions,
+        /// The URL's `connect_timeout` parameter (seconds, as libpq reads it; 0 or
+        /// absent: none).
+        url_connect_timeout: Option<Duration>,
+    },
     #[cfg(feature = "mysql")]
     MySql(sqlx::mysql::MySqlConnectOptions),
 }
@@ -85,7 +94,7 @@ impl Target {
             #[cfg(feature = "sqlite")]
             Target::Sqlite { .. } => Dialect::Sqlite,
             #[cfg(feature = "postgres")]
-            Target::Postgres(_) => Dialect::Postgres,
+            Target::Postgres { .. } => Dialect::Postgres,
             #[cfg(feature = "mysql")]
             Target::MySql(_) => Dialect::MySql,
         }
@@ -164,7 +173,29 @@ fn parse_postgres(url: &str, rest: &str) -> Result<Target, Error> {
     use std::str::FromStr;
     let options = sqlx::postgres::PgConnectOptions::from_str(&format!("postgres{rest}"))
         .map_err(|e| invalid_input("url", &redact(url), &e.to_string()))?;
-    Ok(Target::Postgres(options))
+    let url_connect_timeout = url
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "connect_timeout")
+        .map(|(_, value)| {
+            value.parse::<u64>().map_err(|_| {
+                invalid_input(
+                    "url",
+                    &redact(url),
+                    &format!("connect_timeout={value}: expected whole seconds"),
+                )
+            })
+        })
+        .transpose()?
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs);
+    Ok(Target::Postgres {
+        options,
+        url_connect_timeout,
+    })
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -345,7 +376,7 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
             Arc::new(crate::sqlite::SqliteDriver::new(pool, names).with_checkpoints(checkpoints))
         }
         #[cfg(feature = "postgres")]
-        Target::Postgres(options) => {
+        Target::Postgres { options, .. } => {
             let pool = pool_options(config).connect_lazy_with(options.clone());
             Arc::new(crate::postgres::PgDriver::new(pool, names))
         }
@@ -455,12 +486,23 @@ mod tests {
     fn server_urls() {
         assert!(matches!(
             parse_url("postgresql+psycopg2://u:p@localhost/db").unwrap(),
-            Target::Postgres(_)
+            Target::Postgres { .. }
         ));
         assert!(matches!(
             parse_url("postgres://localhost/db").unwrap(),
-            Target::Postgres(_)
+            Target::Postgres {
+                url_connect_timeout: None,
+                ..
+            }
         ));
+        assert!(matches!(
+            parse_url("postgres://localhost/db?connect_timeout=7").unwrap(),
+            Target::Postgres {
+                url_connect_timeout: Some(t),
+                ..
+            } if t == Duration::from_secs(7)
+        ));
+        assert!(parse_url("postgres://localhost/db?connect_timeout=soon").is_err());
         assert!(matches!(
             parse_url("mariadb://root@localhost/test").unwrap(),
             Target::MySql(_)

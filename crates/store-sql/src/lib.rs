@@ -321,6 +321,7 @@ mod codec;
 mod connect;
 mod driver;
 mod error;
+mod first;
 mod history;
 mod history_ops;
 #[cfg(feature = "mysql")]

@@ -94,6 +94,11 @@ impl Link {
         }
         // A configuration that can never work is not retried for ever.
         connect::check_reachable_config(&self.target, &self.url)?;
+        // One direct connection first, bounded by the connect time-out: the pool's
+        // acquire would retry a refused connection until its own time-out, and then
+        // report only "pool timed out".
+        let timeout = crate::first::connect_timeout(&self.target, self.pool.connect_timeout);
+        crate::first::check(&self.target, timeout).await?;
         let driver = connect::open(&self.target, &self.pool, self.names.clone());
         if let Err(e) = retry!(driver.migrate()) {
             driver.close().await;
@@ -181,6 +186,18 @@ impl SqlJobStoreBuilder {
     /// refused connection) before failing with `Unavailable` (default 5 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.pool.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long the first connection to the database may take (default 5 s; for
+    /// PostgreSQL, a `connect_timeout` parameter in the URL, in seconds, is used when
+    /// this is not set). The store connects directly once before opening its pool, so
+    /// a database that cannot be reached fails within this time with the cause
+    /// (`Unavailable`: "cannot reach the PostgreSQL store at 127.0.0.1:5432:
+    /// connection refused ..."). Later connections are the pool's, bounded by
+    /// [`acquire_timeout`](Self::acquire_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.connect_timeout = Some(timeout);
         self
     }
 

@@ -23,7 +23,11 @@ pub struct ZooKeeperStoreConfig {
     /// [`ZooKeeperJobStoreBuilder::session_timeout`].
     #[serde(default, with = "seconds")]
     pub session_timeout: Option<Duration>,
-    /// [`ZooKeeperJobStoreBuilder::connection_timeout`].
+    /// [`ZooKeeperJobStoreBuilder::connect_timeout`].
+    #[serde(default, with = "seconds")]
+    pub connect_timeout: Option<Duration>,
+    /// [`ZooKeeperJobStoreBuilder::connection_timeout`], the same setting under its
+    /// earlier name (set one or the other).
     #[serde(default, with = "seconds")]
     pub connection_timeout: Option<Duration>,
     /// [`ZooKeeperJobStoreBuilder::max_state_bytes`].
@@ -42,7 +46,20 @@ impl ZooKeeperStoreConfig {
             hosts: table.get_str("hosts")?.map(str::to_owned),
             path: table.get_str("path")?.map(str::to_owned),
             session_timeout: table.get_seconds("session_timeout")?,
-            connection_timeout: table.get_seconds("connection_timeout")?,
+            connect_timeout: table.get_seconds("connect_timeout")?,
+            connection_timeout: match (
+                table.get("connect_timeout"),
+                table.get_seconds("connection_timeout")?,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(table.invalid(
+                        "connection_timeout",
+                        table.get("connection_timeout").expect("just read"),
+                        "the same setting as connect_timeout: set only one",
+                    ))
+                }
+                (_, t) => t,
+            },
             max_state_bytes: table.get_positive("max_state_bytes")?,
             state_format: table.get_str("state_format")?.map(str::parse).transpose()?,
         })
@@ -58,8 +75,8 @@ impl ZooKeeperStoreConfig {
         if let Some(t) = self.session_timeout {
             b = b.session_timeout(t);
         }
-        if let Some(t) = self.connection_timeout {
-            b = b.connection_timeout(t);
+        if let Some(t) = self.connect_timeout.or(self.connection_timeout) {
+            b = b.connect_timeout(t);
         }
         if let Some(n) = self.max_state_bytes {
             b = b.max_state_bytes(n);
@@ -123,6 +140,27 @@ mod tests {
         assert_eq!(store.path(), "/x/y");
         assert_eq!(store.conn.hosts, "127.0.0.1:2182");
         assert_eq!(store.conn.session_timeout, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn connect_timeout_and_its_earlier_name() {
+        for key in ["connect_timeout", "connection_timeout"] {
+            let config =
+                ZooKeeperStoreConfig::from_table(&table(&[(key, json!(2))])).expect("valid");
+            let store = config.builder().build().expect("builds");
+            assert_eq!(
+                store.conn.connection_timeout,
+                Duration::from_secs(2),
+                "{key}"
+            );
+        }
+        let err = ZooKeeperStoreConfig::from_table(&table(&[
+            ("connect_timeout", json!(2)),
+            ("connection_timeout", json!(3)),
+        ]))
+        .expect_err("both");
+        assert!(err.message().contains("connection_timeout"), "{err}");
+        assert!(err.message().contains("set only one"), "{err}");
     }
 
     #[test]

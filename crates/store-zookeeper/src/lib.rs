@@ -231,7 +231,18 @@ impl ZooKeeperJobStoreBuilder {
     }
 
     /// How long connecting may take before the call fails with `Unavailable`
-    /// (default 5 s).
+    /// (default 5 s). The store first opens a plain TCP connection to each host (a
+    /// refused connection or an unknown host fails at once, with that cause), then
+    /// opens its session within this time; the error names the ensemble and the
+    /// cause ("cannot reach the ZooKeeper store at 127.0.0.1:2181: connection refused
+    /// ..."). The same setting as [`connection_timeout`](Self::connection_timeout),
+    /// under the name every store uses.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// [`connect_timeout`](Self::connect_timeout), under its earlier name.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
@@ -398,7 +409,16 @@ impl ZooKeeperJobStore {
 #[async_trait]
 impl JobStore for ZooKeeperJobStore {
     async fn start(&self, _alias: &str) -> Result<(), Error> {
-        self.client().await.map(drop)
+        let client = self.client().await?;
+        // A session opened by a call before `start` (and before the listener was set)
+        // has no watch yet.
+        let mut slot = self.conn.session.lock().await;
+        if let Some(session) = slot.as_mut() {
+            if session.watch.is_none() && session.client.session_id() == client.session_id() {
+                session.watch = self.conn.start_watch(&client).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), Error> {

@@ -3,6 +3,60 @@
 
 use super::*;
 
+use std::time::Instant;
+
+use apscheduler_core::reach::{self, Cause};
+
+use crate::error::is_unavailable;
+
+/// ZooKeeper's client port when a host names none.
+const DEFAULT_PORT: u16 = 2181;
+
+/// The hosts and ports of a connection string (`h1:2181,h2:2181/chroot`).
+fn ensemble(hosts: &str) -> Vec<(String, u16)> {
+    let list = hosts.split('/').next().unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| match h.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') => (
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port.parse().unwrap_or(DEFAULT_PORT),
+            ),
+            _ => (h.to_owned(), DEFAULT_PORT),
+        })
+        .collect()
+}
+
+/// Opens (and closes) a TCP connection to one of `hosts`, on a blocking thread (name
+/// resolution is the system's): a refused connection or an unknown host is known at
+/// once, with its cause, where the client would report only a lost connection.
+async fn probe(hosts: &[(String, u16)], started: Instant, timeout: Duration) -> Result<(), Error> {
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    let owned = hosts.to_vec();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut first = None;
+        for (host, port) in &owned {
+            match reach::probe_tcp(host, *port, started, timeout) {
+                Ok(()) => return Ok(()),
+                Err(cause) => {
+                    first.get_or_insert((format!("{host}:{port}"), cause));
+                }
+            }
+        }
+        Err(first.expect("one host at least"))
+    })
+    .await
+    .unwrap_or(Ok(()));
+    result.map_err(|(address, cause)| {
+        reach::unreachable("ZooKeeper", &address, &cause, started.elapsed(), timeout)
+    })
+}
+
 /// What the store and its run history share: the ensemble, the session (opened on first
 /// use, replaced when it ends) and the change listener.
 pub(crate) struct Connection {
@@ -51,13 +105,50 @@ impl Connection {
             );
         }
         *slot = None;
-        let client = Client::connector()
+        let started = Instant::now();
+        let timeout = self.connection_timeout;
+        let hosts = ensemble(&self.hosts);
+        let address = hosts
+            .iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        probe(&hosts, started, timeout).await?;
+        let connecting = Client::connector()
             .with_session_timeout(self.session_timeout)
-            .with_connection_timeout(self.connection_timeout)
+            .with_connection_timeout(timeout)
             .with_fail_eagerly()
-            .connect(&self.hosts)
-            .await
-            .map_err(|e| zk("connect", e))?;
+            .connect(&self.hosts);
+        let client = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(ZkError::Timeout)) | Err(_) => {
+                return Err(reach::unreachable(
+                    "ZooKeeper",
+                    &address,
+                    &Cause::TimedOut(timeout),
+                    started.elapsed(),
+                    timeout,
+                ))
+            }
+            Ok(Err(e)) if is_unavailable(&e) => {
+                // The hosts took the TCP connection (the probe): a client that gave up
+                // on them at its time-out ("no available hosts") got no answer.
+                let cause = if started.elapsed() + Duration::from_millis(100) >= timeout {
+                    Cause::TimedOut(timeout)
+                } else {
+                    Cause::Other(format!("no session ({e})"))
+                };
+                return Err(reach::unreachable(
+                    "ZooKeeper",
+                    &address,
+                    &cause,
+                    started.elapsed(),
+                    timeout,
+                )
+                .with_source(e));
+            }
+            Ok(Err(e)) => return Err(zk("connect", e)),
+        };
         for path in [&self.layout.jobs, &self.layout.runs] {
             client
                 .mkdir(path, &PERSISTENT)

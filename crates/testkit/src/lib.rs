@@ -29,3 +29,4 @@ pub mod history;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod unreachable;

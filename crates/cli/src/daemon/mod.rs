@@ -197,28 +197,38 @@ pub(crate) struct Opened {
 /// options make it record. Fails when the store cannot be reached.
 pub(crate) async fn open_scheduler(
     url: &str,
+    connect_timeout: Option<std::time::Duration>,
     tz: chrono_tz::Tz,
     record: Option<HistoryOptions>,
     runs: &Arc<Runs>,
     role: store::Role,
 ) -> Result<Opened, String> {
-    open_metered(url, tz, record, runs, role, None).await
+    open_metered(url, connect_timeout, tz, record, runs, role, None).await
 }
 
 /// [`open_scheduler`], with the store's round trips and the runs (when recorded)
 /// counted in `metrics`.
 async fn open_metered(
     url: &str,
+    connect_timeout: Option<std::time::Duration>,
     tz: chrono_tz::Tz,
     mut record: Option<HistoryOptions>,
     runs: &Arc<Runs>,
     role: store::Role,
     metrics: Option<&RunMetrics>,
 ) -> Result<Opened, String> {
-    let mut store = store::open(url, role).map_err(|e| match role {
+    let mut store = store::open(url, connect_timeout, role).map_err(|e| match role {
         store::Role::Scheduler if e.contains("single-node") => e,
         _ => format!("store.url: {e}"),
     })?;
+    // Reached once before the scheduler starts: the engine would take a store that is
+    // down at start for a passing outage and retry it (its run history and node
+    // registry too, each waiting out a time-out), where the daemon must stop at once
+    // with the cause. One lookup by id connects without reading every job.
+    if let Err(e) = store.lookup_job("aps: reachability probe").await {
+        let _ = store.shutdown().await;
+        return Err(e.to_string());
+    }
     if let Some(m) = metrics {
         store = Arc::new(MeteredStore::from_arc(store, m.clone()));
         record = record.map(|o| o.observe(Arc::new(m.clone())));
@@ -321,6 +331,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         store,
     } = open_metered(
         &cfg.store_url,
+        cfg.store_connect_timeout,
         cfg.timezone,
         options,
         &runs,
@@ -537,6 +548,10 @@ async fn reload(
     };
     let restart_needed: Vec<&str> = [
         ("store.url", cfg.store_url != running.store_url),
+        (
+            "store.connect_timeout",
+            cfg.store_connect_timeout != running.store_connect_timeout,
+        ),
         ("scheduler.node", cfg.node != running.node),
         (
             "scheduler.shutdown_grace",

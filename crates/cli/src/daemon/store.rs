@@ -1,6 +1,7 @@
 //! The store a URL names, and this daemon's node name.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use apscheduler_core::JobStore;
 use rustix::process::Pid;
@@ -26,13 +27,21 @@ const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_m
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
 /// `mysql://` (`mariadb://`), `redis://`, `mongodb://`, `zookeeper://host:port/path`.
 /// A SQLite file that does not exist yet is created readable by its owner only.
-pub(crate) fn open(url: &str, role: Role) -> Result<Arc<dyn JobStore>, String> {
+/// `connect_timeout` bounds the first connection (`None`: each store's default).
+pub(crate) fn open(
+    url: &str,
+    connect_timeout: Option<Duration>,
+    role: Role,
+) -> Result<Arc<dyn JobStore>, String> {
     super::config::check_store_url(url)?;
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
     let store: Arc<dyn JobStore> = match scheme {
         "sqlite" => {
             create_owner_only(url)?;
-            let builder = apscheduler_store_sql::SqlJobStore::builder(url);
+            let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
+            if let Some(t) = connect_timeout {
+                builder = builder.connect_timeout(t);
+            }
             // A small page cache per connection: the daemon reads few rows at a time,
             // and stays small (docs/PERFORMANCE.md, "The aps daemon"). A management
             // command keeps SQLite's defaults: it does not map the file either, since
@@ -58,14 +67,26 @@ pub(crate) fn open(url: &str, role: Role) -> Result<Arc<dyn JobStore>, String> {
             Arc::new(store)
         }
         "postgres" | "postgresql" | "mysql" | "mariadb" => {
-            Arc::new(apscheduler_store_sql::SqlJobStore::connect(url).map_err(|e| e.to_string())?)
+            let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
+            if let Some(t) = connect_timeout {
+                builder = builder.connect_timeout(t);
+            }
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
         }
         "redis" | "rediss" => {
-            Arc::new(apscheduler_store_redis::RedisJobStore::new(url).map_err(|e| e.to_string())?)
+            let mut builder = apscheduler_store_redis::RedisJobStore::builder(url);
+            if let Some(t) = connect_timeout {
+                builder = builder.connect_timeout(t);
+            }
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
         }
-        "mongodb" | "mongodb+srv" => Arc::new(
-            apscheduler_store_mongodb::MongoDbJobStore::new(url).map_err(|e| e.to_string())?,
-        ),
+        "mongodb" | "mongodb+srv" => {
+            let mut builder = apscheduler_store_mongodb::MongoDbJobStore::builder(url);
+            if let Some(t) = connect_timeout {
+                builder = builder.connect_timeout(t);
+            }
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
+        }
         _ => {
             // zookeeper://host:port[,host:port]/path
             let rest = url.split_once("://").map_or("", |(_, r)| r);
@@ -74,10 +95,12 @@ pub(crate) fn open(url: &str, role: Role) -> Result<Arc<dyn JobStore>, String> {
                 Some(i) => (&rest[..i], apscheduler_store_zookeeper::DEFAULT_PATH),
                 None => (rest, apscheduler_store_zookeeper::DEFAULT_PATH),
             };
-            Arc::new(
-                apscheduler_store_zookeeper::ZooKeeperJobStore::new(hosts, path)
-                    .map_err(|e| e.to_string())?,
-            )
+            let mut builder =
+                apscheduler_store_zookeeper::ZooKeeperJobStore::builder(hosts).path(path);
+            if let Some(t) = connect_timeout {
+                builder = builder.connect_timeout(t);
+            }
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
         }
     };
     Ok(store)

@@ -113,6 +113,9 @@ pub(crate) struct Config {
     pub(crate) timezone: Tz,
     pub(crate) node: Option<String>,
     pub(crate) store_url: String,
+    /// `[store] connect_timeout`: how long the first connection to the store may
+    /// take (`None`: the store's default, 5 s; 3 s for Redis).
+    pub(crate) store_connect_timeout: Option<Duration>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) kill_grace: Duration,
     /// `None`: not set (a watched SQLite file needs no polling; other stores poll
@@ -275,6 +278,22 @@ where
             })?,
         None => apscheduler_triggers::CalendarAction::Skip,
     };
+    let store_connect_timeout = match duration(&raw.store.connect_timeout, "store.connect_timeout")?
+    {
+        Some(t) if t.is_zero() => {
+            let span = raw
+                .store
+                .connect_timeout
+                .as_ref()
+                .expect("just read")
+                .span();
+            return Err(ConfigError(format!(
+                "{}: store.connect_timeout: must be more than 0 (e.g. \"5s\")",
+                at(span)
+            )));
+        }
+        t => t,
+    };
     let defaults = {
         let d = Defaults::default();
         Defaults {
@@ -413,6 +432,7 @@ where
         timezone,
         node: raw.scheduler.node.clone(),
         store_url,
+        store_connect_timeout,
         shutdown_grace: duration(&raw.scheduler.shutdown_grace, "scheduler.shutdown_grace")?
             .unwrap_or(Duration::from_secs(30)),
         kill_grace: duration(&raw.scheduler.kill_grace, "scheduler.kill_grace")?

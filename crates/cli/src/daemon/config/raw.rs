@@ -115,6 +115,8 @@ pub(super) struct RawScheduler {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub(super) url: Option<Spanned<String>>,
+    /// How long connecting to the store at start may take.
+    pub(super) connect_timeout: Option<Spanned<DurationText>>,
 }
 
 /// `[history]`.
