@@ -6,8 +6,10 @@
 #   scripts/build-deb.sh                    # dev profile: the debug binary the tests built
 #   APS_DEB_PROFILE=release scripts/build-deb.sh   # the package to ship
 #
-# The dev profile makes CI compile nothing more (a release build is fat LTO, minutes);
-# cargo-deb strips the binary either way.
+# The dev profile makes CI compile nothing more (a release build is fat LTO, minutes):
+# with APS_USE_TEST_BUILD=1 it packages the `aps` that `cargo test --workspace` has just
+# built (target/debug/aps) rather than building it again with apscheduler-cli's own
+# features. cargo-deb strips the binary either way.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,8 +40,12 @@ fi
 export PATH="$tools:$PATH"
 cargo deb --version
 
-cargo build --locked -q -p apscheduler-cli --profile "$profile"
 aps="$out_dir/aps"
+if [ "${APS_USE_TEST_BUILD:-}" = 1 ] && [ "$profile" = dev ]; then
+    [ -x "$aps" ] || { echo "ERROR: APS_USE_TEST_BUILD=1 but $aps is missing: run cargo test --workspace first" >&2; exit 1; }
+else
+    cargo build --locked -q -p apscheduler-cli --profile "$profile"
+fi
 
 # The generated files, where the package's assets (target/release/packaging/...,
 # following --profile) look for them.

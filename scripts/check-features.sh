@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Checks that the facade builds with no default features, with each backend feature
 # alone (no defaults), and with all of them, so a feature that silently leans on another
-# one (or on the defaults) is caught. `cargo check` only: type-checking is what differs.
+# one (or on the defaults) is caught. Then that the examples and the `aps` daemon build
+# as `cargo run -p apscheduler --example NAME` and `cargo run -p apscheduler-cli` build
+# them, with their own package's features rather than the whole workspace's (CI runs the
+# binaries of its workspace test build). `cargo check` only: type-checking is what
+# differs.
 #
 # Usage: scripts/check-features.sh   (CARGO_TARGET_DIR is honoured)
 set -euo pipefail
@@ -18,18 +22,20 @@ mapfile -t features < <(awk '
 check() { # label, cargo arguments...
     local label=$1; shift
     printf '  %-28s ' "$label"
-    if out=$(cargo check -q --locked -p apscheduler "$@" 2>&1); then
+    if out=$(cargo check -q --locked "$@" 2>&1); then
         echo ok
     else
         echo FAILED; echo "$out" >&2; exit 1
     fi
 }
 
-check "no default features" --no-default-features
+check "no default features" -p apscheduler --no-default-features
 for f in "${features[@]}"; do
-    check "$f alone" --no-default-features --features "$f"
+    check "$f alone" -p apscheduler --no-default-features --features "$f"
 done
-check "all features" --all-features
+check "all features" -p apscheduler --all-features
+check "examples, as cargo run -p" -p apscheduler --examples
+check "aps, as cargo run -p" -p apscheduler-cli --bins
 
 # The SQL store without SQLite: a PostgreSQL-only build links no SQLite.
 printf '  %-28s ' "store-sql-postgres: no SQLite"

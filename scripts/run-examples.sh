@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Runs every example of the facade crate (the [[example]] entries of
-# crates/apscheduler/Cargo.toml) with `cargo run -q -p apscheduler --example NAME` and
-# fails if one fails or runs for more than 20 s.
+# crates/apscheduler/Cargo.toml) and fails if one fails or runs for more than 20 s.
 #
-# The 20 s limit applies to the example itself: `timeout` is cargo's runner for the
-# example binary, so time spent by cargo (say, waiting for the lock of a target directory
-# shared with another build) does not count. A second, outer `timeout` bounds the whole
-# cargo command.
+# The examples are built first, as `cargo run -q -p apscheduler --example NAME` builds
+# them (`cargo build -p apscheduler --examples`), then each binary is run under
+# `timeout`: the limit measures running, not compiling. With APS_USE_TEST_BUILD=1 (CI)
+# nothing is built: `cargo test --workspace` has just built every example, with the
+# workspace's features, and those binaries are run (building them again with the
+# facade's own features would compile most dependencies a second time;
+# scripts/check-features.sh checks that the examples compile that way).
 #
 # Usage: scripts/run-examples.sh [NAME...]   (default: all examples)
-# Environment: EXAMPLE_TIMEOUT (seconds per example, default 20), CARGO_TIMEOUT (seconds
-# per cargo command, default 600); CARGO_TARGET_DIR is honoured.
+# Environment: EXAMPLE_TIMEOUT (seconds per example, default 20), EXAMPLE_JOBS (examples
+# run at once, default 4), CARGO_TIMEOUT (seconds for the build, default 600),
+# APS_USE_TEST_BUILD; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 manifest=crates/apscheduler/Cargo.toml
 limit="${EXAMPLE_TIMEOUT:-20}"
 cargo_limit="${CARGO_TIMEOUT:-600}"
-runner="target.'cfg(all())'.runner=['timeout', '--kill-after=5', '${limit}']"
+jobs="${EXAMPLE_JOBS:-4}"
+examples="${CARGO_TARGET_DIR:-target}/debug/examples"
 
 if [ "$#" -gt 0 ]; then
     names=("$@")
@@ -37,26 +41,58 @@ if [ "${#names[@]}" -eq 0 ]; then
     exit 1
 fi
 
-# Build first, so that the time limit measures running, not compiling.
-cargo build -q -p apscheduler --examples
+if [ "${APS_USE_TEST_BUILD:-}" = 1 ]; then
+    for name in "${names[@]}"; do
+        [ -x "$examples/$name" ] || {
+            echo "APS_USE_TEST_BUILD=1 but $examples/$name is missing: run cargo test --workspace first" >&2
+            exit 1
+        }
+    done
+else
+    timeout --kill-after=10 "$cargo_limit" cargo build -q -p apscheduler --examples
+fi
+
+# The examples spend their time waiting for their jobs' fire times, not computing:
+# EXAMPLE_JOBS of them run at once, each with its output kept apart and shown in turn.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+run_one() { # name: output in $work/NAME.out, verdict (ok/timeout/exit N) and seconds in $work/NAME.verdict
+    local name=$1 start status=0 elapsed verdict=ok
+    start=$(date +%s.%N)
+    timeout --kill-after=5 "$limit" "$examples/$name" </dev/null >"$work/$name.out" 2>&1 || status=$?
+    elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        verdict=timeout
+    elif [ "$status" -ne 0 ]; then
+        verdict="exit $status"
+    fi
+    echo "$verdict|$elapsed" >"$work/$name.verdict"
+}
+running=0
+for name in "${names[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_one "$name" &
+    running=$((running + 1))
+done
+wait
 
 failed=()
 for name in "${names[@]}"; do
     echo "=== example $name"
-    start=$(date +%s.%N)
-    status=0
-    timeout --kill-after=10 "$cargo_limit" \
-        cargo run -q -p apscheduler --example "$name" --config "$runner" </dev/null || status=$?
-    elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-        echo "--- FAILED: $name ran for more than ${limit} s (killed after ${elapsed} s)" >&2
-        failed+=("$name (timeout)")
-    elif [ "$status" -ne 0 ]; then
-        echo "--- FAILED: $name exited with status $status after ${elapsed} s" >&2
-        failed+=("$name (exit $status)")
-    else
-        echo "--- ok: $name (${elapsed} s)"
-    fi
+    cat "$work/$name.out"
+    IFS='|' read -r verdict elapsed <"$work/$name.verdict"
+    case "$verdict" in
+        ok) echo "--- ok: $name (${elapsed} s)" ;;
+        timeout)
+            echo "--- FAILED: $name ran for more than ${limit} s (killed after ${elapsed} s)" >&2
+            failed+=("$name (timeout)") ;;
+        *)
+            echo "--- FAILED: $name exited with status ${verdict#exit } after ${elapsed} s" >&2
+            failed+=("$name ($verdict)") ;;
+    esac
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
