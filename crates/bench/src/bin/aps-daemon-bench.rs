@@ -28,6 +28,19 @@
 //! aps-daemon-bench minute-lateness FILE
 //!     FILE holds one Unix time in ns per line (`date +%s%N`); prints the count and the
 //!     lateness of each after its (nearest) minute boundary, in ms (min, p50, max, all values).
+//!
+//! aps-daemon-bench hour-spread HOUR_NS WINDOW_S JOBS_JSON < history.json
+//!     For bench/hspread-bench.sh: hourly cron jobs (`0 * * * *` or `H * * * *`) and the
+//!     WINDOW_S seconds after the hour starting at HOUR_NS (Unix ns). JOBS_JSON is `aps jobs
+//!     list --json` taken before the hour: each job's `next_run_time` is the fire time it
+//!     expects; those in the window are the expected runs. Reads `aps history --json` from
+//!     stdin and prints, overall and per minute after the hour: expected, ran (a record
+//!     with a start), twice (fire times started more than once), missed, fire times
+//!     without a record, records for fire times nobody expected, lateness percentiles in
+//!     ms (`submitted`: started_at - scheduled_at; `process`: the command's own
+//!     `date +%s%N` - scheduled_at) and the peak runs started in one second (by
+//!     started_at, and by the command's own time); plus how the jobs' fire times spread
+//!     over the minutes of the hour and the runs per node.
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -39,10 +52,14 @@ use apscheduler_store_sql::SqlJobStore;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
+#[path = "aps-daemon-bench/hour_spread.rs"]
+mod hour_spread;
+
 const USAGE: &str = "usage: aps-daemon-bench load-history URL ROWS [BATCH]\n\
        aps-daemon-bench lateness FROM_NS TO_NS JOBS INTERVAL_MS SPREAD_MS < history.json\n\
        aps-daemon-bench inner-paths URL\n\
-       aps-daemon-bench minute-lateness FILE";
+       aps-daemon-bench minute-lateness FILE\n\
+       aps-daemon-bench hour-spread HOUR_NS WINDOW_S JOBS_JSON < history.json";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +77,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         Some("minute-lateness") if args.len() == 2 => minute_lateness(&args[1]),
         Some("inner-paths") if args.len() == 2 => inner_paths(&args[1]),
+        Some("hour-spread") if args.len() == 4 => {
+            hour_spread::run(args[1].parse()?, args[2].parse()?, &args[3])
+        }
         _ => Err(USAGE.into()),
     }
 }
