@@ -60,7 +60,8 @@ gzip -9n "$assets"/man/*.1
 fast=()
 [ "$profile" = dev ] && fast=(--fast)
 mkdir -p "$target/debian"
+# `tee -a`: opening /dev/stderr without append truncates it when stderr is a log file.
 deb=$(cargo deb -p apscheduler-cli --no-build --profile "$profile" "${fast[@]}" \
-    --output "$target/debian" 2>&1 | tee /dev/stderr | tail -n 1)
+    --output "$target/debian" 2>&1 | tee -a /dev/stderr | tail -n 1)
 [ -f "$deb" ] || { echo "ERROR: cargo deb made no package ($deb)" >&2; exit 1; }
 echo "$deb"

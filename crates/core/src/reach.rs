@@ -131,6 +131,39 @@ pub fn unreachable(
     )
 }
 
+/// Probes `hosts` in turn with [`probe_tcp`] until one answers: `Ok` as soon as one
+/// does (or when there are none), else the [`unreachable`] error for the first that
+/// failed, naming `store`. Blocking: call it from a blocking thread.
+///
+/// # Errors
+/// [`ErrorKind::Unavailable`] naming the first host's address and cause.
+pub fn probe_any_tcp(
+    store: &str,
+    hosts: &[(String, u16)],
+    started: Instant,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let mut first = None;
+    for (host, port) in hosts {
+        match probe_tcp(host, *port, started, timeout) {
+            Ok(()) => return Ok(()),
+            Err(cause) => {
+                first.get_or_insert((format!("{host}:{port}"), cause));
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((address, cause)) => Err(unreachable(
+            store,
+            &address,
+            &cause,
+            started.elapsed(),
+            timeout,
+        )),
+    }
+}
+
 /// Resolves `host` and opens (then closes) a TCP connection to `port` on one of its
 /// addresses, trying each in turn until `timeout` has passed since `started`.
 /// Blocking (name resolution is the system's): call it from a blocking thread.

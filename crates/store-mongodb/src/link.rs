@@ -204,27 +204,10 @@ async fn probe(
     started: std::time::Instant,
     timeout: Duration,
 ) -> Result<(), Error> {
-    if hosts.is_empty() {
-        return Ok(());
-    }
     let owned = hosts.to_vec();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut first = None;
-        for (host, port) in &owned {
-            match reach::probe_tcp(host, *port, started, timeout) {
-                Ok(()) => return Ok(()),
-                Err(cause) => {
-                    first.get_or_insert((format!("{host}:{port}"), cause));
-                }
-            }
-        }
-        Err(first.expect("one host at least"))
-    })
-    .await
-    .unwrap_or(Ok(()));
-    result.map_err(|(address, cause)| {
-        reach::unreachable("MongoDB", &address, &cause, started.elapsed(), timeout)
-    })
+    tokio::task::spawn_blocking(move || reach::probe_any_tcp("MongoDB", &owned, started, timeout))
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// A driver error as a core error, naming `namespace` and what was being done.

@@ -34,27 +34,10 @@ fn ensemble(hosts: &str) -> Vec<(String, u16)> {
 /// resolution is the system's): a refused connection or an unknown host is known at
 /// once, with its cause, where the client would report only a lost connection.
 async fn probe(hosts: &[(String, u16)], started: Instant, timeout: Duration) -> Result<(), Error> {
-    if hosts.is_empty() {
-        return Ok(());
-    }
     let owned = hosts.to_vec();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut first = None;
-        for (host, port) in &owned {
-            match reach::probe_tcp(host, *port, started, timeout) {
-                Ok(()) => return Ok(()),
-                Err(cause) => {
-                    first.get_or_insert((format!("{host}:{port}"), cause));
-                }
-            }
-        }
-        Err(first.expect("one host at least"))
-    })
-    .await
-    .unwrap_or(Ok(()));
-    result.map_err(|(address, cause)| {
-        reach::unreachable("ZooKeeper", &address, &cause, started.elapsed(), timeout)
-    })
+    tokio::task::spawn_blocking(move || reach::probe_any_tcp("ZooKeeper", &owned, started, timeout))
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// What the store and its run history share: the ensemble, the session (opened on first
