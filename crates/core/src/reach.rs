@@ -132,7 +132,7 @@ pub fn unreachable(
 }
 
 /// Probes `hosts` in turn with [`probe_tcp`] until one answers: `Ok` as soon as one
-/// does (or when there are none), else the [`unreachable`] error for the first that
+/// does (or when there are none), else the [`unreachable()`] error for the first that
 /// failed, naming `store`. Blocking: call it from a blocking thread.
 ///
 /// # Errors
