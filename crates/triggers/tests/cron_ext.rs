@@ -4,65 +4,21 @@
 //! wherever both read the form, then the project's DST policy), not from this library.
 //! Also: the errors name the field and the value; cronie's reader refuses every extension.
 
-use apscheduler_triggers::{evaluate_vector, CronTrigger};
-use chrono::DateTime;
+mod vector_file;
+
+use apscheduler_triggers::CronTrigger;
 use chrono_tz::Tz;
 use serde_json::Value;
 
-const FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/conformance/cron-ext.jsonl"
-);
-
 fn read_vectors() -> Vec<Value> {
-    std::fs::read_to_string(FILE)
-        .expect("read cron-ext.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
-        .collect()
+    vector_file::read("cron-ext.jsonl")
 }
 
 #[test]
 fn every_extension_vector_passes() {
     let vectors = read_vectors();
     assert!(vectors.len() >= 55, "expected the full set");
-    let mut failures = Vec::new();
-    for v in &vectors {
-        let id = v["id"].as_str().unwrap();
-        let result = evaluate_vector(v);
-        if v.get("error").and_then(Value::as_bool) == Some(true) {
-            if let Ok(f) = result {
-                failures.push(format!("{id}: expected an error, got {} fires", f.len()));
-            }
-            continue;
-        }
-        let expected: Vec<_> = v["fires"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| DateTime::parse_from_rfc3339(f.as_str().unwrap()).unwrap())
-            .collect();
-        match result {
-            Err(e) => failures.push(format!("{id}: unexpected error {e}")),
-            Ok(fires) => {
-                let got: Vec<_> = fires.iter().map(|t| t.fixed_offset()).collect();
-                let same = got.len() == expected.len()
-                    && got
-                        .iter()
-                        .zip(&expected)
-                        .all(|(a, b)| a == b && a.offset() == b.offset());
-                if !same {
-                    failures.push(format!(
-                        "{id}: {}\n   expected {:?}\n   got      {:?}",
-                        v["args"],
-                        expected.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
-                        got.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>()
-                    ));
-                }
-            }
-        }
-    }
+    let failures = vector_file::failures(&vectors);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
