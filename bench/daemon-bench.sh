@@ -74,7 +74,6 @@ else
   aps="$CARGO_TARGET_DIR/release/aps"
   tool="$CARGO_TARGET_DIR/release/aps-daemon-bench"
 fi
-tck="$(getconf CLK_TCK)"
 
 work="$(mktemp -d /tmp/aps-daemon-bench.XXXXXX)"
 chmod 755 "$work"
@@ -91,27 +90,11 @@ trap cleanup EXIT
 
 table="$work/table.md"
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" >>"$table"; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-now_ns() { date +%s%N; }
-sleep_until_ns() {
-  local d=$(($1 - $(now_ns)))
-  [ "$d" -le 0 ] || sleep "$(printf '%d.%09d' $((d / 1000000000)) $((d % 1000000000)))"
-}
-wait_load() {
-  [ -n "${WAIT_LOAD:-}" ] || return 0
-  local waited=0
-  until awk -v max="$WAIT_LOAD" '{ exit !($1 < max) }' /proc/loadavg; do
-    if [ "$waited" -ge "${WAIT_LOAD_MAX:-1800}" ]; then
-      echo "   load still $(loadavg) after ${waited}s: measuring anyway" >&2; return 0
-    fi
-    sleep 15; waited=$((waited + 15))
-  done
-}
+# shellcheck source=bench/timing.sh
+source bench/timing.sh
 part_start() { wait_load; echo "== $1 (load $(loadavg))" >&2; echo "$1: load at start $(loadavg)" >>"$work/loads"; }
 part_end() { echo "$1: load at end $(loadavg)" >>"$work/loads"; }
 
-# utime+stime of a process, in ms (from /proc/PID/stat, in clock ticks).
-cpu_ms() { awk -v tck="$tck" '{ sub(/.*\) /, ""); print ($12 + $13) * 1000 / tck }' "/proc/$1/stat"; }
 # The same, in ns, summed over the live threads (/proc/PID/task/*/schedstat).
 sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 # Context switches of all live threads: how often the process slept and woke.

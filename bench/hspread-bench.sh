@@ -96,7 +96,6 @@ else
   aps="$CARGO_TARGET_DIR/release/aps"
   tool="$CARGO_TARGET_DIR/release/aps-daemon-bench"
 fi
-tck="$(getconf CLK_TCK)"
 
 work="$(mktemp -d /tmp/aps-hspread-bench.XXXXXX)"
 chmod 755 "$work"
@@ -116,23 +115,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-now_ns() { date +%s%N; }
-sleep_until_ns() {
-  local d=$(($1 - $(now_ns)))
-  [ "$d" -le 0 ] || sleep "$(printf '%d.%09d' $((d / 1000000000)) $((d % 1000000000)))"
-}
-wait_load() {
-  [ -n "${WAIT_LOAD:-}" ] || return 0
-  local waited=0
-  until awk -v max="$WAIT_LOAD" '{ exit !($1 < max) }' /proc/loadavg; do
-    if [ "$waited" -ge "${WAIT_LOAD_MAX:-1800}" ]; then
-      echo "   load still $(loadavg) after ${waited}s: measuring anyway" >&2; return 0
-    fi
-    sleep 15; waited=$((waited + 15))
-  done
-}
-cpu_ms() { awk -v tck="$tck" '{ sub(/.*\) /, ""); print ($12 + $13) * 1000 / tck }' "/proc/$1/stat"; }
+# shellcheck source=bench/timing.sh
+source bench/timing.sh
 utc() { date -u -d "@$1" '+%Y-%m-%dT%H:%M:%SZ'; }
 
 # Starts `aps run` on CONFIG under the case's faked clock and waits for "aps daemon
