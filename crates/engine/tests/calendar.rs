@@ -76,6 +76,8 @@ impl Harness {
     fn process(&self, t: DateTime<Utc>) {
         self.clock.set(t);
         self.rt.block_on(self.engine.process_jobs());
+        // Listeners run on the dispatcher's thread: wait for them before counting.
+        self.engine.flush_events();
     }
 
     fn runs(&self, job: &str) -> Vec<RunRecord> {
