@@ -415,6 +415,8 @@ async fn run_now(
         output: String::new(),
         message: Some("run by `aps jobs run`".into()),
         node: store::daemon_node(None),
+        attempt: 1,
+        backfill: false,
     };
     if let Some(h) = &history {
         h.record_runs(std::slice::from_ref(&record))

@@ -34,6 +34,7 @@ fn typical() -> JobState {
         recover: false,
         next_run_time: Some("2026-11-23T03:15:00+01:00".into()),
         next_run_time_zone: Some("Europe/Paris".into()),
+        policy: Default::default(),
     }
 }
 

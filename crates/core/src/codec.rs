@@ -23,6 +23,7 @@
 //! #     args: vec![1.into()], kwargs: Default::default(),
 //! #     trigger: apscheduler_core::serde_json::json!({"type": "date"}), executor: "default".into(),
 //! #     misfire_grace_time: Some(1.0), coalesce: true, max_instances: 1, recover: false,
+//! #     policy: Default::default(),
 //! #     next_run_time: None, next_run_time_zone: None,
 //! # };
 //! let codec = StateCodec::new(StateFormat::Bincode, 1 << 20);
@@ -38,7 +39,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{Error, ErrorKind, Job, JobState};
+use crate::{Error, ErrorKind, Job, JobState, RunPolicy};
 
 /// How deeply arrays and objects may nest in a stored state (the trigger, arguments
 /// and keyword arguments included) before it is refused, written or read.
@@ -190,9 +191,19 @@ impl StateCodec {
                     .serialize_into(&mut bytes, &record)
                     .map_err(|e| refuse(e.to_string()))?;
                 let extras = BinaryExtras::of(state);
-                if extras != BinaryExtras::default() {
+                let policy = (!state.policy.is_default())
+                    .then(|| serde_json::to_string(&state.policy))
+                    .transpose()
+                    .map_err(|e| refuse(e.to_string()))?;
+                if extras != BinaryExtras::default() || policy.is_some() {
                     bincode_options()
                         .serialize_into(&mut bytes, &extras)
+                        .map_err(|e| refuse(e.to_string()))?;
+                }
+                // The policy (JSON text) follows the extras, only when it is not the default.
+                if let Some(policy) = policy {
+                    bincode_options()
+                        .serialize_into(&mut bytes, &policy)
                         .map_err(|e| refuse(e.to_string()))?;
                 }
                 bytes
@@ -231,7 +242,16 @@ impl StateCodec {
             let extras: BinaryExtras = if record.is_empty() {
                 BinaryExtras::default()
             } else {
-                bincode_options().deserialize(record).map_err(invalid)?
+                bincode_options()
+                    .allow_trailing_bytes()
+                    .deserialize_from(&mut record)
+                    .map_err(invalid)?
+            };
+            let policy: RunPolicy = if record.is_empty() {
+                RunPolicy::default()
+            } else {
+                let text: String = bincode_options().deserialize(record).map_err(invalid)?;
+                serde_json::from_str(&text).map_err(|e| format!("invalid policy JSON: {e}"))?
             };
             let json = |what: &str, text: &str| -> Result<Value, String> {
                 check_nesting(text.as_bytes())?;
@@ -258,6 +278,7 @@ impl StateCodec {
                 coalesce: b.coalesce,
                 max_instances: b.max_instances,
                 recover: extras.recover,
+                policy,
                 next_run_time: b.next_run_time,
                 next_run_time_zone: b.next_run_time_zone,
             })
@@ -287,6 +308,8 @@ struct JsonStateLazyTrigger<'a> {
     max_instances: u32,
     #[serde(default)]
     recover: bool,
+    #[serde(default)]
+    policy: RunPolicy,
     next_run_time: Option<String>,
     #[serde(default)]
     next_run_time_zone: Option<String>,
@@ -320,6 +343,7 @@ impl StateCodec {
             coalesce: s.coalesce,
             max_instances: s.max_instances,
             recover: s.recover,
+            policy: s.policy,
             next_run_time: s.next_run_time,
             next_run_time_zone: s.next_run_time_zone,
         };
@@ -391,6 +415,7 @@ mod tests {
             recover: false,
             next_run_time: Some("2026-11-22T10:00:00.000001+01:00".into()),
             next_run_time_zone: Some("Europe/Paris".into()),
+            policy: Default::default(),
         }
     }
 
@@ -420,6 +445,35 @@ mod tests {
             same(&codec.decode(&as_json).unwrap(), &s);
             same(&codec.decode(&as_bin).unwrap(), &s);
         }
+    }
+
+    #[test]
+    fn a_policy_is_kept_by_both_formats_with_or_without_recover() {
+        use crate::policy::{Overlap, RetryPolicy, RunPolicy};
+        let policy = RunPolicy {
+            retry: Some(RetryPolicy::new(3, std::time::Duration::from_secs(5)).backoff(2.0)),
+            overlap: Overlap::BufferOne,
+            ..RunPolicy::default()
+        };
+        for recover in [false, true] {
+            let s = JobState {
+                recover,
+                policy: policy.clone(),
+                ..state()
+            };
+            for format in [StateFormat::Json, StateFormat::Bincode] {
+                let codec = StateCodec::new(format, 1 << 20);
+                let back = codec.decode(&codec.encode_state(&s).unwrap()).unwrap();
+                assert_eq!((back.recover, &back.policy), (recover, &policy), "{format}");
+            }
+        }
+        let json_text = String::from_utf8(
+            StateCodec::new(StateFormat::Json, 1 << 20)
+                .encode_state(&state())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(!json_text.contains("policy"), "{json_text}");
     }
 
     #[test]

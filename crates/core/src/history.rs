@@ -124,6 +124,17 @@ pub struct RunRecord {
     pub message: Option<String>,
     /// The scheduler (node) that ran it.
     pub node: String,
+    /// Which attempt at its fire time this run is: 1 for the first run, 2 for the first
+    /// retry (see [`RetryPolicy`](crate::RetryPolicy)).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Whether the run was started by a backfill rather than by the scheduler.
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl RunRecord {
@@ -147,6 +158,8 @@ impl RunRecord {
             output: String::new(),
             message: None,
             node: node.into(),
+            attempt: 1,
+            backfill: false,
         }
     }
 

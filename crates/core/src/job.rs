@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::policy::RunPolicy;
 use crate::task::Task;
 use crate::time::{parse_rfc3339, to_rfc3339};
 use crate::{Error, ErrorKind, Trigger, TriggerError};
@@ -43,6 +44,9 @@ pub struct Job {
     /// `requestsRecovery`): the node that records the run `interrupted` starts one new
     /// run for the same fire time. Default `false`.
     pub recover: bool,
+    /// Retries, overlap, catch-up and failure-streak rules; the default is APScheduler's
+    /// behaviour ([`RunPolicy`]).
+    pub policy: Arc<RunPolicy>,
     /// The next scheduled run time; `None` means the job is paused.
     pub next_run_time: Option<DateTime<Tz>>,
 }
@@ -51,6 +55,14 @@ pub struct Job {
 pub fn no_args() -> Arc<Vec<Value>> {
     static EMPTY: OnceLock<Arc<Vec<Value>>> = OnceLock::new();
     EMPTY.get_or_init(|| Arc::new(Vec::new())).clone()
+}
+
+/// The shared default run policy, so jobs without one allocate nothing.
+pub fn default_policy() -> Arc<RunPolicy> {
+    static DEFAULT: OnceLock<Arc<RunPolicy>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(RunPolicy::default()))
+        .clone()
 }
 
 /// A shared empty keyword-argument map.
@@ -106,6 +118,7 @@ impl Job {
             coalesce: self.coalesce,
             max_instances: self.max_instances,
             recover: self.recover,
+            policy: self.policy.as_ref().clone(),
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
             next_run_time_zone: self
                 .next_run_time
@@ -127,6 +140,7 @@ impl fmt::Debug for Job {
             .field("coalesce", &self.coalesce)
             .field("max_instances", &self.max_instances)
             .field("recover", &self.recover)
+            .field("policy", &self.policy)
             .field("next_run_time", &self.next_run_time)
             .finish_non_exhaustive()
     }
@@ -183,6 +197,10 @@ pub struct JobState {
     /// unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub recover: bool,
+    /// Run policy. Left out when it is the default (APScheduler's behaviour), so ordinary
+    /// jobs' records are unchanged.
+    #[serde(default, skip_serializing_if = "RunPolicy::is_default")]
+    pub policy: RunPolicy,
     /// Next run time (RFC 3339), `None` = paused.
     pub next_run_time: Option<String>,
     /// The IANA zone the next run time is shown in (the offset alone does not name it).
@@ -268,6 +286,11 @@ impl JobState {
             coalesce: self.coalesce,
             max_instances: self.max_instances.max(1),
             recover: self.recover,
+            policy: if self.policy.is_default() {
+                default_policy()
+            } else {
+                Arc::new(self.policy)
+            },
             next_run_time,
         })
     }

@@ -17,6 +17,7 @@
 //! - [`RunHistory`]: run records (start, end, outcome, output) kept by stores that
 //!   offer history, queried by job, outcome and time, pruned by count and age;
 //!   [`NodeRegistry`]: the schedulers sharing a store, with their heartbeats.
+//! - [`policy`]: run policies (retries, overlap, catch-up, failure streaks) a job carries.
 //! - [`Clock`]: the injectable time source ([`ManualClock`] for tests).
 //! - [`TriggerError`] and the API-wide [`Error`] with its matchable [`ErrorKind`].
 //! - [`diag`]: [`log_warn!`] and [`log_error!`], which reach stderr when the program
@@ -55,6 +56,7 @@ mod executor;
 pub mod history;
 mod job;
 pub mod node;
+pub mod policy;
 pub mod reach;
 pub mod run;
 mod store;
@@ -73,8 +75,9 @@ pub use history::{
     Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord,
 };
 pub use inventory;
-pub use job::{no_args, no_kwargs, Job, JobState};
+pub use job::{default_policy, no_args, no_kwargs, Job, JobState};
 pub use node::{NodeInfo, NodeRegistry};
+pub use policy::{Catchup, CatchupMode, Overlap, RetryOn, RetryPolicy, RunPolicy};
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,
     report_each_run_time, report_failed, report_outcome, run_sync_task,

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Task, TaskContext, TaskFn, TaskResult, Trigger};
+use apscheduler_core::{
+    Catchup, Overlap, RetryPolicy, RunPolicy, Task, TaskContext, TaskFn, TaskResult, Trigger,
+};
 use apscheduler_triggers::{AnyTrigger, CalendarAction, NamedCalendar};
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -55,6 +57,7 @@ pub struct JobSpec {
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
     pub(crate) recover: bool,
+    pub(crate) policy: RunPolicy,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
     pub(crate) jitter: Option<f64>,
@@ -78,6 +81,7 @@ impl JobSpec {
             coalesce: None,
             max_instances: None,
             recover: false,
+            policy: RunPolicy::default(),
             next_run_time: None,
             replace_existing: false,
             jitter: None,
@@ -203,6 +207,44 @@ impl JobSpec {
         self
     }
 
+    /// The whole run policy (retries, overlap, catch-up, failure streaks) at once; see
+    /// docs/scheduler.md. The default is APScheduler's behaviour.
+    pub fn policy(mut self, policy: RunPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Retry a failed fire time ([`RetryPolicy`]); default: none.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.policy.retry = Some(retry);
+        self
+    }
+
+    /// What a fire time does while a run of the job is in flight ([`Overlap`]); default
+    /// `skip` at `max_instances`.
+    pub fn overlap(mut self, overlap: Overlap) -> Self {
+        self.policy.overlap = overlap;
+        self
+    }
+
+    /// How far back fire times missed during downtime still run ([`Catchup`]).
+    pub fn catchup(mut self, catchup: Catchup) -> Self {
+        self.policy.catchup = Some(catchup);
+        self
+    }
+
+    /// Pause the job after `n` consecutive failed fire times.
+    pub fn pause_after_failures(mut self, n: u32) -> Self {
+        self.policy.pause_after_failures = Some(n);
+        self
+    }
+
+    /// Notify after `n` consecutive failed fire times, and again when the job recovers.
+    pub fn notify_after_failures(mut self, n: u32) -> Self {
+        self.policy.notify_after_failures = Some(n);
+        self
+    }
+
     /// The first run time; `None` adds the job paused.
     pub fn next_run_time(mut self, t: Option<DateTime<Tz>>) -> Self {
         self.next_run_time = Some(t);
@@ -265,6 +307,7 @@ pub struct JobChanges {
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
     pub(crate) recover: Option<bool>,
+    pub(crate) policy: Option<RunPolicy>,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) trigger: Option<Arc<dyn Trigger>>,
 }
@@ -312,6 +355,11 @@ impl JobChanges {
     /// New recovery flag (see [`JobSpec::recover`]).
     pub fn recover(mut self, recover: bool) -> Self {
         self.recover = Some(recover);
+        self
+    }
+    /// New run policy (see [`JobSpec::policy`]).
+    pub fn policy(mut self, policy: RunPolicy) -> Self {
+        self.policy = Some(policy);
         self
     }
     /// New next run time (`None` pauses the job).

@@ -30,6 +30,8 @@ fn record(run_id: &str, job_id: &str, outcome: RunOutcome) -> RunRecord {
         output: String::new(),
         message: None,
         node: "node-1".to_owned(),
+        attempt: 1,
+        backfill: false,
     }
 }
 

@@ -146,6 +146,8 @@ fn record(run_id: &str, job_id: &str, outcome: RunOutcome) -> RunRecord {
         output: format!("output of {run_id}\n"),
         message: (outcome != RunOutcome::Success).then(|| format!("{outcome} message")),
         node: "host-1".to_owned(),
+        attempt: 1,
+        backfill: false,
     }
 }
 

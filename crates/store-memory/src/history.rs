@@ -22,6 +22,8 @@ use parking_lot::Mutex;
 ///     started_at: Some(at), finished_at: Some(at), outcome: RunOutcome::Success,
 ///     exit_code: Some(0), http_status: None, output: "done".into(), message: None,
 ///     node: "host-1".into(),
+///     attempt: 1,
+///     backfill: false,
 /// };
 /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// runtime.block_on(async {

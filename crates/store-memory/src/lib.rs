@@ -43,6 +43,7 @@
 //!     coalesce: true,
 //!     max_instances: 1,
 //!     recover: false,
+//!     policy: Default::default(),
 //! };
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -269,6 +269,8 @@ pub(crate) fn decode(document: &RawDocument, namespace: &str) -> Result<RunRecor
         message: string(MESSAGE)?,
         node: required(NODE, string(NODE)?)?,
         run_id,
+        attempt: 1,
+        backfill: false,
     })
 }
 

@@ -49,6 +49,7 @@
 //!     coalesce: true,
 //!     max_instances: 1,
 //!     recover: false,
+//!     policy: Default::default(),
 //! };
 //! store.add_job(job, true).await?;
 //!

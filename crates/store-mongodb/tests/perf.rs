@@ -170,6 +170,8 @@ async fn history_figures() {
             output: format!("run {run} of job {job}: done\n"),
             message: (outcome != RunOutcome::Success).then(|| "exit status 1".to_owned()),
             node: format!("node-{}", job % 4),
+            attempt: 1,
+            backfill: false,
         }
     };
 

@@ -479,6 +479,8 @@ fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>,
         output,
         message,
         node,
+        attempt: 1,
+        backfill: false,
     }))
 }
 

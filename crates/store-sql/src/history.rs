@@ -51,6 +51,8 @@ use crate::store::Link;
 ///     output: "backed up 3 files\n".into(),
 ///     message: None,
 ///     node: "host-1".into(),
+///     attempt: 1,
+///     backfill: false,
 /// };
 /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// runtime.block_on(async {
@@ -156,6 +158,8 @@ impl SqlRunHistory {
             message,
             node,
             run_id,
+            attempt: 1,
+            backfill: false,
         })
     }
 

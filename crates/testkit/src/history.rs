@@ -43,6 +43,8 @@ pub fn record(run_id: &str, job: &str, secs: i64) -> RunRecord {
         output: format!("output of {run_id}\n"),
         message: None,
         node: "node-a".to_owned(),
+        attempt: 1,
+        backfill: false,
     }
 }
 

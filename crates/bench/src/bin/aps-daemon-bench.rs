@@ -127,6 +127,8 @@ fn load_history(url: &str, rows: usize, batch: usize) -> Result<(), Box<dyn std:
                 output: String::new(),
                 message: None,
                 node: "bench-host/1".into(),
+                attempt: 1,
+                backfill: false,
             });
             if records.len() == batch || i + 1 == rows {
                 history.record_runs(&records).await?;

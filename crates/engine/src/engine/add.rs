@@ -100,6 +100,7 @@ impl Engine {
                 "invalid value for 'max_instances': 0: must be at least 1",
             ));
         }
+        spec.policy.validate()?;
         let job = Job {
             id,
             name,
@@ -122,6 +123,11 @@ impl Engine {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             recover: spec.recover,
+            policy: if spec.policy.is_default() {
+                apscheduler_core::default_policy()
+            } else {
+                Arc::new(spec.policy.clone())
+            },
             next_run_time: spec.next_run_time.flatten(),
         };
         Ok(PreparedJob(Pending {

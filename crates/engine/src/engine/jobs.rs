@@ -214,6 +214,9 @@ pub(super) fn apply_changes(job: &mut Job, c: &JobChanges) {
     if let Some(r) = c.recover {
         job.recover = r;
     }
+    if let Some(p) = &c.policy {
+        job.policy = Arc::new(p.clone());
+    }
     if let Some(n) = c.next_run_time {
         job.next_run_time = n;
     }

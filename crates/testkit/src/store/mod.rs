@@ -184,6 +184,7 @@ pub fn sample_job(id: &str, next_run_time: Option<DateTime<Tz>>, trigger: Arc<dy
         max_instances: 1,
         recover: false,
         next_run_time,
+        policy: Default::default(),
     }
 }
 
