@@ -19,7 +19,8 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
         .misfire_grace_time(def.misfire_grace_time.map(Duration::from_secs_f64))
         .coalesce(def.coalesce)
         .max_instances(def.max_instances)
-        .recover(def.recover);
+        .recover(def.recover)
+        .policy(def.policy.clone());
     // The engine wraps the trigger in the calendar: the stored job carries it whole.
     let spec = match &def.calendar {
         Some(calendar) => spec

@@ -191,6 +191,12 @@ pub(crate) struct JobDef {
     /// What an excluded fire time becomes. Left out when it is the default (skip).
     #[serde(default, skip_serializing_if = "is_skip")]
     pub(crate) calendar_action: CalendarAction,
+    /// Retries, overlap, catch-up and failure streaks. Left out when it is the default.
+    #[serde(
+        default,
+        skip_serializing_if = "apscheduler_core::RunPolicy::is_default"
+    )]
+    pub(crate) policy: apscheduler_core::RunPolicy,
 }
 
 fn is_skip(action: &CalendarAction) -> bool {
@@ -355,6 +361,17 @@ pub(crate) fn check_job(
     };
 
     let (calendar, calendar_action) = job_calendar(raw, defaults).map_err(|(f, m)| fail(f, m))?;
+    let policy = super::policy::check_policy(
+        super::policy::RawPolicy {
+            retry: raw.retry.as_ref(),
+            overlap: raw.overlap.as_deref(),
+            catchup: raw.catchup.as_ref(),
+            pause_after_failures: raw.pause_after_failures,
+            notify_after_failures: raw.notify_after_failures,
+        },
+        &defaults.policy,
+    )
+    .map_err(|(f, m)| fail(&f, m))?;
 
     let forms = [
         raw.cron.is_some(),
@@ -490,6 +507,7 @@ pub(crate) fn check_job(
         mail_when,
         calendar,
         calendar_action,
+        policy,
     };
     if def.max_instances == 0 {
         return Err(fail("max_instances", "must be 1 or more".into()));

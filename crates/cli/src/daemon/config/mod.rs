@@ -18,6 +18,7 @@ mod calendars;
 #[cfg(test)]
 mod cron_option_tests;
 mod job;
+pub(crate) mod policy;
 mod process;
 mod raw;
 #[cfg(test)]
@@ -74,6 +75,8 @@ pub(crate) struct Defaults {
     pub(crate) calendar: Option<String>,
     /// `[job_defaults] calendar_action`.
     pub(crate) calendar_action: apscheduler_triggers::CalendarAction,
+    /// `[job_defaults]` run policy (`retry`, `overlap`, ...): what jobs start from.
+    pub(crate) policy: apscheduler_core::RunPolicy,
 }
 
 impl Default for Defaults {
@@ -94,6 +97,7 @@ impl Default for Defaults {
             calendars: Calendars::new(),
             calendar: None,
             calendar_action: apscheduler_triggers::CalendarAction::Skip,
+            policy: apscheduler_core::RunPolicy::default(),
         }
     }
 }
@@ -353,6 +357,7 @@ where
                 .map(|c| c.get_ref().trim().to_owned())
                 .filter(|c| !c.is_empty()),
             calendar_action,
+            policy: default_policy(&raw.job_defaults, &at)?,
         }
     };
     // Checked here too (each job's check names the job): a bad default is reported
@@ -502,4 +507,30 @@ pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
             SCHEMES.join(", ")
         ))
     }
+}
+
+/// `[job_defaults]`'s run policy; an error names the key and where it is written.
+fn default_policy(
+    d: &raw::RawDefaults,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> Result<apscheduler_core::RunPolicy, ConfigError> {
+    let raw = policy::RawPolicy {
+        retry: d.retry.as_ref().map(|r| r.get_ref()),
+        overlap: d.overlap.as_ref().map(|o| o.get_ref().as_str()),
+        catchup: d.catchup.as_ref().map(|c| c.get_ref()),
+        pause_after_failures: d.pause_after_failures.as_ref().map(|n| *n.get_ref()),
+        notify_after_failures: d.notify_after_failures.as_ref().map(|n| *n.get_ref()),
+    };
+    policy::check_policy(raw, &apscheduler_core::RunPolicy::default()).map_err(|(field, msg)| {
+        let span = match field.split('.').next().unwrap_or("") {
+            "retry" => d.retry.as_ref().map(|r| r.span()),
+            "overlap" => d.overlap.as_ref().map(|o| o.span()),
+            "catchup" => d.catchup.as_ref().map(|c| c.span()),
+            "pause_after_failures" => d.pause_after_failures.as_ref().map(|n| n.span()),
+            "notify_after_failures" => d.notify_after_failures.as_ref().map(|n| n.span()),
+            _ => None,
+        };
+        let place = span.map(|s| format!("{}: ", at(s))).unwrap_or_default();
+        ConfigError(format!("{place}job_defaults.{field}: {msg}"))
+    })
 }

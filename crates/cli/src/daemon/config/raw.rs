@@ -146,6 +146,11 @@ pub(super) struct RawDefaults {
     pub(super) mail_when: Option<Spanned<String>>,
     pub(super) calendar: Option<Spanned<String>>,
     pub(super) calendar_action: Option<Spanned<String>>,
+    pub(super) retry: Option<Spanned<super::policy::RawRetry>>,
+    pub(super) overlap: Option<Spanned<String>>,
+    pub(super) catchup: Option<Spanned<super::policy::RawCatchup>>,
+    pub(super) pause_after_failures: Option<Spanned<i64>>,
+    pub(super) notify_after_failures: Option<Spanned<i64>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
@@ -247,6 +252,20 @@ pub(crate) struct RawJob {
     /// What an excluded fire time becomes: "skip" (recorded missed; default) or
     /// "next_allowed" (runs at the first instant the calendar allows).
     pub(crate) calendar_action: Option<String>,
+    /// Retries of a failed fire time: { attempts = 5, delay = "10s", backoff = 2.0,
+    /// max_delay = "10m", jitter = true, on = ["failure", "timeout"] }.
+    pub(crate) retry: Option<super::policy::RawRetry>,
+    /// What a fire time does while a run of the job is in flight: "skip" (default),
+    /// "buffer_one", "buffer_all", "cancel_other", "terminate_other" or "allow_all".
+    pub(crate) overlap: Option<String>,
+    /// How far back fire times missed during downtime still run:
+    /// { window = "3h", mode = "all" | "latest" | "none" }.
+    pub(crate) catchup: Option<super::policy::RawCatchup>,
+    /// Pause the job after this many consecutive failed fire times (0: never).
+    pub(crate) pause_after_failures: Option<i64>,
+    /// Notify (through `[notifications]`) after this many consecutive failed fire
+    /// times, and again at the next success (0: never).
+    pub(crate) notify_after_failures: Option<i64>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.
