@@ -417,6 +417,7 @@ async fn run_now(
         node: store::daemon_node(None),
         attempt: 1,
         backfill: false,
+        due_at: None,
     };
     if let Some(h) = &history {
         h.record_runs(std::slice::from_ref(&record))

@@ -35,6 +35,7 @@ fn typical() -> JobState {
         next_run_time: Some("2026-11-23T03:15:00+01:00".into()),
         next_run_time_zone: Some("Europe/Paris".into()),
         policy: Default::default(),
+        paused_reason: None,
     }
 }
 

@@ -23,7 +23,7 @@
 //! #     args: vec![1.into()], kwargs: Default::default(),
 //! #     trigger: apscheduler_core::serde_json::json!({"type": "date"}), executor: "default".into(),
 //! #     misfire_grace_time: Some(1.0), coalesce: true, max_instances: 1, recover: false,
-//! #     policy: Default::default(),
+//! #     policy: Default::default(), paused_reason: None,
 //! #     next_run_time: None, next_run_time_zone: None,
 //! # };
 //! let codec = StateCodec::new(StateFormat::Bincode, 1 << 20);
@@ -121,6 +121,16 @@ struct BinaryExtras {
     recover: bool,
 }
 
+/// The options added after [`BinaryExtras`], written after it as one JSON text (so that
+/// adding one needs no new layout), only when one is set.
+#[derive(Serialize, Deserialize, Default, PartialEq)]
+struct JsonExtras {
+    #[serde(default, skip_serializing_if = "RunPolicy::is_default")]
+    policy: RunPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paused_reason: Option<String>,
+}
+
 impl BinaryExtras {
     fn of(s: &JobState) -> Self {
         BinaryExtras { recover: s.recover }
@@ -191,8 +201,12 @@ impl StateCodec {
                     .serialize_into(&mut bytes, &record)
                     .map_err(|e| refuse(e.to_string()))?;
                 let extras = BinaryExtras::of(state);
-                let policy = (!state.policy.is_default())
-                    .then(|| serde_json::to_string(&state.policy))
+                let later = JsonExtras {
+                    policy: state.policy.clone(),
+                    paused_reason: state.paused_reason.clone(),
+                };
+                let policy = (later != JsonExtras::default())
+                    .then(|| serde_json::to_string(&later))
                     .transpose()
                     .map_err(|e| refuse(e.to_string()))?;
                 if extras != BinaryExtras::default() || policy.is_some() {
@@ -200,7 +214,7 @@ impl StateCodec {
                         .serialize_into(&mut bytes, &extras)
                         .map_err(|e| refuse(e.to_string()))?;
                 }
-                // The policy (JSON text) follows the extras, only when it is not the default.
+                // The later options (JSON text) follow the extras, only when one is set.
                 if let Some(policy) = policy {
                     bincode_options()
                         .serialize_into(&mut bytes, &policy)
@@ -247,11 +261,11 @@ impl StateCodec {
                     .deserialize_from(&mut record)
                     .map_err(invalid)?
             };
-            let policy: RunPolicy = if record.is_empty() {
-                RunPolicy::default()
+            let later: JsonExtras = if record.is_empty() {
+                JsonExtras::default()
             } else {
                 let text: String = bincode_options().deserialize(record).map_err(invalid)?;
-                serde_json::from_str(&text).map_err(|e| format!("invalid policy JSON: {e}"))?
+                serde_json::from_str(&text).map_err(|e| format!("invalid options JSON: {e}"))?
             };
             let json = |what: &str, text: &str| -> Result<Value, String> {
                 check_nesting(text.as_bytes())?;
@@ -278,7 +292,8 @@ impl StateCodec {
                 coalesce: b.coalesce,
                 max_instances: b.max_instances,
                 recover: extras.recover,
-                policy,
+                policy: later.policy,
+                paused_reason: later.paused_reason,
                 next_run_time: b.next_run_time,
                 next_run_time_zone: b.next_run_time_zone,
             })
@@ -310,6 +325,8 @@ struct JsonStateLazyTrigger<'a> {
     recover: bool,
     #[serde(default)]
     policy: RunPolicy,
+    #[serde(default)]
+    paused_reason: Option<String>,
     next_run_time: Option<String>,
     #[serde(default)]
     next_run_time_zone: Option<String>,
@@ -344,6 +361,7 @@ impl StateCodec {
             max_instances: s.max_instances,
             recover: s.recover,
             policy: s.policy,
+            paused_reason: s.paused_reason,
             next_run_time: s.next_run_time,
             next_run_time_zone: s.next_run_time_zone,
         };
@@ -416,6 +434,7 @@ mod tests {
             next_run_time: Some("2026-11-22T10:00:00.000001+01:00".into()),
             next_run_time_zone: Some("Europe/Paris".into()),
             policy: Default::default(),
+            paused_reason: None,
         }
     }
 
@@ -456,15 +475,22 @@ mod tests {
             ..RunPolicy::default()
         };
         for recover in [false, true] {
-            let s = JobState {
-                recover,
-                policy: policy.clone(),
-                ..state()
-            };
-            for format in [StateFormat::Json, StateFormat::Bincode] {
-                let codec = StateCodec::new(format, 1 << 20);
-                let back = codec.decode(&codec.encode_state(&s).unwrap()).unwrap();
-                assert_eq!((back.recover, &back.policy), (recover, &policy), "{format}");
+            for reason in [None, Some("3 consecutive failures".to_owned())] {
+                let s = JobState {
+                    recover,
+                    policy: policy.clone(),
+                    paused_reason: reason.clone(),
+                    ..state()
+                };
+                for format in [StateFormat::Json, StateFormat::Bincode] {
+                    let codec = StateCodec::new(format, 1 << 20);
+                    let back = codec.decode(&codec.encode_state(&s).unwrap()).unwrap();
+                    assert_eq!(
+                        (back.recover, &back.policy, &back.paused_reason),
+                        (recover, &policy, &reason),
+                        "{format}"
+                    );
+                }
             }
         }
         let json_text = String::from_utf8(

@@ -131,6 +131,11 @@ pub struct RunRecord {
     /// Whether the run was started by a backfill rather than by the scheduler.
     #[serde(default)]
     pub backfill: bool,
+    /// For a run that waits to start (a retry, a buffered fire time): when it is due.
+    /// Such a record is `running` with no `started_at`; if its node dies, the node that
+    /// records the node's runs `interrupted` starts it instead (see docs/scheduler.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 fn first_attempt() -> u32 {
@@ -160,6 +165,7 @@ impl RunRecord {
             node: node.into(),
             attempt: 1,
             backfill: false,
+            due_at: None,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct Job {
     /// Retries, overlap, catch-up and failure-streak rules; the default is APScheduler's
     /// behaviour ([`RunPolicy`]).
     pub policy: Arc<RunPolicy>,
+    /// Why the job is paused, when the scheduler paused it (a failure streak); `None`
+    /// for a job paused by hand or not paused.
+    pub paused_reason: Option<Arc<str>>,
     /// The next scheduled run time; `None` means the job is paused.
     pub next_run_time: Option<DateTime<Tz>>,
 }
@@ -119,6 +122,7 @@ impl Job {
             max_instances: self.max_instances,
             recover: self.recover,
             policy: self.policy.as_ref().clone(),
+            paused_reason: self.paused_reason.as_deref().map(str::to_owned),
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
             next_run_time_zone: self
                 .next_run_time
@@ -141,6 +145,7 @@ impl fmt::Debug for Job {
             .field("max_instances", &self.max_instances)
             .field("recover", &self.recover)
             .field("policy", &self.policy)
+            .field("paused_reason", &self.paused_reason)
             .field("next_run_time", &self.next_run_time)
             .finish_non_exhaustive()
     }
@@ -201,6 +206,9 @@ pub struct JobState {
     /// jobs' records are unchanged.
     #[serde(default, skip_serializing_if = "RunPolicy::is_default")]
     pub policy: RunPolicy,
+    /// Why the scheduler paused the job; left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
     /// Next run time (RFC 3339), `None` = paused.
     pub next_run_time: Option<String>,
     /// The IANA zone the next run time is shown in (the offset alone does not name it).
@@ -291,6 +299,7 @@ impl JobState {
             } else {
                 Arc::new(self.policy)
             },
+            paused_reason: self.paused_reason.map(Arc::from),
             next_run_time,
         })
     }

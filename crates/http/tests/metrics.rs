@@ -32,6 +32,7 @@ fn record(run_id: &str, job_id: &str, outcome: RunOutcome) -> RunRecord {
         node: "node-1".to_owned(),
         attempt: 1,
         backfill: false,
+        due_at: None,
     }
 }
 

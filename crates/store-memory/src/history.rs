@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 ///     node: "host-1".into(),
 ///     attempt: 1,
 ///     backfill: false,
+///     due_at: None,
 /// };
 /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// runtime.block_on(async {

@@ -44,6 +44,7 @@
 //!     max_instances: 1,
 //!     recover: false,
 //!     policy: Default::default(),
+//!     paused_reason: None,
 //! };
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

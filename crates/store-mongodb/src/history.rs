@@ -271,6 +271,7 @@ pub(crate) fn decode(document: &RawDocument, namespace: &str) -> Result<RunRecor
         run_id,
         attempt: 1,
         backfill: false,
+        due_at: None,
     })
 }
 

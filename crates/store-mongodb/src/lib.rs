@@ -50,6 +50,7 @@
 //!     max_instances: 1,
 //!     recover: false,
 //!     policy: Default::default(),
+//!     paused_reason: None,
 //! };
 //! store.add_job(job, true).await?;
 //!

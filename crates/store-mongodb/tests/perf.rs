@@ -172,6 +172,7 @@ async fn history_figures() {
             node: format!("node-{}", job % 4),
             attempt: 1,
             backfill: false,
+            due_at: None,
         }
     };
 

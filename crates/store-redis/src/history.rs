@@ -481,6 +481,7 @@ fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>,
         node,
         attempt: 1,
         backfill: false,
+        due_at: None,
     }))
 }
 

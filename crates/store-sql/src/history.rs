@@ -53,6 +53,7 @@ use crate::store::Link;
 ///     node: "host-1".into(),
 ///     attempt: 1,
 ///     backfill: false,
+///     due_at: None,
 /// };
 /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// runtime.block_on(async {
@@ -160,6 +161,7 @@ impl SqlRunHistory {
             run_id,
             attempt: 1,
             backfill: false,
+            due_at: None,
         })
     }
 

@@ -45,6 +45,7 @@ pub fn record(run_id: &str, job: &str, secs: i64) -> RunRecord {
         node: "node-a".to_owned(),
         attempt: 1,
         backfill: false,
+        due_at: None,
     }
 }
 

@@ -129,6 +129,7 @@ fn load_history(url: &str, rows: usize, batch: usize) -> Result<(), Box<dyn std:
                 node: "bench-host/1".into(),
                 attempt: 1,
                 backfill: false,
+                due_at: None,
             });
             if records.len() == batch || i + 1 == rows {
                 history.record_runs(&records).await?;

@@ -129,6 +129,7 @@ impl Engine {
                 Arc::new(spec.policy.clone())
             },
             next_run_time: spec.next_run_time.flatten(),
+            paused_reason: None,
         };
         Ok(PreparedJob(Pending {
             job,
