@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::sync::Arc;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -118,8 +118,11 @@ pub const EVENT_JOB_MISSED: EventMask = EventMask(1 << 14);
 pub const EVENT_JOB_SUBMITTED: EventMask = EventMask(1 << 15);
 /// A job's run was skipped because `max_instances` runs were already in flight.
 pub const EVENT_JOB_MAX_INSTANCES: EventMask = EventMask(1 << 16);
+/// A failed attempt of a fire time gets another attempt later (the job's retry
+/// policy): [`Event::RetryScheduled`]. Not an APScheduler event.
+pub const EVENT_JOB_RETRY_SCHEDULED: EventMask = EventMask(1 << 17);
 /// Every event.
-pub const EVENT_ALL: EventMask = EventMask((1 << 17) - 1);
+pub const EVENT_ALL: EventMask = EventMask((1 << 18) - 1);
 
 /// Why a job run failed, as carried by `EVENT_JOB_ERROR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +230,24 @@ pub enum Event {
         retval: Option<Value>,
         /// The failure (error).
         exception: Option<JobFailure>,
+        /// Which attempt at the fire time this is: 1 for the first run, 2 for the first
+        /// retry (see [`RetryPolicy`](crate::policy::RetryPolicy)).
+        attempt: u32,
+    },
+    /// `EVENT_JOB_RETRY_SCHEDULED`: attempt `attempt` of a fire time runs at `due_at`.
+    RetryScheduled {
+        /// The event code.
+        code: EventMask,
+        /// The job id.
+        job_id: Arc<str>,
+        /// The job store alias.
+        jobstore: Arc<str>,
+        /// The fire time being retried.
+        scheduled_run_time: DateTime<Tz>,
+        /// The attempt that will run (2 for the first retry).
+        attempt: u32,
+        /// When it is due.
+        due_at: DateTime<Utc>,
     },
 }
 
@@ -245,6 +266,7 @@ impl Event {
             scheduled_run_time,
             retval: Some(retval),
             exception: None,
+            attempt: 1,
         }
     }
 
@@ -262,6 +284,7 @@ impl Event {
             scheduled_run_time,
             retval: None,
             exception: Some(failure),
+            attempt: 1,
         }
     }
 
@@ -274,6 +297,7 @@ impl Event {
             scheduled_run_time,
             retval: None,
             exception: None,
+            attempt: 1,
         }
     }
 
@@ -305,6 +329,44 @@ impl Event {
         }
     }
 
+    /// `EVENT_JOB_RETRY_SCHEDULED`: attempt `attempt` of `scheduled_run_time` runs at
+    /// `due_at`.
+    pub fn retry_scheduled(
+        job_id: Arc<str>,
+        jobstore: Arc<str>,
+        scheduled_run_time: DateTime<Tz>,
+        attempt: u32,
+        due_at: DateTime<Utc>,
+    ) -> Event {
+        Event::RetryScheduled {
+            code: EVENT_JOB_RETRY_SCHEDULED,
+            job_id,
+            jobstore,
+            scheduled_run_time,
+            attempt,
+            due_at,
+        }
+    }
+
+    /// This execution event for attempt `n` of its fire time (events are built for
+    /// attempt 1).
+    pub fn with_attempt(mut self, n: u32) -> Event {
+        if let Event::Execution { attempt, .. } = &mut self {
+            *attempt = n;
+        }
+        self
+    }
+
+    /// The attempt an execution or retry event is about (1 = the first run).
+    pub fn attempt(&self) -> Option<u32> {
+        match self {
+            Event::Execution { attempt, .. } | Event::RetryScheduled { attempt, .. } => {
+                Some(*attempt)
+            }
+            _ => None,
+        }
+    }
+
     /// The event's code.
     pub fn code(&self) -> EventMask {
         match self {
@@ -312,7 +374,8 @@ impl Event {
             | Event::Component { code, .. }
             | Event::Job { code, .. }
             | Event::Submission { code, .. }
-            | Event::Execution { code, .. } => *code,
+            | Event::Execution { code, .. }
+            | Event::RetryScheduled { code, .. } => *code,
         }
     }
 
@@ -321,7 +384,8 @@ impl Event {
         match self {
             Event::Job { job_id, .. }
             | Event::Submission { job_id, .. }
-            | Event::Execution { job_id, .. } => Some(job_id),
+            | Event::Execution { job_id, .. }
+            | Event::RetryScheduled { job_id, .. } => Some(job_id),
             _ => None,
         }
     }
@@ -330,9 +394,9 @@ impl Event {
     pub fn jobstore(&self) -> Option<&str> {
         match self {
             Event::Job { jobstore, .. } => jobstore.as_deref(),
-            Event::Submission { jobstore, .. } | Event::Execution { jobstore, .. } => {
-                Some(jobstore)
-            }
+            Event::Submission { jobstore, .. }
+            | Event::Execution { jobstore, .. }
+            | Event::RetryScheduled { jobstore, .. } => Some(jobstore),
             _ => None,
         }
     }
@@ -361,7 +425,7 @@ impl Event {
 
 /// APScheduler's constant name for a single event code.
 pub fn event_name(code: EventMask) -> &'static str {
-    const NAMES: [&str; 17] = [
+    const NAMES: [&str; 18] = [
         "EVENT_SCHEDULER_STARTED",
         "EVENT_SCHEDULER_SHUTDOWN",
         "EVENT_SCHEDULER_PAUSED",
@@ -379,6 +443,7 @@ pub fn event_name(code: EventMask) -> &'static str {
         "EVENT_JOB_MISSED",
         "EVENT_JOB_SUBMITTED",
         "EVENT_JOB_MAX_INSTANCES",
+        "EVENT_JOB_RETRY_SCHEDULED",
     ];
     if code.0.count_ones() == 1 {
         NAMES

@@ -35,6 +35,11 @@ pub struct JobRun {
     /// The run history's id of each run time (same order), when the scheduler records
     /// history; empty otherwise.
     pub run_ids: Vec<Arc<str>>,
+    /// Which attempt at its fire time this run is: 1 for a fire time's first run, 2 and
+    /// up for the retries the job's policy asks for (a retry has one run time).
+    pub attempt: u32,
+    /// The job's run policy (its retries).
+    pub policy: Arc<crate::policy::RunPolicy>,
 }
 
 impl fmt::Debug for JobRun {
@@ -45,6 +50,7 @@ impl fmt::Debug for JobRun {
             .field("task_name", &self.task_name)
             .field("run_times", &self.run_times)
             .field("max_instances", &self.max_instances)
+            .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
 }

@@ -78,6 +78,9 @@ pub struct TaskContext {
     pub args: Arc<Vec<Value>>,
     /// Keyword arguments.
     pub kwargs: Arc<Map<String, Value>>,
+    /// Which attempt at the fire time this run is: 1 for the first run, 2 and up for
+    /// the retries of the job's retry policy.
+    pub attempt: u32,
 }
 
 impl TaskContext {

@@ -179,6 +179,11 @@ impl Recorder {
         &self.history
     }
 
+    /// The node name written into this scheduler's records.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The runs other nodes have in flight, by their `running` records; `None`, with a
     /// warning, when the history cannot say in time (the pass then holds
     /// `max_instances` on this node only).
@@ -344,6 +349,7 @@ impl Recorder {
                 let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
                 record.started_at = Some(now);
                 record.message = note.map(str::to_owned);
+                record.attempt = run.attempt;
                 records.push(record);
             }
         }
@@ -392,6 +398,7 @@ impl Recorder {
         }
         let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
         record.started_at = Some(now);
+        record.attempt = run.attempt;
         lock(&self.in_flight).insert(
             id.clone(),
             InFlight {
@@ -402,12 +409,14 @@ impl Recorder {
         self.send(record);
     }
 
-    /// The run of `run_time` ended with `result`.
+    /// The run of `run_time` ended with `result`; `after` is appended to its message
+    /// (the retry it gets).
     pub(crate) fn ended(
         &self,
         run: &JobRun,
         run_time: DateTime<Tz>,
         result: &Result<Value, JobFailure>,
+        after: Option<&str>,
     ) {
         let Some(id) = run.run_id(run_time) else {
             return;
@@ -419,12 +428,82 @@ impl Recorder {
             .unwrap_or_else(|| {
                 let mut r = self.blank(id, &run.job_id, run_time.with_timezone(&Utc));
                 r.started_at = Some(now);
+                r.attempt = run.attempt;
                 r
             });
         record.finished_at = Some(now);
         let note = record.message.take();
         finish_record(&mut record, result, self.options.output_cap);
         record.message = with_note(note, record.message.take());
+        if let Some(after) = after {
+            record.message = with_note(record.message.take(), Some(after.to_owned()));
+        }
+        self.send(record);
+    }
+
+    /// A waiting run's record (`running`, not started, `due_at` set) for `run_id`: a
+    /// retry of `job_id`'s fire time `scheduled_at`, attempt `attempt`, due at `due_at`.
+    pub(crate) fn waiting_record(
+        &self,
+        run_id: &str,
+        job_id: &str,
+        scheduled_at: DateTime<Utc>,
+        attempt: u32,
+        due_at: DateTime<Utc>,
+    ) -> RunRecord {
+        let mut record = self.blank(run_id, job_id, scheduled_at);
+        record.attempt = attempt;
+        record.due_at = Some(due_at);
+        record
+    }
+
+    /// Queues a waiting run's record for the writer (after the record of the attempt
+    /// that made it, so one batch usually carries both).
+    pub(crate) fn queue_waiting(&self, record: RunRecord) {
+        self.send(record);
+    }
+
+    /// Writes `record` as it is and waits for the history to confirm: whether it did
+    /// within [`BEGIN_DEADLINE`] (a waiting run taken over from a dead node is this
+    /// node's only once written).
+    pub(crate) async fn write_now(&self, record: &RunRecord) -> Result<(), String> {
+        self.observe(record);
+        match tokio::time::timeout(
+            BEGIN_DEADLINE,
+            self.history.record_runs(std::slice::from_ref(record)),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {BEGIN_DEADLINE:?}")),
+        }
+    }
+
+    /// A waiting run starts now: its record gets its start time, written and confirmed
+    /// before the run may start (a node that cannot write it keeps the run waiting,
+    /// so that a takeover after this node's death cannot run it a second time).
+    pub(crate) async fn start_waiting(&self, mut record: RunRecord) -> Result<(), String> {
+        record.started_at = Some(self.clock.now());
+        record.node = self.node.to_string();
+        self.write_now(&record).await?;
+        lock(&self.in_flight).insert(
+            record.run_id.as_str().into(),
+            InFlight {
+                record,
+                started: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// A waiting run that does not start: its record ends with `outcome` and `message`.
+    pub(crate) fn end_waiting(&self, mut record: RunRecord, outcome: RunOutcome, message: String) {
+        lock(&self.in_flight).remove(record.run_id.as_str());
+        record.outcome = outcome;
+        record.started_at = None;
+        record.finished_at = Some(self.clock.now());
+        record.message = with_note(record.message.take(), Some(message));
         self.send(record);
     }
 
@@ -456,14 +535,21 @@ impl Recorder {
         outcome: RunOutcome,
         message: String,
     ) {
-        let (id, note) = match run_id {
+        let (id, begun) = match run_id {
             Some(id) => {
                 let begun = lock(&self.in_flight).remove(id);
-                (id.clone(), begun.and_then(|r| r.record.message))
+                (id.clone(), begun.map(|r| r.record))
             }
             None => (new_run_id(), None),
         };
         let mut record = self.blank(&id, job_id, scheduled_at.with_timezone(&Utc));
+        let mut note = None;
+        if let Some(begun) = begun {
+            // A retry keeps its attempt and due time.
+            record.attempt = begun.attempt;
+            record.due_at = begun.due_at;
+            note = begun.message;
+        }
         record.outcome = outcome;
         record.finished_at = Some(self.clock.now());
         record.message = with_note(note, Some(message));

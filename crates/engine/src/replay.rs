@@ -223,6 +223,7 @@ fn event_json(e: &Event) -> Value {
             scheduled_run_time,
             retval,
             exception,
+            ..
         } => {
             out.insert("job_id".into(), json!(&**job_id));
             out.insert("jobstore".into(), json!(&**jobstore));

@@ -78,6 +78,7 @@ pub(crate) struct RunRequestRef<'a> {
     pub(crate) args: &'a [Value],
     pub(crate) kwargs: &'a Map<String, Value>,
     pub(crate) run_id: Option<&'a str>,
+    pub(crate) attempt: u32,
 }
 
 /// One run of a task, as the worker decodes it.
@@ -90,6 +91,13 @@ pub(crate) struct RunRequest {
     pub(crate) kwargs: Map<String, Value>,
     #[serde(default)]
     pub(crate) run_id: Option<String>,
+    /// Absent from a request of an older parent: the first attempt.
+    #[serde(default = "first_attempt")]
+    pub(crate) attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// A failure on the wire.

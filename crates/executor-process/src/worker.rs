@@ -172,6 +172,7 @@ fn run(
         run_id: request.run_id.map(Into::into),
         args: Arc::new(request.args),
         kwargs: Arc::new(request.kwargs),
+        attempt: request.attempt,
     };
     let result = match task {
         TaskFn::Sync(_) => run_sync_task(task, &ctx),

@@ -56,6 +56,8 @@
 //!         run_times: vec![now],
 //!         max_instances: 1,
 //!         run_ids: Vec::new(),
+//!         attempt: 1,
+//!         policy: Default::default(),
 //!     })
 //!     .unwrap();
 //! executor.shutdown(true); // prints "sum: Ok(Number(500500))"

@@ -229,6 +229,8 @@ impl TaskSet {
             run_times: vec![run_time(0)],
             max_instances: 1,
             run_ids: Vec::new(),
+            attempt: 1,
+            policy: Default::default(),
         }
     }
 }

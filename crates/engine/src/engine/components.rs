@@ -94,6 +94,8 @@ impl Engine {
         Arc::new(Reporter {
             dispatcher: self.inner.dispatcher.clone(),
             recorder: self.inner.history.clone(),
+            clock: self.inner.clock.clone(),
+            engine: Arc::downgrade(&self.inner),
         })
     }
 

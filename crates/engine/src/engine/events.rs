@@ -9,6 +9,35 @@ pub(super) struct Reporter {
     pub(super) dispatcher: Arc<Dispatcher>,
     /// Records each run's start and end, when the scheduler records history.
     pub(super) recorder: Option<Arc<Recorder>>,
+    /// When a failed attempt's retry is due is counted from now on this clock.
+    pub(super) clock: Arc<dyn Clock>,
+    /// The engine, to hold retries (reached only for a failure its job retries).
+    pub(super) engine: std::sync::Weak<Inner>,
+}
+
+impl Reporter {
+    /// The retry a failed attempt gets, held by the engine: its attempt and due time,
+    /// and its waiting record (queued for the history after the failed attempt's).
+    fn retry(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        failure: &JobFailure,
+    ) -> Option<retries::WaitingRun> {
+        let (attempt, due_at) = retries::next_attempt(run, failure, self.clock.now())?;
+        let fire_time = run_time.with_timezone(&Utc);
+        let record = self
+            .recorder
+            .as_ref()
+            .map(|r| r.waiting_record(&new_run_id(), &run.job_id, fire_time, attempt, due_at));
+        Some(retries::WaitingRun {
+            job_id: run.job_id.clone(),
+            fire_time,
+            attempt,
+            due_at,
+            record,
+        })
+    }
 }
 
 impl RunReporter for Reporter {
@@ -26,25 +55,60 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        let retry = match &result {
+            Err(failure) => self.retry(run, run_time, failure),
+            Ok(_) => None,
+        };
+        let after = retry.as_ref().map(|w| {
+            format!(
+                "retry scheduled: attempt {} at {}",
+                w.attempt,
+                w.due_at.to_rfc3339()
+            )
+        });
         if let Some(recorder) = &self.recorder {
-            recorder.ended(run, run_time, &result);
+            recorder.ended(run, run_time, &result, after.as_deref());
+            if let Some(record) = retry.as_ref().and_then(|w| w.record.clone()) {
+                recorder.queue_waiting(record);
+            }
             // Run times of one submission run in turn: the next starts now.
             if let Some(i) = run.run_times.iter().position(|t| *t == run_time) {
                 recorder.started(run, i + 1);
             }
         }
+        let attempt = run.attempt;
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
                 self.dispatcher.emit(event::EVENT_JOB_EXECUTED, || {
                     Event::executed(run.job_id.clone(), run.jobstore.clone(), run_time, retval)
+                        .with_attempt(attempt)
                 });
             }
             Err(failure) => {
-                apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job raised an error: {failure}");
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, attempt, "job raised an error: {failure}");
                 self.dispatcher.emit(event::EVENT_JOB_ERROR, || {
                     Event::error(run.job_id.clone(), run.jobstore.clone(), run_time, failure)
+                        .with_attempt(attempt)
                 });
+            }
+        }
+        let Some(waiting) = retry else { return };
+        let (next, due_at) = (waiting.attempt, waiting.due_at);
+        apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "attempt {attempt} failed; retry scheduled: attempt {next} at {}", due_at.to_rfc3339());
+        self.dispatcher.emit(event::EVENT_JOB_RETRY_SCHEDULED, || {
+            Event::retry_scheduled(
+                run.job_id.clone(),
+                run.jobstore.clone(),
+                run_time,
+                next,
+                due_at,
+            )
+        });
+        match self.engine.upgrade() {
+            Some(inner) => Engine { inner }.hold_retry(waiting),
+            None => {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, "retry (attempt {next}) not held: the scheduler is gone");
             }
         }
     }

@@ -165,6 +165,7 @@ impl Engine {
             executor.shutdown(wait);
         }
         self.drop_recoveries();
+        self.drop_retries();
         {
             // The poller of fire times waiting for runs elsewhere takes them out of
             // their list and puts back those still waiting under this lock: taken

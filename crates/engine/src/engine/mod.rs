@@ -15,6 +15,7 @@
 //! | [`start`] | starting the runs a pass planned, or recording why not |
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
+//! | [`retries`] | retries of failed attempts; waiting runs taken over from dead nodes |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
@@ -56,6 +57,7 @@ mod lifecycle;
 mod pass;
 mod pending;
 mod recovery;
+mod retries;
 mod run_now;
 mod start;
 mod unreleased;
@@ -173,6 +175,8 @@ pub(crate) struct Inner {
     /// Fire times waiting for other nodes' runs of their job to end (`max_instances`
     /// across the cluster), and whether a task is polling for them.
     waiting_elsewhere: Mutex<elsewhere::Waiting>,
+    /// Retries waiting for their due time.
+    retries: Mutex<Vec<retries::WaitingRun>>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }

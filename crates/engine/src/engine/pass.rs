@@ -95,11 +95,11 @@ impl Engine {
         }
         let now = self.inner.clock.now();
         let mut used = PassLookups::default();
-        let mut next_wakeup: Option<DateTime<Utc>> = None;
         let interrupted = std::mem::take(&mut *lock(&self.inner.interrupted));
         if !interrupted.is_empty() {
             self.recover(interrupted, &mut used).await;
         }
+        let mut next_wakeup: Option<DateTime<Utc>> = self.start_due_retries(now, &mut used).await;
         let mut earliest = |t: DateTime<Utc>| {
             if next_wakeup.is_none_or(|n| t < n) {
                 next_wakeup = Some(t);

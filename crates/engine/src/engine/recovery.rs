@@ -77,9 +77,18 @@ impl Engine {
             }
             return;
         };
+        // Waiting runs (retries, never started, due later) are taken over, not
+        // recovered: they run at their due time whatever the job's `recover`.
+        let (waiting, interrupted): (Vec<_>, Vec<_>) = interrupted
+            .into_iter()
+            .partition(|r| r.started_at.is_none() && r.due_at.is_some());
+        let mut retry = if waiting.is_empty() {
+            Vec::new()
+        } else {
+            self.take_over(waiting).await
+        };
         let _guard = self.inner.jobs_lock.lock().await;
         let stores = self.stores();
-        let mut retry = Vec::new();
         for record in interrupted {
             let decision = self.decide(&stores, recorder.history(), &record).await;
             let what = format!(

@@ -67,6 +67,8 @@ impl Engine {
             },
             run_times: due,
             max_instances: job.max_instances,
+            attempt: 1,
+            policy: job.policy.clone(),
         };
         Some(PlannedRun {
             executor,
@@ -102,8 +104,13 @@ impl Engine {
         // The run ids of the `running` records written for it, replaced if it does not
         // start.
         let run_ids = run.run_ids.clone();
-        let cluster_full = !elsewhere.is_empty()
-            && elsewhere.len().saturating_add(executor.instances(&job_id))
+        // A retry waiting here counts as an instance of its job, like a run elsewhere.
+        let retrying = self.retries_waiting(&job_id);
+        let cluster_full = (!elsewhere.is_empty() || retrying > 0)
+            && elsewhere
+                .len()
+                .saturating_add(retrying)
+                .saturating_add(executor.instances(&job_id))
                 >= max_instances as usize;
         let submitted = if cluster_full {
             Err(SubmitError::MaxInstances)
@@ -112,7 +119,9 @@ impl Engine {
             used.add(&executor);
             submitted
         };
-        let reached = if cluster_full {
+        let reached = if cluster_full && retrying > 0 {
+            format!("{max_instances}, {retrying} of them retries waiting for their due time")
+        } else if cluster_full {
             format!(
                 "{max_instances}, {} of them on other nodes: {}",
                 elsewhere.len(),

@@ -1,0 +1,262 @@
+//! Retries ([`RetryPolicy`](apscheduler_core::RetryPolicy) on a job): a failed or
+//! timed-out attempt of a fire time gets another attempt after the policy's delay.
+//!
+//! Each retry is a *waiting run*: held here, in memory, and, with a run history, as a
+//! record `running` with no start time and `due_at` set, queued right after the
+//! record of the attempt that failed. When it is due, a pass looks the job up and
+//! starts the attempt through the job's executor like any run (its own run id, its
+//! attempt number), after writing its start time to the history and seeing that write
+//! confirmed. The record of a waiting run whose node dies is handed by the history to
+//! one node only ([`RunHistory::interrupt_running`]), which takes it over: it runs
+//! there once, at its due time ([`Engine::take_over`]).
+//!
+//! [`RunHistory::interrupt_running`]: apscheduler_core::RunHistory::interrupt_running
+
+use apscheduler_core::{RetryOn, RunRecord};
+
+use super::pass::PassLookups;
+use super::*;
+
+/// One retry waiting for its due time.
+pub(super) struct WaitingRun {
+    pub(super) job_id: Arc<str>,
+    /// The fire time it retries.
+    pub(super) fire_time: DateTime<Utc>,
+    /// The attempt it runs (2 for the first retry).
+    pub(super) attempt: u32,
+    pub(super) due_at: DateTime<Utc>,
+    /// Its waiting record, when the scheduler records history.
+    pub(super) record: Option<RunRecord>,
+}
+
+/// What a failed attempt gets: the attempt after it and when it is due, when the job's
+/// retry policy asks for one.
+pub(super) fn next_attempt(
+    run: &JobRun,
+    failure: &JobFailure,
+    now: DateTime<Utc>,
+) -> Option<(u32, DateTime<Utc>)> {
+    let policy = run.policy.retry.as_ref()?;
+    let on = match crate::history::outcome_of(&failure.kind) {
+        RunOutcome::Failure => RetryOn::Failure,
+        RunOutcome::Timeout => RetryOn::Timeout,
+        // Could not run (no task, refused, worker lost) or interrupted: not an
+        // attempt's failure.
+        _ => return None,
+    };
+    let exit_code = failure
+        .detail
+        .as_deref()
+        .and_then(|d| d.get("exit_code"))
+        .and_then(Value::as_i64)
+        .and_then(|c| i32::try_from(c).ok());
+    if !policy.retries(run.attempt, on, exit_code) {
+        return None;
+    }
+    let next = run.attempt.saturating_add(1);
+    let unit = policy.jitter.then(rand::random::<f64>);
+    let delay = chrono::Duration::from_std(policy.delay_before(next, unit))
+        .unwrap_or(chrono::TimeDelta::MAX);
+    Some((next, now.checked_add_signed(delay).unwrap_or(now)))
+}
+
+/// What to say of a retry, in logs and records.
+fn what(w: &WaitingRun) -> String {
+    format!(
+        "retry (attempt {}) of job {} for its fire time {}",
+        w.attempt,
+        w.job_id,
+        w.fire_time.to_rfc3339()
+    )
+}
+
+impl Engine {
+    /// Holds a retry until its due time and wakes the main loop for it.
+    pub(super) fn hold_retry(&self, waiting: WaitingRun) {
+        let due = waiting.due_at;
+        lock(&self.inner.retries).push(waiting);
+        self.inner.wake.wake_for(Some(due));
+    }
+
+    /// How many retries of `job_id` wait here: each counts as an instance of its job.
+    pub(super) fn retries_waiting(&self, job_id: &str) -> usize {
+        let retries = lock(&self.inner.retries);
+        if retries.is_empty() {
+            return 0;
+        }
+        retries.iter().filter(|w| &*w.job_id == job_id).count()
+    }
+
+    /// The retries waiting here: (job id, fire time, attempt, due time), by due time.
+    pub fn pending_retries(&self) -> Vec<(Arc<str>, DateTime<Utc>, u32, DateTime<Utc>)> {
+        let mut out: Vec<_> = lock(&self.inner.retries)
+            .iter()
+            .map(|w| (w.job_id.clone(), w.fire_time, w.attempt, w.due_at))
+            .collect();
+        out.sort_by_key(|w| w.3);
+        out
+    }
+
+    /// Starts the retries due at `now` (at the start of a pass; flushed with the pass's
+    /// runs). Returns the due time of the next one waiting.
+    pub(super) async fn start_due_retries(
+        &self,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) -> Option<DateTime<Utc>> {
+        let due: Vec<WaitingRun> = {
+            let mut retries = lock(&self.inner.retries);
+            if retries.is_empty() {
+                return None;
+            }
+            let (due, later) = std::mem::take(&mut *retries)
+                .into_iter()
+                .partition(|w| w.due_at <= now);
+            *retries = later;
+            due
+        };
+        if !due.is_empty() {
+            let _guard = self.inner.jobs_lock.lock().await;
+            let stores = self.stores();
+            for w in due {
+                self.start_retry(&stores, w, now, used).await;
+            }
+        }
+        lock(&self.inner.retries).iter().map(|w| w.due_at).min()
+    }
+
+    async fn start_retry(
+        &self,
+        stores: &[(Arc<str>, Arc<dyn JobStore>)],
+        w: WaitingRun,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) {
+        let mut found = None;
+        for (alias, store) in stores {
+            match store.lookup_job(&w.job_id).await {
+                Ok(Some(job)) => {
+                    found = Some((alias.clone(), job));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    apscheduler_core::log_warn!(target: "apscheduler", job_id = %w.job_id, "{}: its job cannot be read now, tried again at the next pass: {e}", what(&w));
+                    self.hold_later(w);
+                    return;
+                }
+            }
+        }
+        let Some((alias, job)) = found else {
+            self.drop_retry(
+                None,
+                w,
+                "dropped: the job was removed before the retry was due".to_owned(),
+            );
+            return;
+        };
+        let tz = job.trigger.timezone();
+        let late = now - w.due_at;
+        if job
+            .misfire_grace_time
+            .is_some_and(|g| late.to_std().is_ok_and(|late| late > g))
+        {
+            let late = apscheduler_core::time::human_duration(late);
+            self.drop_retry(
+                Some(&alias),
+                w,
+                format!("missed: due {late} ago (later than the misfire grace time)"),
+            );
+            return;
+        }
+        let Some(mut planned) =
+            self.plan_run(&alias, &job, vec![w.fire_time.with_timezone(&tz)], used)
+        else {
+            // plan_run logged and recorded why (no executor, no task).
+            self.drop_retry(
+                Some(&alias),
+                w,
+                "not started: the job's run cannot be started here".to_owned(),
+            );
+            return;
+        };
+        planned.run.attempt = w.attempt;
+        if let (Some(recorder), Some(record)) = (&self.inner.history, &w.record) {
+            planned.run.run_ids = vec![record.run_id.as_str().into()];
+            if let Err(e) = recorder.start_waiting(record.clone()).await {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %w.job_id, "{}: its start could not be written to the run history ({e}); it keeps waiting", what(&w));
+                self.hold_later(w);
+                return;
+            }
+        }
+        tracing::info!(target: "apscheduler", job_id = %w.job_id, "starting {}", what(&w));
+        self.start_run(&alias, planned, used, &[]);
+    }
+
+    /// Puts `w` back, to be tried at the next pass that looks (a second from now).
+    fn hold_later(&self, mut w: WaitingRun) {
+        let next = self.inner.clock.now() + chrono::Duration::seconds(1);
+        w.due_at = w.due_at.max(next);
+        lock(&self.inner.retries).push(w);
+    }
+
+    /// A retry that does not run: logged, recorded `missed`, `EVENT_JOB_MISSED`.
+    fn drop_retry(&self, alias: Option<&Arc<str>>, w: WaitingRun, why: String) {
+        apscheduler_core::log_warn!(target: "apscheduler", job_id = %w.job_id, "{} {why}", what(&w));
+        if let (Some(recorder), Some(record)) = (&self.inner.history, w.record) {
+            recorder.end_waiting(record, RunOutcome::Missed, why);
+        }
+        let alias = alias.cloned().unwrap_or_else(|| DEFAULT_ALIAS.into());
+        let (job_id, t, attempt) = (w.job_id, w.fire_time, w.attempt);
+        self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+            Event::missed(job_id, alias, t.with_timezone(&Tz::UTC)).with_attempt(attempt)
+        });
+    }
+
+    /// At shutdown: the retries not yet due do not run (each logged, recorded `missed`,
+    /// `EVENT_JOB_MISSED`).
+    pub(super) fn drop_retries(&self) {
+        for w in std::mem::take(&mut *lock(&self.inner.retries)) {
+            self.drop_retry(
+                None,
+                w,
+                "not run: the scheduler shut down before it was due".to_owned(),
+            );
+        }
+    }
+
+    /// Takes over the waiting runs of `records` (a dead node's, never started, `due_at`
+    /// set): each is written as this node's, then held here until its due time. Returns
+    /// the records to try again (the history did not confirm the write).
+    pub(super) async fn take_over(&self, records: Vec<RunRecord>) -> Vec<RunRecord> {
+        let Some(recorder) = &self.inner.history else {
+            return Vec::new();
+        };
+        let mut retry = Vec::new();
+        for record in records {
+            let Some(due_at) = record.due_at else {
+                continue;
+            };
+            let mut mine = record.clone();
+            mine.outcome = RunOutcome::Running;
+            mine.finished_at = None;
+            mine.started_at = None;
+            mine.message = Some(format!("taken over from node {}", record.node));
+            mine.node = recorder.node().to_string();
+            if let Err(e) = recorder.write_now(&mine).await {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %record.job_id, run_id = %record.run_id, "waiting run {} of node {} not taken over yet, tried again at the next pass: {e}", record.run_id, record.node);
+                retry.push(record);
+                continue;
+            }
+            tracing::info!(target: "apscheduler", job_id = %record.job_id, run_id = %record.run_id, "took over waiting run {} (attempt {}, due {}) from node {}", record.run_id, record.attempt, due_at.to_rfc3339(), record.node);
+            self.hold_retry(WaitingRun {
+                job_id: record.job_id.as_str().into(),
+                fire_time: record.scheduled_at,
+                attempt: record.attempt,
+                due_at,
+                record: Some(mine),
+            });
+        }
+        retry
+    }
+}
