@@ -497,6 +497,17 @@ impl Recorder {
         Ok(())
     }
 
+    /// The fire time `run_id` (its `running` record written, not started) waits instead
+    /// of starting: its record becomes a waiting run's, due at `due_at`, queued for the
+    /// writer. `None` when this node holds no such record.
+    pub(crate) fn to_waiting(&self, run_id: &str, due_at: DateTime<Utc>) -> Option<RunRecord> {
+        let mut record = lock(&self.in_flight).remove(run_id)?.record;
+        record.started_at = None;
+        record.due_at = Some(due_at);
+        self.send(record.clone());
+        Some(record)
+    }
+
     /// A waiting run that does not start: its record ends with `outcome` and `message`.
     pub(crate) fn end_waiting(&self, mut record: RunRecord, outcome: RunOutcome, message: String) {
         lock(&self.in_flight).remove(record.run_id.as_str());

@@ -268,7 +268,7 @@ async fn a_waiting_retry_counts_as_an_instance_and_runs_past_the_next_fire_time(
         .message
         .as_deref()
         .unwrap()
-        .contains("retries waiting"));
+        .contains("waiting runs"));
     n.engine.shutdown(true).await.unwrap();
 }
 

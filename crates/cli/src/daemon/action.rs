@@ -24,6 +24,8 @@ pub(crate) struct RunEnv {
     pub(crate) job_id: String,
     pub(crate) run_id: String,
     pub(crate) scheduled_at: DateTime<Tz>,
+    /// Which attempt at the fire time this run is (1, then 2 and up for retries).
+    pub(crate) attempt: u32,
 }
 
 /// Settings every run shares.
@@ -218,6 +220,7 @@ async fn command_into(
     cmd.envs(vars)
         .env("APS_JOB_ID", &env.job_id)
         .env("APS_RUN_ID", &env.run_id)
+        .env("APS_ATTEMPT", env.attempt.to_string())
         .env(
             "APS_SCHEDULED_AT",
             // Microseconds: the precision the run history keeps.

@@ -142,6 +142,7 @@ impl EngineBuilder {
                 interrupted: Mutex::new(Vec::new()),
                 waiting_elsewhere: Mutex::default(),
                 retries: Mutex::default(),
+                buffered: Arc::default(),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

@@ -96,6 +96,7 @@ impl Engine {
             recorder: self.inner.history.clone(),
             clock: self.inner.clock.clone(),
             engine: Arc::downgrade(&self.inner),
+            buffered: self.inner.buffered.clone(),
         })
     }
 

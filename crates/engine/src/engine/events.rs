@@ -13,6 +13,8 @@ pub(super) struct Reporter {
     pub(super) clock: Arc<dyn Clock>,
     /// The engine, to hold retries (reached only for a failure its job retries).
     pub(super) engine: std::sync::Weak<Inner>,
+    /// How many buffered fire times wait (the engine's count).
+    pub(super) buffered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Reporter {
@@ -36,6 +38,7 @@ impl Reporter {
             attempt,
             due_at,
             record,
+            buffered: false,
         })
     }
 }
@@ -113,7 +116,14 @@ impl RunReporter for Reporter {
         }
     }
 
-    fn finished(&self, _run: &JobRun) {}
+    fn finished(&self, _run: &JobRun) {
+        // A buffered fire time may start now that an instance is free.
+        if self.buffered.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if let Some(inner) = self.engine.upgrade() {
+                inner.wake.wake();
+            }
+        }
+    }
 }
 
 impl Engine {

@@ -177,6 +177,8 @@ pub(crate) struct Inner {
     waiting_elsewhere: Mutex<elsewhere::Waiting>,
     /// Retries waiting for their due time.
     retries: Mutex<Vec<retries::WaitingRun>>,
+    /// How many of them are buffered fire times.
+    buffered: Arc<std::sync::atomic::AtomicUsize>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }

@@ -1,5 +1,7 @@
-//! Retries ([`RetryPolicy`](apscheduler_core::RetryPolicy) on a job): a failed or
-//! timed-out attempt of a fire time gets another attempt after the policy's delay.
+//! Waiting runs: retries ([`RetryPolicy`](apscheduler_core::RetryPolicy) on a job: a
+//! failed or timed-out attempt of a fire time gets another attempt after the policy's
+//! delay) and buffered fire times ([`Overlap::BufferOne`] and [`Overlap::BufferAll`]: a
+//! fire time that finds `max_instances` runs in flight waits for one to end).
 //!
 //! Each retry is a *waiting run*: held here, in memory, and, with a run history, as a
 //! record `running` with no start time and `due_at` set, queued right after the
@@ -8,11 +10,16 @@
 //! attempt number), after writing its start time to the history and seeing that write
 //! confirmed. The record of a waiting run whose node dies is handed by the history to
 //! one node only ([`RunHistory::interrupt_running`]), which takes it over: it runs
-//! there once, at its due time ([`Engine::take_over`]).
+//! there once, at its due time ([`Engine::take_over`]). A buffered fire time is the
+//! same with attempt 1 and `due_at` its fire time; it starts, oldest first, once its
+//! job has room under `max_instances` (this node's runs, other nodes' with a shared
+//! history, and retries waiting), however late.
 //!
 //! [`RunHistory::interrupt_running`]: apscheduler_core::RunHistory::interrupt_running
 
-use apscheduler_core::{RetryOn, RunRecord};
+use std::collections::HashMap;
+
+use apscheduler_core::{Overlap, RetryOn, RunRecord};
 
 use super::pass::PassLookups;
 use super::*;
@@ -27,6 +34,9 @@ pub(super) struct WaitingRun {
     pub(super) due_at: DateTime<Utc>,
     /// Its waiting record, when the scheduler records history.
     pub(super) record: Option<RunRecord>,
+    /// A buffered fire time (starts when its job has room), not a retry (starts at
+    /// `due_at`).
+    pub(super) buffered: bool,
 }
 
 /// What a failed attempt gets: the attempt after it and when it is due, when the job's
@@ -60,8 +70,15 @@ pub(super) fn next_attempt(
     Some((next, now.checked_add_signed(delay).unwrap_or(now)))
 }
 
-/// What to say of a retry, in logs and records.
+/// What to say of a waiting run, in logs and records.
 fn what(w: &WaitingRun) -> String {
+    if w.buffered {
+        return format!(
+            "buffered fire time {} of job {}",
+            w.fire_time.to_rfc3339(),
+            w.job_id
+        );
+    }
     format!(
         "retry (attempt {}) of job {} for its fire time {}",
         w.attempt,
@@ -71,14 +88,67 @@ fn what(w: &WaitingRun) -> String {
 }
 
 impl Engine {
-    /// Holds a retry until its due time and wakes the main loop for it.
+    /// Holds a retry until its due time (a buffered fire time until its job has room)
+    /// and wakes the main loop for it.
     pub(super) fn hold_retry(&self, waiting: WaitingRun) {
         let due = waiting.due_at;
-        lock(&self.inner.retries).push(waiting);
+        let mut retries = lock(&self.inner.retries);
+        retries.push(waiting);
+        self.count_buffered(&retries);
+        drop(retries);
         self.inner.wake.wake_for(Some(due));
     }
 
-    /// How many retries of `job_id` wait here: each counts as an instance of its job.
+    /// Notes how many buffered fire times wait: the executors' reporter wakes the main
+    /// loop at the end of each run while some do.
+    fn count_buffered(&self, retries: &[WaitingRun]) {
+        let n = retries.iter().filter(|w| w.buffered).count();
+        self.inner
+            .buffered
+            .store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Keeps fire time `t` of `job_id`, refused at `max_instances`, as a buffered
+    /// waiting run when the job's `overlap` asks for it; `Err` with what to add to the
+    /// skip's message otherwise.
+    pub(super) fn buffer(
+        &self,
+        job_id: &Arc<str>,
+        overlap: Overlap,
+        t: DateTime<Tz>,
+        run_id: Option<&Arc<str>>,
+    ) -> Result<(), &'static str> {
+        match overlap {
+            Overlap::BufferAll => {}
+            Overlap::BufferOne => {
+                let full = lock(&self.inner.retries)
+                    .iter()
+                    .any(|w| w.buffered && w.job_id == *job_id);
+                if full {
+                    return Err("; buffer full: a fire time already waits (buffer_one)");
+                }
+            }
+            _ => return Err(""),
+        }
+        let fire_time = t.with_timezone(&Utc);
+        let record = match (&self.inner.history, run_id) {
+            (Some(recorder), Some(id)) => recorder.to_waiting(id, fire_time),
+            _ => None,
+        };
+        tracing::info!(target: "apscheduler", job_id = %job_id, "fire time {} of job {job_id} waits for a running instance to end ({})", t.to_rfc3339(), overlap.as_str());
+        self.hold_retry(WaitingRun {
+            job_id: job_id.clone(),
+            fire_time,
+            attempt: 1,
+            due_at: fire_time,
+            record,
+            buffered: true,
+        });
+        Ok(())
+    }
+
+    /// How many waiting runs of `job_id` wait here: each counts as an instance of its
+    /// job.
     pub(super) fn retries_waiting(&self, job_id: &str) -> usize {
         let retries = lock(&self.inner.retries);
         if retries.is_empty() {
@@ -87,7 +157,8 @@ impl Engine {
         retries.iter().filter(|w| &*w.job_id == job_id).count()
     }
 
-    /// The retries waiting here: (job id, fire time, attempt, due time), by due time.
+    /// The waiting runs here: (job id, fire time, attempt, due time), by due time. A
+    /// buffered fire time has attempt 1 and its fire time as due time.
     pub fn pending_retries(&self) -> Vec<(Arc<str>, DateTime<Utc>, u32, DateTime<Utc>)> {
         let mut out: Vec<_> = lock(&self.inner.retries)
             .iter()
@@ -104,16 +175,16 @@ impl Engine {
         now: DateTime<Utc>,
         used: &mut PassLookups,
     ) -> Option<DateTime<Utc>> {
-        let due: Vec<WaitingRun> = {
+        let (due, buffered): (Vec<WaitingRun>, bool) = {
             let mut retries = lock(&self.inner.retries);
             if retries.is_empty() {
                 return None;
             }
             let (due, later) = std::mem::take(&mut *retries)
                 .into_iter()
-                .partition(|w| w.due_at <= now);
+                .partition(|w| !w.buffered && w.due_at <= now);
             *retries = later;
-            due
+            (due, retries.iter().any(|w| w.buffered))
         };
         if !due.is_empty() {
             let _guard = self.inner.jobs_lock.lock().await;
@@ -122,7 +193,86 @@ impl Engine {
                 self.start_retry(&stores, w, now, used).await;
             }
         }
-        lock(&self.inner.retries).iter().map(|w| w.due_at).min()
+        if buffered {
+            self.start_buffered(now, used).await;
+        }
+        let retries = lock(&self.inner.retries);
+        self.count_buffered(&retries);
+        retries
+            .iter()
+            .map(|w| {
+                if w.buffered {
+                    // Other nodes' runs end unannounced: looked at every second.
+                    now + chrono::Duration::seconds(1)
+                } else {
+                    w.due_at
+                }
+            })
+            .min()
+    }
+
+    /// Starts the oldest buffered fire time of each job that has room under its
+    /// `max_instances`: its runs on this node, on other nodes (with a shared history)
+    /// and its retries waiting leave one free.
+    async fn start_buffered(&self, now: DateTime<Utc>, used: &mut PassLookups) {
+        let elsewhere: HashMap<String, usize> = match &self.inner.history {
+            Some(recorder) => recorder
+                .running_elsewhere()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .fold(HashMap::new(), |mut m, r| {
+                    *m.entry(r.job_id).or_default() += 1;
+                    m
+                }),
+            None => HashMap::new(),
+        };
+        let _guard = self.inner.jobs_lock.lock().await;
+        let stores = self.stores();
+        let mut jobs: Vec<Arc<str>> = lock(&self.inner.retries)
+            .iter()
+            .filter(|w| w.buffered)
+            .map(|w| w.job_id.clone())
+            .collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        for job_id in jobs {
+            let mut job = None;
+            for (_, store) in &stores {
+                if let Ok(Some(found)) = store.lookup_job(&job_id).await {
+                    job = Some(found);
+                    break;
+                }
+            }
+            // A removed job: start_retry records the drop.
+            let room = job.is_none_or(|job| {
+                let here = used
+                    .get(self, &job.executor)
+                    .map_or(0, |e| e.instances(&job_id));
+                let retries = lock(&self.inner.retries)
+                    .iter()
+                    .filter(|w| !w.buffered && w.job_id == job_id)
+                    .count();
+                let there = elsewhere.get(&*job_id).copied().unwrap_or(0);
+                here + retries + there < job.max_instances as usize
+            });
+            if !room {
+                continue;
+            }
+            let next = {
+                let mut retries = lock(&self.inner.retries);
+                let oldest = retries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.buffered && w.job_id == job_id)
+                    .min_by_key(|(_, w)| w.fire_time)
+                    .map(|(i, _)| i);
+                oldest.map(|i| retries.remove(i))
+            };
+            if let Some(w) = next {
+                self.start_retry(&stores, w, now, used).await;
+            }
+        }
     }
 
     async fn start_retry(
@@ -157,9 +307,11 @@ impl Engine {
         };
         let tz = job.trigger.timezone();
         let late = now - w.due_at;
-        if job
-            .misfire_grace_time
-            .is_some_and(|g| late.to_std().is_ok_and(|late| late > g))
+        // A buffered fire time waits by design: it runs however late.
+        if !w.buffered
+            && job
+                .misfire_grace_time
+                .is_some_and(|g| late.to_std().is_ok_and(|late| late > g))
         {
             let late = apscheduler_core::time::human_duration(late);
             self.drop_retry(
@@ -181,6 +333,7 @@ impl Engine {
             return;
         };
         planned.run.attempt = w.attempt;
+        planned.waiting = true;
         if let (Some(recorder), Some(record)) = (&self.inner.history, &w.record) {
             planned.run.run_ids = vec![record.run_id.as_str().into()];
             if let Err(e) = recorder.start_waiting(record.clone()).await {
@@ -195,8 +348,10 @@ impl Engine {
 
     /// Puts `w` back, to be tried at the next pass that looks (a second from now).
     fn hold_later(&self, mut w: WaitingRun) {
-        let next = self.inner.clock.now() + chrono::Duration::seconds(1);
-        w.due_at = w.due_at.max(next);
+        if !w.buffered {
+            let next = self.inner.clock.now() + chrono::Duration::seconds(1);
+            w.due_at = w.due_at.max(next);
+        }
         lock(&self.inner.retries).push(w);
     }
 
@@ -216,7 +371,9 @@ impl Engine {
     /// At shutdown: the retries not yet due do not run (each logged, recorded `missed`,
     /// `EVENT_JOB_MISSED`).
     pub(super) fn drop_retries(&self) {
-        for w in std::mem::take(&mut *lock(&self.inner.retries)) {
+        let waiting = std::mem::take(&mut *lock(&self.inner.retries));
+        self.count_buffered(&[]);
+        for w in waiting {
             self.drop_retry(
                 None,
                 w,
@@ -255,6 +412,8 @@ impl Engine {
                 attempt: record.attempt,
                 due_at,
                 record: Some(mine),
+                // Attempt 1 waiting: a buffered fire time; 2 and up: a retry.
+                buffered: record.attempt <= 1,
             });
         }
         retry

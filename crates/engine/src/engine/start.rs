@@ -76,6 +76,7 @@ impl Engine {
             name: job.name.clone(),
             executor_alias: job.executor.clone(),
             grace: job.misfire_grace_time,
+            waiting: false,
         })
     }
 
@@ -94,8 +95,10 @@ impl Engine {
             run,
             name,
             executor_alias,
+            waiting,
             ..
         } = planned;
+        let overlap = run.policy.overlap;
         let (job_id, max_instances) = (run.job_id.clone(), run.max_instances);
         // The run times again for the events of a failed submission, without copying
         // the usual single run time into a new vector on every submission.
@@ -105,7 +108,11 @@ impl Engine {
         // start.
         let run_ids = run.run_ids.clone();
         // A retry waiting here counts as an instance of its job, like a run elsewhere.
-        let retrying = self.retries_waiting(&job_id);
+        let retrying = if waiting {
+            0
+        } else {
+            self.retries_waiting(&job_id)
+        };
         let cluster_full = (!elsewhere.is_empty() || retrying > 0)
             && elsewhere
                 .len()
@@ -120,7 +127,9 @@ impl Engine {
             submitted
         };
         let reached = if cluster_full && retrying > 0 {
-            format!("{max_instances}, {retrying} of them retries waiting for their due time")
+            format!(
+                "{max_instances}, {retrying} of them waiting runs (retries, buffered fire times)"
+            )
         } else if cluster_full {
             format!(
                 "{max_instances}, {} of them on other nodes: {}",
@@ -135,16 +144,31 @@ impl Engine {
                 tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
             }
             Err(SubmitError::MaxInstances) => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({reached})");
+                // `buffer_one`/`buffer_all` keep fire times to run once there is room.
+                let mut skipped = Vec::new();
+                let mut full = "";
+                for (i, &t) in kept.as_deref().unwrap_or(&[first]).iter().enumerate() {
+                    match self.buffer(&job_id, overlap, t, run_ids.get(i)) {
+                        Ok(()) => {}
+                        Err(why) => {
+                            full = why;
+                            skipped.push((i, t));
+                        }
+                    }
+                }
+                if skipped.is_empty() {
+                    return;
+                }
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({reached}){full}");
                 if let Some(recorder) = &self.inner.history {
-                    for (i, &t) in kept.as_deref().unwrap_or(&[first]).iter().enumerate() {
+                    for &(i, t) in &skipped {
                         recorder.not_run_as(
                             run_ids.get(i),
                             &job_id,
                             t,
                             RunOutcome::Missed,
                             format!(
-                                "skipped: maximum number of running instances reached ({reached})"
+                                "skipped: maximum number of running instances reached ({reached}){full}"
                             ),
                         );
                     }
@@ -155,7 +179,7 @@ impl Engine {
                         Event::max_instances(
                             job_id.clone(),
                             alias.clone(),
-                            kept.unwrap_or_else(|| vec![first]),
+                            skipped.into_iter().map(|(_, t)| t).collect(),
                         )
                     });
             }
@@ -204,6 +228,9 @@ pub(super) struct PlannedRun {
     executor_alias: Arc<str>,
     /// The job's misfire grace time: the latest a run waiting for other nodes may start.
     grace: Option<Duration>,
+    /// A waiting run (a retry, a buffered fire time) starting: the other waiting runs
+    /// of its job do not hold it back.
+    pub(super) waiting: bool,
 }
 
 impl PlannedRun {
