@@ -137,6 +137,11 @@ pub struct RunView {
     pub message: Option<String>,
     /// The node (scheduler) that ran it.
     pub node: String,
+    /// Which attempt at the fire time it is: 1 for the first run, 2 and up for retries.
+    pub attempt: u32,
+    /// When a waiting run (a retry, a buffered fire time) is due (RFC 3339, UTC); null
+    /// for a run that started at its fire time.
+    pub due_at: Option<String>,
 }
 
 impl From<&RunRecord> for RunView {
@@ -153,6 +158,8 @@ impl From<&RunRecord> for RunView {
             output: r.output.clone(),
             message: r.message.clone(),
             node: r.node.clone(),
+            attempt: r.attempt,
+            due_at: r.due_at.as_ref().map(utc_text),
         }
     }
 }
