@@ -68,6 +68,11 @@ pub const FIRE_LATENESS_SECONDS: &str = "aps_fire_lateness_seconds";
 pub const JOBS: &str = "aps_jobs";
 /// Runs started and not yet ended, as this observer saw them.
 pub const RUNS_IN_FLIGHT: &str = "aps_runs_in_flight";
+/// Retries scheduled (a failed attempt's next attempt recorded as waiting), by job.
+pub const RETRIES_TOTAL: &str = "aps_retries_total";
+/// Retries recorded waiting for their due time and not yet started or dropped, as this
+/// observer saw them.
+pub const RETRIES_PENDING: &str = "aps_retries_pending";
 /// When each job last succeeded (its `finished_at`), in Unix seconds.
 pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "aps_last_success_timestamp_seconds";
 /// How long job store calls took, by method (`op`), in seconds.
@@ -158,6 +163,8 @@ struct State {
     cap_warned: bool,
     /// Run ids seen `running` and not yet ended.
     in_flight: HashSet<String>,
+    /// Run ids of retries seen waiting (not started, `due_at` set) and not since.
+    retries: HashSet<String>,
     /// Newest success per `job` label value, in Unix seconds.
     last_success: HashMap<String, f64>,
 }
@@ -272,6 +279,16 @@ impl RunMetrics {
                 Unit::Count,
                 "Runs started and not yet ended."
             );
+            describe_counter!(
+                RETRIES_TOTAL,
+                Unit::Count,
+                "Retries scheduled (failed attempts that get another), by job."
+            );
+            describe_gauge!(
+                RETRIES_PENDING,
+                Unit::Count,
+                "Retries waiting for their due time."
+            );
             describe_gauge!(
                 LAST_SUCCESS_TIMESTAMP_SECONDS,
                 Unit::Seconds,
@@ -297,6 +314,7 @@ impl RunMetrics {
             counter!(MAIL_SENT_TOTAL).absolute(0);
             counter!(MAIL_FAILURES_TOTAL).absolute(0);
             gauge!(RUNS_IN_FLIGHT).set(0.0);
+            gauge!(RETRIES_PENDING).set(0.0);
             gauge!(JOBS, "state" => "scheduled").set(0.0);
             gauge!(JOBS, "state" => "paused").set(0.0);
         });
@@ -391,6 +409,27 @@ impl RunObserver for RunMetrics {
     fn observe(&self, record: &RunRecord) {
         let mut state = lock(&self.inner.state);
         let job = self.job_label(&mut state, &record.job_id);
+        // A waiting run (a retry, a buffered fire time) is not in flight yet.
+        let waiting = record.outcome == RunOutcome::Running
+            && record.started_at.is_none()
+            && record.due_at.is_some();
+        if waiting {
+            // A waiting record that says why it was written is an old one taken over
+            // from a dead node: counted where it was scheduled.
+            if record.attempt > 1
+                && state.retries.insert(record.run_id.clone())
+                && record.message.is_none()
+            {
+                self.emit(|| counter!(RETRIES_TOTAL, "job" => job.clone()).increment(1));
+            }
+            let pending = state.retries.len();
+            self.emit(|| gauge!(RETRIES_PENDING).set(pending as f64));
+            return;
+        }
+        if state.retries.remove(&record.run_id) {
+            let pending = state.retries.len();
+            self.emit(|| gauge!(RETRIES_PENDING).set(pending as f64));
+        }
         if record.outcome == RunOutcome::Running {
             state.in_flight.insert(record.run_id.clone());
             let in_flight = state.in_flight.len();

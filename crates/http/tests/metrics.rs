@@ -346,6 +346,52 @@ fn in_flight_rises_on_running_and_falls_at_the_end() {
 }
 
 #[test]
+fn a_waiting_retry_is_counted_scheduled_and_pending_until_it_starts() {
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    let pending = |m: &RunMetrics| gauge(&scrape(m), "aps_retries_pending", &[]);
+    assert_eq!(pending(&m), 0.0, "present before any retry");
+    let mut retry = record("r2", "job", RunOutcome::Running);
+    retry.attempt = 2;
+    retry.due_at = Some(t(10.0));
+    m.observe(&retry);
+    // Queued twice (a rewrite) is one retry.
+    m.observe(&retry);
+    // A buffered fire time waits too, but is no retry.
+    let mut buffered = record("b1", "job", RunOutcome::Running);
+    buffered.due_at = Some(t(0.0));
+    m.observe(&buffered);
+    let s = scrape(&m);
+    assert_eq!(counter(&s, "aps_retries_total", &[("job", "job")]), 1.0);
+    assert_eq!(gauge(&s, "aps_retries_pending", &[]), 1.0);
+    assert_eq!(
+        gauge(&s, "aps_runs_in_flight", &[]),
+        0.0,
+        "waiting is not running"
+    );
+
+    retry.started_at = Some(t(10.0));
+    m.observe(&retry);
+    assert_eq!(pending(&m), 0.0);
+    assert_eq!(gauge(&scrape(&m), "aps_runs_in_flight", &[]), 1.0);
+    retry.outcome = RunOutcome::Success;
+    retry.finished_at = Some(t(11.0));
+    m.observe(&retry);
+    let s = scrape(&m);
+    assert_eq!(counter(&s, "aps_retries_total", &[("job", "job")]), 1.0);
+    assert_eq!(gauge(&s, "aps_runs_in_flight", &[]), 0.0);
+
+    // A retry taken over from a dead node was counted where it was scheduled.
+    let mut taken = record("r3", "job", RunOutcome::Running);
+    taken.attempt = 3;
+    taken.due_at = Some(t(20.0));
+    taken.message = Some("taken over from node dead/1".to_owned());
+    m.observe(&taken);
+    let s = scrape(&m);
+    assert_eq!(counter(&s, "aps_retries_total", &[("job", "job")]), 1.0);
+    assert_eq!(gauge(&s, "aps_retries_pending", &[]), 1.0);
+}
+
+#[test]
 fn jobs_past_the_label_cap_are_counted_under_other() {
     let m = RunMetrics::prometheus(MetricsOptions { max_job_labels: 2 });
     for (i, job) in ["a", "b", "c", "d", "a", "c"].iter().enumerate() {
