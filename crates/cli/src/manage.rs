@@ -726,6 +726,12 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
             calendar.calendar
         );
     }
+    if !job.policy.is_default() {
+        println!(
+            "policy:    {}",
+            serde_json::to_string(&*job.policy).unwrap_or_default()
+        );
+    }
     println!(
         "misfire grace: {}, coalesce: {}, max instances: {}, recover: {}",
         job.misfire_grace_time

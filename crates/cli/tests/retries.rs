@@ -37,6 +37,10 @@ fn a_command_failing_twice_succeeds_on_its_third_attempt() {
     );
     let d = Dir::new(&config);
     let mut daemon = d.start();
+    let show = succeeded("aps jobs show", d.aps(&["jobs", "show", "flaky", "--json"]));
+    let show: Value = serde_json::from_slice(&show).unwrap();
+    assert_eq!(show["policy"]["retry"]["attempts"], 5, "{show}");
+    assert_eq!(show["policy"]["retry"]["delay"], 1.0, "{show}");
     wait_for("three attempts", Duration::from_secs(30), || {
         d.outcomes("flaky").iter().any(|o| o == "success")
     });

@@ -45,6 +45,10 @@ pub struct JobView {
     /// What an excluded fire time becomes: `skip` or `next_allowed`; null without a
     /// calendar.
     pub calendar_action: Option<String>,
+    /// Its run policy (`retry`, `overlap`, `catchup`, failure streaks; durations in
+    /// seconds); null for the default (APScheduler's behaviour).
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<Value>,
 }
 
 impl JobView {
@@ -65,6 +69,9 @@ impl JobView {
             last_run_at: last.map(|r| utc_text(&r.scheduled_at)),
             calendar: description.calendar,
             calendar_action: description.calendar_action,
+            policy: (!job.policy.is_default())
+                .then(|| serde_json::to_value(&*job.policy).ok())
+                .flatten(),
         }
     }
 }
