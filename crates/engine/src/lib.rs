@@ -67,8 +67,8 @@ pub use config::{
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{
     excluded_calendar, excluded_message, local_timezone, next_allowed_run_time, trigger_calendar,
-    Engine, EngineBuilder, PassMarks, SchedulerState, DEFAULT_ALIAS, DEFAULT_CHANGE_POLL,
-    DEFAULT_LEASE,
+    Engine, EngineBuilder, PassMarks, PendingRun, SchedulerState, DEFAULT_ALIAS,
+    DEFAULT_CHANGE_POLL, DEFAULT_LEASE,
 };
 pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,

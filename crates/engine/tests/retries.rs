@@ -18,11 +18,13 @@ use common::{at, entry, wait_for};
 /// Each run of the task `flaky`: (node, job id, fire time, attempt, clock at the run).
 type Ran = Arc<Mutex<Vec<(String, String, DateTime<Utc>, u32, DateTime<Utc>)>>>;
 
+/// (event name, job id, attempt) of every job event.
+type Events = Arc<Mutex<Vec<(&'static str, String, Option<u32>)>>>;
+
 struct Node {
     engine: Engine,
     ran: Ran,
-    /// (event name, job id, attempt) of every job event.
-    events: Arc<Mutex<Vec<(&'static str, String, Option<u32>)>>>,
+    events: Events,
 }
 
 impl Node {
@@ -93,7 +95,7 @@ fn node(
             Ok(json!(null))
         }
     });
-    let events = Arc::new(Mutex::new(Vec::new()));
+    let events = Events::default();
     let log = events.clone();
     engine.add_listener(
         move |e: &Event| {

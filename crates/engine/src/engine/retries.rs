@@ -24,6 +24,22 @@ use apscheduler_core::{Overlap, RetryOn, RunRecord};
 use super::pass::PassLookups;
 use super::*;
 
+/// A waiting run of this scheduler, as [`Engine::pending_retries`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRun {
+    /// The job.
+    pub job_id: Arc<str>,
+    /// The fire time it is for.
+    pub fire_time: DateTime<Utc>,
+    /// Its attempt: 2 and up for a retry, 1 for a buffered fire time.
+    pub attempt: u32,
+    /// When a retry is due; a buffered fire time's own time (it starts when its job
+    /// has room).
+    pub due_at: DateTime<Utc>,
+    /// A buffered fire time rather than a retry.
+    pub buffered: bool,
+}
+
 /// One retry waiting for its due time.
 pub(super) struct WaitingRun {
     pub(super) job_id: Arc<str>,
@@ -157,14 +173,20 @@ impl Engine {
         retries.iter().filter(|w| &*w.job_id == job_id).count()
     }
 
-    /// The waiting runs here: (job id, fire time, attempt, due time), by due time. A
-    /// buffered fire time has attempt 1 and its fire time as due time.
-    pub fn pending_retries(&self) -> Vec<(Arc<str>, DateTime<Utc>, u32, DateTime<Utc>)> {
-        let mut out: Vec<_> = lock(&self.inner.retries)
+    /// The waiting runs of this scheduler (retries and buffered fire times), by due
+    /// time.
+    pub fn pending_retries(&self) -> Vec<PendingRun> {
+        let mut out: Vec<PendingRun> = lock(&self.inner.retries)
             .iter()
-            .map(|w| (w.job_id.clone(), w.fire_time, w.attempt, w.due_at))
+            .map(|w| PendingRun {
+                job_id: w.job_id.clone(),
+                fire_time: w.fire_time,
+                attempt: w.attempt,
+                due_at: w.due_at,
+                buffered: w.buffered,
+            })
             .collect();
-        out.sort_by_key(|w| w.3);
+        out.sort_by_key(|w| w.due_at);
         out
     }
 
