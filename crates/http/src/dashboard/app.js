@@ -569,6 +569,7 @@
       ['Coalesce', job.coalesce ? 'yes' : 'no'],
       ['Max instances', String(job.max_instances)],
       ['Recover', job.recover ? 'yes' : 'no'],
+      ['Policy', policyText(job.policy)],
       ['Origin', job.origin || '—'],
       ['Calendar', job.calendar ? `${job.calendar} (${job.calendar_action}): ${job.calendar_rules || ''}` : 'none'],
     ];
@@ -586,6 +587,21 @@
     const def = job.definition === null || job.definition === undefined ? null : JSON.stringify(job.definition, null, 2);
     $('#job-definition-box').hidden = def === null;
     setText($('#job-definition'), def || '');
+  }
+
+  // A job's run policy in one line: its retries and what a fire time does at max_instances.
+  function policyText(policy) {
+    if (!policy) return 'default';
+    const parts = [];
+    const retry = policy.retry;
+    if (retry) {
+      let text = `retry: ${retry.attempts} attempts, ${retry.delay} s apart`;
+      if (retry.backoff && retry.backoff !== 1) text += `, ×${retry.backoff}`;
+      if (retry.max_delay) text += `, at most ${retry.max_delay} s`;
+      parts.push(text);
+    }
+    if (policy.overlap) parts.push(`overlap: ${policy.overlap}`);
+    return parts.length ? parts.join(' · ') : JSON.stringify(policy);
   }
 
   function makeRunRow(r) {
@@ -615,14 +631,16 @@
     }
     setText(p.scheduled, localTime(r.scheduled_at));
     p.scheduled.title = fullTime(r.scheduled_at);
-    setText(p.started, r.started_at ? localTime(r.started_at) : '—');
+    // A waiting run (a retry, a buffered fire time) shows when it is due.
+    const waiting = r.outcome === 'running' && !r.started_at && r.due_at;
+    setText(p.started, r.started_at ? localTime(r.started_at) : waiting ? `due ${localTime(r.due_at)}` : '—');
     p.started.title = fullTime(r.started_at);
-    setText(p.took, r.outcome === 'running' ? `${took(r.started_at, new Date().toISOString())}…` : took(r.started_at, r.finished_at));
+    setText(p.took, waiting ? '' : r.outcome === 'running' ? `${took(r.started_at, new Date().toISOString())}…` : took(r.started_at, r.finished_at));
     const exit = r.http_status !== null && r.http_status !== undefined ? `HTTP ${r.http_status}`
       : r.exit_code !== null && r.exit_code !== undefined ? `exit ${r.exit_code}` : '';
     setText(p.exit, exit);
     setText(p.message, r.message || '');
-    setText(p.meta, `run ${r.run_id} · node ${r.node}${r.finished_at ? ` · finished ${fullTime(r.finished_at)}` : ''}`);
+    setText(p.meta, `run ${r.run_id} · attempt ${r.attempt || 1} · node ${r.node}${r.finished_at ? ` · finished ${fullTime(r.finished_at)}` : ''}`);
     setText(p.output, r.output ? r.output : '(no output)');
     p.output.classList.toggle('muted', !r.output);
   }
