@@ -206,3 +206,54 @@ async fn a_dead_nodes_buffered_fire_time_runs_once_on_a_live_node() {
     );
     n.engine.shutdown(true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_buffered_fire_time_in_the_cluster_goes_first() {
+    let history = Arc::new(MemoryRunHistory::new());
+    // A live node b/9 holds a buffered fire time of the job, 10:00:10.
+    history
+        .nodes()
+        .unwrap()
+        .heartbeat(&entry("b/9", at(10, 0, 0)))
+        .await
+        .unwrap();
+    let mut theirs = RunRecord::pending("r-b", "j", at(10, 0, 10), "b/9");
+    theirs.due_at = Some(at(10, 0, 10));
+    history.record_runs(&[theirs.clone()]).await.unwrap();
+    let n = node("a", &history, true);
+    n.engine.start(false).await.unwrap();
+    // Every 15 s: 10:00:15 waits here while 10:00:00 runs.
+    let spec = job(Overlap::BufferOne).trigger_args("interval", json!({"seconds": 15}));
+    n.engine.add_job(spec).await.unwrap();
+    n.pass_at(at(10, 0, 0)).await;
+    let started = async || n.ran().len() == 1;
+    wait_for("the first run", started).await;
+    n.pass_at(at(10, 0, 15)).await;
+    assert_eq!(n.engine.pending_retries().len(), 1);
+    n.open();
+    let ended = async || {
+        n.engine.flush_history(Duration::from_secs(5)).await;
+        records(&history)
+            .await
+            .iter()
+            .any(|r| r.scheduled_at == at(10, 0, 0) && r.outcome == RunOutcome::Success)
+    };
+    wait_for("the first run's end", ended).await;
+    // Room here, but b/9's older buffered fire time goes first.
+    for _ in 0..3 {
+        n.engine.process_jobs().await;
+    }
+    assert_eq!(n.ran(), [at(10, 0, 0)]);
+    // b/9 runs it: then this node's starts.
+    theirs.started_at = Some(at(10, 0, 16));
+    theirs.finished_at = Some(at(10, 0, 17));
+    theirs.outcome = RunOutcome::Success;
+    history.record_runs(&[theirs]).await.unwrap();
+    let done = async || {
+        n.engine.process_jobs().await;
+        n.ran().len() == 2
+    };
+    wait_for("this node's buffered fire time", done).await;
+    assert_eq!(n.ran(), [at(10, 0, 0), at(10, 0, 15)]);
+    n.engine.shutdown(true).await.unwrap();
+}

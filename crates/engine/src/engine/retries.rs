@@ -17,8 +17,6 @@
 //!
 //! [`RunHistory::interrupt_running`]: apscheduler_core::RunHistory::interrupt_running
 
-use std::collections::HashMap;
-
 use apscheduler_core::{Overlap, RetryOn, RunRecord};
 
 use super::pass::PassLookups;
@@ -237,18 +235,6 @@ impl Engine {
     /// `max_instances`: its runs on this node, on other nodes (with a shared history)
     /// and its retries waiting leave one free.
     async fn start_buffered(&self, now: DateTime<Utc>, used: &mut PassLookups) {
-        let elsewhere: HashMap<String, usize> = match &self.inner.history {
-            Some(recorder) => recorder
-                .running_elsewhere()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .fold(HashMap::new(), |mut m, r| {
-                    *m.entry(r.job_id).or_default() += 1;
-                    m
-                }),
-            None => HashMap::new(),
-        };
         let _guard = self.inner.jobs_lock.lock().await;
         let stores = self.stores();
         let mut jobs: Vec<Arc<str>> = lock(&self.inner.retries)
@@ -266,8 +252,17 @@ impl Engine {
                     break;
                 }
             }
+            // This node's oldest buffered fire time of the job.
+            let oldest = lock(&self.inner.retries)
+                .iter()
+                .filter(|w| w.buffered && w.job_id == job_id)
+                .map(|w| (w.fire_time, w.record.as_ref().map(|r| r.run_id.clone())))
+                .min();
+            let Some((fire_time, run_id)) = oldest else {
+                continue;
+            };
             // A removed job: start_retry records the drop.
-            let room = job.is_none_or(|job| {
+            if let Some(job) = &job {
                 let here = used
                     .get(self, &job.executor)
                     .map_or(0, |e| e.instances(&job_id));
@@ -275,26 +270,64 @@ impl Engine {
                     .iter()
                     .filter(|w| !w.buffered && w.job_id == job_id)
                     .count();
-                let there = elsewhere.get(&*job_id).copied().unwrap_or(0);
-                here + retries + there < job.max_instances as usize
-            });
-            if !room {
-                continue;
+                let Some(there) = self.ahead_elsewhere(&job_id, fire_time, run_id).await else {
+                    continue;
+                };
+                if here + retries + there >= job.max_instances as usize {
+                    continue;
+                }
             }
             let next = {
                 let mut retries = lock(&self.inner.retries);
-                let oldest = retries
+                let i = retries
                     .iter()
-                    .enumerate()
-                    .filter(|(_, w)| w.buffered && w.job_id == job_id)
-                    .min_by_key(|(_, w)| w.fire_time)
-                    .map(|(i, _)| i);
-                oldest.map(|i| retries.remove(i))
+                    .position(|w| w.buffered && w.job_id == job_id && w.fire_time == fire_time);
+                i.map(|i| retries.remove(i))
             };
             if let Some(w) = next {
                 self.start_retry(&stores, w, now, used).await;
             }
         }
+    }
+
+    /// What other nodes have of `job_id` that comes before this node's buffered fire
+    /// time `fire_time` (its record `run_id`): runs in flight, retries waiting, and
+    /// buffered fire times older than it (the oldest buffered fire time anywhere goes
+    /// first, so two nodes' buffered fire times never wait for each other). `Some(0)`
+    /// without a history; `None` when the history cannot say now (tried again).
+    async fn ahead_elsewhere(
+        &self,
+        job_id: &str,
+        fire_time: DateTime<Utc>,
+        run_id: Option<String>,
+    ) -> Option<usize> {
+        let Some(recorder) = &self.inner.history else {
+            return Some(0);
+        };
+        let query = apscheduler_core::RunQuery {
+            job_id: Some(job_id.to_owned()),
+            outcome: Some(RunOutcome::Running),
+            limit: 10_000,
+            ..apscheduler_core::RunQuery::default()
+        };
+        let running = match recorder.history().query_runs(&query).await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::debug!(target: "apscheduler", job_id, "buffered fire time waits: the run history cannot say what runs elsewhere: {e}");
+                return None;
+            }
+        };
+        let me = (fire_time, run_id.unwrap_or_default());
+        let ahead = running
+            .iter()
+            .filter(|r| r.node != recorder.node())
+            .filter(|r| {
+                let waiting = r.started_at.is_none() && r.due_at.is_some();
+                let buffered = waiting && r.attempt <= 1;
+                !buffered || (r.scheduled_at, r.run_id.clone()) < me
+            })
+            .count();
+        Some(ahead)
     }
 
     async fn start_retry(
