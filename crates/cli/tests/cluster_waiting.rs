@@ -5,7 +5,8 @@
 //!
 //! Real processes, real servers (`APS_TEST_POSTGRES_URL`: a database of its own;
 //! `APS_TEST_REDIS_URL`: database 11 on that server, its `apscheduler.` keys cleared
-//! before and after), real time: about 20 s per store.
+//! before and after; `APS_TEST_ZOOKEEPER_URL`: a path of its own), real time: about
+//! 20 s per store.
 
 mod support;
 
@@ -42,6 +43,15 @@ impl Store {
         }
     }
 
+    /// A path of its own on the ZooKeeper ensemble `hosts` (its history keeps whole
+    /// records).
+    fn zookeeper(hosts: &str) -> Store {
+        Store {
+            url: format!("zookeeper://{hosts}/{}", random_namespace()),
+            drop: Vec::new(),
+        }
+    }
+
     fn redis(admin: &str) -> Store {
         let rest = admin.split_once("://").map_or(admin, |(_, r)| r);
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
@@ -74,7 +84,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = Command::new(&self.drop[0]).args(&self.drop[1..]).output();
+        if let Some((program, args)) = self.drop.split_first() {
+            let _ = Command::new(program).args(args).output();
+        }
     }
 }
 
@@ -126,6 +138,18 @@ fn three_daemons_on_redis_run_a_killed_ones_waiting_runs_once() {
         return;
     };
     take_over_waiting_runs(&Store::redis(&admin));
+}
+
+#[test]
+fn three_daemons_on_zookeeper_run_a_killed_ones_waiting_runs_once() {
+    let Some(hosts) = server_url(
+        "APS_TEST_ZOOKEEPER_URL",
+        "127.0.0.1:2181",
+        "three aps daemons taking over waiting runs on one ZooKeeper",
+    ) else {
+        return;
+    };
+    take_over_waiting_runs(&Store::zookeeper(&hosts));
 }
 
 /// Jobs that always fail with retries 4 s apart, and `buffer_one` jobs whose 3 s runs

@@ -144,10 +144,15 @@ pub struct RunView {
     pub message: Option<String>,
     /// The node (scheduler) that ran it.
     pub node: String,
-    /// Which attempt at the fire time it is: 1 for the first run, 2 and up for retries.
+    /// Which attempt at its fire time this run is: 1 for the first run, 2 for the
+    /// first retry.
+    #[schema(minimum = 1, example = 1)]
     pub attempt: u32,
-    /// When a waiting run (a retry, a buffered fire time) is due (RFC 3339, UTC); null
-    /// for a run that started at its fire time.
+    /// Whether a backfill started it (rather than the schedule).
+    pub backfill: bool,
+    /// For a run waiting to start (a retry, a buffered fire time): when it is due
+    /// (RFC 3339, UTC). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
 }
 
@@ -166,6 +171,7 @@ impl From<&RunRecord> for RunView {
             message: r.message.clone(),
             node: r.node.clone(),
             attempt: r.attempt,
+            backfill: r.backfill,
             due_at: r.due_at.as_ref().map(utc_text),
         }
     }
