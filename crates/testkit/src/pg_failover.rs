@@ -185,11 +185,18 @@ impl PostgresPair {
     fn pg_ctl_start(&self, i: usize) {
         let log = self.dir.join(format!("server{i}.log")).display().to_string();
         // The sockets go to our directory (the default one may not be writable);
-        // `cluster_name` is the standby's `application_name` upstream.
+        // `cluster_name` is the standby's `application_name` upstream. Only the primary
+        // waits for a synchronous standby: the promoted standby has none left, and
+        // would otherwise hold every commit forever (a failover manager, Patroni's
+        // non-strict synchronous mode say, likewise drops the requirement then).
+        let sync = if i == 0 {
+            " -c synchronous_standby_names='*'"
+        } else {
+            ""
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_standby_names='*' -c cluster_name=node{i} \
-             -c wal_receiver_status_interval=1s",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{sync} \
+             -c cluster_name=node{i} -c wal_receiver_status_interval=1s",
             self.ports[i],
             self.dir.display()
         );
@@ -367,7 +374,8 @@ impl PgBouncer {
                  auth_type = trust\nauth_file = {d}/users.txt\nadmin_users = root\n\
                  pool_mode = session\nmax_client_conn = 500\ndefault_pool_size = 100\n\
                  server_login_retry = 1\nserver_connect_timeout = 2\n\
-                 query_wait_timeout = 10\nlogfile = {d}/pgbouncer.log\n\
+                 query_wait_timeout = 10\nignore_startup_parameters = extra_float_digits\n\
+                 logfile = {d}/pgbouncer.log\n\
                  pidfile = {d}/pgbouncer.pid\n",
                 self.port
             ),
