@@ -58,10 +58,9 @@ struct Timeline {
 /// timeline, each start the commands logged ((job, fire time) → start times) and the
 /// run history.
 fn through_failover(
-    label: &str,
     url: &str,
     fail: impl FnOnce() -> i64,
-) -> (Timeline, BTreeMap<(String, i64), Vec<i64>>, Vec<Value>) {
+) -> (Timeline, BTreeMap<(String, i64), Vec<i64>>, Vec<Value>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts.txt");
     let mut text = format!(
@@ -97,21 +96,6 @@ fn through_failover(
     for node in &mut nodes {
         node.wait(Duration::from_secs(60));
     }
-    let warnings: Vec<String> = nodes
-        .iter()
-        .flat_map(|n| {
-            n.log()
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .take(8)
-                .map(|l| format!("{}: {l}", n.pid()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    eprintln!(
-        "{label}: the daemons' first warnings:\n{}",
-        warnings.join("\n")
-    );
     let mut by_fire: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();
     for line in std::fs::read_to_string(&starts).unwrap().lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -133,7 +117,8 @@ fn through_failover(
         recovered,
         ended,
     };
-    (timeline, by_fire, runs)
+    let logs = nodes.iter().map(Daemon::log).collect();
+    (timeline, by_fire, runs, logs)
 }
 
 /// The checks and figures common to both tests (see the module docs).
@@ -211,21 +196,27 @@ fn check(
             }
         }
     }
+    // The first run of a fire time due after the kill: one the daemons claimed from
+    // the store after it (runs claimed before it may still start just after it).
     let first_after = starts
-        .values()
-        .flatten()
-        .filter(|s| **s > t.killed)
+        .iter()
+        .filter(|((_, at), _)| *at > t.killed)
+        .map(|(_, s)| s[0])
         .min()
-        .copied()
         .expect("a run after the kill");
+    let mut missed: BTreeMap<String, usize> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r["outcome"] == "missed") {
+        let m = r["message"].as_str().unwrap_or_default();
+        *missed.entry(m.chars().take(60).collect()).or_default() += 1;
+    }
     let all: BTreeMap<&str, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r["outcome"].as_str().unwrap()).or_default() += 1;
         m
     });
     eprintln!(
-        "{label}: {} records {all:?}; store back {} ms after the kill; first run started \
-         {} ms after the kill; {} fire times due in the outage: {outcomes:?}, started up to \
-         {} ms late",
+        "{label}: {} records {all:?}; store back {} ms after the kill; first fire time due after the kill \
+         started {} ms after it; {} fire times due in the outage: {outcomes:?}, started up to \
+         {} ms late; missed: {missed:?}",
         runs.len(),
         (t.recovered - t.killed) / 1000,
         (first_after - t.killed) / 1000,
@@ -259,7 +250,7 @@ fn three_daemons_ride_out_the_loss_of_the_zookeeper_leader() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut ensemble = ZooKeeperEnsemble::new();
     let url = format!("zookeeper://{}/{}", ensemble.hosts(), random_namespace());
-    let (t, starts, runs) = through_failover("zookeeper ensemble", &url, || {
+    let (t, starts, runs, _) = through_failover(&url, || {
         let leader = ensemble.wait_leader(Duration::from_secs(30));
         ensemble.kill(leader);
         let next = ensemble.wait_leader(Duration::from_secs(60));
@@ -274,10 +265,25 @@ fn three_daemons_ride_out_the_loss_of_the_zookeeper_leader() {
 /// and PgBouncer repointed.
 #[test]
 fn three_daemons_ride_out_a_postgres_failover() {
+    postgres_failover("postgres failover", false);
+}
+
+/// A switchover: the primary is fenced read-only (it stays up), a second later the
+/// standby is promoted and PgBouncer repointed. PgBouncer keeps each daemon connection
+/// on its server connection to the old primary: the store closes the connections that
+/// got a read-only answer's, so the next ones reach the new primary.
+#[test]
+fn three_daemons_ride_out_a_postgres_switchover() {
+    postgres_failover("postgres switchover", true);
+}
+
+/// The two tests above: `fence` keeps the old primary up, read-only, instead of
+/// SIGKILLing it.
+fn postgres_failover(label: &str, fence: bool) {
     if server_url(
         "APS_TEST_POSTGRES_URL",
         "postgres://postgres@127.0.0.1:5432/postgres",
-        "three aps daemons through a PostgreSQL failover (a private primary and standby)",
+        &format!("three aps daemons through a {label} (a private primary and standby)"),
     )
     .is_none()
     {
@@ -285,21 +291,31 @@ fn three_daemons_ride_out_a_postgres_failover() {
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut pair) = PostgresPair::start() else {
-        assert!(!in_ci(), "initdb is not installed: the PostgreSQL failover test cannot run in CI");
-        skip_notice("three_daemons_ride_out_a_postgres_failover (apscheduler-cli): initdb is not installed");
+        assert!(!in_ci(), "initdb is not installed: the {label} test cannot run in CI");
+        skip_notice(&format!("{label} (apscheduler-cli): initdb is not installed"));
         return;
     };
     let bouncer = PgBouncer::start(pair.primary_port());
     let url = bouncer.url("postgres");
-    let (t, starts, runs) = through_failover("postgres failover", &url, || {
-        pair.kill_primary();
+    let (t, starts, runs, logs) = through_failover(&url, || {
+        if fence {
+            pair.fence_primary();
+        } else {
+            pair.kill_primary();
+        }
         std::thread::sleep(Duration::from_secs(1));
         pair.promote_standby();
         bouncer.repoint(pair.standby_port());
         now()
     });
-    check("postgres failover", &t, &starts, &runs);
+    check(label, &t, &starts, &runs);
     assert_eq!(pair.sql(1, "SELECT pg_is_in_recovery()").trim(), "f");
+    if fence {
+        assert!(
+            logs.iter().any(|l| l.contains("the database answered read-only")),
+            "{label}: no daemon said the old primary answered read-only"
+        );
+    }
 }
 
 /// One failover test at a time: each starts several servers and three daemons.

@@ -260,6 +260,14 @@ impl PostgresPair {
         }
     }
 
+    /// Fences the primary without stopping it, as a switchover does: every session,
+    /// the open ones too, turns read-only (`default_transaction_read_only`, reloaded),
+    /// so a write there fails with SQLSTATE 25006.
+    pub fn fence_primary(&self) {
+        self.sql(0, "ALTER SYSTEM SET default_transaction_read_only = on");
+        self.sql(0, "SELECT pg_reload_conf()");
+    }
+
     /// `pg_ctl promote -w`: the standby ends recovery and takes writes.
     ///
     /// # Panics
