@@ -42,6 +42,9 @@ fn micros(rfc3339: &str) -> i64 {
         .timestamp_micros()
 }
 
+/// The starts the commands logged: (job, fire time) → start times, µs.
+type Starts = BTreeMap<(String, i64), Vec<i64>>;
+
 /// What happened around the kill, in µs since the epoch.
 struct Timeline {
     started: i64,
@@ -60,7 +63,7 @@ struct Timeline {
 fn through_failover(
     url: &str,
     fail: impl FnOnce() -> i64,
-) -> (Timeline, BTreeMap<(String, i64), Vec<i64>>, Vec<Value>, Vec<String>) {
+) -> (Timeline, Starts, Vec<Value>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts.txt");
     let mut text = format!(
@@ -86,9 +89,11 @@ fn through_failover(
     std::thread::sleep(Duration::from_secs(6));
     let killed = now();
     let recovered = fail();
-    std::thread::sleep(Duration::from_secs(15).saturating_sub(Duration::from_micros(
-        u64::try_from(now() - killed).unwrap_or(0),
-    )));
+    std::thread::sleep(
+        Duration::from_secs(15).saturating_sub(Duration::from_micros(
+            u64::try_from(now() - killed).unwrap_or(0),
+        )),
+    );
     let ended = now();
     for node in &nodes {
         node.signal("TERM");
@@ -96,7 +101,7 @@ fn through_failover(
     for node in &mut nodes {
         node.wait(Duration::from_secs(60));
     }
-    let mut by_fire: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();
+    let mut by_fire = Starts::new();
     for line in std::fs::read_to_string(&starts).unwrap().lines() {
         let f: Vec<&str> = line.split(' ').collect();
         let [job, at, start] = f[..] else {
@@ -122,15 +127,13 @@ fn through_failover(
 }
 
 /// The checks and figures common to both tests (see the module docs).
-fn check(
-    label: &str,
-    t: &Timeline,
-    starts: &BTreeMap<(String, i64), Vec<i64>>,
-    runs: &[Value],
-) {
+fn check(label: &str, t: &Timeline, starts: &BTreeMap<(String, i64), Vec<i64>>, runs: &[Value]) {
     // At most once, by the commands' own log.
     let twice: Vec<_> = starts.iter().filter(|(_, s)| s.len() > 1).collect();
-    assert!(twice.is_empty(), "{label}: fire times started twice: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "{label}: fire times started twice: {twice:?}"
+    );
     // Every record's fire time: started (one record not `missed`) at most once.
     let mut records: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
     for r in runs {
@@ -144,15 +147,24 @@ fn check(
         .iter()
         .filter(|(_, v)| v.iter().filter(|r| r["outcome"] != "missed").count() > 1)
         .collect();
-    assert!(doubled.is_empty(), "{label}: two runs of a fire time: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "{label}: two runs of a fire time: {doubled:?}"
+    );
     // Every run the commands logged has its record, and no record says a run succeeded
     // that the commands did not log.
     for (key, _) in starts.iter().filter(|(k, _)| k.1 < t.ended - 2 * SECOND) {
-        assert!(records.contains_key(key), "{label}: no record of the run {key:?}");
+        assert!(
+            records.contains_key(key),
+            "{label}: no record of the run {key:?}"
+        );
     }
     for (key, v) in &records {
         if v.iter().any(|r| r["outcome"] == "success") {
-            assert!(starts.contains_key(key), "{label}: a success never started: {v:?}");
+            assert!(
+                starts.contains_key(key),
+                "{label}: a success never started: {v:?}"
+            );
         }
     }
     // Accounted for: each job's fire times, a second apart, follow without a gap from
@@ -166,15 +178,29 @@ fn check(
     let mut gaps = Vec::new();
     for (job, times) in &by_job {
         if times[0] > t.started + 2 * SECOND || *times.last().unwrap() < t.ended - 5 * SECOND {
-            gaps.push(format!("{job}: records only from {} to {}", times[0], times.last().unwrap()));
+            gaps.push(format!(
+                "{job}: records only from {} to {}",
+                times[0],
+                times.last().unwrap()
+            ));
         }
         for pair in times.windows(2) {
             if pair[1] - pair[0] != SECOND {
-                gaps.push(format!("{job}: {} µs from {} to {}", pair[1] - pair[0], pair[0], pair[1]));
+                gaps.push(format!(
+                    "{job}: {} µs from {} to {}",
+                    pair[1] - pair[0],
+                    pair[0],
+                    pair[1]
+                ));
             }
         }
     }
-    assert!(gaps.is_empty(), "{label}: {} gaps, first {:?}", gaps.len(), gaps.first());
+    assert!(
+        gaps.is_empty(),
+        "{label}: {} gaps, first {:?}",
+        gaps.len(),
+        gaps.first()
+    );
     // The outage's fire times (due from the kill until the store took writes again, and
     // a second more): each ran once, late, or was recorded `missed` with its reason.
     let outage = t.killed..t.recovered + SECOND;
@@ -223,15 +249,25 @@ fn check(
         outcomes.values().sum::<usize>(),
         latest / 1000
     );
-    assert!(!outcomes.is_empty(), "{label}: no fire time fell in the outage");
+    assert!(
+        !outcomes.is_empty(),
+        "{label}: no fire time fell in the outage"
+    );
     // Anything else that did not succeed: only what the stop cut short.
     let bad: Vec<_> = runs
         .iter()
         .filter(|r| r["outcome"] != "success" && r["outcome"] != "missed")
-        .filter(|r| r["finished_at"].as_str().is_none_or(|f| micros(f) < t.ended))
+        .filter(|r| {
+            r["finished_at"]
+                .as_str()
+                .is_none_or(|f| micros(f) < t.ended)
+        })
         .take(5)
         .collect();
-    assert!(bad.is_empty(), "{label}: runs that did not succeed: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "{label}: runs that did not succeed: {bad:?}"
+    );
 }
 
 /// A three-server ZooKeeper ensemble; the leader (`srvr` says which) is SIGKILLed.
@@ -291,8 +327,13 @@ fn postgres_failover(label: &str, fence: bool) {
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut pair) = PostgresPair::start() else {
-        assert!(!in_ci(), "initdb is not installed: the {label} test cannot run in CI");
-        skip_notice(&format!("{label} (apscheduler-cli): initdb is not installed"));
+        assert!(
+            !in_ci(),
+            "initdb is not installed: the {label} test cannot run in CI"
+        );
+        skip_notice(&format!(
+            "{label} (apscheduler-cli): initdb is not installed"
+        ));
         return;
     };
     let bouncer = PgBouncer::start(pair.primary_port());
@@ -312,7 +353,8 @@ fn postgres_failover(label: &str, fence: bool) {
     assert_eq!(pair.sql(1, "SELECT pg_is_in_recovery()").trim(), "f");
     if fence {
         assert!(
-            logs.iter().any(|l| l.contains("the database answered read-only")),
+            logs.iter()
+                .any(|l| l.contains("the database answered read-only")),
             "{label}: no daemon said the old primary answered read-only"
         );
     }

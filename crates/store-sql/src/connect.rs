@@ -377,8 +377,8 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
         }
         #[cfg(feature = "postgres")]
         Target::Postgres { options, .. } => {
-            let pool = crate::read_only::fenced(pool_options(config))
-                .connect_lazy_with(options.clone());
+            let pool =
+                crate::read_only::fenced(pool_options(config)).connect_lazy_with(options.clone());
             Arc::new(crate::postgres::PgDriver::new(pool, names))
         }
         #[cfg(feature = "mysql")]

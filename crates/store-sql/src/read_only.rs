@@ -30,10 +30,7 @@ pub(crate) fn seen(message: &str) {
 
 /// Whether a pooled connection `age` old may be used again: not when it was opened
 /// before the last read-only answer.
-#[cfg_attr(
-    not(any(feature = "postgres", feature = "mysql")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn keep(age: Duration) -> bool {
     let last = *LAST.lock().unwrap_or_else(|e| e.into_inner());
     match (last, Instant::now().checked_sub(age)) {

@@ -156,10 +156,11 @@ impl ZooKeeperEnsemble {
 
     /// Panics, with the end of each server's log, when one has exited or `limit` passed.
     fn check_alive(&mut self, started: Instant, limit: Duration) {
-        let exited = self
-            .children
-            .iter_mut()
-            .position(|c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some());
+        let exited = self.children.iter_mut().position(|c| {
+            c.as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some()
+        });
         if exited.is_none() && started.elapsed() < limit {
             return;
         }

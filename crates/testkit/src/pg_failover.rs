@@ -183,7 +183,11 @@ impl PostgresPair {
     }
 
     fn pg_ctl_start(&self, i: usize) {
-        let log = self.dir.join(format!("server{i}.log")).display().to_string();
+        let log = self
+            .dir
+            .join(format!("server{i}.log"))
+            .display()
+            .to_string();
         // The sockets go to our directory (the default one may not be writable);
         // `cluster_name` is the standby's `application_name` upstream. Only the primary
         // waits for a synchronous standby: the promoted standby has none left, and
@@ -245,12 +249,20 @@ impl PostgresPair {
     pub fn kill_primary(&mut self) {
         let pid_file = Path::new(&self.data(0)).join("postmaster.pid");
         let text = std::fs::read_to_string(&pid_file).expect("the primary runs");
-        let postmaster: u32 = text.lines().next().unwrap_or_default().trim().parse().unwrap();
+        let postmaster: u32 = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap();
         let mut pids = children_of(postmaster);
         pids.insert(0, postmaster);
         // The postmaster first (it would restart crashed children), then the rest.
         for pid in pids {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         let gone = Instant::now();
         while Path::new(&format!("/proc/{postmaster}")).exists()
@@ -289,7 +301,13 @@ fn children_of(parent: u32) -> Vec<u32> {
             let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // "pid (comm) state ppid ...": comm may hold spaces, so after the last ')'.
-            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             (ppid == parent).then_some(pid)
         })
         .collect()
@@ -351,9 +369,7 @@ impl PgBouncer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run pgbouncer ({e}): apt-get install pgbouncer")
-            });
+            .unwrap_or_else(|e| panic!("cannot run pgbouncer ({e}): apt-get install pgbouncer"));
         assert!(status.success(), "pgbouncer -d: {status}");
         let started = Instant::now();
         while !bouncer.admin("SHOW VERSION") {
@@ -409,7 +425,11 @@ impl PgBouncer {
     /// When `RELOAD` fails.
     pub fn repoint(&self, target: u16) {
         self.write_ini(target);
-        assert!(self.admin("RELOAD"), "RELOAD on pgbouncer port {}", self.port);
+        assert!(
+            self.admin("RELOAD"),
+            "RELOAD on pgbouncer port {}",
+            self.port
+        );
     }
 
     /// The URL of `database` through it.
