@@ -348,8 +348,9 @@ impl PgBouncer {
     /// When `pgbouncer` is not installed (the panic says how to install it) or does not
     /// answer within 30 s.
     pub fn start(target: u16) -> Self {
+        // Debian puts it in /usr/sbin, which a non-root PATH may lack.
         let tools = Tools {
-            bin: None,
+            bin: Some(PathBuf::from("/usr/sbin")),
             as_postgres: running_as_root(),
         };
         let dir = std::env::temp_dir().join(format!("aps-pgbouncer-{}", random_namespace()));
