@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::schema::{self, Dialect, Names};
 use crate::shared::RowsAffected;
 
-/// Most records per multi-row statement (11 parameters each: SQLite takes 32,766
+/// Most records per multi-row statement (14 parameters each: SQLite takes 32,766
 /// parameters, MySQL 65,535).
 pub(crate) const CHUNK_ROWS: usize = 1000;
 
@@ -39,6 +39,10 @@ pub(crate) struct RunWrite<'a> {
     pub(crate) output: &'a [u8],
     pub(crate) message: Option<&'a [u8]>,
     pub(crate) node: &'a str,
+    pub(crate) attempt: i64,
+    /// 0 or 1.
+    pub(crate) backfill: i32,
+    pub(crate) due_at: Option<i64>,
 }
 
 impl RunWrite<'_> {
@@ -62,6 +66,9 @@ pub(crate) struct RunRow {
     pub(crate) output: Vec<u8>,
     pub(crate) message: Option<Vec<u8>>,
     pub(crate) node: String,
+    pub(crate) attempt: i64,
+    pub(crate) backfill: i32,
+    pub(crate) due_at: Option<i64>,
 }
 
 impl RunRow {
@@ -208,7 +215,8 @@ impl RunStatements {
                 Dialect::Sqlite => format!(
                     "SELECT CAST(json_group_array(json_array(run_id, job_id, scheduled_at, \
                      started_at, finished_at, outcome, exit_code, http_status, \
-                     CAST(output AS TEXT), CAST(message AS TEXT), node)) AS BLOB) \
+                     CAST(output AS TEXT), CAST(message AS TEXT), node, attempt, backfill, \
+                     due_at)) AS BLOB) \
                      FROM {runs} WHERE rowid IN (SELECT (SELECT x.rowid \
                      FROM {runs} x WHERE x.job_id = j.value \
                      ORDER BY x.scheduled_at DESC, x.run_id DESC LIMIT 1) FROM json_each({}) j)",
@@ -353,6 +361,11 @@ impl<DB: Database> Runs<DB> {
     }
 }
 
+/// Whether `columns` (as the catalog lists them) hold `column`.
+fn has_column(columns: &[String], column: &str) -> bool {
+    columns.iter().any(|e| e.eq_ignore_ascii_case(column))
+}
+
 /// Binds each row's columns, in [`schema::RUN_COLUMNS`] order.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn bind_runs<'q, DB>(
@@ -365,7 +378,7 @@ where
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB>,
     Option<i32>: Encode<'q, DB>,
-    i32: Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
     Option<&'q [u8]>: Encode<'q, DB>,
 {
@@ -381,7 +394,10 @@ where
             .bind(r.http_status)
             .bind(r.output)
             .bind(r.message)
-            .bind(r.node);
+            .bind(r.node)
+            .bind(r.attempt)
+            .bind(r.backfill)
+            .bind(r.due_at);
     }
     query
 }
@@ -408,6 +424,9 @@ where
         output: r.try_get(8)?,
         message: r.try_get(9)?,
         node: r.try_get(10)?,
+        attempt: r.try_get(11)?,
+        backfill: r.try_get(12)?,
+        due_at: r.try_get(13)?,
     })
 }
 
@@ -421,7 +440,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
-    for<'q> i32: Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
@@ -441,20 +460,12 @@ where
             .execute(&mut *conn)
             .await
             .map_err(&map)?;
-        let rows = sqlx::query(&self.dialect.columns_of_table())
-            .bind(self.names.runs_table.as_str())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(&map)?;
-        let existing = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(&map)?;
+        let existing = self.columns_on(conn).await?;
         let missing: Vec<&str> = schema::RUN_COLUMNS
             .iter()
             .copied()
-            .filter(|c| !existing.iter().any(|e| e.eq_ignore_ascii_case(c)))
+            .filter(|c| !has_column(&existing, c))
+            .filter(|c| !schema::ADDED_RUN_COLUMNS.iter().any(|(a, _)| a == c))
             .collect();
         if !missing.is_empty() {
             return Err(StoreError::ForeignRunsTable {
@@ -462,6 +473,7 @@ where
                 missing: missing.join(", "),
             });
         }
+        self.add_missing_columns(conn, &existing).await?;
         for stmt in indexes {
             sqlx::query(stmt)
                 .persistent(false)
@@ -474,6 +486,54 @@ where
             .execute(&mut *conn)
             .await
             .map_err(&map)?;
+        Ok(())
+    }
+
+    /// The names of the run history table's columns, as `conn` sees them.
+    async fn columns_on(&self, conn: &mut DB::Connection) -> Result<Vec<String>> {
+        let map = self.error("read the table's columns");
+        let rows = sqlx::query(&self.dialect.columns_of_table())
+            .bind(self.names.runs_table.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(&map)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(map)
+    }
+
+    /// Upgrades a table created before [`schema::ADDED_RUN_COLUMNS`]: adds each
+    /// missing column (its default fills the rows already there). MySQL/MariaDB
+    /// prepare without a lock, so another scheduler may add a column first: an
+    /// `ALTER` that fails is forgiven when the column is there afterwards.
+    async fn add_missing_columns(
+        &self,
+        conn: &mut DB::Connection,
+        existing: &[String],
+    ) -> Result<()> {
+        for (column, kind) in schema::ADDED_RUN_COLUMNS {
+            if has_column(existing, column) {
+                continue;
+            }
+            let added = sqlx::query(&schema::add_run_column(&self.names, column, kind))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = added {
+                if self.dialect != Dialect::MySql
+                    || !has_column(&self.columns_on(conn).await?, column)
+                {
+                    return Err(self.error(&format!("add the column {column}"))(e));
+                }
+            }
+            tracing::info!(
+                target: "apscheduler",
+                table = %self.names.runs_table,
+                column,
+                "run history table upgraded: column added"
+            );
+        }
         Ok(())
     }
 
@@ -725,6 +785,9 @@ mod tests {
             output,
             message: None,
             node: "n",
+            attempt: 1,
+            backfill: 0,
+            due_at: None,
         }
     }
 

@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod executor;
 pub mod history;
+pub mod history_fields;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod server;
