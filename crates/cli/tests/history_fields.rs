@@ -6,12 +6,11 @@
 
 mod support;
 
-use apscheduler_core::{JobStore, RunOutcome, RunRecord};
-use apscheduler_store_sql::SqlJobStore;
+use apscheduler_core::{RunOutcome, RunRecord};
 use apscheduler_testkit::history::{base, record};
 use chrono::Duration;
 use serde_json::Value;
-use support::aps_ok;
+use support::{aps_ok, seed_runs};
 
 fn seeded_store() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -31,20 +30,10 @@ fn seeded_store() -> (tempfile::TempDir, String) {
     waiting.output = String::new();
     waiting.attempt = 3;
     waiting.due_at = Some(base() + Duration::seconds(90));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let store = SqlJobStore::connect(&url).unwrap();
-        let history = store.run_history().unwrap();
-        history.prepare().await.unwrap();
-        history
-            .record_runs(&[first, retry, backfilled, waiting])
-            .await
-            .unwrap();
-        store.shutdown().await.unwrap();
-    });
+    seed_runs(
+        &dir.path().join("aps.db"),
+        &[first, retry, backfilled, waiting],
+    );
     (dir, url)
 }
 
