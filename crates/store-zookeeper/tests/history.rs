@@ -85,7 +85,10 @@ async fn an_old_format_record_reads_with_defaults() {
     let history = store.run_history().expect("ZooKeeper keeps history");
     history.prepare().await.expect("prepare");
     let old = old_format_record();
-    history.record_runs(&[old.clone()]).await.expect("record");
+    history
+        .record_runs(std::slice::from_ref(&old))
+        .await
+        .expect("record");
 
     // Rewrite the record znode in the old format (same place, see the test above).
     let key = (old.scheduled_at.timestamp_micros() as u64) ^ (1 << 63);
