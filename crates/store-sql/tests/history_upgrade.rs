@@ -56,11 +56,26 @@ fn history_of(store: &SqlJobStore) -> Arc<dyn RunHistory> {
     store.run_history().expect("SQL keeps history")
 }
 
-/// The run history table as the first release created it (without its indexes, which
-/// prepare adds where missing).
-fn old_table_ddl(raw: &Raw, runs: &str) -> String {
-    match raw {
-        Raw::MySql(_) => format!(
+/// The run history table, its indexes and the node table as the earlier release's
+/// prepare left them (so that only the columns are missing: PostgreSQL's prepare skips
+/// its locked path when every relation is there, and must still see them missing).
+fn old_tables_ddl(raw: &Raw, store: &SqlJobStore) -> Vec<String> {
+    let table = store.table_name();
+    let runs = raw.quote(store.runs_table_name());
+    let nodes = raw.quote(store.history().nodes_table_name());
+    let index = |suffix: &str| raw.quote(&format!("{table}{suffix}"));
+    let text = match raw {
+        Raw::MySql(_) => " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        Raw::Postgres(_) => " COLLATE \"C\"",
+        Raw::Sqlite(_) => "",
+    };
+    let nodes_ddl = format!(
+        "CREATE TABLE {nodes} (node VARCHAR(191){text} NOT NULL PRIMARY KEY, \
+         host VARCHAR(255){text} NOT NULL, pid BIGINT NOT NULL, started_at BIGINT NOT NULL, \
+         heartbeat_at BIGINT NOT NULL, running BIGINT NOT NULL)"
+    );
+    let mut ddl = match raw {
+        Raw::MySql(_) => vec![format!(
             "CREATE TABLE {runs} (\
              run_id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
              job_id VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
@@ -69,22 +84,43 @@ fn old_table_ddl(raw: &Raw, runs: &str) -> String {
              exit_code INTEGER NULL, http_status INTEGER NULL, output LONGBLOB NOT NULL, \
              message LONGBLOB NULL, \
              node VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
-             PRIMARY KEY (run_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-        ),
+             PRIMARY KEY (run_id), KEY {} (scheduled_at, run_id), \
+             KEY {} (job_id, scheduled_at, run_id), KEY {} (outcome, scheduled_at, run_id)) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            index("_runs_time_idx"),
+            index("_runs_job_idx"),
+            index("_runs_outcome_idx"),
+        )],
         Raw::Postgres(_) | Raw::Sqlite(_) => {
             let (collate, bytes) = match raw {
                 Raw::Postgres(_) => (" COLLATE \"C\"", "BYTEA"),
                 _ => ("", "BLOB"),
             };
-            format!(
-                "CREATE TABLE {runs} (run_id VARCHAR(191){collate} NOT NULL PRIMARY KEY, \
-                 job_id VARCHAR(191){collate} NOT NULL, scheduled_at BIGINT NOT NULL, \
-                 started_at BIGINT, finished_at BIGINT, outcome VARCHAR(16) NOT NULL, \
-                 exit_code INTEGER, http_status INTEGER, output {bytes} NOT NULL, \
-                 message {bytes}, node VARCHAR(191){collate} NOT NULL)"
-            )
+            vec![
+                format!(
+                    "CREATE TABLE {runs} (run_id VARCHAR(191){collate} NOT NULL PRIMARY KEY, \
+                     job_id VARCHAR(191){collate} NOT NULL, scheduled_at BIGINT NOT NULL, \
+                     started_at BIGINT, finished_at BIGINT, outcome VARCHAR(16) NOT NULL, \
+                     exit_code INTEGER, http_status INTEGER, output {bytes} NOT NULL, \
+                     message {bytes}, node VARCHAR(191){collate} NOT NULL)"
+                ),
+                format!(
+                    "CREATE INDEX {} ON {runs} (scheduled_at, run_id)",
+                    index("_runs_time_idx")
+                ),
+                format!(
+                    "CREATE INDEX {} ON {runs} (job_id, scheduled_at, run_id)",
+                    index("_runs_job_idx")
+                ),
+                format!(
+                    "CREATE INDEX {} ON {runs} (outcome, scheduled_at, run_id)",
+                    index("_runs_outcome_idx")
+                ),
+            ]
         }
-    }
+    };
+    ddl.push(nodes_ddl);
+    ddl
 }
 
 /// A binary literal of `text` in `raw`'s dialect.
@@ -99,8 +135,10 @@ fn bytes_literal(raw: &Raw, text: &str) -> String {
 /// Creates the old table under the history's name and writes
 /// [`old_format_record`] into it with the old eleven columns.
 async fn old_table_with_a_row(raw: &Raw, store: &SqlJobStore) {
+    for statement in old_tables_ddl(raw, store) {
+        raw.exec(&statement).await;
+    }
     let runs = raw.quote(store.runs_table_name());
-    raw.exec(&old_table_ddl(raw, &runs)).await;
     let r = old_format_record();
     let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
     raw.exec(&format!(
