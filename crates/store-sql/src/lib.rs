@@ -335,6 +335,7 @@ mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod runs;
+mod runs_upgrade;
 mod schema;
 mod shared;
 #[cfg(feature = "sqlite")]

@@ -361,11 +361,6 @@ impl<DB: Database> Runs<DB> {
     }
 }
 
-/// Whether `columns` (as the catalog lists them) hold `column`.
-fn has_column(columns: &[String], column: &str) -> bool {
-    columns.iter().any(|e| e.eq_ignore_ascii_case(column))
-}
-
 /// Binds each row's columns, in [`schema::RUN_COLUMNS`] order.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn bind_runs<'q, DB>(
@@ -464,7 +459,7 @@ where
         let missing: Vec<&str> = schema::RUN_COLUMNS
             .iter()
             .copied()
-            .filter(|c| !has_column(&existing, c))
+            .filter(|c| !crate::runs_upgrade::has_column(&existing, c))
             .filter(|c| !schema::ADDED_RUN_COLUMNS.iter().any(|(a, _)| a == c))
             .collect();
         if !missing.is_empty() {
@@ -486,54 +481,6 @@ where
             .execute(&mut *conn)
             .await
             .map_err(&map)?;
-        Ok(())
-    }
-
-    /// The names of the run history table's columns, as `conn` sees them.
-    async fn columns_on(&self, conn: &mut DB::Connection) -> Result<Vec<String>> {
-        let map = self.error("read the table's columns");
-        let rows = sqlx::query(&self.dialect.columns_of_table())
-            .bind(self.names.runs_table.as_str())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(&map)?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(map)
-    }
-
-    /// Upgrades a table created before [`schema::ADDED_RUN_COLUMNS`]: adds each
-    /// missing column (its default fills the rows already there). MySQL/MariaDB
-    /// prepare without a lock, so another scheduler may add a column first: an
-    /// `ALTER` that fails is forgiven when the column is there afterwards.
-    async fn add_missing_columns(
-        &self,
-        conn: &mut DB::Connection,
-        existing: &[String],
-    ) -> Result<()> {
-        for (column, kind) in schema::ADDED_RUN_COLUMNS {
-            if has_column(existing, column) {
-                continue;
-            }
-            let added = sqlx::query(&schema::add_run_column(&self.names, column, kind))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await;
-            if let Err(e) = added {
-                if self.dialect != Dialect::MySql
-                    || !has_column(&self.columns_on(conn).await?, column)
-                {
-                    return Err(self.error(&format!("add the column {column}"))(e));
-                }
-            }
-            tracing::info!(
-                target: "apscheduler",
-                table = %self.names.runs_table,
-                column,
-                "run history table upgraded: column added"
-            );
-        }
         Ok(())
     }
 
