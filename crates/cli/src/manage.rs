@@ -753,14 +753,17 @@ fn print_runs(runs: &[RunRecord]) {
                 .map(|c| c.to_string())
                 .or(r.http_status.map(|s| s.to_string()))
                 .unwrap_or("-".into());
-            let note = r
-                .message
-                .clone()
-                .unwrap_or_else(|| r.output.lines().last().unwrap_or("").to_owned());
+            let note = r.message.clone().unwrap_or_else(|| match r.due_at {
+                // A run waiting to start (a retry): when it will.
+                Some(due) if r.started_at.is_none() => {
+                    format!("due {}", due.format("%Y-%m-%d %H:%M:%S%.3f"))
+                }
+                _ => r.output.lines().last().unwrap_or("").to_owned(),
+            });
             vec![
                 r.scheduled_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
                 r.job_id.clone(),
-                r.outcome.to_string(),
+                outcome_cell(r),
                 code,
                 took,
                 clip(&note, 60),
@@ -771,6 +774,19 @@ fn print_runs(runs: &[RunRecord]) {
         &["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"],
         &rows,
     );
+}
+
+/// A run's outcome, then `#N` for a retry (attempt N > 1) and `backfill` for a run a
+/// backfill started: `failure #2`, `success backfill`.
+fn outcome_cell(r: &RunRecord) -> String {
+    let mut cell = r.outcome.to_string();
+    if r.attempt > 1 {
+        cell.push_str(&format!(" #{}", r.attempt));
+    }
+    if r.backfill {
+        cell.push_str(" backfill");
+    }
+    cell
 }
 
 /// `aps history`.

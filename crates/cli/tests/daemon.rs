@@ -56,9 +56,18 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
         "exit_code",
         "output",
         "node",
+        "attempt",
+        "backfill",
     ] {
         assert!(r.get(field).is_some(), "history JSON lacks {field}: {r}");
     }
+    // A scheduled run is the first attempt at its fire time, not a backfill, not waiting.
+    assert_eq!(
+        (&r["attempt"], &r["backfill"]),
+        (&1.into(), &false.into()),
+        "{r}"
+    );
+    assert!(r.get("due_at").is_none(), "{r}");
 
     let f = &dir.history("fails")[0];
     assert_eq!(

@@ -19,7 +19,9 @@
 //!     "finished_at": "2030-01-01T02:03:10.250000Z",
 //!     "outcome": "failure", "exit_code": 2, "http_status": null,
 //!     "output": "rsync: connection refused\n", "message": "exit code 2",
-//!     "node": "host-1"
+//!     "node": "host-1",
+//!     "attempt": 1,
+//!     "backfill": false
 //!   }
 //! }
 //! ```

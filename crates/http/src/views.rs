@@ -137,6 +137,16 @@ pub struct RunView {
     pub message: Option<String>,
     /// The node (scheduler) that ran it.
     pub node: String,
+    /// Which attempt at its fire time this run is: 1 for the first run, 2 for the
+    /// first retry.
+    #[schema(minimum = 1, example = 1)]
+    pub attempt: u32,
+    /// Whether a backfill started it (rather than the schedule).
+    pub backfill: bool,
+    /// For a run waiting to start (a retry, a buffered fire time): when it is due
+    /// (RFC 3339, UTC). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
 }
 
 impl From<&RunRecord> for RunView {
@@ -153,6 +163,9 @@ impl From<&RunRecord> for RunView {
             output: r.output.clone(),
             message: r.message.clone(),
             node: r.node.clone(),
+            attempt: r.attempt,
+            backfill: r.backfill,
+            due_at: r.due_at.as_ref().map(utc_text),
         }
     }
 }

@@ -259,6 +259,8 @@ async fn failures_timeouts_and_misses_notify_with_the_records_fields() {
                 "output": "output of backup-run\n",
                 "message": "failure message",
                 "node": "host-1",
+                "attempt": 1,
+                "backfill": false,
             }
         })
     );

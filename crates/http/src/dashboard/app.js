@@ -608,10 +608,14 @@
 
   function fillRunRow(p, r) {
     p.root.dataset.outcome = r.outcome;
-    const key = r.outcome;
+    const attempt = r.attempt || 1;
+    const key = `${r.outcome}|${attempt}|${!!r.backfill}`;
     if (p.outcomeKey !== key) {
       p.outcomeKey = key;
-      replaceChildren(p.outcome, outcomeBadge(r.outcome, `run-outcome-${r.run_id}`));
+      // A retry shows which attempt it is; a run a backfill started says so.
+      replaceChildren(p.outcome, outcomeBadge(r.outcome, `run-outcome-${r.run_id}`),
+        attempt > 1 ? el('span', { class: 'run-mark', title: `attempt ${attempt} at this fire time`, 'data-testid': `run-attempt-${r.run_id}` }, `#${attempt}`) : null,
+        r.backfill ? el('span', { class: 'run-mark', title: 'started by a backfill', 'data-testid': `run-backfill-${r.run_id}` }, 'backfill') : null);
     }
     setText(p.scheduled, localTime(r.scheduled_at));
     p.scheduled.title = fullTime(r.scheduled_at);
@@ -621,7 +625,9 @@
     const exit = r.http_status !== null && r.http_status !== undefined ? `HTTP ${r.http_status}`
       : r.exit_code !== null && r.exit_code !== undefined ? `exit ${r.exit_code}` : '';
     setText(p.exit, exit);
-    setText(p.message, r.message || '');
+    // A run waiting to start (a retry's delay): when it is due.
+    const waiting = r.due_at && !r.started_at ? `due ${localTime(r.due_at)}` : '';
+    setText(p.message, r.message || waiting);
     setText(p.meta, `run ${r.run_id} · node ${r.node}${r.finished_at ? ` · finished ${fullTime(r.finished_at)}` : ''}`);
     setText(p.output, r.output ? r.output : '(no output)');
     p.output.classList.toggle('muted', !r.output);
