@@ -141,6 +141,7 @@ impl EngineBuilder {
                 history,
                 interrupted: Mutex::new(Vec::new()),
                 waiting_elsewhere: Mutex::default(),
+                cancellable: Arc::default(),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

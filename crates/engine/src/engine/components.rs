@@ -94,6 +94,7 @@ impl Engine {
         Arc::new(Reporter {
             dispatcher: self.inner.dispatcher.clone(),
             recorder: self.inner.history.clone(),
+            cancellable: self.inner.cancellable.clone(),
         })
     }
 

@@ -9,6 +9,8 @@ pub(super) struct Reporter {
     pub(super) dispatcher: Arc<Dispatcher>,
     /// Records each run's start and end, when the scheduler records history.
     pub(super) recorder: Option<Arc<Recorder>>,
+    /// The cancellable runs in flight (`cancel_other` / `terminate_other` jobs).
+    pub(super) cancellable: Arc<super::overlap::Cancellable>,
 }
 
 impl RunReporter for Reporter {
@@ -26,6 +28,7 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        let result = super::overlap::note_cancel(run, result);
         if let Some(recorder) = &self.recorder {
             recorder.ended(run, run_time, &result);
             // Run times of one submission run in turn: the next starts now.
@@ -49,7 +52,11 @@ impl RunReporter for Reporter {
         }
     }
 
-    fn finished(&self, _run: &JobRun) {}
+    fn finished(&self, run: &JobRun) {
+        if run.cancel.is_live() {
+            self.cancellable.remove(&run.job_id, &run.cancel);
+        }
+    }
 }
 
 impl Engine {

@@ -16,6 +16,7 @@
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`run_now`] | running a job once, now, outside its schedule |
+//! | [`overlap`] | cancel_other / terminate_other: cancelling the runs in flight |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
 use std::cell::Cell;
@@ -53,6 +54,7 @@ mod events;
 mod job_tables;
 mod jobs;
 mod lifecycle;
+mod overlap;
 mod pass;
 mod pending;
 mod recovery;
@@ -173,6 +175,8 @@ pub(crate) struct Inner {
     /// Fire times waiting for other nodes' runs of their job to end (`max_instances`
     /// across the cluster), and whether a task is polling for them.
     waiting_elsewhere: Mutex<elsewhere::Waiting>,
+    /// This node's runs of jobs whose overlap policy cancels runs in flight.
+    cancellable: Arc<overlap::Cancellable>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }
