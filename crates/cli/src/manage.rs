@@ -428,6 +428,7 @@ async fn run_now(
         job_id: def.id.clone(),
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
+        cancel: Default::default(),
     };
     let limits = Limits {
         kill_grace: target.kill_grace,
