@@ -281,6 +281,33 @@ impl Default for Retention {
 pub trait RunObserver: Send + Sync + fmt::Debug {
     /// One record, as made.
     fn observe(&self, record: &RunRecord);
+
+    /// A job's failure streak reached its `notify_after_failures` (`Failing`), or a
+    /// success ended such a streak (`Recovered`): once per streak. `streak` is the
+    /// number of consecutive failed fire times; `record` the run that changed it, when
+    /// the scheduler records history. Ignored by default.
+    fn streak(&self, change: StreakChange, job_id: &str, streak: u32, record: Option<&RunRecord>) {
+        let _ = (change, job_id, streak, record);
+    }
+}
+
+/// What happened to a job's failure streak (see [`RunObserver::streak`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreakChange {
+    /// `notify_after_failures` consecutive fire times failed.
+    Failing,
+    /// A success ended a streak that had reached `notify_after_failures`.
+    Recovered,
+}
+
+impl StreakChange {
+    /// The notification's name: `job.failing` or `job.recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreakChange::Failing => "job.failing",
+            StreakChange::Recovered => "job.recovered",
+        }
+    }
 }
 
 /// Where run records live. Implemented by the SQL, Redis, MongoDB, ZooKeeper and memory stores

@@ -74,7 +74,7 @@ pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{DeferredRun, Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use history::{
-    Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord,
+    Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord, StreakChange,
 };
 pub use inventory;
 pub use job::{default_policy, no_args, no_kwargs, Job, JobState};

@@ -142,6 +142,7 @@ impl EngineBuilder {
                 interrupted: Mutex::new(Vec::new()),
                 waiting_elsewhere: Mutex::default(),
                 cancellable: Arc::default(),
+                streaks: Default::default(),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

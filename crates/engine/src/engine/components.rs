@@ -95,6 +95,8 @@ impl Engine {
             dispatcher: self.inner.dispatcher.clone(),
             recorder: self.inner.history.clone(),
             cancellable: self.inner.cancellable.clone(),
+            engine: Arc::downgrade(&self.inner),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 

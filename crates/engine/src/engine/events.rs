@@ -11,6 +11,11 @@ pub(super) struct Reporter {
     pub(super) recorder: Option<Arc<Recorder>>,
     /// The cancellable runs in flight (`cancel_other` / `terminate_other` jobs).
     pub(super) cancellable: Arc<super::overlap::Cancellable>,
+    /// The engine, for what a failure streak does (pause, notify); weak: executors
+    /// outlive no engine.
+    pub(super) engine: std::sync::Weak<Inner>,
+    /// Where the streak follow-ups run (executors call from their own threads).
+    pub(super) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl RunReporter for Reporter {
@@ -36,6 +41,10 @@ impl RunReporter for Reporter {
                 recorder.started(run, i + 1);
             }
         }
+        // After the record's end is queued: the follow-up reads it from the history.
+        if super::streaks::has_rules(&run.policy) {
+            self.follow_streak(run, run_time, &result);
+        }
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
@@ -55,6 +64,25 @@ impl RunReporter for Reporter {
     fn finished(&self, run: &JobRun) {
         if run.cancel.is_live() {
             self.cancellable.remove(&run.job_id, &run.cancel);
+        }
+    }
+}
+
+impl Reporter {
+    /// Counts a final outcome of a job with streak rules and hands what follows
+    /// (reading the history, pausing, notifying) to a task.
+    fn follow_streak(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        result: &Result<Value, JobFailure>,
+    ) {
+        let (Some(inner), Some(runtime)) = (self.engine.upgrade(), &self.runtime) else {
+            return;
+        };
+        if let Some(ended) = inner.streaks.ended(run, run_time, result) {
+            let engine = Engine { inner };
+            runtime.spawn(async move { engine.follow_streak(ended).await });
         }
     }
 }

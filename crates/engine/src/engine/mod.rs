@@ -17,6 +17,7 @@
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`overlap`] | cancel_other / terminate_other: cancelling the runs in flight |
+//! | [`streaks`] | failure streaks: pausing and notifying after N failures in a row |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
 use std::cell::Cell;
@@ -60,6 +61,7 @@ mod pending;
 mod recovery;
 mod run_now;
 mod start;
+mod streaks;
 mod unreleased;
 
 pub use builder::EngineBuilder;
@@ -177,6 +179,8 @@ pub(crate) struct Inner {
     waiting_elsewhere: Mutex<elsewhere::Waiting>,
     /// This node's runs of jobs whose overlap policy cancels runs in flight.
     cancellable: Arc<overlap::Cancellable>,
+    /// Failure streaks counted on this node, and when it resumed jobs.
+    streaks: streaks::Streaks,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }
