@@ -69,6 +69,7 @@ pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, t
 use events::Reporter;
 pub(crate) use pending::PreparedJob;
 use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
+pub use streaks::failure_streak;
 
 /// The alias of the store and executor created when none is configured.
 pub const DEFAULT_ALIAS: &str = "default";

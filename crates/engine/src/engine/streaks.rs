@@ -70,6 +70,13 @@ fn is_final_failure(policy: &RunPolicy, record: &RunRecord) -> bool {
         .is_some_and(|r| r.retries(record.attempt, on, record.exit_code))
 }
 
+/// A job's current failure streak read from its records (newest first, as
+/// `RunHistory::query_runs` returns them): its failed fire times since its last success
+/// or its last pause by the policy (at most as many as `records` hold).
+pub fn failure_streak(records: &[RunRecord], policy: &RunPolicy) -> u32 {
+    streak_of(records, policy, None)
+}
+
 /// The streak as of the record at `records[0]` (newest first, one job's): the final
 /// failures from it back to the last success, the last pause by the policy, or the
 /// last resume on this node.
