@@ -110,3 +110,61 @@ fn cancel_other_sends_sigterm_first() {
         count_processes("sleep 7302") == 0
     });
 }
+
+#[test]
+fn pause_after_failures_pauses_an_always_failing_job_and_jobs_show_says_why() {
+    let dir = Dir::new(&format!(
+        "{HEAD}[[jobs]]\nid = \"broken\"\ncommand = \"exit 1\"\ninterval = \"2s\"\npause_after_failures = 2\n"
+    ));
+    let mut daemon = dir.start();
+    let paused = || {
+        dir.jobs()
+            .into_iter()
+            .find(|j| j["id"] == "broken")
+            .and_then(|j| j["paused_reason"].as_str().map(str::to_owned))
+    };
+    wait_for(
+        "the job paused by its policy",
+        Duration::from_secs(30),
+        || paused().is_some(),
+    );
+    let reason = paused().unwrap();
+    assert!(
+        reason.starts_with("paused after 2 consecutive failures; last: run ")
+            && reason.contains("exit status 1"),
+        "{reason}"
+    );
+    // Two runs, then no more.
+    let outcomes = dir.outcomes("broken");
+    assert_eq!(outcomes, ["failure", "failure"], "{outcomes:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(dir.outcomes("broken").len(), 2);
+    let show = String::from_utf8(succeeded(
+        "aps jobs show",
+        dir.aps(&["jobs", "show", "broken"]),
+    ))
+    .unwrap();
+    assert!(show.contains(&format!("paused:    {reason}")), "{show}");
+    assert!(
+        show.contains("failures:  2 in a row (pause after 2"),
+        "{show}"
+    );
+    let runs = dir.history("broken");
+    assert!(
+        runs[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paused by its policy after 2 consecutive failures")),
+        "{runs:?}"
+    );
+    assert!(daemon.log().contains("paused after 2 consecutive failures"));
+    // Resuming clears the reason.
+    succeeded("aps jobs resume", dir.aps(&["jobs", "resume", "broken"]));
+    let job = dir
+        .jobs()
+        .into_iter()
+        .find(|j| j["id"] == "broken")
+        .unwrap();
+    assert_eq!(job["paused"], false, "{job}");
+    assert_eq!(job["paused_reason"], Value::Null, "{job}");
+    daemon.stop();
+}
