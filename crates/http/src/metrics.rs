@@ -18,6 +18,8 @@
 //! |---|---|---|
 //! | `aps_runs_total` | counter | `job`, `outcome` |
 //! | `aps_missed_total` | counter | `job` |
+//! | `aps_runs_cancelled_total` | counter | `job` |
+//! | `aps_runs_terminated_total` | counter | `job` |
 //! | `aps_calendar_excluded_total` | counter | `job`, `calendar` |
 //! | `aps_run_duration_seconds` | histogram | |
 //! | `aps_fire_lateness_seconds` | histogram | |
@@ -60,6 +62,10 @@ pub const MISSED_TOTAL: &str = "aps_missed_total";
 /// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
 /// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
 pub const CALENDAR_EXCLUDED_TOTAL: &str = "aps_calendar_excluded_total";
+/// Runs a newer fire time asked to stop (`overlap = "cancel_other"`), by job.
+pub const RUNS_CANCELLED_TOTAL: &str = "aps_runs_cancelled_total";
+/// Runs a newer fire time killed (`overlap = "terminate_other"`), by job.
+pub const RUNS_TERMINATED_TOTAL: &str = "aps_runs_terminated_total";
 /// How long ended runs ran (`finished_at - started_at`), in seconds.
 pub const RUN_DURATION_SECONDS: &str = "aps_run_duration_seconds";
 /// How late runs started (`started_at - scheduled_at`), in seconds.
@@ -248,6 +254,16 @@ impl RunMetrics {
             );
             describe_counter!(MISSED_TOTAL, Unit::Count, "Fire times missed, by job.");
             describe_counter!(
+                RUNS_CANCELLED_TOTAL,
+                Unit::Count,
+                "Runs a newer fire time asked to stop (overlap = cancel_other), by job."
+            );
+            describe_counter!(
+                RUNS_TERMINATED_TOTAL,
+                Unit::Count,
+                "Runs a newer fire time killed (overlap = terminate_other), by job."
+            );
+            describe_counter!(
                 CALENDAR_EXCLUDED_TOTAL,
                 Unit::Count,
                 "Fire times an exclusion calendar excluded, by job and calendar."
@@ -435,6 +451,13 @@ impl RunObserver for RunMetrics {
                     counter!(CALENDAR_EXCLUDED_TOTAL, "job" => job.clone(), "calendar" => calendar.to_owned())
                         .increment(1);
                 }
+            }
+            match record.message.as_deref().and_then(apscheduler_engine::cancelled_by) {
+                Some(apscheduler_core::Overlap::TerminateOther) => {
+                    counter!(RUNS_TERMINATED_TOTAL, "job" => job.clone()).increment(1);
+                }
+                Some(_) => counter!(RUNS_CANCELLED_TOTAL, "job" => job.clone()).increment(1),
+                None => {}
             }
             if let Some(d) = duration {
                 histogram!(RUN_DURATION_SECONDS).record(d);

@@ -328,7 +328,7 @@ async fn command_into(
         .into()),
         End::Cancelled(true) => Err(TaskFailure::new(
             "cancelled",
-            "the process group got SIGKILL (overlap = terminate_other)",
+            "the process group got SIGKILL at once",
         )
         .with_detail(json!({ "output": output }))
         .into()),

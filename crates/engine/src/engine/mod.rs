@@ -67,6 +67,7 @@ mod unreleased;
 pub use builder::EngineBuilder;
 pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, trigger_calendar};
 use events::Reporter;
+pub use overlap::cancelled_by;
 pub(crate) use pending::PreparedJob;
 use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
 pub use streaks::failure_streak;

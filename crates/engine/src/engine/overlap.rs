@@ -19,6 +19,22 @@ use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
 use super::*;
 
+/// How a cancelled run's message starts (the fire time and the policy follow).
+const CANCELLED_PREFIX: &str = "cancelled by the fire time of ";
+
+/// Whether a run record's `message` says its run was cancelled by a newer fire time,
+/// and under which policy (`cancel_other` or `terminate_other`).
+pub fn cancelled_by(message: &str) -> Option<Overlap> {
+    let rest = message.strip_prefix(CANCELLED_PREFIX)?;
+    if rest.contains("(overlap = terminate_other)") {
+        Some(Overlap::TerminateOther)
+    } else if rest.contains("(overlap = cancel_other)") {
+        Some(Overlap::CancelOther)
+    } else {
+        None
+    }
+}
+
 /// How often a fire time waiting for cancelled runs looks whether the scheduler stopped.
 const STOP_CHECK: Duration = Duration::from_secs(1);
 
@@ -89,10 +105,7 @@ impl Engine {
             list.clone()
         };
         let at = apscheduler_core::time::to_rfc3339(&run.run_times[0]);
-        let reason = format!(
-            "cancelled by the fire time of {at} (overlap = {})",
-            planned.overlap
-        );
+        let reason = format!("{CANCELLED_PREFIX}{at} (overlap = {})", planned.overlap);
         for signal in &others {
             signal.cancel(reason.clone(), terminate);
         }
