@@ -116,6 +116,18 @@ impl Engine {
         None
     }
 
+    /// Records a held fire time the shutdown came before, unless the shutdown's
+    /// history flush recorded it already (it ends the `running` records it holds).
+    fn stopped_while_waiting(&self, alias: &Arc<str>, planned: PlannedRun) {
+        let recorded = match (&self.inner.history, planned.run.run_ids.first()) {
+            (Some(recorder), Some(id)) => !recorder.holds(id),
+            _ => false,
+        };
+        if !recorded {
+            self.not_started(alias, planned, &StoppedWhileWaiting);
+        }
+    }
+
     /// Waits until no cancellable run of the job is in flight here, then starts
     /// `planned` (through the gate again: a fire time that came meanwhile is cancelled
     /// in turn).
@@ -133,7 +145,7 @@ impl Engine {
                 break;
             }
             if self.state() == SchedulerState::Stopped {
-                self.not_started(&alias, planned, &StoppedWhileWaiting);
+                self.stopped_while_waiting(&alias, planned);
                 return;
             }
             if !warned && since.elapsed() >= WAIT_WARNING {
@@ -145,7 +157,7 @@ impl Engine {
         // Under the jobs lock, as a pass starts its runs (a shutdown takes it too).
         let _guard = self.inner.jobs_lock.lock().await;
         if self.state() == SchedulerState::Stopped {
-            self.not_started(&alias, planned, &StoppedWhileWaiting);
+            self.stopped_while_waiting(&alias, planned);
             return;
         }
         // A deferred submission starts at its executor's flush (this run's executor was
