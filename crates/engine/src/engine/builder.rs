@@ -143,6 +143,7 @@ impl EngineBuilder {
                 waiting_elsewhere: Mutex::default(),
                 cancellable: Arc::default(),
                 streaks: Default::default(),
+                runtime: Mutex::new(None),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

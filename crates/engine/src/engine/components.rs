@@ -96,7 +96,6 @@ impl Engine {
             recorder: self.inner.history.clone(),
             cancellable: self.inner.cancellable.clone(),
             engine: Arc::downgrade(&self.inner),
-            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 

@@ -14,8 +14,6 @@ pub(super) struct Reporter {
     /// The engine, for what a failure streak does (pause, notify); weak: executors
     /// outlive no engine.
     pub(super) engine: std::sync::Weak<Inner>,
-    /// Where the streak follow-ups run (executors call from their own threads).
-    pub(super) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl RunReporter for Reporter {
@@ -77,7 +75,13 @@ impl Reporter {
         run_time: DateTime<Tz>,
         result: &Result<Value, JobFailure>,
     ) {
-        let (Some(inner), Some(runtime)) = (self.engine.upgrade(), &self.runtime) else {
+        let Some(inner) = self.engine.upgrade() else {
+            return;
+        };
+        // Executors call from their own threads: the follow-up runs on the runtime the
+        // scheduler started on.
+        let Some(runtime) = lock(&inner.runtime).clone() else {
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, "failure streak not counted: the scheduler was never started on a runtime");
             return;
         };
         if let Some(ended) = inner.streaks.ended(run, run_time, result) {

@@ -183,6 +183,9 @@ pub(crate) struct Inner {
     cancellable: Arc<overlap::Cancellable>,
     /// Failure streaks counted on this node, and when it resumed jobs.
     streaks: streaks::Streaks,
+    /// The runtime the last `start` ran on: where work that executors' threads hand
+    /// over runs.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }
