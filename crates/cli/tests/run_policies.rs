@@ -168,3 +168,37 @@ fn pause_after_failures_pauses_an_always_failing_job_and_jobs_show_says_why() {
     assert_eq!(job["paused_reason"], Value::Null, "{job}");
     daemon.stop();
 }
+
+#[test]
+fn a_jobs_kill_grace_overrides_the_daemons_for_a_command_that_ignores_sigterm() {
+    let dir = Dir::new("");
+    // The shell and its child ignore SIGTERM: only the SIGKILL after the job's 1 s grace
+    // ends them (the daemon's grace is 60 s).
+    dir.write(&format!(
+        "[scheduler]\ntimezone = \"UTC\"\npoll_interval = \"200ms\"\nshutdown_grace = \"1s\"\nkill_grace = \"60s\"\n[[jobs]]\nid = \"deaf\"\ncommand = \"trap '' TERM; sleep 7303 & echo $! >> '{d}/pids'; wait\"\ninterval = \"2s\"\noverlap = \"cancel_other\"\nkill_grace = \"1s\"\n",
+        d = dir.path().display()
+    ));
+    let mut daemon = dir.start();
+    wait_for("two runs started", Duration::from_secs(30), || {
+        lines(&dir, "pids").len() >= 2
+    });
+    let mut record = None;
+    wait_for(
+        "the cancelled run's record",
+        Duration::from_secs(10),
+        || {
+            record = cancelled_record(&dir, "deaf");
+            record.is_some()
+        },
+    );
+    let record = record.unwrap();
+    let message = record["message"].as_str().unwrap();
+    assert!(
+        message.contains("the process group got SIGTERM, then SIGKILL after the 1s grace"),
+        "{message}"
+    );
+    daemon.stop();
+    wait_for("every sleep to be gone", Duration::from_secs(10), || {
+        count_processes("sleep 7303") == 0
+    });
+}

@@ -176,6 +176,7 @@ async fn command_into(
         cwd,
         env: vars,
         timeout,
+        kill_grace,
         user,
         group,
         shell,
@@ -185,6 +186,11 @@ async fn command_into(
         unreachable!("run_command gets command actions")
     };
     let timeout = timeout.map(Duration::from_secs_f64);
+    // The job's own grace, else the daemon's.
+    let limits = Limits {
+        kill_grace: kill_grace.map_or(limits.kill_grace, Duration::from_secs_f64),
+        ..limits
+    };
     let shell = shell.as_deref().unwrap_or(DEFAULT_SHELL);
     // Looked up at each run: a user removed since the config was loaded fails the run
     // (it never runs as the daemon's user instead).
