@@ -701,7 +701,7 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
     println!("name:      {}", job.name);
     println!("trigger:   {}", trigger_text(job, def.as_ref()));
     println!("next run:  {}", next_text(job));
-    if let Some(reason) = &job.paused_reason {
+    if let Some(reason) = job.paused_reason.as_deref().filter(|_| job.is_paused()) {
         println!("paused:    {reason}");
     }
     if job.policy.pause_after_failures.is_some() || job.policy.notify_after_failures.is_some() {

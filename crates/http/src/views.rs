@@ -61,7 +61,13 @@ impl JobView {
                 .as_ref()
                 .map(apscheduler_core::time::to_rfc3339),
             paused: job.is_paused(),
-            paused_reason: job.paused_reason.as_deref().map(str::to_owned),
+            // Only while paused: a job scheduled again by a change other than a resume
+            // may still carry it.
+            paused_reason: job
+                .paused_reason
+                .as_deref()
+                .filter(|_| job.is_paused())
+                .map(str::to_owned),
             recover: job.recover,
             action: description.action,
             origin: description.origin,

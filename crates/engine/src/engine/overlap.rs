@@ -109,6 +109,10 @@ impl Engine {
         for signal in &others {
             signal.cancel(reason.clone(), terminate);
         }
+        if terminate {
+            // Only a command (the daemon's) can be killed; a task on a thread cannot.
+            tracing::info!(target: "apscheduler", job_id = %run.job_id, "terminate_other: a command's process group is killed at once; a library task is asked to stop, as under cancel_other");
+        }
         tracing::info!(target: "apscheduler", job_id = %run.job_id, "Job \"{}\": asked {} run(s) in flight to stop (overlap = {}); the fire time of {at} starts once they ended", planned.name, others.len(), planned.overlap);
         let engine = self.clone();
         let alias = alias.clone();

@@ -181,6 +181,10 @@ impl Engine {
     /// After a final outcome of a job with streak rules: counts the streak (from the
     /// history when there is one), pauses the job and notifies as its policy says.
     pub(super) async fn follow_streak(&self, ended: Ended) {
+        // A success matters only to a "recovered" notification.
+        if !ended.failed && ended.policy.notify_after_failures.is_none() {
+            return;
+        }
         let (streak, record) = self.streak_at(&ended).await;
         let policy = &ended.policy;
         let at = apscheduler_core::time::to_rfc3339(&ended.run_time);
