@@ -283,7 +283,8 @@ pub trait RunObserver: Send + Sync + fmt::Debug {
     fn observe(&self, record: &RunRecord);
 
     /// A job's failure streak reached its `notify_after_failures` (`Failing`), or a
-    /// success ended such a streak (`Recovered`): once per streak. `streak` is the
+    /// success ended such a streak (`Recovered`): once per streak. `Counted` gives the
+    /// streak's length after each final outcome of a job with streak rules. `streak` is the
     /// number of consecutive failed fire times; `record` the run that changed it, when
     /// the scheduler records history. Ignored by default.
     fn streak(&self, change: StreakChange, job_id: &str, streak: u32, record: Option<&RunRecord>) {
@@ -298,6 +299,9 @@ pub enum StreakChange {
     Failing,
     /// A success ended a streak that had reached `notify_after_failures`.
     Recovered,
+    /// The streak's length now (after every final outcome of a job with streak rules,
+    /// and 0 at a resume): for a gauge, never a notification.
+    Counted,
 }
 
 impl StreakChange {
@@ -306,6 +310,7 @@ impl StreakChange {
         match self {
             StreakChange::Failing => "job.failing",
             StreakChange::Recovered => "job.recovered",
+            StreakChange::Counted => "job.streak",
         }
     }
 }

@@ -26,6 +26,7 @@
 //! | `aps_jobs` | gauge | `state` (`scheduled`, `paused`) |
 //! | `aps_runs_in_flight` | gauge | |
 //! | `aps_last_success_timestamp_seconds` | gauge | `job` |
+//! | `aps_job_failure_streak` | gauge | `job` |
 //! | `aps_store_round_trip_seconds` | histogram | `op` |
 //! | `aps_mail_sent_total` | counter | |
 //! | `aps_mail_failures_total` | counter | |
@@ -76,6 +77,9 @@ pub const JOBS: &str = "aps_jobs";
 pub const RUNS_IN_FLIGHT: &str = "aps_runs_in_flight";
 /// When each job last succeeded (its `finished_at`), in Unix seconds.
 pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "aps_last_success_timestamp_seconds";
+/// The failed fire times in a row of each job with `pause_after_failures` or
+/// `notify_after_failures`.
+pub const JOB_FAILURE_STREAK: &str = "aps_job_failure_streak";
 /// How long job store calls took, by method (`op`), in seconds.
 pub const STORE_ROUND_TRIP_SECONDS: &str = "aps_store_round_trip_seconds";
 
@@ -289,6 +293,11 @@ impl RunMetrics {
                 "Runs started and not yet ended."
             );
             describe_gauge!(
+                JOB_FAILURE_STREAK,
+                Unit::Count,
+                "Failed fire times in a row, by job (jobs with pause_after_failures or notify_after_failures)."
+            );
+            describe_gauge!(
                 LAST_SUCCESS_TIMESTAMP_SECONDS,
                 Unit::Seconds,
                 "When each job last succeeded (its finished_at), in Unix seconds."
@@ -404,6 +413,23 @@ impl RunMetrics {
 }
 
 impl RunObserver for RunMetrics {
+    fn streak(
+        &self,
+        change: apscheduler_core::StreakChange,
+        job_id: &str,
+        streak: u32,
+        _record: Option<&RunRecord>,
+    ) {
+        if change != apscheduler_core::StreakChange::Counted {
+            return;
+        }
+        let job = self.job_label(&mut lock(&self.inner.state), job_id);
+        // A gauge of one job: jobs past the label cap share no meaningful value.
+        if job != OTHER_JOBS {
+            self.emit(|| gauge!(JOB_FAILURE_STREAK, "job" => job).set(f64::from(streak)));
+        }
+    }
+
     fn observe(&self, record: &RunRecord) {
         let mut state = lock(&self.inner.state);
         let job = self.job_label(&mut state, &record.job_id);

@@ -366,6 +366,9 @@ impl RunObserver for Notifier {
 
     /// Sent to every rule that covers the job and triggers on `failure`.
     fn streak(&self, change: StreakChange, job_id: &str, streak: u32, record: Option<&RunRecord>) {
+        if change == StreakChange::Counted {
+            return;
+        }
         let Some(record) = record else {
             tracing::error!(target: LOG_TARGET, job_id = %job_id, "{} notification not sent: the run that changed the streak is not in the history", change.as_str());
             return;

@@ -562,3 +562,23 @@ fn runs_cancelled_or_killed_by_a_newer_fire_time_are_counted_by_job() {
     );
     assert!(value(&s, "aps_runs_cancelled_total", &[("job", "hard")]).is_none());
 }
+
+#[test]
+fn the_failure_streak_gauge_follows_the_counted_streak() {
+    use apscheduler_core::StreakChange;
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    m.streak(StreakChange::Counted, "flaky", 2, None);
+    // Notifications do not move it.
+    m.streak(StreakChange::Failing, "flaky", 7, None);
+    let s = scrape(&m);
+    assert_eq!(
+        gauge(&s, "aps_job_failure_streak", &[("job", "flaky")]),
+        2.0
+    );
+    m.streak(StreakChange::Counted, "flaky", 0, None);
+    let s = scrape(&m);
+    assert_eq!(
+        gauge(&s, "aps_job_failure_streak", &[("job", "flaky")]),
+        0.0
+    );
+}

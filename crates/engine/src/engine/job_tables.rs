@@ -251,6 +251,9 @@ impl JobTable for StoreTable<'_> {
             .inner
             .streaks
             .reset(&job.id, engine.inner.clock.now());
+        if let Some(recorder) = &engine.inner.history {
+            recorder.streak_changed(apscheduler_core::StreakChange::Counted, &job.id, 0, None);
+        }
         engine.store_rescheduled(job, &alias, &store, true).await
     }
 

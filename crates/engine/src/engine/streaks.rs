@@ -181,9 +181,12 @@ impl Engine {
     /// After a final outcome of a job with streak rules: counts the streak (from the
     /// history when there is one), pauses the job and notifies as its policy says.
     pub(super) async fn follow_streak(&self, ended: Ended) {
-        // A success matters only to a "recovered" notification.
-        if !ended.failed && ended.policy.notify_after_failures.is_none() {
-            return;
+        if !ended.failed {
+            self.notify_streak(StreakChange::Counted, &ended, 0, None);
+            // Beyond that, a success matters only to a "recovered" notification.
+            if ended.policy.notify_after_failures.is_none() {
+                return;
+            }
         }
         let (streak, record) = self.streak_at(&ended).await;
         let policy = &ended.policy;
@@ -195,6 +198,7 @@ impl Engine {
             }
             return;
         }
+        self.notify_streak(StreakChange::Counted, &ended, streak, None);
         if policy.notify_after_failures == Some(streak) {
             apscheduler_core::log_warn!(target: "apscheduler", job_id = %ended.job_id, "Job failing: {streak} consecutive failures; last: run at {at}: {}", ended.what);
             self.notify_streak(StreakChange::Failing, &ended, streak, record.clone());
