@@ -310,6 +310,8 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 let def = JobDef::from_kwargs(&h.job().kwargs);
                 let mut out = json!(JobView::new(h.job(), describe(h.job()), runs.first()));
                 out["definition"] = def.as_ref().map_or(Value::Null, |d| json!(d));
+                out["failure_streak"] =
+                    json!(apscheduler_engine::failure_streak(&runs, &h.job().policy));
                 out["recent_runs"] = json!(runs.iter().map(run_json).collect::<Vec<_>>());
                 if json {
                     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -428,6 +430,7 @@ async fn run_now(
         job_id: def.id.clone(),
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
+        cancel: Default::default(),
     };
     let limits = Limits {
         kill_grace: target.kill_grace,
@@ -698,6 +701,21 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
     println!("name:      {}", job.name);
     println!("trigger:   {}", trigger_text(job, def.as_ref()));
     println!("next run:  {}", next_text(job));
+    if let Some(reason) = job.paused_reason.as_deref().filter(|_| job.is_paused()) {
+        println!("paused:    {reason}");
+    }
+    if job.policy.pause_after_failures.is_some() || job.policy.notify_after_failures.is_some() {
+        println!(
+            "failures:  {} in a row (pause after {}, notify after {})",
+            apscheduler_engine::failure_streak(runs, &job.policy),
+            job.policy
+                .pause_after_failures
+                .map_or("-".to_owned(), |n| n.to_string()),
+            job.policy
+                .notify_after_failures
+                .map_or("-".to_owned(), |n| n.to_string()),
+        );
+    }
     if let Some(d) = &def {
         println!("action:    {}", d.action.summary());
         println!(

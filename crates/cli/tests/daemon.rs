@@ -713,6 +713,7 @@ fn jobs_list_prints_every_field_in_order() {
             "trigger",
             "next_run_time",
             "paused",
+            "paused_reason",
             "recover",
             "action",
             "origin",
@@ -750,6 +751,8 @@ fn jobs_list_prints_every_field_in_order() {
         (&paused["paused"], &paused["next_run_time"]),
         (&Value::Bool(true), &Value::Null)
     );
+    // Paused by hand: no reason.
+    assert_eq!(paused["paused_reason"], Value::Null);
 
     let table = String::from_utf8(ok(dir.aps(&["jobs", "list"])).stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();

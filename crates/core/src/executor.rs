@@ -35,6 +35,12 @@ pub struct JobRun {
     /// The run history's id of each run time (same order), when the scheduler records
     /// history; empty otherwise.
     pub run_ids: Vec<Arc<str>>,
+    /// The run's cancellation signal (inert unless the job's overlap policy cancels
+    /// runs); every run time's task sees it.
+    pub cancel: crate::CancelSignal,
+    /// The job's run policy, as it was when the run was planned (what its outcome
+    /// means for the job's failure streak).
+    pub policy: Arc<crate::RunPolicy>,
 }
 
 impl fmt::Debug for JobRun {

@@ -44,6 +44,7 @@ impl JobRun {
             run_id: self.run_id(run_time).cloned(),
             args: self.args.clone(),
             kwargs: self.kwargs.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -196,6 +197,7 @@ mod tests {
             run_id: None,
             args: Arc::new(Vec::new()),
             kwargs: Arc::new(serde_json::Map::new()),
+            cancel: Default::default(),
         }
     }
 

@@ -78,6 +78,9 @@ pub struct TaskContext {
     pub args: Arc<Vec<Value>>,
     /// Keyword arguments.
     pub kwargs: Arc<Map<String, Value>>,
+    /// Set when the job's overlap policy (`cancel_other`, `terminate_other`) asks this
+    /// run to stop for a newer fire time: a long task checks it and returns early.
+    pub cancel: crate::CancelSignal,
 }
 
 impl TaskContext {

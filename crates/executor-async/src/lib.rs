@@ -34,6 +34,8 @@
 //!     run_times: vec![chrono::Utc::now().with_timezone(&chrono_tz::UTC)],
 //!     max_instances: 1,
 //!     run_ids: Vec::new(),
+//!     cancel: Default::default(),
+//!     policy: apscheduler_core::default_policy(),
 //! }).unwrap();
 //! executor.shutdown(true);
 //! assert_eq!(reporter.0.lock().unwrap().as_slice(), ["Ok(Number(42))"]);

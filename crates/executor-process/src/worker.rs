@@ -172,6 +172,8 @@ fn run(
         run_id: request.run_id.map(Into::into),
         args: Arc::new(request.args),
         kwargs: Arc::new(request.kwargs),
+        // A worker process cannot see the parent's signal: its runs are not cancelled.
+        cancel: Default::default(),
     };
     let result = match task {
         TaskFn::Sync(_) => run_sync_task(task, &ctx),

@@ -56,6 +56,8 @@
 //!         run_times: vec![now],
 //!         max_instances: 1,
 //!         run_ids: Vec::new(),
+//!         cancel: Default::default(),
+//!         policy: apscheduler_core::default_policy(),
 //!     })
 //!     .unwrap();
 //! executor.shutdown(true); // prints "sum: Ok(Number(500500))"

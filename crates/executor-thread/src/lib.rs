@@ -87,6 +87,8 @@
 //!             run_times: vec![at],
 //!             max_instances: 1,
 //!             run_ids: Vec::new(),
+//!             cancel: Default::default(),
+//!             policy: apscheduler_core::default_policy(),
 //!         })
 //!         .unwrap();
 //! }

@@ -229,6 +229,8 @@ impl TaskSet {
             run_times: vec![run_time(0)],
             max_instances: 1,
             run_ids: Vec::new(),
+            cancel: Default::default(),
+            policy: apscheduler_core::default_policy(),
         }
     }
 }

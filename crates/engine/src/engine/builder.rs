@@ -141,6 +141,9 @@ impl EngineBuilder {
                 history,
                 interrupted: Mutex::new(Vec::new()),
                 waiting_elsewhere: Mutex::default(),
+                cancellable: Arc::default(),
+                streaks: Default::default(),
+                runtime: Mutex::new(None),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

@@ -94,6 +94,8 @@ impl Engine {
         Arc::new(Reporter {
             dispatcher: self.inner.dispatcher.clone(),
             recorder: self.inner.history.clone(),
+            cancellable: self.inner.cancellable.clone(),
+            engine: Arc::downgrade(&self.inner),
         })
     }
 

@@ -9,6 +9,11 @@ pub(super) struct Reporter {
     pub(super) dispatcher: Arc<Dispatcher>,
     /// Records each run's start and end, when the scheduler records history.
     pub(super) recorder: Option<Arc<Recorder>>,
+    /// The cancellable runs in flight (`cancel_other` / `terminate_other` jobs).
+    pub(super) cancellable: Arc<super::overlap::Cancellable>,
+    /// The engine, for what a failure streak does (pause, notify); weak: executors
+    /// outlive no engine.
+    pub(super) engine: std::sync::Weak<Inner>,
 }
 
 impl RunReporter for Reporter {
@@ -26,12 +31,17 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        let result = super::overlap::note_cancel(run, result);
         if let Some(recorder) = &self.recorder {
             recorder.ended(run, run_time, &result);
             // Run times of one submission run in turn: the next starts now.
             if let Some(i) = run.run_times.iter().position(|t| *t == run_time) {
                 recorder.started(run, i + 1);
             }
+        }
+        // After the record's end is queued: the follow-up reads it from the history.
+        if super::streaks::has_rules(&run.policy) {
+            self.follow_streak(run, run_time, &result);
         }
         match result {
             Ok(retval) => {
@@ -49,7 +59,36 @@ impl RunReporter for Reporter {
         }
     }
 
-    fn finished(&self, _run: &JobRun) {}
+    fn finished(&self, run: &JobRun) {
+        if run.cancel.is_live() {
+            self.cancellable.remove(&run.job_id, &run.cancel);
+        }
+    }
+}
+
+impl Reporter {
+    /// Counts a final outcome of a job with streak rules and hands what follows
+    /// (reading the history, pausing, notifying) to a task.
+    fn follow_streak(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        result: &Result<Value, JobFailure>,
+    ) {
+        let Some(inner) = self.engine.upgrade() else {
+            return;
+        };
+        // Executors call from their own threads: the follow-up runs on the runtime the
+        // scheduler started on.
+        let Some(runtime) = lock(&inner.runtime).clone() else {
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, "failure streak not counted: the scheduler was never started on a runtime");
+            return;
+        };
+        if let Some(ended) = inner.streaks.ended(run, run_time, result) {
+            let engine = Engine { inner };
+            runtime.spawn(async move { engine.follow_streak(ended).await });
+        }
+    }
 }
 
 impl Engine {

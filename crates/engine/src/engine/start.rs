@@ -1,6 +1,7 @@
 //! Starting the runs a pass planned: each goes to its executor once the store applied
 //! the release that moves its job past the fire times, or is recorded as not started.
 
+use super::overlap;
 use super::pass::PassLookups;
 use super::*;
 use apscheduler_core::RunElsewhere;
@@ -66,7 +67,9 @@ impl Engine {
                 None => Vec::new(),
             },
             run_times: due,
-            max_instances: job.max_instances,
+            max_instances: overlap::max_instances(job),
+            cancel: overlap::signal_for(job),
+            policy: job.policy.clone(),
         };
         Some(PlannedRun {
             executor,
@@ -74,6 +77,7 @@ impl Engine {
             name: job.name.clone(),
             executor_alias: job.executor.clone(),
             grace: job.misfire_grace_time,
+            overlap: job.policy.overlap,
         })
     }
 
@@ -87,6 +91,9 @@ impl Engine {
         used: &mut PassLookups,
         elsewhere: &[RunElsewhere],
     ) {
+        let Some(planned) = self.overlap_gate(alias, planned) else {
+            return;
+        };
         let PlannedRun {
             executor,
             run,
@@ -102,6 +109,7 @@ impl Engine {
         // The run ids of the `running` records written for it, replaced if it does not
         // start.
         let run_ids = run.run_ids.clone();
+        let cancel = run.cancel.clone();
         let cluster_full = !elsewhere.is_empty()
             && elsewhere.len().saturating_add(executor.instances(&job_id))
                 >= max_instances as usize;
@@ -121,6 +129,9 @@ impl Engine {
         } else {
             max_instances.to_string()
         };
+        if submitted.is_err() && cancel.is_live() {
+            self.inner.cancellable.remove(&job_id, &cancel);
+        }
         match submitted {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
@@ -195,6 +206,8 @@ pub(super) struct PlannedRun {
     executor_alias: Arc<str>,
     /// The job's misfire grace time: the latest a run waiting for other nodes may start.
     grace: Option<Duration>,
+    /// The job's overlap policy (`cancel_other` / `terminate_other` act at the start).
+    pub(super) overlap: apscheduler_core::Overlap,
 }
 
 impl PlannedRun {

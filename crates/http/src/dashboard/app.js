@@ -438,11 +438,14 @@
     setText(r.action, job.action || '');
     setText(r.trigger, job.trigger);
 
-    const nextKey = `${job.paused}|${job.next_run_time}`;
+    const nextKey = `${job.paused}|${job.next_run_time}|${job.paused_reason}`;
     if (r.nextKey !== nextKey) {
       r.nextKey = nextKey;
       if (job.paused) {
-        replaceChildren(r.next, el('span', { class: 'badge badge-paused', 'data-testid': `paused-${job.id}` }, 'paused'));
+        // Paused by the job's policy: the reason shows on hover.
+        const attrs = { class: 'badge badge-paused', 'data-testid': `paused-${job.id}` };
+        if (job.paused_reason) attrs.title = job.paused_reason;
+        replaceChildren(r.next, el('span', attrs, job.paused_reason ? 'paused by policy' : 'paused'));
       } else if (job.next_run_time) {
         r.nextTime = el('span', { class: 'when', title: fullTime(job.next_run_time) }, localTime(job.next_run_time));
         r.nextRel = el('span', { class: 'muted small rel' });
@@ -562,13 +565,14 @@
     const opts = [
       ['Trigger', job.trigger],
       ['Action', job.action || '—'],
-      ['Next run', job.paused ? 'paused' : job.next_run_time ? `${localTime(job.next_run_time)} (${relative(job.next_run_time)})` : 'none'],
+      ['Next run', job.paused ? (job.paused_reason || 'paused') : job.next_run_time ? `${localTime(job.next_run_time)} (${relative(job.next_run_time)})` : 'none'],
       ['Last run', job.last_run_at ? `${job.last_outcome} · ${localTime(job.last_run_at)} (${relative(job.last_run_at)})` : 'never'],
       ['Executor', job.executor],
       ['Misfire grace', grace],
       ['Coalesce', job.coalesce ? 'yes' : 'no'],
       ['Max instances', String(job.max_instances)],
       ['Recover', job.recover ? 'yes' : 'no'],
+      ['Failures in a row', String(job.failure_streak || 0)],
       ['Origin', job.origin || '—'],
       ['Calendar', job.calendar ? `${job.calendar} (${job.calendar_action}): ${job.calendar_rules || ''}` : 'none'],
     ];

@@ -332,6 +332,7 @@ mod tests {
             job_id: "j".into(),
             run_id: "r".into(),
             scheduled_at: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
+            cancel: Default::default(),
         }
     }
 
