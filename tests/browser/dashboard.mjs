@@ -117,6 +117,11 @@ const runJob = process.env.APS_RUN_JOB || '';
 const marker = process.env.APS_RUN_MARKER || '';
 const failJob = process.env.APS_FAIL_JOB || '';
 const runCalendar = process.env.APS_RUN_CALENDAR || '';
+// Runs of APS_RUN_JOB already in its history: a first attempt, its retry (attempt 2)
+// and a run a backfill started.
+const firstRun = process.env.APS_FIRST_RUN || '';
+const retryRun = process.env.APS_RETRY_RUN || '';
+const backfillRun = process.env.APS_BACKFILL_RUN || '';
 
 const profile = mkdtempSync(join(tmpdir(), 'aps-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -284,6 +289,27 @@ async function operateSteps() {
     check(await page.locator(tid(`run-output-${runId}`)).isVisible(), 'the opened output closed itself on a refresh');
     await page.screenshot({ path: join(OUT_DIR, 'job-desktop.png'), fullPage: true });
   });
+
+  if (retryRun || backfillRun) {
+    await step('the job page marks a retry with its attempt and a backfilled run', async () => {
+      if (retryRun) {
+        await visible(page, `run-row-${retryRun}`);
+        const mark = await (await visible(page, `run-attempt-${retryRun}`)).textContent();
+        check(mark === '#2', `the retry's attempt mark is '${mark}', not '#2'`);
+        check(await page.locator(tid(`run-backfill-${retryRun}`)).count() === 0, 'the retry is marked as a backfill');
+      }
+      if (backfillRun) {
+        const mark = await (await visible(page, `run-backfill-${backfillRun}`)).textContent();
+        check(mark === 'backfill', `the backfilled run's mark is '${mark}'`);
+        check(await page.locator(tid(`run-attempt-${backfillRun}`)).count() === 0, 'a first attempt shows an attempt mark');
+      }
+      if (firstRun) {
+        await visible(page, `run-row-${firstRun}`);
+        const marks = await page.locator(`${tid(`run-row-${firstRun}`)} .run-mark`).count();
+        check(marks === 0, `a first, scheduled run shows ${marks} mark(s)`);
+      }
+    });
+  }
 
   await step('an API error is shown in the banner, and goes once the page is fine', async () => {
     const before = scriptErrors.length;

@@ -310,6 +310,8 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 let def = JobDef::from_kwargs(&h.job().kwargs);
                 let mut out = json!(JobView::new(h.job(), describe(h.job()), runs.first()));
                 out["definition"] = def.as_ref().map_or(Value::Null, |d| json!(d));
+                out["failure_streak"] =
+                    json!(apscheduler_engine::failure_streak(&runs, &h.job().policy));
                 out["recent_runs"] = json!(runs.iter().map(run_json).collect::<Vec<_>>());
                 if json {
                     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -429,6 +431,7 @@ async fn run_now(
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
         attempt: 1,
+        cancel: Default::default(),
     };
     let limits = Limits {
         kill_grace: target.kill_grace,
@@ -699,6 +702,21 @@ fn print_job(job: &Job, runs: &[RunRecord]) {
     println!("name:      {}", job.name);
     println!("trigger:   {}", trigger_text(job, def.as_ref()));
     println!("next run:  {}", next_text(job));
+    if let Some(reason) = job.paused_reason.as_deref().filter(|_| job.is_paused()) {
+        println!("paused:    {reason}");
+    }
+    if job.policy.pause_after_failures.is_some() || job.policy.notify_after_failures.is_some() {
+        println!(
+            "failures:  {} in a row (pause after {}, notify after {})",
+            apscheduler_engine::failure_streak(runs, &job.policy),
+            job.policy
+                .pause_after_failures
+                .map_or("-".to_owned(), |n| n.to_string()),
+            job.policy
+                .notify_after_failures
+                .map_or("-".to_owned(), |n| n.to_string()),
+        );
+    }
     if let Some(d) = &def {
         println!("action:    {}", d.action.summary());
         println!(
@@ -760,14 +778,17 @@ fn print_runs(runs: &[RunRecord]) {
                 .map(|c| c.to_string())
                 .or(r.http_status.map(|s| s.to_string()))
                 .unwrap_or("-".into());
-            let note = r
-                .message
-                .clone()
-                .unwrap_or_else(|| r.output.lines().last().unwrap_or("").to_owned());
+            let note = r.message.clone().unwrap_or_else(|| match r.due_at {
+                // A run waiting to start (a retry): when it will.
+                Some(due) if r.started_at.is_none() => {
+                    format!("due {}", due.format("%Y-%m-%d %H:%M:%S%.3f"))
+                }
+                _ => r.output.lines().last().unwrap_or("").to_owned(),
+            });
             vec![
                 r.scheduled_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
                 r.job_id.clone(),
-                r.outcome.to_string(),
+                outcome_cell(r),
                 code,
                 took,
                 clip(&note, 60),
@@ -778,6 +799,19 @@ fn print_runs(runs: &[RunRecord]) {
         &["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"],
         &rows,
     );
+}
+
+/// A run's outcome, then `#N` for a retry (attempt N > 1) and `backfill` for a run a
+/// backfill started: `failure #2`, `success backfill`.
+fn outcome_cell(r: &RunRecord) -> String {
+    let mut cell = r.outcome.to_string();
+    if r.attempt > 1 {
+        cell.push_str(&format!(" #{}", r.attempt));
+    }
+    if r.backfill {
+        cell.push_str(" backfill");
+    }
+    cell
 }
 
 /// `aps history`.

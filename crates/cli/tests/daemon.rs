@@ -56,9 +56,18 @@ fn jobs_fire_their_history_appears_and_sigterm_exits_0() {
         "exit_code",
         "output",
         "node",
+        "attempt",
+        "backfill",
     ] {
         assert!(r.get(field).is_some(), "history JSON lacks {field}: {r}");
     }
+    // A scheduled run is the first attempt at its fire time, not a backfill, not waiting.
+    assert_eq!(
+        (&r["attempt"], &r["backfill"]),
+        (&1.into(), &false.into()),
+        "{r}"
+    );
+    assert!(r.get("due_at").is_none(), "{r}");
 
     let f = &dir.history("fails")[0];
     assert_eq!(
@@ -704,6 +713,7 @@ fn jobs_list_prints_every_field_in_order() {
             "trigger",
             "next_run_time",
             "paused",
+            "paused_reason",
             "recover",
             "action",
             "origin",
@@ -741,6 +751,8 @@ fn jobs_list_prints_every_field_in_order() {
         (&paused["paused"], &paused["next_run_time"]),
         (&Value::Bool(true), &Value::Null)
     );
+    // Paused by hand: no reason.
+    assert_eq!(paused["paused_reason"], Value::Null);
 
     let table = String::from_utf8(ok(dir.aps(&["jobs", "list"])).stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();

@@ -2,7 +2,8 @@
 //! port (no tokens: loopback clients only), and `tests/browser/dashboard.mjs` driving
 //! Debian's Chromium through playwright-core against it: the jobs table, pause and
 //! resume seen in the page and in `aps jobs list --json`, run now with its output on the
-//! job page (which shows its exclusion calendar), the error banner, a phone-sized screen. Screenshots go to
+//! job page (which shows its exclusion calendar, a retry's attempt and a backfill mark),
+//! the error banner, a phone-sized screen. Screenshots go to
 //! `$CARGO_TARGET_TMPDIR/dashboard`.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci --prefix tests/browser`
@@ -16,11 +17,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apscheduler_testkit::server::{in_ci, skip_notice};
-use support::{free_port, http_status, token, Daemon, Dir, APS};
+use support::{free_port, http_status, seed_runs, token, Daemon, Dir, APS};
 
 const INSTALL_HINT: &str =
     "apt-get install -y chromium nodejs npm && npm ci --prefix tests/browser \
      (or `source .ci/services.sh`, which does both)";
+
+/// The seeded runs of `nightly`: a first attempt, its retry, a backfilled run.
+const FIRST_RUN: &str = "seeded-first";
+const RETRY_RUN: &str = "seeded-retry";
+const BACKFILL_RUN: &str = "seeded-backfill";
 
 /// What the output of the job run by hand contains.
 const MARKER: &str = "aps-dashboard-marker-7f3a";
@@ -111,6 +117,34 @@ impl Setup {
              [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\ncalendar = \"holidays\"\n\
              [calendars.holidays]\ndates = [\"2030-12-25\"]\nweekdays = [\"sun\"]\n"
         ));
+        // Earlier runs of `nightly`: a failed first attempt, its retry, and a run a
+        // backfill started (the job page marks the last two).
+        let mut failed = apscheduler_testkit::history::record(FIRST_RUN, "nightly", 0);
+        failed.outcome = apscheduler_core::RunOutcome::Failure;
+        failed.exit_code = Some(1);
+        // In 2000 (the record's times are in 2100), before the run made by hand.
+        let century = chrono::Duration::days(36_525);
+        failed.scheduled_at -= century;
+        failed.started_at = failed.started_at.map(|t| t - century);
+        failed.finished_at = failed.finished_at.map(|t| t - century);
+        let mut retry = failed.clone();
+        retry.run_id = RETRY_RUN.into();
+        retry.outcome = apscheduler_core::RunOutcome::Success;
+        retry.exit_code = Some(0);
+        retry.attempt = 2;
+        let mut backfilled = failed.clone();
+        backfilled.run_id = BACKFILL_RUN.into();
+        backfilled.outcome = apscheduler_core::RunOutcome::Success;
+        backfilled.exit_code = Some(0);
+        backfilled.scheduled_at -= chrono::Duration::days(1);
+        backfilled.started_at = backfilled
+            .started_at
+            .map(|t| t + chrono::Duration::hours(1));
+        backfilled.finished_at = backfilled
+            .finished_at
+            .map(|t| t + chrono::Duration::hours(1));
+        backfilled.backfill = true;
+        seed_runs(&dir.path().join("aps.db"), &[failed, retry, backfilled]);
         let mut daemon = dir.spawn();
         daemon.wait_healthy(port, Duration::from_secs(30));
         Setup { dir, port, daemon }
@@ -193,6 +227,9 @@ fn the_dashboard_in_a_browser_lists_pauses_resumes_and_runs_jobs() {
             ("APS_RUN_JOB", "nightly"),
             ("APS_RUN_MARKER", MARKER),
             ("APS_RUN_CALENDAR", "holidays"),
+            ("APS_FIRST_RUN", FIRST_RUN),
+            ("APS_RETRY_RUN", RETRY_RUN),
+            ("APS_BACKFILL_RUN", BACKFILL_RUN),
         ],
     );
     for shot in ["jobs-desktop.png", "job-desktop.png", "jobs-phone.png"] {

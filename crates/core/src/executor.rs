@@ -38,8 +38,12 @@ pub struct JobRun {
     /// Which attempt at its fire time this run is: 1 for a fire time's first run, 2 and
     /// up for the retries the job's policy asks for (a retry has one run time).
     pub attempt: u32,
-    /// The job's run policy (its retries).
-    pub policy: Arc<crate::policy::RunPolicy>,
+    /// The run's cancellation signal (inert unless the job's overlap policy cancels
+    /// runs); every run time's task sees it.
+    pub cancel: crate::CancelSignal,
+    /// The job's run policy, as it was when the run was planned (what its outcome
+    /// means for the job's failure streak, and its retries).
+    pub policy: Arc<crate::RunPolicy>,
 }
 
 impl fmt::Debug for JobRun {

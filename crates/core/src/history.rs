@@ -281,6 +281,38 @@ impl Default for Retention {
 pub trait RunObserver: Send + Sync + fmt::Debug {
     /// One record, as made.
     fn observe(&self, record: &RunRecord);
+
+    /// A job's failure streak reached its `notify_after_failures` (`Failing`), or a
+    /// success ended such a streak (`Recovered`): once per streak. `Counted` gives the
+    /// streak's length after each final outcome of a job with streak rules. `streak` is the
+    /// number of consecutive failed fire times; `record` the run that changed it, when
+    /// the scheduler records history. Ignored by default.
+    fn streak(&self, change: StreakChange, job_id: &str, streak: u32, record: Option<&RunRecord>) {
+        let _ = (change, job_id, streak, record);
+    }
+}
+
+/// What happened to a job's failure streak (see [`RunObserver::streak`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreakChange {
+    /// `notify_after_failures` consecutive fire times failed.
+    Failing,
+    /// A success ended a streak that had reached `notify_after_failures`.
+    Recovered,
+    /// The streak's length now (after every final outcome of a job with streak rules,
+    /// and 0 at a resume): for a gauge, never a notification.
+    Counted,
+}
+
+impl StreakChange {
+    /// The notification's name: `job.failing` or `job.recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreakChange::Failing => "job.failing",
+            StreakChange::Recovered => "job.recovered",
+            StreakChange::Counted => "job.streak",
+        }
+    }
 }
 
 /// Where run records live. Implemented by the SQL, Redis, MongoDB, ZooKeeper and memory stores

@@ -46,6 +46,7 @@
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
 
+pub mod cancel;
 mod clock;
 pub mod codec;
 pub mod component;
@@ -65,6 +66,7 @@ pub mod time;
 mod trigger;
 
 pub use async_trait::async_trait;
+pub use cancel::{CancelRequest, CancelSignal};
 pub use chrono;
 pub use chrono_tz;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -72,7 +74,7 @@ pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{DeferredRun, Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
 pub use history::{
-    Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord,
+    Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord, StreakChange,
 };
 pub use inventory;
 pub use job::{default_policy, no_args, no_kwargs, Job, JobState};

@@ -45,6 +45,7 @@ impl JobRun {
             args: self.args.clone(),
             kwargs: self.kwargs.clone(),
             attempt: self.attempt,
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -198,6 +199,7 @@ mod tests {
             args: Arc::new(Vec::new()),
             kwargs: Arc::new(serde_json::Map::new()),
             attempt: 1,
+            cancel: Default::default(),
         }
     }
 

@@ -81,6 +81,9 @@ pub struct TaskContext {
     /// Which attempt at the fire time this run is: 1 for the first run, 2 and up for
     /// the retries of the job's retry policy.
     pub attempt: u32,
+    /// Set when the job's overlap policy (`cancel_other`, `terminate_other`) asks this
+    /// run to stop for a newer fire time: a long task checks it and returns early.
+    pub cancel: crate::CancelSignal,
 }
 
 impl TaskContext {

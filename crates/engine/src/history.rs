@@ -306,6 +306,19 @@ impl Recorder {
         }
     }
 
+    /// Tells the observers a job's failure streak changed (see `RunObserver::streak`).
+    pub(crate) fn streak_changed(
+        &self,
+        change: apscheduler_core::StreakChange,
+        job_id: &str,
+        streak: u32,
+        record: Option<&RunRecord>,
+    ) {
+        for observer in &self.options.observers {
+            observer.streak(change, job_id, streak, record);
+        }
+    }
+
     fn observe(&self, record: &RunRecord) {
         for observer in &self.options.observers {
             observer.observe(record);

@@ -66,9 +66,9 @@ pub use config::{
 };
 pub use dispatch::{ListenerFn, ListenerId};
 pub use engine::{
-    excluded_calendar, excluded_message, local_timezone, next_allowed_run_time, trigger_calendar,
-    Engine, EngineBuilder, PassMarks, PendingRun, SchedulerState, DEFAULT_ALIAS,
-    DEFAULT_CHANGE_POLL, DEFAULT_LEASE,
+    cancelled_by, excluded_calendar, excluded_message, failure_streak, local_timezone,
+    next_allowed_run_time, trigger_calendar, Engine, EngineBuilder, PassMarks, PendingRun,
+    SchedulerState, DEFAULT_ALIAS, DEFAULT_CHANGE_POLL, DEFAULT_LEASE,
 };
 pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,

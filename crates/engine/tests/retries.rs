@@ -456,3 +456,45 @@ async fn a_dead_nodes_waiting_retry_runs_once_on_one_of_two_live_nodes() {
         n.engine.shutdown(true).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_fire_times_last_attempt_counts_in_its_failure_streak() {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let history = Arc::new(MemoryRunHistory::new());
+    let n = node("a", &clock, Some(&history), 99);
+    n.engine.start(false).await.unwrap();
+    // Every minute, 2 attempts 10 s apart; paused after 2 failed fire times in a row.
+    let spec = job("j", 60, 2, 10).pause_after_failures(2);
+    n.engine.add_job(spec).await.unwrap();
+    let paused = async |n: &Node| {
+        n.engine.flush_history(Duration::from_secs(5)).await;
+        n.engine
+            .get_job("j", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_paused()
+    };
+    // Fire time 10:00: attempts 1 and 2 fail; one failed fire time.
+    for s in [(10, 0, 0), (10, 0, 10)] {
+        set(&clock, at(s.0, s.1, s.2));
+        n.pass().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !paused(&n).await,
+        "paused after one failed fire time's two attempts"
+    );
+    // Fire time 10:01, attempt 1 fails: not final yet.
+    set(&clock, at(10, 1, 0));
+    n.pass().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!paused(&n).await);
+    // Its attempt 2 fails: the second failed fire time in a row.
+    set(&clock, at(10, 1, 10));
+    n.pass().await;
+    let done = async || paused(&n).await;
+    wait_for("the pause after two failed fire times", done).await;
+    assert_eq!(n.runs().len(), 4);
+    n.engine.shutdown(true).await.unwrap();
+}

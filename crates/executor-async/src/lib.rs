@@ -35,7 +35,8 @@
 //!     max_instances: 1,
 //!     run_ids: Vec::new(),
 //!     attempt: 1,
-//!     policy: Default::default(),
+//!     cancel: Default::default(),
+//!     policy: apscheduler_core::default_policy(),
 //! }).unwrap();
 //! executor.shutdown(true);
 //! assert_eq!(reporter.0.lock().unwrap().as_slice(), ["Ok(Number(42))"]);

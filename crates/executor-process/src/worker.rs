@@ -173,6 +173,8 @@ fn run(
         args: Arc::new(request.args),
         kwargs: Arc::new(request.kwargs),
         attempt: request.attempt,
+        // A worker process cannot see the parent's signal: its runs are not cancelled.
+        cancel: Default::default(),
     };
     let result = match task {
         TaskFn::Sync(_) => run_sync_task(task, &ctx),

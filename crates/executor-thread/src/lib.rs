@@ -88,7 +88,8 @@
 //!             max_instances: 1,
 //!             run_ids: Vec::new(),
 //!             attempt: 1,
-//!             policy: Default::default(),
+//!             cancel: Default::default(),
+//!             policy: apscheduler_core::default_policy(),
 //!         })
 //!         .unwrap();
 //! }

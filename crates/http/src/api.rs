@@ -191,6 +191,7 @@ pub(crate) async fn show_job(
         max_instances: job.max_instances,
         calendar_rules: apscheduler_engine::trigger_calendar(&*job.trigger)
             .map(|c| c.calendar().calendar.to_string()),
+        failure_streak: apscheduler_engine::failure_streak(&recent, &job.policy),
         definition,
         recent_runs: recent.iter().map(RunView::from).collect(),
     }))

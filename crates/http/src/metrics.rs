@@ -18,12 +18,15 @@
 //! |---|---|---|
 //! | `aps_runs_total` | counter | `job`, `outcome` |
 //! | `aps_missed_total` | counter | `job` |
+//! | `aps_runs_cancelled_total` | counter | `job` |
+//! | `aps_runs_terminated_total` | counter | `job` |
 //! | `aps_calendar_excluded_total` | counter | `job`, `calendar` |
 //! | `aps_run_duration_seconds` | histogram | |
 //! | `aps_fire_lateness_seconds` | histogram | |
 //! | `aps_jobs` | gauge | `state` (`scheduled`, `paused`) |
 //! | `aps_runs_in_flight` | gauge | |
 //! | `aps_last_success_timestamp_seconds` | gauge | `job` |
+//! | `aps_job_failure_streak` | gauge | `job` |
 //! | `aps_store_round_trip_seconds` | histogram | `op` |
 //! | `aps_mail_sent_total` | counter | |
 //! | `aps_mail_failures_total` | counter | |
@@ -60,6 +63,10 @@ pub const MISSED_TOTAL: &str = "aps_missed_total";
 /// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
 /// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
 pub const CALENDAR_EXCLUDED_TOTAL: &str = "aps_calendar_excluded_total";
+/// Runs a newer fire time asked to stop (`overlap = "cancel_other"`), by job.
+pub const RUNS_CANCELLED_TOTAL: &str = "aps_runs_cancelled_total";
+/// Runs a newer fire time killed (`overlap = "terminate_other"`), by job.
+pub const RUNS_TERMINATED_TOTAL: &str = "aps_runs_terminated_total";
 /// How long ended runs ran (`finished_at - started_at`), in seconds.
 pub const RUN_DURATION_SECONDS: &str = "aps_run_duration_seconds";
 /// How late runs started (`started_at - scheduled_at`), in seconds.
@@ -75,6 +82,9 @@ pub const RETRIES_TOTAL: &str = "aps_retries_total";
 pub const RETRIES_PENDING: &str = "aps_retries_pending";
 /// When each job last succeeded (its `finished_at`), in Unix seconds.
 pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "aps_last_success_timestamp_seconds";
+/// The failed fire times in a row of each job with `pause_after_failures` or
+/// `notify_after_failures`.
+pub const JOB_FAILURE_STREAK: &str = "aps_job_failure_streak";
 /// How long job store calls took, by method (`op`), in seconds.
 pub const STORE_ROUND_TRIP_SECONDS: &str = "aps_store_round_trip_seconds";
 
@@ -255,6 +265,16 @@ impl RunMetrics {
             );
             describe_counter!(MISSED_TOTAL, Unit::Count, "Fire times missed, by job.");
             describe_counter!(
+                RUNS_CANCELLED_TOTAL,
+                Unit::Count,
+                "Runs a newer fire time asked to stop (overlap = cancel_other), by job."
+            );
+            describe_counter!(
+                RUNS_TERMINATED_TOTAL,
+                Unit::Count,
+                "Runs a newer fire time killed (overlap = terminate_other), by job."
+            );
+            describe_counter!(
                 CALENDAR_EXCLUDED_TOTAL,
                 Unit::Count,
                 "Fire times an exclusion calendar excluded, by job and calendar."
@@ -288,6 +308,11 @@ impl RunMetrics {
                 RETRIES_PENDING,
                 Unit::Count,
                 "Retries waiting for their due time."
+            );
+            describe_gauge!(
+                JOB_FAILURE_STREAK,
+                Unit::Count,
+                "Failed fire times in a row, by job (jobs with pause_after_failures or notify_after_failures)."
             );
             describe_gauge!(
                 LAST_SUCCESS_TIMESTAMP_SECONDS,
@@ -406,6 +431,23 @@ impl RunMetrics {
 }
 
 impl RunObserver for RunMetrics {
+    fn streak(
+        &self,
+        change: apscheduler_core::StreakChange,
+        job_id: &str,
+        streak: u32,
+        _record: Option<&RunRecord>,
+    ) {
+        if change != apscheduler_core::StreakChange::Counted {
+            return;
+        }
+        let job = self.job_label(&mut lock(&self.inner.state), job_id);
+        // A gauge of one job: jobs past the label cap share no meaningful value.
+        if job != OTHER_JOBS {
+            self.emit(|| gauge!(JOB_FAILURE_STREAK, "job" => job).set(f64::from(streak)));
+        }
+    }
+
     fn observe(&self, record: &RunRecord) {
         let mut state = lock(&self.inner.state);
         let job = self.job_label(&mut state, &record.job_id);
@@ -474,6 +516,13 @@ impl RunObserver for RunMetrics {
                     counter!(CALENDAR_EXCLUDED_TOTAL, "job" => job.clone(), "calendar" => calendar.to_owned())
                         .increment(1);
                 }
+            }
+            match record.message.as_deref().and_then(apscheduler_engine::cancelled_by) {
+                Some(apscheduler_core::Overlap::TerminateOther) => {
+                    counter!(RUNS_TERMINATED_TOTAL, "job" => job.clone()).increment(1);
+                }
+                Some(_) => counter!(RUNS_CANCELLED_TOTAL, "job" => job.clone()).increment(1),
+                None => {}
             }
             if let Some(d) = duration {
                 histogram!(RUN_DURATION_SECONDS).record(d);

@@ -19,7 +19,9 @@
 //!     "finished_at": "2030-01-01T02:03:10.250000Z",
 //!     "outcome": "failure", "exit_code": 2, "http_status": null,
 //!     "output": "rsync: connection refused\n", "message": "exit code 2",
-//!     "node": "host-1"
+//!     "node": "host-1",
+//!     "attempt": 1,
+//!     "backfill": false
 //!   }
 //! }
 //! ```
@@ -34,7 +36,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{RunObserver, RunOutcome, RunRecord};
+use apscheduler_core::{RunObserver, RunOutcome, RunRecord, StreakChange};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
@@ -147,6 +149,9 @@ pub struct NotifyStats {
 struct Delivery {
     rule: usize,
     record: RunRecord,
+    /// A failure-streak notification (`job.failing`, `job.recovered`) about `record`,
+    /// with the streak's length; `None`: the record's own (`run.failure`, ...).
+    streak: Option<(StreakChange, u32)>,
 }
 
 /// What the notifier's handles and its tasks share.
@@ -344,6 +349,7 @@ impl RunObserver for Notifier {
             let delivery = Delivery {
                 rule,
                 record: record.clone(),
+                streak: None,
             };
             if self.queue.send(delivery).is_err() {
                 self.shared.finished();
@@ -356,6 +362,35 @@ impl RunObserver for Notifier {
                     "webhook notification not sent: the notifier's task has stopped \
                      (its runtime shut down)"
                 );
+            }
+        }
+    }
+
+    /// Sent to every rule that covers the job and triggers on `failure`.
+    fn streak(&self, change: StreakChange, job_id: &str, streak: u32, record: Option<&RunRecord>) {
+        if change == StreakChange::Counted {
+            return;
+        }
+        let Some(record) = record else {
+            tracing::error!(target: LOG_TARGET, job_id = %job_id, "{} notification not sent: the run that changed the streak is not in the history", change.as_str());
+            return;
+        };
+        for (rule, _) in self.shared.rules.iter().enumerate().filter(|(_, r)| {
+            r.on.contains(&RunOutcome::Failure)
+                && r.jobs
+                    .as_ref()
+                    .is_none_or(|jobs| jobs.iter().any(|j| j == job_id))
+        }) {
+            self.shared.pending.fetch_add(1, Ordering::AcqRel);
+            let delivery = Delivery {
+                rule,
+                record: record.clone(),
+                streak: Some((change, streak)),
+            };
+            if self.queue.send(delivery).is_err() {
+                self.shared.finished();
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: LOG_TARGET, job_id = %job_id, url = %self.shared.shown[rule], "{} notification not sent: the notifier's task has stopped (its runtime shut down)", change.as_str());
             }
         }
     }
@@ -437,6 +472,18 @@ pub fn payload(record: &RunRecord) -> Value {
     })
 }
 
+/// The JSON body of a failure-streak notification: `job.failing` when a job's
+/// `notify_after_failures` consecutive fire times failed, `job.recovered` at the success
+/// that ended such a streak; `record` is that last run.
+pub fn streak_payload(change: StreakChange, streak: u32, record: &RunRecord) -> Value {
+    json!({
+        "event": change.as_str(),
+        "job_id": record.job_id,
+        "failures": streak,
+        "record": crate::views::RunView::from(record),
+    })
+}
+
 /// How an attempt ended, when not with a 2xx.
 struct Refusal {
     reason: String,
@@ -507,7 +554,11 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
     let rule = &shared.rules[delivery.rule];
     let shown = &shared.shown[delivery.rule];
     let record = &delivery.record;
-    let body: Arc<[u8]> = payload(record).to_string().into_bytes().into();
+    let body = match delivery.streak {
+        Some((change, streak)) => streak_payload(change, streak, record),
+        None => payload(record),
+    };
+    let body: Arc<[u8]> = body.to_string().into_bytes().into();
     let attempts = shared.options.max_attempts.max(1);
     let mut backoff = shared.options.first_backoff;
     let mut attempt = 1;

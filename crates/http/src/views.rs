@@ -30,6 +30,9 @@ pub struct JobView {
     pub next_run_time: Option<String>,
     /// Whether the job is paused.
     pub paused: bool,
+    /// Why the scheduler paused it (`pause_after_failures`); null when it runs or was
+    /// paused by hand.
+    pub paused_reason: Option<String>,
     /// Whether a run its node's death interrupted is run again.
     pub recover: bool,
     /// What it runs, in one line (`sh: echo hi`, `GET https://...`, a task name).
@@ -62,6 +65,13 @@ impl JobView {
                 .as_ref()
                 .map(apscheduler_core::time::to_rfc3339),
             paused: job.is_paused(),
+            // Only while paused: a job scheduled again by a change other than a resume
+            // may still carry it.
+            paused_reason: job
+                .paused_reason
+                .as_deref()
+                .filter(|_| job.is_paused())
+                .map(str::to_owned),
             recover: job.recover,
             action: description.action,
             origin: description.origin,
@@ -111,6 +121,9 @@ pub struct JobDetail {
     pub max_instances: u32,
     /// Its exclusion calendar's rules in words; null when it has none.
     pub calendar_rules: Option<String>,
+    /// Its failed fire times in a row since its last success (or its last pause by
+    /// `pause_after_failures`), read from the recent runs.
+    pub failure_streak: u32,
     /// The job's definition as its maker stored it (the daemon's `[[jobs]]` table,
     /// normalised), when there is one.
     #[schema(value_type = Option<Object>)]

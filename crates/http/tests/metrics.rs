@@ -576,3 +576,55 @@ async fn a_metered_dyn_store_passes_the_conformance_suite() {
     })
     .await;
 }
+
+#[test]
+fn runs_cancelled_or_killed_by_a_newer_fire_time_are_counted_by_job() {
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    let mut r = record("c1", "polite", RunOutcome::Failure);
+    r.message = Some(
+        "cancelled by the fire time of 2030-01-01T00:01:00+00:00 (overlap = cancel_other): \
+         the process group got SIGTERM, then SIGKILL after the 1s grace"
+            .to_owned(),
+    );
+    m.observe(&r);
+    let mut r = record("k1", "hard", RunOutcome::Failure);
+    r.message = Some(
+        "cancelled by the fire time of 2030-01-01T00:01:00+00:00 (overlap = terminate_other): \
+         the process group got SIGKILL (overlap = terminate_other)"
+            .to_owned(),
+    );
+    m.observe(&r);
+    let mut r = record("f1", "hard", RunOutcome::Failure);
+    r.message = Some("exit status 1".to_owned());
+    m.observe(&r);
+    let s = scrape(&m);
+    assert_eq!(
+        counter(&s, "aps_runs_cancelled_total", &[("job", "polite")]),
+        1.0
+    );
+    assert_eq!(
+        counter(&s, "aps_runs_terminated_total", &[("job", "hard")]),
+        1.0
+    );
+    assert!(value(&s, "aps_runs_cancelled_total", &[("job", "hard")]).is_none());
+}
+
+#[test]
+fn the_failure_streak_gauge_follows_the_counted_streak() {
+    use apscheduler_core::StreakChange;
+    let m = RunMetrics::prometheus(MetricsOptions::default());
+    m.streak(StreakChange::Counted, "flaky", 2, None);
+    // Notifications do not move it.
+    m.streak(StreakChange::Failing, "flaky", 7, None);
+    let s = scrape(&m);
+    assert_eq!(
+        gauge(&s, "aps_job_failure_streak", &[("job", "flaky")]),
+        2.0
+    );
+    m.streak(StreakChange::Counted, "flaky", 0, None);
+    let s = scrape(&m);
+    assert_eq!(
+        gauge(&s, "aps_job_failure_streak", &[("job", "flaky")]),
+        0.0
+    );
+}

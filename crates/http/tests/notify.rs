@@ -259,6 +259,8 @@ async fn failures_timeouts_and_misses_notify_with_the_records_fields() {
                 "output": "output of backup-run\n",
                 "message": "failure message",
                 "node": "host-1",
+                "attempt": 1,
+                "backfill": false,
             }
         })
     );
@@ -470,4 +472,92 @@ async fn invalid_rules_are_refused_at_start_naming_the_rule() {
 fn a_notifier_needs_a_runtime() {
     let err = Notifier::new(vec![], NotifyOptions::default()).unwrap_err();
     assert!(err.contains("tokio runtime"), "{err}");
+}
+
+// ---- failure streaks: job.failing and job.recovered, through a scheduler ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_streak_notifies_failing_once_and_recovered_at_the_next_success() {
+    use apscheduler_core::ManualClock;
+    use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (url, rx) = receiver(&[]).await;
+    let notifier = Notifier::start(vec![WebhookRule::new(format!("{url}/streak"))], fast());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .run_history(
+            Arc::new(apscheduler_store_memory::MemoryRunHistory::new()),
+            HistoryOptions::default().observe(Arc::new(notifier.clone())),
+        )
+        .build();
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    engine.register_task("flaky", move |_| {
+        if f.load(Ordering::SeqCst) {
+            Err("boom".into())
+        } else {
+            Ok(json!("ok"))
+        }
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(
+            JobSpec::task("flaky")
+                .id("streaky")
+                .trigger_args("interval", json!({"minutes": 1}))
+                .notify_after_failures(2),
+        )
+        .await
+        .unwrap();
+    let events = |rx: &Receiver| {
+        rx.at("/streak")
+            .iter()
+            .map(|g| g.body["event"].as_str().unwrap_or_default().to_owned())
+            .filter(|e| e.starts_with("job."))
+            .collect::<Vec<_>>()
+    };
+    // Three failures, then a success, then a failure: one job.failing (at the
+    // second failure), one job.recovered.
+    for (minute, fail) in [(1, true), (2, true), (3, true), (4, false), (5, true)] {
+        failing.store(fail, Ordering::SeqCst);
+        clock.set(t(minute * 60));
+        engine.process_jobs().await;
+        // Each outcome's follow-up reads the history on a task: let it finish.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if minute == 2 {
+            for _ in 0..100 {
+                if !events(&rx).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(notifier.flush(Duration::from_secs(10)).await);
+    assert_eq!(events(&rx), ["job.failing", "job.recovered"]);
+    let got = rx.at("/streak");
+    let failing_body = &got
+        .iter()
+        .find(|g| g.body["event"] == "job.failing")
+        .unwrap()
+        .body;
+    assert_eq!(failing_body["job_id"], "streaky");
+    assert_eq!(failing_body["failures"], 2);
+    assert_eq!(failing_body["record"]["outcome"], "failure");
+    assert_eq!(
+        failing_body["record"]["scheduled_at"],
+        "2030-01-01T02:02:00.000000Z"
+    );
+    let recovered = &got
+        .iter()
+        .find(|g| g.body["event"] == "job.recovered")
+        .unwrap()
+        .body;
+    assert_eq!(recovered["failures"], 3);
+    assert_eq!(recovered["record"]["outcome"], "success");
+    engine.shutdown(true).await.unwrap();
 }

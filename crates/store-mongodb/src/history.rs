@@ -45,6 +45,13 @@ pub(crate) mod field {
     pub(crate) const MESSAGE: &str = "message";
     /// The node that ran it (a string).
     pub(crate) const NODE: &str = "node";
+    /// Which attempt at its fire time (`Int64`, 1 for the first run); absent (a record
+    /// from before the field) reads as 1.
+    pub(crate) const ATTEMPT: &str = "attempt";
+    /// Whether a backfill started it (a boolean); absent reads as `false`.
+    pub(crate) const BACKFILL: &str = "backfill";
+    /// When a waiting run is due: UTC microseconds (`Int64`), or `null` (or absent).
+    pub(crate) const DUE: &str = "due_us";
 }
 
 /// What the history collection's name adds to the jobs collection's name.
@@ -168,6 +175,9 @@ pub(crate) fn encode(record: &RunRecord) -> Document {
         OUTPUT: &record.output,
         MESSAGE: record.message.as_deref().map_or(Bson::Null, |m| Bson::String(m.to_owned())),
         NODE: &record.node,
+        ATTEMPT: i64::from(record.attempt),
+        BACKFILL: record.backfill,
+        DUE: optional_micros(record.due_at.as_ref()),
     }
 }
 
@@ -249,6 +259,21 @@ pub(crate) fn decode(document: &RawDocument, namespace: &str) -> Result<RunRecor
         )
     })?;
     let scheduled = integer(SCHEDULED)?.ok_or_else(|| bad(SCHEDULED, "is missing"))?;
+    let attempt = integer(ATTEMPT)?
+        .map(|a| u32::try_from(a).map_err(|_| bad(ATTEMPT, &format!("is out of range ({a})"))))
+        .transpose()?
+        .unwrap_or(1);
+    let due_at = integer(DUE)?.map(time).transpose()?;
+    let backfill = match value(BACKFILL)? {
+        None => false,
+        Some(RawBsonRef::Boolean(b)) => b,
+        Some(v) => {
+            return Err(bad(
+                BACKFILL,
+                &format!("is not a boolean ({:?})", v.element_type()),
+            ))
+        }
+    };
     Ok(RunRecord {
         job_id: required(JOB_ID, string(JOB_ID)?)?,
         scheduled_at: time(scheduled)?,
@@ -269,9 +294,9 @@ pub(crate) fn decode(document: &RawDocument, namespace: &str) -> Result<RunRecor
         message: string(MESSAGE)?,
         node: required(NODE, string(NODE)?)?,
         run_id,
-        attempt: 1,
-        backfill: false,
-        due_at: None,
+        attempt,
+        backfill,
+        due_at,
     })
 }
 

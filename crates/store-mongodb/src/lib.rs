@@ -222,6 +222,9 @@
 //! | `output` | string | the tail of the run's output |
 //! | `message` | string or `null` | why it failed, was missed or could not run |
 //! | `node` | string | the scheduler that ran it |
+//! | `attempt` | `Int64` | which attempt at its fire time (1: the first run); absent reads as 1 |
+//! | `backfill` | boolean | whether a backfill started it; absent reads as `false` |
+//! | `due_us` | `Int64` or `null` | when a run that waits to start (a retry) is due, UTC microseconds |
 //!
 //! Times are integers, not BSON dates, because a BSON date holds milliseconds and a
 //! record keeps microseconds (a finer part of an instant is dropped); in the shell,

@@ -10,6 +10,7 @@ use apscheduler_core::{ErrorKind, JobStore, RunHistory, RunOutcome, RunQuery};
 use apscheduler_store_mongodb::mongodb::bson::{doc, Bson, Document};
 use apscheduler_store_mongodb::MongoDbJobStore;
 use apscheduler_testkit::history::{base, record};
+use apscheduler_testkit::history_fields::{check_old_format_record, old_format_record};
 use chrono::Duration as Span;
 
 /// The testkit's run history suite on a fresh collection.
@@ -58,6 +59,9 @@ async fn document_layout_and_indexes() {
         "output": "output of lay-1\n",
         "message": "why",
         "node": "node-a",
+        "attempt": 1_i64,
+        "backfill": false,
+        "due_us": Bson::Null,
     };
     assert_eq!(stored, expected);
     assert!(matches!(stored.get("scheduled_us"), Some(Bson::Int64(_))));
@@ -83,6 +87,7 @@ async fn document_layout_and_indexes() {
         "exit_code",
         "http_status",
         "message",
+        "due_us",
     ] {
         assert_eq!(stored.get(field), Some(&Bson::Null), "{field}");
     }
@@ -116,6 +121,67 @@ async fn document_layout_and_indexes() {
     assert_eq!(by_hand.len(), 1);
     assert_eq!(by_hand[0].scheduled_at.timestamp_micros(), 7);
     assert_eq!(by_hand[0].message, None);
+    store.shutdown().await.unwrap();
+}
+
+/// A document as the earlier release wrote it (no `attempt`, `backfill`, `due_us`)
+/// reads as attempt 1, not a backfill, with no due time; a retry's document holds the
+/// three fields with their types; a mistyped one is `Serialization` naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_format_document_reads_with_defaults() {
+    let Some(db) = common::TestDb::new("run history old format") else {
+        return;
+    };
+    let store = db.store_on("old");
+    let history = store.history();
+    history.prepare().await.unwrap();
+    let raw = db.collection("old_runs").await;
+    let old = old_format_record();
+    let us = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    raw.insert_one(doc! {
+        "_id": &old.run_id,
+        "job_id": &old.job_id,
+        "scheduled_us": us(old.scheduled_at),
+        "started_us": us(old.started_at.unwrap()),
+        "finished_us": us(old.finished_at.unwrap()),
+        "outcome": old.outcome.as_str(),
+        "exit_code": old.exit_code.unwrap(),
+        "http_status": Bson::Null,
+        "output": &old.output,
+        "message": old.message.as_deref().unwrap(),
+        "node": &old.node,
+    })
+    .await
+    .unwrap();
+    check_old_format_record(&history).await;
+
+    let mut retry = record("new-1", "new-job", 0);
+    retry.attempt = 4;
+    retry.backfill = true;
+    retry.due_at = Some(base() + Span::microseconds(9));
+    history.record_runs(&[retry.clone()]).await.unwrap();
+    let stored = raw.find_one(doc! {"_id": "new-1"}).await.unwrap().unwrap();
+    assert_eq!(stored.get("attempt"), Some(&Bson::Int64(4)));
+    assert_eq!(stored.get("backfill"), Some(&Bson::Boolean(true)));
+    assert_eq!(
+        stored.get("due_us"),
+        Some(&Bson::Int64(base().timestamp_micros() + 9))
+    );
+    let of_job = RunQuery {
+        job_id: Some("new-job".into()),
+        ..RunQuery::default()
+    };
+    assert_eq!(history.query_runs(&of_job).await.unwrap(), [retry]);
+
+    raw.update_one(doc! {"_id": "new-1"}, doc! {"$set": {"backfill": "yes"}})
+        .await
+        .unwrap();
+    let err = history.query_runs(&of_job).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+    assert!(
+        err.message().contains("new-1") && err.message().contains("'backfill'"),
+        "{err}"
+    );
     store.shutdown().await.unwrap();
 }
 

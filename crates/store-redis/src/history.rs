@@ -25,8 +25,11 @@ const SCAN_PAGE: usize = 1000;
 /// A `keep` larger than any job's history (and exact in Lua's doubles).
 const KEEP_CAP: usize = 1 << 50;
 
-/// A record's hash fields, in the order they are read.
-const FIELDS: [&str; 10] = [
+/// A record's hash fields, in the order they are read. The last three are written
+/// only when they differ from a first, scheduled, not waiting run (`attempt` 1,
+/// `backfill` 0, no `due_at`): a record without them, as every record written before
+/// they existed, reads as one.
+const FIELDS: [&str; 13] = [
     "job_id",
     "scheduled_at",
     "started_at",
@@ -37,6 +40,9 @@ const FIELDS: [&str; 10] = [
     "output",
     "message",
     "node",
+    "attempt",
+    "backfill",
+    "due_at",
 ];
 
 /// The run history of a [`RedisJobStore`](crate::RedisJobStore), from its
@@ -386,6 +392,9 @@ fn push_record(invocation: &mut ScriptInvocation<'_>, r: &RunRecord) {
         ("finished_at", time(&r.finished_at)),
         ("exit_code", r.exit_code.map(|c| c.to_string())),
         ("http_status", r.http_status.map(|s| s.to_string())),
+        ("attempt", (r.attempt != 1).then(|| r.attempt.to_string())),
+        ("backfill", r.backfill.then(|| "1".to_owned())),
+        ("due_at", time(&r.due_at)),
     ];
     let present = optional.iter().filter(|(_, v)| v.is_some()).count();
     let fields = 5 + present + usize::from(r.message.is_some());
@@ -467,6 +476,13 @@ fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>,
     let output = required(take(7), 7)?;
     let message = take(8);
     let node = required(take(9), 9)?;
+    let attempt = number::<u32>(take(10), FIELDS[10]).map_err(&bad)?;
+    let backfill = match take(11).as_deref() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(bad(format!("field 'backfill' is not 0 or 1: {other:?}"))),
+    };
+    let due_at = time(take(12), FIELDS[12]).map_err(&bad)?;
     Ok(Some(RunRecord {
         run_id,
         job_id,
@@ -479,9 +495,9 @@ fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>,
         output,
         message,
         node,
-        attempt: 1,
-        backfill: false,
-        due_at: None,
+        attempt: attempt.unwrap_or(1),
+        backfill,
+        due_at,
     }))
 }
 
@@ -569,14 +585,14 @@ impl RunHistory for RedisRunHistory {
 mod tests {
     use super::*;
 
-    fn row(values: [Option<&str>; 10]) -> Vec<Option<Vec<u8>>> {
+    fn row(values: [Option<&str>; 13]) -> Vec<Option<Vec<u8>>> {
         values
             .iter()
             .map(|v| v.map(|s| s.as_bytes().to_vec()))
             .collect()
     }
 
-    const GOOD: [Option<&str>; 10] = [
+    const GOOD: [Option<&str>; 13] = [
         Some("job"),
         Some("1000001"),
         None,
@@ -587,6 +603,9 @@ mod tests {
         Some(""),
         None,
         Some("node-a"),
+        None,
+        None,
+        None,
     ];
 
     #[test]
@@ -598,7 +617,16 @@ mod tests {
         assert_eq!(r.finished_at.unwrap().timestamp_micros(), 2_000_000);
         assert_eq!((r.exit_code, r.http_status), (Some(-2), Some(503)));
         assert_eq!(r.outcome, RunOutcome::Success);
-        assert!(decode_run(b"gone", row([None; 10])).unwrap().is_none());
+        assert_eq!((r.attempt, r.backfill, r.due_at), (1, false, None));
+        assert!(decode_run(b"gone", row([None; 13])).unwrap().is_none());
+
+        let mut retry = GOOD;
+        retry[10] = Some("3");
+        retry[11] = Some("1");
+        retry[12] = Some("1500002");
+        let r = decode_run(b"r2", row(retry)).unwrap().unwrap();
+        assert_eq!((r.attempt, r.backfill), (3, true));
+        assert_eq!(r.due_at.unwrap().timestamp_micros(), 1_500_002);
     }
 
     #[test]
@@ -624,5 +652,16 @@ mod tests {
         bad[9] = None;
         let err = decode_run(b"r3", row(bad)).unwrap_err().to_string();
         assert!(err.contains("'node' is missing"), "{err}");
+
+        for (i, value, field) in [
+            (10, "-1", "attempt"),
+            (11, "yes", "backfill"),
+            (12, "x", "due_at"),
+        ] {
+            let mut bad = GOOD;
+            bad[i] = Some(value);
+            let err = decode_run(b"r4", row(bad)).unwrap_err().to_string();
+            assert!(err.contains("'r4'") && err.contains(field), "{err}");
+        }
     }
 }

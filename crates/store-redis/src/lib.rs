@@ -115,7 +115,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `Prun:<run id>` | hash | one run: `job_id`, `scheduled_at`, `started_at`, `finished_at` (UTC microseconds), `outcome`, `exit_code`, `http_status`, `output`, `message`, `node`; absent optional fields are `None` |
+//! | `Prun:<run id>` | hash | one run: `job_id`, `scheduled_at`, `started_at`, `finished_at` (UTC microseconds), `outcome`, `exit_code`, `http_status`, `output`, `message`, `node`, and only when not the default `attempt` (default 1), `backfill` (`1`), `due_at` (µs); absent optional fields are `None` |
 //! | `Pruns` | sorted set | every run id, scored by `scheduled_at` in microseconds |
 //! | `Pruns:job:<job id>` | sorted set | the job's run ids, same scores |
 //! | `Pruns:outcome:<outcome>` | sorted set | the run ids with that outcome (`running`, `success`, ...) |

@@ -10,6 +10,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use apscheduler_core::{ErrorKind, JobStore, RunHistory, RunOutcome, RunQuery, RunRecord};
 use apscheduler_testkit::history::{base, record};
+use apscheduler_testkit::history_fields::{check_old_format_record, old_format_record};
 use chrono::Duration;
 use redis::AsyncCommands;
 
@@ -407,6 +408,68 @@ async fn unreadable_records_are_serialization_errors() {
     assert!(
         err.message().contains("'bad-1'") && err.message().contains("'exploded'"),
         "{err}"
+    );
+}
+
+/// A record as written before `attempt`, `backfill` and `due_at` existed (a hash
+/// without those fields: what a first, scheduled run still writes) reads as attempt 1,
+/// not a backfill, with no due time; a retry's hash holds the three fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_format_record_reads_with_defaults() {
+    let Some(url) = common::redis_url("an_old_format_record_reads_with_defaults") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let prefix = prefixes.fresh();
+    let history = history(&url, &prefix);
+    history.record_runs(&[old_format_record()]).await.unwrap();
+    let mut conn = common::raw(&url).await;
+    let mut fields: Vec<String> = conn.hkeys(format!("{prefix}run:old-1")).await.unwrap();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "exit_code",
+            "finished_at",
+            "job_id",
+            "message",
+            "node",
+            "outcome",
+            "output",
+            "scheduled_at",
+            "started_at"
+        ],
+        "the hash layout of the earlier release"
+    );
+    check_old_format_record(&*history).await;
+
+    let mut retry = record("new-1", "new-job", 0);
+    retry.attempt = 3;
+    retry.backfill = true;
+    retry.due_at = Some(base() + Duration::microseconds(5));
+    history.record_runs(&[retry.clone()]).await.unwrap();
+    let stored: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(format!("{prefix}run:new-1"))
+        .arg(&["attempt", "backfill", "due_at"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let due = (base() + Duration::microseconds(5))
+        .timestamp_micros()
+        .to_string();
+    assert_eq!(
+        stored,
+        [Some("3".to_owned()), Some("1".to_owned()), Some(due)]
+    );
+    assert_eq!(
+        history
+            .query_runs(&RunQuery {
+                job_id: Some("new-job".to_owned()),
+                ..RunQuery::default()
+            })
+            .await
+            .unwrap(),
+        [retry]
     );
 }
 

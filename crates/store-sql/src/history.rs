@@ -123,6 +123,9 @@ impl SqlRunHistory {
             output,
             message,
             node,
+            attempt,
+            backfill,
+            due_at,
         } = row;
         let unreadable = |what: String| {
             Error::new(
@@ -147,6 +150,13 @@ impl SqlRunHistory {
                 String::from_utf8(m).map_err(|e| unreadable(format!("message is not UTF-8 ({e})")))
             })
             .transpose()?;
+        let attempt =
+            u32::try_from(attempt).map_err(|_| unreadable(format!("attempt {attempt}")))?;
+        let backfill = match backfill {
+            0 => false,
+            1 => true,
+            other => return Err(unreadable(format!("backfill {other}"))),
+        };
         Ok(RunRecord {
             job_id,
             scheduled_at: from_micros(scheduled_at),
@@ -159,9 +169,9 @@ impl SqlRunHistory {
             message,
             node,
             run_id,
-            attempt: 1,
-            backfill: false,
-            due_at: None,
+            attempt,
+            backfill,
+            due_at: due_at.map(from_micros),
         })
     }
 
@@ -187,6 +197,9 @@ fn to_write(r: &RunRecord) -> Result<RunWrite<'_>, Error> {
         output: r.output.as_bytes(),
         message: r.message.as_deref().map(str::as_bytes),
         node: &r.node,
+        attempt: i64::from(r.attempt),
+        backfill: i32::from(r.backfill),
+        due_at: r.due_at.as_ref().map(micros_floor),
     })
 }
 

@@ -174,7 +174,10 @@
 //!     http_status INTEGER,
 //!     output BYTEA NOT NULL,         -- UTF-8 as bytes (BLOB on SQLite, LONGBLOB on
 //!     message BYTEA,                 -- MySQL): PostgreSQL text cannot hold a NUL
-//!     node VARCHAR(191) COLLATE "C" NOT NULL
+//!     node VARCHAR(191) COLLATE "C" NOT NULL,
+//!     attempt BIGINT NOT NULL DEFAULT 1,    -- 1 for the first run, 2 for the first retry
+//!     backfill INTEGER NOT NULL DEFAULT 0,  -- 1 for a run started by a backfill
+//!     due_at BIGINT                         -- when a waiting run (a retry) is due
 //! );
 //! CREATE INDEX apscheduler_jobs_runs_time_idx ON apscheduler_jobs_runs (scheduled_at, run_id);
 //! CREATE INDEX apscheduler_jobs_runs_job_idx ON apscheduler_jobs_runs (job_id, scheduled_at, run_id);
@@ -182,6 +185,9 @@
 //! ```
 //!
 //! (MySQL/MariaDB: the indexes are declared inside the `CREATE TABLE IF NOT EXISTS`.)
+//! A table created before `attempt`, `backfill` and `due_at` existed gets them at
+//! prepare time (`ALTER TABLE ... ADD COLUMN`); its rows read as first attempts, not
+//! backfills, with no due time.
 //! Read `output` as text with `convert_from(output, 'UTF8')` (PostgreSQL),
 //! `CAST(output AS TEXT)` (SQLite) or `CONVERT(output USING utf8mb4)` (MySQL).
 //!
@@ -330,6 +336,7 @@ mod mysql;
 mod postgres;
 mod read_only;
 mod runs;
+mod runs_upgrade;
 mod schema;
 mod shared;
 #[cfg(feature = "sqlite")]

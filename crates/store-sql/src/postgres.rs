@@ -7,6 +7,7 @@ use sqlx::{Postgres, Row as _};
 
 use crate::backend::prelude::*;
 use crate::runs::chunks;
+use crate::schema;
 
 /// The statements of one job table, built once.
 #[derive(Debug)]
@@ -313,6 +314,9 @@ struct RunColumns<'a> {
     outputs: Vec<&'a [u8]>,
     messages: Vec<Option<&'a [u8]>>,
     nodes: Vec<&'a str>,
+    attempts: Vec<i64>,
+    backfills: Vec<i32>,
+    due: Vec<Option<i64>>,
 }
 
 impl<'a> RunColumns<'a> {
@@ -329,6 +333,9 @@ impl<'a> RunColumns<'a> {
             outputs: rows.iter().map(|r| r.output).collect(),
             messages: rows.iter().map(|r| r.message).collect(),
             nodes: rows.iter().map(|r| r.node).collect(),
+            attempts: rows.iter().map(|r| r.attempt).collect(),
+            backfills: rows.iter().map(|r| r.backfill).collect(),
+            due: rows.iter().map(|r| r.due_at).collect(),
         }
     }
 }
@@ -341,6 +348,7 @@ impl RunsDialect for Runs<Postgres> {
         let map = self.error("create the table");
         // Already there (the usual case): no lock taken, and no `CREATE INDEX IF NOT
         // EXISTS`, which locks the table against writers even when the index exists.
+        // A table from before the added columns counts as missing (it is upgraded).
         let n = &self.names;
         let relations: Vec<&str> = [
             &n.runs,
@@ -352,15 +360,22 @@ impl RunsDialect for Runs<Postgres> {
         .iter()
         .map(|quoted| quoted.trim_matches('"'))
         .collect();
+        let added: Vec<&str> = schema::ADDED_RUN_COLUMNS.iter().map(|(c, _)| *c).collect();
         let found: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
-             WHERE s.nspname = current_schema() AND c.relname::TEXT = ANY($1::TEXT[])",
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace s \
+             ON s.oid = c.relnamespace \
+             WHERE s.nspname = current_schema() AND c.relname::TEXT = ANY($1::TEXT[])) \
+             + (SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $2 \
+             AND column_name::TEXT = ANY($3::TEXT[]))",
         )
         .bind(&relations)
+        .bind(n.runs_table.as_str())
+        .bind(&added)
         .fetch_one(&self.pool)
         .await
         .map_err(&map)?;
-        if found == relations.len() as i64 {
+        if found == (relations.len() + added.len()) as i64 {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(&map)?;
@@ -381,7 +396,7 @@ impl RunsDialect for Runs<Postgres> {
         let sql = format!(
             "{} SELECT * FROM UNNEST($1::VARCHAR[], $2::VARCHAR[], $3::BIGINT[], $4::BIGINT[], \
              $5::BIGINT[], $6::VARCHAR[], $7::INTEGER[], $8::INTEGER[], $9::BYTEA[], $10::BYTEA[], \
-             $11::VARCHAR[]){}",
+             $11::VARCHAR[], $12::BIGINT[], $13::INTEGER[], $14::BIGINT[]){}",
             self.sql.insert_head, self.sql.upsert_tail
         );
         let parts = chunks(rows);
@@ -403,7 +418,10 @@ impl RunsDialect for Runs<Postgres> {
                 .bind(&c.http_statuses)
                 .bind(&c.outputs)
                 .bind(&c.messages)
-                .bind(&c.nodes);
+                .bind(&c.nodes)
+                .bind(&c.attempts)
+                .bind(&c.backfills)
+                .bind(&c.due);
             match tx.as_mut() {
                 Some(tx) => q.execute(&mut **tx).await,
                 None => q.execute(&self.pool).await,

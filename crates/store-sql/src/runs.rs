@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::schema::{self, Dialect, Names};
 use crate::shared::RowsAffected;
 
-/// Most records per multi-row statement (11 parameters each: SQLite takes 32,766
+/// Most records per multi-row statement (14 parameters each: SQLite takes 32,766
 /// parameters, MySQL 65,535).
 pub(crate) const CHUNK_ROWS: usize = 1000;
 
@@ -39,6 +39,10 @@ pub(crate) struct RunWrite<'a> {
     pub(crate) output: &'a [u8],
     pub(crate) message: Option<&'a [u8]>,
     pub(crate) node: &'a str,
+    pub(crate) attempt: i64,
+    /// 0 or 1.
+    pub(crate) backfill: i32,
+    pub(crate) due_at: Option<i64>,
 }
 
 impl RunWrite<'_> {
@@ -62,6 +66,9 @@ pub(crate) struct RunRow {
     pub(crate) output: Vec<u8>,
     pub(crate) message: Option<Vec<u8>>,
     pub(crate) node: String,
+    pub(crate) attempt: i64,
+    pub(crate) backfill: i32,
+    pub(crate) due_at: Option<i64>,
 }
 
 impl RunRow {
@@ -208,7 +215,8 @@ impl RunStatements {
                 Dialect::Sqlite => format!(
                     "SELECT CAST(json_group_array(json_array(run_id, job_id, scheduled_at, \
                      started_at, finished_at, outcome, exit_code, http_status, \
-                     CAST(output AS TEXT), CAST(message AS TEXT), node)) AS BLOB) \
+                     CAST(output AS TEXT), CAST(message AS TEXT), node, attempt, backfill, \
+                     due_at)) AS BLOB) \
                      FROM {runs} WHERE rowid IN (SELECT (SELECT x.rowid \
                      FROM {runs} x WHERE x.job_id = j.value \
                      ORDER BY x.scheduled_at DESC, x.run_id DESC LIMIT 1) FROM json_each({}) j)",
@@ -365,7 +373,7 @@ where
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB>,
     Option<i32>: Encode<'q, DB>,
-    i32: Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
     Option<&'q [u8]>: Encode<'q, DB>,
 {
@@ -381,7 +389,10 @@ where
             .bind(r.http_status)
             .bind(r.output)
             .bind(r.message)
-            .bind(r.node);
+            .bind(r.node)
+            .bind(r.attempt)
+            .bind(r.backfill)
+            .bind(r.due_at);
     }
     query
 }
@@ -408,6 +419,9 @@ where
         output: r.try_get(8)?,
         message: r.try_get(9)?,
         node: r.try_get(10)?,
+        attempt: r.try_get(11)?,
+        backfill: r.try_get(12)?,
+        due_at: r.try_get(13)?,
     })
 }
 
@@ -421,7 +435,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
-    for<'q> i32: Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
@@ -441,20 +455,12 @@ where
             .execute(&mut *conn)
             .await
             .map_err(&map)?;
-        let rows = sqlx::query(&self.dialect.columns_of_table())
-            .bind(self.names.runs_table.as_str())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(&map)?;
-        let existing = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(&map)?;
+        let existing = self.columns_on(conn).await?;
         let missing: Vec<&str> = schema::RUN_COLUMNS
             .iter()
             .copied()
-            .filter(|c| !existing.iter().any(|e| e.eq_ignore_ascii_case(c)))
+            .filter(|c| !crate::runs_upgrade::has_column(&existing, c))
+            .filter(|c| !schema::ADDED_RUN_COLUMNS.iter().any(|(a, _)| a == c))
             .collect();
         if !missing.is_empty() {
             return Err(StoreError::ForeignRunsTable {
@@ -462,6 +468,7 @@ where
                 missing: missing.join(", "),
             });
         }
+        self.add_missing_columns(conn, &existing).await?;
         for stmt in indexes {
             sqlx::query(stmt)
                 .persistent(false)
@@ -725,6 +732,9 @@ mod tests {
             output,
             message: None,
             node: "n",
+            attempt: 1,
+            backfill: 0,
+            due_at: None,
         }
     }
 

@@ -271,8 +271,9 @@ pub(crate) fn v2_binary_state(dialect: Dialect, n: &Names) -> Vec<String> {
 }
 
 /// The columns of the run history table, in the order every statement writes and reads
-/// them.
-pub(crate) const RUN_COLUMNS: [&str; 11] = [
+/// them. The last [`ADDED_RUN_COLUMNS`]`.len()` were added later: a table without them
+/// gets them at prepare time.
+pub(crate) const RUN_COLUMNS: [&str; 14] = [
     "run_id",
     "job_id",
     "scheduled_at",
@@ -284,7 +285,25 @@ pub(crate) const RUN_COLUMNS: [&str; 11] = [
     "output",
     "message",
     "node",
+    "attempt",
+    "backfill",
+    "due_at",
 ];
+
+/// The run history columns added after the table's first release, with their type per
+/// dialect: [`prepare`](apscheduler_core::RunHistory::prepare) adds the missing ones to
+/// an existing table (`ALTER TABLE ... ADD COLUMN`), and the rows already there read as
+/// a first attempt, not a backfill, with no due time.
+pub(crate) const ADDED_RUN_COLUMNS: [(&str, &str); 3] = [
+    ("attempt", "BIGINT NOT NULL DEFAULT 1"),
+    ("backfill", "INTEGER NOT NULL DEFAULT 0"),
+    ("due_at", "BIGINT NULL"),
+];
+
+/// `ALTER TABLE` adding one of [`ADDED_RUN_COLUMNS`] to the run history table.
+pub(crate) fn add_run_column(n: &Names, column: &str, kind: &str) -> String {
+    format!("ALTER TABLE {} ADD COLUMN {column} {kind}", n.runs)
+}
 
 /// The DDL of the run history table (first) and its indexes, per dialect; every
 /// statement tolerates what already exists. Not a numbered migration: the table is created by
@@ -293,7 +312,8 @@ pub(crate) const RUN_COLUMNS: [&str; 11] = [
 /// is not raised by it.
 ///
 /// Times are microseconds since the Unix epoch (UTC); `output` and `message` are
-/// binary columns holding UTF-8 (PostgreSQL's text types cannot hold a NUL character).
+/// binary columns holding UTF-8 (PostgreSQL's text types cannot hold a NUL character);
+/// `backfill` is 0 or 1 (an integer reads alike on every driver, a boolean does not).
 pub(crate) fn runs_table_ddl(dialect: Dialect, n: &Names) -> Vec<String> {
     match dialect {
         // MySQL has no `CREATE INDEX IF NOT EXISTS` (MariaDB has): the indexes are part
@@ -311,6 +331,9 @@ pub(crate) fn runs_table_ddl(dialect: Dialect, n: &Names) -> Vec<String> {
              \x20   output LONGBLOB NOT NULL,\n\
              \x20   message LONGBLOB NULL,\n\
              \x20   node VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n\
+             \x20   attempt BIGINT NOT NULL DEFAULT 1,\n\
+             \x20   backfill INTEGER NOT NULL DEFAULT 0,\n\
+             \x20   due_at BIGINT NULL,\n\
              \x20   PRIMARY KEY (run_id),\n\
              \x20   KEY {time} (scheduled_at, run_id),\n\
              \x20   KEY {job} (job_id, scheduled_at, run_id),\n\
@@ -341,7 +364,10 @@ pub(crate) fn runs_table_ddl(dialect: Dialect, n: &Names) -> Vec<String> {
                      \x20   http_status INTEGER,\n\
                      \x20   output {bytes} NOT NULL,\n\
                      \x20   message {bytes},\n\
-                     \x20   node VARCHAR(191){collate} NOT NULL\n\
+                     \x20   node VARCHAR(191){collate} NOT NULL,\n\
+                     \x20   attempt BIGINT NOT NULL DEFAULT 1,\n\
+                     \x20   backfill INTEGER NOT NULL DEFAULT 0,\n\
+                     \x20   due_at BIGINT\n\
                      )",
                     runs = n.runs
                 ),

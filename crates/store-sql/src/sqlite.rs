@@ -368,6 +368,9 @@ impl RunsDialect for Runs<Sqlite> {
                     output,
                     message,
                     node,
+                    attempt,
+                    backfill,
+                    due_at,
                 )| RunRow {
                     run_id,
                     job_id,
@@ -380,6 +383,9 @@ impl RunsDialect for Runs<Sqlite> {
                     output: output.0,
                     message: message.map(|m| m.0),
                     node,
+                    attempt,
+                    backfill,
+                    due_at,
                 },
             )
             .collect())
@@ -415,6 +421,9 @@ type RunItem = (
     Bytes,
     Option<Bytes>,
     String,
+    i64,
+    i32,
+    Option<i64>,
 );
 
 /// Runs a statement that returns its rows as one JSON array (`json_group_array`, cast

@@ -1,6 +1,6 @@
 //! The run history against ZooKeeper (`APS_TEST_ZOOKEEPER_URL`): the shared conformance
-//! suite (`apscheduler_testkit::history::run_all`) on a fresh root path, and a record
-//! damaged behind the store's back.
+//! suite (`apscheduler_testkit::history::run_all`) on a fresh root path, a record
+//! damaged behind the store's back; a record in the format of an earlier release.
 
 mod common;
 
@@ -69,5 +69,48 @@ async fn corrupt_record_is_reported_and_kept() {
         .expect("prune by age");
     let (data, _) = client.get_data(&bad).await.expect("still there");
     assert_eq!(data, b"\xff\x00 not json {");
+    store.shutdown().await.expect("shutdown");
+}
+
+/// A record znode as the earlier release wrote it (its JSON without `attempt`,
+/// `backfill` and `due_at`) reads as attempt 1, not a backfill, with no due time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_format_record_reads_with_defaults() {
+    use apscheduler_testkit::history_fields::{check_old_format_record, old_format_record};
+    let Some(hosts) = common::zk_hosts("an_old_format_record_reads_with_defaults") else {
+        return;
+    };
+    let path = common::fresh_path();
+    let store = common::store(&hosts, &path);
+    let history = store.run_history().expect("ZooKeeper keeps history");
+    history.prepare().await.expect("prepare");
+    let old = old_format_record();
+    history
+        .record_runs(std::slice::from_ref(&old))
+        .await
+        .expect("record");
+
+    // Rewrite the record znode in the old format (same place, see the test above).
+    let key = (old.scheduled_at.timestamp_micros() as u64) ^ (1 << 63);
+    let znode = format!(
+        "{path}/history/jobs/{}/{key:020}-{}",
+        old.job_id, old.run_id
+    );
+    let mut json = serde_json::to_value(&old).expect("JSON");
+    let fields = json.as_object_mut().expect("an object");
+    for added in ["attempt", "backfill", "due_at"] {
+        fields.remove(added);
+    }
+    let client = Client::connect(&hosts).await.expect("connect");
+    let (before, _) = client.get_data(&znode).await.expect("the record znode");
+    assert!(
+        String::from_utf8_lossy(&before).contains("\"attempt\":1"),
+        "the znode holds the record"
+    );
+    client
+        .set_data(&znode, &serde_json::to_vec(&json).expect("JSON"), None)
+        .await
+        .expect("rewrite the record in the old format");
+    check_old_format_record(&*history).await;
     store.shutdown().await.expect("shutdown");
 }

@@ -230,7 +230,8 @@ impl TaskSet {
             max_instances: 1,
             run_ids: Vec::new(),
             attempt: 1,
-            policy: Default::default(),
+            cancel: Default::default(),
+            policy: apscheduler_core::default_policy(),
         }
     }
 }

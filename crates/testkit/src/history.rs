@@ -16,6 +16,7 @@
 //! | [`check_interrupt_running_hands_each_record_once`] | callers interrupting the same node at once (each with its own message) each get different records, together all of them (each run is recovered once) |
 //! | [`check_latest_runs`] | the newest record of each job asked for, across more jobs than one batch |
 //! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
+//! | [`check_attempt_backfill_due_at`](crate::history_fields::check_attempt_backfill_due_at) | attempt, backfill and due time round-trip through every read and rewrite; a waiting record is interrupted with its due time |
 //! | [`check_node_registry`] | heartbeats create and replace a node's entry, listed by name, times to the microsecond; removal says whether there was one |
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_latest_runs(&*history).await;
     check_node_registry(&*history).await;
     check_running_elsewhere(&*history).await;
+    crate::history_fields::check_attempt_backfill_due_at(&*history).await;
 }
 
 /// `running_elsewhere` lists the `running` records of the other nodes: not the asking

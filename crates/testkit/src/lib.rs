@@ -26,6 +26,7 @@ pub mod bench;
 pub mod ensemble;
 pub mod executor;
 pub mod history;
+pub mod history_fields;
 pub mod pg_failover;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apscheduler_core::{RunRecord, TaskFailure, TaskResult};
+use apscheduler_core::{CancelSignal, RunRecord, TaskFailure, TaskResult};
 use chrono::DateTime;
 use chrono_tz::Tz;
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -26,6 +26,10 @@ pub(crate) struct RunEnv {
     pub(crate) scheduled_at: DateTime<Tz>,
     /// Which attempt at the fire time this run is (1, then 2 and up for retries).
     pub(crate) attempt: u32,
+    /// Set when the job's overlap policy cancels this run for a newer fire time: a
+    /// command's process group gets SIGTERM, then SIGKILL after the grace
+    /// (`terminate_other`: SIGKILL at once). An HTTP request runs to its end.
+    pub(crate) cancel: CancelSignal,
 }
 
 /// Settings every run shares.
@@ -134,6 +138,8 @@ enum End {
     Exited(std::process::ExitStatus),
     TimedOut,
     Interrupted,
+    /// The overlap policy cancelled the run; `true`: killed at once (`terminate_other`).
+    Cancelled(bool),
 }
 
 async fn run_command(
@@ -172,6 +178,7 @@ async fn command_into(
         cwd,
         env: vars,
         timeout,
+        kill_grace,
         user,
         group,
         shell,
@@ -181,6 +188,11 @@ async fn command_into(
         unreachable!("run_command gets command actions")
     };
     let timeout = timeout.map(Duration::from_secs_f64);
+    // The job's own grace, else the daemon's.
+    let limits = Limits {
+        kill_grace: kill_grace.map_or(limits.kill_grace, Duration::from_secs_f64),
+        ..limits
+    };
     let shell = shell.as_deref().unwrap_or(DEFAULT_SHELL);
     // Looked up at each run: a user removed since the config was loaded fails the run
     // (it never runs as the daemon's user instead).
@@ -278,13 +290,20 @@ async fn command_into(
         },
         _ = timer => End::TimedOut,
         _ = stop.wait_for(|s| *s) => End::Interrupted,
+        _ = env.cancel.cancelled() => End::Cancelled(env.cancel.request().is_some_and(|r| r.terminate)),
     };
+    let mut exited_after_term = None;
     if !matches!(end, End::Exited(_)) {
-        // The whole group: the shell's children and grandchildren too.
-        if let Some(pg) = group {
-            let _ = kill_process_group(pg, Signal::TERM);
+        // The whole group: the shell's children and grandchildren too; `terminate_other`
+        // skips the polite SIGTERM.
+        if !matches!(end, End::Cancelled(true)) {
+            if let Some(pg) = group {
+                let _ = kill_process_group(pg, Signal::TERM);
+            }
+            if let Ok(Ok(status)) = tokio::time::timeout(limits.kill_grace, child.wait()).await {
+                exited_after_term = Some(status);
+            }
         }
-        let _ = tokio::time::timeout(limits.kill_grace, child.wait()).await;
         if let Some(pg) = group {
             let _ = kill_process_group(pg, Signal::KILL);
         }
@@ -316,12 +335,42 @@ async fn command_into(
         )
         .with_detail(json!({ "output": output }))
         .into()),
+        End::Cancelled(true) => Err(TaskFailure::new(
+            "cancelled",
+            "the process group got SIGKILL at once",
+        )
+        .with_detail(json!({ "output": output }))
+        .into()),
+        End::Cancelled(false) => Err(TaskFailure::new(
+            "cancelled",
+            match exited_after_term {
+                Some(status) => format!(
+                    "the process group got SIGTERM; the command ended ({}) within the {} grace",
+                    describe(status),
+                    humantime::format_duration(limits.kill_grace)
+                ),
+                None => format!(
+                    "the process group got SIGTERM, then SIGKILL after the {} grace",
+                    humantime::format_duration(limits.kill_grace)
+                ),
+            },
+        )
+        .with_detail(json!({ "exit_code": exited_after_term.and_then(|s| s.code()), "output": output }))
+        .into()),
         End::Interrupted => Err(TaskFailure::new(
             "interrupted",
             "the daemon stopped and its grace period ended: the process group got SIGTERM, then SIGKILL",
         )
         .with_detail(json!({ "output": output }))
         .into()),
+    }
+}
+
+/// An exit status in words: `exit status 0`, `signal 15`.
+fn describe(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, signal) => format!("signal {}", signal.unwrap_or(0)),
     }
 }
 

@@ -240,6 +240,7 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
             cwd,
             env,
             timeout,
+            kill_grace,
             user,
             group,
             shell,
@@ -264,6 +265,9 @@ fn raw_of(def: &JobDef) -> Map<String, Value> {
             }
             if let Some(t) = timeout {
                 raw.insert("timeout".into(), json!(t));
+            }
+            if let Some(g) = kill_grace {
+                raw.insert("kill_grace".into(), json!(g));
             }
         }
         Action::Http {

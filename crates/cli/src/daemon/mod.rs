@@ -90,6 +90,7 @@ impl Runs {
                 .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
             scheduled_at: ctx.scheduled_run_time,
             attempt: ctx.attempt,
+            cancel: ctx.cancel.clone(),
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let capture = self.mailer.as_ref().map_or(0, |m| m.capture_for(&def));

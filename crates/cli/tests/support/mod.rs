@@ -322,3 +322,22 @@ pub fn count_processes(marker: &str) -> usize {
     }
     n
 }
+
+/// Writes `records` into the run history of the SQLite store at `db` (created when
+/// missing), as a scheduler would: what `aps history`, the API and the dashboard then
+/// show.
+pub fn seed_runs(db: &Path, records: &[apscheduler_core::RunRecord]) {
+    use apscheduler_core::JobStore as _;
+    let url = format!("sqlite:///{}", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = apscheduler_store_sql::SqlJobStore::connect(&url).unwrap();
+        let history = store.run_history().unwrap();
+        history.prepare().await.unwrap();
+        history.record_runs(records).await.unwrap();
+        store.shutdown().await.unwrap();
+    });
+}

@@ -143,6 +143,9 @@ impl EngineBuilder {
                 waiting_elsewhere: Mutex::default(),
                 retries: Mutex::default(),
                 buffered: Arc::default(),
+                cancellable: Arc::default(),
+                streaks: Default::default(),
+                runtime: Mutex::new(None),
                 passes: Mutex::new(PassMarks::default()),
             }),
         }

@@ -95,8 +95,9 @@ impl Engine {
             dispatcher: self.inner.dispatcher.clone(),
             recorder: self.inner.history.clone(),
             clock: self.inner.clock.clone(),
-            engine: Arc::downgrade(&self.inner),
             buffered: self.inner.buffered.clone(),
+            cancellable: self.inner.cancellable.clone(),
+            engine: Arc::downgrade(&self.inner),
         })
     }
 

@@ -11,10 +11,13 @@ pub(super) struct Reporter {
     pub(super) recorder: Option<Arc<Recorder>>,
     /// When a failed attempt's retry is due is counted from now on this clock.
     pub(super) clock: Arc<dyn Clock>,
-    /// The engine, to hold retries (reached only for a failure its job retries).
-    pub(super) engine: std::sync::Weak<Inner>,
     /// How many buffered fire times wait (the engine's count).
     pub(super) buffered: Arc<std::sync::atomic::AtomicUsize>,
+    /// The cancellable runs in flight (`cancel_other` / `terminate_other` jobs).
+    pub(super) cancellable: Arc<super::overlap::Cancellable>,
+    /// The engine, for what a failure streak does (pause, notify) and to hold retries;
+    /// weak: executors outlive no engine.
+    pub(super) engine: std::sync::Weak<Inner>,
 }
 
 impl Reporter {
@@ -58,6 +61,7 @@ impl RunReporter for Reporter {
     }
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
+        let result = super::overlap::note_cancel(run, result);
         let retry = match &result {
             Err(failure) => self.retry(run, run_time, failure),
             Ok(_) => None,
@@ -80,6 +84,11 @@ impl RunReporter for Reporter {
             }
         }
         let attempt = run.attempt;
+        // After the record's end is queued: the follow-up reads it from the history.
+        // An attempt followed by a retry is not the fire time's final outcome.
+        if retry.is_none() && super::streaks::has_rules(&run.policy) {
+            self.follow_streak(run, run_time, &result);
+        }
         match result {
             Ok(retval) => {
                 tracing::info!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "job executed successfully");
@@ -116,12 +125,40 @@ impl RunReporter for Reporter {
         }
     }
 
-    fn finished(&self, _run: &JobRun) {
+    fn finished(&self, run: &JobRun) {
+        if run.cancel.is_live() {
+            self.cancellable.remove(&run.job_id, &run.cancel);
+        }
         // A buffered fire time may start now that an instance is free.
         if self.buffered.load(std::sync::atomic::Ordering::Acquire) > 0 {
             if let Some(inner) = self.engine.upgrade() {
                 inner.wake.wake();
             }
+        }
+    }
+}
+
+impl Reporter {
+    /// Counts a final outcome of a job with streak rules and hands what follows
+    /// (reading the history, pausing, notifying) to a task.
+    fn follow_streak(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        result: &Result<Value, JobFailure>,
+    ) {
+        let Some(inner) = self.engine.upgrade() else {
+            return;
+        };
+        // Executors call from their own threads: the follow-up runs on the runtime the
+        // scheduler started on.
+        let Some(runtime) = lock(&inner.runtime).clone() else {
+            apscheduler_core::log_error!(target: "apscheduler", job_id = %run.job_id, "failure streak not counted: the scheduler was never started on a runtime");
+            return;
+        };
+        if let Some(ended) = inner.streaks.ended(run, run_time, result) {
+            let engine = Engine { inner };
+            runtime.spawn(async move { engine.follow_streak(ended).await });
         }
     }
 }

@@ -241,9 +241,18 @@ impl JobTable for StoreTable<'_> {
     async fn resume(&self, id: &str, jobstore: Option<&str>) -> Result<Option<Job>, Error> {
         let engine = self.0;
         let _guard = engine.inner.jobs_lock.lock().await;
-        let (job, alias, store) = engine.find(id, jobstore).await?;
+        let (mut job, alias, store) = engine.find(id, jobstore).await?;
         if !job.is_paused() {
             return Ok(Some(job));
+        }
+        // A resume ends the failure streak, and with it the reason of a pause by policy.
+        job.paused_reason = None;
+        engine
+            .inner
+            .streaks
+            .reset(&job.id, engine.inner.clock.now());
+        if let Some(recorder) = &engine.inner.history {
+            recorder.streak_changed(apscheduler_core::StreakChange::Counted, &job.id, 0, None);
         }
         engine.store_rescheduled(job, &alias, &store, true).await
     }

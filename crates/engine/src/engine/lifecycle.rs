@@ -12,6 +12,7 @@ impl Engine {
     /// # Errors
     /// `InvalidState` when already running; a store or executor that fails to start.
     pub async fn start(&self, paused: bool) -> Result<(), Error> {
+        *lock(&self.inner.runtime) = Some(tokio::runtime::Handle::current());
         let (stores, executors) = {
             let mut st = lock(&self.inner.state);
             if st.status != SchedulerState::Stopped {

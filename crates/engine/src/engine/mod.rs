@@ -17,6 +17,8 @@
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`retries`] | retries of failed attempts; waiting runs taken over from dead nodes |
 //! | [`run_now`] | running a job once, now, outside its schedule |
+//! | [`overlap`] | cancel_other / terminate_other: cancelling the runs in flight |
+//! | [`streaks`] | failure streaks: pausing and notifying after N failures in a row |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
 use std::cell::Cell;
@@ -54,20 +56,24 @@ mod events;
 mod job_tables;
 mod jobs;
 mod lifecycle;
+mod overlap;
 mod pass;
 mod pending;
 mod recovery;
 mod retries;
 mod run_now;
 mod start;
+mod streaks;
 mod unreleased;
 
 pub use builder::EngineBuilder;
 pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, trigger_calendar};
 use events::Reporter;
+pub use overlap::cancelled_by;
 pub(crate) use pending::PreparedJob;
 use pending::{could_be_generated, new_job_id, Pending, PendingIds, PendingJobs};
 pub use retries::PendingRun;
+pub use streaks::failure_streak;
 
 /// The alias of the store and executor created when none is configured.
 pub const DEFAULT_ALIAS: &str = "default";
@@ -176,10 +182,17 @@ pub(crate) struct Inner {
     /// Fire times waiting for other nodes' runs of their job to end (`max_instances`
     /// across the cluster), and whether a task is polling for them.
     waiting_elsewhere: Mutex<elsewhere::Waiting>,
-    /// Retries waiting for their due time.
+    /// Retries and buffered fire times waiting to start.
     retries: Mutex<Vec<retries::WaitingRun>>,
     /// How many of them are buffered fire times.
     buffered: Arc<std::sync::atomic::AtomicUsize>,
+    /// This node's runs of jobs whose overlap policy cancels runs in flight.
+    cancellable: Arc<overlap::Cancellable>,
+    /// Failure streaks counted on this node, and when it resumed jobs.
+    streaks: streaks::Streaks,
+    /// The runtime the last `start` ran on: where work that executors' threads hand
+    /// over runs.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
 }

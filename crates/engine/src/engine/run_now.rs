@@ -1,9 +1,11 @@
 //! Running a job once, now, outside its schedule ("run now" in a dashboard, `POST
 //! /api/jobs/{id}/run`): a run like any other (its executor, `max_instances`, events,
-//! a history record) that leaves the job's next run time alone.
+//! a history record) that leaves the job's next run time alone. It obeys the job's
+//! overlap policy as a fire time does.
 
 use super::pass::PassLookups;
 use super::*;
+use apscheduler_core::Overlap;
 
 impl Engine {
     /// Starts one run of job `id` now, on this scheduler, without touching its
@@ -35,7 +37,13 @@ impl Engine {
             ));
         }
         let (job, alias, _) = self.find(id, jobstore).await?;
-        if self.instances(&job.id) >= job.max_instances as usize {
+        // Under cancel_other / terminate_other the run in flight is asked to stop (the
+        // run starts once it ended); under allow_all there is no limit.
+        let limited = matches!(
+            job.policy.overlap,
+            Overlap::Skip | Overlap::BufferOne | Overlap::BufferAll
+        );
+        if limited && self.instances(&job.id) >= job.max_instances as usize {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(

@@ -1,6 +1,7 @@
 //! Starting the runs a pass planned: each goes to its executor once the store applied
 //! the release that moves its job past the fire times, or is recorded as not started.
 
+use super::overlap;
 use super::pass::PassLookups;
 use super::*;
 use apscheduler_core::RunElsewhere;
@@ -66,8 +67,9 @@ impl Engine {
                 None => Vec::new(),
             },
             run_times: due,
-            max_instances: job.max_instances,
+            max_instances: overlap::max_instances(job),
             attempt: 1,
+            cancel: overlap::signal_for(job),
             policy: job.policy.clone(),
         };
         Some(PlannedRun {
@@ -77,6 +79,7 @@ impl Engine {
             executor_alias: job.executor.clone(),
             grace: job.misfire_grace_time,
             waiting: false,
+            overlap: job.policy.overlap,
         })
     }
 
@@ -90,6 +93,9 @@ impl Engine {
         used: &mut PassLookups,
         elsewhere: &[RunElsewhere],
     ) {
+        let Some(planned) = self.overlap_gate(alias, planned) else {
+            return;
+        };
         let PlannedRun {
             executor,
             run,
@@ -107,6 +113,7 @@ impl Engine {
         // The run ids of the `running` records written for it, replaced if it does not
         // start.
         let run_ids = run.run_ids.clone();
+        let cancel = run.cancel.clone();
         // A retry waiting here counts as an instance of its job, like a run elsewhere.
         let retrying = if waiting {
             0
@@ -139,6 +146,9 @@ impl Engine {
         } else {
             max_instances.to_string()
         };
+        if submitted.is_err() && cancel.is_live() {
+            self.inner.cancellable.remove(&job_id, &cancel);
+        }
         match submitted {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
@@ -231,6 +241,8 @@ pub(super) struct PlannedRun {
     /// A waiting run (a retry, a buffered fire time) starting: the other waiting runs
     /// of its job do not hold it back.
     pub(super) waiting: bool,
+    /// The job's overlap policy (`cancel_other` / `terminate_other` act at the start).
+    pub(super) overlap: apscheduler_core::Overlap,
 }
 
 impl PlannedRun {

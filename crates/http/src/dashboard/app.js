@@ -438,11 +438,14 @@
     setText(r.action, job.action || '');
     setText(r.trigger, job.trigger);
 
-    const nextKey = `${job.paused}|${job.next_run_time}`;
+    const nextKey = `${job.paused}|${job.next_run_time}|${job.paused_reason}`;
     if (r.nextKey !== nextKey) {
       r.nextKey = nextKey;
       if (job.paused) {
-        replaceChildren(r.next, el('span', { class: 'badge badge-paused', 'data-testid': `paused-${job.id}` }, 'paused'));
+        // Paused by the job's policy: the reason shows on hover.
+        const attrs = { class: 'badge badge-paused', 'data-testid': `paused-${job.id}` };
+        if (job.paused_reason) attrs.title = job.paused_reason;
+        replaceChildren(r.next, el('span', attrs, job.paused_reason ? 'paused by policy' : 'paused'));
       } else if (job.next_run_time) {
         r.nextTime = el('span', { class: 'when', title: fullTime(job.next_run_time) }, localTime(job.next_run_time));
         r.nextRel = el('span', { class: 'muted small rel' });
@@ -562,7 +565,7 @@
     const opts = [
       ['Trigger', job.trigger],
       ['Action', job.action || '—'],
-      ['Next run', job.paused ? 'paused' : job.next_run_time ? `${localTime(job.next_run_time)} (${relative(job.next_run_time)})` : 'none'],
+      ['Next run', job.paused ? (job.paused_reason || 'paused') : job.next_run_time ? `${localTime(job.next_run_time)} (${relative(job.next_run_time)})` : 'none'],
       ['Last run', job.last_run_at ? `${job.last_outcome} · ${localTime(job.last_run_at)} (${relative(job.last_run_at)})` : 'never'],
       ['Executor', job.executor],
       ['Misfire grace', grace],
@@ -570,6 +573,7 @@
       ['Max instances', String(job.max_instances)],
       ['Recover', job.recover ? 'yes' : 'no'],
       ['Policy', policyText(job.policy)],
+      ['Failures in a row', String(job.failure_streak || 0)],
       ['Origin', job.origin || '—'],
       ['Calendar', job.calendar ? `${job.calendar} (${job.calendar_action}): ${job.calendar_rules || ''}` : 'none'],
     ];
@@ -624,23 +628,27 @@
 
   function fillRunRow(p, r) {
     p.root.dataset.outcome = r.outcome;
-    const key = r.outcome;
+    const attempt = r.attempt || 1;
+    const key = `${r.outcome}|${attempt}|${!!r.backfill}`;
     if (p.outcomeKey !== key) {
       p.outcomeKey = key;
-      replaceChildren(p.outcome, outcomeBadge(r.outcome, `run-outcome-${r.run_id}`));
+      // A retry shows which attempt it is; a run a backfill started says so.
+      replaceChildren(p.outcome, outcomeBadge(r.outcome, `run-outcome-${r.run_id}`),
+        attempt > 1 ? el('span', { class: 'run-mark', title: `attempt ${attempt} at this fire time`, 'data-testid': `run-attempt-${r.run_id}` }, `#${attempt}`) : null,
+        r.backfill ? el('span', { class: 'run-mark', title: 'started by a backfill', 'data-testid': `run-backfill-${r.run_id}` }, 'backfill') : null);
     }
     setText(p.scheduled, localTime(r.scheduled_at));
     p.scheduled.title = fullTime(r.scheduled_at);
-    // A waiting run (a retry, a buffered fire time) shows when it is due.
-    const waiting = r.outcome === 'running' && !r.started_at && r.due_at;
-    setText(p.started, r.started_at ? localTime(r.started_at) : waiting ? `due ${localTime(r.due_at)}` : '—');
+    setText(p.started, r.started_at ? localTime(r.started_at) : '—');
     p.started.title = fullTime(r.started_at);
-    setText(p.took, waiting ? '' : r.outcome === 'running' ? `${took(r.started_at, new Date().toISOString())}…` : took(r.started_at, r.finished_at));
+    setText(p.took, r.outcome === 'running' ? `${took(r.started_at, new Date().toISOString())}…` : took(r.started_at, r.finished_at));
     const exit = r.http_status !== null && r.http_status !== undefined ? `HTTP ${r.http_status}`
       : r.exit_code !== null && r.exit_code !== undefined ? `exit ${r.exit_code}` : '';
     setText(p.exit, exit);
-    setText(p.message, r.message || '');
-    setText(p.meta, `run ${r.run_id} · attempt ${r.attempt || 1} · node ${r.node}${r.finished_at ? ` · finished ${fullTime(r.finished_at)}` : ''}`);
+    // A run waiting to start (a retry's delay): when it is due.
+    const waiting = r.due_at && !r.started_at ? `due ${localTime(r.due_at)}` : '';
+    setText(p.message, r.message || waiting);
+    setText(p.meta, `run ${r.run_id} · node ${r.node}${r.finished_at ? ` · finished ${fullTime(r.finished_at)}` : ''}`);
     setText(p.output, r.output ? r.output : '(no output)');
     p.output.classList.toggle('muted', !r.output);
   }

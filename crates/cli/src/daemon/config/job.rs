@@ -28,6 +28,9 @@ pub(crate) enum Action {
         /// Seconds; on expiry the process group gets SIGTERM, then SIGKILL.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout: Option<f64>,
+        /// Seconds between SIGTERM and SIGKILL (`None`: `[scheduler] kill_grace`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kill_grace: Option<f64>,
         /// The user it runs as (`None`: the daemon's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<String>,
@@ -294,6 +297,8 @@ pub(crate) fn check_job(
                 cwd: raw.cwd.clone(),
                 env: raw.env.clone().unwrap_or_default(),
                 timeout,
+                kill_grace: secs(&raw.kill_grace, "kill_grace")?
+                    .or(defaults.kill_grace.map(|d| d.as_secs_f64())),
                 user: process.user,
                 group: process.group,
                 shell: process.shell,
@@ -303,6 +308,12 @@ pub(crate) fn check_job(
         (None, Some(http)) => {
             if raw.cwd.is_some() || raw.env.is_some() {
                 return Err(fail("cwd/env", "apply to `command` jobs only".into()));
+            }
+            if raw.kill_grace.is_some() {
+                return Err(fail(
+                    "kill_grace",
+                    "applies to `command` jobs only (an HTTP request is not signalled)".into(),
+                ));
             }
             super::process::refuse_for_http(raw).map_err(|(f, m)| fail(f, m))?;
             let url = http

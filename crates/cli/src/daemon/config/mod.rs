@@ -57,6 +57,9 @@ pub(crate) struct Defaults {
     pub(crate) max_instances: u32,
     pub(crate) recover: bool,
     pub(crate) timeout: Option<Duration>,
+    /// `[job_defaults] kill_grace`: between SIGTERM and SIGKILL of a command's process
+    /// group; `None`: `[scheduler] kill_grace`.
+    pub(crate) kill_grace: Option<Duration>,
     /// The user command jobs run as (checked per job, which names the job).
     pub(crate) user: Option<String>,
     /// Their group.
@@ -88,6 +91,7 @@ impl Default for Defaults {
             max_instances: 1,
             recover: false,
             timeout: None,
+            kill_grace: None,
             user: None,
             group: None,
             shell: None,
@@ -317,6 +321,7 @@ where
                 .max(1),
             recover: raw.job_defaults.recover.map_or(d.recover, |r| r.0),
             timeout: duration(&raw.job_defaults.timeout, "job_defaults.timeout")?,
+            kill_grace: duration(&raw.job_defaults.kill_grace, "job_defaults.kill_grace")?,
             user: raw.job_defaults.user.as_ref().map(|u| u.get_ref().clone()),
             group: raw.job_defaults.group.as_ref().map(|g| g.get_ref().clone()),
             shell: raw.job_defaults.shell.as_ref().map(|s| s.get_ref().clone()),

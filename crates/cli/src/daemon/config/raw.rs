@@ -151,6 +151,7 @@ pub(super) struct RawDefaults {
     pub(super) catchup: Option<Spanned<super::policy::RawCatchup>>,
     pub(super) pause_after_failures: Option<Spanned<i64>>,
     pub(super) notify_after_failures: Option<Spanned<i64>>,
+    pub(super) kill_grace: Option<Spanned<DurationText>>,
 }
 
 /// The whole file; its `[[jobs]]` as `J`: the tables, or [`IgnoredAny`](serde::de::IgnoredAny) where only the
@@ -266,6 +267,11 @@ pub(crate) struct RawJob {
     /// Notify (through `[notifications]`) after this many consecutive failed fire
     /// times, and again at the next success (0: never).
     pub(crate) notify_after_failures: Option<i64>,
+    /// Between SIGTERM and SIGKILL of the command's process group (time-out, or
+    /// `cancel_other`); default: `[job_defaults] kill_grace`, else
+    /// `[scheduler] kill_grace`.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub(crate) kill_grace: Option<DurationText>,
 }
 
 /// `http = { method, url, headers, body, expect_status }`.

@@ -102,6 +102,7 @@ cron = "@daily"
             cwd: None,
             env: BTreeMap::new(),
             timeout: Some(5400.0),
+            kill_grace: None,
             user: None,
             group: None,
             shell: None,

@@ -333,6 +333,7 @@ mod tests {
             run_id: "r".into(),
             scheduled_at: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
             attempt: 1,
+            cancel: Default::default(),
         }
     }
 
