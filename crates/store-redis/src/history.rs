@@ -66,7 +66,7 @@ pub struct RedisRunHistory {
 impl fmt::Debug for RedisRunHistory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRunHistory")
-            .field("server", self.conn.addr())
+            .field("server", &self.conn.describe())
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }

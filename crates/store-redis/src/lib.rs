@@ -167,6 +167,7 @@ mod error;
 mod history;
 pub use history::RedisRunHistory;
 mod scripts;
+mod sentinel;
 
 use std::fmt;
 use std::sync::Arc;
@@ -260,7 +261,8 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
 #[derive(Debug, Clone)]
 pub struct RedisJobStoreBuilder {
     url: String,
-    prefix: String,
+    /// `None`: the URL's `prefix=`, else [`DEFAULT_PREFIX`].
+    prefix: Option<String>,
     max_state_bytes: usize,
     state_format: StateFormat,
     connection_timeout: Duration,
@@ -269,10 +271,11 @@ pub struct RedisJobStoreBuilder {
 }
 
 impl RedisJobStoreBuilder {
-    /// The prefix of every key (default [`DEFAULT_PREFIX`], `apscheduler.`); see
-    /// [`validate_prefix`] for what is allowed.
+    /// The prefix of every key (default: the URL's `prefix=` option, else
+    /// [`DEFAULT_PREFIX`], `apscheduler.`); see [`validate_prefix`] for what is allowed.
+    /// A URL's `prefix=` that differs from this one fails [`build`](Self::build).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -327,21 +330,42 @@ impl RedisJobStoreBuilder {
     /// Builds the store. Nothing connects yet.
     ///
     /// # Errors
-    /// `InvalidInput` for a URL that cannot be parsed or an invalid prefix.
+    /// `InvalidInput` for a URL that cannot be parsed, an invalid prefix, or a URL
+    /// `prefix=` that differs from [`prefix`](Self::prefix).
     pub fn build(self) -> Result<RedisJobStore, Error> {
-        validate_prefix(&self.prefix)?;
-        let client =
-            Client::open(self.url.as_str()).map_err(|source| StoreError::InvalidUrl { source })?;
+        let (target, url_prefix) = if self.url.starts_with(sentinel::SCHEME) {
+            let (url, prefix) = sentinel::SentinelUrl::parse(&self.url)?;
+            (
+                conn::Target::Sentinel(sentinel::SentinelTarget::new(url)?),
+                prefix,
+            )
+        } else {
+            let (url, prefix) = sentinel::take_prefix(&self.url)?;
+            let client =
+                Client::open(url.as_str()).map_err(|source| StoreError::InvalidUrl { source })?;
+            (conn::Target::Direct(client), prefix)
+        };
+        let prefix = match (self.prefix, url_prefix) {
+            (Some(set), Some(in_url)) if set != in_url => {
+                return Err(StoreError::InvalidInput(format!(
+                    "invalid value for field 'prefix': {set:?} differs from the URL's                      prefix={in_url:?} (give the prefix once)"
+                ))
+                .into())
+            }
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => DEFAULT_PREFIX.to_owned(),
+        };
+        validate_prefix(&prefix)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(Some(self.response_timeout))
             .set_number_of_retries(self.reconnect_retries);
-        let conn = Arc::new(Connection::new(client, config, self.connection_timeout));
+        let conn = Arc::new(Connection::new(target, config, self.connection_timeout));
         Ok(RedisJobStore {
-            history: Arc::new(RedisRunHistory::new(conn.clone(), &self.prefix)),
+            history: Arc::new(RedisRunHistory::new(conn.clone(), &prefix)),
             conn,
-            keys: KeyLayout::new(&self.prefix),
-            prefix: self.prefix,
+            keys: KeyLayout::new(&prefix),
+            prefix,
             max_state_bytes: self.max_state_bytes,
             state_format: self.state_format,
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
@@ -370,7 +394,7 @@ pub struct RedisJobStore {
 impl fmt::Debug for RedisJobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisJobStore")
-            .field("server", self.conn.addr())
+            .field("server", &self.conn.describe())
             .field("prefix", &self.prefix)
             .field("connected", &self.conn.is_connected())
             .finish_non_exhaustive()
@@ -391,7 +415,7 @@ impl RedisJobStore {
     pub fn builder(url: impl Into<String>) -> RedisJobStoreBuilder {
         RedisJobStoreBuilder {
             url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: None,
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
             state_format: StateFormat::Json,
             connection_timeout: Duration::from_secs(3),
@@ -535,7 +559,7 @@ impl RedisJobStore {
 /// Subscribes to `channel` until aborted. Every (re)subscription calls `listener`
 /// once: changes published while the connection was down were not heard.
 async fn listen_loop(
-    client: redis::Client,
+    conn: Arc<Connection>,
     channel: String,
     token: Arc<str>,
     listener: apscheduler_core::ChangeListener,
@@ -543,9 +567,17 @@ async fn listen_loop(
     use futures_util::StreamExt as _;
     let mut warned = false;
     loop {
-        let subscribed = match client.get_async_pubsub().await {
-            Ok(mut pubsub) => pubsub.subscribe(&channel).await.map(|()| pubsub),
-            Err(e) => Err(e),
+        // Behind Sentinel, each subscription asks for the current primary.
+        let subscribed = match conn.client().await {
+            Ok(client) => match client.get_async_pubsub().await {
+                Ok(mut pubsub) => pubsub
+                    .subscribe(&channel)
+                    .await
+                    .map(|()| pubsub)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
         };
         match subscribed {
             Ok(mut pubsub) => {
@@ -593,7 +625,7 @@ impl JobStore for RedisJobStore {
         if let Some(listener) = self.changes.listener() {
             self.changes.stop().await;
             let task = tokio::spawn(listen_loop(
-                self.conn.client().clone(),
+                self.conn.clone(),
                 self.changes_channel(),
                 self.changes.token().clone(),
                 listener,

@@ -1,0 +1,244 @@
+//! The store behind Redis Sentinel (`redis+sentinel://`), against a private group the
+//! tests start: a primary, a replica and three `redis-sentinel` processes on spare
+//! loopback ports (`common::sentinel`). The conformance suite through the Sentinel URL;
+//! a wrong master name and unreachable Sentinels fail clearly within the connect
+//! time-out; three schedulers keep running jobs while the primary is SIGKILLed and the
+//! Sentinels promote the replica, and no fire time starts twice.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apscheduler_core::chrono::{DateTime, Utc};
+use apscheduler_core::{ErrorKind, JobStore};
+use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec};
+use apscheduler_store_redis::RedisJobStore;
+use apscheduler_testkit::unreachable::closed_port;
+use chrono_tz::Tz;
+use common::sentinel::{SentinelGroup, MASTER};
+use serde_json::json;
+
+/// Gated like the other Redis tests: they run (or fail, under CI) together.
+fn enabled(test: &str) -> bool {
+    common::redis_url(test).is_some()
+}
+
+/// The conformance suite through the Sentinels, then the two bad-input cases that need
+/// a live group: an unknown master name, and a prefix given twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_sentinel() {
+    if !enabled("conformance_through_sentinel") {
+        return;
+    }
+    let group = SentinelGroup::start();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let make = {
+        let base = group.url("unused.");
+        move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The URL's prefix, so the URL form is what the suite runs on.
+            let url = base.replace("prefix=unused.", &format!("prefix=conf{n}."));
+            let store = RedisJobStore::builder(url)
+                .build()
+                .expect("build the store");
+            assert_eq!(store.prefix(), format!("conf{n}."));
+            async move { store }
+        }
+    };
+    apscheduler_testkit::store::run_all(make).await;
+
+    // A master name no Sentinel monitors: `InvalidInput` naming it, at once.
+    let url = group.url("x.").replace(MASTER, "nosuchmaster");
+    let started = Instant::now();
+    let store = RedisJobStore::builder(&url)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = store.start("default").await.expect_err("unknown master");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("monitor no master named 'nosuchmaster'"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!("unknown master: {text}");
+
+    // The prefix in the URL and from the builder must agree.
+    let err = RedisJobStore::builder(group.url("a."))
+        .prefix("b.")
+        .build()
+        .expect_err("two prefixes");
+    assert!(err.to_string().contains("differs from the URL's"), "{err}");
+}
+
+/// No Sentinel answers: `Unavailable` naming the Sentinels and the cause, within the
+/// connect time-out.
+#[tokio::test]
+async fn no_sentinel_reachable_fails_within_the_connect_timeout() {
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/{MASTER}",
+        closed_port(),
+        closed_port()
+    );
+    let started = Instant::now();
+    let store = RedisJobStore::builder(&url)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = store.lookup_job("x").await.expect_err("nothing listens");
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot reach the Redis store at primary '{MASTER}' via the Sentinels at 127.0.0.1:"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// One run: which job, for which fire time, on which scheduler, when it started.
+type Run = (String, DateTime<Tz>, usize, Instant);
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const JOBS: usize = 4;
+
+/// Three schedulers share the store through the Sentinels; the primary is SIGKILLed;
+/// the Sentinels promote the replica; the schedulers follow it and every job runs
+/// again, with no fire time started twice.
+#[test]
+fn schedulers_follow_a_failover() {
+    if !enabled("schedulers_follow_a_failover") {
+        return;
+    }
+    let mut group = SentinelGroup::start();
+    let url = group.url("aps-failover.");
+    let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
+    let schedulers: Vec<BackgroundScheduler> = (0..3)
+        .map(|node| {
+            let store = RedisJobStore::builder(&url)
+                .connect_timeout(Duration::from_secs(1))
+                .response_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let scheduler = BackgroundScheduler::from_builder(
+                Engine::builder()
+                    .timezone(Tz::UTC)
+                    .lease(Duration::from_secs(5))
+                    .jobstore("default", Arc::new(store)),
+            )
+            .unwrap();
+            let runs = runs.clone();
+            scheduler.register_task("tick", move |ctx| {
+                runs.lock().unwrap().push((
+                    ctx.job_id.to_string(),
+                    ctx.scheduled_run_time,
+                    node,
+                    Instant::now(),
+                ));
+                Ok(json!(null))
+            });
+            scheduler
+        })
+        .collect();
+    for i in 0..JOBS {
+        schedulers[0]
+            .add_job(
+                JobSpec::task("tick")
+                    .id(format!("j{i}"))
+                    .trigger_args("interval", json!({"seconds": 1}))
+                    .replace_existing(true),
+            )
+            .unwrap();
+    }
+    for s in &schedulers {
+        s.start(false).unwrap();
+    }
+    let count_after = |since: Instant| runs.lock().unwrap().iter().filter(|r| r.3 > since).count();
+    let begin = Instant::now();
+    wait_for("runs before the failover", Duration::from_secs(30), || {
+        count_after(begin) >= 3 * JOBS
+    });
+
+    let old = group.primary_port().expect("the Sentinels name a primary");
+    group.kill_node(old);
+    let killed = Instant::now();
+    let new = group.wait_promoted(old, Duration::from_secs(60));
+    let promoted = killed.elapsed();
+    assert_ne!(new, old);
+    wait_for(
+        "every job to run again after the failover",
+        Duration::from_secs(60),
+        || {
+            let runs = runs.lock().unwrap();
+            (0..JOBS).all(|i| {
+                let id = format!("j{i}");
+                runs.iter().filter(|r| r.0 == id && r.3 > killed).count() >= 3
+            })
+        },
+    );
+    for s in &schedulers {
+        s.shutdown(true).unwrap();
+    }
+
+    let runs = runs.lock().unwrap().clone();
+    let mut seen: HashMap<(String, DateTime<Tz>), usize> = HashMap::new();
+    for r in &runs {
+        if let Some(first) = seen.insert((r.0.clone(), r.1), r.2) {
+            panic!(
+                "fire time {} of {} started twice (schedulers {first} and {})",
+                r.1, r.0, r.2
+            );
+        }
+    }
+    let first_after = runs
+        .iter()
+        .filter(|r| r.3 > killed)
+        .map(|r| r.3 - killed)
+        .min()
+        .expect("a run after the kill");
+    // Fire times missed: the gaps in each job's one-second grid.
+    let mut by_job: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
+    for r in &runs {
+        by_job
+            .entry(&r.0)
+            .or_default()
+            .push(r.1.with_timezone(&Utc));
+    }
+    let mut missed = 0;
+    for times in by_job.values_mut() {
+        times.sort();
+        for w in times.windows(2) {
+            missed += ((w[1] - w[0]).num_milliseconds() / 1000 - 1).max(0);
+        }
+    }
+    let nodes: std::collections::BTreeSet<usize> =
+        runs.iter().filter(|r| r.3 > killed).map(|r| r.2).collect();
+    eprintln!(
+        "failover: primary :{old} SIGKILLed, replica :{new} promoted after {:.1} s; first \
+         run {:.1} s after the kill; {} runs, none twice; {missed} fire times of {JOBS} \
+         one-second jobs skipped; schedulers running jobs after: {nodes:?}",
+        promoted.as_secs_f64(),
+        first_after.as_secs_f64(),
+        runs.len()
+    );
+}
