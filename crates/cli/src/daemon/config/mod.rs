@@ -490,6 +490,7 @@ const SCHEMES: &[&str] = &[
     "mariadb",
     "redis",
     "rediss",
+    "redis+sentinel",
     "mongodb",
     "mongodb+srv",
     "zookeeper",
