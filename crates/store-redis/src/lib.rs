@@ -163,6 +163,7 @@ mod config;
 pub use config::{register, RedisStoreConfig};
 mod codec;
 mod conn;
+mod durability;
 mod error;
 mod history;
 pub use history::RedisRunHistory;
@@ -268,6 +269,8 @@ pub struct RedisJobStoreBuilder {
     connection_timeout: Duration,
     response_timeout: Duration,
     reconnect_retries: usize,
+    /// `None`: the URL's `wait_replicas=`, else no waiting.
+    wait: Option<durability::WaitFor>,
 }
 
 impl RedisJobStoreBuilder {
@@ -327,25 +330,45 @@ impl RedisJobStoreBuilder {
         self
     }
 
+    /// After each write that changes jobs (adds, updates, removals, releases), waits
+    /// until `replicas` replicas have it (`WAIT`), at most `timeout`; fewer in time
+    /// fail the call with `Unavailable` ("applied on the primary but confirmed by 0 of
+    /// 1 replicas ..."): the write stands on the primary but a failover could undo it.
+    /// The scheduler starts a fire time only after its release is confirmed, so with
+    /// a replica this keeps a failover from starting a fire time twice. Claims are not
+    /// waited for (a lost claim starts nothing). 0 turns it off (the default; URL
+    /// options `wait_replicas=N&wait_timeout_ms=M`, default time-out 100 ms).
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = Some(durability::WaitFor { replicas, timeout });
+        self
+    }
+
     /// Builds the store. Nothing connects yet.
     ///
     /// # Errors
     /// `InvalidInput` for a URL that cannot be parsed, an invalid prefix, or a URL
     /// `prefix=` that differs from [`prefix`](Self::prefix).
     pub fn build(self) -> Result<RedisJobStore, Error> {
-        let (target, url_prefix) = if self.url.starts_with(sentinel::SCHEME) {
-            let (url, prefix) = sentinel::SentinelUrl::parse(&self.url)?;
+        let (target, options) = if self.url.starts_with(sentinel::SCHEME) {
+            let (url, options) = sentinel::SentinelUrl::parse(&self.url)?;
             (
                 conn::Target::Sentinel(sentinel::SentinelTarget::new(url)?),
-                prefix,
+                options,
             )
         } else {
-            let (url, prefix) = sentinel::take_prefix(&self.url)?;
+            let (url, options) = durability::take_options(&self.url)?;
             let client =
                 Client::open(url.as_str()).map_err(|source| StoreError::InvalidUrl { source })?;
-            (conn::Target::Direct(client), prefix)
+            (conn::Target::Direct(client), options)
         };
-        let prefix = match (self.prefix, url_prefix) {
+        let wait = match self.wait {
+            Some(wait) => Some(wait),
+            None => options.wait().map_err(|why| {
+                StoreError::InvalidInput(format!("invalid value for field 'url': {why}"))
+            })?,
+        }
+        .filter(|w| w.replicas > 0);
+        let prefix = match (self.prefix, options.prefix) {
             (Some(set), Some(in_url)) if set != in_url => {
                 return Err(StoreError::InvalidInput(format!(
                     "invalid value for field 'prefix': {set:?} differs from the URL's                      prefix={in_url:?} (give the prefix once)"
@@ -368,6 +391,7 @@ impl RedisJobStoreBuilder {
             prefix,
             max_state_bytes: self.max_state_bytes,
             state_format: self.state_format,
+            wait,
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
         })
     }
@@ -387,6 +411,8 @@ pub struct RedisJobStore {
     max_state_bytes: usize,
     state_format: StateFormat,
     history: Arc<RedisRunHistory>,
+    /// `WAIT` after each job write.
+    wait: Option<durability::WaitFor>,
     /// Change notifications (pub/sub).
     changes: apscheduler_core::ChangeChannel,
 }
@@ -421,6 +447,7 @@ impl RedisJobStore {
             connection_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(10),
             reconnect_retries: 1,
+            wait: None,
         }
     }
 
@@ -520,6 +547,15 @@ impl RedisJobStore {
         let conflict: Option<String> = self.invoke("add jobs", &invocation).await?;
         match conflict {
             Some(id) => Err(StoreError::Conflict(id).into()),
+            None => self.replicated("add jobs").await,
+        }
+    }
+
+    /// With [`wait_replicas`](RedisJobStoreBuilder::wait_replicas), waits until the
+    /// write just made is on enough replicas.
+    async fn replicated(&self, what: &'static str) -> Result<(), Error> {
+        match &self.wait {
+            Some(wait) => Ok(wait.confirm(&self.conn, what).await?),
             None => Ok(()),
         }
     }
@@ -696,6 +732,7 @@ impl JobStore for RedisJobStore {
         if updated == 0 {
             return Err(StoreError::NotFound(job.id.to_string()).into());
         }
+        self.replicated("update job").await?;
         self.changed().await;
         Ok(())
     }
@@ -723,6 +760,7 @@ impl JobStore for RedisJobStore {
         if removed == 0 {
             return Err(StoreError::NotFound(id.to_owned()).into());
         }
+        self.replicated("remove job").await?;
         self.changed().await;
         Ok(())
     }
@@ -734,6 +772,7 @@ impl JobStore for RedisJobStore {
                 redis::cmd("DEL").arg(&self.keys.all()[..]),
             )
             .await?;
+        self.replicated("remove all jobs").await?;
         self.changed().await;
         Ok(())
     }
@@ -902,6 +941,12 @@ impl JobStore for RedisJobStore {
             }
         }
         let lost: Vec<String> = self.invoke("release jobs", &invocation).await?;
+        // Not confirmed: the scheduler starts none of these fire times and retries the
+        // release, which then finds the leases gone (applied here) or applies them (on
+        // a new primary that never had them).
+        if lost.len() + refused.len() < releases.len() {
+            self.replicated("release jobs").await?;
+        }
         // A node that saw these jobs under this one's lease sleeps until it expires:
         // wake it now.
         if lost.len() + refused.len() < releases.len() {

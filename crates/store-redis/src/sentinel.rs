@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, RedisConnectionInfo, RedisError};
 
+use crate::durability::UrlOptions;
 use crate::error::StoreError;
 
 /// The scheme of a Sentinel URL.
@@ -71,9 +72,9 @@ fn decode(url: &str, what: &str, text: &str) -> Result<String, StoreError> {
 }
 
 impl SentinelUrl {
-    /// Parses a Sentinel URL; `prefix` comes back separately, the other options are
-    /// kept. Unknown options are refused.
-    pub(crate) fn parse(url: &str) -> Result<(SentinelUrl, Option<String>), StoreError> {
+    /// Parses a Sentinel URL; the store's options come back separately. Unknown
+    /// options are refused.
+    pub(crate) fn parse(url: &str) -> Result<(SentinelUrl, UrlOptions), StoreError> {
         let rest = url
             .strip_prefix(SCHEME)
             .ok_or_else(|| invalid(url, "it does not start with redis+sentinel://"))?;
@@ -143,26 +144,28 @@ impl SentinelUrl {
             sentinel_username: None,
             sentinel_password: None,
         };
-        let mut prefix = None;
+        let mut options = UrlOptions::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if options.take(key, value).map_err(|why| invalid(url, why))? {
+                continue;
+            }
             let value = decode(url, key, value)?;
             match key {
-                "prefix" => prefix = Some(value),
                 "sentinel_username" => parsed.sentinel_username = Some(value),
                 "sentinel_password" => parsed.sentinel_password = Some(value),
                 other => {
                     return Err(invalid(
                         url,
                         format!(
-                            "unknown option {other:?} (known: prefix, sentinel_username, \
-                             sentinel_password)"
+                            "unknown option {other:?} (known: prefix, wait_replicas, \
+                             wait_timeout_ms, sentinel_username, sentinel_password)"
                         ),
                     ))
                 }
             }
         }
-        Ok((parsed, prefix))
+        Ok((parsed, options))
     }
 
     /// `host:port,host:port`, for messages.
@@ -337,35 +340,13 @@ impl SentinelTarget {
     }
 }
 
-/// Splits `prefix=...` off a `redis://` (or `rediss://`, `redis+unix://`) URL's query:
-/// the URL the `redis` crate gets, and the prefix.
-pub(crate) fn take_prefix(url: &str) -> Result<(String, Option<String>), StoreError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), None));
-    };
-    let mut prefix = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("prefix", value)) => prefix = Some(decode(url, "prefix", value)?),
-            _ => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, prefix))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_every_part() {
-        let (url, prefix) = SentinelUrl::parse(
+        let (url, options) = SentinelUrl::parse(
             "redis+sentinel://app:s%40cret@h1:26380,h2/mymaster/2?prefix=my.&sentinel_password=x",
         )
         .unwrap();
@@ -378,9 +359,12 @@ mod tests {
         assert_eq!(url.username.as_deref(), Some("app"));
         assert_eq!(url.password.as_deref(), Some("s@cret"));
         assert_eq!(url.sentinel_password.as_deref(), Some("x"));
-        assert_eq!(prefix.as_deref(), Some("my."));
-        let (url, prefix) = SentinelUrl::parse("redis+sentinel://h1/m").unwrap();
-        assert_eq!((url.db, url.username, prefix), (0, None, None));
+        assert_eq!(options.prefix.as_deref(), Some("my."));
+        let (url, options) = SentinelUrl::parse("redis+sentinel://h1/m").unwrap();
+        assert_eq!(
+            (url.db, url.username, options),
+            (0, None, UrlOptions::default())
+        );
     }
 
     #[test]
@@ -403,20 +387,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("pw"), "passwords are not shown: {err}");
-    }
-
-    #[test]
-    fn prefix_comes_off_a_plain_url() {
-        assert_eq!(
-            take_prefix("redis://h:1/0?prefix=a%2Eb&protocol=resp3").unwrap(),
-            (
-                "redis://h:1/0?protocol=resp3".to_owned(),
-                Some("a.b".to_owned())
-            )
-        );
-        assert_eq!(
-            take_prefix("redis://h:1/").unwrap(),
-            ("redis://h:1/".to_owned(), None)
-        );
     }
 }

@@ -242,3 +242,82 @@ fn schedulers_follow_a_failover() {
         runs.len()
     );
 }
+
+/// Claim-and-release cycles a second for 2 s on one job (each cycle: a claim script,
+/// a release script and, with `wait_replicas`, a `WAIT`).
+async fn cycles_per_second(store: &RedisJobStore) -> f64 {
+    use apscheduler_core::JobRelease;
+    use apscheduler_testkit::store::{at, interval_trigger, sample_job, utc, LEASE};
+    store.start("default").await.unwrap();
+    store
+        .add_job(sample_job("w", Some(at(0)), interval_trigger(1)), true)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut cycles = 0u32;
+    while started.elapsed() < Duration::from_secs(2) {
+        let acquired = store
+            .acquire_due_jobs("s1", utc(10), 1, LEASE)
+            .await
+            .unwrap();
+        let job = acquired.jobs.into_iter().next().expect("the job is due");
+        let released = store
+            .release_jobs("s1", vec![JobRelease::Update(job)])
+            .await
+            .unwrap();
+        assert!(released.lost.is_empty(), "{:?}", released.lost);
+        cycles += 1;
+    }
+    f64::from(cycles) / started.elapsed().as_secs_f64()
+}
+
+/// `wait_replicas`: writes wait for the replica, at a measured cost; more replicas
+/// than exist fail the write with `Unavailable` after the wait time-out, the write
+/// standing on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_confirms_writes() {
+    if !enabled("wait_replicas_confirms_writes") {
+        return;
+    }
+    let group = SentinelGroup::start();
+    let plain = RedisJobStore::new(&group.url("nowait.")).unwrap();
+    let waiting = RedisJobStore::new(&format!(
+        "{}&wait_replicas=1&wait_timeout_ms=1000",
+        group.url("wait1.")
+    ))
+    .unwrap();
+    let without = cycles_per_second(&plain).await;
+    let with = cycles_per_second(&waiting).await;
+    eprintln!(
+        "claim+release cycles a second through Sentinel: {without:.0} without WAIT, {with:.0} \
+         with wait_replicas=1 ({:.0}%)",
+        with / without * 100.0
+    );
+
+    let too_many = RedisJobStore::builder(group.url("wait2."))
+        .wait_replicas(2, Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let job = apscheduler_testkit::store::sample_job(
+        "x",
+        Some(apscheduler_testkit::store::at(0)),
+        apscheduler_testkit::store::interval_trigger(1),
+    );
+    let started = Instant::now();
+    let err = too_many
+        .add_job(job, false)
+        .await
+        .expect_err("one replica, two wanted");
+    let waited = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string()
+            .contains("confirmed by 1 of 2 replicas within 200 ms"),
+        "{err}"
+    );
+    assert!(waited >= Duration::from_millis(190), "{waited:?}");
+    assert!(
+        too_many.lookup_job("x").await.unwrap().is_some(),
+        "applied on the primary"
+    );
+}
