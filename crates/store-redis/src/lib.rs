@@ -109,6 +109,30 @@
 //!   hash-tag prefix such as `{aps}.` would keep them in one slot, but this crate
 //!   connects to a single node.
 //!
+//! ## URLs, Sentinel and replicas
+//! - `redis://[[user]:password@]host[:port][/db][?options]` (and `rediss://`,
+//!   `redis+unix://`): one server.
+//! - `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db][?options]`:
+//!   the primary that Redis Sentinels (port 26379 by default) monitor under
+//!   `master_name`; user and password are the primary's. The store asks the Sentinels
+//!   for the primary at its first call and again after every error that may mean the
+//!   primary moved (a dropped or refused connection, a time-out, `READONLY`); the
+//!   change subscription asks again each time it re-subscribes. A master name that no
+//!   answering Sentinel monitors is `InvalidInput`; no Sentinel answering, or none
+//!   naming a primary that answers as one, is `Unavailable` within
+//!   [`connect_timeout`](RedisJobStoreBuilder::connect_timeout).
+//! - Options in either URL: `prefix` ([`RedisJobStoreBuilder::prefix`]),
+//!   `wait_replicas` and `wait_timeout_ms` ([`RedisJobStoreBuilder::wait_replicas`]);
+//!   in a Sentinel URL also `sentinel_username` and `sentinel_password`, the
+//!   Sentinels' own credentials (other options are refused there; a `redis://` URL's
+//!   other options go to the `redis` crate).
+//!
+//! Redis replicates asynchronously: a failover loses the writes the old primary had
+//! not yet sent to the promoted replica. A lost claim starts nothing (its release
+//! finds no lease); a lost release could let its fire time run again after the lease,
+//! unless [`wait_replicas`](RedisJobStoreBuilder::wait_replicas) makes every release
+//! wait for a replica.
+//!
 //! ## Run history
 //! [`run_history`](JobStore::run_history) hands out a [`RedisRunHistory`] on the store's
 //! connection and prefix (passing `apscheduler_testkit::history`). With prefix `P`:
@@ -153,8 +177,8 @@
 //!   field) is a `Serialization` error naming the run id and the value.
 //!
 //! ## Feature flags
-//! None. The `redis` crate is used with its tokio connection manager and scripts, and
-//! without TLS.
+//! None. The `redis` crate is used with its tokio connection manager, scripts and
+//! Sentinel support, and without TLS.
 //!
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
