@@ -59,6 +59,11 @@ impl Connection {
         }
     }
 
+    /// Whether the server is the primary the Sentinels name (which can move).
+    pub(crate) fn follows_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
+    }
+
     /// The server's address, or the Sentinels' (for `Debug`).
     pub(crate) fn describe(&self) -> String {
         match &self.target {

@@ -185,6 +185,7 @@
 
 mod config;
 pub use config::{register, RedisStoreConfig};
+mod changes;
 mod codec;
 mod conn;
 mod durability;
@@ -616,53 +617,6 @@ impl RedisJobStore {
     }
 }
 
-/// Subscribes to `channel` until aborted. Every (re)subscription calls `listener`
-/// once: changes published while the connection was down were not heard.
-async fn listen_loop(
-    conn: Arc<Connection>,
-    channel: String,
-    token: Arc<str>,
-    listener: apscheduler_core::ChangeListener,
-) {
-    use futures_util::StreamExt as _;
-    let mut warned = false;
-    loop {
-        // Behind Sentinel, each subscription asks for the current primary.
-        let subscribed = match conn.client().await {
-            Ok(client) => match client.get_async_pubsub().await {
-                Ok(mut pubsub) => pubsub
-                    .subscribe(&channel)
-                    .await
-                    .map(|()| pubsub)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        match subscribed {
-            Ok(mut pubsub) => {
-                tracing::debug!(target: "apscheduler", channel = %channel, "Redis: subscribed to changes");
-                warned = false;
-                listener();
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    if message.get_payload_bytes() != token.as_bytes() {
-                        listener();
-                    }
-                }
-                // The connection dropped: plan again, then subscribe again.
-                listener();
-            }
-            Err(e) if !warned => {
-                warned = true;
-                apscheduler_core::log_warn!(target: "apscheduler", channel = %channel, "Redis: change notifications lost ({e}); retrying every second, and planning again once back");
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// The score of the first member of a flat `WITHSCORES` reply, in whole microseconds.
 fn scored(flat: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
     let Some(score) = flat.get(1) else {
@@ -684,7 +638,7 @@ impl JobStore for RedisJobStore {
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         if let Some(listener) = self.changes.listener() {
             self.changes.stop().await;
-            let task = tokio::spawn(listen_loop(
+            let task = tokio::spawn(changes::listen_loop(
                 self.conn.clone(),
                 self.changes_channel(),
                 self.changes.token().clone(),

@@ -321,3 +321,67 @@ async fn wait_replicas_confirms_writes() {
         "applied on the primary"
     );
 }
+
+/// A primary stopped (SIGSTOP: its connections stay open, silent) is replaced by the
+/// Sentinels; the change subscription, still open on the stopped node, notices that the
+/// primary moved and subscribes on the new one, so changes are heard again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_subscription_follows_a_stopped_primary() {
+    if !enabled("change_subscription_follows_a_stopped_primary") {
+        return;
+    }
+    let group = SentinelGroup::start();
+    let url = group.url("aps-stop.");
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listening = RedisJobStore::new(&url).unwrap();
+    {
+        let heard = heard.clone();
+        listening.set_change_listener(Arc::new(move || {
+            heard.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    listening.start("default").await.unwrap();
+    let count = || heard.load(std::sync::atomic::Ordering::SeqCst);
+    let wait_heard = |above: usize, what: &'static str| {
+        let count = &count;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while count() <= above {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_heard(0, "the first subscription").await;
+
+    let old = group.primary_port().expect("a primary");
+    group.signal_node(old, "STOP");
+    let stopped = Instant::now();
+    let new = tokio::task::block_in_place(|| group.wait_promoted(old, Duration::from_secs(60)));
+    assert_ne!(new, old);
+    let before = count();
+    wait_heard(before, "the subscription to move to the new primary").await;
+    let moved = stopped.elapsed();
+
+    let writer = RedisJobStore::new(&url).unwrap();
+    // Let the re-subscription settle before publishing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = count();
+    writer
+        .add_job(
+            apscheduler_testkit::store::sample_job(
+                "heard",
+                Some(apscheduler_testkit::store::at(0)),
+                apscheduler_testkit::store::interval_trigger(1),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    wait_heard(before, "the change published on the new primary").await;
+    eprintln!(
+        "subscription moved to the new primary {:.1} s after the primary was stopped",
+        moved.as_secs_f64()
+    );
+    listening.shutdown().await.unwrap();
+}

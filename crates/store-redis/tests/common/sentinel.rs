@@ -183,6 +183,22 @@ impl SentinelGroup {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the data node on `port`.
+    pub fn signal_node(&self, port: u16, signal: &str) {
+        let i = self
+            .redis_ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a data node's port");
+        let pid = self.redis[i].as_ref().expect("the node runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Waits until the Sentinels name a primary other than `old` and it answers as one.
     pub fn wait_promoted(&self, old: u16, within: Duration) -> u16 {
         let deadline = Instant::now() + within;
@@ -227,6 +243,18 @@ fn spawn(mut cmd: Command, dir: &std::path::Path, binary: &str, package: &str) -
 
 impl Drop for SentinelGroup {
     fn drop(&mut self) {
+        // A stopped node cannot die of SIGKILL until it is continued... it can, but
+        // continue it anyway so nothing lingers stopped.
+        for port in self.redis_ports {
+            if let Some(i) = self.redis_ports.iter().position(|p| *p == port) {
+                if let Some(child) = &self.redis[i] {
+                    let _ = Command::new("kill")
+                        .arg("-CONT")
+                        .arg(child.id().to_string())
+                        .status();
+                }
+            }
+        }
         for child in self
             .redis
             .iter_mut()
