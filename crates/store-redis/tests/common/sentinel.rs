@@ -243,17 +243,13 @@ fn spawn(mut cmd: Command, dir: &std::path::Path, binary: &str, package: &str) -
 
 impl Drop for SentinelGroup {
     fn drop(&mut self) {
-        // A stopped node cannot die of SIGKILL until it is continued... it can, but
-        // continue it anyway so nothing lingers stopped.
-        for port in self.redis_ports {
-            if let Some(i) = self.redis_ports.iter().position(|p| *p == port) {
-                if let Some(child) = &self.redis[i] {
-                    let _ = Command::new("kill")
-                        .arg("-CONT")
-                        .arg(child.id().to_string())
-                        .status();
-                }
-            }
+        // SIGKILL ends a stopped process too; continue it first all the same, so that
+        // nothing is left stopped should the kill fail.
+        for child in self.redis.iter().flatten() {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
         }
         for child in self
             .redis
