@@ -177,4 +177,18 @@ mod tests {
         .expect_err("both");
         assert!(err.message().contains("set only one"), "{err}");
     }
+
+    #[test]
+    fn wait_replicas_and_its_timeout() {
+        let config = RedisStoreConfig::from_table(&table(&[
+            ("wait_replicas", json!(1)),
+            ("wait_timeout", json!(0.25)),
+        ]))
+        .unwrap();
+        assert_eq!(config.wait_replicas, Some(1));
+        assert_eq!(config.wait_timeout, Some(Duration::from_millis(250)));
+        let err = RedisStoreConfig::from_table(&table(&[("wait_timeout", json!(1))]))
+            .expect_err("a time-out alone");
+        assert!(err.message().contains("wait_replicas"), "{err}");
+    }
 }
