@@ -1,6 +1,6 @@
 //! The store behind Redis Sentinel (`redis+sentinel://`), against a private group the
 //! tests start: a primary, a replica and three `redis-sentinel` processes on spare
-//! loopback ports (`common::sentinel`). The conformance suite through the Sentinel URL;
+//! loopback ports (`apscheduler_testkit::sentinel`). The conformance suite through the Sentinel URL;
 //! a wrong master name and unreachable Sentinels fail clearly within the connect
 //! time-out; three schedulers keep running jobs while the primary is SIGKILLed and the
 //! Sentinels promote the replica, and no fire time starts twice.
@@ -15,9 +15,9 @@ use apscheduler_core::chrono::{DateTime, Utc};
 use apscheduler_core::{ErrorKind, JobStore};
 use apscheduler_engine::{BackgroundScheduler, Engine, JobSpec};
 use apscheduler_store_redis::RedisJobStore;
+use apscheduler_testkit::sentinel::{SentinelGroup, MASTER};
 use apscheduler_testkit::unreachable::closed_port;
 use chrono_tz::Tz;
-use common::sentinel::{SentinelGroup, MASTER};
 use serde_json::json;
 
 /// Gated like the other Redis tests: they run (or fail, under CI) together.

@@ -27,6 +27,7 @@ pub mod executor;
 pub mod history;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
+pub mod sentinel;
 pub mod server;
 pub mod store;
 pub mod unreachable;

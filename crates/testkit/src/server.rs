@@ -74,7 +74,7 @@ pub fn random_namespace() -> String {
 }
 
 /// A spare loopback port for a private server: bound to port 0, noted, released.
-fn spare_port() -> u16 {
+pub(crate) fn spare_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr").port()
 }

@@ -3,8 +3,6 @@
 
 use std::sync::Mutex;
 
-pub mod sentinel;
-
 use apscheduler_store_redis::RedisJobStore;
 
 /// The variable naming the test server.

@@ -1,4 +1,4 @@
-//! A private Redis Sentinel group for the Sentinel tests: a primary and a replica
+//! A private Redis Sentinel group for tests (the Redis store's and the daemon's): a primary and a replica
 //! (`redis-server`) and three `redis-sentinel` processes on spare loopback ports, in a
 //! temporary directory; all SIGKILLed, and the directory removed, on drop.
 
@@ -8,16 +8,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::server::{random_namespace, spare_port};
+
 /// The name the Sentinels monitor the primary under.
 pub const MASTER: &str = "apsmaster";
 
 /// How long the Sentinels wait before they call a silent primary down.
 pub const DOWN_AFTER_MS: u64 = 1000;
-
-fn spare_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
-}
 
 /// One command over a fresh connection, the raw reply as text (`None`: no answer).
 pub fn ask(port: u16, command: &str) -> Option<String> {
@@ -70,10 +67,7 @@ impl SentinelGroup {
     /// When a binary is missing (the message says which package) or the group does not
     /// come together within 30 s.
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "aps-sentinel-{}",
-            apscheduler_testkit::server::random_namespace()
-        ));
+        let dir = std::env::temp_dir().join(format!("aps-sentinel-{}", random_namespace()));
         std::fs::create_dir_all(&dir).expect("create the group's directory");
         let redis_ports = [spare_port(), spare_port()];
         let sentinel_ports = [spare_port(), spare_port(), spare_port()];
