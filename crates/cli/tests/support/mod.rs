@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
+
 /// The `aps` binary under test.
 pub const APS: &str = env!("CARGO_BIN_EXE_aps");
 
