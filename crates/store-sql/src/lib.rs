@@ -328,6 +328,7 @@ mod history_ops;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod read_only;
 mod runs;
 mod schema;
 mod shared;

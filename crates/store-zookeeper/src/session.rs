@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use apscheduler_core::reach::{self, Cause};
 
-use crate::error::is_unavailable;
+use crate::error::{invalid, is_unavailable};
 
 /// ZooKeeper's client port when a host names none.
 const DEFAULT_PORT: u16 = 2181;
@@ -132,6 +132,7 @@ impl Connection {
             }
             Ok(Err(e)) => return Err(zk("connect", e)),
         };
+        self.check_chroot(&client).await?;
         for path in [&self.layout.jobs, &self.layout.runs] {
             client
                 .mkdir(path, &PERSISTENT)
@@ -153,6 +154,33 @@ impl Connection {
         // Whatever changed while there was no session raised no event.
         self.notify();
         Ok(client)
+    }
+
+    /// Fails with `InvalidInput` naming the chroot of the connect string
+    /// (`h1:2181,h2:2181/chroot`) when it does not exist: ZooKeeper would refuse every
+    /// write under it with "no node", which the store would otherwise report on each
+    /// call as a failed call, never saying why.
+    async fn check_chroot(&self, client: &Client) -> Result<(), Error> {
+        let Some((_, chroot)) = self.hosts.split_once('/') else {
+            return Ok(());
+        };
+        let chroot = chroot.trim_end_matches('/');
+        if chroot.is_empty() {
+            return Ok(());
+        }
+        // The chrooted client sees the chroot itself as `/`.
+        match client.check_stat("/").await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(invalid(
+                "hosts",
+                &self.hosts,
+                &format!(
+                    "the chroot /{chroot} does not exist on the ZooKeeper ensemble; create it \
+                     (zkCli.sh create /{chroot}) or drop it from the connect string"
+                ),
+            )),
+            Err(e) => Err(zk("check the chroot", e)),
+        }
     }
 
     /// Watches `P/changes` for the listener, if one is set and a runtime can run it.

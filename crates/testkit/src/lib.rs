@@ -23,8 +23,10 @@
 //!   (every persistent store's tests enable it).
 
 pub mod bench;
+pub mod ensemble;
 pub mod executor;
 pub mod history;
+pub mod pg_failover;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod sentinel;

@@ -80,7 +80,7 @@ pub(crate) fn spare_port() -> u16 {
 }
 
 /// SIGKILLs and reaps a private server's process, if it runs.
-fn kill_child(child: &mut Option<Child>) {
+pub(crate) fn kill_child(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = child.kill();
         let _ = child.wait();
@@ -89,7 +89,7 @@ fn kill_child(child: &mut Option<Child>) {
 
 /// `server.log` in a private server's directory, opened for appending (a restart adds
 /// to it).
-fn server_log(dir: &Path) -> std::fs::File {
+pub(crate) fn server_log(dir: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -98,7 +98,7 @@ fn server_log(dir: &Path) -> std::fs::File {
 }
 
 /// Whether this process runs as root (servers that refuse root are told which user).
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -509,7 +509,7 @@ pub struct PrivateZooKeeper {
 }
 
 /// The classpath of the ZooKeeper server.
-fn zookeeper_classpath() -> String {
+pub(crate) fn zookeeper_classpath() -> String {
     std::env::var("APS_ZOOKEEPER_CLASSPATH")
         .unwrap_or_else(|_| "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar".into())
 }
