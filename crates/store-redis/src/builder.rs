@@ -204,3 +204,32 @@ impl RedisJobStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_given_twice_must_agree() {
+        let err = RedisJobStore::builder("redis://127.0.0.1:6379/?prefix=a.")
+            .prefix("b.")
+            .build()
+            .expect_err("two prefixes");
+        assert_eq!(err.kind(), apscheduler_core::ErrorKind::InvalidInput);
+        assert!(
+            err.to_string().contains(
+                "invalid value for field 'prefix': \"b.\" differs from the URL's \
+                 prefix=\"a.\" (give the prefix once)"
+            ),
+            "{err}"
+        );
+        let same = RedisJobStore::builder("redis://127.0.0.1:6379/?prefix=a.")
+            .prefix("a.")
+            .build()
+            .expect("the same prefix twice");
+        assert_eq!(same.prefix(), "a.");
+        let from_url = RedisJobStore::new("redis://127.0.0.1:6379/?prefix=a.").unwrap();
+        assert_eq!(from_url.prefix(), "a.");
+        assert_eq!(from_url.keys().jobs, "a.jobs");
+    }
+}
