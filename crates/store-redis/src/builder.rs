@@ -29,18 +29,19 @@ use crate::{DEFAULT_MAX_STATE_BYTES, DEFAULT_PREFIX};
 ///   answering Sentinel monitors is `InvalidInput`; no Sentinel answering, or none
 ///   naming a primary that answers as one, is `Unavailable` within
 ///   [`connect_timeout`](crate::RedisJobStoreBuilder::connect_timeout).
-/// - Options in either URL: `prefix` ([`RedisJobStoreBuilder::prefix`](crate::RedisJobStoreBuilder::prefix)),
-///   `wait_replicas` and `wait_timeout_ms` ([`RedisJobStoreBuilder::wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas));
-///   in a Sentinel URL also `sentinel_username` and `sentinel_password`, the
-///   Sentinels' own credentials (other options are refused there; a `redis://` URL's
-///   other options go to the `redis` crate).
+/// - Options in either URL: `prefix`
+///   ([`RedisJobStoreBuilder::prefix`](crate::RedisJobStoreBuilder::prefix)),
+///   `wait_replicas` and `wait_timeout_ms`
+///   ([`RedisJobStoreBuilder::wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas));
+///   in a Sentinel URL also `sentinel_username` and `sentinel_password`, the Sentinels'
+///   own credentials (other options are refused there; a `redis://` URL's other options
+///   go to the `redis` crate).
 ///
 /// Redis replicates asynchronously: a failover loses the writes the old primary had
 /// not yet sent to the promoted replica. A lost claim starts nothing (its release
 /// finds no lease); a lost release could let its fire time run again after the lease,
 /// unless [`wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas) makes every release
 /// wait for a replica.
-///
 #[derive(Debug, Clone)]
 pub struct RedisJobStoreBuilder {
     url: String,

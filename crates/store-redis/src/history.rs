@@ -44,7 +44,7 @@ const FIELDS: [&str; 10] = [
 /// sorted indexes under the store's key prefix, on the store's connection.
 ///
 /// # Layout and costs
-/// It passes `apscheduler_testkit::history`. With prefix `P`:
+/// It passes the `apscheduler_testkit::history` suite. With prefix `P`:
 ///
 /// | key | type | holds |
 /// |---|---|---|
@@ -81,13 +81,12 @@ const FIELDS: [&str; 10] = [
 ///   the same script, so the sets always hold exactly the stored runs (an empty set
 ///   disappears).
 /// - Memory: about 1.2 KB per run with a short output (1,000,000 runs: 1.2 GB).
-///   [`remove_all_jobs`](apscheduler_core::JobStore::remove_all_jobs) leaves the history alone.
+///   [`remove_all_jobs`](apscheduler_core::JobStore::remove_all_jobs) leaves the
+///   history alone.
 /// - A stored record that cannot be read (an unknown outcome, a missing or malformed
 ///   field) is a `Serialization` error naming the run id and the value.
 ///
-///
 /// # Example
-///
 /// ```no_run
 /// use apscheduler_core::{JobStore, RunQuery};
 /// use apscheduler_store_redis::RedisJobStore;

@@ -7,7 +7,8 @@ use crate::error::StoreError;
 /// The names of the keys a store uses.
 ///
 /// # Key layout
-/// With the default prefix `apscheduler.` (see [`RedisJobStoreBuilder::prefix`](crate::RedisJobStoreBuilder::prefix)):
+/// With the default prefix `apscheduler.` (see
+/// [`RedisJobStoreBuilder::prefix`](crate::RedisJobStoreBuilder::prefix)):
 ///
 /// | key | type | holds |
 /// |---|---|---|
@@ -26,14 +27,13 @@ use crate::error::StoreError;
 /// 2255); a run time with a fraction of a microsecond is rounded up, so a job is never
 /// due early.
 ///
-/// A claim ([`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs)) is one script: it first
-/// drops the leases that have expired on due jobs (members of `claimed` scored at or
-/// before now) and puts those jobs back into `run_times`, then takes up to `limit`
-/// members of `run_times` scored at or before now, leases them, moves them to
-/// `claimed` and returns their states. Releasing, adding (a whole batch, with the
-/// conflict check), updating, extending leases and setting corrupt jobs aside are
-/// scripts too; removing one job is a `MULTI`/`EXEC` transaction.
-///
+/// A claim ([`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs)) is one
+/// script: it first drops the leases that have expired on due jobs (members of
+/// `claimed` scored at or before now) and puts those jobs back into `run_times`, then
+/// takes up to `limit` members of `run_times` scored at or before now, leases them,
+/// moves them to `claimed` and returns their states. Releasing, adding (a whole batch,
+/// with the conflict check), updating, extending leases and setting corrupt jobs aside
+/// are scripts too; removing one job is a `MULTI`/`EXEC` transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
     /// Hash: job id → job state JSON.

@@ -5,7 +5,7 @@
 //! so several schedulers, in one process or on many machines, can share one store:
 //! due jobs are claimed with a lease by one atomic Lua script, and every
 //! (job, run time) is handed to exactly one scheduler. Beside the jobs it keeps a
-//! [run history](#run-history) ([`RedisRunHistory`]): what ran, when and how it ended.
+//! run history ([`RedisRunHistory`]): what ran, when and how it ended.
 //!
 //! ## Usage
 //! ```no_run

@@ -24,49 +24,50 @@ use crate::{durability, RedisRunHistory};
 /// [crate documentation](crate) for an example and [`KeyLayout`] for the keys.
 ///
 /// # Behavior
-/// [`RedisJobStore`](crate::RedisJobStore) follows the [`JobStore`](apscheduler_core::JobStore) contract and passes the
-/// `apscheduler-testkit` conformance suite. Where the contract leaves room:
-/// - It connects in [`start`](apscheduler_core::JobStore::start) (or on first use), never in the
-///   constructor, so a scheduler can be configured while Redis is down; `start`
-///   itself fails with `Unavailable` when Redis cannot be reached then. The
+/// The store follows the [`JobStore`](apscheduler_core::JobStore) contract and passes
+/// the `apscheduler-testkit` conformance suite. Where the contract leaves room:
+/// - It connects in [`start`](apscheduler_core::JobStore::start) (or on first use),
+///   never in the constructor, so a scheduler can be configured while Redis is down;
+///   `start` itself fails with `Unavailable` when Redis cannot be reached then. The
 ///   connection is a [`redis::aio::ConnectionManager`]: a dropped connection is
-///   re-established in the background, and a call that finds the connection refused
-///   (so nothing was sent) is tried once more on the new one. Errors reaching Redis
+///   re-established in the background, and a call that finds the connection refused (so
+///   nothing was sent) is tried once more on the new one. Errors reaching Redis
 ///   (refused, dropped, timed out, `LOADING`, `READONLY`, ...) are
 ///   [`ErrorKind::Unavailable`](apscheduler_core::ErrorKind::Unavailable), which the
 ///   engine retries with backoff; the Redis error is the error's
 ///   [`source`](std::error::Error::source). Other kinds: `Conflict`, `NotFound`,
-///   `Serialization`, `LeaseLost` as the contract says; `InvalidInput` for a bad URL
-///   or prefix.
+///   `Serialization`, `LeaseLost` as the contract says; `InvalidInput` for a bad URL or
+///   prefix.
 /// - Claims are ordered by score (run time in microseconds), then by id as raw bytes
 ///   (Redis orders equal scores that way, which is also how Rust orders `str`).
 /// - Corrupt jobs (not JSON, not a job, an unknown format version or trigger, an
 ///   unknown time zone, a state larger than
-///   [`max_state_bytes`](crate::RedisJobStoreBuilder::max_state_bytes)) are reported once in
-///   [`Acquired::corrupt`](apscheduler_core::Acquired::corrupt) when they first come due, then moved from `run_times` to the
-///   `corrupt` hash with the error; they stay in `jobs` and are never deleted.
-///   [`lookup_job`](apscheduler_core::JobStore::lookup_job) reports them as `Serialization` errors,
-///   [`get_all_jobs`](apscheduler_core::JobStore::get_all_jobs) skips them (with a warning),
-///   [`remove_job`](apscheduler_core::JobStore::remove_job) removes them, and storing a new state under
-///   their id (replace, update) makes them ordinary jobs again.
+///   [`max_state_bytes`](crate::RedisJobStoreBuilder::max_state_bytes)) are reported
+///   once in [`Acquired::corrupt`](apscheduler_core::Acquired::corrupt) when they first
+///   come due, then moved from `run_times` to the `corrupt` hash with the error; they
+///   stay in `jobs` and are never deleted.
+///   [`lookup_job`](apscheduler_core::JobStore::lookup_job) reports them as
+///   `Serialization` errors, [`get_all_jobs`](apscheduler_core::JobStore::get_all_jobs)
+///   skips them (with a warning),
+///   [`remove_job`](apscheduler_core::JobStore::remove_job) removes them, and storing a
+///   new state under their id (replace, update) makes them ordinary jobs again.
 ///   [`RedisJobStore::corrupt_jobs`](crate::RedisJobStore::corrupt_jobs) lists them.
 /// - Leases behave as in the memory store: `add_job` with `replace_existing` and
 ///   `update_job` keep the lease of a claimed job; a release from a scheduler that lost
 ///   its lease, or for a job removed meanwhile, is ignored;
-///   [`get_next_run_time`](apscheduler_core::JobStore::get_next_run_time) reports a claimed job at the
-///   later of its run time and its lease's expiry.
+///   [`get_next_run_time`](apscheduler_core::JobStore::get_next_run_time) reports a
+///   claimed job at the later of its run time and its lease's expiry.
 /// - Leases are timed by the server's clock (`TIME`, read inside the scripts): a claim
 ///   leases until the server's time plus the lease, and a lease expires by the
 ///   server's time, so node clock skew cannot let two schedulers hold one lease
 ///   ([`Capabilities::store_clock`](apscheduler_core::Capabilities::store_clock)). The
 ///   `now` a scheduler passes says which jobs are due.
-/// - [`add_jobs`](apscheduler_core::JobStore::add_jobs) is one script: all or nothing, also for two jobs
-///   of the batch with the same id.
+/// - [`add_jobs`](apscheduler_core::JobStore::add_jobs) is one script: all or nothing,
+///   also for two jobs of the batch with the same id.
 /// - The scripts touch five keys (and the run history's scripts name keys from the
 ///   prefix), so the store needs one Redis server (or a primary); with Redis Cluster, a
 ///   hash-tag prefix such as `{aps}.` would keep them in one slot, but this crate
 ///   connects to a single node.
-///
 pub struct RedisJobStore {
     /// Shared with the run history.
     pub(crate) conn: Arc<Connection>,
