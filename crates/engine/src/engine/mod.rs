@@ -14,6 +14,7 @@
 //! | [`pass`] | one pass of the main loop |
 //! | [`start`] | starting the runs a pass planned, or recording why not |
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
+//! | [`catchup`] | the catch-up window: which overdue fire times still run |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
@@ -47,6 +48,7 @@ mod add;
 mod add_many;
 mod builder;
 mod calendar;
+mod catchup;
 mod components;
 mod elsewhere;
 mod events;
