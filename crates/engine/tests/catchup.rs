@@ -143,7 +143,10 @@ fn without_catchup_overdue_fire_times_are_missed_as_before() {
     assert!(h.ran().is_empty(), "{:?}", h.ran());
     let missed = h.missed();
     assert_eq!(missed.len(), 25);
-    assert!(missed[0].1.contains("later than the misfire grace time"), "{missed:?}");
+    assert!(
+        missed[0].1.contains("later than the misfire grace time"),
+        "{missed:?}"
+    );
     assert_eq!(h.missed_events(), 25);
 }
 
@@ -237,7 +240,9 @@ fn mode_latest_runs_only_the_most_recent_and_records_the_superseded() {
         superseded.iter().map(|m| m.0).collect::<Vec<_>>(),
         every_10(at(11, 10), at(11, 50))
     );
-    assert!(superseded[0].1.contains("superseded by the later run time 2026-12-01T12:00:00"));
+    assert!(superseded[0]
+        .1
+        .contains("superseded by the later run time 2026-12-01T12:00:00"));
     assert_eq!(h.missed_events(), 24);
 }
 
@@ -265,7 +270,9 @@ fn a_window_shorter_than_the_grace_changes_nothing() {
     assert_eq!(h.ran(), every_10(at(10, 10), at(12, 0)));
     // 10:00 is late by 2h05m: beyond the grace.
     assert_eq!(h.missed().len(), 13);
-    assert!(h.missed()[0].1.contains("later than the misfire grace time"));
+    assert!(h.missed()[0]
+        .1
+        .contains("later than the misfire grace time"));
 }
 
 #[test]
@@ -285,10 +292,8 @@ fn without_a_grace_limit_everything_runs_and_catchup_changes_nothing() {
 fn a_pass_on_time_is_unaffected() {
     // No downtime: each fire time runs once, on time, whatever the mode.
     for mode in [CatchupMode::All, CatchupMode::Latest] {
-        let h = Harness::after_downtime(
-            JobSpec::task("work").catchup(catchup(3600, mode)),
-            at(8, 0),
-        );
+        let h =
+            Harness::after_downtime(JobSpec::task("work").catchup(catchup(3600, mode)), at(8, 0));
         h.clock.set(at(8, 10));
         h.rt.block_on(h.engine.process_jobs());
         assert_eq!(h.ran(), vec![at(8, 0), at(8, 10)], "{mode:?}");

@@ -36,13 +36,21 @@ impl Engine {
         let (kept, too_old): (Vec<_>, Vec<_>) = due.drain(..).partition(|t| late(t) <= window);
         // The limit it passed: the window, or the grace when that is the wider.
         let limit = if catchup.window >= grace {
-            format!("older than the catch-up window {}", human_std(catchup.window))
+            format!(
+                "older than the catch-up window {}",
+                human_std(catchup.window)
+            )
         } else {
             "later than the misfire grace time".to_owned()
         };
         for t in too_old {
             let late = apscheduler_core::time::human_duration(now - t.with_timezone(&Utc));
-            self.not_caught_up(alias, job, t, format!("run time missed by {late} ({limit})"));
+            self.not_caught_up(
+                alias,
+                job,
+                t,
+                format!("run time missed by {late} ({limit})"),
+            );
         }
         let overdue = kept.iter().any(|t| late(t) > grace);
         *due = kept;
@@ -78,13 +86,7 @@ impl Engine {
 
     /// One fire time the catch-up window does not run: a log line, `EVENT_JOB_MISSED`
     /// and a `missed` record saying why.
-    fn not_caught_up(
-        &self,
-        alias: &Arc<str>,
-        job: &Job,
-        t: DateTime<Tz>,
-        why: String,
-    ) {
+    fn not_caught_up(&self, alias: &Arc<str>, job: &Job, t: DateTime<Tz>, why: String) {
         apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" not run: {why}", job.name);
         self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
             Event::missed(job.id.clone(), alias.clone(), t)

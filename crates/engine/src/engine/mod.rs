@@ -16,6 +16,7 @@
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
 //! | [`catchup`] | the catch-up window: which overdue fire times still run |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
+//! | [`backfill`] | running a job's fire times of a range, at a limited rate |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
 
@@ -46,6 +47,7 @@ use crate::wake::WakeSignal;
 
 mod add;
 mod add_many;
+mod backfill;
 mod builder;
 mod calendar;
 mod catchup;
@@ -62,6 +64,10 @@ mod run_now;
 mod start;
 mod unreleased;
 
+pub use backfill::{
+    BackfillReport, BackfillRequest, BACKFILL_HARD_MAX, BACKFILL_MAX_RATE, DEFAULT_BACKFILL_MAX,
+    DEFAULT_BACKFILL_RATE,
+};
 pub use builder::EngineBuilder;
 pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, trigger_calendar};
 use events::Reporter;

@@ -317,7 +317,10 @@ pub async fn check_job_options_round_trip(store: &dyn JobStore) {
         assert_eq!(got.coalesce, job.coalesce, "{what}: coalesce");
         assert_eq!(got.recover, job.recover, "{what}: recover");
         assert_eq!(got.policy, job.policy, "{what}: policy");
-        assert_eq!(got.paused_reason, job.paused_reason, "{what}: paused_reason");
+        assert_eq!(
+            got.paused_reason, job.paused_reason,
+            "{what}: paused_reason"
+        );
         assert_eq!(
             got.max_instances, job.max_instances,
             "{what}: max_instances"
