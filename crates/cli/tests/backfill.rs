@@ -60,18 +60,31 @@ cron = "* * * * *"
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = text(&out.stdout);
     assert!(listed.contains("would run 60 fire time(s)"), "{listed}");
-    assert_eq!(listed.lines().filter(|l| l.starts_with("run ")).count(), 60, "{listed}");
-    assert!(listed.contains("2026-01-05T10:00:00") && listed.contains("2026-01-05T10:59:00"), "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("run ")).count(),
+        60,
+        "{listed}"
+    );
+    assert!(
+        listed.contains("2026-01-05T10:00:00") && listed.contains("2026-01-05T10:59:00"),
+        "{listed}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(in_hour(&dir, "success") + in_hour(&dir, "running"), 0);
 
     // For real, fast.
     let out = backfill(&dir, &["--rate", "200/s", "--overlap", "allow_all"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("60 run(s) being started"), "{}", text(&out.stdout));
-    wait_for("60 successful backfilled runs", Duration::from_secs(60), || {
-        in_hour(&dir, "success") == 60
-    });
+    assert!(
+        text(&out.stdout).contains("60 run(s) being started"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_for(
+        "60 successful backfilled runs",
+        Duration::from_secs(60),
+        || in_hour(&dir, "success") == 60,
+    );
 
     // Again: every fire time already succeeded.
     let out = backfill(&dir, &["--rate", "200/s", "--json"]);
@@ -83,18 +96,31 @@ cron = "* * * * *"
     assert_eq!(in_hour(&dir, "success"), 60);
 
     // The counter.
-    let (status, metrics) = http_call("GET", &format!("http://127.0.0.1:{port}/metrics"), None, None);
+    let (status, metrics) = http_call(
+        "GET",
+        &format!("http://127.0.0.1:{port}/metrics"),
+        None,
+        None,
+    );
     assert_eq!(status, 200);
     assert!(
         metrics.contains("aps_backfilled_total{job=\"minutely\"} 60"),
         "{}",
-        metrics.lines().filter(|l| l.contains("backfill")).collect::<Vec<_>>().join("\n")
+        metrics
+            .lines()
+            .filter(|l| l.contains("backfill"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // Refused: inverted, and a year of minutes without --force.
     let out = dir.aps(&["backfill", "minutely", "--from", TO, "--to", FROM]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("field 'to'"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("field 'to'"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = dir.aps(&[
         "backfill",
         "minutely",
@@ -105,13 +131,20 @@ cron = "* * * * *"
     ]);
     assert_eq!(out.status.code(), Some(1));
     let e = text(&out.stderr);
-    assert!(e.contains("field 'to'") && e.contains("more than 10000 fire times"), "{e}");
+    assert!(
+        e.contains("field 'to'") && e.contains("more than 10000 fire times"),
+        "{e}"
+    );
     let out = dir.aps(&["backfill", "nope", "--from", FROM, "--to", TO]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
     let out = backfill(&dir, &["--rate", "fast"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--rate"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--rate"),
+        "{}",
+        text(&out.stderr)
+    );
 
     assert_eq!(daemon.stop(), Some(0), "log:\n{}", daemon.log());
 }
@@ -128,5 +161,9 @@ cron = "* * * * *"
     );
     let out = backfill(&dir, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("[http]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[http]"),
+        "{}",
+        text(&out.stderr)
+    );
 }

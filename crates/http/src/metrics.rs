@@ -58,7 +58,8 @@ use metrics_exporter_prometheus::{
 pub const RUNS_TOTAL: &str = "aps_runs_total";
 /// Fire times missed, by job.
 pub const MISSED_TOTAL: &str = "aps_missed_total";
-/// Ended runs a backfill started (`backfill: true` records), by job.
+/// Backfilled fire times that ended (`backfill: true` records: run, or skipped by the
+/// overlap policy), by job.
 pub const BACKFILLED_TOTAL: &str = "aps_backfilled_total";
 /// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
 /// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
@@ -253,7 +254,7 @@ impl RunMetrics {
             describe_counter!(
                 BACKFILLED_TOTAL,
                 Unit::Count,
-                "Ended runs started by a backfill, by job."
+                "Backfilled fire times that ended (run, or skipped by the overlap policy), by job."
             );
             describe_counter!(
                 CALENDAR_EXCLUDED_TOTAL,
