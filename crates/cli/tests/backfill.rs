@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use support::{free_port, http_call, wait_for, Dir};
 
@@ -166,4 +167,63 @@ cron = "* * * * *"
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The daemon applies a job's `catchup` after downtime: the fire times missed while it
+/// was stopped run (each, with `mode = "all"`), where a job without catch-up records
+/// them `missed`.
+#[test]
+fn after_downtime_the_daemon_catches_up_within_the_window() {
+    let dir = Dir::new(
+        r#"
+[scheduler]
+timezone = "UTC"
+[[jobs]]
+id = "caught"
+command = "true"
+interval = "2s"
+catchup = { window = "1h", mode = "all" }
+[[jobs]]
+id = "plain"
+command = "true"
+interval = "2s"
+coalesce = false
+"#,
+    );
+    let count = |job: &str, outcome: &str| {
+        dir.history(job)
+            .iter()
+            .filter(|r| r["outcome"] == outcome)
+            .count()
+    };
+    // The job's successful runs scheduled while the daemon was down.
+    let during = |job: &str, down: DateTime<Utc>, up: DateTime<Utc>| {
+        dir.history(job)
+            .iter()
+            .filter(|r| r["outcome"] == "success")
+            .filter_map(|r| r["scheduled_at"].as_str()?.parse::<DateTime<Utc>>().ok())
+            .filter(|t| *t > down && *t < up)
+            .count()
+    };
+    let mut daemon = dir.start();
+    wait_for("a first run of each job", Duration::from_secs(30), || {
+        count("caught", "success") >= 1 && count("plain", "success") >= 1
+    });
+    assert_eq!(daemon.stop(), Some(0), "log:\n{}", daemon.log());
+    let down = Utc::now();
+    // Down long enough for at least 3 fire times of each job to pass their 1 s grace.
+    std::thread::sleep(Duration::from_secs(8));
+    let up = Utc::now() - chrono::Duration::seconds(1);
+    let mut daemon = dir.start();
+    wait_for(
+        "the plain job's missed fire times",
+        Duration::from_secs(30),
+        || count("plain", "missed") >= 3,
+    );
+    wait_for("the caught-up runs", Duration::from_secs(30), || {
+        during("caught", down, up) >= 3
+    });
+    assert_eq!(during("plain", down, up), 0, "{:?}", dir.history("plain"));
+    assert_eq!(count("caught", "missed"), 0, "{:?}", dir.history("caught"));
+    assert_eq!(daemon.stop(), Some(0), "log:\n{}", daemon.log());
 }
