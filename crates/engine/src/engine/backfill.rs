@@ -280,6 +280,9 @@ impl Engine {
     }
 }
 
+/// Fire times, oldest first.
+type FireTimes = Vec<DateTime<Utc>>;
+
 /// `job` with the backfill's overlap policy; `allow_all` lifts `max_instances`.
 fn with_overlap(mut job: Job, overlap: Overlap) -> Job {
     if overlap != job.policy.overlap {
@@ -300,7 +303,7 @@ fn fire_times(
     job: &Job,
     request: &BackfillRequest,
     limit: usize,
-) -> Result<(Vec<DateTime<Utc>>, Vec<DateTime<Utc>>), Error> {
+) -> Result<(FireTimes, FireTimes), Error> {
     let tz = job.trigger.timezone();
     let from = request.from.with_timezone(&tz);
     let to = request.to.with_timezone(&tz);
