@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use support::{free_port, http_call, wait_for, Dir};
+use support::{free_port, http_call, token, wait_for, Dir};
 
 /// The hour backfilled (fixed, far from the job's own fire times while the test runs).
 const FROM: &str = "2026-01-05T10:00:00Z";
@@ -225,5 +225,69 @@ coalesce = false
     });
     assert_eq!(during("plain", down, up), 0, "{:?}", dir.history("plain"));
     assert_eq!(count("caught", "missed"), 0, "{:?}", dir.history("caught"));
+    assert_eq!(daemon.stop(), Some(0), "log:\n{}", daemon.log());
+}
+
+/// `POST /api/jobs/{id}/backfill` needs the `operate` role, is in the OpenAPI document,
+/// and refuses bad bodies naming the field.
+#[test]
+fn the_backfill_endpoint_needs_operate_and_is_documented() {
+    let port = free_port();
+    let (read, read_table) = token("read", "viewer");
+    let (operate, operate_table) = token("operate", "ops");
+    let dir = Dir::new(&format!(
+        r#"
+[scheduler]
+timezone = "UTC"
+[http]
+listen = "127.0.0.1:{port}"
+{read_table}
+{operate_table}
+[[jobs]]
+id = "minutely"
+command = "true"
+cron = "* * * * *"
+"#
+    ));
+    let mut daemon = dir.spawn();
+    daemon.wait_healthy(port, Duration::from_secs(30));
+    let url = format!("http://127.0.0.1:{port}/api/jobs/minutely/backfill");
+    let body = format!(r#"{{"from": "{FROM}", "to": "{TO}", "dry_run": true}}"#);
+    assert_eq!(http_call("POST", &url, None, Some(&body)).0, 401);
+    assert_eq!(http_call("POST", &url, Some(&read), Some(&body)).0, 403);
+    let (status, plan) = http_call("POST", &url, Some(&operate), Some(&body));
+    assert_eq!(status, 200, "{plan}");
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["to_run"].as_array().unwrap().len(), 60);
+    for (bad, field) in [
+        (
+            r#"{"from": "yesterday", "to": "2026-01-05T11:00:00Z"}"#,
+            "from",
+        ),
+        (
+            r#"{"from": "2026-01-05T10:00:00Z", "to": "2026-01-05T11:00:00Z", "overlap": "sometimes"}"#,
+            "overlap",
+        ),
+        (
+            r#"{"from": "2026-01-05T10:00:00Z", "to": "2026-01-05T11:00:00Z", "rate_per_sec": -2}"#,
+            "rate_per_sec",
+        ),
+    ] {
+        let (status, error) = http_call("POST", &url, Some(&operate), Some(bad));
+        assert_eq!(status, 400, "{error}");
+        let error: Value = serde_json::from_str(&error).unwrap();
+        assert_eq!(error["field"], field, "{error}");
+    }
+    let (_, doc) = http_call(
+        "GET",
+        &format!("http://127.0.0.1:{port}/api/openapi.json"),
+        Some(&read),
+        None,
+    );
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(
+        doc["paths"]["/api/jobs/{id}/backfill"]["post"].is_object(),
+        "not documented"
+    );
     assert_eq!(daemon.stop(), Some(0), "log:\n{}", daemon.log());
 }
