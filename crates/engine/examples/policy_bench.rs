@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p apscheduler-engine --example policy_bench [ROUNDS]
+//! policy_bench cost default|policy     (one round of add and burst, for bench/policy-bench.sh)
 //! ```
 //!
 //! Through the public API (`AsyncScheduler`, the default memory store), every figure
@@ -191,6 +192,15 @@ async fn rate(n: i64, rate: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `policy_bench cost default|policy`: one round of add and burst in this process,
+    // as `bench/policy-bench.sh` compares builds.
+    if std::env::args().nth(1).as_deref() == Some("cost") {
+        let with = std::env::args().nth(2).as_deref() == Some("policy");
+        let a = add(with).await;
+        let b = burst(with).await;
+        println!("add {a:.3} burst {b:.3}");
+        return;
+    }
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|n| n.parse().expect("ROUNDS: a number"))
@@ -199,12 +209,19 @@ async fn main() {
     let mut measure = |name, v: Vec<f64>| rows.push((name, v));
     let (mut a0, mut a1, mut b0, mut b1, mut p, mut r1, mut r2) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for _ in 0..rounds {
-        // Alternated, so that drift on a shared machine touches both alike.
-        a0.push(add(false).await);
-        a1.push(add(true).await);
-        b0.push(burst(false).await);
-        b1.push(burst(true).await);
+    for round in 0..rounds {
+        // Interleaved, each first every other round, so that drift on a shared machine
+        // and the allocator's state touch both alike.
+        let first = round % 2 == 1;
+        for with in [first, !first] {
+            let (a, b) = if with {
+                (&mut a1, &mut b1)
+            } else {
+                (&mut a0, &mut b0)
+            };
+            a.push(add(with).await);
+            b.push(burst(with).await);
+        }
         p.push(plan().await);
         r1.push(rate(300, 100.0).await);
         r2.push(rate(2000, 1000.0).await);

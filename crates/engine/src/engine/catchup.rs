@@ -32,6 +32,11 @@ impl Engine {
             return false;
         };
         let late = |t: &DateTime<Tz>| (now - t.with_timezone(&Utc)).to_std().unwrap_or_default();
+        // Nothing later than the grace (a pass on time): the rules without catch-up
+        // apply as they are, and this costs the usual pass no allocation.
+        if due.iter().all(|t| late(t) <= grace) {
+            return false;
+        }
         let window = catchup.window.max(grace);
         let (kept, too_old): (Vec<_>, Vec<_>) = due.drain(..).partition(|t| late(t) <= window);
         // The limit it passed: the window, or the grace when that is the wider.
