@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+// Only its plain shared store is used here, none of its faults.
+#[allow(dead_code)]
+mod faulty_store;
+
 use apscheduler_core::event::{Event, EVENT_JOB_MISSED};
 use apscheduler_core::{
     Catchup, CatchupMode, ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord,
@@ -299,4 +304,74 @@ fn a_pass_on_time_is_unaffected() {
         assert_eq!(h.ran(), vec![at(8, 0), at(8, 10)], "{mode:?}");
         assert!(h.missed().is_empty());
     }
+}
+
+/// Two schedulers on one shared store and history: the one that claims the job after
+/// the downtime runs the fire times in the window, once; the other runs none of them.
+#[test]
+fn in_a_cluster_the_claiming_node_catches_up_once() {
+    let clock = Arc::new(ManualClock::new(at(7, 55)));
+    let store = faulty_store::Faulty::new(true);
+    let history = Arc::new(MemoryRunHistory::new());
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let node = |id: &str| {
+        let engine = Engine::builder()
+            .clock(clock.clone())
+            .timezone(chrono_tz::UTC)
+            .jobstore("default", store.clone())
+            .executor("default", Arc::new(InlineExecutor::new()))
+            .scheduler_id(id)
+            .run_history(history.clone(), HistoryOptions::default())
+            .build();
+        let seen = ran.clone();
+        let node = id.to_owned();
+        engine.register_task("work", move |ctx| {
+            seen.lock()
+                .unwrap()
+                .push((node.clone(), ctx.scheduled_run_time.with_timezone(&Utc)));
+            Ok(json!(null))
+        });
+        engine
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (one, two) = (node("node-1"), node("node-2"));
+    rt.block_on(one.start(false)).unwrap();
+    rt.block_on(two.start(false)).unwrap();
+    rt.block_on(
+        one.add_job(
+            JobSpec::task("work")
+                .id("job")
+                .coalesce(false)
+                .catchup(catchup(3600, CatchupMode::All))
+                .trigger_args("cron", json!({"minute": "*/10"})),
+        ),
+    )
+    .unwrap();
+    clock.set(at(12, 5));
+    rt.block_on(two.process_jobs());
+    rt.block_on(one.process_jobs());
+    rt.block_on(two.process_jobs());
+    let ran = ran.lock().unwrap().clone();
+    let expected: Vec<_> = every_10(at(11, 10), at(12, 0))
+        .into_iter()
+        .map(|t| ("node-2".to_owned(), t))
+        .collect();
+    assert_eq!(ran, expected);
+    rt.block_on(one.flush_history(Duration::from_secs(5)));
+    rt.block_on(two.flush_history(Duration::from_secs(5)));
+    let records = rt
+        .block_on(history.query_runs(&RunQuery {
+            job_id: Some("job".into()),
+            limit: 1000,
+            ..RunQuery::default()
+        }))
+        .unwrap();
+    let missed = records
+        .iter()
+        .filter(|r| r.outcome == RunOutcome::Missed)
+        .count();
+    assert_eq!(missed, 19, "each older fire time recorded once");
 }
