@@ -376,3 +376,44 @@ fn the_sync_front_end_backfills_too() {
     assert_eq!(ended, 5);
     scheduler.shutdown(true).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_stops_when_its_job_is_removed_or_the_scheduler_shuts_down() {
+    let slow = |from| BackfillRequest {
+        rate_per_sec: 20.0,
+        ..BackfillRequest::new(from, from + chrono::Duration::minutes(100))
+    };
+    let h = harness().await;
+    h.scheduler
+        .backfill("minutely", &slow(at(0, 0)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.scheduler.remove_job("minutely").await.unwrap();
+    // The job is looked up once a second: give it that, and as long again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = h.ran.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.ran.lock().unwrap().len(),
+        stopped,
+        "runs went on after the removal"
+    );
+    assert!(stopped < 100, "{stopped}");
+
+    let h = harness().await;
+    h.scheduler
+        .backfill("minutely", &slow(at(0, 0)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.scheduler.shutdown(true).await.unwrap();
+    let stopped = h.ran.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.ran.lock().unwrap().len(),
+        stopped,
+        "runs went on after shutdown"
+    );
+    assert!(stopped < 100, "{stopped}");
+}
