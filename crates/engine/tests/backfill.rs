@@ -341,7 +341,18 @@ fn the_sync_front_end_backfills_too() {
             .run_history(history.clone(), HistoryOptions::default()),
     )
     .unwrap();
-    scheduler.register_task("work", |_| Ok(json!(null)));
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let overlapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (r, o) = (running.clone(), overlapped.clone());
+    scheduler.register_task("work", move |_| {
+        use std::sync::atomic::Ordering::SeqCst;
+        if r.fetch_add(1, SeqCst) > 0 {
+            o.store(true, SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        r.fetch_sub(1, SeqCst);
+        Ok(json!(null))
+    });
     scheduler.start(false).unwrap();
     scheduler
         .add_job(
@@ -350,13 +361,11 @@ fn the_sync_front_end_backfills_too() {
                 .trigger_args("cron", json!({"minute": "*"})),
         )
         .unwrap();
-    // A thread pool runs them: `allow_all` lets them overlap (under the job's `skip`,
-    // with `max_instances = 1`, a run still going would skip the next).
-    let request = BackfillRequest {
-        overlap: Some(Overlap::AllowAll),
-        ..fast(at(10, 0), at(10, 5))
-    };
-    let report = scheduler.backfill("minutely", &request).unwrap();
+    // A thread pool runs them, each for 20 ms: under the job's `skip` (max_instances
+    // 1) the backfill waits for each run's end instead of skipping the next one.
+    let report = scheduler
+        .backfill("minutely", &fast(at(10, 0), at(10, 5)))
+        .unwrap();
     assert_eq!(report.to_run.len(), 5);
     let deadline = Instant::now() + Duration::from_secs(60);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -374,6 +383,22 @@ fn the_sync_front_end_backfills_too() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(ended, 5);
+    assert!(
+        !overlapped.load(std::sync::atomic::Ordering::SeqCst),
+        "two runs overlapped"
+    );
+
+    // `allow_all` lets them overlap.
+    let request = BackfillRequest {
+        overlap: Some(Overlap::AllowAll),
+        ..fast(at(11, 0), at(11, 5))
+    };
+    scheduler.backfill("minutely", &request).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !overlapped.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(overlapped.load(std::sync::atomic::Ordering::SeqCst));
     scheduler.shutdown(true).unwrap();
 }
 

@@ -27,6 +27,9 @@ pub const BACKFILL_HARD_MAX: usize = 10_000_000;
 /// The highest rate accepted (runs per second).
 pub const BACKFILL_MAX_RATE: f64 = 1_000_000.0;
 
+/// How often a backfill waiting for a free instance of its job looks again.
+const INSTANCE_POLL: Duration = Duration::from_millis(5);
+
 /// How often the backfill task checks that its job still exists.
 const JOB_CHECK: Duration = Duration::from_secs(1);
 
@@ -252,6 +255,20 @@ impl Engine {
                 tokio::time::sleep(next.saturating_sub(origin.elapsed())).await;
                 continue;
             }
+            // Under `skip`, the backfill waits for a free instance rather than skipping
+            // its own fire times: at most `max_instances` of the job's runs at once.
+            let due = if job.policy.overlap == Overlap::Skip {
+                let free = (job.max_instances as usize).saturating_sub(self.instances(&job.id));
+                if free == 0 {
+                    tokio::time::sleep(INSTANCE_POLL).await;
+                    // Resume at the rate, not with a burst for the time waited.
+                    origin = Instant::now() - Duration::from_secs_f64(started as f64 / rate);
+                    continue;
+                }
+                due.min(started + free)
+            } else {
+                due
+            };
             self.start_backfill_runs(&alias, &job, &times[started..due])
                 .await;
             started = due;
