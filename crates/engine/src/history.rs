@@ -350,6 +350,17 @@ impl Recorder {
         runs: impl Iterator<Item = &'a JobRun>,
         note: Option<&str>,
     ) {
+        self.begin_marked(runs, note, false).await;
+    }
+
+    /// [`begin`](Self::begin), the records marked `backfill` when a backfill starts
+    /// the runs (their ends keep the mark).
+    pub(crate) async fn begin_marked<'a>(
+        &self,
+        runs: impl Iterator<Item = &'a JobRun>,
+        note: Option<&str>,
+        backfill: bool,
+    ) {
         let now = self.clock.now();
         let mut records = Vec::new();
         for run in runs {
@@ -357,6 +368,7 @@ impl Recorder {
                 let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
                 record.started_at = Some(now);
                 record.message = note.map(str::to_owned);
+                record.backfill = backfill;
                 records.push(record);
             }
         }
@@ -469,14 +481,14 @@ impl Recorder {
         outcome: RunOutcome,
         message: String,
     ) {
-        let (id, note) = match run_id {
-            Some(id) => {
-                let begun = lock(&self.in_flight).remove(id);
-                (id.clone(), begun.and_then(|r| r.record.message))
-            }
+        let (id, begun) = match run_id {
+            Some(id) => (id.clone(), lock(&self.in_flight).remove(id)),
             None => (new_run_id(), None),
         };
+        let backfill = begun.as_ref().is_some_and(|r| r.record.backfill);
+        let note = begun.and_then(|r| r.record.message);
         let mut record = self.blank(&id, job_id, scheduled_at.with_timezone(&Utc));
+        record.backfill = backfill;
         record.outcome = outcome;
         record.finished_at = Some(self.clock.now());
         record.message = with_note(note, Some(message));
