@@ -34,6 +34,12 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+# The Redis Sentinel tests start private Sentinels of their own (crates/store-redis/tests/sentinel.rs).
+if ! command -v redis-sentinel >/dev/null; then
+  echo "  installing Debian's redis-sentinel package"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel) >/dev/null
+fi
+command -v redis-sentinel >/dev/null || { echo "ERROR: redis-sentinel is not installed" >&2; exit 1; }
 
 # ZooKeeper: Debian's package, run as ZooKeeperServerMain with a zoo.cfg of our own
 # (loopback only, data under $HOME/.cache), so no service wrapper is needed.

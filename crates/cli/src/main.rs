@@ -15,6 +15,7 @@
 //!
 //! The config format, every command and the history schema: `docs/cli.md`.
 
+mod backfill;
 mod config_path;
 mod daemon;
 mod engine_replay;
@@ -70,6 +71,9 @@ enum Command {
         #[command(flatten)]
         args: manage::HistoryArgs,
     },
+    /// Run a job's fire times of a past range on the running daemon (through its HTTP
+    /// API), skipping the ones that already succeeded.
+    Backfill(backfill::BackfillArgs),
     /// List the nodes (schedulers) sharing the store, with their last heartbeat.
     Nodes {
         #[command(flatten)]
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
         Command::Jobs { store, command } => manage::jobs_command(&store, command),
         Command::History { store, args } => manage::history_command(&store, args),
         Command::Nodes { store, json } => manage::nodes_command(&store, json),
+        Command::Backfill(args) => backfill::run(&args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match config_path::resolve(file.as_deref()) {

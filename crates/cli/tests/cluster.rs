@@ -14,7 +14,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use apscheduler_testkit::server::{
     PrivatePostgres, PrivateRedis, PrivateZooKeeper,
 };
 use serde_json::Value;
+use support::cluster::{history, history_with, micros, node_name, start_three, stop_all, SECOND};
 use support::{aps_ok, run_ok, Daemon};
 
 /// A database of its own on the test server, dropped at the end.
@@ -158,23 +158,6 @@ fn the_redis_database_is_the_one_the_url_names() {
     assert_eq!(redis_database("redis://user:pw@host:6380/12?timeout=1"), 12);
 }
 
-/// A daemon's node name: the configured host name, then its pid.
-fn node_name(daemon: &Daemon) -> String {
-    format!("cluster/{}", daemon.pid())
-}
-
-/// Every run record in the store's history.
-fn history(url: &str) -> Vec<Value> {
-    history_with(url, &[])
-}
-
-/// The run records `aps history` lists with these filters.
-fn history_with(url: &str, filters: &[&str]) -> Vec<Value> {
-    let mut args = vec!["history", "--limit", "1000000", "--json", "--store", url];
-    args.extend_from_slice(filters);
-    serde_json::from_slice(&aps_ok(&args)).unwrap()
-}
-
 /// The nodes `aps nodes` lists as live, by name.
 fn node_names(url: &str) -> Vec<String> {
     let nodes: Vec<Value> =
@@ -187,9 +170,6 @@ fn node_names(url: &str) -> Vec<String> {
         .map(|n| n["node"].as_str().unwrap().to_owned())
         .collect()
 }
-
-/// One second in microseconds.
-const SECOND: i64 = 1_000_000;
 
 /// The gaps in each job's fire times (`job-000` .. `job-{jobs-1}`, a second apart) in
 /// `times` (the recorded (job, fire time µs) keys, sorted): a job without runs, or
@@ -245,54 +225,6 @@ fn gaps<'a>(
         }
     }
     (gaps, excused_count)
-}
-
-/// Writes `aps.toml` in `dir`: `scheduler` lines added to `[scheduler]` (UTC, node
-/// name `cluster`), the store `url`, `sections`, job defaults (coalesce off, 30 s grace)
-/// and `jobs` jobs `job-000`... every second running `command`; starts three daemons on
-/// it and waits until each runs its jobs.
-fn start_three(
-    dir: &Path,
-    scheduler: &str,
-    url: &str,
-    sections: &str,
-    jobs: usize,
-    command: &str,
-) -> Vec<Daemon> {
-    let config = dir.join("aps.toml");
-    let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n{scheduler}[store]\nurl = \"{url}\"\n\
-         {sections}[job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n"
-    );
-    for i in 0..jobs {
-        text.push_str(&format!(
-            "[[jobs]]\nid = \"job-{i:03}\"\ninterval = 1\ncommand = \"{command}\"\n"
-        ));
-    }
-    std::fs::write(&config, text).unwrap();
-    let mut nodes: Vec<Daemon> = (0..3)
-        .map(|i| Daemon::spawn(&config, dir.join(format!("node-{i}.log"))))
-        .collect();
-    for node in &mut nodes {
-        node.wait_started(Duration::from_secs(60));
-    }
-    nodes
-}
-
-/// SIGTERM to each daemon, then waits for all of them.
-fn stop_all(nodes: &mut [Daemon]) {
-    for node in nodes.iter() {
-        node.signal("TERM");
-    }
-    for node in nodes.iter_mut() {
-        node.child.wait().unwrap();
-    }
-}
-
-fn micros(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap()
-        .timestamp_micros()
 }
 
 #[test]

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod waiting;
+
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
@@ -355,6 +357,17 @@ impl Recorder {
         runs: impl Iterator<Item = &'a JobRun>,
         note: Option<&str>,
     ) {
+        self.begin_marked(runs, note, false).await;
+    }
+
+    /// [`begin`](Self::begin), the records marked `backfill` when a backfill starts
+    /// the runs (their ends keep the mark).
+    pub(crate) async fn begin_marked<'a>(
+        &self,
+        runs: impl Iterator<Item = &'a JobRun>,
+        note: Option<&str>,
+        backfill: bool,
+    ) {
         let now = self.clock.now();
         let mut records = Vec::new();
         for run in runs {
@@ -363,6 +376,7 @@ impl Recorder {
                 record.started_at = Some(now);
                 record.message = note.map(str::to_owned);
                 record.attempt = run.attempt;
+                record.backfill = backfill;
                 records.push(record);
             }
         }
@@ -454,83 +468,6 @@ impl Recorder {
         self.send(record);
     }
 
-    /// A waiting run's record (`running`, not started, `due_at` set) for `run_id`: a
-    /// retry of `job_id`'s fire time `scheduled_at`, attempt `attempt`, due at `due_at`.
-    pub(crate) fn waiting_record(
-        &self,
-        run_id: &str,
-        job_id: &str,
-        scheduled_at: DateTime<Utc>,
-        attempt: u32,
-        due_at: DateTime<Utc>,
-    ) -> RunRecord {
-        let mut record = self.blank(run_id, job_id, scheduled_at);
-        record.attempt = attempt;
-        record.due_at = Some(due_at);
-        record
-    }
-
-    /// Queues a waiting run's record for the writer (after the record of the attempt
-    /// that made it, so one batch usually carries both).
-    pub(crate) fn queue_waiting(&self, record: RunRecord) {
-        self.send(record);
-    }
-
-    /// Writes `record` as it is and waits for the history to confirm: whether it did
-    /// within [`BEGIN_DEADLINE`] (a waiting run taken over from a dead node is this
-    /// node's only once written).
-    pub(crate) async fn write_now(&self, record: &RunRecord) -> Result<(), String> {
-        self.observe(record);
-        match tokio::time::timeout(
-            BEGIN_DEADLINE,
-            self.history.record_runs(std::slice::from_ref(record)),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {BEGIN_DEADLINE:?}")),
-        }
-    }
-
-    /// A waiting run starts now: its record gets its start time, written and confirmed
-    /// before the run may start (a node that cannot write it keeps the run waiting,
-    /// so that a takeover after this node's death cannot run it a second time).
-    pub(crate) async fn start_waiting(&self, mut record: RunRecord) -> Result<(), String> {
-        record.started_at = Some(self.clock.now());
-        record.node = self.node.to_string();
-        self.write_now(&record).await?;
-        lock(&self.in_flight).insert(
-            record.run_id.as_str().into(),
-            InFlight {
-                record,
-                started: false,
-            },
-        );
-        Ok(())
-    }
-
-    /// The fire time `run_id` (its `running` record written, not started) waits instead
-    /// of starting: its record becomes a waiting run's, due at `due_at`, queued for the
-    /// writer. `None` when this node holds no such record.
-    pub(crate) fn to_waiting(&self, run_id: &str, due_at: DateTime<Utc>) -> Option<RunRecord> {
-        let mut record = lock(&self.in_flight).remove(run_id)?.record;
-        record.started_at = None;
-        record.due_at = Some(due_at);
-        self.send(record.clone());
-        Some(record)
-    }
-
-    /// A waiting run that does not start: its record ends with `outcome` and `message`.
-    pub(crate) fn end_waiting(&self, mut record: RunRecord, outcome: RunOutcome, message: String) {
-        lock(&self.in_flight).remove(record.run_id.as_str());
-        record.outcome = outcome;
-        record.started_at = None;
-        record.finished_at = Some(self.clock.now());
-        record.message = with_note(record.message.take(), Some(message));
-        self.send(record);
-    }
-
     /// A fire time that did not run: missed (`outcome` `missed`) or could not be run
     /// (`error`), with the reason.
     pub(crate) fn not_run(
@@ -560,20 +497,19 @@ impl Recorder {
         message: String,
     ) {
         let (id, begun) = match run_id {
-            Some(id) => {
-                let begun = lock(&self.in_flight).remove(id);
-                (id.clone(), begun.map(|r| r.record))
-            }
+            Some(id) => (id.clone(), lock(&self.in_flight).remove(id)),
             None => (new_run_id(), None),
         };
+        let backfill = begun.as_ref().is_some_and(|r| r.record.backfill);
+        // A retry keeps its attempt and due time.
+        let (attempt, due_at) = begun
+            .as_ref()
+            .map_or((1, None), |r| (r.record.attempt, r.record.due_at));
+        let note = begun.and_then(|r| r.record.message);
         let mut record = self.blank(&id, job_id, scheduled_at.with_timezone(&Utc));
-        let mut note = None;
-        if let Some(begun) = begun {
-            // A retry keeps its attempt and due time.
-            record.attempt = begun.attempt;
-            record.due_at = begun.due_at;
-            note = begun.message;
-        }
+        record.backfill = backfill;
+        record.attempt = attempt;
+        record.due_at = due_at;
         record.outcome = outcome;
         record.finished_at = Some(self.clock.now());
         record.message = with_note(note, Some(message));

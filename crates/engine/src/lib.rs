@@ -70,6 +70,10 @@ pub use engine::{
     next_allowed_run_time, trigger_calendar, Engine, EngineBuilder, PassMarks, PendingRun,
     SchedulerState, DEFAULT_ALIAS, DEFAULT_CHANGE_POLL, DEFAULT_LEASE,
 };
+pub use engine::{
+    BackfillReport, BackfillRequest, BACKFILL_HARD_MAX, BACKFILL_MAX_RATE, DEFAULT_BACKFILL_MAX,
+    DEFAULT_BACKFILL_RATE,
+};
 pub use frontends::{
     AsyncJobHandle, AsyncScheduledJob, AsyncScheduler, BackgroundScheduler, BlockingScheduler,
     DrivenScheduler, JobHandle, JobStatus, ScheduledJob, SyncScheduler,

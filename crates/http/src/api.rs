@@ -67,7 +67,7 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::invalid("body", format!("the body is not JSON: {e}")))
 }
 
-fn audit(caller: &Caller, action: &str, job_id: &str) {
+pub(crate) fn audit(caller: &Caller, action: &str, job_id: &str) {
     tracing::info!(target: "apscheduler::audit", token = %caller.name, role = %caller.role, action, job_id, "{action} job '{job_id}' by token '{}'", caller.name);
 }
 

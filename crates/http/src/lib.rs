@@ -53,6 +53,7 @@ use axum::Router;
 
 mod api;
 pub mod auth;
+mod backfill;
 pub mod catalog;
 mod dashboard;
 pub mod error;
@@ -193,6 +194,7 @@ impl ManagementPlane {
             .route("/api/jobs/{id}/pause", post(api::pause_job))
             .route("/api/jobs/{id}/resume", post(api::resume_job))
             .route("/api/jobs/{id}/run", post(api::run_job))
+            .route("/api/jobs/{id}/backfill", post(backfill::backfill_job))
             .route("/api/history", get(api::history))
             .route("/api/nodes", get(api::nodes))
             .route("/api/calendars", get(api::calendars))

@@ -20,6 +20,7 @@
 //! | `aps_missed_total` | counter | `job` |
 //! | `aps_runs_cancelled_total` | counter | `job` |
 //! | `aps_runs_terminated_total` | counter | `job` |
+//! | `aps_backfilled_total` | counter | `job` |
 //! | `aps_calendar_excluded_total` | counter | `job`, `calendar` |
 //! | `aps_run_duration_seconds` | histogram | |
 //! | `aps_fire_lateness_seconds` | histogram | |
@@ -60,6 +61,9 @@ use metrics_exporter_prometheus::{
 pub const RUNS_TOTAL: &str = "aps_runs_total";
 /// Fire times missed, by job.
 pub const MISSED_TOTAL: &str = "aps_missed_total";
+/// Backfilled fire times that ended (`backfill: true` records: run, or skipped by the
+/// overlap policy), by job.
+pub const BACKFILLED_TOTAL: &str = "aps_backfilled_total";
 /// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
 /// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
 pub const CALENDAR_EXCLUDED_TOTAL: &str = "aps_calendar_excluded_total";
@@ -273,6 +277,11 @@ impl RunMetrics {
                 RUNS_TERMINATED_TOTAL,
                 Unit::Count,
                 "Runs a newer fire time killed (overlap = terminate_other), by job."
+            );
+            describe_counter!(
+                BACKFILLED_TOTAL,
+                Unit::Count,
+                "Backfilled fire times that ended (run, or skipped by the overlap policy), by job."
             );
             describe_counter!(
                 CALENDAR_EXCLUDED_TOTAL,
@@ -506,6 +515,9 @@ impl RunObserver for RunMetrics {
         self.emit(|| {
             counter!(RUNS_TOTAL, "job" => job.clone(), "outcome" => record.outcome.as_str())
                 .increment(1);
+            if record.backfill {
+                counter!(BACKFILLED_TOTAL, "job" => job.clone()).increment(1);
+            }
             if record.outcome == RunOutcome::Missed {
                 counter!(MISSED_TOTAL, "job" => job.clone()).increment(1);
                 if let Some(calendar) = record

@@ -29,6 +29,7 @@ use crate::AppState;
         api::pause_job,
         api::resume_job,
         api::run_job,
+        crate::backfill::backfill_job,
         api::history,
         api::nodes,
         api::calendars,

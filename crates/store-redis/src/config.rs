@@ -36,6 +36,11 @@ pub struct RedisStoreConfig {
     pub response_timeout: Option<Duration>,
     /// [`RedisJobStoreBuilder::reconnect_retries`].
     pub reconnect_retries: Option<usize>,
+    /// [`RedisJobStoreBuilder::wait_replicas`]: how many replicas.
+    pub wait_replicas: Option<u32>,
+    /// [`RedisJobStoreBuilder::wait_replicas`]: at most how long (default 0.1 s).
+    #[serde(default, with = "seconds")]
+    pub wait_timeout: Option<Duration>,
 }
 
 impl RedisStoreConfig {
@@ -65,6 +70,31 @@ impl RedisStoreConfig {
             },
             response_timeout: table.get_seconds("response_timeout")?,
             reconnect_retries: table.get_usize("reconnect_retries")?,
+            wait_replicas: table
+                .get_usize("wait_replicas")?
+                .map(|n| {
+                    u32::try_from(n).map_err(|_| {
+                        table.invalid(
+                            "wait_replicas",
+                            table.get("wait_replicas").expect("just read"),
+                            "too large",
+                        )
+                    })
+                })
+                .transpose()?,
+            wait_timeout: match (
+                table.get("wait_replicas"),
+                table.get_seconds("wait_timeout")?,
+            ) {
+                (None, Some(_)) => {
+                    return Err(table.invalid(
+                        "wait_timeout",
+                        table.get("wait_timeout").expect("just read"),
+                        "wait_replicas (1 or more) with it: alone it does nothing",
+                    ))
+                }
+                (_, t) => t,
+            },
         })
     }
 
@@ -89,6 +119,13 @@ impl RedisStoreConfig {
         }
         if let Some(n) = self.reconnect_retries {
             b = b.reconnect_retries(n);
+        }
+        if let Some(n) = self.wait_replicas {
+            b = b.wait_replicas(
+                n,
+                self.wait_timeout
+                    .unwrap_or(crate::durability::DEFAULT_WAIT_TIMEOUT),
+            );
         }
         b
     }
@@ -139,5 +176,19 @@ mod tests {
         ]))
         .expect_err("both");
         assert!(err.message().contains("set only one"), "{err}");
+    }
+
+    #[test]
+    fn wait_replicas_and_its_timeout() {
+        let config = RedisStoreConfig::from_table(&table(&[
+            ("wait_replicas", json!(1)),
+            ("wait_timeout", json!(0.25)),
+        ]))
+        .unwrap();
+        assert_eq!(config.wait_replicas, Some(1));
+        assert_eq!(config.wait_timeout, Some(Duration::from_millis(250)));
+        let err = RedisStoreConfig::from_table(&table(&[("wait_timeout", json!(1))]))
+            .expect_err("a time-out alone");
+        assert!(err.message().contains("wait_replicas"), "{err}");
     }
 }

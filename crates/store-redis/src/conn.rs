@@ -1,5 +1,7 @@
 //! The one connection a store and its run history share: connected lazily, re-used by
-//! every call, re-established by the connection manager after a drop.
+//! every call, re-established by the connection manager after a drop. Behind Redis
+//! Sentinel the connection goes to the current primary: it is dropped on every error
+//! that may mean the primary moved, and the next call asks the Sentinels again.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -11,10 +13,19 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
 
 use crate::error::{Context, StoreError};
+use crate::sentinel::SentinelTarget;
+
+/// Where the store's server is.
+pub(crate) enum Target {
+    /// One server (or a primary that never moves).
+    Direct(Client),
+    /// The primary the Sentinels name, looked up at each (re)connection.
+    Sentinel(SentinelTarget),
+}
 
 /// A Redis server and the (lazily opened) connection to it.
 pub(crate) struct Connection {
-    client: Client,
+    target: Target,
     config: ConnectionManagerConfig,
     /// Bounds the first connection (the connection manager's retries included).
     connect_timeout: Duration,
@@ -26,12 +37,12 @@ pub(crate) struct Connection {
 impl Connection {
     /// Nothing connects yet.
     pub(crate) fn new(
-        client: Client,
+        target: Target,
         config: ConnectionManagerConfig,
         connect_timeout: Duration,
     ) -> Self {
         Connection {
-            client,
+            target,
             config,
             connect_timeout,
             conn: std::sync::Mutex::new(None),
@@ -39,19 +50,35 @@ impl Connection {
         }
     }
 
-    /// The client, for connections of their own (the change subscription).
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// A client for the server (the current primary, behind Sentinel), for
+    /// connections of their own (the change subscription).
+    pub(crate) async fn client(&self) -> Result<Client, StoreError> {
+        match &self.target {
+            Target::Direct(client) => Ok(client.clone()),
+            Target::Sentinel(sentinel) => sentinel.primary(self.connect_timeout).await,
+        }
     }
 
-    /// The server's address (for `Debug`).
-    pub(crate) fn addr(&self) -> &ConnectionAddr {
-        self.client.get_connection_info().addr()
+    /// Whether the server is the primary the Sentinels name (which can move).
+    pub(crate) fn follows_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
+    }
+
+    /// The server's address, or the Sentinels' (for `Debug`).
+    pub(crate) fn describe(&self) -> String {
+        match &self.target {
+            Target::Direct(_) => self.address(),
+            Target::Sentinel(sentinel) => sentinel.describe(),
+        }
+    }
+
+    fn addr(client: &Client) -> &ConnectionAddr {
+        client.get_connection_info().addr()
     }
 
     /// The server's host name (or socket path), for messages.
-    fn host(&self) -> String {
-        match self.addr() {
+    fn host(&self, client: &Client) -> String {
+        match Self::addr(client) {
             ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
             ConnectionAddr::Unix(path) => path.display().to_string(),
             other => other.to_string(),
@@ -60,7 +87,14 @@ impl Connection {
 
     /// The server's address (`host:port`, or the socket path), for messages.
     fn address(&self) -> String {
-        match self.addr() {
+        match &self.target {
+            Target::Direct(client) => Self::address_of(client),
+            Target::Sentinel(sentinel) => sentinel.describe(),
+        }
+    }
+
+    fn address_of(client: &Client) -> String {
+        match Self::addr(client) {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
                 format!("{host}:{port}")
             }
@@ -93,20 +127,21 @@ impl Connection {
             return Ok(conn);
         }
         let started = Instant::now();
-        let connecting =
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
-        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
+        let client = self.client().await?;
+        let timeout = self.connect_timeout.saturating_sub(started.elapsed());
+        let connecting = ConnectionManager::new_with_config(client.clone(), self.config.clone());
+        let conn = match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
                 let cause = if e.is_timeout() {
                     Cause::TimedOut(self.connect_timeout)
                 } else {
-                    Cause::of_error(&e, &self.host())
+                    Cause::of_error(&e, &self.host(&client))
                 };
                 return Err(StoreError::Unreachable(
                     reach::unreachable(
                         "Redis",
-                        &self.address(),
+                        &Self::address_of(&client),
                         &cause,
                         started.elapsed(),
                         self.connect_timeout,
@@ -118,7 +153,7 @@ impl Connection {
             Err(_) => {
                 return Err(StoreError::Unreachable(reach::unreachable(
                     "Redis",
-                    &self.address(),
+                    &Self::address_of(&client),
                     &Cause::TimedOut(self.connect_timeout),
                     started.elapsed(),
                     self.connect_timeout,
@@ -139,10 +174,26 @@ impl Connection {
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.get().await?;
-        match op(conn.clone()).await {
-            Err(e) if e.is_connection_refusal() => op(conn).await.context(what),
-            result => result.context(what),
+        let result = match op(conn.clone()).await {
+            Err(e) if e.is_connection_refusal() => match &self.target {
+                Target::Direct(_) => op(conn).await,
+                // The primary may have moved: ask the Sentinels again.
+                Target::Sentinel(_) => {
+                    self.disconnect();
+                    op(self.get().await?).await
+                }
+            },
+            result => result,
+        };
+        let result = result.context(what);
+        if matches!(self.target, Target::Sentinel(_))
+            && matches!(result, Err(StoreError::Unavailable { .. }))
+        {
+            // A dropped or refused connection, a time-out, `READONLY` (the old primary,
+            // back as a replica): the next call asks the Sentinels where the primary is.
+            self.disconnect();
         }
+        result
     }
 
     /// One command.

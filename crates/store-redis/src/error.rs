@@ -42,6 +42,19 @@ pub(crate) enum StoreError {
     /// A lease is not held.
     #[error("Scheduler {holder} no longer holds the lease on job(s) {ids}")]
     LeaseLost { holder: String, ids: String },
+    /// A write the primary applied that fewer replicas than `wait_replicas` confirmed
+    /// in time.
+    #[error(
+        "Redis write not replicated ({what}): applied on the primary but confirmed by \
+         {confirmed} of {wanted} replicas within {millis} ms (wait_replicas); a failover \
+         now could undo it"
+    )]
+    NotReplicated {
+        what: &'static str,
+        confirmed: u32,
+        wanted: u32,
+        millis: u64,
+    },
     /// Bad configuration.
     #[error("{0}")]
     InvalidInput(String),
@@ -65,7 +78,9 @@ impl StoreError {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Unavailable { .. } | StoreError::Unreachable(_) => ErrorKind::Unavailable,
+            StoreError::Unavailable { .. }
+            | StoreError::Unreachable(_)
+            | StoreError::NotReplicated { .. } => ErrorKind::Unavailable,
             StoreError::Backend { .. } | StoreError::Reply { .. } => ErrorKind::Other,
             StoreError::Conflict(_) => ErrorKind::Conflict,
             StoreError::NotFound(_) => ErrorKind::NotFound,

@@ -12,8 +12,8 @@
 //!
 //! The run history scripts ([`HistoryScripts`]) take the key prefix as `ARGV[1]` and
 //! name their keys from it (a record's keys depend on its job, outcome and node, some
-//! of them only known once the stored record is read): see the crate documentation's
-//! run history layout.
+//! of them only known once the stored record is read): see the layout in
+//! [`RedisRunHistory`](crate::RedisRunHistory).
 
 use std::sync::LazyLock;
 

@@ -30,6 +30,7 @@ pub mod history_fields;
 pub mod pg_failover;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
+pub mod sentinel;
 pub mod server;
 pub mod store;
 pub mod unreachable;

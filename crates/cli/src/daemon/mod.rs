@@ -272,8 +272,18 @@ async fn open_metered(
     })
 }
 
-/// A URL with its password hidden.
+/// A URL with its password hidden (and a Sentinel URL's `sentinel_password=`).
 pub(crate) fn redact(url: &str) -> String {
+    let mut url = redact_userinfo(url);
+    if let Some(i) = url.find("sentinel_password=") {
+        let start = i + "sentinel_password=".len();
+        let end = url[start..].find('&').map_or(url.len(), |e| start + e);
+        url.replace_range(start..end, "***");
+    }
+    url
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

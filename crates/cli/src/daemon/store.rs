@@ -25,7 +25,8 @@ const SQLITE_PAGE_CACHE: usize = 512 * 1024;
 const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
-/// `mysql://` (`mariadb://`), `redis://`, `mongodb://`, `zookeeper://host:port/path`.
+/// `mysql://` (`mariadb://`), `redis://`, `redis+sentinel://`, `mongodb://`,
+/// `zookeeper://host:port/path`.
 /// A SQLite file that does not exist yet is created readable by its owner only.
 /// `connect_timeout` bounds the first connection (`None`: each store's default).
 pub(crate) fn open(
@@ -73,7 +74,7 @@ pub(crate) fn open(
             }
             Arc::new(builder.build().map_err(|e| e.to_string())?)
         }
-        "redis" | "rediss" => {
+        "redis" | "rediss" | "redis+sentinel" => {
             let mut builder = apscheduler_store_redis::RedisJobStore::builder(url);
             if let Some(t) = connect_timeout {
                 builder = builder.connect_timeout(t);
@@ -189,6 +190,25 @@ mod tests {
             Some("aps.db")
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn redis_urls_carry_their_prefix_and_sentinels() {
+        let store = open(
+            "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/0?prefix=app.",
+            None,
+            Role::Scheduler,
+        )
+        .expect("a Sentinel URL");
+        assert!(
+            format!("{store:?}").contains("prefix: \"app.\""),
+            "{store:?}"
+        );
+        let err = open("redis+sentinel://127.0.0.1:26379", None, Role::Scheduler)
+            .expect_err("no master name");
+        assert!(err.contains("names no master"), "{err}");
+        let store = open("redis://127.0.0.1:6379/?prefix=b.", None, Role::Manager).unwrap();
+        assert!(format!("{store:?}").contains("prefix: \"b.\""), "{store:?}");
     }
 
     #[test]

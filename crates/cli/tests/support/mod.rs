@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
+pub mod failover;
+
 /// The `aps` binary under test.
 pub const APS: &str = env!("CARGO_BIN_EXE_aps");
 

@@ -14,8 +14,10 @@
 //! | [`pass`] | one pass of the main loop |
 //! | [`start`] | starting the runs a pass planned, or recording why not |
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
+//! | [`catchup`] | the catch-up window: which overdue fire times still run |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
 //! | [`retries`] | retries of failed attempts; waiting runs taken over from dead nodes |
+//! | [`backfill`] | running a job's fire times of a range, at a limited rate |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`overlap`] | cancel_other / terminate_other: cancelling the runs in flight |
 //! | [`streaks`] | failure streaks: pausing and notifying after N failures in a row |
@@ -48,8 +50,10 @@ use crate::wake::WakeSignal;
 
 mod add;
 mod add_many;
+mod backfill;
 mod builder;
 mod calendar;
+mod catchup;
 mod components;
 mod elsewhere;
 mod events;
@@ -66,6 +70,10 @@ mod start;
 mod streaks;
 mod unreleased;
 
+pub use backfill::{
+    BackfillReport, BackfillRequest, BACKFILL_HARD_MAX, BACKFILL_MAX_RATE, DEFAULT_BACKFILL_MAX,
+    DEFAULT_BACKFILL_RATE,
+};
 pub use builder::EngineBuilder;
 pub use calendar::{excluded_calendar, excluded_message, next_allowed_run_time, trigger_calendar};
 use events::Reporter;

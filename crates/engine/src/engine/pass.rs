@@ -356,7 +356,9 @@ impl Engine {
                 JobRelease::Remove(job.id)
             });
         };
-        if job.coalesce && due.len() > 1 {
+        // A catch-up window decides coalescing and misses itself (see `catchup`).
+        let caught_up = self.catch_up(alias, &job, now, &mut due);
+        if !caught_up && job.coalesce && due.len() > 1 {
             due.clear();
             due.push(last);
         }
@@ -368,7 +370,7 @@ impl Engine {
                     .is_ok_and(|late| late > grace)
             })
         };
-        if due.iter().any(missed) {
+        if !caught_up && due.iter().any(missed) {
             for &t in due.iter().filter(|t| missed(t)) {
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "Run time of job \"{}\" was missed by {}", job.name, apscheduler_core::time::human_duration(now - t.with_timezone(&Utc)));
                 self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {

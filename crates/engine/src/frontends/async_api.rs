@@ -212,6 +212,18 @@ impl AsyncScheduler {
         self.engine.run_job_now(id, None, None).await
     }
 
+    /// Runs a job's fire times of a range (see [`Engine::backfill`]).
+    ///
+    /// # Errors
+    /// As [`Engine::backfill`].
+    pub async fn backfill(
+        &self,
+        id: &str,
+        request: &crate::BackfillRequest,
+    ) -> Result<crate::BackfillReport, Error> {
+        self.engine.backfill(id, request).await
+    }
+
     /// Removes every job (of one store, or all).
     ///
     /// # Errors

@@ -181,6 +181,19 @@ impl SyncScheduler {
             .block_on(self.engine.run_job_now(id, None, None))
     }
 
+    /// Runs a job's fire times of a range (see [`Engine::backfill`]); the runs start
+    /// on the scheduler's runtime after this returns.
+    ///
+    /// # Errors
+    /// As [`Engine::backfill`].
+    pub fn backfill(
+        &self,
+        id: &str,
+        request: &crate::BackfillRequest,
+    ) -> Result<crate::BackfillReport, Error> {
+        self.runner.block_on(self.engine.backfill(id, request))
+    }
+
     /// Removes every job (of one store, or all).
     ///
     /// # Errors

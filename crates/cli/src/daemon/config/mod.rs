@@ -495,6 +495,7 @@ const SCHEMES: &[&str] = &[
     "mariadb",
     "redis",
     "rediss",
+    "redis+sentinel",
     "mongodb",
     "mongodb+srv",
     "zookeeper",

@@ -1,0 +1,399 @@
+//! Backfill: running a job's fire times of a past (or any) range, each as a run of that
+//! fire time recorded with `backfill: true`, at a limited rate, skipping the fire
+//! times that already have a `success` run. Planning checks everything first, so a
+//! request is either refused whole (a typed error naming the field) or started whole.
+//!
+//! The runs are started by a task on this scheduler. If the scheduler stops or its
+//! process dies, the fire times not started yet are not run; the log says how far it
+//! got, and a second backfill of the same range runs only what did not succeed.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::pass::PassLookups;
+use super::*;
+use apscheduler_core::{Overlap, RunHistory, RunPolicy, RunQuery};
+use serde::{Deserialize, Serialize};
+
+/// Backfill rate when none is given: runs started per second.
+pub const DEFAULT_BACKFILL_RATE: f64 = 10.0;
+
+/// The most fire times a backfill covers without [`BackfillRequest::force`].
+pub const DEFAULT_BACKFILL_MAX: usize = 10_000;
+
+/// The most fire times a backfill covers even with `force`: bounds the plan's memory.
+pub const BACKFILL_HARD_MAX: usize = 10_000_000;
+
+/// The highest rate accepted (runs per second).
+pub const BACKFILL_MAX_RATE: f64 = 1_000_000.0;
+
+/// How often a backfill waiting for a free instance of its job looks again.
+const INSTANCE_POLL: Duration = Duration::from_millis(5);
+
+/// How often the backfill task checks that its job still exists.
+const JOB_CHECK: Duration = Duration::from_secs(1);
+
+/// What to backfill ([`Engine::backfill`]). Build with [`BackfillRequest::new`] and
+/// adjust the fields; the JSON form (HTTP API) takes the same field names, all but
+/// `from` and `to` optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// The first instant of the range (inclusive).
+    pub from: DateTime<Utc>,
+    /// The end of the range (exclusive).
+    pub to: DateTime<Utc>,
+    /// Only plan: report what would run and what is skipped, run nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The overlap policy for the backfill's runs instead of the job's.
+    #[serde(default)]
+    pub overlap: Option<Overlap>,
+    /// Runs started per second at most.
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: f64,
+    /// Accept more than `max_fire_times` fire times.
+    #[serde(default)]
+    pub force: bool,
+    /// Run fire times that already have a `success` run too.
+    #[serde(default)]
+    pub rerun_succeeded: bool,
+    /// The most fire times accepted without `force`.
+    #[serde(default = "default_max")]
+    pub max_fire_times: usize,
+}
+
+fn default_rate() -> f64 {
+    DEFAULT_BACKFILL_RATE
+}
+
+fn default_max() -> usize {
+    DEFAULT_BACKFILL_MAX
+}
+
+impl BackfillRequest {
+    /// A backfill of `[from, to)` with the defaults: runs for real, the job's overlap
+    /// policy, [`DEFAULT_BACKFILL_RATE`], at most [`DEFAULT_BACKFILL_MAX`] fire times,
+    /// succeeded fire times skipped.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        BackfillRequest {
+            from,
+            to,
+            dry_run: false,
+            overlap: None,
+            rate_per_sec: DEFAULT_BACKFILL_RATE,
+            force: false,
+            rerun_succeeded: false,
+            max_fire_times: DEFAULT_BACKFILL_MAX,
+        }
+    }
+}
+
+/// What a backfill runs (or, with `dry_run`, would run) and what it skips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillReport {
+    /// The job.
+    pub job_id: String,
+    /// The range, as requested.
+    pub from: DateTime<Utc>,
+    /// The range's exclusive end.
+    pub to: DateTime<Utc>,
+    /// Whether nothing was started.
+    pub dry_run: bool,
+    /// The overlap policy the runs go by.
+    pub overlap: Overlap,
+    /// Runs started per second at most.
+    pub rate_per_sec: f64,
+    /// The fire times run (or to run), oldest first.
+    pub to_run: Vec<DateTime<Utc>>,
+    /// The fire times skipped because a run of them already succeeded.
+    pub already_succeeded: Vec<DateTime<Utc>>,
+    /// The fire times skipped because the job's exclusion calendar excludes them.
+    pub excluded: Vec<DateTime<Utc>>,
+    /// How long starting every run takes at the rate, in seconds.
+    pub estimated_seconds: f64,
+}
+
+fn invalid(field: &str, value: impl fmt::Display, why: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("invalid value for field '{field}': '{value}': {why}"),
+    )
+}
+
+impl Engine {
+    /// Backfills job `id`: runs every fire time of its trigger in `[from, to)` that
+    /// has no `success` run in the history yet, each as a run of that fire time
+    /// (recorded with `backfill: true`), at most `rate_per_sec` a second, under the
+    /// job's overlap policy (or the request's). Returns once the plan is made and, unless
+    /// `dry_run`, its runs are handed to a task that starts them at the rate.
+    ///
+    /// # Errors
+    /// Nothing is started when the request is refused:
+    /// `InvalidInput` naming the field for a `rate_per_sec` that is not a positive
+    /// number up to [`BACKFILL_MAX_RATE`], a `to` not after `from`, a `from` before the
+    /// job's first fire time (its trigger's start), a range of more than
+    /// `max_fire_times` fire times without `force` (or more than
+    /// [`BACKFILL_HARD_MAX`]); `NotFound` for an unknown job; `InvalidState` when the
+    /// scheduler keeps no run history (it cannot tell what succeeded: set
+    /// `rerun_succeeded`) or, unless `dry_run`, is not running; history and store
+    /// errors.
+    pub async fn backfill(
+        &self,
+        id: &str,
+        request: &BackfillRequest,
+    ) -> Result<BackfillReport, Error> {
+        let rate = request.rate_per_sec;
+        if !(rate.is_finite() && rate > 0.0 && rate <= BACKFILL_MAX_RATE) {
+            return Err(invalid(
+                "rate_per_sec",
+                rate,
+                format!(
+                    "expected a number of runs per second above 0 and up to {BACKFILL_MAX_RATE}"
+                ),
+            ));
+        }
+        if request.to <= request.from {
+            return Err(invalid(
+                "to",
+                request.to.to_rfc3339(),
+                format!(
+                    "the range's end must be after its start ('from' = {})",
+                    request.from.to_rfc3339()
+                ),
+            ));
+        }
+        if !request.dry_run && self.state() != SchedulerState::Running {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "job '{id}' cannot be backfilled: the scheduler is {}",
+                    self.state().as_str()
+                ),
+            ));
+        }
+        let history = self.inner.history.as_ref().map(|r| r.history().clone());
+        if history.is_none() && !request.rerun_succeeded {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("job '{id}' cannot be backfilled: this scheduler keeps no run history, so it cannot tell which fire times succeeded (set 'rerun_succeeded' to run them all)"),
+            ));
+        }
+        let (job, alias, _) = self.find(id, None).await?;
+        let limit = if request.force {
+            BACKFILL_HARD_MAX
+        } else {
+            request.max_fire_times.min(BACKFILL_HARD_MAX)
+        };
+        let (times, excluded) = fire_times(&job, request, limit)?;
+        let succeeded = match (&history, request.rerun_succeeded) {
+            (Some(history), false) if !times.is_empty() => {
+                succeeded_in(history.as_ref(), id, request.from, request.to).await?
+            }
+            _ => HashSet::new(),
+        };
+        let (already_succeeded, to_run): (Vec<_>, Vec<_>) =
+            times.into_iter().partition(|t| succeeded.contains(t));
+        let overlap = request.overlap.unwrap_or(job.policy.overlap);
+        let report = BackfillReport {
+            job_id: id.to_owned(),
+            from: request.from,
+            to: request.to,
+            dry_run: request.dry_run,
+            overlap,
+            rate_per_sec: rate,
+            estimated_seconds: to_run.len() as f64 / rate,
+            to_run,
+            already_succeeded,
+            excluded,
+        };
+        if request.dry_run || report.to_run.is_empty() {
+            return Ok(report);
+        }
+        let job = with_overlap(job, overlap);
+        tracing::info!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\" from {} to {}: {} run(s) at up to {rate}/s, {} already succeeded, {} excluded", job.name, request.from.to_rfc3339(), request.to.to_rfc3339(), report.to_run.len(), report.already_succeeded.len(), report.excluded.len());
+        let engine = self.clone();
+        let times = report.to_run.clone();
+        tokio::spawn(async move { engine.run_backfill(alias, job, times, rate).await });
+        Ok(report)
+    }
+
+    /// Starts the runs of `times` at `rate` a second; stops (saying how far it got) when
+    /// the scheduler shuts down or the job is removed, waits while it is paused.
+    async fn run_backfill(&self, alias: Arc<str>, job: Job, times: Vec<DateTime<Utc>>, rate: f64) {
+        let total = times.len();
+        let mut origin = Instant::now();
+        let mut checked = Instant::now();
+        let mut started = 0;
+        while started < total {
+            match self.state() {
+                SchedulerState::Running => {}
+                SchedulerState::Paused => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Resume at the rate, not with a burst for the time paused.
+                    origin = Instant::now() - Duration::from_secs_f64(started as f64 / rate);
+                    continue;
+                }
+                SchedulerState::Stopped => {
+                    apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\" stopped with the scheduler after {started} of {total} run(s); the fire times from {} on were not run", job.name, times[started].to_rfc3339());
+                    return;
+                }
+            }
+            if checked.elapsed() >= JOB_CHECK {
+                checked = Instant::now();
+                if let Err(e) = self.find(&job.id, Some(&alias)).await {
+                    if e.kind() == ErrorKind::NotFound {
+                        apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\" stopped after {started} of {total} run(s): the job was removed; the fire times from {} on were not run", job.name, times[started].to_rfc3339());
+                        return;
+                    }
+                }
+            }
+            // Runs due by now at the rate (the first at once), started as one batch.
+            let due = ((origin.elapsed().as_secs_f64() * rate) as usize + 1).min(total);
+            if due <= started {
+                let next = Duration::from_secs_f64(started as f64 / rate);
+                tokio::time::sleep(next.saturating_sub(origin.elapsed())).await;
+                continue;
+            }
+            // Under `skip`, the backfill waits for a free instance rather than skipping
+            // its own fire times: at most `max_instances` of the job's runs at once.
+            let due = if job.policy.overlap == Overlap::Skip {
+                let free = (job.max_instances as usize).saturating_sub(self.instances(&job.id));
+                if free == 0 {
+                    tokio::time::sleep(INSTANCE_POLL).await;
+                    // Resume at the rate, not with a burst for the time waited.
+                    origin = Instant::now() - Duration::from_secs_f64(started as f64 / rate);
+                    continue;
+                }
+                due.min(started + free)
+            } else {
+                due
+            };
+            self.start_backfill_runs(&alias, &job, &times[started..due])
+                .await;
+            started = due;
+        }
+        tracing::info!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\": all {total} run(s) started", job.name);
+    }
+
+    /// Starts one run of `job` per fire time, each recorded `running` with
+    /// `backfill: true` before it starts.
+    async fn start_backfill_runs(&self, alias: &Arc<str>, job: &Job, times: &[DateTime<Utc>]) {
+        let mut used = PassLookups::default();
+        let tz = job.trigger.timezone();
+        let planned: Vec<_> = times
+            .iter()
+            .filter_map(|t| self.plan_run(alias, job, vec![t.with_timezone(&tz)], &mut used))
+            .collect();
+        if let Some(recorder) = &self.inner.history {
+            recorder
+                .begin_marked(planned.iter().map(|p| p.run()), None, true)
+                .await;
+        }
+        for run in planned {
+            self.start_run(alias, run, &mut used, &[]);
+        }
+        used.flush();
+    }
+}
+
+/// Fire times, oldest first.
+type FireTimes = Vec<DateTime<Utc>>;
+
+/// `job` with the backfill's overlap policy; `allow_all` lifts `max_instances`.
+fn with_overlap(mut job: Job, overlap: Overlap) -> Job {
+    if overlap != job.policy.overlap {
+        job.policy = Arc::new(RunPolicy {
+            overlap,
+            ..(*job.policy).clone()
+        });
+    }
+    if overlap == Overlap::AllowAll {
+        job.max_instances = u32::MAX;
+    }
+    job
+}
+
+/// The fire times of `job`'s trigger in the request's range, oldest first (bounded by
+/// `limit`), and those its calendar excludes.
+fn fire_times(
+    job: &Job,
+    request: &BackfillRequest,
+    limit: usize,
+) -> Result<(FireTimes, FireTimes), Error> {
+    let tz = job.trigger.timezone();
+    let from = request.from.with_timezone(&tz);
+    let to = request.to.with_timezone(&tz);
+    // The trigger's start: its first fire time ever.
+    let epoch = DateTime::<Utc>::UNIX_EPOCH.with_timezone(&tz);
+    if let Some(first) = job.trigger.next_fire_time(None, &epoch) {
+        if from < first {
+            return Err(invalid(
+                "from",
+                request.from.to_rfc3339(),
+                format!(
+                    "before the job's first fire time {} (its trigger's start)",
+                    first.with_timezone(&Utc).to_rfc3339()
+                ),
+            ));
+        }
+    }
+    let (mut times, mut excluded) = (Vec::new(), Vec::new());
+    let mut next = job.trigger.next_fire_time(None, &from);
+    while let Some(t) = next {
+        if t >= to {
+            break;
+        }
+        if times.len() + excluded.len() >= limit {
+            let why = if request.force {
+                format!("the range holds more than {limit} fire times, the most a backfill takes")
+            } else {
+                format!("the range holds more than {limit} fire times (max_fire_times); narrow it or set 'force'")
+            };
+            return Err(invalid("to", request.to.to_rfc3339(), why));
+        }
+        if job.trigger.excluded_by(&t).is_some() {
+            excluded.push(t.with_timezone(&Utc));
+        } else {
+            times.push(t.with_timezone(&Utc));
+        }
+        next = job.trigger.next_fire_time(Some(&t), &to);
+        if next.is_some_and(|n| n <= t) {
+            break;
+        }
+    }
+    Ok((times, excluded))
+}
+
+/// The fire times in `[from, to)` of job `id` that have a `success` run, read newest
+/// first a page at a time.
+async fn succeeded_in(
+    history: &dyn RunHistory,
+    id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<HashSet<DateTime<Utc>>, Error> {
+    const PAGE: usize = 10_000;
+    let mut seen = HashSet::new();
+    let mut until = to;
+    loop {
+        let page = history
+            .query_runs(&RunQuery {
+                job_id: Some(id.to_owned()),
+                outcome: Some(RunOutcome::Success),
+                since: Some(from),
+                until: Some(until),
+                limit: PAGE,
+                ..RunQuery::default()
+            })
+            .await?;
+        let full = page.len() == PAGE;
+        let oldest = page.iter().map(|r| r.scheduled_at).min();
+        seen.extend(page.into_iter().map(|r| r.scheduled_at));
+        match oldest {
+            // `until` is exclusive: the oldest one's fire time is already seen.
+            Some(oldest) if full && oldest < until => until = oldest,
+            _ => return Ok(seen),
+        }
+    }
+}

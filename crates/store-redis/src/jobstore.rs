@@ -1,0 +1,235 @@
+//! The [`JobStore`] contract on Redis: connecting, the change subscription, job
+//! writes and reads (the claim path is in `claims`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::{async_trait, Acquired, Error, Job, JobRelease, JobStore, Released};
+use chrono::{DateTime, Utc};
+
+use crate::codec::{self, from_micros};
+use crate::error::StoreError;
+use crate::scripts::SCRIPTS;
+use crate::{changes, RedisJobStore};
+
+/// The score of the first member of a flat `WITHSCORES` reply, in whole microseconds.
+fn scored(flat: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
+    let Some(score) = flat.get(1) else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(score).unwrap_or_default();
+    let value: f64 = text.parse().map_err(|_| StoreError::Reply {
+        what: "get next run time",
+        detail: format!("score {text:?}"),
+    })?;
+    Ok(Some(value.round() as i64))
+}
+
+#[async_trait]
+impl JobStore for RedisJobStore {
+    /// Connects (`PING`). With a change listener set, also subscribes to the prefix's
+    /// change channel on a connection of its own.
+    async fn start(&self, _alias: &str) -> Result<(), Error> {
+        let _: String = self.query("ping", &redis::cmd("PING")).await?;
+        if let Some(listener) = self.changes.listener() {
+            self.changes.stop().await;
+            let task = tokio::spawn(changes::listen_loop(
+                self.conn.clone(),
+                self.changes_channel(),
+                self.changes.token().clone(),
+                listener,
+            ));
+            self.changes.listening(Box::new(move || {
+                task.abort();
+                Box::pin(async {})
+            }));
+        }
+        Ok(())
+    }
+
+    /// Heard through the subscription to `<prefix>changes` from
+    /// [`start`](JobStore::start) on: every job added, changed, removed or released by
+    /// another store on the prefix (another process's scheduler or `aps jobs`) calls it,
+    /// and so does every re-subscription after the connection dropped.
+    fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
+        self.changes.set_listener(listener);
+    }
+
+    async fn shutdown(&self) -> Result<(), Error> {
+        self.changes.stop().await;
+        // Dropping the last handle closes the connection; a later call (of the store or
+        // its run history) reconnects.
+        self.conn.disconnect();
+        Ok(())
+    }
+
+    fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
+        Some(self.history.clone())
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    fn capabilities(&self) -> apscheduler_core::Capabilities {
+        let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
+        capabilities.notifications = true;
+        capabilities.store_clock = true;
+        capabilities
+    }
+
+    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
+        self.add(std::slice::from_ref(&job), replace_existing)
+            .await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.add(&jobs, replace_existing).await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn update_job(&self, job: Job) -> Result<(), Error> {
+        let enc = self.encode(&job)?;
+        let mut invocation = self.invocation(&SCRIPTS.update);
+        invocation
+            .arg(&*job.id)
+            .arg(&enc.state[..])
+            .arg(enc.run_arg());
+        let updated: i64 = self.invoke("update job", &invocation).await?;
+        if updated == 0 {
+            return Err(StoreError::NotFound(job.id.to_string()).into());
+        }
+        self.replicated("update job").await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), Error> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HDEL")
+            .arg(&k.jobs)
+            .arg(id)
+            .cmd("ZREM")
+            .arg(&k.run_times)
+            .arg(id)
+            .cmd("ZREM")
+            .arg(&k.claimed)
+            .arg(id)
+            .cmd("HDEL")
+            .arg(&k.leases)
+            .arg(id)
+            .cmd("HDEL")
+            .arg(&k.corrupt)
+            .arg(id);
+        let (removed, ..): (i64, i64, i64, i64, i64) = self.pipeline("remove job", &pipe).await?;
+        if removed == 0 {
+            return Err(StoreError::NotFound(id.to_owned()).into());
+        }
+        self.replicated("remove job").await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), Error> {
+        let _: i64 = self
+            .query(
+                "remove all jobs",
+                redis::cmd("DEL").arg(&self.keys.all()[..]),
+            )
+            .await?;
+        self.replicated("remove all jobs").await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                "look up job",
+                redis::cmd("HGET").arg(&self.keys.jobs).arg(id),
+            )
+            .await?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => Ok(Some(self.decode(id.as_bytes(), &raw)?)),
+        }
+    }
+
+    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
+        let flat: Vec<Vec<u8>> = self
+            .query("list jobs", redis::cmd("HGETALL").arg(&self.keys.jobs))
+            .await?;
+        let mut jobs: Vec<(Option<i64>, Job)> = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            match self.decode(&pair[0], &pair[1]) {
+                Ok(job) => jobs.push((job.next_run_time.as_ref().map(codec::score), job)),
+                Err(e) => {
+                    apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, "skipping a stored job: {e}");
+                }
+            }
+        }
+        // Paused jobs (`None`) sort after every run time.
+        jobs.sort_unstable_by(|(a, ja), (b, jb)| {
+            (a.is_none(), a, &ja.id).cmp(&(b.is_none(), b, &jb.id))
+        });
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZRANGE")
+            .arg(&self.keys.run_times)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .cmd("ZRANGE")
+            .arg(&self.keys.claimed)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            self.pipeline("get next run time", &pipe).await?;
+        let next = match (scored(&due)?, scored(&claimed)?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(next.map(from_micros))
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Acquired, Error> {
+        self.claim(scheduler_id, now, limit, lease).await
+    }
+
+    async fn extend_leases(
+        &self,
+        scheduler_id: &str,
+        ids: &[Arc<str>],
+        _now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        self.extend(scheduler_id, ids, lease).await
+    }
+
+    async fn release_jobs(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+    ) -> Result<Released, Error> {
+        self.release(scheduler_id, releases).await
+    }
+}
