@@ -20,6 +20,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
@@ -136,6 +137,11 @@ pub(crate) struct Recorder {
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
     /// The heartbeat task, while started.
     membership: Mutex<Option<Membership>>,
+    /// The other nodes' heartbeats, as the heartbeat task last read them.
+    liveness: Arc<Liveness>,
+    /// The claim lease: a `running` record of a node silent longer than this does not
+    /// count as an instance.
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -162,6 +168,7 @@ impl Recorder {
         options: HistoryOptions,
         scheduler_id: &str,
         clock: Arc<dyn Clock>,
+        lease: Duration,
     ) -> Self {
         let node = options.node.as_deref().unwrap_or(scheduler_id).into();
         Recorder {
@@ -172,6 +179,8 @@ impl Recorder {
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             tx: Mutex::new(None),
             membership: Mutex::new(None),
+            liveness: Arc::default(),
+            lease,
         }
     }
 
@@ -179,7 +188,8 @@ impl Recorder {
         &self.history
     }
 
-    /// The runs other nodes have in flight, by their `running` records; `None`, with a
+    /// The runs other nodes have in flight, by their `running` records, less those of
+    /// nodes silent for longer than one lease (see [`crate::liveness`]); `None`, with a
     /// warning, when the history cannot say in time (the pass then holds
     /// `max_instances` on this node only).
     pub(crate) async fn running_elsewhere(&self) -> Option<Vec<RunElsewhere>> {
@@ -192,7 +202,11 @@ impl Recorder {
         )
         .await;
         let error = match read {
-            Ok(Ok(runs)) => return Some(runs),
+            Ok(Ok(mut runs)) => {
+                let now = self.clock.now();
+                runs.retain(|r| !self.liveness.silent(&r.node, now, self.lease));
+                return Some(runs);
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}"),
         };
@@ -237,6 +251,7 @@ impl Recorder {
             node_timeout: self.options.node_timeout,
             running: Arc::new(move || lock(&in_flight).len()),
             interrupted,
+            liveness: self.liveness.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);

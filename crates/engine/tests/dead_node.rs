@@ -1,0 +1,178 @@
+//! A dead node must not hold its jobs: two engines on one (shared) memory store and
+//! one memory run history, under an injected clock. One of them dies in the middle of
+//! a run (its tokio runtime is shut down: its heartbeat, its history writer and its
+//! passes stop at once, as in a process killed), leaving the run's `running` record
+//! behind. The other counts that record as an instance of the job only while the dead
+//! node's last heartbeat is younger than one claim lease.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::{JobStore as _, ManualClock, RunHistory as _, RunOutcome, RunQuery};
+use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec, DEFAULT_LEASE};
+use apscheduler_store_memory::MemoryRunHistory;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+mod common;
+#[allow(dead_code)] // the faults are for other tests
+mod faulty_store;
+use common::{at, wait_for};
+use faulty_store::Faulty;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A node `id` on `store` and `history`, heartbeating every 50 ms (real time), running
+/// jobs inline.
+fn node(
+    id: &str,
+    clock: &Arc<ManualClock>,
+    store: &Arc<Faulty>,
+    history: &Arc<MemoryRunHistory>,
+) -> Engine {
+    Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store.clone())
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id(id)
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                heartbeat: Duration::from_millis(50),
+                cluster_max_instances: true,
+                ..HistoryOptions::default()
+            },
+        )
+        .build()
+}
+
+/// The records of the job `job` at `t`.
+async fn records_at(
+    history: &MemoryRunHistory,
+    t: DateTime<Utc>,
+) -> Vec<apscheduler_core::RunRecord> {
+    history
+        .query_runs(&RunQuery {
+            job_id: Some("job".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.scheduled_at == t)
+        .collect()
+}
+
+#[test]
+fn a_dead_nodes_finished_but_unrecorded_run_stops_blocking_its_job_after_one_lease() {
+    assert_eq!(DEFAULT_LEASE, Duration::from_secs(5));
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let store = Faulty::new(true);
+    let history = Arc::new(MemoryRunHistory::new());
+
+    // The node that dies: its run of 10:00:00 blocks until the test lets it end.
+    let rt_dead = runtime();
+    let dead = node("dead/1", &clock, &store, &history);
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (end_tx, end_rx) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let end_rx = Mutex::new(end_rx);
+    dead.register_task("work", move |_| {
+        let _ = started_tx.lock().unwrap().send(());
+        let _ = end_rx.lock().unwrap().recv();
+        Ok(json!(null))
+    });
+    rt_dead.block_on(async {
+        dead.start(false).await.unwrap();
+        dead.add_job(
+            JobSpec::task("work")
+                .id("job")
+                .trigger_args(
+                    "interval",
+                    json!({"seconds": 3, "start_date": "2024-01-15 10:00:00"}),
+                )
+                .max_instances(1)
+                .misfire_grace_time(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    });
+    clock.set(at(10, 0, 0));
+    let passing = dead.clone();
+    rt_dead.spawn(async move { passing.process_jobs().await });
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the dead node's run did not start");
+    // Killed mid-run; then the run ends, and nothing of it is written.
+    rt_dead.shutdown_background();
+    std::thread::sleep(Duration::from_millis(200));
+    end_tx.send(()).unwrap();
+
+    let rt = runtime();
+    let live = node("live/2", &clock, &store, &history);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    live.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    rt.block_on(async {
+        let left = records_at(&history, at(10, 0, 0)).await;
+        assert_eq!(left.len(), 1, "{left:#?}");
+        assert_eq!(
+            (left[0].outcome, &*left[0].node),
+            (RunOutcome::Running, "dead/1")
+        );
+        let job = store.lookup_job("job").await.unwrap().unwrap();
+        assert_eq!(job.next_run_time.unwrap(), at(10, 0, 3));
+        live.start(false).await.unwrap();
+
+        // 3 s after the dead node's last heartbeat (under a lease): its run may still
+        // be going, so it holds the job; the fire time waits, then is skipped.
+        clock.set(at(10, 0, 3));
+        live.process_jobs().await;
+        wait_for("the skip of 10:00:03", async || {
+            live.flush_history(Duration::from_secs(5)).await;
+            records_at(&history, at(10, 0, 3))
+                .await
+                .iter()
+                .any(|r| r.outcome == RunOutcome::Missed)
+        })
+        .await;
+        let skipped = records_at(&history, at(10, 0, 3)).await;
+        let message = skipped[0].message.clone().unwrap_or_default();
+        assert!(
+            message.contains("1 of them on other nodes: dead/1"),
+            "{message}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+
+        // 6 s after it (over a lease, under the 10 s node time-out): the run no
+        // longer holds the job, which runs here.
+        clock.set(at(10, 0, 6));
+        live.process_jobs().await;
+        wait_for("the run of 10:00:06", async || {
+            runs.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        live.flush_history(Duration::from_secs(5)).await;
+        let ran = records_at(&history, at(10, 0, 6)).await;
+        assert_eq!(ran.len(), 1, "{ran:#?}");
+        assert_eq!(
+            (ran[0].outcome, &*ran[0].node),
+            (RunOutcome::Success, "live/2")
+        );
+        // Not reaped yet: the dead node's record is still `running`.
+        let left = records_at(&history, at(10, 0, 0)).await;
+        assert_eq!(left[0].outcome, RunOutcome::Running, "{left:#?}");
+        live.shutdown(true).await.unwrap();
+    });
+}
