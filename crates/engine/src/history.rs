@@ -52,6 +52,14 @@ pub struct HistoryOptions {
     /// node, as in APScheduler (a job may run on two nodes at once), and a pass costs
     /// one query less.
     pub cluster_max_instances: bool,
+    /// Write each claimed run's start to the history, awaited, before the run starts
+    /// (default: on; one write per pass that starts runs). A `running` record without
+    /// a start then shows that its run never started: when its node dies, the node
+    /// that takes it for dead starts that fire time, once. If the write fails, the
+    /// runs are not started and are recorded `missed`, saying why. Off, a run's record
+    /// gets its start time at the claim, and a fire time released to a node that died
+    /// before starting it is recorded `interrupted` and not run.
+    pub record_starts: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
     pub observers: Vec<Arc<dyn RunObserver>>,
@@ -76,6 +84,7 @@ impl Default for HistoryOptions {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             cluster_max_instances: true,
+            record_starts: true,
             observers: Vec::new(),
         }
     }
@@ -100,6 +109,8 @@ struct InFlight {
     /// to its executor, the next ones as they begin). A claimed fire time that waits
     /// (for its release, or for room under `max_instances`) has not.
     started: bool,
+    /// Its `running` record was written (awaited) by [`Recorder::begin`].
+    written: bool,
 }
 
 impl InFlight {
@@ -346,18 +357,22 @@ impl Recorder {
     /// never a fire time with no trace. A history that does not answer within
     /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
     /// goes on. `note` is each record's message (a recovery names the run it
-    /// recovers); its end keeps it.
+    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
+    /// records of `claimed` fire times have no start time until
+    /// [`confirm_starts`](Self::confirm_starts) writes it.
     pub(crate) async fn begin<'a>(
         &self,
         runs: impl Iterator<Item = &'a JobRun>,
         note: Option<&str>,
+        claimed: bool,
     ) {
         let now = self.clock.now();
+        let unstarted = claimed && self.options.record_starts;
         let mut records = Vec::new();
         for run in runs {
             for (id, t) in run.run_ids.iter().zip(&run.run_times) {
                 let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-                record.started_at = Some(now);
+                record.started_at = (!unstarted).then_some(now);
                 record.message = note.map(str::to_owned);
                 records.push(record);
             }
@@ -373,6 +388,7 @@ impl Recorder {
                     InFlight {
                         record: r.clone(),
                         started: false,
+                        written: false,
                     },
                 );
             }
@@ -383,13 +399,68 @@ impl Recorder {
         let written =
             tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
         let error = match written {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => {
+                let mut in_flight = lock(&self.in_flight);
+                for r in &records {
+                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
+                        entry.written = true;
+                    }
+                }
+                return;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
         };
         apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
         for r in records {
             self.send(r);
+        }
+    }
+
+    /// Writes the start time of the `running` records of `runs` (fire times
+    /// [`begin`](Self::begin) recorded as claimed), awaited: only then may they start,
+    /// so that a record without a start time proves its run never started. One write
+    /// for all of them; nothing to do without [`HistoryOptions::record_starts`].
+    ///
+    /// # Errors
+    /// Why the starts are not recorded (the records were not written, or this write
+    /// failed or timed out): the runs must not start.
+    pub(crate) async fn confirm_starts<'a>(
+        &self,
+        runs: impl Iterator<Item = &'a JobRun>,
+    ) -> Result<(), String> {
+        if !self.options.record_starts {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut records = Vec::new();
+        {
+            let mut in_flight = lock(&self.in_flight);
+            for run in runs {
+                for id in &run.run_ids {
+                    let Some(entry) = in_flight.get_mut(id) else {
+                        continue;
+                    };
+                    if entry.record.started_at.is_some() {
+                        continue;
+                    }
+                    if !entry.written {
+                        return Err(
+                            "its running record could not be written at the claim".to_owned()
+                        );
+                    }
+                    entry.record.started_at = Some(now);
+                    records.push(entry.record.clone());
+                }
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        match tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {BEGIN_DEADLINE:?}")),
         }
     }
 
@@ -412,6 +483,7 @@ impl Recorder {
             InFlight {
                 record: record.clone(),
                 started: true,
+                written: false,
             },
         );
         self.send(record);

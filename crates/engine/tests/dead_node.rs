@@ -3,7 +3,9 @@
 //! a run (its tokio runtime is shut down: its heartbeat, its history writer and its
 //! passes stop at once, as in a process killed), leaving the run's `running` record
 //! behind. The other counts that record as an instance of the job only while the dead
-//! node's last heartbeat is younger than one claim lease.
+//! node's last heartbeat is younger than one claim lease. And a fire time released to
+//! a node that died before starting it (its record has no start time) is started by
+//! the node that takes the dead one for dead, once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -16,10 +18,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 mod common;
-#[allow(dead_code)] // the faults are for other tests
+#[allow(dead_code)] // most faults are for other tests
 mod faulty_store;
 use common::{at, wait_for};
-use faulty_store::Faulty;
+use faulty_store::{Fault, Faulty};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -92,6 +94,12 @@ fn a_dead_nodes_finished_but_unrecorded_run_stops_blocking_its_job_after_one_lea
     });
     rt_dead.block_on(async {
         dead.start(false).await.unwrap();
+        // Its heartbeat task registers it.
+        wait_for("dead/1's registry entry", async || {
+            let nodes = history.nodes().unwrap().list_nodes().await.unwrap();
+            nodes.iter().any(|n| n.node == "dead/1")
+        })
+        .await;
         dead.add_job(
             JobSpec::task("work")
                 .id("job")
@@ -173,6 +181,103 @@ fn a_dead_nodes_finished_but_unrecorded_run_stops_blocking_its_job_after_one_lea
         // Not reaped yet: the dead node's record is still `running`.
         let left = records_at(&history, at(10, 0, 0)).await;
         assert_eq!(left[0].outcome, RunOutcome::Running, "{left:#?}");
+        live.shutdown(true).await.unwrap();
+    });
+}
+
+#[test]
+fn a_fire_time_released_to_a_node_that_died_before_starting_it_runs_once_on_another() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let store = Faulty::new(true);
+    let history = Arc::new(MemoryRunHistory::new());
+    let counting = |engine: &Engine| {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        engine.register_task("work", move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(json!(null))
+        });
+        runs
+    };
+
+    // The node that dies: its tasks run only inside `block_on`, so it does nothing
+    // between the calls below, and nothing once its runtime is dropped.
+    let rt_dead = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dead = node("dead/1", &clock, &store, &history);
+    let dead_runs = counting(&dead);
+    rt_dead.block_on(async {
+        dead.start(false).await.unwrap();
+        // Its heartbeat task registers it (at 09:59:59).
+        wait_for("dead/1's registry entry", async || {
+            let nodes = history.nodes().unwrap().list_nodes().await.unwrap();
+            nodes.iter().any(|n| n.node == "dead/1")
+        })
+        .await;
+        dead.add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+        // The store applies the release of 10:00:00 and its reply is lost: the fire
+        // time is the dead node's, which holds its run until the release's retry.
+        store
+            .fault
+            .lock()
+            .unwrap()
+            .replace(Fault::AppliedUnconfirmed);
+        clock.set(at(10, 0, 0));
+        dead.process_jobs().await;
+    });
+    drop(rt_dead);
+    assert_eq!(dead_runs.load(Ordering::SeqCst), 0);
+
+    let rt = runtime();
+    rt.block_on(async {
+        let job = store.lookup_job("job").await.unwrap().unwrap();
+        assert_eq!(job.next_run_time.unwrap(), at(10, 1, 0), "release applied");
+        let left = records_at(&history, at(10, 0, 0)).await;
+        assert_eq!(left.len(), 1, "{left:#?}");
+        assert_eq!(
+            (left[0].outcome, &*left[0].node),
+            (RunOutcome::Running, "dead/1")
+        );
+        assert_eq!(left[0].started_at, None, "{left:#?}");
+
+        // Past the dead node's time-out (10 s): the live node reaps it and starts the
+        // fire time, although it is past its misfire grace time (1 s).
+        clock.set(at(10, 0, 11));
+        let live = node("live/2", &clock, &store, &history);
+        let live_runs = counting(&live);
+        live.start(false).await.unwrap();
+        // (The engine has no loop of its own: the test drives its passes.)
+        wait_for("the fire time's start on live/2", async || {
+            live.process_jobs().await;
+            live_runs.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        live.flush_history(Duration::from_secs(5)).await;
+        let records = records_at(&history, at(10, 0, 0)).await;
+        assert_eq!(records.len(), 2, "{records:#?}");
+        let theirs = records.iter().find(|r| r.node == "dead/1").unwrap();
+        assert_eq!(theirs.outcome, RunOutcome::Interrupted, "{records:#?}");
+        assert_eq!(theirs.started_at, None, "{records:#?}");
+        let ours = records.iter().find(|r| r.node == "live/2").unwrap();
+        assert_eq!(ours.outcome, RunOutcome::Success, "{records:#?}");
+        let message = ours.message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("released to node dead/1, which died before starting it"),
+            "{message}"
+        );
+        // Once: further passes (and heartbeats) start it no more.
+        live.process_jobs().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        live.process_jobs().await;
+        assert_eq!(live_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(dead_runs.load(Ordering::SeqCst), 0);
         live.shutdown(true).await.unwrap();
     });
 }

@@ -48,6 +48,7 @@ mod add_many;
 mod builder;
 mod calendar;
 mod components;
+mod durable_start;
 mod elsewhere;
 mod events;
 mod job_tables;
