@@ -18,6 +18,9 @@ use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
 use super::*;
 
+/// Planned runs to start, each with its job's runs on other nodes.
+pub(super) type Starting = Vec<(PlannedRun, Vec<RunElsewhere>)>;
+
 /// Runs whose start could not be recorded.
 struct StartNotRecorded(String);
 
@@ -38,7 +41,7 @@ impl Engine {
     pub(super) async fn start_recorded(
         &self,
         alias: &Arc<str>,
-        runs: Vec<(PlannedRun, Vec<RunElsewhere>)>,
+        runs: Starting,
         used: &mut PassLookups,
     ) {
         if runs.is_empty() {

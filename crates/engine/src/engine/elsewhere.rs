@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use apscheduler_core::RunElsewhere;
 
+use super::durable_start::Starting;
 use super::pass::PassLookups;
 use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
@@ -121,7 +122,7 @@ impl Engine {
             let now = self.inner.clock.now();
             let mut used = PassLookups::default();
             let mut still = Vec::new();
-            let mut starting: Vec<(Arc<str>, Vec<(PlannedRun, Vec<RunElsewhere>)>)> = Vec::new();
+            let mut starting: Vec<(Arc<str>, Starting)> = Vec::new();
             for mut w in runs {
                 if let Some(running) = &running {
                     w.elsewhere.retain(|r| running.contains(&r.run_id));
