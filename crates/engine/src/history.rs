@@ -45,7 +45,9 @@ pub struct HistoryOptions {
     /// on a shared store reads the `running` records of the other nodes after its
     /// claim and counts them with its own instances: a job never runs more than
     /// `max_instances` at once anywhere. A run elsewhere counts until its end is
-    /// written, so a fire time blocked only by runs on other nodes waits for the ends
+    /// written, or until its node has been silent (no heartbeat) for longer than one
+    /// claim lease ([`crate::EngineBuilder::lease`]: a dead node's runs do not hold
+    /// their jobs until it is reaped; a node stalled that long may run beside them), so a fire time blocked only by runs on other nodes waits for the ends
     /// of those runs (read again every 100 ms, for 1 s and within its misfire grace
     /// time: a read asked after that second must still find them) before it is
     /// skipped; it starts late by that wait. Off, it holds per

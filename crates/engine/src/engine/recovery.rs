@@ -216,9 +216,16 @@ impl Engine {
         };
         // The dead node wrote its record and died before its release was confirmed;
         // another node took the fire time over: run again, it would run twice.
+        // A fire time the dead node never started, that another node took over and
+        // recorded `missed`, stays missed: it was never the dead node's to run.
+        let unstarted = never_started(record);
         let ran = records.iter().find(|r| {
             r.run_id != record.run_id
-                && !matches!(r.outcome, RunOutcome::Interrupted | RunOutcome::Missed)
+                && match r.outcome {
+                    RunOutcome::Interrupted => false,
+                    RunOutcome::Missed => unstarted,
+                    _ => true,
+                }
         });
         if let Some(ran) = ran {
             return Decision::Skip {
