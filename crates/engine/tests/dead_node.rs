@@ -20,7 +20,7 @@ use serde_json::json;
 mod common;
 #[allow(dead_code)] // most faults are for other tests
 mod faulty_store;
-use common::{at, wait_for};
+use common::{at, entry, running, wait_for};
 use faulty_store::{Fault, Faulty};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -280,4 +280,82 @@ fn a_fire_time_released_to_a_node_that_died_before_starting_it_runs_once_on_anot
         assert_eq!(dead_runs.load(Ordering::SeqCst), 0);
         live.shutdown(true).await.unwrap();
     });
+}
+
+/// What the node that reaps a dead one starts from its records, job by job (none asks
+/// for recovery): a fire time with no start time, released (its job is past it), runs
+/// once; one that another node took over and recorded `missed` does not; nor does a run
+/// that may have started (a start time), nor a waiting run (`due_at`: a retry's or a
+/// buffered fire time's, kept by other code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_starts_only_the_released_fire_times_a_dead_node_never_started() {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = Faulty::new(true);
+    let history = Arc::new(MemoryRunHistory::new());
+    let nodes = history.nodes().unwrap();
+    nodes
+        .heartbeat(&entry("dead/1", at(9, 59, 30)))
+        .await
+        .unwrap();
+    let unstarted = |id: &str, job: &str| apscheduler_core::RunRecord {
+        started_at: None,
+        ..running(id, job, "dead/1")
+    };
+    let mut missed_elsewhere = running("r-missed", "taken-over", "other/2");
+    missed_elsewhere.outcome = RunOutcome::Missed;
+    missed_elsewhere.started_at = None;
+    missed_elsewhere.finished_at = Some(at(9, 59, 6));
+    let mut waiting = unstarted("r-waiting", "waiting");
+    waiting.due_at = Some(at(9, 59, 30));
+    history
+        .record_runs(&[
+            unstarted("r-unstarted", "unstarted"),
+            unstarted("r-taken-over", "taken-over"),
+            missed_elsewhere,
+            running("r-started", "started", "dead/1"),
+            waiting,
+        ])
+        .await
+        .unwrap();
+    let live = node("live/2", &clock, &store, &history);
+    let ran: Arc<Mutex<Vec<String>>> = Arc::default();
+    let noted = ran.clone();
+    live.register_task("work", move |ctx| {
+        noted.lock().unwrap().push(ctx.job_id.to_string());
+        Ok(json!(null))
+    });
+    live.start(false).await.unwrap();
+    for id in ["unstarted", "taken-over", "started", "waiting"] {
+        // Next at 10:01: the dead node's release of 09:59 applied.
+        live.add_job(
+            JobSpec::task("work")
+                .id(id)
+                .trigger_args("interval", json!({"minutes": 1}))
+                .next_run_time(Some(at(10, 1, 0).with_timezone(&chrono_tz::UTC))),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for("dead/1's reaping", async || {
+        let nodes = history.nodes().unwrap().list_nodes().await.unwrap();
+        nodes.iter().all(|n| n.node != "dead/1")
+    })
+    .await;
+    live.process_jobs().await;
+    live.process_jobs().await;
+    live.flush_history(Duration::from_secs(5)).await;
+    assert_eq!(*ran.lock().unwrap(), ["unstarted"]);
+    let records = history
+        .query_runs(&RunQuery {
+            job_id: Some("unstarted".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    let ours = records.iter().find(|r| r.node == "live/2").unwrap();
+    assert_eq!(
+        (ours.outcome, ours.scheduled_at),
+        (RunOutcome::Success, at(9, 59, 0))
+    );
+    live.shutdown(true).await.unwrap();
 }
