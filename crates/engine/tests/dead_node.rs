@@ -5,7 +5,8 @@
 //! behind. The other counts that record as an instance of the job only while the dead
 //! node's last heartbeat is younger than one claim lease. And a fire time released to
 //! a node that died before starting it (its record has no start time) is started by
-//! the node that takes the dead one for dead, once.
+//! the node that takes the dead one for dead, once; a run whose start cannot be
+//! written does not start.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -358,4 +359,105 @@ async fn the_reaper_starts_only_the_released_fire_times_a_dead_node_never_starte
         (RunOutcome::Success, at(9, 59, 0))
     );
     live.shutdown(true).await.unwrap();
+}
+
+/// A memory run history whose next write of run starts fails (a history that went
+/// down between a pass's claim and its starts).
+#[derive(Debug)]
+struct StartsFail {
+    inner: MemoryRunHistory,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::RunHistory for StartsFail {
+    async fn record_runs(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<(), apscheduler_core::Error> {
+        let starts = records
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_some());
+        if starts && self.fail.swap(false, Ordering::SeqCst) {
+            return Err(apscheduler_core::Error::new(
+                apscheduler_core::ErrorKind::Unavailable,
+                "connection reset",
+            ));
+        }
+        self.inner.record_runs(records).await
+    }
+    async fn query_runs(
+        &self,
+        query: &RunQuery,
+    ) -> Result<Vec<apscheduler_core::RunRecord>, apscheduler_core::Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(
+        &self,
+        job_id: &str,
+        keep: usize,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+/// A run whose start cannot be written does not start (were this node to die, its
+/// record without a start would have it started elsewhere): it is recorded `missed`,
+/// saying why, and the job's next fire time runs as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(StartsFail {
+        inner: MemoryRunHistory::new(),
+        fail: std::sync::atomic::AtomicBool::new(true),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(false))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    engine.flush_history(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "started without its start written"
+    );
+    let records = history.query_runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("its start could not be written to the run history (connection reset)"),
+        "{message}"
+    );
+    // The history answers again: the next fire time runs.
+    clock.set(at(10, 1, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.shutdown(true).await.unwrap();
 }
