@@ -20,8 +20,10 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod starts;
 mod waiting;
 
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
@@ -46,13 +48,23 @@ pub struct HistoryOptions {
     /// on a shared store reads the `running` records of the other nodes after its
     /// claim and counts them with its own instances: a job never runs more than
     /// `max_instances` at once anywhere. A run elsewhere counts until its end is
-    /// written, so a fire time blocked only by runs on other nodes waits for the ends
+    /// written, or until its node has been silent (no heartbeat) for longer than one
+    /// claim lease ([`crate::EngineBuilder::lease`]: a dead node's runs do not hold
+    /// their jobs until it is reaped; a node stalled that long may run beside them), so a fire time blocked only by runs on other nodes waits for the ends
     /// of those runs (read again every 100 ms, for 1 s and within its misfire grace
     /// time: a read asked after that second must still find them) before it is
     /// skipped; it starts late by that wait. Off, it holds per
     /// node, as in APScheduler (a job may run on two nodes at once), and a pass costs
     /// one query less.
     pub cluster_max_instances: bool,
+    /// Write each claimed run's start to the history, awaited, before the run starts
+    /// (default: on; one write per pass that starts runs). A `running` record without
+    /// a start then shows that its run never started: when its node dies, the node
+    /// that takes it for dead starts that fire time, once. If the write fails, the
+    /// runs are not started and are recorded `missed`, saying why. Off, a run's record
+    /// gets its start time at the claim, and a fire time released to a node that died
+    /// before starting it is recorded `interrupted` and not run.
+    pub record_starts: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
     pub observers: Vec<Arc<dyn RunObserver>>,
@@ -77,6 +89,7 @@ impl Default for HistoryOptions {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             cluster_max_instances: true,
+            record_starts: true,
             observers: Vec::new(),
         }
     }
@@ -101,6 +114,8 @@ struct InFlight {
     /// to its executor, the next ones as they begin). A claimed fire time that waits
     /// (for its release, or for room under `max_instances`) has not.
     started: bool,
+    /// Its `running` record was written (awaited) by [`Recorder::begin`].
+    written: bool,
 }
 
 impl InFlight {
@@ -138,6 +153,11 @@ pub(crate) struct Recorder {
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
     /// The heartbeat task, while started.
     membership: Mutex<Option<Membership>>,
+    /// The other nodes' heartbeats, as the heartbeat task last read them.
+    liveness: Arc<Liveness>,
+    /// The claim lease: a `running` record of a node silent longer than this does not
+    /// count as an instance.
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -164,6 +184,7 @@ impl Recorder {
         options: HistoryOptions,
         scheduler_id: &str,
         clock: Arc<dyn Clock>,
+        lease: Duration,
     ) -> Self {
         let node = options.node.as_deref().unwrap_or(scheduler_id).into();
         Recorder {
@@ -174,6 +195,8 @@ impl Recorder {
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             tx: Mutex::new(None),
             membership: Mutex::new(None),
+            liveness: Arc::default(),
+            lease,
         }
     }
 
@@ -186,7 +209,8 @@ impl Recorder {
         &self.node
     }
 
-    /// The runs other nodes have in flight, by their `running` records; `None`, with a
+    /// The runs other nodes have in flight, by their `running` records, less those of
+    /// nodes silent for longer than one lease (see [`crate::liveness`]); `None`, with a
     /// warning, when the history cannot say in time (the pass then holds
     /// `max_instances` on this node only).
     pub(crate) async fn running_elsewhere(&self) -> Option<Vec<RunElsewhere>> {
@@ -199,7 +223,11 @@ impl Recorder {
         )
         .await;
         let error = match read {
-            Ok(Ok(runs)) => return Some(runs),
+            Ok(Ok(mut runs)) => {
+                let now = self.clock.now();
+                runs.retain(|r| !self.liveness.silent(&r.node, now, self.lease));
+                return Some(runs);
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}"),
         };
@@ -244,6 +272,7 @@ impl Recorder {
             node_timeout: self.options.node_timeout,
             running: Arc::new(move || lock(&in_flight).len()),
             interrupted,
+            liveness: self.liveness.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);
@@ -351,13 +380,16 @@ impl Recorder {
     /// never a fire time with no trace. A history that does not answer within
     /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
     /// goes on. `note` is each record's message (a recovery names the run it
-    /// recovers); its end keeps it.
+    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
+    /// records of `claimed` fire times have no start time until
+    /// [`confirm_starts`](Self::confirm_starts) writes it.
     pub(crate) async fn begin<'a>(
         &self,
         runs: impl Iterator<Item = &'a JobRun>,
         note: Option<&str>,
+        claimed: bool,
     ) {
-        self.begin_marked(runs, note, false).await;
+        self.begin_marked(runs, note, claimed, false).await;
     }
 
     /// [`begin`](Self::begin), the records marked `backfill` when a backfill starts
@@ -366,14 +398,16 @@ impl Recorder {
         &self,
         runs: impl Iterator<Item = &'a JobRun>,
         note: Option<&str>,
+        claimed: bool,
         backfill: bool,
     ) {
         let now = self.clock.now();
+        let unstarted = claimed && self.options.record_starts;
         let mut records = Vec::new();
         for run in runs {
             for (id, t) in run.run_ids.iter().zip(&run.run_times) {
                 let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-                record.started_at = Some(now);
+                record.started_at = (!unstarted).then_some(now);
                 record.message = note.map(str::to_owned);
                 record.attempt = run.attempt;
                 record.backfill = backfill;
@@ -391,6 +425,7 @@ impl Recorder {
                     InFlight {
                         record: r.clone(),
                         started: false,
+                        written: false,
                     },
                 );
             }
@@ -401,7 +436,15 @@ impl Recorder {
         let written =
             tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
         let error = match written {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => {
+                let mut in_flight = lock(&self.in_flight);
+                for r in &records {
+                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
+                        entry.written = true;
+                    }
+                }
+                return;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
         };
@@ -431,6 +474,7 @@ impl Recorder {
             InFlight {
                 record: record.clone(),
                 started: true,
+                written: false,
             },
         );
         self.send(record);

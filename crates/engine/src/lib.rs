@@ -51,6 +51,7 @@ mod engine;
 mod frontends;
 mod history;
 mod inline;
+mod liveness;
 mod membership;
 pub mod replay;
 mod spec;

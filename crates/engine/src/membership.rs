@@ -16,6 +16,8 @@ use std::time::Duration;
 use apscheduler_core::{Clock, NodeInfo, RunHistory, RunRecord};
 use tokio::sync::oneshot;
 
+use crate::liveness::Liveness;
+
 /// What the heartbeat task needs.
 pub(crate) struct Member {
     pub(crate) history: Arc<dyn RunHistory>,
@@ -27,6 +29,8 @@ pub(crate) struct Member {
     pub(crate) running: Arc<dyn Fn() -> usize + Send + Sync>,
     /// Takes the records this node turned `interrupted` (to recover their runs).
     pub(crate) interrupted: InterruptedHook,
+    /// Keeps each registry read, for `max_instances` across the cluster.
+    pub(crate) liveness: Arc<Liveness>,
 }
 
 /// Where the records a node turned `interrupted` go: the engine's recovery queue.
@@ -123,7 +127,9 @@ impl Member {
         nodes: &dyn apscheduler_core::NodeRegistry,
     ) -> Result<(), apscheduler_core::Error> {
         let now = self.clock.now();
-        for dead in nodes.list_nodes().await? {
+        let listed = nodes.list_nodes().await?;
+        self.liveness.saw(now, &listed);
+        for dead in listed {
             if *dead.node == *self.node || !dead.is_stale(now, self.node_timeout) {
                 continue;
             }

@@ -287,7 +287,7 @@ impl Engine {
             .collect();
         if let Some(recorder) = &self.inner.history {
             recorder
-                .begin_marked(planned.iter().map(|p| p.run()), None, true)
+                .begin_marked(planned.iter().map(|p| p.run()), None, false, true)
                 .await;
         }
         for run in planned {

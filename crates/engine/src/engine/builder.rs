@@ -115,6 +115,7 @@ impl EngineBuilder {
                 options,
                 &scheduler_id,
                 self.clock.clone(),
+                self.lease,
             ))
         });
         Engine {

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use apscheduler_core::RunElsewhere;
 
+use super::durable_start::Starting;
 use super::pass::PassLookups;
 use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
@@ -121,6 +122,7 @@ impl Engine {
             let now = self.inner.clock.now();
             let mut used = PassLookups::default();
             let mut still = Vec::new();
+            let mut starting: Vec<(Arc<str>, Starting)> = Vec::new();
             for mut w in runs {
                 if let Some(running) = &running {
                     w.elsewhere.retain(|r| running.contains(&r.run_id));
@@ -131,11 +133,19 @@ impl Engine {
                     && !out_of_grace
                 {
                     still.push(w);
-                } else {
-                    // Starts, or (still blocked) is skipped by `max_instances`, saying
-                    // how many runs of the job are on other nodes.
+                } else if w.planned.blocked_only_elsewhere(w.elsewhere.len()) {
+                    // Still blocked: skipped by `max_instances`, saying how many runs
+                    // of the job are on other nodes.
                     self.start_run(&w.alias, w.planned, &mut used, &w.elsewhere);
+                } else {
+                    match starting.iter_mut().find(|(a, _)| *a == w.alias) {
+                        Some((_, runs)) => runs.push((w.planned, w.elsewhere)),
+                        None => starting.push((w.alias, vec![(w.planned, w.elsewhere)])),
+                    }
                 }
+            }
+            for (alias, runs) in starting {
+                self.start_recorded(&alias, runs, &mut used).await;
             }
             used.flush();
             let mut waiting = lock(&self.inner.waiting_elsewhere);

@@ -55,6 +55,7 @@ mod builder;
 mod calendar;
 mod catchup;
 mod components;
+mod durable_start;
 mod elsewhere;
 mod events;
 mod job_tables;

@@ -208,7 +208,10 @@ impl Engine {
                 .release_jobs(&self.inner.scheduler_id, left_over.releases.clone())
                 .await
             {
-                Ok(released) => self.start_held(alias, left_over, &released, now, used),
+                Ok(released) => {
+                    self.start_held(alias, left_over, &released, now, used)
+                        .await;
+                }
                 Err(e) => {
                     lock(&self.inner.unreleased).insert(alias.clone(), left_over);
                     return Err(e);
@@ -265,7 +268,9 @@ impl Engine {
             // node's: a node killed at any point from here on leaves a record (made
             // `interrupted` when its heartbeat stops), never a fire time without a trace.
             if let Some(recorder) = &self.inner.history {
-                recorder.begin(planned.iter().map(|p| &p.run), None).await;
+                recorder
+                    .begin(planned.iter().map(|p| &p.run), None, true)
+                    .await;
             }
             // Keep a copy until the store has taken it (a clone is a few Arc increments
             // per job).
@@ -289,6 +294,7 @@ impl Engine {
             };
             let skipped = self.report_unreleased(alias, &released, now);
             let mut waiting = Vec::new();
+            let mut starting = Vec::with_capacity(planned.len());
             for run in planned {
                 match skipped.get(&*run.run.job_id) {
                     None => {
@@ -303,12 +309,13 @@ impl Engine {
                         if run.blocked_only_elsewhere(others.len()) {
                             waiting.push((run, others));
                         } else {
-                            self.start_run(alias, run, used, &others);
+                            starting.push((run, others));
                         }
                     }
                     Some(why) => self.not_started(alias, run, why),
                 }
             }
+            self.start_recorded(alias, starting, used).await;
             if !waiting.is_empty() {
                 self.wait_for_ends_elsewhere(alias, waiting);
             }

@@ -106,15 +106,27 @@ impl Engine {
                         apscheduler_core::log_warn!(target: "apscheduler", job_id = %record.job_id, run_id = %record.run_id, "{what}, not recovered: its run cannot be started here");
                         continue;
                     };
-                    let note = format!(
-                        "recovery of run {} interrupted on node {}",
-                        record.run_id, record.node
-                    );
+                    let note = if never_started(&record) {
+                        format!(
+                            "run of a fire time released to node {}, which died before \
+                             starting it (run {})",
+                            record.node, record.run_id
+                        )
+                    } else {
+                        format!(
+                            "recovery of run {} interrupted on node {}",
+                            record.run_id, record.node
+                        )
+                    };
                     let new_id = planned.run().run_ids.first().cloned().unwrap_or_default();
                     recorder
-                        .begin(std::iter::once(planned.run()), Some(&note))
+                        .begin(std::iter::once(planned.run()), Some(&note), false)
                         .await;
-                    tracing::info!(target: "apscheduler", job_id = %record.job_id, run_id = %new_id, "recovering {what}: new run {new_id}");
+                    if never_started(&record) {
+                        apscheduler_core::log_warn!(target: "apscheduler", job_id = %record.job_id, run_id = %new_id, "starting {what}: node {} died before starting it; new run {new_id}", record.node);
+                    } else {
+                        tracing::info!(target: "apscheduler", job_id = %record.job_id, run_id = %new_id, "recovering {what}: new run {new_id}");
+                    }
                     self.start_run(&alias, planned, used, &[]);
                 }
                 Decision::Skip { reason, warn: true } => {
@@ -170,7 +182,9 @@ impl Engine {
                 warn: true,
             };
         };
-        if !job.recover {
+        // A fire time released to the dead node and never started there is run here,
+        // whatever the job's `recover` (its start would have been written first).
+        if !job.recover && !never_started(record) {
             return Decision::Skip {
                 reason: "the job does not ask for recovery (recover = false)".to_owned(),
                 warn: false,
@@ -211,9 +225,16 @@ impl Engine {
         };
         // The dead node wrote its record and died before its release was confirmed;
         // another node took the fire time over: run again, it would run twice.
+        // A fire time the dead node never started, that another node took over and
+        // recorded `missed`, stays missed: it was never the dead node's to run.
+        let unstarted = never_started(record);
         let ran = records.iter().find(|r| {
             r.run_id != record.run_id
-                && !matches!(r.outcome, RunOutcome::Interrupted | RunOutcome::Missed)
+                && match r.outcome {
+                    RunOutcome::Interrupted => false,
+                    RunOutcome::Missed => unstarted,
+                    _ => true,
+                }
         });
         if let Some(ran) = ran {
             return Decision::Skip {
@@ -226,4 +247,12 @@ impl Engine {
         }
         Decision::Recover(alias, job)
     }
+}
+
+/// Whether `record` (turned `interrupted`) is of a fire time its node never started:
+/// no start time written (it is written, awaited, before each claimed run starts), and
+/// not a waiting run (`due_at`: a retry or a buffered fire time, kept by other code).
+/// Whether the node owned the fire time (its release applied) is checked on the job.
+fn never_started(record: &RunRecord) -> bool {
+    record.started_at.is_none() && record.due_at.is_none()
 }

@@ -66,7 +66,9 @@ impl Engine {
         };
         let run_id = planned.run().run_ids.first().map(|r| r.to_string());
         if let Some(recorder) = &self.inner.history {
-            recorder.begin(std::iter::once(planned.run()), note).await;
+            recorder
+                .begin(std::iter::once(planned.run()), note, false)
+                .await;
         }
         tracing::info!(target: "apscheduler", job_id = %job.id, run_id = run_id.as_deref().unwrap_or("-"), "running job \"{}\" now, outside its schedule", job.name);
         self.start_run(&alias, planned, &mut used, &[]);

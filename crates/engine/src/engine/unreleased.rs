@@ -41,7 +41,7 @@ impl Engine {
     /// misfire grace time. A release the retry finds lost may have applied at the first
     /// attempt (then no scheduler starts its fire times) or the job was taken over: its
     /// fire times are recorded `missed`, saying so.
-    pub(super) fn start_held(
+    pub(super) async fn start_held(
         &self,
         alias: &Arc<str>,
         held: Unreleased,
@@ -50,6 +50,7 @@ impl Engine {
         used: &mut PassLookups,
     ) {
         let skipped = self.report_unreleased(alias, released, now);
+        let mut starting = Vec::new();
         for run in held.runs {
             let id = run.run.job_id.clone();
             match skipped.get(&*id) {
@@ -60,11 +61,12 @@ impl Engine {
                         self.not_started(alias, run, &ConfirmedLate);
                     } else {
                         apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %id, "the release of job {id} applied when retried: its run starts late");
-                        self.start_run(alias, run, used, &[]);
+                        starting.push((run, Vec::new()));
                     }
                 }
             }
         }
+        self.start_recorded(alias, starting, used).await;
         used.flush();
     }
 
