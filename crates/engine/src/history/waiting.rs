@@ -59,6 +59,9 @@ impl Recorder {
             InFlight {
                 record,
                 started: false,
+                // Written just above, start time included: nothing for
+                // `confirm_starts` to write.
+                written: true,
             },
         );
         Ok(())
