@@ -58,6 +58,8 @@ pub struct JobSpec {
     pub(crate) max_instances: Option<u32>,
     pub(crate) recover: bool,
     pub(crate) policy: RunPolicy,
+    /// The whole policy was set (`policy`): the default retry policy does not apply.
+    pub(crate) policy_whole: bool,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
     pub(crate) jitter: Option<f64>,
@@ -82,6 +84,7 @@ impl JobSpec {
             max_instances: None,
             recover: false,
             policy: RunPolicy::default(),
+            policy_whole: false,
             next_run_time: None,
             replace_existing: false,
             jitter: None,
@@ -208,13 +211,16 @@ impl JobSpec {
     }
 
     /// The whole run policy (retries, overlap, catch-up, failure streaks) at once; see
-    /// docs/scheduler.md. The default is APScheduler's behaviour.
+    /// docs/scheduler.md. The default is APScheduler's behaviour; a whole policy set here
+    /// does not take the default retry policy ([`JobDefaults::retry`](crate::JobDefaults::retry)).
     pub fn policy(mut self, policy: RunPolicy) -> Self {
         self.policy = policy;
+        self.policy_whole = true;
         self
     }
 
-    /// Retry a failed fire time ([`RetryPolicy`]); default: none.
+    /// Retry a failed fire time ([`RetryPolicy`]); default: the scheduler's
+    /// [`JobDefaults::retry`](crate::JobDefaults::retry), none unless set.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.policy.retry = Some(retry);
         self

@@ -355,6 +355,7 @@ async fn builder_config_builds_the_components() {
             misfire_grace_time: Some(Duration::from_secs(30)),
             coalesce: false,
             max_instances: 3,
+            retry: None,
         }
     );
     // Every configured executor exists: adding another under its alias conflicts.
@@ -391,6 +392,7 @@ fn from_config_equals_builder_arguments() {
             misfire_grace_time: Some(Duration::from_secs(30)),
             coalesce: false,
             max_instances: 3,
+            retry: None,
         })
         .build();
     assert_eq!(a.timezone(), b.timezone());
@@ -804,4 +806,53 @@ fn missing_backends_say_what_is_missing() {
         ErrorKind::InvalidInput,
         &["executor 'p'", "unknown type 'processpool'"],
     );
+}
+
+#[tokio::test]
+async fn a_default_retry_policy_reaches_jobs_without_their_own() {
+    use apscheduler_core::{RetryPolicy, RunPolicy};
+    let config = SchedulerConfig::from_toml_str(
+        "[job_defaults]\nretry = { attempts = 3, delay = 10, backoff = 2.0 }",
+    )
+    .unwrap();
+    let want = RetryPolicy::new(3, Duration::from_secs(10)).backoff(2.0);
+    assert_eq!(config.job_defaults.retry, Some(Some(want.clone())));
+    // The flat and environment forms take the table as JSON text.
+    let env = SchedulerConfig::from_env_vars([(
+        "APSCHEDULER_JOB_DEFAULTS__RETRY",
+        r#"{"attempts": 3, "delay": 10, "backoff": 2.0}"#,
+    )])
+    .unwrap();
+    assert_eq!(env.job_defaults.retry, config.job_defaults.retry);
+
+    let engine = Engine::builder().config(&config).unwrap().build();
+    engine.register_task("tick", |_| Ok(json!(null)));
+    let every_minute = || JobSpec::task("tick").trigger_args("interval", json!({"seconds": 60}));
+    let plain = engine.add_job(every_minute().id("plain")).await.unwrap();
+    assert_eq!(plain.policy.retry, Some(want));
+    let own = RetryPolicy::new(5, Duration::from_secs(1));
+    let mine = engine
+        .add_job(every_minute().id("own").retry(own.clone()))
+        .await
+        .unwrap();
+    assert_eq!(mine.policy.retry, Some(own));
+    let whole = engine
+        .add_job(every_minute().id("whole").policy(RunPolicy::default()))
+        .await
+        .unwrap();
+    assert_eq!(whole.policy.retry, None, "a whole policy takes no default");
+
+    for (value, needle) in [
+        ("{ attempts = 0, delay = 1 }", "retry.attempts"),
+        (
+            "{ attempts = 2, delay = 1, backoff = 0.1 }",
+            "retry.backoff",
+        ),
+        ("{ attempts = 2 }", "delay"),
+        ("7", "job_defaults.retry"),
+    ] {
+        let err = SchedulerConfig::from_toml_str(&format!("[job_defaults]\nretry = {value}"))
+            .unwrap_err();
+        assert!(err.message().contains(needle), "{value}: {err}");
+    }
 }

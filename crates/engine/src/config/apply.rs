@@ -123,7 +123,7 @@ impl Engine {
             ));
         }
         let (stores, executors) = build_components(config, registry)?;
-        let job_defaults = config.job_defaults;
+        let job_defaults = config.job_defaults.clone();
         self.apply_configuration(
             config.timezone,
             |d| job_defaults.apply_to(d),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Error, ErrorKind, Executor, JobStore};
+use apscheduler_core::{Error, ErrorKind, Executor, JobStore, RetryPolicy};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
@@ -19,7 +19,7 @@ mod apply;
 mod sources;
 
 /// Options every job gets unless it sets its own (APScheduler's `job_defaults`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobDefaults {
     /// How late a run may start; `None` = however late. APScheduler's default: 1 s.
     pub misfire_grace_time: Option<Duration>,
@@ -27,6 +27,9 @@ pub struct JobDefaults {
     pub coalesce: bool,
     /// Concurrent runs per job. Default 1.
     pub max_instances: u32,
+    /// Retries of a failed fire time for jobs that set none (`JobSpec::retry`). Default
+    /// none, as APScheduler (which has no retries).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for JobDefaults {
@@ -35,6 +38,7 @@ impl Default for JobDefaults {
             misfire_grace_time: Some(Duration::from_secs(1)),
             coalesce: true,
             max_instances: 1,
+            retry: None,
         }
     }
 }
@@ -76,7 +80,7 @@ pub const ENV_SEPARATOR: &str = "__";
 ///
 /// Options left out keep APScheduler's defaults (see [`JobDefaults`]) when a scheduler is
 /// built, and keep their current value with [`Engine::configure_with`](crate::Engine::configure_with).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct JobDefaultsConfig {
     /// `coalesce`.
@@ -86,6 +90,9 @@ pub struct JobDefaultsConfig {
     /// `misfire_grace_time`: `Some(None)` = run however late (`"none"` or JSON null),
     /// `Some(Some(d))` = at most `d` late, `None` = not given.
     pub misfire_grace_time: Option<Option<Duration>>,
+    /// `retry`: `Some(None)` = no retries, `Some(Some(p))` = retry with `p`, `None` =
+    /// not given.
+    pub retry: Option<Option<RetryPolicy>>,
 }
 
 impl JobDefaultsConfig {
@@ -96,7 +103,10 @@ impl JobDefaultsConfig {
 
     /// Whether no job default is given.
     pub fn is_empty(&self) -> bool {
-        self.coalesce.is_none() && self.max_instances.is_none() && self.misfire_grace_time.is_none()
+        self.coalesce.is_none()
+            && self.max_instances.is_none()
+            && self.misfire_grace_time.is_none()
+            && self.retry.is_none()
     }
 
     /// `base` with the options given here applied.
@@ -105,6 +115,7 @@ impl JobDefaultsConfig {
             misfire_grace_time: self.misfire_grace_time.unwrap_or(base.misfire_grace_time),
             coalesce: self.coalesce.unwrap_or(base.coalesce),
             max_instances: self.max_instances.unwrap_or(base.max_instances),
+            retry: self.retry.clone().unwrap_or(base.retry),
         }
     }
 
@@ -119,6 +130,9 @@ impl JobDefaultsConfig {
         if other.misfire_grace_time.is_some() {
             self.misfire_grace_time = other.misfire_grace_time;
         }
+        if other.retry.is_some() {
+            self.retry = other.retry;
+        }
     }
 }
 
@@ -129,6 +143,7 @@ impl From<JobDefaults> for JobDefaultsConfig {
             coalesce: Some(d.coalesce),
             max_instances: Some(d.max_instances),
             misfire_grace_time: Some(d.misfire_grace_time),
+            retry: Some(d.retry),
         }
     }
 }

@@ -402,6 +402,14 @@ impl SchedulerConfig {
                 }),
             );
         }
+        if let Some(r) = &self.job_defaults.retry {
+            jd.insert(
+                "retry".into(),
+                r.as_ref()
+                    .and_then(|p| serde_json::to_value(p).ok())
+                    .unwrap_or(Value::Null),
+            );
+        }
         if !jd.is_empty() {
             root.insert("job_defaults".into(), Value::Object(jd));
         }
@@ -466,7 +474,7 @@ pub(super) fn parse_job_defaults(
         return Err(invalid(
             &naming.name(&["job_defaults"]),
             value,
-            "expected a table with coalesce, max_instances, misfire_grace_time",
+            "expected a table with coalesce, max_instances, misfire_grace_time, retry",
         ));
     };
     let mut out = JobDefaultsConfig::default();
@@ -485,6 +493,7 @@ pub(super) fn parse_job_defaults(
                     .ok_or_else(|| invalid(&field, v, "expected a whole number of at least 1"))?;
                 out.max_instances = Some(n);
             }
+            "retry" => out.retry = Some(parse_retry(&field, v)?),
             "misfire_grace_time" => {
                 let always = matches!(v, Value::String(s) if matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "null"));
                 out.misfire_grace_time = Some(if always {
@@ -497,7 +506,7 @@ pub(super) fn parse_job_defaults(
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "unknown configuration key '{field}' (value {}): expected coalesce, max_instances or misfire_grace_time",
+                        "unknown configuration key '{field}' (value {}): expected coalesce, max_instances, misfire_grace_time or retry",
                         show(v)
                     ),
                 ))
@@ -505,6 +514,38 @@ pub(super) fn parse_job_defaults(
         }
     }
     Ok(out)
+}
+
+/// `job_defaults.retry`: a table `{attempts, delay, backoff, max_delay, jitter, on,
+/// exit_codes}` (delays in seconds), its JSON text (flat sources: environment variables,
+/// INI), or null / `"none"` for no retries.
+fn parse_retry(field: &str, v: &Value) -> Result<Option<RetryPolicy>, Error> {
+    let parsed;
+    let v = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) if matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "null") => {
+            return Ok(None)
+        }
+        Value::String(s) => {
+            parsed = serde_json::from_str::<Value>(s)
+                .map_err(|e| invalid(field, v, &format!("expected a retry table ({e})")))?;
+            &parsed
+        }
+        other => other,
+    };
+    let policy: RetryPolicy = serde_json::from_value(v.clone()).map_err(|e| {
+        invalid(
+            field,
+            v,
+            &format!(
+                "expected {{attempts, delay, backoff, max_delay, jitter, on, exit_codes}} ({e})"
+            ),
+        )
+    })?;
+    policy
+        .validate()
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{field}: {}", e.message())))?;
+    Ok(Some(policy))
 }
 
 pub(super) fn parse_components(

@@ -2,6 +2,8 @@
 //! before start, in its store after).
 
 use super::*;
+use apscheduler_core::RunPolicy;
+use std::borrow::Cow;
 
 impl Engine {
     // ----------------------------------------------------------------- jobs
@@ -27,7 +29,7 @@ impl Engine {
             let st = lock(&self.inner.state);
             (
                 st.timezone,
-                st.defaults,
+                st.defaults.clone(),
                 shared_alias(&st.executors, spec.executor.as_deref()),
                 shared_alias(&st.stores, spec.jobstore.as_deref()),
             )
@@ -100,7 +102,16 @@ impl Engine {
                 "invalid value for 'max_instances': 0: must be at least 1",
             ));
         }
-        spec.policy.validate()?;
+        // A job without its own retry policy takes the default one, unless it set its
+        // whole policy (`JobSpec::policy`).
+        let policy = match (&spec.policy.retry, &defaults.retry) {
+            (None, Some(retry)) if !spec.policy_whole => Cow::Owned(RunPolicy {
+                retry: Some(retry.clone()),
+                ..spec.policy.clone()
+            }),
+            _ => Cow::Borrowed(&spec.policy),
+        };
+        policy.validate()?;
         let job = Job {
             id,
             name,
@@ -123,10 +134,10 @@ impl Engine {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             recover: spec.recover,
-            policy: if spec.policy.is_default() {
+            policy: if policy.is_default() {
                 apscheduler_core::default_policy()
             } else {
-                Arc::new(spec.policy.clone())
+                Arc::new(policy.into_owned())
             },
             next_run_time: spec.next_run_time.flatten(),
             paused_reason: None,

@@ -61,7 +61,7 @@ impl Engine {
             if let Some(tz) = timezone {
                 st.timezone = tz;
             }
-            st.defaults = defaults(st.defaults);
+            st.defaults = defaults(st.defaults.clone());
             for (alias, store) in &stores {
                 put(&mut st.stores, alias, store);
             }

@@ -270,7 +270,7 @@ impl Engine {
 
     /// The current job defaults.
     pub fn job_defaults(&self) -> JobDefaults {
-        lock(&self.inner.state).defaults
+        lock(&self.inner.state).defaults.clone()
     }
 
     /// The run history this scheduler records into, when configured
