@@ -5,13 +5,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use crate::daemon::config;
+use crate::daemon_api::{path_segment, DaemonApi};
 
 /// `aps backfill` arguments.
 #[derive(Debug, clap::Args)]
@@ -89,34 +88,13 @@ pub(crate) fn run(args: &BackfillArgs) -> ExitCode {
 
 fn request(args: &BackfillArgs) -> Result<ExitCode, (u8, String)> {
     let usage = |e: String| (2u8, e);
-    let (base, tz) = match (&args.url, &args.config) {
-        (Some(url), None) => (
-            url.trim_end_matches('/').to_owned(),
-            apscheduler_engine::local_timezone(),
-        ),
-        (url, explicit) => {
-            let path = crate::config_path::resolve(explicit.as_deref())
-                .map_err(|e| usage(e.to_string()))?;
-            let cfg = config::load_settings(&path).map_err(|e| usage(e.to_string()))?;
-            let base = match (url, &cfg.http) {
-                (Some(url), _) => url.trim_end_matches('/').to_owned(),
-                (None, Some(http)) => {
-                    let mut at = http.listen;
-                    if at.ip().is_unspecified() {
-                        at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                    format!("http://{at}")
-                }
-                (None, None) => {
-                    return Err(usage(format!(
-                        "backfill runs on the daemon, through its HTTP API: {} has no [http] table (add one, or give --url)",
-                        path.display()
-                    )))
-                }
-            };
-            (base, cfg.timezone)
-        }
-    };
+    let api = DaemonApi::locate(
+        args.url.as_deref(),
+        args.config.as_deref(),
+        args.token.as_deref(),
+        "backfill",
+    )?;
+    let tz = api.tz;
     let from = parse_time("from", &args.from, tz).map_err(usage)?;
     let to = parse_time("to", &args.to, tz).map_err(usage)?;
     let mut body = json!({
@@ -132,36 +110,12 @@ fn request(args: &BackfillArgs) -> Result<ExitCode, (u8, String)> {
     if let Some(overlap) = &args.overlap {
         body["overlap"] = json!(overlap);
     }
-    let url = format!("{base}/api/jobs/{}/backfill", urlencoding(&args.job));
-    let mut request = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .post(&url)
-        .set("Content-Type", "application/json");
-    let token = args
-        .token
-        .clone()
-        .or_else(|| std::env::var("APS_TOKEN").ok());
-    if let Some(token) = &token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
-    }
-    let response = match request.send_string(&body.to_string()) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(t)) => {
-            return Err((
-                1,
-                format!("the daemon's HTTP API at {base} cannot be reached: {t}"),
-            ))
-        }
-    };
-    let status = response.status();
-    let text = response
-        .into_string()
-        .map_err(|e| (1, format!("reading the daemon's answer: {e}")))?;
-    let answer: Value = serde_json::from_str(&text)
-        .map_err(|_| (1, format!("the daemon answered {status}: {text}")))?;
+    let (status, answer) = api.post(
+        &format!("/api/jobs/{}/backfill", path_segment(&args.job)),
+        &body,
+    )?;
     if status >= 300 {
-        let message = answer["message"].as_str().unwrap_or(&text);
+        let message = answer["message"].as_str().unwrap_or_default();
         return Err((
             1,
             format!("the daemon refused the backfill ({status}): {message}"),
@@ -218,16 +172,4 @@ fn print_report(answer: &Value) {
         );
         println!("follow them with: aps history --job {job}");
     }
-}
-
-/// Percent-encodes a job id for a URL path segment.
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

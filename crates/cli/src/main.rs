@@ -18,6 +18,7 @@
 mod backfill;
 mod config_path;
 mod daemon;
+mod daemon_api;
 mod engine_replay;
 mod generate;
 mod import_crontab;

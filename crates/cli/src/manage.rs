@@ -66,10 +66,22 @@ pub(crate) enum JobsCommand {
         /// The job id.
         id: String,
     },
-    /// Run a job once, now, in this process, recorded in the history like any run.
+    /// Run a job once, now, in this process, recorded in the history like any run;
+    /// with --daemon, in the running daemon under the job's overlap policy.
     Run {
         /// The job id.
         id: String,
+        /// Ask the running daemon (its HTTP API) to run it, under the job's `overlap`
+        /// policy and `max_instances`, instead of running it in this process.
+        #[arg(long)]
+        daemon: bool,
+        /// With --daemon: the daemon's HTTP API base URL instead of the config's
+        /// `[http] listen`.
+        #[arg(long, requires = "daemon")]
+        url: Option<String>,
+        /// With --daemon: a token with the `operate` role (default: $APS_TOKEN).
+        #[arg(long, requires = "daemon")]
+        token: Option<String>,
     },
 }
 
@@ -272,6 +284,15 @@ where
 
 /// `aps jobs ...`.
 pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> ExitCode {
+    if let JobsCommand::Run {
+        id,
+        daemon: true,
+        url,
+        token,
+    } = &command
+    {
+        return run_on_daemon(store_args, id, url.as_deref(), token.as_deref());
+    }
     on_store(store_args, move |target, opened| async move {
         let Opened {
             scheduler, history, ..
@@ -369,7 +390,7 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 println!("removed job '{id}'");
                 Ok(ExitCode::SUCCESS)
             }
-            JobsCommand::Run { id } => {
+            JobsCommand::Run { id, .. } => {
                 let Some(h) = scheduler.get_job(&id).await.map_err(|e| e.to_string())? else {
                     return Err(format!("no job '{id}'"));
                 };
@@ -395,6 +416,45 @@ fn not_found(id: &str, e: apscheduler_core::Error) -> String {
     match e.kind() {
         apscheduler_core::ErrorKind::NotFound => format!("no job '{id}'"),
         _ => e.to_string(),
+    }
+}
+
+/// `aps jobs run ID --daemon`: the daemon's run-now (`POST /api/jobs/{id}/run`), which
+/// the job's overlap policy governs; prints the run id the daemon started.
+fn run_on_daemon(
+    store_args: &StoreArgs,
+    id: &str,
+    url: Option<&str>,
+    token: Option<&str>,
+) -> ExitCode {
+    let fail = |(code, message): crate::daemon_api::Failure| {
+        eprintln!("error: {message}");
+        ExitCode::from(code)
+    };
+    let api = match crate::daemon_api::DaemonApi::locate(
+        url,
+        store_args.config.as_deref(),
+        token,
+        "aps jobs run --daemon",
+    ) {
+        Ok(api) => api,
+        Err(e) => return fail(e),
+    };
+    let path = format!("/api/jobs/{}/run", crate::daemon_api::path_segment(id));
+    match api.post(&path, &serde_json::json!({})) {
+        Ok((status, answer)) if status < 300 => {
+            let run = answer["run_id"].as_str().unwrap_or("?");
+            eprintln!("the daemon started run {run} of job '{id}' (follow it with: aps history --job {id})");
+            ExitCode::SUCCESS
+        }
+        Ok((status, answer)) => fail((
+            1,
+            format!(
+                "the daemon refused to run job '{id}' ({status}): {}",
+                answer["message"].as_str().unwrap_or_default()
+            ),
+        )),
+        Err(e) => fail(e),
     }
 }
 
