@@ -123,11 +123,7 @@ impl Engine {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             recover: spec.recover,
-            policy: if spec.policy.is_default() {
-                apscheduler_core::default_policy()
-            } else {
-                Arc::new(spec.policy.clone())
-            },
+            policy: apscheduler_core::shared_policy(&spec.policy),
             next_run_time: spec.next_run_time.flatten(),
             paused_reason: None,
         };
