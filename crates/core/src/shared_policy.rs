@@ -4,7 +4,7 @@
 //! reused), so consecutive non-default policies are mostly equal. Sharing them keeps a
 //! job's policy a reference count instead of its own allocation (with the retry's
 //! `on` list, two): measured, the per-job allocations cost a pass running 10,000
-//! such jobs about 20 % more instructions than jobs with the default policy, mostly
+//! such jobs 8 % more instructions than jobs with the default policy, mostly
 //! in freeing them when the jobs end (docs/PERFORMANCE.md, "Run policies").
 
 use std::sync::{Arc, Mutex, PoisonError};
