@@ -294,11 +294,7 @@ impl JobState {
             coalesce: self.coalesce,
             max_instances: self.max_instances.max(1),
             recover: self.recover,
-            policy: if self.policy.is_default() {
-                default_policy()
-            } else {
-                Arc::new(self.policy)
-            },
+            policy: crate::shared_policy(&self.policy),
             paused_reason: self.paused_reason.map(Arc::from),
             next_run_time,
         })

@@ -60,6 +60,7 @@ pub mod node;
 pub mod policy;
 pub mod reach;
 pub mod run;
+mod shared_policy;
 mod store;
 mod task;
 pub mod time;
@@ -85,6 +86,7 @@ pub use run::{
     report_each_run_time, report_failed, report_outcome, run_sync_task,
 };
 pub use serde_json;
+pub use shared_policy::shared_policy;
 pub use store::{
     Acquired, Capabilities, ChangeChannel, ChangeListener, CorruptJob, JobRelease, JobStore,
     Released, StopListening,

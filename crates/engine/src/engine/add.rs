@@ -134,11 +134,7 @@ impl Engine {
             coalesce: spec.coalesce.unwrap_or(defaults.coalesce),
             max_instances,
             recover: spec.recover,
-            policy: if policy.is_default() {
-                apscheduler_core::default_policy()
-            } else {
-                Arc::new(policy.into_owned())
-            },
+            policy: apscheduler_core::shared_policy(&policy),
             next_run_time: spec.next_run_time.flatten(),
             paused_reason: None,
         };

@@ -215,7 +215,7 @@ pub(super) fn apply_changes(job: &mut Job, c: &JobChanges) {
         job.recover = r;
     }
     if let Some(p) = &c.policy {
-        job.policy = Arc::new(p.clone());
+        job.policy = apscheduler_core::shared_policy(p);
     }
     if let Some(n) = c.next_run_time {
         job.next_run_time = n;
