@@ -51,6 +51,7 @@ fn node(
             HistoryOptions {
                 heartbeat: Duration::from_millis(50),
                 cluster_max_instances: true,
+                record_starts: true,
                 ..HistoryOptions::default()
             },
         )
@@ -427,7 +428,13 @@ async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed(
         .jobstore("default", Faulty::new(false))
         .executor("default", Arc::new(InlineExecutor::new()))
         .scheduler_id("me/1")
-        .run_history(history.clone(), HistoryOptions::default())
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                record_starts: true,
+                ..HistoryOptions::default()
+            },
+        )
         .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
