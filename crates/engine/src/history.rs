@@ -64,7 +64,7 @@ pub struct HistoryOptions {
     /// runs are not started and are recorded `missed`, saying why. Off, a run's record
     /// gets its start time at the claim, and a fire time released to a node that died
     /// before starting it is recorded `interrupted` and not run. Off by default: in a
-    /// three-node takeover test on PostgreSQL with it on, a fire time whose release had
+    /// three-node takeover test on PostgreSQL with it on, fire times whose release had
     /// not been applied was also started by the node that took the dead one for dead,
     /// beside its next claimer (see docs/cluster.md).
     pub record_starts: bool,
