@@ -65,7 +65,7 @@ pub struct HistoryOptions {
     /// gets its start time at the claim, and a fire time released to a node that died
     /// before starting it is recorded `interrupted` and not run. Off by default: in a
     /// three-node takeover test on PostgreSQL with it on, fire times whose release had
-    /// not been applied was also started by the node that took the dead one for dead,
+    /// not been applied were also started by the node that took the dead one for dead,
     /// beside its next claimer (see docs/cluster.md).
     pub record_starts: bool,
     /// What sees each record as it is made (metrics, notifications): see
