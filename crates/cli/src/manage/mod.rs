@@ -1,8 +1,8 @@
 //! The management commands: `aps jobs ...`, `aps history`, `aps config check`. Each
 //! works on the store directly (a running daemon sees the change at its next poll,
-//! within `poll_interval`, one second by default). `aps jobs run` is in [`run_now`], the
-//! listings' printing in [`print`], `aps history`, `aps nodes` and `aps config check`
-//! in [`history`].
+//! within `poll_interval`, one second by default). `aps jobs run` is in `run_now`, the
+//! listings' printing in `print`, `aps history`, `aps nodes` and `aps config check`
+//! in `history`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
