@@ -720,7 +720,8 @@ fn jobs_list_prints_every_field_in_order() {
             "last_outcome",
             "last_run_at",
             "calendar",
-            "calendar_action"
+            "calendar_action",
+            "policy"
         ]
     );
     let ids: Vec<&str> = list.iter().map(|j| j["id"].as_str().unwrap()).collect();
