@@ -34,6 +34,8 @@
 //!     coalesce: true,
 //!     max_instances: 1,
 //!     recover: false,
+//!     policy: Default::default(),
+//!     paused_reason: None,
 //! };
 //!
 //! // No I/O yet: the store connects (and creates its tables) when started.
