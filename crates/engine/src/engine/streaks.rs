@@ -310,7 +310,7 @@ impl Engine {
     }
 
     /// The job's failure streak as this node counted it (no history) — for display;
-    /// with a history, [`streak_of`] over its records.
+    /// with a history, the streak is counted from its records instead.
     pub fn failure_streak_here(&self, job_id: &str) -> u32 {
         self.inner.streaks.counted(job_id)
     }
