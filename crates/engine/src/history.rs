@@ -24,6 +24,7 @@ use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
 mod starts;
+pub(crate) use starts::{is_fire_time, not_past, StartRefused};
 mod waiting;
 
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
@@ -58,15 +59,13 @@ pub struct HistoryOptions {
     /// one query less.
     pub cluster_max_instances: bool,
     /// Write each claimed run's start to the history, awaited, before the run starts
-    /// (default: off; on, one write per pass that starts runs). A `running` record without
-    /// a start then shows that its run never started: when its node dies, the node
-    /// that takes it for dead starts that fire time, once. If the write fails, the
-    /// runs are not started and are recorded `missed`, saying why. Off, a run's record
-    /// gets its start time at the claim, and a fire time released to a node that died
-    /// before starting it is recorded `interrupted` and not run. Off by default: in a
-    /// three-node takeover test on PostgreSQL with it on, fire times whose release had
-    /// not been applied were also started by the node that took the dead one for dead,
-    /// beside its next claimer (see docs/cluster.md).
+    /// (default: on; one write per pass that starts runs). A `running` record without
+    /// a start then shows that its run never started: when its node dies after the
+    /// release that made the fire time its own, the node that takes it for dead starts
+    /// that fire time, once (see docs/cluster.md). If the write fails, the runs are not
+    /// started and are recorded `missed`, saying why. Off, a run's record gets its start
+    /// time at the claim, a pass makes one write less, and a fire time released to a
+    /// node that died before starting it is recorded `interrupted` and not run.
     pub record_starts: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
@@ -92,7 +91,7 @@ impl Default for HistoryOptions {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             cluster_max_instances: true,
-            record_starts: false,
+            record_starts: true,
             observers: Vec::new(),
         }
     }

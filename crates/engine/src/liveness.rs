@@ -10,6 +10,11 @@
 //! The heartbeats are the ones this node read from the registry at its own last
 //! heartbeat (the read it does anyway, to reap dead nodes), so counting costs nothing
 //! more.
+//!
+//! It also keeps when this node's own last confirmed heartbeat was sent: a start
+//! written after this node was silent for half the node time-out may have come after
+//! another node took it for dead and started the same fire time (see
+//! [`Liveness::own_silence`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +27,8 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
     seen: Mutex<Option<Seen>>,
+    /// When this node's last confirmed heartbeat was sent (monotonic).
+    beat: Mutex<Option<tokio::time::Instant>>,
 }
 
 #[derive(Debug)]
@@ -43,6 +50,22 @@ impl Liveness {
             read_at,
             heartbeats,
         });
+    }
+
+    /// This node's heartbeat sent at `sent` was confirmed by the registry.
+    pub(crate) fn beat_confirmed(&self, sent: tokio::time::Instant) {
+        let mut beat = self.beat.lock().unwrap_or_else(|e| e.into_inner());
+        if beat.is_none_or(|b| b < sent) {
+            *beat = Some(sent);
+        }
+    }
+
+    /// How long ago this node's last confirmed heartbeat was sent; `None` before the
+    /// first (a node never registered cannot be taken for dead). Other nodes take this
+    /// one for dead once their clocks are a node time-out past that heartbeat's time.
+    pub(crate) fn own_silence(&self) -> Option<Duration> {
+        let beat = self.beat.lock().unwrap_or_else(|e| e.into_inner());
+        beat.map(|b| b.elapsed())
     }
 
     /// Whether `node`'s runs may no longer be running at `now`: the last read of the

@@ -91,10 +91,14 @@ impl Member {
                 remove = &mut stopped => break remove.unwrap_or(false),
                 _ = tick.tick() => {}
             }
+            let sent = tokio::time::Instant::now();
             entry.heartbeat_at = self.clock.now();
             entry.running = u32::try_from((self.running)()).unwrap_or(u32::MAX);
             let beat = match nodes.heartbeat(&entry).await {
-                Ok(()) => self.reap(nodes).await,
+                Ok(()) => {
+                    self.liveness.beat_confirmed(sent);
+                    self.reap(nodes).await
+                }
                 Err(e) => Err(e),
             };
             match beat {

@@ -305,6 +305,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         heartbeat: cfg.heartbeat,
         node_timeout: cfg.node_timeout,
         cluster_max_instances: cfg.cluster_max_instances,
+        record_starts: cfg.record_starts,
         ..HistoryOptions::default()
     });
     let metrics = cfg
@@ -582,6 +583,10 @@ async fn reload(
         (
             "scheduler.cluster_max_instances",
             cfg.cluster_max_instances != running.cluster_max_instances,
+        ),
+        (
+            "scheduler.record_starts",
+            cfg.record_starts != running.record_starts,
         ),
         (
             "history",

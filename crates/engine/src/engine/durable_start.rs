@@ -21,16 +21,12 @@ use super::*;
 /// Planned runs to start, each with its job's runs on other nodes.
 pub(super) type Starting = Vec<(PlannedRun, Vec<RunElsewhere>)>;
 
-/// Runs whose start could not be recorded.
-struct StartNotRecorded(String);
+/// Runs whose start could not be recorded, or that this node may no longer start.
+struct NotConfirmed(crate::history::StartRefused);
 
-impl NotStartedReason for StartNotRecorded {
+impl NotStartedReason for NotConfirmed {
     fn message(&self) -> Option<String> {
-        Some(format!(
-            "its start could not be written to the run history ({}); a run whose start is \
-             not recorded could be started again by another node if this one died",
-            self.0
-        ))
+        Some(self.0.to_string())
     }
 }
 
@@ -62,7 +58,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                let why = StartNotRecorded(e);
+                let why = NotConfirmed(e);
                 for (planned, _) in runs {
                     self.not_started(alias, planned, &why);
                 }

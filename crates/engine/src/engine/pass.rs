@@ -305,7 +305,12 @@ impl Engine {
                         // A `running` record of one of these fire times is a dead
                         // node's: it wrote it and died before its release, which this
                         // claim shows was never applied, so it never started there.
-                        others.retain(|r| !run.run.run_times.iter().any(|t| *t == r.scheduled_at));
+                        others.retain(|r| {
+                            !run.run
+                                .run_times
+                                .iter()
+                                .any(|t| crate::history::is_fire_time(t, &r.scheduled_at))
+                        });
                         if run.blocked_only_elsewhere(others.len()) {
                             waiting.push((run, others));
                         } else {

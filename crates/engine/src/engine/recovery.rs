@@ -193,9 +193,11 @@ impl Engine {
         // Records are written before the release that moves the job past their fire
         // time: a job still at or before it was never released by the dead node, so
         // the fire time goes to whoever claims the job next (run, or recorded missed).
+        // (At the history's precision: a record keeps whole microseconds, a fire time
+        // may have nanoseconds, and a job still at its fire time must not look past it.)
         if job
             .next_run_time
-            .is_some_and(|next| next.with_timezone(&Utc) <= record.scheduled_at)
+            .is_some_and(|next| crate::history::not_past(&next, &record.scheduled_at))
         {
             return Decision::Skip {
                 reason: format!(

@@ -3,8 +3,23 @@
 //! `running` record without a start time then proves its run never started.
 
 use apscheduler_core::JobRun;
+use chrono::{DateTime, TimeZone, Utc};
 
 use super::{lock, Recorder, BEGIN_DEADLINE};
+
+/// Whether `fire_time` (a trigger's, to the nanosecond) is `recorded`, a fire time as a
+/// run history gives it back: the histories keep whole microseconds (rounded down),
+/// and an interval trigger started at "now" fires at times with nanoseconds. Compared
+/// whole, the two never match: a record of the fire time would look older than it.
+pub(crate) fn is_fire_time<Z: TimeZone>(fire_time: &DateTime<Z>, recorded: &DateTime<Utc>) -> bool {
+    fire_time.timestamp_micros() == recorded.timestamp_micros()
+}
+
+/// Whether `next` (a job's next run time) is at or before `recorded` (a fire time as a
+/// run history gives it back, see [`is_fire_time`]): the job has not moved past it.
+pub(crate) fn not_past<Z: TimeZone>(next: &DateTime<Z>, recorded: &DateTime<Utc>) -> bool {
+    next.timestamp_micros() <= recorded.timestamp_micros()
+}
 
 impl Recorder {
     /// Writes the start time of the `running` records of `runs` (fire times
@@ -14,12 +29,13 @@ impl Recorder {
     /// [`HistoryOptions::record_starts`](super::HistoryOptions::record_starts).
     ///
     /// # Errors
-    /// Why the starts are not recorded (the records were not written, or this write
-    /// failed or timed out): the runs must not start.
+    /// Why the runs must not start: their starts are not recorded (the records were
+    /// not written, or this write failed or timed out), or this node was silent long
+    /// enough to be taken for dead meanwhile (see [`StartRefused::Silent`]).
     pub(crate) async fn confirm_starts<'a>(
         &self,
         runs: impl Iterator<Item = &'a JobRun>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartRefused> {
         if !self.options.record_starts {
             return Ok(());
         }
@@ -36,9 +52,9 @@ impl Recorder {
                         continue;
                     }
                     if !entry.written {
-                        return Err(
-                            "its running record could not be written at the claim".to_owned()
-                        );
+                        return Err(StartRefused::NotWritten(
+                            "its running record could not be written at the claim".to_owned(),
+                        ));
                     }
                     entry.record.started_at = Some(now);
                     records.push(entry.record.clone());
@@ -49,9 +65,62 @@ impl Recorder {
             return Ok(());
         }
         match tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {BEGIN_DEADLINE:?}")),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartRefused::NotWritten(e.to_string())),
+            Err(_) => {
+                return Err(StartRefused::NotWritten(format!(
+                    "no answer within {BEGIN_DEADLINE:?}"
+                )))
+            }
+        }
+        // Checked once the starts are written: had another node taken this one for
+        // dead before the write, it was at least a node time-out after this node's
+        // last confirmed heartbeat on that node's clock; half of it leaves the other
+        // half for clock skew and a slow registry read.
+        match self.liveness.own_silence() {
+            Some(silent) if silent >= self.options.node_timeout / 2 => Err(StartRefused::Silent {
+                silent,
+                node_timeout: self.options.node_timeout,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why runs whose fire times this node owns must not start.
+#[derive(Debug)]
+pub(crate) enum StartRefused {
+    /// Their starts could not be written to the history (why): a run without a
+    /// recorded start would be started again by another node if this one died.
+    NotWritten(String),
+    /// This node's last confirmed heartbeat was sent `silent` ago, half the node
+    /// time-out or more: another node may have taken it for dead, recorded its runs
+    /// `interrupted` and started these fire times itself.
+    Silent {
+        silent: std::time::Duration,
+        node_timeout: std::time::Duration,
+    },
+}
+
+impl std::fmt::Display for StartRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartRefused::NotWritten(why) => write!(
+                f,
+                "its start could not be written to the run history ({why}); a run whose \
+                 start is not recorded could be started again by another node if this one \
+                 died"
+            ),
+            StartRefused::Silent {
+                silent,
+                node_timeout,
+            } => write!(
+                f,
+                "this node's last confirmed heartbeat was sent {:.1} s ago, half the node \
+                 time-out ({node_timeout:?}) or more: another node may have taken it for \
+                 dead and started this fire time itself",
+                silent.as_secs_f64()
+            ),
         }
     }
 }
