@@ -122,4 +122,21 @@ mod tests {
         assert!(live.silent("a", s(8_000), lease));
         assert!(!live.silent("a", s(8_001), lease));
     }
+
+    #[test]
+    fn own_silence_counts_from_the_last_confirmed_heartbeats_sending() {
+        let live = Liveness::default();
+        assert_eq!(live.own_silence(), None, "never registered");
+        let now = tokio::time::Instant::now();
+        let sent = now - Duration::from_secs(3);
+        live.beat_confirmed(sent);
+        let silent = live.own_silence().unwrap();
+        assert!(silent >= Duration::from_secs(3), "{silent:?}");
+        // A slow reply to an older heartbeat does not make the node look younger.
+        live.beat_confirmed(sent - Duration::from_secs(1));
+        let older = live.own_silence().unwrap();
+        assert!(older < Duration::from_secs(4), "{older:?}");
+        live.beat_confirmed(tokio::time::Instant::now());
+        assert!(live.own_silence().unwrap() < Duration::from_secs(1));
+    }
 }

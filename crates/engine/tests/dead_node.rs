@@ -6,7 +6,8 @@
 //! node's last heartbeat is younger than one claim lease. And a fire time released to
 //! a node that died before starting it (its record has no start time) is started by
 //! the node that takes the dead one for dead, once; a run whose start cannot be
-//! written does not start.
+//! written does not start, nor one claimed by a node whose heartbeats went
+//! unconfirmed for half its node time-out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -467,6 +468,135 @@ async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed(
         "{message}"
     );
     // The history answers again: the next fire time runs.
+    clock.set(at(10, 1, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A memory run history whose node registry stops answering heartbeats while
+/// `stalled` is set (the registry, or the path to it, stalled; the node is alive).
+#[derive(Debug)]
+struct SilentRegistry {
+    inner: MemoryRunHistory,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::NodeRegistry for SilentRegistry {
+    async fn heartbeat(
+        &self,
+        node: &apscheduler_core::NodeInfo,
+    ) -> Result<(), apscheduler_core::Error> {
+        while self.stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inner.nodes().unwrap().heartbeat(node).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<apscheduler_core::NodeInfo>, apscheduler_core::Error> {
+        self.inner.nodes().unwrap().list_nodes().await
+    }
+    async fn remove_node(&self, node: &str) -> Result<bool, apscheduler_core::Error> {
+        self.inner.nodes().unwrap().remove_node(node).await
+    }
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::RunHistory for SilentRegistry {
+    async fn record_runs(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<(), apscheduler_core::Error> {
+        self.inner.record_runs(records).await
+    }
+    fn nodes(&self) -> Option<&dyn apscheduler_core::NodeRegistry> {
+        Some(self)
+    }
+    async fn query_runs(
+        &self,
+        query: &RunQuery,
+    ) -> Result<Vec<apscheduler_core::RunRecord>, apscheduler_core::Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(
+        &self,
+        job_id: &str,
+        keep: usize,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+/// A node whose last confirmed heartbeat was sent half its node time-out ago or more
+/// starts none of the fire times it claims (another node may have taken it for dead
+/// and started them): they are recorded `missed`, saying why. Once its heartbeats are
+/// confirmed again, it runs the next fire time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(SilentRegistry {
+        inner: MemoryRunHistory::new(),
+        stalled: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(true))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                heartbeat: Duration::from_millis(50),
+                node_timeout: Duration::from_millis(600),
+                ..HistoryOptions::default()
+            },
+        )
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    wait_for("me/1's registry entry", async || {
+        let nodes = history.inner.nodes().unwrap().list_nodes().await.unwrap();
+        nodes.iter().any(|n| n.node == "me/1")
+    })
+    .await;
+    // Heartbeats stop being confirmed for over half the node time-out (300 ms).
+    history.stalled.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "started while silent");
+    history.stalled.store(false, Ordering::SeqCst);
+    engine.flush_history(Duration::from_secs(5)).await;
+    let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("this node's last confirmed heartbeat was sent")
+            && message.contains("another node may have taken it for dead"),
+        "{message}"
+    );
+    // Heartbeats confirmed again (every 50 ms): the next fire time runs.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     clock.set(at(10, 1, 0));
     engine.process_jobs().await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
