@@ -450,6 +450,14 @@ impl Recorder {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
         };
+        if unstarted {
+            // Not queued: the writer could write a record without its start after
+            // `confirm_starts` wrote it with its start, and the node that reaps this
+            // one would take the run for never started. `confirm_starts` writes these
+            // whole, start included, before the runs start (or they do not start).
+            apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their release ({error}); each is written with its start before its run starts, and a run whose record cannot be written then does not start", records.len());
+            return;
+        }
         apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
         for r in records {
             self.send(r);

@@ -368,11 +368,13 @@ async fn the_reaper_starts_only_the_released_fire_times_a_dead_node_never_starte
 }
 
 /// A memory run history whose next write of run starts fails (a history that went
-/// down between a pass's claim and its starts).
+/// down between a pass's claim and its starts), or, with `fail_begin`, whose next
+/// write of claimed records fails (down at the claim, back for the starts).
 #[derive(Debug)]
 struct StartsFail {
     inner: MemoryRunHistory,
     fail: std::sync::atomic::AtomicBool,
+    fail_begin: std::sync::atomic::AtomicBool,
 }
 
 #[apscheduler_core::async_trait]
@@ -384,7 +386,12 @@ impl apscheduler_core::RunHistory for StartsFail {
         let starts = records
             .iter()
             .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_some());
-        if starts && self.fail.swap(false, Ordering::SeqCst) {
+        let begins = records
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_none());
+        if (starts && self.fail.swap(false, Ordering::SeqCst))
+            || (begins && self.fail_begin.swap(false, Ordering::SeqCst))
+        {
             return Err(apscheduler_core::Error::new(
                 apscheduler_core::ErrorKind::Unavailable,
                 "connection reset",
@@ -422,6 +429,7 @@ async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed(
     let history = Arc::new(StartsFail {
         inner: MemoryRunHistory::new(),
         fail: std::sync::atomic::AtomicBool::new(true),
+        fail_begin: std::sync::atomic::AtomicBool::new(false),
     });
     let engine = Engine::builder()
         .clock(clock.clone())
@@ -600,5 +608,54 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
     clock.set(at(10, 1, 0));
     engine.process_jobs().await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A claimed fire time whose `running` record could not be written at the claim (the
+/// history down for that write) starts once its record is written whole, start
+/// included, just before the run: the record is not left to the writer, which could
+/// write it without its start after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_run_starts() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(StartsFail {
+        inner: MemoryRunHistory::new(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+        fail_begin: std::sync::atomic::AtomicBool::new(true),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(true))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    assert!(
+        !history.fail_begin.load(Ordering::SeqCst),
+        "the claim's write was not tried"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.flush_history(Duration::from_secs(5)).await;
+    let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    assert!(records[0].started_at.is_some(), "{records:#?}");
     engine.shutdown(true).await.unwrap();
 }

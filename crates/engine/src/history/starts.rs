@@ -29,8 +29,9 @@ impl Recorder {
     /// [`HistoryOptions::record_starts`](super::HistoryOptions::record_starts).
     ///
     /// # Errors
-    /// Why the runs must not start: their starts are not recorded (the records were
-    /// not written, or this write failed or timed out), or this node was silent long
+    /// Why the runs must not start: their starts are not recorded (this write failed
+    /// or timed out; it also writes whole the records the claim could not), or this
+    /// node was silent long
     /// enough to be taken for dead meanwhile (see [`StartRefused::Silent`]).
     pub(crate) async fn confirm_starts<'a>(
         &self,
@@ -51,11 +52,7 @@ impl Recorder {
                     if entry.record.started_at.is_some() {
                         continue;
                     }
-                    if !entry.written {
-                        return Err(StartRefused::NotWritten(
-                            "its running record could not be written at the claim".to_owned(),
-                        ));
-                    }
+                    // A record `begin` could not write is written here whole.
                     entry.record.started_at = Some(now);
                     records.push(entry.record.clone());
                 }
@@ -65,7 +62,14 @@ impl Recorder {
             return Ok(());
         }
         match tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                let mut in_flight = lock(&self.in_flight);
+                for r in &records {
+                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
+                        entry.written = true;
+                    }
+                }
+            }
             Ok(Err(e)) => return Err(StartRefused::NotWritten(e.to_string())),
             Err(_) => {
                 return Err(StartRefused::NotWritten(format!(
