@@ -2,7 +2,9 @@
 //! ([`HistoryOptions::record_starts`](super::HistoryOptions::record_starts)): a
 //! `running` record without a start time then proves its run never started.
 
-use apscheduler_core::JobRun;
+use std::time::Duration;
+
+use apscheduler_core::{ErrorKind, JobRun, RunRecord};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{lock, Recorder, BEGIN_DEADLINE};
@@ -61,20 +63,13 @@ impl Recorder {
         if records.is_empty() {
             return Ok(());
         }
-        match tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await {
-            Ok(Ok(())) => {
-                let mut in_flight = lock(&self.in_flight);
-                for r in &records {
-                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                        entry.written = true;
-                    }
+        self.write_starts(&records).await?;
+        {
+            let mut in_flight = lock(&self.in_flight);
+            for r in &records {
+                if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
+                    entry.written = true;
                 }
-            }
-            Ok(Err(e)) => return Err(StartRefused::NotWritten(e.to_string())),
-            Err(_) => {
-                return Err(StartRefused::NotWritten(format!(
-                    "no answer within {BEGIN_DEADLINE:?}"
-                )))
             }
         }
         // Checked once the starts are written: had another node taken this one for
@@ -87,6 +82,33 @@ impl Recorder {
                 node_timeout: self.options.node_timeout,
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// Writes `records` (starts), tried again while the history is unreachable (a
+    /// dropped connection, a server restarting: the runs would otherwise not start)
+    /// until [`BEGIN_DEADLINE`]; writes replace whole records, so a retry is harmless.
+    async fn write_starts(&self, records: &[RunRecord]) -> Result<(), StartRefused> {
+        let deadline = tokio::time::Instant::now() + BEGIN_DEADLINE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let error =
+                match tokio::time::timeout_at(deadline, self.history.record_runs(records)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => e,
+                    Err(_) => {
+                        return Err(StartRefused::NotWritten(format!(
+                            "no answer within {BEGIN_DEADLINE:?}"
+                        )))
+                    }
+                };
+            if error.kind() != ErrorKind::Unavailable
+                || tokio::time::Instant::now() + pause >= deadline
+            {
+                return Err(StartRefused::NotWritten(error.to_string()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }

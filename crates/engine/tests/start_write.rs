@@ -1,0 +1,392 @@
+//! Runs start only once their start is written to the run history
+//! (`HistoryOptions::record_starts`, the default), so that a node's death before a
+//! start leaves a record that shows it: a start write the history refuses keeps its
+//! runs from starting (recorded `missed`); one that finds the history unreachable is
+//! tried again; a claimed record the history could not take at the claim is written
+//! whole with its start; a node whose heartbeats went unconfirmed for half its node
+//! time-out starts nothing it claims (another node may have taken it for dead).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apscheduler_core::{ManualClock, RunHistory as _, RunOutcome, RunQuery};
+use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
+use apscheduler_store_memory::MemoryRunHistory;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+mod common;
+#[allow(dead_code)] // most faults are for other tests
+mod faulty_store;
+use common::{at, wait_for};
+use faulty_store::Faulty;
+
+/// The records of the job `job` at `t`.
+async fn records_at(
+    history: &MemoryRunHistory,
+    t: DateTime<Utc>,
+) -> Vec<apscheduler_core::RunRecord> {
+    history
+        .query_runs(&RunQuery {
+            job_id: Some("job".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.scheduled_at == t)
+        .collect()
+}
+
+/// A memory run history whose next write of run starts is refused (`fail`: a history
+/// that rejects it, not one that is down), whose next `flaky` writes of run starts
+/// fail as unreachable (a connection dropped, a server restarting), or, with
+/// `fail_begin`, whose next write of claimed records fails (down at the claim, back
+/// for the starts).
+#[derive(Debug)]
+struct StartsFail {
+    inner: MemoryRunHistory,
+    fail: std::sync::atomic::AtomicBool,
+    flaky: AtomicUsize,
+    fail_begin: std::sync::atomic::AtomicBool,
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::RunHistory for StartsFail {
+    async fn record_runs(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<(), apscheduler_core::Error> {
+        let starts = records
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_some());
+        let begins = records
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_none());
+        if starts && self.fail.swap(false, Ordering::SeqCst) {
+            return Err(apscheduler_core::Error::new(
+                apscheduler_core::ErrorKind::Other,
+                "disk full",
+            ));
+        }
+        let flaky = starts
+            && self
+                .flaky
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if flaky || (begins && self.fail_begin.swap(false, Ordering::SeqCst)) {
+            return Err(apscheduler_core::Error::new(
+                apscheduler_core::ErrorKind::Unavailable,
+                "connection reset",
+            ));
+        }
+        self.inner.record_runs(records).await
+    }
+    async fn query_runs(
+        &self,
+        query: &RunQuery,
+    ) -> Result<Vec<apscheduler_core::RunRecord>, apscheduler_core::Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(
+        &self,
+        job_id: &str,
+        keep: usize,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+/// A run whose start cannot be written does not start (were this node to die, its
+/// record without a start would have it started elsewhere): it is recorded `missed`,
+/// saying why, and the job's next fire time runs as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(StartsFail {
+        inner: MemoryRunHistory::new(),
+        fail: std::sync::atomic::AtomicBool::new(true),
+        flaky: AtomicUsize::new(0),
+        fail_begin: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(false))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                record_starts: true,
+                ..HistoryOptions::default()
+            },
+        )
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    engine.flush_history(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "started without its start written"
+    );
+    let records = history.query_runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("its start could not be written to the run history (disk full)"),
+        "{message}"
+    );
+    // The history answers again: the next fire time runs.
+    clock.set(at(10, 1, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A memory run history whose node registry stops answering heartbeats while
+/// `stalled` is set (the registry, or the path to it, stalled; the node is alive).
+#[derive(Debug)]
+struct SilentRegistry {
+    inner: MemoryRunHistory,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::NodeRegistry for SilentRegistry {
+    async fn heartbeat(
+        &self,
+        node: &apscheduler_core::NodeInfo,
+    ) -> Result<(), apscheduler_core::Error> {
+        while self.stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inner.nodes().unwrap().heartbeat(node).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<apscheduler_core::NodeInfo>, apscheduler_core::Error> {
+        self.inner.nodes().unwrap().list_nodes().await
+    }
+    async fn remove_node(&self, node: &str) -> Result<bool, apscheduler_core::Error> {
+        self.inner.nodes().unwrap().remove_node(node).await
+    }
+}
+
+#[apscheduler_core::async_trait]
+impl apscheduler_core::RunHistory for SilentRegistry {
+    async fn record_runs(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<(), apscheduler_core::Error> {
+        self.inner.record_runs(records).await
+    }
+    fn nodes(&self) -> Option<&dyn apscheduler_core::NodeRegistry> {
+        Some(self)
+    }
+    async fn query_runs(
+        &self,
+        query: &RunQuery,
+    ) -> Result<Vec<apscheduler_core::RunRecord>, apscheduler_core::Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(
+        &self,
+        job_id: &str,
+        keep: usize,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+/// A node whose last confirmed heartbeat was sent half its node time-out ago or more
+/// starts none of the fire times it claims (another node may have taken it for dead
+/// and started them): they are recorded `missed`, saying why. Once its heartbeats are
+/// confirmed again, it runs the next fire time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(SilentRegistry {
+        inner: MemoryRunHistory::new(),
+        stalled: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(true))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                heartbeat: Duration::from_millis(50),
+                node_timeout: Duration::from_millis(600),
+                ..HistoryOptions::default()
+            },
+        )
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    wait_for("me/1's registry entry", async || {
+        let nodes = history.inner.nodes().unwrap().list_nodes().await.unwrap();
+        nodes.iter().any(|n| n.node == "me/1")
+    })
+    .await;
+    // Heartbeats stop being confirmed for over half the node time-out (300 ms).
+    history.stalled.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "started while silent");
+    history.stalled.store(false, Ordering::SeqCst);
+    engine.flush_history(Duration::from_secs(5)).await;
+    let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
+    let message = records[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("this node's last confirmed heartbeat was sent")
+            && message.contains("another node may have taken it for dead"),
+        "{message}"
+    );
+    // Heartbeats confirmed again (every 50 ms): the next fire time runs.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.set(at(10, 1, 0));
+    engine.process_jobs().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A claimed fire time whose `running` record could not be written at the claim (the
+/// history down for that write) starts once its record is written whole, start
+/// included, just before the run: the record is not left to the writer, which could
+/// write it without its start after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_run_starts() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(StartsFail {
+        inner: MemoryRunHistory::new(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+        flaky: AtomicUsize::new(0),
+        fail_begin: std::sync::atomic::AtomicBool::new(true),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(true))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    assert!(
+        !history.fail_begin.load(Ordering::SeqCst),
+        "the claim's write was not tried"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.flush_history(Duration::from_secs(5)).await;
+    let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    assert!(records[0].started_at.is_some(), "{records:#?}");
+    engine.shutdown(true).await.unwrap();
+}
+
+/// A start write that fails because the history cannot be reached (a dropped
+/// connection, a server restarting) is tried again, and the run starts once it is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_write_that_finds_the_history_unreachable_is_tried_again() {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let history = Arc::new(StartsFail {
+        inner: MemoryRunHistory::new(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+        flaky: AtomicUsize::new(2),
+        fail_begin: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", Faulty::new(true))
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 0));
+    engine.process_jobs().await;
+    assert_eq!(history.flaky.load(Ordering::SeqCst), 0, "not tried again");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    engine.flush_history(Duration::from_secs(5)).await;
+    let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    engine.shutdown(true).await.unwrap();
+}
