@@ -38,6 +38,18 @@ fn recover_is_a_job_option_with_a_default() {
 }
 
 #[test]
+fn record_starts_is_on_unless_turned_off() {
+    assert!(check("").unwrap().record_starts);
+    assert!(
+        !check("[scheduler]\nrecord_starts = false\n")
+            .unwrap()
+            .record_starts
+    );
+    let e = check("[scheduler]\nrecord_starts = \"no\"\n").unwrap_err();
+    assert!(e.contains("record_starts"), "{e}");
+}
+
+#[test]
 fn heartbeat_and_node_timeout_are_read_and_checked() {
     let cfg = check("[scheduler]\nheartbeat = \"250ms\"\nnode_timeout = 3\n").unwrap();
     assert_eq!(
