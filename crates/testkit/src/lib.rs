@@ -28,6 +28,9 @@ pub mod executor;
 pub mod history;
 pub mod history_fields;
 pub mod pg_failover;
+pub mod proxy;
+#[cfg(feature = "scheduler")]
+pub mod round_trips;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod sentinel;
