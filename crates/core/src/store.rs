@@ -99,6 +99,10 @@ pub struct Released {
     /// Jobs whose new state the store refused (it cannot be serialized or is over the
     /// store's size limit): nothing was written, and the lease runs out.
     pub refused: Vec<(Arc<str>, Error)>,
+    /// What [`JobStore::get_next_run_time`] would return once the release applied,
+    /// when the store read it in the release's own round trip (`None`: not read; ask
+    /// `get_next_run_time`).
+    pub next_run_time: Option<Option<DateTime<Utc>>>,
 }
 
 impl Released {
@@ -109,7 +113,18 @@ impl Released {
 
     /// A result with these lost and refused jobs.
     pub fn new(lost: Vec<Arc<str>>, refused: Vec<(Arc<str>, Error)>) -> Released {
-        Released { lost, refused }
+        Released {
+            lost,
+            refused,
+            next_run_time: None,
+        }
+    }
+
+    /// This result, carrying the store's next run time read after the release in the
+    /// same round trip (see [`Released::next_run_time`]).
+    pub fn with_next_run_time(mut self, next: Option<DateTime<Utc>>) -> Released {
+        self.next_run_time = Some(next);
+        self
     }
 
     /// Whether every release was applied.
@@ -316,6 +331,43 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error>;
+
+    /// Whether [`release_jobs_recorded`](JobStore::release_jobs_recorded) writes the
+    /// records and the release in one round trip to the server (default: no). A
+    /// scheduler whose run history is this store's own
+    /// ([`run_history`](JobStore::run_history)) then writes the `running` records of a
+    /// pass's runs with the release that makes them its own.
+    fn records_with_release(&self) -> bool {
+        false
+    }
+
+    /// Writes `records` to this store's own run history, then releases as
+    /// [`release_jobs`](JobStore::release_jobs) does; a store whose
+    /// [`records_with_release`](JobStore::records_with_release) is true does both in
+    /// one round trip (and, where the backend has transactions, atomically). The
+    /// default writes the records, then releases.
+    ///
+    /// # Errors
+    /// The records could not be written (nothing was released), or as `release_jobs`:
+    /// the store may or may not have applied the release, and the records may or may
+    /// not be written.
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[crate::RunRecord],
+    ) -> Result<Released, Error> {
+        if !records.is_empty() {
+            let history = self.run_history().ok_or_else(|| {
+                Error::new(
+                    crate::ErrorKind::InvalidState,
+                    "this store keeps no run history to record the runs in",
+                )
+            })?;
+            history.record_runs(records).await?;
+        }
+        self.release_jobs(scheduler_id, releases).await
+    }
 }
 
 /// What a job store offers beyond the [`JobStore`] contract.

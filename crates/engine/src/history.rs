@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod staged;
 mod starts;
 mod waiting;
 
@@ -97,6 +98,9 @@ impl Default for HistoryOptions {
         }
     }
 }
+
+/// How long the history writer, woken by a record, waits for more before it writes.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How long a pass waits for the `running` records of the runs it starts.
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -404,56 +408,18 @@ impl Recorder {
         claimed: bool,
         backfill: bool,
     ) {
-        let now = self.clock.now();
-        let unstarted = claimed && self.options.record_starts;
-        let mut records = Vec::new();
-        for run in runs {
-            for (id, t) in run.run_ids.iter().zip(&run.run_times) {
-                let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-                record.started_at = (!unstarted).then_some(now);
-                record.message = note.map(str::to_owned);
-                record.attempt = run.attempt;
-                record.backfill = backfill;
-                records.push(record);
-            }
-        }
+        let records = self.stage(runs, note, claimed, backfill);
         if records.is_empty() {
             return;
         }
-        {
-            let mut in_flight = lock(&self.in_flight);
-            for r in &records {
-                in_flight.insert(
-                    r.run_id.as_str().into(),
-                    InFlight {
-                        record: r.clone(),
-                        started: false,
-                        written: false,
-                    },
-                );
-            }
-        }
-        for r in &records {
-            self.observe(r);
-        }
         let written =
             tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
-        let error = match written {
-            Ok(Ok(())) => {
-                let mut in_flight = lock(&self.in_flight);
-                for r in &records {
-                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                        entry.written = true;
-                    }
-                }
-                return;
+        match written {
+            Ok(Ok(())) => self.staged_written(&records),
+            Ok(Err(e)) => self.staged_unwritten(records, &e.to_string()),
+            Err(_) => {
+                self.staged_unwritten(records, &format!("no answer within {BEGIN_DEADLINE:?}"))
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
-        };
-        apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
-        for r in records {
-            self.send(r);
         }
     }
 
@@ -657,6 +623,11 @@ async fn write_loop(
                     continue;
                 }
             }
+        }
+        if pending.len() == 1 && failures == 0 {
+            // The ends of a pass's runs come close together: one write for them,
+            // not one for the first and another for the rest.
+            tokio::time::sleep(GATHER).await;
         }
         while let Ok(m) = rx.try_recv() {
             take(m, &mut pending, &mut flushes);

@@ -7,6 +7,11 @@ use crate::error::StoreError;
 
 pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
+/// `(earliest next run time of a row not under a lease that outlasts it, earliest
+/// lease expiry that outlasts its row's next run time)`, microseconds: what
+/// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time) returns.
+pub(crate) type NextRunTime = (Option<i64>, Option<i64>);
+
 /// What a claim is asked for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClaimRequest<'a> {
@@ -78,6 +83,10 @@ pub(crate) struct Release<'a> {
     pub(crate) updates: &'a [EncodedJob],
     /// Rows it holds to delete.
     pub(crate) removes: &'a [String],
+    /// The releasing store's token: PostgreSQL notifies the change with it in the
+    /// release's own statement (see [`Driver::notify_change`]).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) token: &'a str,
 }
 
 /// One backend: the operations of the job store on rows.
@@ -132,8 +141,27 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// released are no longer held.
     ///
     /// Returns the ids it released: the others were not held by `holder` (another
-    /// scheduler claimed them after the lease expired) or are gone.
+    /// scheduler claimed them after the lease expired) or are gone. When it released
+    /// any, the other schedulers are told as by [`notify_change`](Self::notify_change),
+    /// in the same round trip.
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>>;
+
+    /// [`release`](Self::release), writing `records` to the run history first (in the
+    /// same round trip and atomically on PostgreSQL), and reading the next run time
+    /// after the release (`(due, leased)` as
+    /// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time)) when
+    /// that costs no round trip of its own (`None` otherwise, or when nothing was
+    /// released).
+    async fn release_reading_next(
+        &self,
+        req: Release<'_>,
+        records: &[crate::runs::RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
+        if !records.is_empty() {
+            self.history().upsert(records).await?;
+        }
+        Ok((self.release(req).await?, None))
+    }
 
     /// Closes the pool.
     async fn close(&self) {

@@ -330,6 +330,7 @@ mod connect;
 mod driver;
 mod error;
 mod first;
+mod held;
 mod history;
 mod history_ops;
 #[cfg(feature = "mysql")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use apscheduler_core::{
     async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore, Released,
+    RunRecord,
 };
 use chrono::{DateTime, Utc};
 
@@ -42,6 +43,10 @@ pub struct SqlJobStore {
     codec: StateCodec,
     /// Change notifications (PostgreSQL).
     changes: apscheduler_core::ChangeChannel,
+    /// The run history [`JobStore::run_history`] hands out, the same each time: a
+    /// scheduler recognizes it as this store's own and writes its records with the
+    /// release ([`JobStore::release_jobs_recorded`]).
+    history: Arc<dyn apscheduler_core::RunHistory>,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -214,9 +219,13 @@ impl SqlJobStoreBuilder {
         self
     }
 
-    /// Whether a pooled connection is checked with a ping before each use (default
-    /// true): after a database restart, stale connections are then replaced before an
-    /// operation fails on them, at the cost of one round trip per operation.
+    /// Whether a pooled connection is checked with a ping before use (default true):
+    /// after a database restart, stale connections are then replaced before an
+    /// operation fails on them. On PostgreSQL and MySQL only a connection idle for 5 s
+    /// or longer is pinged (one used more recently answered then, and a ping before
+    /// every statement would double a busy scheduler's round trips); a server
+    /// restarted within those 5 s fails one operation on such a connection, which is
+    /// retried. SQLite pings before every use.
     pub fn test_before_acquire(mut self, test: bool) -> Self {
         self.pool.test_before_acquire = test;
         self
@@ -325,17 +334,19 @@ impl SqlJobStoreBuilder {
         let node_lock = target
             .sqlite_file()
             .map(crate::single_node::NodeLock::beside);
+        let link = Arc::new(Link {
+            #[cfg(feature = "sqlite")]
+            node_lock,
+            url: connect::redact(&self.url),
+            target,
+            names,
+            pool: self.pool,
+            driver: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        });
         Ok(SqlJobStore {
-            link: Arc::new(Link {
-                #[cfg(feature = "sqlite")]
-                node_lock,
-                url: connect::redact(&self.url),
-                target,
-                names,
-                pool: self.pool,
-                driver: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            history: Arc::new(SqlRunHistory::new(link.clone())),
+            link,
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
         })
@@ -466,6 +477,95 @@ impl SqlJobStore {
     }
 }
 
+impl SqlJobStore {
+    /// Writes `records` to the run history beside the table and releases (one
+    /// statement on PostgreSQL, which also reads the next run time after the release).
+    async fn release_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[RunRecord],
+    ) -> Result<Released, Error> {
+        let writes = crate::history::writes(records)?;
+        if releases.is_empty() {
+            if !writes.is_empty() {
+                let driver = self.driver().await?;
+                retry!(driver.history().upsert(&writes))?;
+            }
+            return Ok(Released::all());
+        }
+        codec::check_id("scheduler_id", scheduler_id)?;
+        // The last release of an id wins.
+        let mut last: HashMap<Arc<str>, JobRelease> = HashMap::with_capacity(releases.len());
+        for r in releases {
+            let id = match &r {
+                JobRelease::Update(job) => job.id.clone(),
+                JobRelease::Remove(id) => id.clone(),
+            };
+            last.insert(id, r);
+        }
+        let mut updates = Vec::with_capacity(last.len());
+        let mut removes = Vec::new();
+        let mut asked: Vec<Arc<str>> = Vec::with_capacity(last.len());
+        let mut refused = Vec::new();
+        for (id, r) in last {
+            match r {
+                JobRelease::Update(job) => match self.encode(&job) {
+                    Ok(row) => {
+                        updates.push(row);
+                        asked.push(id);
+                    }
+                    Err(e) => refused.push((id, e)),
+                },
+                JobRelease::Remove(_) => match codec::check_id("id", &id) {
+                    Ok(()) => {
+                        removes.push(id.to_string());
+                        asked.push(id);
+                    }
+                    Err(e) => refused.push((id, e)),
+                },
+            }
+        }
+        let driver = self.driver().await?;
+        if asked.is_empty() {
+            if !writes.is_empty() {
+                retry!(driver.history().upsert(&writes))?;
+            }
+            return Ok(Released::new(Vec::new(), refused));
+        }
+        let (released, next) = retry!(driver.release_reading_next(
+            Release {
+                holder: scheduler_id,
+                updates: &updates,
+                removes: &removes,
+                // A node that saw these jobs under this one's lease sleeps until it
+                // expires: the release wakes it (PostgreSQL, in the same statement).
+                token: self.changes.token(),
+            },
+            &writes
+        ))?;
+        let released: HashSet<String> = released.into_iter().collect();
+        let mut lost = Vec::new();
+        if released.len() < asked.len() {
+            lost = asked
+                .into_iter()
+                .filter(|id| !released.contains(&**id))
+                .collect();
+        }
+        let done = Released::new(lost, refused);
+        Ok(match next {
+            Some((due, leased)) => {
+                let earliest = match (due, leased) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                done.with_next_run_time(earliest.map(codec::from_micros))
+            }
+            None => done,
+        })
+    }
+}
+
 fn into_error(e: StoreError) -> Error {
     e.into()
 }
@@ -506,7 +606,7 @@ impl JobStore for SqlJobStore {
     /// A [`SqlRunHistory`] on this store's pool, in the table `<table_name>_runs`
     /// beside the job table (see [`SqlJobStore::runs_table_name`]).
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
-        Some(Arc::new(self.history()))
+        Some(self.history.clone())
     }
 
     fn is_persistent(&self) -> bool {
@@ -763,63 +863,20 @@ impl JobStore for SqlJobStore {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error> {
-        if releases.is_empty() {
-            return Ok(Released::all());
-        }
-        codec::check_id("scheduler_id", scheduler_id)?;
-        // The last release of an id wins.
-        let mut last: HashMap<Arc<str>, JobRelease> = HashMap::with_capacity(releases.len());
-        for r in releases {
-            let id = match &r {
-                JobRelease::Update(job) => job.id.clone(),
-                JobRelease::Remove(id) => id.clone(),
-            };
-            last.insert(id, r);
-        }
-        let mut updates = Vec::with_capacity(last.len());
-        let mut removes = Vec::new();
-        let mut asked: Vec<Arc<str>> = Vec::with_capacity(last.len());
-        let mut refused = Vec::new();
-        for (id, r) in last {
-            match r {
-                JobRelease::Update(job) => match self.encode(&job) {
-                    Ok(row) => {
-                        updates.push(row);
-                        asked.push(id);
-                    }
-                    Err(e) => refused.push((id, e)),
-                },
-                JobRelease::Remove(_) => match codec::check_id("id", &id) {
-                    Ok(()) => {
-                        removes.push(id.to_string());
-                        asked.push(id);
-                    }
-                    Err(e) => refused.push((id, e)),
-                },
-            }
-        }
-        let mut lost = Vec::new();
-        if !asked.is_empty() {
-            let driver = self.driver().await?;
-            let released: HashSet<String> = retry!(driver.release(Release {
-                holder: scheduler_id,
-                updates: &updates,
-                removes: &removes,
-            }))?
-            .into_iter()
-            .collect();
-            // A node that saw these jobs under this one's lease sleeps until it
-            // expires: wake it now.
-            if !released.is_empty() {
-                self.changed(&driver).await;
-            }
-            if released.len() < asked.len() {
-                lost = asked
-                    .into_iter()
-                    .filter(|id| !released.contains(&**id))
-                    .collect();
-            }
-        }
-        Ok(Released::new(lost, refused))
+        self.release_recorded(scheduler_id, releases, &[]).await
+    }
+
+    fn records_with_release(&self) -> bool {
+        // The backends whose driver writes records and release in one statement.
+        self.link.backend() == Dialect::Postgres
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[RunRecord],
+    ) -> Result<Released, Error> {
+        self.release_recorded(scheduler_id, releases, records).await
     }
 }

@@ -60,14 +60,16 @@ fn maker(url: String, table: String) -> impl Fn(SocketAddr) -> Made {
 }
 
 async fn check_round_trips(label: &str, url: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init(); // DIAG
     for history in [false, true] {
         let table = random_table();
         let figures =
-            round_trips_per_pass(upstream(url), maker(url.to_owned(), table), history, 20, 3)
-                .await;
+            round_trips_per_pass(upstream(url), maker(url.to_owned(), table), history, 20, 6).await;
         println!("{label}, history {history}: round trips per pass with 20 due jobs: {figures:?}");
         // The first pass may prepare statements; the later ones are the steady state.
-        for f in &figures[1..] {
+        for f in &figures[3..] {
             let PassRoundTrips { pass, history_end } = *f;
             assert!(
                 pass + history_end <= MAX_ROUND_TRIPS,
@@ -85,12 +87,21 @@ async fn check_lateness(label: &str, url: &str) {
             upstream(url),
             maker(url.to_owned(), table),
             history,
-            Duration::from_millis(25),
+            Duration::from_millis(
+                std::env::var("DIAG_DELAY")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(25),
+            ),
             20,
             10,
         )
         .await;
-        assert!(late.len() >= 100, "{label}: only {} runs started", late.len());
+        assert!(
+            late.len() >= 100,
+            "{label}: only {} runs started",
+            late.len()
+        );
         let (p50, p99, max) = (
             percentile(&late, 50),
             percentile(&late, 99),

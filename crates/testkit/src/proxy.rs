@@ -192,7 +192,10 @@ async fn pipe(
             };
             seen(n);
             let delay = Duration::from_micros(shared.delay_micros.load(Ordering::Relaxed));
-            if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
                 return;
             }
         }

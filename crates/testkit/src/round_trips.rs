@@ -89,7 +89,9 @@ where
     for n in 0..passes {
         // Each pass at a fire time of every job, the writer idle before it.
         let at = first + chrono::Duration::seconds(i64::try_from(n).unwrap_or(0));
-        let wait = (at.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default();
+        let wait = (at.with_timezone(&Utc) - Utc::now())
+            .to_std()
+            .unwrap_or_default();
         tokio::time::sleep(wait + Duration::from_millis(50)).await;
         engine.flush_history(Duration::from_secs(10)).await;
         let before = proxy.round_trips();
@@ -145,20 +147,19 @@ where
         Ok(json!(null))
     });
     scheduler.start(false).await.expect("start the scheduler");
-    // The first fire time two seconds out: the connections are open by then.
+    // The first fire time two seconds out: the jobs are stored (one batch) and the
+    // connections open by then.
     let first = Utc::now().with_timezone(&chrono_tz::UTC) + chrono::Duration::seconds(2);
-    for i in 0..jobs {
-        scheduler
-            .add_job(
-                JobSpec::task("lateness")
-                    .id(format!("late-{i}"))
-                    .trigger_args("interval", json!({"seconds": 1}))
-                    .next_run_time(Some(first))
-                    .misfire_grace_time(Some(Duration::from_secs(30))),
-            )
-            .await
-            .expect("add a job");
-    }
+    let specs = (0..jobs)
+        .map(|i| {
+            JobSpec::task("lateness")
+                .id(format!("late-{i}"))
+                .trigger_args("interval", json!({"seconds": 1}))
+                .next_run_time(Some(first))
+                .misfire_grace_time(Some(Duration::from_secs(30)))
+        })
+        .collect();
+    scheduler.add_jobs(specs).await.expect("add the jobs");
     tokio::time::sleep(Duration::from_secs(2 + seconds)).await;
     scheduler.shutdown(true).await.expect("shutdown");
     let mut late = std::mem::take(&mut *late.lock().unwrap_or_else(|e| e.into_inner()));
