@@ -60,15 +60,13 @@ fn maker(url: String, table: String) -> impl Fn(SocketAddr) -> Made {
 }
 
 async fn check_round_trips(label: &str, url: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .try_init(); // DIAG
     for history in [false, true] {
         let table = random_table();
         let figures =
             round_trips_per_pass(upstream(url), maker(url.to_owned(), table), history, 20, 6).await;
         println!("{label}, history {history}: round trips per pass with 20 due jobs: {figures:?}");
-        // The first pass may prepare statements; the later ones are the steady state.
+        // The first passes open connections and prepare statements; the later ones
+        // are the steady state.
         for f in &figures[3..] {
             let PassRoundTrips { pass, history_end } = *f;
             assert!(
@@ -87,12 +85,7 @@ async fn check_lateness(label: &str, url: &str) {
             upstream(url),
             maker(url.to_owned(), table),
             history,
-            Duration::from_millis(
-                std::env::var("DIAG_DELAY")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(25),
-            ),
+            Duration::from_millis(25),
             20,
             10,
         )
