@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Acquired, CorruptJob, Error, JobRelease, Released};
+use apscheduler_core::{Acquired, CorruptJob, Error, JobRelease, Released, RunRecord};
 use chrono::{DateTime, Utc};
 
-use crate::codec::{decode, lease_length, now_micros};
+use crate::codec::{decode, from_micros, lease_length, now_micros};
 use crate::error::StoreError;
 use crate::scripts::SCRIPTS;
 use crate::RedisJobStore;
@@ -89,17 +89,39 @@ impl RedisJobStore {
         }
     }
 
-    /// [`JobStore::release_jobs`](apscheduler_core::JobStore::release_jobs).
+    /// [`JobStore::release_jobs`](apscheduler_core::JobStore::release_jobs), and
+    /// [`JobStore::release_jobs_recorded`](apscheduler_core::JobStore::release_jobs_recorded):
+    /// the history's record script and the release script in one pipeline (one round
+    /// trip). The release script applies only when the records exist: should the
+    /// first script not run (not loaded on this server), the records are written
+    /// first, then the release, each in a round trip of its own. The release publishes
+    /// the change and reads the next run time in the same script.
     pub(crate) async fn release(
         &self,
         scheduler_id: &str,
         releases: Vec<JobRelease>,
+        records: &[RunRecord],
     ) -> Result<Released, Error> {
         if releases.is_empty() {
+            if !records.is_empty() {
+                self.history.record(records).await?;
+            }
             return Ok(Released::all());
         }
+        let call = self.history.record_call(records);
+        if call.is_none() && !records.is_empty() {
+            self.history.record(records).await?;
+        }
+        let required: &[String] = call.as_ref().map_or(&[], |(_, keys)| keys);
         let mut invocation = self.invocation(&SCRIPTS.release);
-        invocation.arg(scheduler_id);
+        invocation
+            .arg(scheduler_id)
+            .arg(self.changes_channel())
+            .arg(&**self.changes.token())
+            .arg(required.len());
+        for key in required {
+            invocation.arg(key);
+        }
         // A state that cannot be stored is not released (its lease runs out); the others
         // are.
         let mut refused = Vec::new();
@@ -124,20 +146,51 @@ impl RedisJobStore {
                 }
             }
         }
-        let lost: Vec<String> = self.invoke("release jobs", &invocation).await?;
+        let reply: ReleaseReply = match &call {
+            Some((record, _)) => {
+                let mut pipe = redis::pipe();
+                pipe.invoke_script(record)
+                    .ignore()
+                    .invoke_script(&invocation);
+                match self
+                    .pipeline::<(ReleaseReply,)>("record runs and release jobs", &pipe)
+                    .await
+                {
+                    Ok((reply,)) if reply.is_some() => reply,
+                    // A script not loaded here (a restarted or new primary): nothing was
+                    // released. Records first, then the release, each loading its script.
+                    Ok(_) => {
+                        self.history.record(records).await?;
+                        self.invoke("release jobs", &invocation).await?
+                    }
+                    Err(e) if e.is_no_script() => {
+                        self.history.record(records).await?;
+                        self.invoke("release jobs", &invocation).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => self.invoke("release jobs", &invocation).await?,
+        };
+        let Some((lost, due, claimed)) = reply else {
+            return Err(StoreError::Reply {
+                what: "release jobs",
+                detail: "the release found its run records missing".to_owned(),
+            }
+            .into());
+        };
         // Not confirmed: the scheduler starts none of these fire times and retries the
         // release, which then finds the leases gone (applied here) or applies them (on
         // a new primary that never had them).
         if lost.len() + refused.len() < releases.len() {
             self.replicated("release jobs").await?;
         }
-        // A node that saw these jobs under this one's lease sleeps until it expires:
-        // wake it now.
-        if lost.len() + refused.len() < releases.len() {
-            self.changed().await;
-        }
+        let next = match (score(&due)?, score(&claimed)?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let lost = lost.into_iter().map(Arc::from).collect();
-        Ok(Released::new(lost, refused))
+        Ok(Released::new(lost, refused).with_next_run_time(next.map(from_micros)))
     }
 
     /// Sets aside claimed jobs that cannot be decoded (best effort: on failure they are
@@ -153,4 +206,19 @@ impl RedisJobStore {
             apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, "cannot set aside corrupt jobs (they will be reported again): {e}");
         }
     }
+}
+
+/// The release script's reply: `None` when its run records were missing.
+type ReleaseReply = Option<(Vec<String>, String, String)>;
+
+/// A score the release script read (`''`: the set was empty), in microseconds.
+fn score(text: &str) -> Result<Option<i64>, StoreError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value: f64 = text.parse().map_err(|_| StoreError::Reply {
+        what: "release jobs",
+        detail: format!("score {text:?}"),
+    })?;
+    Ok(Some(value.round() as i64))
 }

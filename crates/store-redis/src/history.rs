@@ -129,6 +129,27 @@ impl RedisRunHistory {
         }
     }
 
+    /// The script call that writes `records` (at most one batch), and the keys of
+    /// the records it writes, for the store to send with its release.
+    pub(crate) fn record_call(
+        &self,
+        records: &[RunRecord],
+    ) -> Option<(redis::ScriptInvocation<'static>, Vec<String>)> {
+        if records.is_empty() || records.len() > WRITE_BATCH {
+            return None;
+        }
+        let mut invocation = HISTORY_SCRIPTS.record.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for record in records {
+            push_record(&mut invocation, record);
+        }
+        let keys = records
+            .iter()
+            .map(|r| format!("{}run:{}", self.prefix, r.run_id))
+            .collect();
+        Some((invocation, keys))
+    }
+
     /// The key prefix (the store's).
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -323,7 +344,7 @@ impl RedisRunHistory {
         Ok(found)
     }
 
-    async fn record(&self, records: &[RunRecord]) -> Result<(), StoreError> {
+    pub(crate) async fn record(&self, records: &[RunRecord]) -> Result<(), StoreError> {
         for batch in records.chunks(WRITE_BATCH) {
             let mut invocation = HISTORY_SCRIPTS.record.prepare_invoke();
             invocation.arg(&self.prefix);

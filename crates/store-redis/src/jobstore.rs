@@ -230,6 +230,19 @@ impl JobStore for RedisJobStore {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error> {
-        self.release(scheduler_id, releases).await
+        self.release(scheduler_id, releases, &[]).await
+    }
+
+    fn records_with_release(&self) -> bool {
+        true
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Released, Error> {
+        self.release(scheduler_id, releases, records).await
     }
 }
