@@ -404,7 +404,12 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
                 })
             })
             .connect_lazy_with(options.clone());
-            Arc::new(crate::mysql::MySqlDriver::new(pool, names))
+            Arc::new(crate::mysql::MySqlDriver::new(
+                pool,
+                names,
+                config.max_connections,
+                config.test_before_acquire,
+            ))
         }
     }
 }

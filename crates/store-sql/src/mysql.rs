@@ -8,6 +8,7 @@ use sqlx::mysql::MySqlPool;
 use sqlx::MySql;
 
 use crate::backend::prelude::*;
+use crate::held::Held;
 use crate::runs::read_run;
 use crate::shared::migrate_on;
 
@@ -24,10 +25,15 @@ pub(crate) struct MySqlDriver {
     parts: Parts<MySql>,
     /// Selects and locks the due rows a claim may lease.
     claim_select: String,
+    /// The connection of the scheduler's passes (claims and releases): no pool
+    /// round trips, and their statements stay prepared.
+    pass: Held<MySql>,
 }
 
 impl MySqlDriver {
-    pub(crate) fn new(pool: MySqlPool, names: Names) -> Self {
+    /// A driver on `pool` (of at most `max_connections`; `ping`: check connections
+    /// idle for a while before use).
+    pub(crate) fn new(pool: MySqlPool, names: Names, max_connections: u32, ping: bool) -> Self {
         let jobs = &names.jobs;
         let claim_select = format!(
             "SELECT {} FROM {jobs} \
@@ -38,11 +44,51 @@ impl MySqlDriver {
         );
         let parts = Parts::new(&pool, Dialect::MySql, &names);
         MySqlDriver {
+            pass: Held::new(&pool, max_connections, ping),
             pool,
             names,
             parts,
             claim_select,
         }
+    }
+
+    /// Selects and leases the due rows in one transaction on `conn`.
+    async fn claim_on(
+        &self,
+        conn: &mut sqlx::MySqlConnection,
+        req: ClaimRequest<'_>,
+    ) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        let rows = sqlx::query(&self.claim_select)
+            .bind(req.max_bytes)
+            .bind(req.now)
+            .bind(req.holder)
+            .bind(req.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows: Vec<FetchedRow> = rows
+            .iter()
+            .map(crate::driver::read_row)
+            .collect::<std::result::Result<_, _>>()?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(rows);
+        }
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
+                self.names.jobs,
+                placeholders(chunk.len())
+            );
+            // Prepared once per batch size on the kept connection.
+            let mut q = sqlx::query(&sql).bind(req.holder).bind(req.lease);
+            for r in chunk {
+                q = q.bind(&r.id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
     }
 
     fn insert_sql(&self, rows: usize, replace: bool) -> String {
@@ -117,41 +163,15 @@ impl Driver for MySqlDriver {
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let map = |e| StoreError::sql("MySQL: acquire_due_jobs", e);
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        let rows = sqlx::query(&self.claim_select)
-            .bind(req.max_bytes)
-            .bind(req.now)
-            .bind(req.holder)
-            .bind(req.limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?;
-        let rows: Vec<FetchedRow> = rows
-            .iter()
-            .map(crate::driver::read_row)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(map)?;
-        if rows.is_empty() {
-            tx.commit().await.map_err(map)?;
-            return Ok(rows);
-        }
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
-                self.names.jobs,
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(false)
-                .bind(req.holder)
-                .bind(req.lease);
-            for r in chunk {
-                q = q.bind(&r.id);
-            }
-            q.execute(&mut *tx).await.map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(rows)
+        let mut held = self.pass.lock().await.map_err(map)?;
+        let claimed = self.claim_on(held.conn(), req).await;
+        held.done(claimed).map_err(map)
+    }
+
+    async fn close(&self) {
+        // The pool waits for every connection to come back before it closes.
+        self.pass.release().await;
+        self.parts.close().await;
     }
 
     async fn mark_corrupt(&self, marks: &[(String, String)]) -> Result<()> {
@@ -186,10 +206,12 @@ impl Driver for MySqlDriver {
                  AND lease_holder = ? FOR UPDATE"
             )
         };
-        let tx = self.pool.begin().await.map_err(map)?;
-        release_in::<MySql>(tx, (jobs, held, update), req, CHUNK)
-            .await
-            .map_err(map)
+        let mut conn = self.pass.lock().await.map_err(map)?;
+        let released = match sqlx::Connection::begin(conn.conn()).await {
+            Ok(tx) => release_in::<MySql>(tx, (jobs, held, update), req, CHUNK).await,
+            Err(e) => Err(e),
+        };
+        conn.done(released).map_err(map)
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {

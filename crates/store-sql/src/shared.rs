@@ -668,9 +668,10 @@ where
         .chain(removes.iter().map(String::as_str))
         .collect();
     let mut released = Vec::with_capacity(ids.len());
+    // Prepared once per batch size and connection (a pass keeps its connection).
     for part in ids.chunks(chunk) {
         let sql = held(&placeholders(part.len()));
-        let mut q = sqlx::query(&sql).persistent(part.len() == chunk);
+        let mut q = sqlx::query(&sql).persistent(true);
         for id in part {
             q = q.bind(*id);
         }
@@ -680,7 +681,7 @@ where
     }
     for part in updates.chunks(chunk) {
         let sql = update(part.len());
-        let q = sqlx::query(&sql).persistent(part.len() == chunk);
+        let q = sqlx::query(&sql).persistent(true);
         bind_rows(q, part).bind(holder).execute(&mut *conn).await?;
     }
     delete_held_on::<DB>(conn, jobs, holder, removes, chunk).await?;
