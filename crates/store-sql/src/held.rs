@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 
-/// Pools smaller than this keep no connection: a kept connection (two, with the run
-/// history's, and the change listener's) would starve everything else.
-const MIN_POOL_TO_KEEP: u32 = 4;
+/// Pools smaller than this keep no connection: the kept ones (up to three: passes,
+/// history reads, history writes) and the change listener's would leave too few for
+/// everything else.
+const MIN_POOL_TO_KEEP: u32 = 6;
 
 /// A connection kept for one kind of work.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 use apscheduler_core::RunOutcome;
 use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
-use sqlx::MySql;
+use sqlx::{MySql, Row as _};
 
 use crate::backend::prelude::*;
 use crate::held::Held;
@@ -25,6 +25,8 @@ pub(crate) struct MySqlDriver {
     parts: Parts<MySql>,
     /// Selects and locks the due rows a claim may lease.
     claim_select: String,
+    /// Reads the next run time (after a release, on its connection).
+    next_run_time: String,
     /// The connection of the scheduler's passes (claims and releases): no pool
     /// round trips, and their statements stay prepared.
     pass: Held<MySql>,
@@ -42,13 +44,16 @@ impl MySqlDriver {
              ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
             row_columns(Dialect::MySql, "", "?")
         );
-        let parts = Parts::new(&pool, Dialect::MySql, &names);
+        let next_run_time = crate::shared::next_run_time_sql(jobs);
+        let parts =
+            Parts::new(&pool, Dialect::MySql, &names).keeping_connections(max_connections, ping);
         MySqlDriver {
             pass: Held::new(&pool, max_connections, ping),
             pool,
             names,
             parts,
             claim_select,
+            next_run_time,
         }
     }
 
@@ -181,6 +186,20 @@ impl Driver for MySqlDriver {
     }
 
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
+        Ok(self.release_reading_next(req, &[]).await?.0)
+    }
+
+    /// The records first (their own round trip), then the release's transaction, then
+    /// the next run time on the same connection: one round trip, not a pooled
+    /// connection's two.
+    async fn release_reading_next(
+        &self,
+        req: Release<'_>,
+        records: &[RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
+        if !records.is_empty() {
+            self.parts.history().upsert(records).await?;
+        }
         let map = |e| StoreError::sql("MySQL: release_jobs", e);
         let jobs = &self.names.jobs;
         // One multi-row UPDATE per chunk: a join with the new values as a derived table
@@ -211,7 +230,26 @@ impl Driver for MySqlDriver {
             Ok(tx) => release_in::<MySql>(tx, (jobs, held, update), req, CHUNK).await,
             Err(e) => Err(e),
         };
-        conn.done(released).map_err(map)
+        let ids = match released {
+            Ok(ids) => ids,
+            Err(e) => return conn.done(Err(e)).map_err(map),
+        };
+        if ids.is_empty() {
+            return conn.done(Ok((ids, None))).map_err(map);
+        }
+        // The release is committed: a failure to read the next run time only leaves
+        // it unknown (the scheduler asks for it), never the release unconfirmed.
+        let next = sqlx::query(&self.next_run_time)
+            .fetch_one(conn.conn())
+            .await
+            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)));
+        match next {
+            Ok(next) => conn.done(Ok((ids, Some(next)))).map_err(map),
+            Err(e) => {
+                let _ = conn.done::<()>(Err(e));
+                Ok((ids, None))
+            }
+        }
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {

@@ -567,8 +567,17 @@ where
         let parts = chunks(rows);
         if let [part] = parts.as_slice() {
             let sql = statement(part.len());
-            let q = sqlx::query(&sql).persistent(cached(part.len()));
-            bind_runs(q, part).execute(&self.pool).await.map_err(map)?;
+            let q = bind_runs(sqlx::query(&sql).persistent(cached(part.len())), part);
+            match &self.kept {
+                Some(kept) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.execute(held.conn()).await;
+                    held.done(done).map_err(map)?;
+                }
+                None => {
+                    q.execute(&self.pool).await.map_err(map)?;
+                }
+            }
             return Ok(());
         }
         let mut tx = match begin {
