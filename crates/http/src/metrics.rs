@@ -699,4 +699,22 @@ impl<S: JobStore + ?Sized> JobStore for MeteredStore<S> {
         )
         .await
     }
+
+    fn records_with_release(&self) -> bool {
+        self.inner.records_with_release()
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Released, Error> {
+        self.timed(
+            "release_jobs",
+            self.inner
+                .release_jobs_recorded(scheduler_id, releases, records),
+        )
+        .await
+    }
 }
