@@ -318,6 +318,10 @@ impl Engine {
                 }
             };
             let (mut elsewhere, released) = tokio::join!(read_elsewhere, release);
+            // A fire time is started only once the release that moves its job past it
+            // is applied: a release the store did not apply (or did not confirm) may
+            // leave it to another scheduler, which must be the only one to start it.
+            // Its runs wait for the release's retry (see `start_held`).
             let released = match released {
                 Ok(released) => released,
                 Err(e) => {
