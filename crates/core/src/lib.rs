@@ -88,7 +88,7 @@ pub use run::{
 pub use serde_json;
 pub use shared_policy::shared_policy;
 pub use store::{
-    Acquired, Capabilities, ChangeChannel, ChangeListener, CorruptJob, JobRelease, JobStore,
+    Acquired, Capabilities, ClaimHint, ChangeChannel, ChangeListener, CorruptJob, JobRelease, JobStore,
     Released, StopListening,
 };
 pub use task::{

@@ -229,9 +229,7 @@ impl Engine {
             if self.state() != SchedulerState::Running {
                 break;
             }
-            let acquired = store
-                .acquire_due_jobs(&self.inner.scheduler_id, now, batch, self.inner.lease)
-                .await?;
+            let acquired = self.claim(store, capabilities, now, batch).await?;
             for corrupt in &acquired.corrupt {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();
@@ -333,6 +331,36 @@ impl Engine {
             }
         }
         store.get_next_run_time().await
+    }
+
+    /// Claims up to `batch` due jobs, the partitions this node owns first when the
+    /// store has partitions and enough nodes are live (see [`crate::partition`]).
+    async fn claim(
+        &self,
+        store: &Arc<dyn JobStore>,
+        capabilities: apscheduler_core::Capabilities,
+        now: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<apscheduler_core::Acquired, Error> {
+        let (id, lease) = (&self.inner.scheduler_id, self.inner.lease);
+        let owned = match &self.inner.history {
+            Some(recorder) if capabilities.shared => {
+                recorder.owned_partitions(capabilities.partitions)
+            }
+            _ => None,
+        };
+        match owned {
+            Some(owned) => {
+                let hint = apscheduler_core::ClaimHint {
+                    partitions: capabilities.partitions,
+                    owned: &owned,
+                };
+                store
+                    .acquire_due_jobs_preferring(id, now, batch, lease, hint)
+                    .await
+            }
+            None => store.acquire_due_jobs(id, now, batch, lease).await,
+        }
     }
 
     /// Decides one claimed job's runs and its next state.
