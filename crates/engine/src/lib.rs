@@ -54,7 +54,7 @@ mod inline;
 mod liveness;
 mod membership;
 mod partition;
-pub use partition::PARTITIONED_FROM_NODES;
+pub use partition::{rendezvous as owned_partitions, PARTITIONED_FROM_NODES};
 pub mod replay;
 mod spec;
 mod wake;

@@ -84,9 +84,13 @@ impl Ownership {
     }
 }
 
-/// The partitions below `partitions` whose highest-weight node among `live` is `me`,
-/// ascending (ties, practically impossible, go to the smaller name).
-pub(crate) fn rendezvous(me: &str, live: &[String], partitions: u32) -> Vec<u32> {
+/// The claim partitions below `partitions` that the node named `me` owns among the
+/// live nodes `live` (their names as in the node registry), ascending: each partition
+/// goes to the node of highest weight for it (rendezvous hashing; ties, practically
+/// impossible, go to the smaller name). Every node computing it from the same list gets
+/// the same owners; a node joining or leaving moves only the partitions it wins or
+/// held. What the engine passes in a [`ClaimHint`](apscheduler_core::ClaimHint).
+pub fn rendezvous(me: &str, live: &[String], partitions: u32) -> Vec<u32> {
     let seeds: Vec<(u64, &str)> = live.iter().map(|n| (fnv1a64(n), n.as_str())).collect();
     let mine = fnv1a64(me);
     (0..partitions)

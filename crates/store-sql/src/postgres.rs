@@ -15,9 +15,16 @@ struct Statements {
     insert: String,
     upsert: String,
     claim: String,
+    /// A claim that takes the due rows of some partitions (`$6`) first.
+    claim_preferring: String,
     mark_corrupt: String,
     extend: String,
     release: String,
+    /// Notifies (`$1` channel, `$2` token) only while some store waits for a release.
+    notify_release: String,
+    /// Records a wait for a release (`$1` token, `$2` until), dropping waits an hour
+    /// over (the rows of stores that are gone).
+    wait_for_release: String,
 }
 
 /// The server's time in microseconds since the epoch, constant within a statement:
@@ -27,12 +34,38 @@ const NOW: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT
 impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
+        // Each row gets its claim partition from its id (an upsert keeps it: same id).
         let insert = format!(
-            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}) \
-             SELECT * FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
-             $5::BYTEA[], $6::INTEGER[])"
+            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \
+             SELECT v.*, {} FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+             $5::BYTEA[], $6::INTEGER[]) AS v(id, next_run_time, paused, state, state_bin, \
+             format_version)",
+            schema::partition_of(Dialect::Postgres, "v.id")
         );
+        let claimable = format!(
+            "next_run_time <= $2 AND corrupt IS NULL \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4)"
+        );
+        let lease_due = |due: &str| {
+            format!(
+                "UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM {due} \
+                 WHERE j.id = {due}.id \
+                 RETURNING {}",
+                row_columns(Dialect::Postgres, "j.", "$1")
+            )
+        };
+        let waiters = &n.waiters;
         Statements {
+            notify_release: format!(
+                "SELECT pg_notify($1, $2) FROM (SELECT 1 FROM {waiters} WHERE until > {NOW} \
+                 LIMIT 1) AS waiting"
+            ),
+            wait_for_release: format!(
+                "WITH gone AS (DELETE FROM {waiters} WHERE until < {NOW} - 3600000000 \
+                 AND token <> $1) \
+                 INSERT INTO {waiters} (token, until) VALUES ($1, $2) \
+                 ON CONFLICT (token) DO UPDATE SET until = EXCLUDED.until"
+            ),
             upsert: format!(
                 "{insert} ON CONFLICT (id) DO UPDATE SET next_run_time = EXCLUDED.next_run_time, \
                  paused = EXCLUDED.paused, state = EXCLUDED.state, state_bin = EXCLUDED.state_bin, \
@@ -41,14 +74,23 @@ impl Statements {
             insert,
             claim: format!(
                 "WITH due AS (\
-                 SELECT id FROM {jobs} \
-                 WHERE next_run_time <= $2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4) \
-                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM due \
-                 WHERE j.id = due.id \
-                 RETURNING {}",
-                row_columns(Dialect::Postgres, "j.", "$1")
+                 SELECT id FROM {jobs} WHERE {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) {}",
+                lease_due("due")
+            ),
+            // Its own partitions through the partition index, then the earliest of the
+            // others (not its own: rows of its own it skipped are locked elsewhere) up
+            // to the limit; a steal of nothing reads nothing (`LIMIT 0`).
+            claim_preferring: format!(
+                "WITH own AS (\
+                 SELECT id FROM {jobs} WHERE claim_partition = ANY($6::INTEGER[]) AND {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 stolen AS (\
+                 SELECT id FROM {jobs} WHERE NOT (claim_partition = ANY($6::INTEGER[])) \
+                 AND {claimable} ORDER BY next_run_time, id \
+                 LIMIT GREATEST($3 - (SELECT count(*) FROM own), 0) FOR UPDATE SKIP LOCKED), \
+                 due AS (SELECT id FROM own UNION ALL SELECT id FROM stolen) {}",
+                lease_due("due")
             ),
             mark_corrupt: format!(
                 "UPDATE {jobs} AS j SET corrupt = v.reason, lease_holder = NULL, lease_expires = NULL \
@@ -168,8 +210,18 @@ impl Driver for PgDriver {
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
-        let rows = req
-            .bind_numbered(sqlx::query(&self.sql.claim), req.lease)
+        let query = match req.prefer {
+            Some(owned) => {
+                let owned: Vec<i32> = owned
+                    .iter()
+                    .map(|&p| i32::try_from(p).unwrap_or(i32::MAX))
+                    .collect();
+                req.bind_numbered(sqlx::query(&self.sql.claim_preferring), req.lease)
+                    .bind(owned)
+            }
+            None => req.bind_numbered(sqlx::query(&self.sql.claim), req.lease),
+        };
+        let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
@@ -226,6 +278,35 @@ impl Driver for PgDriver {
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: notify a change", e))?;
+        Ok(())
+    }
+
+    async fn notify_release(&self, token: &str) -> Result<()> {
+        sqlx::query(&self.sql.notify_release)
+            .bind(self.names.channel.as_str())
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: notify a release", e))?;
+        Ok(())
+    }
+
+    async fn wait_for_release(&self, token: &str, until: i64) -> Result<()> {
+        sqlx::query(&self.sql.wait_for_release)
+            .bind(token)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: record a wait for a release", e))?;
+        Ok(())
+    }
+
+    async fn stop_waiting(&self, token: &str) -> Result<()> {
+        sqlx::query(&format!("DELETE FROM {} WHERE token = $1", self.names.waiters))
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: remove a wait for a release", e))?;
         Ok(())
     }
 

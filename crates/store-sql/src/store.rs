@@ -42,6 +42,9 @@ pub struct SqlJobStore {
     codec: StateCodec,
     /// Change notifications (PostgreSQL).
     changes: apscheduler_core::ChangeChannel,
+    /// The end of the last wait for a release recorded for this store (microseconds,
+    /// the server's clock; PostgreSQL), so that a wait is written once.
+    waiting_until: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -338,6 +341,7 @@ impl SqlJobStoreBuilder {
             }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
+            waiting_until: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }
@@ -456,6 +460,81 @@ impl SqlJobStore {
         codec::encode(job, &self.codec)
     }
 
+    /// A claim, preferring the partitions `prefer` names when given.
+    async fn claim(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        prefer: Option<&[u32]>,
+    ) -> Result<Acquired, Error> {
+        codec::check_id("scheduler_id", scheduler_id)?;
+        if limit == 0 {
+            return Ok(Acquired::default());
+        }
+        self.lock_single_node()?;
+        let driver = self.driver().await?;
+        let req = ClaimRequest {
+            holder: scheduler_id,
+            now: codec::micros_floor(&now),
+            expires: codec::expiry(&now, lease),
+            lease: codec::lease_length(lease),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            max_bytes: self.max_bytes(),
+            prefer,
+        };
+        let mut rows = retry!(driver.claim(req))?;
+        rows.sort_unstable_by(|a, b| (a.next_run_time, &a.id).cmp(&(b.next_run_time, &b.id)));
+        let mut acquired = Acquired {
+            jobs: Vec::with_capacity(rows.len()),
+            corrupt: Vec::new(),
+        };
+        let mut marks = Vec::new();
+        for row in &rows {
+            match codec::decode(row, &self.codec) {
+                Ok(job) => acquired.jobs.push(job),
+                Err(reason) => {
+                    marks.push((row.id.clone(), reason.clone()));
+                    acquired.corrupt.push(CorruptJob {
+                        id: row.id.clone(),
+                        error: reason,
+                    });
+                }
+            }
+        }
+        if !marks.is_empty() {
+            // Set aside for good. Should this fail, the rows stay leased to us and are
+            // reported again when the lease expires.
+            if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
+                apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "cannot mark corrupt jobs: {e}");
+            }
+        }
+        Ok(acquired)
+    }
+
+    /// Records (PostgreSQL) that this store's scheduler sleeps until `until`, a lease's
+    /// end, so that the release of a job under a lease wakes it. Written once per wait
+    /// and only by a store that listens. A wait recorded just after another node's
+    /// release checked for waiters misses that release: the scheduler then wakes at
+    /// the lease's end, and the node that released the job has planned it meanwhile.
+    async fn wait_for_release(&self, driver: &Arc<dyn Driver>, until: i64) {
+        use std::sync::atomic::Ordering;
+        if self.changes.listener().is_none()
+            || self.waiting_until.load(Ordering::Relaxed) >= until
+        {
+            return;
+        }
+        match driver.wait_for_release(self.changes.token(), until).await {
+            Ok(()) => {
+                self.waiting_until.fetch_max(until, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(target: "apscheduler", "wait for a release not recorded (this scheduler wakes at the lease's end): {e}");
+            }
+        }
+    }
+
     /// Tells the other schedulers that jobs changed (PostgreSQL), after a write that
     /// succeeded. A failed notification is not the write's failure: the others still
     /// see the change at their next pass or poll.
@@ -495,6 +574,12 @@ impl JobStore for SqlJobStore {
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
         self.changes.stop().await;
+        if self.waiting_until.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            if let Some(driver) = self.link.current() {
+                // Left behind, it would only wake the others for nothing until it ends.
+                let _ = driver.stop_waiting(self.changes.token()).await;
+            }
+        }
         self.link.close().await;
         #[cfg(feature = "sqlite")]
         if let Some(lock) = &self.link.node_lock {
@@ -520,6 +605,9 @@ impl JobStore for SqlJobStore {
         capabilities.single_node = self.link.backend() == Dialect::Sqlite;
         capabilities.notifications = self.link.backend() == Dialect::Postgres;
         capabilities.store_clock = self.link.backend() != Dialect::Sqlite;
+        if self.link.backend() != Dialect::Sqlite {
+            capabilities.partitions = crate::schema::CLAIM_PARTITIONS;
+        }
         capabilities
     }
 
@@ -656,6 +744,11 @@ impl JobStore for SqlJobStore {
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let driver = self.driver().await?;
         let (due, leased) = driver.rows().next_run_time().await?;
+        // Sleeping until another scheduler's lease ends: only then does a release
+        // concern this scheduler (a release never moves a job it saw unleased earlier).
+        if let Some(until) = leased.filter(|l| due.is_none_or(|d| *l <= d)) {
+            self.wait_for_release(&driver, until).await;
+        }
         let earliest = match (due, leased) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -670,47 +763,29 @@ impl JobStore for SqlJobStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
-        codec::check_id("scheduler_id", scheduler_id)?;
-        if limit == 0 {
-            return Ok(Acquired::default());
-        }
-        self.lock_single_node()?;
-        let driver = self.driver().await?;
-        let req = ClaimRequest {
-            holder: scheduler_id,
-            now: codec::micros_floor(&now),
-            expires: codec::expiry(&now, lease),
-            lease: codec::lease_length(lease),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
-            max_bytes: self.max_bytes(),
-        };
-        let mut rows = retry!(driver.claim(req))?;
-        rows.sort_unstable_by(|a, b| (a.next_run_time, &a.id).cmp(&(b.next_run_time, &b.id)));
-        let mut acquired = Acquired {
-            jobs: Vec::with_capacity(rows.len()),
-            corrupt: Vec::new(),
-        };
-        let mut marks = Vec::new();
-        for row in &rows {
-            match codec::decode(row, &self.codec) {
-                Ok(job) => acquired.jobs.push(job),
-                Err(reason) => {
-                    marks.push((row.id.clone(), reason.clone()));
-                    acquired.corrupt.push(CorruptJob {
-                        id: row.id.clone(),
-                        error: reason,
-                    });
-                }
-            }
-        }
-        if !marks.is_empty() {
-            // Set aside for good. Should this fail, the rows stay leased to us and are
-            // reported again when the lease expires.
-            if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
-                apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "cannot mark corrupt jobs: {e}");
-            }
-        }
-        Ok(acquired)
+        self.claim(scheduler_id, now, limit, lease, None).await
+    }
+
+    /// PostgreSQL and MySQL/MariaDB: the due jobs of the hint's partitions first,
+    /// through the index on `(claim_partition, next_run_time, id)`, then the earliest
+    /// due jobs of the other partitions to fill `limit`, in one statement on PostgreSQL
+    /// (two in one transaction on MySQL/MariaDB when it steals). A hint that names
+    /// every partition or none, or another partition count, is a plain claim; SQLite
+    /// ignores it.
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let partitioned = self.link.backend() != Dialect::Sqlite
+            && hint.partitions == crate::schema::CLAIM_PARTITIONS
+            && !hint.owned.is_empty()
+            && !hint.owns_all();
+        let prefer = partitioned.then_some(hint.owned);
+        self.claim(scheduler_id, now, limit, lease, prefer).await
     }
 
     async fn extend_leases(
@@ -809,9 +884,11 @@ impl JobStore for SqlJobStore {
             .into_iter()
             .collect();
             // A node that saw these jobs under this one's lease sleeps until it
-            // expires: wake it now.
+            // expires: wake it now (only such a node is told).
             if !released.is_empty() {
-                self.changed(&driver).await;
+                if let Err(e) = driver.notify_release(self.changes.token()).await {
+                    tracing::debug!(target: "apscheduler", "release notification not sent: {e}");
+                }
             }
             if released.len() < asked.len() {
                 lost = asked
