@@ -110,9 +110,7 @@ pub(crate) struct Names {
     pub(crate) idx_runs_job: String,
     /// The run history index on `(outcome, scheduled_at, run_id)`, quoted.
     pub(crate) idx_runs_outcome: String,
-    /// The release waiters table (`<table>_waiters`, PostgreSQL), unquoted.
-    pub(crate) waiters_table: String,
-    /// The release waiters table, quoted.
+    /// The release waiters table (`<table>_waiters`, PostgreSQL), quoted.
     pub(crate) waiters: String,
     /// The node registry table (`<table>_nodes`), unquoted.
     pub(crate) nodes_table: String,
@@ -139,7 +137,6 @@ impl Names {
         let schema_table = derived(table, "_schema");
         let runs_table = derived(table, "_runs");
         let nodes_table = derived(table, "_nodes");
-        let waiters_table = derived(table, "_waiters");
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         let hash = fnv1a(&format!("apscheduler-store-sql:{table}"));
         Names {
@@ -157,8 +154,7 @@ impl Names {
             idx_runs_outcome: quote(&derived(table, "_runs_outcome_idx")),
             nodes: quote(&nodes_table),
             nodes_table,
-            waiters: quote(&waiters_table),
-            waiters_table,
+            waiters: quote(&derived(table, "_waiters")),
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
             #[cfg(feature = "postgres")]
