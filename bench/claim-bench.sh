@@ -8,8 +8,10 @@
 # In a database of its own, created and dropped on APS_TEST_POSTGRES_URL's server
 # (default postgres://root@127.0.0.1:5432/test).
 #
-# Usage: bash bench/claim-bench.sh [STORED] [BURST] [CLAIMERS]
-#        (default 100000 10000 1,3,10,30)
+# Usage: bash bench/claim-bench.sh [STORED] [BURST] [CLAIMERS] [without-partition-index]
+#        (default 100000 10000 1,3,10,30; the last: drop the partition index and run
+#        plain claims only, to compare with a table without partitions)
+# APS_BENCH_PROFILE=debug builds without optimizations (the claims run in PostgreSQL).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aps-target}"
@@ -30,4 +32,4 @@ db="aps_claim_bench_$$"
 psql "$pg" -qc "CREATE DATABASE $db"
 trap 'psql "$pg" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
 echo "== PostgreSQL: $stored stored, a burst of $burst due, claimers $claimers" >&2
-"$bin" "${pg%/*}/$db" "$stored" "$burst" "$claimers"
+"$bin" "${pg%/*}/$db" "$stored" "$burst" "$claimers" ${4:+"$4"}

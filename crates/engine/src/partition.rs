@@ -66,13 +66,15 @@ impl Ownership {
         } else {
             Some(rendezvous(me, &live, partitions).into())
         };
-        let changed = last
-            .as_ref()
-            .map_or(owned.is_some(), |l| l.owned != owned);
+        let changed = last.as_ref().map_or(owned.is_some(), |l| l.owned != owned);
         if changed {
             match &owned {
-                Some(o) => tracing::info!(target: "apscheduler", node = %me, "claim partitions: this node claims {} of {} partitions first ({} live nodes), then steals from the others", o.len(), partitions, live.len()),
-                None => tracing::info!(target: "apscheduler", node = %me, "claim partitions: {} live node(s), fewer than {PARTITIONED_FROM_NODES}: this node claims from every partition", live.len()),
+                Some(o) => {
+                    tracing::info!(target: "apscheduler", node = %me, "claim partitions: this node claims {} of {} partitions first ({} live nodes), then steals from the others", o.len(), partitions, live.len())
+                }
+                None => {
+                    tracing::info!(target: "apscheduler", node = %me, "claim partitions: {} live node(s), fewer than {PARTITIONED_FROM_NODES}: this node claims from every partition", live.len())
+                }
             }
         }
         *last = Some(Owned {
@@ -149,7 +151,10 @@ mod tests {
             let mean = 1024.0 / count as f64;
             let max = *sizes.iter().max().unwrap() as f64;
             // Binomial spread: the busiest node within about four standard deviations.
-            assert!(max < mean + 4.0 * mean.sqrt() + 1.0, "{count} nodes: {sizes:?}");
+            assert!(
+                max < mean + 4.0 * mean.sqrt() + 1.0,
+                "{count} nodes: {sizes:?}"
+            );
         }
     }
 
@@ -169,7 +174,10 @@ mod tests {
         let mut taken = Vec::new();
         for (i, me) in live.iter().enumerate().filter(|(i, _)| *i != 3) {
             let now = rendezvous(me, &survivors, 1024);
-            assert!(before[i].iter().all(|p| now.contains(p)), "{me} lost a partition");
+            assert!(
+                before[i].iter().all(|p| now.contains(p)),
+                "{me} lost a partition"
+            );
             taken.extend(now.into_iter().filter(|p| !before[i].contains(p)));
         }
         taken.sort_unstable();

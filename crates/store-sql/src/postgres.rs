@@ -302,11 +302,14 @@ impl Driver for PgDriver {
     }
 
     async fn stop_waiting(&self, token: &str) -> Result<()> {
-        sqlx::query(&format!("DELETE FROM {} WHERE token = $1", self.names.waiters))
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::sql("PostgreSQL: remove a wait for a release", e))?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE token = $1",
+            self.names.waiters
+        ))
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::sql("PostgreSQL: remove a wait for a release", e))?;
         Ok(())
     }
 

@@ -233,7 +233,9 @@ pub(crate) const CLAIM_PARTITIONS: u32 = 1024;
 pub(crate) fn partition_of(dialect: Dialect, id: &str) -> String {
     let mask = CLAIM_PARTITIONS - 1;
     match dialect {
-        Dialect::Postgres => format!("(('x' || substr(md5({id}), 1, 8))::bit(32)::INTEGER & {mask})"),
+        Dialect::Postgres => {
+            format!("(('x' || substr(md5({id}), 1, 8))::bit(32)::INTEGER & {mask})")
+        }
         Dialect::MySql => {
             format!("(CAST(CONV(SUBSTRING(MD5({id}), 1, 8), 16, 10) AS UNSIGNED) & {mask})")
         }

@@ -520,8 +520,7 @@ impl SqlJobStore {
     /// the lease's end, and the node that released the job has planned it meanwhile.
     async fn wait_for_release(&self, driver: &Arc<dyn Driver>, until: i64) {
         use std::sync::atomic::Ordering;
-        if self.changes.listener().is_none()
-            || self.waiting_until.load(Ordering::Relaxed) >= until
+        if self.changes.listener().is_none() || self.waiting_until.load(Ordering::Relaxed) >= until
         {
             return;
         }
@@ -574,7 +573,11 @@ impl JobStore for SqlJobStore {
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
         self.changes.stop().await;
-        if self.waiting_until.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if self
+            .waiting_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
             if let Some(driver) = self.link.current() {
                 // Left behind, it would only wake the others for nothing until it ends.
                 let _ = driver.stop_waiting(self.changes.token()).await;

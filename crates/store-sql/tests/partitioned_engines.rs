@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{JobStore, RunQuery, RunHistory};
+use apscheduler_core::{JobStore, RunHistory, RunQuery};
 use apscheduler_engine::{owned_partitions, AsyncScheduler, Engine, HistoryOptions, JobSpec};
 use chrono::Utc;
 use serde_json::json;
@@ -142,5 +142,8 @@ async fn four_schedulers_each_claim_their_own_partitions_first() {
     let share = own as f64 / JOBS as f64;
     eprintln!("runs on their partition's owner: {own} of {JOBS} ({share:.2}); by owner (jobs, run by it): {by_node:?}");
     // Claims of the whole head would give about a quarter.
-    assert!(share > 0.5, "{own} of {JOBS} ran on their partition's owner");
+    assert!(
+        share > 0.5,
+        "{own} of {JOBS} ran on their partition's owner"
+    );
 }

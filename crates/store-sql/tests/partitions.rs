@@ -129,7 +129,11 @@ async fn own_partitions_first_then_the_earliest_of_the_others(tables: &Tables) {
         .acquire_due_jobs_preferring("mine", now, 4, LEASE, hint)
         .await
         .unwrap();
-    let expected: Vec<String> = mine.iter().take(4).map(|&n| job(n).id.to_string()).collect();
+    let expected: Vec<String> = mine
+        .iter()
+        .take(4)
+        .map(|&n| job(n).id.to_string())
+        .collect();
     assert_eq!(ids(&first.jobs), expected);
     // Another claimer owning nothing of these steals the head, skipping the leased.
     let other = store
@@ -247,8 +251,7 @@ async fn an_old_table_is_upgraded_by_four_schedulers_at_once(tables: &Tables) {
     raw.exec(&drop).await;
     raw.exec(&format!("UPDATE {schema} SET version = 2")).await;
     let starters: Vec<SqlJobStore> = (0..4).map(|_| tables.store_on(&table)).collect();
-    let started =
-        futures_util::future::join_all(starters.iter().map(|s| s.start("default"))).await;
+    let started = futures_util::future::join_all(starters.iter().map(|s| s.start("default"))).await;
     for (i, r) in started.into_iter().enumerate() {
         r.unwrap_or_else(|e| panic!("scheduler {i} failed to start on the old table: {e}"));
     }

@@ -32,7 +32,10 @@ async fn listening(tables: &Tables, table: &str) -> (SqlJobStore, Arc<AtomicUsiz
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(heard.load(Ordering::SeqCst) > 0, "the channel never connected");
+    assert!(
+        heard.load(Ordering::SeqCst) > 0,
+        "the channel never connected"
+    );
     heard.store(0, Ordering::SeqCst);
     (store, heard)
 }
@@ -68,8 +71,10 @@ async fn claim_and_release(store: &SqlJobStore, holder: &str, lease: Duration) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_wakes_only_a_scheduler_that_waits_for_it() {
-    let Some(url) = server_url(POSTGRES_ENV, "a_release_wakes_only_a_scheduler_that_waits_for_it")
-    else {
+    let Some(url) = server_url(
+        POSTGRES_ENV,
+        "a_release_wakes_only_a_scheduler_that_waits_for_it",
+    ) else {
         return;
     };
     let tables = Tables::new(&url);
@@ -77,12 +82,16 @@ async fn a_release_wakes_only_a_scheduler_that_waits_for_it() {
     let releaser = tables.store_on(&table);
     releaser.start("default").await.unwrap();
     let (waiter, heard) = listening(&tables, &table).await;
-    let due = Utc::now().with_timezone(&apscheduler_core::chrono_tz::UTC) - chrono::Duration::seconds(1);
+    let due =
+        Utc::now().with_timezone(&apscheduler_core::chrono_tz::UTC) - chrono::Duration::seconds(1);
     releaser
         .add_job(sample_job("j", Some(due), interval_trigger(60)), false)
         .await
         .unwrap();
-    assert!(hears(&heard, Duration::from_secs(3)).await, "an add notifies");
+    assert!(
+        hears(&heard, Duration::from_secs(3)).await,
+        "an add notifies"
+    );
     heard.store(0, Ordering::SeqCst);
 
     // Nobody waits: the release is not announced.
@@ -103,7 +112,10 @@ async fn a_release_wakes_only_a_scheduler_that_waits_for_it() {
     assert!(hears(&heard, Duration::from_secs(3)).await);
     let releases = claim_and_release(&releaser, "r", Duration::from_secs(30)).await;
     let next = waiter.get_next_run_time().await.unwrap().unwrap();
-    assert!(next > Utc::now() + chrono::Duration::seconds(20), "{next}: the lease's end");
+    assert!(
+        next > Utc::now() + chrono::Duration::seconds(20),
+        "{next}: the lease's end"
+    );
     heard.store(0, Ordering::SeqCst);
     releaser.release_jobs("r", releases).await.unwrap();
     assert!(

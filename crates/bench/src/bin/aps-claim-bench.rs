@@ -3,8 +3,11 @@
 //! it.
 //!
 //! ```text
-//! aps-claim-bench URL [STORED] [BURST] [CLAIMERS,...]
+//! aps-claim-bench URL [STORED] [BURST] [CLAIMERS,...] [without-partition-index]
 //! ```
+//! With `without-partition-index`, the index on `(claim_partition, next_run_time, id)`
+//! is dropped (with `psql`) before the runs, and only plain claims run: what a table
+//! without partitions costs, to compare plain claims with.
 //! STORED jobs (default 100,000) are stored, BURST of them (default 10,000) due at one
 //! instant. For each claimer count (default `1,3,10,30`), twice (plain claims, then
 //! claims that prefer the partitions the claimer owns by rendezvous hashing, as the
@@ -30,10 +33,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const BATCH: usize = 64;
 const LEASE: Duration = Duration::from_secs(30);
 
-fn store(url: &str, table: &str) -> Result<SqlJobStore, BoxError> {
+/// A store on `table` with at most `connections` connections (a claimer needs one; a
+/// scheduler also listens on one).
+fn store(url: &str, table: &str, connections: u32) -> Result<SqlJobStore, BoxError> {
     Ok(SqlJobStore::builder(url)
         .table_name(table)
-        .max_connections(1)
+        .max_connections(connections)
         .build()?)
 }
 
@@ -50,10 +55,11 @@ fn main() -> Result<(), BoxError> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let without_index = args.get(4).map(String::as_str) == Some("without-partition-index");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let table = format!("bench_claims_{}", std::process::id());
-        let setup = Arc::new(store(url, &table)?);
+        let setup = Arc::new(store(url, &table, 4)?);
         let engine = Engine::builder().jobstore("default", setup.clone()).build();
         engine.register_task("noop", |_| Ok(json!(null)));
         engine.start(true).await?;
@@ -72,10 +78,27 @@ fn main() -> Result<(), BoxError> {
             engine.add_jobs(specs).await?;
             added += n;
         }
-        eprintln!("{added} idle jobs stored in {:.1} s", loaded.elapsed().as_secs_f64());
+        eprintln!(
+            "{added} idle jobs stored in {:.1} s",
+            loaded.elapsed().as_secs_f64()
+        );
+        if without_index {
+            let dropped = std::process::Command::new("psql")
+                .args([url.as_str(), "-qc"])
+                .arg(format!("DROP INDEX \"{table}_partition_idx\""))
+                .status()?;
+            if !dropped.success() {
+                return Err("psql could not drop the partition index".into());
+            }
+        }
+        let modes: &[bool] = if without_index {
+            &[false]
+        } else {
+            &[false, true]
+        };
         let mut reports = Vec::new();
         for (round, &claimers) in counts.iter().enumerate() {
-            for hinted in [false, true] {
+            for &hinted in modes {
                 // A fresh burst, due at one instant in the past.
                 let due = (Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
                 let specs: Vec<JobSpec> = (0..burst)
@@ -98,7 +121,8 @@ fn main() -> Result<(), BoxError> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "stored": stored, "burst": burst, "batch": BATCH, "runs": reports
+                "stored": stored, "burst": burst, "batch": BATCH,
+                "partition_index": !without_index, "runs": reports
             }))?
         );
         Ok::<(), BoxError>(())
@@ -118,7 +142,7 @@ async fn drain(
     let seen: Arc<Mutex<(HashSet<Arc<str>>, usize)>> = Arc::default();
     let mut stores = Vec::new();
     for _ in 0..claimers {
-        let s = store(url, table)?;
+        let s = store(url, table, 1)?;
         s.start("default").await?;
         stores.push(s);
     }
