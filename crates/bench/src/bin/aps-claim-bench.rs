@@ -105,7 +105,7 @@ fn main() -> Result<(), BoxError> {
                     .map(|i| {
                         JobSpec::task("noop")
                             .id(format!("due-{round}-{hinted}-{i:06}"))
-                            .trigger_args("interval", json!({"hours": 1, "start_date": due}))
+                            .trigger_args("date", json!({"run_date": due}))
                     })
                     .collect();
                 engine.add_jobs(specs).await?;
