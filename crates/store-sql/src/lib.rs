@@ -339,6 +339,7 @@ macro_rules! retry {
 mod config;
 pub use config::{register, SqlStoreConfig};
 mod backend;
+mod claim;
 mod codec;
 mod connect;
 mod driver;
