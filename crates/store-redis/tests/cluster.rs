@@ -1,9 +1,9 @@
 //! The store on a Redis Cluster (`redis+cluster://`), against a private cluster the
 //! tests start: six `redis-server --cluster-enabled yes` on spare loopback ports, three
 //! primaries with a replica each (`apscheduler_testkit::redis_cluster`). The store
-//! conformance suite and the run history suite on the cluster; bad input (a node not
-//! in cluster mode, nodes of different clusters, nothing reachable) failing clearly at
-//! start; what a primary's failover loses of acknowledged writes, without and with
+//! conformance suite, the run history suite and change notifications on the cluster;
+//! bad input (a node not in cluster mode, nodes of different clusters, nothing
+//! reachable) failing clearly at start; what a primary's failover loses of acknowledged writes, without and with
 //! `wait_replicas`, and what `WAIT` costs.
 
 mod common;
@@ -56,6 +56,22 @@ async fn conformance_on_a_cluster() {
         RedisJobStore::new(&url).unwrap(),
     );
     apscheduler_testkit::store::check_survives_restart(&first, &second).await;
+
+    // Change notifications: `PUBLISH` reaches every node, the subscription is on one
+    // of them; killing the subscription's connection (on whichever node) makes it
+    // subscribe again.
+    let url = cluster.url("notify.", "");
+    let (listening, writer) = (
+        RedisJobStore::new(&url).unwrap(),
+        RedisJobStore::new(&url).unwrap(),
+    );
+    let ports = cluster.ports;
+    apscheduler_testkit::store::check_change_notifications(&listening, &writer, || async move {
+        for port in ports {
+            apscheduler_testkit::sentinel::ask(port, "CLIENT KILL TYPE pubsub");
+        }
+    })
+    .await;
 
     let store = RedisJobStore::new(&cluster.url("hist.", "")).unwrap();
     assert_eq!(store.partition_keys().len(), 16);
