@@ -28,6 +28,7 @@ pub mod executor;
 pub mod history;
 pub mod history_fields;
 pub mod pg_failover;
+pub mod redis_cluster;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod sentinel;
