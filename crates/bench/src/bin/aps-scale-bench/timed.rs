@@ -42,6 +42,26 @@ impl Timed {
     }
 }
 
+impl Timed {
+    /// Notes a claim that started at `start` and gave `acquired`.
+    fn noted(&self, start: Instant, acquired: Result<Acquired, Error>) -> Result<Acquired, Error> {
+        let took = ms(start.elapsed());
+        let mut t = self.note();
+        match &acquired {
+            Ok(a) if !a.jobs.is_empty() => {
+                t.claims.push((took, a.jobs.len()));
+                t.open = Some(start);
+            }
+            Ok(_) => {
+                t.claims.push((took, 0));
+                t.open = None;
+            }
+            Err(_) => t.open = None,
+        }
+        acquired
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -118,22 +138,24 @@ impl JobStore for Timed {
             .inner
             .acquire_due_jobs(scheduler_id, now, limit, lease)
             .await;
-        let took = ms(start.elapsed());
-        let mut t = self.note();
-        match &acquired {
-            Ok(a) if !a.jobs.is_empty() => {
-                t.claims.push((took, a.jobs.len()));
-                t.open = Some(start);
-            }
-            Ok(_) => {
-                t.claims.push((took, 0));
-                t.open = None;
-            }
-            Err(_) => t.open = None,
-        }
-        acquired
+        self.noted(start, acquired)
     }
 
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let start = Instant::now();
+        let acquired = self
+            .inner
+            .acquire_due_jobs_preferring(scheduler_id, now, limit, lease, hint)
+            .await;
+        self.noted(start, acquired)
+    }
     async fn extend_leases(
         &self,
         scheduler_id: &str,
