@@ -153,6 +153,27 @@ pub struct Acquired {
     pub corrupt: Vec<CorruptJob>,
 }
 
+/// Which claim partitions a claimer prefers, for
+/// [`JobStore::acquire_due_jobs_preferring`]: the partitions its node owns among the
+/// live nodes (rendezvous hashing over the node registry, recomputed when a node joins
+/// or dies), so that many nodes claiming at once read different parts of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimHint<'a> {
+    /// Into how many partitions the claimer divided the jobs: the store's
+    /// [`Capabilities::partitions`]. A store that has another count ignores the hint.
+    pub partitions: u32,
+    /// The partitions the claimer owns, ascending, each below `partitions`.
+    pub owned: &'a [u32],
+}
+
+impl ClaimHint<'_> {
+    /// Whether the hint names every partition (one node owns them all): a claim with
+    /// it is a plain claim.
+    pub fn owns_all(&self) -> bool {
+        self.owned.len() >= self.partitions as usize
+    }
+}
+
 /// Where jobs live. One trait for the memory store and the persistent ones; several
 /// schedulers may share one persistent store.
 ///
@@ -302,6 +323,30 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<Acquired, Error>;
 
+    /// Claims due jobs like [`acquire_due_jobs`](JobStore::acquire_due_jobs), preferring
+    /// the partitions `hint` names: a store that divides its jobs into
+    /// [`Capabilities::partitions`] partitions claims first the due jobs of those
+    /// (earliest first), then, when they give fewer than `limit`, steals from the due
+    /// jobs of every other partition (earliest first). Every guarantee of
+    /// `acquire_due_jobs` holds; the jobs returned are ordered by next run time then id.
+    /// A hint is only a preference: a job is claimable by any claimer in any partition.
+    ///
+    /// The default ignores the hint (stores without partitions).
+    ///
+    /// # Errors
+    /// As [`acquire_due_jobs`](JobStore::acquire_due_jobs).
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let _ = hint;
+        self.acquire_due_jobs(scheduler_id, now, limit, lease).await
+    }
+
     /// Extends the caller's leases on these jobs to `now + lease` (the store's time plus
     /// `lease` on a store with [`Capabilities::store_clock`]); leases still held are
     /// extended even when some were lost.
@@ -397,6 +442,9 @@ pub struct Capabilities {
     /// hold one lease. [`JobStore::get_next_run_time`] reports a leased job at the later
     /// of its run time and its lease's end on the store's clock.
     pub store_clock: bool,
+    /// Into how many claim partitions the store divides its jobs (a stable hash of the
+    /// job id), for [`JobStore::acquire_due_jobs_preferring`]; 0 when it does not.
+    pub partitions: u32,
 }
 
 impl Capabilities {
@@ -409,6 +457,7 @@ impl Capabilities {
             transactions,
             single_node: false,
             store_clock: false,
+            partitions: 0,
         }
     }
 }

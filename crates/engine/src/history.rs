@@ -165,6 +165,8 @@ pub(crate) struct Recorder {
     /// The claim lease: a `running` record of a node silent longer than this does not
     /// count as an instance.
     lease: Duration,
+    /// The claim partitions this node owns among the live nodes.
+    ownership: crate::partition::Ownership,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -204,6 +206,7 @@ impl Recorder {
             membership: Mutex::new(None),
             liveness: Arc::default(),
             lease,
+            ownership: crate::partition::Ownership::default(),
         }
     }
 
@@ -214,6 +217,17 @@ impl Recorder {
     /// The node name written into this scheduler's records.
     pub(crate) fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The claim partitions (of a store's `partitions`) this node owns among the nodes
+    /// live in the registry it last read (see [`crate::partition`]); `None`: claim from
+    /// every partition.
+    pub(crate) fn owned_partitions(&self, partitions: u32) -> Option<Arc<[u32]>> {
+        if partitions == 0 {
+            return None;
+        }
+        let live = self.liveness.live(self.clock.now(), self.lease)?;
+        self.ownership.owned(&self.node, live, partitions)
     }
 
     /// The runs other nodes have in flight, by their `running` records, less those of

@@ -674,6 +674,23 @@ impl<S: JobStore + ?Sized> JobStore for MeteredStore<S> {
         .await
     }
 
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        // Timed as a claim: it is one, with a preference.
+        self.timed(
+            "acquire_due_jobs",
+            self.inner
+                .acquire_due_jobs_preferring(scheduler_id, now, limit, lease, hint),
+        )
+        .await
+    }
+
     async fn extend_leases(
         &self,
         scheduler_id: &str,

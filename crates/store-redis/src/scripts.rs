@@ -166,6 +166,37 @@ end
 return { taken, bad }
 ";
 
+/// On a cluster, before claiming: what a claim (`CLAIM`) on this partition would take
+/// first, without taking it. ARGV = now_us, limit, holder. Returns a flat list of
+/// `id, run_us`: up to `limit` due members of `run_times`, the due jobs whose leases
+/// have expired (by the server's time), and the due jobs the holder's own live leases
+/// hold (stranded claims); an id may come twice.
+const PEEK: &str = r"
+local now, limit, holder = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local server = server_us()
+local found = {}
+local function due(id, run)
+  if run and run ~= '' and tonumber(run) <= tonumber(now) and redis.call('HEXISTS', jobs, id) == 1 then
+    found[#found + 1] = id
+    found[#found + 1] = run
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, server))) do
+  local e, run = lease_of(id)
+  if e and tonumber(e) <= tonumber(server) then due(id, run) end
+end
+for _, id in ipairs(redis.call('HKEYS', leases)) do
+  local e, run, h = lease_of(id)
+  if e and h == holder and tonumber(e) > tonumber(server) then due(id, run) end
+end
+local heads = redis.call('ZRANGEBYSCORE', run_times, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #heads, 2 do
+  found[#found + 1] = heads[i]
+  found[#found + 1] = heads[i + 1]
+end
+return found
+";
+
 /// `release_jobs`: ARGV = holder, change channel, token, `n`, then `n` keys that must
 /// exist (the `running` records written just before in the same pipeline: when one is
 /// missing, nothing is released and `false` is returned), then entries `'u', id, state,
@@ -265,6 +296,7 @@ pub(crate) struct Scripts {
     pub(crate) add: Script,
     pub(crate) update: Script,
     pub(crate) claim: Script,
+    pub(crate) peek: Script,
     pub(crate) release: Script,
     pub(crate) extend: Script,
     pub(crate) quarantine: Script,
@@ -274,6 +306,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     add: script(ADD),
     update: script(UPDATE),
     claim: script(CLAIM),
+    peek: script(PEEK),
     release: script(RELEASE),
     extend: script(EXTEND),
     quarantine: script(QUARANTINE),

@@ -29,6 +29,11 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) limit: i64,
     /// States larger than this many bytes are not fetched.
     pub(crate) max_bytes: i64,
+    /// The claim partitions to claim from first, ascending (of
+    /// [`CLAIM_PARTITIONS`](crate::schema::CLAIM_PARTITIONS)); `None`: the whole due
+    /// head. SQLite has no partitions and ignores it.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) prefer: Option<&'a [u32]>,
 }
 
 impl<'a> ClaimRequest<'a> {
@@ -125,7 +130,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
-    /// live lease) to `holder` and returns them (in any order).
+    /// live lease) to `holder` and returns them (in any order): with `prefer`, the
+    /// earliest of those partitions' first, then the earliest of the others' to fill
+    /// `limit`.
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>>;
 
     /// Marks rows corrupt (`(id, reason)`) and drops their leases.
@@ -172,6 +179,18 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// `NOTIFY`, with `token`, the notifying store's, as payload); the other backends
     /// have no channel and do nothing.
     async fn notify_change(&self, _token: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Records that the store with `token` waits, until `until` (microseconds, the
+    /// server's clock), for another scheduler's release (PostgreSQL); the other
+    /// backends have no channel and do nothing.
+    async fn wait_for_release(&self, _token: &str, _until: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes the wait the store with `token` recorded (PostgreSQL), at its shutdown.
+    async fn stop_waiting(&self, _token: &str) -> Result<()> {
         Ok(())
     }
 

@@ -64,17 +64,29 @@ impl MySqlDriver {
         req: ClaimRequest<'_>,
     ) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
         let mut tx = sqlx::Connection::begin(conn).await?;
-        let rows = sqlx::query(&self.claim_select)
-            .bind(req.max_bytes)
-            .bind(req.now)
-            .bind(req.holder)
-            .bind(req.limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let rows: Vec<FetchedRow> = rows
-            .iter()
-            .map(crate::driver::read_row)
-            .collect::<std::result::Result<_, _>>()?;
+        let rows = match req.prefer {
+            None => select_due(&mut tx, &self.claim_select, &req, req.limit, true).await?,
+            Some(owned) => {
+                // Its own partitions first (through the partition index), then, when
+                // they give fewer than the limit, the earliest of the others. The
+                // partitions are numbers this crate made: safe to splice.
+                let list = owned
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let (own, others) = (
+                    self.claim_in_partitions("IN", &list),
+                    self.claim_in_partitions("NOT IN", &list),
+                );
+                let mut rows = select_due(&mut tx, &own, &req, req.limit, false).await?;
+                let left = req.limit - i64::try_from(rows.len()).unwrap_or(req.limit);
+                if left > 0 {
+                    rows.extend(select_due(&mut tx, &others, &req, left, false).await?);
+                }
+                rows
+            }
+        };
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(rows);
@@ -94,6 +106,19 @@ impl MySqlDriver {
         }
         tx.commit().await?;
         Ok(rows)
+    }
+
+    /// The claim's select restricted to rows whose partition is (`IN`) or is not
+    /// (`NOT IN`) in `list`.
+    fn claim_in_partitions(&self, op: &str, list: &str) -> String {
+        format!(
+            "SELECT {} FROM {} \
+             WHERE claim_partition {op} ({list}) AND next_run_time <= ? AND corrupt IS NULL \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = ?) \
+             ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
+            row_columns(Dialect::MySql, "", "?"),
+            self.names.jobs
+        )
     }
 
     fn insert_sql(&self, rows: usize, replace: bool) -> String {
@@ -281,6 +306,27 @@ impl Driver for MySqlDriver {
         tx.commit().await.map_err(map)?;
         Ok(held)
     }
+}
+
+/// Selects and locks up to `limit` due rows with `sql` (a claim select: its parameters
+/// `max_bytes`, `now`, `holder`, `limit`), in `tx`; `persistent`: a statement worth
+/// preparing once (the partition lists vary).
+async fn select_due(
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    sql: &str,
+    req: &ClaimRequest<'_>,
+    limit: i64,
+    persistent: bool,
+) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
+    let rows = sqlx::query(sql)
+        .persistent(persistent)
+        .bind(req.max_bytes)
+        .bind(req.now)
+        .bind(req.holder)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(crate::driver::read_row).collect()
 }
 
 /// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`;

@@ -18,11 +18,16 @@ struct Statements {
     insert: String,
     upsert: String,
     claim: String,
+    /// A claim that takes the due rows of some partitions (`$6`) first.
+    claim_preferring: String,
     mark_corrupt: String,
     extend: String,
     release: String,
     /// The release, with the run history's records written in the same statement.
     release_recorded: String,
+    /// Records a wait for a release (`$1` token, `$2` until), dropping waits an hour
+    /// over (the rows of stores that are gone).
+    wait_for_release: String,
 }
 
 /// The server's time in microseconds since the epoch, constant within a statement:
@@ -30,13 +35,14 @@ struct Statements {
 const NOW: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT";
 
 /// The release: new states written and rows deleted where `$7` holds the lease, the
-/// other schedulers notified (`$9` channel, `$10` payload) once if any row was released,
+/// other schedulers notified (`$9` channel, `$10` payload) once if any row was released
+/// and some scheduler waits for a release (a row of `waiters` not yet over),
 /// and the next run time after it read in the same statement (as
 /// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time) would: the
 /// statement's snapshot predates its own writes, so the released rows count with their
 /// new next run times and the others as read). One row per released id. `recorded`
 /// (empty, or a `name AS (...), ` common table expression) is written with it.
-fn release_statement(jobs: &str, recorded: &str) -> String {
+fn release_statement(jobs: &str, waiters: &str, recorded: &str) -> String {
     let others = "id NOT IN (SELECT id FROM released) AND next_run_time IS NOT NULL \
                   AND corrupt IS NULL";
     format!(
@@ -52,7 +58,8 @@ fn release_statement(jobs: &str, recorded: &str) -> String {
          DELETE FROM {jobs} WHERE id = ANY($8::VARCHAR[]) \
          AND lease_holder = $7 RETURNING id), \
          released AS (SELECT id FROM updated UNION ALL SELECT id FROM removed) \
-         SELECT r.id, (SELECT pg_notify($9, $10)) IS NULL, \
+         SELECT r.id, (SELECT pg_notify($9, $10) FROM {waiters} \
+         WHERE until > {NOW} LIMIT 1) IS NULL, \
          LEAST((SELECT min(next_run_time) FROM updated), \
          (SELECT next_run_time FROM {jobs} WHERE {others} \
          AND (lease_expires IS NULL OR lease_expires <= next_run_time) \
@@ -68,12 +75,34 @@ impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
         let runs = crate::runs::RunStatements::new(Dialect::Postgres, n);
+        // Each row gets its claim partition from its id (an upsert keeps it: same id).
         let insert = format!(
-            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}) \
-             SELECT * FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
-             $5::BYTEA[], $6::INTEGER[])"
+            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \
+             SELECT v.*, {} FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+             $5::BYTEA[], $6::INTEGER[]) AS v(id, next_run_time, paused, state, state_bin, \
+             format_version)",
+            schema::partition_of(Dialect::Postgres, "v.id")
         );
+        let claimable = format!(
+            "next_run_time <= $2 AND corrupt IS NULL \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4)"
+        );
+        let lease_due = |due: &str| {
+            format!(
+                "UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM {due} \
+                 WHERE j.id = {due}.id \
+                 RETURNING {}",
+                row_columns(Dialect::Postgres, "j.", "$1")
+            )
+        };
+        let waiters = &n.waiters;
         Statements {
+            wait_for_release: format!(
+                "WITH gone AS (DELETE FROM {waiters} WHERE until < {NOW} - 3600000000 \
+                 AND token <> $1) \
+                 INSERT INTO {waiters} (token, until) VALUES ($1, $2) \
+                 ON CONFLICT (token) DO UPDATE SET until = EXCLUDED.until"
+            ),
             upsert: format!(
                 "{insert} ON CONFLICT (id) DO UPDATE SET next_run_time = EXCLUDED.next_run_time, \
                  paused = EXCLUDED.paused, state = EXCLUDED.state, state_bin = EXCLUDED.state_bin, \
@@ -82,14 +111,23 @@ impl Statements {
             insert,
             claim: format!(
                 "WITH due AS (\
-                 SELECT id FROM {jobs} \
-                 WHERE next_run_time <= $2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4) \
-                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM due \
-                 WHERE j.id = due.id \
-                 RETURNING {}",
-                row_columns(Dialect::Postgres, "j.", "$1")
+                 SELECT id FROM {jobs} WHERE {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) {}",
+                lease_due("due")
+            ),
+            // Its own partitions through the partition index, then the earliest of the
+            // others (not its own: rows of its own it skipped are locked elsewhere) up
+            // to the limit; a steal of nothing reads nothing (`LIMIT 0`).
+            claim_preferring: format!(
+                "WITH own AS (\
+                 SELECT id FROM {jobs} WHERE claim_partition = ANY($6::INTEGER[]) AND {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 stolen AS (\
+                 SELECT id FROM {jobs} WHERE NOT (claim_partition = ANY($6::INTEGER[])) \
+                 AND {claimable} ORDER BY next_run_time, id \
+                 LIMIT GREATEST($3 - (SELECT count(*) FROM own), 0) FOR UPDATE SKIP LOCKED), \
+                 due AS (SELECT id FROM own UNION ALL SELECT id FROM stolen) {}",
+                lease_due("due")
             ),
             mark_corrupt: format!(
                 "UPDATE {jobs} AS j SET corrupt = v.reason, lease_holder = NULL, lease_expires = NULL \
@@ -100,9 +138,10 @@ impl Statements {
                  WHERE id = ANY($1::VARCHAR[]) AND lease_holder = $2 AND lease_expires > {NOW} \
                  RETURNING id"
             ),
-            release: release_statement(jobs, ""),
+            release: release_statement(jobs, waiters, ""),
             release_recorded: release_statement(
                 jobs,
+                waiters,
                 &format!(
                     "recorded AS ({} SELECT * FROM UNNEST($11::VARCHAR[], $12::VARCHAR[], \
                      $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::VARCHAR[], $17::INTEGER[], \
@@ -220,11 +259,19 @@ impl Driver for PgDriver {
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let map = |e| StoreError::sql("PostgreSQL: acquire_due_jobs", e);
+        let query = match req.prefer {
+            Some(owned) => {
+                let owned: Vec<i32> = owned
+                    .iter()
+                    .map(|&p| i32::try_from(p).unwrap_or(i32::MAX))
+                    .collect();
+                req.bind_numbered(sqlx::query(&self.sql.claim_preferring), req.lease)
+                    .bind(owned)
+            }
+            None => req.bind_numbered(sqlx::query(&self.sql.claim), req.lease),
+        };
         let mut held = self.pass.lock().await.map_err(map)?;
-        let rows = req
-            .bind_numbered(sqlx::query(&self.sql.claim), req.lease)
-            .fetch_all(held.conn())
-            .await;
+        let rows = query.fetch_all(held.conn()).await;
         let rows = held
             .done(rows)
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
@@ -308,6 +355,28 @@ impl Driver for PgDriver {
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: notify a change", e))?;
+        Ok(())
+    }
+
+    async fn wait_for_release(&self, token: &str, until: i64) -> Result<()> {
+        sqlx::query(&self.sql.wait_for_release)
+            .bind(token)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: record a wait for a release", e))?;
+        Ok(())
+    }
+
+    async fn stop_waiting(&self, token: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE token = $1",
+            self.names.waiters
+        ))
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::sql("PostgreSQL: remove a wait for a release", e))?;
         Ok(())
     }
 

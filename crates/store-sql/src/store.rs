@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::codec::{self, EncodedJob};
 use crate::connect::{self, PoolConfig, Target};
-use crate::driver::{ClaimRequest, Driver, Extension, Release};
+use crate::driver::{Driver, Extension, Release};
 use crate::error::{invalid_input, StoreError};
 use crate::history::SqlRunHistory;
 use crate::schema::{self, Dialect, Names};
@@ -39,14 +39,17 @@ const PARALLEL_DECODE_ROWS: usize = 2_000;
 /// [`shutdown`](JobStore::shutdown) closes the connections; a later call connects
 /// again.
 pub struct SqlJobStore {
-    link: Arc<Link>,
-    codec: StateCodec,
+    pub(crate) link: Arc<Link>,
+    pub(crate) codec: StateCodec,
     /// Change notifications (PostgreSQL).
-    changes: apscheduler_core::ChangeChannel,
+    pub(crate) changes: apscheduler_core::ChangeChannel,
     /// The run history [`JobStore::run_history`] hands out, the same each time: a
     /// scheduler recognizes it as this store's own and writes its records with the
     /// release ([`JobStore::release_jobs_recorded`]).
     history: Arc<dyn apscheduler_core::RunHistory>,
+    /// The end of the last wait for a release recorded for this store (microseconds,
+    /// the server's clock; PostgreSQL), so that a wait is written once.
+    pub(crate) waiting_until: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -349,6 +352,7 @@ impl SqlJobStoreBuilder {
             link,
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
+            waiting_until: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }
@@ -455,11 +459,11 @@ impl SqlJobStore {
     }
 
     /// The connected backend: connects and migrates on first use.
-    async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
+    pub(crate) async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
         self.link.driver().await
     }
 
-    fn max_bytes(&self) -> i64 {
+    pub(crate) fn max_bytes(&self) -> i64 {
         i64::try_from(self.codec.max_bytes).unwrap_or(i64::MAX)
     }
 
@@ -595,6 +599,16 @@ impl JobStore for SqlJobStore {
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
         self.changes.stop().await;
+        if self
+            .waiting_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            if let Some(driver) = self.link.current() {
+                // Left behind, it would only wake the others for nothing until it ends.
+                let _ = driver.stop_waiting(self.changes.token()).await;
+            }
+        }
         self.link.close().await;
         #[cfg(feature = "sqlite")]
         if let Some(lock) = &self.link.node_lock {
@@ -620,6 +634,9 @@ impl JobStore for SqlJobStore {
         capabilities.single_node = self.link.backend() == Dialect::Sqlite;
         capabilities.notifications = self.link.backend() == Dialect::Postgres;
         capabilities.store_clock = self.link.backend() != Dialect::Sqlite;
+        if self.link.backend() != Dialect::Sqlite {
+            capabilities.partitions = crate::schema::CLAIM_PARTITIONS;
+        }
         capabilities
     }
 
@@ -756,6 +773,11 @@ impl JobStore for SqlJobStore {
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let driver = self.driver().await?;
         let (due, leased) = driver.rows().next_run_time().await?;
+        // Sleeping until another scheduler's lease ends: only then does a release
+        // concern this scheduler (a release never moves a job it saw unleased earlier).
+        if let Some(until) = leased.filter(|l| due.is_none_or(|d| *l <= d)) {
+            self.wait_for_release(&driver, until).await;
+        }
         let earliest = match (due, leased) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -770,47 +792,29 @@ impl JobStore for SqlJobStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
-        codec::check_id("scheduler_id", scheduler_id)?;
-        if limit == 0 {
-            return Ok(Acquired::default());
-        }
-        self.lock_single_node()?;
-        let driver = self.driver().await?;
-        let req = ClaimRequest {
-            holder: scheduler_id,
-            now: codec::micros_floor(&now),
-            expires: codec::expiry(&now, lease),
-            lease: codec::lease_length(lease),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
-            max_bytes: self.max_bytes(),
-        };
-        let mut rows = retry!(driver.claim(req))?;
-        rows.sort_unstable_by(|a, b| (a.next_run_time, &a.id).cmp(&(b.next_run_time, &b.id)));
-        let mut acquired = Acquired {
-            jobs: Vec::with_capacity(rows.len()),
-            corrupt: Vec::new(),
-        };
-        let mut marks = Vec::new();
-        for row in &rows {
-            match codec::decode(row, &self.codec) {
-                Ok(job) => acquired.jobs.push(job),
-                Err(reason) => {
-                    marks.push((row.id.clone(), reason.clone()));
-                    acquired.corrupt.push(CorruptJob {
-                        id: row.id.clone(),
-                        error: reason,
-                    });
-                }
-            }
-        }
-        if !marks.is_empty() {
-            // Set aside for good. Should this fail, the rows stay leased to us and are
-            // reported again when the lease expires.
-            if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
-                apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "cannot mark corrupt jobs: {e}");
-            }
-        }
-        Ok(acquired)
+        self.claim(scheduler_id, now, limit, lease, None).await
+    }
+
+    /// PostgreSQL and MySQL/MariaDB: the due jobs of the hint's partitions first,
+    /// through the index on `(claim_partition, next_run_time, id)`, then the earliest
+    /// due jobs of the other partitions to fill `limit`, in one statement on PostgreSQL
+    /// (two in one transaction on MySQL/MariaDB when it steals). A hint that names
+    /// every partition or none, or another partition count, is a plain claim; SQLite
+    /// ignores it.
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let partitioned = self.link.backend() != Dialect::Sqlite
+            && hint.partitions == crate::schema::CLAIM_PARTITIONS
+            && !hint.owned.is_empty()
+            && !hint.owns_all();
+        let prefer = partitioned.then_some(hint.owned);
+        self.claim(scheduler_id, now, limit, lease, prefer).await
     }
 
     async fn extend_leases(

@@ -241,9 +241,7 @@ impl Engine {
             if self.state() != SchedulerState::Running {
                 break;
             }
-            let acquired = store
-                .acquire_due_jobs(&self.inner.scheduler_id, now, batch, self.inner.lease)
-                .await?;
+            let acquired = self.claim(store, capabilities, now, batch).await?;
             for corrupt in &acquired.corrupt {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();

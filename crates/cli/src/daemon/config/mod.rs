@@ -496,6 +496,7 @@ const SCHEMES: &[&str] = &[
     "redis",
     "rediss",
     "redis+sentinel",
+    "redis+cluster",
     "mongodb",
     "mongodb+srv",
     "zookeeper",
