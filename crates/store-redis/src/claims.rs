@@ -7,7 +7,7 @@ use std::time::Duration;
 use apscheduler_core::{Acquired, CorruptJob, Error, JobRelease, Released, RunRecord};
 use chrono::{DateTime, Utc};
 
-use crate::codec::{decode, from_micros, lease_length, now_micros};
+use crate::codec::{decode, from_micros, lease_length, now_micros, score};
 use crate::error::StoreError;
 use crate::scripts::SCRIPTS;
 use crate::RedisJobStore;
@@ -283,7 +283,9 @@ impl RedisJobStore {
         let replies: Vec<(usize, usize, ReleaseReply)> = match (&call, &invocations[..]) {
             (Some((record, _)), [(part, sent, invocation)]) => {
                 let mut pipe = redis::pipe();
-                pipe.invoke_script(record).ignore().invoke_script(invocation);
+                pipe.invoke_script(record)
+                    .ignore()
+                    .invoke_script(invocation);
                 let reply = match self
                     .pipeline::<(ReleaseReply,)>("record runs and release jobs", &pipe)
                     .await
@@ -304,10 +306,12 @@ impl RedisJobStore {
                 vec![(*part, *sent, reply)]
             }
             _ => {
-                let calls = invocations.iter().map(|(part, sent, invocation)| async move {
-                    let reply: ReleaseReply = self.invoke("release jobs", invocation).await?;
-                    Ok::<_, StoreError>((*part, *sent, reply))
-                });
+                let calls = invocations
+                    .iter()
+                    .map(|(part, sent, invocation)| async move {
+                        let reply: ReleaseReply = self.invoke("release jobs", invocation).await?;
+                        Ok::<_, StoreError>((*part, *sent, reply))
+                    });
                 futures_util::future::try_join_all(calls).await?
             }
         };
@@ -329,7 +333,7 @@ impl RedisJobStore {
             // The next run time the script read is the store's only when the store is
             // one partition (a cluster's others were not read).
             if whole {
-                next = match (score(&due)?, score(&claimed)?) {
+                next = match (reply_score(&due)?, reply_score(&claimed)?) {
                     (Some(a), Some(b)) => Some(Some(a.min(b))),
                     (a, b) => Some(a.or(b)),
                 };
@@ -374,7 +378,7 @@ impl RedisJobStore {
 type ReleaseReply = Option<(Vec<String>, String, String)>;
 
 /// A score the release script read (`''`: the set was empty), in microseconds.
-fn score(text: &str) -> Result<Option<i64>, StoreError> {
+fn reply_score(text: &str) -> Result<Option<i64>, StoreError> {
     if text.is_empty() {
         return Ok(None);
     }

@@ -181,4 +181,26 @@ impl JobStore for Timed {
         }
         released
     }
+
+    fn records_with_release(&self) -> bool {
+        self.inner.records_with_release()
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Released, Error> {
+        let released = self
+            .inner
+            .release_jobs_recorded(scheduler_id, releases, records)
+            .await;
+        let mut t = self.note();
+        if let Some(start) = t.open.take() {
+            let took = ms(start.elapsed());
+            t.passes.push(took);
+        }
+        released
+    }
 }
