@@ -40,6 +40,10 @@ if ! command -v redis-sentinel >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel) >/dev/null
 fi
 command -v redis-sentinel >/dev/null || { echo "ERROR: redis-sentinel is not installed" >&2; exit 1; }
+# The Redis Cluster tests start a private six-node cluster (crates/store-redis/tests/cluster.rs,
+# crates/cli/tests/redis_cluster.rs): redis-server with cluster support (Redis 7, for
+# --cluster-port) and redis-cli --cluster from redis-tools, a dependency of redis-server.
+command -v redis-cli >/dev/null || { echo "ERROR: redis-cli (Debian's redis-tools) is not installed" >&2; exit 1; }
 
 # ZooKeeper: Debian's package, run as ZooKeeperServerMain with a zoo.cfg of our own
 # (loopback only, data under $HOME/.cache), so no service wrapper is needed.

@@ -88,8 +88,8 @@ pub use run::{
 pub use serde_json;
 pub use shared_policy::shared_policy;
 pub use store::{
-    Acquired, Capabilities, ChangeChannel, ChangeListener, CorruptJob, JobRelease, JobStore,
-    Released, StopListening,
+    Acquired, Capabilities, ChangeChannel, ChangeListener, ClaimHint, CorruptJob, JobRelease,
+    JobStore, Released, StopListening,
 };
 pub use task::{
     BoxFuture, Task, TaskContext, TaskError, TaskFailure, TaskFn, TaskRegistry, TaskResult,

@@ -99,6 +99,10 @@ pub struct Released {
     /// Jobs whose new state the store refused (it cannot be serialized or is over the
     /// store's size limit): nothing was written, and the lease runs out.
     pub refused: Vec<(Arc<str>, Error)>,
+    /// What [`JobStore::get_next_run_time`] would return once the release applied,
+    /// when the store read it in the release's own round trip (`None`: not read; ask
+    /// `get_next_run_time`).
+    pub next_run_time: Option<Option<DateTime<Utc>>>,
 }
 
 impl Released {
@@ -109,7 +113,18 @@ impl Released {
 
     /// A result with these lost and refused jobs.
     pub fn new(lost: Vec<Arc<str>>, refused: Vec<(Arc<str>, Error)>) -> Released {
-        Released { lost, refused }
+        Released {
+            lost,
+            refused,
+            next_run_time: None,
+        }
+    }
+
+    /// This result, carrying the store's next run time read after the release in the
+    /// same round trip (see [`Released::next_run_time`]).
+    pub fn with_next_run_time(mut self, next: Option<DateTime<Utc>>) -> Released {
+        self.next_run_time = Some(next);
+        self
     }
 
     /// Whether every release was applied.
@@ -136,6 +151,27 @@ pub struct Acquired {
     pub jobs: Vec<Job>,
     /// Due jobs that could not be decoded; reported once and set aside.
     pub corrupt: Vec<CorruptJob>,
+}
+
+/// Which claim partitions a claimer prefers, for
+/// [`JobStore::acquire_due_jobs_preferring`]: the partitions its node owns among the
+/// live nodes (rendezvous hashing over the node registry, recomputed when a node joins
+/// or dies), so that many nodes claiming at once read different parts of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimHint<'a> {
+    /// Into how many partitions the claimer divided the jobs: the store's
+    /// [`Capabilities::partitions`]. A store that has another count ignores the hint.
+    pub partitions: u32,
+    /// The partitions the claimer owns, ascending, each below `partitions`.
+    pub owned: &'a [u32],
+}
+
+impl ClaimHint<'_> {
+    /// Whether the hint names every partition (one node owns them all): a claim with
+    /// it is a plain claim.
+    pub fn owns_all(&self) -> bool {
+        self.owned.len() >= self.partitions as usize
+    }
 }
 
 /// Where jobs live. One trait for the memory store and the persistent ones; several
@@ -287,6 +323,30 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> Result<Acquired, Error>;
 
+    /// Claims due jobs like [`acquire_due_jobs`](JobStore::acquire_due_jobs), preferring
+    /// the partitions `hint` names: a store that divides its jobs into
+    /// [`Capabilities::partitions`] partitions claims first the due jobs of those
+    /// (earliest first), then, when they give fewer than `limit`, steals from the due
+    /// jobs of every other partition (earliest first). Every guarantee of
+    /// `acquire_due_jobs` holds; the jobs returned are ordered by next run time then id.
+    /// A hint is only a preference: a job is claimable by any claimer in any partition.
+    ///
+    /// The default ignores the hint (stores without partitions).
+    ///
+    /// # Errors
+    /// As [`acquire_due_jobs`](JobStore::acquire_due_jobs).
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let _ = hint;
+        self.acquire_due_jobs(scheduler_id, now, limit, lease).await
+    }
+
     /// Extends the caller's leases on these jobs to `now + lease` (the store's time plus
     /// `lease` on a store with [`Capabilities::store_clock`]); leases still held are
     /// extended even when some were lost.
@@ -316,6 +376,43 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error>;
+
+    /// Whether [`release_jobs_recorded`](JobStore::release_jobs_recorded) writes the
+    /// records and the release in one round trip to the server (default: no). A
+    /// scheduler whose run history is this store's own
+    /// ([`run_history`](JobStore::run_history)) then writes the `running` records of a
+    /// pass's runs with the release that makes them its own.
+    fn records_with_release(&self) -> bool {
+        false
+    }
+
+    /// Writes `records` to this store's own run history, then releases as
+    /// [`release_jobs`](JobStore::release_jobs) does; a store whose
+    /// [`records_with_release`](JobStore::records_with_release) is true does both in
+    /// one round trip (and, where the backend has transactions, atomically). The
+    /// default writes the records, then releases.
+    ///
+    /// # Errors
+    /// The records could not be written (nothing was released), or as `release_jobs`:
+    /// the store may or may not have applied the release, and the records may or may
+    /// not be written.
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[crate::RunRecord],
+    ) -> Result<Released, Error> {
+        if !records.is_empty() {
+            let history = self.run_history().ok_or_else(|| {
+                Error::new(
+                    crate::ErrorKind::InvalidState,
+                    "this store keeps no run history to record the runs in",
+                )
+            })?;
+            history.record_runs(records).await?;
+        }
+        self.release_jobs(scheduler_id, releases).await
+    }
 }
 
 /// What a job store offers beyond the [`JobStore`] contract.
@@ -345,6 +442,9 @@ pub struct Capabilities {
     /// hold one lease. [`JobStore::get_next_run_time`] reports a leased job at the later
     /// of its run time and its lease's end on the store's clock.
     pub store_clock: bool,
+    /// Into how many claim partitions the store divides its jobs (a stable hash of the
+    /// job id), for [`JobStore::acquire_due_jobs_preferring`]; 0 when it does not.
+    pub partitions: u32,
 }
 
 impl Capabilities {
@@ -357,6 +457,7 @@ impl Capabilities {
             transactions,
             single_node: false,
             store_clock: false,
+            partitions: 0,
         }
     }
 }

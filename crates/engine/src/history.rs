@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod staged;
 mod starts;
 pub(crate) use starts::{is_fire_time, not_past, StartRefused};
 mod waiting;
@@ -97,6 +98,9 @@ impl Default for HistoryOptions {
     }
 }
 
+/// How long the history writer, woken by a record, waits for more before it writes.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// How long a pass waits for the `running` records of the runs it starts.
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -160,6 +164,8 @@ pub(crate) struct Recorder {
     /// The claim lease: a `running` record of a node silent longer than this does not
     /// count as an instance.
     lease: Duration,
+    /// The claim partitions this node owns among the live nodes.
+    ownership: crate::partition::Ownership,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -199,6 +205,7 @@ impl Recorder {
             membership: Mutex::new(None),
             liveness: Arc::default(),
             lease,
+            ownership: crate::partition::Ownership::default(),
         }
     }
 
@@ -209,6 +216,17 @@ impl Recorder {
     /// The node name written into this scheduler's records.
     pub(crate) fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The claim partitions (of a store's `partitions`) this node owns among the nodes
+    /// live in the registry it last read (see [`crate::partition`]); `None`: claim from
+    /// every partition.
+    pub(crate) fn owned_partitions(&self, partitions: u32) -> Option<Arc<[u32]>> {
+        if partitions == 0 {
+            return None;
+        }
+        let live = self.liveness.live(self.clock.now(), self.lease)?;
+        self.ownership.owned(&self.node, live, partitions)
     }
 
     /// The runs other nodes have in flight, by their `running` records, less those of
@@ -403,64 +421,18 @@ impl Recorder {
         claimed: bool,
         backfill: bool,
     ) {
-        let now = self.clock.now();
-        let unstarted = claimed && self.options.record_starts;
-        let mut records = Vec::new();
-        for run in runs {
-            for (id, t) in run.run_ids.iter().zip(&run.run_times) {
-                let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-                record.started_at = (!unstarted).then_some(now);
-                record.message = note.map(str::to_owned);
-                record.attempt = run.attempt;
-                record.backfill = backfill;
-                records.push(record);
-            }
-        }
+        let records = self.stage(runs, note, claimed, backfill);
         if records.is_empty() {
             return;
         }
-        {
-            let mut in_flight = lock(&self.in_flight);
-            for r in &records {
-                in_flight.insert(
-                    r.run_id.as_str().into(),
-                    InFlight {
-                        record: r.clone(),
-                        started: false,
-                        written: false,
-                    },
-                );
-            }
-        }
-        for r in &records {
-            self.observe(r);
-        }
         let written =
             tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
-        let error = match written {
-            Ok(Ok(())) => {
-                let mut in_flight = lock(&self.in_flight);
-                for r in &records {
-                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                        entry.written = true;
-                    }
-                }
-                return;
+        match written {
+            Ok(Ok(())) => self.staged_written(&records),
+            Ok(Err(e)) => self.staged_unwritten(records, &e.to_string()),
+            Err(_) => {
+                self.staged_unwritten(records, &format!("no answer within {BEGIN_DEADLINE:?}"))
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
-        };
-        if unstarted {
-            // Not queued: the writer could write a record without its start after
-            // `confirm_starts` wrote it with its start, and the node that reaps this
-            // one would take the run for never started. `confirm_starts` writes these
-            // whole, start included, before the runs start (or they do not start).
-            apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their release ({error}); each is written with its start before its run starts, and a run whose record cannot be written then does not start", records.len());
-            return;
-        }
-        apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
-        for r in records {
-            self.send(r);
         }
     }
 
@@ -664,6 +636,11 @@ async fn write_loop(
                     continue;
                 }
             }
+        }
+        if pending.len() == 1 && failures == 0 {
+            // The ends of a pass's runs come close together: one write for them,
+            // not one for the first and another for the rest.
+            tokio::time::sleep(GATHER).await;
         }
         while let Ok(m) = rx.try_recv() {
             take(m, &mut pending, &mut flushes);

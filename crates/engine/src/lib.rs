@@ -53,6 +53,8 @@ mod history;
 mod inline;
 mod liveness;
 mod membership;
+mod partition;
+pub use partition::{rendezvous as owned_partitions, PARTITIONED_FROM_NODES};
 pub mod replay;
 mod spec;
 mod wake;

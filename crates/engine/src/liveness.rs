@@ -86,6 +86,25 @@ impl Liveness {
             .get(node)
             .is_some_and(|heartbeat| now.signed_duration_since(*heartbeat) > lease)
     }
+
+    /// The nodes whose runs may still be running at `now` (not [`silent`](Self::silent)),
+    /// as the last read of the registry found them; `None` when nothing was read yet
+    /// or the last read is older than `lease`.
+    pub(crate) fn live(&self, now: DateTime<Utc>, lease: Duration) -> Option<Vec<String>> {
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = seen.as_ref()?;
+        if now.signed_duration_since(seen.read_at) > lease {
+            return None;
+        }
+        Some(
+            seen.heartbeats
+                .iter()
+                .filter(|(_, heartbeat)| now.signed_duration_since(**heartbeat) <= lease)
+                .map(|(node, _)| node.clone())
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -138,5 +157,21 @@ mod tests {
         assert!(older < Duration::from_secs(4), "{older:?}");
         live.beat_confirmed(tokio::time::Instant::now());
         assert!(live.own_silence().unwrap() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_live_nodes_are_those_heard_within_a_lease() {
+        let t0 = Utc.with_ymd_and_hms(2024, 1, 15, 10, 0, 0).unwrap();
+        let lease = Duration::from_secs(5);
+        let s = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        let live = Liveness::default();
+        assert_eq!(live.live(t0, lease), None);
+        live.saw(s(3_000), &[entry("a", t0), entry("b", s(2_900))]);
+        let mut found = live.live(s(5_000), lease).unwrap();
+        found.sort();
+        assert_eq!(found, ["a", "b"]);
+        assert_eq!(live.live(s(5_001), lease).unwrap(), ["b"]);
+        // A read older than a lease says nothing of now.
+        assert_eq!(live.live(s(8_001), lease), None);
     }
 }

@@ -674,6 +674,23 @@ impl<S: JobStore + ?Sized> JobStore for MeteredStore<S> {
         .await
     }
 
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        // Timed as a claim: it is one, with a preference.
+        self.timed(
+            "acquire_due_jobs",
+            self.inner
+                .acquire_due_jobs_preferring(scheduler_id, now, limit, lease, hint),
+        )
+        .await
+    }
+
     async fn extend_leases(
         &self,
         scheduler_id: &str,
@@ -696,6 +713,24 @@ impl<S: JobStore + ?Sized> JobStore for MeteredStore<S> {
         self.timed(
             "release_jobs",
             self.inner.release_jobs(scheduler_id, releases),
+        )
+        .await
+    }
+
+    fn records_with_release(&self) -> bool {
+        self.inner.records_with_release()
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Released, Error> {
+        self.timed(
+            "release_jobs",
+            self.inner
+                .release_jobs_recorded(scheduler_id, releases, records),
         )
         .await
     }

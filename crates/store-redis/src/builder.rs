@@ -11,8 +11,8 @@ use redis::Client;
 
 use crate::conn::{self, Connection};
 use crate::error::StoreError;
-use crate::keys::{validate_prefix, KeyLayout};
-use crate::{durability, sentinel, RedisJobStore, RedisRunHistory};
+use crate::keys::{validate_prefix, Partitions};
+use crate::{cluster, durability, sentinel, RedisJobStore, RedisRunHistory};
 use crate::{DEFAULT_MAX_STATE_BYTES, DEFAULT_PREFIX};
 
 /// Configures a [`RedisJobStore`]; from [`RedisJobStore::builder`].
@@ -29,16 +29,30 @@ use crate::{DEFAULT_MAX_STATE_BYTES, DEFAULT_PREFIX};
 ///   answering Sentinel monitors is `InvalidInput`; no Sentinel answering, or none
 ///   naming a primary that answers as one, is `Unavailable` within
 ///   [`connect_timeout`](crate::RedisJobStoreBuilder::connect_timeout).
-/// - Options in either URL: `prefix`
+/// - `redis+cluster://[[user]:password@]host[:port][,host[:port]...][/][?options]`:
+///   a Redis Cluster, through any of the named nodes (port 6379 by default; naming
+///   more than one lets the store start while one is down). The jobs are spread over
+///   [`partitions`](crate::RedisJobStoreBuilder::partitions) (URL option
+///   `partitions=N`, default 16), each under one hash tag (see
+///   [`KeyLayout`](crate::KeyLayout)); the run history's keys share the hash tag
+///   `{<prefix>h}`. The `redis` crate's cluster client routes every command to the
+///   node serving its slot and follows failovers and resharding. At the first
+///   connection every named node is asked `CLUSTER NODES`: a node not in cluster
+///   mode, or two nodes of different clusters, is `InvalidInput` naming them; no
+///   named node answering is `Unavailable` with the cause, within
+///   [`connect_timeout`](crate::RedisJobStoreBuilder::connect_timeout). The prefix
+///   may not contain `{` or `}` there.
+/// - Options in any of these URLs: `prefix`
 ///   ([`RedisJobStoreBuilder::prefix`](crate::RedisJobStoreBuilder::prefix)),
 ///   `wait_replicas` and `wait_timeout_ms`
 ///   ([`RedisJobStoreBuilder::wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas));
 ///   in a Sentinel URL also `sentinel_username` and `sentinel_password`, the Sentinels'
-///   own credentials (other options are refused there; a `redis://` URL's other options
-///   go to the `redis` crate).
+///   own credentials; in a cluster URL also `partitions` (other options are refused
+///   in both; a `redis://` URL's other options go to the `redis` crate).
 ///
 /// Redis replicates asynchronously: a failover loses the writes the old primary had
-/// not yet sent to the promoted replica. A lost claim starts nothing (its release
+/// not yet sent to the promoted replica (on a cluster: each shard's primary, to its
+/// replica). A lost claim starts nothing (its release
 /// finds no lease); a lost release could let its fire time run again after the lease,
 /// unless [`wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas) makes every release
 /// wait for a replica.
@@ -54,6 +68,8 @@ pub struct RedisJobStoreBuilder {
     reconnect_retries: usize,
     /// `None`: the URL's `wait_replicas=`, else no waiting.
     wait: Option<durability::WaitFor>,
+    /// `None`: the URL's `partitions=`, else [`cluster::DEFAULT_PARTITIONS`].
+    partitions: Option<usize>,
 }
 
 impl RedisJobStoreBuilder {
@@ -126,13 +142,50 @@ impl RedisJobStoreBuilder {
         self
     }
 
+    /// On a Redis Cluster (`redis+cluster://`), how many partitions the jobs are
+    /// spread over, 1 to 1024 (default: the URL's `partitions=` option, else 16). Each
+    /// partition is one hash slot, so this bounds how many nodes share the jobs'
+    /// load; a claim visits partitions until it has its batch, so more partitions
+    /// cost more calls when few jobs are due. Every store on the prefix must use the
+    /// same number (a job's partition is a hash of its id modulo the number). A
+    /// number that differs from the URL's fails [`build`](Self::build); outside a
+    /// cluster it is refused.
+    pub fn partitions(mut self, partitions: usize) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
     /// Builds the store. Nothing connects yet.
     ///
     /// # Errors
     /// `InvalidInput` for a URL that cannot be parsed, an invalid prefix, or a URL
-    /// `prefix=` that differs from [`prefix`](Self::prefix).
+    /// `prefix=` (or `partitions=`) that differs from [`prefix`](Self::prefix) (or
+    /// [`partitions`](Self::partitions)).
     pub fn build(self) -> Result<RedisJobStore, Error> {
-        let (target, options) = if self.url.starts_with(sentinel::SCHEME) {
+        let mut partitions = None;
+        let (target, options) = if self.url.starts_with(cluster::SCHEME) {
+            let (url, options) = cluster::ClusterUrl::parse(&self.url)?;
+            partitions = Some(match (self.partitions, url.partitions) {
+                (Some(set), Some(in_url)) if set != in_url => {
+                    return Err(StoreError::InvalidInput(format!(
+                        "invalid value for field 'partitions': {set} differs from the URL's \
+                         partitions={in_url} (give the number once)"
+                    ))
+                    .into())
+                }
+                (Some(n), _) | (None, Some(n)) => cluster::check_partitions(n).map_err(|why| {
+                    StoreError::InvalidInput(format!("invalid value for field 'partitions': {why}"))
+                })?,
+                (None, None) => cluster::DEFAULT_PARTITIONS,
+            });
+            let target = cluster::ClusterTarget::new(
+                url,
+                self.connection_timeout,
+                self.response_timeout,
+                self.reconnect_retries,
+            )?;
+            (conn::Target::Cluster(target), options)
+        } else if self.url.starts_with(sentinel::SCHEME) {
             let (url, options) = sentinel::SentinelUrl::parse(&self.url)?;
             (
                 conn::Target::Sentinel(sentinel::SentinelTarget::new(url)?),
@@ -163,15 +216,37 @@ impl RedisJobStoreBuilder {
             (None, None) => DEFAULT_PREFIX.to_owned(),
         };
         validate_prefix(&prefix)?;
+        if let Some(n) = self.partitions.filter(|_| partitions.is_none()) {
+            return Err(StoreError::InvalidInput(format!(
+                "invalid value for field 'partitions': {n}: partitions are for a Redis \
+                 Cluster (a redis+cluster:// URL); one server keeps every job under one \
+                 set of keys"
+            ))
+            .into());
+        }
+        if partitions.is_some() {
+            if let Some(c) = prefix.chars().find(|c| *c == '{' || *c == '}') {
+                return Err(StoreError::InvalidInput(format!(
+                    "invalid value for field 'prefix': {prefix:?}: it contains the character \
+                     {c:?}, which a Redis Cluster hash tag cannot hold (the store puts the \
+                     prefix inside one: {{<prefix>p0}})"
+                ))
+                .into());
+            }
+        }
+        let (parts, history_prefix) = match partitions {
+            Some(n) => (Partitions::cluster(&prefix, n), format!("{{{prefix}h}}")),
+            None => (Partitions::single(&prefix), prefix.clone()),
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(Some(self.response_timeout))
             .set_number_of_retries(self.reconnect_retries);
         let conn = Arc::new(Connection::new(target, config, self.connection_timeout));
         Ok(RedisJobStore {
-            history: Arc::new(RedisRunHistory::new(conn.clone(), &prefix)),
+            history: Arc::new(RedisRunHistory::new(conn.clone(), &history_prefix)),
             conn,
-            keys: KeyLayout::new(&prefix),
+            parts,
             prefix,
             max_state_bytes: self.max_state_bytes,
             state_format: self.state_format,
@@ -182,7 +257,8 @@ impl RedisJobStoreBuilder {
 }
 
 impl RedisJobStore {
-    /// A store at `url` (`redis://[:password@]host[:port][/db]`, or `redis+unix://`)
+    /// A store at `url` (`redis://[:password@]host[:port][/db]`, `redis+unix://`,
+    /// `redis+sentinel://`, `redis+cluster://`; see [`RedisJobStoreBuilder`])
     /// with the default prefix and settings. Nothing connects yet.
     ///
     /// # Errors
@@ -202,6 +278,7 @@ impl RedisJobStore {
             response_timeout: Duration::from_secs(10),
             reconnect_retries: 1,
             wait: None,
+            partitions: None,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct RedisStoreConfig {
     /// [`RedisJobStoreBuilder::wait_replicas`]: at most how long (default 0.1 s).
     #[serde(default, with = "seconds")]
     pub wait_timeout: Option<Duration>,
+    /// [`RedisJobStoreBuilder::partitions`] (a `redis+cluster://` URL only).
+    pub partitions: Option<usize>,
 }
 
 impl RedisStoreConfig {
@@ -95,6 +97,7 @@ impl RedisStoreConfig {
                 }
                 (_, t) => t,
             },
+            partitions: table.get_positive("partitions")?,
         })
     }
 
@@ -119,6 +122,9 @@ impl RedisStoreConfig {
         }
         if let Some(n) = self.reconnect_retries {
             b = b.reconnect_retries(n);
+        }
+        if let Some(n) = self.partitions {
+            b = b.partitions(n);
         }
         if let Some(n) = self.wait_replicas {
             b = b.wait_replicas(
@@ -176,6 +182,25 @@ mod tests {
         ]))
         .expect_err("both");
         assert!(err.message().contains("set only one"), "{err}");
+    }
+
+    #[test]
+    fn partitions_go_to_a_cluster_store_only() {
+        let config = RedisStoreConfig::from_table(&table(&[
+            ("url", json!("redis+cluster://127.0.0.1:7000/")),
+            ("partitions", json!(32)),
+        ]))
+        .unwrap();
+        assert_eq!(config.partitions, Some(32));
+        let store = config.builder().build().unwrap();
+        assert_eq!(store.partition_keys().len(), 32);
+        assert_eq!(store.partition_keys()[31].jobs, "{apscheduler.p31}jobs");
+        let config = RedisStoreConfig::from_table(&table(&[("partitions", json!(4))])).unwrap();
+        let err = config.builder().build().expect_err("not a cluster");
+        assert!(
+            err.message().contains("partitions are for a Redis Cluster"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The one connection a store and its run history share: connected lazily, re-used by
 //! every call, re-established by the connection manager after a drop. Behind Redis
 //! Sentinel the connection goes to the current primary: it is dropped on every error
-//! that may mean the primary moved, and the next call asks the Sentinels again.
+//! that may mean the primary moved, and the next call asks the Sentinels again. On a
+//! Redis Cluster it is the `redis` crate's cluster connection, which routes each
+//! command to the node serving its key's slot and follows failovers itself.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -9,11 +11,51 @@ use std::time::{Duration, Instant};
 
 use apscheduler_core::reach::{self, Cause};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Client, Cmd, ConnectionAddr, FromRedisValue, Pipeline, RedisFuture, RedisResult,
+    ScriptInvocation, Value,
+};
 
+use crate::cluster::ClusterTarget;
 use crate::error::{Context, StoreError};
 use crate::sentinel::SentinelTarget;
+
+/// An open connection: to one server, or to a cluster.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Handle::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// Where the store's server is.
 pub(crate) enum Target {
@@ -21,6 +63,8 @@ pub(crate) enum Target {
     Direct(Client),
     /// The primary the Sentinels name, looked up at each (re)connection.
     Sentinel(SentinelTarget),
+    /// The nodes of a Redis Cluster.
+    Cluster(ClusterTarget),
 }
 
 /// A Redis server and the (lazily opened) connection to it.
@@ -29,7 +73,7 @@ pub(crate) struct Connection {
     config: ConnectionManagerConfig,
     /// Bounds the first connection (the connection manager's retries included).
     connect_timeout: Duration,
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: Mutex<Option<Handle>>,
     /// Serializes connection attempts.
     connecting: tokio::sync::Mutex<()>,
 }
@@ -50,13 +94,20 @@ impl Connection {
         }
     }
 
-    /// A client for the server (the current primary, behind Sentinel), for
-    /// connections of their own (the change subscription).
+    /// A client for the server (the current primary, behind Sentinel; one of the
+    /// named nodes, a different one each time, on a cluster), for connections of
+    /// their own (the change subscription).
     pub(crate) async fn client(&self) -> Result<Client, StoreError> {
         match &self.target {
             Target::Direct(client) => Ok(client.clone()),
             Target::Sentinel(sentinel) => sentinel.primary(self.connect_timeout).await,
+            Target::Cluster(cluster) => cluster.any_node(),
         }
+    }
+
+    /// Whether the store is on a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 
     /// Whether the server is the primary the Sentinels name (which can move).
@@ -69,6 +120,7 @@ impl Connection {
         match &self.target {
             Target::Direct(_) => self.address(),
             Target::Sentinel(sentinel) => sentinel.describe(),
+            Target::Cluster(cluster) => cluster.describe(),
         }
     }
 
@@ -90,6 +142,7 @@ impl Connection {
         match &self.target {
             Target::Direct(client) => Self::address_of(client),
             Target::Sentinel(sentinel) => sentinel.describe(),
+            Target::Cluster(cluster) => cluster.describe(),
         }
     }
 
@@ -113,17 +166,22 @@ impl Connection {
         self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    fn current(&self) -> Option<ConnectionManager> {
+    fn current(&self) -> Option<Handle> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The connection, connecting first when there is none.
-    async fn get(&self) -> Result<ConnectionManager, StoreError> {
+    async fn get(&self) -> Result<Handle, StoreError> {
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
         let _connecting = self.connecting.lock().await;
         if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        if let Target::Cluster(cluster) = &self.target {
+            let conn = Handle::Cluster(cluster.connect(self.connect_timeout).await?);
+            *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
             return Ok(conn);
         }
         let started = Instant::now();
@@ -160,6 +218,7 @@ impl Connection {
                 )))
             }
         };
+        let conn = Handle::Single(conn);
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
@@ -170,13 +229,15 @@ impl Connection {
     /// server may be back.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Handle) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.get().await?;
         let result = match op(conn.clone()).await {
             Err(e) if e.is_connection_refusal() => match &self.target {
                 Target::Direct(_) => op(conn).await,
+                // The cluster connection has retried on other nodes already.
+                Target::Cluster(_) => Err(e),
                 // The primary may have moved: ask the Sentinels again.
                 Target::Sentinel(_) => {
                     self.disconnect();

@@ -26,12 +26,20 @@ impl WaitFor {
         conn: &Connection,
         what: &'static str,
     ) -> Result<(), StoreError> {
-        let millis = u64::try_from(self.timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let millis = self.millis();
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(self.replicas).arg(millis);
         let confirmed: u32 = conn.query(what, &cmd).await?;
+        self.check(what, confirmed, millis)
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn check(&self, what: &'static str, confirmed: u32, millis: u64) -> Result<(), StoreError> {
         if confirmed >= self.replicas {
             return Ok(());
         }
@@ -41,6 +49,28 @@ impl WaitFor {
             wanted: self.replicas,
             millis,
         })
+    }
+
+    /// On a cluster: `WAIT` on the primary that serves `key`'s slot, over the
+    /// connection the cluster client writes to it on. `WAIT` has no key, so it is
+    /// sent in a pipeline behind `EXISTS key`, which routes the pipeline to that
+    /// primary.
+    pub(crate) async fn confirm_on(
+        &self,
+        conn: &Connection,
+        key: &str,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let millis = self.millis();
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS")
+            .arg(key)
+            .ignore()
+            .cmd("WAIT")
+            .arg(self.replicas)
+            .arg(millis);
+        let (confirmed,): (u32,) = conn.pipeline(what, &pipe).await?;
+        self.check(what, confirmed, millis)
     }
 }
 

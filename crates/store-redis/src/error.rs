@@ -76,6 +76,17 @@ impl StoreError {
         }
     }
 
+    /// Whether Redis answered that a script is not loaded (`NOSCRIPT`): the call did
+    /// nothing.
+    pub(crate) fn is_no_script(&self) -> bool {
+        match self {
+            StoreError::Backend { source, .. } | StoreError::Unavailable { source, .. } => {
+                source.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript)
+            }
+            _ => false,
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Unavailable { .. }

@@ -96,7 +96,8 @@ impl JobStore for RedisJobStore {
 
     async fn update_job(&self, job: Job) -> Result<(), Error> {
         let enc = self.encode(&job)?;
-        let mut invocation = self.invocation(&SCRIPTS.update);
+        let part = self.parts.of(&job.id);
+        let mut invocation = self.invocation(part, &SCRIPTS.update);
         invocation
             .arg(&*job.id)
             .arg(&enc.state[..])
@@ -105,13 +106,14 @@ impl JobStore for RedisJobStore {
         if updated == 0 {
             return Err(StoreError::NotFound(job.id.to_string()).into());
         }
-        self.replicated("update job").await?;
+        self.replicated(&[part], "update job").await?;
         self.changed().await;
         Ok(())
     }
 
     async fn remove_job(&self, id: &str) -> Result<(), Error> {
-        let k = &self.keys;
+        let part = self.parts.of(id);
+        let k = self.parts.get(part);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HDEL")
@@ -133,19 +135,20 @@ impl JobStore for RedisJobStore {
         if removed == 0 {
             return Err(StoreError::NotFound(id.to_owned()).into());
         }
-        self.replicated("remove job").await?;
+        self.replicated(&[part], "remove job").await?;
         self.changed().await;
         Ok(())
     }
 
     async fn remove_all_jobs(&self) -> Result<(), Error> {
-        let _: i64 = self
-            .query(
-                "remove all jobs",
-                redis::cmd("DEL").arg(&self.keys.all()[..]),
-            )
-            .await?;
-        self.replicated("remove all jobs").await?;
+        let deletes = self.parts.all().iter().map(|k| async move {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(&k.all()[..]);
+            self.query::<i64>("remove all jobs", &cmd).await
+        });
+        futures_util::future::try_join_all(deletes).await?;
+        let parts: Vec<usize> = (0..self.parts.all().len()).collect();
+        self.replicated(&parts, "remove all jobs").await?;
         self.changed().await;
         Ok(())
     }
@@ -154,7 +157,9 @@ impl JobStore for RedisJobStore {
         let raw: Option<Vec<u8>> = self
             .query(
                 "look up job",
-                redis::cmd("HGET").arg(&self.keys.jobs).arg(id),
+                redis::cmd("HGET")
+                    .arg(&self.parts.get(self.parts.of(id)).jobs)
+                    .arg(id),
             )
             .await?;
         match raw {
@@ -164,9 +169,16 @@ impl JobStore for RedisJobStore {
     }
 
     async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
-        let flat: Vec<Vec<u8>> = self
-            .query("list jobs", redis::cmd("HGETALL").arg(&self.keys.jobs))
-            .await?;
+        let reads = self.parts.all().iter().map(|k| async move {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(&k.jobs);
+            self.query::<Vec<Vec<u8>>>("list jobs", &cmd).await
+        });
+        let flat: Vec<Vec<u8>> = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let mut jobs: Vec<(Option<i64>, Job)> = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
             match self.decode(&pair[0], &pair[1]) {
@@ -184,24 +196,29 @@ impl JobStore for RedisJobStore {
     }
 
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("ZRANGE")
-            .arg(&self.keys.run_times)
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .cmd("ZRANGE")
-            .arg(&self.keys.claimed)
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES");
-        let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            self.pipeline("get next run time", &pipe).await?;
-        let next = match (scored(&due)?, scored(&claimed)?) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let reads = self.parts.all().iter().map(|k| async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("ZRANGE")
+                .arg(&k.run_times)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .cmd("ZRANGE")
+                .arg(&k.claimed)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+            let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                self.pipeline("get next run time", &pipe).await?;
+            Ok::<_, StoreError>([scored(&due)?, scored(&claimed)?])
+        });
+        let next = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .min();
         Ok(next.map(from_micros))
     }
 
@@ -230,6 +247,20 @@ impl JobStore for RedisJobStore {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error> {
-        self.release(scheduler_id, releases).await
+        self.release(scheduler_id, releases, &[]).await
+    }
+
+    fn records_with_release(&self) -> bool {
+        // A cluster keeps the history in a slot of its own.
+        !self.conn.is_cluster()
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Released, Error> {
+        self.release(scheduler_id, releases, records).await
     }
 }

@@ -34,6 +34,18 @@ use crate::error::StoreError;
 /// moves them to `claimed` and returns their states. Releasing, adding (a whole batch,
 /// with the conflict check), updating, extending leases and setting corrupt jobs aside
 /// are scripts too; removing one job is a `MULTI`/`EXEC` transaction.
+///
+/// # On a Redis Cluster
+/// With a `redis+cluster://` URL the jobs are spread over `partitions` (default 16)
+/// sets of these five keys, partition `N` under the hash tag `{<prefix>pN}` (for
+/// example `{apscheduler.p3}jobs`), so each partition's keys share one slot and every
+/// script stays on one node. A job lives in partition
+/// `FNV-1a-64(job id) mod partitions`. A claim asks every partition at once which
+/// jobs it would give first (a read-only script), merges the answers by (run time,
+/// id), and claims from each partition that holds some of the first `limit` that
+/// many, at once: two round trips, and the contract's order over the whole store. The
+/// calls about one job (update, remove, look up, extend, release) go to its
+/// partition only; listing jobs and the next run time ask every partition at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
     /// Hash: job id → job state JSON.
@@ -59,6 +71,11 @@ impl KeyLayout {
         }
     }
 
+    /// The keys of partition `n` on a cluster: under the hash tag `{<prefix>p<n>}`.
+    pub(crate) fn partition(prefix: &str, n: usize) -> Self {
+        Self::new(&format!("{{{prefix}p{n}}}"))
+    }
+
     /// Every key, in the order the scripts take them.
     pub(crate) fn all(&self) -> [&str; 5] {
         [
@@ -68,6 +85,77 @@ impl KeyLayout {
             &self.leases,
             &self.corrupt,
         ]
+    }
+}
+
+/// FNV-1a (64 bits) over the parts: stable across processes, machines and versions,
+/// which placing jobs in partitions needs.
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The key sets of a store: one outside a cluster, `partitions` on one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Partitions {
+    parts: Vec<KeyLayout>,
+}
+
+impl Partitions {
+    /// One set of keys, named from the prefix as they always were.
+    pub(crate) fn single(prefix: &str) -> Self {
+        Partitions {
+            parts: vec![KeyLayout::new(prefix)],
+        }
+    }
+
+    /// `n` sets, each under a hash tag of its own.
+    pub(crate) fn cluster(prefix: &str, n: usize) -> Self {
+        Partitions {
+            parts: (0..n).map(|i| KeyLayout::partition(prefix, i)).collect(),
+        }
+    }
+
+    /// Every partition's keys.
+    pub(crate) fn all(&self) -> &[KeyLayout] {
+        &self.parts
+    }
+
+    /// The keys of partition `i`.
+    pub(crate) fn get(&self, i: usize) -> &KeyLayout {
+        &self.parts[i]
+    }
+
+    /// The partition a job lives in.
+    pub(crate) fn of(&self, id: &str) -> usize {
+        if self.parts.len() == 1 {
+            return 0;
+        }
+        (fnv1a(&[id.as_bytes()]) % self.parts.len() as u64) as usize
+    }
+
+    /// The items grouped by the partition of their ids, in partition order, each group in the given order.
+    pub(crate) fn group<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        id: impl Fn(&T) -> &str,
+    ) -> Vec<(usize, Vec<T>)> {
+        let mut groups: Vec<Vec<T>> = (0..self.parts.len()).map(|_| Vec::new()).collect();
+        for item in items {
+            let i = self.of(id(&item));
+            groups[i].push(item);
+        }
+        groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .collect()
     }
 }
 
@@ -95,5 +183,27 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
              punctuation, such as 'apscheduler.')"
         ))
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_spread_evenly_over_the_partitions() {
+        let parts = Partitions::cluster("app.", 16);
+        assert_eq!(parts.get(3).jobs, "{app.p3}jobs");
+        let mut counts = [0usize; 16];
+        for i in 0..16_000 {
+            counts[parts.of(&format!("job-{i}"))] += 1;
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+        // The placement is fixed: other processes and versions must agree on it.
+        assert_eq!(
+            parts.of("nightly-report"),
+            (fnv1a(&[b"nightly-report"]) % 16) as usize
+        );
+        assert_eq!(Partitions::single("x.").of("anything"), 0);
     }
 }

@@ -42,12 +42,13 @@
 //! - [`RedisJobStore`]: how the store meets the job store contract (connections,
 //!   errors, corrupt jobs, leases on the server's clock).
 //! - [`RedisJobStoreBuilder`]: the settings, the URL forms (`redis://`,
-//!   `redis+sentinel://`), their options, and what a failover can lose.
+//!   `redis+sentinel://`, `redis+cluster://`), their options, and what a failover
+//!   can lose.
 //! - [`RedisRunHistory`]: the run history's keys, query costs and memory.
 //!
 //! ## Feature flags
-//! None. The `redis` crate is used with its tokio connection manager, scripts and
-//! Sentinel support, and without TLS.
+//! None. The `redis` crate is used with its tokio connection manager, scripts,
+//! Sentinel and async cluster support, and without TLS.
 //!
 //! ## Supported Rust versions
 //! The workspace's `rust-version` (1.89) and later.
@@ -55,6 +56,7 @@
 mod builder;
 mod changes;
 mod claims;
+mod cluster;
 mod codec;
 mod config;
 mod conn;

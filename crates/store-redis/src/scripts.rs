@@ -166,20 +166,61 @@ end
 return { taken, bad }
 ";
 
-/// `release_jobs`: ARGV = holder, then entries `'u', id, state, run` (store the new
-/// state and end the lease) or `'r', id` (remove the job). An entry is applied only
-/// while the holder holds the job's lease (expired or not); the ids of the others (gone,
-/// or leased to another holder, or to nobody) are returned.
+/// On a cluster, before claiming: what a claim (`CLAIM`) on this partition would take
+/// first, without taking it. ARGV = now_us, limit, holder. Returns a flat list of
+/// `id, run_us`: up to `limit` due members of `run_times`, the due jobs whose leases
+/// have expired (by the server's time), and the due jobs the holder's own live leases
+/// hold (stranded claims); an id may come twice.
+const PEEK: &str = r"
+local now, limit, holder = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local server = server_us()
+local found = {}
+local function due(id, run)
+  if run and run ~= '' and tonumber(run) <= tonumber(now) and redis.call('HEXISTS', jobs, id) == 1 then
+    found[#found + 1] = id
+    found[#found + 1] = run
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, server))) do
+  local e, run = lease_of(id)
+  if e and tonumber(e) <= tonumber(server) then due(id, run) end
+end
+for _, id in ipairs(redis.call('HKEYS', leases)) do
+  local e, run, h = lease_of(id)
+  if e and h == holder and tonumber(e) > tonumber(server) then due(id, run) end
+end
+local heads = redis.call('ZRANGEBYSCORE', run_times, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #heads, 2 do
+  found[#found + 1] = heads[i]
+  found[#found + 1] = heads[i + 1]
+end
+return found
+";
+
+/// `release_jobs`: ARGV = holder, change channel, token, `n`, then `n` keys that must
+/// exist (the `running` records written just before in the same pipeline: when one is
+/// missing, nothing is released and `false` is returned), then entries `'u', id, state,
+/// run` (store the new state and end the lease) or `'r', id` (remove the job). An entry
+/// is applied only while the holder holds the job's lease (expired or not). Returns
+/// `{ lost, due, claimed }`: the ids of the entries not applied (gone, or leased to
+/// another holder, or to nobody), and the first scores of `run_times` and `claimed`
+/// after the release (`get_next_run_time`'s reads; `''` when empty). When any entry
+/// applied, publishes the token on the channel (the other schedulers look again).
 const RELEASE: &str = r"
-local holder = ARGV[1]
-local lost = {}
-local i = 2
+local holder, channel, token = ARGV[1], ARGV[2], ARGV[3]
+local required = tonumber(ARGV[4])
+for k = 5, 4 + required do
+  if redis.call('EXISTS', ARGV[k]) == 0 then return false end
+end
+local lost, applied = {}, 0
+local i = 5 + required
 while i <= #ARGV do
   local op, id = ARGV[i], ARGV[i + 1]
   local expiry, _, h = lease_of(id)
   if redis.call('HEXISTS', jobs, id) == 0 or not expiry or h ~= holder then
     lost[#lost + 1] = id
   else
+    applied = applied + 1
     redis.call('ZREM', run_times, id)
     redis.call('ZREM', claimed, id)
     redis.call('HDEL', leases, id)
@@ -193,7 +234,13 @@ while i <= #ARGV do
   end
   if op == 'r' then i = i + 2 else i = i + 4 end
 end
-return lost
+if applied > 0 then redis.call('PUBLISH', channel, token) end
+local function first(key)
+  local top = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if top[2] then return top[2] end
+  return ''
+end
+return { lost, first(run_times), first(claimed) }
 ";
 
 /// `extend_leases`: ARGV = holder, lease_us, then ids. Extends every lease the holder
@@ -249,6 +296,7 @@ pub(crate) struct Scripts {
     pub(crate) add: Script,
     pub(crate) update: Script,
     pub(crate) claim: Script,
+    pub(crate) peek: Script,
     pub(crate) release: Script,
     pub(crate) extend: Script,
     pub(crate) quarantine: Script,
@@ -258,6 +306,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     add: script(ADD),
     update: script(UPDATE),
     claim: script(CLAIM),
+    peek: script(PEEK),
     release: script(RELEASE),
     extend: script(EXTEND),
     quarantine: script(QUARANTINE),

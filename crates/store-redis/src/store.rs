@@ -12,7 +12,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, ScriptInvocation};
 use crate::codec::{decode, encode, Encoded};
 use crate::conn::Connection;
 use crate::error::StoreError;
-use crate::keys::KeyLayout;
+use crate::keys::{KeyLayout, Partitions};
 use crate::scripts::SCRIPTS;
 use crate::{durability, RedisRunHistory};
 
@@ -64,15 +64,20 @@ use crate::{durability, RedisRunHistory};
 ///   `now` a scheduler passes says which jobs are due.
 /// - [`add_jobs`](apscheduler_core::JobStore::add_jobs) is one script: all or nothing,
 ///   also for two jobs of the batch with the same id.
-/// - The scripts touch five keys (and the run history's scripts name keys from the
-///   prefix), so the store needs one Redis server (or a primary); with Redis Cluster, a
-///   hash-tag prefix such as `{aps}.` would keep them in one slot, but this crate
-///   connects to a single node.
+/// - On one server (or a primary behind Sentinel) the scripts touch five keys. On a
+///   Redis Cluster (`redis+cluster://`) the jobs are spread over partitions, each
+///   partition's five keys under one hash tag, so every script runs on one node (see
+///   [`KeyLayout`]); the run history's keys share one hash tag of their own. There,
+///   [`add_jobs`](apscheduler_core::JobStore::add_jobs) of a batch that spans
+///   partitions checks for conflicts in every partition first and changes nothing
+///   when it finds one, then writes each partition atomically: a conflicting job
+///   added by someone else between the check and the write can leave the batch
+///   written in some partitions only (the call then fails with `Conflict`).
 pub struct RedisJobStore {
     /// Shared with the run history.
     pub(crate) conn: Arc<Connection>,
     pub(crate) prefix: String,
-    pub(crate) keys: KeyLayout,
+    pub(crate) parts: Partitions,
     pub(crate) max_state_bytes: usize,
     pub(crate) state_format: StateFormat,
     pub(crate) history: Arc<RedisRunHistory>,
@@ -98,9 +103,15 @@ impl RedisJobStore {
         &self.prefix
     }
 
-    /// The names of the keys this store uses.
+    /// The names of the keys this store uses (on a cluster, those of its first
+    /// partition; [`partition_keys`](Self::partition_keys) lists every partition's).
     pub fn keys(&self) -> &KeyLayout {
-        &self.keys
+        self.parts.get(0)
+    }
+
+    /// The names of the keys of every partition: one set outside a cluster.
+    pub fn partition_keys(&self) -> &[KeyLayout] {
+        self.parts.all()
     }
 
     /// The jobs set aside because they cannot be read, with the reason, by id.
@@ -108,12 +119,16 @@ impl RedisJobStore {
     /// # Errors
     /// `Unavailable` when Redis cannot be reached.
     pub async fn corrupt_jobs(&self) -> Result<Vec<CorruptJob>, Error> {
-        let flat: Vec<Vec<u8>> = self
-            .query(
-                "list corrupt jobs",
-                redis::cmd("HGETALL").arg(&self.keys.corrupt),
-            )
-            .await?;
+        let reads = self.parts.all().iter().map(|k| async move {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(&k.corrupt);
+            self.query::<Vec<Vec<u8>>>("list corrupt jobs", &cmd).await
+        });
+        let flat: Vec<Vec<u8>> = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let mut jobs: Vec<CorruptJob> = flat
             .chunks_exact(2)
             .map(|pair| CorruptJob {
@@ -149,10 +164,14 @@ impl RedisJobStore {
         self.conn.invoke(what, invocation).await
     }
 
-    /// A script call with the store's keys.
-    pub(crate) fn invocation<'a>(&self, script: &'a redis::Script) -> ScriptInvocation<'a> {
+    /// A script call with the keys of partition `part`.
+    pub(crate) fn invocation<'a>(
+        &self,
+        part: usize,
+        script: &'a redis::Script,
+    ) -> ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
-        for key in self.keys.all() {
+        for key in self.parts.get(part).all() {
             invocation.key(key);
         }
         invocation
@@ -178,28 +197,95 @@ impl RedisJobStore {
             .iter()
             .map(|job| self.encode(job))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut invocation = self.invocation(&SCRIPTS.add);
-        invocation.arg(if replace_existing { "1" } else { "0" });
-        for (job, enc) in jobs.iter().zip(&encoded) {
-            invocation
-                .arg(&*job.id)
-                .arg(&enc.state[..])
-                .arg(enc.run_arg());
+        let groups = self
+            .parts
+            .group(jobs.iter().zip(&encoded), |(job, _)| &*job.id);
+        if !replace_existing && groups.len() > 1 {
+            // Several partitions cannot be written in one atomic step: look for a
+            // conflict everywhere first, so that a batch that conflicts changes nothing.
+            if let Some(id) = self.first_conflict(jobs).await? {
+                return Err(StoreError::Conflict(id).into());
+            }
         }
-        let conflict: Option<String> = self.invoke("add jobs", &invocation).await?;
-        match conflict {
+        let writes = groups.iter().map(|(part, group)| {
+            let mut invocation = self.invocation(*part, &SCRIPTS.add);
+            invocation.arg(if replace_existing { "1" } else { "0" });
+            for (job, enc) in group {
+                invocation
+                    .arg(&*job.id)
+                    .arg(&enc.state[..])
+                    .arg(enc.run_arg());
+            }
+            async move { self.invoke::<Option<String>>("add jobs", &invocation).await }
+        });
+        let conflicts = futures_util::future::try_join_all(writes).await?;
+        match conflicts.into_iter().flatten().next() {
             Some(id) => Err(StoreError::Conflict(id).into()),
-            None => self.replicated("add jobs").await,
+            None => {
+                let parts: Vec<usize> = groups.iter().map(|(p, _)| *p).collect();
+                self.replicated(&parts, "add jobs").await
+            }
         }
     }
 
-    /// With [`wait_replicas`](RedisJobStoreBuilder::wait_replicas), waits until the
-    /// write just made is on enough replicas.
-    pub(crate) async fn replicated(&self, what: &'static str) -> Result<(), Error> {
-        match &self.wait {
-            Some(wait) => Ok(wait.confirm(&self.conn, what).await?),
-            None => Ok(()),
+    /// The first job of the batch (in its order) whose id is stored already or comes
+    /// earlier in the batch.
+    async fn first_conflict(&self, jobs: &[Job]) -> Result<Option<String>, Error> {
+        let groups = self
+            .parts
+            .group(jobs.iter().enumerate(), |(_, job)| &*job.id);
+        let checks = groups.iter().map(|(part, group)| {
+            let mut pipe = redis::pipe();
+            for (_, job) in group {
+                pipe.cmd("HEXISTS")
+                    .arg(&self.parts.get(*part).jobs)
+                    .arg(&*job.id);
+            }
+            async move {
+                let found: Vec<bool> = self.pipeline("add jobs", &pipe).await?;
+                Ok::<_, StoreError>(
+                    group
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, exists)| *exists)
+                        .map(|((i, _), _)| *i)
+                        .min(),
+                )
+            }
+        });
+        let stored = futures_util::future::try_join_all(checks)
+            .await?
+            .into_iter()
+            .flatten()
+            .min();
+        let mut seen = std::collections::HashSet::new();
+        let repeated = jobs.iter().position(|job| !seen.insert(&*job.id));
+        let first = match (stored, repeated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(first.map(|i| jobs[i].id.to_string()))
+    }
+
+    /// With [`wait_replicas`](crate::RedisJobStoreBuilder::wait_replicas), waits until
+    /// the write just made (in partitions `parts`) is on enough replicas: on a
+    /// cluster, on each partition's primary, at once.
+    pub(crate) async fn replicated(
+        &self,
+        parts: &[usize],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        let Some(wait) = &self.wait else {
+            return Ok(());
+        };
+        if !self.conn.is_cluster() {
+            return Ok(wait.confirm(&self.conn, what).await?);
         }
+        let waits = parts
+            .iter()
+            .map(|p| wait.confirm_on(&self.conn, &self.parts.get(*p).jobs, what));
+        futures_util::future::try_join_all(waits).await?;
+        Ok(())
     }
 
     /// The channel of this prefix's change notifications.

@@ -33,6 +33,17 @@ impl<DB: Database> Parts<DB> {
             history: Runs::new(pool.clone(), dialect, names),
         }
     }
+
+    /// These parts, the run history keeping a connection for its reads of `running`
+    /// records and one for its writes (see [`Held`](crate::held::Held)) in a pool of
+    /// at most `max_connections` (`ping`: check them after idleness).
+    pub(crate) fn keeping_connections(mut self, max_connections: u32, ping: bool) -> Self {
+        self.history.kept = Some(crate::runs::Kept {
+            reads: crate::held::Held::new(&self.pool, max_connections, ping),
+            writes: crate::held::Held::new(&self.pool, max_connections, ping),
+        });
+        self
+    }
 }
 
 /// [`Parts`] of any dialect, as a driver hands them out.
@@ -63,6 +74,11 @@ where
     }
 
     async fn close(&self) {
+        // The pool waits for every connection to come back before it closes.
+        if let Some(kept) = &self.history.kept {
+            kept.reads.release().await;
+            kept.writes.release().await;
+        }
         self.pool.close().await;
     }
 }
@@ -73,7 +89,7 @@ pub(crate) mod prelude {
     pub(crate) use super::CHUNK;
     pub(crate) use super::{Parts, SharedParts};
     pub(crate) use crate::codec::{EncodedJob, FetchedRow};
-    pub(crate) use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
+    pub(crate) use crate::driver::{ClaimRequest, Driver, Extension, NextRunTime, Release, Result};
     pub(crate) use crate::error::StoreError;
     pub(crate) use crate::history_ops::RunsDialect;
     pub(crate) use crate::runs::{RunRow, RunWrite, Runs};

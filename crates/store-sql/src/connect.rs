@@ -377,26 +377,39 @@ pub(crate) fn open(target: &Target, config: &PoolConfig, names: Names) -> Arc<dy
         }
         #[cfg(feature = "postgres")]
         Target::Postgres { options, .. } => {
-            let pool =
-                crate::read_only::fenced(pool_options(config)).connect_lazy_with(options.clone());
-            Arc::new(crate::postgres::PgDriver::new(pool, names))
+            let pool = crate::read_only::fenced(pool_options(config), config.test_before_acquire)
+                .connect_lazy_with(options.clone());
+            Arc::new(crate::postgres::PgDriver::new(
+                pool,
+                names,
+                config.max_connections,
+                config.test_before_acquire,
+            ))
         }
         #[cfg(feature = "mysql")]
         Target::MySql(options) => {
-            let pool = crate::read_only::fenced(pool_options::<sqlx::MySql>(config))
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        // Claims lock only the rows they return: no gap locks.
-                        sqlx::Executor::execute(
-                            &mut *conn,
-                            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                        )
-                        .await?;
-                        Ok(())
-                    })
+            let pool = crate::read_only::fenced(
+                pool_options::<sqlx::MySql>(config),
+                config.test_before_acquire,
+            )
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Claims lock only the rows they return: no gap locks.
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    )
+                    .await?;
+                    Ok(())
                 })
-                .connect_lazy_with(options.clone());
-            Arc::new(crate::mysql::MySqlDriver::new(pool, names))
+            })
+            .connect_lazy_with(options.clone());
+            Arc::new(crate::mysql::MySqlDriver::new(
+                pool,
+                names,
+                config.max_connections,
+                config.test_before_acquire,
+            ))
         }
     }
 }

@@ -7,6 +7,11 @@ use crate::error::StoreError;
 
 pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
+/// `(earliest next run time of a row not under a lease that outlasts it, earliest
+/// lease expiry that outlasts its row's next run time)`, microseconds: what
+/// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time) returns.
+pub(crate) type NextRunTime = (Option<i64>, Option<i64>);
+
 /// What a claim is asked for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClaimRequest<'a> {
@@ -24,6 +29,11 @@ pub(crate) struct ClaimRequest<'a> {
     pub(crate) limit: i64,
     /// States larger than this many bytes are not fetched.
     pub(crate) max_bytes: i64,
+    /// The claim partitions to claim from first, ascending (of
+    /// [`CLAIM_PARTITIONS`](crate::schema::CLAIM_PARTITIONS)); `None`: the whole due
+    /// head. SQLite has no partitions and ignores it.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) prefer: Option<&'a [u32]>,
 }
 
 impl<'a> ClaimRequest<'a> {
@@ -78,6 +88,10 @@ pub(crate) struct Release<'a> {
     pub(crate) updates: &'a [EncodedJob],
     /// Rows it holds to delete.
     pub(crate) removes: &'a [String],
+    /// The releasing store's token: PostgreSQL notifies the change with it in the
+    /// release's own statement (see [`Driver::notify_change`]).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) token: &'a str,
 }
 
 /// One backend: the operations of the job store on rows.
@@ -116,7 +130,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// Leases up to `limit` due rows (next run time at or before `now`, not corrupt, no
-    /// live lease) to `holder` and returns them (in any order).
+    /// live lease) to `holder` and returns them (in any order): with `prefer`, the
+    /// earliest of those partitions' first, then the earliest of the others' to fill
+    /// `limit`.
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>>;
 
     /// Marks rows corrupt (`(id, reason)`) and drops their leases.
@@ -132,8 +148,27 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// released are no longer held.
     ///
     /// Returns the ids it released: the others were not held by `holder` (another
-    /// scheduler claimed them after the lease expired) or are gone.
+    /// scheduler claimed them after the lease expired) or are gone. When it released
+    /// any, the other schedulers are told as by [`notify_change`](Self::notify_change),
+    /// in the same round trip.
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>>;
+
+    /// [`release`](Self::release), writing `records` to the run history first (in the
+    /// same round trip and atomically on PostgreSQL), and reading the next run time
+    /// after the release (`(due, leased)` as
+    /// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time)) when
+    /// that costs no round trip of its own (`None` otherwise, or when nothing was
+    /// released).
+    async fn release_reading_next(
+        &self,
+        req: Release<'_>,
+        records: &[crate::runs::RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
+        if !records.is_empty() {
+            self.history().upsert(records).await?;
+        }
+        Ok((self.release(req).await?, None))
+    }
 
     /// Closes the pool.
     async fn close(&self) {
@@ -144,6 +179,18 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// `NOTIFY`, with `token`, the notifying store's, as payload); the other backends
     /// have no channel and do nothing.
     async fn notify_change(&self, _token: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Records that the store with `token` waits, until `until` (microseconds, the
+    /// server's clock), for another scheduler's release (PostgreSQL); the other
+    /// backends have no channel and do nothing.
+    async fn wait_for_release(&self, _token: &str, _until: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes the wait the store with `token` recorded (PostgreSQL), at its shutdown.
+    async fn stop_waiting(&self, _token: &str) -> Result<()> {
         Ok(())
     }
 

@@ -180,6 +180,29 @@ impl SqlRunHistory {
     }
 }
 
+/// The records as written; when a run id appears twice, the later record wins.
+///
+/// # Errors
+/// A record whose ids do not fit the table.
+pub(crate) fn writes(records: &[RunRecord]) -> Result<Vec<RunWrite<'_>>, Error> {
+    let mut rows = records
+        .iter()
+        .map(to_write)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(r.run_id, i);
+    }
+    if last.len() < rows.len() {
+        let mut i = 0;
+        rows.retain(|r| {
+            i += 1;
+            last.get(r.run_id) == Some(&(i - 1))
+        });
+    }
+    Ok(rows)
+}
+
 /// A record as written, once its ids are known to fit the table.
 fn to_write(r: &RunRecord) -> Result<RunWrite<'_>, Error> {
     check_id("run_id", &r.run_id)?;
@@ -274,21 +297,7 @@ impl RunHistory for SqlRunHistory {
         if records.is_empty() {
             return Ok(());
         }
-        let mut rows = records
-            .iter()
-            .map(to_write)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
-        for (i, r) in rows.iter().enumerate() {
-            last.insert(r.run_id, i);
-        }
-        if last.len() < rows.len() {
-            let mut i = 0;
-            rows.retain(|r| {
-                i += 1;
-                last.get(r.run_id) == Some(&(i - 1))
-            });
-        }
+        let rows = writes(records)?;
         let driver = self.driver().await?;
         retry!(driver.history().upsert(&rows))?;
         Ok(())

@@ -141,6 +141,14 @@
 //! CREATE INDEX apscheduler_jobs_lease_expires_idx ON apscheduler_jobs (lease_expires)
 //!     WHERE lease_expires IS NOT NULL;
 //! CREATE TABLE apscheduler_jobs_schema (id SMALLINT PRIMARY KEY, version INTEGER NOT NULL);
+//! -- PostgreSQL and MySQL/MariaDB: each job's claim partition (0 to 1023), from its id
+//! -- (the first 32 bits of its MD5, modulo 1024; a stored generated column on MySQL)
+//! ALTER TABLE apscheduler_jobs ADD COLUMN claim_partition INTEGER NOT NULL DEFAULT 0;
+//! CREATE INDEX apscheduler_jobs_partition_idx
+//!     ON apscheduler_jobs (claim_partition, next_run_time, id);
+//! -- PostgreSQL: the schedulers waiting for a release (their token, the lease's end)
+//! CREATE TABLE apscheduler_jobs_waiters (token VARCHAR(191) COLLATE "C" NOT NULL
+//!     PRIMARY KEY, until BIGINT NOT NULL);
 //! ```
 //!
 //! `state` is the job's [`JobState`](apscheduler_core::JobState) as JSON, readable
@@ -225,6 +233,12 @@
 //! - **MySQL/MariaDB**: a transaction: `SELECT ... ORDER BY next_run_time, id LIMIT n
 //!   FOR UPDATE SKIP LOCKED`, then `UPDATE ... SET lease_holder = ?, lease_expires =
 //!   <server time> + ? WHERE id IN (...)`, commit.
+//! - **Partitioned** (PostgreSQL and MySQL/MariaDB,
+//!   [`JobStore::acquire_due_jobs_preferring`](apscheduler_core::JobStore::acquire_due_jobs_preferring)
+//!   with the engine's hint when four or more schedulers are live): the same select
+//!   restricted to `claim_partition IN (owned)` first, then, for what is left of `n`, to
+//!   the other partitions; one statement on PostgreSQL (two `WITH` parts), a second
+//!   select in the same transaction on MySQL/MariaDB when it steals.
 //! - **SQLite**: `BEGIN IMMEDIATE` (the write lock: one writer at a time), then `UPDATE
 //!   ... WHERE id IN (SELECT id ... ORDER BY next_run_time, id LIMIT n) RETURNING ...`,
 //!   commit.
@@ -325,11 +339,13 @@ macro_rules! retry {
 mod config;
 pub use config::{register, SqlStoreConfig};
 mod backend;
+mod claim;
 mod codec;
 mod connect;
 mod driver;
 mod error;
 mod first;
+mod held;
 mod history;
 mod history_ops;
 #[cfg(feature = "mysql")]
@@ -370,4 +386,4 @@ pub use store::{SqlJobStore, SqlJobStoreBuilder, DEFAULT_MAX_STATE_BYTES};
 ///    exists (errors 1060, 1061) counts as done.
 /// 3. Rewrite rows in SQL in the same migration if their format changes.
 /// 4. Bump this constant (a unit test checks it equals the last migration's version).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 4;

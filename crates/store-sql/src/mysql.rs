@@ -5,9 +5,10 @@
 use apscheduler_core::RunOutcome;
 use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
-use sqlx::MySql;
+use sqlx::{MySql, Row as _};
 
 use crate::backend::prelude::*;
+use crate::held::Held;
 use crate::runs::read_run;
 use crate::shared::migrate_on;
 
@@ -24,10 +25,17 @@ pub(crate) struct MySqlDriver {
     parts: Parts<MySql>,
     /// Selects and locks the due rows a claim may lease.
     claim_select: String,
+    /// Reads the next run time (after a release, on its connection).
+    next_run_time: String,
+    /// The connection of the scheduler's passes (claims and releases): no pool
+    /// round trips, and their statements stay prepared.
+    pass: Held<MySql>,
 }
 
 impl MySqlDriver {
-    pub(crate) fn new(pool: MySqlPool, names: Names) -> Self {
+    /// A driver on `pool` (of at most `max_connections`; `ping`: check connections
+    /// idle for a while before use).
+    pub(crate) fn new(pool: MySqlPool, names: Names, max_connections: u32, ping: bool) -> Self {
         let jobs = &names.jobs;
         let claim_select = format!(
             "SELECT {} FROM {jobs} \
@@ -36,13 +44,81 @@ impl MySqlDriver {
              ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
             row_columns(Dialect::MySql, "", "?")
         );
-        let parts = Parts::new(&pool, Dialect::MySql, &names);
+        let next_run_time = crate::shared::next_run_time_sql(jobs);
+        let parts =
+            Parts::new(&pool, Dialect::MySql, &names).keeping_connections(max_connections, ping);
         MySqlDriver {
+            pass: Held::new(&pool, max_connections, ping),
             pool,
             names,
             parts,
             claim_select,
+            next_run_time,
         }
+    }
+
+    /// Selects and leases the due rows in one transaction on `conn`.
+    async fn claim_on(
+        &self,
+        conn: &mut sqlx::MySqlConnection,
+        req: ClaimRequest<'_>,
+    ) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        let rows = match req.prefer {
+            None => select_due(&mut tx, &self.claim_select, &req, req.limit, true).await?,
+            Some(owned) => {
+                // Its own partitions first (through the partition index), then, when
+                // they give fewer than the limit, the earliest of the others. The
+                // partitions are numbers this crate made: safe to splice.
+                let list = owned
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let (own, others) = (
+                    self.claim_in_partitions("IN", &list),
+                    self.claim_in_partitions("NOT IN", &list),
+                );
+                let mut rows = select_due(&mut tx, &own, &req, req.limit, false).await?;
+                let left = req.limit - i64::try_from(rows.len()).unwrap_or(req.limit);
+                if left > 0 {
+                    rows.extend(select_due(&mut tx, &others, &req, left, false).await?);
+                }
+                rows
+            }
+        };
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(rows);
+        }
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
+                self.names.jobs,
+                placeholders(chunk.len())
+            );
+            // Prepared once per batch size on the kept connection.
+            let mut q = sqlx::query(&sql).bind(req.holder).bind(req.lease);
+            for r in chunk {
+                q = q.bind(&r.id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// The claim's select restricted to rows whose partition is (`IN`) or is not
+    /// (`NOT IN`) in `list`.
+    fn claim_in_partitions(&self, op: &str, list: &str) -> String {
+        format!(
+            "SELECT {} FROM {} \
+             WHERE claim_partition {op} ({list}) AND next_run_time <= ? AND corrupt IS NULL \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = ?) \
+             ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
+            row_columns(Dialect::MySql, "", "?"),
+            self.names.jobs
+        )
     }
 
     fn insert_sql(&self, rows: usize, replace: bool) -> String {
@@ -117,41 +193,15 @@ impl Driver for MySqlDriver {
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let map = |e| StoreError::sql("MySQL: acquire_due_jobs", e);
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        let rows = sqlx::query(&self.claim_select)
-            .bind(req.max_bytes)
-            .bind(req.now)
-            .bind(req.holder)
-            .bind(req.limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?;
-        let rows: Vec<FetchedRow> = rows
-            .iter()
-            .map(crate::driver::read_row)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(map)?;
-        if rows.is_empty() {
-            tx.commit().await.map_err(map)?;
-            return Ok(rows);
-        }
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
-                self.names.jobs,
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(false)
-                .bind(req.holder)
-                .bind(req.lease);
-            for r in chunk {
-                q = q.bind(&r.id);
-            }
-            q.execute(&mut *tx).await.map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(rows)
+        let mut held = self.pass.lock().await.map_err(map)?;
+        let claimed = self.claim_on(held.conn(), req).await;
+        held.done(claimed).map_err(map)
+    }
+
+    async fn close(&self) {
+        // The pool waits for every connection to come back before it closes.
+        self.pass.release().await;
+        self.parts.close().await;
     }
 
     async fn mark_corrupt(&self, marks: &[(String, String)]) -> Result<()> {
@@ -161,6 +211,20 @@ impl Driver for MySqlDriver {
     }
 
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
+        Ok(self.release_reading_next(req, &[]).await?.0)
+    }
+
+    /// The records first (their own round trip), then the release's transaction, then
+    /// the next run time on the same connection: one round trip, not a pooled
+    /// connection's two.
+    async fn release_reading_next(
+        &self,
+        req: Release<'_>,
+        records: &[RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
+        if !records.is_empty() {
+            self.parts.history().upsert(records).await?;
+        }
         let map = |e| StoreError::sql("MySQL: release_jobs", e);
         let jobs = &self.names.jobs;
         // One multi-row UPDATE per chunk: a join with the new values as a derived table
@@ -186,10 +250,31 @@ impl Driver for MySqlDriver {
                  AND lease_holder = ? FOR UPDATE"
             )
         };
-        let tx = self.pool.begin().await.map_err(map)?;
-        release_in::<MySql>(tx, (jobs, held, update), req, CHUNK)
+        let mut conn = self.pass.lock().await.map_err(map)?;
+        let released = match sqlx::Connection::begin(conn.conn()).await {
+            Ok(tx) => release_in::<MySql>(tx, (jobs, held, update), req, CHUNK).await,
+            Err(e) => Err(e),
+        };
+        let ids = match released {
+            Ok(ids) => ids,
+            Err(e) => return conn.done(Err(e)).map_err(map),
+        };
+        if ids.is_empty() {
+            return conn.done(Ok((ids, None))).map_err(map);
+        }
+        // The release is committed: a failure to read the next run time only leaves
+        // it unknown (the scheduler asks for it), never the release unconfirmed.
+        let next = sqlx::query(&self.next_run_time)
+            .fetch_one(conn.conn())
             .await
-            .map_err(map)
+            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)));
+        match next {
+            Ok(next) => conn.done(Ok((ids, Some(next)))).map_err(map),
+            Err(e) => {
+                let _ = conn.done::<()>(Err(e));
+                Ok((ids, None))
+            }
+        }
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
@@ -221,6 +306,27 @@ impl Driver for MySqlDriver {
         tx.commit().await.map_err(map)?;
         Ok(held)
     }
+}
+
+/// Selects and locks up to `limit` due rows with `sql` (a claim select: its parameters
+/// `max_bytes`, `now`, `holder`, `limit`), in `tx`; `persistent`: a statement worth
+/// preparing once (the partition lists vary).
+async fn select_due(
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    sql: &str,
+    req: &ClaimRequest<'_>,
+    limit: i64,
+    persistent: bool,
+) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
+    let rows = sqlx::query(sql)
+        .persistent(persistent)
+        .bind(req.max_bytes)
+        .bind(req.now)
+        .bind(req.holder)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(crate::driver::read_row).collect()
 }
 
 /// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`;

@@ -1,11 +1,14 @@
 //! PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` and `UPDATE ... RETURNING` in one
-//! statement; batches as arrays (`UNNEST`), so every operation is one round trip.
+//! statement; batches as arrays (`UNNEST`), so every operation is one round trip. A
+//! release notifies the other schedulers in the same statement (`pg_notify` in an
+//! uncorrelated subquery: evaluated once, and only when a row was released).
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row as _};
 
 use crate::backend::prelude::*;
+use crate::held::Held;
 use crate::runs::chunks;
 use crate::schema;
 
@@ -15,24 +18,91 @@ struct Statements {
     insert: String,
     upsert: String,
     claim: String,
+    /// A claim that takes the due rows of some partitions (`$6`) first.
+    claim_preferring: String,
     mark_corrupt: String,
     extend: String,
     release: String,
+    /// The release, with the run history's records written in the same statement.
+    release_recorded: String,
+    /// Records a wait for a release (`$1` token, `$2` until), dropping waits an hour
+    /// over (the rows of stores that are gone).
+    wait_for_release: String,
 }
 
 /// The server's time in microseconds since the epoch, constant within a statement:
 /// leases are timed by it, so that node clock skew cannot let two nodes hold one.
 const NOW: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT";
 
+/// The release: new states written and rows deleted where `$7` holds the lease, the
+/// other schedulers notified (`$9` channel, `$10` payload) once if any row was released
+/// and some scheduler waits for a release (a row of `waiters` not yet over),
+/// and the next run time after it read in the same statement (as
+/// [`SharedRows::next_run_time`](crate::shared::SharedRows::next_run_time) would: the
+/// statement's snapshot predates its own writes, so the released rows count with their
+/// new next run times and the others as read). One row per released id. `recorded`
+/// (empty, or a `name AS (...), ` common table expression) is written with it.
+fn release_statement(jobs: &str, waiters: &str, recorded: &str) -> String {
+    let others = "id NOT IN (SELECT id FROM released) AND next_run_time IS NOT NULL \
+                  AND corrupt IS NULL";
+    format!(
+        "WITH {recorded}updated AS (\
+         UPDATE {jobs} AS j SET next_run_time = v.next_run_time, paused = v.paused, \
+         state = v.state, state_bin = v.state_bin, format_version = v.format_version, \
+         lease_holder = NULL, lease_expires = NULL, corrupt = NULL \
+         FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+         $5::BYTEA[], $6::INTEGER[]) \
+         AS v(id, next_run_time, paused, state, state_bin, format_version) \
+         WHERE j.id = v.id AND j.lease_holder = $7 RETURNING j.id, j.next_run_time), \
+         removed AS (\
+         DELETE FROM {jobs} WHERE id = ANY($8::VARCHAR[]) \
+         AND lease_holder = $7 RETURNING id), \
+         released AS (SELECT id FROM updated UNION ALL SELECT id FROM removed) \
+         SELECT r.id, (SELECT pg_notify($9, $10) FROM {waiters} \
+         WHERE until > {NOW} LIMIT 1) IS NULL, \
+         LEAST((SELECT min(next_run_time) FROM updated), \
+         (SELECT next_run_time FROM {jobs} WHERE {others} \
+         AND (lease_expires IS NULL OR lease_expires <= next_run_time) \
+         ORDER BY next_run_time LIMIT 1)), \
+         (SELECT lease_expires FROM {jobs} WHERE {others} \
+         AND lease_expires IS NOT NULL AND lease_expires > next_run_time \
+         ORDER BY lease_expires LIMIT 1) \
+         FROM released AS r"
+    )
+}
+
 impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
+        let runs = crate::runs::RunStatements::new(Dialect::Postgres, n);
+        // Each row gets its claim partition from its id (an upsert keeps it: same id).
         let insert = format!(
-            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}) \
-             SELECT * FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
-             $5::BYTEA[], $6::INTEGER[])"
+            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \
+             SELECT v.*, {} FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+             $5::BYTEA[], $6::INTEGER[]) AS v(id, next_run_time, paused, state, state_bin, \
+             format_version)",
+            schema::partition_of(Dialect::Postgres, "v.id")
         );
+        let claimable = format!(
+            "next_run_time <= $2 AND corrupt IS NULL \
+             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4)"
+        );
+        let lease_due = |due: &str| {
+            format!(
+                "UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM {due} \
+                 WHERE j.id = {due}.id \
+                 RETURNING {}",
+                row_columns(Dialect::Postgres, "j.", "$1")
+            )
+        };
+        let waiters = &n.waiters;
         Statements {
+            wait_for_release: format!(
+                "WITH gone AS (DELETE FROM {waiters} WHERE until < {NOW} - 3600000000 \
+                 AND token <> $1) \
+                 INSERT INTO {waiters} (token, until) VALUES ($1, $2) \
+                 ON CONFLICT (token) DO UPDATE SET until = EXCLUDED.until"
+            ),
             upsert: format!(
                 "{insert} ON CONFLICT (id) DO UPDATE SET next_run_time = EXCLUDED.next_run_time, \
                  paused = EXCLUDED.paused, state = EXCLUDED.state, state_bin = EXCLUDED.state_bin, \
@@ -41,14 +111,23 @@ impl Statements {
             insert,
             claim: format!(
                 "WITH due AS (\
-                 SELECT id FROM {jobs} \
-                 WHERE next_run_time <= $2 AND corrupt IS NULL \
-                 AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4) \
-                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {jobs} AS j SET lease_holder = $4, lease_expires = {NOW} + $5 FROM due \
-                 WHERE j.id = due.id \
-                 RETURNING {}",
-                row_columns(Dialect::Postgres, "j.", "$1")
+                 SELECT id FROM {jobs} WHERE {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) {}",
+                lease_due("due")
+            ),
+            // Its own partitions through the partition index, then the earliest of the
+            // others (not its own: rows of its own it skipped are locked elsewhere) up
+            // to the limit; a steal of nothing reads nothing (`LIMIT 0`).
+            claim_preferring: format!(
+                "WITH own AS (\
+                 SELECT id FROM {jobs} WHERE claim_partition = ANY($6::INTEGER[]) AND {claimable} \
+                 ORDER BY next_run_time, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 stolen AS (\
+                 SELECT id FROM {jobs} WHERE NOT (claim_partition = ANY($6::INTEGER[])) \
+                 AND {claimable} ORDER BY next_run_time, id \
+                 LIMIT GREATEST($3 - (SELECT count(*) FROM own), 0) FOR UPDATE SKIP LOCKED), \
+                 due AS (SELECT id FROM own UNION ALL SELECT id FROM stolen) {}",
+                lease_due("due")
             ),
             mark_corrupt: format!(
                 "UPDATE {jobs} AS j SET corrupt = v.reason, lease_holder = NULL, lease_expires = NULL \
@@ -59,19 +138,17 @@ impl Statements {
                  WHERE id = ANY($1::VARCHAR[]) AND lease_holder = $2 AND lease_expires > {NOW} \
                  RETURNING id"
             ),
-            release: format!(
-                "WITH updated AS (\
-                 UPDATE {jobs} AS j SET next_run_time = v.next_run_time, paused = v.paused, \
-                 state = v.state, state_bin = v.state_bin, format_version = v.format_version, \
-                 lease_holder = NULL, lease_expires = NULL, corrupt = NULL \
-                 FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
-                 $5::BYTEA[], $6::INTEGER[]) \
-                 AS v(id, next_run_time, paused, state, state_bin, format_version) \
-                 WHERE j.id = v.id AND j.lease_holder = $7 RETURNING j.id), \
-                 removed AS (\
-                 DELETE FROM {jobs} WHERE id = ANY($8::VARCHAR[]) \
-                 AND lease_holder = $7 RETURNING id) \
-                 SELECT id FROM updated UNION ALL SELECT id FROM removed"
+            release: release_statement(jobs, waiters, ""),
+            release_recorded: release_statement(
+                jobs,
+                waiters,
+                &format!(
+                    "recorded AS ({} SELECT * FROM UNNEST($11::VARCHAR[], $12::VARCHAR[], \
+                     $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::VARCHAR[], $17::INTEGER[], \
+                     $18::INTEGER[], $19::BYTEA[], $20::BYTEA[], $21::VARCHAR[], $22::BIGINT[], \
+                     $23::INTEGER[], $24::BIGINT[]){}), ",
+                    runs.insert_head, runs.upsert_tail
+                ),
             ),
         }
     }
@@ -84,13 +161,20 @@ pub(crate) struct PgDriver {
     names: Names,
     parts: Parts<Postgres>,
     sql: Statements,
+    /// The connection of the scheduler's passes: claims and releases, one round trip
+    /// each.
+    pass: Held<Postgres>,
 }
 
 impl PgDriver {
-    pub(crate) fn new(pool: PgPool, names: Names) -> Self {
+    /// A driver on `pool` (of at most `max_connections`; `ping`: check connections
+    /// idle for a while before use).
+    pub(crate) fn new(pool: PgPool, names: Names, max_connections: u32, ping: bool) -> Self {
         let sql = Statements::new(&names);
-        let parts = Parts::new(&pool, Dialect::Postgres, &names);
+        let parts =
+            Parts::new(&pool, Dialect::Postgres, &names).keeping_connections(max_connections, ping);
         PgDriver {
+            pass: Held::new(&pool, max_connections, ping),
             pool,
             names,
             parts,
@@ -141,6 +225,12 @@ impl Driver for PgDriver {
         &self.parts
     }
 
+    async fn close(&self) {
+        // The pool waits for every connection to come back before it closes.
+        self.pass.release().await;
+        self.parts.close().await;
+    }
+
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
         let c = Columns::of(rows);
         let sql = if replace {
@@ -168,10 +258,22 @@ impl Driver for PgDriver {
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
-        let rows = req
-            .bind_numbered(sqlx::query(&self.sql.claim), req.lease)
-            .fetch_all(&self.pool)
-            .await
+        let map = |e| StoreError::sql("PostgreSQL: acquire_due_jobs", e);
+        let query = match req.prefer {
+            Some(owned) => {
+                let owned: Vec<i32> = owned
+                    .iter()
+                    .map(|&p| i32::try_from(p).unwrap_or(i32::MAX))
+                    .collect();
+                req.bind_numbered(sqlx::query(&self.sql.claim_preferring), req.lease)
+                    .bind(owned)
+            }
+            None => req.bind_numbered(sqlx::query(&self.sql.claim), req.lease),
+        };
+        let mut held = self.pass.lock().await.map_err(map)?;
+        let rows = query.fetch_all(held.conn()).await;
+        let rows = held
+            .done(rows)
             .map_err(|e| StoreError::sql("PostgreSQL: acquire_due_jobs", e))?;
         rows.iter()
             .map(crate::driver::read_row)
@@ -202,9 +304,22 @@ impl Driver for PgDriver {
     }
 
     async fn release(&self, req: Release<'_>) -> Result<Vec<String>> {
+        Ok(self.release_reading_next(req, &[]).await?.0)
+    }
+
+    async fn release_reading_next(
+        &self,
+        req: Release<'_>,
+        records: &[RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
         let (holder, updates, removes) = (req.holder, req.updates, req.removes);
         let c = Columns::of(updates);
-        sqlx::query(&self.sql.release)
+        let sql = if records.is_empty() {
+            &self.sql.release
+        } else {
+            &self.sql.release_recorded
+        };
+        let q = sqlx::query(sql)
             .bind(&c.ids)
             .bind(&c.next_run_times)
             .bind(&c.paused)
@@ -213,10 +328,24 @@ impl Driver for PgDriver {
             .bind(&c.versions)
             .bind(holder)
             .bind(removes)
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
-            .map_err(|e| StoreError::sql("PostgreSQL: release_jobs", e))
+            .bind(self.names.channel.as_str())
+            .bind(req.token);
+        let runs = RunColumns::of(records);
+        let q = if records.is_empty() { q } else { runs.bind(q) };
+        let map = |e| StoreError::sql("PostgreSQL: release_jobs", e);
+        let mut held = self.pass.lock().await.map_err(map)?;
+        let rows = q.fetch_all(held.conn()).await;
+        let rows = held.done(rows).map_err(map)?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(map)?;
+        let next = match rows.first() {
+            Some(r) => Some((r.try_get(2).map_err(map)?, r.try_get(3).map_err(map)?)),
+            None => None,
+        };
+        Ok((ids, next))
     }
 
     async fn notify_change(&self, token: &str) -> Result<()> {
@@ -226,6 +355,28 @@ impl Driver for PgDriver {
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::sql("PostgreSQL: notify a change", e))?;
+        Ok(())
+    }
+
+    async fn wait_for_release(&self, token: &str, until: i64) -> Result<()> {
+        sqlx::query(&self.sql.wait_for_release)
+            .bind(token)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::sql("PostgreSQL: record a wait for a release", e))?;
+        Ok(())
+    }
+
+    async fn stop_waiting(&self, token: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE token = $1",
+            self.names.waiters
+        ))
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::sql("PostgreSQL: remove a wait for a release", e))?;
         Ok(())
     }
 
@@ -340,6 +491,29 @@ impl<'a> RunColumns<'a> {
     }
 }
 
+impl RunColumns<'_> {
+    /// Binds the columns, in [`schema::RUN_COLUMNS`] order, after `q`'s parameters.
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.run_ids)
+            .bind(&self.job_ids)
+            .bind(&self.scheduled)
+            .bind(&self.started)
+            .bind(&self.finished)
+            .bind(&self.outcomes)
+            .bind(&self.exit_codes)
+            .bind(&self.http_statuses)
+            .bind(&self.outputs)
+            .bind(&self.messages)
+            .bind(&self.nodes)
+            .bind(&self.attempts)
+            .bind(&self.backfills)
+            .bind(&self.due)
+    }
+}
+
 /// The run history: batches as arrays through `UNNEST` (one statement each),
 /// interruptions in one `UPDATE ... RETURNING`.
 #[async_trait]
@@ -407,24 +581,15 @@ impl RunsDialect for Runs<Postgres> {
         };
         for part in parts {
             let c = RunColumns::of(part);
-            let q = sqlx::query(&sql)
-                .bind(&c.run_ids)
-                .bind(&c.job_ids)
-                .bind(&c.scheduled)
-                .bind(&c.started)
-                .bind(&c.finished)
-                .bind(&c.outcomes)
-                .bind(&c.exit_codes)
-                .bind(&c.http_statuses)
-                .bind(&c.outputs)
-                .bind(&c.messages)
-                .bind(&c.nodes)
-                .bind(&c.attempts)
-                .bind(&c.backfills)
-                .bind(&c.due);
-            match tx.as_mut() {
-                Some(tx) => q.execute(&mut **tx).await,
-                None => q.execute(&self.pool).await,
+            let q = c.bind(sqlx::query(&sql));
+            match (tx.as_mut(), &self.kept) {
+                (Some(tx), _) => q.execute(&mut **tx).await,
+                (None, Some(kept)) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.execute(held.conn()).await;
+                    held.done(done)
+                }
+                (None, None) => q.execute(&self.pool).await,
             }
             .map_err(&map)?;
         }

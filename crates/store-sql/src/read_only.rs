@@ -39,13 +39,36 @@ pub(crate) fn keep(age: Duration) -> bool {
     }
 }
 
-/// Installs [`keep`] on a pool: checked as a connection is taken and given back.
+/// How long a pooled connection may sit idle and still be used without a ping first
+/// (with `test_before_acquire` on). One used this recently answered then: pinging it
+/// again would add a round trip to every statement of a busy scheduler. A server
+/// restarted within this time fails the next statement on such a connection once
+/// (closed by the pool; the scheduler's pass is retried, a release is retried before
+/// its runs start).
+pub(crate) const PING_WHEN_IDLE: Duration = Duration::from_secs(5);
+
+/// Installs [`keep`] on a pool: checked as a connection is taken and given back; with
+/// `ping`, a connection idle for [`PING_WHEN_IDLE`] or longer is also pinged before it
+/// is used (and replaced if the ping fails).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn fenced<DB: sqlx::Database>(
     options: sqlx::pool::PoolOptions<DB>,
+    ping: bool,
 ) -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection as _;
     options
-        .before_acquire(|_conn, meta| Box::pin(async move { Ok(keep(meta.age)) }))
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if !keep(meta.age) {
+                    return Ok(false);
+                }
+                if ping && meta.idle_for >= PING_WHEN_IDLE {
+                    return Ok(conn.ping().await.is_ok());
+                }
+                Ok(true)
+            })
+        })
         .after_release(|_conn, meta| Box::pin(async move { Ok(keep(meta.age)) }))
 }
 

@@ -154,7 +154,7 @@ pub(crate) struct RunStatements {
 }
 
 impl RunStatements {
-    fn new(d: Dialect, n: &Names) -> Self {
+    pub(crate) fn new(d: Dialect, n: &Names) -> Self {
         let runs = &n.runs;
         let p = |i| d.param(i);
         let running = RunOutcome::Running.as_str();
@@ -282,6 +282,17 @@ pub(crate) struct Runs<DB: Database> {
     pub(crate) names: Names,
     pub(crate) sql: RunStatements,
     ready: AtomicBool,
+    /// Connections kept for the reads of `running` records (every pass of a cluster
+    /// scheduler makes one) and for the history writer's writes (see
+    /// [`Held`](crate::held::Held)); `None`: each statement takes one from the pool.
+    pub(crate) kept: Option<Kept<DB>>,
+}
+
+/// The connections a run history keeps (see [`Runs::kept`]).
+#[derive(Debug)]
+pub(crate) struct Kept<DB: Database> {
+    pub(crate) reads: crate::held::Held<DB>,
+    pub(crate) writes: crate::held::Held<DB>,
 }
 
 impl<DB: Database> Runs<DB> {
@@ -292,6 +303,7 @@ impl<DB: Database> Runs<DB> {
             sql: RunStatements::new(dialect, names),
             names: names.clone(),
             ready: AtomicBool::new(false),
+            kept: None,
         }
     }
 
@@ -555,8 +567,17 @@ where
         let parts = chunks(rows);
         if let [part] = parts.as_slice() {
             let sql = statement(part.len());
-            let q = sqlx::query(&sql).persistent(cached(part.len()));
-            bind_runs(q, part).execute(&self.pool).await.map_err(map)?;
+            let q = bind_runs(sqlx::query(&sql).persistent(cached(part.len())), part);
+            match &self.kept {
+                Some(kept) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.execute(held.conn()).await;
+                    held.done(done).map_err(map)?;
+                }
+                None => {
+                    q.execute(&self.pool).await.map_err(map)?;
+                }
+            }
             return Ok(());
         }
         let mut tx = match begin {
@@ -647,7 +668,17 @@ where
             q = q.bind(node);
         }
         let map = self.error("query_runs");
-        let rows = q.bind(f.limit).fetch_all(&self.pool).await.map_err(&map)?;
+        let q = q.bind(f.limit);
+        let rows = match &self.kept {
+            // The scan of `running` records every pass of a cluster scheduler makes.
+            Some(kept) if f.outcome == Some(RunOutcome::Running.as_str()) => {
+                let mut held = kept.reads.lock().await.map_err(&map)?;
+                let rows = q.fetch_all(held.conn()).await;
+                held.done(rows)
+            }
+            _ => q.fetch_all(&self.pool).await,
+        }
+        .map_err(&map)?;
         rows.iter()
             .map(read_run)
             .collect::<std::result::Result<_, _>>()

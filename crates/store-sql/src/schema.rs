@@ -98,6 +98,8 @@ pub(crate) struct Names {
     pub(crate) idx_next: String,
     /// The index on `lease_expires`, quoted.
     pub(crate) idx_lease: String,
+    /// The index on `(claim_partition, next_run_time, id)`, quoted.
+    pub(crate) idx_partition: String,
     /// The run history table (`<table>_runs`), unquoted.
     pub(crate) runs_table: String,
     /// The run history table, quoted.
@@ -108,6 +110,8 @@ pub(crate) struct Names {
     pub(crate) idx_runs_job: String,
     /// The run history index on `(outcome, scheduled_at, run_id)`, quoted.
     pub(crate) idx_runs_outcome: String,
+    /// The release waiters table (`<table>_waiters`, PostgreSQL), quoted.
+    pub(crate) waiters: String,
     /// The node registry table (`<table>_nodes`), unquoted.
     pub(crate) nodes_table: String,
     /// The node registry table, quoted.
@@ -142,6 +146,7 @@ impl Names {
             schema_table,
             idx_next: quote(&derived(table, "_next_run_time_idx")),
             idx_lease: quote(&derived(table, "_lease_expires_idx")),
+            idx_partition: quote(&derived(table, "_partition_idx")),
             runs: quote(&runs_table),
             runs_table,
             idx_runs_time: quote(&derived(table, "_runs_time_idx")),
@@ -149,6 +154,7 @@ impl Names {
             idx_runs_outcome: quote(&derived(table, "_runs_outcome_idx")),
             nodes: quote(&nodes_table),
             nodes_table,
+            waiters: quote(&derived(table, "_waiters")),
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
             #[cfg(feature = "postgres")]
@@ -190,7 +196,85 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "state_bin: job states in the bincode format",
         statements: v2_binary_state,
     },
+    Migration {
+        version: 3,
+        description: "claim_partition: each job's claim partition, indexed with next_run_time",
+        statements: v3_claim_partition,
+    },
+    Migration {
+        version: 4,
+        description: "waiters: the schedulers waiting for a release (PostgreSQL)",
+        statements: v4_release_waiters,
+    },
 ];
+
+/// The schedulers waiting for another's release, on PostgreSQL (the one SQL backend
+/// that notifies): one row per waiting store (its notification token) with the end
+/// (microseconds, the server's clock) of the lease it waits for. A release notifies
+/// only while a row's end is ahead (see `SqlJobStore::get_next_run_time`).
+pub(crate) fn v4_release_waiters(dialect: Dialect, n: &Names) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} (token VARCHAR(191) COLLATE \"C\" NOT NULL PRIMARY KEY, \
+             until BIGINT NOT NULL)",
+            n.waiters
+        )],
+        Dialect::Sqlite | Dialect::MySql => Vec::new(),
+    }
+}
+
+/// How many claim partitions a PostgreSQL or MySQL/MariaDB job table divides its jobs
+/// into ([`Capabilities::partitions`](apscheduler_core::Capabilities::partitions)).
+pub(crate) const CLAIM_PARTITIONS: u32 = 1024;
+
+/// A job's claim partition, from its id: the first 32 bits of the id's MD5 (UTF-8
+/// bytes), modulo [`CLAIM_PARTITIONS`]; the same on both servers. `id` is the SQL
+/// expression of the id.
+pub(crate) fn partition_of(dialect: Dialect, id: &str) -> String {
+    let mask = CLAIM_PARTITIONS - 1;
+    match dialect {
+        Dialect::Postgres => {
+            format!("(('x' || substr(md5({id}), 1, 8))::bit(32)::INTEGER & {mask})")
+        }
+        Dialect::MySql => {
+            format!("(CAST(CONV(SUBSTRING(MD5({id}), 1, 8), 16, 10) AS UNSIGNED) & {mask})")
+        }
+        // Single-node: one claimer, nothing to partition.
+        Dialect::Sqlite => "0".to_owned(),
+    }
+}
+
+/// The claim partition column and its index with `next_run_time`: a claim that prefers
+/// some partitions reads their due jobs through it. On MySQL/MariaDB a stored
+/// generated column; on PostgreSQL a column the inserts fill
+/// and this migration computes for the rows already there (in its transaction); a
+/// table of 10 million rows is rewritten once, under the migration lock. SQLite
+/// is single-node and gets nothing.
+pub(crate) fn v3_claim_partition(dialect: Dialect, n: &Names) -> Vec<String> {
+    const _: () = assert!(CLAIM_PARTITIONS.is_power_of_two());
+    let (jobs, idx) = (&n.jobs, &n.idx_partition);
+    match dialect {
+        Dialect::Sqlite => Vec::new(),
+        // Two statements, each re-run alone after an interruption (1060, 1061).
+        Dialect::MySql => vec![
+            format!(
+                "ALTER TABLE {jobs} ADD COLUMN claim_partition INTEGER AS {} STORED",
+                partition_of(dialect, "id")
+            ),
+            format!("ALTER TABLE {jobs} ADD KEY {idx} (claim_partition, next_run_time, id)"),
+        ],
+        Dialect::Postgres => vec![
+            format!("ALTER TABLE {jobs} ADD COLUMN claim_partition INTEGER NOT NULL DEFAULT 0"),
+            format!(
+                "UPDATE {jobs} SET claim_partition = {}",
+                partition_of(dialect, "id")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {idx} ON {jobs} (claim_partition, next_run_time, id)"
+            ),
+        ],
+    }
+}
 
 /// The schema version table: one row (`id = 1`) holding the version.
 pub(crate) fn schema_table_ddl(names: &Names) -> String {

@@ -150,18 +150,23 @@ impl Statements {
                 d.text("id"),
                 d.text("corrupt")
             ),
-            next_run_time: format!(
-                "SELECT \
-                 (SELECT next_run_time FROM {jobs} WHERE next_run_time IS NOT NULL AND corrupt IS NULL \
-                  AND (lease_expires IS NULL OR lease_expires <= next_run_time) \
-                  ORDER BY next_run_time LIMIT 1), \
-                 (SELECT lease_expires FROM {jobs} WHERE lease_expires IS NOT NULL \
-                  AND next_run_time IS NOT NULL AND corrupt IS NULL AND lease_expires > next_run_time \
-                  ORDER BY lease_expires LIMIT 1)"
-            ),
+            next_run_time: next_run_time_sql(jobs),
             schema_version: format!("SELECT version FROM {} WHERE id = 1", n.schema),
         }
     }
+}
+
+/// [`SharedRows::next_run_time`]'s statement on the job table `jobs`.
+pub(crate) fn next_run_time_sql(jobs: &str) -> String {
+    format!(
+        "SELECT \
+         (SELECT next_run_time FROM {jobs} WHERE next_run_time IS NOT NULL AND corrupt IS NULL \
+          AND (lease_expires IS NULL OR lease_expires <= next_run_time) \
+          ORDER BY next_run_time LIMIT 1), \
+         (SELECT lease_expires FROM {jobs} WHERE lease_expires IS NOT NULL \
+          AND next_run_time IS NOT NULL AND corrupt IS NULL AND lease_expires > next_run_time \
+          ORDER BY lease_expires LIMIT 1)"
+    )
 }
 
 /// The row operations every dialect runs with the same statements.
@@ -668,9 +673,10 @@ where
         .chain(removes.iter().map(String::as_str))
         .collect();
     let mut released = Vec::with_capacity(ids.len());
+    // Prepared once per batch size and connection (a pass keeps its connection).
     for part in ids.chunks(chunk) {
         let sql = held(&placeholders(part.len()));
-        let mut q = sqlx::query(&sql).persistent(part.len() == chunk);
+        let mut q = sqlx::query(&sql).persistent(true);
         for id in part {
             q = q.bind(*id);
         }
@@ -680,7 +686,7 @@ where
     }
     for part in updates.chunks(chunk) {
         let sql = update(part.len());
-        let q = sqlx::query(&sql).persistent(part.len() == chunk);
+        let q = sqlx::query(&sql).persistent(true);
         bind_rows(q, part).bind(holder).execute(&mut *conn).await?;
     }
     delete_held_on::<DB>(conn, jobs, holder, removes, chunk).await?;

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use apscheduler_core::{
     async_trait, Acquired, CorruptJob, Error, ErrorKind, Job, JobRelease, JobStore, Released,
+    RunRecord,
 };
 use chrono::{DateTime, Utc};
 
 use crate::codec::{self, EncodedJob};
 use crate::connect::{self, PoolConfig, Target};
-use crate::driver::{ClaimRequest, Driver, Extension, Release};
+use crate::driver::{Driver, Extension, Release};
 use crate::error::{invalid_input, StoreError};
 use crate::history::SqlRunHistory;
 use crate::schema::{self, Dialect, Names};
@@ -38,10 +39,17 @@ const PARALLEL_DECODE_ROWS: usize = 2_000;
 /// [`shutdown`](JobStore::shutdown) closes the connections; a later call connects
 /// again.
 pub struct SqlJobStore {
-    link: Arc<Link>,
-    codec: StateCodec,
+    pub(crate) link: Arc<Link>,
+    pub(crate) codec: StateCodec,
     /// Change notifications (PostgreSQL).
-    changes: apscheduler_core::ChangeChannel,
+    pub(crate) changes: apscheduler_core::ChangeChannel,
+    /// The run history [`JobStore::run_history`] hands out, the same each time: a
+    /// scheduler recognizes it as this store's own and writes its records with the
+    /// release ([`JobStore::release_jobs_recorded`]).
+    history: Arc<dyn apscheduler_core::RunHistory>,
+    /// The end of the last wait for a release recorded for this store (microseconds,
+    /// the server's clock; PostgreSQL), so that a wait is written once.
+    pub(crate) waiting_until: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for SqlJobStore {
@@ -214,9 +222,13 @@ impl SqlJobStoreBuilder {
         self
     }
 
-    /// Whether a pooled connection is checked with a ping before each use (default
-    /// true): after a database restart, stale connections are then replaced before an
-    /// operation fails on them, at the cost of one round trip per operation.
+    /// Whether a pooled connection is checked with a ping before use (default true):
+    /// after a database restart, stale connections are then replaced before an
+    /// operation fails on them. On PostgreSQL and MySQL only a connection idle for 5 s
+    /// or longer is pinged (one used more recently answered then, and a ping before
+    /// every statement would double a busy scheduler's round trips); a server
+    /// restarted within those 5 s fails one operation on such a connection, which is
+    /// retried. SQLite pings before every use.
     pub fn test_before_acquire(mut self, test: bool) -> Self {
         self.pool.test_before_acquire = test;
         self
@@ -325,19 +337,22 @@ impl SqlJobStoreBuilder {
         let node_lock = target
             .sqlite_file()
             .map(crate::single_node::NodeLock::beside);
+        let link = Arc::new(Link {
+            #[cfg(feature = "sqlite")]
+            node_lock,
+            url: connect::redact(&self.url),
+            target,
+            names,
+            pool: self.pool,
+            driver: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        });
         Ok(SqlJobStore {
-            link: Arc::new(Link {
-                #[cfg(feature = "sqlite")]
-                node_lock,
-                url: connect::redact(&self.url),
-                target,
-                names,
-                pool: self.pool,
-                driver: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            history: Arc::new(SqlRunHistory::new(link.clone())),
+            link,
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
+            waiting_until: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }
@@ -444,11 +459,11 @@ impl SqlJobStore {
     }
 
     /// The connected backend: connects and migrates on first use.
-    async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
+    pub(crate) async fn driver(&self) -> Result<Arc<dyn Driver>, Error> {
         self.link.driver().await
     }
 
-    fn max_bytes(&self) -> i64 {
+    pub(crate) fn max_bytes(&self) -> i64 {
         i64::try_from(self.codec.max_bytes).unwrap_or(i64::MAX)
     }
 
@@ -463,6 +478,95 @@ impl SqlJobStore {
         if let Err(e) = driver.notify_change(self.changes.token()).await {
             tracing::debug!(target: "apscheduler", "change notification not sent: {e}");
         }
+    }
+}
+
+impl SqlJobStore {
+    /// Writes `records` to the run history beside the table and releases (one
+    /// statement on PostgreSQL, which also reads the next run time after the release).
+    async fn release_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[RunRecord],
+    ) -> Result<Released, Error> {
+        let writes = crate::history::writes(records)?;
+        if releases.is_empty() {
+            if !writes.is_empty() {
+                let driver = self.driver().await?;
+                retry!(driver.history().upsert(&writes))?;
+            }
+            return Ok(Released::all());
+        }
+        codec::check_id("scheduler_id", scheduler_id)?;
+        // The last release of an id wins.
+        let mut last: HashMap<Arc<str>, JobRelease> = HashMap::with_capacity(releases.len());
+        for r in releases {
+            let id = match &r {
+                JobRelease::Update(job) => job.id.clone(),
+                JobRelease::Remove(id) => id.clone(),
+            };
+            last.insert(id, r);
+        }
+        let mut updates = Vec::with_capacity(last.len());
+        let mut removes = Vec::new();
+        let mut asked: Vec<Arc<str>> = Vec::with_capacity(last.len());
+        let mut refused = Vec::new();
+        for (id, r) in last {
+            match r {
+                JobRelease::Update(job) => match self.encode(&job) {
+                    Ok(row) => {
+                        updates.push(row);
+                        asked.push(id);
+                    }
+                    Err(e) => refused.push((id, e)),
+                },
+                JobRelease::Remove(_) => match codec::check_id("id", &id) {
+                    Ok(()) => {
+                        removes.push(id.to_string());
+                        asked.push(id);
+                    }
+                    Err(e) => refused.push((id, e)),
+                },
+            }
+        }
+        let driver = self.driver().await?;
+        if asked.is_empty() {
+            if !writes.is_empty() {
+                retry!(driver.history().upsert(&writes))?;
+            }
+            return Ok(Released::new(Vec::new(), refused));
+        }
+        let (released, next) = retry!(driver.release_reading_next(
+            Release {
+                holder: scheduler_id,
+                updates: &updates,
+                removes: &removes,
+                // A node that saw these jobs under this one's lease sleeps until it
+                // expires: the release wakes it (PostgreSQL, in the same statement).
+                token: self.changes.token(),
+            },
+            &writes
+        ))?;
+        let released: HashSet<String> = released.into_iter().collect();
+        let mut lost = Vec::new();
+        if released.len() < asked.len() {
+            lost = asked
+                .into_iter()
+                .filter(|id| !released.contains(&**id))
+                .collect();
+        }
+        let done = Released::new(lost, refused);
+        Ok(match next {
+            Some((due, leased)) => {
+                let earliest = match (due, leased) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                done.with_next_run_time(earliest.map(codec::from_micros))
+            }
+            None => done,
+        })
     }
 }
 
@@ -495,6 +599,16 @@ impl JobStore for SqlJobStore {
     /// Closes the pool's connections (the run history's too: they share them).
     async fn shutdown(&self) -> Result<(), Error> {
         self.changes.stop().await;
+        if self
+            .waiting_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            if let Some(driver) = self.link.current() {
+                // Left behind, it would only wake the others for nothing until it ends.
+                let _ = driver.stop_waiting(self.changes.token()).await;
+            }
+        }
         self.link.close().await;
         #[cfg(feature = "sqlite")]
         if let Some(lock) = &self.link.node_lock {
@@ -506,7 +620,7 @@ impl JobStore for SqlJobStore {
     /// A [`SqlRunHistory`] on this store's pool, in the table `<table_name>_runs`
     /// beside the job table (see [`SqlJobStore::runs_table_name`]).
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
-        Some(Arc::new(self.history()))
+        Some(self.history.clone())
     }
 
     fn is_persistent(&self) -> bool {
@@ -520,6 +634,9 @@ impl JobStore for SqlJobStore {
         capabilities.single_node = self.link.backend() == Dialect::Sqlite;
         capabilities.notifications = self.link.backend() == Dialect::Postgres;
         capabilities.store_clock = self.link.backend() != Dialect::Sqlite;
+        if self.link.backend() != Dialect::Sqlite {
+            capabilities.partitions = crate::schema::CLAIM_PARTITIONS;
+        }
         capabilities
     }
 
@@ -656,6 +773,11 @@ impl JobStore for SqlJobStore {
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let driver = self.driver().await?;
         let (due, leased) = driver.rows().next_run_time().await?;
+        // Sleeping until another scheduler's lease ends: only then does a release
+        // concern this scheduler (a release never moves a job it saw unleased earlier).
+        if let Some(until) = leased.filter(|l| due.is_none_or(|d| *l <= d)) {
+            self.wait_for_release(&driver, until).await;
+        }
         let earliest = match (due, leased) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -670,47 +792,29 @@ impl JobStore for SqlJobStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
-        codec::check_id("scheduler_id", scheduler_id)?;
-        if limit == 0 {
-            return Ok(Acquired::default());
-        }
-        self.lock_single_node()?;
-        let driver = self.driver().await?;
-        let req = ClaimRequest {
-            holder: scheduler_id,
-            now: codec::micros_floor(&now),
-            expires: codec::expiry(&now, lease),
-            lease: codec::lease_length(lease),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
-            max_bytes: self.max_bytes(),
-        };
-        let mut rows = retry!(driver.claim(req))?;
-        rows.sort_unstable_by(|a, b| (a.next_run_time, &a.id).cmp(&(b.next_run_time, &b.id)));
-        let mut acquired = Acquired {
-            jobs: Vec::with_capacity(rows.len()),
-            corrupt: Vec::new(),
-        };
-        let mut marks = Vec::new();
-        for row in &rows {
-            match codec::decode(row, &self.codec) {
-                Ok(job) => acquired.jobs.push(job),
-                Err(reason) => {
-                    marks.push((row.id.clone(), reason.clone()));
-                    acquired.corrupt.push(CorruptJob {
-                        id: row.id.clone(),
-                        error: reason,
-                    });
-                }
-            }
-        }
-        if !marks.is_empty() {
-            // Set aside for good. Should this fail, the rows stay leased to us and are
-            // reported again when the lease expires.
-            if let Err(e) = retry!(driver.mark_corrupt(&marks)) {
-                apscheduler_core::log_warn!(target: "apscheduler", table = %self.link.names.table, "cannot mark corrupt jobs: {e}");
-            }
-        }
-        Ok(acquired)
+        self.claim(scheduler_id, now, limit, lease, None).await
+    }
+
+    /// PostgreSQL and MySQL/MariaDB: the due jobs of the hint's partitions first,
+    /// through the index on `(claim_partition, next_run_time, id)`, then the earliest
+    /// due jobs of the other partitions to fill `limit`, in one statement on PostgreSQL
+    /// (two in one transaction on MySQL/MariaDB when it steals). A hint that names
+    /// every partition or none, or another partition count, is a plain claim; SQLite
+    /// ignores it.
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let partitioned = self.link.backend() != Dialect::Sqlite
+            && hint.partitions == crate::schema::CLAIM_PARTITIONS
+            && !hint.owned.is_empty()
+            && !hint.owns_all();
+        let prefer = partitioned.then_some(hint.owned);
+        self.claim(scheduler_id, now, limit, lease, prefer).await
     }
 
     async fn extend_leases(
@@ -763,63 +867,20 @@ impl JobStore for SqlJobStore {
         scheduler_id: &str,
         releases: Vec<JobRelease>,
     ) -> Result<Released, Error> {
-        if releases.is_empty() {
-            return Ok(Released::all());
-        }
-        codec::check_id("scheduler_id", scheduler_id)?;
-        // The last release of an id wins.
-        let mut last: HashMap<Arc<str>, JobRelease> = HashMap::with_capacity(releases.len());
-        for r in releases {
-            let id = match &r {
-                JobRelease::Update(job) => job.id.clone(),
-                JobRelease::Remove(id) => id.clone(),
-            };
-            last.insert(id, r);
-        }
-        let mut updates = Vec::with_capacity(last.len());
-        let mut removes = Vec::new();
-        let mut asked: Vec<Arc<str>> = Vec::with_capacity(last.len());
-        let mut refused = Vec::new();
-        for (id, r) in last {
-            match r {
-                JobRelease::Update(job) => match self.encode(&job) {
-                    Ok(row) => {
-                        updates.push(row);
-                        asked.push(id);
-                    }
-                    Err(e) => refused.push((id, e)),
-                },
-                JobRelease::Remove(_) => match codec::check_id("id", &id) {
-                    Ok(()) => {
-                        removes.push(id.to_string());
-                        asked.push(id);
-                    }
-                    Err(e) => refused.push((id, e)),
-                },
-            }
-        }
-        let mut lost = Vec::new();
-        if !asked.is_empty() {
-            let driver = self.driver().await?;
-            let released: HashSet<String> = retry!(driver.release(Release {
-                holder: scheduler_id,
-                updates: &updates,
-                removes: &removes,
-            }))?
-            .into_iter()
-            .collect();
-            // A node that saw these jobs under this one's lease sleeps until it
-            // expires: wake it now.
-            if !released.is_empty() {
-                self.changed(&driver).await;
-            }
-            if released.len() < asked.len() {
-                lost = asked
-                    .into_iter()
-                    .filter(|id| !released.contains(&**id))
-                    .collect();
-            }
-        }
-        Ok(Released::new(lost, refused))
+        self.release_recorded(scheduler_id, releases, &[]).await
+    }
+
+    fn records_with_release(&self) -> bool {
+        // The backends whose driver writes records and release in one statement.
+        self.link.backend() == Dialect::Postgres
+    }
+
+    async fn release_jobs_recorded(
+        &self,
+        scheduler_id: &str,
+        releases: Vec<JobRelease>,
+        records: &[RunRecord],
+    ) -> Result<Released, Error> {
+        self.release_recorded(scheduler_id, releases, records).await
     }
 }

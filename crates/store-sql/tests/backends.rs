@@ -237,6 +237,26 @@ async fn upgrades_a_version_1_table(tables: &Tables) {
         raw.quote(&table)
     ))
     .await;
+    // Nor had it the claim partitions of version 3 (MySQL keeps an index whose other
+    // columns remain: it goes first).
+    match raw {
+        Raw::Sqlite(_) => {}
+        Raw::MySql(_) => {
+            raw.exec(&format!(
+                "ALTER TABLE {} DROP KEY {}, DROP COLUMN claim_partition",
+                raw.quote(&table),
+                raw.quote(&format!("{table}_partition_idx"))
+            ))
+            .await
+        }
+        Raw::Postgres(_) => {
+            raw.exec(&format!(
+                "ALTER TABLE {} DROP COLUMN claim_partition",
+                raw.quote(&table)
+            ))
+            .await
+        }
+    }
     let schema = raw.quote(first.schema_table_name());
     raw.exec(&format!("UPDATE {schema} SET version = 1")).await;
     let upgraded = SqlJobStore::builder(tables.url())

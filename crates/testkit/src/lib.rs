@@ -28,6 +28,10 @@ pub mod executor;
 pub mod history;
 pub mod history_fields;
 pub mod pg_failover;
+pub mod proxy;
+pub mod redis_cluster;
+#[cfg(feature = "scheduler")]
+pub mod round_trips;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 pub mod sentinel;

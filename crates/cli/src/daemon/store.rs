@@ -25,7 +25,7 @@ const SQLITE_PAGE_CACHE: usize = 512 * 1024;
 const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
-/// `mysql://` (`mariadb://`), `redis://`, `redis+sentinel://`, `mongodb://`,
+/// `mysql://` (`mariadb://`), `redis://`, `redis+sentinel://`, `redis+cluster://`, `mongodb://`,
 /// `zookeeper://host:port/path`.
 /// A SQLite file that does not exist yet is created readable by its owner only.
 /// `connect_timeout` bounds the first connection (`None`: each store's default).
@@ -74,7 +74,7 @@ pub(crate) fn open(
             }
             Arc::new(builder.build().map_err(|e| e.to_string())?)
         }
-        "redis" | "rediss" | "redis+sentinel" => {
+        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => {
             let mut builder = apscheduler_store_redis::RedisJobStore::builder(url);
             if let Some(t) = connect_timeout {
                 builder = builder.connect_timeout(t);
@@ -209,6 +209,16 @@ mod tests {
         assert!(err.contains("names no master"), "{err}");
         let store = open("redis://127.0.0.1:6379/?prefix=b.", None, Role::Manager).unwrap();
         assert!(format!("{store:?}").contains("prefix: \"b.\""), "{store:?}");
+        let store = open(
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/?prefix=c.&partitions=8",
+            None,
+            Role::Scheduler,
+        )
+        .expect("a cluster URL");
+        assert!(
+            format!("{store:?}").contains("the Redis Cluster at 127.0.0.1:7000,127.0.0.1:7001"),
+            "{store:?}"
+        );
     }
 
     #[test]

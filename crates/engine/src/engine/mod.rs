@@ -54,6 +54,7 @@ mod backfill;
 mod builder;
 mod calendar;
 mod catchup;
+mod claim;
 mod components;
 mod durable_start;
 mod elsewhere;

@@ -173,7 +173,10 @@ impl Engine {
         // interrupt the pass (here the woken thread often takes this very core).
         let taken = if take { used.take_one() } else { None };
         used.flush();
-        let wait = next_wakeup.map(|t| ((t - now).to_std().unwrap_or(Duration::ZERO), t));
+        // From the pass's end, not its start: a pass that waited on a distant store
+        // must not add its own length to the next wake-up.
+        let end = self.inner.clock.now();
+        let wait = next_wakeup.map(|t| ((t - end).to_std().unwrap_or(Duration::ZERO), t));
         if let Some((w, _)) = wait {
             tracing::debug!(target: "apscheduler", "Next wakeup is due in {:.6} seconds", w.as_secs_f64());
         } else {
@@ -224,14 +227,21 @@ impl Engine {
         } else {
             CLAIM_BATCH
         };
+        // The history is the store's own, and the store writes records with a release
+        // in one round trip: the `running` records go with the release.
+        let with_release = self
+            .inner
+            .history
+            .as_ref()
+            .filter(|recorder| recorder.records_with_release_on(&**store));
+        // The next run time the last release read in its own round trip, if it did.
+        let mut next_known = None;
         loop {
             // Paused or shutting down meanwhile: claim no further batch.
             if self.state() != SchedulerState::Running {
                 break;
             }
-            let acquired = store
-                .acquire_due_jobs(&self.inner.scheduler_id, now, batch, self.inner.lease)
-                .await?;
+            let acquired = self.claim(store, capabilities, now, batch).await?;
             for corrupt in &acquired.corrupt {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %corrupt.id, "stored job cannot be read and was set aside: {}", corrupt.error);
                 let id: Arc<str> = corrupt.id.as_str().into();
@@ -252,31 +262,60 @@ impl Engine {
                 }
             }
             // `max_instances` across the nodes sharing the history: the runs other
-            // nodes have in flight, read after the claim. A node records a run
-            // `running` before its release, and the release comes before this claim,
-            // so every instance started elsewhere is counted (an ended one whose end
-            // is not written yet is counted too: a fire time is skipped, never doubled).
-            let mut elsewhere = match &self.inner.history {
-                Some(recorder)
-                    if !planned.is_empty() && capabilities.shared && !capabilities.single_node =>
-                {
-                    recorder.running_elsewhere().await.map(by_job)
+            // nodes have in flight, read after the claim (alongside the release, which
+            // it does not depend on: one round trip of waiting for both). A node
+            // records a run `running` before its release, and the release comes before
+            // this claim, so every instance started elsewhere is counted (an ended one
+            // whose end is not written yet is counted too: a fire time is skipped,
+            // never doubled).
+            let read_elsewhere = async {
+                match &self.inner.history {
+                    Some(recorder)
+                        if !planned.is_empty()
+                            && capabilities.shared
+                            && !capabilities.single_node =>
+                    {
+                        recorder.running_elsewhere().await.map(by_job)
+                    }
+                    _ => None,
                 }
-                _ => None,
             };
             // Each fire time gets its `running` record before the release makes it this
-            // node's: a node killed at any point from here on leaves a record (made
-            // `interrupted` when its heartbeat stops), never a fire time without a trace.
-            if let Some(recorder) = &self.inner.history {
-                recorder
-                    .begin(planned.iter().map(|p| &p.run), None, true)
-                    .await;
-            }
-            // Keep a copy until the store has taken it (a clone is a few Arc increments
-            // per job).
-            let released = store
-                .release_jobs(&self.inner.scheduler_id, releases.clone())
-                .await;
+            // node's (or with it, atomically): a node killed at any point from here on
+            // leaves a record (made `interrupted` when its heartbeat stops), never a
+            // fire time without a trace. Keep a copy of the releases until the store
+            // has taken them (a clone is a few Arc increments per job).
+            let release = async {
+                match with_release {
+                    Some(recorder) => {
+                        let records =
+                            recorder.stage(planned.iter().map(|p| &p.run), None, true, false);
+                        let released = store
+                            .release_jobs_recorded(
+                                &self.inner.scheduler_id,
+                                releases.clone(),
+                                &records,
+                            )
+                            .await;
+                        match &released {
+                            Ok(_) => recorder.staged_written(&records),
+                            Err(e) => recorder.staged_unwritten(records, &e.to_string()),
+                        }
+                        released
+                    }
+                    None => {
+                        if let Some(recorder) = &self.inner.history {
+                            recorder
+                                .begin(planned.iter().map(|p| &p.run), None, true)
+                                .await;
+                        }
+                        store
+                            .release_jobs(&self.inner.scheduler_id, releases.clone())
+                            .await
+                    }
+                }
+            };
+            let (mut elsewhere, released) = tokio::join!(read_elsewhere, release);
             // A fire time is started only once the release that moves its job past it
             // is applied: a release the store did not apply (or did not confirm) may
             // leave it to another scheduler, which must be the only one to start it.
@@ -292,6 +331,7 @@ impl Engine {
                     return Err(e);
                 }
             };
+            next_known = released.next_run_time;
             let skipped = self.report_unreleased(alias, &released, now);
             let mut waiting = Vec::new();
             let mut starting = Vec::with_capacity(planned.len());
@@ -337,7 +377,10 @@ impl Engine {
                 break;
             }
         }
-        store.get_next_run_time().await
+        match next_known {
+            Some(next) => Ok(next),
+            None => store.get_next_run_time().await,
+        }
     }
 
     /// Decides one claimed job's runs and its next state.

@@ -280,7 +280,8 @@ impl Drop for Tables {
                     let schema = store.schema_table_name().to_owned();
                     let runs = store.runs_table_name().to_owned();
                     let nodes = store.history().nodes_table_name().to_owned();
-                    for t in [table, schema, runs, nodes] {
+                    let waiters = format!("{table}_waiters");
+                    for t in [table, schema, runs, nodes, waiters] {
                         let sql = format!("DROP TABLE IF EXISTS {}", raw.quote(&t));
                         if let Err(e) = raw.try_exec(&sql).await {
                             eprintln!("cleanup: {sql}: {e}");

@@ -58,7 +58,7 @@
 //! |---|---|
 //! | [`check_survives_restart`] | jobs, run times to the microsecond, paused jobs and leases outlive a store shut down and opened again |
 //! | [`check_corrupt_job_set_aside`] | a damaged stored job is reported once, set aside, kept, repairable; other jobs run |
-//! | [`check_change_notifications`] | a store declaring [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications) calls its listener for another store's adds, updates, removes and releases, not for its own writes, and again after its channel's connection dropped |
+//! | [`check_change_notifications`] | a store declaring [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications) calls its listener for another store's adds, updates, removes and releases (of a job it saw under the writer's lease), not for its own writes, and again after its channel's connection dropped |
 //!
 //! ## Where the suite pins down what the trait leaves open
 //! - `now` is inclusive: a job whose run time equals `now` is due.

@@ -199,7 +199,8 @@ fn micros_ceil(t: &DateTime<Tz>) -> i64 {
 /// The change channel of a store that declares
 /// [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications):
 /// `listening` (started here, with a listener) hears each write of `writer` (another
-/// store on the same namespace) within a few seconds, never its own writes, and is
+/// store on the same namespace; a release once it saw the released job under the
+/// writer's lease) within a few seconds, never its own writes, and is
 /// called again once `drop_channel` has cut its channel's connection (changes made
 /// while it was down were not heard). Real time, a few seconds.
 pub async fn check_change_notifications<F, Fut>(
@@ -241,18 +242,29 @@ pub async fn check_change_notifications<F, Fut>(
         .unwrap();
     after(count, "another store's add").await;
     count = settle().await;
-    let mut job = sample_job("n", Some(at(30)), interval_trigger(60));
+    // Due now on the servers' clocks (their leases run on them).
+    let now = chrono::Utc::now();
+    let mut job = sample_job(
+        "n",
+        Some(now.with_timezone(&Tz::UTC) - chrono::Duration::seconds(1)),
+        interval_trigger(60),
+    );
     job.name = "renamed".into();
     writer.update_job(job).await.unwrap();
     after(count, "another store's update").await;
     count = settle().await;
     let claimed = writer
-        .acquire_due_jobs("other", utc(30), 10, LEASE)
+        .acquire_due_jobs("other", now, 10, LEASE)
         .await
         .unwrap();
     assert_eq!(claimed.jobs.len(), 1);
+    // The listening store sees the job under the other's lease: it sleeps until the
+    // lease's end, which a release brings forward (a store may tell only such a
+    // waiting store of a release).
+    let wake = listening.get_next_run_time().await.unwrap();
+    assert!(wake.is_some_and(|t| t > now), "{wake:?}: the lease's end");
     let mut next = claimed.jobs[0].clone();
-    next.next_run_time = Some(at(60));
+    next.next_run_time = Some(now.with_timezone(&Tz::UTC) + chrono::Duration::hours(1));
     writer
         .release_jobs("other", vec![JobRelease::Update(next)])
         .await

@@ -501,6 +501,7 @@ const SCHEMES: &[&str] = &[
     "redis",
     "rediss",
     "redis+sentinel",
+    "redis+cluster",
     "mongodb",
     "mongodb+srv",
     "zookeeper",

@@ -1,20 +1,24 @@
 //! [`RedisRunHistory`]: run records beside the jobs, on the store's connection and
-//! under its key prefix (layout in [`RedisRunHistory`]).
+//! under its key prefix (layout in [`RedisRunHistory`]). The record encoding is in
+//! `records`, the node registry in `registry`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use apscheduler_core::time::micros;
 use apscheduler_core::{
-    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunOutcome, RunQuery,
-    RunRecord,
+    async_trait, Error, NodeRegistry, RunHistory, RunOutcome, RunQuery, RunRecord,
 };
 use chrono::{DateTime, Utc};
-use redis::ScriptInvocation;
 
 use crate::conn::Connection;
 use crate::error::StoreError;
 use crate::scripts::HISTORY_SCRIPTS;
+
+mod records;
+mod registry;
+
+use records::{decode_run, push_record, FIELDS};
 
 /// Records written per script call (one atomic step).
 const WRITE_BATCH: usize = 1000;
@@ -24,26 +28,6 @@ const PRUNE_BATCH: usize = 1000;
 const SCAN_PAGE: usize = 1000;
 /// A `keep` larger than any job's history (and exact in Lua's doubles).
 const KEEP_CAP: usize = 1 << 50;
-
-/// A record's hash fields, in the order they are read. The last three are written
-/// only when they differ from a first, scheduled, not waiting run (`attempt` 1,
-/// `backfill` 0, no `due_at`): a record without them, as every record written before
-/// they existed, reads as one.
-const FIELDS: [&str; 13] = [
-    "job_id",
-    "scheduled_at",
-    "started_at",
-    "finished_at",
-    "outcome",
-    "exit_code",
-    "http_status",
-    "output",
-    "message",
-    "node",
-    "attempt",
-    "backfill",
-    "due_at",
-];
 
 /// The run history of a [`RedisJobStore`](crate::RedisJobStore), from its
 /// [`run_history`](apscheduler_core::JobStore::run_history): one hash per run and
@@ -91,6 +75,10 @@ const FIELDS: [&str; 13] = [
 ///   history alone.
 /// - A stored record that cannot be read (an unknown outcome, a missing or malformed
 ///   field) is a `Serialization` error naming the run id and the value.
+/// - On a Redis Cluster (`redis+cluster://`) `P` is `{<prefix>h}`: every key of the
+///   history (and the node registry, `Pnodes`) shares that one hash tag, so its
+///   scripts run on one node, and the whole history lives on one shard (the jobs are
+///   spread over partitions, see [`KeyLayout`](crate::KeyLayout)).
 ///
 /// # Example
 /// ```no_run
@@ -127,6 +115,27 @@ impl RedisRunHistory {
             conn,
             prefix: prefix.to_owned(),
         }
+    }
+
+    /// The script call that writes `records` (at most one batch), and the keys of
+    /// the records it writes, for the store to send with its release.
+    pub(crate) fn record_call(
+        &self,
+        records: &[RunRecord],
+    ) -> Option<(redis::ScriptInvocation<'static>, Vec<String>)> {
+        if records.is_empty() || records.len() > WRITE_BATCH {
+            return None;
+        }
+        let mut invocation = HISTORY_SCRIPTS.record.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for record in records {
+            push_record(&mut invocation, record);
+        }
+        let keys = records
+            .iter()
+            .map(|r| format!("{}run:{}", self.prefix, r.run_id))
+            .collect();
+        Some((invocation, keys))
     }
 
     /// The key prefix (the store's).
@@ -323,9 +332,12 @@ impl RedisRunHistory {
         Ok(found)
     }
 
-    async fn record(&self, records: &[RunRecord]) -> Result<(), StoreError> {
+    pub(crate) async fn record(&self, records: &[RunRecord]) -> Result<(), StoreError> {
         for batch in records.chunks(WRITE_BATCH) {
             let mut invocation = HISTORY_SCRIPTS.record.prepare_invoke();
+            // The scripts name their keys from the prefix; this one routes the call
+            // to the node serving them on a cluster (they share one hash tag).
+            invocation.key(self.all_key());
             invocation.arg(&self.prefix);
             for record in batch {
                 push_record(&mut invocation, record);
@@ -370,6 +382,9 @@ impl RedisRunHistory {
                 return Ok(changed);
             }
             let mut invocation = HISTORY_SCRIPTS.interrupt.prepare_invoke();
+            // The scripts name their keys from the prefix; this one routes the call
+            // to the node serving them on a cluster (they share one hash tag).
+            invocation.key(self.all_key());
             invocation.arg(&self.prefix);
             for record in &batch {
                 push_record(&mut invocation, record);
@@ -387,6 +402,9 @@ impl RedisRunHistory {
         let (mut removed, mut offset, mut keep) = (0, 0usize, keep.min(KEEP_CAP));
         loop {
             let mut invocation = HISTORY_SCRIPTS.prune_job.prepare_invoke();
+            // The scripts name their keys from the prefix; this one routes the call
+            // to the node serving them on a cluster (they share one hash tag).
+            invocation.key(self.all_key());
             invocation
                 .arg(&self.prefix)
                 .arg(job_id)
@@ -409,6 +427,9 @@ impl RedisRunHistory {
         let (mut removed, mut offset) = (0, 0usize);
         loop {
             let mut invocation = HISTORY_SCRIPTS.prune_before.prepare_invoke();
+            // The scripts name their keys from the prefix; this one routes the call
+            // to the node serving them on a cluster (they share one hash tag).
+            invocation.key(self.all_key());
             invocation
                 .arg(&self.prefix)
                 .arg(cut)
@@ -422,167 +443,6 @@ impl RedisRunHistory {
                 return Ok(removed);
             }
         }
-    }
-}
-
-/// Adds one record to a `record_runs` call: `id, score, job, outcome, node, n`, then
-/// the `n` fields of its hash (absent optional fields are not written).
-fn push_record(invocation: &mut ScriptInvocation<'_>, r: &RunRecord) {
-    let score = micros::now(&r.scheduled_at).to_string();
-    let time = |t: &Option<DateTime<Utc>>| t.as_ref().map(|t| micros::now(t).to_string());
-    let optional = [
-        ("started_at", time(&r.started_at)),
-        ("finished_at", time(&r.finished_at)),
-        ("exit_code", r.exit_code.map(|c| c.to_string())),
-        ("http_status", r.http_status.map(|s| s.to_string())),
-        ("attempt", (r.attempt != 1).then(|| r.attempt.to_string())),
-        ("backfill", r.backfill.then(|| "1".to_owned())),
-        ("due_at", time(&r.due_at)),
-    ];
-    let present = optional.iter().filter(|(_, v)| v.is_some()).count();
-    let fields = 5 + present + usize::from(r.message.is_some());
-    invocation
-        .arg(&r.run_id)
-        .arg(&score)
-        .arg(&r.job_id)
-        .arg(r.outcome.as_str())
-        .arg(&r.node)
-        .arg(fields)
-        .arg("job_id")
-        .arg(&r.job_id)
-        .arg("scheduled_at")
-        .arg(&score)
-        .arg("outcome")
-        .arg(r.outcome.as_str())
-        .arg("node")
-        .arg(&r.node)
-        .arg("output")
-        .arg(&r.output);
-    for (name, value) in &optional {
-        if let Some(value) = value {
-            invocation.arg(*name).arg(value);
-        }
-    }
-    if let Some(message) = &r.message {
-        invocation.arg("message").arg(message);
-    }
-}
-
-/// A record from its hash fields (in [`FIELDS`] order); `None` when there is no record.
-fn decode_run(id: &[u8], row: Vec<Option<Vec<u8>>>) -> Result<Option<RunRecord>, StoreError> {
-    if row.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let run_id = String::from_utf8_lossy(id).into_owned();
-    let bad = |reason: String| StoreError::CorruptRun {
-        id: run_id.clone(),
-        reason,
-    };
-    let mut text = Vec::with_capacity(FIELDS.len());
-    for (name, value) in FIELDS.iter().zip(row) {
-        text.push(
-            value
-                .map(String::from_utf8)
-                .transpose()
-                .map_err(|_| bad(format!("field '{name}' is not UTF-8")))?,
-        );
-    }
-    let mut take = |i: usize| text[i].take();
-    let required = |value: Option<String>, i: usize| {
-        value.ok_or_else(|| bad(format!("field '{}' is missing", FIELDS[i])))
-    };
-    fn number<T: std::str::FromStr>(
-        value: Option<String>,
-        name: &str,
-    ) -> Result<Option<T>, String> {
-        value
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|_| format!("field '{name}' is not a valid number: {v:?}"))
-            })
-            .transpose()
-    }
-    let time = |value: Option<String>, name: &str| {
-        number::<i64>(value, name).map(|us| us.map(micros::to_instant))
-    };
-
-    let job_id = required(take(0), 0)?;
-    let scheduled_at = time(Some(required(take(1), 1)?), FIELDS[1]).map_err(&bad)?;
-    let started_at = time(take(2), FIELDS[2]).map_err(&bad)?;
-    let finished_at = time(take(3), FIELDS[3]).map_err(&bad)?;
-    let outcome = required(take(4), 4)?;
-    let outcome = outcome
-        .parse::<RunOutcome>()
-        .map_err(|e| bad(e.message().to_owned()))?;
-    let exit_code = number::<i32>(take(5), FIELDS[5]).map_err(&bad)?;
-    let http_status = number::<u16>(take(6), FIELDS[6]).map_err(&bad)?;
-    let output = required(take(7), 7)?;
-    let message = take(8);
-    let node = required(take(9), 9)?;
-    let attempt = number::<u32>(take(10), FIELDS[10]).map_err(&bad)?;
-    let backfill = match take(11).as_deref() {
-        None | Some("0") => false,
-        Some("1") => true,
-        Some(other) => return Err(bad(format!("field 'backfill' is not 0 or 1: {other:?}"))),
-    };
-    let due_at = time(take(12), FIELDS[12]).map_err(&bad)?;
-    Ok(Some(RunRecord {
-        run_id,
-        job_id,
-        scheduled_at: scheduled_at.unwrap_or_default(),
-        started_at,
-        finished_at,
-        outcome,
-        exit_code,
-        http_status,
-        output,
-        message,
-        node,
-        attempt: attempt.unwrap_or(1),
-        backfill,
-        due_at,
-    }))
-}
-
-/// The node registry: the hash `<prefix>nodes`, node name to the entry as JSON.
-#[async_trait]
-impl NodeRegistry for RedisRunHistory {
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
-        let entry = serde_json::to_string(node)
-            .map_err(|e| Error::new(ErrorKind::Serialization, e.to_string()))?;
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.nodes_key()).arg(&node.node).arg(entry);
-        let _: i64 = self.conn.query("heartbeat", &cmd).await?;
-        Ok(())
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.nodes_key());
-        let entries: Vec<(String, Vec<u8>)> = self.conn.query("list nodes", &cmd).await?;
-        let mut nodes = entries
-            .into_iter()
-            .map(|(name, entry)| {
-                serde_json::from_slice::<NodeInfo>(&entry).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Serialization,
-                        format!(
-                            "Redis: node entry '{name}' in {} cannot be read: {e}",
-                            self.nodes_key()
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        nodes.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(nodes)
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
-        let mut cmd = redis::cmd("HDEL");
-        cmd.arg(self.nodes_key()).arg(node);
-        let removed: i64 = self.conn.query("remove node", &cmd).await?;
-        Ok(removed > 0)
     }
 }
 
@@ -621,90 +481,5 @@ impl RunHistory for RedisRunHistory {
 
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         Ok(self.prune_before(before).await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(values: [Option<&str>; 13]) -> Vec<Option<Vec<u8>>> {
-        values
-            .iter()
-            .map(|v| v.map(|s| s.as_bytes().to_vec()))
-            .collect()
-    }
-
-    const GOOD: [Option<&str>; 13] = [
-        Some("job"),
-        Some("1000001"),
-        None,
-        Some("2000000"),
-        Some("success"),
-        Some("-2"),
-        Some("503"),
-        Some(""),
-        None,
-        Some("node-a"),
-        None,
-        None,
-        None,
-    ];
-
-    #[test]
-    fn decodes_a_stored_record() {
-        let r = decode_run(b"r1", row(GOOD)).unwrap().unwrap();
-        assert_eq!(r.run_id, "r1");
-        assert_eq!(r.scheduled_at.timestamp_micros(), 1_000_001);
-        assert_eq!(r.started_at, None);
-        assert_eq!(r.finished_at.unwrap().timestamp_micros(), 2_000_000);
-        assert_eq!((r.exit_code, r.http_status), (Some(-2), Some(503)));
-        assert_eq!(r.outcome, RunOutcome::Success);
-        assert_eq!((r.attempt, r.backfill, r.due_at), (1, false, None));
-        assert!(decode_run(b"gone", row([None; 13])).unwrap().is_none());
-
-        let mut retry = GOOD;
-        retry[10] = Some("3");
-        retry[11] = Some("1");
-        retry[12] = Some("1500002");
-        let r = decode_run(b"r2", row(retry)).unwrap().unwrap();
-        assert_eq!((r.attempt, r.backfill), (3, true));
-        assert_eq!(r.due_at.unwrap().timestamp_micros(), 1_500_002);
-    }
-
-    #[test]
-    fn unreadable_records_name_the_run_and_the_value() {
-        let mut bad = GOOD;
-        bad[4] = Some("succes");
-        let err: Error = decode_run(b"r1", row(bad)).unwrap_err().into();
-        assert_eq!(err.kind(), apscheduler_core::ErrorKind::Serialization);
-        assert!(
-            err.message().contains("'r1'") && err.message().contains("'succes'"),
-            "{err}"
-        );
-
-        let mut bad = GOOD;
-        bad[1] = Some("soon");
-        let err = decode_run(b"r2", row(bad)).unwrap_err().to_string();
-        assert!(
-            err.contains("'r2'") && err.contains("scheduled_at"),
-            "{err}"
-        );
-
-        let mut bad = GOOD;
-        bad[9] = None;
-        let err = decode_run(b"r3", row(bad)).unwrap_err().to_string();
-        assert!(err.contains("'node' is missing"), "{err}");
-
-        for (i, value, field) in [
-            (10, "-1", "attempt"),
-            (11, "yes", "backfill"),
-            (12, "x", "due_at"),
-        ] {
-            let mut bad = GOOD;
-            bad[i] = Some(value);
-            let err = decode_run(b"r4", row(bad)).unwrap_err().to_string();
-            assert!(err.contains("'r4'") && err.contains(field), "{err}");
-        }
     }
 }
