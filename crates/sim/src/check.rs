@@ -1,0 +1,94 @@
+//! The invariants, checked as the simulation goes and at its end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use apscheduler_core::{RunOutcome, RunRecord};
+use chrono::{DateTime, Utc};
+
+/// A fire time of a job, and the attempt at it.
+pub(crate) type FireTime = (String, DateTime<Utc>, u32);
+
+/// What the checker knows: every start, and the violations found.
+#[derive(Debug, Default)]
+pub(crate) struct Checker {
+    /// Each fire time started, by whom and when (virtual ms).
+    pub(crate) starts: BTreeMap<FireTime, (String, u64)>,
+    /// Nodes killed, and nodes found reaped after their death.
+    pub(crate) crashed: BTreeSet<String>,
+    pub(crate) reaped: BTreeSet<String>,
+    /// Nodes seen in the registry.
+    pub(crate) registered: BTreeSet<String>,
+    pub(crate) violations: Vec<String>,
+}
+
+impl Checker {
+    /// A run starts: at most once per fire time (and attempt).
+    pub(crate) fn started(&mut self, fire: FireTime, node: &str, at_ms: u64) {
+        if let Some((first, first_ms)) = self.starts.get(&fire) {
+            self.violations.push(format!(
+                "fire time started twice: job {} at {} (attempt {}) on {first} at {first_ms} ms \
+                 and on {node} at {at_ms} ms",
+                fire.0, fire.1, fire.2
+            ));
+            return;
+        }
+        self.starts.insert(fire, (node.to_owned(), at_ms));
+    }
+
+    /// After a step: a crashed node absent from the registry after having been in it
+    /// was reaped, and none of its runs may still be `running`.
+    pub(crate) fn after_step(&mut self, listed: &BTreeSet<String>, running: &[RunRecord]) {
+        self.registered.extend(listed.iter().cloned());
+        for node in &self.crashed {
+            if self.registered.contains(node) && !listed.contains(node) {
+                self.reaped.insert(node.clone());
+            }
+        }
+        for r in running {
+            if self.reaped.contains(&r.node) {
+                let v = format!(
+                    "run {} of job {} at {} still running after its node {} was reaped",
+                    r.run_id, r.job_id, r.scheduled_at, r.node
+                );
+                if !self.violations.contains(&v) {
+                    self.violations.push(v);
+                }
+            }
+        }
+    }
+
+    /// Once the faults have stopped and everything settled: each fire time up to the
+    /// horizon has a record and none is still `running`, and a fire time that started
+    /// is not recorded only `missed`.
+    pub(crate) fn outcomes(&mut self, expected: &[(String, DateTime<Utc>)], records: &[RunRecord]) {
+        let mut by_fire: BTreeMap<(&str, DateTime<Utc>), Vec<&RunRecord>> = BTreeMap::new();
+        for r in records {
+            by_fire.entry((&r.job_id, r.scheduled_at)).or_default().push(r);
+        }
+        for (job, at) in expected {
+            let found = by_fire.get(&(job.as_str(), *at)).map(Vec::as_slice).unwrap_or(&[]);
+            let started = self.starts.range((job.clone(), *at, 0)..=(job.clone(), *at, u32::MAX)).next();
+            if found.is_empty() {
+                let how = match started {
+                    Some((_, (node, ms))) => format!("started on {node} at {ms} ms"),
+                    None => "never started".to_owned(),
+                };
+                self.violations.push(format!("fire time without an outcome: job {job} at {at} ({how}, no record)"));
+                continue;
+            }
+            if let Some(r) = found.iter().find(|r| r.outcome == RunOutcome::Running) {
+                self.violations.push(format!(
+                    "fire time without an outcome: job {job} at {at} still running on {} after the faults stopped",
+                    r.node
+                ));
+            }
+            if let Some((_, (node, ms))) = started {
+                if found.iter().all(|r| r.outcome == RunOutcome::Missed) {
+                    self.violations.push(format!(
+                        "job {job} at {at} started on {node} at {ms} ms but is recorded only missed"
+                    ));
+                }
+            }
+        }
+    }
+}

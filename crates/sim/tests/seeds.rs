@@ -1,0 +1,95 @@
+//! Seeds of the simulation, in CI: thousands of a five-node cluster, a few of a
+//! hundred-node one, and the replay of one seed (`SIM_SEED`).
+//!
+//! `SIM_SEEDS=N` runs N seeds of each scenario instead of the default counts, and
+//! `SIM_SEED_BASE=B` starts them at B (to explore seeds CI does not run).
+
+use std::time::Instant;
+
+use apscheduler_sim::{simulate, Report, Scenario};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+    })
+}
+
+fn scenario(name: &str) -> Scenario {
+    match name {
+        "small" => Scenario::small(),
+        "hundred" => Scenario::hundred(),
+        other => panic!("SIM_SCENARIO={other:?}: expected small or hundred"),
+    }
+}
+
+fn replay_hint(name: &str, report: &Report) -> String {
+    format!(
+        "replay with: SIM_SEED={} SIM_SCENARIO={name} cargo test -p apscheduler-sim --test seeds -- replay --nocapture",
+        report.seed
+    )
+}
+
+/// Runs `count` seeds of `name` from the base; fails at the first seed that breaks an
+/// invariant, printing it and how to replay it.
+fn run_seeds(name: &str, default_count: u64) {
+    let count = env_u64("SIM_SEEDS").unwrap_or(default_count);
+    let base = env_u64("SIM_SEED_BASE").unwrap_or(0);
+    let scenario = scenario(name);
+    let began = Instant::now();
+    let (mut starts, mut crashed, mut reaped) = (0, 0, 0);
+    for seed in base..base + count {
+        let report = simulate(&scenario, seed);
+        assert!(
+            report.passed(),
+            "{}\n{}",
+            report.describe(),
+            replay_hint(name, &report)
+        );
+        starts += report.starts;
+        crashed += report.crashed;
+        reaped += report.reaped;
+    }
+    eprintln!(
+        "{name}: {count} seeds from {base} passed in {:.1?}: {starts} fire times started, \
+         {crashed} nodes killed ({reaped} reaped)",
+        began.elapsed()
+    );
+}
+
+#[test]
+fn five_nodes_thousands_of_seeds() {
+    run_seeds("small", 1000);
+}
+
+#[test]
+fn a_hundred_nodes_some_seeds() {
+    run_seeds("hundred", 2);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let scenario = Scenario::small();
+    let first = simulate(&scenario, 42);
+    let again = simulate(&scenario, 42);
+    assert_eq!(
+        (first.trace_hash, first.events, first.starts),
+        (again.trace_hash, again.events, again.starts),
+        "seed 42 ran twice differently"
+    );
+    let other = simulate(&scenario, 43);
+    assert_ne!(first.trace_hash, other.trace_hash, "seeds 42 and 43 traced the same");
+    assert!(first.events > 1000 && first.starts > 100, "{}", first.describe());
+}
+
+/// `SIM_SEED=<n> [SIM_SCENARIO=small|hundred]`: runs that seed and prints its report
+/// (without `SIM_SEED`, seed 0 of the small scenario).
+#[test]
+fn replay() {
+    let seed = env_u64("SIM_SEED").unwrap_or(0);
+    let name = std::env::var("SIM_SCENARIO").unwrap_or_else(|_| "small".to_owned());
+    let report = simulate(&scenario(&name), seed);
+    eprintln!("{}", report.describe());
+    assert!(report.passed(), "{}", replay_hint(&name, &report));
+}
