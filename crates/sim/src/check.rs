@@ -91,4 +91,13 @@ impl Checker {
             }
         }
     }
+
+    /// At the end: every killed node has been taken for dead and left the registry.
+    pub(crate) fn all_reaped<'a>(&mut self, listed: impl Iterator<Item = &'a str>) {
+        for node in listed {
+            if self.crashed.contains(node) {
+                self.violations.push(format!("killed node {node} is still in the registry after the faults stopped"));
+            }
+        }
+    }
 }

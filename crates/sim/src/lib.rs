@@ -48,7 +48,7 @@ mod scenario;
 mod store;
 mod world;
 
-pub use scenario::Scenario;
+pub use scenario::{Sabotage, Scenario};
 
 /// What one seed did.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crate::check::Checker;
 use crate::clock::{SkewedClock, VirtualTime};
 use crate::log::LogSink;
 use crate::store::{SimHistory, SimStore};
-use crate::world::{NodeLink, Process, World};
+use crate::world::{NodeLink, Pending, Phase, Process, World};
 use crate::{Report, Scenario};
 
 /// How often the driver injects faults and checks.
@@ -52,7 +52,7 @@ pub(crate) fn run(scenario: &Scenario, seed: u64) -> Report {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    let world = runtime.block_on(async { Arc::new(World::new(seed, VirtualTime::new(epoch()), scenario.full_trace)) });
+    let world = runtime.block_on(async { Arc::new(World::new(seed, VirtualTime::new(epoch()), scenario.full_trace, scenario.sabotage)) });
     // The engines' warnings and errors go to the world's log, not stderr.
     let _log = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
@@ -198,7 +198,17 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
         })
         .await
         .expect("the memory history answers");
-    world.checker.lock().outcomes(&expected, &records);
+    let listed = world
+        .history
+        .nodes()
+        .expect("the memory history keeps a registry")
+        .list_nodes()
+        .await
+        .expect("the memory registry answers");
+    let mut checker = world.checker.lock();
+    checker.outcomes(&expected, &records);
+    checker.all_reaped(listed.iter().map(|n| n.node.as_str()));
+    drop(checker);
     world.trace(format!(
         "end: {} fire times checked, {} records",
         expected.len(),
@@ -222,28 +232,59 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
         for (i, at) in resume_at.iter_mut().enumerate() {
             if at.is_some_and(|at| at <= now) {
                 *at = None;
-                links[i].set(Process::Up);
-                world.trace(format!("{} resumed", links[i].name));
+                // A pause that never came (no call meanwhile) is dropped.
+                world.pending.lock().remove(&links[i].name);
+                if links[i].process() == Process::Paused {
+                    links[i].set(Process::Up);
+                    world.trace(format!("{} resumed", links[i].name));
+                }
             }
         }
         if now < faults_ms {
-            let up: Vec<usize> = (0..links.len())
-                .filter(|&i| links[i].process() == Process::Up)
-                .collect();
+            // Up, with no crash or pause pending: the nodes a new one may take.
+            let up: Vec<usize> = {
+                let pending = world.pending.lock();
+                (0..links.len())
+                    .filter(|&i| {
+                        links[i].process() == Process::Up && !pending.contains_key(&links[i].name)
+                    })
+                    .collect()
+            };
             let draw = |rate: f64| world.rng(|r| r.gen_bool((rate * step_s).min(1.0)));
+            let phase = || {
+                if world.rng(|r| r.gen_bool(0.5)) {
+                    Phase::BeforeRequest
+                } else {
+                    Phase::AfterApply
+                }
+            };
             if draw(scenario.crash_rate) && up.len() > 1 {
                 let i = up[world.rng(|r| r.gen_range(0..up.len()))];
-                links[i].set(Process::Crashed);
-                world.checker.lock().crashed.insert(links[i].name.clone());
-                world.trace(format!("{} crashed", links[i].name));
+                let phase = phase();
+                world.pending.lock().insert(
+                    links[i].name.clone(),
+                    Pending {
+                        process: Process::Crashed,
+                        phase,
+                    },
+                );
+                world.trace(format!("{} to crash at its next call ({phase:?})", links[i].name));
             } else if draw(scenario.pause_rate) && up.len() > 1 {
                 let i = up[world.rng(|r| r.gen_range(0..up.len()))];
                 let lease = u64::try_from(DEFAULT_LEASE.as_millis()).unwrap_or(5000);
-                let pause = world.rng(|r| r.gen_range(lease + 500..=2 * NODE_TIMEOUT.as_millis() as u64));
+                let most = 2 * u64::try_from(NODE_TIMEOUT.as_millis()).unwrap_or(10_000);
+                let pause = world.rng(|r| r.gen_range(lease + 500..=most));
                 let at = (now + pause).min(faults_ms);
                 resume_at[i] = Some(at);
-                links[i].set(Process::Paused);
-                world.trace(format!("{} paused until {at}", links[i].name));
+                let phase = phase();
+                world.pending.lock().insert(
+                    links[i].name.clone(),
+                    Pending {
+                        process: Process::Paused,
+                        phase,
+                    },
+                );
+                world.trace(format!("{} to pause at its next call ({phase:?}) until {at}", links[i].name));
             }
             if draw(scenario.failover_rate) {
                 let down = world.rng(|r| r.gen_range(500..=4000u64));
@@ -261,6 +302,7 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
         } else if !calm {
             calm = true;
             *world.faults.lock() = Default::default();
+            world.pending.lock().clear();
             world.trace("faults stop");
         }
         tokio::time::sleep(STEP).await;

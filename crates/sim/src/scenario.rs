@@ -32,6 +32,23 @@ pub struct Scenario {
     /// Keep every trace line in [`Report::trace_tail`] (to compare two runs line by
     /// line), not only the last ones.
     pub full_trace: bool,
+    /// A contract the store model breaks on purpose, to show that the checks catch it
+    /// (`None` for every real run).
+    pub sabotage: Option<Sabotage>,
+}
+
+/// A way for the store model to break its contract, each caught by one invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sabotage {
+    /// A release reports itself applied even when another node holds the job's lease:
+    /// a fire time is started twice.
+    ReleaseAlwaysApplied,
+    /// The history drops `missed` records: fire times end without an outcome.
+    HistoryDropsMissed,
+    /// Taking a dead node's runs for interrupted changes nothing: its runs stay
+    /// `running` after it is reaped.
+    InterruptNothing,
 }
 
 impl Scenario {
@@ -49,6 +66,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
+            sabotage: None,
         }
     }
 
@@ -66,6 +84,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
+            sabotage: None,
         }
     }
 
@@ -79,6 +98,12 @@ impl Scenario {
     /// This scenario keeping its whole trace.
     pub fn with_full_trace(mut self) -> Self {
         self.full_trace = true;
+        self
+    }
+
+    /// This scenario with the store model breaking its contract in this way.
+    pub fn with_sabotage(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = Some(sabotage);
         self
     }
 

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use apscheduler_core::{
     async_trait, Acquired, Capabilities, ChangeListener, Error, ErrorKind, Job, JobRelease,
-    JobStore, NodeInfo, NodeRegistry, RunElsewhere, RunHistory, RunQuery, RunRecord, Released,
+    JobStore, NodeInfo, NodeRegistry, RunElsewhere, RunHistory, RunOutcome, RunQuery, RunRecord,
+    Released,
 };
 use chrono::{DateTime, Utc};
 
-use crate::world::{CallFault, NodeLink, World};
+use crate::world::{CallFault, NodeLink, Phase, World};
+use crate::Sabotage;
 
 /// Half the base round trip: each way of a call.
 const HALF_RTT: Duration = Duration::from_micros(500);
@@ -32,6 +34,8 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    link.gate().await;
+    world.take_pending(link, Phase::BeforeRequest, op);
     link.gate().await;
     let fault = world.draw(&link.name, op);
     let lost = |what: &str| {
@@ -59,6 +63,7 @@ where
     }
     link.gate().await;
     let result = apply().await;
+    world.take_pending(link, Phase::AfterApply, op);
     if fault == CallFault::LostReply {
         world.trace(format!("{} {op} applied, reply lost", link.name));
         tokio::time::sleep(REPLY_TIMEOUT).await;
@@ -173,6 +178,9 @@ impl JobStore for SimStore {
         exchange(world, &self.link, "release", || async move {
             let released = store.release_jobs(scheduler_id, releases).await?;
             world.trace(format!("{scheduler_id} release lost {:?}", released.lost));
+            if world.sabotage == Some(Sabotage::ReleaseAlwaysApplied) {
+                return Ok(Released::all());
+            }
             Ok(released)
         })
         .await
@@ -224,6 +232,14 @@ impl RunHistory for SimHistory {
                     r.job_id, r.scheduled_at, r.outcome, r.node, self.link.name
                 ));
             }
+            if world.sabotage == Some(Sabotage::HistoryDropsMissed) {
+                let kept: Vec<RunRecord> = records
+                    .iter()
+                    .filter(|r| r.outcome != RunOutcome::Missed)
+                    .cloned()
+                    .collect();
+                return h.record_runs(&kept).await;
+            }
             h.record_runs(records).await
         })
         .await
@@ -257,6 +273,9 @@ impl RunHistory for SimHistory {
     ) -> Result<Vec<RunRecord>, Error> {
         let (world, h) = (&self.world, &self.world.history);
         exchange(world, &self.link, "interrupt_running", || async move {
+            if world.sabotage == Some(Sabotage::InterruptNothing) {
+                return Ok(Vec::new());
+            }
             let changed = h.interrupt_running(node, now, message).await?;
             world.trace(format!("{} interrupted {} runs of {node}", self.link.name, changed.len()));
             Ok(changed)

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::check::Checker;
 use crate::clock::VirtualTime;
+use crate::Sabotage;
 
 /// How many trace lines a failing seed prints (the last ones).
 const TRACE_TAIL: usize = 400;
@@ -74,6 +75,23 @@ impl NodeLink {
             }
         }
     }
+}
+
+/// Where in a store call a pending crash or pause takes the node: the windows between
+/// a claim and its release, a release and the run's start, a write and its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Before the request leaves: the call is never made.
+    BeforeRequest,
+    /// After the store applied it, before the reply arrives.
+    AfterApply,
+}
+
+/// A crash or pause the driver decided on, waiting for the node's next store call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) process: Process,
+    pub(crate) phase: Phase,
 }
 
 /// What the store does to one call.
@@ -143,19 +161,24 @@ pub(crate) struct World {
     pub(crate) time: VirtualTime,
     pub(crate) faults: Mutex<StoreFaults>,
     pub(crate) checker: Mutex<Checker>,
+    pub(crate) sabotage: Option<Sabotage>,
+    /// Crashes and pauses to apply at a node's next store call, by node name.
+    pub(crate) pending: Mutex<std::collections::BTreeMap<String, Pending>>,
     rng: Mutex<StdRng>,
     trace: Mutex<Trace>,
     log: Mutex<VecDeque<String>>,
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, time: VirtualTime, full_trace: bool) -> Self {
+    pub(crate) fn new(seed: u64, time: VirtualTime, full_trace: bool, sabotage: Option<Sabotage>) -> Self {
         World {
             jobs: MemoryJobStore::new(),
             history: Arc::new(MemoryRunHistory::new()),
             time,
             faults: Mutex::new(StoreFaults::default()),
             checker: Mutex::new(Checker::default()),
+            sabotage,
+            pending: Mutex::new(std::collections::BTreeMap::new()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             trace: Mutex::new(Trace {
                 full: full_trace,
@@ -193,6 +216,24 @@ impl World {
     pub(crate) fn trace_summary(&self) -> (u64, u64, Vec<String>) {
         let trace = self.trace.lock();
         (trace.hash(), trace.events(), trace.tail())
+    }
+
+    /// Applies the crash or pause pending for `link` at `phase` of a call, if any.
+    pub(crate) fn take_pending(&self, link: &NodeLink, phase: Phase, op: &str) {
+        let mut pending = self.pending.lock();
+        let Some(p) = pending.get(&link.name).copied() else {
+            return;
+        };
+        if p.phase != phase {
+            return;
+        }
+        pending.remove(&link.name);
+        drop(pending);
+        if p.process == Process::Crashed {
+            self.checker.lock().crashed.insert(link.name.clone());
+        }
+        link.set(p.process);
+        self.trace(format!("{} {:?} at {op} ({phase:?})", link.name, p.process));
     }
 
     /// What the store does to the next call (`op` from `node`), traced.

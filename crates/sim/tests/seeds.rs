@@ -4,9 +4,11 @@
 //! `SIM_SEEDS=N` runs N seeds of each scenario instead of the default counts, and
 //! `SIM_SEED_BASE=B` starts them at B (to explore seeds CI does not run).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use apscheduler_sim::{simulate, Report, Scenario};
+use apscheduler_sim::{simulate, Report, Sabotage, Scenario};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -31,29 +33,47 @@ fn replay_hint(name: &str, report: &Report) -> String {
     )
 }
 
-/// Runs `count` seeds of `name` from the base; fails at the first seed that breaks an
+/// Runs `count` seeds of `name` from the base on `SIM_THREADS` threads (default 2:
+/// each simulation is single-threaded); fails with the lowest seed that breaks an
 /// invariant, printing it and how to replay it.
 fn run_seeds(name: &str, default_count: u64) {
     let count = env_u64("SIM_SEEDS").unwrap_or(default_count);
     let base = env_u64("SIM_SEED_BASE").unwrap_or(0);
+    let threads = env_u64("SIM_THREADS").unwrap_or(2).max(1);
     let scenario = scenario(name);
     let began = Instant::now();
-    let (mut starts, mut crashed, mut reaped) = (0, 0, 0);
-    for seed in base..base + count {
-        let report = simulate(&scenario, seed);
-        assert!(
-            report.passed(),
-            "{}\n{}",
-            report.describe(),
-            replay_hint(name, &report)
-        );
-        starts += report.starts;
-        crashed += report.crashed;
-        reaped += report.reaped;
+    let next = AtomicU64::new(base);
+    let totals = Mutex::new((0usize, 0usize, 0usize));
+    let failed: Mutex<Option<Report>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= base + count || failed.lock().unwrap().is_some() {
+                    return;
+                }
+                let report = simulate(&scenario, seed);
+                if !report.passed() {
+                    let mut failed = failed.lock().unwrap();
+                    if failed.as_ref().is_none_or(|f| f.seed > seed) {
+                        *failed = Some(report);
+                    }
+                    return;
+                }
+                let mut t = totals.lock().unwrap();
+                t.0 += report.starts;
+                t.1 += report.crashed;
+                t.2 += report.reaped;
+            });
+        }
+    });
+    if let Some(report) = failed.into_inner().unwrap() {
+        panic!("{}\n{}", report.describe(), replay_hint(name, &report));
     }
+    let (starts, crashed, reaped) = totals.into_inner().unwrap();
     eprintln!(
-        "{name}: {count} seeds from {base} passed in {:.1?}: {starts} fire times started, \
-         {crashed} nodes killed ({reaped} reaped)",
+        "{name}: {count} seeds from {base} passed in {:.1?} on {threads} threads: {starts} fire \
+         times started, {crashed} nodes killed ({reaped} reaped)",
         began.elapsed()
     );
 }
@@ -92,4 +112,24 @@ fn replay() {
     let report = simulate(&scenario(&name), seed);
     eprintln!("{}", report.describe());
     assert!(report.passed(), "{}", replay_hint(&name, &report));
+}
+
+/// Each check catches the store breaking the contract it rests on, within a few seeds.
+#[test]
+fn the_checks_catch_a_store_that_breaks_its_contract() {
+    for (sabotage, expect) in [
+        (Sabotage::ReleaseAlwaysApplied, "started twice"),
+        (Sabotage::HistoryDropsMissed, "without an outcome"),
+        (Sabotage::InterruptNothing, "after its node"),
+    ] {
+        let scenario = Scenario::small().with_sabotage(sabotage);
+        let caught = (0..40).map(|seed| simulate(&scenario, seed)).find(|r| !r.passed());
+        let report = caught.unwrap_or_else(|| panic!("{sabotage:?}: no seed of 40 caught it"));
+        assert!(
+            report.violations.iter().any(|v| v.contains(expect)),
+            "{sabotage:?}: expected a violation saying {expect:?}\n{}",
+            report.describe()
+        );
+        eprintln!("{sabotage:?} caught by seed {}: {}", report.seed, report.violations[0]);
+    }
 }
