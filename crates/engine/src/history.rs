@@ -98,8 +98,13 @@ impl Default for HistoryOptions {
     }
 }
 
-/// How long a pass waits for the `running` records of the runs it starts.
+/// How long a pass waits for the `running` records of the runs it starts (failed
+/// writes tried again meanwhile).
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The first pause before a failed write of `running` records is tried again (doubled
+/// each time, up to [`RETRY_CAP`]).
+const BEGIN_RETRY_FIRST: Duration = Duration::from_millis(100);
 
 /// How long a pass waits for the runs other nodes have in flight before it holds
 /// `max_instances` on its own node only.
@@ -380,9 +385,9 @@ impl Recorder {
     /// Writes a `running` record for each fire time of `runs` before the release that
     /// makes them this node's: one write per claimed batch, awaited, so that a node
     /// killed from here on leaves a record that its death turns into `interrupted`,
-    /// never a fire time with no trace. A history that does not answer within
-    /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
-    /// goes on. `note` is each record's message (a recovery names the run it
+    /// never a fire time with no trace. A write that fails is tried again (after
+    /// 0.1 s, doubling up to 1 s); a history that has not taken the records within
+    /// [`BEGIN_DEADLINE`] gets them through the writer (retried), and the pass goes on. `note` is each record's message (a recovery names the run it
     /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
     /// records of `claimed` fire times have no start time until
     /// [`confirm_starts`](Self::confirm_starts) writes it.
@@ -436,20 +441,32 @@ impl Recorder {
         for r in &records {
             self.observe(r);
         }
-        let written =
-            tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
-        let error = match written {
-            Ok(Ok(())) => {
-                let mut in_flight = lock(&self.in_flight);
-                for r in &records {
-                    if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                        entry.written = true;
+        // A failed write is tried again within the deadline: going on at once would
+        // release fire times whose only record waits in this process, lost with it if
+        // it dies before the writer gets through.
+        let deadline = tokio::time::Instant::now() + BEGIN_DEADLINE;
+        let mut pause = BEGIN_RETRY_FIRST;
+        let error = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.history.record_runs(&records)).await {
+                Ok(Ok(())) => {
+                    let mut in_flight = lock(&self.in_flight);
+                    for r in &records {
+                        if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
+                            entry.written = true;
+                        }
                     }
+                    return;
                 }
-                return;
+                Ok(Err(e))
+                    if e.is_retryable() && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_CAP);
+                }
+                Ok(Err(e)) => break e.to_string(),
+                Err(_) => break format!("no answer within {BEGIN_DEADLINE:?}"),
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {BEGIN_DEADLINE:?}"),
         };
         apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
         for r in records {
