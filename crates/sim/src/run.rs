@@ -24,6 +24,9 @@ const STEP: Duration = Duration::from_millis(250);
 /// Each node's heartbeat, and the node time-out (the defaults).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon a killed node's runs must all be ended once it has left the registry: two
+/// node time-outs (two looks for nodes missing from it) and some heartbeats.
+const REAP_BOUND_MS: u64 = 2 * 10_000 + 3_000;
 /// The jobs' misfire grace time: longer than the lease, so a dead node's claims are
 /// taken over within it.
 const GRACE: Duration = Duration::from_secs(10);
@@ -52,7 +55,14 @@ pub(crate) fn run(scenario: &Scenario, seed: u64) -> Report {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    let world = runtime.block_on(async { Arc::new(World::new(seed, VirtualTime::new(epoch()), scenario.full_trace, scenario.sabotage)) });
+    let world = runtime.block_on(async {
+        Arc::new(World::new(
+            seed,
+            VirtualTime::new(epoch()),
+            scenario.full_trace,
+            scenario.sabotage,
+        ))
+    });
     // The engines' warnings and errors go to the world's log, not stderr.
     let _log = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
@@ -130,7 +140,10 @@ fn node(world: &Arc<World>, i: usize, max_skew: Duration) -> (Arc<NodeLink>, Eng
             l.gate().await;
             let at = ctx.scheduled_run_time.with_timezone(&Utc);
             let ms = w.time.millis();
-            w.trace(format!("{} start {} {at} #{}", l.name, ctx.job_id, ctx.attempt));
+            w.trace(format!(
+                "{} start {} {at} #{}",
+                l.name, ctx.job_id, ctx.attempt
+            ));
             w.checker
                 .lock()
                 .started((ctx.job_id.to_string(), at, ctx.attempt), &l.name, ms);
@@ -168,7 +181,10 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
             .coalesce(false)
             .max_instances(world.rng(|r| r.gen_range(1..=2u32)))
             .misfire_grace_time(Some(GRACE));
-        engines[0].add_job(spec).await.expect("adding a job before any fault");
+        engines[0]
+            .add_job(spec)
+            .await
+            .expect("adding a job before any fault");
         plans.push(JobPlan { id, start, every });
     }
     for engine in &engines {
@@ -186,7 +202,12 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
         .iter()
         .flat_map(|p| {
             (0..)
-                .map(move |k| (p.id.clone(), p.start + chrono::Duration::seconds(k * p.every)))
+                .map(move |k| {
+                    (
+                        p.id.clone(),
+                        p.start + chrono::Duration::seconds(k * p.every),
+                    )
+                })
                 .take_while(|(_, t)| *t <= horizon)
         })
         .collect();
@@ -268,7 +289,10 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
                         phase,
                     },
                 );
-                world.trace(format!("{} to crash at its next call ({phase:?})", links[i].name));
+                world.trace(format!(
+                    "{} to crash at its next call ({phase:?})",
+                    links[i].name
+                ));
             } else if draw(scenario.pause_rate) && up.len() > 1 {
                 let i = up[world.rng(|r| r.gen_range(0..up.len()))];
                 let lease = u64::try_from(DEFAULT_LEASE.as_millis()).unwrap_or(5000);
@@ -284,7 +308,10 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
                         phase,
                     },
                 );
-                world.trace(format!("{} to pause at its next call ({phase:?}) until {at}", links[i].name));
+                world.trace(format!(
+                    "{} to pause at its next call ({phase:?}) until {at}",
+                    links[i].name
+                ));
             }
             if draw(scenario.failover_rate) {
                 let down = world.rng(|r| r.gen_range(500..=4000u64));
@@ -292,7 +319,8 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
                 world.trace(format!("store failing over for {down} ms"));
             }
             if draw(scenario.slow_rate) {
-                let (len, max) = world.rng(|r| (r.gen_range(1000..=8000u64), r.gen_range(100..=1500u64)));
+                let (len, max) =
+                    world.rng(|r| (r.gen_range(1000..=8000u64), r.gen_range(100..=1500u64)));
                 let mut f = world.faults.lock();
                 f.slow_until = now + len;
                 f.slow_max = Duration::from_millis(max);
@@ -306,13 +334,13 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
             world.trace("faults stop");
         }
         tokio::time::sleep(STEP).await;
-        check_step(world).await;
+        check_step(world, world.time.millis()).await;
     }
 }
 
 /// After each step: the registry and the `running` records, read straight from the
 /// store model (no faults).
-async fn check_step(world: &World) {
+async fn check_step(world: &World, now_ms: u64) {
     let listed: BTreeSet<String> = world
         .history
         .nodes()
@@ -333,5 +361,5 @@ async fn check_step(world: &World) {
         .await
         .expect("the memory history answers");
     let mut checker: parking_lot::MutexGuard<'_, Checker> = world.checker.lock();
-    checker.after_step(&listed, &running);
+    checker.after_step(now_ms, REAP_BOUND_MS, &listed, &running);
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use apscheduler_core::{
     async_trait, Acquired, Capabilities, ChangeListener, Error, ErrorKind, Job, JobRelease,
-    JobStore, NodeInfo, NodeRegistry, RunElsewhere, RunHistory, RunOutcome, RunQuery, RunRecord,
-    Released,
+    JobStore, NodeInfo, NodeRegistry, Released, RunElsewhere, RunHistory, RunOutcome, RunQuery,
+    RunRecord,
 };
 use chrono::{DateTime, Utc};
 
@@ -41,7 +41,10 @@ where
     let lost = |what: &str| {
         Error::new(
             ErrorKind::Unavailable,
-            format!("simulated store: {op} from {}: {what} (no reply within {REPLY_TIMEOUT:?})", link.name),
+            format!(
+                "simulated store: {op} from {}: {what} (no reply within {REPLY_TIMEOUT:?})",
+                link.name
+            ),
         )
     };
     match fault {
@@ -50,7 +53,10 @@ where
             link.gate().await;
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                format!("simulated store: {op} from {}: connection refused (failing over)", link.name),
+                format!(
+                    "simulated store: {op} from {}: connection refused (failing over)",
+                    link.name
+                ),
             ));
         }
         CallFault::LostRequest => {
@@ -100,42 +106,66 @@ impl JobStore for SimStore {
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "add_job", || store.add_job(job, replace_existing)).await
+        exchange(&self.world, &self.link, "add_job", || {
+            store.add_job(job, replace_existing)
+        })
+        .await
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "add_jobs", || store.add_jobs(jobs, replace_existing)).await
+        exchange(&self.world, &self.link, "add_jobs", || {
+            store.add_jobs(jobs, replace_existing)
+        })
+        .await
     }
 
     async fn update_job(&self, job: Job) -> Result<(), Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "update_job", || store.update_job(job)).await
+        exchange(&self.world, &self.link, "update_job", || {
+            store.update_job(job)
+        })
+        .await
     }
 
     async fn remove_job(&self, id: &str) -> Result<(), Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "remove_job", || store.remove_job(id)).await
+        exchange(&self.world, &self.link, "remove_job", || {
+            store.remove_job(id)
+        })
+        .await
     }
 
     async fn remove_all_jobs(&self) -> Result<(), Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "remove_all_jobs", || store.remove_all_jobs()).await
+        exchange(&self.world, &self.link, "remove_all_jobs", || {
+            store.remove_all_jobs()
+        })
+        .await
     }
 
     async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "lookup_job", || store.lookup_job(id)).await
+        exchange(&self.world, &self.link, "lookup_job", || {
+            store.lookup_job(id)
+        })
+        .await
     }
 
     async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "get_all_jobs", || store.get_all_jobs()).await
+        exchange(&self.world, &self.link, "get_all_jobs", || {
+            store.get_all_jobs()
+        })
+        .await
     }
 
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "next_run_time", || store.get_next_run_time()).await
+        exchange(&self.world, &self.link, "next_run_time", || {
+            store.get_next_run_time()
+        })
+        .await
     }
 
     async fn acquire_due_jobs(
@@ -147,7 +177,9 @@ impl JobStore for SimStore {
     ) -> Result<Acquired, Error> {
         let (world, store) = (&self.world, &self.world.jobs);
         exchange(world, &self.link, "claim", || async move {
-            let acquired = store.acquire_due_jobs(scheduler_id, now, limit, lease).await?;
+            let acquired = store
+                .acquire_due_jobs(scheduler_id, now, limit, lease)
+                .await?;
             let ids: Vec<&str> = acquired.jobs.iter().map(|j| &*j.id).collect();
             world.trace(format!("{scheduler_id} claimed {ids:?}"));
             Ok(acquired)
@@ -247,22 +279,34 @@ impl RunHistory for SimHistory {
 
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
         let h = &self.world.history;
-        exchange(&self.world, &self.link, "query_runs", || h.query_runs(query)).await
+        exchange(&self.world, &self.link, "query_runs", || {
+            h.query_runs(query)
+        })
+        .await
     }
 
     async fn running_elsewhere(&self, node: &str) -> Result<Vec<RunElsewhere>, Error> {
         let h = &self.world.history;
-        exchange(&self.world, &self.link, "running_elsewhere", || h.running_elsewhere(node)).await
+        exchange(&self.world, &self.link, "running_elsewhere", || {
+            h.running_elsewhere(node)
+        })
+        .await
     }
 
     async fn prune_job_runs(&self, job_id: &str, keep: usize) -> Result<u64, Error> {
         let h = &self.world.history;
-        exchange(&self.world, &self.link, "prune_job_runs", || h.prune_job_runs(job_id, keep)).await
+        exchange(&self.world, &self.link, "prune_job_runs", || {
+            h.prune_job_runs(job_id, keep)
+        })
+        .await
     }
 
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         let h = &self.world.history;
-        exchange(&self.world, &self.link, "prune_runs_before", || h.prune_runs_before(before)).await
+        exchange(&self.world, &self.link, "prune_runs_before", || {
+            h.prune_runs_before(before)
+        })
+        .await
     }
 
     async fn interrupt_running(
@@ -277,7 +321,11 @@ impl RunHistory for SimHistory {
                 return Ok(Vec::new());
             }
             let changed = h.interrupt_running(node, now, message).await?;
-            world.trace(format!("{} interrupted {} runs of {node}", self.link.name, changed.len()));
+            world.trace(format!(
+                "{} interrupted {} runs of {node}",
+                self.link.name,
+                changed.len()
+            ));
             Ok(changed)
         })
         .await

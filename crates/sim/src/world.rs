@@ -170,7 +170,12 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, time: VirtualTime, full_trace: bool, sabotage: Option<Sabotage>) -> Self {
+    pub(crate) fn new(
+        seed: u64,
+        time: VirtualTime,
+        full_trace: bool,
+        sabotage: Option<Sabotage>,
+    ) -> Self {
         World {
             jobs: MemoryJobStore::new(),
             history: Arc::new(MemoryRunHistory::new()),
@@ -241,7 +246,11 @@ impl World {
         let now = self.time.millis();
         let (down, slow_max, loss) = {
             let f = self.faults.lock();
-            let slow = if now < f.slow_until { f.slow_max } else { Duration::ZERO };
+            let slow = if now < f.slow_until {
+                f.slow_max
+            } else {
+                Duration::ZERO
+            };
             (now < f.down_until, slow, f.loss_per_mille)
         };
         let fault = if down {

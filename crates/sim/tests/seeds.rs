@@ -99,8 +99,15 @@ fn a_seed_replays_exactly() {
         "seed 42 ran twice differently"
     );
     let other = simulate(&scenario, 43);
-    assert_ne!(first.trace_hash, other.trace_hash, "seeds 42 and 43 traced the same");
-    assert!(first.events > 1000 && first.starts > 100, "{}", first.describe());
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "seeds 42 and 43 traced the same"
+    );
+    assert!(
+        first.events > 1000 && first.starts > 100,
+        "{}",
+        first.describe()
+    );
 }
 
 /// `SIM_SEED=<n> [SIM_SCENARIO=small|hundred]`: runs that seed and prints its report
@@ -120,16 +127,21 @@ fn the_checks_catch_a_store_that_breaks_its_contract() {
     for (sabotage, expect) in [
         (Sabotage::ReleaseAlwaysApplied, "started twice"),
         (Sabotage::HistoryDropsMissed, "without an outcome"),
-        (Sabotage::InterruptNothing, "after its node"),
+        (Sabotage::InterruptNothing, "left the registry"),
     ] {
         let scenario = Scenario::small().with_sabotage(sabotage);
-        let caught = (0..40).map(|seed| simulate(&scenario, seed)).find(|r| !r.passed());
+        let caught = (0..40)
+            .map(|seed| simulate(&scenario, seed))
+            .find(|r| !r.passed());
         let report = caught.unwrap_or_else(|| panic!("{sabotage:?}: no seed of 40 caught it"));
         assert!(
             report.violations.iter().any(|v| v.contains(expect)),
             "{sabotage:?}: expected a violation saying {expect:?}\n{}",
             report.describe()
         );
-        eprintln!("{sabotage:?} caught by seed {}: {}", report.seed, report.violations[0]);
+        eprintln!(
+            "{sabotage:?} caught by seed {}: {}",
+            report.seed, report.violations[0]
+        );
     }
 }
