@@ -29,7 +29,7 @@ pub struct Scenario {
     /// Per-mille chance that a call's request is lost, and again that its reply is
     /// lost after the store applied it.
     pub loss_per_mille: u32,
-    /// Keep every trace line in [`Report::trace_tail`] (to compare two runs line by
+    /// Keep every trace line in [`Report::trace_tail`](crate::Report::trace_tail) (to compare two runs line by
     /// line), not only the last ones.
     pub full_trace: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
