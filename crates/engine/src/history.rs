@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod begin;
 mod starts;
 mod waiting;
 
@@ -101,10 +102,6 @@ impl Default for HistoryOptions {
 /// How long a pass waits for the `running` records of the runs it starts (failed
 /// writes tried again meanwhile).
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The first pause before a failed write of `running` records is tried again (doubled
-/// each time, up to [`RETRY_CAP`]).
-const BEGIN_RETRY_FIRST: Duration = Duration::from_millis(100);
 
 /// How long a pass waits for the runs other nodes have in flight before it holds
 /// `max_instances` on its own node only.
@@ -380,98 +377,6 @@ impl Recorder {
 
     fn blank(&self, run_id: &str, job_id: &str, scheduled_at: DateTime<Utc>) -> RunRecord {
         RunRecord::pending(run_id, job_id, scheduled_at, self.node.to_string())
-    }
-
-    /// Writes a `running` record for each fire time of `runs` before the release that
-    /// makes them this node's: one write per claimed batch, awaited, so that a node
-    /// killed from here on leaves a record that its death turns into `interrupted`,
-    /// never a fire time with no trace. A write that fails is tried again (after
-    /// 0.1 s, doubling up to 1 s); a history that has not taken the records within
-    /// [`BEGIN_DEADLINE`] gets them through the writer (retried), and the pass goes on. `note` is each record's message (a recovery names the run it
-    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
-    /// records of `claimed` fire times have no start time until
-    /// [`confirm_starts`](Self::confirm_starts) writes it.
-    pub(crate) async fn begin<'a>(
-        &self,
-        runs: impl Iterator<Item = &'a JobRun>,
-        note: Option<&str>,
-        claimed: bool,
-    ) {
-        self.begin_marked(runs, note, claimed, false).await;
-    }
-
-    /// [`begin`](Self::begin), the records marked `backfill` when a backfill starts
-    /// the runs (their ends keep the mark).
-    pub(crate) async fn begin_marked<'a>(
-        &self,
-        runs: impl Iterator<Item = &'a JobRun>,
-        note: Option<&str>,
-        claimed: bool,
-        backfill: bool,
-    ) {
-        let now = self.clock.now();
-        let unstarted = claimed && self.options.record_starts;
-        let mut records = Vec::new();
-        for run in runs {
-            for (id, t) in run.run_ids.iter().zip(&run.run_times) {
-                let mut record = self.blank(id, &run.job_id, t.with_timezone(&Utc));
-                record.started_at = (!unstarted).then_some(now);
-                record.message = note.map(str::to_owned);
-                record.attempt = run.attempt;
-                record.backfill = backfill;
-                records.push(record);
-            }
-        }
-        if records.is_empty() {
-            return;
-        }
-        {
-            let mut in_flight = lock(&self.in_flight);
-            for r in &records {
-                in_flight.insert(
-                    r.run_id.as_str().into(),
-                    InFlight {
-                        record: r.clone(),
-                        started: false,
-                        written: false,
-                    },
-                );
-            }
-        }
-        for r in &records {
-            self.observe(r);
-        }
-        // A failed write is tried again within the deadline: going on at once would
-        // release fire times whose only record waits in this process, lost with it if
-        // it dies before the writer gets through.
-        let deadline = tokio::time::Instant::now() + BEGIN_DEADLINE;
-        let mut pause = BEGIN_RETRY_FIRST;
-        let error = loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.history.record_runs(&records)).await {
-                Ok(Ok(())) => {
-                    let mut in_flight = lock(&self.in_flight);
-                    for r in &records {
-                        if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                            entry.written = true;
-                        }
-                    }
-                    return;
-                }
-                Ok(Err(e))
-                    if e.is_retryable() && tokio::time::Instant::now() + pause < deadline =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_CAP);
-                }
-                Ok(Err(e)) => break e.to_string(),
-                Err(_) => break format!("no answer within {BEGIN_DEADLINE:?}"),
-            }
-        };
-        apscheduler_core::log_warn!(target: "apscheduler", "run history: {} running record(s) not written before their runs start ({error}); queued for the writer", records.len());
-        for r in records {
-            self.send(r);
-        }
     }
 
     /// Run `index` of `run` starts now. A run whose record [`begin`](Self::begin) wrote
