@@ -19,7 +19,7 @@ impl Recorder {
     /// never a fire time with no trace. A write that fails is tried again (after
     /// 0.1 s, doubling up to 1 s); a history that has not taken the records within
     /// [`BEGIN_DEADLINE`] gets them through the writer (retried), and the pass goes on. `note` is each record's message (a recovery names the run it
-    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
+    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`](super::HistoryOptions::record_starts), the
     /// records of `claimed` fire times have no start time until
     /// [`confirm_starts`](Self::confirm_starts) writes it.
     pub(crate) async fn begin<'a>(
