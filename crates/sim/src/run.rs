@@ -92,10 +92,10 @@ pub(crate) fn run(scenario: &Scenario, seed: u64) -> Report {
 
 /// Node `i`: an engine on its own view of the store and history, its clock skewed,
 /// its runs recorded into the checker.
-fn node(world: &Arc<World>, i: usize, max_skew: Duration) -> (Arc<NodeLink>, Engine) {
+fn node(world: &Arc<World>, i: usize, scenario: &Scenario) -> (Arc<NodeLink>, Engine) {
     let name = format!("n{i:03}");
     let link = Arc::new(NodeLink::new(name.clone()));
-    let max = i64::try_from(max_skew.as_millis()).unwrap_or(i64::MAX);
+    let max = i64::try_from(scenario.max_skew.as_millis()).unwrap_or(i64::MAX);
     let skew = world.rng(|r| r.gen_range(-max..=max));
     world.trace(format!("{name} clock skew {skew} ms"));
     let clock = SkewedClock {
@@ -128,6 +128,7 @@ fn node(world: &Arc<World>, i: usize, max_skew: Duration) -> (Arc<NodeLink>, Eng
                 },
                 heartbeat: HEARTBEAT,
                 node_timeout: NODE_TIMEOUT,
+                record_starts: scenario.record_starts,
                 ..HistoryOptions::default()
             },
         )
@@ -160,7 +161,7 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
     let mut links = Vec::new();
     let mut engines = Vec::new();
     for i in 0..scenario.nodes {
-        let (link, engine) = node(&world, i, scenario.max_skew);
+        let (link, engine) = node(&world, i, scenario);
         links.push(link);
         engines.push(engine);
     }

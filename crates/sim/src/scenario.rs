@@ -32,6 +32,8 @@ pub struct Scenario {
     /// Keep every trace line in [`Report::trace_tail`](crate::Report::trace_tail) (to compare two runs line by
     /// line), not only the last ones.
     pub full_trace: bool,
+    /// The nodes' `HistoryOptions::record_starts` (off by default, as in the engine).
+    pub record_starts: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
     /// (`None` for every real run).
     pub sabotage: Option<Sabotage>,
@@ -66,6 +68,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
+            record_starts: false,
             sabotage: None,
         }
     }
@@ -84,6 +87,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
+            record_starts: false,
             sabotage: None,
         }
     }
@@ -98,6 +102,13 @@ impl Scenario {
     /// This scenario keeping its whole trace.
     pub fn with_full_trace(mut self) -> Self {
         self.full_trace = true;
+        self
+    }
+
+    /// This scenario with the nodes writing each run's start before it starts
+    /// (`HistoryOptions::record_starts`).
+    pub fn with_record_starts(mut self) -> Self {
+        self.record_starts = true;
         self
     }
 
