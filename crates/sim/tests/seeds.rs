@@ -113,6 +113,26 @@ fn a_seed_replays_exactly() {
     assert_eq!(hashes.len(), 3, "different seeds traced the same");
 }
 
+/// The replay a failing seed prints runs in a new process: it traces what this one
+/// does.
+#[test]
+fn a_seed_replays_exactly_in_another_process() {
+    let here = simulate(&Scenario::small(), 42);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["replay", "--exact", "--nocapture"])
+        .env("SIM_SEED", "42")
+        .env("SIM_SCENARIO", "small")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let want = format!("trace {:016x}", here.trace_hash);
+    assert!(
+        stderr.contains(&want),
+        "expected {want:?} in the replay's report:\n{stderr}"
+    );
+}
+
 /// `SIM_SEED=<n> [SIM_SCENARIO=small|hundred]`: runs that seed and prints its report
 /// (without `SIM_SEED`, seed 0 of the small scenario).
 #[test]
