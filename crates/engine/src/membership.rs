@@ -7,8 +7,8 @@
 //! `running` records become `interrupted` and its entry is removed. Any live node may
 //! do this; the store hands each record it changed to one of them, which passes them
 //! on for recovery (jobs with `recover` set run again there). `running` records of a
-//! node missing from the registry at two looks a node time-out apart are taken the same
-//! way ([`Orphans`]). Leases need no reaper: a dead
+//! node missing from the registry for a node time-out are taken the same way
+//! ([`Orphans`]). Leases need no reaper: a dead
 //! node's claims expire after the lease (5 s by default, shorter than the node
 //! time-out), and another node claims the jobs then.
 
@@ -177,8 +177,9 @@ impl Member {
 /// back from a stall, has just written a fresh one; the node registers again at its
 /// next heartbeat, but if it dies before that, nothing would ever reap its `running`
 /// records. So every node time-out a node also reads the other nodes' `running`
-/// records (one query) and takes those of a node missing from the registry at two such
-/// looks in a row for dead: a live node is missing for at most one heartbeat.
+/// records (one query; a look that fails is made again at the next heartbeat) and
+/// takes those of a node missing from the registry at looks a node time-out apart, and
+/// at every look between, for dead: a live node is missing for at most one heartbeat.
 #[derive(Default)]
 struct Orphans {
     /// Missing nodes found at the last look, with when they were first found missing.
@@ -196,7 +197,7 @@ impl Orphans {
 
 impl Member {
     /// Interrupts the `running` records of nodes missing from `listed` at this look
-    /// and at the previous one (see [`Orphans`]).
+    /// and at every look since one a node time-out ago or more (see [`Orphans`]).
     async fn reap_orphans(
         &self,
         listed: &[NodeInfo],
@@ -204,7 +205,6 @@ impl Member {
         now: DateTime<Utc>,
     ) -> Result<(), apscheduler_core::Error> {
         let running = self.history.running_elsewhere(&self.node).await?;
-        orphans.last_look = Some(now);
         let missing: BTreeSet<String> = running
             .into_iter()
             .map(|r| r.node)
@@ -212,10 +212,10 @@ impl Member {
             .collect();
         orphans.missing.retain(|n, _| missing.contains(n));
         for node in missing {
-            let Some(since) = orphans.missing.get(&node).copied() else {
-                orphans.missing.insert(node, now);
+            let since = *orphans.missing.entry(node.clone()).or_insert(now);
+            if (now - since).to_std().unwrap_or_default() < self.node_timeout {
                 continue;
-            };
+            }
             let message = format!(
                 "node {node} left the node registry during the run (missing since {} at the latest); recorded by {}",
                 since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -228,6 +228,8 @@ impl Member {
                 (self.interrupted)(interrupted);
             }
         }
+        // Only a whole look counts: one that failed is made again at the next heartbeat.
+        orphans.last_look = Some(now);
         Ok(())
     }
 }

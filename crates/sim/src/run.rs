@@ -25,8 +25,9 @@ const STEP: Duration = Duration::from_millis(250);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a killed node's runs must all be ended once it has left the registry: two
-/// node time-outs (two looks for nodes missing from it) and some heartbeats.
-const REAP_BOUND_MS: u64 = 2 * 10_000 + 3_000;
+/// node time-outs (two looks for nodes missing from it), and 10 s for looks that failed
+/// under the store's faults and were made again.
+const REAP_BOUND_MS: u64 = 2 * 10_000 + 10_000;
 /// The jobs' misfire grace time: longer than the lease, so a dead node's claims are
 /// taken over within it.
 const GRACE: Duration = Duration::from_secs(10);
