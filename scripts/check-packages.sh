@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-cargo package --workspace --exclude apscheduler-bench --no-verify --locked --allow-dirty -q
+cargo package --workspace --exclude apscheduler-bench --exclude apscheduler-sim --no-verify --locked --allow-dirty -q
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 members=()

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::liveness::Liveness;
 use crate::membership::{InterruptedHook, Member, Membership};
 
+mod begin;
 mod staged;
 mod starts;
 pub(crate) use starts::{is_fire_time, not_past, StartRefused};
@@ -101,7 +102,8 @@ impl Default for HistoryOptions {
 /// How long the history writer, woken by a record, waits for more before it writes.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// How long a pass waits for the `running` records of the runs it starts.
+/// How long a pass waits for the `running` records of the runs it starts (failed
+/// writes tried again meanwhile).
 const BEGIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long a pass waits for the runs other nodes have in flight before it holds
@@ -392,48 +394,6 @@ impl Recorder {
 
     fn blank(&self, run_id: &str, job_id: &str, scheduled_at: DateTime<Utc>) -> RunRecord {
         RunRecord::pending(run_id, job_id, scheduled_at, self.node.to_string())
-    }
-
-    /// Writes a `running` record for each fire time of `runs` before the release that
-    /// makes them this node's: one write per claimed batch, awaited, so that a node
-    /// killed from here on leaves a record that its death turns into `interrupted`,
-    /// never a fire time with no trace. A history that does not answer within
-    /// [`BEGIN_DEADLINE`] gets the records through the writer (retried), and the pass
-    /// goes on. `note` is each record's message (a recovery names the run it
-    /// recovers); its end keeps it. With [`HistoryOptions::record_starts`], the
-    /// records of `claimed` fire times have no start time until
-    /// [`confirm_starts`](Self::confirm_starts) writes it.
-    pub(crate) async fn begin<'a>(
-        &self,
-        runs: impl Iterator<Item = &'a JobRun>,
-        note: Option<&str>,
-        claimed: bool,
-    ) {
-        self.begin_marked(runs, note, claimed, false).await;
-    }
-
-    /// [`begin`](Self::begin), the records marked `backfill` when a backfill starts
-    /// the runs (their ends keep the mark).
-    pub(crate) async fn begin_marked<'a>(
-        &self,
-        runs: impl Iterator<Item = &'a JobRun>,
-        note: Option<&str>,
-        claimed: bool,
-        backfill: bool,
-    ) {
-        let records = self.stage(runs, note, claimed, backfill);
-        if records.is_empty() {
-            return;
-        }
-        let written =
-            tokio::time::timeout(BEGIN_DEADLINE, self.history.record_runs(&records)).await;
-        match written {
-            Ok(Ok(())) => self.staged_written(&records),
-            Ok(Err(e)) => self.staged_unwritten(records, &e.to_string()),
-            Err(_) => {
-                self.staged_unwritten(records, &format!("no answer within {BEGIN_DEADLINE:?}"))
-            }
-        }
     }
 
     /// Run `index` of `run` starts now. A run whose record [`begin`](Self::begin) wrote

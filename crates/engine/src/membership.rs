@@ -6,14 +6,18 @@
 //! a node whose heartbeat is older than the node time-out is taken for dead, its
 //! `running` records become `interrupted` and its entry is removed. Any live node may
 //! do this; the store hands each record it changed to one of them, which passes them
-//! on for recovery (jobs with `recover` set run again there). Leases need no reaper: a dead
+//! on for recovery (jobs with `recover` set run again there). `running` records of a
+//! node missing from the registry for a node time-out are taken the same way
+//! ([`Orphans`]). Leases need no reaper: a dead
 //! node's claims expire after the lease (5 s by default, shorter than the node
 //! time-out), and another node claims the jobs then.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{Clock, NodeInfo, RunHistory, RunRecord};
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::liveness::Liveness;
@@ -86,6 +90,7 @@ impl Member {
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut orphans = Orphans::default();
         let remove = loop {
             tokio::select! {
                 remove = &mut stopped => break remove.unwrap_or(false),
@@ -97,7 +102,7 @@ impl Member {
             let beat = match nodes.heartbeat(&entry).await {
                 Ok(()) => {
                     self.liveness.beat_confirmed(sent);
-                    self.reap(nodes).await
+                    self.reap(nodes, &mut orphans).await
                 }
                 Err(e) => Err(e),
             };
@@ -129,10 +134,14 @@ impl Member {
     async fn reap(
         &self,
         nodes: &dyn apscheduler_core::NodeRegistry,
+        orphans: &mut Orphans,
     ) -> Result<(), apscheduler_core::Error> {
         let now = self.clock.now();
         let listed = nodes.list_nodes().await?;
         self.liveness.saw(now, &listed);
+        if orphans.due(now, self.node_timeout) {
+            self.reap_orphans(&listed, orphans, now).await?;
+        }
         for dead in listed {
             if *dead.node == *self.node || !dead.is_stale(now, self.node_timeout) {
                 continue;
@@ -162,6 +171,69 @@ impl Member {
             }
             nodes.remove_node(&dead.node).await?;
         }
+        Ok(())
+    }
+}
+
+/// Nodes with `running` records and no registry entry, as this node last found them.
+///
+/// A reaper that read a node's heartbeat as stale removes its entry even when the node,
+/// back from a stall, has just written a fresh one; the node registers again at its
+/// next heartbeat, but if it dies before that, nothing would ever reap its `running`
+/// records. So every node time-out a node also reads the other nodes' `running`
+/// records (one query; a look that fails is made again at the next heartbeat) and
+/// takes those of a node missing from the registry at looks a node time-out apart, and
+/// at every look between, for dead: a live node is missing for at most one heartbeat.
+#[derive(Default)]
+struct Orphans {
+    /// Missing nodes found at the last look, with when they were first found missing.
+    missing: BTreeMap<String, DateTime<Utc>>,
+    last_look: Option<DateTime<Utc>>,
+}
+
+impl Orphans {
+    /// Whether a node time-out has passed since the last look (or there was none).
+    fn due(&self, now: DateTime<Utc>, node_timeout: Duration) -> bool {
+        self.last_look
+            .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= node_timeout)
+    }
+}
+
+impl Member {
+    /// Interrupts the `running` records of nodes missing from `listed` at this look
+    /// and at every look since one a node time-out ago or more (see [`Orphans`]).
+    async fn reap_orphans(
+        &self,
+        listed: &[NodeInfo],
+        orphans: &mut Orphans,
+        now: DateTime<Utc>,
+    ) -> Result<(), apscheduler_core::Error> {
+        let running = self.history.running_elsewhere(&self.node).await?;
+        let missing: BTreeSet<String> = running
+            .into_iter()
+            .map(|r| r.node)
+            .filter(|n| !listed.iter().any(|l| l.node == *n))
+            .collect();
+        orphans.missing.retain(|n, _| missing.contains(n));
+        for node in missing {
+            let since = *orphans.missing.entry(node.clone()).or_insert(now);
+            if (now - since).to_std().unwrap_or_default() < self.node_timeout {
+                continue;
+            }
+            let message = format!(
+                "node {node} left the node registry during the run (missing since {} at the latest); recorded by {}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                self.node
+            );
+            let interrupted = self.history.interrupt_running(&node, now, &message).await?;
+            orphans.missing.remove(&node);
+            apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, dead_node = %node, "node {node} taken for dead: not in the node registry for a node time-out, with runs recorded running; {} of them recorded interrupted", interrupted.len());
+            if !interrupted.is_empty() {
+                (self.interrupted)(interrupted);
+            }
+        }
+        // Only a whole look counts: one that failed is made again at the next heartbeat.
+        orphans.last_look = Some(now);
         Ok(())
     }
 }

@@ -140,3 +140,74 @@ async fn a_runs_running_record_is_written_before_it_starts() {
     );
     engine.shutdown(true).await.unwrap();
 }
+
+/// A node whose entry a reaper removed on a stale read while it was back from a stall,
+/// and that died before its next heartbeat registered it again, leaves `running`
+/// records and no entry: another node records them `interrupted` once the node is
+/// missing at two looks a node time-out apart, and leaves those of a node that is
+/// missing at one look only (it registers again at its next heartbeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_records_of_a_node_missing_from_the_registry_are_interrupted_after_a_node_timeout()
+{
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let history = Arc::new(MemoryRunHistory::new());
+    let nodes = history.nodes().unwrap();
+    history
+        .record_runs(&[running("r-gone", "job", "gone/1")])
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/3")
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                heartbeat: Duration::from_millis(20),
+                node_timeout: Duration::from_secs(10),
+                ..HistoryOptions::default()
+            },
+        )
+        .build();
+    engine.start(false).await.unwrap();
+    wait_for("this node's entry", async || {
+        !nodes.list_nodes().await.unwrap().is_empty()
+    })
+    .await;
+    let outcome = async |id: &str| {
+        let runs = history.query_runs(&RunQuery::default()).await.unwrap();
+        runs.into_iter().find(|r| r.run_id == id).unwrap()
+    };
+    // Missing at the first look only: many heartbeats later, still running.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(outcome("r-gone").await.outcome, RunOutcome::Running);
+    // A second node's run, whose node is missing at the next look only.
+    history
+        .record_runs(&[running("r-back", "job", "back/2")])
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 10));
+    wait_for("the missing node's run interrupted", async || {
+        outcome("r-gone").await.outcome == RunOutcome::Interrupted
+    })
+    .await;
+    let gone = outcome("r-gone").await;
+    let message = gone.message.unwrap();
+    assert!(
+        message.contains("gone/1")
+            && message.contains("left the node registry")
+            && message.contains("me/3"),
+        "{message}"
+    );
+    assert_eq!(outcome("r-back").await.outcome, RunOutcome::Running);
+    // It registers again: never taken for dead.
+    nodes
+        .heartbeat(&entry("back/2", at(10, 0, 10)))
+        .await
+        .unwrap();
+    clock.set(at(10, 0, 20));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(outcome("r-back").await.outcome, RunOutcome::Running);
+    engine.shutdown(true).await.unwrap();
+}

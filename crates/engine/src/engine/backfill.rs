@@ -8,7 +8,9 @@
 //! got, and a second backfill of the same range runs only what did not succeed.
 
 use std::collections::HashSet;
-use std::time::Instant;
+// tokio's Instant: the system monotonic clock, and a paused runtime's virtual one (the
+// deterministic simulation, crates/sim).
+use tokio::time::Instant;
 
 use super::pass::PassLookups;
 use super::*;

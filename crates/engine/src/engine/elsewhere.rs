@@ -20,7 +20,9 @@
 //! hold back the other's next fire time until both were skipped).
 
 use std::collections::HashSet;
-use std::time::Instant;
+// tokio's Instant: the system monotonic clock, and a paused runtime's virtual one (the
+// deterministic simulation, crates/sim).
+use tokio::time::Instant;
 
 use apscheduler_core::RunElsewhere;
 

@@ -10,7 +10,9 @@
 //!
 //! `allow_all` lifts `max_instances` (see `plan_run`).
 
-use std::time::Instant;
+// tokio's Instant: the system monotonic clock, and a paused runtime's virtual one (the
+// deterministic simulation, crates/sim).
+use tokio::time::Instant;
 
 use apscheduler_core::{CancelSignal, Overlap};
 

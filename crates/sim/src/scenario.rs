@@ -1,0 +1,126 @@
+//! What a simulation runs: how many nodes and jobs, for how long, which faults how
+//! often.
+
+use std::time::Duration;
+
+/// A simulated cluster and the faults it meets. Rates are per second of virtual time
+/// over the whole cluster; each fault's size is drawn from the seed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Scenario {
+    /// Scheduler nodes, all on the one store.
+    pub nodes: usize,
+    /// Interval jobs (every 1-5 s, runs of 0-3 s), each `coalesce = false`.
+    pub jobs: usize,
+    /// How long faults are injected (virtual time).
+    pub faults_for: Duration,
+    /// How long the cluster then runs without faults before the final checks.
+    pub settle: Duration,
+    /// Node clocks are off by up to this much, either way (fixed per node).
+    pub max_skew: Duration,
+    /// Node kills (SIGKILL: never back) per second.
+    pub crash_rate: f64,
+    /// Node pauses (SIGSTOP), each longer than the lease, per second.
+    pub pause_rate: f64,
+    /// Store failovers (calls refused for 0.5-4 s, state kept) per second.
+    pub failover_rate: f64,
+    /// Slow-store spells (1-8 s, each call delayed up to 0.1-1.5 s) per second.
+    pub slow_rate: f64,
+    /// Per-mille chance that a call's request is lost, and again that its reply is
+    /// lost after the store applied it.
+    pub loss_per_mille: u32,
+    /// Keep every trace line in [`Report::trace_tail`](crate::Report::trace_tail) (to compare two runs line by
+    /// line), not only the last ones.
+    pub full_trace: bool,
+    /// The nodes' `HistoryOptions::record_starts` (off by default, as in the engine).
+    pub record_starts: bool,
+    /// A contract the store model breaks on purpose, to show that the checks catch it
+    /// (`None` for every real run).
+    pub sabotage: Option<Sabotage>,
+}
+
+/// A way for the store model to break its contract, each caught by one invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sabotage {
+    /// A release reports itself applied even when another node holds the job's lease:
+    /// a fire time is started twice.
+    ReleaseAlwaysApplied,
+    /// The history drops `missed` records: fire times end without an outcome.
+    HistoryDropsMissed,
+    /// Taking a dead node's runs for interrupted changes nothing: its runs stay
+    /// `running` after it is reaped.
+    InterruptNothing,
+}
+
+impl Scenario {
+    /// Five nodes, 30 jobs, 40 s of faults: the scenario run for thousands of seeds.
+    pub fn small() -> Self {
+        Scenario {
+            nodes: 5,
+            jobs: 30,
+            faults_for: Duration::from_secs(40),
+            settle: Duration::from_secs(40),
+            max_skew: Duration::from_millis(1000),
+            crash_rate: 1.0 / 25.0,
+            pause_rate: 1.0 / 25.0,
+            failover_rate: 1.0 / 30.0,
+            slow_rate: 1.0 / 20.0,
+            loss_per_mille: 10,
+            full_trace: false,
+            record_starts: false,
+            sabotage: None,
+        }
+    }
+
+    /// A hundred nodes, 300 jobs, 60 s of faults.
+    pub fn hundred() -> Self {
+        Scenario {
+            nodes: 100,
+            jobs: 300,
+            faults_for: Duration::from_secs(60),
+            settle: Duration::from_secs(40),
+            max_skew: Duration::from_millis(1000),
+            crash_rate: 1.0 / 6.0,
+            pause_rate: 1.0 / 6.0,
+            failover_rate: 1.0 / 30.0,
+            slow_rate: 1.0 / 20.0,
+            loss_per_mille: 10,
+            full_trace: false,
+            record_starts: false,
+            sabotage: None,
+        }
+    }
+
+    /// This scenario with `nodes` nodes and `jobs` jobs.
+    pub fn with_size(mut self, nodes: usize, jobs: usize) -> Self {
+        self.nodes = nodes;
+        self.jobs = jobs;
+        self
+    }
+
+    /// This scenario keeping its whole trace.
+    pub fn with_full_trace(mut self) -> Self {
+        self.full_trace = true;
+        self
+    }
+
+    /// This scenario with the nodes writing each run's start before it starts
+    /// (`HistoryOptions::record_starts`).
+    pub fn with_record_starts(mut self) -> Self {
+        self.record_starts = true;
+        self
+    }
+
+    /// This scenario with the store model breaking its contract in this way.
+    pub fn with_sabotage(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = Some(sabotage);
+        self
+    }
+
+    /// This scenario with faults injected for `faults_for`.
+    pub fn with_faults_for(mut self, faults_for: Duration) -> Self {
+        self.faults_for = faults_for;
+        self
+    }
+}
