@@ -157,6 +157,7 @@ fn node(
             HistoryOptions {
                 heartbeat: Duration::from_millis(100),
                 node_timeout,
+                record_starts: true,
                 ..HistoryOptions::default()
             },
         )

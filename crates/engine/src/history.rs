@@ -61,7 +61,7 @@ pub struct HistoryOptions {
     /// one query less.
     pub cluster_max_instances: bool,
     /// Write each claimed run's start to the history, awaited, before the run starts
-    /// (default: on; one write per pass that starts runs). A `running` record without
+    /// (default: off, see docs/cluster.md for why; one write per pass that starts runs). A `running` record without
     /// a start then shows that its run never started: when its node dies after the
     /// release that made the fire time its own, the node that takes it for dead starts
     /// that fire time, once (see docs/cluster.md). If the write fails, the runs are not
@@ -93,7 +93,7 @@ impl Default for HistoryOptions {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             cluster_max_instances: true,
-            record_starts: true,
+            record_starts: false,
             observers: Vec::new(),
         }
     }

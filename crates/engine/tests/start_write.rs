@@ -1,5 +1,5 @@
 //! Runs start only once their start is written to the run history
-//! (`HistoryOptions::record_starts`, the default), so that a node's death before a
+//! (`HistoryOptions::record_starts` on), so that a node's death before a
 //! start leaves a record that shows it: a start write the history refuses keeps its
 //! runs from starting (recorded `missed`); one that finds the history unreachable is
 //! tried again; a claimed record the history could not take at the claim is written
@@ -248,6 +248,7 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
             HistoryOptions {
                 heartbeat: Duration::from_millis(50),
                 node_timeout: Duration::from_millis(600),
+                record_starts: true,
                 ..HistoryOptions::default()
             },
         )
@@ -315,7 +316,13 @@ async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_ru
         .jobstore("default", Faulty::new(true))
         .executor("default", Arc::new(InlineExecutor::new()))
         .scheduler_id("me/1")
-        .run_history(history.clone(), HistoryOptions::default())
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                record_starts: true,
+                ..HistoryOptions::default()
+            },
+        )
         .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
@@ -364,7 +371,13 @@ async fn a_start_write_that_finds_the_history_unreachable_is_tried_again() {
         .jobstore("default", Faulty::new(true))
         .executor("default", Arc::new(InlineExecutor::new()))
         .scheduler_id("me/1")
-        .run_history(history.clone(), HistoryOptions::default())
+        .run_history(
+            history.clone(),
+            HistoryOptions {
+                record_starts: true,
+                ..HistoryOptions::default()
+            },
+        )
         .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
