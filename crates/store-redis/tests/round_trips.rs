@@ -67,6 +67,7 @@ async fn redis_pass_round_trips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (start lateness in real time): bash bench/rtt-bench.sh"]
 async fn redis_lateness_at_50ms_rtt() {
     let Some(url) = common::redis_url("redis_lateness_at_50ms_rtt") else {
         return;

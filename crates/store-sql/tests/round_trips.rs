@@ -143,6 +143,7 @@ async fn mysql_pass_round_trips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (start lateness in real time): bash bench/rtt-bench.sh"]
 async fn postgres_lateness_at_50ms_rtt() {
     let Some(url) = server_url(POSTGRES_ENV, "postgres_lateness_at_50ms_rtt") else {
         return;
@@ -151,6 +152,7 @@ async fn postgres_lateness_at_50ms_rtt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (start lateness in real time): bash bench/rtt-bench.sh"]
 async fn mysql_lateness_at_50ms_rtt() {
     let Some(url) = server_url(MYSQL_ENV, "mysql_lateness_at_50ms_rtt") else {
         return;
