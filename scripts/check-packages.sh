@@ -43,6 +43,11 @@ done
     echo "[patch.crates-io]"
     printf '%s\n' "${patches[@]}"
 } > "$scratch/Cargo.toml"
+# Unpacked files keep their packaged modification times, which can be older than the
+# last check's build of the same crates in this target directory: cargo would then take
+# that build for fresh and check today's packages against yesterday's code. Touched, they
+# are newer than any earlier build.
+find "$scratch" -type f -exec touch {} +
 # The workspace's lock file pins every registry dependency to the version CI tests.
 cp Cargo.lock "$scratch/Cargo.lock"
 (cd "$scratch" && cargo check --workspace --offline -q)
