@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use apscheduler_core::reach::{self, Cause};
-use percent_encoding::percent_decode_str;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
@@ -59,13 +58,6 @@ fn redact(url: &str) -> String {
     url.to_owned()
 }
 
-fn decode(url: &str, what: &str, text: &str) -> Result<String, StoreError> {
-    percent_decode_str(text)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| invalid(url, format!("the {what} is not UTF-8 once percent-decoded")))
-}
-
 /// Checks a partition count: 1 to [`MAX_PARTITIONS`].
 pub(crate) fn check_partitions(n: usize) -> Result<usize, String> {
     if (1..=MAX_PARTITIONS).contains(&n) {
@@ -95,40 +87,13 @@ impl ClusterUrl {
                 format!("unexpected path {path:?} (a Redis Cluster has only database 0)"),
             ));
         }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(info) => {
-                let (user, pass) = match info.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (info, None),
-                };
-                let user = (!user.is_empty())
-                    .then(|| decode(url, "user name", user))
-                    .transpose()?;
-                let pass = pass.map(|p| decode(url, "password", p)).transpose()?;
-                (user, pass)
-            }
-        };
-        let mut nodes = Vec::new();
-        for host in hosts.split(',') {
-            let (name, port) = match host.rsplit_once(':') {
-                Some((name, port)) => {
-                    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-                        invalid(url, format!("the port of {host:?} is not 1-65535"))
-                    })?;
-                    (name, port)
-                }
-                None => (host, DEFAULT_PORT),
-            };
-            if name.is_empty() {
-                return Err(invalid(url, "a node's host is empty"));
-            }
-            nodes.push((name.to_owned(), port));
-        }
+        let crate::hosts::Authority {
+            username,
+            password,
+            hosts: nodes,
+        } = crate::hosts::parse_authority(authority, DEFAULT_PORT, "a node's", &|why| {
+            invalid(url, why)
+        })?;
         let mut parsed = ClusterUrl {
             nodes,
             username,

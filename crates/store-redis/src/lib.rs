@@ -63,6 +63,7 @@ mod conn;
 mod durability;
 mod error;
 mod history;
+mod hosts;
 mod jobstore;
 mod keys;
 mod scripts;

@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use apscheduler_core::reach::{self, Cause};
-use percent_encoding::percent_decode_str;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, RedisConnectionInfo, RedisError};
 
@@ -65,10 +64,7 @@ fn redact(url: &str) -> String {
 }
 
 fn decode(url: &str, what: &str, text: &str) -> Result<String, StoreError> {
-    percent_decode_str(text)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| invalid(url, format!("the {what} is not UTF-8 once percent-decoded")))
+    crate::hosts::decode(text, what, &|why| invalid(url, why))
 }
 
 impl SentinelUrl {
@@ -85,40 +81,16 @@ impl SentinelUrl {
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| invalid(url, "it names no master (…/master_name)"))?;
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(info) => {
-                let (user, pass) = match info.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (info, None),
-                };
-                let user = (!user.is_empty())
-                    .then(|| decode(url, "user name", user))
-                    .transpose()?;
-                let pass = pass.map(|p| decode(url, "password", p)).transpose()?;
-                (user, pass)
-            }
-        };
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let (name, port) = match host.rsplit_once(':') {
-                Some((name, port)) => {
-                    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-                        invalid(url, format!("the port of {host:?} is not 1-65535"))
-                    })?;
-                    (name, port)
-                }
-                None => (host, DEFAULT_SENTINEL_PORT),
-            };
-            if name.is_empty() {
-                return Err(invalid(url, "a Sentinel's host is empty"));
-            }
-            sentinels.push((name.to_owned(), port));
-        }
+        let crate::hosts::Authority {
+            username,
+            password,
+            hosts: sentinels,
+        } = crate::hosts::parse_authority(
+            authority,
+            DEFAULT_SENTINEL_PORT,
+            "a Sentinel's",
+            &|why| invalid(url, why),
+        )?;
         let mut segments = path.split('/');
         let master = decode(url, "master name", segments.next().unwrap_or(""))?;
         if master.is_empty() {
