@@ -73,10 +73,17 @@ pub(crate) async fn check(target: &Target, timeout: Duration) -> Result<(), Erro
             } => Ok(()),
             #[cfg(feature = "sqlite")]
             Target::Sqlite { options, .. } => {
-                sqlx::sqlite::SqliteConnection::connect_with(options)
-                    .await?
-                    .close()
-                    .await
+                // A busy file is a reachable one: schedulers opening a new database
+                // together get BUSY at once (not after the busy timeout) while one of
+                // them switches it to WAL. Tried again until the time-out.
+                loop {
+                    match sqlx::sqlite::SqliteConnection::connect_with(options).await {
+                        Err(e) if crate::sqlite::is_busy(&e) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        connected => break connected?.close().await,
+                    }
+                }
             }
             #[cfg(feature = "postgres")]
             Target::Postgres { options, .. } => {

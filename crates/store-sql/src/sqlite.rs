@@ -128,32 +128,38 @@ impl SqliteDriver {
 }
 
 /// SQLITE_BUSY (5) or SQLITE_LOCKED (6), primary codes.
-fn is_busy(e: &sqlx::Error) -> bool {
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
         .and_then(|c| c.parse::<i32>().ok())
         .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
+/// `BEGIN IMMEDIATE` on a database that several processes may be opening at once.
+/// SQLite answers BUSY at once, without waiting out the busy timeout, while another
+/// connection switches the file to WAL or recovers it (a new connection of any pool on
+/// the file may be the one doing so); those moments are short, so try again.
+async fn begin_opening(
+    pool: &SqlitePool,
+) -> std::result::Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        match pool.begin_with(BEGIN).await {
+            Err(e) if attempt < 50 && is_busy(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[async_trait]
 impl Driver for SqliteDriver {
     async fn migrate(&self) -> Result<()> {
-        // Several processes opening a new database at once: SQLite answers BUSY at once,
-        // without waiting out the busy timeout, while another connection switches the file
-        // to WAL or recovers it; those moments are short, so try again.
-        let mut attempt = 0;
-        let tx = loop {
-            match self.pool.begin_with(BEGIN).await {
-                Err(e) if attempt < 50 && is_busy(&e) => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                other => {
-                    break other
-                        .map_err(|e| migration_error(Dialect::Sqlite, &self.names, "begin", e))?
-                }
-            }
-        };
+        let tx = begin_opening(&self.pool)
+            .await
+            .map_err(|e| migration_error(Dialect::Sqlite, &self.names, "begin", e))?;
         migrate_in(tx, Dialect::Sqlite, &self.names).await
     }
 
@@ -319,9 +325,8 @@ impl Driver for SqliteDriver {
 #[async_trait]
 impl RunsDialect for Runs<Sqlite> {
     async fn create(&self) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN)
+        // Schedulers preparing the history of a new file together: see `begin_opening`.
+        let mut tx = begin_opening(&self.pool)
             .await
             .map_err(self.error("create the table"))?;
         self.create_on(&mut tx).await?;
