@@ -784,8 +784,11 @@ fn cluster(
         runs.len(),
         skips.stale.first()
     );
+    // Skips behind a run really in flight are the rule working; how many there are
+    // depends on how late runs start on the machine (12% with a load average of 8 on
+    // two cores). The bound only catches a pathological share.
     assert!(
-        skips.in_flight * 10 <= runs.len(),
+        skips.in_flight * 5 <= runs.len(),
         "{} of {} fire times skipped by max_instances",
         skips.in_flight,
         runs.len()
