@@ -252,6 +252,7 @@ impl RedisJobStoreBuilder {
             state_format: self.state_format,
             wait,
             changes: apscheduler_core::ChangeChannel::new(uuid::Uuid::new_v4().to_string()),
+            waiting_until: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }

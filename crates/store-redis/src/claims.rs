@@ -211,7 +211,8 @@ impl RedisJobStore {
     /// trip). The release script applies only when the records exist: should the
     /// first script not run (not loaded on this server), the records are written
     /// first, then the release, each in a round trip of its own. The release publishes
-    /// the change and reads the next run time in the same script.
+    /// the change (when some scheduler waits for a release) and reads the next run
+    /// time in the same script.
     pub(crate) async fn release(
         &self,
         scheduler_id: &str,
@@ -256,6 +257,7 @@ impl RedisJobStore {
             .map(|(part, group)| {
                 let mut invocation = self.invocation(*part, &SCRIPTS.release);
                 invocation
+                    .key(&self.parts.get(*part).waiters)
                     .arg(scheduler_id)
                     .arg(&channel)
                     .arg(&**self.changes.token())

@@ -57,6 +57,14 @@ impl JobStore for RedisJobStore {
 
     async fn shutdown(&self) -> Result<(), Error> {
         self.changes.stop().await;
+        if self
+            .waiting_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            // Left behind, it would only wake the others for nothing until it ends.
+            self.stop_waiting().await;
+        }
         // Dropping the last handle closes the connection; a later call (of the store or
         // its run history) reconnects.
         self.conn.disconnect();
@@ -211,14 +219,24 @@ impl JobStore for RedisJobStore {
                 .arg("WITHSCORES");
             let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
                 self.pipeline("get next run time", &pipe).await?;
-            Ok::<_, StoreError>([scored(&due)?, scored(&claimed)?])
+            Ok::<_, StoreError>((scored(&due)?, scored(&claimed)?))
         });
-        let next = futures_util::future::try_join_all(reads)
-            .await?
-            .into_iter()
-            .flatten()
-            .flatten()
+        let heads = futures_util::future::try_join_all(reads).await?;
+        let due = heads.iter().filter_map(|(d, _)| *d).min();
+        let leased = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(part, (_, c))| c.map(|c| (c, part)))
             .min();
+        // Sleeping until another scheduler's lease ends: only then does a release
+        // concern this scheduler (a release never moves a job it saw unleased earlier).
+        if let Some((until, part)) = leased.filter(|(l, _)| due.is_none_or(|d| *l <= d)) {
+            self.wait_for_release(part, until).await;
+        }
+        let next = match (due, leased) {
+            (Some(d), Some((l, _))) => Some(d.min(l)),
+            (d, l) => d.or(l.map(|(l, _)| l)),
+        };
         Ok(next.map(from_micros))
     }
 

@@ -17,6 +17,7 @@ use crate::error::StoreError;
 /// | `apscheduler.claimed` | sorted set | job id → the instant (UTC microseconds) a claimed job can be claimed again: the later of its next run time and its lease's expiry |
 /// | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when (on the server's clock, `TIME`), and the run time it was claimed for (empty when paused while claimed) |
 /// | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
+/// | `apscheduler.waiters` | sorted set | a scheduler's change token → the instant (server microseconds) until which it sleeps waiting for a lease to end; a release announces itself only while one of these is ahead |
 ///
 /// The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
 /// claimed job moves from `run_times` to `claimed` until it is released, so a claim
@@ -37,7 +38,7 @@ use crate::error::StoreError;
 ///
 /// # On a Redis Cluster
 /// With a `redis+cluster://` URL the jobs are spread over `partitions` (default 16)
-/// sets of these five keys, partition `N` under the hash tag `{<prefix>pN}` (for
+/// sets of these keys, partition `N` under the hash tag `{<prefix>pN}` (for
 /// example `{apscheduler.p3}jobs`), so each partition's keys share one slot and every
 /// script stays on one node. A job lives in partition
 /// `FNV-1a-64(job id) mod partitions`. A claim asks every partition at once which
@@ -58,6 +59,9 @@ pub struct KeyLayout {
     pub leases: String,
     /// Hash: job id → why the job cannot be read.
     pub corrupt: String,
+    /// Sorted set: change token → until when that scheduler waits for a release
+    /// (server microseconds). Only the release script reads it.
+    pub waiters: String,
 }
 
 impl KeyLayout {
@@ -68,6 +72,7 @@ impl KeyLayout {
             claimed: format!("{prefix}claimed"),
             leases: format!("{prefix}leases"),
             corrupt: format!("{prefix}corrupt"),
+            waiters: format!("{prefix}waiters"),
         }
     }
 
@@ -76,7 +81,8 @@ impl KeyLayout {
         Self::new(&format!("{{{prefix}p{n}}}"))
     }
 
-    /// Every key, in the order the scripts take them.
+    /// Every key the job scripts take, in their order (not `waiters`, which only the
+    /// release takes, after these).
     pub(crate) fn all(&self) -> [&str; 5] {
         [
             &self.jobs,

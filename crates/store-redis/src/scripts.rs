@@ -1,7 +1,8 @@
 //! The Lua scripts: every change that touches more than one key runs as one script, so
 //! Redis applies it atomically (no other command runs in between).
 //!
-//! Every job script takes the same five keys, in this order:
+//! Every job script takes the same five keys, in this order (the release also takes
+//! the waiters, `KEYS[6]`):
 //! `KEYS[1]` jobs (hash), `KEYS[2]` run_times (sorted set), `KEYS[3]` claimed (sorted
 //! set), `KEYS[4]` leases (hash), `KEYS[5]` corrupt (hash).
 //!
@@ -205,9 +206,13 @@ return found
 /// `{ lost, due, claimed }`: the ids of the entries not applied (gone, or leased to
 /// another holder, or to nobody), and the first scores of `run_times` and `claimed`
 /// after the release (`get_next_run_time`'s reads; `''` when empty). When any entry
-/// applied, publishes the token on the channel (the other schedulers look again).
+/// applied and some scheduler waits for a release (`KEYS[6]`, the waiters, holds an
+/// instant ahead of the server's time), publishes the token on the channel (that
+/// scheduler looks again). A release wakes nobody else: it moves its job's next run
+/// time later, never earlier than what a scheduler that saw the job unleased planned.
 const RELEASE: &str = r"
 local holder, channel, token = ARGV[1], ARGV[2], ARGV[3]
+local now = server_us()
 local required = tonumber(ARGV[4])
 for k = 5, 4 + required do
   if redis.call('EXISTS', ARGV[k]) == 0 then return false end
@@ -234,7 +239,9 @@ while i <= #ARGV do
   end
   if op == 'r' then i = i + 2 else i = i + 4 end
 end
-if applied > 0 then redis.call('PUBLISH', channel, token) end
+if applied > 0 and redis.call('ZRANGEBYSCORE', KEYS[6], now, '+inf', 'LIMIT', 0, 1)[1] then
+  redis.call('PUBLISH', channel, token)
+end
 local function first(key)
   local top = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if top[2] then return top[2] end

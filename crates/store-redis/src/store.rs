@@ -64,9 +64,9 @@ use crate::{durability, RedisRunHistory};
 ///   `now` a scheduler passes says which jobs are due.
 /// - [`add_jobs`](apscheduler_core::JobStore::add_jobs) is one script: all or nothing,
 ///   also for two jobs of the batch with the same id.
-/// - On one server (or a primary behind Sentinel) the scripts touch five keys. On a
+/// - On one server (or a primary behind Sentinel) the scripts touch six keys. On a
 ///   Redis Cluster (`redis+cluster://`) the jobs are spread over partitions, each
-///   partition's five keys under one hash tag, so every script runs on one node (see
+///   partition's six keys under one hash tag, so every script runs on one node (see
 ///   [`KeyLayout`]); the run history's keys share one hash tag of their own. There,
 ///   [`add_jobs`](apscheduler_core::JobStore::add_jobs) of a batch that spans
 ///   partitions checks for conflicts in every partition first and changes nothing
@@ -85,6 +85,9 @@ pub struct RedisJobStore {
     pub(crate) wait: Option<durability::WaitFor>,
     /// Change notifications (pub/sub).
     pub(crate) changes: apscheduler_core::ChangeChannel,
+    /// Until when (server microseconds) this store's wait for a release is recorded
+    /// in `waiters`; 0 when it never waited.
+    pub(crate) waiting_until: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -291,6 +294,51 @@ impl RedisJobStore {
     /// The channel of this prefix's change notifications.
     pub(crate) fn changes_channel(&self) -> String {
         format!("{}changes", self.prefix)
+    }
+
+    /// Records in partition `part`'s `waiters` that this store's scheduler sleeps until
+    /// `until` (server microseconds), the end of a lease there, so that the release
+    /// of a job under a lease wakes it. Written once per wait and only by a store that
+    /// listens; waits over for an hour are dropped on the way. A wait recorded just
+    /// after another scheduler's release checked for waiters misses that release:
+    /// this scheduler then wakes at the lease's end, and the scheduler that released
+    /// the job has planned it meanwhile.
+    pub(crate) async fn wait_for_release(&self, part: usize, until: i64) {
+        use std::sync::atomic::Ordering;
+        if self.changes.listener().is_none() || self.waiting_until.load(Ordering::Relaxed) >= until
+        {
+            return;
+        }
+        let waiters = &self.parts.get(part).waiters;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(waiters)
+            .arg(until)
+            .arg(&**self.changes.token())
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(waiters)
+            .arg("-inf")
+            .arg(format!("({}", until - 3_600_000_000))
+            .ignore();
+        match self.pipeline::<()>("wait for a release", &pipe).await {
+            Ok(()) => {
+                self.waiting_until.fetch_max(until, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(target: "apscheduler", "wait for a release not recorded (this scheduler wakes at the lease's end): {e}");
+            }
+        }
+    }
+
+    /// Removes this store's waits (at shutdown), in every partition.
+    pub(crate) async fn stop_waiting(&self) {
+        let removals = self.parts.all().iter().map(|k| async move {
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(&k.waiters).arg(&**self.changes.token());
+            let _: Result<i64, _> = self.query("stop waiting for releases", &cmd).await;
+        });
+        futures_util::future::join_all(removals).await;
     }
 
     /// Tells the other schedulers that jobs changed (`PUBLISH`), after a write that

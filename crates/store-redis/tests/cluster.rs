@@ -1,7 +1,8 @@
 //! The store on a Redis Cluster (`redis+cluster://`), against a private cluster the
 //! tests start: six `redis-server --cluster-enabled yes` on spare loopback ports, three
 //! primaries with a replica each (`apscheduler_testkit::redis_cluster`). The store
-//! conformance suite, the run history suite and change notifications on the cluster;
+//! conformance suite, the run history suite, change notifications and releases
+//! announced only to waiting schedulers on the cluster;
 //! bad input (a node not in cluster mode, nodes of different clusters, nothing
 //! reachable) failing clearly at start; what a primary's failover loses of acknowledged writes, without and with
 //! `wait_replicas`, and what `WAIT` costs.
@@ -70,6 +71,14 @@ async fn conformance_on_a_cluster() {
         for port in ports {
             apscheduler_testkit::sentinel::ask(port, "CLIENT KILL TYPE pubsub");
         }
+    })
+    .await;
+
+    // A release wakes only a scheduler waiting for it: the wait is recorded in the
+    // partition of the lease it waits for, which the release there reads.
+    let url = cluster.url("waiters.", "");
+    apscheduler_testkit::store::check_release_notifies_only_waiters(|| {
+        Arc::new(RedisJobStore::new(&url).unwrap()) as Arc<dyn JobStore>
     })
     .await;
 

@@ -1,73 +1,14 @@
-//! PostgreSQL tells other schedulers of a release only while one of them waits for it:
-//! a scheduler whose next wake-up is a lease's end (it saw a due job under another's
-//! lease) records the wait, and a release notifies only while such a wait is current.
-//! Other changes (add, update, remove) notify every listener as before.
+//! PostgreSQL tells other schedulers of a release only while one of them waits for it
+//! (`apscheduler_testkit::store::check_release_notifies_only_waiters`): a scheduler
+//! whose next wake-up is a lease's end records the wait in `<table>_waiters`, and a
+//! release notifies only while such a wait is current.
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use apscheduler_core::{JobRelease, JobStore};
-use apscheduler_store_sql::SqlJobStore;
-use apscheduler_testkit::store::{interval_trigger, sample_job};
-use chrono::Utc;
+use apscheduler_core::JobStore;
 use support::{server_url, Tables, POSTGRES_ENV};
-
-/// A store on `table` whose listener counts the notifications it hears.
-async fn listening(tables: &Tables, table: &str) -> (SqlJobStore, Arc<AtomicUsize>) {
-    let store = tables.store_on(table);
-    let heard = Arc::new(AtomicUsize::new(0));
-    let h = heard.clone();
-    store.set_change_listener(Arc::new(move || {
-        h.fetch_add(1, Ordering::SeqCst);
-    }));
-    store.start("default").await.unwrap();
-    // The listener is called once when the channel connects: wait for it, then count
-    // from zero.
-    for _ in 0..100 {
-        if heard.load(Ordering::SeqCst) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        heard.load(Ordering::SeqCst) > 0,
-        "the channel never connected"
-    );
-    heard.store(0, Ordering::SeqCst);
-    (store, heard)
-}
-
-/// Whether `heard` counts a notification within `within`.
-async fn hears(heard: &AtomicUsize, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if heard.load(Ordering::SeqCst) > 0 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-/// Claims the job `id` (due) for `holder` and releases it a minute later.
-async fn claim_and_release(store: &SqlJobStore, holder: &str, lease: Duration) -> Vec<JobRelease> {
-    let claimed = store
-        .acquire_due_jobs(holder, Utc::now(), 10, lease)
-        .await
-        .unwrap();
-    assert_eq!(claimed.jobs.len(), 1, "the due job is claimed");
-    claimed
-        .jobs
-        .into_iter()
-        .map(|mut job| {
-            job.next_run_time = job.next_run_time.map(|t| t + chrono::Duration::minutes(1));
-            JobRelease::Update(job)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_wakes_only_a_scheduler_that_waits_for_it() {
@@ -79,71 +20,8 @@ async fn a_release_wakes_only_a_scheduler_that_waits_for_it() {
     };
     let tables = Tables::new(&url);
     let table = tables.table();
-    let releaser = tables.store_on(&table);
-    releaser.start("default").await.unwrap();
-    let (waiter, heard) = listening(&tables, &table).await;
-    let due =
-        Utc::now().with_timezone(&apscheduler_core::chrono_tz::UTC) - chrono::Duration::seconds(1);
-    releaser
-        .add_job(sample_job("j", Some(due), interval_trigger(60)), false)
-        .await
-        .unwrap();
-    assert!(
-        hears(&heard, Duration::from_secs(3)).await,
-        "an add notifies"
-    );
-    heard.store(0, Ordering::SeqCst);
-
-    // Nobody waits: the release is not announced.
-    let releases = claim_and_release(&releaser, "r", Duration::from_secs(30)).await;
-    let released = releaser.release_jobs("r", releases).await.unwrap();
-    assert!(released.is_complete());
-    assert!(
-        !hears(&heard, Duration::from_millis(1_500)).await,
-        "a release nobody waits for woke a listener"
-    );
-
-    // The waiter sees the job under the releaser's lease: its next wake-up is the
-    // lease's end, and the release wakes it.
-    releaser
-        .add_job(sample_job("j", Some(due), interval_trigger(60)), true)
-        .await
-        .unwrap();
-    assert!(hears(&heard, Duration::from_secs(3)).await);
-    let releases = claim_and_release(&releaser, "r", Duration::from_secs(30)).await;
-    let next = waiter.get_next_run_time().await.unwrap().unwrap();
-    assert!(
-        next > Utc::now() + chrono::Duration::seconds(20),
-        "{next}: the lease's end"
-    );
-    heard.store(0, Ordering::SeqCst);
-    releaser.release_jobs("r", releases).await.unwrap();
-    assert!(
-        hears(&heard, Duration::from_secs(3)).await,
-        "the waiting scheduler was not woken by the release"
-    );
-
-    // A wait ends with its lease: a release after that is not announced. (A new
-    // waiter: the first one's wait, recorded until the end of the 30 s lease, lasts
-    // that long whether or not it was woken before.)
-    waiter.shutdown().await.unwrap();
-    let (waiter, heard) = listening(&tables, &table).await;
-    releaser
-        .add_job(sample_job("j", Some(due), interval_trigger(60)), true)
-        .await
-        .unwrap();
-    assert!(hears(&heard, Duration::from_secs(3)).await);
-    let releases = claim_and_release(&releaser, "r", Duration::from_millis(800)).await;
-    let next = waiter.get_next_run_time().await.unwrap().unwrap();
-    assert!(next > Utc::now(), "{next}: the lease's end");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    heard.store(0, Ordering::SeqCst);
-    releaser.release_jobs("r", releases).await.unwrap();
-    assert!(
-        !hears(&heard, Duration::from_millis(1_500)).await,
-        "a release after the wait's end woke a listener"
-    );
-
-    waiter.shutdown().await.unwrap();
-    releaser.shutdown().await.unwrap();
+    apscheduler_testkit::store::check_release_notifies_only_waiters(|| {
+        Arc::new(tables.store_on(&table)) as Arc<dyn JobStore>
+    })
+    .await;
 }

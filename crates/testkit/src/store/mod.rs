@@ -110,6 +110,7 @@ mod helpers;
 mod leases;
 mod ordering;
 mod persistent;
+mod release_waiters;
 mod round_trips;
 
 pub use basic::{
@@ -127,6 +128,7 @@ pub use ordering::{
 pub use persistent::{
     check_change_notifications, check_corrupt_job_set_aside, check_survives_restart, ListenerProbe,
 };
+pub use release_waiters::check_release_notifies_only_waiters;
 pub use round_trips::{
     check_argument_round_trip, check_job_options_round_trip, check_trigger_round_trip, sample_args,
     sample_kwargs, trigger_cases,
