@@ -350,6 +350,8 @@ mod history;
 mod history_ops;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_script;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read_only;
