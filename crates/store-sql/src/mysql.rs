@@ -57,11 +57,11 @@ impl MySqlDriver {
     ///
     /// The due rows are selected and locked (`FOR UPDATE SKIP LOCKED`, in a derived
     /// table) and leased in one `UPDATE`, until `@aps_lease_end`; the rows leased to the
-    /// holder until that instant are then read. The derived table is read first
-    /// (`STRAIGHT_JOIN`) and the job rows through their primary key (`FORCE INDEX`): a
-    /// scan of the job table would wait for the rows other claimers lock.
-    /// Only a row the holder already held with that very lease end could come back
-    /// besides them: a row the claim may hand it anyway (its own lease).
+    /// holder until that instant are then read. Only a row the holder already held with
+    /// that very lease end could come back besides them: a row the claim may hand it
+    /// anyway (its own lease). The derived table is read first (`STRAIGHT_JOIN`) and
+    /// the job rows through their primary key (`FORCE INDEX`): a scan of the job table
+    /// would wait for the rows other claimers lock.
     fn claim_script(&self, req: &ClaimRequest<'_>) -> (Script, usize) {
         let jobs = &self.names.jobs;
         let holder = script::text(req.holder);
