@@ -3,7 +3,7 @@
 # an `AsyncScheduler` reaching PostgreSQL, MySQL/MariaDB and Redis through a loopback
 # TCP proxy (crates/testkit/src/proxy.rs) that delays each direction by 25 ms (+50 ms
 # round-trip time), without and with run history. Prints p50 / p99 / max per case and
-# fails when a p99 is over its bound (300 ms on PostgreSQL and Redis, 1.5 s on MySQL).
+# fails when a p99 is over 300 ms.
 #
 # The servers: APS_TEST_POSTGRES_URL, APS_TEST_MYSQL_URL, APS_TEST_REDIS_URL (as
 # `source .ci/services.sh` sets them). One case at a time, on an otherwise idle machine.

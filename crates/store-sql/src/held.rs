@@ -46,14 +46,17 @@ pub(crate) struct HeldConn<'a, DB: Database> {
     guard: tokio::sync::MutexGuard<'a, Option<Slot<DB>>>,
     keep: bool,
     /// Set by [`HeldConn::done`]: an operation dropped before it (cancelled midway)
-    /// may have left the connection mid-statement, so it goes back to the pool.
+    /// may have left the connection mid-statement or mid-transaction, so it is closed
+    /// (the server rolls back what the session left open).
     finished: bool,
 }
 
 impl<DB: Database> Drop for HeldConn<'_, DB> {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.take();
+            if let Some(mut slot) = self.guard.take() {
+                slot.conn.close_on_drop();
+            }
         }
     }
 }
@@ -134,5 +137,21 @@ impl<DB: Database> HeldConn<'_, DB> {
             }
         }
         result
+    }
+
+    /// [`done`](Self::done), closing the connection after an error instead of giving
+    /// it back to the pool: a MySQL script stopped midway may have left its transaction
+    /// open, and the server rolls back the transaction of a closed session.
+    #[cfg(feature = "mysql")]
+    pub(crate) fn done_closing<T>(
+        mut self,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        if result.is_err() {
+            if let Some(slot) = self.guard.as_mut() {
+                slot.conn.close_on_drop();
+            }
+        }
+        self.done(result)
     }
 }

@@ -204,7 +204,8 @@
 //! - `record_runs` is an upsert on `run_id` (`ON CONFLICT ... DO UPDATE`, `ON
 //!   DUPLICATE KEY UPDATE` on MySQL) of up to 1,000 records (and 4 MiB of output) per
 //!   statement, several statements in one transaction: all or nothing. SQLite and
-//!   MySQL send multi-row `VALUES`, PostgreSQL arrays through `UNNEST`.
+//!   MySQL send multi-row `VALUES` (MySQL: up to 1 MiB of values as one text
+//!   statement, literals, one round trip), PostgreSQL arrays through `UNNEST`.
 //! - `query_runs` is one `SELECT ... ORDER BY scheduled_at DESC, run_id DESC LIMIT n`
 //!   walked backwards on one of the indexes (filters on job, outcome and
 //!   `since`/`until` use them; the node filter has none).
@@ -230,23 +231,29 @@
 //! - **PostgreSQL**: one statement, `WITH due AS (SELECT id ... ORDER BY next_run_time,
 //!   id LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... FROM due ... RETURNING ...`:
 //!   concurrent claimers skip each other's rows instead of waiting.
-//! - **MySQL/MariaDB**: a transaction: `SELECT ... ORDER BY next_run_time, id LIMIT n
-//!   FOR UPDATE SKIP LOCKED`, then `UPDATE ... SET lease_holder = ?, lease_expires =
-//!   <server time> + ? WHERE id IN (...)`, commit.
+//! - **MySQL/MariaDB**: a transaction sent as one script (several statements in one
+//!   text query, one round trip; values as hexadecimal literals): `UPDATE (SELECT id
+//!   ... ORDER BY next_run_time, id LIMIT n FOR UPDATE SKIP LOCKED) AS due
+//!   STRAIGHT_JOIN jobs ... SET lease_holder = ..., lease_expires = <server time> +
+//!   lease`, then the rows leased until that instant read back, commit. A script the
+//!   server stops midway closes its connection, so the server rolls it back.
 //! - **Partitioned** (PostgreSQL and MySQL/MariaDB,
 //!   [`JobStore::acquire_due_jobs_preferring`](apscheduler_core::JobStore::acquire_due_jobs_preferring)
 //!   with the engine's hint when four or more schedulers are live): the same select
 //!   restricted to `claim_partition IN (owned)` first, then, for what is left of `n`, to
 //!   the other partitions; one statement on PostgreSQL (two `WITH` parts), a second
-//!   select in the same transaction on MySQL/MariaDB when it steals.
+//!   `UPDATE` in the same script on MySQL/MariaDB (prepared on the server, its limit
+//!   what the first left).
 //! - **SQLite**: `BEGIN IMMEDIATE` (the write lock: one writer at a time), then `UPDATE
 //!   ... WHERE id IN (SELECT id ... ORDER BY next_run_time, id LIMIT n) RETURNING ...`,
 //!   commit.
 //!
 //! Releases are batched: PostgreSQL updates and deletes a whole batch in one statement
-//! (arrays through `UNNEST`); MySQL/MariaDB with one `UPDATE ... JOIN (SELECT ? ...
-//! UNION ALL SELECT ? ...)` on the primary key and one `DELETE ... WHERE id IN (...)`
-//! per 500 jobs; SQLite in one transaction with `UPDATE ... FROM (VALUES ...)`. [`add_jobs`] is one multi-row
+//! (arrays through `UNNEST`); MySQL/MariaDB with one `UPDATE ... JOIN (SELECT ... UNION
+//! ALL SELECT ...)` on the primary key and one `DELETE ... WHERE id IN (...)` per 500
+//! jobs, after a `SELECT ... FOR UPDATE` of the held rows, in one script with the
+//! pass's `running` records and the read of the next run time (prepared statements
+//! when the values exceed 1 MiB); SQLite in one transaction with `UPDATE ... FROM (VALUES ...)`. [`add_jobs`] is one multi-row
 //! `INSERT` (PostgreSQL: `INSERT ... SELECT FROM UNNEST`) per 500 jobs in one
 //! transaction: all or nothing. Deadlock and serialization victims are retried twice.
 //!
@@ -350,6 +357,8 @@ mod history;
 mod history_ops;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_script;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read_only;

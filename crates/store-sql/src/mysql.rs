@@ -1,6 +1,8 @@
-//! MySQL and MariaDB: claims with `SELECT ... FOR UPDATE SKIP LOCKED` then `UPDATE` in
-//! one transaction (sessions run at `READ COMMITTED`, so claims take no gap locks that
-//! would hold up inserts); batches as multi-row statements.
+//! MySQL and MariaDB: a pass's claim and release are each one script (several
+//! statements sent as one text query, see [`crate::mysql_script`]), one round trip.
+//! A claim leases the rows a `SELECT ... FOR UPDATE SKIP LOCKED` locks, in one
+//! transaction (sessions run at `READ COMMITTED`, so claims take no gap locks that
+//! would hold up inserts); other batches are multi-row statements.
 
 use apscheduler_core::RunOutcome;
 use async_trait::async_trait;
@@ -9,7 +11,8 @@ use sqlx::{MySql, Row as _};
 
 use crate::backend::prelude::*;
 use crate::held::Held;
-use crate::runs::read_run;
+use crate::mysql_script::{self as script, Script};
+use crate::runs::{read_run, RunStatements};
 use crate::shared::migrate_on;
 
 /// The server's time in microseconds since the epoch, in UTC whatever the session's
@@ -23,12 +26,12 @@ pub(crate) struct MySqlDriver {
     pool: MySqlPool,
     names: Names,
     parts: Parts<MySql>,
-    /// Selects and locks the due rows a claim may lease.
-    claim_select: String,
+    /// The run history's statements (its upsert goes into a release's script).
+    runs: RunStatements,
     /// Reads the next run time (after a release, on its connection).
     next_run_time: String,
     /// The connection of the scheduler's passes (claims and releases): no pool
-    /// round trips, and their statements stay prepared.
+    /// round trips.
     pass: Held<MySql>,
 }
 
@@ -36,89 +39,150 @@ impl MySqlDriver {
     /// A driver on `pool` (of at most `max_connections`; `ping`: check connections
     /// idle for a while before use).
     pub(crate) fn new(pool: MySqlPool, names: Names, max_connections: u32, ping: bool) -> Self {
-        let jobs = &names.jobs;
-        let claim_select = format!(
-            "SELECT {} FROM {jobs} \
-             WHERE next_run_time <= ? AND corrupt IS NULL \
-             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = ?) \
-             ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
-            row_columns(Dialect::MySql, "", "?")
-        );
-        let next_run_time = crate::shared::next_run_time_sql(jobs);
+        let next_run_time = crate::shared::next_run_time_sql(&names.jobs);
         let parts =
             Parts::new(&pool, Dialect::MySql, &names).keeping_connections(max_connections, ping);
         MySqlDriver {
             pass: Held::new(&pool, max_connections, ping),
+            runs: RunStatements::new(Dialect::MySql, &names),
             pool,
             names,
             parts,
-            claim_select,
             next_run_time,
         }
     }
 
-    /// Selects and leases the due rows in one transaction on `conn`.
-    async fn claim_on(
-        &self,
-        conn: &mut sqlx::MySqlConnection,
-        req: ClaimRequest<'_>,
-    ) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
-        let mut tx = sqlx::Connection::begin(conn).await?;
-        let rows = match req.prefer {
-            None => select_due(&mut tx, &self.claim_select, &req, req.limit, true).await?,
-            Some(owned) => {
+    /// The claim's script and the index of its statement that returns the claimed
+    /// rows.
+    ///
+    /// The due rows are selected and locked (`FOR UPDATE SKIP LOCKED`, in a derived
+    /// table) and leased in one `UPDATE`, until `@aps_lease_end`; the rows leased to the
+    /// holder until that instant are then read. Only a row the holder already held with
+    /// that very lease end could come back besides them: a row the claim may hand it
+    /// anyway (its own lease). The derived table is read first (`STRAIGHT_JOIN`) and
+    /// the job rows through their primary key (`FORCE INDEX`): a scan of the job table
+    /// would wait for the rows other claimers lock.
+    fn claim_script(&self, req: &ClaimRequest<'_>) -> (Script, usize) {
+        let jobs = &self.names.jobs;
+        let holder = script::text(req.holder);
+        let now = req.now;
+        let due = |partitions: &str, limit: &str| {
+            format!(
+                "SELECT id FROM {jobs} \
+                 WHERE {partitions}next_run_time <= {now} AND corrupt IS NULL \
+                 AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = {holder}) \
+                 ORDER BY next_run_time, id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+            )
+        };
+        let lease = |due: &str| {
+            format!(
+                "UPDATE ({due}) AS due STRAIGHT_JOIN {jobs} AS j FORCE INDEX (PRIMARY) \
+                 ON j.id = due.id SET j.lease_holder = {holder}, j.lease_expires = @aps_lease_end"
+            )
+        };
+        let limit = req.limit.to_string();
+        let mut s = Script::default();
+        s.push("BEGIN");
+        s.push(format!("SET @aps_lease_end = {NOW} + {}", req.lease));
+        match req.prefer {
+            Some(owned) if !owned.is_empty() => {
                 // Its own partitions first (through the partition index), then, when
                 // they give fewer than the limit, the earliest of the others. The
-                // partitions are numbers this crate made: safe to splice.
+                // partitions are numbers this crate made.
                 let list = owned
                     .iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
                     .join(", ");
-                let (own, others) = (
-                    self.claim_in_partitions("IN", &list),
-                    self.claim_in_partitions("NOT IN", &list),
-                );
-                let mut rows = select_due(&mut tx, &own, &req, req.limit, false).await?;
-                let left = req.limit - i64::try_from(rows.len()).unwrap_or(req.limit);
-                if left > 0 {
-                    rows.extend(select_due(&mut tx, &others, &req, left, false).await?);
-                }
-                rows
+                s.push(lease(&due(
+                    &format!("claim_partition IN ({list}) AND "),
+                    &limit,
+                )));
+                // The others' limit is what is left, known on the server only: a
+                // statement prepared there, its limit a parameter.
+                s.push(format!(
+                    "SET @aps_left = GREATEST({limit} - ROW_COUNT(), 0)"
+                ));
+                let others = lease(&due(&format!("claim_partition NOT IN ({list}) AND "), "?"));
+                s.push(format!("SET @aps_others = {}", script::text(&others)));
+                s.push("PREPARE aps_claim_others FROM @aps_others");
+                s.push("EXECUTE aps_claim_others USING @aps_left");
+                s.push("DEALLOCATE PREPARE aps_claim_others");
             }
-        };
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(rows);
-        }
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE {} SET lease_holder = ?, lease_expires = {NOW} + ? WHERE id IN ({})",
-                self.names.jobs,
-                placeholders(chunk.len())
-            );
-            // Prepared once per batch size on the kept connection.
-            let mut q = sqlx::query(&sql).bind(req.holder).bind(req.lease);
-            for r in chunk {
-                q = q.bind(&r.id);
+            _ => {
+                s.push(lease(&due("", &limit)));
             }
-            q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
-        Ok(rows)
+        let rows = s.push(format!(
+            "SELECT {} FROM {jobs} WHERE lease_expires = @aps_lease_end \
+             AND lease_holder = {holder} AND next_run_time <= {now} AND corrupt IS NULL",
+            row_columns(Dialect::MySql, "", &req.max_bytes.to_string())
+        ));
+        s.push("COMMIT");
+        (s, rows)
     }
 
-    /// The claim's select restricted to rows whose partition is (`IN`) or is not
-    /// (`NOT IN`) in `list`.
-    fn claim_in_partitions(&self, op: &str, list: &str) -> String {
-        format!(
-            "SELECT {} FROM {} \
-             WHERE claim_partition {op} ({list}) AND next_run_time <= ? AND corrupt IS NULL \
-             AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = ?) \
-             ORDER BY next_run_time, id LIMIT ? FOR UPDATE SKIP LOCKED",
-            row_columns(Dialect::MySql, "", "?"),
-            self.names.jobs
-        )
+    /// A release too large for one script: the records first, then the release's
+    /// transaction (prepared statements, the values bound), then the next run time on
+    /// the same connection.
+    async fn release_prepared(
+        &self,
+        req: Release<'_>,
+        records: &[RunWrite<'_>],
+    ) -> Result<(Vec<String>, Option<NextRunTime>)> {
+        if !records.is_empty() {
+            self.parts.history().upsert(records).await?;
+        }
+        let map = |e| StoreError::sql("MySQL: release_jobs", e);
+        let jobs = &self.names.jobs;
+        // One multi-row UPDATE per chunk: a join with the new values as a derived table
+        // (`SELECT ? ... UNION ALL SELECT ? ...`), on the primary key.
+        let update = |rows: usize| {
+            let row = "SELECT CONVERT(? USING utf8mb4) COLLATE utf8mb4_bin AS id, \
+                       CAST(? AS SIGNED) AS next_run_time, CAST(? AS SIGNED) AS paused, \
+                       CONVERT(? USING utf8mb4) AS state, CAST(? AS BINARY) AS state_bin, \
+                       CAST(? AS SIGNED) AS format_version";
+            format!(
+                "UPDATE {jobs} AS j JOIN ({}) AS v ON j.id = v.id \
+                 SET j.next_run_time = v.next_run_time, j.paused = v.paused, j.state = v.state, \
+                 j.state_bin = v.state_bin, j.format_version = v.format_version, j.lease_holder = NULL, \
+                 j.lease_expires = NULL, j.corrupt = NULL \
+                 WHERE j.lease_holder = ?",
+                vec![row; rows].join(" UNION ALL ")
+            )
+        };
+        // The held rows are locked until commit: a claimer skips them (SKIP LOCKED).
+        let held = |ids: &str| {
+            format!(
+                "SELECT CONVERT(id USING utf8mb4) FROM {jobs} WHERE id IN ({ids}) \
+                 AND lease_holder = ? FOR UPDATE"
+            )
+        };
+        let mut conn = self.pass.lock().await.map_err(map)?;
+        let released = match sqlx::Connection::begin(conn.conn()).await {
+            Ok(tx) => release_in::<MySql>(tx, (jobs, held, update), req, CHUNK).await,
+            Err(e) => Err(e),
+        };
+        let ids = match released {
+            Ok(ids) => ids,
+            Err(e) => return conn.done(Err(e)).map_err(map),
+        };
+        if ids.is_empty() {
+            return conn.done(Ok((ids, None))).map_err(map);
+        }
+        // The release is committed: a failure to read the next run time only leaves
+        // it unknown (the scheduler asks for it), never the release unconfirmed.
+        let next = sqlx::query(&self.next_run_time)
+            .fetch_one(conn.conn())
+            .await
+            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)));
+        match next {
+            Ok(next) => conn.done(Ok((ids, Some(next)))).map_err(map),
+            Err(e) => {
+                let _ = conn.done::<()>(Err(e));
+                Ok((ids, None))
+            }
+        }
     }
 
     fn insert_sql(&self, rows: usize, replace: bool) -> String {
@@ -193,9 +257,14 @@ impl Driver for MySqlDriver {
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<FetchedRow>> {
         let map = |e| StoreError::sql("MySQL: acquire_due_jobs", e);
+        let (script, rows) = self.claim_script(&req);
         let mut held = self.pass.lock().await.map_err(map)?;
-        let claimed = self.claim_on(held.conn(), req).await;
-        held.done(claimed).map_err(map)
+        let mut ran = script.run(held.conn()).await;
+        let claimed = match ran.take_error() {
+            Some(e) => Err(e),
+            None => ran.rows(rows).iter().map(crate::driver::read_row).collect(),
+        };
+        held.done_closing(claimed).map_err(map)
     }
 
     async fn close(&self) {
@@ -214,67 +283,57 @@ impl Driver for MySqlDriver {
         Ok(self.release_reading_next(req, &[]).await?.0)
     }
 
-    /// The records first (their own round trip), then the release's transaction, then
-    /// the next run time on the same connection: one round trip, not a pooled
-    /// connection's two.
+    /// One script: in one transaction the `running` records, the held rows (selected
+    /// and locked), their new states and the deletions; then the next run time. A
+    /// release whose values exceed [`SCRIPT_BYTES`](script::SCRIPT_BYTES) takes the
+    /// prepared statements instead (see [`MySqlDriver::release_prepared`]).
     async fn release_reading_next(
         &self,
         req: Release<'_>,
         records: &[RunWrite<'_>],
     ) -> Result<(Vec<String>, Option<NextRunTime>)> {
-        if !records.is_empty() {
-            self.parts.history().upsert(records).await?;
-        }
         let map = |e| StoreError::sql("MySQL: release_jobs", e);
-        let jobs = &self.names.jobs;
-        // One multi-row UPDATE per chunk: a join with the new values as a derived table
-        // (`SELECT ? ... UNION ALL SELECT ? ...`), on the primary key.
-        let update = |rows: usize| {
-            let row = "SELECT CONVERT(? USING utf8mb4) COLLATE utf8mb4_bin AS id, \
-                       CAST(? AS SIGNED) AS next_run_time, CAST(? AS SIGNED) AS paused, \
-                       CONVERT(? USING utf8mb4) AS state, CAST(? AS BINARY) AS state_bin, \
-                       CAST(? AS SIGNED) AS format_version";
-            format!(
-                "UPDATE {jobs} AS j JOIN ({}) AS v ON j.id = v.id \
-                 SET j.next_run_time = v.next_run_time, j.paused = v.paused, j.state = v.state, \
-                 j.state_bin = v.state_bin, j.format_version = v.format_version, j.lease_holder = NULL, \
-                 j.lease_expires = NULL, j.corrupt = NULL \
-                 WHERE j.lease_holder = ?",
-                vec![row; rows].join(" UNION ALL ")
-            )
-        };
-        // The held rows are locked until commit: a claimer skips them (SKIP LOCKED).
-        let held = |ids: &str| {
-            format!(
-                "SELECT CONVERT(id USING utf8mb4) FROM {jobs} WHERE id IN ({ids}) \
-                 AND lease_holder = ? FOR UPDATE"
-            )
+        let Some((script, at)) = script::release(
+            &self.names.jobs,
+            &self.runs,
+            &self.next_run_time,
+            &req,
+            records,
+        ) else {
+            return self.release_prepared(req, records).await;
         };
         let mut conn = self.pass.lock().await.map_err(map)?;
-        let released = match sqlx::Connection::begin(conn.conn()).await {
-            Ok(tx) => release_in::<MySql>(tx, (jobs, held, update), req, CHUNK).await,
-            Err(e) => Err(e),
-        };
-        let ids = match released {
-            Ok(ids) => ids,
-            Err(e) => return conn.done(Err(e)).map_err(map),
-        };
-        if ids.is_empty() {
-            return conn.done(Ok((ids, None))).map_err(map);
+        let mut ran = script.run(conn.conn()).await;
+        if !ran.completed(at.commit) {
+            let e = ran.take_error().unwrap_or_else(|| {
+                sqlx::Error::Protocol("the release's script stopped before its commit".into())
+            });
+            return conn.done_closing(Err(e)).map_err(map);
         }
+        let ids = at
+            .held
+            .iter()
+            .flat_map(|&i| ran.rows(i))
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>();
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => return conn.done_closing(Err(e)).map_err(map),
+        };
         // The release is committed: a failure to read the next run time only leaves
         // it unknown (the scheduler asks for it), never the release unconfirmed.
-        let next = sqlx::query(&self.next_run_time)
-            .fetch_one(conn.conn())
-            .await
-            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)));
-        match next {
-            Ok(next) => conn.done(Ok((ids, Some(next)))).map_err(map),
-            Err(e) => {
-                let _ = conn.done::<()>(Err(e));
-                Ok((ids, None))
-            }
+        if let Some(e) = ran.take_error() {
+            let _ = conn.done_closing::<()>(Err(e));
+            return Ok((ids, None));
         }
+        let next = match ran.rows(at.next).first() {
+            Some(row) if !ids.is_empty() => match (row.try_get(0), row.try_get(1)) {
+                (Ok(due), Ok(leased)) => Some((due, leased)),
+                _ => None,
+            },
+            _ => None,
+        };
+        conn.done(Ok((ids, next))).map_err(map)
     }
 
     async fn extend(&self, req: Extension<'_>) -> Result<Vec<String>> {
@@ -308,29 +367,9 @@ impl Driver for MySqlDriver {
     }
 }
 
-/// Selects and locks up to `limit` due rows with `sql` (a claim select: its parameters
-/// `max_bytes`, `now`, `holder`, `limit`), in `tx`; `persistent`: a statement worth
-/// preparing once (the partition lists vary).
-async fn select_due(
-    tx: &mut sqlx::Transaction<'_, MySql>,
-    sql: &str,
-    req: &ClaimRequest<'_>,
-    limit: i64,
-    persistent: bool,
-) -> std::result::Result<Vec<FetchedRow>, sqlx::Error> {
-    let rows = sqlx::query(sql)
-        .persistent(persistent)
-        .bind(req.max_bytes)
-        .bind(req.now)
-        .bind(req.holder)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.iter().map(crate::driver::read_row).collect()
-}
-
-/// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE`;
-/// interruptions (no `UPDATE ... RETURNING` here) as `SELECT ... FOR UPDATE` then
+/// The run history: batches as multi-row `INSERT ... ON DUPLICATE KEY UPDATE` (up to
+/// [`SCRIPT_BYTES`](script::SCRIPT_BYTES) of values as one text statement, one round
+/// trip; larger ones prepared, the values bound); interruptions (no `UPDATE ... RETURNING` here) as `SELECT ... FOR UPDATE` then
 /// `UPDATE` in one transaction.
 #[async_trait]
 impl RunsDialect for Runs<MySql> {
@@ -342,7 +381,28 @@ impl RunsDialect for Runs<MySql> {
     }
 
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
-        self.upsert_values(rows, None).await
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if rows.len() > crate::runs::CHUNK_ROWS || script::record_bytes(rows) > script::SCRIPT_BYTES
+        {
+            return self.upsert_values(rows, None).await;
+        }
+        // A prepared statement of a varying number of rows costs a round trip to
+        // prepare it: the text statement does not.
+        let map = self.error("record_runs");
+        let sql = script::records_upsert(&self.sql, rows);
+        match &self.kept {
+            Some(kept) => {
+                let mut held = kept.writes.lock().await.map_err(&map)?;
+                let done = execute_text(held.conn(), &sql).await;
+                held.done(done).map_err(map)
+            }
+            None => {
+                let mut conn = self.pool.acquire().await.map_err(&map)?;
+                execute_text(&mut conn, &sql).await.map_err(map)
+            }
+        }
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
@@ -389,4 +449,13 @@ impl RunsDialect for Runs<MySql> {
             .map(|r| r.interrupted(now, message))
             .collect())
     }
+}
+
+/// Runs one text statement on `conn`.
+async fn execute_text(conn: &mut sqlx::MySqlConnection, sql: &str) -> sqlx::Result<()> {
+    // The executor's boxed future: `RawSql::execute`'s own is not `Send` for every
+    // lifetime, as an `async_trait` method needs.
+    sqlx::Executor::execute(conn, sqlx::raw_sql(sql))
+        .await
+        .map(drop)
 }

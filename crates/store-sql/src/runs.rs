@@ -46,7 +46,8 @@ pub(crate) struct RunWrite<'a> {
 }
 
 impl RunWrite<'_> {
-    fn bytes(&self) -> usize {
+    /// The bytes of its output and message.
+    pub(crate) fn bytes(&self) -> usize {
         self.output.len() + self.message.map_or(0, <[u8]>::len)
     }
 }

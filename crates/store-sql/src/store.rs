@@ -871,8 +871,9 @@ impl JobStore for SqlJobStore {
     }
 
     fn records_with_release(&self) -> bool {
-        // The backends whose driver writes records and release in one statement.
-        self.link.backend() == Dialect::Postgres
+        // The backends whose driver writes records and release in one round trip
+        // (PostgreSQL one statement, MySQL one script), atomically.
+        matches!(self.link.backend(), Dialect::Postgres | Dialect::MySql)
     }
 
     async fn release_jobs_recorded(
