@@ -24,32 +24,14 @@ use crate::runs::{RunStatements, RunWrite};
 /// encoded. Larger releases and history writes take the prepared statements instead.
 pub(crate) const SCRIPT_BYTES: usize = 1 << 20;
 
-/// Appends `bytes` as hexadecimal digits.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-}
-
 /// `s` as a `utf8mb4` text literal.
 pub(crate) fn text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2 + 12);
-    out.push_str("_utf8mb4 X'");
-    push_hex(&mut out, s.as_bytes());
-    out.push('\'');
-    out
+    format!("_utf8mb4 X'{}'", hex::encode(s))
 }
 
 /// `bytes` as a binary string literal.
 pub(crate) fn bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2 + 3);
-    out.push_str("X'");
-    push_hex(&mut out, bytes);
-    out.push('\'');
-    out
+    format!("X'{}'", hex::encode(bytes))
 }
 
 /// `bytes` as a binary string literal, or `NULL`.
