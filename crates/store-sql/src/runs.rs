@@ -336,7 +336,8 @@ impl<DB: Database> Runs<DB> {
         vec![row.as_str(); rows].join(", ")
     }
 
-    /// The query for `f`, its parameters numbered in `bind_filter`'s order.
+    /// The query for `f`, its parameters numbered in the order [`select`](Self::select)
+    /// binds them.
     fn query_sql(&self, f: &RunFilter<'_>) -> String {
         let d = self.dialect;
         let mut i = 0;
