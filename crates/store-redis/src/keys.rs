@@ -17,6 +17,8 @@ use crate::error::StoreError;
 /// | `apscheduler.claimed` | sorted set | job id → the instant (UTC microseconds) a claimed job can be claimed again: the later of its next run time and its lease's expiry |
 /// | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when (on the server's clock, `TIME`), and the run time it was claimed for (empty when paused while claimed) |
 /// | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
+/// | `apscheduler.held:<scheduler id>` | sorted set | job id → run time (UTC microseconds) of every claim that scheduler holds on a scheduled job: the leases by holder, so a claim finds its caller's own stranded claims without reading anyone else's |
+/// | `apscheduler.held_indexed` | string | `1` once the `held:` sets index every lease (a store written before they existed is indexed by its first claim) |
 ///
 /// The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
 /// claimed job moves from `run_times` to `claimed` until it is released, so a claim
@@ -29,21 +31,29 @@ use crate::error::StoreError;
 ///
 /// A claim ([`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs)) is one
 /// script: it first drops the leases that have expired on due jobs (members of
-/// `claimed` scored at or before now) and puts those jobs back into `run_times`, then
-/// takes up to `limit` members of `run_times` scored at or before now, leases them,
-/// moves them to `claimed` and returns their states. Releasing, adding (a whole batch,
-/// with the conflict check), updating, extending leases and setting corrupt jobs aside
-/// are scripts too; removing one job is a `MULTI`/`EXEC` transaction.
+/// `claimed` scored at or before now) and puts those jobs back into `run_times`, ends
+/// the caller's own leases on due jobs (stranded claims: the due members of its
+/// `held:` set), then takes up to `limit` members of `run_times` scored at or before
+/// now, leases them, moves them to `claimed` and returns their states. Its work
+/// depends on the jobs it takes and the leases it ends, not on how many leases other
+/// schedulers hold. Releasing, adding (a whole batch, with the conflict check),
+/// updating, removing, extending leases and setting corrupt jobs aside are scripts
+/// too.
 ///
 /// # On a Redis Cluster
 /// With a `redis+cluster://` URL the jobs are spread over `partitions` (default 16)
-/// sets of these five keys, partition `N` under the hash tag `{<prefix>pN}` (for
+/// sets of these keys, partition `N` under the hash tag `{<prefix>pN}` (for
 /// example `{apscheduler.p3}jobs`), so each partition's keys share one slot and every
 /// script stays on one node. A job lives in partition
 /// `FNV-1a-64(job id) mod partitions`. A claim asks every partition at once which
 /// jobs it would give first (a read-only script), merges the answers by (run time,
 /// id), and claims from each partition that holds some of the first `limit` that
-/// many, at once: two round trips, and the contract's order over the whole store. The
+/// many, at once: two round trips, and the contract's order over the whole store.
+/// A claim that prefers some partitions
+/// ([`acquire_due_jobs_preferring`](apscheduler_core::JobStore::acquire_due_jobs_preferring))
+/// takes the earliest due jobs of those first and fills the rest from the others, in
+/// the same two round trips. A partition whose node does not answer is left out of
+/// the claim (with a warning) and the others are claimed. The
 /// calls about one job (update, remove, look up, extend, release) go to its
 /// partition only; listing jobs and the next run time ask every partition at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +68,11 @@ pub struct KeyLayout {
     pub leases: String,
     /// Hash: job id → why the job cannot be read.
     pub corrupt: String,
+    /// The prefix of the per-scheduler sorted sets `<held><scheduler id>`: job id →
+    /// run time of each claim the scheduler holds on a scheduled job.
+    pub held: String,
+    /// String: `1` once the `held` sets index every lease.
+    pub held_indexed: String,
 }
 
 impl KeyLayout {
@@ -68,6 +83,8 @@ impl KeyLayout {
             claimed: format!("{prefix}claimed"),
             leases: format!("{prefix}leases"),
             corrupt: format!("{prefix}corrupt"),
+            held: format!("{prefix}held:"),
+            held_indexed: format!("{prefix}held_indexed"),
         }
     }
 
@@ -76,14 +93,16 @@ impl KeyLayout {
         Self::new(&format!("{{{prefix}p{n}}}"))
     }
 
-    /// Every key, in the order the scripts take them.
-    pub(crate) fn all(&self) -> [&str; 5] {
+    /// Every fixed key, in the order the scripts take them (the `held` sets are
+    /// named by the scripts from the holder).
+    pub(crate) fn all(&self) -> [&str; 6] {
         [
             &self.jobs,
             &self.run_times,
             &self.claimed,
             &self.leases,
             &self.corrupt,
+            &self.held_indexed,
         ]
     }
 }
