@@ -75,6 +75,14 @@ local function ensure_index()
   redis.call('SET', indexed, '1')
 end
 
+-- `cmd key ...args`, in chunks: Lua's unpack takes a few thousand values at most. Chunks
+-- of 1000 keep (score, member) and (field, value) pairs whole.
+local function batched(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+
 -- The server's time in microseconds (a decimal string): leases are timed by it, so
 -- that node clock skew cannot let two nodes hold one. Redis 7 replicates a script's
 -- effects, so TIME may precede writes; Redis 5 and 6 must be told to.
@@ -196,26 +204,39 @@ end
 local taken, bad = {}, {}
 if limit > 0 then
   local due = redis.call('ZRANGEBYSCORE', run_times, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
-  for i = 1, #due, 2 do
-    local id, run = due[i], due[i + 1]
-    redis.call('ZREM', run_times, id)
-    local state = redis.call('HGET', jobs, id)
-    if not state then
-      drop_lease(id)
-    elseif #state > cap then
-      local err = 'the stored state is ' .. #state .. ' bytes, more than the limit of ' .. cap .. ' bytes'
-      redis.call('HSET', corrupt, id, err)
-      drop_lease(id)
-      bad[#bad + 1] = id
-      bad[#bad + 1] = err
-    else
-      redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
-      redis.call('ZADD', mine, run, id)
-      redis.call('ZADD', claimed, later(run, expiry), id)
-      taken[#taken + 1] = id
-      taken[#taken + 1] = state
+  local ids = {}
+  for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+  batched('ZREM', run_times, ids)
+  -- The writes go in a few calls of many members each, not a call per job.
+  local leased, runs, scores = {}, {}, {}
+  for n = 1, #ids, 1000 do
+    local states = redis.call('HMGET', jobs, unpack(ids, n, math.min(n + 999, #ids)))
+    for k = 1, #states do
+      local j = n + k - 1
+      local id, run, state = ids[j], due[2 * j], states[k]
+      if not state then
+        drop_lease(id)
+      elseif #state > cap then
+        local err = 'the stored state is ' .. #state .. ' bytes, more than the limit of ' .. cap .. ' bytes'
+        redis.call('HSET', corrupt, id, err)
+        drop_lease(id)
+        bad[#bad + 1] = id
+        bad[#bad + 1] = err
+      else
+        leased[#leased + 1] = id
+        leased[#leased + 1] = expiry .. '|' .. run .. '|' .. holder
+        runs[#runs + 1] = run
+        runs[#runs + 1] = id
+        scores[#scores + 1] = later(run, expiry)
+        scores[#scores + 1] = id
+        taken[#taken + 1] = id
+        taken[#taken + 1] = state
+      end
     end
   end
+  batched('HSET', leases, leased)
+  batched('ZADD', mine, runs)
+  batched('ZADD', claimed, scores)
 end
 return { taken, bad }
 ";

@@ -227,6 +227,32 @@ async fn a_primary_down(cluster: &RedisCluster) {
         stopped_at.elapsed().as_secs_f64()
     );
     assert_eq!(claimed, elsewhere, "only the other primaries' jobs");
+    // Later claims leave the stopped partitions out instead of waiting for them, also
+    // once a probe has timed out (and the cluster client tries to reconnect to the
+    // stopped node).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let more: Vec<String> = (0..)
+        .map(|i| format!("e-{i:02}"))
+        .filter(|id| !stopped.contains(&partition(id)))
+        .take(12)
+        .collect();
+    let jobs = more
+        .iter()
+        .map(|id| sample_job(id, Some(at(0)), interval_trigger(3600)))
+        .collect();
+    store.add_jobs(jobs, false).await.unwrap();
+    let started = Instant::now();
+    let later = store
+        .acquire_due_jobs("s1", utc(1000), 64, LEASE)
+        .await
+        .unwrap();
+    eprintln!(
+        "a later claim while stopped: {} jobs in {:.0} ms",
+        later.jobs.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    assert_eq!(ids(&later), more);
+    remove_claimed(&store, "s1", later).await;
     let err = store
         .get_next_run_time()
         .await

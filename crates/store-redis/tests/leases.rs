@@ -239,7 +239,7 @@ async fn script_time(conn: &mut redis::aio::MultiplexedConnection) -> (u64, u64)
 /// schedulers hold 64 leases each, on a private `redis-server`: the claim's time seen
 /// by the caller (median and 90th percentile of 200 claims) and the server's time per
 /// claim script (`INFO commandstats`). Run with
-/// `cargo test --release -p apscheduler-store-redis --test leases -- --ignored --nocapture`.
+/// `cargo test -p apscheduler-store-redis --test leases -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run it by name with --ignored"]
 async fn bench_claim_beside_lease_holders() {
