@@ -467,6 +467,29 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_primary_of_a_slot_in_cluster_slots() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let range = |first: i64, last: i64, port: i64| {
+            vec![
+                Value::Int(first),
+                Value::Int(last),
+                Value::Array(vec![bulk("10.0.0.1"), Value::Int(port), bulk("id")]),
+                Value::Array(vec![
+                    bulk("10.0.0.2"),
+                    Value::Int(port + 1),
+                    bulk("replica"),
+                ]),
+            ]
+        };
+        let slots = || vec![range(0, 5460, 7000), range(5461, 16383, 7002)];
+        assert_eq!(slot_owner(0, slots()).as_deref(), Some("10.0.0.1:7000"));
+        assert_eq!(slot_owner(5461, slots()).as_deref(), Some("10.0.0.1:7002"));
+        assert_eq!(slot_owner(100, vec![range(200, 300, 7000)]), None);
+        assert_eq!(slot_owner(1, vec![vec![Value::Int(0)]]), None);
+    }
+
+    #[test]
     fn refuses_bad_urls_naming_the_problem() {
         for (url, needle) in [
             ("redis+cluster://h:0/", "not 1-65535"),
