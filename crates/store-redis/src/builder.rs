@@ -246,6 +246,7 @@ impl RedisJobStoreBuilder {
         Ok(RedisJobStore {
             history: Arc::new(RedisRunHistory::new(conn.clone(), &history_prefix)),
             conn,
+            health: Arc::new(crate::shards::Health::new(parts.all().len())),
             parts,
             prefix,
             max_state_bytes: self.max_state_bytes,

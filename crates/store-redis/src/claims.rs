@@ -13,19 +13,25 @@ use crate::scripts::SCRIPTS;
 use crate::RedisJobStore;
 
 impl RedisJobStore {
-    /// [`JobStore::acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs):
+    /// [`JobStore::acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs)
+    /// and, with `prefer`,
+    /// [`acquire_due_jobs_preferring`](apscheduler_core::JobStore::acquire_due_jobs_preferring):
     /// one claim script, then the states decoded. On a cluster with several
     /// partitions, two steps: every partition is asked at once what it would give
     /// first (`PEEK`), the answers are merged by (run time, id), and each partition
     /// that holds some of the first `limit` is claimed from, at once, for that many;
     /// so a claim takes the earliest due jobs of the whole store, in the contract's
-    /// order, in two round trips.
+    /// order, in two round trips. With `prefer`, the first `limit` are taken from the
+    /// preferred partitions' answers first, then from the others'. A partition whose
+    /// call fails is left out (see `shards`); the claim fails only when no partition
+    /// answered, or when nothing was claimed and a claim failed.
     pub(crate) async fn claim(
         &self,
         scheduler_id: &str,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
+        prefer: Option<&[u32]>,
     ) -> Result<Acquired, Error> {
         let mut acquired = Acquired {
             jobs: Vec::new(),
@@ -40,7 +46,7 @@ impl RedisJobStore {
         if limit == 0 {
             return Ok(acquired);
         }
-        let wanted = self.plan_claim(scheduler_id, now, limit).await?;
+        let wanted = self.plan_claim(scheduler_id, now, limit, prefer).await?;
         let claims =
             wanted
                 .iter()
@@ -61,16 +67,14 @@ impl RedisJobStore {
             acquired.jobs.extend(mine.jobs);
             acquired.corrupt.extend(mine.corrupt);
             if let Err(e) = result {
-                failed = Some((part, e));
+                self.partition_failed(part, &e);
+                failed = Some(e);
             }
         }
-        if let Some((part, e)) = failed {
+        if let Some(e) = failed {
             if acquired.jobs.is_empty() && acquired.corrupt.is_empty() {
-                return Err(e);
+                return Err(e.into());
             }
-            // Jobs claimed in other partitions are leased to this scheduler: hand them
-            // over rather than let them wait for their leases to expire.
-            apscheduler_core::log_warn!(target: "apscheduler", prefix = %self.prefix, partition = part, "Redis: claiming in a partition failed, {} jobs claimed in others are returned: {e}", acquired.jobs.len());
         }
         acquired.jobs.sort_by(|a, b| {
             let key =
@@ -80,27 +84,58 @@ impl RedisJobStore {
         Ok(acquired)
     }
 
-    /// How many jobs to claim from each partition: the first `limit` of every
-    /// partition's `PEEK`, merged by (run time, id).
+    /// How many jobs to claim from each partition: the first `limit` of the
+    /// partitions' `PEEK`s merged by (run time, id), the preferred partitions' first.
+    /// Partitions known down are not asked; one whose `PEEK` fails is left out.
     async fn plan_claim(
         &self,
         scheduler_id: &str,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<usize>, Error> {
-        let peeks = (0..self.parts.all().len()).map(|part| {
+        prefer: Option<&[u32]>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let asked = self.claimable_partitions();
+        if asked.is_empty() {
+            return Err(StoreError::Unavailable {
+                what: "acquire due jobs",
+                source: redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no partition's primary answers",
+                    format!(
+                        "every one of the {} partitions failed its last call; each claim probes them",
+                        self.parts.all().len()
+                    ),
+                )),
+            });
+        }
+        let peeks = asked.into_iter().map(|part| {
             let mut invocation = self.invocation(part, &SCRIPTS.peek);
             invocation
                 .arg(now_micros(&now))
                 .arg(i64::try_from(limit).unwrap_or(i64::MAX))
                 .arg(scheduler_id);
             async move {
-                let flat: Vec<String> = self.invoke("acquire due jobs", &invocation).await?;
-                Ok::<_, StoreError>((part, flat))
+                let flat: Result<Vec<String>, _> =
+                    self.invoke("acquire due jobs", &invocation).await;
+                (part, flat)
             }
         });
-        let mut heads: Vec<(i64, String, usize)> = Vec::new();
-        for (part, flat) in futures_util::future::try_join_all(peeks).await? {
+        // (preferred first, run time, id, partition)
+        let mut heads: Vec<(bool, i64, String, usize)> = Vec::new();
+        let (mut answered, mut failed) = (0, None);
+        for (part, flat) in futures_util::future::join_all(peeks).await {
+            let flat = match flat {
+                Ok(flat) => flat,
+                Err(e) => {
+                    self.partition_failed(part, &e);
+                    failed = Some(e);
+                    continue;
+                }
+            };
+            answered += 1;
+            let other = prefer.is_some_and(|owned| {
+                u32::try_from(part).map_or(true, |p| owned.binary_search(&p).is_err())
+            });
             let mut seen = std::collections::HashSet::new();
             for pair in flat.chunks_exact(2) {
                 let run = pair[1].parse::<f64>().map_err(|_| StoreError::Reply {
@@ -108,13 +143,16 @@ impl RedisJobStore {
                     detail: format!("run time {:?}", pair[1]),
                 })?;
                 if seen.insert(pair[0].clone()) {
-                    heads.push((run.round() as i64, pair[0].clone(), part));
+                    heads.push((other, run.round() as i64, pair[0].clone(), part));
                 }
             }
         }
+        if let (0, Some(e)) = (answered, failed) {
+            return Err(e);
+        }
         heads.sort_unstable();
         let mut wanted = vec![0; self.parts.all().len()];
-        for (_, _, part) in heads.into_iter().take(limit) {
+        for (_, _, _, part) in heads.into_iter().take(limit) {
             wanted[part] += 1;
         }
         Ok(wanted)
@@ -129,7 +167,7 @@ impl RedisJobStore {
         limit: usize,
         lease: Duration,
         acquired: &mut Acquired,
-    ) -> Result<(), Error> {
+    ) -> Result<(), StoreError> {
         let mut invocation = self.invocation(part, &SCRIPTS.claim);
         invocation
             .arg(now_micros(&now))

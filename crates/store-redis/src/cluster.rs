@@ -335,6 +335,56 @@ impl ClusterTarget {
     }
 }
 
+impl ClusterTarget {
+    /// The address of the primary that serves `key`'s slot, as the first named node to
+    /// answer says (`CLUSTER KEYSLOT`, `CLUSTER SLOTS`, each node over a connection of
+    /// its own), within `timeout`; `None` when none answers in time. For messages.
+    pub(crate) async fn node_serving(&self, key: &str, timeout: Duration) -> Option<String> {
+        let asks = self.seeds.iter().map(|info| {
+            let info = info.clone();
+            Box::pin(async move {
+                let mut conn = Client::open(info)?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let (slot, slots): (u16, Vec<Vec<redis::Value>>) = redis::pipe()
+                    .cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(key)
+                    .cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut conn)
+                    .await?;
+                slot_owner(slot, slots).ok_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Client, "no node serves the slot"))
+                })
+            })
+        });
+        match tokio::time::timeout(timeout, futures_util::future::select_ok(asks)).await {
+            Ok(Ok((node, _))) => Some(node),
+            _ => None,
+        }
+    }
+}
+
+/// `host:port` of the primary serving `slot` in a `CLUSTER SLOTS` reply (each entry:
+/// first slot, last slot, the primary as `[host, port, id, ...]`, then the replicas).
+fn slot_owner(slot: u16, slots: Vec<Vec<redis::Value>>) -> Option<String> {
+    slots.into_iter().find_map(|mut range| {
+        if range.len() < 3 {
+            return None;
+        }
+        let first: u16 = redis::from_redis_value_ref(&range[0]).ok()?;
+        let last: u16 = redis::from_redis_value_ref(&range[1]).ok()?;
+        if !(first..=last).contains(&slot) {
+            return None;
+        }
+        let node: Vec<redis::Value> = redis::from_redis_value(range.swap_remove(2)).ok()?;
+        let host: String = redis::from_redis_value_ref(node.first()?).ok()?;
+        let port: u16 = redis::from_redis_value_ref(node.get(1)?).ok()?;
+        Some(format!("{host}:{port}"))
+    })
+}
+
 /// `CLUSTER NODES` on one node over a connection of its own, within `timeout`.
 async fn ask_node(info: ConnectionInfo, host: &str, timeout: Duration) -> Seen {
     let answer = tokio::time::timeout(timeout, async {
@@ -414,6 +464,29 @@ mod tests {
         let (url, _) = ClusterUrl::parse("redis+cluster://127.0.0.1:7000").unwrap();
         assert_eq!(url.partitions, None);
         assert_eq!(url.hosts(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn finds_the_primary_of_a_slot_in_cluster_slots() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let range = |first: i64, last: i64, port: i64| {
+            vec![
+                Value::Int(first),
+                Value::Int(last),
+                Value::Array(vec![bulk("10.0.0.1"), Value::Int(port), bulk("id")]),
+                Value::Array(vec![
+                    bulk("10.0.0.2"),
+                    Value::Int(port + 1),
+                    bulk("replica"),
+                ]),
+            ]
+        };
+        let slots = || vec![range(0, 5460, 7000), range(5461, 16383, 7002)];
+        assert_eq!(slot_owner(0, slots()).as_deref(), Some("10.0.0.1:7000"));
+        assert_eq!(slot_owner(5461, slots()).as_deref(), Some("10.0.0.1:7002"));
+        assert_eq!(slot_owner(100, vec![range(200, 300, 7000)]), None);
+        assert_eq!(slot_owner(1, vec![vec![Value::Int(0)]]), None);
     }
 
     #[test]

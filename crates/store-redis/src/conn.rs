@@ -110,6 +110,16 @@ impl Connection {
         matches!(self.target, Target::Cluster(_))
     }
 
+    /// On a cluster, the address of the primary serving `key`'s slot (asked of the
+    /// named nodes, within the connect time-out), for messages; `None` elsewhere or
+    /// when no node answers.
+    pub(crate) async fn node_serving(&self, key: &str) -> Option<String> {
+        match &self.target {
+            Target::Cluster(cluster) => cluster.node_serving(key, self.connect_timeout).await,
+            _ => None,
+        }
+    }
+
     /// Whether the server is the primary the Sentinels name (which can move).
     pub(crate) fn follows_sentinel(&self) -> bool {
         matches!(self.target, Target::Sentinel(_))

@@ -83,6 +83,13 @@ impl JobStore for RedisJobStore {
         let mut capabilities = apscheduler_core::Capabilities::persistent_shared(true);
         capabilities.notifications = true;
         capabilities.store_clock = true;
+        // On a cluster the engine's partitions are the store's (a job's partition is
+        // a stable hash of its id): a node that prefers its own spreads the claims
+        // over the primaries.
+        let parts = self.parts.all().len();
+        if parts > 1 {
+            capabilities.partitions = u32::try_from(parts).unwrap_or(0);
+        }
         capabilities
     }
 
@@ -121,25 +128,9 @@ impl JobStore for RedisJobStore {
 
     async fn remove_job(&self, id: &str) -> Result<(), Error> {
         let part = self.parts.of(id);
-        let k = self.parts.get(part);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HDEL")
-            .arg(&k.jobs)
-            .arg(id)
-            .cmd("ZREM")
-            .arg(&k.run_times)
-            .arg(id)
-            .cmd("ZREM")
-            .arg(&k.claimed)
-            .arg(id)
-            .cmd("HDEL")
-            .arg(&k.leases)
-            .arg(id)
-            .cmd("HDEL")
-            .arg(&k.corrupt)
-            .arg(id);
-        let (removed, ..): (i64, i64, i64, i64, i64) = self.pipeline("remove job", &pipe).await?;
+        let mut invocation = self.invocation(part, &SCRIPTS.remove);
+        invocation.arg(id);
+        let removed: i64 = self.invoke("remove job", &invocation).await?;
         if removed == 0 {
             return Err(StoreError::NotFound(id.to_owned()).into());
         }
@@ -149,10 +140,9 @@ impl JobStore for RedisJobStore {
     }
 
     async fn remove_all_jobs(&self) -> Result<(), Error> {
-        let deletes = self.parts.all().iter().map(|k| async move {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(&k.all()[..]);
-            self.query::<i64>("remove all jobs", &cmd).await
+        let deletes = (0..self.parts.all().len()).map(|part| async move {
+            let invocation = self.invocation(part, &SCRIPTS.clear);
+            self.invoke::<i64>("remove all jobs", &invocation).await
         });
         futures_util::future::try_join_all(deletes).await?;
         let parts: Vec<usize> = (0..self.parts.all().len()).collect();
@@ -203,8 +193,18 @@ impl JobStore for RedisJobStore {
         Ok(jobs.into_iter().map(|(_, job)| job).collect())
     }
 
+    /// On a cluster, a partition known down (see `shards`) is not read: the call fails
+    /// at once (`Unavailable`, naming the partitions), so the engine looks again soon
+    /// while the other partitions are claimed.
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
-        let reads = self.parts.all().iter().map(|k| async move {
+        let parts = self.parts.all().len();
+        let asked = if parts > 1 {
+            self.claimable_partitions()
+        } else {
+            vec![0]
+        };
+        let reads = asked.iter().map(|&part| async move {
+            let k = self.parts.get(part);
             let mut pipe = redis::pipe();
             pipe.atomic()
                 .cmd("ZRANGE")
@@ -217,17 +217,50 @@ impl JobStore for RedisJobStore {
                 .arg(0)
                 .arg(0)
                 .arg("WITHSCORES");
-            let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-                self.pipeline("get next run time", &pipe).await?;
-            Ok::<_, StoreError>((scored(&due)?, scored(&claimed)?))
+            let read = async {
+                let (due, claimed): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                    self.pipeline("get next run time", &pipe).await?;
+                Ok::<_, StoreError>((scored(&due)?, scored(&claimed)?))
+            };
+            (part, read.await)
         });
-        let heads = futures_util::future::try_join_all(reads).await?;
-        let due = heads.iter().filter_map(|(d, _)| *d).min();
-        let leased = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(part, (_, c))| c.map(|c| (c, part)))
-            .min();
+        let (mut due, mut leased) = (None::<i64>, None::<(i64, usize)>);
+        let mut failed = None;
+        for (part, read) in futures_util::future::join_all(reads).await {
+            match read {
+                Ok((d, c)) => {
+                    due = d.into_iter().chain(due).min();
+                    leased = c.map(|c| (c, part)).into_iter().chain(leased).min();
+                }
+                Err(e) => {
+                    if parts > 1 {
+                        self.partition_failed(part, &e);
+                    }
+                    failed = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if asked.len() < parts {
+            let down: Vec<String> = (0..parts)
+                .filter(|p| !asked.contains(p))
+                .map(|p| p.to_string())
+                .collect();
+            return Err(StoreError::Unavailable {
+                what: "get next run time",
+                source: redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "partitions whose primary does not answer",
+                    format!(
+                        "partition(s) {} failed their last call and are probed at each claim",
+                        down.join(", ")
+                    ),
+                )),
+            }
+            .into());
+        }
         // Sleeping until another scheduler's lease ends: only then does a release
         // concern this scheduler (a release never moves a job it saw unleased earlier).
         if let Some((until, part)) = leased.filter(|(l, _)| due.is_none_or(|d| *l <= d)) {
@@ -247,7 +280,34 @@ impl JobStore for RedisJobStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Acquired, Error> {
-        self.claim(scheduler_id, now, limit, lease).await
+        self.claim(scheduler_id, now, limit, lease, None).await
+    }
+
+    /// On a cluster whose partition count is the hint's, the preferred partitions'
+    /// due jobs first (earliest first), then the others' to fill `limit`, in the same
+    /// two round trips as a plain claim. Elsewhere (one partition, another count, a
+    /// hint that names every partition or none) a plain claim.
+    async fn acquire_due_jobs_preferring(
+        &self,
+        scheduler_id: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        hint: apscheduler_core::ClaimHint<'_>,
+    ) -> Result<Acquired, Error> {
+        let parts = self.parts.all().len();
+        let partitioned = parts > 1
+            && hint.partitions as usize == parts
+            && !hint.owned.is_empty()
+            && !hint.owns_all();
+        self.claim(
+            scheduler_id,
+            now,
+            limit,
+            lease,
+            partitioned.then_some(hint.owned),
+        )
+        .await
     }
 
     async fn extend_leases(

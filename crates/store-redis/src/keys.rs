@@ -17,6 +17,8 @@ use crate::error::StoreError;
 /// | `apscheduler.claimed` | sorted set | job id → the instant (UTC microseconds) a claimed job can be claimed again: the later of its next run time and its lease's expiry |
 /// | `apscheduler.leases` | hash | job id → `<expiry_us>\|<run_us>\|<scheduler id>`: who holds the claim, until when (on the server's clock, `TIME`), and the run time it was claimed for (empty when paused while claimed) |
 /// | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
+/// | `apscheduler.held:<scheduler id>` | sorted set | job id → run time (UTC microseconds) of every claim that scheduler holds on a scheduled job: the leases by holder, so a claim finds its caller's own stranded claims without reading anyone else's |
+/// | `apscheduler.held_indexed` | string | `1` once the `held:` sets index every lease (a store written before they existed is indexed by its first claim) |
 /// | `apscheduler.waiters` | sorted set | a scheduler's change token → the instant (server microseconds) until which it sleeps waiting for a lease to end; a release announces itself only while one of these is ahead |
 ///
 /// The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
@@ -30,11 +32,14 @@ use crate::error::StoreError;
 ///
 /// A claim ([`acquire_due_jobs`](apscheduler_core::JobStore::acquire_due_jobs)) is one
 /// script: it first drops the leases that have expired on due jobs (members of
-/// `claimed` scored at or before now) and puts those jobs back into `run_times`, then
-/// takes up to `limit` members of `run_times` scored at or before now, leases them,
-/// moves them to `claimed` and returns their states. Releasing, adding (a whole batch,
-/// with the conflict check), updating, extending leases and setting corrupt jobs aside
-/// are scripts too; removing one job is a `MULTI`/`EXEC` transaction.
+/// `claimed` scored at or before now) and puts those jobs back into `run_times`, ends
+/// the caller's own leases on due jobs (stranded claims: the due members of its
+/// `held:` set), then takes up to `limit` members of `run_times` scored at or before
+/// now, leases them, moves them to `claimed` and returns their states. Its work
+/// depends on the jobs it takes and the leases it ends, not on how many leases other
+/// schedulers hold. Releasing, adding (a whole batch, with the conflict check),
+/// updating, removing, extending leases and setting corrupt jobs aside are scripts
+/// too.
 ///
 /// # On a Redis Cluster
 /// With a `redis+cluster://` URL the jobs are spread over `partitions` (default 16)
@@ -44,7 +49,12 @@ use crate::error::StoreError;
 /// `FNV-1a-64(job id) mod partitions`. A claim asks every partition at once which
 /// jobs it would give first (a read-only script), merges the answers by (run time,
 /// id), and claims from each partition that holds some of the first `limit` that
-/// many, at once: two round trips, and the contract's order over the whole store. The
+/// many, at once: two round trips, and the contract's order over the whole store.
+/// A claim that prefers some partitions
+/// ([`acquire_due_jobs_preferring`](apscheduler_core::JobStore::acquire_due_jobs_preferring))
+/// takes the earliest due jobs of those first and fills the rest from the others, in
+/// the same two round trips. A partition whose node does not answer is left out of
+/// the claim (with a warning) and the others are claimed. The
 /// calls about one job (update, remove, look up, extend, release) go to its
 /// partition only; listing jobs and the next run time ask every partition at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +69,11 @@ pub struct KeyLayout {
     pub leases: String,
     /// Hash: job id → why the job cannot be read.
     pub corrupt: String,
+    /// The prefix of the per-scheduler sorted sets `<held><scheduler id>`: job id →
+    /// run time of each claim the scheduler holds on a scheduled job.
+    pub held: String,
+    /// String: `1` once the `held` sets index every lease.
+    pub held_indexed: String,
     /// Sorted set: change token → until when that scheduler waits for a release
     /// (server microseconds). Only the release script reads it.
     pub waiters: String,
@@ -72,6 +87,8 @@ impl KeyLayout {
             claimed: format!("{prefix}claimed"),
             leases: format!("{prefix}leases"),
             corrupt: format!("{prefix}corrupt"),
+            held: format!("{prefix}held:"),
+            held_indexed: format!("{prefix}held_indexed"),
             waiters: format!("{prefix}waiters"),
         }
     }
@@ -81,15 +98,17 @@ impl KeyLayout {
         Self::new(&format!("{{{prefix}p{n}}}"))
     }
 
-    /// Every key the job scripts take, in their order (not `waiters`, which only the
-    /// release takes, after these).
-    pub(crate) fn all(&self) -> [&str; 5] {
+    /// Every fixed key the job scripts take, in their order (the `held` sets are named
+    /// by the scripts from the holder; `waiters`, which only the release takes, comes
+    /// after these).
+    pub(crate) fn all(&self) -> [&str; 6] {
         [
             &self.jobs,
             &self.run_times,
             &self.claimed,
             &self.leases,
             &self.corrupt,
+            &self.held_indexed,
         ]
     }
 }

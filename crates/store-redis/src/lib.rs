@@ -68,6 +68,7 @@ mod jobstore;
 mod keys;
 mod scripts;
 mod sentinel;
+mod shards;
 mod store;
 
 pub use builder::RedisJobStoreBuilder;

@@ -1,15 +1,22 @@
 //! The Lua scripts: every change that touches more than one key runs as one script, so
 //! Redis applies it atomically (no other command runs in between).
 //!
-//! Every job script takes the same five keys, in this order (the release also takes
-//! the waiters, `KEYS[6]`):
+//! Every job script takes the same six keys, in this order (the release also takes
+//! the waiters, `KEYS[7]`):
 //! `KEYS[1]` jobs (hash), `KEYS[2]` run_times (sorted set), `KEYS[3]` claimed (sorted
-//! set), `KEYS[4]` leases (hash), `KEYS[5]` corrupt (hash).
+//! set), `KEYS[4]` leases (hash), `KEYS[5]` corrupt (hash), `KEYS[6]` held_indexed
+//! (string). The per-holder sets `held:<holder>` are named from the jobs key (same
+//! prefix, so on a cluster the same hash tag and slot).
 //!
 //! Scores and run times travel as decimal strings of UTC microseconds; `''` stands for
 //! "paused" (no run time). A lease is the string `<expiry_us>|<run_us>|<holder>`, where
 //! `run_us` is the claimed job's run time (`''` when it was paused while claimed), kept
 //! so that an expired lease can put the job back into `run_times`.
+//!
+//! Every lease with a run time is also in its holder's `held:<holder>` sorted set,
+//! scored by that run time, so a claim finds its caller's stranded claims by a range
+//! read of one set. The sets may hold stale members (written by an earlier version
+//! that did not keep them): every reader checks a member against its lease.
 //!
 //! The run history scripts ([`HistoryScripts`]) take the key prefix as `ARGV[1]` and
 //! name their keys from it (a record's keys depend on its job, outcome and node, some
@@ -22,7 +29,9 @@ use redis::Script;
 
 /// Helpers shared by the scripts.
 const PRELUDE: &str = r"
-local jobs, run_times, claimed, leases, corrupt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobs, run_times, claimed, leases, corrupt, indexed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- The keys' common prefix (the jobs key is `<prefix>jobs`).
+local base = string.sub(jobs, 1, #jobs - 4)
 
 -- The lease on a job: expiry, run time ('' = paused) and holder; nil when none.
 local function lease_of(id)
@@ -31,6 +40,48 @@ local function lease_of(id)
   local expiry, run, holder = string.match(lease, '^([^|]*)|([^|]*)|(.*)$')
   if not expiry or not tonumber(expiry) then return nil end
   return expiry, run, holder
+end
+
+-- The sorted set of the claims `holder` holds on scheduled jobs, by run time.
+local function held(holder) return base .. 'held:' .. holder end
+
+-- Records that `holder` holds a lease on `id` for run time `run` ('' = paused: not
+-- indexed, a paused job is never due).
+local function hold(holder, id, run)
+  if run ~= '' then
+    redis.call('ZADD', held(holder), run, id)
+  else
+    redis.call('ZREM', held(holder), id)
+  end
+end
+
+-- Ends `id`'s lease (whoever holds it) with its index entry.
+local function drop_lease(id)
+  local e, _, h = lease_of(id)
+  if e then redis.call('ZREM', held(h), id) end
+  redis.call('HDEL', leases, id)
+end
+
+-- A store written before the `held:` sets: index every lease once (then the marker
+-- says it is done; every script keeps the sets up to date from then on).
+local function ensure_index()
+  if redis.call('EXISTS', indexed) == 1 then return end
+  local all = redis.call('HGETALL', leases)
+  for i = 1, #all, 2 do
+    local expiry, run, holder = string.match(all[i + 1], '^([^|]*)|([^|]*)|(.*)$')
+    if expiry and tonumber(expiry) and tonumber(run) then
+      redis.call('ZADD', held(holder), run, all[i])
+    end
+  end
+  redis.call('SET', indexed, '1')
+end
+
+-- `cmd key ...args`, in chunks: Lua's unpack takes a few thousand values at most. Chunks
+-- of 1000 keep (score, member) and (field, value) pairs whole.
+local function batched(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
 end
 
 -- The server's time in microseconds (a decimal string): leases are timed by it, so
@@ -63,9 +114,10 @@ local function put(id, state, run)
   end
   if expiry then
     redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
+    hold(holder, id, run)
     if run ~= '' then redis.call('ZADD', claimed, later(run, expiry), id) end
   else
-    redis.call('HDEL', leases, id)
+    drop_lease(id)
     if run ~= '' then redis.call('ZADD', run_times, run, id) end
   end
 end
@@ -106,7 +158,9 @@ return 1
 /// 1. Leases that have expired (by the server's time) on jobs whose score in `claimed`
 ///    has passed (by the later of both clocks) are dropped and their jobs go back to
 ///    `run_times` at their run time.
-///    Leases the caller holds on due jobs end the same way (stranded claims).
+///    Leases the caller holds on due jobs end the same way (stranded claims): the
+///    members of its `held:` set scored at or before now, each checked against its
+///    lease. A store without the `held:` sets is indexed first, once.
 /// 2. Up to `limit` jobs due by now are taken from `run_times` in (score, id) order;
 ///    each gets the lease `expiry|run|holder` and moves to `claimed` at the later of
 ///    its run time and the expiry. A state larger than max_state_bytes is not sent:
@@ -118,11 +172,12 @@ const CLAIM: &str = r"
 local now, lease, limit, holder, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local server = server_us()
 local expiry = string.format('%.0f', tonumber(server) + lease)
+ensure_index()
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, server))) do
   local e, run = lease_of(id)
   if not e or tonumber(e) <= tonumber(server) then
     redis.call('ZREM', claimed, id)
-    redis.call('HDEL', leases, id)
+    drop_lease(id)
     if run and run ~= '' and redis.call('HEXISTS', jobs, id) == 1 then
       redis.call('ZADD', run_times, run, id)
     end
@@ -130,39 +185,59 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, serv
 end
 -- Leases the caller itself holds on due jobs were stranded (a claim whose reply was
 -- lost): a scheduler holds no claim between its passes, so they end too, and the jobs
--- are claimed again below.
-for _, id in ipairs(redis.call('HKEYS', leases)) do
-  local _, run, h = lease_of(id)
-  if h == holder and run and run ~= '' and tonumber(run) <= tonumber(now) then
+-- are claimed again below. Only the caller's own index is read.
+local mine = held(holder)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', mine, '-inf', now)) do
+  local e, run, h = lease_of(id)
+  if e and h == holder and run ~= '' and tonumber(run) <= tonumber(now) then
     redis.call('ZREM', claimed, id)
     redis.call('HDEL', leases, id)
+    redis.call('ZREM', mine, id)
     if redis.call('HEXISTS', jobs, id) == 1 then
       redis.call('ZADD', run_times, run, id)
     end
+  elseif e and h == holder and run ~= '' then
+    redis.call('ZADD', mine, run, id)
+  else
+    redis.call('ZREM', mine, id)
   end
 end
 local taken, bad = {}, {}
 if limit > 0 then
   local due = redis.call('ZRANGEBYSCORE', run_times, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
-  for i = 1, #due, 2 do
-    local id, run = due[i], due[i + 1]
-    redis.call('ZREM', run_times, id)
-    local state = redis.call('HGET', jobs, id)
-    if not state then
-      redis.call('HDEL', leases, id)
-    elseif #state > cap then
-      local err = 'the stored state is ' .. #state .. ' bytes, more than the limit of ' .. cap .. ' bytes'
-      redis.call('HSET', corrupt, id, err)
-      redis.call('HDEL', leases, id)
-      bad[#bad + 1] = id
-      bad[#bad + 1] = err
-    else
-      redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
-      redis.call('ZADD', claimed, later(run, expiry), id)
-      taken[#taken + 1] = id
-      taken[#taken + 1] = state
+  local ids = {}
+  for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+  batched('ZREM', run_times, ids)
+  -- The writes go in a few calls of many members each, not a call per job.
+  local leased, runs, scores = {}, {}, {}
+  for n = 1, #ids, 1000 do
+    local states = redis.call('HMGET', jobs, unpack(ids, n, math.min(n + 999, #ids)))
+    for k = 1, #states do
+      local j = n + k - 1
+      local id, run, state = ids[j], due[2 * j], states[k]
+      if not state then
+        drop_lease(id)
+      elseif #state > cap then
+        local err = 'the stored state is ' .. #state .. ' bytes, more than the limit of ' .. cap .. ' bytes'
+        redis.call('HSET', corrupt, id, err)
+        drop_lease(id)
+        bad[#bad + 1] = id
+        bad[#bad + 1] = err
+      else
+        leased[#leased + 1] = id
+        leased[#leased + 1] = expiry .. '|' .. run .. '|' .. holder
+        runs[#runs + 1] = run
+        runs[#runs + 1] = id
+        scores[#scores + 1] = later(run, expiry)
+        scores[#scores + 1] = id
+        taken[#taken + 1] = id
+        taken[#taken + 1] = state
+      end
     end
   end
+  batched('HSET', leases, leased)
+  batched('ZADD', mine, runs)
+  batched('ZADD', claimed, scores)
 end
 return { taken, bad }
 ";
@@ -171,7 +246,8 @@ return { taken, bad }
 /// first, without taking it. ARGV = now_us, limit, holder. Returns a flat list of
 /// `id, run_us`: up to `limit` due members of `run_times`, the due jobs whose leases
 /// have expired (by the server's time), and the due jobs the holder's own live leases
-/// hold (stranded claims); an id may come twice.
+/// hold (stranded claims: its `held:` set, or every lease in a store not yet indexed);
+/// an id may come twice. It writes nothing.
 const PEEK: &str = r"
 local now, limit, holder = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local server = server_us()
@@ -186,7 +262,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', claimed, '-inf', later(now, serv
   local e, run = lease_of(id)
   if e and tonumber(e) <= tonumber(server) then due(id, run) end
 end
-for _, id in ipairs(redis.call('HKEYS', leases)) do
+local own
+if redis.call('EXISTS', indexed) == 1 then
+  own = redis.call('ZRANGEBYSCORE', held(holder), '-inf', now)
+else
+  own = redis.call('HKEYS', leases)
+end
+for _, id in ipairs(own) do
   local e, run, h = lease_of(id)
   if e and h == holder and tonumber(e) > tonumber(server) then due(id, run) end
 end
@@ -206,7 +288,7 @@ return found
 /// `{ lost, due, claimed }`: the ids of the entries not applied (gone, or leased to
 /// another holder, or to nobody), and the first scores of `run_times` and `claimed`
 /// after the release (`get_next_run_time`'s reads; `''` when empty). When any entry
-/// applied and some scheduler waits for a release (`KEYS[6]`, the waiters, holds an
+/// applied and some scheduler waits for a release (`KEYS[7]`, the waiters, holds an
 /// instant ahead of the server's time), publishes the token on the channel (that
 /// scheduler looks again). A release wakes nobody else: it moves its job's next run
 /// time later, never earlier than what a scheduler that saw the job unleased planned.
@@ -229,6 +311,7 @@ while i <= #ARGV do
     redis.call('ZREM', run_times, id)
     redis.call('ZREM', claimed, id)
     redis.call('HDEL', leases, id)
+    redis.call('ZREM', held(holder), id)
     redis.call('HDEL', corrupt, id)
     if op == 'r' then
       redis.call('HDEL', jobs, id)
@@ -239,7 +322,7 @@ while i <= #ARGV do
   end
   if op == 'r' then i = i + 2 else i = i + 4 end
 end
-if applied > 0 and redis.call('ZRANGEBYSCORE', KEYS[6], now, '+inf', 'LIMIT', 0, 1)[1] then
+if applied > 0 and redis.call('ZRANGEBYSCORE', KEYS[7], now, '+inf', 'LIMIT', 0, 1)[1] then
   redis.call('PUBLISH', channel, token)
 end
 local function first(key)
@@ -263,6 +346,7 @@ for i = 3, #ARGV do
   local e, run, h = lease_of(id)
   if e and h == holder and tonumber(e) > now and redis.call('HEXISTS', jobs, id) == 1 then
     redis.call('HSET', leases, id, expiry .. '|' .. run .. '|' .. holder)
+    hold(holder, id, run)
     if run ~= '' then redis.call('ZADD', claimed, later(run, expiry), id) end
   else
     lost[#lost + 1] = id
@@ -283,6 +367,7 @@ for i = 2, #ARGV, 3 do
   local expiry, run, h = lease_of(id)
   if expiry and h == holder then
     redis.call('HDEL', leases, id)
+    redis.call('ZREM', held(holder), id)
     redis.call('ZREM', claimed, id)
     if redis.call('HGET', jobs, id) == seen then
       redis.call('HSET', corrupt, id, err)
@@ -291,6 +376,32 @@ for i = 2, #ARGV, 3 do
     end
   end
 end
+return 0
+";
+
+/// `remove_job`: ARGV = id. Removes the job from every key (its lease with its index
+/// entry); returns 1 when the job existed, else 0.
+const REMOVE: &str = r"
+local id = ARGV[1]
+drop_lease(id)
+redis.call('ZREM', run_times, id)
+redis.call('ZREM', claimed, id)
+redis.call('HDEL', corrupt, id)
+return redis.call('HDEL', jobs, id)
+";
+
+/// `remove_all_jobs`: deletes every key of the partition, the `held:` sets of every
+/// holder of a lease included.
+const CLEAR: &str = r"
+local seen = {}
+for _, lease in ipairs(redis.call('HVALS', leases)) do
+  local holder = string.match(lease, '^[^|]*|[^|]*|(.*)$')
+  if holder and not seen[holder] then
+    seen[holder] = true
+    redis.call('DEL', held(holder))
+  end
+end
+redis.call('DEL', jobs, run_times, claimed, leases, corrupt, indexed)
 return 0
 ";
 
@@ -307,6 +418,8 @@ pub(crate) struct Scripts {
     pub(crate) release: Script,
     pub(crate) extend: Script,
     pub(crate) quarantine: Script,
+    pub(crate) remove: Script,
+    pub(crate) clear: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -317,6 +430,8 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: script(RELEASE),
     extend: script(EXTEND),
     quarantine: script(QUARANTINE),
+    remove: script(REMOVE),
+    clear: script(CLEAR),
 });
 
 /// Helpers shared by the run history scripts: key names from the prefix (`ARGV[1]`),

@@ -64,10 +64,15 @@ use crate::{durability, RedisRunHistory};
 ///   `now` a scheduler passes says which jobs are due.
 /// - [`add_jobs`](apscheduler_core::JobStore::add_jobs) is one script: all or nothing,
 ///   also for two jobs of the batch with the same id.
-/// - On one server (or a primary behind Sentinel) the scripts touch six keys. On a
-///   Redis Cluster (`redis+cluster://`) the jobs are spread over partitions, each
-///   partition's six keys under one hash tag, so every script runs on one node (see
-///   [`KeyLayout`]); the run history's keys share one hash tag of their own. There,
+/// - On one server (or a primary behind Sentinel) the scripts touch the keys of one
+///   [`KeyLayout`]. On a Redis Cluster (`redis+cluster://`) the jobs are spread over
+///   partitions, each partition's keys under one hash tag, so every script runs on one
+///   node (see [`KeyLayout`]); the run history's keys share one hash tag of their own.
+///   A claim there prefers the partitions the engine's hint names
+///   ([`Capabilities::partitions`](apscheduler_core::Capabilities::partitions) is the
+///   partition count), and leaves out a partition whose node fails (a primary down
+///   before its failover) until it answers again, with a warning, so the other
+///   primaries' partitions are still claimed. There,
 ///   [`add_jobs`](apscheduler_core::JobStore::add_jobs) of a batch that spans
 ///   partitions checks for conflicts in every partition first and changes nothing
 ///   when it finds one, then writes each partition atomically: a conflicting job
@@ -78,6 +83,8 @@ pub struct RedisJobStore {
     pub(crate) conn: Arc<Connection>,
     pub(crate) prefix: String,
     pub(crate) parts: Partitions,
+    /// On a cluster, which partitions answer (see `shards`).
+    pub(crate) health: crate::shards::SharedHealth,
     pub(crate) max_state_bytes: usize,
     pub(crate) state_format: StateFormat,
     pub(crate) history: Arc<RedisRunHistory>,

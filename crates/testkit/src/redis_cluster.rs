@@ -225,6 +225,39 @@ impl RedisCluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the node on `port`: a stopped primary keeps
+    /// its connections open and answers nothing, as a hung or partitioned server does.
+    pub fn signal_node(&self, port: u16, signal: &str) {
+        let i = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a node's port");
+        let pid = self.nodes[i].as_ref().expect("the node runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// `CONFIG SET name value` on every running node.
+    ///
+    /// # Panics
+    /// When a node refuses it.
+    pub fn config_set(&self, name: &str, value: &str) {
+        for (i, port) in self.ports.iter().enumerate() {
+            if self.nodes[i].is_some() {
+                let reply = ask(*port, &format!("CONFIG SET {name} {value}"));
+                assert!(
+                    reply.as_deref().is_some_and(|r| r.contains("OK")),
+                    "CONFIG SET {name} {value} on :{port}: {reply:?}"
+                );
+            }
+        }
+    }
+
     /// Waits until `replica` answers as a primary and every live node reports
     /// `cluster_state:ok` (the failed primary's slots served again).
     pub fn wait_promoted(&self, replica: u16, within: Duration) {
