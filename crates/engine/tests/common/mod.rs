@@ -42,3 +42,17 @@ pub(crate) async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Asserts that `result` is an error of `kind` whose message mentions every needle.
+pub(crate) fn assert_err(
+    result: Result<impl std::fmt::Debug, apscheduler_core::Error>,
+    kind: apscheduler_core::ErrorKind,
+    needles: &[&str],
+) {
+    let err = result.expect_err("expected an error");
+    assert_eq!(err.kind(), kind, "wrong kind for: {err}");
+    let msg = err.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "message {msg:?} does not mention {n:?}");
+    }
+}

@@ -1,161 +1,26 @@
-//! Prometheus metrics of runs, jobs and store round trips, emitted through the
-//! [`metrics`] facade.
-//!
-//! [`RunMetrics`] is a [`RunObserver`]: registered with `HistoryOptions::observe`, it
-//! counts what the run history records, so the numbers on a dashboard and the history
-//! agree. [`MeteredStore`] wraps a [`JobStore`] and times its calls.
-//!
-//! Two ways to get the numbers out:
-//! - [`RunMetrics::prometheus`] owns a Prometheus recorder of its own (not installed as
-//!   the process's global recorder, so several can coexist) and [`RunMetrics::render`]
-//!   returns the text exposition: what `/metrics` serves.
-//! - [`RunMetrics::global`] emits into the global recorder the application installed
-//!   (any `metrics` exporter); [`RunMetrics::render`] returns `None`. Give that
-//!   recorder the buckets of [`HISTOGRAM_BUCKETS`] ([`with_buckets`] does it for a
-//!   [`PrometheusBuilder`]).
-//!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `aps_runs_total` | counter | `job`, `outcome` |
-//! | `aps_missed_total` | counter | `job` |
-//! | `aps_runs_cancelled_total` | counter | `job` |
-//! | `aps_runs_terminated_total` | counter | `job` |
-//! | `aps_backfilled_total` | counter | `job` |
-//! | `aps_calendar_excluded_total` | counter | `job`, `calendar` |
-//! | `aps_run_duration_seconds` | histogram | |
-//! | `aps_fire_lateness_seconds` | histogram | |
-//! | `aps_jobs` | gauge | `state` (`scheduled`, `paused`) |
-//! | `aps_runs_in_flight` | gauge | |
-//! | `aps_last_success_timestamp_seconds` | gauge | `job` |
-//! | `aps_job_failure_streak` | gauge | `job` |
-//! | `aps_store_round_trip_seconds` | histogram | `op` |
-//! | `aps_mail_sent_total` | counter | |
-//! | `aps_mail_failures_total` | counter | |
-//!
-//! The `job` label is bounded by [`MetricsOptions::max_job_labels`]: past it, jobs are
-//! counted under `job="_other"` ([`OTHER_JOBS`]), so that a scheduler with many
-//! short-lived jobs cannot blow up the time series count of the Prometheus server.
+//! [`RunMetrics`]: counts what the run history records, as a [`RunObserver`], into a
+//! Prometheus recorder of its own or the global one.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use apscheduler_core::{
-    Acquired, Capabilities, ChangeListener, Error, Job, JobRelease, JobStore, Released, RunHistory,
-    RunObserver, RunOutcome, RunRecord,
-};
-use async_trait::async_trait;
+use apscheduler_core::{JobStore, RunObserver, RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use super::{
+    with_buckets, MeteredStore, MetricsOptions, BACKFILLED_TOTAL, CALENDAR_EXCLUDED_TOTAL,
+    FIRE_LATENESS_SECONDS, JOBS, JOB_FAILURE_STREAK, LAST_SUCCESS_TIMESTAMP_SECONDS,
+    MAIL_FAILURES_TOTAL, MAIL_SENT_TOTAL, MISSED_TOTAL, OTHER_JOBS, RETRIES_PENDING, RETRIES_TOTAL,
+    RUNS_CANCELLED_TOTAL, RUNS_IN_FLIGHT, RUNS_TERMINATED_TOTAL, RUNS_TOTAL, RUN_DURATION_SECONDS,
+    STORE_ROUND_TRIP_SECONDS,
 };
-
-/// Runs by job and outcome: one per record that is not `running` (ended runs, and fire
-/// times that did not run).
-pub const RUNS_TOTAL: &str = "aps_runs_total";
-/// Fire times missed, by job.
-pub const MISSED_TOTAL: &str = "aps_missed_total";
-/// Backfilled fire times that ended (`backfill: true` records: run, or skipped by the
-/// overlap policy), by job.
-pub const BACKFILLED_TOTAL: &str = "aps_backfilled_total";
-/// Fire times an exclusion calendar excluded (recorded `missed`, "excluded by calendar
-/// NAME"), by job and calendar; they count in [`MISSED_TOTAL`] too.
-pub const CALENDAR_EXCLUDED_TOTAL: &str = "aps_calendar_excluded_total";
-/// Runs a newer fire time asked to stop (`overlap = "cancel_other"`), by job.
-pub const RUNS_CANCELLED_TOTAL: &str = "aps_runs_cancelled_total";
-/// Runs a newer fire time killed (`overlap = "terminate_other"`), by job.
-pub const RUNS_TERMINATED_TOTAL: &str = "aps_runs_terminated_total";
-/// How long ended runs ran (`finished_at - started_at`), in seconds.
-pub const RUN_DURATION_SECONDS: &str = "aps_run_duration_seconds";
-/// How late runs started (`started_at - scheduled_at`), in seconds.
-pub const FIRE_LATENESS_SECONDS: &str = "aps_fire_lateness_seconds";
-/// Jobs in the scheduler, by state (`scheduled`, `paused`).
-pub const JOBS: &str = "aps_jobs";
-/// Runs started and not yet ended, as this observer saw them.
-pub const RUNS_IN_FLIGHT: &str = "aps_runs_in_flight";
-/// Retries scheduled (a failed attempt's next attempt recorded as waiting), by job.
-pub const RETRIES_TOTAL: &str = "aps_retries_total";
-/// Retries recorded waiting for their due time and not yet started or dropped, as this
-/// observer saw them.
-pub const RETRIES_PENDING: &str = "aps_retries_pending";
-/// When each job last succeeded (its `finished_at`), in Unix seconds.
-pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "aps_last_success_timestamp_seconds";
-/// The failed fire times in a row of each job with `pause_after_failures` or
-/// `notify_after_failures`.
-pub const JOB_FAILURE_STREAK: &str = "aps_job_failure_streak";
-/// How long job store calls took, by method (`op`), in seconds.
-pub const STORE_ROUND_TRIP_SECONDS: &str = "aps_store_round_trip_seconds";
-
-/// Mails of runs' output handed to the mail server (or sendmail), by
-/// [`RunMetrics::record_mail`].
-pub const MAIL_SENT_TOTAL: &str = "aps_mail_sent_total";
-/// Mails of runs' output that could not be delivered (refused, server down, sendmail
-/// missing or failing, time-out, too many pending), by [`RunMetrics::record_mail`].
-pub const MAIL_FAILURES_TOTAL: &str = "aps_mail_failures_total";
-/// The `job` label value of the jobs past [`MetricsOptions::max_job_labels`].
-pub const OTHER_JOBS: &str = "_other";
-
-/// Buckets (upper bounds, seconds) of [`RUN_DURATION_SECONDS`]: 5 ms to an hour, since
-/// jobs range from HTTP pings to nightly batches.
-pub const RUN_DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-    1800.0, 3600.0,
-];
-
-/// Buckets (upper bounds, seconds) of [`FIRE_LATENESS_SECONDS`]: 1 ms to a minute; a
-/// healthy scheduler starts runs within milliseconds, and a minute late is an incident.
-pub const FIRE_LATENESS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// Buckets (upper bounds, seconds) of [`STORE_ROUND_TRIP_SECONDS`]: 0.5 ms (the memory
-/// store) to 5 s (a database under trouble).
-pub const STORE_ROUND_TRIP_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// Every histogram with its buckets, for configuring a recorder of your own.
-pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
-    (RUN_DURATION_SECONDS, RUN_DURATION_BUCKETS),
-    (FIRE_LATENESS_SECONDS, FIRE_LATENESS_BUCKETS),
-    (STORE_ROUND_TRIP_SECONDS, STORE_ROUND_TRIP_BUCKETS),
-];
-
-/// Sets the buckets of [`HISTOGRAM_BUCKETS`] on `builder`, so that the histograms
-/// render as Prometheus histograms (without buckets the exporter renders summaries).
-/// For applications that install their own Prometheus recorder and use
-/// [`RunMetrics::global`].
-pub fn with_buckets(mut builder: PrometheusBuilder) -> PrometheusBuilder {
-    for (name, buckets) in HISTOGRAM_BUCKETS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .expect("the bucket lists are not empty");
-    }
-    builder
-}
-
-/// Options of [`RunMetrics`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsOptions {
-    /// How many distinct job ids get a `job` label of their own (default 1000); jobs
-    /// seen after that are counted under `job="_other"`. A warning is logged when the
-    /// cap is first reached.
-    pub max_job_labels: usize,
-}
-
-impl Default for MetricsOptions {
-    fn default() -> Self {
-        MetricsOptions {
-            max_job_labels: 1000,
-        }
-    }
-}
 
 /// Where a [`RunMetrics`] emits.
 enum Target {
@@ -236,8 +101,9 @@ fn unix_seconds(t: DateTime<Utc>) -> f64 {
 
 impl RunMetrics {
     /// Metrics in a Prometheus recorder of their own (with the buckets of
-    /// [`HISTOGRAM_BUCKETS`]), read with [`render`](RunMetrics::render). The recorder is
-    /// not installed as the global one: several of these live side by side.
+    /// [`HISTOGRAM_BUCKETS`](super::HISTOGRAM_BUCKETS)), read with
+    /// [`render`](RunMetrics::render). The recorder is not installed as the global one:
+    /// several of these live side by side.
     pub fn prometheus(options: MetricsOptions) -> RunMetrics {
         let recorder = with_buckets(PrometheusBuilder::new()).build_recorder();
         let handle = recorder.handle();
@@ -544,194 +410,5 @@ impl RunObserver for RunMetrics {
             }
         });
         self.sampled(u64::from(duration.is_some()) + u64::from(lateness.is_some()));
-    }
-}
-
-/// A [`JobStore`] that times every call of the store it wraps into
-/// `aps_store_round_trip_seconds{op="<method>"}` of a [`RunMetrics`], forwarding
-/// everything else unchanged (capabilities, change listener, run history).
-///
-/// Wrap a concrete store with [`MeteredStore::new`] (or [`RunMetrics::meter`]), or an
-/// `Arc<dyn JobStore>` with [`MeteredStore::from_arc`].
-pub struct MeteredStore<S: ?Sized = dyn JobStore> {
-    inner: Arc<S>,
-    metrics: RunMetrics,
-}
-
-impl<S: ?Sized + fmt::Debug> fmt::Debug for MeteredStore<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeteredStore")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: JobStore> MeteredStore<S> {
-    /// Wraps `store`, timing its calls into `metrics`.
-    pub fn new(store: S, metrics: RunMetrics) -> Self {
-        MeteredStore {
-            inner: Arc::new(store),
-            metrics,
-        }
-    }
-}
-
-impl<S: JobStore + ?Sized> MeteredStore<S> {
-    /// Wraps a shared store (such as the `Arc<dyn JobStore>` a scheduler is given).
-    pub fn from_arc(store: Arc<S>, metrics: RunMetrics) -> Self {
-        MeteredStore {
-            inner: store,
-            metrics,
-        }
-    }
-
-    /// The wrapped store.
-    pub fn inner(&self) -> &Arc<S> {
-        &self.inner
-    }
-
-    async fn timed<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
-        let start = Instant::now();
-        let out = call.await;
-        self.metrics.record_store_call(op, start.elapsed());
-        out
-    }
-}
-
-#[async_trait]
-impl<S: JobStore + ?Sized> JobStore for MeteredStore<S> {
-    async fn start(&self, alias: &str) -> Result<(), Error> {
-        self.timed("start", self.inner.start(alias)).await
-    }
-
-    async fn shutdown(&self) -> Result<(), Error> {
-        self.timed("shutdown", self.inner.shutdown()).await
-    }
-
-    fn set_change_listener(&self, listener: ChangeListener) {
-        self.inner.set_change_listener(listener);
-    }
-
-    fn run_history(&self) -> Option<Arc<dyn RunHistory>> {
-        self.inner.run_history()
-    }
-
-    fn is_persistent(&self) -> bool {
-        self.inner.is_persistent()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
-        self.timed("add_job", self.inner.add_job(job, replace_existing))
-            .await
-    }
-
-    async fn add_jobs(&self, jobs: Vec<Job>, replace_existing: bool) -> Result<(), Error> {
-        self.timed("add_jobs", self.inner.add_jobs(jobs, replace_existing))
-            .await
-    }
-
-    async fn update_job(&self, job: Job) -> Result<(), Error> {
-        self.timed("update_job", self.inner.update_job(job)).await
-    }
-
-    async fn remove_job(&self, id: &str) -> Result<(), Error> {
-        self.timed("remove_job", self.inner.remove_job(id)).await
-    }
-
-    async fn remove_all_jobs(&self) -> Result<(), Error> {
-        self.timed("remove_all_jobs", self.inner.remove_all_jobs())
-            .await
-    }
-
-    async fn lookup_job(&self, id: &str) -> Result<Option<Job>, Error> {
-        self.timed("lookup_job", self.inner.lookup_job(id)).await
-    }
-
-    async fn get_all_jobs(&self) -> Result<Vec<Job>, Error> {
-        self.timed("get_all_jobs", self.inner.get_all_jobs()).await
-    }
-
-    async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
-        self.timed("get_next_run_time", self.inner.get_next_run_time())
-            .await
-    }
-
-    async fn acquire_due_jobs(
-        &self,
-        scheduler_id: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Acquired, Error> {
-        self.timed(
-            "acquire_due_jobs",
-            self.inner.acquire_due_jobs(scheduler_id, now, limit, lease),
-        )
-        .await
-    }
-
-    async fn acquire_due_jobs_preferring(
-        &self,
-        scheduler_id: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-        hint: apscheduler_core::ClaimHint<'_>,
-    ) -> Result<Acquired, Error> {
-        // Timed as a claim: it is one, with a preference.
-        self.timed(
-            "acquire_due_jobs",
-            self.inner
-                .acquire_due_jobs_preferring(scheduler_id, now, limit, lease, hint),
-        )
-        .await
-    }
-
-    async fn extend_leases(
-        &self,
-        scheduler_id: &str,
-        ids: &[Arc<str>],
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<(), Error> {
-        self.timed(
-            "extend_leases",
-            self.inner.extend_leases(scheduler_id, ids, now, lease),
-        )
-        .await
-    }
-
-    async fn release_jobs(
-        &self,
-        scheduler_id: &str,
-        releases: Vec<JobRelease>,
-    ) -> Result<Released, Error> {
-        self.timed(
-            "release_jobs",
-            self.inner.release_jobs(scheduler_id, releases),
-        )
-        .await
-    }
-
-    fn records_with_release(&self) -> bool {
-        self.inner.records_with_release()
-    }
-
-    async fn release_jobs_recorded(
-        &self,
-        scheduler_id: &str,
-        releases: Vec<JobRelease>,
-        records: &[apscheduler_core::RunRecord],
-    ) -> Result<Released, Error> {
-        self.timed(
-            "release_jobs",
-            self.inner
-                .release_jobs_recorded(scheduler_id, releases, records),
-        )
-        .await
     }
 }
