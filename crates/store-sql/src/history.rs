@@ -303,6 +303,20 @@ impl RunHistory for SqlRunHistory {
         Ok(())
     }
 
+    /// One statement on PostgreSQL (an update and an insert in one `WITH`); on SQLite
+    /// and MySQL/MariaDB a transaction: `INSERT` of the absent records (`ON CONFLICT
+    /// DO NOTHING`, `ON DUPLICATE KEY UPDATE run_id = run_id`), `UPDATE ... SET
+    /// started_at WHERE outcome = 'running' AND started_at IS NULL`, then a `SELECT` of
+    /// the run ids now started.
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = writes(records)?;
+        let driver = self.driver().await?;
+        Ok(retry!(driver.history().start(&rows))?)
+    }
+
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
         let filters_fit = query.job_id.as_deref().is_none_or(storable)
             && query.node.as_deref().is_none_or(storable);

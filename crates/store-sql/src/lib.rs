@@ -214,6 +214,12 @@
 //!   `prune_runs_before` is one `DELETE`. Neither touches a `running` row.
 //! - `interrupt_running` is one `UPDATE ... RETURNING` (SQLite, PostgreSQL), or
 //!   `SELECT ... FOR UPDATE` then `UPDATE` in a transaction (MySQL/MariaDB).
+//! - `record_starts` (the start of claimed runs, written only on rows still
+//!   `running` without one) is one statement on PostgreSQL (an `UPDATE ... SET
+//!   started_at ... WHERE outcome = 'running' AND started_at IS NULL` and an `INSERT
+//!   ... ON CONFLICT DO NOTHING` of absent rows in one `WITH`, returning the run ids
+//!   accepted); on SQLite and MySQL/MariaDB that insert and that update, then a
+//!   `SELECT` of the run ids now started, in one transaction.
 //!
 //! A stored row that cannot be read (an unknown outcome, output that is not UTF-8) fails
 //! the query with `Serialization`, naming the run and the value.
@@ -353,6 +359,8 @@ mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read_only;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod run_starts;
 mod runs;
 mod runs_upgrade;
 mod schema;

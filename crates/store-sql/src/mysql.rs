@@ -345,6 +345,10 @@ impl RunsDialect for Runs<MySql> {
         self.upsert_values(rows, None).await
     }
 
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
+        self.start_values(rows, None).await
+    }
+
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         self.select_latest(job_ids).await
     }
