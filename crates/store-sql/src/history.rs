@@ -304,10 +304,9 @@ impl RunHistory for SqlRunHistory {
     }
 
     /// One statement on PostgreSQL (an update and an insert in one `WITH`); on SQLite
-    /// and MySQL/MariaDB a transaction: `INSERT` of the absent records (`ON CONFLICT
-    /// DO NOTHING`, `ON DUPLICATE KEY UPDATE run_id = run_id`), `UPDATE ... SET
-    /// started_at WHERE outcome = 'running' AND started_at IS NULL`, then a `SELECT` of
-    /// the run ids now started.
+    /// and MySQL/MariaDB two: an upsert whose update sets `started_at` only on a row
+    /// `running` without one (`CASE WHEN outcome = 'running' AND started_at IS NULL`),
+    /// then a `SELECT` of the rows' outcomes and starts.
     async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
         if records.is_empty() {
             return Ok(Vec::new());

@@ -218,8 +218,10 @@
 //!   `running` without one) is one statement on PostgreSQL (an `UPDATE ... SET
 //!   started_at ... WHERE outcome = 'running' AND started_at IS NULL` and an `INSERT
 //!   ... ON CONFLICT DO NOTHING` of absent rows in one `WITH`, returning the run ids
-//!   accepted); on SQLite and MySQL/MariaDB that insert and that update, then a
-//!   `SELECT` of the run ids now started, in one transaction.
+//!   accepted); on SQLite and MySQL/MariaDB an upsert whose update is `started_at =
+//!   CASE WHEN outcome = 'running' AND started_at IS NULL THEN ... ELSE started_at
+//!   END`, then a `SELECT` of the rows' outcomes and starts (a run whose row has this
+//!   write's start may start: the upsert set it while the row was `running`).
 //!
 //! A stored row that cannot be read (an unknown outcome, output that is not UTF-8) fails
 //! the query with `Serialization`, naming the run and the value.

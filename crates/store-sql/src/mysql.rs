@@ -346,7 +346,7 @@ impl RunsDialect for Runs<MySql> {
     }
 
     async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
-        self.start_values(rows, None).await
+        self.start_values(rows).await
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {

@@ -631,9 +631,16 @@ impl RunsDialect for Runs<Postgres> {
         for part in parts {
             let c = RunColumns::of(part);
             let q = c.bind(sqlx::query(&sql));
-            let found = match tx.as_mut() {
-                Some(tx) => q.fetch_all(&mut **tx).await,
-                None => q.fetch_all(&self.pool).await,
+            // On the writer's kept connection, as `record_runs`: a pooled one costs a
+            // ping.
+            let found = match (tx.as_mut(), &self.kept) {
+                (Some(tx), _) => q.fetch_all(&mut **tx).await,
+                (None, Some(kept)) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.fetch_all(held.conn()).await;
+                    held.done(done)
+                }
+                (None, None) => q.fetch_all(&self.pool).await,
             }
             .map_err(&map)?;
             for row in &found {

@@ -1,12 +1,13 @@
 //! The start of claimed runs (`RunHistory::record_starts`), written only on records
-//! still `running` without one: SQLite and MySQL/MariaDB in one transaction of three
-//! statements (insert the absent records, set the start of the unstarted ones, read
-//! which are now started); PostgreSQL in one statement (`crate::postgres`).
+//! still `running` without one: SQLite and MySQL/MariaDB in two statements (an upsert
+//! that inserts absent records whole and, on an existing row, sets `started_at` only
+//! where the row is `running` without one; then a read of the rows' outcomes and
+//! starts); PostgreSQL in one statement (`crate::postgres`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use apscheduler_core::RunOutcome;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::driver::Result;
 use crate::runs::{bind_runs, chunks, RunWrite, Runs};
@@ -34,73 +35,82 @@ where
     for<'r> String: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// Writes the starts of `rows` (run ids unique within them) in one transaction
-    /// begun with `begin` (the driver's default when `None`): inserts the rows whose
-    /// run id has no row, sets `started_at` on the rows still `running` without one,
-    /// then returns the run ids of `rows` whose row is `running` with a start. The
-    /// insert and the update lock the rows they write until the commit, so an
-    /// interruption of one of them waits for it, or comes first and leaves it alone.
-    pub(crate) async fn start_values(
-        &self,
-        rows: &[RunWrite<'_>],
-        begin: Option<&'static str>,
-    ) -> Result<Vec<String>> {
+    /// Writes the starts of `rows` (run ids unique within them): an upsert per
+    /// [`chunks`] batch that writes an absent row whole and, on an existing one, sets
+    /// `started_at` only where the row is `running` without one (each row's update
+    /// atomic), then a read of the rows' outcomes and starts. A run may start when its
+    /// row is `running` with a start, or has this write's start: the upsert set it
+    /// while the row was `running` (an interruption since finds it started, and does
+    /// not start it again). Two round trips, no transaction.
+    pub(crate) async fn start_values(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
         let map = self.error("record_starts");
         let runs = &self.names.runs;
         let running = RunOutcome::Running.as_str();
-        let ignore = match self.dialect {
-            Dialect::MySql => " ON DUPLICATE KEY UPDATE run_id = run_id",
-            Dialect::Sqlite | Dialect::Postgres => " ON CONFLICT (run_id) DO NOTHING",
+        let keep = format!(
+            "CASE WHEN outcome = '{running}' AND started_at IS NULL THEN {} ELSE started_at END",
+            match self.dialect {
+                Dialect::MySql => "VALUES(started_at)",
+                Dialect::Sqlite | Dialect::Postgres => "excluded.started_at",
+            }
+        );
+        let tail = match self.dialect {
+            Dialect::MySql => format!(" ON DUPLICATE KEY UPDATE started_at = {keep}"),
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!(" ON CONFLICT (run_id) DO UPDATE SET started_at = {keep}")
+            }
         };
-        let mut tx = match begin {
-            Some(statement) => self.pool.begin_with(statement).await,
-            None => self.pool.begin().await,
-        }
-        .map_err(&map)?;
         for part in chunks(rows) {
             let values =
                 vec![format!("({})", placeholders(crate::schema::RUN_COLUMNS.len())); part.len()]
                     .join(", ");
-            let sql = format!("{} VALUES {values}{ignore}", self.sql.insert_head);
-            let q = sqlx::query(&sql).persistent(part.len() == 1);
-            bind_runs(q, part).execute(&mut *tx).await.map_err(&map)?;
-        }
-        // Usually one start time for the whole batch: one update per time.
-        let mut by_start: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
-        for r in rows {
-            if let Some(at) = r.started_at {
-                by_start.entry(at).or_default().push(r.run_id);
-            }
-        }
-        for (at, ids) in &by_start {
-            for chunk in ids.chunks(IDS_PER_STATEMENT) {
-                let sql = format!(
-                    "UPDATE {runs} SET started_at = ? WHERE outcome = '{running}' \
-                     AND started_at IS NULL AND run_id IN ({})",
-                    placeholders(chunk.len())
-                );
-                let mut q = sqlx::query(&sql).persistent(chunk.len() == 1).bind(*at);
-                for id in chunk {
-                    q = q.bind(*id);
+            let sql = format!("{} VALUES {values}{tail}", self.sql.insert_head);
+            let q = bind_runs(sqlx::query(&sql), part);
+            // On the writer's kept connection, as `record_runs`: a pooled one costs a
+            // ping.
+            match &self.kept {
+                Some(kept) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.execute(held.conn()).await;
+                    held.done(done).map_err(&map)?;
                 }
-                q.execute(&mut *tx).await.map_err(&map)?;
+                None => {
+                    q.execute(&self.pool).await.map_err(&map)?;
+                }
             }
         }
+        let ours: HashMap<&str, Option<i64>> =
+            rows.iter().map(|r| (r.run_id, r.started_at)).collect();
         let mut accepted = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT {} FROM {runs} WHERE outcome = '{running}' \
-                 AND started_at IS NOT NULL AND run_id IN ({})",
+                "SELECT {}, {}, started_at FROM {runs} WHERE run_id IN ({})",
                 self.dialect.text("run_id"),
+                self.dialect.text("outcome"),
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query_scalar::<DB, String>(&sql).persistent(chunk.len() == 1);
+            let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q.bind(r.run_id);
             }
-            accepted.extend(q.fetch_all(&mut *tx).await.map_err(&map)?);
+            let found = match &self.kept {
+                Some(kept) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.fetch_all(held.conn()).await;
+                    held.done(done)
+                }
+                None => q.fetch_all(&self.pool).await,
+            }
+            .map_err(&map)?;
+            for row in found {
+                let id: String = row.try_get(0).map_err(&map)?;
+                let outcome: String = row.try_get(1).map_err(&map)?;
+                let started: Option<i64> = row.try_get(2).map_err(&map)?;
+                let mine = started.is_some() && ours.get(id.as_str()).copied().flatten() == started;
+                if mine || (outcome == running && started.is_some()) {
+                    accepted.push(id);
+                }
+            }
         }
-        tx.commit().await.map_err(map)?;
         Ok(accepted)
     }
 }

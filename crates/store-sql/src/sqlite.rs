@@ -334,7 +334,7 @@ impl RunsDialect for Runs<Sqlite> {
     }
 
     async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
-        self.start_values(rows, Some(BEGIN)).await
+        self.start_values(rows).await
     }
 
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
