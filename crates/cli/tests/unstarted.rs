@@ -58,14 +58,18 @@ impl RunHistory for Dying {
                 .iter()
                 .all(|r| r.outcome == RunOutcome::Running && r.due_at.is_none());
         let begin = claimed && records.iter().all(|r| r.started_at.is_none());
-        let start = claimed && records.iter().all(|r| r.started_at.is_some());
         match self.death {
             Death::BeforeRelease if begin => {
                 self.inner.record_runs(records).await?;
                 std::future::pending().await
             }
-            Death::BeforeStart if start => std::future::pending().await,
             _ => self.inner.record_runs(records).await,
+        }
+    }
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        match self.death {
+            Death::BeforeStart => std::future::pending().await,
+            Death::BeforeRelease => self.inner.record_starts(records).await,
         }
     }
     fn nodes(&self) -> Option<&dyn NodeRegistry> {

@@ -3,8 +3,10 @@
 //! A [`RunHistory`] stores one [`RunRecord`] per run, keyed by its run id. The scheduler
 //! writes a record when a run starts (outcome [`RunOutcome::Running`]) and writes it
 //! again, whole, when it ends; a missed or skipped fire time gets a record of its own.
-//! Writing a whole record (an upsert) is all a backend does to record: the same call
-//! serves the start, the end and a miss, and a repeated write is harmless.
+//! Writing a whole record (an upsert) is most of what a backend does to record: the
+//! same call serves the start, the end and a miss, and a repeated write is harmless.
+//! The one conditional write is [`RunHistory::record_starts`]: the start of a run a
+//! scheduler claimed, written only while its record is still `running`.
 //!
 //! Job stores that keep history hand one out through
 //! [`JobStore::run_history`](crate::JobStore::run_history), sharing their connection.
@@ -321,6 +323,8 @@ impl StreakChange {
 /// # Behavior
 /// - [`record_runs`](RunHistory::record_runs) writes whole records, replacing any with
 ///   the same `run_id`.
+/// - [`record_starts`](RunHistory::record_starts) writes a start only on a record that
+///   is still `running`, and says which runs may start.
 /// - [`query_runs`](RunHistory::query_runs) returns records matching
 ///   [`RunQuery::matches`], newest first, at most `limit`.
 /// - Pruning never removes a `running` record.
@@ -342,6 +346,32 @@ pub trait RunHistory: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend errors.
     async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error>;
+
+    /// Writes the start of runs about to start, each only where its run may still
+    /// start, and returns the run ids of those that may (in no particular order).
+    ///
+    /// Each of `records` is a `running` record with its start time (`started_at`)
+    /// set. For each, atomically (against [`interrupt_running`](RunHistory::interrupt_running)
+    /// and any other writer of that record):
+    /// - no record with its run id: it is written whole; accepted;
+    /// - the stored record is `running` without a start time: only its `started_at`
+    ///   is set (to the record's); accepted;
+    /// - the stored record is `running` with a start time: it is left as it is (the
+    ///   first start time stays); accepted, so that a write tried again after a lost
+    ///   reply gives the same answer;
+    /// - the stored record has any other outcome (`interrupted`: another node took
+    ///   this one for dead and owns the fire time now; `missed`; an end): it is left
+    ///   as it is; refused, and the run must not start.
+    ///
+    /// A scheduler writes the starts of the runs it claimed this way before it starts
+    /// them (`HistoryOptions::record_starts` in `apscheduler-engine`), so that a run
+    /// whose record another node has ended meanwhile never starts. There is no default:
+    /// a read then a write would let an interruption slip in between.
+    ///
+    /// # Errors
+    /// Backend errors; then nothing is known of which starts were written, and none of
+    /// the runs may start (writing the same records again is harmless).
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error>;
 
     /// The registry of the nodes (schedulers) recording into this history, for
     /// histories that keep one beside their records; the default keeps none.

@@ -61,13 +61,17 @@ pub struct HistoryOptions {
     /// one query less.
     pub cluster_max_instances: bool,
     /// Write each claimed run's start to the history, awaited, before the run starts
-    /// (default: off, see docs/cluster.md for why; one write per pass that starts runs). A `running` record without
+    /// (default: on; one write per pass that starts runs). A `running` record without
     /// a start then shows that its run never started: when its node dies after the
     /// release that made the fire time its own, the node that takes it for dead starts
-    /// that fire time, once (see docs/cluster.md). If the write fails, the runs are not
-    /// started and are recorded `missed`, saying why. Off, a run's record gets its start
-    /// time at the claim, a pass makes one write less, and a fire time released to a
-    /// node that died before starting it is recorded `interrupted` and not run.
+    /// that fire time, once (see docs/cluster.md). The start is written only on a
+    /// record still `running` ([`RunHistory::record_starts`]): a run whose record
+    /// another node recorded `interrupted` meanwhile (it took this one for dead and
+    /// starts the fire time itself) does not start here, and its record stays as that
+    /// node wrote it. If the write fails, the runs are not started and are recorded
+    /// `missed`, saying why. Off, a run's record gets its start time at the claim, a
+    /// pass makes one write less, and a fire time released to a node that died before
+    /// starting it is recorded `interrupted` and not run.
     pub record_starts: bool,
     /// What sees each record as it is made (metrics, notifications): see
     /// [`HistoryOptions::observe`].
@@ -93,7 +97,7 @@ impl Default for HistoryOptions {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             cluster_max_instances: true,
-            record_starts: false,
+            record_starts: true,
             observers: Vec::new(),
         }
     }

@@ -39,6 +39,14 @@ impl RunHistory for FailsFirst {
         }
         self.inner.record_runs(records).await
     }
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        let left = self.failing.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failing.store(left - 1, Ordering::SeqCst);
+            return Err(Error::new(ErrorKind::Unavailable, "connection reset"));
+        }
+        self.inner.record_starts(records).await
+    }
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
         self.inner.query_runs(query).await
     }

@@ -58,30 +58,38 @@ impl apscheduler_core::RunHistory for StartsFail {
         &self,
         records: &[apscheduler_core::RunRecord],
     ) -> Result<(), apscheduler_core::Error> {
-        let starts = records
-            .iter()
-            .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_some());
         let begins = records
             .iter()
             .all(|r| r.outcome == RunOutcome::Running && r.started_at.is_none());
-        if starts && self.fail.swap(false, Ordering::SeqCst) {
-            return Err(apscheduler_core::Error::new(
-                apscheduler_core::ErrorKind::Other,
-                "disk full",
-            ));
-        }
-        let flaky = starts
-            && self
-                .flaky
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if flaky || (begins && self.fail_begin.swap(false, Ordering::SeqCst)) {
+        if begins && self.fail_begin.swap(false, Ordering::SeqCst) {
             return Err(apscheduler_core::Error::new(
                 apscheduler_core::ErrorKind::Unavailable,
                 "connection reset",
             ));
         }
         self.inner.record_runs(records).await
+    }
+    async fn record_starts(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Vec<String>, apscheduler_core::Error> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(apscheduler_core::Error::new(
+                apscheduler_core::ErrorKind::Other,
+                "disk full",
+            ));
+        }
+        let flaky = self
+            .flaky
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if flaky {
+            return Err(apscheduler_core::Error::new(
+                apscheduler_core::ErrorKind::Unavailable,
+                "connection reset",
+            ));
+        }
+        self.inner.record_starts(records).await
     }
     async fn query_runs(
         &self,
@@ -201,6 +209,12 @@ impl apscheduler_core::RunHistory for SilentRegistry {
         records: &[apscheduler_core::RunRecord],
     ) -> Result<(), apscheduler_core::Error> {
         self.inner.record_runs(records).await
+    }
+    async fn record_starts(
+        &self,
+        records: &[apscheduler_core::RunRecord],
+    ) -> Result<Vec<String>, apscheduler_core::Error> {
+        self.inner.record_starts(records).await
     }
     fn nodes(&self) -> Option<&dyn apscheduler_core::NodeRegistry> {
         Some(self)

@@ -1,5 +1,6 @@
 //! Prints a seed's whole trace: `cargo run -p apscheduler-sim --example trace -- SEED
-//! [small|small-record-starts|hundred]`. Two runs of one seed print the same lines.
+//! [small|small-without-record-starts|hundred]`. Two runs of one seed print the same
+//! lines.
 
 use apscheduler_sim::{simulate, Scenario};
 
@@ -8,12 +9,15 @@ fn main() {
     let seed: u64 = args
         .next()
         .and_then(|s| s.parse().ok())
-        .expect("usage: trace SEED [small|small-record-starts|hundred]");
+        .expect("usage: trace SEED [small|small-without-record-starts|hundred]");
     let scenario = match args.next().as_deref() {
         None | Some("small") => Scenario::small(),
         Some("hundred") => Scenario::hundred(),
         Some("small-record-starts") => Scenario::small().with_record_starts(),
-        Some(other) => panic!("unknown scenario {other:?}: small or hundred"),
+        Some("small-without-record-starts") => Scenario::small().without_record_starts(),
+        Some(other) => {
+            panic!("unknown scenario {other:?}: small, small-without-record-starts or hundred")
+        }
     };
     let report = simulate(&scenario.with_full_trace(), seed);
     for line in &report.trace_tail {

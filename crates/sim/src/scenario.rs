@@ -32,7 +32,7 @@ pub struct Scenario {
     /// Keep every trace line in [`Report::trace_tail`](crate::Report::trace_tail) (to compare two runs line by
     /// line), not only the last ones.
     pub full_trace: bool,
-    /// The nodes' `HistoryOptions::record_starts` (off by default, as in the engine).
+    /// The nodes' `HistoryOptions::record_starts` (on by default, as in the engine).
     pub record_starts: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
     /// (`None` for every real run).
@@ -68,7 +68,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
-            record_starts: false,
+            record_starts: true,
             sabotage: None,
         }
     }
@@ -87,7 +87,7 @@ impl Scenario {
             slow_rate: 1.0 / 20.0,
             loss_per_mille: 10,
             full_trace: false,
-            record_starts: false,
+            record_starts: true,
             sabotage: None,
         }
     }
@@ -106,9 +106,16 @@ impl Scenario {
     }
 
     /// This scenario with the nodes writing each run's start before it starts
-    /// (`HistoryOptions::record_starts`).
+    /// (`HistoryOptions::record_starts`, the default).
     pub fn with_record_starts(mut self) -> Self {
         self.record_starts = true;
+        self
+    }
+
+    /// This scenario with `HistoryOptions::record_starts` off: each run's record gets
+    /// its start time at the claim.
+    pub fn without_record_starts(mut self) -> Self {
+        self.record_starts = false;
         self
     }
 

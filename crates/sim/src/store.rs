@@ -277,6 +277,26 @@ impl RunHistory for SimHistory {
         .await
     }
 
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        let (world, h) = (&self.world, &self.world.history);
+        exchange(world, &self.link, "record_starts", || async move {
+            let accepted = h.record_starts(records).await?;
+            for r in records {
+                let verdict = if accepted.contains(&r.run_id) {
+                    "accepted"
+                } else {
+                    "refused"
+                };
+                world.trace(format!(
+                    "start {} {} by {}: {verdict}",
+                    r.job_id, r.scheduled_at, self.link.name
+                ));
+            }
+            Ok(accepted)
+        })
+        .await
+    }
+
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
         let h = &self.world.history;
         exchange(&self.world, &self.link, "query_runs", || {
@@ -320,7 +340,11 @@ impl RunHistory for SimHistory {
             if world.sabotage == Some(Sabotage::InterruptNothing) {
                 return Ok(Vec::new());
             }
-            let changed = h.interrupt_running(node, now, message).await?;
+            let mut changed = h.interrupt_running(node, now, message).await?;
+            // The memory history hands them in its hash map's order, which differs
+            // from run to run (run ids are random): in an order of what the run did,
+            // a seed replays.
+            changed.sort_by(|a, b| replay_order(a).cmp(&replay_order(b)));
             world.trace(format!(
                 "{} interrupted {} runs of {node}",
                 self.link.name,
@@ -330,4 +354,14 @@ impl RunHistory for SimHistory {
         })
         .await
     }
+}
+
+/// What orders records the same way at every replay of a seed: all but the run id
+/// (random), in the order a record's life fills them.
+fn replay_order(r: &RunRecord) -> impl Ord + '_ {
+    (
+        (r.scheduled_at, &r.job_id, r.attempt),
+        (r.started_at, r.due_at, r.backfill),
+        (&r.message, &r.node),
+    )
 }

@@ -1,6 +1,7 @@
-//! Seeds of the simulation, in CI: 2,000 of a five-node cluster, four of a hundred-node
-//! one (about 350 s of CPU in a debug build, so about three minutes on two cores), and
-//! the replay of one seed (`SIM_SEED`).
+//! Seeds of the simulation, in CI: 2,000 of a five-node cluster (1,500 with
+//! `HistoryOptions::record_starts` on, the default, and 500 with it off), four of a
+//! hundred-node one (about 350 s of CPU in a debug build, so about three minutes on two
+//! cores), and the replay of one seed (`SIM_SEED`).
 //!
 //! `SIM_SEEDS=N` runs N seeds of each scenario instead of the default counts, and
 //! `SIM_SEED_BASE=B` starts them at B (to explore seeds CI does not run).
@@ -21,10 +22,13 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn scenario(name: &str) -> Scenario {
     match name {
-        "small" => Scenario::small(),
+        // `small-record-starts` names the default since record_starts is on by default.
+        "small" | "small-record-starts" => Scenario::small(),
+        "small-without-record-starts" => Scenario::small().without_record_starts(),
         "hundred" => Scenario::hundred(),
-        "small-record-starts" => Scenario::small().with_record_starts(),
-        other => panic!("SIM_SCENARIO={other:?}: expected small, small-record-starts or hundred"),
+        other => {
+            panic!("SIM_SCENARIO={other:?}: expected small, small-without-record-starts or hundred")
+        }
     }
 }
 
@@ -80,9 +84,18 @@ fn run_seeds(name: &str, default_count: u64) {
     );
 }
 
+/// With `HistoryOptions::record_starts` on (the default): a fire time released to a
+/// node that dies before starting it runs on the node that takes it for dead.
 #[test]
 fn five_nodes_thousands_of_seeds() {
-    run_seeds("small", 2000);
+    run_seeds("small", 1500);
+}
+
+/// With `HistoryOptions::record_starts` off (a setting still): such a fire time is
+/// only recorded `interrupted`.
+#[test]
+fn five_nodes_without_record_starts() {
+    run_seeds("small-without-record-starts", 500);
 }
 
 #[test]
@@ -133,7 +146,7 @@ fn a_seed_replays_exactly_in_another_process() {
     );
 }
 
-/// `SIM_SEED=<n> [SIM_SCENARIO=small|hundred]`: runs that seed and prints its report
+/// `SIM_SEED=<n> [SIM_SCENARIO=small|small-without-record-starts|hundred]`: runs that seed and prints its report
 /// (without `SIM_SEED`, seed 0 of the small scenario).
 #[test]
 fn replay() {
@@ -153,10 +166,10 @@ fn the_checks_catch_a_store_that_breaks_its_contract() {
         (Sabotage::InterruptNothing, "left the registry"),
     ] {
         let scenario = Scenario::small().with_sabotage(sabotage);
-        let caught = (0..40)
+        let caught = (0..80)
             .map(|seed| simulate(&scenario, seed))
             .find(|r| !r.passed());
-        let report = caught.unwrap_or_else(|| panic!("{sabotage:?}: no seed of 40 caught it"));
+        let report = caught.unwrap_or_else(|| panic!("{sabotage:?}: no seed of 80 caught it"));
         assert!(
             report.violations.iter().any(|v| v.contains(expect)),
             "{sabotage:?}: expected a violation saying {expect:?}\n{}",
@@ -167,14 +180,4 @@ fn the_checks_catch_a_store_that_breaks_its_contract() {
             report.seed, report.violations[0]
         );
     }
-}
-
-/// The five-node scenario with `HistoryOptions::record_starts` on (off by default in the
-/// engine: a fire time released to a node that died before starting it may then be
-/// started by the node that reaps it and by its next claimer both). Run it with
-/// `cargo test -p apscheduler-sim --test seeds -- --ignored record_starts`.
-#[test]
-#[ignore = "record_starts is off by default: its takeover can start a fire time twice"]
-fn five_nodes_with_record_starts() {
-    run_seeds("small-record-starts", 500);
 }

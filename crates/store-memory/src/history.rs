@@ -51,6 +51,24 @@ fn newest_first(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
     (b.scheduled_at, &b.run_id).cmp(&(a.scheduled_at, &a.run_id))
 }
 
+/// Writes `record`'s start into `runs` as [`RunHistory::record_starts`] says; whether
+/// its run may start.
+fn start_on(runs: &mut HashMap<String, RunRecord>, record: &RunRecord) -> bool {
+    match runs.get_mut(&record.run_id) {
+        None => {
+            runs.insert(record.run_id.clone(), record.clone());
+            true
+        }
+        Some(stored) if stored.outcome == RunOutcome::Running => {
+            if stored.started_at.is_none() {
+                stored.started_at = record.started_at;
+            }
+            true
+        }
+        Some(_) => false,
+    }
+}
+
 #[async_trait]
 impl NodeRegistry for MemoryRunHistory {
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
@@ -79,6 +97,16 @@ impl RunHistory for MemoryRunHistory {
             runs.insert(r.run_id.clone(), r.clone());
         }
         Ok(())
+    }
+
+    /// Under one lock, as [`interrupt_running`](RunHistory::interrupt_running) is.
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        let mut runs = self.runs.lock();
+        Ok(records
+            .iter()
+            .filter(|r| start_on(&mut runs, r))
+            .map(|r| r.run_id.clone())
+            .collect())
     }
 
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {

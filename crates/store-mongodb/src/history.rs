@@ -21,6 +21,8 @@ use crate::{
     INDEX_CONFLICT_CODES,
 };
 
+mod starts;
+
 /// Field names of a run document.
 pub(crate) mod field {
     /// The run id (a string).
@@ -534,6 +536,12 @@ impl RunHistory for MongoDbRunHistory {
             }
         }
         Ok(())
+    }
+
+    /// See `MongoDbRunHistory::start` (an `insertMany`, an `updateMany` filtered on
+    /// `outcome: "running"` and a null start, a `find`).
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        self.start(records).await
     }
 
     /// One `find`, sorted `{scheduled_us: -1, _id: -1}`, limited.

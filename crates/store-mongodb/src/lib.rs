@@ -264,6 +264,10 @@
 //!   100 running records of the node, a `find` of their ids, an `updateMany` filtered
 //!   on `outcome: "running"` (so a run that ends meanwhile keeps its real outcome) and
 //!   a `find` of the records it changed.
+//! - [`record_starts`](apscheduler_core::RunHistory::record_starts) is an unordered
+//!   `insertMany` of the records (absent ones are written whole), an `updateMany`
+//!   filtered on `outcome: "running"` and a null start that sets it, and a `find` of
+//!   the runs now started.
 //!
 //! ## Connecting
 //! [`MongoDbJobStore::builder`] takes a [connection string]; the client is created

@@ -496,19 +496,56 @@ return count
 
 /// `interrupt_running`: ARGV as [`RECORD_RUNS`], the records rewritten `interrupted`;
 /// each is written only while the stored one is still `running`, all in one atomic
-/// step, so of callers interrupting the same runs at once each run goes to one.
-/// Returns the ids written.
+/// step, so of callers interrupting the same runs at once each run goes to one. Each
+/// keeps the stored `started_at` (a start written since the caller read the record
+/// stays: the run started). Returns the ids written, each followed by that start
+/// (`''` for none).
 const INTERRUPT_RUNS: &str = r"
 local i, written = 2, {}
 while i <= #ARGV do
-  if redis.call('HGET', run_key(ARGV[i]), 'outcome') == 'running' then
+  local key = run_key(ARGV[i])
+  if redis.call('HGET', key, 'outcome') == 'running' then
+    local started = redis.call('HGET', key, 'started_at')
     written[#written + 1] = ARGV[i]
+    written[#written + 1] = started or ''
     i = write_run(i)
+    if started then
+      redis.call('HSET', key, 'started_at', started)
+    else
+      redis.call('HDEL', key, 'started_at')
+    end
   else
     i = after(i)
   end
 end
 return written
+";
+
+/// `record_starts`: ARGV as [`RECORD_RUNS`], `running` records with their
+/// `started_at`; all in one atomic step. A record with no stored one is written whole;
+/// a stored one still `running` gets the `started_at` only if it has none; others are
+/// left alone. Returns the ids whose stored record is `running` (their runs may start).
+const START_RUNS: &str = r"
+local i, started = 2, {}
+while i <= #ARGV do
+  local key = run_key(ARGV[i])
+  local outcome = redis.call('HGET', key, 'outcome')
+  if not outcome then
+    started[#started + 1] = ARGV[i]
+    i = write_run(i)
+  else
+    if outcome == 'running' then
+      started[#started + 1] = ARGV[i]
+      if redis.call('HEXISTS', key, 'started_at') == 0 then
+        for j = i + 6, after(i) - 1, 2 do
+          if ARGV[j] == 'started_at' then redis.call('HSET', key, 'started_at', ARGV[j + 1]) end
+        end
+      end
+    end
+    i = after(i)
+  end
+end
+return started
 ";
 
 /// `prune_job_runs`, one batch: ARGV = prefix, job, offset, batch, keep. Walks the
@@ -567,6 +604,7 @@ fn history_script(body: &str) -> Script {
 pub(crate) struct HistoryScripts {
     pub(crate) record: Script,
     pub(crate) interrupt: Script,
+    pub(crate) start: Script,
     pub(crate) prune_job: Script,
     pub(crate) prune_before: Script,
 }
@@ -574,6 +612,7 @@ pub(crate) struct HistoryScripts {
 pub(crate) static HISTORY_SCRIPTS: LazyLock<HistoryScripts> = LazyLock::new(|| HistoryScripts {
     record: history_script(RECORD_RUNS),
     interrupt: history_script(INTERRUPT_RUNS),
+    start: history_script(START_RUNS),
     prune_job: history_script(PRUNE_JOB),
     prune_before: history_script(PRUNE_BEFORE),
 });

@@ -303,6 +303,19 @@ impl RunHistory for SqlRunHistory {
         Ok(())
     }
 
+    /// One statement on PostgreSQL (an update and an insert in one `WITH`); on SQLite
+    /// and MySQL/MariaDB two: an upsert whose update sets `started_at` only on a row
+    /// `running` without one (`CASE WHEN outcome = 'running' AND started_at IS NULL`),
+    /// then a `SELECT` of the rows' outcomes and starts.
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = writes(records)?;
+        let driver = self.driver().await?;
+        Ok(retry!(driver.history().start(&rows))?)
+    }
+
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
         let filters_fit = query.job_id.as_deref().is_none_or(storable)
             && query.node.as_deref().is_none_or(storable);

@@ -23,6 +23,12 @@ pub(crate) trait HistoryOps: Send + Sync + std::fmt::Debug {
     /// run id; all or nothing.
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()>;
 
+    /// Writes the starts of `rows` (`running` rows with `started_at`, run ids unique
+    /// within them) as `RunHistory::record_starts` says: inserted where absent,
+    /// `started_at` set where the row is `running` without one, nothing else changed;
+    /// returns the run ids now `running` with a start.
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>>;
+
     /// The rows matching `filter`, by `scheduled_at` then `run_id`, both descending.
     async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>>;
 
@@ -58,6 +64,9 @@ pub(crate) trait RunsDialect: Send + Sync + std::fmt::Debug {
 
     /// [`HistoryOps::upsert`]: the batch in the dialect's statements.
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()>;
+
+    /// [`HistoryOps::start`]: the batch in the dialect's statements.
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>>;
 
     /// [`HistoryOps::latest`]: the newest row of each job, read the dialect's fastest way.
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>>;
@@ -98,6 +107,10 @@ where
 
     async fn upsert(&self, rows: &[RunWrite<'_>]) -> Result<()> {
         RunsDialect::upsert(self, rows).await
+    }
+
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
+        RunsDialect::start(self, rows).await
     }
 
     async fn query(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {

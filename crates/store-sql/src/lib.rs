@@ -215,6 +215,14 @@
 //!   `prune_runs_before` is one `DELETE`. Neither touches a `running` row.
 //! - `interrupt_running` is one `UPDATE ... RETURNING` (SQLite, PostgreSQL), or
 //!   `SELECT ... FOR UPDATE` then `UPDATE` in a transaction (MySQL/MariaDB).
+//! - `record_starts` (the start of claimed runs, written only on rows still
+//!   `running` without one) is one statement on PostgreSQL (an `UPDATE ... SET
+//!   started_at ... WHERE outcome = 'running' AND started_at IS NULL` and an `INSERT
+//!   ... ON CONFLICT DO NOTHING` of absent rows in one `WITH`, returning the run ids
+//!   accepted); on SQLite and MySQL/MariaDB an upsert whose update is `started_at =
+//!   CASE WHEN outcome = 'running' AND started_at IS NULL THEN ... ELSE started_at
+//!   END`, then a `SELECT` of the rows' outcomes and starts (a run whose row has this
+//!   write's start may start: the upsert set it while the row was `running`).
 //!
 //! A stored row that cannot be read (an unknown outcome, output that is not UTF-8) fails
 //! the query with `Serialization`, naming the run and the value.
@@ -362,6 +370,8 @@ mod mysql_script;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read_only;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod run_starts;
 mod runs;
 mod runs_upgrade;
 mod schema;

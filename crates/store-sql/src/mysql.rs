@@ -405,6 +405,30 @@ impl RunsDialect for Runs<MySql> {
         }
     }
 
+    /// One script (the upsert and the read of the rows), one round trip, on the
+    /// history writer's kept connection; the two statements of
+    /// [`start_values`](Runs::start_values) otherwise.
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
+        let (Some(kept), Some(script)) = (
+            &self.kept,
+            script::starts(&self.sql, &self.names.runs, rows),
+        ) else {
+            return self.start_values(rows).await;
+        };
+        let map = self.error("record_starts");
+        let mut held = kept.writes.lock().await.map_err(&map)?;
+        let mut ran = script.run(held.conn()).await;
+        let result = ran.take_error().map_or(Ok(()), Err);
+        held.done_closing(result).map_err(&map)?;
+        let found = ran
+            .rows(1)
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(map)?;
+        Ok(crate::run_starts::accepted_starts(rows, found))
+    }
+
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         self.select_latest(job_ids).await
     }

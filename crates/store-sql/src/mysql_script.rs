@@ -56,6 +56,12 @@ pub(crate) fn record_bytes(records: &[RunWrite<'_>]) -> usize {
 /// [`CHUNK_ROWS`](crate::runs::CHUNK_ROWS)) as one statement with literal values, in
 /// [`RUN_COLUMNS`](crate::schema::RUN_COLUMNS) order.
 pub(crate) fn records_upsert(sql: &RunStatements, records: &[RunWrite<'_>]) -> String {
+    records_insert(sql, records, &sql.upsert_tail)
+}
+
+/// `records` (at most [`CHUNK_ROWS`](crate::runs::CHUNK_ROWS)) inserted as one
+/// statement with literal values, `tail` saying what a row already there becomes.
+pub(crate) fn records_insert(sql: &RunStatements, records: &[RunWrite<'_>], tail: &str) -> String {
     let rows: Vec<String> = records
         .iter()
         .map(|r| {
@@ -78,12 +84,30 @@ pub(crate) fn records_upsert(sql: &RunStatements, records: &[RunWrite<'_>]) -> S
             )
         })
         .collect();
-    format!(
-        "{} VALUES {}{}",
-        sql.insert_head,
-        rows.join(", "),
-        sql.upsert_tail
-    )
+    format!("{} VALUES {}{tail}", sql.insert_head, rows.join(", "))
+}
+
+/// The start write of `records` (at most [`CHUNK_ROWS`](crate::runs::CHUNK_ROWS), run
+/// ids unique) on the run history table `runs`, then the read of their rows (`run_id`,
+/// `outcome`, `started_at`, statement 1), as one script; `None` when its values exceed
+/// [`SCRIPT_BYTES`]. No transaction: each row's update is atomic, as the contract needs.
+pub(crate) fn starts(sql: &RunStatements, runs: &str, records: &[RunWrite<'_>]) -> Option<Script> {
+    if records.len() > crate::runs::CHUNK_ROWS || record_bytes(records) > SCRIPT_BYTES {
+        return None;
+    }
+    let ids: Vec<&str> = records.iter().map(|r| r.run_id).collect();
+    let mut s = Script::default();
+    s.push(records_insert(
+        sql,
+        records,
+        &crate::run_starts::start_tail(crate::schema::Dialect::MySql),
+    ));
+    s.push(format!(
+        "SELECT CONVERT(run_id USING utf8mb4), CONVERT(outcome USING utf8mb4), started_at \
+         FROM {runs} WHERE run_id IN ({})",
+        list(&ids)
+    ));
+    Some(s)
 }
 
 /// Where a release script's answers are (statement indexes).

@@ -599,6 +599,60 @@ impl RunsDialect for Runs<Postgres> {
         Ok(())
     }
 
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
+        let map = self.error("record_starts");
+        let runs = &self.names.runs;
+        let running = apscheduler_core::RunOutcome::Running.as_str();
+        // The update sees the rows as they are when it reaches them (a row an
+        // interruption changed first no longer matches); the insert skips any row that
+        // exists; `before` reads the rows started before this statement.
+        let sql = format!(
+            "WITH started AS (UPDATE {runs} r SET started_at = s.started_at \
+             FROM UNNEST($1::VARCHAR[], $4::BIGINT[]) AS s(run_id, started_at) \
+             WHERE r.run_id = s.run_id AND r.outcome = '{running}' AND r.started_at IS NULL \
+             RETURNING r.run_id), \
+             inserted AS ({} SELECT * FROM UNNEST($1::VARCHAR[], $2::VARCHAR[], $3::BIGINT[], \
+             $4::BIGINT[], $5::BIGINT[], $6::VARCHAR[], $7::INTEGER[], $8::INTEGER[], \
+             $9::BYTEA[], $10::BYTEA[], $11::VARCHAR[], $12::BIGINT[], $13::INTEGER[], \
+             $14::BIGINT[]) ON CONFLICT (run_id) DO NOTHING RETURNING run_id), \
+             before AS (SELECT run_id FROM {runs} WHERE run_id = ANY($1::VARCHAR[]) \
+             AND outcome = '{running}' AND started_at IS NOT NULL) \
+             SELECT run_id::TEXT FROM started UNION ALL SELECT run_id::TEXT FROM inserted \
+             UNION ALL SELECT run_id::TEXT FROM before",
+            self.sql.insert_head
+        );
+        let parts = chunks(rows);
+        let mut tx = if parts.len() > 1 {
+            Some(self.pool.begin().await.map_err(&map)?)
+        } else {
+            None
+        };
+        let mut accepted = Vec::with_capacity(rows.len());
+        for part in parts {
+            let c = RunColumns::of(part);
+            let q = c.bind(sqlx::query(&sql));
+            // On the writer's kept connection, as `record_runs`: a pooled one costs a
+            // ping.
+            let found = match (tx.as_mut(), &self.kept) {
+                (Some(tx), _) => q.fetch_all(&mut **tx).await,
+                (None, Some(kept)) => {
+                    let mut held = kept.writes.lock().await.map_err(&map)?;
+                    let done = q.fetch_all(held.conn()).await;
+                    held.done(done)
+                }
+                (None, None) => q.fetch_all(&self.pool).await,
+            }
+            .map_err(&map)?;
+            for row in &found {
+                accepted.push(sqlx::Row::try_get::<String, _>(row, 0).map_err(&map)?);
+            }
+        }
+        if let Some(tx) = tx {
+            tx.commit().await.map_err(map)?;
+        }
+        Ok(accepted)
+    }
+
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         self.select_latest_of_list(sqlx::query(&self.sql.latest_of_list).bind(job_ids))
             .await

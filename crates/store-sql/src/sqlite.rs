@@ -338,6 +338,10 @@ impl RunsDialect for Runs<Sqlite> {
         self.upsert_values(rows, Some(BEGIN)).await
     }
 
+    async fn start(&self, rows: &[RunWrite<'_>]) -> Result<Vec<String>> {
+        self.start_values(rows).await
+    }
+
     async fn latest(&self, job_ids: &[&str]) -> Result<Vec<RunRow>> {
         // A JSON array of the ids: one statement, however many jobs; two halves of the
         // list on two connections at once, each built on its connection's thread (on two

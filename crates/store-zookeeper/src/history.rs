@@ -25,6 +25,8 @@ use crate::session::Connection;
 use crate::write::Failed;
 use crate::{BURST, CONTAINER, MULTI_BYTES, PERSISTENT, WRITE_TRIES};
 
+mod starts;
+
 /// The largest record stored: a znode holds at most about 1 MB, so a record over this
 /// keeps only the tail of its output that fits (as `RunRecord::output_tail` cuts).
 pub const MAX_RECORD_BYTES: usize = 900 << 10;
@@ -757,6 +759,14 @@ impl RunHistory for ZooKeeperRunHistory {
 
     async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error> {
         self.record(records).await
+    }
+
+    /// Per record: its pointer and record read, then a `setData` of the version read
+    /// that adds the start to a record still `running` without one (or, with no
+    /// record, one `multi` creating it whole); a record rewritten meanwhile is read
+    /// again.
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        self.start(records).await
     }
 
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {

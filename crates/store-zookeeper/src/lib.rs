@@ -131,6 +131,8 @@
 //!   scheduler on a shared store, is one listing of `P/history/running`, without reads.
 //!   `interrupt_running` lists that folder too and writes each of the node's records
 //!   at the version it read, so callers reaping one node at once get disjoint records.
+//!   `record_starts` adds a start to a record still `running` without one by a
+//!   `setData` at the version it read (a record rewritten meanwhile is read again).
 //! - Pruning reads what it would delete and deletes it at that version; running records
 //!   and records that cannot be decoded are never deleted. A record that cannot be
 //!   decoded is a `Serialization` error naming its znode.

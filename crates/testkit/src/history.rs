@@ -17,6 +17,8 @@
 //! | [`check_latest_runs`] | the newest record of each job asked for, across more jobs than one batch |
 //! | [`check_large_and_odd_output`] | 4 KiB of output, quotes, newlines, NUL and non-ASCII text round-trip |
 //! | [`check_attempt_backfill_due_at`](crate::history_fields::check_attempt_backfill_due_at) | attempt, backfill and due time round-trip through every read and rewrite; a waiting record is interrupted with its due time |
+//! | [`check_record_starts`](crate::history_starts::check_record_starts) | a start is written only on a `running` record without one (or an absent one, whole); refused on an `interrupted` or ended record, which stays as it is; accepted again, unchanged, on a started one |
+//! | [`check_record_starts_against_interrupt`](crate::history_starts::check_record_starts_against_interrupt) | racing an interruption, each start is accepted exactly when the interrupted record shows it |
 //! | [`check_node_registry`] | heartbeats create and replace a node's entry, listed by name, times to the microsecond; removal says whether there was one |
 
 use std::sync::Arc;
@@ -77,6 +79,8 @@ pub async fn run_all(history: Arc<dyn RunHistory>) {
     check_node_registry(&*history).await;
     check_running_elsewhere(&*history).await;
     crate::history_fields::check_attempt_backfill_due_at(&*history).await;
+    crate::history_starts::check_record_starts(&*history).await;
+    crate::history_starts::check_record_starts_against_interrupt(&*history).await;
 }
 
 /// `running_elsewhere` lists the `running` records of the other nodes: not the asking

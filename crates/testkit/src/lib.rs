@@ -27,6 +27,7 @@ pub mod ensemble;
 pub mod executor;
 pub mod history;
 pub mod history_fields;
+pub mod history_starts;
 pub mod pg_failover;
 pub mod proxy;
 pub mod redis_cluster;

@@ -33,7 +33,9 @@ impl NotStartedReason for NotConfirmed {
 impl Engine {
     /// Writes the start of `runs` (each with its job's runs on other nodes) to the
     /// history, then starts them; if that write fails, none starts and each is
-    /// recorded `missed`, saying why.
+    /// recorded `missed`, saying why. A fire time whose record the history no longer
+    /// holds `running` (another node took this one for dead and starts it) is not
+    /// started here, and its record is left as that node wrote it.
     pub(super) async fn start_recorded(
         &self,
         alias: &Arc<str>,
@@ -43,13 +45,23 @@ impl Engine {
         if runs.is_empty() {
             return;
         }
-        let confirmed = match &self.inner.history {
+        let (refused, confirmed) = match &self.inner.history {
             Some(recorder) => {
                 recorder
                     .confirm_starts(runs.iter().map(|(p, _)| p.run()))
                     .await
             }
-            None => Ok(()),
+            None => (Vec::new(), Ok(())),
+        };
+        let runs: Starting = if refused.is_empty() {
+            runs
+        } else {
+            runs.into_iter()
+                .filter_map(|(planned, elsewhere)| {
+                    self.drop_refused(alias, planned, &refused)
+                        .map(|p| (p, elsewhere))
+                })
+                .collect()
         };
         match confirmed {
             Ok(()) => {
@@ -65,4 +77,40 @@ impl Engine {
             }
         }
     }
+
+    /// `planned` without its fire times whose start the history `refused`, each
+    /// logged and reported as `EVENT_JOB_MISSED` here (the node that took this one for
+    /// dead runs and records it); `None` when none is left.
+    fn drop_refused(
+        &self,
+        alias: &Arc<str>,
+        mut planned: PlannedRun,
+        refused: &[Arc<str>],
+    ) -> Option<PlannedRun> {
+        let run = &mut planned.run;
+        if !run.run_ids.iter().any(|id| refused.contains(id)) {
+            return Some(planned);
+        }
+        let (mut ids, mut times) = (Vec::new(), Vec::new());
+        for (id, t) in run.run_ids.drain(..).zip(run.run_times.drain(..)) {
+            if !refused.contains(&id) {
+                ids.push(id);
+                times.push(t);
+                continue;
+            }
+            let at = apscheduler_core::time::to_rfc3339(&t);
+            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, run_id = %id, "Run time {at} of job \"{}\" not started here: {REFUSED}", planned.name);
+            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                Event::missed(run.job_id.clone(), alias.clone(), t)
+            });
+        }
+        run.run_ids = ids;
+        run.run_times = times;
+        (!run.run_times.is_empty()).then_some(planned)
+    }
 }
+
+/// Why a fire time whose start the history refused is not started here.
+const REFUSED: &str = "its run record is no longer running: another node took this one for \
+                       dead (it was silent longer than the node time-out), recorded the run \
+                       interrupted and starts this fire time itself";

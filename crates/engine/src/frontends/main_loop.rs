@@ -68,9 +68,13 @@ pub(super) async fn run_as_task(engine: Engine) {
         let signal = engine.wake_signal();
         match next {
             Some(wait) => {
+                // In a fixed order (a wake-up first, so that it is not left for a
+                // second pass when both are ready): with `select!`'s random order a
+                // run could take one more pass than another run of the same events.
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    biased;
                     _ = signal.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
             None => signal.notified().await,

@@ -2,6 +2,8 @@
 //! ([`HistoryOptions::record_starts`](super::HistoryOptions::record_starts)): a
 //! `running` record without a start time then proves its run never started.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{ErrorKind, JobRun, RunRecord};
@@ -26,49 +28,67 @@ pub(crate) fn not_past<Z: TimeZone>(next: &DateTime<Z>, recorded: &DateTime<Utc>
 impl Recorder {
     /// Writes the start time of the `running` records of `runs` (fire times
     /// [`begin`](Self::begin) recorded as claimed), awaited: only then may they start,
-    /// so that a record without a start time proves its run never started. One write
-    /// for all of them; nothing to do without
-    /// [`HistoryOptions::record_starts`](super::HistoryOptions::record_starts).
+    /// so that a record without a start time proves its run never started. One
+    /// conditional write for all of them ([`RunHistory::record_starts`]); nothing to do
+    /// without [`HistoryOptions::record_starts`](super::HistoryOptions::record_starts).
     ///
-    /// # Errors
-    /// Why the runs must not start: their starts are not recorded (this write failed
+    /// Returns the run ids whose start the history refused: their records are no
+    /// longer `running` (another node took this one for dead, recorded them
+    /// `interrupted` and starts those fire times itself). They are this node's no
+    /// more: dropped from its runs in flight, their records left as they are, and
+    /// their runs must not start here.
+    ///
+    /// Then, as an error, why none of the other runs may start either: their starts are not recorded (this write failed
     /// or timed out; it also writes whole the records the claim could not), or this
-    /// node was silent long
-    /// enough to be taken for dead meanwhile (see [`StartRefused::Silent`]).
+    /// node was silent long enough to be taken for dead meanwhile (see
+    /// [`StartRefused::Silent`]).
+    ///
+    /// [`RunHistory::record_starts`]: apscheduler_core::RunHistory::record_starts
     pub(crate) async fn confirm_starts<'a>(
         &self,
         runs: impl Iterator<Item = &'a JobRun>,
-    ) -> Result<(), StartRefused> {
+    ) -> (Vec<Arc<str>>, Result<(), StartRefused>) {
         if !self.options.record_starts {
-            return Ok(());
+            return (Vec::new(), Ok(()));
         }
         let now = self.clock.now();
         let mut records = Vec::new();
         {
-            let mut in_flight = lock(&self.in_flight);
+            let in_flight = lock(&self.in_flight);
             for run in runs {
                 for id in &run.run_ids {
-                    let Some(entry) = in_flight.get_mut(id) else {
+                    let Some(entry) = in_flight.get(id) else {
                         continue;
                     };
                     if entry.record.started_at.is_some() {
                         continue;
                     }
                     // A record `begin` could not write is written here whole.
-                    entry.record.started_at = Some(now);
-                    records.push(entry.record.clone());
+                    let mut record = entry.record.clone();
+                    record.started_at = Some(now);
+                    records.push(record);
                 }
             }
         }
         if records.is_empty() {
-            return Ok(());
+            return (Vec::new(), Ok(()));
         }
-        self.write_starts(&records).await?;
+        let accepted: HashSet<String> = match self.write_starts(&records).await {
+            Ok(accepted) => accepted.into_iter().collect(),
+            Err(e) => return (Vec::new(), Err(e)),
+        };
+        let mut refused = Vec::new();
         {
             let mut in_flight = lock(&self.in_flight);
             for r in &records {
-                if let Some(entry) = in_flight.get_mut(r.run_id.as_str()) {
-                    entry.written = true;
+                let id = r.run_id.as_str();
+                if accepted.contains(id) {
+                    if let Some(entry) = in_flight.get_mut(id) {
+                        entry.record.started_at = r.started_at;
+                        entry.written = true;
+                    }
+                } else if let Some((id, _)) = in_flight.remove_entry(id) {
+                    refused.push(id);
                 }
             }
         }
@@ -76,32 +96,37 @@ impl Recorder {
         // dead before the write, it was at least a node time-out after this node's
         // last confirmed heartbeat on that node's clock; half of it leaves the other
         // half for clock skew and a slow registry read.
-        match self.liveness.own_silence() {
+        let silence = match self.liveness.own_silence() {
             Some(silent) if silent >= self.options.node_timeout / 2 => Err(StartRefused::Silent {
                 silent,
                 node_timeout: self.options.node_timeout,
             }),
             _ => Ok(()),
-        }
+        };
+        (refused, silence)
     }
 
-    /// Writes `records` (starts), tried again while the history is unreachable (a
-    /// dropped connection, a server restarting: the runs would otherwise not start)
-    /// until [`BEGIN_DEADLINE`]; writes replace whole records, so a retry is harmless.
-    async fn write_starts(&self, records: &[RunRecord]) -> Result<(), StartRefused> {
+    /// Writes the starts of `records` ([`RunHistory::record_starts`]), tried again while
+    /// the history is unreachable (a dropped connection, a server restarting: the runs
+    /// would otherwise not start) until [`BEGIN_DEADLINE`]; the write is conditional,
+    /// so a retry gives the same answer. Returns the run ids accepted.
+    ///
+    /// [`RunHistory::record_starts`]: apscheduler_core::RunHistory::record_starts
+    async fn write_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, StartRefused> {
         let deadline = tokio::time::Instant::now() + BEGIN_DEADLINE;
         let mut pause = Duration::from_millis(50);
         loop {
-            let error =
-                match tokio::time::timeout_at(deadline, self.history.record_runs(records)).await {
-                    Ok(Ok(())) => return Ok(()),
-                    Ok(Err(e)) => e,
-                    Err(_) => {
-                        return Err(StartRefused::NotWritten(format!(
-                            "no answer within {BEGIN_DEADLINE:?}"
-                        )))
-                    }
-                };
+            let error = match tokio::time::timeout_at(deadline, self.history.record_starts(records))
+                .await
+            {
+                Ok(Ok(accepted)) => return Ok(accepted),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(StartRefused::NotWritten(format!(
+                        "no answer within {BEGIN_DEADLINE:?}"
+                    )))
+                }
+            };
             if error.kind() != ErrorKind::Unavailable
                 || tokio::time::Instant::now() + pause >= deadline
             {

@@ -52,6 +52,9 @@ const KEEP_CAP: usize = 1 << 50;
 ///   records: each record replaces its hash whole (fields it no longer has are gone)
 ///   and moves between the job, outcome and node sets when those changed (a run going
 ///   from `running` to `success` leaves `runs:outcome:running`).
+/// - [`record_starts`](apscheduler_core::RunHistory::record_starts) is one script per
+///   1,000 records: each is written whole where no record has its id, and only gets
+///   its `started_at` where the stored one is still `running` without one.
 /// - [`query_runs`](apscheduler_core::RunHistory::query_runs) walks one sorted set
 ///   newest first within the `since`/`until` scores: `runs` without a job, outcome or
 ///   node filter, the filter's set with one, and with several the set with the fewest
@@ -347,6 +350,25 @@ impl RedisRunHistory {
         Ok(())
     }
 
+    /// `record_starts`: one script per batch, each record's start written only where
+    /// its stored record is absent or still `running` without one.
+    async fn start(&self, records: &[RunRecord]) -> Result<Vec<String>, StoreError> {
+        let mut started = Vec::with_capacity(records.len());
+        for batch in records.chunks(WRITE_BATCH) {
+            let mut invocation = HISTORY_SCRIPTS.start.prepare_invoke();
+            // The scripts name their keys from the prefix; this one routes the call
+            // to the node serving them on a cluster (they share one hash tag).
+            invocation.key(self.all_key());
+            invocation.arg(&self.prefix);
+            for record in batch {
+                push_record(&mut invocation, record);
+            }
+            let ids: Vec<String> = self.conn.invoke("record starts", &invocation).await?;
+            started.extend(ids);
+        }
+        Ok(started)
+    }
+
     /// `interrupt_running`: the node's running records, read a batch at a time, are
     /// rewritten `interrupted` by a script that writes each only while it is still
     /// `running`; the records it wrote are this caller's.
@@ -393,8 +415,16 @@ impl RedisRunHistory {
                 .conn
                 .invoke("interrupt running runs", &invocation)
                 .await?;
-            let written: std::collections::HashSet<String> = written.into_iter().collect();
-            changed.extend(batch.into_iter().filter(|r| written.contains(&r.run_id)));
+            // Each id written, and the start its record kept (written since it was read).
+            let written: std::collections::HashMap<&str, Option<i64>> = written
+                .chunks_exact(2)
+                .map(|pair| (pair[0].as_str(), pair[1].parse().ok()))
+                .collect();
+            changed.extend(batch.into_iter().filter_map(|mut r| {
+                let started = written.get(r.run_id.as_str())?;
+                r.started_at = started.map(micros::to_instant);
+                Some(r)
+            }));
         }
     }
 
@@ -460,6 +490,10 @@ impl RunHistory for RedisRunHistory {
 
     async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error> {
         Ok(self.record(records).await?)
+    }
+
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        Ok(self.start(records).await?)
     }
 
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {

@@ -137,7 +137,7 @@ pub(crate) struct Config {
     /// cluster_max_instances`, default true).
     pub(crate) cluster_max_instances: bool,
     /// Each run's start written, awaited, before it starts (`[scheduler]
-    /// record_starts`, default false): a daemon's fire times it never started run
+    /// record_starts`, default true): a daemon's fire times it never started run
     /// elsewhere when it dies.
     pub(crate) record_starts: bool,
     pub(crate) history: HistorySettings,
@@ -456,7 +456,7 @@ where
         heartbeat,
         node_timeout,
         cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(true),
-        record_starts: raw.scheduler.record_starts.unwrap_or(false),
+        record_starts: raw.scheduler.record_starts.unwrap_or(true),
         history,
         defaults,
         jobs,

@@ -38,10 +38,10 @@ fn recover_is_a_job_option_with_a_default() {
 }
 
 #[test]
-fn record_starts_is_off_unless_turned_on() {
-    assert!(!check("").unwrap().record_starts);
+fn record_starts_is_on_unless_turned_off() {
+    assert!(check("").unwrap().record_starts);
     assert!(
-        check("[scheduler]\nrecord_starts = true\n")
+        !check("[scheduler]\nrecord_starts = false\n")
             .unwrap()
             .record_starts
     );
