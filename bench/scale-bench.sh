@@ -33,6 +33,10 @@ Usage: bash bench/scale-bench.sh [options]
   --period S         seconds between bursts (default 20)
   --pg-url URL       use this PostgreSQL database instead of a private server
   --redis-url URL    use this Redis database instead of a private server
+  --history M,M      the nodes' run history, each mode a run per node count: none (no
+                     history, the default), plain (history; claims of the due head),
+                     partitioned (history; from 4 live nodes each node prefers the
+                     partitions it owns; PostgreSQL and a Redis Cluster only)
   --out FILE         JSON lines of the runs (default scale-bench-<time>.jsonl)
   -h, --help         this text
 Needs: cargo, psql, jq; for the private servers Debian's postgresql (initdb, pg_ctl) and
@@ -48,6 +52,7 @@ rounds=3
 period=20
 pg_url=""
 redis_url=""
+history=none
 out="scale-bench-$(date -u +%Y%m%dT%H%M%S).jsonl"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -59,6 +64,7 @@ while [ $# -gt 0 ]; do
         --period) period="$2"; shift 2 ;;
         --pg-url) pg_url="$2"; shift 2 ;;
         --redis-url) redis_url="$2"; shift 2 ;;
+        --history) history="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -83,7 +89,7 @@ spare_port() {
 
 cleanup() {
     if [ -n "$pg_url" ] && [ -n "$pg_sizes" ]; then
-        psql "$pg_url" -qc "DROP TABLE IF EXISTS $table, ${table}_schema" >/dev/null 2>&1 || true
+        psql "$pg_url" -qc "DROP TABLE IF EXISTS $table, ${table}_schema, ${table}_runs, ${table}_nodes, ${table}_waiters" >/dev/null 2>&1 || true
     fi
     if [ "$pg_pid" != 0 ]; then
         "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
@@ -120,13 +126,21 @@ start_redis() {
     redis_url="redis://127.0.0.1:$port/0"
 }
 
-# Runs one node count; appends its JSON line to $out and prints a table row.
+# Runs one node count in each history mode; appends the JSON lines to $out and prints
+# a table row each.
 run_nodes() { # url name stored k server_pid
+    local mode
+    for mode in ${history//,/ }; do
+        APS_SCALE_HISTORY="$mode" run_mode "$@"
+    done
+}
+
+run_mode() { # url name stored k server_pid (APS_SCALE_HISTORY set)
     local line
     line="$("$bin" run "$1" "$2" "$4" "$burst" "$rounds" "$period" "$5")"
     jq -c --argjson stored "$3" '. + {stored: $stored}' <<<"$line" >>"$out"
     jq -r --argjson stored "$3" '
-        [ .store, $stored, .nodes,
+        [ .store, $stored, .nodes, .history,
           ([.report.bursts[].late_p99_ms | round] | map(tostring) | join("/")),
           ([.report.bursts[].runs_per_s | round] | map(tostring) | join("/")),
           .report.started_twice,
@@ -137,7 +151,7 @@ run_nodes() { # url name stored k server_pid
 }
 
 header() {
-    printf 'store\tstored\tnodes\tp99 ms per burst\truns/s per burst\ttwice\tclaim p50\tclaim p99\tbatch p50\tempty claims\tserver CPU %%\tnodes CPU %%\tload\n'
+    printf 'store\tstored\tnodes\thistory\tp99 ms per burst\truns/s per burst\ttwice\tclaim p50\tclaim p99\tbatch p50\tempty claims\tserver CPU %%\tnodes CPU %%\tload\n'
 }
 
 stored=0

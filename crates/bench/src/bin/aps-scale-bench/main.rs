@@ -11,7 +11,10 @@
 //!
 //! `run` starts NODES processes (`aps-scale-bench node`), each a `BackgroundScheduler`
 //! with the default thread executor on the store, whose job does nothing but note its
-//! fire time and start time. Once every node is up it adds BURST (default 10,000)
+//! fire time and start time. `APS_SCALE_HISTORY` says whether the nodes keep the store's
+//! run history (and so its node registry): `none` (the default), `plain` (with history,
+//! the store's partitions hidden, so every claim reads the due head) or `partitioned`
+//! (with history; from four live nodes each prefers the partitions it owns). Once every node is up it adds BURST (default 10,000)
 //! interval jobs that all fire at one instant, every PERIOD_S (default 20) seconds,
 //! ROUNDS (default 3) times. Each burst is reported: runs started, lateness p50 / p99 /
 //! max (start minus fire time), how long the whole burst took to start and so the runs
@@ -93,6 +96,19 @@ fn main() -> Result<(), BoxError> {
             Ok(())
         }
         _ => Err(USAGE.into()),
+    }
+}
+
+/// The nodes' run history mode, from `APS_SCALE_HISTORY` (see the crate docs).
+fn history_mode() -> Result<&'static str, BoxError> {
+    match std::env::var("APS_SCALE_HISTORY").as_deref() {
+        Err(_) | Ok("") | Ok("none") => Ok("none"),
+        Ok("plain") => Ok("plain"),
+        Ok("partitioned") => Ok("partitioned"),
+        Ok(other) => Err(format!(
+            "invalid value for APS_SCALE_HISTORY: {other:?} (none, plain or partitioned)"
+        )
+        .into()),
     }
 }
 
@@ -295,6 +311,7 @@ async fn run(plan: &Plan) -> Result<Value, BoxError> {
         "store": if postgres { "postgresql" } else { "redis" },
         "name": plan.name,
         "nodes": plan.nodes,
+        "history": history_mode()?,
         "burst": plan.burst,
         "period_s": plan.period_s,
         "load_before": load_before,
@@ -406,11 +423,20 @@ fn node(url: &str, name: &str, out: &str) -> Result<(), BoxError> {
     // Kept to the end: the store's pool was made in it.
     let inner = rt.block_on(async { store(url, name) })?;
     let timings: Arc<Mutex<Timings>> = Arc::default();
-    let timed: Arc<dyn JobStore> = Arc::new(Timed::new(inner, timings.clone()));
+    let mode = history_mode()?;
+    let history = match mode {
+        "none" => None,
+        _ => inner.run_history(),
+    };
+    let timed: Arc<dyn JobStore> =
+        Arc::new(Timed::new(inner, timings.clone(), mode == "partitioned"));
     type Noted = (Arc<str>, i64, i64);
     let noted: Arc<Mutex<Vec<Noted>>> = Arc::default();
-    let scheduler =
-        BackgroundScheduler::from_builder(Engine::builder().jobstore("default", timed))?;
+    let mut builder = Engine::builder().jobstore("default", timed);
+    if let Some(history) = history {
+        builder = builder.run_history(history, apscheduler_engine::HistoryOptions::default());
+    }
+    let scheduler = BackgroundScheduler::from_builder(builder)?;
     let n = noted.clone();
     scheduler.register_task("note", move |ctx| {
         let started = Utc::now().timestamp_micros();

@@ -29,12 +29,25 @@ pub(crate) struct Timings {
 pub(crate) struct Timed {
     inner: Arc<dyn JobStore>,
     timings: Arc<Mutex<Timings>>,
+    /// Whether the store's partitions are shown to the engine: without them it makes
+    /// plain claims of the due head, however many nodes are live (the baseline the
+    /// partitioned claims are compared with).
+    partitions: bool,
 }
 
 impl Timed {
-    /// Wraps `inner`; the timings are noted in `timings`.
-    pub(crate) fn new(inner: Arc<dyn JobStore>, timings: Arc<Mutex<Timings>>) -> Self {
-        Timed { inner, timings }
+    /// Wraps `inner`; the timings are noted in `timings`; `partitions` false hides the
+    /// store's partitions from the engine.
+    pub(crate) fn new(
+        inner: Arc<dyn JobStore>,
+        timings: Arc<Mutex<Timings>>,
+        partitions: bool,
+    ) -> Self {
+        Timed {
+            inner,
+            timings,
+            partitions,
+        }
     }
 
     fn note(&self) -> std::sync::MutexGuard<'_, Timings> {
@@ -91,7 +104,11 @@ impl JobStore for Timed {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let mut capabilities = self.inner.capabilities();
+        if !self.partitions {
+            capabilities.partitions = 0;
+        }
+        capabilities
     }
 
     async fn add_job(&self, job: Job, replace_existing: bool) -> Result<(), Error> {
