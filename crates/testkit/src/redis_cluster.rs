@@ -234,12 +234,7 @@ impl RedisCluster {
             .position(|p| *p == port)
             .expect("a node's port");
         let pid = self.nodes[i].as_ref().expect("the node runs").id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
+        crate::server::signal_pid(pid, signal);
     }
 
     /// `CONFIG SET name value` on every running node.

@@ -185,12 +185,7 @@ impl SentinelGroup {
             .position(|p| *p == port)
             .expect("a data node's port");
         let pid = self.redis[i].as_ref().expect("the node runs").id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
+        crate::server::signal_pid(pid, signal);
     }
 
     /// Waits until the Sentinels name a primary other than `old` and it answers as one.

@@ -118,3 +118,17 @@ pub(crate) fn running_as_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to the process `pid` with `kill`: the
+/// private servers' fault tests pause, resume and kill their nodes with it.
+///
+/// # Panics
+/// When `kill` cannot run or fails.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
