@@ -76,7 +76,7 @@ impl ZooKeeperJobStore {
             },
         );
         match self.commit(c, &ops).await {
-            Ok(()) => Ok(Some(outcome.map_err(|why| {
+            Ok(_) => Ok(Some(outcome.map_err(|why| {
                 log_warn!(
                     "ZooKeeper job store: job '{id}' cannot be read and is set aside \
                      (kept under {}): {why}",
@@ -121,7 +121,7 @@ impl ZooKeeperJobStore {
             },
         ];
         match self.commit(c, &ops).await {
-            Ok(()) => Ok(true),
+            Ok(_) => Ok(true),
             Err(Failed::Op { .. }) => Ok(false),
             Err(Failed::Call(e)) => Err(e),
         }
@@ -343,7 +343,7 @@ impl ZooKeeperJobStore {
                     Err(e) => return (id, Err(e)),
                 };
                 let applied = self
-                    .read_modify_write(c, &id, "release a job", |read| {
+                    .read_modify_write_at(c, &id, "release a job", |read| {
                         let Some(Read {
                             record: Ok(old),
                             version,
@@ -373,19 +373,25 @@ impl ZooKeeperJobStore {
             })
             .collect();
         let (mut lost, mut refused) = (Vec::new(), Vec::new());
+        // Whether a release applied, and the latest server time its writes gave.
+        let mut wrote: Option<Option<i64>> = None;
         for chunk in releases.chunks(BURST) {
             for (id, done) in join_all(chunk.iter().map(release)).await {
                 match done {
-                    Ok(applied) => {
-                        if !applied? {
-                            lost.push(id);
-                        }
-                    }
+                    Ok(applied) => match applied? {
+                        (true, at) => wrote = Some(wrote.flatten().max(at)),
+                        (false, _) => lost.push(id),
+                    },
                     Err(e) => refused.push((id, e)),
                 }
             }
         }
         self.unmark_held(scheduler_id, &ids);
+        if let Some(at) = wrote {
+            // Removals alone give no server time: this node's clock stands in.
+            let now = at.unwrap_or_else(|| micros::now(&Utc::now()));
+            self.wake_waiters(&c, now).await;
+        }
         Ok(apscheduler_core::Released::new(lost, refused))
     }
 }

@@ -4,8 +4,10 @@
 //! ```text
 //! <root>/jobs/<id>                                  the job: header line + state
 //! <root>/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>   index entry: when the job can be claimed
-//! <root>/changes                                    bumped by every add/modify/remove
+//! <root>/changes                                    bumped by every add/modify/remove, and by
+//!                                                   releases while a scheduler waits for one
 //! <root>/clock                                      written to read the server's time
+//! <root>/waiters/<session>_<until>                  ephemeral: a scheduler waits for a release
 //! <root>/history/jobs/<job>/<key>-<run>             one run record (JSON), per job
 //! <root>/history/ids/<run>                          where run <run>'s record is (JSON pointer)
 //! <root>/history/running/<node>+<job>+<key>+<run>   empty: run <run> is `running`
@@ -54,6 +56,8 @@ pub(crate) struct Layout {
     pub(crate) runs: String,
     pub(crate) changes: String,
     pub(crate) clock: String,
+    /// `<root>/waiters`: one ephemeral znode per scheduler waiting for a release.
+    pub(crate) waiters: String,
     /// `<root>/history/jobs`: one folder of run records per job.
     pub(crate) history_jobs: String,
     /// `<root>/history/ids`: one pointer per run id to its record.
@@ -99,6 +103,7 @@ impl Layout {
             runs: format!("{root}/runs"),
             changes: format!("{root}/changes"),
             clock: format!("{root}/clock"),
+            waiters: format!("{root}/waiters"),
             history_jobs: format!("{root}/history/jobs"),
             history_ids: format!("{root}/history/ids"),
             history_running: format!("{root}/history/running"),

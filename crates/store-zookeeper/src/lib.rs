@@ -6,7 +6,7 @@
 //! one process or on many machines, can share one ensemble: due jobs are claimed with a
 //! lease by a versioned write per job, and every (job, run time) is handed to exactly
 //! one scheduler. A watch wakes every scheduler when another process adds, changes or
-//! removes a job.
+//! removes a job, or releases one that a scheduler waits for.
 //!
 //! ## Usage
 //! ```no_run
@@ -45,7 +45,8 @@
 //! |---|---|
 //! | `P/jobs/<id>` | one JSON header line (`next` run time and lease `owner`/`expires` in UTC microseconds, `corrupt` reason), a newline, then the job's [`JobState`](apscheduler_core::JobState) as core's codec writes it (JSON by default, readable with `zkCli.sh get`) |
 //! | `P/runs/<day>/<hour>/<minute>-<shard>/<key>-<id>` | an empty index entry: the job can be claimed from instant `key` on (its next run time, or the end of a lease on it if later); paused and corrupt jobs have none. The folders are container znodes, which the server deletes once empty |
-//! | `P/changes` | written by every add, modify and remove; its watchers are woken |
+//! | `P/changes` | written by every add, modify and remove, and by a release while another session waits for one (`P/waiters`); its watchers are woken |
+//! | `P/waiters/<session>_<until>` | ephemeral and empty: the scheduler of session `<session>` (hex) sleeps until `<until>` (UTC microseconds, the server's clock), the end of a lease, which a release can bring forward |
 //! | `P/clock` | empty; written by claims and lease extensions to read the server's time (its modification time) |
 //! | `P/history/...`, `P/nodes/<node>` | the run history and the node registry (see [Run history](#run-history)) |
 //!
@@ -60,13 +61,18 @@
 //!   day folders, the first day's hours, the first hour's minute folders, that minute's
 //!   shard folders in one pipelined burst), more only where a folder is empty (the
 //!   server removes empty folders about a minute later); each reply is bounded (days,
-//!   at most 24 hours, 960 minute folders, the entries of one minute shard).
+//!   at most 24 hours, 960 minute folders, the entries of one minute shard). When the
+//!   first entry is ahead and a watch relays changes: one read of its job, to tell a
+//!   lease's end from a run time, unless it is the entry looked at last; and, for a
+//!   lease's end later than this store's recorded wait, one `multi` recording the wait.
 //! - [`acquire_due_jobs`](JobStore::acquire_due_jobs) with `k` due jobs: the same
 //!   listings (more folders when the due jobs span several minutes), then one pipelined
 //!   burst of `k` reads, one write to `P/clock` (when `k > 0`) and one burst of `k`
 //!   versioned `multi` writes.
 //! - [`release_jobs`](JobStore::release_jobs): one pipelined burst of reads and one of
-//!   writes for the whole batch.
+//!   writes for the whole batch; one more write (`P/changes`) when another session
+//!   waits for a release. A session's first release also sets a watch on `P/waiters`
+//!   and lists it once; the watch's events then tell who waits, without requests.
 //!
 //! Listing `P/jobs` (and reading every job) happens only in
 //! [`get_all_jobs`](JobStore::get_all_jobs) and
@@ -108,7 +114,12 @@
 //! - Watches: [`set_change_listener`](JobStore::set_change_listener) hears about every
 //!   add, modify and remove, from any process, through a persistent watch on
 //!   `P/changes`, and also when the connection comes back (changes made while it was
-//!   down raise no event).
+//!   down raise no event). It hears of a release while it waits for one: its next
+//!   wake-up ([`get_next_run_time`](JobStore::get_next_run_time)) is the end of
+//!   another's lease, a wait it records in `P/waiters` (removed at
+//!   [`shutdown`](JobStore::shutdown), or with its session) and that releases check
+//!   against the server's time of their writes (a batch of removals alone: the
+//!   releasing node's clock).
 //!
 //! ## Run history
 //! [`run_history`](JobStore::run_history) hands out a [`ZooKeeperRunHistory`] on the
@@ -153,6 +164,7 @@ mod layout;
 mod read;
 mod record;
 mod session;
+mod waiters;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -170,7 +182,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use zookeeper_client::{
     Acls, AddWatchMode, Client, CreateMode, CreateOptions, Error as ZkError, EventType,
-    MultiWriteError, SessionState,
+    MultiWriteError, MultiWriteResult, SessionState,
 };
 
 use crate::error::{invalid, zk};
@@ -306,6 +318,7 @@ impl ZooKeeperJobStoreBuilder {
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
             conn,
             held: Mutex::new(HashMap::new()),
+            waits: waiters::Waits::default(),
         })
     }
 }
@@ -350,6 +363,8 @@ pub struct ZooKeeperJobStore {
     /// yet: a claim whose reply was lost can still have leased them, and the contract
     /// gives such leases back at the scheduler's next claim.
     held: Mutex<HashMap<String, HashSet<String>>>,
+    /// This store's wait for a release, and what it knows of the others' waits.
+    waits: waiters::Waits,
 }
 
 impl fmt::Debug for ZooKeeperJobStore {
@@ -424,6 +439,7 @@ impl JobStore for ZooKeeperJobStore {
     }
 
     async fn shutdown(&self) -> Result<(), Error> {
+        self.stop_waiting().await;
         // Dropping the last client closes the session.
         self.conn.session.lock().await.take();
         Ok(())
@@ -458,7 +474,7 @@ impl JobStore for ZooKeeperJobStore {
         self.creation(&job.id, &record, &mut ops);
         ops.push(Op::Bump);
         match self.commit(&c, &ops).await {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(Failed::Op {
                 index: 0,
                 error: ZkError::NodeExists,
@@ -641,6 +657,9 @@ impl JobStore for ZooKeeperJobStore {
     async fn get_next_run_time(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let c = self.client().await?;
         let first = self.scan(&c, None, 1).await?;
+        if let Some(first) = first.first() {
+            self.wait_if_leased(&c, first).await;
+        }
         Ok(first.first().map(|e| micros::to_instant(e.key)))
     }
 

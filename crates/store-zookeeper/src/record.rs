@@ -37,6 +37,15 @@ impl Header {
         })
     }
 
+    /// The end of the lease on the job when it is the index key (the lease ends after
+    /// the run time): a release of the job can bring the key forward.
+    pub(crate) fn lease_end(&self) -> Option<i64> {
+        match (&self.owner, self.expires, self.next, &self.corrupt) {
+            (Some(_), Some(expires), Some(next), None) if expires > next => Some(expires),
+            _ => None,
+        }
+    }
+
     /// Whether `scheduler` holds an unexpired lease at `now` (UTC microseconds).
     pub(crate) fn held_by(&self, scheduler: &str, now: i64) -> bool {
         self.owner.as_deref() == Some(scheduler) && self.expires.is_some_and(|e| e > now)
@@ -102,9 +111,11 @@ mod tests {
         h.owner = Some("s".into());
         h.expires = Some(150);
         assert_eq!(h.due_key(), Some(150));
+        assert_eq!(h.lease_end(), Some(150));
         assert!(h.held_by("s", 149) && !h.held_by("s", 150) && !h.held_by("t", 0));
         h.expires = Some(50);
         assert_eq!(h.due_key(), Some(100));
+        assert_eq!(h.lease_end(), None);
         h.next = None;
         assert_eq!(h.due_key(), None);
         h.next = Some(1);

@@ -139,7 +139,11 @@ impl Connection {
                 .await
                 .map_err(|e| zk("create the root path", e))?;
         }
-        for path in [&self.layout.changes, &self.layout.clock] {
+        for path in [
+            &self.layout.changes,
+            &self.layout.clock,
+            &self.layout.waiters,
+        ] {
             match client.create(path, b"", &PERSISTENT).await {
                 Ok(_) | Err(ZkError::NodeExists) => {}
                 Err(e) => return Err(zk("create the root path", e)),
@@ -222,6 +226,24 @@ impl Connection {
                 }
             }
         })))
+    }
+
+    /// Whether `client`'s session relays changes to a listener (a watch on `P/changes`
+    /// is running): only then can a notification wake this store's scheduler.
+    pub(crate) async fn watching(&self, client: &Client) -> bool {
+        let slot = self.session.lock().await;
+        slot.as_ref().is_some_and(|s| {
+            s.client.session_id() == client.session_id()
+                && s.watch.as_ref().is_some_and(|w| !w.is_finished())
+        })
+    }
+
+    /// The client of the current session, if there is one (without connecting).
+    pub(crate) async fn current(&self) -> Option<Client> {
+        let slot = self.session.lock().await;
+        slot.as_ref()
+            .filter(|s| !s.client.state().is_terminated())
+            .map(|s| s.client.clone())
     }
 
     pub(crate) fn notify(&self) {

@@ -47,8 +47,10 @@ impl Failed {
 }
 
 impl ZooKeeperJobStore {
-    /// Commits `ops` as one `multi`, creating index folders that are missing.
-    pub(crate) async fn commit(&self, c: &Client, ops: &[Op]) -> Result<(), Failed> {
+    /// Commits `ops` as one `multi`, creating index folders that are missing. Returns
+    /// the server's time at the write (UTC microseconds, from the modification time
+    /// of its first data write; `None` when it set no data).
+    pub(crate) async fn commit(&self, c: &Client, ops: &[Op]) -> Result<Option<i64>, Failed> {
         let mut tries = 0;
         loop {
             let mut w = c.new_multi_writer();
@@ -69,7 +71,12 @@ impl ZooKeeperJobStore {
                 added.map_err(|e| Failed::Call(zk("prepare a write", e)))?;
             }
             match w.commit().await {
-                Ok(_) => return Ok(()),
+                Ok(results) => {
+                    return Ok(results.iter().find_map(|r| match r {
+                        MultiWriteResult::SetData { stat } => Some(stat.mtime.saturating_mul(1000)),
+                        _ => None,
+                    }))
+                }
                 Err(MultiWriteError::RequestFailed { source }) => {
                     return Err(Failed::Call(zk("write", source)))
                 }
@@ -170,15 +177,27 @@ impl ZooKeeperJobStore {
         c: &Client,
         id: &str,
         what: &'static str,
-        mut plan: impl FnMut(Option<Read>) -> Result<Step<T>, Error>,
+        plan: impl FnMut(Option<Read>) -> Result<Step<T>, Error>,
     ) -> Result<T, Error> {
+        Ok(self.read_modify_write_at(c, id, what, plan).await?.0)
+    }
+
+    /// [`read_modify_write`](Self::read_modify_write), with the server's time at the
+    /// write (see [`commit`](Self::commit); `None` when nothing was written).
+    pub(crate) async fn read_modify_write_at<T>(
+        &self,
+        c: &Client,
+        id: &str,
+        what: &'static str,
+        mut plan: impl FnMut(Option<Read>) -> Result<Step<T>, Error>,
+    ) -> Result<(T, Option<i64>), Error> {
         for _ in 0..WRITE_TRIES {
             let (ops, answer) = match plan(self.read(c, id).await?)? {
-                Step::Done(answer) => return Ok(answer),
+                Step::Done(answer) => return Ok((answer, None)),
                 Step::Write(ops, answer) => (ops, answer),
             };
             match self.commit(c, &ops).await {
-                Ok(()) => return Ok(answer),
+                Ok(at) => return Ok((answer, at)),
                 Err(Failed::Op {
                     error: ZkError::BadVersion | ZkError::NoNode,
                     ..
@@ -255,7 +274,7 @@ impl ZooKeeperJobStore {
             self.creation(id, record, &mut ops);
             ops.push(Op::Bump);
             match self.commit(c, &ops).await {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(Failed::Op {
                     index: 0,
                     error: ZkError::NodeExists,
