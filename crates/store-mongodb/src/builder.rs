@@ -100,6 +100,7 @@ impl MongoDbJobStoreBuilder {
                 ),
             ));
         }
+        let token: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         Ok(MongoDbJobStore {
             link: Arc::new(Link {
                 namespace: format!("{}.{}", self.database, self.collection),
@@ -113,8 +114,9 @@ impl MongoDbJobStoreBuilder {
                 no_server_time: AtomicBool::new(false),
             }),
             codec: StateCodec::new(self.state_format, self.max_state_bytes),
-            changes: apscheduler_core::ChangeChannel::new(""),
+            changes: apscheduler_core::ChangeChannel::new(token.clone()),
             streaming: Arc::new(AtomicBool::new(false)),
+            waits: Arc::new(crate::waits::Waits::new(token)),
         })
     }
 }

@@ -16,14 +16,24 @@ impl JobStore for MongoDbJobStore {
             tokio::runtime::Handle::try_current(),
         ) {
             self.changes.stop().await;
-            let task = runtime.spawn(changes::watch_loop(
+            let jobs = runtime.spawn(changes::watch_loop(
                 self.link.clone(),
-                listener,
-                self.streaming.clone(),
+                changes::JobChanges {
+                    listener: listener.clone(),
+                    streaming: self.streaming.clone(),
+                },
+            ));
+            let waits = runtime.spawn(changes::watch_loop(
+                self.link.clone(),
+                waits::WaitChanges {
+                    waits: self.waits.clone(),
+                    listener,
+                },
             ));
             let streaming = self.streaming.clone();
             self.changes.listening(Box::new(move || {
-                task.abort();
+                jobs.abort();
+                waits.abort();
                 streaming.store(false, Ordering::SeqCst);
                 Box::pin(async {})
             }));
@@ -33,9 +43,10 @@ impl JobStore for MongoDbJobStore {
 
     /// Heard through a change stream on the jobs collection, from
     /// [`start`](JobStore::start) on, where the server offers change streams (a replica
-    /// set): every job added, replaced, changed (run time or state), released or
-    /// removed, by any process, this store included, calls it; claims and lease
-    /// extensions do not. It is called too each time the stream opens or ends. While
+    /// set): every job added, replaced, changed (run time or state) or removed, by any
+    /// process, this store included, calls it; claims and lease extensions do not, and
+    /// a release does only while this store waits for it (its next wake-up was the
+    /// end of that lease; the wait is recorded in `<collection>_waiters`). It is called too each time the stream opens or ends. While
     /// no stream is open, [`capabilities`](JobStore::capabilities) says so and the
     /// scheduler looks every `change_poll` instead.
     fn set_change_listener(&self, listener: apscheduler_core::ChangeListener) {
@@ -45,6 +56,10 @@ impl JobStore for MongoDbJobStore {
     /// Stops the change stream and forgets the client, shutting it down when the store
     /// created it.
     async fn shutdown(&self) -> Result<(), Error> {
+        let conn = self.link.conn.lock().clone();
+        if let Some(conn) = conn {
+            self.waits.stop_waiting(&conn).await;
+        }
         self.changes.stop().await;
         let _connecting = self.link.connecting.lock().await;
         let conn = self.link.conn.lock().take();
@@ -306,6 +321,13 @@ impl JobStore for MongoDbJobStore {
         } else {
             None
         };
+        if let Some(leased) = leased.filter(|&l| free.is_none_or(|f| l <= f)) {
+            // The next wake-up is a lease's end (or a leased job's run time): a
+            // release before it should wake this scheduler.
+            if leased > micros(&Utc::now()) {
+                self.waits.wait_until(&conn, leased).await;
+            }
+        }
         Ok(match (free, leased) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -551,6 +573,11 @@ impl JobStore for MongoDbJobStore {
                     .filter(|id| !applied.contains(**id))
                     .map(|id| Arc::from(*id)),
             );
+        }
+        if !unique.is_empty() {
+            self.waits
+                .wake_waiters(&conn, micros(&Utc::now()), &self.link.namespace)
+                .await;
         }
         Ok(Released::new(lost, refused))
     }

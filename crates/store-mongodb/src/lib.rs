@@ -146,10 +146,20 @@
 //! Where the server offers change streams (a replica set, a sharded cluster,
 //! SecantusDB; a standalone `mongod` has none), [`start`](JobStore::start) opens one on
 //! the jobs collection when the scheduler set a change listener, so a scheduler asleep
-//! is woken as soon as another process adds, replaces, removes or releases a job, or
-//! changes its run time or state. The stream is filtered on the server: claims and
-//! lease extensions (which only touch the lease fields) wake nobody. The store's own
-//! writes are heard too (one spare pass each). The store declares
+//! is woken as soon as another process adds, replaces or removes a job, or changes its
+//! run time or state. The stream is filtered on the server: claims and lease
+//! extensions (which only touch the lease fields) and releases (which carry a
+//! `release_token`) wake nobody through it. The store's own writes are heard too (one
+//! spare pass each).
+//!
+//! A release wakes only the schedulers waiting for it. A scheduler whose next wake-up
+//! ([`get_next_run_time`](JobStore::get_next_run_time)) is the end of another's lease
+//! records a wait, the document `{_id: <store token>, until: <lease end, µs>, wakes}`
+//! in `<collection>_waiters` (removed at shutdown), and watches its own document there
+//! with a second change stream. A release, after its writes, sends one `updateMany`
+//! `{until: {$gt: now}}` → `{$inc: {wakes: 1}}`, which wakes exactly the schedulers
+//! whose wait is ahead; the same stream tells every store the latest `until` recorded,
+//! so a release made while no wait is ahead sends nothing. The store declares
 //! [`Capabilities::notifications`](apscheduler_core::Capabilities::notifications)
 //! only while the stream is open, so the scheduler polls every `change_poll`
 //! otherwise: before it opens, when the server has none (said once at `info`), and
@@ -301,7 +311,8 @@
 // | `ops`       | claim rounds, inserts, corrupt marks, the server's time            |
 // | `job_store` | `JobStore` for `MongoDbJobStore`                                    |
 // | `codec`     | jobs as documents                                                  |
-// | `changes`   | the change stream                                                  |
+// | `changes`   | the change streams                                                 |
+// | `waits`     | waits for releases: who a release wakes                            |
 // | `history`   | `MongoDbRunHistory`                                                |
 // | `config`    | `type = "mongodb"`: the configuration and registration           |
 mod config;
@@ -315,6 +326,7 @@ mod job_store;
 mod link;
 mod names;
 mod ops;
+mod waits;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -384,6 +396,8 @@ pub struct MongoDbJobStore {
     changes: apscheduler_core::ChangeChannel,
     /// Whether a change stream is open now (then the store declares notifications).
     streaming: Arc<AtomicBool>,
+    /// This store's waits for other schedulers' releases.
+    waits: Arc<waits::Waits>,
 }
 
 impl fmt::Debug for MongoDbJobStore {

@@ -49,6 +49,8 @@ pub(crate) struct Conn {
     pub(crate) database: Database,
     pub(crate) jobs: Collection<Document>,
     pub(crate) raw: Collection<RawDocumentBuf>,
+    /// `<collection>_waiters`: the schedulers' waits for releases ([`crate::waits`]).
+    pub(crate) waiters: Collection<Document>,
 }
 
 impl Link {
@@ -186,6 +188,11 @@ impl Link {
         }
         Ok(Conn {
             raw: jobs.clone_with_type(),
+            waiters: database.collection(&format!(
+                "{}{}",
+                self.collection,
+                crate::waits::WAITERS_SUFFIX
+            )),
             client,
             database,
             jobs,
