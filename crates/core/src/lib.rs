@@ -8,7 +8,8 @@
 //! - [`Job`] and its persisted form [`JobState`]; [`Task`], [`TaskFn`] and the
 //!   [`TaskRegistry`] of named tasks.
 //! - [`JobStore`]: where jobs live, with an atomic claim-with-lease protocol so several
-//!   schedulers can share one store.
+//!   schedulers can share one store; [`StoreWrapper`]: a store wrapping another one,
+//!   forwarding every call to it with a hook around each.
 //! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`];
 //!   [`run`] holds the one task runner and outcome reporting every executor uses.
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
@@ -54,6 +55,7 @@ pub mod diag;
 mod error;
 pub mod event;
 mod executor;
+mod forward;
 pub mod history;
 mod job;
 pub mod node;
@@ -74,6 +76,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{DeferredRun, Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
+pub use forward::{Reply, StoreOp, StoreReply, StoreWrapper};
 pub use history::{
     Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunQuery, RunRecord, StreakChange,
 };

@@ -198,6 +198,8 @@ impl ClaimHint<'_> {
 ///   state or removing the job.
 /// - Errors are [`Error`]s with a kind callers match on: `NotFound`, `Conflict`,
 ///   `Serialization` (a job that cannot be stored), `Unavailable` (retry later).
+// A method added here must be forwarded in forward.rs too (a wrapper would otherwise
+// run the default instead of the wrapped store's own).
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
     /// Called when the store is attached to a running scheduler under `alias`

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use apscheduler_core::{JobStore, RunObserver, RunOutcome, RunRecord};
+use apscheduler_core::{ClaimHint, JobRelease, JobStore, RunObserver, RunOutcome, RunRecord};
 use apscheduler_http::metrics::{
     MeteredStore, MetricsOptions, RunMetrics, FIRE_LATENESS_BUCKETS, RUN_DURATION_BUCKETS,
 };
@@ -500,6 +500,32 @@ fn metered_store_times_each_call_by_method() {
             .await
             .unwrap();
         assert_eq!(acquired.jobs.len(), 1);
+        let hint = ClaimHint {
+            partitions: 1,
+            owned: &[0],
+        };
+        let preferring = store
+            .acquire_due_jobs_preferring(
+                "s",
+                at(15).with_timezone(&Utc),
+                10,
+                Duration::from_secs(30),
+                hint,
+            )
+            .await
+            .unwrap();
+        assert!(preferring.jobs.is_empty(), "the one due job is leased");
+        let mut one = acquired.jobs[0].clone();
+        one.next_run_time = Some(at(70));
+        let released = store
+            .release_jobs("s", vec![JobRelease::Update(one)])
+            .await
+            .unwrap();
+        assert!(released.is_complete());
+        store
+            .release_jobs_recorded("s", Vec::new(), &[])
+            .await
+            .unwrap();
         store.remove_job("two").await.unwrap();
         assert!(
             store.remove_job("two").await.is_err(),
@@ -525,14 +551,27 @@ fn metered_store_times_each_call_by_method() {
     assert_eq!(count("lookup_job"), 2.0);
     assert_eq!(count("get_all_jobs"), 1.0);
     assert_eq!(count("get_next_run_time"), 1.0);
-    assert_eq!(count("acquire_due_jobs"), 1.0);
+    assert_eq!(
+        count("acquire_due_jobs"),
+        2.0,
+        "a partition-aware claim is timed as a claim"
+    );
+    assert_eq!(
+        count("release_jobs"),
+        2.0,
+        "a release with run records is timed as a release"
+    );
     assert_eq!(count("remove_job"), 2.0, "failed calls are timed too");
-    assert!(value(
-        &s,
-        "aps_store_round_trip_seconds_count",
-        &[("op", "update_job")]
-    )
-    .is_none());
+    for op in [
+        "update_job",
+        "acquire_due_jobs_preferring",
+        "release_jobs_recorded",
+    ] {
+        assert!(
+            value(&s, "aps_store_round_trip_seconds_count", &[("op", op)]).is_none(),
+            "no {op} label"
+        );
+    }
     let Some(Value::Histogram(buckets)) =
         value(&s, "aps_store_round_trip_seconds", &[("op", "lookup_job")])
     else {
