@@ -363,6 +363,7 @@ mod first;
 mod held;
 mod history;
 mod history_ops;
+mod job_store;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "mysql")]
@@ -373,6 +374,7 @@ mod read_only;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod run_starts;
 mod runs;
+mod runs_sql;
 mod runs_upgrade;
 mod schema;
 mod shared;

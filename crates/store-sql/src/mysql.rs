@@ -12,7 +12,8 @@ use sqlx::{MySql, Row as _};
 use crate::backend::prelude::*;
 use crate::held::Held;
 use crate::mysql_script::{self as script, Script};
-use crate::runs::{read_run, RunStatements};
+use crate::runs::read_run;
+use crate::runs_sql::RunStatements;
 use crate::shared::migrate_on;
 
 /// The server's time in microseconds since the epoch, in UTC whatever the session's

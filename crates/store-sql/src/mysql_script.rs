@@ -17,7 +17,8 @@ use sqlx::Either;
 
 use crate::backend::CHUNK;
 use crate::driver::Release;
-use crate::runs::{RunStatements, RunWrite};
+use crate::runs::RunWrite;
+use crate::runs_sql::RunStatements;
 
 /// Most bytes of values (before their hexadecimal encoding doubles them) a pass's
 /// script carries: far below MariaDB's default `max_allowed_packet` (16 MiB) once

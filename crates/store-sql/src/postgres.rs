@@ -74,7 +74,7 @@ fn release_statement(jobs: &str, waiters: &str, recorded: &str) -> String {
 impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
-        let runs = crate::runs::RunStatements::new(Dialect::Postgres, n);
+        let runs = crate::runs_sql::RunStatements::new(Dialect::Postgres, n);
         // Each row gets its claim partition from its id (an upsert keeps it: same id).
         let insert = format!(
             "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \

@@ -6,13 +6,13 @@
 //! its run id's pointer (checked against the pointer's version read before it) and its
 //! entry in the running index, so the three always agree.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
 use apscheduler_core::{
-    async_trait, log_warn, Error, ErrorKind, NodeInfo, NodeRegistry, RunElsewhere, RunHistory,
-    RunOutcome, RunQuery, RunRecord,
+    async_trait, log_warn, Error, ErrorKind, NodeRegistry, RunElsewhere, RunHistory, RunQuery,
+    RunRecord,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -20,11 +20,15 @@ use serde::{Deserialize, Serialize};
 use zookeeper_client::{Client, Error as ZkError, MultiWriteError};
 
 use crate::error::zk;
-use crate::layout::{self, Layout, RunningName};
+use crate::layout::{self, Layout};
 use crate::session::Connection;
 use crate::write::Failed;
-use crate::{BURST, CONTAINER, MULTI_BYTES, PERSISTENT, WRITE_TRIES};
+use crate::{BURST, CONTAINER, PERSISTENT};
+use query::Candidate;
 
+mod nodes;
+mod query;
+mod records;
 mod starts;
 
 /// The largest record stored: a znode holds at most about 1 MB, so a record over this
@@ -100,14 +104,6 @@ impl fmt::Debug for ZooKeeperRunHistory {
             .field("path", &self.layout.root)
             .finish_non_exhaustive()
     }
-}
-
-/// A record's znode found by listing a job's folder.
-#[derive(Debug, Clone)]
-struct Candidate {
-    key: i64,
-    run: String,
-    path: String,
 }
 
 fn serialization(what: &str, path: &str, why: impl fmt::Display) -> Error {
@@ -265,73 +261,6 @@ impl ZooKeeperRunHistory {
         }
     }
 
-    /// The writes that store `record` (encoded as `data`) over what `old` says is there.
-    fn record_ops(
-        &self,
-        record: &RunRecord,
-        data: Vec<u8>,
-        old: Option<(Pointer, i32)>,
-    ) -> Result<Vec<HOp>, Error> {
-        let key = key_of(record.scheduled_at);
-        let running = (record.outcome == RunOutcome::Running)
-            .then(|| layout::running_name(&record.node, &record.job_id, key, &record.run_id));
-        let pointer = Pointer {
-            record: Layout::run_relative(&record.job_id, key, &record.run_id),
-            running: running.clone(),
-        };
-        let pointer_data = serde_json::to_vec(&pointer)
-            .map_err(|e| Error::new(ErrorKind::Serialization, format!("run pointer: {e}")))?;
-        let pointer_path = self.layout.run_pointer(&record.run_id);
-        let path = self.layout.run(&record.job_id, key, &record.run_id);
-        let mut ops = Vec::new();
-        let old_running = match old {
-            None => {
-                ops.push(HOp::Create {
-                    path: pointer_path,
-                    data: pointer_data,
-                });
-                ops.push(HOp::Create { path, data });
-                None
-            }
-            Some((old, version)) => {
-                ops.push(HOp::Set {
-                    path: pointer_path,
-                    data: pointer_data,
-                    version: Some(version),
-                });
-                if old.record == pointer.record {
-                    ops.push(HOp::Set {
-                        path,
-                        data,
-                        version: None,
-                    });
-                } else {
-                    ops.push(HOp::Delete {
-                        path: format!("{}/{}", self.layout.history_jobs, old.record),
-                        version: None,
-                    });
-                    ops.push(HOp::Create { path, data });
-                }
-                old.running
-            }
-        };
-        if old_running != running {
-            if let Some(name) = old_running {
-                ops.push(HOp::Delete {
-                    path: self.layout.running(&name),
-                    version: None,
-                });
-            }
-            if let Some(name) = running {
-                ops.push(HOp::Create {
-                    path: self.layout.running(&name),
-                    data: Vec::new(),
-                });
-            }
-        }
-        Ok(ops)
-    }
-
     /// Lists a folder's children; a missing folder has none.
     async fn children(c: &Client, path: &str) -> Result<Vec<String>, Error> {
         match c.list_children(path).await {
@@ -339,38 +268,6 @@ impl ZooKeeperRunHistory {
             Err(ZkError::NoNode) => Ok(Vec::new()),
             Err(e) => Err(zk("list run records", e)),
         }
-    }
-
-    /// The record znodes in these job folders, listed in bursts.
-    async fn candidates(&self, c: &Client, folders: &[String]) -> Result<Vec<Candidate>, Error> {
-        let mut out = Vec::new();
-        for chunk in folders.chunks(BURST) {
-            let listed = join_all(chunk.iter().map(|f| Self::children(c, f))).await;
-            for (folder, names) in chunk.iter().zip(listed) {
-                for name in names? {
-                    match layout::parse_run_name(&name) {
-                        Some(n) => out.push(Candidate {
-                            key: n.key,
-                            run: n.run,
-                            path: format!("{folder}/{name}"),
-                        }),
-                        None => log_warn!(
-                            "ZooKeeper run history: ignoring the znode {folder}/{name} (not a run record)"
-                        ),
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every job folder.
-    async fn all_folders(&self, c: &Client) -> Result<Vec<String>, Error> {
-        let names = Self::children(c, &self.layout.history_jobs).await?;
-        Ok(names
-            .into_iter()
-            .map(|n| format!("{}/{n}", self.layout.history_jobs))
-            .collect())
     }
 
     /// Reads these records (missing ones, pruned meanwhile, left out) with their
@@ -393,356 +290,6 @@ impl ZooKeeperRunHistory {
             }
         }
         Ok(out)
-    }
-
-    /// The running index, decoded.
-    async fn running_entries(&self, c: &Client) -> Result<Vec<(String, RunningName)>, Error> {
-        let names = Self::children(c, &self.layout.history_running).await?;
-        Ok(names
-            .into_iter()
-            .filter_map(|name| {
-                let parsed = layout::parse_running_name(&name);
-                if parsed.is_none() {
-                    log_warn!(
-                        "ZooKeeper run history: ignoring the running entry {name:?} (not one)"
-                    );
-                }
-                parsed.map(|p| (name, p))
-            })
-            .collect())
-    }
-
-    /// Deletes the ended records among `candidates` that `keep_out` does not spare,
-    /// each checked against the version read (a record rewritten meanwhile stays);
-    /// returns how many went. Unreadable records are never deleted.
-    async fn delete_ended(
-        &self,
-        c: &Client,
-        candidates: &[Candidate],
-        spare: impl Fn(&RunRecord) -> bool,
-    ) -> Result<u64, Error> {
-        let mut removed = 0;
-        for chunk in candidates.chunks(BURST) {
-            let paths: Vec<&str> = chunk.iter().map(|c| c.path.as_str()).collect();
-            let reads = Self::read_records(c, &paths).await?;
-            let mut deletions = Vec::new();
-            for (cand, read) in chunk.iter().zip(reads) {
-                let Some((record, version)) = read else {
-                    continue;
-                };
-                match record {
-                    Err(e) => log_warn!("ZooKeeper run history: not pruning: {e}"),
-                    Ok(r) if r.outcome == RunOutcome::Running || spare(&r) => {}
-                    Ok(_) => deletions.push(vec![
-                        HOp::Delete {
-                            path: cand.path.clone(),
-                            version: Some(version),
-                        },
-                        HOp::Delete {
-                            path: self.layout.run_pointer(&cand.run),
-                            version: None,
-                        },
-                    ]),
-                }
-            }
-            for done in join_all(deletions.iter().map(|ops| Self::commit(c, ops))).await {
-                match done {
-                    Ok(()) => removed += 1,
-                    // Rewritten or removed meanwhile.
-                    Err(Failed::Op { .. }) => {}
-                    Err(Failed::Call(e)) => return Err(e),
-                }
-            }
-        }
-        Ok(removed)
-    }
-
-    async fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let c = self.client().await?;
-        let folders = match &query.job_id {
-            Some(job) => vec![self.layout.run_folder(job)],
-            None => self.all_folders(&c).await?,
-        };
-        let (since, until) = (query.since.map(key_of), query.until.map(key_of));
-        let mut candidates: Vec<Candidate> = self
-            .candidates(&c, &folders)
-            .await?
-            .into_iter()
-            // A superset of the time window (keys are rounded down); `matches` decides.
-            .filter(|cand| {
-                since.is_none_or(|s| cand.key >= s) && until.is_none_or(|u| cand.key <= u)
-            })
-            .collect();
-        candidates.sort_unstable_by(|a, b| (b.key, &b.run).cmp(&(a.key, &a.run)));
-        let filtered = query.outcome.is_some() || query.node.is_some();
-        let mut found = Vec::new();
-        let mut next = 0;
-        while next < candidates.len() && found.len() < query.limit {
-            let want = if filtered {
-                BURST
-            } else {
-                (query.limit - found.len()).clamp(1, BURST)
-            };
-            let page = &candidates[next..(next + want).min(candidates.len())];
-            next += page.len();
-            let paths: Vec<&str> = page.iter().map(|c| c.path.as_str()).collect();
-            for read in Self::read_records(&c, &paths).await?.into_iter().flatten() {
-                let record = read.0?;
-                if query.matches(&record) && found.len() < query.limit {
-                    found.push(record);
-                }
-            }
-        }
-        found.sort_by(|a, b| (b.scheduled_at, &b.run_id).cmp(&(a.scheduled_at, &a.run_id)));
-        Ok(found)
-    }
-
-    async fn record(&self, records: &[RunRecord]) -> Result<(), Error> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        // A run id named twice: its last record counts.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in records.iter().enumerate() {
-            last.insert(&r.run_id, i);
-        }
-        let mut encoded: Vec<(&RunRecord, Vec<u8>)> = Vec::with_capacity(last.len());
-        for (i, r) in records.iter().enumerate() {
-            if last[r.run_id.as_str()] == i {
-                encoded.push((r, encode_record(r)?));
-            }
-        }
-        let c = self.client().await?;
-        let mut pending: Vec<usize> = (0..encoded.len()).collect();
-        for _ in 0..WRITE_TRIES {
-            // Where each record is now (one burst of reads), then its writes.
-            let mut planned: Vec<(usize, Vec<HOp>)> = Vec::with_capacity(pending.len());
-            for chunk in pending.chunks(BURST) {
-                let pointers = join_all(
-                    chunk
-                        .iter()
-                        .map(|&i| self.read_pointer(&c, &encoded[i].0.run_id)),
-                )
-                .await;
-                for (&i, old) in chunk.iter().zip(pointers) {
-                    let (record, data) = &encoded[i];
-                    planned.push((i, self.record_ops(record, data.clone(), old?)?));
-                }
-            }
-            // As few multis as the size limit allows.
-            let mut chunks: Vec<(Vec<usize>, Vec<HOp>)> = vec![(Vec::new(), Vec::new())];
-            let mut bytes = 0;
-            for (i, ops) in planned {
-                let size: usize = ops.iter().map(HOp::bytes).sum();
-                let last = chunks.last_mut().expect("a chunk");
-                if bytes + size > MULTI_BYTES && !last.0.is_empty() {
-                    chunks.push((Vec::new(), Vec::new()));
-                    bytes = 0;
-                }
-                bytes += size;
-                let last = chunks.last_mut().expect("a chunk");
-                last.0.push(i);
-                last.1.extend(ops);
-            }
-            let done = join_all(chunks.iter().map(|(_, ops)| Self::commit(&c, ops))).await;
-            let mut again = Vec::new();
-            let mut folders = HashSet::new();
-            for ((indexes, ops), result) in chunks.iter().zip(done) {
-                match result {
-                    Ok(()) => {}
-                    Err(Failed::Call(e)) => return Err(e),
-                    Err(Failed::Op { index, error }) => {
-                        if let (ZkError::NoNode, Some(HOp::Create { .. })) =
-                            (&error, ops.get(index))
-                        {
-                            for &i in indexes {
-                                folders.insert(self.layout.run_folder(&encoded[i].0.job_id));
-                            }
-                        }
-                        // Changed meanwhile (BadVersion, NodeExists) or a folder was
-                        // missing: read again and write again.
-                        again.extend_from_slice(indexes);
-                    }
-                }
-            }
-            if again.is_empty() {
-                return Ok(());
-            }
-            if !folders.is_empty() {
-                self.make_job_folders(&c, &folders).await?;
-            }
-            pending = again;
-        }
-        Err(contended(&format!(
-            "run record '{}'",
-            encoded[pending[0]].0.run_id
-        )))
-    }
-
-    async fn interrupt(
-        &self,
-        node: &str,
-        now: DateTime<Utc>,
-        message: &str,
-    ) -> Result<Vec<RunRecord>, Error> {
-        let c = self.client().await?;
-        let mut changed = Vec::new();
-        // Entries that cannot be interrupted here (their record is missing or no longer
-        // running): not tried again in this call.
-        let mut skipped: HashSet<String> = HashSet::new();
-        for _ in 0..WRITE_TRIES {
-            let mine: Vec<(String, RunningName)> = self
-                .running_entries(&c)
-                .await?
-                .into_iter()
-                .filter(|(name, e)| e.node == node && !skipped.contains(name))
-                .collect();
-            if mine.is_empty() {
-                return Ok(changed);
-            }
-            let paths: Vec<String> = mine
-                .iter()
-                .map(|(_, e)| self.layout.run(&e.job, e.key, &e.run))
-                .collect();
-            let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-            let reads = Self::read_records(&c, &path_refs).await?;
-            let mut writes = Vec::new();
-            for (((name, entry), path), read) in mine.iter().zip(&paths).zip(reads) {
-                let Some((record, version)) = read else {
-                    skipped.insert(name.clone());
-                    continue;
-                };
-                let mut record = record?;
-                if record.outcome != RunOutcome::Running {
-                    skipped.insert(name.clone());
-                    continue;
-                }
-                record.outcome = RunOutcome::Interrupted;
-                record.finished_at = Some(now);
-                record.message = Some(message.to_owned());
-                let pointer = Pointer {
-                    record: Layout::run_relative(&entry.job, entry.key, &entry.run),
-                    running: None,
-                };
-                let ops = vec![
-                    // Only one caller's write of the version read succeeds: the record
-                    // is handed to that caller alone.
-                    HOp::Set {
-                        path: path.clone(),
-                        data: encode_record(&record)?,
-                        version: Some(version),
-                    },
-                    HOp::Set {
-                        path: self.layout.run_pointer(&entry.run),
-                        data: serde_json::to_vec(&pointer).map_err(|e| {
-                            Error::new(ErrorKind::Serialization, format!("run pointer: {e}"))
-                        })?,
-                        version: None,
-                    },
-                    HOp::Delete {
-                        path: self.layout.running(name),
-                        version: None,
-                    },
-                ];
-                writes.push((name, record, ops));
-            }
-            let results = join_all(writes.iter().map(|(_, _, ops)| Self::commit(&c, ops))).await;
-            let mut retry = false;
-            for ((name, record, _), result) in writes.into_iter().zip(results) {
-                match result {
-                    Ok(()) => changed.push(record),
-                    // Rewritten meanwhile: look again (another caller's interrupt
-                    // removes the entry; a rewrite that keeps it running does not).
-                    Err(Failed::Op {
-                        error: ZkError::BadVersion,
-                        ..
-                    }) => retry = true,
-                    Err(Failed::Op { .. }) => {
-                        skipped.insert(name.clone());
-                    }
-                    Err(Failed::Call(e)) => {
-                        if changed.is_empty() {
-                            return Err(e);
-                        }
-                        // These are interrupted already: hand them over; the rest
-                        // stay running for the next call.
-                        log_warn!("ZooKeeper run history: interrupting runs of {node}: {e}");
-                        return Ok(changed);
-                    }
-                }
-            }
-            if !retry && changed.is_empty() {
-                return Ok(changed);
-            }
-        }
-        Ok(changed)
-    }
-}
-
-#[async_trait]
-impl NodeRegistry for ZooKeeperRunHistory {
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
-        let data = serde_json::to_vec(node).map_err(|e| {
-            Error::new(
-                ErrorKind::Serialization,
-                format!("node entry '{}': {e}", node.node),
-            )
-        })?;
-        let path = self.layout.node(&node.node);
-        let c = self.client().await?;
-        for _ in 0..WRITE_TRIES {
-            match c.set_data(&path, &data, None).await {
-                Ok(_) => return Ok(()),
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(zk("write a heartbeat", e)),
-            }
-            match c.create(&path, &data, &PERSISTENT).await {
-                Ok(_) => return Ok(()),
-                Err(ZkError::NodeExists) => {}
-                Err(ZkError::NoNode) => self.make_folders(&c).await?,
-                Err(e) => return Err(zk("write a heartbeat", e)),
-            }
-        }
-        Err(contended(&format!("node entry '{}'", node.node)))
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
-        let c = self.client().await?;
-        let names = Self::children(&c, &self.layout.nodes).await?;
-        let paths: Vec<String> = names
-            .iter()
-            .map(|n| format!("{}/{n}", self.layout.nodes))
-            .collect();
-        let mut nodes = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(BURST) {
-            for (path, read) in chunk
-                .iter()
-                .zip(join_all(chunk.iter().map(|p| c.get_data(p))).await)
-            {
-                match read {
-                    Ok((data, _)) => nodes.push(
-                        serde_json::from_slice::<NodeInfo>(&data)
-                            .map_err(|e| serialization("node entry", path, e))?,
-                    ),
-                    Err(ZkError::NoNode) => {}
-                    Err(e) => return Err(zk("read node entries", e)),
-                }
-            }
-        }
-        nodes.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(nodes)
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
-        let c = self.client().await?;
-        match c.delete(&self.layout.node(node), None).await {
-            Ok(()) => Ok(true),
-            Err(ZkError::NoNode) => Ok(false),
-            Err(e) => Err(zk("remove a node entry", e)),
-        }
     }
 }
 
