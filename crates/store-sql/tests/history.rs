@@ -22,39 +22,7 @@ use apscheduler_core::{ErrorKind, JobStore, RunHistory, RunOutcome, RunQuery, Ru
 use apscheduler_store_sql::SqlJobStore;
 use apscheduler_testkit::history::{base, record};
 use chrono::Duration;
-use support::{server_url, Raw, Tables, TempDir, MYSQL_ENV, POSTGRES_ENV};
-
-/// Runs `check` against SQLite (temporary file), PostgreSQL and MySQL/MariaDB.
-macro_rules! on_every_backend {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let dir = super::TempDir::new();
-                let tables = super::Tables::new(&dir.sqlite_url("jobs.sqlite"));
-                super::$check(&tables).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some(url) = super::server_url(super::POSTGRES_ENV, concat!("postgres::", stringify!($check))) else {
-                    return;
-                };
-                super::$check(&super::Tables::new(&url)).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some(url) = super::server_url(super::MYSQL_ENV, concat!("mysql::", stringify!($check))) else {
-                    return;
-                };
-                super::$check(&super::Tables::new(&url)).await;
-            })*
-        }
-    };
-}
+use support::{on_every_backend, server_url, Raw, Tables, TempDir, MYSQL_ENV, POSTGRES_ENV};
 
 on_every_backend!(
     history_conformance,

@@ -13,39 +13,7 @@ use apscheduler_store_sql::SqlJobStore;
 use apscheduler_testkit::history_fields::{
     check_attempt_backfill_due_at, check_old_format_record, old_format_record,
 };
-use support::{server_url, Raw, Tables, TempDir, MYSQL_ENV, POSTGRES_ENV};
-
-/// Runs `check` against SQLite (temporary file), PostgreSQL and MySQL/MariaDB.
-macro_rules! on_every_backend {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let dir = super::TempDir::new();
-                let tables = super::Tables::new(&dir.sqlite_url("jobs.sqlite"));
-                super::$check(&tables).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some(url) = super::server_url(super::POSTGRES_ENV, concat!("postgres::", stringify!($check))) else {
-                    return;
-                };
-                super::$check(&super::Tables::new(&url)).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some(url) = super::server_url(super::MYSQL_ENV, concat!("mysql::", stringify!($check))) else {
-                    return;
-                };
-                super::$check(&super::Tables::new(&url)).await;
-            })*
-        }
-    };
-}
+use support::{on_every_backend, Raw, Tables};
 
 on_every_backend!(
     an_old_table_is_upgraded_at_prepare,

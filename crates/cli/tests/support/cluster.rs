@@ -1,6 +1,8 @@
 //! Three `aps run` daemons on one shared store, and reading back what they did: the
-//! cluster tests' helpers, shared by every store's (`cluster.rs`, `sentinel.rs`).
+//! cluster tests' helpers (`cluster_*.rs`; `failover.rs` builds on them), and the turn
+//! they take one at a time.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,3 +78,84 @@ pub fn micros(rfc3339: &str) -> i64 {
         .unwrap()
         .timestamp_micros()
 }
+
+/// The nodes `aps nodes` lists as live, by name.
+pub fn node_names(url: &str) -> Vec<String> {
+    let nodes: Vec<Value> =
+        serde_json::from_slice(&aps_ok(&["nodes", "--json", "--store", url])).unwrap();
+    for n in &nodes {
+        assert_eq!(n["state"], "live", "{n}");
+    }
+    nodes
+        .iter()
+        .map(|n| n["node"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The gaps in each job's fire times (`job-000` .. `job-{jobs-1}`, a second apart) in
+/// `times` (the recorded (job, fire time µs) keys, sorted): a job without runs, or
+/// whose runs start later than 2 s after `started` or end earlier than `end_slack` s
+/// before `ended`, and every missing second, but those `excused` (counted instead).
+/// Returns the gaps and the number excused.
+pub fn gaps<'a>(
+    times: impl Iterator<Item = &'a (String, i64)>,
+    jobs: usize,
+    (started, ended, end_slack): (i64, i64, i64),
+    excused: impl Fn(i64) -> bool,
+) -> (Vec<String>, usize) {
+    let mut by_job: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (job, t) in times {
+        by_job.entry(job).or_default().push(*t);
+    }
+    let (mut gaps, mut excused_count) = (Vec::new(), 0);
+    for i in 0..jobs {
+        let job = format!("job-{i:03}");
+        let times = by_job
+            .get(job.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (Some(first), Some(last)) = (times.first(), times.last()) else {
+            gaps.push(format!("{job}: no run"));
+            continue;
+        };
+        if *first > started + 2 * SECOND || *last < ended - end_slack * SECOND {
+            gaps.push(format!("{job}: runs only from {first} to {last}"));
+        }
+        for pair in times.windows(2) {
+            if (pair[1] - pair[0]) % SECOND != 0 {
+                gaps.push(format!(
+                    "{job}: {} µs between {} and {}",
+                    pair[1] - pair[0],
+                    pair[0],
+                    pair[1]
+                ));
+                continue;
+            }
+            let mut t = pair[0] + SECOND;
+            while t < pair[1] {
+                if excused(t) {
+                    excused_count += 1;
+                } else {
+                    gaps.push(format!(
+                        "{job}: no record of {t} (between {} and {})",
+                        pair[0], pair[1]
+                    ));
+                }
+                t += SECOND;
+            }
+        }
+    }
+    (gaps, excused_count)
+}
+
+/// Runs `f` while no other cluster test runs: two would share the machine's two cores,
+/// and the Redis tests share one database, which each flushes as it starts and ends (so
+/// `f` creates its `Database` and drops it within its turn). The lock is per test
+/// binary: `cargo test` runs the binaries one after another.
+pub fn static_turn(f: impl FnOnce()) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    f();
+}
+
+/// One cluster test at a time (see [`static_turn`]).
+pub static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod databases;
 pub mod failover;
+pub mod max_instances;
 
 /// The `aps` binary under test.
 pub const APS: &str = env!("CARGO_BIN_EXE_aps");

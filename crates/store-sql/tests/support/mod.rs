@@ -1,11 +1,14 @@
-//! Shared by the integration tests: server URLs from the environment, random table
-//! names, temporary SQLite files, raw SQL access and cleanup.
+//! Shared by the integration tests: server URLs from the environment, a test per
+//! backend (`on_every_backend!`), random table names, sample jobs, temporary SQLite
+//! files, raw SQL access and cleanup.
 #![allow(dead_code, unreachable_pub)] // Each test file uses part of it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use apscheduler_core::Job;
 use apscheduler_store_sql::SqlJobStore;
+use apscheduler_testkit::store::{at, interval_trigger, sample_job};
 use sqlx::mysql::MySqlPool;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -27,9 +30,56 @@ pub fn server_url(var: &str, test: &str) -> Option<String> {
     apscheduler_testkit::server::server_url(var, example, test)
 }
 
+/// Runs each `check(&Tables)` named against SQLite (a temporary file), PostgreSQL and
+/// MySQL/MariaDB: a test per backend, in the modules `sqlite`, `postgres` and `mysql`.
+/// A server's tests return early, after a notice, when its URL is not set ([`server_url`]).
+#[allow(unused_macros)] // Not every test file runs checks on every backend.
+macro_rules! on_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let dir = $crate::support::TempDir::new();
+                let tables = $crate::support::Tables::new(&dir.sqlite_url("jobs.sqlite"));
+                super::$check(&tables).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some(url) = $crate::support::server_url($crate::support::POSTGRES_ENV, concat!("postgres::", stringify!($check))) else {
+                    return;
+                };
+                super::$check(&$crate::support::Tables::new(&url)).await;
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some(url) = $crate::support::server_url($crate::support::MYSQL_ENV, concat!("mysql::", stringify!($check))) else {
+                    return;
+                };
+                super::$check(&$crate::support::Tables::new(&url)).await;
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_backend;
+
 /// A table name of this test's own.
 pub fn random_table() -> String {
     apscheduler_testkit::server::random_namespace()
+}
+
+/// A job `id` due at `at(t)`, every minute (the testkit's sample job).
+pub fn job(id: &str, t: i64) -> Job {
+    sample_job(id, Some(at(t)), interval_trigger(60))
+}
+
+/// The ids of `jobs`, in their order.
+pub fn ids(jobs: &[Job]) -> Vec<&str> {
+    jobs.iter().map(|j| &*j.id).collect()
 }
 
 /// A temporary directory, removed when dropped.

@@ -1,0 +1,108 @@
+//! The fire times `max_instances` skipped in a cluster's history, sorted by what held
+//! them: a run in flight (the rule working), a run the test excuses, or a run that had
+//! ended (a false skip).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::cluster::{micros, SECOND};
+
+/// What the message of a fire time skipped by `max_instances` says.
+pub const MAX_INSTANCES_SKIP: &str = "maximum number of running instances";
+
+/// Whether `run` is a fire time skipped by `max_instances`. Until it was skipped it
+/// counted as an instance of its job on every node: it had its `running` record from
+/// its claim on, as it waited for room (a fire time claimed after it waits behind it,
+/// as behind a run).
+fn skipped_by_max_instances(run: &Value) -> bool {
+    run["outcome"] == "missed"
+        && run["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(MAX_INSTANCES_SKIP))
+}
+
+/// When the node that wrote `run` claimed its fire time: the time in its run id, a
+/// UUID v7 made as the claim planned the run. A run started only once a worker was free
+/// (its record's `started_at`), yet it counted as an instance from its claim on.
+fn claimed_at(run: &Value) -> i64 {
+    let id = uuid::Uuid::parse_str(run["run_id"].as_str().unwrap()).unwrap();
+    let (seconds, nanos) = id.get_timestamp().expect("a run id is a UUID v7").to_unix();
+    i64::try_from(seconds).unwrap() * SECOND + i64::from(nanos / 1000)
+}
+
+/// What held back the fire times `runs` records as skipped by `max_instances`.
+#[derive(Debug, Default)]
+pub struct Skips<'a> {
+    /// A run of the job was in flight at the skip (claimed before it, on the skipping
+    /// node or on a node the skip names, and queued, running, or itself waiting for
+    /// room), or ended at most 1.5 s before it (a fire time waits up to 1 s for the end
+    /// of a run elsewhere to be written).
+    pub in_flight: usize,
+    /// Held by a run the test excuses (a dead node's, an outage's).
+    pub excused: usize,
+    /// Held by runs elsewhere that had ended over 1.5 s before: false skips.
+    pub stale: Vec<&'a Value>,
+}
+
+impl std::fmt::Display for Skips<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} behind a run in flight, {} excused, {} false",
+            self.in_flight,
+            self.excused,
+            self.stale.len()
+        )
+    }
+}
+
+/// Sorts the `max_instances` skips of `runs` by what held them (see [`Skips`]);
+/// `excused(skip, nodes)` says whether a skip held by runs on `nodes` is excused.
+pub fn max_instances_skips<'a>(
+    runs: &'a [Value],
+    excused: &dyn Fn(&Value, &[&str]) -> bool,
+) -> Skips<'a> {
+    let mut by_job: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for r in runs {
+        by_job
+            .entry(r["job_id"].as_str().unwrap())
+            .or_default()
+            .push(r);
+    }
+    let mut skips = Skips::default();
+    for skip in runs.iter().filter(|r| r["outcome"] == "missed") {
+        let Some(message) = skip["message"].as_str() else {
+            continue;
+        };
+        let Some((_, reached)) = message.split_once(MAX_INSTANCES_SKIP) else {
+            continue;
+        };
+        // "... reached (1, 1 of them on other nodes: a, b)"
+        let mut nodes: Vec<&str> = reached
+            .split_once("on other nodes: ")
+            .map(|(_, n)| n.trim_end_matches(')').split(", ").collect())
+            .unwrap_or_default();
+        if excused(skip, &nodes) {
+            skips.excused += 1;
+            continue;
+        }
+        nodes.push(skip["node"].as_str().unwrap());
+        let at = micros(skip["finished_at"].as_str().unwrap());
+        let held = by_job[skip["job_id"].as_str().unwrap()].iter().any(|r| {
+            !std::ptr::eq(*r, skip)
+                && (r["outcome"] != "missed" || skipped_by_max_instances(r))
+                && nodes.contains(&r["node"].as_str().unwrap())
+                && claimed_at(r) <= at
+                && r["finished_at"]
+                    .as_str()
+                    .is_none_or(|t| micros(t) >= at - 3 * SECOND / 2)
+        });
+        if held {
+            skips.in_flight += 1;
+        } else {
+            skips.stale.push(skip);
+        }
+    }
+    skips
+}
