@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use apscheduler_core::time::micros;
 use apscheduler_core::{
-    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunOutcome, RunQuery,
-    RunRecord,
+    async_trait, Error, ErrorKind, NodeRegistry, RunHistory, RunOutcome, RunQuery, RunRecord,
 };
 use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
@@ -21,6 +20,7 @@ use crate::{
     INDEX_CONFLICT_CODES,
 };
 
+mod nodes;
 mod starts;
 
 /// Field names of a run document.
@@ -305,100 +305,6 @@ pub(crate) fn decode(document: &RawDocument, namespace: &str) -> Result<RunRecor
 /// The filter of an ended run (any outcome but `running`).
 fn ended() -> Bson {
     Bson::Document(doc! {"$ne": RunOutcome::Running.as_str()})
-}
-
-impl MongoDbRunHistory {
-    /// The node registry collection (`<jobs collection>_nodes`).
-    async fn nodes_collection(&self) -> Result<Collection<Document>, Error> {
-        let name = format!("{}{NODES_SUFFIX}", self.link.collection);
-        validate_collection_name(&self.link.database, &name)?;
-        let conn = self.link.conn().await?;
-        Ok(conn.database.collection_with_options::<Document>(
-            &name,
-            CollectionOptions::builder()
-                .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
-                .build(),
-        ))
-    }
-}
-
-/// A node entry as stored: `_id` the node name, times in UTC microseconds.
-fn node_document(node: &NodeInfo) -> Document {
-    doc! {
-        "_id": &node.node,
-        "host": &node.host,
-        "pid": i64::from(node.pid),
-        "started_us": stored_micros(&node.started_at),
-        "heartbeat_us": stored_micros(&node.heartbeat_at),
-        "running": i64::from(node.running),
-    }
-}
-
-fn read_node(d: &Document) -> Option<NodeInfo> {
-    let time = |k: &str| d.get_i64(k).ok().and_then(DateTime::from_timestamp_micros);
-    Some(NodeInfo {
-        node: d.get_str("_id").ok()?.to_owned(),
-        host: d.get_str("host").ok()?.to_owned(),
-        pid: u32::try_from(d.get_i64("pid").ok()?).ok()?,
-        started_at: time("started_us")?,
-        heartbeat_at: time("heartbeat_us")?,
-        running: u32::try_from(d.get_i64("running").ok()?).ok()?,
-    })
-}
-
-/// The node registry: the collection `<jobs collection>_nodes`, one document per node
-/// (`_id` its name), replaced by each heartbeat.
-#[async_trait]
-impl NodeRegistry for MongoDbRunHistory {
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
-        let nodes = self.nodes_collection().await?;
-        nodes
-            .replace_one(doc! {"_id": &node.node}, node_document(node))
-            .upsert(true)
-            .await
-            .map_err(|e| self.fail("heartbeat", e))?;
-        Ok(())
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
-        let nodes = self.nodes_collection().await?;
-        let mut cursor = nodes
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .map_err(|e| self.fail("list nodes", e))?;
-        let mut found = Vec::new();
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| self.fail("list nodes", e))?
-        {
-            let d = cursor
-                .deserialize_current()
-                .map_err(|e| self.fail("list nodes", e))?;
-            let node = read_node(&d).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Serialization,
-                    format!(
-                        "MongoDB: node entry {:?} in {}{NODES_SUFFIX} cannot be read",
-                        d.get("_id"),
-                        self.link.collection
-                    ),
-                )
-            })?;
-            found.push(node);
-        }
-        Ok(found)
-    }
-
-    async fn remove_node(&self, node: &str) -> Result<bool, Error> {
-        let nodes = self.nodes_collection().await?;
-        let done = nodes
-            .delete_one(doc! {"_id": node})
-            .await
-            .map_err(|e| self.fail("remove node", e))?;
-        Ok(done.deleted_count > 0)
-    }
 }
 
 #[async_trait]
