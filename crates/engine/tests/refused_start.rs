@@ -9,18 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::event::{Event, EVENT_JOB_MISSED};
-use apscheduler_core::{
-    async_trait, Error, ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord,
-};
-use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
+use apscheduler_core::{async_trait, Error, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_engine::HistoryOptions;
 use apscheduler_store_memory::MemoryRunHistory;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 mod common;
 #[allow(dead_code)] // only the shared store is used here
 mod faulty_store;
-use common::{at, wait_for};
+use common::{at, node_with_minutely_job, wait_for};
 use faulty_store::Faulty;
 
 /// What the reaper writes on the records it interrupts.
@@ -60,26 +57,17 @@ impl RunHistory for ReapedBeforeStart {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_record_was_interrupted_before_its_start_is_not_started() {
-    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
     let history = Arc::new(ReapedBeforeStart {
         inner: MemoryRunHistory::new(),
         reap: AtomicBool::new(true),
     });
     // The default options: starts are written before the runs start.
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", Faulty::new(true))
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        .run_history(history.clone(), HistoryOptions::default())
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("work", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
+    let (clock, engine, runs) = node_with_minutely_job(
+        Faulty::new(true),
+        history.clone(),
+        HistoryOptions::default(),
+    )
+    .await;
     let missed = Arc::new(AtomicUsize::new(0));
     let seen = missed.clone();
     engine.add_listener(
@@ -90,14 +78,6 @@ async fn a_run_whose_record_was_interrupted_before_its_start_is_not_started() {
         },
         EVENT_JOB_MISSED,
     );
-    engine.start(false).await.unwrap();
-    engine
-        .add_job(JobSpec::task("work").id("job").trigger_args(
-            "interval",
-            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
-        ))
-        .await
-        .unwrap();
     clock.set(at(10, 0, 0));
     engine.process_jobs().await;
     engine.flush_history(Duration::from_secs(5)).await;

@@ -10,16 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{ManualClock, RunHistory as _, RunOutcome, RunQuery};
-use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
+use apscheduler_core::{RunHistory as _, RunOutcome, RunQuery};
+use apscheduler_engine::HistoryOptions;
 use apscheduler_store_memory::MemoryRunHistory;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 mod common;
 #[allow(dead_code)] // most faults are for other tests
 mod faulty_store;
-use common::{at, wait_for};
+use common::{at, node_with_minutely_job, wait_for};
 use faulty_store::Faulty;
 
 /// The records of the job `job` at `t`.
@@ -117,41 +116,21 @@ impl apscheduler_core::RunHistory for StartsFail {
 /// saying why, and the job's next fire time runs as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed() {
-    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
     let history = Arc::new(StartsFail {
         inner: MemoryRunHistory::new(),
         fail: std::sync::atomic::AtomicBool::new(true),
         flaky: AtomicUsize::new(0),
         fail_begin: std::sync::atomic::AtomicBool::new(false),
     });
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", Faulty::new(false))
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        .run_history(
-            history.clone(),
-            HistoryOptions {
-                record_starts: true,
-                ..HistoryOptions::default()
-            },
-        )
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("work", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
-    engine.start(false).await.unwrap();
-    engine
-        .add_job(JobSpec::task("work").id("job").trigger_args(
-            "interval",
-            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
-        ))
-        .await
-        .unwrap();
+    let (clock, engine, runs) = node_with_minutely_job(
+        Faulty::new(false),
+        history.clone(),
+        HistoryOptions {
+            record_starts: true,
+            ..HistoryOptions::default()
+        },
+    )
+    .await;
     clock.set(at(10, 0, 0));
     engine.process_jobs().await;
     engine.flush_history(Duration::from_secs(5)).await;
@@ -246,41 +225,21 @@ impl apscheduler_core::RunHistory for SilentRegistry {
 /// confirmed again, it runs the next fire time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
-    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
     let history = Arc::new(SilentRegistry {
         inner: MemoryRunHistory::new(),
         stalled: std::sync::atomic::AtomicBool::new(false),
     });
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", Faulty::new(true))
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        .run_history(
-            history.clone(),
-            HistoryOptions {
-                heartbeat: Duration::from_millis(50),
-                node_timeout: Duration::from_millis(600),
-                record_starts: true,
-                ..HistoryOptions::default()
-            },
-        )
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("work", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
-    engine.start(false).await.unwrap();
-    engine
-        .add_job(JobSpec::task("work").id("job").trigger_args(
-            "interval",
-            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
-        ))
-        .await
-        .unwrap();
+    let (clock, engine, runs) = node_with_minutely_job(
+        Faulty::new(true),
+        history.clone(),
+        HistoryOptions {
+            heartbeat: Duration::from_millis(50),
+            node_timeout: Duration::from_millis(600),
+            record_starts: true,
+            ..HistoryOptions::default()
+        },
+    )
+    .await;
     wait_for("me/1's registry entry", async || {
         let nodes = history.inner.nodes().unwrap().list_nodes().await.unwrap();
         nodes.iter().any(|n| n.node == "me/1")
@@ -317,41 +276,21 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
 /// write it without its start after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_run_starts() {
-    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
     let history = Arc::new(StartsFail {
         inner: MemoryRunHistory::new(),
         fail: std::sync::atomic::AtomicBool::new(false),
         flaky: AtomicUsize::new(0),
         fail_begin: std::sync::atomic::AtomicBool::new(true),
     });
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", Faulty::new(true))
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        .run_history(
-            history.clone(),
-            HistoryOptions {
-                record_starts: true,
-                ..HistoryOptions::default()
-            },
-        )
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("work", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
-    engine.start(false).await.unwrap();
-    engine
-        .add_job(JobSpec::task("work").id("job").trigger_args(
-            "interval",
-            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
-        ))
-        .await
-        .unwrap();
+    let (clock, engine, runs) = node_with_minutely_job(
+        Faulty::new(true),
+        history.clone(),
+        HistoryOptions {
+            record_starts: true,
+            ..HistoryOptions::default()
+        },
+    )
+    .await;
     clock.set(at(10, 0, 0));
     engine.process_jobs().await;
     assert!(
@@ -372,41 +311,21 @@ async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_ru
 /// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_write_that_finds_the_history_unreachable_is_tried_again() {
-    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
     let history = Arc::new(StartsFail {
         inner: MemoryRunHistory::new(),
         fail: std::sync::atomic::AtomicBool::new(false),
         flaky: AtomicUsize::new(2),
         fail_begin: std::sync::atomic::AtomicBool::new(false),
     });
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", Faulty::new(true))
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("me/1")
-        .run_history(
-            history.clone(),
-            HistoryOptions {
-                record_starts: true,
-                ..HistoryOptions::default()
-            },
-        )
-        .build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    engine.register_task("work", move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Ok(json!(null))
-    });
-    engine.start(false).await.unwrap();
-    engine
-        .add_job(JobSpec::task("work").id("job").trigger_args(
-            "interval",
-            json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
-        ))
-        .await
-        .unwrap();
+    let (clock, engine, runs) = node_with_minutely_job(
+        Faulty::new(true),
+        history.clone(),
+        HistoryOptions {
+            record_starts: true,
+            ..HistoryOptions::default()
+        },
+    )
+    .await;
     clock.set(at(10, 0, 0));
     engine.process_jobs().await;
     assert_eq!(history.flaky.load(Ordering::SeqCst), 0, "not tried again");

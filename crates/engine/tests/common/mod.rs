@@ -2,9 +2,12 @@
 //! part of them, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{NodeInfo, RunRecord};
+use apscheduler_core::{JobStore, ManualClock, NodeInfo, RunHistory, RunRecord};
+use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use chrono::{DateTime, TimeZone, Utc};
 
 /// 2024-01-15 at `h:m:s` UTC, the tests' day.
@@ -55,4 +58,38 @@ pub(crate) fn assert_err(
     for n in needles {
         assert!(msg.contains(n), "message {msg:?} does not mention {n:?}");
     }
+}
+
+/// A started node `me/1` on `store`, keeping `history` with `options`, its clock at
+/// 09:59:59 of the tests' day, with the job `job` running the task `work` (inline)
+/// every minute from 10:00; also the count of the task's runs.
+pub(crate) async fn node_with_minutely_job(
+    store: Arc<dyn JobStore>,
+    history: Arc<dyn RunHistory>,
+    options: HistoryOptions,
+) -> (Arc<ManualClock>, Engine, Arc<AtomicUsize>) {
+    let clock = Arc::new(ManualClock::new(at(9, 59, 59)));
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store)
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("me/1")
+        .run_history(history, options)
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    engine.register_task("work", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(serde_json::json!(null))
+    });
+    engine.start(false).await.unwrap();
+    engine
+        .add_job(JobSpec::task("work").id("job").trigger_args(
+            "interval",
+            serde_json::json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+        ))
+        .await
+        .unwrap();
+    (clock, engine, runs)
 }
