@@ -51,6 +51,19 @@ struct StartsFail {
     fail_begin: std::sync::atomic::AtomicBool,
 }
 
+impl StartsFail {
+    /// A history whose next start write is refused (`fail`), whose next `flaky` start
+    /// writes find it unreachable, and whose next claim write fails (`fail_begin`).
+    fn new(fail: bool, flaky: usize, fail_begin: bool) -> Arc<Self> {
+        Arc::new(StartsFail {
+            inner: MemoryRunHistory::new(),
+            fail: std::sync::atomic::AtomicBool::new(fail),
+            flaky: AtomicUsize::new(flaky),
+            fail_begin: std::sync::atomic::AtomicBool::new(fail_begin),
+        })
+    }
+}
+
 #[apscheduler_core::async_trait]
 impl apscheduler_core::RunHistory for StartsFail {
     async fn record_runs(
@@ -116,12 +129,7 @@ impl apscheduler_core::RunHistory for StartsFail {
 /// saying why, and the job's next fire time runs as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_start_cannot_be_written_is_not_started_and_recorded_missed() {
-    let history = Arc::new(StartsFail {
-        inner: MemoryRunHistory::new(),
-        fail: std::sync::atomic::AtomicBool::new(true),
-        flaky: AtomicUsize::new(0),
-        fail_begin: std::sync::atomic::AtomicBool::new(false),
-    });
+    let history = StartsFail::new(true, 0, false);
     let (clock, engine, runs) = node_with_minutely_job(
         Faulty::new(false),
         history.clone(),
@@ -276,12 +284,7 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
 /// write it without its start after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_run_starts() {
-    let history = Arc::new(StartsFail {
-        inner: MemoryRunHistory::new(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-        flaky: AtomicUsize::new(0),
-        fail_begin: std::sync::atomic::AtomicBool::new(true),
-    });
+    let history = StartsFail::new(false, 0, true);
     let (clock, engine, runs) = node_with_minutely_job(
         Faulty::new(true),
         history.clone(),
@@ -311,12 +314,7 @@ async fn a_record_the_claim_could_not_write_is_written_with_its_start_and_the_ru
 /// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_write_that_finds_the_history_unreachable_is_tried_again() {
-    let history = Arc::new(StartsFail {
-        inner: MemoryRunHistory::new(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-        flaky: AtomicUsize::new(2),
-        fail_begin: std::sync::atomic::AtomicBool::new(false),
-    });
+    let history = StartsFail::new(false, 2, false);
     let (clock, engine, runs) = node_with_minutely_job(
         Faulty::new(true),
         history.clone(),
