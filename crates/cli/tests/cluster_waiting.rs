@@ -11,84 +11,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use apscheduler_testkit::server::{random_namespace, server_url};
+use apscheduler_testkit::server::server_url;
 use serde_json::Value;
-use support::{aps_ok, run_ok, Daemon};
+use support::databases::Database;
+use support::{aps_ok, Daemon};
 
 /// The Redis database these tests use, apart from the other tests' keys.
 const REDIS_DB: u32 = 11;
-
-/// A store of its own on the test server, dropped (or cleared) at the end.
-struct Store {
-    url: String,
-    drop: Vec<String>,
-}
-
-impl Store {
-    fn postgres(admin: &str) -> Store {
-        let name = random_namespace();
-        run_ok("psql", &[admin, "-qc", &format!("CREATE DATABASE {name}")]);
-        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-        Store {
-            url: format!("{base}/{name}"),
-            drop: vec![
-                "psql".into(),
-                admin.into(),
-                "-qc".into(),
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            ],
-        }
-    }
-
-    /// A path of its own on the ZooKeeper ensemble `hosts` (its history keeps whole
-    /// records).
-    fn zookeeper(hosts: &str) -> Store {
-        Store {
-            url: format!("zookeeper://{hosts}/{}", random_namespace()),
-            drop: Vec::new(),
-        }
-    }
-
-    fn redis(admin: &str) -> Store {
-        let rest = admin.split_once("://").map_or(admin, |(_, r)| r);
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "6379"));
-        let clear: Vec<String> = [
-            "redis-cli",
-            "-h",
-            host,
-            "-p",
-            port,
-            "-n",
-            &REDIS_DB.to_string(),
-            "EVAL",
-            "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end",
-            "0",
-            "apscheduler.*",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        let args: Vec<&str> = clear[1..].iter().map(String::as_str).collect();
-        run_ok("redis-cli", &args);
-        Store {
-            url: format!("redis://{host}:{port}/{REDIS_DB}"),
-            drop: clear,
-        }
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some((program, args)) = self.drop.split_first() {
-            let _ = Command::new(program).args(args).output();
-        }
-    }
-}
 
 fn history(url: &str) -> Vec<Value> {
     serde_json::from_slice(&aps_ok(&[
@@ -125,7 +56,7 @@ fn three_daemons_on_postgres_run_a_killed_ones_waiting_runs_once() {
     ) else {
         return;
     };
-    take_over_waiting_runs(&Store::postgres(&admin));
+    take_over_waiting_runs(&Database::postgres(&admin));
 }
 
 #[test]
@@ -137,7 +68,7 @@ fn three_daemons_on_redis_run_a_killed_ones_waiting_runs_once() {
     ) else {
         return;
     };
-    take_over_waiting_runs(&Store::redis(&admin));
+    take_over_waiting_runs(&Database::redis_number(&admin, REDIS_DB));
 }
 
 #[test]
@@ -149,13 +80,13 @@ fn three_daemons_on_zookeeper_run_a_killed_ones_waiting_runs_once() {
     ) else {
         return;
     };
-    take_over_waiting_runs(&Store::zookeeper(&hosts));
+    take_over_waiting_runs(&Database::zookeeper(&hosts));
 }
 
 /// Jobs that always fail with retries 4 s apart, and `buffer_one` jobs whose 3 s runs
 /// outlast their 2 s interval, on three daemons; the daemon holding the most waiting
 /// runs is SIGKILLed. Each of its waiting runs is then run once by a survivor.
-fn take_over_waiting_runs(store: &Store) {
+fn take_over_waiting_runs(store: &Database) {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts.txt");
     let log = format!(

@@ -11,10 +11,10 @@
 //! heartbeat (the read it does anyway, to reap dead nodes), so counting costs nothing
 //! more.
 //!
-//! It also keeps when this node's own last confirmed heartbeat was sent: a start
-//! written after this node was silent for half the node time-out may have come after
-//! another node took it for dead and started the same fire time (see
-//! [`Liveness::own_silence`]).
+//! It also keeps when this node's own last confirmed heartbeat was sent: a run started
+//! after this node was silent for half the node time-out may be taken for interrupted
+//! by a node that takes this one for dead just then, and started again there if its
+//! job asks for recovery (see [`Liveness::own_silence`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! Recovery of interrupted runs: a dead node's run of a job with `recover` set is run
 //! again, once, by the node that records it `interrupted`, for the same fire time;
-//! nothing else is (a job without `recover`, a fire time another node ran, a fire time
-//! the dead node never got).
+//! nothing else is (a job without `recover`, a fire time another node started, a fire
+//! time the dead node never got).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,6 +88,14 @@ async fn a_dead_nodes_run_is_recovered_only_for_a_recover_job_not_yet_run_elsewh
     let mut taken_over = running("r-taken-over-elsewhere", "taken-over", "other/2");
     taken_over.outcome = RunOutcome::Success;
     taken_over.finished_at = Some(at(9, 59, 1));
+    // Released to the dead node, which never started it (no start time): the fire
+    // time would be run for any job, but another node had taken it over and started
+    // it, and was itself taken for dead while it ran (`interrupted`, with its start).
+    let mut unstarted = running("r-unstarted", "started-elsewhere", "dead/1");
+    unstarted.started_at = None;
+    let mut started_elsewhere = running("r-started-elsewhere", "started-elsewhere", "other/2");
+    started_elsewhere.outcome = RunOutcome::Interrupted;
+    started_elsewhere.finished_at = Some(at(9, 59, 20));
     history
         .record_runs(&[
             running("r-recover", "recover", "dead/1"),
@@ -96,6 +104,8 @@ async fn a_dead_nodes_run_is_recovered_only_for_a_recover_job_not_yet_run_elsewh
             // another node took the fire time over and ran it.
             running("r-taken-over", "taken-over", "dead/1"),
             taken_over,
+            unstarted,
+            started_elsewhere,
             // Its claim of this one was not applied either, and nobody claimed it yet:
             // the job still waits at 09:59:00, for its next claim.
             running("r-unreleased", "unreleased", "dead/1"),
@@ -104,7 +114,12 @@ async fn a_dead_nodes_run_is_recovered_only_for_a_recover_job_not_yet_run_elsewh
         .unwrap();
     let engine = node("me/3", &clock, &history, &ran);
     engine.start(true).await.unwrap();
-    for (id, recover) in [("recover", true), ("plain", false), ("taken-over", true)] {
+    for (id, recover) in [
+        ("recover", true),
+        ("plain", false),
+        ("taken-over", true),
+        ("started-elsewhere", false),
+    ] {
         engine.add_job(job(id, recover)).await.unwrap();
     }
     // Hourly, so that the claim runs 09:59:00 alone.
@@ -153,7 +168,12 @@ async fn a_dead_nodes_run_is_recovered_only_for_a_recover_job_not_yet_run_elsewh
         recovery.message.as_deref(),
         Some("recovery of run r-recover interrupted on node dead/1")
     );
-    for (job, n) in [("plain", 1), ("taken-over", 2), ("unreleased", 2)] {
+    for (job, n) in [
+        ("plain", 1),
+        ("taken-over", 2),
+        ("unreleased", 2),
+        ("started-elsewhere", 2),
+    ] {
         assert_eq!(of(job).len(), n, "{job}: {:?}", of(job));
     }
     assert!(of("unreleased").iter().all(|r| r

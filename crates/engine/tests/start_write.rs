@@ -4,14 +4,15 @@
 //! runs from starting (recorded `missed`); one that finds the history unreachable is
 //! tried again; a claimed record the history could not take at the claim is written
 //! whole with its start; a node whose heartbeats went unconfirmed for half its node
-//! time-out starts nothing it claims (another node may have taken it for dead).
+//! time-out starts no fire time of a `recover` job it claims (another node may take it
+//! for dead and start it again).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{RunHistory as _, RunOutcome, RunQuery};
-use apscheduler_engine::HistoryOptions;
+use apscheduler_engine::{HistoryOptions, JobSpec};
 use apscheduler_store_memory::MemoryRunHistory;
 use chrono::{DateTime, Utc};
 
@@ -228,11 +229,12 @@ impl apscheduler_core::RunHistory for SilentRegistry {
 }
 
 /// A node whose last confirmed heartbeat was sent half its node time-out ago or more
-/// starts none of the fire times it claims (another node may have taken it for dead
-/// and started them): they are recorded `missed`, saying why. Once its heartbeats are
-/// confirmed again, it runs the next fire time.
+/// starts none of the fire times of `recover` jobs it claims (another node may take it
+/// for dead and start them again): they are recorded `missed`, saying why. A job
+/// without `recover` runs (a reaper would find its run started and leave it). Once
+/// its heartbeats are confirmed again, the `recover` job runs its next fire time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
+async fn a_node_silent_for_half_its_node_timeout_starts_no_recover_run_it_claims() {
     let history = Arc::new(SilentRegistry {
         inner: MemoryRunHistory::new(),
         stalled: std::sync::atomic::AtomicBool::new(false),
@@ -248,6 +250,18 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
         },
     )
     .await;
+    engine
+        .add_job(
+            JobSpec::task("work")
+                .id("recovered")
+                .recover(true)
+                .trigger_args(
+                    "interval",
+                    serde_json::json!({"minutes": 1, "start_date": "2024-01-15 10:00:00"}),
+                ),
+        )
+        .await
+        .unwrap();
     wait_for("me/1's registry entry", async || {
         let nodes = history.inner.nodes().unwrap().list_nodes().await.unwrap();
         nodes.iter().any(|n| n.node == "me/1")
@@ -258,23 +272,37 @@ async fn a_node_silent_for_half_its_node_timeout_starts_nothing_it_claims() {
     tokio::time::sleep(Duration::from_millis(450)).await;
     clock.set(at(10, 0, 0));
     engine.process_jobs().await;
-    assert_eq!(runs.load(Ordering::SeqCst), 0, "started while silent");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "only the job without recover runs"
+    );
     history.stalled.store(false, Ordering::SeqCst);
     engine.flush_history(Duration::from_secs(5)).await;
     let records = records_at(&history.inner, at(10, 0, 0)).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{records:#?}");
+    let records = history
+        .inner
+        .query_runs(&RunQuery {
+            job_id: Some("recovered".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0].outcome, RunOutcome::Missed, "{records:#?}");
     let message = records[0].message.as_deref().unwrap_or_default();
     assert!(
         message.contains("this node's last confirmed heartbeat was sent")
-            && message.contains("another node may have taken it for dead"),
+            && message.contains("as the job asks for recovery (recover = true)"),
         "{message}"
     );
-    // Heartbeats confirmed again (every 50 ms): the next fire time runs.
+    // Heartbeats confirmed again (every 50 ms): both jobs run their next fire time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     clock.set(at(10, 1, 0));
     engine.process_jobs().await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
     engine.shutdown(true).await.unwrap();
 }
 

@@ -366,6 +366,12 @@ async fn serve(cfg: Config) -> Result<(), String> {
         let _ = scheduler.shutdown(false).await;
         return Err(e);
     }
+    // Taken over before the management plane answers: a SIGTERM sent as soon as the
+    // daemon looks up (its health endpoint answers) waits for the loop below and stops
+    // the daemon cleanly instead of killing it.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let defaults: http::SharedDefaults = Arc::new(std::sync::RwLock::new(cfg.defaults.clone()));
     let server = match &cfg.http {
         Some(settings) => {
@@ -396,9 +402,6 @@ async fn serve(cfg: Config) -> Result<(), String> {
     // Once per start, never on reload: cron's `@reboot`.
     jobs::run_at_start(&scheduler).await;
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     // Other processes change jobs in the store (`aps jobs ...`, other daemons). A
     // SQLite file is watched (its changes wake the daemon at once, and nothing runs
     // while it is idle); PostgreSQL, Redis and ZooKeeper notify the scheduler

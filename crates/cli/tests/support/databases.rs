@@ -61,8 +61,13 @@ impl Database {
     /// The database `admin` names on its server, its daemons' keys (the default
     /// `apscheduler.` prefix) cleared before and after; other keys there are left alone.
     pub fn redis(admin: &str) -> Database {
+        Database::redis_number(admin, redis_database(admin))
+    }
+
+    /// Database `db` on the Redis server of `admin`, its daemons' keys cleared before
+    /// and after (tests that run beside others use a number of their own).
+    pub fn redis_number(admin: &str, db: u32) -> Database {
         let (host, port) = host_port(admin, 6379);
-        let db = redis_database(admin);
         let clear: Vec<String> = [
             "redis-cli",
             "-h",

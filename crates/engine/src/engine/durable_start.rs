@@ -13,6 +13,8 @@
 
 use apscheduler_core::RunElsewhere;
 
+use crate::history::StartRefused;
+
 use super::pass::PassLookups;
 use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
@@ -33,7 +35,9 @@ impl NotStartedReason for NotConfirmed {
 impl Engine {
     /// Writes the start of `runs` (each with its job's runs on other nodes) to the
     /// history, then starts them; if that write fails, none starts and each is
-    /// recorded `missed`, saying why. A fire time whose record the history no longer
+    /// recorded `missed`, saying why; if this node was silent for half its node
+    /// time-out, the runs of jobs with [`Job::recover`] set are recorded `missed` and
+    /// the others start. A fire time whose record the history no longer
     /// holds `running` (another node took this one for dead and starts it) is not
     /// started here, and its record is left as that node wrote it.
     pub(super) async fn start_recorded(
@@ -63,17 +67,21 @@ impl Engine {
                 })
                 .collect()
         };
-        match confirmed {
-            Ok(()) => {
-                for (planned, elsewhere) in runs {
-                    self.start_run(alias, planned, used, &elsewhere);
+        let why = match confirmed {
+            Ok(()) => None,
+            Err(e) => Some((matches!(e, StartRefused::Silent { .. }), NotConfirmed(e))),
+        };
+        for (planned, elsewhere) in runs {
+            match &why {
+                // A silent node's runs of jobs that do not ask for recovery start: had
+                // another node taken this one for dead, the conditional start write
+                // refused them (before it) or the reaper found them started (after
+                // it), and a started run is recovered only when its job asks for it.
+                Some((true, _)) if !planned.recover => {
+                    self.start_run(alias, planned, used, &elsewhere)
                 }
-            }
-            Err(e) => {
-                let why = NotConfirmed(e);
-                for (planned, _) in runs {
-                    self.not_started(alias, planned, &why);
-                }
+                Some((_, why)) => self.not_started(alias, planned, why),
+                None => self.start_run(alias, planned, used, &elsewhere),
             }
         }
     }

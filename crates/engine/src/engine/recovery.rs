@@ -228,12 +228,15 @@ impl Engine {
         // The dead node wrote its record and died before its release was confirmed;
         // another node took the fire time over: run again, it would run twice.
         // A fire time the dead node never started, that another node took over and
-        // recorded `missed`, stays missed: it was never the dead node's to run.
+        // recorded `missed`, stays missed: it was never the dead node's to run. Another
+        // node's `interrupted` record with a start time ran there too (that node was
+        // taken for dead while it ran, or just after it started): its job's own
+        // recovery, if any, is that record's.
         let unstarted = never_started(record);
         let ran = records.iter().find(|r| {
             r.run_id != record.run_id
                 && match r.outcome {
-                    RunOutcome::Interrupted => false,
+                    RunOutcome::Interrupted => r.started_at.is_some(),
                     RunOutcome::Missed => unstarted,
                     _ => true,
                 }

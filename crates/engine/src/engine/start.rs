@@ -80,6 +80,7 @@ impl Engine {
             grace: job.misfire_grace_time,
             waiting: false,
             overlap: job.policy.overlap,
+            recover: job.recover,
         })
     }
 
@@ -243,6 +244,9 @@ pub(super) struct PlannedRun {
     pub(super) waiting: bool,
     /// The job's overlap policy (`cancel_other` / `terminate_other` act at the start).
     pub(super) overlap: apscheduler_core::Overlap,
+    /// The job's [`Job::recover`]: a node that takes this one for dead starts the run
+    /// again even once started, so it must not start on a node that may have been.
+    pub(super) recover: bool,
 }
 
 impl PlannedRun {

@@ -41,7 +41,7 @@ impl Recorder {
     /// Then, as an error, why none of the other runs may start either: their starts are not recorded (this write failed
     /// or timed out; it also writes whole the records the claim could not), or this
     /// node was silent long enough to be taken for dead meanwhile (see
-    /// [`StartRefused::Silent`]).
+    /// [`StartRefused::Silent`], which concerns only jobs that ask for recovery).
     ///
     /// [`RunHistory::record_starts`]: apscheduler_core::RunHistory::record_starts
     pub(crate) async fn confirm_starts<'a>(
@@ -92,10 +92,11 @@ impl Recorder {
                 }
             }
         }
-        // Checked once the starts are written: had another node taken this one for
-        // dead before the write, it was at least a node time-out after this node's
-        // last confirmed heartbeat on that node's clock; half of it leaves the other
-        // half for clock skew and a slow registry read.
+        // Checked once the starts are written: a node that took this one for dead
+        // just after the write finds the runs started, and starts them again only
+        // for jobs that ask for recovery. It did so at least a node time-out after
+        // this node's last confirmed heartbeat on its clock; half of it leaves the
+        // other half for clock skew and a slow registry read.
         let silence = match self.liveness.own_silence() {
             Some(silent) if silent >= self.options.node_timeout / 2 => Err(StartRefused::Silent {
                 silent,
@@ -145,8 +146,9 @@ pub(crate) enum StartRefused {
     /// recorded start would be started again by another node if this one died.
     NotWritten(String),
     /// This node's last confirmed heartbeat was sent `silent` ago, half the node
-    /// time-out or more: another node may have taken it for dead, recorded its runs
-    /// `interrupted` and started these fire times itself.
+    /// time-out or more: another node may take it for dead just after the start
+    /// write, record its runs `interrupted` and, for jobs with `recover` set, start
+    /// them again. Refuses the runs of those jobs only.
     Silent {
         silent: std::time::Duration,
         node_timeout: std::time::Duration,
@@ -168,8 +170,9 @@ impl std::fmt::Display for StartRefused {
             } => write!(
                 f,
                 "this node's last confirmed heartbeat was sent {:.1} s ago, half the node \
-                 time-out ({node_timeout:?}) or more: another node may have taken it for \
-                 dead and started this fire time itself",
+                 time-out ({node_timeout:?}) or more: another node may take it for dead \
+                 and, as the job asks for recovery (recover = true), start this fire time \
+                 again",
                 silent.as_secs_f64()
             ),
         }
