@@ -210,13 +210,15 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     // of a fire time not started on that node: one whose release was not confirmed
     // across the outage and found lost on retry, while the lease ran out and another
     // node ran it (at most once comes first).
-    let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
-    for r in &runs {
-        let key = (
+    let fire_time = |r: &Value| {
+        (
             r["job_id"].as_str().unwrap().to_owned(),
             micros(r["scheduled_at"].as_str().unwrap()),
-        );
-        *seen.entry(key).or_default() += usize::from(r["outcome"] != "missed");
+        )
+    };
+    let mut seen: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for r in &runs {
+        *seen.entry(fire_time(r)).or_default() += usize::from(r["outcome"] != "missed");
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "fire times started twice: {twice:?}");
@@ -303,12 +305,6 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     // node claims the job and runs the fire time, and this node's release, applied
     // after, finds the lease gone and records it `missed`, never started (at most once
     // comes first). Only around the outage, and only beside that other node's record.
-    let fire_time = |r: &Value| {
-        (
-            r["job_id"].as_str().unwrap_or_default().to_owned(),
-            micros(r["scheduled_at"].as_str().unwrap_or_default()),
-        )
-    };
     let lease_lost = |r: &&Value| {
         r["outcome"] == "missed"
             && r["message"].as_str().is_some_and(|m| {

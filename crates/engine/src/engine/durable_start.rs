@@ -13,8 +13,6 @@
 
 use apscheduler_core::RunElsewhere;
 
-use crate::history::StartRefused;
-
 use super::pass::PassLookups;
 use super::start::PlannedRun;
 use super::unreleased::NotStartedReason;
@@ -67,21 +65,13 @@ impl Engine {
                 })
                 .collect()
         };
-        let why = match confirmed {
-            Ok(()) => None,
-            Err(e) => Some((matches!(e, StartRefused::Silent { .. }), NotConfirmed(e))),
-        };
+        let refusal = confirmed.err().map(NotConfirmed);
         for (planned, elsewhere) in runs {
-            match &why {
-                // A silent node's runs of jobs that do not ask for recovery start: had
-                // another node taken this one for dead, the conditional start write
-                // refused them (before it) or the reaper found them started (after
-                // it), and a started run is recovered only when its job asks for it.
-                Some((true, _)) if !planned.recover => {
-                    self.start_run(alias, planned, used, &elsewhere)
+            match &refusal {
+                Some(why) if why.0.refuses(planned.recover) => {
+                    self.not_started(alias, planned, why)
                 }
-                Some((_, why)) => self.not_started(alias, planned, why),
-                None => self.start_run(alias, planned, used, &elsewhere),
+                _ => self.start_run(alias, planned, used, &elsewhere),
             }
         }
     }

@@ -155,6 +155,19 @@ pub(crate) enum StartRefused {
     },
 }
 
+impl StartRefused {
+    /// Whether it keeps a run of a job whose `recover` is `recover` from starting: a
+    /// start not written keeps every run; a silent node, only those of jobs that ask
+    /// for recovery (for the others the conditional start write settles the race
+    /// with a node taking this one for dead).
+    pub(crate) fn refuses(&self, recover: bool) -> bool {
+        match self {
+            StartRefused::NotWritten(_) => true,
+            StartRefused::Silent { .. } => recover,
+        }
+    }
+}
+
 impl std::fmt::Display for StartRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
