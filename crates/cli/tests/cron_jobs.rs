@@ -401,6 +401,51 @@ fn the_api_adds_and_changes_jobs_with_these_options_and_keeps_them() {
     assert_eq!(lines(&run), ["/bin/bash", "in"]);
 }
 
+/// A job added through the API while the daemon starts is not one present at start:
+/// the set of jobs run at start is fixed before the management plane answers. Many
+/// configured jobs make the start long enough for the API call, sent as soon as the
+/// daemon answers, to land within it.
+#[test]
+fn a_job_added_while_the_daemon_starts_is_not_run_at_start() {
+    let port = free_port();
+    let mut config = format!("{HEAD}[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    config.push_str("[[jobs]]\nid = \"present\"\nat_start = true\ncommand = \"true\"\n");
+    for i in 0..1500 {
+        config.push_str(&format!(
+            "[[jobs]]\nid = \"filler-{i}\"\ncron = \"{NEVER_SOON}\"\ncommand = \"true\"\n"
+        ));
+    }
+    let dir = Dir::new(&config);
+    let mut daemon = dir.spawn();
+    // Asked as often as the daemon answers: the first answer is where the race was.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http_status(port, "/health") != Some(200) {
+        assert!(
+            daemon.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline,
+            "the daemon did not answer: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (status, body) = api(
+        port,
+        "POST",
+        "/api/jobs",
+        Some(r#"{"id": "late", "at_start": true, "command": "true"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    wait_for("the runs at start", Duration::from_secs(60), || {
+        daemon.log().contains("runs at start: ")
+    });
+    assert_eq!(one_run(&dir, "present")["outcome"], "success");
+    assert!(
+        dir.history("late").is_empty(),
+        "a job added after the daemon answered ran at its start: {:?}\n{}",
+        dir.history("late"),
+        daemon.log()
+    );
+}
+
 #[test]
 fn dst_cron_reaches_the_trigger() {
     // 2027-03-14 02:30 does not exist in New York (the clocks go from 2:00 to 3:00).

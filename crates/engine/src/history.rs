@@ -341,12 +341,7 @@ impl Recorder {
         };
         let written = match tx {
             None => true,
-            Some(tx) => {
-                let (done, wait) = oneshot::channel();
-                let sent = tx.send(Msg::Flush(done)).is_ok();
-                drop(tx);
-                sent && tokio::time::timeout(deadline, wait).await.is_ok()
-            }
+            Some(tx) => written_by(tx, deadline).await,
         };
         if !written {
             apscheduler_core::log_error!(target: "apscheduler", "run history: records not yet written after {deadline:?} (the history is unreachable); they are lost if the process exits now");
@@ -360,6 +355,15 @@ impl Recorder {
             // With records unwritten, the entry stays: the other nodes take this one
             // for dead and record its runs left `running` as interrupted.
             let _ = tokio::time::timeout(deadline, membership.leave(written)).await;
+        }
+    }
+
+    /// Whether every record queued so far is written within `deadline`.
+    pub(crate) async fn queued_written(&self, deadline: Duration) -> bool {
+        let tx = lock(&self.tx).clone();
+        match tx {
+            None => true,
+            Some(tx) => written_by(tx, deadline).await,
         }
     }
 
@@ -563,6 +567,15 @@ pub fn outcome_of(kind: &str) -> RunOutcome {
         }
         _ => RunOutcome::Failure,
     }
+}
+
+/// Whether the writer behind `tx` writes every record queued before this call within
+/// `deadline` (it answers a flush once everything before it is written).
+async fn written_by(tx: mpsc::UnboundedSender<Msg>, deadline: Duration) -> bool {
+    let (done, wait) = oneshot::channel();
+    let sent = tx.send(Msg::Flush(done)).is_ok();
+    drop(tx);
+    sent && tokio::time::timeout(deadline, wait).await.is_ok()
 }
 
 /// The writer: batches queued records, writes them (retrying a history that is down,

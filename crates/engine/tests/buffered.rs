@@ -6,7 +6,9 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use apscheduler_core::{ManualClock, Overlap, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{
+    async_trait, Error, ManualClock, Overlap, RunHistory, RunOutcome, RunQuery, RunRecord,
+};
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
 use apscheduler_executor_thread::ThreadPoolExecutor;
 use apscheduler_store_memory::MemoryRunHistory;
@@ -45,7 +47,7 @@ impl Node {
     }
 }
 
-fn node(name: &str, history: &Arc<MemoryRunHistory>, thread_pool: bool) -> Node {
+fn node<H: RunHistory + 'static>(name: &str, history: &Arc<H>, thread_pool: bool) -> Node {
     let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
     let builder = Engine::builder()
         .clock(clock.clone())
@@ -263,5 +265,76 @@ async fn the_oldest_buffered_fire_time_in_the_cluster_goes_first() {
     };
     wait_for("this node's buffered fire time", done).await;
     assert_eq!(n.ran(), [at(10, 0, 0), at(10, 0, 15)]);
+    n.engine.shutdown(true).await.unwrap();
+}
+
+/// A memory run history whose writes of waiting records (`running`, not started,
+/// `due_at` set) land a second late, as a write queued behind a slow connection does;
+/// it notes each record in the order its write landed.
+#[derive(Debug, Default)]
+struct SlowWaitingWrites {
+    inner: MemoryRunHistory,
+    landed: Mutex<Vec<RunRecord>>,
+}
+
+fn is_waiting(r: &RunRecord) -> bool {
+    r.outcome == RunOutcome::Running && r.started_at.is_none() && r.due_at.is_some()
+}
+
+#[async_trait]
+impl RunHistory for SlowWaitingWrites {
+    async fn record_runs(&self, records: &[RunRecord]) -> Result<(), Error> {
+        if records.iter().any(is_waiting) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.inner.record_runs(records).await?;
+        self.landed.lock().unwrap().extend(records.iter().cloned());
+        Ok(())
+    }
+    async fn record_starts(&self, records: &[RunRecord]) -> Result<Vec<String>, Error> {
+        self.inner.record_starts(records).await
+    }
+    async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(&self, job_id: &str, keep: usize) -> Result<u64, Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+/// A buffered fire time's waiting record is written before its start: a waiting
+/// record landing last would make the started run look waiting again, and a node
+/// taking this one over after its death would run it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_fire_times_start_is_written_after_its_waiting_record() {
+    let history = Arc::new(SlowWaitingWrites::default());
+    let n = node("a", &history, true);
+    n.engine.start(false).await.unwrap();
+    n.engine.add_job(job(Overlap::BufferOne)).await.unwrap();
+    hold_first_run(&n, 2).await;
+    assert_eq!(n.ran(), [at(10, 0, 0), at(10, 0, 10)]);
+    let landed: Vec<_> = history
+        .landed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.scheduled_at == at(10, 0, 10))
+        .map(|r| (r.outcome, r.started_at.is_some(), is_waiting(r)))
+        .collect();
+    let started = landed
+        .iter()
+        .position(|&(_, started, _)| started)
+        .expect("the start was written");
+    assert!(
+        landed[..started].iter().any(|&(.., waiting)| waiting),
+        "the waiting record was not written before the start: {landed:?}"
+    );
+    assert!(
+        !landed[started..].iter().any(|&(.., waiting)| waiting),
+        "a waiting record landed after the start: {landed:?}"
+    );
     n.engine.shutdown(true).await.unwrap();
 }

@@ -158,19 +158,21 @@ async fn already_done(
 /// The message of the history record of a run at the daemon's start.
 pub(crate) const AT_START_NOTE: &str = "run at the daemon's start (at_start)";
 
-/// Starts one run of each stored job with `at_start` set, as a daemon's start does
-/// (each daemon on a store runs them at its own start, as each machine runs its
-/// `@reboot` lines). A job paused by hand is left alone; one that runs only at start
-/// is paused by nature and runs. Each run goes through the scheduler like `aps jobs
-/// run` through the API: `max_instances`, events and a history record.
-pub(crate) async fn run_at_start(scheduler: &AsyncScheduler) {
+/// The stored jobs with `at_start` set that run at this start, as the store holds them
+/// once the config is synced (each daemon on a store runs them at its own start, as
+/// each machine runs its `@reboot` lines). Chosen before the management plane answers,
+/// so that a job added through the API or `aps jobs add` while the daemon starts is
+/// never taken for one present at start. A job paused by hand is left out; one that
+/// runs only at start is paused by nature and is in.
+pub(crate) async fn at_start_jobs(scheduler: &AsyncScheduler) -> Vec<String> {
     let jobs = match scheduler.get_jobs(None).await {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::error!("the jobs to run at start cannot be listed, none runs: {e}");
-            return;
+            return Vec::new();
         }
     };
+    let mut chosen = Vec::new();
     for h in jobs {
         let job = h.job();
         let Some(def) = JobDef::from_kwargs(&job.kwargs).filter(|d| d.at_start) else {
@@ -180,19 +182,33 @@ pub(crate) async fn run_at_start(scheduler: &AsyncScheduler) {
             tracing::info!(job_id = %job.id, "job {} is paused: its run at start is skipped", job.id);
             continue;
         }
+        chosen.push(job.id.to_string());
+    }
+    chosen
+}
+
+/// Starts one run of each job of `ids` (chosen by [`at_start_jobs`]). Each run goes
+/// through the scheduler like `aps jobs run` through the API: `max_instances`, events
+/// and a history record.
+pub(crate) async fn run_at_start(scheduler: &AsyncScheduler, ids: &[String]) {
+    for id in ids {
         match scheduler
             .engine()
-            .run_job_now(&job.id, None, Some(AT_START_NOTE))
+            .run_job_now(id, None, Some(AT_START_NOTE))
             .await
         {
             Ok(run_id) => {
-                tracing::info!(job_id = %job.id, run_id = run_id.as_deref().unwrap_or("-"), "job {} started at the daemon's start", job.id)
+                tracing::info!(job_id = %id, run_id = run_id.as_deref().unwrap_or("-"), "job {id} started at the daemon's start")
             }
             Err(e) => {
-                tracing::error!(job_id = %job.id, "job {}: its run at start cannot start: {e}", job.id)
+                tracing::error!(job_id = %id, "job {id}: its run at start cannot start: {e}")
             }
         }
     }
+    tracing::info!(
+        "runs at start: {} job(s) chosen, all handed to the scheduler",
+        ids.len()
+    );
 }
 
 /// Logs each job with its next fire time.

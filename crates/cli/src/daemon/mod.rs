@@ -366,6 +366,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
         let _ = scheduler.shutdown(false).await;
         return Err(e);
     }
+    // Fixed before the management plane answers: a job added through it (or by `aps
+    // jobs add`) from now on was not there at start.
+    let at_start = jobs::at_start_jobs(&scheduler).await;
     // Taken over before the management plane answers: a SIGTERM sent as soon as the
     // daemon looks up (its health endpoint answers) waits for the loop below and stops
     // the daemon cleanly instead of killing it.
@@ -400,7 +403,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     heap::release_freed();
     scheduler.resume().map_err(|e| e.to_string())?;
     // Once per start, never on reload: cron's `@reboot`.
-    jobs::run_at_start(&scheduler).await;
+    jobs::run_at_start(&scheduler, &at_start).await;
 
     // Other processes change jobs in the store (`aps jobs ...`, other daemons). A
     // SQLite file is watched (its changes wake the daemon at once, and nothing runs

@@ -51,6 +51,14 @@ impl Recorder {
     /// before the run may start (a node that cannot write it keeps the run waiting,
     /// so that a takeover after this node's death cannot run it a second time).
     pub(crate) async fn start_waiting(&self, mut record: RunRecord) -> Result<(), String> {
+        // The run's waiting record may still be in the writer's queue: written after
+        // the start, it would make the started run look waiting again, and a node
+        // taking this one over would run it a second time. What is queued goes first.
+        if !self.queued_written(BEGIN_DEADLINE).await {
+            return Err(format!(
+                "the records queued before it were not written within {BEGIN_DEADLINE:?}"
+            ));
+        }
         record.started_at = Some(self.clock.now());
         record.node = self.node.to_string();
         self.write_now(&record).await?;
