@@ -74,7 +74,7 @@ pub fn server_url(var: &str, example: &str, test: &str) -> Option<String> {
     assert!(
         !in_ci(),
         "{test} ({package}): {var} is not set, but CI is: CI must run this test against a \
-         real server (`source .ci/services.sh` starts them and sets the variables)"
+         real server (`scripts/test` starts them and sets the variables)"
     );
     skip_notice(&format!(
         "{test} ({package}): {var} is not set; start a server and set it, e.g. {var}={example}"
@@ -86,7 +86,10 @@ pub fn server_url(var: &str, example: &str, test: &str) -> Option<String> {
 const GROUPS_OF_VARS: &[(&str, &[&str])] = &[
     ("APS_TEST_POSTGRES_URL", &["postgres"]),
     ("APS_TEST_MYSQL_URL", &["mysql"]),
-    ("APS_TEST_REDIS_URL", &["redis", "redis-sentinel", "redis-cluster"]),
+    (
+        "APS_TEST_REDIS_URL",
+        &["redis", "redis-sentinel", "redis-cluster"],
+    ),
     ("APS_TEST_MONGODB_URL", &["mongodb"]),
     ("APS_TEST_ZOOKEEPER_URL", &["zookeeper"]),
 ];
