@@ -35,18 +35,48 @@ wait_for() { # name, check command...
 
 echo "== backend services"
 if wants postgres; then
+# A new machine: Debian's server, set up as the tests expect (a `root` superuser, a
+# database `test`, trust for loopback connections).
+pg_new=0
+if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  echo "  installing Debian's postgresql"
+  apt_install postgresql postgresql-client
+  pg_new=1
+fi
+pg_version=$(ls /etc/postgresql | head -n1)
+if [ "$pg_new" = 1 ]; then
+  sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' \
+    "/etc/postgresql/$pg_version/main/pg_hba.conf"
+fi
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   echo "  starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start || true
 fi
 wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+if [ "$pg_new" = 1 ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
+  runuser -u postgres -- psql -q -c "CREATE ROLE root SUPERUSER LOGIN"
+  runuser -u postgres -- createdb -O root test
+fi
 export APS_TEST_POSTGRES_URL="${APS_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 fi
 
 if wants mysql; then
+# A new machine: Debian's server, its root let in over TCP with no password.
+maria_new=0
+if [ ! -x /usr/sbin/mariadbd ]; then
+  echo "  installing Debian's mariadb-server"
+  apt_install mariadb-server mariadb-client
+  maria_new=1
+fi
 if ! mysqladmin -h127.0.0.1 -uroot status >/dev/null 2>&1; then
   echo "  starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql: /run/mysqld
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+fi
+if [ "$maria_new" = 1 ]; then
+  wait_for "MariaDB's socket" mysqladmin -uroot status
+  mysql -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')"
 fi
 wait_for MariaDB mysqladmin -h127.0.0.1 -uroot status
 mysql -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test"
@@ -54,6 +84,10 @@ export APS_TEST_MYSQL_URL="${APS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/tes
 fi
 
 if wants redis redis-sentinel redis-cluster; then
+if ! command -v redis-server >/dev/null; then
+  echo "  installing Debian's redis-server"
+  apt_install redis-server
+fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "  starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
@@ -206,6 +240,6 @@ echo "  $(cargo-deny --version)"
 fi
 
 unset -f wants apt_install wait_for zk_ok
-unset _aps_groups
+unset _aps_groups pg_new pg_version maria_new
 eval "$_aps_services_opts"; eval "${_aps_services_err:-trap - ERR}"
 unset _aps_services_opts _aps_services_err
