@@ -351,11 +351,7 @@ fn api(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String)
 
 #[test]
 fn the_api_adds_and_changes_jobs_with_these_options_and_keeps_them() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = Dir::new(&format!("{HEAD}[http]\nlisten = \"127.0.0.1:{port}\"\n"));
     let _daemon = dir.start();
     let (status, body) = api(

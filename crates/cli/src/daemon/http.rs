@@ -507,6 +507,8 @@ pub(crate) async fn start(
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("http.listen: cannot listen on {}: {e}", settings.listen))?;
+    // Port 0 asks the system for a free one: the log names the one bound.
+    let bound = listener.local_addr().unwrap_or(settings.listen);
     let authenticated = !settings.tokens.is_empty();
     let mut plane = ManagementPlane::new(scheduler.clone())
         .history(history)
@@ -519,9 +521,9 @@ pub(crate) async fn start(
     }
     let router = plane.router();
     if authenticated {
-        tracing::info!(listen = %settings.listen, tokens = settings.tokens.len(), "management plane: http://{}/ (bearer tokens required)", settings.listen);
+        tracing::info!(listen = %bound, tokens = settings.tokens.len(), "management plane: http://{bound}/ (bearer tokens required)");
     } else {
-        tracing::warn!(listen = %settings.listen, "management plane: http://{}/ WITHOUT authentication: no [[http.tokens]] configured, so only loopback clients are served (`aps token new` makes one)", settings.listen);
+        tracing::warn!(listen = %bound, "management plane: http://{bound}/ WITHOUT authentication: no [[http.tokens]] configured, so only loopback clients are served (`aps token new` makes one)");
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -7,7 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -297,13 +297,10 @@ pub fn http_call(
     }
 }
 
-/// A loopback port free when asked (for a daemon's `[http]` to bind).
+/// A loopback port free when asked, for a daemon's `[http]` to bind, that no
+/// outgoing connection can take meanwhile (see `spare_port`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a spare port")
-        .local_addr()
-        .expect("its address")
-        .port()
+    apscheduler_testkit::server::spare_port()
 }
 
 /// Processes whose command line contains `marker`.

@@ -128,10 +128,37 @@ pub fn random_namespace() -> String {
     format!("aps_test_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
-/// A spare loopback port for a private server: bound to port 0, noted, released.
-pub(crate) fn spare_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
+/// A loopback port that is free now, for a server a test starts later (a private
+/// server, an `aps run` daemon's `[http] listen`), and that no outgoing connection can
+/// take meanwhile: it lies below the system's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), from which the kernel picks the local
+/// ports of outgoing connections and of binds to port 0. A port bound to port 0 and
+/// released is in that range, and a test's own clients (a store connection, an HTTP
+/// call) can take it before the server binds it, or while a killed server is down.
+/// Each process walks its own window of the range below, from its process id, and
+/// never hands out a port twice.
+pub fn spare_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // Ports 10000 up to the ephemeral range: most well-known servers lie below.
+    let (low, span) = (10_000, ephemeral_low.saturating_sub(10_000));
+    if span < 1_000 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        return listener.local_addr().expect("local addr").port();
+    }
+    let start = (std::process::id() * 97) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(low + (start + n) % span).expect("below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {ephemeral_low}");
 }
 
 /// SIGKILLs and reaps a private server's process, if it runs.
