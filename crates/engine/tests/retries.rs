@@ -425,7 +425,19 @@ async fn a_dead_nodes_waiting_retry_runs_once_on_one_of_two_live_nodes() {
     a.pass().await;
     b.pass().await;
     assert!(a.runs().is_empty() && b.runs().is_empty());
-    set(&clock, at(10, 0, 30));
+    // To the due time in steps shorter than the node time-out (10 s), each once both
+    // nodes' heartbeats carry it: one jump of 30 s would let a node whose heartbeat
+    // comes late be taken for dead by the other while it lives.
+    let mut t = at(10, 0, 0);
+    while t < at(10, 0, 30) {
+        t += chrono::Duration::seconds(2);
+        set(&clock, t);
+        let beaten = async || {
+            let list = history.nodes().unwrap().list_nodes().await.unwrap();
+            list.iter().filter(|n| n.heartbeat_at >= t).count() == 2
+        };
+        wait_for("both heartbeats at the new time", beaten).await;
+    }
     for _ in 0..3 {
         a.pass().await;
         b.pass().await;
