@@ -7,9 +7,9 @@
 #   APS_DEB_PROFILE=release scripts/build-deb.sh   # the package to ship
 #
 # The dev profile makes CI compile nothing more (a release build is fat LTO, minutes):
-# with APS_USE_TEST_BUILD=1 it packages the `aps` that `cargo test --workspace` has just
-# built (target/debug/aps) rather than building it again with apscheduler-cli's own
-# features. cargo-deb strips the binary either way.
+# with APS_USE_TEST_BUILD=1 it packages the `aps` that the workspace's test build
+# (scripts/test) has just built (target/debug/aps) rather than building it again with
+# apscheduler-cli's own features. cargo-deb strips the binary either way.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ cargo deb --version
 
 aps="$out_dir/aps"
 if [ "${APS_USE_TEST_BUILD:-}" = 1 ] && [ "$profile" = dev ]; then
-    [ -x "$aps" ] || { echo "ERROR: APS_USE_TEST_BUILD=1 but $aps is missing: run cargo test --workspace first" >&2; exit 1; }
+    [ -x "$aps" ] || { echo "ERROR: APS_USE_TEST_BUILD=1 but $aps is missing: run scripts/test first" >&2; exit 1; }
 else
     cargo build --locked -q -p apscheduler-cli --profile "$profile"
 fi

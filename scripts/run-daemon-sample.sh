@@ -5,16 +5,16 @@
 # dashboard and the API answer on 127.0.0.1:8642 (its `[http]` table), stops the daemon
 # with SIGTERM and checks that it exits 0. Fails after 60 s without runs.
 #
-# With APS_USE_TEST_BUILD=1 (CI) it runs the `aps` that `cargo test --workspace` has just
-# built (target/debug/aps, the binary the daemon's tests ran) instead of building it
-# again with apscheduler-cli's own features; scripts/check-features.sh checks that it
-# compiles that way.
+# With APS_USE_TEST_BUILD=1 (CI) it runs the `aps` that the workspace's test build
+# (scripts/test) has just built (target/debug/aps, the binary the daemon's tests ran)
+# instead of building it again with apscheduler-cli's own features;
+# scripts/check-features.sh checks that it compiles that way.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 aps="${CARGO_TARGET_DIR:-target}/debug/aps"
 if [ "${APS_USE_TEST_BUILD:-}" = 1 ]; then
-    [ -x "$aps" ] || { echo "APS_USE_TEST_BUILD=1 but $aps is missing: run cargo test --workspace first" >&2; exit 1; }
+    [ -x "$aps" ] || { echo "APS_USE_TEST_BUILD=1 but $aps is missing: run scripts/test first" >&2; exit 1; }
 else
     cargo build -q -p apscheduler-cli
 fi

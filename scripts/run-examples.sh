@@ -5,9 +5,9 @@
 # The examples are built first, as `cargo run -q -p apscheduler --example NAME` builds
 # them (`cargo build -p apscheduler --examples`), then each binary is run under
 # `timeout`: the limit measures running, not compiling. With APS_USE_TEST_BUILD=1 (CI)
-# nothing is built: `cargo test --workspace` has just built every example, with the
-# workspace's features, and those binaries are run (building them again with the
-# facade's own features would compile most dependencies a second time;
+# nothing is built: the workspace's test build (scripts/test) has just built every
+# example, with the workspace's features, and those binaries are run (building them
+# again with the facade's own features would compile most dependencies a second time;
 # scripts/check-features.sh checks that the examples compile that way).
 #
 # Usage: scripts/run-examples.sh [NAME...]   (default: all examples)
@@ -44,7 +44,7 @@ fi
 if [ "${APS_USE_TEST_BUILD:-}" = 1 ]; then
     for name in "${names[@]}"; do
         [ -x "$examples/$name" ] || {
-            echo "APS_USE_TEST_BUILD=1 but $examples/$name is missing: run cargo test --workspace first" >&2
+            echo "APS_USE_TEST_BUILD=1 but $examples/$name is missing: run scripts/test first" >&2
             exit 1
         }
     done

@@ -18,9 +18,6 @@ use serde_json::Value;
 use support::databases::Database;
 use support::{aps_ok, Daemon};
 
-/// The Redis database these tests use, apart from the other tests' keys.
-const REDIS_DB: u32 = 11;
-
 fn history(url: &str) -> Vec<Value> {
     serde_json::from_slice(&aps_ok(&[
         "history", "--limit", "1000000", "--json", "--store", url,
@@ -68,7 +65,7 @@ fn three_daemons_on_redis_run_a_killed_ones_waiting_runs_once() {
     ) else {
         return;
     };
-    take_over_waiting_runs(&Database::redis_number(&admin, REDIS_DB));
+    take_over_waiting_runs(&Database::redis(&admin));
 }
 
 #[test]

@@ -160,20 +160,19 @@ fn crashing_job_is_a_job_error_and_the_scheduler_goes_on(registry: &TaskRegistry
 }
 
 fn main() {
-    let registry = common::registry();
-    apscheduler_executor_process::worker_main(&registry);
+    apscheduler_executor_process::worker_main(&common::registry());
 
     let mut runner = common::Runner::new();
     runner.run("named_task_runs_in_a_worker_process", || {
-        named_task_runs_in_a_worker_process(&registry);
+        named_task_runs_in_a_worker_process(&common::registry());
     });
     runner.run("closure_job_is_refused_for_the_process_pool", || {
-        closure_job_is_refused_for_the_process_pool(&registry);
+        closure_job_is_refused_for_the_process_pool(&common::registry());
     });
     runner.run(
         "crashing_job_is_a_job_error_and_the_scheduler_goes_on",
         || {
-            crashing_job_is_a_job_error_and_the_scheduler_goes_on(&registry);
+            crashing_job_is_a_job_error_and_the_scheduler_goes_on(&common::registry());
         },
     );
     runner.finish();

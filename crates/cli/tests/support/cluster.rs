@@ -148,10 +148,10 @@ pub fn gaps<'a>(
     (gaps, excused_count)
 }
 
-/// Runs `f` while no other cluster test runs: two would share the machine's two cores,
-/// and the Redis tests share one database, which each flushes as it starts and ends (so
-/// `f` creates its `Database` and drops it within its turn). The lock is per test
-/// binary: `cargo test` runs the binaries one after another.
+/// Runs `f` while no other cluster test of this binary runs: two would share the
+/// machine's two cores with six daemons. Under `cargo test` the binaries run one after
+/// another; `scripts/test` (cargo-nextest, a process per test) limits the daemon tests
+/// of every binary together instead (the `real-time` group in `.config/nextest.toml`).
 pub fn static_turn(f: impl FnOnce()) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     f();

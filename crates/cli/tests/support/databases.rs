@@ -1,7 +1,7 @@
 //! A database of its own on each test server, for the cluster tests: a fresh database
-//! on PostgreSQL and MariaDB (dropped at the end), the database a Redis URL names (its
-//! daemons' keys cleared before and after), a fresh database on MongoDB and a fresh
-//! path on ZooKeeper.
+//! on PostgreSQL and MariaDB (dropped at the end), a key prefix of its own in the
+//! database a Redis URL names (its keys cleared at the end), a fresh database on MongoDB
+//! and a fresh path on ZooKeeper.
 
 use std::process::Command;
 
@@ -58,16 +58,13 @@ impl Database {
         }
     }
 
-    /// The database `admin` names on its server, its daemons' keys (the default
-    /// `apscheduler.` prefix) cleared before and after; other keys there are left alone.
+    /// A key prefix of its own in the database `admin` names on its server, its keys
+    /// cleared at the end; other keys there are left alone, so that tests on one Redis
+    /// server can run side by side.
     pub fn redis(admin: &str) -> Database {
-        Database::redis_number(admin, redis_database(admin))
-    }
-
-    /// Database `db` on the Redis server of `admin`, its daemons' keys cleared before
-    /// and after (tests that run beside others use a number of their own).
-    pub fn redis_number(admin: &str, db: u32) -> Database {
+        let db = redis_database(admin);
         let (host, port) = host_port(admin, 6379);
+        let prefix = format!("{}.", random_namespace());
         let clear: Vec<String> = [
             "redis-cli",
             "-h",
@@ -79,15 +76,13 @@ impl Database {
             "EVAL",
             "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end",
             "0",
-            "apscheduler.*",
+            &format!("{prefix}*"),
         ]
         .into_iter()
         .map(str::to_owned)
         .collect();
-        let args: Vec<&str> = clear[1..].iter().map(String::as_str).collect();
-        run_ok("redis-cli", &args);
         Database {
-            url: format!("redis://{host}:{port}/{db}"),
+            url: format!("redis://{host}:{port}/{db}?prefix={prefix}"),
             drop: Some(clear),
         }
     }

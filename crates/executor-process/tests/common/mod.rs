@@ -1,18 +1,19 @@
 //! What the `harness = false` test binaries share: the named tasks (registered
 //! identically in the test process and in its workers, which re-execute the binary), a
-//! minimal test runner, and helpers to look at worker processes.
+//! test runner with libtest's command line, and helpers to look at worker processes.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use apscheduler_core::chrono::DateTime;
 use apscheduler_core::chrono_tz::Tz;
 use apscheduler_core::serde_json::{json, Value};
+use libtest_mimic::{Arguments, Trial};
+
 use apscheduler_core::{JobFailure, JobRun, RunReporter, TaskFailure, TaskRegistry};
 
 /// Returns the worker's process id.
@@ -239,47 +240,30 @@ impl RunReporter for Counter {
     }
 }
 
-/// Runs named test functions, catching their panics, and ends with the
-/// `N passed, M failed` line.
+/// Collects named test functions and runs them with libtest's command line (a name
+/// filter, `--exact`, `--list`, ...), as `cargo test` and cargo-nextest call a test
+/// binary; a panic fails its test.
 pub(crate) struct Runner {
-    passed: usize,
-    failed: Vec<String>,
-    filter: Option<String>,
+    tests: Vec<Trial>,
 }
 
 impl Runner {
-    /// A runner; the first command-line argument, if any, filters tests by substring.
     pub(crate) fn new() -> Self {
-        Runner {
-            passed: 0,
-            failed: Vec::new(),
-            filter: std::env::args().nth(1).filter(|a| !a.starts_with('-')),
-        }
+        Runner { tests: Vec::new() }
     }
 
-    pub(crate) fn run(&mut self, name: &str, test: impl FnOnce()) {
-        if self.filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            return;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(test)) {
-            Ok(()) => {
-                println!("test {name} ... ok ({:.2?})", started.elapsed());
-                self.passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED ({:.2?})", started.elapsed());
-                self.failed.push(name.to_owned());
-            }
-        }
+    pub(crate) fn run(&mut self, name: &str, test: impl FnOnce() + Send + 'static) {
+        self.tests.push(Trial::test(name, move || {
+            test();
+            Ok(())
+        }));
     }
 
-    /// Prints the summary and exits (non-zero when a test failed).
+    /// Runs the tests and exits (non-zero when one failed). One at a time unless
+    /// `--test-threads` says otherwise: some count this process's children.
     pub(crate) fn finish(self) -> ! {
-        for name in &self.failed {
-            println!("failed: {name}");
-        }
-        println!("{} passed, {} failed", self.passed, self.failed.len());
-        std::process::exit(i32::from(!self.failed.is_empty()))
+        let mut args = Arguments::from_args();
+        args.test_threads.get_or_insert(1);
+        libtest_mimic::run(&args, self.tests).exit()
     }
 }
