@@ -100,15 +100,27 @@ fn a_command_failing_twice_succeeds_on_its_third_attempt() {
 fn a_buffer_one_job_longer_than_its_interval_runs_once_after_the_long_run() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("first-done");
-    // The first run takes 4 s, the job fires every second; later runs are quick.
+    let release = dir.path().join("release");
+    // The first run lasts until the test releases it, the job fires every second; later
+    // runs are quick.
     let config = format!(
         "{HEAD}[[jobs]]\nid = \"long\"\n\
-         command = 'if [ -e {m} ]; then exit 0; fi; sleep 4; touch {m}'\n\
+         command = 'if [ -e {m} ]; then exit 0; fi; \
+         while [ ! -e {r} ]; do sleep 0.05; done; touch {m}'\n\
          interval = 1\noverlap = \"buffer_one\"\n",
-        m = marker.display()
+        m = marker.display(),
+        r = release.display()
     );
     let d = Dir::new(&config);
     let mut daemon = d.start();
+    // Released right after the third fire time skipped with a full buffer: the run then
+    // ends well before the next fire time (most of a second later), so that each fire
+    // time is plainly before or after its end, on a loaded machine too.
+    let missed = || d.outcomes("long").iter().filter(|o| *o == "missed").count();
+    wait_for("three fire times skipped", Duration::from_secs(30), || {
+        missed() >= 3
+    });
+    std::fs::write(&release, "").unwrap();
     wait_for(
         "the long run and the fire times after it",
         Duration::from_secs(30),
