@@ -5,7 +5,9 @@
 #
 # Arguments: the test groups to prepare (scripts/test --list); none means every group.
 # Sourcing it leaves the shell's options as they were.
-_aps_services_opts=$(set +o); _aps_services_err=$(trap -p ERR)
+# `set +o` runs in a subshell, where bash always reports errexit off: errexit is taken
+# from `$-` instead, or sourcing this would turn `set -e` off in the caller.
+_aps_services_opts=$(set +o); _aps_services_err=$(trap -p ERR); _aps_services_flags=$-
 set -euo pipefail
 
 # Whether one of the groups asked for is among "$@" (every group when none was asked).
@@ -242,4 +244,5 @@ fi
 unset -f wants apt_install wait_for zk_ok
 unset _aps_groups pg_new pg_version maria_new
 eval "$_aps_services_opts"; eval "${_aps_services_err:-trap - ERR}"
-unset _aps_services_opts _aps_services_err
+case "$_aps_services_flags" in *e*) set -e ;; *) set +e ;; esac
+unset _aps_services_opts _aps_services_err _aps_services_flags
