@@ -489,31 +489,20 @@ impl Node {
             Some(due) => Phase::Waiting(due),
             None => Phase::Claimed,
         };
+        let fresh = Held {
+            key: grant.key,
+            fence: grant.fence,
+            lease_until: grant.lease_until,
+            phase,
+            asked: None,
+            early: false,
+        };
         match self.held_mut(grant.key) {
             Some(h) if h.fence == grant.fence => h.lease_until = grant.lease_until,
-            Some(h) => {
-                *h = Held {
-                    key: grant.key,
-                    fence: grant.fence,
-                    lease_until: grant.lease_until,
-                    phase,
-                    asked: None,
-                    early: false,
-                }
-            }
+            Some(h) => *h = fresh,
             None => {
                 let at = self.held.partition_point(|h| h.key < grant.key);
-                self.held.insert(
-                    at,
-                    Held {
-                        key: grant.key,
-                        fence: grant.fence,
-                        lease_until: grant.lease_until,
-                        phase,
-                        asked: None,
-                        early: false,
-                    },
-                );
+                self.held.insert(at, fresh);
             }
         }
     }
