@@ -10,6 +10,10 @@
 //! - [`JobStore`]: where jobs live, with an atomic claim-with-lease protocol so several
 //!   schedulers can share one store; [`StoreWrapper`]: a store wrapping another one,
 //!   forwarding every call to it with a hook around each.
+//! - [`RunStore`]: the run contract beside it — a fire time, a retry, a buffered fire
+//!   time, a run started by hand are [`Run`] rows, each leased to one scheduler, moved
+//!   by atomic compare-and-set steps on the store's clock ([`RunTable`] holds the
+//!   contract's decisions for in-memory rows).
 //! - [`Executor`]: what runs jobs, reporting outcomes through a [`RunReporter`];
 //!   [`run`] holds the one task runner and outcome reporting every executor uses.
 //! - [`Event`] and the APScheduler event codes (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
@@ -62,6 +66,7 @@ pub mod node;
 pub mod policy;
 pub mod reach;
 pub mod run;
+pub mod run_store;
 mod shared_policy;
 mod store;
 mod task;
@@ -87,6 +92,11 @@ pub use policy::{Catchup, CatchupMode, Overlap, RetryOn, RetryPolicy, RunPolicy}
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,
     report_each_run_time, report_failed, report_outcome, run_sync_task,
+};
+pub use run_store::{
+    Changes, EndReply, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd,
+    RunKey, RunOrigin, RunRules, RunState, RunStore, RunTable, StartReply, Swept, MISSED_LATE,
+    SKIPPED_AT_MAX,
 };
 pub use serde_json;
 pub use shared_policy::shared_policy;

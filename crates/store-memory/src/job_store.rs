@@ -125,6 +125,7 @@ impl JobStore for MemoryJobStore {
             leases,
             index,
             holder: last_holder,
+            ..
         } = &mut *state;
 
         // The keys of earlier microseconds than `now` are due. A few are taken key by

@@ -104,11 +104,14 @@
 mod config;
 mod history;
 mod job_store;
+mod runs;
 mod state;
 pub use config::{register, MemoryStoreConfig};
 
 use std::fmt;
 use std::sync::Arc;
+
+use apscheduler_core::{Clock, SystemClock};
 
 // Named by the crate documentation's links.
 #[cfg(doc)]
@@ -126,16 +129,34 @@ use crate::state::{JobTable, State};
 ///
 /// See the [crate documentation](crate) for an example and the details of the lease
 /// bookkeeping.
-#[derive(Default)]
 pub struct MemoryJobStore {
     state: Mutex<State>,
     history: Arc<MemoryRunHistory>,
+    /// The store's clock, by which its runs' leases are judged.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryJobStore {
+    fn default() -> Self {
+        MemoryJobStore {
+            state: Mutex::default(),
+            history: Arc::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl MemoryJobStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This store, judging its runs' leases by `clock` (a
+    /// [`ManualClock`](apscheduler_core::ManualClock) in tests) instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// An empty store with room for `capacity` jobs before its id table grows.
@@ -145,7 +166,7 @@ impl MemoryJobStore {
                 jobs: JobTable::with_capacity(capacity),
                 ..State::default()
             }),
-            history: Arc::default(),
+            ..Self::default()
         }
     }
 

@@ -125,6 +125,8 @@ pub(crate) struct State {
     /// The last claimant's id, shared by its leases (one allocation per claimant, not
     /// per claim).
     pub(crate) holder: Option<Arc<str>>,
+    /// The runs (the run contract), beside the jobs under the same lock.
+    pub(crate) runs: apscheduler_core::RunTable,
 }
 
 #[derive(Default)]
@@ -267,6 +269,21 @@ impl State {
                 Ok(None)
             }
         }
+    }
+
+    /// Applies one release as [`release_one`](State::release_one) does and links the
+    /// updated job into the due index at once (a release outside a batch).
+    pub(crate) fn release_linked(
+        &mut self,
+        scheduler_id: &str,
+        release: JobRelease,
+    ) -> Result<(), Arc<str>> {
+        if let Some(key) = self.release_one(scheduler_id, release, false)? {
+            if !self.leases.contains_key(&key.1) {
+                self.index.due.insert(key);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Stored> {

@@ -167,8 +167,12 @@ impl Watched for WaitChanges {
             self.waits.latest_until.store(until, Ordering::SeqCst);
         }
         self.waits.open.store(true, Ordering::SeqCst);
-        // This store's wait may have been woken while no stream was open.
-        (self.listener)();
+        // This store's wait may have been woken while no stream was open; without a
+        // wait there was nothing to miss, and a wake-up would only make the scheduler
+        // plan again for nothing.
+        if self.waits.waiting_until.load(Ordering::SeqCst) != 0 {
+            (self.listener)();
+        }
     }
 
     fn closed(&self, unsupported: bool) {

@@ -19,6 +19,9 @@ use crate::error::StoreError;
 /// | `apscheduler.corrupt` | hash | job id → why the job cannot be read; such jobs stay in `jobs` and are in neither sorted set |
 /// | `apscheduler.held:<scheduler id>` | sorted set | job id → run time (UTC microseconds) of every claim that scheduler holds on a scheduled job: the leases by holder, so a claim finds its caller's own stranded claims without reading anyone else's |
 /// | `apscheduler.held_indexed` | string | `1` once the `held:` sets index every lease (a store written before they existed is indexed by its first claim) |
+/// | `apscheduler.runs:<job id>` | hash | the job's runs (the run contract): `v` its version, `f` its last fence, `x` `1` while the finished job waits for its last live run, `r:<run id>` each run as JSON |
+/// | `apscheduler.run_expiry` | sorted set | job id → the earliest end of its live runs' leases (server microseconds) |
+/// | `apscheduler.run_jobs` | set | the jobs with a runs hash |
 /// | `apscheduler.waiters` | sorted set | a scheduler's change token → the instant (server microseconds) until which it sleeps waiting for a lease to end; a release announces itself only while one of these is ahead |
 ///
 /// The first two keys are APScheduler's own layout (`jobs_key`, `run_times_key`); a
@@ -77,6 +80,11 @@ pub struct KeyLayout {
     /// Sorted set: change token → until when that scheduler waits for a release
     /// (server microseconds). Only the release script reads it.
     pub waiters: String,
+    /// Sorted set: job id → the earliest end of its live runs' leases (server
+    /// microseconds), for the run sweep.
+    pub run_expiry: String,
+    /// Set: the jobs with a runs hash (`<prefix>runs:<job id>`).
+    pub run_jobs: String,
 }
 
 impl KeyLayout {
@@ -90,12 +98,20 @@ impl KeyLayout {
             held: format!("{prefix}held:"),
             held_indexed: format!("{prefix}held_indexed"),
             waiters: format!("{prefix}waiters"),
+            run_expiry: format!("{prefix}run_expiry"),
+            run_jobs: format!("{prefix}run_jobs"),
         }
     }
 
     /// The keys of partition `n` on a cluster: under the hash tag `{<prefix>p<n>}`.
     pub(crate) fn partition(prefix: &str, n: usize) -> Self {
         Self::new(&format!("{{{prefix}p{n}}}"))
+    }
+
+    /// The prefix of the per-job runs hashes (`<prefix>runs:<job id>`): the jobs
+    /// key's own prefix, so that a job's runs share its slot.
+    pub(crate) fn run_prefix(&self) -> &str {
+        self.jobs.strip_suffix("jobs").unwrap_or(&self.jobs)
     }
 
     /// Every fixed key the job scripts take, in their order (the `held` sets are named

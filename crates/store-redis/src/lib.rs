@@ -66,6 +66,8 @@ mod history;
 mod hosts;
 mod jobstore;
 mod keys;
+mod run_scripts;
+mod runs;
 mod scripts;
 mod sentinel;
 mod shards;

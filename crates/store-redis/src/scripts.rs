@@ -405,7 +405,7 @@ redis.call('DEL', jobs, run_times, claimed, leases, corrupt, indexed)
 return 0
 ";
 
-fn script(body: &str) -> Script {
+pub(crate) fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 

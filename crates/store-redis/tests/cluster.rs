@@ -1,7 +1,7 @@
 //! The store on a Redis Cluster (`redis+cluster://`), against a private cluster the
 //! tests start: six `redis-server --cluster-enabled yes` on spare loopback ports, three
 //! primaries with a replica each (`apscheduler_testkit::redis_cluster`). The store
-//! conformance suite, the run history suite, change notifications and releases
+//! conformance suite, the run contract's checks, the run history suite, change notifications and releases
 //! announced only to waiting schedulers on the cluster;
 //! bad input (a node not in cluster mode, nodes of different clusters, nothing
 //! reachable) failing clearly at start; what a primary's failover loses of acknowledged writes, without and with
@@ -51,6 +51,18 @@ async fn conformance_on_a_cluster() {
         };
         apscheduler_testkit::store::run_all(make).await;
     }
+    // The run contract, each job's runs in its own partition.
+    let counter = Arc::new(AtomicUsize::new(0));
+    let cluster_url = cluster.url("unused.", "");
+    apscheduler_testkit::store::runs::run_runs(move || {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let url = cluster_url.replace("prefix=unused.", &format!("prefix=runs-{n}."));
+        let store = RedisJobStore::builder(url)
+            .build()
+            .expect("build the store");
+        async move { store }
+    })
+    .await;
     let url = cluster.url("restart.", "");
     let (first, second) = (
         RedisJobStore::new(&url).unwrap(),

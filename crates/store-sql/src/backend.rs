@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use crate::history_ops::HistoryOps;
+use crate::run_rows::{RunOps, RunRows};
 use crate::runs::Runs;
 use crate::schema::{Dialect, Names};
 use crate::shared::{Rows, SharedRows};
@@ -23,6 +24,7 @@ pub(crate) struct Parts<DB: Database> {
     pool: Pool<DB>,
     rows: Rows<DB>,
     history: Runs<DB>,
+    run_rows: RunRows<DB>,
 }
 
 impl<DB: Database> Parts<DB> {
@@ -31,6 +33,7 @@ impl<DB: Database> Parts<DB> {
             pool: pool.clone(),
             rows: Rows::new(pool.clone(), dialect, names),
             history: Runs::new(pool.clone(), dialect, names),
+            run_rows: RunRows::new(pool.clone(), dialect, names),
         }
     }
 
@@ -55,6 +58,9 @@ pub(crate) trait SharedParts: Send + Sync + std::fmt::Debug {
     /// The run history table's operations.
     fn history(&self) -> &dyn HistoryOps;
 
+    /// The run contract's rows.
+    fn run_rows(&self) -> &dyn RunOps;
+
     /// Closes the pool.
     async fn close(&self);
 }
@@ -64,6 +70,7 @@ impl<DB: Database> SharedParts for Parts<DB>
 where
     Rows<DB>: SharedRows,
     Runs<DB>: HistoryOps,
+    RunRows<DB>: RunOps,
 {
     fn rows(&self) -> &dyn SharedRows {
         &self.rows
@@ -71,6 +78,10 @@ where
 
     fn history(&self) -> &dyn HistoryOps {
         &self.history
+    }
+
+    fn run_rows(&self) -> &dyn RunOps {
+        &self.run_rows
     }
 
     async fn close(&self) {

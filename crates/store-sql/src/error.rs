@@ -48,6 +48,16 @@ pub(crate) enum StoreError {
         /// The columns it lacks.
         missing: String,
     },
+    /// A row of the run table that cannot be read (edited by hand, or damaged).
+    #[error("run table {table}: the row of run {run} cannot be read: {error}")]
+    UnreadableRun {
+        /// The run table.
+        table: String,
+        /// The run's key, as far as the row's columns say.
+        run: String,
+        /// Why.
+        error: String,
+    },
     /// Another scheduler held the migration lock for too long.
     #[error("table {table}: timed out waiting for another scheduler's schema migration")]
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
@@ -98,6 +108,7 @@ impl StoreError {
             StoreError::Sql { source, .. } => classify(source),
             StoreError::Conflict { .. } => ErrorKind::Conflict,
             StoreError::MigrationLockTimeout { .. } => ErrorKind::Unavailable,
+            StoreError::UnreadableRun { .. } => ErrorKind::Serialization,
             StoreError::ForeignTable { .. }
             | StoreError::ForeignRunsTable { .. }
             | StoreError::SchemaTooNew { .. } => ErrorKind::InvalidState,

@@ -146,6 +146,18 @@
 //! ALTER TABLE apscheduler_jobs ADD COLUMN claim_partition INTEGER NOT NULL DEFAULT 0;
 //! CREATE INDEX apscheduler_jobs_partition_idx
 //!     ON apscheduler_jobs (claim_partition, next_run_time, id);
+//! -- The run contract (apscheduler_core::RunStore): one row per run, the whole run as
+//! -- JSON beside the columns its steps select by, and per job its last fence and
+//! -- whether the finished job waits for its last live run
+//! CREATE TABLE apscheduler_jobs_run_leases (job_id VARCHAR(191) COLLATE "C" NOT NULL,
+//!     fire_time BIGINT NOT NULL, attempt BIGINT NOT NULL, rerun BIGINT NOT NULL,
+//!     state VARCHAR(16) NOT NULL,   -- claimed, waiting, started, ended, interrupted
+//!     lease_until BIGINT NOT NULL, holder VARCHAR(191) COLLATE "C" NOT NULL,
+//!     fence BIGINT NOT NULL, ended_at BIGINT, row_json TEXT NOT NULL,
+//!     PRIMARY KEY (job_id, fire_time, attempt, rerun));
+//! CREATE INDEX apscheduler_jobs_run_leases_idx ON apscheduler_jobs_run_leases (state, lease_until);
+//! CREATE TABLE apscheduler_jobs_run_fences (job_id VARCHAR(191) COLLATE "C" NOT NULL
+//!     PRIMARY KEY, fence BIGINT NOT NULL, finishing BIGINT NOT NULL);
 //! -- PostgreSQL: the schedulers waiting for a release (their token, the lease's end)
 //! CREATE TABLE apscheduler_jobs_waiters (token VARCHAR(191) COLLATE "C" NOT NULL
 //!     PRIMARY KEY, until BIGINT NOT NULL);
@@ -277,6 +289,17 @@
 //! [`add_jobs`]: apscheduler_core::JobStore::add_jobs
 //! [`get_next_run_time`]: apscheduler_core::JobStore::get_next_run_time
 //!
+//! ## Runs
+//! The store implements the run contract ([`RunStore`](apscheduler_core::RunStore)):
+//! each of its operations is one transaction that locks the fence rows of the jobs it
+//! touches (`SELECT ... FOR UPDATE` on PostgreSQL and MySQL/MariaDB, in id order; the
+//! whole database under SQLite's `BEGIN IMMEDIATE`), loads those jobs' live runs and
+//! the runs it names, lets core's [`RunTable`](apscheduler_core::RunTable) decide, and
+//! writes back what changed; a release that creates runs also writes its jobs in that
+//! transaction, only for the jobs whose claim the caller holds (their rows locked too).
+//! Leases are timed by the server's clock (SQLite: the process's). A deadlock or
+//! serialization failure is retried at once, as every other write here.
+//!
 //! ## Corrupt rows
 //! A row that cannot be read (invalid JSON, an unknown format version, an unknown
 //! trigger type, an unknown time zone, a state over [`max_state_bytes`] (1 MiB by
@@ -371,8 +394,10 @@ mod mysql_script;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read_only;
+mod run_rows;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod run_starts;
+mod run_store;
 mod runs;
 mod runs_sql;
 mod runs_upgrade;
@@ -407,4 +432,4 @@ pub use store::{SqlJobStore, SqlJobStoreBuilder, DEFAULT_MAX_STATE_BYTES};
 ///    exists (errors 1060, 1061) counts as done.
 /// 3. Rewrite rows in SQL in the same migration if their format changes.
 /// 4. Bump this constant (a unit test checks it equals the last migration's version).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;

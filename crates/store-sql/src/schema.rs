@@ -112,6 +112,14 @@ pub(crate) struct Names {
     pub(crate) idx_runs_outcome: String,
     /// The release waiters table (`<table>_waiters`, PostgreSQL), quoted.
     pub(crate) waiters: String,
+    /// The run contract's rows (`<table>_run_leases`), unquoted.
+    pub(crate) run_leases_table: String,
+    /// The run contract's rows, quoted.
+    pub(crate) run_leases: String,
+    /// Their index on `(state, lease_until)`, quoted.
+    pub(crate) idx_run_leases: String,
+    /// The per-job run fences (`<table>_run_fences`), quoted.
+    pub(crate) run_fences: String,
     /// The node registry table (`<table>_nodes`), unquoted.
     pub(crate) nodes_table: String,
     /// The node registry table, quoted.
@@ -137,6 +145,7 @@ impl Names {
         let schema_table = derived(table, "_schema");
         let runs_table = derived(table, "_runs");
         let nodes_table = derived(table, "_nodes");
+        let run_leases_table = derived(table, "_run_leases");
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         let hash = fnv1a(&format!("apscheduler-store-sql:{table}"));
         Names {
@@ -155,6 +164,10 @@ impl Names {
             nodes: quote(&nodes_table),
             nodes_table,
             waiters: quote(&derived(table, "_waiters")),
+            run_leases: quote(&run_leases_table),
+            run_leases_table,
+            idx_run_leases: quote(&derived(table, "_run_leases_idx")),
+            run_fences: quote(&derived(table, "_run_fences")),
             #[cfg(feature = "postgres")]
             lock_key: 0x4150_5300_0000_0000 | i64::from(hash),
             #[cfg(feature = "postgres")]
@@ -206,7 +219,62 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "waiters: the schedulers waiting for a release (PostgreSQL)",
         statements: v4_release_waiters,
     },
+    Migration {
+        version: 5,
+        description: "run_leases and run_fences: runs as leased rows (the run contract)",
+        statements: v5_run_leases,
+    },
 ];
+
+/// The run contract's tables: one row per run (its key, the columns steps select by,
+/// and the whole run as JSON), and one per job with its last fence and whether it
+/// waits for its last live run to be removed.
+pub(crate) fn v5_run_leases(dialect: Dialect, n: &Names) -> Vec<String> {
+    let (runs, fences, idx) = (&n.run_leases, &n.run_fences, &n.idx_run_leases);
+    let columns = |id: &str, text: &str| {
+        format!(
+            "job_id {id} NOT NULL, fire_time BIGINT NOT NULL, attempt BIGINT NOT NULL, \
+             rerun BIGINT NOT NULL, state VARCHAR(16) NOT NULL, lease_until BIGINT NOT NULL, \
+             holder {id} NOT NULL, fence BIGINT NOT NULL, ended_at BIGINT, \
+             row_json {text} NOT NULL, PRIMARY KEY (job_id, fire_time, attempt, rerun)"
+        )
+    };
+    match dialect {
+        Dialect::MySql => {
+            let id = "VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {runs} ({}, KEY {idx} (state, lease_until)) \
+                     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                    columns(id, "MEDIUMTEXT")
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {fences} (job_id {id} NOT NULL PRIMARY KEY, \
+                     fence BIGINT NOT NULL, finishing BIGINT NOT NULL) \
+                     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+                ),
+            ]
+        }
+        Dialect::Sqlite | Dialect::Postgres => {
+            let id = if dialect == Dialect::Postgres {
+                "VARCHAR(191) COLLATE \"C\""
+            } else {
+                "VARCHAR(191)"
+            };
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {runs} ({})",
+                    columns(id, "TEXT")
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {idx} ON {runs} (state, lease_until)"),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {fences} (job_id {id} NOT NULL PRIMARY KEY, \
+                     fence BIGINT NOT NULL, finishing BIGINT NOT NULL)"
+                ),
+            ]
+        }
+    }
+}
 
 /// The schedulers waiting for another's release, on PostgreSQL (the one SQL backend
 /// that notifies): one row per waiting store (its notification token) with the end

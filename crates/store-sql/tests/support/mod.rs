@@ -331,7 +331,9 @@ impl Drop for Tables {
                     let runs = store.runs_table_name().to_owned();
                     let nodes = store.history().nodes_table_name().to_owned();
                     let waiters = format!("{table}_waiters");
-                    for t in [table, schema, runs, nodes, waiters] {
+                    let leases = format!("{table}_run_leases");
+                    let fences = format!("{table}_run_fences");
+                    for t in [table, schema, runs, nodes, waiters, leases, fences] {
                         let sql = format!("DROP TABLE IF EXISTS {}", raw.quote(&t));
                         if let Err(e) = raw.try_exec(&sql).await {
                             eprintln!("cleanup: {sql}: {e}");

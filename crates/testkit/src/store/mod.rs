@@ -86,6 +86,7 @@
 //! | `concurrency` | racing claimers and writers |
 //! | `families` | what persistent stores refuse and memory stores keep |
 //! | `persistent` | restarts, corrupt jobs, change notifications |
+//! | [`runs`] | the run contract ([`RunStore`](apscheduler_core::RunStore)): one check per rule, [`runs::run_runs`] runs them all |
 //!
 //! Every check is re-exported here: call them as `store::check_...`.
 
@@ -112,6 +113,7 @@ mod ordering;
 mod persistent;
 mod release_waiters;
 mod round_trips;
+pub mod runs;
 
 pub use basic::{
     check_add_jobs_all_or_nothing, check_add_lookup_update_remove, check_conflicts_and_replace,

@@ -1,0 +1,530 @@
+//! The run contract: a run is a row the store keeps, leased to one scheduler at a time.
+//!
+//! A fire time becomes a [`Run`] in the same atomic step that moves its job past it, and
+//! every later change of the run (its start, its lease's renewal, its end, a takeover) is
+//! one atomic compare-and-set on the store, judged on the store's clock. A retry, a
+//! buffered fire time, a run started by hand and the run again of an interrupted
+//! `recover` job are runs too: nothing holds a run anywhere but the store.
+//!
+//! The protocol is model-checked (the `apscheduler-model` crate, whose actions are
+//! these operations by the same names); [`RunStore`]'s `# Behavior` is the page a store
+//! is checked against, and `apscheduler_testkit::store::runs` checks each rule on a
+//! real store.
+
+mod table;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, JobRelease, JobStore, Overlap, Released, RunOutcome};
+
+pub use table::{Changes, JobFate, RunTable};
+
+/// The reason a start past the run's grace time ends it (missed).
+pub const MISSED_LATE: &str = "missed: not started within the misfire grace time";
+/// The reason a start at `max_instances` with nothing to buffer ends it (missed).
+pub const SKIPPED_AT_MAX: &str = "skipped: maximum number of running instances reached";
+
+/// Which run: a job's fire time, its attempt (1, then one more per retry) and its rerun
+/// (0, then one more per run again of an interrupted `recover` job).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunKey {
+    /// The job's id.
+    pub job_id: Arc<str>,
+    /// The fire time the run is for (the time it was started at, for a run started by
+    /// hand).
+    pub fire_time: DateTime<Utc>,
+    /// 1 for the fire time's first run, 2 for its first retry, and so on.
+    pub attempt: u32,
+    /// 0, then one more for each run again after an interruption.
+    pub rerun: u32,
+}
+
+impl RunKey {
+    /// The first run of a fire time.
+    pub fn first(job_id: impl Into<Arc<str>>, fire_time: DateTime<Utc>) -> RunKey {
+        RunKey {
+            job_id: job_id.into(),
+            fire_time,
+            attempt: 1,
+            rerun: 0,
+        }
+    }
+
+    /// The key of the retry that follows this attempt.
+    pub fn retry(&self) -> RunKey {
+        RunKey {
+            attempt: self.attempt + 1,
+            rerun: 0,
+            ..self.clone()
+        }
+    }
+
+    /// The key of the run again of this one after an interruption.
+    pub fn rerun(&self) -> RunKey {
+        RunKey {
+            rerun: self.rerun + 1,
+            ..self.clone()
+        }
+    }
+
+    /// The work's idempotency key, `job@fire-time#attempt` (fire time in RFC 3339 UTC to
+    /// the microsecond): the same for a run and its reruns, which redo the same work.
+    /// Commands receive it as `APS_IDEMPOTENCY_KEY`.
+    pub fn idempotency_key(&self) -> String {
+        format!(
+            "{}@{}#{}",
+            self.job_id,
+            self.fire_time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            self.attempt
+        )
+    }
+
+    /// The run's id: its idempotency key, with `.rN` for the N-th rerun.
+    pub fn id(&self) -> String {
+        match self.rerun {
+            0 => self.idempotency_key(),
+            n => format!("{}.r{n}", self.idempotency_key()),
+        }
+    }
+
+    /// The key a run id names ([`RunKey::id`] read back); `None` for anything else.
+    pub fn from_id(id: &str) -> Option<RunKey> {
+        // The job id may hold '@' and '#'; what follows the last '@' never does.
+        let (job_id, rest) = id.rsplit_once('@')?;
+        let (fire, rest) = rest.split_once('#')?;
+        let (attempt, rerun) = match rest.split_once(".r") {
+            Some((attempt, rerun)) => (attempt, rerun.parse().ok().filter(|n| *n > 0)?),
+            None => (rest, 0),
+        };
+        let key = RunKey {
+            job_id: job_id.into(),
+            fire_time: DateTime::parse_from_rfc3339(fire).ok()?.with_timezone(&Utc),
+            attempt: attempt.parse().ok()?,
+            rerun,
+        };
+        (key.id() == id).then_some(key)
+    }
+}
+
+/// Where a run is. A run only moves down this list, except that a `Claimed` or
+/// `Waiting` run changes holders in a sweep and a `Claimed` run may become `Waiting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunState {
+    /// Released to its holder, which starts it when it can.
+    Claimed,
+    /// Waits to start: a retry due at `due_at`, or (`None`) a fire time buffered while
+    /// its job is at `max_instances`.
+    Waiting {
+        /// When a retry is due; `None` for a buffered fire time.
+        due_at: Option<DateTime<Utc>>,
+    },
+    /// Its work was started, at `at` on the store's clock. No state leads back.
+    Started {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Over, with an outcome.
+    Ended {
+        /// How (never [`RunOutcome::Running`] or [`RunOutcome::Interrupted`]).
+        outcome: RunOutcome,
+        /// When, on the store's clock.
+        at: DateTime<Utc>,
+    },
+    /// Started, then its holder's lease expired: how its work ended is unknown.
+    Interrupted {
+        /// When the sweep found it, on the store's clock.
+        at: DateTime<Utc>,
+    },
+}
+
+impl RunState {
+    /// `Claimed` or `Waiting`: not started, and can still be taken over.
+    pub fn is_unstarted(&self) -> bool {
+        matches!(self, RunState::Claimed | RunState::Waiting { .. })
+    }
+
+    /// Neither ended nor interrupted: its holder keeps renewing its lease.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, RunState::Ended { .. } | RunState::Interrupted { .. })
+    }
+
+    /// The state's name (`claimed`, `waiting`, `started`, `ended`, `interrupted`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunState::Claimed => "claimed",
+            RunState::Waiting { .. } => "waiting",
+            RunState::Started { .. } => "started",
+            RunState::Ended { .. } => "ended",
+            RunState::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
+/// The job's rules a run carries, copied from the job when the run is created, so that
+/// the store decides a start in one step without decoding the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunRules {
+    /// How many runs of the job may be `Started` with a live lease at once.
+    pub max_instances: u32,
+    /// What the run does when the job is at `max_instances`.
+    pub overlap: Overlap,
+    /// A `Claimed` run not started by then is missed; `None`: no limit (retries, runs
+    /// again, runs started by hand).
+    pub grace_until: Option<DateTime<Utc>>,
+    /// An interrupted run of the job is run again.
+    pub recover: bool,
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOrigin {
+    /// A fire time of the job's trigger.
+    #[default]
+    Scheduled,
+    /// A retry of a failed attempt.
+    Retry,
+    /// Started by hand (`run now` from the API, the dashboard or `aps jobs run`).
+    RunNow,
+    /// A fire time a backfill asked for.
+    Backfill,
+    /// The run again of an interrupted `recover` job.
+    Rerun,
+}
+
+/// A run's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Its id ([`RunKey::id`]).
+    pub id: Arc<str>,
+    /// Which run.
+    pub key: RunKey,
+    /// Where it is.
+    pub state: RunState,
+    /// The scheduler whose lease it is.
+    pub holder: Arc<str>,
+    /// The lease's end on the store's clock: from then on a sweep may take the run.
+    pub lease_until: DateTime<Utc>,
+    /// Grows with every new run and every new holder of the job's runs: a write that
+    /// carries an older fence is refused. Commands receive it as `APS_FENCE`.
+    pub fence: u64,
+    /// The job's rules, as when the run was created.
+    pub rules: RunRules,
+    /// Why it exists.
+    pub origin: RunOrigin,
+    /// Another fire time of a `cancel_other` or `terminate_other` job asked this
+    /// started run to stop.
+    pub stop_requested: bool,
+}
+
+impl Run {
+    /// The holder's handle on this run, to send with each write.
+    pub fn held(&self) -> Held {
+        Held {
+            id: self.id.clone(),
+            fence: self.fence,
+        }
+    }
+}
+
+/// A run as its holder names it in a write: its id and the fence it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Held {
+    /// The run's id.
+    pub id: Arc<str>,
+    /// Its fence when the caller got it.
+    pub fence: u64,
+}
+
+/// A run to create: its key, first state, rules and origin. The store gives it its
+/// holder, lease and fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// Which run.
+    pub key: RunKey,
+    /// `Claimed`, or `Waiting` (a retry inserted on its own).
+    pub state: RunState,
+    /// The job's rules.
+    pub rules: RunRules,
+    /// Why it exists.
+    pub origin: RunOrigin,
+}
+
+/// How a start ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartReply {
+    /// Started at `at` (store clock): the caller runs the work now. A repeated start by
+    /// the same holder with the same fence answers this again.
+    Started {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Still the caller's, waiting: a retry not due before `Some(t)`, or a buffered
+    /// fire time (`None`) that starts once the job is below `max_instances`.
+    Waiting {
+        /// When a retry is due.
+        due_at: Option<DateTime<Utc>>,
+    },
+    /// Ended without its work: missed (past its grace time) or skipped (the job was at
+    /// `max_instances` with nothing to buffer); the reason says which.
+    Ended {
+        /// Always [`RunOutcome::Missed`].
+        outcome: RunOutcome,
+        /// Why, for the run's record.
+        reason: String,
+    },
+    /// Not the caller's run (any more): taken over, ended, or unknown. It forgets it.
+    Refused,
+}
+
+/// An end to write: the run, how it ended, and when its retry is due if it gets one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// The run.
+    pub run: Held,
+    /// How it ended (not `Running` or `Interrupted`).
+    pub outcome: RunOutcome,
+    /// A retry, `Waiting` until then and held by the caller, inserted in the same step.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// How an end ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReply {
+    /// Ended; with its retry's row when one was asked for.
+    Ended(Option<Run>),
+    /// Not the caller's run (any more): interrupted or taken over meanwhile.
+    Refused,
+}
+
+/// What [`RunStore::renew_runs`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewed {
+    /// The runs still the caller's, with their new leases.
+    pub held: Vec<Run>,
+    /// The runs no longer the caller's: it stops treating them as its own.
+    pub lost: Vec<Arc<str>>,
+}
+
+/// What [`RunStore::release_with_runs`] did.
+#[derive(Debug, Default)]
+pub struct ReleasedRuns {
+    /// The jobs' side, as [`JobStore::release_jobs`] answers.
+    pub jobs: Released,
+    /// The runs created, leased to the caller (none for a job whose release was not
+    /// applied).
+    pub runs: Vec<Run>,
+}
+
+/// What [`RunStore::sweep_runs`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Runs now the sweeper's: taken-over unstarted runs (new fence) and new runs again
+    /// of interrupted `recover` jobs.
+    pub taken: Vec<Run>,
+    /// Runs that became `Interrupted`.
+    pub interrupted: Vec<Run>,
+}
+
+/// Where runs live: the job store's runs, each leased to one scheduler at a time.
+///
+/// # Behavior
+///
+/// | operation | from | to | only when |
+/// |---|---|---|---|
+/// | [`release_with_runs`](RunStore::release_with_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job's release is applied, in the same step |
+/// | [`insert_runs`](RunStore::insert_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job exists and no run has the key |
+/// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease |
+/// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
+/// | | `Claimed` | `Ended(missed)` | past `grace_until`, or at `max_instances` with nothing to buffer |
+/// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
+/// | [`end_runs`](RunStore::end_runs) | any live state | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
+/// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence | the lease expired on the store's clock |
+/// | | `Started`, lease expired | `Interrupted`, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
+///
+/// - Every operation is one atomic step on the store; a batch is one step per run (in
+///   the order given) or one for all.
+/// - Leases are judged on the store's clock ([`Capabilities::store_clock`](crate::Capabilities));
+///   a lease runs from the operation that grants or renews it for the `lease` given.
+/// - "The caller holds the run" means: its holder is the caller and its fence is the
+///   one the caller sends.
+/// - A fence MUST only grow per job id: every created run and every takeover gets one
+///   greater than any the job's runs had.
+/// - A run's key MUST be unique among the kept runs: a second run with the same key is
+///   never created (until [`prune_runs`](RunStore::prune_runs) forgets the first).
+/// - A `Started` run MUST never become `Claimed` or `Waiting` again; its work is
+///   started at most once per key.
+/// - Only the holder writes a run, except the sweep, which takes only runs whose lease
+///   expired.
+/// - `max_instances` counts only `Started` runs with a live lease.
+/// - A `Waiting` buffered run of a `buffer_all` job starts only when no older buffered
+///   run of the job waits.
+/// - A start that finds the job at `max_instances` with `cancel_other` or
+///   `terminate_other` marks the job's live started runs
+///   [`stop_requested`](Run::stop_requested), which their holders learn at their next
+///   renewal.
+/// - A job whose release is [`JobRelease::Remove`] while it has a live run stays,
+///   paused, until its last live run ends or is interrupted (without a rerun); the step
+///   that ends it removes the job.
+/// - A repeated start of a started run, and a repeated end, by the holder with the same
+///   fence answer as the first did.
+#[async_trait]
+pub trait RunStore: JobStore {
+    /// Releases jobs as [`JobStore::release_jobs`] does and, in the same step for each
+    /// job whose release is applied, creates its runs, leased to the caller for `lease`.
+    ///
+    /// # Errors
+    /// Backend errors: the store may or may not have applied any of it.
+    async fn release_with_runs(
+        &self,
+        holder: &str,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<ReleasedRuns, Error>;
+
+    /// Creates runs outside a release (a run started by hand, a backfill), leased to
+    /// the caller. Answers the created rows; a run whose job does not exist or whose
+    /// key exists is not created.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn insert_runs(
+        &self,
+        holder: &str,
+        runs: Vec<NewRun>,
+        lease: Duration,
+    ) -> Result<Vec<Run>, Error>;
+
+    /// Starts runs the caller holds, one answer per run in order (see the table).
+    /// A start or a wait renews the run's lease for `lease`.
+    ///
+    /// # Errors
+    /// Backend errors: the store may or may not have applied any of it (a repeated
+    /// start answers as the first).
+    async fn start_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Vec<StartReply>, Error>;
+
+    /// Extends the leases of the live runs the caller holds to the store's time plus
+    /// `lease`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn renew_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Renewed, Error>;
+
+    /// Ends runs the caller holds, one answer per end in order; a retry is created
+    /// `Waiting`, leased to the caller for `lease`.
+    ///
+    /// # Errors
+    /// Backend errors: the store may or may not have applied any of it (a repeated end
+    /// answers as the first).
+    async fn end_runs(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        lease: Duration,
+    ) -> Result<Vec<EndReply>, Error>;
+
+    /// Takes up to `limit` live runs whose lease expired on the store's clock (see the
+    /// table), leasing what it takes to `sweeper` for `lease`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn sweep_runs(
+        &self,
+        sweeper: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Swept, Error>;
+
+    /// The run with this id, if kept.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn lookup_run(&self, id: &str) -> Result<Option<Run>, Error>;
+
+    /// The kept runs of a job, by key.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn runs_of_job(&self, job_id: &str) -> Result<Vec<Run>, Error>;
+
+    /// Forgets runs that ended or were interrupted before `before`; answers how many.
+    /// (The run history keeps what happened to them.)
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error>;
+}
+
+/// A `release_with_runs` call's releases as a store applies them: per job (in the
+/// order first named), its new state encoded by the store (`None`: the job is
+/// removed) and its runs; the last release of a job counts, and the runs of all of
+/// its releases are created. Jobs whose new state the store cannot encode are
+/// refused.
+#[derive(Debug)]
+pub struct ReleaseBatch<E> {
+    /// The releases to apply.
+    pub jobs: Vec<(Arc<str>, Option<E>, Vec<NewRun>)>,
+    /// The releases refused, with why (they go to [`Released::refused`]).
+    pub refused: Vec<(Arc<str>, Error)>,
+}
+
+impl<E> ReleaseBatch<E> {
+    /// Groups `releases` by job, encoding each new state with `encode`.
+    pub fn new(
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        mut encode: impl FnMut(&crate::Job) -> Result<E, Error>,
+    ) -> ReleaseBatch<E> {
+        let mut batch = ReleaseBatch {
+            jobs: Vec::with_capacity(releases.len()),
+            refused: Vec::new(),
+        };
+        for (release, runs) in releases {
+            let (id, state) = match release {
+                JobRelease::Update(job) => match encode(&job) {
+                    Ok(state) => (job.id.clone(), Some(state)),
+                    Err(e) => {
+                        batch.refused.push((job.id.clone(), e));
+                        continue;
+                    }
+                },
+                JobRelease::Remove(id) => (id, None),
+            };
+            match batch.jobs.iter_mut().find(|(i, ..)| *i == id) {
+                Some(entry) => {
+                    entry.1 = state;
+                    entry.2.extend(runs);
+                }
+                None => batch.jobs.push((id, state, runs)),
+            }
+        }
+        batch
+    }
+
+    /// The jobs released.
+    pub fn job_ids(&self) -> Vec<Arc<str>> {
+        self.jobs.iter().map(|(id, ..)| id.clone()).collect()
+    }
+}
+
+impl fmt::Display for RunKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id())
+    }
+}

@@ -1,0 +1,499 @@
+//! [`RunTable`]: the run contract's decisions on rows held in memory, for stores that
+//! keep their runs in process (the memory store) and for the simulation. A store with a
+//! server makes the same decisions in its own atomic step (a transaction, a script);
+//! the testkit's run checks hold every store to the same answers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::{
+    EndReply, Held, NewRun, Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState,
+    StartReply, Swept, MISSED_LATE, SKIPPED_AT_MAX,
+};
+use crate::{Overlap, RunOutcome};
+
+/// Runs by key, with the per-job fences; every method is one atomic step of the
+/// contract at `now` (the store's clock).
+#[derive(Debug, Default)]
+pub struct RunTable {
+    runs: BTreeMap<RunKey, Run>,
+    ids: HashMap<Arc<str>, RunKey>,
+    fences: HashMap<Arc<str>, u64>,
+    /// Jobs released as removed while a run of theirs was live.
+    finishing: HashSet<Arc<str>>,
+    /// Finishing jobs whose last live run ended: the store removes them in the same step.
+    removable: Vec<Arc<str>>,
+    /// Runs written since the last [`take_changes`](RunTable::take_changes), in a
+    /// table made by [`load`](RunTable::load) (a table that lives on keeps none).
+    touched: Option<BTreeSet<RunKey>>,
+}
+
+/// What becomes of a released job's row ([`RunTable::release_job`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFate {
+    /// Its new state is stored.
+    Update,
+    /// Its trigger is done but a run of it lives: it stays, paused, until that run ends.
+    Pause,
+    /// Its trigger is done and no run of it lives: it is removed.
+    Remove,
+}
+
+/// What a step changed, for a store that loaded the rows it needed into a table and
+/// writes the changes back in the same transaction.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The runs created or changed, whole.
+    pub runs: Vec<Run>,
+    /// Every job's fence and whether it is finishing (waits for its last live run).
+    pub jobs: Vec<(Arc<str>, u64, bool)>,
+    /// Finishing jobs whose last live run ended: to remove.
+    pub removable: Vec<Arc<str>>,
+}
+
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}
+
+impl RunTable {
+    /// An empty table.
+    pub fn new() -> RunTable {
+        RunTable::default()
+    }
+
+    /// A table holding `runs` (the rows a step needs: a job's live runs, the runs it
+    /// names) and `jobs`' fences and finishing marks, as a store loaded them.
+    pub fn load(
+        runs: impl IntoIterator<Item = Run>,
+        jobs: impl IntoIterator<Item = (Arc<str>, u64, bool)>,
+    ) -> RunTable {
+        let mut table = RunTable {
+            touched: Some(BTreeSet::new()),
+            ..RunTable::default()
+        };
+        for (job_id, fence, finishing) in jobs {
+            if finishing {
+                table.finishing.insert(job_id.clone());
+            }
+            table.fences.insert(job_id, fence);
+        }
+        for run in runs {
+            table.ids.insert(run.id.clone(), run.key.clone());
+            table.runs.insert(run.key.clone(), run);
+        }
+        table
+    }
+
+    /// What changed since the table was loaded (or since the last call).
+    pub fn take_changes(&mut self) -> Changes {
+        let touched = self.touched.replace(BTreeSet::new()).unwrap_or_default();
+        Changes {
+            runs: touched
+                .iter()
+                .filter_map(|key| self.runs.get(key).cloned())
+                .collect(),
+            jobs: self
+                .fences
+                .iter()
+                .map(|(job, fence)| (job.clone(), *fence, self.finishing.contains(job)))
+                .collect(),
+            removable: self.take_removable(),
+        }
+    }
+
+    /// The run with this id.
+    pub fn get(&self, id: &str) -> Option<&Run> {
+        self.runs.get(self.ids.get(id)?)
+    }
+
+    /// The run with this id, to change (so it counts as touched).
+    fn get_mut(&mut self, id: &str) -> Option<&mut Run> {
+        let key = self.ids.get(id)?;
+        if let Some(touched) = &mut self.touched {
+            touched.insert(key.clone());
+        }
+        self.runs.get_mut(key)
+    }
+
+    fn key_mut(&mut self, key: &RunKey) -> &mut Run {
+        if let Some(touched) = &mut self.touched {
+            touched.insert(key.clone());
+        }
+        self.runs.get_mut(key).expect("a listed run")
+    }
+
+    /// The runs of a job, by key.
+    pub fn of_job<'a>(&'a self, job_id: &'a str) -> impl Iterator<Item = &'a Run> + 'a {
+        let from = RunKey {
+            job_id: job_id.into(),
+            fire_time: DateTime::<Utc>::MIN_UTC,
+            attempt: 0,
+            rerun: 0,
+        };
+        self.runs
+            .range(from..)
+            .map(|(_, run)| run)
+            .take_while(move |r| &*r.key.job_id == job_id)
+    }
+
+    /// Whether the job has a live run.
+    pub fn has_live(&self, job_id: &str) -> bool {
+        self.of_job(job_id).any(|r| r.state.is_live())
+    }
+
+    /// Every run, by key.
+    pub fn iter(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values()
+    }
+
+    fn next_fence(&mut self, job_id: &Arc<str>) -> u64 {
+        let fence = self.fences.entry(job_id.clone()).or_insert(0);
+        *fence += 1;
+        *fence
+    }
+
+    /// Creates a run leased to `holder`, unless its key exists.
+    pub fn insert(
+        &mut self,
+        holder: &Arc<str>,
+        new: NewRun,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Option<Run> {
+        // Every store keeps times to the microsecond; ids are made of them.
+        let new = NewRun {
+            key: RunKey {
+                fire_time: new.key.fire_time.trunc_subsecs(6),
+                ..new.key
+            },
+            ..new
+        };
+        if self.runs.contains_key(&new.key) {
+            return None;
+        }
+        let fence = self.next_fence(&new.key.job_id);
+        let id: Arc<str> = new.key.id().into();
+        let run = Run {
+            id: id.clone(),
+            key: new.key.clone(),
+            state: new.state,
+            holder: holder.clone(),
+            lease_until: lease_end(now, lease),
+            fence,
+            rules: new.rules,
+            origin: new.origin,
+            stop_requested: false,
+        };
+        self.ids.insert(id, new.key.clone());
+        if let Some(touched) = &mut self.touched {
+            touched.insert(new.key.clone());
+        }
+        self.runs.insert(new.key, run.clone());
+        Some(run)
+    }
+
+    /// The runs side of a job's release the caller holds: creates `runs`, and says what
+    /// becomes of the job's row (a removal waits, paused, while a run of it lives).
+    pub fn release_job(
+        &mut self,
+        holder: &Arc<str>,
+        job_id: &Arc<str>,
+        remove: bool,
+        runs: &[NewRun],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> (Vec<Run>, JobFate) {
+        let made = runs
+            .iter()
+            .filter_map(|new| self.insert(holder, new.clone(), now, lease))
+            .collect();
+        let fate = match remove {
+            false => JobFate::Update,
+            true if self.finish_job(job_id) => JobFate::Remove,
+            true => JobFate::Pause,
+        };
+        (made, fate)
+    }
+
+    /// Marks a job released as removed: it goes once it has no live run. Answers
+    /// whether it can go now.
+    pub fn finish_job(&mut self, job_id: &Arc<str>) -> bool {
+        if self.has_live(job_id) {
+            self.finishing.insert(job_id.clone());
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Whether the job waits for its last live run before it is removed.
+    pub fn is_finishing(&self, job_id: &str) -> bool {
+        self.finishing.contains(job_id)
+    }
+
+    /// The finishing jobs whose last live run ended since the last call.
+    pub fn take_removable(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.removable)
+    }
+
+    fn ended_one(&mut self, job_id: &Arc<str>) {
+        if self.finishing.contains(job_id) && !self.has_live(job_id) {
+            self.finishing.remove(job_id);
+            self.removable.push(job_id.clone());
+        }
+    }
+
+    fn running(&self, job_id: &str, now: DateTime<Utc>) -> u32 {
+        let started_live =
+            |r: &&Run| matches!(r.state, RunState::Started { .. }) && r.lease_until > now;
+        self.of_job(job_id).filter(started_live).count() as u32
+    }
+
+    fn buffered_before(&self, run: &Run) -> bool {
+        self.of_job(&run.key.job_id)
+            .any(|r| r.key < run.key && matches!(r.state, RunState::Waiting { due_at: None }))
+    }
+
+    fn other_buffered(&self, run: &Run) -> bool {
+        self.of_job(&run.key.job_id)
+            .any(|r| r.key != run.key && matches!(r.state, RunState::Waiting { due_at: None }))
+    }
+
+    /// Starts a run `holder` holds (see the contract's table).
+    pub fn start(
+        &mut self,
+        holder: &str,
+        held: &Held,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StartReply {
+        let Some(run) = self.get(&held.id) else {
+            return StartReply::Refused;
+        };
+        let holds = *run.holder == *holder && run.fence == held.fence;
+        if let RunState::Started { at } = run.state {
+            return if holds {
+                StartReply::Started { at }
+            } else {
+                StartReply::Refused
+            };
+        }
+        if !holds || !run.state.is_unstarted() || run.lease_until <= now {
+            return StartReply::Refused;
+        }
+        let run = run.clone();
+        let reply = self.decide_start(&run, now);
+        let job_id = run.key.job_id.clone();
+        let row = self.get_mut(&held.id).expect("looked up above");
+        match &reply {
+            StartReply::Started { at } => {
+                row.state = RunState::Started { at: *at };
+                row.lease_until = lease_end(now, lease);
+            }
+            StartReply::Waiting { due_at } => {
+                row.state = RunState::Waiting { due_at: *due_at };
+                row.lease_until = lease_end(now, lease);
+            }
+            StartReply::Ended { outcome, .. } => {
+                row.state = RunState::Ended {
+                    outcome: *outcome,
+                    at: now,
+                };
+                self.ended_one(&job_id);
+            }
+            StartReply::Refused => {}
+        }
+        reply
+    }
+
+    fn decide_start(&mut self, run: &Run, now: DateTime<Utc>) -> StartReply {
+        let missed = |reason: &str| StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: reason.to_owned(),
+        };
+        if let RunState::Waiting {
+            due_at: Some(due_at),
+        } = run.state
+        {
+            if due_at > now {
+                return StartReply::Waiting {
+                    due_at: Some(due_at),
+                };
+            }
+        }
+        if run.state == RunState::Claimed && run.rules.grace_until.is_some_and(|g| now > g) {
+            return missed(MISSED_LATE);
+        }
+        let RunRules {
+            max_instances,
+            overlap,
+            ..
+        } = run.rules;
+        let buffered = |state: RunState| matches!(state, RunState::Waiting { due_at: None });
+        if overlap == Overlap::BufferAll && self.buffered_before(run) {
+            return StartReply::Waiting { due_at: None };
+        }
+        if overlap == Overlap::AllowAll || self.running(&run.key.job_id, now) < max_instances {
+            return StartReply::Started { at: now };
+        }
+        match overlap {
+            Overlap::Skip | Overlap::AllowAll => missed(SKIPPED_AT_MAX),
+            Overlap::BufferOne if !buffered(run.state) && self.other_buffered(run) => {
+                missed(SKIPPED_AT_MAX)
+            }
+            Overlap::BufferOne | Overlap::BufferAll => StartReply::Waiting { due_at: None },
+            Overlap::CancelOther | Overlap::TerminateOther => {
+                let started: Vec<RunKey> = self
+                    .of_job(&run.key.job_id)
+                    .filter(|r| matches!(r.state, RunState::Started { .. }))
+                    .map(|r| r.key.clone())
+                    .collect();
+                for key in started {
+                    self.key_mut(&key).stop_requested = true;
+                }
+                StartReply::Waiting { due_at: None }
+            }
+        }
+    }
+
+    /// Extends the leases of the live runs `holder` holds.
+    pub fn renew(
+        &mut self,
+        holder: &str,
+        runs: &[Held],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Renewed {
+        let mut renewed = Renewed::default();
+        for held in runs {
+            match self.get_mut(&held.id) {
+                Some(run)
+                    if *run.holder == *holder && run.fence == held.fence && run.state.is_live() =>
+                {
+                    run.lease_until = lease_end(now, lease);
+                    renewed.held.push(run.clone());
+                }
+                _ => renewed.lost.push(held.id.clone()),
+            }
+        }
+        renewed
+    }
+
+    /// Ends a run `holder` holds with its current fence, creating its retry if asked.
+    pub fn end(
+        &mut self,
+        holder: &Arc<str>,
+        end: &RunEnd,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> EndReply {
+        let Some(run) = self.get_mut(&end.run.id) else {
+            return EndReply::Refused;
+        };
+        if run.holder != *holder || run.fence != end.run.fence {
+            return EndReply::Refused;
+        }
+        let retry_key = run.key.retry();
+        match run.state {
+            state if state.is_live() => {
+                run.state = RunState::Ended {
+                    outcome: end.outcome,
+                    at: now,
+                };
+                let (job_id, rules) = (run.key.job_id.clone(), run.rules);
+                let retry = end.retry_at.and_then(|due_at| {
+                    let new = NewRun {
+                        key: retry_key,
+                        state: RunState::Waiting {
+                            due_at: Some(due_at),
+                        },
+                        rules: RunRules {
+                            grace_until: None,
+                            ..rules
+                        },
+                        origin: RunOrigin::Retry,
+                    };
+                    self.insert(holder, new, now, lease)
+                });
+                self.ended_one(&job_id);
+                EndReply::Ended(retry)
+            }
+            RunState::Ended { outcome, .. } if outcome == end.outcome => {
+                let retry = self.runs.get(&retry_key);
+                EndReply::Ended(retry.filter(|r| r.holder == *holder).cloned())
+            }
+            _ => EndReply::Refused,
+        }
+    }
+
+    /// Takes up to `limit` live runs whose lease expired, earliest expiry first.
+    pub fn sweep(
+        &mut self,
+        sweeper: &Arc<str>,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Swept {
+        let mut expired: Vec<(DateTime<Utc>, RunKey)> = self
+            .runs
+            .values()
+            .filter(|r| r.state.is_live() && r.lease_until <= now)
+            .map(|r| (r.lease_until, r.key.clone()))
+            .collect();
+        expired.sort();
+        expired.truncate(limit);
+        let mut swept = Swept::default();
+        for (_, key) in expired {
+            let started = matches!(self.runs[&key].state, RunState::Started { .. });
+            if started {
+                let run = self.key_mut(&key);
+                run.state = RunState::Interrupted { at: now };
+                let (interrupted, rules) = (run.clone(), run.rules);
+                swept.interrupted.push(interrupted);
+                if rules.recover {
+                    let new = NewRun {
+                        key: key.rerun(),
+                        state: RunState::Claimed,
+                        rules: RunRules {
+                            grace_until: None,
+                            ..rules
+                        },
+                        origin: RunOrigin::Rerun,
+                    };
+                    swept.taken.extend(self.insert(sweeper, new, now, lease));
+                }
+                self.ended_one(&key.job_id);
+                continue;
+            }
+            let fence = self.next_fence(&key.job_id);
+            let run = self.key_mut(&key);
+            run.holder = sweeper.clone();
+            run.fence = fence;
+            run.lease_until = lease_end(now, lease);
+            swept.taken.push(run.clone());
+        }
+        swept
+    }
+
+    /// Forgets runs that ended or were interrupted before `before`.
+    pub fn prune(&mut self, before: DateTime<Utc>) -> usize {
+        let old: Vec<RunKey> = self
+            .runs
+            .values()
+            .filter(|r| match r.state {
+                RunState::Ended { at, .. } | RunState::Interrupted { at } => at < before,
+                _ => false,
+            })
+            .map(|r| r.key.clone())
+            .collect();
+        for key in &old {
+            if let Some(run) = self.runs.remove(key) {
+                self.ids.remove(&run.id);
+            }
+        }
+        old.len()
+    }
+}

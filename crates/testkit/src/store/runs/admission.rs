@@ -1,0 +1,179 @@
+//! The start's decisions: the grace time, `max_instances`, buffered fire times and
+//! the stop requests of `cancel_other`.
+
+use super::*;
+
+/// A `Claimed` run started after its `grace_until` ends missed; a retry's `Waiting` run
+/// has no grace limit.
+pub async fn check_grace(store: &dyn RunStore) {
+    const CHECK: &str = "check_grace";
+    let late = RunRules {
+        grace_until: Some(now() - chrono::Duration::seconds(1)),
+        ..run_rules(1, Overlap::Skip)
+    };
+    let runs = released(store, "a", "job", &[0], late, LEASE).await;
+    assert_eq!(
+        start(store, "a", &runs[0], LEASE).await,
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: MISSED_LATE.to_owned()
+        },
+        "{CHECK}: a late start"
+    );
+    assert!(
+        matches!(
+            row(store, &runs[0]).await.state,
+            RunState::Ended {
+                outcome: RunOutcome::Missed,
+                ..
+            }
+        ),
+        "{CHECK}: the row"
+    );
+}
+
+/// `max_instances` counts `Started` runs with a live lease only: at the limit a `skip`
+/// job's run ends skipped; once the started run's lease expired, it no longer counts.
+pub async fn check_max_instances(store: &dyn RunStore) {
+    const CHECK: &str = "check_max_instances";
+    let runs = released(
+        store,
+        "a",
+        "job",
+        &[2, 1, 0],
+        run_rules(1, Overlap::Skip),
+        LEASE,
+    )
+    .await;
+    assert!(
+        is_started(&start(store, "a", &runs[0], SHORT).await),
+        "{CHECK}: first"
+    );
+    assert_eq!(
+        start(store, "a", &runs[1], LEASE).await,
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: SKIPPED_AT_MAX.to_owned()
+        },
+        "{CHECK}: at max_instances"
+    );
+    past_short_lease().await;
+    assert!(
+        is_started(&start(store, "a", &runs[2], LEASE).await),
+        "{CHECK}: a started run with an expired lease counted"
+    );
+}
+
+/// `buffer_one`: at the limit one run waits (answered `Waiting` again while the job is
+/// at the limit), a third is skipped, and the waiting one starts once the first ends.
+/// `buffer_all`: every run waits and they start in fire-time order.
+pub async fn check_buffered_runs(store: &dyn RunStore) {
+    const CHECK: &str = "check_buffered_runs";
+    let buffered = StartReply::Waiting { due_at: None };
+    let runs = released(
+        store,
+        "a",
+        "one",
+        &[3, 2, 1],
+        run_rules(1, Overlap::BufferOne),
+        LEASE,
+    )
+    .await;
+    assert!(
+        is_started(&start(store, "a", &runs[0], LEASE).await),
+        "{CHECK}: first"
+    );
+    assert_eq!(
+        start(store, "a", &runs[1], LEASE).await,
+        buffered,
+        "{CHECK}: buffered"
+    );
+    assert!(
+        matches!(
+            start(store, "a", &runs[2], LEASE).await,
+            StartReply::Ended { .. }
+        ),
+        "{CHECK}: a second buffered run is skipped"
+    );
+    assert_eq!(
+        start(store, "a", &runs[1], LEASE).await,
+        buffered,
+        "{CHECK}: still"
+    );
+    end(store, "a", &runs[0].held(), RunOutcome::Success, None).await;
+    assert!(
+        is_started(&start(store, "a", &runs[1], LEASE).await),
+        "{CHECK}: after"
+    );
+
+    let all = released(
+        store,
+        "a",
+        "all",
+        &[3, 2, 1],
+        run_rules(1, Overlap::BufferAll),
+        LEASE,
+    )
+    .await;
+    assert!(
+        is_started(&start(store, "a", &all[0], LEASE).await),
+        "{CHECK}: all first"
+    );
+    assert_eq!(
+        start(store, "a", &all[1], LEASE).await,
+        buffered,
+        "{CHECK}: all 2"
+    );
+    assert_eq!(
+        start(store, "a", &all[2], LEASE).await,
+        buffered,
+        "{CHECK}: all 3"
+    );
+    end(store, "a", &all[0].held(), RunOutcome::Success, None).await;
+    assert_eq!(
+        start(store, "a", &all[2], LEASE).await,
+        buffered,
+        "{CHECK}: a later buffered run started before an older one"
+    );
+    assert!(
+        is_started(&start(store, "a", &all[1], LEASE).await),
+        "{CHECK}: in order"
+    );
+}
+
+/// At the limit, a `cancel_other` job's run waits and asks the started runs to stop:
+/// their holders see [`Run::stop_requested`] at their next renewal.
+pub async fn check_stop_requests(store: &dyn RunStore) {
+    const CHECK: &str = "check_stop_requests";
+    let runs = released(
+        store,
+        "a",
+        "job",
+        &[1, 0],
+        run_rules(1, Overlap::CancelOther),
+        LEASE,
+    )
+    .await;
+    assert!(
+        is_started(&start(store, "a", &runs[0], LEASE).await),
+        "{CHECK}: first"
+    );
+    let renewed = store
+        .renew_runs("a", &[runs[0].held()], LEASE)
+        .await
+        .expect("renew_runs");
+    assert!(
+        !renewed.held[0].stop_requested,
+        "{CHECK}: nothing asked yet"
+    );
+    assert_eq!(
+        start(store, "a", &runs[1], LEASE).await,
+        StartReply::Waiting { due_at: None },
+        "{CHECK}: the newer run waits"
+    );
+    let renewed = store
+        .renew_runs("a", &[runs[0].held()], LEASE)
+        .await
+        .expect("renew_runs");
+    assert!(renewed.held[0].stop_requested, "{CHECK}: asked to stop");
+}
