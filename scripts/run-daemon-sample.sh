@@ -31,11 +31,15 @@ for _ in $(seq 1 60); do
         | grep -c '"run_id"' || true)
     [ "$runs" -ge 2 ] && break
 done
-# The sample's [http] table: the dashboard and the API answer on loopback.
+# The sample's [http] table: the dashboard and the API answer on loopback. Each body
+# is saved before it is searched: `curl | grep -q` fails under pipefail whenever grep
+# finds its match and exits before curl has written the whole page (curl: (23)).
 http_ok=0
 if curl -fsS http://127.0.0.1:8642/health >/dev/null \
-    && curl -fsS http://127.0.0.1:8642/ | grep -q '<title>' \
-    && curl -fsS http://127.0.0.1:8642/api/jobs | grep -q '"heartbeat"'; then
+    && curl -fsS -o "$work/dashboard.html" http://127.0.0.1:8642/ \
+    && grep -q '<title>' "$work/dashboard.html" \
+    && curl -fsS -o "$work/jobs.json" http://127.0.0.1:8642/api/jobs \
+    && grep -q '"heartbeat"' "$work/jobs.json"; then
     http_ok=1
 fi
 kill -TERM "$daemon"

@@ -212,6 +212,17 @@
 //! `Serialization`; a bad connection string is `InvalidInput`. The driver's error is
 //! kept as the error's source.
 //!
+//! ## Runs
+//! The store implements the run contract ([`RunStore`](apscheduler_core::RunStore)):
+//! a job's runs are one document of `<collection>_run_groups` (`_id` the job id, `v` its
+//! version, `fence`, `finishing`, `expiry` the earliest end of a live run's lease,
+//! `runs`). Each operation is one transaction that reads the groups and jobs it
+//! touches and the server's time, lets core's [`RunTable`](apscheduler_core::RunTable)
+//! decide, and writes each group only at the version it read and each released job
+//! only under the caller's claim; a transaction that finds something moved is read and
+//! decided again. Transactions need a replica set (or a server of the wire protocol
+//! that has them).
+//!
 //! ## Run history
 //! [`JobStore::run_history`] (and [`MongoDbJobStore::history`], by type) hands out a
 //! [`MongoDbRunHistory`]: one document per run in the collection `<collection>_runs`
@@ -326,6 +337,7 @@ mod job_store;
 mod link;
 mod names;
 mod ops;
+mod runs;
 mod waits;
 
 use std::collections::HashSet;

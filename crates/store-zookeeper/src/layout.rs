@@ -12,6 +12,7 @@
 //! <root>/history/ids/<run>                          where run <run>'s record is (JSON pointer)
 //! <root>/history/running/<node>+<job>+<key>+<run>   empty: run <run> is `running`
 //! <root>/nodes/<node>                               a node's heartbeat (JSON NodeInfo)
+//! <root>/run_groups/<job>                           the job's runs (the run contract), JSON
 //! ```
 //!
 //! In the history, `<key>` is the run's `scheduled_at` (UTC microseconds) shifted and
@@ -66,6 +67,8 @@ pub(crate) struct Layout {
     pub(crate) history_running: String,
     /// `<root>/nodes`: one heartbeat per scheduler node.
     pub(crate) nodes: String,
+    /// `<root>/run_groups`: one znode per job with its runs (the run contract).
+    pub(crate) run_groups: String,
 }
 
 /// A run record's place, as its znode names say it.
@@ -108,6 +111,7 @@ impl Layout {
             history_ids: format!("{root}/history/ids"),
             history_running: format!("{root}/history/running"),
             nodes: format!("{root}/nodes"),
+            run_groups: format!("{root}/run_groups"),
         }
     }
 

@@ -121,6 +121,16 @@
 //!   against the server's time of their writes (a batch of removals alone: the
 //!   releasing node's clock).
 //!
+//! ## Runs
+//! The store implements the run contract ([`RunStore`](apscheduler_core::RunStore)):
+//! a job's runs are one znode, `<root>/run_groups/<job>` (JSON: the job's last fence,
+//! whether the finished job waits for its last live run, and its kept runs). Each
+//! operation reads the groups and job znodes it touches with their versions and the
+//! leader's time, lets core's [`RunTable`](apscheduler_core::RunTable) decide, and
+//! writes everything in one `multi` checked against the versions read; a `multi`
+//! refused because something moved is read and decided again. A sweep lists the run
+//! groups and reads each one.
+//!
 //! ## Run history
 //! [`run_history`](JobStore::run_history) hands out a [`ZooKeeperRunHistory`] on the
 //! store's session and root path `P` (passing `apscheduler_testkit::history`):
@@ -163,6 +173,7 @@ pub use history::{ZooKeeperRunHistory, MAX_RECORD_BYTES};
 mod layout;
 mod read;
 mod record;
+mod runs;
 mod session;
 mod waiters;
 mod write;

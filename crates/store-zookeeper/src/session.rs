@@ -133,7 +133,11 @@ impl Connection {
             Ok(Err(e)) => return Err(zk("connect", e)),
         };
         self.check_chroot(&client).await?;
-        for path in [&self.layout.jobs, &self.layout.runs] {
+        for path in [
+            &self.layout.jobs,
+            &self.layout.runs,
+            &self.layout.run_groups,
+        ] {
             client
                 .mkdir(path, &PERSISTENT)
                 .await

@@ -19,6 +19,8 @@ pub(crate) enum Op {
     Delete { path: String, version: Option<i32> },
     /// Writes `P/changes` (wakes the watchers).
     Bump,
+    /// Fails the request unless a znode is still at `version`.
+    Check { path: String, version: i32 },
 }
 
 /// What a read-modify-write does once it has read the job.
@@ -67,6 +69,7 @@ impl ZooKeeperJobStore {
                     } => w.add_set_data(path, data, Some(*version)),
                     Op::Delete { path, version } => w.add_delete(path, *version),
                     Op::Bump => w.add_set_data(&self.layout.changes, b"", None),
+                    Op::Check { path, version } => w.add_check_version(path, *version),
                 };
                 added.map_err(|e| Failed::Call(zk("prepare a write", e)))?;
             }
