@@ -34,7 +34,7 @@ pub(crate) use apscheduler_core::time::micros::{now as micros, run_time as run_t
 
 /// A job ready to be written: its state and run time as BSON values.
 #[derive(Debug, Clone)]
-pub(crate) struct Encoded {
+pub struct Encoded {
     pub(crate) id: Arc<str>,
     pub(crate) next_run_time: Bson,
     pub(crate) state: Bson,

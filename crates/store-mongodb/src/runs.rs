@@ -1,4 +1,5 @@
-//! [`MongoDbJobStore`]'s [`RunStore`] implementation. A job's runs are one document of
+//! [`MongoDbJobStore`]'s side of the run contract ([`RunSteps`], from which core
+//! derives [`RunStore`](apscheduler_core::RunStore). A job's runs are one document of
 //! `<collection>_run_groups`: `{_id: <job id>, v: <version>, fence, finishing, expiry:
 //! <earliest end of a live run's lease, µs, or null>, runs: [<run>...]}`. A step is one
 //! transaction: it reads the groups and the jobs it touches and the server's time,
@@ -6,10 +7,7 @@
 //! one read and each released job only while the caller holds its claim; anything
 //! that moved meanwhile aborts the transaction, and the step reads and decides again.
 
-use apscheduler_core::{
-    Changes, EndReply, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd,
-    RunKey, RunState, RunStore, RunTable, StartReply, Swept,
-};
+use apscheduler_core::{Changes, Decide, Run, RunKey, RunState, RunSteps, RunTable, StepView};
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use std::collections::HashMap;
 
@@ -34,36 +32,6 @@ struct Group {
     finishing: bool,
     runs: Vec<Run>,
 }
-
-/// What a step's decision sees: the server's time, the jobs read (their lease holder,
-/// and their document) and the groups.
-struct View<'a> {
-    now: DateTime<Utc>,
-    jobs: &'a HashMap<Arc<str>, Document>,
-}
-
-impl View<'_> {
-    fn exists(&self, job: &str) -> bool {
-        self.jobs.contains_key(job)
-    }
-
-    fn held_by(&self, job: &str, holder: &str) -> bool {
-        self.jobs
-            .get(job)
-            .and_then(|d| d.get_str(field::LEASE_HOLDER).ok())
-            .is_some_and(|h| h == holder)
-    }
-}
-
-/// What becomes of a job's document in a step.
-enum JobOp {
-    /// Stores this state and ends the caller's claim (only while it holds it).
-    Store(Box<Encoded>),
-    Remove,
-}
-
-type Decide<'f> =
-    dyn FnMut(&mut RunTable, &View<'_>) -> Result<HashMap<Arc<str>, JobOp>, Error> + Send + 'f;
 
 /// Why a transaction did not commit: something moved (read and decide again), or a
 /// real error.
@@ -108,7 +76,12 @@ impl MongoDbJobStore {
     }
 
     /// One step over `jobs` (see the module documentation).
-    async fn run_step(&self, jobs: Vec<Arc<str>>, decide: &mut Decide<'_>) -> Result<(), Error> {
+    async fn step(
+        &self,
+        holder: &str,
+        jobs: Vec<Arc<str>>,
+        decide: &mut Decide<'_, Encoded>,
+    ) -> Result<(), Error> {
         let mut jobs = jobs;
         jobs.sort();
         jobs.dedup();
@@ -117,7 +90,7 @@ impl MongoDbJobStore {
         }
         let conn = self.conn().await?;
         for _ in 0..ATTEMPTS {
-            match self.try_step(&conn, &jobs, decide).await {
+            match self.try_step(&conn, holder, &jobs, decide).await {
                 Ok(()) => return Ok(()),
                 Err(Aborted::Moved) => tokio::task::yield_now().await,
                 Err(Aborted::Failed(e)) => return Err(e),
@@ -132,8 +105,9 @@ impl MongoDbJobStore {
     async fn try_step(
         &self,
         conn: &Conn,
+        holder: &str,
         jobs: &[Arc<str>],
-        decide: &mut Decide<'_>,
+        decide: &mut Decide<'_, Encoded>,
     ) -> Result<(), Aborted> {
         let failed = |what: &'static str| {
             move |e: mongodb::error::Error| {
@@ -189,11 +163,24 @@ impl MongoDbJobStore {
             .map(|(job, g)| (job.clone(), g.fence, g.finishing))
             .collect();
         let mut table = RunTable::load(runs, fences);
-        let view = View {
+        let held_by = |d: &Document| d.get_str(field::LEASE_HOLDER).is_ok_and(|h| h == holder);
+        let view = StepView {
             now: from_micros(now),
-            jobs: &read_jobs,
+            existing: read_jobs.keys().cloned().collect(),
+            held: read_jobs
+                .iter()
+                .filter(|(_, d)| held_by(d))
+                .map(|(job, _)| job.clone())
+                .collect(),
         };
-        let ops = decide(&mut table, &view).map_err(Aborted::Failed)?;
+        let writes = decide(&mut table, &view);
+        let mut stored: HashMap<Arc<str>, Encoded> = writes.store.into_iter().collect();
+        for id in &writes.pause {
+            let paused = self
+                .paused_state(id, &read_jobs[id])
+                .map_err(Aborted::Failed)?;
+            stored.insert(id.clone(), paused);
+        }
         let Changes {
             jobs: fences,
             removable,
@@ -236,36 +223,29 @@ impl MongoDbJobStore {
                 let _ = session.abort_transaction().await;
                 return Err(Aborted::Moved);
             }
-            let op = if removable.contains(&job) {
-                Some(&JobOp::Remove)
+            let applied = if removable.contains(&job) || writes.remove.contains(&job) {
+                conn.jobs
+                    .delete_one(doc! {field::ID: &*job})
+                    .session(&mut session)
+                    .await
+                    .map_err(failed("remove a finished job"))?
+                    .deleted_count
+                    == 1
+            } else if let Some(encoded) = stored.get(&job) {
+                let mut set = encoded.set_state();
+                set.insert(field::RELEASE_TOKEN, uuid::Uuid::new_v4().to_string());
+                conn.jobs
+                    .update_one(
+                        doc! {field::ID: &*job, field::LEASE_HOLDER: holder},
+                        doc! {"$set": set, "$unset": unset_lease(true)},
+                    )
+                    .session(&mut session)
+                    .await
+                    .map_err(failed("release a job"))?
+                    .matched_count
+                    == 1
             } else {
-                ops.get(&job)
-            };
-            let applied = match op {
-                None => true,
-                Some(JobOp::Remove) => {
-                    conn.jobs
-                        .delete_one(doc! {field::ID: &*job})
-                        .session(&mut session)
-                        .await
-                        .map_err(failed("remove a finished job"))?
-                        .deleted_count
-                        == 1
-                }
-                Some(JobOp::Store(encoded)) => {
-                    let mut set = encoded.set_state();
-                    set.insert(field::RELEASE_TOKEN, uuid::Uuid::new_v4().to_string());
-                    conn.jobs
-                        .update_one(
-                            doc! {field::ID: &*job, field::LEASE_HOLDER: view_holder(&read_jobs, &job)},
-                            doc! {"$set": set, "$unset": unset_lease(true)},
-                        )
-                        .session(&mut session)
-                        .await
-                        .map_err(failed("release a job"))?
-                        .matched_count
-                        == 1
-                }
+                true
             };
             if !applied {
                 let _ = session.abort_transaction().await;
@@ -304,152 +284,25 @@ impl MongoDbJobStore {
     }
 }
 
-/// The lease holder a release's filter names: the one read (the caller's, or the
-/// release is not asked for).
-fn view_holder(jobs: &HashMap<Arc<str>, Document>, job: &str) -> String {
-    jobs.get(job)
-        .and_then(|d| d.get_str(field::LEASE_HOLDER).ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn jobs_of(runs: &[Held]) -> Vec<Arc<str>> {
-    runs.iter()
-        .filter_map(|h| RunKey::from_id(&h.id))
-        .map(|k| k.job_id)
-        .collect()
-}
-
 #[async_trait]
-impl RunStore for MongoDbJobStore {
-    async fn release_with_runs(
-        &self,
-        holder: &str,
-        releases: Vec<(JobRelease, Vec<NewRun>)>,
-        lease: Duration,
-    ) -> Result<ReleasedRuns, Error> {
-        let ReleaseBatch {
-            jobs: asked,
-            refused,
-        } = ReleaseBatch::new(releases, |job| self.encode(job));
-        let holder_id: Arc<str> = holder.into();
-        let (mut lost, mut made) = (Vec::new(), Vec::new());
-        let jobs = asked.iter().map(|(id, ..)| id.clone()).collect();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            lost.clear();
-            made.clear();
-            let mut ops = HashMap::new();
-            for (id, encoded, runs) in &asked {
-                if !view.held_by(id, holder) {
-                    lost.push(id.clone());
-                    continue;
-                }
-                let (runs, fate) =
-                    table.release_job(&holder_id, id, encoded.is_none(), runs, view.now, lease);
-                made.extend(runs);
-                let op = match (fate, encoded) {
-                    (JobFate::Update, Some(encoded)) => JobOp::Store(Box::new(encoded.clone())),
-                    (JobFate::Pause, _) => {
-                        JobOp::Store(Box::new(self.paused_state(id, &view.jobs[id])?))
-                    }
-                    (JobFate::Remove | JobFate::Update, _) => JobOp::Remove,
-                };
-                ops.insert(id.clone(), op);
-            }
-            Ok(ops)
-        };
-        self.run_step(jobs, &mut decide).await?;
-        Ok(ReleasedRuns {
-            jobs: Released::new(lost, refused),
-            runs: made,
-        })
+impl RunSteps for MongoDbJobStore {
+    type Encoded = Encoded;
+
+    fn encode_job(&self, job: &Job) -> Result<Encoded, Error> {
+        self.encode(job)
     }
 
-    async fn insert_runs(
+    async fn run_step(
         &self,
         holder: &str,
-        runs: Vec<NewRun>,
-        lease: Duration,
-    ) -> Result<Vec<Run>, Error> {
-        let holder_id: Arc<str> = holder.into();
-        let jobs = runs.iter().map(|r| r.key.job_id.clone()).collect();
-        let mut made = Vec::new();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            made.clear();
-            for new in &runs {
-                let job = &new.key.job_id;
-                if view.exists(job) && !table.is_finishing(job) {
-                    made.extend(table.insert(&holder_id, new.clone(), view.now, lease));
-                }
-            }
-            Ok(HashMap::new())
-        };
-        self.run_step(jobs, &mut decide).await?;
-        Ok(made)
+        jobs: Vec<Arc<str>>,
+        _keys: Vec<RunKey>,
+        decide: &mut Decide<'_, Encoded>,
+    ) -> Result<(), Error> {
+        self.step(holder, jobs, decide).await
     }
 
-    async fn start_runs(
-        &self,
-        holder: &str,
-        runs: &[Held],
-        lease: Duration,
-    ) -> Result<Vec<StartReply>, Error> {
-        let mut replies = vec![StartReply::Refused; runs.len()];
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            replies = runs
-                .iter()
-                .map(|held| table.start(holder, held, view.now, lease))
-                .collect();
-            Ok(HashMap::new())
-        };
-        self.run_step(jobs_of(runs), &mut decide).await?;
-        Ok(replies)
-    }
-
-    async fn renew_runs(
-        &self,
-        holder: &str,
-        runs: &[Held],
-        lease: Duration,
-    ) -> Result<Renewed, Error> {
-        let mut renewed = Renewed {
-            held: Vec::new(),
-            lost: runs.iter().map(|h| h.id.clone()).collect(),
-        };
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            renewed = table.renew(holder, runs, view.now, lease);
-            Ok(HashMap::new())
-        };
-        self.run_step(jobs_of(runs), &mut decide).await?;
-        Ok(renewed)
-    }
-
-    async fn end_runs(
-        &self,
-        holder: &str,
-        ends: Vec<RunEnd>,
-        lease: Duration,
-    ) -> Result<Vec<EndReply>, Error> {
-        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
-        let holder_id: Arc<str> = holder.into();
-        let mut replies = vec![EndReply::Refused; ends.len()];
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            replies = ends
-                .iter()
-                .map(|end| table.end(&holder_id, end, view.now, lease))
-                .collect();
-            Ok(HashMap::new())
-        };
-        self.run_step(jobs_of(&held), &mut decide).await?;
-        Ok(replies)
-    }
-
-    async fn sweep_runs(
-        &self,
-        sweeper: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Swept, Error> {
+    async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>, Error> {
         let conn = self.conn().await?;
         let now = self.server_time(&conn, &Utc::now()).await?;
         let mut cursor = self
@@ -473,29 +326,14 @@ impl RunStore for MongoDbJobStore {
                 jobs.push(id.into());
             }
         }
-        let sweeper_id: Arc<str> = sweeper.into();
-        let mut swept = Swept::default();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            swept = table.sweep(&sweeper_id, view.now, lease, limit);
-            Ok(HashMap::new())
-        };
-        self.run_step(jobs, &mut decide).await?;
-        Ok(swept)
+        Ok(jobs)
     }
 
-    async fn lookup_run(&self, id: &str) -> Result<Option<Run>, Error> {
-        let Some(key) = RunKey::from_id(id) else {
-            return Ok(None);
-        };
-        let runs = self.group_runs(&key.job_id).await?;
-        Ok(runs.into_iter().find(|r| r.key == key))
-    }
-
-    async fn runs_of_job(&self, job_id: &str) -> Result<Vec<Run>, Error> {
+    async fn job_runs(&self, job_id: &str) -> Result<Vec<Run>, Error> {
         self.group_runs(job_id).await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
+    async fn prune_ended(&self, before: DateTime<Utc>) -> Result<usize, Error> {
         let conn = self.conn().await?;
         let groups = self.groups(&conn);
         let mut cursor = groups

@@ -5,8 +5,8 @@ use apscheduler_core::codec::StateCodec;
 use apscheduler_core::{Error, Job};
 
 /// A job ready to be written: its JSON and its run time score (`None` = paused).
-#[derive(Clone)]
-pub(crate) struct Encoded {
+#[derive(Debug, Clone)]
+pub struct Encoded {
     pub(crate) state: Vec<u8>,
     pub(crate) run: Option<i64>,
 }

@@ -20,19 +20,19 @@ use redis::Script;
 
 use crate::scripts::script;
 
-/// ARGV = holder, with_state (`'1'`: return the jobs' states), then job ids. Returns
-/// `{ now, { version, fence, finishing, exists, lease holder or '', state or '',
-/// { run JSON... } } per job }`.
+/// ARGV = holder, then job ids. Returns `{ now, { version, fence, finishing, exists,
+/// lease holder or '', state or '', { run JSON... } } per job }`; the state only of the
+/// jobs the holder has claimed (a release may keep one, paused).
 const RUN_READ: &str = r"
-local with_state = ARGV[2]
+local holder = ARGV[1]
 local out = { server_us() }
-for i = 3, #ARGV do
+for i = 2, #ARGV do
   local id = ARGV[i]
   local meta = redis.call('HMGET', base .. 'runs:' .. id, 'v', 'f', 'x')
   local exists = redis.call('HEXISTS', jobs, id)
   local _, _, h = lease_of(id)
   local state = ''
-  if with_state == '1' and exists == 1 then state = redis.call('HGET', jobs, id) end
+  if h == holder and exists == 1 then state = redis.call('HGET', jobs, id) end
   local rows = {}
   local all = redis.call('HGETALL', base .. 'runs:' .. id)
   for k = 1, #all, 2 do

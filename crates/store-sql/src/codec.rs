@@ -13,7 +13,7 @@ const MAX_CORRUPT_MESSAGE: usize = 2000;
 
 /// A job as a row: what is written.
 #[derive(Debug, Clone)]
-pub(crate) struct EncodedJob {
+pub struct EncodedJob {
     pub(crate) id: String,
     /// Microseconds since the Unix epoch (UTC), rounded up; `None` = paused.
     pub(crate) next_run_time: Option<i64>,

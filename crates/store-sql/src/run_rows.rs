@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use apscheduler_core::{Changes, Run, RunKey, RunTable};
+use apscheduler_core::{Changes, Decide, Run, RunKey, RunTable, StepView};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Pool;
@@ -35,39 +35,14 @@ pub(crate) struct Step<'a> {
     pub(crate) keys: Vec<RunKey>,
 }
 
-/// What a step's decision sees of the jobs: the store's time, which jobs exist, and
-/// which the caller holds the claim of (their rows locked until the step ends).
-#[derive(Debug)]
-pub(crate) struct StepView {
-    pub(crate) now: DateTime<Utc>,
-    pub(crate) existing: HashSet<Arc<str>>,
-    pub(crate) held: HashSet<Arc<str>>,
-}
-
-/// The job rows a step writes, beside its runs: released new states (the claim
-/// dropped), finished jobs kept paused until their last live run ends, and finished
-/// jobs removed.
-#[derive(Debug, Default)]
-pub(crate) struct JobWrites {
-    pub(crate) updates: Vec<EncodedJob>,
-    pub(crate) pause: Vec<Arc<str>>,
-    pub(crate) delete: Vec<Arc<str>>,
-}
-
-/// A step's decision, on the loaded table.
-pub(crate) type Decide<'f> = dyn FnMut(&mut RunTable, &StepView) -> JobWrites + Send + 'f;
-
 /// The run rows' operations, the same for every dialect.
 #[async_trait]
 pub(crate) trait RunOps: Send + Sync + std::fmt::Debug {
     /// One atomic step (see the module documentation).
-    async fn step(&self, step: &Step<'_>, decide: &mut Decide<'_>) -> Result<()>;
+    async fn step(&self, step: &Step<'_>, decide: &mut Decide<'_, EncodedJob>) -> Result<()>;
 
     /// Up to `limit` jobs with a live run whose lease expired, earliest expiry first.
     async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>>;
-
-    /// One run, by key.
-    async fn lookup(&self, key: &RunKey) -> Result<Option<Run>>;
 
     /// A job's runs, by key.
     async fn of_job(&self, job_id: &str) -> Result<Vec<Run>>;
@@ -286,7 +261,11 @@ macro_rules! run_ops {
     ($db:ty) => {
         #[async_trait]
         impl RunOps for RunRows<$db> {
-            async fn step(&self, step: &Step<'_>, decide: &mut Decide<'_>) -> Result<()> {
+            async fn step(
+                &self,
+                step: &Step<'_>,
+                decide: &mut Decide<'_, EncodedJob>,
+            ) -> Result<()> {
                 let map = |what: &'static str| {
                     let context = self.context(what);
                     move |e| StoreError::sql(context.clone(), e)
@@ -402,7 +381,7 @@ macro_rules! run_ops {
                         .await
                         .map_err(map("write a run fence"))?;
                 }
-                for job in &writes.updates {
+                for (_, job) in &writes.store {
                     sqlx::query(&self.sql.update_job)
                         .bind(job.next_run_time)
                         .bind(job.paused)
@@ -421,7 +400,7 @@ macro_rules! run_ops {
                         .await
                         .map_err(map("keep a finished job"))?;
                 }
-                for id in writes.delete.iter().chain(&removable) {
+                for id in writes.remove.iter().chain(&removable) {
                     sqlx::query(&self.sql.delete_job)
                         .bind(&**id)
                         .execute(&mut *tx)
@@ -443,18 +422,6 @@ macro_rules! run_ops {
                     .await
                     .map_err(|e| StoreError::sql(self.context("expired runs"), e))?;
                 Ok(jobs.into_iter().map(Arc::from).collect())
-            }
-
-            async fn lookup(&self, key: &RunKey) -> Result<Option<Run>> {
-                let row: Option<String> = sqlx::query_scalar(&self.sql.run_by_key)
-                    .bind(&*key.job_id)
-                    .bind(micros_floor(&key.fire_time))
-                    .bind(i64::from(key.attempt))
-                    .bind(i64::from(key.rerun))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| StoreError::sql(self.context("lookup_run"), e))?;
-                row.map(|json| self.decode(&json)).transpose()
             }
 
             async fn of_job(&self, job_id: &str) -> Result<Vec<Run>> {

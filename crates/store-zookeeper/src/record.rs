@@ -54,7 +54,7 @@ impl Header {
 
 /// A job znode's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
+pub struct Record {
     pub(crate) header: Header,
     pub(crate) state: Vec<u8>,
 }

@@ -1,4 +1,5 @@
-//! [`ZooKeeperJobStore`]'s [`RunStore`] implementation. A job's runs are one znode,
+//! [`ZooKeeperJobStore`]'s side of the run contract ([`RunSteps`], from which core
+//! derives [`RunStore`](apscheduler_core::RunStore)). A job's runs are one znode,
 //! `<root>/run_groups/<job>` (JSON: the job's last fence, whether the finished job
 //! waits for its last live run, and every kept run). A step reads the groups and the
 //! job znodes it touches with their versions and the leader's time, lets core's
@@ -7,10 +8,7 @@
 //! too); a `multi` refused because something moved meanwhile is read and decided
 //! again.
 
-use apscheduler_core::{
-    Changes, EndReply, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd,
-    RunKey, RunState, RunStore, RunTable, StartReply, Swept,
-};
+use apscheduler_core::{Changes, Decide, Run, RunKey, RunState, RunSteps, RunTable, StepView};
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -29,41 +27,6 @@ struct Read1 {
     job: Option<Read>,
     group: Option<(Group, i32)>,
 }
-
-/// What a step's decision sees: the leader's time and the jobs as read.
-struct View<'a> {
-    now: DateTime<Utc>,
-    read: &'a HashMap<Arc<str>, Read1>,
-}
-
-impl View<'_> {
-    fn exists(&self, job: &str) -> bool {
-        self.read.get(job).is_some_and(|r| r.job.is_some())
-    }
-
-    fn held_by(&self, job: &str, holder: &str) -> bool {
-        self.read
-            .get(job)
-            .and_then(|r| r.job.as_ref())
-            .and_then(|j| j.record.as_ref().ok())
-            .is_some_and(|rec| rec.header.owner.as_deref() == Some(holder))
-    }
-}
-
-/// What becomes of a job's znode in a step.
-enum JobOp {
-    Store(Record),
-    Remove,
-}
-
-/// What a step writes for its jobs besides their runs; the jobs it needs unchanged.
-#[derive(Default)]
-struct Writes {
-    ops: HashMap<Arc<str>, JobOp>,
-    unchanged: HashSet<Arc<str>>,
-}
-
-type Decide<'f> = dyn FnMut(&mut RunTable, &View<'_>) -> Result<Writes, Error> + Send + 'f;
 
 fn unreadable_group(job: &str, e: serde_json::Error) -> Error {
     Error::new(
@@ -89,7 +52,12 @@ impl ZooKeeperJobStore {
     }
 
     /// One step over `jobs`, atomically (see the module documentation).
-    async fn run_step(&self, jobs: Vec<Arc<str>>, decide: &mut Decide<'_>) -> Result<(), Error> {
+    async fn step(
+        &self,
+        holder: &str,
+        jobs: Vec<Arc<str>>,
+        decide: &mut Decide<'_, Record>,
+    ) -> Result<(), Error> {
         let mut jobs = jobs;
         jobs.sort();
         jobs.dedup();
@@ -121,8 +89,31 @@ impl ZooKeeperJobStore {
                 })
                 .collect();
             let mut table = RunTable::load(runs, fences);
-            let view = View { now, read: &read };
-            let writes = decide(&mut table, &view)?;
+            let record_of =
+                |job: &Arc<str>| read[job].job.as_ref().and_then(|j| j.record.as_ref().ok());
+            let view = StepView {
+                now,
+                existing: read
+                    .iter()
+                    .filter(|(_, r)| r.job.is_some())
+                    .map(|(job, _)| job.clone())
+                    .collect(),
+                held: jobs
+                    .iter()
+                    .filter(|job| {
+                        record_of(job)
+                            .is_some_and(|rec| rec.header.owner.as_deref() == Some(holder))
+                    })
+                    .cloned()
+                    .collect(),
+            };
+            let writes = decide(&mut table, &view);
+            let mut stored: HashMap<Arc<str>, Record> = writes.store.into_iter().collect();
+            for id in &writes.pause {
+                let j = read[id].job.as_ref().expect("held, so read");
+                stored.insert(id.clone(), self.paused_record(id, j)?);
+            }
+            let guarded: HashSet<&Arc<str>> = writes.held.iter().chain(&writes.existing).collect();
             let Changes {
                 runs: changed,
                 jobs: groups,
@@ -155,30 +146,19 @@ impl ZooKeeperJobStore {
                     },
                     None => Op::Create { path, data },
                 });
-                let op = if removable.contains(&job) {
-                    Some(&JobOp::Remove)
-                } else {
-                    writes.ops.get(&job)
-                };
-                let read_job = r.job.as_ref();
-                match (op, read_job) {
-                    (Some(op), Some(j)) => {
-                        let header = j.record.as_ref().ok().map(|rec| &rec.header);
-                        ops.extend(match op {
-                            JobOp::Store(record) => self.rewrite(
-                                &job,
-                                j.version,
-                                header.unwrap_or(&Header::default()),
-                                record,
-                            ),
-                            JobOp::Remove => self.deletion(&job, j.version, header),
+                if let Some(j) = r.job.as_ref() {
+                    let header = j.record.as_ref().ok().map(|rec| &rec.header);
+                    if removable.contains(&job) || writes.remove.contains(&job) {
+                        ops.extend(self.deletion(&job, j.version, header));
+                    } else if let Some(record) = stored.get(&job) {
+                        let old = header.cloned().unwrap_or_default();
+                        ops.extend(self.rewrite(&job, j.version, &old, record));
+                    } else if guarded.contains(&job) {
+                        ops.push(Op::Check {
+                            path: self.layout.job(&job),
+                            version: j.version,
                         });
                     }
-                    (None, Some(j)) if writes.unchanged.contains(&job) => ops.push(Op::Check {
-                        path: self.layout.job(&job),
-                        version: j.version,
-                    }),
-                    _ => {}
                 }
             }
             match self.commit(&c, &ops).await {
@@ -207,148 +187,25 @@ impl ZooKeeperJobStore {
     }
 }
 
-fn jobs_of(runs: &[Held]) -> Vec<Arc<str>> {
-    runs.iter()
-        .filter_map(|h| RunKey::from_id(&h.id))
-        .map(|k| k.job_id)
-        .collect()
-}
-
 #[async_trait]
-impl RunStore for ZooKeeperJobStore {
-    async fn release_with_runs(
-        &self,
-        holder: &str,
-        releases: Vec<(JobRelease, Vec<NewRun>)>,
-        lease: Duration,
-    ) -> Result<ReleasedRuns, Error> {
-        let ReleaseBatch {
-            jobs: asked,
-            refused,
-        } = ReleaseBatch::new(releases, |job| self.encode(job));
-        let holder_id: Arc<str> = holder.into();
-        let (mut lost, mut made) = (Vec::new(), Vec::new());
-        let jobs: Vec<Arc<str>> = asked.iter().map(|(id, ..)| id.clone()).collect();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            lost.clear();
-            made.clear();
-            let mut writes = Writes::default();
-            for (id, record, runs) in &asked {
-                if !view.held_by(id, holder) {
-                    lost.push(id.clone());
-                    continue;
-                }
-                let (runs, fate) =
-                    table.release_job(&holder_id, id, record.is_none(), runs, view.now, lease);
-                made.extend(runs);
-                let op = match (fate, record) {
-                    (JobFate::Update, Some(record)) => JobOp::Store(record.clone()),
-                    (JobFate::Pause, _) => {
-                        let read = view.read[id].job.as_ref().expect("held, so read");
-                        JobOp::Store(self.paused_record(id, read)?)
-                    }
-                    (JobFate::Remove | JobFate::Update, _) => JobOp::Remove,
-                };
-                writes.ops.insert(id.clone(), op);
-            }
-            Ok(writes)
-        };
-        self.run_step(jobs.clone(), &mut decide).await?;
-        let ids: Vec<&str> = jobs.iter().map(|id| &**id).collect();
-        self.unmark_held(holder, &ids);
-        Ok(ReleasedRuns {
-            jobs: apscheduler_core::Released::new(lost, refused),
-            runs: made,
-        })
+impl RunSteps for ZooKeeperJobStore {
+    type Encoded = Record;
+
+    fn encode_job(&self, job: &Job) -> Result<Record, Error> {
+        self.encode(job)
     }
 
-    async fn insert_runs(
+    async fn run_step(
         &self,
         holder: &str,
-        runs: Vec<NewRun>,
-        lease: Duration,
-    ) -> Result<Vec<Run>, Error> {
-        let holder_id: Arc<str> = holder.into();
-        let jobs = runs.iter().map(|r| r.key.job_id.clone()).collect();
-        let mut made = Vec::new();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            made.clear();
-            let mut writes = Writes::default();
-            for new in &runs {
-                let job = &new.key.job_id;
-                if view.exists(job) && !table.is_finishing(job) {
-                    made.extend(table.insert(&holder_id, new.clone(), view.now, lease));
-                    writes.unchanged.insert(job.clone());
-                }
-            }
-            Ok(writes)
-        };
-        self.run_step(jobs, &mut decide).await?;
-        Ok(made)
+        jobs: Vec<Arc<str>>,
+        _keys: Vec<RunKey>,
+        decide: &mut Decide<'_, Record>,
+    ) -> Result<(), Error> {
+        self.step(holder, jobs, decide).await
     }
 
-    async fn start_runs(
-        &self,
-        holder: &str,
-        runs: &[Held],
-        lease: Duration,
-    ) -> Result<Vec<StartReply>, Error> {
-        let mut replies = vec![StartReply::Refused; runs.len()];
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            replies = runs
-                .iter()
-                .map(|held| table.start(holder, held, view.now, lease))
-                .collect();
-            Ok(Writes::default())
-        };
-        self.run_step(jobs_of(runs), &mut decide).await?;
-        Ok(replies)
-    }
-
-    async fn renew_runs(
-        &self,
-        holder: &str,
-        runs: &[Held],
-        lease: Duration,
-    ) -> Result<Renewed, Error> {
-        let mut renewed = Renewed {
-            held: Vec::new(),
-            lost: runs.iter().map(|h| h.id.clone()).collect(),
-        };
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            renewed = table.renew(holder, runs, view.now, lease);
-            Ok(Writes::default())
-        };
-        self.run_step(jobs_of(runs), &mut decide).await?;
-        Ok(renewed)
-    }
-
-    async fn end_runs(
-        &self,
-        holder: &str,
-        ends: Vec<RunEnd>,
-        lease: Duration,
-    ) -> Result<Vec<EndReply>, Error> {
-        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
-        let holder_id: Arc<str> = holder.into();
-        let mut replies = vec![EndReply::Refused; ends.len()];
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            replies = ends
-                .iter()
-                .map(|end| table.end(&holder_id, end, view.now, lease))
-                .collect();
-            Ok(Writes::default())
-        };
-        self.run_step(jobs_of(&held), &mut decide).await?;
-        Ok(replies)
-    }
-
-    async fn sweep_runs(
-        &self,
-        sweeper: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Swept, Error> {
+    async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>, Error> {
         let c = self.client().await?;
         let now = micros::to_instant(self.server_time(&c).await?);
         let names = match c.list_children(&self.layout.run_groups).await {
@@ -375,27 +232,14 @@ impl RunStore for ZooKeeperJobStore {
             }
         }
         expired.sort();
-        expired.truncate(limit);
-        let jobs = expired.into_iter().map(|(_, job)| job).collect();
-        let sweeper_id: Arc<str> = sweeper.into();
-        let mut swept = Swept::default();
-        let mut decide = |table: &mut RunTable, view: &View<'_>| {
-            swept = table.sweep(&sweeper_id, view.now, lease, limit);
-            Ok(Writes::default())
-        };
-        self.run_step(jobs, &mut decide).await?;
-        Ok(swept)
+        Ok(expired
+            .into_iter()
+            .take(limit)
+            .map(|(_, job)| job)
+            .collect())
     }
 
-    async fn lookup_run(&self, id: &str) -> Result<Option<Run>, Error> {
-        let Some(key) = RunKey::from_id(id) else {
-            return Ok(None);
-        };
-        let runs = self.runs_of_job(&key.job_id).await?;
-        Ok(runs.into_iter().find(|r| r.key == key))
-    }
-
-    async fn runs_of_job(&self, job_id: &str) -> Result<Vec<Run>, Error> {
+    async fn job_runs(&self, job_id: &str) -> Result<Vec<Run>, Error> {
         let c = self.client().await?;
         let mut runs = self
             .read_group(&c, job_id)
@@ -406,7 +250,7 @@ impl RunStore for ZooKeeperJobStore {
         Ok(runs)
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
+    async fn prune_ended(&self, before: DateTime<Utc>) -> Result<usize, Error> {
         let c = self.client().await?;
         let names = match c.list_children(&self.layout.run_groups).await {
             Ok(names) => names,

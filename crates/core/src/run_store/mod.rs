@@ -11,6 +11,7 @@
 //! is checked against, and `apscheduler_testkit::store::runs` checks each rule on a
 //! real store.
 
+mod steps;
 mod table;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, JobRelease, JobStore, Overlap, Released, RunOutcome};
 
+pub use steps::{Decide, JobWrites, RunSteps, StepView};
 pub use table::{Changes, JobFate, RunTable};
 
 /// The reason a start past the run's grace time ends it (missed).
@@ -334,6 +336,9 @@ pub struct Swept {
 }
 
 /// Where runs live: the job store's runs, each leased to one scheduler at a time.
+///
+/// A store does not implement it directly: it implements [`RunSteps`] (one atomic step
+/// and three reads), and every operation here follows from that, written once.
 ///
 /// # Behavior
 ///

@@ -429,6 +429,23 @@ impl RunTable {
         }
     }
 
+    /// Up to `limit` jobs with a live run whose lease expired by `now`, earliest first.
+    pub fn expired_jobs(&self, now: DateTime<Utc>, limit: usize) -> Vec<Arc<str>> {
+        let mut ends: BTreeMap<Arc<str>, DateTime<Utc>> = BTreeMap::new();
+        for run in self.runs.values() {
+            if run.state.is_live() && run.lease_until <= now {
+                let end = ends
+                    .entry(run.key.job_id.clone())
+                    .or_insert(run.lease_until);
+                *end = (*end).min(run.lease_until);
+            }
+        }
+        let mut jobs: Vec<(DateTime<Utc>, Arc<str>)> =
+            ends.into_iter().map(|(job, end)| (end, job)).collect();
+        jobs.sort();
+        jobs.into_iter().take(limit).map(|(_, job)| job).collect()
+    }
+
     /// Takes up to `limit` live runs whose lease expired, earliest expiry first.
     pub fn sweep(
         &mut self,

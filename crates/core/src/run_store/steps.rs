@@ -1,0 +1,291 @@
+//! [`RunSteps`]: what a store provides so that the whole [`RunStore`] follows from it.
+//! A store gives one atomic step (lock or read its jobs' run groups, let a decision
+//! change them on a [`RunTable`], write them back with the job rows the decision asks
+//! for) and a few reads; every operation of the contract is written once, here, as a
+//! decision on the table.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    EndReply, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd, RunKey,
+    RunStore, RunTable, StartReply, Swept,
+};
+use crate::{Error, Job, JobRelease, JobStore, Released};
+
+/// What a step's decision sees of the jobs it touches.
+#[derive(Debug, Clone)]
+pub struct StepView {
+    /// The store's time (its server's clock where it has one).
+    pub now: DateTime<Utc>,
+    /// The jobs that exist.
+    pub existing: HashSet<Arc<str>>,
+    /// The jobs whose claim the caller holds.
+    pub held: HashSet<Arc<str>>,
+}
+
+/// The job rows a step writes beside its runs, each only while its guard holds at the
+/// write: a job in [`held`](JobWrites::held) must still be claimed by the caller, one
+/// in [`existing`](JobWrites::existing) must still exist. The finished jobs whose last
+/// live run the step ended ([`RunTable::take_changes`]'s `removable`) are removed too.
+#[derive(Debug)]
+pub struct JobWrites<E> {
+    /// New states, stored with the caller's claim ended.
+    pub store: Vec<(Arc<str>, E)>,
+    /// Finished jobs kept, paused (no next run time), with the caller's claim ended,
+    /// until their last live run ends.
+    pub pause: Vec<Arc<str>>,
+    /// Finished jobs removed.
+    pub remove: Vec<Arc<str>>,
+    /// Jobs the caller must still hold.
+    pub held: Vec<Arc<str>>,
+    /// Jobs that must still exist.
+    pub existing: Vec<Arc<str>>,
+}
+
+impl<E> Default for JobWrites<E> {
+    fn default() -> Self {
+        JobWrites {
+            store: Vec::new(),
+            pause: Vec::new(),
+            remove: Vec::new(),
+            held: Vec::new(),
+            existing: Vec::new(),
+        }
+    }
+}
+
+/// A step's decision: changes the table, says what to write to the jobs.
+pub type Decide<'f, E> = dyn FnMut(&mut RunTable, &StepView) -> JobWrites<E> + Send + 'f;
+
+/// The store's side of the run contract: one atomic step and a few reads. Every type
+/// that implements it is a [`RunStore`].
+#[async_trait]
+pub trait RunSteps: JobStore {
+    /// A job's new state as the store writes it.
+    type Encoded: Clone + Send + Sync + 'static;
+
+    /// Encodes a job's new state (refused: the release goes to
+    /// [`Released::refused`]).
+    ///
+    /// # Errors
+    /// `Serialization` and the like, as [`JobStore::add_job`] would refuse it.
+    fn encode_job(&self, job: &Job) -> Result<Self::Encoded, Error>;
+
+    /// One atomic step: loads into a [`RunTable`] the runs of `jobs` (all of them, or
+    /// at least the live ones and those of `keys`) with their fences and finishing
+    /// marks, calls `decide` with the store's time and which jobs exist and are held
+    /// by `holder`, and writes back the table's changes and the job rows `decide` asks
+    /// for, all or nothing. When something it read has moved by the write, it loads and
+    /// decides again (`decide` starts from scratch each time).
+    ///
+    /// # Errors
+    /// Backend errors; a step that kept being overtaken.
+    async fn run_step(
+        &self,
+        holder: &str,
+        jobs: Vec<Arc<str>>,
+        keys: Vec<RunKey>,
+        decide: &mut Decide<'_, Self::Encoded>,
+    ) -> Result<(), Error>;
+
+    /// Up to `limit` jobs with a live run whose lease ended on the store's clock,
+    /// earliest end first.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>, Error>;
+
+    /// The kept runs of a job, by key.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn job_runs(&self, job_id: &str) -> Result<Vec<Run>, Error>;
+
+    /// Forgets the runs that ended before `before`; answers how many.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn prune_ended(&self, before: DateTime<Utc>) -> Result<usize, Error>;
+}
+
+fn jobs_of(runs: &[Held]) -> (Vec<Arc<str>>, Vec<RunKey>) {
+    let keys: Vec<RunKey> = runs.iter().filter_map(|h| RunKey::from_id(&h.id)).collect();
+    (keys.iter().map(|k| k.job_id.clone()).collect(), keys)
+}
+
+#[async_trait]
+impl<S: RunSteps> RunStore for S {
+    async fn release_with_runs(
+        &self,
+        holder: &str,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<ReleasedRuns, Error> {
+        let ReleaseBatch {
+            jobs: asked,
+            refused,
+        } = ReleaseBatch::new(releases, |job| self.encode_job(job));
+        let jobs = asked.iter().map(|(id, ..)| id.clone()).collect();
+        // A key that ran before is never run again: its row is loaded to be seen.
+        let keys = asked
+            .iter()
+            .flat_map(|(_, _, runs)| runs.iter().map(|r| r.key.clone()))
+            .collect();
+        let holder_id: Arc<str> = holder.into();
+        let (mut lost, mut made) = (Vec::new(), Vec::new());
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            lost.clear();
+            made.clear();
+            let mut writes = JobWrites::default();
+            for (id, state, runs) in &asked {
+                if !view.held.contains(id) {
+                    lost.push(id.clone());
+                    continue;
+                }
+                let (runs, fate) =
+                    table.release_job(&holder_id, id, state.is_none(), runs, view.now, lease);
+                made.extend(runs);
+                match (fate, state) {
+                    (JobFate::Update, Some(state)) => {
+                        writes.store.push((id.clone(), state.clone()))
+                    }
+                    (JobFate::Pause, _) => writes.pause.push(id.clone()),
+                    (JobFate::Remove | JobFate::Update, _) => writes.remove.push(id.clone()),
+                }
+                writes.held.push(id.clone());
+            }
+            writes
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(ReleasedRuns {
+            jobs: Released::new(lost, refused),
+            runs: made,
+        })
+    }
+
+    async fn insert_runs(
+        &self,
+        holder: &str,
+        runs: Vec<NewRun>,
+        lease: Duration,
+    ) -> Result<Vec<Run>, Error> {
+        let jobs = runs.iter().map(|r| r.key.job_id.clone()).collect();
+        let keys = runs.iter().map(|r| r.key.clone()).collect();
+        let holder_id: Arc<str> = holder.into();
+        let mut made = Vec::new();
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            made.clear();
+            let mut writes = JobWrites::default();
+            for new in &runs {
+                let job = &new.key.job_id;
+                if view.existing.contains(job) && !table.is_finishing(job) {
+                    made.extend(table.insert(&holder_id, new.clone(), view.now, lease));
+                    writes.existing.push(job.clone());
+                }
+            }
+            writes
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(made)
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Vec<StartReply>, Error> {
+        let (jobs, keys) = jobs_of(runs);
+        let mut replies = vec![StartReply::Refused; runs.len()];
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            replies = runs
+                .iter()
+                .map(|held| table.start(holder, held, view.now, lease))
+                .collect();
+            JobWrites::default()
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(replies)
+    }
+
+    async fn renew_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Renewed, Error> {
+        let (jobs, keys) = jobs_of(runs);
+        let mut renewed = Renewed {
+            held: Vec::new(),
+            lost: runs.iter().map(|h| h.id.clone()).collect(),
+        };
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            renewed = table.renew(holder, runs, view.now, lease);
+            JobWrites::default()
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(renewed)
+    }
+
+    async fn end_runs(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        lease: Duration,
+    ) -> Result<Vec<EndReply>, Error> {
+        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
+        let (jobs, mut keys) = jobs_of(&held);
+        // A repeated end answers with the retry it created: load those too.
+        keys.extend(keys.clone().iter().map(RunKey::retry));
+        let holder_id: Arc<str> = holder.into();
+        let mut replies = vec![EndReply::Refused; ends.len()];
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            replies = ends
+                .iter()
+                .map(|end| table.end(&holder_id, end, view.now, lease))
+                .collect();
+            JobWrites::default()
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(replies)
+    }
+
+    async fn sweep_runs(
+        &self,
+        sweeper: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Swept, Error> {
+        let jobs = self.expired_jobs(limit).await?;
+        let sweeper_id: Arc<str> = sweeper.into();
+        let mut swept = Swept::default();
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            swept = table.sweep(&sweeper_id, view.now, lease, limit);
+            JobWrites::default()
+        };
+        self.run_step(sweeper, jobs, Vec::new(), &mut decide)
+            .await?;
+        Ok(swept)
+    }
+
+    async fn lookup_run(&self, id: &str) -> Result<Option<Run>, Error> {
+        let Some(key) = RunKey::from_id(id) else {
+            return Ok(None);
+        };
+        let runs = self.job_runs(&key.job_id).await?;
+        Ok(runs.into_iter().find(|r| r.key == key))
+    }
+
+    async fn runs_of_job(&self, job_id: &str) -> Result<Vec<Run>, Error> {
+        self.job_runs(job_id).await
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
+        self.prune_ended(before).await
+    }
+}
