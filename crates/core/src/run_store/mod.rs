@@ -521,11 +521,6 @@ impl<E> ReleaseBatch<E> {
         }
         batch
     }
-
-    /// The jobs released.
-    pub fn job_ids(&self) -> Vec<Arc<str>> {
-        self.jobs.iter().map(|(id, ..)| id.clone()).collect()
-    }
 }
 
 impl fmt::Display for RunKey {

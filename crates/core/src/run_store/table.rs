@@ -144,11 +144,6 @@ impl RunTable {
         self.of_job(job_id).any(|r| r.state.is_live())
     }
 
-    /// Every run, by key.
-    pub fn iter(&self) -> impl Iterator<Item = &Run> {
-        self.runs.values()
-    }
-
     fn next_fence(&mut self, job_id: &Arc<str>) -> u64 {
         let fence = self.fences.entry(job_id.clone()).or_insert(0);
         *fence += 1;
