@@ -283,6 +283,11 @@ impl<W: StoreWrapper> JobStore for W {
         self.wrapped().run_history()
     }
 
+    // Run operations go to the wrapped store directly, not through `around`.
+    fn runs(&self) -> Option<&dyn crate::RunStore> {
+        self.wrapped().runs()
+    }
+
     fn is_persistent(&self) -> bool {
         self.wrapped().is_persistent()
     }

@@ -231,6 +231,13 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The store's runs ([`RunStore`](crate::RunStore)), for stores that keep them: a
+    /// scheduler with [leased runs](crate::RunStore) keeps every run of this store's
+    /// jobs there. The default keeps none.
+    fn runs(&self) -> Option<&dyn crate::RunStore> {
+        None
+    }
+
     /// Whether this store serializes jobs (and so refuses closure tasks).
     fn is_persistent(&self) -> bool;
 

@@ -19,6 +19,10 @@ const FEW_DUE: usize = 16;
 
 #[async_trait]
 impl JobStore for MemoryJobStore {
+    fn runs(&self) -> Option<&dyn apscheduler_core::RunStore> {
+        Some(self)
+    }
+
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
         Some(self.history.clone())
     }

@@ -71,6 +71,10 @@ impl JobStore for MongoDbJobStore {
 
     /// A [`MongoDbRunHistory`] in the collection `<collection>_runs`, sharing this
     /// store's client (see [`MongoDbJobStore::history`]).
+    fn runs(&self) -> Option<&dyn apscheduler_core::RunStore> {
+        Some(self)
+    }
+
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
         Some(Arc::new(self.history()))
     }

@@ -71,6 +71,10 @@ impl JobStore for RedisJobStore {
         Ok(())
     }
 
+    fn runs(&self) -> Option<&dyn apscheduler_core::RunStore> {
+        Some(self)
+    }
+
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
         Some(self.history.clone())
     }

@@ -159,6 +159,10 @@ impl JobStore for SqlJobStore {
 
     /// A [`SqlRunHistory`](crate::SqlRunHistory) on this store's pool, in the table
     /// `<table_name>_runs` beside the job table (see [`SqlJobStore::runs_table_name`]).
+    fn runs(&self) -> Option<&dyn apscheduler_core::RunStore> {
+        Some(self)
+    }
+
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
         Some(self.history.clone())
     }

@@ -460,6 +460,10 @@ impl JobStore for ZooKeeperJobStore {
         true
     }
 
+    fn runs(&self) -> Option<&dyn apscheduler_core::RunStore> {
+        Some(self)
+    }
+
     fn run_history(&self) -> Option<Arc<dyn apscheduler_core::RunHistory>> {
         Some(self.history.clone())
     }

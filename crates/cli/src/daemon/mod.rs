@@ -205,11 +205,20 @@ pub(crate) async fn open_scheduler(
     runs: &Arc<Runs>,
     role: store::Role,
 ) -> Result<Opened, String> {
-    open_metered(url, connect_timeout, tz, record, runs, role, None).await
+    let extra = DaemonExtras::default();
+    open_metered(url, connect_timeout, tz, record, runs, role, extra).await
 }
 
-/// [`open_scheduler`], with the store's round trips and the runs (when recorded)
-/// counted in `metrics`.
+/// What the daemon's own scheduler adds to [`open_scheduler`]'s.
+#[derive(Default, Clone, Copy)]
+struct DaemonExtras<'a> {
+    /// Counts the store's round trips and the runs (when recorded).
+    metrics: Option<&'a RunMetrics>,
+    /// `[scheduler] leased_runs`.
+    leased_runs: bool,
+}
+
+/// [`open_scheduler`], with `extra`.
 async fn open_metered(
     url: &str,
     connect_timeout: Option<std::time::Duration>,
@@ -217,8 +226,9 @@ async fn open_metered(
     mut record: Option<HistoryOptions>,
     runs: &Arc<Runs>,
     role: store::Role,
-    metrics: Option<&RunMetrics>,
+    extra: DaemonExtras<'_>,
 ) -> Result<Opened, String> {
+    let metrics = extra.metrics;
     let mut store = store::open(url, connect_timeout, role).map_err(|e| match role {
         store::Role::Scheduler if e.contains("single-node") => e,
         _ => format!("store.url: {e}"),
@@ -238,7 +248,8 @@ async fn open_metered(
     let history = store.run_history();
     let mut builder = Engine::builder()
         .timezone(tz)
-        .jobstore("default", store.clone());
+        .jobstore("default", store.clone())
+        .leased_runs(extra.leased_runs);
     if let (Some(options), Some(h)) = (record, &history) {
         builder = builder.run_history(h.clone(), options);
     }
@@ -349,7 +360,10 @@ async fn serve(cfg: Config) -> Result<(), String> {
         options,
         &runs,
         store::Role::Scheduler,
-        metrics.as_ref(),
+        DaemonExtras {
+            metrics: metrics.as_ref(),
+            leased_runs: cfg.leased_runs,
+        },
     )
     .await?;
     if cfg.history.enabled && history.is_none() {
@@ -593,6 +607,10 @@ async fn reload(
         (
             "scheduler.record_starts",
             cfg.record_starts != running.record_starts,
+        ),
+        (
+            "scheduler.leased_runs",
+            cfg.leased_runs != running.leased_runs,
         ),
         (
             "history",

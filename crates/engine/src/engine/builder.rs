@@ -14,6 +14,7 @@ pub struct EngineBuilder {
     lease: Duration,
     change_poll: Option<Duration>,
     history: Option<(Arc<dyn apscheduler_core::RunHistory>, crate::HistoryOptions)>,
+    leased_runs: bool,
 }
 
 impl Default for EngineBuilder {
@@ -28,6 +29,7 @@ impl Default for EngineBuilder {
             lease: DEFAULT_LEASE,
             change_poll: Some(DEFAULT_CHANGE_POLL),
             history: None,
+            leased_runs: false,
         }
     }
 }
@@ -104,6 +106,18 @@ impl EngineBuilder {
         self.history = Some((history, options));
         self
     }
+    /// Keeps every run in the store of its job, as a row leased to this scheduler
+    /// ([`RunStore`](apscheduler_core::RunStore)), for stores that keep runs (every
+    /// store crate of this project): the store decides each start (misfire grace,
+    /// `max_instances` over every scheduler sharing it, overlap), retries and buffered
+    /// fire times wait there, and a scheduler that stops renewing its leases (dead,
+    /// stalled, cut off) has its runs taken over by another, never started twice.
+    /// Default off: the runs are then kept by each scheduler, and the cluster
+    /// mechanisms of the run history apply (see docs/cluster.md).
+    pub fn leased_runs(mut self, on: bool) -> Self {
+        self.leased_runs = on;
+        self
+    }
     /// Builds the engine (stopped).
     pub fn build(self) -> Engine {
         let scheduler_id = self
@@ -148,6 +162,7 @@ impl EngineBuilder {
                 streaks: Default::default(),
                 runtime: Mutex::new(None),
                 passes: Mutex::new(PassMarks::default()),
+                leased: self.leased_runs.then(leased::Leased::default),
             }),
         }
     }

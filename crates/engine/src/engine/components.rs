@@ -98,6 +98,7 @@ impl Engine {
             buffered: self.inner.buffered.clone(),
             cancellable: self.inner.cancellable.clone(),
             engine: Arc::downgrade(&self.inner),
+            leased: self.inner.leased.is_some(),
         })
     }
 

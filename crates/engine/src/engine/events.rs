@@ -18,31 +18,61 @@ pub(super) struct Reporter {
     /// The engine, for what a failure streak does (pause, notify) and to hold retries;
     /// weak: executors outlive no engine.
     pub(super) engine: std::sync::Weak<Inner>,
+    /// Runs are leased rows of their stores: an end goes to the store, with its retry.
+    pub(super) leased: bool,
 }
 
 impl Reporter {
-    /// The retry a failed attempt gets, held by the engine: its attempt and due time,
-    /// and its waiting record (queued for the history after the failed attempt's).
+    /// The retry a failed attempt gets (`attempt`, due at `due_at`), held by the
+    /// engine, with its waiting record (queued for the history after the failed
+    /// attempt's).
     fn retry(
         &self,
         run: &JobRun,
         run_time: DateTime<Tz>,
-        failure: &JobFailure,
-    ) -> Option<retries::WaitingRun> {
-        let (attempt, due_at) = retries::next_attempt(run, failure, self.clock.now())?;
+        (attempt, due_at): (u32, DateTime<Utc>),
+    ) -> retries::WaitingRun {
         let fire_time = run_time.with_timezone(&Utc);
         let record = self
             .recorder
             .as_ref()
             .map(|r| r.waiting_record(&new_run_id(), &run.job_id, fire_time, attempt, due_at));
-        Some(retries::WaitingRun {
+        retries::WaitingRun {
             job_id: run.job_id.clone(),
             fire_time,
             attempt,
             due_at,
             record,
             buffered: false,
-        })
+        }
+    }
+
+    /// With leased runs: queues the end of `run_time`'s run for its store, with the
+    /// retry the job's policy asks for.
+    fn end_leased(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+        result: &Result<Value, JobFailure>,
+        next: Option<(u32, DateTime<Utc>)>,
+    ) {
+        let outcome = match result {
+            Ok(_) => RunOutcome::Success,
+            Err(failure) => crate::history::outcome_of(&failure.kind),
+        };
+        let Some(inner) = self.engine.upgrade() else {
+            return;
+        };
+        let engine = Engine { inner };
+        let held = run
+            .run_id(run_time)
+            .and_then(|id| engine.inner.leased.as_ref()?.handle(id));
+        match held {
+            Some((alias, held)) => engine.queue_end(&alias, held, outcome, next.map(|n| n.1)),
+            None => {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "the end of this run is not written to its store: this scheduler no longer holds it (its lease ran out)");
+            }
+        }
     }
 }
 
@@ -62,15 +92,18 @@ impl RunReporter for Reporter {
 
     fn outcome(&self, run: &JobRun, run_time: DateTime<Tz>, result: Result<Value, JobFailure>) {
         let result = super::overlap::note_cancel(run, result);
-        let retry = match &result {
-            Err(failure) => self.retry(run, run_time, failure),
+        let next = match &result {
+            Err(failure) => retries::next_attempt(run, failure, self.clock.now()),
             Ok(_) => None,
         };
-        let after = retry.as_ref().map(|w| {
+        // With leased runs the store keeps the retry; otherwise this engine does.
+        let retry = next
+            .filter(|_| !self.leased)
+            .map(|next| self.retry(run, run_time, next));
+        let after = next.map(|(attempt, due_at)| {
             format!(
-                "retry scheduled: attempt {} at {}",
-                w.attempt,
-                w.due_at.to_rfc3339()
+                "retry scheduled: attempt {attempt} at {}",
+                due_at.to_rfc3339()
             )
         });
         if let Some(recorder) = &self.recorder {
@@ -83,10 +116,13 @@ impl RunReporter for Reporter {
                 recorder.started(run, i + 1);
             }
         }
+        if self.leased {
+            self.end_leased(run, run_time, &result, next);
+        }
         let attempt = run.attempt;
         // After the record's end is queued: the follow-up reads it from the history.
         // An attempt followed by a retry is not the fire time's final outcome.
-        if retry.is_none() && super::streaks::has_rules(&run.policy) {
+        if next.is_none() && super::streaks::has_rules(&run.policy) {
             self.follow_streak(run, run_time, &result);
         }
         match result {
@@ -105,8 +141,7 @@ impl RunReporter for Reporter {
                 });
             }
         }
-        let Some(waiting) = retry else { return };
-        let (next, due_at) = (waiting.attempt, waiting.due_at);
+        let Some((next, due_at)) = next else { return };
         apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "attempt {attempt} failed; retry scheduled: attempt {next} at {}", due_at.to_rfc3339());
         self.dispatcher.emit(event::EVENT_JOB_RETRY_SCHEDULED, || {
             Event::retry_scheduled(
@@ -117,6 +152,7 @@ impl RunReporter for Reporter {
                 due_at,
             )
         });
+        let Some(waiting) = retry else { return };
         match self.engine.upgrade() {
             Some(inner) => Engine { inner }.hold_retry(waiting),
             None => {

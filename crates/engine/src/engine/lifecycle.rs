@@ -167,6 +167,18 @@ impl Engine {
         }
         self.drop_recoveries();
         self.drop_retries();
+        // The runs that ended are written as ended before the stores close; the
+        // unstarted ones this scheduler holds are taken over once their leases run out.
+        if self.inner.leased.is_some() {
+            let with_runs: Vec<_> = stores
+                .iter()
+                .filter(|(_, s)| s.runs().is_some())
+                .cloned()
+                .collect();
+            if !self.write_ends(&with_runs).await {
+                apscheduler_core::log_warn!(target: "apscheduler", "the ends of some runs were not written before the shutdown: their stores record them interrupted once their leases run out");
+            }
+        }
         {
             // The poller of fire times waiting for runs elsewhere takes them out of
             // their list and puts back those still waiting under this lock: taken

@@ -19,6 +19,8 @@
 //! | [`retries`] | retries of failed attempts; waiting runs taken over from dead nodes |
 //! | [`backfill`] | running a job's fire times of a range, at a limited rate |
 //! | [`run_now`] | running a job once, now, outside its schedule |
+//! | [`leased`] | leased runs: the runs kept by the store, each leased to one scheduler |
+//! | [`leased_upkeep`] | writing leased runs' ends, renewing, sweeping, starting waiting runs |
 //! | [`overlap`] | cancel_other / terminate_other: cancelling the runs in flight |
 //! | [`streaks`] | failure streaks: pausing and notifying after N failures in a row |
 //! | [`events`] | listeners, the executors' reporter, event emitters |
@@ -61,6 +63,8 @@ mod elsewhere;
 mod events;
 mod job_tables;
 mod jobs;
+mod leased;
+mod leased_upkeep;
 mod lifecycle;
 mod overlap;
 mod pass;
@@ -205,6 +209,9 @@ pub(crate) struct Inner {
     runtime: Mutex<Option<tokio::runtime::Handle>>,
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
+    /// The runs this scheduler holds in stores that keep them, with leased runs on
+    /// ([`EngineBuilder::leased_runs`]).
+    leased: Option<leased::Leased>,
 }
 
 /// The main loop's last pass and its next, for [`Engine::loop_health`].

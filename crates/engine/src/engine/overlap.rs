@@ -22,7 +22,7 @@ use super::unreleased::NotStartedReason;
 use super::*;
 
 /// How a cancelled run's message starts (the fire time and the policy follow).
-const CANCELLED_PREFIX: &str = "cancelled by the fire time of ";
+pub(super) const CANCELLED_PREFIX: &str = "cancelled by the fire time of ";
 
 /// Whether a run record's `message` says its run was cancelled by a newer fire time,
 /// and under which policy (`cancel_other` or `terminate_other`).

@@ -96,10 +96,14 @@ impl Engine {
         let now = self.inner.clock.now();
         let mut used = PassLookups::default();
         let interrupted = std::mem::take(&mut *lock(&self.inner.interrupted));
-        if !interrupted.is_empty() {
+        // With leased runs, the store's sweep runs interrupted `recover` jobs again.
+        if !interrupted.is_empty() && self.inner.leased.is_none() {
             self.recover(interrupted, &mut used).await;
         }
-        let mut next_wakeup: Option<DateTime<Utc>> = self.start_due_retries(now, &mut used).await;
+        let mut next_wakeup: Option<DateTime<Utc>> = match self.inner.leased {
+            Some(_) => self.leased_upkeep(now, &mut used).await,
+            None => self.start_due_retries(now, &mut used).await,
+        };
         let mut earliest = |t: DateTime<Utc>| {
             if next_wakeup.is_none_or(|n| t < n) {
                 next_wakeup = Some(t);
@@ -260,6 +264,24 @@ impl Engine {
                 {
                     releases.push(release);
                 }
+            }
+            if let Some(runs) = self.run_store(store) {
+                let (next, skipped) = self
+                    .release_leased(alias, runs, releases, planned, now, used)
+                    .await?;
+                next_known = next;
+                if claimed == batch {
+                    used.flush();
+                }
+                for id in removed {
+                    if !skipped.contains_key(&*id) {
+                        self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
+                    }
+                }
+                if claimed < batch {
+                    break;
+                }
+                continue;
             }
             // `max_instances` across the nodes sharing the history: the runs other
             // nodes have in flight, read after the claim (alongside the release, which

@@ -174,6 +174,23 @@ impl Engine {
     /// The waiting runs of this scheduler (retries and buffered fire times), by due
     /// time.
     pub fn pending_retries(&self) -> Vec<PendingRun> {
+        if let Some(leased) = &self.inner.leased {
+            let mut out: Vec<PendingRun> = lock(&leased.held)
+                .values()
+                .filter_map(|h| match h.run.state {
+                    apscheduler_core::RunState::Waiting { due_at } => Some(PendingRun {
+                        job_id: h.run.key.job_id.clone(),
+                        fire_time: h.run.key.fire_time,
+                        attempt: h.run.key.attempt,
+                        due_at: due_at.unwrap_or(h.run.key.fire_time),
+                        buffered: due_at.is_none(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            out.sort_by_key(|w| w.due_at);
+            return out;
+        }
         let mut out: Vec<PendingRun> = lock(&self.inner.retries)
             .iter()
             .map(|w| PendingRun {

@@ -250,6 +250,20 @@ pub(super) struct PlannedRun {
 }
 
 impl PlannedRun {
+    /// The job's rules, for the run of its fire time `fire` (see
+    /// [`RunRules`](apscheduler_core::RunRules)).
+    pub(super) fn rules(&self, fire: DateTime<Utc>) -> apscheduler_core::RunRules {
+        apscheduler_core::RunRules {
+            max_instances: self.run.max_instances,
+            overlap: self.overlap,
+            grace_until: self
+                .grace
+                .and_then(|g| chrono::Duration::from_std(g).ok())
+                .and_then(|g| fire.checked_add_signed(g)),
+            recover: self.recover,
+        }
+    }
+
     /// The run to submit.
     pub(super) fn run(&self) -> &JobRun {
         &self.run

@@ -140,6 +140,9 @@ pub(crate) struct Config {
     /// record_starts`, default true): a daemon's fire times it never started run
     /// elsewhere when it dies.
     pub(crate) record_starts: bool,
+    /// Every run kept in the store as a row leased to one daemon (`[scheduler]
+    /// leased_runs`, default false; `EngineBuilder::leased_runs`).
+    pub(crate) leased_runs: bool,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
@@ -457,6 +460,7 @@ where
         node_timeout,
         cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(true),
         record_starts: raw.scheduler.record_starts.unwrap_or(true),
+        leased_runs: raw.scheduler.leased_runs.unwrap_or(false),
         history,
         defaults,
         jobs,

@@ -38,6 +38,18 @@ fn recover_is_a_job_option_with_a_default() {
 }
 
 #[test]
+fn leased_runs_are_off_unless_turned_on() {
+    assert!(!check("").unwrap().leased_runs);
+    assert!(
+        check("[scheduler]\nleased_runs = true\n")
+            .unwrap()
+            .leased_runs
+    );
+    let e = check("[scheduler]\nleased_runs = 1\n").unwrap_err();
+    assert!(e.contains("leased_runs"), "{e}");
+}
+
+#[test]
 fn record_starts_is_on_unless_turned_off() {
     assert!(check("").unwrap().record_starts);
     assert!(

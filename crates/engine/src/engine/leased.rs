@@ -1,0 +1,388 @@
+//! Leased runs ([`EngineBuilder::leased_runs`]): every run of a store's jobs is a row of
+//! the store's [`RunStore`], leased to the one scheduler that holds it.
+//!
+//! A pass releases its claimed jobs and creates their fire times' runs in one step
+//! (`release_with_runs`), then asks the store to start them (`start_runs`): the store
+//! decides each start (grace, `max_instances` counted over every scheduler's started
+//! runs with a live lease, overlap), and only a run it answers `Started` goes to an
+//! executor. Runs that wait (retries, buffered fire times) stay rows this scheduler
+//! holds, started at a later pass the same way. An executor's end is written at the
+//! next pass (`end_runs`; a failed attempt's retry is created in the same step). The
+//! leases are kept up in [`upkeep`](super::leased_upkeep). Nothing but the store holds
+//! a run: a scheduler that stalls past its lease finds its runs refused, and the one
+//! that took them over starts them.
+
+use std::collections::HashMap;
+
+use apscheduler_core::{
+    CancelSignal, Held, NewRun, Run, RunEnd, RunKey, RunOrigin, RunRecord, RunState, RunStore,
+    StartReply, SKIPPED_AT_MAX,
+};
+
+use super::pass::PassLookups;
+use super::start::PlannedRun;
+use super::unreleased::NotStarted;
+use super::*;
+
+/// The runs this scheduler holds in its stores, and the ends its executors reported
+/// that are not written yet.
+#[derive(Default)]
+pub(super) struct Leased {
+    /// By run id.
+    pub(super) held: Mutex<HashMap<Arc<str>, HeldRun>>,
+    /// Ends to write, with their store's alias.
+    pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd)>>,
+    /// When the leases were last renewed and the stores swept.
+    pub(super) upkeep_at: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// A run this scheduler holds: its store, its row as the store last answered, and for
+/// a started run its cancellation signal.
+pub(super) struct HeldRun {
+    pub(super) alias: Arc<str>,
+    pub(super) run: Run,
+    pub(super) cancel: CancelSignal,
+}
+
+impl Leased {
+    /// Holds `run` (of the store `alias`).
+    pub(super) fn hold(&self, alias: &Arc<str>, run: Run, cancel: CancelSignal) {
+        lock(&self.held).insert(
+            run.id.clone(),
+            HeldRun {
+                alias: alias.clone(),
+                run,
+                cancel,
+            },
+        );
+    }
+
+    /// The handle to write run `id` with, if held.
+    pub(super) fn handle(&self, id: &str) -> Option<(Arc<str>, Held)> {
+        lock(&self.held)
+            .get(id)
+            .map(|h| (h.alias.clone(), h.run.held()))
+    }
+
+    /// How many held runs wait with no due time (buffered fire times).
+    pub(super) fn buffered(&self) -> usize {
+        lock(&self.held)
+            .values()
+            .filter(|h| matches!(h.run.state, RunState::Waiting { due_at: None }))
+            .count()
+    }
+}
+
+impl Engine {
+    /// The store's runs, when this scheduler leases runs and the store keeps them.
+    pub(super) fn run_store<'a>(&self, store: &'a Arc<dyn JobStore>) -> Option<&'a dyn RunStore> {
+        self.inner.leased.as_ref()?;
+        store.runs()
+    }
+
+    /// The leased path of a pass's release: releases `releases` and creates the runs of
+    /// `planned` in one step, then starts them. Returns the next run time the store
+    /// read with the release, if it did, and the jobs whose release was not applied.
+    pub(super) async fn release_leased(
+        &self,
+        alias: &Arc<str>,
+        runs: &dyn RunStore,
+        releases: Vec<JobRelease>,
+        planned: Vec<PlannedRun>,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) -> Result<(Option<Option<DateTime<Utc>>>, HashMap<Arc<str>, NotStarted>), Error> {
+        let mut new_runs: HashMap<Arc<str>, Vec<NewRun>> = HashMap::new();
+        for p in &planned {
+            let list = new_runs.entry(p.run.job_id.clone()).or_default();
+            for t in &p.run.run_times {
+                let fire = t.with_timezone(&Utc);
+                list.push(NewRun {
+                    key: RunKey::first(p.run.job_id.clone(), fire),
+                    state: RunState::Claimed,
+                    rules: p.rules(fire),
+                    origin: RunOrigin::Scheduled,
+                });
+            }
+        }
+        let batch: Vec<(JobRelease, Vec<NewRun>)> = releases
+            .into_iter()
+            .map(|release| {
+                let id = match &release {
+                    JobRelease::Update(job) => &job.id,
+                    JobRelease::Remove(id) => id,
+                };
+                let runs = new_runs.remove(id).unwrap_or_default();
+                (release, runs)
+            })
+            .collect();
+        let released = match runs
+            .release_with_runs(&self.inner.scheduler_id, batch, self.inner.lease)
+            .await
+        {
+            Ok(released) => released,
+            Err(e) => {
+                // Applied or not: if it was, its runs are this scheduler's rows and the
+                // sweep after their lease starts them; if not, the jobs are claimed again.
+                apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, "the store did not confirm the release of the pass's jobs and the creation of their {} run(s) ({e}): if it applied them, they start once their lease runs out; if not, the jobs are claimed again", planned.len());
+                return Err(e);
+            }
+        };
+        let skipped = self.report_unreleased(alias, &released.jobs, now);
+        let mut rows: HashMap<Arc<str>, Run> = released
+            .runs
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut starting = Vec::with_capacity(planned.len());
+        for p in planned {
+            if let Some(why) = skipped.get(&*p.run.job_id) {
+                self.not_started(alias, p, why);
+                continue;
+            }
+            let mut mine = Vec::with_capacity(p.run.run_times.len());
+            for t in &p.run.run_times {
+                let id = RunKey::first(p.run.job_id.clone(), t.with_timezone(&Utc)).id();
+                match rows.remove(id.as_str()) {
+                    Some(row) => mine.push(row),
+                    None => {
+                        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %p.run.job_id, "fire time {} of job \"{}\" not started here: the store already has its run {id}", t.to_rfc3339(), p.name);
+                    }
+                }
+            }
+            if !mine.is_empty() {
+                starting.push((p, mine));
+            }
+        }
+        self.start_rows(alias, runs, starting, used).await;
+        Ok((released.jobs.next_run_time, skipped))
+    }
+
+    /// Asks the store to start `starting` (planned runs with their rows), holds what
+    /// it keeps waiting, submits what it started and records what it ended.
+    pub(super) async fn start_rows(
+        &self,
+        alias: &Arc<str>,
+        runs: &dyn RunStore,
+        starting: Vec<(PlannedRun, Vec<Run>)>,
+        used: &mut PassLookups,
+    ) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        if starting.is_empty() {
+            return;
+        }
+        let handles: Vec<Held> = starting
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(Run::held))
+            .collect();
+        // Held before the answer: a reply lost to a store outage leaves rows this
+        // scheduler keeps renewing and tries again.
+        for (p, rows) in &starting {
+            for row in rows {
+                leased.hold(alias, row.clone(), p.run.cancel.clone());
+            }
+        }
+        let replies = match runs
+            .start_runs(&self.inner.scheduler_id, &handles, self.inner.lease)
+            .await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "the store did not answer the start of {} run(s) ({e}); they are asked again at the next pass", handles.len());
+                return;
+            }
+        };
+        let mut replies = replies.into_iter();
+        for (planned, rows) in starting {
+            let mut started = Vec::with_capacity(rows.len());
+            for mut row in rows {
+                let reply = replies.next().unwrap_or(StartReply::Refused);
+                match reply {
+                    StartReply::Started { at } => {
+                        row.state = RunState::Started { at };
+                        started.push(row);
+                    }
+                    other => self.unstarted_row(alias, row, other),
+                }
+            }
+            if !started.is_empty() {
+                self.submit_started(alias, planned, started, used);
+            }
+        }
+    }
+
+    /// Submits `planned` for its `started` rows (the store answered `Started`).
+    pub(super) fn submit_started(
+        &self,
+        alias: &Arc<str>,
+        mut planned: PlannedRun,
+        started: Vec<Run>,
+        used: &mut PassLookups,
+    ) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let tz = planned.run.run_times[0].timezone();
+        planned.run.run_times = started
+            .iter()
+            .map(|r| r.key.fire_time.with_timezone(&tz))
+            .collect();
+        planned.run.run_ids = started.iter().map(|r| r.id.clone()).collect();
+        planned.run.attempt = started[0].key.attempt;
+        // The store counted every scheduler's instances: the executor's own count
+        // would refuse a run whose predecessor here lost its lease.
+        planned.run.max_instances = u32::MAX;
+        let cancel = planned.run.cancel.clone();
+        for row in &started {
+            leased.hold(alias, row.clone(), cancel.clone());
+        }
+        let executor = planned.executor.clone();
+        match executor.submit_deferred(planned.run) {
+            Ok(()) => used.add(&executor),
+            Err(e) => {
+                apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, "Error submitting job \"{}\" to its executor: {e}", planned.name);
+                for row in started {
+                    let failure = JobFailure::new("submit", e.to_string());
+                    lock(&leased.held).remove(&row.id);
+                    self.record_row(alias, &row, RunOutcome::Error, failure.to_string());
+                    self.queue_end(alias, row.held(), RunOutcome::Error, None);
+                }
+            }
+        }
+    }
+
+    /// [`submit_started`](Self::submit_started) for one row.
+    pub(super) fn submit_row(
+        &self,
+        alias: &Arc<str>,
+        planned: PlannedRun,
+        row: Run,
+        used: &mut PassLookups,
+    ) {
+        self.submit_started(alias, planned, vec![row], used);
+    }
+
+    /// A run the store did not start: held while it waits, otherwise recorded and
+    /// forgotten.
+    pub(super) fn unstarted_row(&self, alias: &Arc<str>, mut row: Run, reply: StartReply) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let at = row.key.fire_time.to_rfc3339();
+        match reply {
+            StartReply::Waiting { due_at } => {
+                row.state = RunState::Waiting { due_at };
+                if due_at.is_none() {
+                    tracing::info!(target: "apscheduler", job_id = %row.key.job_id, "fire time {at} of job {} waits for a running instance to end ({})", row.key.job_id, row.rules.overlap.as_str());
+                    self.cancel_local(&row, &at);
+                }
+                leased.hold(alias, row, CancelSignal::default());
+                self.note_buffered();
+            }
+            StartReply::Ended { outcome, reason } => {
+                lock(&leased.held).remove(&row.id);
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, "Run time {at} of job {} not started: {reason}", row.key.job_id);
+                self.record_row(alias, &row, outcome, reason.clone());
+                let (job_id, t) = (
+                    row.key.job_id.clone(),
+                    row.key.fire_time.with_timezone(&Tz::UTC),
+                );
+                if reason.starts_with(SKIPPED_AT_MAX) {
+                    self.inner
+                        .dispatcher
+                        .emit(event::EVENT_JOB_MAX_INSTANCES, || {
+                            Event::max_instances(job_id, alias.clone(), vec![t])
+                        });
+                } else {
+                    self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                        Event::missed(job_id, alias.clone(), t)
+                    });
+                }
+            }
+            StartReply::Refused | StartReply::Started { .. } => {
+                lock(&leased.held).remove(&row.id);
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, "run {} of job {} not started here: the store no longer holds it for this scheduler (its lease ran out and another scheduler took it over, or it ended)", row.id, row.key.job_id);
+            }
+        }
+    }
+
+    /// A `cancel_other` / `terminate_other` fire time waits: asks this node's runs of
+    /// its job to stop (other nodes' runs learn it at their next renewal).
+    fn cancel_local(&self, row: &Run, at: &str) {
+        let terminate = match row.rules.overlap {
+            apscheduler_core::Overlap::CancelOther => false,
+            apscheduler_core::Overlap::TerminateOther => true,
+            _ => return,
+        };
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let reason = format!(
+            "{}{at} (overlap = {})",
+            overlap::CANCELLED_PREFIX,
+            row.rules.overlap
+        );
+        for h in lock(&leased.held).values() {
+            if h.run.key.job_id == row.key.job_id && matches!(h.run.state, RunState::Started { .. })
+            {
+                h.cancel.cancel(reason.clone(), terminate);
+            }
+        }
+    }
+
+    /// Tells the executors' reporter whether buffered fire times wait (it wakes the
+    /// loop at each end while some do).
+    pub(super) fn note_buffered(&self) {
+        if let Some(leased) = &self.inner.leased {
+            self.inner
+                .buffered
+                .store(leased.buffered(), std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Writes `row`'s record: an end without a start (`outcome`, saying why).
+    pub(super) fn record_row(
+        &self,
+        _alias: &Arc<str>,
+        row: &Run,
+        outcome: RunOutcome,
+        why: String,
+    ) {
+        if let Some(recorder) = &self.inner.history {
+            let mut record = RunRecord::pending(
+                &*row.id,
+                &*row.key.job_id,
+                row.key.fire_time,
+                recorder.node().to_string(),
+            );
+            record.attempt = row.key.attempt;
+            record.outcome = outcome;
+            record.finished_at = Some(self.inner.clock.now());
+            record.message = Some(why);
+            recorder.queue_waiting(record);
+        }
+    }
+
+    /// Queues the end of a held run, written at the next pass.
+    pub(super) fn queue_end(
+        &self,
+        alias: &Arc<str>,
+        run: Held,
+        outcome: RunOutcome,
+        retry_at: Option<DateTime<Utc>>,
+    ) {
+        if let Some(leased) = &self.inner.leased {
+            lock(&leased.ends).push((
+                alias.clone(),
+                RunEnd {
+                    run,
+                    outcome,
+                    retry_at,
+                },
+            ));
+            self.inner.wake.wake();
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Keeping leased runs (see [`leased`](super::leased)), at the start of each pass:
+//! writing the ends the executors reported, renewing the leases of the runs held here
+//! and sweeping the stores for runs whose holder stopped renewing (every third of a
+//! lease), and starting the waiting runs that are due.
+
+use std::collections::HashMap;
+
+use apscheduler_core::{CancelSignal, EndReply, Held, Run, RunState, RunStore, StartReply};
+
+use super::pass::PassLookups;
+use super::*;
+
+/// How many expired runs one sweep takes from a store.
+const SWEEP_BATCH: usize = 256;
+
+/// How soon a write the store did not answer is tried again.
+const RETRY_SOON: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Writes the ends, renews and sweeps when due, starts the due waiting runs.
+    /// Returns when the next pass is needed for them.
+    pub(super) async fn leased_upkeep(
+        &self,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) -> Option<DateTime<Utc>> {
+        let leased = self.inner.leased.as_ref()?;
+        let stores: Vec<(Arc<str>, Arc<dyn JobStore>)> = self
+            .stores()
+            .into_iter()
+            .filter(|(_, s)| s.runs().is_some())
+            .collect();
+        let mut next = None;
+        let mut at = |t: DateTime<Utc>| {
+            if next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        let soon = now + chrono::Duration::from_std(RETRY_SOON).unwrap_or_default();
+        if !self.write_ends(&stores).await {
+            at(soon);
+        }
+        let every = chrono::Duration::from_std(self.inner.lease / 3).unwrap_or_default();
+        let due = lock(&leased.upkeep_at).is_none_or(|last| now >= last + every);
+        if due {
+            *lock(&leased.upkeep_at) = Some(now);
+            for (alias, store) in &stores {
+                if let Some(runs) = store.runs() {
+                    self.renew(alias, runs).await;
+                    self.sweep(alias, runs).await;
+                }
+            }
+        }
+        if let Some(last) = *lock(&leased.upkeep_at) {
+            at(last + every);
+        }
+        if self.state() == SchedulerState::Running {
+            let _guard = self.inner.jobs_lock.lock().await;
+            for (alias, store) in &stores {
+                if let Some(runs) = store.runs() {
+                    self.start_waiting_rows(alias, store, runs, now, used).await;
+                }
+            }
+        }
+        self.note_buffered();
+        for h in lock(&leased.held).values() {
+            if let RunState::Waiting { due_at: Some(t) } = h.run.state {
+                at(t.max(now));
+            }
+        }
+        next
+    }
+
+    /// Writes the queued ends, store by store; `false` when a store did not answer
+    /// (its ends are queued again).
+    pub(super) async fn write_ends(&self, stores: &[(Arc<str>, Arc<dyn JobStore>)]) -> bool {
+        let Some(leased) = &self.inner.leased else {
+            return true;
+        };
+        let ends = std::mem::take(&mut *lock(&leased.ends));
+        if ends.is_empty() {
+            return true;
+        }
+        let mut by_store: HashMap<Arc<str>, Vec<apscheduler_core::RunEnd>> = HashMap::new();
+        for (alias, end) in ends {
+            by_store.entry(alias).or_default().push(end);
+        }
+        let mut all_written = true;
+        for (alias, ends) in by_store {
+            let Some(runs) = stores
+                .iter()
+                .find(|(a, _)| *a == alias)
+                .and_then(|(_, s)| s.runs())
+            else {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "{} run end(s) not written: the store is gone", ends.len());
+                continue;
+            };
+            let replies = match runs
+                .end_runs(&self.inner.scheduler_id, ends.clone(), self.inner.lease)
+                .await
+            {
+                Ok(replies) => replies,
+                Err(e) => {
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "{} run end(s) not written yet ({e}); tried again shortly", ends.len());
+                    lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e)));
+                    all_written = false;
+                    continue;
+                }
+            };
+            for (end, reply) in ends.iter().zip(replies) {
+                let cancel = lock(&leased.held)
+                    .remove(&end.run.id)
+                    .map(|h| h.cancel)
+                    .unwrap_or_default();
+                match reply {
+                    EndReply::Ended(Some(retry)) => {
+                        tracing::debug!(target: "apscheduler", jobstore = %alias, run_id = %retry.id, "retry {} held until {:?}", retry.id, retry.state);
+                        leased.hold(&alias, retry, cancel);
+                    }
+                    EndReply::Ended(None) => {}
+                    EndReply::Refused => {
+                        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and the store recorded it interrupted", end.run.id, end.outcome.as_str());
+                    }
+                }
+            }
+        }
+        all_written
+    }
+
+    /// Renews the leases of the runs held in `alias`; a run the store no longer holds
+    /// for this scheduler is forgotten, and a started run asked to stop is told so.
+    async fn renew(&self, alias: &Arc<str>, runs: &dyn RunStore) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let handles: Vec<Held> = lock(&leased.held)
+            .values()
+            .filter(|h| h.alias == *alias)
+            .map(|h| h.run.held())
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let renewed = match runs
+            .renew_runs(&self.inner.scheduler_id, &handles, self.inner.lease)
+            .await
+        {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "the leases of {} run(s) were not renewed ({e}); a run whose lease runs out is taken over by another scheduler", handles.len());
+                return;
+            }
+        };
+        let mut held = lock(&leased.held);
+        for id in &renewed.lost {
+            if let Some(h) = held.remove(id) {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %h.run.key.job_id, run_id = %id, "run {id} is no longer this scheduler's: its lease ran out ({}) and another scheduler took it over or recorded it interrupted", h.run.state.name());
+            }
+        }
+        for run in renewed.held {
+            if let Some(h) = held.get_mut(&run.id) {
+                if run.stop_requested && !h.run.stop_requested {
+                    let terminate = run.rules.overlap == apscheduler_core::Overlap::TerminateOther;
+                    h.cancel.cancel(
+                        format!(
+                            "{}a later fire time (overlap = {})",
+                            overlap::CANCELLED_PREFIX,
+                            run.rules.overlap
+                        ),
+                        terminate,
+                    );
+                }
+                h.run = run;
+            }
+        }
+    }
+
+    /// Takes the runs of `alias` whose holder stopped renewing their leases: unstarted
+    /// ones become this scheduler's (started at this pass), started ones interrupted.
+    async fn sweep(&self, alias: &Arc<str>, runs: &dyn RunStore) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let swept = match runs
+            .sweep_runs(&self.inner.scheduler_id, self.inner.lease, SWEEP_BATCH)
+            .await
+        {
+            Ok(swept) => swept,
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "runs whose lease ran out could not be swept ({e}); tried again at the next renewal");
+                return;
+            }
+        };
+        for run in swept.interrupted {
+            lock(&leased.held).remove(&run.id);
+            let why = format!(
+                "interrupted: its scheduler ({}) stopped renewing its lease during the run",
+                run.holder
+            );
+            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
+            self.record_row(alias, &run, RunOutcome::Interrupted, why);
+        }
+        for run in swept.taken {
+            tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());
+            leased.hold(alias, run, CancelSignal::default());
+        }
+    }
+
+    /// Starts the runs of `alias` held here that may start now: claimed ones (taken
+    /// over), retries that are due, buffered fire times.
+    async fn start_waiting_rows(
+        &self,
+        alias: &Arc<str>,
+        store: &Arc<dyn JobStore>,
+        runs: &dyn RunStore,
+        now: DateTime<Utc>,
+        used: &mut PassLookups,
+    ) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let due: Vec<Run> = lock(&leased.held)
+            .values()
+            .filter(|h| h.alias == *alias)
+            .filter(|h| match h.run.state {
+                RunState::Claimed | RunState::Waiting { due_at: None } => true,
+                RunState::Waiting { due_at: Some(t) } => t <= now,
+                _ => false,
+            })
+            .map(|h| h.run.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let handles: Vec<Held> = due.iter().map(Run::held).collect();
+        let replies = match runs
+            .start_runs(&self.inner.scheduler_id, &handles, self.inner.lease)
+            .await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "the store did not answer the start of {} waiting run(s) ({e}); asked again at the next pass", handles.len());
+                return;
+            }
+        };
+        for (mut row, reply) in due.into_iter().zip(replies) {
+            let StartReply::Started { at } = reply else {
+                match reply {
+                    StartReply::Waiting { due_at } => {
+                        if let Some(h) = lock(&leased.held).get_mut(&row.id) {
+                            h.run.state = RunState::Waiting { due_at };
+                        }
+                    }
+                    other => self.unstarted_row(alias, row, other),
+                }
+                continue;
+            };
+            row.state = RunState::Started { at };
+            let job = match store.lookup_job(&row.key.job_id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    self.end_unrunnable(alias, row, "the job was removed".to_owned());
+                    continue;
+                }
+                Err(e) => {
+                    self.end_unrunnable(alias, row, format!("its job could not be read: {e}"));
+                    continue;
+                }
+            };
+            let tz = job.trigger.timezone();
+            let fire = row.key.fire_time.with_timezone(&tz);
+            let Some(planned) = self.plan_run(alias, &job, vec![fire], used) else {
+                // plan_run recorded why (no executor, no task).
+                lock(&leased.held).remove(&row.id);
+                self.queue_end(alias, row.held(), RunOutcome::Error, None);
+                continue;
+            };
+            tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?})", row.id, row.origin);
+            self.submit_row(alias, planned, row, used);
+        }
+    }
+
+    /// A started run whose job cannot run: recorded and ended as an error.
+    fn end_unrunnable(&self, alias: &Arc<str>, row: Run, why: String) {
+        apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "run {} not started: {why}", row.id);
+        if let Some(leased) = &self.inner.leased {
+            lock(&leased.held).remove(&row.id);
+        }
+        self.record_row(
+            alias,
+            &row,
+            RunOutcome::Error,
+            format!("not started: {why}"),
+        );
+        self.queue_end(alias, row.held(), RunOutcome::Error, None);
+    }
+}
