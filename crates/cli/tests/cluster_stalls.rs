@@ -66,8 +66,11 @@ fn three_daemons_on_mongodb_never_start_a_run_twice_when_one_stalls_past_its_lea
     stall_one_of_three(&Database::mongodb(&admin));
 }
 
-/// One start in the commands' log: (daemon pid, job, fire time, attempt).
-fn starts(path: &std::path::Path) -> Vec<(u32, String, String, u32)> {
+/// One start in the commands' log: daemon pid, job, fire time, attempt, and the
+/// run's `APS_FENCE` and `APS_IDEMPOTENCY_KEY`.
+type Start = (u32, String, String, u32, u64, String);
+
+fn starts(path: &std::path::Path) -> Vec<Start> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -78,6 +81,8 @@ fn starts(path: &std::path::Path) -> Vec<(u32, String, String, u32)> {
                 f[1].to_owned(),
                 f[2].to_owned(),
                 f[3].parse().unwrap(),
+                f[4].parse().unwrap(),
+                f[5].to_owned(),
             )
         })
         .collect()
@@ -93,7 +98,7 @@ fn stall_one_of_three(store: &Database) {
     // shorter than the stalls) lets the other daemons take the stalled one for dead,
     // as the run history's own mechanisms would (they do not decide here).
     let line = format!(
-        "echo \"$PPID $APS_JOB_ID $APS_SCHEDULED_AT $APS_ATTEMPT\" >> {}",
+        "echo \"$PPID $APS_JOB_ID $APS_SCHEDULED_AT $APS_ATTEMPT $APS_FENCE $APS_IDEMPOTENCY_KEY\" >> {}",
         log.display()
     );
     let mut text = format!(
@@ -141,7 +146,8 @@ fn stall_one_of_three(store: &Database) {
     }
     let started = starts(&log);
     let mut count: BTreeMap<(String, String, u32), Vec<u32>> = BTreeMap::new();
-    for (pid, job, at, attempt) in &started {
+    for (pid, job, at, attempt, _, key) in &started {
+        assert_eq!(*key, format!("{job}@{at}#{attempt}"));
         count
             .entry((job.clone(), at.clone(), *attempt))
             .or_default()
@@ -154,6 +160,13 @@ fn stall_one_of_three(store: &Database) {
         "started more than once: {twice:?}\ndaemons' logs:\n{}",
         logs()
     );
+    // Each start carries a fence of its own within its job.
+    let mut fences: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for s in &started {
+        *fences.entry((s.1.clone(), s.4)).or_default() += 1;
+    }
+    let shared: Vec<_> = fences.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(shared.is_empty(), "starts sharing a fence: {shared:?}");
     // Work went on around the stalls: retries ran, and each daemon started runs.
     assert!(count.keys().any(|k| k.2 > 1), "no retry ran:\n{}", logs());
     for node in &nodes {

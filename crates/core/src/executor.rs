@@ -35,6 +35,10 @@ pub struct JobRun {
     /// The run history's id of each run time (same order), when the scheduler records
     /// history; empty otherwise.
     pub run_ids: Vec<Arc<str>>,
+    /// The fence of each run time's run (same order), when the scheduler keeps leased
+    /// runs ([`RunStore`](crate::RunStore)); empty otherwise. The task receives it as
+    /// [`TaskContext::fence`](crate::TaskContext::fence).
+    pub fences: Vec<u64>,
     /// Which attempt at its fire time this run is: 1 for a fire time's first run, 2 and
     /// up for the retries the job's policy asks for (a retry has one run time).
     pub attempt: u32,

@@ -36,9 +36,16 @@ impl JobRun {
         self.run_ids.get(i)
     }
 
+    /// The fence of `run_time`'s run, when the scheduler keeps leased runs.
+    pub fn fence(&self, run_time: DateTime<Tz>) -> Option<u64> {
+        let i = self.run_times.iter().position(|t| *t == run_time)?;
+        self.fences.get(i).copied()
+    }
+
     /// What the task receives for `run_time`: this run's job id and arguments.
     pub fn context(&self, run_time: DateTime<Tz>) -> TaskContext {
         TaskContext {
+            fence: self.fence(run_time),
             job_id: self.job_id.clone(),
             scheduled_run_time: run_time,
             run_id: self.run_id(run_time).cloned(),
@@ -193,6 +200,7 @@ mod tests {
 
     fn ctx() -> TaskContext {
         TaskContext {
+            fence: None,
             job_id: "job".into(),
             scheduled_run_time: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
             run_id: None,

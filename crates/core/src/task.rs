@@ -84,6 +84,27 @@ pub struct TaskContext {
     /// Set when the job's overlap policy (`cancel_other`, `terminate_other`) asks this
     /// run to stop for a newer fire time: a long task checks it and returns early.
     pub cancel: crate::CancelSignal,
+    /// The run's fence, with leased runs ([`RunStore`](crate::RunStore)): it only grows
+    /// per job, and a run taken over from a scheduler that stopped renewing its lease
+    /// gets a greater one. Work that writes elsewhere can store it beside what it
+    /// writes and refuse a write carrying a smaller one (a stale writer). `None`
+    /// without leased runs.
+    pub fence: Option<u64>,
+}
+
+impl TaskContext {
+    /// The work's idempotency key, `job@fire-time#attempt` (the fire time in RFC 3339
+    /// UTC to the microsecond): the same for every start of the same work, so a task
+    /// can record it and skip work it finds done ([`RunKey::idempotency_key`](crate::RunKey::idempotency_key)).
+    pub fn idempotency_key(&self) -> String {
+        crate::RunKey {
+            job_id: self.job_id.clone(),
+            fire_time: self.scheduled_run_time.with_timezone(&chrono::Utc),
+            attempt: self.attempt,
+            rerun: 0,
+        }
+        .idempotency_key()
+    }
 }
 
 impl TaskContext {

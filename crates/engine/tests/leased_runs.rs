@@ -199,6 +199,15 @@ async fn a_scheduler_stalled_past_its_lease_never_starts_a_run_another_took_over
             (at(10, 0, 0), 2, "ended", "b".to_owned())
         ]
     );
+    // The takeover gave the retry a greater fence than any `a` held.
+    let runs = store.runs_of_job("j").await.unwrap();
+    let fence = |attempt: u32| {
+        runs.iter()
+            .find(|r| r.key.attempt == attempt)
+            .unwrap()
+            .fence
+    };
+    assert!(fence(2) > fence(1) + 1, "{runs:?}");
     a.shutdown(true).await.unwrap();
     b.shutdown(true).await.unwrap();
 }
@@ -260,6 +269,43 @@ async fn a_dead_schedulers_unstarted_runs_block_no_fire_time_and_run_elsewhere()
     b.shutdown(true).await.unwrap();
 }
 
+/// A scheduler like [`scheduler`] on a thread pool, whose task `work` holds the run of
+/// the fire time 10:00:00 until `gate` opens and counts ends in `done`.
+fn gated(
+    name: &str,
+    clock: &Arc<ManualClock>,
+    store: &Arc<MemoryJobStore>,
+    ran: &Ran,
+    gate: &Arc<std::sync::atomic::AtomicBool>,
+    done: &Arc<Mutex<usize>>,
+) -> Engine {
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store.clone())
+        .executor(
+            "default",
+            Arc::new(apscheduler_executor_thread::ThreadPoolExecutor::new(4)),
+        )
+        .scheduler_id(name)
+        .lease(LEASE)
+        .leased_runs(true)
+        .build();
+    let (seen, me, gate, done) = (ran.clone(), name.to_owned(), gate.clone(), done.clone());
+    engine.register_task("work", move |ctx| {
+        let fire = ctx.scheduled_run_time.with_timezone(&Utc);
+        seen.lock()
+            .unwrap()
+            .push((me.clone(), ctx.job_id.to_string(), fire, ctx.attempt));
+        while fire == at(10, 0, 0) && !gate.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        *done.lock().unwrap() += 1;
+        Ok(json!(null))
+    });
+    engine
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buffered_fire_time_of_a_stalled_scheduler_runs_once_on_the_one_that_took_it() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -269,33 +315,7 @@ async fn a_buffered_fire_time_of_a_stalled_scheduler_runs_once_on_the_one_that_t
     // The run of 10:00:00 lasts until the test opens the gate; `done` counts ends.
     let gate = Arc::new(AtomicBool::new(false));
     let done = Arc::new(Mutex::new(0usize));
-    let node = |name: &str| {
-        let engine = Engine::builder()
-            .clock(clock.clone())
-            .timezone(chrono_tz::UTC)
-            .jobstore("default", store.clone())
-            .executor(
-                "default",
-                Arc::new(apscheduler_executor_thread::ThreadPoolExecutor::new(4)),
-            )
-            .scheduler_id(name)
-            .lease(LEASE)
-            .leased_runs(true)
-            .build();
-        let (seen, me, gate, done) = (ran.clone(), name.to_owned(), gate.clone(), done.clone());
-        engine.register_task("work", move |ctx| {
-            let fire = ctx.scheduled_run_time.with_timezone(&Utc);
-            seen.lock()
-                .unwrap()
-                .push((me.clone(), ctx.job_id.to_string(), fire, ctx.attempt));
-            while fire == at(10, 0, 0) && !gate.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            *done.lock().unwrap() += 1;
-            Ok(json!(null))
-        });
-        engine
-    };
+    let node = |name: &str| gated(name, &clock, &store, &ran, &gate, &done);
     let (a, b) = (node("a"), node("b"));
     a.add_job(
         every("j", 10)
@@ -345,6 +365,55 @@ async fn a_buffered_fire_time_of_a_stalled_scheduler_runs_once_on_the_one_that_t
         ]
     );
     assert!(b.pending_retries().is_empty());
+    a.shutdown(true).await.unwrap();
+    b.shutdown(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_is_a_run_the_store_counts_on_every_scheduler() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = store(&clock);
+    let ran = Ran::default();
+    let gate = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Mutex::new(0usize));
+    let node = |name: &str| gated(name, &clock, &store, &ran, &gate, &done);
+    let (a, b) = (node("a"), node("b"));
+    a.add_job(every("j", 3600)).await.unwrap();
+    a.start(false).await.unwrap();
+    b.start(false).await.unwrap();
+    // The fire time of 10:00:00 runs on `a`, held until the gate opens.
+    a.process_jobs().await;
+    common::wait_for("the long run's start", async || {
+        ran.lock().unwrap().len() == 1
+    })
+    .await;
+    // `b` is asked to run the job now: the store counts `a`'s run (max_instances 1).
+    clock.set(at(10, 0, 1));
+    let refused = b.run_job_now("j", None, None).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        apscheduler_core::ErrorKind::Conflict,
+        "{refused}"
+    );
+    gate.store(true, Ordering::Release);
+    common::wait_for("the long run's end", async || *done.lock().unwrap() == 1).await;
+    a.process_jobs().await;
+    // Room again: the run now starts, as a row of its own.
+    clock.set(at(10, 0, 2));
+    let id = b.run_job_now("j", None, None).await.unwrap().unwrap();
+    common::wait_for("the run now", async || *done.lock().unwrap() == 2).await;
+    b.process_jobs().await;
+    let row = store.lookup_run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.key.fire_time,
+            row.origin,
+            row.state.name(),
+            &*row.holder
+        ),
+        (at(10, 0, 2), RunOrigin::RunNow, "ended", "b")
+    );
     a.shutdown(true).await.unwrap();
     b.shutdown(true).await.unwrap();
 }

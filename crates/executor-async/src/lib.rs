@@ -34,6 +34,7 @@
 //!     run_times: vec![chrono::Utc::now().with_timezone(&chrono_tz::UTC)],
 //!     max_instances: 1,
 //!     run_ids: Vec::new(),
+//!     fences: Vec::new(),
 //!     attempt: 1,
 //!     cancel: Default::default(),
 //!     policy: apscheduler_core::default_policy(),

@@ -79,6 +79,7 @@ pub(crate) struct RunRequestRef<'a> {
     pub(crate) kwargs: &'a Map<String, Value>,
     pub(crate) run_id: Option<&'a str>,
     pub(crate) attempt: u32,
+    pub(crate) fence: Option<u64>,
 }
 
 /// One run of a task, as the worker decodes it.
@@ -94,6 +95,9 @@ pub(crate) struct RunRequest {
     /// Absent from a request of an older parent: the first attempt.
     #[serde(default = "first_attempt")]
     pub(crate) attempt: u32,
+    /// Absent without leased runs, and from an older parent.
+    #[serde(default)]
+    pub(crate) fence: Option<u64>,
 }
 
 fn first_attempt() -> u32 {

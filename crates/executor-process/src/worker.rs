@@ -175,6 +175,7 @@ fn run(
         attempt: request.attempt,
         // A worker process cannot see the parent's signal: its runs are not cancelled.
         cancel: Default::default(),
+        fence: request.fence,
     };
     let result = match task {
         TaskFn::Sync(_) => run_sync_task(task, &ctx),

@@ -56,6 +56,7 @@
 //!         run_times: vec![now],
 //!         max_instances: 1,
 //!         run_ids: Vec::new(),
+//!         fences: Vec::new(),
 //!         attempt: 1,
 //!         cancel: Default::default(),
 //!         policy: apscheduler_core::default_policy(),

@@ -87,6 +87,7 @@
 //!             run_times: vec![at],
 //!             max_instances: 1,
 //!             run_ids: Vec::new(),
+//!             fences: Vec::new(),
 //!             attempt: 1,
 //!             cancel: Default::default(),
 //!             policy: apscheduler_core::default_policy(),

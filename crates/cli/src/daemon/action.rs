@@ -26,6 +26,10 @@ pub(crate) struct RunEnv {
     pub(crate) scheduled_at: DateTime<Tz>,
     /// Which attempt at the fire time this run is (1, then 2 and up for retries).
     pub(crate) attempt: u32,
+    /// `job@fire-time#attempt`: the same for every start of the same work.
+    pub(crate) idempotency_key: String,
+    /// The run's fence, with leased runs.
+    pub(crate) fence: Option<u64>,
     /// Set when the job's overlap policy cancels this run for a newer fire time: a
     /// command's process group gets SIGTERM, then SIGKILL after the grace
     /// (`terminate_other`: SIGKILL at once). An HTTP request runs to its end.
@@ -233,12 +237,16 @@ async fn command_into(
         .env("APS_JOB_ID", &env.job_id)
         .env("APS_RUN_ID", &env.run_id)
         .env("APS_ATTEMPT", env.attempt.to_string())
+        .env("APS_IDEMPOTENCY_KEY", &env.idempotency_key)
         .env(
             "APS_SCHEDULED_AT",
             // Microseconds: the precision the run history keeps.
             env.scheduled_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
+    if let Some(fence) = env.fence {
+        cmd.env("APS_FENCE", fence.to_string());
+    }
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }

@@ -90,6 +90,8 @@ impl Runs {
                 .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
             scheduled_at: ctx.scheduled_run_time,
             attempt: ctx.attempt,
+            idempotency_key: ctx.idempotency_key(),
+            fence: ctx.fence,
             cancel: ctx.cancel.clone(),
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);

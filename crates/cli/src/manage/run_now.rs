@@ -74,6 +74,8 @@ pub(super) async fn run_now(
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
         attempt: 1,
+        idempotency_key: apscheduler_core::RunKey::first(def.id.as_str(), now).idempotency_key(),
+        fence: None,
         cancel: Default::default(),
     };
     let limits = Limits {

@@ -34,6 +34,8 @@ pub(super) struct Leased {
     pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd)>>,
     /// When the leases were last renewed and the stores swept.
     pub(super) upkeep_at: Mutex<Option<DateTime<Utc>>>,
+    /// When the stores' ended runs were last pruned.
+    pub(super) pruned_at: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// A run this scheduler holds: its store, its row as the store last answered, and for
@@ -230,6 +232,7 @@ impl Engine {
             .map(|r| r.key.fire_time.with_timezone(&tz))
             .collect();
         planned.run.run_ids = started.iter().map(|r| r.id.clone()).collect();
+        planned.run.fences = started.iter().map(|r| r.fence).collect();
         planned.run.attempt = started[0].key.attempt;
         // The store counted every scheduler's instances: the executor's own count
         // would refuse a run whose predecessor here lost its lease.
@@ -262,6 +265,74 @@ impl Engine {
         used: &mut PassLookups,
     ) {
         self.submit_started(alias, planned, vec![row], used);
+    }
+
+    /// `run_job_now` with leased runs: the run is a row (`RunOrigin::RunNow`, keyed by
+    /// this instant, no misfire grace) started by the store like a fire time, so that
+    /// it counts toward `max_instances` on every scheduler.
+    pub(super) async fn run_now_leased(
+        &self,
+        alias: &Arc<str>,
+        runs: &dyn RunStore,
+        job: &Job,
+        note: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let mut used = PassLookups::default();
+        let now = self.now_tz(job.trigger.timezone());
+        let Some(mut planned) = self.plan_run(alias, job, vec![now], &mut used) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "job '{}' cannot run here: its executor '{}' or its task is missing",
+                    job.id, job.executor
+                ),
+            ));
+        };
+        let fire = now.with_timezone(&Utc);
+        let new = NewRun {
+            key: RunKey::first(job.id.clone(), fire),
+            state: RunState::Claimed,
+            rules: apscheduler_core::RunRules {
+                grace_until: None,
+                ..planned.rules(fire)
+            },
+            origin: RunOrigin::RunNow,
+        };
+        let row = runs
+            .insert_runs(&self.inner.scheduler_id, vec![new], self.inner.lease)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!("job '{}' has a run at this very instant already", job.id),
+                )
+            })?;
+        let id = row.id.clone();
+        planned.run.run_ids = vec![id.clone()];
+        if let Some(recorder) = &self.inner.history {
+            recorder
+                .begin(std::iter::once(planned.run()), note, false)
+                .await;
+        }
+        tracing::info!(target: "apscheduler", job_id = %job.id, run_id = %id, "running job \"{}\" now, outside its schedule", job.name);
+        self.start_rows(alias, runs, vec![(planned, vec![row])], &mut used)
+            .await;
+        used.flush();
+        match runs.lookup_run(&id).await? {
+            Some(Run {
+                state: RunState::Ended { .. },
+                ..
+            }) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "job '{}' was not run now: {} (max_instances = {})",
+                    job.id, SKIPPED_AT_MAX, job.max_instances
+                ),
+            )),
+            _ => Ok(Some(id.to_string())),
+        }
     }
 
     /// A run the store did not start: held while it waits, otherwise recorded and

@@ -16,6 +16,12 @@ const SWEEP_BATCH: usize = 256;
 /// How soon a write the store did not answer is tried again.
 const RETRY_SOON: Duration = Duration::from_secs(1);
 
+/// How long an ended or interrupted run stays a row, and how often a scheduler prunes
+/// older ones. Long enough for a repeated end or start to get the first answer and for
+/// a holder's renewal to learn its run's fate; the run history keeps what happened.
+/// A store steps through a job's kept runs: fewer rows, cheaper steps.
+const KEEP_ENDED: Duration = Duration::from_secs(60);
+
 impl Engine {
     /// Writes the ends, renews and sweeps when due, starts the due waiting runs.
     /// Returns when the next pass is needed for them.
@@ -53,6 +59,22 @@ impl Engine {
         }
         if let Some(last) = *lock(&leased.upkeep_at) {
             at(last + every);
+        }
+        let keep = chrono::Duration::from_std(KEEP_ENDED).unwrap_or_default();
+        let prune = lock(&leased.pruned_at).is_none_or(|last| now >= last + keep);
+        if prune {
+            *lock(&leased.pruned_at) = Some(now);
+            for (alias, store) in &stores {
+                let Some(runs) = store.runs() else { continue };
+                match runs.prune_runs(now - keep).await {
+                    Ok(n) => {
+                        tracing::debug!(target: "apscheduler", jobstore = %alias, "pruned {n} run(s) that ended more than {KEEP_ENDED:?} ago");
+                    }
+                    Err(e) => {
+                        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "runs that ended could not be pruned ({e}); tried again in {KEEP_ENDED:?}");
+                    }
+                }
+            }
         }
         if self.state() == SchedulerState::Running {
             let _guard = self.inner.jobs_lock.lock().await;

@@ -36,7 +36,10 @@ impl Engine {
                 ),
             ));
         }
-        let (job, alias, _) = self.find(id, jobstore).await?;
+        let (job, alias, store) = self.find(id, jobstore).await?;
+        if let Some(runs) = self.run_store(&store) {
+            return self.run_now_leased(&alias, runs, &job, note).await;
+        }
         // Under cancel_other / terminate_other the run in flight is asked to stop (the
         // run starts once it ended); under allow_all there is no limit.
         let limited = matches!(

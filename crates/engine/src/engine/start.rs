@@ -66,6 +66,7 @@ impl Engine {
                 Some(_) => due.iter().map(|_| new_run_id()).collect(),
                 None => Vec::new(),
             },
+            fences: Vec::new(),
             run_times: due,
             max_instances: overlap::max_instances(job),
             attempt: 1,

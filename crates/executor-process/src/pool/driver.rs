@@ -308,6 +308,7 @@ impl Pool {
             kwargs: &run.kwargs,
             run_id: run.run_id(run_time).map(|id| &**id),
             attempt: run.attempt,
+            fence: run.fence(run_time),
         };
         // A worker that died while idle (killed from outside, say) shows as a broken
         // pipe before the run starts: replace it and send the run again, once.

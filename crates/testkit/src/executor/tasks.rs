@@ -174,6 +174,7 @@ impl TaskSet {
             run_times: vec![run_time(0)],
             max_instances: 1,
             run_ids: Vec::new(),
+            fences: Vec::new(),
             attempt: 1,
             cancel: Default::default(),
             policy: apscheduler_core::default_policy(),

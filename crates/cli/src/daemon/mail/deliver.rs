@@ -333,6 +333,8 @@ mod tests {
             run_id: "r".into(),
             scheduled_at: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
             attempt: 1,
+            idempotency_key: "j@2026-01-01T00:00:00.000000Z#1".into(),
+            fence: None,
             cancel: Default::default(),
         }
     }
