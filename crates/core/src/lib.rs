@@ -94,9 +94,9 @@ pub use run::{
     report_each_run_time, report_failed, report_outcome, run_sync_task,
 };
 pub use run_store::{
-    Changes, Decide, EndReply, Held, JobFate, JobWrites, NewRun, ReleaseBatch, ReleasedRuns,
-    Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState, RunSteps, RunStore, RunTable,
-    StartReply, StepView, Swept, MISSED_LATE, SKIPPED_AT_MAX,
+    Changes, Decide, EndReply, Held, JobFate, JobWrites, NewRun, PassStep, ReleaseBatch,
+    ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState, RunSteps, RunStore,
+    RunTable, StartReply, StepView, Swept, MISSED_LATE, SKIPPED_AT_MAX,
 };
 pub use serde_json;
 pub use shared_policy::shared_policy;

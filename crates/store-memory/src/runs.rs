@@ -57,6 +57,7 @@ impl RunSteps for MemoryJobStore {
             .cloned()
             .collect();
         let view = StepView {
+            part: None,
             now,
             existing,
             held,

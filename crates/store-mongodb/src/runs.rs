@@ -165,6 +165,7 @@ impl MongoDbJobStore {
         let mut table = RunTable::load(runs, fences);
         let held_by = |d: &Document| d.get_str(field::LEASE_HOLDER).is_ok_and(|h| h == holder);
         let view = StepView {
+            part: None,
             now: from_micros(now),
             existing: read_jobs.keys().cloned().collect(),
             held: read_jobs

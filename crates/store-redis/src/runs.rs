@@ -73,6 +73,7 @@ impl RedisJobStore {
                 .map(|(job, g)| (job.clone(), g.fence, g.finishing));
             let mut table = RunTable::load(runs.collect::<Vec<_>>(), fences.collect::<Vec<_>>());
             let view = StepView {
+                part: Some(jobs.iter().cloned().collect()),
                 now,
                 existing: groups
                     .iter()

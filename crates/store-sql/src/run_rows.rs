@@ -55,14 +55,6 @@ pub(crate) trait RunOps: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct Statements {
     now: String,
-    ensure_fence: String,
-    lock_fence: String,
-    lock_job: String,
-    live_runs: String,
-    run_by_key: String,
-    upsert_run: String,
-    write_fence: String,
-    update_job: String,
     pause_job: String,
     delete_job: String,
     expired: String,
@@ -73,11 +65,8 @@ struct Statements {
 impl Statements {
     fn new(d: Dialect, n: &Names) -> Statements {
         let p = |i| d.param(i);
-        let (runs, fences, jobs) = (&n.run_leases, &n.run_fences, &n.jobs);
-        let lock = match d {
-            Dialect::Sqlite => "",
-            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
-        };
+        let (runs, jobs) = (&n.run_leases, &n.jobs);
+        let row = d.text("row_json");
         let now = match d {
             Dialect::Postgres => {
                 "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT".to_owned()
@@ -87,84 +76,8 @@ impl Statements {
             }
             Dialect::Sqlite => p(1),
         };
-        let row = d.text("row_json");
-        let key = format!(
-            "job_id = {} AND fire_time = {} AND attempt = {} AND rerun = {}",
-            p(1),
-            p(2),
-            p(3),
-            p(4)
-        );
-        let columns = "job_id, fire_time, attempt, rerun, state, lease_until, holder, fence, \
-                       ended_at, row_json";
-        let values: Vec<String> = (1..=10).map(p).collect();
-        let upsert_run = match d {
-            Dialect::MySql => format!(
-                "INSERT INTO {runs} ({columns}) VALUES ({}) ON DUPLICATE KEY UPDATE \
-                 state = VALUES(state), lease_until = VALUES(lease_until), \
-                 holder = VALUES(holder), fence = VALUES(fence), ended_at = VALUES(ended_at), \
-                 row_json = VALUES(row_json)",
-                values.join(", ")
-            ),
-            Dialect::Sqlite | Dialect::Postgres => format!(
-                "INSERT INTO {runs} ({columns}) VALUES ({}) \
-                 ON CONFLICT (job_id, fire_time, attempt, rerun) DO UPDATE SET \
-                 state = excluded.state, lease_until = excluded.lease_until, \
-                 holder = excluded.holder, fence = excluded.fence, \
-                 ended_at = excluded.ended_at, row_json = excluded.row_json",
-                values.join(", ")
-            ),
-        };
-        let ensure_fence = match d {
-            Dialect::Sqlite => format!(
-                "INSERT OR IGNORE INTO {fences} (job_id, fence, finishing) VALUES ({}, 0, 0)",
-                p(1)
-            ),
-            Dialect::Postgres => format!(
-                "INSERT INTO {fences} (job_id, fence, finishing) VALUES ({}, 0, 0) \
-                 ON CONFLICT (job_id) DO NOTHING",
-                p(1)
-            ),
-            Dialect::MySql => format!(
-                "INSERT IGNORE INTO {fences} (job_id, fence, finishing) VALUES ({}, 0, 0)",
-                p(1)
-            ),
-        };
         Statements {
             now: format!("SELECT {now}"),
-            ensure_fence,
-            lock_fence: format!(
-                "SELECT fence, finishing FROM {fences} WHERE job_id = {}{lock}",
-                p(1)
-            ),
-            lock_job: format!(
-                "SELECT {} FROM {jobs} WHERE id = {}{lock}",
-                d.text("lease_holder"),
-                p(1)
-            ),
-            live_runs: format!(
-                "SELECT {row} FROM {runs} WHERE job_id = {} AND state IN {LIVE}",
-                p(1)
-            ),
-            run_by_key: format!("SELECT {row} FROM {runs} WHERE {key}"),
-            upsert_run,
-            write_fence: format!(
-                "UPDATE {fences} SET fence = {}, finishing = {} WHERE job_id = {}",
-                p(1),
-                p(2),
-                p(3)
-            ),
-            update_job: format!(
-                "UPDATE {jobs} SET next_run_time = {}, paused = {}, state = {}, state_bin = {}, \
-                 format_version = {}, corrupt = NULL, lease_holder = NULL, lease_expires = NULL \
-                 WHERE id = {}",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6)
-            ),
             pause_job: format!(
                 "UPDATE {jobs} SET next_run_time = NULL, paused = TRUE, lease_holder = NULL, \
                  lease_expires = NULL WHERE id = {}",
@@ -189,12 +102,192 @@ impl Statements {
     }
 }
 
+/// How many jobs, keys or rows one batched statement names (at most 10 parameters a
+/// row: well under every server's limit on parameters).
+const CHUNK: usize = 500;
+
+/// `n` parameters, numbered from `from` where the dialect numbers them: `?, ?` or
+/// `$3, $4`.
+fn params(d: Dialect, from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| d.param(i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `rows` parenthesized groups of `width` parameters, numbered from 1: `(?, ?), (?, ?)`.
+fn groups(d: Dialect, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(d, r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The batched statements of a step, for `n` jobs, keys or rows.
+impl Statements {
+    fn ensure_fences(d: Dialect, n: &Names, rows: usize) -> String {
+        let values = (0..rows)
+            .map(|r| format!("({}, 0, 0)", d.param(r + 1)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let fences = &n.run_fences;
+        match d {
+            Dialect::Sqlite => {
+                format!("INSERT OR IGNORE INTO {fences} (job_id, fence, finishing) VALUES {values}")
+            }
+            Dialect::Postgres => format!(
+                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
+                 ON CONFLICT (job_id) DO NOTHING"
+            ),
+            Dialect::MySql => {
+                format!("INSERT IGNORE INTO {fences} (job_id, fence, finishing) VALUES {values}")
+            }
+        }
+    }
+
+    fn lock_fences(d: Dialect, n: &Names, rows: usize) -> String {
+        format!(
+            "SELECT {}, fence, finishing FROM {} WHERE job_id IN ({}) ORDER BY job_id{}",
+            d.text("job_id"),
+            n.run_fences,
+            params(d, 1, rows),
+            lock_clause(d)
+        )
+    }
+
+    fn lock_jobs(d: Dialect, n: &Names, rows: usize) -> String {
+        format!(
+            "SELECT {}, {} FROM {} WHERE id IN ({}) ORDER BY id{}",
+            d.text("id"),
+            d.text("lease_holder"),
+            n.jobs,
+            params(d, 1, rows),
+            lock_clause(d)
+        )
+    }
+
+    fn live_runs(d: Dialect, n: &Names, rows: usize) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE job_id IN ({}) AND state IN {LIVE}",
+            d.text("row_json"),
+            n.run_leases,
+            params(d, 1, rows)
+        )
+    }
+
+    fn runs_by_key(d: Dialect, n: &Names, rows: usize) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE (job_id, fire_time, attempt, rerun) IN ({})",
+            d.text("row_json"),
+            n.run_leases,
+            groups(d, rows, 4)
+        )
+    }
+
+    fn upsert_runs(d: Dialect, n: &Names, rows: usize) -> String {
+        let columns = "job_id, fire_time, attempt, rerun, state, lease_until, holder, fence, \
+                       ended_at, row_json";
+        let (runs, values) = (&n.run_leases, groups(d, rows, 10));
+        match d {
+            Dialect::MySql => format!(
+                "INSERT INTO {runs} ({columns}) VALUES {values} ON DUPLICATE KEY UPDATE \
+                 state = VALUES(state), lease_until = VALUES(lease_until), \
+                 holder = VALUES(holder), fence = VALUES(fence), ended_at = VALUES(ended_at), \
+                 row_json = VALUES(row_json)"
+            ),
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "INSERT INTO {runs} ({columns}) VALUES {values} \
+                 ON CONFLICT (job_id, fire_time, attempt, rerun) DO UPDATE SET \
+                 state = excluded.state, lease_until = excluded.lease_until, \
+                 holder = excluded.holder, fence = excluded.fence, \
+                 ended_at = excluded.ended_at, row_json = excluded.row_json"
+            ),
+        }
+    }
+
+    fn write_fences(d: Dialect, n: &Names, rows: usize) -> String {
+        let (fences, values) = (&n.run_fences, groups(d, rows, 3));
+        match d {
+            Dialect::MySql => format!(
+                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
+                 ON DUPLICATE KEY UPDATE fence = VALUES(fence), finishing = VALUES(finishing)"
+            ),
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
+                 ON CONFLICT (job_id) DO UPDATE SET fence = excluded.fence, \
+                 finishing = excluded.finishing"
+            ),
+        }
+    }
+}
+
+impl Statements {
+    /// A multi-row update of `rows` jobs' new states (id, next run time, paused,
+    /// state, binary state, format version per row), dropping their claims.
+    fn update_jobs(d: Dialect, n: &Names, rows: usize) -> String {
+        let jobs = &n.jobs;
+        let set = "next_run_time = v.next_run_time, paused = v.paused, state = v.state, \
+                   state_bin = v.state_bin, format_version = v.format_version, \
+                   lease_holder = NULL, lease_expires = NULL, corrupt = NULL";
+        let names = "v(id, next_run_time, paused, state, state_bin, format_version)";
+        match d {
+            Dialect::Postgres => {
+                let values = (0..rows)
+                    .map(|r| {
+                        let p = |i: usize| d.param(r * 6 + i);
+                        format!(
+                            "({}::VARCHAR, {}::BIGINT, {}::BOOLEAN, {}::TEXT, {}::BYTEA, {}::INTEGER)",
+                            p(1),
+                            p(2),
+                            p(3),
+                            p(4),
+                            p(5),
+                            p(6)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("UPDATE {jobs} SET {set} FROM (VALUES {values}) AS {names} WHERE {jobs}.id = v.id")
+            }
+            Dialect::Sqlite => format!(
+                "UPDATE {jobs} SET {} FROM (VALUES {}) AS v WHERE {jobs}.id = v.column1",
+                "next_run_time = v.column2, paused = v.column3, state = v.column4, \
+                 state_bin = v.column5, format_version = v.column6, lease_holder = NULL, \
+                 lease_expires = NULL, corrupt = NULL",
+                groups(d, rows, 6)
+            ),
+            Dialect::MySql => {
+                let row = "SELECT CONVERT(? USING utf8mb4) COLLATE utf8mb4_bin AS id, \
+                           CAST(? AS SIGNED) AS next_run_time, CAST(? AS SIGNED) AS paused, \
+                           CONVERT(? USING utf8mb4) AS state, CAST(? AS BINARY) AS state_bin, \
+                           CAST(? AS SIGNED) AS format_version";
+                format!(
+                    "UPDATE {jobs} AS j JOIN ({}) AS v ON j.id = v.id SET \
+                     j.next_run_time = v.next_run_time, j.paused = v.paused, j.state = v.state, \
+                     j.state_bin = v.state_bin, j.format_version = v.format_version, \
+                     j.lease_holder = NULL, j.lease_expires = NULL, j.corrupt = NULL",
+                    vec![row; rows].join(" UNION ALL ")
+                )
+            }
+        }
+    }
+}
+
+/// Row locks where the dialect has them (SQLite's `BEGIN IMMEDIATE` locks the file).
+fn lock_clause(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "",
+        Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+    }
+}
+
 /// The run rows of one job table, on its pool.
 #[derive(Debug)]
 pub(crate) struct RunRows<DB: sqlx::Database> {
     pool: Pool<DB>,
     dialect: Dialect,
     table: String,
+    names: Names,
     sql: Statements,
 }
 
@@ -204,6 +297,7 @@ impl<DB: sqlx::Database> RunRows<DB> {
             pool,
             dialect,
             table: names.run_leases_table.clone(),
+            names: names.clone(),
             sql: Statements::new(dialect, names),
         }
     }
@@ -288,63 +382,77 @@ macro_rules! run_ops {
                 let mut jobs = step.jobs.clone();
                 jobs.sort();
                 jobs.dedup();
+                let (d, n) = (self.dialect, &self.names);
                 let mut fences = Vec::with_capacity(jobs.len());
                 let (mut existing, mut held) = (HashSet::new(), HashSet::new());
                 let mut runs = Vec::new();
-                for job in &jobs {
-                    sqlx::query(&self.sql.ensure_fence)
-                        .bind(&**job)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map("a run fence"))?;
-                    let (fence, finishing): (i64, i64) = sqlx::query_as(&self.sql.lock_fence)
-                        .bind(&**job)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(map("lock a run fence"))?;
-                    fences.push((
-                        job.clone(),
-                        u64::try_from(fence).unwrap_or(0),
-                        finishing != 0,
-                    ));
-                    let holder: Option<Option<String>> = sqlx::query_scalar(&self.sql.lock_job)
-                        .bind(&**job)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map("lock a job"))?;
-                    if let Some(holder) = holder {
-                        existing.insert(job.clone());
-                        if holder.as_deref() == Some(step.holder) {
-                            held.insert(job.clone());
-                        }
+                // Batched: a statement per kind for all the step's jobs, not per job.
+                for part in jobs.chunks(CHUNK) {
+                    let sql = Statements::ensure_fences(d, n, part.len());
+                    let mut q = sqlx::query(&sql);
+                    for job in part {
+                        q = q.bind(&**job);
                     }
-                    let live: Vec<String> = sqlx::query_scalar(&self.sql.live_runs)
-                        .bind(&**job)
+                    q.execute(&mut *tx).await.map_err(map("run fences"))?;
+                    let sql = Statements::lock_fences(d, n, part.len());
+                    let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql);
+                    for job in part {
+                        q = q.bind(&**job);
+                    }
+                    for (job, fence, finishing) in q
                         .fetch_all(&mut *tx)
                         .await
-                        .map_err(map("load live runs"))?;
-                    for json in live {
+                        .map_err(map("lock the run fences"))?
+                    {
+                        fences.push((
+                            Arc::<str>::from(job),
+                            u64::try_from(fence).unwrap_or(0),
+                            finishing != 0,
+                        ));
+                    }
+                    let sql = Statements::lock_jobs(d, n, part.len());
+                    let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+                    for job in part {
+                        q = q.bind(&**job);
+                    }
+                    for (id, holder) in q.fetch_all(&mut *tx).await.map_err(map("lock the jobs"))? {
+                        let id: Arc<str> = id.into();
+                        if holder.as_deref() == Some(step.holder) {
+                            held.insert(id.clone());
+                        }
+                        existing.insert(id);
+                    }
+                    let sql = Statements::live_runs(d, n, part.len());
+                    let mut q = sqlx::query_scalar::<_, String>(&sql);
+                    for job in part {
+                        q = q.bind(&**job);
+                    }
+                    for json in q.fetch_all(&mut *tx).await.map_err(map("load live runs"))? {
                         runs.push(self.decode(&json)?);
                     }
                 }
-                for key in &step.keys {
-                    if runs.iter().any(|r| r.key == *key) {
-                        continue;
+                let missing: Vec<&RunKey> = step
+                    .keys
+                    .iter()
+                    .filter(|key| !runs.iter().any(|r| r.key == **key))
+                    .collect();
+                for part in missing.chunks(CHUNK) {
+                    let sql = Statements::runs_by_key(d, n, part.len());
+                    let mut q = sqlx::query_scalar::<_, String>(&sql);
+                    for key in part {
+                        q = q
+                            .bind(&*key.job_id)
+                            .bind(micros_floor(&key.fire_time))
+                            .bind(i64::from(key.attempt))
+                            .bind(i64::from(key.rerun));
                     }
-                    let row: Option<String> = sqlx::query_scalar(&self.sql.run_by_key)
-                        .bind(&*key.job_id)
-                        .bind(micros_floor(&key.fire_time))
-                        .bind(i64::from(key.attempt))
-                        .bind(i64::from(key.rerun))
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map("load a run"))?;
-                    if let Some(json) = row {
+                    for json in q.fetch_all(&mut *tx).await.map_err(map("load runs"))? {
                         runs.push(self.decode(&json)?);
                     }
                 }
                 let mut table = RunTable::load(runs, fences);
                 let view = StepView {
+                    part: None,
                     now: from_micros(now),
                     existing,
                     held,
@@ -355,43 +463,50 @@ macro_rules! run_ops {
                     jobs: job_fences,
                     removable,
                 } = table.take_changes();
-                for run in &runs {
-                    let c = columns(run);
-                    sqlx::query(&self.sql.upsert_run)
-                        .bind(c.job_id)
-                        .bind(c.fire_time)
-                        .bind(c.attempt)
-                        .bind(c.rerun)
-                        .bind(c.state)
-                        .bind(c.lease_until)
-                        .bind(c.holder)
-                        .bind(c.fence)
-                        .bind(c.ended_at)
-                        .bind(c.json)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map("write a run"))?;
+                let rows: Vec<RunColumns> = runs.iter().map(columns).collect();
+                for part in rows.chunks(CHUNK) {
+                    let sql = Statements::upsert_runs(d, n, part.len());
+                    let mut q = sqlx::query(&sql);
+                    for c in part {
+                        q = q
+                            .bind(c.job_id.as_str())
+                            .bind(c.fire_time)
+                            .bind(c.attempt)
+                            .bind(c.rerun)
+                            .bind(c.state)
+                            .bind(c.lease_until)
+                            .bind(c.holder.as_str())
+                            .bind(c.fence)
+                            .bind(c.ended_at)
+                            .bind(c.json.as_str());
+                    }
+                    q.execute(&mut *tx).await.map_err(map("write runs"))?;
                 }
-                for (job, fence, finishing) in job_fences {
-                    sqlx::query(&self.sql.write_fence)
-                        .bind(i64::try_from(fence).unwrap_or(i64::MAX))
-                        .bind(i64::from(finishing))
-                        .bind(&*job)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map("write a run fence"))?;
+                for part in job_fences.chunks(CHUNK) {
+                    let sql = Statements::write_fences(d, n, part.len());
+                    let mut q = sqlx::query(&sql);
+                    for (job, fence, finishing) in part {
+                        q = q
+                            .bind(&**job)
+                            .bind(i64::try_from(*fence).unwrap_or(i64::MAX))
+                            .bind(i64::from(*finishing));
+                    }
+                    q.execute(&mut *tx).await.map_err(map("write run fences"))?;
                 }
-                for (_, job) in &writes.store {
-                    sqlx::query(&self.sql.update_job)
-                        .bind(job.next_run_time)
-                        .bind(job.paused)
-                        .bind(job.state.as_str())
-                        .bind(job.state_bin.as_deref())
-                        .bind(job.format_version)
-                        .bind(job.id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map("release a job"))?;
+                let stored: Vec<&EncodedJob> = writes.store.iter().map(|(_, job)| job).collect();
+                for part in stored.chunks(CHUNK) {
+                    let sql = Statements::update_jobs(d, n, part.len());
+                    let mut q = sqlx::query(&sql);
+                    for job in part {
+                        q = q
+                            .bind(job.id.as_str())
+                            .bind(job.next_run_time)
+                            .bind(job.paused)
+                            .bind(job.state.as_str())
+                            .bind(job.state_bin.as_deref())
+                            .bind(job.format_version);
+                    }
+                    q.execute(&mut *tx).await.map_err(map("release the jobs"))?;
                 }
                 for id in &writes.pause {
                     sqlx::query(&self.sql.pause_job)

@@ -21,7 +21,8 @@ use std::time::Duration;
 use apscheduler_core::JobStore;
 use apscheduler_store_sql::SqlJobStore;
 use apscheduler_testkit::round_trips::{
-    percentile, round_trips_per_pass, start_lateness, Made, PassRoundTrips,
+    percentile, round_trips_per_pass, round_trips_per_pass_with, start_lateness,
+    start_lateness_with, Made, PassRoundTrips,
 };
 use support::{random_table, server_url, MYSQL_ENV, POSTGRES_ENV};
 
@@ -155,4 +156,48 @@ async fn mysql_lateness_at_50ms_rtt() {
         return;
     };
     check_lateness("MySQL", &url, LATENESS).await;
+}
+
+/// The same two measures with leased runs (`EngineBuilder::leased_runs`): each pass
+/// writes the last pass's ends, releases its jobs with their runs and starts them, one
+/// store step each, and renews and sweeps every third of a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (leased runs: round trips, start lateness in real time): bash bench/rtt-bench.sh"]
+async fn postgres_leased_runs_round_trips_and_lateness() {
+    let Some(url) = server_url(
+        POSTGRES_ENV,
+        "postgres_leased_runs_round_trips_and_lateness",
+    ) else {
+        return;
+    };
+    let leased = |b: apscheduler_engine::EngineBuilder| b.leased_runs(true);
+    let figures = round_trips_per_pass_with(
+        upstream(&url),
+        maker(url.clone(), random_table()),
+        leased,
+        false,
+        20,
+        8,
+    )
+    .await;
+    println!("PostgreSQL, leased runs: round trips per pass with 20 due jobs: {figures:?}");
+    let late = start_lateness_with(
+        upstream(&url),
+        maker(url.clone(), random_table()),
+        leased,
+        false,
+        Duration::from_millis(25),
+        20,
+        10,
+    )
+    .await;
+    let (p50, p99, max) = (
+        percentile(&late, 50),
+        percentile(&late, 99),
+        late[late.len() - 1],
+    );
+    println!(
+        "PostgreSQL, leased runs, +50 ms RTT: {} runs, start lateness p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        late.len()
+    );
 }

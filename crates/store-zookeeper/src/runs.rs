@@ -92,6 +92,7 @@ impl ZooKeeperJobStore {
             let record_of =
                 |job: &Arc<str>| read[job].job.as_ref().and_then(|j| j.record.as_ref().ok());
             let view = StepView {
+                part: None,
                 now,
                 existing: read
                     .iter()

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apscheduler_core::{JobStore, RunHistory};
-use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions, InlineExecutor, JobSpec};
+use apscheduler_engine::{
+    AsyncScheduler, Engine, EngineBuilder, HistoryOptions, InlineExecutor, JobSpec,
+};
 use chrono::Utc;
 use serde_json::json;
 
@@ -59,12 +61,33 @@ pub async fn round_trips_per_pass<F>(
 where
     F: Fn(SocketAddr) -> Made,
 {
+    round_trips_per_pass_with(upstream, make, |b| b, history, jobs, passes).await
+}
+
+/// [`round_trips_per_pass`] on a scheduler that `configure` sets up further (for
+/// example with leased runs, `EngineBuilder::leased_runs`).
+///
+/// # Panics
+/// When the store cannot be started or a job cannot be added.
+pub async fn round_trips_per_pass_with<F>(
+    upstream: SocketAddr,
+    make: F,
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    history: bool,
+    jobs: usize,
+    passes: usize,
+) -> Vec<PassRoundTrips>
+where
+    F: Fn(SocketAddr) -> Made,
+{
     let proxy = LatencyProxy::start(upstream, Duration::ZERO).await;
     let (store, run_history) = make(proxy.addr());
-    let mut builder = Engine::builder()
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", store)
-        .executor("default", Arc::new(InlineExecutor::new()));
+    let mut builder = configure(
+        Engine::builder()
+            .timezone(chrono_tz::UTC)
+            .jobstore("default", store)
+            .executor("default", Arc::new(InlineExecutor::new())),
+    );
     if history {
         let run_history = run_history.expect("a run history beside the store");
         builder = builder.run_history(run_history, quiet_history());
@@ -127,11 +150,42 @@ pub async fn start_lateness<F>(
 where
     F: Fn(SocketAddr) -> Made,
 {
+    start_lateness_with(
+        upstream,
+        make,
+        |b| b,
+        history,
+        delay_each_way,
+        jobs,
+        seconds,
+    )
+    .await
+}
+
+/// [`start_lateness`] on a scheduler that `configure` sets up further (for example
+/// with leased runs, `EngineBuilder::leased_runs`).
+///
+/// # Panics
+/// When the store cannot be started or a job cannot be added.
+pub async fn start_lateness_with<F>(
+    upstream: SocketAddr,
+    make: F,
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    history: bool,
+    delay_each_way: Duration,
+    jobs: usize,
+    seconds: u64,
+) -> Vec<Duration>
+where
+    F: Fn(SocketAddr) -> Made,
+{
     let proxy = LatencyProxy::start(upstream, delay_each_way).await;
     let (store, run_history) = make(proxy.addr());
-    let mut builder = Engine::builder()
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", store);
+    let mut builder = configure(
+        Engine::builder()
+            .timezone(chrono_tz::UTC)
+            .jobstore("default", store),
+    );
     if history {
         let run_history = run_history.expect("a run history beside the store");
         builder = builder.run_history(run_history, HistoryOptions::default());

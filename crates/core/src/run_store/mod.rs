@@ -325,6 +325,19 @@ pub struct ReleasedRuns {
     pub runs: Vec<Run>,
 }
 
+/// What [`RunStore::pass_step`] did: its ends, its releases, and the starts of the runs
+/// the releases created.
+#[derive(Debug, Default)]
+pub struct PassStep {
+    /// One answer per end, in order, as [`RunStore::end_runs`] answers.
+    pub ended: Vec<EndReply>,
+    /// As [`RunStore::release_with_runs`] answers.
+    pub released: ReleasedRuns,
+    /// One answer per run of `released.runs`, in order, as [`RunStore::start_runs`]
+    /// answers.
+    pub started: Vec<StartReply>,
+}
+
 /// What [`RunStore::sweep_runs`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -355,7 +368,8 @@ pub struct Swept {
 /// | | `Started`, lease expired | `Interrupted`, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
 ///
 /// - Every operation is one atomic step on the store; a batch is one step per run (in
-///   the order given) or one for all.
+///   the order given) or one for all. [`pass_step`](RunStore::pass_step) is three of
+///   them (end, release, start) in one step.
 /// - Leases are judged on the store's clock ([`Capabilities::store_clock`](crate::Capabilities));
 ///   a lease runs from the operation that grants or renews it for the `lease` given.
 /// - "The caller holds the run" means: its holder is the caller and its fence is the
@@ -444,6 +458,24 @@ pub trait RunStore: JobStore {
         ends: Vec<RunEnd>,
         lease: Duration,
     ) -> Result<Vec<EndReply>, Error>;
+
+    /// [`end_runs`](RunStore::end_runs), then
+    /// [`release_with_runs`](RunStore::release_with_runs), then
+    /// [`start_runs`](RunStore::start_runs) of the runs the releases created, in one
+    /// atomic step: what a scheduler's pass does, in one round of the store's step
+    /// instead of three.
+    ///
+    /// # Errors
+    /// Backend errors: the store may or may not have applied any of it (a repeated end
+    /// answers as the first; the runs a release created start once their lease ran out
+    /// and a sweep took them).
+    async fn pass_step(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<PassStep, Error>;
 
     /// Takes up to `limit` live runs whose lease expired on the store's clock (see the
     /// table), leasing what it takes to `sweeper` for `lease`.

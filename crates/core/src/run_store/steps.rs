@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    EndReply, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd, RunKey,
-    RunStore, RunTable, StartReply, Swept,
+    EndReply, Held, JobFate, NewRun, PassStep, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd,
+    RunKey, RunStore, RunTable, StartReply, Swept,
 };
 use crate::{Error, Job, JobRelease, JobStore, Released};
 
@@ -26,6 +26,18 @@ pub struct StepView {
     pub existing: HashSet<Arc<str>>,
     /// The jobs whose claim the caller holds.
     pub held: HashSet<Arc<str>>,
+    /// The jobs this call covers when the store splits a step by partition (each part
+    /// one atomic step, the decision called once per part, and again for a part whose
+    /// write was overtaken); `None`: every job of the step.
+    pub part: Option<HashSet<Arc<str>>>,
+}
+
+impl StepView {
+    /// Whether this call of the decision covers `job_id`: a decision decides for the
+    /// covered jobs only, and keeps what earlier calls decided for the others.
+    pub fn covers(&self, job_id: &str) -> bool {
+        self.part.as_ref().is_none_or(|part| part.contains(job_id))
+    }
 }
 
 /// The job rows a step writes beside its runs, each only while its guard holds at the
@@ -113,6 +125,11 @@ pub trait RunSteps: JobStore {
     async fn prune_ended(&self, before: DateTime<Utc>) -> Result<usize, Error>;
 }
 
+/// Whether this call of a decision covers the run `id` (see [`StepView::covers`]).
+fn covers_run(view: &StepView, id: &str) -> bool {
+    RunKey::from_id(id).is_some_and(|key| view.covers(&key.job_id))
+}
+
 fn jobs_of(runs: &[Held]) -> (Vec<Arc<str>>, Vec<RunKey>) {
     let keys: Vec<RunKey> = runs.iter().filter_map(|h| RunKey::from_id(&h.id)).collect();
     (keys.iter().map(|k| k.job_id.clone()).collect(), keys)
@@ -139,32 +156,96 @@ impl<S: RunSteps> RunStore for S {
         let holder_id: Arc<str> = holder.into();
         let (mut lost, mut made) = (Vec::new(), Vec::new());
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            lost.clear();
-            made.clear();
             let mut writes = JobWrites::default();
-            for (id, state, runs) in &asked {
-                if !view.held.contains(id) {
-                    lost.push(id.clone());
-                    continue;
-                }
-                let (runs, fate) =
-                    table.release_job(&holder_id, id, state.is_none(), runs, view.now, lease);
-                made.extend(runs);
-                match (fate, state) {
-                    (JobFate::Update, Some(state)) => {
-                        writes.store.push((id.clone(), state.clone()))
-                    }
-                    (JobFate::Pause, _) => writes.pause.push(id.clone()),
-                    (JobFate::Remove | JobFate::Update, _) => writes.remove.push(id.clone()),
-                }
-                writes.held.push(id.clone());
-            }
+            release(
+                table,
+                view,
+                &holder_id,
+                &asked,
+                lease,
+                &mut lost,
+                &mut made,
+                &mut writes,
+            );
             writes
         };
         self.run_step(holder, jobs, keys, &mut decide).await?;
         Ok(ReleasedRuns {
             jobs: Released::new(lost, refused),
             runs: made,
+        })
+    }
+
+    async fn pass_step(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<PassStep, Error> {
+        let ReleaseBatch {
+            jobs: asked,
+            refused,
+        } = ReleaseBatch::new(releases, |job| self.encode_job(job));
+        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
+        let (mut jobs, mut keys) = jobs_of(&held);
+        keys.extend(keys.clone().iter().map(RunKey::retry));
+        jobs.extend(asked.iter().map(|(id, ..)| id.clone()));
+        keys.extend(
+            asked
+                .iter()
+                .flat_map(|(_, _, runs)| runs.iter().map(|r| r.key.clone())),
+        );
+        // A job may both end a run and be released: named once.
+        let mut seen = HashSet::new();
+        jobs.retain(|j| seen.insert(j.clone()));
+        let mut seen = HashSet::new();
+        keys.retain(|k| seen.insert(k.clone()));
+        let holder_id: Arc<str> = holder.into();
+        let (mut lost, mut made) = (Vec::new(), Vec::new());
+        let mut ended = vec![EndReply::Refused; ends.len()];
+        let mut starts: Vec<(Arc<str>, StartReply)> = Vec::new();
+        let mut decide = |table: &mut RunTable, view: &StepView| {
+            for (reply, end) in ended.iter_mut().zip(&ends) {
+                if covers_run(view, &end.run.id) {
+                    *reply = table.end(&holder_id, end, view.now, lease);
+                }
+            }
+            let mut writes = JobWrites::default();
+            release(
+                table,
+                view,
+                &holder_id,
+                &asked,
+                lease,
+                &mut lost,
+                &mut made,
+                &mut writes,
+            );
+            starts.retain(|(id, _)| !covers_run(view, id));
+            for run in made.iter().filter(|r| view.covers(&r.key.job_id)) {
+                let reply = table.start(holder, &run.held(), view.now, lease);
+                starts.push((run.id.clone(), reply));
+            }
+            writes
+        };
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        let started = made
+            .iter()
+            .map(|run| {
+                starts
+                    .iter()
+                    .find(|(id, _)| *id == run.id)
+                    .map_or(StartReply::Refused, |(_, r)| r.clone())
+            })
+            .collect();
+        Ok(PassStep {
+            ended,
+            released: ReleasedRuns {
+                jobs: Released::new(lost, refused),
+                runs: made,
+            },
+            started,
         })
     }
 
@@ -179,11 +260,11 @@ impl<S: RunSteps> RunStore for S {
         let holder_id: Arc<str> = holder.into();
         let mut made = Vec::new();
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            made.clear();
+            made.retain(|r: &Run| !view.covers(&r.key.job_id));
             let mut writes = JobWrites::default();
             for new in &runs {
                 let job = &new.key.job_id;
-                if view.existing.contains(job) && !table.is_finishing(job) {
+                if view.covers(job) && view.existing.contains(job) && !table.is_finishing(job) {
                     made.extend(table.insert(&holder_id, new.clone(), view.now, lease));
                     writes.existing.push(job.clone());
                 }
@@ -203,10 +284,11 @@ impl<S: RunSteps> RunStore for S {
         let (jobs, keys) = jobs_of(runs);
         let mut replies = vec![StartReply::Refused; runs.len()];
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            replies = runs
-                .iter()
-                .map(|held| table.start(holder, held, view.now, lease))
-                .collect();
+            for (reply, held) in replies.iter_mut().zip(runs) {
+                if covers_run(view, &held.id) {
+                    *reply = table.start(holder, held, view.now, lease);
+                }
+            }
             JobWrites::default()
         };
         self.run_step(holder, jobs, keys, &mut decide).await?;
@@ -220,16 +302,24 @@ impl<S: RunSteps> RunStore for S {
         lease: Duration,
     ) -> Result<Renewed, Error> {
         let (jobs, keys) = jobs_of(runs);
-        let mut renewed = Renewed {
-            held: Vec::new(),
-            lost: runs.iter().map(|h| h.id.clone()).collect(),
-        };
+        let mut kept: Vec<Run> = Vec::new();
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            renewed = table.renew(holder, runs, view.now, lease);
+            kept.retain(|r| !view.covers(&r.key.job_id));
+            let mine: Vec<Held> = runs
+                .iter()
+                .filter(|h| covers_run(view, &h.id))
+                .cloned()
+                .collect();
+            kept.extend(table.renew(holder, &mine, view.now, lease).held);
             JobWrites::default()
         };
         self.run_step(holder, jobs, keys, &mut decide).await?;
-        Ok(renewed)
+        let lost = runs
+            .iter()
+            .filter(|h| !kept.iter().any(|r| r.id == h.id))
+            .map(|h| h.id.clone())
+            .collect();
+        Ok(Renewed { held: kept, lost })
     }
 
     async fn end_runs(
@@ -245,10 +335,11 @@ impl<S: RunSteps> RunStore for S {
         let holder_id: Arc<str> = holder.into();
         let mut replies = vec![EndReply::Refused; ends.len()];
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            replies = ends
-                .iter()
-                .map(|end| table.end(&holder_id, end, view.now, lease))
-                .collect();
+            for (reply, end) in replies.iter_mut().zip(&ends) {
+                if covers_run(view, &end.run.id) {
+                    *reply = table.end(&holder_id, end, view.now, lease);
+                }
+            }
             JobWrites::default()
         };
         self.run_step(holder, jobs, keys, &mut decide).await?;
@@ -265,7 +356,11 @@ impl<S: RunSteps> RunStore for S {
         let sweeper_id: Arc<str> = sweeper.into();
         let mut swept = Swept::default();
         let mut decide = |table: &mut RunTable, view: &StepView| {
-            swept = table.sweep(&sweeper_id, view.now, lease, limit);
+            swept.taken.retain(|r| !view.covers(&r.key.job_id));
+            swept.interrupted.retain(|r| !view.covers(&r.key.job_id));
+            let part = table.sweep(&sweeper_id, view.now, lease, limit);
+            swept.taken.extend(part.taken);
+            swept.interrupted.extend(part.interrupted);
             JobWrites::default()
         };
         self.run_step(sweeper, jobs, Vec::new(), &mut decide)
@@ -287,5 +382,41 @@ impl<S: RunSteps> RunStore for S {
 
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
         self.prune_ended(before).await
+    }
+}
+
+/// The decision of a release: for each job the caller still holds, its runs created
+/// and its new state (stored, kept paused, or removed) asked of the store; the others
+/// are `lost`. Decides for the jobs this call covers, again from scratch when the
+/// store decides a part again.
+#[allow(clippy::too_many_arguments)]
+fn release<E: Clone>(
+    table: &mut RunTable,
+    view: &StepView,
+    holder: &Arc<str>,
+    asked: &[(Arc<str>, Option<E>, Vec<NewRun>)],
+    lease: Duration,
+    lost: &mut Vec<Arc<str>>,
+    made: &mut Vec<Run>,
+    writes: &mut JobWrites<E>,
+) {
+    lost.retain(|id| !view.covers(id));
+    made.retain(|r| !view.covers(&r.key.job_id));
+    for (id, state, runs) in asked {
+        if !view.covers(id) {
+            continue;
+        }
+        if !view.held.contains(id) {
+            lost.push(id.clone());
+            continue;
+        }
+        let (runs, fate) = table.release_job(holder, id, state.is_none(), runs, view.now, lease);
+        made.extend(runs);
+        match (fate, state) {
+            (JobFate::Update, Some(state)) => writes.store.push((id.clone(), state.clone())),
+            (JobFate::Pause, _) => writes.pause.push(id.clone()),
+            (JobFate::Remove | JobFate::Update, _) => writes.remove.push(id.clone()),
+        }
+        writes.held.push(id.clone());
     }
 }

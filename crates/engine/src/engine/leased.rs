@@ -118,18 +118,34 @@ impl Engine {
                 (release, runs)
             })
             .collect();
-        let released = match runs
-            .release_with_runs(&self.inner.scheduler_id, batch, self.inner.lease)
+        // The ends reported since the last pass go in the same step.
+        let ends = self.take_ends(alias);
+        let step = match runs
+            .pass_step(
+                &self.inner.scheduler_id,
+                ends.clone(),
+                batch,
+                self.inner.lease,
+            )
             .await
         {
-            Ok(released) => released,
+            Ok(step) => step,
             Err(e) => {
                 // Applied or not: if it was, its runs are this scheduler's rows and the
                 // sweep after their lease starts them; if not, the jobs are claimed again.
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, "the store did not confirm the release of the pass's jobs and the creation of their {} run(s) ({e}): if it applied them, they start once their lease runs out; if not, the jobs are claimed again", planned.len());
+                self.requeue_ends(alias, ends);
                 return Err(e);
             }
         };
+        self.apply_ends(alias, &ends, step.ended);
+        let released = step.released;
+        let start_replies: HashMap<Arc<str>, StartReply> = released
+            .runs
+            .iter()
+            .map(|r| r.id.clone())
+            .zip(step.started)
+            .collect();
         let skipped = self.report_unreleased(alias, &released.jobs, now);
         let mut rows: HashMap<Arc<str>, Run> = released
             .runs
@@ -156,7 +172,22 @@ impl Engine {
                 starting.push((p, mine));
             }
         }
-        self.start_rows(alias, runs, starting, used).await;
+        let Some(leased) = &self.inner.leased else {
+            return Ok((released.jobs.next_run_time, skipped));
+        };
+        let mut replies = Vec::new();
+        for (p, rows) in &starting {
+            for row in rows {
+                leased.hold(alias, row.clone(), p.run.cancel.clone());
+                replies.push(
+                    start_replies
+                        .get(&row.id)
+                        .cloned()
+                        .unwrap_or(StartReply::Refused),
+                );
+            }
+        }
+        self.apply_starts(alias, starting, replies, used);
         Ok((released.jobs.next_run_time, skipped))
     }
 
@@ -196,6 +227,18 @@ impl Engine {
                 return;
             }
         };
+        self.apply_starts(alias, starting, replies, used);
+    }
+
+    /// Submits the runs of `starting` the store answered `Started` (`replies`: one per
+    /// row, in order), holds those that wait, records those it ended.
+    fn apply_starts(
+        &self,
+        alias: &Arc<str>,
+        starting: Vec<(PlannedRun, Vec<Run>)>,
+        replies: Vec<StartReply>,
+        used: &mut PassLookups,
+    ) {
         let mut replies = replies.into_iter();
         for (planned, rows) in starting {
             let mut started = Vec::with_capacity(rows.len());

@@ -3,8 +3,6 @@
 //! and sweeping the stores for runs whose holder stopped renewing (every third of a
 //! lease), and starting the waiting runs that are due.
 
-use std::collections::HashMap;
-
 use apscheduler_core::{CancelSignal, EndReply, Held, Run, RunState, RunStore, StartReply};
 
 use super::pass::PassLookups;
@@ -43,7 +41,9 @@ impl Engine {
             }
         };
         let soon = now + chrono::Duration::from_std(RETRY_SOON).unwrap_or_default();
-        if !self.write_ends(&stores).await {
+        // Ends go with the pass's release (one store step); first, though, when a
+        // buffered fire time waits here for a run to end.
+        if leased.buffered() > 0 && !self.write_ends(&stores).await {
             at(soon);
         }
         let every = chrono::Duration::from_std(self.inner.lease / 3).unwrap_or_default();
@@ -96,57 +96,82 @@ impl Engine {
     /// Writes the queued ends, store by store; `false` when a store did not answer
     /// (its ends are queued again).
     pub(super) async fn write_ends(&self, stores: &[(Arc<str>, Arc<dyn JobStore>)]) -> bool {
-        let Some(leased) = &self.inner.leased else {
-            return true;
-        };
-        let ends = std::mem::take(&mut *lock(&leased.ends));
-        if ends.is_empty() {
-            return true;
-        }
-        let mut by_store: HashMap<Arc<str>, Vec<apscheduler_core::RunEnd>> = HashMap::new();
-        for (alias, end) in ends {
-            by_store.entry(alias).or_default().push(end);
-        }
         let mut all_written = true;
-        for (alias, ends) in by_store {
-            let Some(runs) = stores
-                .iter()
-                .find(|(a, _)| *a == alias)
-                .and_then(|(_, s)| s.runs())
-            else {
-                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "{} run end(s) not written: the store is gone", ends.len());
+        for (alias, store) in stores {
+            let Some(runs) = store.runs() else { continue };
+            let ends = self.take_ends(alias);
+            if ends.is_empty() {
                 continue;
-            };
-            let replies = match runs
+            }
+            match runs
                 .end_runs(&self.inner.scheduler_id, ends.clone(), self.inner.lease)
                 .await
             {
-                Ok(replies) => replies,
+                Ok(replies) => self.apply_ends(alias, &ends, replies),
                 Err(e) => {
                     apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "{} run end(s) not written yet ({e}); tried again shortly", ends.len());
-                    lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e)));
+                    self.requeue_ends(alias, ends);
                     all_written = false;
-                    continue;
-                }
-            };
-            for (end, reply) in ends.iter().zip(replies) {
-                let cancel = lock(&leased.held)
-                    .remove(&end.run.id)
-                    .map(|h| h.cancel)
-                    .unwrap_or_default();
-                match reply {
-                    EndReply::Ended(Some(retry)) => {
-                        tracing::debug!(target: "apscheduler", jobstore = %alias, run_id = %retry.id, "retry {} held until {:?}", retry.id, retry.state);
-                        leased.hold(&alias, retry, cancel);
-                    }
-                    EndReply::Ended(None) => {}
-                    EndReply::Refused => {
-                        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and the store recorded it interrupted", end.run.id, end.outcome.as_str());
-                    }
                 }
             }
         }
         all_written
+    }
+
+    /// Whether ends wait to be written.
+    pub(super) fn ends_waiting(&self) -> bool {
+        self.inner
+            .leased
+            .as_ref()
+            .is_some_and(|l| !lock(&l.ends).is_empty())
+    }
+
+    /// The queued ends of the store `alias`.
+    pub(super) fn take_ends(&self, alias: &Arc<str>) -> Vec<apscheduler_core::RunEnd> {
+        let Some(leased) = &self.inner.leased else {
+            return Vec::new();
+        };
+        let mut queued = lock(&leased.ends);
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *queued)
+            .into_iter()
+            .partition(|(a, _)| a == alias);
+        *queued = others;
+        mine.into_iter().map(|(_, end)| end).collect()
+    }
+
+    /// Queues `ends` of `alias` again (their write was not confirmed).
+    pub(super) fn requeue_ends(&self, alias: &Arc<str>, ends: Vec<apscheduler_core::RunEnd>) {
+        if let Some(leased) = &self.inner.leased {
+            lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e)));
+        }
+    }
+
+    /// What the store answered to `ends`: retries held, the ended runs forgotten.
+    pub(super) fn apply_ends(
+        &self,
+        alias: &Arc<str>,
+        ends: &[apscheduler_core::RunEnd],
+        replies: Vec<EndReply>,
+    ) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        for (end, reply) in ends.iter().zip(replies) {
+            let cancel = lock(&leased.held)
+                .remove(&end.run.id)
+                .map(|h| h.cancel)
+                .unwrap_or_default();
+            match reply {
+                EndReply::Ended(Some(retry)) => {
+                    tracing::debug!(target: "apscheduler", jobstore = %alias, run_id = %retry.id, "retry {} held until {:?}", retry.id, retry.state);
+                    leased.hold(alias, retry, cancel);
+                }
+                EndReply::Ended(None) => {}
+                EndReply::Refused => {
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and the store recorded it interrupted", end.run.id, end.outcome.as_str());
+                }
+            }
+        }
     }
 
     /// Renews the leases of the runs held in `alias`; a run the store no longer holds

@@ -173,6 +173,13 @@ impl Engine {
                 }
             }
         }
+        // Ends no release of this pass carried to its store.
+        if self.ends_waiting() {
+            let stores = self.stores();
+            if !self.write_ends(&stores).await {
+                earliest(self.inner.clock.now() + chrono::Duration::seconds(1));
+            }
+        }
         // The pass's runs start now that it is done: a worker woken earlier would
         // interrupt the pass (here the woken thread often takes this very core).
         let taken = if take { used.take_one() } else { None };

@@ -1,0 +1,152 @@
+//! [`RunStore::pass_step`]: a pass's ends, releases and starts in one step.
+
+use super::*;
+
+/// A pass step ends the runs it names (with their retries), releases the jobs the
+/// caller holds with their new runs, and starts those runs, as the three operations
+/// would one after another; a job the caller does not hold is lost, with no run. With
+/// a dozen jobs, so that a store that splits a step by partition (Redis Cluster) has
+/// several parts to answer for.
+pub async fn check_pass_step(store: &dyn RunStore) {
+    const CHECK: &str = "check_pass_step";
+    const JOBS: usize = 12;
+    let first = released(store, "a", "one", &[0], run_rules(1, Overlap::Skip), LEASE).await;
+    assert!(
+        is_started(&start(store, "a", &first[0], LEASE).await),
+        "{CHECK}: start"
+    );
+    let due = now() - chrono::Duration::seconds(1);
+    // `four` is claimed by `a` and kept: another caller's release of it is lost.
+    let four = sample_job(
+        "four",
+        Some(due.with_timezone(&Tz::UTC)),
+        interval_trigger(60),
+    );
+    add(store, four.clone()).await;
+    for i in 0..JOBS {
+        let job = sample_job(
+            &format!("many-{i}"),
+            Some(due.with_timezone(&Tz::UTC)),
+            interval_trigger(60),
+        );
+        add(store, job).await;
+    }
+    let claimed = claim_for(store, "a", now(), 100, LEASE).await;
+    assert!(
+        claimed.iter().any(|j| &*j.id == "four"),
+        "{CHECK}: the claim of four"
+    );
+    let mut claimed: Vec<Job> = claimed
+        .into_iter()
+        .filter(|j| &*j.id != "one" && &*j.id != "four")
+        .collect();
+    claimed.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(claimed.len(), JOBS, "{CHECK}: the claim");
+    let retry_at = now() + chrono::Duration::hours(1);
+    let ends = vec![RunEnd {
+        run: first[0].held(),
+        outcome: RunOutcome::Failure,
+        retry_at: Some(retry_at),
+    }];
+    let releases = claimed
+        .into_iter()
+        .map(|job| {
+            let run = claimed_run(&job.id, due, run_rules(1, Overlap::Skip));
+            let paused = Job {
+                next_run_time: None,
+                ..job
+            };
+            (JobRelease::Update(paused), vec![run])
+        })
+        .collect();
+    let step = store
+        .pass_step("a", ends, releases, LEASE)
+        .await
+        .expect("pass_step");
+    let [EndReply::Ended(Some(retry))] = &step.ended[..] else {
+        panic!("{CHECK}: the end and its retry: {:?}", step.ended);
+    };
+    assert_eq!(
+        retry.state,
+        RunState::Waiting {
+            due_at: Some(retry_at)
+        },
+        "{CHECK}: the retry"
+    );
+    assert!(step.released.jobs.is_complete(), "{CHECK}: the releases");
+    assert_eq!(step.released.runs.len(), JOBS, "{CHECK}: the runs created");
+    assert_eq!(
+        step.started.len(),
+        JOBS,
+        "{CHECK}: one start per run created"
+    );
+    for (run, reply) in step.released.runs.iter().zip(&step.started) {
+        assert!(
+            is_started(reply),
+            "{CHECK}: {} not started: {reply:?}",
+            run.id
+        );
+        assert!(
+            matches!(row(store, run).await.state, RunState::Started { .. }),
+            "{CHECK}: {} is started in the store",
+            run.id
+        );
+    }
+    // Renewed and ended in one step each, every part answering for its runs.
+    let handles: Vec<Held> = step.released.runs.iter().map(Run::held).collect();
+    let renewed = store
+        .renew_runs("a", &handles, LEASE)
+        .await
+        .expect("renew_runs");
+    assert_eq!(
+        (renewed.held.len(), renewed.lost.len()),
+        (JOBS, 0),
+        "{CHECK}: renewals"
+    );
+    let ends = handles
+        .iter()
+        .map(|h| RunEnd {
+            run: h.clone(),
+            outcome: RunOutcome::Success,
+            retry_at: None,
+        })
+        .collect();
+    let replies = store.end_runs("a", ends, LEASE).await.expect("end_runs");
+    assert!(
+        replies.iter().all(|r| *r == EndReply::Ended(None)),
+        "{CHECK}: ends: {replies:?}"
+    );
+    assert!(
+        matches!(
+            row(store, &first[0]).await.state,
+            RunState::Ended {
+                outcome: RunOutcome::Failure,
+                ..
+            }
+        ),
+        "{CHECK}: the ended run's row"
+    );
+    // A job the caller does not hold: lost, no run; its end and start are refused.
+    let job = four;
+    let stale = RunEnd {
+        run: first[0].held(),
+        outcome: RunOutcome::Success,
+        retry_at: None,
+    };
+    let run = claimed_run("four", due, run_rules(1, Overlap::Skip));
+    let step = store
+        .pass_step(
+            "b",
+            vec![stale],
+            vec![(JobRelease::Update(job), vec![run])],
+            LEASE,
+        )
+        .await
+        .expect("pass_step");
+    assert_eq!(step.ended, [EndReply::Refused], "{CHECK}: another's end");
+    assert!(
+        !step.released.jobs.is_complete() && step.released.runs.is_empty(),
+        "{CHECK}: another's release"
+    );
+    assert!(step.started.is_empty(), "{CHECK}: nothing to start");
+}
