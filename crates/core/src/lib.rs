@@ -94,7 +94,7 @@ pub use run::{
     report_each_run_time, report_failed, report_outcome, run_sync_task,
 };
 pub use run_store::{
-    Changes, Decide, EndReply, Held, JobFate, JobWrites, NewRun, PassStep, ReleaseBatch,
+    Changes, Decide, EndReply, EndedAndReleased, Held, JobFate, JobWrites, NewRun, ReleaseBatch,
     ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState, RunSteps, RunStore,
     RunTable, StartReply, StepView, Swept, MISSED_LATE, SKIPPED_AT_MAX,
 };

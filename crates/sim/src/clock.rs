@@ -35,6 +35,12 @@ impl VirtualTime {
     }
 }
 
+impl Clock for VirtualTime {
+    fn now(&self) -> DateTime<Utc> {
+        VirtualTime::now(self)
+    }
+}
+
 /// A node's clock: true time plus a fixed skew (negative: behind).
 pub(crate) struct SkewedClock {
     pub(crate) time: VirtualTime,

@@ -119,6 +119,7 @@ fn node(world: &Arc<World>, i: usize, scenario: &Scenario) -> (Arc<NodeLink>, En
         .scheduler_id(name.clone())
         .lease(DEFAULT_LEASE)
         .change_poll(Some(Duration::from_secs(1)))
+        .leased_runs(scenario.leased_runs)
         .run_history(
             Arc::new(history),
             HistoryOptions {

@@ -34,6 +34,8 @@ pub struct Scenario {
     pub full_trace: bool,
     /// The nodes' `HistoryOptions::record_starts` (on by default, as in the engine).
     pub record_starts: bool,
+    /// The nodes keep every run in the store, leased (`EngineBuilder::leased_runs`).
+    pub leased_runs: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
     /// (`None` for every real run).
     pub sabotage: Option<Sabotage>,
@@ -69,6 +71,7 @@ impl Scenario {
             loss_per_mille: 10,
             full_trace: false,
             record_starts: true,
+            leased_runs: false,
             sabotage: None,
         }
     }
@@ -88,6 +91,7 @@ impl Scenario {
             loss_per_mille: 10,
             full_trace: false,
             record_starts: true,
+            leased_runs: false,
             sabotage: None,
         }
     }
@@ -116,6 +120,13 @@ impl Scenario {
     /// its start time at the claim.
     pub fn without_record_starts(mut self) -> Self {
         self.record_starts = false;
+        self
+    }
+
+    /// This scenario with leased runs (`EngineBuilder::leased_runs`): every run a row
+    /// of the store, started, renewed, ended and taken over through the run contract.
+    pub fn with_leased_runs(mut self) -> Self {
+        self.leased_runs = true;
         self
     }
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{
-    async_trait, Acquired, Capabilities, ChangeListener, Error, ErrorKind, Job, JobRelease,
-    JobStore, NodeInfo, NodeRegistry, Released, RunElsewhere, RunHistory, RunOutcome, RunQuery,
-    RunRecord,
+    async_trait, Acquired, Capabilities, ChangeListener, EndReply, EndedAndReleased, Error,
+    ErrorKind, Held, Job, JobRelease, JobStore, NewRun, NodeInfo, NodeRegistry, Released,
+    ReleasedRuns, Renewed, Run, RunElsewhere, RunEnd, RunHistory, RunOutcome, RunQuery, RunRecord,
+    RunStore, StartReply, Swept,
 };
 use chrono::{DateTime, Utc};
 
@@ -92,6 +93,10 @@ pub(crate) struct SimStore {
 #[async_trait]
 impl JobStore for SimStore {
     fn set_change_listener(&self, _listener: ChangeListener) {}
+
+    fn runs(&self) -> Option<&dyn RunStore> {
+        Some(self)
+    }
 
     fn is_persistent(&self) -> bool {
         false
@@ -364,4 +369,125 @@ fn replay_order(r: &RunRecord) -> impl Ord + '_ {
         (r.started_at, r.due_at, r.backfill),
         (&r.message, &r.node),
     )
+}
+
+/// The run contract as node `link` reaches it: the memory store's, through the same
+/// faults as every other call (its leases on the true virtual time).
+#[async_trait]
+impl RunStore for SimStore {
+    async fn release_with_runs(
+        &self,
+        holder: &str,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<ReleasedRuns, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "release_with_runs", || {
+            store.release_with_runs(holder, releases, lease)
+        })
+        .await
+    }
+
+    async fn end_and_release(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<EndedAndReleased, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "end_and_release", || {
+            store.end_and_release(holder, ends, releases, lease)
+        })
+        .await
+    }
+
+    async fn insert_runs(
+        &self,
+        holder: &str,
+        runs: Vec<NewRun>,
+        lease: Duration,
+    ) -> Result<Vec<Run>, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "insert_runs", || {
+            store.insert_runs(holder, runs, lease)
+        })
+        .await
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Vec<StartReply>, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "start_runs", || {
+            store.start_runs(holder, runs, lease)
+        })
+        .await
+    }
+
+    async fn renew_runs(
+        &self,
+        holder: &str,
+        runs: &[Held],
+        lease: Duration,
+    ) -> Result<Renewed, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "renew_runs", || {
+            store.renew_runs(holder, runs, lease)
+        })
+        .await
+    }
+
+    async fn end_runs(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        lease: Duration,
+    ) -> Result<Vec<EndReply>, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "end_runs", || {
+            store.end_runs(holder, ends, lease)
+        })
+        .await
+    }
+
+    async fn sweep_runs(
+        &self,
+        sweeper: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Swept, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "sweep_runs", || {
+            store.sweep_runs(sweeper, lease, limit)
+        })
+        .await
+    }
+
+    async fn lookup_run(&self, id: &str) -> Result<Option<Run>, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "lookup_run", || {
+            store.lookup_run(id)
+        })
+        .await
+    }
+
+    async fn runs_of_job(&self, job_id: &str) -> Result<Vec<Run>, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "runs_of_job", || {
+            store.runs_of_job(job_id)
+        })
+        .await
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
+        let store = &self.world.jobs;
+        exchange(&self.world, &self.link, "prune_runs", || {
+            store.prune_runs(before)
+        })
+        .await
+    }
 }

@@ -177,7 +177,8 @@ impl World {
         sabotage: Option<Sabotage>,
     ) -> Self {
         World {
-            jobs: MemoryJobStore::new(),
+            // The runs' leases are judged on the store's clock: true virtual time.
+            jobs: MemoryJobStore::new().with_clock(Arc::new(time)),
             history: Arc::new(MemoryRunHistory::new()),
             time,
             faults: Mutex::new(StoreFaults::default()),

@@ -25,9 +25,10 @@ fn scenario(name: &str) -> Scenario {
         // `small-record-starts` names the default since record_starts is on by default.
         "small" | "small-record-starts" => Scenario::small(),
         "small-without-record-starts" => Scenario::small().without_record_starts(),
+        "small-leased-runs" => Scenario::small().with_leased_runs(),
         "hundred" => Scenario::hundred(),
         other => {
-            panic!("SIM_SCENARIO={other:?}: expected small, small-without-record-starts or hundred")
+            panic!("SIM_SCENARIO={other:?}: expected small, small-without-record-starts, small-leased-runs or hundred")
         }
     }
 }
@@ -98,6 +99,19 @@ fn five_nodes_without_record_starts() {
     run_seeds("small-without-record-starts", 500);
 }
 
+/// With leased runs (`EngineBuilder::leased_runs`): every run a row of the store,
+/// started, ended and taken over through the run contract, under the same faults.
+/// Not run by default: it finds an open defect within a few seeds (seed 1): a sweep
+/// whose reply is lost has made the expired started runs it found `Interrupted` in the
+/// store, and no scheduler records them, so their fire times end with no record (for
+/// a run whose start reply was lost before its holder died, not run at all). Run it
+/// with `cargo test -p apscheduler-sim --test seeds -- --ignored five_nodes_with_leased_runs`.
+#[test]
+#[ignore = "finds an open defect of leased runs: a sweep whose reply is lost leaves the runs it interrupted unrecorded"]
+fn five_nodes_with_leased_runs() {
+    run_seeds("small-leased-runs", 300);
+}
+
 #[test]
 fn a_hundred_nodes_some_seeds() {
     run_seeds("hundred", 4);
@@ -146,13 +160,19 @@ fn a_seed_replays_exactly_in_another_process() {
     );
 }
 
-/// `SIM_SEED=<n> [SIM_SCENARIO=small|small-without-record-starts|hundred]`: runs that seed and prints its report
+/// `SIM_SEED=<n> [SIM_SCENARIO=small|small-without-record-starts|small-leased-runs|hundred]
+/// [SIM_FULL_TRACE=1]`: runs that seed and prints its report
 /// (without `SIM_SEED`, seed 0 of the small scenario).
 #[test]
 fn replay() {
     let seed = env_u64("SIM_SEED").unwrap_or(0);
     let name = std::env::var("SIM_SCENARIO").unwrap_or_else(|_| "small".to_owned());
-    let report = simulate(&scenario(&name), seed);
+    let mut scenario = scenario(&name);
+    // `SIM_FULL_TRACE=1`: every trace line, not only the last ones.
+    if std::env::var_os("SIM_FULL_TRACE").is_some() {
+        scenario = scenario.with_full_trace();
+    }
+    let report = simulate(&scenario, seed);
     eprintln!("{}", report.describe());
     assert!(report.passed(), "{}", replay_hint(&name, &report));
 }

@@ -325,17 +325,13 @@ pub struct ReleasedRuns {
     pub runs: Vec<Run>,
 }
 
-/// What [`RunStore::pass_step`] did: its ends, its releases, and the starts of the runs
-/// the releases created.
+/// What [`RunStore::end_and_release`] did: its ends and its releases.
 #[derive(Debug, Default)]
-pub struct PassStep {
+pub struct EndedAndReleased {
     /// One answer per end, in order, as [`RunStore::end_runs`] answers.
     pub ended: Vec<EndReply>,
     /// As [`RunStore::release_with_runs`] answers.
     pub released: ReleasedRuns,
-    /// One answer per run of `released.runs`, in order, as [`RunStore::start_runs`]
-    /// answers.
-    pub started: Vec<StartReply>,
 }
 
 /// What [`RunStore::sweep_runs`] did.
@@ -368,8 +364,8 @@ pub struct Swept {
 /// | | `Started`, lease expired | `Interrupted`, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
 ///
 /// - Every operation is one atomic step on the store; a batch is one step per run (in
-///   the order given) or one for all. [`pass_step`](RunStore::pass_step) is three of
-///   them (end, release, start) in one step.
+///   the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
+///   is two of them in one step.
 /// - Leases are judged on the store's clock ([`Capabilities::store_clock`](crate::Capabilities));
 ///   a lease runs from the operation that grants or renews it for the `lease` given.
 /// - "The caller holds the run" means: its holder is the caller and its fence is the
@@ -460,22 +456,23 @@ pub trait RunStore: JobStore {
     ) -> Result<Vec<EndReply>, Error>;
 
     /// [`end_runs`](RunStore::end_runs), then
-    /// [`release_with_runs`](RunStore::release_with_runs), then
-    /// [`start_runs`](RunStore::start_runs) of the runs the releases created, in one
-    /// atomic step: what a scheduler's pass does, in one round of the store's step
-    /// instead of three.
+    /// [`release_with_runs`](RunStore::release_with_runs), in one atomic step: a
+    /// scheduler's pass writes the ends since the last one with its releases. The runs
+    /// the releases create are not started here: a caller whose reply is lost does not
+    /// know them, and an unstarted run is taken over once its lease ran out, where a
+    /// started one would only be interrupted.
     ///
     /// # Errors
     /// Backend errors: the store may or may not have applied any of it (a repeated end
     /// answers as the first; the runs a release created start once their lease ran out
     /// and a sweep took them).
-    async fn pass_step(
+    async fn end_and_release(
         &self,
         holder: &str,
         ends: Vec<RunEnd>,
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
-    ) -> Result<PassStep, Error>;
+    ) -> Result<EndedAndReleased, Error>;
 
     /// Takes up to `limit` live runs whose lease expired on the store's clock (see the
     /// table), leasing what it takes to `sweeper` for `lease`.

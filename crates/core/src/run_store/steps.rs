@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    EndReply, Held, JobFate, NewRun, PassStep, ReleaseBatch, ReleasedRuns, Renewed, Run, RunEnd,
-    RunKey, RunStore, RunTable, StartReply, Swept,
+    EndReply, EndedAndReleased, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run,
+    RunEnd, RunKey, RunStore, RunTable, StartReply, Swept,
 };
 use crate::{Error, Job, JobRelease, JobStore, Released};
 
@@ -176,13 +176,13 @@ impl<S: RunSteps> RunStore for S {
         })
     }
 
-    async fn pass_step(
+    async fn end_and_release(
         &self,
         holder: &str,
         ends: Vec<RunEnd>,
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
-    ) -> Result<PassStep, Error> {
+    ) -> Result<EndedAndReleased, Error> {
         let ReleaseBatch {
             jobs: asked,
             refused,
@@ -204,7 +204,6 @@ impl<S: RunSteps> RunStore for S {
         let holder_id: Arc<str> = holder.into();
         let (mut lost, mut made) = (Vec::new(), Vec::new());
         let mut ended = vec![EndReply::Refused; ends.len()];
-        let mut starts: Vec<(Arc<str>, StartReply)> = Vec::new();
         let mut decide = |table: &mut RunTable, view: &StepView| {
             for (reply, end) in ended.iter_mut().zip(&ends) {
                 if covers_run(view, &end.run.id) {
@@ -222,30 +221,15 @@ impl<S: RunSteps> RunStore for S {
                 &mut made,
                 &mut writes,
             );
-            starts.retain(|(id, _)| !covers_run(view, id));
-            for run in made.iter().filter(|r| view.covers(&r.key.job_id)) {
-                let reply = table.start(holder, &run.held(), view.now, lease);
-                starts.push((run.id.clone(), reply));
-            }
             writes
         };
         self.run_step(holder, jobs, keys, &mut decide).await?;
-        let started = made
-            .iter()
-            .map(|run| {
-                starts
-                    .iter()
-                    .find(|(id, _)| *id == run.id)
-                    .map_or(StartReply::Refused, |(_, r)| r.clone())
-            })
-            .collect();
-        Ok(PassStep {
+        Ok(EndedAndReleased {
             ended,
             released: ReleasedRuns {
                 jobs: Released::new(lost, refused),
                 runs: made,
             },
-            started,
         })
     }
 

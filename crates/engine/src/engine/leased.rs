@@ -120,8 +120,11 @@ impl Engine {
             .collect();
         // The ends reported since the last pass go in the same step.
         let ends = self.take_ends(alias);
+        if ends.is_empty() && batch.is_empty() {
+            return Ok((None, HashMap::new()));
+        }
         let step = match runs
-            .pass_step(
+            .end_and_release(
                 &self.inner.scheduler_id,
                 ends.clone(),
                 batch,
@@ -140,12 +143,6 @@ impl Engine {
         };
         self.apply_ends(alias, &ends, step.ended);
         let released = step.released;
-        let start_replies: HashMap<Arc<str>, StartReply> = released
-            .runs
-            .iter()
-            .map(|r| r.id.clone())
-            .zip(step.started)
-            .collect();
         let skipped = self.report_unreleased(alias, &released.jobs, now);
         let mut rows: HashMap<Arc<str>, Run> = released
             .runs
@@ -172,22 +169,9 @@ impl Engine {
                 starting.push((p, mine));
             }
         }
-        let Some(leased) = &self.inner.leased else {
-            return Ok((released.jobs.next_run_time, skipped));
-        };
-        let mut replies = Vec::new();
-        for (p, rows) in &starting {
-            for row in rows {
-                leased.hold(alias, row.clone(), p.run.cancel.clone());
-                replies.push(
-                    start_replies
-                        .get(&row.id)
-                        .cloned()
-                        .unwrap_or(StartReply::Refused),
-                );
-            }
-        }
-        self.apply_starts(alias, starting, replies, used);
+        // Started in a step of their own, once held: a start whose reply is lost is
+        // asked again (a repeated start answers as the first).
+        self.start_rows(alias, runs, starting, used).await;
         Ok((released.jobs.next_run_time, skipped))
     }
 

@@ -217,7 +217,15 @@ impl Engine {
                         terminate,
                     );
                 }
-                h.run = run;
+                // A start whose reply was lost shows as `Started` here while this
+                // scheduler never ran it: it stays unstarted in memory, and its start is
+                // asked again (a repeated start answers `Started` again, and it runs).
+                let state = if h.run.state.is_unstarted() {
+                    h.run.state
+                } else {
+                    run.state
+                };
+                h.run = Run { state, ..run };
             }
         }
     }

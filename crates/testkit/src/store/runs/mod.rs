@@ -22,7 +22,7 @@ mod admission;
 mod pass;
 
 pub use admission::{check_buffered_runs, check_grace, check_max_instances, check_stop_requests};
-pub use pass::check_pass_step;
+pub use pass::check_end_and_release;
 
 /// A lease a check lets expire.
 const SHORT: Duration = Duration::from_millis(300);
@@ -590,7 +590,7 @@ where
         check_finished_job_waits_for_its_runs,
         check_insert_runs,
         check_fences_grow,
-        check_pass_step,
+        check_end_and_release,
     );
     let store = make().await;
     store.start("default").await.expect("start the store");
