@@ -101,13 +101,13 @@ fn five_nodes_without_record_starts() {
 
 /// With leased runs (`EngineBuilder::leased_runs`): every run a row of the store,
 /// started, ended and taken over through the run contract, under the same faults.
-/// Not run by default: it finds an open defect within a few seeds (seed 1): a sweep
-/// whose reply is lost has made the expired started runs it found `Interrupted` in the
-/// store, and no scheduler records them, so their fire times end with no record (for
-/// a run whose start reply was lost before its holder died, not run at all). Run it
-/// with `cargo test -p apscheduler-sim --test seeds -- --ignored five_nodes_with_leased_runs`.
+/// Not run by default: it finds an open defect within a few seeds (seed 1): a start
+/// the store decided `Ended` (missed, skipped at `max_instances`) whose answer is lost
+/// and whose holder then dies is recorded by no one, so its fire time ends with no
+/// record in the history. Run it with
+/// `cargo test -p apscheduler-sim --test seeds -- --ignored five_nodes_with_leased_runs`.
 #[test]
-#[ignore = "finds an open defect of leased runs: a sweep whose reply is lost leaves the runs it interrupted unrecorded"]
+#[ignore = "finds an open defect of leased runs: a start the store ended, whose answer is lost and whose holder dies, is recorded by no one"]
 fn five_nodes_with_leased_runs() {
     run_seeds("small-leased-runs", 300);
 }

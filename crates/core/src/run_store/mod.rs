@@ -139,6 +139,13 @@ pub enum RunState {
         /// When, on the store's clock.
         at: DateTime<Utc>,
     },
+    /// Started, then its holder's lease expired: a sweep took it over, to record it
+    /// interrupted and end it so ([`RunOutcome::Interrupted`]); a sweeper that stops
+    /// renewing it before has it taken over again. Not an instance of its job.
+    Interrupting {
+        /// When the first sweep found it, on the store's clock.
+        at: DateTime<Utc>,
+    },
     /// Started, then its holder's lease expired: how its work ended is unknown.
     Interrupted {
         /// When the sweep found it, on the store's clock.
@@ -163,6 +170,7 @@ impl RunState {
             RunState::Claimed => "claimed",
             RunState::Waiting { .. } => "waiting",
             RunState::Started { .. } => "started",
+            RunState::Interrupting { .. } => "interrupting",
             RunState::Ended { .. } => "ended",
             RunState::Interrupted { .. } => "interrupted",
         }
@@ -291,7 +299,8 @@ pub enum StartReply {
 pub struct RunEnd {
     /// The run.
     pub run: Held,
-    /// How it ended (not `Running` or `Interrupted`).
+    /// How it ended (not `Running`; `Interrupted` only for an `Interrupting` run,
+    /// which ends `Interrupted`).
     pub outcome: RunOutcome,
     /// A retry, `Waiting` until then and held by the caller, inserted in the same step.
     pub retry_at: Option<DateTime<Utc>>,
@@ -340,7 +349,9 @@ pub struct Swept {
     /// Runs now the sweeper's: taken-over unstarted runs (new fence) and new runs again
     /// of interrupted `recover` jobs.
     pub taken: Vec<Run>,
-    /// Runs that became `Interrupted`.
+    /// Runs found started after their lease expired, now `Interrupting` and the
+    /// sweeper's: it records each interrupted and ends it with
+    /// [`RunOutcome::Interrupted`].
     pub interrupted: Vec<Run>,
 }
 
@@ -361,7 +372,9 @@ pub struct Swept {
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
 /// | [`end_runs`](RunStore::end_runs) | any live state | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
 /// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence | the lease expired on the store's clock |
-/// | | `Started`, lease expired | `Interrupted`, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
+/// | | `Started`, lease expired | `Interrupting`, leased to the sweeper, new fence, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
+/// | | `Interrupting`, lease expired | the same, leased to the sweeper, new fence | as above |
+/// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Interrupted`] | `Interrupting` | `Interrupted` | the caller holds the run with its current fence (it recorded the interruption) |
 ///
 /// - Every operation is one atomic step on the store; a batch is one step per run (in
 ///   the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
@@ -389,7 +402,8 @@ pub struct Swept {
 ///   paused, until its last live run ends or is interrupted (without a rerun); the step
 ///   that ends it removes the job.
 /// - A repeated start of a started run, and a repeated end, by the holder with the same
-///   fence answer as the first did.
+///   fence answer as the first did; a repeated start of a run its first start ended
+///   (missed) answers `Ended` again.
 #[async_trait]
 pub trait RunStore: JobStore {
     /// Releases jobs as [`JobStore::release_jobs`] does and, in the same step for each

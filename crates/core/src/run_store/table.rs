@@ -15,6 +15,10 @@ use super::{
 };
 use crate::{Overlap, RunOutcome};
 
+/// Why a repeated start of a run its first start ended answers `Ended` again.
+const REPEATED_MISS: &str = "missed: not started within the misfire grace time, or skipped at \
+                             max_instances (the answer to its first start was lost)";
+
 /// Runs by key, with the per-job fences; every method is one atomic step of the
 /// contract at `now` (the store's clock).
 #[derive(Debug, Default)]
@@ -276,6 +280,16 @@ impl RunTable {
                 StartReply::Refused
             };
         }
+        // A repeated start of a run its first start ended (its answer was lost): the
+        // same answer, so that the holder records it.
+        if let (true, RunState::Ended { outcome, .. }) = (holds, run.state) {
+            if outcome == RunOutcome::Missed {
+                return StartReply::Ended {
+                    outcome,
+                    reason: REPEATED_MISS.to_owned(),
+                };
+            }
+        }
         if !holds || !run.state.is_unstarted() || run.lease_until <= now {
             return StartReply::Refused;
         }
@@ -393,6 +407,20 @@ impl RunTable {
         }
         let retry_key = run.key.retry();
         match run.state {
+            // The sweeper that took it over recorded the interruption.
+            RunState::Interrupting { .. } => {
+                if end.outcome != RunOutcome::Interrupted {
+                    return EndReply::Refused;
+                }
+                run.state = RunState::Interrupted { at: now };
+                let job_id = run.key.job_id.clone();
+                self.ended_one(&job_id);
+                EndReply::Ended(None)
+            }
+            RunState::Interrupted { .. } if end.outcome == RunOutcome::Interrupted => {
+                EndReply::Ended(None)
+            }
+            _ if end.outcome == RunOutcome::Interrupted => EndReply::Refused,
             state if state.is_live() => {
                 run.state = RunState::Ended {
                     outcome: end.outcome,
@@ -459,13 +487,24 @@ impl RunTable {
         expired.truncate(limit);
         let mut swept = Swept::default();
         for (_, key) in expired {
-            let started = matches!(self.runs[&key].state, RunState::Started { .. });
-            if started {
+            let state = self.runs[&key].state;
+            if matches!(
+                state,
+                RunState::Started { .. } | RunState::Interrupting { .. }
+            ) {
+                // Taken over to be recorded interrupted: by this sweeper, or by the next
+                // one if this one stops renewing it first.
+                let fence = self.next_fence(&key.job_id);
                 let run = self.key_mut(&key);
-                run.state = RunState::Interrupted { at: now };
+                if let RunState::Started { .. } = state {
+                    run.state = RunState::Interrupting { at: now };
+                }
+                run.holder = sweeper.clone();
+                run.fence = fence;
+                run.lease_until = lease_end(now, lease);
                 let (interrupted, rules) = (run.clone(), run.rules);
                 swept.interrupted.push(interrupted);
-                if rules.recover {
+                if rules.recover && matches!(state, RunState::Started { .. }) {
                     let new = NewRun {
                         key: key.rerun(),
                         state: RunState::Claimed,
@@ -477,7 +516,6 @@ impl RunTable {
                     };
                     swept.taken.extend(self.insert(sweeper, new, now, lease));
                 }
-                self.ended_one(&key.job_id);
                 continue;
             }
             let fence = self.next_fence(&key.job_id);

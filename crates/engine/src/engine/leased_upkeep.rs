@@ -247,13 +247,15 @@ impl Engine {
             }
         };
         for run in swept.interrupted {
-            lock(&leased.held).remove(&run.id);
-            let why = format!(
-                "interrupted: its scheduler ({}) stopped renewing its lease during the run",
-                run.holder
-            );
+            // Recorded, then ended `Interrupted` (with the next pass's step): a sweeper
+            // whose reply or end is lost has it taken over and recorded by the next.
+            let why =
+                "interrupted: its scheduler stopped renewing its lease during the run".to_owned();
             apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
             self.record_row(alias, &run, RunOutcome::Interrupted, why);
+            let held = run.held();
+            leased.hold(alias, run, CancelSignal::default());
+            self.queue_end(alias, held, RunOutcome::Interrupted, None);
         }
         for run in swept.taken {
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());

@@ -30,6 +30,17 @@ pub async fn check_grace(store: &dyn RunStore) {
         ),
         "{CHECK}: the row"
     );
+    // A repeated start (the first answer lost) answers `Ended` again.
+    assert!(
+        matches!(
+            start(store, "a", &runs[0], LEASE).await,
+            StartReply::Ended {
+                outcome: RunOutcome::Missed,
+                ..
+            }
+        ),
+        "{CHECK}: a repeated start"
+    );
 }
 
 /// `max_instances` counts `Started` runs with a live lease only: at the limit a `skip`

@@ -275,8 +275,9 @@ pub async fn check_start_needs_the_lease(store: &dyn RunStore) {
 }
 
 /// A sweep takes a run whose lease expired: an unstarted one with a greater fence (the
-/// old holder's writes are refused from then on), a started one becomes `Interrupted`
-/// and never unstarted; runs with live leases are left alone.
+/// old holder's writes are refused from then on), a started one becomes `Interrupting`
+/// (never unstarted), the sweeper's to record and end `Interrupted`, taken over again
+/// if that sweeper stops renewing it; runs with live leases are left alone.
 pub async fn check_sweep_takes_expired_runs(store: &dyn RunStore) {
     const CHECK: &str = "check_sweep_takes_expired_runs";
     let rules = run_rules(5, Overlap::Skip);
@@ -295,12 +296,20 @@ pub async fn check_sweep_takes_expired_runs(store: &dyn RunStore) {
     assert_eq!(taken.state, RunState::Claimed, "{CHECK}: still claimed");
     assert_eq!(swept.interrupted.len(), 1, "{CHECK}: interrupted");
     assert_eq!(swept.interrupted[0].id, runs[1].id, "{CHECK}: which");
+    let interrupting = &swept.interrupted[0];
     assert!(
-        matches!(
-            row(store, &runs[1]).await.state,
-            RunState::Interrupted { .. }
-        ),
-        "{CHECK}: the started run is interrupted"
+        matches!(interrupting.state, RunState::Interrupting { .. }),
+        "{CHECK}: the started run is being interrupted: {interrupting:?}"
+    );
+    assert_eq!(
+        (&*interrupting.holder, interrupting.fence > runs[1].fence),
+        ("b", true),
+        "{CHECK}: the sweeper's, with a greater fence"
+    );
+    assert_eq!(
+        row(store, &runs[1]).await,
+        *interrupting,
+        "{CHECK}: its row"
     );
     assert_eq!(row(store, &live[0]).await, live[0], "{CHECK}: a live run");
 
@@ -323,8 +332,75 @@ pub async fn check_sweep_takes_expired_runs(store: &dyn RunStore) {
         is_started(&start(store, "b", taken, LEASE).await),
         "{CHECK}: the new holder starts it"
     );
+    assert_eq!(
+        end(store, "b", &interrupting.held(), RunOutcome::Success, None).await,
+        EndReply::Refused,
+        "{CHECK}: an interrupted run ends only interrupted"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            end(
+                store,
+                "b",
+                &interrupting.held(),
+                RunOutcome::Interrupted,
+                None
+            )
+            .await,
+            EndReply::Ended(None),
+            "{CHECK}: the sweeper ends it interrupted (a repeated end answers the same)"
+        );
+    }
+    assert!(
+        matches!(
+            row(store, &runs[1]).await.state,
+            RunState::Interrupted { .. }
+        ),
+        "{CHECK}: interrupted"
+    );
     let again = store.sweep_runs("c", LEASE, 100).await.expect("sweep_runs");
     assert_eq!(again, Swept::default(), "{CHECK}: a second sweep");
+}
+
+/// A sweeper that stops renewing a run it is interrupting has it taken over by the
+/// next sweep, to record and end.
+pub async fn check_interrupting_is_taken_over(store: &dyn RunStore) {
+    const CHECK: &str = "check_interrupting_is_taken_over";
+    let runs = released(store, "a", "job", &[0], run_rules(1, Overlap::Skip), LEASE).await;
+    assert!(
+        is_started(&start(store, "a", &runs[0], SHORT).await),
+        "{CHECK}: start"
+    );
+    past_short_lease().await;
+    let first = store.sweep_runs("b", SHORT, 100).await.expect("sweep_runs");
+    assert_eq!(first.interrupted.len(), 1, "{CHECK}: the first sweep");
+    past_short_lease().await;
+    let second = store.sweep_runs("c", LEASE, 100).await.expect("sweep_runs");
+    assert_eq!(second.interrupted.len(), 1, "{CHECK}: taken over");
+    let run = &second.interrupted[0];
+    assert!(
+        matches!(run.state, RunState::Interrupting { .. }) && &*run.holder == "c",
+        "{CHECK}: {run:?}"
+    );
+    assert_eq!(
+        end(
+            store,
+            "b",
+            &first.interrupted[0].held(),
+            RunOutcome::Interrupted,
+            None
+        )
+        .await,
+        EndReply::Refused,
+        "{CHECK}: the first sweeper's end"
+    );
+    assert_eq!(
+        end(store, "c", &run.held(), RunOutcome::Interrupted, None).await,
+        EndReply::Ended(None),
+        "{CHECK}: the second's"
+    );
+    let none = store.sweep_runs("d", LEASE, 100).await.expect("sweep_runs");
+    assert_eq!(none.taken.len(), 0, "{CHECK}: no rerun without recover");
 }
 
 /// An interrupted run of a `recover` job gets a run again, `Claimed` by the sweeper,
@@ -581,6 +657,7 @@ where
         check_keys_are_unique,
         check_start_needs_the_lease,
         check_sweep_takes_expired_runs,
+        check_interrupting_is_taken_over,
         check_recover_runs_again,
         check_grace,
         check_max_instances,
