@@ -7,7 +7,7 @@
 //! (records wait in memory, an error is logged once per outage) and prunes by the
 //! [`Retention`] at an interval.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ mod staged;
 mod starts;
 pub(crate) use starts::{is_fire_time, not_past, StartRefused};
 mod waiting;
+mod writer;
+
+use writer::{write_loop, written_by, Counts};
 
 /// How a scheduler records run history (see [`crate::EngineBuilder::run_history`]).
 #[derive(Debug, Clone)]
@@ -172,6 +175,8 @@ pub(crate) struct Recorder {
     lease: Duration,
     /// The claim partitions this node owns among the live nodes.
     ownership: crate::partition::Ownership,
+    /// How many records were queued, and how many of them the writer wrote.
+    counts: Arc<Counts>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -212,7 +217,28 @@ impl Recorder {
             liveness: Arc::default(),
             lease,
             ownership: crate::partition::Ownership::default(),
+            counts: Arc::default(),
         }
+    }
+
+    /// How many records were queued so far: once [`written`](Self::written) reaches
+    /// it, every one of them is written.
+    pub(crate) fn queued(&self) -> u64 {
+        self.counts
+            .queued
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How many of the queued records the writer wrote, in queue order.
+    pub(crate) fn written(&self) -> u64 {
+        self.counts
+            .written
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Calls `hook` after each write of queued records.
+    pub(crate) fn on_written(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        *lock(&self.counts.on_written) = Some(hook);
     }
 
     pub(crate) fn history(&self) -> &Arc<dyn RunHistory> {
@@ -304,6 +330,7 @@ impl Recorder {
         *lock(&self.tx) = Some(tx);
         tokio::spawn(write_loop(
             self.history.clone(),
+            self.counts.clone(),
             rx,
             self.options.retention,
             self.options.prune_interval,
@@ -389,10 +416,18 @@ impl Recorder {
     fn send(&self, record: RunRecord) {
         self.observe(&record);
         let sent = match &*lock(&self.tx) {
-            Some(tx) => tx.send(Msg::Record(record)).map_err(|e| match e.0 {
-                Msg::Record(r) => r,
-                Msg::Flush(_) => unreachable!("only records are sent here"),
-            }),
+            // Counted under the lock that orders the queue.
+            Some(tx) => tx
+                .send(Msg::Record(record))
+                .map(|()| {
+                    self.counts
+                        .queued
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                })
+                .map_err(|e| match e.0 {
+                    Msg::Record(r) => r,
+                    Msg::Flush(_) => unreachable!("only records are sent here"),
+                }),
             None => Err(record),
         };
         if let Err(record) = sent {
@@ -566,112 +601,5 @@ pub fn outcome_of(kind: &str) -> RunOutcome {
             RunOutcome::Error
         }
         _ => RunOutcome::Failure,
-    }
-}
-
-/// Whether the writer behind `tx` writes every record queued before this call within
-/// `deadline` (it answers a flush once everything before it is written).
-async fn written_by(tx: mpsc::UnboundedSender<Msg>, deadline: Duration) -> bool {
-    let (done, wait) = oneshot::channel();
-    let sent = tx.send(Msg::Flush(done)).is_ok();
-    drop(tx);
-    sent && tokio::time::timeout(deadline, wait).await.is_ok()
-}
-
-/// The writer: batches queued records, writes them (retrying a history that is down,
-/// never dropping a record), answers flushes once everything before them is written,
-/// and prunes at an interval.
-async fn write_loop(
-    history: Arc<dyn RunHistory>,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    retention: Retention,
-    prune_interval: Duration,
-) {
-    let mut pending: Vec<RunRecord> = Vec::new();
-    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut ended_jobs: HashSet<String> = HashSet::new();
-    let mut failures: u32 = 0;
-    let mut prune = tokio::time::interval(prune_interval);
-    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    prune.tick().await;
-    let mut open = true;
-    loop {
-        if pending.is_empty() {
-            for done in flushes.drain(..) {
-                let _ = done.send(());
-            }
-            if !open {
-                return;
-            }
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(m) => take(m, &mut pending, &mut flushes),
-                    None => open = false,
-                },
-                _ = prune.tick() => {
-                    prune_now(&*history, retention, &mut ended_jobs).await;
-                    continue;
-                }
-            }
-        }
-        if pending.len() == 1 && failures == 0 {
-            // The ends of a pass's runs come close together: one write for them,
-            // not one for the first and another for the rest.
-            tokio::time::sleep(GATHER).await;
-        }
-        while let Ok(m) = rx.try_recv() {
-            take(m, &mut pending, &mut flushes);
-        }
-        if pending.is_empty() {
-            continue;
-        }
-        match history.record_runs(&pending).await {
-            Ok(()) => {
-                if failures > 0 {
-                    apscheduler_core::log_warn!(target: "apscheduler", "run history reachable again after {failures} failed attempt(s); waiting records written");
-                }
-                failures = 0;
-                ended_jobs.extend(
-                    pending
-                        .drain(..)
-                        .filter(|r| r.outcome.is_final())
-                        .map(|r| r.job_id),
-                );
-            }
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    apscheduler_core::log_error!(target: "apscheduler", "run history unavailable; {} record(s) wait in memory and are retried: {e}", pending.len());
-                }
-                let wait = Duration::from_millis(100 * 2u64.saturating_pow(failures.min(6)));
-                tokio::time::sleep(wait.min(RETRY_CAP)).await;
-            }
-        }
-    }
-}
-
-fn take(msg: Msg, pending: &mut Vec<RunRecord>, flushes: &mut Vec<oneshot::Sender<()>>) {
-    match msg {
-        Msg::Record(r) => pending.push(r),
-        Msg::Flush(done) => flushes.push(done),
-    }
-}
-
-async fn prune_now(history: &dyn RunHistory, retention: Retention, jobs: &mut HashSet<String>) {
-    if let Some(keep) = retention.max_runs_per_job {
-        let todo: Vec<String> = jobs.drain().collect();
-        for (i, job) in todo.iter().enumerate() {
-            if let Err(e) = history.prune_job_runs(job, keep).await {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job, "run history pruning failed (retried at the next interval): {e}");
-                jobs.extend(todo[i..].iter().cloned());
-                break;
-            }
-        }
-    }
-    if let Some(age) = retention.max_age {
-        let cut = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
-        if let Err(e) = history.prune_runs_before(cut).await {
-            apscheduler_core::log_warn!(target: "apscheduler", "run history pruning by age failed: {e}");
-        }
     }
 }

@@ -22,7 +22,7 @@ use crate::error::StoreError;
 use crate::schema::{Dialect, Names};
 
 /// The states of a live run, as the `state` column holds them.
-const LIVE: &str = "('claimed', 'waiting', 'started', 'interrupting')";
+const LIVE: &str = "('claimed', 'waiting', 'started', 'interrupting', 'missing')";
 
 /// What one step locks and loads.
 #[derive(Debug)]

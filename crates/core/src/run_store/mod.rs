@@ -146,6 +146,14 @@ pub enum RunState {
         /// When the first sweep found it, on the store's clock.
         at: DateTime<Utc>,
     },
+    /// Its start found it missed (past its grace, or at `max_instances` with nothing
+    /// to buffer): never started. Its holder records the miss and ends it so
+    /// ([`RunOutcome::Missed`]); a holder that stops renewing it before has it taken
+    /// over by a sweep, which records it. Not an instance of its job.
+    Missing {
+        /// When its start found it missed, on the store's clock.
+        at: DateTime<Utc>,
+    },
     /// Started, then its holder's lease expired: how its work ended is unknown.
     Interrupted {
         /// When the sweep found it, on the store's clock.
@@ -164,13 +172,15 @@ impl RunState {
         !matches!(self, RunState::Ended { .. } | RunState::Interrupted { .. })
     }
 
-    /// The state's name (`claimed`, `waiting`, `started`, `ended`, `interrupted`).
+    /// The state's name (`claimed`, `waiting`, `started`, `interrupting`, `missing`,
+    /// `ended`, `interrupted`).
     pub fn name(&self) -> &'static str {
         match self {
             RunState::Claimed => "claimed",
             RunState::Waiting { .. } => "waiting",
             RunState::Started { .. } => "started",
             RunState::Interrupting { .. } => "interrupting",
+            RunState::Missing { .. } => "missing",
             RunState::Ended { .. } => "ended",
             RunState::Interrupted { .. } => "interrupted",
         }
@@ -353,6 +363,10 @@ pub struct Swept {
     /// sweeper's: it records each interrupted and ends it with
     /// [`RunOutcome::Interrupted`].
     pub interrupted: Vec<Run>,
+    /// Runs a start found missed whose holder stopped renewing them before it ended
+    /// them, now `Missing` and the sweeper's: it records each missed and ends it with
+    /// [`RunOutcome::Missed`].
+    pub missed: Vec<Run>,
 }
 
 /// Where runs live: the job store's runs, each leased to one scheduler at a time.
@@ -368,13 +382,14 @@ pub struct Swept {
 /// | [`insert_runs`](RunStore::insert_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job exists and no run has the key |
 /// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease |
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
-/// | | `Claimed` | `Ended(missed)` | past `grace_until`, or at `max_instances` with nothing to buffer |
+/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
-/// | [`end_runs`](RunStore::end_runs) | any live state | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
+/// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
 /// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence | the lease expired on the store's clock |
 /// | | `Started`, lease expired | `Interrupting`, leased to the sweeper, new fence, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
-/// | | `Interrupting`, lease expired | the same, leased to the sweeper, new fence | as above |
+/// | | `Interrupting` or `Missing`, lease expired | the same, leased to the sweeper, new fence | as above |
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Interrupted`] | `Interrupting` | `Interrupted` | the caller holds the run with its current fence (it recorded the interruption) |
+/// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Missed`] | `Missing` | `Ended(missed)` | the caller holds the run with its current fence (it recorded the miss) |
 ///
 /// - Every operation is one atomic step on the store; a batch is one step per run (in
 ///   the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
@@ -402,8 +417,10 @@ pub struct Swept {
 ///   paused, until its last live run ends or is interrupted (without a rerun); the step
 ///   that ends it removes the job.
 /// - A repeated start of a started run, and a repeated end, by the holder with the same
-///   fence answer as the first did; a repeated start of a run its first start ended
-///   (missed) answers `Ended` again.
+///   fence answer as the first did; a repeated start of a run its first start found
+///   missed answers `Ended(missed)` again.
+/// - A decided end (`Interrupting`, `Missing`) is live until a holder that recorded it
+///   ends it: a fire time never ends without its record, whoever dies.
 #[async_trait]
 pub trait RunStore: JobStore {
     /// Releases jobs as [`JobStore::release_jobs`] does and, in the same step for each

@@ -342,9 +342,11 @@ impl<S: RunSteps> RunStore for S {
         let mut decide = |table: &mut RunTable, view: &StepView| {
             swept.taken.retain(|r| !view.covers(&r.key.job_id));
             swept.interrupted.retain(|r| !view.covers(&r.key.job_id));
+            swept.missed.retain(|r| !view.covers(&r.key.job_id));
             let part = table.sweep(&sweeper_id, view.now, lease, limit);
             swept.taken.extend(part.taken);
             swept.interrupted.extend(part.interrupted);
+            swept.missed.extend(part.missed);
             JobWrites::default()
         };
         self.run_step(sweeper, jobs, Vec::new(), &mut decide)

@@ -280,22 +280,27 @@ impl RunTable {
                 StartReply::Refused
             };
         }
-        // A repeated start of a run its first start ended (its answer was lost): the
-        // same answer, so that the holder records it.
-        if let (true, RunState::Ended { outcome, .. }) = (holds, run.state) {
-            if outcome == RunOutcome::Missed {
-                return StartReply::Ended {
-                    outcome,
-                    reason: REPEATED_MISS.to_owned(),
-                };
-            }
+        // A repeated start of a run its first start found missed (its answer was
+        // lost): the same answer, so that the holder records it.
+        let missed_before = matches!(
+            run.state,
+            RunState::Missing { .. }
+                | RunState::Ended {
+                    outcome: RunOutcome::Missed,
+                    ..
+                }
+        );
+        if holds && missed_before {
+            return StartReply::Ended {
+                outcome: RunOutcome::Missed,
+                reason: REPEATED_MISS.to_owned(),
+            };
         }
         if !holds || !run.state.is_unstarted() || run.lease_until <= now {
             return StartReply::Refused;
         }
         let run = run.clone();
         let reply = self.decide_start(&run, now);
-        let job_id = run.key.job_id.clone();
         let row = self.get_mut(&held.id).expect("looked up above");
         match &reply {
             StartReply::Started { at } => {
@@ -306,12 +311,10 @@ impl RunTable {
                 row.state = RunState::Waiting { due_at: *due_at };
                 row.lease_until = lease_end(now, lease);
             }
-            StartReply::Ended { outcome, .. } => {
-                row.state = RunState::Ended {
-                    outcome: *outcome,
-                    at: now,
-                };
-                self.ended_one(&job_id);
+            // Live until its holder recorded the miss and ended it (or a sweeper did).
+            StartReply::Ended { .. } => {
+                row.state = RunState::Missing { at: now };
+                row.lease_until = lease_end(now, lease);
             }
             StartReply::Refused => {}
         }
@@ -420,6 +423,19 @@ impl RunTable {
             RunState::Interrupted { .. } if end.outcome == RunOutcome::Interrupted => {
                 EndReply::Ended(None)
             }
+            // Its holder (or the sweeper that took it over) recorded the miss.
+            RunState::Missing { .. } => {
+                if end.outcome != RunOutcome::Missed {
+                    return EndReply::Refused;
+                }
+                run.state = RunState::Ended {
+                    outcome: RunOutcome::Missed,
+                    at: now,
+                };
+                let job_id = run.key.job_id.clone();
+                self.ended_one(&job_id);
+                EndReply::Ended(None)
+            }
             _ if end.outcome == RunOutcome::Interrupted => EndReply::Refused,
             state if state.is_live() => {
                 run.state = RunState::Ended {
@@ -523,7 +539,12 @@ impl RunTable {
             run.holder = sweeper.clone();
             run.fence = fence;
             run.lease_until = lease_end(now, lease);
-            swept.taken.push(run.clone());
+            if let RunState::Missing { .. } = state {
+                // Taken over to be recorded missed.
+                swept.missed.push(run.clone());
+            } else {
+                swept.taken.push(run.clone());
+            }
         }
         swept
     }

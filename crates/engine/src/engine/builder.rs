@@ -132,7 +132,7 @@ impl EngineBuilder {
                 self.lease,
             ))
         });
-        Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 scheduler_id,
                 clock: self.clock,
@@ -164,6 +164,8 @@ impl EngineBuilder {
                 passes: Mutex::new(PassMarks::default()),
                 leased: self.leased_runs.then(leased::Leased::default),
             }),
-        }
+        };
+        leased::wake_on_written(&engine);
+        engine
     }
 }

@@ -30,8 +30,9 @@ use super::*;
 pub(super) struct Leased {
     /// By run id.
     pub(super) held: Mutex<HashMap<Arc<str>, HeldRun>>,
-    /// Ends to write, with their store's alias.
-    pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd)>>,
+    /// Ends to write, with their store's alias and how many history records must be
+    /// written before (theirs among them: see `Recorder::queued`).
+    pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd, u64)>>,
     /// When the leases were last renewed and the stores swept.
     pub(super) upkeep_at: Mutex<Option<DateTime<Utc>>>,
     /// When the stores' ended runs were last pruned.
@@ -349,7 +350,7 @@ impl Engine {
         used.flush();
         match runs.lookup_run(&id).await? {
             Some(Run {
-                state: RunState::Ended { .. },
+                state: RunState::Ended { .. } | RunState::Missing { .. },
                 ..
             }) => Err(Error::new(
                 ErrorKind::Conflict,
@@ -380,9 +381,16 @@ impl Engine {
                 self.note_buffered();
             }
             StartReply::Ended { outcome, reason } => {
-                lock(&leased.held).remove(&row.id);
                 apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, "Run time {at} of job {} not started: {reason}", row.key.job_id);
                 self.record_row(alias, &row, outcome, reason.clone());
+                // Recorded, then ended (with the next pass's step); held meanwhile, so
+                // that a sweeper records it if this scheduler stops first.
+                let held = row.held();
+                row.state = RunState::Missing {
+                    at: self.inner.clock.now(),
+                };
+                leased.hold(alias, row.clone(), CancelSignal::default());
+                self.queue_end(alias, held, outcome, None);
                 let (job_id, t) = (
                     row.key.job_id.clone(),
                     row.key.fire_time.with_timezone(&Tz::UTC),
@@ -463,7 +471,9 @@ impl Engine {
         }
     }
 
-    /// Queues the end of a held run, written at the next pass.
+    /// Queues the end of a held run, written at the first pass after its record (queued
+    /// before this call): a run ended in its store with its record unwritten would have
+    /// none if this scheduler died then; live, a sweeper records it.
     pub(super) fn queue_end(
         &self,
         alias: &Arc<str>,
@@ -472,6 +482,7 @@ impl Engine {
         retry_at: Option<DateTime<Utc>>,
     ) {
         if let Some(leased) = &self.inner.leased {
+            let after = self.inner.history.as_ref().map_or(0, |r| r.queued());
             lock(&leased.ends).push((
                 alias.clone(),
                 RunEnd {
@@ -479,8 +490,27 @@ impl Engine {
                     outcome,
                     retry_at,
                 },
+                after,
             ));
             self.inner.wake.wake();
         }
     }
+}
+
+/// Wakes the engine when the history writer wrote records queued ends waited for.
+pub(super) fn wake_on_written(engine: &Engine) {
+    let (Some(recorder), Some(_)) = (&engine.inner.history, &engine.inner.leased) else {
+        return;
+    };
+    let weak = Arc::downgrade(&engine.inner);
+    recorder.on_written(Arc::new(move || {
+        let Some(inner) = weak.upgrade() else { return };
+        let waits = inner
+            .leased
+            .as_ref()
+            .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after > 0));
+        if waits {
+            inner.wake.wake();
+        }
+    }));
 }

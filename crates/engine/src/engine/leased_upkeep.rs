@@ -118,31 +118,47 @@ impl Engine {
         all_written
     }
 
-    /// Whether ends wait to be written.
+    /// Whether ends whose records are written wait to be written.
     pub(super) fn ends_waiting(&self) -> bool {
+        let written = self.records_written();
+        self.inner
+            .leased
+            .as_ref()
+            .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after <= written))
+    }
+
+    /// Whether any end is queued, written or not.
+    pub(super) fn ends_queued(&self) -> bool {
         self.inner
             .leased
             .as_ref()
             .is_some_and(|l| !lock(&l.ends).is_empty())
     }
 
-    /// The queued ends of the store `alias`.
+    fn records_written(&self) -> u64 {
+        self.inner.history.as_ref().map_or(0, |r| r.written())
+    }
+
+    /// The queued ends of the store `alias` whose records are written (the others stay
+    /// queued; the history writer wakes the engine once it wrote them).
     pub(super) fn take_ends(&self, alias: &Arc<str>) -> Vec<apscheduler_core::RunEnd> {
         let Some(leased) = &self.inner.leased else {
             return Vec::new();
         };
+        let written = self.records_written();
         let mut queued = lock(&leased.ends);
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *queued)
             .into_iter()
-            .partition(|(a, _)| a == alias);
+            .partition(|(a, _, after)| a == alias && *after <= written);
         *queued = others;
-        mine.into_iter().map(|(_, end)| end).collect()
+        mine.into_iter().map(|(_, end, _)| end).collect()
     }
 
-    /// Queues `ends` of `alias` again (their write was not confirmed).
+    /// Queues `ends` of `alias` again (their write was not confirmed; their records
+    /// are written).
     pub(super) fn requeue_ends(&self, alias: &Arc<str>, ends: Vec<apscheduler_core::RunEnd>) {
         if let Some(leased) = &self.inner.leased {
-            lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e)));
+            lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e, 0)));
         }
     }
 
@@ -256,6 +272,24 @@ impl Engine {
             let held = run.held();
             leased.hold(alias, run, CancelSignal::default());
             self.queue_end(alias, held, RunOutcome::Interrupted, None);
+        }
+        for run in swept.missed {
+            // A start found it missed and its holder stopped before it ended it.
+            let why = "missed: not started within the misfire grace time, or skipped at \
+                       max_instances (its scheduler stopped before it recorded it)"
+                .to_owned();
+            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
+            self.record_row(alias, &run, RunOutcome::Missed, why);
+            let (job_id, t) = (
+                run.key.job_id.clone(),
+                run.key.fire_time.with_timezone(&Tz::UTC),
+            );
+            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                Event::missed(job_id, alias.clone(), t)
+            });
+            let held = run.held();
+            leased.hold(alias, run, CancelSignal::default());
+            self.queue_end(alias, held, RunOutcome::Missed, None);
         }
         for run in swept.taken {
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());

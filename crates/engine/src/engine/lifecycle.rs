@@ -175,7 +175,11 @@ impl Engine {
                 .filter(|(_, s)| s.runs().is_some())
                 .cloned()
                 .collect();
-            if !self.write_ends(&with_runs).await {
+            // An end goes to its store only after its record is written.
+            if let Some(recorder) = &self.inner.history {
+                recorder.queued_written(HISTORY_FLUSH_DEADLINE).await;
+            }
+            if !self.write_ends(&with_runs).await || self.ends_queued() {
                 apscheduler_core::log_warn!(target: "apscheduler", "the ends of some runs were not written before the shutdown: their stores record them interrupted once their leases run out");
             }
         }

@@ -3,15 +3,17 @@
 
 use super::*;
 
-/// A `Claimed` run started after its `grace_until` ends missed; a retry's `Waiting` run
-/// has no grace limit.
+/// A `Claimed` run started after its `grace_until` is answered missed and becomes
+/// `Missing`, live until its holder (which recorded the miss) ends it `Missed`; a
+/// repeated start answers the same; a holder that stops renewing a `Missing` run has it
+/// taken over by a sweep, to record and end. A retry's `Waiting` run has no grace limit.
 pub async fn check_grace(store: &dyn RunStore) {
     const CHECK: &str = "check_grace";
     let late = RunRules {
         grace_until: Some(now() - chrono::Duration::seconds(1)),
         ..run_rules(1, Overlap::Skip)
     };
-    let runs = released(store, "a", "job", &[0], late, LEASE).await;
+    let runs = released(store, "a", "job", &[1, 0], late, LEASE).await;
     assert_eq!(
         start(store, "a", &runs[0], LEASE).await,
         StartReply::Ended {
@@ -20,27 +22,74 @@ pub async fn check_grace(store: &dyn RunStore) {
         },
         "{CHECK}: a late start"
     );
-    assert!(
-        matches!(
-            row(store, &runs[0]).await.state,
-            RunState::Ended {
-                outcome: RunOutcome::Missed,
-                ..
-            }
-        ),
-        "{CHECK}: the row"
-    );
+    let missing = |run: &Run| matches!(run.state, RunState::Missing { .. });
+    assert!(missing(&row(store, &runs[0]).await), "{CHECK}: the row");
     // A repeated start (the first answer lost) answers `Ended` again.
+    let repeated = start(store, "a", &runs[0], LEASE).await;
     assert!(
         matches!(
-            start(store, "a", &runs[0], LEASE).await,
+            repeated,
             StartReply::Ended {
                 outcome: RunOutcome::Missed,
                 ..
             }
         ),
-        "{CHECK}: a repeated start"
+        "{CHECK}: a repeated start: {repeated:?}"
     );
+    assert_eq!(
+        end(store, "a", &runs[0].held(), RunOutcome::Success, None).await,
+        EndReply::Refused,
+        "{CHECK}: a missed run ended with another outcome"
+    );
+    assert_eq!(
+        end(store, "a", &runs[0].held(), RunOutcome::Missed, None).await,
+        EndReply::Ended(None),
+        "{CHECK}: the holder's end"
+    );
+    let ended = row(store, &runs[0]).await;
+    assert!(
+        matches!(
+            ended.state,
+            RunState::Ended {
+                outcome: RunOutcome::Missed,
+                ..
+            }
+        ),
+        "{CHECK}: ended: {ended:?}"
+    );
+    // The second run's holder stops renewing once its start found it missed.
+    assert!(
+        matches!(
+            start(store, "a", &runs[1], SHORT).await,
+            StartReply::Ended { .. }
+        ),
+        "{CHECK}: the second run's start"
+    );
+    past_short_lease().await;
+    let swept = store.sweep_runs("b", LEASE, 100).await.expect("sweep_runs");
+    assert!(
+        swept.taken.is_empty() && swept.interrupted.is_empty(),
+        "{CHECK}: a missed run is neither run nor interrupted: {swept:?}"
+    );
+    let [taken] = swept.missed.as_slice() else {
+        panic!("{CHECK}: the sweep takes the missed run over: {swept:?}");
+    };
+    assert!(
+        missing(taken) && &*taken.holder == "b" && taken.fence > runs[1].fence,
+        "{CHECK}: taken over: {taken:?}"
+    );
+    assert_eq!(
+        end(store, "a", &runs[1].held(), RunOutcome::Missed, None).await,
+        EndReply::Refused,
+        "{CHECK}: the old holder's end"
+    );
+    assert_eq!(
+        end(store, "b", &taken.held(), RunOutcome::Missed, None).await,
+        EndReply::Ended(None),
+        "{CHECK}: the sweeper's end"
+    );
+    let none = store.sweep_runs("c", LEASE, 100).await.expect("sweep_runs");
+    assert_eq!(none, Swept::default(), "{CHECK}: nothing left to sweep");
 }
 
 /// `max_instances` counts `Started` runs with a live lease only: at the limit a `skip`

@@ -1,0 +1,139 @@
+//! The recorder's writer: a task that batches queued records, writes them (retrying a
+//! history that is down, never dropping a record), answers flushes, counts what it
+//! wrote, and prunes at an interval.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apscheduler_core::{RunHistory, RunRecord};
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{lock, Msg, Retention, GATHER, RETRY_CAP};
+
+/// Records queued and written, in queue order: a record queued when `queued` was `n`
+/// is written once `written` reaches `n`. Leased runs end in their store only after
+/// their records are written, so that a fire time never ends without its record.
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(super) queued: std::sync::atomic::AtomicU64,
+    pub(super) written: std::sync::atomic::AtomicU64,
+    /// Called after each write.
+    pub(super) on_written: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+}
+
+/// Whether the writer behind `tx` writes every record queued before this call within
+/// `deadline` (it answers a flush once everything before it is written).
+pub(super) async fn written_by(tx: mpsc::UnboundedSender<Msg>, deadline: Duration) -> bool {
+    let (done, wait) = oneshot::channel();
+    let sent = tx.send(Msg::Flush(done)).is_ok();
+    drop(tx);
+    sent && tokio::time::timeout(deadline, wait).await.is_ok()
+}
+
+/// The writer: batches queued records, writes them (retrying a history that is down,
+/// never dropping a record), answers flushes once everything before them is written,
+/// and prunes at an interval.
+pub(super) async fn write_loop(
+    history: Arc<dyn RunHistory>,
+    counts: Arc<Counts>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    retention: Retention,
+    prune_interval: Duration,
+) {
+    let mut pending: Vec<RunRecord> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut ended_jobs: HashSet<String> = HashSet::new();
+    let mut failures: u32 = 0;
+    let mut prune = tokio::time::interval(prune_interval);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.tick().await;
+    let mut open = true;
+    loop {
+        if pending.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if !open {
+                return;
+            }
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => take(m, &mut pending, &mut flushes),
+                    None => open = false,
+                },
+                _ = prune.tick() => {
+                    prune_now(&*history, retention, &mut ended_jobs).await;
+                    continue;
+                }
+            }
+        }
+        if pending.len() == 1 && failures == 0 {
+            // The ends of a pass's runs come close together: one write for them,
+            // not one for the first and another for the rest.
+            tokio::time::sleep(GATHER).await;
+        }
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut pending, &mut flushes);
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        match history.record_runs(&pending).await {
+            Ok(()) => {
+                if failures > 0 {
+                    apscheduler_core::log_warn!(target: "apscheduler", "run history reachable again after {failures} failed attempt(s); waiting records written");
+                }
+                failures = 0;
+                counts
+                    .written
+                    .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::AcqRel);
+                let hook = lock(&counts.on_written).clone();
+                if let Some(hook) = hook {
+                    hook();
+                }
+                ended_jobs.extend(
+                    pending
+                        .drain(..)
+                        .filter(|r| r.outcome.is_final())
+                        .map(|r| r.job_id),
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    apscheduler_core::log_error!(target: "apscheduler", "run history unavailable; {} record(s) wait in memory and are retried: {e}", pending.len());
+                }
+                let wait = Duration::from_millis(100 * 2u64.saturating_pow(failures.min(6)));
+                tokio::time::sleep(wait.min(RETRY_CAP)).await;
+            }
+        }
+    }
+}
+
+fn take(msg: Msg, pending: &mut Vec<RunRecord>, flushes: &mut Vec<oneshot::Sender<()>>) {
+    match msg {
+        Msg::Record(r) => pending.push(r),
+        Msg::Flush(done) => flushes.push(done),
+    }
+}
+
+async fn prune_now(history: &dyn RunHistory, retention: Retention, jobs: &mut HashSet<String>) {
+    if let Some(keep) = retention.max_runs_per_job {
+        let todo: Vec<String> = jobs.drain().collect();
+        for (i, job) in todo.iter().enumerate() {
+            if let Err(e) = history.prune_job_runs(job, keep).await {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %job, "run history pruning failed (retried at the next interval): {e}");
+                jobs.extend(todo[i..].iter().cloned());
+                break;
+            }
+        }
+    }
+    if let Some(age) = retention.max_age {
+        let cut = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
+        if let Err(e) = history.prune_runs_before(cut).await {
+            apscheduler_core::log_warn!(target: "apscheduler", "run history pruning by age failed: {e}");
+        }
+    }
+}
