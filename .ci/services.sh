@@ -98,6 +98,11 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
 export APS_TEST_REDIS_URL="${APS_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+# The partition test puts daemons and a private Redis in network namespaces of its own.
+if wants redis && ! command -v ip >/dev/null; then
+  echo "  installing Debian's iproute2"
+  apt_install iproute2
+fi
 fi
 # The Redis Sentinel tests start private Sentinels of their own (crates/store-redis/tests/sentinel.rs).
 if wants redis-sentinel; then

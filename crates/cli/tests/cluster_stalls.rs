@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use apscheduler_testkit::server::server_url;
+use support::cluster::{start_line, starters, starts};
 use support::databases::Database;
 use support::Daemon;
 
@@ -66,41 +67,16 @@ fn three_daemons_on_mongodb_never_start_a_run_twice_when_one_stalls_past_its_lea
     stall_one_of_three(&Database::mongodb(&admin));
 }
 
-/// One start in the commands' log: daemon pid, job, fire time, attempt, and the
-/// run's `APS_FENCE` and `APS_IDEMPOTENCY_KEY`.
-type Start = (u32, String, String, u32, u64, String);
-
-fn starts(path: &std::path::Path) -> Vec<Start> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split(' ').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].to_owned(),
-                f[2].to_owned(),
-                f[3].parse().unwrap(),
-                f[4].parse().unwrap(),
-                f[5].to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Jobs that always fail with retries 4 s apart, and `buffer_one` jobs whose 3 s runs
 /// outlast their 2 s interval, on three daemons; the one that started the most is
 /// stopped for 7 s and continued, three times.
 fn stall_one_of_three(store: &Database) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("starts.txt");
-    // `$PPID`: the daemon that spawned the command's shell. The node time-out (4 s,
-    // shorter than the stalls) lets the other daemons take the stalled one for dead,
-    // as the run history's own mechanisms would (they do not decide here).
-    let line = format!(
-        "echo \"$PPID $APS_JOB_ID $APS_SCHEDULED_AT $APS_ATTEMPT $APS_FENCE $APS_IDEMPOTENCY_KEY\" >> {}",
-        log.display()
-    );
+    // The node time-out (4 s, shorter than the stalls) lets the other daemons take the
+    // stalled one for dead, as the run history's own mechanisms would (they do not
+    // decide here).
+    let line = start_line(&log);
     let mut text = format!(
         "[scheduler]\ntimezone = \"UTC\"\nnode = \"stalls\"\nleased_runs = true\n\
          heartbeat = \"200ms\"\nnode_timeout = \"4s\"\n\
@@ -145,14 +121,10 @@ fn stall_one_of_three(store: &Database) {
         node.child.wait().unwrap();
     }
     let started = starts(&log);
-    let mut count: BTreeMap<(String, String, u32), Vec<u32>> = BTreeMap::new();
-    for (pid, job, at, attempt, _, key) in &started {
+    for (_, job, at, attempt, _, key) in &started {
         assert_eq!(*key, format!("{job}@{at}#{attempt}"));
-        count
-            .entry((job.clone(), at.clone(), *attempt))
-            .or_default()
-            .push(*pid);
     }
+    let count = starters(&started);
     let twice: Vec<_> = count.iter().filter(|(_, pids)| pids.len() > 1).collect();
     let logs = || nodes.iter().map(Daemon::log).collect::<Vec<_>>().join("\n");
     assert!(

@@ -6,11 +6,16 @@
 //! | [`claim_due`](Store::claim_due) | a due fire time of a job | a `Claimed` run, leased to the caller | the fire time is due; the job advances in the same step |
 //! | [`start`](Store::start) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence) and its lease is live; fewer than `max_instances` runs of the job are `Started` with a live lease |
 //! | | `Claimed` | `Waiting` (buffered) | as above, but the job is at `max_instances` and buffers one fire time, none other waiting |
-//! | | `Claimed` | `Ended(Skipped)`, `Ended(Missed)` | at `max_instances` with nothing to buffer; past its grace time |
-//! | [`renew`](Store::renew) | any state but ended | the same, lease extended | the caller holds the run |
-//! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence |
-//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting` with an expired lease | the same, leased to the sweeper, fence grown | the lease expired on the store's clock |
-//! | | `Started` with an expired lease | `Interrupted`, and for a `recover` job a new `Claimed` run of the same fire time | as above |
+//! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer; past its grace time |
+//! | [`renew`](Store::renew) | any live state | the same, lease extended | the caller holds the run |
+//! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence (it recorded the outcome) |
+//! | | `Missing(outcome)` | `Ended(outcome)` | as above |
+//! | | `Interrupting` | `Interrupted` | as above |
+//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting`, `Interrupting`, `Missing` with an expired lease | the same, leased to the sweeper, fence grown | the lease expired on the store's clock |
+//! | | `Started` with an expired lease | `Interrupting`, leased to the sweeper, fence grown, and for a `recover` job a new `Claimed` run of the same fire time | as above |
+//!
+//! An end decided by the store (`Missing`, `Interrupting`) stays live until a holder
+//! that recorded it ends it: whoever dies, no run ends without its record.
 
 use serde::Serialize;
 
@@ -30,6 +35,8 @@ pub enum Outcome {
     Missed,
     /// The job was at `max_instances` and had nothing to buffer.
     Skipped,
+    /// It started and its holder's lease expired: how its work ended is unknown.
+    Interrupted,
 }
 
 /// Where a run is. A run only ever moves down this list, except that `Claimed` and
@@ -49,6 +56,12 @@ pub enum RunState {
         /// When.
         at: Tick,
     },
+    /// Its start found it missed or skipped: never started; its holder records that
+    /// and ends it so.
+    Missing(Outcome),
+    /// Started, then its holder's lease expired: the sweeper records it interrupted and
+    /// ends it so.
+    Interrupting,
     /// Over, with an outcome.
     Ended(Outcome),
     /// Started, then its holder's lease expired: its outcome is unknown.
@@ -136,6 +149,9 @@ pub enum Variant {
     StartIgnoresLease,
     /// `sweep` puts an expired `Started` run back to `Claimed`, as if it had not started.
     SweepRequeuesStarted,
+    /// `start` ends a missed or skipped run at once (`Ended`, not `Missing`): a holder
+    /// that dies before it records the answer leaves a fire time without a record.
+    StartEndsMissed,
 }
 
 /// The protocol's constants.
@@ -169,6 +185,8 @@ pub struct Grant {
     pub lease_until: Tick,
     /// `None` for a claimed run; a waiting run's due time otherwise.
     pub waiting: Option<Option<Tick>>,
+    /// An end the store decided (`Missing`, `Interrupting`): record it, then end so.
+    pub decided: Option<Outcome>,
 }
 
 /// The store's answer to `start`.
@@ -286,6 +304,13 @@ impl Store {
             return StartReply::Refused;
         };
         let holds = run.holder == node && run.fence == fence && run.lease_until > now;
+        // A repeated start of a run its first start found missed: the same answer.
+        if let RunState::Missing(o) | RunState::Ended(o) = run.state {
+            let missed = matches!(o, Outcome::Missed | Outcome::Skipped);
+            if missed && run.holder == node && run.fence == fence {
+                return StartReply::Ended(o);
+            }
+        }
         if let RunState::Started { .. } = run.state {
             if rules.variant == Variant::StartIgnoresLease
                 || (run.holder == node && run.fence == fence)
@@ -308,7 +333,7 @@ impl Store {
             && key.rerun == 0
             && now > fire_time + spec.grace
         {
-            run.state = RunState::Ended(Outcome::Missed);
+            decide_missing(rules, run, now, Outcome::Missed);
             return StartReply::Ended(Outcome::Missed);
         }
         if running >= usize::from(spec.max_instances) {
@@ -319,7 +344,7 @@ impl Store {
                     StartReply::Waiting(None)
                 }
                 _ => {
-                    run.state = RunState::Ended(Outcome::Skipped);
+                    decide_missing(rules, run, now, Outcome::Skipped);
                     StartReply::Ended(Outcome::Skipped)
                 }
             };
@@ -382,6 +407,15 @@ impl Store {
                 let waiting = RunState::Waiting { due: Some(due) };
                 Some(Some(self.insert(rules, retry_key, waiting, node)))
             }
+            RunState::Missing(o) if o == outcome => {
+                run.state = RunState::Ended(o);
+                Some(None)
+            }
+            RunState::Interrupting if outcome == Outcome::Interrupted => {
+                run.state = RunState::Interrupted;
+                Some(None)
+            }
+            RunState::Interrupted if outcome == Outcome::Interrupted => Some(None),
             RunState::Ended(o) if o == outcome => {
                 Some(self.run(retry_key).filter(|r| r.holder == node).map(grant))
             }
@@ -396,9 +430,10 @@ impl Store {
             .any(|r| r.state.live() && r.lease_until <= self.now)
     }
 
-    /// Takes every run whose lease expired: an unstarted one is leased to `node` with a
-    /// new fence; a started one becomes `Interrupted`, and a `recover` job gets a new
-    /// `Claimed` run of the same fire time, leased to `node`. Answers what `node` now holds.
+    /// Takes every run whose lease expired, leased to `node` with a new fence: a
+    /// started one becomes `Interrupting` (the sweeper records it and ends it), and a
+    /// `recover` job gets a new `Claimed` run of the same fire time, leased to `node`.
+    /// Answers what `node` now holds.
     pub fn sweep(&mut self, rules: &Rules, node: NodeId) -> Vec<Grant> {
         let now = self.now;
         let expired: Vec<RunKey> = self
@@ -413,31 +448,42 @@ impl Store {
                 self.run(key).map(|r| r.state),
                 Some(RunState::Started { .. })
             );
-            if started && rules.variant != Variant::SweepRequeuesStarted {
-                self.run_mut(key).expect("listed").state = RunState::Interrupted;
-                if rules.jobs[usize::from(key.job)].recover {
-                    let again = RunKey {
-                        rerun: key.rerun + 1,
-                        ..key
-                    };
-                    taken.push(self.insert(rules, again, RunState::Claimed, node));
-                }
-                continue;
-            }
             let job = &mut self.jobs[usize::from(key.job)];
             job.fence += 1;
             let fence = job.fence;
             let run = self.run_mut(key).expect("listed");
             if started {
-                run.state = RunState::Claimed;
+                run.state = match rules.variant {
+                    Variant::SweepRequeuesStarted => RunState::Claimed,
+                    _ => RunState::Interrupting,
+                };
             }
             run.holder = node;
             run.fence = fence;
             run.taken_over = true;
             run.lease_until = now + rules.lease;
+            let interrupting = started && run.state == RunState::Interrupting;
             taken.push(grant(run));
+            if interrupting && rules.jobs[usize::from(key.job)].recover {
+                let again = RunKey {
+                    rerun: key.rerun + 1,
+                    ..key
+                };
+                taken.push(self.insert(rules, again, RunState::Claimed, node));
+            }
         }
         taken
+    }
+}
+
+/// A start found `run` missed or skipped: `Missing` until its holder recorded it (the
+/// broken variant ends it at once).
+fn decide_missing(rules: &Rules, run: &mut Run, now: Tick, outcome: Outcome) {
+    if rules.variant == Variant::StartEndsMissed {
+        run.state = RunState::Ended(outcome);
+    } else {
+        run.state = RunState::Missing(outcome);
+        run.lease_until = now + rules.lease;
     }
 }
 
@@ -449,6 +495,11 @@ fn grant(run: &Run) -> Grant {
         lease_until: run.lease_until,
         waiting: match run.state {
             RunState::Waiting { due } => Some(due),
+            _ => None,
+        },
+        decided: match run.state {
+            RunState::Missing(o) => Some(o),
+            RunState::Interrupting => Some(Outcome::Interrupted),
             _ => None,
         },
     }

@@ -24,11 +24,15 @@
 //!   with a live lease than its `max_instances`;
 //! - **one node acts for a run**: only the holder knows a run's current fence, so every
 //!   other node's write about it is refused;
+//! - **no run ends unrecorded**: a run is ended (or interrupted) in the store only once
+//!   the run history has its record, so that whoever dies, a fire time's outcome is
+//!   known;
 //! - and, once faults stop, **every fire time gets an outcome** (ended, or interrupted
-//!   for a job that does not recover).
+//!   for a job that does not recover, and recorded so).
 //!
 //! Broken stores ([`Variant`]) show that the checks catch what they should: a `start`
-//! that ignores the lease, a `sweep` that puts a started run back.
+//! that ignores the lease, a `sweep` that puts a started run back, a `start` that ends
+//! a missed run at once (its holder dies before recording it).
 //!
 //! ```
 //! use apscheduler_model::{RunModel, Variant};
@@ -46,11 +50,13 @@ pub mod system;
 
 use stateright::{Model, Property};
 
-pub use contract::{JobSpec, Overlap, Rules, Store, Variant};
+pub use contract::{JobSpec, Outcome, Overlap, Rules, Store, Variant};
 pub use system::{Action, Call, Delivery, Faults, Setup, State};
 
 use contract::RunState;
-use system::{every_fire_time_has_an_outcome, started_stays_started, Node, Status};
+use system::{
+    every_end_is_recorded, every_fire_time_has_an_outcome, started_stays_started, Node, Status,
+};
 
 /// The model: a [`Setup`] (the protocol's rules, the nodes' clocks, the faults allowed).
 #[derive(Debug)]
@@ -151,6 +157,7 @@ impl Model for RunModel {
             replies: Vec::new(),
             faults: self.setup.faults,
             starts: Vec::new(),
+            records: Vec::new(),
         }]
     }
 
@@ -190,6 +197,9 @@ impl Model for RunModel {
                     })
                 })
             }),
+            Property::always("no run ends unrecorded", |_, s: &State| {
+                every_end_is_recorded(s)
+            }),
             Property::eventually("every fire time gets an outcome", |m: &Self, s: &State| {
                 every_fire_time_has_an_outcome(&m.setup.rules, s)
             }),
@@ -205,6 +215,11 @@ impl Model for RunModel {
             }),
             Property::sometimes("an interrupted recover job runs again", |_, s: &State| {
                 s.starts.iter().any(|(k, _)| k.rerun > 0)
+            }),
+            Property::sometimes("a missed or skipped run is recorded", |_, s: &State| {
+                s.records
+                    .iter()
+                    .any(|(_, o)| matches!(o, Outcome::Missed | Outcome::Skipped))
             }),
             Property::sometimes("a sweep takes a run over", |_, s: &State| {
                 s.store.runs.iter().any(|r| r.taken_over)

@@ -76,7 +76,8 @@ pub enum Phase {
     Waiting(Option<Tick>),
     /// Its work runs since then.
     Running(Tick),
-    /// Its work ended so; the end is being written.
+    /// Its work ended so, or the store decided so (missed, skipped, interrupted): the
+    /// node records it, then writes the end.
     Ending(Outcome),
 }
 
@@ -185,8 +186,8 @@ pub enum Action {
     Tick,
 }
 
-/// Everything: the store, the nodes, the replies on their way, the faults left, and
-/// each start of work by a node (the run, the node).
+/// Everything: the store, the nodes, the replies on their way, the faults left, each
+/// start of work by a node (the run, the node), and the run history's records.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct State {
     /// The store.
@@ -199,6 +200,8 @@ pub struct State {
     pub faults: Faults,
     /// Every start of a run's work, in order: which run, by which node.
     pub starts: Vec<(RunKey, NodeId)>,
+    /// The run history: each run's recorded outcome (the last written), in key order.
+    pub records: Vec<(RunKey, Outcome)>,
 }
 
 impl fmt::Display for State {
@@ -270,7 +273,9 @@ impl Setup {
                         call(Call::End(h.key, Outcome::Failure), true);
                     }
                 }
-                Phase::Waiting(Some(_)) | Phase::Running(_) | Phase::Ending(_) => {}
+                // An end the store decided: recorded, then written.
+                Phase::Ending(outcome) => call(Call::End(h.key, outcome), true),
+                Phase::Waiting(Some(_)) | Phase::Running(_) => {}
             }
         }
         urgent
@@ -440,6 +445,12 @@ impl Setup {
                 let h = *h;
                 match h.phase {
                     Phase::Ending(outcome) => {
+                        // The record first: an end without one is never written.
+                        let at = s.records.partition_point(|(k, _)| *k < key);
+                        match s.records.get_mut(at) {
+                            Some((k, o)) if *k == key => *o = outcome,
+                            _ => s.records.insert(at, (key, outcome)),
+                        }
                         Body::Ended(key, seq, s.store.end(rules, n, key, h.fence, outcome))
                     }
                     _ => Body::Start(key, seq, s.store.start(rules, n, key, h.fence)),
@@ -485,9 +496,10 @@ impl Node {
 
     /// Takes a run the store granted (or refreshes it).
     fn hold(&mut self, grant: Grant) {
-        let phase = match grant.waiting {
-            Some(due) => Phase::Waiting(due),
-            None => Phase::Claimed,
+        let phase = match (grant.decided, grant.waiting) {
+            (Some(outcome), _) => Phase::Ending(outcome),
+            (None, Some(due)) => Phase::Waiting(due),
+            (None, None) => Phase::Claimed,
         };
         let fresh = Held {
             key: grant.key,
@@ -530,9 +542,8 @@ impl Node {
                         h.early = due.is_some();
                         h.phase = Phase::Waiting(due);
                     }
-                    StartReply::Ended(_) | StartReply::Refused => {
-                        self.held.retain(|h| h.key != key)
-                    }
+                    StartReply::Ended(outcome) => h.phase = Phase::Ending(outcome),
+                    StartReply::Refused => self.held.retain(|h| h.key != key),
                 }
             }
             Body::Ended(key, seq, reply) => {
@@ -559,9 +570,9 @@ pub fn started_stays_started(state: &State) -> bool {
         .all(|(key, _)| state.store.run(*key).is_some_and(|r| !r.state.unstarted()))
 }
 
-/// Whether each fire time of each job has an outcome: every fire time released, and
-/// its last run (latest attempt, latest rerun) ended, or interrupted for a job that
-/// does not recover.
+/// Whether each fire time of each job has an outcome: every fire time released, its
+/// last run (latest attempt, latest rerun) ended, or interrupted for a job that does
+/// not recover, and every run that ended or was interrupted recorded so.
 pub fn every_fire_time_has_an_outcome(rules: &Rules, state: &State) -> bool {
     rules.jobs.iter().enumerate().all(|(j, spec)| {
         usize::from(state.store.jobs[j].next) == spec.fire_times.len()
@@ -578,5 +589,15 @@ pub fn every_fire_time_has_an_outcome(rules: &Rules, state: &State) -> bool {
                     _ => false,
                 }
             })
+    }) && every_end_is_recorded(state)
+}
+
+/// Whether every run that ended or was interrupted has a record. (Not always of the
+/// store's outcome: a holder that stalled past its lease and wakes records what its
+/// work did, after the sweeper recorded the run interrupted.)
+pub fn every_end_is_recorded(state: &State) -> bool {
+    state.store.runs.iter().all(|r| {
+        !matches!(r.state, RunState::Ended(_) | RunState::Interrupted)
+            || state.records.iter().any(|&(k, _)| k == r.key)
     })
 }

@@ -124,3 +124,13 @@ fn a_sweep_that_puts_a_started_run_back_is_caught() {
         "{failing:?}"
     );
 }
+
+#[test]
+fn a_start_that_ends_a_missed_run_at_once_is_caught() {
+    let crash = Faults {
+        crashes: 1,
+        ..Faults::NONE
+    };
+    let failing = failing(RunModel::new(Variant::StartEndsMissed, crash));
+    assert!(failing.contains(&"no run ends unrecorded"), "{failing:?}");
+}

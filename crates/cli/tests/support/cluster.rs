@@ -159,3 +159,48 @@ pub fn static_turn(f: impl FnOnce()) {
 
 /// One cluster test at a time (see [`static_turn`]).
 pub static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A command line that appends one start to `log`: the daemon's pid (`$PPID`, the
+/// daemon that spawned the command's shell), the job, the fire time, the attempt, the
+/// run's `APS_FENCE` and `APS_IDEMPOTENCY_KEY`.
+pub fn start_line(log: &Path) -> String {
+    format!(
+        "echo \"$PPID $APS_JOB_ID $APS_SCHEDULED_AT $APS_ATTEMPT $APS_FENCE $APS_IDEMPOTENCY_KEY\" >> {}",
+        log.display()
+    )
+}
+
+/// One start in the commands' log ([`start_line`]): daemon pid, job, fire time,
+/// attempt, fence, idempotency key.
+pub type Start = (u32, String, String, u32, u64, String);
+
+/// The starts in the commands' log.
+pub fn starts(path: &Path) -> Vec<Start> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].to_owned(),
+                f[2].to_owned(),
+                f[3].parse().unwrap(),
+                f[4].parse().unwrap(),
+                f[5].to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The daemons (pids) that started each (job, fire time, attempt) of `started`.
+pub fn starters(started: &[Start]) -> BTreeMap<(String, String, u32), Vec<u32>> {
+    let mut count: BTreeMap<(String, String, u32), Vec<u32>> = BTreeMap::new();
+    for (pid, job, at, attempt, _, _) in started {
+        count
+            .entry((job.clone(), at.clone(), *attempt))
+            .or_default()
+            .push(*pid);
+    }
+    count
+}

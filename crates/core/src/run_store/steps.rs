@@ -143,37 +143,9 @@ impl<S: RunSteps> RunStore for S {
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
     ) -> Result<ReleasedRuns, Error> {
-        let ReleaseBatch {
-            jobs: asked,
-            refused,
-        } = ReleaseBatch::new(releases, |job| self.encode_job(job));
-        let jobs = asked.iter().map(|(id, ..)| id.clone()).collect();
-        // A key that ran before is never run again: its row is loaded to be seen.
-        let keys = asked
-            .iter()
-            .flat_map(|(_, _, runs)| runs.iter().map(|r| r.key.clone()))
-            .collect();
-        let holder_id: Arc<str> = holder.into();
-        let (mut lost, mut made) = (Vec::new(), Vec::new());
-        let mut decide = |table: &mut RunTable, view: &StepView| {
-            let mut writes = JobWrites::default();
-            release(
-                table,
-                view,
-                &holder_id,
-                &asked,
-                lease,
-                &mut lost,
-                &mut made,
-                &mut writes,
-            );
-            writes
-        };
-        self.run_step(holder, jobs, keys, &mut decide).await?;
-        Ok(ReleasedRuns {
-            jobs: Released::new(lost, refused),
-            runs: made,
-        })
+        self.end_and_release(holder, Vec::new(), releases, lease)
+            .await
+            .map(|step| step.released)
     }
 
     async fn end_and_release(

@@ -73,6 +73,26 @@ impl PassLookups {
 }
 
 impl Engine {
+    /// After a batch's release: starts its runs now when more batches follow, and tells
+    /// the listeners of the jobs it removed (those whose release was applied).
+    fn batch_released(
+        &self,
+        alias: &Arc<str>,
+        removed: Vec<Arc<str>>,
+        skipped: &HashMap<Arc<str>, super::unreleased::NotStarted>,
+        more: bool,
+        used: &mut PassLookups,
+    ) {
+        if more {
+            used.flush();
+        }
+        for id in removed {
+            if !skipped.contains_key(&*id) {
+                self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
+            }
+        }
+    }
+
     // ----------------------------------------------------------------- the main loop
 
     /// One pass of the main loop (APScheduler's `_process_jobs`): claims due jobs from
@@ -277,14 +297,7 @@ impl Engine {
                     .release_leased(alias, runs, releases, planned, now, used)
                     .await?;
                 next_known = next;
-                if claimed == batch {
-                    used.flush();
-                }
-                for id in removed {
-                    if !skipped.contains_key(&*id) {
-                        self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
-                    }
-                }
+                self.batch_released(alias, removed, &skipped, claimed == batch, used);
                 if claimed < batch {
                     break;
                 }
@@ -393,15 +406,7 @@ impl Engine {
             if !waiting.is_empty() {
                 self.wait_for_ends_elsewhere(alias, waiting);
             }
-            if claimed == batch {
-                // More batches follow: start this one's runs meanwhile.
-                used.flush();
-            }
-            for id in removed {
-                if !skipped.contains_key(&*id) {
-                    self.emit_job(event::EVENT_JOB_REMOVED, &id, alias);
-                }
-            }
+            self.batch_released(alias, removed, &skipped, claimed == batch, used);
             if claimed < batch {
                 break;
             }
