@@ -6,7 +6,7 @@
 //! | [`claim_due`](Store::claim_due) | a due fire time of a job | a `Claimed` run, leased to the caller | the fire time is due; the job advances in the same step |
 //! | [`start`](Store::start) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence) and its lease is live; fewer than `max_instances` runs of the job are `Started` with a live lease |
 //! | | `Claimed` | `Waiting` (buffered) | as above, but the job is at `max_instances` and buffers one fire time, none other waiting |
-//! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer; past its grace time |
+//! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer, or a `Claimed` run while another is buffered; past its grace time |
 //! | [`renew`](Store::renew) | any live state | the same, lease extended | the caller holds the run |
 //! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence (it recorded the outcome) |
 //! | | `Missing(outcome)` | `Ended(outcome)` | as above |
@@ -335,6 +335,11 @@ impl Store {
         {
             decide_missing(rules, run, now, Outcome::Missed);
             return StartReply::Ended(Outcome::Missed);
+        }
+        // A later fire time does not start ahead of a buffered one.
+        if run.state == RunState::Claimed && spec.overlap == Overlap::BufferOne && other_waiting {
+            decide_missing(rules, run, now, Outcome::Skipped);
+            return StartReply::Ended(Outcome::Skipped);
         }
         if running >= usize::from(spec.max_instances) {
             return match run.state {

@@ -192,6 +192,11 @@ impl ZooKeeperJobStore {
                             unreadable.push((read.id, read.version, key, damaged));
                         }
                     }
+                    // A held mark of a job since released (by a run step, or by
+                    // another scheduler's claim after its lease ran out) and not due:
+                    // not a candidate (it would take a due job's place).
+                    Ok(record)
+                        if key.is_none() && record.header.next.is_none_or(|n| n > now_us) => {}
                     // An entry that does not match its job's header was left behind.
                     Ok(record) if key.is_some() && record.header.due_key() != key => {
                         stale.push(Entry {

@@ -163,7 +163,12 @@ impl ZooKeeperJobStore {
                 }
             }
             match self.commit(&c, &ops).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // Released: no longer this caller's to claim first.
+                    let released: Vec<&str> = writes.held.iter().map(|id| &**id).collect();
+                    self.unmark_held(holder, &released);
+                    return Ok(());
+                }
                 Err(Failed::Op {
                     error: ZkError::BadVersion | ZkError::NoNode | ZkError::NodeExists,
                     ..

@@ -31,6 +31,10 @@ pub use table::{Changes, JobFate, RunTable};
 pub const MISSED_LATE: &str = "missed: not started within the misfire grace time";
 /// The reason a start at `max_instances` with nothing to buffer ends it (missed).
 pub const SKIPPED_AT_MAX: &str = "skipped: maximum number of running instances reached";
+/// The reason a `buffer_one` fire time ends (missed) when an earlier one of its job
+/// waits to start: the earlier one goes first, and only one waits.
+pub const SKIPPED_BEHIND_BUFFERED: &str =
+    "skipped: an earlier fire time of the job waits to start (overlap = buffer_one)";
 
 /// Which run: a job's fire time, its attempt (1, then one more per retry) and its rerun
 /// (0, then one more per run again of an interrupted `recover` job).
@@ -382,7 +386,7 @@ pub struct Swept {
 /// | [`insert_runs`](RunStore::insert_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job exists and no run has the key |
 /// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease |
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
-/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer |
+/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
 /// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
 /// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence | the lease expired on the store's clock |

@@ -11,7 +11,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{
     EndReply, Held, NewRun, Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState,
-    StartReply, Swept, MISSED_LATE, SKIPPED_AT_MAX,
+    StartReply, Swept, MISSED_LATE, SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
 };
 use crate::{Overlap, RunOutcome};
 
@@ -347,6 +347,14 @@ impl RunTable {
         let buffered = |state: RunState| matches!(state, RunState::Waiting { due_at: None });
         if overlap == Overlap::BufferAll && self.buffered_before(run) {
             return StartReply::Waiting { due_at: None };
+        }
+        // The buffered run's holder may be another scheduler, which learns of the room
+        // at its next pass: a later fire time must not take it first.
+        if overlap == Overlap::BufferOne
+            && run.state == RunState::Claimed
+            && self.other_buffered(run)
+        {
+            return missed(SKIPPED_BEHIND_BUFFERED);
         }
         if overlap == Overlap::AllowAll || self.running(&run.key.job_id, now) < max_instances {
             return StartReply::Started { at: now };

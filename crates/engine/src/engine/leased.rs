@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use apscheduler_core::{
     CancelSignal, Held, NewRun, Run, RunEnd, RunKey, RunOrigin, RunRecord, RunState, RunStore,
-    StartReply, SKIPPED_AT_MAX,
+    StartReply, SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
 };
 
 use super::pass::PassLookups;
@@ -395,7 +395,7 @@ impl Engine {
                     row.key.job_id.clone(),
                     row.key.fire_time.with_timezone(&Tz::UTC),
                 );
-                if reason.starts_with(SKIPPED_AT_MAX) {
+                if reason.starts_with(SKIPPED_AT_MAX) || reason == SKIPPED_BEHIND_BUFFERED {
                     self.inner
                         .dispatcher
                         .emit(event::EVENT_JOB_MAX_INSTANCES, || {

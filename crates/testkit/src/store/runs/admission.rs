@@ -134,7 +134,7 @@ pub async fn check_buffered_runs(store: &dyn RunStore) {
         store,
         "a",
         "one",
-        &[3, 2, 1],
+        &[3, 2, 1, 0],
         run_rules(1, Overlap::BufferOne),
         LEASE,
     )
@@ -161,6 +161,16 @@ pub async fn check_buffered_runs(store: &dyn RunStore) {
         "{CHECK}: still"
     );
     end(store, "a", &runs[0].held(), RunOutcome::Success, None).await;
+    // A later fire time does not start ahead of the buffered one (another scheduler's,
+    // which learns of the room at its next pass): it is skipped.
+    assert_eq!(
+        start(store, "a", &runs[3], LEASE).await,
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: SKIPPED_BEHIND_BUFFERED.to_owned()
+        },
+        "{CHECK}: a later fire time while one is buffered"
+    );
     assert!(
         is_started(&start(store, "a", &runs[1], LEASE).await),
         "{CHECK}: after"

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use apscheduler_core::{
     EndReply, Held, NewRun, Overlap, Run, RunEnd, RunKey, RunOrigin, RunOutcome, RunRules,
-    RunState, RunStore, StartReply, Swept, MISSED_LATE, SKIPPED_AT_MAX,
+    RunState, RunStore, StartReply, Swept, MISSED_LATE, SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
 };
 use chrono::SubsecRound;
 

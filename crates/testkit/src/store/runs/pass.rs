@@ -79,6 +79,20 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
     for run in &step.released.runs {
         assert_eq!(run.state, RunState::Claimed, "{CHECK}: {} created", run.id);
     }
+    // The released jobs are no longer the caller's: a job due now is claimed at once,
+    // even by a claim of fewer jobs than were released.
+    let late = sample_job(
+        "late",
+        Some(due.with_timezone(&Tz::UTC)),
+        interval_trigger(60),
+    );
+    add(store, late).await;
+    let claimed = claim_for(store, "a", now(), 3, LEASE).await;
+    assert!(
+        claimed.iter().any(|j| &*j.id == "late"),
+        "{CHECK}: a job added after the release, claimed: {:?}",
+        claimed.iter().map(|j| &j.id).collect::<Vec<_>>()
+    );
     // Started in one step, every part answering for its runs.
     let handles: Vec<Held> = step.released.runs.iter().map(Run::held).collect();
     let replies = store
