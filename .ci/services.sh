@@ -199,6 +199,18 @@ fi
 echo "  openapi-spec-validator $(python3 -m pip show openapi-spec-validator | awk '/^Version:/ {print $2}')"
 fi
 if wants daemon; then
+# The check of the document `aps run` serves (scripts/check-openapi.sh, after the
+# tests in .ci/run): a client generated from it by openapi-python-client, pinned.
+if [ "$(python3 -m pip show openapi-python-client 2>/dev/null | awk '/^Version:/ {print $2}')" != "0.29.1" ]; then
+  echo "  pip install openapi-python-client==0.29.1"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore openapi-python-client==0.29.1 \
+    || { echo "ERROR: cannot install openapi-python-client (the OpenAPI document's check needs it)" >&2; false; }
+fi
+command -v openapi-python-client >/dev/null \
+  || { echo "ERROR: openapi-python-client is not on PATH" >&2; false; }
+echo "  openapi-python-client $(python3 -m pip show openapi-python-client | awk '/^Version:/ {print $2}')"
+fi
+if wants daemon; then
 # The daemon's mail tests (crates/cli/tests/mail.rs) start a real SMTP server on
 # loopback: aiosmtpd from PyPI, pinned.
 if [ "$(python3 -m pip show aiosmtpd 2>/dev/null | awk '/^Version:/ {print $2}')" != "1.4.6" ]; then

@@ -5,7 +5,8 @@
 # as `cargo run -p apscheduler --example NAME` and `cargo run -p apscheduler-cli` build
 # them, with their own package's features rather than the whole workspace's (CI runs the
 # binaries of its workspace test build). `cargo check` only: type-checking is what
-# differs.
+# differs. A check fails on any warning too: code that only some features use shows up
+# as dead code in the builds without them.
 #
 # Usage: scripts/check-features.sh   (CARGO_TARGET_DIR is honoured)
 set -euo pipefail
@@ -22,11 +23,15 @@ mapfile -t features < <(awk '
 check() { # label, cargo arguments...
     local label=$1; shift
     printf '  %-28s ' "$label"
-    if out=$(cargo check -q --locked "$@" 2>&1); then
-        echo ok
-    else
+    if ! out=$(cargo check -q --locked "$@" 2>&1); then
         echo FAILED; echo "$out" >&2; exit 1
     fi
+    # With -q cargo still prints the compiler's warnings (replayed from its cache when
+    # nothing is rebuilt), each starting a line with `warning:`.
+    if grep -q '^warning' <<<"$out"; then
+        echo "FAILED: warnings"; echo "$out" >&2; exit 1
+    fi
+    echo ok
 }
 
 check "no default features" -p apscheduler --no-default-features

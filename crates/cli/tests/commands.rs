@@ -1,6 +1,7 @@
 //! End-to-end tests of what `aps` does without a daemon running: `aps run` refusing a
 //! bad config (saying where and why), `aps config check`, shell completions and
-//! `--version`, and `aps jobs list` with every field in order.
+//! `--version`, `aps jobs list` with every field in order, and `aps jobs show` with its
+//! last run's output.
 
 mod support;
 
@@ -175,4 +176,51 @@ fn jobs_list_prints_every_field_in_order() {
         lines[3].contains("- (paused)") && lines[3].ends_with(" -        cli"),
         "{table}"
     );
+}
+
+/// `aps jobs show` prints the newest run's whole output under `last output:` (the runs
+/// table's note has only its last line), and `(none)` for a job whose run printed
+/// nothing; `--json` carries it in the newest of `recent_runs`.
+#[test]
+fn jobs_show_prints_the_last_runs_output() {
+    let dir = Dir::new("[scheduler]\ntimezone = \"UTC\"\n");
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (id, command) in [
+        ("talks", "echo first line; echo second line"),
+        ("quiet", "true"),
+    ] {
+        ok(dir.aps(&[
+            "jobs",
+            "add",
+            "--id",
+            id,
+            "--command",
+            command,
+            "--cron",
+            "0 3 * * *",
+        ]));
+        ok(dir.aps(&["jobs", "run", id]));
+    }
+
+    let shown = ok(dir.aps(&["jobs", "show", "talks"]));
+    assert!(
+        shown.ends_with("last output:\n    first line\n    second line\n"),
+        "{shown}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(dir.aps(&["jobs", "show", "talks", "--json"]))).unwrap();
+    assert_eq!(
+        json["recent_runs"][0]["output"], "first line\nsecond line\n",
+        "{json}"
+    );
+
+    let shown = ok(dir.aps(&["jobs", "show", "quiet"]));
+    assert!(shown.ends_with("\nlast output: (none)\n"), "{shown}");
 }

@@ -1,8 +1,9 @@
 //! `aps history` shows which attempt a run is, whether a backfill started it and when a
 //! waiting run is due: in `--json` (`attempt`, `backfill`, `due_at` when set) and in the
 //! table (`#N` after the outcome of a retry, `backfill` after a backfilled run's, the
-//! due time in the note of a run waiting to start). The records are written into a
-//! SQLite store's history first, as a scheduler would.
+//! due time in the note of a run waiting to start), and which node ran each run (`node`
+//! in `--json`, a NODE column in the table). The records are written into a SQLite
+//! store's history first, as a scheduler would.
 
 mod support;
 
@@ -20,6 +21,7 @@ fn seeded_store() -> (tempfile::TempDir, String) {
     first.exit_code = Some(1);
     let mut retry = record("r-2", "nightly", 0);
     retry.attempt = 2;
+    retry.node = "node-b".to_owned();
     let mut backfilled = record("r-3", "nightly", -86_400);
     backfilled.backfill = true;
     let mut waiting: RunRecord = record("r-4", "nightly", 60);
@@ -89,4 +91,46 @@ fn history_json_and_table_show_attempt_backfill_and_due_time() {
     let waiting = line("2100-01-01 00:01:00.000", "running");
     assert!(waiting.contains("running #3"), "{table}");
     assert!(waiting.contains("due 2100-01-01 00:01:30.000"), "{table}");
+}
+
+#[test]
+fn history_json_and_table_show_the_node() {
+    let (_dir, url) = seeded_store();
+
+    let json: Vec<Value> =
+        serde_json::from_slice(&aps_ok(&["history", "--json", "--store", &url])).unwrap();
+    let node = |id: &str| {
+        json.iter()
+            .find(|r| r["run_id"] == id)
+            .map(|r| r["node"].clone())
+    };
+    assert_eq!(node("r-1"), Some(Value::from("node-a")), "{json:?}");
+    assert_eq!(node("r-2"), Some(Value::from("node-b")), "{json:?}");
+
+    let table = String::from_utf8(aps_ok(&["history", "--store", &url])).unwrap();
+    let header = table.lines().next().unwrap();
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert!(
+        words.windows(2).any(|w| w == ["JOB", "NODE"]),
+        "a NODE column after JOB:\n{table}"
+    );
+    // The cells are aligned under their heading (the table is ASCII here).
+    let at = header.find("NODE").unwrap();
+    let node_cell = |line: &str| {
+        line[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for line in rows {
+        let expected = if line.contains("success #2") {
+            "node-b"
+        } else {
+            "node-a"
+        };
+        assert_eq!(node_cell(line), expected, "{table}");
+    }
 }

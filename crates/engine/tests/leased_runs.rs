@@ -416,3 +416,116 @@ async fn a_run_now_is_a_run_the_store_counts_on_every_scheduler() {
     a.shutdown(true).await.unwrap();
     b.shutdown(true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
+    use apscheduler_engine::BackfillRequest;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = store(&clock);
+    let ran = Ran::default();
+    let gate = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Mutex::new(0usize));
+    let node = |name: &str| gated(name, &clock, &store, &ran, &gate, &done);
+    let (a, b) = (node("a"), node("b"));
+    // Every minute since 09:00, next at 10:00.
+    let job = every("j", 60).trigger_args(
+        "interval",
+        json!({"seconds": 60, "start_date": at(9, 0, 0).to_rfc3339()}),
+    );
+    a.add_job(job).await.unwrap();
+    a.start(false).await.unwrap();
+    b.start(false).await.unwrap();
+    // The fire time of 10:00:00 runs on `a`, held until the gate opens.
+    a.process_jobs().await;
+    common::wait_for("the long run's start", async || {
+        ran.lock().unwrap().len() == 1
+    })
+    .await;
+    // `b` backfills 09:58 and 09:59 meanwhile: the store counts `a`'s run
+    // (max_instances 1, skip), so neither starts; each is recorded missed and ended.
+    let backfill = BackfillRequest {
+        rerun_succeeded: true,
+        rate_per_sec: 1000.0,
+        ..BackfillRequest::new(at(9, 58, 0), at(10, 0, 0))
+    };
+    let report = b.backfill("j", &backfill).await.unwrap();
+    assert_eq!(report.to_run, [at(9, 58, 0), at(9, 59, 0)]);
+    common::wait_for("the backfill's rows", async || {
+        let rows = rows(&store, "j").await;
+        rows.len() == 3
+            && rows
+                .iter()
+                .filter(|r| r.2 == "missing" || r.2 == "ended")
+                .count()
+                == 2
+    })
+    .await;
+    gate.store(true, Ordering::Release);
+    common::wait_for("the long run's end", async || *done.lock().unwrap() == 1).await;
+    a.process_jobs().await;
+    b.process_jobs().await;
+    // Room again: a backfill of the same range runs both, as reruns of their rows.
+    b.backfill("j", &backfill).await.unwrap();
+    // Under `skip` the backfill starts the next once the last one's end is in the
+    // store, which `b`'s passes write.
+    common::wait_for("the backfill's runs", async || {
+        b.process_jobs().await;
+        *done.lock().unwrap() == 3
+    })
+    .await;
+    b.process_jobs().await;
+    let mut origins: Vec<_> = store
+        .runs_of_job("j")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.key.fire_time,
+                r.key.rerun,
+                r.origin,
+                r.state,
+                r.holder.to_string(),
+            )
+        })
+        .map(|(t, rerun, origin, state, holder)| {
+            let outcome = match state {
+                RunState::Ended { outcome, .. } => outcome.to_string(),
+                other => other.name().to_owned(),
+            };
+            (t, rerun, origin, outcome, holder)
+        })
+        .collect();
+    origins.sort_by_key(|o| (o.0, o.1));
+    let row = |t, rerun, origin, outcome: &str, holder: &str| {
+        (t, rerun, origin, outcome.to_owned(), holder.to_owned())
+    };
+    assert_eq!(
+        origins,
+        [
+            row(at(9, 58, 0), 0, RunOrigin::Backfill, "missed", "b"),
+            row(at(9, 58, 0), 1, RunOrigin::Backfill, "success", "b"),
+            row(at(9, 59, 0), 0, RunOrigin::Backfill, "missed", "b"),
+            row(at(9, 59, 0), 1, RunOrigin::Backfill, "success", "b"),
+            row(at(10, 0, 0), 0, RunOrigin::Scheduled, "success", "a"),
+        ]
+    );
+    let mut runs: Vec<_> = ran
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.0.clone(), r.2))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            ("a".to_owned(), at(10, 0, 0)),
+            ("b".to_owned(), at(9, 58, 0)),
+            ("b".to_owned(), at(9, 59, 0)),
+        ]
+    );
+    a.shutdown(true).await.unwrap();
+    b.shutdown(true).await.unwrap();
+}

@@ -353,11 +353,13 @@ pub(crate) async fn pause_job(
 }
 
 /// Resumes a paused job (role `operate`). A job whose trigger has no fire time left
-/// is removed instead (410).
+/// is removed instead (410); one the catalog keeps paused on purpose (the daemon's
+/// jobs that run only at its start) is refused (409).
 #[utoipa::path(post, path = "/api/jobs/{id}/resume", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
     responses((status = 200, body = JobView),
         (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job cannot be resumed (the message says why)", body = ErrorBody),
         (status = 410, description = "No fire time left: the job was removed", body = ErrorBody),
         CommonErrors))]
 pub(crate) async fn resume_job(
@@ -366,6 +368,7 @@ pub(crate) async fn resume_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     caller.require(Role::Operate)?;
+    s.catalog.check_resume(&s.job(&id).await?)?;
     let resumed = s.scheduler.resume_job(&id).await?;
     audit(&caller, "resume", &id);
     match resumed {

@@ -80,6 +80,23 @@ pub trait JobCatalog: Send + Sync + fmt::Debug + 'static {
     /// The OpenAPI schemas of those bodies: `(new job, job change)`.
     fn schemas(&self) -> (RefOr<Schema>, RefOr<Schema>);
 
+    /// The named schemas that those of [`schemas`](Self::schemas) refer to
+    /// (`#/components/schemas/NAME`), put into the document beside them; for a
+    /// [`ToSchema`] type, what its [`ToSchema::schemas`] collects (default: none).
+    fn referenced_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
+        Vec::new()
+    }
+
+    /// Whether `job` may be resumed (`POST /api/jobs/{id}/resume`), for a job whose
+    /// pause is how it is kept from running by its schedule (default: any job may).
+    ///
+    /// # Errors
+    /// The answer to give instead: for the daemon's jobs that run only at its start,
+    /// 409 `invalid_state` naming the job and why.
+    fn check_resume(&self, _job: &Job) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// The exclusion calendars that new jobs and changes may name in their
     /// `calendar` field, listed by `GET /api/calendars` (default: none).
     fn calendars(&self) -> Vec<NamedCalendar> {
@@ -275,5 +292,12 @@ impl JobCatalog for TaskCatalog {
 
     fn schemas(&self) -> (RefOr<Schema>, RefOr<Schema>) {
         (TaskJobInput::schema(), TaskJobChanges::schema())
+    }
+
+    fn referenced_schemas(&self) -> Vec<(String, RefOr<Schema>)> {
+        let mut schemas = Vec::new();
+        TaskJobInput::schemas(&mut schemas);
+        TaskJobChanges::schemas(&mut schemas);
+        schemas
     }
 }

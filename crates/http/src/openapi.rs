@@ -1,5 +1,6 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations; the catalog's
-//! request bodies are put in under `JobInput` and `JobChangesInput`.
+//! request bodies are put in under `JobInput` and `JobChangesInput`, with the schemas
+//! they refer to.
 
 use axum::extract::State;
 use axum::http::header;
@@ -69,12 +70,13 @@ pub(crate) fn document(catalog: &dyn JobCatalog) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let (new_job, change) = catalog.schemas();
-    if let Some(components) = doc.components.as_mut() {
-        components.schemas.insert("JobInput".to_owned(), new_job);
-        components
-            .schemas
-            .insert("JobChangesInput".to_owned(), change);
-    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    // First, so that no referenced type can take the place of the bodies' schemas.
+    components.schemas.extend(catalog.referenced_schemas());
+    components.schemas.insert("JobInput".to_owned(), new_job);
+    components
+        .schemas
+        .insert("JobChangesInput".to_owned(), change);
     doc
 }
 

@@ -39,7 +39,9 @@ impl<DB: Database> Parts<DB> {
 
     /// These parts, the run history keeping a connection for its reads of `running`
     /// records and one for its writes (see [`Held`](crate::held::Held)) in a pool of
-    /// at most `max_connections` (`ping`: check them after idleness).
+    /// at most `max_connections` (`ping`: check them after idleness). SQLite's single
+    /// writer gains nothing from it.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn keeping_connections(mut self, max_connections: u32, ping: bool) -> Self {
         self.history.kept = Some(crate::runs::Kept {
             reads: crate::held::Held::new(&self.pool, max_connections, ping),
@@ -100,7 +102,10 @@ pub(crate) mod prelude {
     pub(crate) use super::CHUNK;
     pub(crate) use super::{Parts, SharedParts};
     pub(crate) use crate::codec::{EncodedJob, FetchedRow};
-    pub(crate) use crate::driver::{ClaimRequest, Driver, Extension, NextRunTime, Release, Result};
+    pub(crate) use crate::driver::{ClaimRequest, Driver, Extension, Release, Result};
+    // SQLite reads the next run time in a round trip of its own, and names no such type.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) use crate::driver::NextRunTime;
     pub(crate) use crate::error::StoreError;
     pub(crate) use crate::history_ops::RunsDialect;
     pub(crate) use crate::runs::{RunRow, RunWrite, Runs};

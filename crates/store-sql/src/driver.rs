@@ -20,6 +20,7 @@ pub(crate) struct ClaimRequest<'a> {
     /// `now`, microseconds, rounded down.
     pub(crate) now: i64,
     /// The lease's end on the caller's clock, microseconds (SQLite).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) expires: i64,
     /// The lease's length, microseconds: backends with a clock (PostgreSQL, MySQL)
     /// lease until their own time plus this, and judge expiry by their own time.
@@ -70,8 +71,10 @@ pub(crate) struct Extension<'a> {
     pub(crate) ids: &'a [String],
     /// `now`, microseconds: leases that ended before it are not extended (SQLite;
     /// backends with a clock use their own time).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) now: i64,
     /// The leases' new end on the caller's clock, microseconds (SQLite).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) expires: i64,
     /// The leases' new length from the backend's own time, microseconds (PostgreSQL,
     /// MySQL).

@@ -19,6 +19,7 @@ use sqlx::{Database, Pool};
 /// Pools smaller than this keep no connection: the kept ones (up to three: passes,
 /// history reads, history writes) and the change listener's would leave too few for
 /// everything else.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const MIN_POOL_TO_KEEP: u32 = 6;
 
 /// A connection kept for one kind of work.
@@ -64,6 +65,8 @@ impl<DB: Database> Drop for HeldConn<'_, DB> {
 impl<DB: Database> Held<DB> {
     /// A kept connection of `pool` (of at most `max_connections`), pinged after
     /// [`PING_WHEN_IDLE`](crate::read_only::PING_WHEN_IDLE) of idleness when `ping`.
+    /// Only the servers keep connections (PostgreSQL, MySQL).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn new(pool: &Pool<DB>, max_connections: u32, ping: bool) -> Self {
         Held {
             pool: pool.clone(),

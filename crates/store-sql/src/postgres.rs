@@ -206,6 +206,18 @@ impl Columns {
     }
 }
 
+/// Keeps the server's notices about `CREATE ... IF NOT EXISTS` ("relation ... already
+/// exists, skipping") to itself for the rest of `tx`: every start runs such statements
+/// on tables that exist, and sqlx logs each notice at INFO. Only for the transaction
+/// (a setting of the connection would outlive it in the pool, and PgBouncer refuses a
+/// startup `options` parameter unless told to ignore it).
+async fn quiet_notices(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
 #[async_trait]
 impl Driver for PgDriver {
     async fn migrate(&self) -> Result<()> {
@@ -218,6 +230,9 @@ impl Driver for PgDriver {
             .execute(&mut *tx)
             .await
             .map_err(error("lock"))?;
+        quiet_notices(&mut tx)
+            .await
+            .map_err(error("set client_min_messages"))?;
         migrate_in(tx, Dialect::Postgres, n).await
     }
 
@@ -560,6 +575,7 @@ impl RunsDialect for Runs<Postgres> {
             .execute(&mut *tx)
             .await
             .map_err(&map)?;
+        quiet_notices(&mut tx).await.map_err(&map)?;
         self.create_on(&mut tx).await?;
         tx.commit().await.map_err(map)?;
         Ok(())

@@ -45,6 +45,7 @@ pub(crate) fn keep(age: Duration) -> bool {
 /// restarted within this time fails the next statement on such a connection once
 /// (closed by the pool; the scheduler's pass is retried, a release is retried before
 /// its runs start).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const PING_WHEN_IDLE: Duration = Duration::from_secs(5);
 
 /// Installs [`keep`] on a pool: checked as a connection is taken and given back; with

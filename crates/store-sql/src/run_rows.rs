@@ -21,6 +21,9 @@ use crate::driver::Result;
 use crate::error::StoreError;
 use crate::schema::{Dialect, Names};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 /// The states of a live run, as the `state` column holds them.
 const LIVE: &str = "('claimed', 'waiting', 'started', 'interrupting', 'missing')";
 
@@ -349,13 +352,14 @@ fn columns(run: &Run) -> RunColumns {
     }
 }
 
-/// Implements [`RunOps`] for one database type (the statements differ by dialect only
-/// in their text, which [`Statements`] holds).
-macro_rules! run_ops {
+/// The step of [`RunOps`] in a statement per kind of read and write, for one database
+/// type (the statements differ by dialect only in their text, which [`Statements`]
+/// holds). PostgreSQL uses it for steps too large for its compact step.
+macro_rules! locked_step {
     ($db:ty) => {
-        #[async_trait]
-        impl RunOps for RunRows<$db> {
-            async fn step(
+        impl RunRows<$db> {
+            /// One atomic step (see the module documentation), a statement per kind.
+            pub(super) async fn locked_step(
                 &self,
                 step: &Step<'_>,
                 decide: &mut Decide<'_, EncodedJob>,
@@ -524,6 +528,22 @@ macro_rules! run_ops {
                 }
                 tx.commit().await.map_err(map("commit a run step"))
             }
+        }
+    };
+}
+
+/// Implements [`RunOps`] for one database type, with its step method.
+macro_rules! run_ops {
+    ($db:ty, $step:ident) => {
+        #[async_trait]
+        impl RunOps for RunRows<$db> {
+            async fn step(
+                &self,
+                step: &Step<'_>,
+                decide: &mut Decide<'_, EncodedJob>,
+            ) -> Result<()> {
+                self.$step(step, decide).await
+            }
 
             async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>> {
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -561,8 +581,14 @@ macro_rules! run_ops {
 }
 
 #[cfg(feature = "sqlite")]
-run_ops!(sqlx::Sqlite);
+locked_step!(sqlx::Sqlite);
+#[cfg(feature = "sqlite")]
+run_ops!(sqlx::Sqlite, locked_step);
 #[cfg(feature = "postgres")]
-run_ops!(sqlx::Postgres);
+locked_step!(sqlx::Postgres);
+#[cfg(feature = "postgres")]
+run_ops!(sqlx::Postgres, compact_step);
 #[cfg(feature = "mysql")]
-run_ops!(sqlx::MySql);
+locked_step!(sqlx::MySql);
+#[cfg(feature = "mysql")]
+run_ops!(sqlx::MySql, locked_step);

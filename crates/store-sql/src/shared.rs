@@ -457,7 +457,9 @@ fn already_applied(_: &sqlx::Error) -> bool {
     false
 }
 
-/// [`migrate_on`] inside `tx`, then commits it.
+/// [`migrate_on`] inside `tx`, then commits it (MySQL/MariaDB commit DDL implicitly, and
+/// migrate without one).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) async fn migrate_in<DB>(
     mut tx: sqlx::Transaction<'_, DB>,
     dialect: Dialect,
@@ -480,6 +482,7 @@ where
 }
 
 /// An error of a migration step (`what`: "begin", "lock", ...).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn migration_error(
     dialect: Dialect,
     n: &Names,
@@ -495,6 +498,7 @@ pub(crate) fn migration_error(
 /// Marks rows corrupt (`(id, reason)`) and drops their leases, in chunks of `chunk`
 /// rows, one statement each (SQLite and MySQL: anonymous `?` placeholders). Marking
 /// again is harmless, so the chunks need no transaction.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) async fn mark_corrupt_in<DB>(
     pool: &Pool<DB>,
     jobs: &str,
@@ -527,16 +531,19 @@ where
 }
 
 /// `?, ?, ?` (`n` anonymous placeholders, for SQLite and MySQL batches).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
 /// `(?, ?, ?, ?, ?, ?), ...`: the values of `rows` rows for [`bind_rows`].
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn row_values(rows: usize) -> String {
     vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ")
 }
 
 /// Binds each row's [`WRITTEN_COLUMNS`], in order.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn bind_rows<'q, DB>(
     mut query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
     rows: &'q [EncodedJob],
@@ -565,6 +572,7 @@ where
 
 /// Deletes the rows of `ids` whose lease `holder` has (expired or not), on `conn`, in
 /// chunks of `chunk` ids (SQLite and MySQL: anonymous `?` placeholders).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) async fn delete_held_on<DB>(
     conn: &mut DB::Connection,
     jobs: &str,
@@ -597,6 +605,7 @@ where
 /// a statement that returns those ids, with its parameters in this order: `lead` (when
 /// given), the ids, `holder`, `now` (when given: a backend with a clock uses its own;
 /// SQLite and MySQL: anonymous `?` placeholders).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) async fn held_ids_on<DB>(
     conn: &mut DB::Connection,
     statement: impl Fn(&str) -> String + Send,
@@ -641,6 +650,7 @@ where
 /// `holder` has (and locks them, where the backend needs it). `update` turns a chunk's
 /// size into a statement taking [`bind_rows`]'s values for each row, then `holder`,
 /// that writes them and drops the leases.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) async fn release_in<DB>(
     mut tx: sqlx::Transaction<'_, DB>,
     (jobs, held, update): (

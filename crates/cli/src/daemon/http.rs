@@ -444,6 +444,28 @@ impl JobCatalog for DaemonCatalog {
         (RawJob::schema(), RawJob::schema())
     }
 
+    fn referenced_schemas(
+        &self,
+    ) -> Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )> {
+        let mut schemas = Vec::new();
+        <RawJob as utoipa::ToSchema>::schemas(&mut schemas);
+        schemas
+    }
+
+    fn check_resume(&self, job: &Job) -> Result<(), ApiError> {
+        match super::jobs::resume_refusal(job) {
+            Some(why) => Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "invalid_state",
+                why,
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn calendars(&self) -> Vec<apscheduler_triggers::NamedCalendar> {
         self.defaults().calendars.values().cloned().collect()
     }

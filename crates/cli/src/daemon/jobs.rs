@@ -155,6 +155,20 @@ async fn already_done(
     }
 }
 
+/// Why `job` cannot be resumed, when it is one that runs only at the daemon's start:
+/// it is stored paused because its trigger has no fire time, and resuming it would
+/// schedule that trigger's date long past (and record it missed).
+pub(crate) fn resume_refusal(job: &Job) -> Option<String> {
+    JobDef::from_kwargs(&job.kwargs)
+        .filter(JobDef::runs_only_at_start)
+        .map(|_| {
+            format!(
+                "job '{}' runs only when the daemon starts (at_start, no trigger): it has no fire time to resume to; it runs at the next start",
+                job.id
+            )
+        })
+}
+
 /// The message of the history record of a run at the daemon's start.
 pub(crate) const AT_START_NOTE: &str = "run at the daemon's start (at_start)";
 

@@ -203,6 +203,8 @@ struct Target {
     output_cap: usize,
     history_enabled: bool,
     node_timeout: std::time::Duration,
+    /// `[scheduler] leased_runs`: the daemons keep every run as a leased row.
+    leased_runs: bool,
 }
 
 fn target(args: &StoreArgs) -> Result<Target, String> {
@@ -220,6 +222,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
                 output_cap: cfg.history.output_cap,
                 history_enabled: cfg.history.enabled,
                 node_timeout: cfg.node_timeout,
+                leased_runs: cfg.leased_runs,
             })
         }
         (None, Some(url)) => Ok(Target {
@@ -231,6 +234,7 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             output_cap: 4096,
             history_enabled: true,
             node_timeout: apscheduler_engine::HistoryOptions::default().node_timeout,
+            leased_runs: false,
         }),
     }
 }
@@ -305,7 +309,9 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
     }
     on_store(store_args, move |target, opened| async move {
         let Opened {
-            scheduler, history, ..
+            scheduler,
+            history,
+            store,
         } = opened;
         match command {
             JobsCommand::List { json } => {
@@ -382,6 +388,11 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                 Ok(ExitCode::SUCCESS)
             }
             JobsCommand::Resume { id } => {
+                let job = scheduler.get_job(&id).await.map_err(|e| e.to_string())?;
+                let job = job.ok_or_else(|| format!("no job '{id}'"))?;
+                if let Some(why) = jobs::resume_refusal(job.job()) {
+                    return Err(why);
+                }
                 let h = scheduler
                     .resume_job(&id)
                     .await
@@ -408,7 +419,7 @@ pub(crate) fn jobs_command(store_args: &StoreArgs, command: JobsCommand) -> Exit
                     format!("job '{id}' was not made by aps (no command or http action)")
                 })?;
                 let history = history.filter(|_| target.history_enabled);
-                run_now(&def, history, &target).await
+                run_now(&def, h.job(), history, &target, store).await
             }
         }
     })

@@ -213,6 +213,22 @@ pub(super) fn print_job(job: &Job, runs: &[RunRecord]) {
     );
     println!();
     print_runs(runs);
+    println!();
+    print_last_output(runs.first());
+}
+
+/// The captured output of the newest run (`runs` are newest first), indented under a
+/// label: the table's note shows only its last line.
+fn print_last_output(last: Option<&RunRecord>) {
+    let output = last.map_or("", |r| r.output.trim_end());
+    if output.is_empty() {
+        println!("last output: (none)");
+        return;
+    }
+    println!("last output:");
+    for line in output.lines() {
+        println!("    {line}");
+    }
 }
 
 pub(super) fn print_runs(runs: &[RunRecord]) {
@@ -241,6 +257,7 @@ pub(super) fn print_runs(runs: &[RunRecord]) {
             vec![
                 r.scheduled_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
                 r.job_id.clone(),
+                r.node.clone(),
                 outcome_cell(r),
                 code,
                 took,
@@ -249,7 +266,15 @@ pub(super) fn print_runs(runs: &[RunRecord]) {
         })
         .collect();
     print_table(
-        &["SCHEDULED (UTC)", "JOB", "OUTCOME", "CODE", "TOOK", "NOTE"],
+        &[
+            "SCHEDULED (UTC)",
+            "JOB",
+            "NODE",
+            "OUTCOME",
+            "CODE",
+            "TOOK",
+            "NOTE",
+        ],
         &rows,
     );
 }

@@ -1,5 +1,11 @@
 //! `aps jobs run`: a job's action now, in this process or (with `--daemon`) in the running daemon.
 
+use apscheduler_core::{
+    CancelSignal, EndReply, Held, JobStore, NewRun, Run, RunEnd, RunKey, RunOrigin, RunRules,
+    RunState, RunStore, StartReply, SKIPPED_AT_MAX,
+};
+use chrono::SubsecRound;
+
 use super::*;
 
 /// `aps jobs run ID --daemon`: the daemon's run-now (`POST /api/jobs/{id}/run`), which
@@ -41,15 +47,29 @@ pub(super) fn run_on_daemon(
     }
 }
 
-/// `aps jobs run ID`: the action now, in this process, with a history record.
+/// `aps jobs run ID`: the action now, in this process, with a history record. On a
+/// store whose daemons keep every run as a leased row (`[scheduler] leased_runs`), the
+/// run is a row too: the store starts it only while the job is below `max_instances`
+/// on every daemon, this process renews its lease while the action runs, and a
+/// daemon's sweep records it interrupted if this process dies first.
 pub(super) async fn run_now(
     def: &JobDef,
+    job: &Job,
     history: Option<Arc<dyn RunHistory>>,
     target: &Target,
+    store: Arc<dyn JobStore>,
 ) -> Result<ExitCode, String> {
-    let now = Utc::now();
+    // Microseconds: every store keeps a run's fire time to the microsecond.
+    let now = Utc::now().trunc_subsecs(6);
+    let holder = format!("aps-jobs-run/{}", store::daemon_node(None));
+    let row = match store.runs().filter(|_| target.leased_runs) {
+        Some(runs) => Some(start_row(runs, &holder, job, now, history.as_deref()).await?),
+        None => None,
+    };
     let mut record = RunRecord {
-        run_id: uuid::Uuid::now_v7().to_string(),
+        run_id: row
+            .as_ref()
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.id.to_string()),
         job_id: def.id.clone(),
         scheduled_at: now,
         started_at: Some(now),
@@ -74,16 +94,27 @@ pub(super) async fn run_now(
         run_id: record.run_id.clone(),
         scheduled_at: now.with_timezone(&target.tz),
         attempt: 1,
-        idempotency_key: apscheduler_core::RunKey::first(def.id.as_str(), now).idempotency_key(),
-        fence: None,
-        cancel: Default::default(),
+        idempotency_key: RunKey::first(def.id.as_str(), now).idempotency_key(),
+        fence: row.as_ref().map(|r| r.fence),
+        cancel: CancelSignal::new(),
     };
+    let renewal = row.as_ref().map(|r| {
+        tokio::spawn(keep_leased(
+            store.clone(),
+            holder.clone(),
+            r.held(),
+            env.cancel.clone(),
+        ))
+    });
     let limits = Limits {
         kill_grace: target.kill_grace,
         output_cap: target.output_cap,
     };
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let result = action::run(&def.action, &env, limits, stop_rx).await;
+    if let Some(renewal) = renewal {
+        renewal.abort();
+    }
     record.finished_at = Some(Utc::now());
     record.message = None;
     let result = result.map_err(|e| apscheduler_core::failure_from_task_error(e.as_ref()));
@@ -92,6 +123,10 @@ pub(super) async fn run_now(
         h.record_runs(std::slice::from_ref(&record))
             .await
             .map_err(|e| format!("cannot record the run's end: {e}"))?;
+    }
+    if let (Some(row), Some(runs)) = (&row, store.runs()) {
+        // After its record: a run never ends without one.
+        end_row(runs, &holder, row, record.outcome).await;
     }
     print!("{}", record.output);
     eprintln!(
@@ -110,4 +145,138 @@ pub(super) async fn run_now(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Creates the run's row (`RunOrigin::RunNow`, no misfire grace) and has the store
+/// start it. A run the store does not start (the job at `max_instances`) is recorded
+/// missed and ended, and the command fails: it does not wait for room.
+async fn start_row(
+    runs: &dyn RunStore,
+    holder: &str,
+    job: &Job,
+    now: DateTime<Utc>,
+    history: Option<&dyn RunHistory>,
+) -> Result<Run, String> {
+    let new = NewRun {
+        key: RunKey::first(job.id.clone(), now),
+        state: RunState::Claimed,
+        rules: RunRules {
+            max_instances: job.max_instances,
+            overlap: job.policy.overlap,
+            grace_until: None,
+            recover: job.recover,
+        },
+        origin: RunOrigin::RunNow,
+    };
+    let lease = apscheduler_engine::DEFAULT_LEASE;
+    let row = runs
+        .insert_runs(holder, vec![new], lease)
+        .await
+        .map_err(|e| format!("cannot create the run in the store: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("job '{}' has a run at this very instant already", job.id))?;
+    let reply = runs
+        .start_runs(holder, &[row.held()], lease)
+        .await
+        .map_err(|e| format!("cannot start the run in the store: {e}"))?;
+    let reason = match reply.into_iter().next() {
+        Some(StartReply::Started { .. }) => return Ok(row),
+        Some(StartReply::Ended { reason, .. }) => reason,
+        Some(StartReply::Waiting { .. }) => format!(
+            "{SKIPPED_AT_MAX} (max_instances = {}; `aps jobs run` does not wait for room)",
+            job.max_instances
+        ),
+        Some(StartReply::Refused) | None => {
+            return Err(format!(
+                "the store did not start run {} of job '{}'",
+                row.id, job.id
+            ))
+        }
+    };
+    if let Some(h) = history {
+        let record = RunRecord {
+            run_id: row.id.to_string(),
+            job_id: job.id.to_string(),
+            scheduled_at: now,
+            started_at: None,
+            finished_at: Some(Utc::now()),
+            outcome: RunOutcome::Missed,
+            exit_code: None,
+            http_status: None,
+            output: String::new(),
+            message: Some(reason.clone()),
+            node: store::daemon_node(None),
+            attempt: 1,
+            backfill: false,
+            due_at: None,
+        };
+        h.record_runs(std::slice::from_ref(&record))
+            .await
+            .map_err(|e| format!("cannot record the run: {e}"))?;
+    }
+    end_row(runs, holder, &row, RunOutcome::Missed).await;
+    Err(format!("job '{}' was not run now: {reason}", job.id))
+}
+
+/// Renews the run's lease every third of it while the action runs; stops the action
+/// when another fire time of a `cancel_other` or `terminate_other` job asks.
+async fn keep_leased(store: Arc<dyn JobStore>, holder: String, held: Held, cancel: CancelSignal) {
+    let lease = apscheduler_engine::DEFAULT_LEASE;
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(runs) = store.runs() else { return };
+        match runs
+            .renew_runs(&holder, std::slice::from_ref(&held), lease)
+            .await
+        {
+            Ok(renewed) if !renewed.lost.is_empty() => {
+                eprintln!(
+                    "warning: run {} is no longer this process's: its lease ran out and a \
+                     scheduler's sweep recorded it interrupted",
+                    held.id
+                );
+                return;
+            }
+            Ok(renewed) => {
+                if let Some(run) = renewed.held.iter().find(|r| r.stop_requested) {
+                    let terminate = run.rules.overlap == apscheduler_core::Overlap::TerminateOther;
+                    cancel.cancel(
+                        "a newer fire time of the job asked this run to stop",
+                        terminate,
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: the lease of run {} could not be renewed ({e}); tried again in {every:?}",
+                held.id
+            ),
+        }
+    }
+}
+
+/// Ends the run in the store (after its record is written).
+async fn end_row(runs: &dyn RunStore, holder: &str, row: &Run, outcome: RunOutcome) {
+    let end = RunEnd {
+        run: row.held(),
+        outcome,
+        retry_at: None,
+    };
+    match runs
+        .end_runs(holder, vec![end], apscheduler_engine::DEFAULT_LEASE)
+        .await
+    {
+        Ok(replies) if replies.first() == Some(&EndReply::Refused) => eprintln!(
+            "warning: run {} was taken over before its end was written: a scheduler's sweep \
+             records it interrupted",
+            row.id
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the end of run {} was not written ({e}): once its lease runs out a \
+             scheduler's sweep records it interrupted",
+            row.id
+        ),
+    }
 }

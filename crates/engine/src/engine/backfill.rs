@@ -5,7 +5,10 @@
 //!
 //! The runs are started by a task on this scheduler. If the scheduler stops or its
 //! process dies, the fire times not started yet are not run; the log says how far it
-//! got, and a second backfill of the same range runs only what did not succeed.
+//! got, and a second backfill of the same range runs only what did not succeed. With
+//! leased runs each run is a row (`RunOrigin::Backfill`) the store starts: it counts
+//! toward `max_instances` on every scheduler; a fire time whose run the store still
+//! keeps is run again as that run's rerun (same idempotency key), unless it is going.
 
 use std::collections::HashSet;
 // tokio's Instant: the system monotonic clock, and a paused runtime's virtual one (the
@@ -14,7 +17,9 @@ use tokio::time::Instant;
 
 use super::pass::PassLookups;
 use super::*;
-use apscheduler_core::{Overlap, RunHistory, RunPolicy, RunQuery};
+use apscheduler_core::{
+    NewRun, Overlap, Run, RunHistory, RunKey, RunOrigin, RunPolicy, RunQuery, RunState, RunStore,
+};
 use serde::{Deserialize, Serialize};
 
 /// Backfill rate when none is given: runs started per second.
@@ -260,7 +265,9 @@ impl Engine {
             // Under `skip`, the backfill waits for a free instance rather than skipping
             // its own fire times: at most `max_instances` of the job's runs at once.
             let due = if job.policy.overlap == Overlap::Skip {
-                let free = (job.max_instances as usize).saturating_sub(self.instances(&job.id));
+                // With leased runs, a run counts until its end is in the store.
+                let going = self.instances(&job.id).max(self.held_instances(&job.id));
+                let free = (job.max_instances as usize).saturating_sub(going);
                 if free == 0 {
                     tokio::time::sleep(INSTANCE_POLL).await;
                     // Resume at the rate, not with a burst for the time waited.
@@ -279,7 +286,9 @@ impl Engine {
     }
 
     /// Starts one run of `job` per fire time, each recorded `running` with
-    /// `backfill: true` before it starts.
+    /// `backfill: true` before it starts. With leased runs each is a row
+    /// (`RunOrigin::Backfill`) the store starts, counted toward `max_instances` on
+    /// every scheduler.
     async fn start_backfill_runs(&self, alias: &Arc<str>, job: &Job, times: &[DateTime<Utc>]) {
         let mut used = PassLookups::default();
         let tz = job.trigger.timezone();
@@ -287,6 +296,13 @@ impl Engine {
             .iter()
             .filter_map(|t| self.plan_run(alias, job, vec![t.with_timezone(&tz)], &mut used))
             .collect();
+        let store = self.stores().into_iter().find(|(a, _)| a == alias);
+        if let Some(runs) = store.as_ref().and_then(|(_, s)| self.run_store(s)) {
+            self.start_backfill_rows(alias, runs, job, planned, &mut used)
+                .await;
+            used.flush();
+            return;
+        }
         if let Some(recorder) = &self.inner.history {
             recorder
                 .begin_marked(planned.iter().map(|p| p.run()), None, false, true)
@@ -296,6 +312,110 @@ impl Engine {
             self.start_run(alias, run, &mut used, &[]);
         }
         used.flush();
+    }
+
+    /// The leased path of [`start_backfill_runs`](Self::start_backfill_runs): creates
+    /// the rows (no misfire grace), records them, has the store start them.
+    async fn start_backfill_rows(
+        &self,
+        alias: &Arc<str>,
+        runs: &dyn RunStore,
+        job: &Job,
+        planned: Vec<super::start::PlannedRun>,
+        used: &mut PassLookups,
+    ) {
+        let new: Vec<NewRun> = planned
+            .iter()
+            .map(|p| {
+                let fire = p.run().run_times[0].with_timezone(&Utc);
+                NewRun {
+                    key: RunKey::first(job.id.clone(), fire),
+                    state: RunState::Claimed,
+                    rules: apscheduler_core::RunRules {
+                        grace_until: None,
+                        ..p.rules(fire)
+                    },
+                    origin: RunOrigin::Backfill,
+                }
+            })
+            .collect();
+        let mut rows = match self.insert_backfill_rows(runs, job, new).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Created or not: created rows are this scheduler's, and a sweep
+                // starts them once their lease runs out.
+                apscheduler_core::log_error!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\": the store did not confirm the creation of {} run(s) ({e}): those it created start once their lease runs out, the others are not run", job.name, planned.len());
+                return;
+            }
+        };
+        let mut starting = Vec::with_capacity(planned.len());
+        for mut p in planned {
+            let fire = p.run().run_times[0].with_timezone(&Utc);
+            match rows.remove(&fire) {
+                Some(row) => {
+                    p.run.run_ids = vec![row.id.clone()];
+                    starting.push((p, vec![row]));
+                }
+                None => {
+                    apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\": fire time {} not run: a run of it is going", job.name, fire.to_rfc3339());
+                }
+            }
+        }
+        if let Some(recorder) = &self.inner.history {
+            recorder
+                .begin_marked(starting.iter().map(|(p, _)| p.run()), None, false, true)
+                .await;
+        }
+        self.start_rows(alias, runs, starting, used).await;
+    }
+}
+
+impl Engine {
+    /// Creates the backfill's rows, by fire time. A fire time whose run the store still
+    /// keeps (ended lately: missed, failed) gets a run again (`RunKey::rerun`, the same
+    /// idempotency key), unless that run is live (going, or waiting to start).
+    async fn insert_backfill_rows(
+        &self,
+        runs: &dyn RunStore,
+        job: &Job,
+        new: Vec<NewRun>,
+    ) -> Result<HashMap<DateTime<Utc>, Run>, Error> {
+        let (id, lease) = (&self.inner.scheduler_id, self.inner.lease);
+        let mut rows: HashMap<DateTime<Utc>, Run> = HashMap::new();
+        let mut kept = Vec::new();
+        let created = runs.insert_runs(id, new.clone(), lease).await?;
+        rows.extend(created.into_iter().map(|r| (r.key.fire_time, r)));
+        for run in new {
+            if !rows.contains_key(&run.key.fire_time) {
+                kept.push(run);
+            }
+        }
+        if kept.is_empty() {
+            return Ok(rows);
+        }
+        let existing = runs.runs_of_job(&job.id).await?;
+        let again: Vec<NewRun> = kept
+            .into_iter()
+            .filter_map(|mut run| {
+                let same = existing
+                    .iter()
+                    .filter(|r| r.key.fire_time == run.key.fire_time && r.key.attempt == 1);
+                let (mut live, mut last) = (false, None::<RunKey>);
+                for r in same {
+                    live |= r.state.is_live();
+                    if last.as_ref().is_none_or(|k| r.key.rerun > k.rerun) {
+                        last = Some(r.key.clone());
+                    }
+                }
+                run.key = last?.rerun();
+                (!live).then_some(run)
+            })
+            .collect();
+        if !again.is_empty() {
+            let created = runs.insert_runs(id, again, lease).await?;
+            rows.extend(created.into_iter().map(|r| (r.key.fire_time, r)));
+        }
+        Ok(rows)
     }
 }
 

@@ -380,38 +380,62 @@ impl Engine {
                 leased.hold(alias, row, CancelSignal::default());
                 self.note_buffered();
             }
-            StartReply::Ended { outcome, reason } => {
-                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, "Run time {at} of job {} not started: {reason}", row.key.job_id);
-                self.record_row(alias, &row, outcome, reason.clone());
-                // Recorded, then ended (with the next pass's step); held meanwhile, so
-                // that a sweeper records it if this scheduler stops first.
-                let held = row.held();
+            StartReply::Ended { reason, .. } => {
                 row.state = RunState::Missing {
                     at: self.inner.clock.now(),
                 };
-                leased.hold(alias, row.clone(), CancelSignal::default());
-                self.queue_end(alias, held, outcome, None);
-                let (job_id, t) = (
-                    row.key.job_id.clone(),
-                    row.key.fire_time.with_timezone(&Tz::UTC),
-                );
-                if reason.starts_with(SKIPPED_AT_MAX) || reason == SKIPPED_BEHIND_BUFFERED {
-                    self.inner
-                        .dispatcher
-                        .emit(event::EVENT_JOB_MAX_INSTANCES, || {
-                            Event::max_instances(job_id, alias.clone(), vec![t])
-                        });
-                } else {
-                    self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
-                        Event::missed(job_id, alias.clone(), t)
-                    });
-                }
+                self.end_missed(alias, row, reason);
             }
             StartReply::Refused | StartReply::Started { .. } => {
                 lock(&leased.held).remove(&row.id);
                 apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, "run {} of job {} not started here: the store no longer holds it for this scheduler (its lease ran out and another scheduler took it over, or it ended)", row.id, row.key.job_id);
             }
         }
+    }
+
+    /// A run decided missed (its start found it past its grace or at `max_instances`,
+    /// or a sweep took it over `Missing`): logged, recorded and announced, then ended
+    /// with the next pass's step; held meanwhile, so that a sweeper records it if this
+    /// scheduler stops first.
+    pub(super) fn end_missed(&self, alias: &Arc<str>, row: Run, reason: String) {
+        let Some(leased) = &self.inner.leased else {
+            return;
+        };
+        let (job_id, t) = (
+            row.key.job_id.clone(),
+            row.key.fire_time.with_timezone(&Tz::UTC),
+        );
+        apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %job_id, run_id = %row.id, "Run time {} of job {job_id} not started: {reason}", row.key.fire_time.to_rfc3339());
+        let at_max = reason.starts_with(SKIPPED_AT_MAX) || reason == SKIPPED_BEHIND_BUFFERED;
+        self.record_row(alias, &row, RunOutcome::Missed, reason);
+        let held = row.held();
+        leased.hold(alias, row, CancelSignal::default());
+        self.queue_end(alias, held, RunOutcome::Missed, None);
+        if at_max {
+            self.inner
+                .dispatcher
+                .emit(event::EVENT_JOB_MAX_INSTANCES, || {
+                    Event::max_instances(job_id, alias.clone(), vec![t])
+                });
+        } else {
+            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
+                Event::missed(job_id, alias.clone(), t)
+            });
+        }
+    }
+
+    /// How many runs of `job_id` this scheduler holds claimed or started: instances of
+    /// the job in its store until their ends are written there (0 without leased runs).
+    pub(super) fn held_instances(&self, job_id: &str) -> usize {
+        self.inner.leased.as_ref().map_or(0, |leased| {
+            lock(&leased.held)
+                .values()
+                .filter(|h| {
+                    *h.run.key.job_id == *job_id
+                        && matches!(h.run.state, RunState::Claimed | RunState::Started { .. })
+                })
+                .count()
+        })
     }
 
     /// A `cancel_other` / `terminate_other` fire time waits: asks this node's runs of

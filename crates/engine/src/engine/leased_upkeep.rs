@@ -118,21 +118,18 @@ impl Engine {
         all_written
     }
 
-    /// Whether ends whose records are written wait to be written.
-    pub(super) fn ends_waiting(&self) -> bool {
-        let written = self.records_written();
+    /// Whether ends wait to be written to their stores: any (`ready_only` false), or
+    /// only those whose history records are written (true).
+    pub(super) fn ends_queued(&self, ready_only: bool) -> bool {
+        let written = if ready_only {
+            self.records_written()
+        } else {
+            u64::MAX
+        };
         self.inner
             .leased
             .as_ref()
             .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after <= written))
-    }
-
-    /// Whether any end is queued, written or not.
-    pub(super) fn ends_queued(&self) -> bool {
-        self.inner
-            .leased
-            .as_ref()
-            .is_some_and(|l| !lock(&l.ends).is_empty())
     }
 
     fn records_written(&self) -> u64 {
@@ -274,22 +271,10 @@ impl Engine {
             self.queue_end(alias, held, RunOutcome::Interrupted, None);
         }
         for run in swept.missed {
-            // A start found it missed and its holder stopped before it ended it.
+            // A start found it missed and its holder stopped before it recorded it.
             let why = "missed: not started within the misfire grace time, or skipped at \
-                       max_instances (its scheduler stopped before it recorded it)"
-                .to_owned();
-            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
-            self.record_row(alias, &run, RunOutcome::Missed, why);
-            let (job_id, t) = (
-                run.key.job_id.clone(),
-                run.key.fire_time.with_timezone(&Tz::UTC),
-            );
-            self.inner.dispatcher.emit(event::EVENT_JOB_MISSED, || {
-                Event::missed(job_id, alias.clone(), t)
-            });
-            let held = run.held();
-            leased.hold(alias, run, CancelSignal::default());
-            self.queue_end(alias, held, RunOutcome::Missed, None);
+                       max_instances (its scheduler stopped before it recorded it)";
+            self.end_missed(alias, run, why.to_owned());
         }
         for run in swept.taken {
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());

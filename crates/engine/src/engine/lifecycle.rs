@@ -179,8 +179,8 @@ impl Engine {
             if let Some(recorder) = &self.inner.history {
                 recorder.queued_written(HISTORY_FLUSH_DEADLINE).await;
             }
-            if !self.write_ends(&with_runs).await || self.ends_queued() {
-                apscheduler_core::log_warn!(target: "apscheduler", "the ends of some runs were not written before the shutdown: their stores record them interrupted once their leases run out");
+            if !self.write_ends(&with_runs).await || self.ends_queued(false) {
+                apscheduler_core::log_warn!(target: "apscheduler", "the ends of some runs were not written before the shutdown: once their leases run out another scheduler takes them over, records them and ends them (a started one as interrupted)");
             }
         }
         {

@@ -194,7 +194,7 @@ impl Engine {
             }
         }
         // Ends no release of this pass carried to its store.
-        if self.ends_waiting() {
+        if self.ends_queued(true) {
             let stores = self.stores();
             if !self.write_ends(&stores).await {
                 earliest(self.inner.clock.now() + chrono::Duration::seconds(1));
