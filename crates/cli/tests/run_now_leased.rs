@@ -65,11 +65,8 @@ fn a_run_now_is_a_leased_row_counted_toward_max_instances() {
         String::from_utf8_lossy(&first.stderr)
     );
     // The run's fence (a number) and its key, `job@fire-time#attempt`.
-    let fence = printed
-        .split_once("fence=")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or_default();
-    assert!(fence.parse::<u64>().is_ok_and(|f| f > 0), "{printed}");
+    let fence = fence_in(&printed);
+    assert!(fence > 0, "{printed}");
     assert!(
         printed.contains("key=once@") && printed.contains("#1"),
         "{printed}"
@@ -86,10 +83,14 @@ fn a_run_now_is_a_leased_row_counted_toward_max_instances() {
         "{}",
         String::from_utf8_lossy(&third.stderr)
     );
-    let next = printed
+    assert!(fence_in(&printed) > fence, "{printed}");
+}
+
+/// The fence the command printed (`fence=N`); 0 when it printed none.
+fn fence_in(printed: &str) -> u64 {
+    printed
         .split_once("fence=")
         .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or_default();
-    assert!(next > fence.parse::<u64>().unwrap(), "{printed}");
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_default()
 }

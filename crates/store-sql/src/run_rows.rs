@@ -21,6 +21,43 @@ use crate::driver::Result;
 use crate::error::StoreError;
 use crate::schema::{Dialect, Names};
 
+/// Binds a run row's columns ([`RunColumns`], in `upsert_runs`' order) to a query.
+macro_rules! bind_run {
+    ($q:expr, $c:expr) => {
+        $q.bind($c.job_id.as_str())
+            .bind($c.fire_time)
+            .bind($c.attempt)
+            .bind($c.rerun)
+            .bind($c.state)
+            .bind($c.lease_until)
+            .bind($c.holder.as_str())
+            .bind($c.fence)
+            .bind($c.ended_at)
+            .bind($c.json.as_str())
+    };
+}
+
+/// Binds a job's fence row (job id, fence, finishing) to a query.
+macro_rules! bind_fence {
+    ($q:expr, $job:expr, $fence:expr, $finishing:expr) => {
+        $q.bind(&**$job)
+            .bind(i64::try_from(*$fence).unwrap_or(i64::MAX))
+            .bind(i64::from(*$finishing))
+    };
+}
+
+/// Binds a job's new state ([`EncodedJob`], in `update_jobs`' order) to a query.
+macro_rules! bind_job {
+    ($q:expr, $job:expr) => {
+        $q.bind($job.id.as_str())
+            .bind($job.next_run_time)
+            .bind($job.paused)
+            .bind($job.state.as_str())
+            .bind($job.state_bin.as_deref())
+            .bind($job.format_version)
+    };
+}
+
 #[cfg(feature = "postgres")]
 mod postgres;
 
@@ -472,17 +509,7 @@ macro_rules! locked_step {
                     let sql = Statements::upsert_runs(d, n, part.len());
                     let mut q = sqlx::query(&sql);
                     for c in part {
-                        q = q
-                            .bind(c.job_id.as_str())
-                            .bind(c.fire_time)
-                            .bind(c.attempt)
-                            .bind(c.rerun)
-                            .bind(c.state)
-                            .bind(c.lease_until)
-                            .bind(c.holder.as_str())
-                            .bind(c.fence)
-                            .bind(c.ended_at)
-                            .bind(c.json.as_str());
+                        q = bind_run!(q, c);
                     }
                     q.execute(&mut *tx).await.map_err(map("write runs"))?;
                 }
@@ -490,10 +517,7 @@ macro_rules! locked_step {
                     let sql = Statements::write_fences(d, n, part.len());
                     let mut q = sqlx::query(&sql);
                     for (job, fence, finishing) in part {
-                        q = q
-                            .bind(&**job)
-                            .bind(i64::try_from(*fence).unwrap_or(i64::MAX))
-                            .bind(i64::from(*finishing));
+                        q = bind_fence!(q, job, fence, finishing);
                     }
                     q.execute(&mut *tx).await.map_err(map("write run fences"))?;
                 }
@@ -502,31 +526,45 @@ macro_rules! locked_step {
                     let sql = Statements::update_jobs(d, n, part.len());
                     let mut q = sqlx::query(&sql);
                     for job in part {
-                        q = q
-                            .bind(job.id.as_str())
-                            .bind(job.next_run_time)
-                            .bind(job.paused)
-                            .bind(job.state.as_str())
-                            .bind(job.state_bin.as_deref())
-                            .bind(job.format_version);
+                        q = bind_job!(q, job);
                     }
                     q.execute(&mut *tx).await.map_err(map("release the jobs"))?;
                 }
-                for id in &writes.pause {
+                self.finish_jobs(
+                    &mut tx,
+                    &writes.pause,
+                    writes.remove.iter().chain(&removable),
+                )
+                .await?;
+                tx.commit().await.map_err(map("commit a run step"))
+            }
+
+            /// Keeps the finished jobs `pause` paused and removes those of `remove`.
+            pub(super) async fn finish_jobs(
+                &self,
+                tx: &mut <$db as sqlx::Database>::Connection,
+                pause: &[Arc<str>],
+                remove: impl Iterator<Item = &Arc<str>> + Send,
+            ) -> Result<()> {
+                let map = |what: &'static str| {
+                    let context = self.context(what);
+                    move |e| StoreError::sql(context.clone(), e)
+                };
+                for id in pause {
                     sqlx::query(&self.sql.pause_job)
                         .bind(&**id)
                         .execute(&mut *tx)
                         .await
                         .map_err(map("keep a finished job"))?;
                 }
-                for id in writes.remove.iter().chain(&removable) {
+                for id in remove {
                     sqlx::query(&self.sql.delete_job)
                         .bind(&**id)
                         .execute(&mut *tx)
                         .await
                         .map_err(map("remove a finished job"))?;
                 }
-                tx.commit().await.map_err(map("commit a run step"))
+                Ok(())
             }
         }
     };

@@ -169,20 +169,12 @@ impl RunRows<Postgres> {
                 .map_err(map("write runs, fences and jobs"))?;
             (rows, job_fences, stored) = (&rows[r..], &job_fences[f..], &stored[s..]);
         }
-        for id in &writes.pause {
-            sqlx::query(&self.sql.pause_job)
-                .bind(&**id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map("keep a finished job"))?;
-        }
-        for id in writes.remove.iter().chain(&removable) {
-            sqlx::query(&self.sql.delete_job)
-                .bind(&**id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map("remove a finished job"))?;
-        }
+        self.finish_jobs(
+            &mut tx,
+            &writes.pause,
+            writes.remove.iter().chain(&removable),
+        )
+        .await?;
         tx.commit().await.map_err(map("commit a run step"))
     }
 
@@ -240,32 +232,13 @@ impl RunRows<Postgres> {
         let sql = format!("WITH {} SELECT 1", parts.join(", "));
         let mut q = sqlx::query(&sql);
         for c in rows {
-            q = q
-                .bind(c.job_id.as_str())
-                .bind(c.fire_time)
-                .bind(c.attempt)
-                .bind(c.rerun)
-                .bind(c.state)
-                .bind(c.lease_until)
-                .bind(c.holder.as_str())
-                .bind(c.fence)
-                .bind(c.ended_at)
-                .bind(c.json.as_str());
+            q = bind_run!(q, c);
         }
         for (job, fence, finishing) in fences {
-            q = q
-                .bind(&**job)
-                .bind(i64::try_from(*fence).unwrap_or(i64::MAX))
-                .bind(i64::from(*finishing));
+            q = bind_fence!(q, job, fence, finishing);
         }
         for job in stored {
-            q = q
-                .bind(job.id.as_str())
-                .bind(job.next_run_time)
-                .bind(job.paused)
-                .bind(job.state.as_str())
-                .bind(job.state_bin.as_deref())
-                .bind(job.format_version);
+            q = bind_job!(q, job);
         }
         q.execute(tx).await.map(drop)
     }
