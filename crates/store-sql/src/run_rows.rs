@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use apscheduler_core::{Changes, Decide, Run, RunKey, RunTable, StepView};
+use apscheduler_core::{Changes, Decide, JobWrites, Run, RunKey, RunTable, StepView};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Pool;
@@ -389,6 +389,27 @@ fn columns(run: &Run) -> RunColumns {
     }
 }
 
+/// What a step's decision makes of what the step loaded (`now`: the store's time, in
+/// microseconds): the job rows to write and the table's changes.
+fn decided(
+    decide: &mut Decide<'_, EncodedJob>,
+    runs: Vec<Run>,
+    fences: Vec<(Arc<str>, u64, bool)>,
+    now: i64,
+    existing: HashSet<Arc<str>>,
+    held: HashSet<Arc<str>>,
+) -> (JobWrites<EncodedJob>, Changes) {
+    let mut table = RunTable::load(runs, fences);
+    let view = StepView {
+        part: None,
+        now: from_micros(now),
+        existing,
+        held,
+    };
+    let writes = decide(&mut table, &view);
+    (writes, table.take_changes())
+}
+
 /// The step of [`RunOps`] in a statement per kind of read and write, for one database
 /// type (the statements differ by dialect only in their text, which [`Statements`]
 /// holds). PostgreSQL uses it for steps too large for its compact step.
@@ -491,19 +512,14 @@ macro_rules! locked_step {
                         runs.push(self.decode(&json)?);
                     }
                 }
-                let mut table = RunTable::load(runs, fences);
-                let view = StepView {
-                    part: None,
-                    now: from_micros(now),
-                    existing,
-                    held,
-                };
-                let writes = decide(&mut table, &view);
-                let Changes {
-                    runs,
-                    jobs: job_fences,
-                    removable,
-                } = table.take_changes();
+                let (
+                    writes,
+                    Changes {
+                        runs,
+                        jobs: job_fences,
+                        removable,
+                    },
+                ) = decided(decide, runs, fences, now, existing, held);
                 let rows: Vec<RunColumns> = runs.iter().map(columns).collect();
                 for part in rows.chunks(CHUNK) {
                     let sql = Statements::upsert_runs(d, n, part.len());

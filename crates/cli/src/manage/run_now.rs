@@ -66,24 +66,12 @@ pub(super) async fn run_now(
         Some(runs) => Some(start_row(runs, &holder, job, now, history.as_deref()).await?),
         None => None,
     };
-    let mut record = RunRecord {
-        run_id: row
-            .as_ref()
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.id.to_string()),
-        job_id: def.id.clone(),
-        scheduled_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        outcome: RunOutcome::Running,
-        exit_code: None,
-        http_status: None,
-        output: String::new(),
-        message: Some("run by `aps jobs run`".into()),
-        node: store::daemon_node(None),
-        attempt: 1,
-        backfill: false,
-        due_at: None,
-    };
+    let run_id = row
+        .as_ref()
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.id.to_string());
+    let mut record = RunRecord::pending(run_id, def.id.as_str(), now, store::daemon_node(None));
+    record.started_at = Some(now);
+    record.message = Some("run by `aps jobs run`".into());
     if let Some(h) = &history {
         h.record_runs(std::slice::from_ref(&record))
             .await
@@ -195,22 +183,10 @@ async fn start_row(
         }
     };
     if let Some(h) = history {
-        let record = RunRecord {
-            run_id: row.id.to_string(),
-            job_id: job.id.to_string(),
-            scheduled_at: now,
-            started_at: None,
-            finished_at: Some(Utc::now()),
-            outcome: RunOutcome::Missed,
-            exit_code: None,
-            http_status: None,
-            output: String::new(),
-            message: Some(reason.clone()),
-            node: store::daemon_node(None),
-            attempt: 1,
-            backfill: false,
-            due_at: None,
-        };
+        let mut record = RunRecord::pending(&*row.id, &*job.id, now, store::daemon_node(None));
+        record.finished_at = Some(Utc::now());
+        record.outcome = RunOutcome::Missed;
+        record.message = Some(reason.clone());
         h.record_runs(std::slice::from_ref(&record))
             .await
             .map_err(|e| format!("cannot record the run: {e}"))?;

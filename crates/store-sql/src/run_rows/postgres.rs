@@ -13,11 +13,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use apscheduler_core::{Changes, Decide, RunTable, StepView};
+use apscheduler_core::{Changes, Decide};
 use sqlx::Postgres;
 
 use super::{columns, RunColumns, RunRows, Step, CHUNK, LIVE};
-use crate::codec::{from_micros, micros_floor, EncodedJob};
+use crate::codec::{micros_floor, EncodedJob};
 use crate::driver::Result;
 use crate::error::StoreError;
 
@@ -141,19 +141,14 @@ impl RunRows<Postgres> {
             }
         }
 
-        let mut table = RunTable::load(runs, fences);
-        let view = StepView {
-            part: None,
-            now: from_micros(now),
-            existing,
-            held,
-        };
-        let writes = decide(&mut table, &view);
-        let Changes {
-            runs,
-            jobs: job_fences,
-            removable,
-        } = table.take_changes();
+        let (
+            writes,
+            Changes {
+                runs,
+                jobs: job_fences,
+                removable,
+            },
+        ) = super::decided(decide, runs, fences, now, existing, held);
         let rows: Vec<RunColumns> = runs.iter().map(columns).collect();
         let stored: Vec<&EncodedJob> = writes.store.iter().map(|(_, job)| job).collect();
         let (mut rows, mut job_fences, mut stored) = (&rows[..], &job_fences[..], &stored[..]);
