@@ -41,6 +41,13 @@ fn unreadable(what: &'static str) -> StoreError {
     }
 }
 
+fn conflict(jobs: &[Arc<str>]) -> Error {
+    StoreError::Conflict(format!(
+        "the runs of these jobs kept changing for {ATTEMPTS} attempts: {jobs:?}"
+    ))
+    .into()
+}
+
 fn unreadable_run(job: &str, e: serde_json::Error) -> StoreError {
     StoreError::CorruptRun {
         id: format!("a run of job {job}"),
@@ -57,93 +64,170 @@ impl RedisJobStore {
         jobs: &[Arc<str>],
         decide: &mut Decide<'_, Encoded>,
     ) -> Result<(), Error> {
-        let keys = self.parts.get(part);
+        self.step_from(part, holder, jobs, None, decide).await
+    }
+
+    /// [`run_step_in`](Self::run_step_in), deciding first on `read` when given (read
+    /// after the last write this caller saw succeed; a stale one costs an attempt).
+    async fn step_from(
+        &self,
+        part: usize,
+        holder: &str,
+        jobs: &[Arc<str>],
+        mut read: Option<Read>,
+        decide: &mut Decide<'_, Encoded>,
+    ) -> Result<(), Error> {
         for _ in 0..ATTEMPTS {
-            let mut read = self.invocation(part, &RUN_SCRIPTS.read);
-            read.key(&keys.run_expiry).key(&keys.run_jobs);
-            read.arg(holder);
-            for job in jobs {
-                read.arg(&**job);
-            }
-            let reply: Vec<Value> = self.invoke("read run groups", &read).await?;
-            let (now, groups) = self.read_groups(jobs, reply)?;
-            let runs = groups.values().flat_map(|g| g.runs.iter().cloned());
-            let fences = groups
-                .iter()
-                .map(|(job, g)| (job.clone(), g.fence, g.finishing));
-            let mut table = RunTable::load(runs.collect::<Vec<_>>(), fences.collect::<Vec<_>>());
-            let view = StepView {
-                part: Some(jobs.iter().cloned().collect()),
-                now,
-                existing: groups
-                    .iter()
-                    .filter(|(_, g)| g.exists)
-                    .map(|(job, _)| job.clone())
-                    .collect(),
-                held: groups
-                    .iter()
-                    .filter(|(_, g)| g.exists && g.holder == holder)
-                    .map(|(job, _)| job.clone())
-                    .collect(),
+            let (now, groups) = match read.take() {
+                Some(read) => read,
+                None => self.read_step(part, holder, jobs).await?,
             };
-            let writes = decide(&mut table, &view);
-            let mut stored: HashMap<Arc<str>, Encoded> = writes.store.into_iter().collect();
-            for id in &writes.pause {
-                stored.insert(id.clone(), self.paused_state(id, &groups[id].state)?);
-            }
-            let mut write = self.invocation(part, &RUN_SCRIPTS.write);
-            write.key(&keys.run_expiry).key(&keys.run_jobs).arg(holder);
-            let Changes {
-                runs: changed,
-                jobs: fences,
-                removable,
-            } = table.take_changes();
-            for (job, fence, finishing) in fences {
-                let group = &groups[&job];
-                let guard = if writes.held.contains(&job) {
-                    "held"
-                } else if writes.existing.contains(&job) {
-                    "exists"
-                } else {
-                    "-"
-                };
-                let expiry = table
-                    .of_job(&job)
-                    .filter(|r| r.state.is_live())
-                    .map(|r| r.lease_until)
-                    .min()
-                    .map(|t| now_micros(&t).to_string())
-                    .unwrap_or_default();
-                write
-                    .arg(&*job)
-                    .arg(&group.version)
-                    .arg(guard)
-                    .arg(fence)
-                    .arg(u8::from(finishing))
-                    .arg(expiry);
-                if removable.contains(&job) || writes.remove.contains(&job) {
-                    write.arg("d").arg("").arg("");
-                } else if let Some(enc) = stored.get(&job) {
-                    write.arg("u").arg(&enc.state[..]).arg(enc.run_arg());
-                } else {
-                    write.arg("-").arg("").arg("");
-                }
-                let mine: Vec<&Run> = changed.iter().filter(|r| r.key.job_id == job).collect();
-                write.arg(mine.len());
-                for run in mine {
-                    let json = serde_json::to_string(run).expect("a run serializes");
-                    write.arg(&*run.id).arg(json);
-                }
-            }
+            let write = self.decided(part, holder, jobs, now, &groups, decide)?;
             let done: i64 = self.invoke("write run groups", &write).await?;
             if done == 1 {
                 return Ok(());
             }
         }
-        Err(StoreError::Conflict(format!(
-            "the runs of these jobs kept changing for {ATTEMPTS} attempts: {jobs:?}"
-        ))
-        .into())
+        Err(conflict(jobs))
+    }
+
+    /// Two steps over `jobs` of one partition, one after the other, the second's read
+    /// sent with the first's write (the connection keeps their order). The outer error
+    /// is the first's, the inner the second's.
+    async fn chained_in(
+        &self,
+        part: usize,
+        holder: &str,
+        jobs: &[Arc<str>],
+        first: &mut Decide<'_, Encoded>,
+        second: &mut Decide<'_, Encoded>,
+    ) -> Result<Result<(), Error>, Error> {
+        let (mut now, mut groups) = self.read_step(part, holder, jobs).await?;
+        for _ in 0..ATTEMPTS {
+            let write = self.decided(part, holder, jobs, now, &groups, first)?;
+            let next = self.read_invocation(part, holder, jobs);
+            let (done, next) = tokio::join!(
+                self.invoke::<i64>("write run groups", &write),
+                self.invoke::<Vec<Value>>("read run groups", &next)
+            );
+            let next = next
+                .map_err(Error::from)
+                .and_then(|reply| Ok(self.read_groups(jobs, reply)?));
+            if done? == 1 {
+                return Ok(self.step_from(part, holder, jobs, next.ok(), second).await);
+            }
+            (now, groups) = match next {
+                Ok(read) => read,
+                Err(_) => self.read_step(part, holder, jobs).await?,
+            };
+        }
+        Err(conflict(jobs))
+    }
+
+    fn read_invocation(
+        &self,
+        part: usize,
+        holder: &str,
+        jobs: &[Arc<str>],
+    ) -> redis::ScriptInvocation<'static> {
+        let keys = self.parts.get(part);
+        let mut read = self.invocation(part, &RUN_SCRIPTS.read);
+        read.key(&keys.run_expiry).key(&keys.run_jobs);
+        read.arg(holder);
+        for job in jobs {
+            read.arg(&**job);
+        }
+        read
+    }
+
+    /// The server's time and the run groups of `jobs`.
+    async fn read_step(&self, part: usize, holder: &str, jobs: &[Arc<str>]) -> Result<Read, Error> {
+        let read = self.read_invocation(part, holder, jobs);
+        let reply: Vec<Value> = self.invoke("read run groups", &read).await?;
+        Ok(self.read_groups(jobs, reply)?)
+    }
+
+    /// Lets `decide` decide on the groups read; answers the script call that writes what
+    /// it changed if no group moved meanwhile.
+    fn decided(
+        &self,
+        part: usize,
+        holder: &str,
+        jobs: &[Arc<str>],
+        now: DateTime<Utc>,
+        groups: &HashMap<Arc<str>, Group>,
+        decide: &mut Decide<'_, Encoded>,
+    ) -> Result<redis::ScriptInvocation<'static>, Error> {
+        let keys = self.parts.get(part);
+        let runs = groups.values().flat_map(|g| g.runs.iter().cloned());
+        let fences = groups
+            .iter()
+            .map(|(job, g)| (job.clone(), g.fence, g.finishing));
+        let mut table = RunTable::load(runs.collect::<Vec<_>>(), fences.collect::<Vec<_>>());
+        let view = StepView {
+            part: Some(jobs.iter().cloned().collect()),
+            now,
+            existing: groups
+                .iter()
+                .filter(|(_, g)| g.exists)
+                .map(|(job, _)| job.clone())
+                .collect(),
+            held: groups
+                .iter()
+                .filter(|(_, g)| g.exists && g.holder == holder)
+                .map(|(job, _)| job.clone())
+                .collect(),
+        };
+        let writes = decide(&mut table, &view);
+        let mut stored: HashMap<Arc<str>, Encoded> = writes.store.into_iter().collect();
+        for id in &writes.pause {
+            stored.insert(id.clone(), self.paused_state(id, &groups[id].state)?);
+        }
+        let mut write = self.invocation(part, &RUN_SCRIPTS.write);
+        write.key(&keys.run_expiry).key(&keys.run_jobs).arg(holder);
+        let Changes {
+            runs: changed,
+            jobs: fences,
+            removable,
+        } = table.take_changes();
+        for (job, fence, finishing) in fences {
+            let group = &groups[&job];
+            let guard = if writes.held.contains(&job) {
+                "held"
+            } else if writes.existing.contains(&job) {
+                "exists"
+            } else {
+                "-"
+            };
+            let expiry = table
+                .of_job(&job)
+                .filter(|r| r.state.is_live())
+                .map(|r| r.lease_until)
+                .min()
+                .map(|t| now_micros(&t).to_string())
+                .unwrap_or_default();
+            write
+                .arg(&*job)
+                .arg(&group.version)
+                .arg(guard)
+                .arg(fence)
+                .arg(u8::from(finishing))
+                .arg(expiry);
+            if removable.contains(&job) || writes.remove.contains(&job) {
+                write.arg("d").arg("").arg("");
+            } else if let Some(enc) = stored.get(&job) {
+                write.arg("u").arg(&enc.state[..]).arg(enc.run_arg());
+            } else {
+                write.arg("-").arg("").arg("");
+            }
+            let mine: Vec<&Run> = changed.iter().filter(|r| r.key.job_id == job).collect();
+            write.arg(mine.len());
+            for run in mine {
+                let json = serde_json::to_string(run).expect("a run serializes");
+                write.arg(&*run.id).arg(json);
+            }
+        }
+        Ok(write)
     }
 
     fn read_groups(&self, jobs: &[Arc<str>], reply: Vec<Value>) -> Result<Read, StoreError> {
@@ -223,6 +307,29 @@ impl RunSteps for RedisJobStore {
             self.run_step_in(part, holder, &group, decide).await?;
         }
         Ok(())
+    }
+
+    async fn run_steps_chained(
+        &self,
+        holder: &str,
+        jobs: Vec<Arc<str>>,
+        keys: Vec<RunKey>,
+        first: &mut Decide<'_, Encoded>,
+        second: &mut Decide<'_, Encoded>,
+    ) -> Result<Result<(), Error>, Error> {
+        let mut jobs = jobs;
+        jobs.sort();
+        jobs.dedup();
+        let mut parts = self.parts.group(jobs.clone(), |id| &**id);
+        if parts.len() != 1 {
+            // Each part's first step before any part's second, as the steps are one
+            // after the other.
+            self.run_step(holder, jobs.clone(), keys.clone(), first)
+                .await?;
+            return Ok(self.run_step(holder, jobs, keys, second).await);
+        }
+        let (part, group) = parts.remove(0);
+        self.chained_in(part, holder, &group, first, second).await
     }
 
     async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>, Error> {

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use apscheduler_core::JobStore;
 use apscheduler_testkit::round_trips::{
-    percentile, round_trips_per_pass, start_lateness, Made, PassRoundTrips,
+    percentile, round_trips_per_pass, round_trips_per_pass_with, start_lateness,
+    start_lateness_with, Made, PassRoundTrips,
 };
 
 /// At most this many round trips per pass with due jobs, the history's end included,
@@ -105,4 +106,46 @@ async fn redis_lateness_at_50ms_rtt() {
             "Redis (history {history}): p99 start lateness at +50 ms RTT is {p99:?}"
         );
     }
+}
+
+/// The same two measures with leased runs (`EngineBuilder::leased_runs`): each pass
+/// writes the last pass's ends and releases its jobs with their runs in one script,
+/// starts them in a second, and renews and sweeps every third of a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (leased runs: round trips, start lateness in real time): bash bench/rtt-bench.sh"]
+async fn redis_leased_runs_round_trips_and_lateness() {
+    let Some(url) = common::redis_url("redis_leased_runs_round_trips_and_lateness") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let leased = |b: apscheduler_engine::EngineBuilder| b.leased_runs(true);
+    let figures = round_trips_per_pass_with(
+        upstream(&url),
+        maker(prefixes.fresh()),
+        leased,
+        false,
+        20,
+        8,
+    )
+    .await;
+    println!("Redis, leased runs: round trips per pass with 20 due jobs: {figures:?}");
+    let late = start_lateness_with(
+        upstream(&url),
+        maker(prefixes.fresh()),
+        leased,
+        false,
+        Duration::from_millis(25),
+        20,
+        10,
+    )
+    .await;
+    let (p50, p99, max) = (
+        percentile(&late, 50),
+        percentile(&late, 99),
+        late[late.len() - 1],
+    );
+    println!(
+        "Redis, leased runs, +50 ms RTT: {} runs, start lateness p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        late.len()
+    );
 }

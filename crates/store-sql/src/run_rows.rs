@@ -7,6 +7,10 @@
 //!
 //! Leases are timed by the server's clock on PostgreSQL and MySQL/MariaDB, by the
 //! process's on SQLite (one machine).
+//!
+//! SQLite takes the step here, a statement per kind ([`statements`]); PostgreSQL and
+//! MySQL/MariaDB take compact steps of two round trips (`postgres.rs`, `mysql.rs`),
+//! and this one for steps too large for them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,8 +62,13 @@ macro_rules! bind_job {
     };
 }
 
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod statements;
+
+use statements::{Statements, CHUNK};
 
 /// The states of a live run, as the `state` column holds them.
 const LIVE: &str = "('claimed', 'waiting', 'started', 'interrupting', 'missing')";
@@ -75,11 +84,116 @@ pub(crate) struct Step<'a> {
     pub(crate) keys: Vec<RunKey>,
 }
 
+impl Step<'_> {
+    /// Whether the step names more jobs or runs than one statement should (or none):
+    /// the compact steps leave it to the statement-per-kind step.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    fn too_large(&self) -> bool {
+        self.jobs.is_empty() || self.jobs.len() > CHUNK || self.keys.len() > CHUNK
+    }
+}
+
+/// A pooled connection that a compact step may leave inside a transaction (its
+/// statements are sent as text, `BEGIN` among them): unless the step
+/// [`finish`](StepConnection::finish)es, it is closed instead of going back to the pool,
+/// and the server rolls the transaction back.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct StepConnection<DB: sqlx::Database>(Option<sqlx::pool::PoolConnection<DB>>);
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> StepConnection<DB> {
+    fn new(conn: sqlx::pool::PoolConnection<DB>) -> Self {
+        StepConnection(Some(conn))
+    }
+
+    fn get(&mut self) -> &mut DB::Connection {
+        self.0.as_mut().expect("the step's connection")
+    }
+
+    fn finish(mut self) {
+        drop(self.0.take());
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> Drop for StepConnection<DB> {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> RunRows<DB> {
+    /// Maps a driver error to the store's, naming `what` failed.
+    fn map(&self, what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+        let context = self.context(what);
+        move |e| StoreError::sql(context.clone(), e)
+    }
+
+    /// A pooled connection for a compact step.
+    async fn step_connection(&self) -> Result<StepConnection<DB>> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.map("begin a run step"))?;
+        Ok(StepConnection::new(conn))
+    }
+}
+
+/// What a compact step loaded: the store's time (microseconds), the fences, which jobs
+/// exist and which the caller holds, the runs.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct Loaded {
+    now: i64,
+    fences: Vec<(Arc<str>, u64, bool)>,
+    existing: HashSet<Arc<str>>,
+    held: HashSet<Arc<str>>,
+    runs: Vec<Run>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Loaded {
+    fn new(jobs: usize) -> Loaded {
+        Loaded {
+            now: 0,
+            fences: Vec::with_capacity(jobs),
+            existing: HashSet::new(),
+            held: HashSet::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// [`decided`] on what was loaded.
+    fn decide(self, decide: &mut Decide<'_, EncodedJob>) -> (JobWrites<EncodedJob>, Changes) {
+        decided(
+            decide,
+            self.runs,
+            self.fences,
+            self.now,
+            self.existing,
+            self.held,
+        )
+    }
+}
+
 /// The run rows' operations, the same for every dialect.
 #[async_trait]
 pub(crate) trait RunOps: Send + Sync + std::fmt::Debug {
     /// One atomic step (see the module documentation).
     async fn step(&self, step: &Step<'_>, decide: &mut Decide<'_, EncodedJob>) -> Result<()>;
+
+    /// Two steps on the same jobs and runs, one after the other (see
+    /// [`RunSteps::run_steps_chained`](apscheduler_core::RunSteps::run_steps_chained)):
+    /// the outer error is the first's, the inner the second's.
+    async fn steps(
+        &self,
+        step: &Step<'_>,
+        first: &mut Decide<'_, EncodedJob>,
+        second: &mut Decide<'_, EncodedJob>,
+    ) -> Result<Result<()>>;
 
     /// Up to `limit` jobs with a live run whose lease expired, earliest expiry first.
     async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>>;
@@ -89,236 +203,6 @@ pub(crate) trait RunOps: Send + Sync + std::fmt::Debug {
 
     /// Deletes the runs that ended before `before`; answers how many.
     async fn prune(&self, before: DateTime<Utc>) -> Result<usize>;
-}
-
-/// The statements of one job table's run rows.
-#[derive(Debug)]
-struct Statements {
-    now: String,
-    pause_job: String,
-    delete_job: String,
-    expired: String,
-    of_job: String,
-    prune: String,
-}
-
-impl Statements {
-    fn new(d: Dialect, n: &Names) -> Statements {
-        let p = |i| d.param(i);
-        let (runs, jobs) = (&n.run_leases, &n.jobs);
-        let row = d.text("row_json");
-        let now = match d {
-            Dialect::Postgres => {
-                "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT".to_owned()
-            }
-            Dialect::MySql => {
-                "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))".to_owned()
-            }
-            Dialect::Sqlite => p(1),
-        };
-        Statements {
-            now: format!("SELECT {now}"),
-            pause_job: format!(
-                "UPDATE {jobs} SET next_run_time = NULL, paused = TRUE, lease_holder = NULL, \
-                 lease_expires = NULL WHERE id = {}",
-                p(1)
-            ),
-            delete_job: format!("DELETE FROM {jobs} WHERE id = {}", p(1)),
-            expired: format!(
-                "SELECT {} FROM {runs} WHERE state IN {LIVE} AND lease_until <= {now} \
-                 GROUP BY job_id ORDER BY MIN(lease_until) LIMIT {}",
-                d.text("job_id"),
-                p(if d == Dialect::Sqlite { 2 } else { 1 })
-            ),
-            of_job: format!(
-                "SELECT {row} FROM {runs} WHERE job_id = {} ORDER BY fire_time, attempt, rerun",
-                p(1)
-            ),
-            prune: format!(
-                "DELETE FROM {runs} WHERE state NOT IN {LIVE} AND ended_at < {}",
-                p(1)
-            ),
-        }
-    }
-}
-
-/// How many jobs, keys or rows one batched statement names (at most 10 parameters a
-/// row: well under every server's limit on parameters).
-const CHUNK: usize = 500;
-
-/// `n` parameters, numbered from `from` where the dialect numbers them: `?, ?` or
-/// `$3, $4`.
-fn params(d: Dialect, from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| d.param(i))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `rows` parenthesized groups of `width` parameters, numbered from 1: `(?, ?), (?, ?)`.
-fn groups(d: Dialect, rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(d, r * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The batched statements of a step, for `n` jobs, keys or rows.
-impl Statements {
-    fn ensure_fences(d: Dialect, n: &Names, rows: usize) -> String {
-        let values = (0..rows)
-            .map(|r| format!("({}, 0, 0)", d.param(r + 1)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let fences = &n.run_fences;
-        match d {
-            Dialect::Sqlite => {
-                format!("INSERT OR IGNORE INTO {fences} (job_id, fence, finishing) VALUES {values}")
-            }
-            Dialect::Postgres => format!(
-                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
-                 ON CONFLICT (job_id) DO NOTHING"
-            ),
-            Dialect::MySql => {
-                format!("INSERT IGNORE INTO {fences} (job_id, fence, finishing) VALUES {values}")
-            }
-        }
-    }
-
-    fn lock_fences(d: Dialect, n: &Names, rows: usize) -> String {
-        format!(
-            "SELECT {}, fence, finishing FROM {} WHERE job_id IN ({}) ORDER BY job_id{}",
-            d.text("job_id"),
-            n.run_fences,
-            params(d, 1, rows),
-            lock_clause(d)
-        )
-    }
-
-    fn lock_jobs(d: Dialect, n: &Names, rows: usize) -> String {
-        format!(
-            "SELECT {}, {} FROM {} WHERE id IN ({}) ORDER BY id{}",
-            d.text("id"),
-            d.text("lease_holder"),
-            n.jobs,
-            params(d, 1, rows),
-            lock_clause(d)
-        )
-    }
-
-    fn live_runs(d: Dialect, n: &Names, rows: usize) -> String {
-        format!(
-            "SELECT {} FROM {} WHERE job_id IN ({}) AND state IN {LIVE}",
-            d.text("row_json"),
-            n.run_leases,
-            params(d, 1, rows)
-        )
-    }
-
-    fn runs_by_key(d: Dialect, n: &Names, rows: usize) -> String {
-        format!(
-            "SELECT {} FROM {} WHERE (job_id, fire_time, attempt, rerun) IN ({})",
-            d.text("row_json"),
-            n.run_leases,
-            groups(d, rows, 4)
-        )
-    }
-
-    fn upsert_runs(d: Dialect, n: &Names, rows: usize) -> String {
-        let columns = "job_id, fire_time, attempt, rerun, state, lease_until, holder, fence, \
-                       ended_at, row_json";
-        let (runs, values) = (&n.run_leases, groups(d, rows, 10));
-        match d {
-            Dialect::MySql => format!(
-                "INSERT INTO {runs} ({columns}) VALUES {values} ON DUPLICATE KEY UPDATE \
-                 state = VALUES(state), lease_until = VALUES(lease_until), \
-                 holder = VALUES(holder), fence = VALUES(fence), ended_at = VALUES(ended_at), \
-                 row_json = VALUES(row_json)"
-            ),
-            Dialect::Sqlite | Dialect::Postgres => format!(
-                "INSERT INTO {runs} ({columns}) VALUES {values} \
-                 ON CONFLICT (job_id, fire_time, attempt, rerun) DO UPDATE SET \
-                 state = excluded.state, lease_until = excluded.lease_until, \
-                 holder = excluded.holder, fence = excluded.fence, \
-                 ended_at = excluded.ended_at, row_json = excluded.row_json"
-            ),
-        }
-    }
-
-    fn write_fences(d: Dialect, n: &Names, rows: usize) -> String {
-        let (fences, values) = (&n.run_fences, groups(d, rows, 3));
-        match d {
-            Dialect::MySql => format!(
-                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
-                 ON DUPLICATE KEY UPDATE fence = VALUES(fence), finishing = VALUES(finishing)"
-            ),
-            Dialect::Sqlite | Dialect::Postgres => format!(
-                "INSERT INTO {fences} (job_id, fence, finishing) VALUES {values} \
-                 ON CONFLICT (job_id) DO UPDATE SET fence = excluded.fence, \
-                 finishing = excluded.finishing"
-            ),
-        }
-    }
-}
-
-impl Statements {
-    /// A multi-row update of `rows` jobs' new states (id, next run time, paused,
-    /// state, binary state, format version per row), dropping their claims.
-    fn update_jobs(d: Dialect, n: &Names, rows: usize) -> String {
-        let jobs = &n.jobs;
-        let set = "next_run_time = v.next_run_time, paused = v.paused, state = v.state, \
-                   state_bin = v.state_bin, format_version = v.format_version, \
-                   lease_holder = NULL, lease_expires = NULL, corrupt = NULL";
-        let names = "v(id, next_run_time, paused, state, state_bin, format_version)";
-        match d {
-            Dialect::Postgres => {
-                let values = (0..rows)
-                    .map(|r| {
-                        let p = |i: usize| d.param(r * 6 + i);
-                        format!(
-                            "({}::VARCHAR, {}::BIGINT, {}::BOOLEAN, {}::TEXT, {}::BYTEA, {}::INTEGER)",
-                            p(1),
-                            p(2),
-                            p(3),
-                            p(4),
-                            p(5),
-                            p(6)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("UPDATE {jobs} SET {set} FROM (VALUES {values}) AS {names} WHERE {jobs}.id = v.id")
-            }
-            Dialect::Sqlite => format!(
-                "UPDATE {jobs} SET {} FROM (VALUES {}) AS v WHERE {jobs}.id = v.column1",
-                "next_run_time = v.column2, paused = v.column3, state = v.column4, \
-                 state_bin = v.column5, format_version = v.column6, lease_holder = NULL, \
-                 lease_expires = NULL, corrupt = NULL",
-                groups(d, rows, 6)
-            ),
-            Dialect::MySql => {
-                let row = "SELECT CONVERT(? USING utf8mb4) COLLATE utf8mb4_bin AS id, \
-                           CAST(? AS SIGNED) AS next_run_time, CAST(? AS SIGNED) AS paused, \
-                           CONVERT(? USING utf8mb4) AS state, CAST(? AS BINARY) AS state_bin, \
-                           CAST(? AS SIGNED) AS format_version";
-                format!(
-                    "UPDATE {jobs} AS j JOIN ({}) AS v ON j.id = v.id SET \
-                     j.next_run_time = v.next_run_time, j.paused = v.paused, j.state = v.state, \
-                     j.state_bin = v.state_bin, j.format_version = v.format_version, \
-                     j.lease_holder = NULL, j.lease_expires = NULL, j.corrupt = NULL",
-                    vec![row; rows].join(" UNION ALL ")
-                )
-            }
-        }
-    }
-}
-
-/// Row locks where the dialect has them (SQLite's `BEGIN IMMEDIATE` locks the file).
-fn lock_clause(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Sqlite => "",
-        Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
-    }
 }
 
 /// The run rows of one job table, on its pool.
@@ -521,6 +405,34 @@ macro_rules! locked_step {
                     },
                 ) = decided(decide, runs, fences, now, existing, held);
                 let rows: Vec<RunColumns> = runs.iter().map(columns).collect();
+                let stored: Vec<&EncodedJob> = writes.store.iter().map(|(_, job)| job).collect();
+                self.write_changes(
+                    &mut tx,
+                    &rows,
+                    &job_fences,
+                    &stored,
+                    &writes.pause,
+                    writes.remove.iter().chain(&removable),
+                )
+                .await?;
+                tx.commit().await.map_err(map("commit a run step"))
+            }
+
+            /// Writes a step's changes with bound statements, a statement per kind.
+            async fn write_changes(
+                &self,
+                tx: &mut <$db as sqlx::Database>::Connection,
+                rows: &[RunColumns],
+                job_fences: &[(Arc<str>, u64, bool)],
+                stored: &[&EncodedJob],
+                pause: &[Arc<str>],
+                remove: impl Iterator<Item = &Arc<str>> + Send,
+            ) -> Result<()> {
+                let map = |what: &'static str| {
+                    let context = self.context(what);
+                    move |e| StoreError::sql(context.clone(), e)
+                };
+                let (d, n) = (self.dialect, &self.names);
                 for part in rows.chunks(CHUNK) {
                     let sql = Statements::upsert_runs(d, n, part.len());
                     let mut q = sqlx::query(&sql);
@@ -537,7 +449,6 @@ macro_rules! locked_step {
                     }
                     q.execute(&mut *tx).await.map_err(map("write run fences"))?;
                 }
-                let stored: Vec<&EncodedJob> = writes.store.iter().map(|(_, job)| job).collect();
                 for part in stored.chunks(CHUNK) {
                     let sql = Statements::update_jobs(d, n, part.len());
                     let mut q = sqlx::query(&sql);
@@ -546,13 +457,19 @@ macro_rules! locked_step {
                     }
                     q.execute(&mut *tx).await.map_err(map("release the jobs"))?;
                 }
-                self.finish_jobs(
-                    &mut tx,
-                    &writes.pause,
-                    writes.remove.iter().chain(&removable),
-                )
-                .await?;
-                tx.commit().await.map_err(map("commit a run step"))
+                self.finish_jobs(tx, pause, remove).await
+            }
+
+            /// Two locked steps, one after the other.
+            #[allow(dead_code)]
+            pub(super) async fn locked_steps(
+                &self,
+                step: &Step<'_>,
+                first: &mut Decide<'_, EncodedJob>,
+                second: &mut Decide<'_, EncodedJob>,
+            ) -> Result<Result<()>> {
+                self.locked_step(step, first).await?;
+                Ok(self.locked_step(step, second).await)
             }
 
             /// Keeps the finished jobs `pause` paused and removes those of `remove`.
@@ -586,9 +503,10 @@ macro_rules! locked_step {
     };
 }
 
-/// Implements [`RunOps`] for one database type, with its step method.
+/// Implements [`RunOps`] for one database type, with its step method and its method
+/// for two steps in a row.
 macro_rules! run_ops {
-    ($db:ty, $step:ident) => {
+    ($db:ty, $step:ident, $steps:ident) => {
         #[async_trait]
         impl RunOps for RunRows<$db> {
             async fn step(
@@ -597,6 +515,15 @@ macro_rules! run_ops {
                 decide: &mut Decide<'_, EncodedJob>,
             ) -> Result<()> {
                 self.$step(step, decide).await
+            }
+
+            async fn steps(
+                &self,
+                step: &Step<'_>,
+                first: &mut Decide<'_, EncodedJob>,
+                second: &mut Decide<'_, EncodedJob>,
+            ) -> Result<Result<()>> {
+                self.$steps(step, first, second).await
             }
 
             async fn expired_jobs(&self, limit: usize) -> Result<Vec<Arc<str>>> {
@@ -637,12 +564,12 @@ macro_rules! run_ops {
 #[cfg(feature = "sqlite")]
 locked_step!(sqlx::Sqlite);
 #[cfg(feature = "sqlite")]
-run_ops!(sqlx::Sqlite, locked_step);
+run_ops!(sqlx::Sqlite, locked_step, locked_steps);
 #[cfg(feature = "postgres")]
 locked_step!(sqlx::Postgres);
 #[cfg(feature = "postgres")]
-run_ops!(sqlx::Postgres, compact_step);
+run_ops!(sqlx::Postgres, compact_step, compact_steps);
 #[cfg(feature = "mysql")]
 locked_step!(sqlx::MySql);
 #[cfg(feature = "mysql")]
-run_ops!(sqlx::MySql, locked_step);
+run_ops!(sqlx::MySql, compact_step, compact_steps);

@@ -159,31 +159,24 @@ async fn mysql_lateness_at_50ms_rtt() {
 }
 
 /// The same two measures with leased runs (`EngineBuilder::leased_runs`): each pass
-/// writes the last pass's ends, releases its jobs with their runs and starts them, one
-/// store step each, and renews and sweeps every third of a lease.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark (leased runs: round trips, start lateness in real time): bash bench/rtt-bench.sh"]
-async fn postgres_leased_runs_round_trips_and_lateness() {
-    let Some(url) = server_url(
-        POSTGRES_ENV,
-        "postgres_leased_runs_round_trips_and_lateness",
-    ) else {
-        return;
-    };
+/// writes the last pass's ends and releases its jobs with their runs in one store step,
+/// starts them in a second (on PostgreSQL sent with the first's commit), and renews and
+/// sweeps every third of a lease.
+async fn leased_round_trips_and_lateness(label: &str, url: &str) {
     let leased = |b: apscheduler_engine::EngineBuilder| b.leased_runs(true);
     let figures = round_trips_per_pass_with(
-        upstream(&url),
-        maker(url.clone(), random_table()),
+        upstream(url),
+        maker(url.to_owned(), random_table()),
         leased,
         false,
         20,
         8,
     )
     .await;
-    println!("PostgreSQL, leased runs: round trips per pass with 20 due jobs: {figures:?}");
+    println!("{label}, leased runs: round trips per pass with 20 due jobs: {figures:?}");
     let late = start_lateness_with(
-        upstream(&url),
-        maker(url.clone(), random_table()),
+        upstream(url),
+        maker(url.to_owned(), random_table()),
         leased,
         false,
         Duration::from_millis(25),
@@ -197,7 +190,28 @@ async fn postgres_leased_runs_round_trips_and_lateness() {
         late[late.len() - 1],
     );
     println!(
-        "PostgreSQL, leased runs, +50 ms RTT: {} runs, start lateness p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        "{label}, leased runs, +50 ms RTT: {} runs, start lateness p50 {p50:?}, p99 {p99:?}, max {max:?}",
         late.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (leased runs: round trips, start lateness in real time): bash bench/rtt-bench.sh"]
+async fn postgres_leased_runs_round_trips_and_lateness() {
+    let Some(url) = server_url(
+        POSTGRES_ENV,
+        "postgres_leased_runs_round_trips_and_lateness",
+    ) else {
+        return;
+    };
+    leased_round_trips_and_lateness("PostgreSQL", &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (leased runs: round trips, start lateness in real time): bash bench/rtt-bench.sh"]
+async fn mysql_leased_runs_round_trips_and_lateness() {
+    let Some(url) = server_url(MYSQL_ENV, "mysql_leased_runs_round_trips_and_lateness") else {
+        return;
+    };
+    leased_round_trips_and_lateness("MySQL", &url).await;
 }

@@ -357,6 +357,18 @@ pub struct EndedAndReleased {
     pub released: ReleasedRuns,
 }
 
+/// What [`RunStore::end_release_and_start`] did: the first step's answer, and the
+/// second's (the starts of the runs the first created, in its order) or its error.
+#[derive(Debug)]
+pub struct ReleasedAndStarted {
+    /// As [`RunStore::end_and_release`] answers.
+    pub step: EndedAndReleased,
+    /// One answer per run of `step.released.runs`, in order, as
+    /// [`RunStore::start_runs`] answers; an error leaves them held by the caller and
+    /// unstarted or started (it asks again: a repeated start answers as the first).
+    pub starts: Result<Vec<StartReply>, Error>,
+}
+
 /// What [`RunStore::sweep_runs`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -397,7 +409,9 @@ pub struct Swept {
 ///
 /// - Every operation is one atomic step on the store; a batch is one step per run (in
 ///   the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
-///   is two of them in one step.
+///   is two of them in one step;
+///   [`end_release_and_start`](RunStore::end_release_and_start) is that step and a
+///   start, one after the other.
 /// - Leases are judged on the store's clock ([`Capabilities::store_clock`](crate::Capabilities));
 ///   a lease runs from the operation that grants or renews it for the `lease` given.
 /// - "The caller holds the run" means: its holder is the caller and its fence is the
@@ -508,6 +522,33 @@ pub trait RunStore: JobStore {
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
     ) -> Result<EndedAndReleased, Error>;
+
+    /// [`end_and_release`](RunStore::end_and_release), then
+    /// [`start_runs`](RunStore::start_runs) of every run it created: two atomic steps,
+    /// the second decided once the first is written. A store may send the second's
+    /// reads with the first's commit, saving a round trip; the runs are still created
+    /// unstarted first, so that a reply lost before the first's answer leaves runs a
+    /// sweep starts.
+    ///
+    /// # Errors
+    /// The first step's, as [`end_and_release`](RunStore::end_and_release)'s; the
+    /// second's error is in [`ReleasedAndStarted::starts`].
+    async fn end_release_and_start(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<ReleasedAndStarted, Error> {
+        let step = self.end_and_release(holder, ends, releases, lease).await?;
+        let handles: Vec<Held> = step.released.runs.iter().map(Run::held).collect();
+        let starts = if handles.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.start_runs(holder, &handles, lease).await
+        };
+        Ok(ReleasedAndStarted { step, starts })
+    }
 
     /// Takes up to `limit` live runs whose lease expired on the store's clock (see the
     /// table), leasing what it takes to `sweeper` for `lease`.

@@ -5,15 +5,15 @@
 //! decision on the table.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    EndReply, EndedAndReleased, Held, JobFate, NewRun, ReleaseBatch, ReleasedRuns, Renewed, Run,
-    RunEnd, RunKey, RunStore, RunTable, StartReply, Swept,
+    EndReply, EndedAndReleased, Held, JobFate, NewRun, ReleaseBatch, ReleasedAndStarted,
+    ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunStore, RunTable, StartReply, Swept,
 };
 use crate::{Error, Job, JobRelease, JobStore, Released};
 
@@ -105,6 +105,27 @@ pub trait RunSteps: JobStore {
         decide: &mut Decide<'_, Self::Encoded>,
     ) -> Result<(), Error>;
 
+    /// Two atomic steps on the same jobs and runs, one after the other: `first`, as
+    /// [`run_step`](RunSteps::run_step), then `second`, loaded and decided once the
+    /// first is written. A store may send the second's reads with the first's commit.
+    /// The inner result is the second step's: the first was written when it is
+    /// reached.
+    ///
+    /// # Errors
+    /// The first step's (it may or may not have been written).
+    async fn run_steps_chained(
+        &self,
+        holder: &str,
+        jobs: Vec<Arc<str>>,
+        keys: Vec<RunKey>,
+        first: &mut Decide<'_, Self::Encoded>,
+        second: &mut Decide<'_, Self::Encoded>,
+    ) -> Result<Result<(), Error>, Error> {
+        self.run_step(holder, jobs.clone(), keys.clone(), first)
+            .await?;
+        Ok(self.run_step(holder, jobs, keys, second).await)
+    }
+
     /// Up to `limit` jobs with a live run whose lease ended on the store's clock,
     /// earliest end first.
     ///
@@ -155,53 +176,52 @@ impl<S: RunSteps> RunStore for S {
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
     ) -> Result<EndedAndReleased, Error> {
-        let ReleaseBatch {
-            jobs: asked,
-            refused,
-        } = ReleaseBatch::new(releases, |job| self.encode_job(job));
-        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
-        let (mut jobs, mut keys) = jobs_of(&held);
-        keys.extend(keys.clone().iter().map(RunKey::retry));
-        jobs.extend(asked.iter().map(|(id, ..)| id.clone()));
-        keys.extend(
-            asked
-                .iter()
-                .flat_map(|(_, _, runs)| runs.iter().map(|r| r.key.clone())),
-        );
-        // A job may both end a run and be released: named once.
-        let mut seen = HashSet::new();
-        jobs.retain(|j| seen.insert(j.clone()));
-        let mut seen = HashSet::new();
-        keys.retain(|k| seen.insert(k.clone()));
-        let holder_id: Arc<str> = holder.into();
-        let (mut lost, mut made) = (Vec::new(), Vec::new());
-        let mut ended = vec![EndReply::Refused; ends.len()];
-        let mut decide = |table: &mut RunTable, view: &StepView| {
-            for (reply, end) in ended.iter_mut().zip(&ends) {
-                if covers_run(view, &end.run.id) {
-                    *reply = table.end(&holder_id, end, view.now, lease);
+        let mut pass = PassStep::new(self, holder, ends, releases);
+        let (jobs, keys) = (pass.jobs.clone(), pass.keys.clone());
+        let mut decide = |table: &mut RunTable, view: &StepView| pass.decide(table, view, lease);
+        self.run_step(holder, jobs, keys, &mut decide).await?;
+        Ok(pass.answer())
+    }
+
+    async fn end_release_and_start(
+        &self,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+        lease: Duration,
+    ) -> Result<ReleasedAndStarted, Error> {
+        let pass = Mutex::new(PassStep::new(self, holder, ends, releases));
+        let (jobs, keys) = {
+            let pass = lock(&pass);
+            (pass.jobs.clone(), pass.keys.clone())
+        };
+        let mut replies = Vec::new();
+        let mut first =
+            |table: &mut RunTable, view: &StepView| lock(&pass).decide(table, view, lease);
+        // The runs the first step created, as it decided them.
+        let mut second = |table: &mut RunTable, view: &StepView| {
+            let pass = lock(&pass);
+            replies.resize(pass.made.len(), StartReply::Refused);
+            for (reply, run) in replies.iter_mut().zip(&pass.made) {
+                if view.covers(&run.key.job_id) {
+                    *reply = table.start(holder, &run.held(), view.now, lease);
                 }
             }
-            let mut writes = JobWrites::default();
-            release(
-                table,
-                view,
-                &holder_id,
-                &asked,
-                lease,
-                &mut lost,
-                &mut made,
-                &mut writes,
-            );
-            writes
+            JobWrites::default()
         };
-        self.run_step(holder, jobs, keys, &mut decide).await?;
-        Ok(EndedAndReleased {
-            ended,
-            released: ReleasedRuns {
-                jobs: Released::new(lost, refused),
-                runs: made,
-            },
+        let second_step = self
+            .run_steps_chained(holder, jobs, keys, &mut first, &mut second)
+            .await?;
+        let step = pass
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer();
+        Ok(ReleasedAndStarted {
+            starts: second_step.map(|()| {
+                replies.resize(step.released.runs.len(), StartReply::Refused);
+                replies
+            }),
+            step,
         })
     }
 
@@ -341,6 +361,93 @@ impl<S: RunSteps> RunStore for S {
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<usize, Error> {
         self.prune_ended(before).await
     }
+}
+
+/// A pass's ends and releases, as one step decides them.
+struct PassStep<E> {
+    holder: Arc<str>,
+    ends: Vec<RunEnd>,
+    asked: Vec<(Arc<str>, Option<E>, Vec<NewRun>)>,
+    refused: Vec<(Arc<str>, Error)>,
+    /// The jobs and runs the step locks and loads.
+    jobs: Vec<Arc<str>>,
+    keys: Vec<RunKey>,
+    ended: Vec<EndReply>,
+    lost: Vec<Arc<str>>,
+    made: Vec<Run>,
+}
+
+impl<E: Clone> PassStep<E> {
+    fn new<S: RunSteps<Encoded = E> + ?Sized>(
+        store: &S,
+        holder: &str,
+        ends: Vec<RunEnd>,
+        releases: Vec<(JobRelease, Vec<NewRun>)>,
+    ) -> PassStep<E> {
+        let ReleaseBatch {
+            jobs: asked,
+            refused,
+        } = ReleaseBatch::new(releases, |job| store.encode_job(job));
+        let held: Vec<Held> = ends.iter().map(|e| e.run.clone()).collect();
+        let (mut jobs, mut keys) = jobs_of(&held);
+        keys.extend(keys.clone().iter().map(RunKey::retry));
+        jobs.extend(asked.iter().map(|(id, ..)| id.clone()));
+        keys.extend(
+            asked
+                .iter()
+                .flat_map(|(_, _, runs)| runs.iter().map(|r| r.key.clone())),
+        );
+        // A job may both end a run and be released: named once.
+        let mut seen = HashSet::new();
+        jobs.retain(|j| seen.insert(j.clone()));
+        let mut seen = HashSet::new();
+        keys.retain(|k| seen.insert(k.clone()));
+        PassStep {
+            holder: holder.into(),
+            ended: vec![EndReply::Refused; ends.len()],
+            ends,
+            asked,
+            refused,
+            jobs,
+            keys,
+            lost: Vec::new(),
+            made: Vec::new(),
+        }
+    }
+
+    fn decide(&mut self, table: &mut RunTable, view: &StepView, lease: Duration) -> JobWrites<E> {
+        for (reply, end) in self.ended.iter_mut().zip(&self.ends) {
+            if covers_run(view, &end.run.id) {
+                *reply = table.end(&self.holder, end, view.now, lease);
+            }
+        }
+        let mut writes = JobWrites::default();
+        release(
+            table,
+            view,
+            &self.holder,
+            &self.asked,
+            lease,
+            &mut self.lost,
+            &mut self.made,
+            &mut writes,
+        );
+        writes
+    }
+
+    fn answer(self) -> EndedAndReleased {
+        EndedAndReleased {
+            ended: self.ended,
+            released: ReleasedRuns {
+                jobs: Released::new(self.lost, self.refused),
+                runs: self.made,
+            },
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The decision of a release: for each job the caller still holds, its runs created

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use apscheduler_core::{
-    CancelSignal, Held, NewRun, Run, RunEnd, RunKey, RunOrigin, RunRecord, RunState, RunStore,
-    StartReply, SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
+    CancelSignal, Held, NewRun, ReleasedAndStarted, Run, RunEnd, RunKey, RunOrigin, RunRecord,
+    RunState, RunStore, StartReply, SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
 };
 
 use super::pass::PassLookups;
@@ -124,8 +124,11 @@ impl Engine {
         if ends.is_empty() && batch.is_empty() {
             return Ok((None, HashMap::new()));
         }
-        let step = match runs
-            .end_and_release(
+        // The releases' runs are created unstarted, then started in a second step (the
+        // store may send it with the first's commit): a reply lost before the first's
+        // answer leaves runs a sweep starts once their lease ran out.
+        let ReleasedAndStarted { step, starts } = match runs
+            .end_release_and_start(
                 &self.inner.scheduler_id,
                 ends.clone(),
                 batch,
@@ -133,7 +136,7 @@ impl Engine {
             )
             .await
         {
-            Ok(step) => step,
+            Ok(both) => both,
             Err(e) => {
                 // Applied or not: if it was, its runs are this scheduler's rows and the
                 // sweep after their lease starts them; if not, the jobs are claimed again.
@@ -145,12 +148,25 @@ impl Engine {
         self.apply_ends(alias, &ends, step.ended);
         let released = step.released;
         let skipped = self.report_unreleased(alias, &released.jobs, now);
-        let mut rows: HashMap<Arc<str>, Run> = released
-            .runs
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        // Each created run with the store's answer to its start.
+        let mut rows: HashMap<Arc<str>, (Run, Option<StartReply>)> = match starts {
+            Ok(replies) => released
+                .runs
+                .into_iter()
+                .zip(replies.into_iter().map(Some))
+                .map(|(r, reply)| (r.id.clone(), (r, reply)))
+                .collect(),
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "the store did not answer the start of {} run(s) ({e}); they are asked again at the next pass", released.runs.len());
+                released
+                    .runs
+                    .into_iter()
+                    .map(|r| (r.id.clone(), (r, None)))
+                    .collect()
+            }
+        };
         let mut starting = Vec::with_capacity(planned.len());
+        let mut replies = Vec::new();
         for p in planned {
             if let Some(why) = skipped.get(&*p.run.job_id) {
                 self.not_started(alias, p, why);
@@ -160,7 +176,10 @@ impl Engine {
             for t in &p.run.run_times {
                 let id = RunKey::first(p.run.job_id.clone(), t.with_timezone(&Utc)).id();
                 match rows.remove(id.as_str()) {
-                    Some(row) => mine.push(row),
+                    Some((row, reply)) => {
+                        mine.push(row);
+                        replies.push(reply);
+                    }
                     None => {
                         apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %p.run.job_id, "fire time {} of job \"{}\" not started here: the store already has its run {id}", t.to_rfc3339(), p.name);
                     }
@@ -170,9 +189,19 @@ impl Engine {
                 starting.push((p, mine));
             }
         }
-        // Started in a step of their own, once held: a start whose reply is lost is
-        // asked again (a repeated start answers as the first).
-        self.start_rows(alias, runs, starting, used).await;
+        // Held whatever the answer: a start whose reply was lost is asked again at the
+        // next pass (a repeated start answers as the first).
+        if let Some(leased) = &self.inner.leased {
+            for (p, rows) in &starting {
+                for row in rows {
+                    leased.hold(alias, row.clone(), p.run.cancel.clone());
+                }
+            }
+        }
+        if replies.iter().all(Option::is_some) {
+            let replies = replies.into_iter().flatten().collect();
+            self.apply_starts(alias, starting, replies, used);
+        }
         Ok((released.jobs.next_run_time, skipped))
     }
 

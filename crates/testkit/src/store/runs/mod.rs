@@ -22,7 +22,7 @@ mod admission;
 mod pass;
 
 pub use admission::{check_buffered_runs, check_grace, check_max_instances, check_stop_requests};
-pub use pass::check_end_and_release;
+pub use pass::{check_end_and_release, check_end_release_and_start};
 
 /// A lease a check lets expire.
 const SHORT: Duration = Duration::from_millis(300);
@@ -668,6 +668,7 @@ where
         check_insert_runs,
         check_fences_grow,
         check_end_and_release,
+        check_end_release_and_start,
     );
     let store = make().await;
     store.start("default").await.expect("start the store");

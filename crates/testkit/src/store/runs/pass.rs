@@ -168,3 +168,115 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
         "{CHECK}: another's release"
     );
 }
+
+/// [`RunStore::end_release_and_start`]: the runs a pass's step created are started in
+/// a second step that sees the first's writes: a job whose run the first step ended
+/// starts its new run, a job whose run is still started (at `max_instances` 1, `skip`)
+/// has its new run missed; a release the caller does not hold creates and starts
+/// nothing.
+pub async fn check_end_release_and_start(store: &dyn RunStore) {
+    const CHECK: &str = "check_end_release_and_start";
+    let due = now() - chrono::Duration::seconds(1);
+    let jobs: Vec<Job> = ["ers-0", "ers-1"]
+        .iter()
+        .map(|id| sample_job(id, Some(due.with_timezone(&Tz::UTC)), interval_trigger(60)))
+        .collect();
+    for job in &jobs {
+        add(store, job.clone()).await;
+    }
+    // Released still due, so that the caller claims them again below.
+    let pass = |fire: DateTime<Utc>| {
+        jobs.iter()
+            .map(|job| {
+                let run = claimed_run(&job.id, fire, run_rules(1, Overlap::Skip));
+                (JobRelease::Update(job.clone()), vec![run])
+            })
+            .collect::<Vec<_>>()
+    };
+    let claimed = claim_for(store, "a", now(), 100, LEASE).await;
+    assert!(
+        jobs.iter().all(|j| claimed.iter().any(|c| c.id == j.id)),
+        "{CHECK}: the claim"
+    );
+    let both = store
+        .end_release_and_start("a", Vec::new(), pass(due), LEASE)
+        .await
+        .expect("end_release_and_start");
+    let first = both.step.released.runs;
+    let starts = both.starts.expect("the starts");
+    assert_eq!((first.len(), starts.len()), (2, 2), "{CHECK}: {starts:?}");
+    for (run, reply) in first.iter().zip(&starts) {
+        assert!(
+            is_started(reply),
+            "{CHECK}: {} not started: {reply:?}",
+            run.id
+        );
+        assert!(
+            matches!(row(store, run).await.state, RunState::Started { .. }),
+            "{CHECK}: {} is started in the store",
+            run.id
+        );
+    }
+
+    // The first job's run ends in the same call as its next release.
+    let claimed = claim_for(store, "a", now(), 100, LEASE).await;
+    assert!(
+        jobs.iter().all(|j| claimed.iter().any(|c| c.id == j.id)),
+        "{CHECK}: the second claim"
+    );
+    let end = RunEnd {
+        run: first[0].held(),
+        outcome: RunOutcome::Success,
+        retry_at: None,
+    };
+    let later = due + chrono::Duration::milliseconds(500);
+    let both = store
+        .end_release_and_start("a", vec![end], pass(later), LEASE)
+        .await
+        .expect("end_release_and_start");
+    assert_eq!(both.step.ended, [EndReply::Ended(None)], "{CHECK}: the end");
+    let runs = &both.step.released.runs;
+    let starts = both.starts.expect("the starts");
+    assert_eq!(runs.len(), 2, "{CHECK}: the runs created");
+    for (run, reply) in runs.iter().zip(&starts) {
+        if run.key.job_id == first[0].key.job_id {
+            assert!(
+                is_started(reply),
+                "{CHECK}: {} (its job's run ended first) not started: {reply:?}",
+                run.id
+            );
+        } else {
+            assert!(
+                matches!(
+                    reply,
+                    StartReply::Ended {
+                        outcome: RunOutcome::Missed,
+                        ..
+                    }
+                ),
+                "{CHECK}: {} (its job at max_instances) answered {reply:?}",
+                run.id
+            );
+        }
+    }
+
+    // Not the caller's claim: lost, nothing created or started.
+    let both = store
+        .end_release_and_start(
+            "b",
+            Vec::new(),
+            pass(later + chrono::Duration::seconds(1)),
+            LEASE,
+        )
+        .await
+        .expect("end_release_and_start");
+    assert!(
+        !both.step.released.jobs.is_complete() && both.step.released.runs.is_empty(),
+        "{CHECK}: another's release"
+    );
+    assert_eq!(
+        both.starts.expect("the starts"),
+        [],
+        "{CHECK}: another's starts"
+    );
+}
