@@ -1,7 +1,8 @@
-//! Seeds of the simulation, in CI: 2,000 of a five-node cluster (1,500 with
-//! `HistoryOptions::record_starts` on, the default, and 500 with it off), four of a
-//! hundred-node one (about 350 s of CPU in a debug build, so about three minutes on two
-//! cores), and the replay of one seed (`SIM_SEED`).
+//! Seeds of the simulation, in CI: 2,500 of a five-node cluster (1,500 with
+//! `HistoryOptions::record_starts` on, the default, 500 with it off, 500 with leased
+//! runs), four of a hundred-node one, and the replay of one seed (`SIM_SEED`). All of
+//! them take about 75 s of CPU in a test build (the workspace's `Cargo.toml` optimises
+//! the engine lightly there), each test on two threads.
 //!
 //! `SIM_SEEDS=N` runs N seeds of each scenario instead of the default counts, and
 //! `SIM_SEED_BASE=B` starts them at B (to explore seeds CI does not run).
