@@ -16,6 +16,7 @@ use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::Either;
 
 use crate::backend::CHUNK;
+use crate::codec::EncodedJob;
 use crate::driver::Release;
 use crate::runs::RunWrite;
 use crate::runs_sql::RunStatements;
@@ -169,33 +170,11 @@ pub(crate) fn release(
             ))
         })
         .collect();
-    // One multi-row UPDATE per chunk: a join with the new values as a derived table
-    // (`SELECT ... UNION ALL SELECT ...`), on the primary key (never a scan, which
-    // would wait for the rows other claimers lock).
     for part in req.updates.chunks(CHUNK) {
-        let values = part
-            .iter()
-            .map(|u| {
-                format!(
-                    "SELECT {} COLLATE utf8mb4_bin AS id, CAST({} AS SIGNED) AS next_run_time, \
-                     CAST({} AS SIGNED) AS paused, {} AS state, \
-                     CAST({} AS BINARY) AS state_bin, CAST({} AS SIGNED) AS format_version",
-                    text(&u.id),
-                    opt_int(u.next_run_time),
-                    i64::from(u.paused),
-                    text(&u.state),
-                    opt_bytes(u.state_bin.as_deref()),
-                    u.format_version
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        s.push(format!(
-            "UPDATE ({values}) AS v STRAIGHT_JOIN {jobs} AS j FORCE INDEX (PRIMARY) \
-             ON j.id = v.id SET j.next_run_time = v.next_run_time, j.paused = v.paused, j.state = v.state, \
-             j.state_bin = v.state_bin, j.format_version = v.format_version, \
-             j.lease_holder = NULL, j.lease_expires = NULL, j.corrupt = NULL \
-             WHERE j.lease_holder = {holder}"
+        s.push(jobs_update(
+            jobs,
+            part,
+            &format!("j.lease_holder = {holder}"),
         ));
     }
     for part in req.removes.chunks(CHUNK) {
@@ -207,6 +186,37 @@ pub(crate) fn release(
     let commit = s.push("COMMIT");
     let next = s.push(next_run_time);
     Some((s, ReleaseAt { held, commit, next }))
+}
+
+/// One multi-row UPDATE writing `updated` (their new schedule and state, their claim
+/// dropped, their corrupt mark cleared) where `condition` holds on the row `j`: a join
+/// with the new values as a derived table (`SELECT ... UNION ALL SELECT ...`) read
+/// first, on the primary key (never a scan, which would wait for the rows other
+/// claimers lock).
+pub(crate) fn jobs_update(jobs: &str, updated: &[EncodedJob], condition: &str) -> String {
+    let values = updated
+        .iter()
+        .map(|u| {
+            format!(
+                "SELECT {} COLLATE utf8mb4_bin AS id, CAST({} AS SIGNED) AS next_run_time, \
+                 CAST({} AS SIGNED) AS paused, {} AS state, \
+                 CAST({} AS BINARY) AS state_bin, CAST({} AS SIGNED) AS format_version",
+                text(&u.id),
+                opt_int(u.next_run_time),
+                i64::from(u.paused),
+                text(&u.state),
+                opt_bytes(u.state_bin.as_deref()),
+                u.format_version
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "UPDATE ({values}) AS v STRAIGHT_JOIN {jobs} AS j FORCE INDEX (PRIMARY) \
+         ON j.id = v.id SET j.next_run_time = v.next_run_time, j.paused = v.paused, \
+         j.state = v.state, j.state_bin = v.state_bin, j.format_version = v.format_version, \
+         j.lease_holder = NULL, j.lease_expires = NULL, j.corrupt = NULL WHERE {condition}"
+    )
 }
 
 /// `ids` as a list of text literals.

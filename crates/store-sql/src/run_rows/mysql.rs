@@ -24,7 +24,7 @@ use sqlx::{Executor as _, MySql, Row as _};
 use super::{columns, Loaded, RunColumns, RunRows, Step, LIVE};
 use crate::codec::{micros_floor, EncodedJob};
 use crate::driver::Result;
-use crate::mysql_script::{opt_bytes, opt_int, text, Script, SCRIPT_BYTES};
+use crate::mysql_script::{jobs_update, opt_int, text, Script, SCRIPT_BYTES};
 
 /// Where a load's answers are in its script.
 struct LoadAt {
@@ -333,32 +333,8 @@ impl RunRows<MySql> {
             ));
         }
         if !stored.is_empty() {
-            // A join with the new values as a derived table, on the primary key.
-            let values = stored
-                .iter()
-                .map(|j| {
-                    format!(
-                        "SELECT {} COLLATE utf8mb4_bin AS id, CAST({} AS SIGNED) AS next_run_time, \
-                         CAST({} AS SIGNED) AS paused, {} AS state, \
-                         CAST({} AS BINARY) AS state_bin, CAST({} AS SIGNED) AS format_version",
-                        text(&j.id),
-                        opt_int(j.next_run_time),
-                        i64::from(j.paused),
-                        text(&j.state),
-                        opt_bytes(j.state_bin.as_deref()),
-                        j.format_version
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            sql.push(format!(
-                "UPDATE ({values}) AS v STRAIGHT_JOIN {} AS j FORCE INDEX (PRIMARY) \
-                 ON j.id = v.id SET j.next_run_time = v.next_run_time, j.paused = v.paused, \
-                 j.state = v.state, j.state_bin = v.state_bin, \
-                 j.format_version = v.format_version, j.lease_holder = NULL, \
-                 j.lease_expires = NULL, j.corrupt = NULL",
-                n.jobs
-            ));
+            // The step holds the rows locked: no condition beyond the join.
+            sql.push(jobs_update(&n.jobs, &stored, "TRUE"));
         }
         if !writes.pause.is_empty() {
             sql.push(format!(
