@@ -164,10 +164,13 @@ apt_missing=()
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 command -v node >/dev/null || apt_missing+=(nodejs)
 command -v npm >/dev/null || apt_missing+=(npm)
+# aps.toml(5) is rendered as a reader gets it (crates/cli/tests/packaging.rs).
+command -v groff >/dev/null || apt_missing+=(groff-base)
+command -v man >/dev/null || apt_missing+=(man-db)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "  installing Debian's ${apt_missing[*]}"
   apt_install "${apt_missing[@]}" \
-    || { echo "ERROR: cannot install ${apt_missing[*]} (the dashboard's browser test needs them)" >&2; false; }
+    || { echo "ERROR: cannot install ${apt_missing[*]} (the dashboard's browser test and the man page's need them)" >&2; false; }
 fi
 if [ ! -f "$aps_root/tests/browser/node_modules/playwright-core/package.json" ]; then
   echo "  npm ci --prefix tests/browser"

@@ -52,7 +52,7 @@ fi
 assets="$out_dir/packaging"
 rm -rf "$assets"
 "$aps" generate man "$assets/man" >/dev/null
-gzip -9n "$assets"/man/*.1
+gzip -9n "$assets"/man/*.1 "$assets"/man/*.5
 "$aps" generate completions "$assets/completions" >/dev/null
 
 # A dev build's package is for checks: gzip instead of xz (seconds instead of minutes for

@@ -46,7 +46,7 @@ echo "== package contents"
 dpkg-deb -c "$deb" | awk '{print "/" $6}' | sed 's|^/\./|/|' >"$work/contents.txt"
 for f in /usr/bin/aps /lib/systemd/system/aps.service /etc/aps/aps.toml \
     /usr/share/man/man1/aps.1.gz /usr/share/man/man1/aps-run.1.gz \
-    /usr/share/man/man1/aps-jobs-list.1.gz \
+    /usr/share/man/man1/aps-jobs-list.1.gz /usr/share/man/man5/aps.toml.5.gz \
     /usr/share/bash-completion/completions/aps /usr/share/zsh/vendor-completions/_aps \
     /usr/share/fish/vendor_completions.d/aps.fish /usr/share/doc/aps/cli.md; do
     grep -qxF "$f" "$work/contents.txt" || die "the package lacks $f"
@@ -74,6 +74,13 @@ dpkg-query -W -f='${Conffiles}\n' aps | grep -q '/etc/aps/aps.toml' \
 /usr/bin/aps --version
 if [ "$man_installed" = 1 ]; then
     zcat /usr/share/man/man1/aps-run.1.gz | grep -q 'APS_CONFIG' || die "aps-run(1) lacks the option text"
+    # Read whole before grep looks (grep -q would stop the writer early: pipefail).
+    page=$(zcat /usr/share/man/man5/aps.toml.5.gz)
+    grep -q '^\.TP$' <<<"$page" || die "aps.toml(5) lacks the keys"
+    if command -v man >/dev/null; then
+        page=$(MANWIDTH=100 man 5 aps.toml 2>&1) || die "man 5 aps.toml: $page"
+        grep -q 'leased_runs' <<<"$page" || die "man 5 aps.toml does not show the keys"
+    fi
 fi
 bash -c 'source /usr/share/bash-completion/completions/aps && complete -p aps' >/dev/null \
     || die "the bash completion does not load"

@@ -11,6 +11,8 @@
 //   APS_FAIL_JOB   optional: a job whose runs fail (its outcome badge must say so)
 //   APS_RUN_CALENDAR optional: the exclusion calendar of APS_RUN_JOB (its page must
 //                  show it with its action)
+//   APS_START_ONLY_JOB optional: a job that runs only at the daemon's start (its Resume
+//                  must be refused, the banner saying why, the job left paused)
 //   APS_TOKEN      optional: a bearer token to sign in with through the form
 //   APS_MODE       `operate` (default: the checks above, as a caller that may operate)
 //                  or `read-token` (APS_TOKEN is a read-only token: sign in, a wrong
@@ -117,6 +119,7 @@ const runJob = process.env.APS_RUN_JOB || '';
 const marker = process.env.APS_RUN_MARKER || '';
 const failJob = process.env.APS_FAIL_JOB || '';
 const runCalendar = process.env.APS_RUN_CALENDAR || '';
+const startOnlyJob = process.env.APS_START_ONLY_JOB || '';
 // Runs of APS_RUN_JOB already in its history: a first attempt, its retry (attempt 2)
 // and a run a backfill started.
 const firstRun = process.env.APS_FIRST_RUN || '';
@@ -226,7 +229,7 @@ async function operateSteps() {
       }
     }
     // A job firing every second fills its strip of recent outcomes.
-    const busy = expected.find((j) => j.last_run_at) || expected[0];
+    const busy = expected.find((j) => j.last_run_at && !j.paused) || expected[0];
     await waitUntil(`the outcome strip of ${busy.id} to show at least 2 runs`, async () =>
       (await page.locator(`${tid(`strip-${busy.id}`)} .sq`).count()) >= 2);
     if (failJob) {
@@ -330,13 +333,30 @@ async function operateSteps() {
     await page.screenshot({ path: join(OUT_DIR, 'jobs-desktop.png'), fullPage: true });
   });
 
+  if (startOnlyJob) {
+    await step(`resume ${startOnlyJob}, which runs only at start: refused, the banner says why, still paused`, async () => {
+      const before = scriptErrors.length;
+      await (await visible(page, `resume-${startOnlyJob}`)).click();
+      const banner = await visible(page, 'banner');
+      await waitUntil('the banner to say why', async () =>
+        new RegExp(`resume ${startOnlyJob}: .*runs only when the daemon starts`).test(await banner.textContent()));
+      await visible(page, `paused-${startOnlyJob}`);
+      const job = apsJobs().find((x) => x.id === startOnlyJob);
+      check(job && job.paused === true && job.next_run_time === null,
+        `aps jobs list shows ${startOnlyJob} as ${JSON.stringify(job)}, expected paused with no next run`);
+      // The browser logs the refusal (409) this step asked for; it is not a script error.
+      const mine = scriptErrors.splice(before);
+      scriptErrors.push(...mine.filter((m) => !/status of 409/.test(m)));
+    });
+  }
+
   await step('phone-sized screen (390x844): cards, no sideways scrolling', async () => {
     const phone = await context.newPage();
     watch(phone);
     await phone.setViewportSize({ width: 390, height: 844 });
     await phone.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
     for (const job of expected) await visible(phone, `job-row-${job.id}`);
-    const busy = expected.find((j) => j.last_run_at) || expected[0];
+    const busy = expected.find((j) => j.last_run_at && !j.paused) || expected[0];
     await waitUntil('a filled strip', async () => (await phone.locator(`${tid(`strip-${busy.id}`)} .sq`).count()) >= 2);
     const width = await phone.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, `the page is ${width} px wide at 390 px: it scrolls sideways`);

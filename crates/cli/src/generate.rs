@@ -1,5 +1,8 @@
 //! `aps generate man DIR`, `aps generate completions DIR`: the files a package ships,
-//! written from the command's own definition so that they never drift from `--help`.
+//! written from the command's own definition so that they never drift from `--help`,
+//! and the config file's page from the config reference (`config_page`).
+
+mod config_page;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +12,8 @@ use clap_complete::Shell;
 /// What `aps generate` writes.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum GenerateCommand {
-    /// Write man pages: `aps.1` and one `aps-<command>.1` per (sub)command.
+    /// Write man pages: `aps.1`, one `aps-<command>.1` per (sub)command, and
+    /// `aps.toml.5` (the config file).
     Man {
         /// The directory (created if missing).
         dir: PathBuf,
@@ -76,6 +80,10 @@ fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, String> {
             .map_err(|e| format!("man page {name}: {e}"))?;
         written.push(write(dir.join(format!("{name}.1")), &out)?);
     }
+    written.push(write(
+        dir.join("aps.toml.5"),
+        config_page::page()?.as_bytes(),
+    )?);
     written.sort();
     Ok(written)
 }

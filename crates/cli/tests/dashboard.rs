@@ -3,7 +3,8 @@
 //! Debian's Chromium through playwright-core against it: the jobs table, pause and
 //! resume seen in the page and in `aps jobs list --json`, run now with its output on the
 //! job page (which shows its exclusion calendar, a retry's attempt and a backfill mark),
-//! the error banner, a phone-sized screen. Screenshots go to
+//! the error banner, the refused resume of a job that runs only at start, a phone-sized
+//! screen. Screenshots go to
 //! `$CARGO_TARGET_TMPDIR/dashboard`.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci --prefix tests/browser`
@@ -115,6 +116,7 @@ impl Setup {
              [[jobs]]\nid = \"tick\"\ncommand = \"echo tick $APS_RUN_ID\"\ninterval = 1\n\
              [[jobs]]\nid = \"fails\"\ncommand = \"echo oops >&2; exit 3\"\ninterval = 1\n\
              [[jobs]]\nid = \"nightly\"\nname = \"Nightly report <sales & ops>\"\ncommand = \"echo {MARKER}; echo second line\"\ncron = \"0 3 * * *\"\ncalendar = \"holidays\"\n\
+             [[jobs]]\nid = \"boot\"\ncommand = \"echo boot\"\nat_start = true\n\
              [calendars.holidays]\ndates = [\"2030-12-25\"]\nweekdays = [\"sun\"]\n"
         ));
         // Earlier runs of `nightly`: a failed first attempt, its retry, and a run a
@@ -230,6 +232,7 @@ fn the_dashboard_in_a_browser_lists_pauses_resumes_and_runs_jobs() {
             ("APS_FIRST_RUN", FIRST_RUN),
             ("APS_RETRY_RUN", RETRY_RUN),
             ("APS_BACKFILL_RUN", BACKFILL_RUN),
+            ("APS_START_ONLY_JOB", "boot"),
         ],
     );
     for shot in ["jobs-desktop.png", "job-desktop.png", "jobs-phone.png"] {

@@ -1,5 +1,5 @@
 //! The files the Debian package ships that `aps` writes itself: `aps generate man DIR`
-//! and `aps generate completions DIR`.
+//! (the commands' pages and `aps.toml.5`) and `aps generate completions DIR`.
 
 use std::process::Command;
 
@@ -67,6 +67,55 @@ fn man_pages_one_per_visible_command_without_help_or_hidden_ones() {
     let top = std::fs::read_to_string(dir.path().join("man/aps.1")).unwrap();
     assert!(top.contains("aps\\-jobs(1)"), "{top}");
     assert!(!top.contains("generate"), "{top}");
+}
+
+/// `aps.toml(5)`, made from the config reference: rendered by groff with every warning
+/// on but `break` (a long URL that a line cannot adjust around), and read as `man`
+/// shows it.
+#[test]
+fn the_config_file_page_renders_without_warnings_and_holds_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = generate("man", &dir.path().join("man"));
+    assert!(pages.iter().any(|p| p == "aps.toml.5"), "{pages:?}");
+    let page = dir.path().join("man/aps.toml.5");
+    let groff = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-Wbreak", "-z"])
+        .arg(&page)
+        .output()
+        .expect("groff (Debian: groff-base) runs");
+    assert!(
+        groff.status.success() && groff.stderr.is_empty(),
+        "groff: {}",
+        String::from_utf8_lossy(&groff.stderr)
+    );
+    let man = Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .env_remove("MAN_KEEP_FORMATTING")
+        .output()
+        .expect("man (Debian: man-db) runs");
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.status.success(),
+        "{}",
+        String::from_utf8_lossy(&man.stderr)
+    );
+    // What a reader looks for: the sections, a key with its default and meaning, a
+    // code example, a character beyond ASCII.
+    for wanted in [
+        "APS.TOML(5)",
+        "THE CONFIG FILE",
+        "[scheduler]",
+        "leased_runs",
+        "default: 30 s",
+        "meaning: On SIGINT/SIGTERM, how long running jobs get to finish.",
+        "[[jobs]]",
+        "run … at",
+        "SEE ALSO",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not in:\n{text}");
+    }
 }
 
 #[test]
