@@ -55,6 +55,78 @@ pub mod stores {
         JobStore["zookeeper"]
     );
     backend!("The SQL job store (SQLite, PostgreSQL, MySQL/MariaDB).", "store-sql" | "store-sql-sqlite" | "store-sql-postgres" | "store-sql-mysql", sql = apscheduler_store_sql, JobStore ["sqlalchemy", "sql"]);
+
+    pub use super::urls::{open, open_with};
+}
+
+/// Job stores by URL, through the schemes the linked store crates register.
+mod urls {
+    use std::sync::Arc;
+
+    use apscheduler_core::component::{ComponentRegistry, UrlOptions};
+    use apscheduler_core::{Error, ErrorKind, JobStore};
+
+    /// The URL schemes of each store feature, for the error that names the feature a
+    /// build lacks.
+    pub(super) const FEATURES: &[(&str, &[&str])] = &[
+        ("store-sql-sqlite", &["sqlite"]),
+        ("store-sql-postgres", &["postgres", "postgresql"]),
+        ("store-sql-mysql", &["mysql", "mariadb"]),
+        (
+            "store-redis",
+            &["redis", "rediss", "redis+sentinel", "redis+cluster"],
+        ),
+        ("store-mongodb", &["mongodb", "mongodb+srv"]),
+        ("store-zookeeper", &["zookeeper", "zk"]),
+    ];
+
+    /// Opens (without connecting: the first use connects) the job store `url` names:
+    /// `sqlite:jobs.db`, `postgres://…`, `mysql://…` (`mariadb://…`), `redis://…`,
+    /// `redis+sentinel://…`, `redis+cluster://…`, `mongodb://…`, `zookeeper://host/path`,
+    /// each with its store's defaults. The store crate of each scheme registers it
+    /// ([`ComponentRegistry::register_url_schemes`]), so a store crate linked into the
+    /// program opens its URLs here with no other call.
+    ///
+    /// ```
+    /// // A scheme whose store this build lacks names the feature that brings it.
+    /// let err = apscheduler::stores::open("nosuch://x").unwrap_err();
+    /// assert!(err.to_string().contains("unknown store URL scheme 'nosuch'"), "{err}");
+    /// # #[cfg(not(feature = "store-zookeeper"))]
+    /// assert!(apscheduler::stores::open("zk://127.0.0.1:2181/jobs").unwrap_err()
+    ///     .to_string().contains("enable the facade feature `store-zookeeper`"));
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL without a scheme, with a scheme no linked store has
+    /// (naming the feature that brings it, or listing the known schemes; never the URL,
+    /// which may hold a password), or one its store refuses.
+    pub fn open(url: &str) -> Result<Arc<dyn JobStore>, Error> {
+        open_with(url, &UrlOptions::new())
+    }
+
+    /// [`open`] with options the URL does not carry (the first connection's time-out).
+    ///
+    /// # Errors
+    /// As [`open`].
+    pub fn open_with(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+        let registry = ComponentRegistry::global();
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        if !registry.url_schemes().contains(&scheme.as_str()) {
+            if let Some((feature, _)) = FEATURES.iter().find(|(_, s)| s.contains(&&*scheme)) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "store URL scheme '{scheme}' is not available in this build (enable \
+                         the facade feature `{feature}`)"
+                    ),
+                ));
+            }
+        }
+        registry.open_url(url, options)
+    }
 }
 
 /// Executors.
@@ -80,6 +152,48 @@ pub mod executors {
 #[cfg(test)]
 mod tests {
     use apscheduler_core::component::ComponentRegistry;
+
+    /// Each store feature that is on registers its URL schemes (through its crate);
+    /// each that is off is named by the error for its schemes.
+    #[test]
+    fn every_store_feature_opens_its_url_schemes_or_names_itself() {
+        let on = |feature: &str| match feature {
+            "store-sql-sqlite" => cfg!(feature = "store-sql-sqlite"),
+            "store-sql-postgres" => cfg!(feature = "store-sql-postgres"),
+            "store-sql-mysql" => cfg!(feature = "store-sql-mysql"),
+            "store-redis" => cfg!(feature = "store-redis"),
+            "store-mongodb" => cfg!(feature = "store-mongodb"),
+            "store-zookeeper" => cfg!(feature = "store-zookeeper"),
+            other => panic!("unknown store feature {other}"),
+        };
+        let registry = ComponentRegistry::global();
+        for (feature, schemes) in super::urls::FEATURES {
+            for scheme in *schemes {
+                if on(feature) {
+                    assert!(
+                        registry.url_schemes().contains(scheme),
+                        "{feature} is on but '{scheme}' is not registered"
+                    );
+                } else {
+                    let err = super::stores::open(&format!("{scheme}://h/x")).unwrap_err();
+                    assert!(
+                        err.to_string()
+                            .contains(&format!("enable the facade feature `{feature}`")),
+                        "{err}"
+                    );
+                }
+            }
+        }
+        // Every scheme a linked crate registers belongs to a feature.
+        for scheme in registry.url_schemes() {
+            assert!(
+                super::urls::FEATURES
+                    .iter()
+                    .any(|(_, s)| s.contains(&scheme)),
+                "'{scheme}' has no feature in FEATURES"
+            );
+        }
+    }
 
     /// `(features, type names)` of every `backend!` call of this file.
     fn backend_lines() -> Vec<(Vec<String>, Vec<String>)> {

@@ -32,7 +32,12 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
         ),
         ("[[jobs]]\nid = \"x\"\ncommand = \"a\"\nhttp = { url = \"http://127.0.0.1/\" }\ncron = \"* * * * *\"\n", &["id 'x'", "two actions"]),
         ("[[jobs]]\nid = \"x\"\ncron = \"* * * * *\"\n", &["id 'x'", "no action"]),
-        ("[store]\nurl = \"oracle://db/x\"\n", &["aps.toml:2:7", "store.url", "'oracle'"]),
+        // The schemes come from the store crates' registrations; the URL (it may hold a
+        // password) is not repeated.
+        (
+            "[store]\nurl = \"oracle://scott:tiger@db/x\"\n",
+            &["aps.toml:2:7", "store.url", "unknown store URL scheme 'oracle' (known schemes: mariadb, mongodb, mongodb+srv, mysql, postgres, postgresql, redis, redis+cluster, redis+sentinel, rediss, sqlite, zk, zookeeper)"],
+        ),
         (
             "[store]\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n",
             &["cannot reach the PostgreSQL store at 127.0.0.1:1", "connection refused"],
@@ -48,6 +53,7 @@ fn a_bad_config_starts_nothing_and_says_where_and_why() {
             );
         }
         assert!(!stderr.contains("aps daemon started"), "{stderr}");
+        assert!(!stderr.contains("tiger"), "the password is shown: {stderr}");
     }
 }
 

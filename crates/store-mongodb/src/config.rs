@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::codec::StateFormat;
-use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::component::{
+    seconds, ComponentRegistry, ConfigTable, Registration, UrlOptions,
+};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
 
@@ -87,12 +89,23 @@ fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
     ))
 }
 
-/// Registers `mongodb` (and APScheduler's class string).
+/// The store a `mongodb://` or `mongodb+srv://` URL names.
+fn open_url(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+    let mut builder = MongoDbJobStore::builder(url);
+    if let Some(timeout) = options.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// Registers `mongodb` (and APScheduler's class string), and the URL schemes `mongodb`
+/// and `mongodb+srv`.
 pub fn register(registry: &mut ComponentRegistry) {
     registry.register_store(
         &["mongodb", "apscheduler.jobstores.mongodb:MongoDBJobStore"],
         factory,
     );
+    registry.register_url_schemes(&["mongodb", "mongodb+srv"], open_url);
 }
 
 apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }

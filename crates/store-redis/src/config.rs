@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::codec::StateFormat;
-use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::component::{
+    seconds, ComponentRegistry, ConfigTable, Registration, UrlOptions,
+};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
 
@@ -143,11 +145,26 @@ fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
     ))
 }
 
-/// Registers `redis` (and APScheduler's class string).
+/// The store a `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://` URL
+/// names.
+fn open_url(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+    let mut builder = RedisJobStore::builder(url);
+    if let Some(timeout) = options.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// Registers `redis` (and APScheduler's class string), and the URL schemes `redis`,
+/// `rediss`, `redis+sentinel` and `redis+cluster`.
 pub fn register(registry: &mut ComponentRegistry) {
     registry.register_store(
         &["redis", "apscheduler.jobstores.redis:RedisJobStore"],
         factory,
+    );
+    registry.register_url_schemes(
+        &["redis", "rediss", "redis+sentinel", "redis+cluster"],
+        open_url,
     );
 }
 

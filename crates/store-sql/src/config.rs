@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::codec::StateFormat;
-use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::component::{
+    seconds, ComponentRegistry, ConfigTable, Registration, UrlOptions,
+};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
 
@@ -136,7 +138,32 @@ fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
     ))
 }
 
-/// Registers `sqlalchemy` (also `sql` and APScheduler's class string).
+/// The store a `sqlite:`, `postgres://` or `mysql://` URL names.
+fn open_url(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+    let mut builder = SqlJobStore::builder(url);
+    if let Some(timeout) = options.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// The URL schemes of the databases this build has (its Cargo features).
+const URL_SCHEMES: &[&str] = &[
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "postgresql",
+    #[cfg(feature = "mysql")]
+    "mysql",
+    #[cfg(feature = "mysql")]
+    "mariadb",
+];
+
+/// Registers `sqlalchemy` (also `sql` and APScheduler's class string), and the URL
+/// schemes of the databases this build has: `sqlite`, `postgres`/`postgresql`,
+/// `mysql`/`mariadb`.
 pub fn register(registry: &mut ComponentRegistry) {
     registry.register_store(
         &[
@@ -146,6 +173,7 @@ pub fn register(registry: &mut ComponentRegistry) {
         ],
         factory,
     );
+    registry.register_url_schemes(URL_SCHEMES, open_url);
 }
 
 apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::codec::StateFormat;
-use apscheduler_core::component::{seconds, ComponentRegistry, ConfigTable, Registration};
+use apscheduler_core::component::{
+    seconds, ComponentRegistry, ConfigTable, Registration, UrlOptions,
+};
 use apscheduler_core::{Error, JobStore};
 use serde::{Deserialize, Serialize};
 
@@ -94,8 +96,32 @@ fn factory(table: &ConfigTable) -> Result<Arc<dyn JobStore>, Error> {
     ))
 }
 
-/// Registers `zookeeper` (and APScheduler's class string).
+/// The store a `zookeeper://host:port[,host:port…][/path]` (or `zk://`) URL names: the
+/// ensemble's hosts, and the store's root znode ([`DEFAULT_PATH`](crate::DEFAULT_PATH)
+/// when the URL has no path).
+fn open_url(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+    let (hosts, path) = hosts_and_path(url);
+    let mut builder = ZooKeeperJobStore::builder(hosts).path(path);
+    if let Some(timeout) = options.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// The hosts and the root znode of a ZooKeeper URL.
+fn hosts_and_path(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    match rest.find('/') {
+        Some(i) if i + 1 < rest.len() => (&rest[..i], &rest[i..]),
+        Some(i) => (&rest[..i], crate::DEFAULT_PATH),
+        None => (rest, crate::DEFAULT_PATH),
+    }
+}
+
+/// Registers `zookeeper` (and APScheduler's class string), and the URL schemes
+/// `zookeeper` and `zk`.
 pub fn register(registry: &mut ComponentRegistry) {
+    registry.register_url_schemes(&["zookeeper", "zk"], open_url);
     registry.register_store(
         &[
             "zookeeper",
@@ -113,6 +139,28 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+
+    #[test]
+    fn a_url_names_its_hosts_and_root_znode() {
+        assert_eq!(
+            hosts_and_path("zookeeper://a:2181,b:2182/apps/jobs"),
+            ("a:2181,b:2182", "/apps/jobs")
+        );
+        assert_eq!(
+            hosts_and_path("zk://127.0.0.1:2181"),
+            ("127.0.0.1:2181", crate::DEFAULT_PATH)
+        );
+        assert_eq!(
+            hosts_and_path("zk://127.0.0.1:2181/"),
+            ("127.0.0.1:2181", crate::DEFAULT_PATH)
+        );
+        let registry = ComponentRegistry::global();
+        assert!(registry.url_schemes().contains(&"zk"));
+        let store = registry
+            .open_url("ZK://127.0.0.1:2181/x", &UrlOptions::new())
+            .expect("opened without connecting");
+        assert!(format!("{store:?}").contains("/x"), "{store:?}");
+    }
 
     fn table(options: &[(&str, Value)]) -> ConfigTable {
         let mut config = ComponentConfig::new("zookeeper");

@@ -3,8 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apscheduler_core::component::{ComponentRegistry, UrlOptions};
 use apscheduler_core::JobStore;
 use rustix::process::Pid;
+// The store crates register their URL schemes when they are linked: linked here even
+// where nothing else in the daemon names them.
+use apscheduler_store_mongodb as _;
+use apscheduler_store_redis as _;
+use apscheduler_store_zookeeper as _;
 
 /// What the process opening a store does with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +30,11 @@ const SQLITE_PAGE_CACHE: usize = 512 * 1024;
 /// long WAL slows every read (docs/PERFORMANCE.md, "100 commands a second").
 const SQLITE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Opens (without connecting) the store `url` names: `sqlite:`, `postgres://`,
-/// `mysql://` (`mariadb://`), `redis://`, `redis+sentinel://`, `redis+cluster://`, `mongodb://`,
-/// `zookeeper://host:port/path`.
-/// A SQLite file that does not exist yet is created readable by its owner only.
+/// Opens (without connecting) the store `url` names, through the scheme its store crate
+/// registered (`ComponentRegistry::open_url`): `sqlite:`, `postgres://`, `mysql://`
+/// (`mariadb://`), `redis://`, `redis+sentinel://`, `redis+cluster://`, `mongodb://`,
+/// `zookeeper://host:port/path`. A SQLite file gets the daemon's settings: it is created
+/// readable by its owner only, and a scheduler takes its single-node lock at once.
 /// `connect_timeout` bounds the first connection (`None`: each store's default).
 pub(crate) fn open(
     url: &str,
@@ -36,75 +43,50 @@ pub(crate) fn open(
 ) -> Result<Arc<dyn JobStore>, String> {
     super::config::check_store_url(url)?;
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
-    let store: Arc<dyn JobStore> = match scheme {
-        "sqlite" => {
-            create_owner_only(url)?;
-            let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
-            if let Some(t) = connect_timeout {
-                builder = builder.connect_timeout(t);
-            }
-            // A small page cache per connection: the daemon reads few rows at a time,
-            // and stays small (docs/PERFORMANCE.md, "The aps daemon"). A management
-            // command keeps SQLite's defaults: it does not map the file either, since
-            // `aps jobs list` reads one page here and there across the run history's
-            // index, and each fault of a map brings in (and the exit unmaps) 16 pages
-            // around the one read: 450 MB resident and 100-200 ms more on a 1,000,000-run
-            // history.
-            // The daemon's scheduler writes through one connection: SQLite has one
-            // writer at a time, and in-process writers waiting their turn in the pool
-            // (in order) do better than in SQLite's busy handler, which sleeps 1, 2,
-            // 5, 10 ms and more between tries.
-            let builder = match role {
-                Role::Scheduler => builder
-                    .sqlite_page_cache(SQLITE_PAGE_CACHE)
-                    .sqlite_background_checkpoints(SQLITE_CHECKPOINT_EVERY)
-                    .max_connections(1),
-                Role::Manager => builder,
-            };
-            let store = builder.build().map_err(|e| e.to_string())?;
-            if role == Role::Scheduler {
-                store.lock_single_node().map_err(|e| e.to_string())?;
-            }
-            Arc::new(store)
-        }
-        "postgres" | "postgresql" | "mysql" | "mariadb" => {
-            let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
-            if let Some(t) = connect_timeout {
-                builder = builder.connect_timeout(t);
-            }
-            Arc::new(builder.build().map_err(|e| e.to_string())?)
-        }
-        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => {
-            let mut builder = apscheduler_store_redis::RedisJobStore::builder(url);
-            if let Some(t) = connect_timeout {
-                builder = builder.connect_timeout(t);
-            }
-            Arc::new(builder.build().map_err(|e| e.to_string())?)
-        }
-        "mongodb" | "mongodb+srv" => {
-            let mut builder = apscheduler_store_mongodb::MongoDbJobStore::builder(url);
-            if let Some(t) = connect_timeout {
-                builder = builder.connect_timeout(t);
-            }
-            Arc::new(builder.build().map_err(|e| e.to_string())?)
-        }
-        _ => {
-            // zookeeper://host:port[,host:port]/path
-            let rest = url.split_once("://").map_or("", |(_, r)| r);
-            let (hosts, path) = match rest.find('/') {
-                Some(i) if i + 1 < rest.len() => (&rest[..i], &rest[i..]),
-                Some(i) => (&rest[..i], apscheduler_store_zookeeper::DEFAULT_PATH),
-                None => (rest, apscheduler_store_zookeeper::DEFAULT_PATH),
-            };
-            let mut builder =
-                apscheduler_store_zookeeper::ZooKeeperJobStore::builder(hosts).path(path);
-            if let Some(t) = connect_timeout {
-                builder = builder.connect_timeout(t);
-            }
-            Arc::new(builder.build().map_err(|e| e.to_string())?)
-        }
+    if scheme.eq_ignore_ascii_case("sqlite") {
+        return open_sqlite(url, connect_timeout, role);
+    }
+    let mut options = UrlOptions::new();
+    if let Some(t) = connect_timeout {
+        options = options.connect_timeout(t);
+    }
+    ComponentRegistry::global()
+        .open_url(url, &options)
+        .map_err(|e| e.to_string())
+}
+
+/// A SQLite file as the daemon keeps it (the settings below).
+fn open_sqlite(
+    url: &str,
+    connect_timeout: Option<Duration>,
+    role: Role,
+) -> Result<Arc<dyn JobStore>, String> {
+    create_owner_only(url)?;
+    let mut builder = apscheduler_store_sql::SqlJobStore::builder(url);
+    if let Some(t) = connect_timeout {
+        builder = builder.connect_timeout(t);
+    }
+    // A small page cache per connection: the daemon reads few rows at a time, and
+    // stays small (docs/PERFORMANCE.md, "The aps daemon"). A management command keeps
+    // SQLite's defaults: it does not map the file either, since `aps jobs list` reads
+    // one page here and there across the run history's index, and each fault of a map
+    // brings in (and the exit unmaps) 16 pages around the one read: 450 MB resident and
+    // 100-200 ms more on a 1,000,000-run history.
+    // The daemon's scheduler writes through one connection: SQLite has one writer at a
+    // time, and in-process writers waiting their turn in the pool (in order) do better
+    // than in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more between tries.
+    let builder = match role {
+        Role::Scheduler => builder
+            .sqlite_page_cache(SQLITE_PAGE_CACHE)
+            .sqlite_background_checkpoints(SQLITE_CHECKPOINT_EVERY)
+            .max_connections(1),
+        Role::Manager => builder,
     };
-    Ok(store)
+    let store = builder.build().map_err(|e| e.to_string())?;
+    if role == Role::Scheduler {
+        store.lock_single_node().map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(store))
 }
 
 /// The file path of a SQLite URL (`sqlite:/abs.db`, `sqlite:///rel.db`,

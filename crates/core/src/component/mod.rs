@@ -43,9 +43,11 @@ use crate::{Error, Executor, JobStore};
 
 mod registry;
 mod table;
+mod url;
 
 pub use registry::{AbsentType, ComponentRegistry, Registration};
 pub use table::ConfigTable;
+pub use url::{UrlFactory, UrlOptions};
 
 /// Builds a job store from its configuration table.
 pub type StoreFactory = fn(&ConfigTable) -> Result<Arc<dyn JobStore>, Error>;

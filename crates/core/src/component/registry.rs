@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use super::url::scheme_of;
 use super::{
     canonical_type_name, describe, ComponentConfig, ComponentKind, ConfigTable, ExecutorFactory,
-    StoreFactory,
+    StoreFactory, UrlFactory, UrlOptions,
 };
 use crate::{Error, ErrorKind, Executor, JobStore};
 
@@ -70,6 +71,7 @@ const PYTHON_ONLY: &[AbsentType] = &[
 pub struct ComponentRegistry {
     stores: BTreeMap<String, StoreFactory>,
     executors: BTreeMap<String, ExecutorFactory>,
+    urls: BTreeMap<String, UrlFactory>,
 }
 
 impl fmt::Debug for ComponentRegistry {
@@ -77,6 +79,7 @@ impl fmt::Debug for ComponentRegistry {
         f.debug_struct("ComponentRegistry")
             .field("stores", &self.stores.keys().collect::<Vec<_>>())
             .field("executors", &self.executors.keys().collect::<Vec<_>>())
+            .field("url_schemes", &self.urls.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -131,6 +134,46 @@ impl ComponentRegistry {
             self.executors.insert(key(name), factory);
         }
         self
+    }
+
+    /// Registers a job store opened from URLs of every scheme of `schemes` (`postgres`,
+    /// `redis+cluster`; matched without regard to ASCII case). A scheme registered
+    /// before is replaced.
+    pub fn register_url_schemes(&mut self, schemes: &[&str], factory: UrlFactory) -> &mut Self {
+        for scheme in schemes {
+            self.urls.insert(scheme.to_ascii_lowercase(), factory);
+        }
+        self
+    }
+
+    /// The store URL schemes known, sorted.
+    pub fn url_schemes(&self) -> Vec<&str> {
+        self.urls.keys().map(String::as_str).collect()
+    }
+
+    /// Opens (without connecting) the job store `url` names, through the crate that
+    /// registered its scheme.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL without a scheme or with one no linked crate registered
+    /// (the message lists the known ones, never the URL, which may hold a password);
+    /// the store's own errors for a URL it refuses.
+    pub fn open_url(&self, url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
+        let scheme = scheme_of(url)?;
+        match self.urls.get(&scheme) {
+            Some(open) => open(url, options),
+            None => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "unknown store URL scheme '{scheme}' (known schemes: {})",
+                    if self.urls.is_empty() {
+                        "none: this build links no store crate that opens URLs".to_owned()
+                    } else {
+                        self.url_schemes().join(", ")
+                    }
+                ),
+            )),
+        }
     }
 
     /// The job store type names known, sorted.

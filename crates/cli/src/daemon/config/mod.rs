@@ -495,32 +495,20 @@ pub(crate) fn default_store_url(config: &Path) -> String {
     format!("sqlite:{}", config_dir(config).join("aps.db").display())
 }
 
-/// The URL schemes the daemon's stores take.
-const SCHEMES: &[&str] = &[
-    "sqlite",
-    "postgres",
-    "postgresql",
-    "mysql",
-    "mariadb",
-    "redis",
-    "rediss",
-    "redis+sentinel",
-    "redis+cluster",
-    "mongodb",
-    "mongodb+srv",
-    "zookeeper",
-    "zk",
-];
-
-/// Checks that the URL's scheme names a store the daemon has.
+/// Checks that the URL's scheme names a store this build links: the schemes the store
+/// crates register (`ComponentRegistry::url_schemes`).
 pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
-    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-    if SCHEMES.contains(&scheme) {
+    let registry = apscheduler_core::component::ComponentRegistry::global();
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    if registry.url_schemes().contains(&scheme.as_str()) {
         Ok(())
     } else {
         Err(format!(
-            "unknown store URL scheme '{scheme}' in '{url}' (expected one of: {})",
-            SCHEMES.join(", ")
+            "unknown store URL scheme '{scheme}' (known schemes: {})",
+            registry.url_schemes().join(", ")
         ))
     }
 }
