@@ -158,6 +158,13 @@ await context.route('**/*', (route) => {
   return route.abort();
 });
 
+// Drops the browser's log lines, since index `before`, of the error responses with
+// `status` that a step asked for: they are not script errors.
+function forgetAsked(before, status) {
+  const mine = scriptErrors.splice(before);
+  scriptErrors.push(...mine.filter((m) => !m.includes(`status of ${status}`)));
+}
+
 const page = context.pages()[0] || await context.newPage();
 watch(page);
 
@@ -322,9 +329,7 @@ async function operateSteps() {
     await page.goto(`${BASE}/#/`, { waitUntil: 'domcontentloaded' });
     await visible(page, `job-row-${pauseJob}`);
     await page.locator(tid('banner')).waitFor({ state: 'hidden', timeout: TIMEOUT });
-    // The browser logs the 404s this step asked for; they are not script errors.
-    const mine = scriptErrors.splice(before);
-    scriptErrors.push(...mine.filter((m) => !/status of 404/.test(m)));
+    forgetAsked(before, 404);
     // The jobs page once the strips have filled a little more and the run made by hand
     // shows (the README's picture).
     await waitUntil('the strip of the job run by hand', async () =>
@@ -344,9 +349,7 @@ async function operateSteps() {
       const job = apsJobs().find((x) => x.id === startOnlyJob);
       check(job && job.paused === true && job.next_run_time === null,
         `aps jobs list shows ${startOnlyJob} as ${JSON.stringify(job)}, expected paused with no next run`);
-      // The browser logs the refusal (409) this step asked for; it is not a script error.
-      const mine = scriptErrors.splice(before);
-      scriptErrors.push(...mine.filter((m) => !/status of 409/.test(m)));
+      forgetAsked(before, 409);
     });
   }
 

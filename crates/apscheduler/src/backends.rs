@@ -63,7 +63,7 @@ pub mod stores {
 mod urls {
     use std::sync::Arc;
 
-    use apscheduler_core::component::{ComponentRegistry, UrlOptions};
+    use apscheduler_core::component::{url_scheme, ComponentRegistry, UrlOptions};
     use apscheduler_core::{Error, ErrorKind, JobStore};
 
     /// The URL schemes of each store feature, for the error that names the feature a
@@ -110,20 +110,18 @@ mod urls {
     /// As [`open`].
     pub fn open_with(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
         let registry = ComponentRegistry::global();
-        let scheme = url
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default();
-        if !registry.url_schemes().contains(&scheme.as_str()) {
-            if let Some((feature, _)) = FEATURES.iter().find(|(_, s)| s.contains(&&*scheme)) {
-                return Err(Error::new(
+        if let Err(unknown) = registry.url_opener(url) {
+            let scheme = url_scheme(url)?;
+            return match FEATURES.iter().find(|(_, s)| s.contains(&&*scheme)) {
+                Some((feature, _)) => Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(
                         "store URL scheme '{scheme}' is not available in this build (enable \
                          the facade feature `{feature}`)"
                     ),
-                ));
-            }
+                )),
+                None => Err(unknown),
+            };
         }
         registry.open_url(url, options)
     }

@@ -47,7 +47,7 @@ mod url;
 
 pub use registry::{AbsentType, ComponentRegistry, Registration};
 pub use table::ConfigTable;
-pub use url::{UrlFactory, UrlOptions};
+pub use url::{url_scheme, UrlFactory, UrlOptions};
 
 /// Builds a job store from its configuration table.
 pub type StoreFactory = fn(&ConfigTable) -> Result<Arc<dyn JobStore>, Error>;

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use super::url::scheme_of;
 use super::{
-    canonical_type_name, describe, ComponentConfig, ComponentKind, ConfigTable, ExecutorFactory,
-    StoreFactory, UrlFactory, UrlOptions,
+    canonical_type_name, describe, url_scheme, ComponentConfig, ComponentKind, ConfigTable,
+    ExecutorFactory, StoreFactory, UrlFactory, UrlOptions,
 };
 use crate::{Error, ErrorKind, Executor, JobStore};
 
@@ -155,14 +154,21 @@ impl ComponentRegistry {
     /// registered its scheme.
     ///
     /// # Errors
-    /// `InvalidInput` for a URL without a scheme or with one no linked crate registered
-    /// (the message lists the known ones, never the URL, which may hold a password);
-    /// the store's own errors for a URL it refuses.
+    /// As [`url_opener`](Self::url_opener); the store's own errors for a URL it
+    /// refuses.
     pub fn open_url(&self, url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
-        let scheme = scheme_of(url)?;
-        match self.urls.get(&scheme) {
-            Some(open) => open(url, options),
-            None => Err(Error::new(
+        self.url_opener(url)?(url, options)
+    }
+
+    /// The opener of `url`'s scheme: a check that a linked crate opens such URLs.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL without a scheme or with one no linked crate registered
+    /// (the message lists the known ones, never the URL, which may hold a password).
+    pub fn url_opener(&self, url: &str) -> Result<UrlFactory, Error> {
+        let scheme = url_scheme(url)?;
+        self.urls.get(&scheme).copied().ok_or_else(|| {
+            Error::new(
                 ErrorKind::InvalidInput,
                 format!(
                     "unknown store URL scheme '{scheme}' (known schemes: {})",
@@ -172,8 +178,8 @@ impl ComponentRegistry {
                         self.url_schemes().join(", ")
                     }
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// The job store type names known, sorted.

@@ -35,7 +35,7 @@ impl UrlOptions {
 ///
 /// # Errors
 /// `InvalidInput` when there is no scheme.
-pub(crate) fn scheme_of(url: &str) -> Result<String, Error> {
+pub fn url_scheme(url: &str) -> Result<String, Error> {
     match url.split_once(':') {
         Some((scheme, _)) if !scheme.is_empty() => Ok(scheme.to_ascii_lowercase()),
         _ => Err(Error::new(

@@ -495,22 +495,13 @@ pub(crate) fn default_store_url(config: &Path) -> String {
     format!("sqlite:{}", config_dir(config).join("aps.db").display())
 }
 
-/// Checks that the URL's scheme names a store this build links: the schemes the store
-/// crates register (`ComponentRegistry::url_schemes`).
+/// Checks that the URL's scheme names a store this build links: one of the schemes the
+/// store crates register (`ComponentRegistry::url_opener`).
 pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
-    let registry = apscheduler_core::component::ComponentRegistry::global();
-    let scheme = url
-        .split_once(':')
-        .map(|(s, _)| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    if registry.url_schemes().contains(&scheme.as_str()) {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown store URL scheme '{scheme}' (known schemes: {})",
-            registry.url_schemes().join(", ")
-        ))
-    }
+    apscheduler_core::component::ComponentRegistry::global()
+        .url_opener(url)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// `[job_defaults]`'s run policy; an error names the key and where it is written.
