@@ -37,6 +37,30 @@ fn three_daemons_on_postgres_recover_the_runs_in_flight_of_a_killed_one() {
 }
 
 #[test]
+fn three_daemons_on_postgres_with_leased_runs_recover_the_runs_in_flight_of_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "three aps daemons with leased runs recovering runs on one PostgreSQL",
+    ) else {
+        return;
+    };
+    static_turn(|| recover_with(&Database::postgres(&admin), "2s", true));
+}
+
+#[test]
+fn three_daemons_on_redis_with_leased_runs_recover_the_runs_in_flight_of_a_killed_one() {
+    let Some(admin) = server_url(
+        "APS_TEST_REDIS_URL",
+        "redis://127.0.0.1:6379/",
+        "three aps daemons with leased runs recovering runs on one Redis",
+    ) else {
+        return;
+    };
+    static_turn(|| recover_with(&Database::redis(&admin), "2s", true));
+}
+
+#[test]
 fn three_daemons_on_mariadb_recover_the_runs_in_flight_of_a_killed_one() {
     let Some(admin) = server_url(
         "APS_TEST_MYSQL_URL",
@@ -78,12 +102,19 @@ fn three_daemons_on_mongodb_recover_the_runs_in_flight_of_a_killed_one() {
 /// each again, once, for the same fire time (`APS_SCHEDULED_AT`); a fire time the
 /// killed daemon had not released is run by its next claimer instead, never both.
 fn recover(db: &Database, node_timeout: &str) {
+    recover_with(db, node_timeout, false);
+}
+
+/// [`recover`] with `leased_runs` as given: with leased runs the store's sweep takes
+/// the killed daemon's started runs once their leases ran out (not the node time-out),
+/// records them interrupted on the killed node and runs those of `recover` jobs again.
+fn recover_with(db: &Database, node_timeout: &str, leased: bool) {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts.txt");
     // Runs of 3 s every 4 s: a kill finds some in flight. Two instances, so that a
     // recovery does not wait for the job's next run on the survivor.
     let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\n\
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\nleased_runs = {leased}\n\
          node_timeout = \"{node_timeout}\"\n[store]\nurl = \"{}\"\n[job_defaults]\n\
          recover = true\nmax_instances = 2\nmisfire_grace_time = 30\n",
         db.url

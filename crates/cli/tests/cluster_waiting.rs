@@ -91,7 +91,7 @@ fn take_over_waiting_runs(store: &Database) {
         starts.display()
     );
     let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\n\
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\nheartbeat = \"200ms\"\nleased_runs = false\n\
          node_timeout = \"2s\"\n[store]\nurl = \"{}\"\n[job_defaults]\nmisfire_grace_time = 30\n",
         store.url
     );

@@ -94,7 +94,7 @@ fn a_killed_daemon_holds_its_jobs_at_most_a_lease_and_its_unstarted_fire_times_r
     let notes = dir.path().join("starts.txt");
     let config = dir.path().join("aps.toml");
     let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"deadnode\"\nheartbeat = \"200ms\"\n\
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"deadnode\"\nheartbeat = \"200ms\"\nleased_runs = false\n\
          node_timeout = \"10s\"\n[store]\nurl = \"{}\"\n[job_defaults]\ncoalesce = false\n\
          misfire_grace_time = 30\n",
         db.url

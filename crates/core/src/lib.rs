@@ -87,7 +87,7 @@ pub use history::{
 };
 pub use inventory;
 pub use job::{default_policy, no_args, no_kwargs, Job, JobState};
-pub use node::{NodeInfo, NodeRegistry};
+pub use node::{NodeInfo, NodeRegistry, RunProtocol};
 pub use policy::{Catchup, CatchupMode, Overlap, RetryOn, RetryPolicy, RunPolicy};
 pub use run::{
     admit, caught_outcome, failure_from_task_error, finish_run, panic_message,

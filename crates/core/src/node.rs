@@ -2,9 +2,10 @@
 //! describe them.
 //!
 //! Each scheduler with a run history writes a [`NodeInfo`] at an interval; any node
-//! that finds another's heartbeat older than the node time-out takes it for dead,
-//! records its `running` runs `interrupted` and removes its entry (see the engine's
-//! cluster documentation).
+//! that finds another's heartbeat older than the node time-out takes it for dead and
+//! removes its entry; without leased runs it also records the dead node's `running`
+//! runs `interrupted` (see the engine's cluster documentation). Each entry names its
+//! node's [`RunProtocol`]: nodes of two protocols never share a store.
 
 use std::fmt;
 
@@ -29,6 +30,67 @@ pub struct NodeInfo {
     pub heartbeat_at: DateTime<Utc>,
     /// How many runs it had in flight then.
     pub running: u32,
+    /// How it keeps its runs in the store. An entry written before nodes said so
+    /// (an earlier release) reads as [`RunProtocol::HistoryRecords`].
+    #[serde(default)]
+    pub protocol: RunProtocol,
+}
+
+/// How a scheduler keeps its runs in a shared store. Schedulers of two protocols
+/// cannot share one store: neither sees the other's runs as its own protocol counts
+/// them, so a fire time could start on both. A scheduler refuses to start while a live
+/// node of another protocol is registered (see the engine's cluster documentation).
+///
+/// Stored as its [name](RunProtocol::as_str); a name this release does not know (a
+/// later release's) reads as [`RunProtocol::Other`], which differs from both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RunProtocol {
+    /// Runs kept as run history records, their starts written conditionally
+    /// (`history_records`): schedulers without leased runs, and every release before
+    /// nodes named their protocol.
+    #[default]
+    HistoryRecords,
+    /// Every run a leased row of the job store (`leased_runs`).
+    LeasedRuns,
+    /// A protocol this release does not know, by its stored name.
+    Other(String),
+}
+
+impl RunProtocol {
+    /// The stored name: `history_records`, `leased_runs`, or the unknown name kept.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunProtocol::HistoryRecords => "history_records",
+            RunProtocol::LeasedRuns => "leased_runs",
+            RunProtocol::Other(name) => name,
+        }
+    }
+}
+
+impl From<String> for RunProtocol {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            "history_records" => RunProtocol::HistoryRecords,
+            "leased_runs" => RunProtocol::LeasedRuns,
+            _ => RunProtocol::Other(name),
+        }
+    }
+}
+
+impl From<RunProtocol> for String {
+    fn from(protocol: RunProtocol) -> Self {
+        match protocol {
+            RunProtocol::Other(name) => name,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for RunProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where nodes register and heartbeat: kept beside the run history by the stores that
@@ -87,11 +149,34 @@ mod tests {
             started_at: at,
             heartbeat_at: at,
             running: 0,
+            protocol: RunProtocol::LeasedRuns,
         };
         let timeout = Duration::from_secs(10);
         assert!(!node.is_stale(at + chrono::Duration::seconds(10), timeout));
         assert!(node.is_stale(at + chrono::Duration::milliseconds(10_001), timeout));
         // A heartbeat from a clock ahead of ours is fresh.
         assert!(!node.is_stale(at - chrono::Duration::seconds(30), timeout));
+    }
+
+    #[test]
+    fn protocol_names_round_trip_and_old_entries_read_as_history_records() {
+        for p in [
+            RunProtocol::HistoryRecords,
+            RunProtocol::LeasedRuns,
+            RunProtocol::Other("runs_v3".into()),
+        ] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(serde_json::from_str::<RunProtocol>(&json).unwrap(), p);
+        }
+        // What a release before the protocol field wrote.
+        let old = r#"{"node":"a","host":"h","pid":7,"started_at":"2026-01-01T00:00:00Z",
+            "heartbeat_at":"2026-01-01T00:00:01Z","running":2}"#;
+        let read: NodeInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(read.protocol, RunProtocol::HistoryRecords);
+        assert_ne!(
+            RunProtocol::Other("leased_runs2".into()),
+            RunProtocol::LeasedRuns
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use apscheduler_core::event::JobFailure;
 use apscheduler_core::{
-    Clock, JobRun, Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome, RunRecord,
+    Clock, Error, ErrorKind, JobRun, Retention, RunElsewhere, RunHistory, RunObserver, RunOutcome,
+    RunProtocol, RunRecord,
 };
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -21,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::liveness::Liveness;
-use crate::membership::{InterruptedHook, Member, Membership};
+use crate::membership::{mixed_protocols, other_protocol, InterruptedHook, Member, Membership};
 
 mod begin;
 mod staged;
@@ -177,6 +178,8 @@ pub(crate) struct Recorder {
     ownership: crate::partition::Ownership,
     /// How many records were queued, and how many of them the writer wrote.
     counts: Arc<Counts>,
+    /// How this node keeps its runs, as its registry entry says.
+    protocol: RunProtocol,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -204,6 +207,7 @@ impl Recorder {
         scheduler_id: &str,
         clock: Arc<dyn Clock>,
         lease: Duration,
+        protocol: RunProtocol,
     ) -> Self {
         let node = options.node.as_deref().unwrap_or(scheduler_id).into();
         Recorder {
@@ -218,6 +222,7 @@ impl Recorder {
             lease,
             ownership: crate::partition::Ownership::default(),
             counts: Arc::default(),
+            protocol,
         }
     }
 
@@ -287,15 +292,50 @@ impl Recorder {
         None
     }
 
-    /// Prepares the history and starts the writer on the current runtime. With a node
+    /// Prepares the history (an upgrade of its tables included), then refuses the
+    /// start (`Conflict`) while a live node of another run protocol is registered. A
+    /// registry that cannot be read now does not stop the start: the heartbeat task
+    /// checks again at every heartbeat and logs a node it finds.
+    pub(crate) async fn prepare(&self) -> Result<(), Error> {
+        if let Err(e) = self.history.prepare().await {
+            apscheduler_core::log_error!(target: "apscheduler", "run history could not be prepared (records will be retried): {e}");
+        }
+        let Some(nodes) = self.history.nodes() else {
+            return Ok(());
+        };
+        let listed = match nodes.list_nodes().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "cannot read the node registry at start (whether nodes of another run protocol share this store is checked again at every heartbeat): {e}");
+                return Ok(());
+            }
+        };
+        let now = self.clock.now();
+        match other_protocol(
+            &listed,
+            &self.node,
+            &self.protocol,
+            now,
+            self.options.node_timeout,
+        ) {
+            Some(other) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "cannot start: {}",
+                    mixed_protocols(&self.node, &self.protocol, other)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the writer on the current runtime (after [`prepare`](Self::prepare)). With a node
     /// named in the options, runs that node left `running` (it died during them) are
     /// marked `interrupted` first. Records this node turns `interrupted` (those, and a
     /// dead node's) go to `interrupted`, for recovery.
     pub(crate) async fn start(&self, interrupted: InterruptedHook) {
-        if let Err(e) = self.history.prepare().await {
-            apscheduler_core::log_error!(target: "apscheduler", "run history could not be prepared (records will be retried): {e}");
-        }
-        if self.options.node.is_some() {
+        // With leased runs the store's sweep takes them, once their leases ran out.
+        if self.protocol != RunProtocol::LeasedRuns && self.options.node.is_some() {
             match self
                 .history
                 .interrupt_running(
@@ -325,6 +365,7 @@ impl Recorder {
             running: Arc::new(move || lock(&in_flight).len()),
             interrupted,
             liveness: self.liveness.clone(),
+            protocol: self.protocol.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);

@@ -120,6 +120,7 @@ mod tests {
             started_at: heartbeat_at,
             heartbeat_at,
             running: 1,
+            protocol: apscheduler_core::RunProtocol::HistoryRecords,
         }
     }
 

@@ -10,13 +10,16 @@
 //! node missing from the registry for a node time-out are taken the same way
 //! ([`Orphans`]). Leases need no reaper: a dead
 //! node's claims expire after the lease (5 s by default, shorter than the node
-//! time-out), and another node claims the jobs then.
+//! time-out), and another node claims the jobs then. With leased runs
+//! ([`RunProtocol::LeasedRuns`]) the store's sweep takes a dead node's runs, and the
+//! reaper only removes its entry. Each heartbeat also looks for a live node of another
+//! run protocol ([`other_protocol`]), which the start refuses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Clock, NodeInfo, RunHistory, RunRecord};
+use apscheduler_core::{Clock, NodeInfo, RunHistory, RunProtocol, RunRecord};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
@@ -35,6 +38,8 @@ pub(crate) struct Member {
     pub(crate) interrupted: InterruptedHook,
     /// Keeps each registry read, for `max_instances` across the cluster.
     pub(crate) liveness: Arc<Liveness>,
+    /// How this node keeps its runs (written into its entry).
+    pub(crate) protocol: RunProtocol,
 }
 
 /// Where the records a node turned `interrupted` go: the engine's recovery queue.
@@ -79,6 +84,7 @@ impl Member {
             started_at,
             heartbeat_at: started_at,
             running: 0,
+            protocol: self.protocol.clone(),
         }
     }
 
@@ -91,6 +97,7 @@ impl Member {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         let mut orphans = Orphans::default();
+        let mut mixed = BTreeSet::new();
         let remove = loop {
             tokio::select! {
                 remove = &mut stopped => break remove.unwrap_or(false),
@@ -102,7 +109,7 @@ impl Member {
             let beat = match nodes.heartbeat(&entry).await {
                 Ok(()) => {
                     self.liveness.beat_confirmed(sent);
-                    self.reap(nodes, &mut orphans).await
+                    self.reap(nodes, &mut orphans, &mut mixed).await
                 }
                 Err(e) => Err(e),
             };
@@ -135,15 +142,35 @@ impl Member {
         &self,
         nodes: &dyn apscheduler_core::NodeRegistry,
         orphans: &mut Orphans,
+        mixed: &mut BTreeSet<String>,
     ) -> Result<(), apscheduler_core::Error> {
         let now = self.clock.now();
         let listed = nodes.list_nodes().await?;
         self.liveness.saw(now, &listed);
-        if orphans.due(now, self.node_timeout) {
+        // A node of another protocol that started beside this one (at the same moment,
+        // or a release that does not check): said once per node, as an error.
+        match other_protocol(&listed, &self.node, &self.protocol, now, self.node_timeout) {
+            Some(other) if mixed.insert(other.node.clone()) => {
+                apscheduler_core::log_error!(target: "apscheduler", node = %self.node, other_node = %other.node, "{}", mixed_protocols(&self.node, &self.protocol, other));
+            }
+            Some(_) => {}
+            None => mixed.clear(),
+        }
+        // With leased runs the store's sweep takes a dead node's runs (once their
+        // leases ran out); its `running` records are the sweep's to end, and only its
+        // registry entry goes here.
+        let leased = self.protocol == RunProtocol::LeasedRuns;
+        if !leased && orphans.due(now, self.node_timeout) {
             self.reap_orphans(&listed, orphans, now).await?;
         }
         for dead in listed {
             if *dead.node == *self.node || !dead.is_stale(now, self.node_timeout) {
+                continue;
+            }
+            if leased {
+                let silent = (now - dead.heartbeat_at).to_std().unwrap_or_default();
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, dead_node = %dead.node, "node {} taken for dead: no heartbeat for {:.1} s; its entry removed (its runs are taken over as their leases run out)", dead.node, silent.as_secs_f64());
+                nodes.remove_node(&dead.node).await?;
                 continue;
             }
             let message = format!(
@@ -173,6 +200,35 @@ impl Member {
         }
         Ok(())
     }
+}
+
+/// The first live node of `listed` (other than `me`) whose run protocol is not
+/// `protocol`: schedulers of two protocols must not share a store.
+pub(crate) fn other_protocol<'a>(
+    listed: &'a [NodeInfo],
+    me: &str,
+    protocol: &RunProtocol,
+    now: DateTime<Utc>,
+    node_timeout: Duration,
+) -> Option<&'a NodeInfo> {
+    listed
+        .iter()
+        .find(|n| n.node != me && n.protocol != *protocol && !n.is_stale(now, node_timeout))
+}
+
+/// What a scheduler of `protocol` says when it finds `other` live on its store.
+pub(crate) fn mixed_protocols(me: &str, protocol: &RunProtocol, other: &NodeInfo) -> String {
+    format!(
+        "node {} (host {}, pid {}, last heartbeat {}) keeps its runs as {} and node {me} as {protocol}: \
+         schedulers of two run protocols must not share one store (each would start fire times \
+         the other started); stop the nodes of one protocol, or give them all the same one \
+         (aps: [scheduler] leased_runs; library: EngineBuilder::leased_runs)",
+        other.node,
+        other.host,
+        other.pid,
+        other.heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        other.protocol,
+    )
 }
 
 /// Nodes with `running` records and no registry entry, as this node last found them.

@@ -1,6 +1,7 @@
 //! The catch-up window under an injected clock, one test per row of the "Catch-up"
 //! table in docs/scheduler.md: an every-10-minutes job whose scheduler was down from
-//! 08:00 to 12:05 (25 fire times overdue: 08:00 ... 12:00).
+//! 08:00 to 12:05 (25 fire times overdue: 08:00 ... 12:00). The rows of mode `all` and
+//! `latest` hold with leased runs too (`*_with_leased_runs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use apscheduler_core::{
     Catchup, CatchupMode, ManualClock, RunHistory, RunOutcome, RunQuery, RunRecord,
 };
 use apscheduler_engine::{Engine, HistoryOptions, InlineExecutor, JobSpec};
-use apscheduler_store_memory::MemoryRunHistory;
+use apscheduler_store_memory::{MemoryJobStore, MemoryRunHistory};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -37,13 +38,26 @@ impl Harness {
     /// A scheduler at 07:55 with the job added, then "down" until `back`, where one
     /// pass runs.
     fn after_downtime(spec: JobSpec, back: DateTime<Utc>) -> Self {
+        Self::build(spec, back, false)
+    }
+
+    /// [`after_downtime`](Self::after_downtime), with leased runs when `leased`: the
+    /// passes then go on (the clock still) until the caught-up runs, which wait in the
+    /// store for each other, all ran.
+    fn build(spec: JobSpec, back: DateTime<Utc>, leased: bool) -> Self {
         let clock = Arc::new(ManualClock::new(at(7, 55)));
         let history = Arc::new(MemoryRunHistory::new());
         let engine = Engine::builder()
             .clock(clock.clone())
             .timezone(chrono_tz::UTC)
+            // The store decides starts and leases on its own clock: the injected one.
+            .jobstore(
+                "default",
+                Arc::new(MemoryJobStore::new().with_clock(clock.clone())),
+            )
             .executor("default", Arc::new(InlineExecutor::new()))
             .scheduler_id("node-1")
+            .leased_runs(leased)
             .run_history(history.clone(), HistoryOptions::default())
             .build();
         let ran = Arc::new(Mutex::new(Vec::new()));
@@ -86,6 +100,16 @@ impl Harness {
         };
         h.clock.set(back);
         h.rt.block_on(h.engine.process_jobs());
+        if leased {
+            // Each pass starts the next waiting run once the last one's end is written,
+            // which waits for its history record.
+            for _ in 0..60 {
+                h.rt.block_on(async {
+                    h.engine.flush_history(Duration::from_secs(5)).await;
+                    h.engine.process_jobs().await;
+                });
+            }
+        }
         h.engine.flush_events();
         h
     }
@@ -170,11 +194,21 @@ fn mode_none_is_the_behaviour_without_catchup() {
 
 #[test]
 fn mode_all_runs_each_fire_time_in_the_window_in_order_and_misses_the_older() {
-    let h = Harness::after_downtime(
+    mode_all_runs_each_fire_time_in_the_window_in_order_and_misses_the_older_with(false);
+}
+
+#[test]
+fn mode_all_runs_each_fire_time_in_the_window_in_order_and_misses_the_older_with_leased_runs() {
+    mode_all_runs_each_fire_time_in_the_window_in_order_and_misses_the_older_with(true);
+}
+
+fn mode_all_runs_each_fire_time_in_the_window_in_order_and_misses_the_older_with(leased: bool) {
+    let h = Harness::build(
         JobSpec::task("work")
             .coalesce(false)
             .catchup(catchup(3 * 3600, CatchupMode::All)),
         at(12, 5),
+        leased,
     );
     // Within 3 h of 12:05: 09:10 ... 12:00 (18 fire times), in order.
     assert_eq!(h.ran(), every_10(at(9, 10), at(12, 0)));
@@ -212,14 +246,24 @@ fn mode_all_is_not_collapsed_by_coalesce() {
 
 #[test]
 fn coalesce_still_collapses_fire_times_within_the_grace() {
+    coalesce_still_collapses_fire_times_within_the_grace_with(false);
+}
+
+#[test]
+fn coalesce_still_collapses_fire_times_within_the_grace_with_leased_runs() {
+    coalesce_still_collapses_fire_times_within_the_grace_with(true);
+}
+
+fn coalesce_still_collapses_fire_times_within_the_grace_with(leased: bool) {
     // A 30-minute grace: 11:40, 11:50 and 12:00 are within it, and coalesce to 12:00;
     // 11:10 ... 11:30 are beyond it but inside the 1 h window, and run each.
-    let h = Harness::after_downtime(
+    let h = Harness::build(
         JobSpec::task("work")
             .coalesce(true)
             .misfire_grace_time(Some(Duration::from_secs(30 * 60)))
             .catchup(catchup(3600, CatchupMode::All)),
         at(12, 5),
+        leased,
     );
     assert_eq!(h.ran(), vec![at(11, 10), at(11, 20), at(11, 30), at(12, 0)]);
     // The coalesced ones are not recorded, as without catch-up.
@@ -228,11 +272,21 @@ fn coalesce_still_collapses_fire_times_within_the_grace() {
 
 #[test]
 fn mode_latest_runs_only_the_most_recent_and_records_the_superseded() {
-    let h = Harness::after_downtime(
+    mode_latest_runs_only_the_most_recent_and_records_the_superseded_with(false);
+}
+
+#[test]
+fn mode_latest_runs_only_the_most_recent_and_records_the_superseded_with_leased_runs() {
+    mode_latest_runs_only_the_most_recent_and_records_the_superseded_with(true);
+}
+
+fn mode_latest_runs_only_the_most_recent_and_records_the_superseded_with(leased: bool) {
+    let h = Harness::build(
         JobSpec::task("work")
             .coalesce(false)
             .catchup(catchup(3600, CatchupMode::Latest)),
         at(12, 5),
+        leased,
     );
     assert_eq!(h.ran(), vec![at(12, 0)]);
     let missed = h.missed();

@@ -207,6 +207,9 @@ pub struct NodeView {
     pub running: u64,
     /// `live`, or `silent` once its heartbeat is older than the node time-out.
     pub state: String,
+    /// How it keeps its runs: `history_records` or `leased_runs` (nodes of two
+    /// protocols must not share a store).
+    pub protocol: String,
 }
 
 impl NodeView {
@@ -225,6 +228,7 @@ impl NodeView {
                 "live"
             }
             .to_owned(),
+            protocol: n.protocol.to_string(),
         }
     }
 }

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use apscheduler_core::{
-    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunQuery, RunRecord,
+    async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunHistory, RunProtocol, RunQuery,
+    RunRecord,
 };
 use chrono::{DateTime, Utc};
 
@@ -238,6 +239,17 @@ impl NodeRegistry for SqlRunHistory {
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), Error> {
         check_id("node", &node.node)?;
         let host: String = node.host.chars().take(255).collect();
+        let protocol = node.protocol.as_str();
+        if protocol.is_empty() || protocol.len() > crate::schema::NODE_PROTOCOL_MAX {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "node {:?}: protocol name {protocol:?} must be 1 to {} bytes",
+                    node.node,
+                    crate::schema::NODE_PROTOCOL_MAX
+                ),
+            ));
+        }
         let row = NodeRow {
             node: node.node.clone(),
             host,
@@ -245,6 +257,7 @@ impl NodeRegistry for SqlRunHistory {
             started_at: micros_floor(&node.started_at),
             heartbeat_at: micros_floor(&node.heartbeat_at),
             running: i64::from(node.running),
+            protocol: protocol.to_owned(),
         };
         let driver = self.driver().await?;
         Ok(retry!(driver.history().heartbeat(&row))?)
@@ -262,6 +275,7 @@ impl NodeRegistry for SqlRunHistory {
                 started_at: from_micros(r.started_at),
                 heartbeat_at: from_micros(r.heartbeat_at),
                 running: u32::try_from(r.running).unwrap_or(u32::MAX),
+                protocol: RunProtocol::from(r.protocol),
             })
             .collect())
     }

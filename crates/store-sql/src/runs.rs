@@ -127,6 +127,7 @@ pub(crate) struct NodeRow {
     pub(crate) started_at: i64,
     pub(crate) heartbeat_at: i64,
     pub(crate) running: i64,
+    pub(crate) protocol: String,
 }
 
 /// A pool and the statements of one run history table.

@@ -130,8 +130,8 @@ impl RunStatements {
                 Dialect::MySql => String::new(),
             },
             node_upsert: format!(
-                "INSERT INTO {} (node, host, pid, started_at, heartbeat_at, running) \
-                 VALUES ({}, {}, {}, {}, {}, {}){}",
+                "INSERT INTO {} (node, host, pid, started_at, heartbeat_at, running, protocol) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}){}",
                 n.nodes,
                 p(1),
                 p(2),
@@ -139,21 +139,25 @@ impl RunStatements {
                 p(4),
                 p(5),
                 p(6),
+                p(7),
                 match d {
                     Dialect::MySql => " ON DUPLICATE KEY UPDATE host = VALUES(host), \
                                        pid = VALUES(pid), started_at = VALUES(started_at), \
-                                       heartbeat_at = VALUES(heartbeat_at), running = VALUES(running)",
+                                       heartbeat_at = VALUES(heartbeat_at), running = VALUES(running), \
+                                       protocol = VALUES(protocol)",
                     Dialect::Sqlite | Dialect::Postgres => {
                         " ON CONFLICT (node) DO UPDATE SET host = EXCLUDED.host, \
                          pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, \
-                         heartbeat_at = EXCLUDED.heartbeat_at, running = EXCLUDED.running"
+                         heartbeat_at = EXCLUDED.heartbeat_at, running = EXCLUDED.running, \
+                         protocol = EXCLUDED.protocol"
                     }
                 }
             ),
             node_list: format!(
-                "SELECT {}, {}, pid, started_at, heartbeat_at, running FROM {} ORDER BY node",
+                "SELECT {}, {}, pid, started_at, heartbeat_at, running, {} FROM {} ORDER BY node",
                 d.text("node"),
                 d.text("host"),
+                d.text("protocol"),
                 n.nodes
             ),
             node_remove: format!("DELETE FROM {} WHERE node = {}", n.nodes, p(1)),
@@ -266,7 +270,7 @@ where
             .execute(&mut *conn)
             .await
             .map_err(&map)?;
-        Ok(())
+        self.add_node_protocol(conn).await
     }
 
     /// Writes a node's registry row.
@@ -278,6 +282,7 @@ where
             .bind(row.started_at)
             .bind(row.heartbeat_at)
             .bind(row.running)
+            .bind(row.protocol.as_str())
             .execute(&self.pool)
             .await
             .map_err(self.error("heartbeat"))?;
@@ -300,6 +305,7 @@ where
                     started_at: r.try_get(3)?,
                     heartbeat_at: r.try_get(4)?,
                     running: r.try_get(5)?,
+                    protocol: r.try_get(6)?,
                 })
             })
             .collect::<std::result::Result<_, sqlx::Error>>()

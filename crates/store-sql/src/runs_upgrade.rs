@@ -24,9 +24,14 @@ where
 {
     /// The names of the run history table's columns, as `conn` sees them.
     pub(crate) async fn columns_on(&self, conn: &mut DB::Connection) -> Result<Vec<String>> {
+        self.columns_of(conn, &self.names.runs_table).await
+    }
+
+    /// The names of `table`'s columns, as `conn` sees them.
+    async fn columns_of(&self, conn: &mut DB::Connection, table: &str) -> Result<Vec<String>> {
         let map = self.error("read the table's columns");
         let rows = sqlx::query(&self.dialect.columns_of_table())
-            .bind(self.names.runs_table.as_str())
+            .bind(table)
             .fetch_all(&mut *conn)
             .await
             .map_err(&map)?;
@@ -67,6 +72,29 @@ where
                 "run history table upgraded: column added"
             );
         }
+        Ok(())
+    }
+
+    /// Upgrades a node registry created before nodes named their protocol: adds the
+    /// `protocol` column (rows already there read as `history_records`, which is what
+    /// their nodes keep). Forgiven on MySQL/MariaDB when another scheduler added it.
+    pub(crate) async fn add_node_protocol(&self, conn: &mut DB::Connection) -> Result<()> {
+        let table = &self.names.nodes_table;
+        if has_column(&self.columns_of(conn, table).await?, "protocol") {
+            return Ok(());
+        }
+        let added = sqlx::query(&schema::add_node_protocol_column(self.dialect, &self.names))
+            .persistent(false)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = added {
+            if self.dialect != Dialect::MySql
+                || !has_column(&self.columns_of(conn, table).await?, "protocol")
+            {
+                return Err(self.error("add the column protocol")(e));
+            }
+        }
+        tracing::info!(target: "apscheduler", table = %table, "node registry upgraded: column protocol added");
         Ok(())
     }
 }

@@ -558,9 +558,35 @@ pub(crate) fn nodes_table_ddl(dialect: Dialect, n: &Names) -> String {
          \x20   pid BIGINT NOT NULL,\n\
          \x20   started_at BIGINT NOT NULL,\n\
          \x20   heartbeat_at BIGINT NOT NULL,\n\
-         \x20   running BIGINT NOT NULL\n\
+         \x20   running BIGINT NOT NULL,\n\
+         \x20   protocol {}\n\
          ){tail}",
+        node_protocol_column(dialect),
         nodes = n.nodes
+    )
+}
+
+/// The node registry's `protocol` column (the name of
+/// [`RunProtocol`](apscheduler_core::RunProtocol)); a row written before it existed
+/// reads as `history_records`.
+pub(crate) fn node_protocol_column(dialect: Dialect) -> String {
+    let text = match dialect {
+        Dialect::MySql => " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        Dialect::Postgres => " COLLATE \"C\"",
+        Dialect::Sqlite => "",
+    };
+    format!("VARCHAR({NODE_PROTOCOL_MAX}){text} NOT NULL DEFAULT 'history_records'")
+}
+
+/// The longest protocol name the node registry holds.
+pub(crate) const NODE_PROTOCOL_MAX: usize = 64;
+
+/// `ALTER TABLE` adding the `protocol` column to a node registry created without it.
+pub(crate) fn add_node_protocol_column(dialect: Dialect, n: &Names) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN protocol {}",
+        n.nodes,
+        node_protocol_column(dialect)
     )
 }
 

@@ -2,13 +2,15 @@
 //! (eleven columns, as the first release made it) is upgraded at prepare time, on every
 //! backend: the columns are added, a row written in the old format reads as a first
 //! attempt, not a backfill, with no due time, and new records keep all three fields.
-//! Schedulers upgrading the same table at once all succeed.
+//! The node registry gets its `protocol` column the same way: a node row written by the
+//! old release reads as `history_records`. Schedulers upgrading the same tables at once
+//! all succeed.
 
 mod support;
 
 use std::sync::Arc;
 
-use apscheduler_core::{JobStore, RunHistory};
+use apscheduler_core::{JobStore, NodeInfo, RunHistory, RunProtocol};
 use apscheduler_store_sql::SqlJobStore;
 use apscheduler_testkit::history_fields::{
     check_attempt_backfill_due_at, check_old_format_record, old_format_record,
@@ -125,6 +127,35 @@ async fn old_table_with_a_row(raw: &Raw, store: &SqlJobStore) {
         r.node,
     ))
     .await;
+    let nodes = raw.quote(store.history().nodes_table_name());
+    raw.exec(&format!(
+        "INSERT INTO {nodes} (node, host, pid, started_at, heartbeat_at, running) \
+         VALUES ('old-node/7', 'old-host', 7, 1000000, 2000000, 3)"
+    ))
+    .await;
+}
+
+/// The old release's node row reads as `history_records`; a node of another protocol
+/// is written and read back with it.
+async fn check_old_node_row(history: &dyn RunHistory) {
+    let nodes = history.nodes().expect("SQL keeps a node registry");
+    let listed = nodes.list_nodes().await.expect("list the nodes");
+    let old = listed
+        .iter()
+        .find(|n| n.node == "old-node/7")
+        .expect("the old row");
+    assert_eq!(
+        (old.host.as_str(), old.pid, old.running, &old.protocol),
+        ("old-host", 7, 3, &RunProtocol::HistoryRecords)
+    );
+    let leased = NodeInfo {
+        node: "new-node/8".into(),
+        protocol: RunProtocol::LeasedRuns,
+        ..old.clone()
+    };
+    nodes.heartbeat(&leased).await.expect("heartbeat");
+    let listed = nodes.list_nodes().await.expect("list the nodes");
+    assert!(listed.contains(&leased), "{listed:?}");
 }
 
 /// Prepare adds the three columns to the old table; the old row reads with the
@@ -137,6 +168,7 @@ async fn an_old_table_is_upgraded_at_prepare(tables: &Tables) {
     history.prepare().await.expect("prepare upgrades the table");
     check_old_format_record(&*history).await;
     check_attempt_backfill_due_at(&*history).await;
+    check_old_node_row(&*history).await;
     history.prepare().await.expect("prepare again");
     let runs = raw.quote(store.runs_table_name());
     assert_eq!(
@@ -173,6 +205,7 @@ async fn schedulers_upgrading_together(tables: &Tables) {
     for history in &histories {
         check_old_format_record(&**history).await;
     }
+    check_old_node_row(&*histories[3]).await;
     raw.close().await;
     for store in stores {
         store.shutdown().await.unwrap();

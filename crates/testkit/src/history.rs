@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use apscheduler_core::{NodeInfo, RunHistory, RunOutcome, RunQuery, RunRecord};
+use apscheduler_core::{NodeInfo, RunHistory, RunOutcome, RunProtocol, RunQuery, RunRecord};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 /// A fixed instant the checks count from (2100-01-01 00:00:00.000001 UTC).
@@ -163,6 +163,7 @@ pub fn node(node: &str, secs: i64, running: u32) -> NodeInfo {
         started_at: base(),
         heartbeat_at: base() + Duration::seconds(secs) + Duration::microseconds(7),
         running,
+        protocol: RunProtocol::LeasedRuns,
     }
 }
 
@@ -171,7 +172,10 @@ pub async fn check_node_registry(history: &dyn RunHistory) {
     let nodes = history
         .nodes()
         .expect("a store with run history keeps a node registry");
-    let b = node("host-b/17", 1, 0);
+    let b = NodeInfo {
+        protocol: RunProtocol::HistoryRecords,
+        ..node("host-b/17", 1, 0)
+    };
     let a = node("host-a/9 ünïcode", 2, 3);
     nodes.heartbeat(&b).await.expect("heartbeat b");
     nodes.heartbeat(&a).await.expect("heartbeat a");
@@ -181,7 +185,11 @@ pub async fn check_node_registry(history: &dyn RunHistory) {
         .filter(|n| n.node.starts_with("host-"))
         .collect();
     assert_eq!(ours, vec![&a, &b], "listed by name, every field back");
-    let later = node("host-b/17", 5, 12);
+    // A protocol a later release may name is kept as written.
+    let later = NodeInfo {
+        protocol: RunProtocol::Other("runs_v3".into()),
+        ..node("host-b/17", 5, 12)
+    };
     nodes.heartbeat(&later).await.expect("heartbeat again");
     let listed = nodes.list_nodes().await.expect("list");
     let b_now: Vec<&NodeInfo> = listed.iter().filter(|n| n.node == "host-b/17").collect();

@@ -253,6 +253,12 @@ async fn open_metered(
         .jobstore("default", store.clone())
         .leased_runs(extra.leased_runs);
     if let (Some(options), Some(h)) = (record, &history) {
+        // The node name (`<node>/<pid>`, one per process) is also the holder of the
+        // runs and claims this process leases: a run taken over from it is recorded
+        // on the node that ran it.
+        if let Some(node) = &options.node {
+            builder = builder.scheduler_id(node.clone());
+        }
         builder = builder.run_history(h.clone(), options);
     }
     let scheduler = AsyncScheduler::from_builder(builder).map_err(|e| e.to_string())?;
@@ -310,6 +316,9 @@ fn redact_userinfo(url: &str) -> String {
 }
 
 async fn serve(cfg: Config) -> Result<(), String> {
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
+    }
     let node = store::daemon_node(cfg.node.as_deref());
     let options = cfg.history.enabled.then(|| HistoryOptions {
         node: Some(node.clone()),
@@ -376,7 +385,10 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     let host = cfg.node.clone().unwrap_or_else(store::host_name);
     if let Some(h) = &history {
-        recover_interrupted(&scheduler, &**h, &host, &node).await;
+        // With leased runs the store's sweep takes them, once their leases ran out.
+        if !cfg.leased_runs {
+            recover_interrupted(&scheduler, &**h, &host, &node).await;
+        }
     }
     if let Err(e) = jobs::sync(&scheduler, &cfg.jobs, history.as_deref()).await {
         let _ = scheduler.shutdown(false).await;

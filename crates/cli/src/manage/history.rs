@@ -74,6 +74,7 @@ pub(crate) fn nodes_command(store_args: &StoreArgs, json: bool) -> ExitCode {
                         format!("{age:.1}s ago"),
                         n.running.to_string(),
                         NodeView::new(n, now, target.node_timeout).state,
+                        n.protocol.to_string(),
                     ]
                 })
                 .collect();
@@ -86,6 +87,7 @@ pub(crate) fn nodes_command(store_args: &StoreArgs, json: bool) -> ExitCode {
                     "HEARTBEAT",
                     "RUNNING",
                     "STATE",
+                    "PROTOCOL",
                 ],
                 &rows,
             );
@@ -113,6 +115,9 @@ pub(crate) fn config_check(path: &std::path::Path) -> ExitCode {
         }
     };
     println!("{}: ok", path.display());
+    for warning in &cfg.warnings {
+        eprintln!("warning: {warning}");
+    }
     println!("store:    {}", crate::daemon::redact(&cfg.store_url));
     println!("timezone: {}", cfg.timezone.name());
     match &cfg.http {

@@ -234,7 +234,8 @@ fn target(args: &StoreArgs) -> Result<Target, String> {
             output_cap: 4096,
             history_enabled: true,
             node_timeout: apscheduler_engine::HistoryOptions::default().node_timeout,
-            leased_runs: false,
+            // The daemons' default.
+            leased_runs: true,
         }),
     }
 }

@@ -1,8 +1,8 @@
 //! `aps jobs run`: a job's action now, in this process or (with `--daemon`) in the running daemon.
 
 use apscheduler_core::{
-    CancelSignal, EndReply, Held, JobStore, NewRun, Run, RunEnd, RunKey, RunOrigin, RunRules,
-    RunState, RunStore, StartReply, SKIPPED_AT_MAX,
+    CancelSignal, EndReply, Held, JobStore, NewRun, Run, RunEnd, RunKey, RunOrigin, RunProtocol,
+    RunRules, RunState, RunStore, StartReply, SKIPPED_AT_MAX,
 };
 use chrono::SubsecRound;
 
@@ -48,10 +48,11 @@ pub(super) fn run_on_daemon(
 }
 
 /// `aps jobs run ID`: the action now, in this process, with a history record. On a
-/// store whose daemons keep every run as a leased row (`[scheduler] leased_runs`), the
-/// run is a row too: the store starts it only while the job is below `max_instances`
-/// on every daemon, this process renews its lease while the action runs, and a
-/// daemon's sweep records it interrupted if this process dies first.
+/// store whose daemons keep every run as a leased row (the live daemons' protocol in
+/// the node registry; without one live, `[scheduler] leased_runs`), the run is a row
+/// too: the store starts it only while the job is below `max_instances` on every
+/// daemon, this process renews its lease while the action runs, and a daemon's sweep
+/// records it interrupted if this process dies first.
 pub(super) async fn run_now(
     def: &JobDef,
     job: &Job,
@@ -62,7 +63,11 @@ pub(super) async fn run_now(
     // Microseconds: every store keeps a run's fire time to the microsecond.
     let now = Utc::now().trunc_subsecs(6);
     let holder = format!("aps-jobs-run/{}", store::daemon_node(None));
-    let row = match store.runs().filter(|_| target.leased_runs) {
+    let leased = match live_protocol(history.as_deref(), target.node_timeout).await {
+        Some(protocol) => protocol == RunProtocol::LeasedRuns,
+        None => target.leased_runs,
+    };
+    let row = match store.runs().filter(|_| leased) {
         Some(runs) => Some(start_row(runs, &holder, job, now, history.as_deref()).await?),
         None => None,
     };
@@ -255,4 +260,18 @@ async fn end_row(runs: &dyn RunStore, holder: &str, row: &Run, outcome: RunOutco
             row.id
         ),
     }
+}
+
+/// The run protocol of the live daemons on the store, as the node registry says (the
+/// first live node's: a daemon refuses to start beside one of another protocol).
+async fn live_protocol(
+    history: Option<&dyn RunHistory>,
+    node_timeout: std::time::Duration,
+) -> Option<RunProtocol> {
+    let listed = history?.nodes()?.list_nodes().await.ok()?;
+    let now = Utc::now();
+    listed
+        .into_iter()
+        .find(|n| !n.is_stale(now, node_timeout))
+        .map(|n| n.protocol)
 }

@@ -34,7 +34,7 @@ pub const SKIPPED_AT_MAX: &str = "skipped: maximum number of running instances r
 /// The reason a `buffer_one` fire time ends (missed) when an earlier one of its job
 /// waits to start: the earlier one goes first, and only one waits.
 pub const SKIPPED_BEHIND_BUFFERED: &str =
-    "skipped: an earlier fire time of the job waits to start (overlap = buffer_one)";
+    "skipped: buffer full: an earlier fire time of the job waits to start (overlap = buffer_one)";
 
 /// Which run: a job's fire time, its attempt (1, then one more per retry) and its rerun
 /// (0, then one more per run again of an interrupted `recover` job).
@@ -379,6 +379,9 @@ pub struct Swept {
     /// sweeper's: it records each interrupted and ends it with
     /// [`RunOutcome::Interrupted`].
     pub interrupted: Vec<Run>,
+    /// The holder each run of `interrupted` found `Started` had before this sweep: the
+    /// scheduler it ran on.
+    pub interrupted_from: std::collections::BTreeMap<RunKey, Arc<str>>,
     /// Runs a start found missed whose holder stopped renewing them before it ended
     /// them, now `Missing` and the sweeper's: it records each missed and ends it with
     /// [`RunOutcome::Missed`].

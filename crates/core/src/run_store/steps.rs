@@ -335,9 +335,13 @@ impl<S: RunSteps> RunStore for S {
             swept.taken.retain(|r| !view.covers(&r.key.job_id));
             swept.interrupted.retain(|r| !view.covers(&r.key.job_id));
             swept.missed.retain(|r| !view.covers(&r.key.job_id));
+            swept
+                .interrupted_from
+                .retain(|k, _| !view.covers(&k.job_id));
             let part = table.sweep(&sweeper_id, view.now, lease, limit);
             swept.taken.extend(part.taken);
             swept.interrupted.extend(part.interrupted);
+            swept.interrupted_from.extend(part.interrupted_from);
             swept.missed.extend(part.missed);
             JobWrites::default()
         };

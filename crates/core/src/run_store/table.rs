@@ -522,6 +522,9 @@ impl RunTable {
                 let run = self.key_mut(&key);
                 if let RunState::Started { .. } = state {
                     run.state = RunState::Interrupting { at: now };
+                    swept
+                        .interrupted_from
+                        .insert(key.clone(), run.holder.clone());
                 }
                 run.holder = sweeper.clone();
                 run.fence = fence;

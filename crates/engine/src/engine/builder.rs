@@ -130,6 +130,11 @@ impl EngineBuilder {
                 &scheduler_id,
                 self.clock.clone(),
                 self.lease,
+                if self.leased_runs {
+                    apscheduler_core::RunProtocol::LeasedRuns
+                } else {
+                    apscheduler_core::RunProtocol::HistoryRecords
+                },
             ))
         });
         let engine = Engine {

@@ -37,6 +37,10 @@ pub(super) struct Leased {
     pub(super) upkeep_at: Mutex<Option<DateTime<Utc>>>,
     /// When the stores' ended runs were last pruned.
     pub(super) pruned_at: Mutex<Option<DateTime<Utc>>>,
+    /// The reruns of interrupted `recover` runs this scheduler took in a sweep, by
+    /// run id, with the note their record gets ("recovery of run … interrupted on node
+    /// …").
+    pub(super) recovering: Mutex<HashMap<Arc<str>, String>>,
 }
 
 /// A run this scheduler holds: its store, its row as the store last answered, and for
@@ -103,7 +107,7 @@ impl Engine {
                 list.push(NewRun {
                     key: RunKey::first(p.run.job_id.clone(), fire),
                     state: RunState::Claimed,
-                    rules: p.rules(fire),
+                    rules: p.release_rules(fire, now),
                     origin: RunOrigin::Scheduled,
                 });
             }
@@ -509,12 +513,23 @@ impl Engine {
         outcome: RunOutcome,
         why: String,
     ) {
+        self.record_row_on(row, None, outcome, why);
+    }
+
+    /// [`record_row`](Self::record_row), naming `node` (this scheduler's when `None`).
+    pub(super) fn record_row_on(
+        &self,
+        row: &Run,
+        node: Option<&str>,
+        outcome: RunOutcome,
+        why: String,
+    ) {
         if let Some(recorder) = &self.inner.history {
             let mut record = RunRecord::pending(
                 &*row.id,
                 &*row.key.job_id,
                 row.key.fire_time,
-                recorder.node().to_string(),
+                node.unwrap_or(recorder.node()).to_owned(),
             );
             record.attempt = row.key.attempt;
             record.outcome = outcome;

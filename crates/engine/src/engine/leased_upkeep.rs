@@ -3,7 +3,9 @@
 //! and sweeping the stores for runs whose holder stopped renewing (every third of a
 //! lease), and starting the waiting runs that are due.
 
-use apscheduler_core::{CancelSignal, EndReply, Held, Run, RunState, RunStore, StartReply};
+use apscheduler_core::{
+    CancelSignal, EndReply, Held, Run, RunQuery, RunRecord, RunState, RunStore, StartReply,
+};
 
 use super::pass::PassLookups;
 use super::*;
@@ -262,10 +264,46 @@ impl Engine {
         for run in swept.interrupted {
             // Recorded, then ended `Interrupted` (with the next pass's step): a sweeper
             // whose reply or end is lost has it taken over and recorded by the next.
-            let why =
-                "interrupted: its scheduler stopped renewing its lease during the run".to_owned();
+            // The record its holder wrote at the start keeps its node and start time.
+            let started = self.started_record(&run).await;
+            // The node its record names; without a record yet (it died before the
+            // writer got to it), the scheduler that held it.
+            let node = started
+                .as_ref()
+                .map(|r| r.node.clone())
+                .or_else(|| swept.interrupted_from.get(&run.key).map(|h| h.to_string()));
+            let why = format!(
+                "interrupted: {} stopped renewing its lease during the run; recorded by {}",
+                node.as_deref()
+                    .map_or_else(|| "its scheduler".to_owned(), |n| format!("node {n}")),
+                self.inner
+                    .history
+                    .as_ref()
+                    .map_or("this scheduler", |h| h.node())
+            );
             apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
-            self.record_row(alias, &run, RunOutcome::Interrupted, why);
+            let rerun = run.key.rerun();
+            if let Some(taken) = swept.taken.iter().find(|t| t.key == rerun) {
+                lock(&leased.recovering).insert(
+                    taken.id.clone(),
+                    format!(
+                        "recovery of run {} interrupted on node {}",
+                        run.id,
+                        node.as_deref().unwrap_or("(unknown)")
+                    ),
+                );
+            }
+            match started {
+                Some(mut record) => {
+                    record.outcome = RunOutcome::Interrupted;
+                    record.finished_at = Some(self.inner.clock.now());
+                    record.message = Some(why);
+                    if let Some(recorder) = &self.inner.history {
+                        recorder.queue_waiting(record);
+                    }
+                }
+                None => self.record_row_on(&run, node.as_deref(), RunOutcome::Interrupted, why),
+            }
             let held = run.held();
             leased.hold(alias, run, CancelSignal::default());
             self.queue_end(alias, held, RunOutcome::Interrupted, None);
@@ -279,6 +317,26 @@ impl Engine {
         for run in swept.taken {
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());
             leased.hold(alias, run, CancelSignal::default());
+        }
+    }
+
+    /// The history record of `run` its holder wrote at the start (with its node and
+    /// start time), if there is a history and it answers.
+    async fn started_record(&self, run: &Run) -> Option<RunRecord> {
+        let recorder = self.inner.history.as_ref()?;
+        let query = RunQuery {
+            job_id: Some(run.key.job_id.to_string()),
+            since: Some(run.key.fire_time),
+            until: Some(run.key.fire_time + chrono::Duration::microseconds(1)),
+            limit: 100,
+            ..RunQuery::default()
+        };
+        match recorder.history().query_runs(&query).await {
+            Ok(records) => records.into_iter().find(|r| *r.run_id == *run.id),
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.key.job_id, run_id = %run.id, "the record of interrupted run {} could not be read ({e}): recorded without its node and start", run.id);
+                None
+            }
         }
     }
 
@@ -351,7 +409,21 @@ impl Engine {
                 self.queue_end(alias, row.held(), RunOutcome::Error, None);
                 continue;
             };
-            tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?})", row.id, row.origin);
+            let recovery = lock(&leased.recovering).remove(&row.id);
+            match (&recovery, &self.inner.history) {
+                (Some(note), Some(recorder)) => {
+                    tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "recovering run: {note}; new run {}", row.id);
+                    let mut run = planned.run().clone();
+                    run.run_ids = vec![row.id.clone()];
+                    run.attempt = row.key.attempt;
+                    recorder
+                        .begin(std::iter::once(&run), Some(note), false)
+                        .await;
+                }
+                _ => {
+                    tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?})", row.id, row.origin)
+                }
+            }
             self.submit_row(alias, planned, row, used);
         }
     }

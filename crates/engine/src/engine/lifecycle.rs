@@ -87,6 +87,10 @@ impl Engine {
             }
         }
         if let Some(recorder) = &self.inner.history {
+            if let Err(e) = recorder.prepare().await {
+                self.undo_start(&stores, &executors).await;
+                return Err(e);
+            }
             recorder.start(self.interrupted_hook()).await;
         }
         let pending = {

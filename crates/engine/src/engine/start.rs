@@ -254,15 +254,48 @@ impl PlannedRun {
     /// The job's rules, for the run of its fire time `fire` (see
     /// [`RunRules`](apscheduler_core::RunRules)).
     pub(super) fn rules(&self, fire: DateTime<Utc>) -> apscheduler_core::RunRules {
+        // The pass chose which overdue fire times a catch-up window runs: the store
+        // starts them within the window, not only within the misfire grace.
+        let window = (self.run.policy.catchup.as_ref())
+            .filter(|c| c.mode != apscheduler_core::CatchupMode::None)
+            .map(|c| c.window);
+        let grace = match (self.grace, window) {
+            (Some(grace), Some(window)) => Some(grace.max(window)),
+            (grace, _) => grace,
+        };
         apscheduler_core::RunRules {
             max_instances: self.run.max_instances,
             overlap: self.overlap,
-            grace_until: self
-                .grace
+            grace_until: grace
                 .and_then(|g| chrono::Duration::from_std(g).ok())
                 .and_then(|g| fire.checked_add_signed(g)),
             recover: self.recover,
         }
+    }
+
+    /// [`rules`](Self::rules) for a fire time a pass at `now` releases: when catch-up
+    /// mode `all` runs overdue fire times (later than the grace) in this release, each
+    /// of its fire times waits for the job's running instances (`buffer_all`), so that
+    /// each runs, in order, as without leased runs.
+    pub(super) fn release_rules(
+        &self,
+        fire: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> apscheduler_core::RunRules {
+        let mut rules = self.rules(fire);
+        let all = (self.run.policy.catchup.as_ref())
+            .is_some_and(|c| c.mode == apscheduler_core::CatchupMode::All);
+        let overdue = self.grace.is_some_and(|g| {
+            self.run.run_times.iter().any(|t| {
+                (now - t.with_timezone(&Utc))
+                    .to_std()
+                    .is_ok_and(|late| late > g)
+            })
+        });
+        if all && overdue {
+            rules.overlap = apscheduler_core::Overlap::BufferAll;
+        }
+        rules
     }
 
     /// The run to submit.

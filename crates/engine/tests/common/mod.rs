@@ -32,6 +32,7 @@ pub(crate) fn entry(node: &str, heartbeat_at: DateTime<Utc>) -> NodeInfo {
         started_at: at(9, 0, 0),
         heartbeat_at,
         running: 1,
+        protocol: apscheduler_core::RunProtocol::HistoryRecords,
     }
 }
 

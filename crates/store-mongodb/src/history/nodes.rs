@@ -1,6 +1,6 @@
 //! The node registry: the collection `<jobs collection>_nodes`, one document per node.
 
-use apscheduler_core::{async_trait, Error, ErrorKind, NodeInfo, NodeRegistry};
+use apscheduler_core::{async_trait, Error, ErrorKind, NodeInfo, NodeRegistry, RunProtocol};
 use chrono::DateTime;
 use mongodb::bson::{doc, Document};
 use mongodb::options::{CollectionOptions, ReadPreference, SelectionCriteria};
@@ -33,6 +33,7 @@ fn node_document(node: &NodeInfo) -> Document {
         "started_us": stored_micros(&node.started_at),
         "heartbeat_us": stored_micros(&node.heartbeat_at),
         "running": i64::from(node.running),
+        "protocol": node.protocol.as_str(),
     }
 }
 
@@ -45,6 +46,11 @@ fn read_node(d: &Document) -> Option<NodeInfo> {
         started_at: time("started_us")?,
         heartbeat_at: time("heartbeat_us")?,
         running: u32::try_from(d.get_i64("running").ok()?).ok()?,
+        // Absent in an entry written before nodes named their protocol.
+        protocol: d
+            .get_str("protocol")
+            .map(|p| RunProtocol::from(p.to_owned()))
+            .unwrap_or_default(),
     })
 }
 
@@ -100,5 +106,23 @@ impl NodeRegistry for MongoDbRunHistory {
             .await
             .map_err(|e| self.fail("remove node", e))?;
         Ok(done.deleted_count > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_written_before_the_protocol_field_reads_as_history_records() {
+        let mut d = doc! {
+            "_id": "a", "host": "h", "pid": 7_i64, "started_us": 1_i64,
+            "heartbeat_us": 2_i64, "running": 0_i64,
+        };
+        assert_eq!(read_node(&d).unwrap().protocol, RunProtocol::HistoryRecords);
+        d.insert("protocol", "leased_runs");
+        let node = read_node(&d).unwrap();
+        assert_eq!(node.protocol, RunProtocol::LeasedRuns);
+        assert_eq!(read_node(&node_document(&node)).unwrap(), node);
     }
 }

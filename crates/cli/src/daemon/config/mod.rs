@@ -134,15 +134,18 @@ pub(crate) struct Config {
     /// How long a silent node lives on in the registry before it is taken for dead.
     pub(crate) node_timeout: Duration,
     /// `max_instances` held across the daemons sharing the store (`[scheduler]
-    /// cluster_max_instances`, default true).
+    /// cluster_max_instances`, default true; without leased runs only).
     pub(crate) cluster_max_instances: bool,
     /// Each run's start written, awaited, before it starts (`[scheduler]
     /// record_starts`, default true): a daemon's fire times it never started run
-    /// elsewhere when it dies.
+    /// elsewhere when it dies (without leased runs only).
     pub(crate) record_starts: bool,
     /// Every run kept in the store as a row leased to one daemon (`[scheduler]
-    /// leased_runs`, default false; `EngineBuilder::leased_runs`).
+    /// leased_runs`, default true; `EngineBuilder::leased_runs`).
     pub(crate) leased_runs: bool,
+    /// Settings that load but have no effect, each naming where it is set and what
+    /// replaced it: `aps run` logs them, `aps config check` prints them.
+    pub(crate) warnings: Vec<String>,
     pub(crate) history: HistorySettings,
     pub(crate) defaults: Defaults,
     pub(crate) jobs: Vec<JobDef>,
@@ -428,6 +431,33 @@ where
             humantime::format_duration(heartbeat)
         )));
     }
+    let leased_runs = raw.scheduler.leased_runs.unwrap_or(true);
+    let mut warnings = Vec::new();
+    if leased_runs {
+        let replaced = [
+            (
+                "record_starts",
+                &raw.scheduler.record_starts,
+                "every run is a row the store starts at most once, and the runs a stopped \
+                 daemon never started are taken over once their lease runs out",
+            ),
+            (
+                "cluster_max_instances",
+                &raw.scheduler.cluster_max_instances,
+                "the store counts the started runs of every daemon toward max_instances",
+            ),
+        ];
+        for (key, value, instead) in replaced {
+            if let Some(value) = value {
+                warnings.push(format!(
+                    "{}: scheduler.{key}: has no effect with leased runs (on unless \
+                     `leased_runs = false`): {instead}; remove it, or set leased_runs = false \
+                     to keep runs as history records",
+                    at(value.span())
+                ));
+            }
+        }
+    }
     let http = raw
         .http
         .as_ref()
@@ -458,9 +488,18 @@ where
             .map(|d| d.max(Duration::from_millis(10))),
         heartbeat,
         node_timeout,
-        cluster_max_instances: raw.scheduler.cluster_max_instances.unwrap_or(true),
-        record_starts: raw.scheduler.record_starts.unwrap_or(true),
-        leased_runs: raw.scheduler.leased_runs.unwrap_or(false),
+        cluster_max_instances: raw
+            .scheduler
+            .cluster_max_instances
+            .as_ref()
+            .is_none_or(|v| *v.get_ref()),
+        record_starts: raw
+            .scheduler
+            .record_starts
+            .as_ref()
+            .is_none_or(|v| *v.get_ref()),
+        leased_runs,
+        warnings,
         history,
         defaults,
         jobs,

@@ -105,8 +105,8 @@ pub(super) struct RawScheduler {
     pub(super) poll_interval: Option<Spanned<DurationText>>,
     pub(super) heartbeat: Option<Spanned<DurationText>>,
     pub(super) node_timeout: Option<Spanned<DurationText>>,
-    pub(super) cluster_max_instances: Option<bool>,
-    pub(super) record_starts: Option<bool>,
+    pub(super) cluster_max_instances: Option<Spanned<bool>>,
+    pub(super) record_starts: Option<Spanned<bool>>,
     pub(super) leased_runs: Option<bool>,
     /// The DST rule of every job's cron trigger: `"cron"` or `"default"`.
     pub(super) dst: Option<Spanned<String>>,

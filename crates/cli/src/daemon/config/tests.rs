@@ -38,10 +38,10 @@ fn recover_is_a_job_option_with_a_default() {
 }
 
 #[test]
-fn leased_runs_are_off_unless_turned_on() {
-    assert!(!check("").unwrap().leased_runs);
+fn leased_runs_are_on_unless_turned_off() {
+    assert!(check("").unwrap().leased_runs);
     assert!(
-        check("[scheduler]\nleased_runs = true\n")
+        !check("[scheduler]\nleased_runs = false\n")
             .unwrap()
             .leased_runs
     );
@@ -195,4 +195,27 @@ fn a_definition_round_trips_through_kwargs() {
             .unwrap();
     let kw = cfg.jobs[0].to_kwargs();
     assert_eq!(JobDef::from_kwargs(&kw).unwrap(), cfg.jobs[0]);
+}
+
+#[test]
+fn settings_leased_runs_replaced_load_with_a_warning_naming_where_and_what() {
+    let cfg = check("[scheduler]\nrecord_starts = false\ncluster_max_instances = true\n").unwrap();
+    assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].contains(":2:17: scheduler.record_starts: has no effect with leased runs")
+            && cfg.warnings[0].contains("set leased_runs = false"),
+        "{}",
+        cfg.warnings[0]
+    );
+    assert!(
+        cfg.warnings[1].contains(":3:25: scheduler.cluster_max_instances: has no effect")
+            && cfg.warnings[1].contains("every daemon toward max_instances"),
+        "{}",
+        cfg.warnings[1]
+    );
+    // Without leased runs they act, and say nothing.
+    let cfg = check("[scheduler]\nleased_runs = false\nrecord_starts = false\n").unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert!(!cfg.record_starts);
+    assert!(check("").unwrap().warnings.is_empty());
 }
