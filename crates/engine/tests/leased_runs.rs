@@ -529,3 +529,136 @@ async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
     a.shutdown(true).await.unwrap();
     b.shutdown(true).await.unwrap();
 }
+
+/// A scheduler that died with two runs of a `recover` job started: one whose end record
+/// it wrote before it could end the row, one still running. Once their leases ran out,
+/// the sweep keeps the first's record as it is (success) and does not run it again; it
+/// records the second interrupted on the node that ran it, keeping its start time, and
+/// runs it again with the recovery's note.
+#[tokio::test]
+async fn a_swept_runs_record_keeps_its_node_and_an_ended_ones_its_outcome() {
+    use apscheduler_core::{RunHistory, RunOutcome, RunQuery, RunRecord};
+    use apscheduler_engine::HistoryOptions;
+    use apscheduler_store_memory::MemoryRunHistory;
+
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = store(&clock);
+    let history = Arc::new(MemoryRunHistory::new());
+    let b = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .jobstore("default", store.clone())
+        .executor("default", Arc::new(InlineExecutor::new()))
+        .scheduler_id("b")
+        .lease(LEASE)
+        .leased_runs(true)
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    let ran = Arc::new(Mutex::new(0));
+    let count = ran.clone();
+    b.register_task("work", move |_| {
+        *count.lock().unwrap() += 1;
+        Ok(json!(null))
+    });
+    // The job, next due at 11:00 (the dead scheduler ran its fire times before).
+    b.add_job(every("j", 3600).next_run_time(Some(at(11, 0, 0).with_timezone(&chrono_tz::UTC))))
+        .await
+        .unwrap();
+    b.start(false).await.unwrap();
+    let rules = RunRules {
+        max_instances: 2,
+        overlap: apscheduler_core::Overlap::Skip,
+        grace_until: Some(at(10, 0, 30)),
+        recover: true,
+    };
+    let keys = [
+        RunKey::first("j", at(9, 59, 59)),
+        RunKey::first("j", at(10, 0, 0)),
+    ];
+    let runs = store
+        .insert_runs(
+            "dead/7",
+            keys.iter()
+                .map(|key| NewRun {
+                    key: key.clone(),
+                    state: RunState::Claimed,
+                    rules,
+                    origin: RunOrigin::Scheduled,
+                })
+                .collect(),
+            LEASE,
+        )
+        .await
+        .unwrap();
+    let handles: Vec<_> = runs.iter().map(apscheduler_core::Run::held).collect();
+    store.start_runs("dead/7", &handles, LEASE).await.unwrap();
+    let record = |key: &RunKey, outcome: RunOutcome| RunRecord {
+        started_at: Some(at(10, 0, 0)),
+        outcome,
+        finished_at: (outcome != RunOutcome::Running).then(|| at(10, 0, 1)),
+        ..RunRecord::pending(key.id(), "j", key.fire_time, "dead/7")
+    };
+    history
+        .record_runs(&[
+            record(&keys[0], RunOutcome::Success),
+            record(&keys[1], RunOutcome::Running),
+        ])
+        .await
+        .unwrap();
+
+    for s in [6, 8, 10] {
+        clock.set(at(10, 0, s));
+        b.process_jobs().await;
+        b.flush_history(Duration::from_secs(5)).await;
+    }
+    let mut records = history
+        .query_runs(&RunQuery {
+            job_id: Some("j".into()),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    records.sort_by(|a, b| (a.scheduled_at, &a.run_id).cmp(&(b.scheduled_at, &b.run_id)));
+    assert_eq!(records.len(), 4, "{records:#?}");
+    assert_eq!(records[0].outcome, RunOutcome::Success, "{:#?}", records[0]);
+    let not_again = &records[1];
+    assert_eq!(
+        (&*not_again.run_id, not_again.outcome),
+        (&*keys[0].rerun().id(), RunOutcome::Missed)
+    );
+    assert!(
+        not_again.message.as_deref().is_some_and(|m| m
+            .starts_with("not run again: run j@2024-01-15T09:59:59")
+            && m.contains("ended (success) on node dead/7")),
+        "{not_again:#?}"
+    );
+    let recovery = &records[3];
+    assert_eq!(
+        (&*recovery.run_id, recovery.outcome),
+        (&*keys[1].rerun().id(), RunOutcome::Success)
+    );
+    assert_eq!(
+        recovery.message.as_deref(),
+        Some(&*format!(
+            "recovery of run {} interrupted on node dead/7",
+            keys[1].id()
+        ))
+    );
+    let swept = &records[2];
+    assert_eq!(
+        (swept.outcome, swept.node.as_str(), swept.started_at),
+        (RunOutcome::Interrupted, "dead/7", Some(at(10, 0, 0)))
+    );
+    let message = swept.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("node dead/7 stopped renewing its lease") && message.contains("by b"),
+        "{message}"
+    );
+    for key in &keys {
+        let row = store.lookup_run(&key.id()).await.unwrap().unwrap();
+        assert_eq!(row.state.name(), "interrupted", "{row:?}");
+    }
+    // The work ran once more: the recovery.
+    assert_eq!(*ran.lock().unwrap(), 1);
+    b.shutdown(true).await.unwrap();
+}

@@ -261,6 +261,9 @@ impl Engine {
                 return;
             }
         };
+        // Reruns of `recover` runs whose records say they ended before their holder
+        // stopped: not run again (the work is done), with why.
+        let mut not_again: HashMap<apscheduler_core::RunKey, String> = HashMap::new();
         for run in swept.interrupted {
             // Recorded, then ended `Interrupted` (with the next pass's step): a sweeper
             // whose reply or end is lost has it taken over and recorded by the next.
@@ -281,9 +284,24 @@ impl Engine {
                     .as_ref()
                     .map_or("this scheduler", |h| h.node())
             );
-            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
+            let ended = started
+                .as_ref()
+                .is_some_and(|r| r.outcome != RunOutcome::Running);
+            if !ended {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} {why}", run.id);
+            }
             let rerun = run.key.rerun();
-            if let Some(taken) = swept.taken.iter().find(|t| t.key == rerun) {
+            if let (Some(record), true) = (&started, ended) {
+                not_again.insert(
+                    rerun,
+                    format!(
+                        "not run again: run {} ended ({}) on node {} before its lease ran out",
+                        run.id,
+                        record.outcome.as_str(),
+                        record.node
+                    ),
+                );
+            } else if let Some(taken) = swept.taken.iter().find(|t| t.key == rerun) {
                 lock(&leased.recovering).insert(
                     taken.id.clone(),
                     format!(
@@ -294,6 +312,11 @@ impl Engine {
                 );
             }
             match started {
+                // Its holder wrote its end record and died before ending the row: the
+                // record says how it ended, and stays.
+                Some(record) if record.outcome != RunOutcome::Running => {
+                    tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended ({}) before its holder stopped: its record is kept", run.id, record.outcome.as_str());
+                }
                 Some(mut record) => {
                     record.outcome = RunOutcome::Interrupted;
                     record.finished_at = Some(self.inner.clock.now());
@@ -315,6 +338,24 @@ impl Engine {
             self.end_missed(alias, run, why.to_owned());
         }
         for run in swept.taken {
+            if let Some(why) = not_again.remove(&run.key) {
+                // Ended at once, never held: a pass would start it. Its record may be
+                // lost if this scheduler dies now; the fire time keeps its own.
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} not started: {why}", run.id);
+                self.record_row(alias, &run, RunOutcome::Missed, why);
+                let end = apscheduler_core::RunEnd {
+                    run: run.held(),
+                    outcome: RunOutcome::Missed,
+                    retry_at: None,
+                };
+                if let Err(e) = runs
+                    .end_runs(&self.inner.scheduler_id, vec![end], self.inner.lease)
+                    .await
+                {
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %run.id, "the end of run {} was not written ({e}): once its lease runs out a sweeper takes it over and runs it", run.id);
+                }
+                continue;
+            }
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());
             leased.hold(alias, run, CancelSignal::default());
         }
