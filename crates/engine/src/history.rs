@@ -375,6 +375,7 @@ impl Recorder {
             rx,
             self.options.retention,
             self.options.prune_interval,
+            self.protocol == RunProtocol::LeasedRuns,
         ));
     }
 

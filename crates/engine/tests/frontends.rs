@@ -162,7 +162,9 @@ async fn async_scheduler_runs_async_jobs() {
 
 #[test]
 fn driven_scheduler_reports_next_wakeup_and_runs_what_is_due() {
-    let start = Utc::now();
+    // In whole microseconds, as fire times are kept: the interval's first fire time is
+    // then exactly 30 s ahead.
+    let start = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let clock = Arc::new(ManualClock::new(start));
     let scheduler = DrivenScheduler::from_builder(
         Engine::builder()

@@ -591,7 +591,10 @@ async fn a_swept_runs_record_keeps_its_node_and_an_ended_ones_its_outcome() {
         .await
         .unwrap();
     let handles: Vec<_> = runs.iter().map(apscheduler_core::Run::held).collect();
-    store.start_runs("dead/7", &handles, LEASE).await.unwrap();
+    store
+        .start_runs("dead/7", &handles, at(10, 0, 0), LEASE)
+        .await
+        .unwrap();
     let record = |key: &RunKey, outcome: RunOutcome| RunRecord {
         started_at: Some(at(10, 0, 0)),
         outcome,

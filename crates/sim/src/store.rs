@@ -395,9 +395,14 @@ impl RunStore for SimStore {
         releases: Vec<(JobRelease, Vec<NewRun>)>,
         lease: Duration,
     ) -> Result<EndedAndReleased, Error> {
-        let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "end_and_release", || {
-            store.end_and_release(holder, ends, releases, lease)
+        let (world, store) = (&self.world, &self.world.jobs);
+        exchange(world, &self.link, "end_and_release", || async move {
+            let ids: Vec<_> = ends.iter().map(|e| e.run.id.clone()).collect();
+            let step = store.end_and_release(holder, ends, releases, lease).await?;
+            for (id, reply) in ids.iter().zip(&step.ended) {
+                world.trace(format!("end {id} by {holder}: {reply:?}"));
+            }
+            Ok(step)
         })
         .await
     }
@@ -419,11 +424,16 @@ impl RunStore for SimStore {
         &self,
         holder: &str,
         runs: &[Held],
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Vec<StartReply>, Error> {
-        let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "start_runs", || {
-            store.start_runs(holder, runs, lease)
+        let (world, store) = (&self.world, &self.world.jobs);
+        exchange(world, &self.link, "start_runs", || async move {
+            let replies = store.start_runs(holder, runs, at, lease).await?;
+            for (run, reply) in runs.iter().zip(&replies) {
+                world.trace(format!("start {} by {holder}: {reply:?}", run.id));
+            }
+            Ok(replies)
         })
         .await
     }
@@ -447,9 +457,14 @@ impl RunStore for SimStore {
         ends: Vec<RunEnd>,
         lease: Duration,
     ) -> Result<Vec<EndReply>, Error> {
-        let store = &self.world.jobs;
-        exchange(&self.world, &self.link, "end_runs", || {
-            store.end_runs(holder, ends, lease)
+        let (world, store) = (&self.world, &self.world.jobs);
+        exchange(world, &self.link, "end_runs", || async move {
+            let ids: Vec<_> = ends.iter().map(|e| e.run.id.clone()).collect();
+            let replies = store.end_runs(holder, ends, lease).await?;
+            for (id, reply) in ids.iter().zip(&replies) {
+                world.trace(format!("end {id} by {holder}: {reply:?}"));
+            }
+            Ok(replies)
         })
         .await
     }

@@ -106,7 +106,7 @@ async fn large_or_stopped_midway(tables: &Tables) {
         .unwrap();
     assert_eq!(claimed.jobs.len(), 3, "{:?}", claimed.corrupt);
     let both = store
-        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), LEASE)
+        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), utc(10), LEASE)
         .await
         .expect("a step with large states");
     let starts = both.starts.expect("the starts");
@@ -140,7 +140,7 @@ async fn large_or_stopped_midway(tables: &Tables) {
     let raw = Raw::connect(tables.url()).await;
     refuse_updates(&raw, &table).await;
     let failed = store
-        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), LEASE)
+        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), utc(10), LEASE)
         .await;
     let e = failed.expect_err("the trigger refuses the step's update");
     assert!(e.to_string().contains("refused by the test"), "{e}");
@@ -157,7 +157,7 @@ async fn large_or_stopped_midway(tables: &Tables) {
     );
     allow_updates(&raw, &table).await;
     let both = store
-        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), LEASE)
+        .end_release_and_start("s1", Vec::new(), pass(&claimed.jobs, 40), utc(10), LEASE)
         .await
         .expect("the step once the trigger is gone");
     assert!(

@@ -144,11 +144,18 @@ fn only_postgres_declares_notifications() {
 /// A scheduler on MySQL/MariaDB (no change channel) looks at the store every second
 /// (`EngineBuilder::change_poll`), however far its next fire time, so that another
 /// process's changes take effect within a second; on PostgreSQL (notifications) it
-/// sleeps until the fire time.
+/// is not polled for changes: with runs kept as history records it sleeps until the
+/// fire time, with leased runs (`leased_runs(true)`) until its next lease upkeep (a
+/// third of the lease: the sweep that takes over a dead scheduler's runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_polls_only_stores_that_cannot_notify() {
-    use apscheduler_engine::{Engine, JobSpec, DEFAULT_CHANGE_POLL};
-    for (var, polled) in [(MYSQL_ENV, true), (POSTGRES_ENV, false)] {
+    use apscheduler_engine::{Engine, JobSpec, DEFAULT_CHANGE_POLL, DEFAULT_LEASE};
+    for (var, polled, leased) in [
+        (MYSQL_ENV, true, false),
+        (POSTGRES_ENV, false, false),
+        (MYSQL_ENV, true, true),
+        (POSTGRES_ENV, false, true),
+    ] {
         let Some(url) = server_url(var, "a_scheduler_polls_only_stores_that_cannot_notify") else {
             continue;
         };
@@ -157,6 +164,7 @@ async fn a_scheduler_polls_only_stores_that_cannot_notify() {
             let engine = Engine::builder()
                 .jobstore("default", Arc::new(tables.store()))
                 .change_poll(poll)
+                .leased_runs(leased)
                 .build();
             engine.register_task("noop", |_| Ok(json!(null)));
             engine.start(false).await.unwrap();
@@ -171,6 +179,11 @@ async fn a_scheduler_polls_only_stores_that_cannot_notify() {
             let wait = engine.process_jobs().await.expect("a next wake-up");
             if polled && poll.is_some() {
                 assert!(wait <= DEFAULT_CHANGE_POLL, "{var}: waits {wait:?}");
+            } else if leased {
+                assert!(
+                    wait > DEFAULT_CHANGE_POLL && wait <= DEFAULT_LEASE / 3,
+                    "{var} ({poll:?}), leased runs: waits {wait:?}"
+                );
             } else {
                 assert!(
                     wait > Duration::from_secs(3500),

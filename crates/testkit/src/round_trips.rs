@@ -47,7 +47,9 @@ fn quiet_history() -> HistoryOptions {
 /// (interval jobs of one second, run inline), over the store `make` builds on the
 /// proxy's address; with `history`, the store's run history records the runs (with
 /// its defaults: `max_instances` held across nodes, so each pass also reads the other
-/// nodes' runs). The proxy adds no delay. Returns each pass's figures.
+/// nodes' runs). The proxy adds no delay. The runs are kept as history records
+/// (`leased_runs(false)`): [`round_trips_per_pass_with`] measures leased runs. Returns
+/// each pass's figures.
 ///
 /// # Panics
 /// When the store cannot be started or a job cannot be added.
@@ -61,7 +63,15 @@ pub async fn round_trips_per_pass<F>(
 where
     F: Fn(SocketAddr) -> Made,
 {
-    round_trips_per_pass_with(upstream, make, |b| b, history, jobs, passes).await
+    round_trips_per_pass_with(
+        upstream,
+        make,
+        |b| b.leased_runs(false),
+        history,
+        jobs,
+        passes,
+    )
+    .await
 }
 
 /// [`round_trips_per_pass`] on a scheduler that `configure` sets up further (for
@@ -134,8 +144,10 @@ where
 /// The start lateness of runs when each round trip to the store costs
 /// `2 * delay_each_way` more: `jobs` interval jobs of one second run for `seconds` on a
 /// scheduler (its own main loop, a thread pool) over the store `make` builds on the
-/// proxy's address; with `history`, the runs are recorded. Returns every run's
-/// lateness (its start on the task's thread less its fire time), sorted.
+/// proxy's address; with `history`, the runs are recorded. The runs are kept as
+/// history records (`leased_runs(false)`): [`start_lateness_with`] measures leased
+/// runs. Returns every run's lateness (its start on the task's thread less its fire
+/// time), sorted.
 ///
 /// # Panics
 /// When the store cannot be started or a job cannot be added.
@@ -153,7 +165,7 @@ where
     start_lateness_with(
         upstream,
         make,
-        |b| b,
+        |b| b.leased_runs(false),
         history,
         delay_each_way,
         jobs,

@@ -170,7 +170,7 @@ async fn start_row(
         .next()
         .ok_or_else(|| format!("job '{}' has a run at this very instant already", job.id))?;
     let reply = runs
-        .start_runs(holder, &[row.held()], lease)
+        .start_runs(holder, &[row.held()], chrono::Utc::now(), lease)
         .await
         .map_err(|e| format!("cannot start the run in the store: {e}"))?;
     let reason = match reply.into_iter().next() {

@@ -199,8 +199,8 @@ pub struct RunRules {
     pub max_instances: u32,
     /// What the run does when the job is at `max_instances`.
     pub overlap: Overlap,
-    /// A `Claimed` run not started by then is missed; `None`: no limit (retries, runs
-    /// again, runs started by hand).
+    /// A `Claimed` run not started by then (the starting caller's time) is missed;
+    /// `None`: no limit (retries, runs again, runs started by hand).
     pub grace_until: Option<DateTime<Utc>>,
     /// An interrupted run of the job is run again.
     pub recover: bool,
@@ -417,6 +417,10 @@ pub struct Swept {
 ///   start, one after the other.
 /// - Leases are judged on the store's clock ([`Capabilities::store_clock`](crate::Capabilities));
 ///   a lease runs from the operation that grants or renews it for the `lease` given.
+///   A retry's due time and a run's `grace_until` are judged at the time the starting
+///   caller sends: they are schedule times, computed on a scheduler's clock as its due
+///   jobs are, and whether one passed decides only whether a run starts late, never
+///   whether it starts twice.
 /// - "The caller holds the run" means: its holder is the caller and its fence is the
 ///   one the caller sends.
 /// - A fence MUST only grow per job id: every created run and every takeover gets one
@@ -470,7 +474,9 @@ pub trait RunStore: JobStore {
     ) -> Result<Vec<Run>, Error>;
 
     /// Starts runs the caller holds, one answer per run in order (see the table).
-    /// A start or a wait renews the run's lease for `lease`.
+    /// A start or a wait renews the run's lease for `lease`. The leases are judged on
+    /// the store's clock; a run's due time and misfire grace at `at`, the caller's
+    /// time (they were computed on the caller's clock, as its due jobs are).
     ///
     /// # Errors
     /// Backend errors: the store may or may not have applied any of it (a repeated
@@ -479,6 +485,7 @@ pub trait RunStore: JobStore {
         &self,
         holder: &str,
         runs: &[Held],
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Vec<StartReply>, Error>;
 
@@ -541,6 +548,7 @@ pub trait RunStore: JobStore {
         holder: &str,
         ends: Vec<RunEnd>,
         releases: Vec<(JobRelease, Vec<NewRun>)>,
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> Result<ReleasedAndStarted, Error> {
         let step = self.end_and_release(holder, ends, releases, lease).await?;
@@ -548,7 +556,7 @@ pub trait RunStore: JobStore {
         let starts = if handles.is_empty() {
             Ok(Vec::new())
         } else {
-            self.start_runs(holder, &handles, lease).await
+            self.start_runs(holder, &handles, at, lease).await
         };
         Ok(ReleasedAndStarted { step, starts })
     }

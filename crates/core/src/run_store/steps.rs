@@ -188,6 +188,7 @@ impl<S: RunSteps> RunStore for S {
         holder: &str,
         ends: Vec<RunEnd>,
         releases: Vec<(JobRelease, Vec<NewRun>)>,
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> Result<ReleasedAndStarted, Error> {
         let pass = Mutex::new(PassStep::new(self, holder, ends, releases));
@@ -204,7 +205,7 @@ impl<S: RunSteps> RunStore for S {
             replies.resize(pass.made.len(), StartReply::Refused);
             for (reply, run) in replies.iter_mut().zip(&pass.made) {
                 if view.covers(&run.key.job_id) {
-                    *reply = table.start(holder, &run.held(), view.now, lease);
+                    *reply = table.start(holder, &run.held(), view.now, at, lease);
                 }
             }
             JobWrites::default()
@@ -255,6 +256,7 @@ impl<S: RunSteps> RunStore for S {
         &self,
         holder: &str,
         runs: &[Held],
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Vec<StartReply>, Error> {
         let (jobs, keys) = jobs_of(runs);
@@ -262,7 +264,7 @@ impl<S: RunSteps> RunStore for S {
         let mut decide = |table: &mut RunTable, view: &StepView| {
             for (reply, held) in replies.iter_mut().zip(runs) {
                 if covers_run(view, &held.id) {
-                    *reply = table.start(holder, held, view.now, lease);
+                    *reply = table.start(holder, held, view.now, at, lease);
                 }
             }
             JobWrites::default()

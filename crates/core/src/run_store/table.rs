@@ -3,7 +3,7 @@
 //! server makes the same decisions in its own atomic step (a transaction, a script);
 //! the testkit's run checks hold every store to the same answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +24,10 @@ const REPEATED_MISS: &str = "missed: not started within the misfire grace time, 
 #[derive(Debug, Default)]
 pub struct RunTable {
     runs: BTreeMap<RunKey, Run>,
-    ids: HashMap<Arc<str>, RunKey>,
-    fences: HashMap<Arc<str>, u64>,
+    ids: BTreeMap<Arc<str>, RunKey>,
+    fences: BTreeMap<Arc<str>, u64>,
     /// Jobs released as removed while a run of theirs was live.
-    finishing: HashSet<Arc<str>>,
+    finishing: BTreeSet<Arc<str>>,
     /// Finishing jobs whose last live run ended: the store removes them in the same step.
     removable: Vec<Arc<str>>,
     /// Runs written since the last [`take_changes`](RunTable::take_changes), in a
@@ -261,12 +261,15 @@ impl RunTable {
             .any(|r| r.key != run.key && matches!(r.state, RunState::Waiting { due_at: None }))
     }
 
-    /// Starts a run `holder` holds (see the contract's table).
+    /// Starts a run `holder` holds (see the contract's table): its lease is judged at
+    /// `now` (the store's clock), its due time and misfire grace at `at` (the caller's
+    /// clock, on which they were computed).
     pub fn start(
         &mut self,
         holder: &str,
         held: &Held,
         now: DateTime<Utc>,
+        at: DateTime<Utc>,
         lease: Duration,
     ) -> StartReply {
         let Some(run) = self.get(&held.id) else {
@@ -300,7 +303,7 @@ impl RunTable {
             return StartReply::Refused;
         }
         let run = run.clone();
-        let reply = self.decide_start(&run, now);
+        let reply = self.decide_start(&run, now, at);
         let row = self.get_mut(&held.id).expect("looked up above");
         match &reply {
             StartReply::Started { at } => {
@@ -321,7 +324,7 @@ impl RunTable {
         reply
     }
 
-    fn decide_start(&mut self, run: &Run, now: DateTime<Utc>) -> StartReply {
+    fn decide_start(&mut self, run: &Run, now: DateTime<Utc>, at: DateTime<Utc>) -> StartReply {
         let missed = |reason: &str| StartReply::Ended {
             outcome: RunOutcome::Missed,
             reason: reason.to_owned(),
@@ -330,13 +333,13 @@ impl RunTable {
             due_at: Some(due_at),
         } = run.state
         {
-            if due_at > now {
+            if due_at > at {
                 return StartReply::Waiting {
                     due_at: Some(due_at),
                 };
             }
         }
-        if run.state == RunState::Claimed && run.rules.grace_until.is_some_and(|g| now > g) {
+        if run.state == RunState::Claimed && run.rules.grace_until.is_some_and(|g| at > g) {
             return missed(MISSED_LATE);
         }
         let RunRules {

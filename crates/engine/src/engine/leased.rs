@@ -12,7 +12,7 @@
 //! a run: a scheduler that stalls past its lease finds its runs refused, and the one
 //! that took them over starts them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use apscheduler_core::{
     CancelSignal, Held, NewRun, ReleasedAndStarted, Run, RunEnd, RunKey, RunOrigin, RunRecord,
@@ -29,7 +29,7 @@ use super::*;
 #[derive(Default)]
 pub(super) struct Leased {
     /// By run id.
-    pub(super) held: Mutex<HashMap<Arc<str>, HeldRun>>,
+    pub(super) held: Mutex<BTreeMap<Arc<str>, HeldRun>>,
     /// Ends to write, with their store's alias and how many history records must be
     /// written before (theirs among them: see `Recorder::queued`).
     pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd, u64)>>,
@@ -40,7 +40,7 @@ pub(super) struct Leased {
     /// The reruns of interrupted `recover` runs this scheduler took in a sweep, by
     /// run id, with the note their record gets ("recovery of run … interrupted on node
     /// …").
-    pub(super) recovering: Mutex<HashMap<Arc<str>, String>>,
+    pub(super) recovering: Mutex<BTreeMap<Arc<str>, String>>,
 }
 
 /// A run this scheduler holds: its store, its row as the store last answered, and for
@@ -136,6 +136,7 @@ impl Engine {
                 &self.inner.scheduler_id,
                 ends.clone(),
                 batch,
+                self.inner.clock.now(),
                 self.inner.lease,
             )
             .await
@@ -236,7 +237,12 @@ impl Engine {
             }
         }
         let replies = match runs
-            .start_runs(&self.inner.scheduler_id, &handles, self.inner.lease)
+            .start_runs(
+                &self.inner.scheduler_id,
+                &handles,
+                self.inner.clock.now(),
+                self.inner.lease,
+            )
             .await
         {
             Ok(replies) => replies,

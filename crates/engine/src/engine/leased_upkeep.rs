@@ -409,7 +409,7 @@ impl Engine {
         }
         let handles: Vec<Held> = due.iter().map(Run::held).collect();
         let replies = match runs
-            .start_runs(&self.inner.scheduler_id, &handles, self.inner.lease)
+            .start_runs(&self.inner.scheduler_id, &handles, now, self.inner.lease)
             .await
         {
             Ok(replies) => replies,

@@ -11,12 +11,16 @@
 //! | [`pending`] | the jobs added before start, their ids, generated ids |
 //! | [`jobs`] | the rest of the job API: find, modify, pause, remove, list |
 //! | [`job_tables`] | what that API works on: the pending jobs before start, the stores after |
-//! | [`pass`] | one pass of the main loop |
+//! | [`pass`] | one pass of the main loop: claims, misfires, the runs it plans, next run times |
+//! | [`claim`] | the claim of a pass: this node's own partitions first |
+//! | [`calendar`] | a job's exclusion calendar; the fire times it excludes recorded `missed` |
 //! | [`start`] | starting the runs a pass planned, or recording why not |
+//! | [`durable_start`] | starts written to the run history before they happen (`record_starts`) |
+//! | [`elsewhere`] | fire times waiting for other nodes' runs of their job to end |
 //! | [`unreleased`] | releases a store did not apply or confirm, and their runs |
 //! | [`catchup`] | the catch-up window: which overdue fire times still run |
 //! | [`recovery`] | running again the interrupted runs of jobs that ask for it |
-//! | [`retries`] | retries of failed attempts; waiting runs taken over from dead nodes |
+//! | [`retries`] | a retry's next attempt; without leased runs, waiting runs held or taken over |
 //! | [`backfill`] | running a job's fire times of a range, at a limited rate |
 //! | [`run_now`] | running a job once, now, outside its schedule |
 //! | [`leased`] | leased runs: the runs kept by the store, each leased to one scheduler |

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apscheduler_core::{RunHistory, RunRecord};
+use apscheduler_core::{RunHistory, RunOutcome, RunRecord};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,13 +34,15 @@ pub(super) async fn written_by(tx: mpsc::UnboundedSender<Msg>, deadline: Duratio
 
 /// The writer: batches queued records, writes them (retrying a history that is down,
 /// never dropping a record), answers flushes once everything before them is written,
-/// and prunes at an interval.
+/// and prunes at an interval. With `leased` runs, a run's start is written only on a
+/// record still `running` (see [`write`]).
 pub(super) async fn write_loop(
     history: Arc<dyn RunHistory>,
     counts: Arc<Counts>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     retention: Retention,
     prune_interval: Duration,
+    leased: bool,
 ) {
     let mut pending: Vec<RunRecord> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
@@ -80,7 +82,7 @@ pub(super) async fn write_loop(
         if pending.is_empty() {
             continue;
         }
-        match history.record_runs(&pending).await {
+        match write(&*history, &pending, leased).await {
             Ok(()) => {
                 if failures > 0 {
                     apscheduler_core::log_warn!(target: "apscheduler", "run history reachable again after {failures} failed attempt(s); waiting records written");
@@ -112,6 +114,31 @@ pub(super) async fn write_loop(
     }
 }
 
+/// Writes `records` in one go. With leased runs the store decides which node holds a
+/// run, and a sweeper records `interrupted` a run whose holder stopped renewing its
+/// lease: the start record such a holder queued before it stalled must not replace
+/// that record when the holder wakes. So the starts (`running` records with a start
+/// time) are written only where the record is still `running` or absent
+/// ([`RunHistory::record_starts`]: a refused one is dropped, the record that refused
+/// it stays), before the rest (a start and the end after it may share a batch).
+async fn write(
+    history: &dyn RunHistory,
+    records: &[RunRecord],
+    leased: bool,
+) -> Result<(), apscheduler_core::Error> {
+    let is_start = |r: &&RunRecord| r.outcome == RunOutcome::Running && r.started_at.is_some();
+    if !leased || !records.iter().any(|r| is_start(&r)) {
+        return history.record_runs(records).await;
+    }
+    let (starts, rest): (Vec<RunRecord>, Vec<RunRecord>) =
+        records.iter().cloned().partition(|r| is_start(&r));
+    history.record_starts(&starts).await?;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    history.record_runs(&rest).await
+}
+
 fn take(msg: Msg, pending: &mut Vec<RunRecord>, flushes: &mut Vec<oneshot::Sender<()>>) {
     match msg {
         Msg::Record(r) => pending.push(r),
@@ -134,6 +161,49 @@ async fn prune_now(history: &dyn RunHistory, retention: Retention, jobs: &mut Ha
         let cut = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
         if let Err(e) = history.prune_runs_before(cut).await {
             apscheduler_core::log_warn!(target: "apscheduler", "run history pruning by age failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::{JobStore, RunQuery};
+    use apscheduler_store_memory::MemoryJobStore;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// A node that stalled after queuing a run's start wakes to find the run swept
+    /// and recorded `interrupted` by another node: with leased runs its start record
+    /// is refused and the sweeper's record stays; without, it would replace it.
+    #[tokio::test]
+    async fn a_start_queued_before_a_stall_never_replaces_the_sweepers_record() {
+        let at = Utc.with_ymd_and_hms(2024, 1, 15, 10, 0, 0).unwrap();
+        let mut interrupted = RunRecord::pending("j@1", "j", at, "sweeper");
+        interrupted.started_at = Some(at);
+        interrupted.finished_at = Some(at + chrono::Duration::seconds(9));
+        interrupted.outcome = RunOutcome::Interrupted;
+        let mut start = RunRecord::pending("j@1", "j", at, "stalled");
+        start.started_at = Some(at);
+        let mut other = RunRecord::pending("j@2", "j", at, "stalled");
+        other.started_at = Some(at);
+        for (leased, expected) in [
+            (true, RunOutcome::Interrupted),
+            (false, RunOutcome::Running),
+        ] {
+            let history = MemoryJobStore::new().run_history().expect("a run history");
+            history.record_runs(&[interrupted.clone()]).await.unwrap();
+            write(&*history, &[start.clone(), other.clone()], leased)
+                .await
+                .unwrap();
+            let records = history.query_runs(&RunQuery::default()).await.unwrap();
+            let outcome = |id: &str| records.iter().find(|r| r.run_id == id).map(|r| r.outcome);
+            assert_eq!(outcome("j@1"), Some(expected), "leased {leased}");
+            assert_eq!(
+                outcome("j@2"),
+                Some(RunOutcome::Running),
+                "a new start is written"
+            );
         }
     }
 }

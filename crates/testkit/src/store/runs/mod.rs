@@ -90,7 +90,7 @@ async fn released(
 
 async fn start(store: &dyn RunStore, holder: &str, run: &Run, lease: Duration) -> StartReply {
     let mut replies = store
-        .start_runs(holder, &[run.held()], lease)
+        .start_runs(holder, &[run.held()], now(), lease)
         .await
         .expect("start_runs");
     replies.pop().expect("one reply per run")

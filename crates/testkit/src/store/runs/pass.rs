@@ -96,7 +96,7 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
     // Started in one step, every part answering for its runs.
     let handles: Vec<Held> = step.released.runs.iter().map(Run::held).collect();
     let replies = store
-        .start_runs("a", &handles, LEASE)
+        .start_runs("a", &handles, now(), LEASE)
         .await
         .expect("start_runs");
     assert_eq!(replies.len(), JOBS, "{CHECK}: one start per run created");
@@ -199,7 +199,7 @@ pub async fn check_end_release_and_start(store: &dyn RunStore) {
         "{CHECK}: the claim"
     );
     let both = store
-        .end_release_and_start("a", Vec::new(), pass(due), LEASE)
+        .end_release_and_start("a", Vec::new(), pass(due), now(), LEASE)
         .await
         .expect("end_release_and_start");
     let first = both.step.released.runs;
@@ -231,7 +231,7 @@ pub async fn check_end_release_and_start(store: &dyn RunStore) {
     };
     let later = due + chrono::Duration::milliseconds(500);
     let both = store
-        .end_release_and_start("a", vec![end], pass(later), LEASE)
+        .end_release_and_start("a", vec![end], pass(later), now(), LEASE)
         .await
         .expect("end_release_and_start");
     assert_eq!(both.step.ended, [EndReply::Ended(None)], "{CHECK}: the end");
@@ -266,6 +266,7 @@ pub async fn check_end_release_and_start(store: &dyn RunStore) {
             "b",
             Vec::new(),
             pass(later + chrono::Duration::seconds(1)),
+            now(),
             LEASE,
         )
         .await
