@@ -4,7 +4,7 @@ use std::fmt;
 
 use apscheduler_core::time::{parse_rfc3339, parse_timezone, to_rfc3339};
 use apscheduler_core::{Trigger, TriggerError};
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,7 @@ use crate::util::{apply_jitter, check_jitter, TICK};
 /// Fires at `start_date + k·interval` (APScheduler's `IntervalTrigger`).
 ///
 /// The interval measures elapsed time, so a 1-hour interval stays 1 hour apart across
-/// DST changes. `start_date` defaults to the construction time plus one interval (in
-/// whole microseconds).
+/// DST changes. `start_date` defaults to the construction time plus one interval.
 ///
 /// ```
 /// use apscheduler_core::Trigger;
@@ -186,14 +185,11 @@ impl IntervalTriggerBuilder {
         // an error message.
         let start: DateTime<Utc> = match self.start_date {
             Some(s) => s.with_timezone(&Utc),
-            // In whole microseconds, as APScheduler's (a Python datetime) and as every
-            // store keeps fire times: a grid of nanosecond times would differ from the
-            // stored ones it is compared with.
             None => {
                 let now = self
                     .now
                     .map_or_else(chrono::Utc::now, |n| n.with_timezone(&Utc));
-                (now + self.interval).trunc_subsecs(6)
+                now + self.interval
             }
         };
         let end = self.end_date.map(|e| e.with_timezone(&Utc));
