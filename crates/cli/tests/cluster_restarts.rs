@@ -261,10 +261,14 @@ fn ride_out_a_restart(label: &str, url: &str, switch: &mut dyn FnMut(bool)) {
     // working, as in the takeover tests. Ends made during the
     // outage are written after it: until then they hold their jobs' fire times on the
     // other nodes.
-    let skips = max_instances_skips(&runs, &|skip, _| {
-        let at = micros(skip["finished_at"].as_str().unwrap());
-        (down..up + 5 * SECOND).contains(&at)
-    });
+    let skips = max_instances_skips(
+        &runs,
+        &|skip, _| {
+            let at = micros(skip["finished_at"].as_str().unwrap());
+            (down..up + 5 * SECOND).contains(&at)
+        },
+        &|_| false,
+    );
     eprintln!("{label} restart: fire times skipped by max_instances: {skips}");
     // Each fire time of the outage runs late, one after another with the others of its
     // job, and holds at most about one next fire time of its job: the share of skips

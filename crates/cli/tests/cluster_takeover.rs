@@ -315,11 +315,28 @@ fn cluster(
     // on the killed node, until the survivors take it for dead. A skip for a run that
     // had ended well before (its end not yet written) is a false one: rare.
     let timeout = humantime::parse_duration(node_timeout).unwrap().as_micros() as i64;
-    let skips = max_instances_skips(&runs, &|skip, nodes| {
-        nodes.contains(&victim_name.as_str())
-            && micros(skip["finished_at"].as_str().unwrap()) <= killed_at + timeout + 3 * second
-    });
-    eprintln!("cluster: fire times skipped by max_instances: {skips}");
+    // The fire times that waited for the killed node's claim: due from a second before
+    // the kill to the end of its lease (5 s), started half a lease late or more. How
+    // many there are depends on where in its pass the kill landed (none when it held no
+    // claim, every job of its pass when it did); each runs late, one after another with
+    // its job's others.
+    let lease = 5 * second;
+    let waited = |r: &Value| {
+        let scheduled = micros(r["scheduled_at"].as_str().unwrap());
+        let started = r["started_at"].as_str().map(micros);
+        (killed_at - second..=killed_at + lease).contains(&scheduled)
+            && started.is_some_and(|s| s - scheduled >= lease / 2)
+    };
+    let skips = max_instances_skips(
+        &runs,
+        &|skip, nodes| {
+            nodes.contains(&victim_name.as_str())
+                && micros(skip["finished_at"].as_str().unwrap()) <= killed_at + timeout + 3 * second
+        },
+        &waited,
+    );
+    let waited = runs.iter().filter(|r| waited(r)).count();
+    eprintln!("cluster: fire times skipped by max_instances: {skips}; fire times that waited for the killed node's claim: {waited}");
     assert!(
         skips.stale.len() * 100 <= runs.len(),
         "{} of {} fire times skipped for a run that had ended elsewhere over 1.5 s before \
@@ -328,14 +345,20 @@ fn cluster(
         runs.len(),
         skips.stale.first()
     );
-    // Skips behind a run really in flight are the rule working; how many there are
-    // depends on how late runs start on the machine (12% with a load average of 8 on
-    // two cores). The bound only catches a pathological share.
+    // Skips behind a run really in flight are the rule working. Those behind the fire
+    // times that waited for the killed node's claim come with the takeover: how many
+    // depends on where in its pass the kill landed and on how fast the store writes
+    // each run of the backlog (each is held by a run in flight, checked above). Behind
+    // other runs, how many depends on how late runs start on the machine (12% with a
+    // load average of 8 on two cores; 14% to 15% with three busy loops beside the
+    // test); that bound only catches a pathological share.
+    let behind_late = skips.in_flight - skips.behind_waited;
     assert!(
-        skips.in_flight * 5 <= runs.len(),
-        "{} of {} fire times skipped by max_instances",
-        skips.in_flight,
-        runs.len()
+        behind_late * 5 <= runs.len(),
+        "{behind_late} of {} fire times skipped by max_instances behind late runs ({} more \
+         behind the {waited} fire times that waited for the killed node's claim)",
+        runs.len(),
+        skips.behind_waited,
     );
     let failed: Vec<_> = runs
         .iter()

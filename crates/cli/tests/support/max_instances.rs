@@ -1,6 +1,6 @@
 //! The fire times `max_instances` skipped in a cluster's history, sorted by what held
-//! them: a run in flight (the rule working), a run the test excuses, or a run that had
-//! ended (a false skip).
+//! them: a run in flight (the rule working: a late run, or a fire time that waited for
+//! a takeover), a run the test excuses, or a run that had ended (a false skip).
 
 use std::collections::HashMap;
 
@@ -39,6 +39,9 @@ pub struct Skips<'a> {
     /// room), or ended at most 1.5 s before it (a fire time waits up to 1 s for the end
     /// of a run elsewhere to be written).
     pub in_flight: usize,
+    /// Of those, held by a fire time the test says waited (for a dead node's claim to
+    /// run out): it ran late, one after another with the others of its job.
+    pub behind_waited: usize,
     /// Held by a run the test excuses (a dead node's, an outage's).
     pub excused: usize,
     /// Held by runs elsewhere that had ended over 1.5 s before: false skips.
@@ -49,8 +52,10 @@ impl std::fmt::Display for Skips<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} behind a run in flight, {} excused, {} false",
+            "{} behind a run in flight ({} of them behind a fire time that waited), {} \
+             excused, {} false",
             self.in_flight,
+            self.behind_waited,
             self.excused,
             self.stale.len()
         )
@@ -58,10 +63,12 @@ impl std::fmt::Display for Skips<'_> {
 }
 
 /// Sorts the `max_instances` skips of `runs` by what held them (see [`Skips`]);
-/// `excused(skip, nodes)` says whether a skip held by runs on `nodes` is excused.
+/// `excused(skip, nodes)` says whether a skip held by runs on `nodes` is excused,
+/// `waited(run)` whether a run that held one waited (see [`Skips::behind_waited`]).
 pub fn max_instances_skips<'a>(
     runs: &'a [Value],
     excused: &dyn Fn(&Value, &[&str]) -> bool,
+    waited: &dyn Fn(&Value) -> bool,
 ) -> Skips<'a> {
     let mut by_job: HashMap<&str, Vec<&Value>> = HashMap::new();
     for r in runs {
@@ -89,8 +96,8 @@ pub fn max_instances_skips<'a>(
         }
         nodes.push(skip["node"].as_str().unwrap());
         let at = micros(skip["finished_at"].as_str().unwrap());
-        let held = by_job[skip["job_id"].as_str().unwrap()].iter().any(|r| {
-            !std::ptr::eq(*r, skip)
+        let mut holders = by_job[skip["job_id"].as_str().unwrap()].iter().filter(|r| {
+            !std::ptr::eq(**r, skip)
                 && (r["outcome"] != "missed" || skipped_by_max_instances(r))
                 && nodes.contains(&r["node"].as_str().unwrap())
                 && claimed_at(r) <= at
@@ -98,8 +105,14 @@ pub fn max_instances_skips<'a>(
                     .as_str()
                     .is_none_or(|t| micros(t) >= at - 3 * SECOND / 2)
         });
+        let (mut held, mut behind_waited) = (false, false);
+        for holder in &mut holders {
+            held = true;
+            behind_waited |= waited(holder);
+        }
         if held {
             skips.in_flight += 1;
+            skips.behind_waited += usize::from(behind_waited);
         } else {
             skips.stale.push(skip);
         }
