@@ -96,8 +96,8 @@ pub use run::{
 pub use run_store::{
     Changes, Decide, EndReply, EndedAndReleased, Held, JobFate, JobWrites, NewRun, ReleaseBatch,
     ReleasedAndStarted, ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunOrigin, RunRules, RunState,
-    RunSteps, RunStore, RunTable, StartReply, StepView, Swept, MISSED_LATE, SKIPPED_AT_MAX,
-    SKIPPED_BEHIND_BUFFERED,
+    RunSteps, RunStore, RunTable, StartCall, StartReply, StepView, Swept, MISSED_LATE,
+    SKIPPED_AT_MAX, SKIPPED_BEHIND_BUFFERED,
 };
 pub use serde_json;
 pub use shared_policy::shared_policy;

@@ -122,6 +122,44 @@ async fn each_fire_time_is_a_run_the_store_starts_and_ends() {
     a.shutdown(true).await.unwrap();
 }
 
+/// A job with `coalesce` off, late by several fire times, runs them all in one
+/// instance, in turn, as APScheduler does: the store starts the batch in one call
+/// (past `max_instances` 1) and counts it as one instance.
+#[tokio::test]
+async fn a_late_batch_runs_in_one_instance() {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let store = store(&clock);
+    let ran = Ran::default();
+    let a = scheduler("a", &clock, &store, 0, &ran);
+    a.add_job(every("j", 1).coalesce(false).max_instances(1))
+        .await
+        .unwrap();
+    a.start(false).await.unwrap();
+    clock.set(at(10, 0, 3));
+    a.process_jobs().await;
+    a.process_jobs().await;
+    let fires: Vec<DateTime<Utc>> = ran.lock().unwrap().iter().map(|r| r.2).collect();
+    assert_eq!(
+        fires,
+        [at(10, 0, 0), at(10, 0, 1), at(10, 0, 2), at(10, 0, 3)],
+        "every fire time of the batch ran, in order"
+    );
+    let runs = store.runs_of_job("j").await.unwrap();
+    let outcomes: Vec<_> = runs.iter().map(|r| r.state).collect();
+    assert!(
+        runs.len() == 4
+            && runs.iter().all(|r| matches!(
+                r.state,
+                RunState::Ended {
+                    outcome: apscheduler_core::RunOutcome::Success,
+                    ..
+                }
+            )),
+        "each row ended a success: {outcomes:?}"
+    );
+    a.shutdown(true).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_one_off_jobs_retry_runs_after_its_trigger_is_done() {
     let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
@@ -229,6 +267,7 @@ async fn a_dead_schedulers_unstarted_runs_block_no_fire_time_and_run_elsewhere()
         overlap: apscheduler_core::Overlap::Skip,
         grace_until: Some(at(10, 0, 30)),
         recover: false,
+        batch: None,
     };
     let dead = store
         .insert_runs(
@@ -570,6 +609,7 @@ async fn a_swept_runs_record_keeps_its_node_and_an_ended_ones_its_outcome() {
         overlap: apscheduler_core::Overlap::Skip,
         grace_until: Some(at(10, 0, 30)),
         recover: true,
+        batch: None,
     };
     let keys = [
         RunKey::first("j", at(9, 59, 59)),

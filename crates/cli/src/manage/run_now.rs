@@ -158,6 +158,7 @@ async fn start_row(
             overlap: job.policy.overlap,
             grace_until: None,
             recover: job.recover,
+            batch: None,
         },
         origin: RunOrigin::RunNow,
     };

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, JobRelease, JobStore, Overlap, Released, RunOutcome};
 
 pub use steps::{Decide, JobWrites, RunSteps, StepView};
-pub use table::{Changes, JobFate, RunTable};
+pub use table::{Changes, JobFate, RunTable, StartCall};
 
 /// The reason a start past the run's grace time ends it (missed).
 pub const MISSED_LATE: &str = "missed: not started within the misfire grace time";
@@ -204,6 +204,14 @@ pub struct RunRules {
     pub grace_until: Option<DateTime<Utc>>,
     /// An interrupted run of the job is run again.
     pub recover: bool,
+    /// The first fire time of the batch the run belongs to: the fire times one release
+    /// of a job with `coalesce` off runs in one instance, one after another, as
+    /// APScheduler does. A start call that starts one run of a batch starts the others
+    /// it is asked for too (each still within its grace), and the batch's started runs
+    /// on one holder count as one instance. `None`: a run of its own (and every retry,
+    /// run again and run started by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<DateTime<Utc>>,
 }
 
 /// Why a run exists.
@@ -399,7 +407,8 @@ pub struct Swept {
 /// |---|---|---|---|
 /// | [`release_with_runs`](RunStore::release_with_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job's release is applied, in the same step |
 /// | [`insert_runs`](RunStore::insert_runs) | (none) | `Claimed` (or `Waiting`), leased to the caller | the job exists and no run has the key |
-/// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease |
+/// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease (a batch's runs on one holder count as one) |
+/// | | `Claimed`, `Waiting` | `Started` | the same call started a run of its batch ([`RunRules::batch`]), the caller holds it, its lease is live, and (`Claimed`) it is within its grace |
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
 /// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
@@ -410,8 +419,8 @@ pub struct Swept {
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Interrupted`] | `Interrupting` | `Interrupted` | the caller holds the run with its current fence (it recorded the interruption) |
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Missed`] | `Missing` | `Ended(missed)` | the caller holds the run with its current fence (it recorded the miss) |
 ///
-/// - Every operation is one atomic step on the store; a batch is one step per run (in
-///   the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
+/// - Every operation is one atomic step on the store; a call about several runs is one
+///   step per job (its runs in the order given) or one for all. [`end_and_release`](RunStore::end_and_release)
 ///   is two of them in one step;
 ///   [`end_release_and_start`](RunStore::end_release_and_start) is that step and a
 ///   start, one after the other.

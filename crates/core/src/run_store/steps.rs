@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     EndReply, EndedAndReleased, Held, JobFate, NewRun, ReleaseBatch, ReleasedAndStarted,
-    ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunStore, RunTable, StartReply, Swept,
+    ReleasedRuns, Renewed, Run, RunEnd, RunKey, RunStore, RunTable, StartCall, StartReply, Swept,
 };
 use crate::{Error, Job, JobRelease, JobStore, Released};
 
@@ -203,9 +203,10 @@ impl<S: RunSteps> RunStore for S {
         let mut second = |table: &mut RunTable, view: &StepView| {
             let pass = lock(&pass);
             replies.resize(pass.made.len(), StartReply::Refused);
+            let mut call = StartCall::new();
             for (reply, run) in replies.iter_mut().zip(&pass.made) {
                 if view.covers(&run.key.job_id) {
-                    *reply = table.start(holder, &run.held(), view.now, at, lease);
+                    *reply = table.start(holder, &run.held(), view.now, at, lease, &mut call);
                 }
             }
             JobWrites::default()
@@ -262,9 +263,10 @@ impl<S: RunSteps> RunStore for S {
         let (jobs, keys) = jobs_of(runs);
         let mut replies = vec![StartReply::Refused; runs.len()];
         let mut decide = |table: &mut RunTable, view: &StepView| {
+            let mut call = StartCall::new();
             for (reply, held) in replies.iter_mut().zip(runs) {
                 if covers_run(view, &held.id) {
-                    *reply = table.start(holder, held, view.now, at, lease);
+                    *reply = table.start(holder, held, view.now, at, lease, &mut call);
                 }
             }
             JobWrites::default()

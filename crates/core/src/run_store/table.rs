@@ -35,6 +35,22 @@ pub struct RunTable {
     touched: Option<BTreeSet<RunKey>>,
 }
 
+/// The batches one start call started ([`RunRules::batch`]): a later run of a batch
+/// the call started starts beside it, in the same instance. One per call, made fresh
+/// for each decision (a store that decides a call again, after a conflict, starts
+/// over with a new one).
+#[derive(Debug, Default)]
+pub struct StartCall {
+    started: BTreeSet<(Arc<str>, DateTime<Utc>)>,
+}
+
+impl StartCall {
+    /// A call that started nothing yet.
+    pub fn new() -> StartCall {
+        StartCall::default()
+    }
+}
+
 /// What becomes of a released job's row ([`RunTable::release_job`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobFate {
@@ -248,7 +264,16 @@ impl RunTable {
     fn running(&self, job_id: &str, now: DateTime<Utc>) -> u32 {
         let started_live =
             |r: &&Run| matches!(r.state, RunState::Started { .. }) && r.lease_until > now;
-        self.of_job(job_id).filter(started_live).count() as u32
+        // A batch's runs on one holder are one instance, running them in turn.
+        let mut batches = BTreeSet::new();
+        self.of_job(job_id)
+            .filter(started_live)
+            .filter(|r| {
+                r.rules
+                    .batch
+                    .is_none_or(|b| batches.insert((r.holder.clone(), b)))
+            })
+            .count() as u32
     }
 
     fn buffered_before(&self, run: &Run) -> bool {
@@ -263,7 +288,7 @@ impl RunTable {
 
     /// Starts a run `holder` holds (see the contract's table): its lease is judged at
     /// `now` (the store's clock), its due time and misfire grace at `at` (the caller's
-    /// clock, on which they were computed).
+    /// clock, on which they were computed); `call` holds the batches this call started.
     pub fn start(
         &mut self,
         holder: &str,
@@ -271,6 +296,7 @@ impl RunTable {
         now: DateTime<Utc>,
         at: DateTime<Utc>,
         lease: Duration,
+        call: &mut StartCall,
     ) -> StartReply {
         let Some(run) = self.get(&held.id) else {
             return StartReply::Refused;
@@ -303,12 +329,15 @@ impl RunTable {
             return StartReply::Refused;
         }
         let run = run.clone();
-        let reply = self.decide_start(&run, now, at);
+        let reply = self.decide_start(&run, now, at, call);
         let row = self.get_mut(&held.id).expect("looked up above");
         match &reply {
             StartReply::Started { at } => {
                 row.state = RunState::Started { at: *at };
                 row.lease_until = lease_end(now, lease);
+                if let Some(batch) = run.rules.batch {
+                    call.started.insert((run.key.job_id.clone(), batch));
+                }
             }
             StartReply::Waiting { due_at } => {
                 row.state = RunState::Waiting { due_at: *due_at };
@@ -324,7 +353,13 @@ impl RunTable {
         reply
     }
 
-    fn decide_start(&mut self, run: &Run, now: DateTime<Utc>, at: DateTime<Utc>) -> StartReply {
+    fn decide_start(
+        &mut self,
+        run: &Run,
+        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+        call: &StartCall,
+    ) -> StartReply {
         let missed = |reason: &str| StartReply::Ended {
             outcome: RunOutcome::Missed,
             reason: reason.to_owned(),
@@ -341,6 +376,12 @@ impl RunTable {
         }
         if run.state == RunState::Claimed && run.rules.grace_until.is_some_and(|g| at > g) {
             return missed(MISSED_LATE);
+        }
+        // Its batch started in this call: it runs in that instance, after the others.
+        if let Some(batch) = run.rules.batch {
+            if call.started.contains(&(run.key.job_id.clone(), batch)) {
+                return StartReply::Started { at: now };
+            }
         }
         let RunRules {
             max_instances,
@@ -462,6 +503,7 @@ impl RunTable {
                         },
                         rules: RunRules {
                             grace_until: None,
+                            batch: None,
                             ..rules
                         },
                         origin: RunOrigin::Retry,
@@ -540,6 +582,7 @@ impl RunTable {
                         state: RunState::Claimed,
                         rules: RunRules {
                             grace_until: None,
+                            batch: None,
                             ..rules
                         },
                         origin: RunOrigin::Rerun,

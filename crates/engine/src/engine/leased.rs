@@ -323,17 +323,6 @@ impl Engine {
         }
     }
 
-    /// [`submit_started`](Self::submit_started) for one row.
-    pub(super) fn submit_row(
-        &self,
-        alias: &Arc<str>,
-        planned: PlannedRun,
-        row: Run,
-        used: &mut PassLookups,
-    ) {
-        self.submit_started(alias, planned, vec![row], used);
-    }
-
     /// `run_job_now` with leased runs: the run is a row (`RunOrigin::RunNow`, keyed by
     /// this instant, no misfire grace) started by the store like a fire time, so that
     /// it counts toward `max_instances` on every scheduler.

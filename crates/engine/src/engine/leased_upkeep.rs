@@ -8,6 +8,7 @@ use apscheduler_core::{
 };
 
 use super::pass::PassLookups;
+use super::start::PlannedRun;
 use super::*;
 
 /// How many expired runs one sweep takes from a store.
@@ -418,6 +419,7 @@ impl Engine {
                 return;
             }
         };
+        let mut started = Vec::new();
         for (mut row, reply) in due.into_iter().zip(replies) {
             let StartReply::Started { at } = reply else {
                 match reply {
@@ -465,7 +467,26 @@ impl Engine {
                     tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?})", row.id, row.origin)
                 }
             }
-            self.submit_row(alias, planned, row, used);
+            started.push((planned, row));
+        }
+        // The runs of a batch this call started go to the executor as one run, which
+        // runs their fire times in turn (the store counts them as one instance).
+        let mut submissions: Vec<(PlannedRun, Vec<Run>)> = Vec::with_capacity(started.len());
+        for (planned, row) in started {
+            let batch = |r: &Run| r.rules.batch.map(|b| (r.key.job_id.clone(), b));
+            let joined = batch(&row).and_then(|b| {
+                submissions
+                    .iter_mut()
+                    .find(|(_, rows)| batch(&rows[0]).as_ref() == Some(&b))
+            });
+            match joined {
+                Some((_, rows)) => rows.push(row),
+                None => submissions.push((planned, vec![row])),
+            }
+        }
+        for (planned, mut rows) in submissions {
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+            self.submit_started(alias, planned, rows, used);
         }
     }
 

@@ -5,6 +5,7 @@ use super::overlap;
 use super::pass::PassLookups;
 use super::*;
 use apscheduler_core::RunElsewhere;
+use chrono::SubsecRound;
 
 impl Engine {
     /// The run of `job` at its `due` times, to start once its release is applied; `None`
@@ -270,13 +271,16 @@ impl PlannedRun {
                 .and_then(|g| chrono::Duration::from_std(g).ok())
                 .and_then(|g| fire.checked_add_signed(g)),
             recover: self.recover,
+            batch: None,
         }
     }
 
-    /// [`rules`](Self::rules) for a fire time a pass at `now` releases: when catch-up
-    /// mode `all` runs overdue fire times (later than the grace) in this release, each
-    /// of its fire times waits for the job's running instances (`buffer_all`), so that
-    /// each runs, in order, as without leased runs.
+    /// [`rules`](Self::rules) for a fire time a pass at `now` releases. Several fire
+    /// times (a job with `coalesce` off, late by more than one) are one batch, run in
+    /// one instance in turn, as APScheduler runs them. When catch-up mode `all` runs
+    /// overdue fire times (later than the grace) in this release, each of its fire
+    /// times waits for the job's running instances (`buffer_all`), so that each runs,
+    /// in order, as without leased runs.
     pub(super) fn release_rules(
         &self,
         fire: DateTime<Utc>,
@@ -294,6 +298,10 @@ impl PlannedRun {
         });
         if all && overdue {
             rules.overlap = apscheduler_core::Overlap::BufferAll;
+        }
+        if self.run.run_times.len() > 1 {
+            // Every store keeps times to the microsecond.
+            rules.batch = Some(self.run.run_times[0].with_timezone(&Utc).trunc_subsecs(6));
         }
         rules
     }

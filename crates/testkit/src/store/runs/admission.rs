@@ -247,3 +247,122 @@ pub async fn check_stop_requests(store: &dyn RunStore) {
         .expect("renew_runs");
     assert!(renewed.held[0].stop_requested, "{CHECK}: asked to stop");
 }
+
+/// Adds job `id` (unscheduled) and creates its runs: one per `(seconds before now,
+/// rules)`, `Claimed` and leased to `a`.
+async fn runs_of(store: &dyn RunStore, id: &str, fires: &[(i64, RunRules)]) -> Vec<Run> {
+    add(store, sample_job(id, None, interval_trigger(60))).await;
+    let new = fires
+        .iter()
+        .map(|(s, rules)| {
+            let fire = (now() - chrono::Duration::seconds(*s)).trunc_subsecs(6);
+            claimed_run(id, fire, *rules)
+        })
+        .collect();
+    let made = store
+        .insert_runs("a", new, LEASE)
+        .await
+        .expect("insert_runs");
+    assert_eq!(made.len(), fires.len(), "runs of {id}: {made:?}");
+    made
+}
+
+async fn start_all(store: &dyn RunStore, runs: &[Run]) -> Vec<StartReply> {
+    let held: Vec<Held> = runs.iter().map(Run::held).collect();
+    store
+        .start_runs("a", &held, now(), LEASE)
+        .await
+        .expect("start_runs")
+}
+
+/// A batch ([`RunRules::batch`]: the fire times one release of a job with `coalesce`
+/// off runs in one instance, in turn): a start call that starts one of its runs starts
+/// the others it is asked for, past `max_instances`, and a batch's started runs count
+/// as one instance; a run of it past its grace is still missed (and the next one
+/// starts the batch); a run of it asked in a later call is judged on its own.
+pub async fn check_batches(store: &dyn RunStore) {
+    const CHECK: &str = "check_batches";
+    let batch = |id: i64, max: u32| RunRules {
+        batch: DateTime::from_timestamp(1_700_000_000 + id, 0),
+        ..run_rules(max, Overlap::Skip)
+    };
+    let started = |reply: &StartReply| matches!(reply, StartReply::Started { .. });
+    let skipped = StartReply::Ended {
+        outcome: RunOutcome::Missed,
+        reason: SKIPPED_AT_MAX.to_owned(),
+    };
+
+    // Three fire times in one call, `max_instances` 2: one instance.
+    let three = runs_of(
+        store,
+        "batch",
+        &[(5, batch(1, 2)), (4, batch(1, 2)), (3, batch(1, 2))],
+    )
+    .await;
+    let replies = start_all(store, &three).await;
+    assert!(
+        replies.iter().all(started),
+        "{CHECK}: a batch's start: {replies:?}"
+    );
+    // A repeated start (its answer lost) answers the same.
+    let again = start_all(store, &three[2..]).await;
+    assert!(started(&again[0]), "{CHECK}: a repeated start: {again:?}");
+    let single = |s: i64| {
+        claimed_run(
+            "batch",
+            (now() - chrono::Duration::seconds(s)).trunc_subsecs(6),
+            run_rules(2, Overlap::Skip),
+        )
+    };
+    let next = store
+        .insert_runs("a", vec![single(2), single(1)], LEASE)
+        .await
+        .expect("insert_runs");
+    let replies = start_all(store, &next[..1]).await;
+    assert!(
+        started(&replies[0]),
+        "{CHECK}: a second instance beside the batch: {replies:?}"
+    );
+    assert_eq!(
+        start_all(store, &next[1..]).await,
+        vec![skipped.clone()],
+        "{CHECK}: a third instance"
+    );
+
+    // One run of a batch per call: the second is another instance, at max.
+    let apart = runs_of(store, "apart", &[(5, batch(2, 1)), (4, batch(2, 1))]).await;
+    assert!(
+        started(&start_all(store, &apart[..1]).await[0]),
+        "{CHECK}: apart, the first"
+    );
+    assert_eq!(
+        start_all(store, &apart[1..]).await,
+        vec![skipped],
+        "{CHECK}: apart, the second"
+    );
+
+    // The first past its grace: missed; the next starts the batch, the last joins it.
+    let late = RunRules {
+        grace_until: Some(now() - chrono::Duration::seconds(1)),
+        ..batch(3, 1)
+    };
+    let graced = runs_of(
+        store,
+        "graced",
+        &[(5, late), (4, batch(3, 1)), (3, batch(3, 1))],
+    )
+    .await;
+    let replies = start_all(store, &graced).await;
+    assert_eq!(
+        replies[0],
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: MISSED_LATE.to_owned()
+        },
+        "{CHECK}: the late one"
+    );
+    assert!(
+        started(&replies[1]) && started(&replies[2]),
+        "{CHECK}: the others: {replies:?}"
+    );
+}

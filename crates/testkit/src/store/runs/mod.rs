@@ -21,7 +21,9 @@ use super::*;
 mod admission;
 mod pass;
 
-pub use admission::{check_buffered_runs, check_grace, check_max_instances, check_stop_requests};
+pub use admission::{
+    check_batches, check_buffered_runs, check_grace, check_max_instances, check_stop_requests,
+};
 pub use pass::{check_end_and_release, check_end_release_and_start};
 
 /// A lease a check lets expire.
@@ -44,6 +46,7 @@ pub fn run_rules(max_instances: u32, overlap: Overlap) -> RunRules {
         overlap,
         grace_until: None,
         recover: false,
+        batch: None,
     }
 }
 
@@ -661,6 +664,7 @@ where
         check_recover_runs_again,
         check_grace,
         check_max_instances,
+        check_batches,
         check_buffered_runs,
         check_stop_requests,
         check_end_and_retry,
