@@ -495,8 +495,11 @@ return count
 ";
 
 /// `interrupt_running`: ARGV as [`RECORD_RUNS`], the records rewritten `interrupted`;
-/// each is written only while the stored one is still `running`, all in one atomic
-/// step, so of callers interrupting the same runs at once each run goes to one. Each
+/// each is written only while the stored one is still `running` on the node being
+/// interrupted (the record's `node`), all in one atomic step, so of callers
+/// interrupting the same runs at once each run goes to one, and a caller whose read
+/// came before another's takeover (the record `running` again, on the new node) leaves
+/// it alone. Each
 /// keeps the stored `started_at` (a start written since the caller read the record
 /// stays: the run started). Returns the ids written, each followed by that start
 /// (`''` for none).
@@ -504,7 +507,8 @@ const INTERRUPT_RUNS: &str = r"
 local i, written = 2, {}
 while i <= #ARGV do
   local key = run_key(ARGV[i])
-  if redis.call('HGET', key, 'outcome') == 'running' then
+  local stored = redis.call('HMGET', key, 'outcome', 'node')
+  if stored[1] == 'running' and stored[2] == ARGV[i + 4] then
     local started = redis.call('HGET', key, 'started_at')
     written[#written + 1] = ARGV[i]
     written[#written + 1] = started or ''

@@ -419,7 +419,12 @@ impl Engine {
                 return;
             }
         };
-        let mut started = Vec::new();
+        // The runs of a batch this call started go to the executor as one run, which
+        // runs their fire times in turn (the store counts them as one instance): the
+        // batch is planned once, at its first row, and its job read once.
+        let batch_of = |r: &Run| r.rules.batch.map(|b| (r.key.job_id.clone(), b));
+        let mut submissions: Vec<(PlannedRun, Vec<Run>)> = Vec::new();
+        let mut jobs: HashMap<Arc<str>, Result<Option<Job>, String>> = HashMap::new();
         for (mut row, reply) in due.into_iter().zip(replies) {
             let StartReply::Started { at } = reply else {
                 match reply {
@@ -433,7 +438,29 @@ impl Engine {
                 continue;
             };
             row.state = RunState::Started { at };
-            let job = match store.lookup_job(&row.key.job_id).await {
+            // (A rerun is a run of its own: never in a batch.)
+            let joined = batch_of(&row).and_then(|b| {
+                submissions
+                    .iter_mut()
+                    .find(|(_, rows)| batch_of(&rows[0]).as_ref() == Some(&b))
+            });
+            if let Some((_, rows)) = joined {
+                tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?}) in its batch's instance", row.id, row.origin);
+                rows.push(row);
+                continue;
+            }
+            let job = match jobs.entry(row.key.job_id.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => e
+                    .insert(
+                        store
+                            .lookup_job(&row.key.job_id)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    )
+                    .clone(),
+            };
+            let job = match job {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     self.end_unrunnable(alias, row, "the job was removed".to_owned());
@@ -467,22 +494,7 @@ impl Engine {
                     tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "starting run {} ({:?})", row.id, row.origin)
                 }
             }
-            started.push((planned, row));
-        }
-        // The runs of a batch this call started go to the executor as one run, which
-        // runs their fire times in turn (the store counts them as one instance).
-        let mut submissions: Vec<(PlannedRun, Vec<Run>)> = Vec::with_capacity(started.len());
-        for (planned, row) in started {
-            let batch = |r: &Run| r.rules.batch.map(|b| (r.key.job_id.clone(), b));
-            let joined = batch(&row).and_then(|b| {
-                submissions
-                    .iter_mut()
-                    .find(|(_, rows)| batch(&rows[0]).as_ref() == Some(&b))
-            });
-            match joined {
-                Some((_, rows)) => rows.push(row),
-                None => submissions.push((planned, vec![row])),
-            }
+            submissions.push((planned, vec![row]));
         }
         for (planned, mut rows) in submissions {
             rows.sort_by(|a, b| a.key.cmp(&b.key));

@@ -67,8 +67,9 @@ const KEEP_CAP: usize = 1 << 50;
 ///   10,000 runs of the smaller set). It never runs a long script, so other clients
 ///   are not held up. `interrupt_running` walks the smaller of `runs:outcome:running`
 ///   (the runs in flight) and the node's set, and rewrites those records in a script
-///   that writes each only while it is still `running` (so of nodes reaping the same
-///   dead node at once, each record goes to one). Needs Redis 6.2 or later (`ZMSCORE`).
+///   that writes each only while it is still `running` on that node (so of nodes
+///   reaping the same dead node at once, each record goes to one, even to a reaper
+///   whose read came before another's takeover). Needs Redis 6.2 or later (`ZMSCORE`).
 /// - Pruning walks `runs:job:<job>` (newest first) or `runs` (scores before the cut)
 ///   in script calls of 1,000 runs, deleting ended runs from the hash and every set in
 ///   the same script, so the sets always hold exactly the stored runs (an empty set
@@ -403,29 +404,39 @@ impl RedisRunHistory {
             if batch.is_empty() {
                 return Ok(changed);
             }
-            let mut invocation = HISTORY_SCRIPTS.interrupt.prepare_invoke();
-            // The scripts name their keys from the prefix; this one routes the call
-            // to the node serving them on a cluster (they share one hash tag).
-            invocation.key(self.all_key());
-            invocation.arg(&self.prefix);
-            for record in &batch {
-                push_record(&mut invocation, record);
-            }
-            let written: Vec<String> = self
-                .conn
-                .invoke("interrupt running runs", &invocation)
-                .await?;
-            // Each id written, and the start its record kept (written since it was read).
-            let written: std::collections::HashMap<&str, Option<i64>> = written
-                .chunks_exact(2)
-                .map(|pair| (pair[0].as_str(), pair[1].parse().ok()))
-                .collect();
-            changed.extend(batch.into_iter().filter_map(|mut r| {
+            changed.extend(self.interrupt_read(batch).await?);
+        }
+    }
+
+    /// The script step of [`interrupt`](Self::interrupt): `batch` (records as read,
+    /// rewritten `interrupted`) is written where each stored record is still `running`
+    /// on the node read; returns those written, each with the start its record kept.
+    async fn interrupt_read(&self, batch: Vec<RunRecord>) -> Result<Vec<RunRecord>, StoreError> {
+        let mut invocation = HISTORY_SCRIPTS.interrupt.prepare_invoke();
+        // The scripts name their keys from the prefix; this one routes the call
+        // to the node serving them on a cluster (they share one hash tag).
+        invocation.key(self.all_key());
+        invocation.arg(&self.prefix);
+        for record in &batch {
+            push_record(&mut invocation, record);
+        }
+        let written: Vec<String> = self
+            .conn
+            .invoke("interrupt running runs", &invocation)
+            .await?;
+        // Each id written, and the start its record kept (written since it was read).
+        let written: std::collections::HashMap<&str, Option<i64>> = written
+            .chunks_exact(2)
+            .map(|pair| (pair[0].as_str(), pair[1].parse().ok()))
+            .collect();
+        Ok(batch
+            .into_iter()
+            .filter_map(|mut r| {
                 let started = written.get(r.run_id.as_str())?;
                 r.started_at = started.map(micros::to_instant);
                 Some(r)
-            }));
-        }
+            })
+            .collect())
     }
 
     async fn prune_job(&self, job_id: &str, keep: usize) -> Result<u64, StoreError> {
@@ -515,5 +526,80 @@ impl RunHistory for RedisRunHistory {
 
     async fn prune_runs_before(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         Ok(self.prune_before(before).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apscheduler_core::RunHistory;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// Two live nodes reap a dead one: the second read the dead node's waiting run
+    /// before the first interrupted it and took it over (rewritten `running` on the
+    /// first's node). The second's script step, with what it read, must leave the
+    /// takeover alone; otherwise both nodes would run the fire time.
+    #[tokio::test]
+    async fn a_reaper_whose_read_came_before_a_takeover_leaves_it_alone() {
+        let Some(url) = apscheduler_testkit::server::server_url(
+            "APS_TEST_REDIS_URL",
+            "redis://127.0.0.1:6379/",
+            "a stale interrupt of a Redis run history",
+        ) else {
+            return;
+        };
+        let prefix = format!("{}.", apscheduler_testkit::server::random_namespace());
+        let store = crate::RedisJobStore::builder(&url)
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let history = store.history.clone();
+        let at = Utc.with_ymd_and_hms(2024, 1, 15, 10, 0, 0).unwrap();
+        let mut waiting = RunRecord::pending("buffer@1", "buffer", at, "dead");
+        waiting.due_at = Some(at);
+        history.record_runs(&[waiting.clone()]).await.unwrap();
+
+        // The second reaper's read.
+        let mut stale = waiting.clone();
+        stale.outcome = RunOutcome::Interrupted;
+        stale.finished_at = Some(at);
+        stale.message = Some("reaped by second".into());
+        // The first reaper interrupts the run and takes it over.
+        let first = history
+            .interrupt_running("dead", at, "reaped by first")
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let mut mine = waiting.clone();
+        mine.node = "first".into();
+        history.record_runs(&[mine.clone()]).await.unwrap();
+
+        let second = history.interrupt_read(vec![stale]).await.unwrap();
+        assert!(second.is_empty(), "taken over twice: {second:?}");
+        let stored = history.query_runs(&RunQuery::default()).await.unwrap();
+        let stored: Vec<_> = stored
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.outcome, r.node.as_str()))
+            .collect();
+        assert_eq!(stored, [("buffer@1", RunOutcome::Running, "first")]);
+
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
     }
 }

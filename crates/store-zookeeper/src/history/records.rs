@@ -198,7 +198,9 @@ impl ZooKeeperRunHistory {
                     continue;
                 };
                 let mut record = record?;
-                if record.outcome != RunOutcome::Running {
+                // Taken over since the listing (`running` again, on another node):
+                // that node's run now, not this caller's.
+                if record.outcome != RunOutcome::Running || record.node != node {
                     skipped.insert(name.clone());
                     continue;
                 }
