@@ -156,6 +156,8 @@ fn node(
         .executor("default", Arc::new(InlineExecutor::new()))
         .scheduler_id(name)
         .lease(lease)
+        // The history-records protocol (leased runs keep the claim in the run's row).
+        .leased_runs(false)
         .run_history(
             history,
             HistoryOptions {

@@ -178,8 +178,8 @@ pub(crate) struct Recorder {
     ownership: crate::partition::Ownership,
     /// How many records were queued, and how many of them the writer wrote.
     counts: Arc<Counts>,
-    /// How this node keeps its runs, as its registry entry says.
-    protocol: RunProtocol,
+    /// How this node keeps its runs, as its registry entry says (set at start).
+    protocol: Mutex<RunProtocol>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -207,7 +207,6 @@ impl Recorder {
         scheduler_id: &str,
         clock: Arc<dyn Clock>,
         lease: Duration,
-        protocol: RunProtocol,
     ) -> Self {
         let node = options.node.as_deref().unwrap_or(scheduler_id).into();
         Recorder {
@@ -222,8 +221,14 @@ impl Recorder {
             lease,
             ownership: crate::partition::Ownership::default(),
             counts: Arc::default(),
-            protocol,
+            protocol: Mutex::new(RunProtocol::HistoryRecords),
         }
+    }
+
+    /// How this node keeps its runs: said before [`prepare`](Self::prepare) at each
+    /// start (the engine decides it at its first).
+    pub(crate) fn set_protocol(&self, protocol: RunProtocol) {
+        *lock(&self.protocol) = protocol;
     }
 
     /// How many records were queued so far: once [`written`](Self::written) reaches
@@ -311,10 +316,11 @@ impl Recorder {
             }
         };
         let now = self.clock.now();
+        let protocol = lock(&self.protocol).clone();
         match other_protocol(
             &listed,
             &self.node,
-            &self.protocol,
+            &protocol,
             now,
             self.options.node_timeout,
         ) {
@@ -322,7 +328,7 @@ impl Recorder {
                 ErrorKind::Conflict,
                 format!(
                     "cannot start: {}",
-                    mixed_protocols(&self.node, &self.protocol, other)
+                    mixed_protocols(&self.node, &protocol, other)
                 ),
             )),
             None => Ok(()),
@@ -335,7 +341,8 @@ impl Recorder {
     /// dead node's) go to `interrupted`, for recovery.
     pub(crate) async fn start(&self, interrupted: InterruptedHook) {
         // With leased runs the store's sweep takes them, once their leases ran out.
-        if self.protocol != RunProtocol::LeasedRuns && self.options.node.is_some() {
+        let protocol = lock(&self.protocol).clone();
+        if protocol != RunProtocol::LeasedRuns && self.options.node.is_some() {
             match self
                 .history
                 .interrupt_running(
@@ -365,7 +372,7 @@ impl Recorder {
             running: Arc::new(move || lock(&in_flight).len()),
             interrupted,
             liveness: self.liveness.clone(),
-            protocol: self.protocol.clone(),
+            protocol: protocol.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.tx) = Some(tx);
@@ -375,7 +382,7 @@ impl Recorder {
             rx,
             self.options.retention,
             self.options.prune_interval,
-            self.protocol == RunProtocol::LeasedRuns,
+            protocol == RunProtocol::LeasedRuns,
         ));
     }
 

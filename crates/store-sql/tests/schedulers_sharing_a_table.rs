@@ -16,6 +16,7 @@ on_every_backend!(
     two_schedulers_share_a_table,
     scheduler_over_store_shared_check,
     clock_skew_never_starts_a_fire_time_twice,
+    runs_are_leased_rows_by_default,
 );
 
 /// Two schedulers (two engines, each with its own store and pool) share one table: a
@@ -84,6 +85,56 @@ async fn two_schedulers_share_a_table(tables: &Tables) {
     times.dedup();
     assert_eq!(times.len(), before, "a run time ran twice: {runs:?}");
     assert!(before >= 10, "too few runs: {runs:?}");
+}
+
+/// A scheduler whose stores are all persistent keeps its runs as leased rows of the
+/// store unless told otherwise (decided at its first start); told otherwise, or on the
+/// memory store, it keeps them itself.
+async fn runs_are_leased_rows_by_default(tables: &Tables) {
+    use apscheduler_engine::{AsyncScheduler, Engine, JobSpec};
+
+    let table = tables.table();
+    let ran = |choice: Option<bool>, job: &'static str| {
+        let store = Arc::new(tables.store_on(&table));
+        async move {
+            let mut builder = Engine::builder()
+                .timezone(chrono_tz::UTC)
+                .jobstore("default", store.clone());
+            if let Some(on) = choice {
+                builder = builder.leased_runs(on);
+            }
+            let scheduler = AsyncScheduler::from_builder(builder).unwrap();
+            assert_eq!(scheduler.engine().leased_runs(), choice);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let tx = std::sync::Mutex::new(Some(tx));
+            scheduler.register_task("work", move |_| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                Ok(json!(null))
+            });
+            scheduler.start(false).await.unwrap();
+            let leased = scheduler.engine().leased_runs();
+            scheduler
+                .add_job(JobSpec::task("work").id(job))
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(20), rx)
+                .await
+                .expect("the job ran")
+                .unwrap();
+            scheduler.shutdown(true).await.unwrap();
+            let rows = store.runs().unwrap().runs_of_job(job).await.unwrap();
+            (leased, rows.len())
+        }
+    };
+    assert_eq!(ran(None, "by-default").await, (Some(true), 1));
+    assert_eq!(ran(Some(false), "history-records").await, (Some(false), 0));
+
+    let memory = AsyncScheduler::new().unwrap();
+    memory.start(false).await.unwrap();
+    assert_eq!(memory.engine().leased_runs(), Some(false));
+    memory.shutdown(true).await.unwrap();
 }
 
 /// The testkit's shared scheduler check, each store opened anew on one table.

@@ -14,7 +14,7 @@ pub struct EngineBuilder {
     lease: Duration,
     change_poll: Option<Duration>,
     history: Option<(Arc<dyn apscheduler_core::RunHistory>, crate::HistoryOptions)>,
-    leased_runs: bool,
+    leased_runs: Option<bool>,
 }
 
 impl Default for EngineBuilder {
@@ -29,7 +29,7 @@ impl Default for EngineBuilder {
             lease: DEFAULT_LEASE,
             change_poll: Some(DEFAULT_CHANGE_POLL),
             history: None,
-            leased_runs: false,
+            leased_runs: None,
         }
     }
 }
@@ -112,10 +112,19 @@ impl EngineBuilder {
     /// `max_instances` over every scheduler sharing it, overlap), retries and buffered
     /// fire times wait there, and a scheduler that stops renewing its leases (dead,
     /// stalled, cut off) has its runs taken over by another, never started twice.
-    /// Default off: the runs are then kept by each scheduler, and the cluster
-    /// mechanisms of the run history apply (see docs/cluster.md).
+    /// Off: the runs are kept by each scheduler, and the cluster mechanisms of the run
+    /// history apply (see docs/cluster.md).
+    ///
+    /// Default: on when every job store the scheduler starts with is persistent and
+    /// keeps runs (PostgreSQL, MySQL/MariaDB, SQLite, Redis, MongoDB, ZooKeeper), off
+    /// otherwise (the memory store), decided at the first start from the stores it has
+    /// then; a store added later runs under that choice. The `aps` daemon sets it from
+    /// `[scheduler] leased_runs` (default true). Schedulers sharing a store must agree:
+    /// one of the other kind is refused at start while a node of one kind is live. A
+    /// pass makes more round trips to the store with leased runs (docs/PERFORMANCE.md, "A
+    /// store across the network", has both protocols' counts and lateness).
     pub fn leased_runs(mut self, on: bool) -> Self {
-        self.leased_runs = on;
+        self.leased_runs = Some(on);
         self
     }
     /// Builds the engine (stopped).
@@ -130,11 +139,6 @@ impl EngineBuilder {
                 &scheduler_id,
                 self.clock.clone(),
                 self.lease,
-                if self.leased_runs {
-                    apscheduler_core::RunProtocol::LeasedRuns
-                } else {
-                    apscheduler_core::RunProtocol::HistoryRecords
-                },
             ))
         });
         let engine = Engine {
@@ -167,7 +171,12 @@ impl EngineBuilder {
                 streaks: Default::default(),
                 runtime: Mutex::new(None),
                 passes: Mutex::new(PassMarks::default()),
-                leased: self.leased_runs.then(leased::Leased::default),
+                // An explicit choice holds from now; the default waits for the stores
+                // the first start has (see `leased_runs`).
+                leased: match self.leased_runs {
+                    Some(on) => OnceLock::from(on.then(leased::Leased::default)),
+                    None => OnceLock::new(),
+                },
             }),
         };
         leased::wake_on_written(&engine);

@@ -98,8 +98,15 @@ impl Engine {
             buffered: self.inner.buffered.clone(),
             cancellable: self.inner.cancellable.clone(),
             engine: Arc::downgrade(&self.inner),
-            leased: self.inner.leased.is_some(),
+            leased: self.inner.leased().is_some(),
         })
+    }
+
+    /// Whether this scheduler keeps its runs as leased rows in their stores
+    /// ([`EngineBuilder::leased_runs`]); `None` before the first start when the builder
+    /// left it to the stores.
+    pub fn leased_runs(&self) -> Option<bool> {
+        self.inner.leased.get().map(Option::is_some)
     }
 
     /// Adds a job store. When the scheduler runs, the store is started at once.

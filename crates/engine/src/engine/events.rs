@@ -66,7 +66,7 @@ impl Reporter {
         let engine = Engine { inner };
         let held = run
             .run_id(run_time)
-            .and_then(|id| engine.inner.leased.as_ref()?.handle(id));
+            .and_then(|id| engine.inner.leased()?.handle(id));
         match held {
             Some((alias, held)) => engine.queue_end(&alias, held, outcome, next.map(|n| n.1)),
             None => {

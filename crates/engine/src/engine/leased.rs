@@ -83,7 +83,7 @@ impl Leased {
 impl Engine {
     /// The store's runs, when this scheduler leases runs and the store keeps them.
     pub(super) fn run_store<'a>(&self, store: &'a Arc<dyn JobStore>) -> Option<&'a dyn RunStore> {
-        self.inner.leased.as_ref()?;
+        self.inner.leased()?;
         store.runs()
     }
 
@@ -196,7 +196,7 @@ impl Engine {
         }
         // Held whatever the answer: a start whose reply was lost is asked again at the
         // next pass (a repeated start answers as the first).
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             for (p, rows) in &starting {
                 for row in rows {
                     leased.hold(alias, row.clone(), p.run.cancel.clone());
@@ -219,7 +219,7 @@ impl Engine {
         starting: Vec<(PlannedRun, Vec<Run>)>,
         used: &mut PassLookups,
     ) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         if starting.is_empty() {
@@ -290,7 +290,7 @@ impl Engine {
         started: Vec<Run>,
         used: &mut PassLookups,
     ) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let tz = planned.run.run_times[0].timezone();
@@ -394,7 +394,7 @@ impl Engine {
     /// A run the store did not start: held while it waits, otherwise recorded and
     /// forgotten.
     pub(super) fn unstarted_row(&self, alias: &Arc<str>, mut row: Run, reply: StartReply) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let at = row.key.fire_time.to_rfc3339();
@@ -426,7 +426,7 @@ impl Engine {
     /// with the next pass's step; held meanwhile, so that a sweeper records it if this
     /// scheduler stops first.
     pub(super) fn end_missed(&self, alias: &Arc<str>, row: Run, reason: String) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let (job_id, t) = (
@@ -455,7 +455,7 @@ impl Engine {
     /// How many runs of `job_id` this scheduler holds claimed or started: instances of
     /// the job in its store until their ends are written there (0 without leased runs).
     pub(super) fn held_instances(&self, job_id: &str) -> usize {
-        self.inner.leased.as_ref().map_or(0, |leased| {
+        self.inner.leased().map_or(0, |leased| {
             lock(&leased.held)
                 .values()
                 .filter(|h| {
@@ -474,7 +474,7 @@ impl Engine {
             apscheduler_core::Overlap::TerminateOther => true,
             _ => return,
         };
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let reason = format!(
@@ -493,7 +493,7 @@ impl Engine {
     /// Tells the executors' reporter whether buffered fire times wait (it wakes the
     /// loop at each end while some do).
     pub(super) fn note_buffered(&self) {
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             self.inner
                 .buffered
                 .store(leased.buffered(), std::sync::atomic::Ordering::Release);
@@ -544,7 +544,7 @@ impl Engine {
         outcome: RunOutcome,
         retry_at: Option<DateTime<Utc>>,
     ) {
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             let after = self.inner.history.as_ref().map_or(0, |r| r.queued());
             lock(&leased.ends).push((
                 alias.clone(),
@@ -560,17 +560,17 @@ impl Engine {
     }
 }
 
-/// Wakes the engine when the history writer wrote records queued ends waited for.
+/// Wakes the engine when the history writer wrote records queued ends waited for
+/// (with leased runs: whether they are on is decided at the first start).
 pub(super) fn wake_on_written(engine: &Engine) {
-    let (Some(recorder), Some(_)) = (&engine.inner.history, &engine.inner.leased) else {
+    let Some(recorder) = &engine.inner.history else {
         return;
     };
     let weak = Arc::downgrade(&engine.inner);
     recorder.on_written(Arc::new(move || {
         let Some(inner) = weak.upgrade() else { return };
         let waits = inner
-            .leased
-            .as_ref()
+            .leased()
             .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after > 0));
         if waits {
             inner.wake.wake();

@@ -31,7 +31,7 @@ impl Engine {
         now: DateTime<Utc>,
         used: &mut PassLookups,
     ) -> Option<DateTime<Utc>> {
-        let leased = self.inner.leased.as_ref()?;
+        let leased = self.inner.leased()?;
         let stores: Vec<(Arc<str>, Arc<dyn JobStore>)> = self
             .stores()
             .into_iter()
@@ -130,8 +130,7 @@ impl Engine {
             u64::MAX
         };
         self.inner
-            .leased
-            .as_ref()
+            .leased()
             .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after <= written))
     }
 
@@ -142,7 +141,7 @@ impl Engine {
     /// The queued ends of the store `alias` whose records are written (the others stay
     /// queued; the history writer wakes the engine once it wrote them).
     pub(super) fn take_ends(&self, alias: &Arc<str>) -> Vec<apscheduler_core::RunEnd> {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return Vec::new();
         };
         let written = self.records_written();
@@ -157,7 +156,7 @@ impl Engine {
     /// Queues `ends` of `alias` again (their write was not confirmed; their records
     /// are written).
     pub(super) fn requeue_ends(&self, alias: &Arc<str>, ends: Vec<apscheduler_core::RunEnd>) {
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e, 0)));
         }
     }
@@ -169,7 +168,7 @@ impl Engine {
         ends: &[apscheduler_core::RunEnd],
         replies: Vec<EndReply>,
     ) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         for (end, reply) in ends.iter().zip(replies) {
@@ -193,7 +192,7 @@ impl Engine {
     /// Renews the leases of the runs held in `alias`; a run the store no longer holds
     /// for this scheduler is forgotten, and a started run asked to stop is told so.
     async fn renew(&self, alias: &Arc<str>, runs: &dyn RunStore) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let handles: Vec<Held> = lock(&leased.held)
@@ -249,7 +248,7 @@ impl Engine {
     /// Takes the runs of `alias` whose holder stopped renewing their leases: unstarted
     /// ones become this scheduler's (started at this pass), started ones interrupted.
     async fn sweep(&self, alias: &Arc<str>, runs: &dyn RunStore) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let swept = match runs
@@ -392,7 +391,7 @@ impl Engine {
         now: DateTime<Utc>,
         used: &mut PassLookups,
     ) {
-        let Some(leased) = &self.inner.leased else {
+        let Some(leased) = self.inner.leased() else {
             return;
         };
         let due: Vec<Run> = lock(&leased.held)
@@ -505,7 +504,7 @@ impl Engine {
     /// A started run whose job cannot run: recorded and ended as an error.
     fn end_unrunnable(&self, alias: &Arc<str>, row: Run, why: String) {
         apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "run {} not started: {why}", row.id);
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             lock(&leased.held).remove(&row.id);
         }
         self.record_row(

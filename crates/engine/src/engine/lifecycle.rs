@@ -31,6 +31,18 @@ impl Engine {
             }
             (st.stores.clone(), st.executors.clone())
         };
+        let leased = self
+            .inner
+            .leased
+            .get_or_init(|| leased_by_default(&stores).then(leased::Leased::default))
+            .is_some();
+        if let Some(recorder) = &self.inner.history {
+            recorder.set_protocol(if leased {
+                apscheduler_core::RunProtocol::LeasedRuns
+            } else {
+                apscheduler_core::RunProtocol::HistoryRecords
+            });
+        }
         for (alias, executor) in &executors {
             executor.start(self.reporter()).map_err(|e| {
                 Error::new(e.kind(), format!("executor '{alias}' failed to start: {e}"))
@@ -173,7 +185,7 @@ impl Engine {
         self.drop_retries();
         // The runs that ended are written as ended before the stores close; the
         // unstarted ones this scheduler holds are taken over once their leases run out.
-        if self.inner.leased.is_some() {
+        if self.inner.leased().is_some() {
             let with_runs: Vec<_> = stores
                 .iter()
                 .filter(|(_, s)| s.runs().is_some())
@@ -305,4 +317,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// Leased runs by default: when every store is persistent and keeps runs (see
+/// [`EngineBuilder::leased_runs`]).
+fn leased_by_default(stores: &[(Arc<str>, Arc<dyn JobStore>)]) -> bool {
+    !stores.is_empty()
+        && stores
+            .iter()
+            .all(|(_, s)| s.capabilities().persistent && s.runs().is_some())
 }

@@ -214,8 +214,16 @@ pub(crate) struct Inner {
     /// When the main loop last finished a pass, and when it means to pass next.
     passes: Mutex<PassMarks>,
     /// The runs this scheduler holds in stores that keep them, with leased runs on
-    /// ([`EngineBuilder::leased_runs`]).
-    leased: Option<leased::Leased>,
+    /// ([`EngineBuilder::leased_runs`]): set when built with an explicit choice,
+    /// else at the first start, from the stores it starts with.
+    leased: OnceLock<Option<leased::Leased>>,
+}
+
+impl Inner {
+    /// The runs this scheduler holds, with leased runs on (and decided).
+    fn leased(&self) -> Option<&leased::Leased> {
+        self.leased.get().and_then(Option::as_ref)
+    }
 }
 
 /// The main loop's last pass and its next, for [`Engine::loop_health`].

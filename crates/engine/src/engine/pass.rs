@@ -117,10 +117,10 @@ impl Engine {
         let mut used = PassLookups::default();
         let interrupted = std::mem::take(&mut *lock(&self.inner.interrupted));
         // With leased runs, the store's sweep runs interrupted `recover` jobs again.
-        if !interrupted.is_empty() && self.inner.leased.is_none() {
+        if !interrupted.is_empty() && self.inner.leased().is_none() {
             self.recover(interrupted, &mut used).await;
         }
-        let mut next_wakeup: Option<DateTime<Utc>> = match self.inner.leased {
+        let mut next_wakeup: Option<DateTime<Utc>> = match self.inner.leased() {
             Some(_) => self.leased_upkeep(now, &mut used).await,
             None => self.start_due_retries(now, &mut used).await,
         };
@@ -432,6 +432,13 @@ impl Engine {
         let (mut due, next) = run_times(&job, &now_tz);
         if due.is_empty() {
             return Some(JobRelease::Update(job));
+        }
+        if self.inner.leased().is_some() {
+            // A leased run's fire time is its row's, kept in whole microseconds as every
+            // store keeps times: its misses, events and records name the same instant.
+            for t in &mut due {
+                *t = chrono::SubsecRound::trunc_subsecs(*t, 6);
+            }
         }
         // Fire times its calendar excludes are recorded and dropped first: coalescing
         // and the misfire grace apply to the ones left.

@@ -174,7 +174,7 @@ impl Engine {
     /// The waiting runs of this scheduler (retries and buffered fire times), by due
     /// time.
     pub fn pending_retries(&self) -> Vec<PendingRun> {
-        if let Some(leased) = &self.inner.leased {
+        if let Some(leased) = self.inner.leased() {
             let mut out: Vec<PendingRun> = lock(&leased.held)
                 .values()
                 .filter_map(|h| match h.run.state {
