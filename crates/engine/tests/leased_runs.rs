@@ -261,11 +261,11 @@ async fn a_dead_schedulers_unstarted_runs_block_no_fire_time_and_run_elsewhere()
         .unwrap();
     b.start(false).await.unwrap();
     // A scheduler that died after its release created the run of 10:00:00, before it
-    // started it.
+    // started it; with the default grace (1 s), over long before its 5 s lease.
     let rules = RunRules {
         max_instances: 1,
         overlap: apscheduler_core::Overlap::Skip,
-        grace_until: Some(at(10, 0, 30)),
+        grace_until: Some(at(10, 0, 1)),
         recover: false,
         batch: None,
     };
@@ -289,7 +289,8 @@ async fn a_dead_schedulers_unstarted_runs_block_no_fire_time_and_run_elsewhere()
         b.process_jobs().await;
     }
     // ...and once its lease ran out, the dead one's run starts here, within its grace
-    // (it ends before the pass's own fire time asks to start: both run).
+    // counted from the takeover (it ends before the pass's own fire time asks to
+    // start: both run).
     for s in 4..=7 {
         clock.set(at(10, 0, s));
         b.process_jobs().await;

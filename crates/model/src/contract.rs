@@ -11,7 +11,7 @@
 //! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence (it recorded the outcome) |
 //! | | `Missing(outcome)` | `Ended(outcome)` | as above |
 //! | | `Interrupting` | `Interrupted` | as above |
-//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting`, `Interrupting`, `Missing` with an expired lease | the same, leased to the sweeper, fence grown | the lease expired on the store's clock |
+//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting`, `Interrupting`, `Missing` with an expired lease | the same, leased to the sweeper, fence grown; a `Claimed` run's grace counted again from the takeover (at most a lease after the lease's end) | the lease expired on the store's clock |
 //! | | `Started` with an expired lease | `Interrupting`, leased to the sweeper, fence grown, and for a `recover` job a new `Claimed` run of the same fire time | as above |
 //!
 //! An end decided by the store (`Missing`, `Interrupting`) stays live until a holder
@@ -109,6 +109,8 @@ pub struct Run {
     pub fence: u16,
     /// A sweep gave it to another holder at least once.
     pub taken_over: bool,
+    /// A `Claimed` run not started by then is missed; `None` for retries and reruns.
+    pub grace_until: Option<Tick>,
 }
 
 /// How a job treats a fire time that comes while it is at `max_instances`.
@@ -152,6 +154,10 @@ pub enum Variant {
     /// `start` ends a missed or skipped run at once (`Ended`, not `Missing`): a holder
     /// that dies before it records the answer leaves a fire time without a record.
     StartEndsMissed,
+    /// `sweep` leaves a taken-over `Claimed` run's grace counted from its fire time:
+    /// with a grace shorter than the lease, a dead node's claimed fire time is only
+    /// ever missed.
+    GraceFromFireTime,
 }
 
 /// The protocol's constants.
@@ -232,8 +238,12 @@ impl Store {
         self.runs.iter_mut().find(|r| r.key == key)
     }
 
-    /// A new run, leased to `holder` with the job's next fence.
+    /// A new run, leased to `holder` with the job's next fence; a fire time's first
+    /// run has the job's grace.
     fn insert(&mut self, rules: &Rules, key: RunKey, state: RunState, holder: NodeId) -> Grant {
+        let spec = &rules.jobs[usize::from(key.job)];
+        let grace_until = (key.attempt == 1 && key.rerun == 0)
+            .then(|| spec.fire_times[usize::from(key.fire)] + spec.grace);
         let job = &mut self.jobs[usize::from(key.job)];
         job.fence += 1;
         let run = Run {
@@ -243,6 +253,7 @@ impl Store {
             lease_until: self.now + rules.lease,
             fence: job.fence,
             taken_over: false,
+            grace_until,
         };
         let grant = grant(&run);
         let at = self.runs.partition_point(|r| r.key < key);
@@ -292,8 +303,16 @@ impl Store {
     }
 
     /// Starts a run the caller holds: a compare-and-set on holder, fence, live lease and
-    /// state. A repeated call for a run it already started answers `Started` again.
-    pub fn start(&mut self, rules: &Rules, node: NodeId, key: RunKey, fence: u16) -> StartReply {
+    /// state. A repeated call for a run it already started answers `Started` again. The
+    /// grace is judged at `at`, the caller's clock, as the stores do.
+    pub fn start(
+        &mut self,
+        rules: &Rules,
+        node: NodeId,
+        key: RunKey,
+        fence: u16,
+        at: Tick,
+    ) -> StartReply {
         let now = self.now;
         let running = self.running(key.job);
         let spec = &rules.jobs[usize::from(key.job)];
@@ -327,12 +346,7 @@ impl Store {
                 return StartReply::Waiting(Some(due));
             }
         }
-        let fire_time = spec.fire_times[usize::from(key.fire)];
-        if run.state == RunState::Claimed
-            && key.attempt == 1
-            && key.rerun == 0
-            && now > fire_time + spec.grace
-        {
+        if run.state == RunState::Claimed && run.grace_until.is_some_and(|g| at > g) {
             decide_missing(rules, run, now, Outcome::Missed);
             return StartReply::Ended(Outcome::Missed);
         }
@@ -457,6 +471,12 @@ impl Store {
             job.fence += 1;
             let fence = job.fence;
             let run = self.run_mut(key).expect("listed");
+            if run.state == RunState::Claimed && rules.variant != Variant::GraceFromFireTime {
+                // Its grace again from the takeover: a dead node's claim outlasts it.
+                let fire_time = rules.jobs[usize::from(key.job)].fire_times[usize::from(key.fire)];
+                let taken = now.min(run.lease_until + rules.lease);
+                run.grace_until = run.grace_until.map(|g| g.max(taken + (g - fire_time)));
+            }
             if started {
                 run.state = match rules.variant {
                     Variant::SweepRequeuesStarted => RunState::Claimed,

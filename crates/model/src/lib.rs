@@ -30,9 +30,14 @@
 //! - and, once faults stop, **every fire time gets an outcome** (ended, or interrupted
 //!   for a job that does not recover, and recorded so).
 //!
+//! - and, reachable: **a fire time taken over after its grace starts** (a sweep gives a
+//!   claimed run its grace again from the takeover, so a dead node's claim, which
+//!   outlasts a grace shorter than the lease, is run and not only missed).
+//!
 //! Broken stores ([`Variant`]) show that the checks catch what they should: a `start`
 //! that ignores the lease, a `sweep` that puts a started run back, a `start` that ends
-//! a missed run at once (its holder dies before recording it).
+//! a missed run at once (its holder dies before recording it), a `sweep` that keeps a
+//! claimed run's grace counted from its fire time.
 //!
 //! ```
 //! use apscheduler_model::{RunModel, Variant};
@@ -111,8 +116,10 @@ impl Faults {
 }
 
 /// Job 0 fires at ticks 0 and 1, runs one instance at a time and buffers one fire time,
-/// retries a failed attempt once a tick later; job 1 fires at tick 0 and is run again
-/// when interrupted. Leases last 4 ticks; a fire time may start up to 3 ticks late.
+/// retries a failed attempt once a tick later, and its fire times may start up to 3
+/// ticks late (less than a lease); job 1 fires at tick 0, is run again when
+/// interrupted, and has no grace (a node whose clock runs ahead misses it). Leases last
+/// 4 ticks.
 fn two_jobs(variant: Variant) -> Rules {
     Rules {
         lease: 4,
@@ -133,7 +140,7 @@ fn two_jobs(variant: Variant) -> Rules {
                 attempts: 1,
                 retry_delay: 0,
                 recover: true,
-                grace: 3,
+                grace: 0,
             },
         ],
         variant,
@@ -224,6 +231,20 @@ impl Model for RunModel {
             Property::sometimes("a sweep takes a run over", |_, s: &State| {
                 s.store.runs.iter().any(|r| r.taken_over)
             }),
+            // A fire time claimed by a node that stopped is started by another, though
+            // the claim's lease outlasted the grace (3 ticks to the lease's 4): its grace
+            // was counted again from the takeover (only a `Claimed` run's is).
+            Property::sometimes(
+                "a fire time taken over after its grace starts",
+                |m: &Self, s: &State| {
+                    s.store.runs.iter().any(|r| {
+                        let spec = &m.setup.rules.jobs[usize::from(r.key.job)];
+                        let due = spec.fire_times[usize::from(r.key.fire)] + spec.grace;
+                        r.grace_until.is_some_and(|g| g > due)
+                            && matches!(r.state, RunState::Started { at } if at > due)
+                    })
+                },
+            ),
         ]
     }
 }

@@ -425,6 +425,7 @@ impl Setup {
     /// Applies `call` on the store for node `n`; answers the reply.
     fn apply(&self, s: &mut State, n: NodeId, call: Call) -> Body {
         let rules = &self.rules;
+        let clock = self.clock(s, n);
         let node = &mut s.nodes[usize::from(n)];
         match call {
             Call::ClaimDue => Body::Granted(s.store.claim_due(rules, n)),
@@ -453,7 +454,7 @@ impl Setup {
                         }
                         Body::Ended(key, seq, s.store.end(rules, n, key, h.fence, outcome))
                     }
-                    _ => Body::Start(key, seq, s.store.start(rules, n, key, h.fence)),
+                    _ => Body::Start(key, seq, s.store.start(rules, n, key, h.fence, clock)),
                 }
             }
         }

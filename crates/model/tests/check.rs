@@ -134,3 +134,16 @@ fn a_start_that_ends_a_missed_run_at_once_is_caught() {
     let failing = failing(RunModel::new(Variant::StartEndsMissed, crash));
     assert!(failing.contains(&"no run ends unrecorded"), "{failing:?}");
 }
+
+#[test]
+fn a_sweep_that_keeps_the_grace_from_the_fire_time_is_caught() {
+    let crash = Faults {
+        crashes: 1,
+        ..Faults::NONE
+    };
+    let failing = failing(RunModel::new(Variant::GraceFromFireTime, crash));
+    assert!(
+        failing.contains(&"a fire time taken over after its grace starts"),
+        "{failing:?}"
+    );
+}

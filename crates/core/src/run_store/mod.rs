@@ -413,7 +413,7 @@ pub struct Swept {
 /// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
 /// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
-/// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence | the lease expired on the store's clock |
+/// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence (a `Claimed` run's grace counted again from the takeover) | the lease expired on the store's clock |
 /// | | `Started`, lease expired | `Interrupting`, leased to the sweeper, new fence, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
 /// | | `Interrupting` or `Missing`, lease expired | the same, leased to the sweeper, new fence | as above |
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Interrupted`] | `Interrupting` | `Interrupted` | the caller holds the run with its current fence (it recorded the interruption) |
@@ -430,6 +430,12 @@ pub struct Swept {
 ///   caller sends: they are schedule times, computed on a scheduler's clock as its due
 ///   jobs are, and whether one passed decides only whether a run starts late, never
 ///   whether it starts twice.
+/// - A sweep that takes a `Claimed` run over MUST give it its grace time again,
+///   counted from the takeover (at most a `lease` after its old lease's end), and
+///   never shorten it: `grace_until` becomes the later of itself and
+///   `min(now, old lease_until + lease) + (grace_until - fire_time)`. A fire time
+///   whose node dies after claiming it is started by a live node, not missed because
+///   the claim outlasted its grace.
 /// - "The caller holds the run" means: its holder is the caller and its fence is the
 ///   one the caller sends.
 /// - A fence MUST only grow per job id: every created run and every takeover gets one

@@ -78,6 +78,20 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The grace of a `Claimed` run a sweep takes over at `now`: its grace time again,
+/// counted from the takeover, when that came within a `lease` of its old lease's end
+/// (from that point otherwise), and never shorter than it was. A node that claims a
+/// fire time and dies holds it for a lease, longer than a short grace: without this a
+/// live node would only take it over to miss it. A live node sweeps every third of a
+/// lease, so the cap only holds back fire times that no node could take over in time
+/// (the whole cluster was down), which keep their lateness bound.
+fn grace_after_takeover(run: &Run, now: DateTime<Utc>, lease: Duration) -> Option<DateTime<Utc>> {
+    let until = run.rules.grace_until?;
+    let grace = until - run.key.fire_time;
+    let taken = now.min(lease_end(run.lease_until, lease));
+    Some(until.max(taken + grace))
+}
+
 impl RunTable {
     /// An empty table.
     pub fn new() -> RunTable {
@@ -593,6 +607,9 @@ impl RunTable {
             }
             let fence = self.next_fence(&key.job_id);
             let run = self.key_mut(&key);
+            if state == RunState::Claimed {
+                run.rules.grace_until = grace_after_takeover(run, now, lease);
+            }
             run.holder = sweeper.clone();
             run.fence = fence;
             run.lease_until = lease_end(now, lease);
@@ -623,5 +640,62 @@ impl RunTable {
             }
         }
         old.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).expect("a time")
+    }
+
+    /// A fire time at 0 s claimed at 0 s with a 5 s lease and `grace` seconds of grace.
+    fn claimed(table: &mut RunTable, job: &str, grace: Option<i64>) {
+        let rules = RunRules {
+            max_instances: 1,
+            overlap: Overlap::Skip,
+            grace_until: grace.map(t),
+            recover: false,
+            batch: None,
+        };
+        let new = NewRun {
+            key: RunKey::first(job, t(0)),
+            state: RunState::Claimed,
+            rules,
+            origin: RunOrigin::Scheduled,
+        };
+        let dead: Arc<str> = "dead".into();
+        assert!(table.insert(&dead, new, t(0), LEASE).is_some());
+    }
+
+    const LEASE: Duration = Duration::from_secs(5);
+
+    fn grace_after_sweep_at(s: i64, grace: Option<i64>) -> Option<DateTime<Utc>> {
+        let mut table = RunTable::new();
+        claimed(&mut table, "job", grace);
+        let swept = table.sweep(&"live".into(), t(s), LEASE, 10);
+        let [taken] = swept.taken.as_slice() else {
+            panic!("one run taken: {swept:?}");
+        };
+        let kept = table.get(&taken.id).expect("kept");
+        assert_eq!(
+            kept.rules, taken.rules,
+            "the row keeps what the sweep answers"
+        );
+        taken.rules.grace_until
+    }
+
+    #[test]
+    fn a_claimed_run_taken_over_has_its_grace_again_from_the_takeover() {
+        // Lease over at 5 s: taken at 6 s, 1 s of grace runs to 7 s.
+        assert_eq!(grace_after_sweep_at(6, Some(1)), Some(t(7)));
+        // Taken 9 s after its lease ended (the cluster was down), it counts from a
+        // lease after the lease's end: 10 s + 1 s.
+        assert_eq!(grace_after_sweep_at(14, Some(1)), Some(t(11)));
+        // A grace still running has it again in full; no grace limit stays none.
+        assert_eq!(grace_after_sweep_at(6, Some(30)), Some(t(36)));
+        assert_eq!(grace_after_sweep_at(6, None), None);
     }
 }

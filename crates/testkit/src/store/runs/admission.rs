@@ -366,3 +366,37 @@ pub async fn check_batches(store: &dyn RunStore) {
         "{CHECK}: the others: {replies:?}"
     );
 }
+
+/// A `Claimed` run a sweep takes over has its grace time again, counted from the
+/// takeover: the fire time of a holder that died after claiming it starts on the
+/// sweeper, though its grace ran out while the dead holder's lease lasted.
+pub async fn check_takeover_grace(store: &dyn RunStore) {
+    const CHECK: &str = "check_takeover_grace";
+    // Its grace ends before its holder's short lease does.
+    let rules = RunRules {
+        grace_until: Some(now() + chrono::Duration::milliseconds(100)),
+        ..run_rules(1, Overlap::Skip)
+    };
+    let runs = released(store, "a", "job", &[60], rules, SHORT).await;
+    let grace = rules.grace_until.expect("a grace") - runs[0].key.fire_time;
+    past_short_lease().await;
+    let before = now();
+    let swept = store.sweep_runs("b", LEASE, 100).await.expect("sweep_runs");
+    let [taken] = swept.taken.as_slice() else {
+        panic!("{CHECK}: the sweep takes the claimed run: {swept:?}");
+    };
+    assert!(
+        taken.rules.grace_until.is_some_and(|g| g >= before + grace),
+        "{CHECK}: its grace ({grace}) counts from the takeover ({before}): {taken:?}"
+    );
+    assert_eq!(
+        row(store, taken).await.rules,
+        taken.rules,
+        "{CHECK}: its row"
+    );
+    let reply = start(store, "b", taken, LEASE).await;
+    assert!(
+        is_started(&reply),
+        "{CHECK}: the sweeper starts it past its first grace: {reply:?}"
+    );
+}

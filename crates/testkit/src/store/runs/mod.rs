@@ -23,6 +23,7 @@ mod pass;
 
 pub use admission::{
     check_batches, check_buffered_runs, check_grace, check_max_instances, check_stop_requests,
+    check_takeover_grace,
 };
 pub use pass::{check_end_and_release, check_end_release_and_start};
 
@@ -663,6 +664,7 @@ where
         check_interrupting_is_taken_over,
         check_recover_runs_again,
         check_grace,
+        check_takeover_grace,
         check_max_instances,
         check_batches,
         check_buffered_runs,
