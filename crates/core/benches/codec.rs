@@ -36,6 +36,7 @@ fn typical() -> JobState {
         next_run_time_zone: Some("Europe/Paris".into()),
         policy: Default::default(),
         paused_reason: None,
+        declaration: None,
     }
 }
 

@@ -23,7 +23,7 @@
 //! #     args: vec![1.into()], kwargs: Default::default(),
 //! #     trigger: apscheduler_core::serde_json::json!({"type": "date"}), executor: "default".into(),
 //! #     misfire_grace_time: Some(1.0), coalesce: true, max_instances: 1, recover: false,
-//! #     policy: Default::default(), paused_reason: None,
+//! #     policy: Default::default(), paused_reason: None, declaration: None,
 //! #     next_run_time: None, next_run_time_zone: None,
 //! # };
 //! let codec = StateCodec::new(StateFormat::Bincode, 1 << 20);
@@ -129,6 +129,8 @@ struct JsonExtras {
     policy: RunPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     paused_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declaration: Option<String>,
 }
 
 impl BinaryExtras {
@@ -204,6 +206,7 @@ impl StateCodec {
                 let later = JsonExtras {
                     policy: state.policy.clone(),
                     paused_reason: state.paused_reason.clone(),
+                    declaration: state.declaration.clone(),
                 };
                 let policy = (later != JsonExtras::default())
                     .then(|| serde_json::to_string(&later))
@@ -294,6 +297,7 @@ impl StateCodec {
                 recover: extras.recover,
                 policy: later.policy,
                 paused_reason: later.paused_reason,
+                declaration: later.declaration,
                 next_run_time: b.next_run_time,
                 next_run_time_zone: b.next_run_time_zone,
             })
@@ -327,6 +331,8 @@ struct JsonStateLazyTrigger<'a> {
     policy: RunPolicy,
     #[serde(default)]
     paused_reason: Option<String>,
+    #[serde(default)]
+    declaration: Option<String>,
     next_run_time: Option<String>,
     #[serde(default)]
     next_run_time_zone: Option<String>,
@@ -362,6 +368,7 @@ impl StateCodec {
             recover: s.recover,
             policy: s.policy,
             paused_reason: s.paused_reason,
+            declaration: s.declaration,
             next_run_time: s.next_run_time,
             next_run_time_zone: s.next_run_time_zone,
         };
@@ -435,6 +442,7 @@ mod tests {
             next_run_time_zone: Some("Europe/Paris".into()),
             policy: Default::default(),
             paused_reason: None,
+            declaration: None,
         }
     }
 
@@ -500,6 +508,25 @@ mod tests {
         )
         .unwrap();
         assert!(!json_text.contains("policy"), "{json_text}");
+    }
+
+    #[test]
+    fn a_declaration_is_kept_by_both_formats_and_the_lazy_read() {
+        let declared = JobState {
+            declaration: Some(r#"{"trigger":"interval","args":{"minutes":5}}"#.to_owned()),
+            ..state()
+        };
+        for format in [StateFormat::Json, StateFormat::Bincode] {
+            let codec = StateCodec::new(format, 1 << 20);
+            let bytes = codec.encode_state(&declared).unwrap();
+            same(&codec.decode(&bytes).unwrap(), &declared);
+            if format == StateFormat::Json {
+                let (lazy, _) = codec.decode_lazy_trigger(&bytes).unwrap();
+                assert_eq!(lazy.declaration, declared.declaration);
+            }
+            let plain = codec.encode_state(&state()).unwrap();
+            assert!(codec.decode(&plain).unwrap().declaration.is_none());
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct Job {
     /// Why the job is paused, when the scheduler paused it (a failure streak); `None`
     /// for a job paused by hand or not paused.
     pub paused_reason: Option<Arc<str>>,
+    /// The trigger as the program declared it, for a job added as a declared job
+    /// (`JobSpec::declared` in the engine): the next declaration of the same trigger
+    /// keeps the stored schedule instead of starting it again from its own time. `None`
+    /// for other jobs, and once the job is rescheduled by other means.
+    pub declaration: Option<Arc<str>>,
     /// The next scheduled run time; `None` means the job is paused.
     pub next_run_time: Option<DateTime<Tz>>,
 }
@@ -123,6 +128,7 @@ impl Job {
             recover: self.recover,
             policy: self.policy.as_ref().clone(),
             paused_reason: self.paused_reason.as_deref().map(str::to_owned),
+            declaration: self.declaration.as_deref().map(str::to_owned),
             next_run_time: self.next_run_time.as_ref().map(to_rfc3339),
             next_run_time_zone: self
                 .next_run_time
@@ -146,6 +152,7 @@ impl fmt::Debug for Job {
             .field("recover", &self.recover)
             .field("policy", &self.policy)
             .field("paused_reason", &self.paused_reason)
+            .field("declaration", &self.declaration)
             .field("next_run_time", &self.next_run_time)
             .finish_non_exhaustive()
     }
@@ -209,6 +216,10 @@ pub struct JobState {
     /// Why the scheduler paused the job; left out when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+    /// The trigger as declared, for a declared job ([`Job::declaration`]); left out
+    /// when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration: Option<String>,
     /// Next run time (RFC 3339), `None` = paused.
     pub next_run_time: Option<String>,
     /// The IANA zone the next run time is shown in (the offset alone does not name it).
@@ -296,6 +307,7 @@ impl JobState {
             recover: self.recover,
             policy: crate::shared_policy(&self.policy),
             paused_reason: self.paused_reason.map(Arc::from),
+            declaration: self.declaration.map(Arc::from),
             next_run_time,
         })
     }

@@ -62,6 +62,7 @@ pub struct JobSpec {
     pub(crate) policy_whole: bool,
     pub(crate) next_run_time: Option<Option<DateTime<Tz>>>,
     pub(crate) replace_existing: bool,
+    pub(crate) declared: bool,
     pub(crate) jitter: Option<f64>,
     /// Boxed: a calendar is large, and most jobs have none.
     pub(crate) calendar: Option<Box<NamedCalendar>>,
@@ -87,6 +88,7 @@ impl JobSpec {
             policy_whole: false,
             next_run_time: None,
             replace_existing: false,
+            declared: false,
             jitter: None,
             calendar: None,
             calendar_action: None,
@@ -260,6 +262,35 @@ impl JobSpec {
     /// Replace a stored job with the same id instead of failing with a conflict.
     pub fn replace_existing(mut self, replace: bool) -> Self {
         self.replace_existing = replace;
+        self
+    }
+
+    /// A job the program declares at every start (the same code path in every replica
+    /// and every deploy), kept in step with the store by the rule `aps` applies to its
+    /// config jobs:
+    ///
+    /// - no stored job with this id: the job is added;
+    /// - a stored job equal to the declaration: kept as it is, its schedule going on
+    ///   (nothing is written, so replicas restarted faster than the interval do not
+    ///   reset or starve it);
+    /// - a stored job whose options changed (task, arguments, executor, grace, coalesce,
+    ///   `max_instances`, `recover`, run policy, name) but not its trigger: updated in
+    ///   place, its next run time and pause kept;
+    /// - a stored job whose trigger changed (kind, arguments, jitter, calendar, the
+    ///   scheduler's time zone): replaced, its next run time computed from now (a paused
+    ///   job stays paused).
+    ///
+    /// Two replicas declaring the same job at once end with one job, never a
+    /// `Conflict`. A job the program no longer declares stays until the program removes
+    /// it (`remove_job`). A declared job changed by hand (`modify_job`) is set back to
+    /// the declaration at the next start; one rescheduled by hand gets the declared
+    /// trigger back. An explicit [`next_run_time`](Self::next_run_time) applies only
+    /// when the job is added or its trigger changed. A built trigger
+    /// ([`trigger`](Self::trigger)) is compared by its stored form: build it from fixed
+    /// instants (not "now"), or give its arguments with
+    /// [`trigger_args`](Self::trigger_args).
+    pub fn declared(mut self, declared: bool) -> Self {
+        self.declared = declared;
         self
     }
 

@@ -45,6 +45,7 @@
 //!     recover: false,
 //!     policy: Default::default(),
 //!     paused_reason: None,
+//!     declaration: None,
 //! };
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -51,6 +51,7 @@
 //!     recover: false,
 //!     policy: Default::default(),
 //!     paused_reason: None,
+//!     declaration: None,
 //! };
 //! store.add_job(job, true).await?;
 //!

@@ -44,6 +44,18 @@ async fn scheduler_over_store_shared_check() {
     .await;
 }
 
+/// Declared jobs across restarts and replicas (`apscheduler_testkit::declared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_jobs_keep_their_schedule() {
+    let Some(db) = common::TestDb::new("declared_jobs_keep_their_schedule") else {
+        return;
+    };
+    apscheduler_testkit::declared::check_declared_jobs(|| {
+        Arc::new(db.store_on("declared")) as Arc<dyn JobStore>
+    })
+    .await;
+}
+
 /// Two schedulers 5 s apart on one collection (`apscheduler_testkit::scheduler::check_clock_skew`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_never_starts_a_fire_time_twice() {

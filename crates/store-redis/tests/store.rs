@@ -38,6 +38,20 @@ async fn scheduler_over_store_shared_check() {
     .await;
 }
 
+/// Declared jobs across restarts and replicas (`apscheduler_testkit::declared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_jobs_keep_their_schedule() {
+    let Some(url) = common::redis_url("declared_jobs_keep_their_schedule") else {
+        return;
+    };
+    let prefixes = common::Prefixes::new(&url);
+    let prefix = prefixes.fresh();
+    apscheduler_testkit::declared::check_declared_jobs(|| {
+        std::sync::Arc::new(common::store(&url, &prefix)) as std::sync::Arc<dyn JobStore>
+    })
+    .await;
+}
+
 /// The testkit's shared corrupt-job check, with entries planted directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_job_set_aside_shared_check() {

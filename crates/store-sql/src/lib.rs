@@ -36,6 +36,7 @@
 //!     recover: false,
 //!     policy: Default::default(),
 //!     paused_reason: None,
+//!     declaration: None,
 //! };
 //!
 //! // No I/O yet: the store connects (and creates its tables) when started.

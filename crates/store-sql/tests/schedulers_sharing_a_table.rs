@@ -16,6 +16,7 @@ on_every_backend!(
     two_schedulers_share_a_table,
     scheduler_over_store_shared_check,
     clock_skew_never_starts_a_fire_time_twice,
+    declared_jobs_keep_their_schedule,
     runs_are_leased_rows_by_default,
 );
 
@@ -141,6 +142,15 @@ async fn runs_are_leased_rows_by_default(tables: &Tables) {
 async fn scheduler_over_store_shared_check(tables: &Tables) {
     let table = tables.table();
     apscheduler_testkit::scheduler::check_scheduler_over_store(|| {
+        Arc::new(tables.store_on(&table)) as Arc<dyn JobStore>
+    })
+    .await;
+}
+
+/// Declared jobs across restarts and replicas (`apscheduler_testkit::declared`).
+async fn declared_jobs_keep_their_schedule(tables: &Tables) {
+    let table = tables.table();
+    apscheduler_testkit::declared::check_declared_jobs(|| {
         Arc::new(tables.store_on(&table)) as Arc<dyn JobStore>
     })
     .await;

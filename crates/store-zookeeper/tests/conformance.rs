@@ -151,6 +151,19 @@ async fn scheduler_over_store() {
     .await;
 }
 
+/// Declared jobs across restarts and replicas (`apscheduler_testkit::declared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_jobs_keep_their_schedule() {
+    let Some(hosts) = common::zk_hosts("declared_jobs_keep_their_schedule") else {
+        return;
+    };
+    let path = common::fresh_path();
+    apscheduler_testkit::declared::check_declared_jobs(|| {
+        Arc::new(common::store(&hosts, &path)) as Arc<dyn JobStore>
+    })
+    .await;
+}
+
 /// Two schedulers 5 s apart on one root path (`apscheduler_testkit::scheduler::check_clock_skew`):
 /// leases run on the server's clock here, so the one ahead never takes a live one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

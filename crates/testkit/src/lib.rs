@@ -19,10 +19,13 @@
 //! ```
 //!
 //! ## Feature flags
-//! - `scheduler`: `scheduler::check_scheduler_over_store`, the engine over a store
-//!   (every persistent store's tests enable it).
+//! - `scheduler`: `scheduler::check_scheduler_over_store`, the engine over a store, and
+//!   `declared::check_declared_jobs`, declared jobs across restarts and replicas (every
+//!   persistent store's tests enable it).
 
 pub mod bench;
+#[cfg(feature = "scheduler")]
+pub mod declared;
 pub mod ensemble;
 pub mod executor;
 pub mod history;

@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 /// An engine over `store` on `clock`, running the task `count` inline, recording events.
-fn engine(
+pub(crate) fn engine(
     store: Arc<dyn JobStore>,
     clock: &Arc<ManualClock>,
     id: &str,
@@ -47,7 +47,8 @@ fn engine(
     engine
 }
 
-fn t(seconds: i64) -> DateTime<Utc> {
+/// The instant `seconds` after the checks' epoch.
+pub(crate) fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0)
         .single()
         .expect("a valid instant")

@@ -207,6 +207,7 @@ fn job() -> Job {
         recover: false,
         policy: crate::default_policy(),
         paused_reason: None,
+        declaration: None,
         next_run_time: None,
     }
 }

@@ -137,11 +137,15 @@ impl Engine {
             policy: apscheduler_core::shared_policy(&policy),
             next_run_time: spec.next_run_time.flatten(),
             paused_reason: None,
+            declaration: spec
+                .declared
+                .then(|| super::declared::declaration_of(&spec, tz)),
         };
         Ok(PreparedJob(Pending {
             job,
             jobstore,
             replace_existing: spec.replace_existing,
+            declared: spec.declared,
             run_once,
             explicit_next: spec.next_run_time.is_some(),
             generated_id: spec.id.is_none(),
@@ -184,7 +188,7 @@ impl Engine {
                 // A generated id, unique by construction.
             } else if !st.pending_ids.insert_new(key) {
                 if st.pending.iter().any(|p| p.job.id == job.id) {
-                    if !pending.replace_existing {
+                    if !pending.replace_existing && !pending.declared {
                         return Err(Error::conflict(&job.id));
                     }
                     // Kept beside the earlier one, as APScheduler keeps its pending list:
@@ -211,7 +215,7 @@ impl Engine {
         // under it, as APScheduler does). Concurrent adds then reach the store
         // together, which commits them together where it can (PostgreSQL's group
         // commit), instead of one commit after another.
-        let _guard = if pending.replace_existing {
+        let _guard = if pending.replace_existing || pending.declared {
             Some(self.inner.jobs_lock.lock().await)
         } else {
             None
@@ -353,6 +357,7 @@ impl Engine {
             mut job,
             jobstore,
             replace_existing,
+            declared,
             run_once,
             explicit_next,
             generated_id: _,
@@ -367,6 +372,11 @@ impl Engine {
         if run_once {
             // A job without a trigger runs once, now (at start for pending jobs).
             job.trigger = Arc::new(DateTrigger::new(now));
+        }
+        if declared {
+            return self
+                .store_declared(job, &jobstore, &store, explicit_next, &now)
+                .await;
         }
         if !explicit_next {
             // Re-declaring a paused job (replace_existing) keeps it paused.

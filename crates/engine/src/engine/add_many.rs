@@ -7,7 +7,8 @@ impl Engine {
     /// Adds several jobs: APScheduler's `add_job` for each, in order, with one write per
     /// store. Every spec is checked before any job is added. Before start the jobs are
     /// pending, as with `add_job`. After start the jobs of each store are added all or
-    /// nothing (one `JobStore::add_jobs` batch); jobs with `replace_existing` are
+    /// nothing (one `JobStore::add_jobs` batch); jobs with `replace_existing` or
+    /// [`declared`](JobSpec::declared) are
     /// written one by one (a paused job they replace must stay paused, which needs a
     /// lookup). The events are those of `add_job`, in the order of the specs, once the
     /// stores have the jobs.
@@ -39,7 +40,7 @@ impl Engine {
         let mut queued: Vec<(Arc<str>, Arc<str>, bool)> = Vec::new();
         let mut earliest: Option<DateTime<Utc>> = None;
         for p in to_store {
-            if p.replace_existing {
+            if p.replace_existing || p.declared {
                 // Written on its own, after what comes before it, so the events stay in
                 // the order of the specs.
                 self.flush(&mut batches, &mut queued).await?;

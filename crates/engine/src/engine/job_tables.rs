@@ -134,6 +134,7 @@ impl JobTable for PendingTable<'_> {
     ) -> Result<Option<Job>, Error> {
         self.update(id, |p| {
             p.job.trigger = trigger;
+            p.job.declaration = None;
             p.run_once = false;
         })
         .map(Some)
@@ -235,6 +236,8 @@ impl JobTable for StoreTable<'_> {
         let (mut job, alias, store) = engine.find(id, jobstore).await?;
         let paused = job.is_paused();
         job.trigger = trigger;
+        // No longer the declared trigger: the next declaration sets it back.
+        job.declaration = None;
         engine.store_rescheduled(job, &alias, &store, !paused).await
     }
 

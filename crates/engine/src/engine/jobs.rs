@@ -222,5 +222,7 @@ pub(super) fn apply_changes(job: &mut Job, c: &JobChanges) {
     }
     if let Some(t) = &c.trigger {
         job.trigger = t.clone();
+        // No longer the declared trigger: the next declaration sets it back.
+        job.declaration = None;
     }
 }

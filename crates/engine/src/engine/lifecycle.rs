@@ -281,7 +281,7 @@ impl Engine {
         let candidates: Vec<(Arc<str>, Arc<str>)> = lock(&self.inner.state)
             .pending
             .iter()
-            .filter(|p| !p.replace_existing && !p.generated_id)
+            .filter(|p| !p.replace_existing && !p.declared && !p.generated_id)
             .map(|p| (p.job.id.clone(), p.jobstore.clone()))
             .collect();
         let mut conflicts = Vec::new();

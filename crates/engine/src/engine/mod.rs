@@ -62,6 +62,7 @@ mod calendar;
 mod catchup;
 mod claim;
 mod components;
+mod declared;
 mod durable_start;
 mod elsewhere;
 mod events;

@@ -12,6 +12,9 @@ pub(super) struct Pending {
     pub(super) job: Job,
     pub(super) jobstore: Arc<str>,
     pub(super) replace_existing: bool,
+    /// Added with [`JobSpec::declared`]: kept, updated or replaced by
+    /// [`super::declared`]'s rule.
+    pub(super) declared: bool,
     /// The job had no trigger: it runs once, at start.
     pub(super) run_once: bool,
     /// `next_run_time` was given explicitly.

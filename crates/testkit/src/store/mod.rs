@@ -190,6 +190,7 @@ pub fn sample_job(id: &str, next_run_time: Option<DateTime<Tz>>, trigger: Arc<dy
         next_run_time,
         policy: Default::default(),
         paused_reason: None,
+        declaration: None,
     }
 }
 
