@@ -448,12 +448,22 @@ fn a_date_job_runs_once_across_restarts() {
     );
 }
 
+/// A job of the reload test whose command changes and whose schedule does not.
+const KEPT: &str = "[[jobs]]\nid = \"kept\"\ncommand = \"true\"\ninterval = 3600\n";
+
 #[test]
 fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
     let dir = Dir::new(&format!(
-        "{HEAD}[[jobs]]\nid = \"a\"\ncommand = \"true\"\ninterval = 60\n[[jobs]]\nid = \"b\"\ncommand = \"true\"\ninterval = 60\n"
+        "{HEAD}[[jobs]]\nid = \"a\"\ncommand = \"true\"\ninterval = 60\n[[jobs]]\nid = \"b\"\ncommand = \"true\"\ninterval = 60\n{KEPT}"
     ));
     let daemon = dir.start();
+    let next_of = |id: &str| {
+        let jobs = dir.jobs();
+        let job = jobs.iter().find(|j| j["id"] == id).unwrap();
+        job["next_run_time"].as_str().map(str::to_owned)
+    };
+    let kept_next = next_of("kept");
+    assert!(kept_next.is_some());
     assert!(dir.aps(&["jobs", "pause", "b"]).status.success());
     assert!(dir
         .aps(&[
@@ -469,8 +479,12 @@ fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
         .status
         .success());
     // a removed, b changed (stays paused), c added; the CLI's job is kept.
+    // The reload comes at least a second after the start, so that a next run time
+    // computed again would differ.
+    std::thread::sleep(Duration::from_millis(1100));
     dir.write(&format!(
-        "{HEAD}[[jobs]]\nid = \"b\"\ncommand = \"echo changed\"\ninterval = 30\n[[jobs]]\nid = \"c\"\ncommand = \"true\"\ncron = \"*/5 * * * *\"\n"
+        "{HEAD}[[jobs]]\nid = \"b\"\ncommand = \"echo changed\"\ninterval = 30\n[[jobs]]\nid = \"c\"\ncommand = \"true\"\ncron = \"*/5 * * * *\"\n{}",
+        KEPT.replace("command = \"true\"", "command = \"echo changed\"")
     ));
     daemon.signal("HUP");
     wait_for("the reload", Duration::from_secs(10), || {
@@ -479,12 +493,17 @@ fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
     let jobs = dir.jobs();
     let mut ids: Vec<_> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
-    assert_eq!(ids, ["b", "c", "manual"]);
+    assert_eq!(ids, ["b", "c", "kept", "manual"]);
     let b = jobs.iter().find(|j| j["id"] == "b").unwrap();
     assert_eq!(
         (b["paused"].as_bool(), b["trigger"].as_str()),
         (Some(true), Some("every 30s"))
     );
+    // Only its command changed: its next run is where it was.
+    assert_eq!(next_of("kept"), kept_next, "kept's schedule goes on");
+    let shown = dir.aps(&["jobs", "show", "kept"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("echo changed"), "{shown}");
 
     dir.write(&format!(
         "{HEAD}[[jobs]]\nid = \"d\"\ncommand = \"true\"\ncron = \"99 * * * *\"\n"
@@ -504,7 +523,11 @@ fn sighup_applies_a_changed_config_and_refuses_a_broken_one() {
         .map(|j| j["id"].as_str().unwrap().to_owned())
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, ["b", "c", "manual"], "the running config stays");
+    assert_eq!(
+        ids,
+        ["b", "c", "kept", "manual"],
+        "the running config stays"
+    );
 }
 
 /// A one-connection-at-a-time HTTP server answering each request with the next status.

@@ -35,8 +35,9 @@ pub(crate) fn spec_of(def: &JobDef) -> JobSpec {
     }
 }
 
-/// Makes the store hold the config's jobs: new ones added, changed ones replaced (a
-/// paused job stays paused), unchanged ones left alone (their next run time kept), and
+/// Makes the store hold the config's jobs: new ones added, changed ones updated (their
+/// next run time kept unless their schedule changed; a paused job stays paused),
+/// unchanged ones left alone (their next run time kept), and
 /// jobs from an earlier config that are gone from this one removed. Jobs added with
 /// `aps jobs add`, and jobs the daemon did not make, are left alone.
 pub(crate) async fn sync(
@@ -56,13 +57,21 @@ pub(crate) async fn sync(
         match stored.get(&def.id) {
             Some(job) if JobDef::from_kwargs(&job.kwargs).as_ref() == Some(def) => {}
             Some(job) => {
-                let mut spec = spec_of(def).replace_existing(true);
                 // A job that ran only at start was stored paused; not paused by hand.
                 let start_only =
                     JobDef::from_kwargs(&job.kwargs).is_some_and(|old| old.runs_only_at_start());
-                if job.is_paused() && !start_only {
-                    spec = spec.next_run_time(None);
-                }
+                let spec = if start_only || def.runs_only_at_start() {
+                    let spec = spec_of(def).replace_existing(true);
+                    if job.is_paused() && !start_only {
+                        spec.next_run_time(None)
+                    } else {
+                        spec
+                    }
+                } else {
+                    // The library's rule for declared jobs: updated in place, its next run
+                    // time kept while its schedule is the same; a paused job stays paused.
+                    spec_of(def).declared(true)
+                };
                 scheduler
                     .add_job(spec)
                     .await
@@ -70,7 +79,12 @@ pub(crate) async fn sync(
                 changed += 1;
             }
             None if already_done(def, scheduler, history).await => {}
-            None => match scheduler.add_job(spec_of(def)).await {
+            // Declared, so that a later change keeps its schedule when that is the same
+            // (a job that runs only at start has none).
+            None => match scheduler
+                .add_job(spec_of(def).declared(!def.runs_only_at_start()))
+                .await
+            {
                 Ok(_) => added += 1,
                 // Another daemon on the store added it since the listing (daemons
                 // started together): theirs stands if it is this config's job.
