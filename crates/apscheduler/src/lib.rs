@@ -186,6 +186,7 @@ pub mod prelude {
     pub use apscheduler_core::serde_json::json;
     pub use apscheduler_core::{
         Error, ErrorKind, Job, TaskContext, TaskFailure, TaskResult, Trigger, TriggerError,
+        VirtualClock,
     };
     #[cfg(feature = "scheduler")]
     pub use apscheduler_engine::{

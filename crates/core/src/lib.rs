@@ -77,7 +77,7 @@ pub use async_trait::async_trait;
 pub use cancel::{CancelRequest, CancelSignal};
 pub use chrono;
 pub use chrono_tz;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, VirtualClock};
 pub use error::{Error, ErrorKind, Result, TriggerError};
 pub use event::{Event, EventMask, JobFailure};
 pub use executor::{DeferredRun, Executor, InstanceTracker, JobRun, RunReporter, SubmitError};
