@@ -290,3 +290,34 @@ fn bad_input_is_a_typed_error_naming_the_field() {
     let err = h.run(h.engine.start(false)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
 }
+
+#[test]
+fn build_job_builds_what_add_job_stores_and_stores_nothing() {
+    let h = Harness::new();
+    h.run(h.engine.start(false)).unwrap();
+    h.take();
+    let spec = || {
+        JobSpec::task("noop")
+            .id("built")
+            .trigger_args("interval", json!({"minutes": 5}))
+    };
+    let built = h.engine.build_job(spec()).unwrap();
+    assert_eq!(built.next_run_time.unwrap(), at(10, 5, 0));
+    assert!(h.run(h.engine.get_job("built", None)).unwrap().is_none());
+    assert!(h.take().is_empty(), "no event for a built job");
+    let added = h.run(h.engine.add_job(spec())).unwrap();
+    assert_eq!(added.next_run_time, built.next_run_time);
+    assert_eq!(added.name, built.name);
+    // The checks of add_job: an unknown task, a trigger with nothing left.
+    let err = h
+        .engine
+        .build_job(JobSpec::task("missing").trigger_args("interval", json!({"minutes": 5})))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let args = json!({"seconds": 10, "start_date": "2024-01-01 00:00:00", "end_date": "2024-01-02 00:00:00"});
+    let err = h
+        .engine
+        .build_job(JobSpec::task("noop").trigger_args("interval", args))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}

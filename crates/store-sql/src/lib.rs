@@ -387,6 +387,8 @@ mod first;
 mod held;
 mod history;
 mod history_ops;
+mod in_transaction;
+pub use in_transaction::TransactionConnection;
 mod job_store;
 #[cfg(feature = "mysql")]
 mod mysql;

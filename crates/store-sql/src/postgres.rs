@@ -75,14 +75,7 @@ impl Statements {
     fn new(n: &Names) -> Self {
         let jobs = &n.jobs;
         let runs = crate::runs_sql::RunStatements::new(Dialect::Postgres, n);
-        // Each row gets its claim partition from its id (an upsert keeps it: same id).
-        let insert = format!(
-            "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \
-             SELECT v.*, {} FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
-             $5::BYTEA[], $6::INTEGER[]) AS v(id, next_run_time, paused, state, state_bin, \
-             format_version)",
-            schema::partition_of(Dialect::Postgres, "v.id")
-        );
+        let insert = insert_sql(jobs);
         let claimable = format!(
             "next_run_time <= $2 AND corrupt IS NULL \
              AND (lease_expires IS NULL OR lease_expires <= {NOW} OR lease_holder = $4)"
@@ -183,6 +176,34 @@ impl PgDriver {
     }
 }
 
+/// The insert of a batch of rows into `jobs`, their columns as the arrays `$1` to `$6`
+/// ([`Columns`]); each row gets its claim partition from its id (an upsert keeps it:
+/// same id).
+pub(crate) fn insert_sql(jobs: &str) -> String {
+    format!(
+        "INSERT INTO {jobs} ({WRITTEN_COLUMNS}, claim_partition) \
+         SELECT v.*, {} FROM UNNEST($1::VARCHAR[], $2::BIGINT[], $3::BOOLEAN[], $4::TEXT[], \
+         $5::BYTEA[], $6::INTEGER[]) AS v(id, next_run_time, paused, state, state_bin, \
+         format_version)",
+        schema::partition_of(Dialect::Postgres, "v.id")
+    )
+}
+
+/// Binds a batch's columns to [`insert_sql`].
+pub(crate) fn bind_insert<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &[EncodedJob],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let c = Columns::of(rows);
+    query
+        .bind(c.ids)
+        .bind(c.next_run_times)
+        .bind(c.paused)
+        .bind(c.states)
+        .bind(c.state_bins)
+        .bind(c.versions)
+}
+
 /// The columns of a batch, as arrays.
 struct Columns {
     ids: Vec<String>,
@@ -247,19 +268,12 @@ impl Driver for PgDriver {
     }
 
     async fn insert(&self, rows: &[EncodedJob], replace: bool) -> Result<()> {
-        let c = Columns::of(rows);
         let sql = if replace {
             &self.sql.upsert
         } else {
             &self.sql.insert
         };
-        sqlx::query(sql)
-            .bind(&c.ids)
-            .bind(&c.next_run_times)
-            .bind(&c.paused)
-            .bind(&c.states)
-            .bind(&c.state_bins)
-            .bind(&c.versions)
+        bind_insert(sqlx::query(sql), rows)
             .execute(&self.pool)
             .await
             .map_err(|e| {

@@ -23,6 +23,36 @@ impl Engine {
         }
     }
 
+    /// The job [`add_job`](Self::add_job) would store for `spec` in a running
+    /// scheduler, built and checked (its store, executor and task exist; a persistent
+    /// store gets no closure) with its first run time from now, but not stored: for a
+    /// store's own way of adding, such as a SQL store's `SqlJobStore::add_job_in`, which
+    /// writes it inside the caller's transaction. No event is sent: the job reaches the
+    /// schedulers through the store, as a job another process added.
+    ///
+    /// # Errors
+    /// As [`add_job`](Self::add_job); `InvalidInput` when the trigger has no fire time
+    /// left.
+    pub fn build_job(&self, spec: JobSpec) -> Result<Job, Error> {
+        let PreparedJob(p) = self.prepare_job(spec)?;
+        let mut job = p.job;
+        self.check_job(&job, &p.jobstore, true)?;
+        let now = self.now_tz(job.trigger.timezone());
+        if p.run_once {
+            job.trigger = Arc::new(DateTrigger::new(now));
+        }
+        if !p.explicit_next {
+            job.next_run_time = job.trigger.next_fire_time(None, &now);
+            if job.next_run_time.is_none() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("job '{}': its trigger has no fire time left", job.id),
+                ));
+            }
+        }
+        Ok(job)
+    }
+
     /// Builds the job a spec describes (trigger, id, options), validated.
     pub(crate) fn prepare_job(&self, spec: JobSpec) -> Result<PreparedJob, Error> {
         let (tz, defaults, executor, jobstore) = {
