@@ -289,6 +289,9 @@ impl JobSpec {
     /// ([`trigger`](Self::trigger)) is compared by its stored form: build it from fixed
     /// instants (not "now"), or give its arguments with
     /// [`trigger_args`](Self::trigger_args).
+    ///
+    /// A declared job needs an [`id`](Self::id): without one, adding it is an
+    /// `InvalidInput` error (a generated id would differ at every start).
     pub fn declared(mut self, declared: bool) -> Self {
         self.declared = declared;
         self

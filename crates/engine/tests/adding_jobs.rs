@@ -321,3 +321,21 @@ fn build_job_builds_what_add_job_stores_and_stores_nothing() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
+
+#[test]
+fn a_declared_job_without_an_id_is_refused() {
+    let h = Harness::new();
+    let spec = || {
+        JobSpec::task("noop")
+            .trigger_args("interval", json!({"minutes": 5}))
+            .declared(true)
+    };
+    // Before start (pending) and after: each start would otherwise add one more job.
+    let err = h.run(h.engine.add_job(spec())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("'id'"), "{err}");
+    h.run(h.engine.start(false)).unwrap();
+    let err = h.run(h.engine.add_job(spec())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(h.run(h.engine.get_jobs(None)).unwrap().is_empty());
+}

@@ -73,6 +73,14 @@ impl Engine {
                 ))
             }
             Some(id) => id.as_str().into(),
+            // A generated id is new at every start: the declaration would add one more
+            // job each time instead of finding the stored one.
+            None if spec.declared => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "invalid value for 'id': none: a declared job needs an id of its own,                      the same at every start (JobSpec::id)",
+                ))
+            }
             None => new_job_id(),
         };
         let run_once = matches!(spec.trigger, TriggerSpec::RunOnce);
