@@ -49,17 +49,27 @@ pub(super) struct HeldRun {
     pub(super) alias: Arc<str>,
     pub(super) run: Run,
     pub(super) cancel: CancelSignal,
+    /// A start of it is in flight (`start_rows`, awaiting the store): a pass must not
+    /// start it too. A start may come from another task than the loop's (run now), and
+    /// the store answers `Started` again to its holder.
+    pub(super) starting: bool,
 }
 
 impl Leased {
     /// Holds `run` (of the store `alias`).
     pub(super) fn hold(&self, alias: &Arc<str>, run: Run, cancel: CancelSignal) {
+        self.hold_as(alias, run, cancel, false);
+    }
+
+    /// Holds `run`, marked [`HeldRun::starting`] or not.
+    fn hold_as(&self, alias: &Arc<str>, run: Run, cancel: CancelSignal, starting: bool) {
         lock(&self.held).insert(
             run.id.clone(),
             HeldRun {
                 alias: alias.clone(),
                 run,
                 cancel,
+                starting,
             },
         );
     }
@@ -230,10 +240,12 @@ impl Engine {
             .flat_map(|(_, rows)| rows.iter().map(Run::held))
             .collect();
         // Held before the answer: a reply lost to a store outage leaves rows this
-        // scheduler keeps renewing and tries again.
+        // scheduler keeps renewing and tries again. Marked as starting until then, so
+        // that a pass meanwhile does not start them as well (every row is held again
+        // or dropped once the answer is applied).
         for (p, rows) in &starting {
             for row in rows {
-                leased.hold(alias, row.clone(), p.run.cancel.clone());
+                leased.hold_as(alias, row.clone(), p.run.cancel.clone(), true);
             }
         }
         let replies = match runs
@@ -248,6 +260,12 @@ impl Engine {
             Ok(replies) => replies,
             Err(e) => {
                 apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, "the store did not answer the start of {} run(s) ({e}); they are asked again at the next pass", handles.len());
+                let mut held = lock(&leased.held);
+                for handle in &handles {
+                    if let Some(h) = held.get_mut(&handle.id) {
+                        h.starting = false;
+                    }
+                }
                 return;
             }
         };

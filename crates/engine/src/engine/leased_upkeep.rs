@@ -396,7 +396,7 @@ impl Engine {
         };
         let due: Vec<Run> = lock(&leased.held)
             .values()
-            .filter(|h| h.alias == *alias)
+            .filter(|h| h.alias == *alias && !h.starting)
             .filter(|h| match h.run.state {
                 RunState::Claimed | RunState::Waiting { due_at: None } => true,
                 RunState::Waiting { due_at: Some(t) } => t <= now,
