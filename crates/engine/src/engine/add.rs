@@ -78,7 +78,8 @@ impl Engine {
             None if spec.declared => {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
-                    "invalid value for 'id': none: a declared job needs an id of its own,                      the same at every start (JobSpec::id)",
+                    "invalid value for 'id': none: a declared job needs an id of its own, \
+                     the same at every start (JobSpec::id)",
                 ))
             }
             None => new_job_id(),
