@@ -416,7 +416,8 @@ impl RunHistory for MongoDbRunHistory {
             statements,
             context,
         )
-        .await?;
+        .await?
+        .failures;
         for (index, code, message) in failures {
             let Some(record) = replace.get(index) else {
                 return Err(write_error(&self.namespace, context, code, message));

@@ -135,7 +135,8 @@ impl JobStore for MongoDbJobStore {
             let conn = self.conn().await?;
             let failures = self
                 .write_command(&conn, "update", "updates", statements, "add_jobs (replace)")
-                .await?;
+                .await?
+                .failures;
             for (index, code, message) in failures {
                 match unique.get(index) {
                     // Raced with another insert of the same new id: update it.
@@ -438,19 +439,16 @@ impl JobStore for MongoDbJobStore {
         let expires = clock.saturating_add(lease_length(lease));
         let mut lost: Vec<&str> = Vec::new();
         for chunk in unique.chunks(IDS_PER_QUERY) {
-            let result = conn
-                .jobs
-                .update_many(
-                    doc! {
-                        field::ID: {"$in": chunk},
-                        field::LEASE_HOLDER: scheduler_id,
-                        field::LEASE_EXPIRES: {"$gt": clock},
-                    },
-                    doc! {"$set": {field::LEASE_EXPIRES: expires}},
-                )
-                .await
-                .map_err(|e| self.fail(context, e))?;
-            if usize::try_from(result.matched_count).is_ok_and(|n| n == chunk.len()) {
+            let filters = chunk.iter().map(|id| {
+                doc! {
+                    field::ID: *id,
+                    field::LEASE_HOLDER: scheduler_id,
+                    field::LEASE_EXPIRES: {"$gt": clock},
+                }
+            });
+            let update = doc! {"$set": {field::LEASE_EXPIRES: expires}};
+            let matched = self.update_each(&conn, filters, &update, context).await?;
+            if usize::try_from(matched).is_ok_and(|n| n == chunk.len()) {
                 continue;
             }
             // Which ones are held now (extended just now, by this call or a twin)?

@@ -117,11 +117,15 @@
 //!    (the index), returning their ids only. Claimable is
 //!    `{next_run_time: {$lte: now}, corrupt: null, lease_expires: {$not: {$gt: server_now}}}`
 //!    (or leased to the caller): due, readable, and with no lease or an expired one.
-//! 2. `updateMany` `{_id: {$in: ids}, <claimable>}` setting
+//! 2. one unordered `update` command per 100 ids, a single-document statement per id:
+//!    `{_id: id, <claimable>}` setting
 //!    `{lease_holder: scheduler_id, lease_expires: server_now + lease, lease_token: <random>}`.
-//!    A multi-document update is atomic per document and checks the filter on each
-//!    document as it writes it, so a job that another scheduler claimed in the
-//!    meantime no longer matches and is left alone: two claimers never both take one.
+//!    Each statement checks the filter as it writes its document, so a job that another
+//!    scheduler claimed in the meantime no longer matches and is left alone: two
+//!    claimers never both take one. (Not one `updateMany`: on SecantusDB a
+//!    multi-document update keeps the collection's lock while it waits for a run
+//!    step's uncommitted write to a job, and the step's next write waits for that
+//!    lock, so the server hangs; a single-document statement waits without the lock.)
 //! 3. `find` `{_id: {$in: ids}, lease_token: <random>}`: exactly the jobs this call
 //!    took, read after the lease was set (never a state from before).
 //!
@@ -141,7 +145,8 @@
 //! second time, and one `find` on `{_id: {$in: ids}, release_token}` then tells that the
 //! first attempt applied, so the job is released, not lost (its fire time would
 //! otherwise be started by nobody). [`extend_leases`](JobStore::extend_leases) reads the server's
-//! time, then sends one `updateMany` per 100 ids, filtered on the caller's live leases.
+//! time, then sends one `update` command per 100 ids (a single-document statement per
+//! id, as the claim does), filtered on the caller's live leases.
 //!
 //! ## Change streams
 //! Where the server offers change streams (a replica set, a sharded cluster,
@@ -366,7 +371,7 @@ pub use crate::history::MongoDbRunHistory;
 pub use crate::names::{validate_collection_name, validate_database_name};
 use apscheduler_core::time::micros::{lease_length, to_instant as from_micros};
 pub use builder::MongoDbJobStoreBuilder;
-use link::{fail, url_database, write_command, write_error, Conn, Link, Source};
+use link::{fail, url_database, write_command, write_error, Conn, Link, Source, Written};
 use ops::{unset_lease, Claim, Round, RELEASE_BURST};
 
 /// The MongoDB driver this crate is built with, to build a [`mongodb::Client`] for

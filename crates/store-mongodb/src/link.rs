@@ -227,9 +227,15 @@ pub(crate) fn fail(namespace: &str, context: impl Into<String>, source: DriverEr
     .into_error()
 }
 
+/// What a write command did: the statements' write errors (index into the statements,
+/// code, message) and how many documents its statements matched (`n`).
+pub(crate) struct Written {
+    pub(crate) failures: Vec<(usize, i32, String)>,
+    pub(crate) matched: u64,
+}
+
 /// Runs a write command (`update` or `delete`) on `target` over `statements` (each with its
-/// size in bytes), in as many commands as the limits need, unordered. Returns the
-/// statements' write errors: (index into `statements`, code, message).
+/// size in bytes), in as many commands as the limits need, unordered.
 pub(crate) async fn write_command(
     database: &Database,
     target: &Collection<Document>,
@@ -238,8 +244,9 @@ pub(crate) async fn write_command(
     list: &str,
     statements: Vec<(Document, usize)>,
     context: &str,
-) -> Result<Vec<(usize, i32, String)>, Error> {
+) -> Result<Written, Error> {
     let mut failures = Vec::new();
+    let mut matched = 0;
     let mut start = 0;
     let mut statements = statements.into_iter().peekable();
     while statements.peek().is_some() {
@@ -268,6 +275,11 @@ pub(crate) async fn write_command(
             .run_command(body)
             .await
             .map_err(|e| fail(namespace, context, e))?;
+        matched += reply
+            .get("n")
+            .and_then(bson_int)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
         if let Ok(errors) = reply.get_array("writeErrors") {
             for error in errors.iter().filter_map(Bson::as_document) {
                 let index = error
@@ -298,7 +310,7 @@ pub(crate) async fn write_command(
         }
         start += count;
     }
-    Ok(failures)
+    Ok(Written { failures, matched })
 }
 
 pub(crate) fn write_error(namespace: &str, context: &str, code: i32, message: String) -> Error {

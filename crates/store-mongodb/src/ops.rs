@@ -98,7 +98,7 @@ impl MongoDbJobStore {
         list: &str,
         statements: Vec<(Document, usize)>,
         context: &str,
-    ) -> Result<Vec<(usize, i32, String)>, Error> {
+    ) -> Result<Written, Error> {
         write_command(
             &conn.database,
             &conn.jobs,
@@ -115,10 +115,43 @@ impl MongoDbJobStore {
         write_error(&self.link.namespace, context, code, message)
     }
 
+    /// Applies `update` to the one job each filter matches, in one unordered `update`
+    /// command of single-document statements, and returns how many matched; a
+    /// statement's write error fails the call.
+    ///
+    /// Not one `updateMany`: the run steps write jobs inside transactions, and on
+    /// SecantusDB (the MongoDB-wire server the tests run on) a multi-document update
+    /// keeps the collection's lock while it waits out a transaction's uncommitted write,
+    /// while that transaction's next statement waits for the lock: the server hangs. A
+    /// single-document statement waits without the lock. MongoDB runs either shape.
+    pub(crate) async fn update_each(
+        &self,
+        conn: &Conn,
+        filters: impl Iterator<Item = Document>,
+        update: &Document,
+        context: &str,
+    ) -> Result<u64, Error> {
+        let statements = filters
+            .map(|q| {
+                let statement = doc! {"q": q, "u": update.clone(), "multi": false};
+                let size = bson::to_vec(&statement).map_or(0, |b| b.len());
+                (statement, size)
+            })
+            .collect();
+        let written = self
+            .write_command(conn, "update", "updates", statements, context)
+            .await?;
+        if let Some((_, code, message)) = written.failures.into_iter().next() {
+            return Err(self.write_error(context, code, message));
+        }
+        Ok(written.matched)
+    }
+
     /// One round of a claim: finds up to `wanted` claimable jobs in order, leases them
-    /// with one `updateMany` per chunk of ids — atomic per document, and filtered on
-    /// "still claimable", so a job another claimer took in between is not taken —
-    /// then reads back the jobs that carry this call's token.
+    /// with one `update` command per chunk of ids, a statement per job filtered on
+    /// "still claimable" (so a job another claimer took in between is not taken), then
+    /// reads back the jobs that carry this call's token. See [`update_each`] for why a
+    /// statement per job rather than one `updateMany`.
     pub(crate) async fn claim_round(
         &self,
         conn: &Conn,
@@ -155,14 +188,12 @@ impl MongoDbJobStore {
         }};
         let mut claimed = 0;
         for chunk in candidates.chunks(IDS_PER_QUERY) {
-            let mut filter = claimable.clone();
-            filter.insert(field::ID, doc! {"$in": chunk});
-            let result = conn
-                .jobs
-                .update_many(filter, lease.clone())
-                .await
-                .map_err(|e| self.fail(context, e))?;
-            if result.modified_count == 0 {
+            let filters = chunk.iter().map(|id| {
+                let mut filter = claimable.clone();
+                filter.insert(field::ID, id.clone());
+                filter
+            });
+            if self.update_each(conn, filters, &lease, context).await? == 0 {
                 continue;
             }
             let mut cursor = conn
