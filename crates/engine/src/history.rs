@@ -154,7 +154,8 @@ impl InFlight {
 }
 
 enum Msg {
-    Record(RunRecord),
+    /// A record, and when it was queued (the writer's lag is measured from it).
+    Record(RunRecord, tokio::time::Instant),
     Flush(oneshot::Sender<()>),
 }
 
@@ -249,6 +250,15 @@ impl Recorder {
     /// Calls `hook` after each write of queued records.
     pub(crate) fn on_written(&self, hook: Arc<dyn Fn() + Send + Sync>) {
         *lock(&self.counts.on_written) = Some(hook);
+    }
+
+    /// How far behind the writer is: how long the records of its latest write waited
+    /// from their queuing to their write, or, when longer, how long the oldest record
+    /// not yet written has waited. Other nodes writing to the same store are about as
+    /// far behind: a fire time waiting for their runs' ends to be written waits in
+    /// proportion (see `engine::elsewhere`).
+    pub(crate) fn write_lag(&self) -> Duration {
+        self.counts.lag()
     }
 
     pub(crate) fn history(&self) -> &Arc<dyn RunHistory> {
@@ -467,14 +477,14 @@ impl Recorder {
         let sent = match &*lock(&self.tx) {
             // Counted under the lock that orders the queue.
             Some(tx) => tx
-                .send(Msg::Record(record))
+                .send(Msg::Record(record, tokio::time::Instant::now()))
                 .map(|()| {
                     self.counts
                         .queued
                         .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 })
                 .map_err(|e| match e.0 {
-                    Msg::Record(r) => r,
+                    Msg::Record(r, _) => r,
                     Msg::Flush(_) => unreachable!("only records are sent here"),
                 }),
             None => Err(record),

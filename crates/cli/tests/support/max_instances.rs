@@ -36,8 +36,8 @@ fn claimed_at(run: &Value) -> i64 {
 pub struct Skips<'a> {
     /// A run of the job was in flight at the skip (claimed before it, on the skipping
     /// node or on a node the skip names, and queued, running, or itself waiting for
-    /// room), or ended at most 1.5 s before it (a fire time waits up to 1 s for the end
-    /// of a run elsewhere to be written).
+    /// room), or ended at most 1.5 s before it (a fire time waits at least 1 s for the
+    /// end of a run elsewhere to be written, longer while the history falls behind).
     pub in_flight: usize,
     /// Of those, held by a fire time the test says waited (for a dead node's claim to
     /// run out): it ran late, one after another with the others of its job.

@@ -7,8 +7,12 @@
 //! because of runs on other nodes is therefore not skipped at once: it waits, the node
 //! reading the other nodes' runs again every [`ELSEWHERE_POLL`] (one query for every
 //! waiting fire time), and starts as soon as there is room. One still blocked by a read
-//! asked after [`ELSEWHERE_WAIT`], or once its misfire grace time has passed, is skipped
-//! as any `max_instances` skip is. Its release is already applied, so no other node can
+//! that answered, asked after its wait, or once its misfire grace time has passed, is
+//! skipped as any `max_instances` skip is. The wait is [`ELSEWHERE_WAIT`], or twice
+//! this node's own history write lag when that is longer (the other nodes write to the
+//! same store, so their ends are about as late as this node's records; a loaded store
+//! a few seconds behind would otherwise turn runs that ended into false skips), never
+//! over [`ELSEWHERE_WAIT_MAX`]. Its release is already applied, so no other node can
 //! start it meanwhile: the wait delays a fire time, never doubles it.
 //!
 //! A waiting fire time waits only for the runs it found after its claim. Those are
@@ -36,8 +40,18 @@ use super::*;
 const ELSEWHERE_POLL: Duration = Duration::from_millis(100);
 
 /// How long a fire time blocked only by other nodes' runs waits for one of them to end
-/// before it is skipped.
+/// before it is skipped, while the history keeps up.
 const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest such wait, however far behind the history is.
+const ELSEWHERE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long a fire time blocked only by other nodes' runs waits for their ends, for a
+/// history writer `lag` behind (see the module doc).
+fn elsewhere_wait(lag: Duration) -> Duration {
+    lag.saturating_mul(2)
+        .clamp(ELSEWHERE_WAIT, ELSEWHERE_WAIT_MAX)
+}
 
 /// The fire times waiting on this node, and whether a task polls for them.
 #[derive(Default)]
@@ -53,8 +67,8 @@ struct WaitingRun {
     /// The runs of the job found on other nodes after its claim, less those that have
     /// ended since.
     elsewhere: Vec<RunElsewhere>,
-    /// When it stops waiting (real time: the wait is for a write, not for the clock).
-    until: Instant,
+    /// When it began to wait (real time: the wait is for a write, not for the clock).
+    since: Instant,
 }
 
 /// A waiting fire time the scheduler's shutdown came before.
@@ -78,7 +92,7 @@ impl Engine {
         alias: &Arc<str>,
         runs: Vec<(PlannedRun, Vec<RunElsewhere>)>,
     ) {
-        let until = Instant::now() + ELSEWHERE_WAIT;
+        let since = Instant::now();
         let start = {
             let mut waiting = lock(&self.inner.waiting_elsewhere);
             waiting
@@ -87,7 +101,7 @@ impl Engine {
                     alias: alias.clone(),
                     planned,
                     elsewhere,
-                    until,
+                    since,
                 }));
             !std::mem::replace(&mut waiting.polling, true)
         };
@@ -108,6 +122,7 @@ impl Engine {
             // A fire time is skipped only on a read asked after its wait ended: a slow
             // answer tells what ran when it was asked, not when it came.
             let asked = Instant::now();
+            let wait = elsewhere_wait(recorder.write_lag());
             let running: Option<HashSet<String>> = recorder
                 .running_elsewhere()
                 .await
@@ -130,10 +145,15 @@ impl Engine {
                     w.elsewhere.retain(|r| running.contains(&r.run_id));
                 }
                 let out_of_grace = w.planned.past_grace(now);
-                if w.planned.blocked_only_elsewhere(w.elsewhere.len())
-                    && asked < w.until
-                    && !out_of_grace
-                {
+                // A read that did not answer tells nothing: the fire time waits for one
+                // that does, up to the longest wait.
+                let waited = asked.saturating_duration_since(w.since);
+                let over = if running.is_some() {
+                    waited >= wait
+                } else {
+                    waited >= ELSEWHERE_WAIT_MAX
+                };
+                if w.planned.blocked_only_elsewhere(w.elsewhere.len()) && !over && !out_of_grace {
                     still.push(w);
                 } else if w.planned.blocked_only_elsewhere(w.elsewhere.len()) {
                     // Still blocked: skipped by `max_instances`, saying how many runs

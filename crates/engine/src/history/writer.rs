@@ -9,6 +9,8 @@ use std::time::Duration;
 use apscheduler_core::{RunHistory, RunOutcome, RunRecord};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
+// The virtual clock of a paused runtime in the deterministic simulation.
+use tokio::time::Instant;
 
 use super::{lock, Msg, Retention, GATHER, RETRY_CAP};
 
@@ -21,6 +23,30 @@ pub(crate) struct Counts {
     pub(super) written: std::sync::atomic::AtomicU64,
     /// Called after each write.
     pub(super) on_written: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// How long the records of the latest write waited from their queuing to their
+    /// write, in microseconds.
+    last_lag_micros: std::sync::atomic::AtomicU64,
+    /// When the oldest record taken and not yet written was queued.
+    oldest_unwritten: Mutex<Option<Instant>>,
+}
+
+impl Counts {
+    /// How far behind the writer is (see `Recorder::write_lag`).
+    pub(super) fn lag(&self) -> Duration {
+        let last = Duration::from_micros(
+            self.last_lag_micros
+                .load(std::sync::atomic::Ordering::Acquire),
+        );
+        let waiting = lock(&self.oldest_unwritten).map_or(Duration::ZERO, |t| t.elapsed());
+        last.max(waiting)
+    }
+
+    /// Notes that records just written waited `lag` from their queuing.
+    pub(super) fn note_lag(&self, lag: Duration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.last_lag_micros
+            .store(micros, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Whether the writer behind `tx` writes every record queued before this call within
@@ -62,7 +88,7 @@ pub(super) async fn write_loop(
             }
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(m) => take(m, &mut pending, &mut flushes),
+                    Some(m) => take(m, &mut pending, &mut flushes, &counts),
                     None => open = false,
                 },
                 _ = prune.tick() => {
@@ -77,7 +103,7 @@ pub(super) async fn write_loop(
             tokio::time::sleep(GATHER).await;
         }
         while let Ok(m) = rx.try_recv() {
-            take(m, &mut pending, &mut flushes);
+            take(m, &mut pending, &mut flushes, &counts);
         }
         if pending.is_empty() {
             continue;
@@ -88,6 +114,10 @@ pub(super) async fn write_loop(
                     apscheduler_core::log_warn!(target: "apscheduler", "run history reachable again after {failures} failed attempt(s); waiting records written");
                 }
                 failures = 0;
+                let oldest = lock(&counts.oldest_unwritten).take();
+                if let Some(oldest) = oldest {
+                    counts.note_lag(oldest.elapsed());
+                }
                 counts
                     .written
                     .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::AcqRel);
@@ -139,9 +169,18 @@ async fn write(
     history.record_runs(&rest).await
 }
 
-fn take(msg: Msg, pending: &mut Vec<RunRecord>, flushes: &mut Vec<oneshot::Sender<()>>) {
+fn take(
+    msg: Msg,
+    pending: &mut Vec<RunRecord>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+    counts: &Counts,
+) {
     match msg {
-        Msg::Record(r) => pending.push(r),
+        Msg::Record(r, queued) => {
+            pending.push(r);
+            let mut oldest = lock(&counts.oldest_unwritten);
+            *oldest = Some(oldest.map_or(queued, |t| t.min(queued)));
+        }
         Msg::Flush(done) => flushes.push(done),
     }
 }
