@@ -286,6 +286,19 @@ impl Recorder {
     /// warning, when the history cannot say in time (the pass then holds
     /// `max_instances` on this node only).
     pub(crate) async fn running_elsewhere(&self) -> Option<Vec<RunElsewhere>> {
+        match self.read_running_elsewhere().await? {
+            Ok(runs) => Some(runs),
+            Err(error) => {
+                apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "cannot read the runs other nodes have in flight; max_instances holds on this node only for this pass: {error}");
+                None
+            }
+        }
+    }
+
+    /// What [`running_elsewhere`](Self::running_elsewhere) reads, without its warning:
+    /// `None` when `cluster_max_instances` is off, `Some(Err(why))` when the history
+    /// cannot say in time.
+    pub(crate) async fn read_running_elsewhere(&self) -> Option<Result<Vec<RunElsewhere>, String>> {
         if !self.options.cluster_max_instances {
             return None;
         }
@@ -294,17 +307,15 @@ impl Recorder {
             self.history.running_elsewhere(&self.node),
         )
         .await;
-        let error = match read {
+        Some(match read {
             Ok(Ok(mut runs)) => {
                 let now = self.clock.now();
                 runs.retain(|r| !self.liveness.silent(&r.node, now, self.lease));
-                return Some(runs);
+                Ok(runs)
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}"),
-        };
-        apscheduler_core::log_warn!(target: "apscheduler", node = %self.node, "cannot read the runs other nodes have in flight; max_instances holds on this node only for this pass: {error}");
-        None
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {RUNNING_ELSEWHERE_DEADLINE:?}")),
+        })
     }
 
     /// Prepares the history (an upgrade of its tables included), then refuses the

@@ -6,7 +6,7 @@
 //! of half a second or more either side.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use apscheduler_core::{
@@ -118,6 +118,35 @@ async fn blocked_elsewhere(
     (engine, runs)
 }
 
+/// What this process logged, from the first call on (every test of this binary).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+}
+
+/// A writer appending to the captured logs.
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// other/2's run of 09:59:00, ended.
 fn other_run_ended() -> RunRecord {
     let mut ended = running("r-other", "job", "other/2");
@@ -175,9 +204,11 @@ async fn a_history_falling_behind_lengthens_the_wait_for_an_end_elsewhere() {
 
 /// The reads of the other nodes' runs fail for 1.5 s of the wait: a read that does
 /// not answer does not end it (the fire time was once skipped on its claim's stale
-/// count); the first that answers after other/2's end starts it.
+/// count); the first that answers after other/2's end starts it. The failing reads
+/// are logged once, not at every poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_fail_do_not_end_the_wait_for_an_end_elsewhere() {
+    let logs = logs();
     let shared = Arc::new(MemoryRunHistory::new());
     let history = Arc::new(Lagging {
         inner: shared.clone(),
@@ -196,4 +227,9 @@ async fn reads_that_fail_do_not_end_the_wait_for_an_end_elsewhere() {
     shared.record_runs(&[other_run_ended()]).await.unwrap();
     history.reads_fail.store(false, Ordering::SeqCst);
     starts_and_succeeds(engine, &shared, &runs).await;
+    let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let said = logged
+        .matches("the fire times waiting for their ends keep waiting")
+        .count();
+    assert_eq!(said, 1, "{logged}");
 }

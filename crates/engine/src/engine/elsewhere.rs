@@ -117,16 +117,27 @@ impl Engine {
         let Some(recorder) = self.inner.history.clone() else {
             return;
         };
+        // Whether the reads fail: said once, not at every poll.
+        let mut failing = false;
         loop {
             tokio::time::sleep(ELSEWHERE_POLL).await;
             // A fire time is skipped only on a read asked after its wait ended: a slow
             // answer tells what ran when it was asked, not when it came.
             let asked = Instant::now();
             let wait = elsewhere_wait(recorder.write_lag());
-            let running: Option<HashSet<String>> = recorder
-                .running_elsewhere()
-                .await
-                .map(|runs| runs.into_iter().map(|r| r.run_id).collect());
+            let running: Option<HashSet<String>> = match recorder.read_running_elsewhere().await {
+                Some(Ok(runs)) => {
+                    failing = false;
+                    Some(runs.into_iter().map(|r| r.run_id).collect())
+                }
+                Some(Err(error)) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        apscheduler_core::log_warn!(target: "apscheduler", node = %recorder.node(), "cannot read the runs other nodes have in flight; the fire times waiting for their ends keep waiting (at most {ELSEWHERE_WAIT_MAX:?}, never past their grace): {error}");
+                    }
+                    None
+                }
+                None => None,
+            };
             // Under the jobs lock, as a pass starts its runs: a shutdown sets the state
             // before it takes this lock, and takes the runs still waiting after it.
             let _guard = self.inner.jobs_lock.lock().await;
