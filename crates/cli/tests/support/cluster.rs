@@ -30,17 +30,16 @@ pub fn history_with(url: &str, filters: &[&str]) -> Vec<Value> {
 /// One second in microseconds.
 pub const SECOND: i64 = 1_000_000;
 
-/// The `[scheduler]` line of the cluster tests written for runs kept as history records
-/// (`leased_runs = false`): the protocol they check (`record_starts`, the reaper, the
-/// messages naming nodes) is that one. Leased runs across daemons are checked by
-/// `cluster_stalls.rs`, `cluster_partition.rs` and `run_now_leased.rs`.
+/// The `[scheduler]` line of the cluster tests that check runs kept as history records
+/// (`leased_runs = false`, the protocol's own messages and mechanisms: `record_starts`,
+/// the reaper, skips naming nodes). The others run the default, leased runs.
 pub const HISTORY_RECORDS: &str = "leased_runs = false\n";
 
 /// Writes `aps.toml` in `dir`: `scheduler` lines added to `[scheduler]` (UTC, node
-/// name `cluster`, [`HISTORY_RECORDS`] unless `scheduler` sets `leased_runs`), the
-/// store `url`, `sections`, job defaults (coalesce off, 30 s grace)
-/// and `jobs` jobs `job-000`... every second running `command`; starts three daemons on
-/// it and waits until each runs its jobs.
+/// name `cluster`; the run protocol is the default, leased runs, unless `scheduler`
+/// sets `leased_runs`), the store `url`, `sections`, job defaults (coalesce off, 30 s
+/// grace) and `jobs` jobs `job-000`... every second running `command`; starts three
+/// daemons on it and waits until each runs its jobs.
 pub fn start_three(
     dir: &Path,
     scheduler: &str,
@@ -50,13 +49,8 @@ pub fn start_three(
     command: &str,
 ) -> Vec<Daemon> {
     let config = dir.join("aps.toml");
-    let protocol = if scheduler.contains("leased_runs") {
-        ""
-    } else {
-        HISTORY_RECORDS
-    };
     let mut text = format!(
-        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n{protocol}{scheduler}[store]\nurl = \"{url}\"\n\
+        "[scheduler]\ntimezone = \"UTC\"\nnode = \"cluster\"\n{scheduler}[store]\nurl = \"{url}\"\n\
          {sections}[job_defaults]\ncoalesce = false\nmisfire_grace_time = 30\n"
     );
     for i in 0..jobs {

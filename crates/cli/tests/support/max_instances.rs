@@ -22,13 +22,28 @@ fn skipped_by_max_instances(run: &Value) -> bool {
             .is_some_and(|m| m.contains(MAX_INSTANCES_SKIP))
 }
 
-/// When the node that wrote `run` claimed its fire time: the time in its run id, a
-/// UUID v7 made as the claim planned the run. A run started only once a worker was free
-/// (its record's `started_at`), yet it counted as an instance from its claim on.
-fn claimed_at(run: &Value) -> i64 {
-    let id = uuid::Uuid::parse_str(run["run_id"].as_str().unwrap()).unwrap();
-    let (seconds, nanos) = id.get_timestamp().expect("a run id is a UUID v7").to_unix();
-    i64::try_from(seconds).unwrap() * SECOND + i64::from(nanos / 1000)
+/// From when `run` counted as an instance of its job. Runs kept as history records
+/// (`leased_runs = false`): from the claim that planned it, the time in its run id (a
+/// UUID v7), even before a worker was free to start it. Leased runs (run ids
+/// `job@fire-time#attempt`): from their start, as the store counts only started runs;
+/// a run recorded `interrupted` without a start time had started in the store, its
+/// node dying before its start record was written: from its fire time. `None` for a
+/// leased run that never started.
+fn counted_from(run: &Value) -> Option<i64> {
+    match uuid::Uuid::parse_str(run["run_id"].as_str().unwrap()) {
+        Ok(id) => {
+            let (seconds, nanos) = id.get_timestamp().expect("a run id is a UUID v7").to_unix();
+            Some(i64::try_from(seconds).unwrap() * SECOND + i64::from(nanos / 1000))
+        }
+        Err(_) => run["started_at"]
+            .as_str()
+            .or_else(|| {
+                (run["outcome"] == "interrupted")
+                    .then(|| run["scheduled_at"].as_str())
+                    .flatten()
+            })
+            .map(micros),
+    }
 }
 
 /// What held back the fire times `runs` records as skipped by `max_instances`.
@@ -63,7 +78,8 @@ impl std::fmt::Display for Skips<'_> {
 }
 
 /// Sorts the `max_instances` skips of `runs` by what held them (see [`Skips`]);
-/// `excused(skip, nodes)` says whether a skip held by runs on `nodes` is excused,
+/// `excused(skip, nodes)` says whether a skip held by runs on `nodes` is excused (the
+/// nodes its message names; with leased runs, those of the runs that held it),
 /// `waited(run)` whether a run that held one waited (see [`Skips::behind_waited`]).
 pub fn max_instances_skips<'a>(
     runs: &'a [Value],
@@ -85,28 +101,42 @@ pub fn max_instances_skips<'a>(
         let Some((_, reached)) = message.split_once(MAX_INSTANCES_SKIP) else {
             continue;
         };
-        // "... reached (1, 1 of them on other nodes: a, b)"
-        let mut nodes: Vec<&str> = reached
+        // History records: "... reached (1, 1 of them on other nodes: a, b)". Leased
+        // runs: the store counts the started runs of every node and the message names
+        // none, so a run of any node may hold the skip, and the nodes the excuse is
+        // asked about are those of the runs that held it.
+        let leased = uuid::Uuid::parse_str(skip["run_id"].as_str().unwrap()).is_err();
+        let named: Vec<&str> = reached
             .split_once("on other nodes: ")
             .map(|(_, n)| n.trim_end_matches(')').split(", ").collect())
             .unwrap_or_default();
+        let at = micros(skip["finished_at"].as_str().unwrap());
+        let holders: Vec<&Value> = by_job[skip["job_id"].as_str().unwrap()]
+            .iter()
+            .copied()
+            .filter(|r| {
+                !std::ptr::eq(*r, skip)
+                    && (r["outcome"] != "missed" || skipped_by_max_instances(r))
+                    && (leased
+                        || named.contains(&r["node"].as_str().unwrap())
+                        || r["node"] == skip["node"])
+                    && counted_from(r).is_some_and(|from| from <= at)
+                    && r["finished_at"]
+                        .as_str()
+                        .is_none_or(|t| micros(t) >= at - 3 * SECOND / 2)
+            })
+            .collect();
+        let nodes: Vec<&str> = if leased {
+            holders.iter().filter_map(|r| r["node"].as_str()).collect()
+        } else {
+            named
+        };
         if excused(skip, &nodes) {
             skips.excused += 1;
             continue;
         }
-        nodes.push(skip["node"].as_str().unwrap());
-        let at = micros(skip["finished_at"].as_str().unwrap());
-        let mut holders = by_job[skip["job_id"].as_str().unwrap()].iter().filter(|r| {
-            !std::ptr::eq(**r, skip)
-                && (r["outcome"] != "missed" || skipped_by_max_instances(r))
-                && nodes.contains(&r["node"].as_str().unwrap())
-                && claimed_at(r) <= at
-                && r["finished_at"]
-                    .as_str()
-                    .is_none_or(|t| micros(t) >= at - 3 * SECOND / 2)
-        });
         let (mut held, mut behind_waited) = (false, false);
-        for holder in &mut holders {
+        for holder in &holders {
             held = true;
             behind_waited |= waited(holder);
         }

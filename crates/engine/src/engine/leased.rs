@@ -88,6 +88,16 @@ impl Leased {
             .filter(|h| matches!(h.run.state, RunState::Waiting { due_at: None }))
             .count()
     }
+
+    /// Whether a held run waits for room that may come at `now`: a buffered fire time,
+    /// or a retry due by then.
+    pub(super) fn waits_for_room(&self, now: DateTime<Utc>) -> bool {
+        lock(&self.held).values().any(|h| match h.run.state {
+            RunState::Waiting { due_at: None } => true,
+            RunState::Waiting { due_at: Some(t) } => t <= now,
+            _ => false,
+        })
+    }
 }
 
 impl Engine {
@@ -183,9 +193,16 @@ impl Engine {
         let mut starting = Vec::with_capacity(planned.len());
         let mut replies = Vec::new();
         for p in planned {
-            if let Some(why) = skipped.get(&*p.run.job_id) {
-                self.not_started(alias, p, why);
-                continue;
+            match skipped.get(&*p.run.job_id) {
+                Some(NotStarted::Lost) => {
+                    super::unreleased::log_lost_release(alias, &p);
+                    continue;
+                }
+                Some(why) => {
+                    self.not_started(alias, p, why);
+                    continue;
+                }
+                None => {}
             }
             let mut mine = Vec::with_capacity(p.run.run_times.len());
             for t in &p.run.run_times {

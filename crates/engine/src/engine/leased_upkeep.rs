@@ -45,8 +45,9 @@ impl Engine {
         };
         let soon = now + chrono::Duration::from_std(RETRY_SOON).unwrap_or_default();
         // Ends go with the pass's release (one store step); first, though, when a
-        // buffered fire time waits here for a run to end.
-        if leased.buffered() > 0 && !self.write_ends(&stores).await {
+        // run waits here for room that this scheduler's own ended runs may make (a
+        // buffered fire time, or a retry now due).
+        if leased.waits_for_room(now) && !self.write_ends(&stores).await {
             at(soon);
         }
         let every = chrono::Duration::from_std(self.inner.lease / 3).unwrap_or_default();

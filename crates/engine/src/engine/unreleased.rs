@@ -96,7 +96,7 @@ impl Engine {
             let at = apscheduler_core::time::to_rfc3339(&t);
             match why.message() {
                 None => {
-                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.job_id, "Run time {at} of job \"{}\" not started here: {LOST}", planned.name);
+                    log_lost(alias, &run.job_id, &planned.name, &at);
                     if let Some(recorder) = &self.inner.history {
                         recorder.not_run_as(
                             run.run_ids.get(i),
@@ -125,6 +125,22 @@ impl Engine {
             }
         }
     }
+}
+
+/// With leased runs: the fire times of a release the store found lost (another
+/// scheduler claimed the job once this one's lease expired) are logged, not recorded.
+/// This scheduler created no run of them; the one that holds the job now releases the
+/// same fire times as runs of its own and records them (run, or missed past their
+/// grace), so a record here would be a second one for a fire time that has its own.
+pub(super) fn log_lost_release(alias: &Arc<str>, planned: &PlannedRun) {
+    for t in &planned.run.run_times {
+        let at = apscheduler_core::time::to_rfc3339(t);
+        log_lost(alias, &planned.run.job_id, &planned.name, &at);
+    }
+}
+
+fn log_lost(alias: &Arc<str>, job_id: &Arc<str>, name: &str, at: &str) {
+    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %job_id, "Run time {at} of job \"{name}\" not started here: {LOST}");
 }
 
 /// Why a fire time whose release was lost is not started here.
