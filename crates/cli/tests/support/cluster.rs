@@ -154,6 +154,49 @@ pub fn gaps<'a>(
     (gaps, excused_count)
 }
 
+/// The history once the rows the stopped daemons left in the store have records: a run
+/// still unstarted when the last daemon stopped (a fire time waiting to be asked again
+/// at `max_instances`, a retry, a buffered fire time) has none yet, and the next
+/// scheduler on the store takes it over once its lease ran out. While `gaps` finds
+/// some in the history, one more daemon runs on `dir`'s `aps.toml` (at most 30 s).
+/// Answers the history and the fire times that daemon recorded which had a record
+/// before (at most once: none).
+pub fn taken_over_after_the_stop(
+    dir: &Path,
+    url: &str,
+    gaps: impl Fn(&[Value]) -> Vec<String>,
+) -> (Vec<Value>, Vec<(String, String)>) {
+    let before = history(url);
+    if gaps(&before).is_empty() {
+        return (before, Vec::new());
+    }
+    let key = |r: &Value| {
+        (
+            r["job_id"].as_str().unwrap_or_default().to_owned(),
+            r["scheduled_at"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let had: std::collections::BTreeSet<_> = before.iter().map(key).collect();
+    let mut next = Daemon::spawn(&dir.join("aps.toml"), dir.join("node-next.log"));
+    next.wait_started(Duration::from_secs(60));
+    let name = node_name(&next);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut runs = history(url);
+    while !gaps(&runs).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        runs = history(url);
+    }
+    stop_all(std::slice::from_mut(&mut next));
+    let runs = history(url);
+    let again = runs
+        .iter()
+        .filter(|r| r["node"] == name.as_str() && r["outcome"] != "missed")
+        .map(key)
+        .filter(|k| had.contains(k))
+        .collect();
+    (runs, again)
+}
+
 /// Runs `f` while no other cluster test of this binary runs: two would share the
 /// machine's two cores with six daemons. Under `cargo test` the binaries run one after
 /// another; `scripts/test` (cargo-nextest, a process per test) limits the daemon tests

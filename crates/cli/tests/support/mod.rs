@@ -114,7 +114,12 @@ impl Daemon {
     /// `aps run --config <config>`, its standard error written to `log`; not waited for.
     pub fn spawn(config: &Path, log: PathBuf) -> Daemon {
         let child = Command::new(APS)
-            .args(["run", "--config"])
+            .args([
+                "run",
+                "--log-level",
+                &std::env::var("APS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                "--config",
+            ])
             .arg(config)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
