@@ -239,7 +239,13 @@ fn ride_out_a_restart(label: &str, url: &str, protocol: &str, switch: &mut dyn F
     // stop waits in the store, unrecorded). A fire time whose run was still unstarted
     // when they stopped is taken over by the next daemon on the store.
     let gaps_in = |runs: &[Value]| {
-        let keys: std::collections::BTreeSet<(String, i64)> = runs.iter().map(fire_time).collect();
+        // Fire times after the window are the next daemon's, which leaves its own
+        // unstarted rows when it stops.
+        let keys: std::collections::BTreeSet<(String, i64)> = runs
+            .iter()
+            .map(fire_time)
+            .filter(|(_, t)| *t <= ended)
+            .collect();
         gaps(keys.iter(), jobs, (started, ended, 5), |_| false).0
     };
     let (settled, again) = taken_over_after_the_stop(dir.path(), url, gaps_in);

@@ -6,8 +6,7 @@
 //! | [`claim_due`](Store::claim_due) | a due fire time of a job | a `Claimed` run, leased to the caller | the fire time is due; the job advances in the same step |
 //! | [`start`](Store::start) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence) and its lease is live; fewer than `max_instances` runs of the job are `Started` with a live lease |
 //! | | `Claimed` | `Waiting` (buffered) | as above, but the job is at `max_instances` and buffers one fire time, none other waiting |
-//! | | `Claimed` | `Waiting` (asked again) | as above, but the job is at `max_instances` and skips: a fire time waits until a third of a lease later (within its grace), once |
-//! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer and asked again, or a `Claimed` run while another is buffered; past its grace time |
+//! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer, or a `Claimed` run while another is buffered; past its grace time |
 //! | [`renew`](Store::renew) | any live state | the same, lease extended | the caller holds the run |
 //! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence (it recorded the outcome) |
 //! | | `Missing(outcome)` | `Ended(outcome)` | as above |
@@ -357,18 +356,7 @@ impl Store {
             return StartReply::Ended(Outcome::Skipped);
         }
         if running >= usize::from(spec.max_instances) {
-            // A fire time is asked again once, a third of a lease later within its
-            // grace: a run that ended may still count until its end reaches the store.
-            let again = run
-                .grace_until
-                .map(|g| g.min(at.saturating_add((rules.lease / 3).max(1))));
             return match run.state {
-                RunState::Claimed
-                    if spec.overlap == Overlap::Skip && again.is_some_and(|t| t > at) =>
-                {
-                    run.state = RunState::Waiting { due: again };
-                    StartReply::Waiting(again)
-                }
                 RunState::Waiting { due: None } => StartReply::Waiting(None),
                 _ if spec.overlap == Overlap::BufferOne && !other_waiting => {
                     run.state = RunState::Waiting { due: None };

@@ -88,26 +88,6 @@ impl RunModel {
         }
     }
 
-    /// [`new`](RunModel::new), with job 1 firing at ticks 0 and 1 with a 2-tick grace:
-    /// its second fire time can find it at `max_instances` and wait to be asked again.
-    pub fn skipping_twice(variant: Variant, faults: Faults) -> RunModel {
-        let mut model = RunModel::new(variant, faults);
-        let job = &mut model.setup.rules.jobs[1];
-        job.fire_times = vec![0, 1];
-        job.grace = 2;
-        model
-    }
-
-    /// Whether a job skips at `max_instances` and has a fire time with a grace that
-    /// can find it there.
-    fn may_ask_again(&self) -> bool {
-        self.setup
-            .rules
-            .jobs
-            .iter()
-            .any(|j| j.overlap == contract::Overlap::Skip && j.fire_times.len() > 1 && j.grace > 0)
-    }
-
     /// One node, the two jobs, no fault: a quick check of the happy path.
     pub fn small(variant: Variant) -> RunModel {
         let mut model = RunModel::new(variant, Faults::NONE);
@@ -234,17 +214,6 @@ impl Model for RunModel {
             Property::sometimes("a retry starts", |_, s: &State| {
                 s.starts.iter().any(|(k, _)| k.attempt > 1)
             }),
-            // Where a job can: a fire time found at `max_instances` is asked again.
-            Property::sometimes(
-                "a fire time at max_instances waits to be asked again",
-                |m: &Self, s: &State| {
-                    !m.may_ask_again()
-                        || s.store.runs.iter().any(|r| {
-                            r.grace_until.is_some()
-                                && matches!(r.state, RunState::Waiting { due: Some(_) })
-                        })
-                },
-            ),
             Property::sometimes("a buffered fire time waits", |_, s: &State| {
                 s.store
                     .runs

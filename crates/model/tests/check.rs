@@ -147,16 +147,3 @@ fn a_sweep_that_keeps_the_grace_from_the_fire_time_is_caught() {
         "{failing:?}"
     );
 }
-
-#[test]
-fn the_contract_holds_for_a_fire_time_asked_again_at_max_instances_through_a_crash_and_a_stall() {
-    let faults = Faults {
-        crashes: 1,
-        stalls: 1,
-        ..Faults::NONE
-    };
-    assert_eq!(
-        failing(RunModel::skipping_twice(Variant::Correct, faults)),
-        Vec::<&str>::new()
-    );
-}

@@ -298,9 +298,8 @@ pub enum StartReply {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Still the caller's, waiting: a retry, or a fire time found at `max_instances`
-    /// (asked again once), not due before `Some(t)`; or a buffered fire time (`None`)
-    /// that starts once the job is below `max_instances`.
+    /// Still the caller's, waiting: a retry not due before `Some(t)`, or a buffered
+    /// fire time (`None`) that starts once the job is below `max_instances`.
     Waiting {
         /// When a retry is due.
         due_at: Option<DateTime<Utc>>,
@@ -411,8 +410,7 @@ pub struct Swept {
 /// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease (a batch's runs on one holder count as one) |
 /// | | `Claimed`, `Waiting` | `Started` | the same call started a run of its batch ([`RunRules::batch`]), the caller holds it, its lease is live, and (`Claimed`) it is within its grace |
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
-/// | | `Claimed` (`Scheduled`) | `Waiting { due_at }`, lease extended | as above, but at `max_instances` with `skip`: asked again once, at a third of the call's lease later or `grace_until`, whichever is first |
-/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer and (a fire time) asked again, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
+/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
 /// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
 /// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence (a `Claimed` run's grace counted again from the takeover) | the lease expired on the store's clock |
@@ -449,9 +447,6 @@ pub struct Swept {
 /// - Only the holder writes a run, except the sweep, which takes only runs whose lease
 ///   expired.
 /// - `max_instances` counts only `Started` runs with a live lease.
-/// - A fire time of the trigger (`Scheduled`) of a `skip` job found at `max_instances`
-///   MUST be asked again once before it is skipped: a run that ended on its node
-///   counts until its end reaches the store.
 /// - A `Waiting` buffered run of a `buffer_all` job starts only when no older buffered
 ///   run of the job waits.
 /// - A start that finds the job at `max_instances` with `cancel_other` or

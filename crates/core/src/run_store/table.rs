@@ -343,7 +343,7 @@ impl RunTable {
             return StartReply::Refused;
         }
         let run = run.clone();
-        let reply = self.decide_start(&run, now, at, lease, call);
+        let reply = self.decide_start(&run, now, at, call);
         let row = self.get_mut(&held.id).expect("looked up above");
         match &reply {
             StartReply::Started { at } => {
@@ -372,7 +372,6 @@ impl RunTable {
         run: &Run,
         now: DateTime<Utc>,
         at: DateTime<Utc>,
-        lease: Duration,
         call: &StartCall,
     ) -> StartReply {
         let missed = |reason: &str| StartReply::Ended {
@@ -417,23 +416,6 @@ impl RunTable {
         }
         if overlap == Overlap::AllowAll || self.running(&run.key.job_id, now) < max_instances {
             return StartReply::Started { at: now };
-        }
-        // A fire time found at `max_instances` is asked again once, a third of a lease
-        // later (within its grace): a run that ended on its node is counted until its
-        // end reaches the store, which its holder writes at its next upkeep at the
-        // latest (its record first), or after an outage as soon as it reaches the store.
-        if overlap == Overlap::Skip
-            && run.state == RunState::Claimed
-            && run.origin == RunOrigin::Scheduled
-        {
-            let again =
-                (at + chrono::Duration::from_std(lease / 3).unwrap_or_default()).trunc_subsecs(6);
-            let again = run.rules.grace_until.map_or(again, |g| again.min(g));
-            if again > at {
-                return StartReply::Waiting {
-                    due_at: Some(again),
-                };
-            }
         }
         match overlap {
             Overlap::Skip | Overlap::AllowAll => missed(SKIPPED_AT_MAX),

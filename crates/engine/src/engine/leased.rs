@@ -90,7 +90,7 @@ impl Leased {
     }
 
     /// Whether a held run waits for room that may come at `now`: a buffered fire time,
-    /// or a retry or a fire time found at `max_instances` due to be asked again by then.
+    /// or a retry due by then.
     pub(super) fn waits_for_room(&self, now: DateTime<Utc>) -> bool {
         lock(&self.held).values().any(|h| match h.run.state {
             RunState::Waiting { due_at: None } => true,
@@ -435,19 +435,10 @@ impl Engine {
         let at = row.key.fire_time.to_rfc3339();
         match reply {
             StartReply::Waiting { due_at } => {
-                let claimed = row.state == RunState::Claimed;
                 row.state = RunState::Waiting { due_at };
-                match due_at {
-                    None => {
-                        tracing::info!(target: "apscheduler", job_id = %row.key.job_id, "fire time {at} of job {} waits for a running instance to end ({})", row.key.job_id, row.rules.overlap.as_str());
-                        self.cancel_local(&row, &at);
-                    }
-                    // At `max_instances`: a run that ended may not have its end in the
-                    // store yet.
-                    Some(again) if claimed => {
-                        tracing::debug!(target: "apscheduler", job_id = %row.key.job_id, "fire time {at} of job {} found it at max_instances; asked again at {}", row.key.job_id, again.to_rfc3339());
-                    }
-                    Some(_) => {}
+                if due_at.is_none() {
+                    tracing::info!(target: "apscheduler", job_id = %row.key.job_id, "fire time {at} of job {} waits for a running instance to end ({})", row.key.job_id, row.rules.overlap.as_str());
+                    self.cancel_local(&row, &at);
                 }
                 leased.hold(alias, row, CancelSignal::default());
                 self.note_buffered();

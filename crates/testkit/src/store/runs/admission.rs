@@ -93,16 +93,9 @@ pub async fn check_grace(store: &dyn RunStore) {
 }
 
 /// `max_instances` counts `Started` runs with a live lease only: at the limit a `skip`
-/// job's fire time waits to be asked again once, a third of a lease later (at most to
-/// its grace's end), then ends skipped, or starts if a run ended meanwhile; a run
-/// started by hand is skipped at once; once the started run's lease expired, it no
-/// longer counts.
+/// job's run ends skipped; once the started run's lease expired, it no longer counts.
 pub async fn check_max_instances(store: &dyn RunStore) {
     const CHECK: &str = "check_max_instances";
-    let skipped = StartReply::Ended {
-        outcome: RunOutcome::Missed,
-        reason: SKIPPED_AT_MAX.to_owned(),
-    };
     let runs = released(
         store,
         "a",
@@ -116,84 +109,18 @@ pub async fn check_max_instances(store: &dyn RunStore) {
         is_started(&start(store, "a", &runs[0], SHORT).await),
         "{CHECK}: first"
     );
-    let asked = now();
-    let reply = start_at(store, "a", &runs[1], asked, LEASE).await;
     assert_eq!(
-        reply,
-        StartReply::Waiting {
-            due_at: Some(asked + chrono::Duration::from_std(LEASE / 3).unwrap())
+        start(store, "a", &runs[1], LEASE).await,
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: SKIPPED_AT_MAX.to_owned()
         },
-        "{CHECK}: at max_instances, asked again a third of a lease later"
-    );
-    let StartReply::Waiting {
-        due_at: Some(again),
-    } = reply
-    else {
-        unreachable!()
-    };
-    assert_eq!(
-        start_at(
-            store,
-            "a",
-            &runs[1],
-            again - chrono::Duration::seconds(1),
-            LEASE
-        )
-        .await,
-        reply,
-        "{CHECK}: asked before its time"
-    );
-    assert_eq!(
-        start_at(store, "a", &runs[1], again, LEASE).await,
-        skipped,
-        "{CHECK}: asked again at max_instances"
+        "{CHECK}: at max_instances"
     );
     past_short_lease().await;
     assert!(
         is_started(&start(store, "a", &runs[2], LEASE).await),
         "{CHECK}: a started run with an expired lease counted"
-    );
-
-    // The running one ends before the fire time is asked again: it starts. Within a
-    // grace that ends sooner, it is asked again at the grace's end.
-    let grace_until = now() + chrono::Duration::seconds(2);
-    let rules = RunRules {
-        grace_until: Some(grace_until),
-        ..run_rules(1, Overlap::Skip)
-    };
-    let runs = released(store, "a", "room", &[1, 0], rules, LEASE).await;
-    assert!(
-        is_started(&start(store, "a", &runs[0], LEASE).await),
-        "{CHECK}: room, the first"
-    );
-    assert_eq!(
-        start(store, "a", &runs[1], LEASE).await,
-        StartReply::Waiting {
-            due_at: Some(grace_until)
-        },
-        "{CHECK}: room, the second at max_instances, asked again at its grace's end"
-    );
-    assert_eq!(
-        end(store, "a", &runs[0].held(), RunOutcome::Success, None).await,
-        EndReply::Ended(None),
-        "{CHECK}: room, the first's end"
-    );
-    assert!(
-        is_started(&start_at(store, "a", &runs[1], grace_until, LEASE).await),
-        "{CHECK}: room, the second asked again once the first ended"
-    );
-
-    // Run by hand at max_instances: skipped at once.
-    let mut by_hand = claimed_run("room", now(), run_rules(1, Overlap::Skip));
-    by_hand.origin = RunOrigin::RunNow;
-    let made = store
-        .insert_runs("a", vec![by_hand], LEASE)
-        .await
-        .expect("insert_runs");
-    assert_eq!(
-        start(store, "a", &made[0], LEASE).await,
-        skipped,
-        "{CHECK}: run by hand at max_instances"
     );
 }
 
@@ -397,8 +324,8 @@ pub async fn check_batches(store: &dyn RunStore) {
         "{CHECK}: a second instance beside the batch: {replies:?}"
     );
     assert_eq!(
-        start_asked_again(store, "a", &next[1], LEASE).await,
-        skipped.clone(),
+        start_all(store, &next[1..]).await,
+        vec![skipped.clone()],
         "{CHECK}: a third instance"
     );
 
@@ -409,8 +336,8 @@ pub async fn check_batches(store: &dyn RunStore) {
         "{CHECK}: apart, the first"
     );
     assert_eq!(
-        start_asked_again(store, "a", &apart[1], LEASE).await,
-        skipped,
+        start_all(store, &apart[1..]).await,
+        vec![skipped],
         "{CHECK}: apart, the second"
     );
 

@@ -93,38 +93,11 @@ async fn released(
 }
 
 async fn start(store: &dyn RunStore, holder: &str, run: &Run, lease: Duration) -> StartReply {
-    start_at(store, holder, run, now(), lease).await
-}
-
-/// `start` with the caller's clock at `at`.
-async fn start_at(
-    store: &dyn RunStore,
-    holder: &str,
-    run: &Run,
-    at: DateTime<Utc>,
-    lease: Duration,
-) -> StartReply {
     let mut replies = store
-        .start_runs(holder, &[run.held()], at, lease)
+        .start_runs(holder, &[run.held()], now(), lease)
         .await
         .expect("start_runs");
     replies.pop().expect("one reply per run")
-}
-
-/// `start`, asked again at the due time of a fire time the store answered to wait (at
-/// `max_instances`, it is asked again once): the second answer.
-async fn start_asked_again(
-    store: &dyn RunStore,
-    holder: &str,
-    run: &Run,
-    lease: Duration,
-) -> StartReply {
-    match start(store, holder, run, lease).await {
-        StartReply::Waiting {
-            due_at: Some(again),
-        } => start_at(store, holder, run, again, lease).await,
-        other => other,
-    }
 }
 
 async fn end(

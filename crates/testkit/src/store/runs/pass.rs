@@ -246,9 +246,14 @@ pub async fn check_end_release_and_start(store: &dyn RunStore) {
                 run.id
             );
         } else {
-            // Asked again later (a third of a lease), once.
             assert!(
-                matches!(reply, StartReply::Waiting { due_at: Some(_) }),
+                matches!(
+                    reply,
+                    StartReply::Ended {
+                        outcome: RunOutcome::Missed,
+                        ..
+                    }
+                ),
                 "{CHECK}: {} (its job at max_instances) answered {reply:?}",
                 run.id
             );
