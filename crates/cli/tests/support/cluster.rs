@@ -155,8 +155,8 @@ pub fn gaps<'a>(
 }
 
 /// The history once the rows the stopped daemons left in the store have records: a run
-/// still unstarted when the last daemon stopped (a fire time waiting to be asked again
-/// at `max_instances`, a retry, a buffered fire time) has none yet, and the next
+/// still unstarted when the last daemon stopped (a retry, a buffered fire time, a fire
+/// time released and not yet started) has none yet, and the next
 /// scheduler on the store takes it over once its lease ran out. While `gaps` finds
 /// some in the history, one more daemon runs on `dir`'s `aps.toml` (at most 30 s).
 /// Answers the history and the fire times that daemon recorded which had a record
