@@ -10,7 +10,8 @@
 #
 # Settings (environment): APS_MONGO_WIRE_HOST (127.0.0.1), APS_MONGO_WIRE_PORT (27117),
 # APS_MONGO_WIRE_VENV ($HOME/.cache/aps-secantus), APS_MONGO_WIRE_TIMEOUT (seconds to
-# wait for the server, 30).
+# wait for the server, 30), APS_MONGO_WIRE_TXN_LIFETIME (seconds after which the server
+# aborts a transaction left open by a killed client, 5; MongoDB's default is 60).
 set -euo pipefail
 
 HOST=${APS_MONGO_WIRE_HOST:-127.0.0.1}
@@ -85,8 +86,10 @@ fi
 
 say "starting $PACKAGE $VERSION on $HOST:$PORT (in memory; log: $LOG)"
 # A neutral working directory: the server reads ./secantusd.toml when there is one.
+# scripts/secantusd.py runs it with a 5 s limit on an abandoned transaction (see there).
+LAUNCHER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/secantusd.py"
 cd "$VENV"
-nohup setsid "$VENV/bin/secantusd-py" \
+nohup setsid "$VENV/bin/python" "$LAUNCHER" \
     --host "$HOST" --port "$PORT" \
     --storage-path :memory: --log-level WARNING \
     >"$LOG" 2>&1 </dev/null &

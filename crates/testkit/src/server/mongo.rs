@@ -55,8 +55,11 @@ impl PrivateMongo {
     pub fn start(&mut self) {
         let log = server_log(&self.dir);
         // Its own directory as the working directory: the server reads a
-        // `./secantusd.toml` when there is one.
-        let child = Command::new(self.venv.join("bin/secantusd-py"))
+        // `./secantusd.toml` when there is one. The launcher shortens the life of a
+        // transaction a killed client left open, as `start-mongo-wire.sh` does.
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/secantusd.py");
+        let child = Command::new(self.venv.join("bin/python"))
+            .arg(launcher)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(self.dir.join("data"))
