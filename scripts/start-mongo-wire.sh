@@ -11,13 +11,17 @@
 # Settings (environment): APS_MONGO_WIRE_HOST (127.0.0.1), APS_MONGO_WIRE_PORT (27117),
 # APS_MONGO_WIRE_VENV ($HOME/.cache/aps-secantus), APS_MONGO_WIRE_TIMEOUT (seconds to
 # wait for the server, 30), APS_MONGO_WIRE_TXN_LIFETIME (seconds after which the server
-# aborts a transaction left open by a killed client, 5; MongoDB's default is 60).
+# aborts a transaction left open by a killed client, 5; MongoDB's default is 60),
+# APS_MONGO_WIRE_OPLOG_RETENTION (seconds of change history the server keeps, 300; its
+# default is 3600: in a server up for an hour, the cluster tests ran slower and failed,
+# in a fresh one they passed).
 set -euo pipefail
 
 HOST=${APS_MONGO_WIRE_HOST:-127.0.0.1}
 PORT=${APS_MONGO_WIRE_PORT:-27117}
 VENV=${APS_MONGO_WIRE_VENV:-$HOME/.cache/aps-secantus}
 TIMEOUT=${APS_MONGO_WIRE_TIMEOUT:-30}
+OPLOG_RETENTION=${APS_MONGO_WIRE_OPLOG_RETENTION:-300}
 PACKAGE=SecantusDB
 VERSION=0.7.0b3
 LOG="$VENV/secantusd-$PORT.log"
@@ -92,6 +96,7 @@ cd "$VENV"
 nohup setsid "$VENV/bin/python" "$LAUNCHER" \
     --host "$HOST" --port "$PORT" \
     --storage-path :memory: --log-level WARNING \
+    --oplog-retention-seconds "$OPLOG_RETENTION" \
     >"$LOG" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$PIDFILE"

@@ -257,7 +257,7 @@ fn three_daemons_never_start_a_run_twice_when_one_is_cut_off_from_the_store() {
         .collect();
     times.sort();
     times.dedup();
-    let (gaps, _) = gaps(times.iter(), JOBS, (started_at, cut, 1), |_| false);
+    let (gaps, _) = gaps(times.iter(), JOBS, (started_at, cut, 1), |_, _| false);
     assert!(
         gaps.is_empty(),
         "{} fire times without a record (first: {:?})\ndaemons' logs:\n{}",

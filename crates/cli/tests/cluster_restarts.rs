@@ -246,7 +246,7 @@ fn ride_out_a_restart(label: &str, url: &str, protocol: &str, switch: &mut dyn F
             .map(fire_time)
             .filter(|(_, t)| *t <= ended)
             .collect();
-        gaps(keys.iter(), jobs, (started, ended, 5), |_| false).0
+        gaps(keys.iter(), jobs, (started, ended, 5), |_, _| false).0
     };
     let (settled, again) = taken_over_after_the_stop(dir.path(), url, gaps_in);
     assert!(

@@ -340,7 +340,7 @@ fn cluster_with(
             })
             .filter(|(_, t)| *t <= ended)
             .collect();
-        gaps(keys.iter(), jobs, (started, ended, 5), |_| false).0
+        gaps(keys.iter(), jobs, (started, ended, 5), |_, _| false).0
     };
     let (settled, again) = taken_over_after_the_stop(dir.path(), &db.url, gaps_in);
     assert!(
@@ -491,8 +491,10 @@ fn cluster_with(
 /// fire time, daemon pid and start time to a file. Checked: no fire time started
 /// twice; every daemon ran some; the busiest SIGKILLed after 6 s, and every job's fire
 /// times go on without a gap but in the killed daemon's last second (a fire time it
-/// released and had not started has no record there: no history to write it to); no
-/// fire time after the kill started more than 10 s late.
+/// released and had not started has no record there: no history to write it to) and,
+/// for a job whose run it held at the kill, until that run was swept (the fire times
+/// skipped at `max_instances` meanwhile have no record either); no fire time after the
+/// kill started more than 10 s late.
 #[test]
 fn three_daemons_on_zookeeper_start_each_fire_time_once_and_take_over_a_killed_one() {
     let Some(hosts) = server_url(
@@ -561,8 +563,38 @@ fn three_daemons_on_zookeeper_start_each_fire_time_once_and_take_over_a_killed_o
         let twice: Vec<_> = runs.iter().filter(|(_, s)| s.len() > 1).collect();
         assert!(twice.is_empty(), "fire times started twice: {twice:?}");
         let second = SECOND;
-        let (gaps, unrecorded) = gaps(runs.keys(), jobs, (started, ended, 5), |t| {
+        // A run the killed daemon started and whose end it had not written yet (with no
+        // history an end goes with the next pass: a kill can land between) counts at
+        // `max_instances` (1) until a survivor sweeps it, after its lease (5 s) and the
+        // sweep's round (a third of one): its job's fire times until then are skipped,
+        // and with no history they have no record. Such a job has a start of the killed
+        // daemon from the kill's last two seconds, or no record for the kill's last
+        // second (a run it started whose command never wrote its line).
+        let lease = 5 * second;
+        let victim_pid = victim.child.id();
+        let mut recorded: HashMap<&str, Vec<i64>> = HashMap::new();
+        for (job, at) in runs.keys() {
+            recorded.entry(job.as_str()).or_default().push(*at);
+        }
+        let held_at_the_kill = |job: &str| {
+            let times = recorded.get(job).map(Vec::as_slice).unwrap_or_default();
+            let started_by_victim = runs.iter().any(|((j, at), starts)| {
+                j == job
+                    && *at >= killed_at - 2 * second
+                    && starts.iter().any(|(pid, _)| *pid == victim_pid)
+            });
+            let unrecorded_at_the_kill = times.first().is_some_and(|first| {
+                let last_second = killed_at - second;
+                let at = first + (last_second - first).div_euclid(second) * second + second;
+                at <= killed_at && !times.contains(&at)
+            });
+            started_by_victim || unrecorded_at_the_kill
+        };
+        let (gaps, unrecorded) = gaps(runs.keys(), jobs, (started, ended, 5), |job, t| {
             (killed_at - second..=killed_at).contains(&t)
+                || (t > killed_at
+                    && t <= killed_at + lease + lease / 3 + 3 * second
+                    && held_at_the_kill(job))
         });
         let late: Vec<i64> = runs
             .iter()
@@ -572,8 +604,8 @@ fn three_daemons_on_zookeeper_start_each_fire_time_once_and_take_over_a_killed_o
         let worst = late.iter().copied().max().unwrap_or(0);
         eprintln!(
             "cluster on zookeeper: {} runs, by pid {by_pid:?} at the kill (killed {}); \
-             latest start after the kill {} ms; fire times of the killed daemon's last second \
-             without a record: {unrecorded}",
+             latest start after the kill {} ms; fire times without a record in the killed \
+             daemon's last second or behind its runs until they were swept: {unrecorded}",
             runs.len(),
             victim.child.id(),
             worst / 1000

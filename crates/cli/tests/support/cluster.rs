@@ -101,13 +101,14 @@ pub fn node_names(url: &str) -> Vec<String> {
 /// The gaps in each job's fire times (`job-000` .. `job-{jobs-1}`, a second apart) in
 /// `times` (the recorded (job, fire time µs) keys, sorted): a job without runs, or
 /// whose runs start later than 2 s after `started` or end earlier than `end_slack` s
-/// before `ended`, and every missing second, but those `excused` (counted instead).
+/// before `ended`, and every missing second, but those `excused` (job, fire time µs;
+/// counted instead).
 /// Returns the gaps and the number excused.
 pub fn gaps<'a>(
     times: impl Iterator<Item = &'a (String, i64)>,
     jobs: usize,
     (started, ended, end_slack): (i64, i64, i64),
-    excused: impl Fn(i64) -> bool,
+    excused: impl Fn(&str, i64) -> bool,
 ) -> (Vec<String>, usize) {
     let mut by_job: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for (job, t) in times {
@@ -139,7 +140,7 @@ pub fn gaps<'a>(
             }
             let mut t = pair[0] + SECOND;
             while t < pair[1] {
-                if excused(t) {
+                if excused(&job, t) {
                     excused_count += 1;
                 } else {
                     gaps.push(format!(
