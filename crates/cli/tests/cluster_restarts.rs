@@ -111,10 +111,10 @@ fn three_daemons_ride_out_a_mongodb_restart() {
         };
         let url = server.url(&random_namespace());
         // History records: with leased runs the ends of the runs that ended in the
-        // outage reach the store only after their records, which this server writes
-        // seconds late after its restart, and the jobs' next fire times are skipped at
-        // `max_instances` meanwhile (249 of 850 fire times over 1.5 s after such an end,
-        // in one run); the history-records protocol waits for such ends.
+        // outage reach this server seconds late after its restart, and the jobs' next
+        // fire times are skipped at `max_instances` meanwhile (all 250 of the outage's
+        // fire times in one of two runs); the history-records protocol waits for such
+        // ends.
         ride_out_a_restart("mongodb", &url, HISTORY_RECORDS, &mut |up| {
             if up {
                 server.start();

@@ -9,13 +9,16 @@
 //! | | `Claimed`, `Waiting` | `Missing(Skipped)`, `Missing(Missed)`, lease extended | at `max_instances` with nothing to buffer, or a `Claimed` run while another is buffered; past its grace time |
 //! | [`renew`](Store::renew) | any live state | the same, lease extended | the caller holds the run |
 //! | [`end`](Store::end) | `Started` | `Ended(outcome)`, and a `Waiting` retry in the same step | the caller holds the run with its current fence (it recorded the outcome) |
+//! | | `Started` | `Ending(outcome)`, lease extended, and a `Waiting` retry in the same step | as above, its record not written yet |
+//! | | `Ending(outcome)` | `Ended(outcome)` | as above, its record written |
 //! | | `Missing(outcome)` | `Ended(outcome)` | as above |
 //! | | `Interrupting` | `Interrupted` | as above |
-//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting`, `Interrupting`, `Missing` with an expired lease | the same, leased to the sweeper, fence grown; a `Claimed` run's grace counted again from the takeover (at most a lease after the lease's end) | the lease expired on the store's clock |
+//! | [`sweep`](Store::sweep) | `Claimed`, `Waiting`, `Interrupting`, `Missing`, `Ending` with an expired lease | the same, leased to the sweeper, fence grown; a `Claimed` run's grace counted again from the takeover (at most a lease after the lease's end) | the lease expired on the store's clock |
 //! | | `Started` with an expired lease | `Interrupting`, leased to the sweeper, fence grown, and for a `recover` job a new `Claimed` run of the same fire time | as above |
 //!
-//! An end decided by the store (`Missing`, `Interrupting`) stays live until a holder
-//! that recorded it ends it: whoever dies, no run ends without its record.
+//! An end decided by the store (`Missing`, `Interrupting`) or not recorded yet
+//! (`Ending`) stays live until a holder that recorded it ends it: whoever dies, no run
+//! ends without its record; and only `Started` runs are instances of their job.
 
 use serde::Serialize;
 
@@ -59,6 +62,9 @@ pub enum RunState {
     /// Its start found it missed or skipped: never started; its holder records that
     /// and ends it so.
     Missing(Outcome),
+    /// Its work ended so, and its holder has not recorded it yet: it records that and
+    /// ends it so. Not an instance of its job.
+    Ending(Outcome),
     /// Started, then its holder's lease expired: the sweeper records it interrupted and
     /// ends it so.
     Interrupting,
@@ -154,6 +160,9 @@ pub enum Variant {
     /// `start` ends a missed or skipped run at once (`Ended`, not `Missing`): a holder
     /// that dies before it records the answer leaves a fire time without a record.
     StartEndsMissed,
+    /// `end` without the record writes `Ended`, not `Ending`: a holder that dies before
+    /// it records the end leaves a run ended without a record.
+    EarlyEndEnds,
     /// `sweep` leaves a taken-over `Claimed` run's grace counted from its fire time:
     /// with a grace shorter than the lease, a dead node's claimed fire time is only
     /// ever missed.
@@ -396,8 +405,9 @@ impl Store {
 
     /// Ends a run the caller started, with its current fence; a failed attempt with
     /// attempts left inserts its retry, `Waiting` and leased to the caller, in the same
-    /// step. `None`: refused (the run was interrupted or taken over). A repeated call
-    /// answers as the first did.
+    /// step. Not `recorded`, a started run becomes `Ending` (the caller ends it again
+    /// once it recorded it). `None`: refused (the run was interrupted or taken over). A
+    /// repeated call answers as the first did.
     pub fn end(
         &mut self,
         rules: &Rules,
@@ -405,6 +415,7 @@ impl Store {
         key: RunKey,
         fence: u16,
         outcome: Outcome,
+        recorded: bool,
     ) -> Option<Option<Grant>> {
         let spec = &rules.jobs[usize::from(key.job)];
         let retry_key = RunKey {
@@ -412,13 +423,19 @@ impl Store {
             ..key
         };
         let retry = outcome == Outcome::Failure && key.attempt < spec.attempts;
+        let lease_until = self.now + rules.lease;
         let run = self.run_mut(key)?;
         if run.holder != node || run.fence != fence {
             return None;
         }
         match run.state {
             RunState::Started { .. } => {
-                run.state = RunState::Ended(outcome);
+                if recorded || rules.variant == Variant::EarlyEndEnds {
+                    run.state = RunState::Ended(outcome);
+                } else {
+                    run.state = RunState::Ending(outcome);
+                    run.lease_until = lease_until;
+                }
                 if !retry {
                     return Some(None);
                 }
@@ -426,11 +443,17 @@ impl Store {
                 let waiting = RunState::Waiting { due: Some(due) };
                 Some(Some(self.insert(rules, retry_key, waiting, node)))
             }
-            RunState::Missing(o) if o == outcome => {
+            RunState::Ending(o) if o == outcome => {
+                if recorded {
+                    run.state = RunState::Ended(o);
+                }
+                Some(self.run(retry_key).filter(|r| r.holder == node).map(grant))
+            }
+            RunState::Missing(o) if o == outcome && recorded => {
                 run.state = RunState::Ended(o);
                 Some(None)
             }
-            RunState::Interrupting if outcome == Outcome::Interrupted => {
+            RunState::Interrupting if outcome == Outcome::Interrupted && recorded => {
                 run.state = RunState::Interrupted;
                 Some(None)
             }
@@ -523,7 +546,7 @@ fn grant(run: &Run) -> Grant {
             _ => None,
         },
         decided: match run.state {
-            RunState::Missing(o) => Some(o),
+            RunState::Missing(o) | RunState::Ending(o) => Some(o),
             RunState::Interrupting => Some(Outcome::Interrupted),
             _ => None,
         },

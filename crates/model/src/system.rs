@@ -76,6 +76,9 @@ pub enum Phase {
     Waiting(Option<Tick>),
     /// Its work runs since then.
     Running(Tick),
+    /// Its work ended so: the node tells the store at once (an end not recorded, so
+    /// that the run stops counting as an instance), then records it and writes the end.
+    Finished(Outcome),
     /// Its work ended so, or the store decided so (missed, skipped, interrupted): the
     /// node records it, then writes the end.
     Ending(Outcome),
@@ -148,8 +151,8 @@ pub enum Call {
     /// `renew` of every run the node holds (at each tick, when some lease ends soon by
     /// the node's clock).
     Renew,
-    /// `end` of a run whose work ended so (again, after a lost reply).
-    End(RunKey, Outcome),
+    /// `end` of a run whose work ended so (again, after a lost reply), recorded or not.
+    End(RunKey, Outcome, bool),
     /// `sweep`.
     Sweep,
 }
@@ -246,7 +249,8 @@ impl Setup {
                     .any(|r| r.node == n && r.life == node.life && r.body.answers(h.key, seq));
                 if !answered {
                     match h.phase {
-                        Phase::Ending(outcome) => call(Call::End(h.key, outcome), true),
+                        Phase::Finished(outcome) => call(Call::End(h.key, outcome, false), true),
+                        Phase::Ending(outcome) => call(Call::End(h.key, outcome, true), true),
                         _ => call(Call::Start(h.key), true),
                     }
                 }
@@ -268,13 +272,15 @@ impl Setup {
                 // The work takes `work` ticks; a first attempt of a job with retries
                 // may fail.
                 Phase::Running(since) if now >= since + self.work => {
-                    call(Call::End(h.key, Outcome::Success), true);
+                    call(Call::End(h.key, Outcome::Success, false), true);
                     if h.key.attempt < self.rules.jobs[usize::from(h.key.job)].attempts {
-                        call(Call::End(h.key, Outcome::Failure), true);
+                        call(Call::End(h.key, Outcome::Failure, false), true);
                     }
                 }
-                // An end the store decided: recorded, then written.
-                Phase::Ending(outcome) => call(Call::End(h.key, outcome), true),
+                // An end the store took before its record: recorded, then written.
+                Phase::Finished(outcome) => call(Call::End(h.key, outcome, false), true),
+                // An end the store decided or took: recorded, then written.
+                Phase::Ending(outcome) => call(Call::End(h.key, outcome, true), true),
                 Phase::Waiting(Some(_)) | Phase::Running(_) => {}
             }
         }
@@ -435,12 +441,15 @@ impl Setup {
                 let (renewed, lost) = s.store.renew(rules, n, &held);
                 Body::Renewed(renewed, lost)
             }
-            Call::Start(key) | Call::End(key, _) => {
+            Call::Start(key) | Call::End(key, _, _) => {
                 node.seq += 1;
                 let seq = node.seq;
                 let h = node.held_mut(key).expect("held");
-                if let Call::End(_, outcome) = call {
-                    h.phase = Phase::Ending(outcome);
+                if let Call::End(_, outcome, recorded) = call {
+                    h.phase = match recorded {
+                        true => Phase::Ending(outcome),
+                        false => Phase::Finished(outcome),
+                    };
                 }
                 h.asked = Some(seq);
                 let h = *h;
@@ -452,7 +461,12 @@ impl Setup {
                             Some((k, o)) if *k == key => *o = outcome,
                             _ => s.records.insert(at, (key, outcome)),
                         }
-                        Body::Ended(key, seq, s.store.end(rules, n, key, h.fence, outcome))
+                        let reply = s.store.end(rules, n, key, h.fence, outcome, true);
+                        Body::Ended(key, seq, reply)
+                    }
+                    Phase::Finished(outcome) => {
+                        let reply = s.store.end(rules, n, key, h.fence, outcome, false);
+                        Body::Ended(key, seq, reply)
                     }
                     _ => Body::Start(key, seq, s.store.start(rules, n, key, h.fence, clock)),
                 }
@@ -552,7 +566,12 @@ impl Node {
                 if h.asked != Some(seq) {
                     return None;
                 }
-                self.held.retain(|h| h.key != key);
+                h.asked = None;
+                // Told before its record: held until recorded and ended.
+                match (h.phase, &reply) {
+                    (Phase::Finished(outcome), Some(_)) => h.phase = Phase::Ending(outcome),
+                    _ => self.held.retain(|h| h.key != key),
+                }
                 if let Some(Some(retry)) = reply {
                     self.hold(retry);
                 }

@@ -60,10 +60,26 @@ fn the_contract_holds_through_a_crash_and_a_stall() {
 }
 
 #[test]
-fn the_contract_holds_through_a_crash_and_a_lost_a_late_and_a_repeated_reply() {
+fn the_contract_holds_through_a_crash_and_a_lost_and_a_late_reply() {
     let faults = Faults {
-        stalls: 0,
-        ..Faults::ONE_EACH
+        crashes: 1,
+        losses: 1,
+        delays: 1,
+        ..Faults::NONE
+    };
+    assert_eq!(
+        failing(RunModel::new(Variant::Correct, faults)),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn the_contract_holds_through_a_crash_and_a_lost_and_a_repeated_reply() {
+    let faults = Faults {
+        crashes: 1,
+        losses: 1,
+        duplicates: 1,
+        ..Faults::NONE
     };
     assert_eq!(
         failing(RunModel::new(Variant::Correct, faults)),
@@ -146,4 +162,14 @@ fn a_sweep_that_keeps_the_grace_from_the_fire_time_is_caught() {
         failing.contains(&"a fire time taken over after its grace starts"),
         "{failing:?}"
     );
+}
+
+#[test]
+fn an_end_before_its_record_that_ends_the_run_is_caught() {
+    let crash = Faults {
+        crashes: 1,
+        ..Faults::NONE
+    };
+    let failing = failing(RunModel::new(Variant::EarlyEndEnds, crash));
+    assert!(failing.contains(&"no run ends unrecorded"), "{failing:?}");
 }

@@ -71,7 +71,7 @@ mod statements;
 use statements::{Statements, CHUNK};
 
 /// The states of a live run, as the `state` column holds them.
-const LIVE: &str = "('claimed', 'waiting', 'started', 'interrupting', 'missing')";
+const LIVE: &str = "('claimed', 'waiting', 'started', 'ending', 'interrupting', 'missing')";
 
 /// What one step locks and loads.
 #[derive(Debug)]

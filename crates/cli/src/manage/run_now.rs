@@ -244,6 +244,7 @@ async fn end_row(runs: &dyn RunStore, holder: &str, row: &Run, outcome: RunOutco
         run: row.held(),
         outcome,
         retry_at: None,
+        recorded: true,
     };
     match runs
         .end_runs(holder, vec![end], apscheduler_engine::DEFAULT_LEASE)

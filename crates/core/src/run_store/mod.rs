@@ -150,6 +150,17 @@ pub enum RunState {
         /// When the first sweep found it, on the store's clock.
         at: DateTime<Utc>,
     },
+    /// Its work is over, with `outcome`, and its record is not written yet: its holder
+    /// writes the record, then ends it so (`Ended` with the same outcome); a holder
+    /// that stops renewing it before has it taken over by a sweep, which records it.
+    /// Not an instance of its job: the job's next fire time does not wait for the
+    /// record.
+    Ending {
+        /// How (never [`RunOutcome::Running`] or [`RunOutcome::Interrupted`]).
+        outcome: RunOutcome,
+        /// When its work ended, on the store's clock.
+        at: DateTime<Utc>,
+    },
     /// Its start found it missed (past its grace, or at `max_instances` with nothing
     /// to buffer): never started. Its holder records the miss and ends it so
     /// ([`RunOutcome::Missed`]); a holder that stops renewing it before has it taken
@@ -176,13 +187,14 @@ impl RunState {
         !matches!(self, RunState::Ended { .. } | RunState::Interrupted { .. })
     }
 
-    /// The state's name (`claimed`, `waiting`, `started`, `interrupting`, `missing`,
-    /// `ended`, `interrupted`).
+    /// The state's name (`claimed`, `waiting`, `started`, `ending`, `interrupting`,
+    /// `missing`, `ended`, `interrupted`).
     pub fn name(&self) -> &'static str {
         match self {
             RunState::Claimed => "claimed",
             RunState::Waiting { .. } => "waiting",
             RunState::Started { .. } => "started",
+            RunState::Ending { .. } => "ending",
             RunState::Interrupting { .. } => "interrupting",
             RunState::Missing { .. } => "missing",
             RunState::Ended { .. } => "ended",
@@ -326,6 +338,11 @@ pub struct RunEnd {
     pub outcome: RunOutcome,
     /// A retry, `Waiting` until then and held by the caller, inserted in the same step.
     pub retry_at: Option<DateTime<Utc>>,
+    /// The run's record is written. Without it a started run becomes `Ending` (no
+    /// longer an instance of its job, still live), and the caller ends it again with
+    /// it once the record is written; a caller that keeps no run history sends it at
+    /// once.
+    pub recorded: bool,
 }
 
 /// How an end ended.
@@ -387,13 +404,17 @@ pub struct Swept {
     /// sweeper's: it records each interrupted and ends it with
     /// [`RunOutcome::Interrupted`].
     pub interrupted: Vec<Run>,
-    /// The holder each run of `interrupted` found `Started` had before this sweep: the
-    /// scheduler it ran on.
+    /// The holder each run of `interrupted` found `Started`, and each run of `ending`,
+    /// had before this sweep: the scheduler it ran on.
     pub interrupted_from: std::collections::BTreeMap<RunKey, Arc<str>>,
     /// Runs a start found missed whose holder stopped renewing them before it ended
     /// them, now `Missing` and the sweeper's: it records each missed and ends it with
     /// [`RunOutcome::Missed`].
     pub missed: Vec<Run>,
+    /// Runs whose work ended and whose holder stopped renewing them before it recorded
+    /// them, now `Ending` and the sweeper's: it records each (unless a record of its
+    /// end exists) and ends it with its outcome.
+    pub ending: Vec<Run>,
 }
 
 /// Where runs live: the job store's runs, each leased to one scheduler at a time.
@@ -412,10 +433,12 @@ pub struct Swept {
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
 /// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
-/// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence |
+/// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence, and its record is written ([`RunEnd::recorded`]) |
+/// | | `Claimed`, `Waiting`, `Started` | `Ending(outcome)`, lease extended, and a `Waiting` retry | as above, its record not written yet |
+/// | | `Ending(outcome)` | `Ended(outcome)` | as above, with the same outcome, its record written |
 /// | [`sweep_runs`](RunStore::sweep_runs) | `Claimed`, `Waiting`, lease expired | the same, leased to the sweeper, new fence (a `Claimed` run's grace counted again from the takeover) | the lease expired on the store's clock |
 /// | | `Started`, lease expired | `Interrupting`, leased to the sweeper, new fence, and for a `recover` job a new `Claimed` rerun for the sweeper | as above |
-/// | | `Interrupting` or `Missing`, lease expired | the same, leased to the sweeper, new fence | as above |
+/// | | `Interrupting`, `Missing` or `Ending`, lease expired | the same, leased to the sweeper, new fence | as above |
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Interrupted`] | `Interrupting` | `Interrupted` | the caller holds the run with its current fence (it recorded the interruption) |
 /// | [`end_runs`](RunStore::end_runs) with [`RunOutcome::Missed`] | `Missing` | `Ended(missed)` | the caller holds the run with its current fence (it recorded the miss) |
 ///
@@ -446,7 +469,9 @@ pub struct Swept {
 ///   started at most once per key.
 /// - Only the holder writes a run, except the sweep, which takes only runs whose lease
 ///   expired.
-/// - `max_instances` counts only `Started` runs with a live lease.
+/// - `max_instances` counts only `Started` runs with a live lease: a run whose work
+///   ended is `Ending` or `Ended`, and the job's next fire time does not wait for its
+///   record.
 /// - A `Waiting` buffered run of a `buffer_all` job starts only when no older buffered
 ///   run of the job waits.
 /// - A start that finds the job at `max_instances` with `cancel_other` or
@@ -459,8 +484,9 @@ pub struct Swept {
 /// - A repeated start of a started run, and a repeated end, by the holder with the same
 ///   fence answer as the first did; a repeated start of a run its first start found
 ///   missed answers `Ended(missed)` again.
-/// - A decided end (`Interrupting`, `Missing`) is live until a holder that recorded it
-///   ends it: a fire time never ends without its record, whoever dies.
+/// - A decided end (`Interrupting`, `Missing`) and an unrecorded one (`Ending`) are
+///   live until a holder that recorded them ends them: a fire time never ends without
+///   its record, whoever dies.
 #[async_trait]
 pub trait RunStore: JobStore {
     /// Releases jobs as [`JobStore::release_jobs`] does and, in the same step for each

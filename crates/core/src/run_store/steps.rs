@@ -339,6 +339,7 @@ impl<S: RunSteps> RunStore for S {
             swept.taken.retain(|r| !view.covers(&r.key.job_id));
             swept.interrupted.retain(|r| !view.covers(&r.key.job_id));
             swept.missed.retain(|r| !view.covers(&r.key.job_id));
+            swept.ending.retain(|r| !view.covers(&r.key.job_id));
             swept
                 .interrupted_from
                 .retain(|k, _| !view.covers(&k.job_id));
@@ -347,6 +348,7 @@ impl<S: RunSteps> RunStore for S {
             swept.interrupted.extend(part.interrupted);
             swept.interrupted_from.extend(part.interrupted_from);
             swept.missed.extend(part.missed);
+            swept.ending.extend(part.ending);
             JobWrites::default()
         };
         self.run_step(sweeper, jobs, Vec::new(), &mut decide)

@@ -481,6 +481,10 @@ impl RunTable {
                 if end.outcome != RunOutcome::Interrupted {
                     return EndReply::Refused;
                 }
+                // A decided end stays as it is until its record is written.
+                if !end.recorded {
+                    return EndReply::Ended(None);
+                }
                 run.state = RunState::Interrupted { at: now };
                 let job_id = run.key.job_id.clone();
                 self.ended_one(&job_id);
@@ -494,6 +498,9 @@ impl RunTable {
                 if end.outcome != RunOutcome::Missed {
                     return EndReply::Refused;
                 }
+                if !end.recorded {
+                    return EndReply::Ended(None);
+                }
                 run.state = RunState::Ended {
                     outcome: RunOutcome::Missed,
                     at: now,
@@ -503,11 +510,34 @@ impl RunTable {
                 EndReply::Ended(None)
             }
             _ if end.outcome == RunOutcome::Interrupted => EndReply::Refused,
+            // Its work ended before: now (or again) with its record written.
+            RunState::Ending { outcome, .. } => {
+                if outcome != end.outcome {
+                    return EndReply::Refused;
+                }
+                if end.recorded {
+                    run.state = RunState::Ended { outcome, at: now };
+                    let job_id = run.key.job_id.clone();
+                    self.ended_one(&job_id);
+                }
+                let retry = self.runs.get(&retry_key);
+                EndReply::Ended(retry.filter(|r| r.holder == *holder).cloned())
+            }
             state if state.is_live() => {
-                run.state = RunState::Ended {
-                    outcome: end.outcome,
-                    at: now,
-                };
+                // Unrecorded, it stays live (its holder renews it until it recorded it)
+                // but no longer counts as an instance.
+                if end.recorded {
+                    run.state = RunState::Ended {
+                        outcome: end.outcome,
+                        at: now,
+                    };
+                } else {
+                    run.state = RunState::Ending {
+                        outcome: end.outcome,
+                        at: now,
+                    };
+                    run.lease_until = lease_end(now, lease);
+                }
                 let (job_id, rules) = (run.key.job_id.clone(), run.rules);
                 let retry = end.retry_at.and_then(|due_at| {
                     let new = NewRun {
@@ -607,6 +637,7 @@ impl RunTable {
             }
             let fence = self.next_fence(&key.job_id);
             let run = self.key_mut(&key);
+            let holder = run.holder.clone();
             if state == RunState::Claimed {
                 run.rules.grace_until = grace_after_takeover(run, now, lease);
             }
@@ -616,6 +647,10 @@ impl RunTable {
             if let RunState::Missing { .. } = state {
                 // Taken over to be recorded missed.
                 swept.missed.push(run.clone());
+            } else if let RunState::Ending { .. } = state {
+                // Taken over to be recorded as it ended.
+                swept.ending.push(run.clone());
+                swept.interrupted_from.insert(key.clone(), holder);
             } else {
                 swept.taken.push(run.clone());
             }

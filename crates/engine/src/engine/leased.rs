@@ -30,9 +30,8 @@ use super::*;
 pub(super) struct Leased {
     /// By run id.
     pub(super) held: Mutex<BTreeMap<Arc<str>, HeldRun>>,
-    /// Ends to write, with their store's alias and how many history records must be
-    /// written before (theirs among them: see `Recorder::queued`).
-    pub(super) ends: Mutex<Vec<(Arc<str>, RunEnd, u64)>>,
+    /// Ends to write.
+    pub(super) ends: Mutex<Vec<QueuedEnd>>,
     /// When the leases were last renewed and the stores swept.
     pub(super) upkeep_at: Mutex<Option<DateTime<Utc>>>,
     /// When the stores' ended runs were last pruned.
@@ -41,6 +40,44 @@ pub(super) struct Leased {
     /// run id, with the note their record gets ("recovery of run … interrupted on node
     /// …").
     pub(super) recovering: Mutex<BTreeMap<Arc<str>, String>>,
+}
+
+/// An end to write: it goes whole ([`RunEnd::recorded`]) once its history record is
+/// written. A started run's end goes before as well, unrecorded, so that the run stops
+/// counting as an instance of its job while its record is written (`Ending`).
+pub(super) struct QueuedEnd {
+    /// The run's store.
+    pub(super) alias: Arc<str>,
+    /// The end, unrecorded.
+    pub(super) end: RunEnd,
+    /// How many history records must be written before it goes whole (its own among
+    /// them: see `Recorder::queued`).
+    pub(super) after: u64,
+    /// It goes unrecorded first (a started run with a record to write) ...
+    pub(super) early: bool,
+    /// ... and did.
+    pub(super) early_sent: bool,
+}
+
+impl QueuedEnd {
+    /// An end whose record is written.
+    pub(super) fn recorded(alias: Arc<str>, end: RunEnd) -> QueuedEnd {
+        QueuedEnd {
+            alias,
+            end: RunEnd {
+                recorded: false,
+                ..end
+            },
+            after: 0,
+            early: false,
+            early_sent: false,
+        }
+    }
+
+    /// Its early end is still to send.
+    pub(super) fn early_due(&self) -> bool {
+        self.early && !self.early_sent
+    }
 }
 
 /// A run this scheduler holds: its store, its row as the store last answered, and for
@@ -569,9 +606,11 @@ impl Engine {
         }
     }
 
-    /// Queues the end of a held run, written at the first pass after its record (queued
-    /// before this call): a run ended in its store with its record unwritten would have
-    /// none if this scheduler died then; live, a sweeper records it.
+    /// Queues the end of a held run, written whole at the first pass after its record
+    /// (queued before this call): a run ended in its store with its record unwritten
+    /// would have none if this scheduler died then. A started run's end goes at the
+    /// next pass too, unrecorded (`Ending`: live, so that a sweeper records it if this
+    /// scheduler dies, and no longer an instance of its job).
     pub(super) fn queue_end(
         &self,
         alias: &Arc<str>,
@@ -581,15 +620,22 @@ impl Engine {
     ) {
         if let Some(leased) = self.inner.leased() {
             let after = self.inner.history.as_ref().map_or(0, |r| r.queued());
-            lock(&leased.ends).push((
-                alias.clone(),
-                RunEnd {
+            let early = after > 0
+                && lock(&leased.held)
+                    .get(&run.id)
+                    .is_some_and(|h| matches!(h.run.state, RunState::Started { .. }));
+            lock(&leased.ends).push(QueuedEnd {
+                alias: alias.clone(),
+                end: RunEnd {
                     run,
                     outcome,
                     retry_at,
+                    recorded: false,
                 },
                 after,
-            ));
+                early,
+                early_sent: false,
+            });
             self.inner.wake.wake();
         }
     }
@@ -606,7 +652,7 @@ pub(super) fn wake_on_written(engine: &Engine) {
         let Some(inner) = weak.upgrade() else { return };
         let waits = inner
             .leased()
-            .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after > 0));
+            .is_some_and(|l| lock(&l.ends).iter().any(|q| q.after > 0));
         if waits {
             inner.wake.wake();
         }

@@ -7,6 +7,7 @@ use apscheduler_core::{
     CancelSignal, EndReply, Held, Run, RunQuery, RunRecord, RunState, RunStore, StartReply,
 };
 
+use super::leased::QueuedEnd;
 use super::pass::PassLookups;
 use super::start::PlannedRun;
 use super::*;
@@ -123,42 +124,67 @@ impl Engine {
     }
 
     /// Whether ends wait to be written to their stores: any (`ready_only` false), or
-    /// only those whose history records are written (true).
+    /// only those that can go now (true): whose records are written, or a started
+    /// run's first end, which goes before its record.
     pub(super) fn ends_queued(&self, ready_only: bool) -> bool {
-        let written = if ready_only {
-            self.records_written()
-        } else {
-            u64::MAX
-        };
-        self.inner
-            .leased()
-            .is_some_and(|l| lock(&l.ends).iter().any(|(_, _, after)| *after <= written))
+        let written = self.records_written();
+        self.inner.leased().is_some_and(|l| {
+            lock(&l.ends)
+                .iter()
+                .any(|q| !ready_only || q.after <= written || q.early_due())
+        })
     }
 
     fn records_written(&self) -> u64 {
         self.inner.history.as_ref().map_or(0, |r| r.written())
     }
 
-    /// The queued ends of the store `alias` whose records are written (the others stay
-    /// queued; the history writer wakes the engine once it wrote them).
+    /// The queued ends of the store `alias` that can go now: those whose records are
+    /// written, whole ([`RunEnd::recorded`](apscheduler_core::RunEnd)), and the first
+    /// end of a started run whose record is not (it stays queued for its record).
     pub(super) fn take_ends(&self, alias: &Arc<str>) -> Vec<apscheduler_core::RunEnd> {
         let Some(leased) = self.inner.leased() else {
             return Vec::new();
         };
         let written = self.records_written();
         let mut queued = lock(&leased.ends);
-        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *queued)
-            .into_iter()
-            .partition(|(a, _, after)| a == alias && *after <= written);
-        *queued = others;
-        mine.into_iter().map(|(_, end, _)| end).collect()
+        let mut ends = Vec::new();
+        queued.retain_mut(|q| {
+            if q.alias != *alias {
+                return true;
+            }
+            if q.after <= written {
+                ends.push(apscheduler_core::RunEnd {
+                    recorded: true,
+                    ..q.end.clone()
+                });
+                return false;
+            }
+            if q.early_due() {
+                q.early_sent = true;
+                ends.push(q.end.clone());
+            }
+            true
+        });
+        ends
     }
 
-    /// Queues `ends` of `alias` again (their write was not confirmed; their records
-    /// are written).
+    /// Queues `ends` of `alias` again (their write was not confirmed): a recorded one
+    /// as written-record, an early one to be sent again.
     pub(super) fn requeue_ends(&self, alias: &Arc<str>, ends: Vec<apscheduler_core::RunEnd>) {
-        if let Some(leased) = self.inner.leased() {
-            lock(&leased.ends).extend(ends.into_iter().map(|e| (alias.clone(), e, 0)));
+        let Some(leased) = self.inner.leased() else {
+            return;
+        };
+        let mut queued = lock(&leased.ends);
+        for end in ends {
+            if end.recorded {
+                queued.push(QueuedEnd::recorded(alias.clone(), end));
+            } else if let Some(q) = queued
+                .iter_mut()
+                .find(|q| q.alias == *alias && q.end.run.id == end.run.id)
+            {
+                q.early_sent = false;
+            }
         }
     }
 
@@ -173,18 +199,38 @@ impl Engine {
             return;
         };
         for (end, reply) in ends.iter().zip(replies) {
-            let cancel = lock(&leased.held)
-                .remove(&end.run.id)
-                .map(|h| h.cancel)
-                .unwrap_or_default();
+            let mut held = lock(&leased.held);
+            // An early end leaves the run held, `Ending`, until its record is written.
+            let cancel = match (end.recorded, &reply) {
+                (false, EndReply::Ended(_)) => match held.get_mut(&end.run.id) {
+                    Some(h) => {
+                        h.run.state = RunState::Ending {
+                            outcome: end.outcome,
+                            at: self.inner.clock.now(),
+                        };
+                        h.cancel.clone()
+                    }
+                    None => CancelSignal::default(),
+                },
+                _ => held
+                    .remove(&end.run.id)
+                    .map(|h| h.cancel)
+                    .unwrap_or_default(),
+            };
             match reply {
-                EndReply::Ended(Some(retry)) => {
+                // Held once: an early end and the recorded one both answer the retry.
+                EndReply::Ended(Some(retry)) if !held.contains_key(&retry.id) => {
                     tracing::debug!(target: "apscheduler", jobstore = %alias, run_id = %retry.id, "retry {} held until {:?}", retry.id, retry.state);
+                    drop(held);
                     leased.hold(alias, retry, cancel);
                 }
-                EndReply::Ended(None) => {}
+                EndReply::Ended(_) => {}
                 EndReply::Refused => {
-                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and the store recorded it interrupted", end.run.id, end.outcome.as_str());
+                    drop(held);
+                    if !end.recorded {
+                        lock(&leased.ends).retain(|q| q.end.run.id != end.run.id);
+                    }
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and another scheduler took it over (it records it)", end.run.id, end.outcome.as_str());
                 }
             }
         }
@@ -338,6 +384,10 @@ impl Engine {
                        max_instances (its scheduler stopped before it recorded it)";
             self.end_missed(alias, run, why.to_owned());
         }
+        for run in swept.ending {
+            self.record_ending(alias, run, &swept.interrupted_from)
+                .await;
+        }
         for run in swept.taken {
             if let Some(why) = not_again.remove(&run.key) {
                 // Ended at once, never held: a pass would start it. Its record may be
@@ -348,6 +398,7 @@ impl Engine {
                     run: run.held(),
                     outcome: RunOutcome::Missed,
                     retry_at: None,
+                    recorded: true,
                 };
                 if let Err(e) = runs
                     .end_runs(&self.inner.scheduler_id, vec![end], self.inner.lease)
@@ -360,6 +411,58 @@ impl Engine {
             tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "took over run {} ({}), whose lease ran out", run.id, run.state.name());
             leased.hold(alias, run, CancelSignal::default());
         }
+    }
+
+    /// A run whose work ended and whose holder stopped before it recorded the end,
+    /// taken over by a sweep: recorded with its outcome (unless its holder's record of
+    /// the end was written), then ended with the next pass's step.
+    async fn record_ending(
+        &self,
+        alias: &Arc<str>,
+        run: Run,
+        holders: &std::collections::BTreeMap<apscheduler_core::RunKey, Arc<str>>,
+    ) {
+        let Some(leased) = self.inner.leased() else {
+            return;
+        };
+        let RunState::Ending { outcome, at } = run.state else {
+            return;
+        };
+        let record = self.started_record(&run).await;
+        let node = record
+            .as_ref()
+            .map(|r| r.node.clone())
+            .or_else(|| holders.get(&run.key).map(|h| h.to_string()));
+        let why = format!(
+            "{}: node {} stopped before it recorded the end; recorded by {}",
+            outcome.as_str(),
+            node.as_deref().unwrap_or("(unknown)"),
+            self.inner
+                .history
+                .as_ref()
+                .map_or("this scheduler", |h| h.node())
+        );
+        match record {
+            Some(r) if r.outcome != RunOutcome::Running => {
+                tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended ({}) and was recorded before its holder stopped", run.id, r.outcome.as_str());
+            }
+            Some(mut r) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
+                r.outcome = outcome;
+                r.finished_at = Some(at);
+                r.message = Some(why);
+                if let Some(recorder) = &self.inner.history {
+                    recorder.queue_waiting(r);
+                }
+            }
+            None => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
+                self.record_row_on(&run, node.as_deref(), outcome, why);
+            }
+        }
+        let held = run.held();
+        leased.hold(alias, run, CancelSignal::default());
+        self.queue_end(alias, held, outcome, None);
     }
 
     /// The history record of `run` its holder wrote at the start (with its node and

@@ -19,12 +19,14 @@ use super::helpers::*;
 use super::*;
 
 mod admission;
+mod ending;
 mod pass;
 
 pub use admission::{
     check_batches, check_buffered_runs, check_grace, check_max_instances, check_stop_requests,
     check_takeover_grace,
 };
+pub use ending::{check_ending_is_taken_over, check_unrecorded_end};
 pub use pass::{check_end_and_release, check_end_release_and_start};
 
 /// A lease a check lets expire.
@@ -111,6 +113,7 @@ async fn end(
         run: run.clone(),
         outcome,
         retry_at,
+        recorded: true,
     };
     let mut replies = store
         .end_runs(holder, vec![end], LEASE)
@@ -670,6 +673,8 @@ where
         check_buffered_runs,
         check_stop_requests,
         check_end_and_retry,
+        check_unrecorded_end,
+        check_ending_is_taken_over,
         check_finished_job_waits_for_its_runs,
         check_insert_runs,
         check_fences_grow,

@@ -48,6 +48,7 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
         run: first[0].held(),
         outcome: RunOutcome::Failure,
         retry_at: Some(retry_at),
+        recorded: true,
     }];
     let releases = claimed
         .into_iter()
@@ -128,6 +129,7 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
             run: h.clone(),
             outcome: RunOutcome::Success,
             retry_at: None,
+            recorded: true,
         })
         .collect();
     let replies = store.end_runs("a", ends, LEASE).await.expect("end_runs");
@@ -151,6 +153,7 @@ pub async fn check_end_and_release(store: &dyn RunStore) {
         run: first[0].held(),
         outcome: RunOutcome::Success,
         retry_at: None,
+        recorded: true,
     };
     let run = claimed_run("four", due, run_rules(1, Overlap::Skip));
     let step = store
@@ -228,6 +231,7 @@ pub async fn check_end_release_and_start(store: &dyn RunStore) {
         run: first[0].held(),
         outcome: RunOutcome::Success,
         retry_at: None,
+        recorded: true,
     };
     let later = due + chrono::Duration::milliseconds(500);
     let both = store
