@@ -9,15 +9,17 @@ fn main() {
     let seed: u64 = args
         .next()
         .and_then(|s| s.parse().ok())
-        .expect("usage: trace SEED [small|small-without-record-starts|hundred]");
+        .expect("usage: trace SEED [small|small-without-record-starts|small-leased-runs|hundred]");
     let scenario = match args.next().as_deref() {
         None | Some("small") => Scenario::small(),
         Some("hundred") => Scenario::hundred(),
         Some("small-record-starts") => Scenario::small().with_record_starts(),
         Some("small-without-record-starts") => Scenario::small().without_record_starts(),
-        Some(other) => {
-            panic!("unknown scenario {other:?}: small, small-without-record-starts or hundred")
-        }
+        Some("small-leased-runs") => Scenario::small().with_leased_runs().with_run_policies(),
+        Some(other) => panic!(
+            "unknown scenario {other:?}: small, small-without-record-starts, small-leased-runs \
+             or hundred"
+        ),
     };
     let report = simulate(&scenario.with_full_trace(), seed);
     for line in &report.trace_tail {

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use apscheduler_core::{RunOutcome, RunRecord};
 use chrono::{DateTime, Utc};
 
-/// A fire time of a job, and the attempt at it.
-pub(crate) type FireTime = (String, DateTime<Utc>, u32);
+/// A fire time of a job, the attempt at it, and the run again of that attempt (0, then
+/// one more per run again of an interrupted `recover` run).
+pub(crate) type FireTime = (String, DateTime<Utc>, u32, u32);
 
 /// What the checker knows: every start, and the violations found.
 #[derive(Debug, Default)]
@@ -24,13 +25,13 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    /// A run starts: at most once per fire time (and attempt).
+    /// A run starts: at most once per fire time, attempt and run again.
     pub(crate) fn started(&mut self, fire: FireTime, node: &str, at_ms: u64) {
         if let Some((first, first_ms)) = self.starts.get(&fire) {
             self.violations.push(format!(
-                "fire time started twice: job {} at {} (attempt {}) on {first} at {first_ms} ms \
-                 and on {node} at {at_ms} ms",
-                fire.0, fire.1, fire.2
+                "fire time started twice: job {} at {} (attempt {}, run again {}) on {first} at \
+                 {first_ms} ms and on {node} at {at_ms} ms",
+                fire.0, fire.1, fire.2, fire.3
             ));
             return;
         }
@@ -91,7 +92,7 @@ impl Checker {
                 .unwrap_or(&[]);
             let started = self
                 .starts
-                .range((job.clone(), *at, 0)..=(job.clone(), *at, u32::MAX))
+                .range((job.clone(), *at, 0, 0)..=(job.clone(), *at, u32::MAX, u32::MAX))
                 .next();
             if found.is_empty() {
                 let how = match started {

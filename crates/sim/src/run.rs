@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apscheduler_core::{Retention, RunHistory as _, RunOutcome, RunQuery, TaskContext};
+use apscheduler_core::{
+    Overlap, Retention, RetryPolicy, RunHistory as _, RunKey, RunOutcome, RunQuery, TaskContext,
+};
 use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions, JobSpec, DEFAULT_LEASE};
 use apscheduler_executor_async::AsyncExecutor;
 use chrono::{DateTime, TimeZone, Utc};
@@ -33,6 +35,8 @@ const REAP_BOUND_MS: u64 = 2 * 10_000 + 10_000;
 const GRACE: Duration = Duration::from_secs(10);
 /// The longest run.
 const MAX_RUN_MS: u64 = 3000;
+/// Attempts of a retrying job (`Scenario::run_policies`), 1 s apart.
+const ATTEMPTS: u32 = 3;
 /// Fire times this long before the end must have settled: grace, lease, a run, the
 /// node time-out, and some writes.
 const SETTLED: Duration = Duration::from_secs(30);
@@ -143,16 +147,28 @@ fn node(world: &Arc<World>, i: usize, scenario: &Scenario) -> (Arc<NodeLink>, En
             l.gate().await;
             let at = ctx.scheduled_run_time.with_timezone(&Utc);
             let ms = w.time.millis();
+            // A `recover` job's run again after an interruption is a run of its own.
+            let rerun = ctx
+                .run_id
+                .as_deref()
+                .and_then(RunKey::from_id)
+                .map_or(0, |k| k.rerun);
             w.trace(format!(
-                "{} start {} {at} #{}",
+                "{} start {} {at} #{}.r{rerun}",
                 l.name, ctx.job_id, ctx.attempt
             ));
-            w.checker
-                .lock()
-                .started((ctx.job_id.to_string(), at, ctx.attempt), &l.name, ms);
+            w.checker.lock().started(
+                (ctx.job_id.to_string(), at, ctx.attempt, rerun),
+                &l.name,
+                ms,
+            );
             let run = w.rng(|r| r.gen_range(0..=MAX_RUN_MS));
             tokio::time::sleep(Duration::from_millis(run)).await;
             l.gate().await;
+            // A retrying job's attempt fails one time in two, the last never.
+            if ctx.job_id.starts_with('r') && ctx.attempt < ATTEMPTS && w.rng(|r| r.gen_bool(0.5)) {
+                return Err(format!("attempt {} failed", ctx.attempt).into());
+            }
             Ok(serde_json::Value::Null)
         }
     });
@@ -171,7 +187,12 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
     for j in 0..scenario.jobs {
         let every = world.rng(|r| r.gen_range(1..=5i64));
         let start = epoch() + chrono::Duration::seconds(3 + (j as i64 % every));
-        let id = format!("j{j:04}");
+        // Plain (`j`), retrying (`r`), buffering (`b`) or `recover` (`v`) jobs.
+        let kind = match scenario.run_policies {
+            true => ['j', 'r', 'b', 'v'][world.rng(|r| r.gen_range(0..4usize))],
+            false => 'j',
+        };
+        let id = format!("{kind}{j:04}");
         let spec = JobSpec::task("work")
             .id(id.clone())
             .trigger_args(
@@ -184,6 +205,12 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
             .coalesce(false)
             .max_instances(world.rng(|r| r.gen_range(1..=2u32)))
             .misfire_grace_time(Some(GRACE));
+        let spec = match kind {
+            'r' => spec.retry(RetryPolicy::new(ATTEMPTS, Duration::from_secs(1))),
+            'b' => spec.max_instances(1).overlap(Overlap::BufferOne),
+            'v' => spec.recover(true),
+            _ => spec,
+        };
         engines[0]
             .add_job(spec)
             .await

@@ -10,7 +10,8 @@ use std::time::Duration;
 pub struct Scenario {
     /// Scheduler nodes, all on the one store.
     pub nodes: usize,
-    /// Interval jobs (every 1-5 s, runs of 0-3 s), each `coalesce = false`.
+    /// Interval jobs (every 1-5 s, runs of 0-3 s), each `coalesce = false` (see
+    /// [`Scenario::run_policies`]).
     pub jobs: usize,
     /// How long faults are injected (virtual time).
     pub faults_for: Duration,
@@ -36,6 +37,11 @@ pub struct Scenario {
     pub record_starts: bool,
     /// The nodes keep every run in the store, leased (`EngineBuilder::leased_runs`).
     pub leased_runs: bool,
+    /// Besides plain jobs, jobs that retry a failed first or second attempt (3 attempts,
+    /// 1 s apart; an attempt fails one time in two), jobs that buffer one fire time
+    /// (`max_instances` 1, `overlap = "buffer_one"`) and `recover` jobs, a quarter
+    /// each.
+    pub run_policies: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
     /// (`None` for every real run).
     pub sabotage: Option<Sabotage>,
@@ -72,6 +78,7 @@ impl Scenario {
             full_trace: false,
             record_starts: true,
             leased_runs: false,
+            run_policies: false,
             sabotage: None,
         }
     }
@@ -92,6 +99,7 @@ impl Scenario {
             full_trace: false,
             record_starts: true,
             leased_runs: false,
+            run_policies: false,
             sabotage: None,
         }
     }
@@ -127,6 +135,13 @@ impl Scenario {
     /// of the store, started, renewed, ended and taken over through the run contract.
     pub fn with_leased_runs(mut self) -> Self {
         self.leased_runs = true;
+        self
+    }
+
+    /// This scenario with retries, buffered fire times and `recover` jobs
+    /// ([`Scenario::run_policies`]).
+    pub fn with_run_policies(mut self) -> Self {
+        self.run_policies = true;
         self
     }
 

@@ -26,7 +26,7 @@ fn scenario(name: &str) -> Scenario {
         // `small-record-starts` names the default since record_starts is on by default.
         "small" | "small-record-starts" => Scenario::small(),
         "small-without-record-starts" => Scenario::small().without_record_starts(),
-        "small-leased-runs" => Scenario::small().with_leased_runs(),
+        "small-leased-runs" => Scenario::small().with_leased_runs().with_run_policies(),
         "hundred" => Scenario::hundred(),
         other => {
             panic!("SIM_SCENARIO={other:?}: expected small, small-without-record-starts, small-leased-runs or hundred")
@@ -101,7 +101,8 @@ fn five_nodes_without_record_starts() {
 }
 
 /// With leased runs (`EngineBuilder::leased_runs`): every run a row of the store,
-/// started, ended and taken over through the run contract, under the same faults.
+/// started, ended and taken over through the run contract, under the same faults; a
+/// quarter of the jobs each retry, buffer one fire time, or are `recover` jobs.
 #[test]
 fn five_nodes_with_leased_runs() {
     run_seeds("small-leased-runs", 500);
