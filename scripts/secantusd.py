@@ -13,11 +13,21 @@ argument, which this sets. Run it with the virtualenv's python:
 """
 
 import functools
+import inspect
 import os
 import sys
 
 from secantus import cli, server
 
+# Another SecantusDB version may name these otherwise: replacing nothing would start a
+# server with the 60 s limit and no word of it.
+if not hasattr(cli, "SecantusDBServer") or "transaction_lifetime_seconds" not in (
+    inspect.signature(server.SecantusDBServer).parameters
+):
+    sys.exit(
+        "scripts/secantusd.py: this SecantusDB has no cli.SecantusDBServer taking "
+        "transaction_lifetime_seconds; the launcher needs updating for it"
+    )
 lifetime = float(os.environ.get("APS_MONGO_WIRE_TXN_LIFETIME", "5"))
 cli.SecantusDBServer = functools.partial(
     server.SecantusDBServer, transaction_lifetime_seconds=lifetime
