@@ -442,3 +442,127 @@ async fn a_backfill_stops_when_its_job_is_removed_or_the_scheduler_shuts_down() 
     );
     assert!(stopped < 100, "{stopped}");
 }
+
+/// The memory history, whose first write of backfill `running` records waits until
+/// the test opens its gate: the window between the backfill's check for a free
+/// instance and its submission, held open.
+#[derive(Debug)]
+struct GatedHistory {
+    inner: MemoryRunHistory,
+    reached: tokio::sync::Semaphore,
+    gate: tokio::sync::Semaphore,
+}
+
+#[apscheduler_core::async_trait]
+impl RunHistory for GatedHistory {
+    async fn record_runs(&self, records: &[RunRecord]) -> Result<(), apscheduler_core::Error> {
+        if records
+            .iter()
+            .any(|r| r.backfill && r.outcome == RunOutcome::Running)
+        {
+            self.reached.add_permits(1);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+        }
+        self.inner.record_runs(records).await
+    }
+    async fn record_starts(
+        &self,
+        records: &[RunRecord],
+    ) -> Result<Vec<String>, apscheduler_core::Error> {
+        self.inner.record_starts(records).await
+    }
+    async fn query_runs(
+        &self,
+        query: &RunQuery,
+    ) -> Result<Vec<RunRecord>, apscheduler_core::Error> {
+        self.inner.query_runs(query).await
+    }
+    async fn prune_job_runs(
+        &self,
+        job_id: &str,
+        keep: usize,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_job_runs(job_id, keep).await
+    }
+    async fn prune_runs_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<u64, apscheduler_core::Error> {
+        self.inner.prune_runs_before(before).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_run_whose_instance_the_job_took_first_waits_for_it() {
+    let history = Arc::new(GatedHistory {
+        inner: MemoryRunHistory::new(),
+        reached: tokio::sync::Semaphore::new(0),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let clock = Arc::new(ManualClock::new(at(12, 0)));
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .timezone(chrono_tz::UTC)
+        .run_history(history.clone(), HistoryOptions::default())
+        .build();
+    // The first run (the job's own fire time) holds the job's one instance until the
+    // test lets it go.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = Mutex::new(Some((started_tx, release_rx)));
+    engine.register_task("work", move |_| {
+        if let Some((started, release)) = first.lock().unwrap().take() {
+            started.send(()).unwrap();
+            release.recv().unwrap();
+        }
+        Ok(json!(null))
+    });
+    engine.start(false).await.unwrap();
+    let scheduler = AsyncScheduler::from_engine(engine.clone()).unwrap();
+    scheduler
+        .add_job(
+            JobSpec::task("work")
+                .id("minutely")
+                .trigger_args("cron", json!({"minute": "*"})),
+        )
+        .await
+        .unwrap();
+    scheduler.pause_job("minutely").await.unwrap();
+
+    // The backfill finds the instance free and stops before its submission ...
+    let report = scheduler
+        .backfill("minutely", &fast(at(10, 0), at(10, 1)))
+        .await
+        .unwrap();
+    assert_eq!(report.to_run.len(), 1);
+    history.reached.acquire().await.unwrap().forget();
+    // ... the job's own fire time of 12:01 takes the instance ...
+    scheduler.resume_job("minutely").await.unwrap();
+    clock.set(at(12, 1));
+    engine.process_jobs().await;
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // ... the backfill's submission is refused: its run waits, and starts once the
+    // instance is free.
+    history.gate.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release_tx.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let backfilled = loop {
+        let runs = history.query_runs(&RunQuery::default()).await.unwrap();
+        let backfilled: Vec<RunOutcome> = runs
+            .iter()
+            .filter(|r| r.backfill && r.outcome != RunOutcome::Running)
+            .map(|r| r.outcome)
+            .collect();
+        if !backfilled.is_empty() || Instant::now() > deadline {
+            break backfilled;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(backfilled, [RunOutcome::Success]);
+    scheduler.shutdown(true).await.unwrap();
+}

@@ -10,7 +10,7 @@
 //! toward `max_instances` on every scheduler; a fire time whose run the store still
 //! keeps is run again as that run's rerun (same idempotency key), unless it is going.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 // tokio's Instant: the system monotonic clock, and a paused runtime's virtual one (the
 // deterministic simulation, crates/sim).
 use tokio::time::Instant;
@@ -308,10 +308,60 @@ impl Engine {
                 .begin_marked(planned.iter().map(|p| p.run()), None, false, true)
                 .await;
         }
-        for run in planned {
-            self.start_run(alias, run, &mut used, &[]);
+        // The instance counted free may go to the job's own fire time before the
+        // submission: under `skip` the run then waits for the next free instance.
+        let wait = job.policy.overlap == Overlap::Skip;
+        let mut queue: VecDeque<_> = planned.into();
+        while let Some(run) = queue.pop_front() {
+            let Some(back) = self.start_or_give_back(alias, run, &mut used, &[], wait) else {
+                continue;
+            };
+            queue.push_front(back);
+            used.flush();
+            if !self.wait_while_running(INSTANCE_POLL).await {
+                self.backfill_stopped(job, queue);
+                return;
+            }
         }
         used.flush();
+    }
+
+    /// Sleeps `pause`, then longer while the scheduler is paused; false once it stopped.
+    async fn wait_while_running(&self, pause: Duration) -> bool {
+        loop {
+            tokio::time::sleep(pause).await;
+            match self.state() {
+                SchedulerState::Running => return true,
+                SchedulerState::Paused => {}
+                SchedulerState::Stopped => return false,
+            }
+        }
+    }
+
+    /// The backfill's runs recorded `running` that the scheduler stopped before they
+    /// got an instance: each recorded `missed`, with a warning.
+    fn backfill_stopped(&self, job: &Job, waiting: VecDeque<super::start::PlannedRun>) {
+        let Some(first) = waiting.front().map(|p| p.run().run_times[0]) else {
+            return;
+        };
+        apscheduler_core::log_warn!(target: "apscheduler", job_id = %job.id, "backfill of job \"{}\" stopped with the scheduler while {} run(s) waited for a free instance; the fire times from {} on were not run", job.name, waiting.len(), first.to_rfc3339());
+        let Some(recorder) = &self.inner.history else {
+            return;
+        };
+        for p in waiting {
+            let run = p.run();
+            for (i, &t) in run.run_times.iter().enumerate() {
+                let reason =
+                    "not run: the scheduler stopped while the backfill waited for a free instance";
+                recorder.not_run_as(
+                    run.run_ids.get(i),
+                    &job.id,
+                    t,
+                    RunOutcome::Missed,
+                    reason.to_string(),
+                );
+            }
+        }
     }
 
     /// The leased path of [`start_backfill_runs`](Self::start_backfill_runs): creates

@@ -96,9 +96,23 @@ impl Engine {
         used: &mut PassLookups,
         elsewhere: &[RunElsewhere],
     ) {
-        let Some(planned) = self.overlap_gate(alias, planned) else {
-            return;
-        };
+        self.start_or_give_back(alias, planned, used, elsewhere, false);
+    }
+
+    /// [`start_run`](Self::start_run); with `give_back`, a run refused at
+    /// `max_instances` is returned instead of recorded as skipped, for the caller to
+    /// start once an instance is free (a backfill under `skip` waits rather than skip
+    /// its own fire times, whoever took the instance first).
+    pub(super) fn start_or_give_back(
+        &self,
+        alias: &Arc<str>,
+        planned: PlannedRun,
+        used: &mut PassLookups,
+        elsewhere: &[RunElsewhere],
+        give_back: bool,
+    ) -> Option<PlannedRun> {
+        let planned = self.overlap_gate(alias, planned)?;
+        let back = give_back.then(|| planned.clone());
         let PlannedRun {
             executor,
             run,
@@ -156,6 +170,7 @@ impl Engine {
             Ok(()) => {
                 tracing::debug!(target: "apscheduler", job_id = %job_id, "Running job \"{name}\"");
             }
+            Err(SubmitError::MaxInstances) if back.is_some() => return back,
             Err(SubmitError::MaxInstances) => {
                 // `buffer_one`/`buffer_all` keep fire times to run once there is room.
                 let mut skipped = Vec::new();
@@ -170,7 +185,7 @@ impl Engine {
                     }
                 }
                 if skipped.is_empty() {
-                    return;
+                    return None;
                 }
                 apscheduler_core::log_warn!(target: "apscheduler", job_id = %job_id, "Execution of job \"{name}\" skipped: maximum number of running instances reached ({reached}){full}");
                 if let Some(recorder) = &self.inner.history {
@@ -204,6 +219,7 @@ impl Engine {
                 }
             }
         }
+        None
     }
 
     /// A fire time that did not start: history record `error`, `EVENT_JOB_ERROR`.
@@ -234,6 +250,7 @@ fn nodes_of(runs: &[RunElsewhere]) -> String {
 }
 /// A claimed job's run, planned in a pass and started once the store applied the
 /// release that moves the job past its fire times.
+#[derive(Clone)]
 pub(super) struct PlannedRun {
     pub(super) executor: Arc<dyn Executor>,
     pub(super) run: JobRun,
