@@ -385,9 +385,10 @@ impl Engine {
             Ok(()) => used.add(&executor),
             Err(e) => {
                 apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, "Error submitting job \"{}\" to its executor: {e}", planned.name);
+                // Still held: its end goes like any run's, early while its record is
+                // queued, so that it stops counting at `max_instances` at once.
                 for row in started {
                     let failure = JobFailure::new("submit", e.to_string());
-                    lock(&leased.held).remove(&row.id);
                     self.record_row(alias, &row, RunOutcome::Error, failure.to_string());
                     self.queue_end(alias, row.held(), RunOutcome::Error, None);
                 }

@@ -315,21 +315,12 @@ impl Engine {
             // Recorded, then ended `Interrupted` (with the next pass's step): a sweeper
             // whose reply or end is lost has it taken over and recorded by the next.
             // The record its holder wrote at the start keeps its node and start time.
-            let started = self.started_record(&run).await;
-            // The node its record names; without a record yet (it died before the
-            // writer got to it), the scheduler that held it.
-            let node = started
-                .as_ref()
-                .map(|r| r.node.clone())
-                .or_else(|| swept.interrupted_from.get(&run.key).map(|h| h.to_string()));
+            let (started, node) = self.taken_record(&run, &swept.interrupted_from).await;
             let why = format!(
                 "interrupted: {} stopped renewing its lease during the run; recorded by {}",
                 node.as_deref()
                     .map_or_else(|| "its scheduler".to_owned(), |n| format!("node {n}")),
-                self.inner
-                    .history
-                    .as_ref()
-                    .map_or("this scheduler", |h| h.node())
+                self.recorder_name()
             );
             let ended = started
                 .as_ref()
@@ -358,22 +349,9 @@ impl Engine {
                     ),
                 );
             }
-            match started {
-                // Its holder wrote its end record and died before ending the row: the
-                // record says how it ended, and stays.
-                Some(record) if record.outcome != RunOutcome::Running => {
-                    tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended ({}) before its holder stopped: its record is kept", run.id, record.outcome.as_str());
-                }
-                Some(mut record) => {
-                    record.outcome = RunOutcome::Interrupted;
-                    record.finished_at = Some(self.inner.clock.now());
-                    record.message = Some(why);
-                    if let Some(recorder) = &self.inner.history {
-                        recorder.queue_waiting(record);
-                    }
-                }
-                None => self.record_row_on(&run, node.as_deref(), RunOutcome::Interrupted, why),
-            }
+            let now = self.inner.clock.now();
+            let end = (RunOutcome::Interrupted, now, why);
+            self.record_taken(alias, &run, started, node.as_deref(), end);
             let held = run.held();
             leased.hold(alias, run, CancelSignal::default());
             self.queue_end(alias, held, RunOutcome::Interrupted, None);
@@ -428,26 +406,61 @@ impl Engine {
         let RunState::Ending { outcome, at } = run.state else {
             return;
         };
-        let record = self.started_record(&run).await;
-        let node = record
-            .as_ref()
-            .map(|r| r.node.clone())
-            .or_else(|| holders.get(&run.key).map(|h| h.to_string()));
+        let (record, node) = self.taken_record(&run, holders).await;
         let why = format!(
             "{}: node {} stopped before it recorded the end; recorded by {}",
             outcome.as_str(),
             node.as_deref().unwrap_or("(unknown)"),
-            self.inner
-                .history
-                .as_ref()
-                .map_or("this scheduler", |h| h.node())
+            self.recorder_name()
         );
+        if record.as_ref().is_none_or(|r| r.outcome == RunOutcome::Running) {
+            apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
+        }
+        self.record_taken(alias, &run, record, node.as_deref(), (outcome, at, why));
+        let held = run.held();
+        leased.hold(alias, run, CancelSignal::default());
+        self.queue_end(alias, held, outcome, None);
+    }
+
+    /// The record of a run taken over from a holder that stopped, and the node that ran
+    /// it: the one its record names, else (it died before its writer got to the
+    /// record) the scheduler that held it.
+    async fn taken_record(
+        &self,
+        run: &Run,
+        holders: &std::collections::BTreeMap<apscheduler_core::RunKey, Arc<str>>,
+    ) -> (Option<RunRecord>, Option<String>) {
+        let record = self.started_record(run).await;
+        let node = (record.as_ref().map(|r| r.node.clone()))
+            .or_else(|| holders.get(&run.key).map(|h| h.to_string()));
+        (record, node)
+    }
+
+    /// This node's name in the history, for the records it writes of others' runs.
+    fn recorder_name(&self) -> &str {
+        self.inner
+            .history
+            .as_ref()
+            .map_or("this scheduler", |h| h.node())
+    }
+
+    /// Records how a run taken over ended (`end`: outcome, time, why): its start record
+    /// completed, or one written from the row when there is none. A record that says
+    /// how it ended already (its holder wrote it and died before ending the row) stays.
+    fn record_taken(
+        &self,
+        alias: &Arc<str>,
+        run: &Run,
+        record: Option<RunRecord>,
+        node: Option<&str>,
+        end: (RunOutcome, DateTime<Utc>, String),
+    ) {
+        let (outcome, at, why) = end;
         match record {
             Some(r) if r.outcome != RunOutcome::Running => {
-                tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended ({}) and was recorded before its holder stopped", run.id, r.outcome.as_str());
+                tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended ({}) and was recorded before its holder stopped: its record is kept", run.id, r.outcome.as_str());
             }
             Some(mut r) => {
-                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
                 r.outcome = outcome;
                 r.finished_at = Some(at);
                 r.message = Some(why);
@@ -455,14 +468,8 @@ impl Engine {
                     recorder.queue_waiting(r);
                 }
             }
-            None => {
-                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
-                self.record_row_on(&run, node.as_deref(), outcome, why);
-            }
+            None => self.record_row_on(run, node, outcome, why),
         }
-        let held = run.held();
-        leased.hold(alias, run, CancelSignal::default());
-        self.queue_end(alias, held, outcome, None);
     }
 
     /// The history record of `run` its holder wrote at the start (with its node and
@@ -577,8 +584,8 @@ impl Engine {
             let tz = job.trigger.timezone();
             let fire = row.key.fire_time.with_timezone(&tz);
             let Some(planned) = self.plan_run(alias, &job, vec![fire], used) else {
-                // plan_run recorded why (no executor, no task).
-                lock(&leased.held).remove(&row.id);
+                // plan_run recorded why (no executor, no task); held until its end is
+                // in the store, like any run's.
                 self.queue_end(alias, row.held(), RunOutcome::Error, None);
                 continue;
             };
@@ -608,9 +615,6 @@ impl Engine {
     /// A started run whose job cannot run: recorded and ended as an error.
     fn end_unrunnable(&self, alias: &Arc<str>, row: Run, why: String) {
         apscheduler_core::log_error!(target: "apscheduler", jobstore = %alias, job_id = %row.key.job_id, run_id = %row.id, "run {} not started: {why}", row.id);
-        if let Some(leased) = self.inner.leased() {
-            lock(&leased.held).remove(&row.id);
-        }
         self.record_row(
             alias,
             &row,
