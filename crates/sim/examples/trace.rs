@@ -15,7 +15,10 @@ fn main() {
         Some("hundred") => Scenario::hundred(),
         Some("small-record-starts") => Scenario::small().with_record_starts(),
         Some("small-without-record-starts") => Scenario::small().without_record_starts(),
-        Some("small-leased-runs") => Scenario::small().with_leased_runs().with_run_policies(),
+        Some("small-leased-runs") => Scenario::small()
+            .with_leased_runs()
+            .with_run_policies()
+            .with_operator_calls(),
         Some(other) => panic!(
             "unknown scenario {other:?}: small, small-without-record-starts, small-leased-runs \
              or hundred"

@@ -25,7 +25,10 @@
 //! After every step of 250 ms it checks that no fire time started twice and that no
 //! run of a node that was killed and reaped is still `running`; once the faults have
 //! stopped and the cluster has settled, that every fire time has an outcome in the
-//! history (none still `running`, none that started recorded only `missed`).
+//! history (none still `running`, none that started recorded only `missed`). With
+//! [`Scenario::operator_calls`], nodes are also asked to run jobs now, to backfill and
+//! to remove jobs during the faults, and every run started by hand that was
+//! acknowledged must get an outcome.
 //!
 //! Every random choice (which fault, when, how long, how long each run takes, each
 //! node's skew) comes from one generator seeded by the seed, in the order the runtime
@@ -40,6 +43,7 @@
 //! assert_eq!(simulate(&Scenario::small().with_size(3, 5), 7).trace_hash, report.trace_hash);
 //! ```
 
+mod calls;
 mod check;
 mod clock;
 mod log;

@@ -14,6 +14,7 @@ use apscheduler_executor_async::AsyncExecutor;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 
+use crate::calls::{Calls, Target};
 use crate::check::Checker;
 use crate::clock::{SkewedClock, VirtualTime};
 use crate::log::LogSink;
@@ -225,12 +226,32 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
             .expect("a node starts before any fault");
     }
     world.trace("started");
-    drive(scenario, &world, &links).await;
+    let calls = Arc::new(parking_lot::Mutex::new(Calls::default()));
+    let targets: Vec<Target> = (plans.iter())
+        .map(|p| Target {
+            id: p.id.clone(),
+            start: p.start,
+        })
+        .collect();
+    let cluster = Cluster {
+        links: &links,
+        engines: &engines,
+        calls: &calls,
+        targets: &targets,
+    };
+    drive(scenario, &world, &cluster).await;
     let end = world.time.now();
-    let horizon = end - chrono::Duration::from_std(SETTLED).unwrap_or_default();
+    let settled = chrono::Duration::from_std(SETTLED).unwrap_or_default();
+    let horizon = end - settled;
+    let removed = calls.lock().removed.clone();
     let expected: Vec<(String, DateTime<Utc>)> = plans
         .iter()
         .flat_map(|p| {
+            // A removed job's fire times up to its removal, less the time they may
+            // have waited for their release.
+            let until = removed
+                .get(&p.id)
+                .map_or(horizon, |&at| (at - settled).min(horizon));
             (0..)
                 .map(move |k| {
                     (
@@ -238,7 +259,7 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
                         p.start + chrono::Duration::seconds(k * p.every),
                     )
                 })
-                .take_while(|(_, t)| *t <= horizon)
+                .take_while(move |(_, t)| *t <= until)
         })
         .collect();
     let records = world
@@ -259,7 +280,17 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
     let mut checker = world.checker.lock();
     checker.outcomes(&expected, &records);
     checker.all_reaped(listed.iter().map(|n| n.node.as_str()));
+    let calls = calls.lock();
+    if scenario.operator_calls {
+        calls.check(&mut checker, &records, horizon);
+    }
     drop(checker);
+    world.trace(format!(
+        "calls: {} run(s) started by hand, {} backfilled, {} removal(s)",
+        calls.run_now.len(),
+        calls.backfilled,
+        calls.removed.len()
+    ));
     world.trace(format!(
         "end: {} fire times checked, {} records",
         expected.len(),
@@ -267,8 +298,17 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
     ));
 }
 
+/// The nodes and what operators' calls may name.
+struct Cluster<'a> {
+    links: &'a [Arc<NodeLink>],
+    engines: &'a [Engine],
+    calls: &'a Arc<parking_lot::Mutex<Calls>>,
+    targets: &'a [Target],
+}
+
 /// Steps through the fault window and the calm after it.
-async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
+async fn drive(scenario: &Scenario, world: &Arc<World>, cluster: &Cluster<'_>) {
+    let links = cluster.links;
     let faults_ms = u64::try_from(scenario.faults_for.as_millis()).unwrap_or(u64::MAX);
     let end_ms = faults_ms + u64::try_from(scenario.settle.as_millis()).unwrap_or(0);
     let step_s = STEP.as_secs_f64();
@@ -342,6 +382,10 @@ async fn drive(scenario: &Scenario, world: &World, links: &[Arc<NodeLink>]) {
                     "{} to pause at its next call ({phase:?}) until {at}",
                     links[i].name
                 ));
+            }
+            if scenario.operator_calls {
+                let (engines, targets) = (cluster.engines, cluster.targets);
+                crate::calls::draw(world, cluster.calls, engines, &up, targets, step_s);
             }
             if draw(scenario.failover_rate) {
                 let down = world.rng(|r| r.gen_range(500..=4000u64));

@@ -42,6 +42,12 @@ pub struct Scenario {
     /// (`max_instances` 1, `overlap = "buffer_one"`) and `recover` jobs, a quarter
     /// each.
     pub run_policies: bool,
+    /// During the faults, operators' calls to random nodes: jobs run now by hand (one
+    /// every 2 s), backfills of up to 10 s of a job's past (one every 4 s, half of them running
+    /// what succeeded again) and removals of jobs that
+    /// retry or buffer (one every 15 s); every run started by hand that was
+    /// acknowledged must get an outcome, and no run may stay `running`.
+    pub operator_calls: bool,
     /// A contract the store model breaks on purpose, to show that the checks catch it
     /// (`None` for every real run).
     pub sabotage: Option<Sabotage>,
@@ -79,6 +85,7 @@ impl Scenario {
             record_starts: true,
             leased_runs: false,
             run_policies: false,
+            operator_calls: false,
             sabotage: None,
         }
     }
@@ -100,6 +107,7 @@ impl Scenario {
             record_starts: true,
             leased_runs: false,
             run_policies: false,
+            operator_calls: false,
             sabotage: None,
         }
     }
@@ -142,6 +150,13 @@ impl Scenario {
     /// ([`Scenario::run_policies`]).
     pub fn with_run_policies(mut self) -> Self {
         self.run_policies = true;
+        self
+    }
+
+    /// This scenario with operators' calls during the faults
+    /// ([`Scenario::operator_calls`]).
+    pub fn with_operator_calls(mut self) -> Self {
+        self.operator_calls = true;
         self
     }
 

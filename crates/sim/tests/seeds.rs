@@ -26,7 +26,10 @@ fn scenario(name: &str) -> Scenario {
         // `small-record-starts` names the default since record_starts is on by default.
         "small" | "small-record-starts" => Scenario::small(),
         "small-without-record-starts" => Scenario::small().without_record_starts(),
-        "small-leased-runs" => Scenario::small().with_leased_runs().with_run_policies(),
+        "small-leased-runs" => Scenario::small()
+            .with_leased_runs()
+            .with_run_policies()
+            .with_operator_calls(),
         "hundred" => Scenario::hundred(),
         other => {
             panic!("SIM_SCENARIO={other:?}: expected small, small-without-record-starts, small-leased-runs or hundred")

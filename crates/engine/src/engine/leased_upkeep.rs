@@ -413,7 +413,10 @@ impl Engine {
             node.as_deref().unwrap_or("(unknown)"),
             self.recorder_name()
         );
-        if record.as_ref().is_none_or(|r| r.outcome == RunOutcome::Running) {
+        if record
+            .as_ref()
+            .is_none_or(|r| r.outcome == RunOutcome::Running)
+        {
             apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} ended {why}", run.id);
         }
         self.record_taken(alias, &run, record, node.as_deref(), (outcome, at, why));

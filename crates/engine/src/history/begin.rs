@@ -46,12 +46,16 @@ impl Recorder {
         // A failed write is tried again within the deadline: going on at once would
         // release fire times whose only record waits in this process, lost with it if
         // it dies before the writer gets through.
+        // With leased runs a start never replaces a record another node ended (the
+        // run taken over while this node stalled before the write), as in the writer.
+        let leased = *super::lock(&self.protocol) == apscheduler_core::RunProtocol::LeasedRuns;
+        let write = || super::writer::write(&*self.history, &records, leased);
         let began = tokio::time::Instant::now();
         let deadline = began + BEGIN_DEADLINE;
         let mut pause = BEGIN_RETRY_FIRST;
         let error = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.history.record_runs(&records)).await {
+            match tokio::time::timeout(left, write()).await {
                 Ok(Ok(())) => {
                     // How long a write takes now, for the waits on other nodes' writes.
                     self.counts.note_lag(began.elapsed());

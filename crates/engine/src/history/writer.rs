@@ -151,7 +151,7 @@ pub(super) async fn write_loop(
 /// time) are written only where the record is still `running` or absent
 /// ([`RunHistory::record_starts`]: a refused one is dropped, the record that refused
 /// it stays), before the rest (a start and the end after it may share a batch).
-async fn write(
+pub(super) async fn write(
     history: &dyn RunHistory,
     records: &[RunRecord],
     leased: bool,
