@@ -68,7 +68,7 @@ fn a_daemon_of_the_other_protocol_is_refused_while_one_is_live() {
     for part in [
         "cannot start: node old/",
         "keeps its runs as history_records and node new/",
-        "as leased_runs: schedulers of two run protocols must not share one store",
+        "as leased_runs.2: schedulers of two run protocols must not share one store",
         "[scheduler] leased_runs",
     ] {
         assert!(said.contains(part), "{part:?} not in:\n{said}");
@@ -81,7 +81,7 @@ fn a_daemon_of_the_other_protocol_is_refused_while_one_is_live() {
     second.wait_started(Duration::from_secs(60));
     assert_eq!(
         protocols(&db.url),
-        [("new".to_owned(), "leased_runs".to_owned())]
+        [("new".to_owned(), "leased_runs.2".to_owned())]
     );
     assert_eq!(second.stop(), Some(0));
 }

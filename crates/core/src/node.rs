@@ -42,7 +42,10 @@ pub struct NodeInfo {
 /// node of another protocol is registered (see the engine's cluster documentation).
 ///
 /// Stored as its [name](RunProtocol::as_str); a name this release does not know (a
-/// later release's) reads as [`RunProtocol::Other`], which differs from both.
+/// later release's, or `leased_runs`, the leased runs of a release without the
+/// `ending` state) reads as [`RunProtocol::Other`], which differs from both. A
+/// protocol whose rows a release before could not read gets a new name, so that
+/// nodes of both releases refuse to share a store whichever starts first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum RunProtocol {
@@ -51,18 +54,22 @@ pub enum RunProtocol {
     /// nodes named their protocol.
     #[default]
     HistoryRecords,
-    /// Every run a leased row of the job store (`leased_runs`).
+    /// Every run a leased row of the job store, a run whose work ended `ending` until
+    /// its record is written (`leased_runs.2`).
     LeasedRuns,
     /// A protocol this release does not know, by its stored name.
     Other(String),
 }
 
+/// The stored name of [`RunProtocol::LeasedRuns`].
+const LEASED_RUNS: &str = "leased_runs.2";
+
 impl RunProtocol {
-    /// The stored name: `history_records`, `leased_runs`, or the unknown name kept.
+    /// The stored name: `history_records`, `leased_runs.2`, or the unknown name kept.
     pub fn as_str(&self) -> &str {
         match self {
             RunProtocol::HistoryRecords => "history_records",
-            RunProtocol::LeasedRuns => "leased_runs",
+            RunProtocol::LeasedRuns => LEASED_RUNS,
             RunProtocol::Other(name) => name,
         }
     }
@@ -72,7 +79,7 @@ impl From<String> for RunProtocol {
     fn from(name: String) -> Self {
         match name.as_str() {
             "history_records" => RunProtocol::HistoryRecords,
-            "leased_runs" => RunProtocol::LeasedRuns,
+            LEASED_RUNS => RunProtocol::LeasedRuns,
             _ => RunProtocol::Other(name),
         }
     }
@@ -177,6 +184,12 @@ mod tests {
         assert_ne!(
             RunProtocol::Other("leased_runs2".into()),
             RunProtocol::LeasedRuns
+        );
+        // The leased runs of a release without the `ending` state: another protocol.
+        assert_eq!(RunProtocol::LeasedRuns.as_str(), "leased_runs.2");
+        assert_eq!(
+            RunProtocol::from("leased_runs".to_owned()),
+            RunProtocol::Other("leased_runs".into())
         );
     }
 }

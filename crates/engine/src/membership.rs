@@ -218,11 +218,19 @@ pub(crate) fn other_protocol<'a>(
 
 /// What a scheduler of `protocol` says when it finds `other` live on its store.
 pub(crate) fn mixed_protocols(me: &str, protocol: &RunProtocol, other: &NodeInfo) -> String {
+    // A node of an earlier release, whose leased runs cannot read an `ending` run.
+    let earlier = match (protocol, &other.protocol) {
+        (RunProtocol::LeasedRuns, RunProtocol::Other(name)) if name == "leased_runs" => {
+            " (leased_runs is the leased runs of an earlier release, which cannot read a run \
+             that is ending: stop its nodes and start them with this release)"
+        }
+        _ => "",
+    };
     format!(
         "node {} (host {}, pid {}, last heartbeat {}) keeps its runs as {} and node {me} as {protocol}: \
          schedulers of two run protocols must not share one store (each would start fire times \
          the other started); stop the nodes of one protocol, or give them all the same one \
-         (aps: [scheduler] leased_runs; library: EngineBuilder::leased_runs)",
+         (aps: [scheduler] leased_runs; library: EngineBuilder::leased_runs){earlier}",
         other.node,
         other.host,
         other.pid,

@@ -1,6 +1,6 @@
 //! One run protocol per store: a scheduler refuses to start while a live node of
-//! another protocol (leased runs, or history records) is registered, and its own entry
-//! names its protocol.
+//! another protocol (leased runs, history records, or the leased runs of an earlier
+//! release) is registered, and its own entry names its protocol.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +55,7 @@ async fn a_live_node_of_the_other_protocol_refuses_the_start_until_it_is_silent(
         let err = e.start(false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
         let mine = if leased {
-            "leased_runs"
+            "leased_runs.2"
         } else {
             "history_records"
         };
@@ -109,4 +109,34 @@ async fn nodes_of_the_same_protocol_and_this_nodes_previous_life_do_not_refuse_i
     };
     wait_for("this node's entry rewritten with its protocol", switched).await;
     e.shutdown(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_of_an_earlier_release_of_leased_runs_refuses_the_start() {
+    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
+    let history = Arc::new(MemoryRunHistory::new());
+    // The entry a node of the release before the `ending` state writes.
+    let earlier = RunProtocol::from("leased_runs".to_owned());
+    assert_eq!(earlier, RunProtocol::Other("leased_runs".to_owned()));
+    let nodes = history.nodes().unwrap();
+    nodes
+        .heartbeat(&NodeInfo {
+            protocol: earlier,
+            ..entry("old/1", at(9, 59, 59))
+        })
+        .await
+        .unwrap();
+    let e = engine(&clock, &history, true);
+    let err = e.start(false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let message = err.to_string();
+    for part in [
+        "keeps its runs as leased_runs and node me/3 as leased_runs.2",
+        "must not share one store",
+        "leased_runs is the leased runs of an earlier release, which cannot read a run that is \
+         ending: stop its nodes and start them with this release",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert!(registered(&history, "me/3").await.is_none());
 }

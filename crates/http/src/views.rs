@@ -207,8 +207,8 @@ pub struct NodeView {
     pub running: u64,
     /// `live`, or `silent` once its heartbeat is older than the node time-out.
     pub state: String,
-    /// How it keeps its runs: `history_records` or `leased_runs` (nodes of two
-    /// protocols must not share a store).
+    /// How it keeps its runs: `history_records`, `leased_runs.2`, or `leased_runs` (an
+    /// earlier release's leased runs); nodes of two protocols must not share a store.
     pub protocol: String,
 }
 

@@ -120,9 +120,13 @@ mod tests {
             "heartbeat_us": 2_i64, "running": 0_i64,
         };
         assert_eq!(read_node(&d).unwrap().protocol, RunProtocol::HistoryRecords);
-        d.insert("protocol", "leased_runs");
+        d.insert("protocol", "leased_runs.2");
         let node = read_node(&d).unwrap();
         assert_eq!(node.protocol, RunProtocol::LeasedRuns);
+        // An earlier release's leased runs, without the `ending` state.
+        d.insert("protocol", "leased_runs");
+        let earlier = RunProtocol::Other("leased_runs".to_owned());
+        assert_eq!(read_node(&d).unwrap().protocol, earlier);
         assert_eq!(read_node(&node_document(&node)).unwrap(), node);
     }
 }
