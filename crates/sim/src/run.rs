@@ -42,7 +42,7 @@ const ATTEMPTS: u32 = 3;
 /// node time-out, and some writes.
 const SETTLED: Duration = Duration::from_secs(30);
 
-/// An interval job: id, first fire time, period.
+/// A job: id, first fire time, period in seconds (0: a one-off job).
 struct JobPlan {
     id: String,
     start: DateTime<Utc>,
@@ -167,7 +167,10 @@ fn node(world: &Arc<World>, i: usize, scenario: &Scenario) -> (Arc<NodeLink>, En
             tokio::time::sleep(Duration::from_millis(run)).await;
             l.gate().await;
             // A retrying job's attempt fails one time in two, the last never.
-            if ctx.job_id.starts_with('r') && ctx.attempt < ATTEMPTS && w.rng(|r| r.gen_bool(0.5)) {
+            if ctx.job_id.starts_with(['r', 'd'])
+                && ctx.attempt < ATTEMPTS
+                && w.rng(|r| r.gen_bool(0.5))
+            {
                 return Err(format!("attempt {} failed", ctx.attempt).into());
             }
             Ok(serde_json::Value::Null)
@@ -188,26 +191,33 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
     for j in 0..scenario.jobs {
         let every = world.rng(|r| r.gen_range(1..=5i64));
         let start = epoch() + chrono::Duration::seconds(3 + (j as i64 % every));
-        // Plain (`j`), retrying (`r`), buffering (`b`) or `recover` (`v`) jobs.
+        // Plain (`j`), retrying (`r`), buffering (`b`), `recover` (`v`) jobs, and
+        // one-off jobs that retry (`d`): each stays until its last attempt ended.
         let kind = match scenario.run_policies {
-            true => ['j', 'r', 'b', 'v'][world.rng(|r| r.gen_range(0..4usize))],
+            true => ['j', 'r', 'b', 'v', 'd'][world.rng(|r| r.gen_range(0..5usize))],
             false => 'j',
         };
         let id = format!("{kind}{j:04}");
+        let (trigger, args, start, every) = if kind == 'd' {
+            let at = epoch() + chrono::Duration::seconds(world.rng(|r| r.gen_range(3..=40i64)));
+            let args =
+                serde_json::json!({ "run_date": at.format("%Y-%m-%d %H:%M:%S").to_string() });
+            ("date", args, at, 0)
+        } else {
+            let args = serde_json::json!({
+                "seconds": every,
+                "start_date": start.format("%Y-%m-%d %H:%M:%S").to_string(),
+            });
+            ("interval", args, start, every)
+        };
         let spec = JobSpec::task("work")
             .id(id.clone())
-            .trigger_args(
-                "interval",
-                serde_json::json!({
-                    "seconds": every,
-                    "start_date": start.format("%Y-%m-%d %H:%M:%S").to_string(),
-                }),
-            )
+            .trigger_args(trigger, args)
             .coalesce(false)
             .max_instances(world.rng(|r| r.gen_range(1..=2u32)))
             .misfire_grace_time(Some(GRACE));
         let spec = match kind {
-            'r' => spec.retry(RetryPolicy::new(ATTEMPTS, Duration::from_secs(1))),
+            'r' | 'd' => spec.retry(RetryPolicy::new(ATTEMPTS, Duration::from_secs(1))),
             'b' => spec.max_instances(1).overlap(Overlap::BufferOne),
             'v' => spec.recover(true),
             _ => spec,
@@ -252,6 +262,8 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
             let until = removed
                 .get(&p.id)
                 .map_or(horizon, |&at| (at - settled).min(horizon));
+            // A one-off job (`every` 0) fires once.
+            let count = if p.every == 0 { 1 } else { usize::MAX };
             (0..)
                 .map(move |k| {
                     (
@@ -259,6 +271,7 @@ async fn simulate(scenario: &Scenario, world: Arc<World>) {
                         p.start + chrono::Duration::seconds(k * p.every),
                     )
                 })
+                .take(count)
                 .take_while(move |(_, t)| *t <= until)
         })
         .collect();

@@ -39,8 +39,8 @@ pub struct Scenario {
     pub leased_runs: bool,
     /// Besides plain jobs, jobs that retry a failed first or second attempt (3 attempts,
     /// 1 s apart; an attempt fails one time in two), jobs that buffer one fire time
-    /// (`max_instances` 1, `overlap = "buffer_one"`) and `recover` jobs, a quarter
-    /// each.
+    /// (`max_instances` 1, `overlap = "buffer_one"`), `recover` jobs and one-off
+    /// (`date`) jobs that retry, a fifth each.
     pub run_policies: bool,
     /// During the faults, operators' calls to random nodes: jobs run now by hand (one
     /// every 2 s), backfills of up to 10 s of a job's past (one every 4 s, half of them running
