@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Why a failed attempt of a leased run taken over by another scheduler is not retried
+/// (the run is `interrupted` in the store; only a `recover` job runs it again).
+const NOT_RETRIED: &str =
+    "not retried: this scheduler's lease on the run ran out during it and another scheduler took it over";
+
 /// Turns executor callbacks into events.
 pub(super) struct Reporter {
     /// The dispatcher alone, not the engine: workers report every run, and touching
@@ -47,6 +52,16 @@ impl Reporter {
         }
     }
 
+    /// Whether this scheduler still holds the leased run of `run_time`.
+    fn holds(&self, run: &JobRun, run_time: DateTime<Tz>) -> bool {
+        let Some(inner) = self.engine.upgrade() else {
+            return false;
+        };
+        run.run_id(run_time)
+            .and_then(|id| inner.leased()?.handle(id))
+            .is_some()
+    }
+
     /// With leased runs: queues the end of `run_time`'s run for its store, with the
     /// retry the job's policy asks for.
     fn end_leased(
@@ -70,7 +85,7 @@ impl Reporter {
         match held {
             Some((alias, held)) => engine.queue_end(&alias, held, outcome, next.map(|n| n.1)),
             None => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "the end of this run is not written to its store: this scheduler no longer holds it (its lease ran out)");
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.job_id, run_time = %run_time, "the end of this run is not written to its store: this scheduler no longer holds it (its lease ran out); {NOT_RETRIED}");
             }
         }
     }
@@ -96,16 +111,22 @@ impl RunReporter for Reporter {
             Err(failure) => retries::next_attempt(run, failure, self.clock.now()),
             Ok(_) => None,
         };
-        // With leased runs the store keeps the retry; otherwise this engine does.
+        // With leased runs the store keeps the retry, created with the end: a run this
+        // scheduler no longer holds (taken over while it ran) gets none.
+        let taken_over = self.leased && next.is_some() && !self.holds(run, run_time);
+        let next = next.filter(|_| !taken_over);
+        // Without leased runs this engine keeps the retry.
         let retry = next
             .filter(|_| !self.leased)
             .map(|next| self.retry(run, run_time, next));
-        let after = next.map(|(attempt, due_at)| {
-            format!(
+        let after = match next {
+            Some((attempt, due_at)) => Some(format!(
                 "retry scheduled: attempt {attempt} at {}",
                 due_at.to_rfc3339()
-            )
-        });
+            )),
+            None if taken_over => Some(NOT_RETRIED.to_owned()),
+            None => None,
+        };
         if let Some(recorder) = &self.recorder {
             recorder.ended(run, run_time, &result, after.as_deref());
             if let Some(record) = retry.as_ref().and_then(|w| w.record.clone()) {

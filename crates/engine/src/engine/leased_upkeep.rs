@@ -230,7 +230,15 @@ impl Engine {
                     if !end.recorded {
                         lock(&leased.ends).retain(|q| q.end.run.id != end.run.id);
                     }
-                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and another scheduler took it over (it records it)", end.run.id, end.outcome.as_str());
+                    // A run taken over is not retried (unless `recover`): say so rather
+                    // than let the retry its policy asked for go missing unsaid.
+                    let retry = end.retry_at.map_or(String::new(), |at| {
+                        format!(
+                            "; not retried (the retry was due {}): a run taken over is not retried",
+                            at.to_rfc3339()
+                        )
+                    });
+                    apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, run_id = %end.run.id, "the end of run {} ({}) was not written: its lease had run out and another scheduler took it over (it records it){retry}", end.run.id, end.outcome.as_str());
                 }
             }
         }
