@@ -6,7 +6,7 @@
 //! of half a second or more either side.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{
@@ -22,7 +22,7 @@ mod common;
 // Only its plain shared store is used here, none of its faults.
 #[allow(dead_code)]
 mod faulty_store;
-use common::{at, running, wait_for};
+use common::{at, logs, running, wait_for};
 use faulty_store::Faulty;
 
 /// A shared history as one node sees it: its writes take `write_delay` (a store
@@ -116,35 +116,6 @@ async fn blocked_elsewhere(
         .await
         .unwrap();
     (engine, runs)
-}
-
-/// What this process logged, from the first call on (every test of this binary).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        logs
-    })
-}
-
-/// A writer appending to the captured logs.
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// other/2's run of 09:59:00, ended.

@@ -3,7 +3,7 @@
 //! end and creates no retry, and says so, whether it learnt of the takeover before the
 //! attempt ended or when the store refused its end.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use apscheduler_core::{ManualClock, RetryPolicy, RunStore};
@@ -12,7 +12,7 @@ use apscheduler_store_memory::MemoryJobStore;
 use serde_json::json;
 
 mod common;
-use common::at;
+use common::{at, logs};
 
 type Gate = Arc<(Mutex<bool>, Condvar)>;
 
@@ -44,21 +44,6 @@ fn scheduler(
     engine
 }
 
-/// What this process logged, from every thread (the workers report the outcomes).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        logs
-    })
-}
-
 /// The lines logged about job `id` (its id or its runs' ids).
 fn said_of(id: &str) -> Vec<String> {
     let logs = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
@@ -67,20 +52,6 @@ fn said_of(id: &str) -> Vec<String> {
         .filter(|l| l.contains(&job) || l.contains(&run))
         .map(str::to_owned)
         .collect()
-}
-
-/// A writer appending to the captured logs.
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Two schedulers on one store; `a` starts attempt 1 of job `id` (retry 30 s later),
