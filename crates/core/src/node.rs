@@ -42,8 +42,9 @@ pub struct NodeInfo {
 /// node of another protocol is registered (see the engine's cluster documentation).
 ///
 /// Stored as its [name](RunProtocol::as_str); a name this release does not know (a
-/// later release's, or `leased_runs`, the leased runs of a release without the
-/// `ending` state) reads as [`RunProtocol::Other`], which differs from both. A
+/// later release's, or `leased_runs`, the leased runs of earlier releases, most of
+/// them without the `ending` state) reads as [`RunProtocol::Other`], which differs
+/// from both. A
 /// protocol whose rows a release before could not read gets a new name, so that
 /// nodes of both releases refuse to share a store whichever starts first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -185,7 +186,7 @@ mod tests {
             RunProtocol::Other("leased_runs2".into()),
             RunProtocol::LeasedRuns
         );
-        // The leased runs of a release without the `ending` state: another protocol.
+        // The leased runs of earlier releases (most without the `ending` state).
         assert_eq!(RunProtocol::LeasedRuns.as_str(), "leased_runs.2");
         assert_eq!(
             RunProtocol::from("leased_runs".to_owned()),

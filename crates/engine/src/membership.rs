@@ -218,10 +218,10 @@ pub(crate) fn other_protocol<'a>(
 
 /// What a scheduler of `protocol` says when it finds `other` live on its store.
 pub(crate) fn mixed_protocols(me: &str, protocol: &RunProtocol, other: &NodeInfo) -> String {
-    // A node of an earlier release, whose leased runs cannot read an `ending` run.
+    // A node of an earlier release, whose leased runs may not read an `ending` run.
     let earlier = match (protocol, &other.protocol) {
         (RunProtocol::LeasedRuns, RunProtocol::Other(name)) if name == "leased_runs" => {
-            " (leased_runs is the leased runs of an earlier release, which cannot read a run \
+            " (leased_runs is the leased runs of an earlier release, which may not read a run \
              that is ending: stop its nodes and start them with this release)"
         }
         _ => "",

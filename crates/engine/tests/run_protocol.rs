@@ -133,7 +133,7 @@ async fn a_live_node_of_an_earlier_release_of_leased_runs_refuses_the_start() {
     for part in [
         "keeps its runs as leased_runs and node me/3 as leased_runs.2",
         "must not share one store",
-        "leased_runs is the leased runs of an earlier release, which cannot read a run that is \
+        "leased_runs is the leased runs of an earlier release, which may not read a run that is \
          ending: stop its nodes and start them with this release",
     ] {
         assert!(message.contains(part), "{part:?} in {message}");

@@ -123,7 +123,7 @@ mod tests {
         d.insert("protocol", "leased_runs.2");
         let node = read_node(&d).unwrap();
         assert_eq!(node.protocol, RunProtocol::LeasedRuns);
-        // An earlier release's leased runs, without the `ending` state.
+        // Earlier releases' leased runs (most without the `ending` state).
         d.insert("protocol", "leased_runs");
         let earlier = RunProtocol::Other("leased_runs".to_owned());
         assert_eq!(read_node(&d).unwrap().protocol, earlier);
