@@ -44,9 +44,8 @@ pub struct NodeInfo {
 /// Stored as its [name](RunProtocol::as_str); a name this release does not know (a
 /// later release's, or `leased_runs`, the leased runs of earlier releases, most of
 /// them without the `ending` state) reads as [`RunProtocol::Other`], which differs
-/// from both. A
-/// protocol whose rows a release before could not read gets a new name, so that
-/// nodes of both releases refuse to share a store whichever starts first.
+/// from both. A protocol whose rows a release before could not read gets a new name,
+/// so that nodes of both releases refuse to share a store whichever starts first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum RunProtocol {

@@ -458,7 +458,7 @@ async fn a_run_now_is_a_run_the_store_counts_on_every_scheduler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
+async fn a_backfill_waits_for_runs_the_store_counts_on_every_scheduler() {
     use apscheduler_engine::BackfillRequest;
     use std::sync::atomic::{AtomicBool, Ordering};
     let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
@@ -483,7 +483,7 @@ async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
     })
     .await;
     // `b` backfills 09:58 and 09:59 meanwhile: the store counts `a`'s run
-    // (max_instances 1, skip), so neither starts; each is recorded missed and ended.
+    // (max_instances 1, skip), so the first waits for it, buffered.
     let backfill = BackfillRequest {
         rerun_succeeded: true,
         rate_per_sec: 1000.0,
@@ -491,29 +491,25 @@ async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
     };
     let report = b.backfill("j", &backfill).await.unwrap();
     assert_eq!(report.to_run, [at(9, 58, 0), at(9, 59, 0)]);
-    common::wait_for("the backfill's rows", async || {
-        let rows = rows(&store, "j").await;
-        rows.len() == 3
-            && rows
-                .iter()
-                .filter(|r| r.2 == "missing" || r.2 == "ended")
-                .count()
-                == 2
+    common::wait_for("the backfill's first row waiting", async || {
+        rows(&store, "j")
+            .await
+            .iter()
+            .any(|r| r.0 == at(9, 58, 0) && r.2 == "waiting")
     })
     .await;
+    assert_eq!(*done.lock().unwrap(), 0, "nothing ended yet");
     gate.store(true, Ordering::Release);
-    common::wait_for("the long run's end", async || *done.lock().unwrap() == 1).await;
-    a.process_jobs().await;
-    b.process_jobs().await;
-    // Room again: a backfill of the same range runs both, as reruns of their rows.
-    b.backfill("j", &backfill).await.unwrap();
-    // Under `skip` the backfill starts the next once the last one's end is in the
-    // store, which `b`'s passes write.
+    common::wait_for("the long run's end", async || *done.lock().unwrap() >= 1).await;
+    // Room again: `b`'s passes start the waiting rows in turn, once the last one's
+    // end is in the store.
     common::wait_for("the backfill's runs", async || {
+        a.process_jobs().await;
         b.process_jobs().await;
         *done.lock().unwrap() == 3
     })
     .await;
+    a.process_jobs().await;
     b.process_jobs().await;
     let mut origins: Vec<_> = store
         .runs_of_job("j")
@@ -544,10 +540,8 @@ async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
     assert_eq!(
         origins,
         [
-            row(at(9, 58, 0), 0, RunOrigin::Backfill, "missed", "b"),
-            row(at(9, 58, 0), 1, RunOrigin::Backfill, "success", "b"),
-            row(at(9, 59, 0), 0, RunOrigin::Backfill, "missed", "b"),
-            row(at(9, 59, 0), 1, RunOrigin::Backfill, "success", "b"),
+            row(at(9, 58, 0), 0, RunOrigin::Backfill, "success", "b"),
+            row(at(9, 59, 0), 0, RunOrigin::Backfill, "success", "b"),
             row(at(10, 0, 0), 0, RunOrigin::Scheduled, "success", "a"),
         ]
     );
@@ -567,142 +561,5 @@ async fn a_backfill_runs_rows_the_store_counts_on_every_scheduler() {
         ]
     );
     a.shutdown(true).await.unwrap();
-    b.shutdown(true).await.unwrap();
-}
-
-/// A scheduler that died with two runs of a `recover` job started: one whose end record
-/// it wrote before it could end the row, one still running. Once their leases ran out,
-/// the sweep keeps the first's record as it is (success) and does not run it again; it
-/// records the second interrupted on the node that ran it, keeping its start time, and
-/// runs it again with the recovery's note.
-#[tokio::test]
-async fn a_swept_runs_record_keeps_its_node_and_an_ended_ones_its_outcome() {
-    use apscheduler_core::{RunHistory, RunOutcome, RunQuery, RunRecord};
-    use apscheduler_engine::HistoryOptions;
-    use apscheduler_store_memory::MemoryRunHistory;
-
-    let clock = Arc::new(ManualClock::new(at(10, 0, 0)));
-    let store = store(&clock);
-    let history = Arc::new(MemoryRunHistory::new());
-    let b = Engine::builder()
-        .clock(clock.clone())
-        .timezone(chrono_tz::UTC)
-        .jobstore("default", store.clone())
-        .executor("default", Arc::new(InlineExecutor::new()))
-        .scheduler_id("b")
-        .lease(LEASE)
-        .leased_runs(true)
-        .run_history(history.clone(), HistoryOptions::default())
-        .build();
-    let ran = Arc::new(Mutex::new(0));
-    let count = ran.clone();
-    b.register_task("work", move |_| {
-        *count.lock().unwrap() += 1;
-        Ok(json!(null))
-    });
-    // The job, next due at 11:00 (the dead scheduler ran its fire times before).
-    b.add_job(every("j", 3600).next_run_time(Some(at(11, 0, 0).with_timezone(&chrono_tz::UTC))))
-        .await
-        .unwrap();
-    b.start(false).await.unwrap();
-    let rules = RunRules {
-        max_instances: 2,
-        overlap: apscheduler_core::Overlap::Skip,
-        grace_until: Some(at(10, 0, 30)),
-        recover: true,
-        batch: None,
-    };
-    let keys = [
-        RunKey::first("j", at(9, 59, 59)),
-        RunKey::first("j", at(10, 0, 0)),
-    ];
-    let runs = store
-        .insert_runs(
-            "dead/7",
-            keys.iter()
-                .map(|key| NewRun {
-                    key: key.clone(),
-                    state: RunState::Claimed,
-                    rules,
-                    origin: RunOrigin::Scheduled,
-                })
-                .collect(),
-            LEASE,
-        )
-        .await
-        .unwrap();
-    let handles: Vec<_> = runs.iter().map(apscheduler_core::Run::held).collect();
-    store
-        .start_runs("dead/7", &handles, at(10, 0, 0), LEASE)
-        .await
-        .unwrap();
-    let record = |key: &RunKey, outcome: RunOutcome| RunRecord {
-        started_at: Some(at(10, 0, 0)),
-        outcome,
-        finished_at: (outcome != RunOutcome::Running).then(|| at(10, 0, 1)),
-        ..RunRecord::pending(key.id(), "j", key.fire_time, "dead/7")
-    };
-    history
-        .record_runs(&[
-            record(&keys[0], RunOutcome::Success),
-            record(&keys[1], RunOutcome::Running),
-        ])
-        .await
-        .unwrap();
-
-    for s in [6, 8, 10] {
-        clock.set(at(10, 0, s));
-        b.process_jobs().await;
-        b.flush_history(Duration::from_secs(5)).await;
-    }
-    let mut records = history
-        .query_runs(&RunQuery {
-            job_id: Some("j".into()),
-            ..RunQuery::default()
-        })
-        .await
-        .unwrap();
-    records.sort_by(|a, b| (a.scheduled_at, &a.run_id).cmp(&(b.scheduled_at, &b.run_id)));
-    assert_eq!(records.len(), 4, "{records:#?}");
-    assert_eq!(records[0].outcome, RunOutcome::Success, "{:#?}", records[0]);
-    let not_again = &records[1];
-    assert_eq!(
-        (&*not_again.run_id, not_again.outcome),
-        (&*keys[0].rerun().id(), RunOutcome::Missed)
-    );
-    assert!(
-        not_again.message.as_deref().is_some_and(|m| m
-            .starts_with("not run again: run j@2024-01-15T09:59:59")
-            && m.contains("ended (success) on node dead/7")),
-        "{not_again:#?}"
-    );
-    let recovery = &records[3];
-    assert_eq!(
-        (&*recovery.run_id, recovery.outcome),
-        (&*keys[1].rerun().id(), RunOutcome::Success)
-    );
-    assert_eq!(
-        recovery.message.as_deref(),
-        Some(&*format!(
-            "recovery of run {} interrupted on node dead/7",
-            keys[1].id()
-        ))
-    );
-    let swept = &records[2];
-    assert_eq!(
-        (swept.outcome, swept.node.as_str(), swept.started_at),
-        (RunOutcome::Interrupted, "dead/7", Some(at(10, 0, 0)))
-    );
-    let message = swept.message.as_deref().unwrap_or_default();
-    assert!(
-        message.contains("node dead/7 stopped renewing its lease") && message.contains("by b"),
-        "{message}"
-    );
-    for key in &keys {
-        let row = store.lookup_run(&key.id()).await.unwrap().unwrap();
-        assert_eq!(row.state.name(), "interrupted", "{row:?}");
-    }
-    // The work ran once more: the recovery.
-    assert_eq!(*ran.lock().unwrap(), 1);
     b.shutdown(true).await.unwrap();
 }

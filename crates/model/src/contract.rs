@@ -359,8 +359,9 @@ impl Store {
             decide_missing(rules, run, now, Outcome::Missed);
             return StartReply::Ended(Outcome::Missed);
         }
-        // A later fire time does not start ahead of a buffered one.
-        if run.state == RunState::Claimed && spec.overlap == Overlap::BufferOne && other_waiting {
+        // A later fire time does not start ahead of a buffered one (under `skip` too:
+        // a backfill's buffered runs, which the model leaves out).
+        if run.state == RunState::Claimed && other_waiting {
             decide_missing(rules, run, now, Outcome::Skipped);
             return StartReply::Ended(Outcome::Skipped);
         }

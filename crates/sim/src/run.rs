@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apscheduler_core::{
-    Overlap, Retention, RetryPolicy, RunHistory as _, RunKey, RunOutcome, RunQuery, TaskContext,
+    Overlap, Retention, RetryPolicy, RunHistory as _, RunKey, RunOrigin, RunOutcome, RunQuery,
+    RunStore as _, TaskContext,
 };
 use apscheduler_engine::{AsyncScheduler, Engine, HistoryOptions, JobSpec, DEFAULT_LEASE};
 use apscheduler_executor_async::AsyncExecutor;
@@ -24,6 +25,8 @@ use crate::{Report, Scenario};
 
 /// How often the driver injects faults and checks.
 const STEP: Duration = Duration::from_millis(250);
+/// How much longer than its settle time a run goes on while backfills' runs are live.
+const BACKFILL_DRAIN_MS: u64 = 120_000;
 /// Each node's heartbeat, and the node time-out (the defaults).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -330,7 +333,12 @@ async fn drive(scenario: &Scenario, world: &Arc<World>, cluster: &Cluster<'_>) {
     let mut calm = false;
     loop {
         let now = world.time.millis();
-        if now >= end_ms || !world.checker.lock().violations.is_empty() {
+        if !world.checker.lock().violations.is_empty() {
+            return;
+        }
+        if now >= end_ms
+            && (now >= end_ms + BACKFILL_DRAIN_MS || !backfills_live(world, cluster.targets).await)
+        {
             return;
         }
         for (i, at) in resume_at.iter_mut().enumerate() {
@@ -423,6 +431,24 @@ async fn drive(scenario: &Scenario, world: &Arc<World>, cluster: &Cluster<'_>) {
         tokio::time::sleep(STEP).await;
         check_step(world, world.time.millis()).await;
     }
+}
+
+/// Whether a backfill's run is still live: under `skip` a backfill's runs wait for
+/// their job's instance, one after another, so a job backfilled several times during
+/// the faults may still work through them when the settle time is over.
+async fn backfills_live(world: &World, targets: &[Target]) -> bool {
+    for t in targets {
+        let runs = world.jobs.runs_of_job(&t.id).await.unwrap_or_default();
+        // Its runs and their retries.
+        let backfilled: BTreeSet<DateTime<Utc>> = (runs.iter())
+            .filter(|r| r.origin == RunOrigin::Backfill)
+            .map(|r| r.key.fire_time)
+            .collect();
+        if (runs.iter()).any(|r| r.state.is_live() && backfilled.contains(&r.key.fire_time)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// After each step: the registry and the `running` records, read straight from the

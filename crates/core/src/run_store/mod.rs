@@ -31,10 +31,11 @@ pub use table::{Changes, JobFate, RunTable, StartCall};
 pub const MISSED_LATE: &str = "missed: not started within the misfire grace time";
 /// The reason a start at `max_instances` with nothing to buffer ends it (missed).
 pub const SKIPPED_AT_MAX: &str = "skipped: maximum number of running instances reached";
-/// The reason a `buffer_one` fire time ends (missed) when an earlier one of its job
-/// waits to start: the earlier one goes first, and only one waits.
+/// The reason a `buffer_one` or `skip` fire time ends (missed) when an earlier one of
+/// its job waits buffered to start (under `skip`, a backfill's): the earlier one goes
+/// first, and (`buffer_one`) only one waits.
 pub const SKIPPED_BEHIND_BUFFERED: &str =
-    "skipped: buffer full: an earlier fire time of the job waits to start (overlap = buffer_one)";
+    "skipped: buffer full: an earlier fire time of the job waits to start";
 
 /// Which run: a job's fire time, its attempt (1, then one more per retry) and its rerun
 /// (0, then one more per run again of an interrupted `recover` job).
@@ -62,11 +63,11 @@ impl RunKey {
         }
     }
 
-    /// The key of the retry that follows this attempt.
+    /// The key of the retry that follows this attempt: the same rerun, so that the
+    /// retry of a run again never takes the key of the first run's retry.
     pub fn retry(&self) -> RunKey {
         RunKey {
             attempt: self.attempt + 1,
-            rerun: 0,
             ..self.clone()
         }
     }
@@ -431,7 +432,7 @@ pub struct Swept {
 /// | [`start_runs`](RunStore::start_runs) | `Claimed`, `Waiting` | `Started` | the caller holds the run (holder and fence), its lease is live, a retry is due, and fewer than `max_instances` runs of the job are `Started` with a live lease (a batch's runs on one holder count as one) |
 /// | | `Claimed`, `Waiting` | `Started` | the same call started a run of its batch ([`RunRules::batch`]), the caller holds it, its lease is live, and (`Claimed`) it is within its grace |
 /// | | `Claimed` | `Waiting { due_at: None }` | as above, but at `max_instances` with `buffer_one` (no other buffered run), `buffer_all`, `cancel_other` or `terminate_other` |
-/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`buffer_one`, `Claimed`) an earlier buffered run of the job waits |
+/// | | `Claimed`, `Waiting` | `Missing`, lease extended (answered `Ended(missed)`) | past `grace_until`, or at `max_instances` with nothing to buffer, or (`skip` or `buffer_one`, `Claimed`) another buffered run of the job waits |
 /// | [`renew_runs`](RunStore::renew_runs) | any live state | the same, lease extended | the caller holds the run |
 /// | [`end_runs`](RunStore::end_runs) | `Claimed`, `Waiting`, `Started` | `Ended(outcome)`, and a `Waiting` retry | the caller holds the run with its current fence, and its record is written ([`RunEnd::recorded`]) |
 /// | | `Claimed`, `Waiting`, `Started` | `Ending(outcome)`, lease extended, and a `Waiting` retry | as above, its record not written yet |
@@ -474,6 +475,9 @@ pub struct Swept {
 ///   record.
 /// - A `Waiting` buffered run of a `buffer_all` job starts only when no older buffered
 ///   run of the job waits.
+/// - A `Claimed` run of a `skip` or `buffer_one` job MUST NOT start while another run
+///   of the job waits buffered (its holder learns of the room at its next pass); under
+///   `skip` such runs are a backfill's, which wait rather than skip.
 /// - A start that finds the job at `max_instances` with `cancel_other` or
 ///   `terminate_other` marks the job's live started runs
 ///   [`stop_requested`](Run::stop_requested), which their holders learn at their next

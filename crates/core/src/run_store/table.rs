@@ -407,8 +407,10 @@ impl RunTable {
             return StartReply::Waiting { due_at: None };
         }
         // The buffered run's holder may be another scheduler, which learns of the room
-        // at its next pass: a later fire time must not take it first.
-        if overlap == Overlap::BufferOne
+        // at its next pass: a later fire time must not take it first. (A `skip` job's
+        // buffered runs are a backfill's, which waits for an instance rather than
+        // skipping its own fire times: the schedule's fire times yield to it.)
+        if matches!(overlap, Overlap::BufferOne | Overlap::Skip)
             && run.state == RunState::Claimed
             && self.other_buffered(run)
         {

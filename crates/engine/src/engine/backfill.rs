@@ -378,12 +378,21 @@ impl Engine {
             .iter()
             .map(|p| {
                 let fire = p.run().run_times[0].with_timezone(&Utc);
+                let rules = p.rules(fire);
                 NewRun {
                     key: RunKey::first(job.id.clone(), fire),
                     state: RunState::Claimed,
                     rules: apscheduler_core::RunRules {
                         grace_until: None,
-                        ..p.rules(fire)
+                        // Under `skip` the backfill waits for an instance rather than
+                        // skipping its own fire times; the store may find the job at
+                        // `max_instances` (another scheduler's run, or this one's fire
+                        // time starting meanwhile): the row then waits there, in order.
+                        overlap: match rules.overlap {
+                            Overlap::Skip => Overlap::BufferAll,
+                            other => other,
+                        },
+                        ..rules
                     },
                     origin: RunOrigin::Backfill,
                 }

@@ -52,24 +52,27 @@ impl Reporter {
         }
     }
 
-    /// Whether this scheduler still holds the leased run of `run_time`.
-    fn holds(&self, run: &JobRun, run_time: DateTime<Tz>) -> bool {
-        let Some(inner) = self.engine.upgrade() else {
-            return false;
-        };
-        run.run_id(run_time)
-            .and_then(|id| inner.leased()?.handle(id))
-            .is_some()
+    /// The leased run of `run_time`, if this scheduler still holds it: its store's
+    /// alias and handle.
+    fn held(
+        &self,
+        run: &JobRun,
+        run_time: DateTime<Tz>,
+    ) -> Option<(Arc<str>, apscheduler_core::Held)> {
+        let inner = self.engine.upgrade()?;
+        let id = run.run_id(run_time)?;
+        inner.leased()?.handle(id)
     }
 
-    /// With leased runs: queues the end of `run_time`'s run for its store, with the
-    /// retry the job's policy asks for.
+    /// With leased runs: queues the end of `run_time`'s run (`held`, if this scheduler
+    /// still holds it) for its store, with the retry the job's policy asks for.
     fn end_leased(
         &self,
         run: &JobRun,
         run_time: DateTime<Tz>,
         result: &Result<Value, JobFailure>,
         next: Option<(u32, DateTime<Utc>)>,
+        held: Option<(Arc<str>, apscheduler_core::Held)>,
     ) {
         let outcome = match result {
             Ok(_) => RunOutcome::Success,
@@ -79,9 +82,6 @@ impl Reporter {
             return;
         };
         let engine = Engine { inner };
-        let held = run
-            .run_id(run_time)
-            .and_then(|id| engine.inner.leased()?.handle(id));
         match held {
             Some((alias, held)) => engine.queue_end(&alias, held, outcome, next.map(|n| n.1)),
             None => {
@@ -113,7 +113,8 @@ impl RunReporter for Reporter {
         };
         // With leased runs the store keeps the retry, created with the end: a run this
         // scheduler no longer holds (taken over while it ran) gets none.
-        let taken_over = self.leased && next.is_some() && !self.holds(run, run_time);
+        let held = self.leased.then(|| self.held(run, run_time)).flatten();
+        let taken_over = self.leased && next.is_some() && held.is_none();
         let next = next.filter(|_| !taken_over);
         // Without leased runs this engine keeps the retry.
         let retry = next
@@ -138,7 +139,7 @@ impl RunReporter for Reporter {
             }
         }
         if self.leased {
-            self.end_leased(run, run_time, &result, next);
+            self.end_leased(run, run_time, &result, next, held);
         }
         let attempt = run.attempt;
         // After the record's end is queued: the follow-up reads it from the history.

@@ -374,6 +374,12 @@ impl Engine {
             self.record_ending(alias, run, &swept.interrupted_from)
                 .await;
         }
+        // A buffered run may wait here long (behind a backfill's runs): its record names
+        // this node from now on, not the one that stopped.
+        let buffered = (swept.taken.iter())
+            .filter(|r| r.state == RunState::Waiting { due_at: None })
+            .map(|r| self.record_new_holder(alias, r));
+        futures_util::future::join_all(buffered).await;
         for run in swept.taken {
             if let Some(why) = not_again.remove(&run.key) {
                 // Ended at once, never held: a pass would start it. Its record may be
@@ -447,6 +453,30 @@ impl Engine {
         (record, node)
     }
 
+    /// The record of an unstarted run taken over (`running`, written by the holder
+    /// that stopped) names this node, written before the run is held here (so before
+    /// any record of its start or end).
+    async fn record_new_holder(&self, alias: &Arc<str>, run: &Run) {
+        let Some(recorder) = &self.inner.history else {
+            return;
+        };
+        let Some(mut record) = self.started_record(run).await else {
+            return;
+        };
+        if record.outcome != RunOutcome::Running || record.node == recorder.node() {
+            return;
+        }
+        let from = std::mem::replace(&mut record.node, recorder.node().to_owned());
+        match recorder.write_now(&record).await {
+            Ok(()) => {
+                tracing::info!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} (waiting) taken over from {from}: its record names this node", run.id);
+            }
+            Err(e) => {
+                apscheduler_core::log_warn!(target: "apscheduler", jobstore = %alias, job_id = %run.key.job_id, run_id = %run.id, "run {} (waiting) taken over from {from}: its record still names {from} ({e}); its end's record names this node", run.id);
+            }
+        }
+    }
+
     /// This node's name in the history, for the records it writes of others' runs.
     fn recorder_name(&self) -> &str {
         self.inner
@@ -497,7 +527,7 @@ impl Engine {
         match recorder.history().query_runs(&query).await {
             Ok(records) => records.into_iter().find(|r| *r.run_id == *run.id),
             Err(e) => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.key.job_id, run_id = %run.id, "the record of interrupted run {} could not be read ({e}): recorded without its node and start", run.id);
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.key.job_id, run_id = %run.id, "the record of run {} (taken over) could not be read ({e}): what is written of it names this node", run.id);
                 None
             }
         }

@@ -126,7 +126,8 @@ pub async fn check_max_instances(store: &dyn RunStore) {
 
 /// `buffer_one`: at the limit one run waits (answered `Waiting` again while the job is
 /// at the limit), a third is skipped, and the waiting one starts once the first ends.
-/// `buffer_all`: every run waits and they start in fire-time order.
+/// `buffer_all`: every run waits and they start in fire-time order. A `skip` fire
+/// time does not start ahead of a buffered run of its job (a backfill's).
 pub async fn check_buffered_runs(store: &dyn RunStore) {
     const CHECK: &str = "check_buffered_runs";
     let buffered = StartReply::Waiting { due_at: None };
@@ -208,6 +209,34 @@ pub async fn check_buffered_runs(store: &dyn RunStore) {
     assert!(
         is_started(&start(store, "a", &all[1], LEASE).await),
         "{CHECK}: in order"
+    );
+
+    let (skip, all) = (
+        run_rules(1, Overlap::Skip),
+        run_rules(1, Overlap::BufferAll),
+    );
+    let mixed = runs_of(store, "mixed", &[(3, skip), (2, all), (1, skip)]).await;
+    assert!(
+        is_started(&start(store, "a", &mixed[0], LEASE).await),
+        "{CHECK}: mixed first"
+    );
+    assert_eq!(
+        start(store, "a", &mixed[1], LEASE).await,
+        buffered,
+        "{CHECK}: a backfill's run at the limit"
+    );
+    end(store, "a", &mixed[0].held(), RunOutcome::Success, None).await;
+    assert_eq!(
+        start(store, "a", &mixed[2], LEASE).await,
+        StartReply::Ended {
+            outcome: RunOutcome::Missed,
+            reason: SKIPPED_BEHIND_BUFFERED.to_owned()
+        },
+        "{CHECK}: a skip fire time while a backfill's run is buffered"
+    );
+    assert!(
+        is_started(&start(store, "a", &mixed[1], LEASE).await),
+        "{CHECK}: the buffered run after"
     );
 }
 

@@ -440,7 +440,7 @@ pub async fn check_recover_runs_again(store: &dyn RunStore) {
 
 /// An end needs the holder and the run's current fence; a failed attempt's retry is
 /// created in the same step, `Waiting` until its due time and held by the caller, and
-/// a repeated end answers the same retry.
+/// a repeated end answers the same retry; a run again of the fire time retries apart.
 pub async fn check_end_and_retry(store: &dyn RunStore) {
     const CHECK: &str = "check_end_and_retry";
     let runs = released(
@@ -513,6 +513,28 @@ pub async fn check_end_and_retry(store: &dyn RunStore) {
     else {
         panic!("{CHECK}: the end of a claimed run");
     };
+    // The failed fire time run again (a backfill's rerun) gets a retry of its own.
+    let again = NewRun {
+        key: runs[0].key.rerun(),
+        origin: RunOrigin::Backfill,
+        ..claimed_run("job", runs[0].key.fire_time, run_rules(2, Overlap::Skip))
+    };
+    let made = store
+        .insert_runs("a", vec![again], LEASE)
+        .await
+        .expect("insert_runs");
+    assert_eq!(made.len(), 1, "{CHECK}: the run again");
+    assert!(
+        is_started(&start(store, "a", &made[0], LEASE).await),
+        "{CHECK}: the run again's start"
+    );
+    let EndReply::Ended(Some(its_retry)) =
+        end(store, "a", &made[0].held(), failure, Some(due)).await
+    else {
+        panic!("{CHECK}: the run again's end created no retry");
+    };
+    assert_eq!(its_retry.key, made[0].key.retry(), "{CHECK}: its retry key");
+    assert_ne!(its_retry.key, retry.key, "{CHECK}: two retries, one key");
 }
 
 /// A job released as removed while it has a live run stays (paused) until the step
