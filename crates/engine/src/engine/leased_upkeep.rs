@@ -527,7 +527,7 @@ impl Engine {
         match recorder.history().query_runs(&query).await {
             Ok(records) => records.into_iter().find(|r| *r.run_id == *run.id),
             Err(e) => {
-                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.key.job_id, run_id = %run.id, "the record of run {} (taken over) could not be read ({e}): what is written of it names this node", run.id);
+                apscheduler_core::log_warn!(target: "apscheduler", job_id = %run.key.job_id, run_id = %run.id, "the record of run {} (taken over) could not be read ({e}): what is written of it is made from its row", run.id);
                 None
             }
         }
