@@ -63,22 +63,41 @@ pub mod stores {
 mod urls {
     use std::sync::Arc;
 
-    use apscheduler_core::component::{url_scheme, ComponentRegistry, UrlOptions};
-    use apscheduler_core::{Error, ErrorKind, JobStore};
+    use apscheduler_core::component::{ComponentRegistry, UrlOptions};
+    use apscheduler_core::{Error, JobStore};
 
-    /// The URL schemes of each store feature, for the error that names the feature a
-    /// build lacks.
-    pub(super) const FEATURES: &[(&str, &[&str])] = &[
-        ("store-sql-sqlite", &["sqlite"]),
-        ("store-sql-postgres", &["postgres", "postgresql"]),
-        ("store-sql-mysql", &["mysql", "mariadb"]),
-        (
-            "store-redis",
-            &["redis", "rediss", "redis+sentinel", "redis+cluster"],
-        ),
-        ("store-mongodb", &["mongodb", "mongodb+srv"]),
-        ("store-zookeeper", &["zookeeper", "zk"]),
-    ];
+    /// `store_features!("feature" => ["scheme", ...]; ...)`: the URL schemes of each store
+    /// feature. When a feature is off, a URL of its schemes is told to enable it
+    /// wherever it is opened (here, `AsyncScheduler::connect`, a configuration).
+    macro_rules! store_features {
+        ($($feature:literal => [$($scheme:literal),+];)+) => {
+            /// The URL schemes of each store feature.
+            #[cfg(test)]
+            pub(super) const FEATURES: &[(&str, &[&str])] = &[$(($feature, &[$($scheme),+])),+];
+            $(
+                #[cfg(not(feature = $feature))]
+                apscheduler_core::inventory::submit! {
+                    apscheduler_core::component::AbsentUrlScheme {
+                        schemes: &[$($scheme),+],
+                        remedy: concat!(
+                            "is not available in this build (enable the facade feature `",
+                            $feature,
+                            "`)"
+                        ),
+                    }
+                }
+            )+
+        };
+    }
+
+    store_features! {
+        "store-sql-sqlite" => ["sqlite"];
+        "store-sql-postgres" => ["postgres", "postgresql"];
+        "store-sql-mysql" => ["mysql", "mariadb"];
+        "store-redis" => ["redis", "rediss", "redis+sentinel", "redis+cluster"];
+        "store-mongodb" => ["mongodb", "mongodb+srv"];
+        "store-zookeeper" => ["zookeeper", "zk"];
+    }
 
     /// Opens (without connecting: the first use connects) the job store `url` names:
     /// `sqlite:jobs.db`, `postgres://…`, `mysql://…` (`mariadb://…`), `redis://…`,
@@ -109,21 +128,7 @@ mod urls {
     /// # Errors
     /// As [`open`].
     pub fn open_with(url: &str, options: &UrlOptions) -> Result<Arc<dyn JobStore>, Error> {
-        let registry = ComponentRegistry::global();
-        if let Err(unknown) = registry.url_opener(url) {
-            let scheme = url_scheme(url)?;
-            return match FEATURES.iter().find(|(_, s)| s.contains(&&*scheme)) {
-                Some((feature, _)) => Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "store URL scheme '{scheme}' is not available in this build (enable \
-                         the facade feature `{feature}`)"
-                    ),
-                )),
-                None => Err(unknown),
-            };
-        }
-        registry.open_url(url, options)
+        ComponentRegistry::global().open_url(url, options)
     }
 }
 

@@ -63,6 +63,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A service in several replicas on one store: `AsyncScheduler::connect(url)` (the store
+//! a URL names, with its run history), `JobSpec::declare` (a job every replica declares
+//! at every start, keeping its schedule) and `run_until_signal()` (until SIGTERM or
+//! Ctrl-C, then the runs in flight end); the README's second program,
+//! `examples/replicas.rs`, is the whole of it.
+//!
 //! The triggers alone, to preview a schedule:
 //! ```
 //! use apscheduler::prelude::*;

@@ -1,56 +1,79 @@
-//! The README's Rust quick start is `examples/quick_start.rs` without its demonstration
-//! run: every line of the README's block must be a line of the example, in the same
-//! order, so the two cannot drift apart. (`cargo test --doc` compiles the block itself.)
+//! The README's Rust programs are examples: the quick start is `examples/quick_start.rs`
+//! without its demonstration run, the replicas' program is `examples/replicas.rs`
+//! without its demonstration job. Every line of a README block must be a line of its
+//! example, in the same order, so the two cannot drift apart. (`cargo test --doc`
+//! compiles the blocks themselves.)
 
 use std::path::Path;
 
-/// The lines of the first fenced block of `text` whose info string starts with `rust`.
-fn first_rust_block(text: &str) -> Vec<&str> {
+/// The lines of each fenced block of `text` whose info string starts with `rust`.
+fn rust_blocks(text: &str) -> Vec<Vec<&str>> {
+    let mut blocks = Vec::new();
     let mut lines = text.lines();
-    let mut block = Vec::new();
-    for line in lines.by_ref() {
-        if line.trim_start().starts_with("```rust") {
-            break;
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("```rust") {
+            continue;
         }
-    }
-    for line in lines {
-        if line.trim_start().starts_with("```") {
-            return block;
+        let mut block = Vec::new();
+        loop {
+            let line = lines
+                .next()
+                .expect("README.md: a ```rust block is not closed");
+            if line.trim_start().starts_with("```") {
+                break;
+            }
+            block.push(line);
         }
-        block.push(line);
+        blocks.push(block);
     }
-    panic!("README.md: no closed ```rust block");
+    blocks
 }
 
-#[test]
-fn readme_quick_start_is_the_example_without_its_demonstration() {
+/// Checks that the README's `n`th Rust block (from 0) is `example`, line by line in
+/// order, where `wrap` gives the form a block line may take in the example.
+fn check_block(n: usize, example: &str, wrap: impl Fn(&str) -> String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let example =
-        std::fs::read_to_string(root.join("examples/quick_start.rs")).expect("quick_start.rs");
-    let block: Vec<&str> = first_rust_block(&readme)
-        .into_iter()
-        .map(str::trim)
+    let source = std::fs::read_to_string(root.join("examples").join(example)).expect(example);
+    let blocks = rust_blocks(&readme);
+    let block: Vec<&str> = blocks
+        .get(n)
+        .unwrap_or_else(|| panic!("README.md: no Rust block number {}", n + 1))
+        .iter()
+        .map(|l| l.trim())
         .filter(|l| !l.is_empty())
         .collect();
     assert!(
         block.len() > 5,
-        "README.md: the quick start block is too short: {block:?}"
+        "README.md: the block for {example} is too short: {block:?}"
     );
-    let mut example_lines = example.lines().map(str::trim);
-    for (n, line) in block.iter().enumerate() {
-        // Line by line, in order. The example's demonstration needs two changes: the
-        // scheduler in an `Arc`, and the job's handle kept (`let job = scheduler`).
-        let wrapped = line.replace(
-            "BlockingScheduler::new()?",
-            "Arc::new(BlockingScheduler::new()?)",
-        );
+    let mut example_lines = source.lines().map(str::trim);
+    for (i, line) in block.iter().enumerate() {
+        let wrapped = wrap(line);
         let bound = format!(" = {line}");
         assert!(
             example_lines.any(|l| l == *line || l == wrapped || l.ends_with(&bound)),
-            "README.md quick start, line {} ({line:?}): not in examples/quick_start.rs after \
+            "README.md, Rust block {} line {} ({line:?}): not in examples/{example} after \
              the lines before it; keep the two in sync",
-            n + 1
+            n + 1,
+            i + 1
         );
     }
+}
+
+#[test]
+fn readme_quick_start_is_the_example_without_its_demonstration() {
+    // The example's demonstration needs two changes: the scheduler in an `Arc`, and the
+    // job's handle kept (`let job = scheduler`).
+    check_block(0, "quick_start.rs", |line| {
+        line.replace(
+            "BlockingScheduler::new()?",
+            "Arc::new(BlockingScheduler::new()?)",
+        )
+    });
+}
+
+#[test]
+fn readme_replicas_program_is_the_example_without_its_demonstration() {
+    check_block(1, "replicas.rs", str::to_owned);
 }

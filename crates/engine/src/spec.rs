@@ -101,6 +101,20 @@ impl JobSpec {
         Self::with_task(Task::Named(name.into().into()))
     }
 
+    /// A [declared](Self::declared) job running the task registered under `name`, with
+    /// `name` as its id and the trigger `kind` with `args` ([`trigger_args`](Self::trigger_args)):
+    /// what a program that declares its jobs at every start, in every replica, writes
+    /// for each. `JobSpec::declare("refresh", "interval", json!({"minutes": 5}))` is
+    /// `JobSpec::task("refresh").id("refresh").trigger_args("interval", json!({"minutes":
+    /// 5})).declared(true)`; the other options chain on as for any job.
+    pub fn declare(name: impl Into<String>, kind: impl Into<String>, args: Value) -> Self {
+        let name = name.into();
+        Self::task(name.clone())
+            .id(name)
+            .trigger_args(kind, args)
+            .declared(true)
+    }
+
     /// A job running a closure. Only the memory store and in-process executors accept it.
     pub fn closure<F>(f: F) -> Self
     where

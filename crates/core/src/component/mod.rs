@@ -45,7 +45,7 @@ mod registry;
 mod table;
 mod url;
 
-pub use registry::{AbsentType, ComponentRegistry, Registration};
+pub use registry::{AbsentType, AbsentUrlScheme, ComponentRegistry, Registration};
 pub use table::ConfigTable;
 pub use url::{url_scheme, UrlFactory, UrlOptions};
 

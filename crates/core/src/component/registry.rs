@@ -25,6 +25,19 @@ pub struct AbsentType {
 }
 inventory::collect!(AbsentType);
 
+/// Store URL schemes this build lacks, and what brings them: `remedy` completes "store
+/// URL scheme 'redis' ...", e.g. "is not available in this build (enable the facade
+/// feature `store-redis`)". The facade submits one for each store feature that is off,
+/// so that [`ComponentRegistry::open_url`] names the feature wherever it is called.
+#[derive(Debug)]
+pub struct AbsentUrlScheme {
+    /// The schemes (lower case).
+    pub schemes: &'static [&'static str],
+    /// What to do, as the rest of the sentence after the scheme.
+    pub remedy: &'static str,
+}
+inventory::collect!(AbsentUrlScheme);
+
 /// How a crate makes its component types known: submit one with
 /// `apscheduler_core::inventory::submit! { Registration::new(env!("CARGO_PKG_NAME"), register) }`.
 #[derive(Debug)]
@@ -164,22 +177,32 @@ impl ComponentRegistry {
     ///
     /// # Errors
     /// `InvalidInput` for a URL without a scheme or with one no linked crate registered
-    /// (the message lists the known ones, never the URL, which may hold a password).
+    /// (the message names the feature that brings it where an [`AbsentUrlScheme`] says,
+    /// else lists the known ones; never the URL, which may hold a password).
     pub fn url_opener(&self, url: &str) -> Result<UrlFactory, Error> {
         let scheme = url_scheme(url)?;
-        self.urls.get(&scheme).copied().ok_or_else(|| {
-            Error::new(
+        if let Some(f) = self.urls.get(&scheme) {
+            return Ok(*f);
+        }
+        if let Some(absent) =
+            inventory::iter::<AbsentUrlScheme>().find(|a| a.schemes.contains(&scheme.as_str()))
+        {
+            return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!(
-                    "unknown store URL scheme '{scheme}' (known schemes: {})",
-                    if self.urls.is_empty() {
-                        "none: this build links no store crate that opens URLs".to_owned()
-                    } else {
-                        self.url_schemes().join(", ")
-                    }
-                ),
-            )
-        })
+                format!("store URL scheme '{scheme}' {}", absent.remedy),
+            ));
+        }
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "unknown store URL scheme '{scheme}' (known schemes: {})",
+                if self.urls.is_empty() {
+                    "none: this build links no store crate that opens URLs".to_owned()
+                } else {
+                    self.url_schemes().join(", ")
+                }
+            ),
+        ))
     }
 
     /// The job store type names known, sorted.

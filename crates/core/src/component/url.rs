@@ -80,5 +80,22 @@ mod tests {
         );
         let err = registry.open_url("no scheme", &options).unwrap_err();
         assert!(err.message().contains("has no scheme"), "{err}");
+        // A scheme whose crate this build leaves out (as the facade declares for each
+        // store feature that is off) is named with its remedy.
+        let err = registry
+            .open_url("absent+test://user:secret@h/x", &options)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            err.message(),
+            "store URL scheme 'absent+test' is not available in this build (enable it)"
+        );
+    }
+
+    inventory::submit! {
+        crate::component::AbsentUrlScheme {
+            schemes: &["absent", "absent+test"],
+            remedy: "is not available in this build (enable it)",
+        }
     }
 }

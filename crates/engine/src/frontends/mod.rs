@@ -25,6 +25,7 @@ mod handle;
 mod main_loop;
 mod relay;
 mod runner;
+mod service;
 mod sync_api;
 mod threaded;
 
