@@ -48,45 +48,73 @@ impl AsyncScheduler {
     /// waits until the process is asked to stop (SIGTERM or SIGINT, Ctrl-C), then shuts
     /// the scheduler down, waiting for the jobs that run. A replica stopped so by a
     /// rolling deploy starts nothing more: the fire times it would have had are run by
-    /// the other replicas.
+    /// the other replicas. A signal that comes again while it waits is logged, at WARN,
+    /// and changes nothing: the runs in flight still end first.
     ///
     /// # Errors
     /// As [`start`](Self::start) and [`shutdown`](Self::shutdown); `Other` when the
     /// signals cannot be listened to.
     pub async fn run_until_signal(&self) -> Result<(), Error> {
         // Listening before the start: a signal that comes while it starts is not lost.
-        let stop = stop_signal()?;
+        let mut signals = StopSignals::listen()?;
         if !self.running() {
             self.start(false).await?;
         }
-        let name = stop.await;
+        let name = signals.next().await;
         tracing::info!("{name} received: stopping the scheduler, waiting for running jobs");
-        self.shutdown(true).await
+        let shutdown = self.shutdown(true);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                stopped = &mut shutdown => return stopped,
+                name = signals.next() => tracing::warn!(
+                    "{name} received again: still waiting for the running jobs to end"
+                ),
+            }
+        }
     }
 }
 
-/// The first of SIGTERM and SIGINT, by name, once it comes.
-fn stop_signal() -> Result<impl Future<Output = &'static str>, Error> {
-    let failed =
-        |e: std::io::Error| Error::new(ErrorKind::Other, format!("cannot listen to signals: {e}"));
+/// SIGTERM and SIGINT (Ctrl-C where there are no Unix signals), listened to.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(failed)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(failed)?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            }
-        })
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let failed = |e: std::io::Error| {
+                Error::new(ErrorKind::Other, format!("cannot listen to signals: {e}"))
+            };
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).map_err(failed)?,
+                int: signal(SignalKind::interrupt()).map_err(failed)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = failed;
-        Ok(async {
+
+    /// The next signal's name, once it comes.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            // A stream that ends (its runtime shutting down) delivers nothing more.
+            tokio::select! {
+                Some(()) = self.term.recv() => "SIGTERM",
+                Some(()) = self.int.recv() => "SIGINT",
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
-        })
+        }
     }
 }
