@@ -51,8 +51,12 @@ fail() { echo "FAILED: $*" >&2; failed=1; }
 for i in 0 1; do
     r=$([ "$i" = 0 ] && echo a || echo b)
     status=0
-    # Ten seconds at most for a replica to stop.
+    # Ten seconds at most for a replica to stop; one still running then is a failure.
     for _ in $(seq 100); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+        fail "replica $r still ran 10 s after SIGTERM"
+        kill -KILL "${pids[$i]}"
+    fi
     wait "${pids[$i]}" || status=$?
     echo "--- replica $r (exit status $status): $(grep -c '^tick ' "$work/$r.out" || true) ticks"
     grep -E 'received|ERROR|WARN' "$work/$r.out" | sed 's/^/    /' || true
